@@ -1,0 +1,1 @@
+"""Long-term, tenant-isolated memory for agents: vector indexes, embedders, stores, TVM, plugin."""

@@ -1,0 +1,41 @@
+"""Exception hierarchy of the memory library, mapped to HTTP-style status codes at the app edge."""
+
+from __future__ import annotations
+
+
+class MemoryLibraryError(Exception):
+    """Base class of every error raised by the memory library."""
+
+    status_code: int = 500
+
+
+class ConfigurationError(MemoryLibraryError):
+    """The library was wired inconsistently (e.g. embedder and index dimensions differ)."""
+
+
+class ValidationError(MemoryLibraryError):
+    """A caller-supplied value (tenant id, key, metadata, top_k, ...) breaks a documented rule."""
+
+    status_code = 400
+
+
+class InvalidTenantId(ValidationError):
+    """A tenant id that cannot safely become an index name or an STS session tag."""
+
+
+class AccessDenied(MemoryLibraryError):
+    """The backend refused the credentials used (IAM denial)."""
+
+    status_code = 403
+
+
+class NotFound(MemoryLibraryError):
+    """The index or bucket does not exist."""
+
+    status_code = 404
+
+
+class BackendUnavailable(MemoryLibraryError):
+    """A transient backend fault that survived the retries (throttling, 5xx, timeouts, STS failure)."""
+
+    status_code = 503

@@ -1,0 +1,60 @@
+"""Plain data types shared by the memory library: vector records, query hits, memories, scopes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Sequence
+
+#: Metadata keys that S3 Vectors can filter on.
+FILTERABLE_KEYS = ("user_id", "agent_name", "type", "stored_at_epoch")
+#: Metadata keys stored with a vector but not filterable (declared at index creation).
+NON_FILTERABLE_KEYS = ("content", "conversation_id")
+
+
+@dataclass(frozen=True)
+class VectorRecord:
+    """One vector with its key and metadata, as stored in an index."""
+
+    key: str
+    vector: Sequence[float]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QueryHit:
+    """One query result: key, cosine distance (0 = identical, 2 = opposite) and metadata."""
+
+    key: str
+    distance: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose memories an operation touches.
+
+    ``tenant_id`` is required by the multi-tenant store and must be None (or the store's
+    own tenant) for the single-tenant one. ``agent_name`` None means "every agent of this
+    user" (a supervisor view); otherwise the agent's own memories plus the user's shared,
+    agent-less ones.
+    """
+
+    user_id: str
+    tenant_id: str | None = None
+    agent_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A stored memory as returned to callers."""
+
+    id: str
+    content: str
+    user_id: str
+    stored_at: datetime
+    memory_type: str = "summary"
+    agent_name: str | None = None
+    conversation_id: str | None = None
+    tenant_id: str | None = None
+    score: float | None = None  # cosine similarity (1 = identical) on retrieval, None on list
