@@ -20,3 +20,6 @@ test: install
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache
+
+bench: install
+	@for b in bench/bench_*.py; do $(PY) -m bench.$$(basename $$b .py) || exit 1; done

@@ -1,0 +1,34 @@
+"""Tenant ids: validated before they become index names or STS session tags, never normalised."""
+
+from __future__ import annotations
+
+import re
+
+from memory.errors import InvalidTenantId
+
+#: Prefix of every tenant's index; S3 Vectors index names are 3-63 chars of [a-z0-9.-].
+INDEX_PREFIX = "memory-"
+MAX_TENANT_ID_LENGTH = 63 - len(INDEX_PREFIX)
+
+# Lowercase letters, digits and single inner hyphens; starts and ends alphanumeric. This is a
+# subset of both the S3 Vectors index-name alphabet and the STS session-tag value alphabet,
+# so a valid id maps to exactly one index and one tag value.
+_TENANT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+
+
+def validate_tenant_id(tenant_id: object) -> str:
+    """Return ``tenant_id`` unchanged if it is safe to use; raise InvalidTenantId otherwise."""
+    if not isinstance(tenant_id, str):
+        raise InvalidTenantId("tenant id must be a string")
+    if not 1 <= len(tenant_id) <= MAX_TENANT_ID_LENGTH:
+        raise InvalidTenantId(f"tenant id must be 1-{MAX_TENANT_ID_LENGTH} characters")
+    if not _TENANT_ID.fullmatch(tenant_id) or "--" in tenant_id:
+        raise InvalidTenantId(
+            "tenant id may contain only lowercase letters, digits and single inner hyphens"
+        )
+    return tenant_id
+
+
+def index_name_for(tenant_id: str) -> str:
+    """The S3 Vectors index name of a tenant (``memory-<tenantId>``)."""
+    return INDEX_PREFIX + validate_tenant_id(tenant_id)
