@@ -1,0 +1,37 @@
+"""The verified caller: tenant and user taken from a verified token, never from a payload."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from auth.errors import AuthError
+from memory.errors import InvalidTenantId
+from memory.tenants import validate_tenant_id
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling, as asserted by a verified token.
+
+    ``tenant_id`` is validated with :func:`memory.tenants.validate_tenant_id` and never
+    normalised: an id that is not already safe raises ``AuthError("invalid_tenant")``.
+    """
+
+    tenant_id: str
+    user_id: str
+    tenant_name: str | None = None
+    tier: str | None = None
+    groups: tuple[str, ...] = ()
+    email: str | None = None
+    token_use: str = "id"
+    client_id: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            validate_tenant_id(self.tenant_id)
+        except InvalidTenantId:
+            raise AuthError("invalid_tenant") from None
+        if not isinstance(self.user_id, str) or not self.user_id:
+            raise AuthError("malformed")
+        if not isinstance(self.groups, tuple) or not all(isinstance(g, str) for g in self.groups):
+            raise AuthError("malformed")
