@@ -1,0 +1,192 @@
+"""A bounded registry of live conversations: one orchestrator per session, one request at a time.
+
+Sessions idle for longer than the idle timeout, and the least recently used ones beyond
+``max_sessions``, are removed and *ended* (their conversation is handed to the summary
+pipeline), so eviction never loses a conversation. Ending runs on a small worker pool
+after the session's in-flight request, if any, has finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from cachetools import TTLCache
+
+from agent.errors import Forbidden, SessionBusy, Unavailable
+
+logger = logging.getLogger(__name__)
+
+
+class Conversation(Protocol):
+    """What the registry needs from the per-session object."""
+
+    def end_conversation(self) -> None:
+        """Hand the conversation to the summary pipeline (idempotent)."""
+
+
+C = TypeVar("C", bound=Conversation)
+Owner = tuple[str, str]  # (tenant_id, user_id)
+
+
+@dataclass(eq=False)
+class Session(Generic[C]):
+    """One live session: its owner, its conversation object and its request lock."""
+
+    session_id: str
+    owner: Owner
+    conversation: C
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+
+
+class _DroppingTTLCache(TTLCache):
+    """A TTLCache that remembers what it drops (expired or evicted) instead of forgetting it."""
+
+    def __init__(self, maxsize: int, ttl: float, timer: Callable[[], float]) -> None:
+        super().__init__(maxsize, ttl, timer=timer)
+        self.dropped: list[Any] = []
+
+    def expire(self, time: float | None = None) -> list[tuple[Any, Any]]:
+        expired = list(super().expire(time))
+        self.dropped.extend(value for _, value in expired)
+        return expired
+
+    def popitem(self) -> tuple[Any, Any]:
+        key, value = super().popitem()
+        self.dropped.append(value)
+        return key, value
+
+
+class SessionRegistry(Generic[C]):
+    """Live sessions keyed by session id, bounded by count and idle time."""
+
+    def __init__(
+        self,
+        factory: Callable[[str, Owner], C],
+        *,
+        max_sessions: int,
+        idle_timeout_seconds: float,
+        timer: Callable[[], float] = time.monotonic,
+        end_workers: int = 2,
+    ) -> None:
+        self._factory = factory
+        self._cache: _DroppingTTLCache = _DroppingTTLCache(max_sessions, idle_timeout_seconds, timer)
+        self._lock = threading.Lock()
+        self._closing = False
+        self._enders = ThreadPoolExecutor(max_workers=end_workers, thread_name_prefix="session-end")
+        self._pending: set[Future[None]] = set()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._cache)
+
+    @contextmanager
+    def open(self, session_id: str, owner: Owner) -> Iterator[Session[C]]:
+        """Hold the session for one request (creating it on first use).
+
+        Raises Forbidden if the session belongs to another identity, SessionBusy if another
+        request of the session is running, Unavailable once the registry is closing.
+        """
+        session = self._checkout(session_id, owner)
+        try:
+            yield session
+        finally:
+            with self._lock:
+                if not session.closed:
+                    self._cache[session_id] = session  # restart the idle clock
+                session.lock.release()
+                dropped = self._take_dropped()
+            self._end_later(dropped)
+
+    def end(self, session: Session[C]) -> None:
+        """End a session now, from inside ``open`` (the caller holds its lock)."""
+        with self._lock:
+            if self._cache.get(session.session_id) is session:
+                del self._cache[session.session_id]
+            session.closed = True
+        self._end_now(session)
+
+    def reap(self) -> int:
+        """End every session idle for longer than the timeout; returns how many were scheduled."""
+        with self._lock:
+            self._cache.expire()
+            dropped = self._take_dropped()
+        self._end_later(dropped)
+        return len(dropped)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Refuse new requests, end every open session and wait (up to ``timeout``) for the ends."""
+        with self._lock:
+            self._closing = True
+            self._cache.expire()
+            sessions = list(self._cache.values())
+            self._cache.clear()
+            for session in sessions:
+                session.closed = True
+            sessions += self._take_dropped()
+        self._end_later(sessions)
+        with self._lock:
+            pending = list(self._pending)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for future in pending:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                future.result(timeout=remaining)
+            except Exception:  # noqa: BLE001 - already logged by _end_now; keep ending the others
+                logger.warning("a session did not end before the shutdown deadline")
+        self._enders.shutdown(wait=False, cancel_futures=False)
+
+    # --- internals
+
+    def _checkout(self, session_id: str, owner: Owner) -> Session[C]:
+        with self._lock:
+            if self._closing:
+                raise Unavailable("the service is shutting down; retry shortly")
+            session = self._cache.get(session_id)
+            if session is None:
+                session = Session(session_id, owner, self._factory(session_id, owner))
+            elif session.owner != owner:
+                raise Forbidden("this session belongs to another identity")
+            if not session.lock.acquire(blocking=False):
+                raise SessionBusy("another request of this session is still running")
+            self._cache[session_id] = session
+            # The session just inserted is the most recently used, so it is never dropped here.
+            dropped = self._take_dropped()
+        self._end_later(dropped)
+        return session
+
+    def _take_dropped(self) -> list[Session[C]]:
+        dropped, self._cache.dropped = self._cache.dropped, []
+        for session in dropped:
+            session.closed = True
+        return dropped
+
+    def _end_later(self, sessions: list[Session[C]]) -> None:
+        for session in sessions:
+            future = self._enders.submit(self._end_when_free, session)
+            with self._lock:
+                self._pending.add(future)
+            future.add_done_callback(self._forget_future)
+
+    def _forget_future(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def _end_when_free(self, session: Session[C]) -> None:
+        with session.lock:  # wait for the session's in-flight request, if any
+            self._end_now(session)
+
+    @staticmethod
+    def _end_now(session: Session[C]) -> None:
+        try:
+            session.conversation.end_conversation()
+            logger.info("session ended", extra={"session_id": session.session_id})
+        except Exception:
+            logger.exception("ending session failed", extra={"session_id": session.session_id})

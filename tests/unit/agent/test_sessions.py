@@ -1,0 +1,142 @@
+"""The session registry: ownership, one request at a time, idle and size eviction end conversations."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from agent.errors import Forbidden, SessionBusy, Unavailable
+from agent.sessions import SessionRegistry
+
+ALICE = ("tenant-a", "alice")
+BOB = ("tenant-a", "bob")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Convo:
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self.ended = 0
+        self.done = threading.Event()
+
+    def end_conversation(self) -> None:
+        self.ended += 1
+        self.done.set()
+
+
+def make(max_sessions: int = 4, idle: float = 10.0):
+    clock = FakeClock()
+    made: dict[str, Convo] = {}
+
+    def factory(session_id: str, owner: tuple[str, str]) -> Convo:
+        made[session_id] = Convo(session_id)
+        return made[session_id]
+
+    registry = SessionRegistry(factory, max_sessions=max_sessions, idle_timeout_seconds=idle, timer=clock)
+    return registry, clock, made
+
+
+def test_same_session_reuses_its_conversation() -> None:
+    registry, _, made = make()
+    with registry.open("s1", ALICE) as first:
+        pass
+    with registry.open("s1", ALICE) as second:
+        pass
+    assert first is second and list(made) == ["s1"]
+
+
+def test_another_identity_cannot_use_an_open_session() -> None:
+    registry, _, _ = make()
+    with registry.open("s1", ALICE):
+        pass
+    with pytest.raises(Forbidden):
+        with registry.open("s1", BOB):
+            pass
+    with pytest.raises(Forbidden):
+        with registry.open("s1", ("tenant-b", "alice")):
+            pass
+
+
+def test_concurrent_request_on_same_session_is_refused() -> None:
+    registry, _, _ = make()
+    with registry.open("s1", ALICE):
+        with pytest.raises(SessionBusy):
+            with registry.open("s1", ALICE):
+                pass
+        with registry.open("s2", ALICE):  # other sessions are not blocked
+            pass
+    with registry.open("s1", ALICE):  # free again afterwards
+        pass
+
+
+def test_idle_sessions_are_ended_by_reap() -> None:
+    registry, clock, made = make(idle=10.0)
+    with registry.open("s1", ALICE):
+        pass
+    clock.now = 5.0
+    with registry.open("s2", ALICE):
+        pass
+    clock.now = 11.0
+    assert registry.reap() == 1
+    assert made["s1"].done.wait(5) and made["s1"].ended == 1
+    assert made["s2"].ended == 0 and len(registry) == 1
+
+
+def test_use_restarts_the_idle_clock() -> None:
+    registry, clock, made = make(idle=10.0)
+    with registry.open("s1", ALICE):
+        pass
+    clock.now = 8.0
+    with registry.open("s1", ALICE):
+        pass
+    clock.now = 16.0
+    assert registry.reap() == 0 and made["s1"].ended == 0
+
+
+def test_size_eviction_ends_least_recently_used() -> None:
+    registry, _, made = make(max_sessions=2)
+    for sid in ("s1", "s2", "s1", "s3"):
+        with registry.open(sid, ALICE):
+            pass
+    assert made["s2"].done.wait(5) and made["s2"].ended == 1
+    assert made["s1"].ended == 0 and made["s3"].ended == 0
+
+
+def test_eviction_waits_for_the_in_flight_request() -> None:
+    registry, clock, made = make(idle=10.0)
+    with registry.open("s1", ALICE):
+        clock.now = 20.0
+        assert registry.reap() == 1
+        assert not made["s1"].done.wait(0.2)  # still running: not ended under our feet
+    assert made["s1"].done.wait(5) and made["s1"].ended == 1
+    with registry.open("s1", ALICE):  # a later request starts a fresh conversation
+        pass
+    assert len(registry) == 1
+
+
+def test_explicit_end_removes_the_session() -> None:
+    registry, _, made = make()
+    with registry.open("s1", ALICE) as session:
+        registry.end(session)
+    assert made["s1"].ended == 1 and len(registry) == 0
+
+
+def test_close_ends_every_open_session_once_and_refuses_new_requests() -> None:
+    registry, clock, made = make(idle=10.0)
+    for sid in ("s1", "s2", "s3"):
+        with registry.open(sid, ALICE):
+            pass
+    clock.now = 10.5  # s1..s3 expired but not yet reaped: must still be ended
+    registry.close(timeout=5)
+    assert [c.ended for c in made.values()] == [1, 1, 1]
+    with pytest.raises(Unavailable):
+        with registry.open("s4", ALICE):
+            pass

@@ -1,0 +1,108 @@
+"""Settings: parsed from AGENT_* variables, refuse to start without auth, .env.example in sync."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.settings import Settings, SettingsError, load_settings
+
+ENV_EXAMPLE = Path(__file__).resolve().parents[3] / ".env.example"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("AGENT_") or name == "AWS_REGION":
+            monkeypatch.delenv(name)
+
+
+def _example() -> dict[str, str]:
+    pairs = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            pairs[name.strip()] = value.strip()
+    return pairs
+
+
+def test_refuses_to_start_without_auth() -> None:
+    with pytest.raises(SettingsError, match="no authentication configured"):
+        load_settings()
+
+
+def test_cognito_needs_pool_and_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_AUTH_MODE", "cognito")
+    with pytest.raises(SettingsError, match="AGENT_COGNITO_USER_POOL_ID"):
+        load_settings()
+    monkeypatch.setenv("AGENT_COGNITO_USER_POOL_ID", "us-east-1_abc")
+    monkeypatch.setenv("AGENT_COGNITO_CLIENT_IDS", " c1 ,c2,")
+    settings = load_settings()
+    assert settings.cognito_client_ids == ("c1", "c2")
+    assert settings.resolved_cognito_region == "us-east-1"
+
+
+def test_unknown_auth_mode_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_AUTH_MODE", "none")
+    with pytest.raises(SettingsError, match="auth_mode"):
+        load_settings()
+
+
+def test_errors_never_echo_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_MODEL_API_KEY", "sk-very-secret")
+    monkeypatch.setenv("AGENT_TOP_K", "many")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "top_k" in str(info.value) and "sk-very-secret" not in str(info.value)
+
+
+def test_idle_timeout_must_beat_agentcore(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    monkeypatch.setenv("AGENT_IDLE_TIMEOUT_SECONDS", "900")
+    with pytest.raises(SettingsError, match="idle session timeout"):
+        load_settings()
+
+
+def test_s3vectors_needs_bucket_and_role(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    monkeypatch.setenv("AGENT_BACKEND", "s3vectors")
+    with pytest.raises(SettingsError, match="AGENT_VECTOR_BUCKET"):
+        load_settings()
+    monkeypatch.setenv("AGENT_VECTOR_BUCKET", "b")
+    with pytest.raises(SettingsError, match="AGENT_TVM_ROLE_ARN"):
+        load_settings()
+
+
+def test_dev_defaults_and_derived_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    monkeypatch.setenv("AGENT_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("AGENT_MIN_SCORE", "")  # empty = unset
+    settings = load_settings()
+    assert settings.resolved_dev_issuer_dir == tmp_path / "dev-issuer"
+    assert settings.min_score is None and settings.idle_timeout_seconds < 900
+
+
+def test_env_example_lists_every_setting_with_its_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = _example()
+    expected = {f"AGENT_{name.upper()}" for name in Settings.model_fields}
+    assert set(example) == expected
+    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    defaults = load_settings()
+    for name in Settings.model_fields:
+        written = example[f"AGENT_{name.upper()}"]
+        value = getattr(defaults, name)
+        if name == "auth_mode":
+            assert written == ""
+            continue
+        if value is None or value == ():
+            assert written == "", name
+        elif isinstance(value, tuple):
+            assert written == ",".join(value), name
+        elif isinstance(value, bool):
+            assert written == str(value).lower(), name
+        else:
+            assert written == str(value), name
