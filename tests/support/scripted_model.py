@@ -1,0 +1,238 @@
+"""Deterministic Strands model providers for tests: no network, no LLM.
+
+``ScriptedModel(steps, *, default_reply=None, summary_reply=None)``
+    Replays ``steps`` in order, one per model call. A step is
+      * ``str`` -- a plain text answer (stop reason ``end_turn``);
+      * ``ToolCall(name, input, tool_use_id=None)`` -- a toolUse block (stop reason ``tool_use``);
+        the agent runs the tool and calls the model again, which consumes the next step;
+      * an ``Exception`` instance -- raised from ``stream`` (simulates a provider failure);
+      * a callable ``(ModelCall) -> str | ToolCall`` -- decides from what the model received.
+    When the steps run out it answers ``default_reply``, or fails the test (AssertionError) if
+    that is None. Summarization requests (system prompt carrying
+    ``memory.summarizer.SUMMARY_MARKER``) never consume steps: they get ``summary_reply`` or,
+    if None, ``deterministic_summary`` of the transcript.
+
+    Recording (thread-safe): ``calls`` (every chat call, a ``ModelCall`` with ``system_prompt``,
+    ``messages`` deep-copied, ``tool_specs``), ``summary_calls`` (the summarization calls),
+    ``system_prompts`` (the chat calls' system prompts, in order).
+
+``EchoModel()`` -- for server end-to-end tests, also records ``calls``/``summary_calls``:
+    * last user text starting with ``recall:`` -> a toolUse of ``memory_tool`` with
+      ``{"query": <rest, stripped>}``; after the tool ran, it answers the tool result text;
+    * a summarization request -> ``deterministic_summary`` (the user's lines, joined);
+    * anything else -> ``ECHO: <last user text> | MEMORY: <fenced memory block of the system
+      prompt, tags included, or "none">``.
+
+``build_echo_model() -> Model`` -- factory for provider specs such as
+``import:tests.support.scripted_model:build_echo_model``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Sequence, Union
+
+from strands.models import Model
+
+from memory.context_block import extract_block
+from memory.recall_tool import RECALL_TOOL_NAME
+from memory.summarizer import SUMMARY_MARKER, USER_PREFIX
+
+__all__ = [
+    "EchoModel",
+    "ModelCall",
+    "ScriptedModel",
+    "ToolCall",
+    "build_echo_model",
+    "deterministic_summary",
+]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A scripted toolUse reply."""
+
+    name: str
+    input: dict[str, Any] = field(default_factory=dict)
+    tool_use_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """What one model call received."""
+
+    system_prompt: str | None
+    messages: list[dict[str, Any]]
+    tool_specs: list[dict[str, Any]] | None
+
+    @property
+    def last_user_text(self) -> str:
+        """Text of the last user message that has text (tool results skipped)."""
+        for message in reversed(self.messages):
+            if message.get("role") != "user":
+                continue
+            texts = [b["text"] for b in message.get("content", []) if "text" in b]
+            if texts:
+                return " ".join(texts)
+        return ""
+
+    @property
+    def last_tool_result_text(self) -> str | None:
+        """Text of the tool result in the last message, or None if it is not a tool result."""
+        if not self.messages:
+            return None
+        results = [b["toolResult"] for b in self.messages[-1].get("content", []) if "toolResult" in b]
+        if not results:
+            return None
+        return "\n".join(c["text"] for r in results for c in r.get("content", []) if "text" in c)
+
+    @property
+    def tool_names(self) -> list[str]:
+        """Names of the tools offered to the model."""
+        return [spec["name"] for spec in self.tool_specs or []]
+
+
+Reply = Union[str, ToolCall]
+Step = Union[Reply, BaseException, Callable[[ModelCall], Reply]]
+
+
+def deterministic_summary(call: ModelCall) -> str:
+    """The ``USER: `` lines of a summarization request's transcript, joined by spaces."""
+    text = call.last_user_text
+    lines = [line[len(USER_PREFIX) :].strip() for line in text.splitlines() if line.startswith(USER_PREFIX)]
+    return " ".join(lines)
+
+
+def _text_events(text: str) -> list[dict[str, Any]]:
+    return [
+        {"messageStart": {"role": "assistant"}},
+        {"contentBlockStart": {"start": {}}},
+        {"contentBlockDelta": {"delta": {"text": text}}},
+        {"contentBlockStop": {}},
+        {"messageStop": {"stopReason": "end_turn"}},
+        _metadata(),
+    ]
+
+
+def _tool_events(call: ToolCall) -> list[dict[str, Any]]:
+    tool_use_id = call.tool_use_id or f"tooluse_{uuid.uuid4().hex[:12]}"
+    return [
+        {"messageStart": {"role": "assistant"}},
+        {"contentBlockStart": {"start": {"toolUse": {"name": call.name, "toolUseId": tool_use_id}}}},
+        {"contentBlockDelta": {"delta": {"toolUse": {"input": json.dumps(call.input)}}}},
+        {"contentBlockStop": {}},
+        {"messageStop": {"stopReason": "tool_use"}},
+        _metadata(),
+    ]
+
+
+def _metadata() -> dict[str, Any]:
+    return {
+        "metadata": {
+            "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
+            "metrics": {"latencyMs": 0},
+        }
+    }
+
+
+class _RecordingModel(Model):
+    """Shared plumbing: config, recording, summarization routing, event emission."""
+
+    def __init__(self) -> None:
+        self._config: dict[str, Any] = {"model_id": type(self).__name__}
+        self._lock = threading.Lock()
+        self.calls: list[ModelCall] = []
+        self.summary_calls: list[ModelCall] = []
+
+    @property
+    def system_prompts(self) -> list[str | None]:
+        """System prompts of the chat calls, in order."""
+        return [c.system_prompt for c in self.calls]
+
+    def update_config(self, **model_config: Any) -> None:
+        self._config.update(model_config)
+
+    def get_config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    def structured_output(self, output_model: Any, prompt: Any, system_prompt: str | None = None, **kwargs: Any):  # type: ignore[override]
+        raise NotImplementedError("scripted models do not produce structured output")
+
+    async def stream(  # type: ignore[override]
+        self,
+        messages: Sequence[dict[str, Any]],
+        tool_specs: list[dict[str, Any]] | None = None,
+        system_prompt: str | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[dict[str, Any]]:
+        call = ModelCall(system_prompt, copy.deepcopy(list(messages)), copy.deepcopy(tool_specs))
+        is_summary = bool(system_prompt) and SUMMARY_MARKER in system_prompt
+        with self._lock:
+            (self.summary_calls if is_summary else self.calls).append(call)
+            reply = self._summary(call) if is_summary else self._reply(call)
+        if isinstance(reply, BaseException):
+            raise reply
+        for event in _tool_events(reply) if isinstance(reply, ToolCall) else _text_events(reply):
+            yield event
+
+    def _summary(self, call: ModelCall) -> Reply:
+        return deterministic_summary(call)
+
+    def _reply(self, call: ModelCall) -> Reply | BaseException:
+        raise NotImplementedError
+
+
+class ScriptedModel(_RecordingModel):
+    """Replays scripted text replies, tool calls and failures; records what it received."""
+
+    def __init__(
+        self,
+        steps: Sequence[Step] = (),
+        *,
+        default_reply: str | None = None,
+        summary_reply: str | None = None,
+    ) -> None:
+        super().__init__()
+        self._steps = list(steps)
+        self.default_reply = default_reply
+        self.summary_reply = summary_reply
+
+    def add_steps(self, *steps: Step) -> None:
+        """Append more steps to the script."""
+        with self._lock:
+            self._steps.extend(steps)
+
+    def _summary(self, call: ModelCall) -> Reply:
+        return self.summary_reply if self.summary_reply is not None else deterministic_summary(call)
+
+    def _reply(self, call: ModelCall) -> Reply | BaseException:
+        if not self._steps:
+            if self.default_reply is None:
+                raise AssertionError(f"ScriptedModel ran out of steps at call {len(self.calls)}")
+            return self.default_reply
+        step = self._steps.pop(0)
+        if isinstance(step, (str, ToolCall, BaseException)):
+            return step
+        return step(call)
+
+
+class EchoModel(_RecordingModel):
+    """Deterministic echo model for end-to-end tests (see the module docstring)."""
+
+    def _reply(self, call: ModelCall) -> Reply:
+        tool_text = call.last_tool_result_text
+        if tool_text is not None:
+            return tool_text
+        text = call.last_user_text.strip()
+        if text.startswith("recall:"):
+            return ToolCall(RECALL_TOOL_NAME, {"query": text[len("recall:") :].strip()})
+        return f"ECHO: {text} | MEMORY: {extract_block(call.system_prompt) or 'none'}"
+
+
+def build_echo_model() -> Model:
+    """A fresh ``EchoModel`` (factory for ``import:tests.support.scripted_model:build_echo_model``)."""
+    return EchoModel()
