@@ -1,0 +1,142 @@
+"""boto3 client factory: explicit region, adaptive retries and timeouts, optional credentials."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from memory.errors import (
+    AccessDenied,
+    BackendUnavailable,
+    ConfigurationError,
+    MemoryLibraryError,
+    NotFound,
+    ValidationError,
+)
+
+DEFAULT_MAX_ATTEMPTS = 4
+DEFAULT_CONNECT_TIMEOUT = 3.0
+DEFAULT_READ_TIMEOUT = 10.0
+
+# boto3 sessions are not thread-safe; creating clients from one is serialised.
+_SESSION_LOCK = threading.Lock()
+_default_session: boto3.Session | None = None
+
+
+@dataclass(frozen=True)
+class StaticCredentials:
+    """Temporary credentials (e.g. from STS) for one client."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+
+def client_config(
+    *,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+) -> Config:
+    """The botocore Config every client of this project uses."""
+    return Config(
+        retries={"mode": "adaptive", "max_attempts": max_attempts},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    )
+
+
+def make_client(
+    service: str,
+    *,
+    region: str,
+    credentials: StaticCredentials | None = None,
+    session: boto3.Session | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    endpoint_url: str | None = None,
+) -> Any:
+    """A boto3 client for ``service`` in ``region`` (required) with the project's Config."""
+    if not region:
+        raise ConfigurationError(f"an AWS region is required to create a {service} client")
+    kwargs: dict[str, Any] = {
+        "region_name": region,
+        "config": client_config(
+            max_attempts=max_attempts, connect_timeout=connect_timeout, read_timeout=read_timeout
+        ),
+    }
+    if endpoint_url:
+        kwargs["endpoint_url"] = endpoint_url
+    if credentials is not None:
+        kwargs.update(
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=credentials.session_token,
+        )
+    global _default_session
+    with _SESSION_LOCK:
+        if session is None:
+            if _default_session is None:
+                _default_session = boto3.Session()
+            session = _default_session
+        return session.client(service, **kwargs)
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError ('' for anything else)."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def http_status(exc: BaseException) -> int:
+    """The HTTP status of a botocore ClientError (0 if unknown)."""
+    response = getattr(exc, "response", None) or {}
+    return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+_ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "403", "UnauthorizedOperation"}
+_NOT_FOUND = {"NotFoundException", "ResourceNotFoundException", "NoSuchEntity", "404"}
+_INVALID = {"ValidationException", "ValidationError", "InvalidParameterValue"}
+_TRANSIENT = {
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "ServiceUnavailableException",
+    "ServiceUnavailable",
+    "InternalServerException",
+    "InternalFailure",
+    "RequestTimeout",
+}
+
+
+def translate_error(exc: BaseException, what: str) -> MemoryLibraryError:
+    """Map a botocore error (after botocore's own retries) onto ``memory.errors``.
+
+    ``what`` names the operation and resource for the message; AWS messages are kept
+    (they never contain credentials). moto reports access denials as code ``403``.
+    """
+    if isinstance(exc, MemoryLibraryError):
+        return exc
+    if isinstance(exc, ClientError):
+        code, status = error_code(exc), http_status(exc)
+        message = exc.response.get("Error", {}).get("Message", "")
+        detail = f"{what}: {code or status} {message}".strip()
+        if code in _ACCESS_DENIED or status == 403:
+            return AccessDenied(detail)
+        if code in _NOT_FOUND or status == 404:
+            return NotFound(detail)
+        if code in _TRANSIENT or status == 429 or status >= 500:
+            return BackendUnavailable(detail)
+        if code in _INVALID or status == 400:
+            return ValidationError(detail)
+        return MemoryLibraryError(detail)
+    if isinstance(exc, BotoCoreError):
+        return BackendUnavailable(f"{what}: {type(exc).__name__}")
+    return MemoryLibraryError(f"{what}: {type(exc).__name__}")
