@@ -115,7 +115,9 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise AuthError("malformed") from None
-        if header.get("alg") not in ALGORITHMS:
+        if "alg" not in header:
+            raise AuthError("malformed")
+        if header["alg"] not in ALGORITHMS:
             raise AuthError("bad_signature")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
