@@ -1,0 +1,69 @@
+"""``python -m scripts <command>``: setup and operations CLIs for the AWS deployment.
+
+Exit codes: 0 done (or nothing to do), 1 error, 2 bad arguments or tenant id, 3 drift found
+(nothing overwritten), 4 missing IAM permission.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from memory.errors import InvalidTenantId, MemoryLibraryError
+from scripts import agentcore_cmd, cognito, doctor, forget, tvm_role, vectors
+from scripts.common import Report, ScriptError, error_code, is_denied, permission_denied
+
+COMMANDS = (cognito, tvm_role, vectors, forget, agentcore_cmd, doctor)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one subcommand per module in COMMANDS."""
+    parser = argparse.ArgumentParser(prog="python -m scripts", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; print its report; return the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+    try:
+        report: Report = args.func(args)
+    except InvalidTenantId as err:
+        print(f"error: invalid tenant id: {err}", file=sys.stderr)
+        return 2
+    except MemoryLibraryError as err:  # raised by memory.* with the ClientError as cause
+        cause = err.__cause__
+        if isinstance(cause, ClientError) and is_denied(cause):
+            denied = permission_denied(cause)
+            print(f"error: {denied}", file=sys.stderr)
+            return denied.exit_code
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except ClientError as err:
+        if is_denied(err):
+            err = permission_denied(err)
+            print(f"error: {err}", file=sys.stderr)
+            return err.exit_code
+        print(f"error: AWS call {err.operation_name} failed ({error_code(err)}): {err}", file=sys.stderr)
+        return 1
+    except ScriptError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except BotoCoreError as err:
+        print(f"error: AWS client failure: {err}", file=sys.stderr)
+        return 1
+    print(report.render())
+    return report.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Shared plumbing of the setup CLIs: AWS clients, errors with exit codes, and the change report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+
+from memory.aws import make_client
+
+#: Error codes meaning "IAM refused this call" (moto reports a plain ``403``).
+DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "403", "UnauthorizedOperation"})
+#: Error codes meaning "the resource does not exist".
+NOT_FOUND_CODES = frozenset(
+    {"NoSuchEntity", "NotFoundException", "ResourceNotFoundException", "404", "NoSuchBucket"}
+)
+
+
+class ScriptError(Exception):
+    """A failure the CLI reports as one clear line and a non-zero exit code."""
+
+    exit_code = 1
+
+
+class DriftError(ScriptError):
+    """Existing resources differ from what the command would create; nothing was overwritten."""
+
+    exit_code = 3
+
+
+class PermissionDenied(ScriptError):
+    """The caller's credentials lack an IAM permission the command needs."""
+
+    exit_code = 4
+
+
+def aws_client(service: str, region: str) -> BaseClient:
+    """A boto3 client with explicit region, adaptive retries and timeouts.
+
+    Failed calls carry the IAM action they needed (``Error.Permission``) so that
+    ``permission_denied`` can name it.
+    """
+    client = make_client(service, region=region, read_timeout=30.0)
+    prefix = client.meta.service_model.signing_name
+    client.meta.events.register("after-call", _tag_permission(prefix))
+    return client
+
+
+def _tag_permission(prefix: str) -> Callable[..., None]:
+    def handler(http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if http_response is not None and http_response.status_code >= 300 and "Error" in parsed:
+            parsed["Error"].setdefault("Permission", f"{prefix}:{model.name}")
+
+    return handler
+
+
+def error_code(err: ClientError) -> str:
+    """The service error code of ``err`` (as a string)."""
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def is_denied(err: ClientError) -> bool:
+    """Whether ``err`` is an IAM access denial."""
+    return error_code(err) in DENIED_CODES
+
+
+def is_not_found(err: ClientError) -> bool:
+    """Whether ``err`` says the resource does not exist."""
+    return error_code(err) in NOT_FOUND_CODES
+
+
+def permission_denied(err: ClientError) -> PermissionDenied:
+    """A PermissionDenied naming the IAM action the failed call needed."""
+    action = err.response.get("Error", {}).get("Permission") or err.operation_name
+    return PermissionDenied(
+        f"access denied: the credentials in use lack the IAM permission '{action}' "
+        f"(error {error_code(err)} on {err.operation_name}). Grant it to the caller and re-run."
+    )
+
+
+def default_region() -> str | None:
+    """The region from AWS_REGION or AWS_DEFAULT_REGION, if set."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
+
+def add_common_args(p: argparse.ArgumentParser, *, mutating: bool = True) -> None:
+    """``--region`` for every command, ``--dry-run`` for those that change things."""
+    p.add_argument("--region", default=default_region(), help="AWS region (default: $AWS_REGION)")
+    if mutating:
+        p.add_argument(
+            "--dry-run", action="store_true", help="show what would change, change nothing"
+        )
+
+
+def require_region(args: argparse.Namespace) -> str:
+    """The region the command runs in; a clear error when none is configured."""
+    if not args.region:
+        raise ScriptError("no region: pass --region or set AWS_REGION")
+    return str(args.region)
+
+
+def account_id(region: str) -> str:
+    """The AWS account of the caller's credentials."""
+    return str(aws_client("sts", region).get_caller_identity()["Account"])
+
+
+def canonical(doc: Any) -> str:
+    """A policy document as a comparable string (key order and one-element lists normalised)."""
+
+    def norm(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items()}
+        if isinstance(v, list):
+            items = [norm(x) for x in v]
+            if len(items) == 1:
+                return items[0]
+            return sorted(items, key=lambda x: json.dumps(x, sort_keys=True))
+        return v
+
+    if isinstance(doc, str):
+        doc = json.loads(doc)
+    return json.dumps(norm(doc), sort_keys=True)
+
+
+def policy_json(doc: dict[str, Any]) -> str:
+    """A policy document as the compact JSON string IAM receives."""
+    return json.dumps(doc, separators=(",", ":"))
+
+
+# Report statuses: which ones mean "something changed" (or would, in a dry run).
+CHANGES = frozenset({"CREATED", "UPDATED", "DELETED", "WOULD CREATE", "WOULD UPDATE", "WOULD DELETE"})
+
+
+@dataclass
+class Report:
+    """What a command found and did, printed as an aligned plan/result table."""
+
+    title: str
+    dry_run: bool = False
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def add(self, status: str, resource: str, detail: str = "") -> None:
+        """Record one resource's status (e.g. CREATED, UNCHANGED, DRIFT, WOULD CREATE)."""
+        self.rows.append((status, resource, detail))
+
+    def change(self, verb: str, resource: str, detail: str = "") -> None:
+        """Record a change: ``verb`` (CREATE/UPDATE/DELETE) done, or planned in a dry run."""
+        status = f"WOULD {verb}" if self.dry_run else {"CREATE": "CREATED", "UPDATE": "UPDATED", "DELETE": "DELETED"}[verb]
+        self.add(status, resource, detail)
+
+    def output(self, name: str, value: str) -> None:
+        """A value the user needs next (ids, ARNs, URLs), printed after the table."""
+        self.outputs[name] = value
+
+    @property
+    def changed(self) -> bool:
+        return any(s in CHANGES for s, _, _ in self.rows)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when all is well; 4 if a check was denied, 3 on drift, 1 if something is missing."""
+        statuses = {s for s, _, _ in self.rows}
+        for status, code in (("DENIED", 4), ("DRIFT", 3), ("MISSING", 1)):
+            if status in statuses:
+                return code
+        return 0
+
+    @property
+    def drift(self) -> list[str]:
+        return [f"{r}: {d}" for s, r, d in self.rows if s == "DRIFT"]
+
+    def render(self) -> str:
+        """The report as text."""
+        lines = [f"== {self.title}{' (dry run: nothing changed)' if self.dry_run else ''} =="]
+        width = max([len(s) for s, _, _ in self.rows] + [6])
+        rwidth = max([len(r) for _, r, _ in self.rows] + [8])
+        lines += [f"{s.ljust(width)}  {r.ljust(rwidth)}  {d}".rstrip() for s, r, d in self.rows]
+        for name, value in self.outputs.items():
+            lines.append(f"{name}: {value}")
+        if not self.changed:
+            lines.append("Nothing to change: everything is already as intended.")
+        if self.drift:
+            lines.append(
+                "DRIFT: existing resources differ and were NOT overwritten; fix them by hand or "
+                "with the command named above."
+            )
+        return "\n".join(lines)
+
+
+def print_lines(lines: Iterable[str]) -> None:
+    """Print CLI output (the one place the scripts print)."""
+    for line in lines:
+        print(line)

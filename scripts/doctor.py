@@ -1,0 +1,172 @@
+"""``doctor``: check a live account's setup and print what is missing with the command that fixes it.
+
+Read-only. Checks the user pool and app client, the TVM role and its trust policy, the vector
+bucket, the indexes of the listed tenants, and access to the Bedrock models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Callable
+
+from botocore.exceptions import ClientError
+
+from memory.tenants import index_name_for, validate_tenant_id
+from scripts import cognito, tvm_role
+from scripts.agentcore_cmd import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, _PROFILE_PREFIXES
+from scripts.common import (
+    Report,
+    account_id,
+    add_common_args,
+    aws_client,
+    canonical,
+    is_denied,
+    is_not_found,
+    require_region,
+)
+from scripts.vectors import DEFAULT_DIMENSION, get_index
+
+#: A check returns (status, detail); status is OK, MISSING or DRIFT.
+Check = Callable[[], tuple[str, str]]
+
+
+def run_check(report: Report, resource: str, check: Check, fix: str) -> None:
+    """Run one check; record OK, or MISSING/DRIFT/DENIED with the fix."""
+    try:
+        status, detail = check()
+    except ClientError as err:
+        if not is_denied(err):
+            raise
+        permission = err.response.get("Error", {}).get("Permission") or err.operation_name
+        status, detail = "DENIED", f"cannot check: missing IAM permission {permission}"
+    if status != "OK":
+        detail = f"{detail} -> fix: {fix}"
+    report.add(status, resource, detail)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``doctor`` command."""
+    p = sub.add_parser("doctor", help="check a live setup (read-only)", description=__doc__)
+    add_common_args(p, mutating=False)
+    p.add_argument("--pool-name", default=cognito.DEFAULT_POOL_NAME)
+    p.add_argument("--client-name", default=cognito.DEFAULT_CLIENT_NAME)
+    p.add_argument("--role-name", default=tvm_role.DEFAULT_ROLE_NAME)
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--tenant", action="append", default=[], help="tenant whose index must exist (repeatable)")
+    p.add_argument("--dimension", type=int, default=DEFAULT_DIMENSION)
+    p.add_argument("--model-id", action="append", default=[], help=f"model to check (default {DEFAULT_CHAT_MODEL} "
+                   f"and {DEFAULT_EMBEDDING_MODEL})")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> Report:
+    """Run every check and return the table."""
+    region = require_region(args)
+    tenants = [validate_tenant_id(t) for t in args.tenant]
+    report = Report("doctor")
+    idp = aws_client("cognito-idp", region)
+    iam = aws_client("iam", region)
+    s3v = aws_client("s3vectors", region)
+    bedrock = aws_client("bedrock", region)
+    state: dict[str, str] = {}
+
+    def pool() -> tuple[str, str]:
+        pool_id = cognito.find_pool(idp, args.pool_name)
+        if pool_id is None:
+            return "MISSING", "no user pool with that name"
+        state["pool"] = pool_id
+        drift = cognito.pool_drift(idp.describe_user_pool(UserPoolId=pool_id)["UserPool"], None)
+        return ("DRIFT", "; ".join(drift)) if drift else ("OK", pool_id)
+
+    def client() -> tuple[str, str]:
+        if "pool" not in state:
+            return "MISSING", "no user pool"
+        probe = Report("probe", dry_run=True)
+        client_id = cognito.ensure_client(idp, probe, state["pool"], args.client_name, True)
+        if client_id is None:
+            return "MISSING", "no app client with that name"
+        drift = probe.drift
+        # A production client may omit USER_PASSWORD_AUTH; only security drift counts here.
+        drift = [d for d in drift if "auth flows" not in d]
+        return ("DRIFT", "; ".join(drift)) if drift else ("OK", client_id)
+
+    def role() -> tuple[str, str]:
+        try:
+            found = iam.get_role(RoleName=args.role_name)["Role"]
+        except ClientError as err:
+            if is_not_found(err):
+                return "MISSING", "no TVM role"
+            raise
+        statements = _statements(found["AssumeRolePolicyDocument"])
+        tagged = statements and all(
+            f"aws:RequestTag/{tvm_role.TENANT_TAG}" in canonical(s.get("Condition", {})) for s in statements
+        )
+        if not tagged:
+            return "DRIFT", "trust policy does not require the TenantID session tag"
+        expected = tvm_role.permission_policy(region, account_id(region), args.bucket)
+        try:
+            current = iam.get_role_policy(RoleName=args.role_name, PolicyName=tvm_role.POLICY_NAME)["PolicyDocument"]
+        except ClientError as err:
+            if is_not_found(err):
+                return "DRIFT", f"inline policy {tvm_role.POLICY_NAME} missing"
+            raise
+        if canonical(current) != canonical(expected):
+            return "DRIFT", f"inline policy {tvm_role.POLICY_NAME} differs from the ABAC policy"
+        return "OK", str(found["Arn"])
+
+    def bucket() -> tuple[str, str]:
+        try:
+            s3v.get_vector_bucket(vectorBucketName=args.bucket)
+        except ClientError as err:
+            if is_not_found(err):
+                return "MISSING", "no vector bucket"
+            raise
+        return "OK", args.bucket
+
+    def index(tenant: str) -> Check:
+        def check() -> tuple[str, str]:
+            found = get_index(s3v, args.bucket, index_name_for(tenant))
+            if found is None:
+                return "MISSING", "no index"
+            if found.get("dimension") != args.dimension:
+                return "DRIFT", f"dimension {found.get('dimension')}, expected {args.dimension}"
+            return "OK", f"dimension {args.dimension}"
+
+        return check
+
+    def model(model_id: str) -> Check:
+        def check() -> tuple[str, str]:
+            try:
+                if model_id.startswith(_PROFILE_PREFIXES):
+                    bedrock.get_inference_profile(inferenceProfileIdentifier=model_id)
+                else:
+                    bedrock.get_foundation_model(modelIdentifier=model_id)
+            except ClientError as err:
+                if is_not_found(err) or "ValidationException" == err.response.get("Error", {}).get("Code"):
+                    return "MISSING", "model not available in this region"
+                raise
+            return "OK", "available"
+
+        return check
+
+    setup = "python -m scripts cognito setup"
+    run_check(report, f"user pool {args.pool_name}", pool, setup)
+    run_check(report, f"app client {args.client_name}", client, setup)
+    run_check(report, f"TVM role {args.role_name}", role,
+              f"python -m scripts tvm-role --bucket {args.bucket} --execution-role-arn <runtime role ARN>")
+    run_check(report, f"vector bucket {args.bucket}", bucket, f"python -m scripts vector-bucket --bucket {args.bucket}")
+    for tenant in tenants:
+        run_check(report, f"index {index_name_for(tenant)}", index(tenant),
+                  f"python -m scripts tenant onboard --bucket {args.bucket} --tenant {tenant} --dimension {args.dimension}")
+    for model_id in args.model_id or [DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL]:
+        run_check(report, f"model {model_id}", model(model_id),
+                  "enable model access in the Bedrock console (Model access) for this region")
+    return report
+
+
+def _statements(doc: object) -> list[dict]:
+    if isinstance(doc, str):
+        doc = json.loads(doc)
+    statements = doc.get("Statement", []) if isinstance(doc, dict) else []
+    return [statements] if isinstance(statements, dict) else list(statements)

@@ -1,0 +1,217 @@
+"""``tvm-role``: the IAM role the token vending machine assumes with a ``TenantID`` session tag.
+
+Its permission policy is ABAC: vector actions only on the index named after the session's
+tenant tag. Its trust policy lets only the runtime's execution role (and named principals)
+assume it, and only with a ``TenantID`` tag.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Sequence
+
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+
+from memory.tenants import INDEX_PREFIX
+from scripts.common import (
+    Report,
+    ScriptError,
+    account_id,
+    add_common_args,
+    aws_client,
+    canonical,
+    policy_json,
+    is_not_found,
+    require_region,
+)
+
+TENANT_TAG = "TenantID"
+VECTOR_ACTIONS = (
+    "s3vectors:PutVectors",
+    "s3vectors:QueryVectors",
+    "s3vectors:GetVectors",
+    "s3vectors:ListVectors",
+    "s3vectors:DeleteVectors",
+)
+POLICY_NAME = "tenant-index-access"
+#: IAM's minimum; the TVM asks for 15-minute credentials, well inside it.
+MAX_SESSION_SECONDS = 3600
+DEFAULT_ROLE_NAME = "agent-memory-tvm"
+
+
+def tenant_index_arn_pattern(region: str, account: str, bucket: str) -> str:
+    """The ARN of the caller's own tenant index, resolved by IAM from the session tag."""
+    return (
+        f"arn:aws:s3vectors:{region}:{account}:bucket/{bucket}/index/"
+        f"{INDEX_PREFIX}${{aws:PrincipalTag/{TENANT_TAG}}}"
+    )
+
+
+def permission_policy(region: str, account: str, bucket: str) -> dict[str, Any]:
+    """The role's only permissions: vector actions on the session tenant's index."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "OwnTenantIndexOnly",
+                "Effect": "Allow",
+                "Action": list(VECTOR_ACTIONS),
+                "Resource": tenant_index_arn_pattern(region, account, bucket),
+            }
+        ],
+    }
+
+
+def _tag_conditions() -> dict[str, Any]:
+    return {
+        "StringLike": {f"aws:RequestTag/{TENANT_TAG}": "?*"},
+        "ForAllValues:StringEquals": {"aws:TagKeys": [TENANT_TAG]},
+    }
+
+
+def trust_policy(
+    principals: Sequence[str],
+    *,
+    account: str,
+    service_principals: Sequence[str] = (),
+    source_arn: str | None = None,
+) -> dict[str, Any]:
+    """Who may assume the role: the given AWS principals (and services), always with a tenant tag.
+
+    Service principals are additionally pinned to ``account`` (``aws:SourceAccount``) and,
+    when given, to ``source_arn`` (``aws:SourceArn``).
+    """
+    if not principals and not service_principals:
+        raise ScriptError("the trust policy needs at least one principal (the execution role ARN)")
+    statements: list[dict[str, Any]] = []
+    if principals:
+        statements.append(
+            {
+                "Sid": "RuntimeAssumesWithTenantTag",
+                "Effect": "Allow",
+                "Principal": {"AWS": sorted(set(principals))},
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                "Condition": _tag_conditions(),
+            }
+        )
+    if service_principals:
+        condition = _tag_conditions()
+        condition["StringEquals"] = {"aws:SourceAccount": account}
+        if source_arn:
+            condition["ArnLike"] = {"aws:SourceArn": source_arn}
+        statements.append(
+            {
+                "Sid": "ServiceAssumesWithTenantTag",
+                "Effect": "Allow",
+                "Principal": {"Service": sorted(set(service_principals))},
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                "Condition": condition,
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def ensure_role(
+    iam: BaseClient,
+    report: Report,
+    *,
+    role_name: str,
+    trust: dict[str, Any],
+    permissions: dict[str, Any],
+) -> str | None:
+    """Create the role, or bring its two policy documents up to date; return its ARN.
+
+    Other policies found on the role are reported as drift and left alone.
+    """
+    try:
+        role = iam.get_role(RoleName=role_name)["Role"]
+    except ClientError as err:
+        if not is_not_found(err):
+            raise
+        role = None
+    if role is None:
+        report.change("CREATE", f"role {role_name}", f"max session {MAX_SESSION_SECONDS}s")
+        report.change("CREATE", f"inline policy {POLICY_NAME}", "vector actions on own tenant index")
+        if report.dry_run:
+            return None
+        arn = iam.create_role(
+            RoleName=role_name,
+            AssumeRolePolicyDocument=policy_json(trust),
+            MaxSessionDuration=MAX_SESSION_SECONDS,
+            Description="Token vending machine role: tenant-scoped S3 Vectors access (ABAC on TenantID)",
+        )["Role"]["Arn"]
+        iam.put_role_policy(RoleName=role_name, PolicyName=POLICY_NAME, PolicyDocument=policy_json(permissions))
+        return str(arn)
+
+    arn = str(role["Arn"])
+    if canonical(role["AssumeRolePolicyDocument"]) != canonical(trust):
+        report.change("UPDATE", f"trust policy of {role_name}", "drift: differed from the intended document")
+        if not report.dry_run:
+            iam.update_assume_role_policy(RoleName=role_name, PolicyDocument=policy_json(trust))
+    else:
+        report.add("UNCHANGED", f"trust policy of {role_name}")
+    if role.get("MaxSessionDuration") != MAX_SESSION_SECONDS:
+        report.change("UPDATE", f"max session of {role_name}", f"{role.get('MaxSessionDuration')}s -> {MAX_SESSION_SECONDS}s")
+        if not report.dry_run:
+            iam.update_role(RoleName=role_name, MaxSessionDuration=MAX_SESSION_SECONDS)
+    current = _inline_policy(iam, role_name, POLICY_NAME)
+    if current is None or canonical(current) != canonical(permissions):
+        detail = "missing" if current is None else "drift: differed from the intended document"
+        report.change("UPDATE" if current else "CREATE", f"inline policy {POLICY_NAME}", detail)
+        if not report.dry_run:
+            iam.put_role_policy(RoleName=role_name, PolicyName=POLICY_NAME, PolicyDocument=policy_json(permissions))
+    else:
+        report.add("UNCHANGED", f"inline policy {POLICY_NAME}")
+    _report_extra_policies(iam, report, role_name)
+    return arn
+
+
+def _inline_policy(iam: BaseClient, role_name: str, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"])
+    except ClientError as err:
+        if is_not_found(err):
+            return None
+        raise
+
+
+def _report_extra_policies(iam: BaseClient, report: Report, role_name: str) -> None:
+    extra = [n for n in iam.list_role_policies(RoleName=role_name)["PolicyNames"] if n != POLICY_NAME]
+    attached = [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]]
+    for name in extra + attached:
+        report.add("DRIFT", f"extra policy {name} on {role_name}", "grants more than the ABAC policy; review and remove it")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``tvm-role`` command."""
+    p = sub.add_parser("tvm-role", help="create/update the tenant-scoped TVM role (ABAC)", description=__doc__)
+    add_common_args(p)
+    p.add_argument("--role-name", default=DEFAULT_ROLE_NAME)
+    p.add_argument("--bucket", required=True, help="vector bucket name")
+    p.add_argument("--execution-role-arn", required=True, help="the AgentCore runtime's execution role ARN")
+    p.add_argument("--principal", action="append", default=[], help="extra AWS principal ARN allowed to assume (repeatable)")
+    p.add_argument("--service-principal", action="append", default=[], help="service principal allowed to assume (pinned to this account)")
+    p.add_argument("--source-arn", help="aws:SourceArn the service principal must act for")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> Report:
+    """Ensure the TVM role and print its ARN."""
+    region = require_region(args)
+    account = account_id(region)
+    report = Report("tvm-role", dry_run=args.dry_run)
+    arn = ensure_role(
+        aws_client("iam", region),
+        report,
+        role_name=args.role_name,
+        trust=trust_policy(
+            [args.execution_role_arn, *args.principal],
+            account=account,
+            service_principals=args.service_principal,
+            source_arn=args.source_arn,
+        ),
+        permissions=permission_policy(region, account, args.bucket),
+    )
+    report.output("role ARN", arn or f"arn:aws:iam::{account}:role/{args.role_name} (not created yet)")
+    return report

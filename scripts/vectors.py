@@ -1,0 +1,185 @@
+"""``vector-bucket`` and ``tenant onboard|offboard|list``: the S3 vector bucket and per-tenant indexes.
+
+Each tenant has one index ``memory-<tenant>`` (cosine, float32, ``content`` and
+``conversation_id`` not filterable), created with the memory library's own parameters. An
+index that exists with another dimension is reported as drift, never recreated.
+Offboarding deletes a tenant's index and every memory in it, so it needs ``--yes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+
+from memory.s3vectors_index import S3VectorsIndex, create_index_params
+from memory.tenants import INDEX_PREFIX, index_name_for, validate_tenant_id
+from scripts.common import (
+    Report,
+    ScriptError,
+    add_common_args,
+    aws_client,
+    is_not_found,
+    require_region,
+)
+
+#: Amazon Nova 2 multimodal embeddings (the AWS embedder) produce 1024-d vectors.
+DEFAULT_DIMENSION = 1024
+
+
+def ensure_bucket(s3v: BaseClient, report: Report, bucket: str) -> None:
+    """Create the vector bucket if it does not exist (SSE-S3 encryption)."""
+    try:
+        s3v.get_vector_bucket(vectorBucketName=bucket)
+        report.add("UNCHANGED", f"vector bucket {bucket}")
+        return
+    except ClientError as err:
+        if not is_not_found(err):
+            raise
+    report.change("CREATE", f"vector bucket {bucket}", "SSE-S3 encryption")
+    if not report.dry_run:
+        s3v.create_vector_bucket(vectorBucketName=bucket, encryptionConfiguration={"sseType": "AES256"})
+
+
+def get_index(s3v: BaseClient, bucket: str, name: str) -> dict[str, Any] | None:
+    """The index description, None if it does not exist."""
+    try:
+        return dict(s3v.get_index(vectorBucketName=bucket, indexName=name)["index"])
+    except ClientError as err:
+        if is_not_found(err):
+            return None
+        raise
+
+
+def onboard(s3v: BaseClient, report: Report, bucket: str, tenant: str, dimension: int) -> None:
+    """Create the tenant's index, or check the existing one's dimension, metric and type."""
+    name = index_name_for(tenant)
+    wanted = create_index_params(bucket, name, dimension)
+    index = get_index(s3v, bucket, name)
+    if index is None:
+        report.change("CREATE", f"index {name}", f"dimension {dimension}, cosine, float32")
+        if not report.dry_run:
+            S3VectorsIndex(s3v, bucket, name, dimension).ensure()
+        return
+    drift = [
+        f"{key} is {index.get(key)}, wanted {wanted[key]}"
+        for key in ("dimension", "distanceMetric", "dataType")
+        if index.get(key) is not None and index.get(key) != wanted[key]
+    ]
+    for item in drift:
+        report.add("DRIFT", f"index {name}", f"{item} (offboard and onboard again to change it)")
+    if not drift:
+        report.add("UNCHANGED", f"index {name}", f"dimension {index.get('dimension')}")
+
+
+def offboard(s3v: BaseClient, report: Report, bucket: str, tenant: str, confirmed: bool) -> int:
+    """Delete the tenant's index when ``confirmed``; return how many vectors it held."""
+    name = index_name_for(tenant)
+    index = get_index(s3v, bucket, name)
+    if index is None:
+        report.add("ABSENT", f"index {name}", "nothing to delete")
+        return 0
+    count = sum(1 for _ in S3VectorsIndex(s3v, bucket, name, int(index.get("dimension", 1))).list())
+    if not confirmed:
+        report.add("WOULD DELETE", f"index {name}", f"{count} vector(s); re-run with --yes to delete")
+        return count
+    S3VectorsIndex(s3v, bucket, name, int(index.get("dimension", 1))).drop()
+    report.add("DELETED", f"index {name}", f"{count} vector(s)")
+    return count
+
+
+def list_tenants(s3v: BaseClient, report: Report, bucket: str, count: bool) -> list[str]:
+    """The tenants that have an index in ``bucket`` (optionally with vector counts)."""
+    tenants = []
+    for page in s3v.get_paginator("list_indexes").paginate(vectorBucketName=bucket, prefix=INDEX_PREFIX):
+        for item in page.get("indexes", []):
+            name = item["indexName"]
+            tenant = name[len(INDEX_PREFIX):]
+            tenants.append(tenant)
+            detail = ""
+            if count:
+                index = get_index(s3v, bucket, name) or {}
+                n = sum(1 for _ in S3VectorsIndex(s3v, bucket, name, int(index.get("dimension", 1))).list())
+                detail = f"dimension {index.get('dimension')}, {n} vector(s)"
+            report.add("TENANT", tenant, detail)
+    if not tenants:
+        report.add("EMPTY", f"vector bucket {bucket}", "no tenant indexes")
+    return tenants
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``vector-bucket`` and ``tenant`` commands."""
+    p = sub.add_parser("vector-bucket", help="create the S3 vector bucket", description=__doc__)
+    add_common_args(p)
+    p.add_argument("--bucket", required=True)
+    p.set_defaults(func=run_bucket)
+
+    t = sub.add_parser("tenant", help="onboard, offboard or list tenants (one index each)", description=__doc__)
+    cmds = t.add_subparsers(dest="tenant_command", required=True, metavar="SUBCOMMAND")
+    on = cmds.add_parser("onboard", help="create the tenant's index (idempotent)")
+    add_common_args(on)
+    on.add_argument("--bucket", required=True)
+    on.add_argument("--tenant", action="append", required=True, help="tenant id (repeatable)")
+    on.add_argument("--dimension", type=int, default=DEFAULT_DIMENSION,
+                    help=f"embedding dimension (default {DEFAULT_DIMENSION}, Nova 2; 256 for WordLlama)")
+    on.set_defaults(func=run_onboard)
+    off = cmds.add_parser("offboard", help="delete the tenant's index and all its memories (needs --yes)")
+    add_common_args(off, mutating=False)
+    off.add_argument("--bucket", required=True)
+    off.add_argument("--tenant", required=True)
+    off.add_argument("--yes", action="store_true", help="really delete (otherwise only report)")
+    off.set_defaults(func=run_offboard)
+    ls = cmds.add_parser("list", help="list tenants with an index")
+    add_common_args(ls, mutating=False)
+    ls.add_argument("--bucket", required=True)
+    ls.add_argument("--count", action="store_true", help="also count vectors (lists every vector)")
+    ls.set_defaults(func=run_list)
+
+
+def run_bucket(args: argparse.Namespace) -> Report:
+    """Ensure the vector bucket."""
+    report = Report("vector-bucket", dry_run=args.dry_run)
+    ensure_bucket(aws_client("s3vectors", require_region(args)), report, args.bucket)
+    return report
+
+
+def run_onboard(args: argparse.Namespace) -> Report:
+    """Ensure one index per tenant."""
+    tenants = [validate_tenant_id(t) for t in args.tenant]
+    s3v = aws_client("s3vectors", require_region(args))
+    report = Report("tenant onboard", dry_run=args.dry_run)
+    _require_bucket(s3v, args.bucket)
+    for tenant in tenants:
+        onboard(s3v, report, args.bucket, tenant, args.dimension)
+    return report
+
+
+def run_offboard(args: argparse.Namespace) -> Report:
+    """Delete a tenant's index (with --yes)."""
+    tenant = validate_tenant_id(args.tenant)
+    s3v = aws_client("s3vectors", require_region(args))
+    report = Report("tenant offboard", dry_run=not args.yes)
+    offboard(s3v, report, args.bucket, tenant, args.yes)
+    return report
+
+
+def run_list(args: argparse.Namespace) -> Report:
+    """List tenant indexes."""
+    s3v = aws_client("s3vectors", require_region(args))
+    report = Report("tenant list")
+    _require_bucket(s3v, args.bucket)
+    list_tenants(s3v, report, args.bucket, args.count)
+    return report
+
+
+def _require_bucket(s3v: BaseClient, bucket: str) -> None:
+    try:
+        s3v.get_vector_bucket(vectorBucketName=bucket)
+    except ClientError as err:
+        if is_not_found(err):
+            raise ScriptError(
+                f"vector bucket {bucket!r} not found; create it with `python -m scripts vector-bucket --bucket {bucket}`"
+            ) from err
+        raise
