@@ -1,0 +1,153 @@
+"""tvm-role: exact policy JSON, idempotence, drift handling and access denial (moto IAM)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import boto3
+import pytest
+from moto.core import set_initial_no_auth_action_count
+
+import memory.aws
+from scripts.common import ScriptError
+from scripts.tvm_role import permission_policy, trust_policy
+
+ACCOUNT = "123456789012"
+EXEC = f"arn:aws:iam::{ACCOUNT}:role/agentcore-runtime"
+ARGS = ("tvm-role", "--bucket", "mem-bucket", "--execution-role-arn", EXEC, "--region", "us-east-1")
+TAG_CONDITION = {
+    "StringLike": {"aws:RequestTag/TenantID": "?*"},
+    "ForAllValues:StringEquals": {"aws:TagKeys": ["TenantID"]},
+}
+
+
+def test_permission_policy_is_exactly_the_tenant_index_statement() -> None:
+    assert permission_policy("eu-west-1", ACCOUNT, "mem-bucket") == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "OwnTenantIndexOnly",
+                "Effect": "Allow",
+                "Action": [
+                    "s3vectors:PutVectors",
+                    "s3vectors:QueryVectors",
+                    "s3vectors:GetVectors",
+                    "s3vectors:ListVectors",
+                    "s3vectors:DeleteVectors",
+                ],
+                "Resource": "arn:aws:s3vectors:eu-west-1:123456789012:bucket/mem-bucket/index/"
+                "memory-${aws:PrincipalTag/TenantID}",
+            }
+        ],
+    }
+
+
+def test_trust_policy_allows_only_named_principals_with_a_tenant_tag() -> None:
+    extra = f"arn:aws:iam::{ACCOUNT}:role/ops"
+    assert trust_policy([EXEC, extra, EXEC], account=ACCOUNT) == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "RuntimeAssumesWithTenantTag",
+                "Effect": "Allow",
+                "Principal": {"AWS": [EXEC, extra]},
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                "Condition": TAG_CONDITION,
+            }
+        ],
+    }
+
+
+def test_service_principals_are_pinned_to_source_account_and_arn() -> None:
+    source = f"arn:aws:bedrock-agentcore:us-east-1:{ACCOUNT}:runtime/*"
+    doc = trust_policy([], account=ACCOUNT, service_principals=["bedrock-agentcore.amazonaws.com"], source_arn=source)
+    assert doc["Statement"] == [
+        {
+            "Sid": "ServiceAssumesWithTenantTag",
+            "Effect": "Allow",
+            "Principal": {"Service": ["bedrock-agentcore.amazonaws.com"]},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+            "Condition": {
+                **TAG_CONDITION,
+                "StringEquals": {"aws:SourceAccount": ACCOUNT},
+                "ArnLike": {"aws:SourceArn": source},
+            },
+        }
+    ]
+
+
+def test_trust_policy_without_principals_is_refused() -> None:
+    with pytest.raises(ScriptError):
+        trust_policy([], account=ACCOUNT)
+
+
+def test_creates_role_then_second_run_changes_nothing(aws, cli) -> None:
+    first = cli(*ARGS)
+    assert first.code == 0, first.err
+    assert "CREATED" in first.out and f"arn:aws:iam::{ACCOUNT}:role/agent-memory-tvm" in first.out
+
+    iam = boto3.client("iam", region_name="us-east-1")
+    role = iam.get_role(RoleName="agent-memory-tvm")["Role"]
+    assert role["AssumeRolePolicyDocument"] == trust_policy([EXEC], account=ACCOUNT)
+    assert role["MaxSessionDuration"] == 3600
+    policy = iam.get_role_policy(RoleName="agent-memory-tvm", PolicyName="tenant-index-access")["PolicyDocument"]
+    assert policy == permission_policy("us-east-1", ACCOUNT, "mem-bucket")
+    assert iam.list_role_policies(RoleName="agent-memory-tvm")["PolicyNames"] == ["tenant-index-access"]
+
+    second = cli(*ARGS)
+    assert second.code == 0
+    assert "CREATED" not in second.out and "UPDATED" not in second.out
+    assert "Nothing to change" in second.out
+
+
+def test_dry_run_creates_nothing(aws, cli) -> None:
+    result = cli(*ARGS, "--dry-run")
+    assert result.code == 0 and "WOULD CREATE" in result.out
+    assert boto3.client("iam", region_name="us-east-1").list_roles()["Roles"] == []
+
+
+def test_drifted_trust_policy_is_reported_and_restored(aws, cli) -> None:
+    cli(*ARGS)
+    iam = boto3.client("iam", region_name="us-east-1")
+    loose = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
+    iam.update_assume_role_policy(RoleName="agent-memory-tvm", PolicyDocument=json.dumps(loose))
+
+    planned = cli(*ARGS, "--dry-run")
+    assert "WOULD UPDATE" in planned.out and "drift" in planned.out
+    assert iam.get_role(RoleName="agent-memory-tvm")["Role"]["AssumeRolePolicyDocument"] == loose
+
+    fixed = cli(*ARGS)
+    assert "UPDATED" in fixed.out and "trust policy" in fixed.out
+    assert iam.get_role(RoleName="agent-memory-tvm")["Role"]["AssumeRolePolicyDocument"] == trust_policy([EXEC], account=ACCOUNT)
+
+
+def test_extra_policy_on_the_role_is_drift_and_left_alone(aws, cli) -> None:
+    cli(*ARGS)
+    iam = boto3.client("iam", region_name="us-east-1")
+    admin = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    arn = iam.create_policy(PolicyName="AdministratorAccess", PolicyDocument=json.dumps(admin))["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName="agent-memory-tvm", PolicyArn=arn)
+    result = cli(*ARGS)
+    assert result.code == 3
+    assert "DRIFT" in result.out and "AdministratorAccess" in result.out and "NOT overwritten" in result.out
+    attached = iam.list_attached_role_policies(RoleName="agent-memory-tvm")["AttachedPolicies"]
+    assert [p["PolicyName"] for p in attached] == ["AdministratorAccess"]
+
+
+@set_initial_no_auth_action_count(4)
+def test_missing_permission_names_the_action(aws, cli, monkeypatch) -> None:
+    iam = boto3.client("iam", region_name="us-east-1")
+    iam.create_user(UserName="ops")
+    allow = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["iam:GetRole", "sts:GetCallerIdentity"], "Resource": "*"}]}
+    iam.put_user_policy(UserName="ops", PolicyName="read-only", PolicyDocument=json.dumps(allow))
+    key = iam.create_access_key(UserName="ops")["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    monkeypatch.setattr(memory.aws, "_default_session", None)
+
+    result = cli(*ARGS)
+    assert result.code == 4
+    assert "iam:CreateRole" in result.err and "access denied" in result.err
+    assert os.environ["AWS_ACCESS_KEY_ID"] not in result.err
