@@ -1,0 +1,140 @@
+"""cognito setup/create-user under moto: pool schema, client settings, idempotence, drift, users."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from scripts.cognito import auth_flows, generate_password
+
+SETUP = ("cognito", "setup", "--region", "us-east-1")
+
+
+def _idp():
+    return boto3.client("cognito-idp", region_name="us-east-1")
+
+
+def _pool_id() -> str:
+    pools = _idp().list_user_pools(MaxResults=60)["UserPools"]
+    assert len(pools) == 1
+    return pools[0]["Id"]
+
+
+def test_setup_creates_pool_and_client_then_changes_nothing(aws, cli) -> None:
+    first = cli(*SETUP)
+    assert first.code == 0, first.err
+    pool_id = _pool_id()
+    assert f"https://cognito-idp.us-east-1.amazonaws.com/{pool_id}/.well-known/openid-configuration" in first.out
+
+    pool = _idp().describe_user_pool(UserPoolId=pool_id)["UserPool"]
+    attrs = {a["Name"]: a for a in pool["SchemaAttributes"]}
+    assert attrs["custom:tenantId"]["Mutable"] is False
+    assert attrs["custom:tenantName"]["Mutable"] is True and attrs["custom:tier"]["Mutable"] is True
+
+    clients = _idp().list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"]
+    assert len(clients) == 1
+    client = _idp().describe_user_pool_client(UserPoolId=pool_id, ClientId=clients[0]["ClientId"])["UserPoolClient"]
+    assert "ClientSecret" not in client
+    assert sorted(client["ExplicitAuthFlows"]) == [
+        "ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH"]
+    assert "custom:tenantId" not in client["WriteAttributes"]
+    assert "custom:tenantId" in client["ReadAttributes"]
+
+    second = cli(*SETUP)
+    assert second.code == 0
+    assert "CREATED" not in second.out and "Nothing to change" in second.out
+    assert len(_idp().list_user_pools(MaxResults=60)["UserPools"]) == 1
+
+
+def test_production_flows_omit_password_auth() -> None:
+    assert auth_flows(False) == ["ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_SRP_AUTH"]
+
+
+def test_dry_run_creates_nothing(aws, cli) -> None:
+    result = cli(*SETUP, "--dry-run")
+    assert result.code == 0 and "WOULD CREATE" in result.out
+    assert _idp().list_user_pools(MaxResults=60)["UserPools"] == []
+
+
+def test_existing_pool_with_mutable_tenant_is_drift_and_kept(aws, cli) -> None:
+    pool_id = _idp().create_user_pool(
+        PoolName="agent-memory-users",
+        Schema=[{"Name": "tenantId", "AttributeDataType": "String", "Mutable": True}],
+    )["UserPool"]["Id"]
+    result = cli(*SETUP)
+    assert result.code == 3
+    assert "DRIFT" in result.out and "custom:tenantId is mutable" in result.out
+    assert "custom:tier missing" in result.out
+    assert _pool_id() == pool_id  # never deleted or replaced
+
+
+def test_client_that_can_write_the_tenant_is_drift(aws, cli) -> None:
+    cli(*SETUP)
+    pool_id = _pool_id()
+    client_id = _idp().list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"][0]["ClientId"]
+    _idp().update_user_pool_client(UserPoolId=pool_id, ClientId=client_id,
+                                   WriteAttributes=["email", "custom:tenantId"])
+    result = cli(*SETUP)
+    assert result.code == 3 and "users can write custom:tenantId" in result.out
+    client = _idp().describe_user_pool_client(UserPoolId=pool_id, ClientId=client_id)["UserPoolClient"]
+    assert "custom:tenantId" in client["WriteAttributes"]  # reported, not silently rewritten
+
+
+def test_create_user_prints_password_once_and_user_can_log_in(aws, cli) -> None:
+    cli(*SETUP)
+    pool_id = _pool_id()
+    result = cli("cognito", "create-user", "--region", "us-east-1", "--tenant", "acme", "--email", "ann@acme.test",
+                 "--tier", "gold")
+    assert result.code == 0, result.err
+    password = result.out.split("store it now): ")[1].split()[0]
+
+    user = _idp().admin_get_user(UserPoolId=pool_id, Username="ann@acme.test")
+    attrs = {a["Name"]: a["Value"] for a in user["UserAttributes"]}
+    assert attrs["custom:tenantId"] == "acme" and attrs["custom:tier"] == "gold"
+    assert user["UserStatus"] == "CONFIRMED"
+    client_id = _idp().list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"][0]["ClientId"]
+    tokens = _idp().initiate_auth(ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH",
+                                  AuthParameters={"USERNAME": "ann@acme.test", "PASSWORD": password})
+    assert "IdToken" in tokens["AuthenticationResult"]
+
+    again = cli("cognito", "create-user", "--region", "us-east-1", "--tenant", "acme", "--email", "ann@acme.test")
+    assert again.code == 0 and "UNCHANGED" in again.out
+    assert "store it now" not in again.out and password not in again.out
+
+    moved = cli("cognito", "create-user", "--region", "us-east-1", "--tenant", "other", "--email", "ann@acme.test")
+    assert moved.code == 3 and "immutable" in moved.err
+
+
+@pytest.mark.parametrize("tenant", ["Acme", "a--b", "-x", "x" * 60, "../etc"])
+def test_create_user_rejects_invalid_tenant_ids(aws, cli, tenant) -> None:
+    result = cli("cognito", "create-user", "--region", "us-east-1", "--pool-id", "us-east-1_x",
+                 f"--tenant={tenant}", "--email", "a@b.test")
+    assert result.code == 2 and "invalid tenant id" in result.err
+
+
+def test_generated_password_meets_the_pool_policy() -> None:
+    for _ in range(50):
+        pw = generate_password()
+        assert len(pw) == 20
+        assert any(c.isupper() for c in pw) and any(c.islower() for c in pw)
+        assert any(c.isdigit() for c in pw) and any(not c.isalnum() for c in pw)
+    assert len({generate_password() for _ in range(20)}) == 20
+
+
+def test_access_denied_on_pool_listing_is_a_clear_error(aws, cli, monkeypatch) -> None:
+    from botocore.stub import Stubber
+
+    import scripts.cognito as cognito_module
+
+    real = cognito_module.aws_client
+
+    def denied_client(service: str, region: str):
+        client = real(service, region)
+        stub = Stubber(client)
+        stub.add_client_error("list_user_pools", service_error_code="AccessDeniedException", http_status_code=400)
+        stub.activate()
+        return client
+
+    monkeypatch.setattr(cognito_module, "aws_client", denied_client)
+    result = cli(*SETUP)
+    assert result.code == 4 and "cognito-idp:ListUserPools" in result.err
