@@ -1,0 +1,173 @@
+"""Token vending machine: per-tenant STS credentials (session tag ``TenantID``) and clients.
+
+Credentials are cached per tenant (bounded LRU) and refreshed ``refresh_margin_seconds``
+before they expire; concurrent callers for one tenant share a single STS call (single flight
+via a per-tenant lock stripe). Failures are not cached: the next call tries STS again
+(botocore retries throttling and 5xx with adaptive backoff inside each attempt).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
+from cachetools import LRUCache
+
+from memory.aws import StaticCredentials, make_client, translate_error
+from memory.errors import AccessDenied, BackendUnavailable, ConfigurationError
+from memory.tenants import validate_tenant_id
+
+logger = logging.getLogger(__name__)
+
+TENANT_TAG_KEY = "TenantID"
+_STRIPES = 64
+
+
+@dataclass(frozen=True)
+class TenantCredentials:
+    """Temporary credentials of one tenant and when they expire (epoch seconds)."""
+
+    tenant_id: str
+    credentials: StaticCredentials
+    expires_at: float
+
+
+class TokenVendingMachine:
+    """Vends tenant-scoped AWS credentials and boto3 clients built from them.
+
+    ``sts_client_factory`` (no arguments) creates the STS client; by default one with the
+    project's Config in ``region``. ``clock`` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        role_arn: str,
+        *,
+        region: str,
+        session_name_prefix: str = "agent-memory",
+        duration_seconds: int = 900,
+        refresh_margin_seconds: int = 120,
+        max_tenants: int = 1024,
+        sts_client_factory: Callable[[], Any] | None = None,
+        client_factory: Callable[[str, StaticCredentials], Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not role_arn:
+            raise ConfigurationError("the token vending machine needs a role ARN to assume")
+        if not region:
+            raise ConfigurationError("the token vending machine needs an AWS region")
+        if not 900 <= duration_seconds <= 43200:
+            raise ConfigurationError("duration_seconds must be 900-43200")
+        if not 0 <= refresh_margin_seconds < duration_seconds:
+            raise ConfigurationError("refresh_margin_seconds must be shorter than the duration")
+        self.role_arn = role_arn
+        self.region = region
+        self.session_name_prefix = session_name_prefix
+        self.duration_seconds = duration_seconds
+        self.refresh_margin_seconds = refresh_margin_seconds
+        self._sts_factory = sts_client_factory or (lambda: make_client("sts", region=region))
+        self._client_factory = client_factory or (
+            lambda service, creds: make_client(service, region=region, credentials=creds)
+        )
+        self._clock = clock
+        self._sts: Any = None
+        self._lock = threading.Lock()  # guards the caches and the STS client
+        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+        self._credentials: LRUCache[str, TenantCredentials] = LRUCache(maxsize=max_tenants)
+        self._clients: LRUCache[tuple[str, str], tuple[Any, str]] = LRUCache(
+            maxsize=max_tenants * 2
+        )
+
+    def _stripe(self, tenant_id: str) -> threading.Lock:
+        digest = hashlib.blake2b(tenant_id.encode(), digest_size=2).digest()
+        return self._stripes[int.from_bytes(digest, "big") % _STRIPES]
+
+    def _fresh(self, tenant_id: str) -> TenantCredentials | None:
+        with self._lock:
+            cached = self._credentials.get(tenant_id)
+        if cached and cached.expires_at - self.refresh_margin_seconds > self._clock():
+            return cached
+        return None
+
+    def credentials_for(self, tenant_id: str) -> TenantCredentials:
+        """Valid credentials for the tenant, from cache or one STS AssumeRole call."""
+        tenant_id = validate_tenant_id(tenant_id)
+        cached = self._fresh(tenant_id)
+        if cached:
+            return cached
+        with self._stripe(tenant_id):  # single flight per tenant
+            cached = self._fresh(tenant_id)
+            if cached:
+                return cached
+            vended = self._assume_role(tenant_id)
+            with self._lock:
+                self._credentials[tenant_id] = vended
+            return vended
+
+    def client_for(self, tenant_id: str, service: str) -> Any:
+        """A boto3 client for ``service`` with the tenant's credentials, reused until they rotate."""
+        vended = self.credentials_for(tenant_id)
+        key = (vended.tenant_id, service)
+        access_key = vended.credentials.access_key_id
+        with self._lock:
+            entry = self._clients.get(key)
+        if entry and entry[1] == access_key:
+            return entry[0]
+        client = self._client_factory(service, vended.credentials)
+        with self._lock:
+            self._clients[key] = (client, access_key)
+        return client
+
+    def forget(self, tenant_id: str) -> None:
+        """Drop the tenant's cached credentials and clients."""
+        with self._lock:
+            self._credentials.pop(tenant_id, None)
+            for key in [k for k in self._clients if k[0] == tenant_id]:
+                self._clients.pop(key, None)
+
+    def _sts_client(self) -> Any:
+        with self._lock:
+            if self._sts is None:
+                self._sts = self._sts_factory()
+            return self._sts
+
+    def _assume_role(self, tenant_id: str) -> TenantCredentials:
+        session_name = f"{self.session_name_prefix}-{tenant_id}"[:64]
+        started = time.perf_counter()
+        try:
+            response = self._sts_client().assume_role(
+                RoleArn=self.role_arn,
+                RoleSessionName=session_name,
+                DurationSeconds=self.duration_seconds,
+                Tags=[{"Key": TENANT_TAG_KEY, "Value": tenant_id}],
+                TransitiveTagKeys=[TENANT_TAG_KEY],
+            )
+        except (ClientError, BotoCoreError) as exc:
+            error = translate_error(exc, f"sts assume_role for tenant {tenant_id}")
+            logger.warning("assume_role failed for tenant %s: %s", tenant_id, type(error).__name__)
+            if isinstance(error, AccessDenied):
+                raise error from exc
+            raise BackendUnavailable(str(error)) from exc
+        raw = response["Credentials"]
+        expiration = raw["Expiration"]
+        expires_at = (
+            expiration.timestamp()
+            if isinstance(expiration, datetime)
+            else self._clock() + self.duration_seconds
+        )
+        logger.info(
+            "vended credentials for tenant %s in %.0f ms",
+            tenant_id,
+            (time.perf_counter() - started) * 1e3,
+        )
+        return TenantCredentials(
+            tenant_id,
+            StaticCredentials(raw["AccessKeyId"], raw["SecretAccessKey"], raw.get("SessionToken")),
+            expires_at,
+        )
