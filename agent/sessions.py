@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from agent.errors import Forbidden, SessionBusy, Unavailable
 
@@ -37,11 +37,12 @@ Owner = tuple[str, str]  # (tenant_id, user_id)
 
 @dataclass(eq=False)
 class Session(Generic[C]):
-    """One live session: its owner, its conversation object and its request lock."""
+    """One live session: its owner, its conversation (and that conversation's id), its request lock."""
 
     session_id: str
     owner: Owner
     conversation: C
+    conversation_id: str
     lock: threading.Lock = field(default_factory=threading.Lock)
     closed: bool = False
 
@@ -69,7 +70,7 @@ class SessionRegistry(Generic[C]):
 
     def __init__(
         self,
-        factory: Callable[[str, Owner], C],
+        factory: Callable[[str, Owner], C],  # (conversation_id, owner) -> conversation
         *,
         max_sessions: int,
         idle_timeout_seconds: float,
@@ -82,6 +83,7 @@ class SessionRegistry(Generic[C]):
         self._closing = False
         self._enders = ThreadPoolExecutor(max_workers=end_workers, thread_name_prefix="session-end")
         self._pending: set[Future[None]] = set()
+        self._generations: LRUCache[str, int] = LRUCache(maxsize=max(4 * max_sessions, 1024))
 
     def __len__(self) -> int:
         with self._lock:
@@ -89,21 +91,44 @@ class SessionRegistry(Generic[C]):
 
     @contextmanager
     def open(self, session_id: str, owner: Owner) -> Iterator[Session[C]]:
-        """Hold the session for one request (creating it on first use).
-
-        Raises Forbidden if the session belongs to another identity, SessionBusy if another
-        request of the session is running, Unavailable once the registry is closing.
-        """
-        session = self._checkout(session_id, owner)
+        """``acquire`` + ``release`` around one request."""
+        session = self.acquire(session_id, owner)
         try:
             yield session
         finally:
-            with self._lock:
-                if not session.closed:
-                    self._cache[session_id] = session  # restart the idle clock
-                session.lock.release()
-                dropped = self._take_dropped()
-            self._end_later(dropped)
+            self.release(session)
+
+    def acquire(self, session_id: str, owner: Owner) -> Session[C]:
+        """Hold the session for one request, creating it (and its conversation) on first use.
+
+        Raises Forbidden if the session belongs to another identity, SessionBusy if another
+        request of the session is running, Unavailable once the registry is closing. Every
+        successful ``acquire`` must be followed by exactly one ``release``.
+        """
+        with self._lock:
+            if self._closing:
+                raise Unavailable("the service is shutting down; retry shortly")
+            session = self._cache.get(session_id)
+            if session is None:
+                session = self._new_session(session_id, owner)
+            elif session.owner != owner:
+                raise Forbidden("this session belongs to another identity")
+            if not session.lock.acquire(blocking=False):
+                raise SessionBusy("another request of this session is still running")
+            self._cache[session_id] = session
+            # The session just inserted is the most recently used, so it is never dropped here.
+            dropped = self._take_dropped()
+        self._end_later(dropped)
+        return session
+
+    def release(self, session: Session[C]) -> None:
+        """End a request: restart the session's idle clock and let the next request in."""
+        with self._lock:
+            if not session.closed:
+                self._cache[session.session_id] = session
+            session.lock.release()
+            dropped = self._take_dropped()
+        self._end_later(dropped)
 
     def end(self, session: Session[C]) -> None:
         """End a session now, from inside ``open`` (the caller holds its lock)."""
@@ -145,22 +170,13 @@ class SessionRegistry(Generic[C]):
 
     # --- internals
 
-    def _checkout(self, session_id: str, owner: Owner) -> Session[C]:
-        with self._lock:
-            if self._closing:
-                raise Unavailable("the service is shutting down; retry shortly")
-            session = self._cache.get(session_id)
-            if session is None:
-                session = Session(session_id, owner, self._factory(session_id, owner))
-            elif session.owner != owner:
-                raise Forbidden("this session belongs to another identity")
-            if not session.lock.acquire(blocking=False):
-                raise SessionBusy("another request of this session is still running")
-            self._cache[session_id] = session
-            # The session just inserted is the most recently used, so it is never dropped here.
-            dropped = self._take_dropped()
-        self._end_later(dropped)
-        return session
+    def _new_session(self, session_id: str, owner: Owner) -> Session[C]:
+        # A session id reused after its conversation ended starts a new conversation with a
+        # distinct id, so its summary never overwrites the earlier one's (same-key upsert).
+        generation = self._generations.get(session_id, 0)
+        self._generations[session_id] = generation + 1
+        conversation_id = session_id if generation == 0 else f"{session_id}.{generation}"
+        return Session(session_id, owner, self._factory(conversation_id, owner), conversation_id)
 
     def _take_dropped(self) -> list[Session[C]]:
         dropped, self._cache.dropped = self._cache.dropped, []

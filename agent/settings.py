@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     cognito_user_pool_id: str | None = None
     cognito_client_ids: CommaList = ()
     token_uses: CommaList = ("id", "access")
-    tenant_claim: str = "custom:tenantId"
+    tenant_claims: CommaList = ("custom:tenantId", "tenantId")
     user_claim: str = "sub"
     dev_issuer_dir: Path | None = None
 
@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(16_000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=256)
 
-    @field_validator("cognito_client_ids", "token_uses", mode="before")
+    @field_validator("cognito_client_ids", "token_uses", "tenant_claims", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

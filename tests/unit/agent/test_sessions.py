@@ -140,3 +140,13 @@ def test_close_ends_every_open_session_once_and_refuses_new_requests() -> None:
     with pytest.raises(Unavailable):
         with registry.open("s4", ALICE):
             pass
+
+
+def test_reopened_session_gets_a_distinct_conversation_id() -> None:
+    registry, _, made = make()
+    with registry.open("s1", ALICE) as first:
+        registry.end(first)
+    with registry.open("s1", ALICE) as second:
+        pass
+    assert first.conversation_id == "s1"
+    assert second.conversation_id == "s1.1" and set(made) == {"s1", "s1.1"}

@@ -1,0 +1,242 @@
+"""The AgentCore Runtime entrypoint: ``POST /invocations`` and ``GET /ping`` on port 8080.
+
+Per request: verify the bearer token (nothing else runs without a valid one), validate the
+payload, reject identity claims that contradict the token, take the session (= conversation)
+from the registry, run one turn of its orchestrator, and answer JSON
+(``{answer, session_id, memories_used, session_ended}``) or a server-sent event stream.
+Errors are JSON ``{error, message[, field]}`` with their HTTP status.
+
+Run with ``python -m agent`` (or ``python -m agent.app``, as the AgentCore container does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from bedrock_agentcore.runtime import BedrockAgentCoreApp, RequestContext
+from bedrock_agentcore.runtime.models import SESSION_HEADER
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse
+
+from agent.body_limit import BodyLimitMiddleware
+from agent.errors import AppError, BadRequest, Forbidden, Unauthorized, Unavailable
+from agent.orchestrator import Conversation
+from agent.payload import InvocationPayload, parse_payload
+from agent.services import Services, build_services
+from agent.sessions import Session
+from agent.settings import Settings, SettingsError, load_settings
+from auth import AuthError, Identity, TokenVerifier
+from memory.errors import MemoryLibraryError
+
+logger = logging.getLogger(__name__)
+
+#: Where ``agentcore invoke --local --headers "Authorization:Bearer ..."`` puts the token
+#: (the CLI prefixes custom headers). Read only with the local dev issuer.
+LOCAL_AUTH_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Authorization"
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,255}")
+
+ServicesFactory = Callable[..., Services]
+
+
+def create_app(settings: Settings, *, services_factory: ServicesFactory = build_services) -> BedrockAgentCoreApp:
+    """The Starlette app; its lifespan builds the services on start and ends sessions on stop."""
+    holder: dict[str, Services] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: BedrockAgentCoreApp) -> AsyncIterator[None]:
+        services = await asyncio.to_thread(
+            services_factory,
+            settings,
+            on_task_start=app.add_async_task,
+            on_task_end=app.complete_async_task,
+        )
+        services.start()
+        holder["services"] = services
+        logger.info("agent app started (auth=%s, backend=%s)", settings.auth_mode, settings.backend)
+        try:
+            yield
+        finally:
+            logger.info("shutting down: ending open conversations")
+            await asyncio.to_thread(services.close)
+
+    app = BedrockAgentCoreApp(
+        lifespan=lifespan,
+        middleware=[Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)],
+    )
+
+    @app.entrypoint
+    async def invoke(payload: Any, context: RequestContext) -> Any:
+        services = holder.get("services")
+        if services is None:
+            return _error(Unavailable("the service is starting; retry shortly"))
+        return await _Invocation(services, settings).run(payload, context)
+
+    return app
+
+
+class _Invocation:
+    """One ``/invocations`` request, from bearer token to response."""
+
+    def __init__(self, services: Services, settings: Settings) -> None:
+        self.services = services
+        self.settings = settings
+        self.started = time.perf_counter()
+
+    async def run(self, raw: Any, context: RequestContext) -> Any:
+        try:
+            identity = await _authenticate(self.services.verifier, context, self.settings)
+            request = parse_payload(raw, max_prompt_chars=self.settings.max_prompt_chars)
+            _check_claims(request, identity, self.settings)
+            session_id = _session_id(context)
+            session = self.services.registry.acquire(session_id, (identity.tenant_id, identity.user_id))
+        except Exception as exc:  # noqa: BLE001 - mapped to a status, nothing ran yet
+            return _error(exc)
+        # No "end_session" key: the app ends every agent of the session in one place
+        # (``registry.end``), so the orchestrator's plugin does not end it a second time.
+        state = {
+            "tenant_context": identity.tenant_id,
+            "user_id": identity.user_id,
+            "conversation_id": session.conversation_id,
+        }
+        self._log("invocation", identity, session_id, request)
+        if request.stream:
+            return self._stream(session, request, state)
+        try:
+            answer = None
+            if request.prompt is not None:
+                answer = await session.conversation.ask(request.prompt, state)
+            return JSONResponse(
+                await self._finish(session, request, answer),
+                headers={SESSION_HEADER: session.session_id},
+            )
+        except Exception as exc:  # noqa: BLE001
+            return _error(exc)
+        finally:
+            self.services.registry.release(session)
+
+    async def _stream(
+        self, session: Session[Conversation], request: InvocationPayload, state: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        try:
+            parts: list[str] = []
+            if request.prompt is not None:
+                async for chunk in session.conversation.stream(request.prompt, state):
+                    parts.append(chunk)
+                    yield {"data": chunk}
+            answer = "".join(parts) if request.prompt is not None else None
+            yield {"done": True, **await self._finish(session, request, answer)}
+        except Exception as exc:  # noqa: BLE001 - the status is already sent: report in-band
+            status, body = _error_body(exc)
+            yield {**body, "status": status}
+        finally:
+            self.services.registry.release(session)
+
+    async def _finish(
+        self, session: Session[Conversation], request: InvocationPayload, answer: str | None
+    ) -> dict[str, Any]:
+        used = session.conversation.memories_used()
+        if request.end_session:
+            await asyncio.to_thread(self.services.registry.end, session)
+        logger.info(
+            "invocation done",
+            extra={
+                "session_id": session.session_id,
+                "memories_used": len(used),
+                "ended": request.end_session,
+                "latency_ms": round((time.perf_counter() - self.started) * 1e3, 1),
+            },
+        )
+        return {
+            "answer": answer,
+            "session_id": session.session_id,
+            "memories_used": used,
+            "session_ended": request.end_session,
+        }
+
+    @staticmethod
+    def _log(event: str, identity: Identity, session_id: str, request: InvocationPayload) -> None:
+        logger.info(
+            event,
+            extra={
+                "tenant_id": identity.tenant_id,
+                "user_hash": hashlib.sha256(identity.user_id.encode()).hexdigest()[:12],
+                "session_id": session_id,
+                "stream": request.stream,
+                "end_session": request.end_session,
+            },
+        )
+
+
+async def _authenticate(verifier: TokenVerifier, context: RequestContext, settings: Settings) -> Identity:
+    headers = {k.lower(): v for k, v in (context.request_headers or {}).items()}
+    header = headers.get("authorization")
+    if header is None and settings.auth_mode == "dev":
+        header = headers.get(LOCAL_AUTH_HEADER.lower())
+    if not header:
+        raise Unauthorized("a bearer token is required")
+    return await asyncio.to_thread(verifier.verify, header)
+
+
+def _check_claims(request: InvocationPayload, identity: Identity, settings: Settings) -> None:
+    if request.tenant_id is not None and request.tenant_id != identity.tenant_id:
+        raise Forbidden("the payload claims another tenant than the token", field="tenant_id")
+    if request.user_id is not None and request.user_id != identity.user_id:
+        raise Forbidden("the payload claims another user than the token", field="user_id")
+    if settings.tenant_mode == "single" and identity.tenant_id != settings.single_tenant_id:
+        raise Forbidden("this deployment serves another tenant")
+
+
+def _session_id(context: RequestContext) -> str:
+    session_id = context.session_id
+    if session_id is None:
+        return str(uuid.uuid4())
+    if not _SESSION_ID.fullmatch(session_id):
+        raise BadRequest("invalid session id header", field=SESSION_HEADER)
+    return session_id
+
+
+def _error_body(exc: BaseException) -> tuple[int, dict[str, str]]:
+    if isinstance(exc, AppError):
+        return exc.status_code, exc.body()
+    if isinstance(exc, AuthError):
+        code = "unauthorized" if exc.status_code == 401 else "unavailable"
+        return exc.status_code, {"error": code, "message": exc.public_message}
+    if isinstance(exc, MemoryLibraryError) and exc.status_code < 500:
+        logger.warning("memory request refused: %s", type(exc).__name__)
+        return exc.status_code, {"error": type(exc).__name__, "message": "the memory service refused the request"}
+    if isinstance(exc, MemoryLibraryError):
+        logger.warning("memory backend failed: %s", type(exc).__name__)
+        return 503, {"error": "unavailable", "message": "the memory service is unavailable; retry shortly"}
+    logger.exception("invocation failed")
+    return 500, {"error": "internal_error", "message": "the request failed"}
+
+
+def _error(exc: BaseException) -> JSONResponse:
+    status, body = _error_body(exc)
+    return JSONResponse(body, status_code=status)
+
+
+def main() -> int:
+    """Start the server (``python -m agent``)."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"agent: {exc}", file=sys.stderr)  # noqa: T201 - CLI
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_app(settings)
+    app.run(port=settings.port, host=settings.host, timeout_graceful_shutdown=settings.shutdown_grace_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

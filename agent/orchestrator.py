@@ -1,0 +1,159 @@
+"""The per-session Strands orchestrator: an ``orchestrator`` agent with specialist agents as tools.
+
+Every agent has a stable unique name and, when memory is on, its own ``MemoryPlugin`` (which
+injects memories into ``{memory_context}`` and wires the ``memory_tool`` recall tool). The
+specialist tool forwards the caller's identity keys of ``invocation_state`` so the
+specialist's plugin serves the same tenant, user and conversation as the orchestrator's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from strands import Agent, ToolContext, tool
+from strands.models import Model
+from strands.plugins import Plugin
+from strands.tools.decorator import DecoratedFunctionTool
+
+logger = logging.getLogger(__name__)
+
+ORCHESTRATOR_NAME = "orchestrator"
+SPECIALIST_NAME = "research_specialist"
+
+#: ``invocation_state`` keys forwarded to specialists (identity and conversation, nothing else).
+FORWARDED_KEYS = ("tenant_context", "user_id", "conversation_id")
+
+ORCHESTRATOR_PROMPT = """You are a helpful assistant with long-term memory of past conversations \
+with this user. Answer directly when you can. For questions that need careful research or \
+analysis, delegate to the research_specialist tool. When the user refers to something from an \
+earlier conversation that is not below, search it with the memory_tool.
+
+{memory_context}"""
+
+SPECIALIST_PROMPT = """You are a research specialist. Give a precise, well-structured answer to \
+the request you receive. Use the memory_tool when earlier conversations with this user may matter.
+
+{memory_context}"""
+
+PluginFactory = Callable[[str], Plugin]
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """A named agent: its name, its base system prompt and (for specialists) its tool description."""
+
+    name: str
+    prompt: str
+    description: str = ""
+
+
+SPECIALISTS: tuple[AgentSpec, ...] = (
+    AgentSpec(
+        SPECIALIST_NAME,
+        SPECIALIST_PROMPT,
+        "Delegate a research or analysis request; give it the full request as input.",
+    ),
+)
+
+
+class Conversation:
+    """One session's agents. Not thread-safe: the session registry serialises its requests."""
+
+    def __init__(self, agent: Agent, plugins: Sequence[Plugin]) -> None:
+        self.agent = agent
+        self.plugins = tuple(plugins)
+
+    async def ask(self, prompt: str, invocation_state: dict[str, Any]) -> str:
+        """Run one turn and return the answer text."""
+        result = await self.agent.invoke_async(prompt, invocation_state=dict(invocation_state))
+        return str(result).strip()
+
+    async def stream(self, prompt: str, invocation_state: dict[str, Any]) -> AsyncIterator[str]:
+        """Run one turn, yielding the answer's text chunks as the model produces them."""
+        async for event in self.agent.stream_async(prompt, invocation_state=dict(invocation_state)):
+            chunk = event.get("data") if isinstance(event, dict) else None
+            if isinstance(chunk, str) and chunk:
+                yield chunk
+
+    def memories_used(self) -> list[str]:
+        """Ids of the memories injected or recalled in this conversation (every agent, in order)."""
+        seen: dict[str, None] = {}
+        for plugin in self.plugins:
+            for memory_id in _memory_ids(plugin):
+                seen.setdefault(memory_id, None)
+        return list(seen)
+
+    def end_conversation(self) -> None:
+        """Hand every agent's transcript to the summary pipeline (durable before it returns)."""
+        errors = []
+        for plugin in self.plugins:
+            try:
+                plugin.end_conversation()  # type: ignore[attr-defined]
+            except Exception as exc:  # end the others anyway; report the first failure
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def build_conversation(
+    model: Model,
+    plugin_factory: PluginFactory | None,
+    *,
+    specialists: Sequence[AgentSpec] = SPECIALISTS,
+) -> Conversation:
+    """A fresh orchestrator with its specialists, each with its own plugin (if memory is on)."""
+    plugins: list[Plugin] = []
+
+    def plugins_for(name: str) -> list[Plugin]:
+        if plugin_factory is None:
+            return []
+        plugin = plugin_factory(name)
+        plugins.append(plugin)
+        return [plugin]
+
+    tools, agents = [], []
+    for spec in specialists:
+        specialist = Agent(
+            model=model,
+            name=spec.name,
+            system_prompt=spec.prompt,
+            plugins=plugins_for(spec.name),
+            callback_handler=None,
+        )
+        agents.append(specialist)
+        tools.append(specialist_tool(specialist, spec.description))
+    agent = Agent(
+        model=model,
+        name=ORCHESTRATOR_NAME,
+        system_prompt=ORCHESTRATOR_PROMPT,
+        tools=tools,
+        plugins=plugins_for(ORCHESTRATOR_NAME),
+        callback_handler=None,
+    )
+    if plugin_factory is None:  # no plugin fills the placeholder: remove it
+        for a in [agent, *agents]:
+            a.system_prompt = (a.system_prompt or "").replace("{memory_context}", "").strip()
+    return Conversation(agent, plugins)
+
+
+def specialist_tool(specialist: Agent, description: str) -> DecoratedFunctionTool:
+    """Expose ``specialist`` as a tool named after it, forwarding the caller's identity keys."""
+
+    async def run(input: str, tool_context: ToolContext) -> str:  # noqa: A002 - tool schema name
+        state = {k: tool_context.invocation_state[k] for k in FORWARDED_KEYS if k in tool_context.invocation_state}
+        result = await specialist.invoke_async(input, invocation_state=state)
+        return str(result).strip()
+
+    run.__doc__ = f"""{description}
+
+    Args:
+        input: The complete request for the specialist.
+    """
+    return tool(name=specialist.name, description=description, context=True)(run)
+
+
+def _memory_ids(plugin: Plugin) -> list[str]:
+    return list(getattr(plugin, "used_memory_ids", ()))

@@ -1,0 +1,184 @@
+"""Builds the app's long-lived parts from Settings: verifier, model, store, pipeline, sessions.
+
+Nothing here runs at import time; ``build_services`` is called from the app's lifespan, so no
+boto3 client or model is created before the server starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from auth import TokenVerifier
+from agent.orchestrator import Conversation, PluginFactory, build_conversation
+from agent.sessions import Owner, SessionRegistry
+from agent.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+TaskStart = Callable[[str], Any]
+TaskEnd = Callable[[Any], None]
+
+
+@dataclass
+class Services:
+    """Everything a request needs, plus the background reaper; ``close`` ends it all cleanly."""
+
+    settings: Settings
+    verifier: TokenVerifier
+    registry: SessionRegistry[Conversation]
+    pipeline: Any | None = None  # memory.background.SummaryPipeline when memory is enabled
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _reaper: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Replay summaries a previous process left in the outbox; start the idle reaper."""
+        if self.pipeline is not None:
+            replayed = self.pipeline.replay_pending()
+            if replayed:
+                logger.info("replaying %d pending summaries from the outbox", replayed)
+        self._reaper = threading.Thread(target=self._reap_forever, name="session-reaper", daemon=True)
+        self._reaper.start()
+
+    def close(self) -> None:
+        """End every open conversation and wait (bounded) for their summaries to be stored.
+
+        Whatever is not stored within ``shutdown_grace_seconds`` stays in the durable outbox
+        and is replayed by the next start.
+        """
+        self._stop.set()
+        grace = self.settings.shutdown_grace_seconds
+        self.registry.close(timeout=grace)
+        if self.pipeline is not None:
+            if not self.pipeline.wait(timeout=grace):
+                logger.warning("shutdown grace expired; pending summaries stay in the outbox")
+            self.pipeline.shutdown(wait=False)
+
+    def _reap_forever(self) -> None:
+        while not self._stop.wait(self.settings.reap_interval_seconds):
+            try:
+                ended = self.registry.reap()
+                if ended:
+                    logger.info("ended %d idle sessions", ended)
+            except Exception:
+                logger.exception("session reaper failed")
+
+
+def build_services(
+    settings: Settings, *, on_task_start: TaskStart | None = None, on_task_end: TaskEnd | None = None
+) -> Services:
+    """Wire the configured verifier, model, memory store and summary pipeline."""
+    from agent.models import build_model
+
+    verifier = build_verifier(settings)
+    model = build_model(
+        settings.model_provider,
+        model_id=settings.model_id,
+        region=settings.region,
+        base_url=settings.model_base_url,
+        api_key=settings.model_api_key.get_secret_value() if settings.model_api_key else None,
+        max_tokens=settings.model_max_tokens,
+        temperature=settings.model_temperature,
+        local_model_path=str(settings.local_model_path) if settings.local_model_path else None,
+    )
+    pipeline = None
+    plugin_factory: PluginFactory | None = None
+    if settings.memory_enabled:
+        pipeline, plugin_factory = _build_memory(settings, model, on_task_start, on_task_end)
+
+    def factory(conversation_id: str, owner: Owner) -> Conversation:
+        return build_conversation(model, plugin_factory)
+
+    registry: SessionRegistry[Conversation] = SessionRegistry(
+        factory, max_sessions=settings.max_sessions, idle_timeout_seconds=settings.idle_timeout_seconds
+    )
+    return Services(settings, verifier, registry, pipeline)
+
+
+def build_verifier(settings: Settings) -> TokenVerifier:
+    """The token verifier for Cognito or the local dev issuer."""
+    options: dict[str, Any] = {
+        "token_uses": settings.token_uses,
+        "tenant_claims": settings.tenant_claims,
+        "user_claim": settings.user_claim,
+    }
+    if settings.auth_mode == "cognito":
+        assert settings.cognito_user_pool_id is not None
+        return TokenVerifier.for_cognito(
+            settings.resolved_cognito_region,
+            settings.cognito_user_pool_id,
+            settings.cognito_client_ids,
+            **options,
+        )
+    from auth.dev_issuer import DEV_CLIENT_ID, DevIssuer
+
+    issuer = DevIssuer(settings.resolved_dev_issuer_dir)
+    return issuer.verifier(client_ids=settings.cognito_client_ids or (DEV_CLIENT_ID,), **options)
+
+
+def _build_memory(
+    settings: Settings, model: Any, on_task_start: TaskStart | None, on_task_end: TaskEnd | None
+) -> tuple[Any, PluginFactory]:
+    from agent.models import is_small_local
+    from memory.background import SummaryPipeline
+    from memory.outbox import Outbox
+    from memory.plugin import MemoryPlugin
+    from memory.summarizer import Summarizer
+
+    store = build_store(settings)
+    summarizer = Summarizer(
+        model, mode=settings.summary_mode, small_local_model=is_small_local(settings.model_provider)
+    )
+    pipeline = SummaryPipeline(
+        store,
+        Outbox(settings.state_dir / "outbox"),
+        summarizer,
+        max_workers=settings.summary_workers,
+        on_task_start=on_task_start,
+        on_task_end=on_task_end,
+    )
+
+    options: dict[str, Any] = {"top_k": settings.top_k}
+    if settings.min_score is not None:  # unset: the plugin's default threshold
+        options["min_score"] = settings.min_score
+
+    def plugin_factory(agent_name: str) -> Any:
+        return MemoryPlugin(store, pipeline=pipeline, **options)
+
+    return pipeline, plugin_factory
+
+
+def build_store(settings: Settings) -> Any:
+    """The configured memory store (single or multi-tenant, local or S3 Vectors)."""
+    from memory import stores
+
+    embedder = _build_embedder(settings)
+    if settings.backend == "local":
+        root = settings.state_dir / "vectors"
+        if settings.tenant_mode == "single":
+            return stores.MemoryStore.for_local(
+                root_dir=root, tenant_id=settings.single_tenant_id, embedder=embedder
+            )
+        return stores.MultiTenantMemoryStore.for_local(root_dir=root, embedder=embedder)
+    if settings.tenant_mode == "single":
+        return stores.MemoryStore.for_s3vectors(
+            bucket=settings.vector_bucket, region=settings.region, embedder=embedder
+        )
+    return stores.MultiTenantMemoryStore.for_s3vectors(
+        bucket=settings.vector_bucket,
+        role_arn=settings.tvm_role_arn,
+        region=settings.region,
+        embedder=embedder,
+    )
+
+
+def _build_embedder(settings: Settings) -> Any:
+    if settings.embedder == "bedrock":
+        from memory.embedders import BedrockEmbedder
+
+        return BedrockEmbedder(region=settings.region)
+    from memory.embedders import LocalEmbedder
+
+    return LocalEmbedder()

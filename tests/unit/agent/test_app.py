@@ -1,0 +1,210 @@
+"""The HTTP edge in-process: auth first, payload errors, identity claims, sessions, streaming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from agent.app import LOCAL_AUTH_HEADER, create_app
+from agent.orchestrator import build_conversation
+from agent.services import Services
+from agent.sessions import SessionRegistry
+from agent.settings import Settings
+from auth.dev_issuer import DevIssuer
+from tests.support.scripted_model import EchoModel
+
+SESSION = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
+SID = "session-0123456789abcdef0123456789abcdef"
+
+
+class Recorder:
+    """A conversation wrapper that counts ends and records identity passed to turns."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.ended = 0
+        self.states: list[dict[str, Any]] = []
+
+    async def ask(self, prompt: str, state: dict[str, Any]) -> str:
+        self.states.append(dict(state))
+        return await self.inner.ask(prompt, state)
+
+    def stream(self, prompt: str, state: dict[str, Any]):
+        self.states.append(dict(state))
+        return self.inner.stream(prompt, state)
+
+    def memories_used(self) -> list[str]:
+        return []
+
+    def end_conversation(self) -> None:
+        self.ended += 1
+
+
+@pytest.fixture()
+def issuer(tmp_path: Path) -> DevIssuer:
+    return DevIssuer(tmp_path / "issuer")
+
+
+@pytest.fixture()
+def harness(issuer: DevIssuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    settings = Settings(
+        auth_mode="dev", dev_issuer_dir=issuer.state_dir, state_dir=tmp_path, max_body_bytes=2048,
+        max_prompt_chars=500, memory_enabled=False,
+    )
+    made: dict[str, Recorder] = {}
+    holder: dict[str, Services] = {}
+
+    def factory(conversation_id: str, owner: tuple[str, str]) -> Recorder:
+        made[conversation_id] = Recorder(build_conversation(EchoModel(), None))
+        return made[conversation_id]
+
+    def services_factory(settings: Settings, **hooks: Any) -> Services:
+        registry = SessionRegistry(factory, max_sessions=8, idle_timeout_seconds=60)
+        holder["services"] = Services(settings, issuer.verifier(), registry)
+        return holder["services"]
+
+    app = create_app(settings, services_factory=services_factory)
+    with TestClient(app) as client:
+        yield client, made, holder
+
+
+def bearer(issuer: DevIssuer, tenant: str = "tenant-a", user: str = "alice") -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.mint(tenant, user)}", SESSION: SID}
+
+
+def test_no_token_is_401_and_nothing_runs(harness) -> None:
+    client, made, _ = harness
+    response = client.post("/invocations", json={"prompt": "hi"}, headers={SESSION: SID})
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+    assert made == {}
+
+
+def test_invalid_token_is_401(harness, tmp_path: Path) -> None:
+    client, made, _ = harness
+    forged = DevIssuer(tmp_path / "other").mint("tenant-a", "alice")  # same shape, wrong key
+    for header in (f"Bearer {forged}", "Bearer not-a-jwt", "Basic abc"):
+        response = client.post("/invocations", json={"prompt": "hi"}, headers={"Authorization": header})
+        assert response.status_code == 401, header
+        assert "token" in response.json()["message"]
+    assert made == {}
+
+
+def test_valid_token_answers_with_identity_from_token(harness, issuer: DevIssuer) -> None:
+    client, made, _ = harness
+    response = client.post("/invocations", json={"prompt": "hello there"}, headers=bearer(issuer))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["answer"].startswith("ECHO: hello there")
+    assert body["session_id"] == SID and body["memories_used"] == [] and body["session_ended"] is False
+    assert made[SID].states == [{"tenant_context": "tenant-a", "user_id": "alice", "conversation_id": SID}]
+
+
+def test_auth_runs_before_payload_validation(harness) -> None:
+    client, _, _ = harness
+    assert client.post("/invocations", json={"bogus": 1}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [({}, "prompt"), ({"prompt": 3}, "prompt"), ({"prompt": "x", "stream": "y"}, "stream"), ({"prompt": "x", "admin": True}, "admin")],
+)
+def test_malformed_payload_is_400_naming_the_field(harness, issuer: DevIssuer, payload, field) -> None:
+    client, _, _ = harness
+    response = client.post("/invocations", json=payload, headers=bearer(issuer))
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+
+
+def test_payload_claiming_another_identity_is_403(harness, issuer: DevIssuer) -> None:
+    client, made, _ = harness
+    for lie in ({"tenant_id": "tenant-b"}, {"userId": "mallory"}):
+        response = client.post("/invocations", json={"prompt": "hi", **lie}, headers=bearer(issuer))
+        assert response.status_code == 403
+    assert made == {}
+    ok = client.post("/invocations", json={"prompt": "hi", "tenant_id": "tenant-a"}, headers=bearer(issuer))
+    assert ok.status_code == 200
+
+
+def test_oversized_body_is_413(harness, issuer: DevIssuer) -> None:
+    client, _, _ = harness
+    response = client.post("/invocations", json={"prompt": "x" * 5000}, headers=bearer(issuer))
+    assert response.status_code == 413
+    too_long = client.post("/invocations", json={"prompt": "x" * 600}, headers=bearer(issuer))
+    assert too_long.status_code == 400 and too_long.json()["field"] == "prompt"
+
+
+def test_another_users_token_on_an_open_session_is_403(harness, issuer: DevIssuer) -> None:
+    client, _, _ = harness
+    assert client.post("/invocations", json={"prompt": "hi"}, headers=bearer(issuer)).status_code == 200
+    other = client.post("/invocations", json={"prompt": "hi"}, headers=bearer(issuer, user="bob"))
+    assert other.status_code == 403
+    other_tenant = client.post("/invocations", json={"prompt": "hi"}, headers=bearer(issuer, tenant="tenant-b"))
+    assert other_tenant.status_code == 403
+
+
+def test_busy_session_is_409(harness, issuer: DevIssuer) -> None:
+    client, _, holder = harness
+    registry = holder["services"].registry
+    session = registry.acquire(SID, ("tenant-a", "alice"))  # a request in flight
+    try:
+        response = client.post("/invocations", json={"prompt": "hi"}, headers=bearer(issuer))
+        assert response.status_code == 409 and response.json()["error"] == "session_busy"
+    finally:
+        registry.release(session)
+    assert client.post("/invocations", json={"prompt": "hi"}, headers=bearer(issuer)).status_code == 200
+
+
+def test_end_session_ends_the_conversation_once(harness, issuer: DevIssuer) -> None:
+    client, made, _ = harness
+    client.post("/invocations", json={"prompt": "remember teal"}, headers=bearer(issuer))
+    response = client.post("/invocations", json={"end_session": True}, headers=bearer(issuer))
+    assert response.status_code == 200
+    assert response.json() == {"answer": None, "session_id": SID, "memories_used": [], "session_ended": True}
+    assert made[SID].ended == 1
+    again = client.post("/invocations", json={"prompt": "new start", "end_session": True}, headers=bearer(issuer))
+    assert again.status_code == 200 and again.json()["answer"].startswith("ECHO: new start")
+    assert made[f"{SID}.1"].ended == 1 and made[SID].ended == 1
+
+
+def test_missing_session_header_gets_a_generated_id(harness, issuer: DevIssuer) -> None:
+    client, _, _ = harness
+    headers = {"Authorization": f"Bearer {issuer.mint('tenant-a', 'alice')}"}
+    first = client.post("/invocations", json={"prompt": "a"}, headers=headers).json()["session_id"]
+    second = client.post("/invocations", json={"prompt": "b"}, headers=headers).json()["session_id"]
+    assert first and second and first != second
+
+
+def test_invalid_session_header_is_400(harness, issuer: DevIssuer) -> None:
+    client, _, _ = harness
+    headers = {**bearer(issuer), SESSION: "bad id with spaces"}
+    response = client.post("/invocations", json={"prompt": "a"}, headers=headers)
+    assert response.status_code == 400 and response.json()["field"] == SESSION
+
+
+def test_streaming_sends_chunks_then_a_final_event(harness, issuer: DevIssuer) -> None:
+    client, _, _ = harness
+    response = client.post("/invocations", json={"prompt": "stream me", "stream": True}, headers=bearer(issuer))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(line[len("data: "):]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert "".join(e.get("data", "") for e in events[:-1]).startswith("ECHO: stream me")
+    assert events[-1]["done"] is True and events[-1]["session_id"] == SID
+    # the session lock was released when the stream finished
+    assert client.post("/invocations", json={"prompt": "again"}, headers=bearer(issuer)).status_code == 200
+
+
+def test_dev_mode_reads_the_agentcore_cli_custom_header(harness, issuer: DevIssuer) -> None:
+    client, _, _ = harness
+    headers = {LOCAL_AUTH_HEADER: f"Bearer {issuer.mint('tenant-a', 'alice')}", SESSION: SID}
+    assert client.post("/invocations", json={"prompt": "hi"}, headers=headers).status_code == 200
+
+
+def test_ping_is_healthy(harness) -> None:
+    client, _, _ = harness
+    assert client.get("/ping").json()["status"] == "Healthy"
