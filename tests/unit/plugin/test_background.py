@@ -1,0 +1,303 @@
+"""Outbox durability and the background summary pipeline (outbox first, store, then remove)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from strands import Agent
+
+from memory.background import RetryPolicy
+from memory.errors import BackendUnavailable
+from memory.keys import summary_key
+from memory.models import Scope
+from memory.outbox import Outbox, OutboxEntry
+from memory.plugin import MemoryPlugin
+from memory.summarizer import Summarizer
+from tests.support.scripted_model import ScriptedModel
+
+
+def entry(conversation: str = "conv-1", text: str = "My budget is 2M.", **kwargs: Any) -> OutboxEntry:
+    return OutboxEntry(
+        tenant_id=kwargs.pop("tenant_id", "acme"),
+        user_id=kwargs.pop("user_id", "alice"),
+        agent_name=kwargs.pop("agent_name", "orchestrator"),
+        conversation_id=conversation,
+        transcript=[{"role": "user", "text": text}, {"role": "assistant", "text": "Noted."}],
+        **kwargs,
+    )
+
+
+# -- outbox ------------------------------------------------------------------------------------
+
+
+def test_outbox_put_is_durable_idempotent_and_removable(outbox_dir: Path) -> None:
+    outbox = Outbox(outbox_dir)
+    first = outbox.put(entry(text="v1"))
+    second = outbox.put(entry(text="v2"))  # same conversation ended again
+    outbox.put(entry("conv-2"))
+    assert first == second == summary_key("acme", "alice", "orchestrator", "conv-1")
+    reopened = Outbox(outbox_dir)  # a new process sees the same entries
+    pending = reopened.pending()
+    assert [e.conversation_id for e in pending] == ["conv-1", "conv-2"]
+    assert pending[0].transcript[0]["text"] == "v2"
+    assert sorted(p.name for p in outbox_dir.iterdir()) == sorted(f"{e.entry_id}.json" for e in pending)
+    reopened.remove(first)
+    reopened.remove(first)  # missing is fine
+    assert [e.conversation_id for e in outbox.pending()] == ["conv-2"]
+
+
+def test_outbox_round_trips_every_field(outbox_dir: Path) -> None:
+    original = entry(tenant_id=None, attempts=2)
+    outbox = Outbox(outbox_dir)
+    outbox.put(original)
+    assert outbox.get(original.entry_id) == original
+    raw = json.loads((outbox_dir / f"{original.entry_id}.json").read_text())
+    assert set(raw) == {"tenant_id", "user_id", "agent_name", "conversation_id", "transcript", "created_at", "attempts"}
+
+
+def test_outbox_ids_are_distinct_per_identity_part(outbox_dir: Path) -> None:
+    ids = {
+        entry().entry_id,
+        entry(tenant_id="other").entry_id,
+        entry(tenant_id=None).entry_id,
+        entry(user_id="bob").entry_id,
+        entry(agent_name="travel").entry_id,
+        entry("conv-2").entry_id,
+    }
+    assert len(ids) == 6
+
+
+def test_outbox_skips_an_unreadable_file(outbox_dir: Path) -> None:
+    outbox = Outbox(outbox_dir)
+    outbox.put(entry())
+    (outbox_dir / "sum-broken.json").write_text("{not json")
+    assert [e.conversation_id for e in outbox.pending()] == ["conv-1"]
+
+
+# -- pipeline ----------------------------------------------------------------------------------
+
+
+def test_end_conversation_stores_exactly_one_summary_then_clears_the_outbox(fake_store, make_pipeline) -> None:
+    pipeline = make_pipeline(fake_store)
+    e = entry()
+    pipeline.end_conversation(e)
+    assert pipeline.wait(5)
+    (call,) = fake_store.store_calls
+    assert call["scope"] == Scope("alice", "acme", "orchestrator")
+    assert call["key"] == e.key and call["memory_type"] == "summary" and call["conversation_id"] == "conv-1"
+    assert call["content"] == "My budget is 2M."
+    assert pipeline.outbox.pending() == []
+
+
+def test_entry_is_durable_before_the_work_runs(fake_store, make_pipeline) -> None:
+    gate = threading.Event()
+    seen: list[int] = []
+
+    class GatedSummarizer(Summarizer):
+        def summarize(self, turns):  # type: ignore[override]
+            gate.wait(5)
+            return super().summarize(turns)
+
+    pipeline = make_pipeline(fake_store, GatedSummarizer())
+    pipeline.end_conversation(entry())
+    seen.append(len(Outbox(pipeline.outbox.directory).pending()))  # accepted = already on disk
+    gate.set()
+    assert pipeline.wait(5)
+    assert seen == [1] and pipeline.outbox.pending() == []
+
+
+def test_transient_failure_retries_with_backoff_and_stores_once(fake_store, make_pipeline) -> None:
+    failures = iter([BackendUnavailable("throttled")])
+
+    original = fake_store.store
+
+    def flaky_store(*args: Any, **kwargs: Any):
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return original(*args, **kwargs)
+
+    fake_store.store = flaky_store  # type: ignore[method-assign]
+    pipeline = make_pipeline(fake_store)
+    pipeline.end_conversation(entry())
+    assert pipeline.wait(5)
+    assert len(fake_store.memories) == 1
+    assert pipeline.metrics["failed_attempts"] == 1 and pipeline.metrics["stored"] == 1
+    assert pipeline.outbox.pending() == []
+
+
+def test_exhausted_retries_leave_the_entry_and_a_restart_replays_it_once(fake_store, make_pipeline) -> None:
+    fake_store.fail_store = BackendUnavailable("down")
+    crashed = make_pipeline(fake_store, retry=RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.002))
+    crashed.end_conversation(entry())
+    assert crashed.wait(5)
+    assert crashed.metrics["exhausted"] == 1 and fake_store.memories == {}
+    (left,) = crashed.outbox.pending()
+    assert left.attempts == 2
+    crashed.shutdown()
+
+    fake_store.fail_store = None
+    restarted = make_pipeline(fake_store)
+    assert restarted.replay_pending() == 1
+    assert restarted.wait(5)
+    assert len(fake_store.memories) == 1 and restarted.outbox.pending() == []
+    assert restarted.replay_pending() == 0
+    assert len(fake_store.memories) == 1
+
+
+def test_replaying_a_summary_already_stored_does_not_duplicate(fake_store, make_pipeline, outbox_dir) -> None:
+    # the worker stored the vector but died before removing the outbox entry
+    e = entry()
+    Outbox(outbox_dir).put(e)
+    fake_store.store(Scope("alice", "acme", "orchestrator"), "My budget is 2M.", conversation_id="conv-1", key=e.key)
+    pipeline = make_pipeline(fake_store)
+    assert pipeline.replay_pending() == 1
+    assert pipeline.wait(5)
+    assert list(fake_store.memories) == [e.key]
+
+
+def test_empty_conversation_stores_nothing_and_clears_the_entry(fake_store, make_pipeline) -> None:
+    pipeline = make_pipeline(fake_store)
+    pipeline.end_conversation(entry(text="what is the weather?"))  # only a question
+    assert pipeline.wait(5)
+    assert fake_store.store_calls == [] and pipeline.outbox.pending() == []
+    assert pipeline.metrics["skipped_empty"] == 1
+
+
+def test_task_hooks_bracket_every_task(fake_store, make_pipeline) -> None:
+    events: list[tuple[str, Any]] = []
+    pipeline = make_pipeline(
+        fake_store,
+        on_task_start=lambda name: events.append(("start", name)) or f"token-{len(events)}",
+        on_task_end=lambda token: events.append(("end", token)),
+    )
+    pipeline.end_conversation(entry("a"))
+    pipeline.end_conversation(entry("b"))
+    assert pipeline.wait(5)
+    starts = [e for e in events if e[0] == "start"]
+    ends = [e for e in events if e[0] == "end"]
+    assert len(starts) == 2 and all(name.startswith("memory-summary-") for _, name in starts)
+    assert sorted(token for _, token in ends) == ["token-1", "token-2"]
+
+
+def test_failing_task_hooks_do_not_break_the_pipeline(fake_store, make_pipeline) -> None:
+    def boom(*_: Any) -> None:
+        raise RuntimeError("hook broke")
+
+    pipeline = make_pipeline(fake_store, on_task_start=boom, on_task_end=boom)
+    pipeline.end_conversation(entry())
+    assert pipeline.wait(5)
+    assert len(fake_store.memories) == 1
+
+
+def test_wait_times_out_while_work_is_blocked(fake_store, make_pipeline) -> None:
+    gate = threading.Event()
+
+    class Blocked(Summarizer):
+        def summarize(self, turns):  # type: ignore[override]
+            gate.wait(5)
+            return "done."
+
+    pipeline = make_pipeline(fake_store, Blocked())
+    pipeline.end_conversation(entry())
+    assert pipeline.wait(0.05) is False
+    gate.set()
+    assert pipeline.wait(5) is True
+
+
+def test_ending_again_while_running_summarizes_the_newer_transcript(fake_store, make_pipeline) -> None:
+    started, gate = threading.Event(), threading.Event()
+
+    class Slow(Summarizer):
+        def summarize(self, turns):  # type: ignore[override]
+            started.set()
+            gate.wait(5)
+            return " ".join(t["text"] for t in turns if t["role"] == "user")
+
+    pipeline = make_pipeline(fake_store, Slow())
+    pipeline.end_conversation(entry(text="first part."))
+    assert started.wait(5)
+    pipeline.end_conversation(entry(text="first part. second part."))
+    gate.set()
+    assert pipeline.wait(5)
+    (memory,) = fake_store.memories.values()
+    assert memory.content == "first part. second part."
+    assert pipeline.outbox.pending() == []
+
+
+# -- through the plugin ------------------------------------------------------------------------
+
+
+def state(**extra: Any) -> dict[str, Any]:
+    return {"tenant_context": "acme", "user_id": "alice", "conversation_id": "conv-9", **extra}
+
+
+def test_end_session_stores_exactly_one_summary_of_the_full_transcript(fake_store, make_pipeline) -> None:
+    pipeline = make_pipeline(fake_store, Summarizer(ScriptedModel(summary_reply="Alice's budget is 2M. She likes tea.")))
+    model = ScriptedModel(default_reply="ok")
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=model, name="orchestrator", plugins=[plugin], callback_handler=None)
+    agent("My budget is 2M.", invocation_state=state())
+    assert pipeline.metrics["accepted"] == 0
+    agent("I like tea.", invocation_state=state(end_session=True))
+    assert pipeline.wait(5)
+    (call,) = fake_store.store_calls
+    assert call["content"] == "Alice's budget is 2M. She likes tea."
+    assert call["key"] == summary_key("acme", "alice", "orchestrator", "conv-9")
+    assert call["conversation_id"] == "conv-9" and call["memory_type"] == "summary"
+    summary_request = pipeline.summarizer.model.summary_calls[0].last_user_text
+    assert "USER: My budget is 2M." in summary_request and "USER: I like tea." in summary_request
+
+
+def test_end_conversation_without_a_prompt_uses_the_bound_identity(fake_store, make_pipeline) -> None:
+    pipeline = make_pipeline(fake_store)
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator", plugins=[plugin], callback_handler=None)
+    assert plugin.end_conversation() is None  # nothing yet
+    agent("I moved to Porto.", invocation_state=state())
+    entry_id = plugin.end_conversation()  # idle timer / SIGTERM path
+    assert pipeline.wait(5)
+    assert entry_id == summary_key("acme", "alice", "orchestrator", "conv-9")
+    (memory,) = fake_store.memories.values()
+    assert memory.user_id == "alice" and memory.tenant_id == "acme" and memory.content == "I moved to Porto."
+
+
+def test_a_new_conversation_id_ends_the_previous_one(fake_store, make_pipeline) -> None:
+    pipeline = make_pipeline(fake_store)
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator", plugins=[plugin], callback_handler=None)
+    agent("I own a cat.", invocation_state=state())
+    agent("hello there.", invocation_state=state(conversation_id="conv-10"))
+    assert pipeline.wait(5)
+    assert [m.conversation_id for m in fake_store.memories.values()] == ["conv-9"]
+
+
+def test_end_session_does_not_wait_for_the_summary(fake_store, make_pipeline) -> None:
+    gate = threading.Event()
+
+    class Blocked(Summarizer):
+        def summarize(self, turns):  # type: ignore[override]
+            gate.wait(5)
+            return "x."
+
+    pipeline = make_pipeline(fake_store, Blocked())
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=ScriptedModel(["bye"]), name="orchestrator", plugins=[plugin], callback_handler=None)
+    result = agent("I am done.", invocation_state=state(end_session=True))
+    assert str(result).strip() == "bye" and fake_store.store_calls == []  # answered, work pending
+    gate.set()
+    assert pipeline.wait(5) and len(fake_store.store_calls) == 1
+
+
+@pytest.mark.parametrize("bad", [{"user_id": None}, {"tenant_context": "NOT VALID"}])
+def test_end_session_without_identity_stores_nothing(fake_store, make_pipeline, bad) -> None:
+    pipeline = make_pipeline(fake_store)
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator", plugins=[plugin], callback_handler=None)
+    agent("I like tea.", invocation_state=state(end_session=True, **bad))
+    assert pipeline.wait(5)
+    assert fake_store.store_calls == [] and pipeline.outbox.pending() == []
