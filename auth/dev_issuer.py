@@ -102,7 +102,9 @@ class DevIssuer:
         payload.update(claims or {})
         return jwt.encode(payload, self._private_key, algorithm="RS256", headers={"kid": self.kid})
 
-    def verifier(self, client_ids: Iterable[str] = (DEV_CLIENT_ID,), **kwargs: Any) -> TokenVerifier:
+    def verifier(
+        self, client_ids: Iterable[str] = (DEV_CLIENT_ID,), **kwargs: Any
+    ) -> TokenVerifier:
         """A TokenVerifier that accepts this issuer's tokens (reads the local JWKS file)."""
         return TokenVerifier(DEV_ISSUER, client_ids=client_ids, jwks_file=self.jwks_path, **kwargs)
 
@@ -185,7 +187,9 @@ def _extra_claims(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m auth.dev_issuer", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m auth.dev_issuer", description=__doc__.splitlines()[0]
+    )
     p.add_argument(
         "--state-dir",
         type=Path,

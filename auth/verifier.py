@@ -98,7 +98,8 @@ class TokenVerifier:
     ) -> "TokenVerifier":
         """A verifier for a Cognito user pool (issuer and JWKS URL derived from region + pool)."""
         issuer = cognito_issuer(region, user_pool_id)
-        kwargs.setdefault("jwks_url", f"{issuer}/.well-known/jwks.json")
+        if kwargs.get("jwks_file") is None and kwargs.get("key_source") is None:
+            kwargs.setdefault("jwks_url", f"{issuer}/.well-known/jwks.json")
         return cls(issuer, client_ids=client_ids, **kwargs)
 
     def verify(self, token_or_authorization_header: str | None) -> Identity:
@@ -106,7 +107,8 @@ class TokenVerifier:
         try:
             return self._verify(token_or_authorization_header)
         except AuthError as exc:
-            logger.info("bearer token rejected", extra={"auth_reason": exc.reason})
+            # Only the fixed reason code: never the token, its claims or its header values.
+            logger.info("bearer token rejected: %s", exc.reason, extra={"auth_reason": exc.reason})
             raise
 
     def _verify(self, value: str | None) -> Identity:

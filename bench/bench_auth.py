@@ -76,7 +76,11 @@ def main() -> None:
             (
                 "jwt.decode, key passed in (baseline)",
                 lambda: jwt.decode(
-                    token, public_key, algorithms=["RS256"], issuer=DEV_ISSUER, audience=DEV_CLIENT_ID
+                    token,
+                    public_key,
+                    algorithms=["RS256"],
+                    issuer=DEV_ISSUER,
+                    audience=DEV_CLIENT_ID,
                 ),
             ),
             (

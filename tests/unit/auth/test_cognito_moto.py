@@ -12,6 +12,7 @@ from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from auth import AuthError, TokenVerifier
+from auth.dev_issuer import DEV_CLIENT_ID, DevIssuer
 
 REGION = "us-east-1"
 
@@ -39,7 +40,9 @@ def cognito(moto_endpoint: str) -> dict[str, Any]:
         endpoint_url=moto_endpoint,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
-        config=Config(retries={"mode": "adaptive", "max_attempts": 2}, connect_timeout=5, read_timeout=10),
+        config=Config(
+            retries={"mode": "adaptive", "max_attempts": 2}, connect_timeout=5, read_timeout=10
+        ),
     )
     pool_id = client.create_user_pool(
         PoolName="memory-users",
@@ -90,7 +93,9 @@ def test_moto_issuer_matches_cognito_format(cognito: dict[str, Any]) -> None:
     assert claims["iss"] == f"https://cognito-idp.{REGION}.amazonaws.com/{cognito['pool_id']}"
 
 
-def test_moto_id_token_maps_tenant_and_user(moto_verifier: TokenVerifier, cognito: dict[str, Any]) -> None:
+def test_moto_id_token_maps_tenant_and_user(
+    moto_verifier: TokenVerifier, cognito: dict[str, Any]
+) -> None:
     identity = moto_verifier.verify(f"Bearer {cognito['IdToken']}")
     assert identity.tenant_id == "tenant-001"
     assert identity.user_id == cognito["sub"]
@@ -105,7 +110,9 @@ def test_moto_access_token_without_tenant_claim_is_rejected(
     assert info.value.reason == "missing_tenant"  # signature, issuer and client_id all passed
 
 
-def test_moto_token_rejected_for_another_app_client(moto_endpoint: str, cognito: dict[str, Any]) -> None:
+def test_moto_token_rejected_for_another_app_client(
+    moto_endpoint: str, cognito: dict[str, Any]
+) -> None:
     other = TokenVerifier.for_cognito(
         REGION,
         cognito["pool_id"],
@@ -121,3 +128,13 @@ def test_for_cognito_derives_issuer_and_jwks_url() -> None:
     verifier = TokenVerifier.for_cognito("eu-west-1", "eu-west-1_Abc", client_ids=["c1"])
     assert verifier.issuer == "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Abc"
     assert verifier.keys.url == f"{verifier.issuer}/.well-known/jwks.json"  # type: ignore[attr-defined]
+
+
+def test_for_cognito_with_a_local_jwks_file(tmp_path: Any) -> None:
+    dev = DevIssuer(tmp_path)
+    verifier = TokenVerifier.for_cognito(
+        "eu-west-1", "eu-west-1_Abc", [DEV_CLIENT_ID], jwks_file=dev.jwks_path
+    )
+    with pytest.raises(AuthError) as info:  # signature checks out against the file's key...
+        verifier.verify(dev.mint("tenant-001", "alice"))
+    assert info.value.reason == "wrong_issuer"  # ...but the pool's issuer is enforced

@@ -40,10 +40,18 @@ def test_minted_id_token_looks_like_cognito_and_verifies(tmp_path: Path) -> None
     claims = jwt.decode(token, options={"verify_signature": False})
     assert header == {"alg": "RS256", "kid": issuer.kid, "typ": "JWT"}
     assert claims["iss"] == DEV_ISSUER and claims["aud"] == DEV_CLIENT_ID
-    assert (claims["token_use"], claims["custom:tenantId"], claims["sub"]) == ("id", "tenant-001", "alice")
+    assert (claims["token_use"], claims["custom:tenantId"], claims["sub"]) == (
+        "id",
+        "tenant-001",
+        "alice",
+    )
     assert claims["exp"] - claims["iat"] == 120
     identity = issuer.verifier().verify(f"Bearer {token}")
-    assert (identity.tenant_id, identity.user_id, identity.token_use) == ("tenant-001", "alice", "id")
+    assert (identity.tenant_id, identity.user_id, identity.token_use) == (
+        "tenant-001",
+        "alice",
+        "id",
+    )
 
 
 def test_minted_access_token_verifies(tmp_path: Path) -> None:
@@ -52,7 +60,11 @@ def test_minted_access_token_verifies(tmp_path: Path) -> None:
     claims = jwt.decode(token, options={"verify_signature": False})
     assert "aud" not in claims and "custom:tenantId" not in claims
     identity = issuer.verifier(client_ids=["other-app"]).verify(token)
-    assert (identity.tenant_id, identity.user_id, identity.client_id) == ("tenant-002", "bob", "other-app")
+    assert (identity.tenant_id, identity.user_id, identity.client_id) == (
+        "tenant-002",
+        "bob",
+        "other-app",
+    )
     with pytest.raises(AuthError) as info:
         issuer.verifier().verify(token)
     assert info.value.reason == "wrong_client"
@@ -113,7 +125,16 @@ def test_cli_invalid_tenant_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_cli_as_module_with_env_state_dir(tmp_path: Path) -> None:
     env = {**os.environ, "AUTH_DEV_STATE_DIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-m", "auth.dev_issuer", "mint", "--tenant", "tenant-001", "--user", "alice"],
+        [
+            sys.executable,
+            "-m",
+            "auth.dev_issuer",
+            "mint",
+            "--tenant",
+            "tenant-001",
+            "--user",
+            "alice",
+        ],
         capture_output=True,
         text=True,
         env=env,

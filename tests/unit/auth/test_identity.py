@@ -9,7 +9,9 @@ import pytest
 from auth import AuthError, Identity
 
 
-@pytest.mark.parametrize("tenant", ["Tenant-1", " tenant-1", "tenant_1", "a--b", "-a", "", "x" * 60, 5])
+@pytest.mark.parametrize(
+    "tenant", ["Tenant-1", " tenant-1", "tenant_1", "a--b", "-a", "", "x" * 60, 5]
+)
 def test_invalid_tenant_rejected_not_normalised(tenant: object) -> None:
     with pytest.raises(AuthError) as info:
         Identity(tenant_id=tenant, user_id="u")  # type: ignore[arg-type]

@@ -71,7 +71,11 @@ def test_rotated_key_refreshes_once_and_unknown_kids_do_not_refetch(
 
 
 def test_new_kid_within_refresh_interval_waits_for_it(
-    verifier: TokenVerifier, jwks_server: Any, make_token: Callable[..., str], key_a: Any, key_b: Any
+    verifier: TokenVerifier,
+    jwks_server: Any,
+    make_token: Callable[..., str],
+    key_a: Any,
+    key_b: Any,
 ) -> None:
     verifier.verify(make_token())
     jwks_server.publish(("key-a", key_a), ("key-b", key_b))

@@ -31,7 +31,9 @@ def _reason(verifier: TokenVerifier, value: str | None) -> str:
     return info.value.reason
 
 
-def test_valid_id_token_maps_identity(verifier: TokenVerifier, make_token: Callable[..., str]) -> None:
+def test_valid_id_token_maps_identity(
+    verifier: TokenVerifier, make_token: Callable[..., str]
+) -> None:
     token = make_token(
         email="a@example.com",
         **{"cognito:groups": ["admins", "ops"], "custom:tenantName": "Acme", "custom:tier": "gold"},
@@ -69,7 +71,9 @@ def test_authorization_header_scheme_is_case_insensitive(
     assert verifier.verify(f"{scheme} {make_token()}").tenant_id == "tenant-001"
 
 
-def test_id_token_with_audience_list(verifier: TokenVerifier, make_token: Callable[..., str]) -> None:
+def test_id_token_with_audience_list(
+    verifier: TokenVerifier, make_token: Callable[..., str]
+) -> None:
     assert verifier.verify(make_token(aud=["other", "client-abc"])).client_id == "client-abc"
 
 
@@ -87,7 +91,9 @@ def test_first_configured_tenant_claim_wins(
     assert swapped.verify(token).tenant_id == "tenant-two"
 
 
-def test_small_clock_skew_is_tolerated(verifier: TokenVerifier, make_token: Callable[..., str]) -> None:
+def test_small_clock_skew_is_tolerated(
+    verifier: TokenVerifier, make_token: Callable[..., str]
+) -> None:
     now = int(time.time())
     assert verifier.verify(make_token(exp=now - 3, iat=now + 3, nbf=now + 3)).user_id == "user-123"
 
@@ -162,7 +168,9 @@ def test_hs256_signed_with_public_key_is_rejected(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     for alg in ("HS256", "RS256"):  # honest header, and a header that lies about the algorithm
-        signing_input = f"{_segment({'alg': alg, 'kid': 'key-a', 'typ': 'JWT'})}.{_segment(claims_for())}"
+        signing_input = (
+            f"{_segment({'alg': alg, 'kid': 'key-a', 'typ': 'JWT'})}.{_segment(claims_for())}"
+        )
         mac = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
         assert _reason(verifier, f"{signing_input}.{_b64(mac)}") == "bad_signature"
 
