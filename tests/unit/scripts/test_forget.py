@@ -1,0 +1,88 @@
+"""forget: selects one user's (or one conversation's) vectors, deletes only with --yes."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from memory.models import VectorRecord
+from scripts.forget import select_keys
+
+ARGS = ("forget", "--region", "us-east-1", "--bucket", "mem-bucket", "--tenant", "acme")
+
+
+def _keys() -> set[str]:
+    s3v = boto3.client("s3vectors", region_name="us-east-1")
+    return {v["key"] for v in s3v.list_vectors(vectorBucketName="mem-bucket", indexName="memory-acme")["vectors"]}
+
+
+@pytest.fixture
+def memories(aws, cli) -> None:
+    cli("vector-bucket", "--region", "us-east-1", "--bucket", "mem-bucket")
+    cli("tenant", "onboard", "--region", "us-east-1", "--bucket", "mem-bucket", "--tenant", "acme", "--dimension", "3")
+    rows = [("ann", "c1"), ("ann", "c1"), ("ann", "c2"), ("bob", "c1"), ("bob", "c3")]
+    boto3.client("s3vectors", region_name="us-east-1").put_vectors(
+        vectorBucketName="mem-bucket", indexName="memory-acme",
+        vectors=[{"key": f"{u}-{i}", "data": {"float32": [0.1, 0.2, 0.3]},
+                  "metadata": {"user_id": u, "conversation_id": c, "content": "secret text"}}
+                 for i, (u, c) in enumerate(rows)])
+
+
+def test_select_keys_matches_user_and_conversation() -> None:
+    records = [VectorRecord("a", [], {"user_id": "ann", "conversation_id": "c1"}),
+               VectorRecord("b", [], {"user_id": "ann", "conversation_id": "c2"}),
+               VectorRecord("c", [], {"user_id": "annie", "conversation_id": "c1"}),
+               VectorRecord("d", [], {})]
+    assert select_keys(records, "ann") == ["a", "b"]
+    assert select_keys(records, "ann", "c2") == ["b"]
+    assert select_keys(records, "nobody") == []
+
+
+def test_without_yes_only_reports(memories, cli) -> None:
+    result = cli(*ARGS, "--user", "ann")
+    assert result.code == 0 and "WOULD DELETE" in result.out and "3 memories of user ann" in result.out
+    assert len(_keys()) == 5
+    assert "secret text" not in result.out
+
+
+def test_yes_deletes_only_that_users_vectors_and_is_idempotent(memories, cli) -> None:
+    result = cli(*ARGS, "--user", "ann", "--yes")
+    assert result.code == 0 and "DELETED" in result.out and "3 memories" in result.out and "2 kept" in result.out
+    assert _keys() == {"bob-3", "bob-4"}
+    again = cli(*ARGS, "--user", "ann", "--yes")
+    assert again.code == 0 and "no memories of user ann" in again.out and "Nothing to change" in again.out
+
+
+def test_one_conversation_only(memories, cli) -> None:
+    result = cli(*ARGS, "--user", "ann", "--conversation", "c1", "--yes")
+    assert "2 memories" in result.out
+    assert _keys() == {"ann-2", "bob-3", "bob-4"}
+
+
+def test_unknown_tenant_index_is_an_error(memories, cli) -> None:
+    result = cli("forget", "--region", "us-east-1", "--bucket", "mem-bucket", "--tenant", "nobody",
+                 "--user", "ann", "--yes")
+    assert result.code == 1 and "has no index memory-nobody" in result.err
+
+
+def test_access_denied_on_delete_names_the_permission(memories, cli, monkeypatch) -> None:
+    import scripts.forget as forget_module
+
+    real = forget_module.aws_client
+
+    def no_delete(service: str, region: str):
+        client = real(service, region)
+
+        def deny(**kwargs):
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": "403", "Message": "denied",
+                                         "Permission": "s3vectors:DeleteVectors"}}, "DeleteVectors")
+
+        client.delete_vectors = deny
+        return client
+
+    monkeypatch.setattr(forget_module, "aws_client", no_delete)
+    result = cli(*ARGS, "--user", "ann", "--yes")
+    assert result.code == 4 and "s3vectors:DeleteVectors" in result.err
+    assert len(_keys()) == 5

@@ -1,0 +1,119 @@
+"""vector-bucket and tenant onboard/offboard/list under moto S3 Vectors."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+R = ("--region", "us-east-1")
+B = ("--bucket", "mem-bucket")
+
+
+def _s3v():
+    return boto3.client("s3vectors", region_name="us-east-1")
+
+
+def _put(index: str, n: int, dim: int = 4) -> None:
+    _s3v().put_vectors(vectorBucketName="mem-bucket", indexName=index, vectors=[
+        {"key": f"k{i}", "data": {"float32": [0.1] * dim}, "metadata": {"user_id": "u"}} for i in range(n)])
+
+
+@pytest.fixture
+def bucket(aws, cli) -> None:
+    assert cli("vector-bucket", *R, *B).code == 0
+
+
+def test_bucket_is_created_once(aws, cli) -> None:
+    first = cli("vector-bucket", *R, *B)
+    assert first.code == 0 and "CREATED" in first.out
+    second = cli("vector-bucket", *R, *B)
+    assert second.code == 0 and "UNCHANGED" in second.out and "Nothing to change" in second.out
+    assert [b["vectorBucketName"] for b in _s3v().list_vector_buckets()["vectorBuckets"]] == ["mem-bucket"]
+
+
+def test_bucket_dry_run(aws, cli) -> None:
+    assert "WOULD CREATE" in cli("vector-bucket", *R, *B, "--dry-run").out
+    assert _s3v().list_vector_buckets()["vectorBuckets"] == []
+
+
+def test_onboard_creates_indexes_with_library_parameters_and_is_idempotent(bucket, cli) -> None:
+    first = cli("tenant", "onboard", *R, *B, "--tenant", "acme", "--tenant", "globex")
+    assert first.code == 0, first.err
+    assert first.out.count("CREATED") == 2
+    index = _s3v().get_index(vectorBucketName="mem-bucket", indexName="memory-acme")["index"]
+    assert (index["dimension"], index["distanceMetric"], index["dataType"]) == (1024, "cosine", "float32")
+
+    second = cli("tenant", "onboard", *R, *B, "--tenant", "acme", "--tenant", "globex")
+    assert second.code == 0 and second.out.count("UNCHANGED") == 2 and "Nothing to change" in second.out
+
+
+def test_onboard_reports_dimension_drift_without_recreating(bucket, cli) -> None:
+    cli("tenant", "onboard", *R, *B, "--tenant", "acme", "--dimension", "4")
+    _put("memory-acme", 3)
+    result = cli("tenant", "onboard", *R, *B, "--tenant", "acme")
+    assert result.code == 3 and "DRIFT" in result.out and "dimension is 4, wanted 1024" in result.out
+    assert len(_s3v().list_vectors(vectorBucketName="mem-bucket", indexName="memory-acme")["vectors"]) == 3
+
+
+def test_onboard_without_bucket_explains_the_fix(aws, cli) -> None:
+    result = cli("tenant", "onboard", *R, *B, "--tenant", "acme")
+    assert result.code == 1 and "python -m scripts vector-bucket" in result.err
+
+
+def test_onboard_rejects_invalid_tenant(bucket, cli) -> None:
+    result = cli("tenant", "onboard", *R, *B, "--tenant", "ACME")
+    assert result.code == 2
+    assert _s3v().list_indexes(vectorBucketName="mem-bucket")["indexes"] == []
+
+
+def test_offboard_needs_yes_and_reports_counts(bucket, cli) -> None:
+    cli("tenant", "onboard", *R, *B, "--tenant", "acme", "--tenant", "globex", "--dimension", "4")
+    _put("memory-acme", 3)
+
+    planned = cli("tenant", "offboard", *R, *B, "--tenant", "acme")
+    assert planned.code == 0 and "WOULD DELETE" in planned.out and "3 vector(s)" in planned.out
+    assert "--yes" in planned.out
+    assert len(_s3v().list_indexes(vectorBucketName="mem-bucket")["indexes"]) == 2
+
+    done = cli("tenant", "offboard", *R, *B, "--tenant", "acme", "--yes")
+    assert done.code == 0 and "DELETED" in done.out and "3 vector(s)" in done.out
+    names = [i["indexName"] for i in _s3v().list_indexes(vectorBucketName="mem-bucket")["indexes"]]
+    assert names == ["memory-globex"]
+
+    again = cli("tenant", "offboard", *R, *B, "--tenant", "acme", "--yes")
+    assert again.code == 0 and "ABSENT" in again.out
+
+
+def test_list_shows_tenants_and_counts(bucket, cli) -> None:
+    assert "no tenant indexes" in cli("tenant", "list", *R, *B).out
+    cli("tenant", "onboard", *R, *B, "--tenant", "acme", "--tenant", "globex", "--dimension", "4")
+    _put("memory-globex", 2)
+    result = cli("tenant", "list", *R, *B, "--count")
+    assert result.code == 0
+    lines = {line.split()[1]: line for line in result.out.splitlines() if line.startswith("TENANT")}
+    assert set(lines) == {"acme", "globex"}
+    assert "0 vector(s)" in lines["acme"] and "2 vector(s)" in lines["globex"]
+
+
+def test_access_denied_on_create_index(bucket, cli, monkeypatch) -> None:
+    from botocore.stub import Stubber
+
+    import scripts.vectors as vectors_module
+
+    real = vectors_module.aws_client
+
+    def denied(service: str, region: str):
+        client = real(service, region)
+        stub = Stubber(client)
+        stub.add_response("get_vector_bucket", {"vectorBucket": {
+            "vectorBucketName": "mem-bucket", "vectorBucketArn": "arn:aws:s3vectors:us-east-1:1:bucket/mem-bucket",
+            "creationTime": "2025-01-01T00:00:00Z"}})
+        for _ in range(2):  # ours, then the library's own check in S3VectorsIndex.ensure
+            stub.add_client_error("get_index", service_error_code="NotFoundException", http_status_code=404)
+        stub.add_client_error("create_index", service_error_code="AccessDeniedException", http_status_code=403)
+        stub.activate()
+        return client
+
+    monkeypatch.setattr(vectors_module, "aws_client", denied)
+    result = cli("tenant", "onboard", *R, *B, "--tenant", "acme")
+    assert result.code == 4 and "s3vectors:CreateIndex" in result.err
