@@ -1,0 +1,85 @@
+"""doctor: OK after a full setup, MISSING with fix commands on an empty account, DENIED on refusals."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+import scripts.doctor as doctor_module
+
+R = ("--region", "us-east-1")
+EXEC = "arn:aws:iam::123456789012:role/agentcore-runtime"
+MODEL = "amazon.nova-2-multimodal-embeddings-v1:0"
+DOCTOR = ("doctor", *R, "--bucket", "mem-bucket", "--tenant", "acme", "--model-id", MODEL)
+
+
+@pytest.fixture
+def bedrock(monkeypatch):
+    """moto has no Bedrock control plane: stub get_foundation_model (``responses`` set per test)."""
+    responses: list[tuple[str, object]] = []
+    real = doctor_module.aws_client
+
+    def client(service: str, region: str):
+        c = real(service, region)
+        if service == "bedrock":
+            stub = Stubber(c)
+            for kind, value in responses:
+                if kind == "ok":
+                    stub.add_response("get_foundation_model", {"modelDetails": {
+                        "modelArn": f"arn:aws:bedrock:us-east-1::foundation-model/{value}", "modelId": value}},
+                        {"modelIdentifier": value})
+                else:
+                    stub.add_client_error("get_foundation_model", service_error_code=str(value), http_status_code=403)
+            stub.activate()
+        return c
+
+    monkeypatch.setattr(doctor_module, "aws_client", client)
+    return responses
+
+
+def _full_setup(cli) -> None:
+    for argv in (("cognito", "setup", *R), ("tvm-role", *R, "--bucket", "mem-bucket", "--execution-role-arn", EXEC),
+                 ("vector-bucket", *R, "--bucket", "mem-bucket"),
+                 ("tenant", "onboard", *R, "--bucket", "mem-bucket", "--tenant", "acme")):
+        assert cli(*argv).code == 0
+
+
+def test_all_ok_after_full_setup(aws, cli, bedrock) -> None:
+    _full_setup(cli)
+    bedrock.append(("ok", MODEL))
+    result = cli(*DOCTOR)
+    assert result.code == 0, result.out + result.err
+    statuses = [line.split()[0] for line in result.out.splitlines()[1:] if line and not line.startswith(("Nothing", "=="))]
+    assert statuses == ["OK"] * 6
+
+
+def test_empty_account_lists_what_is_missing_with_fixes(aws, cli, bedrock) -> None:
+    bedrock.append(("ok", MODEL))
+    result = cli(*DOCTOR)
+    assert result.code == 1
+    assert result.out.count("MISSING") == 5
+    assert "fix: python -m scripts cognito setup" in result.out
+    assert "fix: python -m scripts vector-bucket --bucket mem-bucket" in result.out
+    assert "fix: python -m scripts tenant onboard --bucket mem-bucket --tenant acme --dimension 1024" in result.out
+
+
+def test_loosened_trust_policy_is_drift(aws, cli, bedrock) -> None:
+    _full_setup(cli)
+    loose = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": EXEC},
+                                                     "Action": "sts:AssumeRole"}]}
+    boto3.client("iam", region_name="us-east-1").update_assume_role_policy(
+        RoleName="agent-memory-tvm", PolicyDocument=json.dumps(loose))
+    bedrock.append(("ok", MODEL))
+    result = cli(*DOCTOR)
+    assert result.code == 3 and "does not require the TenantID session tag" in result.out
+
+
+def test_denied_check_names_the_permission(aws, cli, bedrock) -> None:
+    _full_setup(cli)
+    bedrock.append(("error", "AccessDeniedException"))
+    result = cli(*DOCTOR)
+    assert result.code == 4
+    assert "DENIED" in result.out and "bedrock:GetFoundationModel" in result.out
