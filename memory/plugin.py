@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 #: The name the Strands SDK gives agents created without one; not unique, so refused.
 SDK_DEFAULT_AGENT_NAME = "Strands Agents"
 #: Default cosine-similarity floor for injected memories.
-DEFAULT_MIN_SCORE = 0.25
+DEFAULT_MIN_SCORE = 0.2
 
 
 @dataclass(frozen=True)
