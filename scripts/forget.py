@@ -1,50 +1,54 @@
 """``forget``: right to erasure — delete one user's memories (or one conversation's) in a tenant.
 
-Lists every vector of the tenant's index with its metadata, selects those whose ``user_id``
-(and ``conversation_id``) match, and deletes them in batches. Without ``--yes`` it only
-reports what it would delete.
+Uses the memory library's own ``MemoryStore.forget`` on the tenant's index (every vector is
+listed with its metadata, those of the user — and conversation — are deleted in batches),
+with the operator's credentials. Without ``--yes`` it only reports what it would delete.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Iterable
+from typing import Sequence
 
-from memory.errors import NotFound
-from memory.models import VectorRecord
-from memory.protocols import VectorIndex
+from memory.errors import ConfigurationError
+from memory.models import Scope
+from memory.protocols import EmbeddingPurpose
 from memory.s3vectors_index import S3VectorsIndex
+from memory.store import MemoryStore
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts.common import Report, ScriptError, add_common_args, aws_client, require_region
 from scripts.vectors import get_index
 
 
-def select_keys(records: Iterable[VectorRecord], user_id: str, conversation_id: str | None = None) -> list[str]:
-    """Keys of the records that belong to ``user_id`` (and ``conversation_id`` when given)."""
-    return [
-        r.key
-        for r in records
-        if r.metadata.get("user_id") == user_id
-        and (conversation_id is None or r.metadata.get("conversation_id") == conversation_id)
-    ]
+class _NoEmbedder:
+    """Satisfies MemoryStore's dimension check; forgetting never embeds."""
+
+    def __init__(self, dimension: int) -> None:
+        self.dimension = dimension
+
+    def embed(self, texts: Sequence[str], purpose: EmbeddingPurpose) -> list[list[float]]:
+        raise ConfigurationError("forget never embeds text")
 
 
 def forget(
-    index: VectorIndex, report: Report, *, user_id: str, conversation_id: str | None, confirmed: bool
+    store: MemoryStore, report: Report, *, scope: Scope, conversation_id: str | None, confirmed: bool
 ) -> int:
-    """Delete (when ``confirmed``) the user's records from ``index``; return how many matched."""
-    records = list(index.list())
-    keys = select_keys(records, user_id, conversation_id)
-    what = f"user {user_id}" + (f", conversation {conversation_id}" if conversation_id else "")
-    if not keys:
-        report.add("UNCHANGED", f"index {index.name}", f"no memories of {what} ({len(records)} kept)")
-        return 0
+    """Delete (when ``confirmed``) the scope's memories; return how many matched."""
+    what = f"user {scope.user_id}" + (f", conversation {conversation_id}" if conversation_id else "")
+    resource = f"index {store.index.name}"
     if not confirmed:
-        report.add("WOULD DELETE", f"index {index.name}", f"{len(keys)} memories of {what}; re-run with --yes")
-        return len(keys)
-    index.delete(keys)
-    report.add("DELETED", f"index {index.name}", f"{len(keys)} memories of {what}; {len(records) - len(keys)} kept")
-    return len(keys)
+        matching = [m for m in store.list(scope) if conversation_id is None or m.conversation_id == conversation_id]
+        if matching:
+            report.add("WOULD DELETE", resource, f"{len(matching)} memories of {what}; re-run with --yes")
+        else:
+            report.add("UNCHANGED", resource, f"no memories of {what}")
+        return len(matching)
+    deleted = store.forget(scope, conversation_id=conversation_id)
+    if deleted:
+        report.add("DELETED", resource, f"{deleted} memories of {what}")
+    else:
+        report.add("UNCHANGED", resource, f"no memories of {what}")
+    return deleted
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,15 +65,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> Report:
     """Forget the user's memories in the tenant's index."""
-    name = index_name_for(validate_tenant_id(args.tenant))
+    tenant = validate_tenant_id(args.tenant)
+    name = index_name_for(tenant)
     s3v = aws_client("s3vectors", require_region(args))
     description = get_index(s3v, args.bucket, name)
-    if description is None:
-        raise ScriptError(f"tenant {args.tenant!r} has no index {name} in bucket {args.bucket!r}")
+    if description is None:  # checked first: the store would create a missing index
+        raise ScriptError(f"tenant {tenant!r} has no index {name} in bucket {args.bucket!r}")
+    dimension = int(description["dimension"])
+    store = MemoryStore(S3VectorsIndex(s3v, args.bucket, name, dimension), _NoEmbedder(dimension), tenant_id=tenant)
     report = Report("forget", dry_run=not args.yes)
-    index = S3VectorsIndex(s3v, args.bucket, name, int(description.get("dimension", 1)))
-    try:
-        forget(index, report, user_id=args.user, conversation_id=args.conversation, confirmed=args.yes)
-    except NotFound as err:
-        raise ScriptError(f"index {name} disappeared while forgetting: {err}") from err
+    forget(store, report, scope=Scope(user_id=args.user, tenant_id=tenant),
+           conversation_id=args.conversation, confirmed=args.yes)
     return report

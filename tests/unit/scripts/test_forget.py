@@ -5,9 +5,6 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from memory.models import VectorRecord
-from scripts.forget import select_keys
-
 ARGS = ("forget", "--region", "us-east-1", "--bucket", "mem-bucket", "--tenant", "acme")
 
 
@@ -20,7 +17,7 @@ def _keys() -> set[str]:
 def memories(aws, cli) -> None:
     cli("vector-bucket", "--region", "us-east-1", "--bucket", "mem-bucket")
     cli("tenant", "onboard", "--region", "us-east-1", "--bucket", "mem-bucket", "--tenant", "acme", "--dimension", "3")
-    rows = [("ann", "c1"), ("ann", "c1"), ("ann", "c2"), ("bob", "c1"), ("bob", "c3")]
+    rows = [("ann", "c1"), ("ann", "c1"), ("ann", "c2"), ("bob", "c1"), ("bob", "c3"), ("annie", "c1")]
     boto3.client("s3vectors", region_name="us-east-1").put_vectors(
         vectorBucketName="mem-bucket", indexName="memory-acme",
         vectors=[{"key": f"{u}-{i}", "data": {"float32": [0.1, 0.2, 0.3]},
@@ -28,27 +25,17 @@ def memories(aws, cli) -> None:
                  for i, (u, c) in enumerate(rows)])
 
 
-def test_select_keys_matches_user_and_conversation() -> None:
-    records = [VectorRecord("a", [], {"user_id": "ann", "conversation_id": "c1"}),
-               VectorRecord("b", [], {"user_id": "ann", "conversation_id": "c2"}),
-               VectorRecord("c", [], {"user_id": "annie", "conversation_id": "c1"}),
-               VectorRecord("d", [], {})]
-    assert select_keys(records, "ann") == ["a", "b"]
-    assert select_keys(records, "ann", "c2") == ["b"]
-    assert select_keys(records, "nobody") == []
-
-
 def test_without_yes_only_reports(memories, cli) -> None:
     result = cli(*ARGS, "--user", "ann")
     assert result.code == 0 and "WOULD DELETE" in result.out and "3 memories of user ann" in result.out
-    assert len(_keys()) == 5
+    assert len(_keys()) == 6
     assert "secret text" not in result.out
 
 
 def test_yes_deletes_only_that_users_vectors_and_is_idempotent(memories, cli) -> None:
     result = cli(*ARGS, "--user", "ann", "--yes")
-    assert result.code == 0 and "DELETED" in result.out and "3 memories" in result.out and "2 kept" in result.out
-    assert _keys() == {"bob-3", "bob-4"}
+    assert result.code == 0 and "DELETED" in result.out and "3 memories" in result.out
+    assert _keys() == {"bob-3", "bob-4", "annie-5"}
     again = cli(*ARGS, "--user", "ann", "--yes")
     assert again.code == 0 and "no memories of user ann" in again.out and "Nothing to change" in again.out
 
@@ -56,7 +43,7 @@ def test_yes_deletes_only_that_users_vectors_and_is_idempotent(memories, cli) ->
 def test_one_conversation_only(memories, cli) -> None:
     result = cli(*ARGS, "--user", "ann", "--conversation", "c1", "--yes")
     assert "2 memories" in result.out
-    assert _keys() == {"ann-2", "bob-3", "bob-4"}
+    assert _keys() == {"ann-2", "bob-3", "bob-4", "annie-5"}
 
 
 def test_unknown_tenant_index_is_an_error(memories, cli) -> None:
@@ -85,4 +72,4 @@ def test_access_denied_on_delete_names_the_permission(memories, cli, monkeypatch
     monkeypatch.setattr(forget_module, "aws_client", no_delete)
     result = cli(*ARGS, "--user", "ann", "--yes")
     assert result.code == 4 and "s3vectors:DeleteVectors" in result.err
-    assert len(_keys()) == 5
+    assert len(_keys()) == 6
