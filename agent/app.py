@@ -107,7 +107,7 @@ class _Invocation:
             "user_id": identity.user_id,
             "conversation_id": session.conversation_id,
         }
-        self._log("invocation", identity, session_id, request)
+        self._log(identity, session_id, request)
         if request.stream:
             return self._stream(session, request, state)
         try:
@@ -147,13 +147,11 @@ class _Invocation:
         if request.end_session:
             await asyncio.to_thread(self.services.registry.end, session)
         logger.info(
-            "invocation done",
-            extra={
-                "session_id": session.session_id,
-                "memories_used": len(used),
-                "ended": request.end_session,
-                "latency_ms": round((time.perf_counter() - self.started) * 1e3, 1),
-            },
+            "invocation done session=%s memories_used=%d ended=%s latency_ms=%.1f",
+            session.session_id,
+            len(used),
+            request.end_session,
+            (time.perf_counter() - self.started) * 1e3,
         )
         return {
             "answer": answer,
@@ -163,16 +161,14 @@ class _Invocation:
         }
 
     @staticmethod
-    def _log(event: str, identity: Identity, session_id: str, request: InvocationPayload) -> None:
+    def _log(identity: Identity, session_id: str, request: InvocationPayload) -> None:
         logger.info(
-            event,
-            extra={
-                "tenant_id": identity.tenant_id,
-                "user_hash": hashlib.sha256(identity.user_id.encode()).hexdigest()[:12],
-                "session_id": session_id,
-                "stream": request.stream,
-                "end_session": request.end_session,
-            },
+            "invocation tenant=%s user_hash=%s session=%s stream=%s end_session=%s",
+            identity.tenant_id,
+            hashlib.sha256(identity.user_id.encode()).hexdigest()[:12],
+            session_id,
+            request.stream,
+            request.end_session,
         )
 
 
@@ -233,6 +229,7 @@ def main() -> int:
         print(f"agent: {exc}", file=sys.stderr)  # noqa: T201 - CLI
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("bedrock_agentcore").propagate = False  # the SDK logs through its own handler
     app = create_app(settings)
     app.run(port=settings.port, host=settings.host, timeout_graceful_shutdown=settings.shutdown_grace_seconds)
     return 0

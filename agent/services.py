@@ -18,6 +18,9 @@ from agent.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+#: Extra time, beyond the grace period, to let open conversations reach the durable outbox.
+END_TIMEOUT_SECONDS = 30.0
+
 TaskStart = Callable[[str], Any]
 TaskEnd = Callable[[Any], None]
 
@@ -50,7 +53,8 @@ class Services:
         """
         self._stop.set()
         grace = self.settings.shutdown_grace_seconds
-        self.registry.close(timeout=grace)
+        # Ending a conversation only writes its outbox entry: always let that finish.
+        self.registry.close(timeout=grace + END_TIMEOUT_SECONDS)
         if self.pipeline is not None:
             if not self.pipeline.wait(timeout=grace):
                 logger.warning("shutdown grace expired; pending summaries stay in the outbox")
@@ -152,33 +156,42 @@ def _build_memory(
 
 def build_store(settings: Settings) -> Any:
     """The configured memory store (single or multi-tenant, local or S3 Vectors)."""
-    from memory import stores
+    from memory.store import MemoryStore, MultiTenantMemoryStore
+    from memory.tenants import index_name_for
 
     embedder = _build_embedder(settings)
-    if settings.backend == "local":
-        root = settings.state_dir / "vectors"
-        if settings.tenant_mode == "single":
-            return stores.MemoryStore.for_local(
-                root_dir=root, tenant_id=settings.single_tenant_id, embedder=embedder
-            )
-        return stores.MultiTenantMemoryStore.for_local(root_dir=root, embedder=embedder)
-    if settings.tenant_mode == "single":
-        return stores.MemoryStore.for_s3vectors(
-            bucket=settings.vector_bucket, region=settings.region, embedder=embedder
+    if settings.tenant_mode == "multi":
+        if settings.backend == "local":
+            return MultiTenantMemoryStore.for_local(root_dir=settings.state_dir / "vectors", embedder=embedder)
+        return MultiTenantMemoryStore.for_s3vectors(
+            bucket=settings.vector_bucket,
+            role_arn=settings.tvm_role_arn,
+            region=settings.region,
+            embedder=embedder,
         )
-    return stores.MultiTenantMemoryStore.for_s3vectors(
+    tenant_id = settings.single_tenant_id
+    assert tenant_id is not None
+    if settings.backend == "local":
+        return MemoryStore.for_local(
+            root_dir=settings.state_dir / "vectors",
+            embedder=embedder,
+            index_name=index_name_for(tenant_id),
+            tenant_id=tenant_id,
+        )
+    from memory.aws import make_client
+
+    return MemoryStore.for_s3vectors(
+        client=make_client("s3vectors", region=settings.region),
         bucket=settings.vector_bucket,
-        role_arn=settings.tvm_role_arn,
-        region=settings.region,
+        index_name=index_name_for(tenant_id),
         embedder=embedder,
+        tenant_id=tenant_id,
     )
 
 
 def _build_embedder(settings: Settings) -> Any:
+    from memory.embedders import BedrockEmbedder, LocalEmbedder
+
     if settings.embedder == "bedrock":
-        from memory.embedders import BedrockEmbedder
-
         return BedrockEmbedder(region=settings.region)
-    from memory.embedders import LocalEmbedder
-
     return LocalEmbedder()

@@ -1,0 +1,40 @@
+"""A session-scoped real server for the end-to-end tests, and helpers to read its store."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from auth.dev_issuer import DevIssuer
+from memory.models import Memory, Scope
+from tests.e2e.server import AgentServer
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentServer]:
+    srv = AgentServer(tmp_path_factory.mktemp("agent-state")).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def issuer(server: AgentServer) -> DevIssuer:
+    return DevIssuer(server.state_dir / "dev-issuer")
+
+
+def new_session() -> str:
+    return f"e2e-{uuid.uuid4()}"
+
+
+def stored(state_dir: Path, tenant: str, user: str) -> list[Memory]:
+    """Every memory of ``user`` in ``tenant``, read straight from the server's local index."""
+    from memory.embedders import LocalEmbedder
+    from memory.store import MultiTenantMemoryStore
+
+    store = MultiTenantMemoryStore.for_local(root_dir=state_dir / "vectors", embedder=LocalEmbedder())
+    return store.list(Scope(user_id=user, tenant_id=tenant))

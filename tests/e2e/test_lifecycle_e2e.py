@@ -1,0 +1,60 @@
+"""Conversations that are never explicitly ended are still summarized: idle timer and SIGTERM."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from auth.dev_issuer import DevIssuer
+from tests.e2e.conftest import new_session, stored
+from tests.e2e.server import AgentServer
+
+
+def wait_for(predicate, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_idle_timeout_ends_the_conversation(tmp_path: Path) -> None:
+    server = AgentServer(tmp_path, AGENT_IDLE_TIMEOUT_SECONDS="1", AGENT_REAP_INTERVAL_SECONDS="0.2").start()
+    try:
+        token = DevIssuer(tmp_path / "dev-issuer").mint("tenant-idle", "judy")
+        sid = new_session()
+        assert server.invoke(token, {"prompt": "My bike is red."}, sid).status_code == 200
+        assert stored(tmp_path, "tenant-idle", "judy") == []
+        assert wait_for(lambda: len(stored(tmp_path, "tenant-idle", "judy")) == 1), server.log()
+        [memory] = stored(tmp_path, "tenant-idle", "judy")
+        assert memory.conversation_id == sid and "red" in memory.content
+    finally:
+        server.stop()
+
+
+def test_sigterm_with_an_open_conversation_loses_nothing(tmp_path: Path) -> None:
+    # Zero grace: the summaries may not be stored before exit, only recorded in the outbox.
+    server = AgentServer(tmp_path, AGENT_SHUTDOWN_GRACE_SECONDS="0").start()
+    token = DevIssuer(tmp_path / "dev-issuer").mint("tenant-term", "ken")
+    sids = [new_session(), new_session()]
+    try:
+        for n, sid in enumerate(sids):
+            assert server.invoke(token, {"prompt": f"My locker is number {n}7."}, sid).status_code == 200
+    finally:
+        # uvicorn re-raises the captured SIGTERM after its graceful shutdown: -15 is a clean exit.
+        assert server.terminate() in (0, -15), server.log()
+    assert "ending open conversations" in server.log()
+    outbox = tmp_path / "outbox"
+    left = len(list(outbox.glob("*.json"))) if outbox.exists() else 0
+    now = len(stored(tmp_path, "tenant-term", "ken"))
+    assert left + now == 2, (left, now, server.log())  # each conversation is stored or pending
+
+    restarted = AgentServer(tmp_path).start()  # replays the outbox on start
+    try:
+        restarted.wait_idle()
+        memories = stored(tmp_path, "tenant-term", "ken")
+        assert sorted(m.conversation_id for m in memories) == sorted(sids)
+        assert not list(outbox.glob("*.json"))
+    finally:
+        restarted.stop()
