@@ -26,6 +26,7 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections import Counter
@@ -170,22 +171,31 @@ class MemoryPlugin(Plugin):
         self.base_prompt = prompt or ""
 
     @hook
-    def _before_invocation(self, event: BeforeInvocationEvent) -> None:
+    async def _before_invocation(self, event: BeforeInvocationEvent) -> None:
         invocation = read_invocation(event.invocation_state)
-        with self._lock:
-            if invocation is None:
+        if invocation is None:
+            with self._lock:
                 self.metrics["identity_missing"] += 1
-                logger.warning("agent=%s turn without a verified identity: running without memory", self.agent_name)
                 self._turn_active = False
-                event.agent.system_prompt = fill_prompt(self.base_prompt, "")[0]
-                return
+            logger.warning("agent=%s turn without a verified identity: running without memory", self.agent_name)
+            event.agent.system_prompt = fill_prompt(self.base_prompt, "")[0]
+            return
+        with self._lock:
             current = self._conversation
-            if current is None or not _same_conversation(current.invocation, invocation):
-                if current is not None:
-                    self._end_locked(current)
-                current = self._start_locked(invocation, _prompt_text(event.messages))
+            continuing = current is not None and _same_conversation(current.invocation, invocation)
+        if not continuing:
+            prompt = _prompt_text(event.messages)
+            # the store call (embedding, network) runs off the event loop
+            memories = await asyncio.to_thread(self._retrieve, self._scope(invocation), prompt) if prompt else []
+            with self._lock:
+                if self._conversation is not None:
+                    self._end_locked(self._conversation)
+                self._start_locked(invocation, memories)
+        with self._lock:
+            assert self._conversation is not None
             self._turn_active = True
-            event.agent.system_prompt = self._render_prompt(current.block)
+            block = self._conversation.block
+        event.agent.system_prompt = self._render_prompt(block)
 
     @hook
     def _message_added(self, event: MessageAddedEvent) -> None:
@@ -214,16 +224,13 @@ class MemoryPlugin(Plugin):
 
     # -- internals --------------------------------------------------------------------------
 
-    def _start_locked(self, invocation: Invocation, prompt: str) -> _Conversation:
-        conversation = _Conversation(invocation)
-        self._conversation = conversation
-        memories = self._retrieve(self._scope(invocation), prompt) if prompt else []
-        conversation.block = render_block(memories)
-        conversation.injected = [m.id for m in memories]
+    def _start_locked(self, invocation: Invocation, memories: Sequence[Memory]) -> None:
+        self._conversation = _Conversation(
+            invocation, block=render_block(memories), injected=[m.id for m in memories]
+        )
         self.metrics["conversations"] += 1
         self.metrics["injected"] += len(memories)
         logger.debug("agent=%s conversation started with %d memories", self.agent_name, len(memories))
-        return conversation
 
     def _retrieve(self, scope: Scope, prompt: str) -> list[Memory]:
         try:

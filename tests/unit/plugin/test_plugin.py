@@ -234,3 +234,22 @@ def test_transcript_is_full_even_when_the_window_trims(fake_store) -> None:
     assert len(agent.messages) <= 2
     user_turns = [t["text"] for t in plugin.transcript if t["role"] == "user"]
     assert user_turns == [f"fact number {i}" for i in range(5)]
+
+
+async def test_retrieval_does_not_block_the_event_loop(fake_store) -> None:
+    import asyncio
+    import time
+
+    original = fake_store.retrieve
+
+    def slow_retrieve(*args: Any, **kwargs: Any):
+        time.sleep(0.3)
+        return original(*args, **kwargs)
+
+    fake_store.retrieve = slow_retrieve  # type: ignore[method-assign]
+    agents = [make_agent(fake_store, ScriptedModel(["ok"]), name=f"agent-{i}")[0] for i in range(3)]
+    start = time.perf_counter()
+    results = await asyncio.gather(*(a.invoke_async("hi", invocation_state=state(f"c{i}")) for i, a in enumerate(agents)))
+    elapsed = time.perf_counter() - start
+    assert [str(r).strip() for r in results] == ["ok"] * 3
+    assert elapsed < 0.75  # three 0.3 s retrievals overlapped instead of running back to back
