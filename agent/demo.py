@@ -1,0 +1,283 @@
+"""The offline demo (``python -m agent.demo``; ``make demo`` installs first).
+
+Starts the real app (``python -m agent``) on a free loopback port with the embedded defaults --
+local vector index and outbox under a fresh state directory, WordLlama embeddings, the
+in-process SmolLM2 model, the local dev issuer -- and drives it over HTTP with minted tokens:
+
+1. tenant-001/alice states a fact and ends the session; the demo waits until ``/ping`` is
+   ``Healthy`` again (the summary is stored);
+2. a new tenant-001/alice session asks about it: the fact's memory must be injected on the
+   first turn (``memories_used`` of the response);
+3. tenant-002/bob asks the same: no memory may be used;
+4. a new tenant-001/alice session greets (nothing relevant to inject), then explicitly asks to
+   search memory: the recall tool runs mid-turn and the memory shows up in ``memories_used``.
+
+Checks are judged by which memories were retrieved, never by the small model's wording. Prints
+the conversation and PASS/FAIL lines, exits 1 on any FAIL, and always stops the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from agent.orchestrator import ORCHESTRATOR_NAME, SPECIALIST_NAME
+from auth.dev_issuer import DevIssuer
+from memory.keys import summary_key
+
+SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
+FACT = "My project codename is Bluebird and it launches on March 3rd. Please remember that."
+QUESTION = "What is the launch date of my project Bluebird?"
+GREETING = "Hello, how are you today?"
+RECALL_REQUEST = "Search my memory for my project codename"
+
+
+@dataclass
+class Check:
+    """One PASS/FAIL verdict of the demo."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class Turn:
+    """One HTTP turn's outcome."""
+
+    status: int
+    body: dict[str, Any]
+    seconds: float
+
+    @property
+    def memories(self) -> list[str]:
+        return list(self.body.get("memories_used") or [])
+
+
+@dataclass
+class Server:
+    """The app as a child process; ``stop`` always ends it (SIGTERM, then SIGKILL)."""
+
+    state_dir: Path
+    port: int
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "server.log"
+
+    def start(self, timeout: float) -> None:
+        env = {
+            **os.environ,
+            "AGENT_HOST": "127.0.0.1",
+            "AGENT_PORT": str(self.port),
+            "AGENT_STATE_DIR": str(self.state_dir),
+            "AGENT_AUTH_MODE": "dev",
+            "AGENT_BACKEND": "local",
+            "AGENT_EMBEDDER": "local",
+            "AGENT_TENANT_MODE": "multi",
+            "AGENT_MODEL_PROVIDER": "local",
+            "AGENT_MODEL_MAX_TOKENS": "96",
+            "AGENT_LOG_LEVEL": "INFO",
+            "HF_HUB_OFFLINE": "1",
+            **self.env_overrides,
+        }
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the app exited with {self.process.returncode}; see {self.log_path}")
+            if self.ping() is not None:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the app did not answer /ping within {timeout:.0f} s; see {self.log_path}")
+
+    def ping(self) -> str | None:
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/ping", timeout=2) as response:
+                return str(json.load(response).get("status"))
+        except (OSError, ValueError):
+            return None
+
+    def wait_idle(self, timeout: float) -> float:
+        """Seconds until ``/ping`` reports ``Healthy`` (no background summary running)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.ping() == "Healthy":
+                return time.monotonic() - started
+            time.sleep(0.1)
+        raise TimeoutError(f"/ping still busy after {timeout:.0f} s")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Client:
+    """``POST /invocations`` with a bearer token and the AgentCore session header."""
+
+    def __init__(self, base_url: str, out: TextIO) -> None:
+        self.base_url = base_url
+        self.out = out
+
+    def invoke(self, token: str, session_id: str, who: str, payload: dict[str, Any]) -> Turn:
+        prompt = payload.get("prompt")
+        flag = "  [end_session]" if payload.get("end_session") else ""
+        self.out.write(f"  {who:>6} > {prompt or ''}{flag}\n")
+        request = urllib.request.Request(
+            f"{self.base_url}/invocations",
+            data=json.dumps(payload).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {token}",
+                SESSION_HEADER: session_id,
+            },
+            method="POST",
+        )
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                turn = Turn(response.status, json.load(response), time.monotonic() - started)
+        except urllib.error.HTTPError as exc:
+            turn = Turn(exc.code, json.loads(exc.read() or b"{}"), time.monotonic() - started)
+        self._print(turn)
+        return turn
+
+    def _print(self, turn: Turn) -> None:
+        if turn.status != 200:
+            self.out.write(f"   agent < HTTP {turn.status}: {turn.body}\n")
+            return
+        answer = " ".join((turn.body.get("answer") or "").split())
+        if answer:
+            self.out.write(f"   agent < {answer[:400]}{'...' if len(answer) > 400 else ''}\n")
+        self.out.write(f"           memories used: {turn.memories or 'none'}   ({turn.seconds:.1f} s)\n")
+
+
+def free_port() -> int:
+    """A currently free loopback TCP port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def new_session(label: str) -> str:
+    """An AgentCore-style session id (at least 33 characters)."""
+    return f"demo-{label}-{uuid.uuid4()}"
+
+
+def run_scenario(server: Server, issuer: DevIssuer, out: TextIO) -> list[Check]:
+    """Drive the four sessions; return the verdicts."""
+    client = Client(server.base_url, out)
+    alice = issuer.mint("tenant-001", "alice")
+    bob = issuer.mint("tenant-002", "bob")
+    checks: list[Check] = []
+
+    out.write("\n== Session 1: tenant-001 / alice states a fact, then ends the session\n")
+    s1 = new_session("s1")
+    stated = client.invoke(alice, s1, "alice", {"prompt": FACT})
+    ended = client.invoke(alice, s1, "alice", {"prompt": "Thanks, that is all for today.", "end_session": True})
+    waited = server.wait_idle(timeout=120)
+    out.write(f"           summary stored: /ping back to Healthy after {waited:.1f} s\n")
+    checks.append(Check("session 1 accepted", stated.status == ended.status == 200,
+                        f"HTTP {stated.status}, {ended.status}; session_ended={ended.body.get('session_ended')}"))
+    # The ids session 1's summaries were stored under (one per agent that took part).
+    fact_ids = {summary_key("tenant-001", "alice", agent, s1) for agent in (ORCHESTRATOR_NAME, SPECIALIST_NAME)}
+
+    out.write("\n== Session 2: tenant-001 / alice, new session, asks about it\n")
+    recalled = client.invoke(alice, new_session("s2"), "alice", {"prompt": QUESTION})
+    checks.append(Check(
+        "recall", recalled.status == 200 and bool(fact_ids & set(recalled.memories)),
+        f"session 1's memory injected on the first turn of a new session: {recalled.memories or 'none'}",
+    ))
+
+    out.write("\n== Session 3: tenant-002 / bob asks the same question\n")
+    isolated = client.invoke(bob, new_session("s3"), "bob", {"prompt": QUESTION})
+    leaked = set(isolated.memories) & set(recalled.memories)
+    checks.append(Check(
+        "isolation", isolated.status == 200 and not isolated.memories and bool(recalled.memories),
+        f"tenant-002 memories used: {isolated.memories or 'none'}"
+        + (f"; tenant-001 memories leaked: {sorted(leaked)}" if leaked else ""),
+    ))
+
+    out.write("\n== Session 4: tenant-001 / alice greets, then asks to search memory mid-conversation\n")
+    s4 = new_session("s4")
+    greeted = client.invoke(alice, s4, "alice", {"prompt": GREETING})
+    searched = client.invoke(alice, s4, "alice", {"prompt": RECALL_REQUEST})
+    new_ids = [m for m in searched.memories if m not in greeted.memories]
+    checks.append(Check(
+        "recall tool", greeted.status == searched.status == 200 and bool(fact_ids & set(new_ids)),
+        f"memories recalled by memory_tool in turn 2: {new_ids or 'none'} "
+        f"(injected on turn 1: {greeted.memories or 'none'})",
+    ))
+    return checks
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m agent.demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--state-dir", type=Path, default=Path(".state/demo"),
+                   help="wiped and recreated for every run (default: .state/demo)")
+    p.add_argument("--port", type=int, default=0, help="loopback port (default: a free one)")
+    p.add_argument("--start-timeout", type=float, default=120.0, help="seconds to wait for /ping")
+    p.add_argument("--model-provider", default="local",
+                   help="AGENT_MODEL_PROVIDER for the app (default: local SmolLM2)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; 0 when every check passes."""
+    args = _parser().parse_args(argv)
+    out = sys.stdout
+    started = time.monotonic()
+    if args.state_dir.exists():
+        shutil.rmtree(args.state_dir)
+    args.state_dir.mkdir(parents=True)
+    issuer = DevIssuer(args.state_dir / "dev-issuer")  # created before the app reads it
+    server = Server(args.state_dir, args.port or free_port(),
+                    env_overrides={"AGENT_MODEL_PROVIDER": args.model_provider})
+    out.write(f"Starting the app on {server.base_url} (state: {args.state_dir}, log: {server.log_path})\n")
+    try:
+        server.start(args.start_timeout)
+        out.write(f"App ready after {time.monotonic() - started:.1f} s\n")
+        checks = run_scenario(server, issuer, out)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        checks = [Check("demo ran", False, str(exc))]
+    finally:
+        server.stop()
+    out.write("\n")
+    for check in checks:
+        out.write(f"{'PASS' if check.passed else 'FAIL'} {check.name}: {check.detail}\n")
+    passed = all(c.passed for c in checks)
+    out.write(f"\n{'ALL PASSED' if passed else 'FAILED'} in {time.monotonic() - started:.1f} s\n")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
