@@ -1,0 +1,127 @@
+"""Added latency of MemoryPlugin per turn vs the same agent without it (scripted model, local backend).
+
+Scenarios, each timed as one ``agent(prompt)`` call:
+
+* first turn  -- a fresh conversation: the plugin embeds the prompt, queries the LocalIndex
+  (seeded with ``--memories`` memories over 20 users) and fills the system prompt;
+* later turn  -- a turn of a running conversation: the kept memory block is re-applied;
+* end_session -- a last turn with ``end_session``: the transcript is written durably to the
+  outbox and the summary is queued (the summary itself runs in the background, untimed).
+
+The baseline is the same agent (same scripted model, same prompt, same history length)
+without the plugin, measured in the same run; ``ratio`` = plugin p50 / baseline p50.
+
+Run: ``python -m bench.bench_plugin [--repeat N] [--memories N] [--json]``
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from strands import Agent
+
+from bench._common import emit, parser, summary_ms
+from memory.background import SummaryPipeline
+from memory.embedders import LocalEmbedder
+from memory.models import Scope
+from memory.outbox import Outbox
+from memory.plugin import MemoryPlugin
+from memory.store import MultiTenantMemoryStore
+from memory.summarizer import Summarizer
+from tests.support.scripted_model import ScriptedModel
+
+BASE = "You are a helpful assistant.\n\n{memory_context}\n\nAnswer briefly."
+TOPICS = ["budget", "deadline", "travel", "tea", "hiring", "office", "laptop", "vacation", "report", "client"]
+
+
+def _seed(store: MultiTenantMemoryStore, count: int) -> None:
+    for i in range(count):
+        topic = TOPICS[i % len(TOPICS)]
+        scope = Scope(f"user-{i % 20}", "acme", "orchestrator")
+        store.store(scope, f"The user mentioned their {topic} plan number {i} on a call.")
+
+
+def _timed(setup: Callable[[], Any], run: Callable[[Any], None], repeat: int, warmup: int = 3) -> list[float]:
+    samples = []
+    for i in range(warmup + repeat):
+        arg = setup()
+        start = time.perf_counter()
+        run(arg)
+        if i >= warmup:
+            samples.append(time.perf_counter() - start)
+    return samples
+
+
+class _Harness:
+    def __init__(self, store: MultiTenantMemoryStore, pipeline: SummaryPipeline) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.counter = 0
+
+    def agent(self, with_plugin: bool) -> Agent:
+        plugins = [MemoryPlugin(self.store, pipeline=self.pipeline)] if with_plugin else []
+        prompt = BASE if with_plugin else BASE.replace("{memory_context}", "")
+        return Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator", system_prompt=prompt,
+                     plugins=plugins, callback_handler=None)
+
+    def state(self, **extra: Any) -> dict[str, Any]:
+        self.counter += 1
+        return {"tenant_context": "acme", "user_id": "user-3", "conversation_id": f"c{self.counter}", **extra}
+
+    def first_turn(self, with_plugin: bool, repeat: int) -> list[float]:
+        return _timed(lambda: (self.agent(with_plugin), self.state()),
+                      lambda a: a[0]("what is my budget plan?", invocation_state=a[1]), repeat)
+
+    def later_turn(self, with_plugin: bool, repeat: int) -> list[float]:
+        agent, state = self.agent(with_plugin), self.state()
+        agent("what is my budget plan?", invocation_state=state)
+        return _timed(lambda: None, lambda _: agent("and the deadline?", invocation_state=state), repeat)
+
+    def end_session(self, with_plugin: bool, repeat: int) -> list[float]:
+        def setup() -> tuple[Agent, dict[str, Any]]:
+            self.pipeline.wait()  # previous summary done, untimed
+            agent, state = self.agent(with_plugin), self.state()
+            agent("My budget plan is 2M dollars.", invocation_state=state)
+            return agent, {**state, "end_session": True}
+
+        return _timed(setup, lambda a: a[0]("Thanks, bye.", invocation_state=a[1]), repeat)
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--repeat", type=int, default=200)
+    p.add_argument("--memories", type=int, default=5000)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MultiTenantMemoryStore.for_local(root_dir=Path(tmp) / "indexes", embedder=LocalEmbedder())
+        _seed(store, args.memories)
+        pipeline = SummaryPipeline(store, Outbox(Path(tmp) / "outbox"), Summarizer(ScriptedModel()))
+        harness = _Harness(store, pipeline)
+        rows = []
+        for name in ("first_turn", "later_turn", "end_session"):
+            scenario = getattr(harness, name)
+            base = summary_ms(scenario(False, args.repeat))
+            plug = summary_ms(scenario(True, args.repeat))
+            rows.append({
+                "turn": name,
+                "baseline_p50_ms": base["p50_ms"],
+                "plugin_p50_ms": plug["p50_ms"],
+                "baseline_p99_ms": base["p99_ms"],
+                "plugin_p99_ms": plug["p99_ms"],
+                "added_p50_ms": plug["p50_ms"] - base["p50_ms"],
+                "ratio": plug["p50_ms"] / base["p50_ms"],
+            })
+        pipeline.wait()
+        pipeline.shutdown()
+    emit(f"MemoryPlugin added latency (scripted model, LocalIndex+WordLlama, {args.memories} memories, "
+         f"repeat={args.repeat})", rows, args.json)
+
+
+if __name__ == "__main__":
+    main()
