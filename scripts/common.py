@@ -142,6 +142,7 @@ class Report:
 
     title: str
     dry_run: bool = False
+    read_only: bool = False
     rows: list[tuple[str, str, str]] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
 
@@ -183,7 +184,7 @@ class Report:
         lines += [f"{s.ljust(width)}  {r.ljust(rwidth)}  {d}".rstrip() for s, r, d in self.rows]
         for name, value in self.outputs.items():
             lines.append(f"{name}: {value}")
-        if not self.changed:
+        if not self.changed and not self.read_only:
             lines.append("Nothing to change: everything is already as intended.")
         if self.drift:
             lines.append(

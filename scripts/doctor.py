@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> Report:
     """Run every check and return the table."""
     region = require_region(args)
     tenants = [validate_tenant_id(t) for t in args.tenant]
-    report = Report("doctor")
+    report = Report("doctor", read_only=True)
     idp = aws_client("cognito-idp", region)
     iam = aws_client("iam", region)
     s3v = aws_client("s3vectors", region)

@@ -168,7 +168,7 @@ def run_offboard(args: argparse.Namespace) -> Report:
 def run_list(args: argparse.Namespace) -> Report:
     """List tenant indexes."""
     s3v = aws_client("s3vectors", require_region(args))
-    report = Report("tenant list")
+    report = Report("tenant list", read_only=True)
     _require_bucket(s3v, args.bucket)
     list_tenants(s3v, report, args.bucket, args.count)
     return report
