@@ -89,6 +89,7 @@ class _Conversation:
     injected: list[str] = field(default_factory=list)
     recalled: list[str] = field(default_factory=list)
     transcript: list[Turn] = field(default_factory=list)
+    ended_at_turns: int = -1  # transcript length when last handed to the pipeline
 
 
 class MemoryPlugin(Plugin):
@@ -189,7 +190,7 @@ class MemoryPlugin(Plugin):
             memories = await asyncio.to_thread(self._retrieve, self._scope(invocation), prompt) if prompt else []
             with self._lock:
                 if self._conversation is not None:
-                    self._end_locked(self._conversation)
+                    self._end_quietly_locked(self._conversation)
                 self._start_locked(invocation, memories)
         with self._lock:
             assert self._conversation is not None
@@ -207,15 +208,17 @@ class MemoryPlugin(Plugin):
     def _after_invocation(self, event: AfterInvocationEvent) -> None:
         with self._lock:
             active, self._turn_active = self._turn_active, False
-        invocation = read_invocation(event.invocation_state)
-        if active and invocation is not None and invocation.end_session:
-            self.end_conversation()
+            invocation = read_invocation(event.invocation_state)
+            if active and invocation is not None and invocation.end_session and self._conversation is not None:
+                self._end_quietly_locked(self._conversation)
 
     def end_conversation(self) -> str | None:
         """Hand the current conversation to the summary pipeline; returns the outbox entry id.
 
         Uses the identity bound on the conversation's first turn. Returns None when there is
-        nothing to summarize or no pipeline. Never blocks on the summary itself.
+        nothing (new) to summarize or no pipeline; calling it again after the conversation went
+        on re-submits the whole, longer transcript under the same key. Never blocks on the
+        summary itself; raises if the outbox cannot be written.
         """
         with self._lock:
             if self._conversation is None:
@@ -256,7 +259,17 @@ class MemoryPlugin(Plugin):
             )
         return prompt
 
+    def _end_quietly_locked(self, conversation: _Conversation) -> None:
+        """End from a hook: an outbox failure is logged and counted, the user's turn goes on."""
+        try:
+            self._end_locked(conversation)
+        except Exception as exc:
+            self.metrics["end_failures"] += 1
+            logger.error("agent=%s could not record the finished conversation: %s", self.agent_name, type(exc).__name__)
+
     def _end_locked(self, conversation: _Conversation) -> str | None:
+        if len(conversation.transcript) == conversation.ended_at_turns:
+            return None  # already handed over, nothing new since
         if not any(t["role"] == "user" for t in conversation.transcript):
             return None
         if self.pipeline is None:
@@ -272,6 +285,7 @@ class MemoryPlugin(Plugin):
             transcript=list(conversation.transcript),
         )
         entry_id = self.pipeline.end_conversation(entry)
+        conversation.ended_at_turns = len(conversation.transcript)
         self.metrics["conversations_ended"] += 1
         return entry_id
 

@@ -301,3 +301,35 @@ def test_end_session_without_identity_stores_nothing(fake_store, make_pipeline, 
     agent("I like tea.", invocation_state=state(end_session=True, **bad))
     assert pipeline.wait(5)
     assert fake_store.store_calls == [] and pipeline.outbox.pending() == []
+
+
+def test_ending_twice_without_new_turns_submits_once_and_continuing_resubmits(fake_store, make_pipeline) -> None:
+    pipeline = make_pipeline(fake_store)
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator", plugins=[plugin], callback_handler=None)
+    agent("I own a cat.", invocation_state=state(end_session=True))
+    assert plugin.end_conversation() is None  # idle timer after end_session: nothing new
+    assert pipeline.wait(5) and pipeline.metrics["accepted"] == 1
+    agent("I also own a dog.", invocation_state=state())  # the same conversation goes on
+    assert plugin.end_conversation() is not None
+    assert pipeline.wait(5)
+    (memory,) = fake_store.memories.values()  # same key: overwritten with the longer transcript
+    assert memory.content == "I own a cat. I also own a dog."
+    assert pipeline.metrics["accepted"] == 2
+
+
+def test_outbox_failure_on_end_session_does_not_fail_the_turn(fake_store, make_pipeline, caplog) -> None:
+    pipeline = make_pipeline(fake_store)
+
+    def broken_put(entry: OutboxEntry) -> str:
+        raise OSError("disk full")
+
+    pipeline.outbox.put = broken_put  # type: ignore[method-assign]
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=ScriptedModel(["bye"]), name="orchestrator", plugins=[plugin], callback_handler=None)
+    result = agent("I own a cat.", invocation_state=state(end_session=True))
+    assert str(result).strip() == "bye"
+    assert plugin.metrics["end_failures"] == 1
+    assert any("could not record" in r.getMessage() for r in caplog.records)
+    with pytest.raises(OSError):  # the explicit call reports it to the app
+        plugin.end_conversation()
