@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 from strands.models import Model
@@ -135,13 +136,13 @@ def _openai(
 
 
 def _local(local_model_path: str | None, max_tokens: int | None, temperature: float | None) -> Model:
-    from agent.local_llm import LocalLlamaModel, require_llama_cpp
+    from agent.local_llm import LocalLlamaModel, find_smollm2_gguf, require_llama_cpp
 
     require_llama_cpp()
-    config: dict[str, Any] = _sampling(max_tokens, temperature)
-    if local_model_path:
-        config["model_path"] = local_model_path
-    return LocalLlamaModel(**config)
+    path = Path(local_model_path) if local_model_path else find_smollm2_gguf()
+    if not path.is_file():
+        raise ValueError(f"local model file not found: {path}")
+    return LocalLlamaModel(model_path=str(path), **_sampling(max_tokens, temperature))
 
 
 def _imported(spec: str) -> Model:

@@ -9,6 +9,7 @@ import sys
 import threading
 import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -176,9 +177,25 @@ def test_local_without_the_weights_package_names_the_extra(monkeypatch: pytest.M
         local_llm.find_smollm2_gguf()
 
 
-def test_local_model_settings_are_passed_through(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_model_settings_are_passed_through(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(local_llm, "require_llama_cpp", lambda: None)
-    model = build_model("local", max_tokens=33, temperature=0.0, local_model_path="/models/x.gguf")
+    weights = tmp_path / "x.gguf"
+    weights.write_bytes(b"GGUF")
+    model = build_model("local", max_tokens=33, temperature=0.0, local_model_path=str(weights))
     assert isinstance(model, local_llm.LocalLlamaModel)
     config = model.get_config()
-    assert config["max_tokens"] == 33 and config["temperature"] == 0.0 and config["model_path"] == "/models/x.gguf"
+    assert config["max_tokens"] == 33 and config["temperature"] == 0.0 and config["model_path"] == str(weights)
+
+
+def test_local_model_file_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(local_llm, "require_llama_cpp", lambda: None)
+    with pytest.raises(ValueError, match="local model file not found"):
+        build_model("local", local_model_path=str(tmp_path / "missing.gguf"))
+
+
+def test_local_default_weights_come_from_the_wheel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    weights = tmp_path / "SmolLM2.gguf"
+    weights.write_bytes(b"GGUF")
+    monkeypatch.setattr(local_llm, "require_llama_cpp", lambda: None)
+    monkeypatch.setattr(local_llm, "find_smollm2_gguf", lambda: weights)
+    assert build_model("local").get_config()["model_path"] == str(weights)
