@@ -39,7 +39,7 @@ DEFAULT_CONFIG = Path(".bedrock_agentcore.yaml")
 DEFAULT_CHAT_MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 DEFAULT_EMBEDDING_MODEL = "amazon.nova-2-multimodal-embeddings-v1:0"
 #: Prefixes of cross-region inference profile ids (``us.anthropic...``).
-_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca.")
+PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca.")
 #: Converse/ConverseStream are authorised by these two actions.
 BEDROCK_ACTIONS = ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream")
 HEADER_ALLOWLIST = ("Authorization",)
@@ -49,7 +49,7 @@ def model_resources(region: str, account: str, model_id: str) -> list[str]:
     """ARNs a model id needs: the foundation model, or an inference profile and its models."""
     if model_id.startswith("arn:"):
         return [model_id]
-    if model_id.startswith(_PROFILE_PREFIXES):
+    if model_id.startswith(PROFILE_PREFIXES):
         base = model_id.split(".", 1)[1]
         return [
             f"arn:aws:bedrock:{region}:{account}:inference-profile/{model_id}",
@@ -123,7 +123,8 @@ def patch_config(path: Path, agent_name: str | None, values: dict[str, Any], rep
     if not path.exists():
         report.add("MISSING", str(path), "run next step 1 (agentcore configure), then re-run this command")
         return agent_name or "agent_memory"
-    config = yaml.safe_load(path.read_text()) or {}
+    text = path.read_text()
+    config = yaml.safe_load(text) or {}
     agents = config.get("agents") or {}
     name = agent_name or config.get("default_agent") or (next(iter(agents)) if len(agents) == 1 else None)
     if name not in agents:
@@ -140,11 +141,11 @@ def patch_config(path: Path, agent_name: str | None, values: dict[str, Any], rep
         if parent.get(key) == want:
             report.add("UNCHANGED", f"{path.name}: {dotted}")
             continue
-        report.change("UPDATE", f"{path.name}: {dotted}", f"{_short(parent.get(key))} -> {_short(want)}")
+        report.change("UPDATE", f"{path.name}: {dotted}", _diff(parent.get(key), want))
         parent[key] = want
         dirty = True
     if dirty and not report.dry_run:
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.write_text(_leading_comments(text) + yaml.safe_dump(config, sort_keys=False))
     return str(name)
 
 
@@ -158,9 +159,36 @@ def _parent(agent: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str]:
     return node, key
 
 
+def _leading_comments(text: str) -> str:
+    """The comment block at the top of the file (kept when the file is rewritten)."""
+    lines = []
+    for line in text.splitlines(keepends=True):
+        if line.strip() and not line.lstrip().startswith("#"):
+            break
+        lines.append(line)
+    return "".join(lines)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        return {k: v for key, item in value.items() for k, v in _flatten(item, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def _diff(old: Any, new: Any) -> str:
+    """Changed leaves as ``key: old -> new`` (values shortened)."""
+    before, after = _flatten(old), _flatten(new)
+    changes = [
+        f"{k or 'value'}: {_short(before.get(k))} -> {_short(after.get(k))}"
+        for k in dict.fromkeys([*before, *after])
+        if before.get(k) != after.get(k)
+    ]
+    return "; ".join(changes)
+
+
 def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else value
-    return text if len(text) <= 70 else text[:67] + "..."
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 90 else text[:40] + "..." + text[-47:]
 
 
 def ensure_role_policy(iam: BaseClient, report: Report, role_name: str, policy: dict[str, Any]) -> None:
@@ -190,7 +218,9 @@ def runtime_environment(args: argparse.Namespace, region: str, pool_id: str, cli
         "AGENT_AUTH_MODE": "cognito",
         "AGENT_COGNITO_USER_POOL_ID": pool_id,
         "AGENT_COGNITO_CLIENT_IDS": ",".join(client_ids),
+        "AGENT_MODEL_PROVIDER": "bedrock",
         "AGENT_MODEL_ID": args.model_id[0] if args.model_id else DEFAULT_CHAT_MODEL,
+        "AGENT_STATE_DIR": "/tmp/agent-state",
         "AGENT_TENANT_MODE": args.tenant_mode,
     }
     if args.tenant_mode == "multi":

@@ -202,7 +202,7 @@ def create_user(
     try:
         user = idp.admin_get_user(UserPoolId=pool_id, Username=email)
     except ClientError as err:
-        if not is_not_found(err) and "UserNotFound" not in str(err.response.get("Error", {}).get("Code")):
+        if not is_not_found(err):
             raise
         user = None
     if user is not None:

@@ -17,7 +17,7 @@ from memory.aws import make_client
 DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "403", "UnauthorizedOperation"})
 #: Error codes meaning "the resource does not exist".
 NOT_FOUND_CODES = frozenset(
-    {"NoSuchEntity", "NotFoundException", "ResourceNotFoundException", "404", "NoSuchBucket"}
+    {"NoSuchEntity", "NotFoundException", "ResourceNotFoundException", "UserNotFoundException", "404"}
 )
 
 
@@ -152,7 +152,8 @@ class Report:
 
     def change(self, verb: str, resource: str, detail: str = "") -> None:
         """Record a change: ``verb`` (CREATE/UPDATE/DELETE) done, or planned in a dry run."""
-        status = f"WOULD {verb}" if self.dry_run else {"CREATE": "CREATED", "UPDATE": "UPDATED", "DELETE": "DELETED"}[verb]
+        done = {"CREATE": "CREATED", "UPDATE": "UPDATED", "DELETE": "DELETED"}[verb]
+        status = f"WOULD {verb}" if self.dry_run else done
         self.add(status, resource, detail)
 
     def output(self, name: str, value: str) -> None:

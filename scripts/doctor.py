@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts import cognito, tvm_role
-from scripts.agentcore_cmd import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, _PROFILE_PREFIXES
+from scripts.agentcore_cmd import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, PROFILE_PREFIXES
 from scripts.common import (
     Report,
     account_id,
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> Report:
     def model(model_id: str) -> Check:
         def check() -> tuple[str, str]:
             try:
-                if model_id.startswith(_PROFILE_PREFIXES):
+                if model_id.startswith(PROFILE_PREFIXES):
                     bedrock.get_inference_profile(inferenceProfileIdentifier=model_id)
                 else:
                     bedrock.get_foundation_model(modelIdentifier=model_id)

@@ -31,7 +31,7 @@ CONFIG = {
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / ".bedrock_agentcore.yaml"
-    path.write_text(yaml.safe_dump(CONFIG, sort_keys=False))
+    path.write_text("# toolkit config\n# keep me\n" + yaml.safe_dump(CONFIG, sort_keys=False))
     return path
 
 
@@ -94,6 +94,7 @@ def test_patches_yaml_grants_role_prints_commands_then_is_idempotent(role, cli, 
     assert agent["request_header_configuration"]["requestHeaderAllowlist"] == [
         "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Trace", "Authorization"]
     assert agent["aws"]["execution_role"] == EXEC and agent["platform"] == "linux/arm64"
+    assert config.read_text().startswith("# toolkit config\n# keep me\n")
 
     iam = boto3.client("iam", region_name="us-east-1")
     doc = iam.get_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")["PolicyDocument"]
@@ -133,3 +134,19 @@ def test_single_tenant_mode_validates_the_tenant(role, cli, config) -> None:
 def test_missing_config_is_reported_with_the_configure_step(role, cli, tmp_path) -> None:
     result = cli(*_args(tmp_path / "absent.yaml", "--tvm-role-arn", TVM))
     assert result.code == 1 and "MISSING" in result.out and "agentcore configure" in result.out
+
+
+def test_patches_a_copy_of_the_projects_own_config(role, cli, tmp_path) -> None:
+    shipped = Path(__file__).resolve().parents[3] / ".bedrock_agentcore.yaml"
+    if not shipped.exists():
+        pytest.skip("the project has no .bedrock_agentcore.yaml yet")
+    copy = tmp_path / ".bedrock_agentcore.yaml"
+    copy.write_text(shipped.read_text())
+    result = cli(*_args(copy, "--tvm-role-arn", TVM))
+    assert result.code == 0, result.err
+    patched = copy.read_text()
+    assert "REPLACE_USER_POOL_ID" not in yaml.safe_dump(yaml.safe_load(patched))
+    agent = next(iter(yaml.safe_load(patched)["agents"].values()))
+    assert agent["authorizer_configuration"]["customJWTAuthorizer"]["allowedClients"] == ["client-1"]
+    assert "Authorization" in agent["request_header_configuration"]["requestHeaderAllowlist"]
+    assert cli(*_args(copy, "--tvm-role-arn", TVM)).out.count("UPDATED") == 0
