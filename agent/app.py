@@ -231,6 +231,7 @@ def main() -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("bedrock_agentcore").propagate = False  # the SDK logs through its own handler
     app = create_app(settings)
+    app.logger.setLevel(settings.log_level)
     app.run(port=settings.port, host=settings.host, timeout_graceful_shutdown=settings.shutdown_grace_seconds)
     return 0
 
