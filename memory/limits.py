@@ -10,6 +10,8 @@ import json
 import math
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from memory.errors import ValidationError
 from memory.models import NON_FILTERABLE_KEYS
 
@@ -50,19 +52,21 @@ def validate_top_k(top_k: object) -> int:
     return top_k
 
 
-def validate_vector(vector: Sequence[float], dimension: int) -> list[float]:
-    """Return the vector as floats if it has ``dimension`` finite values and is not all zeros."""
+def validate_vector(vector: Sequence[float], dimension: int) -> np.ndarray:
+    """The vector as a float32 array if it has ``dimension`` finite values and is not all zeros."""
+    if isinstance(vector, (str, bytes)):
+        raise ValidationError("vector must be a sequence of numbers")
     try:
-        values = [float(v) for v in vector]
+        values = np.asarray(vector, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValidationError("vector must be a sequence of numbers") from exc
-    if len(values) != dimension:
-        raise ValidationError(f"vector must have {dimension} values, got {len(values)}")
-    if not all(math.isfinite(v) for v in values):
+    if values.ndim != 1 or values.shape[0] != dimension:
+        raise ValidationError(f"vector must have {dimension} values, got shape {values.shape}")
+    if not np.isfinite(values).all():
         raise ValidationError("vector values must be finite (no NaN or infinity)")
-    if not any(values):
+    if not values.any():
         raise ValidationError("zero vectors are not allowed with the cosine metric")
-    return values
+    return values.astype(np.float32)
 
 
 def _is_metadata_value(value: Any) -> bool:

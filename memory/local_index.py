@@ -47,18 +47,41 @@ def _validate_index_name(name: str) -> str:
     return name
 
 
+def _postings(metadata: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """The (field, string value) pairs of a record that the inverted index tracks."""
+    for name, value in metadata.items():
+        if isinstance(value, str):
+            yield name, value
+        elif isinstance(value, list):
+            for item in set(v for v in value if isinstance(v, str)):
+                yield name, item
+
+
 class _Matrix:
-    """Rows of unit vectors with their keys and metadata; grows by doubling."""
+    """Rows of unit vectors with keys, metadata and an inverted index of string values."""
 
     def __init__(self, dimension: int, capacity: int = 1024) -> None:
         self.data = np.empty((capacity, dimension), dtype=np.float32)
         self.keys: list[str] = []
         self.metadata: list[dict[str, Any]] = []
         self.position: dict[str, int] = {}
+        self.inverted: dict[tuple[str, str], set[int]] = {}
 
     @property
     def size(self) -> int:
         return len(self.keys)
+
+    def _index(self, row: int, metadata: Mapping[str, Any]) -> None:
+        for posting in _postings(metadata):
+            self.inverted.setdefault(posting, set()).add(row)
+
+    def _unindex(self, row: int, metadata: Mapping[str, Any]) -> None:
+        for posting in _postings(metadata):
+            rows = self.inverted.get(posting)
+            if rows is not None:
+                rows.discard(row)
+                if not rows:
+                    del self.inverted[posting]
 
     def upsert(self, key: str, unit: np.ndarray, metadata: dict[str, Any]) -> None:
         row = self.position.get(key)
@@ -72,22 +95,73 @@ class _Matrix:
             self.metadata.append(metadata)
             self.position[key] = row
         else:
+            self._unindex(row, self.metadata[row])
             self.metadata[row] = metadata
+        self._index(row, metadata)
         self.data[row] = unit
 
     def remove(self, key: str) -> None:
         row = self.position.pop(key, None)
         if row is None:
             return
+        self._unindex(row, self.metadata[row])
         last = self.size - 1
         if row != last:
             moved = self.keys[last]
+            self._unindex(last, self.metadata[last])
             self.data[row] = self.data[last]
             self.keys[row] = moved
             self.metadata[row] = self.metadata[last]
             self.position[moved] = row
+            self._index(row, self.metadata[row])
         self.keys.pop()
         self.metadata.pop()
+
+    def candidates(self, filter: Mapping[str, Any]) -> tuple[set[int] | None, bool]:
+        """Rows that can match ``filter`` by its required string equalities (None: every row),
+        and whether those equalities are the whole filter (no per-row check needed)."""
+        required, exact = _required_equalities(filter)
+        if not required:
+            return None, False
+        result: set[int] | None = None
+        for name, values in sorted(required, key=lambda r: len(r[1])):
+            rows: set[int] = set()
+            for value in values:
+                rows |= self.inverted.get((name, value), set())
+            result = rows if result is None else result & rows
+            if not result:
+                return set(), True
+        return result, exact
+
+
+def _required_equalities(
+    filter: Mapping[str, Any],
+) -> tuple[list[tuple[str, tuple[str, ...]]], bool]:
+    """String ``$eq``/``$in`` conditions every match must satisfy (top level and ``$and``),
+    and whether the filter consists of nothing else."""
+    found: list[tuple[str, tuple[str, ...]]] = []
+    exact = True
+    for name, condition in filter.items():
+        if name == "$and":
+            for member in condition:
+                more, member_exact = _required_equalities(member)
+                found.extend(more)
+                exact = exact and member_exact
+        elif name.startswith("$"):
+            exact = False
+        elif isinstance(condition, str):
+            found.append((name, (condition,)))
+        elif isinstance(condition, Mapping) and len(condition) == 1:
+            ((op, operand),) = condition.items()
+            if op == "$eq" and isinstance(operand, str):
+                found.append((name, (operand,)))
+            elif op == "$in" and all(isinstance(v, str) for v in operand):
+                found.append((name, tuple(operand)))
+            else:
+                exact = False
+        else:
+            exact = False
+    return found, exact
 
 
 def _unit(values: Sequence[float]) -> np.ndarray:
@@ -155,8 +229,15 @@ class LocalIndex:
             )
         rows = conn.execute("SELECT key, vector, metadata FROM vectors").fetchall()
         matrix = _Matrix(self.dimension, capacity=max(1024, len(rows)))
-        for key, blob, meta in rows:
-            matrix.upsert(key, _unit(np.frombuffer(blob, dtype=np.float32)), json.loads(meta))
+        if rows:
+            stacked = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            stacked = stacked.reshape(len(rows), self.dimension)
+            matrix.data[: len(rows)] = stacked / np.linalg.norm(stacked, axis=1, keepdims=True)
+            matrix.keys = [r[0] for r in rows]
+            matrix.metadata = [json.loads(r[2]) for r in rows]
+            matrix.position = {key: i for i, key in enumerate(matrix.keys)}
+            for row, metadata in enumerate(matrix.metadata):
+                matrix._index(row, metadata)
         self._matrix = matrix
         logger.debug("loaded local index %s (%d vectors)", self.name, matrix.size)
 
@@ -203,7 +284,7 @@ class LocalIndex:
             key = limits.validate_key(record.key)
             values = limits.validate_vector(record.vector, self.dimension)
             metadata = limits.validate_metadata(record.metadata)
-            prepared.append((key, np.asarray(values, dtype=np.float32), metadata))
+            prepared.append((key, values, metadata))
         if not prepared:
             return
         with self._lock:
@@ -219,8 +300,10 @@ class LocalIndex:
                 conn.execute("ROLLBACK")
                 raise
             assert self._matrix is not None
-            for key, vec, metadata in prepared:
-                self._matrix.upsert(key, _unit(vec), metadata)
+            stacked = np.stack([v for _, v, _ in prepared])
+            units = stacked / np.linalg.norm(stacked, axis=1, keepdims=True)
+            for (key, _, metadata), unit in zip(prepared, units):
+                self._matrix.upsert(key, unit, metadata)
 
     def query(
         self, vector: Sequence[float], top_k: int, filter: Mapping[str, Any] | None = None
@@ -237,9 +320,14 @@ class LocalIndex:
                 rows = None
                 candidates = matrix.data[: matrix.size]
             else:
-                rows = np.fromiter(
-                    (i for i, m in enumerate(matrix.metadata) if predicate(m)), dtype=np.intp
-                )
+                assert filter is not None
+                pool, exact = matrix.candidates(filter)
+                if exact and pool is not None:
+                    rows = np.sort(np.fromiter(pool, dtype=np.intp, count=len(pool)))
+                else:
+                    scan = range(matrix.size) if pool is None else sorted(pool)
+                    metadata = matrix.metadata
+                    rows = np.fromiter((i for i in scan if predicate(metadata[i])), dtype=np.intp)
                 candidates = matrix.data[rows]
             if candidates.shape[0] == 0:
                 return []

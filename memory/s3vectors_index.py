@@ -87,7 +87,7 @@ class S3VectorsIndex:
         vectors = [
             {
                 "key": limits.validate_key(r.key),
-                "data": {"float32": limits.validate_vector(r.vector, self.dimension)},
+                "data": {"float32": limits.validate_vector(r.vector, self.dimension).tolist()},
                 "metadata": limits.validate_metadata(r.metadata),
             }
             for r in records
@@ -102,7 +102,7 @@ class S3VectorsIndex:
         request: dict[str, Any] = {
             **self._target(),
             "topK": limits.validate_top_k(top_k),
-            "queryVector": {"float32": limits.validate_vector(vector, self.dimension)},
+            "queryVector": {"float32": limits.validate_vector(vector, self.dimension).tolist()},
             "returnDistance": True,
             "returnMetadata": True,
         }

@@ -99,3 +99,32 @@ def test_query_is_exact_against_numpy(tmp_path):
     expected = np.argsort(-(unit @ (query / np.linalg.norm(query))))[:10]
     hits = index.query(query.tolist(), top_k=10)
     assert [h.key for h in hits] == [f"k{i}" for i in expected]
+
+
+def test_filtered_queries_stay_exact_after_random_overwrites_and_deletes(tmp_path):
+    """The in-memory inverted index must agree with a plain scan after any write sequence."""
+    from memory.filters import compile_filter
+
+    rng = np.random.default_rng(3)
+    index = LocalIndex(tmp_path, "memory-random", 4)
+    index.ensure()
+    for step in range(400):
+        key = f"k{rng.integers(60)}"
+        if rng.random() < 0.3:
+            index.delete([key])
+        else:
+            meta = {"user_id": f"u{rng.integers(4)}", "tags": [f"t{rng.integers(3)}", "all"]}
+            if rng.random() < 0.5:
+                meta["agent_name"] = f"a{rng.integers(2)}"
+            index.put([VectorRecord(key, (rng.random(4) + 0.01).tolist(), meta)])
+    reopened = LocalIndex(tmp_path, "memory-random", 4)
+    everything = list(index.list())
+    for flt in (
+        {"user_id": "u1"},
+        {"user_id": {"$in": ["u0", "u3"]}, "tags": "t2"},
+        {"$and": [{"user_id": "u2"}, {"$or": [{"agent_name": "a1"}, {"agent_name": {"$exists": False}}]}]},
+        {"tags": {"$eq": "all"}, "agent_name": {"$ne": "a0"}},
+    ):
+        expected = sorted(r.key for r in everything if compile_filter(flt)(r.metadata))
+        for idx in (index, reopened):
+            assert sorted(h.key for h in idx.query([1, 1, 1, 1], top_k=100, filter=flt)) == expected
