@@ -22,8 +22,9 @@ COMMANDS = (cognito, tvm_role, vectors, forget, agentcore_cmd, doctor)
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subcommand per module in COMMANDS."""
-    parser = argparse.ArgumentParser(prog="python -m scripts", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:

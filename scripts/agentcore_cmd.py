@@ -70,7 +70,12 @@ def execution_role_policy(
     """The app's permissions on top of what the toolkit grants (logs, ECR, X-Ray)."""
     resources = sorted({arn for m in model_ids for arn in model_resources(region, account, m)})
     statements: list[dict[str, Any]] = [
-        {"Sid": "InvokeChosenModels", "Effect": "Allow", "Action": list(BEDROCK_ACTIONS), "Resource": resources}
+        {
+            "Sid": "InvokeChosenModels",
+            "Effect": "Allow",
+            "Action": list(BEDROCK_ACTIONS),
+            "Resource": resources,
+        }
     ]
     if tvm_role_arn:
         statements.append(
@@ -128,7 +133,9 @@ def patch_config(path: Path, agent_name: str | None, values: dict[str, Any], rep
     agents = config.get("agents") or {}
     name = agent_name or config.get("default_agent") or (next(iter(agents)) if len(agents) == 1 else None)
     if name not in agents:
-        raise ScriptError(f"agent {name!r} not in {path} (agents: {', '.join(agents) or 'none'}); pass --agent")
+        raise ScriptError(
+            f"agent {name!r} not in {path} (agents: {', '.join(agents) or 'none'}); pass --agent"
+        )
     agent = agents[name]
     headers = (agent.get("request_header_configuration") or {}).get("requestHeaderAllowlist") or []
     values = dict(values)
@@ -203,12 +210,16 @@ def ensure_role_policy(iam: BaseClient, report: Report, role_name: str, policy: 
         report.add("UNCHANGED", f"inline policy {POLICY_NAME} on {role_name}")
         return
     detail = "missing" if current is None else "drift: differed from the intended document"
-    report.change("UPDATE" if current is not None else "CREATE", f"inline policy {POLICY_NAME} on {role_name}", detail)
+    report.change(
+        "UPDATE" if current is not None else "CREATE", f"inline policy {POLICY_NAME} on {role_name}", detail
+    )
     if not report.dry_run:
         iam.put_role_policy(RoleName=role_name, PolicyName=POLICY_NAME, PolicyDocument=policy_json(policy))
 
 
-def runtime_environment(args: argparse.Namespace, region: str, pool_id: str, client_ids: Sequence[str]) -> dict[str, str]:
+def runtime_environment(
+    args: argparse.Namespace, region: str, pool_id: str, client_ids: Sequence[str]
+) -> dict[str, str]:
     """The ``AGENT_*`` variables the deployed app reads (see ``agent/settings.py``)."""
     env = {
         "AGENT_REGION": region,
@@ -231,14 +242,32 @@ def runtime_environment(args: argparse.Namespace, region: str, pool_id: str, cli
 
 
 def toolkit_commands(
-    *, agent: str, entrypoint: str, region: str, execution_role_arn: str, authorizer: dict[str, Any], env: dict[str, str]
+    *,
+    agent: str,
+    entrypoint: str,
+    region: str,
+    execution_role_arn: str,
+    authorizer: dict[str, Any],
+    env: dict[str, str],
 ) -> list[str]:
     """The starter-toolkit commands to run next (``launch`` is the older name of ``deploy``)."""
     configure = [
-        "agentcore", "configure", "--non-interactive", "--name", agent, "--entrypoint", entrypoint,
-        "--region", region, "--execution-role", execution_role_arn, "--disable-memory",
-        "--authorizer-config", json.dumps(authorizer, separators=(",", ":")),
-        "--request-header-allowlist", ",".join(HEADER_ALLOWLIST),
+        "agentcore",
+        "configure",
+        "--non-interactive",
+        "--name",
+        agent,
+        "--entrypoint",
+        entrypoint,
+        "--region",
+        region,
+        "--execution-role",
+        execution_role_arn,
+        "--disable-memory",
+        "--authorizer-config",
+        json.dumps(authorizer, separators=(",", ":")),
+        "--request-header-allowlist",
+        ",".join(HEADER_ALLOWLIST),
     ]
     launch = ["agentcore", "launch"]
     for key, value in env.items():
@@ -248,8 +277,11 @@ def toolkit_commands(
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``agentcore`` command."""
-    p = sub.add_parser("agentcore", help="patch .bedrock_agentcore.yaml, grant the execution role, print launch commands",
-                       description=__doc__)
+    p = sub.add_parser(
+        "agentcore",
+        help="patch .bedrock_agentcore.yaml, grant the execution role, print launch commands",
+        description=__doc__,
+    )
     add_common_args(p)
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="toolkit config file to patch")
     p.add_argument("--agent", help="agent entry in the config (default: default_agent)")
@@ -261,7 +293,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tenant-mode", choices=("multi", "single"), default="multi")
     p.add_argument("--tvm-role-arn", help="TVM role ARN (multi-tenant mode)")
     p.add_argument("--single-tenant-id", help="the tenant of single-tenant mode")
-    p.add_argument("--model-id", action="append", default=[], help=f"chat model id (repeatable; default {DEFAULT_CHAT_MODEL})")
+    p.add_argument(
+        "--model-id",
+        action="append",
+        default=[],
+        help=f"chat model id (repeatable; default {DEFAULT_CHAT_MODEL})",
+    )
     p.add_argument("--embedding-model-id", default=DEFAULT_EMBEDDING_MODEL)
     p.set_defaults(func=run)
 
@@ -270,15 +307,21 @@ def run(args: argparse.Namespace) -> Report:
     """Patch the config, grant the role, print the toolkit commands."""
     region = require_region(args)
     if args.tenant_mode == "multi" and not args.tvm_role_arn:
-        raise ScriptError("multi-tenant mode needs --tvm-role-arn (create it with `python -m scripts tvm-role`)")
+        raise ScriptError(
+            "multi-tenant mode needs --tvm-role-arn (create it with `python -m scripts tvm-role`)"
+        )
     if args.tenant_mode == "single":
         if not args.single_tenant_id:
             raise ScriptError("single-tenant mode needs --single-tenant-id")
         validate_tenant_id(args.single_tenant_id)
     account = account_id(region)
     report = Report("agentcore", dry_run=args.dry_run)
-    values = desired_yaml_values(region=region, pool_id=args.pool_id, client_ids=args.client_id,
-                                 execution_role_arn=args.execution_role_arn)
+    values = desired_yaml_values(
+        region=region,
+        pool_id=args.pool_id,
+        client_ids=args.client_id,
+        execution_role_arn=args.execution_role_arn,
+    )
     agent = patch_config(args.config, args.agent, values, report)
     policy = execution_role_policy(
         region=region,
@@ -290,8 +333,16 @@ def run(args: argparse.Namespace) -> Report:
     )
     ensure_role_policy(aws_client("iam", region), report, args.execution_role_arn.rsplit("/", 1)[-1], policy)
     env = runtime_environment(args, region, args.pool_id, args.client_id)
-    for i, command in enumerate(toolkit_commands(agent=agent, entrypoint=args.entrypoint, region=region,
-                                                 execution_role_arn=args.execution_role_arn,
-                                                 authorizer=values["authorizer_configuration"], env=env), 1):
+    for i, command in enumerate(
+        toolkit_commands(
+            agent=agent,
+            entrypoint=args.entrypoint,
+            region=region,
+            execution_role_arn=args.execution_role_arn,
+            authorizer=values["authorizer_configuration"],
+            env=env,
+        ),
+        1,
+    ):
         report.output(f"next step {i}", command)
     return report

@@ -126,19 +126,25 @@ def pool_drift(pool: dict[str, Any], trigger_arn: str | None) -> list[str]:
         if attr is None:
             drift.append(f"custom:{name} missing (add it with add-custom-attributes)")
         elif bool(attr.get("Mutable", True)) != mutable:
-            drift.append(f"custom:{name} is {'mutable' if attr.get('Mutable', True) else 'immutable'}; "
-                         "a new pool is needed to change that")
+            drift.append(
+                f"custom:{name} is {'mutable' if attr.get('Mutable', True) else 'immutable'}; "
+                "a new pool is needed to change that"
+            )
     if trigger_arn:
-        current = pool.get("LambdaConfig", {}).get("PreTokenGenerationConfig", {}).get("LambdaArn") or pool.get(
-            "LambdaConfig", {}
-        ).get("PreTokenGeneration")
+        current = pool.get("LambdaConfig", {}).get("PreTokenGenerationConfig", {}).get(
+            "LambdaArn"
+        ) or pool.get("LambdaConfig", {}).get("PreTokenGeneration")
         if current != trigger_arn:
-            drift.append(f"pre-token-generation trigger is {current or 'unset'}, wanted {trigger_arn} "
-                         "(set it in the console or with update-user-pool)")
+            drift.append(
+                f"pre-token-generation trigger is {current or 'unset'}, wanted {trigger_arn} "
+                "(set it in the console or with update-user-pool)"
+            )
     return drift
 
 
-def ensure_client(idp: BaseClient, report: Report, pool_id: str, name: str, password_auth: bool) -> str | None:
+def ensure_client(
+    idp: BaseClient, report: Report, pool_id: str, name: str, password_auth: bool
+) -> str | None:
     """Create the app client if missing, otherwise check it (drift reported, never changed)."""
     existing = [
         c["ClientId"]
@@ -208,7 +214,9 @@ def create_user(
     if user is not None:
         current = {a["Name"]: a["Value"] for a in user.get("UserAttributes", [])}.get(TENANT_ATTRIBUTE)
         if current != tenant:
-            raise DriftError(f"user {email} exists with tenant {current!r}, not {tenant!r}; tenant ids are immutable")
+            raise DriftError(
+                f"user {email} exists with tenant {current!r}, not {tenant!r}; tenant ids are immutable"
+            )
         report.add("UNCHANGED", f"user {email}", f"tenant {tenant}; password not changed")
         return None
     report.change("CREATE", f"user {email}", f"tenant {tenant}")
@@ -244,8 +252,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     setup.add_argument("--pool-name", default=DEFAULT_POOL_NAME)
     setup.add_argument("--client-name", default=DEFAULT_CLIENT_NAME)
     setup.add_argument("--pre-token-trigger-arn", help="Lambda adding the tenant claim to access tokens")
-    setup.add_argument("--no-password-auth", action="store_true",
-                       help="omit USER_PASSWORD_AUTH (production: SRP and refresh only)")
+    setup.add_argument(
+        "--no-password-auth",
+        action="store_true",
+        help="omit USER_PASSWORD_AUTH (production: SRP and refresh only)",
+    )
     setup.set_defaults(func=run_setup)
     user = cmds.add_parser("create-user", help="create a user of a tenant with a generated password")
     add_common_args(user)
@@ -282,10 +293,19 @@ def run_create_user(args: argparse.Namespace) -> Report:
     idp = aws_client("cognito-idp", region)
     pool_id = args.pool_id or find_pool(idp, args.pool_name)
     if pool_id is None:
-        raise ScriptError(f"no user pool named {args.pool_name!r}; run `python -m scripts cognito setup` first")
+        raise ScriptError(
+            f"no user pool named {args.pool_name!r}; run `python -m scripts cognito setup` first"
+        )
     report = Report("cognito create-user", dry_run=args.dry_run)
-    password = create_user(idp, report, pool_id=pool_id, tenant=args.tenant, email=args.email,
-                           tenant_name=args.tenant_name, tier=args.tier)
+    password = create_user(
+        idp,
+        report,
+        pool_id=pool_id,
+        tenant=args.tenant,
+        email=args.email,
+        tenant_name=args.tenant_name,
+        tier=args.tier,
+    )
     if password:
         report.output("password (shown once, store it now)", password)
     return report

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
@@ -92,9 +92,7 @@ def add_common_args(p: argparse.ArgumentParser, *, mutating: bool = True) -> Non
     """``--region`` for every command, ``--dry-run`` for those that change things."""
     p.add_argument("--region", default=default_region(), help="AWS region (default: $AWS_REGION)")
     if mutating:
-        p.add_argument(
-            "--dry-run", action="store_true", help="show what would change, change nothing"
-        )
+        p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
 
 
 def require_region(args: argparse.Namespace) -> str:
@@ -193,9 +191,3 @@ class Report:
                 "with the command named above."
             )
         return "\n".join(lines)
-
-
-def print_lines(lines: Iterable[str]) -> None:
-    """Print CLI output (the one place the scripts print)."""
-    for line in lines:
-        print(line)

@@ -55,8 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bucket", required=True)
     p.add_argument("--tenant", action="append", default=[], help="tenant whose index must exist (repeatable)")
     p.add_argument("--dimension", type=int, default=DEFAULT_DIMENSION)
-    p.add_argument("--model-id", action="append", default=[], help=f"model to check (default {DEFAULT_CHAT_MODEL} "
-                   f"and {DEFAULT_EMBEDDING_MODEL})")
+    p.add_argument(
+        "--model-id",
+        action="append",
+        default=[],
+        help=f"model to check (default {DEFAULT_CHAT_MODEL} and {DEFAULT_EMBEDDING_MODEL})",
+    )
     p.set_defaults(func=run)
 
 
@@ -106,7 +110,9 @@ def run(args: argparse.Namespace) -> Report:
             return "DRIFT", "trust policy does not require the TenantID session tag"
         expected = tvm_role.permission_policy(region, account_id(region), args.bucket)
         try:
-            current = iam.get_role_policy(RoleName=args.role_name, PolicyName=tvm_role.POLICY_NAME)["PolicyDocument"]
+            current = iam.get_role_policy(RoleName=args.role_name, PolicyName=tvm_role.POLICY_NAME)[
+                "PolicyDocument"
+            ]
         except ClientError as err:
             if is_not_found(err):
                 return "DRIFT", f"inline policy {tvm_role.POLICY_NAME} missing"
@@ -153,15 +159,33 @@ def run(args: argparse.Namespace) -> Report:
     setup = "python -m scripts cognito setup"
     run_check(report, f"user pool {args.pool_name}", pool, setup)
     run_check(report, f"app client {args.client_name}", client, setup)
-    run_check(report, f"TVM role {args.role_name}", role,
-              f"python -m scripts tvm-role --bucket {args.bucket} --execution-role-arn <runtime role ARN>")
-    run_check(report, f"vector bucket {args.bucket}", bucket, f"python -m scripts vector-bucket --bucket {args.bucket}")
+    run_check(
+        report,
+        f"TVM role {args.role_name}",
+        role,
+        f"python -m scripts tvm-role --bucket {args.bucket} --execution-role-arn <runtime role ARN>",
+    )
+    run_check(
+        report,
+        f"vector bucket {args.bucket}",
+        bucket,
+        f"python -m scripts vector-bucket --bucket {args.bucket}",
+    )
     for tenant in tenants:
-        run_check(report, f"index {index_name_for(tenant)}", index(tenant),
-                  f"python -m scripts tenant onboard --bucket {args.bucket} --tenant {tenant} --dimension {args.dimension}")
+        run_check(
+            report,
+            f"index {index_name_for(tenant)}",
+            index(tenant),
+            f"python -m scripts tenant onboard --bucket {args.bucket} --tenant {tenant} "
+            f"--dimension {args.dimension}",
+        )
     for model_id in args.model_id or [DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL]:
-        run_check(report, f"model {model_id}", model(model_id),
-                  "enable model access in the Bedrock console (Model access) for this region")
+        run_check(
+            report,
+            f"model {model_id}",
+            model(model_id),
+            "enable model access in the Bedrock console (Model access) for this region",
+        )
     return report
 
 

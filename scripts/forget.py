@@ -37,7 +37,9 @@ def forget(
     what = f"user {scope.user_id}" + (f", conversation {conversation_id}" if conversation_id else "")
     resource = f"index {store.index.name}"
     if not confirmed:
-        matching = [m for m in store.list(scope) if conversation_id is None or m.conversation_id == conversation_id]
+        matching = [
+            m for m in store.list(scope) if conversation_id is None or m.conversation_id == conversation_id
+        ]
         if matching:
             report.add("WOULD DELETE", resource, f"{len(matching)} memories of {what}; re-run with --yes")
         else:
@@ -72,8 +74,15 @@ def run(args: argparse.Namespace) -> Report:
     if description is None:  # checked first: the store would create a missing index
         raise ScriptError(f"tenant {tenant!r} has no index {name} in bucket {args.bucket!r}")
     dimension = int(description["dimension"])
-    store = MemoryStore(S3VectorsIndex(s3v, args.bucket, name, dimension), _NoEmbedder(dimension), tenant_id=tenant)
+    store = MemoryStore(
+        S3VectorsIndex(s3v, args.bucket, name, dimension), _NoEmbedder(dimension), tenant_id=tenant
+    )
     report = Report("forget", dry_run=not args.yes)
-    forget(store, report, scope=Scope(user_id=args.user, tenant_id=tenant),
-           conversation_id=args.conversation, confirmed=args.yes)
+    forget(
+        store,
+        report,
+        scope=Scope(user_id=args.user, tenant_id=tenant),
+        conversation_id=args.conversation,
+        confirmed=args.yes,
+    )
     return report

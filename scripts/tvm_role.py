@@ -21,8 +21,8 @@ from scripts.common import (
     add_common_args,
     aws_client,
     canonical,
-    policy_json,
     is_not_found,
+    policy_json,
     require_region,
 )
 
@@ -141,7 +141,9 @@ def ensure_role(
             MaxSessionDuration=MAX_SESSION_SECONDS,
             Description="Token vending machine role: tenant-scoped S3 Vectors access (ABAC on TenantID)",
         )["Role"]["Arn"]
-        iam.put_role_policy(RoleName=role_name, PolicyName=POLICY_NAME, PolicyDocument=policy_json(permissions))
+        iam.put_role_policy(
+            RoleName=role_name, PolicyName=POLICY_NAME, PolicyDocument=policy_json(permissions)
+        )
         return str(arn)
 
     arn = str(role["Arn"])
@@ -152,7 +154,11 @@ def ensure_role(
     else:
         report.add("UNCHANGED", f"trust policy of {role_name}")
     if role.get("MaxSessionDuration") != MAX_SESSION_SECONDS:
-        report.change("UPDATE", f"max session of {role_name}", f"{role.get('MaxSessionDuration')}s -> {MAX_SESSION_SECONDS}s")
+        report.change(
+            "UPDATE",
+            f"max session of {role_name}",
+            f"{role.get('MaxSessionDuration')}s -> {MAX_SESSION_SECONDS}s",
+        )
         if not report.dry_run:
             iam.update_role(RoleName=role_name, MaxSessionDuration=MAX_SESSION_SECONDS)
     current = _inline_policy(iam, role_name, POLICY_NAME)
@@ -160,7 +166,9 @@ def ensure_role(
         detail = "missing" if current is None else "drift: differed from the intended document"
         report.change("UPDATE" if current else "CREATE", f"inline policy {POLICY_NAME}", detail)
         if not report.dry_run:
-            iam.put_role_policy(RoleName=role_name, PolicyName=POLICY_NAME, PolicyDocument=policy_json(permissions))
+            iam.put_role_policy(
+                RoleName=role_name, PolicyName=POLICY_NAME, PolicyDocument=policy_json(permissions)
+            )
     else:
         report.add("UNCHANGED", f"inline policy {POLICY_NAME}")
     _report_extra_policies(iam, report, role_name)
@@ -178,20 +186,38 @@ def _inline_policy(iam: BaseClient, role_name: str, name: str) -> dict[str, Any]
 
 def _report_extra_policies(iam: BaseClient, report: Report, role_name: str) -> None:
     extra = [n for n in iam.list_role_policies(RoleName=role_name)["PolicyNames"] if n != POLICY_NAME]
-    attached = [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]]
+    attached = [
+        p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
+    ]
     for name in extra + attached:
-        report.add("DRIFT", f"extra policy {name} on {role_name}", "grants more than the ABAC policy; review and remove it")
+        report.add(
+            "DRIFT",
+            f"extra policy {name} on {role_name}",
+            "grants more than the ABAC policy; review and remove it",
+        )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``tvm-role`` command."""
-    p = sub.add_parser("tvm-role", help="create/update the tenant-scoped TVM role (ABAC)", description=__doc__)
+    p = sub.add_parser(
+        "tvm-role", help="create/update the tenant-scoped TVM role (ABAC)", description=__doc__
+    )
     add_common_args(p)
     p.add_argument("--role-name", default=DEFAULT_ROLE_NAME)
     p.add_argument("--bucket", required=True, help="vector bucket name")
     p.add_argument("--execution-role-arn", required=True, help="the AgentCore runtime's execution role ARN")
-    p.add_argument("--principal", action="append", default=[], help="extra AWS principal ARN allowed to assume (repeatable)")
-    p.add_argument("--service-principal", action="append", default=[], help="service principal allowed to assume (pinned to this account)")
+    p.add_argument(
+        "--principal",
+        action="append",
+        default=[],
+        help="extra AWS principal ARN allowed to assume (repeatable)",
+    )
+    p.add_argument(
+        "--service-principal",
+        action="append",
+        default=[],
+        help="service principal allowed to assume (pinned to this account)",
+    )
     p.add_argument("--source-arn", help="aws:SourceArn the service principal must act for")
     p.set_defaults(func=run)
 

@@ -96,7 +96,7 @@ def list_tenants(s3v: BaseClient, report: Report, bucket: str, count: bool) -> l
     for page in s3v.get_paginator("list_indexes").paginate(vectorBucketName=bucket, prefix=INDEX_PREFIX):
         for item in page.get("indexes", []):
             name = item["indexName"]
-            tenant = name[len(INDEX_PREFIX):]
+            tenant = name[len(INDEX_PREFIX) :]
             tenants.append(tenant)
             detail = ""
             if count:
@@ -116,14 +116,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bucket", required=True)
     p.set_defaults(func=run_bucket)
 
-    t = sub.add_parser("tenant", help="onboard, offboard or list tenants (one index each)", description=__doc__)
+    t = sub.add_parser(
+        "tenant", help="onboard, offboard or list tenants (one index each)", description=__doc__
+    )
     cmds = t.add_subparsers(dest="tenant_command", required=True, metavar="SUBCOMMAND")
     on = cmds.add_parser("onboard", help="create the tenant's index (idempotent)")
     add_common_args(on)
     on.add_argument("--bucket", required=True)
     on.add_argument("--tenant", action="append", required=True, help="tenant id (repeatable)")
-    on.add_argument("--dimension", type=int, default=DEFAULT_DIMENSION,
-                    help=f"embedding dimension (default {DEFAULT_DIMENSION}, Nova 2; 256 for WordLlama)")
+    on.add_argument(
+        "--dimension",
+        type=int,
+        default=DEFAULT_DIMENSION,
+        help=f"embedding dimension (default {DEFAULT_DIMENSION}, Nova 2; 256 for WordLlama)",
+    )
     on.set_defaults(func=run_onboard)
     off = cmds.add_parser("offboard", help="delete the tenant's index and all its memories (needs --yes)")
     add_common_args(off, mutating=False)
@@ -180,6 +186,7 @@ def _require_bucket(s3v: BaseClient, bucket: str) -> None:
     except ClientError as err:
         if is_not_found(err):
             raise ScriptError(
-                f"vector bucket {bucket!r} not found; create it with `python -m scripts vector-bucket --bucket {bucket}`"
+                f"vector bucket {bucket!r} not found; create it with "
+                f"`python -m scripts vector-bucket --bucket {bucket}`"
             ) from err
         raise

@@ -45,8 +45,15 @@ def live() -> LiveSettings:
     region = os.environ.get("AGENT_MEMORY_IT_REGION") or os.environ.get("AWS_REGION")
     bucket = os.environ.get("AGENT_MEMORY_IT_BUCKET")
     role = os.environ.get("AGENT_MEMORY_IT_TVM_ROLE_ARN")
-    missing = [name for name, value in (("AGENT_MEMORY_IT_REGION", region), ("AGENT_MEMORY_IT_BUCKET", bucket),
-                                        ("AGENT_MEMORY_IT_TVM_ROLE_ARN", role)) if not value]
+    missing = [
+        name
+        for name, value in (
+            ("AGENT_MEMORY_IT_REGION", region),
+            ("AGENT_MEMORY_IT_BUCKET", bucket),
+            ("AGENT_MEMORY_IT_TVM_ROLE_ARN", role),
+        )
+        if not value
+    ]
     if missing:
         pytest.skip(f"live AWS test: set {', '.join(missing)} (see docs/operations.md)")
     if boto3.Session().get_credentials() is None:

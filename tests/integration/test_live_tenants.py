@@ -24,7 +24,9 @@ DIM = 4
 
 
 def _record(key: str, user: str) -> VectorRecord:
-    return VectorRecord(key, [0.1, 0.2, 0.3, 0.4], {"user_id": user, "conversation_id": "c1", "content": "it"})
+    return VectorRecord(
+        key, [0.1, 0.2, 0.3, 0.4], {"user_id": user, "conversation_id": "c1", "content": "it"}
+    )
 
 
 @pytest.fixture
@@ -33,11 +35,33 @@ def tenants(live, cli):
     pair = (f"it-a-{suffix}", f"it-b-{suffix}")
     region = ("--region", live.region)
     assert cli("vector-bucket", *region, "--bucket", live.bucket).code == 0
-    onboard = cli("tenant", "onboard", *region, "--bucket", live.bucket, "--tenant", pair[0], "--tenant", pair[1],
-                  "--dimension", str(DIM))
+    onboard = cli(
+        "tenant",
+        "onboard",
+        *region,
+        "--bucket",
+        live.bucket,
+        "--tenant",
+        pair[0],
+        "--tenant",
+        pair[1],
+        "--dimension",
+        str(DIM),
+    )
     assert onboard.code == 0, onboard.err
-    again = cli("tenant", "onboard", *region, "--bucket", live.bucket, "--tenant", pair[0], "--tenant", pair[1],
-                "--dimension", str(DIM))
+    again = cli(
+        "tenant",
+        "onboard",
+        *region,
+        "--bucket",
+        live.bucket,
+        "--tenant",
+        pair[0],
+        "--tenant",
+        pair[1],
+        "--dimension",
+        str(DIM),
+    )
     assert again.code == 0 and "Nothing to change" in again.out
     yield pair
     for tenant in pair:

@@ -22,7 +22,9 @@ CONFIG = {
             "entrypoint": "agent/app.py",
             "platform": "linux/arm64",
             "aws": {"execution_role": None, "region": "us-east-1", "account": ACCOUNT},
-            "request_header_configuration": {"requestHeaderAllowlist": ["X-Amzn-Bedrock-AgentCore-Runtime-Custom-Trace"]},
+            "request_header_configuration": {
+                "requestHeaderAllowlist": ["X-Amzn-Bedrock-AgentCore-Runtime-Custom-Trace"]
+            },
         }
     },
 }
@@ -37,20 +39,44 @@ def config(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def role(aws) -> None:
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {
-        "Service": "bedrock-agentcore.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-    boto3.client("iam", region_name="us-east-1").create_role(RoleName="agentcore-runtime",
-                                                             AssumeRolePolicyDocument=json.dumps(trust))
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "bedrock-agentcore.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    boto3.client("iam", region_name="us-east-1").create_role(
+        RoleName="agentcore-runtime", AssumeRolePolicyDocument=json.dumps(trust)
+    )
 
 
 def _args(config: Path, *extra: str) -> tuple[str, ...]:
-    return ("agentcore", "--region", "us-east-1", "--config", str(config), "--pool-id", "us-east-1_Pool",
-            "--client-id", "client-1", "--execution-role-arn", EXEC, "--bucket", "mem-bucket", *extra)
+    return (
+        "agentcore",
+        "--region",
+        "us-east-1",
+        "--config",
+        str(config),
+        "--pool-id",
+        "us-east-1_Pool",
+        "--client-id",
+        "client-1",
+        "--execution-role-arn",
+        EXEC,
+        "--bucket",
+        "mem-bucket",
+        *extra,
+    )
 
 
 def test_model_resources_cover_foundation_models_and_inference_profiles() -> None:
     assert model_resources("us-east-1", ACCOUNT, "amazon.nova-2-multimodal-embeddings-v1:0") == [
-        "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-2-multimodal-embeddings-v1:0"]
+        "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-2-multimodal-embeddings-v1:0"
+    ]
     assert model_resources("us-east-1", ACCOUNT, "us.anthropic.claude-sonnet-4-20250514-v1:0") == [
         f"arn:aws:bedrock:us-east-1:{ACCOUNT}:inference-profile/us.anthropic.claude-sonnet-4-20250514-v1:0",
         "arn:aws:bedrock:*::foundation-model/anthropic.claude-sonnet-4-20250514-v1:0",
@@ -58,27 +84,53 @@ def test_model_resources_cover_foundation_models_and_inference_profiles() -> Non
 
 
 def test_multi_tenant_policy_is_exactly_bedrock_plus_tvm() -> None:
-    policy = execution_role_policy(region="us-east-1", account=ACCOUNT, model_ids=["amazon.titan-x"],
-                                   tvm_role_arn=TVM, bucket="mem-bucket", single_tenant_id=None)
+    policy = execution_role_policy(
+        region="us-east-1",
+        account=ACCOUNT,
+        model_ids=["amazon.titan-x"],
+        tvm_role_arn=TVM,
+        bucket="mem-bucket",
+        single_tenant_id=None,
+    )
     assert policy == {
         "Version": "2012-10-17",
         "Statement": [
-            {"Sid": "InvokeChosenModels", "Effect": "Allow",
-             "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-             "Resource": ["arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-x"]},
-            {"Sid": "AssumeTenantRoleWithTag", "Effect": "Allow",
-             "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": TVM},
+            {
+                "Sid": "InvokeChosenModels",
+                "Effect": "Allow",
+                "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+                "Resource": ["arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-x"],
+            },
+            {
+                "Sid": "AssumeTenantRoleWithTag",
+                "Effect": "Allow",
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                "Resource": TVM,
+            },
         ],
     }
 
 
 def test_single_tenant_policy_grants_only_that_index() -> None:
-    policy = execution_role_policy(region="us-east-1", account=ACCOUNT, model_ids=["m"], tvm_role_arn=None,
-                                   bucket="mem-bucket", single_tenant_id="acme")
+    policy = execution_role_policy(
+        region="us-east-1",
+        account=ACCOUNT,
+        model_ids=["m"],
+        tvm_role_arn=None,
+        bucket="mem-bucket",
+        single_tenant_id="acme",
+    )
     assert policy["Statement"][1] == {
-        "Sid": "SingleTenantIndex", "Effect": "Allow",
-        "Action": ["s3vectors:PutVectors", "s3vectors:QueryVectors", "s3vectors:GetVectors",
-                   "s3vectors:ListVectors", "s3vectors:DeleteVectors", "s3vectors:GetIndex"],
+        "Sid": "SingleTenantIndex",
+        "Effect": "Allow",
+        "Action": [
+            "s3vectors:PutVectors",
+            "s3vectors:QueryVectors",
+            "s3vectors:GetVectors",
+            "s3vectors:ListVectors",
+            "s3vectors:DeleteVectors",
+            "s3vectors:GetIndex",
+        ],
         "Resource": f"arn:aws:s3vectors:us-east-1:{ACCOUNT}:bucket/mem-bucket/index/memory-acme",
     }
     assert len(policy["Statement"]) == 2
@@ -88,11 +140,16 @@ def test_patches_yaml_grants_role_prints_commands_then_is_idempotent(role, cli, 
     first = cli(*_args(config, "--tvm-role-arn", TVM))
     assert first.code == 0, first.err
     agent = yaml.safe_load(config.read_text())["agents"]["agent_memory"]
-    assert agent["authorizer_configuration"] == {"customJWTAuthorizer": {
-        "discoveryUrl": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Pool/.well-known/openid-configuration",
-        "allowedClients": ["client-1"]}}
+    assert agent["authorizer_configuration"] == {
+        "customJWTAuthorizer": {
+            "discoveryUrl": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Pool/.well-known/openid-configuration",
+            "allowedClients": ["client-1"],
+        }
+    }
     assert agent["request_header_configuration"]["requestHeaderAllowlist"] == [
-        "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Trace", "Authorization"]
+        "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Trace",
+        "Authorization",
+    ]
     assert agent["aws"]["execution_role"] == EXEC and agent["platform"] == "linux/arm64"
     assert config.read_text().startswith("# toolkit config\n# keep me\n")
 
@@ -115,8 +172,12 @@ def test_dry_run_changes_neither_file_nor_role(role, cli, config) -> None:
     result = cli(*_args(config, "--tvm-role-arn", TVM, "--dry-run"))
     assert result.code == 0 and "WOULD UPDATE" in result.out and "WOULD CREATE" in result.out
     assert config.read_text() == before
-    assert boto3.client("iam", region_name="us-east-1").list_role_policies(RoleName="agentcore-runtime")[
-        "PolicyNames"] == []
+    assert (
+        boto3.client("iam", region_name="us-east-1").list_role_policies(RoleName="agentcore-runtime")[
+            "PolicyNames"
+        ]
+        == []
+    )
 
 
 def test_multi_tenant_without_tvm_role_is_refused(role, cli, config) -> None:

@@ -24,7 +24,9 @@ def test_setup_creates_pool_and_client_then_changes_nothing(aws, cli) -> None:
     first = cli(*SETUP)
     assert first.code == 0, first.err
     pool_id = _pool_id()
-    assert f"https://cognito-idp.us-east-1.amazonaws.com/{pool_id}/.well-known/openid-configuration" in first.out
+    assert (
+        f"https://cognito-idp.us-east-1.amazonaws.com/{pool_id}/.well-known/openid-configuration" in first.out
+    )
 
     pool = _idp().describe_user_pool(UserPoolId=pool_id)["UserPool"]
     attrs = {a["Name"]: a for a in pool["SchemaAttributes"]}
@@ -33,10 +35,15 @@ def test_setup_creates_pool_and_client_then_changes_nothing(aws, cli) -> None:
 
     clients = _idp().list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"]
     assert len(clients) == 1
-    client = _idp().describe_user_pool_client(UserPoolId=pool_id, ClientId=clients[0]["ClientId"])["UserPoolClient"]
+    client = _idp().describe_user_pool_client(UserPoolId=pool_id, ClientId=clients[0]["ClientId"])[
+        "UserPoolClient"
+    ]
     assert "ClientSecret" not in client
     assert sorted(client["ExplicitAuthFlows"]) == [
-        "ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH"]
+        "ALLOW_REFRESH_TOKEN_AUTH",
+        "ALLOW_USER_PASSWORD_AUTH",
+        "ALLOW_USER_SRP_AUTH",
+    ]
     assert "custom:tenantId" not in client["WriteAttributes"]
     assert "custom:tenantId" in client["ReadAttributes"]
 
@@ -71,9 +78,12 @@ def test_existing_pool_with_mutable_tenant_is_drift_and_kept(aws, cli) -> None:
 def test_client_that_can_write_the_tenant_is_drift(aws, cli) -> None:
     cli(*SETUP)
     pool_id = _pool_id()
-    client_id = _idp().list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"][0]["ClientId"]
-    _idp().update_user_pool_client(UserPoolId=pool_id, ClientId=client_id,
-                                   WriteAttributes=["email", "custom:tenantId"])
+    client_id = _idp().list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"][0][
+        "ClientId"
+    ]
+    _idp().update_user_pool_client(
+        UserPoolId=pool_id, ClientId=client_id, WriteAttributes=["email", "custom:tenantId"]
+    )
     result = cli(*SETUP)
     assert result.code == 3 and "users can write custom:tenantId" in result.out
     client = _idp().describe_user_pool_client(UserPoolId=pool_id, ClientId=client_id)["UserPoolClient"]
@@ -83,8 +93,18 @@ def test_client_that_can_write_the_tenant_is_drift(aws, cli) -> None:
 def test_create_user_prints_password_once_and_user_can_log_in(aws, cli) -> None:
     cli(*SETUP)
     pool_id = _pool_id()
-    result = cli("cognito", "create-user", "--region", "us-east-1", "--tenant", "acme", "--email", "ann@acme.test",
-                 "--tier", "gold")
+    result = cli(
+        "cognito",
+        "create-user",
+        "--region",
+        "us-east-1",
+        "--tenant",
+        "acme",
+        "--email",
+        "ann@acme.test",
+        "--tier",
+        "gold",
+    )
     assert result.code == 0, result.err
     password = result.out.split("store it now): ")[1].split()[0]
 
@@ -92,23 +112,41 @@ def test_create_user_prints_password_once_and_user_can_log_in(aws, cli) -> None:
     attrs = {a["Name"]: a["Value"] for a in user["UserAttributes"]}
     assert attrs["custom:tenantId"] == "acme" and attrs["custom:tier"] == "gold"
     assert user["UserStatus"] == "CONFIRMED"
-    client_id = _idp().list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"][0]["ClientId"]
-    tokens = _idp().initiate_auth(ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH",
-                                  AuthParameters={"USERNAME": "ann@acme.test", "PASSWORD": password})
+    client_id = _idp().list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"][0][
+        "ClientId"
+    ]
+    tokens = _idp().initiate_auth(
+        ClientId=client_id,
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": "ann@acme.test", "PASSWORD": password},
+    )
     assert "IdToken" in tokens["AuthenticationResult"]
 
-    again = cli("cognito", "create-user", "--region", "us-east-1", "--tenant", "acme", "--email", "ann@acme.test")
+    again = cli(
+        "cognito", "create-user", "--region", "us-east-1", "--tenant", "acme", "--email", "ann@acme.test"
+    )
     assert again.code == 0 and "UNCHANGED" in again.out
     assert "store it now" not in again.out and password not in again.out
 
-    moved = cli("cognito", "create-user", "--region", "us-east-1", "--tenant", "other", "--email", "ann@acme.test")
+    moved = cli(
+        "cognito", "create-user", "--region", "us-east-1", "--tenant", "other", "--email", "ann@acme.test"
+    )
     assert moved.code == 3 and "immutable" in moved.err
 
 
 @pytest.mark.parametrize("tenant", ["Acme", "a--b", "-x", "x" * 60, "../etc"])
 def test_create_user_rejects_invalid_tenant_ids(aws, cli, tenant) -> None:
-    result = cli("cognito", "create-user", "--region", "us-east-1", "--pool-id", "us-east-1_x",
-                 f"--tenant={tenant}", "--email", "a@b.test")
+    result = cli(
+        "cognito",
+        "create-user",
+        "--region",
+        "us-east-1",
+        "--pool-id",
+        "us-east-1_x",
+        f"--tenant={tenant}",
+        "--email",
+        "a@b.test",
+    )
     assert result.code == 2 and "invalid tenant id" in result.err
 
 
@@ -131,7 +169,9 @@ def test_access_denied_on_pool_listing_is_a_clear_error(aws, cli, monkeypatch) -
     def denied_client(service: str, region: str):
         client = real(service, region)
         stub = Stubber(client)
-        stub.add_client_error("list_user_pools", service_error_code="AccessDeniedException", http_status_code=400)
+        stub.add_client_error(
+            "list_user_pools", service_error_code="AccessDeniedException", http_status_code=400
+        )
         stub.activate()
         return client
 

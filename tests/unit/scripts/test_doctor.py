@@ -28,11 +28,20 @@ def bedrock(monkeypatch):
             stub = Stubber(c)
             for kind, value in responses:
                 if kind == "ok":
-                    stub.add_response("get_foundation_model", {"modelDetails": {
-                        "modelArn": f"arn:aws:bedrock:us-east-1::foundation-model/{value}", "modelId": value}},
-                        {"modelIdentifier": value})
+                    stub.add_response(
+                        "get_foundation_model",
+                        {
+                            "modelDetails": {
+                                "modelArn": f"arn:aws:bedrock:us-east-1::foundation-model/{value}",
+                                "modelId": value,
+                            }
+                        },
+                        {"modelIdentifier": value},
+                    )
                 else:
-                    stub.add_client_error("get_foundation_model", service_error_code=str(value), http_status_code=403)
+                    stub.add_client_error(
+                        "get_foundation_model", service_error_code=str(value), http_status_code=403
+                    )
             stub.activate()
         return c
 
@@ -41,9 +50,12 @@ def bedrock(monkeypatch):
 
 
 def _full_setup(cli) -> None:
-    for argv in (("cognito", "setup", *R), ("tvm-role", *R, "--bucket", "mem-bucket", "--execution-role-arn", EXEC),
-                 ("vector-bucket", *R, "--bucket", "mem-bucket"),
-                 ("tenant", "onboard", *R, "--bucket", "mem-bucket", "--tenant", "acme")):
+    for argv in (
+        ("cognito", "setup", *R),
+        ("tvm-role", *R, "--bucket", "mem-bucket", "--execution-role-arn", EXEC),
+        ("vector-bucket", *R, "--bucket", "mem-bucket"),
+        ("tenant", "onboard", *R, "--bucket", "mem-bucket", "--tenant", "acme"),
+    ):
         assert cli(*argv).code == 0
 
 
@@ -63,15 +75,21 @@ def test_empty_account_lists_what_is_missing_with_fixes(aws, cli, bedrock) -> No
     assert result.out.count("MISSING") == 5
     assert "fix: python -m scripts cognito setup" in result.out
     assert "fix: python -m scripts vector-bucket --bucket mem-bucket" in result.out
-    assert "fix: python -m scripts tenant onboard --bucket mem-bucket --tenant acme --dimension 1024" in result.out
+    assert (
+        "fix: python -m scripts tenant onboard --bucket mem-bucket --tenant acme --dimension 1024"
+        in result.out
+    )
 
 
 def test_loosened_trust_policy_is_drift(aws, cli, bedrock) -> None:
     _full_setup(cli)
-    loose = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": EXEC},
-                                                     "Action": "sts:AssumeRole"}]}
+    loose = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": EXEC}, "Action": "sts:AssumeRole"}],
+    }
     boto3.client("iam", region_name="us-east-1").update_assume_role_policy(
-        RoleName="agent-memory-tvm", PolicyDocument=json.dumps(loose))
+        RoleName="agent-memory-tvm", PolicyDocument=json.dumps(loose)
+    )
     bedrock.append(("ok", MODEL))
     result = cli(*DOCTOR)
     assert result.code == 3 and "does not require the TenantID session tag" in result.out

@@ -10,19 +10,39 @@ ARGS = ("forget", "--region", "us-east-1", "--bucket", "mem-bucket", "--tenant",
 
 def _keys() -> set[str]:
     s3v = boto3.client("s3vectors", region_name="us-east-1")
-    return {v["key"] for v in s3v.list_vectors(vectorBucketName="mem-bucket", indexName="memory-acme")["vectors"]}
+    return {
+        v["key"] for v in s3v.list_vectors(vectorBucketName="mem-bucket", indexName="memory-acme")["vectors"]
+    }
 
 
 @pytest.fixture
 def memories(aws, cli) -> None:
     cli("vector-bucket", "--region", "us-east-1", "--bucket", "mem-bucket")
-    cli("tenant", "onboard", "--region", "us-east-1", "--bucket", "mem-bucket", "--tenant", "acme", "--dimension", "3")
+    cli(
+        "tenant",
+        "onboard",
+        "--region",
+        "us-east-1",
+        "--bucket",
+        "mem-bucket",
+        "--tenant",
+        "acme",
+        "--dimension",
+        "3",
+    )
     rows = [("ann", "c1"), ("ann", "c1"), ("ann", "c2"), ("bob", "c1"), ("bob", "c3"), ("annie", "c1")]
     boto3.client("s3vectors", region_name="us-east-1").put_vectors(
-        vectorBucketName="mem-bucket", indexName="memory-acme",
-        vectors=[{"key": f"{u}-{i}", "data": {"float32": [0.1, 0.2, 0.3]},
-                  "metadata": {"user_id": u, "conversation_id": c, "content": "secret text"}}
-                 for i, (u, c) in enumerate(rows)])
+        vectorBucketName="mem-bucket",
+        indexName="memory-acme",
+        vectors=[
+            {
+                "key": f"{u}-{i}",
+                "data": {"float32": [0.1, 0.2, 0.3]},
+                "metadata": {"user_id": u, "conversation_id": c, "content": "secret text"},
+            }
+            for i, (u, c) in enumerate(rows)
+        ],
+    )
 
 
 def test_without_yes_only_reports(memories, cli) -> None:
@@ -47,8 +67,18 @@ def test_one_conversation_only(memories, cli) -> None:
 
 
 def test_unknown_tenant_index_is_an_error(memories, cli) -> None:
-    result = cli("forget", "--region", "us-east-1", "--bucket", "mem-bucket", "--tenant", "nobody",
-                 "--user", "ann", "--yes")
+    result = cli(
+        "forget",
+        "--region",
+        "us-east-1",
+        "--bucket",
+        "mem-bucket",
+        "--tenant",
+        "nobody",
+        "--user",
+        "ann",
+        "--yes",
+    )
     assert result.code == 1 and "has no index memory-nobody" in result.err
 
 
@@ -63,8 +93,10 @@ def test_access_denied_on_delete_names_the_permission(memories, cli, monkeypatch
         def deny(**kwargs):
             from botocore.exceptions import ClientError
 
-            raise ClientError({"Error": {"Code": "403", "Message": "denied",
-                                         "Permission": "s3vectors:DeleteVectors"}}, "DeleteVectors")
+            raise ClientError(
+                {"Error": {"Code": "403", "Message": "denied", "Permission": "s3vectors:DeleteVectors"}},
+                "DeleteVectors",
+            )
 
         client.delete_vectors = deny
         return client

@@ -61,7 +61,9 @@ def test_trust_policy_allows_only_named_principals_with_a_tenant_tag() -> None:
 
 def test_service_principals_are_pinned_to_source_account_and_arn() -> None:
     source = f"arn:aws:bedrock-agentcore:us-east-1:{ACCOUNT}:runtime/*"
-    doc = trust_policy([], account=ACCOUNT, service_principals=["bedrock-agentcore.amazonaws.com"], source_arn=source)
+    doc = trust_policy(
+        [], account=ACCOUNT, service_principals=["bedrock-agentcore.amazonaws.com"], source_arn=source
+    )
     assert doc["Statement"] == [
         {
             "Sid": "ServiceAssumesWithTenantTag",
@@ -91,7 +93,9 @@ def test_creates_role_then_second_run_changes_nothing(aws, cli) -> None:
     role = iam.get_role(RoleName="agent-memory-tvm")["Role"]
     assert role["AssumeRolePolicyDocument"] == trust_policy([EXEC], account=ACCOUNT)
     assert role["MaxSessionDuration"] == 3600
-    policy = iam.get_role_policy(RoleName="agent-memory-tvm", PolicyName="tenant-index-access")["PolicyDocument"]
+    policy = iam.get_role_policy(RoleName="agent-memory-tvm", PolicyName="tenant-index-access")[
+        "PolicyDocument"
+    ]
     assert policy == permission_policy("us-east-1", ACCOUNT, "mem-bucket")
     assert iam.list_role_policies(RoleName="agent-memory-tvm")["PolicyNames"] == ["tenant-index-access"]
 
@@ -110,7 +114,10 @@ def test_dry_run_creates_nothing(aws, cli) -> None:
 def test_drifted_trust_policy_is_reported_and_restored(aws, cli) -> None:
     cli(*ARGS)
     iam = boto3.client("iam", region_name="us-east-1")
-    loose = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
+    loose = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}],
+    }
     iam.update_assume_role_policy(RoleName="agent-memory-tvm", PolicyDocument=json.dumps(loose))
 
     planned = cli(*ARGS, "--dry-run")
@@ -119,14 +126,18 @@ def test_drifted_trust_policy_is_reported_and_restored(aws, cli) -> None:
 
     fixed = cli(*ARGS)
     assert "UPDATED" in fixed.out and "trust policy" in fixed.out
-    assert iam.get_role(RoleName="agent-memory-tvm")["Role"]["AssumeRolePolicyDocument"] == trust_policy([EXEC], account=ACCOUNT)
+    assert iam.get_role(RoleName="agent-memory-tvm")["Role"]["AssumeRolePolicyDocument"] == trust_policy(
+        [EXEC], account=ACCOUNT
+    )
 
 
 def test_extra_policy_on_the_role_is_drift_and_left_alone(aws, cli) -> None:
     cli(*ARGS)
     iam = boto3.client("iam", region_name="us-east-1")
     admin = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-    arn = iam.create_policy(PolicyName="AdministratorAccess", PolicyDocument=json.dumps(admin))["Policy"]["Arn"]
+    arn = iam.create_policy(PolicyName="AdministratorAccess", PolicyDocument=json.dumps(admin))["Policy"][
+        "Arn"
+    ]
     iam.attach_role_policy(RoleName="agent-memory-tvm", PolicyArn=arn)
     result = cli(*ARGS)
     assert result.code == 3
@@ -139,8 +150,12 @@ def test_extra_policy_on_the_role_is_drift_and_left_alone(aws, cli) -> None:
 def test_missing_permission_names_the_action(aws, cli, monkeypatch) -> None:
     iam = boto3.client("iam", region_name="us-east-1")
     iam.create_user(UserName="ops")
-    allow = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["iam:GetRole", "sts:GetCallerIdentity"], "Resource": "*"}]}
+    allow = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["iam:GetRole", "sts:GetCallerIdentity"], "Resource": "*"}
+        ],
+    }
     iam.put_user_policy(UserName="ops", PolicyName="read-only", PolicyDocument=json.dumps(allow))
     key = iam.create_access_key(UserName="ops")["AccessKey"]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])

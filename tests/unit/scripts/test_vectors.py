@@ -14,8 +14,13 @@ def _s3v():
 
 
 def _put(index: str, n: int, dim: int = 4) -> None:
-    _s3v().put_vectors(vectorBucketName="mem-bucket", indexName=index, vectors=[
-        {"key": f"k{i}", "data": {"float32": [0.1] * dim}, "metadata": {"user_id": "u"}} for i in range(n)])
+    _s3v().put_vectors(
+        vectorBucketName="mem-bucket",
+        indexName=index,
+        vectors=[
+            {"key": f"k{i}", "data": {"float32": [0.1] * dim}, "metadata": {"user_id": "u"}} for i in range(n)
+        ],
+    )
 
 
 @pytest.fixture
@@ -105,12 +110,21 @@ def test_access_denied_on_create_index(bucket, cli, monkeypatch) -> None:
     def denied(service: str, region: str):
         client = real(service, region)
         stub = Stubber(client)
-        stub.add_response("get_vector_bucket", {"vectorBucket": {
-            "vectorBucketName": "mem-bucket", "vectorBucketArn": "arn:aws:s3vectors:us-east-1:1:bucket/mem-bucket",
-            "creationTime": "2025-01-01T00:00:00Z"}})
+        stub.add_response(
+            "get_vector_bucket",
+            {
+                "vectorBucket": {
+                    "vectorBucketName": "mem-bucket",
+                    "vectorBucketArn": "arn:aws:s3vectors:us-east-1:1:bucket/mem-bucket",
+                    "creationTime": "2025-01-01T00:00:00Z",
+                }
+            },
+        )
         for _ in range(2):  # ours, then the library's own check in S3VectorsIndex.ensure
             stub.add_client_error("get_index", service_error_code="NotFoundException", http_status_code=404)
-        stub.add_client_error("create_index", service_error_code="AccessDeniedException", http_status_code=403)
+        stub.add_client_error(
+            "create_index", service_error_code="AccessDeniedException", http_status_code=403
+        )
         stub.activate()
         return client
 
