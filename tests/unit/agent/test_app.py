@@ -208,3 +208,38 @@ def test_dev_mode_reads_the_agentcore_cli_custom_header(harness, issuer: DevIssu
 def test_ping_is_healthy(harness) -> None:
     client, _, _ = harness
     assert client.get("/ping").json()["status"] == "Healthy"
+
+
+def test_summaries_are_tracked_as_agentcore_async_tasks(issuer: DevIssuer, tmp_path: Path) -> None:
+    hooks: dict[str, Any] = {}
+
+    def services_factory(settings: Settings, **given: Any) -> Services:
+        hooks.update(given)
+        registry = SessionRegistry(lambda c, o: Recorder(None), max_sessions=2, idle_timeout_seconds=60)
+        return Services(settings, issuer.verifier(), registry)
+
+    settings = Settings(auth_mode="dev", dev_issuer_dir=issuer.state_dir, state_dir=tmp_path, memory_enabled=False)
+    app = create_app(settings, services_factory=services_factory)
+    with TestClient(app) as client:
+        token = hooks["on_task_start"]("memory-summary-x")  # what the pipeline calls per summary
+        assert client.get("/ping").json()["status"] == "HealthyBusy"
+        hooks["on_task_end"](token)
+        assert client.get("/ping").json()["status"] == "Healthy"
+
+
+def test_single_tenant_deployment_refuses_other_tenants(issuer: DevIssuer, tmp_path: Path) -> None:
+    def services_factory(settings: Settings, **hooks: Any) -> Services:
+        registry = SessionRegistry(
+            lambda c, o: Recorder(build_conversation(EchoModel(), None)), max_sessions=2, idle_timeout_seconds=60
+        )
+        return Services(settings, issuer.verifier(), registry)
+
+    settings = Settings(
+        auth_mode="dev", dev_issuer_dir=issuer.state_dir, state_dir=tmp_path, memory_enabled=False,
+        tenant_mode="single", single_tenant_id="tenant-a",
+    )
+    with TestClient(create_app(settings, services_factory=services_factory)) as client:
+        assert client.post("/invocations", json={"prompt": "hi"}, headers=bearer(issuer)).status_code == 200
+        headers = {**bearer(issuer, tenant="tenant-b"), SESSION: "another-session-0123456789abcdef0123"}
+        other = client.post("/invocations", json={"prompt": "hi"}, headers=headers)
+        assert other.status_code == 403 and "another tenant" in other.json()["message"]
