@@ -53,7 +53,10 @@ class Settings(BaseSettings):
     cognito_user_pool_id: str | None = None
     cognito_client_ids: CommaList = ()
     token_uses: CommaList = ("id", "access")
-    tenant_claims: CommaList = ("custom:tenantId", "tenantId")
+    tenant_claims: CommaList = Field(
+        ("custom:tenantId", "tenantId"),
+        validation_alias=AliasChoices("AGENT_TENANT_CLAIMS", "AGENT_TENANT_CLAIM"),  # singular: alias
+    )
     user_claim: str = "sub"
     dev_issuer_dir: Path | None = None
 

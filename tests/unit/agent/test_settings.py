@@ -106,3 +106,10 @@ def test_env_example_lists_every_setting_with_its_default(monkeypatch: pytest.Mo
             assert written == str(value).lower(), name
         else:
             assert written == str(value), name
+
+
+def test_tenant_claim_singular_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    assert load_settings().tenant_claims == ("custom:tenantId", "tenantId")
+    monkeypatch.setenv("AGENT_TENANT_CLAIM", "tenantId")
+    assert load_settings().tenant_claims == ("tenantId",)
