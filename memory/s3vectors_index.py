@@ -41,13 +41,19 @@ class S3VectorsIndex:
     ``client`` is a boto3 ``s3vectors`` client, or a zero-argument callable returning one
     (e.g. ``lambda: tvm.client_for(tenant, "s3vectors")``, so refreshed tenant credentials
     are picked up). Errors surface as ``memory.errors`` after botocore's own retries.
+    ``create_if_missing=False`` makes :meth:`ensure` only verify the index: tenant (TVM)
+    credentials may read their own index but not create one; tenants are onboarded by the
+    operations CLI.
     """
 
-    def __init__(self, client: Any, bucket: str, name: str, dimension: int) -> None:
+    def __init__(
+        self, client: Any, bucket: str, name: str, dimension: int, *, create_if_missing: bool = True
+    ) -> None:
         self._client_source = client
         self.bucket = bucket
         self.name = name
         self.dimension = limits.validate_dimension(dimension)
+        self.create_if_missing = create_if_missing
 
     @property
     def client(self) -> Any:
@@ -68,6 +74,11 @@ class S3VectorsIndex:
         try:
             index = self._call("get_index", **self._target())["index"]
         except NotFound:
+            if not self.create_if_missing:
+                raise NotFound(
+                    f"index {self.name!r} does not exist in bucket {self.bucket!r}; onboard the "
+                    "tenant first (python -m scripts tenant onboard)"
+                ) from None
             try:
                 self._call("create_index", **create_index_params(self.bucket, self.name, self.dimension))
                 logger.info("created s3vectors index %s", self.name)

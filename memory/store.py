@@ -217,16 +217,19 @@ class MemoryStore:
         return len(keys)
 
     def forget_tenant(self, tenant_id: str | None = None) -> int:
-        """Drop the whole index; returns how many memories it held."""
+        """Delete every memory of the tenant; returns how many were deleted.
+
+        The index itself stays: deleting indexes is offboarding, an operator action
+        (``python -m scripts tenant offboard``) that tenant credentials are not allowed to do.
+        """
         if tenant_id is not None and tenant_id != self.tenant_id:
             raise ValidationError("tenant_id does not match this store's tenant")
         self.ensure()
-        count = sum(1 for _ in self.index.list())
-        self.index.drop()
-        with self._ensure_lock:
-            self._ensured = False
-        logger.info("dropped index %s (%d memories)", self.index.name, count)
-        return count
+        keys = [record.key for record in self.index.list()]
+        if keys:
+            self.index.delete(keys)
+        logger.info("forgot all %d memories of index %s", len(keys), self.index.name)
+        return len(keys)
 
 
 class MultiTenantMemoryStore:
@@ -281,6 +284,7 @@ class MultiTenantMemoryStore:
                 bucket,
                 index_name_for(tenant_id),
                 embedder.dimension,
+                create_if_missing=False,
             )
 
         return cls(factory, embedder, **kwargs)

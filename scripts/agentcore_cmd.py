@@ -32,7 +32,7 @@ from scripts.common import (
     policy_json,
     require_region,
 )
-from scripts.tvm_role import VECTOR_ACTIONS
+from scripts.tvm_role import INDEX_USER_ACTIONS
 
 POLICY_NAME = "agent-memory-app"
 DEFAULT_CONFIG = Path(".bedrock_agentcore.yaml")
@@ -94,7 +94,7 @@ def execution_role_policy(
             {
                 "Sid": "SingleTenantIndex",
                 "Effect": "Allow",
-                "Action": [*VECTOR_ACTIONS, "s3vectors:GetIndex"],
+                "Action": list(INDEX_USER_ACTIONS),
                 "Resource": f"arn:aws:s3vectors:{region}:{account}:bucket/{bucket}/index/{index}",
             }
         )

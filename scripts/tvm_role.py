@@ -34,6 +34,10 @@ VECTOR_ACTIONS = (
     "s3vectors:ListVectors",
     "s3vectors:DeleteVectors",
 )
+#: What the app does with one index: the vector actions plus reading the index's own
+#: configuration (the start-up dimension check). Never CreateIndex/DeleteIndex: onboarding
+#: and offboarding stay with the operations CLI.
+INDEX_USER_ACTIONS = (*VECTOR_ACTIONS, "s3vectors:GetIndex")
 POLICY_NAME = "tenant-index-access"
 #: IAM's minimum; the TVM asks for 15-minute credentials, well inside it.
 MAX_SESSION_SECONDS = 3600
@@ -56,7 +60,7 @@ def permission_policy(region: str, account: str, bucket: str) -> dict[str, Any]:
             {
                 "Sid": "OwnTenantIndexOnly",
                 "Effect": "Allow",
-                "Action": list(VECTOR_ACTIONS),
+                "Action": list(INDEX_USER_ACTIONS),
                 "Resource": tenant_index_arn_pattern(region, account, bucket),
             }
         ],

@@ -17,7 +17,9 @@ from memory.keys import summary_key
 from memory.local_index import LocalIndex
 from memory.models import Scope
 from memory.protocols import MemoryStoreProtocol
+from memory.s3vectors_index import create_index_params
 from memory.store import MemoryStore, MultiTenantMemoryStore
+from memory.tenants import index_name_for
 from memory.tvm import TokenVendingMachine
 
 VOCAB = ["budget", "spend", "paris", "travel", "python", "code", "cat", "dog"]
@@ -139,13 +141,13 @@ def test_forget_by_conversation_agent_and_user(store):
     assert store.forget(Scope(U1)) == 0
 
 
-def test_forget_tenant_drops_the_index_and_store_recovers(store):
+def test_forget_tenant_empties_the_index_and_store_recovers(store):
     store.store(Scope(U1), "budget")
     store.store(Scope(U2), "travel")
     assert store.forget_tenant() == 2
-    with pytest.raises(NotFound):
-        store.index.query([1.0] * store.index.dimension, top_k=1)
+    assert store.index.query([1.0] * store.index.dimension, top_k=1) == []
     assert store.list(Scope(U1)) == []
+    assert store.list(Scope(U2)) == []
     store.store(Scope(U1), "budget again")
     assert len(store.retrieve(Scope(U1), "budget")) == 1
 
@@ -231,7 +233,10 @@ def test_s3vectors_multi_tenant_requires_role_arn():
 
 def test_s3vectors_multi_tenant_round_trip_under_moto(moto_query_route):
     with mock_aws():
-        make_client("s3vectors", region="us-east-1").create_vector_bucket(vectorBucketName="mem-bucket")
+        operator = make_client("s3vectors", region="us-east-1")
+        operator.create_vector_bucket(vectorBucketName="mem-bucket")
+        for tenant in ("acme", "globex"):  # onboarding is the operator's job, not the TVM role's
+            operator.create_index(**create_index_params("mem-bucket", index_name_for(tenant), KeywordEmbedder.dimension))
         sts = make_client("sts", region="us-east-1")
         calls = []
 
@@ -260,4 +265,8 @@ def test_s3vectors_multi_tenant_round_trip_under_moto(moto_query_route):
         assert store.forget(acme, conversation_id="c1") == 1
         assert [m.content for m in store.list(Scope(U1, tenant_id="acme"))] == ["travel paris"]
         assert store.forget_tenant("acme") == 1
-        assert sorted(calls) == ["acme", "globex"]  # one STS call per tenant for all of the above
+        assert store.list(Scope(U1, tenant_id="acme")) == []  # emptied, index kept for the operator
+        with pytest.raises(NotFound, match="onboard the tenant"):
+            store.store(Scope(U1, tenant_id="initech"), "never onboarded")
+        # one STS call per tenant for all of the above
+        assert sorted(calls) == ["acme", "globex", "initech"]

@@ -35,6 +35,7 @@ def test_permission_policy_is_exactly_the_tenant_index_statement() -> None:
                     "s3vectors:GetVectors",
                     "s3vectors:ListVectors",
                     "s3vectors:DeleteVectors",
+                    "s3vectors:GetIndex",
                 ],
                 "Resource": "arn:aws:s3vectors:eu-west-1:123456789012:bucket/mem-bucket/index/"
                 "memory-${aws:PrincipalTag/TenantID}",
