@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agent.errors import BadRequest
 
@@ -27,6 +36,18 @@ class InvocationPayload(BaseModel):
     stream: StrictBool = False
     tenant_id: StrictStr | None = Field(None, alias="tenantId", max_length=_MAX_CLAIM_CHARS)
     user_id: StrictStr | None = Field(None, alias="userId", max_length=_MAX_CLAIM_CHARS)
+
+    @field_validator("prompt", "tenant_id", "user_id")
+    @classmethod
+    def _valid_unicode(cls, value: str | None) -> str | None:
+        # JSON "\ud800" escapes decode to lone surrogates, which no UTF-8 writer (response,
+        # outbox, tokenizer) can encode: refuse them here instead of failing later.
+        if value is not None:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("must be valid Unicode (no lone surrogates)") from None
+        return value
 
     @model_validator(mode="after")
     def _prompt_unless_only_ending(self) -> InvocationPayload:

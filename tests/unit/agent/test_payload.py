@@ -40,6 +40,8 @@ def test_end_session_alone_needs_no_prompt() -> None:
         ({"prompt": "hi", "tenant": "x"}, "tenant"),
         ({"prompt": "hi", "tenant_id": 7}, "tenant_id"),
         ({"prompt": "x" * 101}, "prompt"),
+        ({"prompt": "lone \ud800 surrogate"}, "prompt"),
+        ({"prompt": "hi", "user_id": "\udfff"}, "user_id"),
         (["prompt"], "$"),
         ("hello", "$"),
     ],
