@@ -25,6 +25,7 @@ from typing import Any
 from bedrock_agentcore.runtime import BedrockAgentCoreApp, RequestContext
 from bedrock_agentcore.runtime.models import SESSION_HEADER
 from starlette.middleware import Middleware
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from agent.body_limit import BodyLimitMiddleware
@@ -72,6 +73,11 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
         lifespan=lifespan,
         middleware=[Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)],
     )
+    # The SDK parses the body before our entrypoint and only maps JSONDecodeError and
+    # UnicodeDecodeError to 400; deep nesting (RecursionError) or huge integer literals
+    # (ValueError) would escape as a plain-text 500.
+    app.add_exception_handler(RecursionError, _unparsable_body)
+    app.add_exception_handler(ValueError, _unparsable_body)
 
     @app.entrypoint
     async def invoke(payload: Any, context: RequestContext) -> Any:
@@ -198,6 +204,11 @@ def _session_id(context: RequestContext) -> str:
     if not _SESSION_ID.fullmatch(session_id):
         raise BadRequest("invalid session id header", field=SESSION_HEADER)
     return session_id
+
+
+async def _unparsable_body(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("request body rejected: %s", type(exc).__name__)
+    return _error(BadRequest("the request body is not a usable JSON document", field="$"))
 
 
 def _error_body(exc: BaseException) -> tuple[int, dict[str, str]]:

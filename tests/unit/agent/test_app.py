@@ -243,3 +243,17 @@ def test_single_tenant_deployment_refuses_other_tenants(issuer: DevIssuer, tmp_p
         headers = {**bearer(issuer, tenant="tenant-b"), SESSION: "another-session-0123456789abcdef0123"}
         other = client.post("/invocations", json={"prompt": "hi"}, headers=headers)
         assert other.status_code == 403 and "another tenant" in other.json()["message"]
+
+
+def test_deeply_nested_body_is_a_json_400(harness, issuer: DevIssuer) -> None:
+    # (huge integer literals take the same path; the hardening fuzz sends one over HTTP)
+    client, made, _ = harness
+    body = b"[" * 1000 + b"]" * 1000
+    response = client.post("/invocations", content=body, headers=bearer(issuer))
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "bad_request",
+        "message": "the request body is not a usable JSON document",
+        "field": "$",
+    }
+    assert made == {}
