@@ -1,59 +1,19 @@
-"""A QueryVectors route for moto's S3 Vectors mock (moto 5.2 has none), for round-trip tests.
-
-It answers with exact cosine distances and evaluates the filter with ``memory.filters``, so
-store/retrieve round trips run end to end through boto3 while the request is still parsed
-against the real service model.
-"""
+"""Fixtures of the memory tests: moto S3 Vectors (with the shared QueryVectors route) and
+index factories for the conformance suite, which runs on both backends."""
 
 from __future__ import annotations
 
 from typing import Any, Iterator
 
-import numpy as np
 import pytest
-from moto.core.responses import ActionResult
-from moto.s3vectors import urls as s3vectors_urls
-from moto.s3vectors.responses import S3VectorsResponse
 
-from memory.filters import compile_filter
-
-
-def _query_vectors(self: S3VectorsResponse) -> ActionResult:
-    index = self.s3vectors_backend.get_index(
-        vector_bucket_name=self._get_param("vectorBucketName"),
-        index_name=self._get_param("indexName"),
-        index_arn=self._get_param("indexArn"),
-    )
-    top_k = int(self._get_param("topK"))
-    query = np.asarray(self._get_param("queryVector")["float32"], dtype=np.float64)
-    predicate = compile_filter(self._get_param("filter"))
-    scored = []
-    for vector in index.vectors.values():
-        metadata = vector.metadata or {}
-        if not predicate(metadata):
-            continue
-        data = np.asarray(vector.data["float32"], dtype=np.float64)
-        cosine = float(data @ query / (np.linalg.norm(data) * np.linalg.norm(query)))
-        scored.append((1.0 - cosine, vector.key, metadata))
-    scored.sort(key=lambda item: item[0])
-    with_metadata = self._get_bool_param("returnMetadata", False)
-    with_distance = self._get_bool_param("returnDistance", False)
-    result: list[dict[str, Any]] = []
-    for distance, key, metadata in scored[:top_k]:
-        item: dict[str, Any] = {"key": key}
-        if with_distance:
-            item["distance"] = distance
-        if with_metadata:
-            item["metadata"] = metadata
-        result.append(item)
-    return ActionResult({"vectors": result, "distanceMetric": index.distance_metric})
+from tests.support.moto_s3vectors import install_query_route
 
 
 @pytest.fixture
 def moto_query_route(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Register the QueryVectors route for the duration of one test."""
-    monkeypatch.setattr(S3VectorsResponse, "query_vectors", _query_vectors, raising=False)
-    monkeypatch.setitem(s3vectors_urls.url_paths, "{0}/QueryVectors$", S3VectorsResponse.dispatch)
+    install_query_route(monkeypatch)
     yield
 
 
