@@ -25,5 +25,20 @@ test: install
 clean:
 	rm -rf $(VENV) .state .pytest_cache
 
+# Every benchmark with its defaults (about 1.5 minutes on 2 cores), or a chosen few:
+#   make bench BENCH="local_index app" BENCH_ARGS="--sizes 1000,10000"   (args go to each one run)
+#   make bench BENCH_JSON=1    writes bench/results/<name>.jsonl (one JSON document per table)
+BENCH ?= $(patsubst bench/bench_%.py,%,$(wildcard bench/bench_*.py))
+BENCH_ARGS ?=
+BENCH_JSON ?=
+
 bench: install
-	@for b in bench/bench_*.py; do $(PY) -m bench.$$(basename $$b .py) || exit 1; done
+	@mkdir -p bench/results
+	@for n in $(BENCH); do \
+		if [ -n "$(BENCH_JSON)" ]; then \
+			$(PY) -m bench.bench_$$n --json $(BENCH_ARGS) > bench/results/$$n.jsonl || exit 1; \
+			echo "wrote bench/results/$$n.jsonl"; \
+		else \
+			$(PY) -m bench.bench_$$n $(BENCH_ARGS) || exit 1; \
+		fi; \
+	done

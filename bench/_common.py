@@ -46,9 +46,10 @@ def summary_ms(samples: Sequence[float]) -> dict[str, float]:
 
 
 def emit(title: str, rows: list[dict[str, Any]], as_json: bool) -> None:
-    """Print ``rows`` as an aligned table (or one JSON document with ``--json``)."""
+    """Print ``rows`` as an aligned table (or, with ``--json``, one JSON document on one line,
+    so a benchmark printing several tables writes valid JSON Lines)."""
     if as_json:
-        json.dump({"benchmark": title, "rows": rows}, sys.stdout, indent=2)
+        json.dump({"benchmark": title, "rows": rows}, sys.stdout)
         sys.stdout.write("\n")
         return
     columns = list(dict.fromkeys(k for row in rows for k in row))
