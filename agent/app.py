@@ -151,7 +151,12 @@ class _Invocation:
     ) -> dict[str, Any]:
         used = session.conversation.memories_used()
         if request.end_session:
-            await asyncio.to_thread(self.services.registry.end, session)
+            try:
+                await asyncio.to_thread(self.services.registry.end, session)
+            except Exception as exc:
+                # Not recorded durably (e.g. disk full): say so; the session stays open for a retry.
+                logger.error("ending session=%s failed: %s", session.session_id, type(exc).__name__)
+                raise Unavailable("the conversation could not be recorded; retry end_session shortly") from exc
         logger.info(
             "invocation done session=%s memories_used=%d ended=%s latency_ms=%.1f",
             session.session_id,

@@ -131,12 +131,17 @@ class SessionRegistry(Generic[C]):
         self._end_later(dropped)
 
     def end(self, session: Session[C]) -> None:
-        """End a session now, from inside ``open`` (the caller holds its lock)."""
+        """End a session now, from inside ``open`` (the caller holds its lock).
+
+        Raises what ``end_conversation`` raised (e.g. the outbox could not be written); the
+        session then stays open, so the caller can report the failure and retry later.
+        """
+        session.conversation.end_conversation()
         with self._lock:
             if self._cache.get(session.session_id) is session:
                 del self._cache[session.session_id]
             session.closed = True
-        self._end_now(session)
+        logger.info("session ended", extra={"session_id": session.session_id})
 
     def reap(self) -> int:
         """End every session idle for longer than the timeout; returns how many were scheduled."""

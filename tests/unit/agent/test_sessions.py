@@ -129,6 +129,19 @@ def test_explicit_end_removes_the_session() -> None:
     assert made["s1"].ended == 1 and len(registry) == 0
 
 
+def test_failed_explicit_end_raises_and_keeps_the_session_open() -> None:
+    registry, _, made = make()
+    with registry.open("s1", ALICE) as session:
+        made["s1"].end_conversation = lambda: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+        with pytest.raises(OSError):
+            registry.end(session)
+    assert len(registry) == 1 and not session.closed
+    with registry.open("s1", ALICE) as again:  # the retry reaches the same conversation
+        del made["s1"].end_conversation
+        registry.end(again)
+    assert again is session and made["s1"].ended == 1 and len(registry) == 0
+
+
 def test_close_ends_every_open_session_once_and_refuses_new_requests() -> None:
     registry, clock, made = make(idle=10.0)
     for sid in ("s1", "s2", "s3"):
