@@ -31,7 +31,16 @@ class Identity:
             validate_tenant_id(self.tenant_id)
         except InvalidTenantId:
             raise AuthError("invalid_tenant") from None
-        if not isinstance(self.user_id, str) or not self.user_id:
+        if not isinstance(self.user_id, str) or not self.user_id or not _is_unicode(self.user_id):
             raise AuthError("malformed")
         if not isinstance(self.groups, tuple) or not all(isinstance(g, str) for g in self.groups):
             raise AuthError("malformed")
+
+
+def _is_unicode(text: str) -> bool:
+    """False for text with lone surrogates (a JSON "\\ud800" escape), which no UTF-8 writer accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
