@@ -1,0 +1,267 @@
+"""Fault injection: S3 Vectors throttling and 5xx, STS failure, Bedrock embedding timeout,
+disk full / read-only state for the outbox and the local index, and a server killed while a
+summary is in flight. Turns still answer, accepted conversations are stored after recovery,
+exactly once.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import botocore.retries.adaptive
+import botocore.retries.standard
+import httpx
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ReadTimeoutError
+from starlette.testclient import TestClient
+from strands import Agent
+
+from agent.app import create_app
+from agent.services import build_services
+from agent.settings import Settings
+from auth.dev_issuer import DevIssuer
+from memory.aws import DEFAULT_MAX_ATTEMPTS, make_client
+from memory.background import RetryPolicy, SummaryPipeline
+from memory.embedders import BedrockEmbedder, LocalEmbedder
+from memory.errors import BackendUnavailable
+from memory.local_index import LocalIndex
+from memory.models import Scope
+from memory.outbox import Outbox
+from memory.plugin import MemoryPlugin
+from memory.s3vectors_index import S3VectorsIndex
+from memory.store import MultiTenantMemoryStore
+from memory.summarizer import Summarizer
+from memory.tenants import index_name_for
+from memory.tvm import TokenVendingMachine
+from tests.e2e.server import SESSION_HEADER, AgentServer
+from tests.hardening.conftest import memories_of, read_store
+from tests.support.moto_s3vectors import install_query_route
+from tests.support.scripted_model import ScriptedModel
+
+BUCKET = "hardening-bucket"
+SCOPE = Scope(user_id="alice", tenant_id="acme", agent_name="orchestrator")
+BASE = "You are the orchestrator.\n{memory_context}"
+FAST_RETRY = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.002)
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.body
+
+
+class Faults:
+    """A botocore ``before-send`` hook answering chosen operations with an error while on."""
+
+    def __init__(self, status: int, code: str) -> None:
+        self.status, self.code = status, code
+        self.on = True
+        self.injected: dict[str, int] = {}
+
+    def __call__(self, request: Any, event_name: str = "", **_: Any) -> AWSResponse | None:
+        if not self.on:
+            return None
+        operation = event_name.rsplit(".", 1)[-1]
+        self.injected[operation] = self.injected.get(operation, 0) + 1
+        body = json.dumps({"message": "injected fault"}).encode()
+        headers = {"x-amzn-ErrorType": self.code, "Content-Type": "application/json"}
+        if self.code in ("Throttling", "ServiceUnavailable"):  # STS speaks XML
+            body = (
+                f"<ErrorResponse><Error><Type>Sender</Type><Code>{self.code}</Code>"
+                f"<Message>injected</Message></Error></ErrorResponse>"
+            ).encode()
+            headers = {"Content-Type": "text/xml"}
+        return AWSResponse(request.url, self.status, headers, _Raw(body))
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore still retries every attempt, just without sleeping between them."""
+    monkeypatch.setattr(botocore.retries.standard.ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+    # adaptive mode's client-side rate limiter would also sleep after throttling responses
+    monkeypatch.setattr(botocore.retries.adaptive.ClientRateLimiter, "on_sending_request", lambda self, **kw: None)
+
+
+def turn(store: Any, pipeline: SummaryPipeline | None, prompt: str, conversation: str, **state: Any) -> tuple[str, MemoryPlugin, ScriptedModel]:
+    model = ScriptedModel(default_reply="ok")
+    plugin = MemoryPlugin(store, pipeline=pipeline)
+    agent = Agent(model=model, name="orchestrator", system_prompt=BASE, plugins=[plugin], callback_handler=None)
+    result = agent(prompt, invocation_state={"tenant_context": "acme", "user_id": "alice",
+                                             "conversation_id": conversation, **state})
+    return str(result).strip(), plugin, model
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, "ThrottlingException"), (503, "ServiceUnavailableException"),
+                                              (500, "InternalServerException")])
+def test_s3vectors_faults_degrade_then_replay_exactly_once(monkeypatch, tmp_path: Path, status: int, code: str) -> None:
+    from moto import mock_aws
+
+    install_query_route(monkeypatch)
+    with mock_aws():
+        client = make_client("s3vectors", region="us-east-1")
+        client.create_vector_bucket(vectorBucketName=BUCKET)
+        embedder = LocalEmbedder()
+        store = MultiTenantMemoryStore(
+            lambda tenant: S3VectorsIndex(client, BUCKET, index_name_for(tenant), embedder.dimension), embedder
+        )
+        store.store(SCOPE, "An older fact: my budget is 2M dollars.", conversation_id="c0")
+        pipeline = SummaryPipeline(store, Outbox(tmp_path / "outbox"), Summarizer(ScriptedModel()), retry=FAST_RETRY)
+        faults = Faults(status, code)
+        client.meta.events.register("before-send.s3vectors", faults)
+        try:
+            with pytest.raises(BackendUnavailable):
+                store.retrieve(SCOPE, "what is my budget?")
+            assert faults.injected["QueryVectors"] == 1 + DEFAULT_MAX_ATTEMPTS  # retried by botocore, then surfaced
+            answer, plugin, model = turn(store, pipeline, "My project deadline is in March.", "c1", end_session=True)
+            assert answer == "ok" and plugin.metrics["retrieval_failures"] == 1  # the turn answered without memory
+            assert pipeline.wait(10)
+            assert len(pipeline.outbox.pending()) == 1 and pipeline.metrics["exhausted"] == 1  # kept, not lost
+
+            faults.on = False  # the backend recovers
+            assert pipeline.replay_pending() == 1 and pipeline.wait(10)
+            assert pipeline.replay_pending() == 0
+            memories = store.list(SCOPE)
+            assert sorted(m.conversation_id for m in memories) == ["c0", "c1"]  # stored once, no duplicate
+            assert any("deadline is in March" in m.content for m in memories)
+        finally:
+            pipeline.shutdown()
+
+
+def test_sts_failure_is_retried_later_not_cached(monkeypatch) -> None:
+    from moto import mock_aws
+
+    with mock_aws():
+        sts = make_client("sts", region="us-east-1")
+        faults = Faults(503, "ServiceUnavailable")
+        sts.meta.events.register("before-send.sts", faults)
+        tvm = TokenVendingMachine("arn:aws:iam::123456789012:role/tvm", region="us-east-1",
+                                  sts_client_factory=lambda: sts)
+        for _ in range(2):
+            with pytest.raises(BackendUnavailable):
+                tvm.credentials_for("acme")
+        assert faults.injected["AssumeRole"] == 2 * (1 + DEFAULT_MAX_ATTEMPTS)  # retried each time; not cached
+        faults.on = False
+        first = tvm.credentials_for("acme")
+        assert tvm.credentials_for("acme") is first  # success is cached
+        assert faults.injected["AssumeRole"] == 2 * (1 + DEFAULT_MAX_ATTEMPTS)
+
+
+def test_bedrock_embedding_timeout_still_answers(tmp_path: Path) -> None:
+    client = make_client("bedrock-runtime", region="us-east-1")
+    calls = []
+
+    def timeout(request: Any, **_: Any) -> None:
+        calls.append(request.url)
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    client.meta.events.register("before-send.bedrock-runtime", timeout)
+    embedder = BedrockEmbedder(client, dimension=256)
+    store = MultiTenantMemoryStore.for_local(root_dir=tmp_path / "vectors", embedder=embedder)
+    answer, plugin, _ = turn(store, None, "what is my budget?", "c1")
+    assert answer == "ok" and plugin.metrics["retrieval_failures"] == 1 and plugin.used_memory_ids == []
+    assert len(calls) == 1 + DEFAULT_MAX_ATTEMPTS  # the timeout was retried before giving up
+
+
+# --- disk full / read-only state directory, through the app ------------------------------
+
+
+@pytest.fixture
+def app_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, dict[str, Any], DevIssuer]]:
+    issuer = DevIssuer(tmp_path / "dev-issuer")
+    settings = Settings(auth_mode="dev", state_dir=tmp_path, model_provider="import:tests.support.scripted_model:build_echo_model")
+    holder: dict[str, Any] = {}
+
+    def factory(settings: Settings, **hooks: Any) -> Any:
+        holder["services"] = build_services(settings, **hooks)
+        holder["services"].pipeline.retry = FAST_RETRY
+        return holder["services"]
+
+    with TestClient(create_app(settings, services_factory=factory)) as client:
+        yield client, holder, issuer
+
+
+def _headers(issuer: DevIssuer, session: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.mint('acme', 'alice')}", SESSION_HEADER: session}
+
+
+def _raise(code: int) -> Callable[..., None]:
+    def fail(*_: Any, **__: Any) -> None:
+        raise OSError(code, "injected")
+    return fail
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS], ids=["disk-full", "read-only"])
+def test_outbox_write_failure_is_reported_and_nothing_is_lost(app_client, monkeypatch, tmp_path: Path, code: int) -> None:
+    client, holder, issuer = app_client
+    session = f"s-{uuid.uuid4()}"
+    assert client.post("/invocations", json={"prompt": "My dog is called Rex."}, headers=_headers(issuer, session)).status_code == 200
+    with monkeypatch.context() as patch:
+        patch.setattr(Outbox, "put", _raise(code))
+        failed = client.post("/invocations", json={"end_session": True}, headers=_headers(issuer, session))
+        assert failed.status_code == 503 and failed.json()["error"] == "unavailable"
+        other = client.post("/invocations", json={"prompt": "hello"}, headers=_headers(issuer, f"s-{uuid.uuid4()}"))
+        assert other.status_code == 200  # the server keeps serving
+    retried = client.post("/invocations", json={"end_session": True}, headers=_headers(issuer, session))
+    assert retried.status_code == 200 and retried.json()["session_ended"] is True
+    assert holder["services"].pipeline.wait(10)
+    memories = memories_of(read_store(tmp_path), "acme", "alice")
+    assert [m.conversation_id for m in memories] == [session] and "Rex" in memories[0].content
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS], ids=["disk-full", "read-only"])
+def test_local_index_write_failure_keeps_the_summary_in_the_outbox(app_client, monkeypatch, tmp_path: Path, code: int) -> None:
+    client, holder, issuer = app_client
+    pipeline = holder["services"].pipeline
+    session = f"s-{uuid.uuid4()}"
+    with monkeypatch.context() as patch:
+        patch.setattr(LocalIndex, "put", _raise(code))
+        ended = client.post("/invocations", json={"prompt": "My cat is called Tom.", "end_session": True},
+                            headers=_headers(issuer, session))
+        assert ended.status_code == 200  # accepted: durable in the outbox
+        assert pipeline.wait(10) and pipeline.metrics["exhausted"] == 1
+        again = client.post("/invocations", json={"prompt": "hello"}, headers=_headers(issuer, f"s-{uuid.uuid4()}"))
+        assert again.status_code == 200
+    assert len(list((tmp_path / "outbox").glob("*.json"))) == 1
+    assert pipeline.replay_pending() == 1 and pipeline.wait(10)  # what a restart does
+    assert not list((tmp_path / "outbox").glob("*.json"))
+    memories = memories_of(read_store(tmp_path), "acme", "alice")
+    assert [m.conversation_id for m in memories] == [session] and "Tom" in memories[0].content
+
+
+# --- a server killed while a summary is in flight ------------------------------------------
+
+
+def test_sigkill_mid_summary_is_stored_exactly_once_after_restart(tmp_path: Path) -> None:
+    slow = AgentServer(tmp_path, AGENT_MODEL_PROVIDER="import:tests.hardening.slow_model:build_slow_summary_model",
+                       HARDENING_SUMMARY_DELAY="60").start()
+    token = DevIssuer(tmp_path / "dev-issuer").mint("tenant-kill", "olga")
+    session = f"kill-{uuid.uuid4()}"
+    try:
+        assert slow.invoke(token, {"prompt": "My boat is called Wave."}, session).status_code == 200
+        assert slow.invoke(token, {"end_session": True}, session).status_code == 200
+        busy = httpx.get(f"{slow.url}/ping", timeout=5).json()["status"]
+        assert busy == "HealthyBusy"  # the summary is in flight (sleeping in the model)
+        assert slow.proc is not None
+        slow.proc.kill()  # SIGKILL while the summary sleeps in the model
+        slow.proc.wait(timeout=10)
+    finally:
+        slow.stop()
+    assert len(list((tmp_path / "outbox").glob("*.json"))) == 1
+    assert memories_of(read_store(tmp_path), "tenant-kill", "olga") == []
+
+    for _ in range(2):  # the first restart replays; the second finds nothing left to do
+        restarted = AgentServer(tmp_path).start()
+        try:
+            restarted.wait_idle(timeout=30)
+        finally:
+            restarted.stop()
+        memories = memories_of(read_store(tmp_path), "tenant-kill", "olga")
+        assert [m.conversation_id for m in memories] == [session] and "Wave" in memories[0].content
+        assert not list((tmp_path / "outbox").glob("*.json"))
