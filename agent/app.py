@@ -187,7 +187,10 @@ async def _authenticate(verifier: TokenVerifier, context: RequestContext, settin
     headers = {k.lower(): v for k, v in (context.request_headers or {}).items()}
     header = headers.get("authorization")
     if header is None and settings.auth_mode == "dev":
-        header = headers.get(LOCAL_AUTH_HEADER.lower())
+        # `agentcore invoke --local` sends the token it got from AgentCore Identity (offline:
+        # auth.local_identity, which returns the bearer token unchanged) in the SDK's
+        # ACCESS_TOKEN_HEADER ("WorkloadAccessToken"); it is verified like any other token.
+        header = headers.get(LOCAL_AUTH_HEADER.lower()) or headers.get("workloadaccesstoken")
     if not header:
         raise Unauthorized("a bearer token is required")
     return await asyncio.to_thread(verifier.verify, header)
