@@ -51,6 +51,7 @@ ServicesFactory = Callable[..., Services]
 def create_app(settings: Settings, *, services_factory: ServicesFactory = build_services) -> BedrockAgentCoreApp:
     """The Starlette app; its lifespan builds the services on start and ends sessions on stop."""
     holder: dict[str, Services] = {}
+    turns: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
     async def lifespan(app: BedrockAgentCoreApp) -> AsyncIterator[None]:
@@ -84,7 +85,7 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
         services = holder.get("services")
         if services is None:
             return _error(Unavailable("the service is starting; retry shortly"))
-        return await _Invocation(services, settings).run(payload, context)
+        return await _Invocation(services, settings, turns).run(payload, context)
 
     return app
 
@@ -92,9 +93,10 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
 class _Invocation:
     """One ``/invocations`` request, from bearer token to response."""
 
-    def __init__(self, services: Services, settings: Settings) -> None:
+    def __init__(self, services: Services, settings: Settings, turns: set[asyncio.Task[None]]) -> None:
         self.services = services
         self.settings = settings
+        self.turns = turns  # strong references to running streamed turns (the loop keeps weak ones)
         self.started = time.perf_counter()
 
     async def run(self, raw: Any, context: RequestContext) -> Any:
@@ -129,22 +131,42 @@ class _Invocation:
         finally:
             self.services.registry.release(session)
 
-    async def _stream(
+    def _stream(
         self, session: Session[Conversation], request: InvocationPayload, state: dict[str, Any]
     ) -> AsyncIterator[dict[str, Any]]:
+        """Start the turn as a task that owns the session; return a generator relaying its events.
+
+        The task releases the session when the turn ends, whether or not the client ever reads
+        the stream (the SDK starts iterating the generator only once the response is sent, and
+        never closes one it did not start).
+        """
+        events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        task = asyncio.get_running_loop().create_task(self._stream_turn(session, request, state, events.put_nowait))
+        self.turns.add(task)
+        task.add_done_callback(self.turns.discard)
+        return _relay(events)
+
+    async def _stream_turn(
+        self,
+        session: Session[Conversation],
+        request: InvocationPayload,
+        state: dict[str, Any],
+        emit: Callable[[dict[str, Any] | None], None],
+    ) -> None:
         try:
             parts: list[str] = []
             if request.prompt is not None:
                 async for chunk in session.conversation.stream(request.prompt, state):
                     parts.append(chunk)
-                    yield {"data": chunk}
+                    emit({"data": chunk})
             answer = "".join(parts) if request.prompt is not None else None
-            yield {"done": True, **await self._finish(session, request, answer)}
+            emit({"done": True, **await self._finish(session, request, answer)})
         except Exception as exc:  # noqa: BLE001 - the status is already sent: report in-band
             status, body = _error_body(exc)
-            yield {**body, "status": status}
+            emit({**body, "status": status})
         finally:
             self.services.registry.release(session)
+            emit(None)
 
     async def _finish(
         self, session: Session[Conversation], request: InvocationPayload, answer: str | None
@@ -181,6 +203,11 @@ class _Invocation:
             request.stream,
             request.end_session,
         )
+
+
+async def _relay(events: asyncio.Queue[dict[str, Any] | None]) -> AsyncIterator[dict[str, Any]]:
+    while (event := await events.get()) is not None:
+        yield event
 
 
 async def _authenticate(verifier: TokenVerifier, context: RequestContext, settings: Settings) -> Identity:

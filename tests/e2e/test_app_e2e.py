@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 
 import httpx
 
 from auth.dev_issuer import DevIssuer
 from tests.e2e.conftest import new_session, stored
-from tests.e2e.server import AgentServer
+from tests.e2e.server import SESSION_HEADER, AgentServer
 
 FACT = "My favourite colour is teal."
 QUESTION = "What is my favourite colour?"
@@ -119,3 +121,34 @@ def test_streaming_answer(server: AgentServer, issuer: DevIssuer) -> None:
         events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
     assert "".join(e.get("data", "") for e in events if "data" in e).startswith("ECHO: stream please")
     assert events[-1]["done"] is True and events[-1]["memories_used"] == []
+
+
+def _post_and_hang_up(server: AgentServer, token: str, payload: dict, session_id: str) -> None:
+    """Send a complete request on a raw socket and close it before reading any of the response."""
+    body = json.dumps(payload).encode()
+    head = (
+        f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token}\r\n{SESSION_HEADER}: {session_id}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head.encode() + body)
+
+
+def test_a_stream_abandoned_by_its_client_releases_the_session(tmp_path) -> None:
+    own = AgentServer(tmp_path).start()  # its own server: the test ends with a shutdown
+    try:
+        token = DevIssuer(tmp_path / "dev-issuer").mint("tenant-001", "leah")
+        sid = new_session()
+        for _ in range(3):
+            _post_and_hang_up(own, token, {"prompt": "stream and vanish", "stream": True}, sid)
+        deadline = time.monotonic() + 5  # a short grace for the abandoned turn to finish
+        while (status := own.invoke(token, {"prompt": "still mine?"}, sid).status_code) == 409:
+            assert time.monotonic() < deadline, "the abandoned stream still holds the session"
+            time.sleep(0.05)
+        assert status == 200
+        started = time.monotonic()
+        assert own.terminate(timeout=20) in (0, -15), own.log()
+        assert time.monotonic() - started < 10, "shutdown stalled"
+        assert "did not end before the shutdown deadline" not in own.log()
+    finally:
+        own.stop()
