@@ -3,7 +3,9 @@
 Sessions idle for longer than the idle timeout, and the least recently used ones beyond
 ``max_sessions``, are removed and *ended* (their conversation is handed to the summary
 pipeline), so eviction never loses a conversation. Ending runs on a small worker pool
-after the session's in-flight request, if any, has finished.
+after the session's in-flight request, if any, has finished. The conversation id is the
+session id; a session id reused after its session ended gets a fresh conversation object,
+whose own start marker keeps its summary apart from the earlier one's.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from cachetools import LRUCache, TTLCache
+from cachetools import TTLCache
 
 from agent.errors import Forbidden, SessionBusy, Unavailable
 
@@ -83,7 +85,6 @@ class SessionRegistry(Generic[C]):
         self._closing = False
         self._enders = ThreadPoolExecutor(max_workers=end_workers, thread_name_prefix="session-end")
         self._pending: set[Future[None]] = set()
-        self._generations: LRUCache[str, int] = LRUCache(maxsize=max(4 * max_sessions, 1024))
 
     def __len__(self) -> int:
         with self._lock:
@@ -176,12 +177,7 @@ class SessionRegistry(Generic[C]):
     # --- internals
 
     def _new_session(self, session_id: str, owner: Owner) -> Session[C]:
-        # A session id reused after its conversation ended starts a new conversation with a
-        # distinct id, so its summary never overwrites the earlier one's (same-key upsert).
-        generation = self._generations.get(session_id, 0)
-        self._generations[session_id] = generation + 1
-        conversation_id = session_id if generation == 0 else f"{session_id}.{generation}"
-        return Session(session_id, owner, self._factory(conversation_id, owner), conversation_id)
+        return Session(session_id, owner, self._factory(session_id, owner), session_id)
 
     def _take_dropped(self) -> list[Session[C]]:
         dropped, self._cache.dropped = self._cache.dropped, []

@@ -3,22 +3,39 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 import uuid
+from datetime import datetime, timezone
 
 
 def summary_key(
-    tenant_id: str | None, user_id: str, agent_name: str | None, conversation_id: str
+    tenant_id: str | None,
+    user_id: str,
+    agent_name: str | None,
+    conversation_id: str,
+    opened: str | None = None,
 ) -> str:
     """The key of a conversation's summary: ``sum-`` + sha256 over length-prefixed parts.
 
+    ``opened`` is the conversation's start marker (``new_conversation_marker``): two
+    conversations held under the same conversation id (a session id reused after a restart
+    or after its end) get different keys, while replaying one conversation keeps its key.
+    None gives the key of entries written before markers existed (the four parts only).
     Length prefixes make the encoding unambiguous (``("a-b", "c")`` and ``("a", "b-c")``
     differ) and None differs from the empty string.
     """
+    parts = (tenant_id, user_id, agent_name, conversation_id) + (() if opened is None else (opened,))
     digest = hashlib.sha256()
-    for part in (tenant_id, user_id, agent_name, conversation_id):
+    for part in parts:
         encoded = b"\x00" if part is None else b"\x01" + part.encode("utf-8")
         digest.update(len(encoded).to_bytes(8, "big") + encoded)
     return "sum-" + digest.hexdigest()
+
+
+def new_conversation_marker() -> str:
+    """A unique conversation start marker: UTC ISO timestamp + ``~`` + 8 random hex digits."""
+    opened_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return f"{opened_at}~{secrets.token_hex(4)}"
 
 
 def random_key() -> str:

@@ -2,8 +2,9 @@
 
 One JSON file per entry under a directory, written atomically (temp file, fsync, rename,
 directory fsync): once ``put`` returns, the entry survives a crash. The file name is derived
-from ``memory.keys.summary_key`` (tenant, user, agent, conversation), so ending the same
-conversation twice replaces one entry instead of adding a second.
+from ``memory.keys.summary_key`` (tenant, user, agent, conversation id and the conversation's
+start marker ``opened``), so ending the same conversation twice replaces one entry instead of
+adding a second, while a new conversation under a reused conversation id gets its own entry.
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ def _now() -> str:
 
 @dataclass(frozen=True)
 class OutboxEntry:
-    """A finished conversation: whose it is and its full text transcript."""
+    """A finished conversation: whose it is, when it was opened and its full text transcript.
+
+    ``opened`` is the conversation's start marker (``memory.keys.new_conversation_marker``);
+    None only in entries written before markers existed.
+    """
 
     tenant_id: str | None
     user_id: str
@@ -41,11 +46,12 @@ class OutboxEntry:
     transcript: list[Turn]
     created_at: str = field(default_factory=_now)
     attempts: int = 0
+    opened: str | None = None
 
     @property
     def key(self) -> str:
         """The deterministic vector key of this conversation's summary."""
-        return summary_key(self.tenant_id, self.user_id, self.agent_name, self.conversation_id)
+        return summary_key(self.tenant_id, self.user_id, self.agent_name, self.conversation_id, self.opened)
 
     @property
     def entry_id(self) -> str:
@@ -68,6 +74,7 @@ class OutboxEntry:
             transcript=transcript,
             created_at=str(data["created_at"]),
             attempts=int(data.get("attempts", 0)),
+            opened=None if data.get("opened") is None else str(data["opened"]),
         )
 
 

@@ -19,7 +19,12 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * The recall tool (``memory.recall_tool.RECALL_TOOL_NAME``) is registered with the agent.
 * The plugin keeps the full text transcript (every message added, whatever the conversation
   manager later trims). ``end_session: True`` in ``invocation_state`` or ``end_conversation()``
-  (idle timer, shutdown) hands it to the ``SummaryPipeline`` in the background.
+  (idle timer, shutdown) hands it to the ``SummaryPipeline`` in the background (the outbox
+  write runs off the event loop). Each conversation gets a unique start marker when its first
+  turn is seen; it is part of the summary key, so a conversation id reused later (a session id
+  after a restart) stores a second memory instead of overwriting the first.
+* ``summarize=False`` makes a read-only plugin (injection and recall, no transcript, no
+  summary): for specialists called as tools, whose "user" is the orchestrator's model.
 * ``used_memory_ids`` lists the ids of memories injected and recalled in the current
   conversation (injected first); ``injected_memory_ids`` / ``recalled_memory_ids`` separately.
 """
@@ -33,12 +38,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from strands.agent.agent import _DEFAULT_AGENT_NAME
 from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, MessageAddedEvent
 from strands.plugins import Plugin, hook
 
 from memory.background import SummaryPipeline
 from memory.context_block import PLACEHOLDER, fill_prompt, render_block
 from memory.errors import InvalidTenantId
+from memory.keys import new_conversation_marker
 from memory.models import Memory, Scope
 from memory.outbox import OutboxEntry
 from memory.protocols import MemoryStoreProtocol
@@ -52,7 +59,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: The name the Strands SDK gives agents created without one; not unique, so refused.
-SDK_DEFAULT_AGENT_NAME = "Strands Agents"
+SDK_DEFAULT_AGENT_NAME: str = _DEFAULT_AGENT_NAME
 #: Default cosine-similarity floor for injected memories.
 DEFAULT_MIN_SCORE = 0.2
 
@@ -85,6 +92,7 @@ def read_invocation(state: Mapping[str, Any]) -> Invocation | None:
 @dataclass
 class _Conversation:
     invocation: Invocation
+    opened: str = field(default_factory=new_conversation_marker)
     block: str = ""
     injected: list[str] = field(default_factory=list)
     recalled: list[str] = field(default_factory=list)
@@ -102,12 +110,14 @@ class MemoryPlugin(Plugin):
         store: MemoryStoreProtocol,
         *,
         pipeline: SummaryPipeline | None,
+        summarize: bool = True,
         top_k: int = 5,
         min_score: float | None = DEFAULT_MIN_SCORE,
         recall_top_k_max: int = 10,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
+        self.summarize = summarize
         self.top_k = top_k
         self.min_score = min_score
         self.metrics: Counter[str] = Counter()
@@ -149,6 +159,12 @@ class MemoryPlugin(Plugin):
         return list(dict.fromkeys(self.injected_memory_ids + self.recalled_memory_ids))
 
     @property
+    def opened(self) -> str | None:
+        """The current conversation's start marker (part of its summary key), None before one."""
+        with self._lock:
+            return self._conversation.opened if self._conversation else None
+
+    @property
     def transcript(self) -> list[Turn]:
         """The full text transcript of the current conversation (a copy)."""
         with self._lock:
@@ -185,13 +201,9 @@ class MemoryPlugin(Plugin):
             current = self._conversation
             continuing = current is not None and _same_conversation(current.invocation, invocation)
         if not continuing:
-            prompt = _prompt_text(event.messages)
-            # the store call (embedding, network) runs off the event loop
-            memories = await asyncio.to_thread(self._retrieve, self._scope(invocation), prompt) if prompt else []
-            with self._lock:
-                if self._conversation is not None:
-                    self._end_quietly_locked(self._conversation)
-                self._start_locked(invocation, memories)
+            # retrieval (embedding, network) and ending a previous conversation (outbox fsync)
+            # run off the event loop
+            await asyncio.to_thread(self._open, invocation, _prompt_text(event.messages))
         with self._lock:
             assert self._conversation is not None
             self._turn_active = True
@@ -200,25 +212,28 @@ class MemoryPlugin(Plugin):
 
     @hook
     def _message_added(self, event: MessageAddedEvent) -> None:
+        if not self.summarize:
+            return
         with self._lock:
             if self._turn_active and self._conversation is not None:
                 self._conversation.transcript.extend(transcript_from_messages([event.message]))
 
     @hook
-    def _after_invocation(self, event: AfterInvocationEvent) -> None:
+    async def _after_invocation(self, event: AfterInvocationEvent) -> None:
+        invocation = read_invocation(event.invocation_state)
         with self._lock:
             active, self._turn_active = self._turn_active, False
-            invocation = read_invocation(event.invocation_state)
-            if active and invocation is not None and invocation.end_session and self._conversation is not None:
-                self._end_quietly_locked(self._conversation)
+            conversation = self._conversation
+        if active and invocation is not None and invocation.end_session and conversation is not None:
+            await asyncio.to_thread(self._end_quietly, conversation)  # the outbox write fsyncs
 
     def end_conversation(self) -> str | None:
         """Hand the current conversation to the summary pipeline; returns the outbox entry id.
 
-        Uses the identity bound on the conversation's first turn. Returns None when there is
-        nothing (new) to summarize or no pipeline; calling it again after the conversation went
-        on re-submits the whole, longer transcript under the same key. Never blocks on the
-        summary itself; raises if the outbox cannot be written.
+        Uses the identity and start marker bound on the conversation's first turn. Returns None
+        when there is nothing (new) to summarize, no pipeline or ``summarize=False``; calling it
+        again after the conversation went on re-submits the whole, longer transcript under the
+        same key. Never blocks on the summary itself; raises if the outbox cannot be written.
         """
         with self._lock:
             if self._conversation is None:
@@ -227,19 +242,25 @@ class MemoryPlugin(Plugin):
 
     # -- internals --------------------------------------------------------------------------
 
-    def _start_locked(self, invocation: Invocation, memories: Sequence[Memory]) -> None:
-        self._conversation = _Conversation(
-            invocation, block=render_block(memories), injected=[m.id for m in memories]
-        )
-        self.metrics["conversations"] += 1
-        self.metrics["injected"] += len(memories)
+    def _open(self, invocation: Invocation, prompt: str) -> None:
+        """Start a conversation (ending the previous one): called from a worker thread."""
+        memories = self._retrieve(self._scope(invocation), prompt) if prompt else []
+        with self._lock:
+            if self._conversation is not None:
+                self._end_quietly_locked(self._conversation)
+            self._conversation = _Conversation(
+                invocation, block=render_block(memories), injected=[m.id for m in memories]
+            )
+            self.metrics["conversations"] += 1
+            self.metrics["injected"] += len(memories)
         logger.debug("agent=%s conversation started with %d memories", self.agent_name, len(memories))
 
     def _retrieve(self, scope: Scope, prompt: str) -> list[Memory]:
         try:
             return list(self.store.retrieve(scope, prompt, top_k=self.top_k, min_score=self.min_score))
         except Exception as exc:
-            self.metrics["retrieval_failures"] += 1
+            with self._lock:
+                self.metrics["retrieval_failures"] += 1
             logger.warning(
                 "agent=%s memory retrieval failed (%s); answering without memory",
                 self.agent_name,
@@ -259,6 +280,10 @@ class MemoryPlugin(Plugin):
             )
         return prompt
 
+    def _end_quietly(self, conversation: _Conversation) -> None:
+        with self._lock:
+            self._end_quietly_locked(conversation)
+
     def _end_quietly_locked(self, conversation: _Conversation) -> None:
         """End from a hook: an outbox failure is logged and counted, the user's turn goes on."""
         try:
@@ -268,7 +293,7 @@ class MemoryPlugin(Plugin):
             logger.error("agent=%s could not record the finished conversation: %s", self.agent_name, type(exc).__name__)
 
     def _end_locked(self, conversation: _Conversation) -> str | None:
-        if len(conversation.transcript) == conversation.ended_at_turns:
+        if not self.summarize or len(conversation.transcript) == conversation.ended_at_turns:
             return None  # already handed over, nothing new since
         if not any(t["role"] == "user" for t in conversation.transcript):
             return None
@@ -283,6 +308,7 @@ class MemoryPlugin(Plugin):
             agent_name=self.agent_name,
             conversation_id=inv.conversation_id,
             transcript=list(conversation.transcript),
+            opened=conversation.opened,
         )
         entry_id = self.pipeline.end_conversation(entry)
         conversation.ended_at_turns = len(conversation.transcript)

@@ -2,7 +2,9 @@
 
 Uses the memory library's own ``MemoryStore.forget`` on the tenant's index (every vector is
 listed with its metadata, those of the user — and conversation — are deleted in batches),
-with the operator's credentials. Without ``--yes`` it only reports what it would delete.
+with the operator's credentials. A conversation id is the AgentCore session id: every summary
+stored under that id (a session id reused after a restart stores a second one) is deleted.
+Without ``--yes`` it only reports what it would delete.
 """
 
 from __future__ import annotations
@@ -60,7 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bucket", required=True)
     p.add_argument("--tenant", required=True)
     p.add_argument("--user", required=True, help="user id (the token's sub)")
-    p.add_argument("--conversation", help="only this conversation (session id)")
+    p.add_argument(
+        "--conversation",
+        help="only this conversation id (the AgentCore session id; every conversation held under it)",
+    )
     p.add_argument("--yes", action="store_true", help="really delete (otherwise only report)")
     p.set_defaults(func=run)
 

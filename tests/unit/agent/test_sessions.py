@@ -155,11 +155,14 @@ def test_close_ends_every_open_session_once_and_refuses_new_requests() -> None:
             pass
 
 
-def test_reopened_session_gets_a_distinct_conversation_id() -> None:
+def test_reopened_session_gets_a_fresh_conversation_under_the_session_id() -> None:
     registry, _, made = make()
     with registry.open("s1", ALICE) as first:
+        conversation = first.conversation
         registry.end(first)
     with registry.open("s1", ALICE) as second:
         pass
-    assert first.conversation_id == "s1"
-    assert second.conversation_id == "s1.1" and set(made) == {"s1", "s1.1"}
+    # same conversation id (forget --conversation <session id> finds both); a new conversation
+    # object, whose start marker keeps its summary key apart from the first one's
+    assert first.conversation_id == second.conversation_id == "s1"
+    assert second.conversation is not conversation and conversation.ended == 1 and made["s1"].ended == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from memory import embedders
 from memory.aws import make_client
 from memory.embedders import BedrockEmbedder, LocalEmbedder, check_dimensions
 from memory.errors import AccessDenied, ConfigurationError, ValidationError
-from memory.keys import random_key, summary_key
+from memory.keys import new_conversation_marker, random_key, summary_key
 from memory.protocols import Embedder
 
 
@@ -147,6 +148,27 @@ def test_summary_key_is_deterministic_and_unambiguous():
         summary_key("acmeu1", "", "planner", "conv-1"),
     }
     assert key not in variants and len(variants) == 8
+
+
+def test_summary_key_folds_in_the_conversation_start_marker():
+    opened = new_conversation_marker()
+    key = summary_key("acme", "u1", "planner", "conv-1", opened)
+    assert key == summary_key("acme", "u1", "planner", "conv-1", opened)  # a replay keeps its key
+    assert key.startswith("sum-") and len(key) == 68
+    others = {
+        summary_key("acme", "u1", "planner", "conv-1"),  # no marker: the key of older entries
+        summary_key("acme", "u1", "planner", "conv-1", new_conversation_marker()),
+        summary_key("acme", "u1", "planner", "conv-1", ""),
+        summary_key("acme", "u1", "planner", "conv-1" + opened),
+    }
+    assert key not in others and len(others) == 4
+
+
+def test_conversation_markers_are_unique_and_start_with_the_time():
+    markers = {new_conversation_marker() for _ in range(1000)}
+    assert len(markers) == 1000
+    opened_at, nonce = next(iter(markers)).split("~")
+    assert datetime.fromisoformat(opened_at).tzinfo is not None and len(nonce) == 8
 
 
 def test_random_keys_differ():

@@ -48,12 +48,15 @@ def run_conversation(store: Any, pipeline: SummaryPipeline | None, prompts: list
     return model, plugin
 
 
-def remember_budget(store: Any, pipeline: SummaryPipeline, conversation: str = "c1") -> None:
-    run_conversation(store, pipeline, [
+def remember_budget(store: Any, pipeline: SummaryPipeline, conversation: str = "c1") -> str:
+    """Store one summary; returns its expected key (identity, conversation id, start marker)."""
+    _, plugin = run_conversation(store, pipeline, [
         ("My project budget is 2M dollars.", state(conversation)),
         ("Thanks, that is all.", state(conversation, end_session=True)),
     ])
     assert pipeline.wait(10)
+    assert plugin.opened is not None
+    return summary_key("acme", "alice", "orchestrator", conversation, plugin.opened)
 
 
 @pytest.fixture
@@ -78,9 +81,9 @@ def pipeline_for(tmp_path: Path) -> Iterator[Any]:
 
 def test_local_backend_full_cycle(local_store, pipeline_for) -> None:
     pipeline = pipeline_for(local_store)
-    remember_budget(local_store, pipeline)
+    key = remember_budget(local_store, pipeline)
     (stored,) = local_store.list(Scope("alice", "acme", "orchestrator"))
-    assert stored.id == summary_key("acme", "alice", "orchestrator", "c1")
+    assert stored.id == key
     assert stored.memory_type == "summary" and stored.conversation_id == "c1"
     assert "budget is 2M dollars" in stored.content
 
@@ -93,6 +96,23 @@ def test_local_backend_full_cycle(local_store, pipeline_for) -> None:
     assert blocks[0] is not None and "budget is 2M dollars" in blocks[0]
     assert blocks[0] == blocks[1] == blocks[2]
     assert plugin.used_memory_ids == [stored.id]
+
+
+def test_a_conversation_id_reused_after_a_restart_keeps_both_memories(local_store, pipeline_for) -> None:
+    first = remember_budget(local_store, pipeline_for(local_store), conversation="sid-1")
+    # a new process (new plugin, new pipeline over the same outbox): the same session id again
+    restarted = pipeline_for(local_store)
+    run_conversation(local_store, restarted, [
+        ("I moved to Porto.", state("sid-1")),
+        ("Bye.", state("sid-1", end_session=True)),
+    ])
+    assert restarted.wait(10) and restarted.replay_pending() == 0
+    scope = Scope("alice", "acme", "orchestrator")
+    stored = {m.id: m for m in local_store.list(scope)}
+    assert first in stored and len(stored) == 2
+    assert sorted("budget" in m.content for m in stored.values()) == [False, True]
+    assert {m.conversation_id for m in stored.values()} == {"sid-1"}
+    assert local_store.forget(scope, conversation_id="sid-1") == 2  # forget --conversation <session id>
 
 
 def test_local_backend_threshold_filters_unrelated_prompts(local_store, pipeline_for) -> None:
@@ -124,9 +144,8 @@ def test_s3vectors_under_moto_round_trip(monkeypatch, pipeline_for) -> None:
         store = MultiTenantMemoryStore(
             lambda tenant: S3VectorsIndex(client, BUCKET, index_name_for(tenant), embedder.dimension), embedder
         )
-        remember_budget(store, pipeline_for(store))
+        key = remember_budget(store, pipeline_for(store))
 
-        key = summary_key("acme", "alice", "orchestrator", "c1")
         listed = client.list_vectors(vectorBucketName=BUCKET, indexName="memory-acme", returnMetadata=True)["vectors"]
         assert [v["key"] for v in listed] == [key]
         metadata = listed[0]["metadata"]
@@ -211,7 +230,7 @@ def test_worker_killed_before_the_store_is_replayed_exactly_once(tmp_path: Path)
     assert store.list(scope) == []
     outbox = Outbox(tmp_path / "outbox")
     (pending,) = outbox.pending()
-    assert pending.conversation_id == "c1"
+    assert pending.conversation_id == "c1" and pending.opened is not None
 
     pipeline = SummaryPipeline(store, outbox, Summarizer(ScriptedModel()))
     try:
@@ -222,6 +241,6 @@ def test_worker_killed_before_the_store_is_replayed_exactly_once(tmp_path: Path)
     finally:
         pipeline.shutdown()
     (memory,) = store.list(scope)
-    assert memory.id == summary_key("acme", "alice", "orchestrator", "c1")
+    assert memory.id == summary_key("acme", "alice", "orchestrator", "c1", pending.opened)
     assert memory.content == "My project budget is 2M dollars. Bye."
     assert outbox.pending() == []

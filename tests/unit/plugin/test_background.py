@@ -51,12 +51,13 @@ def test_outbox_put_is_durable_idempotent_and_removable(outbox_dir: Path) -> Non
 
 
 def test_outbox_round_trips_every_field(outbox_dir: Path) -> None:
-    original = entry(tenant_id=None, attempts=2)
+    original = entry(tenant_id=None, attempts=2, opened="2025-01-02T03:04:05.678+00:00~0a1b2c3d")
     outbox = Outbox(outbox_dir)
     outbox.put(original)
     assert outbox.get(original.entry_id) == original
     raw = json.loads((outbox_dir / f"{original.entry_id}.json").read_text())
-    assert set(raw) == {"tenant_id", "user_id", "agent_name", "conversation_id", "transcript", "created_at", "attempts"}
+    assert set(raw) == {"tenant_id", "user_id", "agent_name", "conversation_id", "transcript", "created_at", "attempts",
+                        "opened"}
 
 
 def test_outbox_ids_are_distinct_per_identity_part(outbox_dir: Path) -> None:
@@ -69,6 +70,25 @@ def test_outbox_ids_are_distinct_per_identity_part(outbox_dir: Path) -> None:
         entry("conv-2").entry_id,
     }
     assert len(ids) == 6
+
+
+def test_a_reused_conversation_id_with_a_new_start_marker_is_a_separate_entry(outbox_dir: Path) -> None:
+    outbox = Outbox(outbox_dir)
+    first = outbox.put(entry(text="I own a cat.", opened="2025-01-01T00:00:00.000+00:00~00000001"))
+    again = outbox.put(entry(text="I own a cat. And a dog.", opened="2025-01-01T00:00:00.000+00:00~00000001"))
+    later = outbox.put(entry(text="I moved to Porto.", opened="2025-03-01T00:00:00.000+00:00~00000002"))
+    assert first == again != later
+    assert sorted(e.transcript[0]["text"] for e in outbox.pending()) == ["I moved to Porto.", "I own a cat. And a dog."]
+
+
+def test_an_entry_written_before_start_markers_keeps_its_id(outbox_dir: Path) -> None:
+    legacy = entry()
+    raw = {k: v for k, v in legacy.to_json().items() if k != "opened"}
+    outbox_dir.mkdir(parents=True)
+    (outbox_dir / f"{summary_key('acme', 'alice', 'orchestrator', 'conv-1')}.json").write_text(json.dumps(raw))
+    (pending,) = Outbox(outbox_dir).pending()
+    assert pending.opened is None and pending.entry_id == summary_key("acme", "alice", "orchestrator", "conv-1")
+    assert Outbox(outbox_dir).get(pending.entry_id) == pending  # replay finds it under its file name
 
 
 def test_outbox_skips_an_unreadable_file(outbox_dir: Path) -> None:
@@ -247,7 +267,8 @@ def test_end_session_stores_exactly_one_summary_of_the_full_transcript(fake_stor
     assert pipeline.wait(5)
     (call,) = fake_store.store_calls
     assert call["content"] == "Alice's budget is 2M. She likes tea."
-    assert call["key"] == summary_key("acme", "alice", "orchestrator", "conv-9")
+    assert plugin.opened is not None
+    assert call["key"] == summary_key("acme", "alice", "orchestrator", "conv-9", plugin.opened)
     assert call["conversation_id"] == "conv-9" and call["memory_type"] == "summary"
     summary_request = pipeline.summarizer.model.summary_calls[0].last_user_text
     assert "USER: My budget is 2M." in summary_request and "USER: I like tea." in summary_request
@@ -261,7 +282,8 @@ def test_end_conversation_without_a_prompt_uses_the_bound_identity(fake_store, m
     agent("I moved to Porto.", invocation_state=state())
     entry_id = plugin.end_conversation()  # idle timer / SIGTERM path
     assert pipeline.wait(5)
-    assert entry_id == summary_key("acme", "alice", "orchestrator", "conv-9")
+    assert plugin.opened is not None
+    assert entry_id == summary_key("acme", "alice", "orchestrator", "conv-9", plugin.opened)
     (memory,) = fake_store.memories.values()
     assert memory.user_id == "alice" and memory.tenant_id == "acme" and memory.content == "I moved to Porto."
 
