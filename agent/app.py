@@ -25,9 +25,11 @@ from typing import Any
 from bedrock_agentcore.runtime import BedrockAgentCoreApp, RequestContext
 from bedrock_agentcore.runtime.models import SESSION_HEADER
 from starlette.middleware import Middleware
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from agent.auth_gate import IDENTITY_SCOPE_KEY, AuthGateMiddleware
 from agent.body_limit import BodyLimitMiddleware
 from agent.errors import AppError, BadRequest, Forbidden, Unauthorized, Unavailable
 from agent.orchestrator import Conversation
@@ -70,9 +72,19 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
             logger.info("shutting down: ending open conversations")
             await asyncio.to_thread(services.close)
 
+    async def authenticate(headers: Headers) -> Identity:
+        services = holder.get("services")
+        if services is None:
+            raise Unavailable("the service is starting; retry shortly")
+        return await _authenticate(services.verifier, headers, settings)
+
+    # Outermost first: no valid token -> 401 before the body is read or its size checked.
     app = BedrockAgentCoreApp(
         lifespan=lifespan,
-        middleware=[Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)],
+        middleware=[
+            Middleware(AuthGateMiddleware, authenticate=authenticate, on_error=_error),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
     )
     # The SDK parses the body before our entrypoint and only maps JSONDecodeError and
     # UnicodeDecodeError to 400; deep nesting (RecursionError) or huge integer literals
@@ -101,7 +113,7 @@ class _Invocation:
 
     async def run(self, raw: Any, context: RequestContext) -> Any:
         try:
-            identity = await _authenticate(self.services.verifier, context, self.settings)
+            identity = _verified_identity(context)
             request = parse_payload(raw, max_prompt_chars=self.settings.max_prompt_chars)
             _check_claims(request, identity, self.settings)
             session_id = _session_id(context)
@@ -210,17 +222,25 @@ async def _relay(events: asyncio.Queue[dict[str, Any] | None]) -> AsyncIterator[
         yield event
 
 
-async def _authenticate(verifier: TokenVerifier, context: RequestContext, settings: Settings) -> Identity:
-    headers = {k.lower(): v for k, v in (context.request_headers or {}).items()}
+async def _authenticate(verifier: TokenVerifier, headers: Headers, settings: Settings) -> Identity:
+    """Verify the request's bearer token (run by the auth gate, before the body is read)."""
     header = headers.get("authorization")
     if header is None and settings.auth_mode == "dev":
         # `agentcore invoke --local` sends the token it got from AgentCore Identity (offline:
         # auth.local_identity, which returns the bearer token unchanged) in the SDK's
         # ACCESS_TOKEN_HEADER ("WorkloadAccessToken"); it is verified like any other token.
-        header = headers.get(LOCAL_AUTH_HEADER.lower()) or headers.get("workloadaccesstoken")
+        header = headers.get(LOCAL_AUTH_HEADER) or headers.get("workloadaccesstoken")
     if not header:
         raise Unauthorized("a bearer token is required")
     return await asyncio.to_thread(verifier.verify, header)
+
+
+def _verified_identity(context: RequestContext) -> Identity:
+    """The Identity the auth gate verified for this request; fails closed without one."""
+    identity = context.request.scope.get(IDENTITY_SCOPE_KEY) if context.request is not None else None
+    if not isinstance(identity, Identity):
+        raise Unauthorized("a bearer token is required")
+    return identity
 
 
 def _check_claims(request: InvocationPayload, identity: Identity, settings: Settings) -> None:
