@@ -205,7 +205,10 @@ class _Handler(BaseHTTPRequestHandler):
         route = self.server.operations.routes.get(self.path)
         try:
             if route is None:
-                raise _validation(f"operation {self.path} is not served by the local identity stand-in")
+                raise _validation(
+                    f"operation {self.path} is not served by the local identity stand-in "
+                    "(it only passes a JWT through: give agentcore invoke --bearer-token)"
+                )
             body = json.loads(raw or b"{}")
             if not isinstance(body, dict):
                 raise _validation("the request body must be a JSON object")
