@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse
 from agent.auth_gate import IDENTITY_SCOPE_KEY, AuthGateMiddleware
 from agent.body_limit import BodyLimitMiddleware
 from agent.errors import AppError, BadRequest, Forbidden, Unauthorized, Unavailable
+from agent.log_format import KeyValueFormatter
 from agent.orchestrator import Conversation
 from agent.payload import InvocationPayload, parse_payload
 from agent.services import Services, build_services
@@ -189,14 +190,20 @@ class _Invocation:
                 await asyncio.to_thread(self.services.registry.end, session)
             except Exception as exc:
                 # Not recorded durably (e.g. disk full): say so; the session stays open for a retry.
-                logger.error("ending session=%s failed: %s", session.session_id, type(exc).__name__)
+                logger.error(
+                    "ending the session failed",
+                    extra={"operation": "end_session", "session_id": session.session_id, "error": type(exc).__name__},
+                )
                 raise Unavailable("the conversation could not be recorded; retry end_session shortly") from exc
         logger.info(
-            "invocation done session=%s memories_used=%d ended=%s latency_ms=%.1f",
-            session.session_id,
-            len(used),
-            request.end_session,
-            (time.perf_counter() - self.started) * 1e3,
+            "invocation done",
+            extra={
+                "operation": "invoke",
+                "session_id": session.session_id,
+                "memories_used": len(used),
+                "ended": request.end_session,
+                "latency_ms": round((time.perf_counter() - self.started) * 1e3, 1),
+            },
         )
         return {
             "answer": answer,
@@ -208,12 +215,15 @@ class _Invocation:
     @staticmethod
     def _log(identity: Identity, session_id: str, request: InvocationPayload) -> None:
         logger.info(
-            "invocation tenant=%s user_hash=%s session=%s stream=%s end_session=%s",
-            identity.tenant_id,
-            hashlib.sha256(identity.user_id.encode()).hexdigest()[:12],
-            session_id,
-            request.stream,
-            request.end_session,
+            "invocation",
+            extra={
+                "operation": "invoke",
+                "tenant": identity.tenant_id,
+                "user_hash": hashlib.sha256(identity.user_id.encode()).hexdigest()[:12],
+                "session_id": session_id,
+                "stream": request.stream,
+                "end_session": request.end_session,
+            },
         )
 
 
@@ -294,7 +304,9 @@ def main() -> int:
     except SettingsError as exc:
         print(f"agent: {exc}", file=sys.stderr)  # noqa: T201 - CLI
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=settings.log_level, handlers=[handler])
     logging.getLogger("bedrock_agentcore").propagate = False  # the SDK logs through its own handler
     app = create_app(settings)
     app.logger.setLevel(settings.log_level)

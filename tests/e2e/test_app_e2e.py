@@ -149,6 +149,11 @@ def test_a_stream_abandoned_by_its_client_releases_the_session(tmp_path) -> None
         started = time.monotonic()
         assert own.terminate(timeout=20) in (0, -15), own.log()
         assert time.monotonic() - started < 10, "shutdown stalled"
-        assert "did not end before the shutdown deadline" not in own.log()
+        log = own.log()
+        assert "did not end before the shutdown deadline" not in log
+        # structured log lines carry their extra= fields (and never the token)
+        assert f"session ended session_id={sid}" in log
+        assert "operation=invoke" in log and "tenant=tenant-001" in log and "latency_ms=" in log
+        assert token.split(".")[2][:16] not in log
     finally:
         own.stop()
