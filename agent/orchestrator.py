@@ -4,19 +4,24 @@ Every agent has a stable unique name and, when memory is on, its own ``MemoryPlu
 injects memories into ``{memory_context}`` and wires the ``memory_tool`` recall tool). The
 specialist tool forwards the caller's identity keys of ``invocation_state`` so the
 specialist's plugin serves the same tenant, user and conversation as the orchestrator's.
+Only the orchestrator's plugin summarizes the conversation: a specialist's "user" is the
+orchestrator's model, so its plugin reads memories but never stores any. The orchestrator
+runs tool calls one at a time (``SequentialToolExecutor``): a specialist is one Agent, which
+refuses concurrent invocations, and the model may ask for it twice in one message.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from strands import Agent, ToolContext, tool
 from strands.models import Model
 from strands.plugins import Plugin
 from strands.tools.decorator import DecoratedFunctionTool
+from strands.tools.executors import SequentialToolExecutor
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +43,13 @@ the request you receive. Use the memory_tool when earlier conversations with thi
 
 {memory_context}"""
 
-PluginFactory = Callable[[str], Plugin]
+
+
+class PluginFactory(Protocol):
+    """Makes the memory plugin of one agent; ``summarize`` is False for specialists."""
+
+    def __call__(self, agent_name: str, *, summarize: bool) -> Plugin:
+        """A new plugin for the agent named ``agent_name``."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,10 @@ class Conversation:
         return list(seen)
 
     def end_conversation(self) -> None:
-        """Hand every agent's transcript to the summary pipeline (durable before it returns)."""
+        """Hand the conversation to the summary pipeline (durable before it returns).
+
+        Only the orchestrator's plugin summarizes; specialists' plugins return at once.
+        """
         errors = []
         for plugin in self.plugins:
             try:
@@ -107,10 +121,10 @@ def build_conversation(
     """A fresh orchestrator with its specialists, each with its own plugin (if memory is on)."""
     plugins: list[Plugin] = []
 
-    def plugins_for(name: str) -> list[Plugin]:
+    def plugins_for(name: str, summarize: bool) -> list[Plugin]:
         if plugin_factory is None:
             return []
-        plugin = plugin_factory(name)
+        plugin = plugin_factory(name, summarize=summarize)
         plugins.append(plugin)
         return [plugin]
 
@@ -120,7 +134,7 @@ def build_conversation(
             model=model,
             name=spec.name,
             system_prompt=spec.prompt,
-            plugins=plugins_for(spec.name),
+            plugins=plugins_for(spec.name, summarize=False),
             callback_handler=None,
         )
         agents.append(specialist)
@@ -130,7 +144,8 @@ def build_conversation(
         name=ORCHESTRATOR_NAME,
         system_prompt=ORCHESTRATOR_PROMPT,
         tools=tools,
-        plugins=plugins_for(ORCHESTRATOR_NAME),
+        tool_executor=SequentialToolExecutor(),  # one specialist Agent serves one call at a time
+        plugins=plugins_for(ORCHESTRATOR_NAME, summarize=True),
         callback_handler=None,
     )
     if plugin_factory is None:  # no plugin fills the placeholder: remove it

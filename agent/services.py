@@ -148,8 +148,8 @@ def _build_memory(
     if settings.min_score is not None:  # unset: the plugin's default threshold
         options["min_score"] = settings.min_score
 
-    def plugin_factory(agent_name: str) -> Any:
-        return MemoryPlugin(store, pipeline=pipeline, **options)
+    def plugin_factory(agent_name: str, *, summarize: bool) -> Any:
+        return MemoryPlugin(store, pipeline=pipeline, summarize=summarize, **options)
 
     return pipeline, plugin_factory
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from strands.models import Model
 
 from agent.orchestrator import ORCHESTRATOR_NAME, SPECIALIST_NAME, build_conversation
 from memory.background import SummaryPipeline
@@ -26,8 +31,8 @@ def memory(tmp_path: Path):
     pipeline = SummaryPipeline(store, Outbox(tmp_path / "outbox"), Summarizer(None, mode="extractive"))
     plugins: dict[str, MemoryPlugin] = {}
 
-    def factory(name: str) -> MemoryPlugin:
-        plugins[name] = MemoryPlugin(store, pipeline=pipeline, min_score=0.0)
+    def factory(name: str, *, summarize: bool) -> MemoryPlugin:
+        plugins[name] = MemoryPlugin(store, pipeline=pipeline, summarize=summarize, min_score=0.0)
         return plugins[name]
 
     yield store, pipeline, plugins, factory
@@ -52,15 +57,70 @@ async def test_specialist_is_a_tool_and_receives_the_callers_identity(memory) ->
     assert convo.memories_used() == plugins[SPECIALIST_NAME].used_memory_ids != []
 
 
-async def test_end_conversation_summarizes_every_agent_that_talked(memory) -> None:
+async def test_only_the_orchestrator_stores_the_summary_even_when_the_specialist_was_used(memory) -> None:
     store, pipeline, plugins, factory = memory
-    model = ScriptedModel([ToolCall(SPECIALIST_NAME, {"input": "I prefer aisle seats."}), "noted", "ok"])
+    delegated = "The user wants an aisle seat on every long-haul flight."  # the model's words
+    model = ScriptedModel([ToolCall(SPECIALIST_NAME, {"input": delegated}), "noted", "ok"])
     convo = build_conversation(model, factory)
     await convo.ask("Remember I prefer aisle seats.", dict(STATE))
+    assert plugins[SPECIALIST_NAME].transcript == []  # a read-only plugin keeps no transcript
     convo.end_conversation()
     assert pipeline.wait(10)
-    agents = sorted(m.agent_name for m in store.list(Scope("alice", "tenant-a")))
-    assert agents == [ORCHESTRATOR_NAME, SPECIALIST_NAME]
+    (summary,) = store.list(Scope("alice", "tenant-a"))
+    assert summary.agent_name == ORCHESTRATOR_NAME and summary.conversation_id == STATE["conversation_id"]
+    assert summary.content == "Remember I prefer aisle seats." and delegated not in summary.content
+    assert pipeline.metrics["accepted"] == 1
+
+
+class TwoSpecialistCalls(Model):
+    """Orchestrator: one message with two ``research_specialist`` toolUse blocks, then an answer
+    quoting both results; specialist: "finding: <its input>"."""
+
+    def __init__(self) -> None:
+        self.specialist_inputs: list[str] = []
+
+    def update_config(self, **model_config: Any) -> None:
+        pass
+
+    def get_config(self) -> Any:
+        return {}
+
+    def structured_output(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    async def stream(self, messages, tool_specs=None, system_prompt=None, **kwargs):  # type: ignore[override]
+        last = messages[-1]["content"]
+        results = [c["text"] for b in last if "toolResult" in b for c in b["toolResult"]["content"] if "text" in c]
+        is_orchestrator = SPECIALIST_NAME in [spec["name"] for spec in tool_specs or []]
+        yield {"messageStart": {"role": "assistant"}}
+        if is_orchestrator and not results:
+            for i, topic in enumerate(("tides", "winds")):
+                yield {"contentBlockStart": {"start": {"toolUse": {"name": SPECIALIST_NAME, "toolUseId": f"t{i}"}}}}
+                yield {"contentBlockDelta": {"delta": {"toolUse": {"input": json.dumps({"input": topic})}}}}
+                yield {"contentBlockStop": {}}
+            yield {"messageStop": {"stopReason": "tool_use"}}
+        else:
+            if not is_orchestrator:
+                self.specialist_inputs.append(last[0]["text"])
+                await asyncio.sleep(0.01)  # overlap, if the executor ran both at once
+            text = " + ".join(results) if is_orchestrator else f"finding: {last[0]['text']}"
+            yield {"contentBlockStart": {"start": {}}}
+            yield {"contentBlockDelta": {"delta": {"text": text}}}
+            yield {"contentBlockStop": {}}
+            yield {"messageStop": {"stopReason": "end_turn"}}
+        yield {"metadata": {"usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}, "metrics": {"latencyMs": 0}}}
+
+
+async def test_two_specialist_calls_in_one_message_run_one_after_the_other(memory) -> None:
+    store, pipeline, plugins, factory = memory
+    model = TwoSpecialistCalls()
+    convo = build_conversation(model, factory)
+    answer = await convo.ask("Research tides and winds for me.", dict(STATE))
+    assert answer == "finding: tides + finding: winds"  # both calls succeeded (no ConcurrencyException)
+    assert model.specialist_inputs == ["tides", "winds"]
+    convo.end_conversation()
+    assert pipeline.wait(10)
+    assert [m.agent_name for m in store.list(Scope("alice", "tenant-a"))] == [ORCHESTRATOR_NAME]
 
 
 async def test_without_memory_the_placeholder_is_removed() -> None:
