@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -253,3 +254,59 @@ async def test_retrieval_does_not_block_the_event_loop(fake_store) -> None:
     elapsed = time.perf_counter() - start
     assert [str(r).strip() for r in results] == ["ok"] * 3
     assert elapsed < 0.75  # three 0.3 s retrievals overlapped instead of running back to back
+
+
+def test_the_refused_default_name_is_the_sdks_own() -> None:
+    from strands.agent.agent import _DEFAULT_AGENT_NAME
+
+    from memory.plugin import SDK_DEFAULT_AGENT_NAME
+
+    assert SDK_DEFAULT_AGENT_NAME == _DEFAULT_AGENT_NAME == Agent(model=ScriptedModel(), callback_handler=None).name
+
+
+class RecordingPipeline:
+    """Records the thread each ``end_conversation`` (the outbox write) runs on."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+        self.entries: list[Any] = []
+
+    def end_conversation(self, entry: Any) -> str:
+        self.threads.append(threading.current_thread())
+        self.entries.append(entry)
+        return entry.entry_id
+
+
+async def test_end_session_writes_the_outbox_off_the_event_loop(fake_store) -> None:
+    pipeline = RecordingPipeline()
+    agent, plugin = make_agent(fake_store, ScriptedModel(["ok", "bye", "hi"]), pipeline=pipeline)
+    await agent.invoke_async("I like tea.", invocation_state=state())
+    await agent.invoke_async("Bye.", invocation_state=state(end_session=True))
+    await agent.invoke_async("New topic.", invocation_state=state("conv-2"))  # nothing new to end
+    (entry,) = pipeline.entries
+    assert [t["text"] for t in entry.transcript if t["role"] == "user"] == ["I like tea.", "Bye."]
+    assert pipeline.threads != [] and threading.main_thread() not in pipeline.threads
+
+
+async def test_switching_conversation_ends_the_previous_one_off_the_event_loop(fake_store) -> None:
+    pipeline = RecordingPipeline()
+    agent, _ = make_agent(fake_store, ScriptedModel(["ok", "hi"]), pipeline=pipeline)
+    await agent.invoke_async("I like tea.", invocation_state=state())
+    await agent.invoke_async("Hello.", invocation_state=state("conv-2"))
+    (entry,) = pipeline.entries
+    assert entry.conversation_id == "conv-1" and threading.main_thread() not in pipeline.threads
+
+
+def test_read_only_plugin_injects_and_recalls_but_never_summarizes(fake_store) -> None:
+    fake_store.add(Scope("alice", "acme", "specialist"), "Alice studies tidal energy.")
+    pipeline = RecordingPipeline()
+    model = ScriptedModel([ToolCall(RECALL_TOOL_NAME, {"query": "tidal energy"})], default_reply="ok")
+    agent, plugin = make_agent(fake_store, model, name="specialist", pipeline=pipeline, summarize=False, min_score=0.0)
+    agent("tell me about tidal energy", invocation_state=state())
+    agent("and more", invocation_state=state(end_session=True))
+    assert "tidal energy" in extract_block(model.system_prompts[0])
+    assert plugin.injected_memory_ids != [] and plugin.recalled_memory_ids != []
+    assert plugin.transcript == [] and plugin.end_conversation() is None
+    agent("other conversation", invocation_state=state("conv-2"))
+    assert pipeline.entries == [] and plugin.metrics["conversations_ended"] == 0
+
