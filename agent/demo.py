@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from agent.orchestrator import ORCHESTRATOR_NAME, SPECIALIST_NAME
 from auth.dev_issuer import DevIssuer
-from memory.keys import summary_key
+from memory.embedders import LocalEmbedder
+from memory.local_index import LocalIndex
+from memory.tenants import index_name_for
 
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 FACT = "My project codename is Bluebird and it launches on March 3rd. Please remember that."
@@ -193,6 +194,15 @@ def new_session(label: str) -> str:
     return f"demo-{label}-{uuid.uuid4()}"
 
 
+def stored_memory_ids(state_dir: Path, tenant_id: str, conversation_id: str) -> set[str]:
+    """Keys of the memories the app stored for one conversation (read from the local index)."""
+    index = LocalIndex(state_dir / "vectors", index_name_for(tenant_id), LocalEmbedder.dimension)
+    try:
+        return {r.key for r in index.list() if r.metadata.get("conversation_id") == conversation_id}
+    finally:
+        index.close()
+
+
 def run_scenario(server: Server, issuer: DevIssuer, out: TextIO) -> list[Check]:
     """Drive the four sessions; return the verdicts."""
     client = Client(server.base_url, out)
@@ -208,8 +218,8 @@ def run_scenario(server: Server, issuer: DevIssuer, out: TextIO) -> list[Check]:
     out.write(f"           summary stored: /ping back to Healthy after {waited:.1f} s\n")
     checks.append(Check("session 1 accepted", stated.status == ended.status == 200,
                         f"HTTP {stated.status}, {ended.status}; session_ended={ended.body.get('session_ended')}"))
-    # The ids session 1's summaries were stored under (one per agent that took part).
-    fact_ids = {summary_key("tenant-001", "alice", agent, s1) for agent in (ORCHESTRATOR_NAME, SPECIALIST_NAME)}
+    fact_ids = stored_memory_ids(server.state_dir, "tenant-001", s1)
+    out.write(f"           stored for session 1: {sorted(fact_ids) or 'nothing'}\n")
 
     out.write("\n== Session 2: tenant-001 / alice, new session, asks about it\n")
     recalled = client.invoke(alice, new_session("s2"), "alice", {"prompt": QUESTION})
