@@ -36,6 +36,7 @@ from typing import Any, TextIO
 
 from auth.dev_issuer import DevIssuer
 from memory.embedders import LocalEmbedder
+from memory.errors import NotFound
 from memory.local_index import LocalIndex
 from memory.tenants import index_name_for
 
@@ -199,6 +200,8 @@ def stored_memory_ids(state_dir: Path, tenant_id: str, conversation_id: str) -> 
     index = LocalIndex(state_dir / "vectors", index_name_for(tenant_id), LocalEmbedder.dimension)
     try:
         return {r.key for r in index.list() if r.metadata.get("conversation_id") == conversation_id}
+    except NotFound:  # nothing was ever stored for the tenant
+        return set()
     finally:
         index.close()
 
