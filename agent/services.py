@@ -37,11 +37,13 @@ class Services:
     _reaper: threading.Thread | None = None
 
     def start(self) -> None:
-        """Replay summaries a previous process left in the outbox; start the idle reaper."""
+        """Replay summaries a previous process left in the outbox, start the pipeline's sweeper
+        (re-tries summaries whose attempts were exhausted) and the idle reaper."""
         if self.pipeline is not None:
             replayed = self.pipeline.replay_pending()
             if replayed:
                 logger.info("replaying %d pending summaries from the outbox", replayed)
+            self.pipeline.start_sweeper()
         self._reaper = threading.Thread(target=self._reap_forever, name="session-reaper", daemon=True)
         self._reaper.start()
 
@@ -49,7 +51,7 @@ class Services:
         """End every open conversation and wait (bounded) for their summaries to be stored.
 
         Whatever is not stored within ``shutdown_grace_seconds`` stays in the durable outbox
-        and is replayed by the next start.
+        and is replayed by the next start. Stops the pipeline's sweeper.
         """
         self._stop.set()
         grace = self.settings.shutdown_grace_seconds

@@ -4,9 +4,14 @@
 durable), then submits the work and returns at once. The worker summarizes the transcript,
 stores one vector under the conversation's deterministic key (so a replay overwrites instead
 of duplicating) and only then removes the outbox entry. Failures retry with exponential
-backoff; an entry whose attempts are exhausted stays in the outbox for ``replay_pending``
-(called on start). ``on_task_start(name) -> token`` / ``on_task_end(token)`` bracket every
-task so an AgentCore app can report ``HealthyBusy`` while summaries are pending.
+backoff (``RetryPolicy.delay``); an entry whose attempts are exhausted stays in the outbox and
+waits for a re-sweep (``RetryPolicy.sweep_delay``: 30 s doubling to 10 min per exhausted
+round), which the sweeper thread (``start_sweeper``) or a ``sweep()`` call runs in-process;
+``replay_pending`` (called on start) picks up what a previous process left.
+
+``on_task_start(name) -> token`` / ``on_task_end(token)`` bracket every accepted entry from
+the moment it is scheduled until it is stored (in flight *or* waiting for a re-sweep), so an
+AgentCore app reports ``HealthyBusy`` and keeps the microVM, whose disk holds the outbox.
 """
 
 from __future__ import annotations
@@ -34,15 +39,21 @@ TaskEnd = Callable[[Any], None]
 
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded exponential backoff with full jitter."""
+    """Bounded exponential backoff: with full jitter between attempts, doubling between sweeps."""
 
     max_attempts: int = 4
     base_delay: float = 0.5
     max_delay: float = 8.0
+    sweep_base_delay: float = 30.0
+    sweep_max_delay: float = 600.0
 
     def delay(self, attempt: int) -> float:
         """Seconds to sleep after failed attempt number ``attempt`` (1-based)."""
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+    def sweep_delay(self, rounds: int) -> float:
+        """Seconds before re-sweeping an entry whose attempts were exhausted ``rounds`` times."""
+        return min(self.sweep_max_delay, self.sweep_base_delay * 2 ** (rounds - 1))
 
 
 class SummaryPipeline:
@@ -67,10 +78,22 @@ class SummaryPipeline:
         self._on_task_end = on_task_end
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="memory-summary")
         self._lock = threading.RLock()  # done-callbacks may run inline under it
-        self._stopping = threading.Event()
-        self._futures: set[Future[None]] = set()
+        self._stopping = threading.Event()  # abandon running work (shutdown without waiting)
+        self._closed = threading.Event()  # no more re-sweeps
+        self._wake = threading.Event()  # the sweeper re-reads the earliest due time
+        self._sweeper: threading.Thread | None = None
+        self._futures: set[Future[bool]] = set()
         self._inflight: dict[str, bool] = {}  # entry id -> re-run requested while running
+        self._waiting: dict[str, float] = {}  # entry id -> monotonic time of its next sweep
+        self._rounds: dict[str, int] = {}  # entry id -> exhausted rounds so far
+        self._tokens: dict[str, Any] = {}  # entry id -> busy-task token, until it is stored
         self.metrics: Counter[str] = Counter()
+
+    @property
+    def waiting(self) -> int:
+        """How many entries exhausted their attempts and wait for a re-sweep."""
+        with self._lock:
+            return len(self._waiting)
 
     def end_conversation(self, entry: OutboxEntry) -> str:
         """Record ``entry`` durably and schedule its summary; returns the outbox entry id."""
@@ -81,18 +104,43 @@ class SummaryPipeline:
         return entry_id
 
     def replay_pending(self) -> int:
-        """Schedule every entry left in the outbox (e.g. by a crash); returns how many."""
+        """Schedule every entry left in the outbox (e.g. by a crash) now; returns how many."""
         entries = self.outbox.pending()
         with self._lock:
             for entry in entries:
                 self._schedule_locked(entry.entry_id)
+            self.metrics["replayed"] += len(entries)
         if entries:
             logger.info("replaying %d pending conversation summaries", len(entries))
-        self.metrics["replayed"] += len(entries)
         return len(entries)
 
+    def sweep(self) -> int:
+        """Re-schedule the waiting entries whose backoff has elapsed; returns how many."""
+        with self._lock:
+            if self._closed.is_set():
+                return 0
+            now = time.monotonic()
+            due = [entry_id for entry_id, at in self._waiting.items() if at <= now]
+            for entry_id in due:
+                self._schedule_locked(entry_id)
+            self.metrics["swept"] += len(due)
+        if due:
+            logger.info("re-sweeping %d pending conversation summaries", len(due))
+        return len(due)
+
+    def start_sweeper(self) -> None:
+        """Start the thread that re-sweeps waiting entries when their backoff elapses (once)."""
+        with self._lock:
+            if self._sweeper is not None or self._closed.is_set():
+                return
+            self._sweeper = threading.Thread(target=self._sweep_forever, name="memory-summary-sweeper", daemon=True)
+            self._sweeper.start()
+
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until every scheduled task has finished; False if ``timeout`` expired first."""
+        """Block until every scheduled task has finished; False if ``timeout`` expired first.
+
+        Entries waiting for a re-sweep are not scheduled tasks: see ``waiting``.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:
@@ -105,47 +153,90 @@ class SummaryPipeline:
                 return False
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop the workers; with ``wait=False`` queued work is dropped (it stays in the outbox)."""
+        """Stop the sweeper and the workers; with ``wait=False`` queued work is dropped.
+
+        Whatever is not stored stays in the outbox for the next start's ``replay_pending``.
+        """
+        self._closed.set()
+        self._wake.set()
         if not wait:
             self._stopping.set()
         self._executor.shutdown(wait=wait, cancel_futures=not wait)
+        with self._lock:
+            tokens = [self._tokens.pop(entry_id) for entry_id in self._waiting if entry_id in self._tokens]
+            self._waiting.clear()
+        for token in tokens:
+            self._task_ended(token)
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=5)
+
+    def _sweep_forever(self) -> None:
+        while not self._closed.is_set():
+            with self._lock:
+                next_due = min(self._waiting.values(), default=None)
+            timeout = None if next_due is None else max(0.0, next_due - time.monotonic())
+            self._wake.wait(timeout)
+            self._wake.clear()
+            try:
+                self.sweep()
+            except Exception:
+                logger.exception("summary sweeper failed")
 
     def _schedule_locked(self, entry_id: str) -> None:
         if entry_id in self._inflight:
             self._inflight[entry_id] = True  # the running task re-reads the newer entry
             return
-        token = self._task_started(entry_id)
+        self._waiting.pop(entry_id, None)
+        if entry_id not in self._tokens:
+            self._tokens[entry_id] = self._task_started(entry_id)
         try:
             future = self._executor.submit(self._run, entry_id)
         except RuntimeError:  # executor shut down: the entry stays in the outbox
-            self._task_ended(token)
+            self._task_ended(self._tokens.pop(entry_id))
             logger.warning("summary pipeline is shut down; entry left in the outbox")
             return
         self._inflight[entry_id] = False
         self._futures.add(future)
-        future.add_done_callback(lambda f: self._finished(f, entry_id, token))
+        future.add_done_callback(lambda f: self._finished(f, entry_id))
 
-    def _finished(self, future: Future[None], entry_id: str, token: Any) -> None:
-        if not future.cancelled() and future.exception() is not None:
+    def _finished(self, future: Future[bool], entry_id: str) -> None:
+        crashed = not future.cancelled() and future.exception() is not None
+        if crashed:
             logger.error("summary task crashed; entry left in the outbox", exc_info=future.exception())
-        self._task_ended(token)
+        stored = not future.cancelled() and not crashed and future.result()
+        ended: list[Any] = []
         with self._lock:
-            self._futures.discard(future)
             self._inflight.pop(entry_id, None)
+            if stored or future.cancelled() or self._closed.is_set():
+                self._rounds.pop(entry_id, None)
+                if entry_id in self._tokens:
+                    ended.append(self._tokens.pop(entry_id))
+            else:  # exhausted or crashed: keep it pending (and the app busy) until a re-sweep
+                rounds = self._rounds[entry_id] = self._rounds.get(entry_id, 0) + 1
+                delay = self.retry.sweep_delay(rounds)
+                self._waiting[entry_id] = time.monotonic() + delay
+                self._wake.set()
+                logger.warning("summary kept in the outbox; retry round %d in %.0f s", rounds + 1, delay)
+        for token in ended:
+            self._task_ended(token)
+        with self._lock:  # last: ``wait`` returns once the hooks have run
+            self._futures.discard(future)
 
-    def _run(self, entry_id: str) -> None:
+    def _run(self, entry_id: str) -> bool:
+        """Summarize and store the entry; True once it is stored (or no longer pending)."""
         while not self._stopping.is_set():
             entry = self.outbox.get(entry_id)
             if entry is None:
-                return
+                return True
             if not self._process_with_retries(entry):
-                return
+                return False
             with self._lock:
                 if self._inflight.get(entry_id):
                     self._inflight[entry_id] = False
                     continue  # a newer transcript arrived while we worked: summarize it too
                 self.outbox.remove(entry_id)
-                return
+                return True
+        return False
 
     def _process_with_retries(self, entry: OutboxEntry) -> bool:
         for attempt in range(1, self.retry.max_attempts + 1):
@@ -153,7 +244,7 @@ class SummaryPipeline:
                 self._process(entry)
                 return True
             except Exception as exc:
-                self.metrics["failed_attempts"] += 1
+                self._count("failed_attempts")
                 logger.warning(
                     "summary attempt %d/%d failed for agent=%s: %s",
                     attempt,
@@ -165,14 +256,14 @@ class SummaryPipeline:
                 self._record_attempt(entry)
                 if attempt == self.retry.max_attempts or self._stopping.wait(self.retry.delay(attempt)):
                     break
-        self.metrics["exhausted"] += 1
-        logger.error("summary left in the outbox for replay (entry %s)", entry.entry_id)
+        self._count("exhausted")
+        logger.error("summary attempts exhausted (entry %s); kept in the outbox", entry.entry_id)
         return False
 
     def _process(self, entry: OutboxEntry) -> None:
         summary = self.summarizer.summarize(entry.transcript)
         if not summary.strip():
-            self.metrics["skipped_empty"] += 1
+            self._count("skipped_empty")
             logger.info("conversation had nothing to remember; no summary stored")
             return
         scope = Scope(user_id=entry.user_id, tenant_id=entry.tenant_id, agent_name=entry.agent_name)
@@ -183,7 +274,11 @@ class SummaryPipeline:
             memory_type="summary",
             key=entry.key,
         )
-        self.metrics["stored"] += 1
+        self._count("stored")
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.metrics[name] += 1
 
     def _record_attempt(self, entry: OutboxEntry) -> None:
         with self._lock:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +169,126 @@ def test_exhausted_retries_leave_the_entry_and_a_restart_replays_it_once(fake_st
     assert len(fake_store.memories) == 1 and restarted.outbox.pending() == []
     assert restarted.replay_pending() == 0
     assert len(fake_store.memories) == 1
+
+
+FAST_SWEEP = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.002, sweep_base_delay=0.02, sweep_max_delay=0.05)
+
+
+class BusyTasks:
+    """Stands in for AgentCore's add_async_task / complete_async_task: counts open tasks."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open: set[int] = set()
+        self.started = 0
+
+    def start(self, name: str) -> int:
+        with self.lock:
+            self.started += 1
+            self.open.add(self.started)
+            return self.started
+
+    def end(self, token: int) -> None:
+        with self.lock:
+            self.open.remove(token)
+
+
+def failing_then_ok(fake_store: Any, failures: int, busy: BusyTasks | None = None) -> list[int]:
+    """Make ``fake_store.store`` fail ``failures`` times, then work; returns the open-task counts
+    seen by every store call."""
+    original, seen, left = fake_store.store, [], [failures]
+
+    def store(*args: Any, **kwargs: Any):
+        seen.append(len(busy.open) if busy else -1)
+        if left[0] > 0:
+            left[0] -= 1
+            raise BackendUnavailable("outage")
+        return original(*args, **kwargs)
+
+    fake_store.store = store  # type: ignore[method-assign]
+    return seen
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()
+
+
+def test_sweep_backoff_doubles_from_30_seconds_to_10_minutes() -> None:
+    policy = RetryPolicy()
+    assert [policy.sweep_delay(n) for n in range(1, 8)] == [30, 60, 120, 240, 480, 600, 600]
+
+
+def test_exhausted_entry_is_re_swept_in_process_and_stored_once_while_busy(fake_store, make_pipeline) -> None:
+    busy = BusyTasks()
+    seen = failing_then_ok(fake_store, failures=5, busy=busy)  # 2 attempts per round: 3 rounds
+    retry = dataclasses.replace(FAST_SWEEP, sweep_base_delay=0.2, sweep_max_delay=0.4)  # 0.2 s, then 0.4 s
+    pipeline = make_pipeline(fake_store, retry=retry, on_task_start=busy.start, on_task_end=busy.end)
+    pipeline.start_sweeper()
+    e = entry()
+    pipeline.end_conversation(e)
+
+    assert wait_until(lambda: pipeline.waiting == 1)  # first round exhausted: waiting, not in flight
+    assert busy.open != set() and pipeline.outbox.get(e.entry_id) is not None
+    assert wait_until(lambda: pipeline.metrics["stored"] == 1) and pipeline.wait(5)
+    assert list(fake_store.memories) == [e.key] and len(seen) == 6
+    assert pipeline.metrics["exhausted"] == 2 and pipeline.metrics["swept"] == 2
+    assert pipeline.outbox.pending() == [] and pipeline.waiting == 0
+    assert seen == [1] * 6 and busy.open == set() and busy.started == 1  # one busy task, open throughout
+
+
+def test_without_the_sweeper_an_exhausted_entry_waits_but_keeps_the_app_busy(fake_store, make_pipeline) -> None:
+    busy = BusyTasks()
+    failing_then_ok(fake_store, failures=2)
+    pipeline = make_pipeline(fake_store, retry=FAST_SWEEP, on_task_start=busy.start, on_task_end=busy.end)
+    pipeline.end_conversation(entry())
+    assert pipeline.wait(5) and wait_until(lambda: pipeline.waiting == 1)
+    assert len(busy.open) == 1 and fake_store.memories == {}
+    time.sleep(0.06)  # past the backoff
+    assert pipeline.sweep() == 1 and pipeline.wait(5)
+    assert len(fake_store.memories) == 1 and busy.open == set() and pipeline.sweep() == 0
+
+
+def test_sweep_does_not_resubmit_an_entry_in_flight(fake_store, make_pipeline) -> None:
+    started, gate = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    class Gated(Summarizer):
+        def summarize(self, turns):  # type: ignore[override]
+            calls.append(1)
+            started.set()
+            gate.wait(5)
+            return "x."
+
+    failing_then_ok(fake_store, failures=2)
+    pipeline = make_pipeline(fake_store, Gated(), retry=FAST_SWEEP)
+    gate.set()
+    pipeline.end_conversation(entry())
+    assert pipeline.wait(5) and wait_until(lambda: pipeline.waiting == 1) and len(calls) == 2
+    gate.clear()
+    started.clear()
+    assert pipeline.replay_pending() == 1 and started.wait(5)  # in flight now, blocked
+    time.sleep(0.06)
+    assert pipeline.sweep() == 0  # not waiting any more: nothing to re-submit
+    gate.set()
+    assert pipeline.wait(5) and len(calls) == 3 and len(fake_store.memories) == 1
+
+
+def test_shutdown_ends_the_busy_task_and_leaves_the_entry_for_the_next_start(fake_store, make_pipeline) -> None:
+    busy = BusyTasks()
+    failing_then_ok(fake_store, failures=2)
+    pipeline = make_pipeline(fake_store, retry=FAST_SWEEP, on_task_start=busy.start, on_task_end=busy.end)
+    pipeline.end_conversation(entry())
+    assert wait_until(lambda: pipeline.waiting == 1)
+    pipeline.shutdown(wait=True)
+    assert busy.open == set() and pipeline.waiting == 0 and pipeline.sweep() == 0
+    assert len(pipeline.outbox.pending()) == 1 and fake_store.memories == {}
+    restarted = make_pipeline(fake_store)
+    assert restarted.replay_pending() == 1 and restarted.wait(5) and len(fake_store.memories) == 1
 
 
 def test_replaying_a_summary_already_stored_does_not_duplicate(fake_store, make_pipeline, outbox_dir) -> None:

@@ -1,0 +1,72 @@
+"""Services wiring: start replays the outbox and starts the summary sweeper, so a summary whose
+retries ran out is stored without a restart while AgentCore's /ping reports HealthyBusy."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from bedrock_agentcore import BedrockAgentCoreApp
+from bedrock_agentcore.runtime.models import PingStatus
+
+from agent.services import build_services
+from agent.settings import Settings
+from memory.errors import BackendUnavailable
+from memory.models import Scope
+from memory.outbox import OutboxEntry
+
+
+class FailingThenOk:
+    """Wraps a store: ``store`` fails ``failures`` times, recording the ping status each time."""
+
+    def __init__(self, store: Any, failures: int, app: BedrockAgentCoreApp) -> None:
+        self.store_ = store
+        self.failures = failures
+        self.app = app
+        self.ping_seen: list[PingStatus] = []
+
+    def store(self, *args: Any, **kwargs: Any) -> Any:
+        self.ping_seen.append(self.app.get_current_ping_status())
+        if self.failures > 0:
+            self.failures -= 1
+            raise BackendUnavailable("outage")
+        return self.store_.store(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store_, name)
+
+
+def test_exhausted_summary_is_retried_in_process_while_ping_stays_busy(tmp_path: Path) -> None:
+    app = BedrockAgentCoreApp()
+    settings = Settings(
+        auth_mode="dev", state_dir=tmp_path, model_provider="import:tests.support.scripted_model:build_echo_model"
+    )
+    services = build_services(settings, on_task_start=app.add_async_task, on_task_end=app.complete_async_task)
+    pipeline = services.pipeline
+    assert pipeline is not None
+    pipeline.retry = dataclasses.replace(
+        pipeline.retry, max_attempts=2, base_delay=0.001, max_delay=0.002, sweep_base_delay=0.2, sweep_max_delay=0.2
+    )
+    real_store = pipeline.store
+    pipeline.store = flaky = FailingThenOk(real_store, failures=4, app=app)  # two exhausted rounds
+    services.start()
+    try:
+        pipeline.end_conversation(OutboxEntry(
+            tenant_id="acme", user_id="alice", agent_name="orchestrator", conversation_id="sid-1",
+            transcript=[{"role": "user", "text": "My dog is called Rex."}], opened="2025-01-01T00:00:00.000+00:00~00000001",
+        ))
+        deadline = time.monotonic() + 10
+        while pipeline.metrics["stored"] == 0 and time.monotonic() < deadline:
+            if pipeline.waiting:  # between rounds nothing is in flight, yet the app stays busy
+                assert app.get_current_ping_status() == PingStatus.HEALTHY_BUSY
+            time.sleep(0.01)
+        assert pipeline.wait(5)
+        assert flaky.ping_seen == [PingStatus.HEALTHY_BUSY] * 5 and pipeline.metrics["swept"] == 2
+        assert app.get_current_ping_status() == PingStatus.HEALTHY
+        (memory,) = real_store.list(Scope("alice", "acme", "orchestrator"))
+        assert memory.conversation_id == "sid-1" and "Rex" in memory.content
+        assert pipeline.outbox.pending() == []
+    finally:
+        services.close()
