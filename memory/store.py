@@ -350,7 +350,11 @@ class MultiTenantMemoryStore:
         return self._for_scope(scope).forget(scope, conversation_id=conversation_id)
 
     def forget_tenant(self, tenant_id: str | None = None) -> int:
-        """Drop the tenant's whole index; returns how many memories it held."""
+        """Empty the tenant's index (every memory deleted); returns how many were deleted.
+
+        The index itself stays (see MemoryStore.forget_tenant): dropping it is offboarding,
+        an operator action (``python -m scripts tenant offboard``).
+        """
         if tenant_id is None:
             raise ValidationError("forget_tenant needs a tenant id")
         store = self.store_for(tenant_id)
