@@ -58,3 +58,20 @@ def test_sigterm_with_an_open_conversation_loses_nothing(tmp_path: Path) -> None
         assert not list(outbox.glob("*.json"))
     finally:
         restarted.stop()
+
+
+def test_a_session_id_reused_after_a_restart_keeps_both_memories(tmp_path: Path) -> None:
+    token = DevIssuer(tmp_path / "dev-issuer").mint("tenant-reuse", "lena")
+    sid = new_session()
+    facts = ["My boat is called Aurora.", "My kite is called Zephyr."]
+    for fact in facts:  # one server process per conversation, the same session id both times
+        server = AgentServer(tmp_path).start()
+        try:
+            assert server.invoke(token, {"prompt": fact, "end_session": True}, sid).status_code == 200
+            server.wait_idle()
+        finally:
+            server.stop()
+    memories = stored(tmp_path, "tenant-reuse", "lena")
+    assert len({m.id for m in memories}) == 2, [m.content for m in memories]  # the second did not overwrite
+    assert {m.conversation_id for m in memories} == {sid}  # forget --conversation <sid> finds both
+    assert sorted(("Aurora" in m.content, "Zephyr" in m.content) for m in memories) == [(False, True), (True, False)]
