@@ -9,6 +9,14 @@ waits for a re-sweep (``RetryPolicy.sweep_delay``: 30 s doubling to 10 min per e
 round), which the sweeper thread (``start_sweeper``) or a ``sweep()`` call runs in-process;
 ``replay_pending`` (called on start) picks up what a previous process left.
 
+``checkpoint`` records the transcript of a conversation still going on as an *open* entry
+(same id as its final entry), after every turn, so a process killed mid-conversation loses
+nothing. Open entries are never scheduled in-process (neither the sweeper nor ``wait`` sees
+them: they belong to live conversations); ``end_conversation`` overwrites one as closed.
+``replay_pending`` treats open entries as ended, closes and schedules them. This assumes one
+app process owns a state directory (true on AgentCore, one microVM per session, and for the
+local app, one process); call ``replay_pending`` at start-up, before any conversation.
+
 ``on_task_start(name) -> token`` / ``on_task_end(token)`` bracket every accepted entry from
 the moment it is scheduled until it is stored (in flight *or* waiting for a re-sweep), so an
 AgentCore app reports ``HealthyBusy`` and keeps the microVM, whose disk holds the outbox.
@@ -98,20 +106,44 @@ class SummaryPipeline:
     def end_conversation(self, entry: OutboxEntry) -> str:
         """Record ``entry`` durably and schedule its summary; returns the outbox entry id."""
         with self._lock:
-            entry_id = self.outbox.put(entry)
+            entry_id = self.outbox.put(dataclasses.replace(entry, open=False))
             self.metrics["accepted"] += 1
             self._schedule_locked(entry_id)
         return entry_id
 
-    def replay_pending(self) -> int:
-        """Schedule every entry left in the outbox (e.g. by a crash) now; returns how many."""
-        entries = self.outbox.pending()
+    def checkpoint(self, entry: OutboxEntry) -> str:
+        """Record a live conversation's transcript so far durably, as an open entry; returns its id.
+
+        Nothing is scheduled. If a closed entry with the same id is being summarized (the
+        conversation went on after an end), that task sees the open entry and leaves it alone.
+        """
         with self._lock:
+            entry_id = self.outbox.put(dataclasses.replace(entry, open=True))
+            if entry_id in self._inflight:
+                self._inflight[entry_id] = True  # the task re-reads the entry instead of removing it
+            self.metrics["checkpoints"] += 1
+        return entry_id
+
+    def replay_pending(self) -> int:
+        """Schedule every entry left in the outbox (e.g. by a crash) now; returns how many.
+
+        Open entries are conversations of a process that is gone: they are closed first.
+        """
+        entries = self.outbox.pending()
+        reopened = [entry for entry in entries if entry.open]
+        with self._lock:
+            for entry in reopened:
+                self.outbox.put(dataclasses.replace(entry, open=False))
             for entry in entries:
                 self._schedule_locked(entry.entry_id)
             self.metrics["replayed"] += len(entries)
+            self.metrics["closed_at_replay"] += len(reopened)
         if entries:
-            logger.info("replaying %d pending conversation summaries", len(entries))
+            logger.info(
+                "replaying %d pending conversation summaries (%d left open by a previous process)",
+                len(entries),
+                len(reopened),
+            )
         return len(entries)
 
     def sweep(self) -> int:
@@ -139,7 +171,8 @@ class SummaryPipeline:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every scheduled task has finished; False if ``timeout`` expired first.
 
-        Entries waiting for a re-sweep are not scheduled tasks: see ``waiting``.
+        Entries waiting for a re-sweep are not scheduled tasks: see ``waiting``; open
+        entries (checkpoints of live conversations) are never scheduled.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -223,10 +256,13 @@ class SummaryPipeline:
             self._futures.discard(future)
 
     def _run(self, entry_id: str) -> bool:
-        """Summarize and store the entry; True once it is stored (or no longer pending)."""
+        """Summarize and store the entry; True once it is stored (or no longer pending).
+
+        An open entry belongs to a live conversation (it went on after an end): left as it is.
+        """
         while not self._stopping.is_set():
             entry = self.outbox.get(entry_id)
-            if entry is None:
+            if entry is None or entry.open:
                 return True
             if not self._process_with_retries(entry):
                 return False

@@ -1,10 +1,15 @@
-"""A durable outbox of finished conversations waiting to be summarized and stored.
+"""A durable outbox of conversations waiting to be summarized and stored.
 
 One JSON file per entry under a directory, written atomically (temp file, fsync, rename,
 directory fsync): once ``put`` returns, the entry survives a crash. The file name is derived
 from ``memory.keys.summary_key`` (tenant, user, agent, conversation id and the conversation's
 start marker ``opened``), so ending the same conversation twice replaces one entry instead of
 adding a second, while a new conversation under a reused conversation id gets its own entry.
+
+An entry is either *closed* (the conversation ended: summarize it) or *open* (a per-turn
+checkpoint of a live conversation, overwritten by the next turn and finally by the closed
+entry). Open entries left behind by a dead process are closed by the next start
+(``SummaryPipeline.replay_pending``).
 """
 
 from __future__ import annotations
@@ -33,10 +38,12 @@ def _now() -> str:
 
 @dataclass(frozen=True)
 class OutboxEntry:
-    """A finished conversation: whose it is, when it was opened and its full text transcript.
+    """A conversation: whose it is, when it was opened and its full text transcript so far.
 
     ``opened`` is the conversation's start marker (``memory.keys.new_conversation_marker``);
-    None only in entries written before markers existed.
+    None only in entries written before markers existed. ``open`` marks a checkpoint of a
+    conversation still going on (False once it ended, and in entries written before
+    checkpoints existed).
     """
 
     tenant_id: str | None
@@ -47,6 +54,7 @@ class OutboxEntry:
     created_at: str = field(default_factory=_now)
     attempts: int = 0
     opened: str | None = None
+    open: bool = False
 
     @property
     def key(self) -> str:
@@ -75,6 +83,7 @@ class OutboxEntry:
             created_at=str(data["created_at"]),
             attempts=int(data.get("attempts", 0)),
             opened=None if data.get("opened") is None else str(data["opened"]),
+            open=data.get("open") is True,
         )
 
 

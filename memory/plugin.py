@@ -23,6 +23,11 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   write runs off the event loop). Each conversation gets a unique start marker when its first
   turn is seen; it is part of the summary key, so a conversation id reused later (a session id
   after a restart) stores a second memory instead of overwriting the first.
+* After every turn that does not end the conversation (and added to the transcript), the
+  plugin checkpoints it: the same outbox entry, marked open, written through
+  ``SummaryPipeline.checkpoint`` off the event loop but before the turn returns, so an
+  answered turn survives a SIGKILL (the next start closes and summarizes it). A failed
+  checkpoint is logged and counted (``metrics["checkpoint_failures"]``); the turn still answers.
 * ``summarize=False`` makes a read-only plugin (injection and recall, no transcript, no
   summary): for specialists called as tools, whose "user" is the orchestrator's model.
 * ``used_memory_ids`` lists the ids of memories injected and recalled in the current
@@ -98,6 +103,7 @@ class _Conversation:
     recalled: list[str] = field(default_factory=list)
     transcript: list[Turn] = field(default_factory=list)
     ended_at_turns: int = -1  # transcript length when last handed to the pipeline
+    written_at_turns: int = -1  # transcript length when last written (checkpoint or end)
 
 
 class MemoryPlugin(Plugin):
@@ -224,8 +230,12 @@ class MemoryPlugin(Plugin):
         with self._lock:
             active, self._turn_active = self._turn_active, False
             conversation = self._conversation
-        if active and invocation is not None and invocation.end_session and conversation is not None:
+        if not active or invocation is None or conversation is None:
+            return
+        if invocation.end_session:
             await asyncio.to_thread(self._end_quietly, conversation)  # the outbox write fsyncs
+        else:
+            await asyncio.to_thread(self._checkpoint_quietly, conversation)
 
     def end_conversation(self) -> str | None:
         """Hand the current conversation to the summary pipeline; returns the outbox entry id.
@@ -292,6 +302,23 @@ class MemoryPlugin(Plugin):
             self.metrics["end_failures"] += 1
             logger.error("agent=%s could not record the finished conversation: %s", self.agent_name, type(exc).__name__)
 
+    def _checkpoint_quietly(self, conversation: _Conversation) -> None:
+        """Checkpoint from a hook: a failure is logged and counted, the user's turn goes on."""
+        with self._lock:
+            turns = len(conversation.transcript)
+            if not self.summarize or self.pipeline is None or turns == conversation.written_at_turns:
+                return  # nothing new since the last write
+            if not any(t["role"] == "user" for t in conversation.transcript):
+                return
+            try:
+                self.pipeline.checkpoint(self._entry(conversation))
+            except Exception as exc:
+                self.metrics["checkpoint_failures"] += 1
+                logger.error("agent=%s could not checkpoint the conversation: %s", self.agent_name, type(exc).__name__)
+                return
+            conversation.written_at_turns = turns
+            self.metrics["checkpoints"] += 1
+
     def _end_locked(self, conversation: _Conversation) -> str | None:
         if not self.summarize or len(conversation.transcript) == conversation.ended_at_turns:
             return None  # already handed over, nothing new since
@@ -300,9 +327,16 @@ class MemoryPlugin(Plugin):
         if self.pipeline is None:
             logger.warning("agent=%s has no summary pipeline; conversation not summarized", self.agent_name)
             return None
+        entry_id = self.pipeline.end_conversation(self._entry(conversation))
+        conversation.ended_at_turns = conversation.written_at_turns = len(conversation.transcript)
+        self.metrics["conversations_ended"] += 1
+        return entry_id
+
+    def _entry(self, conversation: _Conversation) -> OutboxEntry:
+        """The conversation's outbox entry with its transcript so far (closed)."""
         inv = conversation.invocation
         assert self.agent_name is not None
-        entry = OutboxEntry(
+        return OutboxEntry(
             tenant_id=inv.tenant_id,
             user_id=inv.user_id,
             agent_name=self.agent_name,
@@ -310,10 +344,6 @@ class MemoryPlugin(Plugin):
             transcript=list(conversation.transcript),
             opened=conversation.opened,
         )
-        entry_id = self.pipeline.end_conversation(entry)
-        conversation.ended_at_turns = len(conversation.transcript)
-        self.metrics["conversations_ended"] += 1
-        return entry_id
 
     def _scope(self, invocation: Invocation) -> Scope:
         return Scope(user_id=invocation.user_id, tenant_id=invocation.tenant_id, agent_name=self.agent_name)

@@ -53,13 +53,13 @@ def test_outbox_put_is_durable_idempotent_and_removable(outbox_dir: Path) -> Non
 
 
 def test_outbox_round_trips_every_field(outbox_dir: Path) -> None:
-    original = entry(tenant_id=None, attempts=2, opened="2025-01-02T03:04:05.678+00:00~0a1b2c3d")
+    original = entry(tenant_id=None, attempts=2, opened="2025-01-02T03:04:05.678+00:00~0a1b2c3d", open=True)
     outbox = Outbox(outbox_dir)
     outbox.put(original)
     assert outbox.get(original.entry_id) == original
     raw = json.loads((outbox_dir / f"{original.entry_id}.json").read_text())
     assert set(raw) == {"tenant_id", "user_id", "agent_name", "conversation_id", "transcript", "created_at", "attempts",
-                        "opened"}
+                        "opened", "open"}
 
 
 def test_outbox_ids_are_distinct_per_identity_part(outbox_dir: Path) -> None:
