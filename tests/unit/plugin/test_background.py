@@ -477,3 +477,93 @@ def test_outbox_failure_on_end_session_does_not_fail_the_turn(fake_store, make_p
     assert any("could not record" in r.getMessage() for r in caplog.records)
     with pytest.raises(OSError):  # the explicit call reports it to the app
         plugin.end_conversation()
+
+
+# -- checkpoints of open conversations ---------------------------------------------------------
+
+
+def talk(pipeline: Any, *prompts: str) -> MemoryPlugin:
+    """A conversation of ``prompts`` on a fresh orchestrator, never ended."""
+    plugin = MemoryPlugin(pipeline.store, pipeline=pipeline)
+    agent = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator", plugins=[plugin], callback_handler=None)
+    for prompt in prompts:
+        agent(prompt, invocation_state=state())
+    return plugin
+
+
+def test_checkpoints_are_open_entries_the_pipeline_never_schedules(fake_store, make_pipeline) -> None:
+    busy = BusyTasks()
+    pipeline = make_pipeline(fake_store, retry=FAST_SWEEP, on_task_start=busy.start, on_task_end=busy.end)
+    pipeline.start_sweeper()
+    plugin = talk(pipeline, "My budget is 2M.", "I like tea.")
+    (pending,) = pipeline.outbox.pending()
+    assert pending.open and [t["text"] for t in pending.transcript if t["role"] == "user"] == ["My budget is 2M.", "I like tea."]
+    assert pending.entry_id == summary_key("acme", "alice", "orchestrator", "conv-9", plugin.opened)
+    time.sleep(0.1)  # several sweep backoffs
+    assert pipeline.wait(0) and pipeline.sweep() == 0 and pipeline.waiting == 0
+    assert fake_store.store_calls == [] and busy.started == 0  # live: not summarized, app not busy
+    assert pipeline.metrics["checkpoints"] == 2 and pipeline.metrics["accepted"] == 0
+
+    assert plugin.end_conversation() == pending.entry_id  # closes the same entry
+    assert pipeline.wait(5)
+    (memory,) = fake_store.memories.values()
+    assert memory.id == pending.entry_id and memory.content == "My budget is 2M. I like tea."
+    assert pipeline.outbox.pending() == [] and busy.open == set()
+
+
+def test_start_up_replay_closes_open_entries_and_stores_them_exactly_once(fake_store, make_pipeline) -> None:
+    crashed = make_pipeline(fake_store)
+    plugin = talk(crashed, "My boat is called Wave.", "My kite is called Zephyr.")
+    # the process dies here: no end_session, no idle timer, no shutdown
+    for _ in range(2):  # the first start closes and stores it, the second finds nothing
+        restarted = make_pipeline(fake_store)
+        restarted.replay_pending()
+        assert restarted.wait(5) and restarted.outbox.pending() == []
+    (memory,) = fake_store.memories.values()
+    assert memory.id == summary_key("acme", "alice", "orchestrator", "conv-9", plugin.opened)
+    assert "Wave" in memory.content and "Zephyr" in memory.content
+    assert len(fake_store.store_calls) == 1
+
+
+def test_replay_of_an_open_entry_already_stored_does_not_duplicate(fake_store, make_pipeline, outbox_dir) -> None:
+    e = entry(open=True)
+    Outbox(outbox_dir).put(e)
+    fake_store.store(Scope("alice", "acme", "orchestrator"), "old", conversation_id="conv-1", key=e.key)
+    pipeline = make_pipeline(fake_store)
+    assert pipeline.replay_pending() == 1 and pipeline.metrics["closed_at_replay"] == 1
+    assert pipeline.wait(5)
+    assert list(fake_store.memories) == [e.key] and fake_store.memories[e.key].content == "My budget is 2M."
+
+
+def test_an_exhausted_entry_whose_conversation_went_on_is_left_for_its_end(fake_store, make_pipeline) -> None:
+    failing_then_ok(fake_store, failures=2)
+    pipeline = make_pipeline(fake_store, retry=FAST_SWEEP)
+    pipeline.end_conversation(entry(text="I own a cat."))
+    assert pipeline.wait(5) and wait_until(lambda: pipeline.waiting == 1)
+    pipeline.checkpoint(entry(text="I own a cat. And a dog."))  # the same conversation goes on
+    time.sleep(0.06)
+    assert pipeline.sweep() == 1 and pipeline.wait(5)
+    assert fake_store.memories == {} and pipeline.waiting == 0  # the live conversation was not summarized
+    (left,) = pipeline.outbox.pending()
+    assert left.open and left.transcript[0]["text"] == "I own a cat. And a dog."
+
+
+def test_a_checkpoint_during_the_summary_of_its_ended_entry_is_kept(fake_store, make_pipeline) -> None:
+    started, gate = threading.Event(), threading.Event()
+
+    class Slow(Summarizer):
+        def summarize(self, turns):  # type: ignore[override]
+            started.set()
+            gate.wait(5)
+            return " ".join(t["text"] for t in turns if t["role"] == "user")
+
+    pipeline = make_pipeline(fake_store, Slow())
+    pipeline.end_conversation(entry(text="first part."))
+    assert started.wait(5)
+    pipeline.checkpoint(entry(text="first part. second part."))  # the conversation went on
+    gate.set()
+    assert pipeline.wait(5)
+    (memory,) = fake_store.memories.values()
+    assert memory.content == "first part."  # what was ended is stored ...
+    (left,) = pipeline.outbox.pending()  # ... and the newer checkpoint survives for the next start
+    assert left.open and left.transcript[0]["text"] == "first part. second part."

@@ -11,6 +11,7 @@ from strands import Agent
 
 from memory.context_block import CLOSE_TAG, OPEN_TAG, extract_block
 from memory.errors import BackendUnavailable
+from memory.keys import summary_key
 from memory.models import Scope
 from memory.plugin import MemoryPlugin
 from memory.recall_tool import RECALL_TOOL_NAME
@@ -265,16 +266,30 @@ def test_the_refused_default_name_is_the_sdks_own() -> None:
 
 
 class RecordingPipeline:
-    """Records the thread each ``end_conversation`` (the outbox write) runs on."""
+    """Records the entries and threads of ``end_conversation`` and ``checkpoint`` (the outbox writes)."""
 
     def __init__(self) -> None:
         self.threads: list[threading.Thread] = []
         self.entries: list[Any] = []
+        self.checkpoints: list[Any] = []
+        self.checkpoint_threads: list[threading.Thread] = []
+        self.fail_checkpoint: Exception | None = None
 
     def end_conversation(self, entry: Any) -> str:
         self.threads.append(threading.current_thread())
         self.entries.append(entry)
         return entry.entry_id
+
+    def checkpoint(self, entry: Any) -> str:
+        self.checkpoint_threads.append(threading.current_thread())
+        if self.fail_checkpoint is not None:
+            raise self.fail_checkpoint
+        self.checkpoints.append(entry)
+        return entry.entry_id
+
+
+def user_texts(entry: Any) -> list[str]:
+    return [t["text"] for t in entry.transcript if t["role"] == "user"]
 
 
 async def test_end_session_writes_the_outbox_off_the_event_loop(fake_store) -> None:
@@ -309,4 +324,49 @@ def test_read_only_plugin_injects_and_recalls_but_never_summarizes(fake_store) -
     assert plugin.transcript == [] and plugin.end_conversation() is None
     agent("other conversation", invocation_state=state("conv-2"))
     assert pipeline.entries == [] and plugin.metrics["conversations_ended"] == 0
+    assert pipeline.checkpoints == [] and pipeline.checkpoint_threads == []
+    assert plugin.metrics["checkpoints"] == 0
+
+
+async def test_every_turn_checkpoints_the_growing_transcript_off_the_event_loop(fake_store) -> None:
+    pipeline = RecordingPipeline()
+    agent, plugin = make_agent(fake_store, ScriptedModel(["a1", "a2", "a3"]), pipeline=pipeline)
+    await agent.invoke_async("I like tea.", invocation_state=state())
+    assert [user_texts(e) for e in pipeline.checkpoints] == [["I like tea."]]  # durable once answered
+    await agent.invoke_async("My cat is Tom.", invocation_state=state())
+    await agent.invoke_async("Bye.", invocation_state=state(end_session=True))
+    assert [user_texts(e) for e in pipeline.checkpoints] == [["I like tea."], ["I like tea.", "My cat is Tom."]]
+    assert [t["text"] for t in pipeline.checkpoints[1].transcript if t["role"] == "assistant"] == ["a1", "a2"]
+    (ended,) = pipeline.entries  # the last turn ends instead of checkpointing
+    assert user_texts(ended) == ["I like tea.", "My cat is Tom.", "Bye."]
+    assert {e.entry_id for e in pipeline.checkpoints} == {ended.entry_id}  # one entry, overwritten
+    assert ended.entry_id == summary_key("acme", "alice", "orchestrator", "conv-1", plugin.opened)
+    assert threading.main_thread() not in pipeline.checkpoint_threads
+    assert plugin.metrics["checkpoints"] == 2 and plugin.metrics["checkpoint_failures"] == 0
+
+
+def test_no_checkpoint_without_identity_or_without_a_pipeline(fake_store) -> None:
+    pipeline = RecordingPipeline()
+    agent, plugin = make_agent(fake_store, ScriptedModel(default_reply="ok"), pipeline=pipeline)
+    agent("I like tea.", invocation_state={"user_id": "alice"})  # no conversation id: no memory
+    assert pipeline.checkpoints == [] and plugin.metrics["identity_missing"] == 1
+    bare, bare_plugin = make_agent(fake_store, ScriptedModel(default_reply="ok"))
+    bare("I like tea.", invocation_state=state())
+    assert bare_plugin.metrics["checkpoints"] == 0 and bare_plugin.metrics["checkpoint_failures"] == 0
+
+
+def test_a_failed_checkpoint_does_not_fail_the_turn_and_the_next_turn_retries(fake_store, caplog) -> None:
+    pipeline = RecordingPipeline()
+    pipeline.fail_checkpoint = OSError("disk full")
+    agent, plugin = make_agent(fake_store, ScriptedModel(["still here", "ok"]), pipeline=pipeline)
+    with caplog.at_level(logging.ERROR, logger="memory.plugin"):
+        result = agent("My dog is Rex.", invocation_state=state())
+    assert str(result).strip() == "still here"
+    assert plugin.metrics["checkpoint_failures"] == 1 and plugin.metrics["checkpoints"] == 0
+    assert any("could not checkpoint" in r.getMessage() for r in caplog.records)
+    assert not any("Rex" in r.getMessage() for r in caplog.records)  # no memory text in logs
+    pipeline.fail_checkpoint = None
+    agent("And a cat.", invocation_state=state())
+    (entry,) = pipeline.checkpoints
+    assert user_texts(entry) == ["My dog is Rex.", "And a cat."]
 
