@@ -1,7 +1,7 @@
 """Fault injection: S3 Vectors throttling and 5xx, STS failure, Bedrock embedding timeout,
 disk full / read-only state for the outbox and the local index, and a server killed while a
-summary is in flight. Turns still answer, accepted conversations are stored after recovery,
-exactly once.
+summary is in flight or in the middle of a conversation. Turns still answer, accepted
+conversations (and every answered turn) are stored after recovery, exactly once.
 """
 
 from __future__ import annotations
@@ -264,4 +264,32 @@ def test_sigkill_mid_summary_is_stored_exactly_once_after_restart(tmp_path: Path
             restarted.stop()
         memories = memories_of(read_store(tmp_path), "tenant-kill", "olga")
         assert [m.conversation_id for m in memories] == [session] and "Wave" in memories[0].content
+        assert not list((tmp_path / "outbox").glob("*.json"))
+
+
+def test_sigkill_mid_conversation_keeps_every_answered_turn(tmp_path: Path) -> None:
+    server = AgentServer(tmp_path).start()
+    token = DevIssuer(tmp_path / "dev-issuer").mint("tenant-crash", "pia")
+    session = f"crash-{uuid.uuid4()}"
+    try:
+        assert server.invoke(token, {"prompt": "My boat is called Wave."}, session).status_code == 200
+        assert server.invoke(token, {"prompt": "My kite is called Zephyr."}, session).status_code == 200
+        assert server.proc is not None
+        server.proc.kill()  # SIGKILL mid-conversation: no end_session, no idle timer, no shutdown
+        server.proc.wait(timeout=10)
+    finally:
+        server.stop()
+    (checkpoint,) = Outbox(tmp_path / "outbox").pending()
+    assert checkpoint.open and checkpoint.conversation_id == session
+    assert memories_of(read_store(tmp_path), "tenant-crash", "pia") == []
+
+    for _ in range(2):  # the first restart closes and stores it; the second finds nothing left
+        restarted = AgentServer(tmp_path).start()
+        try:
+            restarted.wait_idle(timeout=30)
+        finally:
+            restarted.stop()
+        memories = memories_of(read_store(tmp_path), "tenant-crash", "pia")
+        assert [m.conversation_id for m in memories] == [session], [m.content for m in memories]
+        assert "Wave" in memories[0].content and "Zephyr" in memories[0].content
         assert not list((tmp_path / "outbox").glob("*.json"))
