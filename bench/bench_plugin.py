@@ -3,8 +3,10 @@
 Scenarios, each timed as one ``agent(prompt)`` call:
 
 * first turn  -- a fresh conversation: the plugin embeds the prompt, queries the LocalIndex
-  (seeded with ``--memories`` memories over 20 users) and fills the system prompt;
-* later turn  -- a turn of a running conversation: the kept memory block is re-applied;
+  (seeded with ``--memories`` memories over 20 users), fills the system prompt and
+  checkpoints the transcript (an fsynced outbox write);
+* later turn  -- a turn of a running conversation: the kept memory block is re-applied and
+  the whole transcript so far is checkpointed (the conversation grows by one turn per sample);
 * end_session -- a last turn with ``end_session``: the transcript is written durably to the
   outbox and the summary is queued (the summary itself runs in the background, untimed).
 

@@ -226,8 +226,12 @@ def test_local_index_write_failure_keeps_the_summary_in_the_outbox(app_client, m
                             headers=_headers(issuer, session))
         assert ended.status_code == 200  # accepted: durable in the outbox
         assert pipeline.wait(10) and pipeline.metrics["exhausted"] == 1
-        again = client.post("/invocations", json={"prompt": "hello"}, headers=_headers(issuer, f"s-{uuid.uuid4()}"))
+        other = {"Authorization": f"Bearer {issuer.mint('acme', 'bob')}", SESSION_HEADER: f"s-{uuid.uuid4()}"}
+        again = client.post("/invocations", json={"prompt": "hello"}, headers=other)
         assert again.status_code == 200
+    # bob's conversation is still open (its per-turn checkpoint is in the outbox too): end it
+    assert client.post("/invocations", json={"end_session": True}, headers=other).status_code == 200
+    assert pipeline.wait(10)
     assert len(list((tmp_path / "outbox").glob("*.json"))) == 1
     assert pipeline.replay_pending() == 1 and pipeline.wait(10)  # what a restart does
     assert not list((tmp_path / "outbox").glob("*.json"))
