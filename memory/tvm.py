@@ -2,7 +2,7 @@
 
 Credentials are cached per tenant (bounded LRU) and refreshed ``refresh_margin_seconds``
 before they expire; concurrent callers for one tenant share a single STS call (single flight
-via a per-tenant lock stripe). Failures are not cached: the next call tries STS again
+via a per-tenant lock stripe), and so do their first clients. Failures are not cached: the next call tries STS again
 (botocore retries throttling and 5xx with adaptive backoff inside each attempt).
 """
 
@@ -115,14 +115,22 @@ class TokenVendingMachine:
         vended = self.credentials_for(tenant_id)
         key = (vended.tenant_id, service)
         access_key = vended.credentials.access_key_id
+        cached = self._cached_client(key, access_key)
+        if cached is not None:
+            return cached
+        with self._stripe(vended.tenant_id):  # single flight: one client per tenant and service
+            cached = self._cached_client(key, access_key)
+            if cached is not None:
+                return cached
+            client = self._client_factory(service, vended.credentials)
+            with self._lock:
+                self._clients[key] = (client, access_key)
+            return client
+
+    def _cached_client(self, key: tuple[str, str], access_key: str) -> Any:
         with self._lock:
             entry = self._clients.get(key)
-        if entry and entry[1] == access_key:
-            return entry[0]
-        client = self._client_factory(service, vended.credentials)
-        with self._lock:
-            self._clients[key] = (client, access_key)
-        return client
+        return entry[0] if entry and entry[1] == access_key else None
 
     def forget(self, tenant_id: str) -> None:
         """Drop the tenant's cached credentials and clients."""

@@ -82,6 +82,31 @@ def test_fifty_threads_one_tenant_one_sts_call(moto_sts):
     assert len(seen) == 50 and len(set(seen)) == 1
 
 
+def test_fifty_threads_one_tenant_one_client(moto_sts):
+    built = []
+
+    def slow_client_factory(service, credentials):
+        built.append(service)
+        time.sleep(0.05)  # client construction is slow enough for callers to pile up
+        return object()
+
+    tvm = _tvm(moto_sts, client_factory=slow_client_factory)
+    barrier = threading.Barrier(50)
+    clients = []
+
+    def worker():
+        barrier.wait()
+        clients.append(tvm.client_for("acme", "s3vectors"))
+
+    threads = [threading.Thread(target=worker) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert built == ["s3vectors"]  # single flight for the client too, not one per waiting caller
+    assert len(clients) == 50 and len({id(c) for c in clients}) == 1
+
+
 def test_one_call_per_tenant_and_clients_reused(moto_sts):
     tvm = _tvm(moto_sts)
     for _ in range(3):
