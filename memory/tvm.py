@@ -2,8 +2,9 @@
 
 Credentials are cached per tenant (bounded LRU) and refreshed ``refresh_margin_seconds``
 before they expire; concurrent callers for one tenant share a single STS call (single flight
-via a per-tenant lock stripe), and so do their first clients. Failures are not cached: the next call tries STS again
-(botocore retries throttling and 5xx with adaptive backoff inside each attempt).
+via a per-tenant lock stripe), and likewise one boto3 client per tenant and service. Failures
+are not cached: the next call tries STS again (botocore retries throttling and 5xx with
+adaptive backoff inside each attempt).
 """
 
 from __future__ import annotations
