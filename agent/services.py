@@ -129,11 +129,23 @@ def _build_memory(
 ) -> tuple[Any, PluginFactory]:
     from agent.models import is_small_local
     from memory.background import SummaryPipeline
+    from memory.errors import ConfigurationError
     from memory.outbox import Outbox
     from memory.plugin import MemoryPlugin
+    from memory.store import MemoryStore
     from memory.summarizer import Summarizer
 
     store = build_store(settings)
+    if isinstance(store, MemoryStore):
+        # Fail at start-up, with a clear error, when the one index is missing or was created for
+        # another embedder dimension. Multi-tenant indexes are verified at each tenant's first use.
+        try:
+            store.ensure()
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f"AGENT_EMBEDDER={settings.embedder} produces {store.embedder.dimension}-d vectors "
+                f"and cannot use this index: {exc}"
+            ) from exc
     summarizer = Summarizer(
         model, mode=settings.summary_mode, small_local_model=is_small_local(settings.model_provider)
     )
@@ -181,14 +193,18 @@ def build_store(settings: Settings) -> Any:
             tenant_id=tenant_id,
         )
     from memory.aws import make_client
+    from memory.s3vectors_index import S3VectorsIndex
 
-    return MemoryStore.for_s3vectors(
-        client=make_client("s3vectors", region=settings.region),
-        bucket=settings.vector_bucket,
-        index_name=index_name_for(tenant_id),
-        embedder=embedder,
-        tenant_id=tenant_id,
+    # The execution role may only use the onboarded index (GetIndex + vector actions), never
+    # create one: ensure() only verifies it ("onboard the tenant first" when it is missing).
+    index = S3VectorsIndex(
+        make_client("s3vectors", region=settings.region),
+        settings.vector_bucket,
+        index_name_for(tenant_id),
+        embedder.dimension,
+        create_if_missing=False,
     )
+    return MemoryStore(index, embedder, tenant_id=tenant_id)
 
 
 def _build_embedder(settings: Settings) -> Any:

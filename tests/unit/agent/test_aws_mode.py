@@ -1,0 +1,341 @@
+"""The app as deployed on AWS, in-process, under simulation: the real ``create_app`` and
+``build_services`` with S3 Vectors (moto + the QueryVectors route), Nova embeddings on Bedrock
+(every ``InvokeModel`` request checked against the Nova schema), the token vending machine
+against moto STS, Cognito tokens issued by moto and verified against its JWKS (moto server,
+reached through the real JWKS URL the app derives), and the echo scripted model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import quote
+
+import boto3
+import numpy as np
+import pytest
+from botocore.response import StreamingBody
+from jwt import PyJWKClient
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+from starlette.testclient import TestClient
+
+import memory.aws
+from agent.app import create_app
+from agent.services import Services, build_services
+from agent.settings import Settings
+from memory.embedders import NOVA_MODEL_ID
+from memory.errors import ConfigurationError, NotFound
+from memory.s3vectors_index import create_index_params
+from memory.tenants import index_name_for
+from scripts.common import Report, aws_client
+from scripts.tvm_role import ensure_role, permission_policy, trust_policy
+from scripts.vectors import ensure_bucket, onboard
+from tests.support.moto_s3vectors import install_query_route
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+BUCKET = "agent-memory-vectors"
+DIMENSION = 1024
+ECHO_MODEL = "import:tests.support.scripted_model:build_echo_model"
+SESSION = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
+COGNITO_HOST = f"https://cognito-idp.{REGION}.amazonaws.com"
+PASSWORD = "Passw0rd!Passw0rd"
+
+
+def _nova_vector(text: str) -> list[float]:
+    """A deterministic bag-of-words vector: shared words make texts similar."""
+    vector = np.zeros(DIMENSION)
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        vector[int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "big") % DIMENSION] += 1
+    return vector.tolist()
+
+
+@dataclass
+class AwsCalls:
+    """What the app sent to STS and Bedrock (recorded at the botocore layer)."""
+
+    assume_role: list[dict[str, Any]] = field(default_factory=list)
+    embeddings: list[dict[str, Any]] = field(default_factory=list)
+    jwks_urls: list[str] = field(default_factory=list)
+    bad_requests: list[str] = field(default_factory=list)
+
+
+def _install_recorders(monkeypatch: pytest.MonkeyPatch, calls: AwsCalls, jwks_endpoint: str | None) -> None:
+    """Record STS AssumeRole requests, answer Bedrock InvokeModel (Nova-shaped, request checked),
+    and route the verifier's Cognito JWKS fetch to the moto server."""
+    session = boto3.Session()
+
+    def on_assume_role(params: dict[str, Any], **_: Any) -> None:
+        calls.assume_role.append(dict(params))
+
+    def on_invoke_model(model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        try:  # the serialised request, after botocore validated it against the service model
+            body = json.loads(params["body"])
+            assert params["url_path"] == f"/model/{quote(NOVA_MODEL_ID, safe='')}/invoke"
+            assert params["headers"]["Content-Type"] == "application/json"
+            assert body["schemaVersion"] == "nova-multimodal-embed-v1"
+            assert body["taskType"] == "SINGLE_EMBEDDING"
+            single = body["singleEmbeddingParams"]
+            assert single["embeddingPurpose"] in ("GENERIC_INDEX", "GENERIC_RETRIEVAL")
+            assert single["embeddingDimension"] == DIMENSION
+            assert single["text"]["truncationMode"] == "END" and single["text"]["value"].strip()
+        except (AssertionError, KeyError, ValueError) as exc:
+            calls.bad_requests.append(repr(exc))  # the app may swallow the failure: assert later
+            raise
+        calls.embeddings.append(single)
+        payload = json.dumps(
+            {"embeddings": [{"embeddingType": "TEXT", "embedding": _nova_vector(single["text"]["value"])}]}
+        ).encode()
+        http = type("Http", (), {"status_code": 200, "headers": {}})()
+        parsed = {
+            "body": StreamingBody(io.BytesIO(payload), len(payload)),
+            "contentType": "application/json",
+            "ResponseMetadata": {"HTTPStatusCode": 200},
+        }
+        return http, parsed
+
+    session.events.register("provide-client-params.sts.AssumeRole", on_assume_role)
+    session.events.register("before-call.bedrock-runtime.InvokeModel", on_invoke_model)
+    monkeypatch.setattr(memory.aws, "_default_session", session)
+
+    if jwks_endpoint is not None:
+        real_fetch = PyJWKClient.fetch_data
+
+        def fetch_via_moto(self: PyJWKClient) -> Any:
+            calls.jwks_urls.append(self.uri)
+            real_uri = self.uri
+            assert real_uri.startswith(COGNITO_HOST + "/")
+            self.uri = jwks_endpoint + real_uri[len(COGNITO_HOST) :]  # the moto server plays the host
+            try:
+                return real_fetch(self)
+            finally:
+                self.uri = real_uri
+
+        monkeypatch.setattr(PyJWKClient, "fetch_data", fetch_via_moto)
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def _cognito_users(tenants: dict[str, str]) -> tuple[str, str, dict[str, str]]:
+    """A pool with custom:tenantId, an app client, and each user's IdToken."""
+    idp = boto3.client("cognito-idp", region_name=REGION)
+    pool_id = idp.create_user_pool(
+        PoolName="memory-users",
+        Schema=[{"Name": "tenantId", "AttributeDataType": "String", "Mutable": False}],
+    )["UserPool"]["Id"]
+    client_id = idp.create_user_pool_client(
+        UserPoolId=pool_id, ClientName="agent", ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH"]
+    )["UserPoolClient"]["ClientId"]
+    tokens = {}
+    for user, tenant in tenants.items():
+        idp.admin_create_user(
+            UserPoolId=pool_id,
+            Username=user,
+            UserAttributes=[{"Name": "custom:tenantId", "Value": tenant}],
+            MessageAction="SUPPRESS",
+        )
+        idp.admin_set_user_password(UserPoolId=pool_id, Username=user, Password=PASSWORD, Permanent=True)
+        tokens[user] = idp.admin_initiate_auth(
+            UserPoolId=pool_id,
+            ClientId=client_id,
+            AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+            AuthParameters={"USERNAME": user, "PASSWORD": PASSWORD},
+        )["AuthenticationResult"]["IdToken"]
+    return pool_id, client_id, tokens
+
+
+def _onboard(tenants: list[str], dimension: int = DIMENSION) -> Report:
+    """The operator's setup: the vector bucket and one index per tenant (the CLI's functions)."""
+    s3v = aws_client("s3vectors", REGION)
+    report = Report("setup")
+    ensure_bucket(s3v, report, BUCKET)
+    for tenant in tenants:
+        onboard(s3v, report, BUCKET, tenant, dimension)
+    return report
+
+
+def _tvm_role() -> str:
+    arn = ensure_role(
+        aws_client("iam", REGION),
+        Report("tvm-role"),
+        role_name="agent-memory-tvm",
+        trust=trust_policy([f"arn:aws:iam::{ACCOUNT}:role/agentcore-runtime"], account=ACCOUNT),
+        permissions=permission_policy(REGION, ACCOUNT, BUCKET),
+    )
+    assert arn is not None
+    return arn
+
+
+def _vectors(tenant: str) -> list[dict[str, Any]]:
+    """What an operator sees in the tenant's index."""
+    s3v = boto3.client("s3vectors", region_name=REGION)
+    return s3v.list_vectors(
+        vectorBucketName=BUCKET, indexName=index_name_for(tenant), returnMetadata=True
+    )["vectors"]
+
+
+def _app(settings: Settings) -> tuple[Any, dict[str, Services]]:
+    holder: dict[str, Services] = {}
+
+    def real_services(settings: Settings, **hooks: Any) -> Services:
+        holder["services"] = build_services(settings, **hooks)
+        return holder["services"]
+
+    return create_app(settings, services_factory=real_services), holder
+
+
+def _invoke(client: TestClient, token: str, session_id: str, **payload: Any) -> dict[str, Any]:
+    response = client.post(
+        "/invocations", json=payload, headers={"Authorization": f"Bearer {token}", SESSION: session_id}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _sid(n: int) -> str:
+    return f"session-{n:032x}"
+
+
+def test_multi_tenant_aws_configuration_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moto_server: str
+) -> None:
+    """Cognito + S3 Vectors + Bedrock embeddings + TVM: store, recall, isolation."""
+    install_query_route(monkeypatch)
+    calls = AwsCalls()
+    with mock_aws():
+        _install_recorders(monkeypatch, calls, jwks_endpoint=moto_server)
+        pool_id, client_id, tokens = _cognito_users({"alice": "tenant-a", "bob": "tenant-b"})
+        _onboard(["tenant-a", "tenant-b"])
+        settings = Settings(
+            auth_mode="cognito",
+            cognito_user_pool_id=pool_id,
+            cognito_client_ids=(client_id,),
+            tenant_mode="multi",
+            backend="s3vectors",
+            vector_bucket=BUCKET,
+            tvm_role_arn=_tvm_role(),
+            embedder="bedrock",
+            region=REGION,
+            model_provider=ECHO_MODEL,
+            state_dir=tmp_path,
+        )
+        app, holder = _app(settings)
+        with TestClient(app) as client:
+            stored = _invoke(
+                client, tokens["alice"], _sid(1), prompt="My favourite colour is teal.", end_session=True
+            )
+            assert stored["session_ended"] is True and stored["memories_used"] == []
+            assert holder["services"].pipeline.wait(timeout=10)
+
+            a_vectors, b_vectors = _vectors("tenant-a"), _vectors("tenant-b")
+            assert len(a_vectors) == 1 and b_vectors == []
+            assert "teal" in a_vectors[0]["metadata"]["content"]
+            assert a_vectors[0]["metadata"]["conversation_id"] == _sid(1)
+
+            recalled = _invoke(client, tokens["alice"], _sid(2), prompt="What is my favourite colour?")
+            assert "teal" in recalled["answer"].split("| MEMORY:")[1]
+            assert len(recalled["memories_used"]) == 1
+
+            other = _invoke(client, tokens["bob"], _sid(3), prompt="What is my favourite colour?")
+            assert other["answer"].endswith("| MEMORY: none") and other["memories_used"] == []
+            assert [e["embeddingPurpose"] for e in calls.embeddings].count("GENERIC_INDEX") == 1
+        # Shutdown ended the two open conversations: each summary went to its own tenant's index.
+        assert sorted(v["metadata"]["conversation_id"] for v in _vectors("tenant-a")) == [_sid(1), _sid(2)]
+        assert [v["metadata"]["conversation_id"] for v in _vectors("tenant-b")] == [_sid(3)]
+
+    assert calls.bad_requests == []
+    # Identity came from Cognito's tokens, checked against the pool's JWKS URL (fetched once).
+    assert calls.jwks_urls == [f"{COGNITO_HOST}/{pool_id}/.well-known/jwks.json"]
+    # One AssumeRole per tenant, tagged with that tenant, for the configured role.
+    assert [c["Tags"] for c in calls.assume_role] == [
+        [{"Key": "TenantID", "Value": "tenant-a"}],
+        [{"Key": "TenantID", "Value": "tenant-b"}],
+    ]
+    assert all(c["RoleArn"] == settings.tvm_role_arn for c in calls.assume_role)
+    assert all(c["TransitiveTagKeys"] == ["TenantID"] for c in calls.assume_role)
+    # Summaries (one per conversation) were embedded for indexing, the three prompts for retrieval.
+    purposes = [e["embeddingPurpose"] for e in calls.embeddings]
+    assert purposes.count("GENERIC_INDEX") == 3 and purposes.count("GENERIC_RETRIEVAL") == 3
+
+
+def _single_tenant_settings(tmp_path: Path) -> Settings:
+    return Settings(
+        auth_mode="dev",
+        tenant_mode="single",
+        single_tenant_id="tenant-a",
+        backend="s3vectors",
+        vector_bucket=BUCKET,
+        embedder="bedrock",
+        region=REGION,
+        model_provider=ECHO_MODEL,
+        state_dir=tmp_path,
+    )
+
+
+def test_single_tenant_aws_configuration_uses_the_onboarded_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Execution-role mode (dev tokens): the onboarded index is used, never created or assumed into."""
+    from auth.dev_issuer import DevIssuer
+
+    install_query_route(monkeypatch)
+    calls = AwsCalls()
+    with mock_aws():
+        _install_recorders(monkeypatch, calls, jwks_endpoint=None)
+        _onboard(["tenant-a"])
+        created: list[str] = []
+        session = memory.aws._default_session
+        session.events.register("before-call.s3vectors.CreateIndex", lambda **_: created.append("x"))
+        settings = _single_tenant_settings(tmp_path)
+        token = DevIssuer(settings.resolved_dev_issuer_dir).mint("tenant-a", "alice")
+        app, holder = _app(settings)
+        with TestClient(app) as client:
+            _invoke(client, token, _sid(1), prompt="My favourite colour is teal.", end_session=True)
+            assert holder["services"].pipeline.wait(timeout=10)
+            assert [v["metadata"]["conversation_id"] for v in _vectors("tenant-a")] == [_sid(1)]
+            recalled = _invoke(client, token, _sid(2), prompt="What is my favourite colour?")
+    assert "teal" in recalled["answer"].split("| MEMORY:")[1]
+    assert created == [] and calls.assume_role == [] and calls.bad_requests == []
+
+
+def test_single_tenant_without_an_onboarded_index_refuses_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with mock_aws():
+        _install_recorders(monkeypatch, AwsCalls(), jwks_endpoint=None)
+        _onboard([])  # the bucket only
+        app, _ = _app(_single_tenant_settings(tmp_path))
+        with pytest.raises(NotFound, match="onboard the tenant first"):
+            with TestClient(app):
+                pass
+        s3v = boto3.client("s3vectors", region_name=REGION)
+        assert s3v.list_indexes(vectorBucketName=BUCKET)["indexes"] == []  # nothing was created
+
+
+def test_single_tenant_index_of_another_dimension_refuses_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with mock_aws():
+        _install_recorders(monkeypatch, AwsCalls(), jwks_endpoint=None)
+        _onboard([])
+        s3v = boto3.client("s3vectors", region_name=REGION)
+        s3v.create_index(**create_index_params(BUCKET, index_name_for("tenant-a"), 256))  # WordLlama's
+        app, _ = _app(_single_tenant_settings(tmp_path))
+        with pytest.raises(ConfigurationError, match=r"bedrock produces 1024-d.*dimension 256"):
+            with TestClient(app):
+                pass
