@@ -7,10 +7,12 @@ reached through the real JWKS URL the app derives), and the echo scripted model.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -339,3 +341,43 @@ def test_single_tenant_index_of_another_dimension_refuses_to_start(
         with pytest.raises(ConfigurationError, match=r"bedrock produces 1024-d.*dimension 256"):
             with TestClient(app):
                 pass
+
+
+def test_multi_tenant_index_is_checked_at_first_use_and_never_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tenant that was not onboarded is answered without memory; its summary waits in the
+    outbox (no index is created with tenant credentials) and is stored once it is onboarded."""
+    from auth.dev_issuer import DevIssuer
+
+    install_query_route(monkeypatch)
+    calls = AwsCalls()
+    with mock_aws():
+        _install_recorders(monkeypatch, calls, jwks_endpoint=None)
+        _onboard(["tenant-a"])
+        settings = Settings(
+            auth_mode="dev", tenant_mode="multi", backend="s3vectors", vector_bucket=BUCKET,
+            tvm_role_arn=_tvm_role(), embedder="bedrock", region=REGION, model_provider=ECHO_MODEL,
+            state_dir=tmp_path, shutdown_grace_seconds=5,
+        )
+        token = DevIssuer(settings.resolved_dev_issuer_dir).mint("tenant-c", "carol")
+        app, holder = _app(settings)
+        with TestClient(app) as client:
+            pipeline = holder["services"].pipeline
+            pipeline.retry = dataclasses.replace(
+                pipeline.retry, base_delay=0.001, max_delay=0.002, sweep_base_delay=0.3, sweep_max_delay=0.3
+            )
+            answer = _invoke(client, token, _sid(1), prompt="My favourite colour is teal.", end_session=True)
+            assert answer["answer"].endswith("| MEMORY: none") and answer["memories_used"] == []
+            assert pipeline.wait(timeout=5) and pipeline.waiting == 1  # kept, not lost
+            s3v = boto3.client("s3vectors", region_name=REGION)
+            assert [i["indexName"] for i in s3v.list_indexes(vectorBucketName=BUCKET)["indexes"]] == [
+                index_name_for("tenant-a")
+            ]
+            _onboard(["tenant-c"])  # the operator onboards the tenant: the sweeper stores it
+            deadline = time.monotonic() + 5
+            while not _vectors("tenant-c") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert [v["metadata"]["conversation_id"] for v in _vectors("tenant-c")] == [_sid(1)]
+    assert [c["Tags"] for c in calls.assume_role] == [[{"Key": "TenantID", "Value": "tenant-c"}]]
+    assert calls.bad_requests == []
