@@ -31,6 +31,7 @@ import memory.aws
 from agent.app import create_app
 from agent.services import Services, build_services
 from agent.settings import Settings
+from auth.dev_issuer import DevIssuer
 from memory.embedders import NOVA_MODEL_ID
 from memory.errors import ConfigurationError, NotFound
 from memory.s3vectors_index import create_index_params
@@ -293,8 +294,6 @@ def test_single_tenant_aws_configuration_uses_the_onboarded_index(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Execution-role mode (dev tokens): the onboarded index is used, never created or assumed into."""
-    from auth.dev_issuer import DevIssuer
-
     install_query_route(monkeypatch)
     calls = AwsCalls()
     with mock_aws():
@@ -348,8 +347,6 @@ def test_multi_tenant_index_is_checked_at_first_use_and_never_created(
 ) -> None:
     """A tenant that was not onboarded is answered without memory; its summary waits in the
     outbox (no index is created with tenant credentials) and is stored once it is onboarded."""
-    from auth.dev_issuer import DevIssuer
-
     install_query_route(monkeypatch)
     calls = AwsCalls()
     with mock_aws():
