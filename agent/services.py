@@ -129,7 +129,7 @@ def _build_memory(
 ) -> tuple[Any, PluginFactory]:
     from agent.models import is_small_local
     from memory.background import SummaryPipeline
-    from memory.errors import ConfigurationError
+    from memory.errors import BackendUnavailable, ConfigurationError
     from memory.outbox import Outbox
     from memory.plugin import MemoryPlugin
     from memory.store import MemoryStore
@@ -139,6 +139,8 @@ def _build_memory(
     if isinstance(store, MemoryStore):
         # Fail at start-up, with a clear error, when the one index is missing or was created for
         # another embedder dimension. Multi-tenant indexes are verified at each tenant's first use.
+        # A transient fault (throttling, 5xx after retries) does not stop the app: the index is
+        # then verified at first use, like a tenant's.
         try:
             store.ensure()
         except ConfigurationError as exc:
@@ -146,6 +148,10 @@ def _build_memory(
                 f"AGENT_EMBEDDER={settings.embedder} produces {store.embedder.dimension}-d vectors "
                 f"and cannot use this index: {exc}"
             ) from exc
+        except BackendUnavailable as exc:
+            logger.warning(
+                "memory index not verified at start-up (%s); verified at first use", type(exc).__name__
+            )
     summarizer = Summarizer(
         model, mode=settings.summary_mode, small_local_model=is_small_local(settings.model_provider)
     )

@@ -33,8 +33,8 @@ from agent.services import Services, build_services
 from agent.settings import Settings
 from auth.dev_issuer import DevIssuer
 from memory.embedders import NOVA_MODEL_ID
-from memory.errors import ConfigurationError, NotFound
-from memory.s3vectors_index import create_index_params
+from memory.errors import BackendUnavailable, ConfigurationError, NotFound
+from memory.s3vectors_index import S3VectorsIndex, create_index_params
 from memory.tenants import index_name_for
 from scripts.common import Report, aws_client
 from scripts.tvm_role import ensure_role, permission_policy, trust_policy
@@ -340,6 +340,32 @@ def test_single_tenant_index_of_another_dimension_refuses_to_start(
         with pytest.raises(ConfigurationError, match=r"bedrock produces 1024-d.*dimension 256"):
             with TestClient(app):
                 pass
+
+
+def test_single_tenant_start_survives_a_transient_fault_and_verifies_at_first_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_query_route(monkeypatch)
+    with mock_aws():
+        _install_recorders(monkeypatch, AwsCalls(), jwks_endpoint=None)
+        _onboard(["tenant-a"])
+        real_ensure = S3VectorsIndex.ensure
+        faults = iter([BackendUnavailable("s3vectors get_index: throttled")])
+
+        def flaky_ensure(index: S3VectorsIndex) -> None:
+            fault = next(faults, None)
+            if fault is not None:
+                raise fault
+            real_ensure(index)
+
+        monkeypatch.setattr(S3VectorsIndex, "ensure", flaky_ensure)
+        settings = _single_tenant_settings(tmp_path)
+        token = DevIssuer(settings.resolved_dev_issuer_dir).mint("tenant-a", "alice")
+        app, holder = _app(settings)
+        with TestClient(app) as client:  # starts despite the fault at start-up
+            _invoke(client, token, _sid(1), prompt="My favourite colour is teal.", end_session=True)
+            assert holder["services"].pipeline.wait(timeout=10)
+        assert [v["metadata"]["conversation_id"] for v in _vectors("tenant-a")] == [_sid(1)]
 
 
 def test_multi_tenant_index_is_checked_at_first_use_and_never_created(
