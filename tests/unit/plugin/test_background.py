@@ -22,6 +22,19 @@ from memory.summarizer import Summarizer
 from tests.support.scripted_model import ScriptedModel
 
 
+class GatedSummarizer(Summarizer):
+    """Joins the user's turns, but only once ``gate`` is set (``started`` tells it is waiting)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, self.gate = threading.Event(), threading.Event()
+
+    def summarize(self, turns):  # type: ignore[override]
+        self.started.set()
+        self.gate.wait(5)
+        return " ".join(t["text"] for t in turns if t["role"] == "user")
+
+
 def entry(conversation: str = "conv-1", text: str = "My budget is 2M.", **kwargs: Any) -> OutboxEntry:
     return OutboxEntry(
         tenant_id=kwargs.pop("tenant_id", "acme"),
@@ -352,15 +365,9 @@ def test_wait_times_out_while_work_is_blocked(fake_store, make_pipeline) -> None
 
 
 def test_ending_again_while_running_summarizes_the_newer_transcript(fake_store, make_pipeline) -> None:
-    started, gate = threading.Event(), threading.Event()
-
-    class Slow(Summarizer):
-        def summarize(self, turns):  # type: ignore[override]
-            started.set()
-            gate.wait(5)
-            return " ".join(t["text"] for t in turns if t["role"] == "user")
-
-    pipeline = make_pipeline(fake_store, Slow())
+    slow = GatedSummarizer()
+    started, gate = slow.started, slow.gate
+    pipeline = make_pipeline(fake_store, slow)
     pipeline.end_conversation(entry(text="first part."))
     assert started.wait(5)
     pipeline.end_conversation(entry(text="first part. second part."))
@@ -549,15 +556,9 @@ def test_an_exhausted_entry_whose_conversation_went_on_is_left_for_its_end(fake_
 
 
 def test_a_checkpoint_during_the_summary_of_its_ended_entry_is_kept(fake_store, make_pipeline) -> None:
-    started, gate = threading.Event(), threading.Event()
-
-    class Slow(Summarizer):
-        def summarize(self, turns):  # type: ignore[override]
-            started.set()
-            gate.wait(5)
-            return " ".join(t["text"] for t in turns if t["role"] == "user")
-
-    pipeline = make_pipeline(fake_store, Slow())
+    slow = GatedSummarizer()
+    started, gate = slow.started, slow.gate
+    pipeline = make_pipeline(fake_store, slow)
     pipeline.end_conversation(entry(text="first part."))
     assert started.wait(5)
     pipeline.checkpoint(entry(text="first part. second part."))  # the conversation went on
