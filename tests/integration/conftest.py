@@ -17,7 +17,7 @@ import boto3
 import pytest
 
 import memory.aws
-from scripts.__main__ import main
+from tests.support.scripts_cli import Result, cli_runner
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,6 @@ class LiveSettings:
     region: str
     bucket: str
     tvm_role_arn: str
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture(autouse=True)
@@ -64,10 +57,4 @@ def live() -> LiveSettings:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """Run ``python -m scripts <argv>`` in-process and return its exit code and output."""
-
-    def run(*argv: str) -> Result:
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
+    return cli_runner(capsys)

@@ -35,33 +35,11 @@ def tenants(live, cli):
     pair = (f"it-a-{suffix}", f"it-b-{suffix}")
     region = ("--region", live.region)
     assert cli("vector-bucket", *region, "--bucket", live.bucket).code == 0
-    onboard = cli(
-        "tenant",
-        "onboard",
-        *region,
-        "--bucket",
-        live.bucket,
-        "--tenant",
-        pair[0],
-        "--tenant",
-        pair[1],
-        "--dimension",
-        str(DIM),
-    )
+    onboard_argv = ("tenant", "onboard", *region, "--bucket", live.bucket,
+                    "--tenant", pair[0], "--tenant", pair[1], "--dimension", str(DIM))
+    onboard = cli(*onboard_argv)
     assert onboard.code == 0, onboard.err
-    again = cli(
-        "tenant",
-        "onboard",
-        *region,
-        "--bucket",
-        live.bucket,
-        "--tenant",
-        pair[0],
-        "--tenant",
-        pair[1],
-        "--dimension",
-        str(DIM),
-    )
+    again = cli(*onboard_argv)
     assert again.code == 0 and "Nothing to change" in again.out
     yield pair
     for tenant in pair:

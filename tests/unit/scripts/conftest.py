@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import pytest
 from moto import mock_aws
 
 import memory.aws
-from scripts.__main__ import main
+from tests.support.scripts_cli import Result, cli_runner
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 EXEC_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/agentcore-runtime"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture
@@ -34,10 +26,4 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """Run ``python -m scripts <argv>`` in-process and return its exit code and output."""
-
-    def run(*argv: str) -> Result:
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
+    return cli_runner(capsys)

@@ -1,0 +1,30 @@
+"""Run the operations CLI (``python -m scripts``) in-process in tests and capture its output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pytest
+
+from scripts.__main__ import main
+
+
+@dataclass
+class Result:
+    """Exit code and captured output of one CLI run."""
+
+    code: int
+    out: str
+    err: str
+
+
+def cli_runner(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    """A function running ``python -m scripts <argv>`` in-process, returning a Result."""
+
+    def run(*argv: str) -> Result:
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
