@@ -33,14 +33,12 @@ from memory.local_index import LocalIndex
 from memory.models import Scope
 from memory.outbox import Outbox
 from memory.plugin import MemoryPlugin
-from memory.s3vectors_index import S3VectorsIndex
 from memory.store import MultiTenantMemoryStore
 from memory.summarizer import Summarizer
-from memory.tenants import index_name_for
 from memory.tvm import TokenVendingMachine
 from tests.e2e.server import SESSION_HEADER, AgentServer
 from tests.hardening.conftest import memories_of, read_store
-from tests.support.moto_s3vectors import install_query_route
+from tests.support.moto_s3vectors import install_query_route, multi_tenant_store
 from tests.support.scripted_model import ScriptedModel
 
 BUCKET = "hardening-bucket"
@@ -105,12 +103,7 @@ def test_s3vectors_faults_degrade_then_replay_exactly_once(monkeypatch, tmp_path
 
     install_query_route(monkeypatch)
     with mock_aws():
-        client = make_client("s3vectors", region="us-east-1")
-        client.create_vector_bucket(vectorBucketName=BUCKET)
-        embedder = LocalEmbedder()
-        store = MultiTenantMemoryStore(
-            lambda tenant: S3VectorsIndex(client, BUCKET, index_name_for(tenant), embedder.dimension), embedder
-        )
+        client, store = multi_tenant_store(BUCKET, LocalEmbedder())
         store.store(SCOPE, "An older fact: my budget is 2M dollars.", conversation_id="c0")
         pipeline = SummaryPipeline(store, Outbox(tmp_path / "outbox"), Summarizer(ScriptedModel()), retry=FAST_RETRY)
         faults = Faults(status, code)

@@ -16,7 +16,12 @@ from moto.core.responses import ActionResult
 from moto.s3vectors import urls as s3vectors_urls
 from moto.s3vectors.responses import S3VectorsResponse
 
+from memory.aws import make_client
 from memory.filters import compile_filter
+from memory.protocols import Embedder
+from memory.s3vectors_index import S3VectorsIndex
+from memory.store import MultiTenantMemoryStore
+from memory.tenants import index_name_for
 
 
 def _query_vectors(self: S3VectorsResponse) -> ActionResult:
@@ -53,3 +58,14 @@ def install_query_route(monkeypatch: pytest.MonkeyPatch) -> None:
     """Register the QueryVectors route on moto's S3 Vectors mock until the test ends."""
     monkeypatch.setattr(S3VectorsResponse, "query_vectors", _query_vectors, raising=False)
     monkeypatch.setitem(s3vectors_urls.url_paths, "{0}/QueryVectors$", S3VectorsResponse.dispatch)
+
+
+def multi_tenant_store(bucket: str, embedder: Embedder) -> tuple[Any, MultiTenantMemoryStore]:
+    """Inside ``mock_aws``: a vector bucket and a multi-tenant store whose indexes are created on
+    first use (operator credentials, no TVM); returns the s3vectors client and the store."""
+    client = make_client("s3vectors", region="us-east-1")
+    client.create_vector_bucket(vectorBucketName=bucket)
+    store = MultiTenantMemoryStore(
+        lambda tenant: S3VectorsIndex(client, bucket, index_name_for(tenant), embedder.dimension), embedder
+    )
+    return client, store

@@ -22,11 +22,9 @@ from memory.keys import summary_key
 from memory.models import Scope
 from memory.outbox import Outbox
 from memory.plugin import MemoryPlugin
-from memory.s3vectors_index import S3VectorsIndex
 from memory.store import MemoryStore, MultiTenantMemoryStore, visibility_filter
 from memory.summarizer import Summarizer
-from memory.tenants import index_name_for
-from tests.support.moto_s3vectors import install_query_route
+from tests.support.moto_s3vectors import install_query_route, multi_tenant_store
 from tests.support.scripted_model import ScriptedModel
 
 REPO = Path(__file__).resolve().parents[3]
@@ -138,12 +136,7 @@ def test_s3vectors_under_moto_round_trip(monkeypatch, pipeline_for) -> None:
 
     install_query_route(monkeypatch)
     with mock_aws():
-        client = make_client("s3vectors", region="us-east-1")
-        client.create_vector_bucket(vectorBucketName=BUCKET)
-        embedder = LocalEmbedder()
-        store = MultiTenantMemoryStore(
-            lambda tenant: S3VectorsIndex(client, BUCKET, index_name_for(tenant), embedder.dimension), embedder
-        )
+        client, store = multi_tenant_store(BUCKET, LocalEmbedder())
         key = remember_budget(store, pipeline_for(store))
 
         listed = client.list_vectors(vectorBucketName=BUCKET, indexName="memory-acme", returnMetadata=True)["vectors"]
