@@ -37,8 +37,8 @@ def s3vectors_client(moto_query_route: None) -> Iterator[Any]:
 @pytest.fixture(params=["local", "s3vectors"])
 def index_factory(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     """Builds indexes (name, dimension) on either backend; the conformance suite runs on both."""
-    from memory.local_index import LocalIndex
-    from memory.s3vectors_index import S3VectorsIndex
+    from memory.index.local import LocalIndex
+    from memory.index.s3vectors import S3VectorsIndex
 
     if request.param == "local":
         return lambda name, dimension=DIMENSION: LocalIndex(tmp_path / "indexes", name, dimension)

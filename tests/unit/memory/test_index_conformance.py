@@ -7,8 +7,8 @@ import math
 import pytest
 
 from memory.errors import ConfigurationError, NotFound, ValidationError
-from memory.models import VectorRecord
-from memory.protocols import VectorIndex
+from memory.types import VectorRecord
+from memory.index.protocol import VectorIndex
 
 DATA = [
     VectorRecord("a", [1, 0, 0, 0], {"user_id": "u1", "agent_name": "x", "stored_at_epoch": 100, "type": "summary", "content": "A"}),

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from memory.errors import ConfigurationError, ValidationError
-from memory.local_index import LocalIndex
-from memory.models import VectorRecord
+from memory.index.local import LocalIndex
+from memory.types import VectorRecord
 
 
 def test_survives_restart(tmp_path):
@@ -103,7 +103,7 @@ def test_query_is_exact_against_numpy(tmp_path):
 
 def test_filtered_queries_stay_exact_after_random_overwrites_and_deletes(tmp_path):
     """The in-memory inverted index must agree with a plain scan after any write sequence."""
-    from memory.filters import compile_filter
+    from memory.index.filters import compile_filter
 
     rng = np.random.default_rng(3)
     index = LocalIndex(tmp_path, "memory-random", 4)

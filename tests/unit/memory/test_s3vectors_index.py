@@ -8,8 +8,8 @@ from botocore.stub import ANY, Stubber
 
 from memory.aws import make_client
 from memory.errors import AccessDenied, BackendUnavailable, MemoryLibraryError, NotFound
-from memory.models import VectorRecord
-from memory.s3vectors_index import S3VectorsIndex, create_index_params
+from memory.types import VectorRecord
+from memory.index.s3vectors import S3VectorsIndex, create_index_params
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""MemoryStore and MultiTenantMemoryStore on both backends: round trips, the agent rule,
+"""SingleTenantStore and MultiTenantStore on both backends: round trips, the agent rule,
 thresholds, forgetting, tenant validation and isolation (S3 Vectors via moto + TVM)."""
 
 from __future__ import annotations
@@ -11,16 +11,17 @@ import pytest
 from moto import mock_aws
 
 from memory.aws import make_client
-from memory.embedders import LocalEmbedder
+from memory.embedders.local import LocalEmbedder
 from memory.errors import ConfigurationError, InvalidTenantId, NotFound, ValidationError
 from memory.keys import summary_key
-from memory.local_index import LocalIndex
-from memory.models import Scope
-from memory.protocols import MemoryStoreProtocol
-from memory.s3vectors_index import create_index_params
-from memory.store import MemoryStore, MultiTenantMemoryStore
+from memory.index.local import LocalIndex
+from memory.types import Scope
+from memory.stores.protocol import MemoryBackend
+from memory.index.s3vectors import create_index_params
+from memory.stores.multi_tenant import MultiTenantStore
+from memory.stores.single_tenant import SingleTenantStore
 from memory.tenants import index_name_for
-from memory.tvm import TokenVendingMachine
+from memory.stores.tvm import TokenVendingMachine
 
 VOCAB = ["budget", "spend", "paris", "travel", "python", "code", "cat", "dog"]
 
@@ -49,7 +50,7 @@ class KeywordEmbedder:
 @pytest.fixture
 def store(index_factory):
     embedder = KeywordEmbedder()
-    return MemoryStore(index_factory("memory-store-test", embedder.dimension), embedder)
+    return SingleTenantStore(index_factory("memory-store-test", embedder.dimension), embedder)
 
 
 U1, U2 = "user-1", "user-2"
@@ -58,7 +59,7 @@ U1, U2 = "user-1", "user-2"
 def test_round_trip_metadata_and_scores(store):
     before = int(time.time())
     stored = store.store(Scope(U1, agent_name="planner"), "Budget spend is 2M", conversation_id="c1")
-    assert isinstance(store, MemoryStoreProtocol)
+    assert isinstance(store, MemoryBackend)
     assert stored.id.startswith("mem-") and stored.agent_name == "planner"
     (record,) = store.index.get([stored.id])
     assert record.metadata == {
@@ -114,7 +115,7 @@ def test_min_score_really_filters_and_results_are_best_first(store):
 
 def test_default_min_score_applies(index_factory):
     embedder = KeywordEmbedder()
-    store = MemoryStore(index_factory("memory-threshold", embedder.dimension), embedder, default_min_score=0.5)
+    store = SingleTenantStore(index_factory("memory-threshold", embedder.dimension), embedder, default_min_score=0.5)
     store.store(Scope(U1), "cat dog")
     assert store.retrieve(Scope(U1), "budget") == []
     assert len(store.retrieve(Scope(U1), "budget", min_score=0.0)) == 1
@@ -162,7 +163,7 @@ def test_validation(store, tmp_path):
     with pytest.raises(ValidationError):
         store.retrieve(Scope(U1), "budget", top_k=101)
     assert store.retrieve(Scope(U1), "") == []
-    tenant_store = MemoryStore(LocalIndex(tmp_path, "memory-acme", 9), KeywordEmbedder(), tenant_id="acme")
+    tenant_store = SingleTenantStore(LocalIndex(tmp_path, "memory-acme", 9), KeywordEmbedder(), tenant_id="acme")
     tenant_store.store(Scope(U1, tenant_id="acme"), "budget")
     with pytest.raises(ValidationError):
         tenant_store.list(Scope(U1, tenant_id="globex"))
@@ -172,11 +173,11 @@ def test_validation(store, tmp_path):
 
 def test_dimension_mismatch_is_a_configuration_error(tmp_path):
     with pytest.raises(ConfigurationError, match="expects 1024-d"):
-        MemoryStore(LocalIndex(tmp_path, "memory-x", 1024), LocalEmbedder())
+        SingleTenantStore(LocalIndex(tmp_path, "memory-x", 1024), LocalEmbedder())
 
 
 def test_wordllama_round_trip(tmp_path):
-    store = MemoryStore.for_local(root_dir=tmp_path, embedder=LocalEmbedder())
+    store = SingleTenantStore.for_local(root_dir=tmp_path, embedder=LocalEmbedder())
     store.store(Scope(U1), "The quarterly marketing budget is two million dollars")
     store.store(Scope(U1), "My cat is called Felix and likes tuna")
     best = store.retrieve(Scope(U1), "marketing budget", top_k=2, min_score=-1)
@@ -188,7 +189,7 @@ def test_wordllama_round_trip(tmp_path):
 
 @pytest.fixture
 def local_multi(tmp_path):
-    return MultiTenantMemoryStore.for_local(root_dir=tmp_path / "idx", embedder=KeywordEmbedder())
+    return MultiTenantStore.for_local(root_dir=tmp_path / "idx", embedder=KeywordEmbedder())
 
 
 def test_multi_tenant_isolation_local(local_multi, tmp_path):
@@ -226,7 +227,7 @@ def test_multi_tenant_requires_a_tenant(local_multi):
 def test_s3vectors_multi_tenant_requires_role_arn():
     for role in (None, ""):
         with pytest.raises(ConfigurationError, match="role ARN"):
-            MultiTenantMemoryStore.for_s3vectors(
+            MultiTenantStore.for_s3vectors(
                 bucket="b", role_arn=role, region="us-east-1", embedder=KeywordEmbedder()
             )
 
@@ -249,7 +250,7 @@ def test_s3vectors_multi_tenant_round_trip_under_moto(moto_query_route):
             "arn:aws:iam::123456789012:role/memory-tenant", region="us-east-1",
             sts_client_factory=CountingSts,
         )
-        store = MultiTenantMemoryStore.for_s3vectors(
+        store = MultiTenantStore.for_s3vectors(
             bucket="mem-bucket", role_arn=tvm.role_arn, region="us-east-1",
             embedder=KeywordEmbedder(), tvm=tvm,
         )

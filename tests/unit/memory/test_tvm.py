@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from memory.aws import make_client
 from memory.errors import AccessDenied, BackendUnavailable, ConfigurationError, InvalidTenantId
-from memory.tvm import TokenVendingMachine
+from memory.stores.tvm import TokenVendingMachine
 
 ROLE = "arn:aws:iam::123456789012:role/memory-tenant"
 

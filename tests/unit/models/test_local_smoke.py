@@ -16,7 +16,7 @@ class Answer(BaseModel):
 
 
 def test_real_model_answers_calls_tool_and_emits_schema_valid_json() -> None:
-    from agent.models import build_model
+    from agent.chat_models import build_model
 
     model = build_model("local", max_tokens=48, temperature=0.0)
     calls: list[str] = []

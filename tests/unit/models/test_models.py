@@ -17,7 +17,7 @@ from strands import Agent
 from strands.models import Model
 
 from agent import local_llm
-from agent.models import MissingDependencyError, build_model, is_small_local
+from agent.chat_models import MissingDependencyError, build_model, is_small_local
 
 
 def test_is_small_local() -> None:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from memory.models import Memory, Scope
+from memory.types import Memory, Scope
 
 _WORDS = re.compile(r"[a-z0-9$]+")
 
@@ -21,7 +21,7 @@ def _words(text: str) -> set[str]:
 
 
 class FakeStore:
-    """A ``MemoryStoreProtocol`` fake: word-overlap (Jaccard) similarity, same scoping rules.
+    """A ``MemoryBackend`` fake: word-overlap (Jaccard) similarity, same scoping rules.
 
     ``fail_retrieve`` / ``fail_store`` make the next calls raise; ``retrieve_calls`` and
     ``store_calls`` record the scopes used.
@@ -118,9 +118,9 @@ def outbox_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def make_pipeline(outbox_dir: Path) -> Iterator[Callable[..., Any]]:
     """Factory of SummaryPipelines over ``outbox_dir`` with fast retries; all shut down after."""
-    from memory.background import RetryPolicy, SummaryPipeline
-    from memory.outbox import Outbox
-    from memory.summarizer import Summarizer
+    from memory.pipeline.background import RetryPolicy, SummaryPipeline
+    from memory.pipeline.outbox import Outbox
+    from memory.pipeline.summarizer import Summarizer
 
     made: list[SummaryPipeline] = []
 

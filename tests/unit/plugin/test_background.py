@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from strands import Agent
 
-from memory.background import RetryPolicy
+from memory.pipeline.background import RetryPolicy
 from memory.errors import BackendUnavailable
 from memory.keys import summary_key
-from memory.models import Scope
-from memory.outbox import Outbox, OutboxEntry
-from memory.plugin import MemoryPlugin
-from memory.summarizer import Summarizer
+from memory.types import Scope
+from memory.pipeline.outbox import Outbox, OutboxEntry
+from memory.plugin.plugin import MemoryPlugin
+from memory.pipeline.summarizer import Summarizer
 from tests.support.scripted_model import ScriptedModel
 
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from strands import Agent
 
-from memory.context_block import CLOSE_TAG, OPEN_TAG, extract_block
+from memory.plugin.context_block import CLOSE_TAG, OPEN_TAG, extract_block
 from memory.errors import BackendUnavailable
 from memory.keys import summary_key
-from memory.models import Scope
-from memory.plugin import MemoryPlugin
-from memory.recall_tool import RECALL_TOOL_NAME
+from memory.types import Scope
+from memory.plugin.plugin import MemoryPlugin
+from memory.plugin.recall_tool import RECALL_TOOL_NAME
 from tests.support.scripted_model import ScriptedModel, ToolCall
 
 BASE = "You are a helpful assistant.\n\n{memory_context}\n\nBe brief."
@@ -75,7 +75,7 @@ def test_prompt_without_placeholder_gets_block_appended_and_one_warning(fake_sto
     fake_store.add(Scope("alice", "acme", "orchestrator"), "likes green tea")
     model = ScriptedModel(default_reply="ok")
     agent, _ = make_agent(fake_store, model, prompt="Plain prompt.")
-    with caplog.at_level(logging.WARNING, logger="memory.plugin"):
+    with caplog.at_level(logging.WARNING, logger="memory.plugin.plugin"):
         agent("green tea", invocation_state=state())
         agent("more tea", invocation_state=state())
     assert model.system_prompts[0].startswith("Plain prompt.\n\n" + OPEN_TAG)
@@ -139,7 +139,7 @@ def test_retrieval_failure_still_answers(fake_store, caplog) -> None:
     fake_store.fail_retrieve = BackendUnavailable("s3vectors down")
     model = ScriptedModel(["still here"])
     agent, plugin = make_agent(fake_store, model)
-    with caplog.at_level(logging.WARNING, logger="memory.plugin"):
+    with caplog.at_level(logging.WARNING, logger="memory.plugin.plugin"):
         result = agent("hello", invocation_state=state())
     assert str(result).strip() == "still here"
     assert plugin.metrics["retrieval_failures"] == 1
@@ -217,7 +217,7 @@ def test_recall_tool_failure_is_generic_for_the_model(fake_store, caplog) -> Non
     agent("hi", invocation_state=state())
     fake_store.fail_retrieve = BackendUnavailable("arn:aws:s3vectors:secret-detail")
     model.add_steps(ToolCall(RECALL_TOOL_NAME, {"query": "x"}), lambda call: call.last_tool_result_text)
-    with caplog.at_level(logging.WARNING, logger="memory.recall_tool"):
+    with caplog.at_level(logging.WARNING, logger="memory.plugin.recall_tool"):
         result = str(agent("recall", invocation_state=state()))
     assert "unavailable" in result and "secret-detail" not in result
     assert any("retrieval failed" in r.getMessage() for r in caplog.records)
@@ -260,7 +260,7 @@ async def test_retrieval_does_not_block_the_event_loop(fake_store) -> None:
 def test_the_refused_default_name_is_the_sdks_own() -> None:
     from strands.agent.agent import _DEFAULT_AGENT_NAME
 
-    from memory.plugin import SDK_DEFAULT_AGENT_NAME
+    from memory.plugin.plugin import SDK_DEFAULT_AGENT_NAME
 
     assert SDK_DEFAULT_AGENT_NAME == _DEFAULT_AGENT_NAME == Agent(model=ScriptedModel(), callback_handler=None).name
 
@@ -359,7 +359,7 @@ def test_a_failed_checkpoint_does_not_fail_the_turn_and_the_next_turn_retries(fa
     pipeline = RecordingPipeline()
     pipeline.fail_checkpoint = OSError("disk full")
     agent, plugin = make_agent(fake_store, ScriptedModel(["still here", "ok"]), pipeline=pipeline)
-    with caplog.at_level(logging.ERROR, logger="memory.plugin"):
+    with caplog.at_level(logging.ERROR, logger="memory.plugin.plugin"):
         result = agent("My dog is Rex.", invocation_state=state())
     assert str(result).strip() == "still here"
     assert plugin.metrics["checkpoint_failures"] == 1 and plugin.metrics["checkpoints"] == 0

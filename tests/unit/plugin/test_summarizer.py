@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from strands import Agent
 
-from memory.context_block import OPEN_TAG, fill_prompt, render_block
-from memory.recall_tool import RECALL_TOOL_NAME, clamp_top_k
-from memory.summarizer import (
+from memory.plugin.context_block import OPEN_TAG, fill_prompt, render_block
+from memory.plugin.recall_tool import RECALL_TOOL_NAME, clamp_top_k
+from memory.pipeline.summarizer import (
     SUMMARY_MARKER,
     SummarizationError,
     Summarizer,
@@ -152,8 +152,8 @@ def test_echo_model_echoes_with_the_memory_block_or_none() -> None:
 
 
 def test_echo_model_calls_the_recall_tool_and_answers_its_result(fake_store) -> None:
-    from memory.models import Scope
-    from memory.plugin import MemoryPlugin
+    from memory.types import Scope
+    from memory.plugin.plugin import MemoryPlugin
 
     fake_store.add(Scope("alice", "acme", "a"), "alice owns a red bike")
     model = EchoModel()

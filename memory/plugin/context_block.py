@@ -12,7 +12,7 @@ import html
 from datetime import timezone
 from typing import Sequence
 
-from memory.models import Memory
+from memory.types import Memory
 
 #: The placeholder an agent's base system prompt may contain; replaced by the block.
 PLACEHOLDER = "{memory_context}"

@@ -1,47 +1,23 @@
-"""Embedders: Amazon Nova 2 multimodal embeddings on Bedrock, and WordLlama offline."""
+"""Amazon Nova 2 multimodal embeddings on Bedrock."""
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from memory.aws import make_client, translate_error
+from memory.embedders.protocol import EmbeddingPurpose, check_purpose, normalise_rows
 from memory.errors import ConfigurationError, ValidationError
-from memory.protocols import EmbeddingPurpose, Embedder
 
 logger = logging.getLogger(__name__)
 
 NOVA_MODEL_ID = "amazon.nova-2-multimodal-embeddings-v1:0"
 NOVA_DIMENSIONS = (256, 384, 1024, 3072)
 _NOVA_PURPOSE = {"index": "GENERIC_INDEX", "retrieval": "GENERIC_RETRIEVAL"}
-
-
-def _normalise(matrix: np.ndarray) -> list[list[float]]:
-    """Rows scaled to unit length (all-zero rows stay zero)."""
-    matrix = np.nan_to_num(np.asarray(matrix, dtype=np.float32))
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return (matrix / np.where(norms == 0, 1, norms)).tolist()
-
-
-def _check_purpose(purpose: str) -> str:
-    if purpose not in _NOVA_PURPOSE:
-        raise ValidationError(f"embedding purpose must be 'index' or 'retrieval', got {purpose!r}")
-    return purpose
-
-
-def check_dimensions(embedder: Embedder, index_dimension: int) -> None:
-    """ConfigurationError unless the embedder produces vectors the index accepts."""
-    if embedder.dimension != index_dimension:
-        raise ConfigurationError(
-            f"embedder {type(embedder).__name__} produces {embedder.dimension}-d vectors but the "
-            f"index expects {index_dimension}-d; use an index created for this embedder"
-        )
 
 
 class BedrockEmbedder:
@@ -83,7 +59,7 @@ class BedrockEmbedder:
 
     def embed(self, texts: Sequence[str], purpose: EmbeddingPurpose) -> list[list[float]]:
         """One unit vector per text."""
-        _check_purpose(purpose)
+        check_purpose(purpose)
         rows = []
         for text in texts:
             if not isinstance(text, str) or not text.strip():
@@ -107,45 +83,4 @@ class BedrockEmbedder:
                     f"{self.model_id} returned {len(vector)}-d vectors, expected {self.dimension}"
                 )
             rows.append(vector)
-        return _normalise(np.asarray(rows, dtype=np.float32).reshape(len(rows), self.dimension))
-
-
-_WORDLLAMA_LOCK = threading.Lock()
-_WORDLLAMA: Any = None
-
-
-def _wordllama() -> Any:
-    """The process-wide WordLlama model, loaded once from the weights inside the wheel."""
-    global _WORDLLAMA
-    if _WORDLLAMA is None:
-        with _WORDLLAMA_LOCK:
-            if _WORDLLAMA is None:
-                try:
-                    import wordllama
-                    from wordllama import WordLlama
-                except ImportError as exc:
-                    raise ConfigurationError(
-                        "LocalEmbedder needs the 'wordllama' package (pip install '.[local]')"
-                    ) from exc
-                _WORDLLAMA = WordLlama.load(
-                    cache_dir=Path(wordllama.__file__).parent, disable_download=True
-                )
-                logger.info("loaded WordLlama l2_supercat (256-d)")
-    return _WORDLLAMA
-
-
-class LocalEmbedder:
-    """WordLlama ``l2_supercat`` 256-d embeddings, offline; the same vector for both purposes."""
-
-    dimension = 256
-
-    def embed(self, texts: Sequence[str], purpose: EmbeddingPurpose) -> list[list[float]]:
-        """One unit vector per text (all zeros when no token is known to the model)."""
-        _check_purpose(purpose)
-        items = list(texts)
-        if not items:
-            return []
-        if not all(isinstance(t, str) for t in items):
-            raise ValidationError("texts must be strings")
-        model = _wordllama()
-        return _normalise(model.embed(items, norm=False, return_np=True))
+        return normalise_rows(np.asarray(rows, dtype=np.float32).reshape(len(rows), self.dimension))

@@ -34,10 +34,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Any, Callable
 
-from memory.models import Scope
-from memory.outbox import Outbox, OutboxEntry
-from memory.protocols import MemoryStoreProtocol
-from memory.summarizer import Summarizer
+from memory.types import Scope
+from memory.pipeline.outbox import Outbox, OutboxEntry
+from memory.stores.protocol import MemoryBackend
+from memory.pipeline.summarizer import Summarizer
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class SummaryPipeline:
 
     def __init__(
         self,
-        store: MemoryStoreProtocol,
+        store: MemoryBackend,
         outbox: Outbox,
         summarizer: Summarizer,
         *,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from memory.keys import summary_key
-from memory.summarizer import Turn
+from memory.pipeline.summarizer import Turn
 
 logger = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from memory import limits
+from memory.index import limits
 from memory.aws import error_code, translate_error
 from memory.errors import ConfigurationError, NotFound
-from memory.filters import validate_filter
-from memory.models import NON_FILTERABLE_KEYS, QueryHit, VectorRecord
+from memory.index.filters import validate_filter
+from memory.types import NON_FILTERABLE_KEYS, QueryHit, VectorRecord
 
 logger = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from memory import limits
+from memory.index import limits
 from memory.errors import ConfigurationError, NotFound, ValidationError
-from memory.filters import compile_filter
-from memory.models import QueryHit, VectorRecord
+from memory.index.filters import compile_filter
+from memory.types import QueryHit, VectorRecord
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from memory.errors import ValidationError
-from memory.models import NON_FILTERABLE_KEYS
+from memory.types import NON_FILTERABLE_KEYS
 
 MIN_DIMENSION = 1
 MAX_DIMENSION = 4096

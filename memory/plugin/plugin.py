@@ -12,11 +12,11 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   memory, with a warning; there is no default user.
 * The first turn of a conversation retrieves the top-k memories for the prompt (this user,
   this agent, similarity >= ``min_score``) and fills ``{memory_context}`` in the agent's base
-  system prompt with a fenced block (``memory.context_block``). The block is re-applied on
+  system prompt with a fenced block (``memory.plugin.context_block``). The block is re-applied on
   every turn of that conversation. Without the placeholder the block is appended (warning
   once); without memories the placeholder is removed.
 * Retrieval failures degrade to no memory: a warning and ``metrics["retrieval_failures"]``.
-* The recall tool (``memory.recall_tool.RECALL_TOOL_NAME``) is registered with the agent.
+* The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent.
 * The plugin keeps the full text transcript (every message added, whatever the conversation
   manager later trims). ``end_session: True`` in ``invocation_state`` or ``end_conversation()``
   (idle timer, shutdown) hands it to the ``SummaryPipeline`` in the background (the outbox
@@ -47,15 +47,15 @@ from strands.agent.agent import _DEFAULT_AGENT_NAME
 from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, MessageAddedEvent
 from strands.plugins import Plugin, hook
 
-from memory.background import SummaryPipeline
-from memory.context_block import PLACEHOLDER, fill_prompt, render_block
+from memory.pipeline.background import SummaryPipeline
+from memory.plugin.context_block import PLACEHOLDER, fill_prompt, render_block
 from memory.errors import InvalidTenantId
 from memory.keys import new_conversation_marker
-from memory.models import Memory, Scope
-from memory.outbox import OutboxEntry
-from memory.protocols import MemoryStoreProtocol
-from memory.recall_tool import build_recall_tool
-from memory.summarizer import Turn, transcript_from_messages
+from memory.types import Memory, Scope
+from memory.pipeline.outbox import OutboxEntry
+from memory.stores.protocol import MemoryBackend
+from memory.plugin.recall_tool import build_recall_tool
+from memory.pipeline.summarizer import Turn, transcript_from_messages
 from memory.tenants import validate_tenant_id
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class MemoryPlugin(Plugin):
 
     def __init__(
         self,
-        store: MemoryStoreProtocol,
+        store: MemoryBackend,
         *,
         pipeline: SummaryPipeline | None,
         summarize: bool = True,

@@ -16,9 +16,9 @@ from typing import Any, Callable, Sequence
 from strands import ToolContext, tool
 from strands.tools.decorator import DecoratedFunctionTool
 
-from memory.context_block import render_block
-from memory.models import Memory, Scope
-from memory.protocols import MemoryStoreProtocol
+from memory.plugin.context_block import render_block
+from memory.types import Memory, Scope
+from memory.stores.protocol import MemoryBackend
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def clamp_top_k(top_k: Any, default: int, maximum: int) -> int:
 
 
 def build_recall_tool(
-    store: MemoryStoreProtocol,
+    store: MemoryBackend,
     scope_for: ScopeResolver,
     *,
     default_top_k: int = 5,

@@ -15,7 +15,7 @@ import math
 from typing import Any, Callable, Mapping
 
 from memory.errors import ValidationError
-from memory.models import NON_FILTERABLE_KEYS
+from memory.types import NON_FILTERABLE_KEYS
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
