@@ -29,7 +29,7 @@ from memory.pipeline.summarizer import Summarizer
 from tests.support.moto_s3vectors import install_query_route, multi_tenant_store
 from tests.support.scripted_model import ScriptedModel
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 BUCKET = "plugin-test-bucket"
 BASE = "You are the orchestrator.\n{memory_context}"
 
