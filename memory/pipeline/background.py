@@ -2,8 +2,9 @@
 
 ``end_conversation`` writes the entry to the durable outbox synchronously (accepted means
 durable), then submits the work and returns at once. The worker summarizes the transcript,
-stores one vector under the conversation's deterministic key (so a replay overwrites instead
-of duplicating) and only then removes the outbox entry. Failures retry with exponential
+stores the conversation's units (summary and excerpts, ``memory.pipeline.units``) under keys
+derived from its deterministic summary key (so a replay overwrites instead of duplicating)
+and only then removes the outbox entry. Failures retry with exponential
 backoff (``RetryPolicy.delay``); an entry whose attempts are exhausted stays in the outbox and
 waits for a re-sweep (``RetryPolicy.sweep_delay``: 30 s doubling to 10 min per exhausted
 round), which the sweeper thread (``start_sweeper``) or a ``sweep()`` call runs in-process;
@@ -34,10 +35,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Any, Callable
 
-from memory.types import Scope
 from memory.pipeline.outbox import Outbox, OutboxEntry
-from memory.stores.protocol import MemoryBackend
 from memory.pipeline.summarizer import Summarizer
+from memory.pipeline.units import store_conversation
+from memory.stores.protocol import MemoryBackend
 
 logger = logging.getLogger(__name__)
 
@@ -302,14 +303,7 @@ class SummaryPipeline:
             self._count("skipped_empty")
             logger.info("conversation had nothing to remember; no summary stored")
             return
-        scope = Scope(user_id=entry.user_id, tenant_id=entry.tenant_id, agent_name=entry.agent_name)
-        self.store.store(
-            scope,
-            summary,
-            conversation_id=entry.conversation_id,
-            memory_type="summary",
-            key=entry.key,
-        )
+        store_conversation(self.store, entry, summary)
         self._count("stored")
 
     def _count(self, name: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from cachetools import LRUCache
 
@@ -14,11 +14,10 @@ from memory.errors import ConfigurationError, ValidationError
 from memory.index.local import LocalIndex
 from memory.index.protocol import VectorIndex
 from memory.index.s3vectors import S3VectorsIndex
-from memory.stores.scoping import DEFAULT_MIN_SCORE
 from memory.stores.single_tenant import SingleTenantStore
 from memory.stores.tvm import TokenVendingMachine
 from memory.tenants import index_name_for, validate_tenant_id
-from memory.types import Memory, Scope
+from memory.types import Memory, MemoryUnit, Scope
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ class MultiTenantStore:
         index_factory: Callable[[str], VectorIndex],
         embedder: Embedder,
         *,
-        default_min_score: float = DEFAULT_MIN_SCORE,
+        default_min_score: float | None = None,
         max_cached_tenants: int = 1024,
     ) -> None:
         self._index_factory = index_factory
@@ -126,10 +125,24 @@ class MultiTenantStore:
             scope, content, conversation_id=conversation_id, memory_type=memory_type, key=key
         )
 
+    def store_units(
+        self,
+        scope: Scope,
+        units: Sequence[MemoryUnit],
+        *,
+        conversation_id: str,
+        opened: str | None = None,
+        replaces: Sequence[str] = (),
+    ) -> list[Memory]:
+        """Store a conversation's units in the scope's tenant index (see SingleTenantStore.store_units)."""
+        return self._for_scope(scope).store_units(
+            scope, units, conversation_id=conversation_id, opened=opened, replaces=replaces
+        )
+
     def retrieve(
         self, scope: Scope, query: str, *, top_k: int = 5, min_score: float | None = None
     ) -> list[Memory]:
-        """Most similar visible memories of the scope's tenant (see SingleTenantStore.retrieve)."""
+        """Best visible memories of the scope's tenant (see SingleTenantStore.retrieve)."""
         return self._for_scope(scope).retrieve(scope, query, top_k=top_k, min_score=min_score)
 
     def list(self, scope: Scope) -> list[Memory]:

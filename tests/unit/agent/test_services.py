@@ -19,7 +19,7 @@ from memory.pipeline.outbox import OutboxEntry
 
 
 class FailingThenOk:
-    """Wraps a store: ``store`` fails ``failures`` times, recording the ping status each time."""
+    """Wraps a store: ``store_units`` fails ``failures`` times, recording the ping status each time."""
 
     def __init__(self, store: Any, failures: int, app: BedrockAgentCoreApp) -> None:
         self.store_ = store
@@ -27,12 +27,12 @@ class FailingThenOk:
         self.app = app
         self.ping_seen: list[PingStatus] = []
 
-    def store(self, *args: Any, **kwargs: Any) -> Any:
+    def store_units(self, *args: Any, **kwargs: Any) -> Any:
         self.ping_seen.append(self.app.get_current_ping_status())
         if self.failures > 0:
             self.failures -= 1
             raise BackendUnavailable("outage")
-        return self.store_.store(*args, **kwargs)
+        return self.store_.store_units(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store_, name)
@@ -65,7 +65,7 @@ def test_exhausted_summary_is_retried_in_process_while_ping_stays_busy(tmp_path:
         assert pipeline.wait(5)
         assert flaky.ping_seen == [PingStatus.HEALTHY_BUSY] * 5 and pipeline.metrics["swept"] == 2
         assert app.get_current_ping_status() == PingStatus.HEALTHY
-        (memory,) = real_store.list(Scope("alice", "acme", "orchestrator"))
+        (memory,) = [m for m in real_store.list(Scope("alice", "acme", "orchestrator")) if m.memory_type == "summary"]
         assert memory.conversation_id == "sid-1" and "Rex" in memory.content
         assert pipeline.outbox.pending() == []
     finally:

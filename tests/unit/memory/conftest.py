@@ -72,11 +72,15 @@ class FakeStore:
     """A ``MemoryBackend`` fake: word-overlap (Jaccard) similarity, same scoping rules.
 
     ``fail_retrieve`` / ``fail_store`` make the next calls raise; ``retrieve_calls`` and
-    ``store_calls`` record the scopes used.
+    ``store_calls`` record the scopes used. ``store_units`` records one call per conversation
+    (its summary unit's fields plus every unit) and keeps summary units in ``memories``, other
+    units in ``excerpts``, so pipeline tests count conversations by their summaries (the real
+    stores' unit handling is tested in tests/unit/memory/stores and pipeline/test_units.py).
     """
 
     def __init__(self) -> None:
         self.memories: dict[str, Memory] = {}
+        self.excerpts: dict[str, Memory] = {}
         self.retrieve_calls: list[tuple[Scope, str, int]] = []
         self.store_calls: list[dict[str, Any]] = []
         self.fail_retrieve: Exception | None = None
@@ -112,6 +116,32 @@ class FakeStore:
             )
             self.memories[memory.id] = memory
             return memory
+
+    def store_units(self, scope: Scope, units: Any, *, conversation_id: str, opened: str | None = None,
+                    replaces: Any = ()) -> list[Memory]:
+        summaries = [u for u in units if u.memory_type == "summary"]
+        first = summaries[0] if summaries else units[0]
+        with self._lock:
+            self.store_calls.append(
+                {"scope": scope, "content": first.content, "conversation_id": conversation_id,
+                 "memory_type": first.memory_type, "key": first.key, "opened": opened, "units": list(units)}
+            )
+            if self.fail_store is not None:
+                raise self.fail_store
+            for key in replaces:
+                self.memories.pop(key, None)
+                self.excerpts.pop(key, None)
+            stored = []
+            for unit in units:
+                memory = Memory(
+                    id=unit.key, content=unit.content, user_id=scope.user_id,
+                    stored_at=datetime.now(timezone.utc), memory_type=unit.memory_type,
+                    agent_name=scope.agent_name, conversation_id=conversation_id, tenant_id=scope.tenant_id,
+                    opened=opened,
+                )
+                (self.memories if unit.memory_type == "summary" else self.excerpts)[unit.key] = memory
+                stored.append(memory)
+            return stored
 
     def _visible(self, scope: Scope, memory: Memory) -> bool:
         return (

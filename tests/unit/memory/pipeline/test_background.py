@@ -148,7 +148,7 @@ def test_entry_is_durable_before_the_work_runs(fake_store, make_pipeline) -> Non
 def test_transient_failure_retries_with_backoff_and_stores_once(fake_store, make_pipeline) -> None:
     failures = iter([BackendUnavailable("throttled")])
 
-    original = fake_store.store
+    original = fake_store.store_units
 
     def flaky_store(*args: Any, **kwargs: Any):
         error = next(failures, None)
@@ -156,7 +156,7 @@ def test_transient_failure_retries_with_backoff_and_stores_once(fake_store, make
             raise error
         return original(*args, **kwargs)
 
-    fake_store.store = flaky_store  # type: ignore[method-assign]
+    fake_store.store_units = flaky_store  # type: ignore[method-assign]
     pipeline = make_pipeline(fake_store)
     pipeline.end_conversation(entry())
     assert pipeline.wait(5)
@@ -207,9 +207,9 @@ class BusyTasks:
 
 
 def failing_then_ok(fake_store: Any, failures: int, busy: BusyTasks | None = None) -> list[int]:
-    """Make ``fake_store.store`` fail ``failures`` times, then work; returns the open-task counts
-    seen by every store call."""
-    original, seen, left = fake_store.store, [], [failures]
+    """Make ``fake_store.store_units`` fail ``failures`` times, then work; returns the open-task
+    counts seen by every store call."""
+    original, seen, left = fake_store.store_units, [], [failures]
 
     def store(*args: Any, **kwargs: Any):
         seen.append(len(busy.open) if busy else -1)
@@ -218,7 +218,7 @@ def failing_then_ok(fake_store: Any, failures: int, busy: BusyTasks | None = Non
             raise BackendUnavailable("outage")
         return original(*args, **kwargs)
 
-    fake_store.store = store  # type: ignore[method-assign]
+    fake_store.store_units = store  # type: ignore[method-assign]
     return seen
 
 

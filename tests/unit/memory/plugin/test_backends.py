@@ -48,6 +48,14 @@ def run_conversation(store: Any, pipeline: SummaryPipeline | None, prompts: list
     return model, plugin
 
 
+def summary_and_excerpts(memories: list[Any]) -> tuple[Any, list[Any]]:
+    """The one summary unit among ``memories`` and the excerpt units (both types checked)."""
+    (summary,) = [m for m in memories if m.memory_type == "summary"]
+    excerpts = [m for m in memories if m.memory_type == "excerpt"]
+    assert len(excerpts) + 1 == len(memories)
+    return summary, excerpts
+
+
 def remember_budget(store: Any, pipeline: SummaryPipeline, conversation: str = "c1") -> str:
     """Store one summary; returns its expected key (identity, conversation id, start marker)."""
     _, plugin = run_conversation(store, pipeline, [
@@ -82,10 +90,12 @@ def pipeline_for(tmp_path: Path) -> Iterator[Any]:
 def test_local_backend_full_cycle(local_store, pipeline_for) -> None:
     pipeline = pipeline_for(local_store)
     key = remember_budget(local_store, pipeline)
-    (stored,) = local_store.list(Scope("alice", "acme", "orchestrator"))
-    assert stored.id == key
-    assert stored.memory_type == "summary" and stored.conversation_id == "c1"
+    stored, excerpts = summary_and_excerpts(local_store.list(Scope("alice", "acme", "orchestrator")))
+    assert stored.id == key and [m.id for m in excerpts] == [f"{key}-x000"]
+    assert stored.conversation_id == excerpts[0].conversation_id == "c1"
+    assert stored.opened == excerpts[0].opened is not None
     assert "budget is 2M dollars" in stored.content
+    assert excerpts[0].content.startswith("USER: My project budget is 2M dollars.\nASSISTANT: ok")
 
     model, plugin = run_conversation(local_store, pipeline, [
         ("what is my project budget?", state("c2")),
@@ -95,7 +105,7 @@ def test_local_backend_full_cycle(local_store, pipeline_for) -> None:
     blocks = [extract_block(p) for p in model.system_prompts]
     assert blocks[0] is not None and "budget is 2M dollars" in blocks[0]
     assert blocks[0] == blocks[1] == blocks[2]
-    assert plugin.used_memory_ids == [stored.id]
+    assert plugin.used_memory_ids in ([stored.id], [excerpts[0].id])  # one result per conversation
 
 
 def test_a_conversation_id_reused_after_a_restart_keeps_both_memories(local_store, pipeline_for) -> None:
@@ -109,10 +119,12 @@ def test_a_conversation_id_reused_after_a_restart_keeps_both_memories(local_stor
     assert restarted.wait(10) and restarted.replay_pending() == 0
     scope = Scope("alice", "acme", "orchestrator")
     stored = {m.id: m for m in local_store.list(scope)}
-    assert first in stored and len(stored) == 2
-    assert sorted("budget" in m.content for m in stored.values()) == [False, True]
+    summaries = {k: m for k, m in stored.items() if m.memory_type == "summary"}
+    assert first in summaries and len(summaries) == 2 and len(stored) == 4  # each: summary + excerpt
+    assert sorted("budget" in m.content for m in summaries.values()) == [False, True]
     assert {m.conversation_id for m in stored.values()} == {"sid-1"}
-    assert local_store.forget(scope, conversation_id="sid-1") == 2  # forget --conversation <session id>
+    assert local_store.forget(scope, conversation_id="sid-1") == 4  # forget --conversation <session id>
+    assert local_store.list(scope) == []
 
 
 def test_local_backend_threshold_filters_unrelated_prompts(local_store, pipeline_for) -> None:
@@ -142,11 +154,13 @@ def test_s3vectors_under_moto_round_trip(monkeypatch, pipeline_for) -> None:
         key = remember_budget(store, pipeline_for(store))
 
         listed = client.list_vectors(vectorBucketName=BUCKET, indexName="memory-acme", returnMetadata=True)["vectors"]
-        assert [v["key"] for v in listed] == [key]
-        metadata = listed[0]["metadata"]
-        assert metadata["type"] == "summary" and metadata["conversation_id"] == "c1"
-        assert metadata["user_id"] == "alice" and metadata["agent_name"] == "orchestrator"
-        assert isinstance(metadata["stored_at_epoch"], (int, float))
+        assert sorted(v["key"] for v in listed) == [key, f"{key}-x000"]
+        for vector in listed:
+            metadata = vector["metadata"]
+            assert metadata["type"] == ("summary" if vector["key"] == key else "excerpt")
+            assert metadata["conversation_id"] == "c1" and metadata["opened"]
+            assert metadata["user_id"] == "alice" and metadata["agent_name"] == "orchestrator"
+            assert isinstance(metadata["stored_at_epoch"], (int, float))
 
         model, plugin = run_conversation(store, None, [
             ("what is my project budget?", state("c2")),
@@ -154,11 +168,12 @@ def test_s3vectors_under_moto_round_trip(monkeypatch, pipeline_for) -> None:
             ("bye", state("c2")),
         ])
         assert "budget is 2M dollars" in extract_block(model.system_prompts[2])
-        assert plugin.used_memory_ids == [key]
+        assert plugin.used_memory_ids in ([key], [f"{key}-x000"])
 
 
 def test_s3vectors_query_request_shape_with_stubber() -> None:
-    """The first turn's query is a valid QueryVectors request filtered by user and agent."""
+    """The first turn's query is a valid QueryVectors request filtered by user and agent, over-fetching
+    the service's maximum topK with metadata for the hybrid ranking."""
     client = make_client("s3vectors", region="us-east-1")
     store = SingleTenantStore.for_s3vectors(client=client, bucket=BUCKET, index_name="memory-acme",
                                       embedder=LocalEmbedder(), tenant_id="acme")
@@ -175,7 +190,7 @@ def test_s3vectors_query_request_shape_with_stubber() -> None:
                 "stored_at_epoch": 1_700_000_000, "content": injected}}],
             "distanceMetric": "cosine",
         }, {
-            "vectorBucketName": BUCKET, "indexName": "memory-acme", "topK": 5,
+            "vectorBucketName": BUCKET, "indexName": "memory-acme", "topK": 100,
             "queryVector": ANY, "returnDistance": True, "returnMetadata": True,
             "filter": visibility_filter(scope),
         })
@@ -201,7 +216,7 @@ CHILD = textwrap.dedent(
 
     root = sys.argv[1]
     store = MultiTenantStore.for_local(root_dir=root + "/indexes", embedder=LocalEmbedder())
-    store.store = lambda *a, **k: os._exit(9)  # the worker dies right before the vector is stored
+    store.store_units = lambda *a, **k: os._exit(9)  # the worker dies right before the vectors are stored
     pipeline = SummaryPipeline(store, Outbox(root + "/outbox"), Summarizer(ScriptedModel()))
     agent = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator",
                   plugins=[MemoryPlugin(store, pipeline=pipeline)], callback_handler=None)
@@ -235,7 +250,8 @@ def test_worker_killed_before_the_store_is_replayed_exactly_once(tmp_path: Path)
         assert pipeline.wait(10)
     finally:
         pipeline.shutdown()
-    (memory,) = store.list(scope)
+    memory, excerpts = summary_and_excerpts(store.list(scope))
     assert memory.id == summary_key("acme", "alice", "orchestrator", "c1", pending.opened)
+    assert [m.id for m in excerpts] == [f"{memory.id}-x000"]
     assert memory.content == "My project budget is 2M dollars. Bye."
     assert outbox.pending() == []
