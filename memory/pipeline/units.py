@@ -6,9 +6,15 @@ by the assistant can be lost. Every conversation is therefore stored as:
 
 * one ``summary`` unit under the conversation's summary key (``OutboxEntry.key``);
 * ``excerpt`` units under ``<summary key>-x<NNN>``: windows of consecutive turns, both speakers,
-  at most ``EXCERPT_MAX_CHARS`` each, consecutive windows sharing one turn (so a question and
-  its answer are never only apart), covering the whole transcript. Conversations longer than
-  ``MAX_EXCERPTS`` windows keep the latest ones (logged).
+  at most ``EXCERPT_MAX_TURNS`` turns and ``EXCERPT_MAX_CHARS`` characters each, consecutive
+  windows sharing one turn (so a question and its answer are never only apart), covering the
+  whole transcript;
+* ``statement`` units under ``<summary key>-s<NNN>``: each sentence the user stated
+  (``summarizer.user_statements``: pure questions dropped, repeats once). A fact said in
+  passing in a long turn full of other things is its own vector instead of a small part of
+  one (bench/bench_recall.py measures what each unit type adds).
+
+Conversations with more than ``MAX_EXCERPTS`` windows or statements keep the latest ones (logged).
 
 All units carry the same metadata (user, agent, ``conversation_id``, start marker ``opened``,
 ``stored_at_epoch``) and ``type``, so ``forget`` (by user or conversation) and retention reach
@@ -16,8 +22,9 @@ every one of them. Keys are derived from the summary key: replaying a conversati
 its units, and ``store_conversation`` deletes the excerpt keys a shorter earlier version no
 longer has (``replaces``), so the stored set is exactly that of the latest transcript.
 
-Sizes fit S3 Vectors: ``EXCERPT_MAX_CHARS`` characters of UTF-8 are at most ~6 KB of the 40 KB
-per vector (content is non-filterable); 1 + ``MAX_EXCERPTS`` units fit one 500-vector put batch.
+Sizes fit S3 Vectors: ``EXCERPT_MAX_CHARS`` characters of UTF-8 are at most ~3 KB of the 40 KB
+per vector (content is non-filterable; a statement is one sentence of a turn, itself bounded by
+the excerpt split); 1 + 2 x ``MAX_EXCERPTS`` units fit one 500-vector put batch.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import re
 from typing import Sequence
 
 from memory.pipeline.outbox import OutboxEntry
-from memory.pipeline.summarizer import ASSISTANT_PREFIX, USER_PREFIX, Turn, cut_at_sentence
+from memory.pipeline.summarizer import ASSISTANT_PREFIX, USER_PREFIX, Turn, cut_at_sentence, user_statements
 from memory.stores.protocol import MemoryBackend
 from memory.types import Memory, MemoryUnit, Scope
 
@@ -35,10 +42,12 @@ logger = logging.getLogger(__name__)
 
 SUMMARY_TYPE = "summary"
 EXCERPT_TYPE = "excerpt"
+STATEMENT_TYPE = "statement"
 #: Every unit type a conversation is stored as.
-UNIT_TYPES = (SUMMARY_TYPE, EXCERPT_TYPE)
-EXCERPT_MAX_CHARS = 1500
-EXCERPT_MAX_TURNS = 4
+UNIT_TYPES = (SUMMARY_TYPE, EXCERPT_TYPE, STATEMENT_TYPE)
+EXCERPT_MAX_CHARS = 800
+EXCERPT_MAX_TURNS = 2
+#: At most this many excerpts and this many statements per conversation (1 + 2 x 200 <= 500).
 MAX_EXCERPTS = 200
 
 _SPACES = re.compile(r"\s+")
@@ -49,9 +58,18 @@ def excerpt_key(summary_key: str, number: int) -> str:
     return f"{summary_key}-x{number:03d}"
 
 
+def statement_key(summary_key: str, number: int) -> str:
+    """The key of statement ``number`` (0-based) of the conversation with ``summary_key``."""
+    return f"{summary_key}-s{number:03d}"
+
+
 def unit_keys(summary_key: str) -> list[str]:
     """Every key a conversation's units may have (summary first)."""
-    return [summary_key, *(excerpt_key(summary_key, n) for n in range(MAX_EXCERPTS))]
+    return [
+        summary_key,
+        *(excerpt_key(summary_key, n) for n in range(MAX_EXCERPTS)),
+        *(statement_key(summary_key, n) for n in range(MAX_EXCERPTS)),
+    ]
 
 
 def _lines(turns: Sequence[Turn], max_chars: int) -> list[str]:
@@ -91,14 +109,20 @@ def excerpt_windows(
     return windows
 
 
+def _latest(items: list[str], what: str) -> list[str]:
+    if len(items) > MAX_EXCERPTS:
+        logger.warning("conversation has %d %s; keeping the latest %d", len(items), what, MAX_EXCERPTS)
+        return items[-MAX_EXCERPTS:]
+    return items
+
+
 def conversation_units(summary_key: str, turns: Sequence[Turn], summary: str) -> list[MemoryUnit]:
-    """The units of a conversation: the summary (if any) and its excerpt windows."""
+    """The units of a conversation: the summary (if any), its excerpt windows and statements."""
     units = [MemoryUnit(summary_key, summary, SUMMARY_TYPE)] if summary.strip() else []
-    windows = excerpt_windows(turns)
-    if len(windows) > MAX_EXCERPTS:
-        logger.warning("conversation has %d excerpt windows; keeping the latest %d", len(windows), MAX_EXCERPTS)
-        windows = windows[-MAX_EXCERPTS:]
+    windows = _latest(excerpt_windows(turns), "excerpt windows")
     units.extend(MemoryUnit(excerpt_key(summary_key, n), text, EXCERPT_TYPE) for n, text in enumerate(windows))
+    statements = _latest([t for t in user_statements(turns) if t != summary.strip()], "statements")
+    units.extend(MemoryUnit(statement_key(summary_key, n), text, STATEMENT_TYPE) for n, text in enumerate(statements))
     return units
 
 

@@ -9,7 +9,7 @@ instructions.
 from __future__ import annotations
 
 import html
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import Sequence
 
 from memory.types import Memory
@@ -26,18 +26,31 @@ HEADER = (
 )
 
 
-def _stored_at(memory: Memory) -> str:
-    stamp = memory.stored_at
+def _utc(stamp: datetime) -> str:
     if stamp.tzinfo is not None:
         stamp = stamp.astimezone(timezone.utc)
     return stamp.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def conversation_started(memory: Memory) -> str | None:
+    """When the memory's conversation started (from its start marker), None if unknown."""
+    if not memory.opened:
+        return None
+    try:
+        return _utc(datetime.fromisoformat(memory.opened.split("~", 1)[0]))
+    except ValueError:
+        return None
+
+
 def format_memory(memory: Memory) -> str:
-    """One memory as an escaped ``<memory>`` element carrying its id and stored date."""
+    """One memory as an escaped ``<memory>`` element: id, type, stored date and, when known, the
+    date its conversation started (so the model can reason about time)."""
+    started = conversation_started(memory)
     return (
-        f'<memory id="{html.escape(memory.id, quote=True)}" '
-        f'stored_at="{_stored_at(memory)}">{html.escape(memory.content, quote=True)}</memory>'
+        f'<memory id="{html.escape(memory.id, quote=True)}" type="{html.escape(memory.memory_type, quote=True)}" '
+        f'stored_at="{_utc(memory.stored_at)}"'
+        + (f' conversation_started="{started}"' if started else "")
+        + f">{html.escape(memory.content, quote=True)}</memory>"
     )
 
 

@@ -10,9 +10,12 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * Identity comes only from ``invocation_state`` (filled by the app from a verified token). A
   turn without ``user_id`` or ``conversation_id`` (or with an invalid tenant id) runs without
   memory, with a warning; there is no default user.
-* The first turn of a conversation retrieves the top-k memories for the prompt (this user,
-  this agent, similarity >= ``min_score``) and fills ``{memory_context}`` in the agent's base
-  system prompt with a fenced block (``memory.plugin.context_block``). The block is re-applied on
+* The first turn of a conversation retrieves the top-k memories (this user, this agent; one per
+  past conversation, hybrid-ranked by the store; ``min_score`` None uses the embedder's
+  calibrated floor) and fills ``{memory_context}`` in the agent's base system prompt with a
+  fenced block (``memory.plugin.context_block``), each memory with its conversation's date.
+  The query is all user text of that first invocation, not only its last message (a client
+  may send earlier context along), bounded to ``MAX_QUERY_CHARS`` of the latest text. The block is re-applied on
   every turn of that conversation. Without the placeholder the block is appended (warning
   once); without memories the placeholder is removed.
 * Retrieval failures degrade to no memory: a warning and ``metrics["retrieval_failures"]``.
@@ -54,7 +57,7 @@ from memory.keys import new_conversation_marker
 from memory.types import Memory, Scope
 from memory.pipeline.outbox import OutboxEntry
 from memory.stores.protocol import MemoryBackend
-from memory.plugin.recall_tool import build_recall_tool
+from memory.plugin.recall_tool import MAX_QUERY_CHARS, build_recall_tool
 from memory.pipeline.summarizer import Turn, transcript_from_messages
 from memory.tenants import validate_tenant_id
 
@@ -65,8 +68,6 @@ logger = logging.getLogger(__name__)
 
 #: The name the Strands SDK gives agents created without one; not unique, so refused.
 SDK_DEFAULT_AGENT_NAME: str = _DEFAULT_AGENT_NAME
-#: Default cosine-similarity floor for injected memories.
-DEFAULT_MIN_SCORE = 0.2
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class MemoryPlugin(Plugin):
         pipeline: SummaryPipeline | None,
         summarize: bool = True,
         top_k: int = 5,
-        min_score: float | None = DEFAULT_MIN_SCORE,
+        min_score: float | None = None,
         recall_top_k_max: int = 10,
     ) -> None:
         self.store = store
@@ -366,4 +367,4 @@ def _same_conversation(a: Invocation, b: Invocation) -> bool:
 def _prompt_text(messages: Sequence[Any] | None) -> str:
     """Text of the user input of this invocation."""
     turns = transcript_from_messages(list(messages or []))
-    return " ".join(t["text"] for t in turns if t["role"] == "user")
+    return " ".join(t["text"] for t in turns if t["role"] == "user")[-MAX_QUERY_CHARS:]

@@ -154,7 +154,9 @@ class SingleTenantStore:
         if not isinstance(conversation_id, str) or not conversation_id:
             raise ValidationError("conversation_id must be a non-empty string")
         units = [u for u in units if isinstance(u.content, str) and u.content.strip()]
-        vectors = self.embedder.embed([u.content for u in units], "index") if units else []
+        texts = list(dict.fromkeys(u.content for u in units))  # each distinct text embedded once
+        embedded = dict(zip(texts, self.embedder.embed(texts, "index"))) if texts else {}
+        vectors = [embedded[u.content] for u in units]
         records = [
             VectorRecord(u.key, v, self._metadata(scope, u.memory_type, u.content, conversation_id, opened))
             for u, v in zip(units, vectors)

@@ -192,6 +192,12 @@ def _vectors(tenant: str) -> list[dict[str, Any]]:
     )["vectors"]
 
 
+def _summaries(tenant: str) -> list[dict[str, Any]]:
+    """The tenant's summary vectors (one per stored conversation; its other units carry the same
+    conversation id)."""
+    return [v for v in _vectors(tenant) if v["metadata"]["type"] == "summary"]
+
+
 def _app(settings: Settings) -> tuple[Any, dict[str, Services]]:
     holder: dict[str, Services] = {}
 
@@ -246,9 +252,10 @@ def test_multi_tenant_aws_configuration_end_to_end(
             assert holder["services"].pipeline.wait(timeout=10)
 
             a_vectors, b_vectors = _vectors("tenant-a"), _vectors("tenant-b")
-            assert len(a_vectors) == 1 and b_vectors == []
-            assert "teal" in a_vectors[0]["metadata"]["content"]
-            assert a_vectors[0]["metadata"]["conversation_id"] == _sid(1)
+            assert sorted(v["metadata"]["type"] for v in a_vectors) == ["excerpt", "summary"]  # statement == summary
+            assert b_vectors == []
+            assert all("teal" in v["metadata"]["content"] for v in a_vectors)
+            assert {v["metadata"]["conversation_id"] for v in a_vectors} == {_sid(1)}
 
             recalled = _invoke(client, tokens["alice"], _sid(2), prompt="What is my favourite colour?")
             assert "teal" in recalled["answer"].split("| MEMORY:")[1]
@@ -256,10 +263,10 @@ def test_multi_tenant_aws_configuration_end_to_end(
 
             other = _invoke(client, tokens["bob"], _sid(3), prompt="What is my favourite colour?")
             assert other["answer"].endswith("| MEMORY: none") and other["memories_used"] == []
-            assert [e["embeddingPurpose"] for e in calls.embeddings].count("GENERIC_INDEX") == 1
+            assert [e["embeddingPurpose"] for e in calls.embeddings].count("GENERIC_INDEX") == len(a_vectors)
         # Shutdown ended the two open conversations: each summary went to its own tenant's index.
-        assert sorted(v["metadata"]["conversation_id"] for v in _vectors("tenant-a")) == [_sid(1), _sid(2)]
-        assert [v["metadata"]["conversation_id"] for v in _vectors("tenant-b")] == [_sid(3)]
+        assert sorted(v["metadata"]["conversation_id"] for v in _summaries("tenant-a")) == [_sid(1), _sid(2)]
+        assert [v["metadata"]["conversation_id"] for v in _summaries("tenant-b")] == [_sid(3)]
 
     assert calls.bad_requests == []
     # Identity came from Cognito's tokens, checked against the pool's JWKS URL (fetched once).
@@ -271,9 +278,10 @@ def test_multi_tenant_aws_configuration_end_to_end(
     ]
     assert all(c["RoleArn"] == settings.tvm_role_arn for c in calls.assume_role)
     assert all(c["TransitiveTagKeys"] == ["TenantID"] for c in calls.assume_role)
-    # Summaries (one per conversation) were embedded for indexing, the three prompts for retrieval.
+    # Every stored unit's distinct text was embedded for indexing (summary and excerpt of each of the
+    # three one-turn conversations; the one statement equals the summary), the three prompts for retrieval.
     purposes = [e["embeddingPurpose"] for e in calls.embeddings]
-    assert purposes.count("GENERIC_INDEX") == 3 and purposes.count("GENERIC_RETRIEVAL") == 3
+    assert purposes.count("GENERIC_INDEX") == 6 and purposes.count("GENERIC_RETRIEVAL") == 3
 
 
 def _single_tenant_settings(tmp_path: Path) -> Settings:
@@ -308,7 +316,7 @@ def test_single_tenant_aws_configuration_uses_the_onboarded_index(
         with TestClient(app) as client:
             _invoke(client, token, _sid(1), prompt="My favourite colour is teal.", end_session=True)
             assert holder["services"].pipeline.wait(timeout=10)
-            assert [v["metadata"]["conversation_id"] for v in _vectors("tenant-a")] == [_sid(1)]
+            assert [v["metadata"]["conversation_id"] for v in _summaries("tenant-a")] == [_sid(1)]
             recalled = _invoke(client, token, _sid(2), prompt="What is my favourite colour?")
     assert "teal" in recalled["answer"].split("| MEMORY:")[1]
     assert created == [] and calls.assume_role == [] and calls.bad_requests == []
@@ -365,7 +373,7 @@ def test_single_tenant_start_survives_a_transient_fault_and_verifies_at_first_us
         with TestClient(app) as client:  # starts despite the fault at start-up
             _invoke(client, token, _sid(1), prompt="My favourite colour is teal.", end_session=True)
             assert holder["services"].pipeline.wait(timeout=10)
-        assert [v["metadata"]["conversation_id"] for v in _vectors("tenant-a")] == [_sid(1)]
+        assert [v["metadata"]["conversation_id"] for v in _summaries("tenant-a")] == [_sid(1)]
 
 
 def test_multi_tenant_index_is_checked_at_first_use_and_never_created(
@@ -401,6 +409,6 @@ def test_multi_tenant_index_is_checked_at_first_use_and_never_created(
             deadline = time.monotonic() + 5
             while not _vectors("tenant-c") and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert [v["metadata"]["conversation_id"] for v in _vectors("tenant-c")] == [_sid(1)]
+            assert [v["metadata"]["conversation_id"] for v in _summaries("tenant-c")] == [_sid(1)]
     assert [c["Tags"] for c in calls.assume_role] == [[{"Key": "TenantID", "Value": "tenant-c"}]]
     assert calls.bad_requests == []

@@ -66,7 +66,10 @@ async def test_only_the_orchestrator_stores_the_summary_even_when_the_specialist
     assert plugins[SPECIALIST_NAME].transcript == []  # a read-only plugin keeps no transcript
     convo.end_conversation()
     assert pipeline.wait(10)
-    (summary,) = store.list(Scope("alice", "tenant-a"))
+    memories = store.list(Scope("alice", "tenant-a"))
+    assert {m.agent_name for m in memories} == {ORCHESTRATOR_NAME}  # every unit: the orchestrator's
+    assert all(delegated not in m.content for m in memories)
+    (summary,) = [m for m in memories if m.memory_type == "summary"]
     assert summary.agent_name == ORCHESTRATOR_NAME and summary.conversation_id == STATE["conversation_id"]
     assert summary.content == "Remember I prefer aisle seats." and delegated not in summary.content
     assert pipeline.metrics["accepted"] == 1
@@ -120,7 +123,7 @@ async def test_two_specialist_calls_in_one_message_run_one_after_the_other(memor
     assert model.specialist_inputs == ["tides", "winds"]
     convo.end_conversation()
     assert pipeline.wait(10)
-    assert [m.agent_name for m in store.list(Scope("alice", "tenant-a"))] == [ORCHESTRATOR_NAME]
+    assert {m.agent_name for m in store.list(Scope("alice", "tenant-a"))} == {ORCHESTRATOR_NAME}
 
 
 async def test_without_memory_the_placeholder_is_removed() -> None:

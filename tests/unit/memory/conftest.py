@@ -71,12 +71,15 @@ def _words(text: str) -> set[str]:
 class FakeStore:
     """A ``MemoryBackend`` fake: word-overlap (Jaccard) similarity, same scoping rules.
 
-    ``fail_retrieve`` / ``fail_store`` make the next calls raise; ``retrieve_calls`` and
+    ``min_score`` None uses the fake's own floor, ``DEFAULT_FLOOR`` (like a store's calibrated
+    one). ``fail_retrieve`` / ``fail_store`` make the next calls raise; ``retrieve_calls`` and
     ``store_calls`` record the scopes used. ``store_units`` records one call per conversation
     (its summary unit's fields plus every unit) and keeps summary units in ``memories``, other
     units in ``excerpts``, so pipeline tests count conversations by their summaries (the real
     stores' unit handling is tested in tests/unit/memory/stores and pipeline/test_units.py).
     """
+
+    DEFAULT_FLOOR = 0.2
 
     def __init__(self) -> None:
         self.memories: dict[str, Memory] = {}
@@ -155,13 +158,14 @@ class FakeStore:
         if self.fail_retrieve is not None:
             raise self.fail_retrieve
         q = _words(query)
+        floor = self.DEFAULT_FLOOR if min_score is None else min_score
         scored = []
         for memory in self.memories.values():
             if not self._visible(scope, memory):
                 continue
             words = _words(memory.content)
             score = len(q & words) / max(1, len(q | words))
-            if min_score is None or score >= min_score:
+            if score >= floor:
                 scored.append(Memory(**{**memory.__dict__, "score": score}))
         scored.sort(key=lambda m: -(m.score or 0))
         return scored[:top_k]

@@ -48,12 +48,16 @@ def run_conversation(store: Any, pipeline: SummaryPipeline | None, prompts: list
     return model, plugin
 
 
-def summary_and_excerpts(memories: list[Any]) -> tuple[Any, list[Any]]:
-    """The one summary unit among ``memories`` and the excerpt units (both types checked)."""
+def summary_and_units(memories: list[Any]) -> tuple[Any, list[Any]]:
+    """The one summary among ``memories`` and the other units, sorted by key (types checked)."""
     (summary,) = [m for m in memories if m.memory_type == "summary"]
-    excerpts = [m for m in memories if m.memory_type == "excerpt"]
-    assert len(excerpts) + 1 == len(memories)
-    return summary, excerpts
+    others = sorted((m for m in memories if m.memory_type != "summary"), key=lambda m: m.id)
+    assert {m.memory_type for m in others} == {"excerpt", "statement"}
+    return summary, others
+
+
+#: The units of the budget conversation: three two-turn windows and the user's two statements.
+BUDGET_UNITS = ["-s000", "-s001", "-x000", "-x001", "-x002"]
 
 
 def remember_budget(store: Any, pipeline: SummaryPipeline, conversation: str = "c1") -> str:
@@ -90,12 +94,13 @@ def pipeline_for(tmp_path: Path) -> Iterator[Any]:
 def test_local_backend_full_cycle(local_store, pipeline_for) -> None:
     pipeline = pipeline_for(local_store)
     key = remember_budget(local_store, pipeline)
-    stored, excerpts = summary_and_excerpts(local_store.list(Scope("alice", "acme", "orchestrator")))
-    assert stored.id == key and [m.id for m in excerpts] == [f"{key}-x000"]
-    assert stored.conversation_id == excerpts[0].conversation_id == "c1"
-    assert stored.opened == excerpts[0].opened is not None
+    stored, units = summary_and_units(local_store.list(Scope("alice", "acme", "orchestrator")))
+    assert stored.id == key and [m.id for m in units] == [key + suffix for suffix in BUDGET_UNITS]
+    assert {m.conversation_id for m in units} == {"c1"} and {m.opened for m in units} == {stored.opened}
+    assert stored.opened is not None
     assert "budget is 2M dollars" in stored.content
-    assert excerpts[0].content.startswith("USER: My project budget is 2M dollars.\nASSISTANT: ok")
+    assert units[0].content == "My project budget is 2M dollars."
+    assert units[2].content == "USER: My project budget is 2M dollars.\nASSISTANT: ok"
 
     model, plugin = run_conversation(local_store, pipeline, [
         ("what is my project budget?", state("c2")),
@@ -105,7 +110,8 @@ def test_local_backend_full_cycle(local_store, pipeline_for) -> None:
     blocks = [extract_block(p) for p in model.system_prompts]
     assert blocks[0] is not None and "budget is 2M dollars" in blocks[0]
     assert blocks[0] == blocks[1] == blocks[2]
-    assert plugin.used_memory_ids in ([stored.id], [excerpts[0].id])  # one result per conversation
+    assert len(plugin.used_memory_ids) == 1  # one result per conversation
+    assert plugin.used_memory_ids[0] in {stored.id, *(m.id for m in units)}
 
 
 def test_a_conversation_id_reused_after_a_restart_keeps_both_memories(local_store, pipeline_for) -> None:
@@ -120,10 +126,12 @@ def test_a_conversation_id_reused_after_a_restart_keeps_both_memories(local_stor
     scope = Scope("alice", "acme", "orchestrator")
     stored = {m.id: m for m in local_store.list(scope)}
     summaries = {k: m for k, m in stored.items() if m.memory_type == "summary"}
-    assert first in summaries and len(summaries) == 2 and len(stored) == 4  # each: summary + excerpt
+    assert first in summaries and len(summaries) == 2
     assert sorted("budget" in m.content for m in summaries.values()) == [False, True]
     assert {m.conversation_id for m in stored.values()} == {"sid-1"}
-    assert local_store.forget(scope, conversation_id="sid-1") == 4  # forget --conversation <session id>
+    assert len({m.opened for m in stored.values()}) == 2
+    # forget --conversation <session id>: every unit of both conversations
+    assert local_store.forget(scope, conversation_id="sid-1") == len(stored) == 2 * (1 + len(BUDGET_UNITS))
     assert local_store.list(scope) == []
 
 
@@ -154,10 +162,11 @@ def test_s3vectors_under_moto_round_trip(monkeypatch, pipeline_for) -> None:
         key = remember_budget(store, pipeline_for(store))
 
         listed = client.list_vectors(vectorBucketName=BUCKET, indexName="memory-acme", returnMetadata=True)["vectors"]
-        assert sorted(v["key"] for v in listed) == [key, f"{key}-x000"]
+        assert sorted(v["key"] for v in listed) == [key] + [key + suffix for suffix in BUDGET_UNITS]
         for vector in listed:
             metadata = vector["metadata"]
-            assert metadata["type"] == ("summary" if vector["key"] == key else "excerpt")
+            expected = {"": "summary", "-s": "statement", "-x": "excerpt"}[vector["key"][len(key):][:2]]
+            assert metadata["type"] == expected
             assert metadata["conversation_id"] == "c1" and metadata["opened"]
             assert metadata["user_id"] == "alice" and metadata["agent_name"] == "orchestrator"
             assert isinstance(metadata["stored_at_epoch"], (int, float))
@@ -168,7 +177,7 @@ def test_s3vectors_under_moto_round_trip(monkeypatch, pipeline_for) -> None:
             ("bye", state("c2")),
         ])
         assert "budget is 2M dollars" in extract_block(model.system_prompts[2])
-        assert plugin.used_memory_ids in ([key], [f"{key}-x000"])
+        assert len(plugin.used_memory_ids) == 1 and plugin.used_memory_ids[0].startswith(key)
 
 
 def test_s3vectors_query_request_shape_with_stubber() -> None:
@@ -250,8 +259,8 @@ def test_worker_killed_before_the_store_is_replayed_exactly_once(tmp_path: Path)
         assert pipeline.wait(10)
     finally:
         pipeline.shutdown()
-    memory, excerpts = summary_and_excerpts(store.list(scope))
+    memory, units = summary_and_units(store.list(scope))
     assert memory.id == summary_key("acme", "alice", "orchestrator", "c1", pending.opened)
-    assert [m.id for m in excerpts] == [f"{memory.id}-x000"]
+    assert [m.id for m in units] == [memory.id + suffix for suffix in ("-s000", "-s001", "-x000", "-x001", "-x002")]
     assert memory.content == "My project budget is 2M dollars. Bye."
     assert outbox.pending() == []
