@@ -10,9 +10,11 @@ by the assistant can be lost. Every conversation is therefore stored as:
   windows sharing one turn (so a question and its answer are never only apart), covering the
   whole transcript;
 * ``statement`` units under ``<summary key>-s<NNN>``: each sentence the user stated
-  (``summarizer.user_statements``: pure questions dropped, repeats once). A fact said in
-  passing in a long turn full of other things is its own vector instead of a small part of
-  one (bench/bench_recall.py measures what each unit type adds).
+  (``summarizer.user_statements``: pure questions dropped, repeats once) with at least
+  ``MIN_STATEMENT_TERMS`` content words ("Thanks, that is all for today." is not a fact and
+  would match every greeting). A fact said in passing in a long turn full of other things is
+  its own vector instead of a small part of one (bench/bench_recall.py measures what each
+  unit type adds).
 
 Conversations with more than ``MAX_EXCERPTS`` windows or statements keep the latest ones (logged).
 
@@ -35,6 +37,7 @@ from typing import Sequence
 
 from memory.pipeline.outbox import OutboxEntry
 from memory.pipeline.summarizer import ASSISTANT_PREFIX, USER_PREFIX, Turn, cut_at_sentence, user_statements
+from memory.stores.hybrid import tokenize
 from memory.stores.protocol import MemoryBackend
 from memory.types import Memory, MemoryUnit, Scope
 
@@ -47,6 +50,7 @@ STATEMENT_TYPE = "statement"
 UNIT_TYPES = (SUMMARY_TYPE, EXCERPT_TYPE, STATEMENT_TYPE)
 EXCERPT_MAX_CHARS = 800
 EXCERPT_MAX_TURNS = 2
+MIN_STATEMENT_TERMS = 2
 #: At most this many excerpts and this many statements per conversation (1 + 2 x 200 <= 500).
 MAX_EXCERPTS = 200
 
@@ -121,7 +125,10 @@ def conversation_units(summary_key: str, turns: Sequence[Turn], summary: str) ->
     units = [MemoryUnit(summary_key, summary, SUMMARY_TYPE)] if summary.strip() else []
     windows = _latest(excerpt_windows(turns), "excerpt windows")
     units.extend(MemoryUnit(excerpt_key(summary_key, n), text, EXCERPT_TYPE) for n, text in enumerate(windows))
-    statements = _latest([t for t in user_statements(turns) if t != summary.strip()], "statements")
+    statements = _latest(
+        [t for t in user_statements(turns) if t != summary.strip() and len(tokenize(t)) >= MIN_STATEMENT_TERMS],
+        "statements",
+    )
     units.extend(MemoryUnit(statement_key(summary_key, n), text, STATEMENT_TYPE) for n, text in enumerate(statements))
     return units
 

@@ -124,6 +124,7 @@ def test_filtered_queries_stay_exact_after_random_overwrites_and_deletes(tmp_pat
         {"user_id": {"$in": ["u0", "u3"]}, "tags": "t2"},
         {"$and": [{"user_id": "u2"}, {"$or": [{"agent_name": "a1"}, {"agent_name": {"$exists": False}}]}]},
         {"tags": {"$eq": "all"}, "agent_name": {"$ne": "a0"}},
+        {"$or": [{"agent_name": {"$exists": True}}, {"user_id": "u0"}], "tags": {"$in": ["t0", "t1"]}},
     ):
         expected = sorted(r.key for r in everything if compile_filter(flt)(r.metadata))
         for idx in (index, reopened):

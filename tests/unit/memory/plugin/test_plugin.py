@@ -176,6 +176,34 @@ def test_memory_shows_its_stored_date(fake_store) -> None:
     assert 'stored_at="2024-03-09 14:05 UTC"' in extract_block(model.system_prompts[0])
 
 
+def test_memory_shows_its_type_and_when_its_conversation_started() -> None:
+    from datetime import datetime, timezone
+
+    from memory.plugin.context_block import format_memory
+    from memory.types import Memory
+
+    stored = datetime(2024, 3, 9, 14, 5, tzinfo=timezone.utc)
+    unit = Memory(id="k-s000", content="I moved to Porto.", user_id="alice", stored_at=stored,
+                  memory_type="statement", opened="2024-03-01T08:30:00.000+01:00~0a1b2c3d")
+    assert format_memory(unit) == (
+        '<memory id="k-s000" type="statement" stored_at="2024-03-09 14:05 UTC" '
+        'conversation_started="2024-03-01 07:30 UTC">I moved to Porto.</memory>'
+    )
+    legacy = Memory(id="k", content="x", user_id="alice", stored_at=stored, opened="not a marker")
+    assert "conversation_started" not in format_memory(legacy)
+
+
+def test_first_turn_query_is_all_user_text_of_the_invocation_bounded(fake_store) -> None:
+    from memory.plugin.recall_tool import MAX_QUERY_CHARS
+
+    model = ScriptedModel(default_reply="ok")
+    agent, _ = make_agent(fake_store, model)
+    earlier = {"role": "user", "content": [{"text": "We talked about my trip to Lisbon. " * 50}]}
+    agent([earlier, {"role": "user", "content": [{"text": "Where was I going?"}]}], invocation_state=state())
+    ((_, query, _),) = fake_store.retrieve_calls
+    assert query.endswith("Lisbon. Where was I going?") and len(query) == MAX_QUERY_CHARS
+
+
 def test_recall_tool_is_registered_with_only_query_and_top_k(fake_store) -> None:
     model = ScriptedModel(["ok"])
     agent, _ = make_agent(fake_store, model)
