@@ -20,6 +20,7 @@ import re
 import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 from memory.index.limits import MAX_TOP_K
@@ -48,6 +49,7 @@ _STOPWORDS = frozenset(
 )
 
 
+@lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
     """A crude suffix strip so "trips"/"trip" and "moving"/"moved" meet (query and text alike)."""
     if len(word) > 4 and word.endswith("ies"):
@@ -163,10 +165,9 @@ def hybrid_rank(
         for rank, i in enumerate(order, start=1):
             if lexical_scores[i] > 0.0:
                 fused[i] += LEXICAL_WEIGHT / (RRF_K + rank)
-    ranked = sorted(range(len(kept)), key=lambda i: -fused[i])
     results: list[RankedHit] = []
     seen: set[tuple[Any, ...]] = set()
-    for i in ranked:
+    for i in sorted(range(len(kept)), key=lambda i: -fused[i]):
         hit, similarity = kept[i]
         group = conversation_of(hit)
         if group in seen:
