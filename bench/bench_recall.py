@@ -19,7 +19,8 @@ Rows (each measured in this run):
 * ``E hybrid``    -- D plus BM25 fused by reciprocal rank: ``SingleTenantStore.retrieve``,
   the default path of the plugin and the recall tool.
 
-Metrics per kind: recall@k = share of a question's evidence sessions among the top k
+Metrics per kind and per phrasing (``shared words``: the question shares a word or two with what
+was said; ``paraphrase``: none): recall@k = share of a question's evidence sessions among the top k
 conversations (for one evidence session: hit or miss), ranked without a floor; ``injected`` =
 share of evidence among what the plugin injects (top 5 after the floor). ``p50 ms`` is the
 first-turn retrieval (embed + query + ranking) at ``--latency-memories`` memories of one user
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from bench._common import emit, parser, summary_ms
-from bench.recall_corpus import KINDS, Question, Session, describe, generate
+from bench.recall_corpus import KINDS, PHRASINGS, Question, Session, describe, generate
 from memory.embedders.local import LocalEmbedder
 from memory.index.local import LocalIndex
 from memory.keys import summary_key
@@ -168,7 +169,7 @@ def evaluate(rank: Ranker, questions: Sequence[Question]) -> dict[str, dict[str,
     for question in questions:
         ranked, injected = rank(question)
         evidence = set(question.evidence)
-        for kind in (question.kind, "all"):
+        for kind in (question.kind, question.phrasing, "all"):
             for k in KS:
                 scores[kind][f"R@{k}"].append(len(evidence & set(ranked[:k])) / min(k, len(evidence)))
             scores[kind]["injected"].append(len(evidence & set(injected)) / len(evidence))
@@ -241,12 +242,12 @@ def main() -> None:
         stored_units = units.index.count() if isinstance(units.index, LocalIndex) else 0
     rows = []
     for name, _ in configs:
-        for kind in ("all", *KINDS):
+        for kind in ("all", *KINDS, *PHRASINGS):
             metrics = results[name].get(kind)
             if metrics is None:
                 continue
             row: dict[str, object] = {"design": name, "kind": kind,
-                                      "n": sum(1 for q in questions if kind in ("all", q.kind))}
+                                      "n": sum(1 for q in questions if kind in ("all", q.kind, q.phrasing))}
             row.update({m: round(v, 3) for m, v in metrics.items()})
             if kind == "all" and name in ("A today", "E hybrid"):
                 row["p50 ms"] = round(timing["old" if name == "A today" else "new"], 3)

@@ -29,6 +29,7 @@ from typing import Any
 from memory.pipeline.summarizer import Turn
 
 KINDS = ("single", "passing", "temporal", "multi", "updated")
+PHRASINGS = ("shared words", "paraphrase")
 START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 
 
@@ -56,6 +57,7 @@ class Question:
     kind: str
     text: str
     evidence: tuple[str, ...]
+    phrasing: str = "shared words"  # or "paraphrase" (no content word in common with the evidence)
 
 
 # -- facts: (domain, slot values, statement templates, passing clause, question templates) ----------
@@ -386,7 +388,7 @@ class _Builder:
         self.user_id = user_id
         self.rng = rng
         self.sessions: list[tuple[int, str, list[Turn]]] = []  # (order hint, domain, turns)
-        self.questions: list[tuple[str, str, list[int]]] = []  # (kind, text, session positions)
+        self.questions: list[tuple[str, tuple[str, str], list[int]]] = []  # (kind, (text, phrasing), sessions)
 
     def _opened(self, sentence: str) -> str:
         opener = self.rng.choice(OPENERS)
@@ -424,8 +426,17 @@ class _Builder:
         self.sessions.append((order, domain, self._session(domain, inserts, exchanges or self.rng.randint(6, 11))))
         return len(self.sessions) - 1
 
+    def phrase(self, phrasings: list[str]) -> tuple[str, str]:
+        """One of a question's two phrasings (shared words first) and which it is."""
+        i = self.rng.randrange(2)
+        return phrasings[i], PHRASINGS[i]
+
     def fill(self, template: str, values: dict[str, str]) -> str:
         return template.format(**values)
+
+    def ask(self, phrasings: list[str], values: dict[str, str]) -> tuple[str, str]:
+        text, phrasing = self.phrase(phrasings)
+        return self.fill(text, values), phrasing
 
     def values(self) -> dict[str, str]:
         return {name: self.rng.choice(pool) for name, pool in SLOTS.items()}
@@ -440,7 +451,7 @@ def _build_user(user_id: str, rng: random.Random) -> _Builder:
         domain, statements, _, questions = FACTS[name]
         values = b.values()
         position = b.add_session(rng.randint(0, 99), domain, {0: b.fill(rng.choice(statements), values)})
-        b.questions.append(("single", b.fill(rng.choice(questions), values), [position]))
+        b.questions.append(("single", b.ask(questions, values), [position]))
     host_domains = list(USER_FILLER)
     for name in passing:
         domain, _, clause, questions = FACTS[name]
@@ -451,24 +462,24 @@ def _build_user(user_id: str, rng: random.Random) -> _Builder:
         said = b.fill(clause, values)
         sentence = f"{rng.choice(['By the way, ', 'Unrelated, but ', 'Oh, '])}{said}, {rng.choice(BACK_QUESTIONS)}"
         position = b.add_session(rng.randint(0, 99), host, {at: sentence}, exchanges)
-        b.questions.append(("passing", b.fill(rng.choice(questions), values), [position]))
+        b.questions.append(("passing", b.ask(questions, values), [position]))
     for domain, event, phrasings in rng.sample(EVENTS, k=4):
         opener = rng.choice(TEMPORAL_OPENERS).format(event=event)
         position = b.add_session(rng.randint(0, 99), domain, {0: opener})
-        b.questions.append(("temporal", rng.choice(phrasings), [position]))
+        b.questions.append(("temporal", b.phrase(phrasings), [position]))
     for index in rng.sample(range(len(MULTI)), k=3):
         domain, first, second, question = MULTI[index]
         pool_a, pool_b = MULTI_SLOTS[index]
         a, c = rng.choice(pool_a), rng.choice(pool_b)
         p1 = b.add_session(rng.randint(0, 49), domain, {0: first.format(a=a)})
         p2 = b.add_session(rng.randint(50, 99), rng.choice(host_domains), {rng.randint(1, 3): second.format(b=c)})
-        b.questions.append(("multi", rng.choice(question.split("|")), [p1, p2]))
+        b.questions.append(("multi", b.phrase(question.split("|")), [p1, p2]))
     for index in rng.sample(range(len(UPDATES)), k=3):
         domain, first, later, question, old, new = UPDATES[index]
         a, c = rng.choice(old), rng.choice(new)
         b.add_session(rng.randint(0, 39), domain, {0: first.format(a=a)})
         p2 = b.add_session(rng.randint(60, 99), rng.choice([domain, *host_domains]), {rng.randint(0, 2): later.format(a=a, b=c)})
-        b.questions.append(("updated", rng.choice(question.split("|")), [p2]))
+        b.questions.append(("updated", b.phrase(question.split("|")), [p2]))
     for _ in range(10):
         b.add_session(rng.randint(0, 99), rng.choice(host_domains), {})
     return b
@@ -488,7 +499,10 @@ def generate(seed: int = 12, users: int = 10) -> tuple[list[Session], list[Quest
             _, domain, turns = b.sessions[i]
             ids[i] = f"{user_id}-s{day:03d}"
             sessions.append(Session(ids[i], user_id, day * 2, domain, turns))
-        questions.extend(Question(user_id, kind, text, tuple(ids[p] for p in positions)) for kind, text, positions in b.questions)
+        questions.extend(
+            Question(user_id, kind, text, tuple(ids[p] for p in positions), phrasing)
+            for kind, (text, phrasing), positions in b.questions
+        )
     return sessions, questions
 
 
@@ -500,4 +514,5 @@ def describe(sessions: list[Session], questions: list[Question]) -> dict[str, An
         "turns": sum(len(s.turns) for s in sessions),
         "questions": len(questions),
         **{f"q_{kind}": sum(1 for q in questions if q.kind == kind) for kind in KINDS},
+        "q_paraphrase": sum(1 for q in questions if q.phrasing == "paraphrase"),
     }

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from botocore.stub import ANY, Stubber
 
+from memory.aws import make_client
 from memory.embedders.local import LocalEmbedder
 from memory.index import limits
 from memory.pipeline.outbox import OutboxEntry
@@ -135,3 +137,31 @@ def test_forget_a_conversation_or_a_user_reaches_every_unit_type(store) -> None:
     assert store.forget(SCOPE, conversation_id="conv-1") == count_one
     assert {m.conversation_id for m in store.list(SCOPE)} == {"conv-2"}
     assert store.forget(Scope("alice")) == 2 and store.list(SCOPE) == []
+
+
+def test_s3_vectors_requests_of_one_conversation_are_valid_for_the_service_model() -> None:
+    """One PutVectors with every unit, then one DeleteVectors of the keys the units no longer use,
+    both checked by botocore's Stubber against the s3vectors service model."""
+    client = make_client("s3vectors", region="us-east-1")
+    store = SingleTenantStore.for_s3vectors(client=client, bucket="b-units", index_name="memory-units",
+                                            embedder=LocalEmbedder())
+    e = entry(turns("My budget is 2M.", "Noted.", "I like tea.", "Ok."))
+    units = conversation_units(e.key, e.transcript, extractive_summary(e.transcript))
+    target = {"vectorBucketName": "b-units", "indexName": "memory-units"}
+    sent: list[dict] = []
+    client.meta.events.register("before-parameter-build.s3vectors.PutVectors", lambda params, **_: sent.append(params))
+    with Stubber(client) as stub:
+        stub.add_response("get_index", {"index": {
+            **target, "indexArn": "arn:aws:s3vectors:x", "creationTime": 0, "dataType": "float32",
+            "dimension": 256, "distanceMetric": "cosine"}}, target)
+        stub.add_response("put_vectors", {}, {**target, "vectors": ANY})
+        stale = [k for k in unit_keys(e.key) if k not in {u.key for u in units}]
+        assert len(stale) <= limits.MAX_DELETE_BATCH
+        stub.add_response("delete_vectors", {}, {**target, "keys": stale})
+        store_conversation(store, e, extractive_summary(e.transcript))
+        stub.assert_no_pending_responses()
+    (put,) = sent
+    assert [v["key"] for v in put["vectors"]] == [u.key for u in units]
+    assert {v["metadata"]["type"] for v in put["vectors"]} == set(UNIT_TYPES)
+    assert all(v["metadata"]["opened"] == e.opened and v["metadata"]["conversation_id"] == "conv-1"
+               for v in put["vectors"])
