@@ -23,14 +23,12 @@ from dataclasses import dataclass
 from typing import Any, Final, Mapping
 
 from memory.errors import InvalidTenantId, ValidationError
-from memory.tenants import validate_tenant_id
+from memory.tenants import tenant_id_from_context
 
 USER_ID: Final = "user_id"
 CONVERSATION_ID: Final = "conversation_id"
 TENANT_CONTEXT: Final = "tenant_context"
 END_SESSION: Final = "end_session"
-#: The key of the tenant id inside a ``tenant_context`` dict (the seed package's format).
-TENANT_ID_FIELD: Final = "tenantId"
 #: The keys that identify a turn; forwarded unchanged to specialist agents.
 IDENTITY_KEYS: Final = (TENANT_CONTEXT, USER_ID, CONVERSATION_ID)
 
@@ -96,19 +94,8 @@ def parse_tenant_context(value: object) -> str | None:
     """
     if value is None:
         return None
-    if isinstance(value, Mapping):
-        if TENANT_ID_FIELD not in value:
-            raise InvalidInvocationState(
-                f"invocation_state[{TENANT_CONTEXT!r}] is a dict without {TENANT_ID_FIELD!r}"
-            )
-        value = value[TENANT_ID_FIELD]
-    elif not isinstance(value, str):
-        raise InvalidInvocationState(
-            f"invocation_state[{TENANT_CONTEXT!r}] must be a tenant id string or a dict with "
-            f"{TENANT_ID_FIELD!r}"
-        )
     try:
-        return validate_tenant_id(value)
+        return tenant_id_from_context(value)
     except InvalidTenantId as exc:
         raise InvalidInvocationState(f"invocation_state[{TENANT_CONTEXT!r}]: {exc}") from exc
 

@@ -43,8 +43,9 @@ import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
+from strands import ToolContext
 from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, MessageAddedEvent
 from strands.plugins import Plugin, hook
 from strands.tools.decorator import DecoratedFunctionTool
@@ -353,8 +354,8 @@ class MemoryPlugin(Plugin):
     def _scope(self, invocation: Invocation) -> Scope:
         return Scope(user_id=invocation.user_id, tenant_id=invocation.tenant_id, agent_name=self.agent_name)
 
-    def _recall_scope(self, invocation_state: Mapping[str, Any]) -> Scope | None:
-        invocation = read_invocation(invocation_state)
+    def _recall_scope(self, tool_context: ToolContext) -> Scope | None:
+        invocation = read_invocation(tool_context.invocation_state)
         return None if invocation is None else self._scope(invocation)
 
     def _on_recalled(self, memories: Sequence[Memory]) -> None:

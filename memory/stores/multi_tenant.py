@@ -66,7 +66,7 @@ class MultiTenantStore:
         if not bucket:
             raise ConfigurationError("MultiTenantStore on S3 Vectors needs a vector bucket")
         vending = tvm or TokenVendingMachine(
-            role_arn, region=region, session_name_prefix=session_name_prefix
+            role_arn, region_name=region, session_name_prefix=session_name_prefix
         )
 
         def factory(tenant_id: str) -> VectorIndex:

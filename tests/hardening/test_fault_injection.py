@@ -135,7 +135,7 @@ def test_sts_failure_is_retried_later_not_cached(monkeypatch) -> None:
         sts = make_client("sts", region="us-east-1")
         faults = Faults(503, "ServiceUnavailable")
         sts.meta.events.register("before-send.sts", faults)
-        tvm = TokenVendingMachine("arn:aws:iam::123456789012:role/tvm", region="us-east-1",
+        tvm = TokenVendingMachine("arn:aws:iam::123456789012:role/tvm", region_name="us-east-1",
                                   sts_client_factory=lambda: sts)
         for _ in range(2):
             with pytest.raises(BackendUnavailable):
