@@ -47,5 +47,11 @@ class IsolationError(MemoryLibraryError):
     its cause (400, 403 or 503)."""
 
     def __init__(self, message: str, *, status_code: int = 503) -> None:
+        """Create the error.
+
+        Args:
+            message: What failed (never contains credentials).
+            status_code: HTTP-style status of the cause.
+        """
         super().__init__(message)
         self.status_code = status_code

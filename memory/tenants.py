@@ -21,7 +21,17 @@ _TENANT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 
 
 def validate_tenant_id(tenant_id: object) -> str:
-    """Return ``tenant_id`` unchanged if it is safe to use; raise InvalidTenantId otherwise."""
+    """Check a tenant id before it becomes an index name or an STS session tag.
+
+    Args:
+        tenant_id: The candidate (1-56 lowercase letters, digits, single inner hyphens).
+
+    Returns:
+        ``tenant_id`` unchanged (never normalised).
+
+    Raises:
+        InvalidTenantId: Not a string, or not of that form.
+    """
     if not isinstance(tenant_id, str):
         raise InvalidTenantId("tenant id must be a string")
     if not 1 <= len(tenant_id) <= MAX_TENANT_ID_LENGTH:
@@ -34,7 +44,17 @@ def validate_tenant_id(tenant_id: object) -> str:
 
 
 def index_name_for(tenant_id: str) -> str:
-    """The S3 Vectors index name of a tenant (``memory-<tenantId>``)."""
+    """The S3 Vectors index name of a tenant.
+
+    Args:
+        tenant_id: The tenant (validated).
+
+    Returns:
+        ``memory-<tenantId>``.
+
+    Raises:
+        InvalidTenantId: An invalid tenant id.
+    """
     return INDEX_PREFIX + validate_tenant_id(tenant_id)
 
 

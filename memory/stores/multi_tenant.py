@@ -39,6 +39,14 @@ class MultiTenantStore:
         default_min_score: float = DEFAULT_MIN_SCORE,
         max_cached_tenants: int = 1024,
     ) -> None:
+        """Create the store (indexes are opened per tenant on first use).
+
+        Args:
+            index_factory: Builds a tenant's index from its (validated) tenant id.
+            embedder: Embeds memories and queries.
+            default_min_score: Cosine-similarity floor when ``retrieve`` gets none.
+            max_cached_tenants: How many tenants' stores stay cached (LRU).
+        """
         self._index_factory = index_factory
         self.embedder = embedder
         self.default_min_score = default_min_score
