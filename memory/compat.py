@@ -51,7 +51,7 @@ from memory.pipeline.outbox import Outbox
 from memory.pipeline.summarizer import Summarizer
 from memory.plugin.context_block import PLACEHOLDER
 from memory.plugin.invocation import read_invocation
-from memory.plugin.plugin import DEFAULT_MIN_SCORE, MemoryPlugin
+from memory.plugin.plugin import DEFAULT_MIN_SCORE, MemoryPlugin, check_agent_name
 from memory.plugin.recall_tool import build_recall_tool
 from memory.stores.protocol import MemoryBackend
 from memory.stores.tvm import TokenVendingMachine
@@ -252,9 +252,15 @@ class MultiTenantS3VectorMemory(S3VectorMemory):
 class S3VectorMemoryPlugin(Plugin):
     """The seed's plugin: memories injected into ``{memory_context}``, summaries at session end.
 
-    One instance may serve several agents (each needs a stable unique ``name``); each agent gets
-    its own :class:`~memory.plugin.plugin.MemoryPlugin`. Identity comes from ``invocation_state``
+    One instance may serve several agents (each needs a stable unique ``name``); each agent name
+    gets its own :class:`~memory.plugin.plugin.MemoryPlugin`, reused when a new ``Agent`` with
+    that name is built (e.g. one per request). Identity comes from ``invocation_state``
     (``user_id``, ``conversation_id``, ``end_session``, ``tenant_context``).
+
+    Unlike the seed, an agent name follows one conversation at a time: a turn of another
+    conversation ends the previous one (it is summarized, as after ``end_session``), so serve
+    concurrent users with one plugin per session, as this project's app does. Conversation
+    history (``agent.messages``) is left to the agent or a Strands session manager.
     """
 
     name = "s3-vector-memory"
@@ -317,24 +323,27 @@ class S3VectorMemoryPlugin(Plugin):
             return dict(self._plugins)
 
     def init_agent(self, agent: "Agent") -> None:
-        """Attach a MemoryPlugin for ``agent`` through the agent's public hook API.
+        """Attach the MemoryPlugin of ``agent.name`` through the agent's public hook API.
 
         Raises:
-            ValueError: The agent has no explicit name, or another agent already uses it.
+            ValueError: The agent has no explicit name (memories are stored per agent name).
         """
-        with self._lock:
-            if agent.name in self._plugins:
-                raise ValueError(f"another agent named {agent.name!r} already uses this plugin; names must be unique")
-            pipeline = self._pipeline_for(agent)
+        name = check_agent_name(agent.name)
         agent.system_prompt = self.base_prompt
-        inner = MemoryPlugin(
-            self.backend, pipeline=pipeline, top_k=self.top_k, min_score=self.min_score, recall_tool=False
-        )
-        inner.init_agent(agent)  # refuses unnamed agents
+        with self._lock:
+            inner = self._plugins.get(name)
+            if inner is None:
+                inner = MemoryPlugin(
+                    self.backend,
+                    pipeline=self._pipeline_for(agent),
+                    top_k=self.top_k,
+                    min_score=self.min_score,
+                    recall_tool=False,
+                )
+                inner.init_agent(agent)
+                self._plugins[name] = inner
         for callback in inner.hooks:
             agent.add_hook(callback)  # event type from the callback's annotation
-        with self._lock:
-            self._plugins[agent.name] = inner
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every ended conversation is summarized and stored; False on timeout."""

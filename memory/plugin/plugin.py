@@ -73,6 +73,26 @@ SDK_DEFAULT_AGENT_NAME = "Strands Agents"
 DEFAULT_MIN_SCORE = 0.2
 
 
+def check_agent_name(name: str | None) -> str:
+    """An agent name memories can be stored under.
+
+    Args:
+        name: The agent's ``name``.
+
+    Returns:
+        ``name`` unchanged.
+
+    Raises:
+        ValueError: No name, a blank one, or the SDK's default (shared by every unnamed agent).
+    """
+    if not name or not name.strip() or name == SDK_DEFAULT_AGENT_NAME:
+        raise ValueError(
+            "MemoryPlugin needs an agent with an explicit, stable and unique name "
+            f"(got {name!r}); memories are stored per agent name"
+        )
+    return name
+
+
 @dataclass
 class _Conversation:
     invocation: Invocation
@@ -178,11 +198,7 @@ class MemoryPlugin(Plugin):
 
     def init_agent(self, agent: "Agent") -> None:
         """Bind to ``agent``; refuse agents without a stable unique name."""
-        if not agent.name or not agent.name.strip() or agent.name == SDK_DEFAULT_AGENT_NAME:
-            raise ValueError(
-                "MemoryPlugin needs an agent with an explicit, stable and unique name "
-                f"(got {agent.name!r}); memories are stored per agent name"
-            )
+        check_agent_name(agent.name)
         if self.agent_name is not None:
             raise ValueError("a MemoryPlugin instance serves exactly one agent; create one per agent")
         prompt = agent.system_prompt

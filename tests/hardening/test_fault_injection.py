@@ -34,6 +34,7 @@ from memory.index.local import LocalIndex
 from memory.types import Scope
 from memory.pipeline.outbox import Outbox
 from memory.plugin.plugin import MemoryPlugin
+from memory.plugin.invocation import Invocation
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.pipeline.summarizer import Summarizer
 from memory.stores.tvm import TokenVendingMachine
@@ -92,8 +93,7 @@ def turn(store: Any, pipeline: SummaryPipeline | None, prompt: str, conversation
     model = ScriptedModel(default_reply="ok")
     plugin = MemoryPlugin(store, pipeline=pipeline)
     agent = Agent(model=model, name="orchestrator", system_prompt=BASE, plugins=[plugin], callback_handler=None)
-    result = agent(prompt, invocation_state={"tenant_context": "acme", "user_id": "alice",
-                                             "conversation_id": conversation, **state})
+    result = agent(prompt, invocation_state={**Invocation("alice", conversation, "acme").to_state(), **state})
     return str(result).strip(), plugin, model
 
 

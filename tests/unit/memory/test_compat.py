@@ -80,6 +80,9 @@ def test_single_tenant_example(operator: Any) -> None:
     assert stored["metadata"]["user_id"] == "user-001" and stored["metadata"]["agent_name"] == "assistant"
     assert "Strands Agents" in stored["metadata"]["content"]
 
+    # a new Agent with the same name (e.g. one per request) continues with the same memory
+    agent = Agent(model=model, name="assistant", tools=[plugin.memory_tool], plugins=[plugin],
+                  system_prompt=BASE_PROMPT, callback_handler=None)
     agent("Which framework is my favourite?", invocation_state=state("user-001", "conv-002"))
     assert "Strands Agents" in (extract_block(model.system_prompts[-1]) or "")
 
@@ -178,6 +181,12 @@ def test_tenant_dict_without_a_valid_tenant_id_fails_the_turn(operator: Any, bad
         store.store_memory("user-456", "x", tenant_context=bad)
     with pytest.raises(ValueError, match="tenantId"):
         store.retrieve_memories("user-456", "x", tenant_context=None)
+
+
+def test_unnamed_agents_are_refused(operator: Any) -> None:
+    plugin = S3VectorMemoryPlugin(S3VectorMemory(BUCKET, REGION, LocalEmbedder()), BASE_PROMPT)
+    with pytest.raises(ValueError, match="explicit, stable and unique name"):
+        Agent(model=ScriptedModel(), plugins=[plugin], system_prompt=BASE_PROMPT)
 
 
 def test_multi_tenant_store_without_tvm_role_is_refused() -> None:
