@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse
 from agent.auth_gate import IDENTITY_SCOPE_KEY, AuthGateMiddleware
 from agent.body_limit import BodyLimitMiddleware
 from agent.errors import AppError, BadRequest, Forbidden, Unauthorized, Unavailable
-from agent.log_format import KeyValueFormatter
+from agent.log_setup import configure_logging
 from agent.orchestrator import Conversation
 from agent.payload import InvocationPayload, parse_payload
 from agent.services import Services, build_services
@@ -304,12 +304,8 @@ def main() -> int:
     except SettingsError as exc:
         print(f"agent: {exc}", file=sys.stderr)  # noqa: T201 - CLI
         return 2
-    handler = logging.StreamHandler()
-    handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=settings.log_level, handlers=[handler])
-    logging.getLogger("bedrock_agentcore").propagate = False  # the SDK logs through its own handler
     app = create_app(settings)
-    app.logger.setLevel(settings.log_level)
+    configure_logging(settings.log_level, unsafe_third_party=settings.unsafe_log_third_party)
     app.run(port=settings.port, host=settings.host, timeout_graceful_shutdown=settings.shutdown_grace_seconds)
     return 0
 

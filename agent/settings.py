@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     host: str | None = None  # None: the SDK picks 127.0.0.1 locally, 0.0.0.0 in a container
     port: int = Field(8080, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Third-party loggers (botocore, strands...) follow log_level too: logs memory text and prompts.
+    unsafe_log_third_party: bool = False
 
     # --- memory backend
     tenant_mode: Literal["single", "multi"] = "multi"
