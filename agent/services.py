@@ -109,6 +109,7 @@ def build_verifier(settings: Settings) -> TokenVerifier:
         "token_uses": settings.token_uses,
         "tenant_claims": settings.tenant_claims,
         "user_claim": settings.user_claim,
+        "max_lifetime_seconds": settings.max_token_lifetime_seconds,
     }
     if settings.auth_mode == "cognito":
         assert settings.cognito_user_pool_id is not None

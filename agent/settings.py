@@ -60,6 +60,8 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("AGENT_TENANT_CLAIMS", "AGENT_TENANT_CLAIM"),  # singular: alias
     )
     user_claim: str = "sub"
+    # Longest accepted token lifetime (exp - iat); Cognito's id/access tokens live at most 1 day.
+    max_token_lifetime_seconds: int = Field(2 * 24 * 3600, ge=60)
     dev_issuer_dir: Path | None = None
 
     # --- chat model
