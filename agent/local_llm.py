@@ -44,7 +44,7 @@ from strands.types.exceptions import ContextWindowOverflowException
 from strands.types.streaming import StreamEvent
 from strands.types.tools import ToolChoice, ToolSpec
 
-from agent.models import MissingDependencyError
+from agent.chat_models import MissingDependencyError
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import jwt
 
 from auth.errors import AuthError, Reason
 from auth.identity import Identity
-from auth.keys import JwksFileKeys, JwksUrlKeys, KeySource
+from auth.jwks import JwksFileKeys, JwksUrlKeys, KeySource
 
 logger = logging.getLogger(__name__)
 

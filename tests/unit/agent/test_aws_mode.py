@@ -34,9 +34,9 @@ from agent.log_setup import OWN_PACKAGES, SDK_LOGGER, configure_logging
 from agent.services import Services, build_services
 from agent.settings import Settings
 from auth.dev_issuer import DevIssuer
-from memory.embedders import NOVA_MODEL_ID
+from memory.embedders.bedrock import NOVA_MODEL_ID
 from memory.errors import BackendUnavailable, ConfigurationError, NotFound
-from memory.s3vectors_index import S3VectorsIndex, create_index_params
+from memory.index.s3vectors import S3VectorsIndex, create_index_params
 from memory.tenants import index_name_for
 from scripts.common import Report, aws_client
 from scripts.tvm_role import ensure_role, permission_policy, trust_policy

@@ -14,8 +14,8 @@ from bedrock_agentcore.runtime.models import PingStatus
 from agent.services import build_services
 from agent.settings import Settings
 from memory.errors import BackendUnavailable
-from memory.models import Scope
-from memory.outbox import OutboxEntry
+from memory.types import Scope
+from memory.pipeline.outbox import OutboxEntry
 
 
 class FailingThenOk:
