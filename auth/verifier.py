@@ -49,7 +49,7 @@ class TokenVerifier:
     tenant is the first of ``tenant_claims`` present; a token without one is rejected, never
     given a default. Exactly one of ``jwks_url`` / ``jwks_file`` / ``key_source`` must be given;
     a JWKS URL's key set is cached for ``jwks_lifespan_seconds`` and refetched at most once per
-    ``jwks_refresh_interval_seconds`` (:class:`auth.keys.JwksUrlKeys`).
+    ``jwks_refresh_interval_seconds`` (:class:`auth.jwks.JwksUrlKeys`).
     """
 
     def __init__(

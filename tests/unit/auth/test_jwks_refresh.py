@@ -11,7 +11,7 @@ from typing import Any, Callable
 import pytest
 
 from auth import AuthError, AuthUnavailable, TokenVerifier
-from auth.keys import JwksUrlKeys
+from auth.jwks import JwksUrlKeys
 
 INTERVAL = 0.2  # seconds between forced refreshes in these tests
 
