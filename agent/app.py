@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import re
 import sys
 import time
@@ -304,6 +305,7 @@ def main() -> int:
     except SettingsError as exc:
         print(f"agent: {exc}", file=sys.stderr)  # noqa: T201 - CLI
         return 2
+    os.umask(0o077)  # every file this process creates is private to its user (state, logs, keys)
     app = create_app(settings)
     configure_logging(settings.log_level, unsafe_third_party=settings.unsafe_log_third_party)
     app.run(port=settings.port, host=settings.host, timeout_graceful_shutdown=settings.shutdown_grace_seconds)

@@ -1,9 +1,11 @@
-"""Logging set-up: own packages follow AGENT_LOG_LEVEL, third-party loggers stay at WARNING."""
+"""Logging set-up (own packages follow AGENT_LOG_LEVEL, third-party loggers stay at WARNING) and
+what ``python -m agent`` sets up before serving."""
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 from typing import Any, Iterator
 
 import pytest
@@ -51,16 +53,21 @@ def test_warning_level_applies_to_everyone() -> None:
     assert logging.getLogger(SDK_LOGGER).level == logging.WARNING
 
 
-def test_main_configures_logging_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_main_configures_logging_from_settings_and_a_private_umask(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
 
     class FakeApp:
         def run(self, **kwargs: Any) -> None:
             seen["botocore"] = logging.getLogger("botocore").getEffectiveLevel()
             seen["agent"] = logging.getLogger("agent.app").getEffectiveLevel()
+            seen["umask"] = os.umask(0o022)
 
     monkeypatch.setattr(agent.app, "create_app", lambda settings: FakeApp())
     monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
     monkeypatch.setenv("AGENT_LOG_LEVEL", "DEBUG")
-    assert agent.app.main() == 0
-    assert seen == {"botocore": logging.WARNING, "agent": logging.DEBUG}
+    previous = os.umask(0o022)
+    try:
+        assert agent.app.main() == 0
+    finally:
+        os.umask(previous)
+    assert seen == {"botocore": logging.WARNING, "agent": logging.DEBUG, "umask": 0o077}
