@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Third-party loggers (botocore, strands...) follow log_level too: logs memory text and prompts.
     unsafe_log_third_party: bool = False
+    # Key of the HMAC that pseudonymises user ids in logs; unset: a random key per process.
+    log_hash_key: SecretStr | None = None
 
     # --- memory backend
     tenant_mode: Literal["single", "multi"] = "multi"
