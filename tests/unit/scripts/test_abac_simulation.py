@@ -171,14 +171,20 @@ ALL_CASES = [*TENANT_CASES, *TRUST_CASES, *REFUSED_PRINCIPALS.values()]
 
 
 @pytest.fixture(scope="module")
-def outcomes() -> dict[str, Outcome]:
-    """Every case evaluated in one simulator run; the table is printed (visible with ``-s``)."""
+def outcomes(request: pytest.FixtureRequest) -> dict[str, Outcome]:
+    """Every case evaluated in one simulator run; the decision table is shown with ``-v`` or ``-s``."""
     try:
         node()
     except SimulatorMissing as exc:
         pytest.skip(f"IAM policy simulation skipped: {exc}")
     results = simulate(ALL_CASES)
-    print(f"\nIAM policy simulation (@cloud-copilot/iam-simulate), {len(results)} cases:\n{table(results)}")
+    report = f"IAM policy simulation (@cloud-copilot/iam-simulate), {len(results)} cases:\n{table(results)}"
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if request.config.get_verbosity() > 0 and capture is not None:
+        with capture.global_and_fixture_disabled():  # what capsys.disabled() does, module-wide
+            print(f"\n{report}")
+    else:
+        print(f"\n{report}")  # shown with -s
     return {o.case.name: o for o in results}
 
 
