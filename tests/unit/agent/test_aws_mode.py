@@ -191,6 +191,24 @@ def _tvm_role() -> str:
     return arn
 
 
+def _multi_tenant_settings(tmp_path: Path, pool_id: str, client_id: str, **overrides: Any) -> Settings:
+    """Cognito + multi-tenant S3 Vectors with TVM and Nova embeddings (inside ``mock_aws``)."""
+    return Settings(
+        auth_mode="cognito",
+        cognito_user_pool_id=pool_id,
+        cognito_client_ids=(client_id,),
+        tenant_mode="multi",
+        backend="s3vectors",
+        vector_bucket=BUCKET,
+        tvm_role_arn=_tvm_role(),
+        embedder="bedrock",
+        region=REGION,
+        model_provider=ECHO_MODEL,
+        state_dir=tmp_path,
+        **overrides,
+    )
+
+
 def _vectors(tenant: str) -> list[dict[str, Any]]:
     """What an operator sees in the tenant's index."""
     s3v = boto3.client("s3vectors", region_name=REGION)
@@ -231,19 +249,7 @@ def test_multi_tenant_aws_configuration_end_to_end(
         _install_recorders(monkeypatch, calls, jwks_endpoint=moto_server)
         pool_id, client_id, tokens = _cognito_users({"alice": "tenant-a", "bob": "tenant-b"})
         _onboard(["tenant-a", "tenant-b"])
-        settings = Settings(
-            auth_mode="cognito",
-            cognito_user_pool_id=pool_id,
-            cognito_client_ids=(client_id,),
-            tenant_mode="multi",
-            backend="s3vectors",
-            vector_bucket=BUCKET,
-            tvm_role_arn=_tvm_role(),
-            embedder="bedrock",
-            region=REGION,
-            model_provider=ECHO_MODEL,
-            state_dir=tmp_path,
-        )
+        settings = _multi_tenant_settings(tmp_path, pool_id, client_id)
         app, holder = _app(settings)
         with TestClient(app) as client:
             stored = _invoke(
@@ -441,19 +447,8 @@ def test_debug_logs_never_carry_credentials_tokens_or_memory_text(
         _install_recorders(monkeypatch, calls, jwks_endpoint=moto_server)
         pool_id, client_id, tokens = _cognito_users({"alice": "tenant-a"})
         _onboard(["tenant-a"])
-        settings = Settings(
-            auth_mode="cognito",
-            cognito_user_pool_id=pool_id,
-            cognito_client_ids=(client_id,),
-            backend="s3vectors",
-            vector_bucket=BUCKET,
-            tvm_role_arn=_tvm_role(),
-            embedder="bedrock",
-            region=REGION,
-            model_provider=ECHO_MODEL,
-            state_dir=tmp_path,
-            log_level="DEBUG",
-            unsafe_log_third_party=unsafe,
+        settings = _multi_tenant_settings(
+            tmp_path, pool_id, client_id, log_level="DEBUG", unsafe_log_third_party=unsafe
         )
         app, holder = _app(settings)
         configure_logging(settings.log_level, unsafe_third_party=settings.unsafe_log_third_party, stream=stream)
