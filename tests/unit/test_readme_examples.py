@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def test_the_section_has_the_four_examples() -> None:
 
 
 def test_the_examples_run_as_written(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the examples' temporary directories
     namespace: dict[str, Any] = {"model": ReadmeModel(), "__name__": "readme"}
     outputs = []
     for block in readme_examples():

@@ -5,6 +5,7 @@ embeddings, the scripted Strands model."""
 from __future__ import annotations
 
 import re
+import tempfile
 from typing import Any, Iterator
 
 import pytest
@@ -41,6 +42,12 @@ BASE_PROMPT = """You are a helpful assistant.
 Use prior context naturally in your responses."""
 ACME = {"tenantId": "tenant-001", "tenantName": "Acme Corp"}
 GLOBEX = {"tenantId": "tenant-002", "tenantName": "Globex"}
+
+
+@pytest.fixture(autouse=True)
+def private_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The plugin's default outbox (a new temporary directory) goes under the test's tmp_path."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 @pytest.fixture
