@@ -10,11 +10,13 @@ by the assistant can be lost. Every conversation is therefore stored as:
   windows sharing one turn (so a question and its answer are never only apart), covering the
   whole transcript;
 * ``statement`` units under ``<summary key>-s<NNN>``: each sentence the user stated
-  (``summarizer.user_statements``: pure questions dropped, repeats once) with at least
-  ``MIN_STATEMENT_TERMS`` content words ("Thanks, that is all for today." is not a fact and
-  would match every greeting). A fact said in passing in a long turn full of other things is
-  its own vector instead of a small part of one (bench/bench_recall.py measures what each
-  unit type adds).
+  (``summarizer.user_statements``: pure questions dropped, repeats once). A fact said in
+  passing in a long turn full of other things is its own vector instead of a small part of
+  one (bench/bench_recall.py measures what each unit type adds).
+
+Excerpts and statements with fewer than ``MIN_UNIT_TERMS`` content words are not stored:
+"USER: Bye.\nASSISTANT: ok" holds no fact, and a small embedding model matches such short
+social text to every greeting or vague question.
 
 Conversations with more than ``MAX_EXCERPTS`` windows or statements keep the latest ones (logged).
 
@@ -50,7 +52,7 @@ STATEMENT_TYPE = "statement"
 UNIT_TYPES = (SUMMARY_TYPE, EXCERPT_TYPE, STATEMENT_TYPE)
 EXCERPT_MAX_CHARS = 800
 EXCERPT_MAX_TURNS = 2
-MIN_STATEMENT_TERMS = 2
+MIN_UNIT_TERMS = 2
 #: At most this many excerpts and this many statements per conversation (1 + 2 x 200 <= 500).
 MAX_EXCERPTS = 200
 
@@ -120,14 +122,17 @@ def _latest(items: list[str], what: str) -> list[str]:
     return items
 
 
+def _informative(text: str) -> bool:
+    return len(tokenize(text)) >= MIN_UNIT_TERMS
+
+
 def conversation_units(summary_key: str, turns: Sequence[Turn], summary: str) -> list[MemoryUnit]:
     """The units of a conversation: the summary (if any), its excerpt windows and statements."""
     units = [MemoryUnit(summary_key, summary, SUMMARY_TYPE)] if summary.strip() else []
-    windows = _latest(excerpt_windows(turns), "excerpt windows")
+    windows = _latest([w for w in excerpt_windows(turns) if _informative(w)], "excerpt windows")
     units.extend(MemoryUnit(excerpt_key(summary_key, n), text, EXCERPT_TYPE) for n, text in enumerate(windows))
     statements = _latest(
-        [t for t in user_statements(turns) if t != summary.strip() and len(tokenize(t)) >= MIN_STATEMENT_TERMS],
-        "statements",
+        [t for t in user_statements(turns) if t != summary.strip() and _informative(t)], "statements"
     )
     units.extend(MemoryUnit(statement_key(summary_key, n), text, STATEMENT_TYPE) for n, text in enumerate(statements))
     return units
