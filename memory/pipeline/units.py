@@ -69,6 +69,14 @@ def statement_key(summary_key: str, number: int) -> str:
     return f"{summary_key}-s{number:03d}"
 
 
+_UNIT_SUFFIX = re.compile(r"-[xs]\d{3}$")
+
+
+def summary_key_of(key: str) -> str:
+    """The summary key a unit's key derives from (a summary's own key unchanged)."""
+    return _UNIT_SUFFIX.sub("", key)
+
+
 def unit_keys(summary_key: str) -> list[str]:
     """Every key a conversation's units may have (summary first)."""
     return [

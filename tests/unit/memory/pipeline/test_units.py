@@ -20,6 +20,7 @@ from memory.pipeline.units import (
     conversation_units,
     excerpt_windows,
     store_conversation,
+    summary_key_of,
     unit_keys,
 )
 from memory.stores.single_tenant import SingleTenantStore
@@ -165,3 +166,9 @@ def test_s3_vectors_requests_of_one_conversation_are_valid_for_the_service_model
     assert {v["metadata"]["type"] for v in put["vectors"]} == set(UNIT_TYPES)
     assert all(v["metadata"]["opened"] == e.opened and v["metadata"]["conversation_id"] == "conv-1"
                for v in put["vectors"])
+
+
+def test_every_unit_key_maps_back_to_its_summary_key() -> None:
+    key = "sum-" + "ab" * 32
+    assert {summary_key_of(k) for k in unit_keys(key)} == {key}
+    assert summary_key_of("mem-0123") == "mem-0123"
