@@ -35,7 +35,7 @@ from agent.errors import AppError, BadRequest, Forbidden, Unauthorized, Unavaila
 from agent.log_format import KeyValueFormatter
 from agent.orchestrator import Conversation
 from agent.payload import InvocationPayload, parse_payload
-from agent.services import Services, build_services
+from agent.services import Services, build_services, check_dependencies
 from agent.sessions import Session
 from agent.settings import Settings, SettingsError, load_settings
 from auth import AuthError, Identity, TokenVerifier
@@ -301,6 +301,7 @@ def main() -> int:
     """Start the server (``python -m agent``)."""
     try:
         settings = load_settings()
+        check_dependencies(settings)
     except SettingsError as exc:
         print(f"agent: {exc}", file=sys.stderr)  # noqa: T201 - CLI
         return 2
