@@ -4,17 +4,17 @@ The starter toolkit uploads the project directory minus its own fixed ignore lis
 ``.venv``/``.env`` but not other state folders). Keys, indexes and transcripts therefore never
 default to a path under the project: locally they go to the user's state directory
 (``$XDG_STATE_HOME/agent-memory`` or ``~/.local/state/agent-memory``); inside the runtime
-container (see :func:`in_runtime_container`) to ``/tmp/agent-memory``, the one place the
-non-root runtime user (uid 1000, ``/app`` owned by root) can write.
+container (see :func:`in_runtime_container`) to ``/tmp/agent-memory`` (``$TMPDIR`` if set),
+the one place the non-root runtime user (uid 1000, ``/app`` owned by root) can write.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 APP_DIR_NAME = "agent-memory"
-CONTAINER_STATE_ROOT = Path("/tmp") / APP_DIR_NAME
 
 
 def in_runtime_container() -> bool:
@@ -31,6 +31,6 @@ def in_runtime_container() -> bool:
 def state_root() -> Path:
     """The default root of all local state (see the module docstring)."""
     if in_runtime_container():
-        return CONTAINER_STATE_ROOT
+        return Path(tempfile.gettempdir()) / APP_DIR_NAME
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / APP_DIR_NAME
