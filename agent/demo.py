@@ -36,9 +36,9 @@ from typing import Any, TextIO
 
 from auth.dev_issuer import DevIssuer
 from auth.local_state import state_root
-from memory.embedders import LocalEmbedder
+from memory.embedders.local import LocalEmbedder
 from memory.errors import NotFound
-from memory.local_index import LocalIndex
+from memory.index.local import LocalIndex
 from memory.tenants import index_name_for
 
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"

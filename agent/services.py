@@ -49,7 +49,7 @@ class Services:
     settings: Settings
     verifier: TokenVerifier
     registry: SessionRegistry[Conversation]
-    pipeline: Any | None = None  # memory.background.SummaryPipeline when memory is enabled
+    pipeline: Any | None = None  # memory.pipeline.background.SummaryPipeline when memory is enabled
     _stop: threading.Event = field(default_factory=threading.Event)
     _reaper: threading.Thread | None = None
 
@@ -113,9 +113,15 @@ def check_dependencies(settings: Settings) -> None:
 def build_services(
     settings: Settings, *, on_task_start: TaskStart | None = None, on_task_end: TaskEnd | None = None
 ) -> Services:
-    """Wire the configured verifier, model, memory store and summary pipeline."""
-    from agent.models import build_model
+    """Wire the configured verifier, model, memory store and summary pipeline.
 
+    First makes the state directory private (0700, everything under it 0700/0600): it holds
+    memory text, transcripts and key material.
+    """
+    from agent.chat_models import build_model
+    from memory.private_files import secure_tree
+
+    secure_tree(settings.state_dir)
     verifier = build_verifier(settings)
     model = build_model(
         settings.model_provider,
@@ -147,6 +153,7 @@ def build_verifier(settings: Settings) -> TokenVerifier:
         "token_uses": settings.token_uses,
         "tenant_claims": settings.tenant_claims,
         "user_claim": settings.user_claim,
+        "max_lifetime_seconds": settings.max_token_lifetime_seconds,
     }
     if settings.auth_mode == "cognito":
         assert settings.cognito_user_pool_id is not None
@@ -165,16 +172,16 @@ def build_verifier(settings: Settings) -> TokenVerifier:
 def _build_memory(
     settings: Settings, model: Any, on_task_start: TaskStart | None, on_task_end: TaskEnd | None
 ) -> tuple[Any, PluginFactory]:
-    from agent.models import is_small_local
-    from memory.background import SummaryPipeline
+    from agent.chat_models import is_small_local
+    from memory.pipeline.background import SummaryPipeline
     from memory.errors import BackendUnavailable, ConfigurationError
-    from memory.outbox import Outbox
-    from memory.plugin import MemoryPlugin
-    from memory.store import MemoryStore
-    from memory.summarizer import Summarizer
+    from memory.pipeline.outbox import Outbox
+    from memory.plugin.plugin import MemoryPlugin
+    from memory.stores.single_tenant import SingleTenantStore
+    from memory.pipeline.summarizer import Summarizer
 
     store = build_store(settings)
-    if isinstance(store, MemoryStore):
+    if isinstance(store, SingleTenantStore):
         # Fail at start-up, with a clear error, when the one index is missing or was created for
         # another embedder dimension. Multi-tenant indexes are verified at each tenant's first use.
         # A transient fault (throttling, 5xx after retries) does not stop the app: the index is
@@ -214,14 +221,15 @@ def _build_memory(
 
 def build_store(settings: Settings) -> Any:
     """The configured memory store (single or multi-tenant, local or S3 Vectors)."""
-    from memory.store import MemoryStore, MultiTenantMemoryStore
+    from memory.stores.multi_tenant import MultiTenantStore
+    from memory.stores.single_tenant import SingleTenantStore
     from memory.tenants import index_name_for
 
     embedder = _build_embedder(settings)
     if settings.tenant_mode == "multi":
         if settings.backend == "local":
-            return MultiTenantMemoryStore.for_local(root_dir=settings.state_dir / "vectors", embedder=embedder)
-        return MultiTenantMemoryStore.for_s3vectors(
+            return MultiTenantStore.for_local(root_dir=settings.state_dir / "vectors", embedder=embedder)
+        return MultiTenantStore.for_s3vectors(
             bucket=settings.vector_bucket,
             role_arn=settings.tvm_role_arn,
             region=settings.region,
@@ -230,14 +238,14 @@ def build_store(settings: Settings) -> Any:
     tenant_id = settings.single_tenant_id
     assert tenant_id is not None
     if settings.backend == "local":
-        return MemoryStore.for_local(
+        return SingleTenantStore.for_local(
             root_dir=settings.state_dir / "vectors",
             embedder=embedder,
             index_name=index_name_for(tenant_id),
             tenant_id=tenant_id,
         )
     from memory.aws import make_client
-    from memory.s3vectors_index import S3VectorsIndex
+    from memory.index.s3vectors import S3VectorsIndex
 
     # The execution role may only use the onboarded index (GetIndex + vector actions), never
     # create one: ensure() only verifies it ("onboard the tenant first" when it is missing).
@@ -248,11 +256,12 @@ def build_store(settings: Settings) -> Any:
         embedder.dimension,
         create_if_missing=False,
     )
-    return MemoryStore(index, embedder, tenant_id=tenant_id)
+    return SingleTenantStore(index, embedder, tenant_id=tenant_id)
 
 
 def _build_embedder(settings: Settings) -> Any:
-    from memory.embedders import BedrockEmbedder, LocalEmbedder
+    from memory.embedders.bedrock import BedrockEmbedder
+    from memory.embedders.local import LocalEmbedder
 
     if settings.embedder == "bedrock":
         return BedrockEmbedder(region=settings.region)

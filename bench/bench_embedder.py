@@ -33,7 +33,7 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--sentences", type=int, default=5000)
     args = p.parse_args()
-    from memory.embedders import LocalEmbedder
+    from memory.embedders.local import LocalEmbedder
 
     rng = np.random.default_rng(0)
     texts = _sentences(args.sentences, rng)

@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 
 from bench._common import emit, parser, summary_ms, time_calls
-from memory.local_index import LocalIndex
-from memory.models import VectorRecord
+from memory.index.local import LocalIndex
+from memory.types import VectorRecord
 
 DIMENSION = 256
 USERS = 100

@@ -27,20 +27,20 @@ from typing import Any, Callable
 from strands import Agent
 
 from bench._common import emit, parser, summary_ms
-from memory.background import SummaryPipeline
-from memory.embedders import LocalEmbedder
-from memory.models import Scope
-from memory.outbox import Outbox
-from memory.plugin import MemoryPlugin
-from memory.store import MultiTenantMemoryStore
-from memory.summarizer import Summarizer
+from memory.pipeline.background import SummaryPipeline
+from memory.embedders.local import LocalEmbedder
+from memory.types import Scope
+from memory.pipeline.outbox import Outbox
+from memory.plugin.plugin import MemoryPlugin
+from memory.stores.multi_tenant import MultiTenantStore
+from memory.pipeline.summarizer import Summarizer
 from tests.support.scripted_model import ScriptedModel
 
 BASE = "You are a helpful assistant.\n\n{memory_context}\n\nAnswer briefly."
 TOPICS = ["budget", "deadline", "travel", "tea", "hiring", "office", "laptop", "vacation", "report", "client"]
 
 
-def _seed(store: MultiTenantMemoryStore, count: int) -> None:
+def _seed(store: MultiTenantStore, count: int) -> None:
     for i in range(count):
         topic = TOPICS[i % len(TOPICS)]
         scope = Scope(f"user-{i % 20}", "acme", "orchestrator")
@@ -59,7 +59,7 @@ def _timed(setup: Callable[[], Any], run: Callable[[Any], None], repeat: int, wa
 
 
 class _Harness:
-    def __init__(self, store: MultiTenantMemoryStore, pipeline: SummaryPipeline) -> None:
+    def __init__(self, store: MultiTenantStore, pipeline: SummaryPipeline) -> None:
         self.store = store
         self.pipeline = pipeline
         self.counter = 0
@@ -101,7 +101,7 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = MultiTenantMemoryStore.for_local(root_dir=Path(tmp) / "indexes", embedder=LocalEmbedder())
+        store = MultiTenantStore.for_local(root_dir=Path(tmp) / "indexes", embedder=LocalEmbedder())
         _seed(store, args.memories)
         pipeline = SummaryPipeline(store, Outbox(Path(tmp) / "outbox"), Summarizer(ScriptedModel()))
         harness = _Harness(store, pipeline)

@@ -54,7 +54,7 @@ def main() -> None:
     from moto import mock_aws
 
     from memory.aws import StaticCredentials, make_client
-    from memory.tvm import TokenVendingMachine
+    from memory.stores.tvm import TokenVendingMachine
 
     with mock_aws():
         make_client("s3vectors", region="us-east-1")  # warm botocore's model caches for both runs

@@ -1,6 +1,6 @@
 """``forget``: right to erasure — delete one user's memories (or one conversation's) in a tenant.
 
-Uses the memory library's own ``MemoryStore.forget`` on the tenant's index (every vector is
+Uses the memory library's own ``SingleTenantStore.forget`` on the tenant's index (every vector is
 listed with its metadata, those of the user — and conversation — are deleted in batches),
 with the operator's credentials. A conversation id is the AgentCore session id: every summary
 stored under that id (a session id reused after a restart stores a second one) is deleted.
@@ -13,17 +13,17 @@ import argparse
 from typing import Sequence
 
 from memory.errors import ConfigurationError
-from memory.models import Scope
-from memory.protocols import EmbeddingPurpose
-from memory.s3vectors_index import S3VectorsIndex
-from memory.store import MemoryStore
+from memory.types import Scope
+from memory.embedders.protocol import EmbeddingPurpose
+from memory.index.s3vectors import S3VectorsIndex
+from memory.stores.single_tenant import SingleTenantStore
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts.common import Report, ScriptError, add_common_args, aws_client, require_region
 from scripts.vectors import get_index
 
 
 class _NoEmbedder:
-    """Satisfies MemoryStore's dimension check; forgetting never embeds."""
+    """Satisfies SingleTenantStore's dimension check; forgetting never embeds."""
 
     def __init__(self, dimension: int) -> None:
         self.dimension = dimension
@@ -33,7 +33,7 @@ class _NoEmbedder:
 
 
 def forget(
-    store: MemoryStore, report: Report, *, scope: Scope, conversation_id: str | None, confirmed: bool
+    store: SingleTenantStore, report: Report, *, scope: Scope, conversation_id: str | None, confirmed: bool
 ) -> int:
     """Delete (when ``confirmed``) the scope's memories; return how many matched."""
     what = f"user {scope.user_id}" + (f", conversation {conversation_id}" if conversation_id else "")
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> Report:
     if description is None:  # checked first: the store would create a missing index
         raise ScriptError(f"tenant {tenant!r} has no index {name} in bucket {args.bucket!r}")
     dimension = int(description["dimension"])
-    store = MemoryStore(
+    store = SingleTenantStore(
         S3VectorsIndex(s3v, args.bucket, name, dimension), _NoEmbedder(dimension), tenant_id=tenant
     )
     report = Report("forget", dry_run=not args.yes)

@@ -14,7 +14,7 @@ from typing import Any
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from memory.s3vectors_index import S3VectorsIndex, create_index_params
+from memory.index.s3vectors import S3VectorsIndex, create_index_params
 from memory.tenants import INDEX_PREFIX, index_name_for, validate_tenant_id
 from scripts.common import (
     Report,

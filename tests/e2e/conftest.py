@@ -9,7 +9,7 @@ from typing import Iterator
 import pytest
 
 from auth.dev_issuer import DevIssuer
-from memory.models import Memory, Scope
+from memory.types import Memory, Scope
 from tests.e2e.server import AgentServer
 
 
@@ -33,8 +33,8 @@ def new_session() -> str:
 
 def stored(state_dir: Path, tenant: str, user: str) -> list[Memory]:
     """Every memory of ``user`` in ``tenant``, read straight from the server's local index."""
-    from memory.embedders import LocalEmbedder
-    from memory.store import MultiTenantMemoryStore
+    from memory.embedders.local import LocalEmbedder
+    from memory.stores.multi_tenant import MultiTenantStore
 
-    store = MultiTenantMemoryStore.for_local(root_dir=state_dir / "vectors", embedder=LocalEmbedder())
+    store = MultiTenantStore.for_local(root_dir=state_dir / "vectors", embedder=LocalEmbedder())
     return store.list(Scope(user_id=user, tenant_id=tenant))

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from auth.dev_issuer import DevIssuer
-from memory.outbox import Outbox
+from memory.pipeline.outbox import Outbox
 from tests.e2e.conftest import new_session, stored
 from tests.e2e.server import AgentServer
 

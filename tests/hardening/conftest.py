@@ -12,9 +12,9 @@ from typing import Iterator
 import pytest
 
 from auth.dev_issuer import DevIssuer
-from memory.embedders import LocalEmbedder
-from memory.models import Memory, Scope
-from memory.store import MultiTenantMemoryStore
+from memory.embedders.local import LocalEmbedder
+from memory.types import Memory, Scope
+from memory.stores.multi_tenant import MultiTenantStore
 from tests.e2e.server import AgentServer
 
 
@@ -32,10 +32,10 @@ def issuer(server: AgentServer) -> DevIssuer:
     return DevIssuer(server.state_dir / "dev-issuer")
 
 
-def read_store(state_dir: Path) -> MultiTenantMemoryStore:
+def read_store(state_dir: Path) -> MultiTenantStore:
     """A reader over the server's local index files."""
-    return MultiTenantMemoryStore.for_local(root_dir=state_dir / "vectors", embedder=LocalEmbedder())
+    return MultiTenantStore.for_local(root_dir=state_dir / "vectors", embedder=LocalEmbedder())
 
 
-def memories_of(store: MultiTenantMemoryStore, tenant: str, user: str) -> list[Memory]:
+def memories_of(store: MultiTenantStore, tenant: str, user: str) -> list[Memory]:
     return store.list(Scope(user_id=user, tenant_id=tenant))

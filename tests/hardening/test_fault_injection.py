@@ -26,16 +26,17 @@ from agent.services import build_services
 from agent.settings import Settings
 from auth.dev_issuer import DevIssuer
 from memory.aws import DEFAULT_MAX_ATTEMPTS, make_client
-from memory.background import RetryPolicy, SummaryPipeline
-from memory.embedders import BedrockEmbedder, LocalEmbedder
+from memory.pipeline.background import RetryPolicy, SummaryPipeline
+from memory.embedders.bedrock import BedrockEmbedder
+from memory.embedders.local import LocalEmbedder
 from memory.errors import BackendUnavailable
-from memory.local_index import LocalIndex
-from memory.models import Scope
-from memory.outbox import Outbox
-from memory.plugin import MemoryPlugin
-from memory.store import MultiTenantMemoryStore
-from memory.summarizer import Summarizer
-from memory.tvm import TokenVendingMachine
+from memory.index.local import LocalIndex
+from memory.types import Scope
+from memory.pipeline.outbox import Outbox
+from memory.plugin.plugin import MemoryPlugin
+from memory.stores.multi_tenant import MultiTenantStore
+from memory.pipeline.summarizer import Summarizer
+from memory.stores.tvm import TokenVendingMachine
 from tests.e2e.server import SESSION_HEADER, AgentServer
 from tests.hardening.conftest import memories_of, read_store
 from tests.support.moto_s3vectors import install_query_route, multi_tenant_store
@@ -156,7 +157,7 @@ def test_bedrock_embedding_timeout_still_answers(tmp_path: Path) -> None:
 
     client.meta.events.register("before-send.bedrock-runtime", timeout)
     embedder = BedrockEmbedder(client, dimension=256)
-    store = MultiTenantMemoryStore.for_local(root_dir=tmp_path / "vectors", embedder=embedder)
+    store = MultiTenantStore.for_local(root_dir=tmp_path / "vectors", embedder=embedder)
     answer, plugin, _ = turn(store, None, "what is my budget?", "c1")
     assert answer == "ok" and plugin.metrics["retrieval_failures"] == 1 and plugin.used_memory_ids == []
     assert len(calls) == 1 + DEFAULT_MAX_ATTEMPTS  # the timeout was retried before giving up

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from auth.dev_issuer import DevIssuer
-from memory.context_block import CLOSE_TAG, OPEN_TAG
+from memory.plugin.context_block import CLOSE_TAG, OPEN_TAG
 from tests.e2e.server import SESSION_HEADER, AgentServer
 
 SEED = 20240607

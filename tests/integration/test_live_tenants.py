@@ -13,10 +13,10 @@ from botocore.exceptions import ClientError
 
 from memory.aws import make_client
 from memory.errors import AccessDenied
-from memory.models import VectorRecord
-from memory.s3vectors_index import S3VectorsIndex
+from memory.types import VectorRecord
+from memory.index.s3vectors import S3VectorsIndex
 from memory.tenants import index_name_for
-from memory.tvm import TokenVendingMachine
+from memory.stores.tvm import TokenVendingMachine
 
 # Live AWS: the suite-wide loopback-only socket guard is lifted for these tests.
 pytestmark = [pytest.mark.integration, pytest.mark.enable_socket]

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from memory.summarizer import SUMMARY_MARKER, USER_PREFIX
+from memory.pipeline.summarizer import SUMMARY_MARKER, USER_PREFIX
 
 
 def bag_of_words_vector(text: str, dimension: int) -> list[float]:

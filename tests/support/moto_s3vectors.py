@@ -2,7 +2,7 @@
 
 ``install_query_route(monkeypatch)`` registers it for one test (call before ``mock_aws``
 starts). The route answers with exact cosine distances and evaluates the filter with
-``memory.filters``, so store/retrieve round trips go through boto3 while every request is
+``memory.index.filters``, so store/retrieve round trips go through boto3 while every request is
 still parsed against the real service model.
 """
 
@@ -17,10 +17,10 @@ from moto.s3vectors import urls as s3vectors_urls
 from moto.s3vectors.responses import S3VectorsResponse
 
 from memory.aws import make_client
-from memory.filters import compile_filter
-from memory.protocols import Embedder
-from memory.s3vectors_index import S3VectorsIndex
-from memory.store import MultiTenantMemoryStore
+from memory.index.filters import compile_filter
+from memory.embedders.protocol import Embedder
+from memory.index.s3vectors import S3VectorsIndex
+from memory.stores.multi_tenant import MultiTenantStore
 from memory.tenants import index_name_for
 
 
@@ -60,12 +60,12 @@ def install_query_route(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(s3vectors_urls.url_paths, "{0}/QueryVectors$", S3VectorsResponse.dispatch)
 
 
-def multi_tenant_store(bucket: str, embedder: Embedder) -> tuple[Any, MultiTenantMemoryStore]:
+def multi_tenant_store(bucket: str, embedder: Embedder) -> tuple[Any, MultiTenantStore]:
     """Inside ``mock_aws``: a vector bucket and a multi-tenant store whose indexes are created on
     first use (operator credentials, no TVM); returns the s3vectors client and the store."""
     client = make_client("s3vectors", region="us-east-1")
     client.create_vector_bucket(vectorBucketName=bucket)
-    store = MultiTenantMemoryStore(
+    store = MultiTenantStore(
         lambda tenant: S3VectorsIndex(client, bucket, index_name_for(tenant), embedder.dimension), embedder
     )
     return client, store

@@ -9,7 +9,7 @@
       * a callable ``(ModelCall) -> str | ToolCall`` -- decides from what the model received.
     When the steps run out it answers ``default_reply``, or fails the test (AssertionError) if
     that is None. Summarization requests (system prompt carrying
-    ``memory.summarizer.SUMMARY_MARKER``) never consume steps: they get ``summary_reply`` or,
+    ``memory.pipeline.summarizer.SUMMARY_MARKER``) never consume steps: they get ``summary_reply`` or,
     if None, ``deterministic_summary`` of the transcript.
 
     Recording (thread-safe): ``calls`` (every chat call, a ``ModelCall`` with ``system_prompt``,
@@ -38,9 +38,9 @@ from typing import Any, AsyncIterator, Callable, Sequence, Union
 
 from strands.models import Model
 
-from memory.context_block import extract_block
-from memory.recall_tool import RECALL_TOOL_NAME
-from memory.summarizer import SUMMARY_MARKER, USER_PREFIX
+from memory.plugin.context_block import extract_block
+from memory.plugin.recall_tool import RECALL_TOOL_NAME
+from memory.pipeline.summarizer import SUMMARY_MARKER, USER_PREFIX
 
 __all__ = [
     "EchoModel",

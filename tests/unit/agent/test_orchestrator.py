@@ -12,14 +12,14 @@ import pytest
 from strands.models import Model
 
 from agent.orchestrator import ORCHESTRATOR_NAME, SPECIALIST_NAME, build_conversation
-from memory.background import SummaryPipeline
-from memory.embedders import LocalEmbedder
-from memory.models import Scope
-from memory.outbox import Outbox
-from memory.plugin import MemoryPlugin
-from memory.recall_tool import RECALL_TOOL_NAME
-from memory.store import MultiTenantMemoryStore
-from memory.summarizer import Summarizer
+from memory.pipeline.background import SummaryPipeline
+from memory.embedders.local import LocalEmbedder
+from memory.types import Scope
+from memory.pipeline.outbox import Outbox
+from memory.plugin.plugin import MemoryPlugin
+from memory.plugin.recall_tool import RECALL_TOOL_NAME
+from memory.stores.multi_tenant import MultiTenantStore
+from memory.pipeline.summarizer import Summarizer
 from tests.support.scripted_model import ScriptedModel, ToolCall
 
 STATE = {"tenant_context": "tenant-a", "user_id": "alice", "conversation_id": "conv-1"}
@@ -27,7 +27,7 @@ STATE = {"tenant_context": "tenant-a", "user_id": "alice", "conversation_id": "c
 
 @pytest.fixture()
 def memory(tmp_path: Path):
-    store = MultiTenantMemoryStore.for_local(root_dir=tmp_path / "vectors", embedder=LocalEmbedder())
+    store = MultiTenantStore.for_local(root_dir=tmp_path / "vectors", embedder=LocalEmbedder())
     pipeline = SummaryPipeline(store, Outbox(tmp_path / "outbox"), Summarizer(None, mode="extractive"))
     plugins: dict[str, MemoryPlugin] = {}
 

@@ -1,12 +1,19 @@
-"""Fixtures of the memory tests: moto S3 Vectors (with the shared QueryVectors route) and
-index factories for the conformance suite, which runs on both backends."""
+"""Fixtures of the memory tests: moto S3 Vectors (with the shared QueryVectors route), index
+factories for the conformance suite (both backends), an in-memory ``MemoryBackend`` fake and
+summary pipelines for the plugin and pipeline tests."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import re
+import threading
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 
+from memory.types import Memory, Scope
 from tests.support.moto_s3vectors import install_query_route
 
 
@@ -37,8 +44,8 @@ def s3vectors_client(moto_query_route: None) -> Iterator[Any]:
 @pytest.fixture(params=["local", "s3vectors"])
 def index_factory(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     """Builds indexes (name, dimension) on either backend; the conformance suite runs on both."""
-    from memory.local_index import LocalIndex
-    from memory.s3vectors_index import S3VectorsIndex
+    from memory.index.local import LocalIndex
+    from memory.index.s3vectors import S3VectorsIndex
 
     if request.param == "local":
         return lambda name, dimension=DIMENSION: LocalIndex(tmp_path / "indexes", name, dimension)
@@ -52,3 +59,125 @@ def index(index_factory: Any) -> Any:
     idx = index_factory("memory-conformance")
     idx.ensure()
     return idx
+
+
+_WORDS = re.compile(r"[a-z0-9$]+")
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORDS.findall(text.lower()))
+
+
+class FakeStore:
+    """A ``MemoryBackend`` fake: word-overlap (Jaccard) similarity, same scoping rules.
+
+    ``fail_retrieve`` / ``fail_store`` make the next calls raise; ``retrieve_calls`` and
+    ``store_calls`` record the scopes used.
+    """
+
+    def __init__(self) -> None:
+        self.memories: dict[str, Memory] = {}
+        self.retrieve_calls: list[tuple[Scope, str, int]] = []
+        self.store_calls: list[dict[str, Any]] = []
+        self.fail_retrieve: Exception | None = None
+        self.fail_store: Exception | None = None
+        self._lock = threading.Lock()
+
+    def add(self, scope: Scope, content: str, *, stored_at: datetime | None = None, key: str | None = None) -> Memory:
+        """Seed a memory directly."""
+        memory = Memory(
+            id=key or uuid.uuid4().hex,
+            content=content,
+            user_id=scope.user_id,
+            stored_at=stored_at or datetime.now(timezone.utc),
+            agent_name=scope.agent_name,
+            tenant_id=scope.tenant_id,
+        )
+        self.memories[memory.id] = memory
+        return memory
+
+    def store(self, scope: Scope, content: str, *, conversation_id: str | None = None,
+              memory_type: str = "summary", key: str | None = None) -> Memory:
+        with self._lock:
+            self.store_calls.append(
+                {"scope": scope, "content": content, "conversation_id": conversation_id,
+                 "memory_type": memory_type, "key": key}
+            )
+            if self.fail_store is not None:
+                raise self.fail_store
+            memory = Memory(
+                id=key or uuid.uuid4().hex, content=content, user_id=scope.user_id,
+                stored_at=datetime.now(timezone.utc), memory_type=memory_type,
+                agent_name=scope.agent_name, conversation_id=conversation_id, tenant_id=scope.tenant_id,
+            )
+            self.memories[memory.id] = memory
+            return memory
+
+    def _visible(self, scope: Scope, memory: Memory) -> bool:
+        return (
+            memory.user_id == scope.user_id
+            and memory.tenant_id == scope.tenant_id
+            and (scope.agent_name is None or memory.agent_name in (None, scope.agent_name))
+        )
+
+    def retrieve(self, scope: Scope, query: str, *, top_k: int = 5, min_score: float | None = None) -> list[Memory]:
+        self.retrieve_calls.append((scope, query, top_k))
+        if self.fail_retrieve is not None:
+            raise self.fail_retrieve
+        q = _words(query)
+        scored = []
+        for memory in self.memories.values():
+            if not self._visible(scope, memory):
+                continue
+            words = _words(memory.content)
+            score = len(q & words) / max(1, len(q | words))
+            if min_score is None or score >= min_score:
+                scored.append(Memory(**{**memory.__dict__, "score": score}))
+        scored.sort(key=lambda m: -(m.score or 0))
+        return scored[:top_k]
+
+    def list(self, scope: Scope) -> list[Memory]:
+        return [m for m in self.memories.values() if self._visible(scope, m)]
+
+    def forget(self, scope: Scope, *, conversation_id: str | None = None) -> int:
+        doomed = [k for k, m in self.memories.items() if self._visible(scope, m)
+                  and (conversation_id is None or m.conversation_id == conversation_id)]
+        for k in doomed:
+            del self.memories[k]
+        return len(doomed)
+
+    def forget_tenant(self, tenant_id: str | None = None) -> int:
+        doomed = [k for k, m in self.memories.items() if m.tenant_id == tenant_id]
+        for k in doomed:
+            del self.memories[k]
+        return len(doomed)
+
+
+@pytest.fixture
+def fake_store() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+def outbox_dir(tmp_path: Path) -> Path:
+    return tmp_path / "outbox"
+
+
+@pytest.fixture
+def make_pipeline(outbox_dir: Path) -> Iterator[Callable[..., Any]]:
+    """Factory of SummaryPipelines over ``outbox_dir`` with fast retries; all shut down after."""
+    from memory.pipeline.background import RetryPolicy, SummaryPipeline
+    from memory.pipeline.outbox import Outbox
+    from memory.pipeline.summarizer import Summarizer
+
+    made: list[SummaryPipeline] = []
+
+    def make(store: Any, summarizer: Summarizer | None = None, **kwargs: Any) -> SummaryPipeline:
+        kwargs.setdefault("retry", RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.005))
+        pipeline = SummaryPipeline(store, Outbox(outbox_dir), summarizer or Summarizer(), **kwargs)
+        made.append(pipeline)
+        return pipeline
+
+    yield make
+    for pipeline in made:
+        pipeline.shutdown(wait=True)

@@ -12,12 +12,14 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from memory import embedders
+from memory.embedders import local as embedders
 from memory.aws import make_client
-from memory.embedders import BedrockEmbedder, LocalEmbedder, check_dimensions
+from memory.embedders.bedrock import BedrockEmbedder
+from memory.embedders.local import LocalEmbedder
+from memory.embedders.protocol import check_dimensions
 from memory.errors import AccessDenied, ConfigurationError, ValidationError
 from memory.keys import new_conversation_marker, random_key, summary_key
-from memory.protocols import Embedder
+from memory.embedders.protocol import Embedder
 
 
 class JsonBody:

@@ -1,0 +1,1 @@
+"""Embedders: the protocol, Amazon Nova 2 on Bedrock, and WordLlama offline."""

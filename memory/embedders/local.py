@@ -1,0 +1,54 @@
+"""WordLlama embeddings offline: the 256-d weights ship inside the ``wordllama`` wheel."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+from memory.embedders.protocol import EmbeddingPurpose, check_purpose, normalise_rows
+from memory.errors import ConfigurationError, ValidationError
+
+logger = logging.getLogger(__name__)
+
+
+_WORDLLAMA_LOCK = threading.Lock()
+_WORDLLAMA: Any = None
+
+
+def _wordllama() -> Any:
+    """The process-wide WordLlama model, loaded once from the weights inside the wheel."""
+    global _WORDLLAMA
+    if _WORDLLAMA is None:
+        with _WORDLLAMA_LOCK:
+            if _WORDLLAMA is None:
+                try:
+                    import wordllama
+                    from wordllama import WordLlama
+                except ImportError as exc:
+                    raise ConfigurationError(
+                        "LocalEmbedder needs the 'wordllama' package (pip install '.[local]')"
+                    ) from exc
+                _WORDLLAMA = WordLlama.load(
+                    cache_dir=Path(wordllama.__file__).parent, disable_download=True
+                )
+                logger.info("loaded WordLlama l2_supercat (256-d)")
+    return _WORDLLAMA
+
+
+class LocalEmbedder:
+    """WordLlama ``l2_supercat`` 256-d embeddings, offline; the same vector for both purposes."""
+
+    dimension = 256
+
+    def embed(self, texts: Sequence[str], purpose: EmbeddingPurpose) -> list[list[float]]:
+        """One unit vector per text (all zeros when no token is known to the model)."""
+        check_purpose(purpose)
+        items = list(texts)
+        if not items:
+            return []
+        if not all(isinstance(t, str) for t in items):
+            raise ValidationError("texts must be strings")
+        model = _wordllama()
+        return normalise_rows(model.embed(items, norm=False, return_np=True))

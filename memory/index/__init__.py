@@ -1,0 +1,1 @@
+"""Vector indexes: the protocol, the embedded SQLite + NumPy index, Amazon S3 Vectors, filters and limits."""

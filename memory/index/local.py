@@ -1,0 +1,415 @@
+"""LocalIndex: the embedded vector index — one SQLite file per index plus an in-memory NumPy matrix.
+
+SQLite (stdlib) is the durable store; queries run on a cached, row-normalised float32 matrix
+(exact cosine, ``np.argpartition`` for top-k). The cache is appended to / patched on this
+instance's writes and reloaded when SQLite's ``data_version`` shows another connection wrote
+(another instance or process). Filters, limits and errors are those of S3 Vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from memory.index import limits
+from memory.errors import ConfigurationError, NotFound, ValidationError
+from memory.index.filters import compile_filter
+from memory.private_files import create_private_file, private_dir
+from memory.types import QueryHit, VectorRecord
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS index_info (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS vectors (
+    key TEXT PRIMARY KEY,
+    vector BLOB NOT NULL,
+    metadata TEXT NOT NULL
+);
+"""
+# S3 Vectors index-name alphabet: 3-63 of [a-z0-9.-], alphanumeric at both ends.
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789.-")
+
+
+def _validate_index_name(name: str) -> str:
+    if (
+        not isinstance(name, str)
+        or not 3 <= len(name) <= 63
+        or not set(name) <= _NAME_CHARS
+        or not (name[0].isalnum() and name[-1].isalnum())
+    ):
+        raise ValidationError(f"invalid index name {name!r}")
+    return name
+
+
+def _postings(metadata: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """The (field, string value) pairs of a record that the inverted index tracks."""
+    for name, value in metadata.items():
+        if isinstance(value, str):
+            yield name, value
+        elif isinstance(value, list):
+            for item in set(v for v in value if isinstance(v, str)):
+                yield name, item
+
+
+class _Matrix:
+    """Rows of unit vectors with keys, metadata and an inverted index of string values."""
+
+    def __init__(self, dimension: int, capacity: int = 1024) -> None:
+        self.data = np.empty((capacity, dimension), dtype=np.float32)
+        self.keys: list[str] = []
+        self.metadata: list[dict[str, Any]] = []
+        self.position: dict[str, int] = {}
+        self.inverted: dict[tuple[str, str], set[int]] = {}
+
+    @property
+    def size(self) -> int:
+        return len(self.keys)
+
+    def _index(self, row: int, metadata: Mapping[str, Any]) -> None:
+        for posting in _postings(metadata):
+            self.inverted.setdefault(posting, set()).add(row)
+
+    def _unindex(self, row: int, metadata: Mapping[str, Any]) -> None:
+        for posting in _postings(metadata):
+            rows = self.inverted.get(posting)
+            if rows is not None:
+                rows.discard(row)
+                if not rows:
+                    del self.inverted[posting]
+
+    def upsert(self, key: str, unit: np.ndarray, metadata: dict[str, Any]) -> None:
+        row = self.position.get(key)
+        if row is None:
+            row = self.size
+            if row == self.data.shape[0]:
+                grown = np.empty((row * 2, self.data.shape[1]), dtype=np.float32)
+                grown[:row] = self.data[:row]
+                self.data = grown
+            self.keys.append(key)
+            self.metadata.append(metadata)
+            self.position[key] = row
+        else:
+            self._unindex(row, self.metadata[row])
+            self.metadata[row] = metadata
+        self._index(row, metadata)
+        self.data[row] = unit
+
+    def remove(self, key: str) -> None:
+        row = self.position.pop(key, None)
+        if row is None:
+            return
+        self._unindex(row, self.metadata[row])
+        last = self.size - 1
+        if row != last:
+            moved = self.keys[last]
+            self._unindex(last, self.metadata[last])
+            self.data[row] = self.data[last]
+            self.keys[row] = moved
+            self.metadata[row] = self.metadata[last]
+            self.position[moved] = row
+            self._index(row, self.metadata[row])
+        self.keys.pop()
+        self.metadata.pop()
+
+    def candidates(self, filter: Mapping[str, Any]) -> tuple[set[int] | None, bool]:
+        """Rows that can match ``filter`` by its required string equalities (None: every row),
+        and whether those equalities are the whole filter (no per-row check needed)."""
+        required, exact = _required_equalities(filter)
+        if not required:
+            return None, False
+        result: set[int] | None = None
+        for name, values in sorted(required, key=lambda r: len(r[1])):
+            rows: set[int] = set()
+            for value in values:
+                rows |= self.inverted.get((name, value), set())
+            result = rows if result is None else result & rows
+            if not result:
+                return set(), True
+        return result, exact
+
+
+def _required_equalities(
+    filter: Mapping[str, Any],
+) -> tuple[list[tuple[str, tuple[str, ...]]], bool]:
+    """String ``$eq``/``$in`` conditions every match must satisfy (top level and ``$and``),
+    and whether the filter consists of nothing else."""
+    found: list[tuple[str, tuple[str, ...]]] = []
+    exact = True
+    for name, condition in filter.items():
+        if name == "$and":
+            for member in condition:
+                more, member_exact = _required_equalities(member)
+                found.extend(more)
+                exact = exact and member_exact
+        elif name.startswith("$"):
+            exact = False
+        elif isinstance(condition, str):
+            found.append((name, (condition,)))
+        elif isinstance(condition, Mapping) and len(condition) == 1:
+            ((op, operand),) = condition.items()
+            if op == "$eq" and isinstance(operand, str):
+                found.append((name, (operand,)))
+            elif op == "$in" and all(isinstance(v, str) for v in operand):
+                found.append((name, tuple(operand)))
+            else:
+                exact = False
+        else:
+            exact = False
+    return found, exact
+
+
+def _unit(values: Sequence[float]) -> np.ndarray:
+    vec = np.asarray(values, dtype=np.float32)
+    norm = float(np.linalg.norm(vec))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise ValidationError("vector must have a finite, non-zero norm")
+    return vec / norm
+
+
+class LocalIndex:
+    """A persistent cosine index under ``root_dir`` (file ``<name>.sqlite3``), thread-safe.
+
+    Call :meth:`ensure` once to create it; every other operation on a missing index raises
+    NotFound, like S3 Vectors.
+    """
+
+    def __init__(self, root_dir: str | Path, name: str, dimension: int) -> None:
+        self.name = _validate_index_name(name)
+        self.dimension = limits.validate_dimension(dimension)
+        self.path = Path(root_dir) / f"{name}.sqlite3"
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._matrix: _Matrix | None = None
+        self._data_version = -1
+
+    # -- connection and cache -------------------------------------------------------------
+
+    def _connect(self, create: bool) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        if not create and not self.path.exists():
+            raise NotFound(f"index {self.name!r} does not exist")
+        private_dir(self.path.parent)
+        create_private_file(self.path)  # 0600 before SQLite creates it; -wal/-shm inherit the mode
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+        return conn
+
+    def _stored_dimension(self, conn: sqlite3.Connection) -> int | None:
+        row = conn.execute("SELECT value FROM index_info WHERE name = 'dimension'").fetchone()
+        return int(row[0]) if row else None
+
+    def _open(self) -> sqlite3.Connection:
+        """The connection of an existing index, with a cache that reflects every commit."""
+        conn = self._connect(create=False)
+        if not self.path.exists():  # dropped by another instance
+            self._close()
+            raise NotFound(f"index {self.name!r} does not exist")
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if self._matrix is None or version != self._data_version:
+            self._load(conn)
+            self._data_version = version
+        return conn
+
+    def _load(self, conn: sqlite3.Connection) -> None:
+        stored = self._stored_dimension(conn)
+        if stored is None:
+            raise NotFound(f"index {self.name!r} does not exist")
+        if stored != self.dimension:
+            raise ConfigurationError(
+                f"index {self.name!r} has dimension {stored}, expected {self.dimension}"
+            )
+        rows = conn.execute("SELECT key, vector, metadata FROM vectors").fetchall()
+        matrix = _Matrix(self.dimension, capacity=max(1024, len(rows)))
+        if rows:
+            stacked = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            stacked = stacked.reshape(len(rows), self.dimension)
+            matrix.data[: len(rows)] = stacked / np.linalg.norm(stacked, axis=1, keepdims=True)
+            matrix.keys = [r[0] for r in rows]
+            matrix.metadata = [json.loads(r[2]) for r in rows]
+            matrix.position = {key: i for i, key in enumerate(matrix.keys)}
+            for row, metadata in enumerate(matrix.metadata):
+                matrix._index(row, metadata)
+        self._matrix = matrix
+        logger.debug("loaded local index %s (%d vectors)", self.name, matrix.size)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self._matrix = None
+        self._data_version = -1
+
+    def close(self) -> None:
+        """Release the SQLite connection (the index stays on disk)."""
+        with self._lock:
+            self._close()
+
+    # -- VectorIndex ----------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Create the index if missing; ConfigurationError if it exists with another dimension."""
+        with self._lock:
+            conn = self._connect(create=True)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                stored = self._stored_dimension(conn)
+                if stored is None:
+                    conn.execute(
+                        "INSERT INTO index_info (name, value) VALUES ('dimension', ?)",
+                        (str(self.dimension),),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            if stored is not None and stored != self.dimension:
+                raise ConfigurationError(
+                    f"index {self.name!r} exists with dimension {stored}, "
+                    f"but {self.dimension} was requested"
+                )
+
+    def put(self, records: Sequence[VectorRecord]) -> None:
+        """Insert or overwrite records (validated all-or-nothing against S3 Vectors' limits)."""
+        prepared = []
+        for record in records:
+            key = limits.validate_key(record.key)
+            values = limits.validate_vector(record.vector, self.dimension)
+            metadata = limits.validate_metadata(record.metadata)
+            prepared.append((key, values, metadata))
+        if not prepared:
+            return
+        with self._lock:
+            conn = self._open()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO vectors (key, vector, metadata) VALUES (?, ?, ?)",
+                    [(k, v.tobytes(), json.dumps(m)) for k, v, m in prepared],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            assert self._matrix is not None
+            stacked = np.stack([v for _, v, _ in prepared])
+            units = stacked / np.linalg.norm(stacked, axis=1, keepdims=True)
+            for (key, _, metadata), unit in zip(prepared, units):
+                self._matrix.upsert(key, unit, metadata)
+
+    def query(
+        self, vector: Sequence[float], top_k: int, filter: Mapping[str, Any] | None = None
+    ) -> list[QueryHit]:
+        """The ``top_k`` nearest records by cosine distance (ascending) that match ``filter``."""
+        top_k = limits.validate_top_k(top_k)
+        query = _unit(limits.validate_vector(vector, self.dimension))
+        predicate = compile_filter(filter) if filter is not None else None
+        with self._lock:
+            self._open()
+            matrix = self._matrix
+            assert matrix is not None
+            if predicate is None:
+                rows = None
+                candidates = matrix.data[: matrix.size]
+            else:
+                assert filter is not None
+                pool, exact = matrix.candidates(filter)
+                if exact and pool is not None:
+                    rows = np.sort(np.fromiter(pool, dtype=np.intp, count=len(pool)))
+                else:
+                    scan = range(matrix.size) if pool is None else sorted(pool)
+                    metadata = matrix.metadata
+                    rows = np.fromiter((i for i in scan if predicate(metadata[i])), dtype=np.intp)
+                candidates = matrix.data[rows]
+            if candidates.shape[0] == 0:
+                return []
+            similarity = candidates @ query
+            k = min(top_k, similarity.shape[0])
+            best = np.argpartition(-similarity, k - 1)[:k] if k < similarity.shape[0] else None
+            best = np.arange(similarity.shape[0]) if best is None else best
+            best = best[np.argsort(-similarity[best], kind="stable")]
+            hits = []
+            for i in best:
+                row = int(i) if rows is None else int(rows[i])
+                distance = max(0.0, 1.0 - float(similarity[i]))
+                hits.append(QueryHit(matrix.keys[row], distance, dict(matrix.metadata[row])))
+            return hits
+
+    def get(self, keys: Sequence[str]) -> list[VectorRecord]:
+        """Records (with vector and metadata) for the keys that exist, in request order."""
+        wanted = [limits.validate_key(k) for k in keys]
+        if not wanted:
+            return []
+        with self._lock:
+            conn = self._open()
+            found: dict[str, VectorRecord] = {}
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, blob, meta in conn.execute(
+                    f"SELECT key, vector, metadata FROM vectors WHERE key IN ({marks})", chunk
+                ):
+                    vector = np.frombuffer(blob, dtype=np.float32).tolist()
+                    found[key] = VectorRecord(key, vector, json.loads(meta))
+        return [found[k] for k in dict.fromkeys(wanted) if k in found]
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete the keys; missing keys are ignored."""
+        wanted = [limits.validate_key(k) for k in keys]
+        if not wanted:
+            return
+        with self._lock:
+            conn = self._open()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("DELETE FROM vectors WHERE key = ?", [(k,) for k in wanted])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            assert self._matrix is not None
+            for key in wanted:
+                self._matrix.remove(key)
+
+    def list(self, *, return_data: bool = False) -> Iterator[VectorRecord]:
+        """Every record with metadata, ordered by key (vectors only with ``return_data``)."""
+        with self._lock:
+            conn = self._open()
+            column = "vector" if return_data else "NULL"
+            rows = conn.execute(
+                f"SELECT key, {column}, metadata FROM vectors ORDER BY key"
+            ).fetchall()
+        return iter(
+            [
+                VectorRecord(
+                    key,
+                    np.frombuffer(blob, dtype=np.float32).tolist() if return_data else [],
+                    json.loads(meta),
+                )
+                for key, blob, meta in rows
+            ]
+        )
+
+    def count(self) -> int:
+        """How many vectors the index holds."""
+        with self._lock:
+            self._open()
+            assert self._matrix is not None
+            return self._matrix.size
+
+    def drop(self) -> None:
+        """Delete the index file (a missing index is ignored)."""
+        with self._lock:
+            self._close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)

@@ -1,0 +1,176 @@
+"""S3VectorsIndex: the VectorIndex protocol on Amazon S3 Vectors (boto3 ``s3vectors``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from memory.index import limits
+from memory.aws import error_code, translate_error
+from memory.errors import ConfigurationError, NotFound
+from memory.index.filters import validate_filter
+from memory.types import NON_FILTERABLE_KEYS, QueryHit, VectorRecord
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def create_index_params(bucket: str, name: str, dimension: int) -> dict[str, Any]:
+    """The ``create_index`` arguments of a memory index (float32, cosine, content not filterable)."""
+    return {
+        "vectorBucketName": bucket,
+        "indexName": name,
+        "dataType": "float32",
+        "dimension": limits.validate_dimension(dimension),
+        "distanceMetric": "cosine",
+        "metadataConfiguration": {"nonFilterableMetadataKeys": list(NON_FILTERABLE_KEYS)},
+    }
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class S3VectorsIndex:
+    """One index of an S3 vector bucket.
+
+    ``client`` is a boto3 ``s3vectors`` client, or a zero-argument callable returning one
+    (e.g. ``lambda: tvm.client_for(tenant, "s3vectors")``, so refreshed tenant credentials
+    are picked up). Errors surface as ``memory.errors`` after botocore's own retries.
+    ``create_if_missing=False`` makes :meth:`ensure` only verify the index: tenant (TVM)
+    credentials may read their own index but not create one; tenants are onboarded by the
+    operations CLI.
+    """
+
+    def __init__(
+        self, client: Any, bucket: str, name: str, dimension: int, *, create_if_missing: bool = True
+    ) -> None:
+        self._client_source = client
+        self.bucket = bucket
+        self.name = name
+        self.dimension = limits.validate_dimension(dimension)
+        self.create_if_missing = create_if_missing
+
+    @property
+    def client(self) -> Any:
+        source = self._client_source
+        return source() if callable(source) and not hasattr(source, "meta") else source
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_error(exc, f"s3vectors {operation} {self.name}") from exc
+
+    def _target(self) -> dict[str, str]:
+        return {"vectorBucketName": self.bucket, "indexName": self.name}
+
+    def ensure(self) -> None:
+        """Create the index if missing; ConfigurationError if it exists with another dimension."""
+        try:
+            index = self._call("get_index", **self._target())["index"]
+        except NotFound:
+            if not self.create_if_missing:
+                raise NotFound(
+                    f"index {self.name!r} does not exist in bucket {self.bucket!r}; onboard the "
+                    "tenant first (python -m scripts tenant onboard)"
+                ) from None
+            try:
+                self._call("create_index", **create_index_params(self.bucket, self.name, self.dimension))
+                logger.info("created s3vectors index %s", self.name)
+                return
+            except Exception as exc:  # a concurrent creator won the race
+                if error_code(exc.__cause__ or exc) != "ConflictException":
+                    raise
+                index = self._call("get_index", **self._target())["index"]
+        if int(index.get("dimension", self.dimension)) != self.dimension:
+            raise ConfigurationError(
+                f"index {self.name!r} exists with dimension {index['dimension']}, "
+                f"but {self.dimension} was requested"
+            )
+
+    def put(self, records: Sequence[VectorRecord]) -> None:
+        """Insert or overwrite records, validated first, sent in batches of 500."""
+        vectors = [
+            {
+                "key": limits.validate_key(r.key),
+                "data": {"float32": limits.validate_vector(r.vector, self.dimension).tolist()},
+                "metadata": limits.validate_metadata(r.metadata),
+            }
+            for r in records
+        ]
+        for batch in _chunks(vectors, limits.MAX_PUT_BATCH):
+            self._call("put_vectors", **self._target(), vectors=list(batch))
+
+    def query(
+        self, vector: Sequence[float], top_k: int, filter: Mapping[str, Any] | None = None
+    ) -> list[QueryHit]:
+        """Nearest records by cosine distance (ascending) matching ``filter``."""
+        request: dict[str, Any] = {
+            **self._target(),
+            "topK": limits.validate_top_k(top_k),
+            "queryVector": {"float32": limits.validate_vector(vector, self.dimension).tolist()},
+            "returnDistance": True,
+            "returnMetadata": True,
+        }
+        checked = validate_filter(filter)
+        if checked is not None:
+            request["filter"] = checked
+        response = self._call("query_vectors", **request)
+        hits = [
+            QueryHit(v["key"], float(v.get("distance", 0.0)), dict(v.get("metadata") or {}))
+            for v in response.get("vectors", [])
+        ]
+        return sorted(hits, key=lambda h: h.distance)
+
+    def get(self, keys: Sequence[str]) -> list[VectorRecord]:
+        """Records for the keys that exist (in request order), in batches of 100."""
+        wanted = list(dict.fromkeys(limits.validate_key(k) for k in keys))
+        found: dict[str, VectorRecord] = {}
+        for batch in _chunks(wanted, limits.MAX_GET_BATCH):
+            response = self._call(
+                "get_vectors", **self._target(), keys=list(batch), returnData=True, returnMetadata=True
+            )
+            for v in response.get("vectors", []):
+                data = (v.get("data") or {}).get("float32", [])
+                found[v["key"]] = VectorRecord(v["key"], list(data), dict(v.get("metadata") or {}))
+        return [found[k] for k in wanted if k in found]
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete the keys (missing keys are ignored), in batches of 500."""
+        wanted = list(dict.fromkeys(limits.validate_key(k) for k in keys))
+        for batch in _chunks(wanted, limits.MAX_DELETE_BATCH):
+            self._call("delete_vectors", **self._target(), keys=list(batch))
+
+    def list(self, *, return_data: bool = False) -> Iterator[VectorRecord]:
+        """Every record with metadata, following ``nextToken`` across pages of 1,000."""
+        token: str | None = None
+        records: list[VectorRecord] = []
+        while True:
+            request: dict[str, Any] = {
+                **self._target(),
+                "maxResults": limits.MAX_LIST_PAGE,
+                "returnMetadata": True,
+                "returnData": return_data,
+            }
+            if token:
+                request["nextToken"] = token
+            response = self._call("list_vectors", **request)
+            for v in response.get("vectors", []):
+                data = (v.get("data") or {}).get("float32", []) if return_data else []
+                records.append(VectorRecord(v["key"], list(data), dict(v.get("metadata") or {})))
+            token = response.get("nextToken")
+            if not token:
+                return iter(records)
+
+    def drop(self) -> None:
+        """Delete the index (a missing index is ignored)."""
+        try:
+            self._call("delete_index", **self._target())
+            logger.info("deleted s3vectors index %s", self.name)
+        except NotFound:
+            pass

@@ -1,0 +1,1 @@
+"""The summary pipeline: transcripts to summaries, the durable outbox, background storing and replay."""

@@ -1,0 +1,369 @@
+"""``MemoryPlugin``: a Strands plugin giving one named agent long-term, per-user memory.
+
+Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)::
+
+    plugin = MemoryPlugin(store, pipeline=pipeline)
+    agent = Agent(name="orchestrator", system_prompt="... {memory_context} ...", plugins=[plugin])
+    agent(prompt, invocation_state={"tenant_context": tenant_id, "user_id": user_id,
+                                    "conversation_id": session_id, "end_session": False})
+
+* Identity comes only from ``invocation_state`` (filled by the app from a verified token). A
+  turn without ``user_id`` or ``conversation_id`` (or with an invalid tenant id) runs without
+  memory, with a warning; there is no default user.
+* The first turn of a conversation retrieves the top-k memories for the prompt (this user,
+  this agent, similarity >= ``min_score``) and fills ``{memory_context}`` in the agent's base
+  system prompt with a fenced block (``memory.plugin.context_block``). The block is re-applied on
+  every turn of that conversation. Without the placeholder the block is appended (warning
+  once); without memories the placeholder is removed.
+* Retrieval failures degrade to no memory: a warning and ``metrics["retrieval_failures"]``.
+* The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent.
+* The plugin keeps the full text transcript (every message added, whatever the conversation
+  manager later trims). ``end_session: True`` in ``invocation_state`` or ``end_conversation()``
+  (idle timer, shutdown) hands it to the ``SummaryPipeline`` in the background (the outbox
+  write runs off the event loop). Each conversation gets a unique start marker when its first
+  turn is seen; it is part of the summary key, so a conversation id reused later (a session id
+  after a restart) stores a second memory instead of overwriting the first.
+* After every turn that does not end the conversation (and added to the transcript), the
+  plugin checkpoints it: the same outbox entry, marked open, written through
+  ``SummaryPipeline.checkpoint`` off the event loop but before the turn returns, so an
+  answered turn survives a SIGKILL (the next start closes and summarizes it). A failed
+  checkpoint is logged and counted (``metrics["checkpoint_failures"]``); the turn still answers.
+* ``summarize=False`` makes a read-only plugin (injection and recall, no transcript, no
+  summary): for specialists called as tools, whose "user" is the orchestrator's model.
+* ``used_memory_ids`` lists the ids of memories injected and recalled in the current
+  conversation (injected first); ``injected_memory_ids`` / ``recalled_memory_ids`` separately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from strands.agent.agent import _DEFAULT_AGENT_NAME
+from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, MessageAddedEvent
+from strands.plugins import Plugin, hook
+
+from memory.pipeline.background import SummaryPipeline
+from memory.plugin.context_block import PLACEHOLDER, fill_prompt, render_block
+from memory.errors import InvalidTenantId
+from memory.keys import new_conversation_marker
+from memory.types import Memory, Scope
+from memory.pipeline.outbox import OutboxEntry
+from memory.stores.protocol import MemoryBackend
+from memory.plugin.recall_tool import build_recall_tool
+from memory.pipeline.summarizer import Turn, transcript_from_messages
+from memory.tenants import validate_tenant_id
+
+if TYPE_CHECKING:
+    from strands import Agent
+
+logger = logging.getLogger(__name__)
+
+#: The name the Strands SDK gives agents created without one; not unique, so refused.
+SDK_DEFAULT_AGENT_NAME: str = _DEFAULT_AGENT_NAME
+#: Default cosine-similarity floor for injected memories.
+DEFAULT_MIN_SCORE = 0.2
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """Identity and conversation of one invocation, as read from ``invocation_state``."""
+
+    tenant_id: str | None
+    user_id: str
+    conversation_id: str
+    end_session: bool = False
+
+
+def read_invocation(state: Mapping[str, Any]) -> Invocation | None:
+    """The invocation's identity, or None if it is missing or invalid (never a default user)."""
+    user_id = state.get("user_id")
+    conversation_id = state.get("conversation_id")
+    tenant_id = state.get("tenant_context")
+    if not isinstance(user_id, str) or not user_id or not isinstance(conversation_id, str) or not conversation_id:
+        return None
+    if tenant_id is not None:
+        try:
+            validate_tenant_id(tenant_id)
+        except InvalidTenantId:
+            return None
+    return Invocation(tenant_id, user_id, conversation_id, state.get("end_session") is True)
+
+
+@dataclass
+class _Conversation:
+    invocation: Invocation
+    opened: str = field(default_factory=new_conversation_marker)
+    block: str = ""
+    injected: list[str] = field(default_factory=list)
+    recalled: list[str] = field(default_factory=list)
+    transcript: list[Turn] = field(default_factory=list)
+    ended_at_turns: int = -1  # transcript length when last handed to the pipeline
+    written_at_turns: int = -1  # transcript length when last written (checkpoint or end)
+
+
+class MemoryPlugin(Plugin):
+    """Injects relevant memories, offers the recall tool and summarizes finished conversations."""
+
+    name = "memory"
+
+    def __init__(
+        self,
+        store: MemoryBackend,
+        *,
+        pipeline: SummaryPipeline | None,
+        summarize: bool = True,
+        top_k: int = 5,
+        min_score: float | None = DEFAULT_MIN_SCORE,
+        recall_top_k_max: int = 10,
+    ) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.summarize = summarize
+        self.top_k = top_k
+        self.min_score = min_score
+        self.metrics: Counter[str] = Counter()
+        self.base_prompt = ""
+        self.agent_name: str | None = None
+        self._lock = threading.RLock()
+        self._conversation: _Conversation | None = None
+        self._turn_active = False
+        self._placeholder_warned = False
+        super().__init__()  # discovers @hook methods; needs the attributes above
+        self._tools.append(
+            build_recall_tool(
+                store,
+                self._recall_scope,
+                default_top_k=min(top_k, recall_top_k_max),
+                max_top_k=recall_top_k_max,
+                min_score=min_score,
+                on_recalled=self._on_recalled,
+            )
+        )
+
+    # -- public accessors -------------------------------------------------------------------
+
+    @property
+    def injected_memory_ids(self) -> list[str]:
+        """Ids of the memories injected into the current conversation's system prompt."""
+        with self._lock:
+            return list(self._conversation.injected) if self._conversation else []
+
+    @property
+    def recalled_memory_ids(self) -> list[str]:
+        """Ids of the memories the recall tool returned in the current conversation."""
+        with self._lock:
+            return list(self._conversation.recalled) if self._conversation else []
+
+    @property
+    def used_memory_ids(self) -> list[str]:
+        """Injected then recalled memory ids of the current conversation, without repeats."""
+        return list(dict.fromkeys(self.injected_memory_ids + self.recalled_memory_ids))
+
+    @property
+    def opened(self) -> str | None:
+        """The current conversation's start marker (part of its summary key), None before one."""
+        with self._lock:
+            return self._conversation.opened if self._conversation else None
+
+    @property
+    def transcript(self) -> list[Turn]:
+        """The full text transcript of the current conversation (a copy)."""
+        with self._lock:
+            return list(self._conversation.transcript) if self._conversation else []
+
+    # -- Strands plugin API -----------------------------------------------------------------
+
+    def init_agent(self, agent: "Agent") -> None:
+        """Bind to ``agent``; refuse agents without a stable unique name."""
+        if not agent.name or not agent.name.strip() or agent.name == SDK_DEFAULT_AGENT_NAME:
+            raise ValueError(
+                "MemoryPlugin needs an agent with an explicit, stable and unique name "
+                f"(got {agent.name!r}); memories are stored per agent name"
+            )
+        if self.agent_name is not None:
+            raise ValueError("a MemoryPlugin instance serves exactly one agent; create one per agent")
+        prompt = agent.system_prompt
+        if prompt is not None and not isinstance(prompt, str):
+            raise ValueError("MemoryPlugin needs a plain-text system prompt")
+        self.agent_name = agent.name
+        self.base_prompt = prompt or ""
+
+    @hook
+    async def _before_invocation(self, event: BeforeInvocationEvent) -> None:
+        invocation = read_invocation(event.invocation_state)
+        if invocation is None:
+            with self._lock:
+                self.metrics["identity_missing"] += 1
+                self._turn_active = False
+            logger.warning("agent=%s turn without a verified identity: running without memory", self.agent_name)
+            event.agent.system_prompt = fill_prompt(self.base_prompt, "")[0]
+            return
+        with self._lock:
+            current = self._conversation
+            continuing = current is not None and _same_conversation(current.invocation, invocation)
+        if not continuing:
+            # retrieval (embedding, network) and ending a previous conversation (outbox fsync)
+            # run off the event loop
+            await asyncio.to_thread(self._open, invocation, _prompt_text(event.messages))
+        with self._lock:
+            assert self._conversation is not None
+            self._turn_active = True
+            block = self._conversation.block
+        event.agent.system_prompt = self._render_prompt(block)
+
+    @hook
+    def _message_added(self, event: MessageAddedEvent) -> None:
+        if not self.summarize:
+            return
+        with self._lock:
+            if self._turn_active and self._conversation is not None:
+                self._conversation.transcript.extend(transcript_from_messages([event.message]))
+
+    @hook
+    async def _after_invocation(self, event: AfterInvocationEvent) -> None:
+        invocation = read_invocation(event.invocation_state)
+        with self._lock:
+            active, self._turn_active = self._turn_active, False
+            conversation = self._conversation
+        if not active or invocation is None or conversation is None:
+            return
+        if invocation.end_session:
+            await asyncio.to_thread(self._end_quietly, conversation)  # the outbox write fsyncs
+        else:
+            await asyncio.to_thread(self._checkpoint_quietly, conversation)
+
+    def end_conversation(self) -> str | None:
+        """Hand the current conversation to the summary pipeline; returns the outbox entry id.
+
+        Uses the identity and start marker bound on the conversation's first turn. Returns None
+        when there is nothing (new) to summarize, no pipeline or ``summarize=False``; calling it
+        again after the conversation went on re-submits the whole, longer transcript under the
+        same key. Never blocks on the summary itself; raises if the outbox cannot be written.
+        """
+        with self._lock:
+            if self._conversation is None:
+                return None
+            return self._end_locked(self._conversation)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _open(self, invocation: Invocation, prompt: str) -> None:
+        """Start a conversation (ending the previous one): called from a worker thread."""
+        memories = self._retrieve(self._scope(invocation), prompt) if prompt else []
+        with self._lock:
+            if self._conversation is not None:
+                self._end_quietly_locked(self._conversation)
+            self._conversation = _Conversation(
+                invocation, block=render_block(memories), injected=[m.id for m in memories]
+            )
+            self.metrics["conversations"] += 1
+            self.metrics["injected"] += len(memories)
+        logger.debug("agent=%s conversation started with %d memories", self.agent_name, len(memories))
+
+    def _retrieve(self, scope: Scope, prompt: str) -> list[Memory]:
+        try:
+            return list(self.store.retrieve(scope, prompt, top_k=self.top_k, min_score=self.min_score))
+        except Exception as exc:
+            with self._lock:
+                self.metrics["retrieval_failures"] += 1
+            logger.warning(
+                "agent=%s memory retrieval failed (%s); answering without memory",
+                self.agent_name,
+                type(exc).__name__,
+                exc_info=logger.isEnabledFor(logging.DEBUG),
+            )
+            return []
+
+    def _render_prompt(self, block: str) -> str:
+        prompt, had_placeholder = fill_prompt(self.base_prompt, block)
+        if block and not had_placeholder and not self._placeholder_warned:
+            self._placeholder_warned = True
+            logger.warning(
+                "agent=%s system prompt has no %s placeholder; memories appended at the end",
+                self.agent_name,
+                PLACEHOLDER,
+            )
+        return prompt
+
+    def _end_quietly(self, conversation: _Conversation) -> None:
+        with self._lock:
+            self._end_quietly_locked(conversation)
+
+    def _end_quietly_locked(self, conversation: _Conversation) -> None:
+        """End from a hook: an outbox failure is logged and counted, the user's turn goes on."""
+        try:
+            self._end_locked(conversation)
+        except Exception as exc:
+            self.metrics["end_failures"] += 1
+            logger.error("agent=%s could not record the finished conversation: %s", self.agent_name, type(exc).__name__)
+
+    def _checkpoint_quietly(self, conversation: _Conversation) -> None:
+        """Checkpoint from a hook: a failure is logged and counted, the user's turn goes on."""
+        with self._lock:
+            turns = len(conversation.transcript)
+            if not self.summarize or self.pipeline is None or turns == conversation.written_at_turns:
+                return  # nothing new since the last write
+            if not any(t["role"] == "user" for t in conversation.transcript):
+                return
+            try:
+                self.pipeline.checkpoint(self._entry(conversation))
+            except Exception as exc:
+                self.metrics["checkpoint_failures"] += 1
+                logger.error("agent=%s could not checkpoint the conversation: %s", self.agent_name, type(exc).__name__)
+                return
+            conversation.written_at_turns = turns
+            self.metrics["checkpoints"] += 1
+
+    def _end_locked(self, conversation: _Conversation) -> str | None:
+        if not self.summarize or len(conversation.transcript) == conversation.ended_at_turns:
+            return None  # already handed over, nothing new since
+        if not any(t["role"] == "user" for t in conversation.transcript):
+            return None
+        if self.pipeline is None:
+            logger.warning("agent=%s has no summary pipeline; conversation not summarized", self.agent_name)
+            return None
+        entry_id = self.pipeline.end_conversation(self._entry(conversation))
+        conversation.ended_at_turns = conversation.written_at_turns = len(conversation.transcript)
+        self.metrics["conversations_ended"] += 1
+        return entry_id
+
+    def _entry(self, conversation: _Conversation) -> OutboxEntry:
+        """The conversation's outbox entry with its transcript so far (closed)."""
+        inv = conversation.invocation
+        assert self.agent_name is not None
+        return OutboxEntry(
+            tenant_id=inv.tenant_id,
+            user_id=inv.user_id,
+            agent_name=self.agent_name,
+            conversation_id=inv.conversation_id,
+            transcript=list(conversation.transcript),
+            opened=conversation.opened,
+        )
+
+    def _scope(self, invocation: Invocation) -> Scope:
+        return Scope(user_id=invocation.user_id, tenant_id=invocation.tenant_id, agent_name=self.agent_name)
+
+    def _recall_scope(self, invocation_state: Mapping[str, Any]) -> Scope | None:
+        invocation = read_invocation(invocation_state)
+        return None if invocation is None else self._scope(invocation)
+
+    def _on_recalled(self, memories: Sequence[Memory]) -> None:
+        with self._lock:
+            self.metrics["recalled"] += len(memories)
+            if self._conversation is not None and self._turn_active:
+                self._conversation.recalled.extend(m.id for m in memories)
+
+
+def _same_conversation(a: Invocation, b: Invocation) -> bool:
+    return (a.tenant_id, a.user_id, a.conversation_id) == (b.tenant_id, b.user_id, b.conversation_id)
+
+
+def _prompt_text(messages: Sequence[Any] | None) -> str:
+    """Text of the user input of this invocation."""
+    turns = transcript_from_messages(list(messages or []))
+    return " ".join(t["text"] for t in turns if t["role"] == "user")

@@ -1,0 +1,1 @@
+"""Memory stores over vector indexes: one tenant, one index per tenant (TVM credentials), the agent rule."""

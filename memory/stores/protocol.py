@@ -1,0 +1,42 @@
+"""The memory backend interface: what the plugin, the recall tool and the app need from a store."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from memory.types import Memory, Scope
+
+
+@runtime_checkable
+class MemoryBackend(Protocol):
+    """What the plugin, the recall tool and the app need from a memory store."""
+
+    def store(
+        self,
+        scope: Scope,
+        content: str,
+        *,
+        conversation_id: str | None = None,
+        memory_type: str = "summary",
+        key: str | None = None,
+    ) -> Memory:
+        """Embed and store one memory (idempotent when ``key`` is given)."""
+
+    def retrieve(
+        self,
+        scope: Scope,
+        query: str,
+        *,
+        top_k: int = 5,
+        min_score: float | None = None,
+    ) -> list[Memory]:
+        """Most similar memories for the scope, best first, with cosine similarity >= min_score."""
+
+    def list(self, scope: Scope) -> list[Memory]:
+        """Every memory of the scope."""
+
+    def forget(self, scope: Scope, *, conversation_id: str | None = None) -> int:
+        """Delete a user's memories (optionally one conversation's); returns how many."""
+
+    def forget_tenant(self, tenant_id: str | None = None) -> int:
+        """Delete every memory of a tenant (its whole index); returns how many."""

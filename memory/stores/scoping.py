@@ -1,0 +1,73 @@
+"""What a store may read and delete for a scope (the agent rule), and how metadata maps to a Memory.
+
+Agent rule. A memory stored with ``Scope.agent_name=None`` is a user-level, shared memory:
+every agent of that user sees it. With ``Scope.agent_name`` set, retrieval and listing return
+that agent's own memories plus the user's shared ones (``agent_name == name OR agent_name
+absent``); with ``agent_name=None`` (a supervisor) they return every memory of the user,
+whichever agent stored it. ``forget`` with an agent name deletes only that agent's own
+memories; without one it deletes all of the user's memories.
+
+Metadata stored per memory: ``user_id``, ``agent_name`` (absent when None), ``type``,
+``stored_at_epoch`` (int seconds), and the non-filterable ``content`` and ``conversation_id``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from memory.errors import ValidationError
+from memory.types import Memory, Scope
+
+DEFAULT_MIN_SCORE = 0.0
+
+
+def validate_scope(scope: Scope) -> None:
+    """ValidationError unless ``scope`` names a user (and, if any, a non-empty agent name)."""
+    if not isinstance(scope, Scope):
+        raise ValidationError("scope must be a memory.types.Scope")
+    if not isinstance(scope.user_id, str) or not scope.user_id:
+        raise ValidationError("scope.user_id must be a non-empty string")
+    if scope.agent_name is not None and (not isinstance(scope.agent_name, str) or not scope.agent_name):
+        raise ValidationError("scope.agent_name must be None or a non-empty string")
+
+
+def visibility_filter(scope: Scope) -> dict[str, Any]:
+    """The metadata filter of the memories ``scope`` may read (see the module's agent rule)."""
+    if scope.agent_name is None:
+        return {"user_id": {"$eq": scope.user_id}}
+    return {
+        "$and": [
+            {"user_id": {"$eq": scope.user_id}},
+            {
+                "$or": [
+                    {"agent_name": {"$eq": scope.agent_name}},
+                    {"agent_name": {"$exists": False}},
+                ]
+            },
+        ]
+    }
+
+
+def ownership_filter(scope: Scope) -> dict[str, Any]:
+    """The memories ``forget(scope)`` deletes: the user's, or only the agent's own."""
+    if scope.agent_name is None:
+        return {"user_id": {"$eq": scope.user_id}}
+    return {"user_id": {"$eq": scope.user_id}, "agent_name": {"$eq": scope.agent_name}}
+
+
+def memory_from_metadata(
+    key: str, metadata: dict[str, Any], tenant_id: str | None, score: float | None
+) -> Memory:
+    """The Memory a stored vector's key and metadata describe."""
+    return Memory(
+        id=key,
+        content=str(metadata.get("content", "")),
+        user_id=str(metadata.get("user_id", "")),
+        stored_at=datetime.fromtimestamp(int(metadata.get("stored_at_epoch", 0)), tz=timezone.utc),
+        memory_type=str(metadata.get("type", "summary")),
+        agent_name=metadata.get("agent_name"),
+        conversation_id=metadata.get("conversation_id"),
+        tenant_id=tenant_id,
+        score=score,
+    )

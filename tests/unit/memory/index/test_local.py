@@ -1,0 +1,130 @@
+"""LocalIndex specifics: persistence across restarts, threads, several instances on one file."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from memory.errors import ConfigurationError, ValidationError
+from memory.index.local import LocalIndex
+from memory.types import VectorRecord
+
+
+def test_survives_restart(tmp_path):
+    first = LocalIndex(tmp_path, "memory-t1", 3)
+    first.ensure()
+    first.put([VectorRecord("a", [1, 2, 3], {"user_id": "u"}), VectorRecord("b", [3, 2, 1], {})])
+    first.delete(["b"])
+    first.close()
+
+    reopened = LocalIndex(tmp_path, "memory-t1", 3)
+    assert [r.key for r in reopened.list()] == ["a"]
+    (hit,) = reopened.query([1, 2, 3], top_k=5)
+    assert hit.key == "a" and hit.metadata == {"user_id": "u"}
+    assert hit.distance == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ConfigurationError):
+        LocalIndex(tmp_path, "memory-t1", 4).ensure()
+    with pytest.raises(ConfigurationError):
+        LocalIndex(tmp_path, "memory-t1", 4).query([1, 0, 0, 0], top_k=1)
+
+
+def test_one_file_per_index(tmp_path):
+    for name in ("memory-a", "memory-b"):
+        LocalIndex(tmp_path, name, 2).ensure()
+    assert sorted(p.name for p in tmp_path.glob("*.sqlite3")) == [
+        "memory-a.sqlite3",
+        "memory-b.sqlite3",
+    ]
+    LocalIndex(tmp_path, "memory-a", 2).drop()
+    assert [p.name for p in tmp_path.glob("*.sqlite3")] == ["memory-b.sqlite3"]
+
+
+@pytest.mark.parametrize("name", ["ab", "Memory-A", "memory_a", "-memory", "memory/../x", "a" * 64])
+def test_rejects_invalid_index_names(tmp_path, name):
+    with pytest.raises(ValidationError):
+        LocalIndex(tmp_path, name, 2)
+
+
+def test_second_instance_sees_writes_of_the_first(tmp_path):
+    writer, reader = LocalIndex(tmp_path, "memory-x", 2), LocalIndex(tmp_path, "memory-x", 2)
+    writer.ensure()
+    writer.put([VectorRecord("a", [1, 0], {})])
+    assert [h.key for h in reader.query([1, 0], top_k=3)] == ["a"]
+    writer.put([VectorRecord("b", [0, 1], {})])
+    writer.delete(["a"])
+    assert [h.key for h in reader.query([1, 0], top_k=3)] == ["b"]
+    writer.drop()
+    assert not (tmp_path / "memory-x.sqlite3").exists()
+
+
+def test_concurrent_writers_and_readers(tmp_path):
+    index = LocalIndex(tmp_path, "memory-threads", 8)
+    index.ensure()
+    rng = np.random.default_rng(1)
+    errors: list[BaseException] = []
+
+    def writer(worker: int) -> None:
+        try:
+            for i in range(50):
+                vec = rng.standard_normal(8).tolist()
+                index.put([VectorRecord(f"w{worker}-{i}", vec, {"user_id": f"u{worker}"})])
+                index.query(vec, top_k=3, filter={"user_id": f"u{worker}"})
+                if i % 10 == 0:
+                    index.delete([f"w{worker}-{i}"])
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert index.count() == 8 * 45
+    restarted = LocalIndex(tmp_path, "memory-threads", 8)
+    assert restarted.count() == 8 * 45
+    assert len(restarted.query([1] * 8, top_k=100, filter={"user_id": "u3"})) == 45
+
+
+def test_query_is_exact_against_numpy(tmp_path):
+    rng = np.random.default_rng(7)
+    data = rng.standard_normal((2000, 16)).astype(np.float32)
+    index = LocalIndex(tmp_path, "memory-exact", 16)
+    index.ensure()
+    index.put([VectorRecord(f"k{i}", row.tolist(), {"i": i}) for i, row in enumerate(data)])
+    query = rng.standard_normal(16)
+    unit = data / np.linalg.norm(data, axis=1, keepdims=True)
+    expected = np.argsort(-(unit @ (query / np.linalg.norm(query))))[:10]
+    hits = index.query(query.tolist(), top_k=10)
+    assert [h.key for h in hits] == [f"k{i}" for i in expected]
+
+
+def test_filtered_queries_stay_exact_after_random_overwrites_and_deletes(tmp_path):
+    """The in-memory inverted index must agree with a plain scan after any write sequence."""
+    from memory.index.filters import compile_filter
+
+    rng = np.random.default_rng(3)
+    index = LocalIndex(tmp_path, "memory-random", 4)
+    index.ensure()
+    for step in range(400):
+        key = f"k{rng.integers(60)}"
+        if rng.random() < 0.3:
+            index.delete([key])
+        else:
+            meta = {"user_id": f"u{rng.integers(4)}", "tags": [f"t{rng.integers(3)}", "all"]}
+            if rng.random() < 0.5:
+                meta["agent_name"] = f"a{rng.integers(2)}"
+            index.put([VectorRecord(key, (rng.random(4) + 0.01).tolist(), meta)])
+    reopened = LocalIndex(tmp_path, "memory-random", 4)
+    everything = list(index.list())
+    for flt in (
+        {"user_id": "u1"},
+        {"user_id": {"$in": ["u0", "u3"]}, "tags": "t2"},
+        {"$and": [{"user_id": "u2"}, {"$or": [{"agent_name": "a1"}, {"agent_name": {"$exists": False}}]}]},
+        {"tags": {"$eq": "all"}, "agent_name": {"$ne": "a0"}},
+    ):
+        expected = sorted(r.key for r in everything if compile_filter(flt)(r.metadata))
+        for idx in (index, reopened):
+            assert sorted(h.key for h in idx.query([1, 1, 1, 1], top_k=100, filter=flt)) == expected

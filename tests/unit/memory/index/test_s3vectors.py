@@ -1,0 +1,171 @@
+"""S3VectorsIndex specifics: request shapes (Stubber, validated by the service model),
+list pagination, create-index parameters and AWS error mapping."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.stub import ANY, Stubber
+
+from memory.aws import make_client
+from memory.errors import AccessDenied, BackendUnavailable, MemoryLibraryError, NotFound
+from memory.types import VectorRecord
+from memory.index.s3vectors import S3VectorsIndex, create_index_params
+
+
+@pytest.fixture
+def stubbed():
+    client = make_client("s3vectors", region="us-east-1", max_attempts=1)
+    with Stubber(client) as stubber:
+        yield S3VectorsIndex(client, "bkt", "memory-acme", 4), stubber
+        stubber.assert_no_pending_responses()
+
+
+def test_create_index_params():
+    assert create_index_params("bkt", "memory-acme", 1024) == {
+        "vectorBucketName": "bkt",
+        "indexName": "memory-acme",
+        "dataType": "float32",
+        "dimension": 1024,
+        "distanceMetric": "cosine",
+        "metadataConfiguration": {"nonFilterableMetadataKeys": ["content", "conversation_id"]},
+    }
+
+
+def test_ensure_creates_missing_index_with_cosine_and_non_filterable_keys(stubbed):
+    index, stubber = stubbed
+    stubber.add_client_error("get_index", "NotFoundException", http_status_code=404)
+    stubber.add_response(
+        "create_index",
+        {"indexArn": _index_description(4)["indexArn"]},
+        create_index_params("bkt", "memory-acme", 4),
+    )
+    index.ensure()
+
+
+def test_ensure_tolerates_a_concurrent_creator(stubbed):
+    index, stubber = stubbed
+    stubber.add_client_error("get_index", "NotFoundException", http_status_code=404)
+    stubber.add_client_error("create_index", "ConflictException", http_status_code=409)
+    stubber.add_response("get_index", {"index": _index_description(4)})
+    index.ensure()
+
+
+def _index_description(dimension):
+    return {
+        "vectorBucketName": "bkt",
+        "indexName": "memory-acme",
+        "indexArn": "arn:aws:s3vectors:us-east-1:123456789012:bucket/bkt/index/memory-acme",
+        "creationTime": "2025-01-01T00:00:00Z",
+        "dataType": "float32",
+        "dimension": dimension,
+        "distanceMetric": "cosine",
+    }
+
+
+def test_query_request_shape_and_result(stubbed):
+    index, stubber = stubbed
+    stubber.add_response(
+        "query_vectors",
+        {
+            "vectors": [
+                {"key": "far", "distance": 0.7, "metadata": {"user_id": "u1"}},
+                {"key": "near", "distance": 0.1, "metadata": {"user_id": "u1", "content": "hi"}},
+            ],
+            "distanceMetric": "cosine",
+        },
+        {
+            "vectorBucketName": "bkt",
+            "indexName": "memory-acme",
+            "topK": 2,
+            "queryVector": {"float32": [1.0, 0.0, 0.0, 0.5]},
+            "filter": {"user_id": {"$eq": "u1"}},
+            "returnDistance": True,
+            "returnMetadata": True,
+        },
+    )
+    hits = index.query([1, 0, 0, 0.5], top_k=2, filter={"user_id": {"$eq": "u1"}})
+    assert [(h.key, h.distance) for h in hits] == [("near", 0.1), ("far", 0.7)]
+    assert hits[0].metadata == {"user_id": "u1", "content": "hi"}
+
+
+def test_query_without_filter_omits_it(stubbed):
+    index, stubber = stubbed
+    expected = {
+        "vectorBucketName": "bkt",
+        "indexName": "memory-acme",
+        "topK": 5,
+        "queryVector": ANY,
+        "returnDistance": True,
+        "returnMetadata": True,
+    }
+    stubber.add_response("query_vectors", {"vectors": [], "distanceMetric": "cosine"}, expected)
+    assert index.query([0, 1, 0, 0], top_k=5) == []
+
+
+def test_list_follows_next_token(stubbed):
+    index, stubber = stubbed
+    base = {"vectorBucketName": "bkt", "indexName": "memory-acme", "maxResults": 1000,
+            "returnMetadata": True, "returnData": False}
+    stubber.add_response("list_vectors", {"vectors": [{"key": "a", "metadata": {"n": 1}}],
+                                          "nextToken": "page-2"}, base)
+    stubber.add_response("list_vectors", {"vectors": [{"key": "b", "metadata": {"n": 2}}]},
+                         {**base, "nextToken": "page-2"})
+    assert [(r.key, r.metadata) for r in index.list()] == [("a", {"n": 1}), ("b", {"n": 2})]
+
+
+def test_put_sends_batches_of_500(stubbed):
+    index, stubber = stubbed
+    records = [VectorRecord(f"k{i}", [1, 0, 0, 0], {"i": i}) for i in range(1001)]
+    for _ in range(3):  # 500 + 500 + 1
+        stubber.add_response("put_vectors", {}, {"vectorBucketName": "bkt", "indexName": "memory-acme",
+                                                 "vectors": ANY})
+    index.put(records)
+    # the Stubber validates each request against the model (max 500 vectors per call)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [
+        ("AccessDeniedException", 403, AccessDenied),
+        ("403", 403, AccessDenied),  # how moto reports an IAM denial
+        ("NotFoundException", 404, NotFound),
+        ("ThrottlingException", 429, BackendUnavailable),
+        ("ServiceUnavailableException", 503, BackendUnavailable),
+        ("InternalServerException", 500, BackendUnavailable),
+        ("ConflictException", 409, MemoryLibraryError),
+    ],
+)
+def test_errors_are_mapped(stubbed, code, status, error):
+    index, stubber = stubbed
+    stubber.add_client_error("get_vectors", code, http_status_code=status)
+    with pytest.raises(error) as info:
+        index.get(["a"])
+    assert "memory-acme" in str(info.value)
+
+
+def test_moto_access_denial_maps_to_access_denied(monkeypatch):
+    """moto with IAM enforcement denies with code 403: the index reports AccessDenied."""
+    from moto import mock_aws
+    from moto.core import set_initial_no_auth_action_count
+
+    with mock_aws():
+        admin = make_client("s3vectors", region="us-east-1")
+        admin.create_vector_bucket(vectorBucketName="bkt")
+        iam = make_client("iam", region="us-east-1")
+        iam.create_user(UserName="nobody")
+        keys = iam.create_access_key(UserName="nobody")["AccessKey"]
+
+        @set_initial_no_auth_action_count(0)
+        def denied():
+            from memory.aws import StaticCredentials
+
+            client = make_client(
+                "s3vectors",
+                region="us-east-1",
+                max_attempts=1,
+                credentials=StaticCredentials(keys["AccessKeyId"], keys["SecretAccessKey"]),
+            )
+            S3VectorsIndex(client, "bkt", "memory-acme", 4).ensure()
+
+        with pytest.raises(AccessDenied):
+            denied()

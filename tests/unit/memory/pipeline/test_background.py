@@ -1,0 +1,570 @@
+"""Outbox durability and the background summary pipeline (outbox first, store, then remove)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from strands import Agent
+
+from memory.pipeline.background import RetryPolicy
+from memory.errors import BackendUnavailable
+from memory.keys import summary_key
+from memory.types import Scope
+from memory.pipeline.outbox import Outbox, OutboxEntry
+from memory.plugin.plugin import MemoryPlugin
+from memory.pipeline.summarizer import Summarizer
+from tests.support.scripted_model import ScriptedModel
+
+
+class GatedSummarizer(Summarizer):
+    """Joins the user's turns, but only once ``gate`` is set (``started`` tells it is waiting)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, self.gate = threading.Event(), threading.Event()
+
+    def summarize(self, turns):  # type: ignore[override]
+        self.started.set()
+        self.gate.wait(5)
+        return " ".join(t["text"] for t in turns if t["role"] == "user")
+
+
+def entry(conversation: str = "conv-1", text: str = "My budget is 2M.", **kwargs: Any) -> OutboxEntry:
+    return OutboxEntry(
+        tenant_id=kwargs.pop("tenant_id", "acme"),
+        user_id=kwargs.pop("user_id", "alice"),
+        agent_name=kwargs.pop("agent_name", "orchestrator"),
+        conversation_id=conversation,
+        transcript=[{"role": "user", "text": text}, {"role": "assistant", "text": "Noted."}],
+        **kwargs,
+    )
+
+
+# -- outbox ------------------------------------------------------------------------------------
+
+
+def test_outbox_put_is_durable_idempotent_and_removable(outbox_dir: Path) -> None:
+    outbox = Outbox(outbox_dir)
+    first = outbox.put(entry(text="v1"))
+    second = outbox.put(entry(text="v2"))  # same conversation ended again
+    outbox.put(entry("conv-2"))
+    assert first == second == summary_key("acme", "alice", "orchestrator", "conv-1")
+    reopened = Outbox(outbox_dir)  # a new process sees the same entries
+    pending = reopened.pending()
+    assert [e.conversation_id for e in pending] == ["conv-1", "conv-2"]
+    assert pending[0].transcript[0]["text"] == "v2"
+    assert sorted(p.name for p in outbox_dir.iterdir()) == sorted(f"{e.entry_id}.json" for e in pending)
+    reopened.remove(first)
+    reopened.remove(first)  # missing is fine
+    assert [e.conversation_id for e in outbox.pending()] == ["conv-2"]
+
+
+def test_outbox_round_trips_every_field(outbox_dir: Path) -> None:
+    original = entry(tenant_id=None, attempts=2, opened="2025-01-02T03:04:05.678+00:00~0a1b2c3d", open=True)
+    outbox = Outbox(outbox_dir)
+    outbox.put(original)
+    assert outbox.get(original.entry_id) == original
+    raw = json.loads((outbox_dir / f"{original.entry_id}.json").read_text())
+    assert set(raw) == {"tenant_id", "user_id", "agent_name", "conversation_id", "transcript", "created_at", "attempts",
+                        "opened", "open"}
+
+
+def test_outbox_ids_are_distinct_per_identity_part(outbox_dir: Path) -> None:
+    ids = {
+        entry().entry_id,
+        entry(tenant_id="other").entry_id,
+        entry(tenant_id=None).entry_id,
+        entry(user_id="bob").entry_id,
+        entry(agent_name="travel").entry_id,
+        entry("conv-2").entry_id,
+    }
+    assert len(ids) == 6
+
+
+def test_a_reused_conversation_id_with_a_new_start_marker_is_a_separate_entry(outbox_dir: Path) -> None:
+    outbox = Outbox(outbox_dir)
+    first = outbox.put(entry(text="I own a cat.", opened="2025-01-01T00:00:00.000+00:00~00000001"))
+    again = outbox.put(entry(text="I own a cat. And a dog.", opened="2025-01-01T00:00:00.000+00:00~00000001"))
+    later = outbox.put(entry(text="I moved to Porto.", opened="2025-03-01T00:00:00.000+00:00~00000002"))
+    assert first == again != later
+    assert sorted(e.transcript[0]["text"] for e in outbox.pending()) == ["I moved to Porto.", "I own a cat. And a dog."]
+
+
+def test_an_entry_written_before_start_markers_keeps_its_id(outbox_dir: Path) -> None:
+    legacy = entry()
+    raw = {k: v for k, v in legacy.to_json().items() if k != "opened"}
+    outbox_dir.mkdir(parents=True)
+    (outbox_dir / f"{summary_key('acme', 'alice', 'orchestrator', 'conv-1')}.json").write_text(json.dumps(raw))
+    (pending,) = Outbox(outbox_dir).pending()
+    assert pending.opened is None and pending.entry_id == summary_key("acme", "alice", "orchestrator", "conv-1")
+    assert Outbox(outbox_dir).get(pending.entry_id) == pending  # replay finds it under its file name
+
+
+def test_outbox_skips_an_unreadable_file(outbox_dir: Path) -> None:
+    outbox = Outbox(outbox_dir)
+    outbox.put(entry())
+    (outbox_dir / "sum-broken.json").write_text("{not json")
+    assert [e.conversation_id for e in outbox.pending()] == ["conv-1"]
+
+
+# -- pipeline ----------------------------------------------------------------------------------
+
+
+def test_end_conversation_stores_exactly_one_summary_then_clears_the_outbox(fake_store, make_pipeline) -> None:
+    pipeline = make_pipeline(fake_store)
+    e = entry()
+    pipeline.end_conversation(e)
+    assert pipeline.wait(5)
+    (call,) = fake_store.store_calls
+    assert call["scope"] == Scope("alice", "acme", "orchestrator")
+    assert call["key"] == e.key and call["memory_type"] == "summary" and call["conversation_id"] == "conv-1"
+    assert call["content"] == "My budget is 2M."
+    assert pipeline.outbox.pending() == []
+
+
+def test_entry_is_durable_before_the_work_runs(fake_store, make_pipeline) -> None:
+    gate = threading.Event()
+    seen: list[int] = []
+
+    class GatedSummarizer(Summarizer):
+        def summarize(self, turns):  # type: ignore[override]
+            gate.wait(5)
+            return super().summarize(turns)
+
+    pipeline = make_pipeline(fake_store, GatedSummarizer())
+    pipeline.end_conversation(entry())
+    seen.append(len(Outbox(pipeline.outbox.directory).pending()))  # accepted = already on disk
+    gate.set()
+    assert pipeline.wait(5)
+    assert seen == [1] and pipeline.outbox.pending() == []
+
+
+def test_transient_failure_retries_with_backoff_and_stores_once(fake_store, make_pipeline) -> None:
+    failures = iter([BackendUnavailable("throttled")])
+
+    original = fake_store.store
+
+    def flaky_store(*args: Any, **kwargs: Any):
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return original(*args, **kwargs)
+
+    fake_store.store = flaky_store  # type: ignore[method-assign]
+    pipeline = make_pipeline(fake_store)
+    pipeline.end_conversation(entry())
+    assert pipeline.wait(5)
+    assert len(fake_store.memories) == 1
+    assert pipeline.metrics["failed_attempts"] == 1 and pipeline.metrics["stored"] == 1
+    assert pipeline.outbox.pending() == []
+
+
+def test_exhausted_retries_leave_the_entry_and_a_restart_replays_it_once(fake_store, make_pipeline) -> None:
+    fake_store.fail_store = BackendUnavailable("down")
+    crashed = make_pipeline(fake_store, retry=RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.002))
+    crashed.end_conversation(entry())
+    assert crashed.wait(5)
+    assert crashed.metrics["exhausted"] == 1 and fake_store.memories == {}
+    (left,) = crashed.outbox.pending()
+    assert left.attempts == 2
+    crashed.shutdown()
+
+    fake_store.fail_store = None
+    restarted = make_pipeline(fake_store)
+    assert restarted.replay_pending() == 1
+    assert restarted.wait(5)
+    assert len(fake_store.memories) == 1 and restarted.outbox.pending() == []
+    assert restarted.replay_pending() == 0
+    assert len(fake_store.memories) == 1
+
+
+FAST_SWEEP = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.002, sweep_base_delay=0.02, sweep_max_delay=0.05)
+
+
+class BusyTasks:
+    """Stands in for AgentCore's add_async_task / complete_async_task: counts open tasks."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open: set[int] = set()
+        self.started = 0
+
+    def start(self, name: str) -> int:
+        with self.lock:
+            self.started += 1
+            self.open.add(self.started)
+            return self.started
+
+    def end(self, token: int) -> None:
+        with self.lock:
+            self.open.remove(token)
+
+
+def failing_then_ok(fake_store: Any, failures: int, busy: BusyTasks | None = None) -> list[int]:
+    """Make ``fake_store.store`` fail ``failures`` times, then work; returns the open-task counts
+    seen by every store call."""
+    original, seen, left = fake_store.store, [], [failures]
+
+    def store(*args: Any, **kwargs: Any):
+        seen.append(len(busy.open) if busy else -1)
+        if left[0] > 0:
+            left[0] -= 1
+            raise BackendUnavailable("outage")
+        return original(*args, **kwargs)
+
+    fake_store.store = store  # type: ignore[method-assign]
+    return seen
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()
+
+
+def test_sweep_backoff_doubles_from_30_seconds_to_10_minutes() -> None:
+    policy = RetryPolicy()
+    assert [policy.sweep_delay(n) for n in range(1, 8)] == [30, 60, 120, 240, 480, 600, 600]
+
+
+def test_exhausted_entry_is_re_swept_in_process_and_stored_once_while_busy(fake_store, make_pipeline) -> None:
+    busy = BusyTasks()
+    seen = failing_then_ok(fake_store, failures=5, busy=busy)  # 2 attempts per round: 3 rounds
+    retry = dataclasses.replace(FAST_SWEEP, sweep_base_delay=0.2, sweep_max_delay=0.4)  # 0.2 s, then 0.4 s
+    pipeline = make_pipeline(fake_store, retry=retry, on_task_start=busy.start, on_task_end=busy.end)
+    pipeline.start_sweeper()
+    e = entry()
+    pipeline.end_conversation(e)
+
+    assert wait_until(lambda: pipeline.waiting == 1)  # first round exhausted: waiting, not in flight
+    assert busy.open != set() and pipeline.outbox.get(e.entry_id) is not None
+    assert wait_until(lambda: pipeline.metrics["stored"] == 1) and pipeline.wait(5)
+    assert list(fake_store.memories) == [e.key] and len(seen) == 6
+    assert pipeline.metrics["exhausted"] == 2 and pipeline.metrics["swept"] == 2
+    assert pipeline.outbox.pending() == [] and pipeline.waiting == 0
+    assert seen == [1] * 6 and busy.open == set() and busy.started == 1  # one busy task, open throughout
+
+
+def test_without_the_sweeper_an_exhausted_entry_waits_but_keeps_the_app_busy(fake_store, make_pipeline) -> None:
+    busy = BusyTasks()
+    failing_then_ok(fake_store, failures=2)
+    pipeline = make_pipeline(fake_store, retry=FAST_SWEEP, on_task_start=busy.start, on_task_end=busy.end)
+    pipeline.end_conversation(entry())
+    assert pipeline.wait(5) and wait_until(lambda: pipeline.waiting == 1)
+    assert len(busy.open) == 1 and fake_store.memories == {}
+    time.sleep(0.06)  # past the backoff
+    assert pipeline.sweep() == 1 and pipeline.wait(5)
+    assert len(fake_store.memories) == 1 and busy.open == set() and pipeline.sweep() == 0
+
+
+def test_sweep_does_not_resubmit_an_entry_in_flight(fake_store, make_pipeline) -> None:
+    started, gate = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    class Gated(Summarizer):
+        def summarize(self, turns):  # type: ignore[override]
+            calls.append(1)
+            started.set()
+            gate.wait(5)
+            return "x."
+
+    failing_then_ok(fake_store, failures=2)
+    pipeline = make_pipeline(fake_store, Gated(), retry=FAST_SWEEP)
+    gate.set()
+    pipeline.end_conversation(entry())
+    assert pipeline.wait(5) and wait_until(lambda: pipeline.waiting == 1) and len(calls) == 2
+    gate.clear()
+    started.clear()
+    assert pipeline.replay_pending() == 1 and started.wait(5)  # in flight now, blocked
+    time.sleep(0.06)
+    assert pipeline.sweep() == 0  # not waiting any more: nothing to re-submit
+    gate.set()
+    assert pipeline.wait(5) and len(calls) == 3 and len(fake_store.memories) == 1
+
+
+def test_shutdown_ends_the_busy_task_and_leaves_the_entry_for_the_next_start(fake_store, make_pipeline) -> None:
+    busy = BusyTasks()
+    failing_then_ok(fake_store, failures=2)
+    pipeline = make_pipeline(fake_store, retry=FAST_SWEEP, on_task_start=busy.start, on_task_end=busy.end)
+    pipeline.end_conversation(entry())
+    assert wait_until(lambda: pipeline.waiting == 1)
+    pipeline.shutdown(wait=True)
+    assert busy.open == set() and pipeline.waiting == 0 and pipeline.sweep() == 0
+    assert len(pipeline.outbox.pending()) == 1 and fake_store.memories == {}
+    restarted = make_pipeline(fake_store)
+    assert restarted.replay_pending() == 1 and restarted.wait(5) and len(fake_store.memories) == 1
+
+
+def test_replaying_a_summary_already_stored_does_not_duplicate(fake_store, make_pipeline, outbox_dir) -> None:
+    # the worker stored the vector but died before removing the outbox entry
+    e = entry()
+    Outbox(outbox_dir).put(e)
+    fake_store.store(Scope("alice", "acme", "orchestrator"), "My budget is 2M.", conversation_id="conv-1", key=e.key)
+    pipeline = make_pipeline(fake_store)
+    assert pipeline.replay_pending() == 1
+    assert pipeline.wait(5)
+    assert list(fake_store.memories) == [e.key]
+
+
+def test_empty_conversation_stores_nothing_and_clears_the_entry(fake_store, make_pipeline) -> None:
+    pipeline = make_pipeline(fake_store)
+    pipeline.end_conversation(entry(text="what is the weather?"))  # only a question
+    assert pipeline.wait(5)
+    assert fake_store.store_calls == [] and pipeline.outbox.pending() == []
+    assert pipeline.metrics["skipped_empty"] == 1
+
+
+def test_task_hooks_bracket_every_task(fake_store, make_pipeline) -> None:
+    events: list[tuple[str, Any]] = []
+    pipeline = make_pipeline(
+        fake_store,
+        on_task_start=lambda name: events.append(("start", name)) or f"token-{len(events)}",
+        on_task_end=lambda token: events.append(("end", token)),
+    )
+    pipeline.end_conversation(entry("a"))
+    pipeline.end_conversation(entry("b"))
+    assert pipeline.wait(5)
+    starts = [e for e in events if e[0] == "start"]
+    ends = [e for e in events if e[0] == "end"]
+    assert len(starts) == 2 and all(name.startswith("memory-summary-") for _, name in starts)
+    assert sorted(token for _, token in ends) == ["token-1", "token-2"]
+
+
+def test_failing_task_hooks_do_not_break_the_pipeline(fake_store, make_pipeline) -> None:
+    def boom(*_: Any) -> None:
+        raise RuntimeError("hook broke")
+
+    pipeline = make_pipeline(fake_store, on_task_start=boom, on_task_end=boom)
+    pipeline.end_conversation(entry())
+    assert pipeline.wait(5)
+    assert len(fake_store.memories) == 1
+
+
+def test_wait_times_out_while_work_is_blocked(fake_store, make_pipeline) -> None:
+    gate = threading.Event()
+
+    class Blocked(Summarizer):
+        def summarize(self, turns):  # type: ignore[override]
+            gate.wait(5)
+            return "done."
+
+    pipeline = make_pipeline(fake_store, Blocked())
+    pipeline.end_conversation(entry())
+    assert pipeline.wait(0.05) is False
+    gate.set()
+    assert pipeline.wait(5) is True
+
+
+def test_ending_again_while_running_summarizes_the_newer_transcript(fake_store, make_pipeline) -> None:
+    slow = GatedSummarizer()
+    started, gate = slow.started, slow.gate
+    pipeline = make_pipeline(fake_store, slow)
+    pipeline.end_conversation(entry(text="first part."))
+    assert started.wait(5)
+    pipeline.end_conversation(entry(text="first part. second part."))
+    gate.set()
+    assert pipeline.wait(5)
+    (memory,) = fake_store.memories.values()
+    assert memory.content == "first part. second part."
+    assert pipeline.outbox.pending() == []
+
+
+# -- through the plugin ------------------------------------------------------------------------
+
+
+def state(**extra: Any) -> dict[str, Any]:
+    return {"tenant_context": "acme", "user_id": "alice", "conversation_id": "conv-9", **extra}
+
+
+def test_end_session_stores_exactly_one_summary_of_the_full_transcript(fake_store, make_pipeline) -> None:
+    pipeline = make_pipeline(fake_store, Summarizer(ScriptedModel(summary_reply="Alice's budget is 2M. She likes tea.")))
+    model = ScriptedModel(default_reply="ok")
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=model, name="orchestrator", plugins=[plugin], callback_handler=None)
+    agent("My budget is 2M.", invocation_state=state())
+    assert pipeline.metrics["accepted"] == 0
+    agent("I like tea.", invocation_state=state(end_session=True))
+    assert pipeline.wait(5)
+    (call,) = fake_store.store_calls
+    assert call["content"] == "Alice's budget is 2M. She likes tea."
+    assert plugin.opened is not None
+    assert call["key"] == summary_key("acme", "alice", "orchestrator", "conv-9", plugin.opened)
+    assert call["conversation_id"] == "conv-9" and call["memory_type"] == "summary"
+    summary_request = pipeline.summarizer.model.summary_calls[0].last_user_text
+    assert "USER: My budget is 2M." in summary_request and "USER: I like tea." in summary_request
+
+
+def test_end_conversation_without_a_prompt_uses_the_bound_identity(fake_store, make_pipeline) -> None:
+    pipeline = make_pipeline(fake_store)
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator", plugins=[plugin], callback_handler=None)
+    assert plugin.end_conversation() is None  # nothing yet
+    agent("I moved to Porto.", invocation_state=state())
+    entry_id = plugin.end_conversation()  # idle timer / SIGTERM path
+    assert pipeline.wait(5)
+    assert plugin.opened is not None
+    assert entry_id == summary_key("acme", "alice", "orchestrator", "conv-9", plugin.opened)
+    (memory,) = fake_store.memories.values()
+    assert memory.user_id == "alice" and memory.tenant_id == "acme" and memory.content == "I moved to Porto."
+
+
+def test_a_new_conversation_id_ends_the_previous_one(fake_store, make_pipeline) -> None:
+    pipeline = make_pipeline(fake_store)
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator", plugins=[plugin], callback_handler=None)
+    agent("I own a cat.", invocation_state=state())
+    agent("hello there.", invocation_state=state(conversation_id="conv-10"))
+    assert pipeline.wait(5)
+    assert [m.conversation_id for m in fake_store.memories.values()] == ["conv-9"]
+
+
+def test_end_session_does_not_wait_for_the_summary(fake_store, make_pipeline) -> None:
+    gate = threading.Event()
+
+    class Blocked(Summarizer):
+        def summarize(self, turns):  # type: ignore[override]
+            gate.wait(5)
+            return "x."
+
+    pipeline = make_pipeline(fake_store, Blocked())
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=ScriptedModel(["bye"]), name="orchestrator", plugins=[plugin], callback_handler=None)
+    result = agent("I am done.", invocation_state=state(end_session=True))
+    assert str(result).strip() == "bye" and fake_store.store_calls == []  # answered, work pending
+    gate.set()
+    assert pipeline.wait(5) and len(fake_store.store_calls) == 1
+
+
+@pytest.mark.parametrize("bad", [{"user_id": None}, {"tenant_context": "NOT VALID"}])
+def test_end_session_without_identity_stores_nothing(fake_store, make_pipeline, bad) -> None:
+    pipeline = make_pipeline(fake_store)
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator", plugins=[plugin], callback_handler=None)
+    agent("I like tea.", invocation_state=state(end_session=True, **bad))
+    assert pipeline.wait(5)
+    assert fake_store.store_calls == [] and pipeline.outbox.pending() == []
+
+
+def test_ending_twice_without_new_turns_submits_once_and_continuing_resubmits(fake_store, make_pipeline) -> None:
+    pipeline = make_pipeline(fake_store)
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator", plugins=[plugin], callback_handler=None)
+    agent("I own a cat.", invocation_state=state(end_session=True))
+    assert plugin.end_conversation() is None  # idle timer after end_session: nothing new
+    assert pipeline.wait(5) and pipeline.metrics["accepted"] == 1
+    agent("I also own a dog.", invocation_state=state())  # the same conversation goes on
+    assert plugin.end_conversation() is not None
+    assert pipeline.wait(5)
+    (memory,) = fake_store.memories.values()  # same key: overwritten with the longer transcript
+    assert memory.content == "I own a cat. I also own a dog."
+    assert pipeline.metrics["accepted"] == 2
+
+
+def test_outbox_failure_on_end_session_does_not_fail_the_turn(fake_store, make_pipeline, caplog) -> None:
+    pipeline = make_pipeline(fake_store)
+
+    def broken_put(entry: OutboxEntry) -> str:
+        raise OSError("disk full")
+
+    pipeline.outbox.put = broken_put  # type: ignore[method-assign]
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=ScriptedModel(["bye"]), name="orchestrator", plugins=[plugin], callback_handler=None)
+    result = agent("I own a cat.", invocation_state=state(end_session=True))
+    assert str(result).strip() == "bye"
+    assert plugin.metrics["end_failures"] == 1
+    assert any("could not record" in r.getMessage() for r in caplog.records)
+    with pytest.raises(OSError):  # the explicit call reports it to the app
+        plugin.end_conversation()
+
+
+# -- checkpoints of open conversations ---------------------------------------------------------
+
+
+def talk(pipeline: Any, *prompts: str) -> MemoryPlugin:
+    """A conversation of ``prompts`` on a fresh orchestrator, never ended."""
+    plugin = MemoryPlugin(pipeline.store, pipeline=pipeline)
+    agent = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator", plugins=[plugin], callback_handler=None)
+    for prompt in prompts:
+        agent(prompt, invocation_state=state())
+    return plugin
+
+
+def test_checkpoints_are_open_entries_the_pipeline_never_schedules(fake_store, make_pipeline) -> None:
+    busy = BusyTasks()
+    pipeline = make_pipeline(fake_store, retry=FAST_SWEEP, on_task_start=busy.start, on_task_end=busy.end)
+    pipeline.start_sweeper()
+    plugin = talk(pipeline, "My budget is 2M.", "I like tea.")
+    (pending,) = pipeline.outbox.pending()
+    assert pending.open and [t["text"] for t in pending.transcript if t["role"] == "user"] == ["My budget is 2M.", "I like tea."]
+    assert pending.entry_id == summary_key("acme", "alice", "orchestrator", "conv-9", plugin.opened)
+    time.sleep(0.1)  # several sweep backoffs
+    assert pipeline.wait(0) and pipeline.sweep() == 0 and pipeline.waiting == 0
+    assert fake_store.store_calls == [] and busy.started == 0  # live: not summarized, app not busy
+    assert pipeline.metrics["checkpoints"] == 2 and pipeline.metrics["accepted"] == 0
+
+    assert plugin.end_conversation() == pending.entry_id  # closes the same entry
+    assert pipeline.wait(5)
+    (memory,) = fake_store.memories.values()
+    assert memory.id == pending.entry_id and memory.content == "My budget is 2M. I like tea."
+    assert pipeline.outbox.pending() == [] and busy.open == set()
+
+
+def test_start_up_replay_closes_open_entries_and_stores_them_exactly_once(fake_store, make_pipeline) -> None:
+    crashed = make_pipeline(fake_store)
+    plugin = talk(crashed, "My boat is called Wave.", "My kite is called Zephyr.")
+    # the process dies here: no end_session, no idle timer, no shutdown
+    for _ in range(2):  # the first start closes and stores it, the second finds nothing
+        restarted = make_pipeline(fake_store)
+        restarted.replay_pending()
+        assert restarted.wait(5) and restarted.outbox.pending() == []
+    (memory,) = fake_store.memories.values()
+    assert memory.id == summary_key("acme", "alice", "orchestrator", "conv-9", plugin.opened)
+    assert "Wave" in memory.content and "Zephyr" in memory.content
+    assert len(fake_store.store_calls) == 1
+
+
+def test_replay_of_an_open_entry_already_stored_does_not_duplicate(fake_store, make_pipeline, outbox_dir) -> None:
+    e = entry(open=True)
+    Outbox(outbox_dir).put(e)
+    fake_store.store(Scope("alice", "acme", "orchestrator"), "old", conversation_id="conv-1", key=e.key)
+    pipeline = make_pipeline(fake_store)
+    assert pipeline.replay_pending() == 1 and pipeline.metrics["closed_at_replay"] == 1
+    assert pipeline.wait(5)
+    assert list(fake_store.memories) == [e.key] and fake_store.memories[e.key].content == "My budget is 2M."
+
+
+def test_an_exhausted_entry_whose_conversation_went_on_is_left_for_its_end(fake_store, make_pipeline) -> None:
+    failing_then_ok(fake_store, failures=2)
+    pipeline = make_pipeline(fake_store, retry=FAST_SWEEP)
+    pipeline.end_conversation(entry(text="I own a cat."))
+    assert pipeline.wait(5) and wait_until(lambda: pipeline.waiting == 1)
+    pipeline.checkpoint(entry(text="I own a cat. And a dog."))  # the same conversation goes on
+    time.sleep(0.06)
+    assert pipeline.sweep() == 1 and pipeline.wait(5)
+    assert fake_store.memories == {} and pipeline.waiting == 0  # the live conversation was not summarized
+    (left,) = pipeline.outbox.pending()
+    assert left.open and left.transcript[0]["text"] == "I own a cat. And a dog."
+
+
+def test_a_checkpoint_during_the_summary_of_its_ended_entry_is_kept(fake_store, make_pipeline) -> None:
+    slow = GatedSummarizer()
+    started, gate = slow.started, slow.gate
+    pipeline = make_pipeline(fake_store, slow)
+    pipeline.end_conversation(entry(text="first part."))
+    assert started.wait(5)
+    pipeline.checkpoint(entry(text="first part. second part."))  # the conversation went on
+    gate.set()
+    assert pipeline.wait(5)
+    (memory,) = fake_store.memories.values()
+    assert memory.content == "first part."  # what was ended is stored ...
+    (left,) = pipeline.outbox.pending()  # ... and the newer checkpoint survives for the next start
+    assert left.open and left.transcript[0]["text"] == "first part. second part."

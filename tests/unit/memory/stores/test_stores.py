@@ -1,0 +1,273 @@
+"""SingleTenantStore and MultiTenantStore on both backends: round trips, the agent rule,
+thresholds, forgetting, tenant validation and isolation (S3 Vectors via moto + TVM)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from memory.aws import make_client
+from memory.embedders.local import LocalEmbedder
+from memory.errors import ConfigurationError, InvalidTenantId, NotFound, ValidationError
+from memory.keys import summary_key
+from memory.index.local import LocalIndex
+from memory.types import Scope
+from memory.stores.protocol import MemoryBackend
+from memory.index.s3vectors import create_index_params
+from memory.stores.multi_tenant import MultiTenantStore
+from memory.stores.single_tenant import SingleTenantStore
+from memory.tenants import index_name_for
+from memory.stores.tvm import TokenVendingMachine
+
+VOCAB = ["budget", "spend", "paris", "travel", "python", "code", "cat", "dog"]
+
+
+class KeywordEmbedder:
+    """Deterministic test embedder: one axis per known word, plus a small shared axis."""
+
+    dimension = len(VOCAB) + 1
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def embed(self, texts, purpose):
+        self.calls.append(purpose)
+        out = []
+        for text in texts:
+            vec = np.zeros(self.dimension)
+            for word in re.findall(r"[a-z]+", text.lower()):
+                if word in VOCAB:
+                    vec[VOCAB.index(word)] += 1.0
+            vec[-1] = 0.1
+            out.append((vec / np.linalg.norm(vec)).tolist())
+        return out
+
+
+@pytest.fixture
+def store(index_factory):
+    embedder = KeywordEmbedder()
+    return SingleTenantStore(index_factory("memory-store-test", embedder.dimension), embedder)
+
+
+U1, U2 = "user-1", "user-2"
+
+
+def test_round_trip_metadata_and_scores(store):
+    before = int(time.time())
+    stored = store.store(Scope(U1, agent_name="planner"), "Budget spend is 2M", conversation_id="c1")
+    assert isinstance(store, MemoryBackend)
+    assert stored.id.startswith("mem-") and stored.agent_name == "planner"
+    (record,) = store.index.get([stored.id])
+    assert record.metadata == {
+        "user_id": U1, "agent_name": "planner", "type": "summary", "content": "Budget spend is 2M",
+        "conversation_id": "c1", "stored_at_epoch": record.metadata["stored_at_epoch"],
+    }
+    assert before <= record.metadata["stored_at_epoch"] <= int(time.time())
+    (hit,) = store.retrieve(Scope(U1, agent_name="planner"), "what is the budget spend?")
+    assert hit.id == stored.id and hit.content == "Budget spend is 2M"
+    assert hit.score == pytest.approx(1.0, abs=1e-5) and hit.conversation_id == "c1"
+    assert store.embedder.calls == ["index", "retrieval"]
+
+
+def test_no_agent_name_is_not_stored_as_metadata(store):
+    m = store.store(Scope(U1), "travel to paris", memory_type="fact")
+    (record,) = store.index.get([m.id])
+    assert "agent_name" not in record.metadata and "conversation_id" not in record.metadata
+    assert record.metadata["type"] == "fact"
+
+
+def test_agent_rule(store):
+    store.store(Scope(U1, agent_name="planner"), "budget plan")
+    store.store(Scope(U1, agent_name="coder"), "budget code")
+    store.store(Scope(U1), "budget shared")
+    store.store(Scope(U2, agent_name="planner"), "budget other user")
+
+    def contents(scope):
+        return sorted(m.content for m in store.retrieve(scope, "budget", top_k=10))
+
+    assert contents(Scope(U1, agent_name="planner")) == ["budget plan", "budget shared"]
+    assert contents(Scope(U1, agent_name="coder")) == ["budget code", "budget shared"]
+    assert contents(Scope(U1, agent_name="newcomer")) == ["budget shared"]
+    assert contents(Scope(U1)) == ["budget code", "budget plan", "budget shared"]
+    assert contents(Scope(U2)) == ["budget other user"]
+    assert contents(Scope("user-3")) == []
+    assert sorted(m.content for m in store.list(Scope(U1, agent_name="coder"))) == ["budget code", "budget shared"]
+
+
+def test_min_score_really_filters_and_results_are_best_first(store):
+    store.store(Scope(U1), "budget spend")
+    store.store(Scope(U1), "budget travel paris")
+    store.store(Scope(U1), "cat dog")
+    everything = store.retrieve(Scope(U1), "budget spend", top_k=10, min_score=-1.0)
+    scores = [m.score for m in everything]
+    assert len(everything) == 3 and scores == sorted(scores, reverse=True)
+    assert everything[0].content == "budget spend"
+    strict = store.retrieve(Scope(U1), "budget spend", top_k=10, min_score=0.3)
+    assert [m.content for m in strict] == ["budget spend", "budget travel paris"]
+    assert all(m.score >= 0.3 for m in strict) and strict[1].score == pytest.approx(0.41, abs=0.01)
+    assert store.retrieve(Scope(U1), "budget spend", top_k=1, min_score=-1.0)[0].content == "budget spend"
+    assert store.retrieve(Scope(U1), "budget spend", top_k=10, min_score=0.999)[0].content == "budget spend"
+
+
+def test_default_min_score_applies(index_factory):
+    embedder = KeywordEmbedder()
+    store = SingleTenantStore(index_factory("memory-threshold", embedder.dimension), embedder, default_min_score=0.5)
+    store.store(Scope(U1), "cat dog")
+    assert store.retrieve(Scope(U1), "budget") == []
+    assert len(store.retrieve(Scope(U1), "budget", min_score=0.0)) == 1
+
+
+def test_same_key_is_idempotent(store):
+    key = summary_key(None, U1, "planner", "conv-1")
+    store.store(Scope(U1, agent_name="planner"), "budget first", key=key, conversation_id="conv-1")
+    store.store(Scope(U1, agent_name="planner"), "budget second", key=key, conversation_id="conv-1")
+    assert [m.content for m in store.list(Scope(U1))] == ["budget second"]
+
+
+def test_forget_by_conversation_agent_and_user(store):
+    store.store(Scope(U1, agent_name="planner"), "budget a", conversation_id="c1")
+    store.store(Scope(U1, agent_name="planner"), "budget b", conversation_id="c2")
+    store.store(Scope(U1, agent_name="coder"), "code c", conversation_id="c1")
+    store.store(Scope(U1), "shared d", conversation_id="c1")
+    store.store(Scope(U2), "other e", conversation_id="c1")
+    assert store.forget(Scope(U1, agent_name="planner"), conversation_id="c1") == 1
+    assert store.forget(Scope(U1, agent_name="planner")) == 1  # own memories only, not shared
+    assert sorted(m.content for m in store.list(Scope(U1))) == ["code c", "shared d"]
+    assert store.forget(Scope(U1), conversation_id="c1") == 2
+    assert store.list(Scope(U1)) == [] and len(store.list(Scope(U2))) == 1
+    assert store.forget(Scope(U1)) == 0
+
+
+def test_forget_tenant_empties_the_index_and_store_recovers(store):
+    store.store(Scope(U1), "budget")
+    store.store(Scope(U2), "travel")
+    assert store.forget_tenant() == 2
+    assert store.index.query([1.0] * store.index.dimension, top_k=1) == []
+    assert store.list(Scope(U1)) == []
+    assert store.list(Scope(U2)) == []
+    store.store(Scope(U1), "budget again")
+    assert len(store.retrieve(Scope(U1), "budget")) == 1
+
+
+def test_validation(store, tmp_path):
+    with pytest.raises(ValidationError):
+        store.store(Scope(U1), "   ")
+    with pytest.raises(ValidationError):
+        store.store(Scope(""), "budget")
+    with pytest.raises(ValidationError):
+        store.retrieve(Scope(U1, tenant_id="acme"), "budget")  # store has no tenant
+    with pytest.raises(ValidationError):
+        store.retrieve(Scope(U1), "budget", top_k=101)
+    assert store.retrieve(Scope(U1), "") == []
+    tenant_store = SingleTenantStore(LocalIndex(tmp_path, "memory-acme", 9), KeywordEmbedder(), tenant_id="acme")
+    tenant_store.store(Scope(U1, tenant_id="acme"), "budget")
+    with pytest.raises(ValidationError):
+        tenant_store.list(Scope(U1, tenant_id="globex"))
+    with pytest.raises(ValidationError):
+        tenant_store.forget_tenant("globex")
+
+
+def test_dimension_mismatch_is_a_configuration_error(tmp_path):
+    with pytest.raises(ConfigurationError, match="expects 1024-d"):
+        SingleTenantStore(LocalIndex(tmp_path, "memory-x", 1024), LocalEmbedder())
+
+
+def test_wordllama_round_trip(tmp_path):
+    store = SingleTenantStore.for_local(root_dir=tmp_path, embedder=LocalEmbedder())
+    store.store(Scope(U1), "The quarterly marketing budget is two million dollars")
+    store.store(Scope(U1), "My cat is called Felix and likes tuna")
+    best = store.retrieve(Scope(U1), "marketing budget", top_k=2, min_score=-1)
+    assert best[0].content.startswith("The quarterly marketing budget")
+
+
+# -- multi-tenant --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_multi(tmp_path):
+    return MultiTenantStore.for_local(root_dir=tmp_path / "idx", embedder=KeywordEmbedder())
+
+
+def test_multi_tenant_isolation_local(local_multi, tmp_path):
+    local_multi.store(Scope(U1, tenant_id="acme"), "budget acme")
+    local_multi.store(Scope(U1, tenant_id="globex"), "budget globex")
+    assert [m.content for m in local_multi.retrieve(Scope(U1, tenant_id="acme"), "budget")] == ["budget acme"]
+    assert [m.tenant_id for m in local_multi.list(Scope(U1, tenant_id="globex"))] == ["globex"]
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir() if p.suffix == ".sqlite3") == [
+        "memory-acme.sqlite3", "memory-globex.sqlite3"]
+    assert local_multi.store_for("acme") is local_multi.store_for("acme")
+    assert local_multi.forget_tenant("acme") == 1
+    assert local_multi.list(Scope(U1, tenant_id="acme")) == []
+    assert len(local_multi.list(Scope(U1, tenant_id="globex"))) == 1
+
+
+@pytest.mark.parametrize("tenant", ["Acme", "acme--x", "acme_x", "../acme", "", "a" * 57, "acme "])
+def test_multi_tenant_rejects_invalid_ids_before_touching_storage(local_multi, tmp_path, tenant):
+    for call in (
+        lambda: local_multi.store(Scope(U1, tenant_id=tenant), "budget"),
+        lambda: local_multi.retrieve(Scope(U1, tenant_id=tenant), "budget"),
+        lambda: local_multi.forget_tenant(tenant),
+    ):
+        with pytest.raises(InvalidTenantId):
+            call()
+    assert not (tmp_path / "idx").exists()
+
+
+def test_multi_tenant_requires_a_tenant(local_multi):
+    with pytest.raises(ValidationError):
+        local_multi.retrieve(Scope(U1), "budget")
+    with pytest.raises(ValidationError):
+        local_multi.forget_tenant(None)
+
+
+def test_s3vectors_multi_tenant_requires_role_arn():
+    for role in (None, ""):
+        with pytest.raises(ConfigurationError, match="role ARN"):
+            MultiTenantStore.for_s3vectors(
+                bucket="b", role_arn=role, region="us-east-1", embedder=KeywordEmbedder()
+            )
+
+
+def test_s3vectors_multi_tenant_round_trip_under_moto(moto_query_route):
+    with mock_aws():
+        operator = make_client("s3vectors", region="us-east-1")
+        operator.create_vector_bucket(vectorBucketName="mem-bucket")
+        for tenant in ("acme", "globex"):  # onboarding is the operator's job, not the TVM role's
+            operator.create_index(**create_index_params("mem-bucket", index_name_for(tenant), KeywordEmbedder.dimension))
+        sts = make_client("sts", region="us-east-1")
+        calls = []
+
+        class CountingSts:
+            def assume_role(self, **kwargs):
+                calls.append(kwargs["Tags"][0]["Value"])
+                return sts.assume_role(**kwargs)
+
+        tvm = TokenVendingMachine(
+            "arn:aws:iam::123456789012:role/memory-tenant", region="us-east-1",
+            sts_client_factory=CountingSts,
+        )
+        store = MultiTenantStore.for_s3vectors(
+            bucket="mem-bucket", role_arn=tvm.role_arn, region="us-east-1",
+            embedder=KeywordEmbedder(), tvm=tvm,
+        )
+        acme, globex = Scope(U1, tenant_id="acme", agent_name="planner"), Scope(U1, tenant_id="globex")
+        store.store(acme, "budget spend plan", conversation_id="c1")
+        store.store(Scope(U1, tenant_id="acme"), "travel paris")
+        store.store(globex, "budget globex")
+        hits = store.retrieve(acme, "budget", top_k=5, min_score=0.3)
+        assert [m.content for m in hits] == ["budget spend plan"] and hits[0].tenant_id == "acme"
+        assert [m.content for m in store.retrieve(globex, "budget")] == ["budget globex"]
+        indexes = make_client("s3vectors", region="us-east-1").list_indexes(vectorBucketName="mem-bucket")
+        assert sorted(i["indexName"] for i in indexes["indexes"]) == ["memory-acme", "memory-globex"]
+        assert store.forget(acme, conversation_id="c1") == 1
+        assert [m.content for m in store.list(Scope(U1, tenant_id="acme"))] == ["travel paris"]
+        assert store.forget_tenant("acme") == 1
+        assert store.list(Scope(U1, tenant_id="acme")) == []  # emptied, index kept for the operator
+        with pytest.raises(NotFound, match="onboard the tenant"):
+            store.store(Scope(U1, tenant_id="initech"), "never onboarded")
+        # one STS call per tenant for all of the above
+        assert sorted(calls) == ["acme", "globex", "initech"]

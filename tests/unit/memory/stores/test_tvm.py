@@ -1,0 +1,177 @@
+"""Token vending machine: tags, single flight, refresh, no failure caching, bounded caches."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from memory.aws import make_client
+from memory.errors import AccessDenied, BackendUnavailable, ConfigurationError, InvalidTenantId
+from memory.stores.tvm import TokenVendingMachine
+
+ROLE = "arn:aws:iam::123456789012:role/memory-tenant"
+
+
+class CountingSts:
+    """Wraps a real (moto) STS client, counting AssumeRole calls and slowing them down."""
+
+    def __init__(self, client, delay=0.0):
+        self._client, self._delay = client, delay
+        self.calls: list[dict] = []
+        self._lock = threading.Lock()
+
+    def assume_role(self, **kwargs):
+        with self._lock:
+            self.calls.append(kwargs)
+        time.sleep(self._delay)
+        return self._client.assume_role(**kwargs)
+
+
+@pytest.fixture
+def moto_sts():
+    with mock_aws():
+        yield CountingSts(make_client("sts", region="us-east-1"), delay=0.05)
+
+
+def _tvm(sts, **kwargs):
+    return TokenVendingMachine(ROLE, region="us-east-1", sts_client_factory=lambda: sts, **kwargs)
+
+
+def test_assume_role_request_carries_the_tenant_tag():
+    client = make_client("sts", region="us-east-1", max_attempts=1)
+    expires = datetime.now(timezone.utc) + timedelta(minutes=15)
+    with Stubber(client) as stubber:
+        stubber.add_response(
+            "assume_role",
+            {"Credentials": {"AccessKeyId": "ASIAEXAMPLE12345", "SecretAccessKey": "s" * 40,
+                             "SessionToken": "token", "Expiration": expires}},
+            {
+                "RoleArn": ROLE,
+                "RoleSessionName": "agent-memory-acme",
+                "DurationSeconds": 900,
+                "Tags": [{"Key": "TenantID", "Value": "acme"}],
+                "TransitiveTagKeys": ["TenantID"],
+            },
+        )
+        vended = _tvm(client).credentials_for("acme")
+        stubber.assert_no_pending_responses()
+    assert vended.credentials.access_key_id == "ASIAEXAMPLE12345"
+    assert vended.expires_at == pytest.approx(expires.timestamp())
+
+
+def test_fifty_threads_one_tenant_one_sts_call(moto_sts):
+    tvm = _tvm(moto_sts)
+    barrier = threading.Barrier(50)
+    seen = []
+
+    def worker():
+        barrier.wait()
+        seen.append(tvm.credentials_for("acme").credentials.access_key_id)
+
+    threads = [threading.Thread(target=worker) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(moto_sts.calls) == 1
+    assert len(seen) == 50 and len(set(seen)) == 1
+
+
+def test_fifty_threads_one_tenant_one_client(moto_sts):
+    built = []
+
+    def slow_client_factory(service, credentials):
+        built.append(service)
+        time.sleep(0.05)  # client construction is slow enough for callers to pile up
+        return object()
+
+    tvm = _tvm(moto_sts, client_factory=slow_client_factory)
+    barrier = threading.Barrier(50)
+    clients = []
+
+    def worker():
+        barrier.wait()
+        clients.append(tvm.client_for("acme", "s3vectors"))
+
+    threads = [threading.Thread(target=worker) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert built == ["s3vectors"]  # single flight for the client too, not one per waiting caller
+    assert len(clients) == 50 and len({id(c) for c in clients}) == 1
+
+
+def test_one_call_per_tenant_and_clients_reused(moto_sts):
+    tvm = _tvm(moto_sts)
+    for _ in range(3):
+        for tenant in ("acme", "globex"):
+            tvm.credentials_for(tenant)
+    assert sorted(c["Tags"][0]["Value"] for c in moto_sts.calls) == ["acme", "globex"]
+    client = tvm.client_for("acme", "s3vectors")
+    assert tvm.client_for("acme", "s3vectors") is client
+    assert tvm.client_for("globex", "s3vectors") is not client
+    assert client.meta.region_name == "us-east-1"
+    assert client.meta.config.retries["mode"] == "adaptive"
+
+
+def test_refreshes_before_expiry_and_rebuilds_clients(moto_sts):
+    now = [time.time()]
+    tvm = _tvm(moto_sts, refresh_margin_seconds=120, clock=lambda: now[0])
+    first = tvm.credentials_for("acme")
+    client = tvm.client_for("acme", "s3vectors")
+    now[0] = first.expires_at - 121
+    assert tvm.credentials_for("acme") is first and len(moto_sts.calls) == 1
+    now[0] = first.expires_at - 119  # inside the refresh margin
+    second = tvm.credentials_for("acme")
+    assert len(moto_sts.calls) == 2 and second is not first
+    assert tvm.client_for("acme", "s3vectors") is not client
+
+
+def test_failures_are_not_cached():
+    client = make_client("sts", region="us-east-1", max_attempts=1)
+    tvm = _tvm(client)
+    expires = datetime.now(timezone.utc) + timedelta(minutes=15)
+    creds = {"Credentials": {"AccessKeyId": "ASIAEXAMPLE12345", "SecretAccessKey": "s" * 40,
+                             "SessionToken": "t", "Expiration": expires}}
+    with Stubber(client) as stubber:
+        stubber.add_client_error("assume_role", "Throttling", http_status_code=400)
+        stubber.add_client_error("assume_role", "InternalFailure", http_status_code=500)
+        stubber.add_client_error("assume_role", "AccessDenied", http_status_code=403)
+        stubber.add_response("assume_role", creds)
+        with pytest.raises(BackendUnavailable):
+            tvm.credentials_for("acme")
+        with pytest.raises(BackendUnavailable):
+            tvm.credentials_for("acme")
+        with pytest.raises(AccessDenied):
+            tvm.credentials_for("acme")
+        assert tvm.credentials_for("acme").credentials.access_key_id == "ASIAEXAMPLE12345"
+        stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("tenant", ["Acme", "a--b", "-a", "a b", "../x", "", "x" * 57, 7])
+def test_invalid_tenant_ids_never_reach_sts(moto_sts, tenant):
+    with pytest.raises(InvalidTenantId):
+        _tvm(moto_sts).credentials_for(tenant)
+    assert moto_sts.calls == []
+
+
+def test_cache_is_bounded(moto_sts):
+    tvm = _tvm(moto_sts, max_tenants=2)
+    for tenant in ("t1", "t2", "t3", "t1"):
+        tvm.credentials_for(tenant)
+    assert [c["Tags"][0]["Value"] for c in moto_sts.calls] == ["t1", "t2", "t3", "t1"]
+
+
+def test_configuration_errors():
+    with pytest.raises(ConfigurationError):
+        TokenVendingMachine("", region="us-east-1")
+    with pytest.raises(ConfigurationError):
+        TokenVendingMachine(ROLE, region="")
+    with pytest.raises(ConfigurationError):
+        TokenVendingMachine(ROLE, region="us-east-1", duration_seconds=60)
