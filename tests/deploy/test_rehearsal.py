@@ -118,7 +118,7 @@ def test_runtime_serves_recalls_and_keeps_serving_after_a_redeploy_without_env(
     finally:
         exit_code = first.stop()
     # SIGTERM (the runtime's stop): open sessions ended, then uvicorn re-raises the signal.
-    assert exit_code in (0, -signal.SIGTERM) and "shutting down" in first.log(), first.log()
+    assert exit_code in (0, -signal.SIGTERM), first.log()
     assert "PermissionError" not in first.log() and "Traceback" not in first.log()
 
     # Redeploy: `agentcore launch` without --env sends an empty environment; a new microVM
