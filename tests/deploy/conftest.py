@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shlex
 import shutil
+import string
 import subprocess
 import sys
 import tempfile
@@ -28,8 +30,6 @@ from tests.support.scripts_cli import outputs
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
-BUCKET = "agent-memory-vectors"
-TENANT = "acme"
 EMAIL = "ann@acme.example"
 AGENT = "agent_memory"
 #: The DNS stand-in: inside the runtime's Python, https://cognito-idp.<region>.amazonaws.com/...
@@ -175,34 +175,58 @@ def _run_scripts(command: str) -> str:
     return out.getvalue()
 
 
+#: Report outputs of the setup CLIs -> the README's `$NAME`s.
+OUTPUT_VARIABLES = {
+    "user pool id": "POOL_ID",
+    "app client id": "CLIENT_ID",
+    "password (shown once, store it now)": "PASSWORD",
+    "execution role ARN": "RUNTIME_ROLE_ARN",
+    "role ARN": "TVM_ROLE_ARN",
+    "next step 1": "NEXT_STEP_1",
+    "next step 2": "NEXT_STEP_2",
+}
+_STEP = re.compile(r"^(\d+)\. `([^`]+)`", re.M)
+
+
+def readme_steps() -> list[str]:
+    """The command of each numbered step of the README's "Deploy on AWS" section, in order."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("\n## Deploy on AWS\n", 1)[1].split("\n## ", 1)[0].split("\n#### ", 1)[0]
+    numbered = _STEP.findall(section)
+    assert [int(n) for n, _ in numbered] == list(range(1, len(numbered) + 1)), "steps must be numbered 1..n"
+    return [command for _, command in numbered]
+
+
 def _deploy(work: Path, project: Path, moto_url: str, bedrock: BedrockStandIn, env: dict[str, str]) -> Deployment:
-    """The README's "Deploy on AWS" steps, in order, as written."""
+    """The README's "Deploy on AWS" steps, in order, as written (see readme_steps)."""
+    values: dict[str, str] = {}
     runs: dict[str, str] = {}
-    runs["cognito"] = _run_scripts("cognito setup")
-    pool_id, client_id = outputs(runs["cognito"])["user pool id"], outputs(runs["cognito"])["app client id"]
-    runs["user"] = _run_scripts(f"cognito create-user --tenant {TENANT} --email {EMAIL}")
-    password = outputs(runs["user"])["password (shown once, store it now)"]
-    runs["bucket"] = _run_scripts(f"vector-bucket --bucket {BUCKET}")
-    runs["runtime-role"] = _run_scripts("runtime-role")
-    runtime_role = outputs(runs["runtime-role"])["execution role ARN"]
-    runs["tvm-role"] = _run_scripts(f"tvm-role --bucket {BUCKET} --execution-role-arn {runtime_role}")
-    tvm_role = outputs(runs["tvm-role"])["role ARN"]
-    runs["tenant"] = _run_scripts(f"tenant onboard --bucket {BUCKET} --tenant {TENANT}")
-    runs["agentcore"] = _run_scripts(
-        f"agentcore --pool-id {pool_id} --client-id {client_id} --execution-role-arn {runtime_role} "
-        f"--bucket {BUCKET} --tvm-role-arn {tvm_role}"
-    )
-    steps = outputs(runs["agentcore"])
-    runs["configure"] = _toolkit(shlex.split(steps["next step 1"]), project, env)
-    assert shlex.split(steps["next step 2"])[:2] == ["agentcore", "launch"]
+    upload = b""
+    for command in readme_steps():
+        if command.startswith("export "):
+            values.update(pair.split("=", 1) for pair in shlex.split(command)[1:])
+            assert values.get("AWS_REGION", REGION) == REGION
+        elif command.startswith("python -m scripts "):
+            report = _run_scripts(string.Template(command.removeprefix("python -m scripts ")).substitute(values))
+            runs[command] = report
+            values.update((OUTPUT_VARIABLES[k], v) for k, v in outputs(report).items() if k in OUTPUT_VARIABLES)
+        elif command.startswith("agentcore configure"):
+            runs[command] = _toolkit(shlex.split(values["NEXT_STEP_1"]), project, env)
+        elif command.startswith("agentcore launch"):
+            assert command == values["NEXT_STEP_2"], "the README's launch must be the one the CLI prints"
+            upload = _toolkit_upload(project, yaml.safe_load((project / ".bedrock_agentcore.yaml").read_text()))
+        elif not command.startswith("agentcore invoke"):  # invoke: driven over HTTP by the tests
+            raise AssertionError(f"the rehearsal does not know README step {command!r}")
+    assert upload, "the README's steps never launch"
     toolkit_config = yaml.safe_load((project / ".bedrock_agentcore.yaml").read_text())
     dockerfile = Dockerfile.parse((project / ".bedrock_agentcore" / AGENT / "Dockerfile").read_text())
-    upload = _toolkit_upload(project, toolkit_config)
     venv = build_venv(dockerfile, project)
     _install_dns_shim(venv)
     idp = boto3.client("cognito-idp", region_name=REGION)
     auth = idp.initiate_auth(
-        ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH", AuthParameters={"USERNAME": EMAIL, "PASSWORD": password}
+        ClientId=values["CLIENT_ID"],
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": EMAIL, "PASSWORD": values["PASSWORD"]},
     )["AuthenticationResult"]
     tokens = {"id": auth["IdToken"], "access": auth["AccessToken"]}
     return Deployment(project, runs, toolkit_config, dockerfile, upload, venv, tokens, moto_url, bedrock, work)

@@ -20,7 +20,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.deploy.conftest import AGENT, TENANT, Deployment
+from tests.deploy.conftest import AGENT, Deployment
 from tests.deploy.runtime_image import RuntimeProcess
 
 SESSION = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
