@@ -185,7 +185,11 @@ def settings_file() -> Path | None:
 
 def _check_file(path: Path) -> None:
     """Refuse a settings file that names a secret or an unknown setting (typos would be ignored)."""
-    fields = {f"AGENT_{name.upper()}": info for name, info in Settings.model_fields.items()}
+    fields = {}
+    for name, info in Settings.model_fields.items():
+        aliases = info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else []
+        for key in (f"AGENT_{name.upper()}", *(a for a in aliases if isinstance(a, str))):
+            fields[key] = info
     for key in dotenv_values(path):
         info = fields.get(key)
         if info is None:

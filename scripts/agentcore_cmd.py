@@ -31,7 +31,7 @@ from agent.settings import IDLE_MARGIN_SECONDS, Settings
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts.cognito import discovery_url
 from scripts.common import Report, ScriptError, account_id, add_common_args, aws_client, require_region
-from scripts.runtime_role import ensure_inline_policy
+from scripts.iam_roles import ensure_inline_policy
 from scripts.tvm_role import INDEX_USER_ACTIONS
 
 DEFAULT_AGENT = "agent_memory"

@@ -17,16 +17,8 @@ from typing import Any
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from scripts.common import (
-    Report,
-    account_id,
-    add_common_args,
-    aws_client,
-    canonical,
-    is_not_found,
-    policy_json,
-    require_region,
-)
+from scripts.common import Report, account_id, add_common_args, aws_client, is_not_found, policy_json, require_region
+from scripts.iam_roles import ensure_inline_policy, ensure_trust
 
 DEFAULT_ROLE_NAME = "agent-memory-runtime"
 POLICY_NAME = "agentcore-runtime"
@@ -107,25 +99,6 @@ def runtime_policy(region: str, account: str) -> dict[str, Any]:
     }
 
 
-def ensure_inline_policy(
-    iam: BaseClient, report: Report, role_name: str, name: str, policy: dict[str, Any]
-) -> None:
-    """Put an inline policy on a role when it is missing or differs from ``policy``."""
-    try:
-        current = iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"]
-    except ClientError as err:
-        if not is_not_found(err):
-            raise
-        current = None
-    if current is not None and canonical(current) == canonical(policy):
-        report.add("UNCHANGED", f"inline policy {name} on {role_name}")
-        return
-    detail = "missing" if current is None else "drift: differed from the intended document"
-    report.change("UPDATE" if current is not None else "CREATE", f"inline policy {name} on {role_name}", detail)
-    if not report.dry_run:
-        iam.put_role_policy(RoleName=role_name, PolicyName=name, PolicyDocument=policy_json(policy))
-
-
 def ensure_runtime_role(iam: BaseClient, report: Report, role_name: str, region: str, account: str) -> str:
     """Create the execution role (or bring its trust and runtime policy back); return its ARN."""
     trust = trust_policy(region, account)
@@ -146,12 +119,8 @@ def ensure_runtime_role(iam: BaseClient, report: Report, role_name: str, region:
                     Description="AgentCore Runtime execution role of the agent-memory app",
                 )["Role"]["Arn"]
             )
-    elif canonical(role["AssumeRolePolicyDocument"]) != canonical(trust):
-        report.change("UPDATE", f"trust policy of {role_name}", "drift: differed from the intended document")
-        if not report.dry_run:
-            iam.update_assume_role_policy(RoleName=role_name, PolicyDocument=policy_json(trust))
     else:
-        report.add("UNCHANGED", f"trust policy of {role_name}")
+        ensure_trust(iam, report, role, trust)
     ensure_inline_policy(iam, report, role_name, POLICY_NAME, runtime_policy(region, account))
     return arn
 
