@@ -11,6 +11,16 @@ from botocore.exceptions import ClientError
 from scripts.common import Report, canonical, is_not_found, policy_json
 
 
+def existing_role(iam: BaseClient, role_name: str) -> dict[str, Any] | None:
+    """The role's description (``GetRole``), or None when it does not exist."""
+    try:
+        return dict(iam.get_role(RoleName=role_name)["Role"])
+    except ClientError as err:
+        if is_not_found(err):
+            return None
+        raise
+
+
 def ensure_trust(iam: BaseClient, report: Report, role: dict[str, Any], trust: dict[str, Any]) -> None:
     """Bring an existing role's trust policy back to ``trust`` when it differs."""
     name = role["RoleName"]

@@ -15,10 +15,9 @@ import argparse
 from typing import Any
 
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
 
-from scripts.common import Report, account_id, add_common_args, aws_client, is_not_found, policy_json, require_region
-from scripts.iam_roles import ensure_inline_policy, ensure_trust
+from scripts.common import Report, account_id, add_common_args, aws_client, policy_json, require_region
+from scripts.iam_roles import ensure_inline_policy, ensure_trust, existing_role
 
 DEFAULT_ROLE_NAME = "agent-memory-runtime"
 POLICY_NAME = "agentcore-runtime"
@@ -62,7 +61,12 @@ def runtime_policy(region: str, account: str) -> dict[str, Any]:
             {
                 "Sid": "Logs",
                 "Effect": "Allow",
-                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                "Action": [
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                    "logs:DescribeLogStreams",
+                ],
                 "Resource": [logs, f"{logs}:log-stream:*"],
             },
             {
@@ -92,7 +96,10 @@ def runtime_policy(region: str, account: str) -> dict[str, Any]:
             {
                 "Sid": "WorkloadAccessToken",
                 "Effect": "Allow",
-                "Action": ["bedrock-agentcore:GetWorkloadAccessToken", "bedrock-agentcore:GetWorkloadAccessTokenForJWT"],
+                "Action": [
+                    "bedrock-agentcore:GetWorkloadAccessToken",
+                    "bedrock-agentcore:GetWorkloadAccessTokenForJWT",
+                ],
                 "Resource": [workload, f"{workload}/workload-identity/*"],
             },
         ],
@@ -102,12 +109,7 @@ def runtime_policy(region: str, account: str) -> dict[str, Any]:
 def ensure_runtime_role(iam: BaseClient, report: Report, role_name: str, region: str, account: str) -> str:
     """Create the execution role (or bring its trust and runtime policy back); return its ARN."""
     trust = trust_policy(region, account)
-    try:
-        role = iam.get_role(RoleName=role_name)["Role"]
-    except ClientError as err:
-        if not is_not_found(err):
-            raise
-        role = None
+    role = existing_role(iam, role_name)
     arn = f"arn:aws:iam::{account}:role/{role_name}"
     if role is None:
         report.change("CREATE", f"role {role_name}", "trusted by bedrock-agentcore.amazonaws.com")

@@ -12,7 +12,6 @@ import re
 from typing import Any, Sequence
 
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
 
 from memory.tenants import INDEX_PREFIX
 from scripts.common import (
@@ -21,11 +20,10 @@ from scripts.common import (
     account_id,
     add_common_args,
     aws_client,
-    is_not_found,
     policy_json,
     require_region,
 )
-from scripts.iam_roles import ensure_inline_policy, ensure_trust
+from scripts.iam_roles import ensure_inline_policy, ensure_trust, existing_role
 
 TENANT_TAG = "TenantID"
 VECTOR_ACTIONS = (
@@ -163,12 +161,7 @@ def ensure_role(
 
     Other policies found on the role are reported as drift and left alone.
     """
-    try:
-        role = iam.get_role(RoleName=role_name)["Role"]
-    except ClientError as err:
-        if not is_not_found(err):
-            raise
-        role = None
+    role = existing_role(iam, role_name)
     if role is None:
         report.change("CREATE", f"role {role_name}", f"max session {MAX_SESSION_SECONDS}s")
         report.change("CREATE", f"inline policy {POLICY_NAME}", "vector actions on own tenant index")

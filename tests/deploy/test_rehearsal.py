@@ -148,6 +148,7 @@ def test_runtime_refuses_what_cannot_work_there_naming_the_setting(
     deployment: Deployment, home: Path, setting: str, value: str, named: str
 ) -> None:
     env = {**deployment.plumbing(_free_port()), setting: value}
-    process = RuntimeProcess(deployment.dockerfile, deployment.venv, deployment.fresh_app_dir(f"vm-{uuid.uuid4()}"), home, env)
+    app_dir = deployment.fresh_app_dir(f"vm-{uuid.uuid4()}")
+    process = RuntimeProcess(deployment.dockerfile, deployment.venv, app_dir, home, env)
     assert process.run_to_exit() == 2, process.log()
     assert named in process.log()

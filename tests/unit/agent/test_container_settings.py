@@ -64,7 +64,9 @@ def test_the_settings_file_refuses_secrets_and_unknown_names(container: Path) ->
         load_settings()
 
 
-def test_outside_the_container_the_file_is_read_only_when_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_outside_the_container_the_file_is_read_only_when_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(agent.settings, "PROJECT_ROOT", tmp_path)
     _write(tmp_path / "agentcore.env", COGNITO)
     with pytest.raises(SettingsError, match="no authentication configured"):
