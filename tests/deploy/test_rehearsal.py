@@ -9,6 +9,8 @@ stand in for one).
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import socket
 import time
@@ -23,6 +25,12 @@ import pytest
 from tests.deploy.conftest import AGENT, Deployment
 from tests.deploy.runtime_image import RuntimeProcess
 
+#: Root is needed to hand the tree to root and drop to uid 1000 (CI runs as root). The first run
+#: builds the image's virtualenv (cached afterwards): allow it more than the suite's 300 s.
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv"),
+    pytest.mark.timeout(900),
+]
 SESSION = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 FACT = "My project codename is Bluebird and it launches on March 3rd."
 QUESTION = "When does my project Bluebird launch?"
