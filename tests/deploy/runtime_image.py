@@ -5,8 +5,9 @@ rehearsal reproduces the image from the rendered Dockerfile itself:
 
 - ``Dockerfile.parse``: its ``ENV``, ``WORKDIR``, ``USER``, ``CMD`` and every ``uv pip
   install`` (a requirements file or quoted specs);
-- ``build_venv``: a virtualenv with exactly those installs (pip instead of uv), cached under
-  the test venv's prefix by a hash of what it installs, so only the first run pays for it;
+- ``build_venv``: a virtualenv with exactly those installs, by ``uv pip install`` like the
+  Dockerfile (uv from the dev extra), cached under the test venv's prefix by a hash of what it
+  installs;
 - ``RuntimeProcess``: the ``CMD`` run as uid 1000 (``setpriv``) in a root-owned copy of the
   uploaded tree, with the Dockerfile's environment plus only what the caller passes.
 """
@@ -78,10 +79,10 @@ def runtime_python(version: str) -> str:
     own may live under root's home, as pyenv's does)."""
     for candidate in (shutil.which(f"python{version}"), f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
         if candidate and Path(candidate).exists():
-            probe = subprocess.run([*as_runtime_user(), candidate, "-c", "import venv"], capture_output=True)
+            probe = subprocess.run([*as_runtime_user(), candidate, "-c", "pass"], capture_output=True)
             if probe.returncode == 0:
                 return candidate
-    raise RuntimeError(f"no Python {version} that uid {RUNTIME_UID} can run (install python{version}-venv)")
+    raise RuntimeError(f"no Python {version} that uid {RUNTIME_UID} can run (install python{version})")
 
 
 def as_runtime_user() -> list[str]:
@@ -98,10 +99,10 @@ def build_venv(image: Dockerfile, source: Path) -> Path:
     if (venv / "complete").exists():
         return venv
     shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run([python, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    uv = [sys.executable, "-m", "uv", "--quiet"]
+    subprocess.run([*uv, "venv", "--python", python, str(venv)], check=True)
     files = [arg for name in image.requirement_files for arg in ("-r", str(source / name))]
-    subprocess.run([*pip, *files, *image.specs], check=True)
+    subprocess.run([*uv, "pip", "install", "--python", str(venv / "bin" / "python"), *files, *image.specs], check=True)
     (venv / "complete").touch()
     return venv
 
