@@ -33,6 +33,7 @@ from agent.auth_gate import IDENTITY_SCOPE_KEY, AuthGateMiddleware
 from agent.body_limit import BodyLimitMiddleware
 from agent.errors import AppError, BadRequest, Forbidden, Unauthorized, Unavailable
 from agent.log_format import KeyValueFormatter
+from agent.observability import configure as configure_telemetry
 from agent.orchestrator import Conversation
 from agent.payload import InvocationPayload, parse_payload
 from agent.services import Services, build_services
@@ -308,6 +309,7 @@ def main() -> int:
     handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=settings.log_level, handlers=[handler])
     logging.getLogger("bedrock_agentcore").propagate = False  # the SDK logs through its own handler
+    configure_telemetry(console=settings.otel_console, capture_content=settings.otel_capture_content)
     app = create_app(settings)
     app.logger.setLevel(settings.log_level)
     app.run(port=settings.port, host=settings.host, timeout_graceful_shutdown=settings.shutdown_grace_seconds)

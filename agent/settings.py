@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     host: str | None = None  # None: the SDK picks 127.0.0.1 locally, 0.0.0.0 in a container
     port: int = Field(8080, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    otel_console: bool = False  # print spans and metrics on stdout (agent.observability)
+    otel_capture_content: bool = False  # let Strands' spans carry prompts, messages, tool results
 
     # --- memory backend
     tenant_mode: Literal["single", "multi"] = "multi"

@@ -79,7 +79,8 @@ class Captured:
         return total
 
 
-def _reset_globals() -> None:
+def reset_globals() -> None:
+    """No global tracer or meter provider (and no cached Strands tracer), as at process start."""
     trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
     trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
     metrics_internal._METER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
@@ -95,12 +96,12 @@ def capture_telemetry() -> Iterator[Captured]:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     meter_provider = MeterProvider(metric_readers=[reader])
-    _reset_globals()
+    reset_globals()
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
     try:
         yield Captured(exporter, reader)
     finally:
-        _reset_globals()
+        reset_globals()
         tracer_provider.shutdown()
         meter_provider.shutdown()
