@@ -25,10 +25,9 @@ from tests.support.otel import capture_telemetry, reset_globals
 def test_strands_redacts_everything_unless_a_policy_is_set(
     monkeypatch: pytest.MonkeyPatch, before: str | None, after: str
 ) -> None:
+    monkeypatch.setenv(SEMCONV_OPT_IN, before or "")  # recorded, so the variable is restored after
     if before is None:
-        monkeypatch.delenv(SEMCONV_OPT_IN, raising=False)
-    else:
-        monkeypatch.setenv(SEMCONV_OPT_IN, before)
+        monkeypatch.delenv(SEMCONV_OPT_IN)
     redact_strands_content()
     assert os.environ[SEMCONV_OPT_IN] == after
 
