@@ -1,0 +1,161 @@
+"""Cost of the OpenTelemetry instrumentation per plugin turn: no-op API vs instrumentation removed.
+
+Same harness as ``bench_plugin`` (scripted model, LocalIndex + WordLlama, ``--memories`` seeded):
+
+* removed -- every ``memory.telemetry`` decorator unwrapped and its call-site functions replaced by
+  bare stand-ins (a null context, identity functions): the code as if never instrumented;
+* noop    -- as shipped with no SDK configured: the OpenTelemetry API's proxy / no-op tracer and
+  meter (what the product costs when nobody collects telemetry);
+* sdk     -- an SDK tracer and meter provider recording every span (batch processor, exporter
+  that drops) and metric: the cost when telemetry is collected, for reference.
+
+Modes alternate in rounds (``--rounds``) so machine drift hits all of them alike; ``ratio`` is a
+mode's p50 over ``removed``'s p50 for the same turn.
+
+Run: ``python -m bench.bench_telemetry [--repeat N] [--rounds N] [--memories N] [--json]``
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from bench._common import emit, parser, summary_ms
+from bench.bench_plugin import _Harness, _seed
+from memory import telemetry
+from memory.embedders.local import LocalEmbedder
+from memory.index.local import LocalIndex
+from memory.pipeline.background import SummaryPipeline
+from memory.pipeline.outbox import Outbox
+from memory.pipeline.summarizer import Summarizer
+from memory.stores.multi_tenant import MultiTenantStore
+from memory.stores.single_tenant import SingleTenantStore
+from tests.support.otel import reset_globals
+from tests.support.scripted_model import ScriptedModel
+
+#: Classes whose methods carry ``memory.telemetry`` decorators on the plugin's path.
+DECORATED = (LocalEmbedder, LocalIndex, SingleTenantStore, Summarizer)
+MODES = ("removed", "noop", "sdk")
+
+
+class _NullContext:
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+
+    def __enter__(self) -> Any:
+        return self.value
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _DropSpans(SpanExporter):
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def _stand_ins() -> dict[str, Callable[..., Any]]:
+    null = _NullContext(trace.INVALID_SPAN)
+    found = _NullContext(lambda memories: memories)
+    return {
+        "span": lambda *a, **k: null,
+        "retrieval": lambda *a, **k: found,
+        "in_background": lambda name, work: work,
+        "annotate": lambda *a, **k: None,
+        "identity_attributes": lambda *a, **k: {},
+        "summary_counted": lambda name: None,
+        "outbox_backlog": lambda delta: None,
+        "current_span": lambda: trace.INVALID_SPAN,
+    }
+
+
+@contextmanager
+def _mode(name: str) -> Iterator[None]:
+    """Run the block with telemetry removed, as shipped (no SDK), or recorded by an SDK."""
+    if name == "removed":
+        saved_functions = {attr: getattr(telemetry, attr) for attr in _stand_ins()}
+        saved_methods = []
+        for cls in DECORATED:
+            for attr, value in list(vars(cls).items()):
+                wrapped = getattr(value, "__wrapped__", None)
+                code = getattr(value, "__code__", None)
+                if wrapped is not None and code is not None and code.co_filename == telemetry.__file__:
+                    saved_methods.append((cls, attr, value))
+                    setattr(cls, attr, wrapped)
+        for attr, stand_in in _stand_ins().items():
+            setattr(telemetry, attr, stand_in)
+        try:
+            yield
+        finally:
+            for attr, value in saved_functions.items():
+                setattr(telemetry, attr, value)
+            for cls, attr, value in saved_methods:
+                setattr(cls, attr, value)
+    elif name == "sdk":
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(BatchSpanProcessor(_DropSpans()))
+        meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        reset_globals()
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(meter_provider)
+        try:
+            yield
+        finally:
+            reset_globals()
+            tracer_provider.shutdown()
+            meter_provider.shutdown()
+    else:
+        reset_globals()
+        yield
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--repeat", type=int, default=60, help="samples per mode and round")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--memories", type=int, default=5000)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MultiTenantStore.for_local(root_dir=Path(tmp) / "indexes", embedder=LocalEmbedder())
+        _seed(store, args.memories)
+        pipeline = SummaryPipeline(store, Outbox(Path(tmp) / "outbox"), Summarizer(ScriptedModel()))
+        harness = _Harness(store, pipeline)
+        samples: dict[tuple[str, str], list[float]] = {}
+        for _ in range(args.rounds):
+            for turn in ("first_turn", "later_turn"):
+                for mode in MODES:
+                    with _mode(mode):  # agents built inside, so Strands traces to the mode's provider
+                        samples.setdefault((turn, mode), []).extend(getattr(harness, turn)(True, args.repeat))
+        pipeline.wait()
+        pipeline.shutdown()
+
+    rows = []
+    for turn in ("first_turn", "later_turn"):
+        base = summary_ms(samples[(turn, "removed")])
+        for mode in MODES:
+            stats = summary_ms(samples[(turn, mode)])
+            rows.append({
+                "turn": turn,
+                "telemetry": mode,
+                "p50_ms": stats["p50_ms"],
+                "p99_ms": stats["p99_ms"],
+                "mean_ms": stats["mean_ms"],
+                "ratio_p50": stats["p50_ms"] / base["p50_ms"],
+            })
+    emit(f"MemoryPlugin turn latency by telemetry mode (scripted model, LocalIndex+WordLlama, "
+         f"{args.memories} memories, {args.rounds}x{args.repeat} samples per mode)", rows, args.json)
+
+
+if __name__ == "__main__":
+    main()
