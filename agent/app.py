@@ -34,6 +34,7 @@ from agent.body_limit import BodyLimitMiddleware
 from agent.errors import AppError, BadRequest, Forbidden, Unauthorized, Unavailable
 from agent.log_format import KeyValueFormatter
 from agent.observability import configure as configure_telemetry
+from agent.observability import flush as flush_telemetry
 from agent.orchestrator import Conversation
 from agent.payload import InvocationPayload, parse_payload
 from agent.services import Services, build_services
@@ -73,6 +74,7 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
         finally:
             logger.info("shutting down: ending open conversations")
             await asyncio.to_thread(services.close)
+            await asyncio.to_thread(flush_telemetry)
 
     async def authenticate(headers: Headers) -> Identity:
         services = holder.get("services")

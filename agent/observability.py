@@ -38,6 +38,21 @@ def configure(*, console: bool, capture_content: bool, out: IO[str] = sys.stdout
         enable_console_export(out)
 
 
+def flush(timeout_millis: int = 5000) -> None:
+    """Export what the SDK providers (ours or the distro's) still hold; nothing without an SDK.
+
+    Called at shutdown: uvicorn re-raises SIGTERM once the app has stopped, so ``atexit``
+    handlers (where the SDK would flush) never run in the AgentCore runtime or the local server.
+    """
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        force_flush = getattr(provider, "force_flush", None)
+        if force_flush is not None:
+            try:
+                force_flush(timeout_millis)
+            except Exception:  # noqa: BLE001 - shutting down: telemetry must not block it
+                logger.warning("telemetry flush failed", exc_info=True)
+
+
 def redact_strands_content() -> None:
     """Make Strands redact every sensitive span attribute, unless a policy is already set."""
     tokens = [t.strip() for t in os.environ.get(SEMCONV_OPT_IN, "").split(",") if t.strip()]
