@@ -8,10 +8,13 @@ container, or the standard ``OTEL_*`` variables with any distro. For development
 ``opentelemetry-sdk`` package (a dependency of strands-agents today; ``pip install '.[otel]'``
 names it explicitly), which nothing else in the app imports.
 
-Unless ``AGENT_OTEL_CAPTURE_CONTENT=true``, Strands' own spans redact prompts, messages and tool
-results (``gen_ai_unredacted_attributes=`` is added to ``OTEL_SEMCONV_STABILITY_OPT_IN``, read
-when Strands builds its tracer): its system-prompt events carry the injected memories and the
-recall tool's result their text. An explicit ``gen_ai_unredacted_attributes=...`` is kept.
+Unless ``AGENT_OTEL_CAPTURE_CONTENT=true``, no span carries prompts, messages or tool results:
+Strands' system-prompt events would carry the injected memories and its tool spans the recall
+tool's result. So ``gen_ai_unredacted_attributes=`` (redact all) is added to
+``OTEL_SEMCONV_STABILITY_OPT_IN`` (read when Strands builds its tracer; an explicit
+``gen_ai_unredacted_attributes=...`` is kept), and ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``
+is set to ``false`` (the AWS distro defaults it to ``true`` for its Bedrock instrumentation,
+which reads it at each call).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from opentelemetry import metrics, trace
 logger = logging.getLogger(__name__)
 
 SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 REDACT_ALL = "gen_ai_unredacted_attributes="
 MAX_CONSOLE_VALUE = 80
 
@@ -33,7 +37,7 @@ MAX_CONSOLE_VALUE = 80
 def configure(*, console: bool, capture_content: bool, out: IO[str] = sys.stdout) -> None:
     """Set up telemetry for the app process (call once, before the first agent is built)."""
     if not capture_content:
-        redact_strands_content()
+        redact_content()
     if console:
         enable_console_export(out)
 
@@ -53,8 +57,9 @@ def flush(timeout_millis: int = 5000) -> None:
                 logger.warning("telemetry flush failed", exc_info=True)
 
 
-def redact_strands_content() -> None:
-    """Make Strands redact every sensitive span attribute, unless a policy is already set."""
+def redact_content() -> None:
+    """Keep prompts, messages and tool results out of Strands' and the distro's GenAI spans."""
+    os.environ[CAPTURE_MESSAGE_CONTENT] = "false"
     tokens = [t.strip() for t in os.environ.get(SEMCONV_OPT_IN, "").split(",") if t.strip()]
     if not any(t.startswith("gen_ai_unredacted_attributes=") for t in tokens):
         os.environ[SEMCONV_OPT_IN] = ",".join([*tokens, REDACT_ALL])

@@ -9,7 +9,14 @@ from typing import Iterator
 import pytest
 from opentelemetry import metrics, trace
 
-from agent.observability import REDACT_ALL, SEMCONV_OPT_IN, enable_console_export, flush, redact_strands_content
+from agent.observability import (
+    CAPTURE_MESSAGE_CONTENT,
+    REDACT_ALL,
+    SEMCONV_OPT_IN,
+    enable_console_export,
+    flush,
+    redact_content,
+)
 from memory import telemetry
 from tests.support.otel import capture_telemetry, reset_globals
 
@@ -22,14 +29,16 @@ from tests.support.otel import capture_telemetry, reset_globals
         ("gen_ai_unredacted_attributes=gen_ai.output.*", "gen_ai_unredacted_attributes=gen_ai.output.*"),
     ],
 )
-def test_strands_redacts_everything_unless_a_policy_is_set(
+def test_genai_content_redacted_unless_a_strands_policy_is_set(
     monkeypatch: pytest.MonkeyPatch, before: str | None, after: str
 ) -> None:
-    monkeypatch.setenv(SEMCONV_OPT_IN, before or "")  # recorded, so the variable is restored after
+    monkeypatch.setenv(SEMCONV_OPT_IN, before or "")  # recorded, so the variables are restored after
+    monkeypatch.setenv(CAPTURE_MESSAGE_CONTENT, "true")  # the AWS distro's default
     if before is None:
         monkeypatch.delenv(SEMCONV_OPT_IN)
-    redact_strands_content()
+    redact_content()
     assert os.environ[SEMCONV_OPT_IN] == after
+    assert os.environ[CAPTURE_MESSAGE_CONTENT] == "false"
 
 
 @pytest.fixture

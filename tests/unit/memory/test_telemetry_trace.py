@@ -11,6 +11,7 @@ the transcript, the raw user id or a bearer token.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -41,19 +42,19 @@ def _hash(user_id: str) -> str:
     return "h" + str(sum(map(ord, user_id)))
 
 
-@pytest.fixture
-def run(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """Two sessions of one user, captured; returns the captured telemetry and what was said."""
+@contextmanager
+def _two_sessions(root: Path) -> Iterator[dict[str, Any]]:
+    """Two sessions of one user, captured; yields the captured telemetry and the stored memories."""
     telemetry.set_user_hasher(_hash)
     try:
         with capture_telemetry() as captured:
-            store = MultiTenantStore.for_local(root_dir=tmp_path / "indexes", embedder=LocalEmbedder())
-            pipeline = SummaryPipeline(store, Outbox(tmp_path / "outbox"),
+            store = MultiTenantStore.for_local(root_dir=root / "indexes", embedder=LocalEmbedder())
+            pipeline = SummaryPipeline(store, Outbox(root / "outbox"),
                                        Summarizer(ScriptedModel(summary_reply=SUMMARY), mode="abstractive"))
             model = ScriptedModel(["Noted.", ToolCall(RECALL_TOOL_NAME, {"query": "Falcon budget"}),
                                    "It is 2 million dollars.", "Bye."])
 
-            def session(conversation_id: str) -> Agent:
+            def session() -> Agent:
                 plugin = MemoryPlugin(store, pipeline=pipeline)
                 return Agent(model=model, name="orchestrator", system_prompt=BASE, plugins=[plugin],
                              callback_handler=None)
@@ -61,10 +62,9 @@ def run(tmp_path: Path) -> Iterator[dict[str, Any]]:
             def state(conversation_id: str, **extra: Any) -> dict[str, Any]:
                 return {"tenant_context": "acme", "user_id": USER, "conversation_id": conversation_id, **extra}
 
-            first = session("s1")
-            first(FACT, invocation_state=state("s1", end_session=True))
+            session()(FACT, invocation_state=state("s1", end_session=True))
             assert pipeline.wait(timeout=30)
-            second = session("s2")
+            second = session()
             second("What is the Falcon budget?", invocation_state=state("s2"))
             second("Thanks.", invocation_state=state("s2", end_session=True))
             assert pipeline.wait(timeout=30)
@@ -73,6 +73,12 @@ def run(tmp_path: Path) -> Iterator[dict[str, Any]]:
             yield {"captured": captured, "stored": [m.content for m in stored]}
     finally:
         telemetry.set_user_hasher(None)
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    with _two_sessions(tmp_path) as result:
+        yield result
 
 
 def _ancestors(captured: Captured, span: Any) -> list[str]:
@@ -188,3 +194,19 @@ def test_no_span_carries_memory_text_transcripts_user_ids_or_tokens(run: dict[st
         for value in _values(span):
             leaked = [s for s in secrets if s.lower() in value.lower()]
             assert not leaked, f"{span.name} carries {leaked}"
+
+
+def test_strands_spans_carry_memory_text_unless_the_app_redacts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Why ``agent.observability`` sets Strands' redaction policy (read when its tracer is built): its own spans record the system
+    prompt (with the injected memories) and tool results (the recall tool's memories)."""
+
+    def spans_with_memory_text(root: Path) -> set[str]:
+        with _two_sessions(root) as result:
+            return {s.name for s in result["captured"].spans() if any(SUMMARY in v for v in _values(s))}
+
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "")
+    assert spans_with_memory_text(tmp_path / "default") >= {"chat", f"execute_tool {RECALL_TOOL_NAME}"}
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_unredacted_attributes=")  # redact all
+    assert spans_with_memory_text(tmp_path / "redacted") == set()
