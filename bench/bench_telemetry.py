@@ -10,9 +10,12 @@ Same harness as ``bench_plugin`` (scripted model, LocalIndex + WordLlama, ``--me
   that drops) and metric: the cost when telemetry is collected, for reference.
 
 Modes alternate in rounds (``--rounds``) so machine drift hits all of them alike; ``ratio`` is a
-mode's p50 over ``removed``'s p50 for the same turn.
+mode's p50 over ``removed``'s p50 for the same turn. Turn latencies are dominated by fsyncs and
+vary by several ms on a shared machine, so a second table times the instrumentation itself: one
+span (enter + attributes + exit) and one retrieval record, per call, in each mode, and how many
+spans a first and a later turn open (counted with the SDK).
 
-Run: ``python -m bench.bench_telemetry [--repeat N] [--rounds N] [--memories N] [--json]``
+Run: ``python -m bench.bench_telemetry [--repeat N] [--rounds N] [--memories N] [--calls N] [--json]``
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from bench._common import emit, parser, summary_ms
+from bench._common import emit, parser, summary_ms, time_calls
 from bench.bench_plugin import _Harness, _seed
 from memory import telemetry
 from memory.embedders.local import LocalEmbedder
@@ -39,7 +42,8 @@ from memory.pipeline.outbox import Outbox
 from memory.pipeline.summarizer import Summarizer
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.stores.single_tenant import SingleTenantStore
-from tests.support.otel import reset_globals
+from memory.types import Scope
+from tests.support.otel import capture_telemetry, reset_globals
 from tests.support.scripted_model import ScriptedModel
 
 #: Classes whose methods carry ``memory.telemetry`` decorators on the plugin's path.
@@ -118,11 +122,46 @@ def _mode(name: str) -> Iterator[None]:
         yield
 
 
+def _per_call(calls: int) -> list[dict[str, Any]]:
+    scope = Scope("user-3", "acme", "orchestrator")
+    attributes = telemetry.identity_attributes("acme", "user-3", "orchestrator", "c1")
+
+    def one_span() -> None:
+        with telemetry.span("memory.checkpoint", attributes):
+            pass
+
+    def one_retrieval() -> None:
+        with telemetry.retrieval("inject", scope) as found:
+            found([])
+
+    rows = []
+    for mode in MODES:
+        with _mode(mode):
+            for name, fn in (("span", one_span), ("retrieval", one_retrieval)):
+                samples = time_calls(lambda: [fn() for _ in range(calls)], repeat=5, warmup=1)
+                rows.append({"call": name, "telemetry": mode, "us_per_call": min(samples) / calls * 1e6})
+    return rows
+
+
+def _spans_per_turn(harness: _Harness) -> dict[str, int]:
+    """How many of our spans one first turn and one later turn open (recorded by an SDK)."""
+    counts = {}
+    with capture_telemetry() as captured:
+        agent, state = harness.agent(True), harness.state()
+        agent("what is my budget plan?", invocation_state=state)
+        counts["first_turn"] = len(captured.spans(ours=True))
+        captured.exporter.clear()
+        agent("and the deadline?", invocation_state=state)
+        counts["later_turn"] = len(captured.spans(ours=True))
+    return counts
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=60, help="samples per mode and round")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--memories", type=int, default=5000)
+    p.add_argument("--calls", type=int, default=20000)
     args = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
@@ -137,6 +176,7 @@ def main() -> None:
                 for mode in MODES:
                     with _mode(mode):  # agents built inside, so Strands traces to the mode's provider
                         samples.setdefault((turn, mode), []).extend(getattr(harness, turn)(True, args.repeat))
+        spans = _spans_per_turn(harness)
         pipeline.wait()
         pipeline.shutdown()
 
@@ -152,9 +192,11 @@ def main() -> None:
                 "p99_ms": stats["p99_ms"],
                 "mean_ms": stats["mean_ms"],
                 "ratio_p50": stats["p50_ms"] / base["p50_ms"],
+                "our_spans": spans[turn],
             })
     emit(f"MemoryPlugin turn latency by telemetry mode (scripted model, LocalIndex+WordLlama, "
          f"{args.memories} memories, {args.rounds}x{args.repeat} samples per mode)", rows, args.json)
+    emit("Instrumentation cost per call (best of 5 runs of --calls calls)", _per_call(args.calls), args.json)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ import functools
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Mapping, Sequence, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -137,17 +137,19 @@ class _Providers:
 
     def __init__(self) -> None:
         self._tracer_key: object = None
-        self._tracer: trace.Tracer | None = None
+        self._tracer: trace.Tracer | None = None  # None: no tracer provider set (nothing records)
         self._meter_key: object = None
         self._instruments: _Instruments | None = None
 
-    def tracer(self) -> trace.Tracer:
+    def tracer(self) -> trace.Tracer | None:
+        """The tracer of the global provider, None while none is set (the API's proxy)."""
         provider = trace.get_tracer_provider()
-        tracer = self._tracer
-        if tracer is None or provider is not self._tracer_key:
-            tracer = self._tracer = provider.get_tracer(SCOPE)
+        if provider is not self._tracer_key:
+            # Never a proxy tracer: it would stay bound to whichever provider is set first.
+            unset = isinstance(provider, trace.ProxyTracerProvider)
+            self._tracer = None if unset else provider.get_tracer(SCOPE)
             self._tracer_key = provider
-        return tracer
+        return self._tracer
 
     def instruments(self) -> _Instruments:
         provider = metrics.get_meter_provider()
@@ -159,11 +161,6 @@ class _Providers:
 
 
 _providers = _Providers()
-
-
-def tracer() -> trace.Tracer:
-    """The tracer of this project's spans (from the current global tracer provider)."""
-    return _providers.tracer()
 
 
 # -- spans ----------------------------------------------------------------------------------
@@ -194,7 +191,19 @@ def record_error(span: Span, exc: BaseException) -> None:
         span.set_status(Status(StatusCode.ERROR, name))
 
 
-@contextmanager
+class _Unrecorded:
+    """The context manager of a span while no tracer provider is set: nothing to record."""
+
+    def __enter__(self) -> Span:
+        return trace.INVALID_SPAN
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_UNRECORDED = _Unrecorded()
+
+
 def span(
     name: str,
     attributes: Attributes | None = None,
@@ -202,9 +211,27 @@ def span(
     kind: SpanKind = SpanKind.INTERNAL,
     links: Sequence[Link] = (),
     root: bool = False,
+) -> ContextManager[Span]:
+    """A span, current inside the block (a new trace with ``root``); an exception marks it failed.
+
+    Without a tracer provider (no SDK) this is a constant no-op context manager.
+    """
+    tracer = _providers.tracer()
+    if tracer is None:
+        return _UNRECORDED
+    return _recorded_span(tracer, name, attributes, kind, links, root)
+
+
+@contextmanager
+def _recorded_span(
+    tracer: trace.Tracer,
+    name: str,
+    attributes: Attributes | None,
+    kind: SpanKind,
+    links: Sequence[Link],
+    root: bool,
 ) -> Iterator[Span]:
-    """A span, current inside the block (a new trace with ``root``); an exception marks it failed."""
-    with tracer().start_as_current_span(
+    with tracer.start_as_current_span(
         name,
         context=otel_context.Context() if root else None,
         kind=kind,
