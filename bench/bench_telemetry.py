@@ -9,20 +9,22 @@ Same harness as ``bench_plugin`` (scripted model, LocalIndex + WordLlama, ``--me
 * sdk     -- an SDK tracer and meter provider recording every span (batch processor, exporter
   that drops) and metric: the cost when telemetry is collected, for reference.
 
-Modes alternate in rounds (``--rounds``) so machine drift hits all of them alike; ``ratio`` is a
-mode's p50 over ``removed``'s p50 for the same turn. Turn latencies are dominated by fsyncs and
-vary by several ms on a shared machine, so a second table times the instrumentation itself: one
-span (enter + attributes + exit) and one retrieval record, per call, in each mode, and how many
-spans a first and a later turn open (counted with the SDK).
+``removed`` and ``noop`` alternate turn by turn (``--repeat`` pairs; each later turn of a pair
+extends its own conversation by one turn), so machine drift hits both alike; ``sdk`` runs after
+them (once a provider is set, Strands' tracers stay bound to it). ``ratio`` is a mode's p50 over
+``removed``'s p50. Turn latencies are dominated by fsyncs and vary by several ms on a shared
+machine, so a second table times the instrumentation itself: one span (enter + attributes +
+exit) and one retrieval record, per call, in each mode; ``our_spans`` counts the spans a turn opens.
 
-Run: ``python -m bench.bench_telemetry [--repeat N] [--rounds N] [--memories N] [--calls N] [--json]``
+Run: ``python -m bench.bench_telemetry [--repeat N] [--memories N] [--calls N] [--json]``
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-from contextlib import contextmanager
+import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -156,10 +158,34 @@ def _spans_per_turn(harness: _Harness) -> dict[str, int]:
     return counts
 
 
+PROMPTS = {"first_turn": "what is my budget plan?", "later_turn": "and the deadline?"}
+
+
+def _turn_samples(harness: _Harness, turn: str, modes: Sequence[str], repeat: int, warmup: int = 3) -> dict[str, list[float]]:
+    """Seconds per ``turn`` in each mode, modes interleaved sample by sample (one mode: the
+    caller has entered it)."""
+    switch = _mode if len(modes) > 1 else (lambda mode: nullcontext())
+    agents: dict[str, Any] = {}
+    if turn == "later_turn":  # one running conversation per mode, built (and begun) in its mode
+        for mode in modes:
+            with switch(mode):
+                agents[mode] = (harness.agent(True), harness.state())
+                agents[mode][0](PROMPTS["first_turn"], invocation_state=agents[mode][1])
+    samples: dict[str, list[float]] = {mode: [] for mode in modes}
+    for i in range(warmup + repeat):
+        for mode in modes:
+            with switch(mode):
+                agent, state = agents[mode] if turn == "later_turn" else (harness.agent(True), harness.state())
+                start = time.perf_counter()
+                agent(PROMPTS[turn], invocation_state=state)
+                if i >= warmup:
+                    samples[mode].append(time.perf_counter() - start)
+    return samples
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--repeat", type=int, default=60, help="samples per mode and round")
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--repeat", type=int, default=300, help="samples per mode and turn")
     p.add_argument("--memories", type=int, default=5000)
     p.add_argument("--calls", type=int, default=20000)
     args = p.parse_args()
@@ -171,11 +197,12 @@ def main() -> None:
         pipeline = SummaryPipeline(store, Outbox(Path(tmp) / "outbox"), Summarizer(ScriptedModel()))
         harness = _Harness(store, pipeline)
         samples: dict[tuple[str, str], list[float]] = {}
-        for _ in range(args.rounds):
+        for turn in ("first_turn", "later_turn"):
+            for mode, found in _turn_samples(harness, turn, ("removed", "noop"), args.repeat).items():
+                samples[(turn, mode)] = found
+        with _mode("sdk"):
             for turn in ("first_turn", "later_turn"):
-                for mode in MODES:
-                    with _mode(mode):  # agents built inside, so Strands traces to the mode's provider
-                        samples.setdefault((turn, mode), []).extend(getattr(harness, turn)(True, args.repeat))
+                samples[(turn, "sdk")] = _turn_samples(harness, turn, ("sdk",), args.repeat)["sdk"]
         spans = _spans_per_turn(harness)
         pipeline.wait()
         pipeline.shutdown()
@@ -195,7 +222,7 @@ def main() -> None:
                 "our_spans": spans[turn],
             })
     emit(f"MemoryPlugin turn latency by telemetry mode (scripted model, LocalIndex+WordLlama, "
-         f"{args.memories} memories, {args.rounds}x{args.repeat} samples per mode)", rows, args.json)
+         f"{args.memories} memories, {args.repeat} samples per mode)", rows, args.json)
     emit("Instrumentation cost per call (best of 5 runs of --calls calls)", _per_call(args.calls), args.json)
 
 
