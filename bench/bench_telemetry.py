@@ -22,10 +22,8 @@ Run: ``python -m bench.bench_telemetry [--repeat N] [--memories N] [--calls N] [
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from contextlib import contextmanager, nullcontext
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from opentelemetry import metrics, trace
@@ -35,18 +33,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from bench._common import emit, parser, summary_ms, time_calls
-from bench.bench_plugin import _Harness, _seed
+from bench.bench_plugin import _Harness, seeded_harness
 from memory import telemetry
 from memory.embedders.local import LocalEmbedder
 from memory.index.local import LocalIndex
-from memory.pipeline.background import SummaryPipeline
-from memory.pipeline.outbox import Outbox
 from memory.pipeline.summarizer import Summarizer
-from memory.stores.multi_tenant import MultiTenantStore
 from memory.stores.single_tenant import SingleTenantStore
 from memory.types import Scope
 from tests.support.otel import capture_telemetry, reset_globals
-from tests.support.scripted_model import ScriptedModel
 
 #: Classes whose methods carry ``memory.telemetry`` decorators on the plugin's path.
 DECORATED = (LocalEmbedder, LocalIndex, SingleTenantStore, Summarizer)
@@ -191,11 +185,7 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        store = MultiTenantStore.for_local(root_dir=Path(tmp) / "indexes", embedder=LocalEmbedder())
-        _seed(store, args.memories)
-        pipeline = SummaryPipeline(store, Outbox(Path(tmp) / "outbox"), Summarizer(ScriptedModel()))
-        harness = _Harness(store, pipeline)
+    with seeded_harness(args.memories) as harness:
         samples: dict[tuple[str, str], list[float]] = {}
         for turn in ("first_turn", "later_turn"):
             for mode, found in _turn_samples(harness, turn, ("removed", "noop"), args.repeat).items():
@@ -204,8 +194,6 @@ def main() -> None:
             for turn in ("first_turn", "later_turn"):
                 samples[(turn, "sdk")] = _turn_samples(harness, turn, ("sdk",), args.repeat)["sdk"]
         spans = _spans_per_turn(harness)
-        pipeline.wait()
-        pipeline.shutdown()
 
     rows = []
     for turn in ("first_turn", "later_turn"):
