@@ -358,15 +358,18 @@ def retrieval(operation: str, scope: "Scope", **attributes: Any) -> Iterator[Cal
     ``inject``, the number of memories injected (``memory.injected``).
     """
     started = time.perf_counter()
-    attrs = {OPERATION: "retrieval", "memory.operation": operation, **scope_attributes(scope), **attributes}
-    labels: dict[str, Any] = {"memory.operation": operation, AGENT: scope.agent_name}
+    labels: dict[str, Any] = {"memory.operation": operation}
+    if scope.agent_name:
+        labels[AGENT] = scope.agent_name
     instruments = _providers.instruments()
-    with span(f"memory.{operation}", attrs) as current:
+    with span(f"memory.{operation}") as current:
+        if current.is_recording():
+            annotate(current, {OPERATION: "retrieval", **labels, **scope_attributes(scope), **attributes})
 
         def found(memories: Sequence["Memory"]) -> Any:
             annotate(current, result_attributes(memories))
             if operation == "inject":
-                instruments.injected.record(len(memories), clean({AGENT: scope.agent_name}))
+                instruments.injected.record(len(memories), {k: v for k, v in labels.items() if k == AGENT})
             return memories
 
         try:
@@ -375,7 +378,7 @@ def retrieval(operation: str, scope: "Scope", **attributes: Any) -> Iterator[Cal
             labels[ERROR_TYPE] = type(exc).__qualname__
             raise
         finally:
-            instruments.retrieval_duration.record(time.perf_counter() - started, clean(labels))
+            instruments.retrieval_duration.record(time.perf_counter() - started, labels)
 
 
 def embedding_attributes(embedder: Any, texts: Sequence[str], purpose: str) -> dict[str, Any]:
