@@ -83,7 +83,17 @@ _user_hasher: Callable[[str], str] | None = None
 
 
 def set_user_hasher(hasher: Callable[[str], str] | None) -> None:
-    """Install the keyed hash that turns a user id into ``user.hash`` (None: no user attribute)."""
+    """Install the keyed hash that names users in spans (``user.hash``); spans never carry user ids.
+
+    Use the pseudonym of your logs (the app passes its HMAC ``agent.user_hash.UserHasher``), so a
+    trace and a log line of one user can be matched by whoever holds the key.
+
+    Args:
+        hasher: Maps a user id to its pseudonym; None (the default) leaves users out of spans.
+
+    Returns:
+        None.
+    """
     global _user_hasher
     _user_hasher = hasher
 

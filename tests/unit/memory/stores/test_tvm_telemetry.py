@@ -23,7 +23,7 @@ def otel() -> Iterator[Captured]:
 def test_cache_hits_and_sts_calls_are_told_apart(otel: Captured) -> None:
     with mock_aws():
         sts = make_client("sts", region="us-east-1")
-        tvm = TokenVendingMachine(ROLE, region="us-east-1", sts_client_factory=lambda: sts)
+        tvm = TokenVendingMachine(ROLE, region_name="us-east-1", sts_client_factory=lambda: sts)
         vended = tvm.credentials_for("acme")
         tvm.credentials_for("acme")
         tvm.credentials_for("globex")
@@ -50,7 +50,7 @@ def test_a_failed_sts_call_marks_both_spans_and_counts_nothing(otel: Captured) -
 
             raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "AssumeRole")
 
-    tvm = TokenVendingMachine(ROLE, region="us-east-1", sts_client_factory=Denied)
+    tvm = TokenVendingMachine(ROLE, region_name="us-east-1", sts_client_factory=Denied)
     with pytest.raises(Exception):
         tvm.credentials_for("acme")
     assert otel.one("memory.tvm.assume_role").attributes["error.type"] == "AccessDenied"
