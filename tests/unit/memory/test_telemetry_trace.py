@@ -25,6 +25,7 @@ from memory.embedders.local import LocalEmbedder
 from memory.pipeline.background import SummaryPipeline
 from memory.pipeline.outbox import Outbox
 from memory.pipeline.summarizer import Summarizer
+from memory.plugin.invocation import Invocation
 from memory.plugin.plugin import MemoryPlugin
 from memory.plugin.recall_tool import RECALL_TOOL_NAME
 from memory.stores.multi_tenant import MultiTenantStore
@@ -59,8 +60,8 @@ def _two_sessions(root: Path) -> Iterator[dict[str, Any]]:
                 return Agent(model=model, name="orchestrator", system_prompt=BASE, plugins=[plugin],
                              callback_handler=None)
 
-            def state(conversation_id: str, **extra: Any) -> dict[str, Any]:
-                return {"tenant_context": "acme", "user_id": USER, "conversation_id": conversation_id, **extra}
+            def state(conversation_id: str, end_session: bool = False) -> dict[str, Any]:
+                return Invocation(USER, conversation_id, "acme", end_session=end_session).to_state()
 
             session()(FACT, invocation_state=state("s1", end_session=True))
             assert pipeline.wait(timeout=30)
