@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
+from memory import telemetry
 from memory.embedders.protocol import EmbeddingPurpose, check_purpose, normalise_rows
 from memory.errors import ConfigurationError, ValidationError
 
@@ -47,6 +48,7 @@ class LocalEmbedder:
     #: 5% of relevant memories (the previous fixed 0.2 dropped about 8%).
     min_score = 0.15
 
+    @telemetry.embedding
     def embed(self, texts: Sequence[str], purpose: EmbeddingPurpose) -> list[list[float]]:
         """One unit vector per text (all zeros when no token is known to the model)."""
         check_purpose(purpose)

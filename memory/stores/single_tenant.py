@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from memory import telemetry
 from memory.embedders.protocol import Embedder, check_dimensions
 from memory.errors import ValidationError
 from memory.index.filters import compile_filter
@@ -123,6 +124,8 @@ class SingleTenantStore:
             metadata["opened"] = opened
         return metadata
 
+    @telemetry.traced("memory.store", lambda self, scope, *a, memory_type="summary", **k: {
+        **telemetry.scope_attributes(scope), "memory.type": memory_type})
     def store(
         self,
         scope: Scope,
@@ -148,6 +151,8 @@ class SingleTenantStore:
         logger.debug("stored memory %s (%d chars)", memory_key, len(content))
         return memory_from_metadata(memory_key, metadata, self.tenant_id, None)
 
+    @telemetry.traced("memory.store_units", lambda self, scope, units, **k: {
+        **telemetry.scope_attributes(scope), "memory.units": len(units)})
     def store_units(
         self,
         scope: Scope,
