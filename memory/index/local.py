@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS vectors (
     metadata TEXT NOT NULL
 );
 """
+#: Distinct filters whose matching rows a cache keeps between writes (cleared when full).
+_FILTER_CACHE_SIZE = 1024
 # S3 Vectors index-name alphabet: 3-63 of [a-z0-9.-], alphanumeric at both ends.
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789.-")
 
@@ -69,18 +71,21 @@ class _Matrix:
         self.position: dict[str, int] = {}
         self.inverted: dict[tuple[str, str], set[int]] = {}
         self.fields: dict[str, set[int]] = {}  # metadata key -> rows that have it
+        self._filtered: dict[str, np.ndarray] = {}  # filter (canonical JSON) -> its sorted rows
 
     @property
     def size(self) -> int:
         return len(self.keys)
 
     def _index(self, row: int, metadata: Mapping[str, Any]) -> None:
+        self._filtered.clear()
         for posting in _postings(metadata):
             self.inverted.setdefault(posting, set()).add(row)
         for name in metadata:
             self.fields.setdefault(name, set()).add(row)
 
     def _unindex(self, row: int, metadata: Mapping[str, Any]) -> None:
+        self._filtered.clear()
         for name in metadata:
             rows = self.fields.get(name)
             if rows is not None:
@@ -125,6 +130,29 @@ class _Matrix:
             self._index(row, self.metadata[row])
         self.keys.pop()
         self.metadata.pop()
+
+    def matching_rows(
+        self, filter: Mapping[str, Any], predicate: Callable[[Mapping[str, Any]], bool]
+    ) -> np.ndarray:
+        """The sorted rows matching ``filter`` (``predicate`` is its compiled form), cached per
+        filter until the next write: a user's visibility filter repeats on every turn."""
+        cache_key = json.dumps(filter, sort_keys=True)
+        rows = self._filtered.get(cache_key)
+        if rows is not None:
+            return rows
+        pool = self.exact_rows(filter)
+        exact = pool is not None
+        if not exact:
+            pool, exact = self.candidates(filter)
+        if exact and pool is not None:
+            rows = np.sort(np.fromiter(pool, dtype=np.intp, count=len(pool)))
+        else:
+            scan = range(self.size) if pool is None else sorted(pool)
+            rows = np.fromiter((i for i in scan if predicate(self.metadata[i])), dtype=np.intp)
+        if len(self._filtered) >= _FILTER_CACHE_SIZE:
+            self._filtered.clear()
+        self._filtered[cache_key] = rows
+        return rows
 
     def exact_rows(self, filter: Mapping[str, Any]) -> set[int] | None:
         """The rows matching ``filter`` from the inverted index alone, or None when the filter uses
@@ -376,16 +404,7 @@ class LocalIndex:
                 similarity = matrix.data[: matrix.size] @ query
             else:
                 assert filter is not None
-                pool = matrix.exact_rows(filter)
-                exact = pool is not None
-                if not exact:
-                    pool, exact = matrix.candidates(filter)
-                if exact and pool is not None:
-                    rows = np.sort(np.fromiter(pool, dtype=np.intp, count=len(pool)))
-                else:
-                    scan = range(matrix.size) if pool is None else sorted(pool)
-                    metadata = matrix.metadata
-                    rows = np.fromiter((i for i in scan if predicate(metadata[i])), dtype=np.intp)
+                rows = matrix.matching_rows(filter, predicate)
                 if rows.shape[0] * 4 >= matrix.size:  # most rows match: one contiguous product, no copy
                     similarity = (matrix.data[: matrix.size] @ query)[rows]
                 else:

@@ -88,6 +88,15 @@ class TokenCache:
                 self._items.popitem(last=False)
         return counts
 
+    def counts_many(self, items: Sequence[tuple[str, str]]) -> list[Counter[str]]:
+        """Term counts of each (key, text) pair; one lock round for the cached ones."""
+        with self._lock:
+            found = [self._items.get(item) for item in items]
+            for item, counts in zip(items, found):
+                if counts is not None:
+                    self._items.move_to_end(item)
+        return [counts if counts is not None else self.counts(*item) for item, counts in zip(items, found)]
+
 
 def bm25_scores(query: Iterable[str], documents: Sequence[Counter[str]]) -> list[float]:
     """Okapi BM25 of each document for the query terms, corpus statistics from ``documents``."""
@@ -159,7 +168,7 @@ def hybrid_rank(
     fused = [1.0 / (RRF_K + rank) for rank in range(1, len(kept) + 1)]
     if lexical:
         cache = cache or TokenCache()
-        documents = [cache.counts(h.key, str(h.metadata.get("content", ""))) for h, _ in kept]
+        documents = cache.counts_many([(h.key, str(h.metadata.get("content", ""))) for h, _ in kept])
         lexical_scores = bm25_scores(tokenize(query), documents)
         order = sorted(range(len(kept)), key=lambda i: -lexical_scores[i])
         for rank, i in enumerate(order, start=1):

@@ -102,8 +102,24 @@ def test_query_is_exact_against_numpy(tmp_path):
 
 
 def test_filtered_queries_stay_exact_after_random_overwrites_and_deletes(tmp_path):
-    """The in-memory inverted index must agree with a plain scan after any write sequence."""
+    """The in-memory inverted index and its per-filter row cache must agree with a plain scan
+    after any write sequence (queries between writes, so cached rows are invalidated)."""
     from memory.index.filters import compile_filter
+
+    filters = (
+        {"user_id": "u1"},
+        {"user_id": {"$in": ["u0", "u3"]}, "tags": "t2"},
+        {"$and": [{"user_id": "u2"}, {"$or": [{"agent_name": "a1"}, {"agent_name": {"$exists": False}}]}]},
+        {"tags": {"$eq": "all"}, "agent_name": {"$ne": "a0"}},
+        {"$or": [{"agent_name": {"$exists": True}}, {"user_id": "u0"}], "tags": {"$in": ["t0", "t1"]}},
+    )
+
+    def check(indexes):
+        everything = list(indexes[0].list())
+        for flt in filters:
+            expected = sorted(r.key for r in everything if compile_filter(flt)(r.metadata))
+            for idx in indexes:
+                assert sorted(h.key for h in idx.query([1, 1, 1, 1], top_k=100, filter=flt)) == expected
 
     rng = np.random.default_rng(3)
     index = LocalIndex(tmp_path, "memory-random", 4)
@@ -117,15 +133,21 @@ def test_filtered_queries_stay_exact_after_random_overwrites_and_deletes(tmp_pat
             if rng.random() < 0.5:
                 meta["agent_name"] = f"a{rng.integers(2)}"
             index.put([VectorRecord(key, (rng.random(4) + 0.01).tolist(), meta)])
-    reopened = LocalIndex(tmp_path, "memory-random", 4)
-    everything = list(index.list())
-    for flt in (
-        {"user_id": "u1"},
-        {"user_id": {"$in": ["u0", "u3"]}, "tags": "t2"},
-        {"$and": [{"user_id": "u2"}, {"$or": [{"agent_name": "a1"}, {"agent_name": {"$exists": False}}]}]},
-        {"tags": {"$eq": "all"}, "agent_name": {"$ne": "a0"}},
-        {"$or": [{"agent_name": {"$exists": True}}, {"user_id": "u0"}], "tags": {"$in": ["t0", "t1"]}},
-    ):
-        expected = sorted(r.key for r in everything if compile_filter(flt)(r.metadata))
-        for idx in (index, reopened):
-            assert sorted(h.key for h in idx.query([1, 1, 1, 1], top_k=100, filter=flt)) == expected
+        if step % 37 == 0:
+            check([index])
+    check([index, LocalIndex(tmp_path, "memory-random", 4)])
+
+
+def test_filtered_query_sees_a_new_record_and_a_new_absent_field(tmp_path):
+    """Rows matched by a filter are cached per filter; any write must invalidate them."""
+    index = LocalIndex(tmp_path, "memory-cache", 2)
+    index.ensure()
+    visible = {"$and": [{"user_id": "u"}, {"$or": [{"agent_name": "a"}, {"agent_name": {"$exists": False}}]}]}
+    index.put([VectorRecord("one", [1, 0], {"user_id": "u"})])
+    assert [h.key for h in index.query([1, 0], top_k=5, filter=visible)] == ["one"]
+    index.put([VectorRecord("two", [0, 1], {"user_id": "u", "agent_name": "a"})])
+    assert sorted(h.key for h in index.query([1, 0], top_k=5, filter=visible)) == ["one", "two"]
+    index.put([VectorRecord("one", [1, 0], {"user_id": "u", "agent_name": "b"})])
+    assert [h.key for h in index.query([1, 0], top_k=5, filter=visible)] == ["two"]
+    index.delete(["two"])
+    assert index.query([1, 0], top_k=5, filter=visible) == []
