@@ -201,16 +201,17 @@ def latency(root: Path, sessions: Sequence[Session], questions: Sequence[Questio
     def new(text: str) -> None:
         store.retrieve(scope, text, top_k=INJECTED)
 
-    result = {}
-    for name, fn in (("old", old), ("new", new)):
-        for text in texts[:20]:  # warm caches (token cache, matrix) like a running app
+    paths = {"old": old, "new": new}
+    for text in texts[:20]:  # warm caches (token cache, filter rows, matrix) like a running app
+        for fn in paths.values():
             fn(text)
-        samples = []
-        for text in texts:
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    for i, text in enumerate(texts):  # interleaved, alternating order: both see the same load
+        for name in (("old", "new") if i % 2 == 0 else ("new", "old")):
             start = time.perf_counter()
-            fn(text)
-            samples.append(time.perf_counter() - start)
-        result[name] = summary_ms(samples)["p50_ms"]
+            paths[name](text)
+            samples[name].append(time.perf_counter() - start)
+    result = {name: summary_ms(values)["p50_ms"] for name, values in samples.items()}
     return result
 
 

@@ -415,12 +415,10 @@ class LocalIndex:
             best = np.argpartition(-similarity, k - 1)[:k] if k < similarity.shape[0] else None
             best = np.arange(similarity.shape[0]) if best is None else best
             best = best[np.argsort(-similarity[best], kind="stable")]
-            hits = []
-            for i in best:
-                row = int(i) if rows is None else int(rows[i])
-                distance = max(0.0, 1.0 - float(similarity[i]))
-                hits.append(QueryHit(matrix.keys[row], distance, dict(matrix.metadata[row])))
-            return hits
+            chosen = (best if rows is None else rows[best]).tolist()
+            distances = np.maximum(0.0, 1.0 - similarity[best].astype(np.float64)).tolist()
+            keys, metadata = matrix.keys, matrix.metadata
+            return [QueryHit(keys[r], d, dict(metadata[r])) for r, d in zip(chosen, distances)]
 
     def get(self, keys: Sequence[str]) -> list[VectorRecord]:
         """Records (with vector and metadata) for the keys that exist, in request order."""
