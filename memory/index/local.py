@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -72,6 +72,7 @@ class _Matrix:
         self.inverted: dict[tuple[str, str], set[int]] = {}
         self.fields: dict[str, set[int]] = {}  # metadata key -> rows that have it
         self._filtered: dict[str, np.ndarray] = {}  # filter (canonical JSON) -> its sorted rows
+        self._arrays: dict[tuple[str, ...], np.ndarray] = {}  # posting / field -> its rows
 
     @property
     def size(self) -> int:
@@ -81,16 +82,20 @@ class _Matrix:
         self._filtered.clear()
         for posting in _postings(metadata):
             self.inverted.setdefault(posting, set()).add(row)
+            self._arrays.pop(("=", *posting), None)
         for name in metadata:
             self.fields.setdefault(name, set()).add(row)
+            self._arrays.pop(("exists", name), None)
 
     def _unindex(self, row: int, metadata: Mapping[str, Any]) -> None:
         self._filtered.clear()
         for name in metadata:
+            self._arrays.pop(("exists", name), None)
             rows = self.fields.get(name)
             if rows is not None:
                 rows.discard(row)
         for posting in _postings(metadata):
+            self._arrays.pop(("=", *posting), None)
             rows = self.inverted.get(posting)
             if rows is not None:
                 rows.discard(row)
@@ -140,52 +145,69 @@ class _Matrix:
         rows = self._filtered.get(cache_key)
         if rows is not None:
             return rows
-        pool = self.exact_rows(filter)
-        exact = pool is not None
-        if not exact:
-            pool, exact = self.candidates(filter)
-        if exact and pool is not None:
-            rows = np.sort(np.fromiter(pool, dtype=np.intp, count=len(pool)))
+        mask = self.exact_mask(filter)
+        if mask is not None:
+            rows = np.flatnonzero(mask)
         else:
-            scan = range(self.size) if pool is None else sorted(pool)
-            rows = np.fromiter((i for i in scan if predicate(self.metadata[i])), dtype=np.intp)
+            pool, exact = self.candidates(filter)
+            if exact and pool is not None:
+                rows = np.sort(np.fromiter(pool, dtype=np.intp, count=len(pool)))
+            else:
+                scan = range(self.size) if pool is None else sorted(pool)
+                rows = np.fromiter((i for i in scan if predicate(self.metadata[i])), dtype=np.intp)
         if len(self._filtered) >= _FILTER_CACHE_SIZE:
             self._filtered.clear()
         self._filtered[cache_key] = rows
         return rows
 
-    def exact_rows(self, filter: Mapping[str, Any]) -> set[int] | None:
-        """The rows matching ``filter`` from the inverted index alone, or None when the filter uses
-        anything but string ``$eq``/``$in``, ``$exists``, ``$and`` and ``$or`` (e.g. the agent rule's
-        ``agent_name == X OR agent_name absent``)."""
-        result: set[int] | None = None
+    def exact_mask(self, filter: Mapping[str, Any]) -> np.ndarray | None:
+        """A boolean mask of the rows matching ``filter`` from the inverted index alone, or None
+        when the filter uses anything but string ``$eq``/``$in``, ``$exists``, ``$and`` and
+        ``$or`` (e.g. the agent rule's ``agent_name == X OR agent_name absent``)."""
+        result: np.ndarray | None = None
         for name, condition in filter.items():
             if name in ("$and", "$or"):
-                parts = [self.exact_rows(member) for member in condition]
+                parts = [self.exact_mask(member) for member in condition]
                 if any(part is None for part in parts):
                     return None
-                rows = set.intersection(*parts) if name == "$and" else set.union(*parts)  # type: ignore[arg-type]
+                combine = np.logical_and if name == "$and" else np.logical_or
+                mask = combine.reduce(parts)
             else:
-                rows = self._condition_rows(name, condition)
-                if rows is None:
+                mask = self._condition_mask(name, condition)
+                if mask is None:
                     return None
-            result = rows if result is None else result & rows
+            result = mask if result is None else result & mask
         return result
 
-    def _condition_rows(self, name: str, condition: Any) -> set[int] | None:
+    def _condition_mask(self, name: str, condition: Any) -> np.ndarray | None:
         if isinstance(condition, str):
-            return set(self.inverted.get((name, condition), ()))
+            return self._mask(("=", name, condition), self.inverted.get((name, condition), ()))
         if not isinstance(condition, Mapping) or len(condition) != 1:
             return None
         ((op, operand),) = condition.items()
         if op == "$eq" and isinstance(operand, str):
-            return set(self.inverted.get((name, operand), ()))
+            return self._mask(("=", name, operand), self.inverted.get((name, operand), ()))
         if op == "$in" and all(isinstance(v, str) for v in operand):
-            return set().union(*(self.inverted.get((name, v), set()) for v in operand))
+            mask = np.zeros(self.size, dtype=bool)
+            for value in operand:
+                mask |= self._mask(("=", name, value), self.inverted.get((name, value), ()))
+            return mask
         if op == "$exists" and isinstance(operand, bool):
-            present = self.fields.get(name, set())
-            return set(present) if operand else set(range(self.size)) - present
+            present = self._mask(("exists", name), self.fields.get(name, ()))
+            return present if operand else ~present
         return None
+
+    def _mask(self, cache_key: tuple[str, ...], rows: Collection[int]) -> np.ndarray:
+        """A boolean mask of ``rows``; their index array is kept until a write touches them."""
+        array = self._arrays.get(cache_key)
+        if array is None:
+            array = np.fromiter(rows, dtype=np.intp, count=len(rows))
+            if len(self._arrays) >= _FILTER_CACHE_SIZE:
+                self._arrays.clear()
+            self._arrays[cache_key] = array
+        mask = np.zeros(self.size, dtype=bool)
+        mask[array] = True
+        return mask
 
     def candidates(self, filter: Mapping[str, Any]) -> tuple[set[int] | None, bool]:
         """Rows that can match ``filter`` by its required string equalities (None: every row),

@@ -139,7 +139,8 @@ def test_filtered_queries_stay_exact_after_random_overwrites_and_deletes(tmp_pat
 
 
 def test_filtered_query_sees_a_new_record_and_a_new_absent_field(tmp_path):
-    """Rows matched by a filter are cached per filter; any write must invalidate them."""
+    """Rows matched by a filter are cached per filter; any write must invalidate them
+    (and the index arrays of the postings and fields it touched)."""
     index = LocalIndex(tmp_path, "memory-cache", 2)
     index.ensure()
     visible = {"$and": [{"user_id": "u"}, {"$or": [{"agent_name": "a"}, {"agent_name": {"$exists": False}}]}]}
