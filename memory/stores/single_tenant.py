@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from memory.embedders.protocol import Embedder, check_dimensions
 from memory.errors import ValidationError
@@ -33,6 +33,8 @@ class SingleTenantStore:
 
     ``tenant_id`` (optional) is the tenant this store serves: a Scope naming another tenant is
     rejected. The index is ensured lazily, once (again after :meth:`forget_tenant`).
+    ``ttl_seconds`` (optional retention): memories stored longer ago are never retrieved, and
+    :meth:`sweep_expired` deletes them (S3 Vectors has no TTL of its own).
     """
 
     def __init__(
@@ -42,8 +44,12 @@ class SingleTenantStore:
         *,
         tenant_id: str | None = None,
         default_min_score: float = DEFAULT_MIN_SCORE,
+        ttl_seconds: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         check_dimensions(embedder, index.dimension)
+        self.ttl_seconds = ttl_seconds
+        self._clock = clock
         self.index = index
         self.embedder = embedder
         self.tenant_id = validate_tenant_id(tenant_id) if tenant_id is not None else None
@@ -109,7 +115,7 @@ class SingleTenantStore:
         metadata: dict[str, Any] = {
             "user_id": scope.user_id,
             "type": memory_type,
-            "stored_at_epoch": int(time.time()),
+            "stored_at_epoch": int(self._clock()),
             "content": content,
         }
         if scope.agent_name is not None:
@@ -134,7 +140,10 @@ class SingleTenantStore:
         if not any(vector):
             return []
         self.ensure()
-        hits: list[QueryHit] = self.index.query(vector, top_k, visibility_filter(scope))
+        flt = visibility_filter(scope)
+        if self.ttl_seconds is not None:
+            flt = {"$and": [flt, {"stored_at_epoch": {"$gte": self._expiry_cutoff()}}]}
+        hits: list[QueryHit] = self.index.query(vector, top_k, flt)
         memories = [memory_from_metadata(h.key, h.metadata, self.tenant_id, 1.0 - h.distance) for h in hits]
         kept = [m for m in memories if m.score is not None and m.score >= threshold]
         return sorted(kept, key=lambda m: m.score or 0.0, reverse=True)
@@ -173,3 +182,22 @@ class SingleTenantStore:
             self.index.delete(keys)
         logger.info("forgot all %d memories of index %s", len(keys), self.index.name)
         return len(keys)
+
+    def sweep_expired(self, tenant_id: str | None = None) -> int:
+        """Delete the memories older than ``ttl_seconds`` (none without a TTL); returns how many.
+
+        Pages through the index by metadata (``stored_at_epoch``), like ``forget``.
+        """
+        if tenant_id is not None and tenant_id != self.tenant_id:
+            raise ValidationError("tenant_id does not match this store's tenant")
+        if self.ttl_seconds is None:
+            return 0
+        keys = [r.key for r in self._matching({"stored_at_epoch": {"$lt": self._expiry_cutoff()}})]
+        if keys:
+            self.index.delete(keys)
+        logger.info("retention: deleted %d expired memories of index %s", len(keys), self.index.name)
+        return len(keys)
+
+    def _expiry_cutoff(self) -> int:
+        assert self.ttl_seconds is not None
+        return int(self._clock() - self.ttl_seconds)
