@@ -32,7 +32,7 @@ from scripts.common import (
     policy_json,
     require_region,
 )
-from scripts.tvm_role import INDEX_USER_ACTIONS
+from scripts.tvm_role import DEFAULT_OUTBOX_PREFIX, INDEX_USER_ACTIONS, OUTBOX_OBJECT_ACTIONS, add_outbox_args
 
 POLICY_NAME = "agent-memory-app"
 DEFAULT_CONFIG = Path(".bedrock_agentcore.yaml")
@@ -66,8 +66,15 @@ def execution_role_policy(
     tvm_role_arn: str | None,
     bucket: str | None,
     single_tenant_id: str | None,
+    outbox_bucket: str | None = None,
+    outbox_prefix: str = DEFAULT_OUTBOX_PREFIX,
 ) -> dict[str, Any]:
-    """The app's permissions on top of what the toolkit grants (logs, ECR, X-Ray)."""
+    """The app's permissions on top of what the toolkit grants (logs, ECR, X-Ray).
+
+    With an outbox bucket: listing it (which tenants have pending entries; key names only, and
+    the start-up HeadBucket check) and, in single-tenant mode, the objects under the tenant's
+    prefix. Multi-tenant object access goes through the TVM role (``scripts.tvm_role``).
+    """
     resources = sorted({arn for m in model_ids for arn in model_resources(region, account, m)})
     statements: list[dict[str, Any]] = [
         {
@@ -98,6 +105,24 @@ def execution_role_policy(
                 "Resource": f"arn:aws:s3vectors:{region}:{account}:bucket/{bucket}/index/{index}",
             }
         )
+    if outbox_bucket:
+        statements.append(
+            {
+                "Sid": "ListOutbox",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": f"arn:aws:s3:::{outbox_bucket}",
+            }
+        )
+        if single_tenant_id:
+            statements.append(
+                {
+                    "Sid": "SingleTenantOutbox",
+                    "Effect": "Allow",
+                    "Action": list(OUTBOX_OBJECT_ACTIONS),
+                    "Resource": f"arn:aws:s3:::{outbox_bucket}/{outbox_prefix}/{single_tenant_id}/*",
+                }
+            )
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -234,6 +259,9 @@ def runtime_environment(
         "AGENT_STATE_DIR": "/tmp/agent-state",
         "AGENT_TENANT_MODE": args.tenant_mode,
     }
+    if args.outbox_bucket:
+        env["AGENT_OUTBOX_BUCKET"] = args.outbox_bucket
+        env["AGENT_OUTBOX_PREFIX"] = args.outbox_prefix
     if args.tenant_mode == "multi":
         env["AGENT_TVM_ROLE_ARN"] = args.tvm_role_arn
     else:
@@ -300,6 +328,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"chat model id (repeatable; default {DEFAULT_CHAT_MODEL})",
     )
     p.add_argument("--embedding-model-id", default=DEFAULT_EMBEDDING_MODEL)
+    add_outbox_args(p)
     p.set_defaults(func=run)
 
 
@@ -330,6 +359,8 @@ def run(args: argparse.Namespace) -> Report:
         tvm_role_arn=args.tvm_role_arn if args.tenant_mode == "multi" else None,
         bucket=args.bucket,
         single_tenant_id=args.single_tenant_id if args.tenant_mode == "single" else None,
+        outbox_bucket=args.outbox_bucket,
+        outbox_prefix=args.outbox_prefix,
     )
     ensure_role_policy(aws_client("iam", region), report, args.execution_role_arn.rsplit("/", 1)[-1], policy)
     env = runtime_environment(args, region, args.pool_id, args.client_id)

@@ -172,6 +172,21 @@ def _unit(values: Sequence[float]) -> np.ndarray:
     return vec / norm
 
 
+def stored_dimension(root_dir: str | Path, name: str) -> int | None:
+    """The dimension of the index file ``<root_dir>/<name>.sqlite3``, None if there is none."""
+    path = Path(root_dir) / f"{_validate_index_name(name)}.sqlite3"
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT value FROM index_info WHERE name = 'dimension'").fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
+    return int(row[0]) if row else None
+
+
 class LocalIndex:
     """A persistent cosine index under ``root_dir`` (file ``<name>.sqlite3``), thread-safe.
 
