@@ -83,7 +83,7 @@ def test_unknown_tenant_index_is_an_error(memories, cli) -> None:
 
 
 def test_access_denied_on_delete_names_the_permission(memories, cli, monkeypatch) -> None:
-    import scripts.forget as forget_module
+    import scripts.targets as forget_module
 
     real = forget_module.aws_client
 
