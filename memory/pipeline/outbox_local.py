@@ -1,6 +1,6 @@
 """``LocalOutbox``: the outbox in a local directory (dev, tests, one host).
 
-Layout under ``directory`` (created 0700): pending entries as ``<entry id>.json`` at the top,
+Layout under ``directory`` (directories 0700, files 0600, ``memory.private_files``): pending entries as ``<entry id>.json`` at the top,
 ``claims/<entry id>.lock`` (``flock``: held while a process works on the entry, dropped by the
 kernel when that process dies), ``dead/<entry id>.json`` and ``erasures/<marker id>.json``.
 Every file is written atomically (temp file, fsync, rename, directory fsync): once a write
@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from memory.private_files import private_dir
 from memory.pipeline.outbox import Claim, DeadLetter, ErasureMarker, OutboxEntry, parse_or_none
 
 logger = logging.getLogger(__name__)
@@ -29,9 +30,9 @@ class LocalOutbox:
     """The ``memory.pipeline.outbox.Outbox`` protocol over files under ``directory``."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = Path(directory)
-        for folder in (self.directory, self.directory / "claims", self.directory / "dead", self.directory / "erasures"):
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory = private_dir(directory)
+        for name in ("claims", "dead", "erasures"):
+            private_dir(self.directory / name)
 
     # -- pending entries ----------------------------------------------------------------------
 
