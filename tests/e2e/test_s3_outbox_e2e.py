@@ -27,6 +27,7 @@ import memory.aws
 from auth.dev_issuer import DevIssuer
 from scripts.__main__ import main as scripts_main
 from tests.e2e.server import AgentServer
+from tests.support.busy import wait_until
 from tests.support.moto_s3vectors import install_query_route
 
 REGION = "us-east-1"
@@ -111,15 +112,6 @@ def token(moto: dict[str, Any], tenant: str, user: str) -> str:
     return DevIssuer(moto["issuer_dir"]).mint(tenant, user)
 
 
-def wait_for(predicate: Any, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
-
-
 def kill_and_wipe(server: AgentServer) -> None:
     """SIGKILL, then lose the disk, as when AgentCore discards a microVM."""
     assert server.proc is not None
@@ -148,7 +140,7 @@ def test_a_new_process_on_an_empty_disk_stores_a_killed_processs_conversation_on
         auth = token(moto, tenant, "pia")
         assert a.invoke(auth, {"prompt": "My boat is called Wave."}, sid).status_code == 200
         assert a.invoke(auth, {"prompt": "My kite is called Zephyr."}, sid).status_code == 200
-        assert wait_for(lambda: len(outbox_keys(moto, tenant)) == 1)  # the checkpoint reached S3
+        assert wait_until(lambda: len(outbox_keys(moto, tenant)) == 1, timeout=20, interval=0.05)  # the checkpoint reached S3
         time.sleep(0.3)  # let the second turn's checkpoint land too (written in the background)
         kill_and_wipe(a)
     finally:
@@ -159,7 +151,7 @@ def test_a_new_process_on_an_empty_disk_stores_a_killed_processs_conversation_on
         fresh = start(moto, tmp_path / name)
         try:
             fresh.wait_idle(timeout=30)
-            assert wait_for(lambda: outbox_keys(moto, tenant) == [])
+            assert wait_until(lambda: outbox_keys(moto, tenant) == [], timeout=20, interval=0.05)
         finally:
             fresh.stop()
         (stored,) = memories(moto, tenant, "pia")
@@ -183,7 +175,7 @@ def test_no_resurrection_path_brings_an_erased_user_back(moto, cli_env, tmp_path
         assert crashed.invoke(alice, {"prompt": "My password is hunter2."}, sids["replayed"]).status_code == 200
         assert live.invoke(bob, {"prompt": "My PIN is 9999."}, sids["bob1"]).status_code == 200
         assert crashed.invoke(bob, {"prompt": "My car is blue."}, sids["bob2"]).status_code == 200
-        assert wait_for(lambda: len(outbox_keys(moto, tenant)) == 5)
+        assert wait_until(lambda: len(outbox_keys(moto, tenant)) == 5, timeout=20, interval=0.05)
         kill_and_wipe(crashed)  # its open conversations stay in the S3 outbox
 
         report = forget(moto, tenant, "alice")

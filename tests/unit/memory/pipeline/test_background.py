@@ -20,20 +20,8 @@ from memory.pipeline.outbox import OutboxEntry
 from memory.pipeline.outbox_local import LocalOutbox
 from memory.plugin.plugin import MemoryPlugin
 from memory.pipeline.summarizer import Summarizer
+from tests.support.busy import BusyTasks, GatedSummarizer, wait_until
 from tests.support.scripted_model import ScriptedModel
-
-
-class GatedSummarizer(Summarizer):
-    """Joins the user's turns, but only once ``gate`` is set (``started`` tells it is waiting)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started, self.gate = threading.Event(), threading.Event()
-
-    def summarize(self, turns):  # type: ignore[override]
-        self.started.set()
-        self.gate.wait(5)
-        return " ".join(t["text"] for t in turns if t["role"] == "user")
 
 
 def entry(conversation: str = "conv-1", text: str = "My budget is 2M.", **kwargs: Any) -> OutboxEntry:
@@ -188,25 +176,6 @@ def test_exhausted_retries_leave_the_entry_and_a_restart_replays_it_once(fake_st
 FAST_SWEEP = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.002, sweep_base_delay=0.02, sweep_max_delay=0.05)
 
 
-class BusyTasks:
-    """Stands in for AgentCore's add_async_task / complete_async_task: counts open tasks."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.open: set[int] = set()
-        self.started = 0
-
-    def start(self, name: str) -> int:
-        with self.lock:
-            self.started += 1
-            self.open.add(self.started)
-            return self.started
-
-    def end(self, token: int) -> None:
-        with self.lock:
-            self.open.remove(token)
-
-
 def failing_then_ok(fake_store: Any, failures: int, busy: BusyTasks | None = None) -> list[int]:
     """Make ``fake_store.store`` fail ``failures`` times, then work; returns the open-task counts
     seen by every store call."""
@@ -221,15 +190,6 @@ def failing_then_ok(fake_store: Any, failures: int, busy: BusyTasks | None = Non
 
     fake_store.store = store  # type: ignore[method-assign]
     return seen
-
-
-def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def test_sweep_backoff_doubles_from_30_seconds_to_10_minutes() -> None:

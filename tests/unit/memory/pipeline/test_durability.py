@@ -8,7 +8,6 @@ background checkpoints (coalesced, superseded by the closed entry).
 from __future__ import annotations
 
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,6 +26,7 @@ from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.outbox_s3 import S3Outbox
 from memory.pipeline.summarizer import Summarizer
 from memory.plugin.plugin import MemoryPlugin
+from tests.support.busy import BusyTasks, GatedSummarizer, wait_until
 from tests.support.scripted_model import ScriptedModel
 
 FAST = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.002, sweep_base_delay=0.01, sweep_max_delay=0.02)
@@ -67,36 +67,6 @@ def entry(user: str = "alice", conversation: str = "c1", text: str | None = None
     )
 
 
-class Busy:
-    """AgentCore's async task hooks: the app is HealthyBusy while ``open`` is not empty."""
-
-    def __init__(self) -> None:
-        self.open: set[int] = set()
-        self.count = 0
-        self.lock = threading.Lock()
-
-    def start(self, name: str) -> int:
-        with self.lock:
-            self.count += 1
-            self.open.add(self.count)
-            return self.count
-
-    def end(self, token: int) -> None:
-        with self.lock:
-            self.open.discard(token)
-
-
-class GatedSummarizer(Summarizer):
-    def __init__(self) -> None:
-        super().__init__()
-        self.entered, self.gate = threading.Event(), threading.Event()
-
-    def summarize(self, turns):  # type: ignore[override]
-        self.entered.set()
-        assert self.gate.wait(5)
-        return super().summarize(turns)
-
-
 # -- claims: exactly once, whichever process replays ------------------------------------------
 
 
@@ -128,7 +98,7 @@ def test_a_replayer_leaves_an_entry_another_process_has_claimed(fake_store, make
     e = entry()
     outbox.put(e)
     held = outbox.claim(e.entry_id, "acme")  # another process is summarizing it
-    busy = Busy()
+    busy = BusyTasks()
     pipeline = new_pipeline(pipelines, fake_store, make_outbox(), on_task_start=busy.start, on_task_end=busy.end)
     assert pipeline.replay_pending() == 1 and pipeline.wait(5)
     assert fake_store.store_calls == [] and pipeline.metrics["claimed_elsewhere"] == 1 and busy.open == set()
@@ -182,7 +152,7 @@ def test_a_forget_racing_a_store_deletes_what_was_just_stored(fake_store, make_o
     gated = GatedSummarizer()
     pipeline = new_pipeline(pipelines, fake_store, make_outbox(), summarizer=gated)
     pipeline.end_conversation(entry("alice"))
-    assert gated.entered.wait(5)  # checked the markers (none yet), now summarizing
+    assert gated.started.wait(5)  # checked the markers (none yet), now summarizing
     erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
     gated.gate.set()
     assert pipeline.wait(5)
@@ -237,17 +207,14 @@ def test_erasing_a_tenant_or_one_conversation(fake_store, make_outbox, pipelines
 
 def test_a_summary_that_keeps_failing_is_dead_lettered_and_the_app_is_idle_again(fake_store, make_outbox, pipelines) -> None:
     fake_store.fail_store = BackendUnavailable("outage")
-    busy = Busy()
+    busy = BusyTasks()
     pipeline = new_pipeline(
         pipelines, fake_store, make_outbox(), retry=FAST, on_task_start=busy.start, on_task_end=busy.end
     )
     pipeline.start_sweeper()
     e = entry()
     pipeline.end_conversation(e)
-    deadline = time.monotonic() + 5
-    while (busy.open or pipeline.waiting) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert busy.open == set() and pipeline.waiting == 0  # back to Healthy
+    assert wait_until(lambda: not busy.open and not pipeline.waiting)  # back to Healthy
     assert len(fake_store.store_calls) == FAST.max_attempts * FAST.max_rounds
     (letter,) = make_outbox().dead_letters()
     assert letter.reason == "BackendUnavailable" and letter.entry.entry_id == e.entry_id
@@ -259,7 +226,7 @@ def test_a_summary_that_keeps_failing_is_dead_lettered_and_the_app_is_idle_again
 
 def test_an_error_retrying_cannot_fix_is_dead_lettered_at_once(fake_store, make_outbox, pipelines) -> None:
     fake_store.fail_store = AccessDenied("no model access")
-    busy = Busy()
+    busy = BusyTasks()
     pipeline = new_pipeline(pipelines, fake_store, make_outbox(), on_task_start=busy.start, on_task_end=busy.end)
     pipeline.end_conversation(entry())
     assert pipeline.wait(5) and busy.open == set() and pipeline.waiting == 0
@@ -275,9 +242,7 @@ def test_dead_lettering_is_bounded_by_time_too(fake_store, make_outbox, pipeline
     pipeline = new_pipeline(pipelines, fake_store, make_outbox(), retry=retry)
     pipeline.start_sweeper()
     pipeline.end_conversation(entry())
-    deadline = time.monotonic() + 5
-    while not make_outbox().dead_letters() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert wait_until(lambda: make_outbox().dead_letters() != [])
     assert len(make_outbox().dead_letters()) == 1 and 2 <= len(fake_store.store_calls) < 20
 
 

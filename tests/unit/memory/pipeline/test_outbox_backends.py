@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
