@@ -19,8 +19,9 @@ outbox's dead-letter area with the error type as reason, and its busy task ends.
 
 ``checkpoint`` queues the transcript of a conversation still going on as an *open* entry
 (same id as its final entry). A writer thread writes the queued checkpoints in the background,
-coalesced per conversation (latest transcript wins; at most one write per conversation every
-``checkpoint_interval`` seconds), never on the turn's response path. ``end_conversation``
+coalesced per conversation (latest transcript wins; written ``checkpoint_interval`` seconds
+after the first queued turn, so at most one write per conversation per interval and none for a
+conversation that ends sooner), never on the turn's response path. ``end_conversation``
 discards a queued checkpoint of its conversation (the closed entry supersedes it). Open
 entries are never scheduled in-process; ``replay_pending`` adopts the open entries older than
 ``orphan_after_seconds`` (their process is gone) and the closed ones.
@@ -298,6 +299,10 @@ class SummaryPipeline:
     def _write_forever(self) -> None:
         while not self._closed.is_set():
             self._writer_wake.wait()
+            if self.checkpoint_interval > 0:
+                # coalesce: turns answered meanwhile replace the queued transcript, and a
+                # conversation that ends within the interval needs no checkpoint at all
+                self._closed.wait(self.checkpoint_interval)
             self._writer_wake.clear()
             with self._lock:
                 refs = list(self._checkpoints)
@@ -310,8 +315,6 @@ class SummaryPipeline:
                 finally:
                     with self._lock:
                         self._writing -= 1
-            if refs and self.checkpoint_interval > 0:
-                self._closed.wait(self.checkpoint_interval)  # coalesce: later turns overwrite the queue
             with self._lock:
                 if self._checkpoints:
                     self._writer_wake.set()

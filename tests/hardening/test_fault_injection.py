@@ -33,6 +33,7 @@ from memory.errors import BackendUnavailable
 from memory.index.local import LocalIndex
 from memory.types import Scope
 from memory.pipeline.outbox_local import LocalOutbox
+from tests.support.busy import wait_until
 from memory.plugin.plugin import MemoryPlugin
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.pipeline.summarizer import Summarizer
@@ -272,6 +273,11 @@ def test_sigkill_mid_conversation_keeps_every_answered_turn(tmp_path: Path) -> N
     try:
         assert server.invoke(token, {"prompt": "My boat is called Wave."}, session).status_code == 200
         assert server.invoke(token, {"prompt": "My kite is called Zephyr."}, session).status_code == 200
+        # the loss window: checkpoints are written in the background, within
+        # AGENT_CHECKPOINT_INTERVAL_SECONDS (1 s) of the turn; wait that out, then kill
+        assert wait_until(lambda: any(
+            "Zephyr" in t["text"] for e in LocalOutbox(tmp_path / "outbox").pending() for t in e.transcript
+        ), timeout=10, interval=0.05)
         assert server.proc is not None
         server.proc.kill()  # SIGKILL mid-conversation: no end_session, no idle timer, no shutdown
         server.proc.wait(timeout=10)
