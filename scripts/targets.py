@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 from memory.embedders.protocol import EmbeddingPurpose
 from memory.errors import ConfigurationError
-from memory.index.local import LocalIndex, stored_dimension
-from memory.index.s3vectors import S3VectorsIndex
+from memory.factory import create_store
+from memory.index.local import stored_dimension
 from memory.pipeline.outbox import Outbox
 from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.outbox_s3 import S3Outbox
@@ -72,7 +72,11 @@ def open_outbox(args: argparse.Namespace) -> tuple[Outbox | None, str]:
 
 
 def open_target(args: argparse.Namespace, tenant: str) -> Target:
-    """The tenant's store and the outbox (the store is None when the tenant has no index)."""
+    """The tenant's store and the outbox (the store is None when the tenant has no index).
+
+    The store comes from ``memory.factory.create_store`` with the operator's credentials,
+    never a tenant's; a missing index is checked first (the store would not create one).
+    """
     outbox, outbox_resource = open_outbox(args)
     name = index_name_for(tenant)
     if args.backend == "local":
@@ -80,16 +84,22 @@ def open_target(args: argparse.Namespace, tenant: str) -> Target:
         dimension = stored_dimension(root, name)
         store = None
         if dimension is not None:
-            store = SingleTenantStore(LocalIndex(root, name, dimension), NoEmbedder(dimension), tenant_id=tenant)
+            store = create_store(
+                backend="local", tenancy="single", embedder=NoEmbedder(dimension), local_dir=root, tenant_id=tenant
+            )
         return Target(store, outbox, f"index {root / name}", outbox_resource)
     if not args.bucket:
         raise ScriptError("--backend s3vectors needs --bucket")
     s3v = aws_client("s3vectors", require_region(args))
     description: dict[str, Any] | None = get_index(s3v, args.bucket, name)
     store = None
-    if description is not None:  # checked first: the store would create a missing index
-        dimension = int(description["dimension"])
-        store = SingleTenantStore(
-            S3VectorsIndex(s3v, args.bucket, name, dimension), NoEmbedder(dimension), tenant_id=tenant
+    if description is not None:
+        store = create_store(
+            backend="s3vectors",
+            tenancy="single",
+            embedder=NoEmbedder(int(description["dimension"])),
+            bucket=args.bucket,
+            tenant_id=tenant,
+            s3vectors_client=s3v,  # the operator's credentials, not a tenant's
         )
     return Target(store, outbox, f"index {name}", outbox_resource)

@@ -74,8 +74,18 @@ class _Outcome(enum.Enum):
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
     """Bounded exponential backoff: full jitter between attempts, doubling between rounds,
-    dead letter after ``max_rounds`` rounds or ``max_busy_seconds`` (AgentCore ends an idle
-    session after 15 minutes; a session kept HealthyBusy lives until its maximum lifetime)."""
+    then a dead letter (AgentCore ends an idle session after 15 minutes; a session kept
+    HealthyBusy lives until its maximum lifetime).
+
+    Attributes:
+        max_attempts: Attempts per round before an entry waits for a sweep.
+        base_delay: First backoff between attempts (seconds).
+        max_delay: Largest backoff between attempts (seconds).
+        sweep_base_delay: First wait before re-sweeping an exhausted entry (seconds).
+        sweep_max_delay: Largest wait between sweeps (seconds).
+        max_rounds: Exhausted rounds after which the entry is dead-lettered.
+        max_busy_seconds: Seconds after its first failure after which the entry is dead-lettered.
+    """
 
     max_attempts: int = 4
     base_delay: float = 0.5
@@ -112,6 +122,24 @@ class SummaryPipeline:
         checkpoint_interval: float = 0.0,
         erasure_refresh_seconds: float = 5.0,
     ) -> None:
+        """Create the pipeline (its worker threads start with the first entry).
+
+        Args:
+            store: Where summaries are stored.
+            outbox: Where accepted conversations wait durably until stored (``Outbox`` protocol:
+                ``LocalOutbox`` or ``S3Outbox``); also holds claims, dead letters, erasure markers.
+            summarizer: Turns a transcript into the memory text.
+            max_workers: Concurrent summaries.
+            retry: Backoff between attempts and sweeps, and when to dead-letter.
+            on_task_start: Called with a name when an entry is scheduled; returns a token.
+            on_task_end: Called with that token once the entry is stored, dead-lettered or
+                left to the process that claimed it.
+            claim_ttl_seconds: Lease of a claim on the S3 outbox (taken over once expired).
+            orphan_after_seconds: Age after which ``replay_pending`` adopts an open entry.
+            checkpoint_interval: Seconds a queued checkpoint waits (coalescing) before its write.
+            erasure_refresh_seconds: How long the checkpoint writer trusts its cached markers
+                (every store reads them fresh).
+        """
         self.store = store
         self.outbox = outbox
         self.summarizer = summarizer

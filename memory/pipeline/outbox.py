@@ -66,6 +66,18 @@ class OutboxEntry:
     None only in entries written before markers existed. ``open`` marks a checkpoint of a
     conversation still going on (False once it ended, and in entries written before
     checkpoints existed).
+
+    Attributes:
+        tenant_id: The tenant, or None (single-tenant store).
+        user_id: The user.
+        agent_name: The agent that held the conversation.
+        conversation_id: The conversation (AgentCore session) id.
+        transcript: Its text turns so far.
+        created_at: When this version of the entry was made (ISO 8601; a checkpoint's age tells
+            whether its process is still alive).
+        attempts: Failed summary attempts so far.
+        opened: The conversation's start marker (part of the summary key).
+        open: True while the conversation goes on (a checkpoint).
     """
 
     tenant_id: str | None
@@ -116,7 +128,13 @@ class OutboxEntry:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """An entry whose summary kept failing, why, and when it was moved aside."""
+    """An entry whose summary kept failing, why, and when it was moved aside.
+
+    Attributes:
+        entry: The conversation, as it was pending.
+        reason: The error type of the last failure (e.g. ``AccessDenied``, ``NotFound``).
+        dead_at: When it was dead-lettered (ISO 8601).
+    """
 
     entry: OutboxEntry
     reason: str
@@ -138,6 +156,13 @@ class ErasureMarker:
 
     It covers every conversation of its scope that started at or before ``erased_at``
     (``user_id`` None: every user of the tenant; ``conversation_id`` None: every conversation).
+
+    Attributes:
+        tenant_id: The tenant.
+        user_id: The erased user (None: every user of the tenant).
+        conversation_id: Only this conversation of the user (None: all of them).
+        erased_at: When the erasure was recorded (ISO 8601).
+        marker_id: The marker's unique id.
     """
 
     tenant_id: str | None

@@ -30,6 +30,11 @@ class LocalOutbox:
     """The ``memory.pipeline.outbox.Outbox`` protocol over files under ``directory``."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
+        """Open the outbox.
+
+        Args:
+            directory: Where the outbox lives (created 0700 with its sub-folders if missing).
+        """
         self.directory = private_dir(directory)
         for name in ("claims", "dead", "erasures"):
             private_dir(self.directory / name)

@@ -51,6 +51,17 @@ class S3Outbox:
         kms_key_id: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """Open the outbox.
+
+        Args:
+            client_for: ``client_for(tenant_id)`` returns the S3 client for that tenant's prefix
+                (the tenant's TVM credentials in multi-tenant deployments).
+            bucket: The outbox bucket (a regular S3 bucket).
+            prefix: Key prefix; each tenant's objects live under ``<prefix>/<tenant>/``.
+            lister: Client that lists which tenants have a prefix (default: ``client_for(None)``).
+            kms_key_id: SSE-KMS key for every object (default: SSE-S3).
+            clock: Epoch seconds, for claim leases.
+        """
         self._client_for = client_for
         self.bucket = bucket
         self.prefix = prefix.strip("/")

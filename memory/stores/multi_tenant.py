@@ -41,6 +41,14 @@ class MultiTenantStore:
         max_cached_tenants: int = 1024,
         ttl_seconds: float | None = None,
     ) -> None:
+        """Create the store (indexes are opened per tenant on first use).
+
+        Args:
+            index_factory: Builds a tenant's index from its (validated) tenant id.
+            embedder: Embeds memories and queries.
+            default_min_score: Cosine-similarity floor when ``retrieve`` gets none.
+            max_cached_tenants: How many tenants' stores stay cached (LRU).
+        """
         self._index_factory = index_factory
         self.embedder = embedder
         self.default_min_score = default_min_score
@@ -69,7 +77,7 @@ class MultiTenantStore:
         if not bucket:
             raise ConfigurationError("MultiTenantStore on S3 Vectors needs a vector bucket")
         vending = tvm or TokenVendingMachine(
-            role_arn, region=region, session_name_prefix=session_name_prefix
+            role_arn, region_name=region, session_name_prefix=session_name_prefix
         )
 
         def factory(tenant_id: str) -> VectorIndex:
