@@ -229,7 +229,7 @@ def _build_tvm(settings: Settings) -> "TokenVendingMachine | None":
     from memory.stores.tvm import TokenVendingMachine
 
     assert settings.tvm_role_arn is not None
-    return TokenVendingMachine(settings.tvm_role_arn, region=settings.region)
+    return TokenVendingMachine(settings.tvm_role_arn, region_name=settings.region)
 
 
 def build_outbox(settings: Settings, *, tvm: Any = None) -> Any:
