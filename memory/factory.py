@@ -121,7 +121,10 @@ def create_store(
             raise ConfigurationError("the local backend needs local_dir")
         if tenancy == "multi":
             return MultiTenantStore.for_local(
-                root_dir=local_dir, embedder=embedder, default_min_score=default_min_score, ttl_seconds=ttl_seconds
+                root_dir=local_dir,
+                embedder=embedder,
+                default_min_score=default_min_score,
+                ttl_seconds=ttl_seconds,
             )
         return SingleTenantStore.for_local(
             root_dir=local_dir,
@@ -155,7 +158,9 @@ def create_store(
         embedder.dimension,
         create_if_missing=create_index,
     )
-    return SingleTenantStore(index, embedder, tenant_id=tenant_id, default_min_score=default_min_score, ttl_seconds=ttl_seconds)
+    return SingleTenantStore(
+        index, embedder, tenant_id=tenant_id, default_min_score=default_min_score, ttl_seconds=ttl_seconds
+    )
 
 
 def _single_index_name(index_name: str | None, tenant_id: str | None) -> str:

@@ -38,11 +38,6 @@ def covering(markers: Sequence[ErasureMarker], entry: OutboxEntry) -> ErasureMar
     return next((m for m in markers if m.covers(entry)), None)
 
 
-def is_erased(outbox: Outbox, entry: OutboxEntry) -> bool:
-    """Whether a durable erasure marker covers ``entry`` (read fresh from the backend)."""
-    return covering(outbox.erasures(entry.tenant_id), entry) is not None
-
-
 def erase(
     outbox: Outbox,
     store: MemoryBackend | None,
