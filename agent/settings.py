@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     unsafe_log_third_party: bool = False
     # Key of the HMAC that pseudonymises user ids in logs; unset: a random key per process.
     log_hash_key: SecretStr | None = None
+    otel_console: bool = False  # print spans and metrics on stdout (agent.observability)
+    otel_capture_content: bool = False  # let Strands' spans carry prompts, messages, tool results
 
     # --- memory backend
     tenant_mode: Literal["single", "multi"] = "multi"

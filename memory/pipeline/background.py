@@ -45,6 +45,7 @@ from concurrent.futures import wait as wait_futures
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from memory import telemetry
 from memory.errors import AccessDenied, ConfigurationError, NotFound, ValidationError
 from memory.pipeline.erasure import covering
 from memory.pipeline.outbox import ErasureMarker, Outbox, OutboxEntry, parse_time
@@ -192,10 +193,11 @@ class SummaryPipeline:
             if self._erased_now(entry):
                 self._drop_erased(entry)
                 return None
-            entry_id = self.outbox.put(dataclasses.replace(entry, open=False))
-            with self._lock:
-                self.metrics["accepted"] += 1
-                self._schedule_locked(ref)
+            with telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=False)):
+                entry_id = self.outbox.put(dataclasses.replace(entry, open=False))
+                with self._lock:  # scheduled under the write span: the summary's trace links to it
+                    self.metrics["accepted"] += 1
+                    self._schedule_locked(ref)
         return entry_id
 
     def checkpoint(self, entry: OutboxEntry) -> str | None:
@@ -241,14 +243,16 @@ class SummaryPipeline:
         Closed entries are all scheduled (claims keep two processes from both storing one);
         open entries only once unchanged for ``orphan_after_seconds`` (their process is gone).
         """
-        entries = self.outbox.pending()
-        now = datetime.now(timezone.utc)
-        orphans = [
-            e
-            for e in entries
-            if e.open and (now - parse_time(e.created_at)).total_seconds() >= self.orphan_after_seconds
-        ]
-        chosen = [e for e in entries if not e.open] + orphans
+        with telemetry.span("memory.outbox.replay") as span:
+            entries = self.outbox.pending()
+            now = datetime.now(timezone.utc)
+            orphans = [
+                e
+                for e in entries
+                if e.open and (now - parse_time(e.created_at)).total_seconds() >= self.orphan_after_seconds
+            ]
+            chosen = [e for e in entries if not e.open] + orphans
+            telemetry.annotate(span, {"memory.outbox.replayed": len(chosen), "memory.outbox.reopened": len(orphans)})
         with self._lock:
             for entry in orphans:
                 self._adopted.add(_ref(entry))
@@ -357,7 +361,8 @@ class SummaryPipeline:
                 self._drop_erased(entry)
                 return
             try:
-                self.outbox.put(entry)
+                with telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=True)):
+                    self.outbox.put(entry)
             except Exception as exc:
                 with self._lock:
                     self.metrics["checkpoint_failures"] += 1
@@ -417,7 +422,7 @@ class SummaryPipeline:
         if ref not in self._tokens:
             self._tokens[ref] = self._task_started(ref[1])
         try:
-            future = self._executor.submit(self._run, ref)
+            future = self._executor.submit(self._traced_run(ref))
         except RuntimeError:  # executor shut down: the entry stays in the outbox
             self._task_ended(self._tokens.pop(ref))
             logger.warning("summary pipeline is shut down; entry left in the outbox")
@@ -452,6 +457,23 @@ class SummaryPipeline:
             self._futures.discard(future)
 
     # -- one entry ----------------------------------------------------------------------------
+
+    def _traced_run(self, ref: Ref) -> Callable[[], _Outcome]:
+        """``_run(ref)`` under the ``memory.summary`` background span, caused by the current span
+        (outcome ``done`` unless the entry stays in the outbox for a re-sweep)."""
+        outcomes: list[_Outcome] = []
+
+        def work(entry_id: str) -> bool:
+            outcomes.append(self._run(ref))
+            return outcomes[-1] is not _Outcome.FAILED
+
+        traced = telemetry.in_background("memory.summary", work)  # captures the current span now
+
+        def run() -> _Outcome:
+            traced(ref[1])
+            return outcomes[-1]
+
+        return run
 
     def _run(self, ref: Ref) -> _Outcome:
         """Claim, summarize, store and remove one entry (see the module docstring)."""
@@ -540,6 +562,7 @@ class SummaryPipeline:
         return error
 
     def _process(self, entry: OutboxEntry) -> None:
+        telemetry.annotate(telemetry.current_span(), _outbox_attributes(entry, open=entry.open))
         summary = self.summarizer.summarize(entry.transcript)
         if not summary.strip():
             self._count("skipped_empty")
@@ -560,6 +583,7 @@ class SummaryPipeline:
         logger.info("an erasure arrived while storing: %d memories deleted again", deleted)
 
     def _count(self, name: str) -> None:
+        telemetry.summary_counted(name)
         with self._lock:
             self.metrics[name] += 1
 
@@ -577,6 +601,7 @@ class SummaryPipeline:
         return self._stripes[hash(ref) % _STRIPES]
 
     def _task_started(self, entry_id: str) -> Any:
+        telemetry.outbox_backlog(+1)
         if self._on_task_start is None:
             return None
         try:
@@ -586,6 +611,7 @@ class SummaryPipeline:
             return None
 
     def _task_ended(self, token: Any) -> None:
+        telemetry.outbox_backlog(-1)
         if self._on_task_end is None:
             return
         try:
@@ -600,3 +626,12 @@ def _ref(entry: OutboxEntry) -> Ref:
 
 def _scope(entry: OutboxEntry) -> Scope:
     return Scope(user_id=entry.user_id, tenant_id=entry.tenant_id, agent_name=entry.agent_name)
+
+
+def _outbox_attributes(entry: OutboxEntry, *, open: bool) -> dict[str, Any]:
+    return {
+        **telemetry.identity_attributes(entry.tenant_id, entry.user_id, entry.agent_name, entry.conversation_id),
+        "memory.outbox.entry.open": open,
+        "memory.transcript.turns": len(entry.transcript),
+        "memory.attempts": entry.attempts,
+    }
