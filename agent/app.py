@@ -37,7 +37,7 @@ from agent.observability import configure as configure_telemetry
 from agent.observability import flush as flush_telemetry
 from agent.orchestrator import Conversation
 from agent.payload import InvocationPayload, parse_payload
-from agent.services import Services, build_services
+from agent.services import Services, build_services, check_dependencies
 from agent.sessions import Session
 from agent.settings import Settings, SettingsError, load_settings
 from agent.user_hash import UserHasher
@@ -312,6 +312,7 @@ def main() -> int:
     """Start the server (``python -m agent``)."""
     try:
         settings = load_settings()
+        check_dependencies(settings)
     except SettingsError as exc:
         print(f"agent: {exc}", file=sys.stderr)  # noqa: T201 - CLI
         return 2
