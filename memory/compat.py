@@ -47,7 +47,7 @@ from memory.embedders.protocol import Embedder
 from memory.errors import ConfigurationError, InvalidTenantId, IsolationError
 from memory.factory import create_embedder, create_store
 from memory.pipeline.background import SummaryPipeline
-from memory.pipeline.outbox import Outbox
+from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.summarizer import Summarizer
 from memory.plugin.context_block import PLACEHOLDER
 from memory.plugin.invocation import read_invocation
@@ -355,7 +355,7 @@ class S3VectorMemoryPlugin(Plugin):
         if self._pipeline is None:
             directory = self._outbox_dir or Path(tempfile.mkdtemp(prefix="memory-outbox-"))
             summarizer = Summarizer(self._summary_model or agent.model)
-            self._pipeline = SummaryPipeline(self.backend, Outbox(directory), summarizer)
+            self._pipeline = SummaryPipeline(self.backend, LocalOutbox(directory), summarizer)
             if self._outbox_dir is not None and self._pipeline.replay_pending():
                 logger.info("replaying conversations a previous process left in %s", directory)
             self._pipeline.start_sweeper()

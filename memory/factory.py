@@ -84,6 +84,7 @@ def create_store(
     s3vectors_client: Any = None,
     create_index: bool = False,
     default_min_score: float | None = None,
+    ttl_seconds: float | None = None,
 ) -> Store:
     """A memory store for one backend, tenancy and embedder.
 
@@ -104,6 +105,8 @@ def create_store(
             indexes are never created here: onboarding is an operator action).
         default_min_score: Cosine-similarity floor when ``retrieve`` is given none (None: the
             embedder's calibrated ``min_score``).
+        ttl_seconds: Retention: memories stored longer ago are never retrieved and
+            ``sweep_expired`` deletes them (None: kept forever).
 
     Returns:
         A SingleTenantStore or a MultiTenantStore.
@@ -118,14 +121,17 @@ def create_store(
             raise ConfigurationError("the local backend needs local_dir")
         if tenancy == "multi":
             return MultiTenantStore.for_local(
-                root_dir=local_dir, embedder=embedder, default_min_score=default_min_score
+                root_dir=local_dir,
+                embedder=embedder,
+                default_min_score=default_min_score,
+                ttl_seconds=ttl_seconds,
             )
         return SingleTenantStore.for_local(
             root_dir=local_dir,
             embedder=embedder,
             index_name=_single_index_name(index_name, tenant_id),
             tenant_id=tenant_id,
-            default_min_score=default_min_score,
+            default_min_score=default_min_score, ttl_seconds=ttl_seconds,
         )
     if backend != "s3vectors":
         raise ConfigurationError(f"unknown backend {backend!r}; expected 'local' or 's3vectors'")
@@ -140,7 +146,7 @@ def create_store(
             region=region or "",
             embedder=embedder,
             tvm=tvm,
-            default_min_score=default_min_score,
+            default_min_score=default_min_score, ttl_seconds=ttl_seconds,
         )
     from memory.aws import make_client
     from memory.index.s3vectors import S3VectorsIndex
@@ -152,7 +158,9 @@ def create_store(
         embedder.dimension,
         create_if_missing=create_index,
     )
-    return SingleTenantStore(index, embedder, tenant_id=tenant_id, default_min_score=default_min_score)
+    return SingleTenantStore(
+        index, embedder, tenant_id=tenant_id, default_min_score=default_min_score, ttl_seconds=ttl_seconds
+    )
 
 
 def _single_index_name(index_name: str | None, tenant_id: str | None) -> str:

@@ -264,11 +264,27 @@ def _unit(values: Sequence[float]) -> np.ndarray:
     return vec / norm
 
 
+def stored_dimension(root_dir: str | Path, name: str) -> int | None:
+    """The dimension of the index file ``<root_dir>/<name>.sqlite3``, None if there is none."""
+    path = Path(root_dir) / f"{_validate_index_name(name)}.sqlite3"
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT value FROM index_info WHERE name = 'dimension'").fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
+    return int(row[0]) if row else None
+
+
 class LocalIndex:
     """A persistent cosine index under ``root_dir`` (file ``<name>.sqlite3``), thread-safe.
 
     Call :meth:`ensure` once to create it; every other operation on a missing index raises
-    NotFound, like S3 Vectors.
+    NotFound, like S3 Vectors. Deletion leaves no deleted text on disk: ``secure_delete``
+    zeroes freed content and each delete checkpoints and truncates the WAL.
     """
 
     def __init__(self, root_dir: str | Path, name: str, dimension: int) -> None:
@@ -302,6 +318,7 @@ class LocalIndex:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten with zeros
         conn.executescript(_SCHEMA)
         self._conn = conn
         return conn
@@ -475,6 +492,9 @@ class LocalIndex:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            # Copy the zeroed pages into the database file and empty the WAL, so no deleted
+            # text stays readable on disk (the WAL keeps old page images until a checkpoint).
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             assert self._matrix is not None
             for key in wanted:
                 self._matrix.remove(key)

@@ -29,10 +29,14 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   turn is seen; it is part of the summary key, so a conversation id reused later (a session id
   after a restart) stores a second memory instead of overwriting the first.
 * After every turn that does not end the conversation (and added to the transcript), the
-  plugin checkpoints it: the same outbox entry, marked open, written through
-  ``SummaryPipeline.checkpoint`` off the event loop but before the turn returns, so an
-  answered turn survives a SIGKILL (the next start closes and summarizes it). A failed
-  checkpoint is logged and counted (``metrics["checkpoint_failures"]``); the turn still answers.
+  plugin queues a checkpoint: the same outbox entry, marked open, handed to
+  ``SummaryPipeline.checkpoint``, which writes it in the background, coalesced per
+  conversation (latest transcript wins). The turn does not wait for it: a process killed
+  before the write loses the turns answered since the last written checkpoint (the loss
+  window). ``end_session`` waits until the closed entry is durable.
+* Erasure: when the pipeline finds the conversation covered by an erasure marker
+  (``memory.pipeline.erasure``), the plugin drops its transcript and records nothing more of
+  that conversation (``metrics["erased"]``).
 * ``summarize=False`` makes a read-only plugin (injection and recall, no transcript, no
   summary): for specialists called as tools, whose "user" is the orchestrator's model.
 * ``used_memory_ids`` lists the ids of memories injected and recalled in the current
@@ -105,6 +109,7 @@ class _Conversation:
     transcript: list[Turn] = field(default_factory=list)
     ended_at_turns: int = -1  # transcript length when last handed to the pipeline
     written_at_turns: int = -1  # transcript length when last written (checkpoint or end)
+    erased: bool = False  # covered by an erasure marker: nothing more is recorded
 
 
 class MemoryPlugin(Plugin):
@@ -244,7 +249,7 @@ class MemoryPlugin(Plugin):
         if not self.summarize:
             return
         with self._lock:
-            if self._turn_active and self._conversation is not None:
+            if self._turn_active and self._conversation is not None and not self._conversation.erased:
                 self._conversation.transcript.extend(transcript_from_messages([event.message]))
 
     @hook
@@ -258,9 +263,9 @@ class MemoryPlugin(Plugin):
         if invocation is None:
             return
         if invocation.end_session:
-            await asyncio.to_thread(self._end_quietly, conversation)  # the outbox write fsyncs
+            await asyncio.to_thread(self._end_quietly, conversation)  # the outbox write is durable I/O
         else:
-            await asyncio.to_thread(self._checkpoint_quietly, conversation)
+            self._checkpoint_quietly(conversation)  # only queued: written in the background
 
     def end_conversation(self) -> str | None:
         """Hand the current conversation to the summary pipeline; returns the outbox entry id.
@@ -329,22 +334,33 @@ class MemoryPlugin(Plugin):
             logger.error("agent=%s could not record the finished conversation: %s", self.agent_name, type(exc).__name__)
 
     def _checkpoint_quietly(self, conversation: _Conversation) -> None:
-        """Checkpoint from a hook: a failure is logged and counted, the user's turn goes on."""
+        """Queue a checkpoint from a hook (no I/O): the turn never waits for it."""
         with self._lock:
             turns = len(conversation.transcript)
             if not self.summarize or self.pipeline is None or turns == conversation.written_at_turns:
                 return  # nothing new since the last write
             if not any(t["role"] == "user" for t in conversation.transcript):
                 return
+            entry = self._entry(conversation)
             try:
                 with telemetry.span("memory.checkpoint", self._attributes(conversation)):
-                    self.pipeline.checkpoint(self._entry(conversation))
+                    queued = not self.pipeline.is_erased(entry) and self.pipeline.checkpoint(entry) is not None
             except Exception as exc:
                 self.metrics["checkpoint_failures"] += 1
                 logger.error("agent=%s could not checkpoint the conversation: %s", self.agent_name, type(exc).__name__)
                 return
+            if not queued:
+                self._drop_erased(conversation)
+                return
             conversation.written_at_turns = turns
             self.metrics["checkpoints"] += 1
+
+    def _drop_erased(self, conversation: _Conversation) -> None:
+        conversation.transcript.clear()
+        conversation.erased = True
+        conversation.ended_at_turns = conversation.written_at_turns = 0
+        self.metrics["erased"] += 1
+        logger.info("agent=%s conversation erased: its transcript is dropped", self.agent_name)
 
     def _end_locked(self, conversation: _Conversation) -> str | None:
         if not self.summarize or len(conversation.transcript) == conversation.ended_at_turns:
@@ -356,6 +372,9 @@ class MemoryPlugin(Plugin):
             return None
         with telemetry.span("memory.conversation.end", self._attributes(conversation)):
             entry_id = self.pipeline.end_conversation(self._entry(conversation))
+        if entry_id is None:  # covered by an erasure marker
+            self._drop_erased(conversation)
+            return None
         conversation.ended_at_turns = conversation.written_at_turns = len(conversation.transcript)
         self.metrics["conversations_ended"] += 1
         return entry_id

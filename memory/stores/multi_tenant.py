@@ -26,7 +26,8 @@ class MultiTenantStore:
     """One index per tenant (``memory-<tenantId>``); ``Scope.tenant_id`` is required.
 
     ``index_factory(tenant_id)`` builds a tenant's index; per-tenant stores are cached (LRU,
-    ``max_cached_tenants``) and each index is ensured once. Tenant ids are validated before
+    ``max_cached_tenants``) and each index is ensured once. ``ttl_seconds``: retention (see
+    SingleTenantStore). Tenant ids are validated before
     they become index names.
     """
 
@@ -37,6 +38,7 @@ class MultiTenantStore:
         *,
         default_min_score: float | None = None,
         max_cached_tenants: int = 1024,
+        ttl_seconds: float | None = None,
     ) -> None:
         """Create the store (indexes are opened per tenant on first use).
 
@@ -49,6 +51,7 @@ class MultiTenantStore:
         self._index_factory = index_factory
         self.embedder = embedder
         self.default_min_score = default_min_score
+        self.ttl_seconds = ttl_seconds
         self._stores: LRUCache[str, SingleTenantStore] = LRUCache(maxsize=max_cached_tenants)
         self._lock = threading.Lock()
 
@@ -110,6 +113,7 @@ class MultiTenantStore:
                     self.embedder,
                     tenant_id=tenant_id,
                     default_min_score=self.default_min_score,
+                    ttl_seconds=self.ttl_seconds,
                 )
                 self._stores[tenant_id] = cached
         return cached
@@ -174,3 +178,9 @@ class MultiTenantStore:
         with self._lock:
             self._stores.pop(tenant_id, None)
         return count
+
+    def sweep_expired(self, tenant_id: str | None = None) -> int:
+        """Delete the tenant's memories older than ``ttl_seconds``; returns how many."""
+        if tenant_id is None:
+            raise ValidationError("sweep_expired needs a tenant id")
+        return self.store_for(tenant_id).sweep_expired(tenant_id)

@@ -55,3 +55,6 @@ class MemoryBackend(Protocol):
 
     def forget_tenant(self, tenant_id: str | None = None) -> int:
         """Delete every memory of a tenant (its whole index); returns how many."""
+
+    def sweep_expired(self, tenant_id: str | None = None) -> int:
+        """Delete the tenant's memories older than the store's retention; returns how many."""

@@ -36,7 +36,9 @@ class SingleTenantStore:
     ``tenant_id`` (optional) is the tenant this store serves: a Scope naming another tenant is
     rejected. The index is ensured lazily, once (again after :meth:`forget_tenant`).
     ``default_min_score`` None takes the embedder's calibrated floor (``embedder_min_score``);
-    ``clock`` gives ``stored_at`` (epoch seconds).
+    ``clock`` gives ``stored_at`` (epoch seconds). ``ttl_seconds`` (optional retention): memories
+    stored longer ago are never retrieved, and :meth:`sweep_expired` deletes them (S3 Vectors has
+    no TTL of its own).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class SingleTenantStore:
         *,
         tenant_id: str | None = None,
         default_min_score: float | None = None,
+        ttl_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Create the store (the index is ensured on first use).
@@ -54,13 +57,17 @@ class SingleTenantStore:
             index: The vector index holding the tenant's memories.
             embedder: Embeds memories and queries; its dimension must match the index.
             tenant_id: The tenant served (a Scope naming another is refused); None: no check.
-            default_min_score: Cosine-similarity floor when ``retrieve`` gets none.
+            default_min_score: Cosine-similarity floor when ``retrieve`` gets none (None: the
+                embedder's calibrated floor).
+            ttl_seconds: Retention in seconds (None: memories are kept forever).
+            clock: Epoch seconds, for ``stored_at`` and retention.
 
         Raises:
             ConfigurationError: Embedder and index dimensions differ.
             InvalidTenantId: An invalid ``tenant_id``.
         """
         check_dimensions(embedder, index.dimension)
+        self.ttl_seconds = ttl_seconds
         self.index = index
         self.embedder = embedder
         self.tenant_id = validate_tenant_id(tenant_id) if tenant_id is not None else None
@@ -206,7 +213,10 @@ class SingleTenantStore:
         if not any(vector):
             return []
         self.ensure()
-        hits: list[QueryHit] = self.index.query(vector, max(top_k, DENSE_CANDIDATES), visibility_filter(scope))
+        flt = visibility_filter(scope)
+        if self.ttl_seconds is not None:
+            flt = {"$and": [flt, {"stored_at_epoch": {"$gte": self._expiry_cutoff()}}]}
+        hits: list[QueryHit] = self.index.query(vector, max(top_k, DENSE_CANDIDATES), flt)
         ranked = hybrid_rank(query, hits, top_k=top_k, min_similarity=threshold, cache=self._tokens)
         return [memory_from_metadata(r.hit.key, r.hit.metadata, self.tenant_id, r.similarity) for r in ranked]
 
@@ -244,3 +254,22 @@ class SingleTenantStore:
             self.index.delete(keys)
         logger.info("forgot all %d memories of index %s", len(keys), self.index.name)
         return len(keys)
+
+    def sweep_expired(self, tenant_id: str | None = None) -> int:
+        """Delete the memories older than ``ttl_seconds`` (none without a TTL); returns how many.
+
+        Pages through the index by metadata (``stored_at_epoch``), like ``forget``.
+        """
+        if tenant_id is not None and tenant_id != self.tenant_id:
+            raise ValidationError("tenant_id does not match this store's tenant")
+        if self.ttl_seconds is None:
+            return 0
+        keys = [r.key for r in self._matching({"stored_at_epoch": {"$lt": self._expiry_cutoff()}})]
+        if keys:
+            self.index.delete(keys)
+        logger.info("retention: deleted %d expired memories of index %s", len(keys), self.index.name)
+        return len(keys)
+
+    def _expiry_cutoff(self) -> int:
+        assert self.ttl_seconds is not None
+        return int(self.clock() - self.ttl_seconds)

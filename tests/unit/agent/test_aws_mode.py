@@ -36,15 +36,17 @@ from memory.embedders.bedrock import NOVA_MODEL_ID
 from memory.errors import BackendUnavailable, ConfigurationError, NotFound
 from memory.index.s3vectors import S3VectorsIndex, create_index_params
 from memory.tenants import index_name_for
+from scripts.__main__ import main
 from scripts.common import Report, aws_client
 from scripts.tvm_role import ensure_role, permission_policy, trust_policy
-from scripts.vectors import ensure_bucket, onboard
+from scripts.vectors import ensure_bucket, ensure_outbox_bucket, onboard
 from tests.support.bedrock_standin import bag_of_words_vector
 from tests.support.moto_s3vectors import install_query_route
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 BUCKET = "agent-memory-vectors"
+OUTBOX = "agent-memory-outbox"
 DIMENSION = 1024
 ECHO_MODEL = "import:tests.support.scripted_model:build_echo_model"
 SESSION = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
@@ -165,6 +167,7 @@ def _onboard(tenants: list[str], dimension: int = DIMENSION) -> Report:
     s3v = aws_client("s3vectors", REGION)
     report = Report("setup")
     ensure_bucket(s3v, report, BUCKET)
+    ensure_outbox_bucket(aws_client("s3", REGION), report, OUTBOX, REGION)
     for tenant in tenants:
         onboard(s3v, report, BUCKET, tenant, dimension)
     return report
@@ -176,7 +179,7 @@ def _tvm_role() -> str:
         Report("tvm-role"),
         role_name="agent-memory-tvm",
         trust=trust_policy([f"arn:aws:iam::{ACCOUNT}:role/agentcore-runtime"], account=ACCOUNT),
-        permissions=permission_policy(REGION, ACCOUNT, BUCKET),
+        permissions=permission_policy(REGION, ACCOUNT, BUCKET, outbox_bucket=OUTBOX),
     )
     assert arn is not None
     return arn
@@ -191,6 +194,7 @@ def _multi_tenant_settings(tmp_path: Path, pool_id: str, client_id: str, **overr
         tenant_mode="multi",
         backend="s3vectors",
         vector_bucket=BUCKET,
+        outbox_bucket=OUTBOX,
         tvm_role_arn=_tvm_role(),
         embedder="bedrock",
         region=REGION,
@@ -295,6 +299,7 @@ def _single_tenant_settings(tmp_path: Path) -> Settings:
         single_tenant_id="tenant-a",
         backend="s3vectors",
         vector_bucket=BUCKET,
+        outbox_bucket=OUTBOX,
         embedder="bedrock",
         region=REGION,
         model_provider=ECHO_MODEL,
@@ -383,8 +388,10 @@ def test_single_tenant_start_survives_a_transient_fault_and_verifies_at_first_us
 def test_multi_tenant_index_is_checked_at_first_use_and_never_created(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A tenant that was not onboarded is answered without memory; its summary waits in the
-    outbox (no index is created with tenant credentials) and is stored once it is onboarded."""
+    """A tenant that was not onboarded is answered without memory; its summary is dead-lettered
+    in the S3 outbox at once (NotFound cannot heal by retrying; /ping returns to Healthy, no index
+    is created with tenant credentials) and stored once the operator onboards the tenant and
+    runs `outbox retry` (the next start replays it)."""
     install_query_route(monkeypatch)
     calls = AwsCalls()
     with mock_aws():
@@ -392,27 +399,27 @@ def test_multi_tenant_index_is_checked_at_first_use_and_never_created(
         _onboard(["tenant-a"])
         settings = Settings(
             auth_mode="dev", tenant_mode="multi", backend="s3vectors", vector_bucket=BUCKET,
-            tvm_role_arn=_tvm_role(), embedder="bedrock", region=REGION, model_provider=ECHO_MODEL,
-            state_dir=tmp_path, shutdown_grace_seconds=5,
+            outbox_bucket=OUTBOX, tvm_role_arn=_tvm_role(), embedder="bedrock", region=REGION,
+            model_provider=ECHO_MODEL, state_dir=tmp_path, shutdown_grace_seconds=5,
         )
         token = DevIssuer(settings.resolved_dev_issuer_dir).mint("tenant-c", "carol")
         app, holder = _app(settings)
         with TestClient(app) as client:
             pipeline = holder["services"].pipeline
-            pipeline.retry = dataclasses.replace(
-                pipeline.retry, base_delay=0.001, max_delay=0.002, sweep_base_delay=0.3, sweep_max_delay=0.3
-            )
             answer = _invoke(client, token, _sid(1), prompt="My favourite colour is teal.", end_session=True)
             assert answer["answer"].endswith("| MEMORY: none") and answer["memories_used"] == []
-            assert pipeline.wait(timeout=5) and pipeline.waiting == 1  # kept, not lost
+            assert pipeline.wait(timeout=5) and pipeline.waiting == 0
+            assert client.get("/ping").json()["status"] == "Healthy"
+            (letter,) = pipeline.outbox.dead_letters("tenant-c")
+            assert letter.reason == "NotFound" and letter.entry.conversation_id == _sid(1)
             s3v = boto3.client("s3vectors", region_name=REGION)
             assert [i["indexName"] for i in s3v.list_indexes(vectorBucketName=BUCKET)["indexes"]] == [
                 index_name_for("tenant-a")
             ]
-            _onboard(["tenant-c"])  # the operator onboards the tenant: the sweeper stores it
-            deadline = time.monotonic() + 5
-            while not _vectors("tenant-c") and time.monotonic() < deadline:
-                time.sleep(0.05)
+            _onboard(["tenant-c"])  # the operator onboards the tenant and retries the dead letter
+            result = main(["outbox", "retry", "--region", REGION, "--outbox-bucket", OUTBOX, "--tenant", "tenant-c"])
+            assert result == 0 and pipeline.outbox.dead_letters("tenant-c") == []
+            assert pipeline.replay_pending() == 1 and pipeline.wait(timeout=5)
             assert [v["metadata"]["conversation_id"] for v in _summaries("tenant-c")] == [_sid(1)]
     assert [c["Tags"] for c in calls.assume_role] == [[{"Key": "TenantID", "Value": "tenant-c"}]]
     assert calls.bad_requests == []

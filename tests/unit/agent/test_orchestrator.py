@@ -15,7 +15,7 @@ from agent.orchestrator import ORCHESTRATOR_NAME, SPECIALIST_NAME, build_convers
 from memory.pipeline.background import SummaryPipeline
 from memory.embedders.local import LocalEmbedder
 from memory.types import Scope
-from memory.pipeline.outbox import Outbox
+from memory.pipeline.outbox_local import LocalOutbox
 from memory.plugin.invocation import Invocation
 from memory.plugin.plugin import MemoryPlugin
 from memory.plugin.recall_tool import RECALL_TOOL_NAME
@@ -29,7 +29,7 @@ STATE = Invocation("alice", "conv-1", "tenant-a").to_state()
 @pytest.fixture()
 def memory(tmp_path: Path):
     store = MultiTenantStore.for_local(root_dir=tmp_path / "vectors", embedder=LocalEmbedder())
-    pipeline = SummaryPipeline(store, Outbox(tmp_path / "outbox"), Summarizer(None, mode="extractive"))
+    pipeline = SummaryPipeline(store, LocalOutbox(tmp_path / "outbox"), Summarizer(None, mode="extractive"))
     plugins: dict[str, MemoryPlugin] = {}
 
     def factory(name: str, *, summarize: bool) -> MemoryPlugin:

@@ -201,14 +201,14 @@ def outbox_dir(tmp_path: Path) -> Path:
 def make_pipeline(outbox_dir: Path) -> Iterator[Callable[..., Any]]:
     """Factory of SummaryPipelines over ``outbox_dir`` with fast retries; all shut down after."""
     from memory.pipeline.background import RetryPolicy, SummaryPipeline
-    from memory.pipeline.outbox import Outbox
+    from memory.pipeline.outbox_local import LocalOutbox
     from memory.pipeline.summarizer import Summarizer
 
     made: list[SummaryPipeline] = []
 
     def make(store: Any, summarizer: Summarizer | None = None, **kwargs: Any) -> SummaryPipeline:
         kwargs.setdefault("retry", RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.005))
-        pipeline = SummaryPipeline(store, Outbox(outbox_dir), summarizer or Summarizer(), **kwargs)
+        pipeline = SummaryPipeline(store, LocalOutbox(outbox_dir), summarizer or Summarizer(), **kwargs)
         made.append(pipeline)
         return pipeline
 

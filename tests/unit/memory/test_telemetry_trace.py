@@ -23,7 +23,7 @@ from auth.errors import AuthError
 from memory import telemetry
 from memory.embedders.local import LocalEmbedder
 from memory.pipeline.background import SummaryPipeline
-from memory.pipeline.outbox import Outbox
+from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.summarizer import Summarizer
 from memory.plugin.invocation import Invocation
 from memory.plugin.plugin import MemoryPlugin
@@ -50,7 +50,7 @@ def _two_sessions(root: Path) -> Iterator[dict[str, Any]]:
     try:
         with capture_telemetry() as captured:
             store = MultiTenantStore.for_local(root_dir=root / "indexes", embedder=LocalEmbedder())
-            pipeline = SummaryPipeline(store, Outbox(root / "outbox"),
+            pipeline = SummaryPipeline(store, LocalOutbox(root / "outbox"),
                                        Summarizer(ScriptedModel(summary_reply=SUMMARY), mode="abstractive"))
             model = ScriptedModel(["Noted.", ToolCall(RECALL_TOOL_NAME, {"query": "Falcon budget"}),
                                    "It is 2 million dollars.", "Bye."])

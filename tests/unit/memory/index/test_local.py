@@ -152,3 +152,22 @@ def test_filtered_query_sees_a_new_record_and_a_new_absent_field(tmp_path):
     assert [h.key for h in index.query([1, 0], top_k=5, filter=visible)] == ["two"]
     index.delete(["two"])
     assert index.query([1, 0], top_k=5, filter=visible) == []
+
+
+def test_deleted_text_leaves_no_trace_in_the_database_or_wal_files(tmp_path):
+    """Erasure on disk: secure_delete zeroes the freed cells and the WAL is checkpointed and
+    truncated, so the bytes of the db, -wal and -shm files no longer contain the text."""
+    idx = LocalIndex(tmp_path, "memory-erase", 3)
+    idx.ensure()
+    idx.put([
+        VectorRecord("k1", [1.0, 0.0, 0.0], {"user_id": "alice", "content": "SECRET-aardvark-4321"}),
+        VectorRecord("k2", [0.0, 1.0, 0.0], {"user_id": "bob", "content": "kept-platypus-9999"}),
+    ])
+
+    def on_disk() -> bytes:
+        return b"".join(p.read_bytes() for p in sorted(tmp_path.iterdir()) if p.is_file())
+
+    assert b"SECRET-aardvark-4321" in on_disk()
+    idx.delete(["k1"])
+    assert b"SECRET-aardvark-4321" not in on_disk() and b"alice" not in on_disk()
+    assert b"kept-platypus-9999" in on_disk() and [r.key for r in idx.list()] == ["k2"]

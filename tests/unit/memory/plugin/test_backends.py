@@ -20,7 +20,7 @@ from memory.plugin.context_block import extract_block
 from memory.embedders.local import LocalEmbedder
 from memory.keys import summary_key
 from memory.types import Scope
-from memory.pipeline.outbox import Outbox
+from memory.pipeline.outbox_local import LocalOutbox
 from memory.plugin.invocation import CONVERSATION_ID, TENANT_CONTEXT, USER_ID, Invocation
 from memory.plugin.plugin import MemoryPlugin
 from memory.stores.multi_tenant import MultiTenantStore
@@ -83,7 +83,7 @@ def pipeline_for(tmp_path: Path) -> Iterator[Any]:
     made: list[SummaryPipeline] = []
 
     def make(store: Any) -> SummaryPipeline:
-        pipeline = SummaryPipeline(store, Outbox(tmp_path / "outbox"), Summarizer(ScriptedModel()),
+        pipeline = SummaryPipeline(store, LocalOutbox(tmp_path / "outbox"), Summarizer(ScriptedModel()),
                                    retry=RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.002))
         made.append(pipeline)
         return pipeline
@@ -219,7 +219,7 @@ CHILD = textwrap.dedent(
     from strands import Agent
     from memory.pipeline.background import SummaryPipeline
     from memory.embedders.local import LocalEmbedder
-    from memory.pipeline.outbox import Outbox
+    from memory.pipeline.outbox_local import LocalOutbox
     from memory.plugin.plugin import MemoryPlugin
     from memory.stores.multi_tenant import MultiTenantStore
     from memory.pipeline.summarizer import Summarizer
@@ -228,7 +228,7 @@ CHILD = textwrap.dedent(
     root = sys.argv[1]
     store = MultiTenantStore.for_local(root_dir=root + "/indexes", embedder=LocalEmbedder())
     store.store_units = lambda *a, **k: os._exit(9)  # the worker dies right before the vectors are stored
-    pipeline = SummaryPipeline(store, Outbox(root + "/outbox"), Summarizer(ScriptedModel()))
+    pipeline = SummaryPipeline(store, LocalOutbox(root + "/outbox"), Summarizer(ScriptedModel()))
     agent = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator",
                   plugins=[MemoryPlugin(store, pipeline=pipeline)], callback_handler=None)
     state = {"tenant_context": "acme", "user_id": "alice", "conversation_id": "c1"}
@@ -249,7 +249,7 @@ def test_worker_killed_before_the_store_is_replayed_exactly_once(tmp_path: Path)
     store = MultiTenantStore.for_local(root_dir=tmp_path / "indexes", embedder=LocalEmbedder())
     scope = Scope("alice", "acme", "orchestrator")
     assert store.list(scope) == []
-    outbox = Outbox(tmp_path / "outbox")
+    outbox = LocalOutbox(tmp_path / "outbox")
     (pending,) = outbox.pending()
     assert pending.conversation_id == "c1" and pending.opened is not None
 
