@@ -31,7 +31,8 @@ def _is_scalar(value: Any) -> bool:
     return isinstance(value, (str, bool, int))
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """Whether a numeric operator can match ``value``: a finite int or float, not a bool."""
     return _is_scalar(value) and isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -101,7 +102,7 @@ def _compile_condition(name: str, op: Any, operand: Any) -> Predicate:
             return lambda m: _any_equal(m.get(name, _MISSING), values)
         return lambda m: not _any_equal(m.get(name, _MISSING), values)
     if op in _NUMBER_OPS:
-        if not _is_number(operand):
+        if not is_number(operand):
             raise ValidationError(f"{op} on {name!r} needs a number")
         compare = _COMPARATORS[op]
         return lambda m: _compare(m.get(name, _MISSING), operand, compare)
@@ -133,4 +134,4 @@ _COMPARATORS: dict[str, Callable[[float, float], bool]] = {
 
 
 def _compare(stored: Any, operand: float, compare: Callable[[float, float], bool]) -> bool:
-    return _is_number(stored) and compare(stored, operand)
+    return is_number(stored) and compare(stored, operand)

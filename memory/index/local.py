@@ -20,7 +20,7 @@ import numpy as np
 from memory import telemetry
 from memory.index import limits
 from memory.errors import ConfigurationError, NotFound, ValidationError
-from memory.index.filters import compile_filter
+from memory.index.filters import compile_filter, is_number
 from memory.private_files import create_private_file, private_dir
 from memory.types import QueryHit, VectorRecord
 
@@ -36,6 +36,17 @@ CREATE TABLE IF NOT EXISTS vectors (
 """
 #: Distinct filters whose matching rows a cache keeps between writes (cleared when full).
 _FILTER_CACHE_SIZE = 1024
+#: Numeric filter operators as vectorised comparisons (``memory.index.filters`` semantics).
+_COMPARISONS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+    "$gt": np.greater, "$gte": np.greater_equal, "$lt": np.less, "$lte": np.less_equal,
+}
+
+
+def _exact_float(value: Any) -> bool:
+    """A number that float64 holds exactly, so comparing it as float64 changes no result."""
+    return is_number(value) and (isinstance(value, float) or abs(value) <= 2**53)
+
+
 # S3 Vectors index-name alphabet: 3-63 of [a-z0-9.-], alphanumeric at both ends.
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789.-")
 
@@ -78,6 +89,10 @@ class _Matrix:
     def size(self) -> int:
         return len(self.keys)
 
+    def _forget_field(self, name: str) -> None:
+        for kind in ("exists", "number", "values"):
+            self._arrays.pop((kind, name), None)
+
     def _index(self, row: int, metadata: Mapping[str, Any]) -> None:
         self._filtered.clear()
         for posting in _postings(metadata):
@@ -85,12 +100,12 @@ class _Matrix:
             self._arrays.pop(("=", *posting), None)
         for name in metadata:
             self.fields.setdefault(name, set()).add(row)
-            self._arrays.pop(("exists", name), None)
+            self._forget_field(name)
 
     def _unindex(self, row: int, metadata: Mapping[str, Any]) -> None:
         self._filtered.clear()
         for name in metadata:
-            self._arrays.pop(("exists", name), None)
+            self._forget_field(name)
             rows = self.fields.get(name)
             if rows is not None:
                 rows.discard(row)
@@ -195,7 +210,31 @@ class _Matrix:
         if op == "$exists" and isinstance(operand, bool):
             present = self._mask(("exists", name), self.fields.get(name, ()))
             return present if operand else ~present
+        if op in _COMPARISONS and _exact_float(operand):
+            column = self._numbers(name)
+            if column is None:
+                return None
+            rows, values = column
+            mask = np.zeros(self.size, dtype=bool)
+            mask[rows[_COMPARISONS[op](values, float(operand))]] = True
+            return mask
         return None
+
+    def _numbers(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The rows whose ``name`` is a number and those numbers (e.g. ``stored_at_epoch`` for a
+        retention filter), kept until a write touches the field; None if a value is too large
+        for float64 to hold exactly (the per-row predicate then decides)."""
+        cached = self._arrays.get(("number", name))
+        if cached is None:
+            rows = sorted(self.fields.get(name, ()))
+            found = [(row, self.metadata[row][name]) for row in rows]
+            found = [(row, value) for row, value in found if is_number(value)]
+            if not all(_exact_float(value) for _, value in found):
+                return None
+            cached = np.array([row for row, _ in found], dtype=np.intp)
+            self._arrays[("number", name)] = cached
+            self._arrays[("values", name)] = np.array([value for _, value in found], dtype=np.float64)
+        return cached, self._arrays[("values", name)]
 
     def _mask(self, cache_key: tuple[str, ...], rows: Collection[int]) -> np.ndarray:
         """A boolean mask of ``rows``; their index array is kept until a write touches them."""

@@ -112,7 +112,13 @@ def test_filtered_queries_stay_exact_after_random_overwrites_and_deletes(tmp_pat
         {"$and": [{"user_id": "u2"}, {"$or": [{"agent_name": "a1"}, {"agent_name": {"$exists": False}}]}]},
         {"tags": {"$eq": "all"}, "agent_name": {"$ne": "a0"}},
         {"$or": [{"agent_name": {"$exists": True}}, {"user_id": "u0"}], "tags": {"$in": ["t0", "t1"]}},
+        {"$and": [{"tags": "all"}, {"stored_at_epoch": {"$gte": 5}}]},  # the retention filter
+        {"stored_at_epoch": {"$lt": 7.5}, "tags": "all"},
+        {"$or": [{"stored_at_epoch": {"$gt": 8}}, {"agent_name": {"$exists": False}}]},
+        {"stored_at_epoch": {"$lte": 2**60}},  # beyond float64's exact integers: per-row check
     )
+    # numbers (int, float), and values a numeric operator never matches (string, bool, list)
+    numbers = (3, 5, 9, 7.5, 4.25, "9", True, [9], 2**60 + 1)
 
     def check(indexes):
         everything = list(indexes[0].list())
@@ -132,6 +138,8 @@ def test_filtered_queries_stay_exact_after_random_overwrites_and_deletes(tmp_pat
             meta = {"user_id": f"u{rng.integers(4)}", "tags": [f"t{rng.integers(3)}", "all"]}
             if rng.random() < 0.5:
                 meta["agent_name"] = f"a{rng.integers(2)}"
+            if rng.random() < 0.8:
+                meta["stored_at_epoch"] = numbers[rng.integers(len(numbers))]
             index.put([VectorRecord(key, (rng.random(4) + 0.01).tolist(), meta)])
         if step % 37 == 0:
             check([index])
