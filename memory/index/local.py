@@ -84,28 +84,44 @@ class _Matrix:
         self.fields: dict[str, set[int]] = {}  # metadata key -> rows that have it
         self._filtered: dict[str, np.ndarray] = {}  # filter (canonical JSON) -> its sorted rows
         self._arrays: dict[tuple[str, ...], np.ndarray] = {}  # posting / field -> its rows
+        # field -> its numbers per row (NaN: none), for $gt/$gte/$lt/$lte (e.g. retention)
+        self.numbers: dict[str, np.ndarray] = {}
+        self.inexact: set[str] = set()  # fields with a number float64 cannot hold exactly
 
     @property
     def size(self) -> int:
         return len(self.keys)
 
-    def _forget_field(self, name: str) -> None:
-        for kind in ("exists", "number", "values"):
-            self._arrays.pop((kind, name), None)
+    def _set_number(self, row: int, name: str, value: float) -> None:
+        if not _exact_float(value):
+            self.inexact.add(name)
+            return
+        column = self.numbers.get(name)
+        if column is None or column.shape[0] <= row:
+            grown = np.full(self.data.shape[0], np.nan)
+            if column is not None:
+                grown[: column.shape[0]] = column
+            column = self.numbers[name] = grown
+        column[row] = value
 
     def _index(self, row: int, metadata: Mapping[str, Any]) -> None:
         self._filtered.clear()
         for posting in _postings(metadata):
             self.inverted.setdefault(posting, set()).add(row)
             self._arrays.pop(("=", *posting), None)
-        for name in metadata:
+        for name, value in metadata.items():
             self.fields.setdefault(name, set()).add(row)
-            self._forget_field(name)
+            self._arrays.pop(("exists", name), None)
+            if is_number(value):
+                self._set_number(row, name, value)
 
     def _unindex(self, row: int, metadata: Mapping[str, Any]) -> None:
         self._filtered.clear()
         for name in metadata:
-            self._forget_field(name)
+            self._arrays.pop(("exists", name), None)
+            column = self.numbers.get(name)
+            if column is not None:
+                column[row] = np.nan
             rows = self.fields.get(name)
             if rows is not None:
                 rows.discard(row)
@@ -211,30 +227,14 @@ class _Matrix:
             present = self._mask(("exists", name), self.fields.get(name, ()))
             return present if operand else ~present
         if op in _COMPARISONS and _exact_float(operand):
-            column = self._numbers(name)
+            if name in self.inexact:
+                return None
+            column = self.numbers.get(name)
             if column is None:
-                return None
-            rows, values = column
-            mask = np.zeros(self.size, dtype=bool)
-            mask[rows[_COMPARISONS[op](values, float(operand))]] = True
-            return mask
+                return np.zeros(self.size, dtype=bool)
+            with np.errstate(invalid="ignore"):  # NaN (no number in that row) matches nothing
+                return _COMPARISONS[op](column[: self.size], float(operand))
         return None
-
-    def _numbers(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """The rows whose ``name`` is a number and those numbers (e.g. ``stored_at_epoch`` for a
-        retention filter), kept until a write touches the field; None if a value is too large
-        for float64 to hold exactly (the per-row predicate then decides)."""
-        cached = self._arrays.get(("number", name))
-        if cached is None:
-            rows = sorted(self.fields.get(name, ()))
-            found = [(row, self.metadata[row][name]) for row in rows]
-            found = [(row, value) for row, value in found if is_number(value)]
-            if not all(_exact_float(value) for _, value in found):
-                return None
-            cached = np.array([row for row, _ in found], dtype=np.intp)
-            self._arrays[("number", name)] = cached
-            self._arrays[("values", name)] = np.array([value for _, value in found], dtype=np.float64)
-        return cached, self._arrays[("values", name)]
 
     def _mask(self, cache_key: tuple[str, ...], rows: Collection[int]) -> np.ndarray:
         """A boolean mask of ``rows``; their index array is kept until a write touches them."""
