@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from memory import telemetry
 from memory.index import limits
@@ -36,6 +37,20 @@ CREATE TABLE IF NOT EXISTS vectors (
 """
 #: Distinct filters whose matching rows a cache keeps between writes (cleared when full).
 _FILTER_CACHE_SIZE = 1024
+# One BLAS thread for the query product: a 5,000 x 256 matrix-vector product takes well under
+# 1 ms on one core, but multi-threaded OpenBLAS on a loaded host spins its threads for 15-35 ms.
+# The limit is process-wide while it lasts, so limited products are serialised (threadpoolctl
+# restores the previous count on exit; overlapping limits could otherwise leave it at 1).
+_BLAS = ThreadpoolController()
+_BLAS_LOCK = threading.Lock()
+
+
+def _similarities(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``matrix @ query`` on one BLAS thread (same result, no thread wake-up under load)."""
+    with _BLAS_LOCK, _BLAS.limit(limits=1, user_api="blas"):
+        return matrix @ query
+
+
 #: Numeric filter operators as vectorised comparisons (``memory.index.filters`` semantics).
 _COMPARISONS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "$gt": np.greater, "$gte": np.greater_equal, "$lt": np.less, "$lte": np.less_equal,
@@ -479,14 +494,14 @@ class LocalIndex:
             assert matrix is not None
             if predicate is None:
                 rows = None
-                similarity = matrix.data[: matrix.size] @ query
+                similarity = _similarities(matrix.data[: matrix.size], query)
             else:
                 assert filter is not None
                 rows = matrix.matching_rows(filter, predicate)
                 if rows.shape[0] * 4 >= matrix.size:  # most rows match: one contiguous product, no copy
-                    similarity = (matrix.data[: matrix.size] @ query)[rows]
+                    similarity = _similarities(matrix.data[: matrix.size], query)[rows]
                 else:
-                    similarity = matrix.data[rows] @ query
+                    similarity = _similarities(matrix.data[rows], query)
             if similarity.shape[0] == 0:
                 return []
             k = min(top_k, similarity.shape[0])
