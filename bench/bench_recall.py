@@ -46,7 +46,8 @@ from memory.embedders.local import LocalEmbedder
 from memory.index.local import LocalIndex
 from memory.keys import summary_key
 from memory.pipeline.background import SummaryPipeline
-from memory.pipeline.outbox import Outbox, OutboxEntry
+from memory.pipeline.outbox import OutboxEntry
+from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.summarizer import Summarizer, Turn, cut_at_sentence, extractive_summary
 from memory.pipeline.units import conversation_units
 from memory.stores.hybrid import DENSE_CANDIDATES, hybrid_rank
@@ -102,7 +103,7 @@ def store_like_the_app(root: Path, sessions: Sequence[Session], embedder: LocalE
     """Every session through the summary pipeline (outbox, extractive summary, units), dated."""
     clock = Clock()
     store = SingleTenantStore.for_local(root_dir=root / "indexes", embedder=embedder, index_name="memory-units", clock=clock)
-    pipeline = SummaryPipeline(store, Outbox(root / "outbox"), Summarizer(), max_workers=1)
+    pipeline = SummaryPipeline(store, LocalOutbox(root / "outbox"), Summarizer(), max_workers=1)
     try:
         for session in sessions:
             clock.now = session.started.timestamp()
