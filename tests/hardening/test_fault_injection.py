@@ -39,7 +39,8 @@ from memory.pipeline.summarizer import Summarizer
 from memory.stores.tvm import TokenVendingMachine
 from tests.e2e.server import SESSION_HEADER, AgentServer
 from tests.hardening.conftest import memories_of, read_store
-from tests.support.moto_s3vectors import install_query_route, multi_tenant_store
+from tests.support.moto_s3vectors import multi_tenant_store
+from tests.support.s3vectors_double import install_s3vectors_double
 from tests.support.scripted_model import ScriptedModel
 
 BUCKET = "hardening-bucket"
@@ -102,7 +103,7 @@ def turn(store: Any, pipeline: SummaryPipeline | None, prompt: str, conversation
 def test_s3vectors_faults_degrade_then_replay_exactly_once(monkeypatch, tmp_path: Path, status: int, code: str) -> None:
     from moto import mock_aws
 
-    install_query_route(monkeypatch)
+    install_s3vectors_double(monkeypatch)
     with mock_aws():
         client, store = multi_tenant_store(BUCKET, LocalEmbedder())
         store.store(SCOPE, "An older fact: my budget is 2M dollars.", conversation_id="c0")

@@ -39,7 +39,7 @@ from memory.tenants import index_name_for
 from scripts.common import Report, aws_client
 from scripts.tvm_role import ensure_role, permission_policy, trust_policy
 from scripts.vectors import ensure_bucket, onboard
-from tests.support.moto_s3vectors import install_query_route
+from tests.support.s3vectors_double import install_s3vectors_double
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -218,7 +218,7 @@ def test_multi_tenant_aws_configuration_end_to_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moto_server: str
 ) -> None:
     """Cognito + S3 Vectors + Bedrock embeddings + TVM: store, recall, isolation."""
-    install_query_route(monkeypatch)
+    install_s3vectors_double(monkeypatch)
     calls = AwsCalls()
     with mock_aws():
         _install_recorders(monkeypatch, calls, jwks_endpoint=moto_server)
@@ -294,7 +294,7 @@ def test_single_tenant_aws_configuration_uses_the_onboarded_index(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Execution-role mode (dev tokens): the onboarded index is used, never created or assumed into."""
-    install_query_route(monkeypatch)
+    install_s3vectors_double(monkeypatch)
     calls = AwsCalls()
     with mock_aws():
         _install_recorders(monkeypatch, calls, jwks_endpoint=None)
@@ -345,7 +345,7 @@ def test_single_tenant_index_of_another_dimension_refuses_to_start(
 def test_single_tenant_start_survives_a_transient_fault_and_verifies_at_first_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    install_query_route(monkeypatch)
+    install_s3vectors_double(monkeypatch)
     with mock_aws():
         _install_recorders(monkeypatch, AwsCalls(), jwks_endpoint=None)
         _onboard(["tenant-a"])
@@ -373,7 +373,7 @@ def test_multi_tenant_index_is_checked_at_first_use_and_never_created(
 ) -> None:
     """A tenant that was not onboarded is answered without memory; its summary waits in the
     outbox (no index is created with tenant credentials) and is stored once it is onboarded."""
-    install_query_route(monkeypatch)
+    install_s3vectors_double(monkeypatch)
     calls = AwsCalls()
     with mock_aws():
         _install_recorders(monkeypatch, calls, jwks_endpoint=None)

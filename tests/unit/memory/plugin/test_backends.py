@@ -26,7 +26,8 @@ from memory.stores.multi_tenant import MultiTenantStore
 from memory.stores.scoping import visibility_filter
 from memory.stores.single_tenant import SingleTenantStore
 from memory.pipeline.summarizer import Summarizer
-from tests.support.moto_s3vectors import install_query_route, multi_tenant_store
+from tests.support.moto_s3vectors import multi_tenant_store
+from tests.support.s3vectors_double import install_s3vectors_double
 from tests.support.scripted_model import ScriptedModel
 
 REPO = Path(__file__).resolve().parents[4]
@@ -136,7 +137,7 @@ def test_local_backend_isolation_by_agent_user_and_tenant(local_store, pipeline_
 def test_s3vectors_under_moto_round_trip(monkeypatch, pipeline_for) -> None:
     from moto import mock_aws
 
-    install_query_route(monkeypatch)
+    install_s3vectors_double(monkeypatch)
     with mock_aws():
         client, store = multi_tenant_store(BUCKET, LocalEmbedder())
         key = remember_budget(store, pipeline_for(store))
