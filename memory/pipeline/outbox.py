@@ -1,10 +1,14 @@
 """A durable outbox of conversations waiting to be summarized and stored.
 
 One JSON file per entry under a directory, written atomically (temp file, fsync, rename,
-directory fsync): once ``put`` returns, the entry survives a crash. The file name is derived
-from ``memory.keys.summary_key`` (tenant, user, agent, conversation id and the conversation's
-start marker ``opened``), so ending the same conversation twice replaces one entry instead of
-adding a second, while a new conversation under a reused conversation id gets its own entry.
+directory fsync): once ``put`` returns, the entry survives a crash. The file name is the
+summary's vector key, ``memory.keys.summary_key`` (tenant, user, agent, conversation id and the
+conversation's start marker ``opened``), so ending the same conversation twice replaces one entry
+instead of adding a second, while a new conversation under a reused conversation id gets its own
+entry. The key is also stored in the entry (``"key"``); an entry read back keeps the key it was
+filed under (its file name, for entries written before ``"key"`` existed), never a recomputed
+one, so a change of the key format cannot orphan pending entries. A file whose stored key
+disagrees with its name is reported and left in place, like an unreadable one.
 
 An entry is either *closed* (the conversation ended: summarize it) or *open* (a per-turn
 checkpoint of a live conversation, overwritten by the next turn and finally by the closed
@@ -55,10 +59,14 @@ class OutboxEntry:
     attempts: int = 0
     opened: str | None = None
     open: bool = False
+    stored_key: str | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
-        """The deterministic vector key of this conversation's summary."""
+        """The vector key of this conversation's summary: the one it was filed under, if read
+        back from the outbox, else computed (``memory.keys.summary_key``)."""
+        if self.stored_key is not None:
+            return self.stored_key
         return summary_key(self.tenant_id, self.user_id, self.agent_name, self.conversation_id, self.opened)
 
     @property
@@ -67,8 +75,10 @@ class OutboxEntry:
         return self.key
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict of the entry."""
-        return dataclasses.asdict(self)
+        """A JSON-serialisable dict of the entry, its summary key included (``"key"``)."""
+        data = dataclasses.asdict(self)
+        del data["stored_key"]
+        return {**data, "key": self.key}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "OutboxEntry":
@@ -84,6 +94,7 @@ class OutboxEntry:
             attempts=int(data.get("attempts", 0)),
             opened=None if data.get("opened") is None else str(data["opened"]),
             open=data.get("open") is True,
+            stored_key=None if data.get("key") is None else str(data["key"]),
         )
 
 
@@ -121,10 +132,16 @@ class Outbox:
         except FileNotFoundError:
             return None
         try:
-            return OutboxEntry.from_json(json.loads(raw))
+            entry = OutboxEntry.from_json(json.loads(raw))
         except (ValueError, KeyError, TypeError):
             logger.error("outbox entry %s is unreadable; leaving it in place", entry_id)
             return None
+        if entry.stored_key is None:  # written before entries stored their key: the name is the key
+            return dataclasses.replace(entry, stored_key=entry_id)
+        if entry.stored_key != entry_id:
+            logger.error("outbox entry %s names another key; leaving it in place", entry_id)
+            return None
+        return entry
 
     def pending(self) -> list[OutboxEntry]:
         """Every readable pending entry, oldest first."""

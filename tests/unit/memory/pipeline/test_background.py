@@ -72,7 +72,7 @@ def test_outbox_round_trips_every_field(outbox_dir: Path) -> None:
     assert outbox.get(original.entry_id) == original
     raw = json.loads((outbox_dir / f"{original.entry_id}.json").read_text())
     assert set(raw) == {"tenant_id", "user_id", "agent_name", "conversation_id", "transcript", "created_at", "attempts",
-                        "opened", "open"}
+                        "opened", "open", "key"}
 
 
 def test_outbox_ids_are_distinct_per_identity_part(outbox_dir: Path) -> None:
