@@ -398,7 +398,7 @@ def test_multi_tenant_index_is_checked_at_first_use_and_never_created(
                 index_name_for("tenant-a")
             ]
             _onboard(["tenant-c"])  # the operator onboards the tenant: the sweeper stores it
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 30
             while not _vectors("tenant-c") and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert [v["metadata"]["conversation_id"] for v in _vectors("tenant-c")] == [_sid(1)]

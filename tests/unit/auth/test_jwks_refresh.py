@@ -1,8 +1,13 @@
-"""JWKS fetching through PyJWKClient: cached keys, one refresh for a rotated key, floods bounded."""
+"""JWKS fetching through PyJWKClient: cached keys, one refresh for a rotated key, floods bounded.
+
+Time is a fake clock: pyjwt reads ``time.monotonic()`` in ``jwt.jwks_client`` (fetch cooldown),
+``jwt.jwk_set_cache`` (cache lifespan) and ``jwt.api_jwk`` (set timestamps) and nothing else, so
+the tests move that clock instead of sleeping through a short real window.
+"""
 
 from __future__ import annotations
 
-import time
+import types
 import uuid
 from typing import Any, Callable
 
@@ -10,11 +15,32 @@ import pytest
 
 from auth import AuthError, AuthUnavailable, TokenVerifier
 
-INTERVAL = 0.2  # seconds between forced refreshes in these tests
+INTERVAL = 30.0  # seconds between forced refreshes (the default)
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @pytest.fixture
-def fast_verifier(verifier: TokenVerifier, jwks_server: Any) -> TokenVerifier:
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    for module in ("jwt.jwks_client", "jwt.jwk_set_cache", "jwt.api_jwk"):
+        monkeypatch.setattr(f"{module}.time", types.SimpleNamespace(monotonic=fake.monotonic))
+    return fake
+
+
+@pytest.fixture
+def fast_verifier(verifier: TokenVerifier, jwks_server: Any, clock: FakeClock) -> TokenVerifier:
     return TokenVerifier(
         verifier.issuer,
         client_ids=verifier.client_ids,
@@ -44,11 +70,12 @@ def test_rotated_key_refreshes_once_and_unknown_kids_do_not_refetch(
     make_token: Callable[..., str],
     key_a: Any,
     key_b: Any,
+    clock: FakeClock,
 ) -> None:
     fast_verifier.verify(make_token())
     assert jwks_server.fetches == 1
 
-    time.sleep(INTERVAL * 1.5)
+    clock.advance(INTERVAL + 1)
     jwks_server.publish(("key-a", key_a), ("key-b", key_b))  # the issuer rotates in key B
     rotated = make_token(key=key_b, kid="key-b")
     assert fast_verifier.verify(rotated).tenant_id == "tenant-001"
@@ -57,13 +84,14 @@ def test_rotated_key_refreshes_once_and_unknown_kids_do_not_refetch(
         fast_verifier.verify(rotated)
     assert jwks_server.fetches == 2  # and then served from the key cache
 
-    # A flood of made-up kids right after a refresh: no fetch at all.
+    # A flood of made-up kids within the interval after a refresh: no fetch at all.
+    clock.advance(INTERVAL - 1)
     for _ in range(100):
         assert _reject_reason(fast_verifier, make_token(kid=uuid.uuid4().hex)) == "unknown_key"
     assert jwks_server.fetches == 2
 
     # Once the interval has passed, the same flood costs exactly one fetch.
-    time.sleep(INTERVAL * 1.5)
+    clock.advance(2)
     for _ in range(100):
         assert _reject_reason(fast_verifier, make_token(kid=uuid.uuid4().hex)) == "unknown_key"
     assert jwks_server.fetches == 3
@@ -71,16 +99,21 @@ def test_rotated_key_refreshes_once_and_unknown_kids_do_not_refetch(
 
 
 def test_new_kid_within_refresh_interval_waits_for_it(
-    verifier: TokenVerifier,
+    fast_verifier: TokenVerifier,
     jwks_server: Any,
     make_token: Callable[..., str],
     key_a: Any,
     key_b: Any,
+    clock: FakeClock,
 ) -> None:
-    verifier.verify(make_token())
+    fast_verifier.verify(make_token())
     jwks_server.publish(("key-a", key_a), ("key-b", key_b))
-    assert _reject_reason(verifier, make_token(key=key_b, kid="key-b")) == "unknown_key"
-    assert jwks_server.fetches == 1  # default interval (30 s) has not elapsed
+    clock.advance(INTERVAL - 1)
+    assert _reject_reason(fast_verifier, make_token(key=key_b, kid="key-b")) == "unknown_key"
+    assert jwks_server.fetches == 1  # the interval has not elapsed
+    clock.advance(1)
+    assert fast_verifier.verify(make_token(key=key_b, kid="key-b")).tenant_id == "tenant-001"
+    assert jwks_server.fetches == 2
 
 
 def test_unreachable_jwks_is_503_not_401(

@@ -222,7 +222,7 @@ def failing_then_ok(fake_store: Any, failures: int, busy: BusyTasks | None = Non
     return seen
 
 
-def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
+def wait_until(predicate: Any, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -261,8 +261,7 @@ def test_without_the_sweeper_an_exhausted_entry_waits_but_keeps_the_app_busy(fak
     pipeline.end_conversation(entry())
     assert pipeline.wait(5) and wait_until(lambda: pipeline.waiting == 1)
     assert len(busy.open) == 1 and fake_store.memories == {}
-    time.sleep(0.06)  # past the backoff
-    assert pipeline.sweep() == 1 and pipeline.wait(5)
+    assert wait_until(lambda: pipeline.sweep() == 1) and pipeline.wait(5)  # once the backoff elapsed
     assert len(fake_store.memories) == 1 and busy.open == set() and pipeline.sweep() == 0
 
 
@@ -285,8 +284,7 @@ def test_sweep_does_not_resubmit_an_entry_in_flight(fake_store, make_pipeline) -
     gate.clear()
     started.clear()
     assert pipeline.replay_pending() == 1 and started.wait(5)  # in flight now, blocked
-    time.sleep(0.06)
-    assert pipeline.sweep() == 0  # not waiting any more: nothing to re-submit
+    assert pipeline.waiting == 0 and pipeline.sweep() == 0  # not waiting any more: nothing to re-submit
     gate.set()
     assert pipeline.wait(5) and len(calls) == 3 and len(fake_store.memories) == 1
 
@@ -506,8 +504,8 @@ def test_checkpoints_are_open_entries_the_pipeline_never_schedules(fake_store, m
     (pending,) = pipeline.outbox.pending()
     assert pending.open and [t["text"] for t in pending.transcript if t["role"] == "user"] == ["My budget is 2M.", "I like tea."]
     assert pending.entry_id == summary_key("acme", "alice", "orchestrator", "conv-9", plugin.opened)
-    time.sleep(0.1)  # several sweep backoffs
-    assert pipeline.wait(0) and pipeline.sweep() == 0 and pipeline.waiting == 0
+    assert pipeline.waiting == 0  # nothing is due: neither the sweeper nor a sweep may schedule them
+    assert pipeline.wait(0) and pipeline.sweep() == 0
     assert fake_store.store_calls == [] and busy.started == 0  # live: not summarized, app not busy
     assert pipeline.metrics["checkpoints"] == 2 and pipeline.metrics["accepted"] == 0
 
@@ -548,8 +546,7 @@ def test_an_exhausted_entry_whose_conversation_went_on_is_left_for_its_end(fake_
     pipeline.end_conversation(entry(text="I own a cat."))
     assert pipeline.wait(5) and wait_until(lambda: pipeline.waiting == 1)
     pipeline.checkpoint(entry(text="I own a cat. And a dog."))  # the same conversation goes on
-    time.sleep(0.06)
-    assert pipeline.sweep() == 1 and pipeline.wait(5)
+    assert wait_until(lambda: pipeline.sweep() == 1) and pipeline.wait(5)
     assert fake_store.memories == {} and pipeline.waiting == 0  # the live conversation was not summarized
     (left,) = pipeline.outbox.pending()
     assert left.open and left.transcript[0]["text"] == "I own a cat. And a dog."

@@ -239,22 +239,24 @@ def test_transcript_is_full_even_when_the_window_trims(fake_store) -> None:
 
 
 async def test_retrieval_does_not_block_the_event_loop(fake_store) -> None:
+    """Three first turns retrieve at once: each retrieval waits at a barrier for the other two,
+    which only arrive if retrieval runs off the event loop (inline, the first would block the
+    loop and the barrier would break after its timeout)."""
     import asyncio
-    import time
+    import threading
 
     original = fake_store.retrieve
+    barrier = threading.Barrier(3, timeout=30)
 
-    def slow_retrieve(*args: Any, **kwargs: Any):
-        time.sleep(0.3)
+    def meeting_retrieve(*args: Any, **kwargs: Any):
+        barrier.wait()
         return original(*args, **kwargs)
 
-    fake_store.retrieve = slow_retrieve  # type: ignore[method-assign]
+    fake_store.retrieve = meeting_retrieve  # type: ignore[method-assign]
     agents = [make_agent(fake_store, ScriptedModel(["ok"]), name=f"agent-{i}")[0] for i in range(3)]
-    start = time.perf_counter()
     results = await asyncio.gather(*(a.invoke_async("hi", invocation_state=state(f"c{i}")) for i, a in enumerate(agents)))
-    elapsed = time.perf_counter() - start
     assert [str(r).strip() for r in results] == ["ok"] * 3
-    assert elapsed < 0.75  # three 0.3 s retrievals overlapped instead of running back to back
+    assert not barrier.broken and len(fake_store.retrieve_calls) == 3
 
 
 def test_the_refused_default_name_is_the_sdks_own() -> None:
