@@ -210,23 +210,19 @@ class S3VectorsDouble:
 
         return handler
 
-    def get_vectors(self, original: Callable[..., ActionResult]) -> Callable[..., ActionResult]:
-        def handler(response: S3VectorsResponse) -> ActionResult:
-            keys = response._get_param("keys") or []
-            self.requests.append(("GetVectors", len(keys)))
-            self._check_keys(keys, GET_MAX_KEYS, "GetVectors")
-            return original(response)
+    def keyed(self, operation: str, limit: int) -> Callable[[Callable[..., ActionResult]], Callable[..., ActionResult]]:
+        """A wrapper for GetVectors/DeleteVectors: log the request, refuse more than ``limit`` keys."""
 
-        return handler
+        def wrap(original: Callable[..., ActionResult]) -> Callable[..., ActionResult]:
+            def handler(response: S3VectorsResponse) -> ActionResult:
+                keys = response._get_param("keys") or []
+                self.requests.append((operation, len(keys)))
+                self._check_keys(keys, limit, operation)
+                return original(response)
 
-    def delete_vectors(self, original: Callable[..., ActionResult]) -> Callable[..., ActionResult]:
-        def handler(response: S3VectorsResponse) -> ActionResult:
-            keys = response._get_param("keys") or []
-            self.requests.append(("DeleteVectors", len(keys)))
-            self._check_keys(keys, DELETE_MAX_KEYS, "DeleteVectors")
-            return original(response)
+            return handler
 
-        return handler
+        return wrap
 
     def query_vectors(self, response: S3VectorsResponse) -> ActionResult:
         """QueryVectors: nearest vectors by cosine distance among those matching the filter."""
@@ -268,10 +264,14 @@ class S3VectorsDouble:
 def install_s3vectors_double(monkeypatch: pytest.MonkeyPatch, missing: Missing = "excluded") -> S3VectorsDouble:
     """Put the double in front of moto's S3 Vectors until the test ends (call before ``mock_aws``)."""
     double = S3VectorsDouble(missing=missing)
-    for name in ("create_index", "put_vectors", "get_vectors", "delete_vectors"):
-        wrap = getattr(double, name)
-        original = getattr(S3VectorsResponse, name)
-        monkeypatch.setattr(S3VectorsResponse, name, wrap(original))
+    wrappers = {
+        "create_index": double.create_index,
+        "put_vectors": double.put_vectors,
+        "get_vectors": double.keyed("GetVectors", GET_MAX_KEYS),
+        "delete_vectors": double.keyed("DeleteVectors", DELETE_MAX_KEYS),
+    }
+    for name, wrap in wrappers.items():
+        monkeypatch.setattr(S3VectorsResponse, name, wrap(getattr(S3VectorsResponse, name)))
     monkeypatch.setattr(S3VectorsResponse, "query_vectors", lambda response: double.query_vectors(response), raising=False)
     monkeypatch.setitem(s3vectors_urls.url_paths, "{0}/QueryVectors$", S3VectorsResponse.dispatch)
     return double

@@ -18,6 +18,9 @@ from tests.support.s3vectors_double import S3VectorsDouble, evaluate
 from tests.unit.memory.conftest import BUCKET
 
 DIM = 4
+# (items, expected request sizes) at 0, 1, limit, limit + 1 and 2 x limit + 1
+BOUNDARIES_500 = [(0, []), (1, [1]), (500, [500]), (501, [500, 1]), (1001, [500, 500, 1])]
+BOUNDARIES_100 = [(0, []), (1, [1]), (100, [100]), (101, [100, 1]), (201, [100, 100, 1])]
 
 
 @pytest.fixture
@@ -38,20 +41,14 @@ def _load(client: Any, n: int) -> None:
         client.put_vectors(vectorBucketName=BUCKET, indexName="memory-limits", vectors=vectors[start : start + 500])
 
 
-@pytest.mark.parametrize(
-    ("n", "requests"),
-    [(0, []), (1, [1]), (500, [500]), (501, [500, 1]), (1001, [500, 500, 1])],
-)
+@pytest.mark.parametrize(("n", "requests"), BOUNDARIES_500)
 def test_put_batches(index: S3VectorsIndex, s3vectors_double: S3VectorsDouble, n: int, requests: list[int]) -> None:
     index.put(_records(n))
     assert s3vectors_double.count("PutVectors") == requests
     assert len(list(index.list())) == n
 
 
-@pytest.mark.parametrize(
-    ("n", "requests"),
-    [(0, []), (1, [1]), (500, [500]), (501, [500, 1]), (1001, [500, 500, 1])],
-)
+@pytest.mark.parametrize(("n", "requests"), BOUNDARIES_500)
 def test_delete_batches(
     index: S3VectorsIndex, s3vectors_client: Any, s3vectors_double: S3VectorsDouble, n: int, requests: list[int]
 ) -> None:
@@ -61,10 +58,7 @@ def test_delete_batches(
     assert [r.key for r in index.list()] == [f"k{n}"]  # exactly the others are gone
 
 
-@pytest.mark.parametrize(
-    ("n", "requests"),
-    [(0, []), (1, [1]), (100, [100]), (101, [100, 1]), (201, [100, 100, 1])],
-)
+@pytest.mark.parametrize(("n", "requests"), BOUNDARIES_100)
 def test_get_batches(
     index: S3VectorsIndex, s3vectors_client: Any, s3vectors_double: S3VectorsDouble, n: int, requests: list[int]
 ) -> None:
