@@ -94,7 +94,7 @@ def _write(outbox_dir: Path, name: str, data: dict[str, Any]) -> None:
 def _replay(make_pipeline: Any, store: Any) -> int:
     pipeline = make_pipeline(store)
     replayed = pipeline.replay_pending()
-    assert pipeline.wait(10)
+    assert pipeline.wait(30)
     return replayed
 
 

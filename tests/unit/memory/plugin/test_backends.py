@@ -54,7 +54,7 @@ def remember_budget(store: Any, pipeline: SummaryPipeline, conversation: str = "
         ("My project budget is 2M dollars.", state(conversation)),
         ("Thanks, that is all.", state(conversation, end_session=True)),
     ])
-    assert pipeline.wait(10)
+    assert pipeline.wait(30)
     assert plugin.opened is not None
     return summary_key("acme", "alice", "orchestrator", conversation, plugin.opened)
 
@@ -106,7 +106,7 @@ def test_a_conversation_id_reused_after_a_restart_keeps_both_memories(local_stor
         ("I moved to Porto.", state("sid-1")),
         ("Bye.", state("sid-1", end_session=True)),
     ])
-    assert restarted.wait(10) and restarted.replay_pending() == 0
+    assert restarted.wait(30) and restarted.replay_pending() == 0
     scope = Scope("alice", "acme", "orchestrator")
     stored = {m.id: m for m in local_store.list(scope)}
     assert first in stored and len(stored) == 2
@@ -232,9 +232,9 @@ def test_worker_killed_before_the_store_is_replayed_exactly_once(tmp_path: Path)
     pipeline = SummaryPipeline(store, outbox, Summarizer(ScriptedModel()))
     try:
         assert pipeline.replay_pending() == 1
-        assert pipeline.wait(10)
+        assert pipeline.wait(30)
         assert pipeline.replay_pending() == 0
-        assert pipeline.wait(10)
+        assert pipeline.wait(30)
     finally:
         pipeline.shutdown()
     (memory,) = store.list(scope)
