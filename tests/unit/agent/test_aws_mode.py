@@ -441,7 +441,7 @@ def test_debug_logs_never_carry_credentials_tokens_or_memory_text(
     """AGENT_LOG_LEVEL=DEBUG through a TVM call (AssumeRole), a store (PutVectors) and a summary."""
     fact = "locker code is 7391-quokka"
     stream = io.StringIO()
-    install_query_route(monkeypatch)
+    install_s3vectors_double(monkeypatch)
     calls = AwsCalls()
     with mock_aws():
         _install_recorders(monkeypatch, calls, jwks_endpoint=moto_server)
