@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import importlib.util
 import json
 import logging
 import re
@@ -44,6 +43,7 @@ from strands.types.exceptions import ContextWindowOverflowException
 from strands.types.streaming import StreamEvent
 from strands.types.tools import ToolChoice, ToolSpec
 
+from agent import llama_runtime
 from agent.chat_models import MissingDependencyError
 
 logger = logging.getLogger(__name__)
@@ -92,9 +92,8 @@ _DEFAULTS: LocalLlamaConfig = {
 
 
 def require_llama_cpp() -> None:
-    """Raise :class:`MissingDependencyError` unless llama-cpp-python is importable."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise MissingDependencyError("llama-cpp-python", "local")
+    """Raise :class:`MissingDependencyError` unless llama-cpp-python and a llama.cpp library are installed."""
+    llama_runtime.check_installed()
 
 
 def local_model_unavailable() -> str | None:
@@ -124,11 +123,9 @@ def _shared_llama(model_path: str, n_ctx: int, n_threads: int | None, seed: int)
     key = (model_path, n_ctx, n_threads)
     with _shared_lock:
         if key not in _shared:
-            require_llama_cpp()
-            from llama_cpp import Llama
-
+            llama_cpp = llama_runtime.import_llama_cpp()
             started = time.perf_counter()
-            llama = Llama(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
+            llama = llama_cpp.Llama(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
             logger.info("model=<%s> load_ms=<%.0f> | local model loaded", Path(model_path).name,
                         (time.perf_counter() - started) * 1e3)
             _shared[key] = (llama, threading.Lock())
