@@ -8,7 +8,6 @@ UV := $(VENV)/bin/uv
 
 $(PY):
 	python3 -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
 
 install: $(PY)
 	$(PIP) install --quiet -e '.[dev]'
