@@ -6,15 +6,20 @@ PIP := $(VENV)/bin/pip
 
 UV := $(VENV)/bin/uv
 
+# The venv starts without pip: ensurepip alone takes 5-45 s on 2 cores, and the demo never needs it.
 $(PY):
-	python3 -m venv $(VENV)
+	python3 -m venv --without-pip $(VENV)
 
-install: $(PY)
+$(PIP): | $(PY)
+	$(PY) -m ensurepip --default-pip > /dev/null
+
+install: $(PIP)
 	$(PIP) install --quiet -e '.[dev]'
 
-# uv installs the demo's ~70 packages in seconds where pip takes 45-95 s on 2 cores.
-$(UV): $(PY)
-	$(PIP) install --quiet 'uv>=0.9,<1'
+# uv installs the demo's ~70 packages in seconds where pip takes 45-95 s on 2 cores; the
+# interpreter's own pip (22.3 or newer, for --python) puts it into the venv.
+$(UV): | $(PY)
+	python3 -m pip --python $(PY) install --quiet 'uv>=0.9,<1'
 
 # The local extra without compiling: llama-cpp-python as bindings only, llama.cpp prebuilt
 # (agent/llama_runtime.py). Nothing of the dev extra: the demo needs none of it.

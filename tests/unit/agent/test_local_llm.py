@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import time
+import types
 from typing import Any, Iterator
 
 import pytest
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 from strands import Agent, tool
 from strands.types.exceptions import ContextWindowOverflowException
 
+from agent import local_llm
 from agent.local_llm import (
     JSON_STRING_MAX_LENGTH,
     MAX_QUOTED_MEMORIES,
@@ -409,3 +411,25 @@ def test_agent_recall_turn_answers_with_the_recalled_memory() -> None:
     result = str(agent("Search my memory for my project codename")).strip()
     assert result.startswith(MEMORY_ANSWER_HEADER) and "March 3rd" in result
     assert fake.requests == []
+
+
+# ------------------------------------------------------------------ loading through llama_runtime
+
+
+def test_models_of_one_weights_file_share_one_loaded_llama(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    loaded: list[dict[str, Any]] = []
+
+    class Llama(FakeLlama):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(["hello there"] * 3)
+            loaded.append(kwargs)
+
+    monkeypatch.setattr(local_llm.llama_runtime, "import_llama_cpp", lambda: types.SimpleNamespace(Llama=Llama))
+    monkeypatch.setattr(local_llm, "_shared", {})
+    path = str(tmp_path / "m.gguf")
+    first, second = LocalLlamaModel(model_path=path, n_ctx=512), LocalLlamaModel(model_path=path, n_ctx=512)
+    for model in (first, second):
+        assert str(Agent(model=model, callback_handler=None)("hi")).strip() == "hello there"
+    assert loaded == [{"model_path": path, "n_ctx": 512, "n_threads": None, "seed": 42, "verbose": False}]
+    LocalLlamaModel(model_path=path, n_ctx=1024)._engine()  # another context size: its own instance
+    assert len(loaded) == 2
