@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install install-local test demo bench clean
+.PHONY: install install-local iam-simulator test demo bench clean
 
 UV := $(VENV)/bin/uv
 
@@ -36,11 +36,25 @@ install-local: $(LOCAL_STAMP)
 demo: install-local
 	$(PY) -m agent.demo
 
-test: install
+# The IAM policy simulator the ABAC tests run (Node.js, pinned by tests/iam/package-lock.json).
+# Without Node.js those tests are skipped (and say so); npm ci only needs the npm registry.
+IAM_SIM_DIR := tests/iam
+IAM_SIM := $(IAM_SIM_DIR)/node_modules/.package-lock.json
+
+$(IAM_SIM): $(IAM_SIM_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(IAM_SIM_DIR) --no-audit --no-fund --loglevel=error; \
+	else \
+		echo "npm not found: the IAM policy simulation tests will be skipped"; \
+	fi
+
+iam-simulator: $(IAM_SIM)
+
+test: install iam-simulator
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) .state .pytest_cache
+	rm -rf $(VENV) .state .pytest_cache $(IAM_SIM_DIR)/node_modules
 
 # Every benchmark with its defaults (about 1.5 minutes on 2 cores), or a chosen few:
 #   make bench BENCH="local_index app" BENCH_ARGS="--sizes 1000,10000"   (args go to each one run)

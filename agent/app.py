@@ -12,8 +12,8 @@ Run with ``python -m agent`` (or ``python -m agent.app``, as the AgentCore conta
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
+import os
 import re
 import sys
 import time
@@ -32,12 +32,13 @@ from starlette.responses import JSONResponse
 from agent.auth_gate import IDENTITY_SCOPE_KEY, AuthGateMiddleware
 from agent.body_limit import BodyLimitMiddleware
 from agent.errors import AppError, BadRequest, Forbidden, Unauthorized, Unavailable
-from agent.log_format import KeyValueFormatter
+from agent.log_setup import configure_logging
 from agent.orchestrator import Conversation
 from agent.payload import InvocationPayload, parse_payload
 from agent.services import Services, build_services
 from agent.sessions import Session
 from agent.settings import Settings, SettingsError, load_settings
+from agent.user_hash import UserHasher
 from auth import AuthError, Identity, TokenVerifier
 from memory.errors import MemoryLibraryError
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
     """The Starlette app; its lifespan builds the services on start and ends sessions on stop."""
     holder: dict[str, Services] = {}
     turns: set[asyncio.Task[None]] = set()
+    user_hash = UserHasher(settings.log_hash_key.get_secret_value() if settings.log_hash_key else None)
 
     @asynccontextmanager
     async def lifespan(app: BedrockAgentCoreApp) -> AsyncIterator[None]:
@@ -98,7 +100,7 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
         services = holder.get("services")
         if services is None:
             return _error(Unavailable("the service is starting; retry shortly"))
-        return await _Invocation(services, settings, turns).run(payload, context)
+        return await _Invocation(services, settings, turns, user_hash).run(payload, context)
 
     return app
 
@@ -106,11 +108,14 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
 class _Invocation:
     """One ``/invocations`` request, from bearer token to response."""
 
-    def __init__(self, services: Services, settings: Settings, turns: set[asyncio.Task[None]]) -> None:
+    def __init__(
+        self, services: Services, settings: Settings, turns: set[asyncio.Task[None]], user_hash: UserHasher
+    ) -> None:
         self.services = services
         self.settings = settings
         self.turns = turns  # strong references to running streamed turns (the loop keeps weak ones)
         self.started = time.perf_counter()
+        self.user_hash = user_hash
 
     async def run(self, raw: Any, context: RequestContext) -> Any:
         try:
@@ -212,14 +217,13 @@ class _Invocation:
             "session_ended": request.end_session,
         }
 
-    @staticmethod
-    def _log(identity: Identity, session_id: str, request: InvocationPayload) -> None:
+    def _log(self, identity: Identity, session_id: str, request: InvocationPayload) -> None:
         logger.info(
             "invocation",
             extra={
                 "operation": "invoke",
                 "tenant": identity.tenant_id,
-                "user_hash": hashlib.sha256(identity.user_id.encode()).hexdigest()[:12],
+                "user_hash": self.user_hash(identity.user_id),
                 "session_id": session_id,
                 "stream": request.stream,
                 "end_session": request.end_session,
@@ -304,12 +308,9 @@ def main() -> int:
     except SettingsError as exc:
         print(f"agent: {exc}", file=sys.stderr)  # noqa: T201 - CLI
         return 2
-    handler = logging.StreamHandler()
-    handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=settings.log_level, handlers=[handler])
-    logging.getLogger("bedrock_agentcore").propagate = False  # the SDK logs through its own handler
+    os.umask(0o077)  # every file this process creates is private to its user (state, logs, keys)
     app = create_app(settings)
-    app.logger.setLevel(settings.log_level)
+    configure_logging(settings.log_level, unsafe_third_party=settings.unsafe_log_third_party)
     app.run(port=settings.port, host=settings.host, timeout_graceful_shutdown=settings.shutdown_grace_seconds)
     return 0
 

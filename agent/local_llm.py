@@ -474,7 +474,7 @@ class LocalLlamaModel(Model):
         try:
             data = json.loads(content, strict=False)  # llama.cpp's grammar lets raw newlines into strings
         except json.JSONDecodeError as exc:
-            logger.debug("content=<%r> | invalid JSON", content)
+            logger.debug("chars=<%d> | local model returned invalid JSON", len(content))
             raise ValueError(f"local model returned invalid JSON for {name}") from exc
         if not isinstance(data, dict):
             raise ValueError(f"local model returned a non-object JSON value for {name}")

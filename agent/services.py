@@ -75,9 +75,15 @@ class Services:
 def build_services(
     settings: Settings, *, on_task_start: TaskStart | None = None, on_task_end: TaskEnd | None = None
 ) -> Services:
-    """Wire the configured verifier, model, memory store and summary pipeline."""
-    from agent.chat_models import build_model
+    """Wire the configured verifier, model, memory store and summary pipeline.
 
+    First makes the state directory private (0700, everything under it 0700/0600): it holds
+    memory text, transcripts and key material.
+    """
+    from agent.chat_models import build_model
+    from memory.private_files import secure_tree
+
+    secure_tree(settings.state_dir)
     verifier = build_verifier(settings)
     model = build_model(
         settings.model_provider,
@@ -109,6 +115,7 @@ def build_verifier(settings: Settings) -> TokenVerifier:
         "token_uses": settings.token_uses,
         "tenant_claims": settings.tenant_claims,
         "user_claim": settings.user_claim,
+        "max_lifetime_seconds": settings.max_token_lifetime_seconds,
     }
     if settings.auth_mode == "cognito":
         assert settings.cognito_user_pool_id is not None

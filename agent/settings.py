@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     host: str | None = None  # None: the SDK picks 127.0.0.1 locally, 0.0.0.0 in a container
     port: int = Field(8080, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Third-party loggers (botocore, strands...) follow log_level too: logs memory text and prompts.
+    unsafe_log_third_party: bool = False
+    # Key of the HMAC that pseudonymises user ids in logs; unset: a random key per process.
+    log_hash_key: SecretStr | None = None
 
     # --- memory backend
     tenant_mode: Literal["single", "multi"] = "multi"
@@ -58,6 +62,8 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("AGENT_TENANT_CLAIMS", "AGENT_TENANT_CLAIM"),  # singular: alias
     )
     user_claim: str = "sub"
+    # Longest accepted token lifetime (exp - iat); Cognito's id/access tokens live at most 1 day.
+    max_token_lifetime_seconds: int = Field(2 * 24 * 3600, ge=60)
     dev_issuer_dir: Path | None = None
 
     # --- chat model

@@ -139,7 +139,8 @@ class DevIssuer:
         except FileNotFoundError:
             pass
         tmp = self.jwks_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
+            out.write(text)  # 0600 like everything under the state directory
         tmp.replace(self.jwks_path)
 
 

@@ -14,6 +14,7 @@ Reason = Literal[
     "bad_signature",
     "expired",
     "not_yet_valid",
+    "lifetime_too_long",
     "wrong_issuer",
     "wrong_audience",
     "wrong_client",

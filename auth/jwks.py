@@ -6,11 +6,12 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import jwt
-from jwt import PyJWK, PyJWKClient, PyJWKClientConnectionError, PyJWKClientError, PyJWKSet
+from jwt import PyJWK, PyJWKClient, PyJWKClientError, PyJWKSet
 
 from auth.errors import AuthError, AuthUnavailable
 
@@ -26,11 +27,19 @@ class KeySource(Protocol):
 
 
 class JwksUrlKeys:
-    """Keys from an issuer's JWKS endpoint through pyjwt's ``PyJWKClient``.
+    """Keys from an issuer's JWKS endpoint (fetched with pyjwt's ``PyJWKClient``), cached here.
 
-    Keys are cached per ``kid`` (``cache_keys``) and the whole set for ``lifespan_seconds``.
-    An unknown ``kid`` forces at most one refetch per ``refresh_interval_seconds`` (pyjwt's
-    cooldown), so a flood of tokens with made-up key ids cannot hammer the endpoint.
+    pyjwt's own caches do not fit (read in pyjwt 2.15 ``jwks_client.py``): its per-``kid`` LRU
+    cache never expires, so a key removed from the JWKS keeps verifying, and its unknown-kid
+    cooldown starts only after a *successful* fetch, so while the endpoint fails every token
+    with an unknown ``kid`` triggers another (serialised, ``timeout_seconds`` long) fetch.
+    Here the whole key set is one cache entry with a lifetime of ``lifespan_seconds``; one fetch
+    runs at a time (concurrent callers wait for its outcome); and after any fetch attempt,
+    success or failure, the next happens no sooner than ``refresh_interval_seconds`` later,
+    except the one refresh of a set that has just expired.
+
+    Answers: a ``kid`` in a fresh set -> its key; a ``kid`` not in a fresh set -> ``unknown_key``
+    (401); no fresh set (never fetched, expired, fetch failed) -> ``jwks_unavailable`` (503).
     """
 
     def __init__(
@@ -40,28 +49,65 @@ class JwksUrlKeys:
         lifespan_seconds: float = 3600.0,
         refresh_interval_seconds: float = 30.0,
         timeout_seconds: float = 5.0,
-        max_cached_keys: int = 16,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if lifespan_seconds <= 0 or refresh_interval_seconds < 0:
+            raise ValueError("lifespan_seconds must be > 0 and refresh_interval_seconds >= 0")
         self.url = url
-        self._client = PyJWKClient(
-            url,
-            cache_keys=True,
-            max_cached_keys=max_cached_keys,
-            cache_jwk_set=True,
-            lifespan=lifespan_seconds,
-            timeout=timeout_seconds,
-            cooldown_duration=refresh_interval_seconds,
-        )
+        self.lifespan_seconds = lifespan_seconds
+        self.refresh_interval_seconds = refresh_interval_seconds
+        self._client = PyJWKClient(url, cache_keys=False, cache_jwk_set=False, timeout=timeout_seconds)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._keys: dict[str, PyJWK] = {}
+        self._loaded_at: float | None = None
+        self._attempted_at: float | None = None
 
     def signing_key(self, kid: str) -> PyJWK:
-        """The key for ``kid``, fetching the JWKS on first use and on a bounded refresh."""
+        """The key for ``kid`` from a fresh key set, fetching one when due (see the class doc)."""
+        key = self._fresh_key(kid)
+        if key is not None:
+            return key
+        with self._lock:  # one fetch at a time; a waiter sees the outcome of the one before it
+            key = self._fresh_key(kid)
+            if key is not None:
+                return key
+            now = self._clock()
+            if self._fetch_due(now):
+                self._attempted_at = now
+                self._fetch(now)
+            key = self._fresh_key(kid)
+            if key is not None:
+                return key
+            if self._is_fresh():
+                raise AuthError("unknown_key")
+            raise AuthUnavailable()
+
+    def _fetch_due(self, now: float) -> bool:
+        if self._attempted_at is None or now - self._attempted_at >= self.refresh_interval_seconds:
+            return True
+        # The set expired since the last attempt: refresh it once, whatever the interval.
+        return self._loaded_at is not None and self._attempted_at < self._loaded_at + self.lifespan_seconds <= now
+
+    def _is_fresh(self) -> bool:
+        return self._loaded_at is not None and self._clock() - self._loaded_at < self.lifespan_seconds
+
+    def _fresh_key(self, kid: str) -> PyJWK | None:
+        return self._keys.get(kid) if self._is_fresh() else None
+
+    def _fetch(self, now: float) -> None:
         try:
-            return self._client.get_signing_key(kid)
-        except PyJWKClientConnectionError:
-            logger.warning("JWKS fetch failed", extra={"jwks_url": self.url})
-            raise AuthUnavailable() from None
-        except (PyJWKClientError, jwt.PyJWKSetError, jwt.InvalidKeyError):
-            raise AuthError("unknown_key") from None
+            keys = signing_keys(PyJWKSet.from_dict(self._client.fetch_data()))
+        except (PyJWKClientError, jwt.PyJWKSetError, jwt.InvalidKeyError, ValueError) as exc:
+            # PyJWKClientConnectionError is a PyJWKClientError; ValueError: a non-JSON body.
+            logger.warning("JWKS fetch failed: %s", type(exc).__name__, extra={"jwks_url": self.url})
+            return
+        self._keys, self._loaded_at = keys, now
+
+
+def signing_keys(jwk_set: PyJWKSet) -> dict[str, PyJWK]:
+    """The signature keys of a JWK set by ``kid`` (keys without a kid or for encryption dropped)."""
+    return {k.key_id: k for k in jwk_set.keys if k.key_id and k.public_key_use in ("sig", None)}
 
 
 class JwksFileKeys:
@@ -97,7 +143,5 @@ class JwksFileKeys:
         with self._lock:
             mtime_ns = self.path.stat().st_mtime_ns
             jwk_set = PyJWKSet.from_dict(json.loads(self.path.read_text(encoding="utf-8")))
-            self._keys = {
-                k.key_id: k for k in jwk_set.keys if k.key_id and k.public_key_use in ("sig", None)
-            }
+            self._keys = signing_keys(jwk_set)
             self._mtime_ns = mtime_ns

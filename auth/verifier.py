@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 ALGORITHMS = ("RS256",)
 #: Longer "tokens" are rejected before any parsing.
 MAX_TOKEN_LENGTH = 16_384
+#: Longest accepted ``exp - iat``: Cognito's id and access tokens live at most 1 day.
+MAX_TOKEN_LIFETIME_SECONDS = 2 * 24 * 3600
 _REQUIRED_CLAIMS = ("exp", "iat", "iss", "token_use")
 
 # pyjwt exception -> reason code; subclasses first (ExpiredSignatureError is a DecodeError...).
@@ -42,9 +44,12 @@ class TokenVerifier:
 
     Signature (RS256 only) against the issuer's JWKS, ``exp``/``iat``/``nbf`` with
     ``leeway_seconds``, ``iss``, ``token_use`` in ``token_uses``, and ``aud`` (id tokens) or
-    ``client_id`` (access tokens) in ``client_ids``. The tenant is the first of
-    ``tenant_claims`` present; a token without one is rejected, never given a default.
-    Exactly one of ``jwks_url`` / ``jwks_file`` / ``key_source`` must be given.
+    ``client_id`` (access tokens) in ``client_ids``, and a lifetime (``exp - iat``) of at most
+    ``max_lifetime_seconds`` (a leaked long-lived token is refused even if correctly signed). The
+    tenant is the first of ``tenant_claims`` present; a token without one is rejected, never
+    given a default. Exactly one of ``jwks_url`` / ``jwks_file`` / ``key_source`` must be given;
+    a JWKS URL's key set is cached for ``jwks_lifespan_seconds`` and refetched at most once per
+    ``jwks_refresh_interval_seconds`` (:class:`auth.jwks.JwksUrlKeys`).
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class TokenVerifier:
         tier_claims: Iterable[str] = ("custom:tier", "tier"),
         groups_claim: str = "cognito:groups",
         leeway_seconds: float = 10.0,
+        max_lifetime_seconds: float = MAX_TOKEN_LIFETIME_SECONDS,
         jwks_lifespan_seconds: float = 3600.0,
         jwks_refresh_interval_seconds: float = 30.0,
     ) -> None:
@@ -81,6 +87,7 @@ class TokenVerifier:
         self.tier_claims = tuple(tier_claims)
         self.groups_claim = groups_claim
         self.leeway_seconds = leeway_seconds
+        self.max_lifetime_seconds = max_lifetime_seconds
         if key_source is not None:
             self.keys: KeySource = key_source
         elif jwks_url is not None:
@@ -126,6 +133,7 @@ class TokenVerifier:
             raise AuthError("malformed")
         key = self.keys.signing_key(kid)
         claims = self._decode(token, key)
+        self._check_lifetime(claims)
         client_id = self._check_client(claims)
         return self._identity(claims, client_id)
 
@@ -144,6 +152,15 @@ class TokenVerifier:
             )
         except jwt.InvalidTokenError as exc:
             raise AuthError(_reason_for(exc)) from None
+
+    def _check_lifetime(self, claims: Mapping[str, Any]) -> None:
+        """``exp - iat`` within the maximum (pyjwt accepted both as ``int(...)``-convertible)."""
+        try:
+            lifetime = int(claims["exp"]) - int(claims["iat"])
+        except (TypeError, ValueError, OverflowError):
+            raise AuthError("malformed") from None
+        if lifetime > self.max_lifetime_seconds:
+            raise AuthError("lifetime_too_long")
 
     def _check_client(self, claims: Mapping[str, Any]) -> str:
         """The accepted client id (``aud`` of id tokens, ``client_id`` of access tokens)."""

@@ -8,6 +8,7 @@ assume it, and only with a ``TenantID`` tag.
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any, Sequence
 
 from botocore.client import BaseClient
@@ -67,6 +68,33 @@ def permission_policy(region: str, account: str, bucket: str) -> dict[str, Any]:
     }
 
 
+#: The only AWS principals a trust statement may name: one IAM role or user, no wildcard.
+#: ``*`` would let any account assume the role with any tenant tag, and ``<account>:root``
+#: (or a bare account id) any role of the account that has ``sts:AssumeRole``.
+_PRINCIPAL_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+")
+#: A service principal acts for one resource: an exact ARN of this account, no wildcard.
+_SOURCE_ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12}):[^*?\s]+")
+
+
+def _check_principal(principal: str) -> str:
+    if not _PRINCIPAL_ARN.fullmatch(principal):
+        raise ScriptError(
+            f"refusing trust principal {principal!r}: name one IAM role or user ARN "
+            "(not '*', not an account root or id, no wildcards)"
+        )
+    return principal
+
+
+def _check_source_arn(source_arn: str | None, account: str) -> str:
+    match = _SOURCE_ARN.fullmatch(source_arn or "")
+    if match is None or match.group(1) != account:
+        raise ScriptError(
+            "a --service-principal needs --source-arn: the exact ARN (no wildcards) of the "
+            f"resource in account {account} the service assumes the role for"
+        )
+    return str(source_arn)
+
+
 def _tag_conditions() -> dict[str, Any]:
     return {
         "StringLike": {f"aws:RequestTag/{TENANT_TAG}": "?*"},
@@ -83,11 +111,19 @@ def trust_policy(
 ) -> dict[str, Any]:
     """Who may assume the role: the given AWS principals (and services), always with a tenant tag.
 
-    Service principals are additionally pinned to ``account`` (``aws:SourceAccount``) and,
-    when given, to ``source_arn`` (``aws:SourceArn``).
+    Args:
+        principals: IAM role or user ARNs (``*``, account roots and wildcards are refused).
+        account: This account; service principals are pinned to it (``aws:SourceAccount``).
+        service_principals: Services allowed to assume the role, each only for ``source_arn``.
+        source_arn: The exact ARN (``aws:SourceArn``) a service acts for; required with a service.
+
+    Raises:
+        ScriptError: No principal, a refused principal, or a service without a usable source ARN.
     """
     if not principals and not service_principals:
         raise ScriptError("the trust policy needs at least one principal (the execution role ARN)")
+    for principal in principals:
+        _check_principal(principal)
     statements: list[dict[str, Any]] = []
     if principals:
         statements.append(
@@ -102,8 +138,7 @@ def trust_policy(
     if service_principals:
         condition = _tag_conditions()
         condition["StringEquals"] = {"aws:SourceAccount": account}
-        if source_arn:
-            condition["ArnLike"] = {"aws:SourceArn": source_arn}
+        condition["ArnEquals"] = {"aws:SourceArn": _check_source_arn(source_arn, account)}
         statements.append(
             {
                 "Sid": "ServiceAssumesWithTenantTag",
@@ -214,15 +249,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--principal",
         action="append",
         default=[],
-        help="extra AWS principal ARN allowed to assume (repeatable)",
+        help="extra IAM role or user ARN allowed to assume (repeatable; '*' and account roots are refused)",
     )
     p.add_argument(
         "--service-principal",
         action="append",
         default=[],
-        help="service principal allowed to assume (pinned to this account)",
+        help="service principal allowed to assume (needs --source-arn; pinned to this account)",
     )
-    p.add_argument("--source-arn", help="aws:SourceArn the service principal must act for")
+    p.add_argument("--source-arn", help="exact aws:SourceArn (no wildcards) the service principal must act for")
     p.set_defaults(func=run)
 
 

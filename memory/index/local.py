@@ -20,6 +20,7 @@ import numpy as np
 from memory.index import limits
 from memory.errors import ConfigurationError, NotFound, ValidationError
 from memory.index.filters import compile_filter
+from memory.private_files import create_private_file, private_dir
 from memory.types import QueryHit, VectorRecord
 
 logger = logging.getLogger(__name__)
@@ -195,7 +196,8 @@ class LocalIndex:
             return self._conn
         if not create and not self.path.exists():
             raise NotFound(f"index {self.name!r} does not exist")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        create_private_file(self.path)  # 0600 before SQLite creates it; -wal/-shm inherit the mode
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from memory.keys import summary_key
+from memory.private_files import private_dir
 from memory.pipeline.summarizer import Turn
 
 logger = logging.getLogger(__name__)
@@ -88,11 +89,10 @@ class OutboxEntry:
 
 
 class Outbox:
-    """Entries stored as files under ``directory`` (created if missing)."""
+    """Entries stored as files (0600) under ``directory`` (created 0700 if missing)."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = private_dir(directory)
 
     def _path(self, entry_id: str) -> Path:
         return self.directory / f"{entry_id}{_SUFFIX}"

@@ -1,4 +1,5 @@
-"""The auth gate runs before the body is read: no/invalid token -> the same 401 whatever the body."""
+"""The auth gate runs before the body is read: no/invalid token -> the same 401 whatever the body;
+WebSocket handshakes need a valid token too."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pytest
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import Message
+from starlette.websockets import WebSocketDisconnect
 
-from agent.auth_gate import IDENTITY_SCOPE_KEY, AuthGateMiddleware
+from agent.auth_gate import IDENTITY_SCOPE_KEY, WS_POLICY_VIOLATION, AuthGateMiddleware
 from auth import Identity
 from auth.dev_issuer import DevIssuer
 from tests.unit.agent.test_app import SESSION, SID, bearer, harness, issuer  # noqa: F401 - fixtures
@@ -94,3 +96,55 @@ async def test_the_gate_answers_without_reading_the_body_and_hands_over_the_iden
     assert accepted[0]["status"] == 200 and seen == [ALICE]
     ungated = await _call(gate, "/ping", [])
     assert ungated[0]["status"] == 200 and seen == [ALICE, None]
+
+
+@pytest.mark.parametrize("auth", [{}, {"Authorization": "Bearer not-a-jwt"}])
+def test_the_sdk_websocket_route_needs_a_valid_token(harness, auth: dict[str, str]) -> None:
+    """The SDK registers /ws on every app; without a token the handshake is refused (1008)."""
+    client, made, _ = harness
+    with pytest.raises(WebSocketDisconnect) as info:
+        with client.websocket_connect("/ws", headers=auth):
+            pass
+    assert info.value.code == WS_POLICY_VIOLATION and made == {}
+
+
+def test_a_valid_token_reaches_the_websocket_route(harness, issuer: DevIssuer) -> None:  # noqa: F811
+    client, _, _ = harness
+    with pytest.raises(WebSocketDisconnect) as info:
+        with client.websocket_connect("/ws", headers=bearer(issuer)):
+            pass
+    assert info.value.code == 1011  # past the gate: the SDK's "no WebSocket handler defined"
+
+
+async def _handshake(gate: AuthGateMiddleware, path: str, headers: list[tuple[bytes, bytes]]) -> list[Message]:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await gate({"type": "websocket", "path": path, "headers": headers, "query_string": b""}, receive, send)
+    return sent
+
+
+async def test_websocket_scopes_are_gated_and_other_paths_refused() -> None:
+    seen: list[object] = []
+
+    async def app(scope, receive, send) -> None:
+        seen.append(scope.get(IDENTITY_SCOPE_KEY))
+        await send({"type": "websocket.accept"})
+
+    async def authenticate(headers: Headers) -> Identity:
+        if headers.get("authorization") != "Bearer good":
+            raise PermissionError("no")
+        return ALICE
+
+    gate = AuthGateMiddleware(app, authenticate, lambda exc: JSONResponse({}, 401))
+    good = [(b"authorization", b"Bearer good")]
+    assert await _handshake(gate, "/ws", [(b"authorization", b"Bearer bad")]) == [{"type": "websocket.close", "code": 1008}]
+    assert await _handshake(gate, "/other", good) == [{"type": "websocket.close", "code": 1008}]
+    assert seen == []
+    assert await _handshake(gate, "/ws", good) == [{"type": "websocket.accept"}]
+    assert seen == [ALICE]

@@ -48,3 +48,21 @@ def test_fields_stay_on_the_first_line_above_a_traceback() -> None:
     first, rest = line.split("\n", 1)
     assert first == "INFO agent.test failed session_id=s-9"
     assert rest.startswith("Traceback") and "RuntimeError: boom" in rest
+
+
+def test_credentials_anywhere_in_the_line_are_redacted() -> None:
+    secret, session_token = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "FQoGZXIvYXdzEXAMPLE+/=abcdefghijkl"
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    lines = [  # as botocore and a traceback print them
+        f"Response body: b'<Credentials><AccessKeyId>ASIAABCDEFGHIJKLMNOP</AccessKeyId>"
+        f"<SecretAccessKey>{secret}</SecretAccessKey><SessionToken>{session_token}</SessionToken>'",
+        f"{{'SecretAccessKey': '{secret}', 'SessionToken': '{session_token}'}}",
+        f"headers={{'X-Amz-Security-Token': b'{session_token}', 'Authorization': b'AWS4-HMAC-SHA256 "
+        "Credential=ASIAABCDEFGHIJKLMNOP/20260101/us-east-1/sts/aws4_request'}",
+        f"ValueError: bad header Bearer {jwt}",
+    ]
+    for text in lines:
+        line = KeyValueFormatter(FORMAT).format(record(text, session_id="s-1"))
+        for value in (secret, session_token, jwt, "ASIAABCDEFGHIJKLMNOP"):
+            assert value not in line
+        assert "<redacted-credential>" in line and line.endswith(" session_id=s-1")

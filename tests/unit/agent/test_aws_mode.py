@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from starlette.testclient import TestClient
 
 import memory.aws
 from agent.app import create_app
+from agent.log_setup import OWN_PACKAGES, SDK_LOGGER, configure_logging
 from agent.services import Services, build_services
 from agent.settings import Settings
 from auth.dev_issuer import DevIssuer
@@ -64,6 +66,7 @@ class AwsCalls:
     """What the app sent to STS and Bedrock (recorded at the botocore layer)."""
 
     assume_role: list[dict[str, Any]] = field(default_factory=list)
+    credentials: list[dict[str, Any]] = field(default_factory=list)
     embeddings: list[dict[str, Any]] = field(default_factory=list)
     jwks_urls: list[str] = field(default_factory=list)
     bad_requests: list[str] = field(default_factory=list)
@@ -76,6 +79,9 @@ def _install_recorders(monkeypatch: pytest.MonkeyPatch, calls: AwsCalls, jwks_en
 
     def on_assume_role(params: dict[str, Any], **_: Any) -> None:
         calls.assume_role.append(dict(params))
+
+    def on_credentials(parsed: dict[str, Any], **_: Any) -> None:
+        calls.credentials.append(dict(parsed["Credentials"]))
 
     def on_invoke_model(model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
         try:  # the serialised request, after botocore validated it against the service model
@@ -104,6 +110,7 @@ def _install_recorders(monkeypatch: pytest.MonkeyPatch, calls: AwsCalls, jwks_en
         return http, parsed
 
     session.events.register("provide-client-params.sts.AssumeRole", on_assume_role)
+    session.events.register("after-call.sts.AssumeRole", on_credentials)
     session.events.register("before-call.bedrock-runtime.InvokeModel", on_invoke_model)
     monkeypatch.setattr(memory.aws, "_default_session", session)
 
@@ -184,6 +191,24 @@ def _tvm_role() -> str:
     return arn
 
 
+def _multi_tenant_settings(tmp_path: Path, pool_id: str, client_id: str, **overrides: Any) -> Settings:
+    """Cognito + multi-tenant S3 Vectors with TVM and Nova embeddings (inside ``mock_aws``)."""
+    return Settings(
+        auth_mode="cognito",
+        cognito_user_pool_id=pool_id,
+        cognito_client_ids=(client_id,),
+        tenant_mode="multi",
+        backend="s3vectors",
+        vector_bucket=BUCKET,
+        tvm_role_arn=_tvm_role(),
+        embedder="bedrock",
+        region=REGION,
+        model_provider=ECHO_MODEL,
+        state_dir=tmp_path,
+        **overrides,
+    )
+
+
 def _vectors(tenant: str) -> list[dict[str, Any]]:
     """What an operator sees in the tenant's index."""
     s3v = boto3.client("s3vectors", region_name=REGION)
@@ -224,19 +249,7 @@ def test_multi_tenant_aws_configuration_end_to_end(
         _install_recorders(monkeypatch, calls, jwks_endpoint=moto_server)
         pool_id, client_id, tokens = _cognito_users({"alice": "tenant-a", "bob": "tenant-b"})
         _onboard(["tenant-a", "tenant-b"])
-        settings = Settings(
-            auth_mode="cognito",
-            cognito_user_pool_id=pool_id,
-            cognito_client_ids=(client_id,),
-            tenant_mode="multi",
-            backend="s3vectors",
-            vector_bucket=BUCKET,
-            tvm_role_arn=_tvm_role(),
-            embedder="bedrock",
-            region=REGION,
-            model_provider=ECHO_MODEL,
-            state_dir=tmp_path,
-        )
+        settings = _multi_tenant_settings(tmp_path, pool_id, client_id)
         app, holder = _app(settings)
         with TestClient(app) as client:
             stored = _invoke(
@@ -404,3 +417,58 @@ def test_multi_tenant_index_is_checked_at_first_use_and_never_created(
             assert [v["metadata"]["conversation_id"] for v in _vectors("tenant-c")] == [_sid(1)]
     assert [c["Tags"] for c in calls.assume_role] == [[{"Key": "TenantID", "Value": "tenant-c"}]]
     assert calls.bad_requests == []
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Undo ``configure_logging`` (root handlers and the levels it sets) after the test."""
+    root = logging.getLogger()
+    names = (*OWN_PACKAGES, SDK_LOGGER)
+    handlers, level, levels = list(root.handlers), root.level, {n: logging.getLogger(n).level for n in names}
+    propagate = logging.getLogger("bedrock_agentcore").propagate
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, value in levels.items():
+        logging.getLogger(name).setLevel(value)
+    logging.getLogger("bedrock_agentcore").propagate = propagate
+
+
+@pytest.mark.parametrize("unsafe", [False, True], ids=["default", "unsafe-third-party"])
+def test_debug_logs_never_carry_credentials_tokens_or_memory_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moto_server: str, restore_logging: None, unsafe: bool
+) -> None:
+    """AGENT_LOG_LEVEL=DEBUG through a TVM call (AssumeRole), a store (PutVectors) and a summary."""
+    fact = "locker code is 7391-quokka"
+    stream = io.StringIO()
+    install_query_route(monkeypatch)
+    calls = AwsCalls()
+    with mock_aws():
+        _install_recorders(monkeypatch, calls, jwks_endpoint=moto_server)
+        pool_id, client_id, tokens = _cognito_users({"alice": "tenant-a"})
+        _onboard(["tenant-a"])
+        settings = _multi_tenant_settings(
+            tmp_path, pool_id, client_id, log_level="DEBUG", unsafe_log_third_party=unsafe
+        )
+        app, holder = _app(settings)
+        configure_logging(settings.log_level, unsafe_third_party=settings.unsafe_log_third_party, stream=stream)
+        with TestClient(app) as client:
+            _invoke(client, tokens["alice"], _sid(1), prompt=f"My {fact}.", end_session=True)
+            assert holder["services"].pipeline.wait(timeout=10)
+        assert fact in _vectors("tenant-a")[0]["metadata"]["content"]  # summary stored with TVM credentials
+
+    log = stream.getvalue()
+    (credentials,) = calls.credentials
+    token = tokens["alice"]
+    for secret in (credentials["SecretAccessKey"], credentials["SessionToken"], credentials["AccessKeyId"]):
+        assert secret not in log
+    assert token not in log and token.split(".")[2] not in log
+    assert " DEBUG memory." in log and " INFO agent.app invocation " in log  # our own lines are there
+    if unsafe:
+        # Why the setting is called unsafe: botocore's bodies carry memory text. Credentials
+        # are still caught by the formatter.
+        assert " DEBUG botocore." in log and "<redacted-credential>" in log
+        assert fact in log
+    else:
+        assert re.search(r" (DEBUG|INFO) (botocore|boto3|urllib3|s3transfer|strands)\b", log) is None
+        assert fact not in log

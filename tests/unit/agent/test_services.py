@@ -4,6 +4,8 @@ retries ran out is stored without a restart while AgentCore's /ping reports Heal
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -70,3 +72,31 @@ def test_exhausted_summary_is_retried_in_process_while_ping_stays_busy(tmp_path:
         assert pipeline.outbox.pending() == []
     finally:
         services.close()
+
+
+def test_start_up_makes_the_state_directory_private(tmp_path: Path) -> None:
+    """A state directory left 0755 with a 0644 index: tightened at start-up; new files private too."""
+    state = tmp_path / "state"
+    (state / "vectors").mkdir(parents=True)
+    (state / "vectors" / "memory-old.sqlite3").write_bytes(b"")
+    for path, mode in ((state, 0o755), (state / "vectors", 0o755), (state / "vectors" / "memory-old.sqlite3", 0o644)):
+        path.chmod(mode)
+    previous = os.umask(0o022)  # not the app's umask (main sets 077): the modes must not depend on it
+    try:
+        services = build_services(Settings(
+            auth_mode="dev", state_dir=state, model_provider="import:tests.support.scripted_model:build_echo_model"
+        ))
+        assert services.pipeline is not None
+        services.pipeline.end_conversation(OutboxEntry(
+            tenant_id="acme", user_id="alice", agent_name="orchestrator", conversation_id="sid-1",
+            transcript=[{"role": "user", "text": "My dog is called Rex."}],
+        ))
+        assert services.pipeline.wait(timeout=10)
+        services.pipeline.shutdown(wait=True)
+    finally:
+        os.umask(previous)
+    found = {p.relative_to(state).as_posix(): stat.S_IMODE(p.lstat().st_mode) for p in state.rglob("*")}
+    assert {"outbox", "vectors/memory-acme.sqlite3-wal", "dev-issuer"} <= found.keys()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert {name: mode for name, mode in found.items() if mode not in (0o700, 0o600)} == {}
+    assert all(mode == 0o600 for name, mode in found.items() if (state / name).is_file())

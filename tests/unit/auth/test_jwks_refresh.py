@@ -1,7 +1,9 @@
-"""JWKS fetching through PyJWKClient: cached keys, one refresh for a rotated key, floods bounded."""
+"""JWKS fetching: cached key set with a lifetime, one refresh for a rotated key, floods and
+endpoint failures bounded by the refresh interval."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import Any, Callable
@@ -9,18 +11,30 @@ from typing import Any, Callable
 import pytest
 
 from auth import AuthError, AuthUnavailable, TokenVerifier
+from auth.jwks import JwksUrlKeys
 
 INTERVAL = 0.2  # seconds between forced refreshes in these tests
 
 
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def fast_verifier(verifier: TokenVerifier, jwks_server: Any) -> TokenVerifier:
-    return TokenVerifier(
-        verifier.issuer,
-        client_ids=verifier.client_ids,
-        jwks_url=jwks_server.url,
-        jwks_refresh_interval_seconds=INTERVAL,
-    )
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def fast_verifier(verifier: TokenVerifier, jwks_server: Any, clock: Clock) -> TokenVerifier:
+    keys = JwksUrlKeys(jwks_server.url, refresh_interval_seconds=INTERVAL, lifespan_seconds=3600, clock=clock)
+    return TokenVerifier(verifier.issuer, client_ids=verifier.client_ids, key_source=keys)
 
 
 def _reject_reason(verifier: TokenVerifier, token: str) -> str:
@@ -44,11 +58,12 @@ def test_rotated_key_refreshes_once_and_unknown_kids_do_not_refetch(
     make_token: Callable[..., str],
     key_a: Any,
     key_b: Any,
+    clock: Clock,
 ) -> None:
     fast_verifier.verify(make_token())
     assert jwks_server.fetches == 1
 
-    time.sleep(INTERVAL * 1.5)
+    clock.now += INTERVAL * 1.5
     jwks_server.publish(("key-a", key_a), ("key-b", key_b))  # the issuer rotates in key B
     rotated = make_token(key=key_b, kid="key-b")
     assert fast_verifier.verify(rotated).tenant_id == "tenant-001"
@@ -63,7 +78,7 @@ def test_rotated_key_refreshes_once_and_unknown_kids_do_not_refetch(
     assert jwks_server.fetches == 2
 
     # Once the interval has passed, the same flood costs exactly one fetch.
-    time.sleep(INTERVAL * 1.5)
+    clock.now += INTERVAL * 1.5
     for _ in range(100):
         assert _reject_reason(fast_verifier, make_token(kid=uuid.uuid4().hex)) == "unknown_key"
     assert jwks_server.fetches == 3
@@ -90,3 +105,73 @@ def test_unreachable_jwks_is_503_not_401(
     with pytest.raises(AuthUnavailable) as info:
         verifier.verify(make_token())
     assert (info.value.reason, info.value.status_code) == ("jwks_unavailable", 503)
+
+
+def test_failing_endpoint_is_fetched_once_per_interval_whatever_the_flood(
+    verifier: TokenVerifier, jwks_server: Any, make_token: Callable[..., str]
+) -> None:
+    """pyjwt alone refetches for every unknown-kid token while the endpoint fails (10 -> 10)."""
+    slow = TokenVerifier(verifier.issuer, client_ids=verifier.client_ids, jwks_url=jwks_server.url)
+    jwks_server.fail = True
+    tokens = [make_token(kid=uuid.uuid4().hex) for _ in range(10)]
+    errors: list[AuthError] = []
+
+    def call(token: str) -> None:
+        try:
+            slow.verify(token)
+        except AuthError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(t,)) for t in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert jwks_server.fetches == 1
+    assert [e.status_code for e in errors] == [503] * 10  # no key set at all: not the callers' fault
+
+
+def test_unknown_kid_is_401_while_a_refresh_fails(
+    fast_verifier: TokenVerifier, jwks_server: Any, make_token: Callable[..., str], clock: Clock
+) -> None:
+    fast_verifier.verify(make_token())
+    jwks_server.fail = True
+    clock.now += INTERVAL * 1.5
+    for _ in range(10):
+        assert _reject_reason(fast_verifier, make_token(kid=uuid.uuid4().hex)) == "unknown_key"
+    assert jwks_server.fetches == 2  # one failed refresh for the ten
+    assert fast_verifier.verify(make_token()).user_id == "user-123"  # the fresh set still serves
+
+
+def test_a_key_removed_from_the_jwks_stops_verifying_after_the_lifespan(
+    verifier: TokenVerifier, jwks_server: Any, make_token: Callable[..., str], key_b: Any
+) -> None:
+    """pyjwt's per-kid cache (cache_keys=True) never expires: the removed key kept verifying."""
+    short = TokenVerifier(
+        verifier.issuer, client_ids=verifier.client_ids, jwks_url=jwks_server.url, jwks_lifespan_seconds=0.3
+    )
+    token = make_token()
+    assert short.verify(token).user_id == "user-123"
+    jwks_server.publish(("key-b", key_b))  # the issuer drops key A
+    time.sleep(0.4)
+    assert _reject_reason(short, token) == "unknown_key"
+    assert jwks_server.fetches == 2
+
+
+def test_an_expired_key_set_is_503_while_the_endpoint_fails(
+    verifier: TokenVerifier, jwks_server: Any, make_token: Callable[..., str], clock: Clock
+) -> None:
+    keys = JwksUrlKeys(jwks_server.url, lifespan_seconds=60, refresh_interval_seconds=30, clock=clock)
+    strict = TokenVerifier(verifier.issuer, client_ids=verifier.client_ids, key_source=keys)
+    token = make_token()
+    strict.verify(token)
+    jwks_server.fail = True
+    clock.now += 61
+    for _ in range(5):
+        with pytest.raises(AuthUnavailable):
+            strict.verify(token)
+    assert jwks_server.fetches == 2
+    jwks_server.fail = False
+    clock.now += 31
+    assert strict.verify(token).user_id == "user-123"
+    assert jwks_server.fetches == 3

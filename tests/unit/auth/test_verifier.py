@@ -91,6 +91,15 @@ def test_first_configured_tenant_claim_wins(
     assert swapped.verify(token).tenant_id == "tenant-two"
 
 
+def test_lifetimes_up_to_the_maximum_are_accepted(verifier: TokenVerifier, make_token: Callable[..., str]) -> None:
+    now = int(time.time())
+    assert verifier.verify(make_token(iat=now, exp=now + 24 * 3600)).user_id == "user-123"  # Cognito's maximum
+    assert verifier.verify(make_token(iat=now, exp=now + 2 * 86400)).user_id == "user-123"
+    tight = TokenVerifier(verifier.issuer, client_ids=verifier.client_ids, key_source=verifier.keys, max_lifetime_seconds=600)
+    with pytest.raises(AuthError, match="invalid or missing bearer token"):
+        tight.verify(make_token(iat=now, exp=now + 3600))
+
+
 def test_small_clock_skew_is_tolerated(
     verifier: TokenVerifier, make_token: Callable[..., str]
 ) -> None:
@@ -124,6 +133,8 @@ def test_small_clock_skew_is_tolerated(
         (lambda mk, kb: mk(key=kb), "bad_signature"),  # wrong key, kid of key A
         (lambda mk, kb: mk(kid=None), "malformed"),
         (lambda mk, kb: mk(kid="no-such-key"), "unknown_key"),
+        (lambda mk, kb: mk(exp=int(time.time()) + 10 * 365 * 86400), "lifetime_too_long"),
+        (lambda mk, kb: mk(exp=int(time.time()) + 2 * 86400 + 60), "lifetime_too_long"),
     ],
 )
 def test_rejected_claims(

@@ -61,7 +61,7 @@ def test_trust_policy_allows_only_named_principals_with_a_tenant_tag() -> None:
 
 
 def test_service_principals_are_pinned_to_source_account_and_arn() -> None:
-    source = f"arn:aws:bedrock-agentcore:us-east-1:{ACCOUNT}:runtime/*"
+    source = f"arn:aws:bedrock-agentcore:us-east-1:{ACCOUNT}:runtime/memory_agent-AbCdEf1234"
     doc = trust_policy(
         [], account=ACCOUNT, service_principals=["bedrock-agentcore.amazonaws.com"], source_arn=source
     )
@@ -74,7 +74,7 @@ def test_service_principals_are_pinned_to_source_account_and_arn() -> None:
             "Condition": {
                 **TAG_CONDITION,
                 "StringEquals": {"aws:SourceAccount": ACCOUNT},
-                "ArnLike": {"aws:SourceArn": source},
+                "ArnEquals": {"aws:SourceArn": source},
             },
         }
     ]
@@ -83,6 +83,42 @@ def test_service_principals_are_pinned_to_source_account_and_arn() -> None:
 def test_trust_policy_without_principals_is_refused() -> None:
     with pytest.raises(ScriptError):
         trust_policy([], account=ACCOUNT)
+
+
+@pytest.mark.parametrize(
+    "principal",
+    [
+        "*",
+        f"arn:aws:iam::{ACCOUNT}:root",
+        "arn:aws:iam::999988887777:root",
+        ACCOUNT,
+        f"arn:aws:iam::{ACCOUNT}:role/*",
+        f"arn:aws:iam::{ACCOUNT}:role/agent*",
+        f"arn:aws:sts::{ACCOUNT}:assumed-role/ops/someone",
+    ],
+)
+def test_wildcard_root_and_account_principals_are_refused_and_nothing_is_created(aws, cli, principal) -> None:
+    result = cli(*ARGS, "--principal", principal)
+    assert result.code == 1
+    assert "refusing trust principal" in result.err
+    assert boto3.client("iam", region_name="us-east-1").list_roles()["Roles"] == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        None,
+        f"arn:aws:bedrock-agentcore:us-east-1:{ACCOUNT}:runtime/*",
+        "arn:aws:bedrock-agentcore:us-east-1:999988887777:runtime/memory_agent-AbCdEf1234",
+        "not-an-arn",
+    ],
+)
+def test_service_principal_needs_an_exact_source_arn_of_this_account(aws, cli, source) -> None:
+    argv = [*ARGS, "--service-principal", "bedrock-agentcore.amazonaws.com"]
+    result = cli(*argv, *(("--source-arn", source) if source else ()))
+    assert result.code == 1
+    assert "needs --source-arn" in result.err
+    assert boto3.client("iam", region_name="us-east-1").list_roles()["Roles"] == []
 
 
 def test_creates_role_then_second_run_changes_nothing(aws, cli) -> None:

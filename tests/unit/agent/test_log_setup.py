@@ -1,0 +1,73 @@
+"""Logging set-up (own packages follow AGENT_LOG_LEVEL, third-party loggers stay at WARNING) and
+what ``python -m agent`` sets up before serving."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from typing import Any, Iterator
+
+import pytest
+
+import agent.app
+from agent.log_setup import OWN_PACKAGES, SDK_LOGGER, configure_logging
+
+THIRD_PARTY = ("botocore", "botocore.endpoint", "boto3", "urllib3", "s3transfer", "strands", "httpx", "openai")
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    names = (*OWN_PACKAGES, SDK_LOGGER)
+    handlers, level, levels = list(root.handlers), root.level, {n: logging.getLogger(n).level for n in names}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, value in levels.items():
+        logging.getLogger(name).setLevel(value)
+
+
+def test_debug_reaches_own_packages_only() -> None:
+    stream = io.StringIO()
+    configure_logging("DEBUG", stream=stream)
+    for name in OWN_PACKAGES:
+        assert logging.getLogger(f"{name}.sub").isEnabledFor(logging.DEBUG)
+    for name in THIRD_PARTY:
+        assert logging.getLogger(name).getEffectiveLevel() == logging.WARNING, name
+    logging.getLogger("botocore.parsers").debug("Response body: secret")
+    logging.getLogger("memory.store").debug("stored memory k (3 chars)")
+    assert stream.getvalue().count("\n") == 1 and "stored memory" in stream.getvalue()
+
+
+def test_unsafe_setting_lets_third_party_debug_through_with_credentials_redacted() -> None:
+    stream = io.StringIO()
+    configure_logging("DEBUG", unsafe_third_party=True, stream=stream)
+    logging.getLogger("botocore.parsers").debug("<SecretAccessKey>wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY</")
+    assert "DEBUG botocore.parsers <SecretAccessKey><redacted-credential></" in stream.getvalue()
+
+
+def test_warning_level_applies_to_everyone() -> None:
+    configure_logging("WARNING")
+    assert not logging.getLogger("memory.store").isEnabledFor(logging.INFO)
+    assert logging.getLogger(SDK_LOGGER).level == logging.WARNING
+
+
+def test_main_configures_logging_from_settings_and_a_private_umask(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    class FakeApp:
+        def run(self, **kwargs: Any) -> None:
+            seen["botocore"] = logging.getLogger("botocore").getEffectiveLevel()
+            seen["agent"] = logging.getLogger("agent.app").getEffectiveLevel()
+            seen["umask"] = os.umask(0o022)
+
+    monkeypatch.setattr(agent.app, "create_app", lambda settings: FakeApp())
+    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    monkeypatch.setenv("AGENT_LOG_LEVEL", "DEBUG")
+    previous = os.umask(0o022)
+    try:
+        assert agent.app.main() == 0
+    finally:
+        os.umask(previous)
+    assert seen == {"botocore": logging.WARNING, "agent": logging.DEBUG, "umask": 0o077}

@@ -1,0 +1,205 @@
+"""ABAC isolation of the TVM role, evaluated by an IAM policy simulator (not by moto).
+
+The documents are the ones ``scripts tvm-role`` writes (``permission_policy``, ``trust_policy``);
+each case is one request with the decision IAM must reach. The tables are data: to cover a new
+statement (e.g. the S3 outbox prefix ``.../<prefix>/${aws:PrincipalTag/TenantID}/*``), append
+``tenant_call(...)`` rows to ``TENANT_CASES`` (and ``assume(...)`` rows to ``TRUST_CASES`` for
+the trust policy). ``pytest -v`` lists every case; ``-s`` also prints the decision table.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping
+
+import pytest
+
+from scripts.common import ScriptError
+from scripts.tvm_role import INDEX_USER_ACTIONS, permission_policy, trust_policy
+from tests.support.iam_simulator import Case, Expect, Outcome, SimulatorMissing, node, simulate, table
+
+ACCOUNT = "111122223333"
+OTHER_ACCOUNT = "444455556666"
+REGION = "us-east-1"
+BUCKET = "mem-bucket"
+TVM_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/agent-memory-tvm"
+EXEC_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/agentcore-runtime"
+SERVICE = "bedrock-agentcore.amazonaws.com"
+RUNTIME_ARN = f"arn:aws:bedrock-agentcore:{REGION}:{ACCOUNT}:runtime/memory_agent-AbCdEf1234"
+
+PERMISSIONS = permission_policy(REGION, ACCOUNT, BUCKET)
+TRUST = trust_policy([EXEC_ROLE_ARN], account=ACCOUNT, service_principals=[SERVICE], source_arn=RUNTIME_ARN)
+#: Every calling role may call sts:AssumeRole/TagSession on anything: only the trust policy keeps it out.
+CALLER_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": "*"}],
+}
+TENANT_TAG = {"TenantID": "tenant-a"}
+
+
+def bucket_arn(bucket: str = BUCKET, *, region: str = REGION, account: str = ACCOUNT) -> str:
+    return f"arn:aws:s3vectors:{region}:{account}:bucket/{bucket}"
+
+
+def index_arn(index: str, bucket: str = BUCKET, *, region: str = REGION, account: str = ACCOUNT) -> str:
+    return f"{bucket_arn(bucket, region=region, account=account)}/index/{index}"
+
+
+def tenant_call(
+    name: str, expect: Expect, action: str, resource: str, *, tenant: str | None = "tenant-a"
+) -> Case:
+    """A TVM role session tagged ``TenantID=<tenant>`` (None: untagged) calls ``action``."""
+    session = tenant or "untagged"
+    return Case(
+        name=name,
+        expect=expect,
+        principal=f"arn:aws:sts::{ACCOUNT}:assumed-role/agent-memory-tvm/{session}",
+        action=action,
+        resource=resource,
+        resource_account=(resource.split(":") + [""] * 5)[4] or ACCOUNT,
+        identity_policies=[PERMISSIONS],
+        context={"aws:PrincipalTag/TenantID": tenant} if tenant else {},
+    )
+
+
+def assume(
+    name: str,
+    expect: Expect,
+    *,
+    principal: str = EXEC_ROLE_ARN,
+    tags: Mapping[str, str] = TENANT_TAG,
+    action: str = "sts:AssumeRole",
+    source: Mapping[str, str] | None = None,
+    trust: Mapping[str, Any] = TRUST,
+) -> Case:
+    """``principal`` asks STS to assume the TVM role with session ``tags`` (``source``: aws:Source* keys)."""
+    context: dict[str, str | list[str]] = {f"aws:RequestTag/{k}": v for k, v in tags.items()}
+    if tags:
+        context["aws:TagKeys"] = list(tags)
+    context.update(source or {})
+    is_service = principal.endswith(".amazonaws.com")
+    return Case(
+        name=name,
+        expect=expect,
+        principal=principal,
+        action=action,
+        resource=TVM_ROLE_ARN,
+        resource_account=ACCOUNT,
+        identity_policies=[] if is_service else [CALLER_POLICY],
+        resource_policy=trust,
+        context=context,
+    )
+
+
+def _short(action: str) -> str:
+    return action.split(":", 1)[1]
+
+
+TENANT_CASES: list[Case] = [
+    *(tenant_call(f"tenant-a {_short(a)} on memory-tenant-a", "allow", a, index_arn("memory-tenant-a"))
+      for a in INDEX_USER_ACTIONS),
+    *(tenant_call(f"tenant-a {_short(a)} on memory-tenant-b", "deny", a, index_arn("memory-tenant-b"))
+      for a in INDEX_USER_ACTIONS),
+    *(tenant_call(f"tenant-a {_short(a)} on memory-tenant-a in other-bucket", "deny", a,
+                  index_arn("memory-tenant-a", "other-bucket"))
+      for a in INDEX_USER_ACTIONS),
+    tenant_call("tenant-b PutVectors on memory-tenant-b", "allow", "s3vectors:PutVectors",
+                index_arn("memory-tenant-b"), tenant="tenant-b"),
+    tenant_call("tenant-b QueryVectors on memory-tenant-a", "deny", "s3vectors:QueryVectors",
+                index_arn("memory-tenant-a"), tenant="tenant-b"),
+    tenant_call("tenant-a PutVectors on memory-tenant-ab (longer name)", "deny", "s3vectors:PutVectors",
+                index_arn("memory-tenant-ab")),
+    tenant_call("tenant-a PutVectors on memory-tenant-a in another region", "deny", "s3vectors:PutVectors",
+                index_arn("memory-tenant-a", region="eu-west-1")),
+    tenant_call("tenant-a PutVectors on memory-tenant-a in another account", "deny", "s3vectors:PutVectors",
+                index_arn("memory-tenant-a", account=OTHER_ACCOUNT)),
+    tenant_call("untagged session QueryVectors on memory-tenant-a", "deny", "s3vectors:QueryVectors",
+                index_arn("memory-tenant-a"), tenant=None),
+    *(tenant_call(f"tenant-a {_short(a)} on memory-tenant-a", "deny", a, index_arn("memory-tenant-a"))
+      for a in ("s3vectors:CreateIndex", "s3vectors:DeleteIndex", "s3vectors:TagResource",
+                "s3vectors:UntagResource", "s3vectors:ListTagsForResource")),
+    *(tenant_call(f"tenant-a {_short(a)} on the bucket", "deny", a, bucket_arn())
+      for a in ("s3vectors:CreateVectorBucket", "s3vectors:DeleteVectorBucket", "s3vectors:GetVectorBucket",
+                "s3vectors:ListIndexes", "s3vectors:PutVectorBucketPolicy", "s3vectors:GetVectorBucketPolicy",
+                "s3vectors:DeleteVectorBucketPolicy", "s3vectors:TagResource", "s3vectors:UntagResource")),
+    tenant_call("tenant-a ListVectorBuckets", "deny", "s3vectors:ListVectorBuckets", "*"),
+]
+
+_RUNTIME = {"aws:SourceArn": RUNTIME_ARN, "aws:SourceAccount": ACCOUNT}
+TRUST_CASES: list[Case] = [
+    assume("execution role AssumeRole with TenantID", "allow"),
+    assume("execution role TagSession with TenantID", "allow", action="sts:TagSession"),
+    assume("execution role AssumeRole without tags", "deny", tags={}),
+    assume("execution role AssumeRole with an empty TenantID", "deny", tags={"TenantID": ""}),
+    assume("execution role AssumeRole with an extra tag", "deny", tags={**TENANT_TAG, "Admin": "true"}),
+    assume("execution role TagSession with an extra tag", "deny", tags={**TENANT_TAG, "Admin": "true"},
+           action="sts:TagSession"),
+    assume("execution role AssumeRole with lower-case key tenantid", "deny", tags={"tenantid": "tenant-a"}),
+    assume("execution role TagSession with lower-case key tenantid", "deny", tags={"tenantid": "tenant-a"},
+           action="sts:TagSession"),
+    assume("another role of the account", "deny", principal=f"arn:aws:iam::{ACCOUNT}:role/ops"),
+    assume("a user of the account", "deny", principal=f"arn:aws:iam::{ACCOUNT}:user/alice"),
+    assume("same role name in another account", "deny",
+           principal=f"arn:aws:iam::{OTHER_ACCOUNT}:role/agentcore-runtime"),
+    assume("service for its runtime", "allow", principal=SERVICE, source=_RUNTIME),
+    assume("service for its runtime without tags", "deny", principal=SERVICE, source=_RUNTIME, tags={}),
+    assume("service for another runtime of the account", "deny", principal=SERVICE,
+           source={**_RUNTIME, "aws:SourceArn": f"{RUNTIME_ARN[:-10]}ZzZzZz9999"}),
+    assume("service for a runtime of another account", "deny", principal=SERVICE,
+           source={"aws:SourceArn": RUNTIME_ARN.replace(ACCOUNT, OTHER_ACCOUNT), "aws:SourceAccount": OTHER_ACCOUNT}),
+    assume("service without source keys", "deny", principal=SERVICE),
+]
+
+
+def _exec_trust_naming(principal: str) -> dict[str, Any]:
+    """The execution-role statement of TRUST naming ``principal`` instead (bypasses tvm-role's checks)."""
+    doc = copy.deepcopy(TRUST)
+    doc["Statement"] = [s for s in doc["Statement"] if "AWS" in s["Principal"]]
+    doc["Statement"][0]["Principal"] = {"AWS": principal}
+    return doc
+
+
+#: Why ``tvm-role`` refuses these principals: with them IAM lets outsiders in (decision "allow").
+REFUSED_PRINCIPALS: dict[str, Case] = {
+    "*": assume("if '*' were trusted: a role of another account", "allow",
+                principal=f"arn:aws:iam::{OTHER_ACCOUNT}:role/attacker", trust=_exec_trust_naming("*")),
+    f"arn:aws:iam::{ACCOUNT}:root": assume(
+        "if the account root were trusted: any role of the account", "allow",
+        principal=f"arn:aws:iam::{ACCOUNT}:role/ops", trust=_exec_trust_naming(f"arn:aws:iam::{ACCOUNT}:root")),
+}
+ALL_CASES = [*TENANT_CASES, *TRUST_CASES, *REFUSED_PRINCIPALS.values()]
+
+
+@pytest.fixture(scope="module")
+def outcomes(request: pytest.FixtureRequest) -> dict[str, Outcome]:
+    """Every case evaluated in one simulator run; the decision table is shown with ``-v`` or ``-s``."""
+    try:
+        node()
+    except SimulatorMissing as exc:
+        pytest.skip(f"IAM policy simulation skipped: {exc}")
+    results = simulate(ALL_CASES)
+    report = f"IAM policy simulation (@cloud-copilot/iam-simulate), {len(results)} cases:\n{table(results)}"
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if request.config.get_verbosity() > 0 and capture is not None:
+        with capture.global_and_fixture_disabled():  # what capsys.disabled() does, module-wide
+            print(f"\n{report}")
+    else:
+        print(f"\n{report}")  # shown with -s
+    return {o.case.name: o for o in results}
+
+
+def test_case_names_are_unique() -> None:
+    assert len({c.name for c in ALL_CASES}) == len(ALL_CASES)
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=[c.name for c in ALL_CASES])
+def test_iam_decides_as_expected(outcomes: dict[str, Outcome], case: Case) -> None:
+    outcome = outcomes[case.name]
+    assert outcome.problem is None, outcome.problem
+    assert outcome.decision == case.expect, f"{case.name}: expected {case.expect}, IAM says {outcome.raw}"
+
+
+@pytest.mark.parametrize("principal", list(REFUSED_PRINCIPALS))
+def test_tvm_role_refuses_the_principals_that_let_outsiders_in(principal: str) -> None:
+    with pytest.raises(ScriptError, match="refusing trust principal"):
+        trust_policy([EXEC_ROLE_ARN, principal], account=ACCOUNT)
