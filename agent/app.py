@@ -41,6 +41,7 @@ from agent.settings import Settings, SettingsError, load_settings
 from agent.user_hash import UserHasher
 from auth import AuthError, Identity, TokenVerifier
 from memory.errors import MemoryLibraryError
+from memory.plugin.invocation import Invocation
 
 logger = logging.getLogger(__name__)
 
@@ -126,13 +127,14 @@ class _Invocation:
             session = self.services.registry.acquire(session_id, (identity.tenant_id, identity.user_id))
         except Exception as exc:  # noqa: BLE001 - mapped to a status, nothing ran yet
             return _error(exc)
-        # No "end_session" key: the app ends every agent of the session in one place
+        # end_session left False: the app ends every agent of the session in one place
         # (``registry.end``), so the orchestrator's plugin does not end it a second time.
-        state = {
-            "tenant_context": identity.tenant_id,
-            "user_id": identity.user_id,
-            "conversation_id": session.conversation_id,
-        }
+        # Identity fields were validated by the verifier; Invocation checks them once more.
+        try:
+            state = Invocation(identity.user_id, session.conversation_id, identity.tenant_id).to_state()
+        except Exception as exc:  # noqa: BLE001
+            self.services.registry.release(session)
+            return _error(exc)
         self._log(identity, session_id, request)
         if request.stream:
             return self._stream(session, request, state)

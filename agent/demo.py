@@ -37,10 +37,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from auth.dev_issuer import DevIssuer
-from memory.embedders.local import LocalEmbedder
-from memory.errors import NotFound
-from memory.index.local import LocalIndex
-from memory.tenants import index_name_for
+from memory.factory import create_embedder, create_store
+from memory.types import Scope
 
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 FACT = "My project codename is Bluebird and it launches on March 3rd. Please remember that."
@@ -209,15 +207,14 @@ def new_session(label: str) -> str:
     return f"demo-{label}-{uuid.uuid4()}"
 
 
-def stored_memory_ids(state_dir: Path, tenant_id: str, conversation_id: str) -> set[str]:
-    """Keys of the memories the app stored for one conversation (read from the local index)."""
-    index = LocalIndex(state_dir / "vectors", index_name_for(tenant_id), LocalEmbedder.dimension)
-    try:
-        return {r.key for r in index.list() if r.metadata.get("conversation_id") == conversation_id}
-    except NotFound:  # nothing was ever stored for the tenant
-        return set()
-    finally:
-        index.close()
+def stored_memory_ids(state_dir: Path, tenant_id: str, user_id: str, conversation_id: str) -> set[str]:
+    """Keys of the memories the app stored for one conversation (read through the same store
+    selection as the app: local backend, one index per tenant)."""
+    store = create_store(
+        backend="local", tenancy="multi", embedder=create_embedder("local"), local_dir=state_dir / "vectors"
+    )
+    scope = Scope(user_id=user_id, tenant_id=tenant_id)
+    return {m.id for m in store.list(scope) if m.conversation_id == conversation_id}
 
 
 def run_scenario(server: Server, issuer: DevIssuer, out: TextIO) -> list[Check]:
@@ -235,7 +232,7 @@ def run_scenario(server: Server, issuer: DevIssuer, out: TextIO) -> list[Check]:
     out.write(f"           summary stored: /ping back to Healthy after {waited:.1f} s\n")
     checks.append(Check("session 1 accepted", stated.status == ended.status == 200,
                         f"HTTP {stated.status}, {ended.status}; session_ended={ended.body.get('session_ended')}"))
-    fact_ids = stored_memory_ids(server.state_dir, "tenant-001", s1)
+    fact_ids = stored_memory_ids(server.state_dir, "tenant-001", "alice", s1)
     out.write(f"           stored for session 1: {sorted(fact_ids) or 'nothing'}\n")
 
     out.write("\n== Session 2: tenant-001 / alice, new session, asks about it\n")

@@ -19,17 +19,16 @@ from typing import Any, Protocol
 
 from strands import Agent, ToolContext, tool
 from strands.models import Model
-from strands.plugins import Plugin
 from strands.tools.decorator import DecoratedFunctionTool
 from strands.tools.executors import SequentialToolExecutor
+
+from memory.plugin.invocation import identity_state
+from memory.plugin.plugin import MemoryPlugin
 
 logger = logging.getLogger(__name__)
 
 ORCHESTRATOR_NAME = "orchestrator"
 SPECIALIST_NAME = "research_specialist"
-
-#: ``invocation_state`` keys forwarded to specialists (identity and conversation, nothing else).
-FORWARDED_KEYS = ("tenant_context", "user_id", "conversation_id")
 
 ORCHESTRATOR_PROMPT = """You are a helpful assistant with long-term memory of past conversations \
 with this user. Answer directly when you can. For questions that need careful research or \
@@ -50,7 +49,7 @@ the request you receive. Use the memory_tool when earlier conversations with thi
 class PluginFactory(Protocol):
     """Makes the memory plugin of one agent; ``summarize`` is False for specialists."""
 
-    def __call__(self, agent_name: str, *, summarize: bool) -> Plugin:
+    def __call__(self, agent_name: str, *, summarize: bool) -> MemoryPlugin:
         """A new plugin for the agent named ``agent_name``."""
 
 
@@ -75,7 +74,7 @@ SPECIALISTS: tuple[AgentSpec, ...] = (
 class Conversation:
     """One session's agents. Not thread-safe: the session registry serialises its requests."""
 
-    def __init__(self, agent: Agent, plugins: Sequence[Plugin]) -> None:
+    def __init__(self, agent: Agent, plugins: Sequence[MemoryPlugin]) -> None:
         self.agent = agent
         self.plugins = tuple(plugins)
 
@@ -95,7 +94,7 @@ class Conversation:
         """Ids of the memories injected or recalled in this conversation (every agent, in order)."""
         seen: dict[str, None] = {}
         for plugin in self.plugins:
-            for memory_id in _memory_ids(plugin):
+            for memory_id in plugin.used_memory_ids:
                 seen.setdefault(memory_id, None)
         return list(seen)
 
@@ -107,7 +106,7 @@ class Conversation:
         errors = []
         for plugin in self.plugins:
             try:
-                plugin.end_conversation()  # type: ignore[attr-defined]
+                plugin.end_conversation()
             except Exception as exc:  # end the others anyway; report the first failure
                 errors.append(exc)
         if errors:
@@ -121,9 +120,9 @@ def build_conversation(
     specialists: Sequence[AgentSpec] = SPECIALISTS,
 ) -> Conversation:
     """A fresh orchestrator with its specialists, each with its own plugin (if memory is on)."""
-    plugins: list[Plugin] = []
+    plugins: list[MemoryPlugin] = []
 
-    def plugins_for(name: str, summarize: bool) -> list[Plugin]:
+    def plugins_for(name: str, summarize: bool) -> list[MemoryPlugin]:
         if plugin_factory is None:
             return []
         plugin = plugin_factory(name, summarize=summarize)
@@ -160,7 +159,7 @@ def specialist_tool(specialist: Agent, description: str) -> DecoratedFunctionToo
     """Expose ``specialist`` as a tool named after it, forwarding the caller's identity keys."""
 
     async def run(input: str, tool_context: ToolContext) -> str:  # noqa: A002 - tool schema name
-        state = {k: tool_context.invocation_state[k] for k in FORWARDED_KEYS if k in tool_context.invocation_state}
+        state = identity_state(tool_context.invocation_state)  # identity and conversation only
         result = await specialist.invoke_async(input, invocation_state=state)
         return str(result).strip()
 
@@ -171,6 +170,3 @@ def specialist_tool(specialist: Agent, description: str) -> DecoratedFunctionToo
     """
     return tool(name=specialist.name, description=description, context=True)(run)
 
-
-def _memory_ids(plugin: Plugin) -> list[str]:
-    return list(getattr(plugin, "used_memory_ids", ()))

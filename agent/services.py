@@ -9,12 +9,16 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from auth import TokenVerifier
 from agent.orchestrator import Conversation, PluginFactory, build_conversation
 from agent.sessions import Owner, SessionRegistry
 from agent.settings import Settings
+
+if TYPE_CHECKING:
+    from memory.factory import Store
+    from memory.pipeline.background import SummaryPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ class Services:
     settings: Settings
     verifier: TokenVerifier
     registry: SessionRegistry[Conversation]
-    pipeline: Any | None = None  # memory.pipeline.background.SummaryPipeline when memory is enabled
+    pipeline: "SummaryPipeline | None" = None  # set when memory is enabled
     _stop: threading.Event = field(default_factory=threading.Event)
     _reaper: threading.Thread | None = None
 
@@ -133,7 +137,7 @@ def build_verifier(settings: Settings) -> TokenVerifier:
 
 def _build_memory(
     settings: Settings, model: Any, on_task_start: TaskStart | None, on_task_end: TaskEnd | None
-) -> tuple[Any, PluginFactory]:
+) -> "tuple[SummaryPipeline, PluginFactory]":
     from agent.chat_models import is_small_local
     from memory.pipeline.background import SummaryPipeline
     from memory.errors import BackendUnavailable, ConfigurationError
@@ -175,56 +179,25 @@ def _build_memory(
     if settings.min_score is not None:  # unset: the plugin's default threshold
         options["min_score"] = settings.min_score
 
-    def plugin_factory(agent_name: str, *, summarize: bool) -> Any:
+    def plugin_factory(agent_name: str, *, summarize: bool) -> MemoryPlugin:
         return MemoryPlugin(store, pipeline=pipeline, summarize=summarize, **options)
 
     return pipeline, plugin_factory
 
 
-def build_store(settings: Settings) -> Any:
+def build_store(settings: Settings) -> "Store":
     """The configured memory store (single or multi-tenant, local or S3 Vectors)."""
-    from memory.stores.multi_tenant import MultiTenantStore
-    from memory.stores.single_tenant import SingleTenantStore
-    from memory.tenants import index_name_for
-
-    embedder = _build_embedder(settings)
-    if settings.tenant_mode == "multi":
-        if settings.backend == "local":
-            return MultiTenantStore.for_local(root_dir=settings.state_dir / "vectors", embedder=embedder)
-        return MultiTenantStore.for_s3vectors(
-            bucket=settings.vector_bucket,
-            role_arn=settings.tvm_role_arn,
-            region=settings.region,
-            embedder=embedder,
-        )
-    tenant_id = settings.single_tenant_id
-    assert tenant_id is not None
-    if settings.backend == "local":
-        return SingleTenantStore.for_local(
-            root_dir=settings.state_dir / "vectors",
-            embedder=embedder,
-            index_name=index_name_for(tenant_id),
-            tenant_id=tenant_id,
-        )
-    from memory.aws import make_client
-    from memory.index.s3vectors import S3VectorsIndex
+    from memory.factory import create_embedder, create_store
 
     # The execution role may only use the onboarded index (GetIndex + vector actions), never
-    # create one: ensure() only verifies it ("onboard the tenant first" when it is missing).
-    index = S3VectorsIndex(
-        make_client("s3vectors", region=settings.region),
-        settings.vector_bucket,
-        index_name_for(tenant_id),
-        embedder.dimension,
-        create_if_missing=False,
+    # create one: a single-tenant store only verifies it ("onboard the tenant first").
+    return create_store(
+        backend=settings.backend,
+        tenancy=settings.tenant_mode,
+        embedder=create_embedder(settings.embedder, region=settings.region),
+        local_dir=settings.state_dir / "vectors",
+        bucket=settings.vector_bucket,
+        region=settings.region,
+        tenant_id=settings.single_tenant_id if settings.tenant_mode == "single" else None,
+        tvm_role_arn=settings.tvm_role_arn,
     )
-    return SingleTenantStore(index, embedder, tenant_id=tenant_id)
-
-
-def _build_embedder(settings: Settings) -> Any:
-    from memory.embedders.bedrock import BedrockEmbedder
-    from memory.embedders.local import LocalEmbedder
-
-    if settings.embedder == "bedrock":
-        return BedrockEmbedder(region=settings.region)
-    return LocalEmbedder()

@@ -32,6 +32,7 @@ from memory.embedders.local import LocalEmbedder
 from memory.types import Scope
 from memory.pipeline.outbox import Outbox
 from memory.plugin.plugin import MemoryPlugin
+from memory.plugin.invocation import END_SESSION, Invocation
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.pipeline.summarizer import Summarizer
 from tests.support.scripted_model import ScriptedModel
@@ -72,7 +73,7 @@ class _Harness:
 
     def state(self, **extra: Any) -> dict[str, Any]:
         self.counter += 1
-        return {"tenant_context": "acme", "user_id": "user-3", "conversation_id": f"c{self.counter}", **extra}
+        return {**Invocation("user-3", f"c{self.counter}", "acme").to_state(), **extra}
 
     def first_turn(self, with_plugin: bool, repeat: int) -> list[float]:
         return _timed(lambda: (self.agent(with_plugin), self.state()),
@@ -88,7 +89,7 @@ class _Harness:
             self.pipeline.wait()  # previous summary done, untimed
             agent, state = self.agent(with_plugin), self.state()
             agent("My budget plan is 2M dollars.", invocation_state=state)
-            return agent, {**state, "end_session": True}
+            return agent, {**state, END_SESSION: True}
 
         return _timed(setup, lambda a: a[0]("Thanks, bye.", invocation_state=a[1]), repeat)
 

@@ -59,7 +59,7 @@ def main() -> None:
     with mock_aws():
         make_client("s3vectors", region="us-east-1")  # warm botocore's model caches for both runs
         cached_sts = CountingSts(make_client("sts", region="us-east-1"))
-        tvm = TokenVendingMachine(ROLE, region="us-east-1", sts_client_factory=lambda: cached_sts)
+        tvm = TokenVendingMachine(ROLE, region_name="us-east-1", sts_client_factory=lambda: cached_sts)
         tvm_s = _load(lambda t: tvm.client_for(t, "s3vectors"), args.requests, args.tenants, args.threads)
 
         naive_sts = CountingSts(make_client("sts", region="us-east-1"))

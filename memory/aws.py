@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,18 @@ def client_config(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
     )
+
+
+def resolve_region(region_name: str | None) -> str:
+    """``region_name``, else ``AWS_REGION``, else ``AWS_DEFAULT_REGION``.
+
+    Raises:
+        ConfigurationError: None of them is set (a region is never guessed).
+    """
+    region = region_name or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ConfigurationError("an AWS region is required: pass region_name or set AWS_REGION")
+    return region
 
 
 def make_client(

@@ -39,3 +39,19 @@ class BackendUnavailable(MemoryLibraryError):
     """A transient backend fault that survived the retries (throttling, 5xx, timeouts, STS failure)."""
 
     status_code = 503
+
+
+class IsolationError(MemoryLibraryError):
+    """Tenant-scoped credentials could not be vended (no tenant, invalid tenant, STS refused or
+    failed). Never followed by a fallback to ambient credentials. Carries the status code of
+    its cause (400, 403 or 503)."""
+
+    def __init__(self, message: str, *, status_code: int = 503) -> None:
+        """Create the error.
+
+        Args:
+            message: What failed (never contains credentials).
+            status_code: HTTP-style status of the cause.
+        """
+        super().__init__(message)
+        self.status_code = status_code

@@ -25,11 +25,22 @@ def summary_key(
     differ) and None differs from the empty string.
     """
     parts = (tenant_id, user_id, agent_name, conversation_id) + (() if opened is None else (opened,))
+    return "sum-" + _digest(parts)
+
+
+def fact_key(tenant_id: str | None, user_id: str, agent_name: str | None, content: str) -> str:
+    """The key of an extracted fact: ``fact-`` + sha256 over the owner and the whitespace-normalised
+    text, so writing the same fact again (extraction is at-least-once) overwrites it."""
+    return "fact-" + _digest((tenant_id, user_id, agent_name, " ".join(content.split())))
+
+
+def _digest(parts: tuple[str | None, ...]) -> str:
+    """sha256 hex over length-prefixed parts (None differs from the empty string)."""
     digest = hashlib.sha256()
     for part in parts:
         encoded = b"\x00" if part is None else b"\x01" + part.encode("utf-8")
         digest.update(len(encoded).to_bytes(8, "big") + encoded)
-    return "sum-" + digest.hexdigest()
+    return digest.hexdigest()
 
 
 def new_conversation_marker() -> str:

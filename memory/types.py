@@ -14,7 +14,13 @@ NON_FILTERABLE_KEYS = ("content", "conversation_id")
 
 @dataclass(frozen=True)
 class VectorRecord:
-    """One vector with its key and metadata, as stored in an index."""
+    """One vector with its key and metadata, as stored in an index.
+
+    Attributes:
+        key: Unique within the index.
+        vector: The embedding.
+        metadata: Filterable and non-filterable metadata (``FILTERABLE_KEYS``, ``NON_FILTERABLE_KEYS``).
+    """
 
     key: str
     vector: Sequence[float]
@@ -23,7 +29,13 @@ class VectorRecord:
 
 @dataclass(frozen=True)
 class QueryHit:
-    """One query result: key, cosine distance (0 = identical, 2 = opposite) and metadata."""
+    """One query result.
+
+    Attributes:
+        key: The vector's key.
+        distance: Cosine distance (0 = identical, 2 = opposite).
+        metadata: The vector's metadata.
+    """
 
     key: str
     distance: float
@@ -38,6 +50,11 @@ class Scope:
     own tenant) for the single-tenant one. ``agent_name`` None means "every agent of this
     user" (a supervisor view); otherwise the agent's own memories plus the user's shared,
     agent-less ones.
+
+    Attributes:
+        user_id: The user.
+        tenant_id: The tenant (multi-tenant store), or None.
+        agent_name: The agent, or None for every agent of the user.
     """
 
     user_id: str
@@ -47,7 +64,19 @@ class Scope:
 
 @dataclass(frozen=True)
 class Memory:
-    """A stored memory as returned to callers."""
+    """A stored memory as returned to callers.
+
+    Attributes:
+        id: Its key in the index.
+        content: The memory text.
+        user_id: Whose memory it is.
+        stored_at: When it was stored (UTC).
+        memory_type: ``summary``, ``fact``, ``note``...
+        agent_name: The agent that stored it; None for a memory shared by the user's agents.
+        conversation_id: The conversation it came from, if any.
+        tenant_id: The tenant, if any.
+        score: Cosine similarity (1 = identical) on retrieval, None when listed.
+    """
 
     id: str
     content: str

@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from memory.errors import ConfigurationError
-from memory.types import Scope
 from memory.embedders.protocol import EmbeddingPurpose
-from memory.index.s3vectors import S3VectorsIndex
+from memory.errors import ConfigurationError
+from memory.factory import create_store
 from memory.stores.single_tenant import SingleTenantStore
 from memory.tenants import index_name_for, validate_tenant_id
+from memory.types import Scope
 from scripts.common import Report, ScriptError, add_common_args, aws_client, require_region
 from scripts.vectors import get_index
 
@@ -79,8 +79,13 @@ def run(args: argparse.Namespace) -> Report:
     if description is None:  # checked first: the store would create a missing index
         raise ScriptError(f"tenant {tenant!r} has no index {name} in bucket {args.bucket!r}")
     dimension = int(description["dimension"])
-    store = SingleTenantStore(
-        S3VectorsIndex(s3v, args.bucket, name, dimension), _NoEmbedder(dimension), tenant_id=tenant
+    store = create_store(
+        backend="s3vectors",
+        tenancy="single",
+        embedder=_NoEmbedder(dimension),
+        bucket=args.bucket,
+        tenant_id=tenant,
+        s3vectors_client=s3v,  # the operator's credentials, not a tenant's
     )
     report = Report("forget", dry_run=not args.yes)
     forget(

@@ -34,6 +34,17 @@ class BedrockEmbedder:
         model_id: str = NOVA_MODEL_ID,
         dimension: int = 1024,
     ) -> None:
+        """Create the embedder (no AWS call here).
+
+        Args:
+            client: A ``bedrock-runtime`` client (default: a new one in ``region``).
+            region: AWS region, required without ``client``.
+            model_id: The Bedrock model id.
+            dimension: Output dimension, one of 256, 384, 1024, 3072.
+
+        Raises:
+            ConfigurationError: An unsupported dimension, or neither client nor region.
+        """
         if dimension not in NOVA_DIMENSIONS:
             raise ConfigurationError(f"Nova embedding dimension must be one of {NOVA_DIMENSIONS}")
         if client is None:

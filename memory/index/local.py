@@ -181,6 +181,16 @@ class LocalIndex:
     """
 
     def __init__(self, root_dir: str | Path, name: str, dimension: int) -> None:
+        """Open (not create) the index.
+
+        Args:
+            root_dir: Directory of the index files.
+            name: Index name (S3 Vectors' rules: 3-63 of ``[a-z0-9.-]``).
+            dimension: Vector dimension (1-4096).
+
+        Raises:
+            ValidationError: An invalid name or dimension.
+        """
         self.name = _validate_index_name(name)
         self.dimension = limits.validate_dimension(dimension)
         self.path = Path(root_dir) / f"{name}.sqlite3"

@@ -49,6 +49,18 @@ class S3VectorsIndex:
     def __init__(
         self, client: Any, bucket: str, name: str, dimension: int, *, create_if_missing: bool = True
     ) -> None:
+        """Describe one index (no AWS call here).
+
+        Args:
+            client: An ``s3vectors`` client, or a zero-argument callable returning one.
+            bucket: The vector bucket.
+            name: The index name.
+            dimension: Vector dimension (1-4096).
+            create_if_missing: Whether :meth:`ensure` creates a missing index (else: NotFound).
+
+        Raises:
+            ValidationError: An invalid dimension.
+        """
         self._client_source = client
         self.bucket = bucket
         self.name = name

@@ -47,7 +47,15 @@ TaskEnd = Callable[[Any], None]
 
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded exponential backoff: with full jitter between attempts, doubling between sweeps."""
+    """Bounded exponential backoff: with full jitter between attempts, doubling between sweeps.
+
+    Attributes:
+        max_attempts: Attempts per round before an entry waits for a sweep.
+        base_delay: First backoff between attempts (seconds).
+        max_delay: Largest backoff between attempts (seconds).
+        sweep_base_delay: First wait before re-sweeping an exhausted entry (seconds).
+        sweep_max_delay: Largest wait between sweeps (seconds).
+    """
 
     max_attempts: int = 4
     base_delay: float = 0.5
@@ -78,6 +86,17 @@ class SummaryPipeline:
         on_task_start: TaskStart | None = None,
         on_task_end: TaskEnd | None = None,
     ) -> None:
+        """Create the pipeline (its worker threads start with the first entry).
+
+        Args:
+            store: Where summaries are stored.
+            outbox: Where accepted conversations wait durably until stored.
+            summarizer: Turns a transcript into the memory text.
+            max_workers: Concurrent summaries.
+            retry: Backoff between attempts and sweeps.
+            on_task_start: Called with a name when an entry is scheduled; returns a token.
+            on_task_end: Called with that token once the entry is stored.
+        """
         self.store = store
         self.outbox = outbox
         self.summarizer = summarizer

@@ -45,6 +45,17 @@ class OutboxEntry:
     None only in entries written before markers existed. ``open`` marks a checkpoint of a
     conversation still going on (False once it ended, and in entries written before
     checkpoints existed).
+
+    Attributes:
+        tenant_id: The tenant, or None (single-tenant store).
+        user_id: The user.
+        agent_name: The agent that held the conversation.
+        conversation_id: The conversation (AgentCore session) id.
+        transcript: Its text turns so far.
+        created_at: When the entry was first written (ISO 8601).
+        attempts: Failed summary attempts so far.
+        opened: The conversation's start marker (part of the summary key).
+        open: True while the conversation goes on (a checkpoint).
     """
 
     tenant_id: str | None
@@ -92,6 +103,11 @@ class Outbox:
     """Entries stored as files (0600) under ``directory`` (created 0700 if missing)."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
+        """Open the outbox.
+
+        Args:
+            directory: Where entries are kept (created 0700 if missing); one process owns it.
+        """
         self.directory = private_dir(directory)
 
     def _path(self, entry_id: str) -> Path:

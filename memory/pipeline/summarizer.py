@@ -128,6 +128,18 @@ class Summarizer:
         max_chars: int = DEFAULT_MAX_CHARS,
         max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
     ) -> None:
+        """Create the summarizer.
+
+        Args:
+            model: The Strands model of abstractive summaries (None: extractive).
+            mode: ``"auto"``, ``"abstractive"`` or ``"extractive"`` (module docstring).
+            small_local_model: Force extractive summaries (a tiny model invents facts).
+            max_chars: Upper bound of a summary.
+            max_input_chars: Upper bound of the transcript sent to the model.
+
+        Raises:
+            ValueError: ``mode="abstractive"`` without a model.
+        """
         if mode == "abstractive" and model is None:
             raise ValueError("abstractive summaries need a model")
         self.model = model

@@ -4,19 +4,21 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 
     plugin = MemoryPlugin(store, pipeline=pipeline)
     agent = Agent(name="orchestrator", system_prompt="... {memory_context} ...", plugins=[plugin])
-    agent(prompt, invocation_state={"tenant_context": tenant_id, "user_id": user_id,
-                                    "conversation_id": session_id, "end_session": False})
+    agent(prompt, invocation_state=Invocation(user_id, session_id, tenant_id).to_state())
 
-* Identity comes only from ``invocation_state`` (filled by the app from a verified token). A
-  turn without ``user_id`` or ``conversation_id`` (or with an invalid tenant id) runs without
-  memory, with a warning; there is no default user.
+* Identity comes only from ``invocation_state`` (filled by the app from a verified token),
+  parsed by ``memory.plugin.invocation`` (keys, the seed's ``tenant_context`` dict). A turn
+  without ``user_id`` or ``conversation_id`` runs without memory, with a warning; there is no
+  default user. Malformed identity (e.g. a tenant dict without a valid ``tenantId``) fails the
+  turn with ``InvalidInvocationState`` before the model runs: never a silent memory-off.
 * The first turn of a conversation retrieves the top-k memories for the prompt (this user,
   this agent, similarity >= ``min_score``) and fills ``{memory_context}`` in the agent's base
   system prompt with a fenced block (``memory.plugin.context_block``). The block is re-applied on
   every turn of that conversation. Without the placeholder the block is appended (warning
   once); without memories the placeholder is removed.
 * Retrieval failures degrade to no memory: a warning and ``metrics["retrieval_failures"]``.
-* The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent.
+* The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent
+  through the public ``Plugin.tools`` property (``recall_tool=False`` leaves it out).
 * The plugin keeps the full text transcript (every message added, whatever the conversation
   manager later trims). ``end_session: True`` in ``invocation_state`` or ``end_conversation()``
   (idle timer, shutdown) hands it to the ``SummaryPipeline`` in the background (the outbox
@@ -41,57 +43,54 @@ import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from strands.agent.agent import _DEFAULT_AGENT_NAME
+from strands import ToolContext
 from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, MessageAddedEvent
 from strands.plugins import Plugin, hook
+from strands.tools.decorator import DecoratedFunctionTool
 
 from memory.pipeline.background import SummaryPipeline
 from memory.plugin.context_block import PLACEHOLDER, fill_prompt, render_block
-from memory.errors import InvalidTenantId
 from memory.keys import new_conversation_marker
 from memory.types import Memory, Scope
 from memory.pipeline.outbox import OutboxEntry
 from memory.stores.protocol import MemoryBackend
+from memory.plugin.invocation import Invocation, read_invocation
 from memory.plugin.recall_tool import build_recall_tool
 from memory.pipeline.summarizer import Turn, transcript_from_messages
-from memory.tenants import validate_tenant_id
 
 if TYPE_CHECKING:
     from strands import Agent
 
 logger = logging.getLogger(__name__)
 
-#: The name the Strands SDK gives agents created without one; not unique, so refused.
-SDK_DEFAULT_AGENT_NAME: str = _DEFAULT_AGENT_NAME
+#: The name Strands gives an agent created without one; not unique, so refused. The SDK keeps it
+#: in a private constant (``strands.agent.agent._DEFAULT_AGENT_NAME``), so it is repeated here;
+#: tests/unit/memory/plugin/test_sdk_contract.py fails loudly if the SDK changes it.
+SDK_DEFAULT_AGENT_NAME = "Strands Agents"
 #: Default cosine-similarity floor for injected memories.
 DEFAULT_MIN_SCORE = 0.2
 
 
-@dataclass(frozen=True)
-class Invocation:
-    """Identity and conversation of one invocation, as read from ``invocation_state``."""
+def check_agent_name(name: str | None) -> str:
+    """An agent name memories can be stored under.
 
-    tenant_id: str | None
-    user_id: str
-    conversation_id: str
-    end_session: bool = False
+    Args:
+        name: The agent's ``name``.
 
+    Returns:
+        ``name`` unchanged.
 
-def read_invocation(state: Mapping[str, Any]) -> Invocation | None:
-    """The invocation's identity, or None if it is missing or invalid (never a default user)."""
-    user_id = state.get("user_id")
-    conversation_id = state.get("conversation_id")
-    tenant_id = state.get("tenant_context")
-    if not isinstance(user_id, str) or not user_id or not isinstance(conversation_id, str) or not conversation_id:
-        return None
-    if tenant_id is not None:
-        try:
-            validate_tenant_id(tenant_id)
-        except InvalidTenantId:
-            return None
-    return Invocation(tenant_id, user_id, conversation_id, state.get("end_session") is True)
+    Raises:
+        ValueError: No name, a blank one, or the SDK's default (shared by every unnamed agent).
+    """
+    if not name or not name.strip() or name == SDK_DEFAULT_AGENT_NAME:
+        raise ValueError(
+            "MemoryPlugin needs an agent with an explicit, stable and unique name "
+            f"(got {name!r}); memories are stored per agent name"
+        )
+    return name
 
 
 @dataclass
@@ -120,7 +119,19 @@ class MemoryPlugin(Plugin):
         top_k: int = 5,
         min_score: float | None = DEFAULT_MIN_SCORE,
         recall_top_k_max: int = 10,
+        recall_tool: bool = True,
     ) -> None:
+        """Create the plugin of one agent.
+
+        Args:
+            store: Where memories are read (and, through ``pipeline``, written).
+            pipeline: Summarizes ended conversations into ``store``; None stores nothing.
+            summarize: False makes a read-only plugin (no transcript, no summary).
+            top_k: How many memories are injected on a conversation's first turn.
+            min_score: Cosine-similarity floor of injected and recalled memories.
+            recall_top_k_max: Upper bound of the recall tool's ``top_k``.
+            recall_tool: Whether the ``memory_tool`` recall tool is registered with the agent.
+        """
         self.store = store
         self.pipeline = pipeline
         self.summarize = summarize
@@ -134,16 +145,23 @@ class MemoryPlugin(Plugin):
         self._turn_active = False
         self._placeholder_warned = False
         super().__init__()  # discovers @hook methods; needs the attributes above
-        self._tools.append(
-            build_recall_tool(
-                store,
-                self._recall_scope,
-                default_top_k=min(top_k, recall_top_k_max),
-                max_top_k=recall_top_k_max,
-                min_score=min_score,
-                on_recalled=self._on_recalled,
+        self._recall_tools: list[DecoratedFunctionTool] = []
+        if recall_tool:
+            self._recall_tools.append(
+                build_recall_tool(
+                    store,
+                    self._recall_scope,
+                    default_top_k=min(top_k, recall_top_k_max),
+                    max_top_k=recall_top_k_max,
+                    min_score=min_score,
+                    on_recalled=self._on_recalled,
+                )
             )
-        )
+
+    @property
+    def tools(self) -> list[DecoratedFunctionTool]:
+        """The tools registered with the agent: the recall tool (unless ``recall_tool=False``)."""
+        return list(self._recall_tools)
 
     # -- public accessors -------------------------------------------------------------------
 
@@ -180,11 +198,7 @@ class MemoryPlugin(Plugin):
 
     def init_agent(self, agent: "Agent") -> None:
         """Bind to ``agent``; refuse agents without a stable unique name."""
-        if not agent.name or not agent.name.strip() or agent.name == SDK_DEFAULT_AGENT_NAME:
-            raise ValueError(
-                "MemoryPlugin needs an agent with an explicit, stable and unique name "
-                f"(got {agent.name!r}); memories are stored per agent name"
-            )
+        check_agent_name(agent.name)
         if self.agent_name is not None:
             raise ValueError("a MemoryPlugin instance serves exactly one agent; create one per agent")
         prompt = agent.system_prompt
@@ -195,7 +209,13 @@ class MemoryPlugin(Plugin):
 
     @hook
     async def _before_invocation(self, event: BeforeInvocationEvent) -> None:
-        invocation = read_invocation(event.invocation_state)
+        try:
+            invocation = read_invocation(event.invocation_state)
+        except Exception:
+            with self._lock:
+                self.metrics["identity_invalid"] += 1
+                self._turn_active = False
+            raise  # a malformed identity fails the turn, never a silent memory-off
         if invocation is None:
             with self._lock:
                 self.metrics["identity_missing"] += 1
@@ -205,7 +225,7 @@ class MemoryPlugin(Plugin):
             return
         with self._lock:
             current = self._conversation
-            continuing = current is not None and _same_conversation(current.invocation, invocation)
+            continuing = current is not None and current.invocation.same_conversation(invocation)
         if not continuing:
             # retrieval (embedding, network) and ending a previous conversation (outbox fsync)
             # run off the event loop
@@ -226,11 +246,13 @@ class MemoryPlugin(Plugin):
 
     @hook
     async def _after_invocation(self, event: AfterInvocationEvent) -> None:
-        invocation = read_invocation(event.invocation_state)
         with self._lock:
             active, self._turn_active = self._turn_active, False
             conversation = self._conversation
-        if not active or invocation is None or conversation is None:
+        if not active or conversation is None:
+            return
+        invocation = read_invocation(event.invocation_state)  # valid: parsed before the turn
+        if invocation is None:
             return
         if invocation.end_session:
             await asyncio.to_thread(self._end_quietly, conversation)  # the outbox write fsyncs
@@ -348,8 +370,8 @@ class MemoryPlugin(Plugin):
     def _scope(self, invocation: Invocation) -> Scope:
         return Scope(user_id=invocation.user_id, tenant_id=invocation.tenant_id, agent_name=self.agent_name)
 
-    def _recall_scope(self, invocation_state: Mapping[str, Any]) -> Scope | None:
-        invocation = read_invocation(invocation_state)
+    def _recall_scope(self, tool_context: ToolContext) -> Scope | None:
+        invocation = read_invocation(tool_context.invocation_state)
         return None if invocation is None else self._scope(invocation)
 
     def _on_recalled(self, memories: Sequence[Memory]) -> None:
@@ -357,10 +379,6 @@ class MemoryPlugin(Plugin):
             self.metrics["recalled"] += len(memories)
             if self._conversation is not None and self._turn_active:
                 self._conversation.recalled.extend(m.id for m in memories)
-
-
-def _same_conversation(a: Invocation, b: Invocation) -> bool:
-    return (a.tenant_id, a.user_id, a.conversation_id) == (b.tenant_id, b.user_id, b.conversation_id)
 
 
 def _prompt_text(messages: Sequence[Any] | None) -> str:

@@ -2,8 +2,9 @@
 
 The model supplies only ``query`` and an optional ``top_k`` (clamped to ``1..max_top_k``); any
 other argument it invents (``user_id``, ``tenant``, ...) is dropped by the tool's input schema.
-Whose memories are searched comes from ``scope_for(invocation_state)``, which the plugin
-backs with the verified identity of the current invocation. Results are returned in the same
+Whose memories are searched comes from ``scope_for(tool_context)``, which the plugin backs
+with the verified identity of the current invocation (its ``invocation_state``) and, for a
+plugin shared by several agents, the calling agent's name. Results are returned in the same
 escaped, fenced block as injected memories (each with its stored date); failures return a
 generic message to the model and log the details.
 """
@@ -28,7 +29,7 @@ FAILURE_MESSAGE = "Memory recall is unavailable right now."
 EMPTY_MESSAGE = "No matching memories found."
 MAX_QUERY_CHARS = 1000
 
-ScopeResolver = Callable[[dict[str, Any]], "Scope | None"]
+ScopeResolver = Callable[[ToolContext], "Scope | None"]
 RecallListener = Callable[[Sequence[Memory]], None]
 
 
@@ -49,10 +50,25 @@ def build_recall_tool(
     max_top_k: int = 10,
     min_score: float | None = None,
     on_recalled: RecallListener | None = None,
+    name: str = RECALL_TOOL_NAME,
 ) -> DecoratedFunctionTool:
-    """A Strands tool named ``memory_tool`` that searches the invoking user's memories."""
+    """A Strands tool (named ``memory_tool`` unless ``name`` says otherwise) that searches the
+    invoking user's memories.
 
-    @tool(name=RECALL_TOOL_NAME, context=True)
+    Args:
+        store: Where the memories are searched.
+        scope_for: Whose memories, from the tool call's context; None refuses the call.
+        default_top_k: ``top_k`` when the model gives none.
+        max_top_k: Upper bound of ``top_k``.
+        min_score: Cosine-similarity floor of returned memories.
+        on_recalled: Told which memories each call returned.
+        name: The tool's name as the model sees it.
+
+    Returns:
+        The tool, ready for ``Agent(tools=[...])`` or a plugin's ``tools``.
+    """
+
+    @tool(name=name, context=True)
     def memory_tool(query: str, tool_context: ToolContext, top_k: int = default_top_k) -> str:
         """Search your long-term memory of past conversations with this user.
 
@@ -64,7 +80,7 @@ def build_recall_tool(
             query: What to look for, in a few words.
             top_k: How many memories to return at most (small; the tool caps it).
         """
-        scope = scope_for(tool_context.invocation_state)
+        scope = scope_for(tool_context)
         if scope is None:
             logger.warning("memory_tool called without a verified identity; refusing")
             return NO_IDENTITY_MESSAGE

@@ -39,6 +39,14 @@ class MultiTenantStore:
         default_min_score: float = DEFAULT_MIN_SCORE,
         max_cached_tenants: int = 1024,
     ) -> None:
+        """Create the store (indexes are opened per tenant on first use).
+
+        Args:
+            index_factory: Builds a tenant's index from its (validated) tenant id.
+            embedder: Embeds memories and queries.
+            default_min_score: Cosine-similarity floor when ``retrieve`` gets none.
+            max_cached_tenants: How many tenants' stores stay cached (LRU).
+        """
         self._index_factory = index_factory
         self.embedder = embedder
         self.default_min_score = default_min_score
@@ -66,7 +74,7 @@ class MultiTenantStore:
         if not bucket:
             raise ConfigurationError("MultiTenantStore on S3 Vectors needs a vector bucket")
         vending = tvm or TokenVendingMachine(
-            role_arn, region=region, session_name_prefix=session_name_prefix
+            role_arn, region_name=region, session_name_prefix=session_name_prefix
         )
 
         def factory(tenant_id: str) -> VectorIndex:

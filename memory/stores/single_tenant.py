@@ -43,6 +43,18 @@ class SingleTenantStore:
         tenant_id: str | None = None,
         default_min_score: float = DEFAULT_MIN_SCORE,
     ) -> None:
+        """Create the store (the index is ensured on first use).
+
+        Args:
+            index: The vector index holding the tenant's memories.
+            embedder: Embeds memories and queries; its dimension must match the index.
+            tenant_id: The tenant served (a Scope naming another is refused); None: no check.
+            default_min_score: Cosine-similarity floor when ``retrieve`` gets none.
+
+        Raises:
+            ConfigurationError: Embedder and index dimensions differ.
+            InvalidTenantId: An invalid ``tenant_id``.
+        """
         check_dimensions(embedder, index.dimension)
         self.index = index
         self.embedder = embedder

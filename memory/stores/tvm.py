@@ -20,9 +20,9 @@ from typing import Any, Callable
 from botocore.exceptions import BotoCoreError, ClientError
 from cachetools import LRUCache
 
-from memory.aws import StaticCredentials, make_client, translate_error
-from memory.errors import AccessDenied, BackendUnavailable, ConfigurationError
-from memory.tenants import validate_tenant_id
+from memory.aws import StaticCredentials, make_client, resolve_region, translate_error
+from memory.errors import AccessDenied, BackendUnavailable, ConfigurationError, IsolationError, MemoryLibraryError
+from memory.tenants import tenant_id_from_context, validate_tenant_id
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +42,15 @@ class TenantCredentials:
 class TokenVendingMachine:
     """Vends tenant-scoped AWS credentials and boto3 clients built from them.
 
-    ``sts_client_factory`` (no arguments) creates the STS client; by default one with the
-    project's Config in ``region``. ``clock`` is injectable for tests.
+    Also the drop-in for ``strands_s3_vectors_memory.TokenVendingMachine``:
+    ``TokenVendingMachine(role_arn, region_name).get_client(service, tenant_context)``.
     """
 
     def __init__(
         self,
         role_arn: str,
+        region_name: str | None = None,
         *,
-        region: str,
         session_name_prefix: str = "agent-memory",
         duration_seconds: int = 900,
         refresh_margin_seconds: int = 120,
@@ -59,16 +59,32 @@ class TokenVendingMachine:
         client_factory: Callable[[str, StaticCredentials], Any] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """Create a token vending machine.
+
+        Args:
+            role_arn: The role assumed for every tenant (its policies use the ``TenantID`` tag).
+            region_name: AWS region of STS and of the clients (default: ``AWS_REGION`` or
+                ``AWS_DEFAULT_REGION``).
+            session_name_prefix: Prefix of the STS role session names.
+            duration_seconds: Lifetime of vended credentials (900-43200).
+            refresh_margin_seconds: Refresh credentials this long before they expire.
+            max_tenants: How many tenants' credentials and clients are cached.
+            sts_client_factory: Creates the STS client (no arguments); default: the project's.
+            client_factory: Creates a client from ``(service, credentials)``; default: the project's.
+            clock: Epoch seconds, injectable for tests.
+
+        Raises:
+            ConfigurationError: No role ARN, no region, or inconsistent durations.
+        """
         if not role_arn:
             raise ConfigurationError("the token vending machine needs a role ARN to assume")
-        if not region:
-            raise ConfigurationError("the token vending machine needs an AWS region")
+        region = resolve_region(region_name)
         if not 900 <= duration_seconds <= 43200:
             raise ConfigurationError("duration_seconds must be 900-43200")
         if not 0 <= refresh_margin_seconds < duration_seconds:
             raise ConfigurationError("refresh_margin_seconds must be shorter than the duration")
         self.role_arn = role_arn
-        self.region = region
+        self.region_name = region
         self.session_name_prefix = session_name_prefix
         self.duration_seconds = duration_seconds
         self.refresh_margin_seconds = refresh_margin_seconds
@@ -127,6 +143,27 @@ class TokenVendingMachine:
             with self._lock:
                 self._clients[key] = (client, access_key)
             return client
+
+    def get_client(self, service_name: str, tenant_context: object) -> Any:
+        """A client for ``service_name`` with the tenant's credentials (the seed package's API).
+
+        Args:
+            service_name: The boto3 service, e.g. ``"s3vectors"``.
+            tenant_context: ``{"tenantId": ...}`` or a tenant id string.
+
+        Returns:
+            The tenant's (cached) boto3 client.
+
+        Raises:
+            IsolationError: The tenant is missing or invalid, or STS refused or failed; there is
+                no fallback to ambient credentials.
+        """
+        try:
+            return self.client_for(tenant_id_from_context(tenant_context), service_name)
+        except MemoryLibraryError as exc:
+            raise IsolationError(
+                f"no tenant-scoped credentials: {exc}", status_code=exc.status_code
+            ) from exc
 
     def _cached_client(self, key: tuple[str, str], access_key: str) -> Any:
         with self._lock:

@@ -34,6 +34,7 @@ from memory.index.local import LocalIndex
 from memory.types import Scope
 from memory.pipeline.outbox import Outbox
 from memory.plugin.plugin import MemoryPlugin
+from memory.plugin.invocation import Invocation
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.pipeline.summarizer import Summarizer
 from memory.stores.tvm import TokenVendingMachine
@@ -92,8 +93,7 @@ def turn(store: Any, pipeline: SummaryPipeline | None, prompt: str, conversation
     model = ScriptedModel(default_reply="ok")
     plugin = MemoryPlugin(store, pipeline=pipeline)
     agent = Agent(model=model, name="orchestrator", system_prompt=BASE, plugins=[plugin], callback_handler=None)
-    result = agent(prompt, invocation_state={"tenant_context": "acme", "user_id": "alice",
-                                             "conversation_id": conversation, **state})
+    result = agent(prompt, invocation_state={**Invocation("alice", conversation, "acme").to_state(), **state})
     return str(result).strip(), plugin, model
 
 
@@ -135,7 +135,7 @@ def test_sts_failure_is_retried_later_not_cached(monkeypatch) -> None:
         sts = make_client("sts", region="us-east-1")
         faults = Faults(503, "ServiceUnavailable")
         sts.meta.events.register("before-send.sts", faults)
-        tvm = TokenVendingMachine("arn:aws:iam::123456789012:role/tvm", region="us-east-1",
+        tvm = TokenVendingMachine("arn:aws:iam::123456789012:role/tvm", region_name="us-east-1",
                                   sts_client_factory=lambda: sts)
         for _ in range(2):
             with pytest.raises(BackendUnavailable):

@@ -48,7 +48,7 @@ def tenants(live, cli):
 
 def test_tenant_credentials_reach_only_their_own_index(live, tenants) -> None:
     a, b = tenants
-    tvm = TokenVendingMachine(live.tvm_role_arn, region=live.region)
+    tvm = TokenVendingMachine(live.tvm_role_arn, region_name=live.region)
     own = S3VectorsIndex(lambda: tvm.client_for(a, "s3vectors"), live.bucket, index_name_for(a), DIM)
     own.put([_record("k1", "u1")])
     assert [r.key for r in own.list()] == ["k1"]

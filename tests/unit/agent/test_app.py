@@ -15,6 +15,7 @@ from agent.services import Services
 from agent.sessions import SessionRegistry
 from agent.settings import Settings
 from auth.dev_issuer import DevIssuer
+from memory.plugin.invocation import Invocation
 from tests.support.scripted_model import EchoModel
 
 SESSION = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
@@ -102,7 +103,7 @@ def test_valid_token_answers_with_identity_from_token(harness, issuer: DevIssuer
     body = response.json()
     assert body["answer"].startswith("ECHO: hello there")
     assert body["session_id"] == SID and body["memories_used"] == [] and body["session_ended"] is False
-    assert made[SID].states == [{"tenant_context": "tenant-a", "user_id": "alice", "conversation_id": SID}]
+    assert made[SID].states == [Invocation("alice", SID, "tenant-a").to_state()]
 
 
 def test_auth_runs_before_payload_validation(harness) -> None:

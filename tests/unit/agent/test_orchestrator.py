@@ -16,13 +16,14 @@ from memory.pipeline.background import SummaryPipeline
 from memory.embedders.local import LocalEmbedder
 from memory.types import Scope
 from memory.pipeline.outbox import Outbox
+from memory.plugin.invocation import Invocation
 from memory.plugin.plugin import MemoryPlugin
 from memory.plugin.recall_tool import RECALL_TOOL_NAME
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.pipeline.summarizer import Summarizer
 from tests.support.scripted_model import ScriptedModel, ToolCall
 
-STATE = {"tenant_context": "tenant-a", "user_id": "alice", "conversation_id": "conv-1"}
+STATE = Invocation("alice", "conv-1", "tenant-a").to_state()
 
 
 @pytest.fixture()

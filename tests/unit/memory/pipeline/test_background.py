@@ -17,6 +17,7 @@ from memory.errors import BackendUnavailable
 from memory.keys import summary_key
 from memory.types import Scope
 from memory.pipeline.outbox import Outbox, OutboxEntry
+from memory.plugin.invocation import CONVERSATION_ID, TENANT_CONTEXT, USER_ID, InvalidInvocationState
 from memory.plugin.plugin import MemoryPlugin
 from memory.pipeline.summarizer import Summarizer
 from tests.support.scripted_model import ScriptedModel
@@ -382,7 +383,7 @@ def test_ending_again_while_running_summarizes_the_newer_transcript(fake_store, 
 
 
 def state(**extra: Any) -> dict[str, Any]:
-    return {"tenant_context": "acme", "user_id": "alice", "conversation_id": "conv-9", **extra}
+    return {TENANT_CONTEXT: "acme", USER_ID: "alice", CONVERSATION_ID: "conv-9", **extra}
 
 
 def test_end_session_stores_exactly_one_summary_of_the_full_transcript(fake_store, make_pipeline) -> None:
@@ -444,12 +445,15 @@ def test_end_session_does_not_wait_for_the_summary(fake_store, make_pipeline) ->
     assert pipeline.wait(5) and len(fake_store.store_calls) == 1
 
 
-@pytest.mark.parametrize("bad", [{"user_id": None}, {"tenant_context": "NOT VALID"}])
+@pytest.mark.parametrize("bad", [{USER_ID: None}, {TENANT_CONTEXT: "NOT VALID"}])
 def test_end_session_without_identity_stores_nothing(fake_store, make_pipeline, bad) -> None:
     pipeline = make_pipeline(fake_store)
     plugin = MemoryPlugin(fake_store, pipeline=pipeline)
     agent = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator", plugins=[plugin], callback_handler=None)
-    agent("I like tea.", invocation_state=state(end_session=True, **bad))
+    try:
+        agent("I like tea.", invocation_state=state(end_session=True, **bad))
+    except InvalidInvocationState:
+        assert TENANT_CONTEXT in bad  # a malformed tenant fails the turn; a missing user does not
     assert pipeline.wait(5)
     assert fake_store.store_calls == [] and pipeline.outbox.pending() == []
 

@@ -154,12 +154,12 @@ def test_echo_model_echoes_with_the_memory_block_or_none() -> None:
 def test_echo_model_calls_the_recall_tool_and_answers_its_result(fake_store) -> None:
     from memory.types import Scope
     from memory.plugin.plugin import MemoryPlugin
+    from memory.plugin.invocation import Invocation
 
     fake_store.add(Scope("alice", "acme", "a"), "alice owns a red bike")
     model = EchoModel()
     agent = Agent(model=model, name="a", plugins=[MemoryPlugin(fake_store, pipeline=None)], callback_handler=None)
-    result = str(agent("recall: red bike", invocation_state={
-        "tenant_context": "acme", "user_id": "alice", "conversation_id": "c"}))
+    result = str(agent("recall: red bike", invocation_state=Invocation("alice", "c", "acme").to_state()))
     assert "alice owns a red bike" in result
     assert len(model.calls) == 2 and model.calls[0].tool_names == [RECALL_TOOL_NAME]
 

@@ -21,6 +21,7 @@ from memory.embedders.local import LocalEmbedder
 from memory.keys import summary_key
 from memory.types import Scope
 from memory.pipeline.outbox import Outbox
+from memory.plugin.invocation import CONVERSATION_ID, TENANT_CONTEXT, USER_ID, Invocation
 from memory.plugin.plugin import MemoryPlugin
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.stores.scoping import visibility_filter
@@ -35,7 +36,7 @@ BASE = "You are the orchestrator.\n{memory_context}"
 
 
 def state(conversation: str, user: str = "alice", tenant: str = "acme", **extra: Any) -> dict[str, Any]:
-    return {"tenant_context": tenant, "user_id": user, "conversation_id": conversation, **extra}
+    return {TENANT_CONTEXT: tenant, USER_ID: user, CONVERSATION_ID: conversation, **extra}
 
 
 def run_conversation(store: Any, pipeline: SummaryPipeline | None, prompts: list[tuple[str, dict[str, Any]]],

@@ -13,6 +13,13 @@ from memory.plugin.context_block import CLOSE_TAG, OPEN_TAG, extract_block
 from memory.errors import BackendUnavailable
 from memory.keys import summary_key
 from memory.types import Scope
+from memory.plugin.invocation import (
+    CONVERSATION_ID,
+    END_SESSION,
+    TENANT_CONTEXT,
+    USER_ID,
+    InvalidInvocationState,
+)
 from memory.plugin.plugin import MemoryPlugin
 from memory.plugin.recall_tool import RECALL_TOOL_NAME
 from tests.support.scripted_model import ScriptedModel, ToolCall
@@ -21,7 +28,7 @@ BASE = "You are a helpful assistant.\n\n{memory_context}\n\nBe brief."
 
 
 def state(conversation: str = "conv-1", user: str = "alice", tenant: str | None = "acme", **extra: Any) -> dict[str, Any]:
-    return {"tenant_context": tenant, "user_id": user, "conversation_id": conversation, **extra}
+    return {TENANT_CONTEXT: tenant, USER_ID: user, CONVERSATION_ID: conversation, **extra}
 
 
 def make_agent(store: Any, model: ScriptedModel, *, name: str = "orchestrator", prompt: str = BASE,
@@ -116,12 +123,12 @@ def test_one_plugin_instance_cannot_serve_two_agents(fake_store) -> None:
     "bad_state",
     [
         {},
-        {"conversation_id": "c"},
-        {"user_id": "alice"},
-        {"user_id": "alice", "conversation_id": "c", "tenant_context": "Bad Tenant!"},
+        {CONVERSATION_ID: "c"},
+        {USER_ID: "alice"},
+        {USER_ID: None, CONVERSATION_ID: "c", TENANT_CONTEXT: "acme"},
     ],
 )
-def test_missing_or_invalid_identity_runs_without_memory(fake_store, bad_state, caplog) -> None:
+def test_missing_identity_runs_without_memory(fake_store, bad_state, caplog) -> None:
     fake_store.add(Scope("alice", "acme", "orchestrator"), "secret plan")
     model = ScriptedModel([ToolCall(RECALL_TOOL_NAME, {"query": "secret plan"}), lambda c: c.last_tool_result_text])
     agent, plugin = make_agent(fake_store, model)
@@ -257,12 +264,42 @@ async def test_retrieval_does_not_block_the_event_loop(fake_store) -> None:
     assert elapsed < 0.75  # three 0.3 s retrievals overlapped instead of running back to back
 
 
-def test_the_refused_default_name_is_the_sdks_own() -> None:
-    from strands.agent.agent import _DEFAULT_AGENT_NAME
+@pytest.mark.parametrize(
+    ("tenant_context", "match"),
+    [
+        ({"tenantName": "Acme Corp"}, "without 'tenantId'"),
+        ({"tenantId": "Bad Tenant!", "tenantName": "Acme Corp"}, "lowercase"),
+        ({"tenantId": ""}, "1-"),
+        ("Bad Tenant!", "lowercase"),
+        (42, "string or a dict"),
+    ],
+)
+def test_malformed_tenant_context_fails_the_turn_before_the_model_runs(fake_store, tenant_context, match) -> None:
+    model = ScriptedModel(default_reply="should not answer")
+    agent, plugin = make_agent(fake_store, model)
+    with pytest.raises(InvalidInvocationState, match=match):
+        agent("secret plan", invocation_state=state(tenant=tenant_context))
+    assert model.calls == [] and fake_store.retrieve_calls == []
+    assert plugin.metrics["identity_invalid"] == 1
+    agent("hello", invocation_state=state())  # the plugin still serves the next, valid turn
+    assert len(fake_store.retrieve_calls) == 1
 
-    from memory.plugin.plugin import SDK_DEFAULT_AGENT_NAME
 
-    assert SDK_DEFAULT_AGENT_NAME == _DEFAULT_AGENT_NAME == Agent(model=ScriptedModel(), callback_handler=None).name
+def test_seed_tenant_dict_reads_the_same_index_as_the_plain_tenant_id(fake_store) -> None:
+    fake_store.add(Scope("alice", "tenant-001", "orchestrator"), "Our Q4 budget is 2M dollars.")
+    model = ScriptedModel(["ok"])
+    agent, plugin = make_agent(fake_store, model)
+    agent("What is our Q4 budget?", invocation_state=state(tenant={"tenantId": "tenant-001", "tenantName": "Acme"}))
+    (scope, _, _), = fake_store.retrieve_calls
+    assert scope == Scope("alice", "tenant-001", "orchestrator")
+    assert "Q4 budget is 2M" in (extract_block(model.system_prompts[0]) or "")
+
+
+@pytest.mark.parametrize("end_session", ["yes", 1])
+def test_non_boolean_end_session_is_refused(fake_store, end_session) -> None:
+    agent, _ = make_agent(fake_store, ScriptedModel(default_reply="ok"))
+    with pytest.raises(InvalidInvocationState, match="boolean"):
+        agent("hi", invocation_state=state(**{END_SESSION: end_session}))
 
 
 class RecordingPipeline:
@@ -348,7 +385,7 @@ async def test_every_turn_checkpoints_the_growing_transcript_off_the_event_loop(
 def test_no_checkpoint_without_identity_or_without_a_pipeline(fake_store) -> None:
     pipeline = RecordingPipeline()
     agent, plugin = make_agent(fake_store, ScriptedModel(default_reply="ok"), pipeline=pipeline)
-    agent("I like tea.", invocation_state={"user_id": "alice"})  # no conversation id: no memory
+    agent("I like tea.", invocation_state={USER_ID: "alice"})  # no conversation id: no memory
     assert pipeline.checkpoints == [] and plugin.metrics["identity_missing"] == 1
     bare, bare_plugin = make_agent(fake_store, ScriptedModel(default_reply="ok"))
     bare("I like tea.", invocation_state=state())

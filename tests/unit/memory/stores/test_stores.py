@@ -247,7 +247,7 @@ def test_s3vectors_multi_tenant_round_trip_under_moto(moto_query_route):
                 return sts.assume_role(**kwargs)
 
         tvm = TokenVendingMachine(
-            "arn:aws:iam::123456789012:role/memory-tenant", region="us-east-1",
+            "arn:aws:iam::123456789012:role/memory-tenant", region_name="us-east-1",
             sts_client_factory=CountingSts,
         )
         store = MultiTenantStore.for_s3vectors(

@@ -11,7 +11,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from memory.aws import make_client
-from memory.errors import AccessDenied, BackendUnavailable, ConfigurationError, InvalidTenantId
+from memory.errors import AccessDenied, BackendUnavailable, ConfigurationError, InvalidTenantId, IsolationError
 from memory.stores.tvm import TokenVendingMachine
 
 ROLE = "arn:aws:iam::123456789012:role/memory-tenant"
@@ -39,7 +39,7 @@ def moto_sts():
 
 
 def _tvm(sts, **kwargs):
-    return TokenVendingMachine(ROLE, region="us-east-1", sts_client_factory=lambda: sts, **kwargs)
+    return TokenVendingMachine(ROLE, region_name="us-east-1", sts_client_factory=lambda: sts, **kwargs)
 
 
 def test_assume_role_request_carries_the_tenant_tag():
@@ -168,10 +168,40 @@ def test_cache_is_bounded(moto_sts):
     assert [c["Tags"][0]["Value"] for c in moto_sts.calls] == ["t1", "t2", "t3", "t1"]
 
 
-def test_configuration_errors():
+def test_configuration_errors(monkeypatch):
     with pytest.raises(ConfigurationError):
-        TokenVendingMachine("", region="us-east-1")
+        TokenVendingMachine("", region_name="us-east-1")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    with pytest.raises(ConfigurationError, match="region"):
+        TokenVendingMachine(ROLE, region_name="")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert TokenVendingMachine(ROLE).region_name == "eu-west-1"  # the seed's default
     with pytest.raises(ConfigurationError):
-        TokenVendingMachine(ROLE, region="")
-    with pytest.raises(ConfigurationError):
-        TokenVendingMachine(ROLE, region="us-east-1", duration_seconds=60)
+        TokenVendingMachine(ROLE, region_name="us-east-1", duration_seconds=60)
+
+
+def test_get_client_takes_the_seed_tenant_context(moto_sts):
+    tvm = _tvm(moto_sts)
+    client = tvm.get_client("s3vectors", {"tenantId": "tenant-001", "tenantName": "Acme Corp"})
+    assert client is tvm.get_client("s3vectors", "tenant-001")  # same tenant, same cached client
+    assert [c["Tags"] for c in moto_sts.calls] == [[{"Key": "TenantID", "Value": "tenant-001"}]]
+
+
+@pytest.mark.parametrize("context", [{}, {"tenantName": "Acme"}, {"tenantId": ""}, None, "Not Valid"])
+def test_get_client_without_a_valid_tenant_is_an_isolation_error(moto_sts, context):
+    with pytest.raises(IsolationError) as caught:
+        _tvm(moto_sts).get_client("s3vectors", context)
+    assert caught.value.status_code == 400 and moto_sts.calls == []
+
+
+def test_get_client_sts_denial_is_an_isolation_error_never_ambient_credentials():
+    sts = make_client("sts", region="us-east-1", max_attempts=1)
+    made: list[str] = []
+    tvm = TokenVendingMachine(ROLE, "us-east-1", sts_client_factory=lambda: sts,
+                              client_factory=lambda service, creds: made.append(service))
+    with Stubber(sts) as stubber:
+        stubber.add_client_error("assume_role", "AccessDenied", "not authorized", 403)
+        with pytest.raises(IsolationError) as caught:
+            tvm.get_client("s3vectors", {"tenantId": "tenant-001"})
+    assert caught.value.status_code == 403 and made == []

@@ -1,0 +1,212 @@
+"""``StrandsMemoryStore``: this library's memory as a store of Strands' own ``MemoryManager``.
+
+Strands 1.62 (``strands.memory``) drives memory through a ``MemoryManager`` plugin holding
+``MemoryStore`` objects: it injects ``search`` results into the model input before each model
+call, offers a ``search_memory`` tool (and optionally ``add_memory``), and extracts memories in
+the background -- with a ``ModelExtractor`` (the agent's model distils facts, written through
+``add``) or, without one, by handing the raw messages to ``add_messages``. A store has no
+identity parameter, so this one is scoped when it is built: one tenant, one user, one agent::
+
+    store = StrandsMemoryStore(backend, tenant_id="tenant-001", user_id="alice", agent_name="assistant",
+                               extraction=ExtractionConfig(trigger=InvocationTrigger(),
+                                                           extractor=ModelExtractor()))
+    agent = Agent(model=model, name="assistant", memory_manager=MemoryManager(stores=[store]))
+
+* ``search``: our retrieval (the agent rule of ``memory.stores.scoping``), each entry with
+  ``id``, ``score`` (cosine similarity), ``stored_at`` (ISO 8601, UTC), ``type`` and, when set,
+  ``agent_name`` and ``conversation_id`` in its metadata.
+* ``add``: one fact, type ``fact``, key ``memory.keys.fact_key`` (owner + normalised text), so a
+  fact extracted twice (extraction is at-least-once) is overwritten, not duplicated. Strands'
+  free-form metadata is not stored: an index keeps only the library's metadata schema.
+* ``add_messages``: the batch summarized by ``memory.pipeline.summarizer.Summarizer`` and stored
+  as one ``summary`` under ``memory.keys.summary_key`` with this store's run id and the batch's
+  sequence numbers, so a retried batch overwrites its first write.
+* ``initialize``: verifies the scope's index (exists, dimension matches the embedder) before the
+  agent runs; a missing tenant index or a dimension mismatch aborts agent construction.
+
+Backend calls are synchronous; they run in worker threads (``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timezone
+from typing import Any
+
+from strands.memory import AddMessagesContext, ExtractionConfig, MemoryEntry, MemoryStore, SearchOptions
+from strands.types.content import Message
+from strands.types.tools import AgentTool
+
+from memory.errors import ValidationError
+from memory.keys import fact_key, summary_key
+from memory.pipeline.summarizer import Summarizer, transcript_from_messages
+from memory.stores.multi_tenant import MultiTenantStore
+from memory.stores.protocol import MemoryBackend
+from memory.stores.scoping import validate_scope
+from memory.stores.single_tenant import SingleTenantStore
+from memory.tenants import validate_tenant_id
+from memory.types import Memory, Scope
+
+FACT_TYPE = "fact"
+SUMMARY_TYPE = "summary"
+DEFAULT_NAME = "long-term-memory"
+DEFAULT_DESCRIPTION = "Facts and summaries of past conversations with this user."
+DEFAULT_MAX_SEARCH_RESULTS = 5
+
+
+class StrandsMemoryStore(MemoryStore):
+    """A Strands ``MemoryStore`` over a :class:`~memory.stores.protocol.MemoryBackend`, scoped to
+    one tenant, user and agent at construction.
+
+    Attributes:
+        scope: Whose memories this store reads and writes.
+        name: The store's name in the MemoryManager (and its tools).
+        description: Shown to the model in the memory tools' descriptions.
+        max_search_results: Default number of search results.
+        writable: Whether the manager may write (``add``, ``add_messages``, extraction).
+        extraction: The store's extraction setting, passed to the manager.
+    """
+
+    def __init__(
+        self,
+        backend: MemoryBackend,
+        *,
+        user_id: str,
+        tenant_id: str | None = None,
+        agent_name: str | None = None,
+        name: str = DEFAULT_NAME,
+        description: str | None = DEFAULT_DESCRIPTION,
+        max_search_results: int | None = DEFAULT_MAX_SEARCH_RESULTS,
+        writable: bool = True,
+        extraction: ExtractionConfig | bool | None = None,
+        min_score: float | None = None,
+        summarizer: Summarizer | None = None,
+    ) -> None:
+        """Create the store.
+
+        Args:
+            backend: The memory store doing the work (e.g. from :func:`memory.factory.create_store`).
+            user_id: The user whose memories are searched and written.
+            tenant_id: The tenant (required by a multi-tenant backend; validated).
+            agent_name: The agent: reads its own and the user's shared memories, writes its own.
+                None reads every agent's memories and writes shared ones.
+            name: The store's unique name in the MemoryManager.
+            description: What the store holds, for the model.
+            max_search_results: Default number of search results.
+            writable: False makes a read-only store.
+            extraction: Strands' extraction setting (``True``, an ``ExtractionConfig`` or None).
+            min_score: Cosine-similarity floor of search results (default: the backend's).
+            summarizer: Summarizes ``add_messages`` batches (default: extractive, no model call).
+
+        Raises:
+            ValidationError: An empty user id or agent name, an invalid tenant id, or no tenant id
+                for a multi-tenant backend.
+        """
+        self.scope = Scope(
+            user_id=user_id,
+            tenant_id=validate_tenant_id(tenant_id) if tenant_id is not None else None,
+            agent_name=agent_name,
+        )
+        validate_scope(self.scope)
+        if isinstance(backend, MultiTenantStore) and tenant_id is None:
+            raise ValidationError("a multi-tenant backend needs tenant_id")
+        self.backend = backend
+        self.name = name
+        self.description = description
+        self.max_search_results = max_search_results
+        self.writable = writable
+        self.extraction = extraction
+        self.min_score = min_score
+        self.summarizer = summarizer or Summarizer()
+        self._run_id = uuid.uuid4().hex  # makes add_messages keys unique to this store's life
+
+    async def search(self, query: str, options: SearchOptions | None = None) -> list[MemoryEntry]:
+        """The memories most similar to ``query``, best first.
+
+        Args:
+            query: What to look for; an empty query finds nothing.
+            options: ``max_search_results`` (default: the store's).
+
+        Returns:
+            One entry per memory, its score and dates in ``metadata``.
+        """
+        requested = options.get("max_search_results") if options else None
+        top_k = requested or self.max_search_results or DEFAULT_MAX_SEARCH_RESULTS
+        memories = await asyncio.to_thread(
+            self.backend.retrieve, self.scope, query, top_k=top_k, min_score=self.min_score
+        )
+        return [MemoryEntry(content=m.content, metadata=_metadata(m)) for m in memories]
+
+    async def add(self, content: str, metadata: dict[str, Any] | None = None) -> str:
+        """Store one fact (idempotent: the same fact keeps one key).
+
+        Args:
+            content: The fact.
+            metadata: Ignored (the index keeps the library's own metadata schema).
+
+        Returns:
+            The memory's key.
+
+        Raises:
+            ValidationError: Empty content, or content too large for the index.
+        """
+        key = fact_key(self.scope.tenant_id, self.scope.user_id, self.scope.agent_name, content)
+        memory = await asyncio.to_thread(self.backend.store, self.scope, content, memory_type=FACT_TYPE, key=key)
+        return memory.id
+
+    async def add_messages(self, messages: list[Message], context: AddMessagesContext | None = None) -> str | None:
+        """Summarize a batch of conversation messages and store the summary.
+
+        Args:
+            messages: The batch (text is kept; tool traffic and media are dropped).
+            context: The batch's sequence numbers; a retried batch reuses its key.
+
+        Returns:
+            The summary's key, or None when the batch holds nothing worth keeping.
+        """
+        turns = transcript_from_messages([dict(m) for m in messages])
+        summary = await asyncio.to_thread(self.summarizer.summarize, turns)
+        if not summary.strip():
+            return None
+        numbers = context.sequence_numbers if context and context.sequence_numbers else None
+        batch = f"{numbers[0]}-{numbers[-1]}" if numbers else uuid.uuid4().hex
+        key = summary_key(self.scope.tenant_id, self.scope.user_id, self.scope.agent_name, self._run_id, batch)
+        memory = await asyncio.to_thread(
+            self.backend.store, self.scope, summary, memory_type=SUMMARY_TYPE, key=key
+        )
+        return memory.id
+
+    async def initialize(self) -> None:
+        """Verify the scope's index before the agent runs.
+
+        Raises:
+            NotFound: The tenant's index does not exist (onboard the tenant first).
+            ConfigurationError: The index was created for another embedding dimension.
+        """
+        await asyncio.to_thread(self._ensure_index)
+
+    def get_tools(self) -> list[AgentTool]:
+        """No extra tools: the manager's ``search_memory`` (and ``add_memory``) cover this store."""
+        return []
+
+    def _ensure_index(self) -> None:
+        store: MemoryBackend = self.backend
+        if isinstance(store, MultiTenantStore) and self.scope.tenant_id is not None:
+            store = store.store_for(self.scope.tenant_id)
+        if isinstance(store, SingleTenantStore):
+            store.ensure()
+
+
+def _metadata(memory: Memory) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "id": memory.id,
+        "score": memory.score,
+        "stored_at": memory.stored_at.astimezone(timezone.utc).isoformat(),
+        "type": memory.memory_type,
+    }
+    if memory.agent_name is not None:
+        metadata["agent_name"] = memory.agent_name
+    if memory.conversation_id is not None:
+        metadata["conversation_id"] = memory.conversation_id
+    return metadata

@@ -1,0 +1,218 @@
+"""The seed package's documented examples (strands-s3-vectors-memory 0.2.0 README), run with only
+the import line changed: moto S3 Vectors (with the QueryVectors route) and STS, WordLlama
+embeddings, the scripted Strands model."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from typing import Any, Iterator
+
+import pytest
+from moto import mock_aws
+from strands import Agent
+
+from memory import (
+    IsolationError,
+    MultiTenantS3VectorMemory,
+    S3VectorMemory,
+    S3VectorMemoryPlugin,
+    TokenVendingMachine,
+)
+from memory.aws import make_client
+from memory.embedders.local import LocalEmbedder
+from memory.index.s3vectors import create_index_params
+from memory.plugin.context_block import extract_block
+from memory.plugin.invocation import (
+    CONVERSATION_ID,
+    END_SESSION,
+    TENANT_CONTEXT,
+    USER_ID,
+    InvalidInvocationState,
+)
+from tests.support.scripted_model import ScriptedModel, ToolCall
+
+BUCKET = "my-vector-memory"
+REGION = "us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/memory-tvm"
+BASE_PROMPT = """You are a helpful assistant.
+
+{memory_context}
+
+Use prior context naturally in your responses."""
+ACME = {"tenantId": "tenant-001", "tenantName": "Acme Corp"}
+GLOBEX = {"tenantId": "tenant-002", "tenantName": "Globex"}
+
+
+@pytest.fixture(autouse=True)
+def private_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The plugin's default outbox (a new temporary directory) goes under the test's tmp_path."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+
+@pytest.fixture
+def operator(moto_query_route: None) -> Iterator[Any]:
+    """Inside mock_aws: the vector bucket and the tenants' indexes (onboarded by an operator)."""
+    with mock_aws():
+        client = make_client("s3vectors", region=REGION)
+        client.create_vector_bucket(vectorBucketName=BUCKET)
+        for tenant in ("tenant-001", "tenant-002"):
+            client.create_index(**create_index_params(BUCKET, f"memory-{tenant}", LocalEmbedder.dimension))
+        yield client
+
+
+def state(user: str, conversation: str, tenant: Any = None, end: bool = False) -> dict[str, Any]:
+    """The invocation_state of the seed's examples (tenant_context as its documented dict)."""
+    result: dict[str, Any] = {USER_ID: user, CONVERSATION_ID: conversation, END_SESSION: end}
+    if tenant is not None:
+        result[TENANT_CONTEXT] = tenant
+    return result
+
+
+def vectors(client: Any, index: str) -> list[dict[str, Any]]:
+    return client.list_vectors(vectorBucketName=BUCKET, indexName=index, returnMetadata=True)["vectors"]
+
+
+def test_single_tenant_example(operator: Any) -> None:
+    store = S3VectorMemory(bucket_name=BUCKET, region_name=REGION, embedding_model=LocalEmbedder())
+    plugin = S3VectorMemoryPlugin(store=store, base_prompt=BASE_PROMPT)
+    model = ScriptedModel(default_reply="Noted.")
+    agent = Agent(model=model, name="assistant", tools=[plugin.memory_tool], plugins=[plugin],
+                  system_prompt=BASE_PROMPT, callback_handler=None)
+
+    agent("My favourite framework is Strands Agents.", invocation_state=state("user-001", "conv-001"))
+    agent("Thanks, bye.", invocation_state=state("user-001", "conv-001", end=True))
+    assert plugin.wait(30)
+    (stored,) = vectors(operator, "memory")
+    assert stored["metadata"]["user_id"] == "user-001" and stored["metadata"]["agent_name"] == "assistant"
+    assert "Strands Agents" in stored["metadata"]["content"]
+
+    # a new Agent with the same name (e.g. one per request) continues with the same memory
+    agent = Agent(model=model, name="assistant", tools=[plugin.memory_tool], plugins=[plugin],
+                  system_prompt=BASE_PROMPT, callback_handler=None)
+    agent("Which framework is my favourite?", invocation_state=state("user-001", "conv-002"))
+    assert "Strands Agents" in (extract_block(model.system_prompts[-1]) or "")
+
+    # memory_tool: mid-turn recall on demand, as the model decides (a new conversation, a greeting
+    # first so nothing relevant is injected)
+    model.add_steps("Hello!", ToolCall("retrieve_memory", {"query": "favourite framework"}),
+                    lambda call: call.last_tool_result_text or "")
+    agent("Good morning", invocation_state=state("user-001", "conv-003"))
+    answer = str(agent("Remind me of the framework I like", invocation_state=state("user-001", "conv-003")))
+    assert "Strands Agents" in answer
+    assert "retrieve_memory" in model.calls[-1].tool_names and "memory_tool" not in model.calls[-1].tool_names
+
+
+def test_store_and_retrieve_shapes(operator: Any) -> None:
+    store = S3VectorMemory(BUCKET, REGION, LocalEmbedder())
+    stored = store.store_memory("user-001", "The user prefers dark mode in every editor.")
+    assert stored["status"] == "success" and stored["index_name"] == "memory" and stored["key"]
+    store.store_memory("user-001", "The user's cat is called Tom.", agent_name="assistant")
+    store.store_memory("user-002", "Another user prefers light mode.")
+    results = store.retrieve_memories("user-001", "which editor mode does the user prefer?", top_k=5)
+    assert [r["key"] for r in results][0] == stored["key"] and len(results) == 2  # user-002's never
+    assert [set(r) for r in results] == [{"key", "content", "similarity", "stored_at"}] * 2
+    assert results == sorted(results, key=lambda r: r["similarity"], reverse=True)
+    assert all(0.0 <= r["similarity"] <= 1.0 and re.fullmatch(r"\d{8}_\d{6}", r["stored_at"]) for r in results)
+    assert store.retrieve_memories("user-001", "   ") == []
+
+
+def test_multi_agent_example_with_supervisor_read(operator: Any) -> None:
+    store = MultiTenantS3VectorMemory(bucket_name=BUCKET, region_name=REGION,
+                                      embedding_model=LocalEmbedder(), tvm_role_arn=ROLE)
+    plugin = S3VectorMemoryPlugin(store=store, base_prompt=BASE_PROMPT)
+    model = ScriptedModel(default_reply="ok")
+    orchestrator = Agent(model=model, name="orchestrator", plugins=[plugin], system_prompt=BASE_PROMPT,
+                         callback_handler=None)
+    researcher = Agent(model=model, name="researcher", plugins=[plugin], system_prompt=BASE_PROMPT,
+                       callback_handler=None)
+
+    orchestrator("We decided to launch the product in March.", invocation_state=state("user-456", "c-1", ACME))
+    orchestrator("Bye.", invocation_state=state("user-456", "c-1", ACME, end=True))
+    researcher("The market research shows strong demand in Europe.", invocation_state=state("user-456", "c-2", ACME))
+    researcher("Bye.", invocation_state=state("user-456", "c-2", ACME, end=True))
+    assert plugin.wait(30)
+    assert sorted(plugin.agents) == ["orchestrator", "researcher"]
+    agents = sorted(v["metadata"]["agent_name"] for v in vectors(operator, "memory-tenant-001"))
+    assert agents == ["orchestrator", "researcher"]
+
+    everything = store.retrieve_memories(user_id="user-456", query="what has been decided so far?",
+                                         tenant_context=ACME, agent_name=None)
+    assert {"March" in r["content"] for r in everything} == {True, False}  # both agents' memories
+    own = store.retrieve_memories(user_id="user-456", query="what has been decided so far?",
+                                  tenant_context=ACME, agent_name="researcher")
+    assert len(own) == 1 and "Europe" in own[0]["content"]
+
+    # each agent is injected with its own memories on its next conversation
+    orchestrator("When do we launch the product?", invocation_state=state("user-456", "c-3", ACME))
+    block = extract_block(model.system_prompts[-1]) or ""
+    assert "March" in block and "Europe" not in block
+
+
+def test_multi_tenant_example_isolates_tenants(operator: Any) -> None:
+    store = MultiTenantS3VectorMemory(bucket_name=BUCKET, region_name=REGION,
+                                      embedding_model=LocalEmbedder(), tvm_role_arn=ROLE)
+    plugin = S3VectorMemoryPlugin(store=store, base_prompt=BASE_PROMPT)
+    model = ScriptedModel(default_reply="ok")
+    agent = Agent(model=model, name="assistant", tools=[plugin.memory_tool], plugins=[plugin],
+                  system_prompt=BASE_PROMPT, callback_handler=None)
+
+    agent("Our Q4 budget is $2M and it is confidential.", invocation_state=state("user-456", "conv-001", ACME))
+    agent("Got it, thanks.", invocation_state=state("user-456", "conv-001", ACME, end=True))
+    assert plugin.wait(30)
+    assert len(vectors(operator, "memory-tenant-001")) == 1 and vectors(operator, "memory-tenant-002") == []
+
+    question = "What did I tell you about our Q4 budget?"
+    agent(question, invocation_state=state("user-456", "conv-002", ACME))
+    assert "$2M" in (extract_block(model.system_prompts[-1]) or "")
+    agent(question, invocation_state=state("user-456", "conv-003", GLOBEX))  # same user id, other tenant
+    assert extract_block(model.system_prompts[-1]) is None
+    assert store.retrieve_memories("user-456", question, tenant_context=GLOBEX) == []
+    assert store.retrieve_memories("user-456", question, tenant_context="tenant-001")[0]["content"]
+
+    # the recall tool of tenant-002 cannot reach tenant-001's index either
+    model.add_steps(ToolCall("retrieve_memory", {"query": "Q4 budget"}), lambda call: call.last_tool_result_text or "")
+    assert "$2M" not in str(agent("Search my memory for the budget", invocation_state=state("user-456", "conv-003", GLOBEX)))
+
+
+@pytest.mark.parametrize("bad", [{"tenantName": "Acme Corp"}, {"tenantId": "Tenant 1"}, {"tenantId": ""}])
+def test_tenant_dict_without_a_valid_tenant_id_fails_the_turn(operator: Any, bad: dict[str, str]) -> None:
+    store = MultiTenantS3VectorMemory(BUCKET, REGION, LocalEmbedder(), tvm_role_arn=ROLE)
+    plugin = S3VectorMemoryPlugin(store, BASE_PROMPT)
+    model = ScriptedModel(default_reply="ok")
+    agent = Agent(model=model, name="assistant", plugins=[plugin], system_prompt=BASE_PROMPT, callback_handler=None)
+    with pytest.raises(InvalidInvocationState, match="tenant"):
+        agent("Hello", invocation_state=state("user-456", "conv-001", bad))
+    assert model.calls == []  # never answered without memory
+    with pytest.raises(ValueError, match="tenantId"):
+        store.store_memory("user-456", "x", tenant_context=bad)
+    with pytest.raises(ValueError, match="tenantId"):
+        store.retrieve_memories("user-456", "x", tenant_context=None)
+
+
+def test_unnamed_agents_are_refused(operator: Any) -> None:
+    plugin = S3VectorMemoryPlugin(S3VectorMemory(BUCKET, REGION, LocalEmbedder()), BASE_PROMPT)
+    with pytest.raises(ValueError, match="explicit, stable and unique name"):
+        Agent(model=ScriptedModel(), plugins=[plugin], system_prompt=BASE_PROMPT)
+
+
+def test_multi_tenant_store_without_tvm_role_is_refused() -> None:
+    with pytest.raises(ValueError, match="tvm_role_arn"):
+        MultiTenantS3VectorMemory(bucket_name=BUCKET, region_name=REGION, embedding_model=LocalEmbedder())
+
+
+def test_seed_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("S3_VECTOR_BUCKET_NAME", "from-env")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    store = S3VectorMemory()
+    assert (store.bucket_name, store.region_name) == ("from-env", "eu-west-1")
+    assert store.embedder.model_id == "amazon.nova-2-multimodal-embeddings-v1:0"  # type: ignore[attr-defined]
+    assert store.embedder.dimension == 1024
+
+
+def test_token_vending_machine_and_isolation_error_are_the_seeds_names() -> None:
+    with mock_aws():
+        tvm = TokenVendingMachine(role_arn=ROLE, region_name=REGION)
+        assert tvm.get_client("s3vectors", ACME) is tvm.get_client("s3vectors", "tenant-001")
+        with pytest.raises(IsolationError):
+            tvm.get_client("s3vectors", {"tenantName": "no id"})

@@ -1,0 +1,121 @@
+"""The public surface of ``memory``: the exported names are pinned, sorted, documented, and loaded
+lazily (``import memory`` pulls in neither strands nor boto3)."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+import memory
+
+EXPECTED = [
+    "AccessDenied",
+    "BackendUnavailable",
+    "BedrockEmbedder",
+    "ConfigurationError",
+    "Embedder",
+    "InvalidInvocationState",
+    "InvalidTenantId",
+    "Invocation",
+    "IsolationError",
+    "LocalEmbedder",
+    "LocalIndex",
+    "Memory",
+    "MemoryBackend",
+    "MemoryLibraryError",
+    "MemoryPlugin",
+    "MultiTenantS3VectorMemory",
+    "MultiTenantStore",
+    "NotFound",
+    "Outbox",
+    "OutboxEntry",
+    "QueryHit",
+    "RetryPolicy",
+    "S3VectorMemory",
+    "S3VectorMemoryPlugin",
+    "S3VectorsIndex",
+    "Scope",
+    "SingleTenantStore",
+    "StrandsMemoryStore",
+    "Summarizer",
+    "SummaryPipeline",
+    "TokenVendingMachine",
+    "ValidationError",
+    "VectorIndex",
+    "VectorRecord",
+    "build_recall_tool",
+    "create_embedder",
+    "create_store",
+    "index_name_for",
+    "read_invocation",
+    "validate_tenant_id",
+]
+#: What strands-s3-vectors-memory 0.2.0 exports: every name is ours too (drop-in).
+SEED_EXPORTS = ["S3VectorMemory", "MultiTenantS3VectorMemory", "S3VectorMemoryPlugin", "TokenVendingMachine",
+                "IsolationError"]
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert memory.__all__ == EXPECTED == sorted(EXPECTED)
+    assert set(SEED_EXPORTS) <= set(memory.__all__)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_every_name_resolves_and_is_documented(name: str) -> None:
+    value = getattr(memory, name)
+    assert getattr(value, "__name__", name) == name
+    doc = inspect.getdoc(value)
+    assert doc and len(doc) > 20, f"{name} has no docstring"
+
+
+FUNCTIONS = [n for n in EXPECTED if n[0].islower()]
+CLASSES = [n for n in EXPECTED if n[0].isupper()]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_public_functions_have_google_style_docstrings(name: str) -> None:
+    doc = inspect.getdoc(getattr(memory, name)) or ""
+    assert "Args:" in doc and "Returns:" in doc
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_public_constructors_document_their_arguments(name: str) -> None:
+    cls = getattr(memory, name)
+    init = cls.__dict__.get("__init__")
+    if getattr(cls, "_is_protocol", False):
+        assert inspect.getdoc(cls)  # a protocol documents its methods, not a constructor
+    elif dataclasses.is_dataclass(cls):
+        fields = [f.name for f in dataclasses.fields(cls)]
+        documented = inspect.getdoc(cls) or ""
+        assert "Attributes:" in documented or len(fields) <= 1, f"{name}: document its fields"
+    elif init is not None and len(inspect.signature(init).parameters) > 1:
+        assert "Args:" in (inspect.getdoc(init) or "") + (inspect.getdoc(cls) or ""), f"{name}.__init__"
+
+
+def test_unknown_names_raise_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        memory.Nope  # noqa: B018
+
+
+def _imports_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(','.join(m for m in ('strands', 'boto3', 'wordllama') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    return set(filter(None, out.split(",")))
+
+
+def test_import_memory_is_light_and_only_strands_facing_names_load_strands() -> None:
+    assert _imports_after("import memory") == set()
+    assert _imports_after("from memory import Scope, InvalidTenantId, Invocation, read_invocation") == set()
+    assert "strands" not in _imports_after("from memory import SingleTenantStore, create_store")
+    assert "strands" in _imports_after("from memory import MemoryPlugin")
+
+
+def test_the_acceptance_import_line() -> None:
+    from memory import MemoryPlugin, MultiTenantS3VectorMemory, S3VectorMemory, S3VectorMemoryPlugin, TokenVendingMachine
+
+    assert {MemoryPlugin.__module__, S3VectorMemoryPlugin.__module__} == {"memory.plugin.plugin", "memory.compat"}
+    assert issubclass(MultiTenantS3VectorMemory, S3VectorMemory) and TokenVendingMachine.__module__ == "memory.stores.tvm"

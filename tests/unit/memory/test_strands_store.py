@@ -1,0 +1,137 @@
+"""StrandsMemoryStore inside the real strands.memory.MemoryManager: ModelExtractor facts written
+into our index (deterministic keys), add_messages summaries, injection into the model input, the
+search_memory tool, tenant isolation and initialize; scripted model, WordLlama, local indexes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from strands import Agent
+from strands.memory import (
+    AddMessagesContext,
+    ExtractionConfig,
+    InvocationTrigger,
+    MemoryManager,
+    ModelExtractor,
+)
+
+from memory import (
+    ConfigurationError,
+    LocalEmbedder,
+    LocalIndex,
+    NotFound,
+    Scope,
+    StrandsMemoryStore,
+    ValidationError,
+    create_store,
+)
+from memory.keys import fact_key
+from memory.stores.multi_tenant import MultiTenantStore
+from tests.support.scripted_model import ModelCall, ScriptedModel, ToolCall
+
+FACTS = ["The user prefers dark mode.", "The user's cat is called Tom."]
+EXTRACTION_MARKER = "extract durable facts"
+
+
+def facts_reply(call: ModelCall) -> str:
+    """The scripted extraction answer (ModelExtractor's JSON array)."""
+    assert EXTRACTION_MARKER in (call.system_prompt or "")
+    return json.dumps([{"content": fact} for fact in FACTS])
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> MultiTenantStore:
+    return create_store(backend="local", tenancy="multi", embedder=LocalEmbedder(), local_dir=tmp_path / "vectors")
+
+
+def extracting_store(backend: MultiTenantStore, tenant: str = "tenant-001") -> StrandsMemoryStore:
+    return StrandsMemoryStore(
+        backend, tenant_id=tenant, user_id="alice", agent_name="assistant",
+        extraction=ExtractionConfig(trigger=InvocationTrigger(), extractor=ModelExtractor()),
+    )
+
+
+def test_model_extractor_facts_are_written_once_into_our_index(backend: MultiTenantStore) -> None:
+    model = ScriptedModel(["Noted.", facts_reply, "Sure.", facts_reply])
+    agent = Agent(model=model, name="assistant", callback_handler=None,
+                  memory_manager=MemoryManager(stores=[extracting_store(backend)], injection=False))
+
+    agent("I prefer dark mode, and my cat is called Tom.")  # the sync call flushes extraction
+    stored = backend.list(Scope("alice", "tenant-001", "assistant"))
+    assert sorted(m.content for m in stored) == sorted(FACTS)
+    assert {m.memory_type for m in stored} == {"fact"} and {m.agent_name for m in stored} == {"assistant"}
+    assert {m.id for m in stored} == {fact_key("tenant-001", "alice", "assistant", f) for f in FACTS}
+
+    agent("Remember: dark mode, and Tom the cat.")  # the same facts extracted again
+    assert len(backend.list(Scope("alice", "tenant-001", "assistant"))) == 2  # overwritten, not duplicated
+    assert backend.list(Scope("alice", "tenant-002")) == []
+
+
+def test_injection_and_search_tool_read_our_retrieval_with_scores(backend: MultiTenantStore) -> None:
+    scope = Scope("alice", "tenant-001", "assistant")
+    backend.store(scope, "The user's cat is called Tom.", memory_type="fact")
+    backend.store(Scope("bob", "tenant-001", "assistant"), "Bob's cat is called Felix.", memory_type="fact")
+    store = StrandsMemoryStore(backend, tenant_id="tenant-001", user_id="alice", agent_name="assistant")
+    model = ScriptedModel([ToolCall("search_memory", {"query": "what is my cat called?"}),
+                           lambda call: call.last_tool_result_text or ""])
+    agent = Agent(model=model, name="assistant", callback_handler=None, memory_manager=MemoryManager(stores=[store]))
+
+    answer = str(agent("What is my cat called?"))
+    injected = json.dumps(model.calls[0].messages)
+    assert "<memory>" in injected and "Tom" in injected and "Felix" not in injected
+    assert "Tom" in answer and "Felix" not in answer
+    (entry,) = asyncio.run(store.search("cat name"))
+    assert 0.0 < entry.metadata["score"] <= 1.0 and entry.metadata["type"] == "fact"
+    assert entry.metadata["stored_at"].endswith("+00:00") and entry.metadata["agent_name"] == "assistant"
+
+
+def test_add_messages_summarizes_and_a_retried_batch_keeps_its_key(backend: MultiTenantStore) -> None:
+    store = StrandsMemoryStore(backend, tenant_id="tenant-001", user_id="alice", agent_name="assistant",
+                               extraction=True)  # has add_messages: Strands hands it the raw batch
+    model = ScriptedModel(["Noted."])
+    agent = Agent(model=model, name="assistant", callback_handler=None,
+                  memory_manager=MemoryManager(stores=[store], injection=False))
+    agent("My project codename is Bluebird.")
+    (summary,) = backend.list(Scope("alice", "tenant-001", "assistant"))  # flushed after the call
+    assert summary.memory_type == "summary" and "Bluebird" in summary.content
+    assert model.summary_calls == [] and len(model.calls) == 1  # extractive: no model call
+
+    batch = [{"role": "user", "content": [{"text": "I live in Lisbon."}]}]
+    first = asyncio.run(store.add_messages(batch, AddMessagesContext(sequence_numbers=[4, 5])))
+    again = asyncio.run(store.add_messages(batch, AddMessagesContext(sequence_numbers=[4, 5])))
+    assert first == again and len(backend.list(Scope("alice", "tenant-001"))) == 2
+
+
+def test_initialize_refuses_an_index_of_another_dimension(backend: MultiTenantStore, tmp_path: Path) -> None:
+    LocalIndex(tmp_path / "vectors", "memory-tenant-009", 4).ensure()  # made for another embedder
+    store = StrandsMemoryStore(backend, tenant_id="tenant-009", user_id="alice", agent_name="assistant")
+    with pytest.raises(ConfigurationError, match="dimension"):
+        Agent(model=ScriptedModel(), name="assistant", memory_manager=MemoryManager(stores=[store]))
+
+
+def test_initialize_refuses_a_tenant_without_an_index(moto_query_route: None) -> None:
+    from moto import mock_aws
+
+    from memory.aws import make_client
+
+    with mock_aws():
+        make_client("s3vectors", region="us-east-1").create_vector_bucket(vectorBucketName="mem")
+        backend = create_store(backend="s3vectors", tenancy="multi", embedder=LocalEmbedder(), bucket="mem",
+                               region="us-east-1", tvm_role_arn="arn:aws:iam::123456789012:role/tvm")
+        store = StrandsMemoryStore(backend, tenant_id="tenant-404", user_id="alice")
+        with pytest.raises(NotFound):
+            Agent(model=ScriptedModel(), name="assistant", memory_manager=MemoryManager(stores=[store]))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"user_id": ""}, {"user_id": "alice", "tenant_id": "Bad Tenant"}, {"user_id": "alice"},
+     {"user_id": "alice", "tenant_id": "t-1", "agent_name": ""}],
+)
+def test_scope_is_validated_at_construction(backend: MultiTenantStore, kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        StrandsMemoryStore(backend, **kwargs)
