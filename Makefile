@@ -55,21 +55,23 @@ test: install iam-simulator
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) .state .pytest_cache $(IAM_SIM_DIR)/node_modules
+	rm -rf $(VENV) .state .pytest_cache build $(IAM_SIM_DIR)/node_modules
 
 # Every benchmark with its defaults (about 1.5 minutes on 2 cores), or a chosen few:
 #   make bench BENCH="local_index app" BENCH_ARGS="--sizes 1000,10000"   (args go to each one run)
-#   make bench BENCH_JSON=1    writes bench/results/<name>.jsonl (one JSON document per table)
+#   make bench BENCH_JSON=1    writes $(BENCH_RESULTS)/<name>.jsonl (one JSON document per table)
+# Results go under build/, which the AgentCore starter toolkit never uploads.
 BENCH ?= $(patsubst bench/bench_%.py,%,$(wildcard bench/bench_*.py))
 BENCH_ARGS ?=
 BENCH_JSON ?=
+BENCH_RESULTS ?= build/bench-results
 
 bench: install
-	@mkdir -p bench/results
+	@mkdir -p $(BENCH_RESULTS)
 	@for n in $(BENCH); do \
 		if [ -n "$(BENCH_JSON)" ]; then \
-			$(PY) -m bench.bench_$$n --json $(BENCH_ARGS) > bench/results/$$n.jsonl || exit 1; \
-			echo "wrote bench/results/$$n.jsonl"; \
+			$(PY) -m bench.bench_$$n --json $(BENCH_ARGS) > $(BENCH_RESULTS)/$$n.jsonl || exit 1; \
+			echo "wrote $(BENCH_RESULTS)/$$n.jsonl"; \
 		else \
 			$(PY) -m bench.bench_$$n $(BENCH_ARGS) || exit 1; \
 		fi; \

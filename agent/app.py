@@ -33,13 +33,16 @@ from agent.auth_gate import IDENTITY_SCOPE_KEY, AuthGateMiddleware
 from agent.body_limit import BodyLimitMiddleware
 from agent.errors import AppError, BadRequest, Forbidden, Unauthorized, Unavailable
 from agent.log_setup import configure_logging
+from agent.observability import configure as configure_telemetry
+from agent.observability import flush as flush_telemetry
 from agent.orchestrator import Conversation
 from agent.payload import InvocationPayload, parse_payload
-from agent.services import Services, build_services
+from agent.services import Services, build_services, check_dependencies
 from agent.sessions import Session
 from agent.settings import Settings, SettingsError, load_settings
 from agent.user_hash import UserHasher
 from auth import AuthError, Identity, TokenVerifier
+from memory import telemetry
 from memory.errors import MemoryLibraryError
 from memory.plugin.invocation import Invocation
 
@@ -58,6 +61,7 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
     holder: dict[str, Services] = {}
     turns: set[asyncio.Task[None]] = set()
     user_hash = UserHasher(settings.log_hash_key.get_secret_value() if settings.log_hash_key else None)
+    telemetry.set_user_hasher(user_hash)  # spans name users by the same pseudonym as the logs
 
     @asynccontextmanager
     async def lifespan(app: BedrockAgentCoreApp) -> AsyncIterator[None]:
@@ -75,6 +79,7 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
         finally:
             logger.info("shutting down: ending open conversations")
             await asyncio.to_thread(services.close)
+            await asyncio.to_thread(flush_telemetry)
 
     async def authenticate(headers: Headers) -> Identity:
         services = holder.get("services")
@@ -307,12 +312,14 @@ def main() -> int:
     """Start the server (``python -m agent``)."""
     try:
         settings = load_settings()
+        check_dependencies(settings)
     except SettingsError as exc:
         print(f"agent: {exc}", file=sys.stderr)  # noqa: T201 - CLI
         return 2
     os.umask(0o077)  # every file this process creates is private to its user (state, logs, keys)
     app = create_app(settings)
     configure_logging(settings.log_level, unsafe_third_party=settings.unsafe_log_third_party)
+    configure_telemetry(console=settings.otel_console, capture_content=settings.otel_capture_content)
     app.run(port=settings.port, host=settings.host, timeout_graceful_shutdown=settings.shutdown_grace_seconds)
     return 0
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from auth.dev_issuer import DevIssuer
+from auth.local_state import state_root
 from memory.factory import create_embedder, create_store
 from memory.types import Scope
 
@@ -271,8 +272,8 @@ def run_scenario(server: Server, issuer: DevIssuer, out: TextIO) -> list[Check]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m agent.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--state-dir", type=Path, default=Path(".state/demo"),
-                   help="wiped and recreated for every run (default: .state/demo)")
+    p.add_argument("--state-dir", type=Path, default=state_root() / "demo",
+                   help=f"wiped and recreated for every run (default: {state_root() / 'demo'})")
     p.add_argument("--port", type=int, default=0, help="loopback port (default: a free one)")
     p.add_argument("--start-timeout", type=float, default=120.0, help="seconds to wait for /ping")
     p.add_argument("--model-provider", default="local",

@@ -6,6 +6,7 @@ boto3 client or model is created before the server starts.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from auth import TokenVerifier
 from agent.orchestrator import Conversation, PluginFactory, build_conversation
 from agent.sessions import Owner, SessionRegistry
-from agent.settings import Settings
+from agent.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from memory.factory import Store
@@ -24,6 +25,22 @@ logger = logging.getLogger(__name__)
 
 #: Extra time, beyond the grace period, to let open conversations reach the durable outbox.
 END_TIMEOUT_SECONDS = 30.0
+
+#: Optional packages behind a setting's value: (setting, value) -> (module, what to do instead).
+OPTIONAL_PACKAGES: dict[tuple[str, str], tuple[str, str]] = {
+    ("AGENT_EMBEDDER", "local"): (
+        "wordllama",
+        "install the 'local' extra, or set AGENT_EMBEDDER=bedrock (what the runtime image ships)",
+    ),
+    ("AGENT_MODEL_PROVIDER", "local"): (
+        "llama_cpp",
+        "install the 'local' extra (make install-local), or choose another AGENT_MODEL_PROVIDER",
+    ),
+    ("AGENT_MODEL_PROVIDER", "openai"): (
+        "openai",
+        "install the 'openai' extra, or choose another AGENT_MODEL_PROVIDER",
+    ),
+}
 
 TaskStart = Callable[[str], Any]
 TaskEnd = Callable[[Any], None]
@@ -74,6 +91,27 @@ class Services:
                     logger.info("ended %d idle sessions", ended)
             except Exception:
                 logger.exception("session reaper failed")
+
+
+def check_dependencies(settings: Settings) -> None:
+    """Refuse to start when a chosen embedder or model needs a package that is not installed.
+
+    ``requirements.txt`` (what the runtime image installs) carries only the AWS backends: a
+    missing package would otherwise surface at the first summary, degrade retrieval to "no
+    memory" and keep ``/ping`` HealthyBusy while summaries are retried.
+
+    Raises:
+        SettingsError: naming the setting, the missing package and the fix.
+    """
+    chosen = [("AGENT_MODEL_PROVIDER", settings.model_provider.strip().lower())]
+    if settings.memory_enabled:
+        chosen.append(("AGENT_EMBEDDER", settings.embedder))
+    for choice in chosen:
+        if choice not in OPTIONAL_PACKAGES:
+            continue
+        module, fix = OPTIONAL_PACKAGES[choice]
+        if importlib.util.find_spec(module) is None:
+            raise SettingsError(f"{choice[0]}={choice[1]} needs the {module!r} package, not installed here: {fix}")
 
 
 def build_services(

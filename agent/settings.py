@@ -1,15 +1,39 @@
-"""The app's configuration: one typed object parsed once from ``AGENT_*`` environment variables."""
+"""The app's configuration: one typed object parsed once from ``AGENT_*`` settings.
+
+Sources, highest priority first: environment variables, then the deployment's settings file
+(``agentcore.env`` at the project root, dotenv format, written by ``python -m scripts
+agentcore`` and uploaded with the source, so a redeploy without ``--env`` flags keeps every
+setting), then the defaults below. The file is read inside the runtime container (or wherever
+``AGENT_SETTINGS_FILE`` points); it may not hold secrets (``AGENT_MODEL_API_KEY``) nor unknown
+``AGENT_*`` names.
+
+Inside the runtime container (``auth.local_state.in_runtime_container``) the app refuses what
+cannot work there: dev auth (unless ``AGENT_UNSAFE_ALLOW_DEV_AUTH_IN_CONTAINER=true``) and the
+local backend, whose files die with the microVM (unless
+``AGENT_UNSAFE_ALLOW_LOCAL_BACKEND_IN_CONTAINER=true``).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-#: AgentCore Runtime ends a session that reported "Healthy" for this long; our idle timer must fire first.
+from auth.local_state import in_runtime_container, state_root
+
+#: AgentCore Runtime's default idle session timeout (``--idle-timeout``, 60-28,800 s).
 AGENTCORE_IDLE_TIMEOUT_SECONDS = 15 * 60
+#: Time the app keeps between its idle timer (plus one reaper tick) and the runtime's idle
+#: timeout: ending a session writes the outbox and registers the summary task (HealthyBusy).
+IDLE_MARGIN_SECONDS = 60.0
+#: The deployment's settings file, at the project root (uploaded with the source).
+SETTINGS_FILE_NAME = "agentcore.env"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SETTINGS_FILE_ENV = "AGENT_SETTINGS_FILE"
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -33,12 +57,14 @@ class Settings(BaseSettings):
     unsafe_log_third_party: bool = False
     # Key of the HMAC that pseudonymises user ids in logs; unset: a random key per process.
     log_hash_key: SecretStr | None = None
+    otel_console: bool = False  # print spans and metrics on stdout (agent.observability)
+    otel_capture_content: bool = False  # let Strands' spans carry prompts, messages, tool results
 
     # --- memory backend
     tenant_mode: Literal["single", "multi"] = "multi"
     single_tenant_id: str | None = None
     backend: Literal["local", "s3vectors"] = "local"
-    state_dir: Path = Path(".state")
+    state_dir: Path = Field(default_factory=state_root)  # outside the source tree
     vector_bucket: str | None = None
     tvm_role_arn: str | None = None
     region: str = Field(
@@ -79,9 +105,14 @@ class Settings(BaseSettings):
     max_sessions: int = Field(256, ge=1)
     reap_interval_seconds: float = Field(15.0, gt=0)
     idle_timeout_seconds: float = Field(600.0, gt=0)
+    runtime_idle_timeout_seconds: int = Field(AGENTCORE_IDLE_TIMEOUT_SECONDS, ge=60, le=28_800)
     shutdown_grace_seconds: float = Field(20.0, ge=0)
     max_prompt_chars: int = Field(16_000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=256)
+
+    # --- escape hatches inside the runtime container (names say what they risk)
+    unsafe_allow_dev_auth_in_container: bool = False
+    unsafe_allow_local_backend_in_container: bool = False
 
     @field_validator("cognito_client_ids", "token_uses", "tenant_claims", mode="before")
     @classmethod
@@ -107,14 +138,33 @@ class Settings(BaseSettings):
             raise SettingsError("multi-tenant s3vectors needs AGENT_TVM_ROLE_ARN")
         if self.tenant_mode == "single" and not self.single_tenant_id:
             raise SettingsError("AGENT_TENANT_MODE=single needs AGENT_SINGLE_TENANT_ID")
-        if self.idle_timeout_seconds + self.reap_interval_seconds >= AGENTCORE_IDLE_TIMEOUT_SECONDS:
+        latest_end = self.idle_timeout_seconds + self.reap_interval_seconds + IDLE_MARGIN_SECONDS
+        if latest_end > self.runtime_idle_timeout_seconds:
             raise SettingsError(
-                "AGENT_IDLE_TIMEOUT_SECONDS + AGENT_REAP_INTERVAL_SECONDS must stay below "
-                f"AgentCore's {AGENTCORE_IDLE_TIMEOUT_SECONDS} s idle session timeout"
+                f"AGENT_IDLE_TIMEOUT_SECONDS ({self.idle_timeout_seconds:g}) + AGENT_REAP_INTERVAL_SECONDS "
+                f"({self.reap_interval_seconds:g}) + {IDLE_MARGIN_SECONDS:g} s margin must not exceed "
+                f"AGENT_RUNTIME_IDLE_TIMEOUT_SECONDS ({self.runtime_idle_timeout_seconds}, the runtime's "
+                "--idle-timeout): the runtime would end sessions before the app summarizes them"
             )
         if not set(self.token_uses) <= {"id", "access"} or not self.token_uses:
             raise SettingsError("AGENT_TOKEN_USES must be a comma list of 'id' and/or 'access'")
+        if in_runtime_container():
+            self._check_container()
         return self
+
+    def _check_container(self) -> None:
+        if self.auth_mode == "dev" and not self.unsafe_allow_dev_auth_in_container:
+            raise SettingsError(
+                "AGENT_AUTH_MODE=dev is refused inside the runtime container (anyone holding the dev "
+                "key could mint tokens): use AGENT_AUTH_MODE=cognito, or set "
+                "AGENT_UNSAFE_ALLOW_DEV_AUTH_IN_CONTAINER=true for a local container test"
+            )
+        if self.backend == "local" and not self.unsafe_allow_local_backend_in_container:
+            raise SettingsError(
+                "AGENT_BACKEND=local is refused inside the runtime container (its files are lost with "
+                "the session's microVM): use AGENT_BACKEND=s3vectors, or set "
+                "AGENT_UNSAFE_ALLOW_LOCAL_BACKEND_IN_CONTAINER=true for a local container test"
+            )
 
     @property
     def resolved_dev_issuer_dir(self) -> Path:
@@ -127,10 +177,40 @@ class Settings(BaseSettings):
         return self.cognito_region or self.region
 
 
+def settings_file() -> Path | None:
+    """The settings file to read: ``$AGENT_SETTINGS_FILE``, else ``agentcore.env`` in the container."""
+    explicit = os.environ.get(SETTINGS_FILE_ENV)
+    if explicit:
+        return Path(explicit)
+    return PROJECT_ROOT / SETTINGS_FILE_NAME if in_runtime_container() else None
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a settings file that names a secret or an unknown setting (typos would be ignored)."""
+    fields = {}
+    for name, info in Settings.model_fields.items():
+        aliases = info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else []
+        for key in (f"AGENT_{name.upper()}", *(a for a in aliases if isinstance(a, str))):
+            fields[key] = info
+    for key in dotenv_values(path):
+        info = fields.get(key)
+        if info is None:
+            raise SettingsError(f"{path.name}: unknown setting {key}")
+        if info.annotation == SecretStr | None:
+            raise SettingsError(f"{path.name}: {key} is a secret; pass it in the environment, never in this file")
+
+
 def load_settings() -> Settings:
-    """Parse the environment once; raise SettingsError with a readable message if it is unusable."""
+    """Parse the environment (over the settings file) once; raise SettingsError if it is unusable."""
+    path = settings_file()
+    if path is not None and not path.is_file():
+        if os.environ.get(SETTINGS_FILE_ENV):
+            raise SettingsError(f"{SETTINGS_FILE_ENV} names a missing file: {path}")
+        path = None
+    if path is not None:
+        _check_file(path)
     try:
-        return Settings()
+        return Settings(_env_file=path)
     except ValidationError as exc:  # the message never echoes input values (they may be secrets)
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {str(e['msg']).removeprefix('Value error, ')}"

@@ -7,7 +7,8 @@ CLI::
     python -m auth.dev_issuer jwks-path
 
 ``mint`` prints only the token, so ``--bearer-token "$(python -m auth.dev_issuer mint ...)"``
-works. The state directory is ``$AUTH_DEV_STATE_DIR`` or ``.state/dev-issuer``.
+works. The state directory is ``$AUTH_DEV_STATE_DIR`` or ``<state root>/dev-issuer`` (the
+user's state directory, outside the source tree: ``auth.local_state``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from auth.local_state import state_root
 from auth.verifier import TokenVerifier
 from memory.errors import InvalidTenantId
 from memory.tenants import validate_tenant_id
@@ -40,15 +42,14 @@ DEV_ISSUER = "http://localhost/dev-issuer"
 #: Default app client id (``aud`` of id tokens, ``client_id`` of access tokens).
 DEV_CLIENT_ID = "dev-client"
 STATE_DIR_ENV = "AUTH_DEV_STATE_DIR"
-DEFAULT_STATE_DIR = Path(".state/dev-issuer")
 KEY_FILE = "private_key.pem"
 JWKS_FILE = "jwks.json"
 DEFAULT_TTL_SECONDS = 3600
 
 
 def default_state_dir() -> Path:
-    """``$AUTH_DEV_STATE_DIR`` if set, else ``.state/dev-issuer`` (relative to the cwd)."""
-    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+    """``$AUTH_DEV_STATE_DIR`` if set, else ``<state root>/dev-issuer`` (outside the source tree)."""
+    return Path(os.environ.get(STATE_DIR_ENV) or state_root() / "dev-issuer")
 
 
 class DevIssuer:
@@ -195,7 +196,7 @@ def _parser() -> argparse.ArgumentParser:
         "--state-dir",
         type=Path,
         default=None,
-        help=f"key/JWKS directory (default: ${STATE_DIR_ENV} or {DEFAULT_STATE_DIR})",
+        help=f"key/JWKS directory (default: ${STATE_DIR_ENV} or {state_root() / 'dev-issuer'})",
     )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("init", help="create the key and JWKS if missing (idempotent)")

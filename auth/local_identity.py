@@ -15,7 +15,7 @@ operations on 127.0.0.1, like ``auth.dev_issuer`` stands in for Cognito:
 Any other operation is refused with a ``ValidationException`` naming it. Request signatures are
 not checked (any fake credentials work). CLI::
 
-    python -m auth.local_identity [--port 8090] [--state-dir .state/local-identity]
+    python -m auth.local_identity [--port 8090] [--state-dir <state root>/local-identity]
 
 then run the toolkit with ``AWS_ENDPOINT_URL=http://127.0.0.1:8090`` and fake credentials.
 """
@@ -36,12 +36,14 @@ from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
+from auth.local_state import state_root
+
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 #: Not 8081: the toolkit's OAuth2 3LO callback server takes that port (``agentcore launch --local``).
 DEFAULT_PORT = 8090
-DEFAULT_STATE_DIR = Path(".state/local-identity")
+STATE_SUBDIR = "local-identity"
 STATE_FILE = "workloads.json"
 LOCAL_ACCOUNT = "000000000000"
 LOCAL_REGION = "us-east-1"
@@ -267,8 +269,8 @@ class LocalIdentityServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, port: int = DEFAULT_PORT, state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> None:
-        self.operations = IdentityOperations(WorkloadStore(state_dir))
+    def __init__(self, port: int = DEFAULT_PORT, state_dir: str | os.PathLike[str] | None = None) -> None:
+        self.operations = IdentityOperations(WorkloadStore(state_dir or state_root() / STATE_SUBDIR))
         super().__init__((HOST, port), _Handler)
 
     @property
@@ -282,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m auth.local_identity", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"loopback port (default {DEFAULT_PORT})")
     parser.add_argument(
-        "--state-dir", type=Path, default=DEFAULT_STATE_DIR, help=f"workload file folder (default {DEFAULT_STATE_DIR})"
+        "--state-dir", type=Path, default=None, help=f"workload file folder (default {state_root() / STATE_SUBDIR})"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -11,6 +11,7 @@ import jwt
 from auth.errors import AuthError, Reason
 from auth.identity import Identity
 from auth.jwks import JwksFileKeys, JwksUrlKeys, KeySource
+from memory import telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +112,16 @@ class TokenVerifier:
 
     def verify(self, token_or_authorization_header: str | None) -> Identity:
         """The Identity of a valid token (raw or ``Bearer <token>``); AuthError otherwise."""
-        try:
-            return self._verify(token_or_authorization_header)
-        except AuthError as exc:
-            # Only the fixed reason code: never the token, its claims or its header values.
-            logger.info("bearer token rejected: %s", exc.reason, extra={"auth_reason": exc.reason})
-            raise
+        with telemetry.span("auth.verify_token") as span:
+            try:
+                identity = self._verify(token_or_authorization_header)
+            except AuthError as exc:
+                # Only the fixed reason code: never the token, its claims or its header values.
+                logger.info("bearer token rejected: %s", exc.reason, extra={"auth_reason": exc.reason})
+                telemetry.token_rejected(exc.reason)
+                raise
+            telemetry.annotate(span, {telemetry.TENANT: identity.tenant_id, "auth.token.use": identity.token_use})
+            return identity
 
     def _verify(self, value: str | None) -> Identity:
         token = _extract_token(value)

@@ -22,7 +22,8 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from strands import Agent
 
@@ -94,6 +95,18 @@ class _Harness:
         return _timed(setup, lambda a: a[0]("Thanks, bye.", invocation_state=a[1]), repeat)
 
 
+@contextmanager
+def seeded_harness(memories: int) -> Iterator[_Harness]:
+    """A harness on a fresh LocalIndex seeded with ``memories`` memories; its pipeline drained after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MultiTenantStore.for_local(root_dir=Path(tmp) / "indexes", embedder=LocalEmbedder())
+        _seed(store, memories)
+        pipeline = SummaryPipeline(store, Outbox(Path(tmp) / "outbox"), Summarizer(ScriptedModel()))
+        yield _Harness(store, pipeline)
+        pipeline.wait()
+        pipeline.shutdown()
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=200)
@@ -101,11 +114,7 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        store = MultiTenantStore.for_local(root_dir=Path(tmp) / "indexes", embedder=LocalEmbedder())
-        _seed(store, args.memories)
-        pipeline = SummaryPipeline(store, Outbox(Path(tmp) / "outbox"), Summarizer(ScriptedModel()))
-        harness = _Harness(store, pipeline)
+    with seeded_harness(args.memories) as harness:
         rows = []
         for name in ("first_turn", "later_turn", "end_session"):
             scenario = getattr(harness, name)
@@ -120,8 +129,6 @@ def main() -> None:
                 "added_p50_ms": plug["p50_ms"] - base["p50_ms"],
                 "ratio": plug["p50_ms"] / base["p50_ms"],
             })
-        pipeline.wait()
-        pipeline.shutdown()
     emit(f"MemoryPlugin added latency (scripted model, LocalIndex+WordLlama, {args.memories} memories, "
          f"repeat={args.repeat})", rows, args.json)
 

@@ -57,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "create_store": "memory.factory",
     "index_name_for": "memory.tenants",
     "read_invocation": "memory.plugin.invocation",
+    "set_user_hasher": "memory.telemetry",
     "validate_tenant_id": "memory.tenants",
 }
 
@@ -92,6 +93,7 @@ if TYPE_CHECKING:
     from memory.stores.single_tenant import SingleTenantStore
     from memory.stores.tvm import TokenVendingMachine
     from memory.strands_store import StrandsMemoryStore
+    from memory.telemetry import set_user_hasher
     from memory.tenants import index_name_for, validate_tenant_id
     from memory.types import Memory, QueryHit, Scope, VectorRecord
 

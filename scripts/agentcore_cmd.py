@@ -1,10 +1,20 @@
-"""``agentcore``: wire the runtime to Cognito and grant its execution role what the app needs.
+"""``agentcore``: everything the starter toolkit needs to deploy this app, in one step.
 
-Patches ``.bedrock_agentcore.yaml`` (the starter toolkit's config: JWT authorizer discovery URL
-and allowed clients, the ``Authorization`` header allowlist, region and execution role), puts
-one inline policy on the execution role (Bedrock invoke for the chosen models; assume/tag the
-TVM role in multi-tenant mode; the tenant index in single-tenant mode) and prints the
-``agentcore configure`` / ``agentcore launch`` commands to run. It never runs the toolkit.
+1. Writes the deployment's settings file ``agentcore.env`` (dotenv, no secrets) at the project
+   root. The toolkit uploads it with the source, so the deployed app reads its settings from
+   it and ``agentcore launch`` needs no ``--env`` flag: a launch without them sends an empty
+   environment, which used to wipe every setting on redeploy. Environment variables still
+   override the file.
+2. Puts the app's inline policy on the execution role (Bedrock invoke for the chosen models;
+   assume/tag the TVM role in multi-tenant mode; the tenant index in single-tenant mode). The
+   runtime's own needs (ECR, logs, X-Ray, metrics) come from ``runtime-role``.
+3. Refuses a toolkit config whose agent is not a container deployment (the toolkit cannot
+   change the type in place; direct code deploy runs ``python agent/app.py``, where ``agent``
+   is not importable).
+4. Prints the commands to run next: ``agentcore configure`` with every flag (container
+   deployment, the pool's discovery URL, the audience/client check matching the token type
+   the app accepts, ``Authorization`` allowlisted, idle timeout and max lifetime), then
+   ``agentcore launch``. It never runs the toolkit.
 """
 
 from __future__ import annotations
@@ -16,26 +26,28 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
-from botocore.client import BaseClient
-from botocore.exceptions import ClientError
 
+from agent.settings import IDLE_MARGIN_SECONDS, Settings
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts.cognito import discovery_url
-from scripts.common import (
-    Report,
-    ScriptError,
-    account_id,
-    add_common_args,
-    aws_client,
-    canonical,
-    is_not_found,
-    policy_json,
-    require_region,
-)
+from scripts.common import Report, ScriptError, account_id, add_common_args, aws_client, require_region
+from scripts.iam_roles import ensure_inline_policy
 from scripts.tvm_role import INDEX_USER_ACTIONS
 
+DEFAULT_AGENT = "agent_memory"
+TOOLKIT_CONFIG = Path(".bedrock_agentcore.yaml")
+SETTINGS_FILE = Path("agentcore.env")
+ENTRYPOINT = "agent/app.py"
+REQUIREMENTS = "requirements.txt"
+#: AgentCore's defaults (``--idle-timeout`` 60-28,800 s, ``--max-lifetime`` up to 28,800 s).
+DEFAULT_IDLE_TIMEOUT = 900
+DEFAULT_MAX_LIFETIME = 28_800
+#: The app's idle timer default, its reaper tick, and the shortest idle timer we would set.
+APP_IDLE_DEFAULT = int(Settings.model_fields["idle_timeout_seconds"].default)
+REAP_INTERVAL = int(Settings.model_fields["reap_interval_seconds"].default)
+MIN_APP_IDLE = 30
+
 POLICY_NAME = "agent-memory-app"
-DEFAULT_CONFIG = Path(".bedrock_agentcore.yaml")
 DEFAULT_CHAT_MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 DEFAULT_EMBEDDING_MODEL = "amazon.nova-2-multimodal-embeddings-v1:0"
 #: Prefixes of cross-region inference profile ids (``us.anthropic...``).
@@ -101,194 +113,140 @@ def execution_role_policy(
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def desired_yaml_values(
-    *, region: str, pool_id: str, client_ids: Sequence[str], execution_role_arn: str
-) -> dict[str, Any]:
-    """The agent-level values this command owns, keyed by dotted path."""
-    return {
-        "authorizer_configuration": {
-            "customJWTAuthorizer": {
-                "discoveryUrl": discovery_url(region, pool_id),
-                "allowedClients": sorted(client_ids),
-            }
-        },
-        "request_header_configuration": {"requestHeaderAllowlist": list(HEADER_ALLOWLIST)},
-        "aws.region": region,
-        "aws.execution_role": execution_role_arn,
-        "aws.execution_role_auto_create": False,
-    }
+def authorizer_config(region: str, pool_id: str, client_ids: Sequence[str], token_use: str) -> dict[str, Any]:
+    """The runtime's JWT authorizer, checking the claim that carries the client in ``token_use`` tokens.
 
-
-def patch_config(path: Path, agent_name: str | None, values: dict[str, Any], report: Report) -> str:
-    """Set ``values`` on the agent's entry of the toolkit config; return the agent name.
-
-    Other keys are kept; headers already allowlisted are kept too. A missing file is
-    reported (the printed ``agentcore configure`` creates it with the same values).
+    Cognito id tokens carry the app client in ``aud`` (no ``client_id``): ``allowedAudience``.
+    Access tokens carry ``client_id`` (no ``aud``): ``allowedClients``. AgentCore does not
+    document how the two combine when both are set, so only the one that the accepted token
+    type carries is set, and the app is told to accept that token type only.
     """
-    if not path.exists():
-        report.add("MISSING", str(path), "run next step 1 (agentcore configure), then re-run this command")
-        return agent_name or "agent_memory"
-    text = path.read_text()
-    config = yaml.safe_load(text) or {}
-    agents = config.get("agents") or {}
-    name = agent_name or config.get("default_agent") or (next(iter(agents)) if len(agents) == 1 else None)
-    if name not in agents:
+    check = "allowedAudience" if token_use == "id" else "allowedClients"
+    return {"customJWTAuthorizer": {"discoveryUrl": discovery_url(region, pool_id), check: sorted(client_ids)}}
+
+
+def app_idle_timeout(runtime_idle_timeout: int) -> int:
+    """The app's idle timer for a runtime idle timeout: the default, or shorter when it must be."""
+    fitting = runtime_idle_timeout - REAP_INTERVAL - int(IDLE_MARGIN_SECONDS)
+    if fitting < MIN_APP_IDLE:
         raise ScriptError(
-            f"agent {name!r} not in {path} (agents: {', '.join(agents) or 'none'}); pass --agent"
+            f"--idle-timeout {runtime_idle_timeout} leaves the app no time to end sessions before the "
+            f"runtime does; use at least {MIN_APP_IDLE + REAP_INTERVAL + int(IDLE_MARGIN_SECONDS)}"
         )
-    agent = agents[name]
-    headers = (agent.get("request_header_configuration") or {}).get("requestHeaderAllowlist") or []
-    values = dict(values)
-    values["request_header_configuration"] = {
-        "requestHeaderAllowlist": list(dict.fromkeys([*headers, *HEADER_ALLOWLIST]))
-    }
-    dirty = False
-    for dotted, want in values.items():
-        parent, key = _parent(agent, dotted)
-        if parent.get(key) == want:
-            report.add("UNCHANGED", f"{path.name}: {dotted}")
-            continue
-        report.change("UPDATE", f"{path.name}: {dotted}", _diff(parent.get(key), want))
-        parent[key] = want
-        dirty = True
-    if dirty and not report.dry_run:
-        path.write_text(_leading_comments(text) + yaml.safe_dump(config, sort_keys=False))
-    return str(name)
+    return min(APP_IDLE_DEFAULT, fitting)
 
 
-def _parent(agent: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str]:
-    *heads, key = dotted.split(".")
-    node = agent
-    for head in heads:
-        if not isinstance(node.get(head), dict):
-            node[head] = {}
-        node = node[head]
-    return node, key
-
-
-def _leading_comments(text: str) -> str:
-    """The comment block at the top of the file (kept when the file is rewritten)."""
-    lines = []
-    for line in text.splitlines(keepends=True):
-        if line.strip() and not line.lstrip().startswith("#"):
-            break
-        lines.append(line)
-    return "".join(lines)
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
-        return {k: v for key, item in value.items() for k, v in _flatten(item, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): value}
-
-
-def _diff(old: Any, new: Any) -> str:
-    """Changed leaves as ``key: old -> new`` (values shortened)."""
-    before, after = _flatten(old), _flatten(new)
-    changes = [
-        f"{k or 'value'}: {_short(before.get(k))} -> {_short(after.get(k))}"
-        for k in dict.fromkeys([*before, *after])
-        if before.get(k) != after.get(k)
-    ]
-    return "; ".join(changes)
-
-
-def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= 90 else text[:40] + "..." + text[-47:]
-
-
-def ensure_role_policy(iam: BaseClient, report: Report, role_name: str, policy: dict[str, Any]) -> None:
-    """Put the app's inline policy on the execution role when missing or different."""
-    try:
-        current = iam.get_role_policy(RoleName=role_name, PolicyName=POLICY_NAME)["PolicyDocument"]
-    except ClientError as err:
-        if not is_not_found(err):
-            raise
-        current = None
-    if current is not None and canonical(current) == canonical(policy):
-        report.add("UNCHANGED", f"inline policy {POLICY_NAME} on {role_name}")
-        return
-    detail = "missing" if current is None else "drift: differed from the intended document"
-    report.change(
-        "UPDATE" if current is not None else "CREATE", f"inline policy {POLICY_NAME} on {role_name}", detail
-    )
-    if not report.dry_run:
-        iam.put_role_policy(RoleName=role_name, PolicyName=POLICY_NAME, PolicyDocument=policy_json(policy))
-
-
-def runtime_environment(
-    args: argparse.Namespace, region: str, pool_id: str, client_ids: Sequence[str]
-) -> dict[str, str]:
-    """The ``AGENT_*`` variables the deployed app reads (see ``agent/settings.py``)."""
-    env = {
+def runtime_settings(args: argparse.Namespace, region: str) -> dict[str, str]:
+    """The deployed app's non-secret ``AGENT_*`` settings (see ``agent/settings.py``)."""
+    values = {
         "AGENT_REGION": region,
-        "AGENT_BACKEND": "s3vectors",
-        "AGENT_EMBEDDER": "bedrock",
-        "AGENT_VECTOR_BUCKET": args.bucket,
         "AGENT_AUTH_MODE": "cognito",
-        "AGENT_COGNITO_USER_POOL_ID": pool_id,
-        "AGENT_COGNITO_CLIENT_IDS": ",".join(client_ids),
+        "AGENT_COGNITO_USER_POOL_ID": args.pool_id,
+        "AGENT_COGNITO_CLIENT_IDS": ",".join(sorted(args.client_id)),
+        "AGENT_TOKEN_USES": args.token_use,
+        "AGENT_TENANT_CLAIMS": "custom:tenantId" if args.token_use == "id" else "tenantId",
+        "AGENT_BACKEND": "s3vectors",
+        "AGENT_VECTOR_BUCKET": args.bucket,
+        "AGENT_EMBEDDER": "bedrock",
         "AGENT_MODEL_PROVIDER": "bedrock",
         "AGENT_MODEL_ID": args.model_id[0] if args.model_id else DEFAULT_CHAT_MODEL,
-        "AGENT_STATE_DIR": "/tmp/agent-state",
         "AGENT_TENANT_MODE": args.tenant_mode,
+        "AGENT_RUNTIME_IDLE_TIMEOUT_SECONDS": str(args.idle_timeout),
+        "AGENT_IDLE_TIMEOUT_SECONDS": str(app_idle_timeout(args.idle_timeout)),
     }
     if args.tenant_mode == "multi":
-        env["AGENT_TVM_ROLE_ARN"] = args.tvm_role_arn
+        values["AGENT_TVM_ROLE_ARN"] = args.tvm_role_arn
     else:
-        env["AGENT_SINGLE_TENANT_ID"] = args.single_tenant_id
-    return env
+        values["AGENT_SINGLE_TENANT_ID"] = args.single_tenant_id
+    return values
+
+
+def render_settings(values: dict[str, str]) -> str:
+    """The settings file's text (dotenv; values are ids and ARNs, never secrets)."""
+    lines = [
+        "# Written by `python -m scripts agentcore`; uploaded with the source by `agentcore launch`.",
+        "# The deployed app reads it at start-up; environment variables override it. No secrets here.",
+        *(f"{key}={value}" for key, value in values.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_settings(path: Path, text: str, report: Report) -> None:
+    """Write the settings file when it is missing or different."""
+    current = path.read_text() if path.exists() else None
+    if current == text:
+        report.add("UNCHANGED", str(path))
+        return
+    report.change("CREATE" if current is None else "UPDATE", str(path), "settings of the deployed app")
+    if not report.dry_run:
+        path.write_text(text)
+
+
+def check_toolkit_config(path: Path, agent: str) -> None:
+    """Refuse an existing toolkit config whose agent is not a container deployment."""
+    if not path.exists():
+        return
+    config = yaml.safe_load(path.read_text()) or {}
+    entry = (config.get("agents") or {}).get(agent)
+    if entry and entry.get("deployment_type", "container") != "container":
+        raise ScriptError(
+            f"{path}: agent {agent!r} is a {entry['deployment_type']} deployment, which runs "
+            f"`python {ENTRYPOINT}` (package imports fail) and cannot be changed in place: run "
+            f"`agentcore destroy --agent {agent}` (or delete its entry), then re-run this command"
+        )
 
 
 def toolkit_commands(
     *,
     agent: str,
-    entrypoint: str,
     region: str,
     execution_role_arn: str,
     authorizer: dict[str, Any],
-    env: dict[str, str],
+    idle_timeout: int,
+    max_lifetime: int,
 ) -> list[str]:
-    """The starter-toolkit commands to run next (``launch`` is the older name of ``deploy``)."""
+    """``agentcore configure`` with every flag, then ``agentcore launch`` (no ``--env`` needed)."""
     configure = [
-        "agentcore",
-        "configure",
-        "--non-interactive",
-        "--name",
-        agent,
-        "--entrypoint",
-        entrypoint,
-        "--region",
-        region,
-        "--execution-role",
-        execution_role_arn,
+        "agentcore", "configure", "--non-interactive",
+        "--name", agent,
+        "--entrypoint", ENTRYPOINT,
+        "--requirements-file", REQUIREMENTS,
+        "--deployment-type", "container",
+        "--region", region,
+        "--execution-role", execution_role_arn,
+        "--ecr", "auto",
         "--disable-memory",
-        "--authorizer-config",
-        json.dumps(authorizer, separators=(",", ":")),
-        "--request-header-allowlist",
-        ",".join(HEADER_ALLOWLIST),
-    ]
-    launch = ["agentcore", "launch"]
-    for key, value in env.items():
-        launch += ["--env", f"{key}={value}"]
-    return [shlex.join(configure), shlex.join(launch)]
+        "--protocol", "HTTP",
+        "--authorizer-config", json.dumps(authorizer, separators=(",", ":")),
+        "--request-header-allowlist", ",".join(HEADER_ALLOWLIST),
+        "--idle-timeout", str(idle_timeout),
+        "--max-lifetime", str(max_lifetime),
+    ]  # fmt: skip
+    return [shlex.join(configure), shlex.join(["agentcore", "launch", "--agent", agent])]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``agentcore`` command."""
     p = sub.add_parser(
         "agentcore",
-        help="patch .bedrock_agentcore.yaml, grant the execution role, print launch commands",
+        help="write agentcore.env, grant the execution role, print the configure/launch commands",
         description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_args(p)
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="toolkit config file to patch")
-    p.add_argument("--agent", help="agent entry in the config (default: default_agent)")
-    p.add_argument("--entrypoint", default="agent/app.py")
+    p.add_argument("--agent", default=DEFAULT_AGENT, help=f"agent name (default {DEFAULT_AGENT})")
+    p.add_argument("--settings-file", type=Path, default=SETTINGS_FILE, help="settings file to write")
+    p.add_argument("--toolkit-config", type=Path, default=TOOLKIT_CONFIG, help="existing toolkit config to check")
     p.add_argument("--pool-id", required=True, help="Cognito user pool id")
     p.add_argument("--client-id", action="append", required=True, help="allowed app client id (repeatable)")
-    p.add_argument("--execution-role-arn", required=True)
+    p.add_argument(
+        "--token-use",
+        choices=("id", "access"),
+        default="id",
+        help="token type callers send: id (default; aud checked) or access (client_id checked; needs "
+        "the pre-token-generation trigger for the tenant claim)",
+    )
+    p.add_argument("--execution-role-arn", required=True, help="from `python -m scripts runtime-role`")
     p.add_argument("--bucket", required=True, help="vector bucket name")
     p.add_argument("--tenant-mode", choices=("multi", "single"), default="multi")
     p.add_argument("--tvm-role-arn", help="TVM role ARN (multi-tenant mode)")
@@ -297,14 +255,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model-id",
         action="append",
         default=[],
-        help=f"chat model id (repeatable; default {DEFAULT_CHAT_MODEL})",
+        help=f"chat model id (repeatable; the first is the app's; default {DEFAULT_CHAT_MODEL})",
     )
     p.add_argument("--embedding-model-id", default=DEFAULT_EMBEDDING_MODEL)
+    p.add_argument("--idle-timeout", type=int, default=DEFAULT_IDLE_TIMEOUT, help="runtime idle session timeout (s)")
+    p.add_argument("--max-lifetime", type=int, default=DEFAULT_MAX_LIFETIME, help="runtime max lifetime (s)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> Report:
-    """Patch the config, grant the role, print the toolkit commands."""
+    """Write the settings file, grant the role, print the toolkit commands."""
     region = require_region(args)
     if args.tenant_mode == "multi" and not args.tvm_role_arn:
         raise ScriptError(
@@ -314,15 +274,13 @@ def run(args: argparse.Namespace) -> Report:
         if not args.single_tenant_id:
             raise ScriptError("single-tenant mode needs --single-tenant-id")
         validate_tenant_id(args.single_tenant_id)
+    if not 60 <= args.idle_timeout <= args.max_lifetime <= DEFAULT_MAX_LIFETIME:
+        raise ScriptError("need 60 <= --idle-timeout <= --max-lifetime <= 28800")
+    check_toolkit_config(args.toolkit_config, args.agent)
+    settings = render_settings(runtime_settings(args, region))
     account = account_id(region)
     report = Report("agentcore", dry_run=args.dry_run)
-    values = desired_yaml_values(
-        region=region,
-        pool_id=args.pool_id,
-        client_ids=args.client_id,
-        execution_role_arn=args.execution_role_arn,
-    )
-    agent = patch_config(args.config, args.agent, values, report)
+    write_settings(args.settings_file, settings, report)
     policy = execution_role_policy(
         region=region,
         account=account,
@@ -331,18 +289,16 @@ def run(args: argparse.Namespace) -> Report:
         bucket=args.bucket,
         single_tenant_id=args.single_tenant_id if args.tenant_mode == "single" else None,
     )
-    ensure_role_policy(aws_client("iam", region), report, args.execution_role_arn.rsplit("/", 1)[-1], policy)
-    env = runtime_environment(args, region, args.pool_id, args.client_id)
-    for i, command in enumerate(
-        toolkit_commands(
-            agent=agent,
-            entrypoint=args.entrypoint,
-            region=region,
-            execution_role_arn=args.execution_role_arn,
-            authorizer=values["authorizer_configuration"],
-            env=env,
-        ),
-        1,
-    ):
+    role_name = args.execution_role_arn.rsplit("/", 1)[-1]
+    ensure_inline_policy(aws_client("iam", region), report, role_name, POLICY_NAME, policy)
+    commands = toolkit_commands(
+        agent=args.agent,
+        region=region,
+        execution_role_arn=args.execution_role_arn,
+        authorizer=authorizer_config(region, args.pool_id, args.client_id, args.token_use),
+        idle_timeout=args.idle_timeout,
+        max_lifetime=args.max_lifetime,
+    )
+    for i, command in enumerate(commands, 1):
         report.output(f"next step {i}", command)
     return report

@@ -12,7 +12,6 @@ import re
 from typing import Any, Sequence
 
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
 
 from memory.tenants import INDEX_PREFIX
 from scripts.common import (
@@ -21,11 +20,10 @@ from scripts.common import (
     account_id,
     add_common_args,
     aws_client,
-    canonical,
-    is_not_found,
     policy_json,
     require_region,
 )
+from scripts.iam_roles import ensure_inline_policy, ensure_trust, existing_role
 
 TENANT_TAG = "TenantID"
 VECTOR_ACTIONS = (
@@ -163,12 +161,7 @@ def ensure_role(
 
     Other policies found on the role are reported as drift and left alone.
     """
-    try:
-        role = iam.get_role(RoleName=role_name)["Role"]
-    except ClientError as err:
-        if not is_not_found(err):
-            raise
-        role = None
+    role = existing_role(iam, role_name)
     if role is None:
         report.change("CREATE", f"role {role_name}", f"max session {MAX_SESSION_SECONDS}s")
         report.change("CREATE", f"inline policy {POLICY_NAME}", "vector actions on own tenant index")
@@ -186,12 +179,7 @@ def ensure_role(
         return str(arn)
 
     arn = str(role["Arn"])
-    if canonical(role["AssumeRolePolicyDocument"]) != canonical(trust):
-        report.change("UPDATE", f"trust policy of {role_name}", "drift: differed from the intended document")
-        if not report.dry_run:
-            iam.update_assume_role_policy(RoleName=role_name, PolicyDocument=policy_json(trust))
-    else:
-        report.add("UNCHANGED", f"trust policy of {role_name}")
+    ensure_trust(iam, report, role, trust)
     if role.get("MaxSessionDuration") != MAX_SESSION_SECONDS:
         report.change(
             "UPDATE",
@@ -200,27 +188,9 @@ def ensure_role(
         )
         if not report.dry_run:
             iam.update_role(RoleName=role_name, MaxSessionDuration=MAX_SESSION_SECONDS)
-    current = _inline_policy(iam, role_name, POLICY_NAME)
-    if current is None or canonical(current) != canonical(permissions):
-        detail = "missing" if current is None else "drift: differed from the intended document"
-        report.change("UPDATE" if current else "CREATE", f"inline policy {POLICY_NAME}", detail)
-        if not report.dry_run:
-            iam.put_role_policy(
-                RoleName=role_name, PolicyName=POLICY_NAME, PolicyDocument=policy_json(permissions)
-            )
-    else:
-        report.add("UNCHANGED", f"inline policy {POLICY_NAME}")
+    ensure_inline_policy(iam, report, role_name, POLICY_NAME, permissions)
     _report_extra_policies(iam, report, role_name)
     return arn
-
-
-def _inline_policy(iam: BaseClient, role_name: str, name: str) -> dict[str, Any] | None:
-    try:
-        return dict(iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"])
-    except ClientError as err:
-        if is_not_found(err):
-            return None
-        raise
 
 
 def _report_extra_policies(iam: BaseClient, report: Report, role_name: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
+from memory import telemetry
 from memory.aws import make_client, translate_error
 from memory.embedders.protocol import EmbeddingPurpose, check_purpose, normalise_rows
 from memory.errors import ConfigurationError, ValidationError
@@ -68,6 +69,7 @@ class BedrockEmbedder:
             }
         )
 
+    @telemetry.embedding
     def embed(self, texts: Sequence[str], purpose: EmbeddingPurpose) -> list[list[float]]:
         """One unit vector per text."""
         check_purpose(purpose)

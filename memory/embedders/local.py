@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
+from memory import telemetry
 from memory.embedders.protocol import EmbeddingPurpose, check_purpose, normalise_rows
 from memory.errors import ConfigurationError, ValidationError
 
@@ -42,6 +43,7 @@ class LocalEmbedder:
 
     dimension = 256
 
+    @telemetry.embedding
     def embed(self, texts: Sequence[str], purpose: EmbeddingPurpose) -> list[list[float]]:
         """One unit vector per text (all zeros when no token is known to the model)."""
         check_purpose(purpose)

@@ -17,6 +17,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from memory import telemetry
 from memory.index import limits
 from memory.errors import ConfigurationError, NotFound, ValidationError
 from memory.index.filters import compile_filter
@@ -289,6 +290,7 @@ class LocalIndex:
                     f"but {self.dimension} was requested"
                 )
 
+    @telemetry.vector_operation("PutVectors", "sqlite", batch=True)
     def put(self, records: Sequence[VectorRecord]) -> None:
         """Insert or overwrite records (validated all-or-nothing against S3 Vectors' limits)."""
         prepared = []
@@ -317,6 +319,7 @@ class LocalIndex:
             for (key, _, metadata), unit in zip(prepared, units):
                 self._matrix.upsert(key, unit, metadata)
 
+    @telemetry.vector_operation("QueryVectors", "sqlite")
     def query(
         self, vector: Sequence[float], top_k: int, filter: Mapping[str, Any] | None = None
     ) -> list[QueryHit]:
@@ -373,6 +376,7 @@ class LocalIndex:
                     found[key] = VectorRecord(key, vector, json.loads(meta))
         return [found[k] for k in dict.fromkeys(wanted) if k in found]
 
+    @telemetry.vector_operation("DeleteVectors", "sqlite", batch=True)
     def delete(self, keys: Sequence[str]) -> None:
         """Delete the keys; missing keys are ignored."""
         wanted = [limits.validate_key(k) for k in keys]

@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from memory import telemetry
 from memory.index import limits
 from memory.aws import error_code, translate_error
 from memory.errors import ConfigurationError, NotFound
@@ -105,6 +106,7 @@ class S3VectorsIndex:
                 f"but {self.dimension} was requested"
             )
 
+    @telemetry.vector_operation("PutVectors", "aws.s3vectors", batch=True)
     def put(self, records: Sequence[VectorRecord]) -> None:
         """Insert or overwrite records, validated first, sent in batches of 500."""
         vectors = [
@@ -118,6 +120,7 @@ class S3VectorsIndex:
         for batch in _chunks(vectors, limits.MAX_PUT_BATCH):
             self._call("put_vectors", **self._target(), vectors=list(batch))
 
+    @telemetry.vector_operation("QueryVectors", "aws.s3vectors")
     def query(
         self, vector: Sequence[float], top_k: int, filter: Mapping[str, Any] | None = None
     ) -> list[QueryHit]:
@@ -152,6 +155,7 @@ class S3VectorsIndex:
                 found[v["key"]] = VectorRecord(v["key"], list(data), dict(v.get("metadata") or {}))
         return [found[k] for k in wanted if k in found]
 
+    @telemetry.vector_operation("DeleteVectors", "aws.s3vectors", batch=True)
     def delete(self, keys: Sequence[str]) -> None:
         """Delete the keys (missing keys are ignored), in batches of 500."""
         wanted = list(dict.fromkeys(limits.validate_key(k) for k in keys))

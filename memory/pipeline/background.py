@@ -34,6 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Any, Callable
 
+from memory import telemetry
 from memory.types import Scope
 from memory.pipeline.outbox import Outbox, OutboxEntry
 from memory.stores.protocol import MemoryBackend
@@ -124,7 +125,7 @@ class SummaryPipeline:
 
     def end_conversation(self, entry: OutboxEntry) -> str:
         """Record ``entry`` durably and schedule its summary; returns the outbox entry id."""
-        with self._lock:
+        with self._lock, telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=False)):
             entry_id = self.outbox.put(dataclasses.replace(entry, open=False))
             self.metrics["accepted"] += 1
             self._schedule_locked(entry_id)
@@ -136,7 +137,7 @@ class SummaryPipeline:
         Nothing is scheduled. If a closed entry with the same id is being summarized (the
         conversation went on after an end), that task sees the open entry and leaves it alone.
         """
-        with self._lock:
+        with self._lock, telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=True)):
             entry_id = self.outbox.put(dataclasses.replace(entry, open=True))
             if entry_id in self._inflight:
                 self._inflight[entry_id] = True  # the task re-reads the entry instead of removing it
@@ -148,8 +149,10 @@ class SummaryPipeline:
 
         Open entries are conversations of a process that is gone: they are closed first.
         """
-        entries = self.outbox.pending()
-        reopened = [entry for entry in entries if entry.open]
+        with telemetry.span("memory.outbox.replay") as span:
+            entries = self.outbox.pending()
+            reopened = [entry for entry in entries if entry.open]
+            telemetry.annotate(span, {"memory.outbox.replayed": len(entries), "memory.outbox.reopened": len(reopened)})
         with self._lock:
             for entry in reopened:
                 self.outbox.put(dataclasses.replace(entry, open=False))
@@ -242,7 +245,7 @@ class SummaryPipeline:
         if entry_id not in self._tokens:
             self._tokens[entry_id] = self._task_started(entry_id)
         try:
-            future = self._executor.submit(self._run, entry_id)
+            future = self._executor.submit(telemetry.in_background("memory.summary", self._run), entry_id)
         except RuntimeError:  # executor shut down: the entry stays in the outbox
             self._task_ended(self._tokens.pop(entry_id))
             logger.warning("summary pipeline is shut down; entry left in the outbox")
@@ -316,6 +319,7 @@ class SummaryPipeline:
         return False
 
     def _process(self, entry: OutboxEntry) -> None:
+        telemetry.annotate(telemetry.current_span(), _outbox_attributes(entry, open=entry.open))
         summary = self.summarizer.summarize(entry.transcript)
         if not summary.strip():
             self._count("skipped_empty")
@@ -332,6 +336,7 @@ class SummaryPipeline:
         self._count("stored")
 
     def _count(self, name: str) -> None:
+        telemetry.summary_counted(name)
         with self._lock:
             self.metrics[name] += 1
 
@@ -344,6 +349,7 @@ class SummaryPipeline:
                 self.outbox.put(dataclasses.replace(current, attempts=current.attempts + 1))
 
     def _task_started(self, entry_id: str) -> Any:
+        telemetry.outbox_backlog(+1)
         if self._on_task_start is None:
             return None
         try:
@@ -353,9 +359,19 @@ class SummaryPipeline:
             return None
 
     def _task_ended(self, token: Any) -> None:
+        telemetry.outbox_backlog(-1)
         if self._on_task_end is None:
             return
         try:
             self._on_task_end(token)
         except Exception:
             logger.warning("on_task_end hook failed", exc_info=True)
+
+
+def _outbox_attributes(entry: OutboxEntry, *, open: bool) -> dict[str, Any]:
+    return {
+        **telemetry.identity_attributes(entry.tenant_id, entry.user_id, entry.agent_name, entry.conversation_id),
+        "memory.outbox.entry.open": open,
+        "memory.transcript.turns": len(entry.transcript),
+        "memory.attempts": entry.attempts,
+    }

@@ -20,6 +20,7 @@ from typing import Any, Literal, Sequence, TypedDict
 
 from strands.models import Model
 
+from memory import telemetry
 from memory.errors import MemoryLibraryError
 
 logger = logging.getLogger(__name__)
@@ -150,6 +151,8 @@ class Summarizer:
             "abstractive" if abstractive and not small_local_model else "extractive"
         )
 
+    @telemetry.traced("memory.summarize", lambda self, turns: {
+        "memory.summary.mode": self.mode, "memory.transcript.turns": len(turns)})
     def summarize(self, turns: Sequence[Turn]) -> str:
         """The memory text for ``turns`` (may be empty when there is nothing worth keeping).
 
@@ -170,11 +173,13 @@ class Summarizer:
         assert self.model is not None
         messages = [{"role": "user", "content": [{"text": f"Transcript:\n{transcript}"}]}]
         parts: list[str] = []
+        attributes = telemetry.model_attributes(self.model)
         try:
-            async for event in self.model.stream(messages, None, SUMMARY_SYSTEM_PROMPT):
-                delta = event.get("contentBlockDelta", {}).get("delta", {})  # type: ignore[union-attr]
-                if isinstance(delta.get("text"), str):
-                    parts.append(delta["text"])
+            with telemetry.span(f"chat {attributes['gen_ai.request.model']}", attributes):
+                async for event in self.model.stream(messages, None, SUMMARY_SYSTEM_PROMPT):
+                    delta = event.get("contentBlockDelta", {}).get("delta", {})  # type: ignore[union-attr]
+                    if isinstance(delta.get("text"), str):
+                        parts.append(delta["text"])
         except Exception as exc:  # any provider failure becomes a retryable library error
             raise SummarizationError(f"summarization model failed: {type(exc).__name__}") from exc
         return "".join(parts)

@@ -50,6 +50,7 @@ from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, MessageAd
 from strands.plugins import Plugin, hook
 from strands.tools.decorator import DecoratedFunctionTool
 
+from memory import telemetry
 from memory.pipeline.background import SummaryPipeline
 from memory.plugin.context_block import PLACEHOLDER, fill_prompt, render_block
 from memory.keys import new_conversation_marker
@@ -289,7 +290,8 @@ class MemoryPlugin(Plugin):
 
     def _retrieve(self, scope: Scope, prompt: str) -> list[Memory]:
         try:
-            return list(self.store.retrieve(scope, prompt, top_k=self.top_k, min_score=self.min_score))
+            with telemetry.retrieval("inject", scope, **{"memory.top_k": self.top_k}) as found:
+                return found(list(self.store.retrieve(scope, prompt, top_k=self.top_k, min_score=self.min_score)))
         except Exception as exc:
             with self._lock:
                 self.metrics["retrieval_failures"] += 1
@@ -333,7 +335,8 @@ class MemoryPlugin(Plugin):
             if not any(t["role"] == "user" for t in conversation.transcript):
                 return
             try:
-                self.pipeline.checkpoint(self._entry(conversation))
+                with telemetry.span("memory.checkpoint", self._attributes(conversation)):
+                    self.pipeline.checkpoint(self._entry(conversation))
             except Exception as exc:
                 self.metrics["checkpoint_failures"] += 1
                 logger.error("agent=%s could not checkpoint the conversation: %s", self.agent_name, type(exc).__name__)
@@ -349,7 +352,8 @@ class MemoryPlugin(Plugin):
         if self.pipeline is None:
             logger.warning("agent=%s has no summary pipeline; conversation not summarized", self.agent_name)
             return None
-        entry_id = self.pipeline.end_conversation(self._entry(conversation))
+        with telemetry.span("memory.conversation.end", self._attributes(conversation)):
+            entry_id = self.pipeline.end_conversation(self._entry(conversation))
         conversation.ended_at_turns = conversation.written_at_turns = len(conversation.transcript)
         self.metrics["conversations_ended"] += 1
         return entry_id
@@ -366,6 +370,13 @@ class MemoryPlugin(Plugin):
             transcript=list(conversation.transcript),
             opened=conversation.opened,
         )
+
+    def _attributes(self, conversation: _Conversation) -> dict[str, Any]:
+        inv = conversation.invocation
+        return {
+            **telemetry.identity_attributes(inv.tenant_id, inv.user_id, self.agent_name, inv.conversation_id),
+            "memory.transcript.turns": len(conversation.transcript),
+        }
 
     def _scope(self, invocation: Invocation) -> Scope:
         return Scope(user_id=invocation.user_id, tenant_id=invocation.tenant_id, agent_name=self.agent_name)

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 from strands import ToolContext, tool
 from strands.tools.decorator import DecoratedFunctionTool
 
+from memory import telemetry
 from memory.plugin.context_block import render_block
 from memory.types import Memory, Scope
 from memory.stores.protocol import MemoryBackend
@@ -86,7 +87,8 @@ def build_recall_tool(
             return NO_IDENTITY_MESSAGE
         k = clamp_top_k(top_k, default_top_k, max_top_k)
         try:
-            memories = store.retrieve(scope, query[:MAX_QUERY_CHARS], top_k=k, min_score=min_score)
+            with telemetry.retrieval("recall", scope, **{"memory.top_k": k}) as found:
+                memories = found(store.retrieve(scope, query[:MAX_QUERY_CHARS], top_k=k, min_score=min_score))
         except Exception:
             logger.warning("memory_tool retrieval failed", exc_info=True)
             return FAILURE_MESSAGE

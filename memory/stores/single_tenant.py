@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from memory import telemetry
 from memory.embedders.protocol import Embedder, check_dimensions
 from memory.errors import ValidationError
 from memory.index.filters import compile_filter
@@ -100,6 +101,8 @@ class SingleTenantStore:
 
     # -- SingleTenantStoreProtocol ---------------------------------------------------------------
 
+    @telemetry.traced("memory.store", lambda self, scope, *a, memory_type="summary", **k: {
+        **telemetry.scope_attributes(scope), "memory.type": memory_type})
     def store(
         self,
         scope: Scope,

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from botocore.exceptions import BotoCoreError, ClientError
 from cachetools import LRUCache
 
+from memory import telemetry
 from memory.aws import StaticCredentials, make_client, resolve_region, translate_error
 from memory.errors import AccessDenied, BackendUnavailable, ConfigurationError, IsolationError, MemoryLibraryError
 from memory.tenants import tenant_id_from_context, validate_tenant_id
@@ -112,17 +113,21 @@ class TokenVendingMachine:
             return cached
         return None
 
+    @telemetry.traced("memory.tvm.credentials")
     def credentials_for(self, tenant_id: str) -> TenantCredentials:
         """Valid credentials for the tenant, from cache or one STS AssumeRole call."""
         tenant_id = validate_tenant_id(tenant_id)
         cached = self._fresh(tenant_id)
         if cached:
+            telemetry.tvm_credentials("cache", tenant_id)
             return cached
         with self._stripe(tenant_id):  # single flight per tenant
             cached = self._fresh(tenant_id)
             if cached:
+                telemetry.tvm_credentials("cache", tenant_id)
                 return cached
             vended = self._assume_role(tenant_id)
+            telemetry.tvm_credentials("sts", tenant_id)
             with self._lock:
                 self._credentials[tenant_id] = vended
             return vended
@@ -183,6 +188,9 @@ class TokenVendingMachine:
                 self._sts = self._sts_factory()
             return self._sts
 
+    @telemetry.traced("memory.tvm.assume_role", lambda self, tenant_id: {
+        "rpc.system": "aws-api", "rpc.service": "STS", "rpc.method": "AssumeRole",
+        "cloud.region": self.region_name, telemetry.TENANT: tenant_id})
     def _assume_role(self, tenant_id: str) -> TenantCredentials:
         session_name = f"{self.session_name_prefix}-{tenant_id}"[:64]
         started = time.perf_counter()

@@ -28,3 +28,13 @@ def cli_runner(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
         return Result(code, captured.out, captured.err)
 
     return run
+
+
+def outputs(text: str) -> dict[str, str]:
+    """The ``name: value`` lines a report prints after its table (ids, ARNs, next steps)."""
+    found = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(": ")
+        if sep and not line.startswith(("==", " ")) and name == name.strip():
+            found[name] = value
+    return found

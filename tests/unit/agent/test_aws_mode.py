@@ -8,7 +8,6 @@ reached through the real JWKS URL the app derives), and the echo scripted model.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import logging
@@ -20,7 +19,6 @@ from typing import Any, Iterator
 from urllib.parse import quote
 
 import boto3
-import numpy as np
 import pytest
 from botocore.response import StreamingBody
 from jwt import PyJWKClient
@@ -41,6 +39,7 @@ from memory.tenants import index_name_for
 from scripts.common import Report, aws_client
 from scripts.tvm_role import ensure_role, permission_policy, trust_policy
 from scripts.vectors import ensure_bucket, onboard
+from tests.support.bedrock_standin import bag_of_words_vector
 from tests.support.moto_s3vectors import install_query_route
 
 REGION = "us-east-1"
@@ -51,14 +50,6 @@ ECHO_MODEL = "import:tests.support.scripted_model:build_echo_model"
 SESSION = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 COGNITO_HOST = f"https://cognito-idp.{REGION}.amazonaws.com"
 PASSWORD = "Passw0rd!Passw0rd"
-
-
-def _nova_vector(text: str) -> list[float]:
-    """A deterministic bag-of-words vector: shared words make texts similar."""
-    vector = np.zeros(DIMENSION)
-    for word in re.findall(r"[a-z0-9]+", text.lower()):
-        vector[int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "big") % DIMENSION] += 1
-    return vector.tolist()
 
 
 @dataclass
@@ -99,7 +90,7 @@ def _install_recorders(monkeypatch: pytest.MonkeyPatch, calls: AwsCalls, jwks_en
             raise
         calls.embeddings.append(single)
         payload = json.dumps(
-            {"embeddings": [{"embeddingType": "TEXT", "embedding": _nova_vector(single["text"]["value"])}]}
+            {"embeddings": [{"embeddingType": "TEXT", "embedding": bag_of_words_vector(single["text"]["value"], DIMENSION)}]}
         ).encode()
         http = type("Http", (), {"status_code": 200, "headers": {}})()
         parsed = {

@@ -13,7 +13,7 @@ MEMORY = ROOT / "memory"
 #: Layer of each part of memory/ (a module may import its own layer and lower ones).
 LAYERS = {
     "memory.types": 0, "memory.errors": 0, "memory.keys": 0, "memory.tenants": 0, "memory.aws": 0,
-    "memory.private_files": 0,
+    "memory.private_files": 0, "memory.telemetry": 0,
     "memory.index": 1, "memory.embedders": 1,
     "memory.stores": 2,
     "memory.factory": 3, "memory.pipeline": 3,

@@ -52,6 +52,7 @@ EXPECTED = [
     "create_store",
     "index_name_for",
     "read_invocation",
+    "set_user_hasher",
     "validate_tenant_id",
 ]
 #: What strands-s3-vectors-memory 0.2.0 exports: every name is ours too (drop-in).

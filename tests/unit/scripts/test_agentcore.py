@@ -1,8 +1,9 @@
-"""agentcore: exact execution-role policy, yaml patching on a temp copy, idempotence, printed commands."""
+"""agentcore: exact execution-role policy, the settings file, idempotence, printed toolkit commands."""
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import boto3
@@ -10,31 +11,15 @@ import pytest
 import yaml
 
 from scripts.agentcore_cmd import execution_role_policy, model_resources
+from tests.support.scripts_cli import outputs
 
 ACCOUNT = "123456789012"
 EXEC = f"arn:aws:iam::{ACCOUNT}:role/agentcore-runtime"
 TVM = f"arn:aws:iam::{ACCOUNT}:role/agent-memory-tvm"
-CONFIG = {
-    "default_agent": "agent_memory",
-    "agents": {
-        "agent_memory": {
-            "name": "agent_memory",
-            "entrypoint": "agent/app.py",
-            "platform": "linux/arm64",
-            "aws": {"execution_role": None, "region": "us-east-1", "account": ACCOUNT},
-            "request_header_configuration": {
-                "requestHeaderAllowlist": ["X-Amzn-Bedrock-AgentCore-Runtime-Custom-Trace"]
-            },
-        }
-    },
-}
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / ".bedrock_agentcore.yaml"
-    path.write_text("# toolkit config\n# keep me\n" + yaml.safe_dump(CONFIG, sort_keys=False))
-    return path
+    """Where the settings file goes (the toolkit config sits next to it)."""
+    return tmp_path / "agentcore.env"
 
 
 @pytest.fixture
@@ -59,8 +44,10 @@ def _args(config: Path, *extra: str) -> tuple[str, ...]:
         "agentcore",
         "--region",
         "us-east-1",
-        "--config",
+        "--settings-file",
         str(config),
+        "--toolkit-config",
+        str(config.parent / ".bedrock_agentcore.yaml"),
         "--pool-id",
         "us-east-1_Pool",
         "--client-id",
@@ -136,30 +123,37 @@ def test_single_tenant_policy_grants_only_that_index() -> None:
     assert len(policy["Statement"]) == 2
 
 
-def test_patches_yaml_grants_role_prints_commands_then_is_idempotent(role, cli, config) -> None:
+def _settings(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if not line.startswith("#"))
+
+
+def test_writes_settings_grants_role_prints_commands_then_is_idempotent(role, cli, config) -> None:
     first = cli(*_args(config, "--tvm-role-arn", TVM))
     assert first.code == 0, first.err
-    agent = yaml.safe_load(config.read_text())["agents"]["agent_memory"]
-    assert agent["authorizer_configuration"] == {
-        "customJWTAuthorizer": {
-            "discoveryUrl": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Pool/.well-known/openid-configuration",
-            "allowedClients": ["client-1"],
-        }
-    }
-    assert agent["request_header_configuration"]["requestHeaderAllowlist"] == [
-        "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Trace",
-        "Authorization",
-    ]
-    assert agent["aws"]["execution_role"] == EXEC and agent["platform"] == "linux/arm64"
-    assert config.read_text().startswith("# toolkit config\n# keep me\n")
+    settings = _settings(config)
+    assert settings["AGENT_AUTH_MODE"] == "cognito" and settings["AGENT_TVM_ROLE_ARN"] == TVM
+    assert settings["AGENT_COGNITO_CLIENT_IDS"] == "client-1" and settings["AGENT_TOKEN_USES"] == "id"
+    assert settings["AGENT_EMBEDDER"] == "bedrock" and "AGENT_STATE_DIR" not in settings  # container default
 
     iam = boto3.client("iam", region_name="us-east-1")
     doc = iam.get_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")["PolicyDocument"]
     assert {s["Sid"] for s in doc["Statement"]} == {"InvokeChosenModels", "AssumeTenantRoleWithTag"}
 
-    assert "agentcore configure --non-interactive" in first.out
-    assert "agentcore launch --env AGENT_REGION=us-east-1" in first.out
-    assert f"AGENT_TVM_ROLE_ARN={TVM}" in first.out and "AGENT_COGNITO_CLIENT_IDS=client-1" in first.out
+    steps = outputs(first.out)
+    configure, launch = steps["next step 1"], steps["next step 2"]
+    argv = shlex.split(configure)
+    assert argv[:3] == ["agentcore", "configure", "--non-interactive"] and "--disable-memory" in argv
+    flags = {a: b for a, b in zip(argv, argv[1:]) if a.startswith("--") and not b.startswith("--")}
+    assert flags["--deployment-type"] == "container" and flags["--requirements-file"] == "requirements.txt"
+    assert flags["--entrypoint"] == "agent/app.py" and flags["--request-header-allowlist"] == "Authorization"
+    assert json.loads(flags["--authorizer-config"]) == {
+        "customJWTAuthorizer": {
+            "discoveryUrl": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Pool/.well-known/openid-configuration",
+            "allowedAudience": ["client-1"],
+        }
+    }
+    assert flags["--idle-timeout"] == "900" and flags["--max-lifetime"] == "28800"
+    assert launch == "agentcore launch --agent agent_memory"  # no --env: settings travel in the file
 
     before = config.read_text()
     second = cli(*_args(config, "--tvm-role-arn", TVM))
@@ -167,11 +161,31 @@ def test_patches_yaml_grants_role_prints_commands_then_is_idempotent(role, cli, 
     assert config.read_text() == before
 
 
+def test_access_tokens_switch_both_checks_to_client_id(role, cli, config) -> None:
+    result = cli(*_args(config, "--tvm-role-arn", TVM, "--token-use", "access"))
+    assert result.code == 0, result.err
+    authorizer = json.loads(shlex.split(result.out.split("--authorizer-config", 1)[1])[0])
+    assert authorizer["customJWTAuthorizer"]["allowedClients"] == ["client-1"]
+    assert "allowedAudience" not in authorizer["customJWTAuthorizer"]
+    settings = _settings(config)
+    assert settings["AGENT_TOKEN_USES"] == "access" and settings["AGENT_TENANT_CLAIMS"] == "tenantId"
+
+
+def test_short_runtime_idle_timeout_shortens_the_app_timer_or_is_refused(role, cli, config) -> None:
+    result = cli(*_args(config, "--tvm-role-arn", TVM, "--idle-timeout", "300"))
+    assert result.code == 0, result.err
+    settings = _settings(config)
+    assert settings["AGENT_RUNTIME_IDLE_TIMEOUT_SECONDS"] == "300"
+    assert settings["AGENT_IDLE_TIMEOUT_SECONDS"] == "225"  # 300 - 15 s reaper tick - 60 s margin
+    assert "--idle-timeout 300" in result.out
+    refused = cli(*_args(config, "--tvm-role-arn", TVM, "--idle-timeout", "90"))
+    assert refused.code == 1 and "at least 105" in refused.err
+
+
 def test_dry_run_changes_neither_file_nor_role(role, cli, config) -> None:
-    before = config.read_text()
     result = cli(*_args(config, "--tvm-role-arn", TVM, "--dry-run"))
-    assert result.code == 0 and "WOULD UPDATE" in result.out and "WOULD CREATE" in result.out
-    assert config.read_text() == before
+    assert result.code == 0 and "WOULD CREATE" in result.out
+    assert not config.exists()
     assert (
         boto3.client("iam", region_name="us-east-1").list_role_policies(RoleName="agentcore-runtime")[
             "PolicyNames"
@@ -189,25 +203,12 @@ def test_single_tenant_mode_validates_the_tenant(role, cli, config) -> None:
     bad = cli(*_args(config, "--tenant-mode", "single", "--single-tenant-id", "Bad_Tenant"))
     assert bad.code == 2
     good = cli(*_args(config, "--tenant-mode", "single", "--single-tenant-id", "acme"))
-    assert good.code == 0 and "AGENT_SINGLE_TENANT_ID=acme" in good.out
+    assert good.code == 0 and _settings(config)["AGENT_SINGLE_TENANT_ID"] == "acme"
 
 
-def test_missing_config_is_reported_with_the_configure_step(role, cli, tmp_path) -> None:
-    result = cli(*_args(tmp_path / "absent.yaml", "--tvm-role-arn", TVM))
-    assert result.code == 1 and "MISSING" in result.out and "agentcore configure" in result.out
-
-
-def test_patches_a_copy_of_the_projects_own_config(role, cli, tmp_path) -> None:
-    shipped = Path(__file__).resolve().parents[3] / ".bedrock_agentcore.yaml"
-    if not shipped.exists():
-        pytest.skip("the project has no .bedrock_agentcore.yaml yet")
-    copy = tmp_path / ".bedrock_agentcore.yaml"
-    copy.write_text(shipped.read_text())
-    result = cli(*_args(copy, "--tvm-role-arn", TVM))
-    assert result.code == 0, result.err
-    patched = copy.read_text()
-    assert "REPLACE_USER_POOL_ID" not in yaml.safe_dump(yaml.safe_load(patched))
-    agent = next(iter(yaml.safe_load(patched)["agents"].values()))
-    assert agent["authorizer_configuration"]["customJWTAuthorizer"]["allowedClients"] == ["client-1"]
-    assert "Authorization" in agent["request_header_configuration"]["requestHeaderAllowlist"]
-    assert cli(*_args(copy, "--tvm-role-arn", TVM)).out.count("UPDATED") == 0
+def test_a_direct_code_deploy_config_is_refused_with_the_fix(role, cli, config) -> None:
+    existing = {"agents": {"agent_memory": {"deployment_type": "direct_code_deploy"}}}
+    (config.parent / ".bedrock_agentcore.yaml").write_text(yaml.safe_dump(existing))
+    result = cli(*_args(config, "--tvm-role-arn", TVM))
+    assert result.code == 1 and "agentcore destroy --agent agent_memory" in result.err
+    assert not config.exists()

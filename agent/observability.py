@@ -1,0 +1,120 @@
+"""The app's telemetry set-up: Strands' content redaction and an optional console exporter.
+
+The memory library (``memory.telemetry``) and Strands emit through the OpenTelemetry API only.
+Exporters come from outside: ``opentelemetry-instrument`` with the AWS distro in the AgentCore
+container, or the standard ``OTEL_*`` variables with any distro. For development,
+``AGENT_OTEL_CONSOLE=true`` prints every span (one line each) and, every
+``OTEL_METRIC_EXPORT_INTERVAL`` ms and at exit, every metric to stdout; that needs the
+``opentelemetry-sdk`` package (a dependency of strands-agents today; ``pip install '.[otel]'``
+names it explicitly), which nothing else in the app imports.
+
+Unless ``AGENT_OTEL_CAPTURE_CONTENT=true``, no span carries prompts, messages or tool results:
+Strands' system-prompt events would carry the injected memories and its tool spans the recall
+tool's result. So ``gen_ai_unredacted_attributes=`` (redact all) is added to
+``OTEL_SEMCONV_STABILITY_OPT_IN`` (read when Strands builds its tracer; an explicit
+``gen_ai_unredacted_attributes=...`` is kept), and ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``
+is set to ``false`` (the AWS distro defaults it to ``true`` for its Bedrock instrumentation,
+which reads it at each call).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import IO, Any
+
+from opentelemetry import metrics, trace
+
+logger = logging.getLogger(__name__)
+
+SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+REDACT_ALL = "gen_ai_unredacted_attributes="
+MAX_CONSOLE_VALUE = 80
+
+
+def configure(*, console: bool, capture_content: bool, out: IO[str] = sys.stdout) -> None:
+    """Set up telemetry for the app process (call once, before the first agent is built)."""
+    if not capture_content:
+        redact_content()
+    if console:
+        enable_console_export(out)
+
+
+def flush(timeout_millis: int = 5000) -> None:
+    """Export what the SDK providers (ours or the distro's) still hold; nothing without an SDK.
+
+    Called at shutdown: uvicorn re-raises SIGTERM once the app has stopped, so ``atexit``
+    handlers (where the SDK would flush) never run in the AgentCore runtime or the local server.
+    """
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        force_flush = getattr(provider, "force_flush", None)
+        if force_flush is not None:
+            try:
+                force_flush(timeout_millis)
+            except Exception:  # noqa: BLE001 - shutting down: telemetry must not block it
+                logger.warning("telemetry flush failed", exc_info=True)
+
+
+def redact_content() -> None:
+    """Keep prompts, messages and tool results out of Strands' and the distro's GenAI spans."""
+    os.environ[CAPTURE_MESSAGE_CONTENT] = "false"
+    tokens = [t.strip() for t in os.environ.get(SEMCONV_OPT_IN, "").split(",") if t.strip()]
+    if not any(t.startswith("gen_ai_unredacted_attributes=") for t in tokens):
+        os.environ[SEMCONV_OPT_IN] = ",".join([*tokens, REDACT_ALL])
+
+
+def enable_console_export(out: IO[str] = sys.stdout) -> None:
+    """Print spans and metrics on ``out`` (added to an SDK provider already installed, if any)."""
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+    except ImportError as exc:  # pragma: no cover - strands-agents depends on the SDK today
+        raise RuntimeError("AGENT_OTEL_CONSOLE needs the opentelemetry-sdk package: pip install '.[otel]'") from exc
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "agent-memory")})
+    tracer_provider = trace.get_tracer_provider()
+    if not isinstance(tracer_provider, TracerProvider):
+        tracer_provider = TracerProvider(resource=resource)
+        trace.set_tracer_provider(tracer_provider)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=out, formatter=format_span)))
+    if isinstance(metrics.get_meter_provider(), MeterProvider):
+        logger.info("console export: spans only (an SDK meter provider is already installed)")
+        return
+    reader = PeriodicExportingMetricReader(ConsoleMetricExporter(out=out, formatter=format_metrics))
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader], resource=resource))
+
+
+def format_span(span: Any) -> str:
+    """One line: name, ids (trace, span, parent, links), duration, status and attributes."""
+    ctx = span.context
+    parent = trace.format_span_id(span.parent.span_id) if span.parent else "-"
+    links = ",".join(trace.format_span_id(link.context.span_id) for link in span.links) or "-"
+    duration = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
+    status = span.status.status_code.name + (f":{span.status.description}" if span.status.description else "")
+    attributes = " ".join(f"{k}={_short(v)}" for k, v in sorted((span.attributes or {}).items()))
+    return (
+        f"span {span.name!r} trace={trace.format_trace_id(ctx.trace_id)} id={trace.format_span_id(ctx.span_id)} "
+        f"parent={parent} links={links} {duration:.1f}ms {status} {attributes}\n"
+    )
+
+
+def format_metrics(data: Any) -> str:
+    """One line per data point: name, attributes and value (sum, or count and sum)."""
+    lines = []
+    for resource_metrics in data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                for point in metric.data.data_points:
+                    labels = ",".join(f"{k}={v}" for k, v in sorted(point.attributes.items()))
+                    value = f"count={point.count} sum={point.sum:.4g}" if hasattr(point, "count") else f"value={point.value}"
+                    lines.append(f"metric {metric.name}{{{labels}}} {value}\n")
+    return "".join(lines)
+
+
+def _short(value: Any) -> str:
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= MAX_CONSOLE_VALUE else text[: MAX_CONSOLE_VALUE - 1] + "…"

@@ -1,0 +1,480 @@
+"""OpenTelemetry spans and metrics of memory operations, through the OpenTelemetry API only.
+
+Nothing here configures an SDK or an exporter: without one (the default) every call is the API's
+no-op; under ``opentelemetry-instrument`` (the AgentCore container runs the app under the AWS
+distro) or any SDK set up by the application, the spans and metrics below are exported. The
+tracer, meter and instruments follow the global providers (re-read when they change).
+
+Spans (instrumentation scope ``agent_memory``). Inside a turn they nest under Strands'
+``invoke_agent`` span (or ``execute_tool memory_tool`` for the recall tool); background work
+(``memory.summary``) starts its own trace, linked to the span that scheduled it.
+
+=============================  ===================================================================
+``memory.inject``              first-turn retrieval (``gen_ai.operation.name=retrieval``)
+``memory.recall``              the recall tool's retrieval
+``embeddings <model>``         one embedder call (GenAI ``embeddings``)
+``<Operation> <index>``        a vector index call, e.g. ``QueryVectors memory-acme`` (db spans)
+``memory.store``               storing one memory (embedding + ``PutVectors``)
+``memory.checkpoint``          a per-turn checkpoint of a live conversation
+``memory.conversation.end``    a conversation handed to the summary pipeline
+``memory.outbox.write``        one durable outbox write (``memory.outbox.entry.open``)
+``memory.outbox.replay``       start-up replay of what a previous process left
+``memory.summary``             root of one background summary task (linked to its cause)
+``memory.summarize``           turning a transcript into the summary text
+``chat <model>``               the summarization model call (GenAI ``chat``)
+``memory.tvm.credentials``     tenant credentials (``memory.tvm.source``: ``cache`` or ``sts``)
+``memory.tvm.assume_role``     the STS AssumeRole call behind a cache miss
+``auth.verify_token``          bearer-token verification (``auth.failure.reason`` when rejected)
+=============================  ===================================================================
+
+Attributes carry identifiers, counts, scores, outcomes and ``error.type`` only: never memory text,
+prompts, transcripts, tokens, credentials or raw user ids (the user appears as ``user.hash`` when
+the application installs a keyed hash with :func:`set_user_hasher`). A failure sets the span's
+status to ERROR with the exception's type name, never its message.
+
+Metrics: ``memory.retrieval.duration`` (s), ``memory.injected`` (memories per first turn),
+``memory.summaries`` (by ``memory.outcome``: stored, failed, exhausted, dead_lettered, empty),
+``memory.outbox.backlog`` (entries accepted and not yet stored by this process),
+``memory.tvm.credential_requests`` (by ``memory.tvm.source``), ``auth.token.failures`` (by
+``auth.failure.reason``).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Mapping, Sequence, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+
+if TYPE_CHECKING:
+    from memory.types import Memory, Scope
+
+#: Instrumentation scope of every span and metric of this project.
+SCOPE = "agent_memory"
+
+TENANT = "memory.tenant.id"
+AGENT = "gen_ai.agent.name"
+USER = "user.hash"
+CONVERSATION = "gen_ai.conversation.id"
+OPERATION = "gen_ai.operation.name"
+OUTCOME = "memory.outcome"
+ERROR_TYPE = "error.type"
+
+#: Longest string attribute value kept (identifiers are short; anything longer is dropped).
+MAX_STRING_ATTRIBUTE = 256
+#: Names the summary pipeline counts (``SummaryPipeline.metrics``) mapped to ``memory.summaries`` outcomes.
+SUMMARY_OUTCOMES = {
+    "stored": "stored",
+    "failed_attempts": "failed",
+    "exhausted": "exhausted",
+    "dead_lettered": "dead_lettered",
+    "skipped_empty": "empty",
+}
+
+Attributes = Mapping[str, Any]
+F = TypeVar("F", bound=Callable[..., Any])
+
+_user_hasher: Callable[[str], str] | None = None
+
+
+def set_user_hasher(hasher: Callable[[str], str] | None) -> None:
+    """Install the keyed hash that names users in spans (``user.hash``); spans never carry user ids.
+
+    Use the pseudonym of your logs (the app passes its HMAC ``agent.user_hash.UserHasher``), so a
+    trace and a log line of one user can be matched by whoever holds the key.
+
+    Args:
+        hasher: Maps a user id to its pseudonym; None (the default) leaves users out of spans.
+
+    Returns:
+        None.
+    """
+    global _user_hasher
+    _user_hasher = hasher
+
+
+# -- providers ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Instruments:
+    retrieval_duration: metrics.Histogram
+    injected: metrics.Histogram
+    summaries: metrics.Counter
+    outbox_backlog: metrics.UpDownCounter
+    tvm_requests: metrics.Counter
+    token_failures: metrics.Counter
+
+
+def _create_instruments(meter: metrics.Meter) -> _Instruments:
+    return _Instruments(
+        retrieval_duration=meter.create_histogram(
+            "memory.retrieval.duration",
+            unit="s",
+            description="Memory retrieval latency (embedding, query, ranking)",
+            explicit_bucket_boundaries_advisory=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        ),
+        injected=meter.create_histogram(
+            "memory.injected",
+            unit="{memory}",
+            description="Memories injected into the system prompt on the first turn of a conversation",
+            explicit_bucket_boundaries_advisory=(0, 1, 2, 3, 5, 10, 20),
+        ),
+        summaries=meter.create_counter(
+            "memory.summaries", unit="{summary}", description="Conversation summaries by outcome"
+        ),
+        outbox_backlog=meter.create_up_down_counter(
+            "memory.outbox.backlog", unit="{entry}", description="Outbox entries accepted and not yet stored"
+        ),
+        tvm_requests=meter.create_counter(
+            "memory.tvm.credential_requests",
+            unit="{request}",
+            description="Tenant credential requests, served from the cache or by an STS call",
+        ),
+        token_failures=meter.create_counter(
+            "auth.token.failures", unit="{token}", description="Rejected bearer tokens by reason"
+        ),
+    )
+
+
+class _Providers:
+    """The tracer and instruments of the current global providers (rebuilt when those change)."""
+
+    def __init__(self) -> None:
+        self._tracer_key: object = None
+        self._tracer: trace.Tracer | None = None  # None: no tracer provider set (nothing records)
+        self._meter_key: object = None
+        self._instruments: _Instruments | None = None
+
+    def tracer(self) -> trace.Tracer | None:
+        """The tracer of the global provider, None while none is set (the API's proxy)."""
+        provider = trace.get_tracer_provider()
+        if provider is not self._tracer_key:
+            # Never a proxy tracer: it would stay bound to whichever provider is set first.
+            unset = isinstance(provider, trace.ProxyTracerProvider)
+            self._tracer = None if unset else provider.get_tracer(SCOPE)
+            self._tracer_key = provider
+        return self._tracer
+
+    def instruments(self) -> _Instruments:
+        provider = metrics.get_meter_provider()
+        instruments = self._instruments
+        if instruments is None or provider is not self._meter_key:
+            instruments = self._instruments = _create_instruments(provider.get_meter(SCOPE))
+            self._meter_key = provider
+        return instruments
+
+
+_providers = _Providers()
+
+
+# -- spans ----------------------------------------------------------------------------------
+
+
+def clean(attributes: Attributes | None) -> dict[str, Any]:
+    """Attributes fit for a span: None dropped, long strings dropped, only OTel value types kept."""
+    kept: dict[str, Any] = {}
+    for key, value in (attributes or {}).items():
+        if isinstance(value, (bool, int, float)):
+            kept[key] = value
+        elif isinstance(value, str) and len(value) <= MAX_STRING_ATTRIBUTE:
+            kept[key] = value
+    return kept
+
+
+def annotate(span: Span, attributes: Attributes) -> None:
+    """Set ``attributes`` (cleaned) on ``span`` when it records."""
+    if span.is_recording():
+        span.set_attributes(clean(attributes))
+
+
+def record_error(span: Span, exc: BaseException) -> None:
+    """Mark ``span`` failed with the exception's type name only (its message may carry data)."""
+    if span.is_recording():
+        name = type(exc).__qualname__
+        span.set_attribute(ERROR_TYPE, name)
+        span.set_status(Status(StatusCode.ERROR, name))
+
+
+class _Unrecorded:
+    """The context manager of a span while no tracer provider is set: nothing to record."""
+
+    def __enter__(self) -> Span:
+        return trace.INVALID_SPAN
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_UNRECORDED = _Unrecorded()
+
+
+def span(
+    name: str,
+    attributes: Attributes | None = None,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    links: Sequence[Link] = (),
+    root: bool = False,
+) -> ContextManager[Span]:
+    """A span, current inside the block (a new trace with ``root``); an exception marks it failed.
+
+    Without a tracer provider (no SDK) this is a constant no-op context manager.
+    """
+    tracer = _providers.tracer()
+    if tracer is None:
+        return _UNRECORDED
+    return _recorded_span(tracer, name, attributes, kind, links, root)
+
+
+@contextmanager
+def _recorded_span(
+    tracer: trace.Tracer,
+    name: str,
+    attributes: Attributes | None,
+    kind: SpanKind,
+    links: Sequence[Link],
+    root: bool,
+) -> Iterator[Span]:
+    with tracer.start_as_current_span(
+        name,
+        context=otel_context.Context() if root else None,
+        kind=kind,
+        attributes=clean(attributes),
+        links=links,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as current:
+        try:
+            yield current
+        except Exception as exc:
+            record_error(current, exc)
+            raise
+
+
+@contextmanager
+def background_span(name: str, attributes: Attributes | None = None) -> Iterator[Span]:
+    """The root of a new trace for background work, linked to the span current here (its cause).
+
+    The cause's ids are also set as ``memory.cause.trace_id`` / ``memory.cause.span_id`` for
+    backends that do not show span links.
+    """
+    cause = trace.get_current_span().get_span_context()
+    attrs = dict(attributes or {})
+    links: list[Link] = []
+    if cause.is_valid:
+        links.append(Link(cause))
+        attrs["memory.cause.trace_id"] = trace.format_trace_id(cause.trace_id)
+        attrs["memory.cause.span_id"] = trace.format_span_id(cause.span_id)
+    with span(name, attrs, links=links, root=True) as current:
+        yield current
+
+
+def in_background(name: str, work: Callable[[str], bool]) -> Callable[[str], bool]:
+    """``work(entry_id)`` wrapped to run (in a worker thread) under a :func:`background_span`.
+
+    The cause is the span current when this is called (e.g. ``memory.conversation.end``); the
+    root span records ``memory.outbox.entry.id`` and ``memory.outcome`` (``done`` when ``work``
+    returns True, ``kept`` when the entry stays in the outbox).
+    """
+    captured = otel_context.get_current()
+
+    def run(entry_id: str) -> bool:
+        token = otel_context.attach(captured)
+        try:
+            with background_span(name, {"memory.outbox.entry.id": entry_id}) as current:
+                done = work(entry_id)
+                annotate(current, {OUTCOME: "done" if done else "kept"})
+                return done
+        finally:
+            otel_context.detach(token)
+
+    return run
+
+
+def traced(name: str, attributes: Callable[..., Attributes] | None = None) -> Callable[[F], F]:
+    """Decorator: each call runs in :func:`span` ``name``; ``attributes(*args, **kwargs)`` names it.
+
+    ``attributes`` receives the decorated function's arguments (``self`` first for methods) and
+    is only called when the span records.
+    """
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with span(name) as current:
+                if attributes is not None and current.is_recording():
+                    annotate(current, attributes(*args, **kwargs))
+                return function(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def current_span() -> Span:
+    """The span current in this context (a non-recording one when there is none)."""
+    return trace.get_current_span()
+
+
+# -- attributes -----------------------------------------------------------------------------
+
+
+def user_hash(user_id: str | None) -> str | None:
+    """``user_id`` through the installed keyed hash, or None (no hasher, no user)."""
+    return _user_hasher(user_id) if _user_hasher is not None and user_id else None
+
+
+def identity_attributes(
+    tenant_id: str | None, user_id: str | None, agent_name: str | None, conversation_id: str | None = None
+) -> dict[str, Any]:
+    """Whose operation it is: tenant, agent, ``user.hash`` (never the user id) and conversation."""
+    return {TENANT: tenant_id, AGENT: agent_name, USER: user_hash(user_id), CONVERSATION: conversation_id}
+
+
+def scope_attributes(scope: "Scope") -> dict[str, Any]:
+    """:func:`identity_attributes` of a memory Scope."""
+    return identity_attributes(scope.tenant_id, scope.user_id, scope.agent_name)
+
+
+def result_attributes(memories: Sequence["Memory"]) -> dict[str, Any]:
+    """How many memories were found and a summary of their scores."""
+    scores = [m.score for m in memories if m.score is not None]
+    return {
+        "memory.result.count": len(memories),
+        "memory.score.max": round(max(scores), 4) if scores else None,
+        "memory.score.min": round(min(scores), 4) if scores else None,
+    }
+
+
+# -- operations -----------------------------------------------------------------------------
+
+
+@contextmanager
+def retrieval(operation: str, scope: "Scope", **attributes: Any) -> Iterator[Callable[[Sequence[Memory]], Any]]:
+    """Span ``memory.<operation>`` plus the retrieval metrics around one retrieval.
+
+    The block calls the yielded function with the memories found (it returns them unchanged)::
+
+        with telemetry.retrieval("inject", scope, **{"memory.top_k": 5}) as found:
+            memories = found(store.retrieve(scope, prompt, top_k=5))
+
+    ``memory.retrieval.duration`` is recorded either way (``error.type`` on failure) and, for
+    ``inject``, the number of memories injected (``memory.injected``).
+    """
+    started = time.perf_counter()
+    labels: dict[str, Any] = {"memory.operation": operation}
+    if scope.agent_name:
+        labels[AGENT] = scope.agent_name
+    instruments = _providers.instruments()
+    with span(f"memory.{operation}") as current:
+        if current.is_recording():
+            annotate(current, {OPERATION: "retrieval", **labels, **scope_attributes(scope), **attributes})
+
+        def found(memories: Sequence["Memory"]) -> Any:
+            annotate(current, result_attributes(memories))
+            if operation == "inject":
+                instruments.injected.record(len(memories), {k: v for k, v in labels.items() if k == AGENT})
+            return memories
+
+        try:
+            yield found
+        except Exception as exc:
+            labels[ERROR_TYPE] = type(exc).__qualname__
+            raise
+        finally:
+            instruments.retrieval_duration.record(time.perf_counter() - started, labels)
+
+
+def embedding_attributes(embedder: Any, texts: Sequence[str], purpose: str) -> dict[str, Any]:
+    """GenAI ``embeddings`` attributes of one embedder call (counts, never the texts)."""
+    return {
+        OPERATION: "embeddings",
+        "gen_ai.request.model": getattr(embedder, "model_id", None) or type(embedder).__name__,
+        "gen_ai.embeddings.dimension.count": getattr(embedder, "dimension", None),
+        "memory.embedding.purpose": purpose,
+        "memory.embedding.inputs": len(texts),
+    }
+
+
+def embedding(method: F) -> F:
+    """Decorator of ``Embedder.embed`` methods: span ``embeddings <model>``."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, texts: Sequence[str], purpose: str) -> Any:
+        model = getattr(self, "model_id", None) or type(self).__name__
+        with span(f"embeddings {model}", kind=SpanKind.CLIENT) as current:
+            if current.is_recording():
+                annotate(current, embedding_attributes(self, texts, purpose))
+            return method(self, texts, purpose)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def vector_operation(operation: str, system: str, *, batch: bool = False) -> Callable[[F], F]:
+    """Decorator of ``VectorIndex`` methods: a database span ``<operation> <index name>``.
+
+    Attributes follow the database conventions (``db.system.name`` = ``system``,
+    ``db.collection.name`` = the index, ``db.namespace`` = its bucket if any); with ``batch``
+    the first argument's length (records, keys) is ``db.operation.batch.size``; a list result
+    gives ``db.response.returned_rows``.
+    """
+
+    def decorate(method: F) -> F:
+        @functools.wraps(method)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with span(f"{operation} {self.name}") as current:
+                recording = current.is_recording()
+                if recording:
+                    size = len(args[0]) if batch and args and isinstance(args[0], Sequence) else None
+                    annotate(current, {
+                        "db.system.name": system,
+                        "db.operation.name": operation,
+                        "db.collection.name": self.name,
+                        "db.namespace": getattr(self, "bucket", None),
+                        "db.operation.batch.size": size,
+                    })
+                result = method(self, *args, **kwargs)
+                if recording and isinstance(result, list):
+                    current.set_attribute("db.response.returned_rows", len(result))
+                return result
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def model_attributes(model: Any) -> dict[str, Any]:
+    """GenAI ``chat`` attributes of a Strands model (its configured model id, if any)."""
+    config = model.get_config() if hasattr(model, "get_config") else {}
+    model_id = config.get("model_id") if isinstance(config, Mapping) else None
+    return {OPERATION: "chat", "gen_ai.request.model": model_id or type(model).__name__}
+
+
+def summary_counted(name: str) -> None:
+    """Count a summary outcome in ``memory.summaries`` if ``name`` is one (``SUMMARY_OUTCOMES``)."""
+    outcome = SUMMARY_OUTCOMES.get(name)
+    if outcome is not None:
+        _providers.instruments().summaries.add(1, {OUTCOME: outcome})
+
+
+def outbox_backlog(delta: int) -> None:
+    """Entries accepted (+1) or stored / given up by this process (-1)."""
+    _providers.instruments().outbox_backlog.add(delta)
+
+
+def tvm_credentials(source: str, tenant_id: str) -> None:
+    """Count a credential request served from ``source`` (``cache`` or ``sts``) on the current span."""
+    _providers.instruments().tvm_requests.add(1, {"memory.tvm.source": source})
+    annotate(trace.get_current_span(), {"memory.tvm.source": source, TENANT: tenant_id})
+
+
+def token_rejected(reason: str) -> None:
+    """Count a rejected bearer token by ``reason`` and note it on the current span."""
+    _providers.instruments().token_failures.add(1, {"auth.failure.reason": reason})
+    annotate(trace.get_current_span(), {"auth.failure.reason": reason, OUTCOME: "rejected"})

@@ -1,0 +1,82 @@
+"""agent.observability: Strands' content redaction policy and the console exporter."""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Iterator
+
+import pytest
+from opentelemetry import metrics, trace
+
+from agent.observability import (
+    CAPTURE_MESSAGE_CONTENT,
+    REDACT_ALL,
+    SEMCONV_OPT_IN,
+    enable_console_export,
+    flush,
+    redact_content,
+)
+from memory import telemetry
+from tests.support.otel import capture_telemetry, reset_globals
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (None, REDACT_ALL),
+        ("gen_ai_latest_experimental", f"gen_ai_latest_experimental,{REDACT_ALL}"),
+        ("gen_ai_unredacted_attributes=gen_ai.output.*", "gen_ai_unredacted_attributes=gen_ai.output.*"),
+    ],
+)
+def test_genai_content_redacted_unless_a_strands_policy_is_set(
+    monkeypatch: pytest.MonkeyPatch, before: str | None, after: str
+) -> None:
+    monkeypatch.setenv(SEMCONV_OPT_IN, before or "")  # recorded, so the variables are restored after
+    monkeypatch.setenv(CAPTURE_MESSAGE_CONTENT, "true")  # the AWS distro's default
+    if before is None:
+        monkeypatch.delenv(SEMCONV_OPT_IN)
+    redact_content()
+    assert os.environ[SEMCONV_OPT_IN] == after
+    assert os.environ[CAPTURE_MESSAGE_CONTENT] == "false"
+
+
+@pytest.fixture
+def no_providers() -> Iterator[None]:
+    reset_globals()
+    yield
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        getattr(provider, "shutdown", lambda: None)()
+    reset_globals()
+
+
+def test_console_prints_one_line_per_span_and_metric_point(no_providers: None) -> None:
+    out = io.StringIO()
+    enable_console_export(out)
+    with telemetry.span("memory.conversation.end", {"memory.tenant.id": "acme"}):
+        with telemetry.span("memory.outbox.write"):
+            pass
+    telemetry.summary_counted("stored")
+    assert not any(line.startswith("metric ") for line in out.getvalue().splitlines())  # every 60 s by default
+    flush()  # what the app's shutdown does (atexit never runs: uvicorn re-raises SIGTERM)
+
+    lines = out.getvalue().splitlines()
+    spans = [line for line in lines if line.startswith("span ")]
+    assert [line.split("'")[1] for line in spans] == ["memory.outbox.write", "memory.conversation.end"]
+    parent_id = spans[1].split(" id=")[1].split()[0]
+    assert f"parent={parent_id}" in spans[0] and "memory.tenant.id=acme" in spans[1]
+    assert "metric memory.summaries{memory.outcome=stored} value=1" in lines
+
+
+def test_console_joins_an_sdk_provider_already_installed() -> None:
+    out = io.StringIO()
+    with capture_telemetry() as captured:
+        enable_console_export(out)
+        with telemetry.span("memory.checkpoint"):
+            pass
+    assert [s.name for s in captured.spans()] == ["memory.checkpoint"]
+    assert out.getvalue().startswith("span 'memory.checkpoint'")
+
+
+def test_flush_without_an_sdk_does_nothing(no_providers: None) -> None:
+    flush()
