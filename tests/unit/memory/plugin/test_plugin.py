@@ -200,6 +200,24 @@ def test_memory_shows_its_type_and_when_its_conversation_started() -> None:
     assert "conversation_started" not in format_memory(legacy)
 
 
+def test_rendered_memories_parse_back_whatever_attributes_they_carry() -> None:
+    from datetime import datetime, timezone
+
+    from memory.plugin.context_block import parse_memories, render_block
+    from memory.types import Memory
+
+    stored = datetime(2024, 3, 9, 14, 5, tzinfo=timezone.utc)
+    units = [
+        Memory(id="k-s000", content='Budget <2M> & "Q4"', user_id="alice", stored_at=stored,
+               memory_type="statement", opened="2024-03-01T08:30:00.000+01:00~0a1b2c3d"),
+        Memory(id="k", content="I moved to Porto.", user_id="alice", stored_at=stored),
+    ]
+    assert [tuple(m) for m in parse_memories(render_block(units))] == [
+        ("k-s000", "2024-03-09 14:05 UTC", 'Budget <2M> & "Q4"'),
+        ("k", "2024-03-09 14:05 UTC", "I moved to Porto."),
+    ]
+
+
 def test_first_turn_query_is_all_user_text_of_the_invocation_bounded(fake_store) -> None:
     from memory.plugin.recall_tool import MAX_QUERY_CHARS
 
