@@ -20,6 +20,7 @@ from agent.settings import Settings, SettingsError
 if TYPE_CHECKING:
     from memory.factory import Store
     from memory.pipeline.background import SummaryPipeline
+    from memory.stores.tvm import TokenVendingMachine
 
 logger = logging.getLogger(__name__)
 
@@ -177,14 +178,15 @@ def _build_memory(
     settings: Settings, model: Any, on_task_start: TaskStart | None, on_task_end: TaskEnd | None
 ) -> "tuple[SummaryPipeline, PluginFactory]":
     from agent.chat_models import is_small_local
-    from memory.pipeline.background import SummaryPipeline
     from memory.errors import BackendUnavailable, ConfigurationError
-    from memory.pipeline.outbox import Outbox
+    from memory.pipeline.background import RetryPolicy, SummaryPipeline
+    from memory.pipeline.summarizer import Summarizer
     from memory.plugin.plugin import MemoryPlugin
     from memory.stores.single_tenant import SingleTenantStore
-    from memory.pipeline.summarizer import Summarizer
 
-    store = build_store(settings)
+    tvm = _build_tvm(settings)
+    store = build_store(settings, tvm=tvm)
+    check_summaries_can_succeed(settings, store.embedder)
     if isinstance(store, SingleTenantStore):
         # Fail at start-up, with a clear error, when the one index is missing or was created for
         # another embedder dimension. Multi-tenant indexes are verified at each tenant's first use.
@@ -206,11 +208,14 @@ def _build_memory(
     )
     pipeline = SummaryPipeline(
         store,
-        Outbox(settings.state_dir / "outbox"),
+        build_outbox(settings, tvm=tvm),
         summarizer,
         max_workers=settings.summary_workers,
+        retry=RetryPolicy(max_rounds=settings.summary_max_rounds, max_busy_seconds=settings.summary_max_busy_seconds),
         on_task_start=on_task_start,
         on_task_end=on_task_end,
+        orphan_after_seconds=settings.resolved_orphan_after_seconds,
+        checkpoint_interval=settings.checkpoint_interval_seconds,
     )
 
     options: dict[str, Any] = {"top_k": settings.top_k}
@@ -223,7 +228,73 @@ def _build_memory(
     return pipeline, plugin_factory
 
 
-def build_store(settings: Settings) -> "Store":
+def check_summaries_can_succeed(settings: Settings, embedder: Any) -> None:
+    """Refuse to start when every summary would fail (and be dead-lettered): an embedder that
+    cannot load, no AWS credentials for Bedrock, or an S3 outbox bucket that does not exist."""
+    from memory.errors import BackendUnavailable, ConfigurationError, NotFound
+
+    if settings.embedder == "local":
+        embedder.embed(["start-up check"], "index")  # loads the weights; ConfigurationError if absent
+    needs_aws = settings.embedder == "bedrock" or settings.model_provider.strip().lower() == "bedrock"
+    if needs_aws and _aws_credentials() is None:
+        raise ConfigurationError("Bedrock (embedder or summary model) needs AWS credentials; none were found")
+    if settings.resolved_outbox_backend == "s3":
+        from memory.aws import make_client, translate_error
+
+        try:
+            make_client("s3", region=settings.region).head_bucket(Bucket=settings.outbox_bucket)
+        except Exception as exc:  # noqa: BLE001 - classified below
+            error = translate_error(exc, f"outbox bucket {settings.outbox_bucket}")
+            if isinstance(error, NotFound):
+                raise ConfigurationError(
+                    f"outbox bucket {settings.outbox_bucket!r} does not exist; create it with "
+                    "`python -m scripts vector-bucket --outbox-bucket ...`"
+                ) from exc
+            if not isinstance(error, BackendUnavailable):
+                raise error from exc
+            logger.warning("outbox bucket not verified at start-up (%s)", type(error).__name__)
+
+
+def _aws_credentials() -> Any:
+    import boto3
+
+    return boto3.Session().get_credentials()
+
+
+def _build_tvm(settings: Settings) -> "TokenVendingMachine | None":
+    if settings.backend != "s3vectors" or settings.tenant_mode != "multi":
+        return None
+    from memory.stores.tvm import TokenVendingMachine
+
+    assert settings.tvm_role_arn is not None
+    return TokenVendingMachine(settings.tvm_role_arn, region_name=settings.region)
+
+
+def build_outbox(settings: Settings, *, tvm: Any = None) -> Any:
+    """The configured outbox: a local directory, or S3 written with each tenant's TVM credentials."""
+    if settings.resolved_outbox_backend == "local":
+        from memory.pipeline.outbox_local import LocalOutbox
+
+        return LocalOutbox(settings.state_dir / "outbox")
+    from memory.aws import make_client
+    from memory.pipeline.outbox_s3 import S3Outbox
+
+    own = make_client("s3", region=settings.region)
+    assert settings.outbox_bucket is not None
+
+    def client_for(tenant_id: str | None) -> Any:
+        return own if tvm is None or tenant_id is None else tvm.client_for(tenant_id, "s3")
+
+    return S3Outbox(
+        client_for,
+        settings.outbox_bucket,
+        prefix=settings.outbox_prefix,
+        lister=own,
+        kms_key_id=settings.outbox_kms_key_id,
+    )
+
+
+def build_store(settings: Settings, *, tvm: "TokenVendingMachine | None" = None) -> "Store":
     """The configured memory store (single or multi-tenant, local or S3 Vectors)."""
     from memory.factory import create_embedder, create_store
 
@@ -238,4 +309,6 @@ def build_store(settings: Settings) -> "Store":
         region=settings.region,
         tenant_id=settings.single_tenant_id if settings.tenant_mode == "single" else None,
         tvm_role_arn=settings.tvm_role_arn,
+        tvm=tvm,
+        ttl_seconds=None if settings.memory_ttl_days is None else settings.memory_ttl_days * 86400.0,
     )

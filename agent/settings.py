@@ -76,6 +76,17 @@ class Settings(BaseSettings):
     min_score: float | None = Field(None, ge=-1.0, le=1.0)
     summary_mode: Literal["auto", "abstractive", "extractive"] = "auto"
     summary_workers: int = Field(2, ge=1, le=32)
+    memory_ttl_days: float | None = Field(None, gt=0)
+
+    # --- outbox (durable conversations, claims, dead letters, erasure markers)
+    outbox_backend: Literal["auto", "local", "s3"] = "auto"  # auto: s3 with AGENT_BACKEND=s3vectors
+    outbox_bucket: str | None = None
+    outbox_prefix: str = Field("outbox", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    outbox_kms_key_id: str | None = None
+    checkpoint_interval_seconds: float = Field(1.0, ge=0, le=60)
+    summary_max_rounds: int = Field(3, ge=1, le=20)
+    summary_max_busy_seconds: float = Field(300.0, gt=0)
+    orphan_after_seconds: float | None = Field(None, ge=0)
 
     # --- authentication (required: "cognito" or "dev"; there is no way to switch it off)
     auth_mode: Literal["cognito", "dev"] | None = None
@@ -136,6 +147,16 @@ class Settings(BaseSettings):
             raise SettingsError("AGENT_BACKEND=s3vectors needs AGENT_VECTOR_BUCKET")
         if self.backend == "s3vectors" and self.tenant_mode == "multi" and not self.tvm_role_arn:
             raise SettingsError("multi-tenant s3vectors needs AGENT_TVM_ROLE_ARN")
+        if self.resolved_outbox_backend == "s3" and not self.outbox_bucket:
+            raise SettingsError(
+                "the S3 outbox (chosen with AGENT_BACKEND=s3vectors) needs AGENT_OUTBOX_BUCKET; "
+                "create it with `python -m scripts vector-bucket --outbox-bucket ...`"
+            )
+        if self.summary_max_busy_seconds >= AGENTCORE_IDLE_TIMEOUT_SECONDS:
+            raise SettingsError(
+                "AGENT_SUMMARY_MAX_BUSY_SECONDS must stay below AgentCore's "
+                f"{AGENTCORE_IDLE_TIMEOUT_SECONDS} s idle session timeout"
+            )
         if self.tenant_mode == "single" and not self.single_tenant_id:
             raise SettingsError("AGENT_TENANT_MODE=single needs AGENT_SINGLE_TENANT_ID")
         latest_end = self.idle_timeout_seconds + self.reap_interval_seconds + IDLE_MARGIN_SECONDS
@@ -170,6 +191,27 @@ class Settings(BaseSettings):
     def resolved_dev_issuer_dir(self) -> Path:
         """Where the dev issuer keeps its keys (default: ``<state_dir>/dev-issuer``)."""
         return self.dev_issuer_dir or self.state_dir / "dev-issuer"
+
+    @property
+    def resolved_outbox_backend(self) -> Literal["local", "s3"]:
+        """Where the outbox lives: S3 with the S3 Vectors backend unless set explicitly."""
+        if self.outbox_backend == "auto":
+            return "s3" if self.backend == "s3vectors" else "local"
+        return self.outbox_backend
+
+    @property
+    def resolved_orphan_after_seconds(self) -> float:
+        """How old an open outbox entry must be before another process adopts it.
+
+        A live conversation's checkpoint is rewritten after every turn and its own idle timer
+        closes it after ``idle_timeout_seconds``; older open entries belong to a dead process.
+        A local outbox is owned by one process: its open entries are adopted at once.
+        """
+        if self.orphan_after_seconds is not None:
+            return self.orphan_after_seconds
+        if self.resolved_outbox_backend == "local":
+            return 0.0
+        return self.idle_timeout_seconds + self.reap_interval_seconds + 60.0
 
     @property
     def resolved_cognito_region(self) -> str:

@@ -3,13 +3,15 @@
 Scenarios, each timed as one ``agent(prompt)`` call:
 
 * first turn  -- a fresh conversation: the plugin embeds the prompt, queries the LocalIndex
-  (seeded with ``--memories`` memories over 20 users), fills the system prompt and
-  checkpoints the transcript (an fsynced outbox write);
+  (seeded with ``--memories`` memories over 20 users), fills the system prompt and queues
+  the transcript's checkpoint (written to the outbox in the background, not timed here);
 * later turn  -- a turn of a running conversation: the kept memory block is re-applied and
-  the whole transcript so far is checkpointed (the conversation grows by one turn per sample);
+  the transcript so far is queued as the conversation's checkpoint (the conversation grows
+  by one turn per sample);
 * end_session -- a last turn with ``end_session``: the transcript is written durably to the
   outbox and the summary is queued (the summary itself runs in the background, untimed).
 
+The pipeline writes checkpoints with the app's default ``AGENT_CHECKPOINT_INTERVAL_SECONDS``.
 The baseline is the same agent (same scripted model, same prompt, same history length)
 without the plugin, measured in the same run; ``ratio`` = plugin p50 / baseline p50.
 
@@ -27,11 +29,12 @@ from typing import Any, Callable, Iterator
 
 from strands import Agent
 
+from agent.settings import Settings
 from bench._common import emit, parser, summary_ms
 from memory.pipeline.background import SummaryPipeline
 from memory.embedders.local import LocalEmbedder
 from memory.types import Scope
-from memory.pipeline.outbox import Outbox
+from memory.pipeline.outbox_local import LocalOutbox
 from memory.plugin.plugin import MemoryPlugin
 from memory.plugin.invocation import END_SESSION, Invocation
 from memory.stores.multi_tenant import MultiTenantStore
@@ -101,7 +104,10 @@ def seeded_harness(memories: int) -> Iterator[_Harness]:
     with tempfile.TemporaryDirectory() as tmp:
         store = MultiTenantStore.for_local(root_dir=Path(tmp) / "indexes", embedder=LocalEmbedder())
         _seed(store, memories)
-        pipeline = SummaryPipeline(store, Outbox(Path(tmp) / "outbox"), Summarizer(ScriptedModel()))
+        pipeline = SummaryPipeline(
+            store, LocalOutbox(Path(tmp) / "outbox"), Summarizer(ScriptedModel()),
+            checkpoint_interval=Settings.model_fields["checkpoint_interval_seconds"].default,  # the app's
+        )
         yield _Harness(store, pipeline)
         pipeline.wait()
         pipeline.shutdown()

@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "IsolationError": "memory.errors",
     "LocalEmbedder": "memory.embedders.local",
     "LocalIndex": "memory.index.local",
+    "LocalOutbox": "memory.pipeline.outbox_local",
     "Memory": "memory.types",
     "MemoryBackend": "memory.stores.protocol",
     "MemoryLibraryError": "memory.errors",
@@ -40,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "OutboxEntry": "memory.pipeline.outbox",
     "QueryHit": "memory.types",
     "RetryPolicy": "memory.pipeline.background",
+    "S3Outbox": "memory.pipeline.outbox_s3",
     "S3VectorMemory": "memory.compat",
     "S3VectorMemoryPlugin": "memory.compat",
     "S3VectorsIndex": "memory.index.s3vectors",
@@ -84,6 +86,8 @@ if TYPE_CHECKING:
     from memory.index.s3vectors import S3VectorsIndex
     from memory.pipeline.background import RetryPolicy, SummaryPipeline
     from memory.pipeline.outbox import Outbox, OutboxEntry
+    from memory.pipeline.outbox_local import LocalOutbox
+    from memory.pipeline.outbox_s3 import S3Outbox
     from memory.pipeline.summarizer import Summarizer
     from memory.plugin.invocation import InvalidInvocationState, Invocation, read_invocation
     from memory.plugin.plugin import MemoryPlugin

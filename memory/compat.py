@@ -47,11 +47,11 @@ from memory.embedders.protocol import Embedder
 from memory.errors import ConfigurationError, InvalidTenantId, IsolationError
 from memory.factory import create_embedder, create_store
 from memory.pipeline.background import SummaryPipeline
-from memory.pipeline.outbox import Outbox
+from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.summarizer import Summarizer
 from memory.plugin.context_block import PLACEHOLDER
 from memory.plugin.invocation import read_invocation
-from memory.plugin.plugin import DEFAULT_MIN_SCORE, MemoryPlugin, check_agent_name
+from memory.plugin.plugin import MemoryPlugin, check_agent_name
 from memory.plugin.recall_tool import build_recall_tool
 from memory.stores.protocol import MemoryBackend
 from memory.stores.tvm import TokenVendingMachine
@@ -273,7 +273,7 @@ class S3VectorMemoryPlugin(Plugin):
         outbox_dir: str | Path | None = None,
         summary_model: "Model | None" = None,
         top_k: int = 5,
-        min_score: float = DEFAULT_MIN_SCORE,
+        min_score: float | None = None,
     ) -> None:
         """Create the plugin.
 
@@ -286,7 +286,8 @@ class S3VectorMemoryPlugin(Plugin):
                 new temporary directory); entries a previous process left there are replayed.
             summary_model: Model that writes summaries (default: the first agent's model).
             top_k: How many memories are injected on a conversation's first turn.
-            min_score: Cosine-similarity floor of injected and recalled memories.
+            min_score: Cosine-similarity floor of injected and recalled memories (None: the
+                store's, i.e. the embedder's calibrated floor).
         """
         super().__init__()
         self.store = store
@@ -354,7 +355,7 @@ class S3VectorMemoryPlugin(Plugin):
         if self._pipeline is None:
             directory = self._outbox_dir or Path(tempfile.mkdtemp(prefix="memory-outbox-"))
             summarizer = Summarizer(self._summary_model or agent.model)
-            self._pipeline = SummaryPipeline(self.backend, Outbox(directory), summarizer)
+            self._pipeline = SummaryPipeline(self.backend, LocalOutbox(directory), summarizer)
             if self._outbox_dir is not None and self._pipeline.replay_pending():
                 logger.info("replaying conversations a previous process left in %s", directory)
             self._pipeline.start_sweeper()

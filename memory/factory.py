@@ -20,7 +20,6 @@ from typing import Any, Literal, Union, overload
 from memory.embedders.protocol import Embedder
 from memory.errors import ConfigurationError
 from memory.stores.multi_tenant import MultiTenantStore
-from memory.stores.scoping import DEFAULT_MIN_SCORE
 from memory.stores.single_tenant import SingleTenantStore
 from memory.stores.tvm import TokenVendingMachine
 from memory.tenants import index_name_for
@@ -84,7 +83,8 @@ def create_store(
     tvm: TokenVendingMachine | None = None,
     s3vectors_client: Any = None,
     create_index: bool = False,
-    default_min_score: float = DEFAULT_MIN_SCORE,
+    default_min_score: float | None = None,
+    ttl_seconds: float | None = None,
 ) -> Store:
     """A memory store for one backend, tenancy and embedder.
 
@@ -103,7 +103,10 @@ def create_store(
             ``region`` with the ambient credentials).
         create_index: Single-tenant S3 Vectors: create the index when it is missing (tenant
             indexes are never created here: onboarding is an operator action).
-        default_min_score: Cosine-similarity floor when ``retrieve`` is given none.
+        default_min_score: Cosine-similarity floor when ``retrieve`` is given none (None: the
+            embedder's calibrated ``min_score``).
+        ttl_seconds: Retention: memories stored longer ago are never retrieved and
+            ``sweep_expired`` deletes them (None: kept forever).
 
     Returns:
         A SingleTenantStore or a MultiTenantStore.
@@ -118,14 +121,17 @@ def create_store(
             raise ConfigurationError("the local backend needs local_dir")
         if tenancy == "multi":
             return MultiTenantStore.for_local(
-                root_dir=local_dir, embedder=embedder, default_min_score=default_min_score
+                root_dir=local_dir,
+                embedder=embedder,
+                default_min_score=default_min_score,
+                ttl_seconds=ttl_seconds,
             )
         return SingleTenantStore.for_local(
             root_dir=local_dir,
             embedder=embedder,
             index_name=_single_index_name(index_name, tenant_id),
             tenant_id=tenant_id,
-            default_min_score=default_min_score,
+            default_min_score=default_min_score, ttl_seconds=ttl_seconds,
         )
     if backend != "s3vectors":
         raise ConfigurationError(f"unknown backend {backend!r}; expected 'local' or 's3vectors'")
@@ -140,7 +146,7 @@ def create_store(
             region=region or "",
             embedder=embedder,
             tvm=tvm,
-            default_min_score=default_min_score,
+            default_min_score=default_min_score, ttl_seconds=ttl_seconds,
         )
     from memory.aws import make_client
     from memory.index.s3vectors import S3VectorsIndex
@@ -152,7 +158,9 @@ def create_store(
         embedder.dimension,
         create_if_missing=create_index,
     )
-    return SingleTenantStore(index, embedder, tenant_id=tenant_id, default_min_score=default_min_score)
+    return SingleTenantStore(
+        index, embedder, tenant_id=tenant_id, default_min_score=default_min_score, ttl_seconds=ttl_seconds
+    )
 
 
 def _single_index_name(index_name: str | None, tenant_id: str | None) -> str:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Sequence
 
 #: Metadata keys that S3 Vectors can filter on.
-FILTERABLE_KEYS = ("user_id", "agent_name", "type", "stored_at_epoch")
+FILTERABLE_KEYS = ("user_id", "agent_name", "type", "stored_at_epoch", "opened")
 #: Metadata keys stored with a vector but not filterable (declared at index creation).
 NON_FILTERABLE_KEYS = ("content", "conversation_id")
 
@@ -87,3 +87,13 @@ class Memory:
     conversation_id: str | None = None
     tenant_id: str | None = None
     score: float | None = None  # cosine similarity (1 = identical) on retrieval, None on list
+    opened: str | None = None  # the conversation's start marker (``memory.keys``), if known
+
+
+@dataclass(frozen=True)
+class MemoryUnit:
+    """One vector of a conversation's memory: its key, type (``summary``, ``excerpt``) and text."""
+
+    key: str
+    content: str
+    memory_type: str = "summary"

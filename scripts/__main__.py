@@ -14,10 +14,10 @@ from typing import Sequence
 from botocore.exceptions import BotoCoreError, ClientError
 
 from memory.errors import InvalidTenantId, MemoryLibraryError
-from scripts import agentcore_cmd, cognito, doctor, forget, runtime_role, tvm_role, vectors
+from scripts import agentcore_cmd, cognito, doctor, forget, outbox_cmd, retention, runtime_role, tvm_role, vectors
 from scripts.common import Report, ScriptError, error_code, is_denied, permission_denied
 
-COMMANDS = (cognito, runtime_role, tvm_role, vectors, forget, agentcore_cmd, doctor)
+COMMANDS = (cognito, runtime_role, tvm_role, vectors, forget, outbox_cmd, retention, agentcore_cmd, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

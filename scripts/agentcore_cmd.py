@@ -32,7 +32,7 @@ from memory.tenants import index_name_for, validate_tenant_id
 from scripts.cognito import discovery_url
 from scripts.common import Report, ScriptError, account_id, add_common_args, aws_client, require_region
 from scripts.iam_roles import ensure_inline_policy
-from scripts.tvm_role import INDEX_USER_ACTIONS
+from scripts.tvm_role import DEFAULT_OUTBOX_PREFIX, INDEX_USER_ACTIONS, OUTBOX_OBJECT_ACTIONS, add_outbox_args
 
 DEFAULT_AGENT = "agent_memory"
 TOOLKIT_CONFIG = Path(".bedrock_agentcore.yaml")
@@ -78,8 +78,15 @@ def execution_role_policy(
     tvm_role_arn: str | None,
     bucket: str | None,
     single_tenant_id: str | None,
+    outbox_bucket: str | None = None,
+    outbox_prefix: str = DEFAULT_OUTBOX_PREFIX,
 ) -> dict[str, Any]:
-    """The app's permissions on top of what the toolkit grants (logs, ECR, X-Ray)."""
+    """The app's permissions on top of what the toolkit grants (logs, ECR, X-Ray).
+
+    With an outbox bucket: listing it (which tenants have pending entries; key names only, and
+    the start-up HeadBucket check) and, in single-tenant mode, the objects under the tenant's
+    prefix. Multi-tenant object access goes through the TVM role (``scripts.tvm_role``).
+    """
     resources = sorted({arn for m in model_ids for arn in model_resources(region, account, m)})
     statements: list[dict[str, Any]] = [
         {
@@ -110,6 +117,24 @@ def execution_role_policy(
                 "Resource": f"arn:aws:s3vectors:{region}:{account}:bucket/{bucket}/index/{index}",
             }
         )
+    if outbox_bucket:
+        statements.append(
+            {
+                "Sid": "ListOutbox",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": f"arn:aws:s3:::{outbox_bucket}",
+            }
+        )
+        if single_tenant_id:
+            statements.append(
+                {
+                    "Sid": "SingleTenantOutbox",
+                    "Effect": "Allow",
+                    "Action": list(OUTBOX_OBJECT_ACTIONS),
+                    "Resource": f"arn:aws:s3:::{outbox_bucket}/{outbox_prefix}/{single_tenant_id}/*",
+                }
+            )
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -154,6 +179,9 @@ def runtime_settings(args: argparse.Namespace, region: str) -> dict[str, str]:
         "AGENT_RUNTIME_IDLE_TIMEOUT_SECONDS": str(args.idle_timeout),
         "AGENT_IDLE_TIMEOUT_SECONDS": str(app_idle_timeout(args.idle_timeout)),
     }
+    if args.outbox_bucket:
+        values["AGENT_OUTBOX_BUCKET"] = args.outbox_bucket
+        values["AGENT_OUTBOX_PREFIX"] = args.outbox_prefix
     if args.tenant_mode == "multi":
         values["AGENT_TVM_ROLE_ARN"] = args.tvm_role_arn
     else:
@@ -260,6 +288,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--embedding-model-id", default=DEFAULT_EMBEDDING_MODEL)
     p.add_argument("--idle-timeout", type=int, default=DEFAULT_IDLE_TIMEOUT, help="runtime idle session timeout (s)")
     p.add_argument("--max-lifetime", type=int, default=DEFAULT_MAX_LIFETIME, help="runtime max lifetime (s)")
+    add_outbox_args(p)
     p.set_defaults(func=run)
 
 
@@ -288,6 +317,8 @@ def run(args: argparse.Namespace) -> Report:
         tvm_role_arn=args.tvm_role_arn if args.tenant_mode == "multi" else None,
         bucket=args.bucket,
         single_tenant_id=args.single_tenant_id if args.tenant_mode == "single" else None,
+        outbox_bucket=args.outbox_bucket,
+        outbox_prefix=args.outbox_prefix,
     )
     role_name = args.execution_role_arn.rsplit("/", 1)[-1]
     ensure_inline_policy(aws_client("iam", region), report, role_name, POLICY_NAME, policy)

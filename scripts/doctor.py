@@ -1,7 +1,7 @@
 """``doctor``: check a live account's setup and print what is missing with the command that fixes it.
 
 Read-only. Checks the user pool and app client, the TVM role and its trust policy, the vector
-bucket, the indexes of the listed tenants, and access to the Bedrock models.
+bucket, the outbox bucket (with ``--outbox-bucket``: exists, encrypted, not public), the indexes of the listed tenants, and access to the Bedrock models.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from scripts.common import (
     is_not_found,
     require_region,
 )
-from scripts.vectors import DEFAULT_DIMENSION, get_index
+from scripts.vectors import DEFAULT_DIMENSION, get_index, outbox_bucket_state
 
 #: A check returns (status, detail); status is OK, MISSING or DRIFT.
 Check = Callable[[], tuple[str, str]]
@@ -55,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bucket", required=True)
     p.add_argument("--tenant", action="append", default=[], help="tenant whose index must exist (repeatable)")
     p.add_argument("--dimension", type=int, default=DEFAULT_DIMENSION)
+    tvm_role.add_outbox_args(p)
     p.add_argument(
         "--model-id",
         action="append",
@@ -108,7 +109,9 @@ def run(args: argparse.Namespace) -> Report:
         )
         if not tagged:
             return "DRIFT", "trust policy does not require the TenantID session tag"
-        expected = tvm_role.permission_policy(region, account_id(region), args.bucket)
+        expected = tvm_role.permission_policy(
+            region, account_id(region), args.bucket, outbox_bucket=args.outbox_bucket, outbox_prefix=args.outbox_prefix
+        )
         try:
             current = iam.get_role_policy(RoleName=args.role_name, PolicyName=tvm_role.POLICY_NAME)[
                 "PolicyDocument"
@@ -129,6 +132,13 @@ def run(args: argparse.Namespace) -> Report:
                 return "MISSING", "no vector bucket"
             raise
         return "OK", args.bucket
+
+    def outbox() -> tuple[str, str]:
+        state_of = outbox_bucket_state(aws_client("s3", region), args.outbox_bucket)
+        if state_of is None:
+            return "MISSING", "no outbox bucket"
+        missing = [name for name, ok in state_of.items() if not ok]
+        return ("DRIFT", f"not {' and not '.join(missing)}") if missing else ("OK", "encrypted, private")
 
     def index(tenant: str) -> Check:
         def check() -> tuple[str, str]:
@@ -171,6 +181,13 @@ def run(args: argparse.Namespace) -> Report:
         bucket,
         f"python -m scripts vector-bucket --bucket {args.bucket}",
     )
+    if args.outbox_bucket:
+        run_check(
+            report,
+            f"outbox bucket {args.outbox_bucket}",
+            outbox,
+            f"python -m scripts vector-bucket --bucket {args.bucket} --outbox-bucket {args.outbox_bucket}",
+        )
     for tenant in tenants:
         run_check(
             report,

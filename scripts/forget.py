@@ -1,98 +1,109 @@
-"""``forget``: right to erasure — delete one user's memories (or one conversation's) in a tenant.
+"""``forget``: right to erasure, for a user, one of a user's conversations, or a whole tenant.
 
-Uses the memory library's own ``SingleTenantStore.forget`` on the tenant's index (every vector is
-listed with its metadata, those of the user — and conversation — are deleted in batches),
-with the operator's credentials. A conversation id is the AgentCore session id: every summary
-stored under that id (a session id reused after a restart stores a second one) is deleted.
-Without ``--yes`` it only reports what it would delete.
+With ``--yes`` it runs ``memory.pipeline.erasure.erase``: first a durable erasure marker in
+the outbox (which every store path of the app checks, so no replay, shutdown or other process
+brings the erased conversations back), then the matching outbox entries (open checkpoints,
+closed entries, dead letters), then the memories, every unit of every matching conversation,
+found by metadata. It reports what it removed. Without ``--yes`` it only reports what matches.
+
+``--backend s3vectors`` (default) uses the operator's credentials on ``--bucket`` and
+``--outbox-bucket``; ``--backend local`` works on a local app's ``--state-dir``. A
+conversation id is the AgentCore session id: every conversation held under it is erased.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
 
-from memory.embedders.protocol import EmbeddingPurpose
-from memory.errors import ConfigurationError
-from memory.factory import create_store
-from memory.stores.single_tenant import SingleTenantStore
-from memory.tenants import index_name_for, validate_tenant_id
+from memory.pipeline.erasure import erase
+from memory.pipeline.outbox import ErasureMarker
+from memory.tenants import validate_tenant_id
 from memory.types import Scope
-from scripts.common import Report, ScriptError, add_common_args, aws_client, require_region
-from scripts.vectors import get_index
-
-
-class _NoEmbedder:
-    """Satisfies SingleTenantStore's dimension check; forgetting never embeds."""
-
-    def __init__(self, dimension: int) -> None:
-        self.dimension = dimension
-
-    def embed(self, texts: Sequence[str], purpose: EmbeddingPurpose) -> list[list[float]]:
-        raise ConfigurationError("forget never embeds text")
-
-
-def forget(
-    store: SingleTenantStore, report: Report, *, scope: Scope, conversation_id: str | None, confirmed: bool
-) -> int:
-    """Delete (when ``confirmed``) the scope's memories; return how many matched."""
-    what = f"user {scope.user_id}" + (f", conversation {conversation_id}" if conversation_id else "")
-    resource = f"index {store.index.name}"
-    if not confirmed:
-        matching = [
-            m for m in store.list(scope) if conversation_id is None or m.conversation_id == conversation_id
-        ]
-        if matching:
-            report.add("WOULD DELETE", resource, f"{len(matching)} memories of {what}; re-run with --yes")
-        else:
-            report.add("UNCHANGED", resource, f"no memories of {what}")
-        return len(matching)
-    deleted = store.forget(scope, conversation_id=conversation_id)
-    if deleted:
-        report.add("DELETED", resource, f"{deleted} memories of {what}")
-    else:
-        report.add("UNCHANGED", resource, f"no memories of {what}")
-    return deleted
+from scripts.common import Report, ScriptError, add_common_args
+from scripts.targets import Target, add_target_args, open_target
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``forget`` command."""
-    p = sub.add_parser("forget", help="delete a user's memories (right to erasure)", description=__doc__)
+    p = sub.add_parser("forget", help="erase a user's, a conversation's or a tenant's memories", description=__doc__)
     add_common_args(p, mutating=False)
-    p.add_argument("--bucket", required=True)
+    add_target_args(p)
     p.add_argument("--tenant", required=True)
-    p.add_argument("--user", required=True, help="user id (the token's sub)")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="user id (the token's sub)")
+    who.add_argument("--all-users", action="store_true", help="erase the whole tenant")
     p.add_argument(
         "--conversation",
         help="only this conversation id (the AgentCore session id; every conversation held under it)",
     )
-    p.add_argument("--yes", action="store_true", help="really delete (otherwise only report)")
+    p.add_argument("--yes", action="store_true", help="really erase (otherwise only report)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> Report:
-    """Forget the user's memories in the tenant's index."""
+    """Erase (with --yes) or report what matches."""
     tenant = validate_tenant_id(args.tenant)
-    name = index_name_for(tenant)
-    s3v = aws_client("s3vectors", require_region(args))
-    description = get_index(s3v, args.bucket, name)
-    if description is None:  # checked first: the store would create a missing index
-        raise ScriptError(f"tenant {tenant!r} has no index {name} in bucket {args.bucket!r}")
-    dimension = int(description["dimension"])
-    store = create_store(
-        backend="s3vectors",
-        tenancy="single",
-        embedder=_NoEmbedder(dimension),
-        bucket=args.bucket,
-        tenant_id=tenant,
-        s3vectors_client=s3v,  # the operator's credentials, not a tenant's
+    if args.conversation and not args.user:
+        raise ScriptError("--conversation needs --user")
+    target = open_target(args, tenant)
+    if target.store is None and target.outbox is None:
+        raise ScriptError(f"tenant {tenant!r} has no index and no outbox here; nothing to erase")
+    user = None if args.all_users else args.user
+    what = ("every user" if user is None else f"user {user}") + (
+        f", conversation {args.conversation}" if args.conversation else ""
     )
     report = Report("forget", dry_run=not args.yes)
-    forget(
-        store,
-        report,
-        scope=Scope(user_id=args.user, tenant_id=tenant),
-        conversation_id=args.conversation,
-        confirmed=args.yes,
-    )
+    if not args.yes:
+        _preview(target, report, tenant, user, args.conversation, what)
+        return report
+    if target.outbox is None:
+        report.add("WARNING", target.outbox_resource, "no erasure marker written: pass the outbox to make erasure hold")
+        memories = _forget_memories(target, tenant, user, args.conversation)
+        _row(report, target.index_resource, memories, f"memories of {what}")
+        return report
+    result = erase(target.outbox, target.store, tenant_id=tenant, user_id=user, conversation_id=args.conversation)
+    report.add("CREATED", target.outbox_resource, f"erasure marker {result.marker.marker_id} for {what}")
+    _row(report, target.outbox_resource, result.outbox_entries, f"outbox entries of {what}")
+    _row(report, target.outbox_resource, result.dead_letters, f"dead letters of {what}")
+    _row(report, target.index_resource, result.memories, f"memories of {what}")
     return report
+
+
+def _row(report: Report, resource: str, count: int, what: str) -> None:
+    if count:
+        report.add("DELETED", resource, f"{count} {what}")
+    else:
+        report.add("UNCHANGED", resource, f"no {what}")
+
+
+def _forget_memories(target: Target, tenant: str, user: str | None, conversation: str | None) -> int:
+    if target.store is None:
+        return 0
+    if user is None:
+        return target.store.forget_tenant(tenant)
+    return target.store.forget(Scope(user_id=user, tenant_id=tenant), conversation_id=conversation)
+
+
+def _preview(
+    target: Target, report: Report, tenant: str, user: str | None, conversation: str | None, what: str
+) -> None:
+    probe = ErasureMarker(tenant_id=tenant, user_id=user, conversation_id=conversation)
+    if target.outbox is not None:
+        entries = sum(1 for e in target.outbox.pending(tenant) if probe.covers(e))
+        letters = sum(1 for d in target.outbox.dead_letters(tenant) if probe.covers(d.entry))
+        for count, kind in ((entries, "outbox entries"), (letters, "dead letters")):
+            if count:
+                report.add("WOULD DELETE", target.outbox_resource, f"{count} {kind} of {what}; re-run with --yes")
+    memories = 0
+    if target.store is not None:
+        records = [
+            r
+            for r in target.store.index.list()
+            if (user is None or r.metadata.get("user_id") == user)
+            and (conversation is None or r.metadata.get("conversation_id") == conversation)
+        ]
+        memories = len(records)
+    if memories:
+        report.add("WOULD DELETE", target.index_resource, f"{memories} memories of {what}; re-run with --yes")
+    else:
+        report.add("UNCHANGED", target.index_resource, f"no memories of {what}")

@@ -1,7 +1,8 @@
 """``tvm-role``: the IAM role the token vending machine assumes with a ``TenantID`` session tag.
 
 Its permission policy is ABAC: vector actions only on the index named after the session's
-tenant tag. Its trust policy lets only the runtime's execution role (and named principals)
+tenant tag and, with ``--outbox-bucket``, object actions only under the tenant's outbox prefix
+``<prefix>/${aws:PrincipalTag/TenantID}/*`` (listing limited to that prefix). Its trust policy lets only the runtime's execution role (and named principals)
 assume it, and only with a ``TenantID`` tag.
 """
 
@@ -37,6 +38,9 @@ VECTOR_ACTIONS = (
 #: configuration (the start-up dimension check). Never CreateIndex/DeleteIndex: onboarding
 #: and offboarding stay with the operations CLI.
 INDEX_USER_ACTIONS = (*VECTOR_ACTIONS, "s3vectors:GetIndex")
+#: What the outbox does with a tenant's objects (entries, claims, dead letters, erasure markers).
+OUTBOX_OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+DEFAULT_OUTBOX_PREFIX = "outbox"
 POLICY_NAME = "tenant-index-access"
 #: IAM's minimum; the TVM asks for 15-minute credentials, well inside it.
 MAX_SESSION_SECONDS = 3600
@@ -51,19 +55,46 @@ def tenant_index_arn_pattern(region: str, account: str, bucket: str) -> str:
     )
 
 
-def permission_policy(region: str, account: str, bucket: str) -> dict[str, Any]:
-    """The role's only permissions: vector actions on the session tenant's index."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
+def tenant_outbox_prefix_pattern(prefix: str) -> str:
+    """The caller's own tenant prefix in the outbox bucket, resolved by IAM from the session tag."""
+    return f"{prefix.strip('/')}/${{aws:PrincipalTag/{TENANT_TAG}}}/*"
+
+
+def permission_policy(
+    region: str,
+    account: str,
+    bucket: str,
+    *,
+    outbox_bucket: str | None = None,
+    outbox_prefix: str = DEFAULT_OUTBOX_PREFIX,
+) -> dict[str, Any]:
+    """The role's only permissions: vector actions on the session tenant's index and, with an
+    outbox bucket, object actions (and listing) only under the tenant's outbox prefix."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "OwnTenantIndexOnly",
+            "Effect": "Allow",
+            "Action": list(INDEX_USER_ACTIONS),
+            "Resource": tenant_index_arn_pattern(region, account, bucket),
+        }
+    ]
+    if outbox_bucket:
+        statements += [
             {
-                "Sid": "OwnTenantIndexOnly",
+                "Sid": "OwnTenantOutboxObjectsOnly",
                 "Effect": "Allow",
-                "Action": list(INDEX_USER_ACTIONS),
-                "Resource": tenant_index_arn_pattern(region, account, bucket),
-            }
-        ],
-    }
+                "Action": list(OUTBOX_OBJECT_ACTIONS),
+                "Resource": f"arn:aws:s3:::{outbox_bucket}/{tenant_outbox_prefix_pattern(outbox_prefix)}",
+            },
+            {
+                "Sid": "ListOwnTenantOutboxOnly",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": f"arn:aws:s3:::{outbox_bucket}",
+                "Condition": {"StringLike": {"s3:prefix": tenant_outbox_prefix_pattern(outbox_prefix)}},
+            },
+        ]
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 #: The only AWS principals a trust statement may name: one IAM role or user, no wildcard.
@@ -228,7 +259,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="service principal allowed to assume (needs --source-arn; pinned to this account)",
     )
     p.add_argument("--source-arn", help="exact aws:SourceArn (no wildcards) the service principal must act for")
+    add_outbox_args(p)
     p.set_defaults(func=run)
+
+
+def add_outbox_args(p: argparse.ArgumentParser) -> None:
+    """``--outbox-bucket`` and ``--outbox-prefix`` (shared with ``doctor``)."""
+    p.add_argument("--outbox-bucket", help="S3 outbox bucket (AGENT_OUTBOX_BUCKET): grant each tenant its prefix")
+    p.add_argument("--outbox-prefix", default=DEFAULT_OUTBOX_PREFIX, help="AGENT_OUTBOX_PREFIX")
 
 
 def run(args: argparse.Namespace) -> Report:
@@ -246,7 +284,9 @@ def run(args: argparse.Namespace) -> Report:
             service_principals=args.service_principal,
             source_arn=args.source_arn,
         ),
-        permissions=permission_policy(region, account, args.bucket),
+        permissions=permission_policy(
+            region, account, args.bucket, outbox_bucket=args.outbox_bucket, outbox_prefix=args.outbox_prefix
+        ),
     )
     report.output("role ARN", arn or f"arn:aws:iam::{account}:role/{args.role_name} (not created yet)")
     return report

@@ -1,5 +1,9 @@
 """``vector-bucket`` and ``tenant onboard|offboard|list``: the S3 vector bucket and per-tenant indexes.
 
+``vector-bucket --outbox-bucket NAME`` also creates (or checks) the regular S3 bucket of the
+outbox: default encryption SSE-S3, every public access blocked; existing settings that differ
+are brought back.
+
 Each tenant has one index ``memory-<tenant>`` (cosine, float32, ``content`` and
 ``conversation_id`` not filterable), created with the memory library's own parameters. An
 index that exists with another dimension is reported as drift, never recreated.
@@ -41,6 +45,70 @@ def ensure_bucket(s3v: BaseClient, report: Report, bucket: str) -> None:
     report.change("CREATE", f"vector bucket {bucket}", "SSE-S3 encryption")
     if not report.dry_run:
         s3v.create_vector_bucket(vectorBucketName=bucket, encryptionConfiguration={"sseType": "AES256"})
+
+
+def ensure_outbox_bucket(s3: BaseClient, report: Report, bucket: str, region: str) -> None:
+    """Create the outbox bucket if missing; make sure it is encrypted and never public."""
+    exists = outbox_bucket_state(s3, bucket)
+    if exists is None:
+        report.change("CREATE", f"outbox bucket {bucket}", "SSE-S3 encryption, public access blocked")
+        if report.dry_run:
+            return
+        params: dict[str, Any] = {"Bucket": bucket}
+        if region != "us-east-1":
+            params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        s3.create_bucket(**params)
+        exists = {"encrypted": False, "private": False}
+    else:
+        missing = [name for name, ok in exists.items() if not ok]
+        if not missing:
+            report.add("UNCHANGED", f"outbox bucket {bucket}", "encrypted, public access blocked")
+            return
+        report.change("UPDATE", f"outbox bucket {bucket}", f"drift: not {' and not '.join(missing)}")
+        if report.dry_run:
+            return
+    if not exists["encrypted"]:
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+        )
+    if not exists["private"]:
+        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=_ALL_BLOCKED)
+
+
+_ALL_BLOCKED = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+
+
+def outbox_bucket_state(s3: BaseClient, bucket: str) -> dict[str, bool] | None:
+    """``{"encrypted": ..., "private": ...}`` of an existing bucket, None if it does not exist."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as err:
+        if is_not_found(err) or err.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            return None
+        raise
+    try:
+        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+        encrypted = any(r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules)
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") != "ServerSideEncryptionConfigurationNotFoundError":
+            raise
+        encrypted = False
+    try:
+        block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        private = all(block.get(k) for k in _ALL_BLOCKED)
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") != "NoSuchPublicAccessBlockConfiguration":
+            raise
+        private = False
+    return {"encrypted": encrypted, "private": private}
 
 
 def get_index(s3v: BaseClient, bucket: str, name: str) -> dict[str, Any] | None:
@@ -111,9 +179,10 @@ def list_tenants(s3v: BaseClient, report: Report, bucket: str, count: bool) -> l
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``vector-bucket`` and ``tenant`` commands."""
-    p = sub.add_parser("vector-bucket", help="create the S3 vector bucket", description=__doc__)
+    p = sub.add_parser("vector-bucket", help="create the S3 vector bucket (and the outbox bucket)", description=__doc__)
     add_common_args(p)
     p.add_argument("--bucket", required=True)
+    p.add_argument("--outbox-bucket", help="also create/check this S3 bucket for the outbox (AGENT_OUTBOX_BUCKET)")
     p.set_defaults(func=run_bucket)
 
     t = sub.add_parser(
@@ -146,8 +215,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_bucket(args: argparse.Namespace) -> Report:
     """Ensure the vector bucket."""
+    region = require_region(args)
     report = Report("vector-bucket", dry_run=args.dry_run)
-    ensure_bucket(aws_client("s3vectors", require_region(args)), report, args.bucket)
+    ensure_bucket(aws_client("s3vectors", region), report, args.bucket)
+    if args.outbox_bucket:
+        ensure_outbox_bucket(aws_client("s3", region), report, args.outbox_bucket, region)
     return report
 
 

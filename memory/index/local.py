@@ -68,6 +68,7 @@ class _Matrix:
         self.metadata: list[dict[str, Any]] = []
         self.position: dict[str, int] = {}
         self.inverted: dict[tuple[str, str], set[int]] = {}
+        self.fields: dict[str, set[int]] = {}  # metadata key -> rows that have it
 
     @property
     def size(self) -> int:
@@ -76,8 +77,14 @@ class _Matrix:
     def _index(self, row: int, metadata: Mapping[str, Any]) -> None:
         for posting in _postings(metadata):
             self.inverted.setdefault(posting, set()).add(row)
+        for name in metadata:
+            self.fields.setdefault(name, set()).add(row)
 
     def _unindex(self, row: int, metadata: Mapping[str, Any]) -> None:
+        for name in metadata:
+            rows = self.fields.get(name)
+            if rows is not None:
+                rows.discard(row)
         for posting in _postings(metadata):
             rows = self.inverted.get(posting)
             if rows is not None:
@@ -118,6 +125,39 @@ class _Matrix:
             self._index(row, self.metadata[row])
         self.keys.pop()
         self.metadata.pop()
+
+    def exact_rows(self, filter: Mapping[str, Any]) -> set[int] | None:
+        """The rows matching ``filter`` from the inverted index alone, or None when the filter uses
+        anything but string ``$eq``/``$in``, ``$exists``, ``$and`` and ``$or`` (e.g. the agent rule's
+        ``agent_name == X OR agent_name absent``)."""
+        result: set[int] | None = None
+        for name, condition in filter.items():
+            if name in ("$and", "$or"):
+                parts = [self.exact_rows(member) for member in condition]
+                if any(part is None for part in parts):
+                    return None
+                rows = set.intersection(*parts) if name == "$and" else set.union(*parts)  # type: ignore[arg-type]
+            else:
+                rows = self._condition_rows(name, condition)
+                if rows is None:
+                    return None
+            result = rows if result is None else result & rows
+        return result
+
+    def _condition_rows(self, name: str, condition: Any) -> set[int] | None:
+        if isinstance(condition, str):
+            return set(self.inverted.get((name, condition), ()))
+        if not isinstance(condition, Mapping) or len(condition) != 1:
+            return None
+        ((op, operand),) = condition.items()
+        if op == "$eq" and isinstance(operand, str):
+            return set(self.inverted.get((name, operand), ()))
+        if op == "$in" and all(isinstance(v, str) for v in operand):
+            return set().union(*(self.inverted.get((name, v), set()) for v in operand))
+        if op == "$exists" and isinstance(operand, bool):
+            present = self.fields.get(name, set())
+            return set(present) if operand else set(range(self.size)) - present
+        return None
 
     def candidates(self, filter: Mapping[str, Any]) -> tuple[set[int] | None, bool]:
         """Rows that can match ``filter`` by its required string equalities (None: every row),
@@ -174,11 +214,27 @@ def _unit(values: Sequence[float]) -> np.ndarray:
     return vec / norm
 
 
+def stored_dimension(root_dir: str | Path, name: str) -> int | None:
+    """The dimension of the index file ``<root_dir>/<name>.sqlite3``, None if there is none."""
+    path = Path(root_dir) / f"{_validate_index_name(name)}.sqlite3"
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT value FROM index_info WHERE name = 'dimension'").fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
+    return int(row[0]) if row else None
+
+
 class LocalIndex:
     """A persistent cosine index under ``root_dir`` (file ``<name>.sqlite3``), thread-safe.
 
     Call :meth:`ensure` once to create it; every other operation on a missing index raises
-    NotFound, like S3 Vectors.
+    NotFound, like S3 Vectors. Deletion leaves no deleted text on disk: ``secure_delete``
+    zeroes freed content and each delete checkpoints and truncates the WAL.
     """
 
     def __init__(self, root_dir: str | Path, name: str, dimension: int) -> None:
@@ -212,6 +268,7 @@ class LocalIndex:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten with zeros
         conn.executescript(_SCHEMA)
         self._conn = conn
         return conn
@@ -333,20 +390,25 @@ class LocalIndex:
             assert matrix is not None
             if predicate is None:
                 rows = None
-                candidates = matrix.data[: matrix.size]
+                similarity = matrix.data[: matrix.size] @ query
             else:
                 assert filter is not None
-                pool, exact = matrix.candidates(filter)
+                pool = matrix.exact_rows(filter)
+                exact = pool is not None
+                if not exact:
+                    pool, exact = matrix.candidates(filter)
                 if exact and pool is not None:
                     rows = np.sort(np.fromiter(pool, dtype=np.intp, count=len(pool)))
                 else:
                     scan = range(matrix.size) if pool is None else sorted(pool)
                     metadata = matrix.metadata
                     rows = np.fromiter((i for i in scan if predicate(metadata[i])), dtype=np.intp)
-                candidates = matrix.data[rows]
-            if candidates.shape[0] == 0:
+                if rows.shape[0] * 4 >= matrix.size:  # most rows match: one contiguous product, no copy
+                    similarity = (matrix.data[: matrix.size] @ query)[rows]
+                else:
+                    similarity = matrix.data[rows] @ query
+            if similarity.shape[0] == 0:
                 return []
-            similarity = candidates @ query
             k = min(top_k, similarity.shape[0])
             best = np.argpartition(-similarity, k - 1)[:k] if k < similarity.shape[0] else None
             best = np.arange(similarity.shape[0]) if best is None else best
@@ -391,6 +453,9 @@ class LocalIndex:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            # Copy the zeroed pages into the database file and empty the WAL, so no deleted
+            # text stays readable on disk (the WAL keeps old page images until a checkpoint).
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             assert self._matrix is not None
             for key in wanted:
                 self._matrix.remove(key)

@@ -1,30 +1,41 @@
 """Background summarization: outbox first, then summarize and store on a bounded executor.
 
-``end_conversation`` writes the entry to the durable outbox synchronously (accepted means
-durable), then submits the work and returns at once. The worker summarizes the transcript,
-stores one vector under the conversation's deterministic key (so a replay overwrites instead
-of duplicating) and only then removes the outbox entry. Failures retry with exponential
-backoff (``RetryPolicy.delay``); an entry whose attempts are exhausted stays in the outbox and
-waits for a re-sweep (``RetryPolicy.sweep_delay``: 30 s doubling to 10 min per exhausted
-round), which the sweeper thread (``start_sweeper``) or a ``sweep()`` call runs in-process;
-``replay_pending`` (called on start) picks up what a previous process left.
+``end_conversation`` writes the closed entry to the durable outbox synchronously (accepted
+means durable), then submits the work and returns at once. A worker *claims* the entry
+(``Outbox.claim``: one process at a time, whichever process replays it), summarizes the
+transcript, stores the conversation's units (summary and excerpts, ``memory.pipeline.units``)
+under keys derived from its deterministic summary key (a replay overwrites instead of
+duplicating), and only then removes the entry and releases the claim.
 
-``checkpoint`` records the transcript of a conversation still going on as an *open* entry
-(same id as its final entry), after every turn, so a process killed mid-conversation loses
-nothing. Open entries are never scheduled in-process (neither the sweeper nor ``wait`` sees
-them: they belong to live conversations); ``end_conversation`` overwrites one as closed.
-``replay_pending`` treats open entries as ended, closes and schedules them. This assumes one
-app process owns a state directory (true on AgentCore, one microVM per session, and for the
-local app, one process); call ``replay_pending`` at start-up, before any conversation.
+Erasure: before every store, and again right after it, the worker reads the tenant's erasure
+markers (``memory.pipeline.erasure``); a conversation a marker covers is dropped (what was just
+stored is deleted again), its entry removed. ``end_conversation`` checks them too.
+
+Failures retry with exponential backoff (``RetryPolicy.delay``) up to ``max_attempts`` per
+round; an exhausted entry waits for a re-sweep (``RetryPolicy.sweep_delay``), run by the
+sweeper thread (``start_sweeper``) or ``sweep()``. After ``max_rounds`` rounds or
+``max_busy_seconds`` since its first failure, or at once for an error that retrying cannot fix
+(access denied, index missing, misconfiguration, invalid data), the entry moves to the
+outbox's dead-letter area with the error type as reason, and its busy task ends.
+
+``checkpoint`` queues the transcript of a conversation still going on as an *open* entry
+(same id as its final entry). A writer thread writes the queued checkpoints in the background,
+coalesced per conversation (latest transcript wins; written ``checkpoint_interval`` seconds
+after the first queued turn, so at most one write per conversation per interval and none for a
+conversation that ends sooner), never on the turn's response path. ``end_conversation``
+discards a queued checkpoint of its conversation (the closed entry supersedes it). Open
+entries are never scheduled in-process; ``replay_pending`` adopts the open entries older than
+``orphan_after_seconds`` (their process is gone) and the closed ones.
 
 ``on_task_start(name) -> token`` / ``on_task_end(token)`` bracket every accepted entry from
-the moment it is scheduled until it is stored (in flight *or* waiting for a re-sweep), so an
-AgentCore app reports ``HealthyBusy`` and keeps the microVM, whose disk holds the outbox.
+the moment it is scheduled until it is stored, dead-lettered or handed to another process
+(in flight *or* waiting for a re-sweep), so an AgentCore app reports ``HealthyBusy`` meanwhile.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import random
 import threading
@@ -32,23 +43,42 @@ import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from memory import telemetry
-from memory.types import Scope
-from memory.pipeline.outbox import Outbox, OutboxEntry
-from memory.stores.protocol import MemoryBackend
+from memory.errors import AccessDenied, ConfigurationError, NotFound, ValidationError
+from memory.pipeline.erasure import covering
+from memory.pipeline.outbox import ErasureMarker, Outbox, OutboxEntry, parse_time
 from memory.pipeline.summarizer import Summarizer
+from memory.pipeline.units import store_conversation
+from memory.stores.protocol import MemoryBackend
+from memory.types import Scope
 
 logger = logging.getLogger(__name__)
 
 TaskStart = Callable[[str], Any]
 TaskEnd = Callable[[Any], None]
+Ref = tuple[str | None, str]  # (tenant id, entry id)
+
+#: Errors that retrying cannot fix: the entry is dead-lettered at once.
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (AccessDenied, NotFound, ConfigurationError, ValidationError)
+_STRIPES = 64
+
+
+class _Outcome(enum.Enum):
+    STORED = "stored"
+    GONE = "gone"  # removed, erased, live (open) or already stored by someone else
+    ELSEWHERE = "elsewhere"  # another process holds the claim
+    DEAD = "dead"
+    FAILED = "failed"  # exhausted this round: wait for a re-sweep
 
 
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded exponential backoff: with full jitter between attempts, doubling between sweeps.
+    """Bounded exponential backoff: full jitter between attempts, doubling between rounds,
+    then a dead letter (AgentCore ends an idle session after 15 minutes; a session kept
+    HealthyBusy lives until its maximum lifetime).
 
     Attributes:
         max_attempts: Attempts per round before an entry waits for a sweep.
@@ -56,6 +86,8 @@ class RetryPolicy:
         max_delay: Largest backoff between attempts (seconds).
         sweep_base_delay: First wait before re-sweeping an exhausted entry (seconds).
         sweep_max_delay: Largest wait between sweeps (seconds).
+        max_rounds: Exhausted rounds after which the entry is dead-lettered.
+        max_busy_seconds: Seconds after its first failure after which the entry is dead-lettered.
     """
 
     max_attempts: int = 4
@@ -63,6 +95,8 @@ class RetryPolicy:
     max_delay: float = 8.0
     sweep_base_delay: float = 30.0
     sweep_max_delay: float = 600.0
+    max_rounds: int = 3
+    max_busy_seconds: float = 300.0
 
     def delay(self, attempt: int) -> float:
         """Seconds to sleep after failed attempt number ``attempt`` (1-based)."""
@@ -74,7 +108,7 @@ class RetryPolicy:
 
 
 class SummaryPipeline:
-    """Summarizes finished conversations in the background without losing any."""
+    """Summarizes finished conversations in the background without losing or resurrecting any."""
 
     def __init__(
         self,
@@ -86,35 +120,59 @@ class SummaryPipeline:
         retry: RetryPolicy | None = None,
         on_task_start: TaskStart | None = None,
         on_task_end: TaskEnd | None = None,
+        claim_ttl_seconds: float = 600.0,
+        orphan_after_seconds: float = 0.0,
+        checkpoint_interval: float = 0.0,
+        erasure_refresh_seconds: float = 5.0,
     ) -> None:
         """Create the pipeline (its worker threads start with the first entry).
 
         Args:
             store: Where summaries are stored.
-            outbox: Where accepted conversations wait durably until stored.
+            outbox: Where accepted conversations wait durably until stored (``Outbox`` protocol:
+                ``LocalOutbox`` or ``S3Outbox``); also holds claims, dead letters, erasure markers.
             summarizer: Turns a transcript into the memory text.
             max_workers: Concurrent summaries.
-            retry: Backoff between attempts and sweeps.
+            retry: Backoff between attempts and sweeps, and when to dead-letter.
             on_task_start: Called with a name when an entry is scheduled; returns a token.
-            on_task_end: Called with that token once the entry is stored.
+            on_task_end: Called with that token once the entry is stored, dead-lettered or
+                left to the process that claimed it.
+            claim_ttl_seconds: Lease of a claim on the S3 outbox (taken over once expired).
+            orphan_after_seconds: Age after which ``replay_pending`` adopts an open entry.
+            checkpoint_interval: Seconds a queued checkpoint waits (coalescing) before its write.
+            erasure_refresh_seconds: How long the checkpoint writer trusts its cached markers
+                (every store reads them fresh).
         """
         self.store = store
         self.outbox = outbox
         self.summarizer = summarizer
         self.retry = retry or RetryPolicy()
+        self.claim_ttl_seconds = claim_ttl_seconds
+        self.orphan_after_seconds = orphan_after_seconds
+        self.checkpoint_interval = checkpoint_interval
+        self.erasure_refresh_seconds = erasure_refresh_seconds
         self._on_task_start = on_task_start
         self._on_task_end = on_task_end
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="memory-summary")
         self._lock = threading.RLock()  # done-callbacks may run inline under it
+        self._stripes = [threading.Lock() for _ in range(_STRIPES)]  # per-entry writes; taken before _lock
         self._stopping = threading.Event()  # abandon running work (shutdown without waiting)
-        self._closed = threading.Event()  # no more re-sweeps
+        self._closed = threading.Event()  # no more re-sweeps or checkpoints
         self._wake = threading.Event()  # the sweeper re-reads the earliest due time
         self._sweeper: threading.Thread | None = None
-        self._futures: set[Future[bool]] = set()
-        self._inflight: dict[str, bool] = {}  # entry id -> re-run requested while running
-        self._waiting: dict[str, float] = {}  # entry id -> monotonic time of its next sweep
-        self._rounds: dict[str, int] = {}  # entry id -> exhausted rounds so far
-        self._tokens: dict[str, Any] = {}  # entry id -> busy-task token, until it is stored
+        self._futures: set[Future[_Outcome]] = set()
+        self._inflight: dict[Ref, bool] = {}  # ref -> re-run requested while running
+        self._waiting: dict[Ref, float] = {}  # ref -> monotonic time of its next sweep
+        self._rounds: dict[Ref, int] = {}  # ref -> exhausted rounds so far
+        self._first_failure: dict[Ref, float] = {}  # ref -> monotonic time of its first failure
+        self._tokens: dict[Ref, Any] = {}  # ref -> busy-task token, until it is done
+        self._adopted: set[Ref] = set()  # open entries of dead processes, taken over by replay
+        self._checkpoints: dict[Ref, OutboxEntry] = {}  # queued, latest transcript wins
+        self._writing = 0  # checkpoint writes in progress
+        self._writer_wake = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._erased: set[Ref] = set()  # live conversations found erased
+        self._markers: dict[str | None, tuple[float, list[ErasureMarker]]] = {}
         self.metrics: Counter[str] = Counter()
 
     @property
@@ -123,50 +181,94 @@ class SummaryPipeline:
         with self._lock:
             return len(self._waiting)
 
-    def end_conversation(self, entry: OutboxEntry) -> str:
-        """Record ``entry`` durably and schedule its summary; returns the outbox entry id."""
-        with self._lock, telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=False)):
-            entry_id = self.outbox.put(dataclasses.replace(entry, open=False))
-            self.metrics["accepted"] += 1
-            self._schedule_locked(entry_id)
-        return entry_id
+    # -- conversations ------------------------------------------------------------------------
 
-    def checkpoint(self, entry: OutboxEntry) -> str:
-        """Record a live conversation's transcript so far durably, as an open entry; returns its id.
+    def end_conversation(self, entry: OutboxEntry) -> str | None:
+        """Record ``entry`` durably (closed) and schedule its summary; returns the entry id.
 
-        Nothing is scheduled. If a closed entry with the same id is being summarized (the
-        conversation went on after an end), that task sees the open entry and leaves it alone.
+        Returns None, writing nothing, when an erasure marker covers the conversation.
         """
-        with self._lock, telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=True)):
-            entry_id = self.outbox.put(dataclasses.replace(entry, open=True))
-            if entry_id in self._inflight:
-                self._inflight[entry_id] = True  # the task re-reads the entry instead of removing it
-            self.metrics["checkpoints"] += 1
+        ref = _ref(entry)
+        with self._stripe(ref):
+            with self._lock:
+                self._checkpoints.pop(ref, None)  # the closed entry supersedes a queued checkpoint
+            if self._erased_now(entry):
+                self._drop_erased(entry)
+                return None
+            with telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=False)):
+                entry_id = self.outbox.put(dataclasses.replace(entry, open=False))
+                with self._lock:  # scheduled under the write span: the summary's trace links to it
+                    self.metrics["accepted"] += 1
+                    self._schedule_locked(ref)
         return entry_id
+
+    def checkpoint(self, entry: OutboxEntry) -> str | None:
+        """Queue a live conversation's transcript so far as an open entry; returns its id.
+
+        Written in the background (``flush`` waits for it). Nothing is scheduled. Returns None
+        when the conversation was found erased (``is_erased``).
+        """
+        ref = _ref(entry)
+        with self._lock:
+            if ref in self._erased or self._closed.is_set():
+                return None
+            self._checkpoints[ref] = dataclasses.replace(entry, open=True)
+            self.metrics["checkpoints_queued"] += 1
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_forever, name="memory-checkpoints", daemon=True)
+                self._writer.start()
+        self._writer_wake.set()
+        return entry.entry_id
+
+    def is_erased(self, entry: OutboxEntry) -> bool:
+        """Whether this process found ``entry``'s live conversation covered by an erasure marker."""
+        with self._lock:
+            return _ref(entry) in self._erased
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued checkpoint is written; False if ``timeout`` expired first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if not self._checkpoints and not self._writing:
+                    return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            self._writer_wake.set()
+            time.sleep(0.002)
+
+    # -- replay and sweeps --------------------------------------------------------------------
 
     def replay_pending(self) -> int:
-        """Schedule every entry left in the outbox (e.g. by a crash) now; returns how many.
+        """Schedule the entries other processes left (e.g. by a crash) now; returns how many.
 
-        Open entries are conversations of a process that is gone: they are closed first.
+        Closed entries are all scheduled (claims keep two processes from both storing one);
+        open entries only once unchanged for ``orphan_after_seconds`` (their process is gone).
         """
         with telemetry.span("memory.outbox.replay") as span:
             entries = self.outbox.pending()
-            reopened = [entry for entry in entries if entry.open]
-            telemetry.annotate(span, {"memory.outbox.replayed": len(entries), "memory.outbox.reopened": len(reopened)})
+            now = datetime.now(timezone.utc)
+            orphans = [
+                e
+                for e in entries
+                if e.open and (now - parse_time(e.created_at)).total_seconds() >= self.orphan_after_seconds
+            ]
+            chosen = [e for e in entries if not e.open] + orphans
+            telemetry.annotate(span, {"memory.outbox.replayed": len(chosen), "memory.outbox.reopened": len(orphans)})
         with self._lock:
-            for entry in reopened:
-                self.outbox.put(dataclasses.replace(entry, open=False))
-            for entry in entries:
-                self._schedule_locked(entry.entry_id)
-            self.metrics["replayed"] += len(entries)
-            self.metrics["closed_at_replay"] += len(reopened)
-        if entries:
+            for entry in orphans:
+                self._adopted.add(_ref(entry))
+            for entry in chosen:
+                self._schedule_locked(_ref(entry))
+            self.metrics["replayed"] += len(chosen)
+            self.metrics["closed_at_replay"] += len(orphans)
+        if chosen:
             logger.info(
                 "replaying %d pending conversation summaries (%d left open by a previous process)",
-                len(entries),
-                len(reopened),
+                len(chosen),
+                len(orphans),
             )
-        return len(entries)
+        return len(chosen)
 
     def sweep(self) -> int:
         """Re-schedule the waiting entries whose backoff has elapsed; returns how many."""
@@ -174,9 +276,9 @@ class SummaryPipeline:
             if self._closed.is_set():
                 return 0
             now = time.monotonic()
-            due = [entry_id for entry_id, at in self._waiting.items() if at <= now]
-            for entry_id in due:
-                self._schedule_locked(entry_id)
+            due = [ref for ref, at in self._waiting.items() if at <= now]
+            for ref in due:
+                self._schedule_locked(ref)
             self.metrics["swept"] += len(due)
         if due:
             logger.info("re-sweeping %d pending conversation summaries", len(due))
@@ -208,22 +310,99 @@ class SummaryPipeline:
                 return False
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop the sweeper and the workers; with ``wait=False`` queued work is dropped.
-
-        Whatever is not stored stays in the outbox for the next start's ``replay_pending``.
-        """
+        """Write queued checkpoints, stop the sweeper and the workers (``wait=False`` drops
+        queued work). Whatever is not stored stays in the outbox for a later ``replay_pending``."""
+        self.flush(timeout=10)
         self._closed.set()
         self._wake.set()
+        self._writer_wake.set()
         if not wait:
             self._stopping.set()
         self._executor.shutdown(wait=wait, cancel_futures=not wait)
         with self._lock:
-            tokens = [self._tokens.pop(entry_id) for entry_id in self._waiting if entry_id in self._tokens]
+            tokens = [self._tokens.pop(ref) for ref in self._waiting if ref in self._tokens]
             self._waiting.clear()
         for token in tokens:
             self._task_ended(token)
-        if self._sweeper is not None:
-            self._sweeper.join(timeout=5)
+        for thread in (self._sweeper, self._writer):
+            if thread is not None:
+                thread.join(timeout=5)
+
+    # -- checkpoint writer --------------------------------------------------------------------
+
+    def _write_forever(self) -> None:
+        while not self._closed.is_set():
+            self._writer_wake.wait()
+            if self.checkpoint_interval > 0:
+                # coalesce: turns answered meanwhile replace the queued transcript, and a
+                # conversation that ends within the interval needs no checkpoint at all
+                self._closed.wait(self.checkpoint_interval)
+            self._writer_wake.clear()
+            with self._lock:
+                refs = list(self._checkpoints)
+                self._writing += len(refs)
+            for ref in refs:
+                try:
+                    self._write_checkpoint(ref)
+                except Exception:
+                    logger.exception("checkpoint writer failed")
+                finally:
+                    with self._lock:
+                        self._writing -= 1
+            with self._lock:
+                if self._checkpoints:
+                    self._writer_wake.set()
+
+    def _write_checkpoint(self, ref: Ref) -> None:
+        with self._stripe(ref):
+            with self._lock:
+                entry = self._checkpoints.pop(ref, None)
+            if entry is None:
+                return  # superseded by the closed entry
+            if self._erased_cached(entry):
+                self._drop_erased(entry)
+                return
+            try:
+                with telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=True)):
+                    self.outbox.put(entry)
+            except Exception as exc:
+                with self._lock:
+                    self.metrics["checkpoint_failures"] += 1
+                logger.error("checkpoint write failed (%s); the next turn writes it again", type(exc).__name__)
+                return
+            with self._lock:
+                if ref in self._inflight:
+                    self._inflight[ref] = True  # the running task re-reads the entry instead of removing it
+                self.metrics["checkpoints"] += 1
+
+    # -- erasure ------------------------------------------------------------------------------
+
+    def _markers_of(self, tenant_id: str | None, *, fresh: bool) -> list[ErasureMarker]:
+        with self._lock:
+            cached = self._markers.get(tenant_id)
+        if not fresh and cached is not None and time.monotonic() - cached[0] < self.erasure_refresh_seconds:
+            return cached[1]
+        markers = self.outbox.erasures(tenant_id)
+        with self._lock:
+            self._markers[tenant_id] = (time.monotonic(), markers)
+        return markers
+
+    def _erased_now(self, entry: OutboxEntry) -> bool:
+        return covering(self._markers_of(entry.tenant_id, fresh=True), entry) is not None
+
+    def _erased_cached(self, entry: OutboxEntry) -> bool:
+        return covering(self._markers_of(entry.tenant_id, fresh=False), entry) is not None
+
+    def _drop_erased(self, entry: OutboxEntry) -> None:
+        """Forget an erased conversation here: its outbox entry and any later checkpoint."""
+        self.outbox.remove(entry.entry_id, entry.tenant_id)
+        with self._lock:
+            self._erased.add(_ref(entry))
+            self._checkpoints.pop(_ref(entry), None)
+            self.metrics["erased_dropped"] += 1
+        logger.info("conversation covered by an erasure marker: dropped, nothing stored")
+
+    # -- scheduling ---------------------------------------------------------------------------
 
     def _sweep_forever(self) -> None:
         while not self._closed.is_set():
@@ -237,39 +416,41 @@ class SummaryPipeline:
             except Exception:
                 logger.exception("summary sweeper failed")
 
-    def _schedule_locked(self, entry_id: str) -> None:
-        if entry_id in self._inflight:
-            self._inflight[entry_id] = True  # the running task re-reads the newer entry
+    def _schedule_locked(self, ref: Ref) -> None:
+        if ref in self._inflight:
+            self._inflight[ref] = True  # the running task re-reads the newer entry
             return
-        self._waiting.pop(entry_id, None)
-        if entry_id not in self._tokens:
-            self._tokens[entry_id] = self._task_started(entry_id)
+        self._waiting.pop(ref, None)
+        if ref not in self._tokens:
+            self._tokens[ref] = self._task_started(ref[1])
         try:
-            future = self._executor.submit(telemetry.in_background("memory.summary", self._run), entry_id)
+            future = self._executor.submit(self._traced_run(ref))
         except RuntimeError:  # executor shut down: the entry stays in the outbox
-            self._task_ended(self._tokens.pop(entry_id))
+            self._task_ended(self._tokens.pop(ref))
             logger.warning("summary pipeline is shut down; entry left in the outbox")
             return
-        self._inflight[entry_id] = False
+        self._inflight[ref] = False
         self._futures.add(future)
-        future.add_done_callback(lambda f: self._finished(f, entry_id))
+        future.add_done_callback(lambda f: self._finished(f, ref))
 
-    def _finished(self, future: Future[bool], entry_id: str) -> None:
+    def _finished(self, future: Future[_Outcome], ref: Ref) -> None:
         crashed = not future.cancelled() and future.exception() is not None
         if crashed:
             logger.error("summary task crashed; entry left in the outbox", exc_info=future.exception())
-        stored = not future.cancelled() and not crashed and future.result()
+        outcome = _Outcome.FAILED if crashed or future.cancelled() else future.result()
         ended: list[Any] = []
         with self._lock:
-            self._inflight.pop(entry_id, None)
-            if stored or future.cancelled() or self._closed.is_set():
-                self._rounds.pop(entry_id, None)
-                if entry_id in self._tokens:
-                    ended.append(self._tokens.pop(entry_id))
+            self._inflight.pop(ref, None)
+            if outcome is not _Outcome.FAILED or future.cancelled() or self._closed.is_set():
+                self._rounds.pop(ref, None)
+                self._first_failure.pop(ref, None)
+                self._adopted.discard(ref)
+                if ref in self._tokens:
+                    ended.append(self._tokens.pop(ref))
             else:  # exhausted or crashed: keep it pending (and the app busy) until a re-sweep
-                rounds = self._rounds[entry_id] = self._rounds.get(entry_id, 0) + 1
+                rounds = self._rounds.setdefault(ref, 1)
                 delay = self.retry.sweep_delay(rounds)
-                self._waiting[entry_id] = time.monotonic() + delay
+                self._waiting[ref] = time.monotonic() + delay
                 self._wake.set()
                 logger.warning("summary kept in the outbox; retry round %d in %.0f s", rounds + 1, delay)
         for token in ended:
@@ -277,31 +458,93 @@ class SummaryPipeline:
         with self._lock:  # last: ``wait`` returns once the hooks have run
             self._futures.discard(future)
 
-    def _run(self, entry_id: str) -> bool:
-        """Summarize and store the entry; True once it is stored (or no longer pending).
+    # -- one entry ----------------------------------------------------------------------------
 
-        An open entry belongs to a live conversation (it went on after an end): left as it is.
-        """
-        while not self._stopping.is_set():
-            entry = self.outbox.get(entry_id)
-            if entry is None or entry.open:
-                return True
-            if not self._process_with_retries(entry):
-                return False
+    def _traced_run(self, ref: Ref) -> Callable[[], _Outcome]:
+        """``_run(ref)`` under the ``memory.summary`` background span, caused by the current span
+        (outcome ``done`` unless the entry stays in the outbox for a re-sweep)."""
+        outcomes: list[_Outcome] = []
+
+        def work(entry_id: str) -> bool:
+            outcomes.append(self._run(ref))
+            return outcomes[-1] is not _Outcome.FAILED
+
+        traced = telemetry.in_background("memory.summary", work)  # captures the current span now
+
+        def run() -> _Outcome:
+            traced(ref[1])
+            return outcomes[-1]
+
+        return run
+
+    def _run(self, ref: Ref) -> _Outcome:
+        """Claim, summarize, store and remove one entry (see the module docstring)."""
+        tenant_id, entry_id = ref
+        claim = self.outbox.claim(entry_id, tenant_id, ttl_seconds=self.claim_ttl_seconds)
+        if claim is None:
+            self._count("claimed_elsewhere")
+            return _Outcome.ELSEWHERE
+        try:
+            while not self._stopping.is_set():
+                entry = self.outbox.get(entry_id, tenant_id)
+                with self._lock:
+                    adopted = ref in self._adopted
+                if entry is None or (entry.open and not adopted):
+                    return _Outcome.GONE  # stored by someone else, or a live conversation's checkpoint
+                if self._erased_now(entry):
+                    self._drop_erased(entry)
+                    return _Outcome.GONE
+                error = self._process_with_retries(entry)
+                if error is not None:
+                    return self._failed(ref, entry, error)
+                if self._erased_now(entry):  # a forget ran while we stored: undo
+                    self._unstore(entry)
+                    self._drop_erased(entry)
+                    return _Outcome.GONE
+                with self._stripe(ref):
+                    with self._lock:
+                        rerun = self._inflight.get(ref, False)
+                        self._inflight[ref] = False
+                    if not rerun:
+                        self.outbox.remove(entry_id, tenant_id)
+                        return _Outcome.STORED
+                # a newer transcript arrived while we worked: summarize it too
+            return _Outcome.FAILED
+        finally:
+            self.outbox.release(claim)
+
+    def _failed(self, ref: Ref, entry: OutboxEntry, error: Exception) -> _Outcome:
+        reason = type(error).__name__
+        now = time.monotonic()
+        with self._lock:
+            rounds = self._rounds[ref] = self._rounds.get(ref, 0) + 1
+            first = self._first_failure.setdefault(ref, now)
+        permanent = isinstance(error, PERMANENT_ERRORS)
+        if not (permanent or rounds >= self.retry.max_rounds or now - first >= self.retry.max_busy_seconds):
+            return _Outcome.FAILED
+        with self._stripe(ref):
             with self._lock:
-                if self._inflight.get(entry_id):
-                    self._inflight[entry_id] = False
-                    continue  # a newer transcript arrived while we worked: summarize it too
-                self.outbox.remove(entry_id)
-                return True
-        return False
+                if self._inflight.get(ref):
+                    return _Outcome.FAILED  # a newer transcript replaced this one: try it first
+            self.outbox.dead_letter(entry, reason)
+        self._count("dead_lettered")
+        self._count(f"dead_lettered_{reason}")
+        logger.error(
+            "summary dead-lettered after %d round(s) (%s): entry %s; see `python -m scripts outbox list`",
+            rounds,
+            reason,
+            entry.entry_id,
+        )
+        return _Outcome.DEAD
 
-    def _process_with_retries(self, entry: OutboxEntry) -> bool:
+    def _process_with_retries(self, entry: OutboxEntry) -> Exception | None:
+        error: Exception | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
             try:
                 self._process(entry)
-                return True
+                return None
             except Exception as exc:
+                error = exc
                 self._count("failed_attempts")
                 logger.warning(
                     "summary attempt %d/%d failed for agent=%s: %s",
@@ -312,11 +555,13 @@ class SummaryPipeline:
                     exc_info=logger.isEnabledFor(logging.DEBUG),
                 )
                 self._record_attempt(entry)
+                if isinstance(exc, PERMANENT_ERRORS):
+                    break
                 if attempt == self.retry.max_attempts or self._stopping.wait(self.retry.delay(attempt)):
                     break
         self._count("exhausted")
         logger.error("summary attempts exhausted (entry %s); kept in the outbox", entry.entry_id)
-        return False
+        return error
 
     def _process(self, entry: OutboxEntry) -> None:
         telemetry.annotate(telemetry.current_span(), _outbox_attributes(entry, open=entry.open))
@@ -325,15 +570,13 @@ class SummaryPipeline:
             self._count("skipped_empty")
             logger.info("conversation had nothing to remember; no summary stored")
             return
-        scope = Scope(user_id=entry.user_id, tenant_id=entry.tenant_id, agent_name=entry.agent_name)
-        self.store.store(
-            scope,
-            summary,
-            conversation_id=entry.conversation_id,
-            memory_type="summary",
-            key=entry.key,
-        )
+        store_conversation(self.store, entry, summary)
         self._count("stored")
+
+    def _unstore(self, entry: OutboxEntry) -> None:
+        deleted = self.store.forget(_scope(entry), conversation_id=entry.conversation_id)
+        self._count("erased_after_store")
+        logger.info("an erasure arrived while storing: %d memories deleted again", deleted)
 
     def _count(self, name: str) -> None:
         telemetry.summary_counted(name)
@@ -341,12 +584,17 @@ class SummaryPipeline:
             self.metrics[name] += 1
 
     def _record_attempt(self, entry: OutboxEntry) -> None:
-        with self._lock:
-            if self._inflight.get(entry.entry_id):
-                return  # a newer entry replaced this one; keep it as written
-            current = self.outbox.get(entry.entry_id)
+        ref = _ref(entry)
+        with self._stripe(ref):
+            with self._lock:
+                if self._inflight.get(ref):
+                    return  # a newer entry replaced this one; keep it as written
+            current = self.outbox.get(entry.entry_id, entry.tenant_id)
             if current is not None and current.created_at == entry.created_at:
                 self.outbox.put(dataclasses.replace(current, attempts=current.attempts + 1))
+
+    def _stripe(self, ref: Ref) -> threading.Lock:
+        return self._stripes[hash(ref) % _STRIPES]
 
     def _task_started(self, entry_id: str) -> Any:
         telemetry.outbox_backlog(+1)
@@ -366,6 +614,14 @@ class SummaryPipeline:
             self._on_task_end(token)
         except Exception:
             logger.warning("on_task_end hook failed", exc_info=True)
+
+
+def _ref(entry: OutboxEntry) -> Ref:
+    return (entry.tenant_id, entry.entry_id)
+
+
+def _scope(entry: OutboxEntry) -> Scope:
+    return Scope(user_id=entry.user_id, tenant_id=entry.tenant_id, agent_name=entry.agent_name)
 
 
 def _outbox_attributes(entry: OutboxEntry, *, open: bool) -> dict[str, Any]:

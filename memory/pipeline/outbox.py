@@ -1,44 +1,65 @@
-"""A durable outbox of conversations waiting to be summarized and stored.
+"""The outbox: conversations waiting to be summarized and stored, claims, dead letters and
+erasure markers, behind one protocol (``Outbox``) with two backends: a local directory
+(``memory.pipeline.outbox_local.LocalOutbox``, dev and tests) and Amazon S3
+(``memory.pipeline.outbox_s3.S3Outbox``, one prefix per tenant, what AgentCore needs because a
+microVM's disk is discarded with its session).
 
-One JSON file per entry under a directory, written atomically (temp file, fsync, rename,
-directory fsync): once ``put`` returns, the entry survives a crash. The file name is the
-summary's vector key, ``memory.keys.summary_key`` (tenant, user, agent, conversation id and the
-conversation's start marker ``opened``), so ending the same conversation twice replaces one entry
-instead of adding a second, while a new conversation under a reused conversation id gets its own
-entry. The key is also stored in the entry (``"key"``); an entry read back keeps the key it was
-filed under (its file name, for entries written before ``"key"`` existed), never a recomputed
-one, so a change of the key format cannot orphan pending entries. A file whose stored key
-disagrees with its name is reported and left in place, like an unreadable one.
+Once ``put`` returns, the entry survives the process (and, with S3, the machine). An entry's id
+is its summary's vector key, ``memory.keys.summary_key`` (tenant, user, agent, conversation id
+and the conversation's start marker ``opened``), so ending the same conversation twice replaces
+one entry instead of adding a second, while a new conversation under a reused conversation id
+gets its own entry. The key is also stored in the entry (``"key"``); an entry read back keeps the
+key it was filed under (its id, for entries written before ``"key"`` existed), never a
+recomputed one, so a change of the key format cannot orphan pending entries. A document whose
+stored key disagrees with its id is reported and left in place, like an unreadable one
+(``read_entry``).
 
 An entry is either *closed* (the conversation ended: summarize it) or *open* (a per-turn
 checkpoint of a live conversation, overwritten by the next turn and finally by the closed
 entry). Open entries left behind by a dead process are closed by the next start
 (``SummaryPipeline.replay_pending``).
+
+*Claims* make one process at a time work on an entry (the local backend: an ``flock`` that the
+kernel drops when the process dies; S3: a lease object created with ``If-None-Match: *`` and
+taken over, once expired, with ``If-Match``). *Dead letters* are entries whose summary kept
+failing, kept with the reason for ``python -m scripts outbox list|retry|purge``. *Erasure
+markers* (``memory.pipeline.erasure``) record a ``forget``; the pipeline checks them before
+every store.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
-import os
-import tempfile
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any
+import logging
+from typing import Any, Callable, Protocol, TypeVar, runtime_checkable
 
 from memory.keys import summary_key
-from memory.private_files import private_dir
 from memory.pipeline.summarizer import Turn
 
 logger = logging.getLogger(__name__)
-
-_SUFFIX = ".json"
+T = TypeVar("T")
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
+
+
+def parse_or_none(parse: Callable[[Any], T], data: Any, name: str) -> T | None:
+    """``parse(data)``, or None (logged, without content) when the stored document is malformed."""
+    try:
+        return parse(data)
+    except (ValueError, KeyError, TypeError):
+        logger.error("outbox document %s is unreadable; leaving it in place", name.rsplit("/", 1)[-1])
+        return None
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO timestamp as an aware UTC datetime (naive ones are taken as UTC)."""
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -56,7 +77,8 @@ class OutboxEntry:
         agent_name: The agent that held the conversation.
         conversation_id: The conversation (AgentCore session) id.
         transcript: Its text turns so far.
-        created_at: When the entry was first written (ISO 8601).
+        created_at: When this version of the entry was made (ISO 8601; a checkpoint's age tells
+            whether its process is still alive).
         attempts: Failed summary attempts so far.
         opened: The conversation's start marker (part of the summary key).
         open: True while the conversation goes on (a checkpoint).
@@ -86,6 +108,11 @@ class OutboxEntry:
         """The outbox id: the summary key itself (``sum-`` + hex digits, file-name safe)."""
         return self.key
 
+    @property
+    def started_at(self) -> datetime:
+        """When the conversation started (its start marker's time; ``created_at`` without one)."""
+        return parse_time((self.opened or self.created_at).split("~", 1)[0])
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict of the entry, its summary key included (``"key"``)."""
         data = dataclasses.asdict(self)
@@ -110,72 +137,140 @@ class OutboxEntry:
         )
 
 
-class Outbox:
-    """Entries stored as files (0600) under ``directory`` (created 0700 if missing)."""
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        """Open the outbox.
+def read_entry(data: Any, entry_id: str) -> OutboxEntry | None:
+    """The entry a stored document filed under ``entry_id`` holds, keeping the key it was filed
+    under; None (logged, without content) when it is unreadable or names another key."""
+    entry = parse_or_none(OutboxEntry.from_json, data, entry_id)
+    if entry is None:
+        return None
+    if entry.stored_key is None:  # written before entries stored their key: the id is the key
+        return dataclasses.replace(entry, stored_key=entry_id)
+    if entry.stored_key != entry_id:
+        logger.error("outbox entry %s names another key; leaving it in place", entry_id)
+        return None
+    return entry
 
-        Args:
-            directory: Where entries are kept (created 0700 if missing); one process owns it.
-        """
-        self.directory = private_dir(directory)
+@dataclass(frozen=True)
+class DeadLetter:
+    """An entry whose summary kept failing, why, and when it was moved aside.
 
-    def _path(self, entry_id: str) -> Path:
-        return self.directory / f"{entry_id}{_SUFFIX}"
+    Attributes:
+        entry: The conversation, as it was pending.
+        reason: The error type of the last failure (e.g. ``AccessDenied``, ``NotFound``).
+        dead_at: When it was dead-lettered (ISO 8601).
+    """
+
+    entry: OutboxEntry
+    reason: str
+    dead_at: str = field(default_factory=_now)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return {"entry": self.entry.to_json(), "reason": self.reason, "dead_at": self.dead_at}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "DeadLetter":
+        """Rebuild from ``to_json`` output."""
+        return cls(OutboxEntry.from_json(data["entry"]), str(data["reason"]), str(data["dead_at"]))
+
+
+@dataclass(frozen=True)
+class ErasureMarker:
+    """A durable record of a ``forget``: a tenant, a user or one conversation, at ``erased_at``.
+
+    It covers every conversation of its scope that started at or before ``erased_at``
+    (``user_id`` None: every user of the tenant; ``conversation_id`` None: every conversation).
+
+    Attributes:
+        tenant_id: The tenant.
+        user_id: The erased user (None: every user of the tenant).
+        conversation_id: Only this conversation of the user (None: all of them).
+        erased_at: When the erasure was recorded (ISO 8601).
+        marker_id: The marker's unique id.
+    """
+
+    tenant_id: str | None
+    user_id: str | None = None
+    conversation_id: str | None = None
+    erased_at: str = field(default_factory=_now)
+    marker_id: str = field(default_factory=lambda: "era-" + uuid.uuid4().hex)
+
+    def covers(self, entry: OutboxEntry) -> bool:
+        """Whether ``entry``'s conversation is erased by this marker."""
+        if entry.tenant_id != self.tenant_id:
+            return False
+        if self.user_id is not None and entry.user_id != self.user_id:
+            return False
+        if self.conversation_id is not None and entry.conversation_id != self.conversation_id:
+            return False
+        return entry.started_at <= parse_time(self.erased_at)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ErasureMarker":
+        """Rebuild from ``to_json`` output."""
+        return cls(
+            tenant_id=data.get("tenant_id"),
+            user_id=data.get("user_id"),
+            conversation_id=data.get("conversation_id"),
+            erased_at=str(data["erased_at"]),
+            marker_id=str(data["marker_id"]),
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Proof that this process may work on one entry until ``release`` (``token``: backend data)."""
+
+    tenant_id: str | None
+    entry_id: str
+    token: Any = None
+
+
+@runtime_checkable
+class Outbox(Protocol):
+    """Durable pending entries, claims, dead letters and erasure markers, per tenant.
+
+    ``tenant_id`` arguments name the entry's tenant (the S3 backend keeps one prefix per
+    tenant and uses that tenant's credentials); the local backend ignores them.
+    """
 
     def put(self, entry: OutboxEntry) -> str:
         """Write ``entry`` durably (replacing one with the same id); returns its id."""
-        entry_id = entry.entry_id
-        data = json.dumps(entry.to_json(), ensure_ascii=False).encode("utf-8")
-        fd, tmp = tempfile.mkstemp(prefix=f".{entry_id}.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self._path(entry_id))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        self._sync_directory()
-        return entry_id
 
-    def get(self, entry_id: str) -> OutboxEntry | None:
-        """The entry with ``entry_id``, or None if it is not (or no longer) pending."""
-        try:
-            raw = self._path(entry_id).read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
-            entry = OutboxEntry.from_json(json.loads(raw))
-        except (ValueError, KeyError, TypeError):
-            logger.error("outbox entry %s is unreadable; leaving it in place", entry_id)
-            return None
-        if entry.stored_key is None:  # written before entries stored their key: the name is the key
-            return dataclasses.replace(entry, stored_key=entry_id)
-        if entry.stored_key != entry_id:
-            logger.error("outbox entry %s names another key; leaving it in place", entry_id)
-            return None
-        return entry
+    def get(self, entry_id: str, tenant_id: str | None = None) -> OutboxEntry | None:
+        """The pending entry, or None if it is not (or no longer) pending."""
 
-    def pending(self) -> list[OutboxEntry]:
-        """Every readable pending entry, oldest first."""
-        entries = []
-        for path in self.directory.glob(f"*{_SUFFIX}"):
-            entry = self.get(path.name[: -len(_SUFFIX)])
-            if entry is not None:
-                entries.append(entry)
-        return sorted(entries, key=lambda e: e.created_at)
+    def pending(self, tenant_id: str | None = None) -> list[OutboxEntry]:
+        """Pending entries, oldest first: every tenant's, or only ``tenant_id``'s when given."""
 
-    def remove(self, entry_id: str) -> None:
-        """Delete an entry (a missing one is ignored)."""
-        self._path(entry_id).unlink(missing_ok=True)
-        self._sync_directory()
+    def remove(self, entry_id: str, tenant_id: str | None = None) -> None:
+        """Delete a pending entry (a missing one is ignored)."""
 
-    def _sync_directory(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    def claim(self, entry_id: str, tenant_id: str | None = None, *, ttl_seconds: float = 600.0) -> Claim | None:
+        """Claim an entry for this process, or None while another process holds it."""
+
+    def release(self, claim: Claim) -> None:
+        """Give a claim up (idempotent)."""
+
+    def dead_letter(self, entry: OutboxEntry, reason: str) -> None:
+        """Move ``entry`` from pending to the dead-letter area with ``reason``."""
+
+    def dead_letters(self, tenant_id: str | None = None) -> list[DeadLetter]:
+        """Dead letters, oldest first (every tenant's, or one tenant's)."""
+
+    def revive(self, entry_id: str, tenant_id: str | None = None) -> OutboxEntry | None:
+        """Move a dead letter back to pending (attempts reset); returns it, None if absent."""
+
+    def purge(self, entry_id: str, tenant_id: str | None = None) -> bool:
+        """Delete a dead letter for good; True if there was one."""
+
+    def add_erasure(self, marker: ErasureMarker) -> None:
+        """Record an erasure marker durably."""
+
+    def erasures(self, tenant_id: str | None) -> list[ErasureMarker]:
+        """The tenant's erasure markers."""

@@ -4,7 +4,9 @@ Two modes:
 
 * abstractive: the agent's own Strands model, called with a dedicated summarization system
   prompt (``SUMMARY_SYSTEM_PROMPT``) and the transcript rendered as one user message;
-* extractive: the user's own statements (questions dropped), deduplicated, in order.
+* extractive: the user's own statements, deduplicated, in order. A sentence is dropped only
+  when it is a pure question (it opens with a question word such as "what" or "can"): "I'm
+  flying to Lisbon on the 14th, any tips?" states a fact and is kept.
 
 ``mode="auto"`` (the default) picks abstractive when a model is given, extractive otherwise;
 ``small_local_model=True`` always forces extractive (a tiny local model drops and invents
@@ -41,6 +43,13 @@ DEFAULT_MAX_CHARS = 1500
 DEFAULT_MAX_INPUT_CHARS = 24_000
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
+#: First words of a sentence that only asks (its answer, not the user, holds the facts).
+QUESTION_OPENERS = frozenset(
+    "what what's whats which who whom whose when where why how how's is are was were am do does did "
+    "can could would will should shall may might have has had any anything "
+    "tell remind".split()
+)
 _SPACES = re.compile(r"\s+")
 
 
@@ -101,20 +110,37 @@ def cut_at_sentence(text: str, max_chars: int) -> str:
     return (head[:space] if space > 0 else head[: max_chars - 1]).rstrip() + "…"
 
 
-def extractive_summary(turns: Sequence[Turn], max_chars: int = DEFAULT_MAX_CHARS) -> str:
-    """The user's statements in order, questions dropped, duplicates removed, bounded."""
+def is_pure_question(sentence: str) -> bool:
+    """True when ``sentence`` ends in "?" and opens with a question word (nothing stated)."""
+    words = sentence.strip().split(maxsplit=1)
+    return sentence.rstrip().endswith("?") and bool(words) and words[0].casefold().strip(",") in QUESTION_OPENERS
+
+
+def user_statements(turns: Sequence[Turn]) -> list[str]:
+    """The user's sentences in order, pure questions dropped, repeated sentences kept once."""
     seen: set[str] = set()
     kept: list[str] = []
     for turn in turns:
         if turn["role"] != "user":
             continue
         text = _SPACES.sub(" ", turn["text"]).strip()
-        norm = text.casefold().rstrip(".!")
-        if not text or text.endswith("?") or norm in seen:
-            continue
-        seen.add(norm)
-        kept.append(text if text[-1] in ".!?" else text + ".")
-    return cut_at_sentence(" ".join(kept), max_chars)
+        for sentence in _SENTENCE_BREAK.split(text):
+            sentence = sentence.strip()
+            norm = sentence.casefold().rstrip(".!")
+            if not sentence or is_pure_question(sentence) or norm in seen:
+                continue
+            seen.add(norm)
+            kept.append(sentence if sentence[-1] in ".!?" else sentence + ".")
+    return kept
+
+
+def extractive_summary(turns: Sequence[Turn], max_chars: int = DEFAULT_MAX_CHARS) -> str:
+    """The user's statements in order (``user_statements``), bounded at a sentence end.
+
+    What the bound cuts is not lost: the conversation's excerpt units
+    (``memory.pipeline.units``) cover the whole transcript.
+    """
+    return cut_at_sentence(" ".join(user_statements(turns)), max_chars)
 
 
 class Summarizer:

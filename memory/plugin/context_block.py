@@ -9,8 +9,9 @@ instructions.
 from __future__ import annotations
 
 import html
-from datetime import timezone
-from typing import Sequence
+import re
+from datetime import datetime, timezone
+from typing import NamedTuple, Sequence
 
 from memory.types import Memory
 
@@ -26,19 +27,49 @@ HEADER = (
 )
 
 
-def _stored_at(memory: Memory) -> str:
-    stamp = memory.stored_at
+def _utc(stamp: datetime) -> str:
     if stamp.tzinfo is not None:
         stamp = stamp.astimezone(timezone.utc)
     return stamp.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def conversation_started(memory: Memory) -> str | None:
+    """When the memory's conversation started (from its start marker), None if unknown."""
+    if not memory.opened:
+        return None
+    try:
+        return _utc(datetime.fromisoformat(memory.opened.split("~", 1)[0]))
+    except ValueError:
+        return None
+
+
 def format_memory(memory: Memory) -> str:
-    """One memory as an escaped ``<memory>`` element carrying its id and stored date."""
+    """One memory as an escaped ``<memory>`` element: id, type, stored date and, when known, the
+    date its conversation started (so the model can reason about time)."""
+    started = conversation_started(memory)
     return (
-        f'<memory id="{html.escape(memory.id, quote=True)}" '
-        f'stored_at="{_stored_at(memory)}">{html.escape(memory.content, quote=True)}</memory>'
+        f'<memory id="{html.escape(memory.id, quote=True)}" type="{html.escape(memory.memory_type, quote=True)}" '
+        f'stored_at="{_utc(memory.stored_at)}"'
+        + (f' conversation_started="{started}"' if started else "")
+        + f">{html.escape(memory.content, quote=True)}</memory>"
     )
+
+
+class RenderedMemory(NamedTuple):
+    """One ``<memory>`` element read back from rendered text (unescaped)."""
+
+    id: str
+    stored_at: str
+    content: str
+
+
+# Attribute values are escaped with quote=True, so no value holds '"' or '>'.
+_ELEMENT = re.compile(r'<memory id="([^"]*)"[^>]*? stored_at="([^"]*)"[^>]*>(.*?)</memory>', re.DOTALL)
+
+
+def parse_memories(text: str) -> list[RenderedMemory]:
+    """The memories :func:`format_memory` rendered into ``text`` (a block or a recall result), in order."""
+    return [RenderedMemory(html.unescape(i), s, html.unescape(c)) for i, s, c in _ELEMENT.findall(text)]
 
 
 def render_block(memories: Sequence[Memory]) -> str:

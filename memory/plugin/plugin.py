@@ -11,11 +11,14 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   without ``user_id`` or ``conversation_id`` runs without memory, with a warning; there is no
   default user. Malformed identity (e.g. a tenant dict without a valid ``tenantId``) fails the
   turn with ``InvalidInvocationState`` before the model runs: never a silent memory-off.
-* The first turn of a conversation retrieves the top-k memories for the prompt (this user,
-  this agent, similarity >= ``min_score``) and fills ``{memory_context}`` in the agent's base
-  system prompt with a fenced block (``memory.plugin.context_block``). The block is re-applied on
-  every turn of that conversation. Without the placeholder the block is appended (warning
-  once); without memories the placeholder is removed.
+* The first turn of a conversation retrieves the top-k memories (this user, this agent; one per
+  past conversation, hybrid-ranked by the store; ``min_score`` None uses the embedder's
+  calibrated floor) and fills ``{memory_context}`` in the agent's base system prompt with a
+  fenced block (``memory.plugin.context_block``), each memory with its conversation's date.
+  The query is all user text of that first invocation, not only its last message (a client
+  may send earlier context along), bounded to ``MAX_QUERY_CHARS`` of the latest text. The
+  block is re-applied on every turn of that conversation. Without the placeholder the block
+  is appended (warning once); without memories the placeholder is removed.
 * Retrieval failures degrade to no memory: a warning and ``metrics["retrieval_failures"]``.
 * The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent
   through the public ``Plugin.tools`` property (``recall_tool=False`` leaves it out).
@@ -26,10 +29,14 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   turn is seen; it is part of the summary key, so a conversation id reused later (a session id
   after a restart) stores a second memory instead of overwriting the first.
 * After every turn that does not end the conversation (and added to the transcript), the
-  plugin checkpoints it: the same outbox entry, marked open, written through
-  ``SummaryPipeline.checkpoint`` off the event loop but before the turn returns, so an
-  answered turn survives a SIGKILL (the next start closes and summarizes it). A failed
-  checkpoint is logged and counted (``metrics["checkpoint_failures"]``); the turn still answers.
+  plugin queues a checkpoint: the same outbox entry, marked open, handed to
+  ``SummaryPipeline.checkpoint``, which writes it in the background, coalesced per
+  conversation (latest transcript wins). The turn does not wait for it: a process killed
+  before the write loses the turns answered since the last written checkpoint (the loss
+  window). ``end_session`` waits until the closed entry is durable.
+* Erasure: when the pipeline finds the conversation covered by an erasure marker
+  (``memory.pipeline.erasure``), the plugin drops its transcript and records nothing more of
+  that conversation (``metrics["erased"]``).
 * ``summarize=False`` makes a read-only plugin (injection and recall, no transcript, no
   summary): for specialists called as tools, whose "user" is the orchestrator's model.
 * ``used_memory_ids`` lists the ids of memories injected and recalled in the current
@@ -58,7 +65,7 @@ from memory.types import Memory, Scope
 from memory.pipeline.outbox import OutboxEntry
 from memory.stores.protocol import MemoryBackend
 from memory.plugin.invocation import Invocation, read_invocation
-from memory.plugin.recall_tool import build_recall_tool
+from memory.plugin.recall_tool import MAX_QUERY_CHARS, build_recall_tool
 from memory.pipeline.summarizer import Turn, transcript_from_messages
 
 if TYPE_CHECKING:
@@ -70,8 +77,6 @@ logger = logging.getLogger(__name__)
 #: in a private constant (``strands.agent.agent._DEFAULT_AGENT_NAME``), so it is repeated here;
 #: tests/unit/memory/plugin/test_sdk_contract.py fails loudly if the SDK changes it.
 SDK_DEFAULT_AGENT_NAME = "Strands Agents"
-#: Default cosine-similarity floor for injected memories.
-DEFAULT_MIN_SCORE = 0.2
 
 
 def check_agent_name(name: str | None) -> str:
@@ -104,6 +109,7 @@ class _Conversation:
     transcript: list[Turn] = field(default_factory=list)
     ended_at_turns: int = -1  # transcript length when last handed to the pipeline
     written_at_turns: int = -1  # transcript length when last written (checkpoint or end)
+    erased: bool = False  # covered by an erasure marker: nothing more is recorded
 
 
 class MemoryPlugin(Plugin):
@@ -118,7 +124,7 @@ class MemoryPlugin(Plugin):
         pipeline: SummaryPipeline | None,
         summarize: bool = True,
         top_k: int = 5,
-        min_score: float | None = DEFAULT_MIN_SCORE,
+        min_score: float | None = None,
         recall_top_k_max: int = 10,
         recall_tool: bool = True,
     ) -> None:
@@ -129,7 +135,8 @@ class MemoryPlugin(Plugin):
             pipeline: Summarizes ended conversations into ``store``; None stores nothing.
             summarize: False makes a read-only plugin (no transcript, no summary).
             top_k: How many memories are injected on a conversation's first turn.
-            min_score: Cosine-similarity floor of injected and recalled memories.
+            min_score: Cosine-similarity floor of injected and recalled memories (None: the
+                store's, i.e. the embedder's calibrated floor).
             recall_top_k_max: Upper bound of the recall tool's ``top_k``.
             recall_tool: Whether the ``memory_tool`` recall tool is registered with the agent.
         """
@@ -242,7 +249,7 @@ class MemoryPlugin(Plugin):
         if not self.summarize:
             return
         with self._lock:
-            if self._turn_active and self._conversation is not None:
+            if self._turn_active and self._conversation is not None and not self._conversation.erased:
                 self._conversation.transcript.extend(transcript_from_messages([event.message]))
 
     @hook
@@ -256,9 +263,9 @@ class MemoryPlugin(Plugin):
         if invocation is None:
             return
         if invocation.end_session:
-            await asyncio.to_thread(self._end_quietly, conversation)  # the outbox write fsyncs
+            await asyncio.to_thread(self._end_quietly, conversation)  # the outbox write is durable I/O
         else:
-            await asyncio.to_thread(self._checkpoint_quietly, conversation)
+            self._checkpoint_quietly(conversation)  # only queued: written in the background
 
     def end_conversation(self) -> str | None:
         """Hand the current conversation to the summary pipeline; returns the outbox entry id.
@@ -327,22 +334,33 @@ class MemoryPlugin(Plugin):
             logger.error("agent=%s could not record the finished conversation: %s", self.agent_name, type(exc).__name__)
 
     def _checkpoint_quietly(self, conversation: _Conversation) -> None:
-        """Checkpoint from a hook: a failure is logged and counted, the user's turn goes on."""
+        """Queue a checkpoint from a hook (no I/O): the turn never waits for it."""
         with self._lock:
             turns = len(conversation.transcript)
             if not self.summarize or self.pipeline is None or turns == conversation.written_at_turns:
                 return  # nothing new since the last write
             if not any(t["role"] == "user" for t in conversation.transcript):
                 return
+            entry = self._entry(conversation)
             try:
                 with telemetry.span("memory.checkpoint", self._attributes(conversation)):
-                    self.pipeline.checkpoint(self._entry(conversation))
+                    queued = not self.pipeline.is_erased(entry) and self.pipeline.checkpoint(entry) is not None
             except Exception as exc:
                 self.metrics["checkpoint_failures"] += 1
                 logger.error("agent=%s could not checkpoint the conversation: %s", self.agent_name, type(exc).__name__)
                 return
+            if not queued:
+                self._drop_erased(conversation)
+                return
             conversation.written_at_turns = turns
             self.metrics["checkpoints"] += 1
+
+    def _drop_erased(self, conversation: _Conversation) -> None:
+        conversation.transcript.clear()
+        conversation.erased = True
+        conversation.ended_at_turns = conversation.written_at_turns = 0
+        self.metrics["erased"] += 1
+        logger.info("agent=%s conversation erased: its transcript is dropped", self.agent_name)
 
     def _end_locked(self, conversation: _Conversation) -> str | None:
         if not self.summarize or len(conversation.transcript) == conversation.ended_at_turns:
@@ -354,6 +372,9 @@ class MemoryPlugin(Plugin):
             return None
         with telemetry.span("memory.conversation.end", self._attributes(conversation)):
             entry_id = self.pipeline.end_conversation(self._entry(conversation))
+        if entry_id is None:  # covered by an erasure marker
+            self._drop_erased(conversation)
+            return None
         conversation.ended_at_turns = conversation.written_at_turns = len(conversation.transcript)
         self.metrics["conversations_ended"] += 1
         return entry_id
@@ -395,4 +416,4 @@ class MemoryPlugin(Plugin):
 def _prompt_text(messages: Sequence[Any] | None) -> str:
     """Text of the user input of this invocation."""
     turns = transcript_from_messages(list(messages or []))
-    return " ".join(t["text"] for t in turns if t["role"] == "user")
+    return " ".join(t["text"] for t in turns if t["role"] == "user")[-MAX_QUERY_CHARS:]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from cachetools import LRUCache
 
@@ -14,11 +14,10 @@ from memory.errors import ConfigurationError, ValidationError
 from memory.index.local import LocalIndex
 from memory.index.protocol import VectorIndex
 from memory.index.s3vectors import S3VectorsIndex
-from memory.stores.scoping import DEFAULT_MIN_SCORE
 from memory.stores.single_tenant import SingleTenantStore
 from memory.stores.tvm import TokenVendingMachine
 from memory.tenants import index_name_for, validate_tenant_id
-from memory.types import Memory, Scope
+from memory.types import Memory, MemoryUnit, Scope
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +26,8 @@ class MultiTenantStore:
     """One index per tenant (``memory-<tenantId>``); ``Scope.tenant_id`` is required.
 
     ``index_factory(tenant_id)`` builds a tenant's index; per-tenant stores are cached (LRU,
-    ``max_cached_tenants``) and each index is ensured once. Tenant ids are validated before
+    ``max_cached_tenants``) and each index is ensured once. ``ttl_seconds``: retention (see
+    SingleTenantStore). Tenant ids are validated before
     they become index names.
     """
 
@@ -36,8 +36,9 @@ class MultiTenantStore:
         index_factory: Callable[[str], VectorIndex],
         embedder: Embedder,
         *,
-        default_min_score: float = DEFAULT_MIN_SCORE,
+        default_min_score: float | None = None,
         max_cached_tenants: int = 1024,
+        ttl_seconds: float | None = None,
     ) -> None:
         """Create the store (indexes are opened per tenant on first use).
 
@@ -50,6 +51,7 @@ class MultiTenantStore:
         self._index_factory = index_factory
         self.embedder = embedder
         self.default_min_score = default_min_score
+        self.ttl_seconds = ttl_seconds
         self._stores: LRUCache[str, SingleTenantStore] = LRUCache(maxsize=max_cached_tenants)
         self._lock = threading.Lock()
 
@@ -111,6 +113,7 @@ class MultiTenantStore:
                     self.embedder,
                     tenant_id=tenant_id,
                     default_min_score=self.default_min_score,
+                    ttl_seconds=self.ttl_seconds,
                 )
                 self._stores[tenant_id] = cached
         return cached
@@ -134,10 +137,24 @@ class MultiTenantStore:
             scope, content, conversation_id=conversation_id, memory_type=memory_type, key=key
         )
 
+    def store_units(
+        self,
+        scope: Scope,
+        units: Sequence[MemoryUnit],
+        *,
+        conversation_id: str,
+        opened: str | None = None,
+        replaces: Sequence[str] = (),
+    ) -> list[Memory]:
+        """Store a conversation's units in the scope's tenant index (see SingleTenantStore.store_units)."""
+        return self._for_scope(scope).store_units(
+            scope, units, conversation_id=conversation_id, opened=opened, replaces=replaces
+        )
+
     def retrieve(
         self, scope: Scope, query: str, *, top_k: int = 5, min_score: float | None = None
     ) -> list[Memory]:
-        """Most similar visible memories of the scope's tenant (see SingleTenantStore.retrieve)."""
+        """Best visible memories of the scope's tenant (see SingleTenantStore.retrieve)."""
         return self._for_scope(scope).retrieve(scope, query, top_k=top_k, min_score=min_score)
 
     def list(self, scope: Scope) -> list[Memory]:
@@ -161,3 +178,9 @@ class MultiTenantStore:
         with self._lock:
             self._stores.pop(tenant_id, None)
         return count
+
+    def sweep_expired(self, tenant_id: str | None = None) -> int:
+        """Delete the tenant's memories older than ``ttl_seconds``; returns how many."""
+        if tenant_id is None:
+            raise ValidationError("sweep_expired needs a tenant id")
+        return self.store_for(tenant_id).sweep_expired(tenant_id)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Sequence, runtime_checkable
 
-from memory.types import Memory, Scope
+from memory.types import Memory, MemoryUnit, Scope
 
 
 @runtime_checkable
@@ -22,6 +22,17 @@ class MemoryBackend(Protocol):
     ) -> Memory:
         """Embed and store one memory (idempotent when ``key`` is given)."""
 
+    def store_units(
+        self,
+        scope: Scope,
+        units: Sequence[MemoryUnit],
+        *,
+        conversation_id: str,
+        opened: str | None = None,
+        replaces: Sequence[str] = (),
+    ) -> list[Memory]:
+        """Store a conversation's units in one batch, then delete the ``replaces`` keys not among them."""
+
     def retrieve(
         self,
         scope: Scope,
@@ -30,7 +41,11 @@ class MemoryBackend(Protocol):
         top_k: int = 5,
         min_score: float | None = None,
     ) -> list[Memory]:
-        """Most similar memories for the scope, best first, with cosine similarity >= min_score."""
+        """Hybrid-ranked memories for the scope, best first, one per conversation.
+
+        ``min_score`` (cosine similarity) overrides the store's floor (the embedder's calibrated
+        ``min_score`` unless set at construction).
+        """
 
     def list(self, scope: Scope) -> list[Memory]:
         """Every memory of the scope."""
@@ -40,3 +55,6 @@ class MemoryBackend(Protocol):
 
     def forget_tenant(self, tenant_id: str | None = None) -> int:
         """Delete every memory of a tenant (its whole index); returns how many."""
+
+    def sweep_expired(self, tenant_id: str | None = None) -> int:
+        """Delete the tenant's memories older than the store's retention; returns how many."""

@@ -8,7 +8,13 @@ whichever agent stored it. ``forget`` with an agent name deletes only that agent
 memories; without one it deletes all of the user's memories.
 
 Metadata stored per memory: ``user_id``, ``agent_name`` (absent when None), ``type``,
-``stored_at_epoch`` (int seconds), and the non-filterable ``content`` and ``conversation_id``.
+``stored_at_epoch`` (int seconds), ``opened`` (a conversation's start marker, absent when
+unknown), and the non-filterable ``content`` and ``conversation_id``.
+
+Relevance floor: one concept, the cosine similarity below which a memory is unrelated to a
+query. It depends on the embedding model's score scale, so each embedder declares its
+calibrated ``min_score`` (``embedder_min_score``); a store may be given another one, and a
+caller may override it per query.
 """
 
 from __future__ import annotations
@@ -19,7 +25,14 @@ from typing import Any
 from memory.errors import ValidationError
 from memory.types import Memory, Scope
 
-DEFAULT_MIN_SCORE = 0.0
+#: The floor of an embedder that declares none (keeps every candidate).
+UNCALIBRATED_MIN_SCORE = -1.0
+
+
+def embedder_min_score(embedder: object) -> float:
+    """The embedder's calibrated relevance floor (``min_score`` attribute), if it declares one."""
+    value = getattr(embedder, "min_score", None)
+    return float(value) if isinstance(value, (int, float)) else UNCALIBRATED_MIN_SCORE
 
 
 def validate_scope(scope: Scope) -> None:
@@ -70,4 +83,5 @@ def memory_from_metadata(
         conversation_id=metadata.get("conversation_id"),
         tenant_id=tenant_id,
         score=score,
+        opened=metadata.get("opened"),
     )

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from memory import telemetry
 from memory.embedders.protocol import Embedder, check_dimensions
@@ -16,15 +16,16 @@ from memory.index.local import LocalIndex
 from memory.index.protocol import VectorIndex
 from memory.index.s3vectors import S3VectorsIndex
 from memory.keys import random_key
+from memory.stores.hybrid import DENSE_CANDIDATES, TokenCache, hybrid_rank
 from memory.stores.scoping import (
-    DEFAULT_MIN_SCORE,
+    embedder_min_score,
     memory_from_metadata,
     ownership_filter,
     validate_scope,
     visibility_filter,
 )
 from memory.tenants import validate_tenant_id
-from memory.types import Memory, QueryHit, Scope, VectorRecord
+from memory.types import Memory, MemoryUnit, QueryHit, Scope, VectorRecord
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,10 @@ class SingleTenantStore:
 
     ``tenant_id`` (optional) is the tenant this store serves: a Scope naming another tenant is
     rejected. The index is ensured lazily, once (again after :meth:`forget_tenant`).
+    ``default_min_score`` None takes the embedder's calibrated floor (``embedder_min_score``);
+    ``clock`` gives ``stored_at`` (epoch seconds). ``ttl_seconds`` (optional retention): memories
+    stored longer ago are never retrieved, and :meth:`sweep_expired` deletes them (S3 Vectors has
+    no TTL of its own).
     """
 
     def __init__(
@@ -42,7 +47,9 @@ class SingleTenantStore:
         embedder: Embedder,
         *,
         tenant_id: str | None = None,
-        default_min_score: float = DEFAULT_MIN_SCORE,
+        default_min_score: float | None = None,
+        ttl_seconds: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """Create the store (the index is ensured on first use).
 
@@ -50,17 +57,23 @@ class SingleTenantStore:
             index: The vector index holding the tenant's memories.
             embedder: Embeds memories and queries; its dimension must match the index.
             tenant_id: The tenant served (a Scope naming another is refused); None: no check.
-            default_min_score: Cosine-similarity floor when ``retrieve`` gets none.
+            default_min_score: Cosine-similarity floor when ``retrieve`` gets none (None: the
+                embedder's calibrated floor).
+            ttl_seconds: Retention in seconds (None: memories are kept forever).
+            clock: Epoch seconds, for ``stored_at`` and retention.
 
         Raises:
             ConfigurationError: Embedder and index dimensions differ.
             InvalidTenantId: An invalid ``tenant_id``.
         """
         check_dimensions(embedder, index.dimension)
+        self.ttl_seconds = ttl_seconds
         self.index = index
         self.embedder = embedder
         self.tenant_id = validate_tenant_id(tenant_id) if tenant_id is not None else None
-        self.default_min_score = default_min_score
+        self.default_min_score = embedder_min_score(embedder) if default_min_score is None else default_min_score
+        self.clock = clock
+        self._tokens = TokenCache()
         self._ensured = False
         self._ensure_lock = threading.Lock()
 
@@ -101,6 +114,23 @@ class SingleTenantStore:
 
     # -- SingleTenantStoreProtocol ---------------------------------------------------------------
 
+    def _metadata(
+        self, scope: Scope, memory_type: str, content: str, conversation_id: str | None, opened: str | None
+    ) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            "user_id": scope.user_id,
+            "type": memory_type,
+            "stored_at_epoch": int(self.clock()),
+            "content": content,
+        }
+        if scope.agent_name is not None:
+            metadata["agent_name"] = scope.agent_name
+        if conversation_id is not None:
+            metadata["conversation_id"] = conversation_id
+        if opened is not None:
+            metadata["opened"] = opened
+        return metadata
+
     @telemetry.traced("memory.store", lambda self, scope, *a, memory_type="summary", **k: {
         **telemetry.scope_attributes(scope), "memory.type": memory_type})
     def store(
@@ -121,26 +151,60 @@ class SingleTenantStore:
         (vector,) = self.embedder.embed([content], "index")
         if not any(vector):
             raise ValidationError("memory content has no embeddable words")
-        metadata: dict[str, Any] = {
-            "user_id": scope.user_id,
-            "type": memory_type,
-            "stored_at_epoch": int(time.time()),
-            "content": content,
-        }
-        if scope.agent_name is not None:
-            metadata["agent_name"] = scope.agent_name
-        if conversation_id is not None:
-            metadata["conversation_id"] = conversation_id
+        metadata = self._metadata(scope, memory_type, content, conversation_id, None)
         memory_key = key or random_key()
         self.ensure()
         self.index.put([VectorRecord(memory_key, vector, metadata)])
         logger.debug("stored memory %s (%d chars)", memory_key, len(content))
         return memory_from_metadata(memory_key, metadata, self.tenant_id, None)
 
+    @telemetry.traced("memory.store_units", lambda self, scope, units, **k: {
+        **telemetry.scope_attributes(scope), "memory.units": len(units)})
+    def store_units(
+        self,
+        scope: Scope,
+        units: Sequence[MemoryUnit],
+        *,
+        conversation_id: str,
+        opened: str | None = None,
+        replaces: Sequence[str] = (),
+    ) -> list[Memory]:
+        """Embed and store a conversation's units in one put, then delete stale ``replaces`` keys.
+
+        Units without embeddable words are skipped (and count as stale). The put comes first:
+        a crash in between leaves extra units that the replay of the same conversation removes.
+        """
+        self._check(scope)
+        if not isinstance(conversation_id, str) or not conversation_id:
+            raise ValidationError("conversation_id must be a non-empty string")
+        units = [u for u in units if isinstance(u.content, str) and u.content.strip()]
+        texts = list(dict.fromkeys(u.content for u in units))  # each distinct text embedded once
+        embedded = dict(zip(texts, self.embedder.embed(texts, "index"))) if texts else {}
+        vectors = [embedded[u.content] for u in units]
+        records = [
+            VectorRecord(u.key, v, self._metadata(scope, u.memory_type, u.content, conversation_id, opened))
+            for u, v in zip(units, vectors)
+            if any(v)
+        ]
+        self.ensure()
+        if records:
+            self.index.put(records)
+        stored = {r.key for r in records}
+        stale = [k for k in dict.fromkeys(replaces) if k not in stored]
+        if stale:
+            self.index.delete(stale)
+        logger.debug("stored %d memory units of a conversation", len(records))
+        return [memory_from_metadata(r.key, r.metadata, self.tenant_id, None) for r in records]
+
     def retrieve(
         self, scope: Scope, query: str, *, top_k: int = 5, min_score: float | None = None
     ) -> list[Memory]:
-        """The ``top_k`` most similar visible memories with score (1 - cosine distance) >= min_score."""
+        """The ``top_k`` best visible memories, one per conversation (``memory.stores.hybrid``).
+
+        Dense over-fetch of ``DENSE_CANDIDATES`` units, candidates below the floor (``min_score``,
+        else the store's default) dropped, BM25 fused by reciprocal rank. ``Memory.score`` is
+        the chosen unit's cosine similarity.
+        """
         self._check(scope)
         if not isinstance(query, str) or not query.strip():
             return []
@@ -149,10 +213,12 @@ class SingleTenantStore:
         if not any(vector):
             return []
         self.ensure()
-        hits: list[QueryHit] = self.index.query(vector, top_k, visibility_filter(scope))
-        memories = [memory_from_metadata(h.key, h.metadata, self.tenant_id, 1.0 - h.distance) for h in hits]
-        kept = [m for m in memories if m.score is not None and m.score >= threshold]
-        return sorted(kept, key=lambda m: m.score or 0.0, reverse=True)
+        flt = visibility_filter(scope)
+        if self.ttl_seconds is not None:
+            flt = {"$and": [flt, {"stored_at_epoch": {"$gte": self._expiry_cutoff()}}]}
+        hits: list[QueryHit] = self.index.query(vector, max(top_k, DENSE_CANDIDATES), flt)
+        ranked = hybrid_rank(query, hits, top_k=top_k, min_similarity=threshold, cache=self._tokens)
+        return [memory_from_metadata(r.hit.key, r.hit.metadata, self.tenant_id, r.similarity) for r in ranked]
 
     def list(self, scope: Scope) -> list[Memory]:
         """Every memory the scope may read, newest first."""
@@ -188,3 +254,22 @@ class SingleTenantStore:
             self.index.delete(keys)
         logger.info("forgot all %d memories of index %s", len(keys), self.index.name)
         return len(keys)
+
+    def sweep_expired(self, tenant_id: str | None = None) -> int:
+        """Delete the memories older than ``ttl_seconds`` (none without a TTL); returns how many.
+
+        Pages through the index by metadata (``stored_at_epoch``), like ``forget``.
+        """
+        if tenant_id is not None and tenant_id != self.tenant_id:
+            raise ValidationError("tenant_id does not match this store's tenant")
+        if self.ttl_seconds is None:
+            return 0
+        keys = [r.key for r in self._matching({"stored_at_epoch": {"$lt": self._expiry_cutoff()}})]
+        if keys:
+            self.index.delete(keys)
+        logger.info("retention: deleted %d expired memories of index %s", len(keys), self.index.name)
+        return len(keys)
+
+    def _expiry_cutoff(self) -> int:
+        assert self.ttl_seconds is not None
+        return int(self.clock() - self.ttl_seconds)

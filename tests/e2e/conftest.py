@@ -41,9 +41,10 @@ def ids() -> Callable[[str], str]:
 
 
 def stored(state_dir: Path, tenant: str, user: str) -> list[Memory]:
-    """Every memory of ``user`` in ``tenant``, read straight from the server's local index."""
+    """The summary of every conversation of ``user`` in ``tenant`` stored in the server's local index
+    (a conversation's other units carry the same conversation id under keys derived from it)."""
     from memory.embedders.local import LocalEmbedder
     from memory.stores.multi_tenant import MultiTenantStore
 
     store = MultiTenantStore.for_local(root_dir=state_dir / "vectors", embedder=LocalEmbedder())
-    return store.list(Scope(user_id=user, tenant_id=tenant))
+    return [m for m in store.list(Scope(user_id=user, tenant_id=tenant)) if m.memory_type == "summary"]

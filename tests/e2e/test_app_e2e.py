@@ -57,14 +57,16 @@ def test_recall_in_a_new_session_and_mid_turn(server: AgentServer, issuer: DevIs
 
     sid = new_session()
     body = server.invoke(token, {"prompt": QUESTION}, sid).json()
-    assert body["memories_used"] == [memories[0].id]
+    (used,) = body["memories_used"]  # one unit of that conversation (keys derive from its summary's)
+    assert used.startswith(memories[0].id)
     assert body["answer"].startswith(f"ECHO: {QUESTION} | MEMORY: <memory_context>")
     assert FACT in body["answer"]
     # Still injected on a later turn of the same conversation, and the recall tool works mid-turn.
     later = server.invoke(token, {"prompt": "and again?"}, sid).json()
     assert FACT in later["answer"]
     recalled = server.invoke(token, {"prompt": "recall: favourite colour"}, sid).json()
-    assert FACT in recalled["answer"] and recalled["memories_used"] == [memories[0].id]
+    assert FACT in recalled["answer"] and recalled["memories_used"][0] == used
+    assert all(key.startswith(memories[0].id) for key in recalled["memories_used"])
 
 
 def test_tenant_and_user_isolation(server: AgentServer, issuer: DevIssuer, ids: Fresh) -> None:

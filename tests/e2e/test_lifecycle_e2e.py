@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from auth.dev_issuer import DevIssuer
-from memory.pipeline.outbox import Outbox
+from memory.pipeline.outbox_local import LocalOutbox
 from tests.e2e.conftest import new_session, stored
 from tests.e2e.server import AgentServer
 
@@ -47,7 +47,7 @@ def test_sigterm_with_an_open_conversation_loses_nothing(tmp_path: Path) -> None
         assert server.terminate() in (0, -15), server.log()
     assert "ending open conversations" in server.log()
     outbox = tmp_path / "outbox"
-    pending = {entry.conversation_id for entry in Outbox(outbox).pending()}
+    pending = {entry.conversation_id for entry in LocalOutbox(outbox).pending()}
     now = {m.conversation_id for m in stored(tmp_path, "tenant-term", "ken")}
     # Each conversation is stored or pending (or both: stored just before exit while its
     # outbox entry was not yet removed, which the replay below makes idempotent).

@@ -38,4 +38,5 @@ def read_store(state_dir: Path) -> MultiTenantStore:
 
 
 def memories_of(store: MultiTenantStore, tenant: str, user: str) -> list[Memory]:
-    return store.list(Scope(user_id=user, tenant_id=tenant))
+    """The summary of each stored conversation of the user (its other units share its conversation id)."""
+    return [m for m in store.list(Scope(user_id=user, tenant_id=tenant)) if m.memory_type == "summary"]

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from auth.dev_issuer import DevIssuer
+from memory.pipeline.units import summary_key_of
 from tests.e2e.server import SESSION_HEADER, AgentServer
 from tests.hardening.conftest import memories_of, read_store
 
@@ -68,11 +69,12 @@ def test_no_memory_leaks_across_tenants_or_users(server: AgentServer, issuer: De
 
     leaks = []
     for identity, (used_ids, seen_secrets) in results.items():
-        leaks += [(identity, owner_of_id.get(i, i)) for i in used_ids if i != own_ids[identity]]
+        conversations = [summary_key_of(i) for i in used_ids]  # a unit's key derives from its summary's
+        leaks += [(identity, owner_of_id.get(c, c)) for c in conversations if c != own_ids[identity]]
         leaks += [(identity, owner_of_secret.get(s, s)) for s in seen_secrets if s != secrets[identity]]
     assert leaks == [], f"{len(leaks)} leaks, e.g. {leaks[:5]}"
     # The test would pass vacuously if nothing were retrieved: every identity must find its own.
     missing = [identity for identity, (used_ids, seen) in results.items()
-               if used_ids != [own_ids[identity]] or secrets[identity] not in seen]
+               if {summary_key_of(i) for i in used_ids} != {own_ids[identity]} or secrets[identity] not in seen]
     assert missing == [], f"{len(missing)} identities did not get their own memory, e.g. {missing[:5]}"
     assert "Traceback" not in server.log()

@@ -7,12 +7,10 @@ reached through the real JWKS URL the app derives), and the echo scripted model.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import logging
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,15 +34,17 @@ from memory.embedders.bedrock import NOVA_MODEL_ID
 from memory.errors import BackendUnavailable, ConfigurationError, NotFound
 from memory.index.s3vectors import S3VectorsIndex, create_index_params
 from memory.tenants import index_name_for
+from scripts.__main__ import main
 from scripts.common import Report, aws_client
 from scripts.tvm_role import ensure_role, permission_policy, trust_policy
-from scripts.vectors import ensure_bucket, onboard
+from scripts.vectors import ensure_bucket, ensure_outbox_bucket, onboard
 from tests.support.bedrock_standin import bag_of_words_vector
 from tests.support.s3vectors_double import install_s3vectors_double
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 BUCKET = "agent-memory-vectors"
+OUTBOX = "agent-memory-outbox"
 DIMENSION = 1024
 ECHO_MODEL = "import:tests.support.scripted_model:build_echo_model"
 SESSION = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
@@ -165,6 +165,7 @@ def _onboard(tenants: list[str], dimension: int = DIMENSION) -> Report:
     s3v = aws_client("s3vectors", REGION)
     report = Report("setup")
     ensure_bucket(s3v, report, BUCKET)
+    ensure_outbox_bucket(aws_client("s3", REGION), report, OUTBOX, REGION)
     for tenant in tenants:
         onboard(s3v, report, BUCKET, tenant, dimension)
     return report
@@ -176,7 +177,7 @@ def _tvm_role() -> str:
         Report("tvm-role"),
         role_name="agent-memory-tvm",
         trust=trust_policy([f"arn:aws:iam::{ACCOUNT}:role/agentcore-runtime"], account=ACCOUNT),
-        permissions=permission_policy(REGION, ACCOUNT, BUCKET),
+        permissions=permission_policy(REGION, ACCOUNT, BUCKET, outbox_bucket=OUTBOX),
     )
     assert arn is not None
     return arn
@@ -191,6 +192,7 @@ def _multi_tenant_settings(tmp_path: Path, pool_id: str, client_id: str, **overr
         tenant_mode="multi",
         backend="s3vectors",
         vector_bucket=BUCKET,
+        outbox_bucket=OUTBOX,
         tvm_role_arn=_tvm_role(),
         embedder="bedrock",
         region=REGION,
@@ -206,6 +208,12 @@ def _vectors(tenant: str) -> list[dict[str, Any]]:
     return s3v.list_vectors(
         vectorBucketName=BUCKET, indexName=index_name_for(tenant), returnMetadata=True
     )["vectors"]
+
+
+def _summaries(tenant: str) -> list[dict[str, Any]]:
+    """The tenant's summary vectors (one per stored conversation; its other units carry the same
+    conversation id)."""
+    return [v for v in _vectors(tenant) if v["metadata"]["type"] == "summary"]
 
 
 def _app(settings: Settings) -> tuple[Any, dict[str, Services]]:
@@ -250,9 +258,10 @@ def test_multi_tenant_aws_configuration_end_to_end(
             assert holder["services"].pipeline.wait(timeout=30)
 
             a_vectors, b_vectors = _vectors("tenant-a"), _vectors("tenant-b")
-            assert len(a_vectors) == 1 and b_vectors == []
-            assert "teal" in a_vectors[0]["metadata"]["content"]
-            assert a_vectors[0]["metadata"]["conversation_id"] == _sid(1)
+            assert sorted(v["metadata"]["type"] for v in a_vectors) == ["excerpt", "summary"]  # statement == summary
+            assert b_vectors == []
+            assert all("teal" in v["metadata"]["content"] for v in a_vectors)
+            assert {v["metadata"]["conversation_id"] for v in a_vectors} == {_sid(1)}
 
             recalled = _invoke(client, tokens["alice"], _sid(2), prompt="What is my favourite colour?")
             assert "teal" in recalled["answer"].split("| MEMORY:")[1]
@@ -260,10 +269,10 @@ def test_multi_tenant_aws_configuration_end_to_end(
 
             other = _invoke(client, tokens["bob"], _sid(3), prompt="What is my favourite colour?")
             assert other["answer"].endswith("| MEMORY: none") and other["memories_used"] == []
-            assert [e["embeddingPurpose"] for e in calls.embeddings].count("GENERIC_INDEX") == 1
+            assert [e["embeddingPurpose"] for e in calls.embeddings].count("GENERIC_INDEX") == len(a_vectors)
         # Shutdown ended the two open conversations: each summary went to its own tenant's index.
-        assert sorted(v["metadata"]["conversation_id"] for v in _vectors("tenant-a")) == [_sid(1), _sid(2)]
-        assert [v["metadata"]["conversation_id"] for v in _vectors("tenant-b")] == [_sid(3)]
+        assert sorted(v["metadata"]["conversation_id"] for v in _summaries("tenant-a")) == [_sid(1), _sid(2)]
+        assert [v["metadata"]["conversation_id"] for v in _summaries("tenant-b")] == [_sid(3)]
 
     assert calls.bad_requests == []
     # Identity came from Cognito's tokens, checked against the pool's JWKS URL (fetched once).
@@ -275,9 +284,10 @@ def test_multi_tenant_aws_configuration_end_to_end(
     ]
     assert all(c["RoleArn"] == settings.tvm_role_arn for c in calls.assume_role)
     assert all(c["TransitiveTagKeys"] == ["TenantID"] for c in calls.assume_role)
-    # Summaries (one per conversation) were embedded for indexing, the three prompts for retrieval.
+    # Every stored unit's distinct text was embedded for indexing (summary and excerpt of each of the
+    # three one-turn conversations; the one statement equals the summary), the three prompts for retrieval.
     purposes = [e["embeddingPurpose"] for e in calls.embeddings]
-    assert purposes.count("GENERIC_INDEX") == 3 and purposes.count("GENERIC_RETRIEVAL") == 3
+    assert purposes.count("GENERIC_INDEX") == 6 and purposes.count("GENERIC_RETRIEVAL") == 3
 
 
 def _single_tenant_settings(tmp_path: Path) -> Settings:
@@ -287,6 +297,7 @@ def _single_tenant_settings(tmp_path: Path) -> Settings:
         single_tenant_id="tenant-a",
         backend="s3vectors",
         vector_bucket=BUCKET,
+        outbox_bucket=OUTBOX,
         embedder="bedrock",
         region=REGION,
         model_provider=ECHO_MODEL,
@@ -312,7 +323,7 @@ def test_single_tenant_aws_configuration_uses_the_onboarded_index(
         with TestClient(app) as client:
             _invoke(client, token, _sid(1), prompt="My favourite colour is teal.", end_session=True)
             assert holder["services"].pipeline.wait(timeout=30)
-            assert [v["metadata"]["conversation_id"] for v in _vectors("tenant-a")] == [_sid(1)]
+            assert [v["metadata"]["conversation_id"] for v in _summaries("tenant-a")] == [_sid(1)]
             recalled = _invoke(client, token, _sid(2), prompt="What is my favourite colour?")
     assert "teal" in recalled["answer"].split("| MEMORY:")[1]
     assert created == [] and calls.assume_role == [] and calls.bad_requests == []
@@ -369,14 +380,16 @@ def test_single_tenant_start_survives_a_transient_fault_and_verifies_at_first_us
         with TestClient(app) as client:  # starts despite the fault at start-up
             _invoke(client, token, _sid(1), prompt="My favourite colour is teal.", end_session=True)
             assert holder["services"].pipeline.wait(timeout=30)
-        assert [v["metadata"]["conversation_id"] for v in _vectors("tenant-a")] == [_sid(1)]
+        assert [v["metadata"]["conversation_id"] for v in _summaries("tenant-a")] == [_sid(1)]
 
 
 def test_multi_tenant_index_is_checked_at_first_use_and_never_created(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A tenant that was not onboarded is answered without memory; its summary waits in the
-    outbox (no index is created with tenant credentials) and is stored once it is onboarded."""
+    """A tenant that was not onboarded is answered without memory; its summary is dead-lettered
+    in the S3 outbox at once (NotFound cannot heal by retrying; /ping returns to Healthy, no index
+    is created with tenant credentials) and stored once the operator onboards the tenant and
+    runs `outbox retry` (the next start replays it)."""
     install_s3vectors_double(monkeypatch)
     calls = AwsCalls()
     with mock_aws():
@@ -384,28 +397,28 @@ def test_multi_tenant_index_is_checked_at_first_use_and_never_created(
         _onboard(["tenant-a"])
         settings = Settings(
             auth_mode="dev", tenant_mode="multi", backend="s3vectors", vector_bucket=BUCKET,
-            tvm_role_arn=_tvm_role(), embedder="bedrock", region=REGION, model_provider=ECHO_MODEL,
-            state_dir=tmp_path, shutdown_grace_seconds=5,
+            outbox_bucket=OUTBOX, tvm_role_arn=_tvm_role(), embedder="bedrock", region=REGION,
+            model_provider=ECHO_MODEL, state_dir=tmp_path, shutdown_grace_seconds=5,
         )
         token = DevIssuer(settings.resolved_dev_issuer_dir).mint("tenant-c", "carol")
         app, holder = _app(settings)
         with TestClient(app) as client:
             pipeline = holder["services"].pipeline
-            pipeline.retry = dataclasses.replace(
-                pipeline.retry, base_delay=0.001, max_delay=0.002, sweep_base_delay=0.3, sweep_max_delay=0.3
-            )
             answer = _invoke(client, token, _sid(1), prompt="My favourite colour is teal.", end_session=True)
             assert answer["answer"].endswith("| MEMORY: none") and answer["memories_used"] == []
-            assert pipeline.wait(timeout=30) and pipeline.waiting == 1  # kept, not lost
+            assert pipeline.wait(timeout=30) and pipeline.waiting == 0
+            assert client.get("/ping").json()["status"] == "Healthy"
+            (letter,) = pipeline.outbox.dead_letters("tenant-c")
+            assert letter.reason == "NotFound" and letter.entry.conversation_id == _sid(1)
             s3v = boto3.client("s3vectors", region_name=REGION)
             assert [i["indexName"] for i in s3v.list_indexes(vectorBucketName=BUCKET)["indexes"]] == [
                 "memory-tenant-a"
             ]
-            _onboard(["tenant-c"])  # the operator onboards the tenant: the sweeper stores it
-            deadline = time.monotonic() + 30
-            while not _vectors("tenant-c") and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert [v["metadata"]["conversation_id"] for v in _vectors("tenant-c")] == [_sid(1)]
+            _onboard(["tenant-c"])  # the operator onboards the tenant and retries the dead letter
+            result = main(["outbox", "retry", "--region", REGION, "--outbox-bucket", OUTBOX, "--tenant", "tenant-c"])
+            assert result == 0 and pipeline.outbox.dead_letters("tenant-c") == []
+            assert pipeline.replay_pending() == 1 and pipeline.wait(timeout=30)
+            assert [v["metadata"]["conversation_id"] for v in _summaries("tenant-c")] == [_sid(1)]
     assert [c["Tags"] for c in calls.assume_role] == [[{"Key": "TenantID", "Value": "tenant-c"}]]
     assert calls.bad_requests == []
 
@@ -445,7 +458,7 @@ def test_debug_logs_never_carry_credentials_tokens_or_memory_text(
         configure_logging(settings.log_level, unsafe_third_party=settings.unsafe_log_third_party, stream=stream)
         with TestClient(app) as client:
             _invoke(client, tokens["alice"], _sid(1), prompt=f"My {fact}.", end_session=True)
-            assert holder["services"].pipeline.wait(timeout=10)
+            assert holder["services"].pipeline.wait(timeout=30)
         assert fact in _vectors("tenant-a")[0]["metadata"]["content"]  # summary stored with TVM credentials
 
     log = stream.getvalue()

@@ -19,6 +19,7 @@ COGNITO = {
     "AGENT_COGNITO_CLIENT_IDS": "client-1",
     "AGENT_BACKEND": "s3vectors",
     "AGENT_VECTOR_BUCKET": "vectors",
+    "AGENT_OUTBOX_BUCKET": "outbox",
     "AGENT_TVM_ROLE_ARN": "arn:aws:iam::123456789012:role/tvm",
     "AGENT_EMBEDDER": "bedrock",
 }

@@ -15,7 +15,7 @@ from agent.orchestrator import ORCHESTRATOR_NAME, SPECIALIST_NAME, build_convers
 from memory.pipeline.background import SummaryPipeline
 from memory.embedders.local import LocalEmbedder
 from memory.types import Scope
-from memory.pipeline.outbox import Outbox
+from memory.pipeline.outbox_local import LocalOutbox
 from memory.plugin.invocation import Invocation
 from memory.plugin.plugin import MemoryPlugin
 from memory.plugin.recall_tool import RECALL_TOOL_NAME
@@ -29,7 +29,7 @@ STATE = Invocation("alice", "conv-1", "tenant-a").to_state()
 @pytest.fixture()
 def memory(tmp_path: Path):
     store = MultiTenantStore.for_local(root_dir=tmp_path / "vectors", embedder=LocalEmbedder())
-    pipeline = SummaryPipeline(store, Outbox(tmp_path / "outbox"), Summarizer(None, mode="extractive"))
+    pipeline = SummaryPipeline(store, LocalOutbox(tmp_path / "outbox"), Summarizer(None, mode="extractive"))
     plugins: dict[str, MemoryPlugin] = {}
 
     def factory(name: str, *, summarize: bool) -> MemoryPlugin:
@@ -67,7 +67,10 @@ async def test_only_the_orchestrator_stores_the_summary_even_when_the_specialist
     assert plugins[SPECIALIST_NAME].transcript == []  # a read-only plugin keeps no transcript
     convo.end_conversation()
     assert pipeline.wait(30)
-    (summary,) = store.list(Scope("alice", "tenant-a"))
+    memories = store.list(Scope("alice", "tenant-a"))
+    assert {m.agent_name for m in memories} == {ORCHESTRATOR_NAME}  # every unit: the orchestrator's
+    assert all(delegated not in m.content for m in memories)
+    (summary,) = [m for m in memories if m.memory_type == "summary"]
     assert summary.agent_name == ORCHESTRATOR_NAME and summary.conversation_id == STATE["conversation_id"]
     assert summary.content == "Remember I prefer aisle seats." and delegated not in summary.content
     assert pipeline.metrics["accepted"] == 1
@@ -121,7 +124,7 @@ async def test_two_specialist_calls_in_one_message_run_one_after_the_other(memor
     assert model.specialist_inputs == ["tides", "winds"]
     convo.end_conversation()
     assert pipeline.wait(30)
-    assert [m.agent_name for m in store.list(Scope("alice", "tenant-a"))] == [ORCHESTRATOR_NAME]
+    assert {m.agent_name for m in store.list(Scope("alice", "tenant-a"))} == {ORCHESTRATOR_NAME}
 
 
 async def test_without_memory_the_placeholder_is_removed() -> None:

@@ -21,7 +21,7 @@ from memory.pipeline.outbox import OutboxEntry
 
 
 class FailingThenOk:
-    """Wraps a store: ``store`` fails ``failures`` times, recording the ping status each time."""
+    """Wraps a store: ``store_units`` fails ``failures`` times, recording the ping status each time."""
 
     def __init__(self, store: Any, failures: int, app: BedrockAgentCoreApp) -> None:
         self.store_ = store
@@ -29,12 +29,12 @@ class FailingThenOk:
         self.app = app
         self.ping_seen: list[PingStatus] = []
 
-    def store(self, *args: Any, **kwargs: Any) -> Any:
+    def store_units(self, *args: Any, **kwargs: Any) -> Any:
         self.ping_seen.append(self.app.get_current_ping_status())
         if self.failures > 0:
             self.failures -= 1
             raise BackendUnavailable("outage")
-        return self.store_.store(*args, **kwargs)
+        return self.store_.store_units(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store_, name)
@@ -67,7 +67,7 @@ def test_exhausted_summary_is_retried_in_process_while_ping_stays_busy(tmp_path:
         assert pipeline.wait(30)
         assert flaky.ping_seen == [PingStatus.HEALTHY_BUSY] * 5 and pipeline.metrics["swept"] == 2
         assert app.get_current_ping_status() == PingStatus.HEALTHY
-        (memory,) = real_store.list(Scope("alice", "acme", "orchestrator"))
+        (memory,) = [m for m in real_store.list(Scope("alice", "acme", "orchestrator")) if m.memory_type == "summary"]
         assert memory.conversation_id == "sid-1" and "Rex" in memory.content
         assert pipeline.outbox.pending() == []
     finally:
@@ -100,3 +100,44 @@ def test_start_up_makes_the_state_directory_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert {name: mode for name, mode in found.items() if mode not in (0o700, 0o600)} == {}
     assert all(mode == 0o600 for name, mode in found.items() if (state / name).is_file())
+
+
+ECHO = "import:tests.support.scripted_model:build_echo_model"
+
+
+def test_start_up_refuses_a_configuration_where_every_summary_must_fail(tmp_path: Path, monkeypatch) -> None:
+    import pytest
+
+    import memory.embedders.local as local_embedder
+    from memory.errors import ConfigurationError
+
+    def no_weights() -> Any:
+        raise ConfigurationError("LocalEmbedder needs the 'wordllama' package")
+
+    with monkeypatch.context() as patch:  # no embedder
+        patch.setattr(local_embedder, "_wordllama", no_weights)
+        with pytest.raises(ConfigurationError, match="wordllama"):
+            build_services(Settings(auth_mode="dev", state_dir=tmp_path, model_provider=ECHO))
+    import memory.aws
+
+    monkeypatch.setattr(memory.aws, "_default_session", None)  # restored after: no credential-less session leaks
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # Bedrock without credentials
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    with pytest.raises(ConfigurationError, match="credentials"):
+        build_services(Settings(auth_mode="dev", state_dir=tmp_path, model_provider=ECHO, embedder="bedrock"))
+
+
+def test_start_up_refuses_a_missing_s3_outbox_bucket(tmp_path: Path) -> None:
+    import pytest
+    from moto import mock_aws
+
+    from memory.errors import ConfigurationError
+
+    settings = Settings(
+        auth_mode="dev", state_dir=tmp_path, model_provider=ECHO, backend="s3vectors", vector_bucket="v",
+        tvm_role_arn="arn:aws:iam::123456789012:role/tvm", outbox_bucket="no-such-outbox",
+    )
+    with mock_aws(), pytest.raises(ConfigurationError, match="no-such-outbox"):
+        build_services(settings)

@@ -113,3 +113,25 @@ def test_tenant_claim_singular_alias(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().tenant_claims == ("custom:tenantId", "tenantId")
     monkeypatch.setenv("AGENT_TENANT_CLAIM", "tenantId")
     assert load_settings().tenant_claims == ("tenantId",)
+
+
+def test_the_s3_outbox_comes_with_s3vectors_and_needs_its_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in (("AGENT_AUTH_MODE", "dev"), ("AGENT_BACKEND", "s3vectors"),
+                        ("AGENT_VECTOR_BUCKET", "b"), ("AGENT_TVM_ROLE_ARN", "arn:aws:iam::1:role/t")):
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match="AGENT_OUTBOX_BUCKET"):
+        load_settings()
+    monkeypatch.setenv("AGENT_OUTBOX_BUCKET", "outbox-bucket")
+    settings = load_settings()
+    assert settings.resolved_outbox_backend == "s3"
+    assert settings.resolved_orphan_after_seconds == settings.idle_timeout_seconds + settings.reap_interval_seconds + 60
+    monkeypatch.setenv("AGENT_BACKEND", "local")
+    local = load_settings()
+    assert local.resolved_outbox_backend == "local" and local.resolved_orphan_after_seconds == 0
+
+
+def test_busy_time_must_stay_below_agentcore_idle_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    monkeypatch.setenv("AGENT_SUMMARY_MAX_BUSY_SECONDS", "900")
+    with pytest.raises(SettingsError, match="AGENT_SUMMARY_MAX_BUSY_SECONDS"):
+        load_settings()

@@ -85,12 +85,19 @@ def _words(text: str) -> set[str]:
 class FakeStore:
     """A ``MemoryBackend`` fake: word-overlap (Jaccard) similarity, same scoping rules.
 
-    ``fail_retrieve`` / ``fail_store`` make the next calls raise; ``retrieve_calls`` and
-    ``store_calls`` record the scopes used.
+    ``min_score`` None uses the fake's own floor, ``DEFAULT_FLOOR`` (like a store's calibrated
+    one). ``fail_retrieve`` / ``fail_store`` make the next calls raise; ``retrieve_calls`` and
+    ``store_calls`` record the scopes used. ``store_units`` records one call per conversation
+    (its summary unit's fields plus every unit) and keeps summary units in ``memories``, other
+    units in ``excerpts``, so pipeline tests count conversations by their summaries (the real
+    stores' unit handling is tested in tests/unit/memory/stores and pipeline/test_units.py).
     """
+
+    DEFAULT_FLOOR = 0.2
 
     def __init__(self) -> None:
         self.memories: dict[str, Memory] = {}
+        self.excerpts: dict[str, Memory] = {}
         self.retrieve_calls: list[tuple[Scope, str, int]] = []
         self.store_calls: list[dict[str, Any]] = []
         self.fail_retrieve: Exception | None = None
@@ -127,6 +134,32 @@ class FakeStore:
             self.memories[memory.id] = memory
             return memory
 
+    def store_units(self, scope: Scope, units: Any, *, conversation_id: str, opened: str | None = None,
+                    replaces: Any = ()) -> list[Memory]:
+        summaries = [u for u in units if u.memory_type == "summary"]
+        first = summaries[0] if summaries else units[0]
+        with self._lock:
+            self.store_calls.append(
+                {"scope": scope, "content": first.content, "conversation_id": conversation_id,
+                 "memory_type": first.memory_type, "key": first.key, "opened": opened, "units": list(units)}
+            )
+            if self.fail_store is not None:
+                raise self.fail_store
+            for key in replaces:
+                self.memories.pop(key, None)
+                self.excerpts.pop(key, None)
+            stored = []
+            for unit in units:
+                memory = Memory(
+                    id=unit.key, content=unit.content, user_id=scope.user_id,
+                    stored_at=datetime.now(timezone.utc), memory_type=unit.memory_type,
+                    agent_name=scope.agent_name, conversation_id=conversation_id, tenant_id=scope.tenant_id,
+                    opened=opened,
+                )
+                (self.memories if unit.memory_type == "summary" else self.excerpts)[unit.key] = memory
+                stored.append(memory)
+            return stored
+
     def _visible(self, scope: Scope, memory: Memory) -> bool:
         return (
             memory.user_id == scope.user_id
@@ -139,13 +172,14 @@ class FakeStore:
         if self.fail_retrieve is not None:
             raise self.fail_retrieve
         q = _words(query)
+        floor = self.DEFAULT_FLOOR if min_score is None else min_score
         scored = []
         for memory in self.memories.values():
             if not self._visible(scope, memory):
                 continue
             words = _words(memory.content)
             score = len(q & words) / max(1, len(q | words))
-            if min_score is None or score >= min_score:
+            if score >= floor:
                 scored.append(Memory(**{**memory.__dict__, "score": score}))
         scored.sort(key=lambda m: -(m.score or 0))
         return scored[:top_k]
@@ -181,14 +215,14 @@ def outbox_dir(tmp_path: Path) -> Path:
 def make_pipeline(outbox_dir: Path) -> Iterator[Callable[..., Any]]:
     """Factory of SummaryPipelines over ``outbox_dir`` with fast retries; all shut down after."""
     from memory.pipeline.background import RetryPolicy, SummaryPipeline
-    from memory.pipeline.outbox import Outbox
+    from memory.pipeline.outbox_local import LocalOutbox
     from memory.pipeline.summarizer import Summarizer
 
     made: list[SummaryPipeline] = []
 
     def make(store: Any, summarizer: Summarizer | None = None, **kwargs: Any) -> SummaryPipeline:
         kwargs.setdefault("retry", RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.005))
-        pipeline = SummaryPipeline(store, Outbox(outbox_dir), summarizer or Summarizer(), **kwargs)
+        pipeline = SummaryPipeline(store, LocalOutbox(outbox_dir), summarizer or Summarizer(), **kwargs)
         made.append(pipeline)
         return pipeline
 

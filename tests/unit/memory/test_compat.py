@@ -73,6 +73,11 @@ def vectors(client: Any, index: str) -> list[dict[str, Any]]:
     return client.list_vectors(vectorBucketName=BUCKET, indexName=index, returnMetadata=True)["vectors"]
 
 
+def summaries(client: Any, index: str) -> list[dict[str, Any]]:
+    """The summary vectors (one per stored conversation; its other units share its metadata)."""
+    return [v for v in vectors(client, index) if v["metadata"]["type"] == "summary"]
+
+
 def test_single_tenant_example(operator: Any) -> None:
     store = S3VectorMemory(bucket_name=BUCKET, region_name=REGION, embedding_model=LocalEmbedder())
     plugin = S3VectorMemoryPlugin(store=store, base_prompt=BASE_PROMPT)
@@ -83,7 +88,7 @@ def test_single_tenant_example(operator: Any) -> None:
     agent("My favourite framework is Strands Agents.", invocation_state=state("user-001", "conv-001"))
     agent("Thanks, bye.", invocation_state=state("user-001", "conv-001", end=True))
     assert plugin.wait(30)
-    (stored,) = vectors(operator, "memory")
+    (stored,) = summaries(operator, "memory")
     assert stored["metadata"]["user_id"] == "user-001" and stored["metadata"]["agent_name"] == "assistant"
     assert "Strands Agents" in stored["metadata"]["content"]
 
@@ -133,7 +138,7 @@ def test_multi_agent_example_with_supervisor_read(operator: Any) -> None:
     researcher("Bye.", invocation_state=state("user-456", "c-2", ACME, end=True))
     assert plugin.wait(30)
     assert sorted(plugin.agents) == ["orchestrator", "researcher"]
-    agents = sorted(v["metadata"]["agent_name"] for v in vectors(operator, "memory-tenant-001"))
+    agents = sorted(v["metadata"]["agent_name"] for v in summaries(operator, "memory-tenant-001"))
     assert agents == ["orchestrator", "researcher"]
 
     everything = store.retrieve_memories(user_id="user-456", query="what has been decided so far?",
@@ -160,7 +165,7 @@ def test_multi_tenant_example_isolates_tenants(operator: Any) -> None:
     agent("Our Q4 budget is $2M and it is confidential.", invocation_state=state("user-456", "conv-001", ACME))
     agent("Got it, thanks.", invocation_state=state("user-456", "conv-001", ACME, end=True))
     assert plugin.wait(30)
-    assert len(vectors(operator, "memory-tenant-001")) == 1 and vectors(operator, "memory-tenant-002") == []
+    assert len(summaries(operator, "memory-tenant-001")) == 1 and vectors(operator, "memory-tenant-002") == []
 
     question = "What did I tell you about our Q4 budget?"
     agent(question, invocation_state=state("user-456", "conv-002", ACME))

@@ -12,7 +12,8 @@ import pytest
 
 from memory.errors import ConfigurationError
 from memory.index.local import LocalIndex
-from memory.pipeline.outbox import Outbox, OutboxEntry
+from memory.pipeline.outbox import OutboxEntry
+from memory.pipeline.outbox_local import LocalOutbox
 from memory.private_files import secure_tree
 from memory.types import VectorRecord
 
@@ -45,11 +46,16 @@ def test_local_index_files_including_wal_and_shm_are_private(tmp_path: Path) -> 
 
 
 def test_outbox_directory_and_entries_are_private(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "state" / "outbox")
+    outbox = LocalOutbox(tmp_path / "state" / "outbox")
     outbox.put(OutboxEntry("tenant-a", "alice", "orchestrator", "c-1", [{"role": "user", "text": "secret"}]))
+    claim = outbox.claim(OutboxEntry("tenant-a", "alice", "orchestrator", "c-1", []).entry_id, "tenant-a")
+    assert claim is not None
+    outbox.release(claim)
     found = modes(tmp_path / "state" / "outbox")
-    assert found["."] == 0o700 and len(found) == 2
-    assert all(mode == 0o600 for name, mode in found.items() if name != ".")
+    folders = {".", "claims", "dead", "erasures"}
+    assert {name for name in found if name not in folders} != set() and folders <= found.keys()
+    assert all(found[name] == 0o700 for name in folders)
+    assert all(mode == 0o600 for name, mode in found.items() if name not in folders)
 
 
 def test_secure_tree_tightens_a_loose_tree_and_reports_what_it_changed(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from auth.errors import AuthError
 from memory import telemetry
 from memory.embedders.local import LocalEmbedder
 from memory.pipeline.background import SummaryPipeline
-from memory.pipeline.outbox import Outbox
+from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.summarizer import Summarizer
 from memory.plugin.invocation import Invocation
 from memory.plugin.plugin import MemoryPlugin
@@ -50,7 +50,7 @@ def _two_sessions(root: Path) -> Iterator[dict[str, Any]]:
     try:
         with capture_telemetry() as captured:
             store = MultiTenantStore.for_local(root_dir=root / "indexes", embedder=LocalEmbedder())
-            pipeline = SummaryPipeline(store, Outbox(root / "outbox"),
+            pipeline = SummaryPipeline(store, LocalOutbox(root / "outbox"),
                                        Summarizer(ScriptedModel(summary_reply=SUMMARY), mode="abstractive"))
             model = ScriptedModel(["Noted.", ToolCall(RECALL_TOOL_NAME, {"query": "Falcon budget"}),
                                    "It is 2 million dollars.", "Bye."])
@@ -71,7 +71,8 @@ def _two_sessions(root: Path) -> Iterator[dict[str, Any]]:
             assert pipeline.wait(timeout=30)
             pipeline.shutdown()
             stored = store.list(Scope(USER, "acme", "orchestrator"))
-            yield {"captured": captured, "stored": [m.content for m in stored]}
+            yield {"captured": captured, "stored": [m.content for m in stored],
+                   "units_s1": sum(1 for m in stored if m.conversation_id == "s1")}
     finally:
         telemetry.set_user_hasher(None)
 
@@ -112,7 +113,8 @@ def test_first_turn_retrieval_nests_under_the_agent_invocation(run: dict[str, An
     query = captured.named("QueryVectors memory-acme")[-1]
     assert query.attributes["db.system.name"] == "sqlite"
     assert query.attributes["db.collection.name"] == "memory-acme"
-    assert query.attributes["db.response.returned_rows"] == 1
+    # dense over-fetch: every unit of session 1 (summary, excerpt, statement) was a candidate
+    assert query.attributes["db.response.returned_rows"] == run["units_s1"] > 1
     embedding = captured.named("embeddings LocalEmbedder")[-1]
     assert embedding.attributes["gen_ai.operation.name"] == "embeddings"
     assert embedding.attributes["gen_ai.embeddings.dimension.count"] == 256
@@ -152,14 +154,17 @@ def test_summary_runs_in_its_own_trace_linked_to_the_turn(run: dict[str, Any]) -
         assert root.attributes["memory.tenant.id"] == "acme"
     root = roots[0]
     in_trace = {s.name for s in captured.spans() if s.context.trace_id == root.context.trace_id}
-    assert in_trace == {"memory.summary", "memory.summarize", "chat ScriptedModel", "memory.store",
-                        "embeddings LocalEmbedder", "PutVectors memory-acme"}
+    assert in_trace == {"memory.summary", "memory.summarize", "chat ScriptedModel", "memory.store_units",
+                        "embeddings LocalEmbedder", "PutVectors memory-acme", "DeleteVectors memory-acme"}
     chat = captured.named("chat ScriptedModel")[0]
     assert captured.parent(chat).name == "memory.summarize"
     assert chat.attributes["gen_ai.operation.name"] == "chat"
     assert captured.named("memory.summarize")[0].attributes["memory.summary.mode"] == "abstractive"
     put = captured.named("PutVectors memory-acme")[0]
-    assert captured.parent(put).name == "memory.store" and put.attributes["db.operation.batch.size"] == 1
+    # one put of every unit of the conversation, then the delete of keys its units no longer use
+    assert captured.parent(put).name == "memory.store_units"
+    assert put.attributes["db.operation.batch.size"] == run["units_s1"]
+    assert captured.parent(captured.named("DeleteVectors memory-acme")[0]).name == "memory.store_units"
 
 
 def test_metrics_of_the_two_sessions(run: dict[str, Any]) -> None:
@@ -190,7 +195,8 @@ def test_no_span_carries_memory_text_transcripts_user_ids_or_tokens(run: dict[st
     assert {s.name for s in spans} == {  # every kind of span of a turn, a summary and a verification
         "memory.inject", "memory.recall", "embeddings LocalEmbedder", "QueryVectors memory-acme",
         "memory.checkpoint", "memory.conversation.end", "memory.outbox.write", "memory.summary",
-        "memory.summarize", "chat ScriptedModel", "memory.store", "PutVectors memory-acme", "auth.verify_token"}
+        "memory.summarize", "chat ScriptedModel", "memory.store_units", "PutVectors memory-acme",
+        "DeleteVectors memory-acme", "auth.verify_token"}
     for span in spans:
         for value in _values(span):
             leaked = [s for s in secrets if s.lower() in value.lower()]

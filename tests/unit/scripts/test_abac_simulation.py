@@ -15,19 +15,20 @@ from typing import Any, Mapping
 import pytest
 
 from scripts.common import ScriptError
-from scripts.tvm_role import INDEX_USER_ACTIONS, permission_policy, trust_policy
+from scripts.tvm_role import INDEX_USER_ACTIONS, OUTBOX_OBJECT_ACTIONS, permission_policy, trust_policy
 from tests.support.iam_simulator import Case, Expect, Outcome, SimulatorMissing, node, simulate, table
 
 ACCOUNT = "111122223333"
 OTHER_ACCOUNT = "444455556666"
 REGION = "us-east-1"
 BUCKET = "mem-bucket"
+OUTBOX = "mem-outbox"
 TVM_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/agent-memory-tvm"
 EXEC_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/agentcore-runtime"
 SERVICE = "bedrock-agentcore.amazonaws.com"
 RUNTIME_ARN = f"arn:aws:bedrock-agentcore:{REGION}:{ACCOUNT}:runtime/memory_agent-AbCdEf1234"
 
-PERMISSIONS = permission_policy(REGION, ACCOUNT, BUCKET)
+PERMISSIONS = permission_policy(REGION, ACCOUNT, BUCKET, outbox_bucket=OUTBOX)
 TRUST = trust_policy([EXEC_ROLE_ARN], account=ACCOUNT, service_principals=[SERVICE], source_arn=RUNTIME_ARN)
 #: Every calling role may call sts:AssumeRole/TagSession on anything: only the trust policy keeps it out.
 CALLER_POLICY = {
@@ -46,9 +47,16 @@ def index_arn(index: str, bucket: str = BUCKET, *, region: str = REGION, account
 
 
 def tenant_call(
-    name: str, expect: Expect, action: str, resource: str, *, tenant: str | None = "tenant-a"
+    name: str,
+    expect: Expect,
+    action: str,
+    resource: str,
+    *,
+    tenant: str | None = "tenant-a",
+    context: Mapping[str, str] | None = None,
 ) -> Case:
-    """A TVM role session tagged ``TenantID=<tenant>`` (None: untagged) calls ``action``."""
+    """A TVM role session tagged ``TenantID=<tenant>`` (None: untagged) calls ``action``
+    (``context``: further request keys, e.g. ``s3:prefix``)."""
     session = tenant or "untagged"
     return Case(
         name=name,
@@ -58,7 +66,7 @@ def tenant_call(
         resource=resource,
         resource_account=(resource.split(":") + [""] * 5)[4] or ACCOUNT,
         identity_policies=[PERMISSIONS],
-        context={"aws:PrincipalTag/TenantID": tenant} if tenant else {},
+        context={**({"aws:PrincipalTag/TenantID": tenant} if tenant else {}), **(context or {})},
     )
 
 
@@ -125,6 +133,37 @@ TENANT_CASES: list[Case] = [
     tenant_call("tenant-a ListVectorBuckets", "deny", "s3vectors:ListVectorBuckets", "*"),
 ]
 
+def object_arn(key: str, bucket: str = OUTBOX) -> str:
+    return f"arn:aws:s3:::{bucket}/{key}"
+
+
+_OWN_ENTRY = "outbox/tenant-a/pending/sum-0a1b.json"
+OUTBOX_CASES: list[Case] = [
+    *(tenant_call(f"tenant-a {_short(a)} on its own outbox object", "allow", a, object_arn(_OWN_ENTRY))
+      for a in OUTBOX_OBJECT_ACTIONS),
+    *(tenant_call(f"tenant-a {_short(a)} on tenant-b's outbox object", "deny", a,
+                  object_arn("outbox/tenant-b/pending/sum-0a1b.json"))
+      for a in OUTBOX_OBJECT_ACTIONS),
+    tenant_call("tenant-a PutObject on tenant-b's erasure markers", "deny", "s3:PutObject",
+                object_arn("outbox/tenant-b/erasures/era-1.json")),
+    tenant_call("tenant-a GetObject under tenant-ab (longer name)", "deny", "s3:GetObject",
+                object_arn("outbox/tenant-ab/pending/sum-0a1b.json")),
+    tenant_call("tenant-a PutObject outside the outbox prefix", "deny", "s3:PutObject", object_arn("tenant-a/x.json")),
+    tenant_call("tenant-a PutObject in another bucket", "deny", "s3:PutObject", object_arn(_OWN_ENTRY, "other-bucket")),
+    tenant_call("untagged session GetObject under tenant-a", "deny", "s3:GetObject", object_arn(_OWN_ENTRY), tenant=None),
+    tenant_call("tenant-b GetObject under tenant-a", "deny", "s3:GetObject", object_arn(_OWN_ENTRY), tenant="tenant-b"),
+    tenant_call("tenant-a ListBucket its own prefix", "allow", "s3:ListBucket", f"arn:aws:s3:::{OUTBOX}",
+                context={"s3:prefix": "outbox/tenant-a/pending/"}),
+    tenant_call("tenant-a ListBucket tenant-b's prefix", "deny", "s3:ListBucket", f"arn:aws:s3:::{OUTBOX}",
+                context={"s3:prefix": "outbox/tenant-b/pending/"}),
+    tenant_call("tenant-a ListBucket every tenant (outbox/)", "deny", "s3:ListBucket", f"arn:aws:s3:::{OUTBOX}",
+                context={"s3:prefix": "outbox/"}),
+    tenant_call("tenant-a ListBucket without a prefix", "deny", "s3:ListBucket", f"arn:aws:s3:::{OUTBOX}"),
+    *(tenant_call(f"tenant-a {_short(a)} on the outbox bucket", "deny", a, f"arn:aws:s3:::{OUTBOX}")
+      for a in ("s3:DeleteBucket", "s3:PutBucketPolicy", "s3:PutEncryptionConfiguration",
+                "s3:PutBucketPublicAccessBlock")),
+]
+
 _RUNTIME = {"aws:SourceArn": RUNTIME_ARN, "aws:SourceAccount": ACCOUNT}
 TRUST_CASES: list[Case] = [
     assume("execution role AssumeRole with TenantID", "allow"),
@@ -167,7 +206,7 @@ REFUSED_PRINCIPALS: dict[str, Case] = {
         "if the account root were trusted: any role of the account", "allow",
         principal=f"arn:aws:iam::{ACCOUNT}:role/ops", trust=_exec_trust_naming(f"arn:aws:iam::{ACCOUNT}:root")),
 }
-ALL_CASES = [*TENANT_CASES, *TRUST_CASES, *REFUSED_PRINCIPALS.values()]
+ALL_CASES = [*TENANT_CASES, *OUTBOX_CASES, *TRUST_CASES, *REFUSED_PRINCIPALS.values()]
 
 
 @pytest.fixture(scope="module")

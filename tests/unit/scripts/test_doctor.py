@@ -101,3 +101,15 @@ def test_denied_check_names_the_permission(aws, cli, bedrock) -> None:
     result = cli(*DOCTOR)
     assert result.code == 4
     assert "DENIED" in result.out and "bedrock:GetFoundationModel" in result.out
+
+
+def test_outbox_bucket_is_checked(aws, cli, bedrock) -> None:
+    _full_setup(cli)
+    bedrock.extend([("ok", MODEL), ("ok", MODEL)])
+    missing = cli(*DOCTOR, "--outbox-bucket", "mem-outbox")
+    assert "MISSING" in missing.out and "--outbox-bucket mem-outbox" in missing.out
+    assert cli("vector-bucket", *R, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox").code == 0
+    assert cli("tvm-role", *R, "--bucket", "mem-bucket", "--execution-role-arn", EXEC, "--outbox-bucket", "mem-outbox").code == 0
+    ok = cli(*DOCTOR, "--outbox-bucket", "mem-outbox")
+    assert ok.code == 0, ok.out
+    assert "outbox bucket mem-outbox" in ok.out and "encrypted, private" in ok.out

@@ -79,11 +79,11 @@ def test_unknown_tenant_index_is_an_error(memories, cli) -> None:
         "ann",
         "--yes",
     )
-    assert result.code == 1 and "has no index memory-nobody" in result.err
+    assert result.code == 1 and "has no index and no outbox" in result.err
 
 
 def test_access_denied_on_delete_names_the_permission(memories, cli, monkeypatch) -> None:
-    import scripts.forget as forget_module
+    import scripts.targets as forget_module
 
     real = forget_module.aws_client
 

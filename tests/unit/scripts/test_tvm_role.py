@@ -203,3 +203,32 @@ def test_missing_permission_names_the_action(aws, cli, monkeypatch) -> None:
     assert result.code == 4
     assert "iam:CreateRole" in result.err and "access denied" in result.err
     assert os.environ["AWS_ACCESS_KEY_ID"] not in result.err
+
+
+def test_with_an_outbox_the_policy_adds_exactly_the_tenant_prefix_statements() -> None:
+    policy = permission_policy("eu-west-1", ACCOUNT, "mem-bucket", outbox_bucket="mem-outbox", outbox_prefix="obx")
+    assert policy["Statement"][0] == permission_policy("eu-west-1", ACCOUNT, "mem-bucket")["Statement"][0]
+    assert policy["Statement"][1:] == [
+        {
+            "Sid": "OwnTenantOutboxObjectsOnly",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "Resource": "arn:aws:s3:::mem-outbox/obx/${aws:PrincipalTag/TenantID}/*",
+        },
+        {
+            "Sid": "ListOwnTenantOutboxOnly",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": "arn:aws:s3:::mem-outbox",
+            "Condition": {"StringLike": {"s3:prefix": "obx/${aws:PrincipalTag/TenantID}/*"}},
+        },
+    ]
+
+
+def test_outbox_bucket_argument_puts_the_outbox_statements_on_the_role(aws, cli) -> None:
+    assert cli(*ARGS).code == 0
+    result = cli(*ARGS, "--outbox-bucket", "mem-outbox")
+    assert result.code == 0 and "UPDATED" in result.out  # the old policy lacked the outbox
+    stored = boto3.client("iam").get_role_policy(RoleName="agent-memory-tvm", PolicyName="tenant-index-access")
+    assert stored["PolicyDocument"] == permission_policy("us-east-1", ACCOUNT, "mem-bucket", outbox_bucket="mem-outbox")
+    assert "Nothing to change" in cli(*ARGS, "--outbox-bucket", "mem-outbox").out

@@ -131,3 +131,21 @@ def test_access_denied_on_create_index(bucket, cli, monkeypatch) -> None:
     monkeypatch.setattr(vectors_module, "aws_client", denied)
     result = cli("tenant", "onboard", *R, *B, "--tenant", "acme")
     assert result.code == 4 and "s3vectors:CreateIndex" in result.err
+
+
+def test_outbox_bucket_is_created_encrypted_and_private_once(aws, cli) -> None:
+    args = ("vector-bucket", "--region", "us-east-1", "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox")
+    first = cli(*args)
+    assert first.code == 0 and any(
+        line.startswith("CREATED") and "outbox bucket mem-outbox" in line for line in first.out.splitlines()
+    )
+    s3 = boto3.client("s3", region_name="us-east-1")
+    rules = s3.get_bucket_encryption(Bucket="mem-outbox")["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert all(s3.get_public_access_block(Bucket="mem-outbox")["PublicAccessBlockConfiguration"].values())
+    again = cli(*args)
+    assert again.code == 0 and "Nothing to change" in again.out
+    s3.delete_bucket_encryption(Bucket="mem-outbox")  # drift: brought back
+    fixed = cli(*args)
+    assert "UPDATED" in fixed.out and "not encrypted" in fixed.out
+    assert s3.get_bucket_encryption(Bucket="mem-outbox")["ServerSideEncryptionConfiguration"]["Rules"]

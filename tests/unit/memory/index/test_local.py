@@ -124,7 +124,27 @@ def test_filtered_queries_stay_exact_after_random_overwrites_and_deletes(tmp_pat
         {"user_id": {"$in": ["u0", "u3"]}, "tags": "t2"},
         {"$and": [{"user_id": "u2"}, {"$or": [{"agent_name": "a1"}, {"agent_name": {"$exists": False}}]}]},
         {"tags": {"$eq": "all"}, "agent_name": {"$ne": "a0"}},
+        {"$or": [{"agent_name": {"$exists": True}}, {"user_id": "u0"}], "tags": {"$in": ["t0", "t1"]}},
     ):
         expected = sorted(r.key for r in everything if compile_filter(flt)(r.metadata))
         for idx in (index, reopened):
             assert sorted(h.key for h in idx.query([1, 1, 1, 1], top_k=100, filter=flt)) == expected
+
+
+def test_deleted_text_leaves_no_trace_in_the_database_or_wal_files(tmp_path):
+    """Erasure on disk: secure_delete zeroes the freed cells and the WAL is checkpointed and
+    truncated, so the bytes of the db, -wal and -shm files no longer contain the text."""
+    idx = LocalIndex(tmp_path, "memory-erase", 3)
+    idx.ensure()
+    idx.put([
+        VectorRecord("k1", [1.0, 0.0, 0.0], {"user_id": "alice", "content": "SECRET-aardvark-4321"}),
+        VectorRecord("k2", [0.0, 1.0, 0.0], {"user_id": "bob", "content": "kept-platypus-9999"}),
+    ])
+
+    def on_disk() -> bytes:
+        return b"".join(p.read_bytes() for p in sorted(tmp_path.iterdir()) if p.is_file())
+
+    assert b"SECRET-aardvark-4321" in on_disk()
+    idx.delete(["k1"])
+    assert b"SECRET-aardvark-4321" not in on_disk() and b"alice" not in on_disk()
+    assert b"kept-platypus-9999" in on_disk() and [r.key for r in idx.list()] == ["k2"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +15,13 @@ from memory.pipeline.background import RetryPolicy
 from memory.errors import BackendUnavailable
 from memory.keys import summary_key
 from memory.types import Scope
-from memory.pipeline.outbox import Outbox, OutboxEntry
+from memory.pipeline.outbox import OutboxEntry
+from memory.pipeline.outbox_local import LocalOutbox
 from memory.plugin.invocation import CONVERSATION_ID, TENANT_CONTEXT, USER_ID, InvalidInvocationState
 from memory.plugin.plugin import MemoryPlugin
 from memory.pipeline.summarizer import Summarizer
+from tests.support.busy import BusyTasks, GatedSummarizer, wait_until
 from tests.support.scripted_model import ScriptedModel
-
-
-class GatedSummarizer(Summarizer):
-    """Joins the user's turns, but only once ``gate`` is set (``started`` tells it is waiting)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started, self.gate = threading.Event(), threading.Event()
-
-    def summarize(self, turns):  # type: ignore[override]
-        self.started.set()
-        self.gate.wait(5)
-        return " ".join(t["text"] for t in turns if t["role"] == "user")
 
 
 def entry(conversation: str = "conv-1", text: str = "My budget is 2M.", **kwargs: Any) -> OutboxEntry:
@@ -51,16 +39,16 @@ def entry(conversation: str = "conv-1", text: str = "My budget is 2M.", **kwargs
 
 
 def test_outbox_put_is_durable_idempotent_and_removable(outbox_dir: Path) -> None:
-    outbox = Outbox(outbox_dir)
+    outbox = LocalOutbox(outbox_dir)
     first = outbox.put(entry(text="v1"))
     second = outbox.put(entry(text="v2"))  # same conversation ended again
     outbox.put(entry("conv-2"))
     assert first == second == summary_key("acme", "alice", "orchestrator", "conv-1")
-    reopened = Outbox(outbox_dir)  # a new process sees the same entries
+    reopened = LocalOutbox(outbox_dir)  # a new process sees the same entries
     pending = reopened.pending()
     assert [e.conversation_id for e in pending] == ["conv-1", "conv-2"]
     assert pending[0].transcript[0]["text"] == "v2"
-    assert sorted(p.name for p in outbox_dir.iterdir()) == sorted(f"{e.entry_id}.json" for e in pending)
+    assert sorted(p.name for p in outbox_dir.glob("*.json")) == sorted(f"{e.entry_id}.json" for e in pending)
     reopened.remove(first)
     reopened.remove(first)  # missing is fine
     assert [e.conversation_id for e in outbox.pending()] == ["conv-2"]
@@ -68,7 +56,7 @@ def test_outbox_put_is_durable_idempotent_and_removable(outbox_dir: Path) -> Non
 
 def test_outbox_round_trips_every_field(outbox_dir: Path) -> None:
     original = entry(tenant_id=None, attempts=2, opened="2025-01-02T03:04:05.678+00:00~0a1b2c3d", open=True)
-    outbox = Outbox(outbox_dir)
+    outbox = LocalOutbox(outbox_dir)
     outbox.put(original)
     assert outbox.get(original.entry_id) == original
     raw = json.loads((outbox_dir / f"{original.entry_id}.json").read_text())
@@ -89,7 +77,7 @@ def test_outbox_ids_are_distinct_per_identity_part(outbox_dir: Path) -> None:
 
 
 def test_a_reused_conversation_id_with_a_new_start_marker_is_a_separate_entry(outbox_dir: Path) -> None:
-    outbox = Outbox(outbox_dir)
+    outbox = LocalOutbox(outbox_dir)
     first = outbox.put(entry(text="I own a cat.", opened="2025-01-01T00:00:00.000+00:00~00000001"))
     again = outbox.put(entry(text="I own a cat. And a dog.", opened="2025-01-01T00:00:00.000+00:00~00000001"))
     later = outbox.put(entry(text="I moved to Porto.", opened="2025-03-01T00:00:00.000+00:00~00000002"))
@@ -102,13 +90,13 @@ def test_an_entry_written_before_start_markers_keeps_its_id(outbox_dir: Path) ->
     raw = {k: v for k, v in legacy.to_json().items() if k != "opened"}
     outbox_dir.mkdir(parents=True)
     (outbox_dir / f"{summary_key('acme', 'alice', 'orchestrator', 'conv-1')}.json").write_text(json.dumps(raw))
-    (pending,) = Outbox(outbox_dir).pending()
+    (pending,) = LocalOutbox(outbox_dir).pending()
     assert pending.opened is None and pending.entry_id == summary_key("acme", "alice", "orchestrator", "conv-1")
-    assert Outbox(outbox_dir).get(pending.entry_id) == pending  # replay finds it under its file name
+    assert LocalOutbox(outbox_dir).get(pending.entry_id) == pending  # replay finds it under its file name
 
 
 def test_outbox_skips_an_unreadable_file(outbox_dir: Path) -> None:
-    outbox = Outbox(outbox_dir)
+    outbox = LocalOutbox(outbox_dir)
     outbox.put(entry())
     (outbox_dir / "sum-broken.json").write_text("{not json")
     assert [e.conversation_id for e in outbox.pending()] == ["conv-1"]
@@ -140,7 +128,7 @@ def test_entry_is_durable_before_the_work_runs(fake_store, make_pipeline) -> Non
 
     pipeline = make_pipeline(fake_store, GatedSummarizer())
     pipeline.end_conversation(entry())
-    seen.append(len(Outbox(pipeline.outbox.directory).pending()))  # accepted = already on disk
+    seen.append(len(LocalOutbox(pipeline.outbox.directory).pending()))  # accepted = already on disk
     gate.set()
     assert pipeline.wait(30)
     assert seen == [1] and pipeline.outbox.pending() == []
@@ -149,7 +137,7 @@ def test_entry_is_durable_before_the_work_runs(fake_store, make_pipeline) -> Non
 def test_transient_failure_retries_with_backoff_and_stores_once(fake_store, make_pipeline) -> None:
     failures = iter([BackendUnavailable("throttled")])
 
-    original = fake_store.store
+    original = fake_store.store_units
 
     def flaky_store(*args: Any, **kwargs: Any):
         error = next(failures, None)
@@ -157,7 +145,7 @@ def test_transient_failure_retries_with_backoff_and_stores_once(fake_store, make
             raise error
         return original(*args, **kwargs)
 
-    fake_store.store = flaky_store  # type: ignore[method-assign]
+    fake_store.store_units = flaky_store  # type: ignore[method-assign]
     pipeline = make_pipeline(fake_store)
     pipeline.end_conversation(entry())
     assert pipeline.wait(30)
@@ -188,29 +176,10 @@ def test_exhausted_retries_leave_the_entry_and_a_restart_replays_it_once(fake_st
 FAST_SWEEP = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.002, sweep_base_delay=0.02, sweep_max_delay=0.05)
 
 
-class BusyTasks:
-    """Stands in for AgentCore's add_async_task / complete_async_task: counts open tasks."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.open: set[int] = set()
-        self.started = 0
-
-    def start(self, name: str) -> int:
-        with self.lock:
-            self.started += 1
-            self.open.add(self.started)
-            return self.started
-
-    def end(self, token: int) -> None:
-        with self.lock:
-            self.open.remove(token)
-
-
 def failing_then_ok(fake_store: Any, failures: int, busy: BusyTasks | None = None) -> list[int]:
-    """Make ``fake_store.store`` fail ``failures`` times, then work; returns the open-task counts
-    seen by every store call."""
-    original, seen, left = fake_store.store, [], [failures]
+    """Make ``fake_store.store_units`` fail ``failures`` times, then work; returns the open-task
+    counts seen by every store call."""
+    original, seen, left = fake_store.store_units, [], [failures]
 
     def store(*args: Any, **kwargs: Any):
         seen.append(len(busy.open) if busy else -1)
@@ -219,17 +188,8 @@ def failing_then_ok(fake_store: Any, failures: int, busy: BusyTasks | None = Non
             raise BackendUnavailable("outage")
         return original(*args, **kwargs)
 
-    fake_store.store = store  # type: ignore[method-assign]
+    fake_store.store_units = store  # type: ignore[method-assign]
     return seen
-
-
-def wait_until(predicate: Any, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def test_sweep_backoff_doubles_from_30_seconds_to_10_minutes() -> None:
@@ -306,7 +266,7 @@ def test_shutdown_ends_the_busy_task_and_leaves_the_entry_for_the_next_start(fak
 def test_replaying_a_summary_already_stored_does_not_duplicate(fake_store, make_pipeline, outbox_dir) -> None:
     # the worker stored the vector but died before removing the outbox entry
     e = entry()
-    Outbox(outbox_dir).put(e)
+    LocalOutbox(outbox_dir).put(e)
     fake_store.store(Scope("alice", "acme", "orchestrator"), "My budget is 2M.", conversation_id="conv-1", key=e.key)
     pipeline = make_pipeline(fake_store)
     assert pipeline.replay_pending() == 1
@@ -326,7 +286,7 @@ def test_task_hooks_bracket_every_task(fake_store, make_pipeline) -> None:
     events: list[tuple[str, Any]] = []
     pipeline = make_pipeline(
         fake_store,
-        on_task_start=lambda name: events.append(("start", name)) or f"token-{len(events)}",
+        on_task_start=lambda name: events.append(("start", name)) or f"token-{name}",
         on_task_end=lambda token: events.append(("end", token)),
     )
     pipeline.end_conversation(entry("a"))
@@ -335,7 +295,7 @@ def test_task_hooks_bracket_every_task(fake_store, make_pipeline) -> None:
     starts = [e for e in events if e[0] == "start"]
     ends = [e for e in events if e[0] == "end"]
     assert len(starts) == 2 and all(name.startswith("memory-summary-") for _, name in starts)
-    assert sorted(token for _, token in ends) == ["token-1", "token-2"]
+    assert sorted(token for _, token in ends) == sorted(f"token-{name}" for _, name in starts)
 
 
 def test_failing_task_hooks_do_not_break_the_pipeline(fake_store, make_pipeline) -> None:
@@ -497,6 +457,7 @@ def talk(pipeline: Any, *prompts: str) -> MemoryPlugin:
     agent = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator", plugins=[plugin], callback_handler=None)
     for prompt in prompts:
         agent(prompt, invocation_state=state())
+    assert pipeline.flush(30)  # checkpoints are written in the background
     return plugin
 
 
@@ -536,7 +497,7 @@ def test_start_up_replay_closes_open_entries_and_stores_them_exactly_once(fake_s
 
 def test_replay_of_an_open_entry_already_stored_does_not_duplicate(fake_store, make_pipeline, outbox_dir) -> None:
     e = entry(open=True)
-    Outbox(outbox_dir).put(e)
+    LocalOutbox(outbox_dir).put(e)
     fake_store.store(Scope("alice", "acme", "orchestrator"), "old", conversation_id="conv-1", key=e.key)
     pipeline = make_pipeline(fake_store)
     assert pipeline.replay_pending() == 1 and pipeline.metrics["closed_at_replay"] == 1
@@ -550,6 +511,7 @@ def test_an_exhausted_entry_whose_conversation_went_on_is_left_for_its_end(fake_
     pipeline.end_conversation(entry(text="I own a cat."))
     assert pipeline.wait(30) and wait_until(lambda: pipeline.waiting == 1)
     pipeline.checkpoint(entry(text="I own a cat. And a dog."))  # the same conversation goes on
+    assert pipeline.flush(30)
     assert wait_until(lambda: pipeline.sweep() == 1) and pipeline.wait(30)
     assert fake_store.memories == {} and pipeline.waiting == 0  # the live conversation was not summarized
     (left,) = pipeline.outbox.pending()
@@ -563,6 +525,7 @@ def test_a_checkpoint_during_the_summary_of_its_ended_entry_is_kept(fake_store, 
     pipeline.end_conversation(entry(text="first part."))
     assert started.wait(30)
     pipeline.checkpoint(entry(text="first part. second part."))  # the conversation went on
+    assert pipeline.flush(30)
     gate.set()
     assert pipeline.wait(30)
     (memory,) = fake_store.memories.values()

@@ -31,6 +31,17 @@ def test_extractive_keeps_user_statements_once_and_drops_questions() -> None:
     assert extractive_summary(TURNS) == "My budget is 2M. I prefer email updates."
 
 
+def test_extractive_keeps_a_fact_that_ends_in_a_question_back() -> None:
+    turns = [
+        {"role": "user", "text": "I'm flying to Lisbon on the 14th for my sister's wedding, any tips?"},
+        {"role": "user", "text": "Can you remind me what my budget was? It is $2.5M. What should I pack?"},
+        {"role": "user", "text": "Any ideas for a gift?"},
+    ]
+    assert extractive_summary(turns) == (
+        "I'm flying to Lisbon on the 14th for my sister's wedding, any tips? It is $2.5M."
+    )
+
+
 def test_extractive_is_bounded_at_a_sentence_boundary() -> None:
     turns = [{"role": "user", "text": f"Fact number {i} is here."} for i in range(100)]
     text = extractive_summary(turns, max_chars=100)

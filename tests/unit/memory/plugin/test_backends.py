@@ -20,7 +20,7 @@ from memory.plugin.context_block import extract_block
 from memory.embedders.local import LocalEmbedder
 from memory.keys import summary_key
 from memory.types import Scope
-from memory.pipeline.outbox import Outbox
+from memory.pipeline.outbox_local import LocalOutbox
 from memory.plugin.invocation import CONVERSATION_ID, TENANT_CONTEXT, USER_ID, Invocation
 from memory.plugin.plugin import MemoryPlugin
 from memory.stores.multi_tenant import MultiTenantStore
@@ -49,6 +49,19 @@ def run_conversation(store: Any, pipeline: SummaryPipeline | None, prompts: list
     return model, plugin
 
 
+def summary_and_units(memories: list[Any]) -> tuple[Any, list[Any]]:
+    """The one summary among ``memories`` and the other units, sorted by key (types checked)."""
+    (summary,) = [m for m in memories if m.memory_type == "summary"]
+    others = sorted((m for m in memories if m.memory_type != "summary"), key=lambda m: m.id)
+    assert {m.memory_type for m in others} == {"excerpt", "statement"}
+    return summary, others
+
+
+#: The units of the budget conversation: the user's one statement and one two-turn window (the
+#: others, "ok" and "Thanks, that is all.", have no content words).
+BUDGET_UNITS = ["-s000", "-x000"]
+
+
 def remember_budget(store: Any, pipeline: SummaryPipeline, conversation: str = "c1") -> str:
     """Store one summary; returns its expected key (identity, conversation id, start marker)."""
     _, plugin = run_conversation(store, pipeline, [
@@ -70,7 +83,7 @@ def pipeline_for(tmp_path: Path) -> Iterator[Any]:
     made: list[SummaryPipeline] = []
 
     def make(store: Any) -> SummaryPipeline:
-        pipeline = SummaryPipeline(store, Outbox(tmp_path / "outbox"), Summarizer(ScriptedModel()),
+        pipeline = SummaryPipeline(store, LocalOutbox(tmp_path / "outbox"), Summarizer(ScriptedModel()),
                                    retry=RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.002))
         made.append(pipeline)
         return pipeline
@@ -83,10 +96,13 @@ def pipeline_for(tmp_path: Path) -> Iterator[Any]:
 def test_local_backend_full_cycle(local_store, pipeline_for) -> None:
     pipeline = pipeline_for(local_store)
     key = remember_budget(local_store, pipeline)
-    (stored,) = local_store.list(Scope("alice", "acme", "orchestrator"))
-    assert stored.id == key
-    assert stored.memory_type == "summary" and stored.conversation_id == "c1"
+    stored, units = summary_and_units(local_store.list(Scope("alice", "acme", "orchestrator")))
+    assert stored.id == key and [m.id for m in units] == [key + suffix for suffix in BUDGET_UNITS]
+    assert {m.conversation_id for m in units} == {"c1"} and {m.opened for m in units} == {stored.opened}
+    assert stored.opened is not None
     assert "budget is 2M dollars" in stored.content
+    assert units[0].content == "My project budget is 2M dollars."
+    assert units[1].content == "USER: My project budget is 2M dollars.\nASSISTANT: ok"
 
     model, plugin = run_conversation(local_store, pipeline, [
         ("what is my project budget?", state("c2")),
@@ -96,7 +112,8 @@ def test_local_backend_full_cycle(local_store, pipeline_for) -> None:
     blocks = [extract_block(p) for p in model.system_prompts]
     assert blocks[0] is not None and "budget is 2M dollars" in blocks[0]
     assert blocks[0] == blocks[1] == blocks[2]
-    assert plugin.used_memory_ids == [stored.id]
+    assert len(plugin.used_memory_ids) == 1  # one result per conversation
+    assert plugin.used_memory_ids[0] in {stored.id, *(m.id for m in units)}
 
 
 def test_a_conversation_id_reused_after_a_restart_keeps_both_memories(local_store, pipeline_for) -> None:
@@ -110,10 +127,14 @@ def test_a_conversation_id_reused_after_a_restart_keeps_both_memories(local_stor
     assert restarted.wait(30) and restarted.replay_pending() == 0
     scope = Scope("alice", "acme", "orchestrator")
     stored = {m.id: m for m in local_store.list(scope)}
-    assert first in stored and len(stored) == 2
-    assert sorted("budget" in m.content for m in stored.values()) == [False, True]
+    summaries = {k: m for k, m in stored.items() if m.memory_type == "summary"}
+    assert first in summaries and len(summaries) == 2
+    assert sorted("budget" in m.content for m in summaries.values()) == [False, True]
     assert {m.conversation_id for m in stored.values()} == {"sid-1"}
-    assert local_store.forget(scope, conversation_id="sid-1") == 2  # forget --conversation <session id>
+    assert len({m.opened for m in stored.values()}) == 2
+    # forget --conversation <session id>: every unit of both conversations
+    assert local_store.forget(scope, conversation_id="sid-1") == len(stored) == 2 * (1 + len(BUDGET_UNITS))
+    assert local_store.list(scope) == []
 
 
 def test_local_backend_threshold_filters_unrelated_prompts(local_store, pipeline_for) -> None:
@@ -143,11 +164,14 @@ def test_s3vectors_under_moto_round_trip(monkeypatch, pipeline_for) -> None:
         key = remember_budget(store, pipeline_for(store))
 
         listed = client.list_vectors(vectorBucketName=BUCKET, indexName="memory-acme", returnMetadata=True)["vectors"]
-        assert [v["key"] for v in listed] == [key]
-        metadata = listed[0]["metadata"]
-        assert metadata["type"] == "summary" and metadata["conversation_id"] == "c1"
-        assert metadata["user_id"] == "alice" and metadata["agent_name"] == "orchestrator"
-        assert isinstance(metadata["stored_at_epoch"], (int, float))
+        assert sorted(v["key"] for v in listed) == [key] + [key + suffix for suffix in BUDGET_UNITS]
+        for vector in listed:
+            metadata = vector["metadata"]
+            expected = {"": "summary", "-s": "statement", "-x": "excerpt"}[vector["key"][len(key):][:2]]
+            assert metadata["type"] == expected
+            assert metadata["conversation_id"] == "c1" and metadata["opened"]
+            assert metadata["user_id"] == "alice" and metadata["agent_name"] == "orchestrator"
+            assert isinstance(metadata["stored_at_epoch"], (int, float))
 
         model, plugin = run_conversation(store, None, [
             ("what is my project budget?", state("c2")),
@@ -155,11 +179,12 @@ def test_s3vectors_under_moto_round_trip(monkeypatch, pipeline_for) -> None:
             ("bye", state("c2")),
         ])
         assert "budget is 2M dollars" in extract_block(model.system_prompts[2])
-        assert plugin.used_memory_ids == [key]
+        assert len(plugin.used_memory_ids) == 1 and plugin.used_memory_ids[0].startswith(key)
 
 
 def test_s3vectors_query_request_shape_with_stubber() -> None:
-    """The first turn's query is a valid QueryVectors request filtered by user and agent."""
+    """The first turn's query is a valid QueryVectors request filtered by user and agent, over-fetching
+    the service's maximum topK with metadata for the hybrid ranking."""
     client = make_client("s3vectors", region="us-east-1")
     store = SingleTenantStore.for_s3vectors(client=client, bucket=BUCKET, index_name="memory-acme",
                                       embedder=LocalEmbedder(), tenant_id="acme")
@@ -175,7 +200,7 @@ def test_s3vectors_query_request_shape_with_stubber() -> None:
                 "stored_at_epoch": 1_700_000_000, "content": injected}}],
             "distanceMetric": "cosine",
         }, {
-            "vectorBucketName": BUCKET, "indexName": "memory-acme", "topK": 5,
+            "vectorBucketName": BUCKET, "indexName": "memory-acme", "topK": 100,
             "queryVector": ANY, "returnDistance": True, "returnMetadata": True,
             "filter": {"$and": [
                 {"user_id": {"$eq": "alice"}},
@@ -196,7 +221,7 @@ CHILD = textwrap.dedent(
     from strands import Agent
     from memory.pipeline.background import SummaryPipeline
     from memory.embedders.local import LocalEmbedder
-    from memory.pipeline.outbox import Outbox
+    from memory.pipeline.outbox_local import LocalOutbox
     from memory.plugin.plugin import MemoryPlugin
     from memory.stores.multi_tenant import MultiTenantStore
     from memory.pipeline.summarizer import Summarizer
@@ -204,8 +229,8 @@ CHILD = textwrap.dedent(
 
     root = sys.argv[1]
     store = MultiTenantStore.for_local(root_dir=root + "/indexes", embedder=LocalEmbedder())
-    store.store = lambda *a, **k: os._exit(9)  # the worker dies right before the vector is stored
-    pipeline = SummaryPipeline(store, Outbox(root + "/outbox"), Summarizer(ScriptedModel()))
+    store.store_units = lambda *a, **k: os._exit(9)  # the worker dies right before the vectors are stored
+    pipeline = SummaryPipeline(store, LocalOutbox(root + "/outbox"), Summarizer(ScriptedModel()))
     agent = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator",
                   plugins=[MemoryPlugin(store, pipeline=pipeline)], callback_handler=None)
     state = {"tenant_context": "acme", "user_id": "alice", "conversation_id": "c1"}
@@ -226,7 +251,7 @@ def test_worker_killed_before_the_store_is_replayed_exactly_once(tmp_path: Path)
     store = MultiTenantStore.for_local(root_dir=tmp_path / "indexes", embedder=LocalEmbedder())
     scope = Scope("alice", "acme", "orchestrator")
     assert store.list(scope) == []
-    outbox = Outbox(tmp_path / "outbox")
+    outbox = LocalOutbox(tmp_path / "outbox")
     (pending,) = outbox.pending()
     assert pending.conversation_id == "c1" and pending.opened is not None
 
@@ -238,7 +263,8 @@ def test_worker_killed_before_the_store_is_replayed_exactly_once(tmp_path: Path)
         assert pipeline.wait(30)
     finally:
         pipeline.shutdown()
-    (memory,) = store.list(scope)
+    memory, units = summary_and_units(store.list(scope))
     assert memory.id == summary_key("acme", "alice", "orchestrator", "c1", pending.opened)
+    assert [m.id for m in units] == [memory.id + suffix for suffix in ("-s000", "-x000")]
     assert memory.content == "My project budget is 2M dollars. Bye."
     assert outbox.pending() == []

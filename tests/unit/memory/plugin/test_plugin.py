@@ -183,6 +183,52 @@ def test_memory_shows_its_stored_date(fake_store) -> None:
     assert 'stored_at="2024-03-09 14:05 UTC"' in extract_block(model.system_prompts[0])
 
 
+def test_memory_shows_its_type_and_when_its_conversation_started() -> None:
+    from datetime import datetime, timezone
+
+    from memory.plugin.context_block import format_memory
+    from memory.types import Memory
+
+    stored = datetime(2024, 3, 9, 14, 5, tzinfo=timezone.utc)
+    unit = Memory(id="k-s000", content="I moved to Porto.", user_id="alice", stored_at=stored,
+                  memory_type="statement", opened="2024-03-01T08:30:00.000+01:00~0a1b2c3d")
+    assert format_memory(unit) == (
+        '<memory id="k-s000" type="statement" stored_at="2024-03-09 14:05 UTC" '
+        'conversation_started="2024-03-01 07:30 UTC">I moved to Porto.</memory>'
+    )
+    legacy = Memory(id="k", content="x", user_id="alice", stored_at=stored, opened="not a marker")
+    assert "conversation_started" not in format_memory(legacy)
+
+
+def test_rendered_memories_parse_back_whatever_attributes_they_carry() -> None:
+    from datetime import datetime, timezone
+
+    from memory.plugin.context_block import parse_memories, render_block
+    from memory.types import Memory
+
+    stored = datetime(2024, 3, 9, 14, 5, tzinfo=timezone.utc)
+    units = [
+        Memory(id="k-s000", content='Budget <2M> & "Q4"', user_id="alice", stored_at=stored,
+               memory_type="statement", opened="2024-03-01T08:30:00.000+01:00~0a1b2c3d"),
+        Memory(id="k", content="I moved to Porto.", user_id="alice", stored_at=stored),
+    ]
+    assert [tuple(m) for m in parse_memories(render_block(units))] == [
+        ("k-s000", "2024-03-09 14:05 UTC", 'Budget <2M> & "Q4"'),
+        ("k", "2024-03-09 14:05 UTC", "I moved to Porto."),
+    ]
+
+
+def test_first_turn_query_is_all_user_text_of_the_invocation_bounded(fake_store) -> None:
+    from memory.plugin.recall_tool import MAX_QUERY_CHARS
+
+    model = ScriptedModel(default_reply="ok")
+    agent, _ = make_agent(fake_store, model)
+    earlier = {"role": "user", "content": [{"text": "We talked about my trip to Lisbon. " * 50}]}
+    agent([earlier, {"role": "user", "content": [{"text": "Where was I going?"}]}], invocation_state=state())
+    ((_, query, _),) = fake_store.retrieve_calls
+    assert query.endswith("Lisbon. Where was I going?") and len(query) == MAX_QUERY_CHARS
+
+
 def test_recall_tool_is_registered_with_only_query_and_top_k(fake_store) -> None:
     model = ScriptedModel(["ok"])
     agent, _ = make_agent(fake_store, model)
@@ -319,6 +365,9 @@ class RecordingPipeline:
         self.entries.append(entry)
         return entry.entry_id
 
+    def is_erased(self, entry: Any) -> bool:
+        return False
+
     def checkpoint(self, entry: Any) -> str:
         self.checkpoint_threads.append(threading.current_thread())
         if self.fail_checkpoint is not None:
@@ -367,11 +416,11 @@ def test_read_only_plugin_injects_and_recalls_but_never_summarizes(fake_store) -
     assert plugin.metrics["checkpoints"] == 0
 
 
-async def test_every_turn_checkpoints_the_growing_transcript_off_the_event_loop(fake_store) -> None:
+async def test_every_turn_queues_a_checkpoint_of_the_growing_transcript(fake_store) -> None:
     pipeline = RecordingPipeline()
     agent, plugin = make_agent(fake_store, ScriptedModel(["a1", "a2", "a3"]), pipeline=pipeline)
     await agent.invoke_async("I like tea.", invocation_state=state())
-    assert [user_texts(e) for e in pipeline.checkpoints] == [["I like tea."]]  # durable once answered
+    assert [user_texts(e) for e in pipeline.checkpoints] == [["I like tea."]]  # queued once answered
     await agent.invoke_async("My cat is Tom.", invocation_state=state())
     await agent.invoke_async("Bye.", invocation_state=state(end_session=True))
     assert [user_texts(e) for e in pipeline.checkpoints] == [["I like tea."], ["I like tea.", "My cat is Tom."]]
@@ -380,7 +429,6 @@ async def test_every_turn_checkpoints_the_growing_transcript_off_the_event_loop(
     assert user_texts(ended) == ["I like tea.", "My cat is Tom.", "Bye."]
     assert {e.entry_id for e in pipeline.checkpoints} == {ended.entry_id}  # one entry, overwritten
     assert ended.entry_id == summary_key("acme", "alice", "orchestrator", "conv-1", plugin.opened)
-    assert threading.main_thread() not in pipeline.checkpoint_threads
     assert plugin.metrics["checkpoints"] == 2 and plugin.metrics["checkpoint_failures"] == 0
 
 

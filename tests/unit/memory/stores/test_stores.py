@@ -271,3 +271,22 @@ def test_s3vectors_multi_tenant_round_trip_under_moto(s3vectors_double):
             store.store(Scope(U1, tenant_id="initech"), "never onboarded")
         # one STS call per tenant for all of the above
         assert sorted(calls) == ["acme", "globex", "initech"]
+
+
+def test_retention_hides_expired_memories_and_the_sweep_deletes_them(index_factory):
+    """AGENT_MEMORY_TTL_DAYS on both backends: an expired memory is never retrieved (so never
+    injected or recalled) and ``sweep_expired`` deletes it, paging by metadata."""
+    embedder = KeywordEmbedder()
+    now = [1_700_000_000.0]
+    index = index_factory("memory-ttl-test", embedder.dimension)
+    store = SingleTenantStore(index, embedder, ttl_seconds=86400, clock=lambda: now[0])
+    store.store(Scope(U1), "budget spend old", conversation_id="c-old")
+    now[0] += 2 * 86400
+    fresh = store.store(Scope(U1), "budget spend new", conversation_id="c-new")
+    other = store.store(Scope(U2), "budget spend", conversation_id="c-other")
+    assert [m.id for m in store.retrieve(Scope(U1), "budget spend", min_score=0.0)] == [fresh.id]
+    assert len(store.list(Scope(U1))) == 2  # still on disk until swept
+    assert store.sweep_expired() == 1 and store.sweep_expired() == 0
+    assert [m.id for m in store.list(Scope(U1))] == [fresh.id] and [m.id for m in store.list(Scope(U2))] == [other.id]
+    keep_all = SingleTenantStore(index, embedder)  # no TTL: nothing expires
+    assert keep_all.sweep_expired() == 0

@@ -1,0 +1,265 @@
+"""Recall quality of long-term memory: does the right past conversation come back?
+
+Data: ``bench.recall_corpus.generate(seed)`` -- 10 users, 48 past sessions each, 320 paraphrased
+questions of five kinds (single fact, fact said in passing, temporal, multi-session, updated
+fact), each with its evidence session(s); generated at run time, nothing stored in the repo.
+Every session is stored the way the app stores it (offline defaults: extractive summary,
+WordLlama, LocalIndex): through ``SummaryPipeline.end_conversation`` and its outbox, with the
+store's clock set to the session's date. Each question is then asked as a first-turn query
+in its user's scope (agent ``orchestrator``).
+
+Rows (each measured in this run):
+
+* ``A today``     -- the previous design: old extractive summary (user turns ending in "?"
+  dropped), one summary vector per conversation, dense top-5 with ``min_score`` 0.2;
+* ``B +summary``  -- the new extractive summary (statements ending in a question kept);
+* ``C +units``    -- summary + excerpt units (``memory.pipeline.units``), dense over-fetch,
+  one result per conversation, floor still 0.2;
+* ``D +floor``    -- C with WordLlama's calibrated floor (``LocalEmbedder.min_score``);
+* ``E hybrid``    -- D plus BM25 fused by reciprocal rank: ``SingleTenantStore.retrieve``,
+  the default path of the plugin and the recall tool.
+
+Metrics per kind and per phrasing (``shared words``: the question shares a word or two with what
+was said; ``paraphrase``: none): recall@k = share of a question's evidence sessions among the top k
+conversations (for one evidence session: hit or miss), ranked without a floor; ``injected`` =
+share of evidence among what the plugin injects (top 5 after the floor). ``p50 ms`` is the
+first-turn retrieval (embed + query + ranking) at ``--latency-memories`` memories of one user
+on a LocalIndex, for the old path (row A) and the new one (row E); ``ratio`` = E / A.
+
+Run: ``python -m bench.bench_recall [--seed N] [--users N] [--latency-memories N] [--json]``
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Sequence
+
+from bench._common import emit, parser, summary_ms
+from bench.recall_corpus import KINDS, PHRASINGS, Question, Session, describe, generate
+from memory.embedders.local import LocalEmbedder
+from memory.index.local import LocalIndex
+from memory.keys import summary_key
+from memory.pipeline.background import SummaryPipeline
+from memory.pipeline.outbox import Outbox, OutboxEntry
+from memory.pipeline.summarizer import Summarizer, Turn, cut_at_sentence, extractive_summary
+from memory.pipeline.units import conversation_units
+from memory.stores.hybrid import DENSE_CANDIDATES, hybrid_rank
+from memory.stores.scoping import visibility_filter
+from memory.stores.single_tenant import SingleTenantStore
+from memory.types import MemoryUnit, Scope
+
+AGENT = "orchestrator"
+TODAY_MIN_SCORE = 0.2  # the plugin's former DEFAULT_MIN_SCORE
+INJECTED = 5
+KS = (1, 5, 10)
+_SPACES = re.compile(r"\s+")
+
+#: A ranking function: question -> (conversation ids ranked, at most 10; injected conversation ids).
+Ranker = Callable[[Question], tuple[list[str], list[str]]]
+
+
+def legacy_extractive_summary(turns: Sequence[Turn], max_chars: int = 1500) -> str:
+    """The previous extractive summary (every user turn ending in "?" dropped), for row A."""
+    seen: set[str] = set()
+    kept: list[str] = []
+    for turn in turns:
+        if turn["role"] != "user":
+            continue
+        text = _SPACES.sub(" ", turn["text"]).strip()
+        norm = text.casefold().rstrip(".!")
+        if not text or text.endswith("?") or norm in seen:
+            continue
+        seen.add(norm)
+        kept.append(text if text[-1] in ".!?" else text + ".")
+    return cut_at_sentence(" ".join(kept), max_chars)
+
+
+class Clock:
+    """The stores' clock: the date of the session being stored."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _marker(session: Session) -> str:
+    return f"{session.started.isoformat(timespec='milliseconds')}~{abs(hash(session.session_id)) % 16**8:08x}"
+
+
+def _scope(user_id: str) -> Scope:
+    return Scope(user_id=user_id, agent_name=AGENT)
+
+
+def store_like_the_app(root: Path, sessions: Sequence[Session], embedder: LocalEmbedder) -> SingleTenantStore:
+    """Every session through the summary pipeline (outbox, extractive summary, units), dated."""
+    clock = Clock()
+    store = SingleTenantStore.for_local(root_dir=root / "indexes", embedder=embedder, index_name="memory-units", clock=clock)
+    pipeline = SummaryPipeline(store, Outbox(root / "outbox"), Summarizer(), max_workers=1)
+    try:
+        for session in sessions:
+            clock.now = session.started.timestamp()
+            pipeline.end_conversation(OutboxEntry(
+                tenant_id=None, user_id=session.user_id, agent_name=AGENT, conversation_id=session.session_id,
+                transcript=list(session.turns), opened=_marker(session),
+            ))
+            if not pipeline.wait(60):
+                raise RuntimeError("summary pipeline did not finish")
+    finally:
+        pipeline.shutdown()
+    if pipeline.metrics["stored"] != len(sessions):
+        raise RuntimeError(f"stored {pipeline.metrics['stored']} of {len(sessions)} sessions")
+    return store
+
+
+def store_summaries(root: Path, name: str, sessions: Sequence[Session], embedder: LocalEmbedder,
+                    summarize: Callable[[Sequence[Turn]], str]) -> SingleTenantStore:
+    """One summary vector per session (the previous design's unit), dated."""
+    clock = Clock()
+    store = SingleTenantStore.for_local(root_dir=root / "indexes", embedder=embedder, index_name=name, clock=clock)
+    for session in sessions:
+        clock.now = session.started.timestamp()
+        key = summary_key(None, session.user_id, AGENT, session.session_id, _marker(session))
+        store.store(_scope(session.user_id), summarize(session.turns), conversation_id=session.session_id, key=key)
+    return store
+
+
+def dense_summary_ranker(store: SingleTenantStore, embedder: LocalEmbedder) -> Ranker:
+    """Rows A/B: dense top-k over one summary per conversation, ``min_score`` 0.2 for injection."""
+
+    def rank(question: Question) -> tuple[list[str], list[str]]:
+        (vector,) = embedder.embed([question.text], "retrieval")
+        hits = store.index.query(vector, max(KS), visibility_filter(_scope(question.user_id)))
+        ranked = [h.metadata["conversation_id"] for h in hits]
+        injected = [h.metadata["conversation_id"] for h in hits[:INJECTED] if 1.0 - h.distance >= TODAY_MIN_SCORE]
+        return ranked, injected
+
+    return rank
+
+
+def units_ranker(store: SingleTenantStore, embedder: LocalEmbedder, *, lexical: bool, floor: float) -> Ranker:
+    """Rows C/D/E: dense over-fetch of units, one per conversation, with or without BM25 fusion."""
+
+    def rank(question: Question) -> tuple[list[str], list[str]]:
+        scope = _scope(question.user_id)
+        if lexical:  # the store's own retrieve: the default path of the plugin and recall tool
+            ranked = store.retrieve(scope, question.text, top_k=max(KS), min_score=-1.0)
+            injected = store.retrieve(scope, question.text, top_k=INJECTED, min_score=floor)
+            return [m.conversation_id or "" for m in ranked], [m.conversation_id or "" for m in injected]
+        (vector,) = embedder.embed([question.text], "retrieval")
+        hits = store.index.query(vector, DENSE_CANDIDATES, visibility_filter(scope))
+        ranked_hits = hybrid_rank(question.text, hits, top_k=max(KS), min_similarity=-1.0, lexical=False)
+        injected_hits = hybrid_rank(question.text, hits, top_k=INJECTED, min_similarity=floor, lexical=False)
+        return ([r.hit.metadata["conversation_id"] for r in ranked_hits],
+                [r.hit.metadata["conversation_id"] for r in injected_hits])
+
+    return rank
+
+
+def evaluate(rank: Ranker, questions: Sequence[Question]) -> dict[str, dict[str, float]]:
+    """Mean recall@k and injected share per kind (and ``all``)."""
+    scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for question in questions:
+        ranked, injected = rank(question)
+        evidence = set(question.evidence)
+        for kind in (question.kind, question.phrasing, "all"):
+            for k in KS:
+                scores[kind][f"R@{k}"].append(len(evidence & set(ranked[:k])) / min(k, len(evidence)))
+            scores[kind]["injected"].append(len(evidence & set(injected)) / len(evidence))
+    return {kind: {m: statistics.fmean(v) for m, v in metrics.items()} for kind, metrics in scores.items()}
+
+
+def latency(root: Path, sessions: Sequence[Session], questions: Sequence[Question], embedder: LocalEmbedder,
+            memories: int) -> dict[str, float]:
+    """p50 ms of the old and the new first-turn retrieval with ``memories`` units of one user."""
+    store = SingleTenantStore.for_local(root_dir=root / "indexes", embedder=embedder, index_name="memory-latency")
+    scope = _scope("user-00")
+    units: list[MemoryUnit] = []
+    for session in sessions:
+        units.extend(conversation_units(session.session_id, session.turns, extractive_summary(session.turns)))
+    copies, stored = 0, 0
+    while stored < memories:
+        batch = units[: memories - stored]
+        store.store_units(scope, [MemoryUnit(f"{u.key}-{copies}", u.content, u.memory_type) for u in batch],
+                          conversation_id=f"conv-{copies}")
+        stored += len(batch)
+        copies += 1
+    texts = [q.text for q in questions]
+
+    def old(text: str) -> None:
+        (vector,) = embedder.embed([text], "retrieval")
+        hits = store.index.query(vector, INJECTED, visibility_filter(scope))
+        [h for h in hits if 1.0 - h.distance >= TODAY_MIN_SCORE]
+
+    def new(text: str) -> None:
+        store.retrieve(scope, text, top_k=INJECTED)
+
+    result = {}
+    for name, fn in (("old", old), ("new", new)):
+        for text in texts[:20]:  # warm caches (token cache, matrix) like a running app
+            fn(text)
+        samples = []
+        for text in texts:
+            start = time.perf_counter()
+            fn(text)
+            samples.append(time.perf_counter() - start)
+        result[name] = summary_ms(samples)["p50_ms"]
+    return result
+
+
+def main() -> None:
+    """Generate the corpus, store it like the app, and print the recall table."""
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--seed", type=int, default=12)
+    p.add_argument("--users", type=int, default=10)
+    p.add_argument("--latency-memories", type=int, default=5000)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    sessions, questions = generate(args.seed, args.users)
+    embedder = LocalEmbedder()
+    floor = LocalEmbedder.min_score
+    with tempfile.TemporaryDirectory(prefix="bench-recall-") as tmp:
+        root = Path(tmp)
+        units = store_like_the_app(root, sessions, embedder)
+        legacy = store_summaries(root, "memory-legacy", sessions, embedder, legacy_extractive_summary)
+        summaries = store_summaries(root, "memory-summaries", sessions, embedder, extractive_summary)
+        configs: list[tuple[str, Ranker]] = [
+            ("A today", dense_summary_ranker(legacy, embedder)),
+            ("B +summary", dense_summary_ranker(summaries, embedder)),
+            ("C +units", units_ranker(units, embedder, lexical=False, floor=TODAY_MIN_SCORE)),
+            ("D +floor", units_ranker(units, embedder, lexical=False, floor=floor)),
+            ("E hybrid", units_ranker(units, embedder, lexical=True, floor=floor)),
+        ]
+        results = {name: evaluate(rank, questions) for name, rank in configs}
+        timing = latency(root, sessions, questions, embedder, args.latency_memories)
+        stored_units = units.index.count() if isinstance(units.index, LocalIndex) else 0
+    rows = []
+    for name, _ in configs:
+        for kind in ("all", *KINDS, *PHRASINGS):
+            metrics = results[name].get(kind)
+            if metrics is None:
+                continue
+            row: dict[str, object] = {"design": name, "kind": kind,
+                                      "n": sum(1 for q in questions if kind in ("all", q.kind, q.phrasing))}
+            row.update({m: round(v, 3) for m, v in metrics.items()})
+            if kind == "all" and name in ("A today", "E hybrid"):
+                row["p50 ms"] = round(timing["old" if name == "A today" else "new"], 3)
+                if name == "E hybrid":
+                    row["ratio"] = round(timing["new"] / timing["old"], 2)
+            rows.append(row)
+    header = describe(sessions, questions)
+    header["units"] = stored_units
+    title = (f"recall of past conversations (seed {args.seed}: {header}); latency at "
+             f"{args.latency_memories} memories of one user, LocalIndex + WordLlama; floor {floor}")
+    emit(title, rows, args.json)
+
+
+if __name__ == "__main__":
+    main()

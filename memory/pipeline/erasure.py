@@ -1,0 +1,78 @@
+"""Erasure that holds: a durable marker first, then the outbox, then the memories.
+
+``erase`` (what ``forget`` runs) writes an ``ErasureMarker`` to the outbox backend, deletes
+the matching outbox entries (open checkpoints, closed entries and dead letters), then deletes
+the matching memories, every memory unit of every matching conversation, found by metadata
+(``user_id``, ``conversation_id``), never by assuming one key per conversation. The summary
+pipeline checks the markers before every store and again right after it (deleting what it
+just stored if a marker appeared meanwhile), and the checkpoint writer drops live transcripts
+they cover, so a conversation that started before an erasure is never stored after it by any
+process, replay or shutdown path.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+from memory.pipeline.outbox import ErasureMarker, Outbox, OutboxEntry
+from memory.stores.protocol import MemoryBackend
+from memory.types import Scope
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ErasureResult:
+    """What one ``erase`` removed."""
+
+    marker: ErasureMarker
+    outbox_entries: int
+    dead_letters: int
+    memories: int
+
+
+def covering(markers: Sequence[ErasureMarker], entry: OutboxEntry) -> ErasureMarker | None:
+    """The first marker that erases ``entry``'s conversation, None if none does."""
+    return next((m for m in markers if m.covers(entry)), None)
+
+
+def erase(
+    outbox: Outbox,
+    store: MemoryBackend | None,
+    *,
+    tenant_id: str | None,
+    user_id: str | None = None,
+    conversation_id: str | None = None,
+) -> ErasureResult:
+    """Erase a tenant (``user_id`` None), a user, or one of a user's conversations.
+
+    Order matters: the marker is durable before anything is deleted, so a summary racing
+    this call either sees the marker or is deleted by the memory deletion that follows it.
+    ``store`` None erases only the outbox side (markers, entries, dead letters).
+    """
+    if conversation_id is not None and user_id is None:
+        raise ValueError("erasing a conversation needs its user")
+    marker = ErasureMarker(tenant_id=tenant_id, user_id=user_id, conversation_id=conversation_id)
+    outbox.add_erasure(marker)
+    entries = [e for e in outbox.pending(tenant_id) if marker.covers(e)]
+    for entry in entries:
+        outbox.remove(entry.entry_id, entry.tenant_id)
+    letters = [d for d in outbox.dead_letters(tenant_id) if marker.covers(d.entry)]
+    for letter in letters:
+        outbox.purge(letter.entry.entry_id, letter.entry.tenant_id)
+    memories = 0
+    if store is not None:
+        if user_id is None:
+            memories = store.forget_tenant(tenant_id)
+        else:
+            memories = store.forget(Scope(user_id=user_id, tenant_id=tenant_id), conversation_id=conversation_id)
+    logger.info(
+        "erased: %d outbox entries, %d dead letters, %d memories (marker %s)",
+        len(entries),
+        len(letters),
+        memories,
+        marker.marker_id,
+    )
+    return ErasureResult(marker, len(entries), len(letters), memories)

@@ -1,0 +1,173 @@
+"""``LocalOutbox``: the outbox in a local directory (dev, tests, one host).
+
+Layout under ``directory`` (directories 0700, files 0600, ``memory.private_files``): pending entries as ``<entry id>.json`` at the top,
+``claims/<entry id>.lock`` (``flock``: held while a process works on the entry, dropped by the
+kernel when that process dies), ``dead/<entry id>.json`` and ``erasures/<marker id>.json``.
+Every file is written atomically (temp file, fsync, rename, directory fsync): once a write
+returns, it survives a crash of the process or the machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from memory.private_files import private_dir
+from memory.pipeline.outbox import Claim, DeadLetter, ErasureMarker, OutboxEntry, parse_or_none, read_entry
+
+logger = logging.getLogger(__name__)
+
+_SUFFIX = ".json"
+
+
+class LocalOutbox:
+    """The ``memory.pipeline.outbox.Outbox`` protocol over files under ``directory``."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        """Open the outbox.
+
+        Args:
+            directory: Where the outbox lives (created 0700 with its sub-folders if missing).
+        """
+        self.directory = private_dir(directory)
+        for name in ("claims", "dead", "erasures"):
+            private_dir(self.directory / name)
+
+    # -- pending entries ----------------------------------------------------------------------
+
+    def put(self, entry: OutboxEntry) -> str:
+        """Write ``entry`` durably (replacing one with the same id); returns its id."""
+        self._write(self.directory, entry.entry_id, entry.to_json())
+        return entry.entry_id
+
+    def get(self, entry_id: str, tenant_id: str | None = None) -> OutboxEntry | None:
+        """The pending entry, or None if it is not (or no longer) pending."""
+        data = self._read(self.directory / f"{entry_id}{_SUFFIX}")
+        return None if data is None else read_entry(data, entry_id)
+
+    def pending(self, tenant_id: str | None = None) -> list[OutboxEntry]:
+        """Every readable pending entry (of ``tenant_id`` if given), oldest first."""
+        entries = [self.get(path.name[: -len(_SUFFIX)]) for path in self.directory.glob(f"*{_SUFFIX}")]
+        found = [e for e in entries if e is not None and (tenant_id is None or e.tenant_id == tenant_id)]
+        return sorted(found, key=lambda e: e.created_at)
+
+    def remove(self, entry_id: str, tenant_id: str | None = None) -> None:
+        """Delete a pending entry (a missing one is ignored)."""
+        self._unlink(self.directory / f"{entry_id}{_SUFFIX}")
+
+    # -- claims -------------------------------------------------------------------------------
+
+    def claim(self, entry_id: str, tenant_id: str | None = None, *, ttl_seconds: float = 600.0) -> Claim | None:
+        """An exclusive ``flock`` on the entry's lock file, or None while another holder has it."""
+        fd = os.open(self.directory / "claims" / f"{entry_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return Claim(tenant_id, entry_id, fd)
+
+    def release(self, claim: Claim) -> None:
+        """Unlock and close the claim's lock file (the file stays: unlinking would race)."""
+        try:
+            os.close(claim.token)
+        except OSError:
+            pass
+
+    # -- dead letters -------------------------------------------------------------------------
+
+    def dead_letter(self, entry: OutboxEntry, reason: str) -> None:
+        """Write the dead letter first, then drop the pending entry (never neither)."""
+        self._write(self.directory / "dead", entry.entry_id, DeadLetter(entry, reason).to_json())
+        self.remove(entry.entry_id)
+
+    def dead_letters(self, tenant_id: str | None = None) -> list[DeadLetter]:
+        """Dead letters (of ``tenant_id`` if given), oldest first."""
+        letters = []
+        for path in (self.directory / "dead").glob(f"*{_SUFFIX}"):
+            data = self._read(path)
+            letter = None if data is None else parse_or_none(DeadLetter.from_json, data, path.stem)
+            if letter is not None and (tenant_id is None or letter.entry.tenant_id == tenant_id):
+                letters.append(letter)
+        return sorted(letters, key=lambda d: d.dead_at)
+
+    def revive(self, entry_id: str, tenant_id: str | None = None) -> OutboxEntry | None:
+        """Put the dead letter's entry back as pending (attempts reset), then drop the letter."""
+        path = self.directory / "dead" / f"{entry_id}{_SUFFIX}"
+        data = self._read(path)
+        letter = None if data is None else parse_or_none(DeadLetter.from_json, data, entry_id)
+        if letter is None:
+            return None
+        entry = dataclasses.replace(letter.entry, attempts=0, open=False)
+        self.put(entry)
+        self._unlink(path)
+        return entry
+
+    def purge(self, entry_id: str, tenant_id: str | None = None) -> bool:
+        """Delete a dead letter for good; True if there was one."""
+        path = self.directory / "dead" / f"{entry_id}{_SUFFIX}"
+        existed = path.exists()
+        self._unlink(path)
+        return existed
+
+    # -- erasure markers ----------------------------------------------------------------------
+
+    def add_erasure(self, marker: ErasureMarker) -> None:
+        """Record an erasure marker durably."""
+        self._write(self.directory / "erasures", marker.marker_id, marker.to_json())
+
+    def erasures(self, tenant_id: str | None) -> list[ErasureMarker]:
+        """The tenant's erasure markers."""
+        markers = []
+        for path in (self.directory / "erasures").glob(f"*{_SUFFIX}"):
+            data = self._read(path)
+            marker = None if data is None else parse_or_none(ErasureMarker.from_json, data, path.stem)
+            if marker is not None and marker.tenant_id == tenant_id:
+                markers.append(marker)
+        return markers
+
+    # -- files --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _read(path: Path) -> Any:
+        try:
+            return json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            logger.error("outbox file %s is unreadable; leaving it in place", path.name)
+            return None
+
+    @staticmethod
+    def _write(folder: Path, name: str, data: dict[str, Any]) -> None:
+        payload = json.dumps(data, ensure_ascii=False).encode("utf-8")
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, folder / f"{name}{_SUFFIX}")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _sync_directory(folder)
+
+    @staticmethod
+    def _unlink(path: Path) -> None:
+        path.unlink(missing_ok=True)
+        _sync_directory(path.parent)
+
+
+def _sync_directory(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,282 @@
+"""``S3Outbox``: the outbox in a regular Amazon S3 bucket, one prefix per tenant.
+
+Keys: ``<prefix>/<tenant>/{pending,claims,dead,erasures}/<id>.json`` (``_`` for entries without
+a tenant). Every object is written with server-side encryption (SSE-S3 by default, SSE-KMS
+with a key id). Tenant data is read and written with ``client_for(tenant_id)``: in the
+multi-tenant app, the tenant's token-vending-machine credentials, whose role policy allows only
+``<prefix>/${aws:PrincipalTag/TenantID}/*`` (``scripts.tvm_role``). Which tenants have
+pending entries is listed with ``lister`` (the app's own credentials: key names only, never
+content).
+
+Claims are lease objects under ``claims/``: created with ``If-None-Match: *`` (S3 answers 412
+PreconditionFailed, or 409 ConditionalRequestConflict during a concurrent write, to the loser),
+taken over only after their ``expires_at`` with ``If-Match: <etag>`` and deleted with
+``If-Match`` on release, so a process whose lease expired never deletes its successor's.
+(moto 5.2.5 enforces ``IfNoneMatch``/``IfMatch`` on PutObject and ``IfMatch`` on
+DeleteObject the same way: checked in tests.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+import uuid
+from typing import Any, Callable, Iterator
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from memory.aws import error_code, http_status, translate_error
+from memory.pipeline.outbox import Claim, DeadLetter, ErasureMarker, OutboxEntry, parse_or_none, read_entry
+from memory.tenants import validate_tenant_id
+
+logger = logging.getLogger(__name__)
+
+ClientFor = Callable[[str | None], Any]
+_NO_TENANT = "_"
+_LOST_RACE = {"PreconditionFailed", "ConditionalRequestConflict"}
+
+
+class S3Outbox:
+    """The ``memory.pipeline.outbox.Outbox`` protocol over objects in ``bucket`` under ``prefix``."""
+
+    def __init__(
+        self,
+        client_for: ClientFor,
+        bucket: str,
+        *,
+        prefix: str = "outbox",
+        lister: Any | None = None,
+        kms_key_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Open the outbox.
+
+        Args:
+            client_for: ``client_for(tenant_id)`` returns the S3 client for that tenant's prefix
+                (the tenant's TVM credentials in multi-tenant deployments).
+            bucket: The outbox bucket (a regular S3 bucket).
+            prefix: Key prefix; each tenant's objects live under ``<prefix>/<tenant>/``.
+            lister: Client that lists which tenants have a prefix (default: ``client_for(None)``).
+            kms_key_id: SSE-KMS key for every object (default: SSE-S3).
+            clock: Epoch seconds, for claim leases.
+        """
+        self._client_for = client_for
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._lister = lister
+        self._sse: dict[str, str] = (
+            {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id}
+            if kms_key_id
+            else {"ServerSideEncryption": "AES256"}
+        )
+        self._clock = clock
+        self.owner = uuid.uuid4().hex  # who holds the claims this instance makes
+        self._markers: dict[str, ErasureMarker] = {}
+        self.writes = 0  # PutObject/DeleteObject requests made (the benchmark counts them)
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def tenant_prefix(self, tenant_id: str | None) -> str:
+        """``<prefix>/<tenant>/`` (the tenant id validated first)."""
+        segment = _NO_TENANT if tenant_id is None else validate_tenant_id(tenant_id)
+        return f"{self.prefix}/{segment}/"
+
+    def _key(self, tenant_id: str | None, kind: str, name: str) -> str:
+        return f"{self.tenant_prefix(tenant_id)}{kind}/{name}.json"
+
+    # -- pending entries ----------------------------------------------------------------------
+
+    def put(self, entry: OutboxEntry) -> str:
+        """Write ``entry`` (replacing one with the same id); returns its id."""
+        self._put(entry.tenant_id, self._key(entry.tenant_id, "pending", entry.entry_id), entry.to_json())
+        return entry.entry_id
+
+    def get(self, entry_id: str, tenant_id: str | None = None) -> OutboxEntry | None:
+        """The pending entry, or None if it is not (or no longer) pending."""
+        data = self._get(tenant_id, self._key(tenant_id, "pending", entry_id))
+        return None if data is None else read_entry(data, entry_id)
+
+    def pending(self, tenant_id: str | None = None) -> list[OutboxEntry]:
+        """Pending entries of every tenant (or of ``tenant_id``), oldest first."""
+        tenants = [tenant_id] if tenant_id is not None else self.tenants()
+        entries = []
+        for tenant in tenants:
+            for key in self._keys(tenant, "pending"):
+                entry = self.get(_name(key), tenant)
+                if entry is not None:
+                    entries.append(entry)
+        return sorted(entries, key=lambda e: e.created_at)
+
+    def remove(self, entry_id: str, tenant_id: str | None = None) -> None:
+        """Delete a pending entry (a missing one is ignored)."""
+        self._delete(tenant_id, self._key(tenant_id, "pending", entry_id))
+
+    def tenants(self) -> list[str | None]:
+        """Tenants that have a prefix in the outbox (listed with ``lister``)."""
+        client = self._lister or self._client_for(None)
+        found: list[str | None] = []
+        try:
+            for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"{self.prefix}/", Delimiter="/"
+            ):
+                for common in page.get("CommonPrefixes", []):
+                    segment = common["Prefix"][len(self.prefix) + 1 :].strip("/")
+                    found.append(None if segment == _NO_TENANT else segment)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_error(exc, f"list outbox tenants in {self.bucket}") from exc
+        return found
+
+    # -- claims -------------------------------------------------------------------------------
+
+    def claim(self, entry_id: str, tenant_id: str | None = None, *, ttl_seconds: float = 600.0) -> Claim | None:
+        """A lease on the entry until ``ttl_seconds`` from now, or None while another holds one."""
+        key = self._key(tenant_id, "claims", entry_id)
+        body = json.dumps({"owner": self.owner, "expires_at": self._clock() + ttl_seconds}).encode()
+        etag = self._conditional_put(tenant_id, key, body, IfNoneMatch="*")
+        if etag is None:
+            current = self._get_with_etag(tenant_id, key)
+            if current is None:  # released meanwhile: try once more
+                etag = self._conditional_put(tenant_id, key, body, IfNoneMatch="*")
+            elif float(current[0].get("expires_at", 0)) < self._clock():
+                etag = self._conditional_put(tenant_id, key, body, IfMatch=current[1])
+        return None if etag is None else Claim(tenant_id, entry_id, etag)
+
+    def release(self, claim: Claim) -> None:
+        """Delete the lease if it is still ours (``If-Match``); a lost lease is left alone."""
+        key = self._key(claim.tenant_id, "claims", claim.entry_id)
+        try:
+            self._client_for(claim.tenant_id).delete_object(Bucket=self.bucket, Key=key, IfMatch=claim.token)
+            self.writes += 1
+        except ClientError as exc:
+            if error_code(exc) not in _LOST_RACE and http_status(exc) not in (404, 409, 412):
+                raise translate_error(exc, "release outbox claim") from exc
+        except BotoCoreError as exc:
+            raise translate_error(exc, "release outbox claim") from exc
+
+    # -- dead letters -------------------------------------------------------------------------
+
+    def dead_letter(self, entry: OutboxEntry, reason: str) -> None:
+        """Write the dead letter first, then drop the pending entry (never neither)."""
+        key = self._key(entry.tenant_id, "dead", entry.entry_id)
+        self._put(entry.tenant_id, key, DeadLetter(entry, reason).to_json())
+        self.remove(entry.entry_id, entry.tenant_id)
+
+    def dead_letters(self, tenant_id: str | None = None) -> list[DeadLetter]:
+        """Dead letters of every tenant (or of ``tenant_id``), oldest first."""
+        tenants = [tenant_id] if tenant_id is not None else self.tenants()
+        letters = []
+        for tenant in tenants:
+            for key in self._keys(tenant, "dead"):
+                data = self._get(tenant, key)
+                letter = None if data is None else parse_or_none(DeadLetter.from_json, data, key)
+                if letter is not None:
+                    letters.append(letter)
+        return sorted(letters, key=lambda d: d.dead_at)
+
+    def revive(self, entry_id: str, tenant_id: str | None = None) -> OutboxEntry | None:
+        """Put the dead letter's entry back as pending (attempts reset), then drop the letter."""
+        key = self._key(tenant_id, "dead", entry_id)
+        data = self._get(tenant_id, key)
+        letter = None if data is None else parse_or_none(DeadLetter.from_json, data, key)
+        if letter is None:
+            return None
+        entry = dataclasses.replace(letter.entry, attempts=0, open=False)
+        self.put(entry)
+        self._delete(tenant_id, key)
+        return entry
+
+    def purge(self, entry_id: str, tenant_id: str | None = None) -> bool:
+        """Delete a dead letter for good; True if there was one."""
+        key = self._key(tenant_id, "dead", entry_id)
+        existed = self._get(tenant_id, key) is not None
+        self._delete(tenant_id, key)
+        return existed
+
+    # -- erasure markers ----------------------------------------------------------------------
+
+    def add_erasure(self, marker: ErasureMarker) -> None:
+        """Record an erasure marker durably."""
+        self._put(marker.tenant_id, self._key(marker.tenant_id, "erasures", marker.marker_id), marker.to_json())
+
+    def erasures(self, tenant_id: str | None) -> list[ErasureMarker]:
+        """The tenant's erasure markers (one LIST; each marker read once, then cached)."""
+        markers = []
+        for key in self._keys(tenant_id, "erasures"):
+            marker = self._markers.get(key)  # markers never change once written
+            if marker is None:
+                data = self._get(tenant_id, key)
+                marker = None if data is None else parse_or_none(ErasureMarker.from_json, data, key)
+                if marker is not None:
+                    self._markers[key] = marker
+            if marker is not None:
+                markers.append(marker)
+        return markers
+
+    # -- S3 -----------------------------------------------------------------------------------
+
+    def _put(self, tenant_id: str | None, key: str, data: dict[str, Any]) -> None:
+        body = json.dumps(data, ensure_ascii=False).encode("utf-8")
+        try:
+            self._client_for(tenant_id).put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **self._sse
+            )
+            self.writes += 1
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_error(exc, f"write outbox object in {self.bucket}") from exc
+
+    def _conditional_put(self, tenant_id: str | None, key: str, body: bytes, **condition: str) -> str | None:
+        try:
+            response = self._client_for(tenant_id).put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **self._sse, **condition
+            )
+            self.writes += 1
+        except ClientError as exc:
+            if error_code(exc) in _LOST_RACE or http_status(exc) in (409, 412):
+                return None
+            raise translate_error(exc, "claim outbox entry") from exc
+        except BotoCoreError as exc:
+            raise translate_error(exc, "claim outbox entry") from exc
+        return str(response["ETag"])
+
+    def _get_with_etag(self, tenant_id: str | None, key: str) -> tuple[dict[str, Any], str] | None:
+        try:
+            response = self._client_for(tenant_id).get_object(Bucket=self.bucket, Key=key)
+            return json.loads(response["Body"].read()), str(response["ETag"])
+        except ClientError as exc:
+            if error_code(exc) in ("NoSuchKey", "404") or http_status(exc) == 404:
+                return None
+            raise translate_error(exc, f"read outbox object in {self.bucket}") from exc
+        except BotoCoreError as exc:
+            raise translate_error(exc, f"read outbox object in {self.bucket}") from exc
+        except ValueError:
+            logger.error("outbox object %s is unreadable; leaving it in place", key.rsplit("/", 1)[-1])
+            return None
+
+    def _get(self, tenant_id: str | None, key: str) -> Any:
+        found = self._get_with_etag(tenant_id, key)
+        return None if found is None else found[0]
+
+    def _delete(self, tenant_id: str | None, key: str) -> None:
+        try:
+            self._client_for(tenant_id).delete_object(Bucket=self.bucket, Key=key)
+            self.writes += 1
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_error(exc, f"delete outbox object in {self.bucket}") from exc
+
+    def _keys(self, tenant_id: str | None, kind: str) -> Iterator[str]:
+        prefix = f"{self.tenant_prefix(tenant_id)}{kind}/"
+        try:
+            pages = self._client_for(tenant_id).get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_error(exc, f"list outbox objects in {self.bucket}") from exc
+        return iter(k for k in keys if k.endswith(".json"))
+
+
+def _name(key: str) -> str:
+    return key.rsplit("/", 1)[-1][: -len(".json")]
+

@@ -1,0 +1,92 @@
+"""``outbox list|retry|purge``: inspect and replay the outbox's dead letters.
+
+A dead letter is a conversation whose summary kept failing (the reason is the error type: e.g.
+``AccessDenied`` before the model access is granted, ``NotFound`` before the tenant is
+onboarded). ``list`` shows pending entries and dead letters (ids, tenant, conversation,
+reason; never transcript text). ``retry`` moves dead letters back to pending; the app stores
+them at its next start (or any running app's replay). ``purge`` deletes them for good and needs
+``--yes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from memory.pipeline.outbox import DeadLetter, Outbox
+from memory.tenants import validate_tenant_id
+from scripts.common import Report, ScriptError, add_common_args
+from scripts.targets import add_target_args, open_outbox
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``outbox`` command."""
+    p = sub.add_parser("outbox", help="list, retry or purge dead-lettered conversations", description=__doc__)
+    cmds = p.add_subparsers(dest="outbox_command", required=True, metavar="SUBCOMMAND")
+    for name, func, text in (
+        ("list", run_list, "list pending entries and dead letters"),
+        ("retry", run_retry, "move dead letters back to pending"),
+        ("purge", run_purge, "delete dead letters for good (needs --yes)"),
+    ):
+        c = cmds.add_parser(name, help=text)
+        add_common_args(c, mutating=False)
+        add_target_args(c, index=False)
+        c.add_argument("--tenant", help="only this tenant")
+        if name != "list":
+            c.add_argument("--entry", action="append", default=[], help="entry id (repeatable; default: all)")
+        if name == "purge":
+            c.add_argument("--yes", action="store_true", help="really delete")
+        c.set_defaults(func=func)
+
+
+def _outbox(args: argparse.Namespace) -> tuple[Outbox, str, str | None]:
+    outbox, resource = open_outbox(args)
+    if outbox is None:
+        raise ScriptError(f"no outbox: {resource}")
+    tenant = None if args.tenant is None else validate_tenant_id(args.tenant)
+    return outbox, resource, tenant
+
+
+def _selected(outbox: Outbox, tenant: str | None, entries: list[str]) -> list[DeadLetter]:
+    letters = outbox.dead_letters(tenant)
+    return [d for d in letters if not entries or d.entry.entry_id in entries]
+
+
+def run_list(args: argparse.Namespace) -> Report:
+    """Pending entries and dead letters."""
+    outbox, resource, tenant = _outbox(args)
+    report = Report("outbox list", read_only=True)
+    for entry in outbox.pending(tenant):
+        state = "open" if entry.open else "closed"
+        report.add("PENDING", entry.entry_id, f"tenant {entry.tenant_id}, conversation {entry.conversation_id}, {state}, attempts {entry.attempts}")
+    for letter in outbox.dead_letters(tenant):
+        entry = letter.entry
+        report.add("DEAD", entry.entry_id, f"tenant {entry.tenant_id}, conversation {entry.conversation_id}, reason {letter.reason}, since {letter.dead_at}")
+    if not report.rows:
+        report.add("EMPTY", resource, "nothing pending, no dead letters")
+    return report
+
+
+def run_retry(args: argparse.Namespace) -> Report:
+    """Move dead letters back to pending."""
+    outbox, resource, tenant = _outbox(args)
+    report = Report("outbox retry")
+    for letter in _selected(outbox, tenant, args.entry):
+        if outbox.revive(letter.entry.entry_id, letter.entry.tenant_id) is not None:
+            report.add("UPDATED", letter.entry.entry_id, "back to pending; stored at the app's next replay")
+    if not report.rows:
+        report.add("UNCHANGED", resource, "no matching dead letters")
+    return report
+
+
+def run_purge(args: argparse.Namespace) -> Report:
+    """Delete dead letters (with --yes)."""
+    outbox, resource, tenant = _outbox(args)
+    report = Report("outbox purge", dry_run=not args.yes)
+    for letter in _selected(outbox, tenant, args.entry):
+        if not args.yes:
+            report.add("WOULD DELETE", letter.entry.entry_id, f"reason {letter.reason}; re-run with --yes")
+        elif outbox.purge(letter.entry.entry_id, letter.entry.tenant_id):
+            report.add("DELETED", letter.entry.entry_id, f"reason {letter.reason}")
+    if not report.rows:
+        report.add("UNCHANGED", resource, "no matching dead letters")
+    return report

@@ -1,0 +1,50 @@
+"""``retention sweep``: delete a tenant's memories older than ``--ttl-days`` (AGENT_MEMORY_TTL_DAYS).
+
+The app never injects or recalls expired memories; this sweep deletes them (S3 Vectors has no
+TTL of its own: every vector is listed with its metadata and those whose ``stored_at_epoch``
+is older are deleted in batches). Without ``--yes`` it only counts them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from memory.tenants import validate_tenant_id
+from scripts.common import Report, ScriptError, add_common_args
+from scripts.targets import add_target_args, open_target
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``retention`` command."""
+    p = sub.add_parser("retention", help="delete expired memories", description=__doc__)
+    cmds = p.add_subparsers(dest="retention_command", required=True, metavar="SUBCOMMAND")
+    s = cmds.add_parser("sweep", help="delete a tenant's memories older than --ttl-days")
+    add_common_args(s, mutating=False)
+    add_target_args(s)
+    s.add_argument("--tenant", action="append", required=True, help="tenant id (repeatable)")
+    s.add_argument("--ttl-days", type=float, required=True)
+    s.add_argument("--yes", action="store_true", help="really delete (otherwise only count)")
+    s.set_defaults(func=run_sweep)
+
+
+def run_sweep(args: argparse.Namespace) -> Report:
+    """Sweep each tenant's index."""
+    if args.ttl_days <= 0:
+        raise ScriptError("--ttl-days must be positive")
+    report = Report("retention sweep", dry_run=not args.yes)
+    cutoff = int(time.time() - args.ttl_days * 86400)
+    for tenant in [validate_tenant_id(t) for t in args.tenant]:
+        target = open_target(args, tenant)
+        if target.store is None:
+            report.add("ABSENT", target.index_resource, "no index")
+            continue
+        if not args.yes:
+            expired = sum(1 for r in target.store.index.list() if int(r.metadata.get("stored_at_epoch", 0)) < cutoff)
+            status = "WOULD DELETE" if expired else "UNCHANGED"
+            report.add(status, target.index_resource, f"{expired} memories older than {args.ttl_days:g} days")
+            continue
+        target.store.ttl_seconds = args.ttl_days * 86400
+        deleted = target.store.sweep_expired(tenant)
+        report.add("DELETED" if deleted else "UNCHANGED", target.index_resource, f"{deleted} expired memories")
+    return report

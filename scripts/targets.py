@@ -1,0 +1,105 @@
+"""Where the operations CLIs find a tenant's memories and outbox: S3 (Vectors) or a local state dir.
+
+``--backend s3vectors`` (default): the tenant's index in ``--bucket`` and, with
+``--outbox-bucket``, the S3 outbox under ``--outbox-prefix``, both with the operator's
+credentials. ``--backend local``: ``<state-dir>/vectors`` and ``<state-dir>/outbox``, the files
+the local app writes (``AGENT_STATE_DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from memory.embedders.protocol import EmbeddingPurpose
+from memory.errors import ConfigurationError
+from memory.factory import create_store
+from memory.index.local import stored_dimension
+from memory.pipeline.outbox import Outbox
+from memory.pipeline.outbox_local import LocalOutbox
+from memory.pipeline.outbox_s3 import S3Outbox
+from memory.stores.single_tenant import SingleTenantStore
+from memory.tenants import index_name_for
+from scripts.common import ScriptError, aws_client, require_region
+from scripts.tvm_role import DEFAULT_OUTBOX_PREFIX
+from scripts.vectors import get_index
+
+
+class NoEmbedder:
+    """Satisfies SingleTenantStore's dimension check; operations tools never embed."""
+
+    def __init__(self, dimension: int) -> None:
+        self.dimension = dimension
+
+    def embed(self, texts: Sequence[str], purpose: EmbeddingPurpose) -> list[list[float]]:
+        raise ConfigurationError("operations tools never embed text")
+
+
+@dataclass
+class Target:
+    """A tenant's store (None when it has no index) and the outbox (None when not configured)."""
+
+    store: SingleTenantStore | None
+    outbox: Outbox | None
+    index_resource: str
+    outbox_resource: str
+
+
+def add_target_args(p: argparse.ArgumentParser, *, index: bool = True) -> None:
+    """``--backend`` and where that backend keeps things."""
+    p.add_argument("--backend", choices=("s3vectors", "local"), default="s3vectors")
+    if index:
+        p.add_argument("--bucket", help="vector bucket (s3vectors)")
+    p.add_argument("--outbox-bucket", help="S3 outbox bucket, AGENT_OUTBOX_BUCKET (s3vectors)")
+    p.add_argument("--outbox-prefix", default=DEFAULT_OUTBOX_PREFIX, help="AGENT_OUTBOX_PREFIX")
+    p.add_argument("--state-dir", type=Path, help="AGENT_STATE_DIR of the local app (local)")
+
+
+def open_outbox(args: argparse.Namespace) -> tuple[Outbox | None, str]:
+    """The outbox the arguments name and how to call it in a report."""
+    if args.backend == "local":
+        if args.state_dir is None:
+            raise ScriptError("--backend local needs --state-dir (the app's AGENT_STATE_DIR)")
+        folder = args.state_dir / "outbox"
+        return (LocalOutbox(folder) if folder.exists() else None), f"outbox {folder}"
+    if not args.outbox_bucket:
+        return None, "outbox (none: pass --outbox-bucket)"
+    s3 = aws_client("s3", require_region(args))
+    outbox = S3Outbox(lambda _tenant: s3, args.outbox_bucket, prefix=args.outbox_prefix, lister=s3)
+    return outbox, f"outbox s3://{args.outbox_bucket}/{args.outbox_prefix}"
+
+
+def open_target(args: argparse.Namespace, tenant: str) -> Target:
+    """The tenant's store and the outbox (the store is None when the tenant has no index).
+
+    The store comes from ``memory.factory.create_store`` with the operator's credentials,
+    never a tenant's; a missing index is checked first (the store would not create one).
+    """
+    outbox, outbox_resource = open_outbox(args)
+    name = index_name_for(tenant)
+    if args.backend == "local":
+        root = args.state_dir / "vectors"
+        dimension = stored_dimension(root, name)
+        store = None
+        if dimension is not None:
+            store = create_store(
+                backend="local", tenancy="single", embedder=NoEmbedder(dimension), local_dir=root, tenant_id=tenant
+            )
+        return Target(store, outbox, f"index {root / name}", outbox_resource)
+    if not args.bucket:
+        raise ScriptError("--backend s3vectors needs --bucket")
+    s3v = aws_client("s3vectors", require_region(args))
+    description: dict[str, Any] | None = get_index(s3v, args.bucket, name)
+    store = None
+    if description is not None:
+        store = create_store(
+            backend="s3vectors",
+            tenancy="single",
+            embedder=NoEmbedder(int(description["dimension"])),
+            bucket=args.bucket,
+            tenant_id=tenant,
+            s3vectors_client=s3v,  # the operator's credentials, not a tenant's
+        )
+    return Target(store, outbox, f"index {name}", outbox_resource)

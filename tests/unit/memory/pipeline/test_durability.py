@@ -1,0 +1,274 @@
+"""Nothing lost, nothing resurrected, bounded busy time: the pipeline over both outbox backends.
+
+Claims (two replayers store a conversation once), erasure markers (no store path brings an
+erased conversation back, other users untouched), dead letters (the busy task ends), and
+background checkpoints (coalesced, superseded by the closed entry).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from moto import mock_aws
+from strands import Agent
+
+from memory.aws import make_client
+from memory.errors import AccessDenied, BackendUnavailable
+from memory.keys import new_conversation_marker
+from memory.pipeline.background import RetryPolicy, SummaryPipeline
+from memory.pipeline.erasure import erase
+from memory.pipeline.outbox import Outbox, OutboxEntry
+from memory.pipeline.outbox_local import LocalOutbox
+from memory.pipeline.outbox_s3 import S3Outbox
+from memory.pipeline.summarizer import Summarizer
+from memory.plugin.plugin import MemoryPlugin
+from tests.support.busy import BusyTasks, GatedSummarizer, wait_until
+from tests.support.scripted_model import ScriptedModel
+
+FAST = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.002, sweep_base_delay=0.01, sweep_max_delay=0.02)
+
+
+@pytest.fixture(params=["local", "s3"])
+def make_outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A factory of outboxes sharing one backing store (a directory, or a moto S3 bucket)."""
+    if request.param == "local":
+        yield lambda: LocalOutbox(tmp_path / "outbox")
+        return
+    with mock_aws():
+        client = make_client("s3", region="us-east-1")
+        client.create_bucket(Bucket="durability-outbox")
+        yield lambda: S3Outbox(lambda _tenant: client, "durability-outbox", lister=client)
+
+
+@pytest.fixture
+def pipelines(fake_store) -> Iterator[list[SummaryPipeline]]:
+    made: list[SummaryPipeline] = []
+    yield made
+    for pipeline in made:
+        pipeline.shutdown(wait=True)
+
+
+def new_pipeline(made: list[SummaryPipeline], store: Any, outbox: Outbox, **kwargs: Any) -> SummaryPipeline:
+    kwargs.setdefault("retry", FAST)
+    pipeline = SummaryPipeline(store, outbox, kwargs.pop("summarizer", Summarizer()), **kwargs)
+    made.append(pipeline)
+    return pipeline
+
+
+def entry(user: str = "alice", conversation: str = "c1", text: str | None = None, **kwargs: Any) -> OutboxEntry:
+    return OutboxEntry(
+        tenant_id="acme", user_id=user, agent_name="orchestrator", conversation_id=conversation,
+        transcript=[{"role": "user", "text": text or f"The secret of {user} is {conversation}."}],
+        opened=kwargs.pop("opened", new_conversation_marker()), **kwargs,
+    )
+
+
+# -- claims: exactly once, whichever process replays ------------------------------------------
+
+
+def test_two_replayers_racing_store_a_conversation_once(fake_store, make_outbox, pipelines) -> None:
+    dead = make_outbox()
+    left = [entry("alice", "c1"), entry("bob", "c2", open=True)]  # closed, and a dead process's checkpoint
+    for e in left:
+        dead.put(e)
+    racers = [new_pipeline(pipelines, fake_store, make_outbox()) for _ in range(2)]
+    barrier = threading.Barrier(2)
+
+    def replay(pipeline: SummaryPipeline) -> None:
+        barrier.wait()
+        pipeline.replay_pending()
+
+    threads = [threading.Thread(target=replay, args=(p,)) for p in racers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(p.wait(10) for p in racers)
+    keys = [call["key"] for call in fake_store.store_calls]
+    assert sorted(keys) == sorted(e.key for e in left)  # each stored exactly once
+    assert make_outbox().pending() == []
+
+
+def test_a_replayer_leaves_an_entry_another_process_has_claimed(fake_store, make_outbox, pipelines) -> None:
+    outbox = make_outbox()
+    e = entry()
+    outbox.put(e)
+    held = outbox.claim(e.entry_id, "acme")  # another process is summarizing it
+    busy = BusyTasks()
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), on_task_start=busy.start, on_task_end=busy.end)
+    assert pipeline.replay_pending() == 1 and pipeline.wait(5)
+    assert fake_store.store_calls == [] and pipeline.metrics["claimed_elsewhere"] == 1 and busy.open == set()
+    outbox.release(held)
+
+
+def test_a_recent_open_entry_belongs_to_a_live_process_and_is_not_adopted(fake_store, make_outbox, pipelines) -> None:
+    outbox = make_outbox()
+    live = entry(open=True)
+    stale = entry("bob", open=True, created_at=(datetime.now(timezone.utc) - timedelta(hours=1)).isoformat())
+    outbox.put(live)
+    outbox.put(stale)
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), orphan_after_seconds=900)
+    assert pipeline.replay_pending() == 1 and pipeline.wait(5)
+    assert [c["key"] for c in fake_store.store_calls] == [stale.key]
+    assert [e.entry_id for e in outbox.pending()] == [live.entry_id]
+
+
+# -- erasure: nothing comes back ---------------------------------------------------------------
+
+
+def test_replay_after_forget_stores_nothing_of_the_erased_user(fake_store, make_outbox, pipelines) -> None:
+    outbox = make_outbox()
+    alice, bob = entry("alice"), entry("bob")
+    for e in (alice, bob):
+        outbox.put(e)
+    result = erase(outbox, fake_store, tenant_id="acme", user_id="alice")
+    assert result.outbox_entries == 1
+    outbox.put(alice)  # e.g. a live process's late checkpoint lands after the forget
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox())
+    pipeline.replay_pending()
+    assert pipeline.wait(5)
+    assert [c["scope"].user_id for c in fake_store.store_calls] == ["bob"]  # bob untouched
+    assert outbox.pending() == [] and pipeline.metrics["erased_dropped"] == 1
+
+
+def test_ending_a_conversation_after_forget_writes_and_stores_nothing(fake_store, make_outbox, pipelines) -> None:
+    outbox = make_outbox()
+    pipeline = new_pipeline(pipelines, fake_store, outbox)
+    alice = entry("alice")
+    erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
+    assert pipeline.end_conversation(alice) is None and pipeline.is_erased(alice)
+    assert pipeline.end_conversation(entry("bob")) is not None and pipeline.wait(5)
+    assert [c["scope"].user_id for c in fake_store.store_calls] == ["bob"] and outbox.pending() == []
+    later = entry("alice", "c2")  # a conversation that starts after the erasure is kept
+    assert pipeline.end_conversation(later) is not None and pipeline.wait(5)
+    assert [c["scope"].user_id for c in fake_store.store_calls] == ["bob", "alice"]
+
+
+def test_a_forget_racing_a_store_deletes_what_was_just_stored(fake_store, make_outbox, pipelines) -> None:
+    gated = GatedSummarizer()
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), summarizer=gated)
+    pipeline.end_conversation(entry("alice"))
+    assert gated.started.wait(5)  # checked the markers (none yet), now summarizing
+    erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
+    gated.gate.set()
+    assert pipeline.wait(5)
+    assert len(fake_store.store_calls) == 1 and fake_store.memories == {}  # stored, then deleted again
+    assert pipeline.metrics["erased_after_store"] == 1 and make_outbox().pending() == []
+
+
+def test_a_live_conversation_erased_mid_way_is_dropped_by_the_plugin(fake_store, make_outbox, pipelines) -> None:
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), erasure_refresh_seconds=0.0)
+    plugins = {}
+    agents = {}
+    for user in ("alice", "bob"):
+        plugins[user] = MemoryPlugin(fake_store, pipeline=pipeline)
+        agents[user] = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator", plugins=[plugins[user]], callback_handler=None)
+
+    def say(user: str, text: str, end: bool = False) -> None:
+        state = {"tenant_context": "acme", "user_id": user, "conversation_id": f"s-{user}", "end_session": end}
+        agents[user](text, invocation_state=state)
+
+    say("alice", "My PIN is 4321.")
+    say("bob", "My PIN is 9999.")
+    assert pipeline.flush(5)
+    erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
+    say("alice", "And my password is hunter2.")  # its checkpoint finds the marker: dropped
+    assert pipeline.flush(5)
+    say("alice", "Bye.", end=True)
+    say("bob", "Bye.", end=True)
+    assert pipeline.wait(5)
+    assert plugins["alice"].transcript == [] and plugins["alice"].metrics["erased"] >= 1
+    stored = [c["content"] for c in fake_store.store_calls]
+    assert len(stored) == 1 and "9999" in stored[0] and not any("4321" in s or "hunter2" in s for s in stored)
+    assert make_outbox().pending() == []
+
+
+def test_erasing_a_tenant_or_one_conversation(fake_store, make_outbox, pipelines) -> None:
+    outbox = make_outbox()
+    c1, c2, other = entry("alice", "c1"), entry("alice", "c2"), entry("bob", "c3")
+    for e in (c1, c2, other):
+        outbox.put(e)
+    assert erase(outbox, fake_store, tenant_id="acme", user_id="alice", conversation_id="c1").outbox_entries == 1
+    assert sorted(e.conversation_id for e in outbox.pending()) == ["c2", "c3"]
+    assert erase(outbox, fake_store, tenant_id="acme").outbox_entries == 2
+    for e in (c1, c2, other):
+        outbox.put(e)  # late writers
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox())
+    pipeline.replay_pending()
+    assert pipeline.wait(5) and fake_store.store_calls == [] and outbox.pending() == []
+
+
+# -- bounded busy time ---------------------------------------------------------------------
+
+
+def test_a_summary_that_keeps_failing_is_dead_lettered_and_the_app_is_idle_again(fake_store, make_outbox, pipelines) -> None:
+    fake_store.fail_store = BackendUnavailable("outage")
+    busy = BusyTasks()
+    pipeline = new_pipeline(
+        pipelines, fake_store, make_outbox(), retry=FAST, on_task_start=busy.start, on_task_end=busy.end
+    )
+    pipeline.start_sweeper()
+    e = entry()
+    pipeline.end_conversation(e)
+    assert wait_until(lambda: not busy.open and not pipeline.waiting)  # back to Healthy
+    assert len(fake_store.store_calls) == FAST.max_attempts * FAST.max_rounds
+    (letter,) = make_outbox().dead_letters()
+    assert letter.reason == "BackendUnavailable" and letter.entry.entry_id == e.entry_id
+    assert make_outbox().pending() == [] and pipeline.metrics["dead_lettered"] == 1
+    fake_store.fail_store = None  # e.g. the outage is over: `outbox retry`, then a replay
+    assert make_outbox().revive(e.entry_id, "acme") is not None
+    assert pipeline.replay_pending() == 1 and pipeline.wait(5) and fake_store.memories != {}
+
+
+def test_an_error_retrying_cannot_fix_is_dead_lettered_at_once(fake_store, make_outbox, pipelines) -> None:
+    fake_store.fail_store = AccessDenied("no model access")
+    busy = BusyTasks()
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), on_task_start=busy.start, on_task_end=busy.end)
+    pipeline.end_conversation(entry())
+    assert pipeline.wait(5) and busy.open == set() and pipeline.waiting == 0
+    assert len(fake_store.store_calls) == 1
+    assert [d.reason for d in make_outbox().dead_letters()] == ["AccessDenied"]
+    assert pipeline.metrics["dead_lettered_AccessDenied"] == 1
+
+
+def test_dead_lettering_is_bounded_by_time_too(fake_store, make_outbox, pipelines) -> None:
+    fake_store.fail_store = BackendUnavailable("outage")
+    retry = RetryPolicy(max_attempts=1, base_delay=0.001, max_delay=0.001, sweep_base_delay=0.05,
+                        sweep_max_delay=0.05, max_rounds=1000, max_busy_seconds=0.2)
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), retry=retry)
+    pipeline.start_sweeper()
+    pipeline.end_conversation(entry())
+    assert wait_until(lambda: make_outbox().dead_letters() != [])
+    assert len(make_outbox().dead_letters()) == 1 and 2 <= len(fake_store.store_calls) < 20
+
+
+# -- checkpoints off the response path --------------------------------------------------------
+
+
+def test_checkpoints_are_coalesced_and_the_closed_entry_supersedes_them(fake_store, make_outbox, pipelines) -> None:
+    outbox = make_outbox()
+    writes: list[OutboxEntry] = []
+    real_put = outbox.put
+
+    def counting_put(e: OutboxEntry) -> str:
+        writes.append(e)
+        return real_put(e)
+
+    outbox.put = counting_put  # type: ignore[method-assign]
+    pipeline = new_pipeline(pipelines, fake_store, outbox, checkpoint_interval=0.2)
+    base = entry()
+    turns = [OutboxEntry(**{**base.__dict__, "transcript": base.transcript * n}) for n in range(1, 21)]
+    for turn in turns:  # twenty turns in quick succession
+        pipeline.checkpoint(turn)
+    assert pipeline.flush(5)
+    opened = [w for w in writes if w.open]
+    assert 1 <= len(opened) <= 5 and len(opened[-1].transcript) == 20  # coalesced; latest transcript wins
+    pipeline.checkpoint(OutboxEntry(**{**base.__dict__, "transcript": base.transcript * 21}))
+    pipeline.end_conversation(OutboxEntry(**{**base.__dict__, "transcript": base.transcript * 22}))
+    assert pipeline.wait(5) and pipeline.flush(5)
+    assert not writes[-1].open and len(writes[-1].transcript) == 22  # the queued checkpoint was dropped
+    assert outbox.pending() == [] and len(fake_store.store_calls) == 1

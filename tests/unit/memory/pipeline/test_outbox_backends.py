@@ -1,0 +1,172 @@
+"""Both outbox backends obey one contract: entries, claims, dead letters, erasure markers.
+
+The S3 backend runs under moto. moto 5.2.5 enforces S3's conditional writes the way the
+service documents them (checked first, below): ``PutObject`` with ``If-None-Match: *`` on an
+existing key and ``If-Match`` with a stale ETag fail with 412 PreconditionFailed, and so does a
+``DeleteObject`` with a stale ``If-Match``. The claims are built on exactly that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from memory.aws import make_client
+from memory.pipeline.outbox import ErasureMarker, Outbox, OutboxEntry
+from memory.pipeline.outbox_local import LocalOutbox
+from memory.pipeline.outbox_s3 import S3Outbox
+
+BUCKET = "outbox-test-bucket"
+
+
+def entry(conversation: str = "c1", user: str = "alice", tenant: str | None = "acme", **kwargs: Any) -> OutboxEntry:
+    return OutboxEntry(
+        tenant_id=tenant, user_id=user, agent_name="orchestrator", conversation_id=conversation,
+        transcript=[{"role": "user", "text": f"secret of {user}"}], **kwargs,
+    )
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    with mock_aws():
+        client = make_client("s3", region="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+@pytest.fixture(params=["local", "s3"])
+def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outbox]:
+    if request.param == "local":
+        yield LocalOutbox(tmp_path / "outbox")
+        return
+    with mock_aws():
+        client = make_client("s3", region="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield S3Outbox(lambda _tenant: client, BUCKET, lister=client)
+
+
+def test_moto_enforces_s3_conditional_writes(s3) -> None:
+    first = s3.put_object(Bucket=BUCKET, Key="k", Body=b"1", IfNoneMatch="*")
+    with pytest.raises(ClientError) as exists:
+        s3.put_object(Bucket=BUCKET, Key="k", Body=b"2", IfNoneMatch="*")
+    with pytest.raises(ClientError) as stale:
+        s3.put_object(Bucket=BUCKET, Key="k", Body=b"3", IfMatch='"not-the-etag"')
+    with pytest.raises(ClientError) as stale_delete:
+        s3.delete_object(Bucket=BUCKET, Key="k", IfMatch='"not-the-etag"')
+    assert {e.value.response["Error"]["Code"] for e in (exists, stale, stale_delete)} == {"PreconditionFailed"}
+    s3.put_object(Bucket=BUCKET, Key="k", Body=b"4", IfMatch=first["ETag"])
+    assert s3.get_object(Bucket=BUCKET, Key="k")["Body"].read() == b"4"
+
+
+def test_entries_round_trip_per_tenant_and_are_replaced_by_id(outbox: Outbox) -> None:
+    outbox.put(entry("c1", open=True))
+    outbox.put(entry("c1"))  # the closed entry replaces the checkpoint
+    outbox.put(entry("c2", tenant="globex"))
+    outbox.put(entry("c3", tenant=None))
+    assert sorted(e.conversation_id for e in outbox.pending()) == ["c1", "c2", "c3"]
+    (acme,) = outbox.pending("acme")
+    assert not acme.open and outbox.get(acme.entry_id, "acme") == acme
+    outbox.remove(acme.entry_id, "acme")
+    outbox.remove(acme.entry_id, "acme")  # missing is fine
+    assert outbox.get(acme.entry_id, "acme") is None and outbox.pending("acme") == []
+
+
+def test_a_claim_is_exclusive_until_released(outbox: Outbox) -> None:
+    e = entry()
+    outbox.put(e)
+    first = outbox.claim(e.entry_id, "acme")
+    assert first is not None and outbox.claim(e.entry_id, "acme") is None
+    outbox.release(first)
+    second = outbox.claim(e.entry_id, "acme")
+    assert second is not None
+    outbox.release(second)
+    outbox.release(second)  # idempotent
+
+
+def test_racing_claimers_get_one_claim(outbox: Outbox) -> None:
+    e = entry()
+    outbox.put(e)
+    barrier = threading.Barrier(8)
+    won: list[Any] = []
+
+    def race() -> None:
+        barrier.wait()
+        claim = outbox.claim(e.entry_id, "acme")
+        if claim is not None:
+            won.append(claim)
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1
+
+
+def test_s3_claim_expires_and_a_stale_holder_cannot_release_its_successors(s3) -> None:
+    now = [1000.0]
+    dead = S3Outbox(lambda _t: s3, BUCKET, clock=lambda: now[0])
+    alive = S3Outbox(lambda _t: s3, BUCKET, clock=lambda: now[0])
+    e = entry()
+    dead.put(e)
+    stale = dead.claim(e.entry_id, "acme", ttl_seconds=60)
+    assert stale is not None and alive.claim(e.entry_id, "acme", ttl_seconds=60) is None
+    now[0] += 61  # the holder died: its lease expired
+    taken = alive.claim(e.entry_id, "acme", ttl_seconds=60)
+    assert taken is not None
+    dead.release(stale)  # If-Match on the old ETag: the successor's lease stays
+    assert dead.claim(e.entry_id, "acme", ttl_seconds=60) is None
+    alive.release(taken)
+    assert dead.claim(e.entry_id, "acme") is not None
+
+
+def test_s3_objects_are_encrypted_and_under_the_tenant_prefix(s3) -> None:
+    outbox = S3Outbox(lambda _t: s3, BUCKET, prefix="obx")
+    e = entry()
+    outbox.put(e)
+    outbox.add_erasure(ErasureMarker(tenant_id="acme", user_id="bob"))
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert all(k.startswith("obx/acme/") for k in keys) and f"obx/acme/pending/{e.entry_id}.json" in keys
+    assert {s3.head_object(Bucket=BUCKET, Key=k)["ServerSideEncryption"] for k in keys} == {"AES256"}
+    kms = S3Outbox(lambda _t: s3, BUCKET, prefix="kms", kms_key_id="alias/outbox")
+    sent: list[dict[str, Any]] = []
+    s3.meta.events.register("provide-client-params.s3.PutObject", lambda params, **_: sent.append(dict(params)))
+    kms.put(e)
+    assert sent[-1]["ServerSideEncryption"] == "aws:kms" and sent[-1]["SSEKMSKeyId"] == "alias/outbox"
+
+
+def test_dead_letters_keep_the_reason_and_can_be_revived_or_purged(outbox: Outbox) -> None:
+    a, b = entry("a", attempts=4), entry("b")
+    outbox.put(a)
+    outbox.put(b)
+    outbox.dead_letter(a, "AccessDenied")
+    assert [e.conversation_id for e in outbox.pending()] == ["b"]
+    (letter,) = outbox.dead_letters()
+    assert letter.reason == "AccessDenied" and letter.entry == a
+    revived = outbox.revive(a.entry_id, "acme")
+    assert revived == dataclasses.replace(a, attempts=0) and outbox.dead_letters() == []
+    outbox.dead_letter(b, "NotFound")
+    assert outbox.purge(b.entry_id, "acme") and not outbox.purge(b.entry_id, "acme")
+    assert [e.conversation_id for e in outbox.pending()] == ["a"]
+
+
+def test_erasure_markers_cover_conversations_started_before_them(outbox: Outbox) -> None:
+    before = entry("c1", opened="2026-01-01T00:00:00.000+00:00~00000001")
+    after = entry("c2", opened="2026-01-03T00:00:00.000+00:00~00000002")
+    marker = ErasureMarker(tenant_id="acme", user_id="alice", erased_at="2026-01-02T00:00:00+00:00")
+    outbox.add_erasure(marker)
+    (stored,) = outbox.erasures("acme")
+    assert stored == marker and outbox.erasures("globex") == []
+    assert stored.covers(before) and not stored.covers(after)
+    assert not stored.covers(dataclasses.replace(before, user_id="bob"))
+    assert not stored.covers(dataclasses.replace(before, tenant_id="globex"))
+    one = ErasureMarker(tenant_id="acme", user_id="alice", conversation_id="c9", erased_at=marker.erased_at)
+    assert not one.covers(before) and one.covers(dataclasses.replace(before, conversation_id="c9"))
+    tenant = ErasureMarker(tenant_id="acme", erased_at=marker.erased_at)
+    assert tenant.covers(dataclasses.replace(before, user_id="bob"))

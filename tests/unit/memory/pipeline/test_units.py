@@ -1,0 +1,174 @@
+"""Memory units of a conversation (summary, excerpts, statements) on both backends: what they keep,
+S3 Vectors' limits, idempotent replays and ``forget`` reaching every unit type."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.stub import ANY, Stubber
+
+from memory.aws import make_client
+from memory.embedders.local import LocalEmbedder
+from memory.index import limits
+from memory.pipeline.outbox import OutboxEntry
+from memory.pipeline.summarizer import DEFAULT_MAX_CHARS, extractive_summary
+from memory.pipeline.units import (
+    EXCERPT_MAX_CHARS,
+    MAX_EXCERPTS,
+    UNIT_TYPES,
+    conversation_units,
+    excerpt_windows,
+    store_conversation,
+    summary_key_of,
+    unit_keys,
+)
+from memory.stores.single_tenant import SingleTenantStore
+from memory.types import Scope
+
+SCOPE = Scope("alice", agent_name="orchestrator")
+FILLER = "We talked about the weather and the traffic on the way to the office for a while."
+
+
+def turns(*texts: str) -> list[dict[str, str]]:
+    """Alternating user/assistant turns."""
+    return [{"role": "user" if i % 2 == 0 else "assistant", "text": t} for i, t in enumerate(texts)]
+
+
+def entry(transcript: list[dict[str, str]], conversation: str = "conv-1") -> OutboxEntry:
+    return OutboxEntry(tenant_id=None, user_id="alice", agent_name="orchestrator", conversation_id=conversation,
+                       transcript=transcript, opened="2026-03-02T09:00:00.000+00:00~0000abcd")
+
+
+@pytest.fixture
+def store(index_factory) -> SingleTenantStore:
+    embedder = LocalEmbedder()
+    return SingleTenantStore(index_factory("memory-units", embedder.dimension), embedder)
+
+
+def test_a_fact_past_the_summary_cap_and_one_ending_in_a_question_are_kept() -> None:
+    transcript = turns(*[x for i in range(30) for x in (f"Part {i}: {FILLER}", "I see.")],
+                       "By the way, my sister is getting married in Oaxaca in May, any tips?", "Congratulations!")
+    summary = extractive_summary(transcript)
+    assert len(summary) <= DEFAULT_MAX_CHARS and "Oaxaca" not in summary  # the cap cut it
+    units = conversation_units("sum-k", transcript, summary)
+    holding = [u for u in units if "married in Oaxaca" in u.content]
+    assert {u.memory_type for u in holding} == {"excerpt", "statement"}
+    statement = next(u for u in holding if u.memory_type == "statement")
+    assert statement.content == "By the way, my sister is getting married in Oaxaca in May, any tips?"
+    assert all(u.content != "I see." for u in units if u.memory_type == "statement")  # only the user's
+
+
+def test_excerpt_windows_cover_every_turn_with_both_speakers_and_overlap() -> None:
+    transcript = turns("My budget is 2M.", "Noted.", "The deadline is May.", "Got it.", "Bye.")
+    windows = excerpt_windows(transcript)
+    assert windows == [
+        "USER: My budget is 2M.\nASSISTANT: Noted.",
+        "ASSISTANT: Noted.\nUSER: The deadline is May.",
+        "USER: The deadline is May.\nASSISTANT: Got it.",
+        "ASSISTANT: Got it.\nUSER: Bye.",
+    ]
+
+
+def test_a_turn_longer_than_a_window_is_split_without_losing_text() -> None:
+    long_turn = " ".join(f"Sentence number {i} holds fact {i}." for i in range(200))
+    windows = excerpt_windows(turns(long_turn))
+    assert len(windows) > 1 and all(len(w) <= EXCERPT_MAX_CHARS for w in windows)
+    for i in range(200):
+        assert any(f"fact {i}." in w for w in windows)
+
+
+def test_keys_derive_from_the_summary_key_and_types_are_known() -> None:
+    units = conversation_units("sum-abc", turns("I own a red bike.", "Nice.", "I live in Porto.", "Ok."),
+                               "I own a red bike. I live in Porto.")
+    assert [u.key for u in units] == ["sum-abc", "sum-abc-x000", "sum-abc-x001", "sum-abc-x002",
+                                      "sum-abc-s000", "sum-abc-s001"]
+    assert {u.memory_type for u in units} == set(UNIT_TYPES)
+    assert set(u.key for u in units) <= set(unit_keys("sum-abc"))
+
+
+def test_a_statement_equal_to_the_summary_is_not_stored_twice() -> None:
+    units = conversation_units("sum-k", turns("My dog is Rex.", "Nice."), "My dog is Rex.")
+    assert [u.memory_type for u in units] == ["summary", "excerpt"]
+
+
+def test_the_largest_conversation_fits_s3_vectors_limits() -> None:
+    """Multi-byte text, huge turns, more windows than the cap: every unit's metadata validates, and
+    one conversation is at most one put batch."""
+    huge = ("Ünïcödé fact ✓ " * 400 + ". ") * 3
+    transcript = turns(*[huge if i % 2 == 0 else "ok" for i in range(2 * MAX_EXCERPTS)])
+    units = conversation_units("sum-" + "f" * 64, transcript, extractive_summary(transcript))
+    assert len(units) <= 1 + 2 * MAX_EXCERPTS <= limits.MAX_PUT_BATCH
+    for unit in units:
+        metadata = {"user_id": "u" * 64, "agent_name": "a" * 64, "type": unit.memory_type,
+                    "stored_at_epoch": 1_800_000_000, "opened": "2026-03-02T09:00:00.000+00:00~0000abcd",
+                    "content": unit.content, "conversation_id": "c" * 100}
+        limits.validate_metadata(metadata)
+        assert len(json.dumps(metadata, ensure_ascii=False).encode()) < limits.MAX_METADATA_BYTES
+        limits.validate_key(unit.key)
+
+
+def _stored(store: SingleTenantStore) -> dict[str, str]:
+    return {m.id: m.memory_type for m in store.list(SCOPE)}
+
+
+def test_replays_are_idempotent_and_drop_units_a_shorter_version_no_longer_has(store) -> None:
+    long = entry(turns("My budget is 2M.", "Noted.", "I like tea.", "Ok.", "I moved to Porto.", "Nice."))
+    store_conversation(store, long, extractive_summary(long.transcript))
+    first = _stored(store)
+    assert set(first.values()) == set(UNIT_TYPES) and len(first) == 1 + 5 + 3
+    store_conversation(store, long, extractive_summary(long.transcript))  # a replay: same keys, nothing added
+    assert _stored(store) == first
+    short = entry(long.transcript[:2])  # e.g. re-summarized with other settings: fewer units
+    store_conversation(store, short, extractive_summary(short.transcript))
+    assert _stored(store) == {long.key: "summary", f"{long.key}-x000": "excerpt"}
+    assert {m.opened for m in store.list(SCOPE)} == {long.opened}
+
+
+def test_forget_a_conversation_or_a_user_reaches_every_unit_type(store) -> None:
+    one = entry(turns("My budget is 2M.", "Noted.", "I like tea.", "Ok."), conversation="conv-1")
+    two = entry(turns("I own a cat called Miso.", "Cute."), conversation="conv-2")
+    for e in (one, two):
+        store_conversation(store, e, extractive_summary(e.transcript))
+    by_conversation = {}
+    for memory in store.list(SCOPE):
+        by_conversation.setdefault(memory.conversation_id, set()).add(memory.memory_type)
+    assert by_conversation == {"conv-1": set(UNIT_TYPES), "conv-2": {"summary", "excerpt"}}
+    count_one = sum(1 for m in store.list(SCOPE) if m.conversation_id == "conv-1")
+    assert store.forget(SCOPE, conversation_id="conv-1") == count_one
+    assert {m.conversation_id for m in store.list(SCOPE)} == {"conv-2"}
+    assert store.forget(Scope("alice")) == 2 and store.list(SCOPE) == []
+
+
+def test_s3_vectors_requests_of_one_conversation_are_valid_for_the_service_model() -> None:
+    """One PutVectors with every unit, then one DeleteVectors of the keys the units no longer use,
+    both checked by botocore's Stubber against the s3vectors service model."""
+    client = make_client("s3vectors", region="us-east-1")
+    store = SingleTenantStore.for_s3vectors(client=client, bucket="b-units", index_name="memory-units",
+                                            embedder=LocalEmbedder())
+    e = entry(turns("My budget is 2M.", "Noted.", "I like tea.", "Ok."))
+    units = conversation_units(e.key, e.transcript, extractive_summary(e.transcript))
+    target = {"vectorBucketName": "b-units", "indexName": "memory-units"}
+    sent: list[dict] = []
+    client.meta.events.register("before-parameter-build.s3vectors.PutVectors", lambda params, **_: sent.append(params))
+    with Stubber(client) as stub:
+        stub.add_response("get_index", {"index": {
+            **target, "indexArn": "arn:aws:s3vectors:x", "creationTime": 0, "dataType": "float32",
+            "dimension": 256, "distanceMetric": "cosine"}}, target)
+        stub.add_response("put_vectors", {}, {**target, "vectors": ANY})
+        stale = [k for k in unit_keys(e.key) if k not in {u.key for u in units}]
+        assert len(stale) <= limits.MAX_DELETE_BATCH
+        stub.add_response("delete_vectors", {}, {**target, "keys": stale})
+        store_conversation(store, e, extractive_summary(e.transcript))
+        stub.assert_no_pending_responses()
+    (put,) = sent
+    assert [v["key"] for v in put["vectors"]] == [u.key for u in units]
+    assert {v["metadata"]["type"] for v in put["vectors"]} == set(UNIT_TYPES)
+    assert all(v["metadata"]["opened"] == e.opened and v["metadata"]["conversation_id"] == "conv-1"
+               for v in put["vectors"])
+
+
+def test_every_unit_key_maps_back_to_its_summary_key() -> None:
+    key = "sum-" + "ab" * 32
+    assert {summary_key_of(k) for k in unit_keys(key)} == {key}
+    assert summary_key_of("mem-0123") == "mem-0123"

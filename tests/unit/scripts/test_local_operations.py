@@ -1,0 +1,105 @@
+"""forget, outbox and retention on a local app's state directory (``--backend local``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from memory.index.local import LocalIndex
+from memory.keys import new_conversation_marker
+from memory.pipeline.outbox import OutboxEntry
+from memory.pipeline.outbox_local import LocalOutbox
+from memory.tenants import index_name_for
+from memory.types import VectorRecord
+
+LOCAL = ("--backend", "local")
+
+
+def entry(user: str, conversation: str) -> OutboxEntry:
+    return OutboxEntry(
+        tenant_id="acme", user_id=user, agent_name="orchestrator", conversation_id=conversation,
+        transcript=[{"role": "user", "text": f"secret of {user}"}], opened=new_conversation_marker(),
+    )
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    """A local app's state: three memories (two of ann's conversations, one of bob's) and an
+    outbox with ann's open checkpoint, bob's closed entry and a dead letter of ann's."""
+    index = LocalIndex(tmp_path / "vectors", index_name_for("acme"), 3)
+    index.ensure()
+    now = int(time.time())
+    index.put([
+        VectorRecord("m1", [1, 0, 0], {"user_id": "ann", "conversation_id": "c1", "content": "ann one", "stored_at_epoch": now}),
+        VectorRecord("m2", [0, 1, 0], {"user_id": "ann", "conversation_id": "c2", "content": "ann two", "stored_at_epoch": now - 40 * 86400}),
+        VectorRecord("m3", [0, 0, 1], {"user_id": "bob", "conversation_id": "c3", "content": "bob", "stored_at_epoch": now}),
+    ])
+    index.close()
+    outbox = LocalOutbox(tmp_path / "outbox")
+    outbox.put(OutboxEntry(**{**entry("ann", "c4").__dict__, "open": True}))
+    outbox.put(entry("bob", "c5"))
+    dead = entry("ann", "c6")
+    outbox.put(dead)
+    outbox.dead_letter(dead, "AccessDenied")
+    return tmp_path
+
+
+def keys(state: Path) -> list[str]:
+    index = LocalIndex(state / "vectors", index_name_for("acme"), 3)
+    try:
+        return [r.key for r in index.list()]
+    finally:
+        index.close()
+
+
+def test_forget_a_user_on_the_local_backend_reports_everything_it_removed(state: Path, cli) -> None:
+    base = ("forget", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--user", "ann")
+    preview = cli(*base)
+    assert preview.code == 0 and "2 memories of user ann" in preview.out and "1 outbox entries" in preview.out
+    assert keys(state) == ["m1", "m2", "m3"] and len(LocalOutbox(state / "outbox").pending()) == 2
+    done = cli(*base, "--yes")
+    assert done.code == 0, done.err
+    for line in ("erasure marker", "1 outbox entries of user ann", "1 dead letters of user ann", "2 memories of user ann"):
+        assert line in done.out
+    assert "secret" not in done.out
+    outbox = LocalOutbox(state / "outbox")
+    assert keys(state) == ["m3"] and [e.user_id for e in outbox.pending()] == ["bob"]
+    assert outbox.dead_letters() == [] and [m.user_id for m in outbox.erasures("acme")] == ["ann"]
+
+
+def test_forget_one_conversation_or_the_whole_tenant(state: Path, cli) -> None:
+    base = ("forget", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--yes")
+    assert cli(*base, "--user", "ann", "--conversation", "c2").code == 0
+    assert keys(state) == ["m1", "m3"]
+    refused = cli(*base, "--all-users", "--conversation", "c1")
+    assert refused.code == 1 and "--conversation needs --user" in refused.err and keys(state) == ["m1", "m3"]
+    tenant = cli(*base, "--all-users")
+    assert tenant.code == 0 and "2 memories of every user" in tenant.out
+    assert keys(state) == [] and LocalOutbox(state / "outbox").pending() == []
+
+
+def test_outbox_list_retry_and_purge(state: Path, cli) -> None:
+    base = (*LOCAL, "--state-dir", str(state))
+    listed = cli("outbox", "list", *base)
+    assert listed.code == 0 and listed.out.count("PENDING") == 2 and "reason AccessDenied" in listed.out
+    assert "secret" not in listed.out
+    outbox = LocalOutbox(state / "outbox")
+    (letter,) = outbox.dead_letters()
+    retried = cli("outbox", "retry", *base, "--entry", letter.entry.entry_id)
+    assert retried.code == 0 and "back to pending" in retried.out
+    assert outbox.dead_letters() == [] and len(outbox.pending()) == 3
+    outbox.dead_letter(letter.entry, "NotFound")
+    unconfirmed = cli("outbox", "purge", *base)
+    assert "WOULD DELETE" in unconfirmed.out and len(outbox.dead_letters()) == 1
+    purged = cli("outbox", "purge", *base, "--yes")
+    assert purged.code == 0 and "DELETED" in purged.out and outbox.dead_letters() == []
+
+
+def test_retention_sweep_deletes_only_expired_memories(state: Path, cli) -> None:
+    base = ("retention", "sweep", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--ttl-days", "30")
+    preview = cli(*base)
+    assert "1 memories older than 30 days" in preview.out and keys(state) == ["m1", "m2", "m3"]
+    done = cli(*base, "--yes")
+    assert done.code == 0 and "1 expired memories" in done.out and keys(state) == ["m1", "m3"]
