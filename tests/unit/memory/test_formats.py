@@ -18,7 +18,8 @@ import pytest
 
 from memory.embedders.local import LocalEmbedder
 from memory.keys import summary_key
-from memory.pipeline.outbox import Outbox, OutboxEntry
+from memory.pipeline.outbox import OutboxEntry
+from memory.pipeline.outbox_local import LocalOutbox
 from memory.stores.single_tenant import SingleTenantStore
 from memory.types import Scope
 
@@ -62,8 +63,8 @@ def test_outbox_entry_file_golden_layout(outbox_dir: Path) -> None:
         created_at="2025-01-02T03:04:06.000000+00:00",
         opened=OPENED,
     )
-    assert Outbox(outbox_dir).put(entry) == KEY_5
-    assert [p.name for p in outbox_dir.iterdir()] == [f"{KEY_5}.json"]
+    assert LocalOutbox(outbox_dir).put(entry) == KEY_5
+    assert sorted(p.name for p in outbox_dir.iterdir()) == sorted([f"{KEY_5}.json", "claims", "dead", "erasures"])
     assert json.loads((outbox_dir / f"{KEY_5}.json").read_text(encoding="utf-8")) == GOLDEN_ENTRY
 
 
