@@ -8,7 +8,8 @@ in-process SmolLM2 model, the local dev issuer -- and drives it over HTTP with m
    ``Healthy`` again (the summary is stored);
 2. a new tenant-001/alice session asks about it: the fact's memory must be injected on the
    first turn (``memories_used`` of the response);
-3. tenant-002/bob asks the same: no memory may be used;
+3. tenant-002/bob asks the same: no memory may be used, and the answer may not make up a
+   launch date (``no invented memory``: an answer is checked for anything date-like);
 4. a new tenant-001/alice session greets (nothing relevant to inject), then explicitly asks to
    search memory: the recall tool runs mid-turn and the memory shows up in ``memories_used``.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -44,6 +46,12 @@ FACT = "My project codename is Bluebird and it launches on March 3rd. Please rem
 QUESTION = "What is the launch date of my project Bluebird?"
 GREETING = "Hello, how are you today?"
 RECALL_REQUEST = "Search my memory for my project codename"
+_DATE = re.compile(
+    r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2}(?:st|nd|rd|th)?\b"
+    r"|\b\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b"
+    r"|\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}/\d{1,2}(?:/\d{2,4})?\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -96,7 +104,7 @@ class Server:
             "AGENT_EMBEDDER": "local",
             "AGENT_TENANT_MODE": "multi",
             "AGENT_MODEL_PROVIDER": "local",
-            "AGENT_MODEL_MAX_TOKENS": "96",
+            "AGENT_MODEL_MAX_TOKENS": "48",
             "AGENT_LOG_LEVEL": "INFO",
             "HF_HUB_OFFLINE": "1",
             **self.env_overrides,
@@ -182,6 +190,12 @@ class Client:
         self.out.write(f"           memories used: {turn.memories or 'none'}   ({turn.seconds:.1f} s)\n")
 
 
+def invented_date(answer: str) -> str | None:
+    """The first date-like phrase of ``answer`` (for a tenant that has no memory of any date)."""
+    match = _DATE.search(answer)
+    return match.group(0) if match else None
+
+
 def free_port() -> int:
     """A currently free loopback TCP port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -236,6 +250,11 @@ def run_scenario(server: Server, issuer: DevIssuer, out: TextIO) -> list[Check]:
         "isolation", isolated.status == 200 and not isolated.memories and bool(recalled.memories),
         f"tenant-002 memories used: {isolated.memories or 'none'}"
         + (f"; tenant-001 memories leaked: {sorted(leaked)}" if leaked else ""),
+    ))
+    made_up = invented_date(str(isolated.body.get("answer") or ""))
+    checks.append(Check(
+        "no invented memory", isolated.status == 200 and made_up is None,
+        f"tenant-002's answer {'gives a launch date it cannot know: ' + repr(made_up) if made_up else 'gives no date'}",
     ))
 
     out.write("\n== Session 4: tenant-001 / alice greets, then asks to search memory mid-conversation\n")

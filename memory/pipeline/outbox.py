@@ -5,9 +5,14 @@ erasure markers, behind one protocol (``Outbox``) with two backends: a local dir
 microVM's disk is discarded with its session).
 
 Once ``put`` returns, the entry survives the process (and, with S3, the machine). An entry's id
-is derived from ``memory.keys.summary_key`` (tenant, user, agent, conversation id and the conversation's
-start marker ``opened``), so ending the same conversation twice replaces one entry instead of
-adding a second, while a new conversation under a reused conversation id gets its own entry.
+is its summary's vector key, ``memory.keys.summary_key`` (tenant, user, agent, conversation id
+and the conversation's start marker ``opened``), so ending the same conversation twice replaces
+one entry instead of adding a second, while a new conversation under a reused conversation id
+gets its own entry. The key is also stored in the entry (``"key"``); an entry read back keeps the
+key it was filed under (its id, for entries written before ``"key"`` existed), never a
+recomputed one, so a change of the key format cannot orphan pending entries. A document whose
+stored key disagrees with its id is reported and left in place, like an unreadable one
+(``read_entry``).
 
 An entry is either *closed* (the conversation ended: summarize it) or *open* (a per-turn
 checkpoint of a live conversation, overwritten by the next turn and finally by the closed
@@ -36,7 +41,6 @@ from memory.pipeline.summarizer import Turn
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
 
 
 def _now() -> str:
@@ -89,10 +93,14 @@ class OutboxEntry:
     attempts: int = 0
     opened: str | None = None
     open: bool = False
+    stored_key: str | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
-        """The deterministic vector key of this conversation's summary."""
+        """The vector key of this conversation's summary: the one it was filed under, if read
+        back from the outbox, else computed (``memory.keys.summary_key``)."""
+        if self.stored_key is not None:
+            return self.stored_key
         return summary_key(self.tenant_id, self.user_id, self.agent_name, self.conversation_id, self.opened)
 
     @property
@@ -106,8 +114,10 @@ class OutboxEntry:
         return parse_time((self.opened or self.created_at).split("~", 1)[0])
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict of the entry."""
-        return dataclasses.asdict(self)
+        """A JSON-serialisable dict of the entry, its summary key included (``"key"``)."""
+        data = dataclasses.asdict(self)
+        del data["stored_key"]
+        return {**data, "key": self.key}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "OutboxEntry":
@@ -123,8 +133,23 @@ class OutboxEntry:
             attempts=int(data.get("attempts", 0)),
             opened=None if data.get("opened") is None else str(data["opened"]),
             open=data.get("open") is True,
+            stored_key=None if data.get("key") is None else str(data["key"]),
         )
 
+
+
+def read_entry(data: Any, entry_id: str) -> OutboxEntry | None:
+    """The entry a stored document filed under ``entry_id`` holds, keeping the key it was filed
+    under; None (logged, without content) when it is unreadable or names another key."""
+    entry = parse_or_none(OutboxEntry.from_json, data, entry_id)
+    if entry is None:
+        return None
+    if entry.stored_key is None:  # written before entries stored their key: the id is the key
+        return dataclasses.replace(entry, stored_key=entry_id)
+    if entry.stored_key != entry_id:
+        logger.error("outbox entry %s names another key; leaving it in place", entry_id)
+        return None
+    return entry
 
 @dataclass(frozen=True)
 class DeadLetter:

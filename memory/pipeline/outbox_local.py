@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from memory.private_files import private_dir
-from memory.pipeline.outbox import Claim, DeadLetter, ErasureMarker, OutboxEntry, parse_or_none
+from memory.pipeline.outbox import Claim, DeadLetter, ErasureMarker, OutboxEntry, parse_or_none, read_entry
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class LocalOutbox:
     def get(self, entry_id: str, tenant_id: str | None = None) -> OutboxEntry | None:
         """The pending entry, or None if it is not (or no longer) pending."""
         data = self._read(self.directory / f"{entry_id}{_SUFFIX}")
-        return None if data is None else parse_or_none(OutboxEntry.from_json, data, entry_id)
+        return None if data is None else read_entry(data, entry_id)
 
     def pending(self, tenant_id: str | None = None) -> list[OutboxEntry]:
         """Every readable pending entry (of ``tenant_id`` if given), oldest first."""

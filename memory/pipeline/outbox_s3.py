@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 from botocore.exceptions import BotoCoreError, ClientError
 
 from memory.aws import error_code, http_status, translate_error
-from memory.pipeline.outbox import Claim, DeadLetter, ErasureMarker, OutboxEntry, parse_or_none
+from memory.pipeline.outbox import Claim, DeadLetter, ErasureMarker, OutboxEntry, parse_or_none, read_entry
 from memory.tenants import validate_tenant_id
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class S3Outbox:
     def get(self, entry_id: str, tenant_id: str | None = None) -> OutboxEntry | None:
         """The pending entry, or None if it is not (or no longer) pending."""
         data = self._get(tenant_id, self._key(tenant_id, "pending", entry_id))
-        return None if data is None else parse_or_none(OutboxEntry.from_json, data, entry_id)
+        return None if data is None else read_entry(data, entry_id)
 
     def pending(self, tenant_id: str | None = None) -> list[OutboxEntry]:
         """Pending entries of every tenant (or of ``tenant_id``), oldest first."""

@@ -9,8 +9,9 @@ instructions.
 from __future__ import annotations
 
 import html
+import re
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from memory.types import Memory
 
@@ -52,6 +53,23 @@ def format_memory(memory: Memory) -> str:
         + (f' conversation_started="{started}"' if started else "")
         + f">{html.escape(memory.content, quote=True)}</memory>"
     )
+
+
+class RenderedMemory(NamedTuple):
+    """One ``<memory>`` element read back from rendered text (unescaped)."""
+
+    id: str
+    stored_at: str
+    content: str
+
+
+# Attribute values are escaped with quote=True, so no value holds '"' or '>'.
+_ELEMENT = re.compile(r'<memory id="([^"]*)"[^>]*? stored_at="([^"]*)"[^>]*>(.*?)</memory>', re.DOTALL)
+
+
+def parse_memories(text: str) -> list[RenderedMemory]:
+    """The memories :func:`format_memory` rendered into ``text`` (a block or a recall result), in order."""
+    return [RenderedMemory(html.unescape(i), s, html.unescape(c)) for i, s, c in _ELEMENT.findall(text)]
 
 
 def render_block(memories: Sequence[Memory]) -> str:

@@ -25,7 +25,7 @@ import memory.aws
 from scripts.__main__ import main as scripts_main
 from tests.deploy.runtime_image import Dockerfile, build_venv, extract_upload
 from tests.support.bedrock_standin import BedrockStandIn
-from tests.support.moto_s3vectors import install_query_route
+from tests.support.s3vectors_double import install_s3vectors_double
 from tests.support.scripts_cli import outputs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,7 +137,7 @@ def deployment() -> Iterator[Deployment]:
     work.chmod(0o755)
     project = _clean_clone(work / "project")
     with pytest.MonkeyPatch.context() as mp, BedrockStandIn() as bedrock:
-        install_query_route(mp)
+        install_s3vectors_double(mp)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -29,6 +29,15 @@ def issuer(server: AgentServer) -> DevIssuer:
 
 def new_session() -> str:
     return f"e2e-{uuid.uuid4()}"
+
+
+@pytest.fixture
+def ids() -> Callable[[str], str]:
+    """Fresh tenant and user ids for one test on the shared server: ``ids("alice")`` is the same
+    unique id throughout the test and differs in every other test (and every rerun), so no test
+    sees another's memories whatever the order."""
+    suffix = uuid.uuid4().hex[:10]
+    return lambda name: f"{name}-{suffix}"
 
 
 def stored(state_dir: Path, tenant: str, user: str) -> list[Memory]:

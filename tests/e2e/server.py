@@ -1,4 +1,10 @@
-"""Start the real ``python -m agent`` server on a free loopback port for end-to-end tests."""
+"""Start the real ``python -m agent`` server on a free loopback port for end-to-end tests.
+
+The app binds the port it is given (uvicorn through the AgentCore SDK, which logs nothing at
+start-up and takes no socket), so the port is picked here and can be taken by another process
+before the server binds it: a start that fails with "address already in use" is retried on
+another port instead of failing the test.
+"""
 
 from __future__ import annotations
 
@@ -24,20 +30,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PortTaken(RuntimeError):
+    """Another process bound the port between ``free_port()`` and the server's start."""
+
+
 class AgentServer:
     """One server process with the echo model, the local backend and the dev issuer."""
 
     def __init__(self, state_dir: Path, **env: str) -> None:
         self.state_dir = state_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = state_dir / f"server-{self.port}.log"
+        self._use_port(free_port())
         self.env = {
             **os.environ,
             "PYTHONPATH": str(REPO),
             "AGENT_AUTH_MODE": "dev",
             "AGENT_HOST": "127.0.0.1",
-            "AGENT_PORT": str(self.port),
             "AGENT_STATE_DIR": str(state_dir),
             "AGENT_BACKEND": "local",
             "AGENT_EMBEDDER": "local",
@@ -52,15 +59,31 @@ class AgentServer:
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> "AgentServer":
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = self.state_dir / f"server-{port}.log"
+
+    def start(self, timeout: float = 60.0, attempts: int = 5) -> "AgentServer":
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(attempts - 1):
+            try:
+                return self._start_once(timeout)
+            except PortTaken:
+                self._use_port(free_port())
+        return self._start_once(timeout)
+
+    def _start_once(self, timeout: float) -> "AgentServer":
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent"], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "agent"], cwd=REPO, env={**self.env, "AGENT_PORT": str(self.port)},
+            stdout=log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if "address already in use" in self.log().lower():
+                    raise PortTaken(self.port)
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 if httpx.get(f"{self.url}/ping", timeout=1).status_code == 200:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import socket
 import time
+from typing import Callable
 
 import httpx
 
 from auth.dev_issuer import DevIssuer
 from tests.e2e.conftest import new_session, stored
+
+Fresh = Callable[[str], str]
 from tests.e2e.server import SESSION_HEADER, AgentServer
 
 FACT = "My favourite colour is teal."
@@ -34,8 +37,8 @@ def test_no_or_invalid_token_is_401(server: AgentServer, tmp_path) -> None:
         assert response.json()["error"] == "unauthorized"
 
 
-def test_malformed_payload_is_400_naming_the_field(server: AgentServer, issuer: DevIssuer) -> None:
-    token = issuer.mint("tenant-001", "alice")
+def test_malformed_payload_is_400_naming_the_field(server: AgentServer, issuer: DevIssuer, ids: Fresh) -> None:
+    token = issuer.mint(ids("tenant-001"), ids("alice"))
     response = server.invoke(token, {"prompt": "hi", "end_session": "please"}, new_session())
     assert response.status_code == 400 and response.json()["field"] == "end_session"
     missing = server.invoke(token, {"stream": False}, new_session())
@@ -46,10 +49,10 @@ def test_malformed_payload_is_400_naming_the_field(server: AgentServer, issuer: 
     assert bad_json.status_code == 400
 
 
-def test_recall_in_a_new_session_and_mid_turn(server: AgentServer, issuer: DevIssuer) -> None:
-    token = issuer.mint("tenant-001", "alice")
+def test_recall_in_a_new_session_and_mid_turn(server: AgentServer, issuer: DevIssuer, ids: Fresh) -> None:
+    token = issuer.mint(ids("tenant-001"), ids("alice"))
     remember(server, token)
-    memories = stored(server.state_dir, "tenant-001", "alice")
+    memories = stored(server.state_dir, ids("tenant-001"), ids("alice"))
     assert [m.content for m in memories] == [FACT]
 
     sid = new_session()
@@ -66,21 +69,21 @@ def test_recall_in_a_new_session_and_mid_turn(server: AgentServer, issuer: DevIs
     assert all(key.startswith(memories[0].id) for key in recalled["memories_used"])
 
 
-def test_tenant_and_user_isolation(server: AgentServer, issuer: DevIssuer) -> None:
-    remember(server, issuer.mint("tenant-iso-a", "carol"), "My locker code is 4711.")
+def test_tenant_and_user_isolation(server: AgentServer, issuer: DevIssuer, ids: Fresh) -> None:
+    remember(server, issuer.mint(ids("tenant-iso-a"), ids("carol")), "My locker code is 4711.")
     question = {"prompt": "What is my locker code?"}
-    own = server.invoke(issuer.mint("tenant-iso-a", "carol"), question, new_session()).json()
+    own = server.invoke(issuer.mint(ids("tenant-iso-a"), ids("carol")), question, new_session()).json()
     assert own["memories_used"] and "4711" in own["answer"]
     for tenant, user in (("tenant-iso-b", "carol"), ("tenant-iso-a", "dave")):
-        other = server.invoke(issuer.mint(tenant, user), question, new_session()).json()
+        other = server.invoke(issuer.mint(ids(tenant), ids(user)), question, new_session()).json()
         assert other["memories_used"] == [] and other["answer"].endswith("MEMORY: none"), (tenant, user)
-        recall = server.invoke(issuer.mint(tenant, user), {"prompt": "recall: locker code"}, new_session()).json()
+        recall = server.invoke(issuer.mint(ids(tenant), ids(user)), {"prompt": "recall: locker code"}, new_session()).json()
         assert "4711" not in recall["answer"]
 
 
-def test_identity_comes_from_the_token(server: AgentServer, issuer: DevIssuer) -> None:
-    remember(server, issuer.mint("tenant-who", "erin"), "My passport number is X123.")
-    mallory = issuer.mint("tenant-who", "mallory")
+def test_identity_comes_from_the_token(server: AgentServer, issuer: DevIssuer, ids: Fresh) -> None:
+    remember(server, issuer.mint(ids("tenant-who"), ids("erin")), "My passport number is X123.")
+    mallory = issuer.mint(ids("tenant-who"), ids("mallory"))
     for lie in ({"user_id": "erin"}, {"tenant_id": "tenant-other"}, {"tenantId": "tenant-who", "userId": "erin"}):
         response = server.invoke(mallory, {"prompt": "What is my passport number?", **lie}, new_session())
         assert response.status_code == 403, lie
@@ -88,29 +91,29 @@ def test_identity_comes_from_the_token(server: AgentServer, issuer: DevIssuer) -
     assert honest["memories_used"] == [] and "X123" not in honest["answer"]
 
 
-def test_another_user_cannot_join_an_open_session(server: AgentServer, issuer: DevIssuer) -> None:
+def test_another_user_cannot_join_an_open_session(server: AgentServer, issuer: DevIssuer, ids: Fresh) -> None:
     sid = new_session()
-    assert server.invoke(issuer.mint("tenant-001", "frank"), {"prompt": "hi"}, sid).status_code == 200
-    intruder = server.invoke(issuer.mint("tenant-001", "grace"), {"prompt": "hi"}, sid)
+    assert server.invoke(issuer.mint(ids("tenant-001"), ids("frank")), {"prompt": "hi"}, sid).status_code == 200
+    intruder = server.invoke(issuer.mint(ids("tenant-001"), ids("grace")), {"prompt": "hi"}, sid)
     assert intruder.status_code == 403
 
 
-def test_end_session_stores_exactly_one_summary(server: AgentServer, issuer: DevIssuer) -> None:
-    token = issuer.mint("tenant-one", "heidi")
+def test_end_session_stores_exactly_one_summary(server: AgentServer, issuer: DevIssuer, ids: Fresh) -> None:
+    token = issuer.mint(ids("tenant-one"), ids("heidi"))
     sid = new_session()
     for prompt in ("I live in Lisbon.", "I work as a pilot."):
         assert server.invoke(token, {"prompt": prompt}, sid).status_code == 200
     final = server.invoke(token, {"prompt": "I have two cats.", "end_session": True}, sid)
     assert final.status_code == 200 and final.json()["session_ended"] is True
     server.wait_idle()
-    memories = stored(server.state_dir, "tenant-one", "heidi")
+    memories = stored(server.state_dir, ids("tenant-one"), ids("heidi"))
     summaries = [m for m in memories if m.conversation_id == sid]
     assert len(memories) == 1 and len(summaries) == 1
     assert all(fact in summaries[0].content for fact in ("Lisbon", "pilot", "two cats"))
 
 
-def test_streaming_answer(server: AgentServer, issuer: DevIssuer) -> None:
-    token = issuer.mint("tenant-001", "ivan")
+def test_streaming_answer(server: AgentServer, issuer: DevIssuer, ids: Fresh) -> None:
+    token = issuer.mint(ids("tenant-001"), ids("ivan"))
     with httpx.stream(
         "POST",
         f"{server.url}/invocations",

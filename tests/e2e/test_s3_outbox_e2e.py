@@ -28,7 +28,7 @@ from auth.dev_issuer import DevIssuer
 from scripts.__main__ import main as scripts_main
 from tests.e2e.server import AgentServer
 from tests.support.busy import wait_until
-from tests.support.moto_s3vectors import install_query_route
+from tests.support.s3vectors_double import install_s3vectors_double
 
 REGION = "us-east-1"
 VECTORS = "e2e-vectors"
@@ -38,15 +38,18 @@ ROLE_ARN = "arn:aws:iam::123456789012:role/agent-memory-tvm"
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A moto server with a vector bucket and an outbox bucket; PutVectors counted per user."""
+    """A moto server with a vector bucket and an outbox bucket; summary vectors put, per user
+    (a conversation is stored as one summary plus excerpt units carrying its conversation id)."""
     patch = pytest.MonkeyPatch()
-    install_query_route(patch)
+    install_s3vectors_double(patch)
     puts: Counter[str] = Counter()
     real_put = S3VectorsResponse.put_vectors
 
     def counting_put(self: S3VectorsResponse) -> Any:
         for vector in self._get_param("vectors") or []:
-            puts[str((vector.get("metadata") or {}).get("user_id"))] += 1
+            metadata = vector.get("metadata") or {}
+            if metadata.get("type") == "summary":
+                puts[str(metadata.get("user_id"))] += 1
         return real_put(self)
 
     patch.setattr(S3VectorsResponse, "put_vectors", counting_put)
@@ -81,9 +84,15 @@ def onboard(moto: dict[str, Any], tenant: str) -> None:
     )
 
 
-def memories(moto: dict[str, Any], tenant: str, user: str) -> list[dict[str, Any]]:
+def vectors_of(moto: dict[str, Any], tenant: str, user: str) -> list[dict[str, Any]]:
+    """The metadata of every vector of the user (summaries and excerpt units)."""
     vectors = moto["s3v"].list_vectors(vectorBucketName=VECTORS, indexName=f"memory-{tenant}", returnMetadata=True)
     return [v["metadata"] for v in vectors["vectors"] if v["metadata"]["user_id"] == user]
+
+
+def memories(moto: dict[str, Any], tenant: str, user: str) -> list[dict[str, Any]]:
+    """The user's stored conversations: their summary vectors' metadata."""
+    return [m for m in vectors_of(moto, tenant, user) if m["type"] == "summary"]
 
 
 def outbox_keys(moto: dict[str, Any], tenant: str, kind: str = "pending") -> list[str]:
@@ -201,7 +210,7 @@ def test_no_resurrection_path_brings_an_erased_user_back(moto, cli_env, tmp_path
         finally:
             fresh.stop()
 
-    assert memories(moto, tenant, "alice") == [] and moto["puts"]["alice"] == 0
+    assert vectors_of(moto, tenant, "alice") == [] and moto["puts"]["alice"] == 0
     assert sorted(m["conversation_id"] for m in memories(moto, tenant, "bob")) == sorted(
         [sids["bob1"], sids["bob2"], sids["bob3"]]
     )

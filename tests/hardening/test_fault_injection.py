@@ -41,7 +41,8 @@ from memory.pipeline.summarizer import Summarizer
 from memory.stores.tvm import TokenVendingMachine
 from tests.e2e.server import SESSION_HEADER, AgentServer
 from tests.hardening.conftest import memories_of, read_store
-from tests.support.moto_s3vectors import install_query_route, multi_tenant_store
+from tests.support.moto_s3vectors import multi_tenant_store
+from tests.support.s3vectors_double import install_s3vectors_double
 from tests.support.scripted_model import ScriptedModel
 
 BUCKET = "hardening-bucket"
@@ -103,7 +104,7 @@ def turn(store: Any, pipeline: SummaryPipeline | None, prompt: str, conversation
 def test_s3vectors_faults_degrade_then_replay_exactly_once(monkeypatch, tmp_path: Path, status: int, code: str) -> None:
     from moto import mock_aws
 
-    install_query_route(monkeypatch)
+    install_s3vectors_double(monkeypatch)
     with mock_aws():
         client, store = multi_tenant_store(BUCKET, LocalEmbedder())
         store.store(SCOPE, "An older fact: my budget is 2M dollars.", conversation_id="c0")
@@ -116,11 +117,11 @@ def test_s3vectors_faults_degrade_then_replay_exactly_once(monkeypatch, tmp_path
             assert faults.injected["QueryVectors"] == 1 + DEFAULT_MAX_ATTEMPTS  # retried by botocore, then surfaced
             answer, plugin, model = turn(store, pipeline, "My project deadline is in March.", "c1", end_session=True)
             assert answer == "ok" and plugin.metrics["retrieval_failures"] == 1  # the turn answered without memory
-            assert pipeline.wait(10)
+            assert pipeline.wait(30)
             assert len(pipeline.outbox.pending()) == 1 and pipeline.metrics["exhausted"] == 1  # kept, not lost
 
             faults.on = False  # the backend recovers
-            assert pipeline.replay_pending() == 1 and pipeline.wait(10)
+            assert pipeline.replay_pending() == 1 and pipeline.wait(30)
             assert pipeline.replay_pending() == 0
             memories = [m for m in store.list(SCOPE) if m.memory_type == "summary"]
             assert sorted(m.conversation_id for m in memories) == ["c0", "c1"]  # stored once, no duplicate
@@ -205,7 +206,7 @@ def test_outbox_write_failure_is_reported_and_nothing_is_lost(app_client, monkey
         assert other.status_code == 200  # the server keeps serving
     retried = client.post("/invocations", json={"end_session": True}, headers=_headers(issuer, session))
     assert retried.status_code == 200 and retried.json()["session_ended"] is True
-    assert holder["services"].pipeline.wait(10)
+    assert holder["services"].pipeline.wait(30)
     memories = memories_of(read_store(tmp_path), "acme", "alice")
     assert [m.conversation_id for m in memories] == [session] and "Rex" in memories[0].content
 
@@ -220,15 +221,15 @@ def test_local_index_write_failure_keeps_the_summary_in_the_outbox(app_client, m
         ended = client.post("/invocations", json={"prompt": "My cat is called Tom.", "end_session": True},
                             headers=_headers(issuer, session))
         assert ended.status_code == 200  # accepted: durable in the outbox
-        assert pipeline.wait(10) and pipeline.metrics["exhausted"] == 1
+        assert pipeline.wait(30) and pipeline.metrics["exhausted"] == 1
         other = {"Authorization": f"Bearer {issuer.mint('acme', 'bob')}", SESSION_HEADER: f"s-{uuid.uuid4()}"}
         again = client.post("/invocations", json={"prompt": "hello"}, headers=other)
         assert again.status_code == 200
     # bob's conversation is still open (its per-turn checkpoint is in the outbox too): end it
     assert client.post("/invocations", json={"end_session": True}, headers=other).status_code == 200
-    assert pipeline.wait(10)
+    assert pipeline.wait(30)
     assert len(list((tmp_path / "outbox").glob("*.json"))) == 1
-    assert pipeline.replay_pending() == 1 and pipeline.wait(10)  # what a restart does
+    assert pipeline.replay_pending() == 1 and pipeline.wait(30)  # what a restart does
     assert not list((tmp_path / "outbox").glob("*.json"))
     memories = memories_of(read_store(tmp_path), "acme", "alice")
     assert [m.conversation_id for m in memories] == [session] and "Tom" in memories[0].content

@@ -25,6 +25,9 @@
 
 ``build_echo_model() -> Model`` -- factory for provider specs such as
 ``import:tests.support.scripted_model:build_echo_model``.
+
+``build_inventing_model() -> Model`` -- a ``ScriptedModel`` that answers every turn with a made-up
+launch date (:data:`INVENTED_ANSWER`), as a small model without memory does.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ __all__ = [
     "ScriptedModel",
     "ToolCall",
     "build_echo_model",
+    "build_inventing_model",
     "deterministic_summary",
 ]
 
@@ -236,3 +240,11 @@ class EchoModel(_RecordingModel):
 def build_echo_model() -> Model:
     """A fresh ``EchoModel`` (factory for ``import:tests.support.scripted_model:build_echo_model``)."""
     return EchoModel()
+
+
+INVENTED_ANSWER = "Your project launches on March 27th."
+
+
+def build_inventing_model() -> Model:
+    """A model that invents a date on every turn (``import:tests.support.scripted_model:build_inventing_model``)."""
+    return ScriptedModel(default_reply=INVENTED_ANSWER)

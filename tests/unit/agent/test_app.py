@@ -29,6 +29,7 @@ class Recorder:
         self.inner = inner
         self.ended = 0
         self.states: list[dict[str, Any]] = []
+        self.fail_mid_stream = False
 
     async def ask(self, prompt: str, state: dict[str, Any]) -> str:
         self.states.append(dict(state))
@@ -36,7 +37,14 @@ class Recorder:
 
     def stream(self, prompt: str, state: dict[str, Any]):
         self.states.append(dict(state))
+        if self.fail_mid_stream:
+            return self._fail_after_first_chunk(prompt, state)
         return self.inner.stream(prompt, state)
+
+    async def _fail_after_first_chunk(self, prompt: str, state: dict[str, Any]):
+        async for chunk in self.inner.stream(prompt, state):
+            yield chunk
+            raise ConnectionError("model connection lost (detail-7f3a)")
 
     def memories_used(self) -> list[str]:
         return []
@@ -200,6 +208,40 @@ def test_streaming_sends_chunks_then_a_final_event(harness, issuer: DevIssuer) -
     assert events[-1]["done"] is True and events[-1]["session_id"] == SID
     # the session lock was released when the stream finished
     assert client.post("/invocations", json={"prompt": "again"}, headers=bearer(issuer)).status_code == 200
+
+
+def _events(response: Any) -> list[dict[str, Any]]:
+    return [json.loads(line[len("data: "):]) for line in response.text.splitlines() if line.startswith("data: ")]
+
+
+def test_a_turn_failing_mid_stream_reports_the_error_inside_the_stream(harness, issuer: DevIssuer) -> None:
+    client, made, _ = harness
+    assert client.post("/invocations", json={"prompt": "hi"}, headers=bearer(issuer)).status_code == 200
+    made[SID].fail_mid_stream = True
+    response = client.post("/invocations", json={"prompt": "stream me", "stream": True}, headers=bearer(issuer))
+    assert response.status_code == 200  # already sent when the turn failed
+    events = _events(response)
+    assert len(events) == 2 and events[0]["data"].startswith("ECHO")
+    assert events[1] == {"error": "internal_error", "message": "the request failed", "status": 500}
+    assert "detail-7f3a" not in response.text
+    made[SID].fail_mid_stream = False
+    assert client.post("/invocations", json={"prompt": "again"}, headers=bearer(issuer)).status_code == 200
+
+
+def test_streaming_with_end_session_ends_the_conversation_once(harness, issuer: DevIssuer) -> None:
+    client, made, _ = harness
+    payload = {"prompt": "remember teal", "stream": True, "end_session": True}
+    response = client.post("/invocations", json=payload, headers=bearer(issuer))
+    events = _events(response)
+    assert "".join(e.get("data", "") for e in events[:-1]).startswith("ECHO: remember teal")
+    assert events[-1] == {
+        "done": True, "answer": events[-1]["answer"], "session_id": SID, "memories_used": [], "session_ended": True,
+    }
+    assert events[-1]["answer"].startswith("ECHO: remember teal")
+    first = made[SID]
+    assert first.ended == 1
+    assert client.post("/invocations", json={"prompt": "next"}, headers=bearer(issuer)).status_code == 200
+    assert made[SID] is not first and first.ended == 1  # a new conversation, the old one ended once
 
 
 def test_dev_mode_reads_the_agentcore_cli_custom_header(harness, issuer: DevIssuer) -> None:

@@ -7,12 +7,10 @@ reached through the real JWKS URL the app derives), and the echo scripted model.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import logging
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -41,7 +39,7 @@ from scripts.common import Report, aws_client
 from scripts.tvm_role import ensure_role, permission_policy, trust_policy
 from scripts.vectors import ensure_bucket, ensure_outbox_bucket, onboard
 from tests.support.bedrock_standin import bag_of_words_vector
-from tests.support.moto_s3vectors import install_query_route
+from tests.support.s3vectors_double import install_s3vectors_double
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -244,7 +242,7 @@ def test_multi_tenant_aws_configuration_end_to_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moto_server: str
 ) -> None:
     """Cognito + S3 Vectors + Bedrock embeddings + TVM: store, recall, isolation."""
-    install_query_route(monkeypatch)
+    install_s3vectors_double(monkeypatch)
     calls = AwsCalls()
     with mock_aws():
         _install_recorders(monkeypatch, calls, jwks_endpoint=moto_server)
@@ -257,7 +255,7 @@ def test_multi_tenant_aws_configuration_end_to_end(
                 client, tokens["alice"], _sid(1), prompt="My favourite colour is teal.", end_session=True
             )
             assert stored["session_ended"] is True and stored["memories_used"] == []
-            assert holder["services"].pipeline.wait(timeout=10)
+            assert holder["services"].pipeline.wait(timeout=30)
 
             a_vectors, b_vectors = _vectors("tenant-a"), _vectors("tenant-b")
             assert sorted(v["metadata"]["type"] for v in a_vectors) == ["excerpt", "summary"]  # statement == summary
@@ -311,7 +309,7 @@ def test_single_tenant_aws_configuration_uses_the_onboarded_index(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Execution-role mode (dev tokens): the onboarded index is used, never created or assumed into."""
-    install_query_route(monkeypatch)
+    install_s3vectors_double(monkeypatch)
     calls = AwsCalls()
     with mock_aws():
         _install_recorders(monkeypatch, calls, jwks_endpoint=None)
@@ -324,7 +322,7 @@ def test_single_tenant_aws_configuration_uses_the_onboarded_index(
         app, holder = _app(settings)
         with TestClient(app) as client:
             _invoke(client, token, _sid(1), prompt="My favourite colour is teal.", end_session=True)
-            assert holder["services"].pipeline.wait(timeout=10)
+            assert holder["services"].pipeline.wait(timeout=30)
             assert [v["metadata"]["conversation_id"] for v in _summaries("tenant-a")] == [_sid(1)]
             recalled = _invoke(client, token, _sid(2), prompt="What is my favourite colour?")
     assert "teal" in recalled["answer"].split("| MEMORY:")[1]
@@ -362,7 +360,7 @@ def test_single_tenant_index_of_another_dimension_refuses_to_start(
 def test_single_tenant_start_survives_a_transient_fault_and_verifies_at_first_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    install_query_route(monkeypatch)
+    install_s3vectors_double(monkeypatch)
     with mock_aws():
         _install_recorders(monkeypatch, AwsCalls(), jwks_endpoint=None)
         _onboard(["tenant-a"])
@@ -381,7 +379,7 @@ def test_single_tenant_start_survives_a_transient_fault_and_verifies_at_first_us
         app, holder = _app(settings)
         with TestClient(app) as client:  # starts despite the fault at start-up
             _invoke(client, token, _sid(1), prompt="My favourite colour is teal.", end_session=True)
-            assert holder["services"].pipeline.wait(timeout=10)
+            assert holder["services"].pipeline.wait(timeout=30)
         assert [v["metadata"]["conversation_id"] for v in _summaries("tenant-a")] == [_sid(1)]
 
 
@@ -392,7 +390,7 @@ def test_multi_tenant_index_is_checked_at_first_use_and_never_created(
     in the S3 outbox at once (NotFound cannot heal by retrying; /ping returns to Healthy, no index
     is created with tenant credentials) and stored once the operator onboards the tenant and
     runs `outbox retry` (the next start replays it)."""
-    install_query_route(monkeypatch)
+    install_s3vectors_double(monkeypatch)
     calls = AwsCalls()
     with mock_aws():
         _install_recorders(monkeypatch, calls, jwks_endpoint=None)
@@ -408,18 +406,18 @@ def test_multi_tenant_index_is_checked_at_first_use_and_never_created(
             pipeline = holder["services"].pipeline
             answer = _invoke(client, token, _sid(1), prompt="My favourite colour is teal.", end_session=True)
             assert answer["answer"].endswith("| MEMORY: none") and answer["memories_used"] == []
-            assert pipeline.wait(timeout=5) and pipeline.waiting == 0
+            assert pipeline.wait(timeout=30) and pipeline.waiting == 0
             assert client.get("/ping").json()["status"] == "Healthy"
             (letter,) = pipeline.outbox.dead_letters("tenant-c")
             assert letter.reason == "NotFound" and letter.entry.conversation_id == _sid(1)
             s3v = boto3.client("s3vectors", region_name=REGION)
             assert [i["indexName"] for i in s3v.list_indexes(vectorBucketName=BUCKET)["indexes"]] == [
-                index_name_for("tenant-a")
+                "memory-tenant-a"
             ]
             _onboard(["tenant-c"])  # the operator onboards the tenant and retries the dead letter
             result = main(["outbox", "retry", "--region", REGION, "--outbox-bucket", OUTBOX, "--tenant", "tenant-c"])
             assert result == 0 and pipeline.outbox.dead_letters("tenant-c") == []
-            assert pipeline.replay_pending() == 1 and pipeline.wait(timeout=5)
+            assert pipeline.replay_pending() == 1 and pipeline.wait(timeout=30)
             assert [v["metadata"]["conversation_id"] for v in _summaries("tenant-c")] == [_sid(1)]
     assert [c["Tags"] for c in calls.assume_role] == [[{"Key": "TenantID", "Value": "tenant-c"}]]
     assert calls.bad_requests == []
@@ -447,7 +445,7 @@ def test_debug_logs_never_carry_credentials_tokens_or_memory_text(
     """AGENT_LOG_LEVEL=DEBUG through a TVM call (AssumeRole), a store (PutVectors) and a summary."""
     fact = "locker code is 7391-quokka"
     stream = io.StringIO()
-    install_query_route(monkeypatch)
+    install_s3vectors_double(monkeypatch)
     calls = AwsCalls()
     with mock_aws():
         _install_recorders(monkeypatch, calls, jwks_endpoint=moto_server)
@@ -460,7 +458,7 @@ def test_debug_logs_never_carry_credentials_tokens_or_memory_text(
         configure_logging(settings.log_level, unsafe_third_party=settings.unsafe_log_third_party, stream=stream)
         with TestClient(app) as client:
             _invoke(client, tokens["alice"], _sid(1), prompt=f"My {fact}.", end_session=True)
-            assert holder["services"].pipeline.wait(timeout=10)
+            assert holder["services"].pipeline.wait(timeout=30)
         assert fact in _vectors("tenant-a")[0]["metadata"]["content"]  # summary stored with TVM credentials
 
     log = stream.getvalue()

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from agent import demo
-from agent.local_llm import local_model_unavailable
+from agent.local_llm import NO_MEMORY_ANSWER, local_model_unavailable
+from tests.support.scripted_model import INVENTED_ANSWER
 
-ECHO = "import:tests.support.scripted_model:build_echo_model"
+INVENTING = "import:tests.support.scripted_model:build_inventing_model"
 
 
 def test_demo_passes_with_the_local_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -17,7 +18,7 @@ def test_demo_passes_with_the_local_model(tmp_path: Path, capsys: pytest.Capture
         pytest.skip(reason)
     assert demo.main(["--state-dir", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    for check in ("recall", "isolation", "recall tool"):
+    for check in ("recall", "isolation", "no invented memory", "recall tool"):
         assert f"PASS {check}:" in out
     assert "FAIL" not in out
 
@@ -26,12 +27,29 @@ def test_demo_fails_when_memory_is_off(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AGENT_MEMORY_ENABLED", "false")
-    assert demo.main(["--state-dir", str(tmp_path / "demo"), "--model-provider", ECHO]) == 1
+    assert demo.main(["--state-dir", str(tmp_path / "demo"), "--model-provider", INVENTING]) == 1
     out = capsys.readouterr().out
     assert "FAIL recall:" in out and "FAIL recall tool:" in out
     # isolation cannot be claimed when nothing was recalled at all
     assert "FAIL isolation:" in out
-    assert "ECHO: What is the launch date" in out  # the conversation is printed
+    assert "FAIL no invented memory: tenant-002's answer gives a launch date it cannot know: 'March 27th'" in out
+    assert f"agent < {INVENTED_ANSWER}" in out  # the conversation is printed
+
+
+@pytest.mark.parametrize(
+    ("answer", "date"),
+    [
+        ("The launch date of your project Bluebird is currently 2019-03-28 at 4:57 AM UTC.", "2019-03-28"),
+        ("It launches on March 3rd, which means it will be on March 2nd", "March 3rd"),
+        ("Planned for 3 of March", "3 of March"),
+        ("due 3/14", "3/14"),
+        (NO_MEMORY_ANSWER, None),
+        ("Hello, I'm glad you're here. How's it going?", None),
+        ("Your project may launch soon; I have no record of a date.", None),
+    ],
+)
+def test_invented_date_detection(answer: str, date: str | None) -> None:
+    assert demo.invented_date(answer) == date
 
 
 def test_demo_reports_an_app_that_cannot_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import time
+import types
 from typing import Any, Iterator
 
 import pytest
@@ -13,13 +14,18 @@ from pydantic import BaseModel
 from strands import Agent, tool
 from strands.types.exceptions import ContextWindowOverflowException
 
+from agent import local_llm
 from agent.local_llm import (
     JSON_STRING_MAX_LENGTH,
+    MAX_QUOTED_MEMORIES,
+    MEMORY_ANSWER_HEADER,
+    NO_MEMORY_ANSWER,
     LocalLlamaModel,
     bounded_schema,
     explicit_tool_call,
     forced_tool,
     format_messages,
+    grounded_answer,
 )
 
 MEMORY_SPEC = {
@@ -325,3 +331,105 @@ def test_bounded_schema_caps_free_strings_only() -> None:
     assert "maxLength" not in props["c"] and "maxLength" not in props["e"]
     assert props["d"]["items"]["maxLength"] == 9
     assert "maxLength" not in schema["properties"]["a"]  # the input is not modified
+
+
+# ------------------------------------------------------------------ rule 3: answers about the user's past
+
+
+BLOCK = (
+    "You are helpful.\n<memory_context>\nheader\n"
+    '<memory id="sum-1" stored_at="2026-11-29 10:00 UTC">My project Bluebird launches on March 3rd &amp; not later.</memory>\n'
+    "</memory_context>"
+)
+
+
+async def test_personal_question_without_memory_gets_the_fixed_answer_not_the_model() -> None:
+    fake = FakeLlama(["It launches on 2019-03-28."])  # what a 135M model invents
+    events = await collect(LocalLlamaModel(llama=fake), [user("What is the launch date of my project?")],
+                           system_prompt="You are helpful.")
+    text = "".join(e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e)
+    assert text == NO_MEMORY_ANSWER
+    assert fake.requests == []
+    assert events[-2] == {"messageStop": {"stopReason": "end_turn"}}
+
+
+async def test_personal_question_quotes_the_injected_memory_with_its_date() -> None:
+    fake = FakeLlama(["The launch is on March 2nd."])
+    events = await collect(LocalLlamaModel(llama=fake), [user("When does my project launch?")], system_prompt=BLOCK)
+    text = "".join(e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e)
+    assert text == f"{MEMORY_ANSWER_HEADER}\n- (2026-11-29 10:00 UTC) My project Bluebird launches on March 3rd & not later."
+    assert fake.requests == []
+
+
+def test_other_turns_are_left_to_the_model() -> None:
+    assert grounded_answer([user("Hello, how are you today?")], None, BLOCK) is None  # not about the user
+    assert grounded_answer([user("My project launches in March.")], None, None) is None  # a statement
+    earlier = [user("My name is Ann."), {"role": "assistant", "content": [{"text": "Hi Ann"}]}, user("What is my name?")]
+    assert grounded_answer(earlier, None, None) is None  # the conversation itself holds it
+    assert grounded_answer(earlier, None, BLOCK) is not None  # memories are still quoted
+
+
+def test_at_most_three_memories_are_quoted() -> None:
+    block = "".join(f'<memory id="m{i}" stored_at="d{i}">fact {i}</memory>' for i in range(5))
+    answer = grounded_answer([user("what do I like?")], None, block)
+    assert answer is not None and answer.count("\n- ") == MAX_QUOTED_MEMORIES
+    assert "fact 0" in answer and "fact 3" not in answer
+
+
+def tool_turn(result_text: str, name: str = "memory_tool") -> list[dict]:
+    return [
+        user("Search my memory for my project codename"),
+        {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t1", "name": name, "input": {"query": "x"}}}]},
+        {"role": "user", "content": [{"toolResult": {"toolUseId": "t1", "status": "success",
+                                                      "content": [{"text": result_text}]}}]},
+    ]
+
+
+def test_memory_tool_results_are_quoted_or_reported_empty() -> None:
+    quoted = grounded_answer(tool_turn(BLOCK), [MEMORY_SPEC], None)
+    assert quoted is not None and "Bluebird launches on March 3rd" in quoted and "header" not in quoted
+    assert grounded_answer(tool_turn("No matching memories found."), [MEMORY_SPEC], None) == NO_MEMORY_ANSWER
+    # another tool's result is the model's to phrase
+    assert grounded_answer(tool_turn("rivers are long", OTHER_SPEC["name"]), [MEMORY_SPEC, OTHER_SPEC], None) is None
+
+
+def test_grounded_answers_can_be_switched_off() -> None:
+    fake = FakeLlama(["free text"])
+    agent = Agent(model=LocalLlamaModel(llama=fake, grounded_answers=False), name="orchestrator",
+                  callback_handler=None)
+    assert str(agent("What is my name?")).strip() == "free text"
+
+
+def test_agent_recall_turn_answers_with_the_recalled_memory() -> None:
+    @tool(name="memory_tool")
+    def memory_tool(query: str) -> str:
+        """Search the user's long-term memory."""
+        return BLOCK
+
+    fake = FakeLlama(["The memory block says: header"])
+    agent = Agent(model=LocalLlamaModel(llama=fake), tools=[memory_tool], name="orchestrator", callback_handler=None)
+    result = str(agent("Search my memory for my project codename")).strip()
+    assert result.startswith(MEMORY_ANSWER_HEADER) and "March 3rd" in result
+    assert fake.requests == []
+
+
+# ------------------------------------------------------------------ loading through llama_runtime
+
+
+def test_models_of_one_weights_file_share_one_loaded_llama(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    loaded: list[dict[str, Any]] = []
+
+    class Llama(FakeLlama):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(["hello there"] * 3)
+            loaded.append(kwargs)
+
+    monkeypatch.setattr(local_llm.llama_runtime, "import_llama_cpp", lambda: types.SimpleNamespace(Llama=Llama))
+    monkeypatch.setattr(local_llm, "_shared", {})
+    path = str(tmp_path / "m.gguf")
+    first, second = LocalLlamaModel(model_path=path, n_ctx=512), LocalLlamaModel(model_path=path, n_ctx=512)
+    for model in (first, second):
+        assert str(Agent(model=model, callback_handler=None)("hi")).strip() == "hello there"
+    assert loaded == [{"model_path": path, "n_ctx": 512, "n_threads": None, "seed": 42, "verbose": False}]
+    LocalLlamaModel(model_path=path, n_ctx=1024)._engine()  # another context size: its own instance
+    assert len(loaded) == 2

@@ -66,7 +66,7 @@ async def test_only_the_orchestrator_stores_the_summary_even_when_the_specialist
     await convo.ask("Remember I prefer aisle seats.", dict(STATE))
     assert plugins[SPECIALIST_NAME].transcript == []  # a read-only plugin keeps no transcript
     convo.end_conversation()
-    assert pipeline.wait(10)
+    assert pipeline.wait(30)
     memories = store.list(Scope("alice", "tenant-a"))
     assert {m.agent_name for m in memories} == {ORCHESTRATOR_NAME}  # every unit: the orchestrator's
     assert all(delegated not in m.content for m in memories)
@@ -123,7 +123,7 @@ async def test_two_specialist_calls_in_one_message_run_one_after_the_other(memor
     assert answer == "finding: tides + finding: winds"  # both calls succeeded (no ConcurrencyException)
     assert model.specialist_inputs == ["tides", "winds"]
     convo.end_conversation()
-    assert pipeline.wait(10)
+    assert pipeline.wait(30)
     assert {m.agent_name for m in store.list(Scope("alice", "tenant-a"))} == {ORCHESTRATOR_NAME}
 
 

@@ -179,3 +179,17 @@ def test_the_token_is_never_logged(
     assert any("GetWorkloadAccessTokenForJWT" in r.getMessage() for r in caplog.records)
     signature = token.rsplit(".", 1)[1]
     assert all(signature not in r.getMessage() for r in caplog.records)
+
+
+def test_name_limits_are_the_service_models(stub: LocalIdentityServer) -> None:
+    """The stand-in refuses exactly the names the service model rules out (botocore checks only
+    the minimum length client-side; the maximum and the pattern are the service's to enforce)."""
+    control = _client("bedrock-agentcore-control", stub.url)
+    shape = control.meta.service_model.operation_model("CreateWorkloadIdentity").input_shape.members["name"]
+    low, high = shape.metadata["min"], shape.metadata["max"]
+    assert (low, high, shape.metadata["pattern"]) == (3, 255, "[A-Za-z0-9_.-]+")
+    for name in ("a" * low, "b" * high, "A-z_0.9"):
+        control.create_workload_identity(name=name)
+    for name in ("c" * (high + 1), "with space", "slash/name"):
+        with pytest.raises(control.exceptions.ValidationException):
+            control.create_workload_identity(name=name)

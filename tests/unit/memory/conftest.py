@@ -1,4 +1,4 @@
-"""Fixtures of the memory tests: moto S3 Vectors (with the shared QueryVectors route), index
+"""Fixtures of the memory tests: moto S3 Vectors behind the documentation-based double, index
 factories for the conformance suite (both backends), an in-memory ``MemoryBackend`` fake and
 summary pipelines for the plugin and pipeline tests."""
 
@@ -14,23 +14,20 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from memory.types import Memory, Scope
-from tests.support.moto_s3vectors import install_query_route
+from tests.support.s3vectors_double import MISSING_POLICIES, S3VectorsDouble, install_s3vectors_double
 
 
-@pytest.fixture
-def moto_query_route(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Register the QueryVectors route for the duration of one test."""
-    install_query_route(monkeypatch)
-    yield
+@pytest.fixture(params=MISSING_POLICIES, ids=lambda p: f"ne-missing-{p}")
+def s3vectors_double(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> S3VectorsDouble:
+    """The S3 Vectors double for one test, once per undocumented ``$ne``/``$nin`` behaviour."""
+    return install_s3vectors_double(monkeypatch, missing=request.param)
 
 
 BUCKET = "memory-test-bucket"
 DIMENSION = 4
 
 
-@pytest.fixture
-def s3vectors_client(moto_query_route: None) -> Iterator[Any]:
-    """A boto3 s3vectors client inside mock_aws, with a vector bucket and the query route."""
+def _client_in_mock() -> Iterator[Any]:
     from moto import mock_aws
 
     from memory.aws import make_client
@@ -41,16 +38,33 @@ def s3vectors_client(moto_query_route: None) -> Iterator[Any]:
         yield client
 
 
-@pytest.fixture(params=["local", "s3vectors"])
-def index_factory(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
-    """Builds indexes (name, dimension) on either backend; the conformance suite runs on both."""
+@pytest.fixture
+def s3vectors_client(s3vectors_double: S3VectorsDouble) -> Iterator[Any]:
+    """A boto3 s3vectors client inside mock_aws (behind the double), with a vector bucket."""
+    yield from _client_in_mock()
+
+
+@pytest.fixture(params=["local", *(f"s3vectors-ne-missing-{p}" for p in MISSING_POLICIES)])
+def index_factory(request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Builds indexes (name, dimension) on either backend; the conformance suite runs on both
+    (S3 Vectors once per undocumented ``$ne``/``$nin`` behaviour of the double)."""
     from memory.index.local import LocalIndex
     from memory.index.s3vectors import S3VectorsIndex
 
     if request.param == "local":
-        return lambda name, dimension=DIMENSION: LocalIndex(tmp_path / "indexes", name, dimension)
-    client = request.getfixturevalue("s3vectors_client")
-    return lambda name, dimension=DIMENSION: S3VectorsIndex(client, BUCKET, name, dimension)
+        yield lambda name, dimension=DIMENSION: LocalIndex(tmp_path / "indexes", name, dimension)
+        return
+    install_s3vectors_double(monkeypatch, missing=request.param.rsplit("-", 1)[1])  # type: ignore[arg-type]
+    for client in _client_in_mock():
+        yield lambda name, dimension=DIMENSION: S3VectorsIndex(client, BUCKET, name, dimension)
+
+
+@pytest.fixture
+def ne_missing(request: pytest.FixtureRequest, index_factory: Any) -> str:
+    """How the backend under test answers ``$ne``/``$nin`` on a missing key: "included" for
+    LocalIndex (its documented rule), the double's policy for S3 Vectors."""
+    backend = request.node.callspec.params["index_factory"]
+    return "included" if backend == "local" else backend.rsplit("-", 1)[1]
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ def private_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
 
 
 @pytest.fixture
-def operator(moto_query_route: None) -> Iterator[Any]:
+def operator(s3vectors_double: Any) -> Iterator[Any]:
     """Inside mock_aws: the vector bucket and the tenants' indexes (onboarded by an operator)."""
     with mock_aws():
         client = make_client("s3vectors", region=REGION)

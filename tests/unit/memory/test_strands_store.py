@@ -113,7 +113,7 @@ def test_initialize_refuses_an_index_of_another_dimension(backend: MultiTenantSt
         Agent(model=ScriptedModel(), name="assistant", memory_manager=MemoryManager(stores=[store]))
 
 
-def test_initialize_refuses_a_tenant_without_an_index(moto_query_route: None) -> None:
+def test_initialize_refuses_a_tenant_without_an_index(s3vectors_double: Any) -> None:
     from moto import mock_aws
 
     from memory.aws import make_client

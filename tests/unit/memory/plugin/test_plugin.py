@@ -200,6 +200,24 @@ def test_memory_shows_its_type_and_when_its_conversation_started() -> None:
     assert "conversation_started" not in format_memory(legacy)
 
 
+def test_rendered_memories_parse_back_whatever_attributes_they_carry() -> None:
+    from datetime import datetime, timezone
+
+    from memory.plugin.context_block import parse_memories, render_block
+    from memory.types import Memory
+
+    stored = datetime(2024, 3, 9, 14, 5, tzinfo=timezone.utc)
+    units = [
+        Memory(id="k-s000", content='Budget <2M> & "Q4"', user_id="alice", stored_at=stored,
+               memory_type="statement", opened="2024-03-01T08:30:00.000+01:00~0a1b2c3d"),
+        Memory(id="k", content="I moved to Porto.", user_id="alice", stored_at=stored),
+    ]
+    assert [tuple(m) for m in parse_memories(render_block(units))] == [
+        ("k-s000", "2024-03-09 14:05 UTC", 'Budget <2M> & "Q4"'),
+        ("k", "2024-03-09 14:05 UTC", "I moved to Porto."),
+    ]
+
+
 def test_first_turn_query_is_all_user_text_of_the_invocation_bounded(fake_store) -> None:
     from memory.plugin.recall_tool import MAX_QUERY_CHARS
 
@@ -274,22 +292,24 @@ def test_transcript_is_full_even_when_the_window_trims(fake_store) -> None:
 
 
 async def test_retrieval_does_not_block_the_event_loop(fake_store) -> None:
+    """Three first turns retrieve at once: each retrieval waits at a barrier for the other two,
+    which only arrive if retrieval runs off the event loop (inline, the first would block the
+    loop and the barrier would break after its timeout)."""
     import asyncio
-    import time
+    import threading
 
     original = fake_store.retrieve
+    barrier = threading.Barrier(3, timeout=30)
 
-    def slow_retrieve(*args: Any, **kwargs: Any):
-        time.sleep(0.3)
+    def meeting_retrieve(*args: Any, **kwargs: Any):
+        barrier.wait()
         return original(*args, **kwargs)
 
-    fake_store.retrieve = slow_retrieve  # type: ignore[method-assign]
+    fake_store.retrieve = meeting_retrieve  # type: ignore[method-assign]
     agents = [make_agent(fake_store, ScriptedModel(["ok"]), name=f"agent-{i}")[0] for i in range(3)]
-    start = time.perf_counter()
     results = await asyncio.gather(*(a.invoke_async("hi", invocation_state=state(f"c{i}")) for i, a in enumerate(agents)))
-    elapsed = time.perf_counter() - start
     assert [str(r).strip() for r in results] == ["ok"] * 3
-    assert elapsed < 0.75  # three 0.3 s retrievals overlapped instead of running back to back
+    assert not barrier.broken and len(fake_store.retrieve_calls) == 3
 
 
 @pytest.mark.parametrize(

@@ -232,7 +232,7 @@ def test_s3vectors_multi_tenant_requires_role_arn():
             )
 
 
-def test_s3vectors_multi_tenant_round_trip_under_moto(moto_query_route):
+def test_s3vectors_multi_tenant_round_trip_under_moto(s3vectors_double):
     with mock_aws():
         operator = make_client("s3vectors", region="us-east-1")
         operator.create_vector_bucket(vectorBucketName="mem-bucket")

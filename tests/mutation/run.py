@@ -1,0 +1,165 @@
+"""A rerunnable mutation check of the security-relevant code: does the suite notice when it breaks?
+
+Each mutant is one named, hand-written source change (an exact snippet replaced once) in store
+filters and scoping, the token verifier and claim checks, the TVM, tenant ids, summary keys, the
+outbox and its ordering, batching, the streaming error path and the JWKS file. For each, the
+script copies the working tree to a scratch directory (once), applies the mutant there, runs the
+tests that guard that code and reports the mutant *killed* (some test failed) or *survived*.
+The working tree is never modified. Not part of ``make test`` (about 5-10 minutes on 2 cores)::
+
+    .venv/bin/python -m tests.mutation.run            # every mutant
+    .venv/bin/python -m tests.mutation.run delete-batching stream-error-line
+
+Exit status 1 if any mutant survived or no longer applies (its snippet changed: update it).
+Left out as equivalent (the behaviour cannot change): dropping the verifier's header ``alg``
+pre-check (``jwt.decode`` pins RS256 again, and so does the JWK's own ``alg``) and keying the
+TVM's client cache without the tenant (a cached client is reused only with the same access key).
+mutmut and cosmic-ray were not used: they mutate every operator of a module and need the whole
+suite per mutant, hours on 2 shared cores; a short list of meaningful mutants runs in minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+IGNORED = shutil.ignore_patterns(".venv", ".git", ".state", ".pytest_cache", "__pycache__", "*.egg-info", "results")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """``old`` (found exactly once in ``path``) becomes ``new``; ``tests`` should notice."""
+
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MEMORY = ("tests/unit/memory",)
+INDEX = ("tests/unit/memory/index/test_s3vectors_limits.py", "tests/unit/memory/index")
+AUTH = ("tests/unit/auth",)
+APP = ("tests/unit/agent/test_app.py", "tests/unit/agent/test_app_stream.py", "tests/unit/agent/test_app_auth_gate.py")
+PIPELINE = ("tests/unit/memory/pipeline", "tests/unit/memory/test_formats.py", "tests/unit/memory/plugin")
+
+MUTANTS = [
+    # -- summary keys (persisted format) ----------------------------------------------------
+    Mutant("key-format-no-length-prefix", "memory/keys.py",
+           'digest.update(len(encoded).to_bytes(8, "big") + encoded)', "digest.update(encoded)",
+           ("tests/unit/memory/test_formats.py", "tests/unit/memory/test_embedders_keys.py")),
+    Mutant("key-format-part-marker", "memory/keys.py",
+           'b"\\x01" + part.encode("utf-8")', 'b"\\x02" + part.encode("utf-8")',
+           ("tests/unit/memory/test_formats.py", "tests/unit/memory/test_embedders_keys.py")),
+    # -- outbox and its ordering --------------------------------------------------------------
+    Mutant("replay-recomputes-key", "memory/pipeline/outbox.py",
+           "return dataclasses.replace(entry, stored_key=entry_id)", "return entry", PIPELINE),
+    Mutant("outbox-removed-after-failed-store", "memory/pipeline/background.py",
+           "if not self._process_with_retries(entry):\n                return False",
+           "self._process_with_retries(entry)", PIPELINE),
+    Mutant("open-entry-summarized", "memory/pipeline/background.py",
+           "if entry is None or entry.open:", "if entry is None:", PIPELINE),
+    # -- batching (service limits) ---------------------------------------------------------------
+    Mutant("delete-batching", "memory/index/s3vectors.py",
+           "for batch in _chunks(wanted, limits.MAX_DELETE_BATCH):", "for batch in [wanted] if wanted else []:", INDEX),
+    Mutant("read-batch-size", "memory/index/limits.py", "MAX_GET_BATCH = 100", "MAX_GET_BATCH = 1000", INDEX),
+    Mutant("put-batch-size", "memory/index/limits.py", "MAX_PUT_BATCH = 500", "MAX_PUT_BATCH = 501", INDEX),
+    # -- store filters and scoping ----------------------------------------------------------------
+    Mutant("visibility-any-user", "memory/stores/scoping.py",
+           '"$and": [\n            {"user_id": {"$eq": scope.user_id}},',
+           '"$and": [\n            {"user_id": {"$exists": True}},', MEMORY),
+    Mutant("visibility-other-agents", "memory/stores/scoping.py",
+           '{"agent_name": {"$exists": False}},', '{"agent_name": {"$ne": scope.agent_name}},', MEMORY),
+    Mutant("ownership-ignores-agent", "memory/stores/scoping.py",
+           'return {"user_id": {"$eq": scope.user_id}, "agent_name": {"$eq": scope.agent_name}}',
+           'return {"user_id": {"$eq": scope.user_id}}', MEMORY),
+    Mutant("tenant-id-unvalidated", "memory/tenants.py",
+           'if not _TENANT_ID.fullmatch(tenant_id) or "--" in tenant_id:', "if False:",
+           ("tests/unit/memory", "tests/unit/agent/test_payload.py")),
+    # -- TVM --------------------------------------------------------------------------------------
+    Mutant("tvm-no-session-tag", "memory/stores/tvm.py",
+           'Tags=[{"Key": TENANT_TAG_KEY, "Value": tenant_id}],', "Tags=[],", ("tests/unit/memory/stores",)),
+    Mutant("tvm-credentials-shared-across-tenants", "memory/stores/tvm.py",
+           "cached = self._credentials.get(tenant_id)",
+           "cached = next(iter(self._credentials.values()), None)", ("tests/unit/memory/stores",)),
+    Mutant("tvm-stale-client-after-refresh", "memory/stores/tvm.py",
+           "return entry[0] if entry and entry[1] == access_key else None",
+           "return entry[0] if entry else None", ("tests/unit/memory/stores",)),
+    # -- verifier and claim checks ------------------------------------------------------------------
+    Mutant("verifier-no-issuer", "auth/verifier.py", "issuer=self.issuer,", "", AUTH),
+    Mutant("verifier-any-audience", "auth/verifier.py",
+           "if matched is None:\n                raise AuthError(\"wrong_audience\")", "if matched is None:\n                matched = \"\"", AUTH),
+    Mutant("verifier-any-token-use", "auth/verifier.py",
+           "if not isinstance(token_use, str) or token_use not in self.token_uses:", "if not isinstance(token_use, str):", AUTH),
+    Mutant("verifier-expiry-ignored", "auth/verifier.py",
+           "leeway=self.leeway_seconds,", "leeway=10**9,", AUTH),
+    Mutant("claims-other-user-accepted", "agent/app.py",
+           "if request.user_id is not None and request.user_id != identity.user_id:", "if False:", APP),
+    Mutant("jwks-file-keeps-every-key", "auth/jwks.py",
+           'if k.key_id and k.public_key_use in ("sig", None)', "if k.key_id", AUTH),
+    # -- streaming error path -------------------------------------------------------------------------
+    Mutant("stream-error-line", "agent/app.py", 'emit({**body, "status": status})', "pass", APP),
+]
+
+
+def _apply(root: Path, mutant: Mutant) -> str:
+    """Write the mutant into ``root``; returns the original text (or raises if it no longer applies)."""
+    target = root / mutant.path
+    text = target.read_text(encoding="utf-8")
+    if text.count(mutant.old) != 1:
+        raise LookupError(f"{mutant.name}: snippet found {text.count(mutant.old)} times in {mutant.path}")
+    target.write_text(text.replace(mutant.old, mutant.new), encoding="utf-8")
+    return text
+
+
+def _run(root: Path, mutant: Mutant, timeout: float) -> tuple[str, float]:
+    original = _apply(root, mutant)
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *mutant.tests],
+            cwd=root, capture_output=True, text=True, timeout=timeout,
+        )
+        verdict = "survived" if result.returncode == 0 else "killed"
+    except subprocess.TimeoutExpired:
+        verdict = "killed (timeout)"
+    finally:
+        (root / mutant.path).write_text(original, encoding="utf-8")
+    return verdict, time.monotonic() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="mutants to run (default: all)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per mutant")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTANTS if not args.names or m.name in args.names]
+    unknown = set(args.names) - {m.name for m in MUTANTS}
+    if unknown:
+        parser.error(f"unknown mutants: {', '.join(sorted(unknown))}")
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="mutation-") as scratch:
+        root = Path(scratch) / "repo"
+        shutil.copytree(REPO, root, ignore=IGNORED)
+        print(f"{'mutant':<36} {'module':<30} {'verdict':<17} seconds")  # noqa: T201 - CLI
+        for mutant in chosen:
+            try:
+                verdict, seconds = _run(root, mutant, args.timeout)
+            except LookupError as exc:
+                verdict, seconds = f"stale ({exc})", 0.0
+            failures += not verdict.startswith("killed")
+            print(f"{mutant.name:<36} {mutant.path:<30} {verdict:<17} {seconds:6.1f}", flush=True)  # noqa: T201
+    killed = len(chosen) - failures
+    print(f"\n{killed}/{len(chosen)} killed")  # noqa: T201 - CLI
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
