@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
+from memory import telemetry
 from memory.index.limits import MAX_TOP_K
 from memory.types import QueryHit
 
@@ -140,6 +141,9 @@ def conversation_of(hit: QueryHit) -> tuple[Any, ...]:
     return ("conversation", conversation_id, hit.metadata.get("opened"))
 
 
+@telemetry.traced("memory.fusion", lambda query, hits, **options: {
+    "memory.candidate.count": len(hits), "memory.top_k": options.get("top_k"),
+    "memory.lexical": options.get("lexical", True)})
 def hybrid_rank(
     query: str,
     hits: Sequence[QueryHit],

@@ -105,7 +105,10 @@ def test_first_turn_retrieval_nests_under_the_agent_invocation(run: dict[str, An
     inject = injects[1]  # session 2 finds the summary of session 1
     assert captured.parent(inject).name == "invoke_agent orchestrator"
     children = sorted(s.name for s in captured.spans() if s.parent and s.parent.span_id == inject.context.span_id)
-    assert children == ["QueryVectors memory-acme", "embeddings LocalEmbedder"]
+    assert children == ["QueryVectors memory-acme", "embeddings LocalEmbedder", "memory.fusion"]
+    fusion = [s for s in captured.named("memory.fusion") if captured.parent(s) == inject][0]
+    assert fusion.attributes["memory.candidate.count"] == run["units_s1"]
+    assert fusion.attributes["memory.top_k"] >= 1 and fusion.attributes["memory.lexical"] is True
     assert inject.attributes["memory.result.count"] == 1
     assert inject.attributes["memory.score.max"] > 0.2
     assert inject.attributes["memory.tenant.id"] == "acme"
@@ -194,7 +197,7 @@ def test_no_span_carries_memory_text_transcripts_user_ids_or_tokens(run: dict[st
     spans = captured.spans(ours=True) + auth_capture.spans(ours=True)
     assert {s.name for s in spans} == {  # every kind of span of a turn, a summary and a verification
         "memory.inject", "memory.recall", "embeddings LocalEmbedder", "QueryVectors memory-acme",
-        "memory.checkpoint", "memory.conversation.end", "memory.outbox.write", "memory.summary",
+        "memory.fusion", "memory.checkpoint", "memory.conversation.end", "memory.outbox.write", "memory.summary",
         "memory.summarize", "chat ScriptedModel", "memory.store_units", "PutVectors memory-acme",
         "DeleteVectors memory-acme", "auth.verify_token"}
     for span in spans:
