@@ -565,12 +565,12 @@ class SummaryPipeline:
 
     def _process(self, entry: OutboxEntry) -> None:
         telemetry.annotate(telemetry.current_span(), _outbox_attributes(entry, open=entry.open))
-        summary = self.summarizer.summarize(entry.transcript)
+        summary, facts = self.summarizer.digest(entry.transcript)
         if not summary.strip():
             self._count("skipped_empty")
             logger.info("conversation had nothing to remember; no summary stored")
             return
-        store_conversation(self.store, entry, summary)
+        store_conversation(self.store, entry, summary, facts)
         self._count("stored")
 
     def _unstore(self, entry: OutboxEntry) -> None:

@@ -12,7 +12,10 @@ by the assistant can be lost. Every conversation is therefore stored as:
 * ``statement`` units under ``<summary key>-s<NNN>``: each sentence the user stated
   (``summarizer.user_statements``: pure questions dropped, repeats once). A fact said in
   passing in a long turn full of other things is its own vector instead of a small part of
-  one (bench/bench_recall.py measures what each unit type adds).
+  one (bench/bench_recall.py measures what each unit type adds);
+* ``fact`` units under ``<summary key>-f<NNN>``: the facts the agent's model extracted with an
+  abstractive summary (``summarizer.Digest.facts``, at most ``summarizer.MAX_FACTS``, each at
+  most ``summarizer.MAX_FACT_CHARS``); none with the extractive summary or the small local model.
 
 Excerpts and statements with fewer than ``MIN_UNIT_TERMS`` content words are not stored:
 "USER: Bye.\nASSISTANT: ok" holds no fact, and a small embedding model matches such short
@@ -23,12 +26,14 @@ Conversations with more than ``MAX_EXCERPTS`` windows or statements keep the lat
 All units carry the same metadata (user, agent, ``conversation_id``, start marker ``opened``,
 ``stored_at_epoch``) and ``type``, so ``forget`` (by user or conversation) and retention reach
 every one of them. Keys are derived from the summary key: replaying a conversation overwrites
-its units, and ``store_conversation`` deletes the excerpt keys a shorter earlier version no
-longer has (``replaces``), so the stored set is exactly that of the latest transcript.
+its units, and ``store_conversation`` deletes the excerpt, statement and fact keys a shorter
+earlier version no longer has (``replaces``), so the stored set is exactly that of the latest
+transcript and summary.
 
 Sizes fit S3 Vectors: ``EXCERPT_MAX_CHARS`` characters of UTF-8 are at most ~3 KB of the 40 KB
 per vector (content is non-filterable; a statement is one sentence of a turn, itself bounded by
-the excerpt split); 1 + 2 x ``MAX_EXCERPTS`` units fit one 500-vector put batch.
+the excerpt split; a fact is at most ``MAX_FACT_CHARS``); 1 + 2 x ``MAX_EXCERPTS`` + ``MAX_FACTS``
+units (and as many stale keys) fit one 500-vector put (and delete) batch.
 """
 
 from __future__ import annotations
@@ -38,7 +43,14 @@ import re
 from typing import Sequence
 
 from memory.pipeline.outbox import OutboxEntry
-from memory.pipeline.summarizer import ASSISTANT_PREFIX, USER_PREFIX, Turn, cut_at_sentence, user_statements
+from memory.pipeline.summarizer import (
+    ASSISTANT_PREFIX,
+    MAX_FACTS,
+    USER_PREFIX,
+    Turn,
+    cut_at_sentence,
+    user_statements,
+)
 from memory.stores.hybrid import tokenize
 from memory.stores.protocol import MemoryBackend
 from memory.types import Memory, MemoryUnit, Scope
@@ -48,8 +60,9 @@ logger = logging.getLogger(__name__)
 SUMMARY_TYPE = "summary"
 EXCERPT_TYPE = "excerpt"
 STATEMENT_TYPE = "statement"
+FACT_TYPE = "fact"
 #: Every unit type a conversation is stored as.
-UNIT_TYPES = (SUMMARY_TYPE, EXCERPT_TYPE, STATEMENT_TYPE)
+UNIT_TYPES = (SUMMARY_TYPE, EXCERPT_TYPE, STATEMENT_TYPE, FACT_TYPE)
 EXCERPT_MAX_CHARS = 800
 EXCERPT_MAX_TURNS = 2
 MIN_UNIT_TERMS = 2
@@ -69,7 +82,12 @@ def statement_key(summary_key: str, number: int) -> str:
     return f"{summary_key}-s{number:03d}"
 
 
-_UNIT_SUFFIX = re.compile(r"-[xs]\d{3}$")
+def fact_key(summary_key: str, number: int) -> str:
+    """The key of fact ``number`` (0-based) of the conversation with ``summary_key``."""
+    return f"{summary_key}-f{number:03d}"
+
+
+_UNIT_SUFFIX = re.compile(r"-[xsf]\d{3}$")
 
 
 def summary_key_of(key: str) -> str:
@@ -83,6 +101,7 @@ def unit_keys(summary_key: str) -> list[str]:
         summary_key,
         *(excerpt_key(summary_key, n) for n in range(MAX_EXCERPTS)),
         *(statement_key(summary_key, n) for n in range(MAX_EXCERPTS)),
+        *(fact_key(summary_key, n) for n in range(MAX_FACTS)),
     ]
 
 
@@ -134,8 +153,10 @@ def _informative(text: str) -> bool:
     return len(tokenize(text)) >= MIN_UNIT_TERMS
 
 
-def conversation_units(summary_key: str, turns: Sequence[Turn], summary: str) -> list[MemoryUnit]:
-    """The units of a conversation: the summary (if any), its excerpt windows and statements."""
+def conversation_units(
+    summary_key: str, turns: Sequence[Turn], summary: str, facts: Sequence[str] = ()
+) -> list[MemoryUnit]:
+    """The units of a conversation: the summary (if any), its excerpt windows, statements and facts."""
     units = [MemoryUnit(summary_key, summary, SUMMARY_TYPE)] if summary.strip() else []
     windows = _latest([w for w in excerpt_windows(turns) if _informative(w)], "excerpt windows")
     units.extend(MemoryUnit(excerpt_key(summary_key, n), text, EXCERPT_TYPE) for n, text in enumerate(windows))
@@ -143,13 +164,27 @@ def conversation_units(summary_key: str, turns: Sequence[Turn], summary: str) ->
         [t for t in user_statements(turns) if t != summary.strip() and _informative(t)], "statements"
     )
     units.extend(MemoryUnit(statement_key(summary_key, n), text, STATEMENT_TYPE) for n, text in enumerate(statements))
+    kept = [f for f in dict.fromkeys(facts) if _informative(f)][:MAX_FACTS]
+    units.extend(MemoryUnit(fact_key(summary_key, n), text, FACT_TYPE) for n, text in enumerate(kept))
     return units
 
 
-def store_conversation(store: MemoryBackend, entry: OutboxEntry, summary: str) -> list[Memory]:
-    """Store every unit of ``entry`` (idempotent: same keys on replay, stale excerpts deleted)."""
+def store_conversation(
+    store: MemoryBackend, entry: OutboxEntry, summary: str, facts: Sequence[str] = ()
+) -> list[Memory]:
+    """Store every unit of ``entry`` (idempotent: same keys on replay, stale units deleted).
+
+    Args:
+        store: The store of the entry's tenant.
+        entry: The finished conversation.
+        summary: Its summary (``Summarizer.digest(...).summary``).
+        facts: The facts extracted with the summary (``Digest.facts``).
+
+    Returns:
+        The stored memories.
+    """
     scope = Scope(user_id=entry.user_id, tenant_id=entry.tenant_id, agent_name=entry.agent_name)
-    units = conversation_units(entry.key, entry.transcript, summary)
+    units = conversation_units(entry.key, entry.transcript, summary, facts)
     return store.store_units(
         scope, units, conversation_id=entry.conversation_id, opened=entry.opened, replaces=unit_keys(entry.key)
     )

@@ -1,4 +1,4 @@
-"""Memory units of a conversation (summary, excerpts, statements) on both backends: what they keep,
+"""Memory units of a conversation (summary, excerpts, statements, facts) on both backends: what they keep,
 S3 Vectors' limits, idempotent replays and ``forget`` reaching every unit type."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from memory.aws import make_client
 from memory.embedders.local import LocalEmbedder
 from memory.index import limits
 from memory.pipeline.outbox import OutboxEntry
-from memory.pipeline.summarizer import DEFAULT_MAX_CHARS, extractive_summary
+from memory.pipeline.summarizer import DEFAULT_MAX_CHARS, MAX_FACT_CHARS, MAX_FACTS, extractive_summary
 from memory.pipeline.units import (
     EXCERPT_MAX_CHARS,
     MAX_EXCERPTS,
@@ -28,6 +28,8 @@ from memory.types import Scope
 
 SCOPE = Scope("alice", agent_name="orchestrator")
 FILLER = "We talked about the weather and the traffic on the way to the office for a while."
+#: Facts as an abstractive summarizer extracts them (``Summarizer.digest``).
+FACTS = ("The user's budget is 2M.", "The user moved to Porto in March 2026.")
 
 
 def turns(*texts: str) -> list[dict[str, str]]:
@@ -80,9 +82,9 @@ def test_a_turn_longer_than_a_window_is_split_without_losing_text() -> None:
 
 def test_keys_derive_from_the_summary_key_and_types_are_known() -> None:
     units = conversation_units("sum-abc", turns("I own a red bike.", "Nice.", "I live in Porto.", "Ok."),
-                               "I own a red bike. I live in Porto.")
+                               "I own a red bike. I live in Porto.", ("The user owns a red bike.", "ok"))
     assert [u.key for u in units] == ["sum-abc", "sum-abc-x000", "sum-abc-x001", "sum-abc-x002",
-                                      "sum-abc-s000", "sum-abc-s001"]
+                                      "sum-abc-s000", "sum-abc-s001", "sum-abc-f000"]  # "ok" holds no fact
     assert {u.memory_type for u in units} == set(UNIT_TYPES)
     assert set(u.key for u in units) <= set(unit_keys("sum-abc"))
 
@@ -97,8 +99,10 @@ def test_the_largest_conversation_fits_s3_vectors_limits() -> None:
     one conversation is at most one put batch."""
     huge = ("Ünïcödé fact ✓ " * 400 + ". ") * 3
     transcript = turns(*[huge if i % 2 == 0 else "ok" for i in range(2 * MAX_EXCERPTS)])
-    units = conversation_units("sum-" + "f" * 64, transcript, extractive_summary(transcript))
-    assert len(units) <= 1 + 2 * MAX_EXCERPTS <= limits.MAX_PUT_BATCH
+    longest_facts = [f"The user's fact {n} is " + "ü" * MAX_FACT_CHARS for n in range(MAX_FACTS)]
+    units = conversation_units("sum-" + "f" * 64, transcript, extractive_summary(transcript), longest_facts)
+    assert sum(u.memory_type == "fact" for u in units) == MAX_FACTS
+    assert len(units) <= len(unit_keys("k")) == 1 + 2 * MAX_EXCERPTS + MAX_FACTS <= limits.MAX_PUT_BATCH
     for unit in units:
         metadata = {"user_id": "u" * 64, "agent_name": "a" * 64, "type": unit.memory_type,
                     "stored_at_epoch": 1_800_000_000, "opened": "2026-03-02T09:00:00.000+00:00~0000abcd",
@@ -114,11 +118,14 @@ def _stored(store: SingleTenantStore) -> dict[str, str]:
 
 def test_replays_are_idempotent_and_drop_units_a_shorter_version_no_longer_has(store) -> None:
     long = entry(turns("My budget is 2M.", "Noted.", "I like tea.", "Ok.", "I moved to Porto.", "Nice."))
-    store_conversation(store, long, extractive_summary(long.transcript))
+    store_conversation(store, long, extractive_summary(long.transcript), FACTS)
     first = _stored(store)
-    assert set(first.values()) == set(UNIT_TYPES) and len(first) == 1 + 5 + 3
-    store_conversation(store, long, extractive_summary(long.transcript))  # a replay: same keys, nothing added
+    assert set(first.values()) == set(UNIT_TYPES) and len(first) == 1 + 5 + 3 + 2
+    assert {k: t for k, t in first.items() if t == "fact"} == {f"{long.key}-f000": "fact", f"{long.key}-f001": "fact"}
+    store_conversation(store, long, extractive_summary(long.transcript), FACTS)  # a replay: same keys
     assert _stored(store) == first
+    store_conversation(store, long, extractive_summary(long.transcript), FACTS[:1])  # one fact fewer
+    assert set(_stored(store)) == set(first) - {f"{long.key}-f001"}
     short = entry(long.transcript[:2])  # e.g. re-summarized with other settings: fewer units
     store_conversation(store, short, extractive_summary(short.transcript))
     assert _stored(store) == {long.key: "summary", f"{long.key}-x000": "excerpt"}
@@ -128,16 +135,16 @@ def test_replays_are_idempotent_and_drop_units_a_shorter_version_no_longer_has(s
 def test_forget_a_conversation_or_a_user_reaches_every_unit_type(store) -> None:
     one = entry(turns("My budget is 2M.", "Noted.", "I like tea.", "Ok."), conversation="conv-1")
     two = entry(turns("I own a cat called Miso.", "Cute."), conversation="conv-2")
-    for e in (one, two):
-        store_conversation(store, e, extractive_summary(e.transcript))
+    store_conversation(store, one, extractive_summary(one.transcript), FACTS)
+    store_conversation(store, two, extractive_summary(two.transcript), ("The user has a cat called Miso.",))
     by_conversation = {}
     for memory in store.list(SCOPE):
         by_conversation.setdefault(memory.conversation_id, set()).add(memory.memory_type)
-    assert by_conversation == {"conv-1": set(UNIT_TYPES), "conv-2": {"summary", "excerpt"}}
+    assert by_conversation == {"conv-1": set(UNIT_TYPES), "conv-2": {"summary", "excerpt", "fact"}}
     count_one = sum(1 for m in store.list(SCOPE) if m.conversation_id == "conv-1")
     assert store.forget(SCOPE, conversation_id="conv-1") == count_one
     assert {m.conversation_id for m in store.list(SCOPE)} == {"conv-2"}
-    assert store.forget(Scope("alice")) == 2 and store.list(SCOPE) == []
+    assert store.forget(Scope("alice")) == 3 and store.list(SCOPE) == []
 
 
 def test_s3_vectors_requests_of_one_conversation_are_valid_for_the_service_model() -> None:
@@ -147,7 +154,7 @@ def test_s3_vectors_requests_of_one_conversation_are_valid_for_the_service_model
     store = SingleTenantStore.for_s3vectors(client=client, bucket="b-units", index_name="memory-units",
                                             embedder=LocalEmbedder())
     e = entry(turns("My budget is 2M.", "Noted.", "I like tea.", "Ok."))
-    units = conversation_units(e.key, e.transcript, extractive_summary(e.transcript))
+    units = conversation_units(e.key, e.transcript, extractive_summary(e.transcript), FACTS)
     target = {"vectorBucketName": "b-units", "indexName": "memory-units"}
     sent: list[dict] = []
     client.meta.events.register("before-parameter-build.s3vectors.PutVectors", lambda params, **_: sent.append(params))
@@ -159,7 +166,7 @@ def test_s3_vectors_requests_of_one_conversation_are_valid_for_the_service_model
         stale = [k for k in unit_keys(e.key) if k not in {u.key for u in units}]
         assert len(stale) <= limits.MAX_DELETE_BATCH
         stub.add_response("delete_vectors", {}, {**target, "keys": stale})
-        store_conversation(store, e, extractive_summary(e.transcript))
+        store_conversation(store, e, extractive_summary(e.transcript), FACTS)
         stub.assert_no_pending_responses()
     (put,) = sent
     assert [v["key"] for v in put["vectors"]] == [u.key for u in units]
