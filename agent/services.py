@@ -204,7 +204,10 @@ def _build_memory(
                 "memory index not verified at start-up (%s); verified at first use", type(exc).__name__
             )
     summarizer = Summarizer(
-        model, mode=settings.summary_mode, small_local_model=is_small_local(settings.model_provider)
+        model,
+        mode=settings.summary_mode,
+        small_local_model=is_small_local(settings.model_provider),
+        max_facts=settings.summary_max_facts,
     )
     pipeline = SummaryPipeline(
         store,

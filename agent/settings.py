@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     top_k: int = Field(5, ge=1, le=100)
     min_score: float | None = Field(None, ge=-1.0, le=1.0)
     summary_mode: Literal["auto", "abstractive", "extractive"] = "auto"
+    summary_max_facts: int = Field(10, ge=0, le=50)  # memory.pipeline.summarizer.MAX_FACTS
     summary_workers: int = Field(2, ge=1, le=32)
     memory_ttl_days: float | None = Field(None, gt=0)
 

@@ -10,7 +10,8 @@
     When the steps run out it answers ``default_reply``, or fails the test (AssertionError) if
     that is None. Summarization requests (system prompt carrying
     ``memory.pipeline.summarizer.SUMMARY_MARKER``) never consume steps: they get ``summary_reply`` or,
-    if None, ``deterministic_summary`` of the transcript.
+    if None, ``deterministic_summary`` of the transcript (in the ``SUMMARY:``/``FACTS:`` format,
+    without facts, when the request asks for facts).
 
     Recording (thread-safe): ``calls`` (every chat call, a ``ModelCall`` with ``system_prompt``,
     ``messages`` deep-copied, ``tool_specs``), ``summary_calls`` (the summarization calls),
@@ -105,10 +106,15 @@ Step = Union[Reply, BaseException, Callable[[ModelCall], Reply]]
 
 
 def deterministic_summary(call: ModelCall) -> str:
-    """The ``USER: `` lines of a summarization request's transcript, joined by spaces."""
+    """The ``USER: `` lines of a summarization request's transcript, joined by spaces.
+
+    When the request asks for facts (``FACTS_INSTRUCTIONS``), the reply follows its format with
+    an empty ``FACTS:`` section, as a model that found no fact would answer.
+    """
     text = call.last_user_text
     lines = [line[len(USER_PREFIX) :].strip() for line in text.splitlines() if line.startswith(USER_PREFIX)]
-    return " ".join(lines)
+    summary = " ".join(lines)
+    return f"SUMMARY:\n{summary}\nFACTS:" if "'FACTS:'" in (call.system_prompt or "") else summary
 
 
 def _text_events(text: str) -> list[dict[str, Any]]:

@@ -141,3 +141,15 @@ def test_start_up_refuses_a_missing_s3_outbox_bucket(tmp_path: Path) -> None:
     )
     with mock_aws(), pytest.raises(ConfigurationError, match="no-such-outbox"):
         build_services(settings)
+
+
+def test_summary_max_facts_reaches_the_summarizer(tmp_path: Path) -> None:
+    echo = "import:tests.support.scripted_model:build_echo_model"
+    for max_facts in (0, 7):
+        services = build_services(Settings(auth_mode="dev", state_dir=tmp_path / str(max_facts), model_provider=echo,
+                                           summary_max_facts=max_facts))
+        assert services.pipeline is not None
+        summarizer = services.pipeline.summarizer
+        assert (summarizer.mode, summarizer.max_facts) == ("abstractive", max_facts)
+        assert ("at most 7 facts" in summarizer.system_prompt) == (max_facts == 7)
+        services.pipeline.shutdown()
