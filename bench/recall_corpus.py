@@ -42,6 +42,7 @@ class Session:
     day: int
     domain: str
     turns: list[Turn]
+    facts: tuple[str, ...] = ()  # what the session states (the generator's own facts), for oracle rows
 
     @property
     def started(self) -> datetime:
@@ -387,7 +388,7 @@ class _Builder:
     def __init__(self, user_id: str, rng: random.Random) -> None:
         self.user_id = user_id
         self.rng = rng
-        self.sessions: list[tuple[int, str, list[Turn]]] = []  # (order hint, domain, turns)
+        self.sessions: list[tuple[int, str, list[Turn], tuple[str, ...]]] = []  # (order hint, domain, turns, facts)
         self.questions: list[tuple[str, tuple[str, str], list[int]]] = []  # (kind, (text, phrasing), sessions)
 
     def _opened(self, sentence: str) -> str:
@@ -422,8 +423,12 @@ class _Builder:
             turns.append(Turn(role="assistant", text=reply))
         return turns
 
-    def add_session(self, order: int, domain: str, inserts: dict[int, str], exchanges: int | None = None) -> int:
-        self.sessions.append((order, domain, self._session(domain, inserts, exchanges or self.rng.randint(6, 11))))
+    def add_session(self, order: int, domain: str, inserts: dict[int, str], exchanges: int | None = None,
+                    facts: tuple[str, ...] | None = None) -> int:
+        """Add a session; its facts are ``facts`` or, by default, the inserted sentences."""
+        turns = self._session(domain, inserts, exchanges or self.rng.randint(6, 11))
+        stated = tuple(inserts.values()) if facts is None else facts
+        self.sessions.append((order, domain, turns, tuple(_as_fact(f) for f in stated)))
         return len(self.sessions) - 1
 
     def phrase(self, phrasings: list[str]) -> tuple[str, str]:
@@ -440,6 +445,12 @@ class _Builder:
 
     def values(self) -> dict[str, str]:
         return {name: self.rng.choice(pool) for name, pool in SLOTS.items()}
+
+
+def _as_fact(statement: str) -> str:
+    """A stated sentence as a fact line: capitalised, ending with a period (words unchanged)."""
+    statement = statement.strip()
+    return statement[0].upper() + statement[1:] + ("" if statement[-1] in ".!?" else ".")
 
 
 def _build_user(user_id: str, rng: random.Random) -> _Builder:
@@ -461,7 +472,7 @@ def _build_user(user_id: str, rng: random.Random) -> _Builder:
         at = rng.randint(5, exchanges - 1)
         said = b.fill(clause, values)
         sentence = f"{rng.choice(['By the way, ', 'Unrelated, but ', 'Oh, '])}{said}, {rng.choice(BACK_QUESTIONS)}"
-        position = b.add_session(rng.randint(0, 99), host, {at: sentence}, exchanges)
+        position = b.add_session(rng.randint(0, 99), host, {at: sentence}, exchanges, facts=(said,))
         b.questions.append(("passing", b.ask(questions, values), [position]))
     for domain, event, phrasings in rng.sample(EVENTS, k=4):
         opener = rng.choice(TEMPORAL_OPENERS).format(event=event)
@@ -496,9 +507,9 @@ def generate(seed: int = 12, users: int = 10) -> tuple[list[Session], list[Quest
         order = sorted(range(len(b.sessions)), key=lambda i: (b.sessions[i][0], i))
         ids: dict[int, str] = {}
         for day, i in enumerate(order):
-            _, domain, turns = b.sessions[i]
+            _, domain, turns, facts = b.sessions[i]
             ids[i] = f"{user_id}-s{day:03d}"
-            sessions.append(Session(ids[i], user_id, day * 2, domain, turns))
+            sessions.append(Session(ids[i], user_id, day * 2, domain, turns, facts))
         questions.extend(
             Question(user_id, kind, text, tuple(ids[p] for p in positions), phrasing)
             for kind, (text, phrasing), positions in b.questions
