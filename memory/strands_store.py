@@ -41,6 +41,7 @@ from strands.types.tools import AgentTool
 from memory.errors import ValidationError
 from memory.keys import fact_key, summary_key
 from memory.pipeline.summarizer import Summarizer, transcript_from_messages
+from memory.pipeline.units import FACT_TYPE, SUMMARY_TYPE
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.stores.protocol import MemoryBackend
 from memory.stores.scoping import validate_scope
@@ -48,8 +49,6 @@ from memory.stores.single_tenant import SingleTenantStore
 from memory.tenants import validate_tenant_id
 from memory.types import Memory, Scope
 
-FACT_TYPE = "fact"
-SUMMARY_TYPE = "summary"
 DEFAULT_NAME = "long-term-memory"
 DEFAULT_DESCRIPTION = "Facts and summaries of past conversations with this user."
 DEFAULT_MAX_SEARCH_RESULTS = 5

@@ -82,7 +82,7 @@ def statement_key(summary_key: str, number: int) -> str:
     return f"{summary_key}-s{number:03d}"
 
 
-def fact_key(summary_key: str, number: int) -> str:
+def conversation_fact_key(summary_key: str, number: int) -> str:
     """The key of fact ``number`` (0-based) of the conversation with ``summary_key``."""
     return f"{summary_key}-f{number:03d}"
 
@@ -101,7 +101,7 @@ def unit_keys(summary_key: str) -> list[str]:
         summary_key,
         *(excerpt_key(summary_key, n) for n in range(MAX_EXCERPTS)),
         *(statement_key(summary_key, n) for n in range(MAX_EXCERPTS)),
-        *(fact_key(summary_key, n) for n in range(MAX_FACTS)),
+        *(conversation_fact_key(summary_key, n) for n in range(MAX_FACTS)),
     ]
 
 
@@ -165,7 +165,7 @@ def conversation_units(
     )
     units.extend(MemoryUnit(statement_key(summary_key, n), text, STATEMENT_TYPE) for n, text in enumerate(statements))
     kept = [f for f in dict.fromkeys(facts) if _informative(f)][:MAX_FACTS]
-    units.extend(MemoryUnit(fact_key(summary_key, n), text, FACT_TYPE) for n, text in enumerate(kept))
+    units.extend(MemoryUnit(conversation_fact_key(summary_key, n), text, FACT_TYPE) for n, text in enumerate(kept))
     return units
 
 

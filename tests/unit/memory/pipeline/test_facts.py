@@ -22,7 +22,7 @@ from memory.pipeline.summarizer import (
     Summarizer,
     parse_reply,
 )
-from memory.pipeline.units import fact_key
+from memory.pipeline.units import conversation_fact_key
 from memory.plugin.context_block import CLOSE_TAG, OPEN_TAG, extract_block
 from memory.plugin.invocation import CONVERSATION_ID, END_SESSION, TENANT_CONTEXT, USER_ID
 from memory.plugin.plugin import MemoryPlugin
@@ -127,7 +127,7 @@ def test_facts_are_units_with_the_conversations_metadata_stored_once_and_forgott
         pipeline.end_conversation(first)
         assert pipeline.wait(30)
     facts = _facts(store)
-    assert [(m.id, m.content) for m in facts] == [(fact_key(first.key, n), f) for n, f in enumerate(FACTS)]
+    assert [(m.id, m.content) for m in facts] == [(conversation_fact_key(first.key, n), f) for n, f in enumerate(FACTS)]
     summary = next(m for m in store.list(SCOPE) if m.memory_type == "summary")
     for fact in facts:
         assert (fact.conversation_id, fact.opened, fact.stored_at) == ("conv-1", first.opened, summary.stored_at)
