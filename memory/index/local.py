@@ -539,6 +539,7 @@ class LocalIndex:
             return
         with self._lock:
             conn = self._open()
+            changes = conn.total_changes
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany("DELETE FROM vectors WHERE key = ?", [(k,) for k in wanted])
@@ -548,7 +549,10 @@ class LocalIndex:
                 raise
             # Copy the zeroed pages into the database file and empty the WAL, so no deleted
             # text stays readable on disk (the WAL keeps old page images until a checkpoint).
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # Deleting only absent keys (a conversation's first store) changes no page: no
+            # checkpoint, so no fsync of the database file.
+            if conn.total_changes != changes:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             assert self._matrix is not None
             for key in wanted:
                 self._matrix.remove(key)
