@@ -1,7 +1,7 @@
 """End-to-end requests/second of the real app over loopback, memory plugin on vs off.
 
-Starts ``python -m agent`` twice (``AGENT_MEMORY_ENABLED`` true / false) with the echo scripted
-model, the local backend (LocalIndex + WordLlama) and dev-issuer tokens; both stay up for the
+Starts ``python -m agent`` twice (``AGENT_MEMORY_ENABLED`` true / false) with the plain echo
+model (``ECHO: <prompt>``: the same answer on and off, no recording), the local backend (LocalIndex + WordLlama) and dev-issuer tokens; both stay up for the
 whole run. For each ``--turns`` value and 1, 8 and 32 concurrent sessions, each worker runs
 conversations of that many turns (the last one with ``end_session``, so memory-on also pays
 for the durable closed entry and the summaries) for ``--seconds``, split into four slices
@@ -37,7 +37,7 @@ from bench._common import emit, parser, summary_ms
 
 REPO = Path(__file__).resolve().parents[1]
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
-ECHO_MODEL = "import:tests.support.scripted_model:build_echo_model"
+ECHO_MODEL = "import:tests.support.scripted_model:build_plain_echo_model"  # same answer on and off
 CONCURRENCY = (1, 8, 32)
 USERS = 32
 
@@ -127,7 +127,8 @@ async def _conversation(client: httpx.AsyncClient, url: str, token: str, turns: 
 
 async def _load(url: str, tokens: list[str], concurrency: int, seconds: float, turns: int) -> dict[str, Any]:
     latencies: list[float] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # idle connections dropped before uvicorn's 5 s keep-alive timeout closes them under us
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         stop_at = time.perf_counter() + seconds
 
@@ -195,7 +196,7 @@ def main() -> None:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-app-", ignore_cleanup_errors=True) as tmp:
         servers = [Server(Path(tmp) / ("on" if memory else "off"), memory) for memory in (False, True)]
         try:
             tokens: dict[bool, list[str]] = {}
