@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import re
+import socket
 import sys
 import time
 import uuid
@@ -32,6 +33,7 @@ from starlette.responses import JSONResponse
 from agent.auth_gate import IDENTITY_SCOPE_KEY, AuthGateMiddleware
 from agent.body_limit import BodyLimitMiddleware
 from agent.errors import AppError, BadRequest, Forbidden, Unauthorized, Unavailable
+from agent.listening import announce
 from agent.log_setup import configure_logging
 from agent.observability import configure as configure_telemetry
 from agent.observability import flush as flush_telemetry
@@ -320,8 +322,28 @@ def main() -> int:
     app = create_app(settings)
     configure_logging(settings.log_level, unsafe_third_party=settings.unsafe_log_third_party)
     configure_telemetry(console=settings.otel_console, capture_content=settings.otel_capture_content)
-    app.run(port=settings.port, host=settings.host, timeout_graceful_shutdown=settings.shutdown_grace_seconds)
+    _serve(app, settings)
     return 0
+
+
+def _serve(app: BedrockAgentCoreApp, settings: Settings) -> None:
+    """Run uvicorn through the SDK's ``run``.
+
+    With ``AGENT_PORT=0`` the socket is bound here first (the SDK and uvicorn cannot report
+    the port the OS chose) and handed to uvicorn as a file descriptor; the address is printed
+    on stderr so that whoever started the process (tests, several local servers) can use it.
+    """
+    grace = settings.shutdown_grace_seconds
+    if settings.port:
+        app.run(port=settings.port, host=settings.host, timeout_graceful_shutdown=grace)
+        return
+    host = settings.host or "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.create_server((host, 0), family=family) as listener:
+        port = listener.getsockname()[1]
+        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        announce(f"http://{shown}:{port}")
+        app.run(port=port, host=host, fd=listener.fileno(), timeout_graceful_shutdown=grace)
 
 
 if __name__ == "__main__":

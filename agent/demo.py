@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from agent.listening import listening_url
 from auth.dev_issuer import DevIssuer
 from auth.local_state import state_root
 from memory.factory import create_embedder, create_store
@@ -81,13 +81,10 @@ class Server:
     """The app as a child process; ``stop`` always ends it (SIGTERM, then SIGKILL)."""
 
     state_dir: Path
-    port: int
+    port: int  # 0: a free one, read back from the line the app prints
     env_overrides: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    base_url: str = ""
 
     @property
     def log_path(self) -> Path:
@@ -109,19 +106,25 @@ class Server:
             "HF_HUB_OFFLINE": "1",
             **self.env_overrides,
         }
+        started_at = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "agent"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
+        self.base_url = f"http://127.0.0.1:{self.port}" if self.port else ""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the app exited with {self.process.returncode}; see {self.log_path}")
-            if self.ping() is not None:
+            self.base_url = self.base_url or listening_url(self._log_since(started_at)) or ""
+            if self.base_url and self.ping() is not None:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"the app did not answer /ping within {timeout:.0f} s; see {self.log_path}")
+
+    def _log_since(self, offset: int) -> str:
+        return self.log_path.read_bytes()[offset:].decode(errors="replace")
 
     def ping(self) -> str | None:
         try:
@@ -194,13 +197,6 @@ def invented_date(answer: str) -> str | None:
     """The first date-like phrase of ``answer`` (for a tenant that has no memory of any date)."""
     match = _DATE.search(answer)
     return match.group(0) if match else None
-
-
-def free_port() -> int:
-    """A currently free loopback TCP port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def new_session(label: str) -> str:
@@ -290,12 +286,12 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(args.state_dir)
     args.state_dir.mkdir(parents=True)
     issuer = DevIssuer(args.state_dir / "dev-issuer")  # created before the app reads it
-    server = Server(args.state_dir, args.port or free_port(),
+    server = Server(args.state_dir, args.port,
                     env_overrides={"AGENT_MODEL_PROVIDER": args.model_provider})
-    out.write(f"Starting the app on {server.base_url} (state: {args.state_dir}, log: {server.log_path})\n")
+    out.write(f"Starting the app (state: {args.state_dir}, log: {server.log_path})\n")
     try:
         server.start(args.start_timeout)
-        out.write(f"App ready after {time.monotonic() - started:.1f} s\n")
+        out.write(f"App ready on {server.base_url} after {time.monotonic() - started:.1f} s\n")
         checks = run_scenario(server, issuer, out)
     except (RuntimeError, TimeoutError, OSError) as exc:
         checks = [Check("demo ran", False, str(exc))]

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
 
     # --- server
     host: str | None = None  # None: the SDK picks 127.0.0.1 locally, 0.0.0.0 in a container
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(8080, ge=0, le=65535)  # 0: a free port, printed at start-up (tests, dev)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Third-party loggers (botocore, strands...) follow log_level too: logs memory text and prompts.
     unsafe_log_third_party: bool = False

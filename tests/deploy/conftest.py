@@ -71,12 +71,13 @@ class Deployment:
         """A new root-owned copy of the uploaded tree (each microVM starts from the image)."""
         return extract_upload(self.upload, self.work / name)
 
-    def plumbing(self, port: int) -> dict[str, str]:
+    def plumbing(self) -> dict[str, str]:
         """The environment around the app that the runtime, not the user, provides.
 
         Credentials (the runtime gives the execution role's), where AWS and Bedrock answer
         (moto and the stand-in instead of AWS), Cognito's host (the DNS shim), a private /tmp
-        (each microVM has its own) and the port (8080 is shared on a CI host). No app setting.
+        (each microVM has its own) and the port (8080 is shared on a CI host: port 0 makes the app
+        bind a free one and print it). No app setting.
         """
         tmp = Path(tempfile.mkdtemp(dir=self.work, prefix="tmp-"))
         tmp.chmod(0o1777)
@@ -89,7 +90,7 @@ class Deployment:
             "REHEARSAL_COGNITO_ENDPOINT": self.moto_url,
             "OTEL_SDK_DISABLED": "true",
             "TMPDIR": str(tmp),
-            "AGENT_PORT": str(port),
+            "AGENT_PORT": "0",
         }
 
 

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import httpx
 
+from agent.listening import listening_url
+
 RUNTIME_UID = 1000
 CACHE_ROOT = Path(sys.prefix) / "deploy-rehearsal"
 
@@ -142,16 +144,21 @@ class RuntimeProcess:
         )
         return self
 
-    def wait_ready(self, url: str, timeout: float = 90.0) -> None:
-        """Wait for ``/ping``; a clear error with the log if the process exits first."""
+    def wait_ready(self, timeout: float = 90.0) -> str:
+        """Wait for ``/ping`` at the address the process printed (``AGENT_PORT=0``); return it.
+
+        A clear error with the log if the process exits first.
+        """
         assert self.proc is not None
         deadline = time.monotonic() + timeout
+        url = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the runtime exited with {self.proc.returncode}:\n{self.log()}")
+            url = url or listening_url(self.log())
             try:
-                if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
-                    return
+                if url and httpx.get(f"{url}/ping", timeout=1).status_code == 200:
+                    return url
             except httpx.TransportError:
                 pass
             time.sleep(0.2)

@@ -36,12 +36,6 @@ FACT = "My project codename is Bluebird and it launches on March 3rd."
 QUESTION = "When does my project Bluebird launch?"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _session() -> str:
     return f"rehearsal-{uuid.uuid4()}"  # >= 33 characters, like AgentCore's
 
@@ -99,14 +93,12 @@ def test_the_upload_carries_the_settings_and_no_local_state(deployment: Deployme
 def test_runtime_serves_recalls_and_keeps_serving_after_a_redeploy_without_env(
     deployment: Deployment, home: Path
 ) -> None:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     token = deployment.tokens["id"]
     first = RuntimeProcess(
-        deployment.dockerfile, deployment.venv, deployment.fresh_app_dir("vm-1"), home, deployment.plumbing(port)
+        deployment.dockerfile, deployment.venv, deployment.fresh_app_dir("vm-1"), home, deployment.plumbing()
     ).start()
     try:
-        first.wait_ready(url)
+        url = first.wait_ready()
         s1 = _session()
         told = _invoke(url, token, s1, {"prompt": FACT})
         assert told.status_code == 200, told.text
@@ -132,10 +124,10 @@ def test_runtime_serves_recalls_and_keeps_serving_after_a_redeploy_without_env(
     # Redeploy: `agentcore launch` without --env sends an empty environment; a new microVM
     # starts from the image again. The settings come from the uploaded agentcore.env.
     second = RuntimeProcess(
-        deployment.dockerfile, deployment.venv, deployment.fresh_app_dir("vm-2"), home, deployment.plumbing(port)
+        deployment.dockerfile, deployment.venv, deployment.fresh_app_dir("vm-2"), home, deployment.plumbing()
     ).start()
     try:
-        second.wait_ready(url)
+        url = second.wait_ready()
         again = _invoke(url, token, _session(), {"prompt": QUESTION})
         assert again.status_code == 200, second.log()
         # Session 1's memory again (the recall session, ended at shutdown, was stored too).
@@ -155,7 +147,7 @@ def test_runtime_serves_recalls_and_keeps_serving_after_a_redeploy_without_env(
 def test_runtime_refuses_what_cannot_work_there_naming_the_setting(
     deployment: Deployment, home: Path, setting: str, value: str, named: str
 ) -> None:
-    env = {**deployment.plumbing(_free_port()), setting: value}
+    env = {**deployment.plumbing(), setting: value}
     app_dir = deployment.fresh_app_dir(f"vm-{uuid.uuid4()}")
     process = RuntimeProcess(deployment.dockerfile, deployment.venv, app_dir, home, env)
     assert process.run_to_exit() == 2, process.log()

@@ -1,16 +1,14 @@
 """Start the real ``python -m agent`` server on a free loopback port for end-to-end tests.
 
-The app binds the port it is given (uvicorn through the AgentCore SDK, which logs nothing at
-start-up and takes no socket), so the port is picked here and can be taken by another process
-before the server binds it: a start that fails with "address already in use" is retried on
-another port instead of failing the test.
+The server is started with ``AGENT_PORT=0``: it binds a port the OS chooses and prints
+``agent: listening on http://host:port``, which is where the tests send their requests. No
+port is chosen here, so no other process can take it between the choice and the bind.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,19 +17,11 @@ from typing import Any
 
 import httpx
 
+from agent.listening import listening_url
+
 REPO = Path(__file__).resolve().parents[2]
 ECHO_MODEL = "import:tests.support.scripted_model:build_echo_model"
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PortTaken(RuntimeError):
-    """Another process bound the port between ``free_port()`` and the server's start."""
 
 
 class AgentServer:
@@ -39,12 +29,14 @@ class AgentServer:
 
     def __init__(self, state_dir: Path, **env: str) -> None:
         self.state_dir = state_dir
-        self._use_port(free_port())
+        self.url = ""
+        self.log_path = state_dir / f"server-{time.monotonic_ns()}.log"
         self.env = {
             **os.environ,
             "PYTHONPATH": str(REPO),
             "AGENT_AUTH_MODE": "dev",
             "AGENT_HOST": "127.0.0.1",
+            "AGENT_PORT": "0",
             "AGENT_STATE_DIR": str(state_dir),
             "AGENT_BACKEND": "local",
             "AGENT_EMBEDDER": "local",
@@ -59,34 +51,27 @@ class AgentServer:
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def _use_port(self, port: int) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = self.state_dir / f"server-{port}.log"
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
-    def start(self, timeout: float = 60.0, attempts: int = 5) -> "AgentServer":
+    def start(self, timeout: float = 60.0) -> "AgentServer":
+        """Start the process and wait until it listens and answers ``/ping``."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        for _ in range(attempts - 1):
-            try:
-                return self._start_once(timeout)
-            except PortTaken:
-                self._use_port(free_port())
-        return self._start_once(timeout)
-
-    def _start_once(self, timeout: float) -> "AgentServer":
+        started_at = self.log_path.stat().st_size if self.log_path.exists() else 0  # a restart appends
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent"], cwd=REPO, env={**self.env, "AGENT_PORT": str(self.port)},
-            stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "agent"], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
+        log.close()
+        self.url = ""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                if "address already in use" in self.log().lower():
-                    raise PortTaken(self.port)
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            self.url = self.url or listening_url(self.log_path.read_bytes()[started_at:].decode(errors="replace")) or ""
             try:
-                if httpx.get(f"{self.url}/ping", timeout=1).status_code == 200:
+                if self.url and httpx.get(f"{self.url}/ping", timeout=1).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass

@@ -146,14 +146,12 @@ def test_a_stream_abandoned_by_its_client_releases_the_session(tmp_path) -> None
         sid = new_session()
         for _ in range(3):
             _post_and_hang_up(own, token, {"prompt": "stream and vanish", "stream": True}, sid)
-        deadline = time.monotonic() + 5  # a short grace for the abandoned turn to finish
+        deadline = time.monotonic() + 30  # a liveness bound (a busy CI host), not a timing claim
         while (status := own.invoke(token, {"prompt": "still mine?"}, sid).status_code) == 409:
             assert time.monotonic() < deadline, "the abandoned stream still holds the session"
             time.sleep(0.05)
         assert status == 200
-        started = time.monotonic()
-        assert own.terminate(timeout=20) in (0, -15), own.log()
-        assert time.monotonic() - started < 10, "shutdown stalled"
+        assert own.terminate(timeout=30) in (0, -15), own.log()  # a stalled shutdown times out
         log = own.log()
         assert "did not end before the shutdown deadline" not in log
         # structured log lines carry their extra= fields (and never the token)

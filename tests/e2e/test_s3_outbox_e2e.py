@@ -11,7 +11,6 @@ not one surviving key.
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -102,6 +101,14 @@ def outbox_keys(moto: dict[str, Any], tenant: str, kind: str = "pending") -> lis
     return [o["Key"] for o in listed.get("Contents", [])]
 
 
+def pending_text(moto: dict[str, Any], tenant: str) -> str:
+    """The bodies of a tenant's pending outbox entries, concatenated (empty while there are none)."""
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=moto["url"],
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    bodies = (s3.get_object(Bucket=OUTBOX, Key=key)["Body"].read() for key in outbox_keys(moto, tenant))
+    return "".join(body.decode("utf-8", errors="replace") for body in bodies)
+
+
 def start(moto: dict[str, Any], state_dir: Path, **env: str) -> AgentServer:
     """A server process; open entries are adopted at once unless AGENT_ORPHAN_AFTER_SECONDS says."""
     settings = {
@@ -149,8 +156,8 @@ def test_a_new_process_on_an_empty_disk_stores_a_killed_processs_conversation_on
         auth = token(moto, tenant, "pia")
         assert a.invoke(auth, {"prompt": "My boat is called Wave."}, sid).status_code == 200
         assert a.invoke(auth, {"prompt": "My kite is called Zephyr."}, sid).status_code == 200
-        assert wait_until(lambda: len(outbox_keys(moto, tenant)) == 1, timeout=20, interval=0.05)  # the checkpoint reached S3
-        time.sleep(0.3)  # let the second turn's checkpoint land too (written in the background)
+        # The checkpoints are written in the background: wait for the one holding the second turn.
+        assert wait_until(lambda: "Zephyr" in pending_text(moto, tenant), timeout=20, interval=0.05)
         kill_and_wipe(a)
     finally:
         a.stop()

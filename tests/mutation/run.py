@@ -62,10 +62,10 @@ MUTANTS = [
     Mutant("replay-recomputes-key", "memory/pipeline/outbox.py",
            "return dataclasses.replace(entry, stored_key=entry_id)", "return entry", PIPELINE),
     Mutant("outbox-removed-after-failed-store", "memory/pipeline/background.py",
-           "if not self._process_with_retries(entry):\n                return False",
-           "self._process_with_retries(entry)", PIPELINE),
+           "if error is not None:\n                    return self._failed(ref, entry, error)",
+           "if False:\n                    return self._failed(ref, entry, error)", PIPELINE),
     Mutant("open-entry-summarized", "memory/pipeline/background.py",
-           "if entry is None or entry.open:", "if entry is None:", PIPELINE),
+           "if entry is None or (entry.open and not adopted):", "if entry is None:", PIPELINE),
     # -- batching (service limits) ---------------------------------------------------------------
     Mutant("delete-batching", "memory/index/s3vectors.py",
            "for batch in _chunks(wanted, limits.MAX_DELETE_BATCH):", "for batch in [wanted] if wanted else []:", INDEX),

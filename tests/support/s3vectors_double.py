@@ -241,7 +241,9 @@ class S3VectorsDouble:
             except InvalidFilter as exc:  # filter is refused even on an empty index
                 raise MotoValidationError(f"invalid filter: {exc}") from None
         scored = []
-        for vector in list(index.vectors.values()):  # a snapshot: background summaries put meanwhile
+        # A snapshot: the service answers queries while other callers put and delete (the app's
+        # background summaries do); list() copies the dict's values without releasing the GIL.
+        for vector in list(index.vectors.values()):
             metadata = dict(vector.metadata or {})
             if flt is None or evaluate(flt, self._filterable(index, metadata), missing=self.missing):
                 data = np.asarray(vector.data["float32"], dtype=np.float64)

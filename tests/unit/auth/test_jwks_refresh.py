@@ -144,18 +144,31 @@ def test_unknown_kid_is_401_while_a_refresh_fails(
 
 
 def test_a_key_removed_from_the_jwks_stops_verifying_after_the_lifespan(
-    verifier: TokenVerifier, jwks_server: Any, make_token: Callable[..., str], key_b: Any
+    verifier: TokenVerifier, jwks_server: Any, make_token: Callable[..., str], key_b: Any, clock: Clock
 ) -> None:
     """pyjwt's per-kid cache (cache_keys=True) never expires: the removed key kept verifying."""
-    short = TokenVerifier(
-        verifier.issuer, client_ids=verifier.client_ids, jwks_url=jwks_server.url, jwks_lifespan_seconds=0.3
-    )
+    keys = JwksUrlKeys(jwks_server.url, lifespan_seconds=300, refresh_interval_seconds=30, clock=clock)
+    short = TokenVerifier(verifier.issuer, client_ids=verifier.client_ids, key_source=keys)
     token = make_token()
     assert short.verify(token).user_id == "user-123"
     jwks_server.publish(("key-b", key_b))  # the issuer drops key A
-    time.sleep(0.4)
+    clock.now += 299
+    assert short.verify(token).user_id == "user-123"  # within the lifespan: the cached set
+    assert jwks_server.fetches == 1
+    clock.now += 2
     assert _reject_reason(short, token) == "unknown_key"
     assert jwks_server.fetches == 2
+
+
+def test_the_verifier_gives_its_lifespan_and_interval_to_the_url_key_source(
+    verifier: TokenVerifier, jwks_server: Any
+) -> None:
+    built = TokenVerifier(
+        verifier.issuer, client_ids=verifier.client_ids, jwks_url=jwks_server.url,
+        jwks_lifespan_seconds=123, jwks_refresh_interval_seconds=7,
+    )  # fmt: skip
+    assert isinstance(built.keys, JwksUrlKeys)
+    assert (built.keys.lifespan_seconds, built.keys.refresh_interval_seconds) == (123, 7)
 
 
 def test_an_expired_key_set_is_503_while_the_endpoint_fails(
