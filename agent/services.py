@@ -57,6 +57,7 @@ class Services:
     pipeline: "SummaryPipeline | None" = None  # set when memory is enabled
     _stop: threading.Event = field(default_factory=threading.Event)
     _reaper: threading.Thread | None = None
+    _retention: threading.Thread | None = None
 
     def start(self) -> None:
         """Replay summaries a previous process left in the outbox, start the pipeline's sweeper
@@ -68,6 +69,9 @@ class Services:
             self.pipeline.start_sweeper()
         self._reaper = threading.Thread(target=self._reap_forever, name="session-reaper", daemon=True)
         self._reaper.start()
+        if self.pipeline is not None and self.settings.memory_ttl_days is not None:
+            self._retention = threading.Thread(target=self._sweep_forever, name="memory-retention", daemon=True)
+            self._retention.start()
 
     def close(self) -> None:
         """End every open conversation and wait (bounded) for their summaries to be stored.
@@ -83,6 +87,30 @@ class Services:
             if not self.pipeline.wait(timeout=grace):
                 logger.warning("shutdown grace expired; pending summaries stay in the outbox")
             self.pipeline.shutdown(wait=False)
+
+    def sweep_retention(self) -> int:
+        """Delete the expired memories (``AGENT_MEMORY_TTL_DAYS``) of the tenants this process
+        serves (multi-tenant: those whose store is cached); returns how many. A tenant whose
+        sweep fails is logged and skipped (the next sweep retries it)."""
+        if self.pipeline is None:
+            return 0
+        from memory.stores.multi_tenant import MultiTenantStore
+
+        store = self.pipeline.store
+        tenants: list[str | None] = list(store.cached_tenants()) if isinstance(store, MultiTenantStore) else [None]
+        deleted = 0
+        for tenant in tenants:
+            try:
+                deleted += store.sweep_expired(tenant)
+            except Exception as exc:  # noqa: BLE001 - one tenant's fault must not stop the others
+                logger.warning("retention sweep failed for a tenant (%s)", type(exc).__name__)
+        return deleted
+
+    def _sweep_forever(self) -> None:
+        while not self._stop.wait(self.settings.retention_sweep_seconds):
+            deleted = self.sweep_retention()
+            if deleted:
+                logger.info("retention: deleted %d expired memories", deleted)
 
     def _reap_forever(self) -> None:
         while not self._stop.wait(self.settings.reap_interval_seconds):

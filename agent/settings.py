@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     summary_max_facts: int = Field(10, ge=0, le=50)  # memory.pipeline.summarizer.MAX_FACTS
     summary_workers: int = Field(2, ge=1, le=32)
     memory_ttl_days: float | None = Field(None, gt=0)
+    retention_sweep_seconds: float = Field(3600.0, gt=0)  # with a TTL: in-app sweep period
 
     # --- outbox (durable conversations, claims, dead letters, erasure markers)
     outbox_backend: Literal["auto", "local", "s3"] = "auto"  # auto: s3 with AGENT_BACKEND=s3vectors

@@ -13,9 +13,12 @@ Scenarios, each timed as one ``agent(prompt)`` call:
 
 The pipeline writes checkpoints with the app's default ``AGENT_CHECKPOINT_INTERVAL_SECONDS``.
 The baseline is the same agent (same scripted model, same prompt, same history length)
-without the plugin, measured in the same run; ``ratio`` = plugin p50 / baseline p50.
+without the plugin (so also without the recall tool, whose spec the plugin's agent sends to
+the model on every turn, and without the injected memory block), measured in the same run:
+after ``--warmup`` untimed pairs, baseline and plugin samples alternate (ABBA), so load from
+other processes on a shared machine falls on both alike. ``ratio`` = plugin p50 / baseline p50.
 
-Run: ``python -m bench.bench_plugin [--repeat N] [--memories N] [--json]``
+Run: ``python -m bench.bench_plugin [--repeat N] [--warmup N] [--memories N] [--json]``
 """
 
 from __future__ import annotations
@@ -52,14 +55,26 @@ def _seed(store: MultiTenantStore, count: int) -> None:
         store.store(scope, f"The user mentioned their {topic} plan number {i} on a call.")
 
 
-def _timed(setup: Callable[[], Any], run: Callable[[Any], None], repeat: int, warmup: int = 3) -> list[float]:
-    samples = []
+Scenario = tuple[Callable[[], Any], Callable[[Any], None]]  # (untimed setup, timed run)
+
+
+def paired_samples(baseline: Scenario, plugin: Scenario, repeat: int, warmup: int) -> tuple[list[float], list[float]]:
+    """Seconds of ``repeat`` baseline and ``repeat`` plugin runs, after ``warmup`` untimed pairs.
+
+    The two alternate (baseline-plugin, then plugin-baseline: ABBA), so a load change on a
+    shared machine (other processes, CPU frequency, a background write) hits both alike
+    instead of skewing whichever was measured second.
+    """
+    samples: tuple[list[float], list[float]] = ([], [])
     for i in range(warmup + repeat):
-        arg = setup()
-        start = time.perf_counter()
-        run(arg)
-        if i >= warmup:
-            samples.append(time.perf_counter() - start)
+        for side in ((0, 1) if i % 2 == 0 else (1, 0)):
+            setup, run = (baseline, plugin)[side]
+            arg = setup()
+            start = time.perf_counter()
+            run(arg)
+            elapsed = time.perf_counter() - start
+            if i >= warmup:
+                samples[side].append(elapsed)
     return samples
 
 
@@ -79,23 +94,23 @@ class _Harness:
         self.counter += 1
         return {**Invocation("user-3", f"c{self.counter}", "acme").to_state(), **extra}
 
-    def first_turn(self, with_plugin: bool, repeat: int) -> list[float]:
-        return _timed(lambda: (self.agent(with_plugin), self.state()),
-                      lambda a: a[0]("what is my budget plan?", invocation_state=a[1]), repeat)
+    def first_turn(self, with_plugin: bool) -> Scenario:
+        return (lambda: (self.agent(with_plugin), self.state()),
+                lambda a: a[0]("what is my budget plan?", invocation_state=a[1]))
 
-    def later_turn(self, with_plugin: bool, repeat: int) -> list[float]:
+    def later_turn(self, with_plugin: bool) -> Scenario:
         agent, state = self.agent(with_plugin), self.state()
         agent("what is my budget plan?", invocation_state=state)
-        return _timed(lambda: None, lambda _: agent("and the deadline?", invocation_state=state), repeat)
+        return lambda: None, lambda _: agent("and the deadline?", invocation_state=state)
 
-    def end_session(self, with_plugin: bool, repeat: int) -> list[float]:
+    def end_session(self, with_plugin: bool) -> Scenario:
         def setup() -> tuple[Agent, dict[str, Any]]:
             self.pipeline.wait()  # previous summary done, untimed
             agent, state = self.agent(with_plugin), self.state()
             agent("My budget plan is 2M dollars.", invocation_state=state)
             return agent, {**state, END_SESSION: True}
 
-        return _timed(setup, lambda a: a[0]("Thanks, bye.", invocation_state=a[1]), repeat)
+        return setup, lambda a: a[0]("Thanks, bye.", invocation_state=a[1])
 
 
 @contextmanager
@@ -115,7 +130,8 @@ def seeded_harness(memories: int) -> Iterator[_Harness]:
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--repeat", type=int, default=200)
+    p.add_argument("--repeat", type=int, default=400, help="timed samples per side and scenario")
+    p.add_argument("--warmup", type=int, default=20, help="untimed pairs first (imports, caches, JIT-free warm paths)")
     p.add_argument("--memories", type=int, default=5000)
     args = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -124,8 +140,8 @@ def main() -> None:
         rows = []
         for name in ("first_turn", "later_turn", "end_session"):
             scenario = getattr(harness, name)
-            base = summary_ms(scenario(False, args.repeat))
-            plug = summary_ms(scenario(True, args.repeat))
+            base_samples, plug_samples = paired_samples(scenario(False), scenario(True), args.repeat, args.warmup)
+            base, plug = summary_ms(base_samples), summary_ms(plug_samples)
             rows.append({
                 "turn": name,
                 "baseline_p50_ms": base["p50_ms"],
@@ -136,7 +152,7 @@ def main() -> None:
                 "ratio": plug["p50_ms"] / base["p50_ms"],
             })
     emit(f"MemoryPlugin added latency (scripted model, LocalIndex+WordLlama, {args.memories} memories, "
-         f"repeat={args.repeat})", rows, args.json)
+         f"repeat={args.repeat}, warmup={args.warmup}, ABBA-paired)", rows, args.json)
 
 
 if __name__ == "__main__":

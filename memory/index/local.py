@@ -387,11 +387,15 @@ class LocalIndex:
         if not self.path.exists():  # dropped by another instance
             self._close()
             raise NotFound(f"index {self.name!r} does not exist")
+        self._refresh(conn)
+        return conn
+
+    def _refresh(self, conn: sqlite3.Connection) -> None:
+        """Reload the cache if another connection committed since it was built."""
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         if self._matrix is None or version != self._data_version:
             self._load(conn)
             self._data_version = version
-        return conn
 
     def _load(self, conn: sqlite3.Connection) -> None:
         stored = self._stored_dimension(conn)
@@ -539,18 +543,23 @@ class LocalIndex:
             return
         with self._lock:
             conn = self._open()
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")  # no other writer until COMMIT: the cache stays exact
             try:
-                conn.executemany("DELETE FROM vectors WHERE key = ?", [(k,) for k in wanted])
+                self._refresh(conn)
+                assert self._matrix is not None
+                present = [k for k in dict.fromkeys(wanted) if k in self._matrix.position]
+                conn.executemany("DELETE FROM vectors WHERE key = ?", [(k,) for k in present])
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            if not present:
+                return  # e.g. a conversation's first store: its unused unit keys were never there
             # Copy the zeroed pages into the database file and empty the WAL, so no deleted
             # text stays readable on disk (the WAL keeps old page images until a checkpoint).
+            # Only when a row was deleted: a checkpoint fsyncs the database file.
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            assert self._matrix is not None
-            for key in wanted:
+            for key in present:
                 self._matrix.remove(key)
 
     def list(self, *, return_data: bool = False) -> Iterator[VectorRecord]:

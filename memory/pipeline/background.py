@@ -212,7 +212,7 @@ class SummaryPipeline:
         with self._lock:
             if ref in self._erased or self._closed.is_set():
                 return None
-            self._checkpoints[ref] = dataclasses.replace(entry, open=True)
+            self._checkpoints[ref] = entry if entry.open else dataclasses.replace(entry, open=True)
             self.metrics["checkpoints_queued"] += 1
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_forever, name="memory-checkpoints", daemon=True)

@@ -26,7 +26,9 @@ parsed leniently (``parse_reply``): labels in any case, with Markdown emphasis, 
 kind. A reply without a ``FACTS:`` section is malformed: its text is the summary (the
 ``SUMMARY:`` label removed), no facts, a warning logged; the conversation is never failed for
 it. Each fact is cut to ``MAX_FACT_CHARS``; repeats are kept once. The extractive mode has no
-facts (``Digest.facts`` is empty). ``memory.pipeline.units`` stores each fact as a ``fact`` unit.
+facts (``Digest.facts`` is empty). ``Summarizer.digest`` asks for facts (the summary pipeline
+stores each as a ``fact`` unit, ``memory.pipeline.units``); ``Summarizer.summarize`` does not,
+so callers that keep only a summary (``StrandsMemoryStore``) pay for no fact output tokens.
 """
 
 from __future__ import annotations
@@ -255,19 +257,16 @@ class Summarizer:
         self.max_chars = max_chars
         self.max_input_chars = max_input_chars
         self.max_facts = max_facts
-        self.system_prompt = SUMMARY_SYSTEM_PROMPT + (FACTS_INSTRUCTIONS.format(n=max_facts) if max_facts else "")
         abstractive = mode == "abstractive" or (mode == "auto" and model is not None)
         self.mode: Literal["abstractive", "extractive"] = (
             "abstractive" if abstractive and not small_local_model else "extractive"
         )
 
-    @telemetry.traced("memory.summarize", lambda self, turns: {
-        "memory.summary.mode": self.mode, "memory.transcript.turns": len(turns)})
     def digest(self, turns: Sequence[Turn]) -> Digest:
         """The summary of ``turns`` and, in abstractive mode, the facts extracted with it.
 
-        One model call in abstractive mode, none in extractive mode (which returns
-        :meth:`summarize` and no facts). Call from a worker thread: the model's async stream
+        One model call in abstractive mode (summary and facts together), none in extractive
+        mode (:meth:`summarize`, no facts). Call from a worker thread: the model's async stream
         runs on a private event loop.
 
         Raises:
@@ -275,36 +274,41 @@ class Summarizer:
         """
         if self.mode == "extractive":
             return Digest(self.summarize(turns))
+        return self._summarize(turns, self.max_facts)
+
+    def summarize(self, turns: Sequence[Turn]) -> str:
+        """The memory text for ``turns`` (may be empty when there is nothing worth keeping).
+
+        Asks the model for no facts (:meth:`digest` does). Call from a worker thread: the
+        abstractive mode runs the model's async stream on a private event loop. Raises
+        SummarizationError when the model fails.
+        """
+        return self._summarize(turns, 0).summary
+
+    @telemetry.traced("memory.summarize", lambda self, turns, max_facts: {
+        "memory.summary.mode": self.mode, "memory.transcript.turns": len(turns)})
+    def _summarize(self, turns: Sequence[Turn], max_facts: int) -> Digest:
         if not any(t["role"] == "user" for t in turns):
             return Digest("")
-        text = asyncio.run(self._abstractive(render_transcript(turns, self.max_input_chars)))
-        digest = parse_reply(text, self.max_facts) if self.max_facts else Digest(text)
+        if self.mode == "extractive":
+            return Digest(extractive_summary(turns, self.max_chars))
+        prompt = SUMMARY_SYSTEM_PROMPT + (FACTS_INSTRUCTIONS.format(n=max_facts) if max_facts else "")
+        text = asyncio.run(self._abstractive(render_transcript(turns, self.max_input_chars), prompt))
+        digest = parse_reply(text, max_facts) if max_facts else Digest(text)
         summary = _SPACES.sub(" ", digest.summary).strip()
         if not summary:
             logger.warning("summarizer model returned no summary; using the extractive summary")
             return Digest(extractive_summary(turns, self.max_chars), digest.facts)
         return Digest(cut_at_sentence(summary, self.max_chars), digest.facts)
 
-    def summarize(self, turns: Sequence[Turn]) -> str:
-        """The memory text for ``turns`` (may be empty when there is nothing worth keeping).
-
-        Call from a worker thread: the abstractive mode runs the model's async stream on a
-        private event loop. Raises SummarizationError when the model fails.
-        """
-        if self.mode == "abstractive":
-            return self.digest(turns).summary
-        if not any(t["role"] == "user" for t in turns):
-            return ""
-        return extractive_summary(turns, self.max_chars)
-
-    async def _abstractive(self, transcript: str) -> str:
+    async def _abstractive(self, transcript: str, system_prompt: str) -> str:
         assert self.model is not None
         messages = [{"role": "user", "content": [{"text": f"Transcript:\n{transcript}"}]}]
         parts: list[str] = []
         attributes = telemetry.model_attributes(self.model)
         try:
             with telemetry.span(f"chat {attributes['gen_ai.request.model']}", attributes):
-                async for event in self.model.stream(messages, None, self.system_prompt):
+                async for event in self.model.stream(messages, None, system_prompt):
                     delta = event.get("contentBlockDelta", {}).get("delta", {})  # type: ignore[union-attr]
                     if isinstance(delta.get("text"), str):
                         parts.append(delta["text"])

@@ -60,7 +60,7 @@ from strands.tools.decorator import DecoratedFunctionTool
 from memory import telemetry
 from memory.pipeline.background import SummaryPipeline
 from memory.plugin.context_block import PLACEHOLDER, fill_prompt, render_block
-from memory.keys import new_conversation_marker
+from memory.keys import new_conversation_marker, summary_key
 from memory.types import Memory, Scope
 from memory.pipeline.outbox import OutboxEntry
 from memory.stores.protocol import MemoryBackend
@@ -110,6 +110,8 @@ class _Conversation:
     ended_at_turns: int = -1  # transcript length when last handed to the pipeline
     written_at_turns: int = -1  # transcript length when last written (checkpoint or end)
     erased: bool = False  # covered by an erasure marker: nothing more is recorded
+    key: str = ""  # its summary key (= outbox entry id), computed once when it opens
+    prompt: str | None = None  # the system prompt with its block, rendered on its first turn
 
 
 class MemoryPlugin(Plugin):
@@ -151,6 +153,7 @@ class MemoryPlugin(Plugin):
         self._lock = threading.RLock()
         self._conversation: _Conversation | None = None
         self._turn_active = False
+        self._turn_ends = False  # the active turn carries ``end_session``
         self._placeholder_warned = False
         super().__init__()  # discovers @hook methods; needs the attributes above
         self._recall_tools: list[DecoratedFunctionTool] = []
@@ -239,10 +242,13 @@ class MemoryPlugin(Plugin):
             # run off the event loop
             await asyncio.to_thread(self._open, invocation, _prompt_text(event.messages))
         with self._lock:
-            assert self._conversation is not None
-            self._turn_active = True
-            block = self._conversation.block
-        event.agent.system_prompt = self._render_prompt(block)
+            conversation = self._conversation
+            assert conversation is not None
+            self._turn_active, self._turn_ends = True, invocation.end_session
+            if conversation.prompt is None:  # the block is kept for the whole conversation
+                conversation.prompt = self._render_prompt(conversation.block)
+            prompt = conversation.prompt
+        event.agent.system_prompt = prompt
 
     @hook
     def _message_added(self, event: MessageAddedEvent) -> None:
@@ -258,11 +264,8 @@ class MemoryPlugin(Plugin):
             active, self._turn_active = self._turn_active, False
             conversation = self._conversation
         if not active or conversation is None:
-            return
-        invocation = read_invocation(event.invocation_state)  # valid: parsed before the turn
-        if invocation is None:
-            return
-        if invocation.end_session:
+            return  # no verified identity: the turn ran without memory
+        if self._turn_ends:  # parsed before the turn
             await asyncio.to_thread(self._end_quietly, conversation)  # the outbox write is durable I/O
         else:
             self._checkpoint_quietly(conversation)  # only queued: written in the background
@@ -288,9 +291,12 @@ class MemoryPlugin(Plugin):
         with self._lock:
             if self._conversation is not None:
                 self._end_quietly_locked(self._conversation)
-            self._conversation = _Conversation(
-                invocation, block=render_block(memories), injected=[m.id for m in memories]
+            conversation = _Conversation(invocation, block=render_block(memories), injected=[m.id for m in memories])
+            assert self.agent_name is not None
+            conversation.key = summary_key(
+                invocation.tenant_id, invocation.user_id, self.agent_name, invocation.conversation_id, conversation.opened
             )
+            self._conversation = conversation
             self.metrics["conversations"] += 1
             self.metrics["injected"] += len(memories)
         logger.debug("agent=%s conversation started with %d memories", self.agent_name, len(memories))
@@ -341,7 +347,7 @@ class MemoryPlugin(Plugin):
                 return  # nothing new since the last write
             if not any(t["role"] == "user" for t in conversation.transcript):
                 return
-            entry = self._entry(conversation)
+            entry = self._entry(conversation, open=True)
             try:
                 with telemetry.span("memory.checkpoint", self._attributes(conversation)):
                     queued = not self.pipeline.is_erased(entry) and self.pipeline.checkpoint(entry) is not None
@@ -379,8 +385,8 @@ class MemoryPlugin(Plugin):
         self.metrics["conversations_ended"] += 1
         return entry_id
 
-    def _entry(self, conversation: _Conversation) -> OutboxEntry:
-        """The conversation's outbox entry with its transcript so far (closed)."""
+    def _entry(self, conversation: _Conversation, *, open: bool = False) -> OutboxEntry:
+        """The conversation's outbox entry with its transcript so far (closed unless ``open``)."""
         inv = conversation.invocation
         assert self.agent_name is not None
         return OutboxEntry(
@@ -390,6 +396,8 @@ class MemoryPlugin(Plugin):
             conversation_id=inv.conversation_id,
             transcript=list(conversation.transcript),
             opened=conversation.opened,
+            open=open,
+            stored_key=conversation.key,
         )
 
     def _attributes(self, conversation: _Conversation) -> dict[str, Any]:

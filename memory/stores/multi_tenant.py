@@ -179,6 +179,11 @@ class MultiTenantStore:
             self._stores.pop(tenant_id, None)
         return count
 
+    def cached_tenants(self) -> list[str]:
+        """The tenants whose store is cached: those this process served recently (LRU)."""
+        with self._lock:
+            return list(self._stores.keys())
+
     def sweep_expired(self, tenant_id: str | None = None) -> int:
         """Delete the tenant's memories older than ``ttl_seconds``; returns how many."""
         if tenant_id is None:

@@ -27,6 +27,10 @@
 ``build_echo_model() -> Model`` -- factory for provider specs such as
 ``import:tests.support.scripted_model:build_echo_model``.
 
+``build_plain_echo_model() -> Model`` -- for throughput benchmarks (``bench/bench_app.py``): answers
+``ECHO: <last user text>`` whatever the system prompt holds, so the answer is the same with memory
+on and off, and records nothing (a long run neither grows nor deep-copies every call).
+
 ``build_inventing_model() -> Model`` -- a ``ScriptedModel`` that answers every turn with a made-up
 launch date (:data:`INVENTED_ANSWER`), as a small model without memory does.
 """
@@ -49,9 +53,11 @@ from memory.pipeline.summarizer import SUMMARY_MARKER, USER_PREFIX
 __all__ = [
     "EchoModel",
     "ModelCall",
+    "PlainEchoModel",
     "ScriptedModel",
     "ToolCall",
     "build_echo_model",
+    "build_plain_echo_model",
     "build_inventing_model",
     "deterministic_summary",
 ]
@@ -152,6 +158,9 @@ def _metadata() -> dict[str, Any]:
 class _RecordingModel(Model):
     """Shared plumbing: config, recording, summarization routing, event emission."""
 
+    #: Whether calls are kept in ``calls`` / ``summary_calls`` (with deep copies of their input).
+    record = True
+
     def __init__(self) -> None:
         self._config: dict[str, Any] = {"model_id": type(self).__name__}
         self._lock = threading.Lock()
@@ -179,10 +188,14 @@ class _RecordingModel(Model):
         system_prompt: str | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[dict[str, Any]]:
-        call = ModelCall(system_prompt, copy.deepcopy(list(messages)), copy.deepcopy(tool_specs))
+        if self.record:
+            call = ModelCall(system_prompt, copy.deepcopy(list(messages)), copy.deepcopy(tool_specs))
+        else:
+            call = ModelCall(system_prompt, list(messages), tool_specs)
         is_summary = bool(system_prompt) and SUMMARY_MARKER in system_prompt
         with self._lock:
-            (self.summary_calls if is_summary else self.calls).append(call)
+            if self.record:
+                (self.summary_calls if is_summary else self.calls).append(call)
             reply = self._summary(call) if is_summary else self._reply(call)
         if isinstance(reply, BaseException):
             raise reply
@@ -246,6 +259,20 @@ class EchoModel(_RecordingModel):
 def build_echo_model() -> Model:
     """A fresh ``EchoModel`` (factory for ``import:tests.support.scripted_model:build_echo_model``)."""
     return EchoModel()
+
+
+class PlainEchoModel(_RecordingModel):
+    """Echoes the last user text only, recording nothing (see the module docstring)."""
+
+    record = False
+
+    def _reply(self, call: ModelCall) -> Reply:
+        return f"ECHO: {call.last_user_text.strip()}"
+
+
+def build_plain_echo_model() -> Model:
+    """A fresh ``PlainEchoModel`` (``import:tests.support.scripted_model:build_plain_echo_model``)."""
+    return PlainEchoModel()
 
 
 INVENTED_ANSWER = "Your project launches on March 27th."

@@ -68,6 +68,17 @@ def test_import_provider_with_the_shared_echo_model() -> None:
     assert isinstance(build_model("import:tests.support.scripted_model:build_echo_model"), Model)
 
 
+def test_the_benchmarks_plain_echo_answers_alike_whatever_the_prompt_and_records_nothing() -> None:
+    # bench_app compares memory on and off: the answer must not grow with the injected block.
+    model = build_model("import:tests.support.scripted_model:build_plain_echo_model")
+    answers = [
+        str(Agent(model=model, system_prompt=prompt, callback_handler=None)("hello there")).strip()
+        for prompt in ("plain", "with <memory>a long injected block</memory>")
+    ]
+    assert answers == ["ECHO: hello there"] * 2
+    assert model.calls == [] and model.summary_calls == []
+
+
 # ------------------------------------------------------------------ bedrock
 
 

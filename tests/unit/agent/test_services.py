@@ -151,5 +151,37 @@ def test_summary_max_facts_reaches_the_summarizer(tmp_path: Path) -> None:
         assert services.pipeline is not None
         summarizer = services.pipeline.summarizer
         assert (summarizer.mode, summarizer.max_facts) == ("abstractive", max_facts)
-        assert ("at most 7 facts" in summarizer.system_prompt) == (max_facts == 7)
-        services.pipeline.shutdown()
+        services.close()
+
+
+def test_with_a_ttl_the_app_sweeps_expired_memories_of_the_tenants_it_serves(tmp_path: Path) -> None:
+    settings = Settings(
+        auth_mode="dev", state_dir=tmp_path, model_provider="import:tests.support.scripted_model:build_echo_model",
+        memory_ttl_days=1, retention_sweep_seconds=0.05,
+    )
+    services = build_services(settings)
+    assert services.pipeline is not None
+    store = services.pipeline.store
+    old = store.store(Scope("alice", "acme", "orchestrator"), "My dog is called Rex.")
+    kept = store.store(Scope("bob", "globex", "orchestrator"), "My cat is called Tom.")
+    store.store_for("acme").clock = lambda: time.time() + 2 * 86400  # acme's memory is now 2 days old
+    services.start()
+    try:
+        deadline = time.monotonic() + 30
+        while store.list(Scope("alice", "acme", "orchestrator")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.list(Scope("alice", "acme", "orchestrator")) == []  # swept by the app itself
+        assert [m.id for m in store.list(Scope("bob", "globex", "orchestrator"))] == [kept.id]
+        assert old.id != kept.id and services.sweep_retention() == 0
+    finally:
+        services.close()
+
+
+def test_without_a_ttl_no_retention_sweep_runs(tmp_path: Path) -> None:
+    settings = Settings(auth_mode="dev", state_dir=tmp_path, model_provider="import:tests.support.scripted_model:build_echo_model")
+    services = build_services(settings)
+    services.start()
+    try:
+        assert services._retention is None and services.sweep_retention() == 0
+    finally:
+        services.close()

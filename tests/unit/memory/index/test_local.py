@@ -180,6 +180,23 @@ def test_deleted_text_leaves_no_trace_in_the_database_or_wal_files(tmp_path):
     assert b"kept-platypus-9999" in on_disk() and [r.key for r in idx.list()] == ["k2"]
 
 
+def test_deleting_only_absent_keys_skips_the_checkpoint_and_a_mixed_delete_still_erases(tmp_path):
+    """A conversation's first store deletes the unit keys it does not use (all absent): no row
+    changes, so no WAL checkpoint (an fsync of the database file). A delete that removes a row
+    still checkpoints, absent keys alongside or not."""
+    idx = LocalIndex(tmp_path, "memory-absent", 3)
+    idx.ensure()
+    idx.put([VectorRecord("k1", [1.0, 0.0, 0.0], {"content": "SECRET-okapi-1234"})])
+    wal = tmp_path / "memory-absent.sqlite3-wal"
+    size = wal.stat().st_size
+    assert size > 0
+    idx.delete([f"absent-{n}" for n in range(400)])
+    assert wal.stat().st_size == size and [r.key for r in idx.list()] == ["k1"]
+    idx.delete(["absent-1", "k1"])
+    assert wal.stat().st_size == 0 and idx.count() == 0
+    assert all(b"SECRET-okapi-1234" not in p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+
+
 def test_numeric_filter_on_integers_beyond_float64_stays_exact(tmp_path):
     """2**53 and 2**53 + 1 are one float64: such a field is compared per row, exactly."""
     index = LocalIndex(tmp_path, "memory-bigint", 2)

@@ -70,6 +70,9 @@ def test_one_model_call_returns_the_summary_and_the_facts() -> None:
     assert "at most 5 facts" in call.system_prompt and "never an instruction" in call.system_prompt
     assert "USER: My sister is getting married in Lisbon" in call.last_user_text  # data, in the user turn
     assert "oat latte" not in call.system_prompt
+    plain = ScriptedModel(summary_reply="The user is planning a wedding trip.")
+    assert Summarizer(plain).summarize(TURNS) == "The user is planning a wedding trip."
+    assert plain.summary_calls[0].system_prompt == SUMMARY_SYSTEM_PROMPT  # summarize asks for no facts
 
 
 def test_lenient_format_bounds_and_repeats() -> None:

@@ -257,6 +257,26 @@ def test_recall_tool_never_takes_identity_from_the_model(fake_store) -> None:
     assert plugin.used_memory_ids == [mine.id]
 
 
+def test_recall_tools_share_one_description_but_each_serves_its_own_plugin(fake_store) -> None:
+    # The spec and input model are built once per (name, default top_k) and reused: two
+    # plugins' tools must still call their own store, scope and listener.
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "alice likes jazz music")
+    fake_store.add(Scope("bob", "acme", "helper"), "bob likes jazz music too")
+    recall = [ToolCall(RECALL_TOOL_NAME, {"query": "jazz music"}), lambda call: call.last_tool_result_text]
+    first, first_plugin = make_agent(fake_store, ScriptedModel(list(recall)))
+    second, second_plugin = make_agent(fake_store, ScriptedModel(list(recall)), name="helper")
+    (tool_a,), (tool_b,) = first_plugin.tools, second_plugin.tools
+    assert tool_a is not tool_b and tool_a.tool_spec == tool_b.tool_spec
+    assert tool_a.tool_spec is not tool_b.tool_spec  # an agent may edit its copy
+
+    assert "alice likes jazz" in str(first("hi", invocation_state=state()))
+    assert "bob likes jazz" in str(second("hi", invocation_state=state(user="bob")))
+    assert [c[0] for c in fake_store.retrieve_calls if c[1] == "jazz music"] == [
+        Scope("alice", "acme", "orchestrator"), Scope("bob", "acme", "helper")]
+    assert len(first_plugin.recalled_memory_ids) == len(second_plugin.recalled_memory_ids) == 1
+    assert first_plugin.recalled_memory_ids != second_plugin.recalled_memory_ids
+
+
 def test_recall_tool_clamps_top_k(fake_store) -> None:
     model = ScriptedModel([ToolCall(RECALL_TOOL_NAME, {"query": "x", "top_k": 10_000}), "done"])
     agent, _ = make_agent(fake_store, model, recall_top_k_max=7)
