@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from agent.listening import listening_url
 from bench._common import emit, parser, summary_ms
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,24 +42,17 @@ CONCURRENCY = (1, 8, 32)
 USERS = 32
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
-    """A server process on a free loopback port with its own state directory."""
+    """A server process on a free loopback port (``AGENT_PORT=0``) with its own state directory."""
 
     def __init__(self, state_dir: Path, memory: bool) -> None:
         self.state_dir = state_dir
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = ""  # known once the server prints where it listens
         env = {
             **os.environ,
             "PYTHONPATH": str(REPO),
             "AGENT_AUTH_MODE": "dev",
-            "AGENT_PORT": str(self.port),
+            "AGENT_PORT": "0",
             "AGENT_HOST": "127.0.0.1",
             "AGENT_STATE_DIR": str(state_dir),
             "AGENT_MODEL_PROVIDER": ECHO_MODEL,
@@ -81,8 +74,9 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
+            self.url = self.url or listening_url(self.log_path.read_text(errors="replace")) or ""
             try:
-                if httpx.get(f"{self.url}/ping", timeout=1).status_code == 200:
+                if self.url and httpx.get(f"{self.url}/ping", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
