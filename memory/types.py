@@ -92,7 +92,8 @@ class Memory:
 
 @dataclass(frozen=True)
 class MemoryUnit:
-    """One vector of a conversation's memory: its key, type (``summary``, ``excerpt``) and text."""
+    """One vector of a conversation's memory: its key, type (``summary``, ``excerpt``,
+    ``statement`` or ``fact``; see ``memory.pipeline.units``) and text."""
 
     key: str
     content: str
