@@ -67,6 +67,9 @@ def _two_sessions(root: Path) -> Iterator[dict[str, Any]]:
             assert pipeline.wait(timeout=30)
             second = session()
             second("What is the Falcon budget?", invocation_state=state("s2"))
+            # its checkpoint is written in the background: wait, or the closed entry of the next
+            # turn may supersede it before the writer runs (a busy host), leaving no write to trace
+            assert pipeline.flush(timeout=30)
             second("Thanks.", invocation_state=state("s2", end_session=True))
             assert pipeline.wait(timeout=30)
             pipeline.shutdown()

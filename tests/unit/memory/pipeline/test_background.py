@@ -457,7 +457,9 @@ def talk(pipeline: Any, *prompts: str) -> MemoryPlugin:
     agent = Agent(model=ScriptedModel(default_reply="ok"), name="orchestrator", plugins=[plugin], callback_handler=None)
     for prompt in prompts:
         agent(prompt, invocation_state=state())
-    assert pipeline.flush(30)  # checkpoints are written in the background
+        # checkpoints are written in the background, coalesced: wait for each turn's, so that
+        # none is superseded by the next turn's (test_durability covers coalescing)
+        assert pipeline.flush(30)
     return plugin
 
 
