@@ -15,7 +15,6 @@ import asyncio
 import logging
 import os
 import re
-import socket
 import sys
 import time
 import uuid
@@ -33,7 +32,7 @@ from starlette.responses import JSONResponse
 from agent.auth_gate import IDENTITY_SCOPE_KEY, AuthGateMiddleware
 from agent.body_limit import BodyLimitMiddleware
 from agent.errors import AppError, BadRequest, Forbidden, Unauthorized, Unavailable
-from agent.listening import announce
+from agent.listening import announce, bind_free_port
 from agent.log_setup import configure_logging
 from agent.observability import configure as configure_telemetry
 from agent.observability import flush as flush_telemetry
@@ -337,13 +336,10 @@ def _serve(app: BedrockAgentCoreApp, settings: Settings) -> None:
     if settings.port:
         app.run(port=settings.port, host=settings.host, timeout_graceful_shutdown=grace)
         return
-    host = settings.host or "127.0.0.1"
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.create_server((host, 0), family=family) as listener:
-        port = listener.getsockname()[1]
-        shown = f"[{host}]" if family == socket.AF_INET6 else host
-        announce(f"http://{shown}:{port}")
-        app.run(port=port, host=host, fd=listener.fileno(), timeout_graceful_shutdown=grace)
+    with bind_free_port(settings.host or "127.0.0.1") as (listener, url):
+        announce(url)
+        app.run(port=int(url.rsplit(":", 1)[1]), host=settings.host or "127.0.0.1", fd=listener.fileno(),
+                timeout_graceful_shutdown=grace)
 
 
 if __name__ == "__main__":
