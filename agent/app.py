@@ -336,10 +336,11 @@ def _serve(app: BedrockAgentCoreApp, settings: Settings) -> None:
     if settings.port:
         app.run(port=settings.port, host=settings.host, timeout_graceful_shutdown=grace)
         return
-    with bind_free_port(settings.host or "127.0.0.1") as (listener, url):
+    host = settings.host or "127.0.0.1"
+    with bind_free_port(host) as (listener, url):
         announce(url)
-        app.run(port=int(url.rsplit(":", 1)[1]), host=settings.host or "127.0.0.1", fd=listener.fileno(),
-                timeout_graceful_shutdown=grace)
+        port = listener.getsockname()[1]
+        app.run(port=port, host=host, fd=listener.fileno(), timeout_graceful_shutdown=grace)
 
 
 if __name__ == "__main__":
