@@ -6,7 +6,9 @@ outbox's claims rely on it). moto 5.2 reads the key, then writes it, in two step
 threads racing through an in-process moto (``mock_aws`` or ``ThreadedMotoServer``) can both
 "win" when the interpreter switches between them: a double the product cannot pass under load,
 for a reason the real service does not have. ``install`` serialises moto's object writes and
-deletes with one lock, which gives them S3's atomicity and changes nothing else.
+deletes with one lock, which gives them S3's atomicity and changes nothing else. Under
+``mock_aws`` it also serialises the in-process dispatch (``BotocoreStubber.process_request``),
+whose lazy route loading (``reload`` of ``moto.s3.urls``) fails when threads race through it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import functools
 import threading
 from typing import Any, Callable
 
+from moto.core.botocore_stubber import BotocoreStubber
 from moto.s3.responses import S3Response
 
 _LOCK = threading.RLock()
@@ -23,7 +26,7 @@ _GUARDED = ("put_object", "delete_object")
 
 def _atomic(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
-    def guarded(self: S3Response, *args: Any, **kwargs: Any) -> Any:
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
         with _LOCK:
             return method(self, *args, **kwargs)
 
@@ -33,7 +36,7 @@ def _atomic(method: Callable[..., Any]) -> Callable[..., Any]:
 
 def install() -> None:
     """Make moto's conditional object writes atomic for this process (idempotent)."""
-    for name in _GUARDED:
-        method = getattr(S3Response, name)
+    for owner, name in [*((S3Response, name) for name in _GUARDED), (BotocoreStubber, "process_request")]:
+        method = getattr(owner, name)
         if not getattr(method, "__atomic__", False):
-            setattr(S3Response, name, _atomic(method))
+            setattr(owner, name, _atomic(method))
