@@ -2,11 +2,11 @@
 
 Built on the project's neutral ``telemetry`` package; the primitives the library's modules use
 (:func:`span`, :func:`traced`, :func:`annotate`, :func:`current_span`, ``TENANT``) are
-re-exported here, so those modules import one telemetry module. Nothing here configures an SDK or an exporter:
-without one (the default) every call is the API's no-op; under ``opentelemetry-instrument`` (the
-AgentCore container runs the app under the AWS distro) or any SDK set up by the application, the
-spans and metrics below are exported. The tracer, meter and instruments follow the global
-providers (re-read when they change).
+re-exported here, so those modules import one telemetry module. Nothing here configures an SDK
+or an exporter: without one (the default) every call is the API's no-op; under
+``opentelemetry-instrument`` (the AgentCore container runs the app under the AWS distro) or any
+SDK set up by the application, the spans and metrics below are exported. The tracer, meter and
+instruments follow the global providers (re-read when they change).
 
 Spans (instrumentation scope ``agent_memory``). Inside a turn they nest under Strands'
 ``invoke_agent`` span (or ``execute_tool memory_tool`` for the recall tool); background work
