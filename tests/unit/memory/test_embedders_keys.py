@@ -175,3 +175,21 @@ def test_conversation_markers_are_unique_and_start_with_the_time():
 
 def test_random_keys_differ():
     assert random_key() != random_key() and random_key().startswith("mem-")
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "false"), ("true", "true")])
+def test_loading_wordllama_turns_tokenizer_threads_off_unless_set(preset, expected):
+    """A fresh process: loading the model defaults ``TOKENIZERS_PARALLELISM`` to false (its thread
+    pool costs more CPU than it saves on a few short texts) and keeps an explicit choice."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TOKENIZERS_PARALLELISM"}
+    if preset is not None:
+        env["TOKENIZERS_PARALLELISM"] = preset
+    code = ("import os\nfrom memory.embedders.local import LocalEmbedder\n"
+            "assert 'TOKENIZERS_PARALLELISM' not in os.environ or os.environ['TOKENIZERS_PARALLELISM'] == 'true'\n"
+            "LocalEmbedder().embed(['hello world'], 'index')\nprint(os.environ['TOKENIZERS_PARALLELISM'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == expected
