@@ -1,8 +1,9 @@
 """``LocalOutbox``: the outbox in a local directory (dev, tests, one host).
 
-Layout under ``directory`` (directories 0700, files 0600, ``memory.private_files``): pending entries as ``<entry id>.json`` at the top,
-``claims/<entry id>.lock`` (``flock``: held while a process works on the entry, dropped by the
-kernel when that process dies), ``dead/<entry id>.json`` and ``erasures/<folder>/<marker id>.json`` (``erasure_folder``).
+Layout under ``directory`` (directories 0700, files 0600, ``memory.private_files``): pending
+entries as ``<entry id>.json`` at the top, ``claims/<entry id>.lock`` (``flock``: held while a
+process works on the entry, dropped by the kernel when that process dies),
+``dead/<entry id>.json`` and ``erasures/<folder>/<marker id>.json`` (``erasure_folder``).
 Every file is written atomically (temp file, fsync, rename, directory fsync): once a write
 returns, it survives a crash of the process or the machine.
 """
