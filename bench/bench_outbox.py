@@ -8,7 +8,12 @@ layer. The baseline row is a checkpoint written after every turn (interval 0), m
 same run; ``ratio`` = writes per conversation / the baseline's. moto answers in microseconds:
 this counts requests (what S3 bills and what bounds the loss window), not S3 latency.
 
-    python -m bench.bench_outbox [--conversations 20] [--turns 6] [--pace 0.1] [--json]
+A second table counts the requests of one conversation in a *fresh* process (every AgentCore
+session is a new microVM, so its outbox has read no erasure marker yet), with ``--erased``
+other users of the tenant already erased (first row: none, the baseline): the erasure checks
+read only the markers that can cover the conversation's user, so the count must not grow.
+
+    python -m bench.bench_outbox [--conversations 20] [--turns 6] [--pace 0.1] [--erased 0,100] [--json]
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from bench._common import emit, parser
 from memory.aws import make_client
 from memory.embedders.local import LocalEmbedder
 from memory.pipeline.background import SummaryPipeline
+from memory.pipeline.outbox import ErasureMarker
 from memory.pipeline.outbox_s3 import S3Outbox
 from memory.pipeline.summarizer import Summarizer
 from memory.plugin.plugin import MemoryPlugin
@@ -71,12 +77,39 @@ def _run(root: Path, interval: float, conversations: int, turns: int, pace: floa
     }
 
 
+def _fresh_process(root: Path, erased: int, turns: int) -> dict[str, Any]:
+    """Requests of one conversation through a new outbox and pipeline, after ``erased`` other
+    users' erasure markers were written (by another process)."""
+    client = make_client("s3", region="us-east-1")
+    writer = S3Outbox(lambda _t: client, BUCKET, prefix=f"fresh-{erased}", lister=client)
+    for n in range(erased):
+        writer.add_erasure(ErasureMarker(tenant_id="acme", user_id=f"erased-{n}"))
+    calls: Counter[str] = Counter()
+    client.meta.events.register("before-call.s3.*", lambda model, **_: calls.update([model.name]))
+    store = MultiTenantStore.for_local(root_dir=root / f"fresh-{erased}", embedder=LocalEmbedder())
+    outbox = S3Outbox(lambda _t: client, BUCKET, prefix=f"fresh-{erased}", lister=client)
+    pipeline = SummaryPipeline(store, outbox, Summarizer(), checkpoint_interval=1.0)
+    try:
+        agent = Agent(model=ScriptedModel(default_reply="Noted."), name="orchestrator",
+                      plugins=[MemoryPlugin(store, pipeline=pipeline)], callback_handler=None)
+        for turn in range(turns):
+            state = {"tenant_context": "acme", "user_id": "alice", "conversation_id": f"fresh-{erased}",
+                     "end_session": turn == turns - 1}
+            agent(f"Fact {turn}: my project number {turn} is called Falcon.", invocation_state=state)
+        pipeline.wait()
+    finally:
+        pipeline.shutdown()
+    return {"erased_users": erased, "get": calls["GetObject"], "list": calls["ListObjectsV2"],
+            "put": calls["PutObject"], "delete": calls["DeleteObject"], "requests": sum(calls.values())}
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--conversations", type=int, default=20)
     p.add_argument("--turns", type=int, default=6)
     p.add_argument("--pace", type=float, default=0.1, help="seconds between a user's turns")
     p.add_argument("--intervals", default="0,0.25,1", help="checkpoint intervals to compare (first: baseline)")
+    p.add_argument("--erased", default="0,100", help="other users already erased, fresh-process table (first: baseline)")
     args = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
@@ -86,11 +119,16 @@ def main() -> None:
         make_client("s3", region="us-east-1").create_bucket(Bucket=BUCKET)
         for interval in (float(v) for v in args.intervals.split(",")):
             rows.append(_run(Path(tmp), interval, args.conversations, args.turns, args.pace))
+        fresh = [_fresh_process(Path(tmp), int(v), args.turns) for v in args.erased.split(",")]
     baseline = rows[0]["writes_per_conv"]
     for row in rows:
         row["ratio"] = row["writes_per_conv"] / baseline
     emit(f"bench_outbox: S3 outbox requests per conversation ({args.turns} turns, a turn every {args.pace:g} s, "
          f"{args.conversations} conversations; first row = checkpoint after every turn)", rows, args.json)
+    for row in fresh:
+        row["ratio"] = row["requests"] / fresh[0]["requests"]
+    emit("bench_outbox: requests of one conversation in a fresh process, other users of the tenant already "
+         "erased (first row: none)", fresh, args.json)
 
 
 if __name__ == "__main__":

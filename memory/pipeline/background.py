@@ -64,6 +64,7 @@ Ref = tuple[str | None, str]  # (tenant id, entry id)
 #: Errors that retrying cannot fix: the entry is dead-lettered at once.
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (AccessDenied, NotFound, ConfigurationError, ValidationError)
 _STRIPES = 64
+_MARKER_CACHE_SIZE = 4096  # (tenant, user) pairs whose erasure markers the checkpoint writer keeps
 
 
 class _Outcome(enum.Enum):
@@ -172,7 +173,7 @@ class SummaryPipeline:
         self._writer_wake = threading.Event()
         self._writer: threading.Thread | None = None
         self._erased: set[Ref] = set()  # live conversations found erased
-        self._markers: dict[str | None, tuple[float, list[ErasureMarker]]] = {}
+        self._markers: dict[tuple[str | None, str], tuple[float, list[ErasureMarker]]] = {}
         self.metrics: Counter[str] = Counter()
 
     @property
@@ -377,21 +378,25 @@ class SummaryPipeline:
 
     # -- erasure ------------------------------------------------------------------------------
 
-    def _markers_of(self, tenant_id: str | None, *, fresh: bool) -> list[ErasureMarker]:
+    def _markers_for(self, entry: OutboxEntry, *, fresh: bool) -> list[ErasureMarker]:
+        """The markers that can cover ``entry``'s user (cached per tenant and user unless fresh)."""
+        owner = (entry.tenant_id, entry.user_id)
         with self._lock:
-            cached = self._markers.get(tenant_id)
+            cached = self._markers.get(owner)
         if not fresh and cached is not None and time.monotonic() - cached[0] < self.erasure_refresh_seconds:
             return cached[1]
-        markers = self.outbox.erasures(tenant_id)
+        markers = self.outbox.erasures(entry.tenant_id, entry.user_id)
         with self._lock:
-            self._markers[tenant_id] = (time.monotonic(), markers)
+            if len(self._markers) >= _MARKER_CACHE_SIZE:
+                self._markers.clear()
+            self._markers[owner] = (time.monotonic(), markers)
         return markers
 
     def _erased_now(self, entry: OutboxEntry) -> bool:
-        return covering(self._markers_of(entry.tenant_id, fresh=True), entry) is not None
+        return covering(self._markers_for(entry, fresh=True), entry) is not None
 
     def _erased_cached(self, entry: OutboxEntry) -> bool:
-        return covering(self._markers_of(entry.tenant_id, fresh=False), entry) is not None
+        return covering(self._markers_for(entry, fresh=False), entry) is not None
 
     def _drop_erased(self, entry: OutboxEntry) -> None:
         """Forget an erased conversation here: its outbox entry and any later checkpoint."""

@@ -24,12 +24,17 @@ kernel drops when the process dies; S3: a lease object created with ``If-None-Ma
 taken over, once expired, with ``If-Match``). *Dead letters* are entries whose summary kept
 failing, kept with the reason for ``python -m scripts outbox list|retry|purge``. *Erasure
 markers* (``memory.pipeline.erasure``) record a ``forget``; the pipeline checks them before
-every store.
+every store. Each backend files a marker in a folder of its scope (``erasure_folder``: one per
+erased user, one for tenant-wide erasures), so checking one user's conversation reads that
+user's markers and the tenant-wide ones, not every marker the tenant ever wrote: a fresh
+process (every AgentCore session is one) would otherwise fetch them all before its first store.
+Markers written flat under ``erasures/`` by earlier versions are still read, for every user.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -222,6 +227,23 @@ class ErasureMarker:
         )
 
 
+#: ``erasure_folder`` of tenant-wide markers.
+TENANT_WIDE_FOLDER = "all"
+
+
+def erasure_folder(user_id: str | None) -> str:
+    """The folder (under a tenant's ``erasures``) of a marker for ``user_id``: ``all`` for the
+    whole tenant, else ``u-`` and a digest of the user id (no user id in object keys)."""
+    if user_id is None:
+        return TENANT_WIDE_FOLDER
+    return "u-" + hashlib.sha256(user_id.encode("utf-8")).hexdigest()[:32]
+
+
+def may_cover_user(marker: ErasureMarker, user_id: str | None) -> bool:
+    """Whether ``marker`` can erase conversations of ``user_id`` (None: any user)."""
+    return user_id is None or marker.user_id is None or marker.user_id == user_id
+
+
 @dataclass(frozen=True)
 class Claim:
     """Proof that this process may work on one entry until ``release`` (``token``: backend data)."""
@@ -270,7 +292,8 @@ class Outbox(Protocol):
         """Delete a dead letter for good; True if there was one."""
 
     def add_erasure(self, marker: ErasureMarker) -> None:
-        """Record an erasure marker durably."""
+        """Record an erasure marker durably (filed under ``erasure_folder(marker.user_id)``)."""
 
-    def erasures(self, tenant_id: str | None) -> list[ErasureMarker]:
-        """The tenant's erasure markers."""
+    def erasures(self, tenant_id: str | None, user_id: str | None = None) -> list[ErasureMarker]:
+        """The tenant's erasure markers; with ``user_id``, only those that can cover that user's
+        conversations (tenant-wide ones and the user's own), without reading other users'."""

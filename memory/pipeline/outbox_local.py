@@ -1,8 +1,9 @@
 """``LocalOutbox``: the outbox in a local directory (dev, tests, one host).
 
-Layout under ``directory`` (directories 0700, files 0600, ``memory.private_files``): pending entries as ``<entry id>.json`` at the top,
-``claims/<entry id>.lock`` (``flock``: held while a process works on the entry, dropped by the
-kernel when that process dies), ``dead/<entry id>.json`` and ``erasures/<marker id>.json``.
+Layout under ``directory`` (directories 0700, files 0600, ``memory.private_files``): pending
+entries as ``<entry id>.json`` at the top, ``claims/<entry id>.lock`` (``flock``: held while a
+process works on the entry, dropped by the kernel when that process dies),
+``dead/<entry id>.json`` and ``erasures/<folder>/<marker id>.json`` (``erasure_folder``).
 Every file is written atomically (temp file, fsync, rename, directory fsync): once a write
 returns, it survives a crash of the process or the machine.
 """
@@ -11,15 +12,25 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import itertools
 import json
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from memory.private_files import private_dir
-from memory.pipeline.outbox import Claim, DeadLetter, ErasureMarker, OutboxEntry, parse_or_none, read_entry
+from memory.pipeline.outbox import (
+    Claim,
+    DeadLetter,
+    ErasureMarker,
+    OutboxEntry,
+    erasure_folder,
+    may_cover_user,
+    parse_or_none,
+    read_entry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -119,16 +130,27 @@ class LocalOutbox:
     # -- erasure markers ----------------------------------------------------------------------
 
     def add_erasure(self, marker: ErasureMarker) -> None:
-        """Record an erasure marker durably."""
-        self._write(self.directory / "erasures", marker.marker_id, marker.to_json())
+        """Record an erasure marker durably, in its scope's folder (``erasure_folder``)."""
+        folder = self.directory / "erasures" / erasure_folder(marker.user_id)
+        if not folder.is_dir():
+            private_dir(folder)
+            _sync_directory(folder.parent)  # the new folder survives a crash like the marker
+        self._write(folder, marker.marker_id, marker.to_json())
 
-    def erasures(self, tenant_id: str | None) -> list[ErasureMarker]:
-        """The tenant's erasure markers."""
+    def erasures(self, tenant_id: str | None, user_id: str | None = None) -> list[ErasureMarker]:
+        """The tenant's erasure markers; with ``user_id``, only the folders that can cover that
+        user (tenant-wide and the user's) and markers filed flat by earlier versions."""
+        root = self.directory / "erasures"
+        if user_id is None:
+            paths: Iterable[Path] = root.rglob(f"*{_SUFFIX}")
+        else:
+            folders = (root / erasure_folder(None), root / erasure_folder(user_id))
+            paths = itertools.chain(root.glob(f"*{_SUFFIX}"), *(f.glob(f"*{_SUFFIX}") for f in folders))
         markers = []
-        for path in (self.directory / "erasures").glob(f"*{_SUFFIX}"):
+        for path in paths:
             data = self._read(path)
             marker = None if data is None else parse_or_none(ErasureMarker.from_json, data, path.stem)
-            if marker is not None and marker.tenant_id == tenant_id:
+            if marker is not None and marker.tenant_id == tenant_id and may_cover_user(marker, user_id):
                 markers.append(marker)
         return markers
 

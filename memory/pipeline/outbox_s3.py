@@ -1,7 +1,8 @@
 """``S3Outbox``: the outbox in a regular Amazon S3 bucket, one prefix per tenant.
 
-Keys: ``<prefix>/<tenant>/{pending,claims,dead,erasures}/<id>.json`` (``_`` for entries without
-a tenant). Every object is written with server-side encryption (SSE-S3 by default, SSE-KMS
+Keys: ``<prefix>/<tenant>/{pending,claims,dead}/<id>.json`` and
+``<prefix>/<tenant>/erasures/<folder>/<id>.json`` (``erasure_folder``; ``_`` for entries
+without a tenant). Every object is written with server-side encryption (SSE-S3 by default, SSE-KMS
 with a key id). Tenant data is read and written with ``client_for(tenant_id)``: in the
 multi-tenant app, the tenant's token-vending-machine credentials, whose role policy allows only
 ``<prefix>/${aws:PrincipalTag/TenantID}/*`` (``scripts.tvm_role``). Which tenants have
@@ -28,7 +29,16 @@ from typing import Any, Callable, Iterator
 from botocore.exceptions import BotoCoreError, ClientError
 
 from memory.aws import error_code, http_status, translate_error
-from memory.pipeline.outbox import Claim, DeadLetter, ErasureMarker, OutboxEntry, parse_or_none, read_entry
+from memory.pipeline.outbox import (
+    Claim,
+    DeadLetter,
+    ErasureMarker,
+    OutboxEntry,
+    erasure_folder,
+    may_cover_user,
+    parse_or_none,
+    read_entry,
+)
 from memory.tenants import validate_tenant_id
 
 logger = logging.getLogger(__name__)
@@ -197,20 +207,34 @@ class S3Outbox:
     # -- erasure markers ----------------------------------------------------------------------
 
     def add_erasure(self, marker: ErasureMarker) -> None:
-        """Record an erasure marker durably."""
-        self._put(marker.tenant_id, self._key(marker.tenant_id, "erasures", marker.marker_id), marker.to_json())
+        """Record an erasure marker durably, under its scope's folder (``erasure_folder``)."""
+        key = f"{self.tenant_prefix(marker.tenant_id)}erasures/{erasure_folder(marker.user_id)}/{marker.marker_id}.json"
+        self._put(marker.tenant_id, key, marker.to_json())
 
-    def erasures(self, tenant_id: str | None) -> list[ErasureMarker]:
-        """The tenant's erasure markers (one LIST; each marker read once, then cached)."""
+    def erasures(self, tenant_id: str | None, user_id: str | None = None) -> list[ErasureMarker]:
+        """The tenant's erasure markers, each read once and then cached (markers never change).
+
+        With ``user_id``: one LIST of ``erasures/`` by folder (markers filed flat by earlier
+        versions, and which folders exist), then a LIST of the tenant-wide and the user's folder
+        if they exist; other users' markers are never listed or read.
+        """
+        if user_id is None:
+            keys = list(self._keys(tenant_id, "erasures"))
+        else:
+            root = f"{self.tenant_prefix(tenant_id)}erasures/"
+            keys, folders = self._list_level(tenant_id, root)
+            for folder in (f"{root}{erasure_folder(None)}/", f"{root}{erasure_folder(user_id)}/"):
+                if folder in folders:
+                    keys += self._list_level(tenant_id, folder)[0]
         markers = []
-        for key in self._keys(tenant_id, "erasures"):
-            marker = self._markers.get(key)  # markers never change once written
+        for key in keys:
+            marker = self._markers.get(key)
             if marker is None:
                 data = self._get(tenant_id, key)
                 marker = None if data is None else parse_or_none(ErasureMarker.from_json, data, key)
                 if marker is not None:
                     self._markers[key] = marker
-            if marker is not None:
+            if marker is not None and may_cover_user(marker, user_id):
                 markers.append(marker)
         return markers
 
@@ -264,6 +288,21 @@ class S3Outbox:
             self.writes += 1
         except (ClientError, BotoCoreError) as exc:
             raise translate_error(exc, f"delete outbox object in {self.bucket}") from exc
+
+    def _list_level(self, tenant_id: str | None, prefix: str) -> tuple[list[str], set[str]]:
+        """The ``.json`` keys directly under ``prefix`` and its sub-folders' prefixes (one level)."""
+        try:
+            pages = self._client_for(tenant_id).get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, Delimiter="/"
+            )
+            keys: list[str] = []
+            folders: set[str] = set()
+            for page in pages:
+                keys += [item["Key"] for item in page.get("Contents", []) if item["Key"].endswith(".json")]
+                folders.update(p["Prefix"] for p in page.get("CommonPrefixes", []))
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_error(exc, f"list outbox objects in {self.bucket}") from exc
+        return keys, folders
 
     def _keys(self, tenant_id: str | None, kind: str) -> Iterator[str]:
         prefix = f"{self.tenant_prefix(tenant_id)}{kind}/"

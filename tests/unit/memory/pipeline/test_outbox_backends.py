@@ -170,3 +170,47 @@ def test_erasure_markers_cover_conversations_started_before_them(outbox: Outbox)
     assert not one.covers(before) and one.covers(dataclasses.replace(before, conversation_id="c9"))
     tenant = ErasureMarker(tenant_id="acme", erased_at=marker.erased_at)
     assert tenant.covers(dataclasses.replace(before, user_id="bob"))
+
+
+def test_a_users_erasure_check_reads_only_markers_that_can_cover_them(outbox: Outbox) -> None:
+    """Markers are filed per erased user (and one folder for tenant-wide erasures): the check for
+    one user's conversation returns that user's and the tenant-wide markers, never the others'."""
+    others = [ErasureMarker(tenant_id="acme", user_id=f"user-{n}") for n in range(30)]
+    mine = ErasureMarker(tenant_id="acme", user_id="alice", conversation_id="c7")
+    everyone = ErasureMarker(tenant_id="acme")
+    for marker in (*others, mine, everyone, ErasureMarker(tenant_id="globex", user_id="alice")):
+        outbox.add_erasure(marker)
+    by_id = lambda markers: sorted(m.marker_id for m in markers)  # noqa: E731
+    assert by_id(outbox.erasures("acme", "alice")) == by_id([mine, everyone])
+    assert by_id(outbox.erasures("acme", "nobody")) == by_id([everyone])
+    assert by_id(outbox.erasures("acme")) == by_id([*others, mine, everyone])
+    assert [m.tenant_id for m in outbox.erasures("globex", "alice")] == ["globex"]
+
+
+def test_markers_filed_flat_by_earlier_versions_still_cover_every_user(outbox: Outbox, tmp_path: Path) -> None:
+    """Before per-user folders a marker was ``erasures/<id>.json``: it must still be honoured."""
+    legacy = ErasureMarker(tenant_id="acme", user_id="alice")
+    if isinstance(outbox, LocalOutbox):
+        LocalOutbox._write(outbox.directory / "erasures", legacy.marker_id, legacy.to_json())
+    else:
+        assert isinstance(outbox, S3Outbox)
+        outbox._put("acme", f"{outbox.tenant_prefix('acme')}erasures/{legacy.marker_id}.json", legacy.to_json())
+    assert outbox.erasures("acme", "alice") == [legacy] and outbox.erasures("acme") == [legacy]
+    assert outbox.erasures("acme", "bob") == []  # read, but it cannot cover bob
+
+
+def test_s3_erasure_check_of_a_fresh_process_does_not_read_other_users_markers(s3) -> None:
+    """Every AgentCore session is a fresh process: its first check must not GET the tenant's
+    whole erasure history. One LIST by folder, one LIST per relevant folder, one GET per marker
+    that can cover the user; nothing for the 40 other erased users."""
+    writer = S3Outbox(lambda _t: s3, BUCKET, prefix="obx")
+    for n in range(40):
+        writer.add_erasure(ErasureMarker(tenant_id="acme", user_id=f"user-{n}"))
+    writer.add_erasure(ErasureMarker(tenant_id="acme", user_id="alice"))
+    calls: list[str] = []
+    s3.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    fresh = S3Outbox(lambda _t: s3, BUCKET, prefix="obx")
+    assert [m.user_id for m in fresh.erasures("acme", "alice")] == ["alice"]
+    assert sorted(calls) == ["GetObject", "ListObjectsV2", "ListObjectsV2"]
+    calls.clear()
+    assert fresh.erasures("acme", "bob") == [] and calls == ["ListObjectsV2"]
