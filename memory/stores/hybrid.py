@@ -57,9 +57,10 @@ NEAR_COPY_MAX_TERMS = 16
 #: turns, both speakers) blends several topics and the assistant's generic advice, so it sits near
 #: many questions; the user's facts are also in that conversation's statement and summary units,
 #: and the excerpt is kept for what they lose (what the assistant said, a fact spread over two
-#: turns). 0.75 moves an excerpt about 20 places down the fused ranking (1/61 -> ~1/81): it still
-#: wins where no other unit comes close. Chosen on bench_recall seed 12 (0.6-0.75 rank alike;
-#: the mildest kept), seed 7 held out.
+#: turns). 0.75 ranks an excerpt as if it were about 20 places lower (1/61 -> ~1/81), whatever
+#: its similarity lead: the price is paid by facts only an excerpt holds, which bench_recall
+#: (all facts stated by the user) does not measure. Chosen on its seed 12 (0.6-0.75 rank alike;
+#: the mildest kept; a cosine offset instead of a weight did worse), seed 7 held out.
 UNIT_TYPE_WEIGHTS: Mapping[str, float] = MappingProxyType({"excerpt": 0.75})
 
 _WORD = re.compile(r"[a-z0-9]+")

@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from memory.embedders.local import LocalEmbedder
+from memory.pipeline.units import EXCERPT_TYPE, UNIT_TYPES
 from memory.stores import hybrid
 from memory.stores.hybrid import (
     TokenCache,
@@ -193,3 +194,47 @@ def test_store_retrieve_demotes_what_many_conversations_said(store) -> None:
     assert dense[0].metadata["conversation_id"] != "conv-pet"  # the copies are nearer
     results = store.retrieve(SCOPE, question, top_k=2, min_score=-1.0)
     assert results[0].conversation_id == "conv-pet"
+
+
+def test_an_excerpt_counts_as_if_ranked_about_twenty_places_lower() -> None:
+    excerpt = hit("a-x000", 0.42, "USER: Work is busy.\nASSISTANT: Share your priorities with your manager.", "conv-a")
+    excerpt.metadata["type"] = EXCERPT_TYPE
+    near = [hit(f"s{i}", 0.41 - i * 0.01, f"Statement number {i} about my boss.", f"conv-s{i}") for i in range(30)]
+    for h in near:
+        h.metadata["type"] = "statement"
+    ranked = hybrid_rank("Who is my manager?", [excerpt, *near], top_k=30, min_similarity=-1.0, lexical=False)
+    # fused 0.75/61 = 1/81.3: below the statements ranked 2nd to 21st by similarity, above the 22nd
+    assert [r.hit.key for r in ranked].index("a-x000") == 20
+    unweighted = hybrid_rank("Who is my manager?", [excerpt, *near], top_k=3, min_similarity=-1.0, lexical=False,
+                             type_weights={})
+    assert unweighted[0].hit.key == "a-x000"
+
+
+def test_the_weighted_type_is_the_pipelines_excerpt_type() -> None:
+    assert set(hybrid.UNIT_TYPE_WEIGHTS) <= set(UNIT_TYPES) and EXCERPT_TYPE in hybrid.UNIT_TYPE_WEIGHTS
+
+
+class SimilarityEmbedder:
+    """2-d embedder giving each known text its cosine similarity to the query "q" (others: 0)."""
+
+    dimension = 2
+
+    def __init__(self, similarities: dict[str, float]) -> None:
+        self.similarities = {"q": 1.0, **similarities}
+
+    def embed(self, texts, purpose):
+        sims = [self.similarities.get(t, 0.0) for t in texts]
+        return [[s, math.sqrt(max(0.0, 1.0 - s * s))] for s in sims]
+
+
+def test_store_retrieve_weighs_excerpts_on_both_backends(index_factory) -> None:
+    """The dense favourite, an excerpt, ranks 21st among 25 conversations, as in ``hybrid_rank``."""
+    statements = {f"Statement {i} about item{i}.": 0.98 - i * 0.01 for i in range(24)}
+    excerpt = "USER: the excerpt text\nASSISTANT: right"
+    embedder = SimilarityEmbedder({excerpt: 0.99, **statements})
+    store = SingleTenantStore(index_factory("memory-weights", embedder.dimension), embedder)
+    store.store_units(SCOPE, [MemoryUnit("x-x000", excerpt, EXCERPT_TYPE)], conversation_id="conv-x")
+    for i, text in enumerate(statements):
+        store.store_units(SCOPE, [MemoryUnit(f"s{i}-s000", text, "statement")], conversation_id=f"conv-s{i}")
+    ranked = [m.conversation_id for m in store.retrieve(SCOPE, "q", top_k=25, min_score=-1.0)]
+    assert len(ranked) == 25 and ranked.index("conv-x") == 20
