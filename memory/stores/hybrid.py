@@ -19,7 +19,8 @@ words are equal, or equal but for one extra word ("Oh, and my knees hurt..."), f
 and each member's fused score is divided by ``1 + ln n`` for the ``n`` conversations of its
 group. A unit said once keeps its score; a conversation whose repeated sentence is demoted
 still competes with its other units (summary, excerpts). bench/bench_recall.py measures it
-(injected +4 to +7 points on seeds 12 and 7; its generated filler repeats more than real users do).
+(injected +4.2 / +7.5 points on seeds 12 / 7; its generated filler repeats more than real users
+do, so that is an upper bound).
 
 BM25 is a small scorer of our own: over at most 100 short texts a library would add an index
 build per query (``bm25s`` needs SciPy; ``rank-bm25`` has had no release since 2022).
