@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from agent.listening import listening_url
+from agent.listening import wait_until_listening
 from auth.dev_issuer import DevIssuer
 from auth.local_state import state_root
 from memory.factory import create_embedder, create_store
@@ -112,19 +112,10 @@ class Server:
             [sys.executable, "-m", "agent"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
-        self.base_url = f"http://127.0.0.1:{self.port}" if self.port else ""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the app exited with {self.process.returncode}; see {self.log_path}")
-            self.base_url = self.base_url or listening_url(self._log_since(started_at)) or ""
-            if self.base_url and self.ping() is not None:
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"the app did not answer /ping within {timeout:.0f} s; see {self.log_path}")
-
-    def _log_since(self, offset: int) -> str:
-        return self.log_path.read_bytes()[offset:].decode(errors="replace")
+        known = f"http://127.0.0.1:{self.port}" if self.port else None
+        self.base_url = wait_until_listening(
+            self.process, self.log_path, timeout, log_offset=started_at, url=known, name="the app", poll_seconds=0.2
+        )
 
     def ping(self) -> str | None:
         try:

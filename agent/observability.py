@@ -1,12 +1,12 @@
 """The app's telemetry set-up: Strands' content redaction and an optional console exporter.
 
-The memory library (``memory.telemetry``) and Strands emit through the OpenTelemetry API only.
-Exporters come from outside: ``opentelemetry-instrument`` with the AWS distro in the AgentCore
-container, or the standard ``OTEL_*`` variables with any distro. For development,
-``AGENT_OTEL_CONSOLE=true`` prints every span (one line each) and, every
-``OTEL_METRIC_EXPORT_INTERVAL`` ms and at exit, every metric to stdout; that needs the
-``opentelemetry-sdk`` package (a dependency of strands-agents today; ``pip install '.[otel]'``
-names it explicitly), which nothing else in the app imports.
+The memory library (``memory.telemetry``), ``auth`` (both on the neutral ``telemetry`` package)
+and Strands emit through the OpenTelemetry API only. Exporters come from outside:
+``opentelemetry-instrument`` with the AWS distro in the AgentCore container, or the standard
+``OTEL_*`` variables with any distro. For development, ``AGENT_OTEL_CONSOLE=true`` prints every
+span (one line each) and, every ``OTEL_METRIC_EXPORT_INTERVAL`` ms and at exit, every metric to
+stdout; that needs the ``opentelemetry-sdk`` package (a dependency of strands-agents today;
+``pip install '.[otel]'`` names it explicitly), which nothing else in the app imports.
 
 Unless ``AGENT_OTEL_CAPTURE_CONTENT=true``, no span carries prompts, messages or tool results:
 Strands' system-prompt events would carry the injected memories and its tool spans the recall

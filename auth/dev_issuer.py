@@ -32,8 +32,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from auth.local_state import state_root
 from auth.verifier import TokenVerifier
-from memory.errors import InvalidTenantId
-from memory.tenants import validate_tenant_id
+from tenant_ids import tenant_id_problem
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +78,13 @@ class DevIssuer:
         client_id: str = DEV_CLIENT_ID,
         claims: Mapping[str, Any] | None = None,
     ) -> str:
-        """A signed token for ``user`` of ``tenant``; ``claims`` adds or overrides claims."""
-        validate_tenant_id(tenant)
+        """A signed token for ``user`` of ``tenant``; ``claims`` adds or overrides claims.
+
+        Raises ``ValueError`` for a tenant id the verifier would refuse (``tenant_ids``'s rule).
+        """
+        problem = tenant_id_problem(tenant)
+        if problem is not None:
+            raise ValueError(problem)
         if token_use not in ("id", "access"):
             raise ValueError("token_use must be 'id' or 'access'")
         now = int(time.time())
@@ -173,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(issuer.jwks_path.resolve())
         else:
             print(f"dev issuer ready: {issuer.jwks_path.resolve()} (kid {issuer.kid})")
-    except (ValueError, OSError, InvalidTenantId) as exc:
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

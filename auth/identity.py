@@ -5,15 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from auth.errors import AuthError
-from memory.errors import InvalidTenantId
-from memory.tenants import validate_tenant_id
+from tenant_ids import tenant_id_problem
 
 
 @dataclass(frozen=True)
 class Identity:
     """Who is calling, as asserted by a verified token.
 
-    ``tenant_id`` is validated with :func:`memory.tenants.validate_tenant_id` and never
+    ``tenant_id`` is checked with :func:`tenant_ids.tenant_id_problem` and never
     normalised: an id that is not already safe raises ``AuthError("invalid_tenant")``.
     """
 
@@ -27,10 +26,8 @@ class Identity:
     client_id: str | None = None
 
     def __post_init__(self) -> None:
-        try:
-            validate_tenant_id(self.tenant_id)
-        except InvalidTenantId:
-            raise AuthError("invalid_tenant") from None
+        if tenant_id_problem(self.tenant_id) is not None:
+            raise AuthError("invalid_tenant")
         if not isinstance(self.user_id, str) or not self.user_id or not _is_unicode(self.user_id):
             raise AuthError("malformed")
         if not isinstance(self.groups, tuple) or not all(isinstance(g, str) for g in self.groups):

@@ -8,10 +8,11 @@ from typing import Any, Iterable, Mapping
 
 import jwt
 
+import telemetry
 from auth.errors import AuthError, Reason
 from auth.identity import Identity
 from auth.jwks import JwksFileKeys, JwksUrlKeys, KeySource
-from memory import telemetry
+from auth.metrics import token_rejected
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class TokenVerifier:
             except AuthError as exc:
                 # Only the fixed reason code: never the token, its claims or its header values.
                 logger.info("bearer token rejected: %s", exc.reason, extra={"auth_reason": exc.reason})
-                telemetry.token_rejected(exc.reason)
+                token_rejected(exc.reason)
                 raise
             telemetry.annotate(span, {telemetry.TENANT: identity.tenant_id, "auth.token.use": identity.token_use})
             return identity

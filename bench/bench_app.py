@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from agent.listening import listening_url
+from agent.listening import wait_until_listening
 from bench._common import emit, parser, summary_ms
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,18 +70,7 @@ class Server:
             )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
-            self.url = self.url or listening_url(self.log_path.read_text(errors="replace")) or ""
-            try:
-                if self.url and httpx.get(f"{self.url}/ping", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("server did not start")
+        self.url = wait_until_listening(self.proc, self.log_path, timeout)
 
     def wait_idle(self, timeout: float = 60.0) -> float:
         """Block until ``/ping`` says Healthy; returns the seconds waited."""

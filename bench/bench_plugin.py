@@ -1,6 +1,8 @@
 """Added latency of MemoryPlugin per turn vs the same agent without it (scripted model, local backend).
 
-Scenarios, each timed as one ``agent(prompt)`` call:
+Scenarios, each timed as one ``agent.invoke_async(prompt)`` on one long-lived event loop (as the
+app runs invocations on the AgentCore worker loop, so the plugin's ``asyncio.to_thread`` calls
+reuse the loop's threads; ``agent(prompt)`` would start a thread and a loop per call):
 
 * first turn  -- a fresh conversation: the plugin embeds the prompt, queries the LocalIndex
   (seeded with ``--memories`` memories over 20 users), fills the system prompt and queues
@@ -10,6 +12,13 @@ Scenarios, each timed as one ``agent(prompt)`` call:
   by one turn per sample);
 * end_session -- a last turn with ``end_session``: the transcript is written durably to the
   outbox and the summary is queued (the summary itself runs in the background, untimed).
+
+A second table times that background work per finished conversation of 4 and 8 turns (the
+turns ``bench_app`` sends): from the closed entry's durable write until the summary, its units,
+their embeddings and the index write are stored and the entry removed, as wall time and as CPU
+time of the process (only the summary worker runs meanwhile). In one process it competes for
+the interpreter lock with the requests being answered, so it is part of what ``bench_app``'s
+memory-on throughput pays per conversation.
 
 The pipeline writes checkpoints with the app's default ``AGENT_CHECKPOINT_INTERVAL_SECONDS``.
 The baseline is the same agent (same scripted model, same prompt, same history length)
@@ -23,6 +32,7 @@ Run: ``python -m bench.bench_plugin [--repeat N] [--warmup N] [--memories N] [--
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 import time
@@ -37,6 +47,7 @@ from bench._common import emit, parser, summary_ms
 from memory.pipeline.background import SummaryPipeline
 from memory.embedders.local import LocalEmbedder
 from memory.types import Scope
+from memory.pipeline.outbox import OutboxEntry
 from memory.pipeline.outbox_local import LocalOutbox
 from memory.plugin.plugin import MemoryPlugin
 from memory.plugin.invocation import END_SESSION, Invocation
@@ -83,6 +94,11 @@ class _Harness:
         self.store = store
         self.pipeline = pipeline
         self.counter = 0
+        self.loop = asyncio.new_event_loop()
+
+    def ask(self, agent: Agent, prompt: str, state: dict[str, Any]) -> Any:
+        """One invocation on the harness's event loop."""
+        return self.loop.run_until_complete(agent.invoke_async(prompt, invocation_state=state))
 
     def agent(self, with_plugin: bool) -> Agent:
         plugins = [MemoryPlugin(self.store, pipeline=self.pipeline)] if with_plugin else []
@@ -96,21 +112,47 @@ class _Harness:
 
     def first_turn(self, with_plugin: bool) -> Scenario:
         return (lambda: (self.agent(with_plugin), self.state()),
-                lambda a: a[0]("what is my budget plan?", invocation_state=a[1]))
+                lambda a: self.ask(a[0], "what is my budget plan?", a[1]))
 
     def later_turn(self, with_plugin: bool) -> Scenario:
         agent, state = self.agent(with_plugin), self.state()
-        agent("what is my budget plan?", invocation_state=state)
-        return lambda: None, lambda _: agent("and the deadline?", invocation_state=state)
+        self.ask(agent, "what is my budget plan?", state)
+        return lambda: None, lambda _: self.ask(agent, "and the deadline?", state)
 
     def end_session(self, with_plugin: bool) -> Scenario:
         def setup() -> tuple[Agent, dict[str, Any]]:
             self.pipeline.wait()  # previous summary done, untimed
             agent, state = self.agent(with_plugin), self.state()
-            agent("My budget plan is 2M dollars.", invocation_state=state)
+            self.ask(agent, "My budget plan is 2M dollars.", state)
             return agent, {**state, END_SESSION: True}
 
-        return setup, lambda a: a[0]("Thanks, bye.", invocation_state=a[1])
+        return setup, lambda a: self.ask(a[0], "Thanks, bye.", a[1])
+
+
+def background_summary(harness: _Harness, turns: int, repeat: int, warmup: int) -> dict[str, Any]:
+    """Wall and CPU seconds of the background summary of ``repeat`` finished ``turns``-turn
+    conversations (the pipeline's worker alone runs while the main thread waits for it)."""
+    wall: list[float] = []
+    cpu: list[float] = []
+    units = 0
+    for i in range(warmup + repeat):
+        transcript: list[Any] = []
+        for n in range(turns):
+            prompt = f"Turn {n}: my project codename is Falcon, budget plan {i}."
+            transcript += [{"role": "user", "text": prompt}, {"role": "assistant", "text": f"ECHO: {prompt}"}]
+        entry = OutboxEntry(tenant_id="acme", user_id="user-3", agent_name="orchestrator",
+                            conversation_id=f"bg-{turns}-{i}", transcript=transcript, opened=f"bg-{turns}-{i}")
+        harness.pipeline.end_conversation(entry)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        harness.pipeline.wait()
+        if i >= warmup:
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+        if i == 0:
+            units = sum(1 for m in harness.store.list(Scope("user-3", "acme", "orchestrator"))
+                        if m.conversation_id == entry.conversation_id)
+    return {"turns": turns, "units_stored": units, "wall_p50_ms": summary_ms(wall)["p50_ms"],
+            "cpu_p50_ms": summary_ms(cpu)["p50_ms"], "cpu_mean_ms": summary_ms(cpu)["mean_ms"]}
 
 
 @contextmanager
@@ -123,7 +165,9 @@ def seeded_harness(memories: int) -> Iterator[_Harness]:
             store, LocalOutbox(Path(tmp) / "outbox"), Summarizer(ScriptedModel()),
             checkpoint_interval=Settings.model_fields["checkpoint_interval_seconds"].default,  # the app's
         )
-        yield _Harness(store, pipeline)
+        harness = _Harness(store, pipeline)
+        yield harness
+        harness.loop.close()
         pipeline.wait()
         pipeline.shutdown()
 
@@ -151,8 +195,10 @@ def main() -> None:
                 "added_p50_ms": plug["p50_ms"] - base["p50_ms"],
                 "ratio": plug["p50_ms"] / base["p50_ms"],
             })
+        background = [background_summary(harness, turns, max(20, args.repeat // 4), 5) for turns in (4, 8)]
     emit(f"MemoryPlugin added latency (scripted model, LocalIndex+WordLlama, {args.memories} memories, "
          f"repeat={args.repeat}, warmup={args.warmup}, ABBA-paired)", rows, args.json)
+    emit("background summary per finished conversation (off the response path; same index)", background, args.json)
 
 
 if __name__ == "__main__":

@@ -40,10 +40,13 @@ from memory.index.local import LocalIndex
 from memory.pipeline.summarizer import Summarizer
 from memory.stores.single_tenant import SingleTenantStore
 from memory.types import Scope
+from telemetry import spans as neutral_spans
 from tests.support.otel import capture_telemetry, reset_globals
 
 #: Classes whose methods carry ``memory.telemetry`` decorators on the plugin's path.
 DECORATED = (LocalEmbedder, LocalIndex, SingleTenantStore, Summarizer)
+#: Where those decorators' wrappers are defined (``traced`` is the neutral package's).
+DECORATOR_FILES = (telemetry.__file__, neutral_spans.__file__)
 MODES = ("removed", "noop", "sdk")
 
 
@@ -88,7 +91,7 @@ def _mode(name: str) -> Iterator[None]:
             for attr, value in list(vars(cls).items()):
                 wrapped = getattr(value, "__wrapped__", None)
                 code = getattr(value, "__code__", None)
-                if wrapped is not None and code is not None and code.co_filename == telemetry.__file__:
+                if wrapped is not None and code is not None and code.co_filename in DECORATOR_FILES:
                     saved_methods.append((cls, attr, value))
                     setattr(cls, attr, wrapped)
         for attr, stand_in in _stand_ins().items():

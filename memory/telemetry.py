@@ -1,9 +1,12 @@
 """OpenTelemetry spans and metrics of memory operations, through the OpenTelemetry API only.
 
-Nothing here configures an SDK or an exporter: without one (the default) every call is the API's
-no-op; under ``opentelemetry-instrument`` (the AgentCore container runs the app under the AWS
-distro) or any SDK set up by the application, the spans and metrics below are exported. The
-tracer, meter and instruments follow the global providers (re-read when they change).
+Built on the project's neutral ``telemetry`` package; the primitives the library's modules use
+(:func:`span`, :func:`traced`, :func:`annotate`, :func:`current_span`, ``TENANT``) are
+re-exported here, so those modules import one telemetry module. Nothing here configures an SDK
+or an exporter: without one (the default) every call is the API's no-op; under
+``opentelemetry-instrument`` (the AgentCore container runs the app under the AWS distro) or any
+SDK set up by the application, the spans and metrics below are exported. The tracer, meter and
+instruments follow the global providers (re-read when they change).
 
 Spans (instrumentation scope ``agent_memory``). Inside a turn they nest under Strands'
 ``invoke_agent`` span (or ``execute_tool memory_tool`` for the recall tool); background work
@@ -24,7 +27,6 @@ Spans (instrumentation scope ``agent_memory``). Inside a turn they nest under St
 ``chat <model>``               the summarization model call (GenAI ``chat``)
 ``memory.tvm.credentials``     tenant credentials (``memory.tvm.source``: ``cache`` or ``sts``)
 ``memory.tvm.assume_role``     the STS AssumeRole call behind a cache miss
-``auth.verify_token``          bearer-token verification (``auth.failure.reason`` when rejected)
 =============================  ===================================================================
 
 Attributes carry identifiers, counts, scores, outcomes and ``error.type`` only: never memory text,
@@ -35,38 +37,70 @@ status to ERROR with the exception's type name, never its message.
 Metrics: ``memory.retrieval.duration`` (s), ``memory.injected`` (memories per first turn),
 ``memory.summaries`` (by ``memory.outcome``: stored, failed, exhausted, dead_lettered, empty),
 ``memory.outbox.backlog`` (entries accepted and not yet stored by this process),
-``memory.tvm.credential_requests`` (by ``memory.tvm.source``), ``auth.token.failures`` (by
-``auth.failure.reason``).
+``memory.tvm.credential_requests`` (by ``memory.tvm.source``). Bearer-token verification has its
+own span and metric in ``auth.metrics``.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
+
+from telemetry import (
+    ERROR_TYPE,
+    OUTCOME,
+    TENANT,
+    Instruments,
+    annotate,
+    background_span,
+    current_span,
+    span,
+    traced,
+)
 
 if TYPE_CHECKING:
     from memory.types import Memory, Scope
 
-#: Instrumentation scope of every span and metric of this project.
-SCOPE = "agent_memory"
+__all__ = [
+    "AGENT",
+    "CONVERSATION",
+    "OPERATION",
+    "SUMMARY_OUTCOMES",
+    "TENANT",
+    "USER",
+    "annotate",
+    "current_span",
+    "embedding",
+    "embedding_attributes",
+    "identity_attributes",
+    "in_background",
+    "model_attributes",
+    "outbox_backlog",
+    "result_attributes",
+    "retrieval",
+    "scope_attributes",
+    "set_user_hasher",
+    "span",
+    "summary_counted",
+    "traced",
+    "tvm_credentials",
+    "user_hash",
+    "vector_operation",
+]
 
-TENANT = "memory.tenant.id"
 AGENT = "gen_ai.agent.name"
 USER = "user.hash"
 CONVERSATION = "gen_ai.conversation.id"
 OPERATION = "gen_ai.operation.name"
-OUTCOME = "memory.outcome"
-ERROR_TYPE = "error.type"
 
-#: Longest string attribute value kept (identifiers are short; anything longer is dropped).
-MAX_STRING_ATTRIBUTE = 256
 #: Names the summary pipeline counts (``SummaryPipeline.metrics``) mapped to ``memory.summaries`` outcomes.
 SUMMARY_OUTCOMES = {
     "stored": "stored",
@@ -76,7 +110,6 @@ SUMMARY_OUTCOMES = {
     "skipped_empty": "empty",
 }
 
-Attributes = Mapping[str, Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _user_hasher: Callable[[str], str] | None = None
@@ -98,7 +131,7 @@ def set_user_hasher(hasher: Callable[[str], str] | None) -> None:
     _user_hasher = hasher
 
 
-# -- providers ------------------------------------------------------------------------------
+# -- instruments ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -108,7 +141,6 @@ class _Instruments:
     summaries: metrics.Counter
     outbox_backlog: metrics.UpDownCounter
     tvm_requests: metrics.Counter
-    token_failures: metrics.Counter
 
 
 def _create_instruments(meter: metrics.Meter) -> _Instruments:
@@ -136,143 +168,13 @@ def _create_instruments(meter: metrics.Meter) -> _Instruments:
             unit="{request}",
             description="Tenant credential requests, served from the cache or by an STS call",
         ),
-        token_failures=meter.create_counter(
-            "auth.token.failures", unit="{token}", description="Rejected bearer tokens by reason"
-        ),
     )
 
 
-class _Providers:
-    """The tracer and instruments of the current global providers (rebuilt when those change)."""
-
-    def __init__(self) -> None:
-        self._tracer_key: object = None
-        self._tracer: trace.Tracer | None = None  # None: no tracer provider set (nothing records)
-        self._meter_key: object = None
-        self._instruments: _Instruments | None = None
-
-    def tracer(self) -> trace.Tracer | None:
-        """The tracer of the global provider, None while none is set (the API's proxy)."""
-        provider = trace.get_tracer_provider()
-        if provider is not self._tracer_key:
-            # Never a proxy tracer: it would stay bound to whichever provider is set first.
-            unset = isinstance(provider, trace.ProxyTracerProvider)
-            self._tracer = None if unset else provider.get_tracer(SCOPE)
-            self._tracer_key = provider
-        return self._tracer
-
-    def instruments(self) -> _Instruments:
-        provider = metrics.get_meter_provider()
-        instruments = self._instruments
-        if instruments is None or provider is not self._meter_key:
-            instruments = self._instruments = _create_instruments(provider.get_meter(SCOPE))
-            self._meter_key = provider
-        return instruments
-
-
-_providers = _Providers()
+_instruments = Instruments(_create_instruments)
 
 
 # -- spans ----------------------------------------------------------------------------------
-
-
-def clean(attributes: Attributes | None) -> dict[str, Any]:
-    """Attributes fit for a span: None dropped, long strings dropped, only OTel value types kept."""
-    kept: dict[str, Any] = {}
-    for key, value in (attributes or {}).items():
-        if isinstance(value, (bool, int, float)):
-            kept[key] = value
-        elif isinstance(value, str) and len(value) <= MAX_STRING_ATTRIBUTE:
-            kept[key] = value
-    return kept
-
-
-def annotate(span: Span, attributes: Attributes) -> None:
-    """Set ``attributes`` (cleaned) on ``span`` when it records."""
-    if span.is_recording():
-        span.set_attributes(clean(attributes))
-
-
-def record_error(span: Span, exc: BaseException) -> None:
-    """Mark ``span`` failed with the exception's type name only (its message may carry data)."""
-    if span.is_recording():
-        name = type(exc).__qualname__
-        span.set_attribute(ERROR_TYPE, name)
-        span.set_status(Status(StatusCode.ERROR, name))
-
-
-class _Unrecorded:
-    """The context manager of a span while no tracer provider is set: nothing to record."""
-
-    def __enter__(self) -> Span:
-        return trace.INVALID_SPAN
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_UNRECORDED = _Unrecorded()
-
-
-def span(
-    name: str,
-    attributes: Attributes | None = None,
-    *,
-    kind: SpanKind = SpanKind.INTERNAL,
-    links: Sequence[Link] = (),
-    root: bool = False,
-) -> ContextManager[Span]:
-    """A span, current inside the block (a new trace with ``root``); an exception marks it failed.
-
-    Without a tracer provider (no SDK) this is a constant no-op context manager.
-    """
-    tracer = _providers.tracer()
-    if tracer is None:
-        return _UNRECORDED
-    return _recorded_span(tracer, name, attributes, kind, links, root)
-
-
-@contextmanager
-def _recorded_span(
-    tracer: trace.Tracer,
-    name: str,
-    attributes: Attributes | None,
-    kind: SpanKind,
-    links: Sequence[Link],
-    root: bool,
-) -> Iterator[Span]:
-    with tracer.start_as_current_span(
-        name,
-        context=otel_context.Context() if root else None,
-        kind=kind,
-        attributes=clean(attributes),
-        links=links,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as current:
-        try:
-            yield current
-        except Exception as exc:
-            record_error(current, exc)
-            raise
-
-
-@contextmanager
-def background_span(name: str, attributes: Attributes | None = None) -> Iterator[Span]:
-    """The root of a new trace for background work, linked to the span current here (its cause).
-
-    The cause's ids are also set as ``memory.cause.trace_id`` / ``memory.cause.span_id`` for
-    backends that do not show span links.
-    """
-    cause = trace.get_current_span().get_span_context()
-    attrs = dict(attributes or {})
-    links: list[Link] = []
-    if cause.is_valid:
-        links.append(Link(cause))
-        attrs["memory.cause.trace_id"] = trace.format_trace_id(cause.trace_id)
-        attrs["memory.cause.span_id"] = trace.format_span_id(cause.span_id)
-    with span(name, attrs, links=links, root=True) as current:
-        yield current
 
 
 def in_background(name: str, work: Callable[[str], bool]) -> Callable[[str], bool]:
@@ -295,31 +197,6 @@ def in_background(name: str, work: Callable[[str], bool]) -> Callable[[str], boo
             otel_context.detach(token)
 
     return run
-
-
-def traced(name: str, attributes: Callable[..., Attributes] | None = None) -> Callable[[F], F]:
-    """Decorator: each call runs in :func:`span` ``name``; ``attributes(*args, **kwargs)`` names it.
-
-    ``attributes`` receives the decorated function's arguments (``self`` first for methods) and
-    is only called when the span records.
-    """
-
-    def decorate(function: F) -> F:
-        @functools.wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with span(name) as current:
-                if attributes is not None and current.is_recording():
-                    annotate(current, attributes(*args, **kwargs))
-                return function(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
-
-
-def current_span() -> Span:
-    """The span current in this context (a non-recording one when there is none)."""
-    return trace.get_current_span()
 
 
 # -- attributes -----------------------------------------------------------------------------
@@ -371,7 +248,7 @@ def retrieval(operation: str, scope: "Scope", **attributes: Any) -> Iterator[Cal
     labels: dict[str, Any] = {"memory.operation": operation}
     if scope.agent_name:
         labels[AGENT] = scope.agent_name
-    instruments = _providers.instruments()
+    instruments = _instruments.get()
     with span(f"memory.{operation}") as current:
         if current.is_recording():
             annotate(current, {OPERATION: "retrieval", **labels, **scope_attributes(scope), **attributes})
@@ -460,21 +337,15 @@ def summary_counted(name: str) -> None:
     """Count a summary outcome in ``memory.summaries`` if ``name`` is one (``SUMMARY_OUTCOMES``)."""
     outcome = SUMMARY_OUTCOMES.get(name)
     if outcome is not None:
-        _providers.instruments().summaries.add(1, {OUTCOME: outcome})
+        _instruments.get().summaries.add(1, {OUTCOME: outcome})
 
 
 def outbox_backlog(delta: int) -> None:
     """Entries accepted (+1) or stored / given up by this process (-1)."""
-    _providers.instruments().outbox_backlog.add(delta)
+    _instruments.get().outbox_backlog.add(delta)
 
 
 def tvm_credentials(source: str, tenant_id: str) -> None:
     """Count a credential request served from ``source`` (``cache`` or ``sts``) on the current span."""
-    _providers.instruments().tvm_requests.add(1, {"memory.tvm.source": source})
+    _instruments.get().tvm_requests.add(1, {"memory.tvm.source": source})
     annotate(trace.get_current_span(), {"memory.tvm.source": source, TENANT: tenant_id})
-
-
-def token_rejected(reason: str) -> None:
-    """Count a rejected bearer token by ``reason`` and note it on the current span."""
-    _providers.instruments().token_failures.add(1, {"auth.failure.reason": reason})
-    annotate(trace.get_current_span(), {"auth.failure.reason": reason, OUTCOME: "rejected"})

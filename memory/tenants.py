@@ -1,23 +1,29 @@
-"""Tenant ids: validated before they become index names or STS session tags, never normalised."""
+"""Tenant ids: validated before they become index names or STS session tags, never normalised.
+
+The rule itself is the neutral ``tenant_ids`` package's (shared with ``auth``); this module raises
+the library's :class:`~memory.errors.InvalidTenantId` and names the tenant's index.
+"""
 
 from __future__ import annotations
 
-import re
-from typing import Mapping
+from typing import Mapping, cast
 
 from memory.errors import InvalidTenantId
+from tenant_ids import MAX_TENANT_ID_LENGTH, tenant_id_problem
 
 #: Prefix of every tenant's index; S3 Vectors index names are 3-63 chars of [a-z0-9.-].
 INDEX_PREFIX = "memory-"
-MAX_TENANT_ID_LENGTH = 63 - len(INDEX_PREFIX)
-
-# Lowercase letters, digits and single inner hyphens; starts and ends alphanumeric. This is a
-# subset of both the S3 Vectors index-name alphabet and the STS session-tag value alphabet,
-# so a valid id maps to exactly one index and one tag value.
 #: The key of the tenant id in a tenant-context dict (``{"tenantId": ..., "tenantName": ...}``).
 TENANT_ID_FIELD = "tenantId"
 
-_TENANT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+__all__ = [
+    "INDEX_PREFIX",
+    "MAX_TENANT_ID_LENGTH",
+    "TENANT_ID_FIELD",
+    "index_name_for",
+    "tenant_id_from_context",
+    "validate_tenant_id",
+]
 
 
 def validate_tenant_id(tenant_id: object) -> str:
@@ -32,15 +38,10 @@ def validate_tenant_id(tenant_id: object) -> str:
     Raises:
         InvalidTenantId: Not a string, or not of that form.
     """
-    if not isinstance(tenant_id, str):
-        raise InvalidTenantId("tenant id must be a string")
-    if not 1 <= len(tenant_id) <= MAX_TENANT_ID_LENGTH:
-        raise InvalidTenantId(f"tenant id must be 1-{MAX_TENANT_ID_LENGTH} characters")
-    if not _TENANT_ID.fullmatch(tenant_id) or "--" in tenant_id:
-        raise InvalidTenantId(
-            "tenant id may contain only lowercase letters, digits and single inner hyphens"
-        )
-    return tenant_id
+    problem = tenant_id_problem(tenant_id)
+    if problem is not None:
+        raise InvalidTenantId(problem)
+    return cast(str, tenant_id)  # tenant_id_problem checked that it is one
 
 
 def index_name_for(tenant_id: str) -> str:

@@ -23,7 +23,7 @@ from memory.index import limits
 from memory.errors import ConfigurationError, NotFound, ValidationError
 from memory.index.filters import compile_filter, is_number
 from memory.private_files import create_private_file, private_dir
-from memory.types import QueryHit, VectorRecord
+from memory.types import NON_FILTERABLE_KEYS, QueryHit, VectorRecord
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +77,14 @@ def _validate_index_name(name: str) -> str:
     return name
 
 
+def _filterable(metadata: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """The record's fields a filter may name (``content`` and ``conversation_id`` never can)."""
+    return ((name, value) for name, value in metadata.items() if name not in NON_FILTERABLE_KEYS)
+
+
 def _postings(metadata: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     """The (field, string value) pairs of a record that the inverted index tracks."""
-    for name, value in metadata.items():
+    for name, value in _filterable(metadata):
         if isinstance(value, str):
             yield name, value
         elif isinstance(value, list):
@@ -124,7 +129,7 @@ class _Matrix:
         for posting in _postings(metadata):
             self.inverted.setdefault(posting, set()).add(row)
             self._arrays.pop(("=", *posting), None)
-        for name, value in metadata.items():
+        for name, value in _filterable(metadata):
             self.fields.setdefault(name, set()).add(row)
             self._arrays.pop(("exists", name), None)
             if is_number(value):
@@ -132,7 +137,7 @@ class _Matrix:
 
     def _unindex(self, row: int, metadata: Mapping[str, Any]) -> None:
         self._filtered.clear()
-        for name in metadata:
+        for name, _ in _filterable(metadata):
             self._arrays.pop(("exists", name), None)
             column = self.numbers.get(name)
             if column is not None:

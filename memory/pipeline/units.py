@@ -88,6 +88,13 @@ def conversation_fact_key(summary_key: str, number: int) -> str:
 
 
 _UNIT_SUFFIX = re.compile(r"-[xsf]\d{3}$")
+# What ``excerpt_key``, ``statement_key`` and ``conversation_fact_key`` append, for every number a
+# conversation may use: ``unit_keys`` runs on every store (its stale-key delete).
+_UNIT_KEY_SUFFIXES = (
+    *(excerpt_key("", n) for n in range(MAX_EXCERPTS)),
+    *(statement_key("", n) for n in range(MAX_EXCERPTS)),
+    *(conversation_fact_key("", n) for n in range(MAX_FACTS)),
+)
 
 
 def summary_key_of(key: str) -> str:
@@ -97,12 +104,7 @@ def summary_key_of(key: str) -> str:
 
 def unit_keys(summary_key: str) -> list[str]:
     """Every key a conversation's units may have (summary first)."""
-    return [
-        summary_key,
-        *(excerpt_key(summary_key, n) for n in range(MAX_EXCERPTS)),
-        *(statement_key(summary_key, n) for n in range(MAX_EXCERPTS)),
-        *(conversation_fact_key(summary_key, n) for n in range(MAX_FACTS)),
-    ]
+    return [summary_key, *(summary_key + suffix for suffix in _UNIT_KEY_SUFFIXES)]
 
 
 def _lines(turns: Sequence[Turn], max_chars: int) -> list[str]:

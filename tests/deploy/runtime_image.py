@@ -27,9 +27,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-from agent.listening import listening_url
+from agent.listening import wait_until_listening
 
 RUNTIME_UID = 1000
 CACHE_ROOT = Path(sys.prefix) / "deploy-rehearsal"
@@ -147,22 +145,10 @@ class RuntimeProcess:
     def wait_ready(self, timeout: float = 90.0) -> str:
         """Wait for ``/ping`` at the address the process printed (``AGENT_PORT=0``); return it.
 
-        A clear error with the log if the process exits first.
+        ``NotListening`` with the log's tail if the process exits first or is not ready in time.
         """
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        url = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the runtime exited with {self.proc.returncode}:\n{self.log()}")
-            url = url or listening_url(self.log())
-            try:
-                if url and httpx.get(f"{url}/ping", timeout=1).status_code == 200:
-                    return url
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"the runtime did not answer /ping:\n{self.log()}")
+        return wait_until_listening(self.proc, self.log_path, timeout, name="the runtime", poll_seconds=0.2)
 
     def run_to_exit(self, timeout: float = 90.0) -> int:
         """Start and wait for the process to exit on its own (start-up refusals)."""

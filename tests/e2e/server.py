@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from agent.listening import listening_url
+from agent.listening import NotListening, wait_until_listening
 
 REPO = Path(__file__).resolve().parents[2]
 ECHO_MODEL = "import:tests.support.scripted_model:build_echo_model"
@@ -64,20 +64,12 @@ class AgentServer:
             [sys.executable, "-m", "agent"], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
-        self.url = ""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            self.url = self.url or listening_url(self.log_path.read_bytes()[started_at:].decode(errors="replace")) or ""
-            try:
-                if self.url and httpx.get(f"{self.url}/ping", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server did not start:\n{self.log()}")
+        try:
+            self.url = wait_until_listening(self.proc, self.log_path, timeout, log_offset=started_at, name="server")
+        except NotListening:
+            self.stop()
+            raise
+        return self
 
     def terminate(self, timeout: float = 60.0) -> int:
         """SIGTERM and wait for a clean exit; returns the exit code."""

@@ -80,9 +80,9 @@ MUTANTS = [
     Mutant("ownership-ignores-agent", "memory/stores/scoping.py",
            'return {"user_id": {"$eq": scope.user_id}, "agent_name": {"$eq": scope.agent_name}}',
            'return {"user_id": {"$eq": scope.user_id}}', MEMORY),
-    Mutant("tenant-id-unvalidated", "memory/tenants.py",
+    Mutant("tenant-id-unvalidated", "tenant_ids/__init__.py",
            'if not _TENANT_ID.fullmatch(tenant_id) or "--" in tenant_id:', "if False:",
-           ("tests/unit/memory", "tests/unit/agent/test_payload.py")),
+           ("tests/unit/memory", "tests/unit/agent/test_payload.py", "tests/unit/tenant_ids", *AUTH)),
     # -- TVM --------------------------------------------------------------------------------------
     Mutant("tvm-no-session-tag", "memory/stores/tvm.py",
            'Tags=[{"Key": TENANT_TAG_KEY, "Value": tenant_id}],', "Tags=[],", ("tests/unit/memory/stores",)),

@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util._once import Once
 from strands.telemetry import tracer as strands_tracer
 
-from memory.telemetry import SCOPE
+from telemetry import SCOPE
 
 
 @dataclass

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT_PACKAGES = ("agent", "auth", "memory", "scripts")
+PRODUCT_PACKAGES = ("agent", "auth", "memory", "scripts", "telemetry", "tenant_ids")
 SDKS = ("strands", "bedrock_agentcore")
 
 

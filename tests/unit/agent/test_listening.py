@@ -1,10 +1,25 @@
-"""AGENT_PORT=0: the socket the app binds, and the line its starter reads back."""
+"""AGENT_PORT=0: the socket the app binds, the line it prints, and how its starter waits for it."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
-from agent.listening import bind_free_port, listening_url
+import pytest
+
+from agent.listening import (
+    TAIL_LINES,
+    NotListening,
+    answers_ping,
+    bind_free_port,
+    listening_url,
+    wait_until_listening,
+)
 
 
 def test_a_free_port_is_bound_with_nodelay_that_accepted_connections_inherit() -> None:
@@ -23,3 +38,106 @@ def test_the_printed_line_is_read_back_and_nothing_else_is() -> None:
     assert listening_url(log) == "http://127.0.0.1:41891"
     assert listening_url("agent: listening on nothing\n") is None
     assert listening_url("INFO starting\n") is None
+
+
+# -- wait_until_listening: real child processes, short timeouts, no timing asserts -----------
+
+REPO = Path(__file__).resolve().parents[3]
+# Prints a line, then (late) binds a port, announces it and answers GET /ping with 200.
+LATE_SERVER = """
+import http.server, time
+from agent.listening import announce
+
+class Ping(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/ping" else 404)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+print("starting", flush=True)
+time.sleep(0.5)
+server = http.server.HTTPServer(("127.0.0.1", 0), Ping)
+announce(f"http://127.0.0.1:{server.server_port}")
+server.serve_forever()
+"""
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[[str], tuple[subprocess.Popen[bytes], Path]]]:
+    """Start ``python -c code`` with its output appended to a log file; every process is killed after."""
+    started: list[subprocess.Popen[bytes]] = []
+    log_path = tmp_path / "server.log"
+
+    def run(code: str) -> tuple[subprocess.Popen[bytes], Path]:
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        started.append(proc)
+        return proc, log_path
+
+    yield run
+    for proc in started:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_the_address_is_returned_once_printed_late_and_answering_ping(start: Any, tmp_path: Path) -> None:
+    stale = "agent: listening on http://127.0.0.1:1\n"  # a previous run's line in the same log
+    (tmp_path / "server.log").write_text(stale)
+    proc, log_path = start(LATE_SERVER)
+    url = wait_until_listening(proc, log_path, timeout=30, log_offset=len(stale), poll_seconds=0.05)
+    assert url != "http://127.0.0.1:1" and url.startswith("http://127.0.0.1:")
+    assert answers_ping(url) and proc.poll() is None
+    assert log_path.read_text().count("agent: listening on") == 2
+
+
+def test_a_process_that_exits_first_is_reported_with_its_code_and_log_tail(start: Any) -> None:
+    proc, log_path = start("import sys\nfor i in range(100): print(f'line {i}')\nsys.exit(3)")
+    with pytest.raises(NotListening) as raised:
+        wait_until_listening(proc, log_path, timeout=30, name="the runtime")
+    message = str(raised.value)
+    assert message.startswith("the runtime exited with 3 before it was ready")
+    assert str(log_path) in message and message.endswith("line 99")
+    assert f"line {99 - TAIL_LINES}\n" not in message and f"line {100 - TAIL_LINES}\n" in message
+
+
+def test_a_process_that_never_prints_an_address_times_out_and_is_left_running(start: Any) -> None:
+    proc, log_path = start("import time\nprint('loading models', flush=True)\ntime.sleep(60)")
+    with pytest.raises(NotListening) as raised:
+        wait_until_listening(proc, log_path, timeout=1, poll_seconds=0.05)
+    message = str(raised.value)
+    assert message.startswith("the server printed no address within 1 s") and message.endswith("loading models")
+    assert proc.poll() is None  # stopping it is the caller's
+
+
+def test_the_readiness_probe_decides_and_a_never_ready_server_times_out(start: Any) -> None:
+    proc, log_path = start(
+        "import time\nfrom agent.listening import announce\nannounce('http://127.0.0.1:9')\ntime.sleep(60)"
+    )
+    probed: list[str] = []
+
+    def never_ready(url: str) -> bool:
+        probed.append(url)
+        return False
+
+    with pytest.raises(NotListening) as raised:
+        wait_until_listening(proc, log_path, timeout=1, ready=never_ready, poll_seconds=0.05)
+    assert str(raised.value).startswith("the server listened on http://127.0.0.1:9 but was not ready within 1 s")
+    assert probed and set(probed) == {"http://127.0.0.1:9"}
+    assert wait_until_listening(proc, log_path, timeout=1, ready=lambda url: True) == "http://127.0.0.1:9"
+
+
+def test_a_known_address_is_probed_without_reading_the_log(start: Any) -> None:
+    proc, log_path = start("import time\ntime.sleep(60)")
+    probed: list[str] = []
+
+    def ready(url: str) -> bool:
+        probed.append(url)
+        return True
+
+    url = wait_until_listening(proc, log_path, timeout=30, url="http://127.0.0.1:8080", ready=ready)
+    assert url == "http://127.0.0.1:8080" and probed == [url]

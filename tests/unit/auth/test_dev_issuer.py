@@ -13,7 +13,6 @@ import pytest
 
 from auth import AuthError
 from auth.dev_issuer import DEV_CLIENT_ID, DEV_ISSUER, DevIssuer, main
-from memory.errors import InvalidTenantId
 
 
 def test_state_created_once_with_private_key_0600(tmp_path: Path) -> None:
@@ -94,7 +93,7 @@ def test_reinitialised_state_is_picked_up_by_a_running_verifier(tmp_path: Path) 
 
 
 def test_mint_refuses_invalid_tenant(tmp_path: Path) -> None:
-    with pytest.raises(InvalidTenantId):
+    with pytest.raises(ValueError, match="lowercase letters, digits and single inner hyphens"):
         DevIssuer(tmp_path).mint("Tenant 1", "alice")
 
 

@@ -175,3 +175,41 @@ def test_conversation_markers_are_unique_and_start_with_the_time():
 
 def test_random_keys_differ():
     assert random_key() != random_key() and random_key().startswith("mem-")
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "false"), ("true", "true")])
+def test_loading_wordllama_turns_tokenizer_threads_off_unless_set(preset, expected):
+    """A fresh process: loading the model defaults ``TOKENIZERS_PARALLELISM`` to false (its thread
+    pool costs more CPU than it saves on a few short texts) and keeps an explicit choice."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TOKENIZERS_PARALLELISM"}
+    if preset is not None:
+        env["TOKENIZERS_PARALLELISM"] = preset
+    code = ("import os\nfrom memory.embedders.local import LocalEmbedder\n"
+            "assert 'TOKENIZERS_PARALLELISM' not in os.environ or os.environ['TOKENIZERS_PARALLELISM'] == 'true'\n"
+            "LocalEmbedder().embed(['hello world'], 'index')\nprint(os.environ['TOKENIZERS_PARALLELISM'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == expected
+
+
+def test_local_embedder_pools_without_padding_exactly_as_wordllama_does_per_text():
+    """``mean_token_vectors`` skips WordLlama's batch padding; each text's vector must still be
+    WordLlama's own (embedded alone, where no padding happens), whatever else is in the batch,
+    and the model's tokenizer keeps its padding for WordLlama's own calls."""
+    import numpy as np
+
+    from memory.embedders.local import _unpadded_tokenizer, _wordllama, mean_token_vectors
+
+    model = _wordllama()
+    texts = ["hello world", "??", "", "Ünïcödé ✓ café", "USER: " + "the Falcon project budget. " * 40, "x"]
+    ours = mean_token_vectors(model, _unpadded_tokenizer(), texts)
+    alone = np.stack([model.embed([t], norm=False)[0] for t in texts])
+    assert ours.shape == (len(texts), 256) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, alone, rtol=0, atol=1e-6)
+    assert not ours[2].any()  # no token: zeros, as WordLlama gives
+    assert model.tokenizer.padding is not None and _unpadded_tokenizer().padding is None
+    vectors = LocalEmbedder().embed(texts, "index")
+    np.testing.assert_allclose(vectors[4], LocalEmbedder().embed([texts[4]], "index")[0], atol=1e-6)

@@ -204,3 +204,23 @@ def test_numeric_filter_on_integers_beyond_float64_stays_exact(tmp_path):
     index.put([VectorRecord("low", [1, 0], {"n": 2**53}), VectorRecord("high", [0, 1], {"n": 2**53 + 1})])
     assert [h.key for h in index.query([1, 0], top_k=5, filter={"n": {"$gt": 2**53}})] == ["high"]
     assert [h.key for h in index.query([1, 0], top_k=5, filter={"n": {"$lte": 2**53}})] == ["low"]
+
+
+def test_the_filter_cache_tracks_only_fields_a_filter_may_name(tmp_path):
+    """``content`` and ``conversation_id`` are non-filterable (as in S3 Vectors, where a filter
+    naming them is refused): the in-memory inverted index keeps no postings for their values, so
+    a unit's text costs no index entry, and overwriting or deleting it leaves nothing behind."""
+    index = LocalIndex(tmp_path, "memory-t1", 3)
+    index.ensure()
+    metadata = {"user_id": "u", "content": "I live in Porto.", "conversation_id": "c1"}
+    index.put([VectorRecord("a", [1, 2, 3], metadata)])
+    matrix = index._matrix
+    assert set(matrix.inverted) == {("user_id", "u")} and set(matrix.fields) == {"user_id"}
+    with pytest.raises(ValidationError, match="not filterable"):
+        index.query([1, 2, 3], top_k=1, filter={"content": "I live in Porto."})
+    index.put([VectorRecord("a", [1, 2, 3], {**metadata, "user_id": "v"})])
+    assert set(matrix.inverted) == {("user_id", "v")}
+    assert [h.key for h in index.query([1, 2, 3], top_k=1, filter={"user_id": "v"})] == ["a"]
+    assert index.query([1, 2, 3], top_k=1, filter={"user_id": "u"}) == []
+    index.delete(["a"])
+    assert matrix.inverted == {} and all(not rows for rows in matrix.fields.values())

@@ -17,8 +17,11 @@ from memory.pipeline.units import (
     EXCERPT_MAX_CHARS,
     MAX_EXCERPTS,
     UNIT_TYPES,
+    conversation_fact_key,
     conversation_units,
+    excerpt_key,
     excerpt_windows,
+    statement_key,
     store_conversation,
     summary_key_of,
     unit_keys,
@@ -87,6 +90,13 @@ def test_keys_derive_from_the_summary_key_and_types_are_known() -> None:
                                       "sum-abc-s000", "sum-abc-s001", "sum-abc-f000"]  # "ok" holds no fact
     assert {u.memory_type for u in units} == set(UNIT_TYPES)
     assert set(u.key for u in units) <= set(unit_keys("sum-abc"))
+
+
+def test_unit_keys_are_every_key_the_key_functions_can_make() -> None:
+    expected = ["sum-abc", *(excerpt_key("sum-abc", n) for n in range(MAX_EXCERPTS)),
+                *(statement_key("sum-abc", n) for n in range(MAX_EXCERPTS)),
+                *(conversation_fact_key("sum-abc", n) for n in range(MAX_FACTS))]
+    assert unit_keys("sum-abc") == expected and len(set(expected)) == len(expected)
 
 
 def test_a_statement_equal_to_the_summary_is_not_stored_twice() -> None:
