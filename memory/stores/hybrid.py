@@ -3,10 +3,24 @@
 A store over-fetches dense candidates (``DENSE_CANDIDATES``, S3 Vectors' ``topK`` limit, with
 metadata), then :func:`hybrid_rank` scores the candidates' ``content`` lexically (Okapi BM25,
 statistics over the candidate set), fuses the dense and lexical rankings by reciprocal rank,
-drops candidates whose cosine similarity is below the embedder's floor, and keeps the best
-unit of each conversation (a conversation's summary and excerpts compete; see
-``memory.pipeline.units``). Both backends run this same code on the hits of
-``VectorIndex.query``.
+drops candidates whose cosine similarity is below the embedder's floor, weighs the fused score by
+unit type (``UNIT_TYPE_WEIGHTS``: excerpts count less than statements and summaries), divides the
+fused score of a unit that several conversations said (nearly) word for word by
+``1 + ln(conversations)`` (the redundancy penalty below), and keeps the best unit of each conversation (a
+conversation's summary and excerpts compete; see ``memory.pipeline.units``). Both backends run
+this same code on the hits of ``VectorIndex.query``.
+
+Redundancy: what a user says in many conversations ("my knees hurt after running", a recurring
+complaint) is background, not what tells one conversation from the others; left alone, its
+copies fill the injected top 5, one per conversation, and push out the one conversation that
+holds the answer. It is the inverse document frequency of BM25 applied to whole units, counted
+among the candidates (no corpus statistics, so S3 Vectors runs it too): units whose content
+words are equal, or equal but for one extra word ("Oh, and my knees hurt..."), form a group,
+and each member's fused score is divided by ``1 + ln n`` for the ``n`` conversations of its
+group. A unit said once keeps its score; a conversation whose repeated sentence is demoted
+still competes with its other units (summary, excerpts). bench/bench_recall.py measures it
+(injected +4.2 / +7.5 points on seeds 12 / 7; its generated filler repeats more than real users
+do, so that is an upper bound).
 
 BM25 is a small scorer of our own: over at most 100 short texts a library would add an index
 build per query (``bm25s`` needs SciPy; ``rank-bm25`` has had no release since 2022).
@@ -21,7 +35,8 @@ import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable, Sequence
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping, Sequence
 
 from memory import telemetry
 from memory.index.limits import MAX_TOP_K
@@ -37,9 +52,21 @@ RRF_K = 60
 LEXICAL_WEIGHT = 0.3
 BM25_K1 = 1.2
 BM25_B = 0.75
+#: Units of this many content words or fewer also group with a copy lacking one of them.
+NEAR_COPY_MAX_TERMS = 16
+#: Fused-score weight per unit ``type`` (others 1). An excerpt (``memory.pipeline.units``: two
+#: turns, both speakers) blends several topics and the assistant's generic advice, so it sits near
+#: many questions; the user's facts are also in that conversation's statement and summary units,
+#: and the excerpt is kept for what they lose (what the assistant said, a fact spread over two
+#: turns). 0.75 ranks an excerpt as if it were about 20 places lower (1/61 -> ~1/81), whatever
+#: its similarity lead: the price is paid by facts only an excerpt holds, which bench_recall
+#: (all facts stated by the user) does not measure. Chosen on its seed 12 (0.6-0.75 rank alike;
+#: the mildest kept; a cosine offset instead of a weight did worse), seed 7 held out.
+UNIT_TYPE_WEIGHTS: Mapping[str, float] = MappingProxyType({"excerpt": 0.75})
 
 _WORD = re.compile(r"[a-z0-9]+")
-_STOPWORDS = frozenset(
+#: Words the lexical scorer ignores (lower case).
+STOPWORDS = frozenset(
     """a about after again all also am an and any are as at be been before being but by can could
     did do does doing for from had has have having he her here hers him his how i i'm if in into is
     it its it's just me my myself no nor not now of off on once only or other our ours out over own
@@ -63,7 +90,7 @@ def _stem(word: str) -> str:
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased, stemmed words of ``text`` without stopwords."""
-    return [_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+    return [_stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
 
 
 class TokenCache:
@@ -71,32 +98,37 @@ class TokenCache:
 
     def __init__(self, maxsize: int = 20_000) -> None:
         self.maxsize = maxsize
-        self._items: OrderedDict[tuple[str, str], Counter[str]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], tuple[Counter[str], frozenset[str]]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def entries(self, items: Sequence[tuple[str, str]]) -> list[tuple[Counter[str], frozenset[str]]]:
+        """Term counts and term set of each (key, text) pair; one lock round for the cached ones."""
+        with self._lock:
+            found = [self._items.get(item) for item in items]
+            for item, entry in zip(items, found):
+                if entry is not None:
+                    self._items.move_to_end(item)
+        result: list[tuple[Counter[str], frozenset[str]]] = []
+        fresh: dict[tuple[str, str], tuple[Counter[str], frozenset[str]]] = {}
+        for item, entry in zip(items, found):
+            if entry is None:
+                counts = Counter(tokenize(item[1]))
+                entry = fresh[item] = (counts, frozenset(counts))
+            result.append(entry)
+        if fresh:
+            with self._lock:
+                self._items.update(fresh)
+                while len(self._items) > self.maxsize:
+                    self._items.popitem(last=False)
+        return result
 
     def counts(self, key: str, text: str) -> Counter[str]:
         """Term counts of ``text`` (cached under ``key``)."""
-        item = (key, text)
-        with self._lock:
-            found = self._items.get(item)
-            if found is not None:
-                self._items.move_to_end(item)
-                return found
-        counts = Counter(tokenize(text))
-        with self._lock:
-            self._items[item] = counts
-            if len(self._items) > self.maxsize:
-                self._items.popitem(last=False)
-        return counts
+        return self.entries([(key, text)])[0][0]
 
     def counts_many(self, items: Sequence[tuple[str, str]]) -> list[Counter[str]]:
-        """Term counts of each (key, text) pair; one lock round for the cached ones."""
-        with self._lock:
-            found = [self._items.get(item) for item in items]
-            for item, counts in zip(items, found):
-                if counts is not None:
-                    self._items.move_to_end(item)
-        return [counts if counts is not None else self.counts(*item) for item, counts in zip(items, found)]
+        """Term counts of each (key, text) pair."""
+        return [counts for counts, _ in self.entries(items)]
 
 
 def bm25_scores(query: Iterable[str], documents: Sequence[Counter[str]]) -> list[float]:
@@ -124,6 +156,47 @@ def bm25_scores(query: Iterable[str], documents: Sequence[Counter[str]]) -> list
     return scores
 
 
+@lru_cache(maxsize=65536)
+def _one_shorter(terms: frozenset[str]) -> tuple[frozenset[str], ...]:
+    """``terms`` minus each one of its terms (for sets of 3 to ``NEAR_COPY_MAX_TERMS`` terms)."""
+    if not 3 <= len(terms) <= NEAR_COPY_MAX_TERMS:
+        return ()
+    return tuple(terms - {term} for term in terms)
+
+
+def near_copy_groups(term_sets: Sequence[frozenset[str]]) -> list[int]:
+    """A group number per set: equal sets, and sets equal but for one extra term, share a group.
+
+    Grouping is transitive ("my knees hurt", "oh my knees hurt" and "anyway my knees hurt" are one
+    group). Sets longer than ``NEAR_COPY_MAX_TERMS`` group only with equal sets.
+    """
+    first: dict[frozenset[str], int] = {}
+    parent = [first.setdefault(terms, i) for i, terms in enumerate(term_sets)]
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, terms in enumerate(term_sets):
+        for shorter in first.keys() & _one_shorter(terms):
+            a, b = root(i), root(first[shorter])
+            if a != b:
+                parent[a] = b
+    return [root(i) for i in range(len(term_sets))]
+
+
+def redundancy_divisors(term_sets: Sequence[frozenset[str]], conversations: Sequence[Any]) -> list[float]:
+    """``1 + ln n`` per unit, ``n`` = how many conversations said the unit's near-copy group."""
+    groups = near_copy_groups(term_sets)
+    said_in: dict[int, set[Any]] = {}
+    for group, conversation in zip(groups, conversations):
+        said_in.setdefault(group, set()).add(conversation)
+    divisor = {group: 1.0 + math.log(len(said)) for group, said in said_in.items()}
+    return [divisor[group] for group in groups]
+
+
 @dataclass(frozen=True)
 class RankedHit:
     """A candidate kept by :func:`hybrid_rank`: the hit, its cosine similarity and fused score."""
@@ -143,7 +216,7 @@ def conversation_of(hit: QueryHit) -> tuple[Any, ...]:
 
 @telemetry.traced("memory.fusion", lambda query, hits, **options: {
     "memory.candidate.count": len(hits), "memory.top_k": options.get("top_k"),
-    "memory.lexical": options.get("lexical", True)})
+    "memory.lexical": options.get("lexical", True), "memory.redundancy": options.get("redundancy", True)})
 def hybrid_rank(
     query: str,
     hits: Sequence[QueryHit],
@@ -152,6 +225,8 @@ def hybrid_rank(
     min_similarity: float,
     cache: TokenCache | None = None,
     lexical: bool = True,
+    redundancy: bool = True,
+    type_weights: Mapping[str, float] = UNIT_TYPE_WEIGHTS,
 ) -> list[RankedHit]:
     """The best ``top_k`` hits, one per conversation, by dense + BM25 reciprocal-rank fusion.
 
@@ -162,6 +237,8 @@ def hybrid_rank(
         min_similarity: Candidates below this cosine similarity are dropped before fusion.
         cache: Tokenised candidate texts reused across queries.
         lexical: False ranks by cosine similarity alone (still one result per conversation).
+        redundancy: False skips the redundancy penalty (units said in several conversations).
+        type_weights: Fused-score weight per metadata ``type`` (``{}``: none).
 
     Returns:
         At most ``top_k`` hits, best first, no two of the same conversation.
@@ -170,19 +247,26 @@ def hybrid_rank(
     if not kept:
         return []
     fused = [1.0 / (RRF_K + rank) for rank in range(1, len(kept) + 1)]
+    cache = cache or TokenCache()
+    entries = cache.entries([(h.key, str(h.metadata.get("content", ""))) for h, _ in kept])
     if lexical:
-        cache = cache or TokenCache()
-        documents = cache.counts_many([(h.key, str(h.metadata.get("content", ""))) for h, _ in kept])
+        documents = [counts for counts, _ in entries]
         lexical_scores = bm25_scores(tokenize(query), documents)
         order = sorted(range(len(kept)), key=lambda i: -lexical_scores[i])
         for rank, i in enumerate(order, start=1):
             if lexical_scores[i] > 0.0:
                 fused[i] += LEXICAL_WEIGHT / (RRF_K + rank)
+    if type_weights:
+        fused = [score * type_weights.get(str(h.metadata.get("type")), 1.0) for score, (h, _) in zip(fused, kept)]
+    conversations = [conversation_of(h) for h, _ in kept]
+    if redundancy:
+        divisors = redundancy_divisors([terms for _, terms in entries], conversations)
+        fused = [score / divisor for score, divisor in zip(fused, divisors)]
     results: list[RankedHit] = []
     seen: set[tuple[Any, ...]] = set()
     for i in sorted(range(len(kept)), key=lambda i: -fused[i]):
         hit, similarity = kept[i]
-        group = conversation_of(hit)
+        group = conversations[i]
         if group in seen:
             continue
         seen.add(group)

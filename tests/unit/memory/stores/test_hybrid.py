@@ -3,13 +3,22 @@ function and through both stores: LocalIndex and S3 Vectors under moto with the 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
 
 from memory.embedders.local import LocalEmbedder
+from memory.pipeline.units import EXCERPT_TYPE, UNIT_TYPES
 from memory.stores import hybrid
-from memory.stores.hybrid import TokenCache, bm25_scores, hybrid_rank, tokenize
+from memory.stores.hybrid import (
+    TokenCache,
+    bm25_scores,
+    hybrid_rank,
+    near_copy_groups,
+    redundancy_divisors,
+    tokenize,
+)
 from memory.stores.single_tenant import SingleTenantStore
 from memory.types import MemoryUnit, QueryHit, Scope
 
@@ -65,6 +74,66 @@ def test_token_cache_is_bounded_and_keyed_by_content() -> None:
     assert cache.counts("k1", "red bike") is not first  # evicted
 
 
+def terms(text: str) -> frozenset[str]:
+    return frozenset(tokenize(text))
+
+
+def test_near_copies_are_equal_term_sets_or_one_extra_term_transitively() -> None:
+    groups = near_copy_groups([
+        terms("My knees hurt after running on concrete."),
+        terms("Honestly, my knees hurt after running on concrete."),  # one extra term
+        terms("Anyway, my knees hurt after running on concrete."),  # joins through the first
+        terms("My knees hurt after running on the track."),  # a different term, not an extra one
+        terms("Honestly, anyway, my knees hurt after running on concrete."),  # two extra terms...
+        terms("The skin test showed I react to latex."),
+    ])
+    assert groups[0] == groups[1] == groups[2] == groups[4]  # ...joined via the one-extra copies
+    assert len({groups[0], groups[3], groups[5]}) == 3
+
+
+def test_near_copies_need_three_terms_and_long_units_must_be_equal() -> None:
+    assert len(set(near_copy_groups([terms("red bike"), terms("red bike sold")]))) == 1
+    assert len(set(near_copy_groups([terms("bike"), terms("red bike")]))) == 2  # "bike" ~ anything with a bike
+    long = [f"word{i}" for i in range(hybrid.NEAR_COPY_MAX_TERMS)]
+    assert len(set(near_copy_groups([frozenset(long), frozenset(long[1:])]))) == 1
+    assert len(set(near_copy_groups([frozenset(long + ["extra"]), frozenset(long)]))) == 2
+    assert len(set(near_copy_groups([frozenset(long + ["extra"]), frozenset(long + ["extra"])]))) == 1
+
+
+def test_redundancy_divisor_counts_conversations_not_units() -> None:
+    said = terms("My knees hurt after running on concrete.")
+    once = terms("I repotted the pothos yesterday.")
+    divisors = redundancy_divisors([said, said, said, once], ["c1", "c1", "c2", "c3"])
+    assert divisors == pytest.approx([1 + math.log(2)] * 3 + [1.0])
+
+
+def test_a_sentence_said_in_many_conversations_yields_to_one_said_once() -> None:
+    """The copies are nearer the question, yet the fact said once ranks first; without the penalty,
+    the copies' conversations fill the top 3."""
+    filler = "My knees hurt after running on concrete."
+    hits = [hit(f"f{i}", 0.30 - i * 0.001, ("Honestly, " if i % 2 else "") + filler, f"c{i}") for i in range(4)]
+    hits.append(hit("fact", 0.25, "Big day: I finished my first half marathon in 1:52.", "c9"))
+    query = "What was my best race time?"
+    plain = hybrid_rank(query, hits, top_k=3, min_similarity=-1.0, redundancy=False)
+    assert [r.hit.key for r in plain] == ["f0", "f1", "f2"]
+    ranked = hybrid_rank(query, hits, top_k=3, min_similarity=-1.0)
+    assert ranked[0].hit.key == "fact" and ranked[0].fused == pytest.approx(1 / 65)  # 5th by dense, said once
+    assert ranked[1].fused == pytest.approx((1 / 61) / (1 + math.log(4)))
+
+
+def test_a_repeated_sentence_leaves_its_conversations_other_units_competing() -> None:
+    """The price of the penalty: a fact said word for word in two conversations is demoted too; a
+    conversation still ranks by its other units (here conv-a by its excerpt)."""
+    hits = [
+        hit("a-s000", 0.40, "My usual order is a flat white.", "conv-a"),
+        hit("b-s000", 0.40, "My usual order is a flat white.", "conv-b"),
+        hit("a-x000", 0.35, "USER: My usual order is a flat white.\nASSISTANT: Noted, oat milk too?", "conv-a"),
+        hit("c-sum", 0.30, "We talked about weekend plans.", "conv-c"),
+    ]
+    ranked = hybrid_rank("What coffee do I order?", hits, top_k=3, min_similarity=-1.0, lexical=False)
+    assert [r.hit.key for r in ranked] == ["a-x000", "c-sum", "b-s000"]
+
+
 @pytest.fixture
 def store(index_factory) -> SingleTenantStore:
     """WordLlama store on LocalIndex and on S3 Vectors (moto + QueryVectors route)."""
@@ -110,3 +179,62 @@ def test_over_fetch_reaches_past_the_dense_top_k(store, monkeypatch) -> None:
     monkeypatch.setattr(hybrid, "LEXICAL_WEIGHT", 5.0)  # let the lexical ranking decide
     (best,) = store.retrieve(SCOPE, "zucchini", top_k=1, min_score=-1.0)
     assert best.id == "needle" and seen == [hybrid.DENSE_CANDIDATES]
+
+
+def test_store_retrieve_demotes_what_many_conversations_said(store) -> None:
+    """Both backends: the sentence said in four conversations is the dense favourite, yet the
+    conversation with the fact said once comes first."""
+    filler = "Anyway, my friend wants to name her new dog after a cartoon character."
+    for i in range(4):
+        store.store_units(SCOPE, [MemoryUnit(f"f{i}-s000", filler, "statement")], conversation_id=f"conv-f{i}")
+    store.store_units(SCOPE, [MemoryUnit("p-s000", "We just brought home a rescue beagle we call Waffles.", "statement")],
+                      conversation_id="conv-pet")
+    question = "What's the name of the dog we adopted?"
+    dense = store.index.query(store.embedder.embed([question], "retrieval")[0], 5)
+    assert dense[0].metadata["conversation_id"] != "conv-pet"  # the copies are nearer
+    results = store.retrieve(SCOPE, question, top_k=2, min_score=-1.0)
+    assert results[0].conversation_id == "conv-pet"
+
+
+def test_an_excerpt_counts_as_if_ranked_about_twenty_places_lower() -> None:
+    excerpt = hit("a-x000", 0.42, "USER: Work is busy.\nASSISTANT: Share your priorities with your manager.", "conv-a")
+    excerpt.metadata["type"] = EXCERPT_TYPE
+    near = [hit(f"s{i}", 0.41 - i * 0.01, f"Statement number {i} about my boss.", f"conv-s{i}") for i in range(30)]
+    for h in near:
+        h.metadata["type"] = "statement"
+    ranked = hybrid_rank("Who is my manager?", [excerpt, *near], top_k=30, min_similarity=-1.0, lexical=False)
+    # fused 0.75/61 = 1/81.3: below the statements ranked 2nd to 21st by similarity, above the 22nd
+    assert [r.hit.key for r in ranked].index("a-x000") == 20
+    unweighted = hybrid_rank("Who is my manager?", [excerpt, *near], top_k=3, min_similarity=-1.0, lexical=False,
+                             type_weights={})
+    assert unweighted[0].hit.key == "a-x000"
+
+
+def test_the_weighted_type_is_the_pipelines_excerpt_type() -> None:
+    assert set(hybrid.UNIT_TYPE_WEIGHTS) <= set(UNIT_TYPES) and EXCERPT_TYPE in hybrid.UNIT_TYPE_WEIGHTS
+
+
+class SimilarityEmbedder:
+    """2-d embedder giving each known text its cosine similarity to the query "q" (others: 0)."""
+
+    dimension = 2
+
+    def __init__(self, similarities: dict[str, float]) -> None:
+        self.similarities = {"q": 1.0, **similarities}
+
+    def embed(self, texts, purpose):
+        sims = [self.similarities.get(t, 0.0) for t in texts]
+        return [[s, math.sqrt(max(0.0, 1.0 - s * s))] for s in sims]
+
+
+def test_store_retrieve_weighs_excerpts_on_both_backends(index_factory) -> None:
+    """The dense favourite, an excerpt, ranks 21st among 25 conversations, as in ``hybrid_rank``."""
+    statements = {f"Statement {i} about item{i}.": 0.98 - i * 0.01 for i in range(24)}
+    excerpt = "USER: the excerpt text\nASSISTANT: right"
+    embedder = SimilarityEmbedder({excerpt: 0.99, **statements})
+    store = SingleTenantStore(index_factory("memory-weights", embedder.dimension), embedder)
+    store.store_units(SCOPE, [MemoryUnit("x-x000", excerpt, EXCERPT_TYPE)], conversation_id="conv-x")
+    for i, text in enumerate(statements):
+        store.store_units(SCOPE, [MemoryUnit(f"s{i}-s000", text, "statement")], conversation_id=f"conv-s{i}")
+    ranked = [m.conversation_id for m in store.retrieve(SCOPE, "q", top_k=25, min_score=-1.0)]
+    assert len(ranked) == 25 and ranked.index("conv-x") == 20
