@@ -350,13 +350,16 @@ class MemoryPlugin(Plugin):
             entry = self._entry(conversation, open=True)
             try:
                 with telemetry.span("memory.checkpoint", self._attributes(conversation)):
-                    queued = not self.pipeline.is_erased(entry) and self.pipeline.checkpoint(entry) is not None
+                    queued = self.pipeline.checkpoint(entry) is not None
+                    # None: erased, or the pipeline shut down (the closed entry still gets written)
+                    erased = not queued and self.pipeline.is_erased(entry)
             except Exception as exc:
                 self.metrics["checkpoint_failures"] += 1
                 logger.error("agent=%s could not checkpoint the conversation: %s", self.agent_name, type(exc).__name__)
                 return
-            if not queued:
+            if erased:
                 self._drop_erased(conversation)
+            if not queued:
                 return
             conversation.written_at_turns = turns
             self.metrics["checkpoints"] += 1

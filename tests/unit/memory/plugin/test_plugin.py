@@ -477,3 +477,23 @@ def test_a_failed_checkpoint_does_not_fail_the_turn_and_the_next_turn_retries(fa
     (entry,) = pipeline.checkpoints
     assert user_texts(entry) == ["My dog is Rex.", "And a cat."]
 
+
+
+def test_a_turn_after_the_pipeline_shut_down_keeps_its_transcript(fake_store, tmp_path) -> None:
+    """``checkpoint`` answers None for an erased conversation and for a pipeline that is shutting
+    down; only an erasure may drop the live transcript. After a shutdown the closed entry still
+    reaches the outbox, whole, for the next process to replay."""
+    from memory.pipeline.background import SummaryPipeline
+    from memory.pipeline.outbox_local import LocalOutbox
+    from memory.pipeline.summarizer import Summarizer
+
+    outbox = LocalOutbox(tmp_path / "outbox")
+    pipeline = SummaryPipeline(fake_store, outbox, Summarizer(), checkpoint_interval=0)
+    agent, plugin = make_agent(fake_store, ScriptedModel(default_reply="ok"), pipeline=pipeline)
+    agent("My dog is Rex.", invocation_state=state())
+    pipeline.shutdown()
+    agent("My cat is Tom.", invocation_state=state())
+    agent("Bye.", invocation_state=state(end_session=True))
+    (entry,) = outbox.pending()
+    assert not entry.open and user_texts(entry) == ["My dog is Rex.", "My cat is Tom.", "Bye."]
+    assert plugin.metrics["conversations_ended"] == 1
