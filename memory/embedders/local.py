@@ -68,7 +68,7 @@ def mean_token_vectors(model: Any, tokenizer: Any, texts: list[str]) -> np.ndarr
 
     WordLlama pads a batch and averages under the attention mask, so each short excerpt of a
     conversation was expanded to the length of its summary: for a 16-turn conversation's 48
-    units that was 12.9 ms of CPU instead of 5.1 ms (``tests/unit/memory/test_embedders_keys.py``
+    units that was 12.5 ms of CPU instead of 4.2 ms (``tests/unit/memory/test_embedders_keys.py``
     checks the vectors agree).
     """
     encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
