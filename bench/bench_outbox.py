@@ -44,24 +44,35 @@ BUCKET = "bench-outbox"
 WRITES = ("PutObject", "DeleteObject")
 
 
-def _run(root: Path, interval: float, conversations: int, turns: int, pace: float) -> dict[str, Any]:
+def _counted_client() -> tuple[Any, Counter[str]]:
+    """An S3 client (moto) and a count of the requests it sends, by operation."""
     client = make_client("s3", region="us-east-1")
     calls: Counter[str] = Counter()
     client.meta.events.register("before-call.s3.*", lambda model, **_: calls.update([model.name]))
+    return client, calls
+
+
+def _converse(store: MultiTenantStore, pipeline: SummaryPipeline, user_id: str, conversation_id: str,
+              turns: int, pace: float, name: str) -> None:
+    """One conversation of ``turns`` turns with a fresh agent and plugin, the last one ending it."""
+    agent = Agent(model=ScriptedModel(default_reply="Noted."), name="orchestrator",
+                  plugins=[MemoryPlugin(store, pipeline=pipeline)], callback_handler=None)
+    for turn in range(turns):
+        state = {"tenant_context": "acme", "user_id": user_id, "conversation_id": conversation_id,
+                 "end_session": turn == turns - 1}
+        agent(f"Fact {turn}: my project number {turn} is called {name}.", invocation_state=state)
+        time.sleep(pace)
+
+
+def _run(root: Path, interval: float, conversations: int, turns: int, pace: float) -> dict[str, Any]:
+    client, calls = _counted_client()
     store = MultiTenantStore.for_local(root_dir=root / f"vectors-{interval}", embedder=LocalEmbedder())
     pipeline = SummaryPipeline(
         store, S3Outbox(lambda _t: client, BUCKET, lister=client), Summarizer(), checkpoint_interval=interval
     )
     try:
         for n in range(conversations):
-            plugin = MemoryPlugin(store, pipeline=pipeline)
-            agent = Agent(model=ScriptedModel(default_reply="Noted."), name="orchestrator", plugins=[plugin],
-                          callback_handler=None)
-            for turn in range(turns):
-                state = {"tenant_context": "acme", "user_id": f"user-{n}", "conversation_id": f"c-{interval}-{n}",
-                         "end_session": turn == turns - 1}
-                agent(f"Fact {turn}: my project number {turn} is called Falcon-{n}.", invocation_state=state)
-                time.sleep(pace)
+            _converse(store, pipeline, f"user-{n}", f"c-{interval}-{n}", turns, pace, f"Falcon-{n}")
         pipeline.wait()
     finally:
         pipeline.shutdown()
@@ -80,22 +91,17 @@ def _run(root: Path, interval: float, conversations: int, turns: int, pace: floa
 def _fresh_process(root: Path, erased: int, turns: int) -> dict[str, Any]:
     """Requests of one conversation through a new outbox and pipeline, after ``erased`` other
     users' erasure markers were written (by another process)."""
-    client = make_client("s3", region="us-east-1")
-    writer = S3Outbox(lambda _t: client, BUCKET, prefix=f"fresh-{erased}", lister=client)
+    client, calls = _counted_client()
+    prefix = f"fresh-{erased}"
+    writer = S3Outbox(lambda _t: client, BUCKET, prefix=prefix, lister=client)
     for n in range(erased):
         writer.add_erasure(ErasureMarker(tenant_id="acme", user_id=f"erased-{n}"))
-    calls: Counter[str] = Counter()
-    client.meta.events.register("before-call.s3.*", lambda model, **_: calls.update([model.name]))
-    store = MultiTenantStore.for_local(root_dir=root / f"fresh-{erased}", embedder=LocalEmbedder())
-    outbox = S3Outbox(lambda _t: client, BUCKET, prefix=f"fresh-{erased}", lister=client)
+    calls.clear()  # only the fresh process's requests from here
+    store = MultiTenantStore.for_local(root_dir=root / prefix, embedder=LocalEmbedder())
+    outbox = S3Outbox(lambda _t: client, BUCKET, prefix=prefix, lister=client)
     pipeline = SummaryPipeline(store, outbox, Summarizer(), checkpoint_interval=1.0)
     try:
-        agent = Agent(model=ScriptedModel(default_reply="Noted."), name="orchestrator",
-                      plugins=[MemoryPlugin(store, pipeline=pipeline)], callback_handler=None)
-        for turn in range(turns):
-            state = {"tenant_context": "acme", "user_id": "alice", "conversation_id": f"fresh-{erased}",
-                     "end_session": turn == turns - 1}
-            agent(f"Fact {turn}: my project number {turn} is called Falcon.", invocation_state=state)
+        _converse(store, pipeline, "alice", prefix, turns, 0.0, "Falcon")
         pipeline.wait()
     finally:
         pipeline.shutdown()
