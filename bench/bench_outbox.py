@@ -11,9 +11,11 @@ this counts requests (what S3 bills and what bounds the loss window), not S3 lat
 A second table counts the requests of one conversation in a *fresh* process (every AgentCore
 session is a new microVM, so its outbox has read no erasure marker yet), with ``--erased``
 other users of the tenant already erased (first row: none, the baseline): the erasure checks
-read only the markers that can cover the conversation's user, so the count must not grow.
+read only the markers that can cover the conversation's user and list the erasure folders only
+until the per-user ones begin, so the count must not grow, even past the 1,000 folders that
+one LIST page holds (2,500 erased users are three pages).
 
-    python -m bench.bench_outbox [--conversations 20] [--turns 6] [--pace 0.1] [--erased 0,100] [--json]
+    python -m bench.bench_outbox [--conversations 20] [--turns 6] [--pace 0.1] [--erased 0,100,2500] [--json]
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def main() -> None:
     p.add_argument("--turns", type=int, default=6)
     p.add_argument("--pace", type=float, default=0.1, help="seconds between a user's turns")
     p.add_argument("--intervals", default="0,0.25,1", help="checkpoint intervals to compare (first: baseline)")
-    p.add_argument("--erased", default="0,100", help="other users already erased, fresh-process table (first: baseline)")
+    p.add_argument("--erased", default="0,100,2500", help="other users already erased, fresh-process table (first: baseline)")
     args = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")

@@ -229,6 +229,9 @@ class ErasureMarker:
 
 #: ``erasure_folder`` of tenant-wide markers.
 TENANT_WIDE_FOLDER = "all"
+#: How a user's ``erasure_folder`` begins. It sorts after ``all`` and after the flat ``era-``
+#: marker names of earlier versions, which ``S3Outbox.erasures`` relies on.
+USER_FOLDER_PREFIX = "u-"
 
 
 def erasure_folder(user_id: str | None) -> str:
@@ -236,7 +239,7 @@ def erasure_folder(user_id: str | None) -> str:
     whole tenant, else ``u-`` and a digest of the user id (no user id in object keys)."""
     if user_id is None:
         return TENANT_WIDE_FOLDER
-    return "u-" + hashlib.sha256(user_id.encode("utf-8")).hexdigest()[:32]
+    return USER_FOLDER_PREFIX + hashlib.sha256(user_id.encode("utf-8")).hexdigest()[:32]
 
 
 def may_cover_user(marker: ErasureMarker, user_id: str | None) -> bool:

@@ -30,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from memory.aws import error_code, http_status, translate_error
 from memory.pipeline.outbox import (
+    USER_FOLDER_PREFIX,
     Claim,
     DeadLetter,
     ErasureMarker,
@@ -214,18 +215,23 @@ class S3Outbox:
     def erasures(self, tenant_id: str | None, user_id: str | None = None) -> list[ErasureMarker]:
         """The tenant's erasure markers, each read once and then cached (markers never change).
 
-        With ``user_id``: one LIST of ``erasures/`` by folder (markers filed flat by earlier
-        versions, and which folders exist), then a LIST of the tenant-wide and the user's folder
-        if they exist; other users' markers are never listed or read.
+        With ``user_id``, three LISTs at most however many users were erased: ``erasures/`` by
+        folder, read only until the per-user folders (``u-``) begin -- S3 lists in key order, and
+        the tenant-wide folder (``all/``) and the markers filed flat by earlier versions
+        (``era-``, one more page per 1,000 of them) sort before them -- then the tenant-wide
+        folder if it exists, and the user's folder unless the first listing showed it absent.
+        Other users' markers are never listed or read.
         """
         if user_id is None:
             keys = list(self._keys(tenant_id, "erasures"))
         else:
             root = f"{self.tenant_prefix(tenant_id)}erasures/"
-            keys, folders = self._list_level(tenant_id, root)
-            for folder in (f"{root}{erasure_folder(None)}/", f"{root}{erasure_folder(user_id)}/"):
-                if folder in folders:
-                    keys += self._list_level(tenant_id, folder)[0]
+            everyone, mine = (f"{root}{erasure_folder(user)}/" for user in (None, user_id))
+            keys, folders, listed_up_to = self._list_level(tenant_id, root, stop_after=root + USER_FOLDER_PREFIX)
+            if everyone in folders:
+                keys += self._list_level(tenant_id, everyone)[0]
+            if mine in folders or (listed_up_to is not None and mine > listed_up_to):
+                keys += self._list_level(tenant_id, mine)[0]
         markers = []
         for key in keys:
             marker = self._markers.get(key)
@@ -289,20 +295,32 @@ class S3Outbox:
         except (ClientError, BotoCoreError) as exc:
             raise translate_error(exc, f"delete outbox object in {self.bucket}") from exc
 
-    def _list_level(self, tenant_id: str | None, prefix: str) -> tuple[list[str], set[str]]:
-        """The ``.json`` keys directly under ``prefix`` and its sub-folders' prefixes (one level)."""
+    def _list_level(
+        self, tenant_id: str | None, prefix: str, *, stop_after: str | None = None
+    ) -> tuple[list[str], set[str], str | None]:
+        """The ``.json`` keys directly under ``prefix`` and its sub-folders' prefixes (one level).
+
+        With ``stop_after``, no further page is read once a page reaches that key (S3 lists in
+        UTF-8 binary order); the third value is then the last key or folder listed, None when
+        the listing is complete.
+        """
+        keys: list[str] = []
+        folders: set[str] = set()
         try:
             pages = self._client_for(tenant_id).get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=prefix, Delimiter="/"
             )
-            keys: list[str] = []
-            folders: set[str] = set()
             for page in pages:
-                keys += [item["Key"] for item in page.get("Contents", []) if item["Key"].endswith(".json")]
-                folders.update(p["Prefix"] for p in page.get("CommonPrefixes", []))
+                listed = [item["Key"] for item in page.get("Contents", [])]
+                listed_folders = [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+                keys += [key for key in listed if key.endswith(".json")]
+                folders.update(listed_folders)
+                last = max(listed + listed_folders, default="")
+                if stop_after is not None and page.get("IsTruncated") and last >= stop_after:
+                    return keys, folders, last
         except (ClientError, BotoCoreError) as exc:
             raise translate_error(exc, f"list outbox objects in {self.bucket}") from exc
-        return keys, folders
+        return keys, folders, None
 
     def _keys(self, tenant_id: str | None, kind: str) -> Iterator[str]:
         prefix = f"{self.tenant_prefix(tenant_id)}{kind}/"

@@ -214,3 +214,36 @@ def test_s3_erasure_check_of_a_fresh_process_does_not_read_other_users_markers(s
     assert sorted(calls) == ["GetObject", "ListObjectsV2", "ListObjectsV2"]
     calls.clear()
     assert fresh.erasures("acme", "bob") == [] and calls == ["ListObjectsV2"]
+
+
+@pytest.mark.parametrize("flat_markers", [0, 7])
+def test_s3_erasure_check_lists_the_same_few_pages_however_many_users_were_erased(s3, flat_markers: int) -> None:
+    """S3 lists 1,000 keys or folders a page, and a check that listed every user's folder grew a
+    page per 1,000 erased users, twice per stored conversation. Pages of 5 here: 60 erased users
+    are 13 pages of folders, yet each check reads only the pages before the first ``u-`` folder
+    (the tenant-wide folder and markers filed flat by earlier versions sort first), then at most
+    the tenant-wide folder and the user's own, and still finds every marker that covers the user."""
+    writer = S3Outbox(lambda _t: s3, BUCKET, prefix="obx")
+    users = [f"user-{n}" for n in range(60)]
+    mine = {user: ErasureMarker(tenant_id="acme", user_id=user) for user in users}
+    everyone = ErasureMarker(tenant_id="acme")
+    for marker in (*mine.values(), everyone):
+        writer.add_erasure(marker)
+    flat = [ErasureMarker(tenant_id="acme", user_id=users[n]) for n in range(flat_markers)]
+    for marker in flat:
+        writer._put("acme", f"{writer.tenant_prefix('acme')}erasures/{marker.marker_id}.json", marker.to_json())
+    lists: list[str] = []
+
+    def small_pages(params: dict[str, Any], **_: Any) -> None:  # S3's 1,000 per page, scaled down
+        params["MaxKeys"] = min(params.get("MaxKeys", 1000), 5)
+        lists.append(params["Prefix"])
+
+    s3.meta.events.register("before-parameter-build.s3.ListObjectsV2", small_pages)
+    pages_before_user_folders = -(-(1 + flat_markers + 1) // 5)
+    for user in (*users[::4], "nobody"):  # folders are named by a digest: these fall all over the listing
+        fresh = S3Outbox(lambda _t: s3, BUCKET, prefix="obx")
+        lists.clear()
+        expected = {everyone.marker_id, *(m.marker_id for m in flat if m.user_id == user)}
+        expected |= {mine[user].marker_id} if user in mine else set()
+        assert {m.marker_id for m in fresh.erasures("acme", user)} == expected
+        assert len(lists) <= pages_before_user_folders + 2, (user, lists)
