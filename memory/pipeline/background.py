@@ -532,6 +532,12 @@ class SummaryPipeline:
                 if self._inflight.get(ref):
                     return _Outcome.FAILED  # a newer transcript replaced this one: try it first
             self.outbox.dead_letter(entry, reason)
+            # checked after the write: a forget that ran meanwhile may have listed the dead
+            # letters before this one existed, so its marker is honoured here
+            if self._erased_now(entry):
+                self.outbox.purge(entry.entry_id, entry.tenant_id)
+                self._drop_erased(entry)
+                return _Outcome.GONE
         self._count("dead_lettered")
         self._count(f"dead_lettered_{reason}")
         logger.error(

@@ -246,6 +246,19 @@ def test_dead_lettering_is_bounded_by_time_too(fake_store, make_outbox, pipeline
     assert len(make_outbox().dead_letters()) == 1 and 2 <= len(fake_store.store_calls) < 20
 
 
+
+def test_a_forget_during_a_failing_summary_leaves_no_dead_letter(fake_store, make_outbox, pipelines) -> None:
+    fake_store.fail_store = AccessDenied("no model access")  # dead-lettered at once
+    gated = GatedSummarizer()
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), summarizer=gated)
+    pipeline.end_conversation(entry("alice", text="My PIN is 4321."))
+    assert gated.started.wait(5)  # checked the markers (none yet), now summarizing
+    result = erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
+    assert result.outbox_entries == 1 and result.dead_letters == 0  # nothing dead-lettered yet
+    gated.gate.set()  # the store then fails for good
+    assert pipeline.wait(5)
+    assert make_outbox().dead_letters() == [] and make_outbox().pending() == []
+
 # -- checkpoints off the response path --------------------------------------------------------
 
 
