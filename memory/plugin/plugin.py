@@ -287,11 +287,17 @@ class MemoryPlugin(Plugin):
 
     def _open(self, invocation: Invocation, prompt: str) -> None:
         """Start a conversation (ending the previous one): called from a worker thread."""
+        # Started before its memories are read: an erasure whose second marker (``erase``) is
+        # later covers it, whatever it was given; one whose second marker is earlier had
+        # already deleted what it erased.
+        opened = new_conversation_marker()
         memories = self._retrieve(self._scope(invocation), prompt) if prompt else []
         with self._lock:
             if self._conversation is not None:
                 self._end_quietly_locked(self._conversation)
-            conversation = _Conversation(invocation, block=render_block(memories), injected=[m.id for m in memories])
+            conversation = _Conversation(
+                invocation, opened=opened, block=render_block(memories), injected=[m.id for m in memories]
+            )
             assert self.agent_name is not None
             conversation.key = summary_key(
                 invocation.tenant_id, invocation.user_id, self.agent_name, invocation.conversation_id, conversation.opened

@@ -27,7 +27,8 @@ from memory.pipeline.outbox_s3 import S3Outbox
 from memory.pipeline.summarizer import Summarizer
 from memory.plugin.plugin import MemoryPlugin
 from tests.support.busy import BusyTasks, GatedSummarizer, wait_until
-from tests.support.scripted_model import ScriptedModel
+from memory.types import Scope
+from tests.support.scripted_model import EchoModel, ScriptedModel
 
 FAST = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.002, sweep_base_delay=0.01, sweep_max_delay=0.02)
 
@@ -186,6 +187,64 @@ def test_a_live_conversation_erased_mid_way_is_dropped_by_the_plugin(fake_store,
     assert len(stored) == 1 and "9999" in stored[0] and not any("4321" in s or "hunter2" in s for s in stored)
     assert make_outbox().pending() == []
 
+
+
+def _echo_agent(store: Any, pipeline: SummaryPipeline) -> Agent:
+    """An orchestrator whose answers repeat the memories injected into its prompt, as a model may."""
+    plugin = MemoryPlugin(store, pipeline=pipeline)
+    return Agent(model=EchoModel(), name="orchestrator", system_prompt="Known: {memory_context}",
+                 plugins=[plugin], callback_handler=None)
+
+
+def _alice_turn(agent: Agent, text: str, end: bool = False) -> str:
+    state = {"tenant_context": "acme", "user_id": "alice", "conversation_id": "s-alice", "end_session": end}
+    return str(agent(text, invocation_state=state))
+
+
+def _stored_text(store: Any) -> str:
+    return "\n".join(unit.content for call in store.store_calls for unit in call["units"])
+
+
+def test_a_forget_right_after_the_first_turns_retrieval_stores_nothing_it_injected(
+    fake_store, make_outbox, pipelines
+) -> None:
+    fake_store.add(Scope(user_id="alice", tenant_id="acme", agent_name="orchestrator"), "My PIN is 4321.")
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox())
+    retrieve = fake_store.retrieve
+
+    def retrieve_then_forget(*args: Any, **kwargs: Any) -> Any:
+        found = retrieve(*args, **kwargs)
+        erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")  # lands just after the read
+        return found
+
+    fake_store.retrieve = retrieve_then_forget
+    agent = _echo_agent(fake_store, pipeline)
+    assert "4321" in _alice_turn(agent, "My PIN is needed now.", end=True)  # read before the forget
+    assert pipeline.wait(5)
+    assert "4321" not in _stored_text(fake_store) and make_outbox().pending() == []
+
+
+def test_a_conversation_opened_while_forget_deletes_stores_nothing_it_injected(
+    fake_store, make_outbox, pipelines
+) -> None:
+    fake_store.add(Scope(user_id="alice", tenant_id="acme", agent_name="orchestrator"), "My PIN is 4321.")
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox())
+    agent = _echo_agent(fake_store, pipeline)
+    forgetting = make_outbox()
+    add_erasure = forgetting.add_erasure
+    answers = []
+
+    def marker_then_first_turn(marker: Any) -> None:
+        add_erasure(marker)
+        if not answers:  # the marker is durable, the memories not deleted yet
+            answers.append(_alice_turn(agent, "My PIN is needed now."))
+
+    forgetting.add_erasure = marker_then_first_turn  # type: ignore[method-assign]
+    erase(forgetting, fake_store, tenant_id="acme", user_id="alice")
+    assert "4321" in answers[0] and fake_store.memories == {}
+    _alice_turn(agent, "Bye.", end=True)
+    assert pipeline.wait(5)
+    assert "4321" not in _stored_text(fake_store) and make_outbox().pending() == []
 
 def test_erasing_a_tenant_or_one_conversation(fake_store, make_outbox, pipelines) -> None:
     outbox = make_outbox()
