@@ -16,7 +16,9 @@ round; an exhausted entry waits for a re-sweep (``RetryPolicy.sweep_delay``), ru
 sweeper thread (``start_sweeper``) or ``sweep()``. After ``max_rounds`` rounds or
 ``max_busy_seconds`` since its first failure, or at once for an error that retrying cannot fix
 (access denied, index missing, misconfiguration, invalid data), the entry moves to the
-outbox's dead-letter area with the error type as reason, and its busy task ends.
+outbox's dead-letter area with the error type as reason, and its busy task ends. A task that
+crashes (the outbox itself failing, so nothing can be dead-lettered) counts rounds too: at the
+same bounds its busy task ends and the entry stays pending for a later replay.
 
 ``checkpoint`` queues the transcript of a conversation still going on as an *open* entry
 (same id as its final entry). A writer thread writes the queued checkpoints in the background,
@@ -446,7 +448,8 @@ class SummaryPipeline:
         ended: list[Any] = []
         with self._lock:
             self._inflight.pop(ref, None)
-            if outcome is not _Outcome.FAILED or future.cancelled() or self._closed.is_set():
+            given_up = crashed and self._crash_round_locked(ref)
+            if outcome is not _Outcome.FAILED or future.cancelled() or self._closed.is_set() or given_up:
                 self._rounds.pop(ref, None)
                 self._first_failure.pop(ref, None)
                 self._adopted.discard(ref)
@@ -462,6 +465,19 @@ class SummaryPipeline:
             self._task_ended(token)
         with self._lock:  # last: ``wait`` returns once the hooks have run
             self._futures.discard(future)
+
+    def _crash_round_locked(self, ref: Ref) -> bool:
+        """Count a crashed round (e.g. the outbox unreadable: ``_failed`` never ran); True once
+        the retry bounds are reached: the entry stays in the outbox for a later replay, and
+        this process stops being busy with it."""
+        now = time.monotonic()
+        rounds = self._rounds[ref] = self._rounds.get(ref, 0) + 1
+        first = self._first_failure.setdefault(ref, now)
+        if rounds < self.retry.max_rounds and now - first < self.retry.max_busy_seconds:
+            return False
+        self.metrics["left_in_outbox"] += 1
+        logger.error("summary task crashed %d time(s); entry left in the outbox for a later replay", rounds)
+        return True
 
     # -- one entry ----------------------------------------------------------------------------
 

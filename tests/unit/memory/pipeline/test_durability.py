@@ -318,6 +318,26 @@ def test_a_forget_during_a_failing_summary_leaves_no_dead_letter(fake_store, mak
     assert pipeline.wait(5)
     assert make_outbox().dead_letters() == [] and make_outbox().pending() == []
 
+
+def test_an_outbox_that_stays_unreadable_does_not_keep_the_app_busy(fake_store, make_outbox, pipelines) -> None:
+    outbox = make_outbox()
+    busy = BusyTasks()
+    pipeline = new_pipeline(pipelines, fake_store, outbox, on_task_start=busy.start, on_task_end=busy.end)
+    pipeline.start_sweeper()
+    reads = []
+    read_markers = outbox.erasures
+
+    def read_once_then_outage(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args)
+        if len(reads) > 1:  # the outbox fails for longer than the busy bound
+            raise BackendUnavailable("outbox outage")
+        return read_markers(*args, **kwargs)
+
+    outbox.erasures = read_once_then_outage  # type: ignore[method-assign]
+    assert pipeline.end_conversation(entry()) is not None  # durable; every later check fails
+    assert wait_until(lambda: not busy.open and not pipeline.waiting)  # back to Healthy
+    assert [e.conversation_id for e in make_outbox().pending()] == ["c1"]  # kept for a later replay
+
 # -- checkpoints off the response path --------------------------------------------------------
 
 
