@@ -118,6 +118,15 @@ def test_a_recent_open_entry_belongs_to_a_live_process_and_is_not_adopted(fake_s
     assert [e.entry_id for e in outbox.pending()] == [live.entry_id]
 
 
+
+def test_an_entry_with_a_malformed_time_does_not_stop_the_replay(fake_store, make_outbox, pipelines) -> None:
+    outbox = make_outbox()
+    outbox.put(entry("alice", open=True, created_at="yesterday"))  # valid JSON, not a time
+    outbox.put(entry("carol"))
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox())
+    assert pipeline.replay_pending() == 1 and pipeline.wait(5)  # the start-up replay does not raise
+    assert [c["scope"].user_id for c in fake_store.store_calls] == ["carol"]
+
 # -- erasure: nothing comes back ---------------------------------------------------------------
 
 
