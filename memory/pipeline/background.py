@@ -25,7 +25,8 @@ same bounds its busy task ends and the entry stays pending for a later replay.
 coalesced per conversation (latest transcript wins; written ``checkpoint_interval`` seconds
 after the first queued turn, so at most one write per conversation per interval and none for a
 conversation that ends sooner), never on the turn's response path. ``end_conversation``
-discards a queued checkpoint of its conversation (the closed entry supersedes it). Open
+discards a queued checkpoint of its conversation once the closed entry (which supersedes it)
+is written; if that write fails, the checkpoint is still written. Open
 entries are never scheduled in-process; ``replay_pending`` adopts the open entries older than
 ``orphan_after_seconds`` (their process is gone) and the closed ones.
 
@@ -192,15 +193,15 @@ class SummaryPipeline:
         Returns None, writing nothing, when an erasure marker covers the conversation.
         """
         ref = _ref(entry)
-        with self._stripe(ref):
-            with self._lock:
-                self._checkpoints.pop(ref, None)  # the closed entry supersedes a queued checkpoint
+        with self._stripe(ref):  # the checkpoint writer waits: no checkpoint lands after the entry
             if self._erased_now(entry):
                 self._drop_erased(entry)
                 return None
             with telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=False)):
                 entry_id = self.outbox.put(dataclasses.replace(entry, open=False))
                 with self._lock:  # scheduled under the write span: the summary's trace links to it
+                    # superseded only now: if the write failed, the queued checkpoint is still written
+                    self._checkpoints.pop(ref, None)
                     self.metrics["accepted"] += 1
                     self._schedule_locked(ref)
         return entry_id

@@ -373,3 +373,22 @@ def test_checkpoints_are_coalesced_and_the_closed_entry_supersedes_them(fake_sto
     assert pipeline.wait(5) and pipeline.flush(5)
     assert not writes[-1].open and len(writes[-1].transcript) == 22  # the queued checkpoint was dropped
     assert outbox.pending() == [] and len(fake_store.store_calls) == 1
+
+
+def test_an_end_that_cannot_be_written_keeps_the_queued_checkpoint(fake_store, make_outbox, pipelines) -> None:
+    outbox = make_outbox()
+    pipeline = new_pipeline(pipelines, fake_store, outbox, checkpoint_interval=0.2)
+    base = entry()
+    pipeline.checkpoint(base)  # the turn's checkpoint is queued; end_session follows at once
+    write = outbox.put
+
+    def outage(e: OutboxEntry) -> str:
+        raise BackendUnavailable("outbox outage")
+
+    outbox.put = outage  # type: ignore[method-assign]
+    with pytest.raises(BackendUnavailable):  # the app answers 503: retry end_session
+        pipeline.end_conversation(OutboxEntry(**{**base.__dict__, "transcript": base.transcript * 2}))
+    outbox.put = write  # type: ignore[method-assign]  # the outage ends; the retry may never come
+    assert pipeline.flush(5)
+    (left,) = make_outbox().pending()
+    assert left.open and left.transcript == base.transcript  # the answered turn is durable
