@@ -255,6 +255,19 @@ def test_a_conversation_opened_while_forget_deletes_stores_nothing_it_injected(
     assert pipeline.wait(5)
     assert "4321" not in _stored_text(fake_store) and make_outbox().pending() == []
 
+
+def test_a_live_conversation_found_erased_no_longer_injects_the_erased_memories(
+    fake_store, make_outbox, pipelines
+) -> None:
+    fake_store.add(Scope(user_id="alice", tenant_id="acme", agent_name="orchestrator"), "My PIN is 4321.")
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), erasure_refresh_seconds=0.0)
+    agent = _echo_agent(fake_store, pipeline)
+    assert "4321" in _alice_turn(agent, "My PIN is needed now.")  # injected on the first turn
+    erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
+    _alice_turn(agent, "I am still here.")  # its checkpoint finds the marker
+    assert pipeline.flush(5)
+    assert "4321" not in _alice_turn(agent, "Anything else?")  # the session goes on without them
+
 def test_erasing_a_tenant_or_one_conversation(fake_store, make_outbox, pipelines) -> None:
     outbox = make_outbox()
     c1, c2, other = entry("alice", "c1"), entry("alice", "c2"), entry("bob", "c3")
