@@ -24,7 +24,8 @@ same bounds its busy task ends and the entry stays pending for a later replay.
 (same id as its final entry). A writer thread writes the queued checkpoints in the background,
 coalesced per conversation (latest transcript wins; written ``checkpoint_interval`` seconds
 after the first queued turn, so at most one write per conversation per interval and none for a
-conversation that ends sooner), never on the turn's response path. ``end_conversation``
+conversation that ends sooner), never on the turn's response path; a checkpoint whose write
+failed is queued again (unless a newer one was) and written after a pause. ``end_conversation``
 discards a queued checkpoint of its conversation once the closed entry (which supersedes it)
 is written; if that write fails, the checkpoint is still written. Open
 entries are never scheduled in-process; ``replay_pending`` adopts the open entries older than
@@ -68,6 +69,7 @@ Ref = tuple[str | None, str]  # (tenant id, entry id)
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (AccessDenied, NotFound, ConfigurationError, ValidationError)
 _STRIPES = 64
 _MARKER_CACHE_SIZE = 4096  # (tenant, user) pairs whose erasure markers the checkpoint writer keeps
+_CHECKPOINT_RETRY_SECONDS = 1.0  # pause before writing again checkpoints whose write failed
 
 
 class _Outcome(enum.Enum):
@@ -345,39 +347,46 @@ class SummaryPipeline:
             with self._lock:
                 refs = list(self._checkpoints)
                 self._writing += len(refs)
+            failed = False
             for ref in refs:
                 try:
-                    self._write_checkpoint(ref)
+                    failed = not self._write_checkpoint(ref) or failed
                 except Exception:
                     logger.exception("checkpoint writer failed")
                 finally:
                     with self._lock:
                         self._writing -= 1
+            if failed:  # the outbox is failing: retry after a pause instead of spinning
+                self._closed.wait(_CHECKPOINT_RETRY_SECONDS)
             with self._lock:
                 if self._checkpoints:
                     self._writer_wake.set()
 
-    def _write_checkpoint(self, ref: Ref) -> None:
+    def _write_checkpoint(self, ref: Ref) -> bool:
+        """Write the queued checkpoint of ``ref``; False if that failed (it is then queued again,
+        unless a newer one was meanwhile, so the turns answered stay within the loss window)."""
         with self._stripe(ref):
             with self._lock:
                 entry = self._checkpoints.pop(ref, None)
             if entry is None:
-                return  # superseded by the closed entry
-            if self._erased_cached(entry):
-                self._drop_erased(entry)
-                return
+                return True  # superseded by the closed entry
             try:
+                if self._erased_cached(entry):
+                    self._drop_erased(entry)
+                    return True
                 with telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=True)):
                     self.outbox.put(entry)
             except Exception as exc:
                 with self._lock:
                     self.metrics["checkpoint_failures"] += 1
-                logger.error("checkpoint write failed (%s); the next turn writes it again", type(exc).__name__)
-                return
+                    self._checkpoints.setdefault(ref, entry)
+                logger.error("checkpoint write failed (%s); written again shortly", type(exc).__name__)
+                return False
             with self._lock:
                 if ref in self._inflight:
                     self._inflight[ref] = True  # the running task re-reads the entry instead of removing it
                 self.metrics["checkpoints"] += 1
+        return True
 
     # -- erasure ------------------------------------------------------------------------------
 

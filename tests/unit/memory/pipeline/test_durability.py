@@ -405,3 +405,19 @@ def test_an_end_that_cannot_be_written_keeps_the_queued_checkpoint(fake_store, m
     assert pipeline.flush(5)
     (left,) = make_outbox().pending()
     assert left.open and left.transcript == base.transcript  # the answered turn is durable
+
+
+def test_a_checkpoint_whose_write_failed_is_written_again_without_a_new_turn(fake_store, make_outbox, pipelines) -> None:
+    outbox = make_outbox()
+    pipeline = new_pipeline(pipelines, fake_store, outbox)
+    write, failed = outbox.put, []
+
+    def fail_once(e: OutboxEntry) -> str:
+        if not failed:
+            failed.append(e)
+            raise BackendUnavailable("outbox outage")
+        return write(e)
+
+    outbox.put = fail_once  # type: ignore[method-assign]
+    pipeline.checkpoint(entry())  # the last turn before the user goes quiet
+    assert wait_until(lambda: failed != [] and len(make_outbox().pending()) == 1)  # durable after all
