@@ -198,11 +198,17 @@ def test_a_live_conversation_erased_mid_way_is_dropped_by_the_plugin(fake_store,
 
 
 
-def _echo_agent(store: Any, pipeline: SummaryPipeline) -> Agent:
-    """An orchestrator whose answers repeat the memories injected into its prompt, as a model may."""
+def _alice_with_a_pin(
+    made: list[SummaryPipeline], store: Any, outbox: Outbox, **kwargs: Any
+) -> tuple[SummaryPipeline, Agent]:
+    """A pipeline, and an orchestrator whose answers repeat the memories injected into its prompt
+    (as a model may), for alice, whose past conversation left her PIN in memory."""
+    store.add(Scope(user_id="alice", tenant_id="acme", agent_name="orchestrator"), "My PIN is 4321.")
+    pipeline = new_pipeline(made, store, outbox, **kwargs)
     plugin = MemoryPlugin(store, pipeline=pipeline)
-    return Agent(model=EchoModel(), name="orchestrator", system_prompt="Known: {memory_context}",
-                 plugins=[plugin], callback_handler=None)
+    agent = Agent(model=EchoModel(), name="orchestrator", system_prompt="Known: {memory_context}",
+                  plugins=[plugin], callback_handler=None)
+    return pipeline, agent
 
 
 def _alice_turn(agent: Agent, text: str, end: bool = False) -> str:
@@ -217,8 +223,7 @@ def _stored_text(store: Any) -> str:
 def test_a_forget_right_after_the_first_turns_retrieval_stores_nothing_it_injected(
     fake_store, make_outbox, pipelines
 ) -> None:
-    fake_store.add(Scope(user_id="alice", tenant_id="acme", agent_name="orchestrator"), "My PIN is 4321.")
-    pipeline = new_pipeline(pipelines, fake_store, make_outbox())
+    pipeline, agent = _alice_with_a_pin(pipelines, fake_store, make_outbox())
     retrieve = fake_store.retrieve
 
     def retrieve_then_forget(*args: Any, **kwargs: Any) -> Any:
@@ -227,7 +232,6 @@ def test_a_forget_right_after_the_first_turns_retrieval_stores_nothing_it_inject
         return found
 
     fake_store.retrieve = retrieve_then_forget
-    agent = _echo_agent(fake_store, pipeline)
     assert "4321" in _alice_turn(agent, "My PIN is needed now.", end=True)  # read before the forget
     assert pipeline.wait(5)
     assert "4321" not in _stored_text(fake_store) and make_outbox().pending() == []
@@ -236,9 +240,7 @@ def test_a_forget_right_after_the_first_turns_retrieval_stores_nothing_it_inject
 def test_a_conversation_opened_while_forget_deletes_stores_nothing_it_injected(
     fake_store, make_outbox, pipelines
 ) -> None:
-    fake_store.add(Scope(user_id="alice", tenant_id="acme", agent_name="orchestrator"), "My PIN is 4321.")
-    pipeline = new_pipeline(pipelines, fake_store, make_outbox())
-    agent = _echo_agent(fake_store, pipeline)
+    pipeline, agent = _alice_with_a_pin(pipelines, fake_store, make_outbox())
     forgetting = make_outbox()
     add_erasure = forgetting.add_erasure
     answers = []
@@ -259,14 +261,13 @@ def test_a_conversation_opened_while_forget_deletes_stores_nothing_it_injected(
 def test_a_live_conversation_found_erased_no_longer_injects_the_erased_memories(
     fake_store, make_outbox, pipelines
 ) -> None:
-    fake_store.add(Scope(user_id="alice", tenant_id="acme", agent_name="orchestrator"), "My PIN is 4321.")
-    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), erasure_refresh_seconds=0.0)
-    agent = _echo_agent(fake_store, pipeline)
+    pipeline, agent = _alice_with_a_pin(pipelines, fake_store, make_outbox(), erasure_refresh_seconds=0.0)
     assert "4321" in _alice_turn(agent, "My PIN is needed now.")  # injected on the first turn
     erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
     _alice_turn(agent, "I am still here.")  # its checkpoint finds the marker
     assert pipeline.flush(5)
     assert "4321" not in _alice_turn(agent, "Anything else?")  # the session goes on without them
+
 
 def test_erasing_a_tenant_or_one_conversation(fake_store, make_outbox, pipelines) -> None:
     outbox = make_outbox()
