@@ -379,7 +379,8 @@ class SummaryPipeline:
             except Exception as exc:
                 with self._lock:
                     self.metrics["checkpoint_failures"] += 1
-                    self._checkpoints.setdefault(ref, entry)
+                    if ref not in self._erased:
+                        self._checkpoints.setdefault(ref, entry)
                 logger.error("checkpoint write failed (%s); written again shortly", type(exc).__name__)
                 return False
             with self._lock:
