@@ -29,7 +29,9 @@ failed is queued again (unless a newer one was) and written after a pause. ``end
 discards a queued checkpoint of its conversation once the closed entry (which supersedes it)
 is written; if that write fails, the checkpoint is still written. Open
 entries are never scheduled in-process; ``replay_pending`` adopts the open entries older than
-``orphan_after_seconds`` (their process is gone) and the closed ones.
+``orphan_after_seconds`` (their process is gone) and the closed ones. Before removing an adopted
+entry the worker reads it again: a newer version (its process lived on after all) is summarized
+too instead of being deleted.
 
 ``on_task_start(name) -> token`` / ``on_task_end(token)`` bracket every accepted entry from
 the moment it is scheduled until it is stored, dead-lettered or handed to another process
@@ -537,6 +539,9 @@ class SummaryPipeline:
                     with self._lock:
                         rerun = self._inflight.get(ref, False)
                         self._inflight[ref] = False
+                    if not rerun and adopted:  # its process may live on and have written a newer version
+                        current = self.outbox.get(entry_id, tenant_id)
+                        rerun = current is not None and current.created_at != entry.created_at
                     if not rerun:
                         self.outbox.remove(entry_id, tenant_id)
                         return _Outcome.STORED

@@ -7,6 +7,7 @@ background checkpoints (coalesced, superseded by the closed entry).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -126,6 +127,22 @@ def test_an_entry_with_a_malformed_time_does_not_stop_the_replay(fake_store, mak
     pipeline = new_pipeline(pipelines, fake_store, make_outbox())
     assert pipeline.replay_pending() == 1 and pipeline.wait(5)  # the start-up replay does not raise
     assert [c["scope"].user_id for c in fake_store.store_calls] == ["carol"]
+
+
+def test_an_adopted_checkpoint_whose_process_lives_on_does_not_swallow_its_end(fake_store, make_outbox, pipelines) -> None:
+    live = new_pipeline(pipelines, fake_store, make_outbox())  # e.g. in a turn longer than orphan_after
+    first = entry(open=True)
+    live.checkpoint(first)
+    assert live.flush(5)
+    gated = GatedSummarizer()
+    replayer = new_pipeline(pipelines, fake_store, make_outbox(), summarizer=gated, orphan_after_seconds=0)
+    assert replayer.replay_pending() == 1 and gated.started.wait(5)  # adopted, now summarizing
+    ended = dataclasses.replace(first, open=False, created_at=datetime.now(timezone.utc).isoformat(),
+                                transcript=[*first.transcript, {"role": "user", "text": "My boat is Wave."}])
+    assert live.end_conversation(ended) is not None and live.wait(5)  # claimed by the replayer
+    gated.gate.set()
+    assert replayer.wait(5)
+    assert "Wave" in _stored_text(fake_store) or make_outbox().pending() != []  # stored, or still pending
 
 # -- erasure: nothing comes back ---------------------------------------------------------------
 
