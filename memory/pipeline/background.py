@@ -16,16 +16,22 @@ round; an exhausted entry waits for a re-sweep (``RetryPolicy.sweep_delay``), ru
 sweeper thread (``start_sweeper``) or ``sweep()``. After ``max_rounds`` rounds or
 ``max_busy_seconds`` since its first failure, or at once for an error that retrying cannot fix
 (access denied, index missing, misconfiguration, invalid data), the entry moves to the
-outbox's dead-letter area with the error type as reason, and its busy task ends.
+outbox's dead-letter area with the error type as reason, and its busy task ends. A task that
+crashes (the outbox itself failing, so nothing can be dead-lettered) counts rounds too: at the
+same bounds its busy task ends and the entry stays pending for a later replay.
 
 ``checkpoint`` queues the transcript of a conversation still going on as an *open* entry
 (same id as its final entry). A writer thread writes the queued checkpoints in the background,
 coalesced per conversation (latest transcript wins; written ``checkpoint_interval`` seconds
 after the first queued turn, so at most one write per conversation per interval and none for a
-conversation that ends sooner), never on the turn's response path. ``end_conversation``
-discards a queued checkpoint of its conversation (the closed entry supersedes it). Open
+conversation that ends sooner), never on the turn's response path; a checkpoint whose write
+failed is queued again (unless a newer one was) and written after a pause. ``end_conversation``
+discards a queued checkpoint of its conversation once the closed entry (which supersedes it)
+is written; if that write fails, the checkpoint is still written. Open
 entries are never scheduled in-process; ``replay_pending`` adopts the open entries older than
-``orphan_after_seconds`` (their process is gone) and the closed ones.
+``orphan_after_seconds`` (their process is gone) and the closed ones. Before removing an adopted
+entry the worker reads it again: a newer version (its process lived on after all) is summarized
+too instead of being deleted.
 
 ``on_task_start(name) -> token`` / ``on_task_end(token)`` bracket every accepted entry from
 the moment it is scheduled until it is stored, dead-lettered or handed to another process
@@ -65,6 +71,7 @@ Ref = tuple[str | None, str]  # (tenant id, entry id)
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (AccessDenied, NotFound, ConfigurationError, ValidationError)
 _STRIPES = 64
 _MARKER_CACHE_SIZE = 4096  # (tenant, user) pairs whose erasure markers the checkpoint writer keeps
+_CHECKPOINT_RETRY_SECONDS = 1.0  # pause before writing again checkpoints whose write failed
 
 
 class _Outcome(enum.Enum):
@@ -190,15 +197,15 @@ class SummaryPipeline:
         Returns None, writing nothing, when an erasure marker covers the conversation.
         """
         ref = _ref(entry)
-        with self._stripe(ref):
-            with self._lock:
-                self._checkpoints.pop(ref, None)  # the closed entry supersedes a queued checkpoint
+        with self._stripe(ref):  # the checkpoint writer waits: no checkpoint lands after the entry
             if self._erased_now(entry):
                 self._drop_erased(entry)
                 return None
             with telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=False)):
                 entry_id = self.outbox.put(dataclasses.replace(entry, open=False))
                 with self._lock:  # scheduled under the write span: the summary's trace links to it
+                    # superseded only now: if the write failed, the queued checkpoint is still written
+                    self._checkpoints.pop(ref, None)
                     self.metrics["accepted"] += 1
                     self._schedule_locked(ref)
         return entry_id
@@ -342,39 +349,47 @@ class SummaryPipeline:
             with self._lock:
                 refs = list(self._checkpoints)
                 self._writing += len(refs)
+            failed = False
             for ref in refs:
                 try:
-                    self._write_checkpoint(ref)
+                    failed = not self._write_checkpoint(ref) or failed
                 except Exception:
                     logger.exception("checkpoint writer failed")
                 finally:
                     with self._lock:
                         self._writing -= 1
+            if failed:  # the outbox is failing: retry after a pause instead of spinning
+                self._closed.wait(_CHECKPOINT_RETRY_SECONDS)
             with self._lock:
                 if self._checkpoints:
                     self._writer_wake.set()
 
-    def _write_checkpoint(self, ref: Ref) -> None:
+    def _write_checkpoint(self, ref: Ref) -> bool:
+        """Write the queued checkpoint of ``ref``; False if that failed (it is then queued again,
+        unless a newer one was meanwhile, so the turns answered stay within the loss window)."""
         with self._stripe(ref):
             with self._lock:
                 entry = self._checkpoints.pop(ref, None)
             if entry is None:
-                return  # superseded by the closed entry
-            if self._erased_cached(entry):
-                self._drop_erased(entry)
-                return
+                return True  # superseded by the closed entry
             try:
+                if self._erased_cached(entry):
+                    self._drop_erased(entry)
+                    return True
                 with telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=True)):
                     self.outbox.put(entry)
             except Exception as exc:
                 with self._lock:
                     self.metrics["checkpoint_failures"] += 1
-                logger.error("checkpoint write failed (%s); the next turn writes it again", type(exc).__name__)
-                return
+                    if ref not in self._erased:
+                        self._checkpoints.setdefault(ref, entry)
+                logger.error("checkpoint write failed (%s); written again shortly", type(exc).__name__)
+                return False
             with self._lock:
                 if ref in self._inflight:
                     self._inflight[ref] = True  # the running task re-reads the entry instead of removing it
                 self.metrics["checkpoints"] += 1
+        return True
 
     # -- erasure ------------------------------------------------------------------------------
 
@@ -446,7 +461,8 @@ class SummaryPipeline:
         ended: list[Any] = []
         with self._lock:
             self._inflight.pop(ref, None)
-            if outcome is not _Outcome.FAILED or future.cancelled() or self._closed.is_set():
+            given_up = crashed and self._crash_round_locked(ref)
+            if outcome is not _Outcome.FAILED or future.cancelled() or self._closed.is_set() or given_up:
                 self._rounds.pop(ref, None)
                 self._first_failure.pop(ref, None)
                 self._adopted.discard(ref)
@@ -462,6 +478,19 @@ class SummaryPipeline:
             self._task_ended(token)
         with self._lock:  # last: ``wait`` returns once the hooks have run
             self._futures.discard(future)
+
+    def _crash_round_locked(self, ref: Ref) -> bool:
+        """Count a crashed round (e.g. the outbox unreadable: ``_failed`` never ran); True once
+        the retry bounds are reached: the entry stays in the outbox for a later replay, and
+        this process stops being busy with it."""
+        now = time.monotonic()
+        rounds = self._rounds[ref] = self._rounds.get(ref, 0) + 1
+        first = self._first_failure.setdefault(ref, now)
+        if rounds < self.retry.max_rounds and now - first < self.retry.max_busy_seconds:
+            return False
+        self.metrics["left_in_outbox"] += 1
+        logger.error("summary task crashed %d time(s); entry left in the outbox for a later replay", rounds)
+        return True
 
     # -- one entry ----------------------------------------------------------------------------
 
@@ -510,6 +539,9 @@ class SummaryPipeline:
                     with self._lock:
                         rerun = self._inflight.get(ref, False)
                         self._inflight[ref] = False
+                    if not rerun and adopted:  # its process may live on and have written a newer version
+                        current = self.outbox.get(entry_id, tenant_id)
+                        rerun = current is not None and current.created_at != entry.created_at
                     if not rerun:
                         self.outbox.remove(entry_id, tenant_id)
                         return _Outcome.STORED
@@ -532,6 +564,12 @@ class SummaryPipeline:
                 if self._inflight.get(ref):
                     return _Outcome.FAILED  # a newer transcript replaced this one: try it first
             self.outbox.dead_letter(entry, reason)
+            # checked after the write: a forget that ran meanwhile may have listed the dead
+            # letters before this one existed, so its marker is honoured here
+            if self._erased_now(entry):
+                self.outbox.purge(entry.entry_id, entry.tenant_id)
+                self._drop_erased(entry)
+                return _Outcome.GONE
         self._count("dead_lettered")
         self._count(f"dead_lettered_{reason}")
         logger.error(

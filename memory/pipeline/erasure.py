@@ -1,9 +1,11 @@
-"""Erasure that holds: a durable marker first, then the outbox, then the memories.
+"""Erasure that holds: a durable marker first, then the outbox, then the memories, then a marker.
 
 ``erase`` (what ``forget`` runs) writes an ``ErasureMarker`` to the outbox backend, deletes
 the matching outbox entries (open checkpoints, closed entries and dead letters), then deletes
 the matching memories, every memory unit of every matching conversation, found by metadata
-(``user_id``, ``conversation_id``), never by assuming one key per conversation. The summary
+(``user_id``, ``conversation_id``), never by assuming one key per conversation, and writes a
+second marker for the conversations that started (and may have read those memories) meanwhile
+(a conversation starts before its first retrieval, ``memory.plugin.plugin``). The summary
 pipeline checks the markers before every store and again right after it (deleting what it
 just stored if a marker appeared meanwhile), and the checkpoint writer drops live transcripts
 they cover, so a conversation that started before an erasure is never stored after it by any
@@ -50,7 +52,9 @@ def erase(
 
     Order matters: the marker is durable before anything is deleted, so a summary racing
     this call either sees the marker or is deleted by the memory deletion that follows it.
-    ``store`` None erases only the outbox side (markers, entries, dead letters).
+    A second marker follows the deletion, so a conversation that started meanwhile (and may
+    have been given the memories being deleted) is covered too. ``store`` None erases only the
+    outbox side (markers, entries, dead letters).
     """
     if conversation_id is not None and user_id is None:
         raise ValueError("erasing a conversation needs its user")
@@ -68,6 +72,9 @@ def erase(
             memories = store.forget_tenant(tenant_id)
         else:
             memories = store.forget(Scope(user_id=user_id, tenant_id=tenant_id), conversation_id=conversation_id)
+        # A conversation that started after the first marker may have read the memories before
+        # they were deleted (and repeat them in its answers): this marker covers it too.
+        outbox.add_erasure(ErasureMarker(tenant_id=tenant_id, user_id=user_id, conversation_id=conversation_id))
     logger.info(
         "erased: %d outbox entries, %d dead letters, %d memories (marker %s)",
         len(entries),

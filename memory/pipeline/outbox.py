@@ -126,9 +126,9 @@ class OutboxEntry:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "OutboxEntry":
-        """Rebuild an entry from ``to_json`` output."""
+        """Rebuild an entry from ``to_json`` output (ValueError if ``created_at`` is malformed)."""
         transcript = [Turn(role=str(t["role"]), text=str(t["text"])) for t in data["transcript"]]
-        return cls(
+        entry = cls(
             tenant_id=data.get("tenant_id"),
             user_id=str(data["user_id"]),
             agent_name=str(data["agent_name"]),
@@ -140,6 +140,8 @@ class OutboxEntry:
             open=data.get("open") is True,
             stored_key=None if data.get("key") is None else str(data["key"]),
         )
+        parse_time(entry.created_at)  # the replay compares it with the clock
+        return entry
 
 
 

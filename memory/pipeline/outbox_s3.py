@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 from botocore.exceptions import BotoCoreError, ClientError
 
 from memory.aws import error_code, http_status, translate_error
+from memory.errors import InvalidTenantId
 from memory.pipeline.outbox import (
     USER_FOLDER_PREFIX,
     Claim,
@@ -125,7 +126,8 @@ class S3Outbox:
         self._delete(tenant_id, self._key(tenant_id, "pending", entry_id))
 
     def tenants(self) -> list[str | None]:
-        """Tenants that have a prefix in the outbox (listed with ``lister``)."""
+        """Tenants that have a prefix in the outbox (listed with ``lister``); folders that are not
+        a valid tenant id (none of ours: e.g. an operator's copy) are skipped with a warning."""
         client = self._lister or self._client_for(None)
         found: list[str | None] = []
         try:
@@ -134,7 +136,13 @@ class S3Outbox:
             ):
                 for common in page.get("CommonPrefixes", []):
                     segment = common["Prefix"][len(self.prefix) + 1 :].strip("/")
-                    found.append(None if segment == _NO_TENANT else segment)
+                    if segment == _NO_TENANT:
+                        found.append(None)
+                        continue
+                    try:
+                        found.append(validate_tenant_id(segment))
+                    except InvalidTenantId:
+                        logger.warning("outbox folder %r is not a tenant id; skipped", segment[:64])
         except (ClientError, BotoCoreError) as exc:
             raise translate_error(exc, f"list outbox tenants in {self.bucket}") from exc
         return found

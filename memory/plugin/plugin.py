@@ -35,8 +35,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   before the write loses the turns answered since the last written checkpoint (the loss
   window). ``end_session`` waits until the closed entry is durable.
 * Erasure: when the pipeline finds the conversation covered by an erasure marker
-  (``memory.pipeline.erasure``), the plugin drops its transcript and records nothing more of
-  that conversation (``metrics["erased"]``).
+  (``memory.pipeline.erasure``), the plugin drops its transcript and its injected memories
+  (the next turns' prompt has none) and records nothing more of that conversation
+  (``metrics["erased"]``).
 * ``summarize=False`` makes a read-only plugin (injection and recall, no transcript, no
   summary): for specialists called as tools, whose "user" is the orchestrator's model.
 * ``used_memory_ids`` lists the ids of memories injected and recalled in the current
@@ -245,6 +246,8 @@ class MemoryPlugin(Plugin):
             conversation = self._conversation
             assert conversation is not None
             self._turn_active, self._turn_ends = True, invocation.end_session
+            if continuing and self._found_erased(conversation):  # by the checkpoint writer meanwhile
+                self._drop_erased(conversation)
             if conversation.prompt is None:  # the block is kept for the whole conversation
                 conversation.prompt = self._render_prompt(conversation.block)
             prompt = conversation.prompt
@@ -287,11 +290,17 @@ class MemoryPlugin(Plugin):
 
     def _open(self, invocation: Invocation, prompt: str) -> None:
         """Start a conversation (ending the previous one): called from a worker thread."""
+        # Started before its memories are read: an erasure whose second marker (``erase``) is
+        # later covers it, whatever it was given; one whose second marker is earlier had
+        # already deleted what it erased.
+        opened = new_conversation_marker()
         memories = self._retrieve(self._scope(invocation), prompt) if prompt else []
         with self._lock:
             if self._conversation is not None:
                 self._end_quietly_locked(self._conversation)
-            conversation = _Conversation(invocation, block=render_block(memories), injected=[m.id for m in memories])
+            conversation = _Conversation(
+                invocation, opened=opened, block=render_block(memories), injected=[m.id for m in memories]
+            )
             assert self.agent_name is not None
             conversation.key = summary_key(
                 invocation.tenant_id, invocation.user_id, self.agent_name, invocation.conversation_id, conversation.opened
@@ -364,10 +373,22 @@ class MemoryPlugin(Plugin):
             conversation.written_at_turns = turns
             self.metrics["checkpoints"] += 1
 
+    def _found_erased(self, conversation: _Conversation) -> bool:
+        """Whether the pipeline found this live conversation erased (no I/O: its own record)."""
+        return (
+            not conversation.erased
+            and self.pipeline is not None
+            and self.pipeline.is_erased(self._entry(conversation, open=True))
+        )
+
     def _drop_erased(self, conversation: _Conversation) -> None:
         conversation.transcript.clear()
         conversation.erased = True
         conversation.ended_at_turns = conversation.written_at_turns = 0
+        # what was injected may be what was erased: the next turns go without it
+        conversation.block, conversation.prompt = "", None
+        conversation.injected.clear()
+        conversation.recalled.clear()
         self.metrics["erased"] += 1
         logger.info("agent=%s conversation erased: its transcript is dropped", self.agent_name)
 

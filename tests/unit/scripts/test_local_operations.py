@@ -66,7 +66,7 @@ def test_forget_a_user_on_the_local_backend_reports_everything_it_removed(state:
     assert "secret" not in done.out
     outbox = LocalOutbox(state / "outbox")
     assert keys(state) == ["m3"] and [e.user_id for e in outbox.pending()] == ["bob"]
-    assert outbox.dead_letters() == [] and [m.user_id for m in outbox.erasures("acme")] == ["ann"]
+    assert outbox.dead_letters() == [] and {m.user_id for m in outbox.erasures("acme")} == {"ann"}
 
 
 def test_forget_one_conversation_or_the_whole_tenant(state: Path, cli) -> None:

@@ -7,6 +7,7 @@ background checkpoints (coalesced, superseded by the closed entry).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,7 +28,8 @@ from memory.pipeline.outbox_s3 import S3Outbox
 from memory.pipeline.summarizer import Summarizer
 from memory.plugin.plugin import MemoryPlugin
 from tests.support.busy import BusyTasks, GatedSummarizer, wait_until
-from tests.support.scripted_model import ScriptedModel
+from memory.types import Scope
+from tests.support.scripted_model import EchoModel, ScriptedModel
 
 FAST = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.002, sweep_base_delay=0.01, sweep_max_delay=0.02)
 
@@ -117,6 +119,31 @@ def test_a_recent_open_entry_belongs_to_a_live_process_and_is_not_adopted(fake_s
     assert [e.entry_id for e in outbox.pending()] == [live.entry_id]
 
 
+
+def test_an_entry_with_a_malformed_time_does_not_stop_the_replay(fake_store, make_outbox, pipelines) -> None:
+    outbox = make_outbox()
+    outbox.put(entry("alice", open=True, created_at="yesterday"))  # valid JSON, not a time
+    outbox.put(entry("carol"))
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox())
+    assert pipeline.replay_pending() == 1 and pipeline.wait(5)  # the start-up replay does not raise
+    assert [c["scope"].user_id for c in fake_store.store_calls] == ["carol"]
+
+
+def test_an_adopted_checkpoint_whose_process_lives_on_does_not_swallow_its_end(fake_store, make_outbox, pipelines) -> None:
+    live = new_pipeline(pipelines, fake_store, make_outbox())  # e.g. in a turn longer than orphan_after
+    first = entry(open=True)
+    live.checkpoint(first)
+    assert live.flush(5)
+    gated = GatedSummarizer()
+    replayer = new_pipeline(pipelines, fake_store, make_outbox(), summarizer=gated, orphan_after_seconds=0)
+    assert replayer.replay_pending() == 1 and gated.started.wait(5)  # adopted, now summarizing
+    ended = dataclasses.replace(first, open=False, created_at=datetime.now(timezone.utc).isoformat(),
+                                transcript=[*first.transcript, {"role": "user", "text": "My boat is Wave."}])
+    assert live.end_conversation(ended) is not None and live.wait(5)  # claimed by the replayer
+    gated.gate.set()
+    assert replayer.wait(5)
+    assert "Wave" in _stored_text(fake_store) or make_outbox().pending() != []  # stored, or still pending
+
 # -- erasure: nothing comes back ---------------------------------------------------------------
 
 
@@ -187,6 +214,78 @@ def test_a_live_conversation_erased_mid_way_is_dropped_by_the_plugin(fake_store,
     assert make_outbox().pending() == []
 
 
+
+def _alice_with_a_pin(
+    made: list[SummaryPipeline], store: Any, outbox: Outbox, **kwargs: Any
+) -> tuple[SummaryPipeline, Agent]:
+    """A pipeline, and an orchestrator whose answers repeat the memories injected into its prompt
+    (as a model may), for alice, whose past conversation left her PIN in memory."""
+    store.add(Scope(user_id="alice", tenant_id="acme", agent_name="orchestrator"), "My PIN is 4321.")
+    pipeline = new_pipeline(made, store, outbox, **kwargs)
+    plugin = MemoryPlugin(store, pipeline=pipeline)
+    agent = Agent(model=EchoModel(), name="orchestrator", system_prompt="Known: {memory_context}",
+                  plugins=[plugin], callback_handler=None)
+    return pipeline, agent
+
+
+def _alice_turn(agent: Agent, text: str, end: bool = False) -> str:
+    state = {"tenant_context": "acme", "user_id": "alice", "conversation_id": "s-alice", "end_session": end}
+    return str(agent(text, invocation_state=state))
+
+
+def _stored_text(store: Any) -> str:
+    return "\n".join(unit.content for call in store.store_calls for unit in call["units"])
+
+
+def test_a_forget_right_after_the_first_turns_retrieval_stores_nothing_it_injected(
+    fake_store, make_outbox, pipelines
+) -> None:
+    pipeline, agent = _alice_with_a_pin(pipelines, fake_store, make_outbox())
+    retrieve = fake_store.retrieve
+
+    def retrieve_then_forget(*args: Any, **kwargs: Any) -> Any:
+        found = retrieve(*args, **kwargs)
+        erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")  # lands just after the read
+        return found
+
+    fake_store.retrieve = retrieve_then_forget
+    assert "4321" in _alice_turn(agent, "My PIN is needed now.", end=True)  # read before the forget
+    assert pipeline.wait(5)
+    assert "4321" not in _stored_text(fake_store) and make_outbox().pending() == []
+
+
+def test_a_conversation_opened_while_forget_deletes_stores_nothing_it_injected(
+    fake_store, make_outbox, pipelines
+) -> None:
+    pipeline, agent = _alice_with_a_pin(pipelines, fake_store, make_outbox())
+    forgetting = make_outbox()
+    add_erasure = forgetting.add_erasure
+    answers = []
+
+    def marker_then_first_turn(marker: Any) -> None:
+        add_erasure(marker)
+        if not answers:  # the marker is durable, the memories not deleted yet
+            answers.append(_alice_turn(agent, "My PIN is needed now."))
+
+    forgetting.add_erasure = marker_then_first_turn  # type: ignore[method-assign]
+    erase(forgetting, fake_store, tenant_id="acme", user_id="alice")
+    assert "4321" in answers[0] and fake_store.memories == {}
+    _alice_turn(agent, "Bye.", end=True)
+    assert pipeline.wait(5)
+    assert "4321" not in _stored_text(fake_store) and make_outbox().pending() == []
+
+
+def test_a_live_conversation_found_erased_no_longer_injects_the_erased_memories(
+    fake_store, make_outbox, pipelines
+) -> None:
+    pipeline, agent = _alice_with_a_pin(pipelines, fake_store, make_outbox(), erasure_refresh_seconds=0.0)
+    assert "4321" in _alice_turn(agent, "My PIN is needed now.")  # injected on the first turn
+    erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
+    _alice_turn(agent, "I am still here.")  # its checkpoint finds the marker
+    assert pipeline.flush(5)
+    assert "4321" not in _alice_turn(agent, "Anything else?")  # the session goes on without them
+
+
 def test_erasing_a_tenant_or_one_conversation(fake_store, make_outbox, pipelines) -> None:
     outbox = make_outbox()
     c1, c2, other = entry("alice", "c1"), entry("alice", "c2"), entry("bob", "c3")
@@ -246,6 +345,39 @@ def test_dead_lettering_is_bounded_by_time_too(fake_store, make_outbox, pipeline
     assert len(make_outbox().dead_letters()) == 1 and 2 <= len(fake_store.store_calls) < 20
 
 
+
+def test_a_forget_during_a_failing_summary_leaves_no_dead_letter(fake_store, make_outbox, pipelines) -> None:
+    fake_store.fail_store = AccessDenied("no model access")  # dead-lettered at once
+    gated = GatedSummarizer()
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), summarizer=gated)
+    pipeline.end_conversation(entry("alice", text="My PIN is 4321."))
+    assert gated.started.wait(5)  # checked the markers (none yet), now summarizing
+    result = erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
+    assert result.outbox_entries == 1 and result.dead_letters == 0  # nothing dead-lettered yet
+    gated.gate.set()  # the store then fails for good
+    assert pipeline.wait(5)
+    assert make_outbox().dead_letters() == [] and make_outbox().pending() == []
+
+
+def test_an_outbox_that_stays_unreadable_does_not_keep_the_app_busy(fake_store, make_outbox, pipelines) -> None:
+    outbox = make_outbox()
+    busy = BusyTasks()
+    pipeline = new_pipeline(pipelines, fake_store, outbox, on_task_start=busy.start, on_task_end=busy.end)
+    pipeline.start_sweeper()
+    reads = []
+    read_markers = outbox.erasures
+
+    def read_once_then_outage(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args)
+        if len(reads) > 1:  # the outbox fails for longer than the busy bound
+            raise BackendUnavailable("outbox outage")
+        return read_markers(*args, **kwargs)
+
+    outbox.erasures = read_once_then_outage  # type: ignore[method-assign]
+    assert pipeline.end_conversation(entry()) is not None  # durable; every later check fails
+    assert wait_until(lambda: not busy.open and not pipeline.waiting)  # back to Healthy
+    assert [e.conversation_id for e in make_outbox().pending()] == ["c1"]  # kept for a later replay
+
 # -- checkpoints off the response path --------------------------------------------------------
 
 
@@ -272,3 +404,38 @@ def test_checkpoints_are_coalesced_and_the_closed_entry_supersedes_them(fake_sto
     assert pipeline.wait(5) and pipeline.flush(5)
     assert not writes[-1].open and len(writes[-1].transcript) == 22  # the queued checkpoint was dropped
     assert outbox.pending() == [] and len(fake_store.store_calls) == 1
+
+
+def test_an_end_that_cannot_be_written_keeps_the_queued_checkpoint(fake_store, make_outbox, pipelines) -> None:
+    outbox = make_outbox()
+    pipeline = new_pipeline(pipelines, fake_store, outbox, checkpoint_interval=0.2)
+    base = entry()
+    pipeline.checkpoint(base)  # the turn's checkpoint is queued; end_session follows at once
+    write = outbox.put
+
+    def outage(e: OutboxEntry) -> str:
+        raise BackendUnavailable("outbox outage")
+
+    outbox.put = outage  # type: ignore[method-assign]
+    with pytest.raises(BackendUnavailable):  # the app answers 503: retry end_session
+        pipeline.end_conversation(OutboxEntry(**{**base.__dict__, "transcript": base.transcript * 2}))
+    outbox.put = write  # type: ignore[method-assign]  # the outage ends; the retry may never come
+    assert pipeline.flush(5)
+    (left,) = make_outbox().pending()
+    assert left.open and left.transcript == base.transcript  # the answered turn is durable
+
+
+def test_a_checkpoint_whose_write_failed_is_written_again_without_a_new_turn(fake_store, make_outbox, pipelines) -> None:
+    outbox = make_outbox()
+    pipeline = new_pipeline(pipelines, fake_store, outbox)
+    write, failed = outbox.put, []
+
+    def fail_once(e: OutboxEntry) -> str:
+        if not failed:
+            failed.append(e)
+            raise BackendUnavailable("outbox outage")
+        return write(e)
+
+    outbox.put = fail_once  # type: ignore[method-assign]
+    pipeline.checkpoint(entry())  # the last turn before the user goes quiet
+    assert wait_until(lambda: failed != [] and len(make_outbox().pending()) == 1)  # durable after all

@@ -247,3 +247,11 @@ def test_s3_erasure_check_lists_the_same_few_pages_however_many_users_were_erase
         expected |= {mine[user].marker_id} if user in mine else set()
         assert {m.marker_id for m in fresh.erasures("acme", user)} == expected
         assert len(lists) <= pages_before_user_folders + 2, (user, lists)
+
+
+def test_s3_a_folder_that_is_not_a_tenant_does_not_stop_the_replay(s3) -> None:
+    outbox = S3Outbox(lambda _t: s3, BUCKET, prefix="obx", lister=s3)
+    e = entry()
+    outbox.put(e)
+    s3.put_object(Bucket=BUCKET, Key="obx/Backup_2026/pending/x.json", Body=b"{}")  # e.g. an operator's copy
+    assert outbox.tenants() == ["acme"] and [p.entry_id for p in outbox.pending()] == [e.entry_id]
