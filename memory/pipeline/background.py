@@ -228,10 +228,11 @@ class SummaryPipeline:
         self._writer_wake.set()
         return entry.entry_id
 
-    def is_erased(self, entry: OutboxEntry) -> bool:
-        """Whether this process found ``entry``'s live conversation covered by an erasure marker."""
+    def is_erased(self, tenant_id: str | None, entry_id: str) -> bool:
+        """Whether this process found the live conversation of that entry (its tenant and id, the
+        summary key) covered by an erasure marker; no I/O, so a plugin asks before every turn."""
         with self._lock:
-            return _ref(entry) in self._erased
+            return (tenant_id, entry_id) in self._erased
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued checkpoint is written; False if ``timeout`` expired first."""

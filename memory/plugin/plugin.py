@@ -361,7 +361,7 @@ class MemoryPlugin(Plugin):
                 with telemetry.span("memory.checkpoint", self._attributes(conversation)):
                     queued = self.pipeline.checkpoint(entry) is not None
                     # None: erased, or the pipeline shut down (the closed entry still gets written)
-                    erased = not queued and self.pipeline.is_erased(entry)
+                    erased = not queued and self.pipeline.is_erased(entry.tenant_id, entry.entry_id)
             except Exception as exc:
                 self.metrics["checkpoint_failures"] += 1
                 logger.error("agent=%s could not checkpoint the conversation: %s", self.agent_name, type(exc).__name__)
@@ -378,7 +378,7 @@ class MemoryPlugin(Plugin):
         return (
             not conversation.erased
             and self.pipeline is not None
-            and self.pipeline.is_erased(self._entry(conversation, open=True))
+            and self.pipeline.is_erased(conversation.invocation.tenant_id, conversation.key)
         )
 
     def _drop_erased(self, conversation: _Conversation) -> None:

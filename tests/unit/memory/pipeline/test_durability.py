@@ -167,7 +167,7 @@ def test_ending_a_conversation_after_forget_writes_and_stores_nothing(fake_store
     pipeline = new_pipeline(pipelines, fake_store, outbox)
     alice = entry("alice")
     erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
-    assert pipeline.end_conversation(alice) is None and pipeline.is_erased(alice)
+    assert pipeline.end_conversation(alice) is None and pipeline.is_erased(alice.tenant_id, alice.entry_id)
     assert pipeline.end_conversation(entry("bob")) is not None and pipeline.wait(5)
     assert [c["scope"].user_id for c in fake_store.store_calls] == ["bob"] and outbox.pending() == []
     later = entry("alice", "c2")  # a conversation that starts after the erasure is kept

@@ -385,7 +385,7 @@ class RecordingPipeline:
         self.entries.append(entry)
         return entry.entry_id
 
-    def is_erased(self, entry: Any) -> bool:
+    def is_erased(self, tenant_id: str | None, entry_id: str) -> bool:
         return False
 
     def checkpoint(self, entry: Any) -> str:
