@@ -234,6 +234,14 @@ class SummaryPipeline:
         with self._lock:
             return (tenant_id, entry_id) in self._erased
 
+    def known_erased(self, entry: OutboxEntry) -> bool:
+        """Whether an erasure marker this process has already read covers ``entry``'s
+        conversation (no I/O: the markers the checkpoint writer keeps for its user). Read-only
+        plugins, which write no checkpoint of their own, ask before every turn."""
+        with self._lock:
+            cached = self._markers.get((entry.tenant_id, entry.user_id))
+        return cached is not None and covering(cached[1], entry) is not None
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued checkpoint is written; False if ``timeout`` expired first."""
         deadline = None if timeout is None else time.monotonic() + timeout

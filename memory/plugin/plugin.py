@@ -37,7 +37,8 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * Erasure: when the pipeline finds the conversation covered by an erasure marker
   (``memory.pipeline.erasure``), the plugin drops its transcript and its injected memories
   (the next turns' prompt has none) and records nothing more of that conversation
-  (``metrics["erased"]``).
+  (``metrics["erased"]``). A read-only plugin drops its injected memories once the pipeline
+  has read a marker covering its conversation (the orchestrator's checkpoints refresh them).
 * ``summarize=False`` makes a read-only plugin (injection and recall, no transcript, no
   summary): for specialists called as tools, whose "user" is the orchestrator's model.
 * ``used_memory_ids`` lists the ids of memories injected and recalled in the current
@@ -374,12 +375,14 @@ class MemoryPlugin(Plugin):
             self.metrics["checkpoints"] += 1
 
     def _found_erased(self, conversation: _Conversation) -> bool:
-        """Whether the pipeline found this live conversation erased (no I/O: its own record)."""
-        return (
-            not conversation.erased
-            and self.pipeline is not None
-            and self.pipeline.is_erased(conversation.invocation.tenant_id, conversation.key)
-        )
+        """Whether the pipeline found this live conversation erased (no I/O): its record of the
+        conversation's checkpoints or, for a read-only plugin (a specialist in the same session,
+        no checkpoints of its own), the erasure markers it already read for the user."""
+        if conversation.erased or self.pipeline is None:
+            return False
+        if self.summarize:
+            return self.pipeline.is_erased(conversation.invocation.tenant_id, conversation.key)
+        return self.pipeline.known_erased(self._entry(conversation, open=True))
 
     def _drop_erased(self, conversation: _Conversation) -> None:
         conversation.transcript.clear()

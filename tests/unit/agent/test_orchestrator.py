@@ -13,6 +13,7 @@ from strands.models import Model
 
 from agent.orchestrator import ORCHESTRATOR_NAME, SPECIALIST_NAME, build_conversation
 from memory.pipeline.background import SummaryPipeline
+from memory.pipeline.erasure import erase
 from memory.embedders.local import LocalEmbedder
 from memory.types import Scope
 from memory.pipeline.outbox_local import LocalOutbox
@@ -134,3 +135,32 @@ async def test_without_memory_the_placeholder_is_removed() -> None:
     assert "{memory_context}" not in (model.calls[0].system_prompt or "")
     assert convo.agent.tool_names == [SPECIALIST_NAME] and convo.memories_used() == []
     convo.end_conversation()  # nothing to end, no error
+
+
+async def test_a_specialist_stops_showing_memories_erased_during_the_session(tmp_path: Path) -> None:
+    """After ``forget``, the orchestrator's plugin drops what it injected; the specialist of the
+    same session, whose read-only plugin writes no checkpoint, must drop its block too."""
+    store = MultiTenantStore.for_local(root_dir=tmp_path / "vectors", embedder=LocalEmbedder())
+    outbox = LocalOutbox(tmp_path / "outbox")
+    pipeline = SummaryPipeline(store, outbox, Summarizer(None, mode="extractive"), erasure_refresh_seconds=0.0)
+
+    def factory(name: str, *, summarize: bool) -> MemoryPlugin:
+        return MemoryPlugin(store, pipeline=pipeline, summarize=summarize, min_score=0.0)
+
+    try:
+        store.store(Scope("alice", "tenant-a", SPECIALIST_NAME), "Alice's door code is 4321.")
+        ask_specialist = ToolCall(SPECIALIST_NAME, {"input": "what is the door code?"})
+        model = ScriptedModel([ask_specialist, "it is in memory", "done",
+                               "still here",
+                               ask_specialist, "nothing remembered", "done"])
+        convo = build_conversation(model, factory)
+        await convo.ask("What is my door code?", dict(STATE))
+        assert "4321" in (model.calls[1].system_prompt or "")  # the specialist was given it
+        erase(outbox, store, tenant_id="tenant-a", user_id="alice")
+        await convo.ask("I am still here.", dict(STATE))  # its checkpoint finds the marker
+        assert pipeline.flush(5)
+        await convo.ask("And the door code?", dict(STATE))
+        again = model.calls[5]  # orchestrator, specialist, orchestrator; orchestrator; orchestrator, *specialist*
+        assert SPECIALIST_NAME not in again.tool_names and "4321" not in (again.system_prompt or "")
+    finally:
+        pipeline.shutdown()

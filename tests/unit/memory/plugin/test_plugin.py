@@ -388,6 +388,9 @@ class RecordingPipeline:
     def is_erased(self, tenant_id: str | None, entry_id: str) -> bool:
         return False
 
+    def known_erased(self, entry: Any) -> bool:
+        return False
+
     def checkpoint(self, entry: Any) -> str:
         self.checkpoint_threads.append(threading.current_thread())
         if self.fail_checkpoint is not None:
