@@ -150,13 +150,20 @@ class S3Outbox:
     # -- claims -------------------------------------------------------------------------------
 
     def claim(self, entry_id: str, tenant_id: str | None = None, *, ttl_seconds: float = 600.0) -> Claim | None:
-        """A lease on the entry until ``ttl_seconds`` from now, or None while another holds one."""
+        """A lease on the entry until ``ttl_seconds`` from now, or None while another holds one.
+
+        A 412 can answer botocore's retry of a PUT that S3 had committed (its response lost): the
+        lease found is then the very one this call wrote, and it is ours.
+        """
         key = self._key(tenant_id, "claims", entry_id)
-        body = json.dumps({"owner": self.owner, "expires_at": self._clock() + ttl_seconds}).encode()
+        lease = {"owner": self.owner, "expires_at": self._clock() + ttl_seconds}
+        body = json.dumps(lease).encode()
         etag = self._conditional_put(tenant_id, key, body, IfNoneMatch="*")
         if etag is None:
             current = self._get_with_etag(tenant_id, key)
-            if current is None:  # released meanwhile: try once more
+            if current is not None and current[0] == lease:  # our own write, answered 412 on retry
+                etag = current[1]
+            elif current is None:  # released meanwhile: try once more
                 etag = self._conditional_put(tenant_id, key, body, IfNoneMatch="*")
             elif float(current[0].get("expires_at", 0)) < self._clock():
                 etag = self._conditional_put(tenant_id, key, body, IfMatch=current[1])
