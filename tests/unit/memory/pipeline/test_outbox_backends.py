@@ -153,6 +153,32 @@ def test_s3_claim_whose_response_was_lost_and_retried_by_botocore_is_still_ours(
     assert S3Outbox(lambda _t: s3, BUCKET).claim(e.entry_id, "acme") is not None
 
 
+def test_s3_takeover_of_an_expired_claim_whose_response_was_lost_is_still_ours(s3) -> None:
+    """The same for the If-Match PUT that takes over a dead holder's expired lease."""
+    now = [1000.0]
+    dead = S3Outbox(lambda _t: s3, BUCKET, clock=lambda: now[0])
+    taker = S3Outbox(lambda _t: s3, BUCKET, clock=lambda: now[0])
+    e = entry()
+    dead.put(e)
+    assert dead.claim(e.entry_id, "acme", ttl_seconds=60) is not None
+    now[0] += 61
+    retried: list[str] = []
+
+    def retry_takeover_once(response: Any, request_dict: dict[str, Any], **_: Any) -> int | None:
+        if "If-Match" in request_dict["headers"] and not retried:
+            retried.append(request_dict["url_path"])
+            return 0
+        return None
+
+    s3.meta.events.register("needs-retry.s3.PutObject", retry_takeover_once, unique_id="lost-takeover")
+    try:
+        claim = taker.claim(e.entry_id, "acme", ttl_seconds=60)
+    finally:
+        s3.meta.events.unregister("needs-retry.s3.PutObject", unique_id="lost-takeover")
+    assert retried, "the takeover PUT was not retried"
+    assert claim is not None and dead.claim(e.entry_id, "acme", ttl_seconds=60) is None
+
+
 def test_s3_objects_are_encrypted_and_under_the_tenant_prefix(s3) -> None:
     outbox = S3Outbox(lambda _t: s3, BUCKET, prefix="obx")
     e = entry()
