@@ -26,11 +26,11 @@ from bedrock_agentcore.runtime import BedrockAgentCoreApp, RequestContext
 from bedrock_agentcore.runtime.models import SESSION_HEADER
 from starlette.middleware import Middleware
 from starlette.datastructures import Headers
-from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from agent.auth_gate import IDENTITY_SCOPE_KEY, AuthGateMiddleware
 from agent.body_limit import BodyLimitMiddleware
+from agent.json_body import JsonBodyMiddleware
 from agent.errors import AppError, BadRequest, Forbidden, Unauthorized, Unavailable
 from agent.listening import announce, bind_free_port
 from agent.log_setup import configure_logging
@@ -94,13 +94,10 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
         middleware=[
             Middleware(AuthGateMiddleware, authenticate=authenticate, on_error=_error),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            # The SDK answers unparsable bodies in its own shape (or a 500): refuse them first.
+            Middleware(JsonBodyMiddleware, on_error=_error),
         ],
     )
-    # The SDK parses the body before our entrypoint and only maps JSONDecodeError and
-    # UnicodeDecodeError to 400; deep nesting (RecursionError) or huge integer literals
-    # (ValueError) would escape as a plain-text 500.
-    app.add_exception_handler(RecursionError, _unparsable_body)
-    app.add_exception_handler(ValueError, _unparsable_body)
 
     @app.entrypoint
     async def invoke(payload: Any, context: RequestContext) -> Any:
@@ -281,11 +278,6 @@ def _session_id(context: RequestContext) -> str:
     if not _SESSION_ID.fullmatch(session_id):
         raise BadRequest("invalid session id header", field=SESSION_HEADER)
     return session_id
-
-
-async def _unparsable_body(request: Request, exc: Exception) -> JSONResponse:
-    logger.warning("request body rejected: %s", type(exc).__name__)
-    return _error(BadRequest("the request body is not a usable JSON document", field="$"))
 
 
 def _error_body(exc: BaseException) -> tuple[int, dict[str, str]]:

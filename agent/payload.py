@@ -66,7 +66,8 @@ def parse_payload(raw: Any, *, max_prompt_chars: int) -> InvocationPayload:
         payload = InvocationPayload.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors(include_url=False, include_input=False)[0]
-        field = ".".join(str(part) for part in error["loc"]) or "prompt"
+        # an empty location is this model's own rule about the prompt, or a key that is not Unicode
+        field = ".".join(str(part) for part in error["loc"]) or ("prompt" if error["type"] == "value_error" else "$")
         message = _message(error)
         raise BadRequest(f"{field}: {message}", field=field) from None
     if payload.prompt is not None and len(payload.prompt) > max_prompt_chars:

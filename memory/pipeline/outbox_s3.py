@@ -150,17 +150,33 @@ class S3Outbox:
     # -- claims -------------------------------------------------------------------------------
 
     def claim(self, entry_id: str, tenant_id: str | None = None, *, ttl_seconds: float = 600.0) -> Claim | None:
-        """A lease on the entry until ``ttl_seconds`` from now, or None while another holds one."""
+        """A lease on the entry until ``ttl_seconds`` from now, or None while another holds one.
+
+        A 412 can answer botocore's retry of a PUT that S3 had committed (its response lost): the
+        lease found is then the very one this call wrote, and it is ours.
+        """
         key = self._key(tenant_id, "claims", entry_id)
-        body = json.dumps({"owner": self.owner, "expires_at": self._clock() + ttl_seconds}).encode()
-        etag = self._conditional_put(tenant_id, key, body, IfNoneMatch="*")
+        lease = {"owner": self.owner, "expires_at": self._clock() + ttl_seconds}
+        etag = self._conditional_put(tenant_id, key, json.dumps(lease).encode(), IfNoneMatch="*")
         if etag is None:
             current = self._get_with_etag(tenant_id, key)
-            if current is None:  # released meanwhile: try once more
-                etag = self._conditional_put(tenant_id, key, body, IfNoneMatch="*")
+            if current is not None and current[0] == lease:  # committed; botocore's retry got the 412
+                etag = current[1]
+            elif current is None:  # released meanwhile: try once more
+                etag = self._put_lease(tenant_id, key, lease, IfNoneMatch="*")
             elif float(current[0].get("expires_at", 0)) < self._clock():
-                etag = self._conditional_put(tenant_id, key, body, IfMatch=current[1])
+                etag = self._put_lease(tenant_id, key, lease, IfMatch=current[1])
         return None if etag is None else Claim(tenant_id, entry_id, etag)
+
+    def _put_lease(self, tenant_id: str | None, key: str, lease: dict[str, Any], **condition: str) -> str | None:
+        """The ETag of ``lease`` written under ``condition``, or None when another lease holds
+        (read back when refused: the refusal may answer botocore's retry of our committed PUT)."""
+        etag = self._conditional_put(tenant_id, key, json.dumps(lease).encode(), **condition)
+        if etag is None:
+            current = self._get_with_etag(tenant_id, key)
+            if current is not None and current[0] == lease:  # committed; botocore's retry got the 412
+                return current[1]
+        return etag
 
     def release(self, claim: Claim) -> None:
         """Delete the lease if it is still ours (``If-Match``); a lost lease is left alone."""

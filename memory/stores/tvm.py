@@ -4,7 +4,8 @@ Credentials are cached per tenant (bounded LRU) and refreshed ``refresh_margin_s
 before they expire; concurrent callers for one tenant share a single STS call (single flight
 via a per-tenant lock stripe), and likewise one boto3 client per tenant and service. Failures
 are not cached: the next call tries STS again (botocore retries throttling and 5xx with
-adaptive backoff inside each attempt).
+adaptive backoff inside each attempt). STS refusing a request as invalid (``ValidationError``,
+e.g. a duration above the role's maximum) is a ``ConfigurationError``, which no retry fixes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from cachetools import LRUCache
 
 from memory import telemetry
 from memory.aws import StaticCredentials, make_client, resolve_region, translate_error
-from memory.errors import AccessDenied, BackendUnavailable, ConfigurationError, IsolationError, MemoryLibraryError
+from memory.errors import (
+    AccessDenied,
+    BackendUnavailable,
+    ConfigurationError,
+    IsolationError,
+    MemoryLibraryError,
+    ValidationError,
+)
 from memory.tenants import tenant_id_from_context, validate_tenant_id
 
 logger = logging.getLogger(__name__)
@@ -207,6 +215,8 @@ class TokenVendingMachine:
             logger.warning("assume_role failed for tenant %s: %s", tenant_id, type(error).__name__)
             if isinstance(error, AccessDenied):
                 raise error from exc
+            if isinstance(error, ValidationError):  # STS refused the request itself: no retry fixes it
+                raise ConfigurationError(str(error)) from exc
             raise BackendUnavailable(str(error)) from exc
         raw = response["Credentials"]
         expiration = raw["Expiration"]

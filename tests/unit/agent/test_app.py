@@ -290,10 +290,18 @@ def test_single_tenant_deployment_refuses_other_tenants(issuer: DevIssuer, tmp_p
         assert other.status_code == 403 and "another tenant" in other.json()["message"]
 
 
-def test_deeply_nested_body_is_a_json_400(harness, issuer: DevIssuer) -> None:
-    # (huge integer literals take the same path; the hardening fuzz sends one over HTTP)
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 1000 + b"]" * 1000,  # RecursionError (huge integer literals, ValueError: the hardening fuzz)
+        b'{"prompt": "hi"',  # JSONDecodeError: the SDK answered {"error": "Invalid JSON", "details": ...}
+        b"",  # the same
+        b'{"prompt": "caf\xe9"}',  # UnicodeDecodeError: the SDK answered {"error": "Invalid encoding", ...}
+    ],
+    ids=["deep-nesting", "truncated", "empty", "not-utf8"],
+)
+def test_a_body_that_is_not_json_is_the_apps_400(harness, issuer: DevIssuer, body: bytes) -> None:
     client, made, _ = harness
-    body = b"[" * 1000 + b"]" * 1000
     response = client.post("/invocations", content=body, headers=bearer(issuer))
     assert response.status_code == 400
     assert response.json() == {

@@ -44,6 +44,8 @@ def test_end_session_alone_needs_no_prompt() -> None:
         ({"prompt": "hi", "user_id": "\udfff"}, "user_id"),
         (["prompt"], "$"),
         ("hello", "$"),
+        ({"prompt": "hi", "\ud800": 1}, "$"),  # a key that is not Unicode: the object, not "prompt"
+        ({"\udfff": True}, "$"),
     ],
 )
 def test_malformed_payloads_name_the_field(raw, field: str) -> None:

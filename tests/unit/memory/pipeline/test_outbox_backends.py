@@ -126,6 +126,59 @@ def test_s3_claim_expires_and_a_stale_holder_cannot_release_its_successors(s3) -
     assert dead.claim(e.entry_id, "acme") is not None
 
 
+def test_s3_claim_whose_response_was_lost_and_retried_by_botocore_is_still_ours(s3) -> None:
+    """S3 commits the claim's conditional PUT, the response is lost (a read timeout), botocore
+    sends it again and S3 answers 412 to the retry: the lease is this process's own, so the
+    claim succeeds (refusing it left the entry unsummarized until another process replayed it)."""
+    outbox = S3Outbox(lambda _t: s3, BUCKET)
+    e = entry()
+    outbox.put(e)
+    retried: list[str] = []
+
+    def retry_first_claim_once(response: Any, request_dict: dict[str, Any], **_: Any) -> int | None:
+        if "/claims/" in request_dict["url_path"] and not retried:
+            retried.append(request_dict["url_path"])
+            return 0  # botocore's needs-retry answer: send the request again after 0 s
+        return None
+
+    s3.meta.events.register("needs-retry.s3.PutObject", retry_first_claim_once, unique_id="lost-response")
+    try:
+        claim = outbox.claim(e.entry_id, "acme")
+    finally:
+        s3.meta.events.unregister("needs-retry.s3.PutObject", unique_id="lost-response")
+    assert retried, "the claim's PUT was not retried"
+    assert claim is not None
+    assert S3Outbox(lambda _t: s3, BUCKET).claim(e.entry_id, "acme") is None  # and no one else's
+    outbox.release(claim)
+    assert S3Outbox(lambda _t: s3, BUCKET).claim(e.entry_id, "acme") is not None
+
+
+def test_s3_takeover_of_an_expired_claim_whose_response_was_lost_is_still_ours(s3) -> None:
+    """The same for the If-Match PUT that takes over a dead holder's expired lease."""
+    now = [1000.0]
+    dead = S3Outbox(lambda _t: s3, BUCKET, clock=lambda: now[0])
+    taker = S3Outbox(lambda _t: s3, BUCKET, clock=lambda: now[0])
+    e = entry()
+    dead.put(e)
+    assert dead.claim(e.entry_id, "acme", ttl_seconds=60) is not None
+    now[0] += 61
+    retried: list[str] = []
+
+    def retry_takeover_once(response: Any, request_dict: dict[str, Any], **_: Any) -> int | None:
+        if "If-Match" in request_dict["headers"] and not retried:
+            retried.append(request_dict["url_path"])
+            return 0
+        return None
+
+    s3.meta.events.register("needs-retry.s3.PutObject", retry_takeover_once, unique_id="lost-takeover")
+    try:
+        claim = taker.claim(e.entry_id, "acme", ttl_seconds=60)
+    finally:
+        s3.meta.events.unregister("needs-retry.s3.PutObject", unique_id="lost-takeover")
+    assert retried, "the takeover PUT was not retried"
+    assert claim is not None and dead.claim(e.entry_id, "acme", ttl_seconds=60) is None
+
+
 def test_s3_objects_are_encrypted_and_under_the_tenant_prefix(s3) -> None:
     outbox = S3Outbox(lambda _t: s3, BUCKET, prefix="obx")
     e = entry()

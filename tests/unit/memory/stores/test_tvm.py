@@ -205,3 +205,18 @@ def test_get_client_sts_denial_is_an_isolation_error_never_ambient_credentials()
         with pytest.raises(IsolationError) as caught:
             tvm.get_client("s3vectors", {"tenantId": "tenant-001"})
     assert caught.value.status_code == 403 and made == []
+
+
+def test_sts_refusing_the_request_as_invalid_is_a_configuration_error_not_an_outage():
+    """STS answers ``ValidationError`` (400) to a request no retry can fix, e.g. a duration above the
+    role's MaxSessionDuration (the TVM role allows 3600 s): the summary pipeline must dead-letter
+    at once (README, "Bounded busy time"), not retry it as BackendUnavailable for 300 s."""
+    client = make_client("sts", region="us-east-1", max_attempts=1)
+    tvm = TokenVendingMachine(ROLE, region_name="us-east-1", duration_seconds=7200, sts_client_factory=lambda: client)
+    message = "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
+    with Stubber(client) as stubber:
+        stubber.add_client_error("assume_role", "ValidationError", message, http_status_code=400)
+        with pytest.raises(ConfigurationError) as info:
+            tvm.credentials_for("acme")
+        stubber.assert_no_pending_responses()
+    assert not isinstance(info.value, BackendUnavailable) and "MaxSessionDuration" in str(info.value)
