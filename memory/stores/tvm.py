@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cachetools import LRUCache
 
 from memory import telemetry
-from memory.aws import StaticCredentials, make_client, resolve_region, translate_error
+from memory.aws import StaticCredentials, error_code, make_client, resolve_region, translate_error
 from memory.errors import (
     AccessDenied,
     BackendUnavailable,
@@ -34,6 +34,11 @@ from memory.errors import (
 from memory.tenants import tenant_id_from_context, validate_tenant_id
 
 logger = logging.getLogger(__name__)
+
+#: STS codes for a request that no retry fixes (a duration above the role's maximum, session tags
+#: or policies too large or malformed). Other 400s, such as expired credentials of the app's own
+#: role, are retried: its credentials are refreshed meanwhile.
+_STS_INVALID_REQUEST = frozenset({"ValidationError", "MalformedPolicyDocument", "PackedPolicyTooLarge"})
 
 TENANT_TAG_KEY = "TenantID"
 _STRIPES = 64
@@ -215,8 +220,8 @@ class TokenVendingMachine:
             logger.warning("assume_role failed for tenant %s: %s", tenant_id, type(error).__name__)
             if isinstance(error, AccessDenied):
                 raise error from exc
-            if isinstance(error, ValidationError):  # STS refused the request itself: no retry fixes it
-                raise ConfigurationError(str(error)) from exc
+            if isinstance(error, ValidationError) and error_code(exc) in _STS_INVALID_REQUEST:
+                raise ConfigurationError(str(error)) from exc  # STS refused the request itself
             raise BackendUnavailable(str(error)) from exc
         raw = response["Credentials"]
         expiration = raw["Expiration"]

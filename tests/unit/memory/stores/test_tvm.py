@@ -220,3 +220,15 @@ def test_sts_refusing_the_request_as_invalid_is_a_configuration_error_not_an_out
             tvm.credentials_for("acme")
         stubber.assert_no_pending_responses()
     assert not isinstance(info.value, BackendUnavailable) and "MaxSessionDuration" in str(info.value)
+
+
+def test_sts_refusing_expired_credentials_of_the_apps_own_role_is_retried_later():
+    """``ExpiredTokenException`` is also a 400, but the app's own credentials are refreshed
+    meanwhile: it stays an outage (retried with backoff), never a dead letter at once."""
+    client = make_client("sts", region="us-east-1", max_attempts=1)
+    tvm = TokenVendingMachine(ROLE, region_name="us-east-1", sts_client_factory=lambda: client)
+    with Stubber(client) as stubber:
+        stubber.add_client_error("assume_role", "ExpiredTokenException", "The security token included in the "
+                                 "request is expired", http_status_code=400)
+        with pytest.raises(BackendUnavailable):
+            tvm.credentials_for("acme")
