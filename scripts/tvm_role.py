@@ -41,6 +41,9 @@ INDEX_USER_ACTIONS = (*VECTOR_ACTIONS, "s3vectors:GetIndex")
 #: What the outbox does with a tenant's objects (entries, claims, dead letters, erasure markers).
 OUTBOX_OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
 DEFAULT_OUTBOX_PREFIX = "outbox"
+#: What S3 asks KMS for when it writes and reads SSE-KMS objects with the caller's credentials.
+OUTBOX_KMS_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+_KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+")
 POLICY_NAME = "tenant-index-access"
 #: IAM's minimum; the TVM asks for 15-minute credentials, well inside it.
 MAX_SESSION_SECONDS = 3600
@@ -67,9 +70,12 @@ def permission_policy(
     *,
     outbox_bucket: str | None = None,
     outbox_prefix: str = DEFAULT_OUTBOX_PREFIX,
+    outbox_kms_key_arn: str | None = None,
 ) -> dict[str, Any]:
     """The role's only permissions: vector actions on the session tenant's index and, with an
-    outbox bucket, object actions (and listing) only under the tenant's outbox prefix."""
+    outbox bucket, object actions (and listing) only under the tenant's outbox prefix; with a
+    customer-managed KMS key for the outbox (``AGENT_OUTBOX_KMS_KEY_ID``), that key's data-key
+    actions, only when S3 calls them (``kms:ViaService``) for those objects."""
     statements: list[dict[str, Any]] = [
         {
             "Sid": "OwnTenantIndexOnly",
@@ -94,7 +100,27 @@ def permission_policy(
                 "Condition": {"StringLike": {"s3:prefix": tenant_outbox_prefix_pattern(outbox_prefix)}},
             },
         ]
+    if outbox_kms_key_arn:
+        if not outbox_bucket:
+            raise ScriptError("--outbox-kms-key-arn needs --outbox-bucket")
+        statements.append({
+            "Sid": "OutboxKmsKeyThroughS3Only",
+            "Effect": "Allow",
+            "Action": list(OUTBOX_KMS_ACTIONS),
+            "Resource": _check_kms_key_arn(outbox_kms_key_arn, region, account),
+            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+        })
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _check_kms_key_arn(key_arn: str, region: str, account: str) -> str:
+    """A key ARN of this region and account (IAM cannot match a key id or an alias here)."""
+    if not _KMS_KEY_ARN.fullmatch(key_arn) or key_arn.split(":")[3:5] != [region, account]:
+        raise ScriptError(
+            f"--outbox-kms-key-arn must be a key ARN of {region} and account {account} "
+            f"(arn:aws:kms:{region}:{account}:key/<key id>), not {key_arn!r}"
+        )
+    return key_arn
 
 
 #: The only AWS principals a trust statement may name: one IAM role or user, no wildcard.
@@ -260,6 +286,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--source-arn", help="exact aws:SourceArn (no wildcards) the service principal must act for")
     add_outbox_args(p)
+    p.add_argument(
+        "--outbox-kms-key-arn",
+        help="the outbox's customer-managed KMS key (ARN; AGENT_OUTBOX_KMS_KEY_ID): tenants may use it through S3",
+    )
     p.set_defaults(func=run)
 
 
@@ -285,7 +315,12 @@ def run(args: argparse.Namespace) -> Report:
             source_arn=args.source_arn,
         ),
         permissions=permission_policy(
-            region, account, args.bucket, outbox_bucket=args.outbox_bucket, outbox_prefix=args.outbox_prefix
+            region,
+            account,
+            args.bucket,
+            outbox_bucket=args.outbox_bucket,
+            outbox_prefix=args.outbox_prefix,
+            outbox_kms_key_arn=args.outbox_kms_key_arn,
         ),
     )
     report.output("role ARN", arn or f"arn:aws:iam::{account}:role/{args.role_name} (not created yet)")

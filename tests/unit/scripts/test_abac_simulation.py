@@ -28,7 +28,8 @@ EXEC_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/agentcore-runtime"
 SERVICE = "bedrock-agentcore.amazonaws.com"
 RUNTIME_ARN = f"arn:aws:bedrock-agentcore:{REGION}:{ACCOUNT}:runtime/memory_agent-AbCdEf1234"
 
-PERMISSIONS = permission_policy(REGION, ACCOUNT, BUCKET, outbox_bucket=OUTBOX)
+OUTBOX_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+PERMISSIONS = permission_policy(REGION, ACCOUNT, BUCKET, outbox_bucket=OUTBOX, outbox_kms_key_arn=OUTBOX_KEY)
 TRUST = trust_policy([EXEC_ROLE_ARN], account=ACCOUNT, service_principals=[SERVICE], source_arn=RUNTIME_ARN)
 #: Every calling role may call sts:AssumeRole/TagSession on anything: only the trust policy keeps it out.
 CALLER_POLICY = {
@@ -54,6 +55,7 @@ def tenant_call(
     *,
     tenant: str | None = "tenant-a",
     context: Mapping[str, str] | None = None,
+    resource_policy: Mapping[str, Any] | None = None,
 ) -> Case:
     """A TVM role session tagged ``TenantID=<tenant>`` (None: untagged) calls ``action``
     (``context``: further request keys, e.g. ``s3:prefix``)."""
@@ -66,6 +68,7 @@ def tenant_call(
         resource=resource,
         resource_account=(resource.split(":") + [""] * 5)[4] or ACCOUNT,
         identity_policies=[PERMISSIONS],
+        resource_policy=resource_policy,
         context={**({"aws:PrincipalTag/TenantID": tenant} if tenant else {}), **(context or {})},
     )
 
@@ -138,6 +141,16 @@ def object_arn(key: str, bucket: str = OUTBOX) -> str:
 
 
 _OWN_ENTRY = "outbox/tenant-a/pending/sum-0a1b.json"
+_VIA_S3 = {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}
+#: A KMS key is used only if its key policy lets IAM policies grant it: KMS's default key policy.
+_DEFAULT_KEY_POLICY = {"Version": "2012-10-17", "Statement": [{
+    "Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+    "Action": "kms:*", "Resource": "*"}]}
+
+
+def key_call(name: str, expect: Expect, action: str, key: str = "", *, context: Mapping[str, str] | None = None) -> Case:
+    """A tenant-a session calls a KMS ``action`` on ``key`` (the outbox key), which has the default key policy."""
+    return tenant_call(name, expect, action, key or OUTBOX_KEY, context=context, resource_policy=_DEFAULT_KEY_POLICY)
 OUTBOX_CASES: list[Case] = [
     *(tenant_call(f"tenant-a {_short(a)} on its own outbox object", "allow", a, object_arn(_OWN_ENTRY))
       for a in OUTBOX_OBJECT_ACTIONS),
@@ -159,6 +172,14 @@ OUTBOX_CASES: list[Case] = [
     tenant_call("tenant-a ListBucket every tenant (outbox/)", "deny", "s3:ListBucket", f"arn:aws:s3:::{OUTBOX}",
                 context={"s3:prefix": "outbox/"}),
     tenant_call("tenant-a ListBucket without a prefix", "deny", "s3:ListBucket", f"arn:aws:s3:::{OUTBOX}"),
+    *(key_call(f"tenant-a {_short(a)} on the outbox key through S3", "allow", a, context=_VIA_S3)
+      for a in ("kms:GenerateDataKey", "kms:Decrypt")),
+    key_call("tenant-a kms:Decrypt on the outbox key directly", "deny", "kms:Decrypt"),
+    key_call("tenant-a kms:Decrypt on the outbox key through another service", "deny", "kms:Decrypt",
+             context={"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}),
+    key_call("tenant-a kms:GenerateDataKey on another key through S3", "deny", "kms:GenerateDataKey",
+             OUTBOX_KEY[:-4] + "ffff", context=_VIA_S3),
+    key_call("tenant-a kms:Encrypt on the outbox key through S3", "deny", "kms:Encrypt", context=_VIA_S3),
     *(tenant_call(f"tenant-a {_short(a)} on the outbox bucket", "deny", a, f"arn:aws:s3:::{OUTBOX}")
       for a in ("s3:DeleteBucket", "s3:PutBucketPolicy", "s3:PutEncryptionConfiguration",
                 "s3:PutBucketPublicAccessBlock")),

@@ -232,3 +232,28 @@ def test_outbox_bucket_argument_puts_the_outbox_statements_on_the_role(aws, cli)
     stored = boto3.client("iam").get_role_policy(RoleName="agent-memory-tvm", PolicyName="tenant-index-access")
     assert stored["PolicyDocument"] == permission_policy("us-east-1", ACCOUNT, "mem-bucket", outbox_bucket="mem-outbox")
     assert "Nothing to change" in cli(*ARGS, "--outbox-bucket", "mem-outbox").out
+
+
+KEY_ARN = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_with_an_outbox_kms_key_the_policy_lets_tenants_use_it_only_through_s3() -> None:
+    """SSE-KMS with a customer-managed key: S3 asks KMS for data keys with the caller's (the
+    tenant session's) credentials, so the role needs the key's actions, and only via S3."""
+    base = permission_policy("eu-west-1", ACCOUNT, "mem-bucket", outbox_bucket="mem-outbox")
+    policy = permission_policy("eu-west-1", ACCOUNT, "mem-bucket", outbox_bucket="mem-outbox", outbox_kms_key_arn=KEY_ARN)
+    assert policy["Statement"][:-1] == base["Statement"]
+    assert policy["Statement"][-1] == {
+        "Sid": "OutboxKmsKeyThroughS3Only",
+        "Effect": "Allow",
+        "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+        "Resource": KEY_ARN,
+        "Condition": {"StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}},
+    }
+
+
+@pytest.mark.parametrize("key", ["1234abcd-12ab-34cd-56ef-1234567890ab", "alias/outbox", "*",
+                                 KEY_ARN.replace("eu-west-1", "us-east-1"), KEY_ARN.replace(ACCOUNT, "444455556666")])
+def test_an_outbox_kms_key_must_be_a_key_arn_of_the_region_and_account(key: str) -> None:
+    with pytest.raises(ScriptError, match="must be a key ARN"):
+        permission_policy("eu-west-1", ACCOUNT, "mem-bucket", outbox_bucket="mem-outbox", outbox_kms_key_arn=key)
