@@ -110,7 +110,12 @@ def run(args: argparse.Namespace) -> Report:
         if not tagged:
             return "DRIFT", "trust policy does not require the TenantID session tag"
         expected = tvm_role.permission_policy(
-            region, account_id(region), args.bucket, outbox_bucket=args.outbox_bucket, outbox_prefix=args.outbox_prefix
+            region,
+            account_id(region),
+            args.bucket,
+            outbox_bucket=args.outbox_bucket,
+            outbox_prefix=args.outbox_prefix,
+            outbox_kms_key_arn=args.outbox_kms_key_arn,
         )
         try:
             current = iam.get_role_policy(RoleName=args.role_name, PolicyName=tvm_role.POLICY_NAME)[

@@ -286,17 +286,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--source-arn", help="exact aws:SourceArn (no wildcards) the service principal must act for")
     add_outbox_args(p)
-    p.add_argument(
-        "--outbox-kms-key-arn",
-        help="the outbox's customer-managed KMS key (ARN; AGENT_OUTBOX_KMS_KEY_ID): tenants may use it through S3",
-    )
     p.set_defaults(func=run)
 
 
 def add_outbox_args(p: argparse.ArgumentParser) -> None:
-    """``--outbox-bucket`` and ``--outbox-prefix`` (shared with ``doctor``)."""
+    """``--outbox-bucket``, ``--outbox-prefix`` and ``--outbox-kms-key-arn`` (shared with ``doctor``)."""
     p.add_argument("--outbox-bucket", help="S3 outbox bucket (AGENT_OUTBOX_BUCKET): grant each tenant its prefix")
     p.add_argument("--outbox-prefix", default=DEFAULT_OUTBOX_PREFIX, help="AGENT_OUTBOX_PREFIX")
+    p.add_argument(
+        "--outbox-kms-key-arn",
+        help="the outbox's customer-managed KMS key (ARN; AGENT_OUTBOX_KMS_KEY_ID): tenants may use it through S3",
+    )
 
 
 def run(args: argparse.Namespace) -> Report:

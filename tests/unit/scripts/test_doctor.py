@@ -113,3 +113,19 @@ def test_outbox_bucket_is_checked(aws, cli, bedrock) -> None:
     ok = cli(*DOCTOR, "--outbox-bucket", "mem-outbox")
     assert ok.code == 0, ok.out
     assert "outbox bucket mem-outbox" in ok.out and "encrypted, private" in ok.out
+
+
+def test_a_tvm_role_without_the_outbox_kms_key_is_drift(aws, cli, bedrock) -> None:
+    """An outbox encrypted with a customer-managed key needs the key in the TVM role: doctor told
+    about the key finds a role created without it, and is satisfied once tvm-role adds it."""
+    _full_setup(cli)
+    bedrock.extend([("ok", MODEL), ("ok", MODEL)])
+    assert cli("vector-bucket", *R, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox").code == 0
+    tvm = ("tvm-role", *R, "--bucket", "mem-bucket", "--execution-role-arn", EXEC, "--outbox-bucket", "mem-outbox")
+    assert cli(*tvm).code == 0
+    key = ("--outbox-kms-key-arn", "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab")
+    drift = cli(*DOCTOR, "--outbox-bucket", "mem-outbox", *key)
+    assert drift.code != 0 and "DRIFT" in drift.out and "differs from the ABAC policy" in drift.out
+    assert cli(*tvm, *key).code == 0
+    ok = cli(*DOCTOR, "--outbox-bucket", "mem-outbox", *key)
+    assert ok.code == 0, ok.out
