@@ -32,7 +32,13 @@ from memory.tenants import index_name_for, validate_tenant_id
 from scripts.cognito import discovery_url
 from scripts.common import Report, ScriptError, account_id, add_common_args, aws_client, require_region
 from scripts.iam_roles import ensure_inline_policy
-from scripts.tvm_role import DEFAULT_OUTBOX_PREFIX, INDEX_USER_ACTIONS, OUTBOX_OBJECT_ACTIONS, add_outbox_args
+from scripts.tvm_role import (
+    DEFAULT_OUTBOX_PREFIX,
+    INDEX_USER_ACTIONS,
+    OUTBOX_OBJECT_ACTIONS,
+    add_outbox_args,
+    outbox_kms_statement,
+)
 
 DEFAULT_AGENT = "agent_memory"
 TOOLKIT_CONFIG = Path(".bedrock_agentcore.yaml")
@@ -80,12 +86,14 @@ def execution_role_policy(
     single_tenant_id: str | None,
     outbox_bucket: str | None = None,
     outbox_prefix: str = DEFAULT_OUTBOX_PREFIX,
+    outbox_kms_key_arn: str | None = None,
 ) -> dict[str, Any]:
     """The app's permissions on top of what the toolkit grants (logs, ECR, X-Ray).
 
     With an outbox bucket: listing it (which tenants have pending entries; key names only, and
     the start-up HeadBucket check) and, in single-tenant mode, the objects under the tenant's
-    prefix. Multi-tenant object access goes through the TVM role (``scripts.tvm_role``).
+    prefix and, with a customer-managed key, that key through S3. Multi-tenant object access
+    goes through the TVM role (``scripts.tvm_role``), which gets the key instead.
     """
     resources = sorted({arn for m in model_ids for arn in model_resources(region, account, m)})
     statements: list[dict[str, Any]] = [
@@ -135,6 +143,8 @@ def execution_role_policy(
                     "Resource": f"arn:aws:s3:::{outbox_bucket}/{outbox_prefix}/{single_tenant_id}/*",
                 }
             )
+            if outbox_kms_key_arn:
+                statements.append(outbox_kms_statement(region, account, outbox_kms_key_arn))
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -182,6 +192,8 @@ def runtime_settings(args: argparse.Namespace, region: str) -> dict[str, str]:
     if args.outbox_bucket:
         values["AGENT_OUTBOX_BUCKET"] = args.outbox_bucket
         values["AGENT_OUTBOX_PREFIX"] = args.outbox_prefix
+        if args.outbox_kms_key_arn:
+            values["AGENT_OUTBOX_KMS_KEY_ID"] = args.outbox_kms_key_arn
     if args.tenant_mode == "multi":
         values["AGENT_TVM_ROLE_ARN"] = args.tvm_role_arn
     else:
@@ -319,6 +331,7 @@ def run(args: argparse.Namespace) -> Report:
         single_tenant_id=args.single_tenant_id if args.tenant_mode == "single" else None,
         outbox_bucket=args.outbox_bucket,
         outbox_prefix=args.outbox_prefix,
+        outbox_kms_key_arn=args.outbox_kms_key_arn,
     )
     role_name = args.execution_role_arn.rsplit("/", 1)[-1]
     ensure_inline_policy(aws_client("iam", region), report, role_name, POLICY_NAME, policy)

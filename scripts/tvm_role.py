@@ -103,14 +103,20 @@ def permission_policy(
     if outbox_kms_key_arn:
         if not outbox_bucket:
             raise ScriptError("--outbox-kms-key-arn needs --outbox-bucket")
-        statements.append({
-            "Sid": "OutboxKmsKeyThroughS3Only",
-            "Effect": "Allow",
-            "Action": list(OUTBOX_KMS_ACTIONS),
-            "Resource": _check_kms_key_arn(outbox_kms_key_arn, region, account),
-            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
-        })
+        statements.append(outbox_kms_statement(region, account, outbox_kms_key_arn))
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def outbox_kms_statement(region: str, account: str, key_arn: str) -> dict[str, Any]:
+    """Use of the outbox's customer-managed key, only when S3 asks for it: S3 requests data keys
+    with the caller's credentials when it writes or reads an SSE-KMS object."""
+    return {
+        "Sid": "OutboxKmsKeyThroughS3Only",
+        "Effect": "Allow",
+        "Action": list(OUTBOX_KMS_ACTIONS),
+        "Resource": _check_kms_key_arn(key_arn, region, account),
+        "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+    }
 
 
 def _check_kms_key_arn(key_arn: str, region: str, account: str) -> str:

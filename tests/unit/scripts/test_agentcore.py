@@ -212,3 +212,23 @@ def test_a_direct_code_deploy_config_is_refused_with_the_fix(role, cli, config) 
     result = cli(*_args(config, "--tvm-role-arn", TVM))
     assert result.code == 1 and "agentcore destroy --agent agent_memory" in result.err
     assert not config.exists()
+
+
+KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_an_outbox_kms_key_reaches_the_settings_and_the_role_that_writes_the_outbox(role, cli, config) -> None:
+    """Single-tenant: the app's own role writes the outbox, so it gets the key (through S3 only);
+    multi-tenant: tenant sessions write it, so the key goes to the TVM role (``tvm-role``), not here."""
+    outbox = ("--outbox-bucket", "mem-outbox", "--outbox-kms-key-arn", KEY)
+    single = cli(*_args(config, "--tenant-mode", "single", "--single-tenant-id", "acme", *outbox))
+    assert single.code == 0, single.err
+    assert _settings(config)["AGENT_OUTBOX_KMS_KEY_ID"] == KEY
+    iam = boto3.client("iam", region_name="us-east-1")
+    doc = iam.get_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")["PolicyDocument"]
+    (kms,) = [s for s in doc["Statement"] if s["Sid"] == "OutboxKmsKeyThroughS3Only"]
+    assert kms["Resource"] == KEY and kms["Condition"] == {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
+    multi = cli(*_args(config, "--tvm-role-arn", TVM, *outbox))
+    assert multi.code == 0, multi.err
+    doc = iam.get_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")["PolicyDocument"]
+    assert not any(s["Sid"].startswith("OutboxKms") for s in doc["Statement"])
