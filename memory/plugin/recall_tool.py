@@ -81,8 +81,11 @@ def build_recall_tool(
         try:
             with telemetry.retrieval("recall", scope, **{"memory.top_k": k}) as found:
                 memories = found(store.retrieve(scope, query[:MAX_QUERY_CHARS], top_k=k, min_score=min_score))
-        except Exception:
-            logger.warning("memory_tool retrieval failed", exc_info=True)
+        except Exception as exc:
+            # the type only, like the injection path: an error's text may quote the request
+            logger.warning(
+                "memory_tool retrieval failed (%s)", type(exc).__name__, exc_info=logger.isEnabledFor(logging.DEBUG)
+            )
             return FAILURE_MESSAGE
         if on_recalled is not None:
             on_recalled(memories)
