@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from memory.pipeline.erasure import erase
+from memory.pipeline.erasure import ERASURE_SETTLE_SECONDS, erase
 from memory.pipeline.outbox import ErasureMarker
 from memory.tenants import validate_tenant_id
 from memory.types import Scope
@@ -37,6 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="only this conversation id (the AgentCore session id; every conversation held under it)",
     )
     p.add_argument("--yes", action="store_true", help="really erase (otherwise only report)")
+    p.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=ERASURE_SETTLE_SECONDS,
+        help="wait this long, then sweep the outbox once more: a running app may write a live "
+        "conversation's checkpoint again until it has read the new marker",
+    )
     p.set_defaults(func=run)
 
 
@@ -61,7 +68,14 @@ def run(args: argparse.Namespace) -> Report:
         memories = _forget_memories(target, tenant, user, args.conversation)
         _row(report, target.index_resource, memories, f"memories of {what}")
         return report
-    result = erase(target.outbox, target.store, tenant_id=tenant, user_id=user, conversation_id=args.conversation)
+    result = erase(
+        target.outbox,
+        target.store,
+        tenant_id=tenant,
+        user_id=user,
+        conversation_id=args.conversation,
+        settle_seconds=args.settle_seconds,
+    )
     report.add("CREATED", target.outbox_resource, f"erasure marker {result.marker.marker_id} for {what}")
     _row(report, target.outbox_resource, result.outbox_entries, f"outbox entries of {what}")
     _row(report, target.outbox_resource, result.dead_letters, f"dead letters of {what}")

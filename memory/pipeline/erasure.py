@@ -15,14 +15,19 @@ process, replay or shutdown path.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from memory.pipeline.outbox import ErasureMarker, Outbox, OutboxEntry
 from memory.stores.protocol import MemoryBackend
 from memory.types import Scope
 
 logger = logging.getLogger(__name__)
+
+#: How long ``scripts forget`` waits before its last outbox sweep: the markers a checkpoint
+#: writer trusts (``SummaryPipeline``'s default ``erasure_refresh_seconds``, 5 s) plus a write.
+ERASURE_SETTLE_SECONDS = 7.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ def erase(
     tenant_id: str | None,
     user_id: str | None = None,
     conversation_id: str | None = None,
+    settle_seconds: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> ErasureResult:
     """Erase a tenant (``user_id`` None), a user, or one of a user's conversations.
 
@@ -55,6 +62,12 @@ def erase(
     A second marker follows the deletion, so a conversation that started meanwhile (and may
     have been given the memories being deleted) is covered too. ``store`` None erases only the
     outbox side (markers, entries, dead letters).
+
+    A running app's checkpoint writer trusts the markers it read for a few seconds
+    (``SummaryPipeline.erasure_refresh_seconds``), so it may write a live conversation's
+    checkpoint once more after the entries were deleted. With ``settle_seconds`` (what
+    ``scripts forget`` passes: ``ERASURE_SETTLE_SECONDS``), the outbox is swept once more after
+    that long, so ``forget`` returns with no covered entry left that such a write had put back.
     """
     if conversation_id is not None and user_id is None:
         raise ValueError("erasing a conversation needs its user")
@@ -67,6 +80,7 @@ def erase(
     for letter in letters:
         outbox.purge(letter.entry.entry_id, letter.entry.tenant_id)
     memories = 0
+    latest = marker
     if store is not None:
         if user_id is None:
             memories = store.forget_tenant(tenant_id)
@@ -74,7 +88,14 @@ def erase(
             memories = store.forget(Scope(user_id=user_id, tenant_id=tenant_id), conversation_id=conversation_id)
         # A conversation that started after the first marker may have read the memories before
         # they were deleted (and repeat them in its answers): this marker covers it too.
-        outbox.add_erasure(ErasureMarker(tenant_id=tenant_id, user_id=user_id, conversation_id=conversation_id))
+        latest = ErasureMarker(tenant_id=tenant_id, user_id=user_id, conversation_id=conversation_id)
+        outbox.add_erasure(latest)
+    if settle_seconds > 0:
+        sleep(settle_seconds)
+        late = [e for e in outbox.pending(tenant_id) if latest.covers(e)]
+        for entry in late:
+            outbox.remove(entry.entry_id, entry.tenant_id)
+        entries += late
     logger.info(
         "erased: %d outbox entries, %d dead letters, %d memories (marker %s)",
         len(entries),

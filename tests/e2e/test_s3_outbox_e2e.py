@@ -143,7 +143,7 @@ def forget(moto: dict[str, Any], tenant: str, user: str) -> str:
     out = io.StringIO()
     with redirect_stdout(out):
         code = scripts_main(["forget", "--region", REGION, "--bucket", VECTORS, "--outbox-bucket", OUTBOX,
-                             "--tenant", tenant, "--user", user, "--yes"])
+                             "--tenant", tenant, "--user", user, "--yes", "--settle-seconds", "0"])
     assert code == 0, out.getvalue()
     return out.getvalue()
 

@@ -55,7 +55,7 @@ def keys(state: Path) -> list[str]:
 
 
 def test_forget_a_user_on_the_local_backend_reports_everything_it_removed(state: Path, cli) -> None:
-    base = ("forget", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--user", "ann")
+    base = ("forget", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--user", "ann", "--settle-seconds", "0")
     preview = cli(*base)
     assert preview.code == 0 and "2 memories of user ann" in preview.out and "1 outbox entries" in preview.out
     assert keys(state) == ["m1", "m2", "m3"] and len(LocalOutbox(state / "outbox").pending()) == 2
@@ -70,7 +70,7 @@ def test_forget_a_user_on_the_local_backend_reports_everything_it_removed(state:
 
 
 def test_forget_one_conversation_or_the_whole_tenant(state: Path, cli) -> None:
-    base = ("forget", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--yes")
+    base = ("forget", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--yes", "--settle-seconds", "0")
     assert cli(*base, "--user", "ann", "--conversation", "c2").code == 0
     assert keys(state) == ["m1", "m3"]
     refused = cli(*base, "--all-users", "--conversation", "c1")

@@ -286,6 +286,28 @@ def test_a_live_conversation_found_erased_no_longer_injects_the_erased_memories(
     assert "4321" not in _alice_turn(agent, "Anything else?")  # the session goes on without them
 
 
+def test_forget_sweeps_the_outbox_again_after_writers_have_read_its_marker(fake_store, make_outbox, pipelines) -> None:
+    """A running app trusts the markers it read for ``erasure_refresh_seconds``: a turn answered
+    right after ``forget`` deleted alice's open checkpoint gets it written again. ``forget``
+    (``settle_seconds``) sweeps once more after that, so it returns with none of hers left."""
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), erasure_refresh_seconds=60.0)
+    live = entry("alice", "c1", open=True)
+    bob = entry("bob", "c2", open=True)
+    for e in (live, bob):
+        pipeline.checkpoint(e)
+    assert pipeline.flush(5)  # markers read (none yet) and trusted for a minute
+
+    def next_turn_meanwhile(seconds: float) -> None:
+        pipeline.checkpoint(dataclasses.replace(live, transcript=[*live.transcript, {"role": "user", "text": "again"}]))
+        assert pipeline.flush(5)
+        assert any(e.user_id == "alice" for e in make_outbox().pending())  # written back: the race is real
+
+    result = erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice", settle_seconds=7.0,
+                   sleep=next_turn_meanwhile)
+    assert result.outbox_entries == 2  # the checkpoint, and the same one written back
+    assert [e.user_id for e in make_outbox().pending()] == ["bob"]
+
+
 def test_erasing_a_tenant_or_one_conversation(fake_store, make_outbox, pipelines) -> None:
     outbox = make_outbox()
     c1, c2, other = entry("alice", "c1"), entry("alice", "c2"), entry("bob", "c3")
