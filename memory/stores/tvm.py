@@ -35,6 +35,9 @@ from memory.tenants import tenant_id_from_context, validate_tenant_id
 
 logger = logging.getLogger(__name__)
 
+#: STS's limit on ``RoleSessionName``.
+MAX_ROLE_SESSION_NAME = 64
+
 #: STS codes for a request that no retry fixes (a duration above the role's maximum, session tags
 #: or policies too large or malformed). Other 400s, such as expired credentials of the app's own
 #: role, are retried: its credentials are refreshed meanwhile.
@@ -51,6 +54,16 @@ class TenantCredentials:
     tenant_id: str
     credentials: StaticCredentials
     expires_at: float
+
+
+def role_session_name(prefix: str, tenant_id: str) -> str:
+    """``<prefix>-<tenant>``, STS's 64-character limit kept by ending a longer name with a digest
+    of the tenant id, so that two tenants never share a session name in CloudTrail."""
+    name = f"{prefix}-{tenant_id}"
+    if len(name) <= MAX_ROLE_SESSION_NAME:
+        return name
+    digest = hashlib.sha256(tenant_id.encode("utf-8")).hexdigest()[:16]
+    return f"{name[: MAX_ROLE_SESSION_NAME - len(digest) - 1]}-{digest}"
 
 
 class TokenVendingMachine:
@@ -205,7 +218,7 @@ class TokenVendingMachine:
         "rpc.system": "aws-api", "rpc.service": "STS", "rpc.method": "AssumeRole",
         "cloud.region": self.region_name, telemetry.TENANT: tenant_id})
     def _assume_role(self, tenant_id: str) -> TenantCredentials:
-        session_name = f"{self.session_name_prefix}-{tenant_id}"[:64]
+        session_name = role_session_name(self.session_name_prefix, tenant_id)
         started = time.perf_counter()
         try:
             response = self._sts_client().assume_role(

@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from memory.aws import make_client
 from memory.errors import AccessDenied, BackendUnavailable, ConfigurationError, InvalidTenantId, IsolationError
-from memory.stores.tvm import TokenVendingMachine
+from memory.stores.tvm import TokenVendingMachine, role_session_name
 
 ROLE = "arn:aws:iam::123456789012:role/memory-tenant"
 
@@ -232,3 +232,24 @@ def test_sts_refusing_expired_credentials_of_the_apps_own_role_is_retried_later(
                                  "request is expired", http_status_code=400)
         with pytest.raises(BackendUnavailable):
             tvm.credentials_for("acme")
+
+
+def test_long_tenant_ids_get_distinct_session_names_within_the_sts_limit():
+    """``agent-memory-<tenant>`` cut at STS's 64 characters gave two 56-character tenant ids that
+    share their first 51 characters one session name: CloudTrail could not tell them apart."""
+    first, second = "t" * 51 + "-aaaa", "t" * 51 + "-bbbb"
+    names = [role_session_name("agent-memory", tenant) for tenant in (first, second)]
+    assert names[0] != names[1] and all(len(name) == 64 for name in names)
+    assert role_session_name("agent-memory", "acme") == "agent-memory-acme"  # short names unchanged
+    client = make_client("sts", region="us-east-1", max_attempts=1)
+    expires = datetime.now(timezone.utc) + timedelta(minutes=15)
+    with Stubber(client) as stubber:  # the request is checked against STS's model (length <= 64)
+        stubber.add_response(
+            "assume_role",
+            {"Credentials": {"AccessKeyId": "ASIAEXAMPLE12345", "SecretAccessKey": "s" * 40,
+                             "SessionToken": "token", "Expiration": expires}},
+            {"RoleArn": ROLE, "RoleSessionName": names[1], "DurationSeconds": 900,
+             "Tags": [{"Key": "TenantID", "Value": second}], "TransitiveTagKeys": ["TenantID"]},
+        )
+        _tvm(client).credentials_for(second)
+        stubber.assert_no_pending_responses()
