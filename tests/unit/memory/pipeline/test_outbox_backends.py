@@ -8,10 +8,11 @@ existing key and ``If-Match`` with a stale ETag fail with 412 PreconditionFailed
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from botocore.exceptions import ClientError
@@ -126,6 +127,25 @@ def test_s3_claim_expires_and_a_stale_holder_cannot_release_its_successors(s3) -
     assert dead.claim(e.entry_id, "acme") is not None
 
 
+@contextlib.contextmanager
+def response_lost_once(s3: Any, matches: Callable[[dict[str, Any]], bool]) -> Iterator[list[str]]:
+    """The first PutObject that ``matches`` is sent again by botocore as if its response had been
+    lost (S3 committed it); yields the url paths retried."""
+    retried: list[str] = []
+
+    def retry_once(response: Any, request_dict: dict[str, Any], **_: Any) -> int | None:
+        if matches(request_dict) and not retried:
+            retried.append(request_dict["url_path"])
+            return 0  # botocore's needs-retry answer: send the request again after 0 s
+        return None
+
+    s3.meta.events.register("needs-retry.s3.PutObject", retry_once, unique_id="response-lost-once")
+    try:
+        yield retried
+    finally:
+        s3.meta.events.unregister("needs-retry.s3.PutObject", unique_id="response-lost-once")
+
+
 def test_s3_claim_whose_response_was_lost_and_retried_by_botocore_is_still_ours(s3) -> None:
     """S3 commits the claim's conditional PUT, the response is lost (a read timeout), botocore
     sends it again and S3 answers 412 to the retry: the lease is this process's own, so the
@@ -133,19 +153,8 @@ def test_s3_claim_whose_response_was_lost_and_retried_by_botocore_is_still_ours(
     outbox = S3Outbox(lambda _t: s3, BUCKET)
     e = entry()
     outbox.put(e)
-    retried: list[str] = []
-
-    def retry_first_claim_once(response: Any, request_dict: dict[str, Any], **_: Any) -> int | None:
-        if "/claims/" in request_dict["url_path"] and not retried:
-            retried.append(request_dict["url_path"])
-            return 0  # botocore's needs-retry answer: send the request again after 0 s
-        return None
-
-    s3.meta.events.register("needs-retry.s3.PutObject", retry_first_claim_once, unique_id="lost-response")
-    try:
+    with response_lost_once(s3, lambda request: "/claims/" in request["url_path"]) as retried:
         claim = outbox.claim(e.entry_id, "acme")
-    finally:
-        s3.meta.events.unregister("needs-retry.s3.PutObject", unique_id="lost-response")
     assert retried, "the claim's PUT was not retried"
     assert claim is not None
     assert S3Outbox(lambda _t: s3, BUCKET).claim(e.entry_id, "acme") is None  # and no one else's
@@ -162,19 +171,8 @@ def test_s3_takeover_of_an_expired_claim_whose_response_was_lost_is_still_ours(s
     dead.put(e)
     assert dead.claim(e.entry_id, "acme", ttl_seconds=60) is not None
     now[0] += 61
-    retried: list[str] = []
-
-    def retry_takeover_once(response: Any, request_dict: dict[str, Any], **_: Any) -> int | None:
-        if "If-Match" in request_dict["headers"] and not retried:
-            retried.append(request_dict["url_path"])
-            return 0
-        return None
-
-    s3.meta.events.register("needs-retry.s3.PutObject", retry_takeover_once, unique_id="lost-takeover")
-    try:
+    with response_lost_once(s3, lambda request: "If-Match" in request["headers"]) as retried:
         claim = taker.claim(e.entry_id, "acme", ttl_seconds=60)
-    finally:
-        s3.meta.events.unregister("needs-retry.s3.PutObject", unique_id="lost-takeover")
     assert retried, "the takeover PUT was not retried"
     assert claim is not None and dead.claim(e.entry_id, "acme", ttl_seconds=60) is None
 
