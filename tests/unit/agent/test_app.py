@@ -310,3 +310,10 @@ def test_a_body_that_is_not_json_is_the_apps_400(harness, issuer: DevIssuer, bod
         "field": "$",
     }
     assert made == {}
+
+
+def test_only_a_post_to_invocations_has_its_body_checked(harness, issuer: DevIssuer) -> None:
+    """A GET of /invocations (no body) is the server's 405, not a 400 about a missing JSON body."""
+    client, made, _ = harness
+    assert client.get("/invocations", headers=bearer(issuer)).status_code == 405
+    assert made == {}
