@@ -236,11 +236,11 @@ def _check_file(path: Path) -> None:
         aliases = info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else []
         for key in (f"AGENT_{name.upper()}", *(a for a in aliases if isinstance(a, str))):
             fields[key] = info
-    for key in dotenv_values(path):
+    for key, value in dotenv_values(path).items():
         info = fields.get(key)
         if info is None:
             raise SettingsError(f"{path.name}: unknown setting {key}")
-        if info.annotation == SecretStr | None:
+        if value and info.annotation == SecretStr | None:  # empty is unset (.env.example lists them)
             raise SettingsError(f"{path.name}: {key} is a secret; pass it in the environment, never in this file")
 
 

@@ -209,7 +209,8 @@ class _Handler(BaseHTTPRequestHandler):
             if route is None:
                 raise _validation(
                     f"operation {self.path} is not served by the local identity stand-in "
-                    "(it only passes a JWT through: give agentcore invoke --bearer-token)"
+                    "(it only passes a JWT through: give agentcore invoke --bearer-token, and the agent in "
+                    ".bedrock_agentcore.yaml an authorizer_configuration, see the README)"
                 )
             body = json.loads(raw or b"{}")
             if not isinstance(body, dict):

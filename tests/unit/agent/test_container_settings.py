@@ -138,3 +138,18 @@ def test_a_missing_optional_package_stops_start_up_naming_the_setting(monkeypatc
         check_dependencies(local)
     check_dependencies(Settings(auth_mode="dev", embedder="bedrock"))
     check_dependencies(Settings(auth_mode="dev", embedder="local", memory_enabled=False))
+
+
+def test_a_copy_of_env_example_named_by_agent_settings_file_configures_the_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """.env.example lists every setting, the secrets with empty values: a copy of it (auth filled
+    in) is a valid settings file; only a secret that has a value is refused."""
+    copy = tmp_path / "my.env"
+    copy.write_text((REPO / ".env.example").read_text().replace("\nAGENT_AUTH_MODE=\n", "\nAGENT_AUTH_MODE=dev\n"))
+    monkeypatch.setenv("AGENT_SETTINGS_FILE", str(copy))
+    settings = load_settings()
+    assert settings.auth_mode == "dev" and settings.model_api_key is None and settings.log_hash_key is None
+    copy.write_text(copy.read_text().replace("\nAGENT_LOG_HASH_KEY=\n", "\nAGENT_LOG_HASH_KEY=k3y\n"))
+    with pytest.raises(SettingsError, match="AGENT_LOG_HASH_KEY is a secret"):
+        load_settings()

@@ -7,6 +7,7 @@ operation's output shape, so a wrong shape fails here rather than in the toolkit
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from datetime import datetime
@@ -193,3 +194,38 @@ def test_name_limits_are_the_service_models(stub: LocalIdentityServer) -> None:
     for name in ("c" * (high + 1), "with space", "slash/name"):
         with pytest.raises(control.exceptions.ValidationException):
             control.create_workload_identity(name=name)
+
+
+def test_the_readmes_toolkit_config_makes_invoke_local_exchange_the_bearer_token(
+    stub: LocalIdentityServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The toolkit's own CLI on the README's minimal .bedrock_agentcore.yaml, against the stand-in.
+
+    Toolkit 0.3.14 (cli/runtime/commands.py ``invoke``) drops ``--bearer-token`` unless the agent
+    has an ``authorizer_configuration``, and then asks GetWorkloadAccessToken (no JWT), which the
+    stand-in refuses. Only the final POST to 127.0.0.1:8080 is replaced, to record its token.
+    """
+    from bedrock_agentcore_starter_toolkit.cli.cli import app
+    from bedrock_agentcore_starter_toolkit.services import runtime
+    from typer.testing import CliRunner
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme.split("#### `agentcore invoke --local`", 1)[1].split("\n## ", 1)[0]
+    config = re.search(r"<<'YAML'\n(.*?)\nYAML\n", section, flags=re.S)
+    assert config is not None
+    (tmp_path / ".bedrock_agentcore.yaml").write_text(config.group(1) + "\n")
+    sent: list[str] = []
+
+    def record(self: Any, session_id: str, payload: str, workload_access_token: str, *args: Any) -> dict[str, Any]:
+        sent.append(workload_access_token)
+        return {"response": '{"answer": "ok"}'}
+
+    monkeypatch.setattr(runtime.LocalBedrockAgentCoreClient, "invoke_endpoint", record)
+    for name, value in {"AWS_ENDPOINT_URL": stub.url, "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    token = DevIssuer(tmp_path / "issuer").mint("tenant-001", "alice")
+    result = CliRunner().invoke(app, ["invoke", "--local", '{"prompt": "hi"}', "--bearer-token", token,
+                                      "--session-id", "my-session-0123456789-0123456789-0001"])
+    assert sent == [token], result.output

@@ -1,0 +1,67 @@
+"""Every complete ``python -m scripts ...`` command in the README and docs/operations.md parses
+with the real CLI parser (required options present, values of the right type), so a user who
+copies one does not get a usage error."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from scripts.__main__ import build_parser
+
+ROOT = Path(__file__).resolve().parents[3]
+DOCS = ("README.md", "docs/operations.md")
+#: What a placeholder stands for: shell variables, and the upper-case letters the prose uses.
+PLACEHOLDERS = {"N": "30", "T": "acme", "T2": "globex"}
+#: Spans that name a command or one of its flags in prose, not a command to run.
+REFERENCES = {
+    "python -m scripts agentcore",
+    "python -m scripts agentcore --idle-timeout",
+    "python -m scripts retention sweep",
+}
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    found = []
+    for name in DOCS:
+        text = re.sub(r"\\\n\s*", " ", (ROOT / name).read_text())  # join continued lines
+        spans = re.findall(r"`(python -m scripts [^`]+)`", text)
+        lines = re.findall(r"^(python -m scripts [^\n#]+)", text, flags=re.M)
+        for command in (c.strip() for c in spans + lines):
+            if command in REFERENCES or re.search(r"\.\.\.|<|\||\[", command):
+                continue  # a reference, or a synopsis with alternatives and elisions
+            found.append((name, command))
+    return found
+
+
+def _argv(command: str) -> list[str]:
+    def fill(match: re.Match[str]) -> str:
+        return "arn:aws:iam::123456789012:role/r" if "ARN" in match.group(1) else "value"
+
+    words = shlex.split(re.sub(r"\$\{?([A-Z_]+)\}?", fill, command))[3:]
+    return [PLACEHOLDERS.get(word, word) for word in words]
+
+
+def test_the_docs_show_the_setup_and_retention_commands() -> None:
+    commands = [command for _, command in documented_commands()]
+    assert any(c.startswith("python -m scripts agentcore --pool-id") for c in commands)
+    assert any(c.startswith("python -m scripts retention sweep --") for c in commands)
+
+
+@pytest.mark.parametrize(("doc", "command"), documented_commands())
+def test_a_documented_command_parses(doc: str, command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        build_parser().parse_args(_argv(command))
+    except SystemExit:
+        pytest.fail(f"{doc}: `{command}` is refused by the CLI: {capsys.readouterr().err.strip()}")
+
+
+def test_a_documented_deleting_command_passes_yes() -> None:
+    """A command the docs say deletes must carry --yes: without it these commands only count."""
+    text = (ROOT / "README.md").read_text()
+    for command in re.findall(r"`(python -m scripts [^`]+)`\s+deletes", text):
+        if command not in REFERENCES:
+            assert "--yes" in command.split(), command
