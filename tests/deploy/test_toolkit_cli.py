@@ -3,9 +3,13 @@ successor (the AgentCore CLI) has a documented path."""
 
 from __future__ import annotations
 
-import tomllib
 from importlib.metadata import version
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (the dev extra installs tomli there)
+    import tomli as tomllib
 
 from typer.testing import CliRunner
 

@@ -4,9 +4,13 @@ and checked by the deploy rehearsal, tests/deploy.)"""
 
 from __future__ import annotations
 
-import tomllib
 from importlib.metadata import version
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (the dev extra installs tomli there)
+    import tomli as tomllib
 
 import pytest
 from packaging.requirements import Requirement
