@@ -157,26 +157,29 @@ class S3Outbox:
         """
         key = self._key(tenant_id, "claims", entry_id)
         lease = {"owner": self.owner, "expires_at": self._clock() + ttl_seconds}
-        etag = self._conditional_put(tenant_id, key, json.dumps(lease).encode(), IfNoneMatch="*")
+        etag, current = self._put_lease(tenant_id, key, lease, IfNoneMatch="*")
         if etag is None:
-            current = self._get_with_etag(tenant_id, key)
-            if current is not None and current[0] == lease:  # committed; botocore's retry got the 412
-                etag = current[1]
-            elif current is None:  # released meanwhile: try once more
-                etag = self._put_lease(tenant_id, key, lease, IfNoneMatch="*")
-            elif float(current[0].get("expires_at", 0)) < self._clock():
-                etag = self._put_lease(tenant_id, key, lease, IfMatch=current[1])
+            if current is None:  # released meanwhile: try once more
+                etag, _ = self._put_lease(tenant_id, key, lease, IfNoneMatch="*")
+            elif float(current[0].get("expires_at", 0)) < self._clock():  # its holder died
+                etag, _ = self._put_lease(tenant_id, key, lease, IfMatch=current[1])
         return None if etag is None else Claim(tenant_id, entry_id, etag)
 
-    def _put_lease(self, tenant_id: str | None, key: str, lease: dict[str, Any], **condition: str) -> str | None:
-        """The ETag of ``lease`` written under ``condition``, or None when another lease holds
-        (read back when refused: the refusal may answer botocore's retry of our committed PUT)."""
+    def _put_lease(
+        self, tenant_id: str | None, key: str, lease: dict[str, Any], **condition: str
+    ) -> tuple[str | None, tuple[dict[str, Any], str] | None]:
+        """Write ``lease`` under ``condition``: its ETag, or None and the lease found instead.
+
+        A refusal is read back: it may answer botocore's retry of our own committed PUT, and the
+        lease found is then this one (ours, with its ETag).
+        """
         etag = self._conditional_put(tenant_id, key, json.dumps(lease).encode(), **condition)
-        if etag is None:
-            current = self._get_with_etag(tenant_id, key)
-            if current is not None and current[0] == lease:  # committed; botocore's retry got the 412
-                return current[1]
-        return etag
+        if etag is not None:
+            return etag, None
+        current = self._get_with_etag(tenant_id, key)
+        if current is not None and current[0] == lease:  # committed; botocore's retry got the 412
+            return current[1], current
+        return None, current
 
     def release(self, claim: Claim) -> None:
         """Delete the lease if it is still ours (``If-Match``); a lost lease is left alone."""
