@@ -6,9 +6,9 @@ pipeline), so eviction never loses a conversation. A session with a request in f
 idle: it is kept apart from the idle ones until the request ends, so neither the idle timer
 nor the size bound ends a conversation during a long turn (its next turn would otherwise
 start a fresh conversation); its idle clock starts when the request ends. Ending runs on a
-small worker pool (at shutdown, after the session's in-flight request has finished). The conversation id is the
-session id; a session id reused after its session ended gets a fresh conversation object,
-whose own start marker keeps its summary apart from the earlier one's.
+small worker pool (at shutdown, after the session's in-flight request has finished). The
+conversation id is the session id; a session id reused after its session ended gets a fresh
+conversation object, whose own start marker keeps its summary apart from the earlier one's.
 """
 
 from __future__ import annotations
