@@ -185,3 +185,53 @@ def test_without_a_ttl_no_retention_sweep_runs(tmp_path: Path) -> None:
         assert services._retention is None and services.sweep_retention() == 0
     finally:
         services.close()
+
+
+class UnlistableOutbox:
+    """Wraps an outbox whose listing fails (an S3 outage, throttled STS calls for its tenants)."""
+
+    def __init__(self, outbox: Any) -> None:
+        self.outbox_ = outbox
+
+    def pending(self, tenant_id: str | None = None) -> list[OutboxEntry]:
+        raise BackendUnavailable("outbox listing failed")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.outbox_, name)
+
+
+def test_an_outbox_that_cannot_be_listed_at_start_up_does_not_stop_the_app(tmp_path: Path) -> None:
+    """The start-up replay is best effort: on AgentCore every session starts a process, and one
+    that cannot list the outbox (an outage, or one tenant's entries unreadable) must still serve
+    its own session; what is pending stays in the outbox for the next start."""
+    settings = Settings(auth_mode="dev", state_dir=tmp_path, model_provider=ECHO)
+    left = OutboxEntry(
+        tenant_id="acme", user_id="alice", agent_name="orchestrator", conversation_id="sid-0",
+        transcript=[{"role": "user", "text": "My cat is called Tom."}], opened="2025-01-01T00:00:00.000+00:00~00000000",
+    )
+    first = build_services(settings)
+    assert first.pipeline is not None
+    first.pipeline.outbox.put(left)  # a previous process died with this conversation accepted
+    first.pipeline.shutdown()
+
+    services = build_services(settings)
+    pipeline = services.pipeline
+    assert pipeline is not None
+    outbox = pipeline.outbox
+    pipeline.outbox = UnlistableOutbox(outbox)
+    services.start()  # on main: BackendUnavailable, i.e. the app's lifespan fails and it never serves
+    try:
+        assert services._reaper is not None and services._reaper.is_alive()
+        pipeline.end_conversation(dataclasses.replace(left, conversation_id="sid-1", opened=left.opened[:-1] + "1"))
+        assert pipeline.wait(30) and pipeline.metrics["stored"] == 1  # its own conversations are stored
+    finally:
+        services.close()
+    assert [e.conversation_id for e in outbox.pending()] == ["sid-0"]  # kept for the next start
+
+    restarted = build_services(settings)
+    assert restarted.pipeline is not None
+    restarted.start()
+    try:
+        assert restarted.pipeline.wait(30) and restarted.pipeline.outbox.pending() == []
+    finally:
+        restarted.close()
