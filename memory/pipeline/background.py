@@ -469,13 +469,15 @@ class SummaryPipeline:
         outcome = _Outcome.FAILED if crashed or future.cancelled() else future.result()
         ended: list[Any] = []
         with self._lock:
-            self._inflight.pop(ref, None)
+            rerun = self._inflight.pop(ref, False)  # ended again after the task's last look at it
             given_up = crashed and self._crash_round_locked(ref)
             if outcome is not _Outcome.FAILED or future.cancelled() or self._closed.is_set() or given_up:
                 self._rounds.pop(ref, None)
                 self._first_failure.pop(ref, None)
                 self._adopted.discard(ref)
-                if ref in self._tokens:
+                if rerun and outcome is not _Outcome.FAILED and not self._closed.is_set():
+                    self._schedule_locked(ref)  # that newer entry is summarized too (same busy task)
+                elif ref in self._tokens:
                     ended.append(self._tokens.pop(ref))
             else:  # exhausted or crashed: keep it pending (and the app busy) until a re-sweep
                 rounds = self._rounds.setdefault(ref, 1)

@@ -337,6 +337,35 @@ def test_ending_again_while_running_summarizes_the_newer_transcript(fake_store, 
     assert pipeline.outbox.pending() == []
 
 
+
+def test_ending_again_while_the_finished_summary_releases_its_claim_summarizes_the_newer_transcript(
+    fake_store, make_pipeline
+) -> None:
+    """The summary of the first end is stored and its entry removed; the conversation is ended
+    again (a longer transcript) while the worker still releases its claim (a conditional S3
+    write): the newer entry is summarized too, not left in the outbox until a restart."""
+    tasks = BusyTasks()
+    pipeline = make_pipeline(fake_store, on_task_start=tasks.start, on_task_end=tasks.end)
+    releasing, go = threading.Event(), threading.Event()
+    real_release = pipeline.outbox.release
+
+    def slow_release(claim: Any) -> None:
+        if not releasing.is_set():
+            releasing.set()
+            assert go.wait(30)
+        real_release(claim)
+
+    pipeline.outbox.release = slow_release
+    pipeline.end_conversation(entry(text="first part."))
+    assert releasing.wait(30) and pipeline.outbox.pending() == []  # stored, entry removed
+    pipeline.end_conversation(entry(text="first part. second part."))
+    go.set()
+    assert pipeline.wait(30) and wait_until(lambda: not tasks.open)
+    assert pipeline.outbox.pending() == []
+    (memory,) = fake_store.memories.values()
+    assert "second part." in memory.content
+
+
 # -- through the plugin ------------------------------------------------------------------------
 
 
