@@ -409,11 +409,14 @@ class SummaryPipeline:
             cached = self._markers.get(owner)
         if not fresh and cached is not None and time.monotonic() - cached[0] < self.erasure_refresh_seconds:
             return cached[1]
+        read_at = time.monotonic()  # the listing may miss a marker written after this instant
         markers = self.outbox.erasures(entry.tenant_id, entry.user_id)
         with self._lock:
-            if len(self._markers) >= _MARKER_CACHE_SIZE:
-                self._markers.clear()
-            self._markers[owner] = (time.monotonic(), markers)
+            current = self._markers.get(owner)
+            if current is None or current[0] <= read_at:  # a listing begun earlier never replaces a newer one
+                if current is None and len(self._markers) >= _MARKER_CACHE_SIZE:
+                    self._markers.clear()
+                self._markers[owner] = (read_at, markers)
         return markers
 
     def _erased_now(self, entry: OutboxEntry) -> bool:
