@@ -63,17 +63,11 @@ class Services:
         """Replay summaries a previous process left in the outbox, start the pipeline's sweeper
         (re-tries summaries whose attempts were exhausted) and the idle reaper.
 
-        The replay is best effort: an outbox that cannot be listed (an outage) is logged and the
-        app starts anyway; the entries stay pending for the next start (on AgentCore every
-        session starts a process)."""
+        The replay runs in the background (``/ping`` is HealthyBusy meanwhile) and is best
+        effort: an outbox that cannot be listed (an outage) is logged, the entries stay pending
+        for the next start (on AgentCore every session starts a process)."""
         if self.pipeline is not None:
-            try:
-                replayed = self.pipeline.replay_pending()
-            except Exception as exc:  # noqa: BLE001 - best effort: this process still serves its session
-                logger.warning("outbox replay failed (%s); pending entries wait for the next start", type(exc).__name__)
-            else:
-                if replayed:
-                    logger.info("replaying %d pending summaries from the outbox", replayed)
+            self.pipeline.start_replay()
             self.pipeline.start_sweeper()
         self._reaper = threading.Thread(target=self._reap_forever, name="session-reaper", daemon=True)
         self._reaper.start()
