@@ -512,6 +512,19 @@ def test_checkpoints_are_open_entries_the_pipeline_never_schedules(fake_store, m
     assert pipeline.outbox.pending() == [] and busy.open == set()
 
 
+
+def test_a_replay_never_adopts_a_checkpoint_written_after_the_pipeline_started(fake_store, make_pipeline) -> None:
+    """The start-up replay runs in the background, beside the process's first turns: with the
+    local default (orphans adopted at any age) it must not summarize this process's own live
+    conversation as if its process were dead."""
+    pipeline = make_pipeline(fake_store, orphan_after_seconds=0.0)
+    talk(pipeline, "My budget is 2M.")
+    (live,) = pipeline.outbox.pending()
+    assert live.open
+    assert pipeline.replay_pending() == 0 and pipeline.wait(30)
+    assert fake_store.store_calls == [] and pipeline.outbox.pending() == [live]
+
+
 def test_start_up_replay_closes_open_entries_and_stores_them_exactly_once(fake_store, make_pipeline) -> None:
     crashed = make_pipeline(fake_store)
     plugin = talk(crashed, "My boat is called Wave.", "My kite is called Zephyr.")
