@@ -188,6 +188,19 @@ def test_without_a_ttl_no_retention_sweep_runs(tmp_path: Path) -> None:
         services.close()
 
 
+def left_by_a_dead_process(settings: Settings) -> OutboxEntry:
+    """A closed entry in the app's outbox, as a previous process that died would leave it."""
+    left = OutboxEntry(
+        tenant_id="acme", user_id="alice", agent_name="orchestrator", conversation_id="sid-0",
+        transcript=[{"role": "user", "text": "My cat is called Tom."}], opened="2025-01-01T00:00:00.000+00:00~00000000",
+    )
+    first = build_services(settings)
+    assert first.pipeline is not None
+    first.pipeline.outbox.put(left)
+    first.pipeline.shutdown()
+    return left
+
+
 class UnlistableOutbox:
     """Wraps an outbox whose listing fails (an S3 outage, throttled STS calls for its tenants)."""
 
@@ -206,14 +219,7 @@ def test_an_outbox_that_cannot_be_listed_at_start_up_does_not_stop_the_app(tmp_p
     that cannot list the outbox (an outage, or one tenant's entries unreadable) must still serve
     its own session; what is pending stays in the outbox for the next start."""
     settings = Settings(auth_mode="dev", state_dir=tmp_path, model_provider=ECHO)
-    left = OutboxEntry(
-        tenant_id="acme", user_id="alice", agent_name="orchestrator", conversation_id="sid-0",
-        transcript=[{"role": "user", "text": "My cat is called Tom."}], opened="2025-01-01T00:00:00.000+00:00~00000000",
-    )
-    first = build_services(settings)
-    assert first.pipeline is not None
-    first.pipeline.outbox.put(left)  # a previous process died with this conversation accepted
-    first.pipeline.shutdown()
+    left = left_by_a_dead_process(settings)
 
     services = build_services(settings)
     pipeline = services.pipeline
@@ -264,14 +270,7 @@ def test_the_app_serves_while_the_start_up_replay_lists_the_outbox(tmp_path: Pat
     replay has scheduled what it found, and the entries it finds are stored."""
     app = BedrockAgentCoreApp()
     settings = Settings(auth_mode="dev", state_dir=tmp_path, model_provider=ECHO)
-    left = OutboxEntry(
-        tenant_id="acme", user_id="alice", agent_name="orchestrator", conversation_id="sid-0",
-        transcript=[{"role": "user", "text": "My cat is called Tom."}], opened="2025-01-01T00:00:00.000+00:00~00000000",
-    )
-    first = build_services(settings)
-    assert first.pipeline is not None
-    first.pipeline.outbox.put(left)  # a previous process died with this conversation accepted
-    first.pipeline.shutdown()
+    left = left_by_a_dead_process(settings)
 
     services = build_services(settings, on_task_start=app.add_async_task, on_task_end=app.complete_async_task)
     pipeline = services.pipeline
