@@ -122,6 +122,20 @@ def test_the_largest_conversation_fits_s3_vectors_limits() -> None:
         limits.validate_key(unit.key)
 
 
+def test_a_long_turn_without_sentence_breaks_is_stored_whole(store) -> None:
+    """Japanese has no ". " between sentences, so a whole turn is one "sentence": under the app's
+    default prompt cap (16,000 characters) it is over 40 KB of UTF-8, more than one vector's
+    metadata may hold. Every unit still fits, and the statements keep all of its text."""
+    sentence = "2026年Q4の東京本社移転の予算は合計二百万円で、担当は鈴木さんのチームです、"
+    long_turn = sentence * (15_900 // len(sentence))
+    assert len(long_turn) <= 16_000 < limits.MAX_METADATA_BYTES < len(long_turn.encode())
+    e = entry(turns(long_turn, "Understood.", "My budget is 2M.", "Noted."))
+    stored = store_conversation(store, e, extractive_summary(e.transcript))
+    statements = [m.content for m in sorted(stored, key=lambda m: m.id) if m.memory_type == "statement"]
+    assert "".join(statements) == long_turn + "." + "My budget is 2M."
+    assert all(len(m.content) <= EXCERPT_MAX_CHARS for m in stored if m.memory_type != "summary")
+
+
 def _stored(store: SingleTenantStore) -> dict[str, str]:
     return {m.id: m.memory_type for m in store.list(SCOPE)}
 
