@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
@@ -34,6 +35,33 @@ def create_index_params(bucket: str, name: str, dimension: int) -> dict[str, Any
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+#: Upper bound of one float32 value in botocore's JSON (``-1.1754943508222875e-38, ``).
+_FLOAT_JSON_CHARS = 25
+#: Room left for the request's own fields (bucket, index, brackets).
+_ENVELOPE_BYTES = 4096
+
+
+def _request_size(vector: Mapping[str, Any]) -> int:
+    """An upper bound of one PutVectors entry's JSON size (botocore escapes non-ASCII text)."""
+    values = len(vector["data"]["float32"]) * _FLOAT_JSON_CHARS
+    return values + len(json.dumps({"key": vector["key"], "metadata": vector["metadata"]})) + 32
+
+
+def _put_batches(vectors: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """At most 500 vectors and 20 MiB of request payload per PutVectors."""
+    batch: list[dict[str, Any]] = []
+    size = _ENVELOPE_BYTES
+    for vector in vectors:
+        needed = _request_size(vector)
+        if batch and (len(batch) == limits.MAX_PUT_BATCH or size + needed > limits.MAX_REQUEST_BYTES):
+            yield batch
+            batch, size = [], _ENVELOPE_BYTES
+        batch.append(vector)
+        size += needed
+    if batch:
+        yield batch
 
 
 class S3VectorsIndex:
@@ -108,7 +136,8 @@ class S3VectorsIndex:
 
     @telemetry.vector_operation("PutVectors", "aws.s3vectors", batch=True)
     def put(self, records: Sequence[VectorRecord]) -> None:
-        """Insert or overwrite records, validated first, sent in batches of 500."""
+        """Insert or overwrite records, validated first, sent in batches of at most 500 vectors and
+        20 MiB (wide vectors: fewer per batch)."""
         vectors = [
             {
                 "key": limits.validate_key(r.key),
@@ -117,8 +146,8 @@ class S3VectorsIndex:
             }
             for r in records
         ]
-        for batch in _chunks(vectors, limits.MAX_PUT_BATCH):
-            self._call("put_vectors", **self._target(), vectors=list(batch))
+        for batch in _put_batches(vectors):
+            self._call("put_vectors", **self._target(), vectors=batch)
 
     @telemetry.vector_operation("QueryVectors", "aws.s3vectors")
     def query(

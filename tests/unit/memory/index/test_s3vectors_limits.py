@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
@@ -66,6 +67,21 @@ def test_get_batches(
     wanted = [f"k{i}" for i in reversed(range(n))]
     assert [r.key for r in index.get(wanted)] == wanted
     assert s3vectors_double.count("GetVectors") == requests
+
+
+def test_put_splits_wide_vectors_under_the_request_payload_limit(
+    s3vectors_client: Any, s3vectors_double: S3VectorsDouble
+) -> None:
+    """A request payload is at most 20 MiB: 500 vectors of 3,072 float32 values (Nova's widest
+    embeddings) are ~32 MiB of JSON (botocore writes each value as a 17-digit decimal), so a full
+    batch by count is refused."""
+    wide = S3VectorsIndex(s3vectors_client, BUCKET, "memory-wide", 3072)
+    wide.ensure()
+    vectors = np.random.default_rng(7).normal(size=(500, 3072)).astype(np.float32)
+    wide.put([VectorRecord(f"k{i}", v, {"user_id": "u", "content": "x" * 800}) for i, v in enumerate(vectors)])
+    sizes = s3vectors_double.count("PutVectors")
+    assert sum(sizes) == 500 and len(sizes) >= 2  # ~32 MiB in requests of at most 20 MiB
+    assert len(list(wide.list())) == 500
 
 
 # --- the double enforces what the documentation says the service enforces --------------------
