@@ -169,10 +169,12 @@ class SingleTenantStore:
         opened: str | None = None,
         replaces: Sequence[str] = (),
     ) -> list[Memory]:
-        """Embed and store a conversation's units in one put, then delete stale ``replaces`` keys.
+        """Embed and store a conversation's units in one put (more for wide vectors, see
+        ``S3VectorsIndex.put``), then delete stale ``replaces`` keys.
 
         Units without embeddable words are skipped (and count as stale). The put comes first:
-        a crash in between leaves extra units that the replay of the same conversation removes.
+        a crash in between leaves extra units that the replay of the same conversation removes,
+        and a put failing after some batches leaves units the replay overwrites (same keys).
         """
         self._check(scope)
         if not isinstance(conversation_id, str) or not conversation_id:
