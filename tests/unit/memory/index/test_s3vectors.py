@@ -132,6 +132,7 @@ def test_put_sends_batches_of_500(stubbed):
         ("ThrottlingException", 429, BackendUnavailable),
         ("ServiceUnavailableException", 503, BackendUnavailable),
         ("InternalServerException", 500, BackendUnavailable),
+        ("RequestTimeoutException", 408, BackendUnavailable),  # the model: "Retry your request"
         ("ConflictException", 409, MemoryLibraryError),
     ],
 )
