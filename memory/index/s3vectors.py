@@ -153,7 +153,7 @@ class S3VectorsIndex:
     def query(
         self, vector: Sequence[float], top_k: int, filter: Mapping[str, Any] | None = None
     ) -> list[QueryHit]:
-        """Nearest records by cosine distance (ascending) matching ``filter``."""
+        """Nearest records by cosine distance (ascending) matching ``filter``, every result page."""
         request: dict[str, Any] = {
             **self._target(),
             "topK": limits.validate_top_k(top_k),
@@ -164,12 +164,17 @@ class S3VectorsIndex:
         checked = validate_filter(filter)
         if checked is not None:
             request["filter"] = checked
-        response = self._call("query_vectors", **request)
-        hits = [
-            QueryHit(v["key"], float(v.get("distance", 0.0)), dict(v.get("metadata") or {}))
-            for v in response.get("vectors", [])
-        ]
-        return sorted(hits, key=lambda h: h.distance)
+        hits: list[QueryHit] = []
+        while True:  # results beyond the page size come in further pages (same parameters)
+            response = self._call("query_vectors", **request)
+            hits.extend(
+                QueryHit(v["key"], float(v.get("distance", 0.0)), dict(v.get("metadata") or {}))
+                for v in response.get("vectors", [])
+            )
+            token = response.get("nextToken")
+            if not token or len(hits) >= request["topK"]:
+                return sorted(hits, key=lambda h: h.distance)[: request["topK"]]
+            request["nextToken"] = token
 
     def get(self, keys: Sequence[str]) -> list[VectorRecord]:
         """Records for the keys that exist (in request order), in batches of 100."""

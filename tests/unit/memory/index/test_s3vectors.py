@@ -88,6 +88,32 @@ def test_query_request_shape_and_result(stubbed):
     assert hits[0].metadata == {"user_id": "u1", "content": "hi"}
 
 
+def test_query_follows_next_token_with_the_same_parameters(stubbed):
+    """Since June 2026 QueryVectors returns its ``topK`` results across pages when they exceed the
+    page size (``nextToken`` in the model; the S3 user guide: "continue making QueryVectors
+    requests with the same queryVector, topK, filter, and queryMode parameters, passing the
+    nextToken"): every page's hits are candidates."""
+    index, stubber = stubbed
+    request = {
+        "vectorBucketName": "bkt",
+        "indexName": "memory-acme",
+        "topK": 3,
+        "queryVector": {"float32": [1.0, 0.0, 0.0, 0.0]},
+        "filter": {"user_id": {"$eq": "u1"}},
+        "returnDistance": True,
+        "returnMetadata": True,
+    }
+    page = lambda keys, **more: {  # noqa: E731
+        "vectors": [{"key": k, "distance": d, "metadata": {"user_id": "u1"}} for k, d in keys],
+        "distanceMetric": "cosine",
+        **more,
+    }
+    stubber.add_response("query_vectors", page([("a", 0.1), ("b", 0.2)], nextToken="page-2"), request)
+    stubber.add_response("query_vectors", page([("c", 0.3)]), {**request, "nextToken": "page-2"})
+    hits = index.query([1, 0, 0, 0], top_k=3, filter={"user_id": {"$eq": "u1"}})
+    assert [h.key for h in hits] == ["a", "b", "c"]
+
+
 def test_query_without_filter_omits_it(stubbed):
     index, stubber = stubbed
     expected = {
