@@ -111,7 +111,8 @@ class S3VectorsIndex:
         return {"vectorBucketName": self.bucket, "indexName": self.name}
 
     def ensure(self) -> None:
-        """Create the index if missing; ConfigurationError if it exists with another dimension."""
+        """Create the index if missing; ConfigurationError if it exists with another dimension or
+        distance metric."""
         try:
             index = self._call("get_index", **self._target())["index"]
         except NotFound:
@@ -132,6 +133,10 @@ class S3VectorsIndex:
             raise ConfigurationError(
                 f"index {self.name!r} exists with dimension {index['dimension']}, "
                 f"but {self.dimension} was requested"
+            )
+        if index.get("distanceMetric", "cosine") != "cosine":  # scores are 1 - cosine distance
+            raise ConfigurationError(
+                f"index {self.name!r} uses the {index['distanceMetric']} distance; memory indexes are cosine"
             )
 
     @telemetry.vector_operation("PutVectors", "aws.s3vectors", batch=True)

@@ -7,7 +7,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from memory.aws import make_client
-from memory.errors import AccessDenied, BackendUnavailable, MemoryLibraryError, NotFound
+from memory.errors import AccessDenied, BackendUnavailable, ConfigurationError, MemoryLibraryError, NotFound
 from memory.types import VectorRecord
 from memory.index.s3vectors import S3VectorsIndex, create_index_params
 
@@ -48,6 +48,15 @@ def test_ensure_tolerates_a_concurrent_creator(stubbed):
     stubber.add_client_error("create_index", "ConflictException", http_status_code=409)
     stubber.add_response("get_index", {"index": _index_description(4)})
     index.ensure()
+
+
+def test_ensure_refuses_an_index_with_another_distance_metric(stubbed):
+    """Scores are ``1 - cosine distance``: on a euclidean index (an existing one named by
+    ``create_store(index_name=...)``) every floor and fusion would silently use another scale."""
+    index, stubber = stubbed
+    stubber.add_response("get_index", {"index": {**_index_description(4), "distanceMetric": "euclidean"}})
+    with pytest.raises(ConfigurationError, match="euclidean"):
+        index.ensure()
 
 
 def _index_description(dimension):
