@@ -190,7 +190,7 @@ def test_a_forget_racing_a_store_deletes_what_was_just_stored(fake_store, make_o
 def test_a_forget_racing_a_store_that_failed_after_putting_units_deletes_them(
     fake_store, make_outbox, pipelines
 ) -> None:
-    """``store_units`` puts the units, then deletes the stale keys: when that DeleteVectors fails
+    """``store_units`` puts the units, then looks up and deletes stale keys: when that fails
     (throttled after botocore's retries, or denied), the units are in the index although the store
     raised. A forget that ran meanwhile had nothing to delete yet, and removed the outbox entry,
     so no replay comes back to it: the failure path must undo the store like the success path."""
@@ -198,7 +198,7 @@ def test_a_forget_racing_a_store_that_failed_after_putting_units_deletes_them(
 
     def put_then_fail(*args: Any, **kwargs: Any) -> Any:
         put_units(*args, **kwargs)
-        raise BackendUnavailable("s3vectors delete_vectors memory-acme: TooManyRequestsException")
+        raise BackendUnavailable("s3vectors get_vectors memory-acme: TooManyRequestsException")
 
     fake_store.store_units = put_then_fail
     gated = GatedSummarizer()
