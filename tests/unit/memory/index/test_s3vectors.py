@@ -71,6 +71,19 @@ def _index_description(dimension):
     }
 
 
+def _query_request(top_k, vector):
+    """The QueryVectors request of ``index.query(vector, top_k, filter={"user_id": {"$eq": "u1"}})``."""
+    return {
+        "vectorBucketName": "bkt",
+        "indexName": "memory-acme",
+        "topK": top_k,
+        "queryVector": {"float32": vector},
+        "filter": {"user_id": {"$eq": "u1"}},
+        "returnDistance": True,
+        "returnMetadata": True,
+    }
+
+
 def test_query_request_shape_and_result(stubbed):
     index, stubber = stubbed
     stubber.add_response(
@@ -82,15 +95,7 @@ def test_query_request_shape_and_result(stubbed):
             ],
             "distanceMetric": "cosine",
         },
-        {
-            "vectorBucketName": "bkt",
-            "indexName": "memory-acme",
-            "topK": 2,
-            "queryVector": {"float32": [1.0, 0.0, 0.0, 0.5]},
-            "filter": {"user_id": {"$eq": "u1"}},
-            "returnDistance": True,
-            "returnMetadata": True,
-        },
+        _query_request(2, [1.0, 0.0, 0.0, 0.5]),
     )
     hits = index.query([1, 0, 0, 0.5], top_k=2, filter={"user_id": {"$eq": "u1"}})
     assert [(h.key, h.distance) for h in hits] == [("near", 0.1), ("far", 0.7)]
@@ -103,15 +108,7 @@ def test_query_follows_next_token_with_the_same_parameters(stubbed):
     requests with the same queryVector, topK, filter, and queryMode parameters, passing the
     nextToken"): every page's hits are candidates."""
     index, stubber = stubbed
-    request = {
-        "vectorBucketName": "bkt",
-        "indexName": "memory-acme",
-        "topK": 3,
-        "queryVector": {"float32": [1.0, 0.0, 0.0, 0.0]},
-        "filter": {"user_id": {"$eq": "u1"}},
-        "returnDistance": True,
-        "returnMetadata": True,
-    }
+    request = _query_request(3, [1.0, 0.0, 0.0, 0.0])
     page = lambda keys, **more: {  # noqa: E731
         "vectors": [{"key": k, "distance": d, "metadata": {"user_id": "u1"}} for k, d in keys],
         "distanceMetric": "cosine",
