@@ -6,7 +6,8 @@ are brought back.
 
 Each tenant has one index ``memory-<tenant>`` (cosine, float32, ``content`` and
 ``conversation_id`` not filterable), created with the memory library's own parameters. An
-index that exists with another dimension is reported as drift, never recreated.
+index that exists with another dimension, metric, data type or filterable memory text is
+reported as drift, never recreated.
 Offboarding deletes a tenant's index and every memory in it, so it needs ``--yes``.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from memory.index.s3vectors import S3VectorsIndex, create_index_params
+from memory.index.s3vectors import S3VectorsIndex, create_index_params, missing_non_filterable_keys
 from memory.tenants import INDEX_PREFIX, index_name_for, validate_tenant_id
 from scripts.common import (
     Report,
@@ -135,7 +136,7 @@ def onboard(s3v: BaseClient, report: Report, bucket: str, tenant: str, dimension
         f"{key} is {index.get(key)}, wanted {wanted[key]}"
         for key in ("dimension", "distanceMetric", "dataType")
         if index.get(key) is not None and index.get(key) != wanted[key]
-    ]
+    ] + [f"{key} is filterable, wanted non-filterable" for key in missing_non_filterable_keys(index)]
     for item in drift:
         report.add("DRIFT", f"index {name}", f"{item} (offboard and onboard again to change it)")
     if not drift:

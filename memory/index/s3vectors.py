@@ -32,6 +32,16 @@ def create_index_params(bucket: str, name: str, dimension: int) -> dict[str, Any
     }
 
 
+def missing_non_filterable_keys(index: Mapping[str, Any]) -> list[str]:
+    """The keys ``create_index_params`` makes non-filterable that a GetIndex description says are
+    filterable (none when it reports no metadata configuration)."""
+    config = index.get("metadataConfiguration")
+    if config is None:
+        return []
+    declared = set(config.get("nonFilterableMetadataKeys") or ())
+    return [key for key in NON_FILTERABLE_KEYS if key not in declared]
+
+
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -111,8 +121,8 @@ class S3VectorsIndex:
         return {"vectorBucketName": self.bucket, "indexName": self.name}
 
     def ensure(self) -> None:
-        """Create the index if missing; ConfigurationError if it exists with another dimension or
-        distance metric."""
+        """Create the index if missing; ConfigurationError if it exists with another dimension,
+        distance metric or filterable memory text."""
         try:
             index = self._call("get_index", **self._target())["index"]
         except NotFound:
@@ -137,6 +147,12 @@ class S3VectorsIndex:
         if index.get("distanceMetric", "cosine") != "cosine":  # scores are 1 - cosine distance
             raise ConfigurationError(
                 f"index {self.name!r} uses the {index['distanceMetric']} distance; memory indexes are cosine"
+            )
+        filterable = missing_non_filterable_keys(index)
+        if filterable:
+            raise ConfigurationError(
+                f"index {self.name!r} has filterable {', '.join(filterable)}: memory text would count "
+                "against the 2 KB of filterable metadata; create the index with the library's parameters"
             )
 
     @telemetry.vector_operation("PutVectors", "aws.s3vectors", batch=True)

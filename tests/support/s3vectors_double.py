@@ -10,7 +10,8 @@ minimum sizes). ``install_s3vectors_double(monkeypatch)`` adds, for one test:
   500 vectors per PutVectors, 500 keys per DeleteVectors, 100 per GetVectors, ``topK``
   1-100, keys of 1-1,024 characters, at most 50 metadata keys, 40 KB of metadata per vector
   of which at most 2 KB filterable, at most 10 non-filterable keys per index (remembered
-  from CreateIndex, which moto does not store), the query vector's dimension, request payloads
+  from CreateIndex, which moto does not store, and reported by GetIndex), the query vector's
+  dimension, request payloads
   of at most 20 MiB (PutVectors: 500 wide vectors are more);
 - a request log (``double.requests``: operation and item count) to assert batching.
 
@@ -187,7 +188,10 @@ class S3VectorsDouble:
             if len(keys) > NON_FILTERABLE_MAX_KEYS:
                 raise MotoValidationError(f"at most {NON_FILTERABLE_MAX_KEYS} non-filterable metadata keys")
             result = original(response)
-            self.non_filterable[self._index(response).index_arn] = frozenset(keys)
+            index = self._index(response)
+            self.non_filterable[index.index_arn] = frozenset(keys)
+            if config:  # GetIndex reports it, as the service does (moto keeps none)
+                index.metadata_configuration = {"nonFilterableMetadataKeys": list(keys)}
             return result
 
         return handler

@@ -5,6 +5,8 @@ from __future__ import annotations
 import boto3
 import pytest
 
+from tests.support.s3vectors_double import install_s3vectors_double
+
 R = ("--region", "us-east-1")
 B = ("--bucket", "mem-bucket")
 
@@ -58,6 +60,17 @@ def test_onboard_reports_dimension_drift_without_recreating(bucket, cli) -> None
     result = cli("tenant", "onboard", *R, *B, "--tenant", "acme")
     assert result.code == 3 and "DRIFT" in result.out and "dimension is 4, wanted 1024" in result.out
     assert len(_s3v().list_vectors(vectorBucketName="mem-bucket", indexName="memory-acme")["vectors"]) == 3
+
+
+def test_onboard_reports_an_index_whose_content_is_filterable(bucket, cli, monkeypatch) -> None:
+    """An index created elsewhere with other non-filterable keys (GetIndex reports them; moto keeps
+    none, the double does): ``content`` would count against the 2 KB of filterable metadata."""
+    install_s3vectors_double(monkeypatch)
+    _s3v().create_index(vectorBucketName="mem-bucket", indexName="memory-acme", dataType="float32",
+                        dimension=1024, distanceMetric="cosine",
+                        metadataConfiguration={"nonFilterableMetadataKeys": ["text"]})
+    result = cli("tenant", "onboard", *R, *B, "--tenant", "acme")
+    assert result.code == 3 and "DRIFT" in result.out and "content" in result.out
 
 
 def test_onboard_without_bucket_explains_the_fix(aws, cli) -> None:
