@@ -9,7 +9,8 @@ duplicating), and only then removes the entry and releases the claim.
 
 Erasure: before every store, and again right after it (succeeded or failed: a failed store may
 have put units), the worker reads the tenant's erasure markers (``memory.pipeline.erasure``); a
-conversation a marker covers is dropped (what was just stored is deleted again), its entry removed. ``end_conversation`` checks them too.
+conversation a marker covers is dropped (what was just stored is deleted again), its entry
+removed. ``end_conversation`` checks them too.
 
 Failures retry with exponential backoff (``RetryPolicy.delay``) up to ``max_attempts`` per
 round; an exhausted entry waits for a re-sweep (``RetryPolicy.sweep_delay``), run by the
