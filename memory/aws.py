@@ -126,6 +126,7 @@ _TRANSIENT = {
     "InternalServerException",
     "InternalFailure",
     "RequestTimeout",
+    "RequestTimeoutException",  # S3 Vectors, HTTP 408: "The request timed out. Retry your request."
 }
 
 
@@ -145,7 +146,7 @@ def translate_error(exc: BaseException, what: str) -> MemoryLibraryError:
             return AccessDenied(detail)
         if code in _NOT_FOUND or status == 404:
             return NotFound(detail)
-        if code in _TRANSIENT or status == 429 or status >= 500:
+        if code in _TRANSIENT or status in (408, 429) or status >= 500:
             return BackendUnavailable(detail)
         if code in _INVALID or status == 400:
             return ValidationError(detail)

@@ -6,7 +6,8 @@ are brought back.
 
 Each tenant has one index ``memory-<tenant>`` (cosine, float32, ``content`` and
 ``conversation_id`` not filterable), created with the memory library's own parameters. An
-index that exists with another dimension is reported as drift, never recreated.
+index that exists with another dimension, metric, data type or filterable memory text is
+reported as drift, never recreated; a CLASSIC index is moved to ENHANCED (filters first).
 Offboarding deletes a tenant's index and every memory in it, so it needs ``--yes``.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from memory.index.s3vectors import S3VectorsIndex, create_index_params
+from memory.index.s3vectors import S3VectorsIndex, create_index_params, missing_non_filterable_keys
 from memory.tenants import INDEX_PREFIX, index_name_for, validate_tenant_id
 from scripts.common import (
     Report,
@@ -130,16 +131,30 @@ def onboard(s3v: BaseClient, report: Report, bucket: str, tenant: str, dimension
         report.change("CREATE", f"index {name}", f"dimension {dimension}, cosine, float32")
         if not report.dry_run:
             S3VectorsIndex(s3v, bucket, name, dimension).ensure()
+            _filter_first(s3v, report, bucket, name, get_index(s3v, bucket, name) or {})
         return
+    _filter_first(s3v, report, bucket, name, index)
     drift = [
         f"{key} is {index.get(key)}, wanted {wanted[key]}"
         for key in ("dimension", "distanceMetric", "dataType")
         if index.get(key) is not None and index.get(key) != wanted[key]
-    ]
+    ] + [f"{key} is filterable, wanted non-filterable" for key in missing_non_filterable_keys(index)]
     for item in drift:
         report.add("DRIFT", f"index {name}", f"{item} (offboard and onboard again to change it)")
     if not drift:
         report.add("UNCHANGED", f"index {name}", f"dimension {index.get('dimension')}")
+
+
+def _filter_first(s3v: BaseClient, report: Report, bucket: str, name: str, index: dict[str, Any]) -> None:
+    """Move a CLASSIC index to ENHANCED: it applies the metadata filter before the vector search,
+    keeping recall when the filter matches a small fraction of the index (one user's memories
+    among a tenant's). Indexes in buckets created before 2026-09-30 are CLASSIC by default; a
+    botocore too old to report the mode leaves the index as it is."""
+    if index.get("indexMode") != "CLASSIC":
+        return
+    report.change("UPDATE", f"index {name}", "index mode CLASSIC -> ENHANCED (metadata filter before the search)")
+    if not report.dry_run:
+        s3v.update_index_mode(vectorBucketName=bucket, indexName=name, indexMode="ENHANCED")
 
 
 def offboard(s3v: BaseClient, report: Report, bucket: str, tenant: str, confirmed: bool) -> int:

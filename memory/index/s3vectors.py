@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
@@ -31,9 +32,46 @@ def create_index_params(bucket: str, name: str, dimension: int) -> dict[str, Any
     }
 
 
+def missing_non_filterable_keys(index: Mapping[str, Any]) -> list[str]:
+    """The keys ``create_index_params`` makes non-filterable that a GetIndex description says are
+    filterable (none when it reports no metadata configuration)."""
+    config = index.get("metadataConfiguration")
+    if config is None:
+        return []
+    declared = set(config.get("nonFilterableMetadataKeys") or ())
+    return [key for key in NON_FILTERABLE_KEYS if key not in declared]
+
+
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+#: Upper bound of one float32 value in botocore's JSON (``-1.1754943508222875e-38, ``).
+_FLOAT_JSON_CHARS = 25
+#: Room left for the request's own fields (bucket, index, brackets).
+_ENVELOPE_BYTES = 4096
+
+
+def _request_size(vector: Mapping[str, Any]) -> int:
+    """An upper bound of one PutVectors entry's JSON size (botocore escapes non-ASCII text)."""
+    values = len(vector["data"]["float32"]) * _FLOAT_JSON_CHARS
+    return values + len(json.dumps({"key": vector["key"], "metadata": vector["metadata"]})) + 32
+
+
+def _put_batches(vectors: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """At most 500 vectors and 20 MiB of request payload per PutVectors."""
+    batch: list[dict[str, Any]] = []
+    size = _ENVELOPE_BYTES
+    for vector in vectors:
+        needed = _request_size(vector)
+        if batch and (len(batch) == limits.MAX_PUT_BATCH or size + needed > limits.MAX_REQUEST_BYTES):
+            yield batch
+            batch, size = [], _ENVELOPE_BYTES
+        batch.append(vector)
+        size += needed
+    if batch:
+        yield batch
 
 
 class S3VectorsIndex:
@@ -83,7 +121,8 @@ class S3VectorsIndex:
         return {"vectorBucketName": self.bucket, "indexName": self.name}
 
     def ensure(self) -> None:
-        """Create the index if missing; ConfigurationError if it exists with another dimension."""
+        """Create the index if missing; ConfigurationError if it exists with another dimension,
+        distance metric or filterable memory text."""
         try:
             index = self._call("get_index", **self._target())["index"]
         except NotFound:
@@ -105,10 +144,21 @@ class S3VectorsIndex:
                 f"index {self.name!r} exists with dimension {index['dimension']}, "
                 f"but {self.dimension} was requested"
             )
+        if index.get("distanceMetric", "cosine") != "cosine":  # scores are 1 - cosine distance
+            raise ConfigurationError(
+                f"index {self.name!r} uses the {index['distanceMetric']} distance; memory indexes are cosine"
+            )
+        filterable = missing_non_filterable_keys(index)
+        if filterable:
+            raise ConfigurationError(
+                f"index {self.name!r} has filterable {', '.join(filterable)}: memory text would count "
+                "against the 2 KB of filterable metadata; create the index with the library's parameters"
+            )
 
     @telemetry.vector_operation("PutVectors", "aws.s3vectors", batch=True)
     def put(self, records: Sequence[VectorRecord]) -> None:
-        """Insert or overwrite records, validated first, sent in batches of 500."""
+        """Insert or overwrite records, validated first, sent in batches of at most 500 vectors and
+        20 MiB (wide vectors: fewer per batch)."""
         vectors = [
             {
                 "key": limits.validate_key(r.key),
@@ -117,14 +167,14 @@ class S3VectorsIndex:
             }
             for r in records
         ]
-        for batch in _chunks(vectors, limits.MAX_PUT_BATCH):
-            self._call("put_vectors", **self._target(), vectors=list(batch))
+        for batch in _put_batches(vectors):
+            self._call("put_vectors", **self._target(), vectors=batch)
 
     @telemetry.vector_operation("QueryVectors", "aws.s3vectors")
     def query(
         self, vector: Sequence[float], top_k: int, filter: Mapping[str, Any] | None = None
     ) -> list[QueryHit]:
-        """Nearest records by cosine distance (ascending) matching ``filter``."""
+        """Nearest records by cosine distance (ascending) matching ``filter``, every result page."""
         request: dict[str, Any] = {
             **self._target(),
             "topK": limits.validate_top_k(top_k),
@@ -135,12 +185,17 @@ class S3VectorsIndex:
         checked = validate_filter(filter)
         if checked is not None:
             request["filter"] = checked
-        response = self._call("query_vectors", **request)
-        hits = [
-            QueryHit(v["key"], float(v.get("distance", 0.0)), dict(v.get("metadata") or {}))
-            for v in response.get("vectors", [])
-        ]
-        return sorted(hits, key=lambda h: h.distance)
+        hits: list[QueryHit] = []
+        while True:  # results beyond the page size come in further pages (same parameters)
+            response = self._call("query_vectors", **request)
+            hits.extend(
+                QueryHit(v["key"], float(v.get("distance", 0.0)), dict(v.get("metadata") or {}))
+                for v in response.get("vectors", [])
+            )
+            token = response.get("nextToken")
+            if not token or len(hits) >= request["topK"]:
+                return sorted(hits, key=lambda h: h.distance)[: request["topK"]]
+            request["nextToken"] = token
 
     def get(self, keys: Sequence[str]) -> list[VectorRecord]:
         """Records for the keys that exist (in request order), in batches of 100."""

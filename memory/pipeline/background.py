@@ -7,9 +7,10 @@ transcript, stores the conversation's units (summary and excerpts, ``memory.pipe
 under keys derived from its deterministic summary key (a replay overwrites instead of
 duplicating), and only then removes the entry and releases the claim.
 
-Erasure: before every store, and again right after it, the worker reads the tenant's erasure
-markers (``memory.pipeline.erasure``); a conversation a marker covers is dropped (what was just
-stored is deleted again), its entry removed. ``end_conversation`` checks them too.
+Erasure: before every store, and again right after it (succeeded or failed: a failed store may
+have put units), the worker reads the tenant's erasure markers (``memory.pipeline.erasure``); a
+conversation a marker covers is dropped (what was just stored is deleted again), its entry
+removed. ``end_conversation`` checks them too.
 
 Failures retry with exponential backoff (``RetryPolicy.delay``) up to ``max_attempts`` per
 round; an exhausted entry waits for a re-sweep (``RetryPolicy.sweep_delay``), run by the
@@ -565,12 +566,14 @@ class SummaryPipeline:
                     self._drop_erased(entry)
                     return _Outcome.GONE
                 error = self._process_with_retries(entry)
-                if error is not None:
-                    return self._failed(ref, entry, error)
-                if self._erased_now(entry):  # a forget ran while we stored: undo
+                # a forget ran while we stored: undo, even after a failure (the units may be in
+                # the index: a failed DeleteVectors of stale keys comes after the put)
+                if self._erased_now(entry):
                     self._unstore(entry)
                     self._drop_erased(entry)
                     return _Outcome.GONE
+                if error is not None:
+                    return self._failed(ref, entry, error)
                 with self._stripe(ref):
                     with self._lock:
                         rerun = self._inflight.get(ref, False)

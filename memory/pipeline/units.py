@@ -10,7 +10,9 @@ by the assistant can be lost. Every conversation is therefore stored as:
   windows sharing one turn (so a question and its answer are never only apart), covering the
   whole transcript;
 * ``statement`` units under ``<summary key>-s<NNN>``: each sentence the user stated
-  (``summarizer.user_statements``: pure questions dropped, repeats once). A fact said in
+  (``summarizer.user_statements``: pure questions dropped, repeats once), one longer than
+  ``EXCERPT_MAX_CHARS`` split like a long turn (a whole turn without ". ", e.g. Japanese, is one
+  "sentence" and can be more than a vector's 40 KB of metadata). A fact said in
   passing in a long turn full of other things is its own vector instead of a small part of
   one (bench/bench_recall.py measures what each unit type adds);
 * ``fact`` units under ``<summary key>-f<NNN>``: the facts the agent's model extracted with an
@@ -31,8 +33,8 @@ earlier version no longer has (``replaces``), so the stored set is exactly that 
 transcript and summary.
 
 Sizes fit S3 Vectors: ``EXCERPT_MAX_CHARS`` characters of UTF-8 are at most ~3 KB of the 40 KB
-per vector (content is non-filterable; a statement is one sentence of a turn, itself bounded by
-the excerpt split; a fact is at most ``MAX_FACT_CHARS``); 1 + 2 x ``MAX_EXCERPTS`` + ``MAX_FACTS``
+per vector (content is non-filterable; a statement is at most ``EXCERPT_MAX_CHARS`` too; a fact is
+at most ``MAX_FACT_CHARS``); 1 + 2 x ``MAX_EXCERPTS`` + ``MAX_FACTS``
 units (and as many stale keys) fit one 500-vector put (and delete) batch.
 """
 
@@ -107,16 +109,23 @@ def unit_keys(summary_key: str) -> list[str]:
     return [summary_key, *(summary_key + suffix for suffix in _UNIT_KEY_SUFFIXES)]
 
 
+def _pieces(text: str, max_chars: int) -> list[str]:
+    """``text`` split into pieces of at most ``max_chars``, at sentence ends or spaces if it has any."""
+    pieces: list[str] = []
+    text = text.strip()
+    while text:
+        piece = cut_at_sentence(text, max_chars).rstrip("…") or text[:max_chars]
+        pieces.append(piece)
+        text = text[len(piece) :].strip()
+    return pieces
+
+
 def _lines(turns: Sequence[Turn], max_chars: int) -> list[str]:
     """One line per turn with its speaker, turns longer than ``max_chars`` split into pieces."""
     lines: list[str] = []
     for turn in turns:
         prefix = USER_PREFIX if turn["role"] == "user" else ASSISTANT_PREFIX
-        text = _SPACES.sub(" ", turn["text"]).strip()
-        while text:
-            piece = cut_at_sentence(text, max_chars - len(prefix)).rstrip("…") or text[: max_chars - len(prefix)]
-            lines.append(prefix + piece)
-            text = text[len(piece) :].strip()
+        lines.extend(prefix + piece for piece in _pieces(_SPACES.sub(" ", turn["text"]), max_chars - len(prefix)))
     return lines
 
 
@@ -163,7 +172,14 @@ def conversation_units(
     windows = _latest([w for w in excerpt_windows(turns) if _informative(w)], "excerpt windows")
     units.extend(MemoryUnit(excerpt_key(summary_key, n), text, EXCERPT_TYPE) for n, text in enumerate(windows))
     statements = _latest(
-        [t for t in user_statements(turns) if t != summary.strip() and _informative(t)], "statements"
+        [
+            piece
+            for t in user_statements(turns)
+            if t != summary.strip()
+            for piece in _pieces(t, EXCERPT_MAX_CHARS)
+            if _informative(piece)
+        ],
+        "statements",
     )
     units.extend(MemoryUnit(statement_key(summary_key, n), text, STATEMENT_TYPE) for n, text in enumerate(statements))
     kept = [f for f in dict.fromkeys(facts) if _informative(f)][:MAX_FACTS]

@@ -178,10 +178,13 @@ class SingleTenantStore:
         replaces: Sequence[str] = (),
         happened_at: datetime | None = None,
     ) -> list[Memory]:
-        """Embed and store a conversation's units in one put, then delete stale ``replaces`` keys.
+        """Embed and store a conversation's units in one put (more for wide vectors, see
+        ``S3VectorsIndex.put``), then delete stale ``replaces`` keys.
 
-        Units without embeddable words are skipped (and count as stale). The put comes first:
-        a crash in between leaves extra units that the replay of the same conversation removes.
+        Units without embeddable words are skipped (and count as stale). Stale keys are looked up
+        first (GetVectors, reads) and only those that exist are deleted. The put comes first:
+        a crash in between leaves extra units that the replay of the same conversation removes,
+        and a put failing after some batches leaves units the replay overwrites (same keys).
         ``happened_at`` (when the conversation last changed) dates the units instead of the clock,
         never later than it: a late store keeps the conversation's date, and retention counts
         from it.
@@ -202,7 +205,10 @@ class SingleTenantStore:
         if records:
             self.index.put(records)
         stored = {r.key for r in records}
-        stale = [k for k in dict.fromkeys(replaces) if k not in stored]
+        candidates = [k for k in dict.fromkeys(replaces) if k not in stored]
+        # only keys that exist: deleting all of them would spend S3 Vectors' per-index write quota
+        # (2,500 vectors inserted and deleted a second) on keys a conversation never had
+        stale = [r.key for r in self.index.get(candidates)] if candidates else []
         if stale:
             self.index.delete(stale)
         logger.debug("stored %d memory units of a conversation", len(records))

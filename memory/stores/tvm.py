@@ -1,8 +1,10 @@
 """Token vending machine: per-tenant STS credentials (session tag ``TenantID``) and clients.
 
 Credentials are cached per tenant (bounded LRU) and refreshed ``refresh_margin_seconds``
-before they expire; concurrent callers for one tenant share a single STS call (single flight
-via a per-tenant lock stripe), and likewise one boto3 client per tenant and service. Failures
+before they expire (by STS's ``Expiration`` or the requested duration counted on the host's
+clock from before the call, whichever is earlier: host clocks may lag AWS's); concurrent
+callers for one tenant share a single STS call (single flight via a per-tenant lock stripe),
+and likewise one boto3 client per tenant and service. Failures
 are not cached: the next call tries STS again (botocore retries throttling and 5xx with
 adaptive backoff inside each attempt). STS refusing a request as invalid (``ValidationError``,
 e.g. a duration above the role's maximum) is a ``ConfigurationError``, which no retry fixes.
@@ -219,6 +221,7 @@ class TokenVendingMachine:
         "cloud.region": self.region_name, telemetry.TENANT: tenant_id})
     def _assume_role(self, tenant_id: str) -> TenantCredentials:
         session_name = role_session_name(self.session_name_prefix, tenant_id)
+        requested_at = self._clock()
         started = time.perf_counter()
         try:
             response = self._sts_client().assume_role(
@@ -238,11 +241,11 @@ class TokenVendingMachine:
             raise BackendUnavailable(str(error)) from exc
         raw = response["Credentials"]
         expiration = raw["Expiration"]
-        expires_at = (
-            expiration.timestamp()
-            if isinstance(expiration, datetime)
-            else self._clock() + self.duration_seconds
-        )
+        # Expiration is on AWS's clock, the refresh check on ours: the requested lifetime counted
+        # from before the call bounds it, so a host clock behind AWS's never keeps them too long.
+        expires_at = requested_at + self.duration_seconds
+        if isinstance(expiration, datetime):
+            expires_at = min(expires_at, expiration.timestamp())
         logger.info(
             "vended credentials for tenant %s in %.0f ms",
             tenant_id,

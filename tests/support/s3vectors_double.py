@@ -10,7 +10,9 @@ minimum sizes). ``install_s3vectors_double(monkeypatch)`` adds, for one test:
   500 vectors per PutVectors, 500 keys per DeleteVectors, 100 per GetVectors, ``topK``
   1-100, keys of 1-1,024 characters, at most 50 metadata keys, 40 KB of metadata per vector
   of which at most 2 KB filterable, at most 10 non-filterable keys per index (remembered
-  from CreateIndex, which moto does not store), the query vector's dimension;
+  from CreateIndex, which moto does not store, and reported by GetIndex), the query vector's
+  dimension, request payloads
+  of at most 20 MiB (PutVectors: 500 wide vectors are more);
 - a request log (``double.requests``: operation and item count) to assert batching.
 
 Sources (Amazon S3 user guide and API reference, read through the search tool):
@@ -58,6 +60,7 @@ METADATA_MAX_KEYS = 50
 METADATA_MAX_BYTES = 40 * 1024
 FILTERABLE_MAX_BYTES = 2 * 1024
 NON_FILTERABLE_MAX_KEYS = 10
+PAYLOAD_MAX_BYTES = 20 * 1024 * 1024
 
 
 class InvalidFilter(ValueError):
@@ -185,7 +188,10 @@ class S3VectorsDouble:
             if len(keys) > NON_FILTERABLE_MAX_KEYS:
                 raise MotoValidationError(f"at most {NON_FILTERABLE_MAX_KEYS} non-filterable metadata keys")
             result = original(response)
-            self.non_filterable[self._index(response).index_arn] = frozenset(keys)
+            index = self._index(response)
+            self.non_filterable[index.index_arn] = frozenset(keys)
+            if config:  # GetIndex reports it, as the service does (moto keeps none)
+                index.metadata_configuration = {"nonFilterableMetadataKeys": list(keys)}
             return result
 
         return handler
@@ -194,6 +200,8 @@ class S3VectorsDouble:
         def handler(response: S3VectorsResponse) -> ActionResult:
             vectors = response._get_param("vectors") or []
             self.requests.append(("PutVectors", len(vectors)))
+            if len(response.raw_body or b"") > PAYLOAD_MAX_BYTES:
+                raise MotoValidationError(f"request payload exceeds {PAYLOAD_MAX_BYTES} bytes")
             if len(vectors) > PUT_MAX_VECTORS:
                 raise MotoValidationError(f"PutVectors accepts at most {PUT_MAX_VECTORS} vectors")
             self._check_keys([v.get("key") for v in vectors], PUT_MAX_VECTORS, "PutVectors")

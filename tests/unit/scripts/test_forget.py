@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import boto3
 import pytest
+from botocore.client import BaseClient
 
 ARGS = ("forget", "--region", "us-east-1", "--bucket", "mem-bucket", "--tenant", "acme")
 
@@ -105,3 +109,36 @@ def test_access_denied_on_delete_names_the_permission(memories, cli, monkeypatch
     result = cli(*ARGS, "--user", "ann", "--yes")
     assert result.code == 4 and "s3vectors:DeleteVectors" in result.err
     assert len(_keys()) == 6
+
+
+def _documented_vector_permissions() -> set[str]:
+    """The ``s3vectors:`` actions docs/operations.md lists for ``vector-bucket`` / ``tenant`` / ``forget``."""
+    text = " ".join((Path(__file__).resolve().parents[3] / "docs" / "operations.md").read_text().split())
+    listed = re.search(r"`forget`[^:]*: `(s3vectors:[^`]+)`", text)
+    assert listed, "docs/operations.md no longer lists the operator's S3 Vectors permissions"
+    return {"s3vectors:" + a.strip().removeprefix("s3vectors:") for a in listed.group(1).split(",")}
+
+
+def test_the_documented_operator_permissions_cover_what_forget_sends(memories, cli, monkeypatch) -> None:
+    """An operator granted exactly the documented actions must be able to run ``forget --yes``.
+    moto checks no such rule; the s3vectors service model documents it: ListVectors with
+    ``returnMetadata`` or ``returnData`` (and QueryVectors with a filter or ``returnMetadata``)
+    also needs ``s3vectors:GetVectors``, else the service answers 403."""
+    sent: list[tuple[str, dict]] = []
+    original = BaseClient._make_api_call
+
+    def record(client: BaseClient, operation: str, params: dict) -> dict:
+        if client.meta.service_model.service_name == "s3vectors":
+            sent.append((operation, params))
+        return original(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", record)
+    assert cli(*ARGS, "--user", "ann", "--yes").code == 0
+    needed = {f"s3vectors:{operation}" for operation, _ in sent}
+    if any(
+        (op == "ListVectors" and (p.get("returnMetadata") or p.get("returnData")))
+        or (op == "QueryVectors" and ("filter" in p or p.get("returnMetadata")))
+        for op, p in sent
+    ):
+        needed.add("s3vectors:GetVectors")
+    assert "s3vectors:ListVectors" in needed and needed <= _documented_vector_permissions()

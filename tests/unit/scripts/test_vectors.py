@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from botocore.stub import Stubber
+
+from memory.aws import make_client
+from memory.index.s3vectors import create_index_params
+from scripts.common import Report
+from scripts.vectors import onboard
+from tests.support.s3vectors_double import install_s3vectors_double
 
 R = ("--region", "us-east-1")
 B = ("--bucket", "mem-bucket")
@@ -58,6 +65,17 @@ def test_onboard_reports_dimension_drift_without_recreating(bucket, cli) -> None
     result = cli("tenant", "onboard", *R, *B, "--tenant", "acme")
     assert result.code == 3 and "DRIFT" in result.out and "dimension is 4, wanted 1024" in result.out
     assert len(_s3v().list_vectors(vectorBucketName="mem-bucket", indexName="memory-acme")["vectors"]) == 3
+
+
+def test_onboard_reports_an_index_whose_content_is_filterable(bucket, cli, monkeypatch) -> None:
+    """An index created elsewhere with other non-filterable keys (GetIndex reports them; moto keeps
+    none, the double does): ``content`` would count against the 2 KB of filterable metadata."""
+    install_s3vectors_double(monkeypatch)
+    _s3v().create_index(vectorBucketName="mem-bucket", indexName="memory-acme", dataType="float32",
+                        dimension=1024, distanceMetric="cosine",
+                        metadataConfiguration={"nonFilterableMetadataKeys": ["text"]})
+    result = cli("tenant", "onboard", *R, *B, "--tenant", "acme")
+    assert result.code == 3 and "DRIFT" in result.out and "content" in result.out
 
 
 def test_onboard_without_bucket_explains_the_fix(aws, cli) -> None:
@@ -149,3 +167,30 @@ def test_outbox_bucket_is_created_encrypted_and_private_once(aws, cli) -> None:
     fixed = cli(*args)
     assert "UPDATED" in fixed.out and "not encrypted" in fixed.out
     assert s3.get_bucket_encryption(Bucket="mem-outbox")["ServerSideEncryptionConfiguration"]["Rules"]
+
+
+@pytest.mark.parametrize("exists", [True, False], ids=["existing", "created"])
+def test_onboard_moves_a_classic_index_to_enhanced(exists) -> None:
+    """A CLASSIC index (the default in vector buckets created before 2026-09-30, also for indexes
+    created in them later) applies the metadata filter during the vector search; ENHANCED applies it
+    before, "ensuring high recall even when filters match a small fraction of vectors" (S3 user
+    guide, index mode). Every query filters one user's memories out of the tenant's index: that small
+    fraction. moto reports no index mode, so the requests are checked against the service model."""
+    client = make_client("s3vectors", region="us-east-1", max_attempts=1)
+    target = {"vectorBucketName": "mem-bucket", "indexName": "memory-acme"}
+    described = {"index": {**target, "indexArn": "arn:aws:s3vectors:us-east-1:123456789012:bucket/mem-bucket/index/"
+                           "memory-acme", "creationTime": 0, "dataType": "float32", "dimension": 1024,
+                           "distanceMetric": "cosine", "indexMode": "CLASSIC",
+                           "metadataConfiguration": {"nonFilterableMetadataKeys": ["content", "conversation_id"]}}}
+    report = Report("tenant onboard")
+    with Stubber(client) as stubber:
+        if not exists:
+            stubber.add_client_error("get_index", "NotFoundException", http_status_code=404)
+            stubber.add_client_error("get_index", "NotFoundException", http_status_code=404)
+            stubber.add_response("create_index", {"indexArn": described["index"]["indexArn"]},
+                                 create_index_params("mem-bucket", "memory-acme", 1024))
+        stubber.add_response("get_index", described, target)
+        stubber.add_response("update_index_mode", {}, {**target, "indexMode": "ENHANCED"})
+        onboard(client, report, "mem-bucket", "acme", 1024)
+        stubber.assert_no_pending_responses()
+    assert ("UPDATED", "index memory-acme") in [(s, r) for s, r, _ in report.rows]

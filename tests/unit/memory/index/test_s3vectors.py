@@ -7,7 +7,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from memory.aws import make_client
-from memory.errors import AccessDenied, BackendUnavailable, MemoryLibraryError, NotFound
+from memory.errors import AccessDenied, BackendUnavailable, ConfigurationError, MemoryLibraryError, NotFound
 from memory.types import VectorRecord
 from memory.index.s3vectors import S3VectorsIndex, create_index_params
 
@@ -50,6 +50,15 @@ def test_ensure_tolerates_a_concurrent_creator(stubbed):
     index.ensure()
 
 
+def test_ensure_refuses_an_index_with_another_distance_metric(stubbed):
+    """Scores are ``1 - cosine distance``: on a euclidean index (an existing one named by
+    ``create_store(index_name=...)``) every floor and fusion would silently use another scale."""
+    index, stubber = stubbed
+    stubber.add_response("get_index", {"index": {**_index_description(4), "distanceMetric": "euclidean"}})
+    with pytest.raises(ConfigurationError, match="euclidean"):
+        index.ensure()
+
+
 def _index_description(dimension):
     return {
         "vectorBucketName": "bkt",
@@ -59,6 +68,19 @@ def _index_description(dimension):
         "dataType": "float32",
         "dimension": dimension,
         "distanceMetric": "cosine",
+    }
+
+
+def _query_request(top_k, vector):
+    """The QueryVectors request of ``index.query(vector, top_k, filter={"user_id": {"$eq": "u1"}})``."""
+    return {
+        "vectorBucketName": "bkt",
+        "indexName": "memory-acme",
+        "topK": top_k,
+        "queryVector": {"float32": vector},
+        "filter": {"user_id": {"$eq": "u1"}},
+        "returnDistance": True,
+        "returnMetadata": True,
     }
 
 
@@ -73,19 +95,29 @@ def test_query_request_shape_and_result(stubbed):
             ],
             "distanceMetric": "cosine",
         },
-        {
-            "vectorBucketName": "bkt",
-            "indexName": "memory-acme",
-            "topK": 2,
-            "queryVector": {"float32": [1.0, 0.0, 0.0, 0.5]},
-            "filter": {"user_id": {"$eq": "u1"}},
-            "returnDistance": True,
-            "returnMetadata": True,
-        },
+        _query_request(2, [1.0, 0.0, 0.0, 0.5]),
     )
     hits = index.query([1, 0, 0, 0.5], top_k=2, filter={"user_id": {"$eq": "u1"}})
     assert [(h.key, h.distance) for h in hits] == [("near", 0.1), ("far", 0.7)]
     assert hits[0].metadata == {"user_id": "u1", "content": "hi"}
+
+
+def test_query_follows_next_token_with_the_same_parameters(stubbed):
+    """Since June 2026 QueryVectors returns its ``topK`` results across pages when they exceed the
+    page size (``nextToken`` in the model; the S3 user guide: "continue making QueryVectors
+    requests with the same queryVector, topK, filter, and queryMode parameters, passing the
+    nextToken"): every page's hits are candidates."""
+    index, stubber = stubbed
+    request = _query_request(3, [1.0, 0.0, 0.0, 0.0])
+    page = lambda keys, **more: {  # noqa: E731
+        "vectors": [{"key": k, "distance": d, "metadata": {"user_id": "u1"}} for k, d in keys],
+        "distanceMetric": "cosine",
+        **more,
+    }
+    stubber.add_response("query_vectors", page([("a", 0.1), ("b", 0.2)], nextToken="page-2"), request)
+    stubber.add_response("query_vectors", page([("c", 0.3)]), {**request, "nextToken": "page-2"})
+    hits = index.query([1, 0, 0, 0], top_k=3, filter={"user_id": {"$eq": "u1"}})
+    assert [h.key for h in hits] == ["a", "b", "c"]
 
 
 def test_query_without_filter_omits_it(stubbed):
@@ -132,6 +164,7 @@ def test_put_sends_batches_of_500(stubbed):
         ("ThrottlingException", 429, BackendUnavailable),
         ("ServiceUnavailableException", 503, BackendUnavailable),
         ("InternalServerException", 500, BackendUnavailable),
+        ("RequestTimeoutException", 408, BackendUnavailable),  # the model: "Retry your request"
         ("ConflictException", 409, MemoryLibraryError),
     ],
 )

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
+from memory.errors import ConfigurationError, ValidationError
 from memory.index.s3vectors import S3VectorsIndex
 from memory.types import VectorRecord
 from tests.support.s3vectors_double import S3VectorsDouble, evaluate
@@ -66,6 +68,35 @@ def test_get_batches(
     wanted = [f"k{i}" for i in reversed(range(n))]
     assert [r.key for r in index.get(wanted)] == wanted
     assert s3vectors_double.count("GetVectors") == requests
+
+
+def test_put_splits_wide_vectors_under_the_request_payload_limit(
+    s3vectors_client: Any, s3vectors_double: S3VectorsDouble
+) -> None:
+    """A request payload is at most 20 MiB: 500 vectors of 3,072 float32 values (Nova's widest
+    embeddings) are ~32 MiB of JSON (botocore writes each value as a 17-digit decimal), so a full
+    batch by count is refused."""
+    wide = S3VectorsIndex(s3vectors_client, BUCKET, "memory-wide", 3072)
+    wide.ensure()
+    vectors = np.random.default_rng(7).normal(size=(500, 3072)).astype(np.float32)
+    wide.put([VectorRecord(f"k{i}", v, {"user_id": "u", "content": "x" * 800}) for i, v in enumerate(vectors)])
+    sizes = s3vectors_double.count("PutVectors")
+    assert sum(sizes) == 500 and len(sizes) >= 2  # ~32 MiB in requests of at most 20 MiB
+    assert len(list(wide.list())) == 500
+
+
+def test_ensure_refuses_an_existing_index_where_content_is_filterable(s3vectors_client: Any) -> None:
+    """An index made by another tool (or the console) with other non-filterable keys: ``content``
+    then counts against the 2 KB of filterable metadata and any longer memory is refused at
+    PutVectors, long after start-up. GetIndex reports the keys; ensure says so at once."""
+    s3vectors_client.create_index(vectorBucketName=BUCKET, indexName="memory-other", dataType="float32",
+                                  dimension=DIM, distanceMetric="cosine",
+                                  metadataConfiguration={"nonFilterableMetadataKeys": ["text"]})
+    other = S3VectorsIndex(s3vectors_client, BUCKET, "memory-other", DIM)
+    with pytest.raises(ConfigurationError, match="content"):
+        other.ensure()
+    with pytest.raises(ValidationError):  # what storing a summary would meet otherwise
+        other.put([VectorRecord("k", [1.0, 0, 0, 0], {"user_id": "u", "content": "x" * 3000})])
 
 
 # --- the double enforces what the documentation says the service enforces --------------------

@@ -241,6 +241,33 @@ def test_a_forget_racing_a_store_deletes_what_was_just_stored(fake_store, make_o
     assert pipeline.metrics["erased_after_store"] == 1 and make_outbox().pending() == []
 
 
+def test_a_forget_racing_a_store_that_failed_after_putting_units_deletes_them(
+    fake_store, make_outbox, pipelines
+) -> None:
+    """``store_units`` puts the units, then looks up and deletes stale keys: when that fails
+    (throttled after botocore's retries, or denied), the units are in the index although the store
+    raised. A forget that ran meanwhile had nothing to delete yet, and removed the outbox entry,
+    so no replay comes back to it: the failure path must undo the store like the success path."""
+    put_units = fake_store.store_units
+
+    def put_then_fail(*args: Any, **kwargs: Any) -> Any:
+        put_units(*args, **kwargs)
+        raise BackendUnavailable("s3vectors get_vectors memory-acme: TooManyRequestsException")
+
+    fake_store.store_units = put_then_fail
+    gated = GatedSummarizer()
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), summarizer=gated)
+    pipeline.start_sweeper()
+    pipeline.end_conversation(entry("alice", text="My PIN is 4321."))
+    assert gated.started.wait(5)  # checked the markers (none yet), now summarizing
+    assert erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice").memories == 0
+    gated.gate.set()
+    assert wait_until(lambda: pipeline.waiting == 0) and pipeline.wait(5)
+    assert len(fake_store.store_calls) >= 1
+    assert fake_store.memories == {}  # nothing of alice's is left in the index
+    assert make_outbox().pending() == [] and make_outbox().dead_letters() == []
+
+
 def test_a_live_conversation_erased_mid_way_is_dropped_by_the_plugin(fake_store, make_outbox, pipelines) -> None:
     pipeline = new_pipeline(pipelines, fake_store, make_outbox(), erasure_refresh_seconds=0.0)
     plugins = {}

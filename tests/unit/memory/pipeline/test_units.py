@@ -30,6 +30,7 @@ from memory.pipeline.units import (
 )
 from memory.stores.single_tenant import SingleTenantStore
 from memory.types import Scope
+from tests.unit.memory.conftest import BUCKET
 
 SCOPE = Scope("alice", agent_name="orchestrator")
 FILLER = "We talked about the weather and the traffic on the way to the office for a while."
@@ -124,6 +125,20 @@ def test_the_largest_conversation_fits_s3_vectors_limits() -> None:
         limits.validate_key(unit.key)
 
 
+def test_a_long_turn_without_sentence_breaks_is_stored_whole(store) -> None:
+    """Japanese has no ". " between sentences, so a whole turn is one "sentence": under the app's
+    default prompt cap (16,000 characters) it is over 40 KB of UTF-8, more than one vector's
+    metadata may hold. Every unit still fits, and the statements keep all of its text."""
+    sentence = "2026年Q4の東京本社移転の予算は合計二百万円で、担当は鈴木さんのチームです、"
+    long_turn = sentence * (15_900 // len(sentence))
+    assert len(long_turn) <= 16_000 < limits.MAX_METADATA_BYTES < len(long_turn.encode())
+    e = entry(turns(long_turn, "Understood.", "My budget is 2M.", "Noted."))
+    stored = store_conversation(store, e, extractive_summary(e.transcript))
+    statements = [m.content for m in sorted(stored, key=lambda m: m.id) if m.memory_type == "statement"]
+    assert "".join(statements) == long_turn + "." + "My budget is 2M."
+    assert all(len(m.content) <= EXCERPT_MAX_CHARS for m in stored if m.memory_type != "summary")
+
+
 def _stored(store: SingleTenantStore) -> dict[str, str]:
     return {m.id: m.memory_type for m in store.list(SCOPE)}
 
@@ -186,8 +201,8 @@ def test_units_are_dated_by_the_conversation_so_a_late_store_expires_with_it(ind
 
 
 def test_s3_vectors_requests_of_one_conversation_are_valid_for_the_service_model() -> None:
-    """One PutVectors with every unit, then one DeleteVectors of the keys the units no longer use,
-    both checked by botocore's Stubber against the s3vectors service model."""
+    """One PutVectors with every unit, then GetVectors of the keys the units do not use (none
+    exists: no DeleteVectors), checked by botocore's Stubber against the s3vectors service model."""
     client = make_client("s3vectors", region="us-east-1")
     store = SingleTenantStore.for_s3vectors(client=client, bucket="b-units", index_name="memory-units",
                                             embedder=LocalEmbedder())
@@ -203,7 +218,10 @@ def test_s3_vectors_requests_of_one_conversation_are_valid_for_the_service_model
         stub.add_response("put_vectors", {}, {**target, "vectors": ANY})
         stale = [k for k in unit_keys(e.key) if k not in {u.key for u in units}]
         assert len(stale) <= limits.MAX_DELETE_BATCH
-        stub.add_response("delete_vectors", {}, {**target, "keys": stale})
+        for start in range(0, len(stale), limits.MAX_GET_BATCH):  # which of them exist: none
+            keys = stale[start : start + limits.MAX_GET_BATCH]
+            stub.add_response("get_vectors", {"vectors": []},
+                              {**target, "keys": keys, "returnData": True, "returnMetadata": True})
         store_conversation(store, e, extractive_summary(e.transcript), FACTS)
         stub.assert_no_pending_responses()
     (put,) = sent
@@ -211,6 +229,20 @@ def test_s3_vectors_requests_of_one_conversation_are_valid_for_the_service_model
     assert {v["metadata"]["type"] for v in put["vectors"]} == set(UNIT_TYPES)
     assert all(v["metadata"]["opened"] == e.opened and v["metadata"]["conversation_id"] == "conv-1"
                for v in put["vectors"])
+
+
+def test_storing_a_conversation_deletes_only_units_that_exist(s3vectors_client, s3vectors_double) -> None:
+    """S3 Vectors allows at most 2,500 vectors inserted and deleted per second per index: deleting
+    every key a conversation's units may have (451) on every store spends ~440 of them on keys
+    that never existed, so a tenant would be throttled at about 5 stored conversations a second."""
+    store = SingleTenantStore.for_s3vectors(client=s3vectors_client, bucket=BUCKET, index_name="memory-quota",
+                                            embedder=LocalEmbedder())
+    e = entry(turns("My budget is 2M.", "Noted.", "I like tea.", "Ok."))
+    first = store_conversation(store, e, extractive_summary(e.transcript), FACTS)
+    assert sum(s3vectors_double.count("PutVectors")) == len(first) and s3vectors_double.count("DeleteVectors") == []
+    store_conversation(store, e, extractive_summary(e.transcript), FACTS[:1])  # a replay with one fact fewer
+    assert s3vectors_double.count("DeleteVectors") == [1]
+    assert {m.id for m in store.list(SCOPE)} == {m.id for m in first} - {f"{e.key}-f001"}
 
 
 def test_every_unit_key_maps_back_to_its_summary_key() -> None:

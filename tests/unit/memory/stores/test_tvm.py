@@ -133,6 +133,31 @@ def test_refreshes_before_expiry_and_rebuilds_clients(moto_sts):
     assert tvm.client_for("acme", "s3vectors") is not client
 
 
+def test_a_host_clock_behind_aws_never_serves_expired_credentials():
+    """STS's ``Expiration`` is on AWS's clock, the refresh check on the host's. With the host 5
+    minutes behind (a microVM resumed before its clock is synchronised), credentials dated by
+    ``Expiration`` alone stay cached until 3 minutes past their end (the skew less the refresh
+    margin): every S3 Vectors call then fails with ExpiredToken, a 4xx the pipeline dead-letters
+    at once."""
+    host = [1_800_000_000.0]
+    skew = 300.0  # AWS is ahead of the host
+    client = make_client("sts", region="us-east-1", max_attempts=1)
+    tvm = _tvm(client, refresh_margin_seconds=120, clock=lambda: host[0])
+
+    def vended(key: str) -> dict:
+        expires = datetime.fromtimestamp(host[0] + skew + 900, tz=timezone.utc)  # AWS now + 900 s
+        return {"Credentials": {"AccessKeyId": key, "SecretAccessKey": "s" * 40, "SessionToken": "t",
+                                "Expiration": expires}}
+
+    with Stubber(client) as stubber:
+        stubber.add_response("assume_role", vended("ASIAFIRST0000000"))
+        assert tvm.credentials_for("acme").credentials.access_key_id == "ASIAFIRST0000000"
+        host[0] += 900 - 119  # 119 s before they expire on AWS's clock (host + skew)
+        stubber.add_response("assume_role", vended("ASIASECOND000000"))
+        assert tvm.credentials_for("acme").credentials.access_key_id == "ASIASECOND000000"
+        stubber.assert_no_pending_responses()
+
+
 def test_failures_are_not_cached():
     client = make_client("sts", region="us-east-1", max_attempts=1)
     tvm = _tvm(client)
