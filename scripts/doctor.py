@@ -12,6 +12,7 @@ from typing import Callable
 
 from botocore.exceptions import ClientError
 
+from memory.index.s3vectors import create_index_params
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts import cognito, tvm_role
 from scripts.agentcore_cmd import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, PROFILE_PREFIXES
@@ -25,7 +26,7 @@ from scripts.common import (
     is_not_found,
     require_region,
 )
-from scripts.vectors import DEFAULT_DIMENSION, get_index, outbox_bucket_state
+from scripts.vectors import DEFAULT_DIMENSION, get_index, index_drift, outbox_bucket_state
 
 #: A check returns (status, detail); status is OK, MISSING or DRIFT.
 Check = Callable[[], tuple[str, str]]
@@ -147,12 +148,12 @@ def run(args: argparse.Namespace) -> Report:
 
     def index(tenant: str) -> Check:
         def check() -> tuple[str, str]:
-            found = get_index(s3v, args.bucket, index_name_for(tenant))
+            name = index_name_for(tenant)
+            found = get_index(s3v, args.bucket, name)
             if found is None:
                 return "MISSING", "no index"
-            if found.get("dimension") != args.dimension:
-                return "DRIFT", f"dimension {found.get('dimension')}, expected {args.dimension}"
-            return "OK", f"dimension {args.dimension}"
+            drift = index_drift(found, create_index_params(args.bucket, name, args.dimension))
+            return ("DRIFT", "; ".join(drift)) if drift else ("OK", f"dimension {args.dimension}")
 
         return check
 

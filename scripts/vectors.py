@@ -121,6 +121,15 @@ def get_index(s3v: BaseClient, bucket: str, name: str) -> dict[str, Any] | None:
         raise
 
 
+def index_drift(index: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """How an index description differs from ``create_index_params`` output (empty if it matches)."""
+    return [
+        f"{key} is {index.get(key)}, wanted {wanted[key]}"
+        for key in ("dimension", "distanceMetric", "dataType")
+        if index.get(key) is not None and index.get(key) != wanted[key]
+    ]
+
+
 def onboard(s3v: BaseClient, report: Report, bucket: str, tenant: str, dimension: int) -> None:
     """Create the tenant's index, or check the existing one's dimension, metric and type."""
     name = index_name_for(tenant)
@@ -131,11 +140,7 @@ def onboard(s3v: BaseClient, report: Report, bucket: str, tenant: str, dimension
         if not report.dry_run:
             S3VectorsIndex(s3v, bucket, name, dimension).ensure()
         return
-    drift = [
-        f"{key} is {index.get(key)}, wanted {wanted[key]}"
-        for key in ("dimension", "distanceMetric", "dataType")
-        if index.get(key) is not None and index.get(key) != wanted[key]
-    ]
+    drift = index_drift(index, wanted)
     for item in drift:
         report.add("DRIFT", f"index {name}", f"{item} (offboard and onboard again to change it)")
     if not drift:

@@ -129,3 +129,20 @@ def test_a_tvm_role_without_the_outbox_kms_key_is_drift(aws, cli, bedrock) -> No
     assert cli(*tvm, *key).code == 0
     ok = cli(*DOCTOR, "--outbox-bucket", "mem-outbox", *key)
     assert ok.code == 0, ok.out
+
+
+def test_an_index_with_another_distance_metric_is_drift(aws, cli, bedrock) -> None:
+    """A euclidean index of the right dimension accepts every call the app makes, but its
+    distances are not the cosine distances retrieval thresholds are calibrated on: `tenant
+    onboard` reports it as drift, and doctor must not call it OK."""
+    _full_setup(cli)
+    boto3.client("s3vectors", region_name="us-east-1").create_index(
+        vectorBucketName="mem-bucket", indexName="memory-globex", dataType="float32",
+        dimension=1024, distanceMetric="euclidean",
+    )  # fmt: skip
+    bedrock.append(("ok", MODEL))
+    result = cli(*DOCTOR, "--tenant", "globex")
+    assert result.code == 3, result.out
+    row = next(line for line in result.out.splitlines() if "memory-globex" in line)
+    assert row.startswith("DRIFT") and "distanceMetric is euclidean, wanted cosine" in row
+
