@@ -7,6 +7,7 @@ bucket, the outbox bucket (with ``--outbox-bucket``: exists, encrypted, not publ
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 from typing import Callable
 
@@ -110,6 +111,8 @@ def run(args: argparse.Namespace) -> Report:
         )
         if not tagged:
             return "DRIFT", "trust policy does not require the TenantID session tag"
+        if not any(_allows(s, "sts:TagSession") for s in statements):
+            return "DRIFT", "trust policy does not allow sts:TagSession: STS refuses the TVM's tagged AssumeRole"
         expected = tvm_role.permission_policy(
             region,
             account_id(region),
@@ -210,6 +213,13 @@ def run(args: argparse.Namespace) -> Report:
             "enable model access in the Bedrock console (Model access) for this region",
         )
     return report
+
+
+def _allows(statement: dict, action: str) -> bool:
+    """Whether an Allow statement names ``action`` (IAM matches actions case-insensitively, with wildcards)."""
+    actions = statement.get("Action", [])
+    actions = [actions] if isinstance(actions, str) else actions
+    return statement.get("Effect") == "Allow" and any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions)
 
 
 def _statements(doc: object) -> list[dict]:

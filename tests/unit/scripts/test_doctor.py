@@ -146,3 +146,19 @@ def test_an_index_with_another_distance_metric_is_drift(aws, cli, bedrock) -> No
     row = next(line for line in result.out.splitlines() if "memory-globex" in line)
     assert row.startswith("DRIFT") and "distanceMetric is euclidean, wanted cosine" in row
 
+
+def test_a_trust_policy_without_tag_session_is_drift(aws, cli, bedrock) -> None:
+    """STS authorises AssumeRole with session tags only if the trust policy also allows
+    sts:TagSession (the IAM simulator agrees: see test_abac_simulation); the TVM always passes
+    the TenantID tag, so such a role refuses every tenant although the tag condition is there."""
+    _full_setup(cli)
+    iam = boto3.client("iam", region_name="us-east-1")
+    trust = iam.get_role(RoleName="agent-memory-tvm")["Role"]["AssumeRolePolicyDocument"]
+    for statement in trust["Statement"]:
+        statement["Action"] = "sts:AssumeRole"
+    iam.update_assume_role_policy(RoleName="agent-memory-tvm", PolicyDocument=json.dumps(trust))
+    bedrock.append(("ok", MODEL))
+    result = cli(*DOCTOR)
+    assert result.code == 3, result.out
+    assert "DRIFT" in result.out and "sts:TagSession" in result.out
+
