@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import shlex
 from typing import Callable
 
 from botocore.exceptions import ClientError
@@ -178,12 +179,7 @@ def run(args: argparse.Namespace) -> Report:
     setup = "python -m scripts cognito setup"
     run_check(report, f"user pool {args.pool_name}", pool, setup)
     run_check(report, f"app client {args.client_name}", client, setup)
-    run_check(
-        report,
-        f"TVM role {args.role_name}",
-        role,
-        f"python -m scripts tvm-role --bucket {args.bucket} --execution-role-arn <runtime role ARN>",
-    )
+    run_check(report, f"TVM role {args.role_name}", role, _tvm_role_fix(args))
     run_check(
         report,
         f"vector bucket {args.bucket}",
@@ -213,6 +209,18 @@ def run(args: argparse.Namespace) -> Report:
             "enable model access in the Bedrock console (Model access) for this region",
         )
     return report
+
+
+def _tvm_role_fix(args: argparse.Namespace) -> str:
+    """The ``tvm-role`` command that writes the policy this check expects (outbox included)."""
+    argv = ["python", "-m", "scripts", "tvm-role", "--bucket", args.bucket]
+    if args.role_name != tvm_role.DEFAULT_ROLE_NAME:
+        argv += ["--role-name", args.role_name]
+    if args.outbox_bucket:
+        argv += ["--outbox-bucket", args.outbox_bucket, "--outbox-prefix", args.outbox_prefix]
+    if args.outbox_kms_key_arn:
+        argv += ["--outbox-kms-key-arn", args.outbox_kms_key_arn]
+    return f"{shlex.join(argv)} --execution-role-arn <runtime role ARN>"
 
 
 def _allows(statement: dict, action: str) -> bool:

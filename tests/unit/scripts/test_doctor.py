@@ -162,3 +162,21 @@ def test_a_trust_policy_without_tag_session_is_drift(aws, cli, bedrock) -> None:
     assert result.code == 3, result.out
     assert "DRIFT" in result.out and "sts:TagSession" in result.out
 
+
+def test_the_tvm_role_fix_keeps_the_outbox_statements(aws, cli, bedrock) -> None:
+    """Running the fix doctor prints for a drifted TVM role must give back the role doctor
+    expects: with the outbox and its key, not a role that loses them (every tenant's outbox
+    write would then be refused)."""
+    _full_setup(cli)
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    outbox = ("--outbox-bucket", "mem-outbox", "--outbox-prefix", "ob", "--outbox-kms-key-arn", key)
+    assert cli("vector-bucket", *R, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox").code == 0
+    bedrock.extend([("ok", MODEL), ("ok", MODEL)])
+    drift = cli(*DOCTOR, *outbox)
+    row = next(line for line in drift.out.splitlines() if "TVM role" in line)
+    assert row.startswith("DRIFT"), drift.out
+    fix = row.split("fix: ", 1)[1].replace("<runtime role ARN>", EXEC).split()
+    assert fix[:3] == ["python", "-m", "scripts"]
+    assert cli(*fix[3:], *R).code == 0
+    ok = cli(*DOCTOR, *outbox)
+    assert ok.code == 0, ok.out
