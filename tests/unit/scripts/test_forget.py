@@ -105,3 +105,20 @@ def test_access_denied_on_delete_names_the_permission(memories, cli, monkeypatch
     result = cli(*ARGS, "--user", "ann", "--yes")
     assert result.code == 4 and "s3vectors:DeleteVectors" in result.err
     assert len(_keys()) == 6
+
+
+def test_a_mistyped_tenant_is_an_error_that_writes_nothing(memories, cli) -> None:
+    """With an outbox, a tenant id that names nothing (no index, nothing in the outbox) must not
+    look like a completed erasure ("no memories of user ann", exit 0) while the real tenant's
+    memories stay; nothing is written under the mistyped tenant's prefix either."""
+    assert cli("vector-bucket", "--region", "us-east-1", "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox").code == 0
+    outbox = ("--outbox-bucket", "mem-outbox", "--settle-seconds", "0")
+    base = [a if a != "acme" else "acmee" for a in ARGS]
+    for extra in ((), ("--yes",)):
+        result = cli(*base, *outbox, "--user", "ann", *extra)
+        assert result.code == 1, result.out
+        assert "nothing to erase" in result.err and "tenant list" in result.err
+    assert boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket="mem-outbox").get("KeyCount") == 0
+    assert len(_keys()) == 6
+    done = cli(*ARGS, *outbox, "--user", "ann", "--yes")  # the real tenant: erased as before
+    assert done.code == 0 and "3 memories" in done.out
