@@ -51,10 +51,25 @@ def aws_client(service: str, region: str) -> BaseClient:
     return client
 
 
+#: Operations the CLIs call whose IAM action has another name (the rest: ``<service>:<operation>``).
+IAM_ACTIONS = {
+    "s3": {
+        "HeadBucket": "ListBucket",
+        "ListObjectsV2": "ListBucket",
+        "GetBucketEncryption": "GetEncryptionConfiguration",
+        "PutBucketEncryption": "PutEncryptionConfiguration",
+        "GetPublicAccessBlock": "GetBucketPublicAccessBlock",
+        "PutPublicAccessBlock": "PutBucketPublicAccessBlock",
+    }
+}
+
+
 def _tag_permission(prefix: str) -> Callable[..., None]:
+    renamed = IAM_ACTIONS.get(prefix, {})
+
     def handler(http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
         if http_response is not None and http_response.status_code >= 300 and "Error" in parsed:
-            parsed["Error"].setdefault("Permission", f"{prefix}:{model.name}")
+            parsed["Error"].setdefault("Permission", f"{prefix}:{renamed.get(model.name, model.name)}")
 
     return handler
 
@@ -77,9 +92,14 @@ def is_not_found(err: ClientError) -> bool:
 def permission_denied(err: ClientError) -> PermissionDenied:
     """A PermissionDenied naming the IAM action the failed call needed."""
     action = err.response.get("Error", {}).get("Permission") or err.operation_name
+    taken = (
+        " Or the bucket belongs to another AWS account (S3 bucket names are global): choose another name."
+        if err.operation_name == "HeadBucket"
+        else ""
+    )
     return PermissionDenied(
         f"access denied: the credentials in use lack the IAM permission '{action}' "
-        f"(error {error_code(err)} on {err.operation_name}). Grant it to the caller and re-run."
+        f"(error {error_code(err)} on {err.operation_name}). Grant it to the caller and re-run.{taken}"
     )
 
 
