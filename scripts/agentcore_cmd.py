@@ -140,7 +140,7 @@ def execution_role_policy(
                     "Sid": "SingleTenantOutbox",
                     "Effect": "Allow",
                     "Action": list(OUTBOX_OBJECT_ACTIONS),
-                    "Resource": f"arn:aws:s3:::{outbox_bucket}/{outbox_prefix.strip('/')}/{single_tenant_id}/*",
+                    "Resource": f"arn:aws:s3:::{outbox_bucket}/{outbox_prefix}/{single_tenant_id}/*",
                 }
             )
             if outbox_kms_key_arn:

@@ -232,27 +232,3 @@ def test_an_outbox_kms_key_reaches_the_settings_and_the_role_that_writes_the_out
     assert multi.code == 0, multi.err
     doc = iam.get_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")["PolicyDocument"]
     assert not any(s["Sid"].startswith("OutboxKms") for s in doc["Statement"])
-
-
-@pytest.mark.parametrize("prefix", ["outbox", "outbox/", "/outbox/"])
-def test_single_tenant_outbox_grant_covers_the_keys_the_app_writes(prefix: str) -> None:
-    """The app strips slashes around AGENT_OUTBOX_PREFIX (``S3Outbox``), as ``tvm-role`` does:
-    the single-tenant grant must name the same keys, or every outbox write is refused. The
-    resource has no policy variable, so IAM matches it as a plain ``*`` glob (fnmatch's)."""
-    import fnmatch
-
-    from memory.pipeline.outbox_s3 import S3Outbox
-
-    policy = execution_role_policy(
-        region="us-east-1",
-        account=ACCOUNT,
-        model_ids=["m"],
-        tvm_role_arn=None,
-        bucket="mem-bucket",
-        single_tenant_id="acme",
-        outbox_bucket="mem-outbox",
-        outbox_prefix=prefix,
-    )
-    (grant,) = [s for s in policy["Statement"] if s["Sid"] == "SingleTenantOutbox"]
-    key = S3Outbox(lambda _t: None, "mem-outbox", prefix=prefix).tenant_prefix("acme") + "pending/sum-0a1b.json"
-    assert fnmatch.fnmatchcase(f"arn:aws:s3:::mem-outbox/{key}", grant["Resource"]), (key, grant["Resource"])
