@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
+from agent.settings import OUTBOX_PREFIX_PATTERN
 from memory.aws import make_client
 
 #: Error codes meaning "IAM refused this call" (moto reports a plain ``403``).
@@ -101,6 +103,16 @@ def permission_denied(err: ClientError) -> PermissionDenied:
         f"access denied: the credentials in use lack the IAM permission '{action}' "
         f"(error {error_code(err)} on {err.operation_name}). Grant it to the caller and re-run.{taken}"
     )
+
+
+def outbox_prefix(value: str) -> str:
+    """An ``--outbox-prefix`` the app accepts as AGENT_OUTBOX_PREFIX (one key segment, no slash)."""
+    if not re.fullmatch(OUTBOX_PREFIX_PATTERN, value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an outbox prefix the app accepts (AGENT_OUTBOX_PREFIX): one segment of "
+            "letters, digits, '.', '_' or '-', starting with a letter or digit, no '/'"
+        )
+    return value
 
 
 def default_region() -> str | None:

@@ -22,7 +22,7 @@ from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.outbox_s3 import S3Outbox
 from memory.stores.single_tenant import SingleTenantStore
 from memory.tenants import index_name_for
-from scripts.common import ScriptError, aws_client, require_region
+from scripts.common import ScriptError, aws_client, outbox_prefix, require_region
 from scripts.tvm_role import DEFAULT_OUTBOX_PREFIX
 from scripts.vectors import get_index
 
@@ -53,7 +53,7 @@ def add_target_args(p: argparse.ArgumentParser, *, index: bool = True) -> None:
     if index:
         p.add_argument("--bucket", help="vector bucket (s3vectors)")
     p.add_argument("--outbox-bucket", help="S3 outbox bucket, AGENT_OUTBOX_BUCKET (s3vectors)")
-    p.add_argument("--outbox-prefix", default=DEFAULT_OUTBOX_PREFIX, help="AGENT_OUTBOX_PREFIX")
+    p.add_argument("--outbox-prefix", type=outbox_prefix, default=DEFAULT_OUTBOX_PREFIX, help="AGENT_OUTBOX_PREFIX")
     p.add_argument("--state-dir", type=Path, help="AGENT_STATE_DIR of the local app (local)")
 
 

@@ -21,6 +21,7 @@ from scripts.common import (
     account_id,
     add_common_args,
     aws_client,
+    outbox_prefix,
     policy_json,
     require_region,
 )
@@ -298,7 +299,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_outbox_args(p: argparse.ArgumentParser) -> None:
     """``--outbox-bucket``, ``--outbox-prefix`` and ``--outbox-kms-key-arn`` (shared with ``doctor``)."""
     p.add_argument("--outbox-bucket", help="S3 outbox bucket (AGENT_OUTBOX_BUCKET): grant each tenant its prefix")
-    p.add_argument("--outbox-prefix", default=DEFAULT_OUTBOX_PREFIX, help="AGENT_OUTBOX_PREFIX")
+    p.add_argument("--outbox-prefix", type=outbox_prefix, default=DEFAULT_OUTBOX_PREFIX, help="AGENT_OUTBOX_PREFIX")
     p.add_argument(
         "--outbox-kms-key-arn",
         help="the outbox's customer-managed KMS key (ARN; AGENT_OUTBOX_KMS_KEY_ID): tenants may use it through S3",

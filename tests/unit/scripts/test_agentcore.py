@@ -232,3 +232,29 @@ def test_an_outbox_kms_key_reaches_the_settings_and_the_role_that_writes_the_out
     assert multi.code == 0, multi.err
     doc = iam.get_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")["PolicyDocument"]
     assert not any(s["Sid"].startswith("OutboxKms") for s in doc["Statement"])
+
+
+@pytest.mark.parametrize("prefix", ["outbox/", "/outbox", "tenants/outbox", "-outbox"])
+def test_an_outbox_prefix_the_app_refuses_is_refused_before_anything_is_written(
+    role, cli, config, capsys, prefix
+) -> None:
+    """AGENT_OUTBOX_PREFIX is one path segment (``agent.settings``): the deployed app refuses to
+    start with ``outbox/``. The command must refuse it too (a usage error, exit 2), not write it
+    to agentcore.env and grant a role for keys the app never writes."""
+    with pytest.raises(SystemExit) as stopped:
+        cli(*_args(config, "--tvm-role-arn", TVM, "--outbox-bucket", "mem-outbox", f"--outbox-prefix={prefix}"))
+    assert stopped.value.code == 2 and "--outbox-prefix" in capsys.readouterr().err
+    assert not config.exists()
+    iam = boto3.client("iam", region_name="us-east-1")
+    assert iam.list_role_policies(RoleName="agentcore-runtime")["PolicyNames"] == []
+
+
+def test_the_settings_file_is_one_the_app_accepts(role, cli, config, monkeypatch) -> None:
+    """What the command writes, the deployed app parses (with the outbox prefix it was given)."""
+    from agent.settings import SETTINGS_FILE_ENV, load_settings
+
+    result = cli(*_args(config, "--tvm-role-arn", TVM, "--outbox-bucket", "mem-outbox", "--outbox-prefix", "ob-1"))
+    assert result.code == 0, result.err
+    monkeypatch.setenv(SETTINGS_FILE_ENV, str(config))
+    settings = load_settings()
+    assert (settings.outbox_bucket, settings.outbox_prefix) == ("mem-outbox", "ob-1")
