@@ -132,6 +132,9 @@ def run(args: argparse.Namespace) -> Report:
             raise
         if canonical(current) != canonical(expected):
             return "DRIFT", f"inline policy {tvm_role.POLICY_NAME} differs from the ABAC policy"
+        extra = tvm_role.extra_policies(iam, args.role_name)
+        if extra:
+            return "DRIFT", f"other policies apply to every tenant session: {', '.join(extra)} (remove them)"
         return "OK", str(found["Arn"])
 
     def bucket() -> tuple[str, str]:

@@ -257,12 +257,17 @@ def ensure_role(
     return arn
 
 
-def _report_extra_policies(iam: BaseClient, report: Report, role_name: str) -> None:
+def extra_policies(iam: BaseClient, role_name: str) -> list[str]:
+    """Inline policy names and attached policy ARNs on the role other than the ABAC policy."""
     extra = [n for n in iam.list_role_policies(RoleName=role_name)["PolicyNames"] if n != POLICY_NAME]
     attached = [
         p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
     ]
-    for name in extra + attached:
+    return extra + attached
+
+
+def _report_extra_policies(iam: BaseClient, report: Report, role_name: str) -> None:
+    for name in extra_policies(iam, role_name):
         report.add(
             "DRIFT",
             f"extra policy {name} on {role_name}",

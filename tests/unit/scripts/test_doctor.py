@@ -180,3 +180,23 @@ def test_the_tvm_role_fix_keeps_the_outbox_statements(aws, cli, bedrock) -> None
     assert cli(*fix[3:], *R).code == 0
     ok = cli(*DOCTOR, *outbox)
     assert ok.code == 0, ok.out
+
+
+@pytest.mark.parametrize("kind", ["attached", "inline"])
+def test_a_tvm_role_with_another_policy_is_drift(aws, cli, bedrock, kind) -> None:
+    """Any other policy on the TVM role applies to every tenant session: one granting
+    s3vectors:* on the bucket lets a tenant reach every other tenant's index. `tvm-role`
+    reports it as drift; doctor must not call that role OK."""
+    _full_setup(cli)
+    iam = boto3.client("iam", region_name="us-east-1")
+    wide = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3vectors:*", "Resource": "arn:aws:s3vectors:*:*:bucket/mem-bucket/*"}]})  # fmt: skip
+    if kind == "attached":
+        arn = iam.create_policy(PolicyName="vectors-wide", PolicyDocument=wide)["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName="agent-memory-tvm", PolicyArn=arn)
+    else:
+        iam.put_role_policy(RoleName="agent-memory-tvm", PolicyName="vectors-wide", PolicyDocument=wide)
+    bedrock.append(("ok", MODEL))
+    result = cli(*DOCTOR)
+    row = next(line for line in result.out.splitlines() if "TVM role" in line)
+    assert result.code == 3 and row.startswith("DRIFT") and "vectors-wide" in row, result.out
