@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import yaml
 
 from agent.settings import IDLE_MARGIN_SECONDS, Settings
+from memory.embedders.bedrock import NOVA_MODEL_ID
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts.cognito import discovery_url
 from scripts.common import Report, ScriptError, account_id, add_common_args, aws_client, require_region
@@ -55,7 +56,7 @@ MIN_APP_IDLE = 30
 
 POLICY_NAME = "agent-memory-app"
 DEFAULT_CHAT_MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
-DEFAULT_EMBEDDING_MODEL = "amazon.nova-2-multimodal-embeddings-v1:0"
+DEFAULT_EMBEDDING_MODEL = NOVA_MODEL_ID
 #: Prefixes of cross-region inference profile ids (``us.anthropic...``).
 PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca.")
 #: Converse/ConverseStream are authorised by these two actions.
@@ -222,6 +223,19 @@ def write_settings(path: Path, text: str, report: Report) -> None:
         path.write_text(text)
 
 
+def check_embedding_model(model_id: str) -> None:
+    """Refuse an embedding model the app never invokes: it always embeds with Nova 2 (no setting
+    selects another), so a grant for another model leaves every embedding call denied."""
+    base = model_id.rsplit("/", 1)[-1]
+    if base.startswith(PROFILE_PREFIXES):
+        base = base.split(".", 1)[1]
+    if base != DEFAULT_EMBEDDING_MODEL:
+        raise ScriptError(
+            f"--embedding-model-id {model_id}: the app embeds with {DEFAULT_EMBEDDING_MODEL} only "
+            "(memory.embedders.bedrock); pass that model or an inference profile of it"
+        )
+
+
 def check_toolkit_config(path: Path, agent: str) -> None:
     """Refuse an existing toolkit config whose agent is not a container deployment."""
     if not path.exists():
@@ -317,6 +331,7 @@ def run(args: argparse.Namespace) -> Report:
         validate_tenant_id(args.single_tenant_id)
     if not 60 <= args.idle_timeout <= args.max_lifetime <= DEFAULT_MAX_LIFETIME:
         raise ScriptError("need 60 <= --idle-timeout <= --max-lifetime <= 28800")
+    check_embedding_model(args.embedding_model_id)
     check_toolkit_config(args.toolkit_config, args.agent)
     settings = render_settings(runtime_settings(args, region))
     account = account_id(region)

@@ -258,3 +258,19 @@ def test_the_settings_file_is_one_the_app_accepts(role, cli, config, monkeypatch
     monkeypatch.setenv(SETTINGS_FILE_ENV, str(config))
     settings = load_settings()
     assert (settings.outbox_bucket, settings.outbox_prefix) == ("mem-outbox", "ob-1")
+
+
+def test_an_embedding_model_the_app_does_not_use_is_refused(role, cli, config) -> None:
+    """The deployed app always embeds with Nova 2 (``memory.embedders.bedrock``; no setting
+    selects another model): granting another model instead leaves every embedding call denied."""
+    from memory.embedders.bedrock import NOVA_MODEL_ID
+
+    other = cli(*_args(config, "--tvm-role-arn", TVM, "--embedding-model-id", "amazon.titan-embed-text-v2:0"))
+    assert other.code == 1 and NOVA_MODEL_ID in other.err, other.out
+    assert not config.exists()
+    profile = cli(*_args(config, "--tvm-role-arn", TVM, "--embedding-model-id", f"us.{NOVA_MODEL_ID}"))
+    assert profile.code == 0, profile.err
+    doc = boto3.client("iam", region_name="us-east-1").get_role_policy(
+        RoleName="agentcore-runtime", PolicyName="agent-memory-app"
+    )["PolicyDocument"]
+    assert f"arn:aws:bedrock:*::foundation-model/{NOVA_MODEL_ID}" in doc["Statement"][0]["Resource"]
