@@ -325,6 +325,11 @@ def run(args: argparse.Namespace) -> Report:
         raise ScriptError(
             "multi-tenant mode needs --tvm-role-arn (create it with `python -m scripts tvm-role`)"
         )
+    if not args.outbox_bucket:
+        raise ScriptError(
+            "agentcore needs --outbox-bucket: the deployed app keeps its outbox in S3 and refuses to start "
+            "without AGENT_OUTBOX_BUCKET (create it with `python -m scripts vector-bucket --outbox-bucket ...`)"
+        )
     if args.tenant_mode == "single":
         if not args.single_tenant_id:
             raise ScriptError("single-tenant mode needs --single-tenant-id")

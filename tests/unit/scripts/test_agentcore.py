@@ -39,7 +39,7 @@ def role(aws) -> None:
     )
 
 
-def _args(config: Path, *extra: str) -> tuple[str, ...]:
+def _args(config: Path, *extra: str, outbox: str | None = "mem-outbox") -> tuple[str, ...]:
     return (
         "agentcore",
         "--region",
@@ -56,6 +56,7 @@ def _args(config: Path, *extra: str) -> tuple[str, ...]:
         EXEC,
         "--bucket",
         "mem-bucket",
+        *(() if outbox is None else ("--outbox-bucket", outbox)),
         *extra,
     )
 
@@ -137,7 +138,7 @@ def test_writes_settings_grants_role_prints_commands_then_is_idempotent(role, cl
 
     iam = boto3.client("iam", region_name="us-east-1")
     doc = iam.get_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")["PolicyDocument"]
-    assert {s["Sid"] for s in doc["Statement"]} == {"InvokeChosenModels", "AssumeTenantRoleWithTag"}
+    assert {s["Sid"] for s in doc["Statement"]} == {"InvokeChosenModels", "AssumeTenantRoleWithTag", "ListOutbox"}
 
     steps = outputs(first.out)
     configure, launch = steps["next step 1"], steps["next step 2"]
@@ -274,3 +275,17 @@ def test_an_embedding_model_the_app_does_not_use_is_refused(role, cli, config) -
         RoleName="agentcore-runtime", PolicyName="agent-memory-app"
     )["PolicyDocument"]
     assert f"arn:aws:bedrock:*::foundation-model/{NOVA_MODEL_ID}" in doc["Statement"][0]["Resource"]
+
+
+def test_without_an_outbox_bucket_nothing_is_written_that_the_app_would_refuse(role, cli, config, monkeypatch) -> None:
+    """The deployed app (AGENT_BACKEND=s3vectors) keeps its outbox in S3 and refuses to start
+    without AGENT_OUTBOX_BUCKET: a settings file without it must not be written as if the
+    deployment were ready."""
+    from agent.settings import SETTINGS_FILE_ENV, load_settings
+
+    result = cli(*_args(config, "--tvm-role-arn", TVM, outbox=None))
+    if result.code == 0:
+        monkeypatch.setenv(SETTINGS_FILE_ENV, str(config))
+        load_settings()  # what was written, the app must accept
+    else:
+        assert result.code == 1 and "--outbox-bucket" in result.err and not config.exists()
