@@ -55,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pool-name", default=cognito.DEFAULT_POOL_NAME)
     p.add_argument("--client-name", default=cognito.DEFAULT_CLIENT_NAME)
     p.add_argument("--role-name", default=tvm_role.DEFAULT_ROLE_NAME)
+    p.add_argument(
+        "--tenant-mode",
+        choices=("multi", "single"),
+        default="multi",
+        help="single: the app uses its own role (agentcore --tenant-mode single), no TVM role to check",
+    )
     p.add_argument("--bucket", required=True)
     p.add_argument("--tenant", action="append", default=[], help="tenant whose index must exist (repeatable)")
     p.add_argument("--dimension", type=int, default=DEFAULT_DIMENSION)
@@ -182,7 +188,8 @@ def run(args: argparse.Namespace) -> Report:
     setup = "python -m scripts cognito setup"
     run_check(report, f"user pool {args.pool_name}", pool, setup)
     run_check(report, f"app client {args.client_name}", client, setup)
-    run_check(report, f"TVM role {args.role_name}", role, _tvm_role_fix(args))
+    if args.tenant_mode == "multi":
+        run_check(report, f"TVM role {args.role_name}", role, _tvm_role_fix(args))
     run_check(
         report,
         f"vector bucket {args.bucket}",

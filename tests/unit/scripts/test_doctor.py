@@ -200,3 +200,18 @@ def test_a_tvm_role_with_another_policy_is_drift(aws, cli, bedrock, kind) -> Non
     result = cli(*DOCTOR)
     row = next(line for line in result.out.splitlines() if "TVM role" in line)
     assert result.code == 3 and row.startswith("DRIFT") and "vectors-wide" in row, result.out
+
+
+def test_a_single_tenant_setup_has_no_tvm_role_to_miss(aws, cli, bedrock) -> None:
+    """A single-tenant deployment (`agentcore --tenant-mode single`) never assumes the TVM role,
+    so none is created; doctor must be able to call that setup OK."""
+    for argv in (
+        ("cognito", "setup", *R),
+        ("vector-bucket", *R, "--bucket", "mem-bucket"),
+        ("tenant", "onboard", *R, "--bucket", "mem-bucket", "--tenant", "acme"),
+    ):
+        assert cli(*argv).code == 0
+    bedrock.append(("ok", MODEL))
+    result = cli(*DOCTOR, "--tenant-mode", "single")
+    assert result.code == 0, result.out
+    assert "TVM role" not in result.out
