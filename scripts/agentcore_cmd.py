@@ -220,7 +220,10 @@ def write_settings(path: Path, text: str, report: Report) -> None:
         return
     report.change("CREATE" if current is None else "UPDATE", str(path), "settings of the deployed app")
     if not report.dry_run:
-        path.write_text(text)
+        try:
+            path.write_text(text)
+        except OSError as err:
+            raise ScriptError(f"cannot write {path}: {err.strerror}") from err
 
 
 def check_embedding_model(model_id: str) -> None:
@@ -240,7 +243,10 @@ def check_toolkit_config(path: Path, agent: str) -> None:
     """Refuse an existing toolkit config whose agent is not a container deployment."""
     if not path.exists():
         return
-    config = yaml.safe_load(path.read_text()) or {}
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ScriptError(f"{path} is not valid YAML ({err.__class__.__name__}); fix or remove it") from err
     entry = (config.get("agents") or {}).get(agent)
     if entry and entry.get("deployment_type", "container") != "container":
         raise ScriptError(

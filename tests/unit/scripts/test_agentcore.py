@@ -289,3 +289,14 @@ def test_without_an_outbox_bucket_nothing_is_written_that_the_app_would_refuse(r
         load_settings()  # what was written, the app must accept
     else:
         assert result.code == 1 and "--outbox-bucket" in result.err and not config.exists()
+
+
+def test_unusable_files_are_clear_errors_not_tracebacks(role, cli, config) -> None:
+    """A settings file in a folder that does not exist, or a hand-edited toolkit config that is
+    not YAML: one line naming the file, exit 1."""
+    missing = config.parent / "no" / "such" / "agentcore.env"
+    result = cli(*_args(missing, "--tvm-role-arn", TVM))
+    assert result.code == 1 and str(missing) in result.err
+    (config.parent / ".bedrock_agentcore.yaml").write_text("agents: [unclosed\n")
+    result = cli(*_args(config, "--tvm-role-arn", TVM))
+    assert result.code == 1 and ".bedrock_agentcore.yaml" in result.err
