@@ -66,6 +66,13 @@ IAM_ACTIONS = {
 }
 
 
+#: What else a refusal of these operations can mean.
+DENIAL_HINTS = {
+    "HeadBucket": " Or the bucket belongs to another AWS account (S3 bucket names are global): choose another name.",
+    "ListVectors": " Listing with metadata also needs 's3vectors:GetVectors' (S3 Vectors refuses it without).",
+}
+
+
 def _tag_permission(prefix: str) -> Callable[..., None]:
     renamed = IAM_ACTIONS.get(prefix, {})
 
@@ -94,14 +101,10 @@ def is_not_found(err: ClientError) -> bool:
 def permission_denied(err: ClientError) -> PermissionDenied:
     """A PermissionDenied naming the IAM action the failed call needed."""
     action = err.response.get("Error", {}).get("Permission") or err.operation_name
-    taken = (
-        " Or the bucket belongs to another AWS account (S3 bucket names are global): choose another name."
-        if err.operation_name == "HeadBucket"
-        else ""
-    )
     return PermissionDenied(
         f"access denied: the credentials in use lack the IAM permission '{action}' "
-        f"(error {error_code(err)} on {err.operation_name}). Grant it to the caller and re-run.{taken}"
+        f"(error {error_code(err)} on {err.operation_name}). Grant it to the caller and re-run."
+        f"{DENIAL_HINTS.get(err.operation_name, '')}"
     )
 
 

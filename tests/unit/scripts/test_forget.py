@@ -122,3 +122,27 @@ def test_a_mistyped_tenant_is_an_error_that_writes_nothing(memories, cli) -> Non
     assert len(_keys()) == 6
     done = cli(*ARGS, *outbox, "--user", "ann", "--yes")  # the real tenant: erased as before
     assert done.code == 0 and "3 memories" in done.out
+
+
+def test_a_refused_metadata_listing_names_get_vectors(memories, cli, monkeypatch) -> None:
+    """S3 Vectors answers ListVectors with returnMetadata (how forget finds a user's memories)
+    with 403 unless the caller also has s3vectors:GetVectors (ListVectors API reference): an
+    operator who has ListVectors must be told the permission actually missing."""
+    from botocore.stub import Stubber
+
+    import scripts.targets as targets_module
+
+    real = targets_module.aws_client
+
+    def refused(service: str, region: str):
+        client = real(service, region)
+        index = client.get_index(vectorBucketName="mem-bucket", indexName="memory-acme")
+        stub = Stubber(client)
+        stub.add_response("get_index", {"index": {"creationTime": "2025-07-15T00:00:00Z", **index["index"]}})
+        stub.add_client_error("list_vectors", service_error_code="AccessDeniedException", http_status_code=403)
+        stub.activate()
+        return client
+
+    monkeypatch.setattr(targets_module, "aws_client", refused)
+    result = cli(*ARGS, "--user", "ann")
+    assert result.code == 4 and "s3vectors:GetVectors" in result.err, result.err
