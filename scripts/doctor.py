@@ -28,7 +28,14 @@ from scripts.common import (
     is_not_found,
     require_region,
 )
-from scripts.vectors import DEFAULT_DIMENSION, get_index, index_drift, outbox_bucket_state
+from scripts.vectors import (
+    DEFAULT_DIMENSION,
+    bucket_region,
+    get_index,
+    index_drift,
+    outbox_bucket_state,
+    region_drift,
+)
 
 #: A check returns (status, detail); status is OK, MISSING or DRIFT.
 Check = Callable[[], tuple[str, str]]
@@ -153,9 +160,13 @@ def run(args: argparse.Namespace) -> Report:
         return "OK", args.bucket
 
     def outbox() -> tuple[str, str]:
-        state_of = outbox_bucket_state(aws_client("s3", region), args.outbox_bucket)
+        s3 = aws_client("s3", region)
+        state_of = outbox_bucket_state(s3, args.outbox_bucket)
         if state_of is None:
             return "MISSING", "no outbox bucket"
+        bucket_in = bucket_region(s3, args.outbox_bucket)
+        if bucket_in != region:
+            return "DRIFT", region_drift(bucket_in, region)
         missing = [name for name, ok in state_of.items() if not ok]
         return ("DRIFT", f"not {' and not '.join(missing)}") if missing else ("OK", "encrypted, private")
 

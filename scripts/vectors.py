@@ -60,6 +60,9 @@ def ensure_outbox_bucket(s3: BaseClient, report: Report, bucket: str, region: st
         s3.create_bucket(**params)
         exists = {"encrypted": False, "private": False}
     else:
+        elsewhere = bucket_region(s3, bucket)
+        if elsewhere != region:
+            report.add("DRIFT", f"outbox bucket {bucket}", region_drift(elsewhere, region))
         missing = [name for name, ok in exists.items() if not ok]
         if not missing:
             report.add("UNCHANGED", f"outbox bucket {bucket}", "encrypted, public access blocked")
@@ -109,6 +112,19 @@ def outbox_bucket_state(s3: BaseClient, bucket: str) -> dict[str, bool] | None:
             raise
         private = False
     return {"encrypted": encrypted, "private": private}
+
+
+def bucket_region(s3: BaseClient, bucket: str) -> str:
+    """The region an existing S3 bucket lives in."""
+    return str(s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1")
+
+
+def region_drift(bucket_in: str, region: str) -> str:
+    """Why an outbox bucket outside the app's region is drift (it cannot be moved)."""
+    return (
+        f"in {bucket_in}, not {region}: the app's S3 client is for {region}, and with SSE-KMS the tenant "
+        f"role's kms:ViaService (s3.{region}) refuses S3's calls; use a bucket in {region}"
+    )
 
 
 def get_index(s3v: BaseClient, bucket: str, name: str) -> dict[str, Any] | None:

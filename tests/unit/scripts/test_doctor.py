@@ -215,3 +215,20 @@ def test_a_single_tenant_setup_has_no_tvm_role_to_miss(aws, cli, bedrock) -> Non
     result = cli(*DOCTOR, "--tenant-mode", "single")
     assert result.code == 0, result.out
     assert "TVM role" not in result.out
+
+
+def test_an_outbox_bucket_in_another_region_is_drift(aws, cli, bedrock) -> None:
+    """The app's S3 client is made for its region (AGENT_REGION): a bucket elsewhere answers
+    only through redirects, and with the outbox's KMS key S3 calls KMS from the bucket's
+    region, which the tenant role's kms:ViaService (s3.<app region>) refuses. doctor must not
+    call such a bucket OK, and vector-bucket must say so rather than 'UNCHANGED'."""
+    _full_setup(cli)
+    s3 = boto3.client("s3", region_name="us-west-2")
+    s3.create_bucket(Bucket="mem-outbox", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    assert cli("vector-bucket", "--region", "us-west-2", "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox").code == 0
+    bedrock.append(("ok", MODEL))
+    result = cli(*DOCTOR, "--outbox-bucket", "mem-outbox")
+    row = next(line for line in result.out.splitlines() if "outbox bucket" in line)
+    assert result.code == 3 and row.startswith("DRIFT") and "us-west-2" in row, result.out
+    again = cli("vector-bucket", *R, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox")
+    assert again.code == 3 and "us-west-2" in again.out, again.out
