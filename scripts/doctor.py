@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import re
 import shlex
 from typing import Callable
 
@@ -20,6 +21,7 @@ from scripts import cognito, tvm_role
 from scripts.agentcore_cmd import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, PROFILE_PREFIXES
 from scripts.common import (
     Report,
+    ScriptError,
     account_id,
     add_common_args,
     aws_client,
@@ -127,14 +129,6 @@ def run(args: argparse.Namespace) -> Report:
             return "DRIFT", "trust policy does not require the TenantID session tag"
         if not any(_allows(s, "sts:TagSession") for s in statements):
             return "DRIFT", "trust policy does not allow sts:TagSession: STS refuses the TVM's tagged AssumeRole"
-        expected = tvm_role.permission_policy(
-            region,
-            account_id(region),
-            args.bucket,
-            outbox_bucket=args.outbox_bucket,
-            outbox_prefix=args.outbox_prefix,
-            outbox_kms_key_arn=args.outbox_kms_key_arn,
-        )
         try:
             current = iam.get_role_policy(RoleName=args.role_name, PolicyName=tvm_role.POLICY_NAME)[
                 "PolicyDocument"
@@ -143,6 +137,21 @@ def run(args: argparse.Namespace) -> Report:
             if is_not_found(err):
                 return "DRIFT", f"inline policy {tvm_role.POLICY_NAME} missing"
             raise
+        # Without outbox arguments, the outbox the role grants (if any) is the one checked.
+        outbox = (args.outbox_bucket, args.outbox_prefix, args.outbox_kms_key_arn)
+        if not args.outbox_bucket:
+            outbox = _granted_outbox(current) or outbox
+        try:
+            expected = tvm_role.permission_policy(
+                region,
+                account_id(region),
+                args.bucket,
+                outbox_bucket=outbox[0],
+                outbox_prefix=outbox[1],
+                outbox_kms_key_arn=outbox[2],
+            )
+        except ScriptError as err:  # e.g. a granted key of another region
+            return "DRIFT", f"inline policy {tvm_role.POLICY_NAME}: {err}"
         if canonical(current) != canonical(expected):
             return "DRIFT", f"inline policy {tvm_role.POLICY_NAME} differs from the ABAC policy"
         extra = tvm_role.extra_policies(iam, args.role_name)
@@ -230,6 +239,22 @@ def run(args: argparse.Namespace) -> Report:
             "enable model access in the Bedrock console (Model access) for this region",
         )
     return report
+
+
+def _granted_outbox(policy: dict) -> tuple[str, str, str | None] | None:
+    """The outbox bucket, prefix and KMS key an ABAC policy grants (None if it grants none)."""
+    resources = {s.get("Sid"): s.get("Resource") for s in _statements(policy)}
+    objects = _OUTBOX_OBJECTS.fullmatch(str(resources.get("OwnTenantOutboxObjectsOnly", "")))
+    if objects is None:
+        return None
+    key = resources.get("OutboxKmsKeyThroughS3Only")
+    return objects["bucket"], objects["prefix"], key if isinstance(key, str) else None
+
+
+#: The object statement's resource that ``tvm_role.permission_policy`` writes.
+_OUTBOX_OBJECTS = re.compile(
+    r"arn:aws:s3:::(?P<bucket>[^/]+)/(?P<prefix>[^/]+)/\$\{aws:PrincipalTag/" + tvm_role.TENANT_TAG + r"\}/\*"
+)
 
 
 def _tvm_role_fix(args: argparse.Namespace) -> str:

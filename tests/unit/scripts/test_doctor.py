@@ -232,3 +232,25 @@ def test_an_outbox_bucket_in_another_region_is_drift(aws, cli, bedrock) -> None:
     assert result.code == 3 and row.startswith("DRIFT") and "us-west-2" in row, result.out
     again = cli("vector-bucket", *R, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox")
     assert again.code == 3 and "us-west-2" in again.out, again.out
+
+
+def test_without_outbox_arguments_a_tvm_role_granting_the_outbox_is_ok(aws, cli, bedrock) -> None:
+    """The README's setup always grants the outbox; doctor run without --outbox-bucket (it is
+    optional) must check that role as it is, not call it drift and print a `tvm-role` command
+    that would take every tenant's outbox access away. A widened outbox grant is still drift."""
+    _full_setup(cli)
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    tvm = ("tvm-role", *R, "--bucket", "mem-bucket", "--execution-role-arn", EXEC)
+    assert cli(*tvm, "--outbox-bucket", "mem-outbox", "--outbox-prefix", "ob", "--outbox-kms-key-arn", key).code == 0
+    bedrock.extend([("ok", MODEL), ("ok", MODEL)])
+    ok = cli(*DOCTOR)
+    assert ok.code == 0, ok.out
+
+    iam = boto3.client("iam", region_name="us-east-1")
+    policy = iam.get_role_policy(RoleName="agent-memory-tvm", PolicyName="tenant-index-access")["PolicyDocument"]
+    for statement in policy["Statement"]:
+        if statement["Sid"] == "OwnTenantOutboxObjectsOnly":
+            statement["Resource"] = "arn:aws:s3:::mem-outbox/ob/*"  # every tenant's prefix
+    iam.put_role_policy(RoleName="agent-memory-tvm", PolicyName="tenant-index-access", PolicyDocument=json.dumps(policy))
+    wide = cli(*DOCTOR)
+    assert wide.code == 3 and "differs from the ABAC policy" in wide.out, wide.out
