@@ -219,7 +219,7 @@ class Report:
         for name, value in self.outputs.items():
             lines.append(f"{name}: {value}")
         if not self.changed and not self.read_only:
-            lines.append("Nothing to change: everything is already as intended.")
+            lines.append("Nothing changed." if self.drift else "Nothing to change: everything is already as intended.")
         if self.drift:
             lines.append(
                 "DRIFT: existing resources differ and were NOT overwritten; fix them by hand or "

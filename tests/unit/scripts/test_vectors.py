@@ -175,3 +175,11 @@ def test_a_refused_outbox_bucket_names_the_real_iam_action_and_the_taken_name(aw
     assert result.code == 4, result.err
     assert "'s3:ListBucket'" in result.err and "s3:HeadBucket" not in result.err
     assert "another AWS account" in result.err
+
+
+def test_a_drift_report_does_not_claim_everything_is_as_intended(bucket, cli) -> None:
+    """Exit 3 and a DRIFT row: the summary line must not say the opposite."""
+    cli("tenant", "onboard", *R, *B, "--tenant", "acme", "--dimension", "4")
+    result = cli("tenant", "onboard", *R, *B, "--tenant", "acme")
+    assert result.code == 3 and "DRIFT" in result.out
+    assert "everything is already as intended" not in result.out
