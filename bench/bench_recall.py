@@ -167,7 +167,7 @@ def store_like_the_app(root: Path, sessions: Sequence[Session], embedder: Embedd
             clock.now = session.started.timestamp()
             pipeline.end_conversation(OutboxEntry(
                 tenant_id=None, user_id=session.user_id, agent_name=AGENT, conversation_id=session.session_id,
-                transcript=list(session.turns), opened=_marker(session),
+                transcript=list(session.turns), opened=_marker(session), created_at=session.started.isoformat(),
             ))
             if not pipeline.wait(60):
                 raise RuntimeError("summary pipeline did not finish")

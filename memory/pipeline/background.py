@@ -29,9 +29,9 @@ failed is queued again (unless a newer one was) and written after a pause. ``end
 discards a queued checkpoint of its conversation once the closed entry (which supersedes it)
 is written; if that write fails, the checkpoint is still written. Open
 entries are never scheduled in-process; ``replay_pending`` adopts the open entries older than
-``orphan_after_seconds`` (their process is gone) and the closed ones. Before removing an adopted
-entry the worker reads it again: a newer version (its process lived on after all) is summarized
-too instead of being deleted.
+``orphan_after_seconds`` (their process is gone) and the closed ones. An adopted entry is removed
+only while it is still the version summarized (``Outbox.swap``: S3 ``If-Match``, a ``flock``
+locally): a newer version (its process lived on after all) is summarized too instead.
 
 ``on_task_start(name) -> token`` / ``on_task_end(token)`` bracket every accepted entry from
 the moment it is scheduled until it is stored, dead-lettered or handed to another process
@@ -548,11 +548,11 @@ class SummaryPipeline:
                     with self._lock:
                         rerun = self._inflight.get(ref, False)
                         self._inflight[ref] = False
-                    if not rerun and adopted:  # its process may live on and have written a newer version
-                        current = self.outbox.get(entry_id, tenant_id)
-                        rerun = current is not None and current.created_at != entry.created_at
-                    if not rerun:
+                    if not rerun and not adopted:
                         self.outbox.remove(entry_id, tenant_id)
+                        return _Outcome.STORED
+                    # an adopted entry's process may live on: remove only the version summarized
+                    if not rerun and (self.outbox.swap(entry, None) or self.outbox.get(entry_id, tenant_id) is None):
                         return _Outcome.STORED
                 # a newer transcript arrived while we worked: summarize it too
             return _Outcome.FAILED
@@ -642,8 +642,8 @@ class SummaryPipeline:
                 if self._inflight.get(ref):
                     return  # a newer entry replaced this one; keep it as written
             current = self.outbox.get(entry.entry_id, entry.tenant_id)
-            if current is not None and current.created_at == entry.created_at:
-                self.outbox.put(dataclasses.replace(current, attempts=current.attempts + 1))
+            if current is not None and current.created_at == entry.created_at:  # not if gone (forgotten)
+                self.outbox.swap(current, dataclasses.replace(current, attempts=current.attempts + 1))
 
     def _stripe(self, ref: Ref) -> threading.Lock:
         return self._stripes[hash(ref) % _STRIPES]

@@ -278,6 +278,11 @@ class Outbox(Protocol):
     def remove(self, entry_id: str, tenant_id: str | None = None) -> None:
         """Delete a pending entry (a missing one is ignored)."""
 
+    def swap(self, expected: OutboxEntry, new: OutboxEntry | None) -> bool:
+        """Replace the pending entry with ``new`` (None: delete it) only while its stored version
+        is ``expected`` (same id and ``created_at``), atomically with respect to other writers;
+        False, with nothing written, when another version is stored or none is."""
+
     def claim(self, entry_id: str, tenant_id: str | None = None, *, ttl_seconds: float = 600.0) -> Claim | None:
         """Claim an entry for this process, or None while another process holds it."""
 

@@ -2,7 +2,9 @@
 
 Layout under ``directory`` (directories 0700, files 0600, ``memory.private_files``): pending
 entries as ``<entry id>.json`` at the top, ``claims/<entry id>.lock`` (``flock``: held while a
-process works on the entry, dropped by the kernel when that process dies),
+process works on the entry, dropped by the kernel when that process dies), ``claims/.pending.lock``
+(``flock``: held around every change of a pending entry, so ``swap`` compares and writes as one
+step for every process on the host),
 ``dead/<entry id>.json`` and ``erasures/<folder>/<marker id>.json`` (``erasure_folder``).
 Every file is written atomically (temp file, fsync, rename, directory fsync): once a write
 returns, it survives a crash of the process or the machine.
@@ -10,6 +12,7 @@ returns, it survives a crash of the process or the machine.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import itertools
@@ -18,7 +21,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from memory.private_files import private_dir
 from memory.pipeline.outbox import (
@@ -54,7 +57,7 @@ class LocalOutbox:
 
     def put(self, entry: OutboxEntry) -> str:
         """Write ``entry`` durably (replacing one with the same id); returns its id."""
-        self._write(self.directory, entry.entry_id, entry.to_json())
+        self._write(self.directory, entry.entry_id, entry.to_json(), replace_lock=self._pending_change)
         return entry.entry_id
 
     def get(self, entry_id: str, tenant_id: str | None = None) -> OutboxEntry | None:
@@ -70,7 +73,36 @@ class LocalOutbox:
 
     def remove(self, entry_id: str, tenant_id: str | None = None) -> None:
         """Delete a pending entry (a missing one is ignored)."""
-        self._unlink(self.directory / f"{entry_id}{_SUFFIX}")
+        with self._pending_change():
+            (self.directory / f"{entry_id}{_SUFFIX}").unlink(missing_ok=True)
+        _sync_directory(self.directory)
+
+    def swap(self, expected: OutboxEntry, new: OutboxEntry | None) -> bool:
+        """Compare-and-set on the pending entry, under the lock every change of one takes."""
+        if new is not None and new.entry_id != expected.entry_id:
+            raise ValueError("swap replaces an entry by one with the same id")
+        path = self.directory / f"{expected.entry_id}{_SUFFIX}"
+        with self._pending_change():
+            data = self._read(path)
+            current = None if data is None else read_entry(data, expected.entry_id)
+            if current is None or current.created_at != expected.created_at:
+                return False
+            if new is None:
+                path.unlink()
+            else:
+                self._write(self.directory, new.entry_id, new.to_json())
+        _sync_directory(self.directory)
+        return True
+
+    @contextlib.contextmanager
+    def _pending_change(self) -> Iterator[None]:
+        """Hold ``claims/.pending.lock`` (a fresh open file: excludes other threads too)."""
+        fd = os.open(self.directory / "claims" / ".pending.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     # -- claims -------------------------------------------------------------------------------
 
@@ -167,7 +199,13 @@ class LocalOutbox:
             return None
 
     @staticmethod
-    def _write(folder: Path, name: str, data: dict[str, Any]) -> None:
+    def _write(
+        folder: Path,
+        name: str,
+        data: dict[str, Any],
+        replace_lock: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+    ) -> None:
+        """Write ``<name>.json`` atomically; the rename (not the write and fsync) under ``replace_lock``."""
         payload = json.dumps(data, ensure_ascii=False).encode("utf-8")
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
         try:
@@ -175,7 +213,8 @@ class LocalOutbox:
                 handle.write(payload)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(tmp, folder / f"{name}{_SUFFIX}")
+            with replace_lock():
+                os.replace(tmp, folder / f"{name}{_SUFFIX}")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -50,6 +50,12 @@ _NO_TENANT = "_"
 _LOST_RACE = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 
+def _lost_race(exc: ClientError) -> bool:
+    """A conditional write refused because another writer got there first (412, 409) or the
+    object it was conditioned on is gone (404: ``If-Match`` on a deleted key)."""
+    return error_code(exc) in _LOST_RACE or http_status(exc) in (404, 409, 412)
+
+
 class S3Outbox:
     """The ``memory.pipeline.outbox.Outbox`` protocol over objects in ``bucket`` under ``prefix``."""
 
@@ -125,6 +131,31 @@ class S3Outbox:
         """Delete a pending entry (a missing one is ignored)."""
         self._delete(tenant_id, self._key(tenant_id, "pending", entry_id))
 
+    def swap(self, expected: OutboxEntry, new: OutboxEntry | None) -> bool:
+        """Compare-and-set on the pending entry: the write carries ``If-Match`` with the ETag of
+        the version read, so one written in between fails it (412) instead of being lost."""
+        if new is not None and new.entry_id != expected.entry_id:
+            raise ValueError("swap replaces an entry by one with the same id")
+        tenant_id = expected.tenant_id
+        key = self._key(tenant_id, "pending", expected.entry_id)
+        found = self._get_with_etag(tenant_id, key)
+        current = None if found is None else read_entry(found[0], expected.entry_id)
+        if found is None or current is None or current.created_at != expected.created_at:
+            return False
+        if new is not None:
+            body = json.dumps(new.to_json(), ensure_ascii=False).encode("utf-8")
+            return self._conditional_put(tenant_id, key, body, IfMatch=found[1]) is not None
+        try:
+            self._client_for(tenant_id).delete_object(Bucket=self.bucket, Key=key, IfMatch=found[1])
+            self.writes += 1
+        except ClientError as exc:
+            if _lost_race(exc):
+                return False
+            raise translate_error(exc, f"delete outbox object in {self.bucket}") from exc
+        except BotoCoreError as exc:
+            raise translate_error(exc, f"delete outbox object in {self.bucket}") from exc
+        return True
+
     def tenants(self) -> list[str | None]:
         """Tenants that have a prefix in the outbox (listed with ``lister``); folders that are not
         a valid tenant id (none of ours: e.g. an operator's copy) are skipped with a warning."""
@@ -188,7 +219,7 @@ class S3Outbox:
             self._client_for(claim.tenant_id).delete_object(Bucket=self.bucket, Key=key, IfMatch=claim.token)
             self.writes += 1
         except ClientError as exc:
-            if error_code(exc) not in _LOST_RACE and http_status(exc) not in (404, 409, 412):
+            if not _lost_race(exc):
                 raise translate_error(exc, "release outbox claim") from exc
         except BotoCoreError as exc:
             raise translate_error(exc, "release outbox claim") from exc
@@ -290,11 +321,11 @@ class S3Outbox:
             )
             self.writes += 1
         except ClientError as exc:
-            if error_code(exc) in _LOST_RACE or http_status(exc) in (409, 412):
+            if _lost_race(exc):
                 return None
-            raise translate_error(exc, "claim outbox entry") from exc
+            raise translate_error(exc, f"write outbox object in {self.bucket}") from exc
         except BotoCoreError as exc:
-            raise translate_error(exc, "claim outbox entry") from exc
+            raise translate_error(exc, f"write outbox object in {self.bucket}") from exc
         return str(response["ETag"])
 
     def _get_with_etag(self, tenant_id: str | None, key: str) -> tuple[dict[str, Any], str] | None:

@@ -42,7 +42,7 @@ import logging
 import re
 from typing import Sequence
 
-from memory.pipeline.outbox import OutboxEntry
+from memory.pipeline.outbox import OutboxEntry, parse_time
 from memory.pipeline.summarizer import (
     ASSISTANT_PREFIX,
     MAX_FACTS,
@@ -176,6 +176,9 @@ def store_conversation(
 ) -> list[Memory]:
     """Store every unit of ``entry`` (idempotent: same keys on replay, stale units deleted).
 
+    The units are dated by the entry's ``created_at`` (the conversation's last change), so a
+    summary retried or replayed days later keeps the conversation's date and expires with it.
+
     Args:
         store: The store of the entry's tenant.
         entry: The finished conversation.
@@ -188,5 +191,10 @@ def store_conversation(
     scope = Scope(user_id=entry.user_id, tenant_id=entry.tenant_id, agent_name=entry.agent_name)
     units = conversation_units(entry.key, entry.transcript, summary, facts)
     return store.store_units(
-        scope, units, conversation_id=entry.conversation_id, opened=entry.opened, replaces=unit_keys(entry.key)
+        scope,
+        units,
+        conversation_id=entry.conversation_id,
+        opened=entry.opened,
+        replaces=unit_keys(entry.key),
+        happened_at=parse_time(entry.created_at),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -145,10 +146,11 @@ class MultiTenantStore:
         conversation_id: str,
         opened: str | None = None,
         replaces: Sequence[str] = (),
+        happened_at: datetime | None = None,
     ) -> list[Memory]:
         """Store a conversation's units in the scope's tenant index (see SingleTenantStore.store_units)."""
         return self._for_scope(scope).store_units(
-            scope, units, conversation_id=conversation_id, opened=opened, replaces=replaces
+            scope, units, conversation_id=conversation_id, opened=opened, replaces=replaces, happened_at=happened_at
         )
 
     def retrieve(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol, Sequence, runtime_checkable
 
 from memory.types import Memory, MemoryUnit, Scope
@@ -30,8 +31,12 @@ class MemoryBackend(Protocol):
         conversation_id: str,
         opened: str | None = None,
         replaces: Sequence[str] = (),
+        happened_at: datetime | None = None,
     ) -> list[Memory]:
-        """Store a conversation's units in one batch, then delete the ``replaces`` keys not among them."""
+        """Store a conversation's units in one batch, then delete the ``replaces`` keys not among them.
+
+        ``happened_at`` (when the conversation last changed) dates them, never later than now.
+        """
 
     def retrieve(
         self,

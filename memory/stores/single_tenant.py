@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -115,12 +116,19 @@ class SingleTenantStore:
     # -- SingleTenantStoreProtocol ---------------------------------------------------------------
 
     def _metadata(
-        self, scope: Scope, memory_type: str, content: str, conversation_id: str | None, opened: str | None
+        self,
+        scope: Scope,
+        memory_type: str,
+        content: str,
+        conversation_id: str | None,
+        opened: str | None,
+        happened_at: datetime | None = None,
     ) -> dict[str, Any]:
+        now = self.clock()
         metadata: dict[str, Any] = {
             "user_id": scope.user_id,
             "type": memory_type,
-            "stored_at_epoch": int(self.clock()),
+            "stored_at_epoch": int(now if happened_at is None else min(now, happened_at.timestamp())),
             "content": content,
         }
         if scope.agent_name is not None:
@@ -168,11 +176,15 @@ class SingleTenantStore:
         conversation_id: str,
         opened: str | None = None,
         replaces: Sequence[str] = (),
+        happened_at: datetime | None = None,
     ) -> list[Memory]:
         """Embed and store a conversation's units in one put, then delete stale ``replaces`` keys.
 
         Units without embeddable words are skipped (and count as stale). The put comes first:
         a crash in between leaves extra units that the replay of the same conversation removes.
+        ``happened_at`` (when the conversation last changed) dates the units instead of the clock,
+        never later than it: a late store keeps the conversation's date, and retention counts
+        from it.
         """
         self._check(scope)
         if not isinstance(conversation_id, str) or not conversation_id:
@@ -182,7 +194,7 @@ class SingleTenantStore:
         embedded = dict(zip(texts, self.embedder.embed(texts, "index"))) if texts else {}
         vectors = [embedded[u.content] for u in units]
         records = [
-            VectorRecord(u.key, v, self._metadata(scope, u.memory_type, u.content, conversation_id, opened))
+            VectorRecord(u.key, v, self._metadata(scope, u.memory_type, u.content, conversation_id, opened, happened_at))
             for u, v in zip(units, vectors)
             if any(v)
         ]

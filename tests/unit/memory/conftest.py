@@ -135,7 +135,7 @@ class FakeStore:
             return memory
 
     def store_units(self, scope: Scope, units: Any, *, conversation_id: str, opened: str | None = None,
-                    replaces: Any = ()) -> list[Memory]:
+                    replaces: Any = (), happened_at: datetime | None = None) -> list[Memory]:
         summaries = [u for u in units if u.memory_type == "summary"]
         first = summaries[0] if summaries else units[0]
         with self._lock:

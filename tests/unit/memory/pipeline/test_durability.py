@@ -144,6 +144,59 @@ def test_an_adopted_checkpoint_whose_process_lives_on_does_not_swallow_its_end(f
     assert replayer.wait(5)
     assert "Wave" in _stored_text(fake_store) or make_outbox().pending() != []  # stored, or still pending
 
+def test_a_checkpoint_written_just_before_the_adopters_delete_is_summarized_not_deleted(fake_store, pipelines) -> None:
+    """The adopter's delete of a stored checkpoint is conditional on the version it read: a live
+    process's newer checkpoint landing between that read and the delete (S3 under moto, the
+    write made just before the DeleteObject request) is kept and summarized."""
+    with mock_aws():
+        client = make_client("s3", region="us-east-1")
+        client.create_bucket(Bucket="durability-outbox")
+        outbox = S3Outbox(lambda _tenant: client, "durability-outbox", lister=client)
+        first = entry(open=True, created_at=(datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat())
+        outbox.put(first)
+        newer = dataclasses.replace(first, created_at=datetime.now(timezone.utc).isoformat(),
+                                    transcript=[*first.transcript, {"role": "user", "text": "My boat is Wave."}])
+        landed: list[str] = []
+
+        def live_process_writes_first(params: dict[str, Any], **_: Any) -> None:
+            if "/pending/" in params["Key"] and not landed:
+                landed.append(params["Key"])
+                S3Outbox(lambda _tenant: client, "durability-outbox").put(newer)
+
+        client.meta.events.register("before-parameter-build.s3.DeleteObject", live_process_writes_first)
+        replayer = new_pipeline(pipelines, fake_store, outbox, orphan_after_seconds=60)
+        assert replayer.replay_pending() == 1 and replayer.wait(5)
+        assert landed and "Wave" in _stored_text(fake_store)
+        assert outbox.pending() == []  # the newer version was stored, then removed
+
+
+def test_counting_a_failed_attempt_does_not_write_back_an_entry_deleted_meanwhile(fake_store, pipelines) -> None:
+    """The attempt counter is a conditional write: an entry deleted (by ``forget``) between the
+    counter's read and its write stays deleted (S3 under moto; the delete made just before the
+    counter's PutObject request)."""
+    fake_store.fail_store = BackendUnavailable("outage")
+    with mock_aws():
+        client = make_client("s3", region="us-east-1")
+        client.create_bucket(Bucket="durability-outbox")
+        outbox = S3Outbox(lambda _tenant: client, "durability-outbox", lister=client)
+        e = entry()
+        outbox.put(e)
+        key = f"outbox/acme/pending/{e.entry_id}.json"
+        deleted: list[str] = []
+
+        def forget_lands_first(params: dict[str, Any], **_: Any) -> None:
+            if params["Key"] == key and not deleted:
+                deleted.append(key)
+                client.delete_object(Bucket="durability-outbox", Key=key)
+
+        client.meta.events.register("before-parameter-build.s3.PutObject", forget_lands_first)
+        pipeline = new_pipeline(pipelines, fake_store, outbox)  # no sweeper: one round of attempts
+        pipeline.replay_pending()
+        assert wait_until(lambda: pipeline.metrics["exhausted"] == 1)
+        assert deleted and len(fake_store.store_calls) == FAST.max_attempts
+        assert outbox.get(e.entry_id, "acme") is None and outbox.pending() == []
+
+
 # -- erasure: nothing comes back ---------------------------------------------------------------
 
 

@@ -78,6 +78,73 @@ def test_entries_round_trip_per_tenant_and_are_replaced_by_id(outbox: Outbox) ->
     assert outbox.get(acme.entry_id, "acme") is None and outbox.pending("acme") == []
 
 
+def test_swap_replaces_or_removes_only_the_version_it_was_given(outbox: Outbox) -> None:
+    """``swap`` is a compare-and-set on the entry's version (``created_at``): nothing is written
+    over a newer version, and nothing is written back once the entry is gone (e.g. forgotten)."""
+    old = entry(open=True, created_at="2026-03-02T09:00:00+00:00")
+    newer = dataclasses.replace(old, created_at="2026-03-02T09:05:00+00:00")
+    outbox.put(old)
+    assert outbox.swap(old, dataclasses.replace(old, attempts=1))
+    assert outbox.get(old.entry_id, "acme") == dataclasses.replace(old, attempts=1)
+    outbox.put(newer)
+    assert not outbox.swap(old, None) and not outbox.swap(old, dataclasses.replace(old, attempts=2))
+    assert outbox.get(old.entry_id, "acme") == newer
+    assert outbox.swap(newer, None) and outbox.get(old.entry_id, "acme") is None
+    assert not outbox.swap(newer, dataclasses.replace(newer, attempts=1))  # gone: not re-created
+    assert outbox.pending("acme") == []
+
+
+@pytest.mark.parametrize("replacement", ["remove", "rewrite"])
+def test_s3_a_version_written_between_the_swaps_read_and_write_is_kept(s3, replacement: str) -> None:
+    """The swap's write carries ``If-Match`` with the ETag it read: a version written in between
+    (a live process's checkpoint) fails it with 412 instead of being deleted or overwritten."""
+    outbox = S3Outbox(lambda _tenant: s3, BUCKET, lister=s3)
+    old = entry(open=True, created_at="2026-03-02T09:00:00+00:00")
+    newer = dataclasses.replace(old, created_at="2026-03-02T09:05:00+00:00", transcript=[{"role": "user", "text": "new"}])
+    outbox.put(old)
+    operation = "DeleteObject" if replacement == "remove" else "PutObject"
+    written: list[str] = []
+
+    def write_newer_first(params: dict[str, Any], **_: Any) -> None:
+        if "IfMatch" in params and not written:
+            written.append(params["Key"])
+            S3Outbox(lambda _tenant: s3, BUCKET).put(newer)
+
+    s3.meta.events.register(f"before-parameter-build.s3.{operation}", write_newer_first, unique_id="newer-version")
+    try:
+        swapped = outbox.swap(old, None if replacement == "remove" else dataclasses.replace(old, attempts=1))
+    finally:
+        s3.meta.events.unregister(f"before-parameter-build.s3.{operation}", unique_id="newer-version")
+    assert written and not swapped and outbox.get(old.entry_id, "acme") == newer
+
+
+@pytest.mark.parametrize("replacement", ["remove", "rewrite"])
+def test_local_a_version_written_during_a_swap_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       replacement: str) -> None:
+    """Another writer of the same directory (a thread here; a process takes the same ``flock``)
+    that puts a newer version while a swap has read the old one waits for the swap to finish."""
+    outbox = LocalOutbox(tmp_path / "outbox")
+    old = entry(open=True, created_at="2026-03-02T09:00:00+00:00")
+    newer = dataclasses.replace(old, created_at="2026-03-02T09:05:00+00:00", transcript=[{"role": "user", "text": "new"}])
+    outbox.put(old)
+    read = LocalOutbox._read
+    writers: list[threading.Thread] = []
+
+    def read_then_let_a_writer_in(path: Path) -> Any:
+        data = read(path)
+        if path.name == f"{old.entry_id}.json" and not writers:
+            writers.append(threading.Thread(target=LocalOutbox(tmp_path / "outbox").put, args=(newer,)))
+            writers[0].start()
+            writers[0].join(0.3)  # without mutual exclusion the put lands now, inside the swap
+        return data
+
+    monkeypatch.setattr(LocalOutbox, "_read", staticmethod(read_then_let_a_writer_in))
+    outbox.swap(old, None if replacement == "remove" else dataclasses.replace(old, attempts=1))
+    writers[0].join(5)
+    monkeypatch.undo()
+    assert outbox.get(old.entry_id, "acme") == newer
+
+
 def test_a_claim_is_exclusive_until_released(outbox: Outbox) -> None:
     e = entry()
     outbox.put(e)

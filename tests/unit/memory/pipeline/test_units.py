@@ -3,7 +3,9 @@ S3 Vectors' limits, idempotent replays and ``forget`` reaching every unit type."
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from datetime import datetime, timezone
 
 import pytest
 from botocore.stub import ANY, Stubber
@@ -155,6 +157,32 @@ def test_forget_a_conversation_or_a_user_reaches_every_unit_type(store) -> None:
     assert store.forget(SCOPE, conversation_id="conv-1") == count_one
     assert {m.conversation_id for m in store.list(SCOPE)} == {"conv-2"}
     assert store.forget(Scope("alice")) == 3 and store.list(SCOPE) == []
+
+
+def test_units_are_dated_by_the_conversation_so_a_late_store_expires_with_it(index_factory) -> None:
+    """A summary stored days after its conversation (a dead letter retried, a replay on a new
+    microVM) keeps the conversation's date: retention counts from it, and the model sees it."""
+    embedder = LocalEmbedder()
+    now = [datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc).timestamp()]
+    store = SingleTenantStore(index_factory("memory-dated", embedder.dimension), embedder,
+                              ttl_seconds=7 * 86400, clock=lambda: now[0])
+    old = dataclasses.replace(entry(turns("My budget is 2M.", "Noted."), "conv-old"),
+                              created_at="2026-03-02T09:30:00+00:00")  # ended 8 days ago, stored now
+    recent = dataclasses.replace(entry(turns("My budget is 3M.", "Noted."), "conv-new"),
+                                 created_at="2026-03-09T18:00:00+00:00")
+    skewed = dataclasses.replace(entry(turns("My budget is 4M.", "Noted."), "conv-skew"),
+                                 created_at="2026-03-11T00:00:00+00:00")  # another host's clock ahead
+    for e in (old, recent, skewed):
+        store_conversation(store, e, extractive_summary(e.transcript))
+    dates = {m.conversation_id: {m2.stored_at for m2 in store.list(SCOPE) if m2.conversation_id == m.conversation_id}
+             for m in store.list(SCOPE)}
+    assert dates == {"conv-old": {datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)},
+                     "conv-new": {datetime(2026, 3, 9, 18, 0, tzinfo=timezone.utc)},
+                     "conv-skew": {datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)}}  # never in the future
+    assert {m.conversation_id for m in store.retrieve(SCOPE, "budget", min_score=0.0, top_k=10)} == {
+        "conv-new", "conv-skew"}
+    old_units = sum(1 for m in store.list(SCOPE) if m.conversation_id == "conv-old")
+    assert old_units and store.sweep_expired() == old_units
 
 
 def test_s3_vectors_requests_of_one_conversation_are_valid_for_the_service_model() -> None:
