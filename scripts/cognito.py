@@ -96,6 +96,7 @@ def ensure_pool(idp: BaseClient, report: Report, name: str, pre_token_trigger_ar
             PoolName=name,
             Schema=pool_schema(),
             UsernameAttributes=["email"],
+            UsernameConfiguration={"CaseSensitive": False},  # the API's default is case sensitive
             AutoVerifiedAttributes=["email"],
             AdminCreateUserConfig={"AllowAdminCreateUserOnly": True},
             Policies={
@@ -206,8 +207,13 @@ def create_user(
     tenant_name: str | None = None,
     tier: str | None = None,
 ) -> str | None:
-    """Create a confirmed user of ``tenant``; return the generated password (None if none was set)."""
+    """Create a confirmed user of ``tenant``; return the generated password (None if none was set).
+
+    The email is filed in lower case: one address, one user (and one ``sub``), whatever capitals
+    a later run uses, even in a case-sensitive pool.
+    """
     validate_tenant_id(tenant)
+    email = email.strip().lower()
     try:
         user = idp.admin_get_user(UserPoolId=pool_id, Username=email)
     except ClientError as err:

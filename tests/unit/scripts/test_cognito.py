@@ -218,3 +218,20 @@ def test_create_user_interrupted_before_its_password_was_set_is_resumed(aws, cli
     assert "IdToken" in tokens["AuthenticationResult"]
     again = cli(*argv)
     assert again.code == 0 and "UNCHANGED" in again.out and "store it now" not in again.out
+
+
+def test_create_user_again_with_other_capitals_makes_no_second_user(aws, cli) -> None:
+    """An email address names one person whatever its capitals. Cognito pools created through the
+    API are case sensitive unless told otherwise (UsernameConfiguration's documented default),
+    so `Ann@Acme.test` after `ann@acme.test` would be a second user, with another `sub` and so
+    another memory. The pool is created case insensitive, and create-user files the address in
+    lower case, which moto (no case handling of its own) shows."""
+    cli(*SETUP)
+    pool_id = _pool_id()
+    pool = _idp().describe_user_pool(UserPoolId=pool_id)["UserPool"]
+    assert pool.get("UsernameConfiguration") == {"CaseSensitive": False}
+    base = ("cognito", "create-user", "--region", "us-east-1", "--tenant", "acme")
+    assert cli(*base, "--email", "ann@acme.test").code == 0
+    again = cli(*base, "--email", "Ann@Acme.TEST")
+    assert again.code == 0 and "UNCHANGED" in again.out, again.out
+    assert len(_idp().list_users(UserPoolId=pool_id)["Users"]) == 1
