@@ -32,6 +32,8 @@ AGENTCORE_IDLE_TIMEOUT_SECONDS = 15 * 60
 IDLE_MARGIN_SECONDS = 60.0
 #: The deployment's settings file, at the project root (uploaded with the source).
 SETTINGS_FILE_NAME = "agentcore.env"
+#: AGENT_OUTBOX_PREFIX: one key segment (the setup CLIs check ``--outbox-prefix`` against it too).
+OUTBOX_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_FILE_ENV = "AGENT_SETTINGS_FILE"
 
@@ -83,7 +85,7 @@ class Settings(BaseSettings):
     # --- outbox (durable conversations, claims, dead letters, erasure markers)
     outbox_backend: Literal["auto", "local", "s3"] = "auto"  # auto: s3 with AGENT_BACKEND=s3vectors
     outbox_bucket: str | None = None
-    outbox_prefix: str = Field("outbox", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    outbox_prefix: str = Field("outbox", pattern=OUTBOX_PREFIX_PATTERN)
     outbox_kms_key_id: str | None = None
     checkpoint_interval_seconds: float = Field(1.0, ge=0, le=60)
     summary_max_rounds: int = Field(3, ge=1, le=20)

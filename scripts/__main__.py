@@ -17,6 +17,8 @@ from memory.errors import InvalidTenantId, MemoryLibraryError
 from scripts import agentcore_cmd, cognito, doctor, forget, outbox_cmd, retention, runtime_role, tvm_role, vectors
 from scripts.common import Report, ScriptError, error_code, is_denied, permission_denied
 
+#: Loggers kept at INFO under ``-v``: at DEBUG they print credentials and request bodies.
+SDK_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
 COMMANDS = (cognito, runtime_role, tvm_role, vectors, forget, outbox_cmd, retention, agentcore_cmd, doctor)
 
 
@@ -25,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m scripts", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging (the AWS SDK's stays at INFO: it prints credentials)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)
@@ -36,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; print its report; return the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+    if args.verbose:  # the AWS SDK's debug log prints request headers and bodies: tokens, passwords
+        for sdk in SDK_LOGGERS:
+            logging.getLogger(sdk).setLevel(logging.INFO)
     try:
         report: Report = args.func(args)
     except InvalidTenantId as err:

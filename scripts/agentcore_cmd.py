@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import yaml
 
 from agent.settings import IDLE_MARGIN_SECONDS, Settings
+from memory.embedders.bedrock import NOVA_MODEL_ID
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts.cognito import discovery_url
 from scripts.common import Report, ScriptError, account_id, add_common_args, aws_client, require_region
@@ -55,7 +56,7 @@ MIN_APP_IDLE = 30
 
 POLICY_NAME = "agent-memory-app"
 DEFAULT_CHAT_MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
-DEFAULT_EMBEDDING_MODEL = "amazon.nova-2-multimodal-embeddings-v1:0"
+DEFAULT_EMBEDDING_MODEL = NOVA_MODEL_ID
 #: Prefixes of cross-region inference profile ids (``us.anthropic...``).
 PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca.")
 #: Converse/ConverseStream are authorised by these two actions.
@@ -219,14 +220,33 @@ def write_settings(path: Path, text: str, report: Report) -> None:
         return
     report.change("CREATE" if current is None else "UPDATE", str(path), "settings of the deployed app")
     if not report.dry_run:
-        path.write_text(text)
+        try:
+            path.write_text(text)
+        except OSError as err:
+            raise ScriptError(f"cannot write {path}: {err.strerror}") from err
+
+
+def check_embedding_model(model_id: str) -> None:
+    """Refuse an embedding model the app never invokes: it always embeds with Nova 2 (no setting
+    selects another), so a grant for another model leaves every embedding call denied."""
+    base = model_id.rsplit("/", 1)[-1]
+    if base.startswith(PROFILE_PREFIXES):
+        base = base.split(".", 1)[1]
+    if base != DEFAULT_EMBEDDING_MODEL:
+        raise ScriptError(
+            f"--embedding-model-id {model_id}: the app embeds with {DEFAULT_EMBEDDING_MODEL} only "
+            "(memory.embedders.bedrock); pass that model or an inference profile of it"
+        )
 
 
 def check_toolkit_config(path: Path, agent: str) -> None:
     """Refuse an existing toolkit config whose agent is not a container deployment."""
     if not path.exists():
         return
-    config = yaml.safe_load(path.read_text()) or {}
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ScriptError(f"{path} is not valid YAML ({err.__class__.__name__}); fix or remove it") from err
     entry = (config.get("agents") or {}).get(agent)
     if entry and entry.get("deployment_type", "container") != "container":
         raise ScriptError(
@@ -311,12 +331,18 @@ def run(args: argparse.Namespace) -> Report:
         raise ScriptError(
             "multi-tenant mode needs --tvm-role-arn (create it with `python -m scripts tvm-role`)"
         )
+    if not args.outbox_bucket:
+        raise ScriptError(
+            "agentcore needs --outbox-bucket: the deployed app keeps its outbox in S3 and refuses to start "
+            "without AGENT_OUTBOX_BUCKET (create it with `python -m scripts vector-bucket --outbox-bucket ...`)"
+        )
     if args.tenant_mode == "single":
         if not args.single_tenant_id:
             raise ScriptError("single-tenant mode needs --single-tenant-id")
         validate_tenant_id(args.single_tenant_id)
     if not 60 <= args.idle_timeout <= args.max_lifetime <= DEFAULT_MAX_LIFETIME:
         raise ScriptError("need 60 <= --idle-timeout <= --max-lifetime <= 28800")
+    check_embedding_model(args.embedding_model_id)
     check_toolkit_config(args.toolkit_config, args.agent)
     settings = render_settings(runtime_settings(args, region))
     account = account_id(region)

@@ -36,6 +36,9 @@ AUTH_FLOWS_PROD = ("ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH")
 AUTH_FLOW_DEV = "ALLOW_USER_PASSWORD_AUTH"
 READ_ATTRIBUTES = ("email", "email_verified", "custom:tenantId", "custom:tenantName", "custom:tier")
 WRITE_ATTRIBUTES = ("email",)
+#: The status of a user created with a temporary password that never signed in: what an
+#: interrupted ``create-user`` leaves (the password is shown only after it is set permanent).
+FIRST_RUN_UNFINISHED = "FORCE_CHANGE_PASSWORD"
 
 
 def pool_schema() -> list[dict[str, Any]]:
@@ -93,6 +96,7 @@ def ensure_pool(idp: BaseClient, report: Report, name: str, pre_token_trigger_ar
             PoolName=name,
             Schema=pool_schema(),
             UsernameAttributes=["email"],
+            UsernameConfiguration={"CaseSensitive": False},  # the API's default is case sensitive
             AutoVerifiedAttributes=["email"],
             AdminCreateUserConfig={"AllowAdminCreateUserOnly": True},
             Policies={
@@ -203,8 +207,13 @@ def create_user(
     tenant_name: str | None = None,
     tier: str | None = None,
 ) -> str | None:
-    """Create a confirmed user of ``tenant``; return the generated password (None if none was set)."""
+    """Create a confirmed user of ``tenant``; return the generated password (None if none was set).
+
+    The email is filed in lower case: one address, one user (and one ``sub``), whatever capitals
+    a later run uses, even in a case-sensitive pool.
+    """
     validate_tenant_id(tenant)
+    email = email.strip().lower()
     try:
         user = idp.admin_get_user(UserPoolId=pool_id, Username=email)
     except ClientError as err:
@@ -217,8 +226,16 @@ def create_user(
             raise DriftError(
                 f"user {email} exists with tenant {current!r}, not {tenant!r}; tenant ids are immutable"
             )
-        report.add("UNCHANGED", f"user {email}", f"tenant {tenant}; password not changed")
-        return None
+        if user.get("UserStatus") != FIRST_RUN_UNFINISHED:
+            report.add("UNCHANGED", f"user {email}", f"tenant {tenant}; password not changed")
+            return None
+        # An earlier run stopped before setting the password: its temporary one was never shown.
+        report.change("UPDATE", f"user {email}", f"tenant {tenant}; never signed in, password set")
+        if report.dry_run:
+            return None
+        password = generate_password()
+        idp.admin_set_user_password(UserPoolId=pool_id, Username=email, Password=password, Permanent=True)
+        return password
     report.change("CREATE", f"user {email}", f"tenant {tenant}")
     if report.dry_run:
         return None

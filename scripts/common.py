@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
+from agent.settings import OUTBOX_PREFIX_PATTERN
 from memory.aws import make_client
 
 #: Error codes meaning "IAM refused this call" (moto reports a plain ``403``).
@@ -51,10 +53,32 @@ def aws_client(service: str, region: str) -> BaseClient:
     return client
 
 
+#: Operations the CLIs call whose IAM action has another name (the rest: ``<service>:<operation>``).
+IAM_ACTIONS = {
+    "s3": {
+        "HeadBucket": "ListBucket",
+        "ListObjectsV2": "ListBucket",
+        "GetBucketEncryption": "GetEncryptionConfiguration",
+        "PutBucketEncryption": "PutEncryptionConfiguration",
+        "GetPublicAccessBlock": "GetBucketPublicAccessBlock",
+        "PutPublicAccessBlock": "PutBucketPublicAccessBlock",
+    }
+}
+
+
+#: What else a refusal of these operations can mean.
+DENIAL_HINTS = {
+    "HeadBucket": " Or the bucket belongs to another AWS account (S3 bucket names are global): choose another name.",
+    "ListVectors": " Listing with metadata also needs 's3vectors:GetVectors' (S3 Vectors refuses it without).",
+}
+
+
 def _tag_permission(prefix: str) -> Callable[..., None]:
+    renamed = IAM_ACTIONS.get(prefix, {})
+
     def handler(http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
         if http_response is not None and http_response.status_code >= 300 and "Error" in parsed:
-            parsed["Error"].setdefault("Permission", f"{prefix}:{model.name}")
+            parsed["Error"].setdefault("Permission", f"{prefix}:{renamed.get(model.name, model.name)}")
 
     return handler
 
@@ -80,7 +104,18 @@ def permission_denied(err: ClientError) -> PermissionDenied:
     return PermissionDenied(
         f"access denied: the credentials in use lack the IAM permission '{action}' "
         f"(error {error_code(err)} on {err.operation_name}). Grant it to the caller and re-run."
+        f"{DENIAL_HINTS.get(err.operation_name, '')}"
     )
+
+
+def outbox_prefix(value: str) -> str:
+    """An ``--outbox-prefix`` the app accepts as AGENT_OUTBOX_PREFIX (one key segment, no slash)."""
+    if not re.fullmatch(OUTBOX_PREFIX_PATTERN, value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an outbox prefix the app accepts (AGENT_OUTBOX_PREFIX): one segment of "
+            "letters, digits, '.', '_' or '-', starting with a letter or digit, no '/'"
+        )
+    return value
 
 
 def default_region() -> str | None:
@@ -184,7 +219,7 @@ class Report:
         for name, value in self.outputs.items():
             lines.append(f"{name}: {value}")
         if not self.changed and not self.read_only:
-            lines.append("Nothing to change: everything is already as intended.")
+            lines.append("Nothing changed." if self.drift else "Nothing to change: everything is already as intended.")
         if self.drift:
             lines.append(
                 "DRIFT: existing resources differ and were NOT overwritten; fix them by hand or "

@@ -7,16 +7,21 @@ bucket, the outbox bucket (with ``--outbox-bucket``: exists, encrypted, not publ
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
+import re
+import shlex
 from typing import Callable
 
 from botocore.exceptions import ClientError
 
+from memory.index.s3vectors import create_index_params
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts import cognito, tvm_role
 from scripts.agentcore_cmd import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, PROFILE_PREFIXES
 from scripts.common import (
     Report,
+    ScriptError,
     account_id,
     add_common_args,
     aws_client,
@@ -25,7 +30,14 @@ from scripts.common import (
     is_not_found,
     require_region,
 )
-from scripts.vectors import DEFAULT_DIMENSION, get_index, outbox_bucket_state
+from scripts.vectors import (
+    DEFAULT_DIMENSION,
+    bucket_region,
+    get_index,
+    index_drift,
+    outbox_bucket_state,
+    region_drift,
+)
 
 #: A check returns (status, detail); status is OK, MISSING or DRIFT.
 Check = Callable[[], tuple[str, str]]
@@ -52,6 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pool-name", default=cognito.DEFAULT_POOL_NAME)
     p.add_argument("--client-name", default=cognito.DEFAULT_CLIENT_NAME)
     p.add_argument("--role-name", default=tvm_role.DEFAULT_ROLE_NAME)
+    p.add_argument(
+        "--tenant-mode",
+        choices=("multi", "single"),
+        default="multi",
+        help="single: the app uses its own role (agentcore --tenant-mode single), no TVM role to check",
+    )
     p.add_argument("--bucket", required=True)
     p.add_argument("--tenant", action="append", default=[], help="tenant whose index must exist (repeatable)")
     p.add_argument("--dimension", type=int, default=DEFAULT_DIMENSION)
@@ -109,14 +127,8 @@ def run(args: argparse.Namespace) -> Report:
         )
         if not tagged:
             return "DRIFT", "trust policy does not require the TenantID session tag"
-        expected = tvm_role.permission_policy(
-            region,
-            account_id(region),
-            args.bucket,
-            outbox_bucket=args.outbox_bucket,
-            outbox_prefix=args.outbox_prefix,
-            outbox_kms_key_arn=args.outbox_kms_key_arn,
-        )
+        if not any(_allows(s, "sts:TagSession") for s in statements):
+            return "DRIFT", "trust policy does not allow sts:TagSession: STS refuses the TVM's tagged AssumeRole"
         try:
             current = iam.get_role_policy(RoleName=args.role_name, PolicyName=tvm_role.POLICY_NAME)[
                 "PolicyDocument"
@@ -125,8 +137,26 @@ def run(args: argparse.Namespace) -> Report:
             if is_not_found(err):
                 return "DRIFT", f"inline policy {tvm_role.POLICY_NAME} missing"
             raise
+        # Without outbox arguments, the outbox the role grants (if any) is the one checked.
+        outbox = (args.outbox_bucket, args.outbox_prefix, args.outbox_kms_key_arn)
+        if not args.outbox_bucket:
+            outbox = _granted_outbox(current) or outbox
+        try:
+            expected = tvm_role.permission_policy(
+                region,
+                account_id(region),
+                args.bucket,
+                outbox_bucket=outbox[0],
+                outbox_prefix=outbox[1],
+                outbox_kms_key_arn=outbox[2],
+            )
+        except ScriptError as err:  # e.g. a granted key of another region
+            return "DRIFT", f"inline policy {tvm_role.POLICY_NAME}: {err}"
         if canonical(current) != canonical(expected):
             return "DRIFT", f"inline policy {tvm_role.POLICY_NAME} differs from the ABAC policy"
+        extra = tvm_role.extra_policies(iam, args.role_name)
+        if extra:
+            return "DRIFT", f"other policies apply to every tenant session: {', '.join(extra)} (remove them)"
         return "OK", str(found["Arn"])
 
     def bucket() -> tuple[str, str]:
@@ -139,20 +169,24 @@ def run(args: argparse.Namespace) -> Report:
         return "OK", args.bucket
 
     def outbox() -> tuple[str, str]:
-        state_of = outbox_bucket_state(aws_client("s3", region), args.outbox_bucket)
+        s3 = aws_client("s3", region)
+        state_of = outbox_bucket_state(s3, args.outbox_bucket)
         if state_of is None:
             return "MISSING", "no outbox bucket"
+        bucket_in = bucket_region(s3, args.outbox_bucket)
+        if bucket_in != region:
+            return "DRIFT", region_drift(bucket_in, region)
         missing = [name for name, ok in state_of.items() if not ok]
         return ("DRIFT", f"not {' and not '.join(missing)}") if missing else ("OK", "encrypted, private")
 
     def index(tenant: str) -> Check:
         def check() -> tuple[str, str]:
-            found = get_index(s3v, args.bucket, index_name_for(tenant))
+            name = index_name_for(tenant)
+            found = get_index(s3v, args.bucket, name)
             if found is None:
                 return "MISSING", "no index"
-            if found.get("dimension") != args.dimension:
-                return "DRIFT", f"dimension {found.get('dimension')}, expected {args.dimension}"
-            return "OK", f"dimension {args.dimension}"
+            drift = index_drift(found, create_index_params(args.bucket, name, args.dimension))
+            return ("DRIFT", "; ".join(drift)) if drift else ("OK", f"dimension {args.dimension}")
 
         return check
 
@@ -174,12 +208,8 @@ def run(args: argparse.Namespace) -> Report:
     setup = "python -m scripts cognito setup"
     run_check(report, f"user pool {args.pool_name}", pool, setup)
     run_check(report, f"app client {args.client_name}", client, setup)
-    run_check(
-        report,
-        f"TVM role {args.role_name}",
-        role,
-        f"python -m scripts tvm-role --bucket {args.bucket} --execution-role-arn <runtime role ARN>",
-    )
+    if args.tenant_mode == "multi":
+        run_check(report, f"TVM role {args.role_name}", role, _tvm_role_fix(args))
     run_check(
         report,
         f"vector bucket {args.bucket}",
@@ -209,6 +239,41 @@ def run(args: argparse.Namespace) -> Report:
             "enable model access in the Bedrock console (Model access) for this region",
         )
     return report
+
+
+def _granted_outbox(policy: dict) -> tuple[str, str, str | None] | None:
+    """The outbox bucket, prefix and KMS key an ABAC policy grants (None if it grants none)."""
+    resources = {s.get("Sid"): s.get("Resource") for s in _statements(policy)}
+    objects = _OUTBOX_OBJECTS.fullmatch(str(resources.get("OwnTenantOutboxObjectsOnly", "")))
+    if objects is None:
+        return None
+    key = resources.get("OutboxKmsKeyThroughS3Only")
+    return objects["bucket"], objects["prefix"], key if isinstance(key, str) else None
+
+
+#: The object statement's resource that ``tvm_role.permission_policy`` writes.
+_OUTBOX_OBJECTS = re.compile(
+    r"arn:aws:s3:::(?P<bucket>[^/]+)/(?P<prefix>[^/]+)/\$\{aws:PrincipalTag/" + tvm_role.TENANT_TAG + r"\}/\*"
+)
+
+
+def _tvm_role_fix(args: argparse.Namespace) -> str:
+    """The ``tvm-role`` command that writes the policy this check expects (outbox included)."""
+    argv = ["python", "-m", "scripts", "tvm-role", "--bucket", args.bucket]
+    if args.role_name != tvm_role.DEFAULT_ROLE_NAME:
+        argv += ["--role-name", args.role_name]
+    if args.outbox_bucket:
+        argv += ["--outbox-bucket", args.outbox_bucket, "--outbox-prefix", args.outbox_prefix]
+    if args.outbox_kms_key_arn:
+        argv += ["--outbox-kms-key-arn", args.outbox_kms_key_arn]
+    return f"{shlex.join(argv)} --execution-role-arn <runtime role ARN>"
+
+
+def _allows(statement: dict, action: str) -> bool:
+    """Whether an Allow statement names ``action`` (IAM matches actions case-insensitively, with wildcards)."""
+    actions = statement.get("Action", [])
+    actions = [actions] if isinstance(actions, str) else actions
+    return statement.get("Effect") == "Allow" and any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions)
 
 
 def _statements(doc: object) -> list[dict]:

@@ -22,7 +22,7 @@ from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.outbox_s3 import S3Outbox
 from memory.stores.single_tenant import SingleTenantStore
 from memory.tenants import index_name_for
-from scripts.common import ScriptError, aws_client, require_region
+from scripts.common import ScriptError, aws_client, outbox_prefix, require_region
 from scripts.tvm_role import DEFAULT_OUTBOX_PREFIX
 from scripts.vectors import get_index
 
@@ -53,7 +53,11 @@ def add_target_args(p: argparse.ArgumentParser, *, index: bool = True) -> None:
     if index:
         p.add_argument("--bucket", help="vector bucket (s3vectors)")
     p.add_argument("--outbox-bucket", help="S3 outbox bucket, AGENT_OUTBOX_BUCKET (s3vectors)")
-    p.add_argument("--outbox-prefix", default=DEFAULT_OUTBOX_PREFIX, help="AGENT_OUTBOX_PREFIX")
+    p.add_argument("--outbox-prefix", type=outbox_prefix, default=DEFAULT_OUTBOX_PREFIX, help="AGENT_OUTBOX_PREFIX")
+    p.add_argument(
+        "--outbox-kms-key-arn",
+        help="AGENT_OUTBOX_KMS_KEY_ID: write outbox objects (markers, revived entries) with this key, as the app does",
+    )
     p.add_argument("--state-dir", type=Path, help="AGENT_STATE_DIR of the local app (local)")
 
 
@@ -67,7 +71,9 @@ def open_outbox(args: argparse.Namespace) -> tuple[Outbox | None, str]:
     if not args.outbox_bucket:
         return None, "outbox (none: pass --outbox-bucket)"
     s3 = aws_client("s3", require_region(args))
-    outbox = S3Outbox(lambda _tenant: s3, args.outbox_bucket, prefix=args.outbox_prefix, lister=s3)
+    outbox = S3Outbox(
+        lambda _tenant: s3, args.outbox_bucket, prefix=args.outbox_prefix, lister=s3, kms_key_id=args.outbox_kms_key_arn
+    )
     return outbox, f"outbox s3://{args.outbox_bucket}/{args.outbox_prefix}"
 
 

@@ -21,6 +21,7 @@ from scripts.common import (
     account_id,
     add_common_args,
     aws_client,
+    outbox_prefix,
     policy_json,
     require_region,
 )
@@ -256,12 +257,17 @@ def ensure_role(
     return arn
 
 
-def _report_extra_policies(iam: BaseClient, report: Report, role_name: str) -> None:
+def extra_policies(iam: BaseClient, role_name: str) -> list[str]:
+    """Inline policy names and attached policy ARNs on the role other than the ABAC policy."""
     extra = [n for n in iam.list_role_policies(RoleName=role_name)["PolicyNames"] if n != POLICY_NAME]
     attached = [
         p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
     ]
-    for name in extra + attached:
+    return extra + attached
+
+
+def _report_extra_policies(iam: BaseClient, report: Report, role_name: str) -> None:
+    for name in extra_policies(iam, role_name):
         report.add(
             "DRIFT",
             f"extra policy {name} on {role_name}",
@@ -298,7 +304,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_outbox_args(p: argparse.ArgumentParser) -> None:
     """``--outbox-bucket``, ``--outbox-prefix`` and ``--outbox-kms-key-arn`` (shared with ``doctor``)."""
     p.add_argument("--outbox-bucket", help="S3 outbox bucket (AGENT_OUTBOX_BUCKET): grant each tenant its prefix")
-    p.add_argument("--outbox-prefix", default=DEFAULT_OUTBOX_PREFIX, help="AGENT_OUTBOX_PREFIX")
+    p.add_argument("--outbox-prefix", type=outbox_prefix, default=DEFAULT_OUTBOX_PREFIX, help="AGENT_OUTBOX_PREFIX")
     p.add_argument(
         "--outbox-kms-key-arn",
         help="the outbox's customer-managed KMS key (ARN; AGENT_OUTBOX_KMS_KEY_ID): tenants may use it through S3",

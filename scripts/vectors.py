@@ -61,6 +61,9 @@ def ensure_outbox_bucket(s3: BaseClient, report: Report, bucket: str, region: st
         s3.create_bucket(**params)
         exists = {"encrypted": False, "private": False}
     else:
+        elsewhere = bucket_region(s3, bucket)
+        if elsewhere != region:
+            report.add("DRIFT", f"outbox bucket {bucket}", region_drift(elsewhere, region))
         missing = [name for name, ok in exists.items() if not ok]
         if not missing:
             report.add("UNCHANGED", f"outbox bucket {bucket}", "encrypted, public access blocked")
@@ -112,6 +115,19 @@ def outbox_bucket_state(s3: BaseClient, bucket: str) -> dict[str, bool] | None:
     return {"encrypted": encrypted, "private": private}
 
 
+def bucket_region(s3: BaseClient, bucket: str) -> str:
+    """The region an existing S3 bucket lives in."""
+    return str(s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1")
+
+
+def region_drift(bucket_in: str, region: str) -> str:
+    """Why an outbox bucket outside the app's region is drift (it cannot be moved)."""
+    return (
+        f"in {bucket_in}, not {region}: the app's S3 client is for {region}, and with SSE-KMS the tenant "
+        f"role's kms:ViaService (s3.{region}) refuses S3's calls; use a bucket in {region}"
+    )
+
+
 def get_index(s3v: BaseClient, bucket: str, name: str) -> dict[str, Any] | None:
     """The index description, None if it does not exist."""
     try:
@@ -120,6 +136,15 @@ def get_index(s3v: BaseClient, bucket: str, name: str) -> dict[str, Any] | None:
         if is_not_found(err):
             return None
         raise
+
+
+def index_drift(index: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """How an index description differs from ``create_index_params`` output (empty if it matches)."""
+    return [
+        f"{key} is {index.get(key)}, wanted {wanted[key]}"
+        for key in ("dimension", "distanceMetric", "dataType")
+        if index.get(key) is not None and index.get(key) != wanted[key]
+    ] + [f"{key} is filterable, wanted non-filterable" for key in missing_non_filterable_keys(index)]
 
 
 def onboard(s3v: BaseClient, report: Report, bucket: str, tenant: str, dimension: int) -> None:
@@ -134,11 +159,7 @@ def onboard(s3v: BaseClient, report: Report, bucket: str, tenant: str, dimension
             _filter_first(s3v, report, bucket, name, get_index(s3v, bucket, name) or {})
         return
     _filter_first(s3v, report, bucket, name, index)
-    drift = [
-        f"{key} is {index.get(key)}, wanted {wanted[key]}"
-        for key in ("dimension", "distanceMetric", "dataType")
-        if index.get(key) is not None and index.get(key) != wanted[key]
-    ] + [f"{key} is filterable, wanted non-filterable" for key in missing_non_filterable_keys(index)]
+    drift = index_drift(index, wanted)
     for item in drift:
         report.add("DRIFT", f"index {name}", f"{item} (offboard and onboard again to change it)")
     if not drift:

@@ -211,6 +211,22 @@ TRUST_CASES: list[Case] = [
 ]
 
 
+def _trust_without_tag_session() -> dict[str, Any]:
+    """TRUST with ``sts:AssumeRole`` only (the tag conditions kept): what ``doctor`` reports as drift."""
+    doc = copy.deepcopy(TRUST)
+    for statement in doc["Statement"]:
+        statement["Action"] = "sts:AssumeRole"
+    return doc
+
+
+#: STS authorises a tagged AssumeRole as two actions: a trust policy without sts:TagSession
+#: refuses the TVM's request (it always passes the TenantID tag), whatever its tag conditions.
+TRUST_CASES.append(
+    assume("trust without sts:TagSession: TagSession with TenantID", "deny", action="sts:TagSession",
+           trust=_trust_without_tag_session())
+)
+
+
 def _exec_trust_naming(principal: str) -> dict[str, Any]:
     """The execution-role statement of TRUST naming ``principal`` instead (bypasses tvm-role's checks)."""
     doc = copy.deepcopy(TRUST)

@@ -39,7 +39,7 @@ def role(aws) -> None:
     )
 
 
-def _args(config: Path, *extra: str) -> tuple[str, ...]:
+def _args(config: Path, *extra: str, outbox: str | None = "mem-outbox") -> tuple[str, ...]:
     return (
         "agentcore",
         "--region",
@@ -56,6 +56,7 @@ def _args(config: Path, *extra: str) -> tuple[str, ...]:
         EXEC,
         "--bucket",
         "mem-bucket",
+        *(() if outbox is None else ("--outbox-bucket", outbox)),
         *extra,
     )
 
@@ -137,7 +138,7 @@ def test_writes_settings_grants_role_prints_commands_then_is_idempotent(role, cl
 
     iam = boto3.client("iam", region_name="us-east-1")
     doc = iam.get_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")["PolicyDocument"]
-    assert {s["Sid"] for s in doc["Statement"]} == {"InvokeChosenModels", "AssumeTenantRoleWithTag"}
+    assert {s["Sid"] for s in doc["Statement"]} == {"InvokeChosenModels", "AssumeTenantRoleWithTag", "ListOutbox"}
 
     steps = outputs(first.out)
     configure, launch = steps["next step 1"], steps["next step 2"]
@@ -232,3 +233,70 @@ def test_an_outbox_kms_key_reaches_the_settings_and_the_role_that_writes_the_out
     assert multi.code == 0, multi.err
     doc = iam.get_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")["PolicyDocument"]
     assert not any(s["Sid"].startswith("OutboxKms") for s in doc["Statement"])
+
+
+@pytest.mark.parametrize("prefix", ["outbox/", "/outbox", "tenants/outbox", "-outbox"])
+def test_an_outbox_prefix_the_app_refuses_is_refused_before_anything_is_written(
+    role, cli, config, capsys, prefix
+) -> None:
+    """AGENT_OUTBOX_PREFIX is one path segment (``agent.settings``): the deployed app refuses to
+    start with ``outbox/``. The command must refuse it too (a usage error, exit 2), not write it
+    to agentcore.env and grant a role for keys the app never writes."""
+    with pytest.raises(SystemExit) as stopped:
+        cli(*_args(config, "--tvm-role-arn", TVM, "--outbox-bucket", "mem-outbox", f"--outbox-prefix={prefix}"))
+    assert stopped.value.code == 2 and "--outbox-prefix" in capsys.readouterr().err
+    assert not config.exists()
+    iam = boto3.client("iam", region_name="us-east-1")
+    assert iam.list_role_policies(RoleName="agentcore-runtime")["PolicyNames"] == []
+
+
+def test_the_settings_file_is_one_the_app_accepts(role, cli, config, monkeypatch) -> None:
+    """What the command writes, the deployed app parses (with the outbox prefix it was given)."""
+    from agent.settings import SETTINGS_FILE_ENV, load_settings
+
+    result = cli(*_args(config, "--tvm-role-arn", TVM, "--outbox-bucket", "mem-outbox", "--outbox-prefix", "ob-1"))
+    assert result.code == 0, result.err
+    monkeypatch.setenv(SETTINGS_FILE_ENV, str(config))
+    settings = load_settings()
+    assert (settings.outbox_bucket, settings.outbox_prefix) == ("mem-outbox", "ob-1")
+
+
+def test_an_embedding_model_the_app_does_not_use_is_refused(role, cli, config) -> None:
+    """The deployed app always embeds with Nova 2 (``memory.embedders.bedrock``; no setting
+    selects another model): granting another model instead leaves every embedding call denied."""
+    from memory.embedders.bedrock import NOVA_MODEL_ID
+
+    other = cli(*_args(config, "--tvm-role-arn", TVM, "--embedding-model-id", "amazon.titan-embed-text-v2:0"))
+    assert other.code == 1 and NOVA_MODEL_ID in other.err, other.out
+    assert not config.exists()
+    profile = cli(*_args(config, "--tvm-role-arn", TVM, "--embedding-model-id", f"us.{NOVA_MODEL_ID}"))
+    assert profile.code == 0, profile.err
+    doc = boto3.client("iam", region_name="us-east-1").get_role_policy(
+        RoleName="agentcore-runtime", PolicyName="agent-memory-app"
+    )["PolicyDocument"]
+    assert f"arn:aws:bedrock:*::foundation-model/{NOVA_MODEL_ID}" in doc["Statement"][0]["Resource"]
+
+
+def test_without_an_outbox_bucket_nothing_is_written_that_the_app_would_refuse(role, cli, config, monkeypatch) -> None:
+    """The deployed app (AGENT_BACKEND=s3vectors) keeps its outbox in S3 and refuses to start
+    without AGENT_OUTBOX_BUCKET: a settings file without it must not be written as if the
+    deployment were ready."""
+    from agent.settings import SETTINGS_FILE_ENV, load_settings
+
+    result = cli(*_args(config, "--tvm-role-arn", TVM, outbox=None))
+    if result.code == 0:
+        monkeypatch.setenv(SETTINGS_FILE_ENV, str(config))
+        load_settings()  # what was written, the app must accept
+    else:
+        assert result.code == 1 and "--outbox-bucket" in result.err and not config.exists()
+
+
+def test_unusable_files_are_clear_errors_not_tracebacks(role, cli, config) -> None:
+    """A settings file in a folder that does not exist, or a hand-edited toolkit config that is
+    not YAML: one line naming the file, exit 1."""
+    missing = config.parent / "no" / "such" / "agentcore.env"
+    result = cli(*_args(missing, "--tvm-role-arn", TVM))
+    assert result.code == 1 and str(missing) in result.err
+    (config.parent / ".bedrock_agentcore.yaml").write_text("agents: [unclosed\n")
+    result = cli(*_args(config, "--tvm-role-arn", TVM))
+    assert result.code == 1 and ".bedrock_agentcore.yaml" in result.err

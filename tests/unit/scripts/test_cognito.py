@@ -178,3 +178,60 @@ def test_access_denied_on_pool_listing_is_a_clear_error(aws, cli, monkeypatch) -
     monkeypatch.setattr(cognito_module, "aws_client", denied_client)
     result = cli(*SETUP)
     assert result.code == 4 and "cognito-idp:ListUserPools" in result.err
+
+
+def test_create_user_interrupted_before_its_password_was_set_is_resumed(aws, cli, monkeypatch) -> None:
+    """A run stopped between AdminCreateUser and AdminSetUserPassword leaves a user whose
+    temporary password was never shown (MessageAction SUPPRESS): re-running must set a
+    password and show it, not report the user as done and leave nobody able to log in."""
+    import scripts.cognito as cognito_module
+
+    cli(*SETUP)
+    pool_id = _pool_id()
+    real = cognito_module.aws_client
+
+    def interrupted(service: str, region: str):
+        client = real(service, region)
+
+        def stop(**_: object) -> None:
+            raise KeyboardInterrupt  # the operator's Ctrl-C, or a lost connection
+
+        monkeypatch.setattr(client, "admin_set_user_password", stop)
+        return client
+
+    argv = ("cognito", "create-user", "--region", "us-east-1", "--tenant", "acme", "--email", "ann@acme.test")
+    monkeypatch.setattr(cognito_module, "aws_client", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cli(*argv)
+    monkeypatch.setattr(cognito_module, "aws_client", real)
+    assert _idp().admin_get_user(UserPoolId=pool_id, Username="ann@acme.test")["UserStatus"] == "FORCE_CHANGE_PASSWORD"
+
+    resumed = cli(*argv)
+    assert resumed.code == 0, resumed.err
+    password = resumed.out.split("store it now): ")[1].split()[0]
+    client_id = _idp().list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"][0]["ClientId"]
+    tokens = _idp().initiate_auth(
+        ClientId=client_id,
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": "ann@acme.test", "PASSWORD": password},
+    )
+    assert "IdToken" in tokens["AuthenticationResult"]
+    again = cli(*argv)
+    assert again.code == 0 and "UNCHANGED" in again.out and "store it now" not in again.out
+
+
+def test_create_user_again_with_other_capitals_makes_no_second_user(aws, cli) -> None:
+    """An email address names one person whatever its capitals. Cognito pools created through the
+    API are case sensitive unless told otherwise (UsernameConfiguration's documented default),
+    so `Ann@Acme.test` after `ann@acme.test` would be a second user, with another `sub` and so
+    another memory. The pool is created case insensitive, and create-user files the address in
+    lower case, which moto (no case handling of its own) shows."""
+    cli(*SETUP)
+    pool_id = _pool_id()
+    pool = _idp().describe_user_pool(UserPoolId=pool_id)["UserPool"]
+    assert pool.get("UsernameConfiguration") == {"CaseSensitive": False}
+    base = ("cognito", "create-user", "--region", "us-east-1", "--tenant", "acme")
+    assert cli(*base, "--email", "ann@acme.test").code == 0
+    again = cli(*base, "--email", "Ann@Acme.TEST")
+    assert again.code == 0 and "UNCHANGED" in again.out, again.out
+    assert len(_idp().list_users(UserPoolId=pool_id)["Users"]) == 1

@@ -129,3 +129,128 @@ def test_a_tvm_role_without_the_outbox_kms_key_is_drift(aws, cli, bedrock) -> No
     assert cli(*tvm, *key).code == 0
     ok = cli(*DOCTOR, "--outbox-bucket", "mem-outbox", *key)
     assert ok.code == 0, ok.out
+
+
+def test_an_index_with_another_distance_metric_is_drift(aws, cli, bedrock) -> None:
+    """A euclidean index of the right dimension accepts every call the app makes, but its
+    distances are not the cosine distances retrieval thresholds are calibrated on: `tenant
+    onboard` reports it as drift, and doctor must not call it OK."""
+    _full_setup(cli)
+    boto3.client("s3vectors", region_name="us-east-1").create_index(
+        vectorBucketName="mem-bucket", indexName="memory-globex", dataType="float32",
+        dimension=1024, distanceMetric="euclidean",
+    )  # fmt: skip
+    bedrock.append(("ok", MODEL))
+    result = cli(*DOCTOR, "--tenant", "globex")
+    assert result.code == 3, result.out
+    row = next(line for line in result.out.splitlines() if "memory-globex" in line)
+    assert row.startswith("DRIFT") and "distanceMetric is euclidean, wanted cosine" in row
+
+
+def test_a_trust_policy_without_tag_session_is_drift(aws, cli, bedrock) -> None:
+    """STS authorises AssumeRole with session tags only if the trust policy also allows
+    sts:TagSession (the IAM simulator agrees: see test_abac_simulation); the TVM always passes
+    the TenantID tag, so such a role refuses every tenant although the tag condition is there."""
+    _full_setup(cli)
+    iam = boto3.client("iam", region_name="us-east-1")
+    trust = iam.get_role(RoleName="agent-memory-tvm")["Role"]["AssumeRolePolicyDocument"]
+    for statement in trust["Statement"]:
+        statement["Action"] = "sts:AssumeRole"
+    iam.update_assume_role_policy(RoleName="agent-memory-tvm", PolicyDocument=json.dumps(trust))
+    bedrock.append(("ok", MODEL))
+    result = cli(*DOCTOR)
+    assert result.code == 3, result.out
+    assert "DRIFT" in result.out and "sts:TagSession" in result.out
+
+
+def test_the_tvm_role_fix_keeps_the_outbox_statements(aws, cli, bedrock) -> None:
+    """Running the fix doctor prints for a drifted TVM role must give back the role doctor
+    expects: with the outbox and its key, not a role that loses them (every tenant's outbox
+    write would then be refused)."""
+    _full_setup(cli)
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    outbox = ("--outbox-bucket", "mem-outbox", "--outbox-prefix", "ob", "--outbox-kms-key-arn", key)
+    assert cli("vector-bucket", *R, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox").code == 0
+    bedrock.extend([("ok", MODEL), ("ok", MODEL)])
+    drift = cli(*DOCTOR, *outbox)
+    row = next(line for line in drift.out.splitlines() if "TVM role" in line)
+    assert row.startswith("DRIFT"), drift.out
+    fix = row.split("fix: ", 1)[1].replace("<runtime role ARN>", EXEC).split()
+    assert fix[:3] == ["python", "-m", "scripts"]
+    assert cli(*fix[3:], *R).code == 0
+    ok = cli(*DOCTOR, *outbox)
+    assert ok.code == 0, ok.out
+
+
+@pytest.mark.parametrize("kind", ["attached", "inline"])
+def test_a_tvm_role_with_another_policy_is_drift(aws, cli, bedrock, kind) -> None:
+    """Any other policy on the TVM role applies to every tenant session: one granting
+    s3vectors:* on the bucket lets a tenant reach every other tenant's index. `tvm-role`
+    reports it as drift; doctor must not call that role OK."""
+    _full_setup(cli)
+    iam = boto3.client("iam", region_name="us-east-1")
+    wide = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3vectors:*", "Resource": "arn:aws:s3vectors:*:*:bucket/mem-bucket/*"}]})  # fmt: skip
+    if kind == "attached":
+        arn = iam.create_policy(PolicyName="vectors-wide", PolicyDocument=wide)["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName="agent-memory-tvm", PolicyArn=arn)
+    else:
+        iam.put_role_policy(RoleName="agent-memory-tvm", PolicyName="vectors-wide", PolicyDocument=wide)
+    bedrock.append(("ok", MODEL))
+    result = cli(*DOCTOR)
+    row = next(line for line in result.out.splitlines() if "TVM role" in line)
+    assert result.code == 3 and row.startswith("DRIFT") and "vectors-wide" in row, result.out
+
+
+def test_a_single_tenant_setup_has_no_tvm_role_to_miss(aws, cli, bedrock) -> None:
+    """A single-tenant deployment (`agentcore --tenant-mode single`) never assumes the TVM role,
+    so none is created; doctor must be able to call that setup OK."""
+    for argv in (
+        ("cognito", "setup", *R),
+        ("vector-bucket", *R, "--bucket", "mem-bucket"),
+        ("tenant", "onboard", *R, "--bucket", "mem-bucket", "--tenant", "acme"),
+    ):
+        assert cli(*argv).code == 0
+    bedrock.append(("ok", MODEL))
+    result = cli(*DOCTOR, "--tenant-mode", "single")
+    assert result.code == 0, result.out
+    assert "TVM role" not in result.out
+
+
+def test_an_outbox_bucket_in_another_region_is_drift(aws, cli, bedrock) -> None:
+    """The app's S3 client is made for its region (AGENT_REGION): a bucket elsewhere answers
+    only through redirects, and with the outbox's KMS key S3 calls KMS from the bucket's
+    region, which the tenant role's kms:ViaService (s3.<app region>) refuses. doctor must not
+    call such a bucket OK, and vector-bucket must say so rather than 'UNCHANGED'."""
+    _full_setup(cli)
+    s3 = boto3.client("s3", region_name="us-west-2")
+    s3.create_bucket(Bucket="mem-outbox", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    assert cli("vector-bucket", "--region", "us-west-2", "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox").code == 0
+    bedrock.append(("ok", MODEL))
+    result = cli(*DOCTOR, "--outbox-bucket", "mem-outbox")
+    row = next(line for line in result.out.splitlines() if "outbox bucket" in line)
+    assert result.code == 3 and row.startswith("DRIFT") and "us-west-2" in row, result.out
+    again = cli("vector-bucket", *R, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox")
+    assert again.code == 3 and "us-west-2" in again.out, again.out
+
+
+def test_without_outbox_arguments_a_tvm_role_granting_the_outbox_is_ok(aws, cli, bedrock) -> None:
+    """The README's setup always grants the outbox; doctor run without --outbox-bucket (it is
+    optional) must check that role as it is, not call it drift and print a `tvm-role` command
+    that would take every tenant's outbox access away. A widened outbox grant is still drift."""
+    _full_setup(cli)
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    tvm = ("tvm-role", *R, "--bucket", "mem-bucket", "--execution-role-arn", EXEC)
+    assert cli(*tvm, "--outbox-bucket", "mem-outbox", "--outbox-prefix", "ob", "--outbox-kms-key-arn", key).code == 0
+    bedrock.extend([("ok", MODEL), ("ok", MODEL)])
+    ok = cli(*DOCTOR)
+    assert ok.code == 0, ok.out
+
+    iam = boto3.client("iam", region_name="us-east-1")
+    policy = iam.get_role_policy(RoleName="agent-memory-tvm", PolicyName="tenant-index-access")["PolicyDocument"]
+    for statement in policy["Statement"]:
+        if statement["Sid"] == "OwnTenantOutboxObjectsOnly":
+            statement["Resource"] = "arn:aws:s3:::mem-outbox/ob/*"  # every tenant's prefix
+    iam.put_role_policy(RoleName="agent-memory-tvm", PolicyName="tenant-index-access", PolicyDocument=json.dumps(policy))
+    wide = cli(*DOCTOR)
+    assert wide.code == 3 and "differs from the ABAC policy" in wide.out, wide.out

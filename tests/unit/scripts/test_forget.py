@@ -142,3 +142,44 @@ def test_the_documented_operator_permissions_cover_what_forget_sends(memories, c
     ):
         needed.add("s3vectors:GetVectors")
     assert "s3vectors:ListVectors" in needed and needed <= _documented_vector_permissions()
+
+
+def test_a_mistyped_tenant_is_an_error_that_writes_nothing(memories, cli) -> None:
+    """With an outbox, a tenant id that names nothing (no index, nothing in the outbox) must not
+    look like a completed erasure ("no memories of user ann", exit 0) while the real tenant's
+    memories stay; nothing is written under the mistyped tenant's prefix either."""
+    assert cli("vector-bucket", "--region", "us-east-1", "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox").code == 0
+    outbox = ("--outbox-bucket", "mem-outbox", "--settle-seconds", "0")
+    base = [a if a != "acme" else "acmee" for a in ARGS]
+    for extra in ((), ("--yes",)):
+        result = cli(*base, *outbox, "--user", "ann", *extra)
+        assert result.code == 1, result.out
+        assert "nothing to erase" in result.err and "tenant list" in result.err
+    assert boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket="mem-outbox").get("KeyCount") == 0
+    assert len(_keys()) == 6
+    done = cli(*ARGS, *outbox, "--user", "ann", "--yes")  # the real tenant: erased as before
+    assert done.code == 0 and "3 memories" in done.out
+
+
+def test_a_refused_metadata_listing_names_get_vectors(memories, cli, monkeypatch) -> None:
+    """S3 Vectors answers ListVectors with returnMetadata (how forget finds a user's memories)
+    with 403 unless the caller also has s3vectors:GetVectors (ListVectors API reference): an
+    operator who has ListVectors must be told the permission actually missing."""
+    from botocore.stub import Stubber
+
+    import scripts.targets as targets_module
+
+    real = targets_module.aws_client
+
+    def refused(service: str, region: str):
+        client = real(service, region)
+        index = client.get_index(vectorBucketName="mem-bucket", indexName="memory-acme")
+        stub = Stubber(client)
+        stub.add_response("get_index", {"index": {"creationTime": "2025-07-15T00:00:00Z", **index["index"]}})
+        stub.add_client_error("list_vectors", service_error_code="AccessDeniedException", http_status_code=403)
+        stub.activate()
+        return client
+
+    monkeypatch.setattr(targets_module, "aws_client", refused)
+    result = cli(*ARGS, "--user", "ann")
+    assert result.code == 4 and "s3vectors:GetVectors" in result.err, result.err

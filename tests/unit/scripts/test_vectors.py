@@ -194,3 +194,37 @@ def test_onboard_moves_a_classic_index_to_enhanced(exists) -> None:
         onboard(client, report, "mem-bucket", "acme", 1024)
         stubber.assert_no_pending_responses()
     assert ("UPDATED", "index memory-acme") in [(s, r) for s, r, _ in report.rows]
+
+
+def test_a_refused_outbox_bucket_names_the_real_iam_action_and_the_taken_name(aws, cli, monkeypatch) -> None:
+    """S3 answers HeadBucket with a bare 403 both when the caller lacks s3:ListBucket (there is
+    no s3:HeadBucket IAM action) and when the bucket belongs to another account (bucket names
+    are global: the README's example name may well be taken). The message must name an action
+    that can be granted, and the other cause."""
+    from botocore.stub import Stubber
+
+    import scripts.vectors as vectors_module
+
+    real = vectors_module.aws_client
+
+    def refused(service: str, region: str):
+        client = real(service, region)
+        if service == "s3":
+            stub = Stubber(client)
+            stub.add_client_error("head_bucket", service_error_code="403", http_status_code=403)
+            stub.activate()
+        return client
+
+    monkeypatch.setattr(vectors_module, "aws_client", refused)
+    result = cli("vector-bucket", *R, *B, "--outbox-bucket", "agent-memory-outbox")
+    assert result.code == 4, result.err
+    assert "'s3:ListBucket'" in result.err and "s3:HeadBucket" not in result.err
+    assert "another AWS account" in result.err
+
+
+def test_a_drift_report_does_not_claim_everything_is_as_intended(bucket, cli) -> None:
+    """Exit 3 and a DRIFT row: the summary line must not say the opposite."""
+    cli("tenant", "onboard", *R, *B, "--tenant", "acme", "--dimension", "4")
+    result = cli("tenant", "onboard", *R, *B, "--tenant", "acme")
+    assert result.code == 3 and "DRIFT" in result.out
+    assert "everything is already as intended" not in result.out
