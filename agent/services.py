@@ -61,11 +61,13 @@ class Services:
 
     def start(self) -> None:
         """Replay summaries a previous process left in the outbox, start the pipeline's sweeper
-        (re-tries summaries whose attempts were exhausted) and the idle reaper."""
+        (re-tries summaries whose attempts were exhausted) and the idle reaper.
+
+        The replay runs in the background (``/ping`` is HealthyBusy meanwhile) and is best
+        effort: an outbox that cannot be listed (an outage) is logged, the entries stay pending
+        for the next start (on AgentCore every session starts a process)."""
         if self.pipeline is not None:
-            replayed = self.pipeline.replay_pending()
-            if replayed:
-                logger.info("replaying %d pending summaries from the outbox", replayed)
+            self.pipeline.start_replay()
             self.pipeline.start_sweeper()
         self._reaper = threading.Thread(target=self._reap_forever, name="session-reaper", daemon=True)
         self._reaper.start()

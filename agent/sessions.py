@@ -2,10 +2,13 @@
 
 Sessions idle for longer than the idle timeout, and the least recently used ones beyond
 ``max_sessions``, are removed and *ended* (their conversation is handed to the summary
-pipeline), so eviction never loses a conversation. Ending runs on a small worker pool
-after the session's in-flight request, if any, has finished. The conversation id is the
-session id; a session id reused after its session ended gets a fresh conversation object,
-whose own start marker keeps its summary apart from the earlier one's.
+pipeline), so eviction never loses a conversation. A session with a request in flight is not
+idle: it is kept apart from the idle ones until the request ends, so neither the idle timer
+nor the size bound ends a conversation during a long turn (its next turn would otherwise
+start a fresh conversation); its idle clock starts when the request ends. Ending runs on a
+small worker pool (at shutdown, after the session's in-flight request has finished). The
+conversation id is the session id; a session id reused after its session ended gets a fresh
+conversation object, whose own start marker keeps its summary apart from the earlier one's.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ class SessionRegistry(Generic[C]):
     ) -> None:
         self._factory = factory
         self._cache: _DroppingTTLCache = _DroppingTTLCache(max_sessions, idle_timeout_seconds, timer)
+        self._busy: dict[str, Session[C]] = {}  # sessions with a request in flight, out of the cache
         self._lock = threading.Lock()
         self._closing = False
         self._enders = ThreadPoolExecutor(max_workers=end_workers, thread_name_prefix="session-end")
@@ -88,7 +92,7 @@ class SessionRegistry(Generic[C]):
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._cache)
+            return len(self._cache) + len(self._busy)
 
     @contextmanager
     def open(self, session_id: str, owner: Owner) -> Iterator[Session[C]]:
@@ -106,27 +110,27 @@ class SessionRegistry(Generic[C]):
         request of the session is running, Unavailable once the registry is closing. Every
         successful ``acquire`` must be followed by exactly one ``release``.
         """
-        with self._lock:
+        with self._lock, self._cache.timer:  # one instant: the session cannot expire in between
             if self._closing:
                 raise Unavailable("the service is shutting down; retry shortly")
-            session = self._cache.get(session_id)
+            session = self._busy.get(session_id) or self._cache.get(session_id)
             if session is None:
                 session = self._new_session(session_id, owner)
             elif session.owner != owner:
                 raise Forbidden("this session belongs to another identity")
-            if not session.lock.acquire(blocking=False):
+            if session_id in self._busy or not session.lock.acquire(blocking=False):
                 raise SessionBusy("another request of this session is still running")
-            self._cache[session_id] = session
-            # The session just inserted is the most recently used, so it is never dropped here.
-            dropped = self._take_dropped()
-        self._end_later(dropped)
+            self._cache.pop(session_id, None)  # in flight: neither idle nor evictable
+            self._busy[session_id] = session
         return session
 
     def release(self, session: Session[C]) -> None:
         """End a request: restart the session's idle clock and let the next request in."""
         with self._lock:
+            if self._busy.get(session.session_id) is session:
+                del self._busy[session.session_id]
             if not session.closed:
-                self._cache[session.session_id] = session
+                self._cache[session.session_id] = session  # its idle clock starts now
             session.lock.release()
             dropped = self._take_dropped()
         self._end_later(dropped)
@@ -139,9 +143,7 @@ class SessionRegistry(Generic[C]):
         """
         session.conversation.end_conversation()
         with self._lock:
-            if self._cache.get(session.session_id) is session:
-                del self._cache[session.session_id]
-            session.closed = True
+            session.closed = True  # in flight, so not in the cache: ``release`` leaves it out
         logger.info("session ended", extra={"session_id": session.session_id})
 
     def reap(self) -> int:
@@ -157,8 +159,9 @@ class SessionRegistry(Generic[C]):
         with self._lock:
             self._closing = True
             self._cache.expire()
-            sessions = list(self._cache.values())
+            sessions = [*self._cache.values(), *self._busy.values()]
             self._cache.clear()
+            self._busy.clear()
             for session in sessions:
                 session.closed = True
             sessions += self._take_dropped()

@@ -182,6 +182,7 @@ class SummaryPipeline:
         self._writer: threading.Thread | None = None
         self._erased: set[Ref] = set()  # live conversations found erased
         self._markers: dict[tuple[str | None, str], tuple[float, list[ErasureMarker]]] = {}
+        self._created_at = datetime.now(timezone.utc)  # open entries written later are not orphans
         self.metrics: Counter[str] = Counter()
 
     @property
@@ -261,7 +262,9 @@ class SummaryPipeline:
         """Schedule the entries other processes left (e.g. by a crash) now; returns how many.
 
         Closed entries are all scheduled (claims keep two processes from both storing one);
-        open entries only once unchanged for ``orphan_after_seconds`` (their process is gone).
+        open entries only once unchanged for ``orphan_after_seconds`` (their process is gone)
+        and written before this pipeline was created (a later one belongs to a live process,
+        perhaps this one).
         """
         with telemetry.span("memory.outbox.replay") as span:
             entries = self.outbox.pending()
@@ -269,7 +272,9 @@ class SummaryPipeline:
             orphans = [
                 e
                 for e in entries
-                if e.open and (now - parse_time(e.created_at)).total_seconds() >= self.orphan_after_seconds
+                if e.open
+                and parse_time(e.created_at) < self._created_at
+                and (now - parse_time(e.created_at)).total_seconds() >= self.orphan_after_seconds
             ]
             chosen = [e for e in entries if not e.open] + orphans
             telemetry.annotate(span, {"memory.outbox.replayed": len(chosen), "memory.outbox.reopened": len(orphans)})
@@ -287,6 +292,23 @@ class SummaryPipeline:
                 len(orphans),
             )
         return len(chosen)
+
+    def start_replay(self) -> None:
+        """Run ``replay_pending`` on a thread, so that the app serves at once however long the
+        outbox takes to list (on AgentCore every session starts a process, and the outbox holds
+        the checkpoints of every live session). Busy (``on_task_start``) until the replay has
+        scheduled what it found; a failure is logged and the entries stay for the next start."""
+        token = self._busy("memory-outbox-replay")
+
+        def replay() -> None:
+            try:
+                self.replay_pending()
+            except Exception as exc:  # noqa: BLE001 - best effort: the outbox keeps the entries
+                logger.warning("outbox replay failed (%s); pending entries wait for the next start", type(exc).__name__)
+            finally:
+                self._idle(token)
+
+        threading.Thread(target=replay, name="memory-outbox-replay", daemon=True).start()
 
     def sweep(self) -> int:
         """Re-schedule the waiting entries whose backoff has elapsed; returns how many."""
@@ -410,11 +432,14 @@ class SummaryPipeline:
             cached = self._markers.get(owner)
         if not fresh and cached is not None and time.monotonic() - cached[0] < self.erasure_refresh_seconds:
             return cached[1]
+        read_at = time.monotonic()  # the listing may miss a marker written after this instant
         markers = self.outbox.erasures(entry.tenant_id, entry.user_id)
         with self._lock:
-            if len(self._markers) >= _MARKER_CACHE_SIZE:
-                self._markers.clear()
-            self._markers[owner] = (time.monotonic(), markers)
+            current = self._markers.get(owner)
+            if current is None or current[0] <= read_at:  # a listing begun earlier never replaces a newer one
+                if current is None and len(self._markers) >= _MARKER_CACHE_SIZE:
+                    self._markers.clear()
+                self._markers[owner] = (read_at, markers)
         return markers
 
     def _erased_now(self, entry: OutboxEntry) -> bool:
@@ -470,13 +495,15 @@ class SummaryPipeline:
         outcome = _Outcome.FAILED if crashed or future.cancelled() else future.result()
         ended: list[Any] = []
         with self._lock:
-            self._inflight.pop(ref, None)
+            rerun = self._inflight.pop(ref, False)  # ended again after the task's last look at it
             given_up = crashed and self._crash_round_locked(ref)
             if outcome is not _Outcome.FAILED or future.cancelled() or self._closed.is_set() or given_up:
                 self._rounds.pop(ref, None)
                 self._first_failure.pop(ref, None)
                 self._adopted.discard(ref)
-                if ref in self._tokens:
+                if rerun and outcome is not _Outcome.FAILED and not self._closed.is_set():
+                    self._schedule_locked(ref)  # that newer entry is summarized too (same busy task)
+                elif ref in self._tokens:
                     ended.append(self._tokens.pop(ref))
             else:  # exhausted or crashed: keep it pending (and the app busy) until a re-sweep
                 rounds = self._rounds.setdefault(ref, 1)
@@ -653,16 +680,22 @@ class SummaryPipeline:
 
     def _task_started(self, entry_id: str) -> Any:
         telemetry.outbox_backlog(+1)
+        return self._busy(f"memory-summary-{entry_id[:12]}")
+
+    def _task_ended(self, token: Any) -> None:
+        telemetry.outbox_backlog(-1)
+        self._idle(token)
+
+    def _busy(self, name: str) -> Any:
         if self._on_task_start is None:
             return None
         try:
-            return self._on_task_start(f"memory-summary-{entry_id[:12]}")
+            return self._on_task_start(name)
         except Exception:
             logger.warning("on_task_start hook failed", exc_info=True)
             return None
 
-    def _task_ended(self, token: Any) -> None:
-        telemetry.outbox_backlog(-1)
+    def _idle(self, token: Any) -> None:
         if self._on_task_end is None:
             return
         try:

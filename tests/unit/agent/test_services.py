@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -184,4 +185,112 @@ def test_without_a_ttl_no_retention_sweep_runs(tmp_path: Path) -> None:
     try:
         assert services._retention is None and services.sweep_retention() == 0
     finally:
+        services.close()
+
+
+def left_by_a_dead_process(settings: Settings) -> OutboxEntry:
+    """A closed entry in the app's outbox, as a previous process that died would leave it."""
+    left = OutboxEntry(
+        tenant_id="acme", user_id="alice", agent_name="orchestrator", conversation_id="sid-0",
+        transcript=[{"role": "user", "text": "My cat is called Tom."}], opened="2025-01-01T00:00:00.000+00:00~00000000",
+    )
+    first = build_services(settings)
+    assert first.pipeline is not None
+    first.pipeline.outbox.put(left)
+    first.pipeline.shutdown()
+    return left
+
+
+class UnlistableOutbox:
+    """Wraps an outbox whose listing fails (an S3 outage, throttled STS calls for its tenants)."""
+
+    def __init__(self, outbox: Any) -> None:
+        self.outbox_ = outbox
+
+    def pending(self, tenant_id: str | None = None) -> list[OutboxEntry]:
+        raise BackendUnavailable("outbox listing failed")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.outbox_, name)
+
+
+def test_an_outbox_that_cannot_be_listed_at_start_up_does_not_stop_the_app(tmp_path: Path) -> None:
+    """The start-up replay is best effort: on AgentCore every session starts a process, and one
+    that cannot list the outbox (an outage, or one tenant's entries unreadable) must still serve
+    its own session; what is pending stays in the outbox for the next start."""
+    settings = Settings(auth_mode="dev", state_dir=tmp_path, model_provider=ECHO)
+    left = left_by_a_dead_process(settings)
+
+    services = build_services(settings)
+    pipeline = services.pipeline
+    assert pipeline is not None
+    outbox = pipeline.outbox
+    pipeline.outbox = UnlistableOutbox(outbox)
+    services.start()  # on main: BackendUnavailable, i.e. the app's lifespan fails and it never serves
+    try:
+        assert services._reaper is not None and services._reaper.is_alive()
+        pipeline.end_conversation(dataclasses.replace(left, conversation_id="sid-1", opened=left.opened[:-1] + "1"))
+        assert pipeline.wait(30) and pipeline.metrics["stored"] == 1  # its own conversations are stored
+    finally:
+        services.close()
+    assert [e.conversation_id for e in outbox.pending()] == ["sid-0"]  # kept for the next start
+
+    restarted = build_services(settings)
+    assert restarted.pipeline is not None
+    restarted.start()  # the replay runs in the background
+    try:
+        deadline = time.monotonic() + 30
+        while restarted.pipeline.outbox.pending() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert restarted.pipeline.wait(30) and restarted.pipeline.outbox.pending() == []
+    finally:
+        restarted.close()
+
+
+class GatedListing:
+    """Wraps an outbox whose listing is held until ``go`` is set (a backlog of thousands of
+    entries, throttled STS calls for each tenant...)."""
+
+    def __init__(self, outbox: Any) -> None:
+        self.outbox_ = outbox
+        self.listing, self.go = threading.Event(), threading.Event()
+
+    def pending(self, tenant_id: str | None = None) -> list[OutboxEntry]:
+        self.listing.set()
+        assert self.go.wait(60)
+        return self.outbox_.pending(tenant_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.outbox_, name)
+
+
+def test_the_app_serves_while_the_start_up_replay_lists_the_outbox(tmp_path: Path) -> None:
+    """Start-up does not wait for the outbox listing (on AgentCore each session starts a process
+    and the outbox holds every live session's checkpoint); /ping is HealthyBusy until the
+    replay has scheduled what it found, and the entries it finds are stored."""
+    app = BedrockAgentCoreApp()
+    settings = Settings(auth_mode="dev", state_dir=tmp_path, model_provider=ECHO)
+    left = left_by_a_dead_process(settings)
+
+    services = build_services(settings, on_task_start=app.add_async_task, on_task_end=app.complete_async_task)
+    pipeline = services.pipeline
+    assert pipeline is not None
+    pipeline.outbox = gated = GatedListing(pipeline.outbox)
+    starter = threading.Thread(target=services.start)
+    starter.start()
+    try:
+        starter.join(20)
+        assert not starter.is_alive()  # on main: start() waits for the listing, so the app never serves
+        assert gated.listing.wait(20) and app.get_current_ping_status() == PingStatus.HEALTHY_BUSY
+        pipeline.end_conversation(dataclasses.replace(left, conversation_id="sid-1", opened=left.opened[:-1] + "1"))
+        assert pipeline.wait(30) and pipeline.metrics["stored"] == 1  # served meanwhile
+        assert app.get_current_ping_status() == PingStatus.HEALTHY_BUSY  # the replay is not done
+        gated.go.set()
+        deadline = time.monotonic() + 30
+        while app.get_current_ping_status() != PingStatus.HEALTHY and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pipeline.wait(30) and pipeline.metrics["stored"] == 2 and gated.outbox_.pending() == []
+    finally:
+        gated.go.set()
+        starter.join(60)
         services.close()

@@ -110,16 +110,56 @@ def test_size_eviction_ends_least_recently_used() -> None:
     assert made["s1"].ended == 0 and made["s3"].ended == 0
 
 
-def test_eviction_waits_for_the_in_flight_request() -> None:
+def test_a_turn_longer_than_the_idle_timeout_keeps_its_conversation() -> None:
     registry, clock, made = make(idle=10.0)
-    with registry.open("s1", ALICE):
-        clock.now = 20.0
-        assert registry.reap() == 1
-        assert not made["s1"].done.wait(0.2)  # still running: not ended under our feet
-    assert made["s1"].done.wait(5) and made["s1"].ended == 1
-    with registry.open("s1", ALICE):  # a later request starts a fresh conversation
+    with registry.open("s1", ALICE) as first:
+        clock.now = 20.0  # the turn outlasts the idle timeout: the session is busy, not idle
+        assert registry.reap() == 0
+        with registry.open("s2", ALICE):  # other sessions' requests expire nothing in flight either
+            pass
+        with pytest.raises(SessionBusy):  # a second request of s1 still waits its turn
+            with registry.open("s1", ALICE):
+                pass
+    with registry.open("s1", ALICE) as second:  # the next turn continues the same conversation
         pass
-    assert len(registry) == 1
+    assert second is first and list(made) == ["s1", "s2"] and made["s1"].ended == 0
+    clock.now = 29.0
+    assert registry.reap() == 0  # idle since its last request ended (t=20), not since it began
+    clock.now = 31.0
+    assert registry.reap() == 2
+    assert made["s1"].done.wait(5) and made["s1"].ended == 1
+
+
+def test_the_size_bound_never_evicts_a_session_in_flight() -> None:
+    registry, _, made = make(max_sessions=1)
+    with registry.open("s1", ALICE) as first:
+        with registry.open("s2", ALICE):
+            pass
+        with registry.open("s3", ALICE):  # s2, idle, is the one evicted
+            pass
+        assert made["s2"].done.wait(5) and made["s1"].ended == 0
+    with registry.open("s1", ALICE) as again:
+        pass
+    assert again is first and made["s1"].ended == 0
+
+
+def test_close_waits_for_the_in_flight_request() -> None:
+    registry, _, made = make()
+    entered, closed = threading.Event(), threading.Event()
+    seen: list[tuple[bool, int]] = []
+
+    def request() -> None:
+        with registry.open("s1", ALICE):
+            entered.set()
+            seen.append((closed.wait(0.2), made["s1"].ended))  # close still waiting; not ended yet
+
+    worker = threading.Thread(target=request)
+    worker.start()
+    assert entered.wait(5)
+    registry.close(timeout=5)
+    closed.set()
+    worker.join(5)
+    assert seen == [(False, 0)] and made["s1"].ended == 1 and len(registry) == 0
 
 
 def test_explicit_end_removes_the_session() -> None:

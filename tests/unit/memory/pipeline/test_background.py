@@ -337,6 +337,35 @@ def test_ending_again_while_running_summarizes_the_newer_transcript(fake_store, 
     assert pipeline.outbox.pending() == []
 
 
+
+def test_ending_again_while_the_finished_summary_releases_its_claim_summarizes_the_newer_transcript(
+    fake_store, make_pipeline
+) -> None:
+    """The summary of the first end is stored and its entry removed; the conversation is ended
+    again (a longer transcript) while the worker still releases its claim (a conditional S3
+    write): the newer entry is summarized too, not left in the outbox until a restart."""
+    tasks = BusyTasks()
+    pipeline = make_pipeline(fake_store, on_task_start=tasks.start, on_task_end=tasks.end)
+    releasing, go = threading.Event(), threading.Event()
+    real_release = pipeline.outbox.release
+
+    def slow_release(claim: Any) -> None:
+        if not releasing.is_set():
+            releasing.set()
+            assert go.wait(30)
+        real_release(claim)
+
+    pipeline.outbox.release = slow_release
+    pipeline.end_conversation(entry(text="first part."))
+    assert releasing.wait(30) and pipeline.outbox.pending() == []  # stored, entry removed
+    pipeline.end_conversation(entry(text="first part. second part."))
+    go.set()
+    assert pipeline.wait(30) and wait_until(lambda: not tasks.open)
+    assert pipeline.outbox.pending() == []
+    (memory,) = fake_store.memories.values()
+    assert "second part." in memory.content
+
+
 # -- through the plugin ------------------------------------------------------------------------
 
 
@@ -481,6 +510,19 @@ def test_checkpoints_are_open_entries_the_pipeline_never_schedules(fake_store, m
     (memory,) = fake_store.memories.values()
     assert memory.id == pending.entry_id and memory.content == "My budget is 2M. I like tea."
     assert pipeline.outbox.pending() == [] and busy.open == set()
+
+
+
+def test_a_replay_never_adopts_a_checkpoint_written_after_the_pipeline_started(fake_store, make_pipeline) -> None:
+    """The start-up replay runs in the background, beside the process's first turns: with the
+    local default (orphans adopted at any age) it must not summarize this process's own live
+    conversation as if its process were dead."""
+    pipeline = make_pipeline(fake_store, orphan_after_seconds=0.0)
+    talk(pipeline, "My budget is 2M.")
+    (live,) = pipeline.outbox.pending()
+    assert live.open
+    assert pipeline.replay_pending() == 0 and pipeline.wait(30)
+    assert fake_store.store_calls == [] and pipeline.outbox.pending() == [live]
 
 
 def test_start_up_replay_closes_open_entries_and_stores_them_exactly_once(fake_store, make_pipeline) -> None:

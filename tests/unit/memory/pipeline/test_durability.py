@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,7 +23,7 @@ from memory.errors import AccessDenied, BackendUnavailable
 from memory.keys import new_conversation_marker
 from memory.pipeline.background import RetryPolicy, SummaryPipeline
 from memory.pipeline.erasure import erase
-from memory.pipeline.outbox import Outbox, OutboxEntry
+from memory.pipeline.outbox import ErasureMarker, Outbox, OutboxEntry
 from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.outbox_s3 import S3Outbox
 from memory.pipeline.summarizer import Summarizer
@@ -386,6 +387,80 @@ def test_forget_sweeps_the_outbox_again_after_writers_have_read_its_marker(fake_
                    sleep=next_turn_meanwhile)
     assert result.outbox_entries == 2  # the checkpoint, and the same one written back
     assert [e.user_id for e in make_outbox().pending()] == ["bob"]
+
+
+
+class SlowErasureListing:
+    """The pipeline's outbox with its first erasure listing held open until ``go`` is set: the
+    listing answers what the outbox held when it started (an S3 LIST retried under throttling)."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox_ = outbox
+        self.listing, self.go = threading.Event(), threading.Event()
+
+    def erasures(self, tenant_id: str | None, user_id: str | None = None) -> list[Any]:
+        found = self.outbox_.erasures(tenant_id, user_id)
+        if not self.listing.is_set():
+            self.listing.set()
+            assert self.go.wait(30)
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.outbox_, name)
+
+
+class FakeMonotonic:
+    """Stands in for the ``time`` module of ``memory.pipeline.background`` (monotonic only moves when told)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleep = time.sleep
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_a_slow_erasure_listing_never_replaces_a_newer_one(fake_store, make_outbox, pipelines) -> None:
+    """The checkpoint writer lists alice's markers before ``forget``; while that listing is under
+    way, ending another conversation of hers reads the marker. The older listing, finishing last,
+    must not make the pipeline forget the marker it already read (a specialist's read-only
+    plugin asks ``known_erased`` before every turn and would show the erased memories again)."""
+    slow = SlowErasureListing(make_outbox())
+    pipeline = new_pipeline(pipelines, fake_store, slow, erasure_refresh_seconds=60.0)
+    live, other = entry("alice", "c1", open=True), entry("alice", "c2")
+    pipeline.checkpoint(live)
+    assert slow.listing.wait(30)
+    make_outbox().add_erasure(ErasureMarker(tenant_id="acme", user_id="alice"))
+    assert pipeline.end_conversation(other) is None  # read the marker: dropped
+    assert pipeline.known_erased(live)
+    slow.go.set()
+    assert pipeline.flush(30)
+    assert pipeline.known_erased(live)  # on main: False, the older listing (no marker) replaced it
+
+
+def test_the_checkpoint_writer_trusts_a_listing_for_the_refresh_time_from_when_it_started(
+    fake_store, make_outbox, pipelines, monkeypatch
+) -> None:
+    """A listing that took 4 s (begun before ``forget``'s marker) is trusted only until 5 s after it
+    began, as ``forget``'s settle time (7 s) assumes, not for 5 s after it ended."""
+    import memory.pipeline.background as background
+
+    clock = FakeMonotonic()
+    monkeypatch.setattr(background, "time", clock)
+    slow = SlowErasureListing(make_outbox())
+    pipeline = new_pipeline(pipelines, fake_store, slow, erasure_refresh_seconds=5.0)
+    live = entry("alice", "c1", open=True)
+    pipeline.checkpoint(live)
+    assert slow.listing.wait(30)
+    make_outbox().add_erasure(ErasureMarker(tenant_id="acme", user_id="alice"))  # forget, meanwhile
+    clock.now += 4.0
+    slow.go.set()
+    assert wait_until(lambda: pipeline.metrics["checkpoints"] == 1, timeout=30)
+    make_outbox().remove(live.entry_id, "acme")  # forget deletes what that write put back
+    clock.now += 1.5  # 5.5 s after the listing began, 1.5 s after it ended
+    pipeline.checkpoint(dataclasses.replace(live, transcript=[*live.transcript, {"role": "user", "text": "more"}]))
+    assert wait_until(lambda: pipeline.metrics["checkpoints"] + pipeline.metrics["erased_dropped"] == 2, timeout=30)
+    assert make_outbox().get(live.entry_id, "acme") is None  # on main: written back from the stale listing
 
 
 def test_erasing_a_tenant_or_one_conversation(fake_store, make_outbox, pipelines) -> None:
