@@ -77,6 +77,7 @@ __all__ = [
     "TENANT",
     "USER",
     "annotate",
+    "cause",
     "current_span",
     "embedding",
     "embedding_attributes",
@@ -94,6 +95,7 @@ __all__ = [
     "tvm_credentials",
     "user_hash",
     "vector_operation",
+    "within",
 ]
 
 AGENT = "gen_ai.agent.name"
@@ -187,16 +189,33 @@ def in_background(name: str, work: Callable[[str], bool]) -> Callable[[str], boo
     captured = otel_context.get_current()
 
     def run(entry_id: str) -> bool:
-        token = otel_context.attach(captured)
-        try:
+        with within(captured):
             with background_span(name, {"memory.outbox.entry.id": entry_id}) as current:
                 done = work(entry_id)
                 annotate(current, {OUTCOME: "done" if done else "kept"})
                 return done
-        finally:
-            otel_context.detach(token)
 
     return run
+
+
+def cause() -> otel_context.Context:
+    """The OpenTelemetry context current here: hand it to :func:`within` to run later work in it."""
+    return otel_context.get_current()
+
+
+@contextmanager
+def within(context: otel_context.Context) -> Iterator[None]:
+    """Run the block in ``context`` (from :func:`cause`).
+
+    For work done later on a long-lived thread: with the threading instrumentation (Strands and
+    ``opentelemetry-instrument`` turn it on) such a thread runs in the context of whichever
+    request happened to start it.
+    """
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 # -- attributes -----------------------------------------------------------------------------

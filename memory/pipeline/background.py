@@ -176,7 +176,8 @@ class SummaryPipeline:
         self._first_failure: dict[Ref, float] = {}  # ref -> monotonic time of its first failure
         self._tokens: dict[Ref, Any] = {}  # ref -> busy-task token, until it is done
         self._adopted: set[Ref] = set()  # open entries of dead processes, taken over by replay
-        self._checkpoints: dict[Ref, OutboxEntry] = {}  # queued, latest transcript wins
+        # queued, latest transcript wins; written in the context of the turn that queued it
+        self._checkpoints: dict[Ref, tuple[OutboxEntry, Any]] = {}
         self._writing = 0  # checkpoint writes in progress
         self._writer_wake = threading.Event()
         self._writer: threading.Thread | None = None
@@ -222,7 +223,8 @@ class SummaryPipeline:
         with self._lock:
             if ref in self._erased or self._closed.is_set():
                 return None
-            self._checkpoints[ref] = entry if entry.open else dataclasses.replace(entry, open=True)
+            queued = entry if entry.open else dataclasses.replace(entry, open=True)
+            self._checkpoints[ref] = (queued, telemetry.cause())
             self.metrics["checkpoints_queued"] += 1
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_forever, name="memory-checkpoints", daemon=True)
@@ -401,20 +403,22 @@ class SummaryPipeline:
         unless a newer one was meanwhile, so the turns answered stay within the loss window)."""
         with self._stripe(ref):
             with self._lock:
-                entry = self._checkpoints.pop(ref, None)
-            if entry is None:
+                queued = self._checkpoints.pop(ref, None)
+            if queued is None:
                 return True  # superseded by the closed entry
+            entry, cause = queued
             try:
                 if self._erased_cached(entry):
                     self._drop_erased(entry)
                     return True
-                with telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=True)):
+                attributes = _outbox_attributes(entry, open=True)
+                with telemetry.within(cause), telemetry.span("memory.outbox.write", attributes):
                     self.outbox.put(entry)
             except Exception as exc:
                 with self._lock:
                     self.metrics["checkpoint_failures"] += 1
                     if ref not in self._erased:
-                        self._checkpoints.setdefault(ref, entry)
+                        self._checkpoints.setdefault(ref, queued)
                 logger.error("checkpoint write failed (%s); written again shortly", type(exc).__name__)
                 return False
             with self._lock:

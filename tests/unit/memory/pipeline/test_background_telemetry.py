@@ -59,3 +59,29 @@ def test_replay_is_one_span_and_each_replayed_summary_a_root_without_link(
     assert len(roots) == 2 and all(r.links == () and r.attributes["memory.outcome"] == "done" for r in roots)
     assert otel.total("memory.summaries", **{"memory.outcome": "stored"}) == 2
     assert otel.total("memory.outbox.backlog") == 0
+
+
+def test_each_checkpoint_write_is_a_child_of_its_own_turn_not_of_the_turn_that_started_the_writer(
+    otel: Captured, fake_store: Any, make_pipeline: Any
+) -> None:
+    """Strands (building its tracer) and ``opentelemetry-instrument`` turn on the threading
+    instrumentation: a thread then runs in the context current when it was *started*. The
+    checkpoint writer is started by the first checkpoint, inside that turn's span, and lives on."""
+    from opentelemetry.instrumentation.threading import ThreadingInstrumentor
+    from opentelemetry.trace import format_span_id
+
+    from memory import telemetry
+
+    ThreadingInstrumentor().instrument()  # what Strands' tracer does (a no-op if already done)
+    pipeline = make_pipeline(fake_store)
+    turns = []
+    for conversation in ("c1", "c2"):
+        with telemetry.span("memory.checkpoint", {"gen_ai.conversation.id": conversation}) as turn:
+            pipeline.checkpoint(_entry(conversation))
+        turns.append(format_span_id(turn.get_span_context().span_id))
+        assert pipeline.flush(timeout=10)
+
+    writes = otel.named("memory.outbox.write")
+    parents = {w.attributes["gen_ai.conversation.id"]: format_span_id(w.parent.span_id) if w.parent else None
+               for w in writes}
+    assert parents == {"c1": turns[0], "c2": turns[1]}
