@@ -4,7 +4,8 @@ Code logs structured context with ``logger.info("session ended", extra={"session
 this formatter renders it as ``... session ended session_id=<sid>``. Values of fields whose
 names suggest secrets or memory text are replaced by ``<redacted>``, and credential-shaped
 strings anywhere in the line (a third-party library's message, a traceback) by
-``<redacted-credential>``: see :func:`redact_credentials`.
+``<redacted-credential>``: see :func:`redact_credentials`. :class:`RedactingFilter` does the
+same to the record itself, for a handler that exports it without this formatter (OpenTelemetry's).
 """
 
 from __future__ import annotations
@@ -28,12 +29,36 @@ class KeyValueFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extras = sorted((k, v) for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_"))
+        extras = _extras(record)
         if extras:
             pairs = " ".join(f"{key}={_render(key, value)}" for key, value in extras)
             head, sep, tail = line.partition("\n")  # keep a traceback below the fields
             line = f"{head} {pairs}{sep}{tail}"
         return redact_credentials(line)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a record in place, for a handler that exports it without a formatter of ours.
+
+    The OpenTelemetry ``LoggingHandler`` (installed by ``opentelemetry-instrument``) sends the
+    message as the OTLP body and every extra field and the exception as attributes: the message
+    is rendered with credentials redacted, secret-named fields become ``<redacted>``, and the
+    traceback is kept as redacted text only (``exc_text``; ``exc_info`` is cleared).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string: keep the template only
+            message = str(record.msg)
+        record.msg, record.args = redact_credentials(message), None
+        for key, _ in _extras(record):
+            if _secret(key):
+                setattr(record, key, "<redacted>")
+        if record.exc_info:
+            record.exc_text = redact_credentials(_TRACEBACKS.formatException(record.exc_info))
+            record.exc_info = None
+        return True
 
 
 def redact_credentials(text: str) -> str:
@@ -45,8 +70,19 @@ def redact_credentials(text: str) -> str:
     return _SECRET_VALUES.sub(r"\1\2<redacted-credential>", _CREDENTIALS.sub("<redacted-credential>", text))
 
 
+_TRACEBACKS = logging.Formatter()
+
+
+def _extras(record: logging.LogRecord) -> list[tuple[str, object]]:
+    return sorted((k, v) for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_"))
+
+
+def _secret(key: str) -> bool:
+    return any(word in key.lower() for word in _SECRET_WORDS)
+
+
 def _render(key: str, value: object) -> str:
-    if any(word in key.lower() for word in _SECRET_WORDS):
+    if _secret(key):
         return "<redacted>"
     text = str(value)
     if not text or any(c.isspace() or c in '"=' for c in text):
