@@ -15,6 +15,10 @@ tool's result. So ``gen_ai_unredacted_attributes=`` (redact all) is added to
 ``gen_ai_unredacted_attributes=...`` is kept), and ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``
 is set to ``false`` (the AWS distro defaults it to ``true`` for its Bedrock instrumentation,
 which reads it at each call).
+
+Strands 1.62 tags its metrics with ids unique per event-loop cycle and per tool call; the AWS
+distro's ``awsemf`` exporter makes every attribute a CloudWatch dimension, so each cycle and each
+call would be new custom metrics: :func:`bound_strands_metrics` drops those two ids.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
 CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 REDACT_ALL = "gen_ai_unredacted_attributes="
 MAX_CONSOLE_VALUE = 80
+#: Attributes of Strands' metrics that are unique per event-loop cycle or per tool call.
+UNBOUNDED_STRANDS_ATTRIBUTES = frozenset({"event_loop_cycle_id", "tool_use_id"})
 
 
 def configure(*, console: bool, capture_content: bool, out: IO[str] = sys.stdout) -> None:
@@ -40,6 +46,7 @@ def configure(*, console: bool, capture_content: bool, out: IO[str] = sys.stdout
         redact_content()
     if console:
         enable_console_export(out)
+    bound_strands_metrics()
 
 
 def flush(timeout_millis: int = 5000) -> None:
@@ -63,6 +70,40 @@ def redact_content() -> None:
     tokens = [t.strip() for t in os.environ.get(SEMCONV_OPT_IN, "").split(",") if t.strip()]
     if not any(t.startswith("gen_ai_unredacted_attributes=") for t in tokens):
         os.environ[SEMCONV_OPT_IN] = ",".join([*tokens, REDACT_ALL])
+
+
+def bound_strands_metrics() -> None:
+    """Keep Strands' per-cycle and per-call ids (``UNBOUNDED_STRANDS_ATTRIBUTES``) out of its metrics.
+
+    Wraps the instruments of Strands' ``MetricsClient`` singleton, which binds to the global meter
+    provider current now: call it once the provider is set (``opentelemetry-instrument`` sets it
+    before the app starts; without one, the API's proxy instruments follow a later provider).
+    """
+    from strands.telemetry.metrics import MetricsClient
+
+    client = MetricsClient()
+    for name, instrument in list(vars(client).items()):
+        if isinstance(instrument, (metrics.Counter, metrics.Histogram)):
+            setattr(client, name, _BoundedInstrument(instrument))
+
+
+class _BoundedInstrument:
+    """A counter or histogram that drops ``UNBOUNDED_STRANDS_ATTRIBUTES`` from what it records."""
+
+    def __init__(self, instrument: Any) -> None:
+        self._instrument = instrument
+
+    def add(self, amount: float, attributes: Any = None, context: Any = None) -> None:
+        self._instrument.add(amount, _bounded(attributes), context)
+
+    def record(self, amount: float, attributes: Any = None, context: Any = None) -> None:
+        self._instrument.record(amount, _bounded(attributes), context)
+
+
+def _bounded(attributes: Any) -> Any:
+    if not attributes:
+        return attributes
+    return {k: v for k, v in attributes.items() if k not in UNBOUNDED_STRANDS_ATTRIBUTES}
 
 
 def enable_console_export(out: IO[str] = sys.stdout) -> None:

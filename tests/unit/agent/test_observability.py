@@ -80,3 +80,33 @@ def test_console_joins_an_sdk_provider_already_installed() -> None:
 
 def test_flush_without_an_sdk_does_nothing(no_providers: None) -> None:
     flush()
+
+
+def test_strands_metrics_carry_no_per_cycle_or_per_call_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strands 1.62 tags its event-loop metrics with ``event_loop_cycle_id`` (a new UUID per
+    cycle) and its tool metrics with ``tool_use_id``. The AWS distro's ``awsemf`` exporter makes
+    every attribute a CloudWatch dimension: one new custom metric per cycle and per tool call."""
+    from strands import Agent, tool
+    from strands.telemetry.metrics import MetricsClient
+
+    from agent.observability import configure
+    from tests.support.scripted_model import ScriptedModel, ToolCall
+
+    @tool
+    def lookup(query: str) -> str:
+        """Look something up."""
+        return "found"
+
+    monkeypatch.setattr(MetricsClient, "_instance", None)  # bound to the captured provider below
+    with capture_telemetry() as captured:
+        configure(console=False, capture_content=True)
+        model = ScriptedModel([ToolCall("lookup", {"query": "q"}), "done", ToolCall("lookup", {"query": "r"}), "ok"])
+        agent = Agent(model=model, tools=[lookup], callback_handler=None)
+        agent("first")
+        agent("second")
+        cycles = captured.points("strands.event_loop.cycle_count")
+        calls = captured.points("strands.tool.call_count")
+
+    assert sum(p.value for p in cycles) == 4 and sum(p.value for p in calls) == 2  # two cycles and one call a turn
+    assert [dict(p.attributes) for p in cycles] == [{}]
+    assert [dict(p.attributes) for p in calls] == [{"tool_name": "lookup"}]
