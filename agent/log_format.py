@@ -4,7 +4,9 @@ Code logs structured context with ``logger.info("session ended", extra={"session
 this formatter renders it as ``... session ended session_id=<sid>``. Values of fields whose
 names suggest secrets or memory text are replaced by ``<redacted>``, and credential-shaped
 strings anywhere in the line (a third-party library's message, a traceback) by
-``<redacted-credential>``: see :func:`redact_credentials`. :class:`RedactingFilter` does the
+``<redacted-credential>``: see :func:`redact_credentials`. Control characters in the message and
+the fields (a newline that would start a forged line, an ANSI escape) are written escaped
+(``\\n``, ``\\x1b``); a traceback stays below the first line. :class:`RedactingFilter` does the
 same to the record itself, for a handler that exports it without this formatter (OpenTelemetry's).
 """
 
@@ -22,10 +24,16 @@ _CREDENTIALS = re.compile(
 )
 # The value after a secret-key / session-token name, as botocore prints XML, JSON, dicts, headers.
 _SECRET_VALUES = re.compile(r"(?i)(secret_?access_?key|session_?token|security-token)(\W{1,6}b?['\"]?)[\w/+=]{16,}")
+# Characters that would break a line or drive a terminal: C0/C1 controls, Unicode line separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class KeyValueFormatter(logging.Formatter):
     """``logging.Formatter`` whose lines end with the record's extra fields, sorted by name."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = _escape_controls(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -86,5 +94,10 @@ def _render(key: str, value: object) -> str:
         return "<redacted>"
     text = str(value)
     if not text or any(c.isspace() or c in '"=' for c in text):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    return text
+        return '"' + _escape_controls(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+    return _escape_controls(text)
+
+
+def _escape_controls(text: str) -> str:
+    """``text`` with control and line-separator characters written as Python escapes."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
