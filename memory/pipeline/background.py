@@ -408,12 +408,12 @@ class SummaryPipeline:
                 return True  # superseded by the closed entry
             entry, cause = queued
             try:
-                if self._erased_cached(entry):
-                    self._drop_erased(entry)
-                    return True
-                attributes = _outbox_attributes(entry, open=True)
-                with telemetry.within(cause), telemetry.span("memory.outbox.write", attributes):
-                    self.outbox.put(entry)
+                with telemetry.within(cause):  # this thread's own context is whichever turn started it
+                    if self._erased_cached(entry):
+                        self._drop_erased(entry)
+                        return True
+                    with telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=True)):
+                        self.outbox.put(entry)
             except Exception as exc:
                 with self._lock:
                     self.metrics["checkpoint_failures"] += 1

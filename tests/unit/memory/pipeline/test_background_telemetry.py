@@ -85,3 +85,36 @@ def test_each_checkpoint_write_is_a_child_of_its_own_turn_not_of_the_turn_that_s
     parents = {w.attributes["gen_ai.conversation.id"]: format_span_id(w.parent.span_id) if w.parent else None
                for w in writes}
     assert parents == {"c1": turns[0], "c2": turns[1]}
+
+
+def test_the_erasure_check_before_a_checkpoint_write_is_traced_under_that_turn_too(
+    otel: Captured, fake_store: Any, outbox_dir: Any
+) -> None:
+    """The writer reads the user's erasure markers (an S3 listing on AWS, which the distro's
+    botocore instrumentation traces) before each write: in the context of the turn too."""
+    from opentelemetry.instrumentation.threading import ThreadingInstrumentor
+    from opentelemetry.trace import format_span_id
+
+    from memory import telemetry
+    from memory.pipeline.background import SummaryPipeline
+    from memory.pipeline.outbox_local import LocalOutbox
+    from memory.pipeline.summarizer import Summarizer
+
+    class TracedOutbox(LocalOutbox):
+        def erasures(self, tenant_id: Any, user_id: Any) -> Any:
+            with telemetry.span("ListObjectsV2"):  # what botocore's instrumentation would record
+                return super().erasures(tenant_id, user_id)
+
+    ThreadingInstrumentor().instrument()  # what Strands' tracer does (a no-op if already done)
+    pipeline = SummaryPipeline(fake_store, TracedOutbox(outbox_dir), Summarizer(), erasure_refresh_seconds=0)
+    turns = []
+    try:
+        for conversation in ("c1", "c2"):
+            with telemetry.span("memory.checkpoint") as turn:
+                pipeline.checkpoint(_entry(conversation))
+            turns.append(format_span_id(turn.get_span_context().span_id))
+            assert pipeline.flush(timeout=10)
+    finally:
+        pipeline.shutdown(wait=True)
+    listings = [format_span_id(s.parent.span_id) if s.parent else None for s in otel.named("ListObjectsV2")]
+    assert listings == turns
