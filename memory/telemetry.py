@@ -317,8 +317,9 @@ def vector_operation(operation: str, system: str, *, batch: bool = False) -> Cal
 
     Attributes follow the database conventions (``db.system.name`` = ``system``,
     ``db.collection.name`` = the index, ``db.namespace`` = its bucket if any); with ``batch``
-    the first argument's length (records, keys) is ``db.operation.batch.size``; a list result
-    gives ``db.response.returned_rows``.
+    the first argument's length (records, keys) is ``memory.vectors`` (not
+    ``db.operation.batch.size``: one call with several vectors is one operation, not a batch of
+    operations); a list result gives ``db.response.returned_rows``.
     """
 
     def decorate(method: F) -> F:
@@ -333,7 +334,7 @@ def vector_operation(operation: str, system: str, *, batch: bool = False) -> Cal
                         "db.operation.name": operation,
                         "db.collection.name": self.name,
                         "db.namespace": getattr(self, "bucket", None),
-                        "db.operation.batch.size": size,
+                        "memory.vectors": size,
                     })
                 result = method(self, *args, **kwargs)
                 if recording and isinstance(result, list):
