@@ -36,7 +36,7 @@ status to ERROR with the exception's type name, never its message.
 
 Metrics: ``memory.retrieval.duration`` (s), ``memory.injected`` (memories per first turn),
 ``memory.summaries`` (by ``memory.outcome``: stored, failed, exhausted, dead_lettered, empty),
-``memory.outbox.backlog`` (entries accepted and not yet stored by this process),
+``memory.outbox.backlog`` (gauge: entries accepted and not yet stored by this process),
 ``memory.tvm.credential_requests`` (by ``memory.tvm.source``). Bearer-token verification has its
 own span and metric in ``auth.metrics``.
 """
@@ -44,6 +44,7 @@ own span and metric in ``auth.metrics``.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -136,16 +137,39 @@ def set_user_hasher(hasher: Callable[[str], str] | None) -> None:
 # -- instruments ----------------------------------------------------------------------------
 
 
+class _Level:
+    """A count observed as a gauge: exporters with DELTA temporality (the AWS distro's ``awsemf``)
+    would export an up-down counter's change per period, not the count itself."""
+
+    def __init__(self) -> None:
+        self._value = 0
+        self._lock = threading.Lock()
+
+    def add(self, delta: int) -> None:
+        with self._lock:
+            self._value += delta
+
+    def observe(self, options: metrics.CallbackOptions) -> list[metrics.Observation]:
+        return [metrics.Observation(self._value)]
+
+
 @dataclass(frozen=True)
 class _Instruments:
     retrieval_duration: metrics.Histogram
     injected: metrics.Histogram
     summaries: metrics.Counter
-    outbox_backlog: metrics.UpDownCounter
+    outbox_backlog: _Level
     tvm_requests: metrics.Counter
 
 
 def _create_instruments(meter: metrics.Meter) -> _Instruments:
+    backlog = _Level()
+    meter.create_observable_gauge(
+        "memory.outbox.backlog",
+        callbacks=[backlog.observe],
+        unit="{entry}",
+        description="Outbox entries accepted and not yet stored",
+    )
     return _Instruments(
         retrieval_duration=meter.create_histogram(
             "memory.retrieval.duration",
@@ -162,9 +186,7 @@ def _create_instruments(meter: metrics.Meter) -> _Instruments:
         summaries=meter.create_counter(
             "memory.summaries", unit="{summary}", description="Conversation summaries by outcome"
         ),
-        outbox_backlog=meter.create_up_down_counter(
-            "memory.outbox.backlog", unit="{entry}", description="Outbox entries accepted and not yet stored"
-        ),
+        outbox_backlog=backlog,
         tvm_requests=meter.create_counter(
             "memory.tvm.credential_requests",
             unit="{request}",

@@ -118,3 +118,37 @@ def test_the_erasure_check_before_a_checkpoint_write_is_traced_under_that_turn_t
         pipeline.shutdown(wait=True)
     listings = [format_span_id(s.parent.span_id) if s.parent else None for s in otel.named("ListObjectsV2")]
     assert listings == turns
+
+
+def test_the_backlog_reads_as_a_level_under_the_distros_delta_temporality(fake_store: Any, make_pipeline: Any) -> None:
+    """The AWS distro's ``awsemf`` exporter asks for DELTA temporality for every instrument kind:
+    an up-down counter then exports only its change per period (0 once nothing moves), not the
+    number of entries still waiting, which is what an operator graphs."""
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import (
+        Counter, Histogram, MeterProvider, ObservableCounter, ObservableGauge, ObservableUpDownCounter, UpDownCounter)
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+
+    from tests.support.otel import reset_globals
+
+    kinds = (Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter, ObservableGauge)
+    reader = InMemoryMetricReader(preferred_temporality={kind: AggregationTemporality.DELTA for kind in kinds})
+    provider = MeterProvider(metric_readers=[reader])
+
+    def backlog() -> list[Any]:
+        data = reader.get_metrics_data()  # None: nothing to export in this period
+        return [] if data is None else [p.value for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics
+                for p in m.data.data_points if m.name == "memory.outbox.backlog"]
+
+    reset_globals()
+    metrics.set_meter_provider(provider)
+    try:
+        fake_store.fail_store = BackendUnavailable("down")
+        pipeline = make_pipeline(fake_store)
+        pipeline.end_conversation(_entry())  # exhausted: waits for a re-sweep
+        assert pipeline.wait(timeout=10)
+        levels = [backlog(), backlog()]  # two export periods, nothing changed in the second
+    finally:
+        reset_globals()
+        provider.shutdown()
+    assert levels == [[1], [1]]
