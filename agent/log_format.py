@@ -4,7 +4,8 @@ Code logs structured context with ``logger.info("session ended", extra={"session
 this formatter renders it as ``... session ended session_id=<sid>``. Values of fields whose
 names suggest secrets or memory text are replaced by ``<redacted>``, and credential-shaped
 strings anywhere in the line (a third-party library's message, a traceback) by
-``<redacted-credential>``: see :func:`redact_credentials`. Control characters in the message and
+``<redacted-credential>``: see :func:`redact_credentials`; so are the values of a message's
+``name=<%s>`` fields with such names (Strands writes its values so). Control characters in the message and
 the fields (a newline that would start a forged line, an ANSI escape) are written escaped
 (``\\n``, ``\\x1b``); a traceback stays below the first line. :class:`RedactingFilter` does the
 same to the record itself, for a handler that exports it without this formatter (OpenTelemetry's).
@@ -17,13 +18,15 @@ import re
 
 #: Attributes every LogRecord has (plus those ``Formatter.format`` adds): never rendered as extras.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
-_SECRET_WORDS = ("token", "authorization", "secret", "password", "credential", "content", "prompt", "text")
+_SECRET_WORDS = ("token", "authorization", "secret", "password", "credential", "content", "prompt", "text", "input")
 _CREDENTIALS = re.compile(
     r"eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*"  # a JWT (bearer tokens)
     r"|\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"  # an AWS access key id
 )
 # The value after a secret-key / session-token name, as botocore prints XML, JSON, dicts, headers.
 _SECRET_VALUES = re.compile(r"(?i)(secret_?access_?key|session_?token|security-token)(\W{1,6}b?['\"]?)[\w/+=]{16,}")
+# A %-placeholder of a message template, with the name of a ``name=<%s>`` field (Strands' style).
+_PLACEHOLDER = re.compile(r"(?:(\w+)=<)?%(?:\([^)]*\))?[-#0 +\d.*]*[a-zA-Z%]")
 # Characters that would break a line or drive a terminal: C0/C1 controls, Unicode line separators.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -36,6 +39,7 @@ class KeyValueFormatter(logging.Formatter):
         return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
+        _redact_named_args(record)
         line = super().format(record)
         extras = _extras(record)
         if extras:
@@ -55,6 +59,7 @@ class RedactingFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        _redact_named_args(record)
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string: keep the template only
@@ -79,6 +84,24 @@ def redact_credentials(text: str) -> str:
 
 
 _TRACEBACKS = logging.Formatter()
+
+
+def _redact_named_args(record: logging.LogRecord) -> None:
+    """Replace the arguments of ``name=<%s>`` fields whose names suggest secrets or content.
+
+    Strands writes its values so (``tool_name=<%s>, raw_input=<%s> | ...``), at WARNING too:
+    e.g. the raw input of a tool call the model cut off, which is conversation text.
+    """
+    if not isinstance(record.msg, str) or not isinstance(record.args, tuple) or not record.args:
+        return
+    args, position = list(record.args), 0
+    for match in _PLACEHOLDER.finditer(record.msg):
+        if match.group().endswith("%"):  # "%%": a literal percent sign, no argument
+            continue
+        if position < len(args) and match.group(1) and _secret(match.group(1)):
+            args[position] = "<redacted>"
+        position += 1
+    record.args = tuple(args)
 
 
 def _extras(record: logging.LogRecord) -> list[tuple[str, object]]:

@@ -107,3 +107,21 @@ def test_the_opentelemetry_log_handler_of_the_distro_is_kept_and_sees_only_redac
     assert "ValueError: bad header Bearer <redacted-credential>" in exported[1][0]  # the traceback
     assert JWT not in repr(exported) and "2M" not in repr(exported)
     assert "token <redacted-credential> rejected" in stream.getvalue() and JWT not in stream.getvalue()
+
+
+def test_a_tool_input_strands_logs_at_warning_is_redacted() -> None:
+    """Strands warns with up to 200 characters of a tool call's raw input when it is not valid
+    JSON (e.g. a call cut off at max_tokens): the recall tool's query, written by the model from
+    the conversation and its memories. Strands' messages name their values ``key=<%s>``."""
+    from strands.event_loop.streaming import handle_content_block_stop
+
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream)
+    state = {"content": [], "text": "", "reasoningText": "", "citationsContent": [],
+             "current_tool_use": {"toolUseId": "t1", "name": "memory_tool",
+                                  "input": '{"query": "the Falcon launch budget of alice'}}
+    handle_content_block_stop(state)
+
+    line = stream.getvalue()
+    assert "WARNING strands.event_loop.streaming tool_name=<memory_tool>, raw_input=<<redacted>>" in line
+    assert "Falcon" not in line and "alice" not in line
