@@ -2,10 +2,10 @@
 
 Code logs structured context with ``logger.info("session ended", extra={"session_id": sid})``;
 this formatter renders it as ``... session ended session_id=<sid>``. Values of fields whose
-names suggest secrets or memory text are replaced by ``<redacted>``, and credential-shaped
-strings anywhere in the line (a third-party library's message, a traceback) by
-``<redacted-credential>``: see :func:`redact_credentials`; so are the values of a message's
-``name=<%s>`` fields with such names (Strands writes its values so). Control characters in the message and
+names suggest secrets or memory text, and of a message's ``name=<%s>`` fields so named (Strands
+writes its values so), are replaced by ``<redacted>``; credential-shaped strings anywhere in the
+line (a third-party library's message, a traceback) by ``<redacted-credential>``: see
+:func:`redact_credentials`. Control characters in the message and
 the fields (a newline that would start a forged line, an ANSI escape) are written escaped
 (``\\n``, ``\\x1b``); a traceback stays below the first line. :class:`RedactingFilter` does the
 same to the record itself, for a handler that exports it without this formatter (OpenTelemetry's).
