@@ -35,7 +35,7 @@ class KeyValueFormatter(logging.Formatter):
     """``logging.Formatter`` whose lines end with the record's extra fields, sorted by name."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
-        record.message = _escape_controls(record.message)
+        record.message = escape_controls(record.message)
         return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
@@ -117,10 +117,10 @@ def _render(key: str, value: object) -> str:
         return "<redacted>"
     text = str(value)
     if not text or any(c.isspace() or c in '"=' for c in text):
-        return '"' + _escape_controls(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
-    return _escape_controls(text)
+        return '"' + escape_controls(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+    return escape_controls(text)
 
 
-def _escape_controls(text: str) -> str:
+def escape_controls(text: str) -> str:
     """``text`` with control and line-separator characters written as Python escapes."""
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)

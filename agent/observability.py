@@ -30,6 +30,8 @@ from typing import IO, Any
 
 from opentelemetry import metrics, trace
 
+from agent.log_format import escape_controls
+
 logger = logging.getLogger(__name__)
 
 SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
@@ -157,5 +159,5 @@ def format_metrics(data: Any) -> str:
 
 
 def _short(value: Any) -> str:
-    text = str(value).replace("\n", " ")
+    text = escape_controls(str(value))  # model-written values (tool names) reach the terminal
     return text if len(text) <= MAX_CONSOLE_VALUE else text[: MAX_CONSOLE_VALUE - 1] + "…"

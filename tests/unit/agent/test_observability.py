@@ -110,3 +110,15 @@ def test_strands_metrics_carry_no_per_cycle_or_per_call_ids(monkeypatch: pytest.
     assert sum(p.value for p in cycles) == 4 and sum(p.value for p in calls) == 2  # two cycles and one call a turn
     assert [dict(p.attributes) for p in cycles] == [{}]
     assert [dict(p.attributes) for p in calls] == [{"tool_name": "lookup"}]
+
+
+def test_console_lines_escape_control_characters_of_attribute_values(no_providers: None) -> None:
+    """Strands' spans carry values the model wrote (e.g. the name of a tool it asked for): an
+    ANSI escape or a newline in one must not reach the developer's terminal as such."""
+    out = io.StringIO()
+    enable_console_export(out)
+    with telemetry.span("memory.checkpoint") as current:
+        current.set_attribute("gen_ai.tool.name", "x\x1b[2J\ry\nz")
+    line = out.getvalue()
+    assert line.count("\n") == 1 and "\x1b" not in line and "\r" not in line
+    assert "gen_ai.tool.name=x\\x1b[2J\\ry\\nz" in line
