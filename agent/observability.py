@@ -28,7 +28,7 @@ import os
 import sys
 from typing import IO, Any
 
-from opentelemetry import metrics, trace
+from opentelemetry import _logs, metrics, trace
 
 from agent.log_format import escape_controls
 
@@ -52,12 +52,13 @@ def configure(*, console: bool, capture_content: bool, out: IO[str] = sys.stdout
 
 
 def flush(timeout_millis: int = 5000) -> None:
-    """Export what the SDK providers (ours or the distro's) still hold; nothing without an SDK.
+    """Export what the SDK providers (ours or the distro's: spans, metrics, log records) still hold;
+    nothing without an SDK.
 
     Called at shutdown: uvicorn re-raises SIGTERM once the app has stopped, so ``atexit``
     handlers (where the SDK would flush) never run in the AgentCore runtime or the local server.
     """
-    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider()):
         force_flush = getattr(provider, "force_flush", None)
         if force_flush is not None:
             try:

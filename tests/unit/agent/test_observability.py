@@ -122,3 +122,30 @@ def test_console_lines_escape_control_characters_of_attribute_values(no_provider
     line = out.getvalue()
     assert line.count("\n") == 1 and "\x1b" not in line and "\r" not in line
     assert "gen_ai.tool.name=x\\x1b[2J\\ry\\nz" in line
+
+
+def test_flush_exports_the_log_records_the_sdk_still_holds() -> None:
+    """Under the distro the logs' OTLP copy goes through a batching processor of the global
+    logger provider, flushed at exit, and ``atexit`` never runs (uvicorn re-raises SIGTERM):
+    the shutdown's own lines would be lost."""
+    from opentelemetry import _logs
+    from opentelemetry._logs import _internal as logs_internal
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter
+    from opentelemetry.util._once import Once
+
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter, schedule_delay_millis=600_000))
+    logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+    logs_internal._LOGGER_PROVIDER = None  # type: ignore[attr-defined]
+    _logs.set_logger_provider(provider)
+    try:
+        provider.get_logger("agent.app").emit(body="shutting down: ending open conversations")
+        flush()
+        assert [str(log.log_record.body) for log in exporter.get_finished_logs()] == [
+            "shutting down: ending open conversations"]
+    finally:
+        logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+        logs_internal._LOGGER_PROVIDER = None  # type: ignore[attr-defined]
+        provider.shutdown()
