@@ -73,6 +73,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AGENT",
     "CONVERSATION",
+    "NO_CAUSE",
     "OPERATION",
     "SUMMARY_OUTCOMES",
     "TENANT",
@@ -218,6 +219,10 @@ def in_background(name: str, work: Callable[[str], bool]) -> Callable[[str], boo
                 return done
 
     return run
+
+
+#: The empty context: work run :func:`within` it has no cause (a new trace without link).
+NO_CAUSE = otel_context.Context()
 
 
 def cause() -> otel_context.Context:

@@ -171,6 +171,7 @@ class SummaryPipeline:
         self._sweeper: threading.Thread | None = None
         self._futures: set[Future[_Outcome]] = set()
         self._inflight: dict[Ref, bool] = {}  # ref -> re-run requested while running
+        self._rerun_causes: dict[Ref, Any] = {}  # ref -> telemetry context of the latest re-run request
         self._waiting: dict[Ref, float] = {}  # ref -> monotonic time of its next sweep
         self._rounds: dict[Ref, int] = {}  # ref -> exhausted rounds so far
         self._first_failure: dict[Ref, float] = {}  # ref -> monotonic time of its first failure
@@ -478,6 +479,7 @@ class SummaryPipeline:
     def _schedule_locked(self, ref: Ref) -> None:
         if ref in self._inflight:
             self._inflight[ref] = True  # the running task re-reads the newer entry
+            self._rerun_causes[ref] = telemetry.cause()  # if it finishes first, the re-run links here
             return
         self._waiting.pop(ref, None)
         if ref not in self._tokens:
@@ -500,13 +502,15 @@ class SummaryPipeline:
         ended: list[Any] = []
         with self._lock:
             rerun = self._inflight.pop(ref, False)  # ended again after the task's last look at it
+            cause = self._rerun_causes.pop(ref, telemetry.NO_CAUSE)  # not this worker thread's context
             given_up = crashed and self._crash_round_locked(ref)
             if outcome is not _Outcome.FAILED or future.cancelled() or self._closed.is_set() or given_up:
                 self._rounds.pop(ref, None)
                 self._first_failure.pop(ref, None)
                 self._adopted.discard(ref)
                 if rerun and outcome is not _Outcome.FAILED and not self._closed.is_set():
-                    self._schedule_locked(ref)  # that newer entry is summarized too (same busy task)
+                    with telemetry.within(cause):
+                        self._schedule_locked(ref)  # that newer entry is summarized too (same busy task)
                 elif ref in self._tokens:
                     ended.append(self._tokens.pop(ref))
             else:  # exhausted or crashed: keep it pending (and the app busy) until a re-sweep

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterator
 
 import pytest
@@ -152,3 +153,48 @@ def test_the_backlog_reads_as_a_level_under_the_distros_delta_temporality(fake_s
         reset_globals()
         provider.shutdown()
     assert levels == [[1], [1]]
+
+
+def test_a_summary_run_again_for_a_later_end_links_to_that_end_not_to_an_earlier_request(
+    otel: Captured, fake_store: Any, outbox_dir: Any
+) -> None:
+    """A conversation ended again just after its summary task's last look is summarized once more
+    when that task finishes, scheduled from the task's worker thread: a thread that, with the
+    threading instrumentation, runs in the context of the request that happened to start it."""
+    import threading
+
+    from opentelemetry.instrumentation.threading import ThreadingInstrumentor
+
+    from memory import telemetry
+    from memory.pipeline.background import SummaryPipeline
+    from memory.pipeline.outbox_local import LocalOutbox
+    from memory.pipeline.summarizer import Summarizer
+
+    first, second = _entry(), dataclasses.replace(_entry(), transcript=[*_entry().transcript, *_entry().transcript])
+    ended_again: list[Any] = []
+
+    class EndsAgainAfterTheLastLook(LocalOutbox):
+        def release(self, claim: Any) -> None:
+            super().release(claim)
+            if not ended_again:  # the first task is done with the entry, its thread not yet
+                def end() -> None:
+                    with telemetry.span("turn-2") as turn:
+                        pipeline.end_conversation(second)
+                    ended_again.append(turn)
+                worker = threading.Thread(target=end)
+                worker.start()
+                worker.join()
+
+    ThreadingInstrumentor().instrument()  # what Strands' tracer does (a no-op if already done)
+    pipeline = SummaryPipeline(fake_store, EndsAgainAfterTheLastLook(outbox_dir), Summarizer())
+    try:
+        with telemetry.span("turn-1"):
+            pipeline.end_conversation(first)
+        assert pipeline.wait(timeout=10)
+    finally:
+        pipeline.shutdown(wait=True)
+
+    writes = {otel.parent(w).name: w.context.span_id for w in otel.named("memory.outbox.write")}
+    summaries = otel.named("memory.summary")
+    assert len(summaries) == 2
+    assert [[link.context.span_id for link in s.links] for s in summaries] == [[writes["turn-1"]], [writes["turn-2"]]]
