@@ -84,8 +84,10 @@ def test_flush_without_an_sdk_does_nothing(no_providers: None) -> None:
 
 def test_strands_metrics_carry_no_per_cycle_or_per_call_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     """Strands 1.62 tags its event-loop metrics with ``event_loop_cycle_id`` (a new UUID per
-    cycle) and its tool metrics with ``tool_use_id``. The AWS distro's ``awsemf`` exporter makes
-    every attribute a CloudWatch dimension: one new custom metric per cycle and per tool call."""
+    cycle) and its tool metrics with ``tool_use_id``, and with the name of any tool the model
+    asks for, registered or not (a name a prompt can dictate). The AWS distro's ``awsemf``
+    exporter makes every attribute a CloudWatch dimension: one new custom metric per cycle, per
+    tool call, per invented tool name."""
     from strands import Agent, tool
     from strands.telemetry.metrics import MetricsClient
 
@@ -99,8 +101,8 @@ def test_strands_metrics_carry_no_per_cycle_or_per_call_ids(monkeypatch: pytest.
 
     monkeypatch.setattr(MetricsClient, "_instance", None)  # bound to the captured provider below
     with capture_telemetry() as captured:
-        configure(console=False, capture_content=True)
-        model = ScriptedModel([ToolCall("lookup", {"query": "q"}), "done", ToolCall("lookup", {"query": "r"}), "ok"])
+        configure(console=False, capture_content=True, tool_names={"lookup"})
+        model = ScriptedModel([ToolCall("lookup", {"query": "q"}), "done", ToolCall("no_such_tool_7", {}), "ok"])
         agent = Agent(model=model, tools=[lookup], callback_handler=None)
         agent("first")
         agent("second")
@@ -109,7 +111,7 @@ def test_strands_metrics_carry_no_per_cycle_or_per_call_ids(monkeypatch: pytest.
 
     assert sum(p.value for p in cycles) == 4 and sum(p.value for p in calls) == 2  # two cycles and one call a turn
     assert [dict(p.attributes) for p in cycles] == [{}]
-    assert [dict(p.attributes) for p in calls] == [{"tool_name": "lookup"}]
+    assert [dict(p.attributes) for p in calls] == [{"tool_name": "lookup"}, {"tool_name": "_OTHER"}]
 
 
 def test_console_lines_escape_control_characters_of_attribute_values(no_providers: None) -> None:
@@ -149,3 +151,29 @@ def test_flush_exports_the_log_records_the_sdk_still_holds() -> None:
         logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
         logs_internal._LOGGER_PROVIDER = None  # type: ignore[attr-defined]
         provider.shutdown()
+
+
+def test_the_app_bounds_strands_tool_metrics_to_the_tools_its_agents_have(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.app
+    from agent.orchestrator import build_conversation
+    from tests.support.scripted_model import ScriptedModel
+
+    seen: dict[str, object] = {}
+
+    class FakeApp:
+        def run(self, **kwargs: object) -> None:
+            return None
+
+    monkeypatch.setattr(agent.app, "create_app", lambda settings: FakeApp())
+    monkeypatch.setattr(agent.app, "configure_telemetry", lambda **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(agent.app, "configure_logging", lambda *args, **kwargs: None)
+    monkeypatch.setattr(agent.app.os, "umask", lambda mask: 0)
+    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    assert agent.app.main() == 0
+
+    from memory.plugin.plugin import MemoryPlugin
+    from tests.unit.memory.conftest import FakeStore
+
+    conversation = build_conversation(ScriptedModel(), lambda name, summarize: MemoryPlugin(FakeStore(), pipeline=None))
+    registered = set(conversation.agent.tool_registry.registry)  # the specialists and the recall tool
+    assert registered == {"research_specialist", "memory_tool"} and seen["tool_names"] == registered
