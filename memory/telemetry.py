@@ -63,6 +63,7 @@ from telemetry import (
     annotate,
     background_span,
     current_span,
+    record_error,
     span,
     traced,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "in_background",
     "model_attributes",
     "outbox_backlog",
+    "record_error",
     "result_attributes",
     "retrieval",
     "scope_attributes",
@@ -202,21 +204,23 @@ _instruments = Instruments(_create_instruments)
 # -- spans ----------------------------------------------------------------------------------
 
 
-def in_background(name: str, work: Callable[[str], bool]) -> Callable[[str], bool]:
+def in_background(name: str, work: Callable[[str], bool | str]) -> Callable[[str], bool]:
     """``work(entry_id)`` wrapped to run (in a worker thread) under a :func:`background_span`.
 
     The cause is the span current when this is called (e.g. ``memory.conversation.end``); the
-    root span records ``memory.outbox.entry.id`` and ``memory.outcome`` (``done`` when ``work``
-    returns True, ``kept`` when the entry stays in the outbox).
+    root span records ``memory.outbox.entry.id`` and ``memory.outcome``: the string ``work``
+    returns (e.g. ``dead_lettered``), else ``done`` when it returns True, ``kept`` when the entry
+    stays in the outbox. The wrapped function returns whether the outcome is not ``kept``.
     """
     captured = otel_context.get_current()
 
     def run(entry_id: str) -> bool:
         with within(captured):
             with background_span(name, {"memory.outbox.entry.id": entry_id}) as current:
-                done = work(entry_id)
-                annotate(current, {OUTCOME: "done" if done else "kept"})
-                return done
+                result = work(entry_id)
+                outcome = result if isinstance(result, str) else "done" if result else "kept"
+                annotate(current, {OUTCOME: outcome})
+                return outcome != "kept"
 
     return run
 

@@ -541,12 +541,12 @@ class SummaryPipeline:
 
     def _traced_run(self, ref: Ref) -> Callable[[], _Outcome]:
         """``_run(ref)`` under the ``memory.summary`` background span, caused by the current span
-        (outcome ``done`` unless the entry stays in the outbox for a re-sweep)."""
+        (outcome ``dead_lettered``, ``kept`` while the entry waits for a re-sweep, else ``done``)."""
         outcomes: list[_Outcome] = []
 
-        def work(entry_id: str) -> bool:
+        def work(entry_id: str) -> bool | str:
             outcomes.append(self._run(ref))
-            return outcomes[-1] is not _Outcome.FAILED
+            return "dead_lettered" if outcomes[-1] is _Outcome.DEAD else outcomes[-1] is not _Outcome.FAILED
 
         traced = telemetry.in_background("memory.summary", work)  # captures the current span now
 
@@ -619,6 +619,7 @@ class SummaryPipeline:
                 return _Outcome.GONE
         self._count("dead_lettered")
         self._count(f"dead_lettered_{reason}")
+        telemetry.record_error(telemetry.current_span(), error)  # the memory.summary root: failed
         logger.error(
             "summary dead-lettered after %d round(s) (%s): entry %s; see `python -m scripts outbox list`",
             rounds,

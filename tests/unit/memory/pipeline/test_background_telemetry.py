@@ -198,3 +198,23 @@ def test_a_summary_run_again_for_a_later_end_links_to_that_end_not_to_an_earlier
     summaries = otel.named("memory.summary")
     assert len(summaries) == 2
     assert [[link.context.span_id for link in s.links] for s in summaries] == [[writes["turn-1"]], [writes["turn-2"]]]
+
+
+def test_a_dead_lettered_summary_is_a_failed_root_span_not_a_done_one(
+    otel: Captured, fake_store: Any, make_pipeline: Any
+) -> None:
+    """An operator finds failed summaries in Transaction Search by the root span's status or its
+    ``memory.outcome``: a dead letter must not read ``done``."""
+    from opentelemetry.trace import StatusCode
+
+    from memory.errors import AccessDenied
+
+    fake_store.fail_store = AccessDenied("denied")  # permanent: dead-lettered at once
+    pipeline = make_pipeline(fake_store)
+    pipeline.end_conversation(_entry())
+    assert pipeline.wait(timeout=10)
+
+    assert otel.total("memory.summaries", **{"memory.outcome": "dead_lettered"}) == 1
+    root = otel.one("memory.summary")
+    assert root.attributes["memory.outcome"] == "dead_lettered"
+    assert root.status.status_code is StatusCode.ERROR and root.attributes["error.type"] == "AccessDenied"
