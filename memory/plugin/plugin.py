@@ -23,7 +23,8 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent
   through the public ``Plugin.tools`` property (``recall_tool=False`` leaves it out).
 * The plugin keeps the full text transcript (every message added, whatever the conversation
-  manager later trims). ``end_session: True`` in ``invocation_state`` or ``end_conversation()``
+  manager later trims), except user-role text Strands adds after the turn's first model call
+  (its structured-output prompt, steering guidance): the user's words are the turn's input. ``end_session: True`` in ``invocation_state`` or ``end_conversation()``
   (idle timer, shutdown) hands it to the ``SummaryPipeline`` in the background (the outbox
   write runs off the event loop). Each conversation gets a unique start marker when its first
   turn is seen; it is part of the summary key, so a conversation id reused later (a session id
@@ -55,7 +56,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 from strands import ToolContext
-from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, MessageAddedEvent
+from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, BeforeModelCallEvent, MessageAddedEvent
 from strands.plugins import Plugin, hook
 from strands.tools.decorator import DecoratedFunctionTool
 
@@ -156,6 +157,7 @@ class MemoryPlugin(Plugin):
         self._conversation: _Conversation | None = None
         self._turn_active = False
         self._turn_ends = False  # the active turn carries ``end_session``
+        self._model_called = False  # the active turn's input is in: later user text is Strands'
         self._placeholder_warned = False
         super().__init__()  # discovers @hook methods; needs the attributes above
         self._recall_tools: list[DecoratedFunctionTool] = []
@@ -247,6 +249,7 @@ class MemoryPlugin(Plugin):
             conversation = self._conversation
             assert conversation is not None
             self._turn_active, self._turn_ends = True, invocation.end_session
+            self._model_called = False
             if continuing and self._found_erased(conversation):  # by the checkpoint writer meanwhile
                 self._drop_erased(conversation)
             if conversation.prompt is None:  # the block is kept for the whole conversation
@@ -255,10 +258,17 @@ class MemoryPlugin(Plugin):
         event.agent.system_prompt = prompt
 
     @hook
+    def _before_model_call(self, event: BeforeModelCallEvent) -> None:
+        with self._lock:
+            self._model_called = True
+
+    @hook
     def _message_added(self, event: MessageAddedEvent) -> None:
         if not self.summarize:
             return
         with self._lock:
+            if self._model_called and event.message.get("role") == "user":
+                return  # added by Strands mid-turn (structured-output prompt, steering guidance)
             if self._turn_active and self._conversation is not None and not self._conversation.erased:
                 self._conversation.transcript.extend(transcript_from_messages([event.message]))
 

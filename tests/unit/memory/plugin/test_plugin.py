@@ -501,3 +501,24 @@ def test_a_turn_after_the_pipeline_shut_down_keeps_its_transcript(fake_store, tm
     (entry,) = outbox.pending()
     assert not entry.open and user_texts(entry) == ["My dog is Rex.", "My cat is Tom.", "Bye."]
     assert plugin.metrics["conversations_ended"] == 1
+
+
+def test_structured_output_prompt_is_not_recorded_as_the_users_words(fake_store) -> None:
+    """Strands forces structured output by adding its own user-role message ("You must format the
+    previous response as structured output.") mid-turn; the user never said it, so it must not be
+    summarized or stored as the user's statement."""
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        city: str
+
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(["Lisbon, I think.", ToolCall("City", {"city": "Lisbon"})])
+    agent, plugin = make_agent(fake_store, model, pipeline=pipeline)
+    result = agent("I moved to Lisbon.", structured_output_model=City, invocation_state=state(end_session=True))
+    assert result.structured_output == City(city="Lisbon")
+    assert len(model.calls) == 2 and model.calls[1].last_user_text.startswith("You must format")  # it was sent
+    (entry,) = pipeline.entries
+    assert user_texts(entry) == ["I moved to Lisbon."]
+    assert [t["text"] for t in plugin.transcript if t["role"] == "assistant"] == ["Lisbon, I think."]
+
