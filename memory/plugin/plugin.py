@@ -29,6 +29,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   write runs off the event loop). Each conversation gets a unique start marker when its first
   turn is seen; it is part of the summary key, so a conversation id reused later (a session id
   after a restart) stores a second memory instead of overwriting the first.
+* One agent may serve many users: a turn of another conversation (another identity or
+  conversation id) ends the current one and clears ``agent.messages`` before the model runs,
+  so no turn sees another conversation's history (it comes back only as memories).
 * After every turn that does not end the conversation (and added to the transcript), the
   plugin queues a checkpoint: the same outbox entry, marked open, handed to
   ``SummaryPipeline.checkpoint``, which writes it in the background, coalesced per
@@ -245,6 +248,8 @@ class MemoryPlugin(Plugin):
             # retrieval (embedding, network) and ending a previous conversation (outbox fsync)
             # run off the event loop
             await asyncio.to_thread(self._open, invocation, _prompt_text(event.messages))
+            if current is not None:  # the previous conversation's history: ended, not this one's
+                event.agent.messages.clear()
         with self._lock:
             conversation = self._conversation
             assert conversation is not None

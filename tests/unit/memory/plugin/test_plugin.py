@@ -522,3 +522,20 @@ def test_structured_output_prompt_is_not_recorded_as_the_users_words(fake_store)
     assert user_texts(entry) == ["I moved to Lisbon."]
     assert [t["text"] for t in plugin.transcript if t["role"] == "assistant"] == ["Lisbon, I think."]
 
+
+
+def test_an_agent_reused_for_another_user_does_not_show_them_the_previous_conversation(fake_store) -> None:
+    """One agent serving many users, identity per call: the next user's model call must not carry
+    the previous user's conversation (still in ``agent.messages``), whose transcript the plugin
+    already handed to the pipeline."""
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(default_reply="ok")
+    agent, _ = make_agent(fake_store, model, pipeline=pipeline)
+    agent("My bank PIN is 4321.", invocation_state=state("conv-a", user="alice"))
+    agent("What do you know about me?", invocation_state=state("conv-b", user="bob", tenant="globex"))
+    sent = [b.get("text") for m in model.calls[-1].messages for b in m["content"]]
+    assert sent == ["What do you know about me?"]
+    assert [user_texts(e) for e in pipeline.entries] == [["My bank PIN is 4321."]]  # alice's was ended
+    agent("And now?", invocation_state=state("conv-b", user="bob", tenant="globex"))  # same conversation
+    assert [b.get("text") for m in model.calls[-1].messages for b in m["content"]] == [
+        "What do you know about me?", "ok", "And now?"]
