@@ -19,8 +19,9 @@ identity parameter, so this one is scoped when it is built: one tenant, one user
   fact extracted twice (extraction is at-least-once) is overwritten, not duplicated. Strands'
   free-form metadata is not stored: an index keeps only the library's metadata schema.
 * ``add_messages``: the batch summarized by ``memory.pipeline.summarizer.Summarizer`` and stored
-  as one ``summary`` under ``memory.keys.summary_key`` with this store's run id and the batch's
-  sequence numbers, so a retried batch overwrites its first write.
+  as one ``summary`` under ``memory.keys.summary_key`` with this store's run id, the batch's
+  sequence numbers and a digest of its text, so a retried batch overwrites its first write
+  while another agent's batch with the same numbers (they restart with every agent) does not.
 * ``initialize``: verifies the scope's index (exists, dimension matches the embedder) before the
   agent runs; a missing tenant index or a dimension mismatch aborts agent construction.
 
@@ -30,6 +31,8 @@ Backend calls are synchronous; they run in worker threads (``asyncio.to_thread``
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import uuid
 from datetime import timezone
 from typing import Any
@@ -169,7 +172,9 @@ class StrandsMemoryStore(MemoryStore):
         if not summary.strip():
             return None
         numbers = context.sequence_numbers if context and context.sequence_numbers else None
-        batch = f"{numbers[0]}-{numbers[-1]}" if numbers else uuid.uuid4().hex
+        # numbers restart at 0 with every agent using this store: the batch's text tells them apart
+        digest = hashlib.sha256(json.dumps(turns).encode("utf-8")).hexdigest()
+        batch = f"{numbers[0]}-{numbers[-1]}~{digest}" if numbers else uuid.uuid4().hex
         key = summary_key(self.scope.tenant_id, self.scope.user_id, self.scope.agent_name, self._run_id, batch)
         memory = await asyncio.to_thread(
             self.backend.store, self.scope, summary, memory_type=SUMMARY_TYPE, key=key

@@ -106,6 +106,19 @@ def test_add_messages_summarizes_and_a_retried_batch_keeps_its_key(backend: Mult
     assert first == again and len(backend.list(Scope("alice", "tenant-001"))) == 2
 
 
+def test_add_messages_of_two_agents_sharing_the_store_do_not_overwrite_each_other(backend: MultiTenantStore) -> None:
+    """Strands' sequence numbers restart at 0 with every agent (a new extraction coordinator): a
+    store built once per user and handed to a new Agent per request must keep both batches."""
+    store = StrandsMemoryStore(backend, tenant_id="tenant-001", user_id="alice", agent_name="assistant",
+                               extraction=ExtractionConfig(trigger=InvocationTrigger()))
+    for said in ("I like green tea.", "I live in Oslo."):
+        agent = Agent(model=ScriptedModel(["Noted."]), name="assistant", callback_handler=None,
+                      memory_manager=MemoryManager(stores=[store], injection=False))
+        agent(said)
+    summaries = sorted(m.content for m in backend.list(Scope("alice", "tenant-001", "assistant")))
+    assert len(summaries) == 2 and "green tea" in summaries[0] and "Oslo" in summaries[1]
+
+
 def test_initialize_refuses_an_index_of_another_dimension(backend: MultiTenantStore, tmp_path: Path) -> None:
     LocalIndex(tmp_path / "vectors", "memory-tenant-009", 4).ensure()  # made for another embedder
     store = StrandsMemoryStore(backend, tenant_id="tenant-009", user_id="alice", agent_name="assistant")
