@@ -42,6 +42,7 @@ from strands.types.content import Message
 from strands.types.tools import AgentTool
 
 from memory.errors import ValidationError
+from memory.index.limits import MAX_TOP_K
 from memory.keys import fact_key, summary_key
 from memory.pipeline.summarizer import Summarizer, transcript_from_messages
 from memory.pipeline.units import FACT_TYPE, SUMMARY_TYPE
@@ -128,13 +129,14 @@ class StrandsMemoryStore(MemoryStore):
 
         Args:
             query: What to look for; an empty query finds nothing.
-            options: ``max_search_results`` (default: the store's).
+            options: ``max_search_results`` (default: the store's), bounded to 1..``MAX_TOP_K``.
 
         Returns:
             One entry per memory, its score and dates in ``metadata``.
         """
         requested = options.get("max_search_results") if options else None
         top_k = requested or self.max_search_results or DEFAULT_MAX_SEARCH_RESULTS
+        top_k = max(1, min(int(top_k), MAX_TOP_K))  # the model sets it through ``search_memory``
         memories = await asyncio.to_thread(
             self.backend.retrieve, self.scope, query, top_k=top_k, min_score=self.min_score
         )

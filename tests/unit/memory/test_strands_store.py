@@ -89,6 +89,23 @@ def test_injection_and_search_tool_read_our_retrieval_with_scores(backend: Multi
     assert entry.metadata["stored_at"].endswith("+00:00") and entry.metadata["agent_name"] == "assistant"
 
 
+@pytest.mark.parametrize(("asked", "found"), [(500, 2), (-3, 1)])
+def test_search_tool_bounds_the_result_count_the_model_asks_for(backend: MultiTenantStore, asked: int,
+                                                                found: int) -> None:
+    """``search_memory``'s ``max_search_results`` is the model's: an out-of-range value is bounded
+    to the index's 1..100, never a failed search that reads as "no memories"."""
+    scope = Scope("alice", "tenant-001", "assistant")
+    backend.store(scope, "The user's cat is called Tom.", memory_type="fact")
+    backend.store(scope, "The user's dog is called Rex.", memory_type="fact")
+    store = StrandsMemoryStore(backend, tenant_id="tenant-001", user_id="alice", agent_name="assistant")
+    model = ScriptedModel([ToolCall("search_memory", {"query": "cat dog called", "max_search_results": asked})],
+                          default_reply="ok")
+    agent = Agent(model=model, name="assistant", callback_handler=None,
+                  memory_manager=MemoryManager(stores=[store], injection=False))
+    agent("What are my pets called?")
+    assert len(json.loads(model.calls[-1].last_tool_result_text or "[]")) == found
+
+
 def test_add_messages_summarizes_and_a_retried_batch_keeps_its_key(backend: MultiTenantStore) -> None:
     store = StrandsMemoryStore(backend, tenant_id="tenant-001", user_id="alice", agent_name="assistant",
                                extraction=True)  # has add_messages: Strands hands it the raw batch
