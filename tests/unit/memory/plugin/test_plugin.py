@@ -297,6 +297,21 @@ def test_recall_tool_failure_is_generic_for_the_model(fake_store, caplog) -> Non
     assert "secret-detail" not in caplog.text  # the type only at WARNING, like the injection path
 
 
+def test_recall_tool_with_a_malformed_identity_answers_generically(fake_store, caplog) -> None:
+    """The seed's ``plugin.memory_tool`` on an agent without the plugin (nothing checks the state
+    before the model runs): a malformed ``tenant_context`` must not reach the model as an error text."""
+    from memory.compat import S3VectorMemoryPlugin
+    from memory.plugin.recall_tool import NO_IDENTITY_MESSAGE
+
+    seed = S3VectorMemoryPlugin(store=fake_store, base_prompt=BASE)
+    model = ScriptedModel([ToolCall("retrieve_memory", {"query": "tea"}), lambda call: call.last_tool_result_text])
+    agent = Agent(model=model, name="researcher", tools=[seed.memory_tool], callback_handler=None)
+    with caplog.at_level(logging.WARNING, logger="memory.plugin.recall_tool"):
+        answer = str(agent("hi", invocation_state=state(tenant={"tenantId": "Bad Tenant!"})))
+    assert answer.strip() == NO_IDENTITY_MESSAGE and fake_store.retrieve_calls == []
+    assert any("InvalidInvocationState" in r.getMessage() for r in caplog.records)
+
+
 def test_transcript_is_full_even_when_the_window_trims(fake_store) -> None:
     from strands.agent.conversation_manager import SlidingWindowConversationManager
 
