@@ -31,7 +31,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   after a restart) stores a second memory instead of overwriting the first.
 * One agent may serve many users: a turn of another conversation (another identity or
   conversation id) ends the current one and clears ``agent.messages`` before the model runs,
-  so no turn sees another conversation's history (it comes back only as memories).
+  so no turn sees another conversation's history (it comes back only as memories). Agents
+  sharing one plugin (``S3VectorMemoryPlugin``) whose turns overlap in time: only the turn of
+  the conversation opened last is recorded; the others are not (a warning, a metric).
 * After every turn that does not end the conversation (and added to the transcript), the
   plugin queues a checkpoint: the same outbox entry, marked open, handed to
   ``SummaryPipeline.checkpoint``, which writes it in the background, coalesced per
@@ -159,6 +161,7 @@ class MemoryPlugin(Plugin):
         self._lock = threading.RLock()
         self._conversation: _Conversation | None = None
         self._turn_active = False
+        self._turn_agent: Any = None  # the agent of the active turn (agents may share the plugin)
         self._turn_ends = False  # the active turn carries ``end_session``
         self._model_called = False  # the active turn's input is in: later user text is Strands'
         self._placeholder_warned = False
@@ -232,12 +235,14 @@ class MemoryPlugin(Plugin):
         except Exception:
             with self._lock:
                 self.metrics["identity_invalid"] += 1
-                self._turn_active = False
+                if self._turn_agent is event.agent:
+                    self._turn_active = False
             raise  # a malformed identity fails the turn, never a silent memory-off
         if invocation is None:
             with self._lock:
                 self.metrics["identity_missing"] += 1
-                self._turn_active = False
+                if self._turn_agent is event.agent:
+                    self._turn_active = False
             logger.warning("agent=%s turn without a verified identity: running without memory", self.agent_name)
             event.agent.system_prompt = fill_prompt(self.base_prompt, "")[0]
             return
@@ -252,26 +257,42 @@ class MemoryPlugin(Plugin):
                 event.agent.messages.clear()
         with self._lock:
             conversation = self._conversation
-            assert conversation is not None
-            self._turn_active, self._turn_ends = True, invocation.end_session
-            self._model_called = False
-            if continuing and self._found_erased(conversation):  # by the checkpoint writer meanwhile
-                self._drop_erased(conversation)
-            if conversation.prompt is None:  # the block is kept for the whole conversation
-                conversation.prompt = self._render_prompt(conversation.block)
-            prompt = conversation.prompt
+            overlapping = conversation is None or not conversation.invocation.same_conversation(invocation)
+            if overlapping:  # another agent sharing this plugin opened its conversation meanwhile
+                self.metrics["overlapping_turns"] += 1
+                if self._turn_agent is event.agent:
+                    self._turn_active = False
+            else:
+                assert conversation is not None
+                self._turn_active, self._turn_ends = True, invocation.end_session
+                self._turn_agent = event.agent
+                self._model_called = False
+                if continuing and self._found_erased(conversation):  # by the checkpoint writer meanwhile
+                    self._drop_erased(conversation)
+                if conversation.prompt is None:  # the block is kept for the whole conversation
+                    conversation.prompt = self._render_prompt(conversation.block)
+                prompt = conversation.prompt
+        if overlapping:
+            logger.warning("agent=%s turn overlapping another conversation's: running without memory", self.agent_name)
+            prompt = fill_prompt(self.base_prompt, "")[0]
         event.agent.system_prompt = prompt
 
     @hook
     def _before_model_call(self, event: BeforeModelCallEvent) -> None:
         with self._lock:
-            self._model_called = True
+            if event.agent is self._turn_agent:
+                self._model_called = True
 
     @hook
     def _message_added(self, event: MessageAddedEvent) -> None:
         if not self.summarize:
             return
         with self._lock:
+            if event.agent is not self._turn_agent:  # another agent's turn overlapping the active one
+                if self._turn_active:
+                    self.metrics["overlapping_messages_dropped"] += 1
+                    logger.warning("agent=%s message of an overlapping turn not recorded", self.agent_name)
+                return
             if self._model_called and event.message.get("role") == "user":
                 return  # added by Strands mid-turn (structured-output prompt, steering guidance)
             if self._turn_active and self._conversation is not None and not self._conversation.erased:
@@ -280,6 +301,8 @@ class MemoryPlugin(Plugin):
     @hook
     async def _after_invocation(self, event: AfterInvocationEvent) -> None:
         with self._lock:
+            if event.agent is not self._turn_agent:
+                return  # a turn another conversation took over (agents sharing this plugin)
             active, self._turn_active = self._turn_active, False
             conversation = self._conversation
         if not active or conversation is None:
