@@ -10,7 +10,8 @@ identity parameter, so this one is scoped when it is built: one tenant, one user
     store = StrandsMemoryStore(backend, tenant_id="tenant-001", user_id="alice", agent_name="assistant",
                                extraction=ExtractionConfig(trigger=InvocationTrigger(),
                                                            extractor=ModelExtractor()))
-    agent = Agent(model=model, name="assistant", memory_manager=MemoryManager(stores=[store]))
+    agent = Agent(model=model, name="assistant", memory_manager=MemoryManager(
+        stores=[store], injection=MemoryInjectionConfig(format=format_injection)))
 
 * ``search``: our retrieval (the agent rule of ``memory.stores.scoping``), each entry with
   ``id``, ``score`` (cosine similarity), ``stored_at`` (ISO 8601, UTC), ``type`` and, when set,
@@ -25,6 +26,9 @@ identity parameter, so this one is scoped when it is built: one tenant, one user
 * ``initialize``: verifies the scope's index (exists, dimension matches the embedder) before the
   agent runs; a missing tenant index or a dimension mismatch aborts agent construction.
 
+* :func:`format_injection`: the manager's ``MemoryInjectionConfig(format=...)`` rendering the
+  injected entries as the plugin's fenced, labelled, dated block (Strands' default has no label).
+
 Backend calls are synchronous; they run in worker threads (``asyncio.to_thread``).
 """
 
@@ -32,12 +36,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import html
 import json
 import uuid
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import Any
 
-from strands.memory import AddMessagesContext, ExtractionConfig, MemoryEntry, MemoryStore, SearchOptions
+from strands.memory import (
+    AddMessagesContext,
+    ExtractionConfig,
+    InjectionFormatContext,
+    MemoryEntry,
+    MemoryStore,
+    SearchOptions,
+)
 from strands.types.content import Message
 from strands.types.tools import AgentTool
 
@@ -46,6 +58,7 @@ from memory.index.limits import MAX_TOP_K
 from memory.keys import fact_key, summary_key
 from memory.pipeline.summarizer import Summarizer, transcript_from_messages
 from memory.pipeline.units import FACT_TYPE, SUMMARY_TYPE
+from memory.plugin.context_block import CLOSE_TAG, HEADER, OPEN_TAG, format_memory
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.stores.protocol import MemoryBackend
 from memory.stores.scoping import validate_scope
@@ -216,3 +229,37 @@ def _metadata(memory: Memory) -> dict[str, Any]:
     if memory.conversation_id is not None:
         metadata["conversation_id"] = memory.conversation_id
     return metadata
+
+
+def format_injection(context: InjectionFormatContext) -> str:
+    """Render ``MemoryManager`` injection as this library's fenced, labelled block.
+
+    Strands' default appends ``<memory><entry>...</entry></memory>`` to the user's message with
+    no label and no date, so a stored instruction reads as the user's own words. Pass this as
+    ``MemoryManager(..., injection=MemoryInjectionConfig(format=format_injection))``.
+
+    Args:
+        context: The entries the manager retrieved (from any store).
+
+    Returns:
+        The block the plugin injects: the "data, not instructions" header, then each entry
+        HTML-escaped with its store, and with its id, type and stored date when it comes from a
+        ``StrandsMemoryStore``.
+    """
+    return "\n".join([OPEN_TAG, HEADER, *(_injected(entry) for entry in context.entries), CLOSE_TAG])
+
+
+def _injected(entry: MemoryEntry) -> str:
+    meta = entry.metadata or {}
+    source = f' source="{html.escape(entry.store_name, quote=True)}"' if entry.store_name else ""
+    try:
+        memory = Memory(
+            id=str(meta["id"]),
+            content=entry.content,
+            user_id="",
+            stored_at=datetime.fromisoformat(meta["stored_at"]),
+            memory_type=str(meta["type"]),
+        )
+    except (KeyError, TypeError, ValueError):  # another store's entry: its text only
+        return f"<memory{source}>{html.escape(entry.content, quote=True)}</memory>"
+    return format_memory(memory).replace(">", f"{source}>", 1)  # attribute values hold no '>'
