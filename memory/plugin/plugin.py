@@ -9,8 +9,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * Identity comes only from ``invocation_state`` (filled by the app from a verified token),
   parsed by ``memory.plugin.invocation`` (keys, the seed's ``tenant_context`` dict). A turn
   without ``user_id`` or ``conversation_id`` runs without memory, with a warning; there is no
-  default user. Malformed identity (e.g. a tenant dict without a valid ``tenantId``) fails the
-  turn with ``InvalidInvocationState`` before the model runs: never a silent memory-off.
+  default user. Malformed identity (e.g. a tenant dict without a valid ``tenantId``, or no
+  tenant for a ``MultiTenantStore``) fails the turn with ``InvalidInvocationState`` before the
+  model runs: never a silent memory-off.
 * The first turn of a conversation retrieves the top-k memories (this user, this agent; one per
   past conversation, hybrid-ranked by the store; ``min_score`` None uses the embedder's
   calibrated floor) and fills ``{memory_context}`` in the agent's base system prompt with a
@@ -24,9 +25,10 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   through the public ``Plugin.tools`` property (``recall_tool=False`` leaves it out).
 * The plugin keeps the full text transcript (every message added, whatever the conversation
   manager later trims), except user-role text Strands adds after the turn's first model call
-  (its structured-output prompt, steering guidance): the user's words are the turn's input. ``end_session: True`` in ``invocation_state`` or ``end_conversation()``
-  (idle timer, shutdown) hands it to the ``SummaryPipeline`` in the background (the outbox
-  write runs off the event loop). Each conversation gets a unique start marker when its first
+  (its structured-output prompt, steering guidance): the user's words are the turn's input.
+  ``end_session: True`` in ``invocation_state`` or ``end_conversation()`` (idle timer,
+  shutdown) hands it to the ``SummaryPipeline`` in the background (the outbox write runs off
+  the event loop). Each conversation gets a unique start marker when its first
   turn is seen; it is part of the summary key, so a conversation id reused later (a session id
   after a restart) stores a second memory instead of overwriting the first.
 * One agent may serve many users: a turn of another conversation (another identity or
@@ -71,8 +73,9 @@ from memory.plugin.context_block import PLACEHOLDER, fill_prompt, render_block
 from memory.keys import new_conversation_marker, summary_key
 from memory.types import Memory, Scope
 from memory.pipeline.outbox import OutboxEntry
+from memory.stores.multi_tenant import MultiTenantStore
 from memory.stores.protocol import MemoryBackend
-from memory.plugin.invocation import Invocation, read_invocation
+from memory.plugin.invocation import TENANT_CONTEXT, InvalidInvocationState, Invocation, read_invocation
 from memory.plugin.recall_tool import MAX_QUERY_CHARS, build_recall_tool
 from memory.pipeline.summarizer import Turn, transcript_from_messages
 
@@ -232,6 +235,8 @@ class MemoryPlugin(Plugin):
     async def _before_invocation(self, event: BeforeInvocationEvent) -> None:
         try:
             invocation = read_invocation(event.invocation_state)
+            if invocation is not None and invocation.tenant_id is None and isinstance(self.store, MultiTenantStore):
+                raise InvalidInvocationState(f"invocation_state[{TENANT_CONTEXT!r}] is required: one index per tenant")
         except Exception:
             with self._lock:
                 self.metrics["identity_invalid"] += 1

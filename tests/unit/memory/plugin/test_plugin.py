@@ -369,6 +369,22 @@ def test_malformed_tenant_context_fails_the_turn_before_the_model_runs(fake_stor
     assert len(fake_store.retrieve_calls) == 1
 
 
+def test_a_turn_without_tenant_on_a_multi_tenant_store_fails_before_the_model_runs(tmp_path) -> None:
+    """No ``tenant_context`` for a store with one index per tenant is a malformed identity: not a
+    silent memory-off whose conversation is accepted and then dead-lettered (no index to store in)."""
+    from memory import LocalEmbedder, create_store
+
+    store = create_store(backend="local", tenancy="multi", embedder=LocalEmbedder(), local_dir=tmp_path)
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(default_reply="ok")
+    agent, plugin = make_agent(store, model, pipeline=pipeline)
+    with pytest.raises(InvalidInvocationState, match="tenant_context"):
+        agent("I moved to Lisbon.", invocation_state=state(tenant=None, end_session=True))
+    assert model.calls == [] and pipeline.entries == [] and plugin.metrics["identity_invalid"] == 1
+    agent("I moved to Lisbon.", invocation_state=state(tenant="acme", end_session=True))
+    assert [user_texts(e) for e in pipeline.entries] == [["I moved to Lisbon."]]
+
+
 def test_seed_tenant_dict_reads_the_same_index_as_the_plain_tenant_id(fake_store) -> None:
     fake_store.add(Scope("alice", "tenant-001", "orchestrator"), "Our Q4 budget is 2M dollars.")
     model = ScriptedModel(["ok"])
