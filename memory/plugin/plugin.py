@@ -9,9 +9,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * Identity comes only from ``invocation_state`` (filled by the app from a verified token),
   parsed by ``memory.plugin.invocation`` (keys, the seed's ``tenant_context`` dict). A turn
   without ``user_id`` or ``conversation_id`` runs without memory, with a warning; there is no
-  default user. Malformed identity (e.g. a tenant dict without a valid ``tenantId``, or no
-  tenant for a ``MultiTenantStore``) fails the turn with ``InvalidInvocationState`` before the
-  model runs: never a silent memory-off.
+  default user. Malformed identity (e.g. a tenant dict without a valid ``tenantId``, no tenant
+  for a ``MultiTenantStore``, another tenant than a tenant-pinned ``SingleTenantStore``'s) fails
+  the turn with ``InvalidInvocationState`` before the model runs: never a silent memory-off.
 * The first turn of a conversation retrieves the top-k memories (this user, this agent; one per
   past conversation, hybrid-ranked by the store; ``min_score`` None uses the embedder's
   calibrated floor) and fills ``{memory_context}`` in the agent's base system prompt with a
@@ -75,6 +75,7 @@ from memory.types import Memory, Scope
 from memory.pipeline.outbox import OutboxEntry
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.stores.protocol import MemoryBackend
+from memory.stores.single_tenant import SingleTenantStore
 from memory.plugin.invocation import TENANT_CONTEXT, InvalidInvocationState, Invocation, read_invocation
 from memory.plugin.recall_tool import MAX_QUERY_CHARS, build_recall_tool
 from memory.pipeline.summarizer import Turn, transcript_from_messages
@@ -235,8 +236,8 @@ class MemoryPlugin(Plugin):
     async def _before_invocation(self, event: BeforeInvocationEvent) -> None:
         try:
             invocation = read_invocation(event.invocation_state)
-            if invocation is not None and invocation.tenant_id is None and isinstance(self.store, MultiTenantStore):
-                raise InvalidInvocationState(f"invocation_state[{TENANT_CONTEXT!r}] is required: one index per tenant")
+            if invocation is not None:
+                self._check_tenant(invocation.tenant_id)
         except Exception:
             with self._lock:
                 self.metrics["identity_invalid"] += 1
@@ -353,6 +354,14 @@ class MemoryPlugin(Plugin):
             self.metrics["conversations"] += 1
             self.metrics["injected"] += len(memories)
         logger.debug("agent=%s conversation started with %d memories", self.agent_name, len(memories))
+
+    def _check_tenant(self, tenant_id: str | None) -> None:
+        """InvalidInvocationState when the store cannot serve ``tenant_id`` (before the model runs)."""
+        if tenant_id is None and isinstance(self.store, MultiTenantStore):
+            raise InvalidInvocationState(f"invocation_state[{TENANT_CONTEXT!r}] is required: one index per tenant")
+        pinned = self.store.tenant_id if isinstance(self.store, SingleTenantStore) else None
+        if None not in (tenant_id, pinned) and tenant_id != pinned:
+            raise InvalidInvocationState(f"invocation_state[{TENANT_CONTEXT!r}] names another tenant than the store's")
 
     def _retrieve(self, scope: Scope, prompt: str) -> list[Memory]:
         try:
