@@ -32,8 +32,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   turn is seen; it is part of the summary key, so a conversation id reused later (a session id
   after a restart) stores a second memory instead of overwriting the first.
 * One agent may serve many users: a turn of another conversation (another identity or
-  conversation id) ends the current one and clears ``agent.messages`` before the model runs,
-  so no turn sees another conversation's history (it comes back only as memories). Agents
+  conversation id) ends the current one and, on the agent that served it, clears
+  ``agent.messages`` before the model runs, so no turn sees another conversation's history
+  (it comes back only as memories); a new agent keeps the history it was built with. Agents
   sharing one plugin (``S3VectorMemoryPlugin``) whose turns overlap in time: only the turn of
   the conversation opened last is recorded; the others are not (a warning, a metric).
 * After every turn that does not end the conversation (and added to the transcript), the
@@ -255,11 +256,12 @@ class MemoryPlugin(Plugin):
         with self._lock:
             current = self._conversation
             continuing = current is not None and current.invocation.same_conversation(invocation)
+            served_current = current is not None and self._turn_agent is event.agent
         if not continuing:
             # retrieval (embedding, network) and ending a previous conversation (outbox fsync)
             # run off the event loop
             await asyncio.to_thread(self._open, invocation, _prompt_text(event.messages))
-            if current is not None:  # the previous conversation's history: ended, not this one's
+            if served_current:  # its history is the previous conversation's: ended, not this one's
                 event.agent.messages.clear()
         with self._lock:
             conversation = self._conversation

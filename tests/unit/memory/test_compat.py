@@ -268,3 +268,22 @@ def test_agents_sharing_the_plugin_never_record_one_users_turn_in_anothers_conve
     assert "diabetes" not in bob and "Noted." not in bob
     assert "I like football." in bob and "Football, nice." in bob  # bob's turn kept whole
     assert "football" not in alice_memories
+
+
+def test_a_new_agent_per_request_keeps_the_history_it_was_built_with(tmp_path: Any) -> None:
+    """A new Agent per request, built with the conversation's stored history, after another user's
+    request: that history is the incoming conversation's own and reaches the model untouched."""
+    from memory import create_store
+
+    store = create_store(backend="local", tenancy="multi", embedder=LocalEmbedder(), local_dir=tmp_path / "v")
+    seed = S3VectorMemoryPlugin(store=store, base_prompt=BASE_PROMPT, summary_model=ScriptedModel())
+    alice = Agent(model=ScriptedModel(["Noted."]), name="researcher", plugins=[seed], callback_handler=None)
+    alice("My diagnosis is diabetes.", invocation_state={TENANT_CONTEXT: ACME, USER_ID: "alice", CONVERSATION_ID: "a"})
+    history = [{"role": "user", "content": [{"text": "I like football."}]},
+               {"role": "assistant", "content": [{"text": "Nice."}]}]
+    model = ScriptedModel(["Football, yes."])
+    bob = Agent(model=model, name="researcher", plugins=[seed], callback_handler=None, messages=history)
+    bob("What do I like?", invocation_state={TENANT_CONTEXT: ACME, USER_ID: "bob", CONVERSATION_ID: "b"})
+    sent = [b["text"] for m in model.calls[0].messages for b in m["content"]]
+    assert sent == ["I like football.", "Nice.", "What do I like?"]
+    assert seed.wait(timeout=30)
