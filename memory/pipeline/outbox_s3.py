@@ -145,16 +145,7 @@ class S3Outbox:
         if new is not None:
             body = json.dumps(new.to_json(), ensure_ascii=False).encode("utf-8")
             return self._conditional_put(tenant_id, key, body, IfMatch=found[1]) is not None
-        try:
-            self._client_for(tenant_id).delete_object(Bucket=self.bucket, Key=key, IfMatch=found[1])
-            self.writes += 1
-        except ClientError as exc:
-            if _lost_race(exc):
-                return False
-            raise translate_error(exc, f"delete outbox object in {self.bucket}") from exc
-        except BotoCoreError as exc:
-            raise translate_error(exc, f"delete outbox object in {self.bucket}") from exc
-        return True
+        return self._conditional_delete(tenant_id, key, found[1])
 
     def tenants(self) -> list[str | None]:
         """Tenants that have a prefix in the outbox (listed with ``lister``); folders that are not
@@ -214,15 +205,7 @@ class S3Outbox:
 
     def release(self, claim: Claim) -> None:
         """Delete the lease if it is still ours (``If-Match``); a lost lease is left alone."""
-        key = self._key(claim.tenant_id, "claims", claim.entry_id)
-        try:
-            self._client_for(claim.tenant_id).delete_object(Bucket=self.bucket, Key=key, IfMatch=claim.token)
-            self.writes += 1
-        except ClientError as exc:
-            if not _lost_race(exc):
-                raise translate_error(exc, "release outbox claim") from exc
-        except BotoCoreError as exc:
-            raise translate_error(exc, "release outbox claim") from exc
+        self._conditional_delete(claim.tenant_id, self._key(claim.tenant_id, "claims", claim.entry_id), claim.token)
 
     # -- dead letters -------------------------------------------------------------------------
 
@@ -315,18 +298,31 @@ class S3Outbox:
             raise translate_error(exc, f"write outbox object in {self.bucket}") from exc
 
     def _conditional_put(self, tenant_id: str | None, key: str, body: bytes, **condition: str) -> str | None:
+        """PUT under ``condition``: the new ETag, or None when the condition failed."""
+        client = self._client_for(tenant_id)
+        response = self._conditional("write", lambda: client.put_object(
+            Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **self._sse, **condition
+        ))
+        return None if response is None else str(response["ETag"])
+
+    def _conditional_delete(self, tenant_id: str | None, key: str, etag: str) -> bool:
+        """Delete ``key`` only while its ETag is ``etag``; False when it changed or is gone."""
+        client = self._client_for(tenant_id)
+        return self._conditional("delete", lambda: client.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)) is not None
+
+    def _conditional(self, verb: str, request: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+        """Send a conditional request: its response, or None when another writer got there first
+        or the object it was conditioned on is gone (``_lost_race``)."""
         try:
-            response = self._client_for(tenant_id).put_object(
-                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **self._sse, **condition
-            )
-            self.writes += 1
+            response = request()
         except ClientError as exc:
             if _lost_race(exc):
                 return None
-            raise translate_error(exc, f"write outbox object in {self.bucket}") from exc
+            raise translate_error(exc, f"{verb} outbox object in {self.bucket}") from exc
         except BotoCoreError as exc:
-            raise translate_error(exc, f"write outbox object in {self.bucket}") from exc
-        return str(response["ETag"])
+            raise translate_error(exc, f"{verb} outbox object in {self.bucket}") from exc
+        self.writes += 1
+        return response
 
     def _get_with_etag(self, tenant_id: str | None, key: str) -> tuple[dict[str, Any], str] | None:
         try:
