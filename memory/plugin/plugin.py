@@ -24,8 +24,8 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent
   through the public ``Plugin.tools`` property (``recall_tool=False`` leaves it out).
 * The plugin keeps the full text transcript (every message added, whatever the conversation
-  manager later trims), except user-role text Strands adds after the turn's first model call
-  (its structured-output prompt, steering guidance): the user's words are the turn's input.
+  manager later trims), except user-role text Strands adds once the model has answered in the
+  turn (its structured-output prompt, steering guidance): the user's words are the turn's input.
   ``end_session: True`` in ``invocation_state`` or ``end_conversation()`` (idle timer,
   shutdown) hands it to the ``SummaryPipeline`` in the background (the outbox write runs off
   the event loop). Each conversation gets a unique start marker when its first
@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 from strands import ToolContext
-from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, BeforeModelCallEvent, MessageAddedEvent
+from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, MessageAddedEvent
 from strands.plugins import Plugin, hook
 from strands.tools.decorator import DecoratedFunctionTool
 
@@ -168,7 +168,7 @@ class MemoryPlugin(Plugin):
         self._turn_active = False
         self._turn_agent: Any = None  # the agent of the active turn (agents may share the plugin)
         self._turn_ends = False  # the active turn carries ``end_session``
-        self._model_called = False  # the active turn's input is in: later user text is Strands'
+        self._answered = False  # the model answered in the active turn: later user text is Strands'
         self._placeholder_warned = False
         super().__init__()  # discovers @hook methods; needs the attributes above
         self._recall_tools: list[DecoratedFunctionTool] = []
@@ -274,7 +274,7 @@ class MemoryPlugin(Plugin):
                 assert conversation is not None
                 self._turn_active, self._turn_ends = True, invocation.end_session
                 self._turn_agent = event.agent
-                self._model_called = False
+                self._answered = False
                 if continuing and self._found_erased(conversation):  # by the checkpoint writer meanwhile
                     self._drop_erased(conversation)
                 if conversation.prompt is None:  # the block is kept for the whole conversation
@@ -286,12 +286,6 @@ class MemoryPlugin(Plugin):
         event.agent.system_prompt = prompt
 
     @hook
-    def _before_model_call(self, event: BeforeModelCallEvent) -> None:
-        with self._lock:
-            if event.agent is self._turn_agent:
-                self._model_called = True
-
-    @hook
     def _message_added(self, event: MessageAddedEvent) -> None:
         if not self.summarize:
             return
@@ -301,8 +295,10 @@ class MemoryPlugin(Plugin):
                     self.metrics["overlapping_messages_dropped"] += 1
                     logger.warning("agent=%s message of an overlapping turn not recorded", self.agent_name)
                 return
-            if self._model_called and event.message.get("role") == "user":
+            role = event.message.get("role")
+            if self._answered and role == "user":
                 return  # added by Strands mid-turn (structured-output prompt, steering guidance)
+            self._answered = self._answered or role == "assistant"  # (no extra hook: each costs every turn)
             if self._turn_active and self._conversation is not None and not self._conversation.erased:
                 self._conversation.transcript.extend(transcript_from_messages([event.message]))
 
