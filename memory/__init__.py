@@ -57,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "build_recall_tool": "memory.plugin.recall_tool",
     "create_embedder": "memory.factory",
     "create_store": "memory.factory",
+    "format_injection": "memory.strands_store",
     "index_name_for": "memory.tenants",
     "read_invocation": "memory.plugin.invocation",
     "set_user_hasher": "memory.telemetry",
@@ -96,7 +97,7 @@ if TYPE_CHECKING:
     from memory.stores.protocol import MemoryBackend
     from memory.stores.single_tenant import SingleTenantStore
     from memory.stores.tvm import TokenVendingMachine
-    from memory.strands_store import StrandsMemoryStore
+    from memory.strands_store import StrandsMemoryStore, format_injection
     from memory.telemetry import set_user_hasher
     from memory.tenants import index_name_for, validate_tenant_id
     from memory.types import Memory, QueryHit, Scope, VectorRecord

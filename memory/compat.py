@@ -259,8 +259,12 @@ class S3VectorMemoryPlugin(Plugin):
 
     Unlike the seed, an agent name follows one conversation at a time: a turn of another
     conversation ends the previous one (it is summarized, as after ``end_session``), so serve
-    concurrent users with one plugin per session, as this project's app does. Conversation
-    history (``agent.messages``) is left to the agent or a Strands session manager.
+    concurrent users with one plugin per session, as this project's app does: agents of one
+    name overlapping in time keep one turn (the one that opened last) and run the others
+    without memory, unrecorded (a warning), never mixing users. Within a
+    conversation, history (``agent.messages``) is left to the agent or a Strands session
+    manager; a turn of another conversation on the agent that served the previous one clears
+    it first (see ``MemoryPlugin``).
     """
 
     name = "s3-vector-memory"

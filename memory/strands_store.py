@@ -10,7 +10,8 @@ identity parameter, so this one is scoped when it is built: one tenant, one user
     store = StrandsMemoryStore(backend, tenant_id="tenant-001", user_id="alice", agent_name="assistant",
                                extraction=ExtractionConfig(trigger=InvocationTrigger(),
                                                            extractor=ModelExtractor()))
-    agent = Agent(model=model, name="assistant", memory_manager=MemoryManager(stores=[store]))
+    agent = Agent(model=model, name="assistant", memory_manager=MemoryManager(
+        stores=[store], injection=MemoryInjectionConfig(format=format_injection)))
 
 * ``search``: our retrieval (the agent rule of ``memory.stores.scoping``), each entry with
   ``id``, ``score`` (cosine similarity), ``stored_at`` (ISO 8601, UTC), ``type`` and, when set,
@@ -19,10 +20,14 @@ identity parameter, so this one is scoped when it is built: one tenant, one user
   fact extracted twice (extraction is at-least-once) is overwritten, not duplicated. Strands'
   free-form metadata is not stored: an index keeps only the library's metadata schema.
 * ``add_messages``: the batch summarized by ``memory.pipeline.summarizer.Summarizer`` and stored
-  as one ``summary`` under ``memory.keys.summary_key`` with this store's run id and the batch's
-  sequence numbers, so a retried batch overwrites its first write.
+  as one ``summary`` under ``memory.keys.summary_key`` with this store's run id, the batch's
+  sequence numbers and a digest of its text, so a retried batch overwrites its first write
+  while another agent's batch with the same numbers (they restart with every agent) does not.
 * ``initialize``: verifies the scope's index (exists, dimension matches the embedder) before the
   agent runs; a missing tenant index or a dimension mismatch aborts agent construction.
+
+* :func:`format_injection`: the manager's ``MemoryInjectionConfig(format=...)`` rendering the
+  injected entries as the plugin's fenced, labelled, dated block (Strands' default has no label).
 
 Backend calls are synchronous; they run in worker threads (``asyncio.to_thread``).
 """
@@ -30,18 +35,30 @@ Backend calls are synchronous; they run in worker threads (``asyncio.to_thread``
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import html
+import json
 import uuid
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import Any
 
-from strands.memory import AddMessagesContext, ExtractionConfig, MemoryEntry, MemoryStore, SearchOptions
+from strands.memory import (
+    AddMessagesContext,
+    ExtractionConfig,
+    InjectionFormatContext,
+    MemoryEntry,
+    MemoryStore,
+    SearchOptions,
+)
 from strands.types.content import Message
 from strands.types.tools import AgentTool
 
 from memory.errors import ValidationError
+from memory.index.limits import MAX_TOP_K
 from memory.keys import fact_key, summary_key
 from memory.pipeline.summarizer import Summarizer, transcript_from_messages
 from memory.pipeline.units import FACT_TYPE, SUMMARY_TYPE
+from memory.plugin.context_block import CLOSE_TAG, HEADER, OPEN_TAG, format_memory
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.stores.protocol import MemoryBackend
 from memory.stores.scoping import validate_scope
@@ -125,13 +142,14 @@ class StrandsMemoryStore(MemoryStore):
 
         Args:
             query: What to look for; an empty query finds nothing.
-            options: ``max_search_results`` (default: the store's).
+            options: ``max_search_results`` (default: the store's), bounded to 1..``MAX_TOP_K``.
 
         Returns:
             One entry per memory, its score and dates in ``metadata``.
         """
         requested = options.get("max_search_results") if options else None
         top_k = requested or self.max_search_results or DEFAULT_MAX_SEARCH_RESULTS
+        top_k = max(1, min(int(top_k), MAX_TOP_K))  # the model sets it through ``search_memory``
         memories = await asyncio.to_thread(
             self.backend.retrieve, self.scope, query, top_k=top_k, min_score=self.min_score
         )
@@ -169,7 +187,9 @@ class StrandsMemoryStore(MemoryStore):
         if not summary.strip():
             return None
         numbers = context.sequence_numbers if context and context.sequence_numbers else None
-        batch = f"{numbers[0]}-{numbers[-1]}" if numbers else uuid.uuid4().hex
+        # numbers restart at 0 with every agent using this store: the batch's text tells them apart
+        digest = hashlib.sha256(json.dumps(turns).encode("utf-8")).hexdigest()
+        batch = f"{numbers[0]}-{numbers[-1]}~{digest}" if numbers else uuid.uuid4().hex
         key = summary_key(self.scope.tenant_id, self.scope.user_id, self.scope.agent_name, self._run_id, batch)
         memory = await asyncio.to_thread(
             self.backend.store, self.scope, summary, memory_type=SUMMARY_TYPE, key=key
@@ -209,3 +229,37 @@ def _metadata(memory: Memory) -> dict[str, Any]:
     if memory.conversation_id is not None:
         metadata["conversation_id"] = memory.conversation_id
     return metadata
+
+
+def format_injection(context: InjectionFormatContext) -> str:
+    """Render ``MemoryManager`` injection as this library's fenced, labelled block.
+
+    Strands' default appends ``<memory><entry>...</entry></memory>`` to the user's message with
+    no label and no date, so a stored instruction reads as the user's own words. Pass this as
+    ``MemoryManager(..., injection=MemoryInjectionConfig(format=format_injection))``.
+
+    Args:
+        context: The entries the manager retrieved (from any store).
+
+    Returns:
+        The block the plugin injects: the "data, not instructions" header, then each entry
+        HTML-escaped with its store, and with its id, type and stored date when it comes from a
+        ``StrandsMemoryStore``.
+    """
+    return "\n".join([OPEN_TAG, HEADER, *(_injected(entry) for entry in context.entries), CLOSE_TAG])
+
+
+def _injected(entry: MemoryEntry) -> str:
+    meta = entry.metadata or {}
+    source = f' source="{html.escape(entry.store_name, quote=True)}"' if entry.store_name else ""
+    try:
+        memory = Memory(
+            id=str(meta["id"]),
+            content=entry.content,
+            user_id="",
+            stored_at=datetime.fromisoformat(meta["stored_at"]),
+            memory_type=str(meta["type"]),
+        )
+    except (KeyError, TypeError, ValueError):  # another store's entry: its text only
+        return f"<memory{source}>{html.escape(entry.content, quote=True)}</memory>"
+    return format_memory(memory).replace(">", f"{source}>", 1)  # attribute values hold no '>'

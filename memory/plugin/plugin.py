@@ -9,8 +9,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * Identity comes only from ``invocation_state`` (filled by the app from a verified token),
   parsed by ``memory.plugin.invocation`` (keys, the seed's ``tenant_context`` dict). A turn
   without ``user_id`` or ``conversation_id`` runs without memory, with a warning; there is no
-  default user. Malformed identity (e.g. a tenant dict without a valid ``tenantId``) fails the
-  turn with ``InvalidInvocationState`` before the model runs: never a silent memory-off.
+  default user. Malformed identity (e.g. a tenant dict without a valid ``tenantId``, no tenant
+  for a ``MultiTenantStore``, another tenant than a tenant-pinned ``SingleTenantStore``'s) fails
+  the turn with ``InvalidInvocationState`` before the model runs: never a silent memory-off.
 * The first turn of a conversation retrieves the top-k memories (this user, this agent; one per
   past conversation, hybrid-ranked by the store; ``min_score`` None uses the embedder's
   calibrated floor) and fills ``{memory_context}`` in the agent's base system prompt with a
@@ -23,11 +24,19 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent
   through the public ``Plugin.tools`` property (``recall_tool=False`` leaves it out).
 * The plugin keeps the full text transcript (every message added, whatever the conversation
-  manager later trims). ``end_session: True`` in ``invocation_state`` or ``end_conversation()``
-  (idle timer, shutdown) hands it to the ``SummaryPipeline`` in the background (the outbox
-  write runs off the event loop). Each conversation gets a unique start marker when its first
+  manager later trims), except user-role text Strands adds once the model has answered in the
+  turn (its structured-output prompt, steering guidance): the user's words are the turn's input.
+  ``end_session: True`` in ``invocation_state`` or ``end_conversation()`` (idle timer,
+  shutdown) hands it to the ``SummaryPipeline`` in the background (the outbox write runs off
+  the event loop). Each conversation gets a unique start marker when its first
   turn is seen; it is part of the summary key, so a conversation id reused later (a session id
   after a restart) stores a second memory instead of overwriting the first.
+* One agent may serve many users: a turn of another conversation (another identity or
+  conversation id) ends the current one and, on the agent that served it, clears
+  ``agent.messages`` before the model runs, so no turn sees another conversation's history
+  (it comes back only as memories); a new agent keeps the history it was built with. Agents
+  sharing one plugin (``S3VectorMemoryPlugin``) whose turns overlap in time: only the turn of
+  the conversation opened last is recorded; the others are not (a warning, a metric).
 * After every turn that does not end the conversation (and added to the transcript), the
   plugin queues a checkpoint: the same outbox entry, marked open, handed to
   ``SummaryPipeline.checkpoint``, which writes it in the background, coalesced per
@@ -65,8 +74,10 @@ from memory.plugin.context_block import PLACEHOLDER, fill_prompt, render_block
 from memory.keys import new_conversation_marker, summary_key
 from memory.types import Memory, Scope
 from memory.pipeline.outbox import OutboxEntry
+from memory.stores.multi_tenant import MultiTenantStore
 from memory.stores.protocol import MemoryBackend
-from memory.plugin.invocation import Invocation, read_invocation
+from memory.stores.single_tenant import SingleTenantStore
+from memory.plugin.invocation import TENANT_CONTEXT, InvalidInvocationState, Invocation, read_invocation
 from memory.plugin.recall_tool import MAX_QUERY_CHARS, build_recall_tool
 from memory.pipeline.summarizer import Turn, transcript_from_messages
 
@@ -155,7 +166,9 @@ class MemoryPlugin(Plugin):
         self._lock = threading.RLock()
         self._conversation: _Conversation | None = None
         self._turn_active = False
+        self._turn_agent: Any = None  # the agent of the active turn (agents may share the plugin)
         self._turn_ends = False  # the active turn carries ``end_session``
+        self._answered = False  # the model answered in the active turn: later user text is Strands'
         self._placeholder_warned = False
         super().__init__()  # discovers @hook methods; needs the attributes above
         self._recall_tools: list[DecoratedFunctionTool] = []
@@ -224,34 +237,52 @@ class MemoryPlugin(Plugin):
     async def _before_invocation(self, event: BeforeInvocationEvent) -> None:
         try:
             invocation = read_invocation(event.invocation_state)
+            if invocation is not None:
+                self._check_tenant(invocation.tenant_id)
         except Exception:
             with self._lock:
                 self.metrics["identity_invalid"] += 1
-                self._turn_active = False
+                if self._turn_agent is event.agent:
+                    self._turn_active = False
             raise  # a malformed identity fails the turn, never a silent memory-off
         if invocation is None:
             with self._lock:
                 self.metrics["identity_missing"] += 1
-                self._turn_active = False
+                if self._turn_agent is event.agent:
+                    self._turn_active = False
             logger.warning("agent=%s turn without a verified identity: running without memory", self.agent_name)
             event.agent.system_prompt = fill_prompt(self.base_prompt, "")[0]
             return
         with self._lock:
             current = self._conversation
             continuing = current is not None and current.invocation.same_conversation(invocation)
+            served_current = current is not None and self._turn_agent is event.agent
         if not continuing:
             # retrieval (embedding, network) and ending a previous conversation (outbox fsync)
             # run off the event loop
             await asyncio.to_thread(self._open, invocation, _prompt_text(event.messages))
+            if served_current:  # its history is the previous conversation's: ended, not this one's
+                event.agent.messages.clear()
         with self._lock:
             conversation = self._conversation
-            assert conversation is not None
-            self._turn_active, self._turn_ends = True, invocation.end_session
-            if continuing and self._found_erased(conversation):  # by the checkpoint writer meanwhile
-                self._drop_erased(conversation)
-            if conversation.prompt is None:  # the block is kept for the whole conversation
-                conversation.prompt = self._render_prompt(conversation.block)
-            prompt = conversation.prompt
+            overlapping = conversation is None or not conversation.invocation.same_conversation(invocation)
+            if overlapping:  # another agent sharing this plugin opened its conversation meanwhile
+                self.metrics["overlapping_turns"] += 1
+                if self._turn_agent is event.agent:
+                    self._turn_active = False
+            else:
+                assert conversation is not None
+                self._turn_active, self._turn_ends = True, invocation.end_session
+                self._turn_agent = event.agent
+                self._answered = False
+                if continuing and self._found_erased(conversation):  # by the checkpoint writer meanwhile
+                    self._drop_erased(conversation)
+                if conversation.prompt is None:  # the block is kept for the whole conversation
+                    conversation.prompt = self._render_prompt(conversation.block)
+                prompt = conversation.prompt
+        if overlapping:
+            logger.warning("agent=%s turn overlapping another conversation's: running without memory", self.agent_name)
+            prompt = fill_prompt(self.base_prompt, "")[0]
         event.agent.system_prompt = prompt
 
     @hook
@@ -259,12 +290,23 @@ class MemoryPlugin(Plugin):
         if not self.summarize:
             return
         with self._lock:
+            if event.agent is not self._turn_agent:  # another agent's turn overlapping the active one
+                if self._turn_active:
+                    self.metrics["overlapping_messages_dropped"] += 1
+                    logger.warning("agent=%s message of an overlapping turn not recorded", self.agent_name)
+                return
+            role = event.message.get("role")
+            if self._answered and role == "user":
+                return  # added by Strands mid-turn (structured-output prompt, steering guidance)
+            self._answered = self._answered or role == "assistant"  # (no extra hook: each costs every turn)
             if self._turn_active and self._conversation is not None and not self._conversation.erased:
                 self._conversation.transcript.extend(transcript_from_messages([event.message]))
 
     @hook
     async def _after_invocation(self, event: AfterInvocationEvent) -> None:
         with self._lock:
+            if event.agent is not self._turn_agent:
+                return  # a turn another conversation took over (agents sharing this plugin)
             active, self._turn_active = self._turn_active, False
             conversation = self._conversation
         if not active or conversation is None:
@@ -310,6 +352,14 @@ class MemoryPlugin(Plugin):
             self.metrics["conversations"] += 1
             self.metrics["injected"] += len(memories)
         logger.debug("agent=%s conversation started with %d memories", self.agent_name, len(memories))
+
+    def _check_tenant(self, tenant_id: str | None) -> None:
+        """InvalidInvocationState when the store cannot serve ``tenant_id`` (before the model runs)."""
+        if tenant_id is None and isinstance(self.store, MultiTenantStore):
+            raise InvalidInvocationState(f"invocation_state[{TENANT_CONTEXT!r}] is required: one index per tenant")
+        pinned = self.store.tenant_id if isinstance(self.store, SingleTenantStore) else None
+        if None not in (tenant_id, pinned) and tenant_id != pinned:
+            raise InvalidInvocationState(f"invocation_state[{TENANT_CONTEXT!r}] names another tenant than the store's")
 
     def _retrieve(self, scope: Scope, prompt: str) -> list[Memory]:
         try:

@@ -61,7 +61,8 @@ def build_recall_tool(
 
     Args:
         store: Where the memories are searched.
-        scope_for: Whose memories, from the tool call's context; None refuses the call.
+        scope_for: Whose memories, from the tool call's context; None or an exception refuses
+            the call (the model gets a generic message, the exception type is logged).
         default_top_k: ``top_k`` when the model gives none.
         max_top_k: Upper bound of ``top_k``.
         min_score: Cosine-similarity floor of returned memories.
@@ -73,7 +74,11 @@ def build_recall_tool(
     """
 
     def recall(query: str, tool_context: ToolContext, top_k: Any) -> str:
-        scope = scope_for(tool_context)
+        try:
+            scope = scope_for(tool_context)
+        except Exception as exc:  # a malformed invocation_state: its text is not for the model
+            logger.warning("memory_tool called with an invalid identity (%s); refusing", type(exc).__name__)
+            return NO_IDENTITY_MESSAGE
         if scope is None:
             logger.warning("memory_tool called without a verified identity; refusing")
             return NO_IDENTITY_MESSAGE

@@ -221,3 +221,69 @@ def test_token_vending_machine_and_isolation_error_are_the_seeds_names() -> None
         assert tvm.get_client("s3vectors", ACME) is tvm.get_client("s3vectors", "tenant-001")
         with pytest.raises(IsolationError):
             tvm.get_client("s3vectors", {"tenantName": "no id"})
+
+
+def test_agents_sharing_the_plugin_never_record_one_users_turn_in_anothers_conversation(tmp_path: Any) -> None:
+    """One Agent per request, one plugin: a turn of bob's that opens while alice's is in flight on
+    another agent must not take alice's words into bob's memory (``MemoryPlugin`` follows one
+    conversation at a time; the interleaved turn is dropped, not misattributed)."""
+    import threading
+
+    from strands.hooks import BeforeInvocationEvent
+
+    from memory import Scope, create_store
+
+    store = create_store(backend="local", tenancy="multi", embedder=LocalEmbedder(), local_dir=tmp_path / "v")
+    seed = S3VectorMemoryPlugin(store=store, base_prompt=BASE_PROMPT, summary_model=ScriptedModel())
+    alice_started, bob_turn_open, alice_done = threading.Event(), threading.Event(), threading.Event()
+
+    def bob_answers(call: Any) -> str:
+        bob_turn_open.set()
+        assert alice_done.wait(10)
+        return "Football, nice."
+
+    alice_agent = Agent(model=ScriptedModel(["Noted."]), name="researcher", plugins=[seed], callback_handler=None)
+    bob_agent = Agent(model=ScriptedModel([bob_answers]), name="researcher", plugins=[seed], callback_handler=None)
+
+    def alice_input_comes_late(event: BeforeInvocationEvent) -> None:  # after the plugin's own hook
+        alice_started.set()
+        assert bob_turn_open.wait(10)
+
+    alice_agent.add_hook(alice_input_comes_late, BeforeInvocationEvent)
+
+    def alice_turn() -> None:
+        alice_agent("My diagnosis is diabetes.", invocation_state={
+            TENANT_CONTEXT: ACME, USER_ID: "alice", CONVERSATION_ID: "conv-alice", END_SESSION: True})
+        alice_done.set()
+
+    alice = threading.Thread(target=alice_turn)
+    alice.start()
+    assert alice_started.wait(10)
+    bob_agent("I like football.", invocation_state={
+        TENANT_CONTEXT: ACME, USER_ID: "bob", CONVERSATION_ID: "conv-bob", END_SESSION: True})
+    alice.join(10)
+    assert seed.wait(timeout=30)
+    bob = " ".join(m.content for m in store.list(Scope("bob", "tenant-001", "researcher")))
+    alice_memories = " ".join(m.content for m in store.list(Scope("alice", "tenant-001", "researcher")))
+    assert "diabetes" not in bob and "Noted." not in bob
+    assert "I like football." in bob and "Football, nice." in bob  # bob's turn kept whole
+    assert "football" not in alice_memories
+
+
+def test_a_new_agent_per_request_keeps_the_history_it_was_built_with(tmp_path: Any) -> None:
+    """A new Agent per request, built with the conversation's stored history, after another user's
+    request: that history is the incoming conversation's own and reaches the model untouched."""
+    from memory import create_store
+
+    store = create_store(backend="local", tenancy="multi", embedder=LocalEmbedder(), local_dir=tmp_path / "v")
+    seed = S3VectorMemoryPlugin(store=store, base_prompt=BASE_PROMPT, summary_model=ScriptedModel())
+    alice = Agent(model=ScriptedModel(["Noted."]), name="researcher", plugins=[seed], callback_handler=None)
+    alice("My diagnosis is diabetes.", invocation_state={TENANT_CONTEXT: ACME, USER_ID: "alice", CONVERSATION_ID: "a"})
+    history = [{"role": "user", "content": [{"text": "I like football."}]},
+               {"role": "assistant", "content": [{"text": "Nice."}]}]
+    model = ScriptedModel(["Football, yes."])
+    bob = Agent(model=model, name="researcher", plugins=[seed], callback_handler=None, messages=history)
+    bob("What do I like?", invocation_state={TENANT_CONTEXT: ACME, USER_ID: "bob", CONVERSATION_ID: "b"})
+    sent = [b["text"] for m in model.calls[0].messages for b in m["content"]]
+    assert sent == ["I like football.", "Nice.", "What do I like?"]
+    assert seed.wait(timeout=30)

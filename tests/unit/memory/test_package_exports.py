@@ -52,6 +52,7 @@ EXPECTED = [
     "build_recall_tool",
     "create_embedder",
     "create_store",
+    "format_injection",
     "index_name_for",
     "read_invocation",
     "set_user_hasher",

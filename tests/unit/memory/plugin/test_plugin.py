@@ -297,6 +297,21 @@ def test_recall_tool_failure_is_generic_for_the_model(fake_store, caplog) -> Non
     assert "secret-detail" not in caplog.text  # the type only at WARNING, like the injection path
 
 
+def test_recall_tool_with_a_malformed_identity_answers_generically(fake_store, caplog) -> None:
+    """The seed's ``plugin.memory_tool`` on an agent without the plugin (nothing checks the state
+    before the model runs): a malformed ``tenant_context`` must not reach the model as an error text."""
+    from memory.compat import S3VectorMemoryPlugin
+    from memory.plugin.recall_tool import NO_IDENTITY_MESSAGE
+
+    seed = S3VectorMemoryPlugin(store=fake_store, base_prompt=BASE)
+    model = ScriptedModel([ToolCall("retrieve_memory", {"query": "tea"}), lambda call: call.last_tool_result_text])
+    agent = Agent(model=model, name="researcher", tools=[seed.memory_tool], callback_handler=None)
+    with caplog.at_level(logging.WARNING, logger="memory.plugin.recall_tool"):
+        answer = str(agent("hi", invocation_state=state(tenant={"tenantId": "Bad Tenant!"})))
+    assert answer.strip() == NO_IDENTITY_MESSAGE and fake_store.retrieve_calls == []
+    assert any("InvalidInvocationState" in r.getMessage() for r in caplog.records)
+
+
 def test_transcript_is_full_even_when_the_window_trims(fake_store) -> None:
     from strands.agent.conversation_manager import SlidingWindowConversationManager
 
@@ -352,6 +367,39 @@ def test_malformed_tenant_context_fails_the_turn_before_the_model_runs(fake_stor
     assert plugin.metrics["identity_invalid"] == 1
     agent("hello", invocation_state=state())  # the plugin still serves the next, valid turn
     assert len(fake_store.retrieve_calls) == 1
+
+
+def test_a_turn_without_tenant_on_a_multi_tenant_store_fails_before_the_model_runs(tmp_path) -> None:
+    """No ``tenant_context`` for a store with one index per tenant is a malformed identity: not a
+    silent memory-off whose conversation is accepted and then dead-lettered (no index to store in)."""
+    from memory import LocalEmbedder, create_store
+
+    store = create_store(backend="local", tenancy="multi", embedder=LocalEmbedder(), local_dir=tmp_path)
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(default_reply="ok")
+    agent, plugin = make_agent(store, model, pipeline=pipeline)
+    with pytest.raises(InvalidInvocationState, match="tenant_context"):
+        agent("I moved to Lisbon.", invocation_state=state(tenant=None, end_session=True))
+    assert model.calls == [] and pipeline.entries == [] and plugin.metrics["identity_invalid"] == 1
+    agent("I moved to Lisbon.", invocation_state=state(tenant="acme", end_session=True))
+    assert [user_texts(e) for e in pipeline.entries] == [["I moved to Lisbon."]]
+
+
+def test_a_turn_of_another_tenant_on_a_tenant_pinned_store_fails_before_the_model_runs(tmp_path) -> None:
+    """A single-tenant store built for one tenant refuses every other tenant's scope: a turn naming
+    another tenant must fail clearly, not run without memory and dead-letter its conversation."""
+    from memory import LocalEmbedder, create_store
+
+    store = create_store(backend="local", tenancy="single", embedder=LocalEmbedder(), local_dir=tmp_path,
+                         tenant_id="acme")
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(default_reply="ok")
+    agent, plugin = make_agent(store, model, pipeline=pipeline)
+    with pytest.raises(InvalidInvocationState, match="tenant_context"):
+        agent("I moved to Lisbon.", invocation_state=state(tenant="globex", end_session=True))
+    assert model.calls == [] and pipeline.entries == [] and plugin.metrics["identity_invalid"] == 1
+    agent("I moved to Lisbon.", invocation_state=state(tenant="acme", end_session=True))
+    assert [user_texts(e) for e in pipeline.entries] == [["I moved to Lisbon."]]
 
 
 def test_seed_tenant_dict_reads_the_same_index_as_the_plain_tenant_id(fake_store) -> None:
@@ -501,3 +549,41 @@ def test_a_turn_after_the_pipeline_shut_down_keeps_its_transcript(fake_store, tm
     (entry,) = outbox.pending()
     assert not entry.open and user_texts(entry) == ["My dog is Rex.", "My cat is Tom.", "Bye."]
     assert plugin.metrics["conversations_ended"] == 1
+
+
+def test_structured_output_prompt_is_not_recorded_as_the_users_words(fake_store) -> None:
+    """Strands forces structured output by adding its own user-role message ("You must format the
+    previous response as structured output.") mid-turn; the user never said it, so it must not be
+    summarized or stored as the user's statement."""
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        city: str
+
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(["Lisbon, I think.", ToolCall("City", {"city": "Lisbon"})])
+    agent, plugin = make_agent(fake_store, model, pipeline=pipeline)
+    result = agent("I moved to Lisbon.", structured_output_model=City, invocation_state=state(end_session=True))
+    assert result.structured_output == City(city="Lisbon")
+    assert len(model.calls) == 2 and model.calls[1].last_user_text.startswith("You must format")  # it was sent
+    (entry,) = pipeline.entries
+    assert user_texts(entry) == ["I moved to Lisbon."]
+    assert [t["text"] for t in plugin.transcript if t["role"] == "assistant"] == ["Lisbon, I think."]
+
+
+
+def test_an_agent_reused_for_another_user_does_not_show_them_the_previous_conversation(fake_store) -> None:
+    """One agent serving many users, identity per call: the next user's model call must not carry
+    the previous user's conversation (still in ``agent.messages``), whose transcript the plugin
+    already handed to the pipeline."""
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(default_reply="ok")
+    agent, _ = make_agent(fake_store, model, pipeline=pipeline)
+    agent("My bank PIN is 4321.", invocation_state=state("conv-a", user="alice"))
+    agent("What do you know about me?", invocation_state=state("conv-b", user="bob", tenant="globex"))
+    sent = [b.get("text") for m in model.calls[-1].messages for b in m["content"]]
+    assert sent == ["What do you know about me?"]
+    assert [user_texts(e) for e in pipeline.entries] == [["My bank PIN is 4321."]]  # alice's was ended
+    agent("And now?", invocation_state=state("conv-b", user="bob", tenant="globex"))  # same conversation
+    assert [b.get("text") for m in model.calls[-1].messages for b in m["content"]] == [
+        "What do you know about me?", "ok", "And now?"]
