@@ -36,7 +36,7 @@ from agent.listening import announce, bind_free_port
 from agent.log_setup import configure_logging
 from agent.observability import configure as configure_telemetry
 from agent.observability import flush as flush_telemetry
-from agent.orchestrator import Conversation
+from agent.orchestrator import TOOL_NAMES, Conversation
 from agent.payload import InvocationPayload, parse_payload
 from agent.services import Services, build_services, check_dependencies
 from agent.sessions import Session
@@ -312,7 +312,9 @@ def main() -> int:
     os.umask(0o077)  # every file this process creates is private to its user (state, logs, keys)
     app = create_app(settings)
     configure_logging(settings.log_level, unsafe_third_party=settings.unsafe_log_third_party)
-    configure_telemetry(console=settings.otel_console, capture_content=settings.otel_capture_content)
+    configure_telemetry(
+        console=settings.otel_console, capture_content=settings.otel_capture_content, tool_names=TOOL_NAMES
+    )
     _serve(app, settings)
     return 0
 

@@ -8,6 +8,11 @@ every other logger stays at WARNING or above. ``AGENT_UNSAFE_LOG_THIRD_PARTY=tru
 floor for debugging: memory text and prompts then reach the log (never use it in production).
 Whatever the setting, the formatter still redacts credential-shaped strings (JWTs, AWS access
 key ids, secret keys and session tokens; :func:`agent.log_format.redact_credentials`).
+
+Under ``opentelemetry-instrument`` with logs export on (the AWS distro turns it on with
+``AGENT_OBSERVABILITY_ENABLED=true``), the root logger already holds OpenTelemetry's
+``LoggingHandler``, the OTLP path of the logs to CloudWatch: it is kept, and sees records
+redacted the same way (:class:`agent.log_format.RedactingFilter`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import TextIO
 
-from agent.log_format import KeyValueFormatter
+from agent.log_format import KeyValueFormatter, RedactingFilter
 
 #: Loggers that follow AGENT_LOG_LEVEL.
 OWN_PACKAGES = ("agent", "auth", "memory", "scripts")
@@ -24,6 +29,7 @@ THIRD_PARTY_FLOOR = logging.WARNING
 #: The AgentCore SDK's request logger (its own handler; operational lines at INFO, nothing sensitive).
 SDK_LOGGER = "bedrock_agentcore.app"
 LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+_REDACT = RedactingFilter()
 
 
 def configure_logging(level: str, *, unsafe_third_party: bool = False, stream: TextIO | None = None) -> logging.Handler:
@@ -35,7 +41,7 @@ def configure_logging(level: str, *, unsafe_third_party: bool = False, stream: T
         stream: Where lines go (default: stderr).
 
     Returns:
-        The installed handler (replacing any handler the root logger had).
+        The installed handler (replacing any handler the root logger had but OpenTelemetry's).
     """
     numeric = logging.getLevelName(level)
     if not isinstance(numeric, int):
@@ -44,7 +50,11 @@ def configure_logging(level: str, *, unsafe_third_party: bool = False, stream: T
     handler.setFormatter(KeyValueFormatter(LINE_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if type(old).__module__.startswith("opentelemetry."):  # OTLP export: kept, fed redacted records
+            old.setFormatter(logging.Formatter("%(message)s"))
+            old.addFilter(_REDACT)
+        else:
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric if unsafe_third_party else max(numeric, THIRD_PARTY_FLOOR))
     for name in OWN_PACKAGES:

@@ -15,6 +15,11 @@ tool's result. So ``gen_ai_unredacted_attributes=`` (redact all) is added to
 ``gen_ai_unredacted_attributes=...`` is kept), and ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``
 is set to ``false`` (the AWS distro defaults it to ``true`` for its Bedrock instrumentation,
 which reads it at each call).
+
+Strands 1.62 tags its metrics with ids unique per event-loop cycle and per tool call; the AWS
+distro's ``awsemf`` exporter makes every attribute a CloudWatch dimension, so each cycle and each
+call would be new custom metrics: :func:`bound_strands_metrics` drops those two ids and names a
+tool the agents do not have (the model may ask for any name) ``_OTHER``.
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from typing import IO, Any
 
-from opentelemetry import metrics, trace
+from opentelemetry import _logs, metrics, trace
+
+from agent.log_format import escape_controls
 
 logger = logging.getLogger(__name__)
 
@@ -32,23 +40,35 @@ SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
 CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 REDACT_ALL = "gen_ai_unredacted_attributes="
 MAX_CONSOLE_VALUE = 80
+#: Attributes of Strands' metrics that are unique per event-loop cycle or per tool call.
+UNBOUNDED_STRANDS_ATTRIBUTES = frozenset({"event_loop_cycle_id", "tool_use_id"})
+#: The ``tool_name`` of Strands' tool metrics for a tool the agents do not have.
+OTHER_TOOL = "_OTHER"
 
 
-def configure(*, console: bool, capture_content: bool, out: IO[str] = sys.stdout) -> None:
-    """Set up telemetry for the app process (call once, before the first agent is built)."""
+def configure(
+    *, console: bool, capture_content: bool, out: IO[str] = sys.stdout, tool_names: Iterable[str] | None = None
+) -> None:
+    """Set up telemetry for the app process (call once, before the first agent is built).
+
+    ``tool_names``: the tools the app's agents have; Strands' tool metrics name any other
+    ``_OTHER`` (None: names kept as Strands records them).
+    """
     if not capture_content:
         redact_content()
     if console:
         enable_console_export(out)
+    bound_strands_metrics(tool_names)
 
 
 def flush(timeout_millis: int = 5000) -> None:
-    """Export what the SDK providers (ours or the distro's) still hold; nothing without an SDK.
+    """Export what the SDK providers (ours or the distro's: spans, metrics, log records) still hold;
+    nothing without an SDK.
 
     Called at shutdown: uvicorn re-raises SIGTERM once the app has stopped, so ``atexit``
     handlers (where the SDK would flush) never run in the AgentCore runtime or the local server.
     """
-    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider()):
         force_flush = getattr(provider, "force_flush", None)
         if force_flush is not None:
             try:
@@ -63,6 +83,51 @@ def redact_content() -> None:
     tokens = [t.strip() for t in os.environ.get(SEMCONV_OPT_IN, "").split(",") if t.strip()]
     if not any(t.startswith("gen_ai_unredacted_attributes=") for t in tokens):
         os.environ[SEMCONV_OPT_IN] = ",".join([*tokens, REDACT_ALL])
+
+
+def bound_strands_metrics(tool_names: Iterable[str] | None = None) -> None:
+    """Keep Strands' per-cycle and per-call ids (``UNBOUNDED_STRANDS_ATTRIBUTES``) out of its metrics.
+
+    Wraps the instruments of Strands' ``MetricsClient`` singleton, which binds to the global meter
+    provider current now: call it once the provider is set (``opentelemetry-instrument`` sets it
+    before the app starts; without one, the API's proxy instruments follow a later provider).
+
+    Args:
+        tool_names: The tools the agents have; any other ``tool_name`` (the model may ask for any
+            name) becomes ``OTHER_TOOL``. None keeps every name.
+    """
+    from strands.telemetry.metrics import MetricsClient
+
+    known = None if tool_names is None else frozenset(tool_names)
+    client = MetricsClient()
+    for name, instrument in list(vars(client).items()):
+        if isinstance(instrument, _BoundedInstrument):
+            instrument.tool_names = known
+        elif isinstance(instrument, (metrics.Counter, metrics.Histogram)):
+            setattr(client, name, _BoundedInstrument(instrument, known))
+
+
+class _BoundedInstrument:
+    """A counter or histogram that drops ``UNBOUNDED_STRANDS_ATTRIBUTES`` from what it records
+    and names unknown tools ``OTHER_TOOL``."""
+
+    def __init__(self, instrument: Any, tool_names: frozenset[str] | None) -> None:
+        self._instrument = instrument
+        self.tool_names = tool_names
+
+    def add(self, amount: float, attributes: Any = None, context: Any = None) -> None:
+        self._instrument.add(amount, self._bounded(attributes), context)
+
+    def record(self, amount: float, attributes: Any = None, context: Any = None) -> None:
+        self._instrument.record(amount, self._bounded(attributes), context)
+
+    def _bounded(self, attributes: Any) -> Any:
+        if not attributes:
+            return attributes
+        kept = {k: v for k, v in attributes.items() if k not in UNBOUNDED_STRANDS_ATTRIBUTES}
+        if self.tool_names is not None and "tool_name" in kept and kept["tool_name"] not in self.tool_names:
+            kept["tool_name"] = OTHER_TOOL
+        return kept
 
 
 def enable_console_export(out: IO[str] = sys.stdout) -> None:
@@ -116,5 +181,5 @@ def format_metrics(data: Any) -> str:
 
 
 def _short(value: Any) -> str:
-    text = str(value).replace("\n", " ")
+    text = escape_controls(str(value))  # model-written values (tool names) reach the terminal
     return text if len(text) <= MAX_CONSOLE_VALUE else text[: MAX_CONSOLE_VALUE - 1] + "…"

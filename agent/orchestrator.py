@@ -24,6 +24,7 @@ from strands.tools.executors import SequentialToolExecutor
 
 from memory.plugin.invocation import identity_state
 from memory.plugin.plugin import MemoryPlugin
+from memory.plugin.recall_tool import RECALL_TOOL_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ SPECIALISTS: tuple[AgentSpec, ...] = (
         "Delegate a research or analysis request; give it the full request as input.",
     ),
 )
+#: Every tool the app's agents have: the specialists, and the recall tool of their memory plugins.
+TOOL_NAMES = frozenset({RECALL_TOOL_NAME, *(spec.name for spec in SPECIALISTS)})
 
 
 class Conversation:

@@ -36,7 +36,7 @@ status to ERROR with the exception's type name, never its message.
 
 Metrics: ``memory.retrieval.duration`` (s), ``memory.injected`` (memories per first turn),
 ``memory.summaries`` (by ``memory.outcome``: stored, failed, exhausted, dead_lettered, empty),
-``memory.outbox.backlog`` (entries accepted and not yet stored by this process),
+``memory.outbox.backlog`` (gauge: entries accepted and not yet stored by this process),
 ``memory.tvm.credential_requests`` (by ``memory.tvm.source``). Bearer-token verification has its
 own span and metric in ``auth.metrics``.
 """
@@ -44,6 +44,7 @@ own span and metric in ``auth.metrics``.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -62,6 +63,7 @@ from telemetry import (
     annotate,
     background_span,
     current_span,
+    record_error,
     span,
     traced,
 )
@@ -72,11 +74,13 @@ if TYPE_CHECKING:
 __all__ = [
     "AGENT",
     "CONVERSATION",
+    "NO_CAUSE",
     "OPERATION",
     "SUMMARY_OUTCOMES",
     "TENANT",
     "USER",
     "annotate",
+    "cause",
     "current_span",
     "embedding",
     "embedding_attributes",
@@ -84,6 +88,7 @@ __all__ = [
     "in_background",
     "model_attributes",
     "outbox_backlog",
+    "record_error",
     "result_attributes",
     "retrieval",
     "scope_attributes",
@@ -94,6 +99,7 @@ __all__ = [
     "tvm_credentials",
     "user_hash",
     "vector_operation",
+    "within",
 ]
 
 AGENT = "gen_ai.agent.name"
@@ -134,16 +140,39 @@ def set_user_hasher(hasher: Callable[[str], str] | None) -> None:
 # -- instruments ----------------------------------------------------------------------------
 
 
+class _Level:
+    """A count observed as a gauge: exporters with DELTA temporality (the AWS distro's ``awsemf``)
+    would export an up-down counter's change per period, not the count itself."""
+
+    def __init__(self) -> None:
+        self._value = 0
+        self._lock = threading.Lock()
+
+    def add(self, delta: int) -> None:
+        with self._lock:
+            self._value += delta
+
+    def observe(self, options: metrics.CallbackOptions) -> list[metrics.Observation]:
+        return [metrics.Observation(self._value)]
+
+
 @dataclass(frozen=True)
 class _Instruments:
     retrieval_duration: metrics.Histogram
     injected: metrics.Histogram
     summaries: metrics.Counter
-    outbox_backlog: metrics.UpDownCounter
+    outbox_backlog: _Level
     tvm_requests: metrics.Counter
 
 
 def _create_instruments(meter: metrics.Meter) -> _Instruments:
+    backlog = _Level()
+    meter.create_observable_gauge(
+        "memory.outbox.backlog",
+        callbacks=[backlog.observe],
+        unit="{entry}",
+        description="Outbox entries accepted and not yet stored",
+    )
     return _Instruments(
         retrieval_duration=meter.create_histogram(
             "memory.retrieval.duration",
@@ -160,9 +189,7 @@ def _create_instruments(meter: metrics.Meter) -> _Instruments:
         summaries=meter.create_counter(
             "memory.summaries", unit="{summary}", description="Conversation summaries by outcome"
         ),
-        outbox_backlog=meter.create_up_down_counter(
-            "memory.outbox.backlog", unit="{entry}", description="Outbox entries accepted and not yet stored"
-        ),
+        outbox_backlog=backlog,
         tvm_requests=meter.create_counter(
             "memory.tvm.credential_requests",
             unit="{request}",
@@ -177,26 +204,49 @@ _instruments = Instruments(_create_instruments)
 # -- spans ----------------------------------------------------------------------------------
 
 
-def in_background(name: str, work: Callable[[str], bool]) -> Callable[[str], bool]:
+def in_background(name: str, work: Callable[[str], bool | str]) -> Callable[[str], bool]:
     """``work(entry_id)`` wrapped to run (in a worker thread) under a :func:`background_span`.
 
     The cause is the span current when this is called (e.g. ``memory.conversation.end``); the
-    root span records ``memory.outbox.entry.id`` and ``memory.outcome`` (``done`` when ``work``
-    returns True, ``kept`` when the entry stays in the outbox).
+    root span records ``memory.outbox.entry.id`` and ``memory.outcome``: the string ``work``
+    returns (e.g. ``dead_lettered``), else ``done`` when it returns True, ``kept`` when the entry
+    stays in the outbox. The wrapped function returns whether the outcome is not ``kept``.
     """
     captured = otel_context.get_current()
 
     def run(entry_id: str) -> bool:
-        token = otel_context.attach(captured)
-        try:
+        with within(captured):
             with background_span(name, {"memory.outbox.entry.id": entry_id}) as current:
-                done = work(entry_id)
-                annotate(current, {OUTCOME: "done" if done else "kept"})
-                return done
-        finally:
-            otel_context.detach(token)
+                result = work(entry_id)
+                outcome = result if isinstance(result, str) else "done" if result else "kept"
+                annotate(current, {OUTCOME: outcome})
+                return outcome != "kept"
 
     return run
+
+
+#: The empty context: work run :func:`within` it has no cause (a new trace without link).
+NO_CAUSE = otel_context.Context()
+
+
+def cause() -> otel_context.Context:
+    """The OpenTelemetry context current here: hand it to :func:`within` to run later work in it."""
+    return otel_context.get_current()
+
+
+@contextmanager
+def within(context: otel_context.Context) -> Iterator[None]:
+    """Run the block in ``context`` (from :func:`cause`).
+
+    For work done later on a long-lived thread: with the threading instrumentation (Strands and
+    ``opentelemetry-instrument`` turn it on) such a thread runs in the context of whichever
+    request happened to start it.
+    """
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 # -- attributes -----------------------------------------------------------------------------
@@ -298,8 +348,9 @@ def vector_operation(operation: str, system: str, *, batch: bool = False) -> Cal
 
     Attributes follow the database conventions (``db.system.name`` = ``system``,
     ``db.collection.name`` = the index, ``db.namespace`` = its bucket if any); with ``batch``
-    the first argument's length (records, keys) is ``db.operation.batch.size``; a list result
-    gives ``db.response.returned_rows``.
+    the first argument's length (records, keys) is ``memory.vectors`` (not
+    ``db.operation.batch.size``: one call with several vectors is one operation, not a batch of
+    operations); a list result gives ``db.response.returned_rows``.
     """
 
     def decorate(method: F) -> F:
@@ -314,7 +365,7 @@ def vector_operation(operation: str, system: str, *, batch: bool = False) -> Cal
                         "db.operation.name": operation,
                         "db.collection.name": self.name,
                         "db.namespace": getattr(self, "bucket", None),
-                        "db.operation.batch.size": size,
+                        "memory.vectors": size,
                     })
                 result = method(self, *args, **kwargs)
                 if recording and isinstance(result, list):

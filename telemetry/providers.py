@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from opentelemetry import metrics, trace
+from opentelemetry.metrics._internal import _ProxyMeterProvider  # the API's "none set yet" provider
 
 #: Instrumentation scope of every span and metric of this project.
 SCOPE = "agent_memory"
@@ -57,10 +58,16 @@ class Instruments(Generic[T]):
         self._built: T | None = None
 
     def get(self) -> T:
-        """The instruments of the current global meter provider (made again when it changed)."""
+        """The instruments of the current global meter provider (made again when it changed).
+
+        While none is set, no-op instruments: never the API's proxies, which register themselves
+        (observable callbacks included) in the first provider set, beside the ones made for it.
+        """
         provider = metrics.get_meter_provider()
         built = self._built
         if built is None or provider is not self._key:
-            built = self._built = self._create(provider.get_meter(SCOPE))
+            unset = isinstance(provider, _ProxyMeterProvider)
+            meter = (metrics.NoOpMeterProvider() if unset else provider).get_meter(SCOPE)
+            built = self._built = self._create(meter)
             self._key = provider
         return built

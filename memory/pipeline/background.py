@@ -171,12 +171,14 @@ class SummaryPipeline:
         self._sweeper: threading.Thread | None = None
         self._futures: set[Future[_Outcome]] = set()
         self._inflight: dict[Ref, bool] = {}  # ref -> re-run requested while running
+        self._rerun_causes: dict[Ref, Any] = {}  # ref -> telemetry context of the latest re-run request
         self._waiting: dict[Ref, float] = {}  # ref -> monotonic time of its next sweep
         self._rounds: dict[Ref, int] = {}  # ref -> exhausted rounds so far
         self._first_failure: dict[Ref, float] = {}  # ref -> monotonic time of its first failure
         self._tokens: dict[Ref, Any] = {}  # ref -> busy-task token, until it is done
         self._adopted: set[Ref] = set()  # open entries of dead processes, taken over by replay
-        self._checkpoints: dict[Ref, OutboxEntry] = {}  # queued, latest transcript wins
+        # queued, latest transcript wins; written in the context of the turn that queued it
+        self._checkpoints: dict[Ref, tuple[OutboxEntry, Any]] = {}
         self._writing = 0  # checkpoint writes in progress
         self._writer_wake = threading.Event()
         self._writer: threading.Thread | None = None
@@ -222,7 +224,8 @@ class SummaryPipeline:
         with self._lock:
             if ref in self._erased or self._closed.is_set():
                 return None
-            self._checkpoints[ref] = entry if entry.open else dataclasses.replace(entry, open=True)
+            queued = entry if entry.open else dataclasses.replace(entry, open=True)
+            self._checkpoints[ref] = (queued, telemetry.cause())
             self.metrics["checkpoints_queued"] += 1
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_forever, name="memory-checkpoints", daemon=True)
@@ -401,20 +404,22 @@ class SummaryPipeline:
         unless a newer one was meanwhile, so the turns answered stay within the loss window)."""
         with self._stripe(ref):
             with self._lock:
-                entry = self._checkpoints.pop(ref, None)
-            if entry is None:
+                queued = self._checkpoints.pop(ref, None)
+            if queued is None:
                 return True  # superseded by the closed entry
+            entry, cause = queued
             try:
-                if self._erased_cached(entry):
-                    self._drop_erased(entry)
-                    return True
-                with telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=True)):
-                    self.outbox.put(entry)
+                with telemetry.within(cause):  # this thread's own context is whichever turn started it
+                    if self._erased_cached(entry):
+                        self._drop_erased(entry)
+                        return True
+                    with telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=True)):
+                        self.outbox.put(entry)
             except Exception as exc:
                 with self._lock:
                     self.metrics["checkpoint_failures"] += 1
                     if ref not in self._erased:
-                        self._checkpoints.setdefault(ref, entry)
+                        self._checkpoints.setdefault(ref, queued)
                 logger.error("checkpoint write failed (%s); written again shortly", type(exc).__name__)
                 return False
             with self._lock:
@@ -474,6 +479,7 @@ class SummaryPipeline:
     def _schedule_locked(self, ref: Ref) -> None:
         if ref in self._inflight:
             self._inflight[ref] = True  # the running task re-reads the newer entry
+            self._rerun_causes[ref] = telemetry.cause()  # if it finishes first, the re-run links here
             return
         self._waiting.pop(ref, None)
         if ref not in self._tokens:
@@ -496,13 +502,15 @@ class SummaryPipeline:
         ended: list[Any] = []
         with self._lock:
             rerun = self._inflight.pop(ref, False)  # ended again after the task's last look at it
+            cause = self._rerun_causes.pop(ref, telemetry.NO_CAUSE)  # not this worker thread's context
             given_up = crashed and self._crash_round_locked(ref)
             if outcome is not _Outcome.FAILED or future.cancelled() or self._closed.is_set() or given_up:
                 self._rounds.pop(ref, None)
                 self._first_failure.pop(ref, None)
                 self._adopted.discard(ref)
                 if rerun and outcome is not _Outcome.FAILED and not self._closed.is_set():
-                    self._schedule_locked(ref)  # that newer entry is summarized too (same busy task)
+                    with telemetry.within(cause):
+                        self._schedule_locked(ref)  # that newer entry is summarized too (same busy task)
                 elif ref in self._tokens:
                     ended.append(self._tokens.pop(ref))
             else:  # exhausted or crashed: keep it pending (and the app busy) until a re-sweep
@@ -533,12 +541,12 @@ class SummaryPipeline:
 
     def _traced_run(self, ref: Ref) -> Callable[[], _Outcome]:
         """``_run(ref)`` under the ``memory.summary`` background span, caused by the current span
-        (outcome ``done`` unless the entry stays in the outbox for a re-sweep)."""
+        (outcome ``dead_lettered``, ``kept`` while the entry waits for a re-sweep, else ``done``)."""
         outcomes: list[_Outcome] = []
 
-        def work(entry_id: str) -> bool:
+        def work(entry_id: str) -> bool | str:
             outcomes.append(self._run(ref))
-            return outcomes[-1] is not _Outcome.FAILED
+            return "dead_lettered" if outcomes[-1] is _Outcome.DEAD else outcomes[-1] is not _Outcome.FAILED
 
         traced = telemetry.in_background("memory.summary", work)  # captures the current span now
 
@@ -611,6 +619,7 @@ class SummaryPipeline:
                 return _Outcome.GONE
         self._count("dead_lettered")
         self._count(f"dead_lettered_{reason}")
+        telemetry.record_error(telemetry.current_span(), error)  # the memory.summary root: failed
         logger.error(
             "summary dead-lettered after %d round(s) (%s): entry %s; see `python -m scripts outbox list`",
             rounds,

@@ -66,3 +66,18 @@ def test_credentials_anywhere_in_the_line_are_redacted() -> None:
         for value in (secret, session_token, jwt, "ASIAABCDEFGHIJKLMNOP"):
             assert value not in line
         assert "<redacted-credential>" in line and line.endswith(" session_id=s-1")
+
+
+def test_control_characters_from_model_or_user_values_cannot_forge_lines_or_drive_the_terminal() -> None:
+    """Strands logs at ERROR the name of a tool the model asked for and did not find: the model's
+    output, which a user can steer. A newline in it would start a forged log line; an ANSI escape
+    would drive the operator's terminal."""
+    forged = "x\n2026-11-30 03:00:00,000 INFO agent.app invocation done tenant=other\r\x1b[2J"
+    tool = logging.getLogger("strands.tools").makeRecord(
+        "strands.tools", logging.ERROR, __file__, 1, "tool_name=<%s> | tool not found in registry", (forged,), None
+    )
+    line = KeyValueFormatter(FORMAT).format(tool)
+    assert line == ("ERROR strands.tools tool_name=<x\\n2026-11-30 03:00:00,000 INFO agent.app invocation done "
+                    "tenant=other\\r\\x1b[2J> | tool not found in registry")
+    field = KeyValueFormatter(FORMAT).format(record(error="a\rb\x1b[31mc\u2028d"))
+    assert field == 'INFO agent.test session ended error="a\\rb\\x1b[31mc\\u2028d"'

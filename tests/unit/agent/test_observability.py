@@ -80,3 +80,100 @@ def test_console_joins_an_sdk_provider_already_installed() -> None:
 
 def test_flush_without_an_sdk_does_nothing(no_providers: None) -> None:
     flush()
+
+
+def test_strands_metrics_carry_no_per_cycle_or_per_call_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strands 1.62 tags its event-loop metrics with ``event_loop_cycle_id`` (a new UUID per
+    cycle) and its tool metrics with ``tool_use_id``, and with the name of any tool the model
+    asks for, registered or not (a name a prompt can dictate). The AWS distro's ``awsemf``
+    exporter makes every attribute a CloudWatch dimension: one new custom metric per cycle, per
+    tool call, per invented tool name."""
+    from strands import Agent, tool
+    from strands.telemetry.metrics import MetricsClient
+
+    from agent.observability import configure
+    from tests.support.scripted_model import ScriptedModel, ToolCall
+
+    @tool
+    def lookup(query: str) -> str:
+        """Look something up."""
+        return "found"
+
+    monkeypatch.setattr(MetricsClient, "_instance", None)  # bound to the captured provider below
+    with capture_telemetry() as captured:
+        configure(console=False, capture_content=True, tool_names={"lookup"})
+        model = ScriptedModel([ToolCall("lookup", {"query": "q"}), "done", ToolCall("no_such_tool_7", {}), "ok"])
+        agent = Agent(model=model, tools=[lookup], callback_handler=None)
+        agent("first")
+        agent("second")
+        cycles = captured.points("strands.event_loop.cycle_count")
+        calls = captured.points("strands.tool.call_count")
+
+    assert sum(p.value for p in cycles) == 4 and sum(p.value for p in calls) == 2  # two cycles and one call a turn
+    assert [dict(p.attributes) for p in cycles] == [{}]
+    assert [dict(p.attributes) for p in calls] == [{"tool_name": "lookup"}, {"tool_name": "_OTHER"}]
+
+
+def test_console_lines_escape_control_characters_of_attribute_values(no_providers: None) -> None:
+    """Strands' spans carry values the model wrote (e.g. the name of a tool it asked for): an
+    ANSI escape or a newline in one must not reach the developer's terminal as such."""
+    out = io.StringIO()
+    enable_console_export(out)
+    with telemetry.span("memory.checkpoint") as current:
+        current.set_attribute("gen_ai.tool.name", "x\x1b[2J\ry\nz")
+    line = out.getvalue()
+    assert line.count("\n") == 1 and "\x1b" not in line and "\r" not in line
+    assert "gen_ai.tool.name=x\\x1b[2J\\ry\\nz" in line
+
+
+def test_flush_exports_the_log_records_the_sdk_still_holds() -> None:
+    """Under the distro the logs' OTLP copy goes through a batching processor of the global
+    logger provider, flushed at exit, and ``atexit`` never runs (uvicorn re-raises SIGTERM):
+    the shutdown's own lines would be lost."""
+    from opentelemetry import _logs
+    from opentelemetry._logs import _internal as logs_internal
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter
+    from opentelemetry.util._once import Once
+
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter, schedule_delay_millis=600_000))
+    logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+    logs_internal._LOGGER_PROVIDER = None  # type: ignore[attr-defined]
+    _logs.set_logger_provider(provider)
+    try:
+        provider.get_logger("agent.app").emit(body="shutting down: ending open conversations")
+        flush()
+        assert [str(log.log_record.body) for log in exporter.get_finished_logs()] == [
+            "shutting down: ending open conversations"]
+    finally:
+        logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+        logs_internal._LOGGER_PROVIDER = None  # type: ignore[attr-defined]
+        provider.shutdown()
+
+
+def test_the_app_bounds_strands_tool_metrics_to_the_tools_its_agents_have(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.app
+    from agent.orchestrator import build_conversation
+    from tests.support.scripted_model import ScriptedModel
+
+    seen: dict[str, object] = {}
+
+    class FakeApp:
+        def run(self, **kwargs: object) -> None:
+            return None
+
+    monkeypatch.setattr(agent.app, "create_app", lambda settings: FakeApp())
+    monkeypatch.setattr(agent.app, "configure_telemetry", lambda **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(agent.app, "configure_logging", lambda *args, **kwargs: None)
+    monkeypatch.setattr(agent.app.os, "umask", lambda mask: 0)
+    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    assert agent.app.main() == 0
+
+    from memory.plugin.plugin import MemoryPlugin
+    from tests.unit.memory.conftest import FakeStore
+
+    conversation = build_conversation(ScriptedModel(), lambda name, summarize: MemoryPlugin(FakeStore(), pipeline=None))
+    registered = set(conversation.agent.tool_registry.registry)  # the specialists and the recall tool
+    assert registered == {"research_specialist", "memory_tool"} and seen["tool_names"] == registered

@@ -123,3 +123,18 @@ def test_instruments_follow_a_new_global_provider() -> None:
         telemetry.outbox_backlog(+1)
     assert first.total("memory.outbox.backlog") == 1
     assert second.total("memory.outbox.backlog") == 2
+
+
+def test_a_backlog_counted_before_any_provider_does_not_hide_the_one_of_a_later_provider() -> None:
+    """Instruments made while no provider is set were the API's proxies, which register
+    themselves (the backlog gauge's callback included) in every provider set later, where they
+    shadowed the gauge made for that provider under the same name."""
+    telemetry.outbox_backlog(+1)  # no SDK
+    with capture_telemetry() as first:
+        telemetry.outbox_backlog(+1)
+        in_first = first.total("memory.outbox.backlog")
+    with capture_telemetry() as second:
+        telemetry.outbox_backlog(+1)
+        telemetry.outbox_backlog(+1)
+        in_second = second.total("memory.outbox.backlog")
+    assert (in_first, in_second) == (1, 2)

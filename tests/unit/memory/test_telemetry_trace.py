@@ -169,7 +169,7 @@ def test_summary_runs_in_its_own_trace_linked_to_the_turn(run: dict[str, Any]) -
     put = captured.named("PutVectors memory-acme")[0]
     # one put of every unit of the conversation; no delete: none of the keys its units do not use exists
     assert captured.parent(put).name == "memory.store_units"
-    assert put.attributes["db.operation.batch.size"] == run["units_s1"]
+    assert put.attributes["memory.vectors"] == run["units_s1"]
     assert captured.named("DeleteVectors memory-acme") == []
 
 
