@@ -11,7 +11,11 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics._internal import _ProxyMeterProvider  # the API's "none set yet" provider
+
+try:  # the API's "none set yet" provider: private, so an API without it counts every provider as set
+    from opentelemetry.metrics._internal import _ProxyMeterProvider as _UNSET_PROVIDER
+except ImportError:  # pragma: no cover - depends on the installed opentelemetry-api
+    _UNSET_PROVIDER = ()
 
 #: Instrumentation scope of every span and metric of this project.
 SCOPE = "agent_memory"
@@ -66,7 +70,7 @@ class Instruments(Generic[T]):
         provider = metrics.get_meter_provider()
         built = self._built
         if built is None or provider is not self._key:
-            unset = isinstance(provider, _ProxyMeterProvider)
+            unset = isinstance(provider, _UNSET_PROVIDER)
             meter = (metrics.NoOpMeterProvider() if unset else provider).get_meter(SCOPE)
             built = self._built = self._create(meter)
             self._key = provider
