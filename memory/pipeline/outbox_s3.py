@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 from botocore.exceptions import BotoCoreError, ClientError
 
 from memory.aws import error_code, http_status, translate_error
-from memory.errors import InvalidTenantId
+from memory.errors import InvalidTenantId, MemoryLibraryError
 from memory.pipeline.outbox import (
     USER_FOLDER_PREFIX,
     Claim,
@@ -117,15 +117,26 @@ class S3Outbox:
         return None if data is None else read_entry(data, entry_id)
 
     def pending(self, tenant_id: str | None = None) -> list[OutboxEntry]:
-        """Pending entries of every tenant (or of ``tenant_id``), oldest first."""
-        tenants = [tenant_id] if tenant_id is not None else self.tenants()
+        """Pending entries of every tenant (or of ``tenant_id``), oldest first.
+
+        Listing every tenant, one whose prefix cannot be read with its credentials (refused,
+        STS unavailable) is skipped with a warning: its entries stay for a later replay and the
+        other tenants' are not held back. Asked for one tenant, the error is raised.
+        """
+        if tenant_id is not None:
+            return sorted(self._pending_of(tenant_id), key=lambda e: e.created_at)
         entries = []
-        for tenant in tenants:
-            for key in self._keys(tenant, "pending"):
-                entry = self.get(_name(key), tenant)
-                if entry is not None:
-                    entries.append(entry)
+        for tenant in self.tenants():
+            try:
+                entries += self._pending_of(tenant)
+            except MemoryLibraryError as exc:
+                logger.warning("outbox of tenant %s unreadable (%s); its entries wait for a later replay",
+                               tenant, type(exc).__name__)
         return sorted(entries, key=lambda e: e.created_at)
+
+    def _pending_of(self, tenant_id: str | None) -> list[OutboxEntry]:
+        found = (self.get(_name(key), tenant_id) for key in self._keys(tenant_id, "pending"))
+        return [entry for entry in found if entry is not None]
 
     def remove(self, entry_id: str, tenant_id: str | None = None) -> None:
         """Delete a pending entry (a missing one is ignored)."""

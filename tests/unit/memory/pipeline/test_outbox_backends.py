@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from memory.aws import make_client
+from memory.errors import AccessDenied
 from memory.pipeline.outbox import ErasureMarker, Outbox, OutboxEntry
 from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.outbox_s3 import S3Outbox
@@ -373,3 +374,26 @@ def test_s3_a_folder_that_is_not_a_tenant_does_not_stop_the_replay(s3) -> None:
     outbox.put(e)
     s3.put_object(Bucket=BUCKET, Key="obx/Backup_2026/pending/x.json", Body=b"{}")  # e.g. an operator's copy
     assert outbox.tenants() == ["acme"] and [p.entry_id for p in outbox.pending()] == [e.entry_id]
+
+
+def test_s3_a_tenant_whose_outbox_cannot_be_read_does_not_hide_the_others(s3, caplog) -> None:
+    """The replay lists every tenant's prefix with that tenant's credentials: one tenant whose
+    credentials are refused (offboarded, its role changed) or whose STS call fails must not keep
+    every other tenant's conversations from being stored at each start. Asked for by name, the
+    failure is still raised (the operator's ``outbox list --tenant``)."""
+    def client_for(tenant: str | None) -> Any:
+        if tenant == "globex":
+            raise AccessDenied("AssumeRole refused for tenant globex")
+        return s3
+
+    outbox = S3Outbox(client_for, BUCKET, lister=s3)
+    acme, initech = entry("c1"), entry("c2", tenant="initech")
+    for e in (acme, initech):
+        outbox.put(e)
+    s3.put_object(Bucket=BUCKET, Key="outbox/globex/pending/x.json", Body=b"{}")
+    assert outbox.tenants() == ["acme", "globex", "initech"]
+    with caplog.at_level("WARNING", logger="memory.pipeline.outbox_s3"):
+        assert sorted(e.conversation_id for e in outbox.pending()) == ["c1", "c2"]
+    assert "globex" in caplog.text and "AccessDenied" in caplog.text
+    with pytest.raises(AccessDenied):
+        outbox.pending("globex")
