@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from memory.index.filters import compile_filter
 from memory.tenants import validate_tenant_id
 from scripts.common import Report, ScriptError, add_common_args
 from scripts.targets import add_target_args, open_target
@@ -40,7 +41,8 @@ def run_sweep(args: argparse.Namespace) -> Report:
             report.add("ABSENT", target.index_resource, "no index")
             continue
         if not args.yes:
-            expired = sum(1 for r in target.store.index.list() if int(r.metadata.get("stored_at_epoch", 0)) < cutoff)
+            is_expired = compile_filter({"stored_at_epoch": {"$lt": cutoff}})  # the sweep's own filter
+            expired = sum(1 for r in target.store.index.list() if is_expired(r.metadata))
             status = "WOULD DELETE" if expired else "UNCHANGED"
             report.add(status, target.index_resource, f"{expired} memories older than {args.ttl_days:g} days")
             continue
