@@ -52,8 +52,9 @@ _LOST_RACE = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 def _lost_race(exc: ClientError) -> bool:
     """A conditional write refused because another writer got there first (412, 409) or the
-    object it was conditioned on is gone (404: ``If-Match`` on a deleted key)."""
-    return error_code(exc) in _LOST_RACE or http_status(exc) in (404, 409, 412)
+    object it was conditioned on is gone (``NoSuchKey``: ``If-Match`` on a deleted key; not any
+    404, which may be a missing bucket)."""
+    return error_code(exc) in _LOST_RACE or error_code(exc) == "NoSuchKey" or http_status(exc) in (409, 412)
 
 
 class S3Outbox:

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from memory.aws import make_client
-from memory.errors import AccessDenied
+from memory.errors import AccessDenied, MemoryLibraryError
 from memory.pipeline.outbox import ErasureMarker, Outbox, OutboxEntry
 from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.outbox_s3 import S3Outbox
@@ -397,3 +397,11 @@ def test_s3_a_tenant_whose_outbox_cannot_be_read_does_not_hide_the_others(s3, ca
     assert "globex" in caplog.text and "AccessDenied" in caplog.text
     with pytest.raises(AccessDenied):
         outbox.pending("globex")
+
+
+def test_s3_a_missing_bucket_is_an_error_not_a_lost_race(s3) -> None:
+    """A conditional write answered 404 because the bucket is gone must not read as "another
+    process holds the claim": the entry would wait silently instead of the error being seen."""
+    outbox = S3Outbox(lambda _tenant: s3, "outbox-bucket-that-does-not-exist", lister=s3)
+    with pytest.raises(MemoryLibraryError):
+        outbox.claim("sum-" + "ab" * 32, "acme")
