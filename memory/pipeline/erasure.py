@@ -73,9 +73,7 @@ def erase(
         raise ValueError("erasing a conversation needs its user")
     marker = ErasureMarker(tenant_id=tenant_id, user_id=user_id, conversation_id=conversation_id)
     outbox.add_erasure(marker)
-    entries = [e for e in outbox.pending(tenant_id) if marker.covers(e)]
-    for entry in entries:
-        outbox.remove(entry.entry_id, entry.tenant_id)
+    entries = _remove_covered(outbox, marker, tenant_id)
     letters = [d for d in outbox.dead_letters(tenant_id) if marker.covers(d.entry)]
     for letter in letters:
         outbox.purge(letter.entry.entry_id, letter.entry.tenant_id)
@@ -92,10 +90,7 @@ def erase(
         outbox.add_erasure(latest)
     if settle_seconds > 0:
         sleep(settle_seconds)
-        late = [e for e in outbox.pending(tenant_id) if latest.covers(e)]
-        for entry in late:
-            outbox.remove(entry.entry_id, entry.tenant_id)
-        entries += late
+        entries += _remove_covered(outbox, latest, tenant_id)
     logger.info(
         "erased: %d outbox entries, %d dead letters, %d memories (marker %s)",
         len(entries),
@@ -104,3 +99,11 @@ def erase(
         marker.marker_id,
     )
     return ErasureResult(marker, len(entries), len(letters), memories)
+
+
+def _remove_covered(outbox: Outbox, marker: ErasureMarker, tenant_id: str | None) -> list[OutboxEntry]:
+    """Remove the tenant's pending entries ``marker`` covers; returns them."""
+    covered = [e for e in outbox.pending(tenant_id) if marker.covers(e)]
+    for entry in covered:
+        outbox.remove(entry.entry_id, entry.tenant_id)
+    return covered
