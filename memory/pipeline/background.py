@@ -267,27 +267,32 @@ class SummaryPipeline:
         Closed entries are all scheduled (claims keep two processes from both storing one);
         open entries only once unchanged for ``orphan_after_seconds`` (their process is gone)
         and written before this pipeline was created (a later one belongs to a live process,
-        perhaps this one).
+        perhaps this one). An entry this process is summarizing is left to that task.
         """
+        caller = telemetry.cause()  # summaries are not caused by the replay span: they are the caller's
         with telemetry.span("memory.outbox.replay") as span:
             entries = self.outbox.pending()
             now = datetime.now(timezone.utc)
-            orphans = [
-                e
-                for e in entries
-                if e.open
-                and parse_time(e.created_at) < self._created_at
-                and (now - parse_time(e.created_at)).total_seconds() >= self.orphan_after_seconds
-            ]
-            chosen = [e for e in entries if not e.open] + orphans
+            with self._lock:
+                # one in flight here (ended by this process while the replay listed) is its
+                # task's: scheduling it would request a re-run of the transcript that task reads
+                entries = [e for e in entries if _ref(e) not in self._inflight]
+                orphans = [
+                    e
+                    for e in entries
+                    if e.open
+                    and parse_time(e.created_at) < self._created_at
+                    and (now - parse_time(e.created_at)).total_seconds() >= self.orphan_after_seconds
+                ]
+                chosen = [e for e in entries if not e.open] + orphans
+                for entry in orphans:
+                    self._adopted.add(_ref(entry))
+                with telemetry.within(caller):
+                    for entry in chosen:
+                        self._schedule_locked(_ref(entry))
+                self.metrics["replayed"] += len(chosen)
+                self.metrics["closed_at_replay"] += len(orphans)
             telemetry.annotate(span, {"memory.outbox.replayed": len(chosen), "memory.outbox.reopened": len(orphans)})
-        with self._lock:
-            for entry in orphans:
-                self._adopted.add(_ref(entry))
-            for entry in chosen:
-                self._schedule_locked(_ref(entry))
-            self.metrics["replayed"] += len(chosen)
-            self.metrics["closed_at_replay"] += len(orphans)
         if chosen:
             logger.info(
                 "replaying %d pending conversation summaries (%d left open by a previous process)",

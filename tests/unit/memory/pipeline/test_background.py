@@ -250,6 +250,24 @@ def test_sweep_does_not_resubmit_an_entry_in_flight(fake_store, make_pipeline) -
     assert pipeline.wait(30) and len(calls) == 3 and len(fake_store.memories) == 1
 
 
+def test_a_replay_that_finds_an_entry_in_flight_leaves_it_to_its_task(fake_store, make_pipeline) -> None:
+    """The start-up replay runs on a thread while the app serves: it may list the closed entry of
+    a conversation this process just ended and is summarizing. That is no newer transcript: the
+    running task keeps it (a permanent failure is dead-lettered at once, not kept waiting)."""
+    from memory.errors import NotFound
+
+    slow = GatedSummarizer()
+    fake_store.fail_store = NotFound("index not onboarded")
+    pipeline = make_pipeline(fake_store, slow, retry=FAST_SWEEP)
+    pipeline.end_conversation(entry())
+    assert slow.started.wait(30)
+    assert pipeline.replay_pending() == 0  # in flight here: nothing to schedule
+    slow.gate.set()
+    assert pipeline.wait(30)
+    assert pipeline.waiting == 0 and pipeline.metrics["dead_lettered"] == 1
+    assert [d.reason for d in pipeline.outbox.dead_letters(None)] == ["NotFound"]
+
+
 def test_shutdown_ends_the_busy_task_and_leaves_the_entry_for_the_next_start(fake_store, make_pipeline) -> None:
     busy = BusyTasks()
     failing_then_ok(fake_store, failures=2)
