@@ -28,7 +28,7 @@ class BusyTasks:
             self.open.remove(token)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.005) -> bool:
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.005) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds pass; its last value."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

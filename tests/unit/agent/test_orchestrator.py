@@ -158,7 +158,7 @@ async def test_a_specialist_stops_showing_memories_erased_during_the_session(tmp
         assert "4321" in (model.calls[1].system_prompt or "")  # the specialist was given it
         erase(outbox, store, tenant_id="tenant-a", user_id="alice")
         await convo.ask("I am still here.", dict(STATE))  # its checkpoint finds the marker
-        assert pipeline.flush(5)
+        assert pipeline.flush(30)
         await convo.ask("And the door code?", dict(STATE))
         again = model.calls[5]  # orchestrator, specialist, orchestrator; orchestrator; orchestrator, *specialist*
         assert SPECIALIST_NAME not in again.tool_names and "4321" not in (again.system_prompt or "")

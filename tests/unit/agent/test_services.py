@@ -92,7 +92,7 @@ def test_start_up_makes_the_state_directory_private(tmp_path: Path) -> None:
             tenant_id="acme", user_id="alice", agent_name="orchestrator", conversation_id="sid-1",
             transcript=[{"role": "user", "text": "My dog is called Rex."}],
         ))
-        assert services.pipeline.wait(timeout=10)
+        assert services.pipeline.wait(30)
         services.pipeline.shutdown(wait=True)
     finally:
         os.umask(previous)

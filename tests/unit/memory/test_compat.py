@@ -239,7 +239,7 @@ def test_agents_sharing_the_plugin_never_record_one_users_turn_in_anothers_conve
 
     def bob_answers(call: Any) -> str:
         bob_turn_open.set()
-        assert alice_done.wait(10)
+        assert alice_done.wait(30)
         return "Football, nice."
 
     alice_agent = Agent(model=ScriptedModel(["Noted."]), name="researcher", plugins=[seed], callback_handler=None)
@@ -247,7 +247,7 @@ def test_agents_sharing_the_plugin_never_record_one_users_turn_in_anothers_conve
 
     def alice_input_comes_late(event: BeforeInvocationEvent) -> None:  # after the plugin's own hook
         alice_started.set()
-        assert bob_turn_open.wait(10)
+        assert bob_turn_open.wait(30)
 
     alice_agent.add_hook(alice_input_comes_late, BeforeInvocationEvent)
 
@@ -258,7 +258,7 @@ def test_agents_sharing_the_plugin_never_record_one_users_turn_in_anothers_conve
 
     alice = threading.Thread(target=alice_turn)
     alice.start()
-    assert alice_started.wait(10)
+    assert alice_started.wait(30)
     bob_agent("I like football.", invocation_state={
         TENANT_CONTEXT: ACME, USER_ID: "bob", CONVERSATION_ID: "conv-bob", END_SESSION: True})
     alice.join(10)

@@ -27,7 +27,7 @@ def test_an_exhausted_summary_stays_in_the_backlog(otel: Captured, fake_store: A
     fake_store.fail_store = BackendUnavailable("down")
     pipeline = make_pipeline(fake_store)
     pipeline.end_conversation(_entry())
-    assert pipeline.wait(timeout=10)
+    assert pipeline.wait(30)
 
     assert otel.total("memory.summaries", **{"memory.outcome": "failed"}) == 3  # max_attempts
     assert otel.total("memory.summaries", **{"memory.outcome": "exhausted"}) == 1
@@ -53,7 +53,7 @@ def test_replay_is_one_span_and_each_replayed_summary_a_root_without_link(
 
     second = make_pipeline(fake_store)
     assert second.replay_pending() == 2
-    assert second.wait(timeout=10)
+    assert second.wait(30)
     replay = otel.one("memory.outbox.replay")
     assert (replay.attributes["memory.outbox.replayed"], replay.attributes["memory.outbox.reopened"]) == (2, 2)
     roots = otel.named("memory.summary")
@@ -80,7 +80,7 @@ def test_each_checkpoint_write_is_a_child_of_its_own_turn_not_of_the_turn_that_s
         with telemetry.span("memory.checkpoint", {"gen_ai.conversation.id": conversation}) as turn:
             pipeline.checkpoint(_entry(conversation))
         turns.append(format_span_id(turn.get_span_context().span_id))
-        assert pipeline.flush(timeout=10)
+        assert pipeline.flush(30)
 
     writes = otel.named("memory.outbox.write")
     parents = {w.attributes["gen_ai.conversation.id"]: format_span_id(w.parent.span_id) if w.parent else None
@@ -114,7 +114,7 @@ def test_the_erasure_check_before_a_checkpoint_write_is_traced_under_that_turn_t
             with telemetry.span("memory.checkpoint") as turn:
                 pipeline.checkpoint(_entry(conversation))
             turns.append(format_span_id(turn.get_span_context().span_id))
-            assert pipeline.flush(timeout=10)
+            assert pipeline.flush(30)
     finally:
         pipeline.shutdown(wait=True)
     listings = [format_span_id(s.parent.span_id) if s.parent else None for s in otel.named("ListObjectsV2")]
@@ -147,7 +147,7 @@ def test_the_backlog_reads_as_a_level_under_the_distros_delta_temporality(fake_s
         fake_store.fail_store = BackendUnavailable("down")
         pipeline = make_pipeline(fake_store)
         pipeline.end_conversation(_entry())  # exhausted: waits for a re-sweep
-        assert pipeline.wait(timeout=10)
+        assert pipeline.wait(30)
         levels = [backlog(), backlog()]  # two export periods, nothing changed in the second
     finally:
         reset_globals()
@@ -190,7 +190,7 @@ def test_a_summary_run_again_for_a_later_end_links_to_that_end_not_to_an_earlier
     try:
         with telemetry.span("turn-1"):
             pipeline.end_conversation(first)
-        assert pipeline.wait(timeout=10)
+        assert pipeline.wait(30)
     finally:
         pipeline.shutdown(wait=True)
 
@@ -212,7 +212,7 @@ def test_a_dead_lettered_summary_is_a_failed_root_span_not_a_done_one(
     fake_store.fail_store = AccessDenied("denied")  # permanent: dead-lettered at once
     pipeline = make_pipeline(fake_store)
     pipeline.end_conversation(_entry())
-    assert pipeline.wait(timeout=10)
+    assert pipeline.wait(30)
 
     assert otel.total("memory.summaries", **{"memory.outcome": "dead_lettered"}) == 1
     root = otel.one("memory.summary")

@@ -90,7 +90,7 @@ def test_two_replayers_racing_store_a_conversation_once(fake_store, make_outbox,
         t.start()
     for t in threads:
         t.join()
-    assert all(p.wait(10) for p in racers)
+    assert all(p.wait(30) for p in racers)
     keys = [call["key"] for call in fake_store.store_calls]
     assert sorted(keys) == sorted(e.key for e in left)  # each stored exactly once
     assert make_outbox().pending() == []
@@ -103,7 +103,7 @@ def test_a_replayer_leaves_an_entry_another_process_has_claimed(fake_store, make
     held = outbox.claim(e.entry_id, "acme")  # another process is summarizing it
     busy = BusyTasks()
     pipeline = new_pipeline(pipelines, fake_store, make_outbox(), on_task_start=busy.start, on_task_end=busy.end)
-    assert pipeline.replay_pending() == 1 and pipeline.wait(5)
+    assert pipeline.replay_pending() == 1 and pipeline.wait(30)
     assert fake_store.store_calls == [] and pipeline.metrics["claimed_elsewhere"] == 1 and busy.open == set()
     outbox.release(held)
 
@@ -115,7 +115,7 @@ def test_a_recent_open_entry_belongs_to_a_live_process_and_is_not_adopted(fake_s
     outbox.put(live)
     outbox.put(stale)
     pipeline = new_pipeline(pipelines, fake_store, make_outbox(), orphan_after_seconds=900)
-    assert pipeline.replay_pending() == 1 and pipeline.wait(5)
+    assert pipeline.replay_pending() == 1 and pipeline.wait(30)
     assert [c["key"] for c in fake_store.store_calls] == [stale.key]
     assert [e.entry_id for e in outbox.pending()] == [live.entry_id]
 
@@ -126,7 +126,7 @@ def test_an_entry_with_a_malformed_time_does_not_stop_the_replay(fake_store, mak
     outbox.put(entry("alice", open=True, created_at="yesterday"))  # valid JSON, not a time
     outbox.put(entry("carol"))
     pipeline = new_pipeline(pipelines, fake_store, make_outbox())
-    assert pipeline.replay_pending() == 1 and pipeline.wait(5)  # the start-up replay does not raise
+    assert pipeline.replay_pending() == 1 and pipeline.wait(30)  # the start-up replay does not raise
     assert [c["scope"].user_id for c in fake_store.store_calls] == ["carol"]
 
 
@@ -134,15 +134,15 @@ def test_an_adopted_checkpoint_whose_process_lives_on_does_not_swallow_its_end(f
     live = new_pipeline(pipelines, fake_store, make_outbox())  # e.g. in a turn longer than orphan_after
     first = entry(open=True)
     live.checkpoint(first)
-    assert live.flush(5)
+    assert live.flush(30)
     gated = GatedSummarizer()
     replayer = new_pipeline(pipelines, fake_store, make_outbox(), summarizer=gated, orphan_after_seconds=0)
-    assert replayer.replay_pending() == 1 and gated.started.wait(5)  # adopted, now summarizing
+    assert replayer.replay_pending() == 1 and gated.started.wait(30)  # adopted, now summarizing
     ended = dataclasses.replace(first, open=False, created_at=datetime.now(timezone.utc).isoformat(),
                                 transcript=[*first.transcript, {"role": "user", "text": "My boat is Wave."}])
-    assert live.end_conversation(ended) is not None and live.wait(5)  # claimed by the replayer
+    assert live.end_conversation(ended) is not None and live.wait(30)  # claimed by the replayer
     gated.gate.set()
-    assert replayer.wait(5)
+    assert replayer.wait(30)
     assert "Wave" in _stored_text(fake_store) or make_outbox().pending() != []  # stored, or still pending
 
 def test_a_checkpoint_written_just_before_the_adopters_delete_is_summarized_not_deleted(fake_store, pipelines) -> None:
@@ -166,7 +166,7 @@ def test_a_checkpoint_written_just_before_the_adopters_delete_is_summarized_not_
 
         client.meta.events.register("before-parameter-build.s3.DeleteObject", live_process_writes_first)
         replayer = new_pipeline(pipelines, fake_store, outbox, orphan_after_seconds=60)
-        assert replayer.replay_pending() == 1 and replayer.wait(5)
+        assert replayer.replay_pending() == 1 and replayer.wait(30)
         assert landed and "Wave" in _stored_text(fake_store)
         assert outbox.pending() == []  # the newer version was stored, then removed
 
@@ -211,7 +211,7 @@ def test_replay_after_forget_stores_nothing_of_the_erased_user(fake_store, make_
     outbox.put(alice)  # e.g. a live process's late checkpoint lands after the forget
     pipeline = new_pipeline(pipelines, fake_store, make_outbox())
     pipeline.replay_pending()
-    assert pipeline.wait(5)
+    assert pipeline.wait(30)
     assert [c["scope"].user_id for c in fake_store.store_calls] == ["bob"]  # bob untouched
     assert outbox.pending() == [] and pipeline.metrics["erased_dropped"] == 1
 
@@ -222,10 +222,10 @@ def test_ending_a_conversation_after_forget_writes_and_stores_nothing(fake_store
     alice = entry("alice")
     erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
     assert pipeline.end_conversation(alice) is None and pipeline.is_erased(alice.tenant_id, alice.entry_id)
-    assert pipeline.end_conversation(entry("bob")) is not None and pipeline.wait(5)
+    assert pipeline.end_conversation(entry("bob")) is not None and pipeline.wait(30)
     assert [c["scope"].user_id for c in fake_store.store_calls] == ["bob"] and outbox.pending() == []
     later = entry("alice", "c2")  # a conversation that starts after the erasure is kept
-    assert pipeline.end_conversation(later) is not None and pipeline.wait(5)
+    assert pipeline.end_conversation(later) is not None and pipeline.wait(30)
     assert [c["scope"].user_id for c in fake_store.store_calls] == ["bob", "alice"]
 
 
@@ -233,10 +233,10 @@ def test_a_forget_racing_a_store_deletes_what_was_just_stored(fake_store, make_o
     gated = GatedSummarizer()
     pipeline = new_pipeline(pipelines, fake_store, make_outbox(), summarizer=gated)
     pipeline.end_conversation(entry("alice"))
-    assert gated.started.wait(5)  # checked the markers (none yet), now summarizing
+    assert gated.started.wait(30)  # checked the markers (none yet), now summarizing
     erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
     gated.gate.set()
-    assert pipeline.wait(5)
+    assert pipeline.wait(30)
     assert len(fake_store.store_calls) == 1 and fake_store.memories == {}  # stored, then deleted again
     assert pipeline.metrics["erased_after_store"] == 1 and make_outbox().pending() == []
 
@@ -259,10 +259,10 @@ def test_a_forget_racing_a_store_that_failed_after_putting_units_deletes_them(
     pipeline = new_pipeline(pipelines, fake_store, make_outbox(), summarizer=gated)
     pipeline.start_sweeper()
     pipeline.end_conversation(entry("alice", text="My PIN is 4321."))
-    assert gated.started.wait(5)  # checked the markers (none yet), now summarizing
+    assert gated.started.wait(30)  # checked the markers (none yet), now summarizing
     assert erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice").memories == 0
     gated.gate.set()
-    assert wait_until(lambda: pipeline.waiting == 0) and pipeline.wait(5)
+    assert wait_until(lambda: pipeline.waiting == 0) and pipeline.wait(30)
     assert len(fake_store.store_calls) >= 1
     assert fake_store.memories == {}  # nothing of alice's is left in the index
     assert make_outbox().pending() == [] and make_outbox().dead_letters() == []
@@ -282,13 +282,13 @@ def test_a_live_conversation_erased_mid_way_is_dropped_by_the_plugin(fake_store,
 
     say("alice", "My PIN is 4321.")
     say("bob", "My PIN is 9999.")
-    assert pipeline.flush(5)
+    assert pipeline.flush(30)
     erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
     say("alice", "And my password is hunter2.")  # its checkpoint finds the marker: dropped
-    assert pipeline.flush(5)
+    assert pipeline.flush(30)
     say("alice", "Bye.", end=True)
     say("bob", "Bye.", end=True)
-    assert pipeline.wait(5)
+    assert pipeline.wait(30)
     assert plugins["alice"].transcript == [] and plugins["alice"].metrics["erased"] >= 1
     stored = [c["content"] for c in fake_store.store_calls]
     assert len(stored) == 1 and "9999" in stored[0] and not any("4321" in s or "hunter2" in s for s in stored)
@@ -331,7 +331,7 @@ def test_a_forget_right_after_the_first_turns_retrieval_stores_nothing_it_inject
 
     fake_store.retrieve = retrieve_then_forget
     assert "4321" in _alice_turn(agent, "My PIN is needed now.", end=True)  # read before the forget
-    assert pipeline.wait(5)
+    assert pipeline.wait(30)
     assert "4321" not in _stored_text(fake_store) and make_outbox().pending() == []
 
 
@@ -352,7 +352,7 @@ def test_a_conversation_opened_while_forget_deletes_stores_nothing_it_injected(
     erase(forgetting, fake_store, tenant_id="acme", user_id="alice")
     assert "4321" in answers[0] and fake_store.memories == {}
     _alice_turn(agent, "Bye.", end=True)
-    assert pipeline.wait(5)
+    assert pipeline.wait(30)
     assert "4321" not in _stored_text(fake_store) and make_outbox().pending() == []
 
 
@@ -363,7 +363,7 @@ def test_a_live_conversation_found_erased_no_longer_injects_the_erased_memories(
     assert "4321" in _alice_turn(agent, "My PIN is needed now.")  # injected on the first turn
     erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
     _alice_turn(agent, "I am still here.")  # its checkpoint finds the marker
-    assert pipeline.flush(5)
+    assert pipeline.flush(30)
     assert "4321" not in _alice_turn(agent, "Anything else?")  # the session goes on without them
 
 
@@ -376,11 +376,11 @@ def test_forget_sweeps_the_outbox_again_after_writers_have_read_its_marker(fake_
     bob = entry("bob", "c2", open=True)
     for e in (live, bob):
         pipeline.checkpoint(e)
-    assert pipeline.flush(5)  # markers read (none yet) and trusted for a minute
+    assert pipeline.flush(30)  # markers read (none yet) and trusted for a minute
 
     def next_turn_meanwhile(seconds: float) -> None:
         pipeline.checkpoint(dataclasses.replace(live, transcript=[*live.transcript, {"role": "user", "text": "again"}]))
-        assert pipeline.flush(5)
+        assert pipeline.flush(30)
         assert any(e.user_id == "alice" for e in make_outbox().pending())  # written back: the race is real
 
     result = erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice", settle_seconds=7.0,
@@ -475,7 +475,7 @@ def test_erasing_a_tenant_or_one_conversation(fake_store, make_outbox, pipelines
         outbox.put(e)  # late writers
     pipeline = new_pipeline(pipelines, fake_store, make_outbox())
     pipeline.replay_pending()
-    assert pipeline.wait(5) and fake_store.store_calls == [] and outbox.pending() == []
+    assert pipeline.wait(30) and fake_store.store_calls == [] and outbox.pending() == []
 
 
 # -- bounded busy time ---------------------------------------------------------------------
@@ -497,7 +497,7 @@ def test_a_summary_that_keeps_failing_is_dead_lettered_and_the_app_is_idle_again
     assert make_outbox().pending() == [] and pipeline.metrics["dead_lettered"] == 1
     fake_store.fail_store = None  # e.g. the outage is over: `outbox retry`, then a replay
     assert make_outbox().revive(e.entry_id, "acme") is not None
-    assert pipeline.replay_pending() == 1 and pipeline.wait(5) and fake_store.memories != {}
+    assert pipeline.replay_pending() == 1 and pipeline.wait(30) and fake_store.memories != {}
 
 
 def test_an_error_retrying_cannot_fix_is_dead_lettered_at_once(fake_store, make_outbox, pipelines) -> None:
@@ -505,7 +505,7 @@ def test_an_error_retrying_cannot_fix_is_dead_lettered_at_once(fake_store, make_
     busy = BusyTasks()
     pipeline = new_pipeline(pipelines, fake_store, make_outbox(), on_task_start=busy.start, on_task_end=busy.end)
     pipeline.end_conversation(entry())
-    assert pipeline.wait(5) and busy.open == set() and pipeline.waiting == 0
+    assert pipeline.wait(30) and busy.open == set() and pipeline.waiting == 0
     assert len(fake_store.store_calls) == 1
     assert [d.reason for d in make_outbox().dead_letters()] == ["AccessDenied"]
     assert pipeline.metrics["dead_lettered_AccessDenied"] == 1
@@ -528,11 +528,11 @@ def test_a_forget_during_a_failing_summary_leaves_no_dead_letter(fake_store, mak
     gated = GatedSummarizer()
     pipeline = new_pipeline(pipelines, fake_store, make_outbox(), summarizer=gated)
     pipeline.end_conversation(entry("alice", text="My PIN is 4321."))
-    assert gated.started.wait(5)  # checked the markers (none yet), now summarizing
+    assert gated.started.wait(30)  # checked the markers (none yet), now summarizing
     result = erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
     assert result.outbox_entries == 1 and result.dead_letters == 0  # nothing dead-lettered yet
     gated.gate.set()  # the store then fails for good
-    assert pipeline.wait(5)
+    assert pipeline.wait(30)
     assert make_outbox().dead_letters() == [] and make_outbox().pending() == []
 
 
@@ -573,12 +573,12 @@ def test_checkpoints_are_coalesced_and_the_closed_entry_supersedes_them(fake_sto
     turns = [OutboxEntry(**{**base.__dict__, "transcript": base.transcript * n}) for n in range(1, 21)]
     for turn in turns:  # twenty turns in quick succession
         pipeline.checkpoint(turn)
-    assert pipeline.flush(5)
+    assert pipeline.flush(30)
     opened = [w for w in writes if w.open]
     assert 1 <= len(opened) <= 5 and len(opened[-1].transcript) == 20  # coalesced; latest transcript wins
     pipeline.checkpoint(OutboxEntry(**{**base.__dict__, "transcript": base.transcript * 21}))
     pipeline.end_conversation(OutboxEntry(**{**base.__dict__, "transcript": base.transcript * 22}))
-    assert pipeline.wait(5) and pipeline.flush(5)
+    assert pipeline.wait(30) and pipeline.flush(30)
     assert not writes[-1].open and len(writes[-1].transcript) == 22  # the queued checkpoint was dropped
     assert outbox.pending() == [] and len(fake_store.store_calls) == 1
 
@@ -597,7 +597,7 @@ def test_an_end_that_cannot_be_written_keeps_the_queued_checkpoint(fake_store, m
     with pytest.raises(BackendUnavailable):  # the app answers 503: retry end_session
         pipeline.end_conversation(OutboxEntry(**{**base.__dict__, "transcript": base.transcript * 2}))
     outbox.put = write  # type: ignore[method-assign]  # the outage ends; the retry may never come
-    assert pipeline.flush(5)
+    assert pipeline.flush(30)
     (left,) = make_outbox().pending()
     assert left.open and left.transcript == base.transcript  # the answered turn is durable
 
