@@ -47,6 +47,11 @@ logger = logging.getLogger(__name__)
 
 ClientFor = Callable[[str | None], Any]
 _NO_TENANT = "_"
+#: The folders of a tenant's prefix the app writes (and deletes in) with the tenant's credentials.
+APP_WRITTEN_FOLDERS = ("pending", "claims", "dead")
+#: The folder of erasure markers: written by ``forget`` only (the operator's credentials); the app
+#: only lists and reads it (``scripts.tvm_role`` grants tenant sessions no more).
+ERASURES_FOLDER = "erasures"
 _LOST_RACE = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 
