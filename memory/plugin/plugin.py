@@ -25,7 +25,8 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   through the public ``Plugin.tools`` property (``recall_tool=False`` leaves it out).
 * The plugin keeps the full text transcript (every message added, whatever the conversation
   manager later trims), except user-role text Strands adds once the model has answered in the
-  turn (its structured-output prompt, steering guidance): the user's words are the turn's input.
+  turn (its structured-output prompt, steering guidance): the user's words are the turn's input
+  (all of it, e.g. a message list that carries earlier context with an assistant message).
   ``end_session: True`` in ``invocation_state`` or ``end_conversation()`` (idle timer,
   shutdown) hands it to the ``SummaryPipeline`` in the background (the outbox write runs off
   the event loop). Each conversation gets a unique start marker when its first
@@ -169,6 +170,7 @@ class MemoryPlugin(Plugin):
         self._turn_agent: Any = None  # the agent of the active turn (agents may share the plugin)
         self._turn_ends = False  # the active turn carries ``end_session``
         self._answered = False  # the model answered in the active turn: later user text is Strands'
+        self._turn_inputs: tuple[Any, ...] = ()  # the active turn's input messages (the caller's)
         self._placeholder_warned = False
         super().__init__()  # discovers @hook methods; needs the attributes above
         self._recall_tools: list[DecoratedFunctionTool] = []
@@ -275,6 +277,7 @@ class MemoryPlugin(Plugin):
                 self._turn_active, self._turn_ends = True, invocation.end_session
                 self._turn_agent = event.agent
                 self._answered = False
+                self._turn_inputs = tuple(event.messages or ())
                 if continuing and self._found_erased(conversation):  # by the checkpoint writer meanwhile
                     self._drop_erased(conversation)
                 if conversation.prompt is None:  # the block is kept for the whole conversation
@@ -296,9 +299,10 @@ class MemoryPlugin(Plugin):
                     logger.warning("agent=%s message of an overlapping turn not recorded", self.agent_name)
                 return
             role = event.message.get("role")
-            if self._answered and role == "user":
-                return  # added by Strands mid-turn (structured-output prompt, steering guidance)
-            self._answered = self._answered or role == "assistant"  # (no extra hook: each costs every turn)
+            if not any(event.message is m for m in self._turn_inputs):  # an input's roles are the caller's
+                if self._answered and role == "user":
+                    return  # added by Strands mid-turn (structured-output prompt, steering guidance)
+                self._answered = self._answered or role == "assistant"  # (no extra hook: each costs every turn)
             if self._turn_active and self._conversation is not None and not self._conversation.erased:
                 self._conversation.transcript.extend(transcript_from_messages([event.message]))
 

@@ -587,3 +587,20 @@ def test_an_agent_reused_for_another_user_does_not_show_them_the_previous_conver
     agent("And now?", invocation_state=state("conv-b", user="bob", tenant="globex"))  # same conversation
     assert [b.get("text") for m in model.calls[-1].messages for b in m["content"]] == [
         "What do you know about me?", "ok", "And now?"]
+
+
+def test_a_message_list_input_records_the_users_last_message(fake_store) -> None:
+    """A client may send earlier context along as a message list (user, assistant, user): Strands
+    adds all of it before the model runs, so its assistant message is input, not the model's
+    answer, and the user's last message (the new statement) is the user's words."""
+    pipeline = RecordingPipeline()
+    agent, plugin = make_agent(fake_store, ScriptedModel(["Rex, noted."]), pipeline=pipeline)
+    agent([
+        {"role": "user", "content": [{"text": "I live in Porto."}]},
+        {"role": "assistant", "content": [{"text": "Noted."}]},
+        {"role": "user", "content": [{"text": "My dog is called Rex."}]},
+    ], invocation_state=state(end_session=True))
+    (entry,) = pipeline.entries
+    assert [(t["role"], t["text"]) for t in entry.transcript] == [
+        ("user", "I live in Porto."), ("assistant", "Noted."),
+        ("user", "My dog is called Rex."), ("assistant", "Rex, noted.")]
