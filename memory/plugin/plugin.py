@@ -24,7 +24,8 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent
   through the public ``Plugin.tools`` property (``recall_tool=False`` leaves it out).
 * The plugin keeps the full text transcript (every message added, whatever the conversation
-  manager later trims), except user-role text Strands adds once the model has answered in the
+  manager later trims, as it reads at the end of the turn: a user message the model's guardrail
+  redacted is recorded redacted), except user-role text Strands adds once the model has answered in the
   turn (its structured-output prompt, steering guidance): the user's words are the turn's input
   (all of it, e.g. a message list that carries earlier context with an assistant message).
   ``end_session: True`` in ``invocation_state`` or ``end_conversation()`` (idle timer,
@@ -171,6 +172,7 @@ class MemoryPlugin(Plugin):
         self._turn_ends = False  # the active turn carries ``end_session``
         self._answered = False  # the model answered in the active turn: later user text is Strands'
         self._turn_inputs: tuple[Any, ...] = ()  # the active turn's input messages (the caller's)
+        self._turn_recorded: list[tuple[int, Any]] = []  # (transcript index, message) of the active turn
         self._placeholder_warned = False
         super().__init__()  # discovers @hook methods; needs the attributes above
         self._recall_tools: list[DecoratedFunctionTool] = []
@@ -278,6 +280,7 @@ class MemoryPlugin(Plugin):
                 self._turn_agent = event.agent
                 self._answered = False
                 self._turn_inputs = tuple(event.messages or ())
+                self._turn_recorded = []
                 if continuing and self._found_erased(conversation):  # by the checkpoint writer meanwhile
                     self._drop_erased(conversation)
                 if conversation.prompt is None:  # the block is kept for the whole conversation
@@ -304,7 +307,10 @@ class MemoryPlugin(Plugin):
                     return  # added by Strands mid-turn (structured-output prompt, steering guidance)
                 self._answered = self._answered or role == "assistant"  # (no extra hook: each costs every turn)
             if self._turn_active and self._conversation is not None and not self._conversation.erased:
-                self._conversation.transcript.extend(transcript_from_messages([event.message]))
+                turns = transcript_from_messages([event.message])  # one turn at most
+                if turns:
+                    self._turn_recorded.append((len(self._conversation.transcript), event.message))
+                    self._conversation.transcript.extend(turns)
 
     @hook
     async def _after_invocation(self, event: AfterInvocationEvent) -> None:
@@ -313,6 +319,8 @@ class MemoryPlugin(Plugin):
                 return  # a turn another conversation took over (agents sharing this plugin)
             active, self._turn_active = self._turn_active, False
             conversation = self._conversation
+            if active and conversation is not None:
+                self._reread_turn_locked(conversation)
         if not active or conversation is None:
             return  # no verified identity: the turn ran without memory
         if self._turn_ends:  # parsed before the turn
@@ -390,6 +398,17 @@ class MemoryPlugin(Plugin):
                 PLACEHOLDER,
             )
         return prompt
+
+    def _reread_turn_locked(self, conversation: _Conversation) -> None:
+        """Re-read the turn's recorded messages: Strands rewrites one after it was added when the
+        model's guardrail redacts the user's input (``redactContent``), and only the redacted
+        text may be stored."""
+        recorded, self._turn_recorded = self._turn_recorded, []
+        if conversation.erased:
+            return
+        for index, message in reversed(recorded):
+            if index < len(conversation.transcript):
+                conversation.transcript[index : index + 1] = transcript_from_messages([message])
 
     def _end_quietly(self, conversation: _Conversation) -> None:
         with self._lock:

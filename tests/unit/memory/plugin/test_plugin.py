@@ -604,3 +604,27 @@ def test_a_message_list_input_records_the_users_last_message(fake_store) -> None
     assert [(t["role"], t["text"]) for t in entry.transcript] == [
         ("user", "I live in Porto."), ("assistant", "Noted."),
         ("user", "My dog is called Rex."), ("assistant", "Rex, noted.")]
+
+
+class GuardrailModel(ScriptedModel):
+    """Answers like ``BedrockModel`` when its input guardrail blocks the user's message: the
+    blocked answer, then a ``redactContent`` event (``guardrail_redact_input``, on by default)."""
+
+    async def stream(self, messages: Any, tool_specs: Any = None, system_prompt: Any = None, **kwargs: Any):
+        async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
+            if "metadata" in event:
+                yield {"redactContent": {"redactUserContentMessage": "[User input redacted.]"}}
+            yield event
+
+
+def test_a_user_message_a_guardrail_redacted_is_recorded_redacted(fake_store) -> None:
+    """Strands overwrites the user's message in ``agent.messages`` when the model's guardrail
+    redacts it; the conversation stored in memory must not keep the blocked text either."""
+    pipeline = RecordingPipeline()
+    model = GuardrailModel(["Sorry, I can't help with that."], default_reply="ok")
+    agent, plugin = make_agent(fake_store, model, pipeline=pipeline)
+    agent("My card number is 4111 1111 1111 1111.", invocation_state=state(end_session=True))
+    assert agent.messages[0]["content"] == [{"text": "[User input redacted.]"}]  # what Strands kept
+    (entry,) = pipeline.entries
+    assert "4111" not in str(entry.transcript) and "4111" not in str(plugin.transcript)
+    assert user_texts(entry) == ["[User input redacted.]"]
