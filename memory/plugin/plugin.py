@@ -262,11 +262,13 @@ class MemoryPlugin(Plugin):
             continuing = current is not None and current.invocation.same_conversation(invocation)
             served_current = current is not None and self._turn_agent is event.agent
         if not continuing:
+            if served_current:  # its history is the previous conversation's: ended, not this one's
+                # cleared first: if this turn is cancelled while the thread below opens the new
+                # conversation, the retried turn continues that one and must not see the old history
+                event.agent.messages.clear()
             # retrieval (embedding, network) and ending a previous conversation (outbox fsync)
             # run off the event loop
             await asyncio.to_thread(self._open, invocation, _prompt_text(event.messages))
-            if served_current:  # its history is the previous conversation's: ended, not this one's
-                event.agent.messages.clear()
         with self._lock:
             conversation = self._conversation
             overlapping = conversation is None or not conversation.invocation.same_conversation(invocation)

@@ -628,3 +628,42 @@ def test_a_user_message_a_guardrail_redacted_is_recorded_redacted(fake_store) ->
     (entry,) = pipeline.entries
     assert "4111" not in str(entry.transcript) and "4111" not in str(plugin.transcript)
     assert user_texts(entry) == ["[User input redacted.]"]
+
+
+async def test_a_new_users_first_turn_cancelled_during_retrieval_does_not_leave_them_the_previous_history(
+    fake_store,
+) -> None:
+    """A caller's timeout (``asyncio.wait_for``) often fires during the first turn's retrieval, the
+    slow part. The retrieval thread still opens the new conversation, so the retried turn
+    continues it: the previous user's messages must already be gone from ``agent.messages``."""
+    import asyncio
+
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(default_reply="ok")
+    agent, plugin = make_agent(fake_store, model, pipeline=pipeline)
+    await agent.invoke_async("My bank PIN is 4321.", invocation_state=state("conv-a", user="alice"))
+
+    original, started, release = fake_store.retrieve, threading.Event(), threading.Event()
+
+    def slow_retrieve(*args: Any, **kwargs: Any):
+        started.set()
+        release.wait(30)
+        return original(*args, **kwargs)
+
+    fake_store.retrieve = slow_retrieve  # type: ignore[method-assign]
+    bob = state("conv-b", user="bob", tenant="globex")
+    turn = asyncio.ensure_future(agent.invoke_async("Hi, I am Bob.", invocation_state=bob))
+    assert await asyncio.to_thread(started.wait, 30)
+    turn.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+    release.set()
+    for _ in range(300):  # the retrieval thread finishes opening Bob's conversation
+        if plugin.metrics["conversations"] == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert plugin.metrics["conversations"] == 2
+
+    await agent.invoke_async("What do you know about me?", invocation_state=bob)
+    sent = [b.get("text") for m in model.calls[-1].messages for b in m["content"]]
+    assert "My bank PIN is 4321." not in sent and sent[-1] == "What do you know about me?"
