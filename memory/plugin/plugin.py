@@ -19,7 +19,10 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   The query is all user text of that first invocation, not only its last message (a client
   may send earlier context along), bounded to ``MAX_QUERY_CHARS`` of the latest text. The
   block is re-applied on every turn of that conversation. Without the placeholder the block
-  is appended (warning once); without memories the placeholder is removed.
+  is appended (warning once); without memories the placeholder is removed. The base prompt is
+  the agent's system prompt when the plugin binds to it, or the one the caller sets between
+  turns (the conversation's block in it, e.g. an edit of the prompt read back, counts as the
+  placeholder, so it appears once and is not carried into the next conversation).
 * Retrieval failures degrade to no memory: a warning and ``metrics["retrieval_failures"]``.
 * The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent
   through the public ``Plugin.tools`` property (``recall_tool=False`` leaves it out).
@@ -61,6 +64,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
@@ -174,6 +178,7 @@ class MemoryPlugin(Plugin):
         self._turn_inputs: tuple[Any, ...] = ()  # the active turn's input messages (the caller's)
         self._turn_recorded: list[tuple[int, Any]] = []  # (transcript index, message) of the active turn
         self._placeholder_warned = False
+        self._written: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()  # agent -> prompt set
         super().__init__()  # discovers @hook methods; needs the attributes above
         self._recall_tools: list[DecoratedFunctionTool] = []
         if recall_tool:
@@ -239,6 +244,7 @@ class MemoryPlugin(Plugin):
 
     @hook
     async def _before_invocation(self, event: BeforeInvocationEvent) -> None:
+        self._adopt_callers_prompt(event.agent)
         try:
             invocation = read_invocation(event.invocation_state)
             if invocation is not None:
@@ -255,7 +261,7 @@ class MemoryPlugin(Plugin):
                 if self._turn_agent is event.agent:
                     self._turn_active = False
             logger.warning("agent=%s turn without a verified identity: running without memory", self.agent_name)
-            event.agent.system_prompt = fill_prompt(self.base_prompt, "")[0]
+            self._set_prompt(event.agent, fill_prompt(self.base_prompt, "")[0])
             return
         with self._lock:
             current = self._conversation
@@ -291,7 +297,7 @@ class MemoryPlugin(Plugin):
         if overlapping:
             logger.warning("agent=%s turn overlapping another conversation's: running without memory", self.agent_name)
             prompt = fill_prompt(self.base_prompt, "")[0]
-        event.agent.system_prompt = prompt
+        self._set_prompt(event.agent, prompt)
 
     @hook
     def _message_added(self, event: MessageAddedEvent) -> None:
@@ -366,6 +372,25 @@ class MemoryPlugin(Plugin):
             self.metrics["conversations"] += 1
             self.metrics["injected"] += len(memories)
         logger.debug("agent=%s conversation started with %d memories", self.agent_name, len(memories))
+
+    def _adopt_callers_prompt(self, agent: Any) -> None:
+        """A system prompt the caller set since the plugin last set one becomes the base prompt; the
+        conversation's memory block in it (an edit of the prompt as the plugin left it) turns back
+        into the placeholder, so the block appears once and never outlives its conversation."""
+        current = agent.system_prompt
+        with self._lock:
+            if (current or "") == self._written.get(agent, self.base_prompt) or not isinstance(current, str):
+                return
+            block = self._conversation.block if self._conversation is not None else ""
+            self.base_prompt = current.replace(block, PLACEHOLDER, 1) if block else current
+            if self._conversation is not None:
+                self._conversation.prompt = None  # rendered again from the new base
+        logger.debug("agent=%s system prompt changed by the caller: new base prompt", self.agent_name)
+
+    def _set_prompt(self, agent: Any, prompt: str) -> None:
+        with self._lock:
+            agent.system_prompt = prompt
+            self._written[agent] = agent.system_prompt or ""
 
     def _check_tenant(self, tenant_id: str | None) -> None:
         """InvalidInvocationState when the store cannot serve ``tenant_id`` (before the model runs)."""

@@ -667,3 +667,27 @@ async def test_a_new_users_first_turn_cancelled_during_retrieval_does_not_leave_
     await agent.invoke_async("What do you know about me?", invocation_state=bob)
     sent = [b.get("text") for m in model.calls[-1].messages for b in m["content"]]
     assert "My bank PIN is 4321." not in sent and sent[-1] == "What do you know about me?"
+
+
+def test_a_system_prompt_the_caller_sets_between_turns_is_kept_with_the_memories_once(fake_store) -> None:
+    """A caller may change ``agent.system_prompt`` between turns (new instructions, today's date,
+    or an edit of the prompt it reads back, which holds the memory block): the plugin must use
+    it, keep the conversation's memories in it exactly once, and never carry them into the next
+    conversation."""
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "The user's project budget is 2M dollars.")
+    model = ScriptedModel(default_reply="ok")
+    agent, _ = make_agent(fake_store, model)
+    agent("what is my project budget?", invocation_state=state())
+    block = extract_block(model.system_prompts[0])
+    assert block is not None and "2M dollars" in block
+
+    agent.system_prompt = "Answer in French.\n\n{memory_context}"
+    agent("and the deadline?", invocation_state=state())
+    assert model.system_prompts[1] == f"Answer in French.\n\n{block}"
+
+    agent.system_prompt += "\nBe formal."  # an edit of the prompt as the plugin left it
+    agent("thanks", invocation_state=state())
+    assert model.system_prompts[2] == f"Answer in French.\n\n{block}\nBe formal."
+
+    agent("hello", invocation_state=state("conv-2", user="bob"))  # another conversation, no memories
+    assert model.system_prompts[3] == "Answer in French.\n\nBe formal."
