@@ -5,7 +5,8 @@ injects memories into ``{memory_context}`` and wires the ``memory_tool`` recall 
 specialist tool forwards the caller's identity keys of ``invocation_state`` so the
 specialist's plugin serves the same tenant, user and conversation as the orchestrator's.
 Only the orchestrator's plugin summarizes the conversation: a specialist's "user" is the
-orchestrator's model, so its plugin reads memories but never stores any. The orchestrator
+orchestrator's model, so its plugin reads memories but never stores any; it reads the
+orchestrator's (the user's past conversations), since nothing is stored under its own name. The orchestrator
 runs tool calls one at a time (``SequentialToolExecutor``): a specialist is one Agent, which
 refuses concurrent invocations, and the model may ask for it twice in one message.
 """
@@ -48,9 +49,10 @@ the request you receive. Use the memory_tool when earlier conversations with thi
 
 
 class PluginFactory(Protocol):
-    """Makes the memory plugin of one agent; ``summarize`` is False for specialists."""
+    """Makes the memory plugin of one agent; ``summarize`` is False for specialists, which read
+    the memories of the agent named ``read_agent_name`` (the orchestrator)."""
 
-    def __call__(self, agent_name: str, *, summarize: bool) -> MemoryPlugin:
+    def __call__(self, agent_name: str, *, summarize: bool, read_agent_name: str | None = None) -> MemoryPlugin:
         """A new plugin for the agent named ``agent_name``."""
 
 
@@ -128,7 +130,10 @@ def build_conversation(
     def plugins_for(name: str, summarize: bool) -> list[MemoryPlugin]:
         if plugin_factory is None:
             return []
-        plugin = plugin_factory(name, summarize=summarize)
+        if summarize:
+            plugin = plugin_factory(name, summarize=True)
+        else:  # a specialist: the orchestrator's memories, the only ones stored
+            plugin = plugin_factory(name, summarize=False, read_agent_name=ORCHESTRATOR_NAME)
         plugins.append(plugin)
         return [plugin]
 

@@ -54,7 +54,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   (``metrics["erased"]``). A read-only plugin drops its injected memories once the pipeline
   has read a marker covering its conversation (the orchestrator's checkpoints refresh them).
 * ``summarize=False`` makes a read-only plugin (injection and recall, no transcript, no
-  summary): for specialists called as tools, whose "user" is the orchestrator's model.
+  summary): for specialists called as tools, whose "user" is the orchestrator's model. Such a
+  specialist stores nothing under its own name, so give it ``read_agent_name`` (the agent
+  whose conversation it serves) to read that agent's memories.
 * ``used_memory_ids`` lists the ids of memories injected and recalled in the current
   conversation (injected first); ``injected_memory_ids`` / ``recalled_memory_ids`` separately.
 """
@@ -148,6 +150,7 @@ class MemoryPlugin(Plugin):
         min_score: float | None = None,
         recall_top_k_max: int = 10,
         recall_tool: bool = True,
+        read_agent_name: str | None = None,
     ) -> None:
         """Create the plugin of one agent.
 
@@ -160,6 +163,9 @@ class MemoryPlugin(Plugin):
                 store's, i.e. the embedder's calibrated floor).
             recall_top_k_max: Upper bound of the recall tool's ``top_k``.
             recall_tool: Whether the ``memory_tool`` recall tool is registered with the agent.
+            read_agent_name: Whose memories are injected and recalled: the agent name they are
+                stored under (default: this agent's own name). A read-only specialist serving
+                another agent's conversation reads that agent's memories.
         """
         self.store = store
         self.pipeline = pipeline
@@ -169,6 +175,7 @@ class MemoryPlugin(Plugin):
         self.metrics: Counter[str] = Counter()
         self.base_prompt = ""
         self.agent_name: str | None = None
+        self.read_agent_name = None if read_agent_name is None else check_agent_name(read_agent_name)
         self._lock = threading.RLock()
         self._conversation: _Conversation | None = None
         self._turn_active = False
@@ -535,7 +542,8 @@ class MemoryPlugin(Plugin):
         }
 
     def _scope(self, invocation: Invocation) -> Scope:
-        return Scope(user_id=invocation.user_id, tenant_id=invocation.tenant_id, agent_name=self.agent_name)
+        agent_name = self.read_agent_name or self.agent_name
+        return Scope(user_id=invocation.user_id, tenant_id=invocation.tenant_id, agent_name=agent_name)
 
     def _recall_scope(self, tool_context: ToolContext) -> Scope | None:
         invocation = read_invocation(tool_context.invocation_state)

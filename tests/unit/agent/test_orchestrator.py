@@ -33,8 +33,9 @@ def memory(tmp_path: Path):
     pipeline = SummaryPipeline(store, LocalOutbox(tmp_path / "outbox"), Summarizer(None, mode="extractive"))
     plugins: dict[str, MemoryPlugin] = {}
 
-    def factory(name: str, *, summarize: bool) -> MemoryPlugin:
-        plugins[name] = MemoryPlugin(store, pipeline=pipeline, summarize=summarize, min_score=0.0)
+    def factory(name: str, *, summarize: bool, read_agent_name: str | None = None) -> MemoryPlugin:
+        plugins[name] = MemoryPlugin(
+            store, pipeline=pipeline, summarize=summarize, min_score=0.0, read_agent_name=read_agent_name)
         return plugins[name]
 
     yield store, pipeline, plugins, factory
@@ -43,7 +44,7 @@ def memory(tmp_path: Path):
 
 async def test_specialist_is_a_tool_and_receives_the_callers_identity(memory) -> None:
     store, pipeline, plugins, factory = memory
-    store.store(Scope("alice", "tenant-a", SPECIALIST_NAME), "Alice researches tidal energy.")
+    store.store(Scope("alice", "tenant-a", ORCHESTRATOR_NAME), "Alice researches tidal energy.")
     model = ScriptedModel([ToolCall(SPECIALIST_NAME, {"input": "tidal energy status"}), "specialist says hi", "done"])
     convo = build_conversation(model, factory)
 
@@ -54,8 +55,7 @@ async def test_specialist_is_a_tool_and_receives_the_callers_identity(memory) ->
 
     specialist_call = model.calls[1]
     assert RECALL_TOOL_NAME in specialist_call.tool_names
-    assert "Alice researches tidal energy." in (specialist_call.system_prompt or "")  # its own memories
-    assert "tidal" not in (model.calls[0].system_prompt or "")  # not the orchestrator's namespace
+    assert "Alice researches tidal energy." in (specialist_call.system_prompt or "")  # alice's, of tenant-a
     assert convo.memories_used() == plugins[SPECIALIST_NAME].used_memory_ids != []
 
 
@@ -75,6 +75,27 @@ async def test_only_the_orchestrator_stores_the_summary_even_when_the_specialist
     assert summary.agent_name == ORCHESTRATOR_NAME and summary.conversation_id == STATE["conversation_id"]
     assert summary.content == "Remember I prefer aisle seats." and delegated not in summary.content
     assert pipeline.metrics["accepted"] == 1
+
+
+async def test_the_specialist_is_given_the_users_past_conversations(memory) -> None:
+    """Only the orchestrator stores memories (under its name), so the specialist, which serves the
+    same user in the same conversation, must read those: in its own namespace nothing is ever
+    stored, and its memories and recall tool would always come back empty."""
+    store, pipeline, plugins, factory = memory
+    first = build_conversation(ScriptedModel(["Noted."]), factory)
+    await first.ask("Project Bluebird launches on March 3rd.", dict(STATE))
+    first.end_conversation()
+    assert pipeline.wait(30)
+
+    ask = ToolCall(SPECIALIST_NAME, {"input": "When does project Bluebird launch?"})
+    model = ScriptedModel([ask, ToolCall(RECALL_TOOL_NAME, {"query": "Bluebird launch"}),
+                           lambda call: call.last_tool_result_text, "done"])
+    second = build_conversation(model, factory)
+    await second.ask("Research the Bluebird launch for me.", Invocation("alice", "conv-2", "tenant-a").to_state())
+    specialist_call, recalled = model.calls[1], model.calls[2].last_tool_result_text or ""
+    assert "March 3rd" in (specialist_call.system_prompt or "") and "March 3rd" in recalled
+    assert plugins[SPECIALIST_NAME].used_memory_ids != []
+    assert {m.agent_name for m in store.list(Scope("alice", "tenant-a"))} == {ORCHESTRATOR_NAME}
 
 
 class TwoSpecialistCalls(Model):
@@ -144,11 +165,12 @@ async def test_a_specialist_stops_showing_memories_erased_during_the_session(tmp
     outbox = LocalOutbox(tmp_path / "outbox")
     pipeline = SummaryPipeline(store, outbox, Summarizer(None, mode="extractive"), erasure_refresh_seconds=0.0)
 
-    def factory(name: str, *, summarize: bool) -> MemoryPlugin:
-        return MemoryPlugin(store, pipeline=pipeline, summarize=summarize, min_score=0.0)
+    def factory(name: str, *, summarize: bool, read_agent_name: str | None = None) -> MemoryPlugin:
+        return MemoryPlugin(store, pipeline=pipeline, summarize=summarize, min_score=0.0,
+                            read_agent_name=read_agent_name)
 
     try:
-        store.store(Scope("alice", "tenant-a", SPECIALIST_NAME), "Alice's door code is 4321.")
+        store.store(Scope("alice", "tenant-a", ORCHESTRATOR_NAME), "Alice's door code is 4321.")
         ask_specialist = ToolCall(SPECIALIST_NAME, {"input": "what is the door code?"})
         model = ScriptedModel([ask_specialist, "it is in memory", "done",
                                "still here",
