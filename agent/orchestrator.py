@@ -89,11 +89,21 @@ class Conversation:
         return str(result).strip()
 
     async def stream(self, prompt: str, invocation_state: dict[str, Any]) -> AsyncIterator[str]:
-        """Run one turn, yielding the answer's text chunks as the model produces them."""
+        """Run one turn, yielding the answer's text chunks as the model produces them.
+
+        The text of each model message after the first one with text (e.g. the answer after a
+        tool call) starts with a blank line, so two messages never read as one sentence.
+        """
+        wrote, apart = False, False
         async for event in self.agent.stream_async(prompt, invocation_state=dict(invocation_state)):
-            chunk = event.get("data") if isinstance(event, dict) else None
+            if not isinstance(event, dict):
+                continue
+            chunk = event.get("data")
             if isinstance(chunk, str) and chunk:
-                yield chunk
+                yield "\n\n" + chunk if apart else chunk
+                wrote, apart = True, False
+            elif "message" in event:  # a message of the turn is complete
+                apart = wrote
 
     def memories_used(self) -> list[str]:
         """Ids of the memories injected or recalled in this conversation (every agent, in order)."""

@@ -186,3 +186,44 @@ async def test_a_specialist_stops_showing_memories_erased_during_the_session(tmp
         assert SPECIALIST_NAME not in again.tool_names and "4321" not in (again.system_prompt or "")
     finally:
         pipeline.shutdown()
+
+
+class NarratingModel(Model):
+    """Like Claude: the orchestrator says what it does, then calls the specialist in the same
+    message, then answers; the specialist answers."""
+
+    def update_config(self, **model_config: Any) -> None:
+        pass
+
+    def get_config(self) -> Any:
+        return {}
+
+    def structured_output(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    async def stream(self, messages, tool_specs=None, system_prompt=None, **kwargs):  # type: ignore[override]
+        after_tool = any("toolResult" in b for b in messages[-1]["content"])
+        if "research specialist" in (system_prompt or ""):
+            text, ask = "The launch is on March 3rd.", False
+        else:
+            text, ask = ("Bluebird launches on March 3rd.", False) if after_tool else ("Let me ask the specialist.", True)
+        yield {"messageStart": {"role": "assistant"}}
+        yield {"contentBlockStart": {"start": {}}}
+        for part in (text[:9], text[9:]):  # two chunks
+            yield {"contentBlockDelta": {"delta": {"text": part}}}
+        yield {"contentBlockStop": {}}
+        if ask:
+            yield {"contentBlockStart": {"start": {"toolUse": {"name": SPECIALIST_NAME, "toolUseId": "t1"}}}}
+            yield {"contentBlockDelta": {"delta": {"toolUse": {"input": json.dumps({"input": "When?"})}}}}
+            yield {"contentBlockStop": {}}
+        yield {"messageStop": {"stopReason": "tool_use" if ask else "end_turn"}}
+        yield {"metadata": {"usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}, "metrics": {"latencyMs": 0}}}
+
+
+async def test_a_streamed_turn_keeps_its_messages_apart() -> None:
+    """Text the model streams before a tool call and the answer after it are two messages: the
+    stream must not glue them into one sentence ("specialist.Bluebird")."""
+    convo = build_conversation(NarratingModel(), None)
+    chunks = [chunk async for chunk in convo.stream("When does Bluebird launch?", dict(STATE))]
+    assert "".join(chunks) == "Let me ask the specialist.\n\nBluebird launches on March 3rd."
+    assert len(chunks) == 4  # still streamed chunk by chunk
