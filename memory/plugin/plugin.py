@@ -78,7 +78,7 @@ from strands.tools.decorator import DecoratedFunctionTool
 
 from memory import telemetry
 from memory.pipeline.background import SummaryPipeline
-from memory.plugin.context_block import PLACEHOLDER, fill_prompt, render_block
+from memory.plugin.context_block import PLACEHOLDER, extract_block, fill_prompt, render_block
 from memory.keys import new_conversation_marker, summary_key
 from memory.types import Memory, Scope
 from memory.pipeline.outbox import OutboxEntry
@@ -381,14 +381,15 @@ class MemoryPlugin(Plugin):
         logger.debug("agent=%s conversation started with %d memories", self.agent_name, len(memories))
 
     def _adopt_callers_prompt(self, agent: Any) -> None:
-        """A system prompt the caller set since the plugin last set one becomes the base prompt; the
-        conversation's memory block in it (an edit of the prompt as the plugin left it) turns back
-        into the placeholder, so the block appears once and never outlives its conversation."""
+        """A system prompt the caller set since the plugin last set one becomes the base prompt; a
+        memory block in it (an edit of a prompt as the plugin left it, maybe in an earlier
+        conversation) turns back into the placeholder, so the conversation's own block appears
+        once and no block outlives its conversation."""
         current = agent.system_prompt
         with self._lock:
             if (current or "") == self._written.get(agent, self.base_prompt) or not isinstance(current, str):
                 return
-            block = self._conversation.block if self._conversation is not None else ""
+            block = extract_block(current)
             self.base_prompt = current.replace(block, PLACEHOLDER, 1) if block else current
             if self._conversation is not None:
                 self._conversation.prompt = None  # rendered again from the new base

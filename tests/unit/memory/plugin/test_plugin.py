@@ -691,3 +691,7 @@ def test_a_system_prompt_the_caller_sets_between_turns_is_kept_with_the_memories
 
     agent("hello", invocation_state=state("conv-2", user="bob"))  # another conversation, no memories
     assert model.system_prompts[3] == "Answer in French.\n\nBe formal."
+
+    agent.system_prompt = model.system_prompts[2]  # a prompt read back during alice's conversation
+    agent("and you?", invocation_state=state("conv-2", user="bob"))
+    assert model.system_prompts[4] == "Answer in French.\n\nBe formal."  # none of alice's memories
