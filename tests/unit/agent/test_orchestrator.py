@@ -98,12 +98,8 @@ async def test_the_specialist_is_given_the_users_past_conversations(memory) -> N
     assert {m.agent_name for m in store.list(Scope("alice", "tenant-a"))} == {ORCHESTRATOR_NAME}
 
 
-class TwoSpecialistCalls(Model):
-    """Orchestrator: one message with two ``research_specialist`` toolUse blocks, then an answer
-    quoting both results; specialist: "finding: <its input>"."""
-
-    def __init__(self) -> None:
-        self.specialist_inputs: list[str] = []
+class StreamOnlyModel(Model):
+    """A hand-written model: subclasses write ``stream``; no configuration, no structured output."""
 
     def update_config(self, **model_config: Any) -> None:
         pass
@@ -113,6 +109,14 @@ class TwoSpecialistCalls(Model):
 
     def structured_output(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
+
+
+class TwoSpecialistCalls(StreamOnlyModel):
+    """Orchestrator: one message with two ``research_specialist`` toolUse blocks, then an answer
+    quoting both results; specialist: "finding: <its input>"."""
+
+    def __init__(self) -> None:
+        self.specialist_inputs: list[str] = []
 
     async def stream(self, messages, tool_specs=None, system_prompt=None, **kwargs):  # type: ignore[override]
         last = messages[-1]["content"]
@@ -188,18 +192,9 @@ async def test_a_specialist_stops_showing_memories_erased_during_the_session(tmp
         pipeline.shutdown()
 
 
-class NarratingModel(Model):
+class NarratingModel(StreamOnlyModel):
     """Like Claude: the orchestrator says what it does, then calls the specialist in the same
     message, then answers; the specialist answers."""
-
-    def update_config(self, **model_config: Any) -> None:
-        pass
-
-    def get_config(self) -> Any:
-        return {}
-
-    def structured_output(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
 
     async def stream(self, messages, tool_specs=None, system_prompt=None, **kwargs):  # type: ignore[override]
         after_tool = any("toolResult" in b for b in messages[-1]["content"])
