@@ -79,6 +79,7 @@ from strands.tools.decorator import DecoratedFunctionTool
 from memory import telemetry
 from memory.pipeline.background import SummaryPipeline
 from memory.plugin.context_block import PLACEHOLDER, extract_block, fill_prompt, render_block
+from memory.index.limits import validate_top_k
 from memory.keys import new_conversation_marker, summary_key
 from memory.types import Memory, Scope
 from memory.pipeline.outbox import OutboxEntry
@@ -166,11 +167,16 @@ class MemoryPlugin(Plugin):
             read_agent_name: Whose memories are injected and recalled: the agent name they are
                 stored under (default: this agent's own name). A read-only specialist serving
                 another agent's conversation reads that agent's memories.
+
+        Raises:
+            ValidationError: ``top_k`` or ``recall_top_k_max`` outside 1-100 (no store accepts it).
+            ValueError: ``read_agent_name`` is blank or the SDK's default agent name.
         """
+        validate_top_k(recall_top_k_max)
         self.store = store
         self.pipeline = pipeline
         self.summarize = summarize
-        self.top_k = top_k
+        self.top_k = validate_top_k(top_k)
         self.min_score = min_score
         self.metrics: Counter[str] = Counter()
         self.base_prompt = ""

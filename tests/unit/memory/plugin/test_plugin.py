@@ -695,3 +695,14 @@ def test_a_system_prompt_the_caller_sets_between_turns_is_kept_with_the_memories
     agent.system_prompt = model.system_prompts[2]  # a prompt read back during alice's conversation
     agent("and you?", invocation_state=state("conv-2", user="bob"))
     assert model.system_prompts[4] == "Answer in French.\n\nBe formal."  # none of alice's memories
+
+
+@pytest.mark.parametrize("kwargs", [{"top_k": 0}, {"top_k": 101}, {"top_k": "5"}, {"recall_top_k_max": 0},
+                                    {"recall_top_k_max": 1000}])
+def test_a_top_k_no_store_accepts_is_refused_when_the_plugin_is_made(fake_store, kwargs) -> None:
+    """Every store refuses ``top_k`` outside 1-100 (the S3 Vectors limit): accepted here, each
+    conversation's retrieval would fail and the agent would silently run without memory."""
+    from memory.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="top_k"):
+        MemoryPlugin(fake_store, pipeline=None, **kwargs)
