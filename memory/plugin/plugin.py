@@ -37,9 +37,10 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   turn is seen; it is part of the summary key, so a conversation id reused later (a session id
   after a restart) stores a second memory instead of overwriting the first.
 * One agent may serve many users: a turn of another conversation (another identity or
-  conversation id) ends the current one and, on the agent that served it, clears
-  ``agent.messages`` before the model runs, so no turn sees another conversation's history
-  (it comes back only as memories); a new agent keeps the history it was built with. Agents
+  conversation id, or none: a turn without identity) ends the current one and, on the agent
+  that served it, clears ``agent.messages`` before the model runs, so no turn sees another
+  conversation's history (it comes back only as memories); a new agent keeps the history it
+  was built with. Agents
   sharing one plugin (``S3VectorMemoryPlugin``) whose turns overlap in time: only the turn of
   the conversation opened last is recorded; the others are not (a warning, a metric).
 * After every turn that does not end the conversation (and added to the transcript), the
@@ -271,15 +272,21 @@ class MemoryPlugin(Plugin):
         if invocation is None:
             with self._lock:
                 self.metrics["identity_missing"] += 1
-                if self._turn_agent is event.agent:
+                served = self._turn_agent is event.agent
+                if served:
                     self._turn_active = False
+                left = self._conversation if served else None
             logger.warning("agent=%s turn without a verified identity: running without memory", self.agent_name)
             self._set_prompt(event.agent, fill_prompt(self.base_prompt, "")[0])
+            if left is not None:  # another (anonymous) conversation: the history is not its own
+                event.agent.messages.clear()
+                await asyncio.to_thread(self._leave, left)
             return
         with self._lock:
             current = self._conversation
             continuing = current is not None and current.invocation.same_conversation(invocation)
-            served_current = current is not None and self._turn_agent is event.agent
+            # the agent ran the last turn: its history is that turn's (a conversation or none)
+            served_current = self._turn_agent is event.agent
         if not continuing:
             if served_current:  # its history is the previous conversation's: ended, not this one's
                 # cleared first: if this turn is cancelled while the thread below opens the new
@@ -405,6 +412,14 @@ class MemoryPlugin(Plugin):
         with self._lock:
             agent.system_prompt = prompt
             self._written[agent] = agent.system_prompt or ""
+
+    def _leave(self, conversation: _Conversation) -> None:
+        """End ``conversation`` and leave none current (a turn without identity took the agent
+        over): called from a worker thread."""
+        with self._lock:
+            self._end_quietly_locked(conversation)
+            if self._conversation is conversation:
+                self._conversation = None
 
     def _check_tenant(self, tenant_id: str | None) -> None:
         """InvalidInvocationState when the store cannot serve ``tenant_id`` (before the model runs)."""

@@ -706,3 +706,19 @@ def test_a_top_k_no_store_accepts_is_refused_when_the_plugin_is_made(fake_store,
 
     with pytest.raises(ValidationError, match="top_k"):
         MemoryPlugin(fake_store, pipeline=None, **kwargs)
+
+
+def test_a_turn_without_identity_does_not_see_the_previous_users_conversation(fake_store) -> None:
+    """An agent serving many users gets a turn without identity (an anonymous caller, a warm-up
+    call): it runs without memory, so it must not run with the previous user's conversation
+    either; that conversation is ended (recorded, not lost), as for any other conversation's
+    turn, and the next user's turn does not see the anonymous one."""
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(default_reply="ok")
+    agent, plugin = make_agent(fake_store, model, pipeline=pipeline)
+    agent("My bank PIN is 4321.", invocation_state=state("conv-a", user="alice"))
+    agent("What do you know about me?", invocation_state={})
+    assert [b.get("text") for m in model.calls[-1].messages for b in m["content"]] == ["What do you know about me?"]
+    assert [user_texts(e) for e in pipeline.entries] == [["My bank PIN is 4321."]]
+    agent("Hello.", invocation_state=state("conv-b", user="bob"))
+    assert [b.get("text") for m in model.calls[-1].messages for b in m["content"]] == ["Hello."]
