@@ -6,9 +6,10 @@ specialist tool forwards the caller's identity keys of ``invocation_state`` so t
 specialist's plugin serves the same tenant, user and conversation as the orchestrator's.
 Only the orchestrator's plugin summarizes the conversation: a specialist's "user" is the
 orchestrator's model, so its plugin reads memories but never stores any; it reads the
-orchestrator's (the user's past conversations), since nothing is stored under its own name. The orchestrator
-runs tool calls one at a time (``SequentialToolExecutor``): a specialist is one Agent, which
-refuses concurrent invocations, and the model may ask for it twice in one message.
+orchestrator's (the user's past conversations), since nothing is stored under its own name.
+The orchestrator runs tool calls one at a time (``SequentialToolExecutor``): a specialist is
+one Agent, which refuses concurrent invocations, and the model may ask for it twice in one
+message.
 """
 
 from __future__ import annotations

@@ -27,10 +27,11 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent
   through the public ``Plugin.tools`` property (``recall_tool=False`` leaves it out).
 * The plugin keeps the full text transcript (every message added, whatever the conversation
-  manager later trims, as it reads at the end of the turn: a user message the model's guardrail
-  redacted is recorded redacted), except user-role text Strands adds once the model has answered in the
-  turn (its structured-output prompt, steering guidance): the user's words are the turn's input
-  (all of it, e.g. a message list that carries earlier context with an assistant message).
+  manager later trims, as it reads at the end of the turn: a user message the model's
+  guardrail redacted is recorded redacted), except user-role text Strands adds once the model
+  has answered in the turn (its structured-output prompt, steering guidance): the user's words
+  are the turn's input (all of it, e.g. a message list that carries earlier context with an
+  assistant message).
   ``end_session: True`` in ``invocation_state`` or ``end_conversation()`` (idle timer,
   shutdown) hands it to the ``SummaryPipeline`` in the background (the outbox write runs off
   the event loop). Each conversation gets a unique start marker when its first
@@ -40,9 +41,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   conversation id, or none: a turn without identity) ends the current one and, on the agent
   that served it, clears ``agent.messages`` before the model runs, so no turn sees another
   conversation's history (it comes back only as memories); a new agent keeps the history it
-  was built with. Agents
-  sharing one plugin (``S3VectorMemoryPlugin``) whose turns overlap in time: only the turn of
-  the conversation opened last is recorded; the others are not (a warning, a metric).
+  was built with. Agents sharing one plugin (``S3VectorMemoryPlugin``) whose turns overlap in
+  time: only the turn of the conversation opened last is recorded; the others are not (a
+  warning, a metric).
 * After every turn that does not end the conversation (and added to the transcript), the
   plugin queues a checkpoint: the same outbox entry, marked open, handed to
   ``SummaryPipeline.checkpoint``, which writes it in the background, coalesced per
