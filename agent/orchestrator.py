@@ -5,9 +5,11 @@ injects memories into ``{memory_context}`` and wires the ``memory_tool`` recall 
 specialist tool forwards the caller's identity keys of ``invocation_state`` so the
 specialist's plugin serves the same tenant, user and conversation as the orchestrator's.
 Only the orchestrator's plugin summarizes the conversation: a specialist's "user" is the
-orchestrator's model, so its plugin reads memories but never stores any. The orchestrator
-runs tool calls one at a time (``SequentialToolExecutor``): a specialist is one Agent, which
-refuses concurrent invocations, and the model may ask for it twice in one message.
+orchestrator's model, so its plugin reads memories but never stores any; it reads the
+orchestrator's (the user's past conversations), since nothing is stored under its own name.
+The orchestrator runs tool calls one at a time (``SequentialToolExecutor``): a specialist is
+one Agent, which refuses concurrent invocations, and the model may ask for it twice in one
+message.
 """
 
 from __future__ import annotations
@@ -48,9 +50,10 @@ the request you receive. Use the memory_tool when earlier conversations with thi
 
 
 class PluginFactory(Protocol):
-    """Makes the memory plugin of one agent; ``summarize`` is False for specialists."""
+    """Makes the memory plugin of one agent; ``summarize`` is False for specialists, which read
+    the memories of the agent named ``read_agent_name`` (the orchestrator)."""
 
-    def __call__(self, agent_name: str, *, summarize: bool) -> MemoryPlugin:
+    def __call__(self, agent_name: str, *, summarize: bool, read_agent_name: str | None = None) -> MemoryPlugin:
         """A new plugin for the agent named ``agent_name``."""
 
 
@@ -87,11 +90,21 @@ class Conversation:
         return str(result).strip()
 
     async def stream(self, prompt: str, invocation_state: dict[str, Any]) -> AsyncIterator[str]:
-        """Run one turn, yielding the answer's text chunks as the model produces them."""
+        """Run one turn, yielding the answer's text chunks as the model produces them.
+
+        The text of each model message after the first one with text (e.g. the answer after a
+        tool call) starts with a blank line, so two messages never read as one sentence.
+        """
+        wrote, apart = False, False
         async for event in self.agent.stream_async(prompt, invocation_state=dict(invocation_state)):
-            chunk = event.get("data") if isinstance(event, dict) else None
+            if not isinstance(event, dict):
+                continue
+            chunk = event.get("data")
             if isinstance(chunk, str) and chunk:
-                yield chunk
+                yield "\n\n" + chunk if apart else chunk
+                wrote, apart = True, False
+            elif "message" in event:  # a message of the turn is complete
+                apart = wrote
 
     def memories_used(self) -> list[str]:
         """Ids of the memories injected or recalled in this conversation (every agent, in order)."""
@@ -128,7 +141,10 @@ def build_conversation(
     def plugins_for(name: str, summarize: bool) -> list[MemoryPlugin]:
         if plugin_factory is None:
             return []
-        plugin = plugin_factory(name, summarize=summarize)
+        if summarize:
+            plugin = plugin_factory(name, summarize=True)
+        else:  # a specialist: the orchestrator's memories, the only ones stored
+            plugin = plugin_factory(name, summarize=False, read_agent_name=ORCHESTRATOR_NAME)
         plugins.append(plugin)
         return [plugin]
 

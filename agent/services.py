@@ -255,8 +255,8 @@ def _build_memory(
     if settings.min_score is not None:  # unset: the plugin's default threshold
         options["min_score"] = settings.min_score
 
-    def plugin_factory(agent_name: str, *, summarize: bool) -> MemoryPlugin:
-        return MemoryPlugin(store, pipeline=pipeline, summarize=summarize, **options)
+    def plugin_factory(agent_name: str, *, summarize: bool, read_agent_name: str | None = None) -> MemoryPlugin:
+        return MemoryPlugin(store, pipeline=pipeline, summarize=summarize, read_agent_name=read_agent_name, **options)
 
     return pipeline, plugin_factory
 

@@ -19,25 +19,32 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   The query is all user text of that first invocation, not only its last message (a client
   may send earlier context along), bounded to ``MAX_QUERY_CHARS`` of the latest text. The
   block is re-applied on every turn of that conversation. Without the placeholder the block
-  is appended (warning once); without memories the placeholder is removed.
+  is appended (warning once); without memories the placeholder is removed. The base prompt is
+  the agent's system prompt when the plugin binds to it, or the one the caller sets between
+  turns (the conversation's block in it, e.g. an edit of the prompt read back, counts as the
+  placeholder, so it appears once and is not carried into the next conversation).
 * Retrieval failures degrade to no memory: a warning and ``metrics["retrieval_failures"]``.
 * The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent
   through the public ``Plugin.tools`` property (``recall_tool=False`` leaves it out).
 * The plugin keeps the full text transcript (every message added, whatever the conversation
-  manager later trims), except user-role text Strands adds once the model has answered in the
-  turn (its structured-output prompt, steering guidance): the user's words are the turn's input.
+  manager later trims, as it reads at the end of the turn: a user message the model's
+  guardrail redacted is recorded redacted), except user-role text Strands adds once the model
+  has answered in the turn (its structured-output prompt, steering guidance): the user's words
+  are the turn's input (all of it, e.g. a message list that carries earlier context with an
+  assistant message).
   ``end_session: True`` in ``invocation_state`` or ``end_conversation()`` (idle timer,
   shutdown) hands it to the ``SummaryPipeline`` in the background (the outbox write runs off
   the event loop). Each conversation gets a unique start marker when its first
   turn is seen; it is part of the summary key, so a conversation id reused later (a session id
   after a restart) stores a second memory instead of overwriting the first.
 * One agent may serve many users: a turn of another conversation (another identity or
-  conversation id) ends the current one, and an agent whose last turn was of another
-  conversation (agents sharing one plugin: whichever conversation that was) has its
-  ``agent.messages`` cleared before the model runs, so no turn sees another conversation's
-  history (it comes back only as memories); a new agent keeps the history it was built with. Agents
-  sharing one plugin (``S3VectorMemoryPlugin``) whose turns overlap in time: only the turn of
-  the conversation opened last is recorded; the others are not (a warning, a metric).
+  conversation id, or none: a turn without identity) ends the current one, and an agent whose
+  last turn was of another conversation (agents sharing one plugin: whichever conversation
+  that was) has its ``agent.messages`` cleared before the model runs, so no turn sees another
+  conversation's history (it comes back only as memories); a new agent keeps the history it
+  was built with. Agents sharing one plugin (``S3VectorMemoryPlugin``) whose turns overlap in
+  time: only the turn of the conversation opened last is recorded; the others are not (a
+  warning, a metric).
 * After every turn that does not end the conversation (and added to the transcript), the
   plugin queues a checkpoint: the same outbox entry, marked open, handed to
   ``SummaryPipeline.checkpoint``, which writes it in the background, coalesced per
@@ -50,7 +57,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   (``metrics["erased"]``). A read-only plugin drops its injected memories once the pipeline
   has read a marker covering its conversation (the orchestrator's checkpoints refresh them).
 * ``summarize=False`` makes a read-only plugin (injection and recall, no transcript, no
-  summary): for specialists called as tools, whose "user" is the orchestrator's model.
+  summary): for specialists called as tools, whose "user" is the orchestrator's model. Such a
+  specialist stores nothing under its own name, so give it ``read_agent_name`` (the agent
+  whose conversation it serves) to read that agent's memories.
 * ``used_memory_ids`` lists the ids of memories injected and recalled in the current
   conversation (injected first); ``injected_memory_ids`` / ``recalled_memory_ids`` separately.
 """
@@ -72,7 +81,8 @@ from strands.tools.decorator import DecoratedFunctionTool
 
 from memory import telemetry
 from memory.pipeline.background import SummaryPipeline
-from memory.plugin.context_block import PLACEHOLDER, fill_prompt, render_block
+from memory.plugin.context_block import PLACEHOLDER, extract_block, fill_prompt, render_block
+from memory.index.limits import validate_top_k
 from memory.keys import new_conversation_marker, summary_key
 from memory.types import Memory, Scope
 from memory.pipeline.outbox import OutboxEntry
@@ -87,6 +97,7 @@ if TYPE_CHECKING:
     from strands import Agent
 
 logger = logging.getLogger(__name__)
+_NEVER_SERVED = object()  # an agent this plugin has not served a turn of: its own history is kept
 
 #: The name Strands gives an agent created without one; not unique, so refused. The SDK keeps it
 #: in a private constant (``strands.agent.agent._DEFAULT_AGENT_NAME``), so it is repeated here;
@@ -144,6 +155,7 @@ class MemoryPlugin(Plugin):
         min_score: float | None = None,
         recall_top_k_max: int = 10,
         recall_tool: bool = True,
+        read_agent_name: str | None = None,
     ) -> None:
         """Create the plugin of one agent.
 
@@ -156,24 +168,36 @@ class MemoryPlugin(Plugin):
                 store's, i.e. the embedder's calibrated floor).
             recall_top_k_max: Upper bound of the recall tool's ``top_k``.
             recall_tool: Whether the ``memory_tool`` recall tool is registered with the agent.
+            read_agent_name: Whose memories are injected and recalled: the agent name they are
+                stored under (default: this agent's own name). A read-only specialist serving
+                another agent's conversation reads that agent's memories.
+
+        Raises:
+            ValidationError: ``top_k`` or ``recall_top_k_max`` outside 1-100 (no store accepts it).
+            ValueError: ``read_agent_name`` is blank or the SDK's default agent name.
         """
+        validate_top_k(recall_top_k_max)
         self.store = store
         self.pipeline = pipeline
         self.summarize = summarize
-        self.top_k = top_k
+        self.top_k = validate_top_k(top_k)
         self.min_score = min_score
         self.metrics: Counter[str] = Counter()
         self.base_prompt = ""
         self.agent_name: str | None = None
+        self.read_agent_name = None if read_agent_name is None else check_agent_name(read_agent_name)
         self._lock = threading.RLock()
         self._conversation: _Conversation | None = None
         self._turn_active = False
         self._turn_agent: Any = None  # the agent of the active turn (agents may share the plugin)
         # the conversation each agent last served a turn of (its ``messages`` hold that one's history)
-        self._served: weakref.WeakKeyDictionary[Any, Invocation] = weakref.WeakKeyDictionary()
+        self._served: weakref.WeakKeyDictionary[Any, Invocation | None] = weakref.WeakKeyDictionary()
         self._turn_ends = False  # the active turn carries ``end_session``
         self._answered = False  # the model answered in the active turn: later user text is Strands'
+        self._turn_inputs: tuple[Any, ...] = ()  # the active turn's input messages (the caller's)
+        self._turn_recorded: list[tuple[int, Any]] = []  # (transcript index, message) of the active turn
         self._placeholder_warned = False
+        self._written: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()  # agent -> prompt set
         super().__init__()  # discovers @hook methods; needs the attributes above
         self._recall_tools: list[DecoratedFunctionTool] = []
         if recall_tool:
@@ -239,6 +263,7 @@ class MemoryPlugin(Plugin):
 
     @hook
     async def _before_invocation(self, event: BeforeInvocationEvent) -> None:
+        self._adopt_callers_prompt(event.agent)
         try:
             invocation = read_invocation(event.invocation_state)
             if invocation is not None:
@@ -252,24 +277,34 @@ class MemoryPlugin(Plugin):
         if invocation is None:
             with self._lock:
                 self.metrics["identity_missing"] += 1
-                if self._turn_agent is event.agent:
+                served = self._turn_agent is event.agent
+                if served:
                     self._turn_active = False
+                left = self._conversation if served else None
+                foreign = self._served.get(event.agent) is not None  # it served a conversation
+                self._served[event.agent] = None  # its history is now an anonymous one
             logger.warning("agent=%s turn without a verified identity: running without memory", self.agent_name)
-            event.agent.system_prompt = fill_prompt(self.base_prompt, "")[0]
+            self._set_prompt(event.agent, fill_prompt(self.base_prompt, "")[0])
+            if foreign:  # another (anonymous) conversation: the history is not its own
+                event.agent.messages.clear()
+            if left is not None:
+                await asyncio.to_thread(self._leave, left)
             return
         with self._lock:
             current = self._conversation
             continuing = current is not None and current.invocation.same_conversation(invocation)
             # the agent's history is that of the conversation it last served (agents sharing this
-            # plugin: not necessarily the current one): another conversation's is never shown
-            served = self._served.get(event.agent)
+            # plugin: not necessarily the current one; None: a turn without identity)
+            served = self._served.get(event.agent, _NEVER_SERVED)
             self._served[event.agent] = invocation
+        if served is not _NEVER_SERVED and (served is None or not served.same_conversation(invocation)):
+            # cleared before the await: if this turn is cancelled while the thread below opens the
+            # new conversation, the retried turn continues that one and must not see the old history
+            event.agent.messages.clear()
         if not continuing:
             # retrieval (embedding, network) and ending a previous conversation (outbox fsync)
             # run off the event loop
             await asyncio.to_thread(self._open, invocation, _prompt_text(event.messages))
-        if served is not None and not served.same_conversation(invocation):
-            event.agent.messages.clear()
         with self._lock:
             conversation = self._conversation
             overlapping = conversation is None or not conversation.invocation.same_conversation(invocation)
@@ -282,6 +317,8 @@ class MemoryPlugin(Plugin):
                 self._turn_active, self._turn_ends = True, invocation.end_session
                 self._turn_agent = event.agent
                 self._answered = False
+                self._turn_inputs = tuple(event.messages or ())
+                self._turn_recorded = []
                 if continuing and self._found_erased(conversation):  # by the checkpoint writer meanwhile
                     self._drop_erased(conversation)
                 if conversation.prompt is None:  # the block is kept for the whole conversation
@@ -290,7 +327,7 @@ class MemoryPlugin(Plugin):
         if overlapping:
             logger.warning("agent=%s turn overlapping another conversation's: running without memory", self.agent_name)
             prompt = fill_prompt(self.base_prompt, "")[0]
-        event.agent.system_prompt = prompt
+        self._set_prompt(event.agent, prompt)
 
     @hook
     def _message_added(self, event: MessageAddedEvent) -> None:
@@ -303,11 +340,15 @@ class MemoryPlugin(Plugin):
                     logger.warning("agent=%s message of an overlapping turn not recorded", self.agent_name)
                 return
             role = event.message.get("role")
-            if self._answered and role == "user":
-                return  # added by Strands mid-turn (structured-output prompt, steering guidance)
-            self._answered = self._answered or role == "assistant"  # (no extra hook: each costs every turn)
+            if not any(event.message is m for m in self._turn_inputs):  # an input's roles are the caller's
+                if self._answered and role == "user":
+                    return  # added by Strands mid-turn (structured-output prompt, steering guidance)
+                self._answered = self._answered or role == "assistant"  # (no extra hook: each costs every turn)
             if self._turn_active and self._conversation is not None and not self._conversation.erased:
-                self._conversation.transcript.extend(transcript_from_messages([event.message]))
+                turns = transcript_from_messages([event.message])  # one turn at most
+                if turns:
+                    self._turn_recorded.append((len(self._conversation.transcript), event.message))
+                    self._conversation.transcript.extend(turns)
 
     @hook
     async def _after_invocation(self, event: AfterInvocationEvent) -> None:
@@ -316,6 +357,8 @@ class MemoryPlugin(Plugin):
                 return  # a turn another conversation took over (agents sharing this plugin)
             active, self._turn_active = self._turn_active, False
             conversation = self._conversation
+            if active and conversation is not None:
+                self._reread_turn_locked(conversation)
         if not active or conversation is None:
             return  # no verified identity: the turn ran without memory
         if self._turn_ends:  # parsed before the turn
@@ -360,6 +403,34 @@ class MemoryPlugin(Plugin):
             self.metrics["injected"] += len(memories)
         logger.debug("agent=%s conversation started with %d memories", self.agent_name, len(memories))
 
+    def _adopt_callers_prompt(self, agent: Any) -> None:
+        """A system prompt the caller set since the plugin last set one becomes the base prompt; a
+        memory block in it (an edit of a prompt as the plugin left it, maybe in an earlier
+        conversation) turns back into the placeholder, so the conversation's own block appears
+        once and no block outlives its conversation."""
+        current = agent.system_prompt
+        with self._lock:
+            if (current or "") == self._written.get(agent, self.base_prompt) or not isinstance(current, str):
+                return
+            block = extract_block(current)
+            self.base_prompt = current.replace(block, PLACEHOLDER, 1) if block else current
+            if self._conversation is not None:
+                self._conversation.prompt = None  # rendered again from the new base
+        logger.debug("agent=%s system prompt changed by the caller: new base prompt", self.agent_name)
+
+    def _set_prompt(self, agent: Any, prompt: str) -> None:
+        with self._lock:
+            agent.system_prompt = prompt
+            self._written[agent] = agent.system_prompt or ""
+
+    def _leave(self, conversation: _Conversation) -> None:
+        """End ``conversation`` and leave none current (a turn without identity took the agent
+        over): called from a worker thread."""
+        with self._lock:
+            self._end_quietly_locked(conversation)
+            if self._conversation is conversation:
+                self._conversation = None
+
     def _check_tenant(self, tenant_id: str | None) -> None:
         """InvalidInvocationState when the store cannot serve ``tenant_id`` (before the model runs)."""
         if tenant_id is None and isinstance(self.store, MultiTenantStore):
@@ -393,6 +464,17 @@ class MemoryPlugin(Plugin):
                 PLACEHOLDER,
             )
         return prompt
+
+    def _reread_turn_locked(self, conversation: _Conversation) -> None:
+        """Re-read the turn's recorded messages: Strands rewrites one after it was added when the
+        model's guardrail redacts the user's input (``redactContent``), and only the redacted
+        text may be stored."""
+        recorded, self._turn_recorded = self._turn_recorded, []
+        if conversation.erased:
+            return
+        for index, message in reversed(recorded):
+            if index < len(conversation.transcript):
+                conversation.transcript[index : index + 1] = transcript_from_messages([message])
 
     def _end_quietly(self, conversation: _Conversation) -> None:
         with self._lock:
@@ -492,7 +574,8 @@ class MemoryPlugin(Plugin):
         }
 
     def _scope(self, invocation: Invocation) -> Scope:
-        return Scope(user_id=invocation.user_id, tenant_id=invocation.tenant_id, agent_name=self.agent_name)
+        agent_name = self.read_agent_name or self.agent_name
+        return Scope(user_id=invocation.user_id, tenant_id=invocation.tenant_id, agent_name=agent_name)
 
     def _recall_scope(self, tool_context: ToolContext) -> Scope | None:
         invocation = read_invocation(tool_context.invocation_state)

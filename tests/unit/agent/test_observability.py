@@ -174,6 +174,6 @@ def test_the_app_bounds_strands_tool_metrics_to_the_tools_its_agents_have(monkey
     from memory.plugin.plugin import MemoryPlugin
     from tests.unit.memory.conftest import FakeStore
 
-    conversation = build_conversation(ScriptedModel(), lambda name, summarize: MemoryPlugin(FakeStore(), pipeline=None))
+    conversation = build_conversation(ScriptedModel(), lambda name, **_: MemoryPlugin(FakeStore(), pipeline=None))
     registered = set(conversation.agent.tool_registry.registry)  # the specialists and the recall tool
     assert registered == {"research_specialist", "memory_tool"} and seen["tool_names"] == registered

@@ -33,8 +33,9 @@ def memory(tmp_path: Path):
     pipeline = SummaryPipeline(store, LocalOutbox(tmp_path / "outbox"), Summarizer(None, mode="extractive"))
     plugins: dict[str, MemoryPlugin] = {}
 
-    def factory(name: str, *, summarize: bool) -> MemoryPlugin:
-        plugins[name] = MemoryPlugin(store, pipeline=pipeline, summarize=summarize, min_score=0.0)
+    def factory(name: str, *, summarize: bool, read_agent_name: str | None = None) -> MemoryPlugin:
+        plugins[name] = MemoryPlugin(
+            store, pipeline=pipeline, summarize=summarize, min_score=0.0, read_agent_name=read_agent_name)
         return plugins[name]
 
     yield store, pipeline, plugins, factory
@@ -43,7 +44,7 @@ def memory(tmp_path: Path):
 
 async def test_specialist_is_a_tool_and_receives_the_callers_identity(memory) -> None:
     store, pipeline, plugins, factory = memory
-    store.store(Scope("alice", "tenant-a", SPECIALIST_NAME), "Alice researches tidal energy.")
+    store.store(Scope("alice", "tenant-a", ORCHESTRATOR_NAME), "Alice researches tidal energy.")
     model = ScriptedModel([ToolCall(SPECIALIST_NAME, {"input": "tidal energy status"}), "specialist says hi", "done"])
     convo = build_conversation(model, factory)
 
@@ -54,8 +55,7 @@ async def test_specialist_is_a_tool_and_receives_the_callers_identity(memory) ->
 
     specialist_call = model.calls[1]
     assert RECALL_TOOL_NAME in specialist_call.tool_names
-    assert "Alice researches tidal energy." in (specialist_call.system_prompt or "")  # its own memories
-    assert "tidal" not in (model.calls[0].system_prompt or "")  # not the orchestrator's namespace
+    assert "Alice researches tidal energy." in (specialist_call.system_prompt or "")  # alice's, of tenant-a
     assert convo.memories_used() == plugins[SPECIALIST_NAME].used_memory_ids != []
 
 
@@ -77,12 +77,29 @@ async def test_only_the_orchestrator_stores_the_summary_even_when_the_specialist
     assert pipeline.metrics["accepted"] == 1
 
 
-class TwoSpecialistCalls(Model):
-    """Orchestrator: one message with two ``research_specialist`` toolUse blocks, then an answer
-    quoting both results; specialist: "finding: <its input>"."""
+async def test_the_specialist_is_given_the_users_past_conversations(memory) -> None:
+    """Only the orchestrator stores memories (under its name), so the specialist, which serves the
+    same user in the same conversation, must read those: in its own namespace nothing is ever
+    stored, and its memories and recall tool would always come back empty."""
+    store, pipeline, plugins, factory = memory
+    first = build_conversation(ScriptedModel(["Noted."]), factory)
+    await first.ask("Project Bluebird launches on March 3rd.", dict(STATE))
+    first.end_conversation()
+    assert pipeline.wait(30)
 
-    def __init__(self) -> None:
-        self.specialist_inputs: list[str] = []
+    ask = ToolCall(SPECIALIST_NAME, {"input": "When does project Bluebird launch?"})
+    model = ScriptedModel([ask, ToolCall(RECALL_TOOL_NAME, {"query": "Bluebird launch"}),
+                           lambda call: call.last_tool_result_text, "done"])
+    second = build_conversation(model, factory)
+    await second.ask("Research the Bluebird launch for me.", Invocation("alice", "conv-2", "tenant-a").to_state())
+    specialist_call, recalled = model.calls[1], model.calls[2].last_tool_result_text or ""
+    assert "March 3rd" in (specialist_call.system_prompt or "") and "March 3rd" in recalled
+    assert plugins[SPECIALIST_NAME].used_memory_ids != []
+    assert {m.agent_name for m in store.list(Scope("alice", "tenant-a"))} == {ORCHESTRATOR_NAME}
+
+
+class StreamOnlyModel(Model):
+    """A hand-written model: subclasses write ``stream``; no configuration, no structured output."""
 
     def update_config(self, **model_config: Any) -> None:
         pass
@@ -92,6 +109,14 @@ class TwoSpecialistCalls(Model):
 
     def structured_output(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
+
+
+class TwoSpecialistCalls(StreamOnlyModel):
+    """Orchestrator: one message with two ``research_specialist`` toolUse blocks, then an answer
+    quoting both results; specialist: "finding: <its input>"."""
+
+    def __init__(self) -> None:
+        self.specialist_inputs: list[str] = []
 
     async def stream(self, messages, tool_specs=None, system_prompt=None, **kwargs):  # type: ignore[override]
         last = messages[-1]["content"]
@@ -144,11 +169,12 @@ async def test_a_specialist_stops_showing_memories_erased_during_the_session(tmp
     outbox = LocalOutbox(tmp_path / "outbox")
     pipeline = SummaryPipeline(store, outbox, Summarizer(None, mode="extractive"), erasure_refresh_seconds=0.0)
 
-    def factory(name: str, *, summarize: bool) -> MemoryPlugin:
-        return MemoryPlugin(store, pipeline=pipeline, summarize=summarize, min_score=0.0)
+    def factory(name: str, *, summarize: bool, read_agent_name: str | None = None) -> MemoryPlugin:
+        return MemoryPlugin(store, pipeline=pipeline, summarize=summarize, min_score=0.0,
+                            read_agent_name=read_agent_name)
 
     try:
-        store.store(Scope("alice", "tenant-a", SPECIALIST_NAME), "Alice's door code is 4321.")
+        store.store(Scope("alice", "tenant-a", ORCHESTRATOR_NAME), "Alice's door code is 4321.")
         ask_specialist = ToolCall(SPECIALIST_NAME, {"input": "what is the door code?"})
         model = ScriptedModel([ask_specialist, "it is in memory", "done",
                                "still here",
@@ -164,3 +190,35 @@ async def test_a_specialist_stops_showing_memories_erased_during_the_session(tmp
         assert SPECIALIST_NAME not in again.tool_names and "4321" not in (again.system_prompt or "")
     finally:
         pipeline.shutdown()
+
+
+class NarratingModel(StreamOnlyModel):
+    """Like Claude: the orchestrator says what it does, then calls the specialist in the same
+    message, then answers; the specialist answers."""
+
+    async def stream(self, messages, tool_specs=None, system_prompt=None, **kwargs):  # type: ignore[override]
+        after_tool = any("toolResult" in b for b in messages[-1]["content"])
+        if "research specialist" in (system_prompt or ""):
+            text, ask = "The launch is on March 3rd.", False
+        else:
+            text, ask = ("Bluebird launches on March 3rd.", False) if after_tool else ("Let me ask the specialist.", True)
+        yield {"messageStart": {"role": "assistant"}}
+        yield {"contentBlockStart": {"start": {}}}
+        for part in (text[:9], text[9:]):  # two chunks
+            yield {"contentBlockDelta": {"delta": {"text": part}}}
+        yield {"contentBlockStop": {}}
+        if ask:
+            yield {"contentBlockStart": {"start": {"toolUse": {"name": SPECIALIST_NAME, "toolUseId": "t1"}}}}
+            yield {"contentBlockDelta": {"delta": {"toolUse": {"input": json.dumps({"input": "When?"})}}}}
+            yield {"contentBlockStop": {}}
+        yield {"messageStop": {"stopReason": "tool_use" if ask else "end_turn"}}
+        yield {"metadata": {"usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}, "metrics": {"latencyMs": 0}}}
+
+
+async def test_a_streamed_turn_keeps_its_messages_apart() -> None:
+    """Text the model streams before a tool call and the answer after it are two messages: the
+    stream must not glue them into one sentence ("specialist.Bluebird")."""
+    convo = build_conversation(NarratingModel(), None)
+    chunks = [chunk async for chunk in convo.stream("When does Bluebird launch?", dict(STATE))]
+    assert "".join(chunks) == "Let me ask the specialist.\n\nBluebird launches on March 3rd."
+    assert len(chunks) == 4  # still streamed chunk by chunk

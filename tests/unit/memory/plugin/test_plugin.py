@@ -587,3 +587,138 @@ def test_an_agent_reused_for_another_user_does_not_show_them_the_previous_conver
     agent("And now?", invocation_state=state("conv-b", user="bob", tenant="globex"))  # same conversation
     assert [b.get("text") for m in model.calls[-1].messages for b in m["content"]] == [
         "What do you know about me?", "ok", "And now?"]
+
+
+def test_a_message_list_input_records_the_users_last_message(fake_store) -> None:
+    """A client may send earlier context along as a message list (user, assistant, user): Strands
+    adds all of it before the model runs, so its assistant message is input, not the model's
+    answer, and the user's last message (the new statement) is the user's words."""
+    pipeline = RecordingPipeline()
+    agent, plugin = make_agent(fake_store, ScriptedModel(["Rex, noted."]), pipeline=pipeline)
+    agent([
+        {"role": "user", "content": [{"text": "I live in Porto."}]},
+        {"role": "assistant", "content": [{"text": "Noted."}]},
+        {"role": "user", "content": [{"text": "My dog is called Rex."}]},
+    ], invocation_state=state(end_session=True))
+    (entry,) = pipeline.entries
+    assert [(t["role"], t["text"]) for t in entry.transcript] == [
+        ("user", "I live in Porto."), ("assistant", "Noted."),
+        ("user", "My dog is called Rex."), ("assistant", "Rex, noted.")]
+
+
+class GuardrailModel(ScriptedModel):
+    """Answers like ``BedrockModel`` when its input guardrail blocks the user's message: the
+    blocked answer, then a ``redactContent`` event (``guardrail_redact_input``, on by default)."""
+
+    async def stream(self, messages: Any, tool_specs: Any = None, system_prompt: Any = None, **kwargs: Any):
+        async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
+            if "metadata" in event:
+                yield {"redactContent": {"redactUserContentMessage": "[User input redacted.]"}}
+            yield event
+
+
+def test_a_user_message_a_guardrail_redacted_is_recorded_redacted(fake_store) -> None:
+    """Strands overwrites the user's message in ``agent.messages`` when the model's guardrail
+    redacts it; the conversation stored in memory must not keep the blocked text either."""
+    pipeline = RecordingPipeline()
+    model = GuardrailModel(["Sorry, I can't help with that."], default_reply="ok")
+    agent, plugin = make_agent(fake_store, model, pipeline=pipeline)
+    agent("My card number is 4111 1111 1111 1111.", invocation_state=state(end_session=True))
+    assert agent.messages[0]["content"] == [{"text": "[User input redacted.]"}]  # what Strands kept
+    (entry,) = pipeline.entries
+    assert "4111" not in str(entry.transcript) and "4111" not in str(plugin.transcript)
+    assert user_texts(entry) == ["[User input redacted.]"]
+
+
+async def test_a_new_users_first_turn_cancelled_during_retrieval_does_not_leave_them_the_previous_history(
+    fake_store,
+) -> None:
+    """A caller's timeout (``asyncio.wait_for``) often fires during the first turn's retrieval, the
+    slow part. The retrieval thread still opens the new conversation, so the retried turn
+    continues it: the previous user's messages must already be gone from ``agent.messages``."""
+    import asyncio
+
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(default_reply="ok")
+    agent, plugin = make_agent(fake_store, model, pipeline=pipeline)
+    await agent.invoke_async("My bank PIN is 4321.", invocation_state=state("conv-a", user="alice"))
+
+    original, started, release = fake_store.retrieve, threading.Event(), threading.Event()
+
+    def slow_retrieve(*args: Any, **kwargs: Any):
+        started.set()
+        release.wait(30)
+        return original(*args, **kwargs)
+
+    fake_store.retrieve = slow_retrieve  # type: ignore[method-assign]
+    bob = state("conv-b", user="bob", tenant="globex")
+    turn = asyncio.ensure_future(agent.invoke_async("Hi, I am Bob.", invocation_state=bob))
+    assert await asyncio.to_thread(started.wait, 30)
+    turn.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+    release.set()
+    for _ in range(300):  # the retrieval thread finishes opening Bob's conversation
+        if plugin.metrics["conversations"] == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert plugin.metrics["conversations"] == 2
+
+    await agent.invoke_async("What do you know about me?", invocation_state=bob)
+    sent = [b.get("text") for m in model.calls[-1].messages for b in m["content"]]
+    assert "My bank PIN is 4321." not in sent and sent[-1] == "What do you know about me?"
+
+
+def test_a_system_prompt_the_caller_sets_between_turns_is_kept_with_the_memories_once(fake_store) -> None:
+    """A caller may change ``agent.system_prompt`` between turns (new instructions, today's date,
+    or an edit of the prompt it reads back, which holds the memory block): the plugin must use
+    it, keep the conversation's memories in it exactly once, and never carry them into the next
+    conversation."""
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "The user's project budget is 2M dollars.")
+    model = ScriptedModel(default_reply="ok")
+    agent, _ = make_agent(fake_store, model)
+    agent("what is my project budget?", invocation_state=state())
+    block = extract_block(model.system_prompts[0])
+    assert block is not None and "2M dollars" in block
+
+    agent.system_prompt = "Answer in French.\n\n{memory_context}"
+    agent("and the deadline?", invocation_state=state())
+    assert model.system_prompts[1] == f"Answer in French.\n\n{block}"
+
+    agent.system_prompt += "\nBe formal."  # an edit of the prompt as the plugin left it
+    agent("thanks", invocation_state=state())
+    assert model.system_prompts[2] == f"Answer in French.\n\n{block}\nBe formal."
+
+    agent("hello", invocation_state=state("conv-2", user="bob"))  # another conversation, no memories
+    assert model.system_prompts[3] == "Answer in French.\n\nBe formal."
+
+    agent.system_prompt = model.system_prompts[2]  # a prompt read back during alice's conversation
+    agent("and you?", invocation_state=state("conv-2", user="bob"))
+    assert model.system_prompts[4] == "Answer in French.\n\nBe formal."  # none of alice's memories
+
+
+@pytest.mark.parametrize("kwargs", [{"top_k": 0}, {"top_k": 101}, {"top_k": "5"}, {"recall_top_k_max": 0},
+                                    {"recall_top_k_max": 1000}])
+def test_a_top_k_no_store_accepts_is_refused_when_the_plugin_is_made(fake_store, kwargs) -> None:
+    """Every store refuses ``top_k`` outside 1-100 (the S3 Vectors limit): accepted here, each
+    conversation's retrieval would fail and the agent would silently run without memory."""
+    from memory.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="top_k"):
+        MemoryPlugin(fake_store, pipeline=None, **kwargs)
+
+
+def test_a_turn_without_identity_does_not_see_the_previous_users_conversation(fake_store) -> None:
+    """An agent serving many users gets a turn without identity (an anonymous caller, a warm-up
+    call): it runs without memory, so it must not run with the previous user's conversation
+    either; that conversation is ended (recorded, not lost), as for any other conversation's
+    turn, and the next user's turn does not see the anonymous one."""
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(default_reply="ok")
+    agent, plugin = make_agent(fake_store, model, pipeline=pipeline)
+    agent("My bank PIN is 4321.", invocation_state=state("conv-a", user="alice"))
+    agent("What do you know about me?", invocation_state={})
+    assert [b.get("text") for m in model.calls[-1].messages for b in m["content"]] == ["What do you know about me?"]
+    assert [user_texts(e) for e in pipeline.entries] == [["My bank PIN is 4321."]]
+    agent("Hello.", invocation_state=state("conv-b", user="bob"))
+    assert [b.get("text") for m in model.calls[-1].messages for b in m["content"]] == ["Hello."]
