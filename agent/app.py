@@ -38,7 +38,7 @@ from agent.observability import configure as configure_telemetry
 from agent.observability import flush as flush_telemetry
 from agent.orchestrator import TOOL_NAMES, Conversation
 from agent.payload import InvocationPayload, parse_payload
-from agent.services import Services, build_services, check_dependencies
+from agent.services import Services, build_services, check_dependencies, check_state_dir
 from agent.sessions import Session
 from agent.settings import Settings, SettingsError, load_settings
 from agent.user_hash import UserHasher
@@ -306,10 +306,11 @@ def main() -> int:
     try:
         settings = load_settings()
         check_dependencies(settings)
+        os.umask(0o077)  # every file this process creates is private to its user (state, logs, keys)
+        check_state_dir(settings)
     except SettingsError as exc:
         print(f"agent: {exc}", file=sys.stderr)  # noqa: T201 - CLI
         return 2
-    os.umask(0o077)  # every file this process creates is private to its user (state, logs, keys)
     app = create_app(settings)
     configure_logging(settings.log_level, unsafe_third_party=settings.unsafe_log_third_party)
     configure_telemetry(

@@ -145,6 +145,29 @@ def check_dependencies(settings: Settings) -> None:
             raise SettingsError(f"{choice[0]}={choice[1]} needs the {module!r} package, not installed here: {fix}")
 
 
+def check_state_dir(settings: Settings) -> None:
+    """Refuse to start when ``AGENT_STATE_DIR`` cannot be made private or written.
+
+    Raises:
+        SettingsError: naming the setting and the path (instead of a traceback at start-up).
+    """
+    import tempfile
+
+    from memory.errors import ConfigurationError
+    from memory.private_files import secure_tree
+
+    try:
+        secure_tree(settings.state_dir)
+        with tempfile.TemporaryFile(dir=settings.state_dir):
+            pass
+    except (OSError, ConfigurationError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SettingsError(
+            f"AGENT_STATE_DIR={settings.state_dir} is not a writable directory ({reason}): "
+            "point AGENT_STATE_DIR at one this user can create or write"
+        ) from None
+
+
 def build_services(
     settings: Settings, *, on_task_start: TaskStart | None = None, on_task_end: TaskEnd | None = None
 ) -> Services:

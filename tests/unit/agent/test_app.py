@@ -317,3 +317,24 @@ def test_only_a_post_to_invocations_has_its_body_checked(harness, issuer: DevIss
     client, made, _ = harness
     assert client.get("/invocations", headers=bearer(issuer)).status_code == 405
     assert made == {}
+
+
+@pytest.mark.parametrize("unusable", ["under-a-file", "a-file"])
+def test_an_unusable_state_dir_stops_start_up_naming_the_setting(tmp_path: Path, unusable: str) -> None:
+    """``python -m agent`` with an AGENT_STATE_DIR it cannot create or write exits 2 with one line
+    naming the setting, like any other configuration error (not a server traceback)."""
+    import os
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    state_dir = blocker / "state" if unusable == "under-a-file" else blocker
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AGENT_")}
+    env.update({"AGENT_AUTH_MODE": "dev", "AGENT_STATE_DIR": str(state_dir), "AGENT_PORT": "0",
+                "AGENT_MEMORY_ENABLED": "false",
+                "AGENT_MODEL_PROVIDER": "import:tests.support.scripted_model:build_echo_model"})
+    done = subprocess.run([sys.executable, "-m", "agent"], env=env, cwd=Path(__file__).resolve().parents[3],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert f"AGENT_STATE_DIR={state_dir}" in done.stderr and "Traceback" not in done.stderr
