@@ -311,11 +311,19 @@ def main() -> int:
     except SettingsError as exc:
         print(f"agent: {exc}", file=sys.stderr)  # noqa: T201 - CLI
         return 2
-    app = create_app(settings)
+    built: dict[str, Services] = {}
+    app = create_app(settings, services_factory=lambda _settings, **_hooks: built["services"])
     configure_logging(settings.log_level, unsafe_third_party=settings.unsafe_log_third_party)
     configure_telemetry(
         console=settings.otel_console, capture_content=settings.otel_capture_content, tool_names=TOOL_NAMES
     )
+    try:  # before serving, so that a configuration only the services refuse ends like a settings error
+        built["services"] = build_services(
+            settings, on_task_start=app.add_async_task, on_task_end=app.complete_async_task
+        )
+    except (ValueError, MemoryLibraryError) as exc:
+        print(f"agent: {exc}", file=sys.stderr)  # noqa: T201 - CLI
+        return 2
     _serve(app, settings)
     return 0
 
