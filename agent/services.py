@@ -146,22 +146,20 @@ def check_dependencies(settings: Settings) -> None:
 
 
 def check_state_dir(settings: Settings) -> None:
-    """Refuse to start when ``AGENT_STATE_DIR`` cannot be made private or written.
+    """Refuse to start when ``AGENT_STATE_DIR`` cannot be created or written.
 
     Raises:
         SettingsError: naming the setting and the path (instead of a traceback at start-up).
     """
     import tempfile
 
-    from memory.errors import ConfigurationError
-    from memory.private_files import secure_tree
+    from memory.private_files import private_dir
 
     try:
-        secure_tree(settings.state_dir)
-        with tempfile.TemporaryFile(dir=settings.state_dir):
+        with tempfile.TemporaryFile(dir=private_dir(settings.state_dir)):
             pass
-    except (OSError, ConfigurationError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
         raise SettingsError(
             f"AGENT_STATE_DIR={settings.state_dir} is not a writable directory ({reason}): "
             "point AGENT_STATE_DIR at one this user can create or write"
