@@ -263,8 +263,8 @@ class S3VectorMemoryPlugin(Plugin):
     name overlapping in time keep one turn (the one that opened last) and run the others
     without memory, unrecorded (a warning), never mixing users. Within a
     conversation, history (``agent.messages``) is left to the agent or a Strands session
-    manager; a turn of another conversation on the agent that served the previous one clears
-    it first (see ``MemoryPlugin``).
+    manager; a turn of another conversation on an agent whose last turn was of a different one
+    clears it first, whichever agent served what in between (see ``MemoryPlugin``).
     """
 
     name = "s3-vector-memory"

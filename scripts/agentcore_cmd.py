@@ -36,9 +36,9 @@ from scripts.iam_roles import ensure_inline_policy
 from scripts.tvm_role import (
     DEFAULT_OUTBOX_PREFIX,
     INDEX_USER_ACTIONS,
-    OUTBOX_OBJECT_ACTIONS,
     add_outbox_args,
     outbox_kms_statement,
+    outbox_object_statements,
 )
 
 DEFAULT_AGENT = "agent_memory"
@@ -93,7 +93,8 @@ def execution_role_policy(
 
     With an outbox bucket: listing it (which tenants have pending entries; key names only, and
     the start-up HeadBucket check) and, in single-tenant mode, the objects under the tenant's
-    prefix and, with a customer-managed key, that key through S3. Multi-tenant object access
+    prefix (``outbox_object_statements``: erasure markers read-only) and, with a
+    customer-managed key, that key through S3. Multi-tenant object access
     goes through the TVM role (``scripts.tvm_role``), which gets the key instead.
     """
     resources = sorted({arn for m in model_ids for arn in model_resources(region, account, m)})
@@ -136,13 +137,8 @@ def execution_role_policy(
             }
         )
         if single_tenant_id:
-            statements.append(
-                {
-                    "Sid": "SingleTenantOutbox",
-                    "Effect": "Allow",
-                    "Action": list(OUTBOX_OBJECT_ACTIONS),
-                    "Resource": f"arn:aws:s3:::{outbox_bucket}/{outbox_prefix}/{single_tenant_id}/*",
-                }
+            statements += outbox_object_statements(
+                outbox_bucket, outbox_prefix, single_tenant_id, ("SingleTenantOutbox", "SingleTenantErasureMarkers")
             )
             if outbox_kms_key_arn:
                 statements.append(outbox_kms_statement(region, account, outbox_kms_key_arn))

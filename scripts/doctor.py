@@ -43,8 +43,8 @@ from scripts.vectors import (
 Check = Callable[[], tuple[str, str]]
 
 
-def run_check(report: Report, resource: str, check: Check, fix: str) -> None:
-    """Run one check; record OK, or MISSING/DRIFT/DENIED with the fix."""
+def run_check(report: Report, resource: str, check: Check, fix: str | Callable[[], str]) -> None:
+    """Run one check; record OK, or MISSING/DRIFT/DENIED with the fix (a callable: made after the check)."""
     try:
         status, detail = check()
     except ClientError as err:
@@ -53,7 +53,7 @@ def run_check(report: Report, resource: str, check: Check, fix: str) -> None:
         permission = err.response.get("Error", {}).get("Permission") or err.operation_name
         status, detail = "DENIED", f"cannot check: missing IAM permission {permission}"
     if status != "OK":
-        detail = f"{detail} -> fix: {fix}"
+        detail = f"{detail} -> fix: {fix() if callable(fix) else fix}"
     report.add(status, resource, detail)
 
 
@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> Report:
     s3v = aws_client("s3vectors", region)
     bedrock = aws_client("bedrock", region)
     state: dict[str, str] = {}
+    checked: dict[str, tuple[str | None, str, str | None]] = {}  # the outbox the TVM role is checked against
 
     def pool() -> tuple[str, str]:
         pool_id = cognito.find_pool(idp, args.pool_name)
@@ -141,6 +142,7 @@ def run(args: argparse.Namespace) -> Report:
         outbox = (args.outbox_bucket, args.outbox_prefix, args.outbox_kms_key_arn)
         if not args.outbox_bucket:
             outbox = _granted_outbox(current) or outbox
+        checked["outbox"] = outbox
         try:
             expected = tvm_role.permission_policy(
                 region,
@@ -209,7 +211,7 @@ def run(args: argparse.Namespace) -> Report:
     run_check(report, f"user pool {args.pool_name}", pool, setup)
     run_check(report, f"app client {args.client_name}", client, setup)
     if args.tenant_mode == "multi":
-        run_check(report, f"TVM role {args.role_name}", role, _tvm_role_fix(args))
+        run_check(report, f"TVM role {args.role_name}", role, lambda: _tvm_role_fix(args, checked.get("outbox")))
     run_check(
         report,
         f"vector bucket {args.bucket}",
@@ -244,28 +246,33 @@ def run(args: argparse.Namespace) -> Report:
 def _granted_outbox(policy: dict) -> tuple[str, str, str | None] | None:
     """The outbox bucket, prefix and KMS key an ABAC policy grants (None if it grants none)."""
     resources = {s.get("Sid"): s.get("Resource") for s in _statements(policy)}
-    objects = _OUTBOX_OBJECTS.fullmatch(str(resources.get("OwnTenantOutboxObjectsOnly", "")))
+    granted = resources.get("OwnTenantOutboxObjectsOnly", "")
+    first = granted[0] if isinstance(granted, list) and granted else granted  # a list since markers are read-only
+    objects = _OUTBOX_OBJECTS.fullmatch(str(first))
     if objects is None:
         return None
     key = resources.get("OutboxKmsKeyThroughS3Only")
     return objects["bucket"], objects["prefix"], key if isinstance(key, str) else None
 
 
-#: The object statement's resource that ``tvm_role.permission_policy`` writes.
+#: The (first) object resource that ``tvm_role.permission_policy`` writes, or the tenant-wide one of
+#: earlier versions (whose drift is then reported against the policy of the outbox it grants).
 _OUTBOX_OBJECTS = re.compile(
-    r"arn:aws:s3:::(?P<bucket>[^/]+)/(?P<prefix>[^/]+)/\$\{aws:PrincipalTag/" + tvm_role.TENANT_TAG + r"\}/\*"
+    r"arn:aws:s3:::(?P<bucket>[^/]+)/(?P<prefix>[^/]+)/\$\{aws:PrincipalTag/" + tvm_role.TENANT_TAG + r"\}/([a-z]+/)?\*"
 )
 
 
-def _tvm_role_fix(args: argparse.Namespace) -> str:
-    """The ``tvm-role`` command that writes the policy this check expects (outbox included)."""
+def _tvm_role_fix(args: argparse.Namespace, outbox: tuple[str | None, str, str | None] | None = None) -> str:
+    """The ``tvm-role`` command that writes the policy this check expects (outbox included: the
+    one checked, which without ``--outbox-bucket`` is the one the role grants)."""
+    bucket, prefix, key = outbox or (args.outbox_bucket, args.outbox_prefix, args.outbox_kms_key_arn)
     argv = ["python", "-m", "scripts", "tvm-role", "--bucket", args.bucket]
     if args.role_name != tvm_role.DEFAULT_ROLE_NAME:
         argv += ["--role-name", args.role_name]
-    if args.outbox_bucket:
-        argv += ["--outbox-bucket", args.outbox_bucket, "--outbox-prefix", args.outbox_prefix]
-    if args.outbox_kms_key_arn:
-        argv += ["--outbox-kms-key-arn", args.outbox_kms_key_arn]
+    if bucket:
+        argv += ["--outbox-bucket", bucket, "--outbox-prefix", prefix]
+    if key:
+        argv += ["--outbox-kms-key-arn", key]
     return f"{shlex.join(argv)} --execution-role-arn <runtime role ARN>"
 
 

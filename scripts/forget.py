@@ -118,13 +118,12 @@ def _preview(
                 report.add("WOULD DELETE", target.outbox_resource, f"{count} {kind} of {what}; re-run with --yes")
     memories = 0
     if target.store is not None:
-        records = [
-            r
+        memories = sum(
+            1
             for r in target.store.index.list()
             if (user is None or r.metadata.get("user_id") == user)
             and (conversation is None or r.metadata.get("conversation_id") == conversation)
-        ]
-        memories = len(records)
+        )
     if memories:
         report.add("WOULD DELETE", target.index_resource, f"{memories} memories of {what}; re-run with --yes")
     else:

@@ -2,8 +2,10 @@
 
 Its permission policy is ABAC: vector actions only on the index named after the session's
 tenant tag and, with ``--outbox-bucket``, object actions only under the tenant's outbox prefix
-``<prefix>/${aws:PrincipalTag/TenantID}/*`` (listing limited to that prefix). Its trust policy lets only the runtime's execution role (and named principals)
-assume it, and only with a ``TenantID`` tag.
+``<prefix>/${aws:PrincipalTag/TenantID}/{pending,claims,dead}/*``, reading only under its
+``erasures/`` (which only ``forget`` writes), listing limited to that prefix. Its trust policy
+lets only the runtime's execution role (and named principals) assume it, and only with a
+``TenantID`` tag.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Sequence
 
 from botocore.client import BaseClient
 
+from memory.pipeline.outbox_s3 import APP_WRITTEN_FOLDERS, ERASURES_FOLDER
 from memory.tenants import INDEX_PREFIX
 from scripts.common import (
     Report,
@@ -39,7 +42,8 @@ VECTOR_ACTIONS = (
 #: configuration (the start-up dimension check). Never CreateIndex/DeleteIndex: onboarding
 #: and offboarding stay with the operations CLI.
 INDEX_USER_ACTIONS = (*VECTOR_ACTIONS, "s3vectors:GetIndex")
-#: What the outbox does with a tenant's objects (entries, claims, dead letters, erasure markers).
+#: What the app's outbox does with a tenant's entries, claims and dead letters (``APP_WRITTEN_FOLDERS``);
+#: of the erasure markers, which only ``forget`` writes, it only reads them (``s3:GetObject``).
 OUTBOX_OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
 DEFAULT_OUTBOX_PREFIX = "outbox"
 #: What S3 asks KMS for when it writes and reads SSE-KMS objects with the caller's credentials.
@@ -59,9 +63,30 @@ def tenant_index_arn_pattern(region: str, account: str, bucket: str) -> str:
     )
 
 
+#: A tenant's segment of the outbox keys, resolved by IAM from the session tag.
+TENANT_SEGMENT = f"${{aws:PrincipalTag/{TENANT_TAG}}}"
+
+
 def tenant_outbox_prefix_pattern(prefix: str) -> str:
     """The caller's own tenant prefix in the outbox bucket, resolved by IAM from the session tag."""
-    return f"{prefix.strip('/')}/${{aws:PrincipalTag/{TENANT_TAG}}}/*"
+    return f"{prefix.strip('/')}/{TENANT_SEGMENT}/*"
+
+
+def outbox_object_statements(bucket: str, prefix: str, tenant: str, sids: tuple[str, str]) -> list[dict[str, Any]]:
+    """What the app may do with the objects of ``tenant``'s outbox prefix (``tenant``: an id, or
+    ``TENANT_SEGMENT``): read, write and delete its entries, claims and dead letters, and only read
+    its erasure markers, which ``forget`` writes with the operator's credentials (a tenant session
+    that could overwrite or delete them could undo an erasure)."""
+    root = f"arn:aws:s3:::{bucket}/{prefix.strip('/')}/{tenant}"
+    return [
+        {
+            "Sid": sids[0],
+            "Effect": "Allow",
+            "Action": list(OUTBOX_OBJECT_ACTIONS),
+            "Resource": [f"{root}/{folder}/*" for folder in APP_WRITTEN_FOLDERS],
+        },
+        {"Sid": sids[1], "Effect": "Allow", "Action": "s3:GetObject", "Resource": f"{root}/{ERASURES_FOLDER}/*"},
+    ]
 
 
 def permission_policy(
@@ -74,7 +99,8 @@ def permission_policy(
     outbox_kms_key_arn: str | None = None,
 ) -> dict[str, Any]:
     """The role's only permissions: vector actions on the session tenant's index and, with an
-    outbox bucket, object actions (and listing) only under the tenant's outbox prefix; with a
+    outbox bucket, object actions (``outbox_object_statements``: erasure markers read-only) and
+    listing only under the tenant's outbox prefix; with a
     customer-managed KMS key for the outbox (``AGENT_OUTBOX_KMS_KEY_ID``), that key's data-key
     actions, only when S3 calls them (``kms:ViaService``) for those objects."""
     statements: list[dict[str, Any]] = [
@@ -86,13 +112,10 @@ def permission_policy(
         }
     ]
     if outbox_bucket:
+        statements += outbox_object_statements(
+            outbox_bucket, outbox_prefix, TENANT_SEGMENT, ("OwnTenantOutboxObjectsOnly", "ReadOwnTenantErasureMarkersOnly")
+        )
         statements += [
-            {
-                "Sid": "OwnTenantOutboxObjectsOnly",
-                "Effect": "Allow",
-                "Action": list(OUTBOX_OBJECT_ACTIONS),
-                "Resource": f"arn:aws:s3:::{outbox_bucket}/{tenant_outbox_prefix_pattern(outbox_prefix)}",
-            },
             {
                 "Sid": "ListOwnTenantOutboxOnly",
                 "Effect": "Allow",

@@ -218,9 +218,9 @@ class S3VectorsIndex:
             self._call("delete_vectors", **self._target(), keys=list(batch))
 
     def list(self, *, return_data: bool = False) -> Iterator[VectorRecord]:
-        """Every record with metadata, following ``nextToken`` across pages of 1,000."""
+        """Every record with metadata, following ``nextToken`` across pages of 1,000, read one
+        page at a time as the records are consumed (a tenant index can hold millions)."""
         token: str | None = None
-        records: list[VectorRecord] = []
         while True:
             request: dict[str, Any] = {
                 **self._target(),
@@ -233,10 +233,10 @@ class S3VectorsIndex:
             response = self._call("list_vectors", **request)
             for v in response.get("vectors", []):
                 data = (v.get("data") or {}).get("float32", []) if return_data else []
-                records.append(VectorRecord(v["key"], list(data), dict(v.get("metadata") or {})))
+                yield VectorRecord(v["key"], list(data), dict(v.get("metadata") or {}))
             token = response.get("nextToken")
             if not token:
-                return iter(records)
+                return
 
     def drop(self) -> None:
         """Delete the index (a missing index is ignored)."""

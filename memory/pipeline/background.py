@@ -518,6 +518,9 @@ class SummaryPipeline:
                         self._schedule_locked(ref)  # that newer entry is summarized too (same busy task)
                 elif ref in self._tokens:
                     ended.append(self._tokens.pop(ref))
+            elif rerun and not crashed:  # a newer transcript (or another look) was asked for: read it now
+                with telemetry.within(cause):
+                    self._schedule_locked(ref)
             else:  # exhausted or crashed: keep it pending (and the app busy) until a re-sweep
                 rounds = self._rounds.setdefault(ref, 1)
                 delay = self.retry.sweep_delay(rounds)

@@ -5,7 +5,8 @@ Keys: ``<prefix>/<tenant>/{pending,claims,dead}/<id>.json`` and
 without a tenant). Every object is written with server-side encryption (SSE-S3 by default, SSE-KMS
 with a key id). Tenant data is read and written with ``client_for(tenant_id)``: in the
 multi-tenant app, the tenant's token-vending-machine credentials, whose role policy allows only
-``<prefix>/${aws:PrincipalTag/TenantID}/*`` (``scripts.tvm_role``). Which tenants have
+``<prefix>/${aws:PrincipalTag/TenantID}/*``, and there reading, not writing, the erasure markers
+(``add_erasure`` is ``forget``'s, with the operator's credentials; ``scripts.tvm_role``). Which tenants have
 pending entries is listed with ``lister`` (the app's own credentials: key names only, never
 content).
 
@@ -47,6 +48,11 @@ logger = logging.getLogger(__name__)
 
 ClientFor = Callable[[str | None], Any]
 _NO_TENANT = "_"
+#: The folders of a tenant's prefix the app writes (and deletes in) with the tenant's credentials.
+APP_WRITTEN_FOLDERS = ("pending", "claims", "dead")
+#: The folder of erasure markers: written by ``forget`` only (the operator's credentials); the app
+#: only lists and reads it (``scripts.tvm_role`` grants tenant sessions no more).
+ERASURES_FOLDER = "erasures"
 _LOST_RACE = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 

@@ -32,9 +32,10 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   turn is seen; it is part of the summary key, so a conversation id reused later (a session id
   after a restart) stores a second memory instead of overwriting the first.
 * One agent may serve many users: a turn of another conversation (another identity or
-  conversation id) ends the current one and, on the agent that served it, clears
-  ``agent.messages`` before the model runs, so no turn sees another conversation's history
-  (it comes back only as memories); a new agent keeps the history it was built with. Agents
+  conversation id) ends the current one, and an agent whose last turn was of another
+  conversation (agents sharing one plugin: whichever conversation that was) has its
+  ``agent.messages`` cleared before the model runs, so no turn sees another conversation's
+  history (it comes back only as memories); a new agent keeps the history it was built with. Agents
   sharing one plugin (``S3VectorMemoryPlugin``) whose turns overlap in time: only the turn of
   the conversation opened last is recorded; the others are not (a warning, a metric).
 * After every turn that does not end the conversation (and added to the transcript), the
@@ -59,6 +60,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
@@ -167,6 +169,8 @@ class MemoryPlugin(Plugin):
         self._conversation: _Conversation | None = None
         self._turn_active = False
         self._turn_agent: Any = None  # the agent of the active turn (agents may share the plugin)
+        # the conversation each agent last served a turn of (its ``messages`` hold that one's history)
+        self._served: weakref.WeakKeyDictionary[Any, Invocation] = weakref.WeakKeyDictionary()
         self._turn_ends = False  # the active turn carries ``end_session``
         self._answered = False  # the model answered in the active turn: later user text is Strands'
         self._placeholder_warned = False
@@ -256,13 +260,16 @@ class MemoryPlugin(Plugin):
         with self._lock:
             current = self._conversation
             continuing = current is not None and current.invocation.same_conversation(invocation)
-            served_current = current is not None and self._turn_agent is event.agent
+            # the agent's history is that of the conversation it last served (agents sharing this
+            # plugin: not necessarily the current one): another conversation's is never shown
+            served = self._served.get(event.agent)
+            self._served[event.agent] = invocation
         if not continuing:
             # retrieval (embedding, network) and ending a previous conversation (outbox fsync)
             # run off the event loop
             await asyncio.to_thread(self._open, invocation, _prompt_text(event.messages))
-            if served_current:  # its history is the previous conversation's: ended, not this one's
-                event.agent.messages.clear()
+        if served is not None and not served.same_conversation(invocation):
+            event.agent.messages.clear()
         with self._lock:
             conversation = self._conversation
             overlapping = conversation is None or not conversation.invocation.same_conversation(invocation)

@@ -7,7 +7,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from memory import telemetry
 from memory.embedders.protocol import Embedder, check_dimensions
@@ -108,10 +108,11 @@ class SingleTenantStore:
         if scope.tenant_id is not None and scope.tenant_id != self.tenant_id:
             raise ValidationError("scope.tenant_id does not match this store's tenant")
 
-    def _matching(self, flt: dict[str, Any]) -> list[VectorRecord]:
+    def _matching(self, flt: dict[str, Any]) -> Iterator[VectorRecord]:
+        """The records ``flt`` matches, as the index pages them (callers keep what they need)."""
         self.ensure()
         predicate = compile_filter(flt)
-        return [r for r in self.index.list() if predicate(r.metadata)]
+        return (r for r in self.index.list() if predicate(r.metadata))
 
     # -- SingleTenantStoreProtocol ---------------------------------------------------------------
 
@@ -249,10 +250,11 @@ class SingleTenantStore:
         """Delete the user's memories (only the agent's own if ``scope.agent_name`` is set),
         optionally only those of ``conversation_id``; returns how many were deleted."""
         self._check(scope)
-        records = self._matching(ownership_filter(scope))
-        if conversation_id is not None:
-            records = [r for r in records if r.metadata.get("conversation_id") == conversation_id]
-        keys = [r.key for r in records]
+        keys = [
+            r.key
+            for r in self._matching(ownership_filter(scope))
+            if conversation_id is None or r.metadata.get("conversation_id") == conversation_id
+        ]
         if keys:
             self.index.delete(keys)
         logger.info("forgot %d memories", len(keys))

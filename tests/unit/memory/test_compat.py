@@ -287,3 +287,26 @@ def test_a_new_agent_per_request_keeps_the_history_it_was_built_with(tmp_path: A
     sent = [b["text"] for m in model.calls[0].messages for b in m["content"]]
     assert sent == ["I like football.", "Nice.", "What do I like?"]
     assert seed.wait(timeout=30)
+
+
+@pytest.mark.parametrize("third", ["carol", "bob"], ids=["a-new-conversation", "the-other-agents-conversation"])
+def test_an_agent_reused_for_another_conversation_never_shows_it_the_history_of_an_earlier_one(
+    tmp_path: Any, third: str
+) -> None:
+    """A pool of agents sharing the plugin (one per worker): the agent that served alice, reused
+    after another agent served bob, must not send alice's messages to the model for carol (a new
+    conversation) or for bob (continuing his conversation on this agent)."""
+    from memory import create_store
+
+    store = create_store(backend="local", tenancy="multi", embedder=LocalEmbedder(), local_dir=tmp_path / "v")
+    seed = S3VectorMemoryPlugin(store=store, base_prompt=BASE_PROMPT, summary_model=ScriptedModel())
+    first = ScriptedModel(["Noted.", "Hello."])
+    worker_one = Agent(model=first, name="researcher", plugins=[seed], callback_handler=None)
+    worker_two = Agent(model=ScriptedModel(["Nice."]), name="researcher", plugins=[seed], callback_handler=None)
+    worker_one("My diagnosis is diabetes.", invocation_state=state("alice", "conv-alice", ACME))
+    worker_two("I like football.", invocation_state=state("bob", "conv-bob", ACME))
+    worker_one("What do you know about me?", invocation_state=state(third, f"conv-{third}", ACME))
+    sent = [b.get("text") for m in first.calls[1].messages for b in m["content"]]
+    assert not any("diabetes" in (text or "") or text == "Noted." for text in sent), sent
+    assert sent[-1] == "What do you know about me?"
+    assert seed.wait(timeout=30)

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import pytest
 
+from scripts.agentcore_cmd import execution_role_policy
 from scripts.common import ScriptError
 from scripts.tvm_role import INDEX_USER_ACTIONS, OUTBOX_OBJECT_ACTIONS, permission_policy, trust_policy
 from tests.support.iam_simulator import Case, Expect, Outcome, SimulatorMissing, node, simulate, table
@@ -141,6 +142,7 @@ def object_arn(key: str, bucket: str = OUTBOX) -> str:
 
 
 _OWN_ENTRY = "outbox/tenant-a/pending/sum-0a1b.json"
+_OWN_MARKER = "outbox/tenant-a/erasures/u-0123456789abcdef0123456789abcdef/era-1.json"
 _VIA_S3 = {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}
 #: A KMS key is used only if its key policy lets IAM policies grant it: KMS's default key policy.
 _DEFAULT_KEY_POLICY = {"Version": "2012-10-17", "Statement": [{
@@ -159,6 +161,20 @@ OUTBOX_CASES: list[Case] = [
       for a in OUTBOX_OBJECT_ACTIONS),
     tenant_call("tenant-a PutObject on tenant-b's erasure markers", "deny", "s3:PutObject",
                 object_arn("outbox/tenant-b/erasures/era-1.json")),
+    *(tenant_call(f"tenant-a {_short(a)} on its own {folder}", "allow", a,
+                  object_arn(f"outbox/tenant-a/{folder}/sum-0a1b.json"))
+      for folder in ("claims", "dead") for a in OUTBOX_OBJECT_ACTIONS),
+    # Erasure markers are written by the operator's `forget` only: a tenant session reads them
+    # (every store checks them) and can neither overwrite (e.g. back-date) nor delete one.
+    tenant_call("tenant-a GetObject on its own erasure marker", "allow", "s3:GetObject", object_arn(_OWN_MARKER)),
+    tenant_call("tenant-a GetObject on its own flat erasure marker", "allow", "s3:GetObject",
+                object_arn("outbox/tenant-a/erasures/era-1.json")),
+    *(tenant_call(f"tenant-a {_short(a)} on its own erasure marker", "deny", a, object_arn(_OWN_MARKER))
+      for a in ("s3:PutObject", "s3:DeleteObject")),
+    tenant_call("tenant-a PutObject on its own tenant-wide erasure marker", "deny", "s3:PutObject",
+                object_arn("outbox/tenant-a/erasures/all/era-1.json")),
+    tenant_call("tenant-a PutObject directly under its prefix", "deny", "s3:PutObject",
+                object_arn("outbox/tenant-a/sum-0a1b.json")),
     tenant_call("tenant-a GetObject under tenant-ab (longer name)", "deny", "s3:GetObject",
                 object_arn("outbox/tenant-ab/pending/sum-0a1b.json")),
     tenant_call("tenant-a PutObject outside the outbox prefix", "deny", "s3:PutObject", object_arn("tenant-a/x.json")),
@@ -183,6 +199,30 @@ OUTBOX_CASES: list[Case] = [
     *(tenant_call(f"tenant-a {_short(a)} on the outbox bucket", "deny", a, f"arn:aws:s3:::{OUTBOX}")
       for a in ("s3:DeleteBucket", "s3:PutBucketPolicy", "s3:PutEncryptionConfiguration",
                 "s3:PutBucketPublicAccessBlock")),
+]
+
+#: A single-tenant deployment's execution role (``agentcore --tenant-mode single``) writes the
+#: outbox of its one tenant itself: the same folders, markers read-only.
+SINGLE_TENANT_APP = execution_role_policy(region=REGION, account=ACCOUNT, model_ids=[], tvm_role_arn=None,
+                                          bucket=BUCKET, single_tenant_id="acme", outbox_bucket=OUTBOX)
+
+
+def single_tenant_app_call(name: str, expect: Expect, action: str, key: str) -> Case:
+    return Case(name=name, expect=expect, principal=EXEC_ROLE_ARN, action=action, resource=object_arn(key),
+                resource_account=ACCOUNT, identity_policies=[SINGLE_TENANT_APP])
+
+
+SINGLE_TENANT_CASES: list[Case] = [
+    *(single_tenant_app_call(f"single-tenant app {_short(a)} on its {folder}", "allow", a,
+                             f"outbox/acme/{folder}/sum-0a1b.json")
+      for folder in ("pending", "claims", "dead") for a in OUTBOX_OBJECT_ACTIONS),
+    single_tenant_app_call("single-tenant app GetObject on an erasure marker", "allow", "s3:GetObject",
+                           "outbox/acme/erasures/all/era-1.json"),
+    *(single_tenant_app_call(f"single-tenant app {_short(a)} on an erasure marker", "deny", a,
+                             "outbox/acme/erasures/all/era-1.json")
+      for a in ("s3:PutObject", "s3:DeleteObject")),
+    single_tenant_app_call("single-tenant app GetObject under another tenant", "deny", "s3:GetObject",
+                           "outbox/globex/pending/sum-0a1b.json"),
 ]
 
 _RUNTIME = {"aws:SourceArn": RUNTIME_ARN, "aws:SourceAccount": ACCOUNT}
@@ -243,7 +283,7 @@ REFUSED_PRINCIPALS: dict[str, Case] = {
         "if the account root were trusted: any role of the account", "allow",
         principal=f"arn:aws:iam::{ACCOUNT}:role/ops", trust=_exec_trust_naming(f"arn:aws:iam::{ACCOUNT}:root")),
 }
-ALL_CASES = [*TENANT_CASES, *OUTBOX_CASES, *TRUST_CASES, *REFUSED_PRINCIPALS.values()]
+ALL_CASES = [*TENANT_CASES, *OUTBOX_CASES, *SINGLE_TENANT_CASES, *TRUST_CASES, *REFUSED_PRINCIPALS.values()]
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +319,113 @@ def test_iam_decides_as_expected(outcomes: dict[str, Outcome], case: Case) -> No
 def test_tvm_role_refuses_the_principals_that_let_outsiders_in(principal: str) -> None:
     with pytest.raises(ScriptError, match="refusing trust principal"):
         trust_policy([EXEC_ROLE_ARN, principal], account=ACCOUNT)
+
+
+# -- what the app sends with a tenant session: every request must be allowed ----------------
+
+
+class _Summaries:
+    """Summarizes every transcript to its first line (the pipeline only needs ``digest``)."""
+
+    def digest(self, transcript: Any) -> tuple[str, list[str]]:
+        return transcript[0]["text"], []
+
+
+class _Store:
+    """A memory store whose ``store_units`` fails with AccessDenied for the users in ``refused``."""
+
+    def __init__(self, refused: set[str]) -> None:
+        self.refused = refused
+
+    def store_units(self, scope: Any, units: Any, **_: Any) -> list[Any]:
+        from memory.errors import AccessDenied
+
+        if scope.user_id in self.refused:
+            raise AccessDenied("refused")
+        return []
+
+    def forget(self, scope: Any, **_: Any) -> int:
+        return 0
+
+
+def _tenant_requests() -> list[tuple[str, str]]:
+    """(operation, key or list prefix) of every S3 request the app's outbox sends with tenant-a's
+    client while it checkpoints, stores, dead-letters, drops an erased conversation and, in a
+    second process, adopts and replays what the first left (moto; markers written by an operator)."""
+    from moto import mock_aws
+
+    from memory.aws import make_client
+    from memory.pipeline.background import RetryPolicy, SummaryPipeline
+    from memory.pipeline.outbox import ErasureMarker, OutboxEntry
+    from memory.pipeline.outbox_s3 import S3Outbox
+
+    sent: list[tuple[str, str]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        sent.append((model.name, params.get("Key") or params.get("Prefix") or ""))
+
+    def entry(user: str, conversation: str, **kwargs: Any) -> OutboxEntry:
+        return OutboxEntry("tenant-a", user, "orchestrator", conversation,
+                           [{"role": "user", "text": f"fact of {user}"}], **kwargs)
+
+    with mock_aws():
+        operator = make_client("s3", region=REGION)
+        operator.create_bucket(Bucket=OUTBOX)
+        tenant = make_client("s3", region=REGION)
+        tenant.meta.events.register("provide-client-params.s3.*", record)
+
+        def outbox() -> S3Outbox:
+            return S3Outbox(lambda t: tenant if t == "tenant-a" else operator, OUTBOX, lister=operator)
+
+        erased = entry("bob", "c3")  # started before bob's erasure
+        S3Outbox(lambda _t: operator, OUTBOX).add_erasure(ErasureMarker("tenant-a", user_id="bob"))
+        S3Outbox(lambda _t: operator, OUTBOX).add_erasure(ErasureMarker("tenant-a"))  # a tenant-wide one, old
+        left = outbox()
+        left.put(entry("dave", "c-left", open=True))  # a checkpoint of a process that died
+        retry = RetryPolicy(max_attempts=1, base_delay=0.0, max_rounds=1)
+        pipeline = SummaryPipeline(_Store({"carol"}), outbox(), _Summaries(), max_workers=1, retry=retry)
+        try:
+            pipeline.checkpoint(entry("alice", "c1"))
+            assert pipeline.flush(timeout=30)
+            for ended in (entry("alice", "c1"), entry("carol", "c2"), erased):
+                pipeline.end_conversation(ended)
+            assert pipeline.wait(timeout=30)
+        finally:
+            pipeline.shutdown()
+        later = SummaryPipeline(_Store(set()), outbox(), _Summaries(), max_workers=1, retry=retry)
+        try:
+            assert later.replay_pending() == 1  # adopts dave's checkpoint
+            assert later.wait(timeout=30)
+        finally:
+            later.shutdown()
+        assert pipeline.metrics["dead_lettered"] == 1 and pipeline.metrics["erased_dropped"] == 1
+        assert later.metrics["stored"] == 1
+    return sent
+
+
+_S3_ACTIONS = {"PutObject": "s3:PutObject", "GetObject": "s3:GetObject", "DeleteObject": "s3:DeleteObject",
+               "ListObjectsV2": "s3:ListBucket"}
+
+
+def test_every_outbox_request_of_a_tenant_session_is_allowed() -> None:
+    """The role allows what the code sends, not only what the tables above name: every request
+    the outbox made with tenant-a's client in a run of the pipeline is evaluated."""
+    try:
+        node()
+    except SimulatorMissing as exc:
+        pytest.skip(f"IAM policy simulation skipped: {exc}")
+    sent = _tenant_requests()
+    kinds = {(operation, key.split("/")[2]) for operation, key in sent}
+    assert {("PutObject", f) for f in ("pending", "claims", "dead")} <= kinds, kinds
+    assert {("DeleteObject", "pending"), ("DeleteObject", "claims"), ("GetObject", "erasures"),
+            ("ListObjectsV2", "erasures"), ("ListObjectsV2", "pending")} <= kinds, kinds
+    cases = []
+    for n, (operation, key) in enumerate(dict.fromkeys(sent)):
+        action = _S3_ACTIONS[operation]
+        if action == "s3:ListBucket":
+            cases.append(tenant_call(f"{n} {operation} {key}", "allow", action, f"arn:aws:s3:::{OUTBOX}",
+                                     context={"s3:prefix": key}))
+        else:
+            cases.append(tenant_call(f"{n} {operation} {key}", "allow", action, object_arn(key)))
+    refused = [(o.case.name, o.raw, o.problem) for o in simulate(cases) if o.decision != "allow" or o.problem]
+    assert refused == []

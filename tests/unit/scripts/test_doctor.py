@@ -254,3 +254,24 @@ def test_without_outbox_arguments_a_tvm_role_granting_the_outbox_is_ok(aws, cli,
     iam.put_role_policy(RoleName="agent-memory-tvm", PolicyName="tenant-index-access", PolicyDocument=json.dumps(policy))
     wide = cli(*DOCTOR)
     assert wide.code == 3 and "differs from the ABAC policy" in wide.out, wide.out
+
+
+def test_a_tvm_role_letting_tenants_write_their_erasure_markers_is_drift(aws, cli, bedrock) -> None:
+    """Roles written before erasure markers became read-only for tenant sessions granted the
+    object actions on the whole tenant prefix (``<prefix>/${TenantID}/*``), markers included: doctor
+    reports that as drift and its fix keeps the outbox the role grants."""
+    _full_setup(cli)
+    tvm = ("tvm-role", *R, "--bucket", "mem-bucket", "--execution-role-arn", EXEC)
+    assert cli(*tvm, "--outbox-bucket", "mem-outbox", "--outbox-prefix", "ob").code == 0
+    iam = boto3.client("iam", region_name="us-east-1")
+    policy = iam.get_role_policy(RoleName="agent-memory-tvm", PolicyName="tenant-index-access")["PolicyDocument"]
+    policy["Statement"] = [s for s in policy["Statement"] if s["Sid"] != "ReadOwnTenantErasureMarkersOnly"]
+    for statement in policy["Statement"]:
+        if statement["Sid"] == "OwnTenantOutboxObjectsOnly":
+            statement["Resource"] = "arn:aws:s3:::mem-outbox/ob/${aws:PrincipalTag/TenantID}/*"  # the earlier grant
+    iam.put_role_policy(RoleName="agent-memory-tvm", PolicyName="tenant-index-access", PolicyDocument=json.dumps(policy))
+    bedrock.append(("ok", MODEL))
+    old = cli(*DOCTOR)
+    row = next(line for line in old.out.splitlines() if "differs from the ABAC policy" in line)
+    assert old.code == 3 and row.startswith("DRIFT"), old.out
+    assert "--outbox-bucket mem-outbox --outbox-prefix ob" in old.out, old.out

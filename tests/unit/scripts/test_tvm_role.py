@@ -213,7 +213,17 @@ def test_with_an_outbox_the_policy_adds_exactly_the_tenant_prefix_statements() -
             "Sid": "OwnTenantOutboxObjectsOnly",
             "Effect": "Allow",
             "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-            "Resource": "arn:aws:s3:::mem-outbox/obx/${aws:PrincipalTag/TenantID}/*",
+            "Resource": [
+                "arn:aws:s3:::mem-outbox/obx/${aws:PrincipalTag/TenantID}/pending/*",
+                "arn:aws:s3:::mem-outbox/obx/${aws:PrincipalTag/TenantID}/claims/*",
+                "arn:aws:s3:::mem-outbox/obx/${aws:PrincipalTag/TenantID}/dead/*",
+            ],
+        },
+        {
+            "Sid": "ReadOwnTenantErasureMarkersOnly",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::mem-outbox/obx/${aws:PrincipalTag/TenantID}/erasures/*",
         },
         {
             "Sid": "ListOwnTenantOutboxOnly",

@@ -145,6 +145,23 @@ def test_list_follows_next_token(stubbed):
     assert [(r.key, r.metadata) for r in index.list()] == [("a", {"n": 1}), ("b", {"n": 2})]
 
 
+def test_list_reads_a_page_only_when_the_previous_one_is_consumed(stubbed):
+    """A tenant index can hold millions of vectors, each with up to 40 KB of metadata: ``forget``
+    and retention keep what they need of each page (its keys), never every page at once."""
+    index, stubber = stubbed
+    base = {"vectorBucketName": "bkt", "indexName": "memory-acme", "maxResults": 1000,
+            "returnMetadata": True, "returnData": False}
+    stubber.add_response("list_vectors", {"vectors": [{"key": "a", "metadata": {"n": 1}}],
+                                          "nextToken": "page-2"}, base)
+    stubber.add_response("list_vectors", {"vectors": [{"key": "b", "metadata": {"n": 2}}]},
+                         {**base, "nextToken": "page-2"})
+    calls: list[str] = []
+    index.client.meta.events.register("before-parameter-build.s3vectors.ListVectors", lambda **_: calls.append("list"))
+    records = index.list()
+    assert next(records).key == "a" and calls == ["list"]
+    assert [r.key for r in records] == ["b"] and calls == ["list", "list"]
+
+
 def test_put_sends_batches_of_500(stubbed):
     index, stubber = stubbed
     records = [VectorRecord(f"k{i}", [1, 0, 0, 0], {"i": i}) for i in range(1001)]

@@ -268,6 +268,31 @@ def test_a_replay_that_finds_an_entry_in_flight_leaves_it_to_its_task(fake_store
     assert [d.reason for d in pipeline.outbox.dead_letters(None)] == ["NotFound"]
 
 
+def test_a_re_run_requested_while_a_summary_fails_runs_at_once(fake_store, make_pipeline) -> None:
+    """The start-up replay can list a closed entry in the instant between its write and its
+    scheduling by ``end_conversation``; the replay's task is then running when the end asks for
+    a re-run. A re-run requested during a failed attempt reads the entry again at once (here a
+    permanent failure: dead-lettered, not left waiting for a sweep with the app busy)."""
+    from memory.errors import NotFound
+
+    slow = GatedSummarizer()
+    fake_store.fail_store = NotFound("index not onboarded")
+    pipeline = make_pipeline(fake_store, slow, retry=FAST_SWEEP)
+    put = pipeline.outbox.put
+
+    def put_then_replay(e: OutboxEntry) -> str:
+        written = put(e)
+        assert pipeline.replay_pending() == 1 and slow.started.wait(30)  # the replay's task runs
+        return written
+
+    pipeline.outbox.put = put_then_replay  # type: ignore[method-assign]
+    pipeline.end_conversation(entry())  # finds its entry in flight: asks for a re-run
+    slow.gate.set()
+    assert pipeline.wait(30)
+    assert pipeline.waiting == 0 and pipeline.metrics["dead_lettered"] == 1
+    assert [d.reason for d in pipeline.outbox.dead_letters(None)] == ["NotFound"]
+
+
 def test_shutdown_ends_the_busy_task_and_leaves_the_entry_for_the_next_start(fake_store, make_pipeline) -> None:
     busy = BusyTasks()
     failing_then_ok(fake_store, failures=2)
