@@ -38,7 +38,7 @@ from agent.observability import configure as configure_telemetry
 from agent.observability import flush as flush_telemetry
 from agent.orchestrator import TOOL_NAMES, Conversation
 from agent.payload import InvocationPayload, parse_payload
-from agent.services import Services, build_services, check_dependencies
+from agent.services import Services, build_services, check_dependencies, check_state_dir
 from agent.sessions import Session
 from agent.settings import Settings, SettingsError, load_settings
 from agent.user_hash import UserHasher
@@ -306,15 +306,24 @@ def main() -> int:
     try:
         settings = load_settings()
         check_dependencies(settings)
+        os.umask(0o077)  # every file this process creates is private to its user (state, logs, keys)
+        check_state_dir(settings)
     except SettingsError as exc:
         print(f"agent: {exc}", file=sys.stderr)  # noqa: T201 - CLI
         return 2
-    os.umask(0o077)  # every file this process creates is private to its user (state, logs, keys)
-    app = create_app(settings)
+    built: dict[str, Services] = {}
+    app = create_app(settings, services_factory=lambda _settings, **_hooks: built["services"])
     configure_logging(settings.log_level, unsafe_third_party=settings.unsafe_log_third_party)
     configure_telemetry(
         console=settings.otel_console, capture_content=settings.otel_capture_content, tool_names=TOOL_NAMES
     )
+    try:  # before serving, so that a configuration only the services refuse ends like a settings error
+        built["services"] = build_services(
+            settings, on_task_start=app.add_async_task, on_task_end=app.complete_async_task
+        )
+    except (ValueError, MemoryLibraryError) as exc:
+        print(f"agent: {exc}", file=sys.stderr)  # noqa: T201 - CLI
+        return 2
     _serve(app, settings)
     return 0
 

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -268,6 +269,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_port_free(port: int) -> None:
+    """Raise OSError when something listens on ``port``: the demo would drive that server instead."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is no obstacle
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise OSError(
+                f"port {port} on 127.0.0.1 is in use (another app?): stop it, pick another --port, "
+                "or leave --port out for a free one"
+            ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; 0 when every check passes."""
     args = _parser().parse_args(argv)
@@ -281,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                     env_overrides={"AGENT_MODEL_PROVIDER": args.model_provider})
     out.write(f"Starting the app (state: {args.state_dir}, log: {server.log_path})\n")
     try:
+        if args.port:
+            _check_port_free(args.port)
         server.start(args.start_timeout)
         out.write(f"App ready on {server.base_url} after {time.monotonic() - started:.1f} s\n")
         checks = run_scenario(server, issuer, out)

@@ -145,6 +145,27 @@ def check_dependencies(settings: Settings) -> None:
             raise SettingsError(f"{choice[0]}={choice[1]} needs the {module!r} package, not installed here: {fix}")
 
 
+def check_state_dir(settings: Settings) -> None:
+    """Refuse to start when ``AGENT_STATE_DIR`` cannot be created or written.
+
+    Raises:
+        SettingsError: naming the setting and the path (instead of a traceback at start-up).
+    """
+    import tempfile
+
+    from memory.private_files import private_dir
+
+    try:
+        with tempfile.TemporaryFile(dir=private_dir(settings.state_dir)):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SettingsError(
+            f"AGENT_STATE_DIR={settings.state_dir} is not a writable directory ({reason}): "
+            "point AGENT_STATE_DIR at one this user can create or write"
+        ) from None
+
+
 def build_services(
     settings: Settings, *, on_task_start: TaskStart | None = None, on_task_end: TaskEnd | None = None
 ) -> Services:

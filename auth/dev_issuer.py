@@ -115,26 +115,32 @@ class DevIssuer:
 
     def _load_or_create(self) -> tuple[rsa.RSAPrivateKey, str]:
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
-            if not isinstance(key, rsa.RSAPrivateKey):
-                raise ValueError(f"{self.key_path} is not an RSA private key") from None
-        else:
-            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            with os.fdopen(fd, "wb") as f:
-                f.write(
-                    key.private_bytes(
-                        serialization.Encoding.PEM,
-                        serialization.PrivateFormat.PKCS8,
-                        serialization.NoEncryption(),
-                    )
-                )
-            logger.info("dev issuer key created", extra={"state_dir": str(self.state_dir)})
+        if not self.key_path.exists():
+            self._create_key()
+        key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError(f"{self.key_path} is not an RSA private key")
         jwk = public_jwk(key.public_key())
         self._write_jwks({"keys": [jwk]})
         return key, jwk["kid"]
+
+    def _create_key(self) -> None:
+        """Write a new key complete, then link it into place: another process starting at the
+        same time (the app and ``mint``) sees no key or a whole one, and the first link wins."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        tmp = self.state_dir / f".{KEY_FILE}.{uuid.uuid4().hex}.tmp"
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            out.write(pem)
+        try:
+            os.link(tmp, self.key_path)  # fails if another process linked its key first
+            logger.info("dev issuer key created", extra={"state_dir": str(self.state_dir)})
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
 
     def _write_jwks(self, jwks: dict[str, Any]) -> None:
         text = json.dumps(jwks, indent=2, sort_keys=True) + "\n"

@@ -23,9 +23,11 @@ then run the toolkit with ``AWS_ENDPOINT_URL=http://127.0.0.1:8090`` and fake cr
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -289,7 +291,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    with LocalIdentityServer(args.port, args.state_dir) as server:
+    try:
+        server = LocalIdentityServer(args.port, args.state_dir)
+    except OSError as exc:
+        problem = (f"{HOST}:{args.port} is in use (another stand-in still running? stop it, or pass --port)"
+                   if exc.errno == errno.EADDRINUSE else f"cannot listen on {HOST}:{args.port}: {exc.strerror or exc}")
+        print(f"error: {problem}", file=sys.stderr)  # noqa: T201 - CLI
+        return 2
+    with server:
         print(f"local identity stand-in on {server.url}; set AWS_ENDPOINT_URL={server.url}", flush=True)
         try:
             server.serve_forever()

@@ -20,7 +20,7 @@ from memory.pipeline.outbox import ErasureMarker, Outbox
 from memory.tenants import validate_tenant_id
 from memory.types import Scope
 from scripts.common import Report, ScriptError, add_common_args
-from scripts.targets import Target, add_target_args, open_target
+from scripts.targets import Target, add_target_args, open_target, where_tenants_are
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,8 +56,7 @@ def run(args: argparse.Namespace) -> Report:
     if target.store is None and (target.outbox is None or not _in_outbox(target.outbox, tenant)):
         raise ScriptError(
             f"tenant {tenant!r} has no index and no outbox entries here ({target.index_resource}, "
-            f"{target.outbox_resource}); nothing to erase. Check the tenant id: `python -m scripts "
-            "tenant list` shows the onboarded tenants"
+            f"{target.outbox_resource}); nothing to erase. Check the tenant id: {where_tenants_are(args)}"
         )
     user = None if args.all_users else args.user
     what = ("every user" if user is None else f"user {user}") + (

@@ -21,7 +21,7 @@ from memory.pipeline.outbox import Outbox
 from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.outbox_s3 import S3Outbox
 from memory.stores.single_tenant import SingleTenantStore
-from memory.tenants import index_name_for
+from memory.tenants import INDEX_PREFIX, index_name_for
 from scripts.common import ScriptError, aws_client, outbox_prefix, require_region
 from scripts.tvm_role import DEFAULT_OUTBOX_PREFIX
 from scripts.vectors import get_index
@@ -75,6 +75,15 @@ def open_outbox(args: argparse.Namespace) -> tuple[Outbox | None, str]:
         lambda _tenant: s3, args.outbox_bucket, prefix=args.outbox_prefix, lister=s3, kms_key_id=args.outbox_kms_key_arn
     )
     return outbox, f"outbox s3://{args.outbox_bucket}/{args.outbox_prefix}"
+
+
+def where_tenants_are(args: argparse.Namespace) -> str:
+    """How to see which tenants exist for the arguments' backend (for a mistyped tenant id)."""
+    if args.backend == "local":
+        files = sorted((args.state_dir / "vectors").glob(f"{INDEX_PREFIX}*.sqlite3"))
+        names = ", ".join(f.name.removeprefix(INDEX_PREFIX).removesuffix(".sqlite3") for f in files)
+        return f"tenants with an index here: {names or 'none'}"
+    return "`python -m scripts tenant list` shows the onboarded tenants"
 
 
 def open_target(args: argparse.Namespace, tenant: str) -> Target:

@@ -317,3 +317,48 @@ def test_only_a_post_to_invocations_has_its_body_checked(harness, issuer: DevIss
     client, made, _ = harness
     assert client.get("/invocations", headers=bearer(issuer)).status_code == 405
     assert made == {}
+
+
+def _run_app(tmp_path: Path, **settings: str) -> Any:
+    """``python -m agent`` in a subprocess with only these AGENT_* settings (plus dev auth, port 0,
+    the echo model and no memory); returns the finished process (it must not start serving)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AGENT_")}
+    env.update({"AGENT_AUTH_MODE": "dev", "AGENT_STATE_DIR": str(tmp_path / "state"), "AGENT_PORT": "0",
+                "AGENT_MEMORY_ENABLED": "false",
+                "AGENT_MODEL_PROVIDER": "import:tests.support.scripted_model:build_echo_model", **settings})
+    return subprocess.run([sys.executable, "-m", "agent"], env=env, cwd=Path(__file__).resolve().parents[3],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("unusable", ["under-a-file", "a-file"])
+def test_an_unusable_state_dir_stops_start_up_naming_the_setting(tmp_path: Path, unusable: str) -> None:
+    """``python -m agent`` with an AGENT_STATE_DIR it cannot create or write exits 2 with one line
+    naming the setting, like any other configuration error (not a server traceback)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    state_dir = blocker / "state" if unusable == "under-a-file" else blocker
+    done = _run_app(tmp_path, AGENT_STATE_DIR=str(state_dir))
+    assert done.returncode == 2, done.stderr
+    assert f"AGENT_STATE_DIR={state_dir}" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        ({"AGENT_MODEL_PROVIDER": "nonsense"}, "unknown model provider 'nonsense'"),
+        ({"AGENT_MODEL_PROVIDER": "openai"}, "the openai model provider needs a model id"),
+    ],
+)
+def test_a_configuration_the_services_refuse_stops_start_up_with_one_line(
+    tmp_path: Path, settings: dict[str, str], said: str
+) -> None:
+    """What only building the services finds (a model provider that cannot be built, no AWS
+    credentials for Bedrock, a missing outbox bucket) ends like a settings error: exit 2 and one
+    line on stderr saying why, not uvicorn's start-up traceback."""
+    done = _run_app(tmp_path, **settings)
+    assert done.returncode == 2, done.stderr
+    assert f"agent: {said}" in done.stderr and "Traceback" not in done.stderr

@@ -66,3 +66,37 @@ def test_state_dir_is_recreated(tmp_path: Path) -> None:
     (state / "vectors" / "stale.sqlite").write_text("old")
     demo.main(["--state-dir", str(state), "--model-provider", "no-such-provider"])
     assert not (state / "vectors" / "stale.sqlite").exists()
+
+
+def test_a_port_another_server_holds_is_refused_not_driven(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--port 8080`` while the README's own ``python -m agent`` still runs there: the demo's app
+    cannot bind, and the demo must say so instead of sending its tokens to the other server."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    posts: list[str] = []
+
+    class OtherApp(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"status": "Healthy"}')
+
+        def do_POST(self) -> None:  # noqa: N802
+            posts.append(self.path)
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), OtherApp)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    port = other.server_address[1]
+    try:
+        code = demo.main(["--state-dir", str(tmp_path / "demo"), "--port", str(port), "--model-provider", INVENTING])
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert code == 1 and posts == []
+    assert f"FAIL demo ran: port {port} on 127.0.0.1 is in use" in capsys.readouterr().out

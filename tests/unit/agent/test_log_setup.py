@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -53,17 +54,23 @@ def test_warning_level_applies_to_everyone() -> None:
     assert logging.getLogger(SDK_LOGGER).level == logging.WARNING
 
 
-def test_main_configures_logging_from_settings_and_a_private_umask(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_main_configures_logging_from_settings_and_a_private_umask(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     seen: dict[str, Any] = {}
 
     class FakeApp:
+        add_async_task = complete_async_task = None
+
         def run(self, **kwargs: Any) -> None:
             seen["botocore"] = logging.getLogger("botocore").getEffectiveLevel()
             seen["agent"] = logging.getLogger("agent.app").getEffectiveLevel()
             seen["umask"] = os.umask(0o022)
 
-    monkeypatch.setattr(agent.app, "create_app", lambda settings: FakeApp())
+    monkeypatch.setattr(agent.app, "create_app", lambda settings, **factory: FakeApp())
+    monkeypatch.setattr(agent.app, "build_services", lambda settings, **hooks: None)
     monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    monkeypatch.setenv("AGENT_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("AGENT_LOG_LEVEL", "DEBUG")
     previous = os.umask(0o022)
     try:

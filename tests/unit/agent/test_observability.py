@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -153,7 +154,9 @@ def test_flush_exports_the_log_records_the_sdk_still_holds() -> None:
         provider.shutdown()
 
 
-def test_the_app_bounds_strands_tool_metrics_to_the_tools_its_agents_have(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_app_bounds_strands_tool_metrics_to_the_tools_its_agents_have(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import agent.app
     from agent.orchestrator import build_conversation
     from tests.support.scripted_model import ScriptedModel
@@ -161,10 +164,14 @@ def test_the_app_bounds_strands_tool_metrics_to_the_tools_its_agents_have(monkey
     seen: dict[str, object] = {}
 
     class FakeApp:
+        add_async_task = complete_async_task = None
+
         def run(self, **kwargs: object) -> None:
             return None
 
-    monkeypatch.setattr(agent.app, "create_app", lambda settings: FakeApp())
+    monkeypatch.setattr(agent.app, "create_app", lambda settings, **factory: FakeApp())
+    monkeypatch.setattr(agent.app, "build_services", lambda settings, **hooks: None)
+    monkeypatch.setenv("AGENT_STATE_DIR", str(tmp_path))
     monkeypatch.setattr(agent.app, "configure_telemetry", lambda **kwargs: seen.update(kwargs))
     monkeypatch.setattr(agent.app, "configure_logging", lambda *args, **kwargs: None)
     monkeypatch.setattr(agent.app.os, "umask", lambda mask: 0)

@@ -142,3 +142,30 @@ def test_cli_as_module_with_env_state_dir(tmp_path: Path) -> None:
         timeout=60,
     )
     assert DevIssuer(tmp_path).verifier().verify(result.stdout.strip()).user_id == "alice"
+
+
+def test_a_process_starting_while_the_key_is_generated_shares_that_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README starts the app and runs ``mint`` at once on a fresh state directory: whichever
+    comes second must read a complete key, never the first one's empty, still unwritten file."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    state = tmp_path / "issuer"
+    generate = rsa.generate_private_key
+    calls: list[int] = []
+    others: list[DevIssuer] = []
+
+    def generate_while_another_process_starts(**kwargs: int) -> rsa.RSAPrivateKey:
+        calls.append(1)
+        key = generate(**kwargs)
+        if len(calls) == 1:  # the other "process" starts during the first generation only
+            others.append(DevIssuer(state))
+        return key
+
+    monkeypatch.setattr(rsa, "generate_private_key", generate_while_another_process_starts)
+    first = DevIssuer(state)
+    assert first.kid == others[0].kid
+    identity = first.verifier().verify(f"Bearer {others[0].mint('tenant-001', 'alice')}")
+    assert identity.user_id == "alice"
+    assert sorted(p.name for p in state.iterdir()) == ["jwks.json", "private_key.pem"]  # no temp file left

@@ -229,3 +229,15 @@ def test_the_readmes_toolkit_config_makes_invoke_local_exchange_the_bearer_token
     result = CliRunner().invoke(app, ["invoke", "--local", '{"prompt": "hi"}', "--bearer-token", token,
                                       "--session-id", "my-session-0123456789-0123456789-0001"])
     assert sent == [token], result.output
+
+
+def test_a_second_start_on_a_taken_port_says_so_and_exits_2(
+    stub: LocalIdentityServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Re-running the README's block leaves the first stand-in running (it was started with ``&``):
+    the second one must say the port is taken, not print a socket traceback."""
+    from auth.local_identity import main
+
+    port = stub.server_address[1]
+    assert main(["--port", str(port), "--state-dir", str(tmp_path / "second")]) == 2
+    assert f"127.0.0.1:{port} is in use" in capsys.readouterr().err

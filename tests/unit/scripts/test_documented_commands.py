@@ -65,3 +65,36 @@ def test_a_documented_deleting_command_passes_yes() -> None:
     for command in re.findall(r"`(python -m scripts [^`]+)`\s+deletes", text):
         if command not in REFERENCES:
             assert "--yes" in command.split(), command
+
+
+def _leaf_commands() -> dict[str, set[str]]:
+    """Every runnable command (``tenant onboard``, ``doctor``...) and its option strings."""
+    import argparse
+
+    found: dict[str, set[str]] = {}
+
+    def walk(parser: argparse.ArgumentParser, words: tuple[str, ...]) -> None:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            found[" ".join(words)] = {o for a in parser._actions for o in a.option_strings}
+        for name, sub in (subs[0].choices.items() if subs else ()):
+            walk(sub, (*words, name))
+
+    walk(build_parser(), ())
+    return found
+
+
+def _listed_after(text: str, lead: str) -> set[str]:
+    match = re.search(re.escape(lead) + r"[^(]*\(([^)]*)\)", text)
+    assert match, f"docs/operations.md no longer says which commands: {lead}"
+    return set(re.findall(r"`([a-z -]+)`", match.group(1)))
+
+
+def test_the_dry_run_and_yes_lists_of_the_operations_guide_are_the_clis() -> None:
+    """docs/operations.md says which commands take ``--dry-run`` and which delete only with ``--yes``."""
+    text = re.sub(r"\s+", " ", (ROOT / "docs/operations.md").read_text())
+    commands = _leaf_commands()
+    assert _listed_after(text, "has `--dry-run` when") == {c for c, flags in commands.items() if "--dry-run" in flags}
+    assert _listed_after(text, "never deletes data unless you pass `--yes`") == {
+        c for c, flags in commands.items() if "--yes" in flags
+    }

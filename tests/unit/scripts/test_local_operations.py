@@ -116,3 +116,10 @@ def test_retention_preview_counts_what_the_sweep_deletes(state: Path, cli) -> No
     done = cli(*base, "--yes")
     assert "1 memories older than 30 days" in preview.out, preview.out
     assert "1 expired memories" in done.out and keys(state) == ["m1", "m3", "m4"]
+
+
+def test_a_mistyped_tenant_on_the_local_backend_names_the_tenants_there(state: Path, cli) -> None:
+    """The S3 hint (`tenant list`, which needs --bucket) does not help offline: list the local ones."""
+    done = cli("forget", *LOCAL, "--state-dir", str(state), "--tenant", "acmee", "--user", "ann")
+    assert done.code == 1
+    assert "tenants with an index here: acme" in done.err and "tenant list" not in done.err
