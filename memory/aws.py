@@ -127,6 +127,7 @@ _TRANSIENT = {
     "InternalFailure",
     "RequestTimeout",
     "RequestTimeoutException",  # S3 Vectors, HTTP 408: "The request timed out. Retry your request."
+    "ModelStreamErrorException",  # Bedrock runtime, HTTP 424: "Retry your request."
 }
 
 
