@@ -228,3 +228,56 @@ def test_a_drift_report_does_not_claim_everything_is_as_intended(bucket, cli) ->
     result = cli("tenant", "onboard", *R, *B, "--tenant", "acme")
     assert result.code == 3 and "DRIFT" in result.out
     assert "everything is already as intended" not in result.out
+
+
+def test_a_bucket_creation_whose_response_was_lost_and_retried_by_botocore_succeeds(aws, cli, monkeypatch) -> None:
+    """The service creates the bucket, the response is lost (a read timeout), botocore sends
+    CreateVectorBucket again and the retry answers ConflictException: the bucket is ours, the
+    command succeeded (on main: 'error: AWS call CreateVectorBucket failed (ConflictException)')."""
+    import scripts.vectors as vectors_module
+
+    real, retried = vectors_module.aws_client, []
+
+    def retry_once(request_dict, **_):
+        if not retried:
+            retried.append(request_dict["url_path"])
+            return 0  # botocore's needs-retry answer: send the request again after 0 s
+        return None
+
+    def losing(service: str, region: str):
+        client = real(service, region)
+        if service == "s3vectors":
+            client.meta.events.register("needs-retry.s3vectors.CreateVectorBucket", retry_once)
+        return client
+
+    monkeypatch.setattr(vectors_module, "aws_client", losing)
+    result = cli("vector-bucket", *R, *B)
+    assert retried, "CreateVectorBucket was not retried"
+    assert result.code == 0 and "CREATED" in result.out, result.err
+    assert [b["vectorBucketName"] for b in _s3v().list_vector_buckets()["vectorBuckets"]] == ["mem-bucket"]
+
+
+def test_an_outbox_bucket_creation_whose_response_was_lost_and_retried_succeeds(aws, cli, monkeypatch) -> None:
+    """The same for CreateBucket outside us-east-1, whose retry S3 answers BucketAlreadyOwnedByYou."""
+    import scripts.vectors as vectors_module
+
+    real, retried = vectors_module.aws_client, []
+
+    def retry_once(request_dict, **_):
+        if not retried:
+            retried.append(request_dict["url_path"])
+            return 0
+        return None
+
+    def losing(service: str, region: str):
+        client = real(service, region)
+        if service == "s3":
+            client.meta.events.register("needs-retry.s3.CreateBucket", retry_once)
+        return client
+
+    monkeypatch.setattr(vectors_module, "aws_client", losing)
+    result = cli("vector-bucket", "--region", "eu-west-1", *B, "--outbox-bucket", "mem-outbox")
+    assert retried, "CreateBucket was not retried"
+    assert result.code == 0 and "CREATE" in result.out, result.err
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    assert s3.get_public_access_block(Bucket="mem-outbox")["PublicAccessBlockConfiguration"]["BlockPublicAcls"]
