@@ -10,7 +10,7 @@ from pathlib import Path
 import boto3
 
 from scripts.runtime_role import POLICY_NAME, runtime_policy, trust_policy
-from tests.support.scripts_cli import outputs
+from tests.support.scripts_cli import lose_first_response, outputs
 
 ACCOUNT = "123456789012"
 OPERATIONS = Path(__file__).resolve().parents[3] / "docs" / "operations.md"
@@ -59,21 +59,7 @@ def test_a_role_creation_whose_response_was_lost_and_retried_by_botocore_succeed
     policy (on main: 'error: AWS call CreateRole failed (EntityAlreadyExists)', no policy)."""
     import scripts.runtime_role as module
 
-    real, retried = module.aws_client, []
-
-    def retry_once(request_dict, **_):
-        if not retried:
-            retried.append(request_dict["url_path"])
-            return 0  # botocore's needs-retry answer: send the request again after 0 s
-        return None
-
-    def losing(service: str, region: str):
-        client = real(service, region)
-        if service == "iam":
-            client.meta.events.register("needs-retry.iam.CreateRole", retry_once)
-        return client
-
-    monkeypatch.setattr(module, "aws_client", losing)
+    retried = lose_first_response(monkeypatch, module, "iam", "CreateRole")
     result = cli("runtime-role", "--region", "us-east-1")
     assert retried, "CreateRole was not retried"
     assert result.code == 0, result.err

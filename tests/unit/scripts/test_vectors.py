@@ -11,6 +11,7 @@ from memory.index.s3vectors import create_index_params
 from scripts.common import Report
 from scripts.vectors import onboard
 from tests.support.s3vectors_double import install_s3vectors_double
+from tests.support.scripts_cli import lose_first_response
 
 R = ("--region", "us-east-1")
 B = ("--bucket", "mem-bucket")
@@ -236,21 +237,7 @@ def test_a_bucket_creation_whose_response_was_lost_and_retried_by_botocore_succe
     command succeeded (on main: 'error: AWS call CreateVectorBucket failed (ConflictException)')."""
     import scripts.vectors as vectors_module
 
-    real, retried = vectors_module.aws_client, []
-
-    def retry_once(request_dict, **_):
-        if not retried:
-            retried.append(request_dict["url_path"])
-            return 0  # botocore's needs-retry answer: send the request again after 0 s
-        return None
-
-    def losing(service: str, region: str):
-        client = real(service, region)
-        if service == "s3vectors":
-            client.meta.events.register("needs-retry.s3vectors.CreateVectorBucket", retry_once)
-        return client
-
-    monkeypatch.setattr(vectors_module, "aws_client", losing)
+    retried = lose_first_response(monkeypatch, vectors_module, "s3vectors", "CreateVectorBucket")
     result = cli("vector-bucket", *R, *B)
     assert retried, "CreateVectorBucket was not retried"
     assert result.code == 0 and "CREATED" in result.out, result.err
@@ -261,21 +248,7 @@ def test_an_outbox_bucket_creation_whose_response_was_lost_and_retried_succeeds(
     """The same for CreateBucket outside us-east-1, whose retry S3 answers BucketAlreadyOwnedByYou."""
     import scripts.vectors as vectors_module
 
-    real, retried = vectors_module.aws_client, []
-
-    def retry_once(request_dict, **_):
-        if not retried:
-            retried.append(request_dict["url_path"])
-            return 0
-        return None
-
-    def losing(service: str, region: str):
-        client = real(service, region)
-        if service == "s3":
-            client.meta.events.register("needs-retry.s3.CreateBucket", retry_once)
-        return client
-
-    monkeypatch.setattr(vectors_module, "aws_client", losing)
+    retried = lose_first_response(monkeypatch, vectors_module, "s3", "CreateBucket")
     result = cli("vector-bucket", "--region", "eu-west-1", *B, "--outbox-bucket", "mem-outbox")
     assert retried, "CreateBucket was not retried"
     assert result.code == 0 and "CREATE" in result.out, result.err
