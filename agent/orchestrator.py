@@ -9,7 +9,10 @@ orchestrator's model, so its plugin reads memories but never stores any; it read
 orchestrator's (the user's past conversations), since nothing is stored under its own name.
 The orchestrator runs tool calls one at a time (``SequentialToolExecutor``): a specialist is
 one Agent, which refuses concurrent invocations, and the model may ask for it twice in one
-message.
+message. Strands' own model retry strategy is off: the model's client already retries with
+backoff (botocore: ``BEDROCK_MAX_ATTEMPTS``; the OpenAI client: ``OPENAI_MAX_RETRIES``), and
+Strands' 6 attempts around it made a throttled turn 6 x 7 ConverseStream calls and 124 s of
+pauses before the caller heard anything.
 """
 
 from __future__ import annotations
@@ -156,6 +159,7 @@ def build_conversation(
             system_prompt=spec.prompt,
             plugins=plugins_for(spec.name, summarize=False),
             callback_handler=None,
+            retry_strategy=None,  # the model's client retries (see the module docstring)
         )
         agents.append(specialist)
         tools.append(specialist_tool(specialist, spec.description))
@@ -167,6 +171,7 @@ def build_conversation(
         tool_executor=SequentialToolExecutor(),  # one specialist Agent serves one call at a time
         plugins=plugins_for(ORCHESTRATOR_NAME, summarize=True),
         callback_handler=None,
+        retry_strategy=None,  # the model's client retries (see the module docstring)
     )
     if plugin_factory is None:  # no plugin fills the placeholder: remove it
         for a in [agent, *agents]:

@@ -98,8 +98,9 @@ class JwksUrlKeys:
     def _fetch(self, now: float) -> None:
         try:
             keys = signing_keys(PyJWKSet.from_dict(self._client.fetch_data()))
-        except (PyJWKClientError, jwt.PyJWKSetError, jwt.InvalidKeyError, ValueError) as exc:
-            # PyJWKClientConnectionError is a PyJWKClientError; ValueError: a non-JSON body.
+        except (PyJWKClientError, jwt.PyJWKSetError, jwt.InvalidKeyError, ValueError, OSError) as exc:
+            # PyJWKClientConnectionError is a PyJWKClientError; ValueError: a non-JSON body;
+            # OSError: a connection reset while the response is read (urllib does not wrap it).
             logger.warning("JWKS fetch failed: %s", type(exc).__name__, extra={"jwks_url": self.url})
             return
         self._keys, self._loaded_at = keys, now

@@ -36,7 +36,8 @@ class NotFound(MemoryLibraryError):
 
 
 class BackendUnavailable(MemoryLibraryError):
-    """A transient backend fault that survived the retries (throttling, 5xx, timeouts, STS failure)."""
+    """A transient backend fault that survived the retries (throttling, 5xx, timeouts, expired
+    credentials, STS failure)."""
 
     status_code = 503
 

@@ -92,7 +92,9 @@ def ensure_pool(idp: BaseClient, report: Report, name: str, pre_token_trigger_ar
             kwargs["LambdaConfig"] = {
                 "PreTokenGenerationConfig": {"LambdaVersion": "V2_0", "LambdaArn": pre_token_trigger_arn}
             }
-        pool = idp.create_user_pool(
+        # Not resent: a lost response would leave a second pool of the same name (a re-run finds
+        # the one created); a pool has no client token that would make the create idempotent.
+        pool = aws_client("cognito-idp", idp.meta.region_name, resend=False).create_user_pool(
             PoolName=name,
             Schema=pool_schema(),
             UsernameAttributes=["email"],
@@ -161,7 +163,7 @@ def ensure_client(
         report.change("CREATE", f"app client {name}", f"no secret; flows {', '.join(flows)}")
         if report.dry_run:
             return None
-        client = idp.create_user_pool_client(
+        client = aws_client("cognito-idp", idp.meta.region_name, resend=False).create_user_pool_client(
             UserPoolId=pool_id,
             ClientName=name,
             GenerateSecret=False,

@@ -41,13 +41,14 @@ class PermissionDenied(ScriptError):
     exit_code = 4
 
 
-def aws_client(service: str, region: str) -> BaseClient:
+def aws_client(service: str, region: str, *, resend: bool = True) -> BaseClient:
     """A boto3 client with explicit region, adaptive retries and timeouts.
 
     Failed calls carry the IAM action they needed (``Error.Permission``) so that
-    ``permission_denied`` can name it.
+    ``permission_denied`` can name it. ``resend=False``: no retries, for creates that are not
+    idempotent (botocore resends a request whose response was lost: a second user pool).
     """
-    client = make_client(service, region=region, read_timeout=30.0)
+    client = make_client(service, region=region, read_timeout=30.0, **({} if resend else {"max_attempts": 0}))
     prefix = client.meta.service_model.signing_name
     client.meta.events.register("after-call", _tag_permission(prefix))
     return client

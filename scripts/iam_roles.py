@@ -8,7 +8,7 @@ from typing import Any
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from scripts.common import Report, canonical, is_not_found, policy_json
+from scripts.common import Report, canonical, error_code, is_not_found, policy_json
 
 
 def existing_role(iam: BaseClient, role_name: str) -> dict[str, Any] | None:
@@ -19,6 +19,18 @@ def existing_role(iam: BaseClient, role_name: str) -> dict[str, Any] | None:
         if is_not_found(err):
             return None
         raise
+
+
+def create_role(iam: BaseClient, **params: Any) -> dict[str, Any]:
+    """``CreateRole``; the role's description. A create whose response was lost (a read timeout)
+    is resent by botocore and answered ``EntityAlreadyExists``: the first one made it."""
+    try:
+        return dict(iam.create_role(**params)["Role"])
+    except ClientError as err:
+        role = existing_role(iam, params["RoleName"]) if error_code(err) == "EntityAlreadyExists" else None
+        if role is None:
+            raise
+        return role
 
 
 def ensure_trust(iam: BaseClient, report: Report, role: dict[str, Any], trust: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from botocore.client import BaseClient
 
 from scripts.common import Report, account_id, add_common_args, aws_client, policy_json, require_region
-from scripts.iam_roles import ensure_inline_policy, ensure_trust, existing_role
+from scripts.iam_roles import create_role, ensure_inline_policy, ensure_trust, existing_role
 
 DEFAULT_ROLE_NAME = "agent-memory-runtime"
 POLICY_NAME = "agentcore-runtime"
@@ -115,11 +115,12 @@ def ensure_runtime_role(iam: BaseClient, report: Report, role_name: str, region:
         report.change("CREATE", f"role {role_name}", "trusted by bedrock-agentcore.amazonaws.com")
         if not report.dry_run:
             arn = str(
-                iam.create_role(
+                create_role(
+                    iam,
                     RoleName=role_name,
                     AssumeRolePolicyDocument=policy_json(trust),
                     Description="AgentCore Runtime execution role of the agent-memory app",
-                )["Role"]["Arn"]
+                )["Arn"]
             )
     else:
         ensure_trust(iam, report, role, trust)

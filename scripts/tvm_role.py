@@ -28,7 +28,7 @@ from scripts.common import (
     policy_json,
     require_region,
 )
-from scripts.iam_roles import ensure_inline_policy, ensure_trust, existing_role
+from scripts.iam_roles import create_role, ensure_inline_policy, ensure_trust, existing_role
 
 TENANT_TAG = "TenantID"
 VECTOR_ACTIONS = (
@@ -254,12 +254,13 @@ def ensure_role(
         report.change("CREATE", f"inline policy {POLICY_NAME}", "vector actions on own tenant index")
         if report.dry_run:
             return None
-        arn = iam.create_role(
+        arn = create_role(
+            iam,
             RoleName=role_name,
             AssumeRolePolicyDocument=policy_json(trust),
             MaxSessionDuration=MAX_SESSION_SECONDS,
             Description="Token vending machine role: tenant-scoped S3 Vectors access (ABAC on TenantID)",
-        )["Role"]["Arn"]
+        )["Arn"]
         iam.put_role_policy(
             RoleName=role_name, PolicyName=POLICY_NAME, PolicyDocument=policy_json(permissions)
         )

@@ -26,6 +26,7 @@ from scripts.common import (
     ScriptError,
     add_common_args,
     aws_client,
+    error_code,
     is_not_found,
     require_region,
 )
@@ -45,7 +46,12 @@ def ensure_bucket(s3v: BaseClient, report: Report, bucket: str) -> None:
             raise
     report.change("CREATE", f"vector bucket {bucket}", "SSE-S3 encryption")
     if not report.dry_run:
-        s3v.create_vector_bucket(vectorBucketName=bucket, encryptionConfiguration={"sseType": "AES256"})
+        try:
+            s3v.create_vector_bucket(vectorBucketName=bucket, encryptionConfiguration={"sseType": "AES256"})
+        except ClientError as err:
+            # botocore resent a create whose response was lost (the first one made it): ours
+            if error_code(err) != "ConflictException":
+                raise
 
 
 def ensure_outbox_bucket(s3: BaseClient, report: Report, bucket: str, region: str) -> None:
@@ -58,7 +64,11 @@ def ensure_outbox_bucket(s3: BaseClient, report: Report, bucket: str, region: st
         params: dict[str, Any] = {"Bucket": bucket}
         if region != "us-east-1":
             params["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        s3.create_bucket(**params)
+        try:
+            s3.create_bucket(**params)
+        except ClientError as err:  # the same for a resent CreateBucket (us-east-1 answers 200)
+            if error_code(err) != "BucketAlreadyOwnedByYou":
+                raise
         exists = {"encrypted": False, "private": False}
     else:
         elsewhere = bucket_region(s3, bucket)

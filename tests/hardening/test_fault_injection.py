@@ -298,3 +298,58 @@ def test_sigkill_mid_conversation_keeps_every_answered_turn(tmp_path: Path) -> N
         assert [m.conversation_id for m in memories] == [session], [m.content for m in memories]
         assert "Wave" in memories[0].content and "Zephyr" in memories[0].content
         assert not list((tmp_path / "outbox").glob("*.json"))
+
+
+# --- the chat model (Bedrock ConverseStream) throttled or failing, through the app ------------
+
+
+@pytest.fixture
+def bedrock_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, Any, DevIssuer]]:
+    """The app on a real Strands ``BedrockModel`` (built like the deployment's) whose requests a
+    before-send hook answers; Strands' own retry pauses (4 s doubling) are not slept."""
+    import strands.event_loop._retry as strands_retry
+
+    from agent.chat_models import build_model
+    from agent.orchestrator import build_conversation
+    from agent.services import Services
+    from agent.sessions import SessionRegistry
+
+    monkeypatch.setattr(strands_retry.ModelRetryStrategy, "_calculate_delay", lambda self, attempt: 0)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    model = build_model("bedrock", model_id="us.anthropic.claude-sonnet-4-5", region="us-east-1")
+    issuer = DevIssuer(tmp_path / "dev-issuer")
+    settings = Settings(auth_mode="dev", dev_issuer_dir=issuer.state_dir, state_dir=tmp_path, memory_enabled=False)
+
+    def services_factory(settings: Settings, **hooks: Any) -> Services:
+        registry = SessionRegistry(lambda *_: build_conversation(model, None), max_sessions=8, idle_timeout_seconds=60)
+        return Services(settings, issuer.verifier(), registry)
+
+    with TestClient(create_app(settings, services_factory=services_factory)) as client:
+        yield client, model, issuer
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, "ThrottlingException"), (503, "ServiceUnavailableException"),
+                                              (408, "ModelTimeoutException"), (424, "ModelStreamErrorException")])
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_failing_chat_model_is_retried_once_by_botocore_then_answers_503(bedrock_app, status: int, code: str, stream: bool) -> None:
+    """One retry layer (botocore's, with backoff), not botocore's inside Strands' own (6 x 7
+    ConverseStream calls and 124 s of pauses before the caller heard anything), then the
+    documented 503 (on main: 500 "the request failed")."""
+    from agent.chat_models import BEDROCK_MAX_ATTEMPTS
+
+    client, model, issuer = bedrock_app
+    faults = Faults(status, code)
+    model.client.meta.events.register("before-send.bedrock-runtime", faults)
+    response = client.post("/invocations", json={"prompt": "hello", "stream": stream},
+                           headers=_headers(issuer, f"s-{uuid.uuid4()}"))
+    retried = 1 + BEDROCK_MAX_ATTEMPTS if status >= 429 else 1  # botocore retries neither 408 nor 424
+    assert faults.injected == {"ConverseStream": retried}
+    if stream:
+        assert response.status_code == 200  # already sent: the error is in the stream
+        (event,) = [json.loads(line[len("data: "):]) for line in response.text.splitlines() if line.startswith("data: ")]
+        status_sent, body = event.pop("status"), event
+    else:
+        status_sent, body = response.status_code, response.json()
+    assert status_sent == 503 and body["error"] == "unavailable"
+    assert "arn:" not in json.dumps(body) and "injected" not in json.dumps(body)

@@ -188,3 +188,52 @@ def test_an_expired_key_set_is_503_while_the_endpoint_fails(
     clock.now += 31
     assert strict.verify(token).user_id == "user-123"
     assert jwks_server.fetches == 3
+
+
+class _ResettingEndpoint:
+    """A loopback endpoint that accepts each connection, reads the request and resets it
+    (RST, SO_LINGER 0) before answering: what a load balancer dropping the connection does."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self._socket = socket
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/jwks.json"
+        self.connections = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import struct
+
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.recv(65536)
+            conn.setsockopt(self._socket.SOL_SOCKET, self._socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_jwks_endpoint_resetting_the_connection_is_503_not_a_crash(
+    verifier: TokenVerifier, make_token: Callable[..., str], clock: Clock
+) -> None:
+    """urllib lets a reset while the response is read escape as ConnectionResetError (not a
+    URLError); on main it left the verifier as a 500 'internal_error' instead of 503."""
+    endpoint = _ResettingEndpoint()
+    try:
+        keys = JwksUrlKeys(endpoint.url, refresh_interval_seconds=INTERVAL, clock=clock)
+        reset = TokenVerifier(verifier.issuer, client_ids=verifier.client_ids, key_source=keys)
+        for _ in range(3):
+            with pytest.raises(AuthUnavailable) as info:
+                reset.verify(make_token())
+            assert (info.value.reason, info.value.status_code) == ("jwks_unavailable", 503)
+        assert endpoint.connections == 1  # the refresh interval holds after this failure too
+    finally:
+        endpoint.close()

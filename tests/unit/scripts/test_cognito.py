@@ -235,3 +235,34 @@ def test_create_user_again_with_other_capitals_makes_no_second_user(aws, cli) ->
     again = cli(*base, "--email", "Ann@Acme.TEST")
     assert again.code == 0 and "UNCHANGED" in again.out, again.out
     assert len(_idp().list_users(UserPoolId=pool_id)["Users"]) == 1
+
+
+@pytest.mark.parametrize("operation", ["CreateUserPool", "CreateUserPoolClient"])
+def test_a_create_whose_response_times_out_is_not_resent(aws, cli, monkeypatch, operation: str) -> None:
+    """Cognito acts on the create, the response never arrives (a read timeout): botocore used to
+    resend it, leaving two pools (or app clients) of the same name, the next run then refusing
+    with '2 user pools are named ...'. Now the run fails in one line and the next adopts the one."""
+    from botocore.exceptions import ReadTimeoutError
+
+    import scripts.cognito as cognito_module
+
+    real, timed_out = cognito_module.aws_client, []
+
+    def time_out_once(request, event_name: str, **_) -> None:  # after moto's handler: the service acted
+        if event_name.endswith(f".{operation}") and not timed_out:
+            timed_out.append(request.url)
+            raise ReadTimeoutError(endpoint_url=request.url)
+
+    def losing(service: str, region: str, **kwargs):
+        client = real(service, region, **kwargs)
+        # on the generic event: handlers of a more specific one run before moto's
+        client.meta.events.register("before-send", time_out_once)
+        return client
+
+    monkeypatch.setattr(cognito_module, "aws_client", losing)
+    first = cli(*SETUP)
+    assert timed_out and first.code == 1 and "timeout" in first.err.lower() and len(first.err.splitlines()) == 1
+    pool_id = _pool_id()  # exactly one pool
+    assert cli(*SETUP).code == 0
+    assert _pool_id() == pool_id
+    assert len(_idp().list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"]) == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import boto3
 
 from scripts.runtime_role import POLICY_NAME, runtime_policy, trust_policy
-from tests.support.scripts_cli import outputs
+from tests.support.scripts_cli import lose_first_response, outputs
 
 ACCOUNT = "123456789012"
 OPERATIONS = Path(__file__).resolve().parents[3] / "docs" / "operations.md"
@@ -51,3 +51,19 @@ def test_operations_doc_shows_the_attached_documents_and_who_creates_the_role() 
     assert blocks == [trust_policy("<region>", "<account>"), runtime_policy("<region>", "<account>")]
     assert "`agentcore configure` auto-creates" not in text  # it is created at launch, if at all
     assert "a role you pass with `--execution-role` is used as-is" in text
+
+
+def test_a_role_creation_whose_response_was_lost_and_retried_by_botocore_succeeds(aws, cli, monkeypatch) -> None:
+    """IAM creates the role, the response is lost (a read timeout), botocore resends CreateRole
+    and the retry answers EntityAlreadyExists: the role is ours and the command goes on to its
+    policy (on main: 'error: AWS call CreateRole failed (EntityAlreadyExists)', no policy)."""
+    import scripts.runtime_role as module
+
+    retried = lose_first_response(monkeypatch, module, "iam", "CreateRole")
+    result = cli("runtime-role", "--region", "us-east-1")
+    assert retried, "CreateRole was not retried"
+    assert result.code == 0, result.err
+    assert outputs(result.out)["execution role ARN"] == f"arn:aws:iam::{ACCOUNT}:role/agent-memory-runtime"
+    iam = boto3.client("iam", region_name="us-east-1")
+    policy = iam.get_role_policy(RoleName="agent-memory-runtime", PolicyName=POLICY_NAME)["PolicyDocument"]
+    assert policy == runtime_policy("us-east-1", ACCOUNT)

@@ -11,6 +11,7 @@ from memory.index.s3vectors import create_index_params
 from scripts.common import Report
 from scripts.vectors import onboard
 from tests.support.s3vectors_double import install_s3vectors_double
+from tests.support.scripts_cli import lose_first_response
 
 R = ("--region", "us-east-1")
 B = ("--bucket", "mem-bucket")
@@ -228,3 +229,28 @@ def test_a_drift_report_does_not_claim_everything_is_as_intended(bucket, cli) ->
     result = cli("tenant", "onboard", *R, *B, "--tenant", "acme")
     assert result.code == 3 and "DRIFT" in result.out
     assert "everything is already as intended" not in result.out
+
+
+def test_a_bucket_creation_whose_response_was_lost_and_retried_by_botocore_succeeds(aws, cli, monkeypatch) -> None:
+    """The service creates the bucket, the response is lost (a read timeout), botocore sends
+    CreateVectorBucket again and the retry answers ConflictException: the bucket is ours, the
+    command succeeded (on main: 'error: AWS call CreateVectorBucket failed (ConflictException)')."""
+    import scripts.vectors as vectors_module
+
+    retried = lose_first_response(monkeypatch, vectors_module, "s3vectors", "CreateVectorBucket")
+    result = cli("vector-bucket", *R, *B)
+    assert retried, "CreateVectorBucket was not retried"
+    assert result.code == 0 and "CREATED" in result.out, result.err
+    assert [b["vectorBucketName"] for b in _s3v().list_vector_buckets()["vectorBuckets"]] == ["mem-bucket"]
+
+
+def test_an_outbox_bucket_creation_whose_response_was_lost_and_retried_succeeds(aws, cli, monkeypatch) -> None:
+    """The same for CreateBucket outside us-east-1, whose retry S3 answers BucketAlreadyOwnedByYou."""
+    import scripts.vectors as vectors_module
+
+    retried = lose_first_response(monkeypatch, vectors_module, "s3", "CreateBucket")
+    result = cli("vector-bucket", "--region", "eu-west-1", *B, "--outbox-bucket", "mem-outbox")
+    assert retried, "CreateBucket was not retried"
+    assert result.code == 0 and "CREATE" in result.out, result.err
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    assert s3.get_public_access_block(Bucket="mem-outbox")["PublicAccessBlockConfiguration"]["BlockPublicAcls"]

@@ -182,6 +182,10 @@ def test_put_sends_batches_of_500(stubbed):
         ("ServiceUnavailableException", 503, BackendUnavailable),
         ("InternalServerException", 500, BackendUnavailable),
         ("RequestTimeoutException", 408, BackendUnavailable),  # the model: "Retry your request"
+        # Expired credentials (the S3 Vectors/STS code, S3's): refreshed, not the caller's fault.
+        ("ExpiredTokenException", 403, BackendUnavailable),
+        ("ExpiredTokenException", 400, BackendUnavailable),
+        ("ExpiredToken", 400, BackendUnavailable),
         ("ConflictException", 409, MemoryLibraryError),
     ],
 )

@@ -154,6 +154,33 @@ def test_transient_failure_retries_with_backoff_and_stores_once(fake_store, make
     assert pipeline.outbox.pending() == []
 
 
+@pytest.mark.parametrize(("code", "status"), [("ExpiredToken", 400), ("ExpiredTokenException", 403)])
+def test_expired_credentials_are_retried_not_dead_lettered(fake_store, make_pipeline, code: str, status: int) -> None:
+    """S3's ExpiredToken (400) and the JSON services' ExpiredTokenException: the credentials are
+    refreshed meanwhile; on main they were invalid input or a denial, dead-lettered at once."""
+    from botocore.exceptions import ClientError
+
+    from memory.aws import translate_error
+
+    expired = ClientError({"Error": {"Code": code, "Message": "The provided token has expired."},
+                           "ResponseMetadata": {"HTTPStatusCode": status}}, "PutVectors")
+    failures = iter([translate_error(expired, "s3vectors put_vectors memory-acme")])
+    original = fake_store.store_units
+
+    def expiring_store(*args: Any, **kwargs: Any):
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return original(*args, **kwargs)
+
+    fake_store.store_units = expiring_store  # type: ignore[method-assign]
+    pipeline = make_pipeline(fake_store)
+    pipeline.end_conversation(entry())
+    assert pipeline.wait(30)
+    assert len(fake_store.memories) == 1 and pipeline.outbox.dead_letters() == []
+    assert pipeline.metrics["failed_attempts"] == 1 and pipeline.outbox.pending() == []
+
+
 def test_exhausted_retries_leave_the_entry_and_a_restart_replays_it_once(fake_store, make_pipeline) -> None:
     fake_store.fail_store = BackendUnavailable("down")
     crashed = make_pipeline(fake_store, retry=RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.002))
