@@ -5,7 +5,10 @@ means durable), then submits the work and returns at once. A worker *claims* the
 (``Outbox.claim``: one process at a time, whichever process replays it), summarizes the
 transcript, stores the conversation's units (summary and excerpts, ``memory.pipeline.units``)
 under keys derived from its deterministic summary key (a replay overwrites instead of
-duplicating), and only then removes the entry and releases the claim.
+duplicating), and only then removes the entry and releases the claim. An entry found claimed by
+another process is left to it, and looked at again (not busy meanwhile, by the sweeper thread)
+once that claim can have expired (``claim_ttl_seconds``): a claimant killed before it stored the
+entry leaves its S3 lease behind.
 
 Erasure: before every store, and again right after it (succeeded or failed: a failed store may
 have put units), the worker reads the tenant's erasure markers (``memory.pipeline.erasure``); a
@@ -146,7 +149,8 @@ class SummaryPipeline:
             on_task_start: Called with a name when an entry is scheduled; returns a token.
             on_task_end: Called with that token once the entry is stored, dead-lettered or
                 left to the process that claimed it.
-            claim_ttl_seconds: Lease of a claim on the S3 outbox (taken over once expired).
+            claim_ttl_seconds: Lease of a claim on the S3 outbox (taken over once expired); also
+                when an entry found claimed elsewhere is looked at again.
             orphan_after_seconds: Age after which ``replay_pending`` adopts an open entry.
             checkpoint_interval: Seconds a queued checkpoint waits (coalescing) before its write.
             erasure_refresh_seconds: How long the checkpoint writer trusts its cached markers
@@ -173,6 +177,7 @@ class SummaryPipeline:
         self._inflight: dict[Ref, bool] = {}  # ref -> re-run requested while running
         self._rerun_causes: dict[Ref, Any] = {}  # ref -> telemetry context of the latest re-run request
         self._waiting: dict[Ref, float] = {}  # ref -> monotonic time of its next sweep
+        self._rechecks: dict[Ref, float] = {}  # ref claimed elsewhere -> when that claim has expired
         self._rounds: dict[Ref, int] = {}  # ref -> exhausted rounds so far
         self._first_failure: dict[Ref, float] = {}  # ref -> monotonic time of its first failure
         self._tokens: dict[Ref, Any] = {}  # ref -> busy-task token, until it is done
@@ -324,7 +329,7 @@ class SummaryPipeline:
             if self._closed.is_set():
                 return 0
             now = time.monotonic()
-            due = [ref for ref, at in self._waiting.items() if at <= now]
+            due = [ref for ref, at in [*self._waiting.items(), *self._rechecks.items()] if at <= now]
             for ref in due:
                 self._schedule_locked(ref)
             self.metrics["swept"] += len(due)
@@ -370,6 +375,7 @@ class SummaryPipeline:
         with self._lock:
             tokens = [self._tokens.pop(ref) for ref in self._waiting if ref in self._tokens]
             self._waiting.clear()
+            self._rechecks.clear()
         for token in tokens:
             self._task_ended(token)
         for thread in (self._sweeper, self._writer):
@@ -472,7 +478,7 @@ class SummaryPipeline:
     def _sweep_forever(self) -> None:
         while not self._closed.is_set():
             with self._lock:
-                next_due = min(self._waiting.values(), default=None)
+                next_due = min([*self._waiting.values(), *self._rechecks.values()], default=None)
             timeout = None if next_due is None else max(0.0, next_due - time.monotonic())
             self._wake.wait(timeout)
             self._wake.clear()
@@ -487,6 +493,7 @@ class SummaryPipeline:
             self._rerun_causes[ref] = telemetry.cause()  # if it finishes first, the re-run links here
             return
         self._waiting.pop(ref, None)
+        self._rechecks.pop(ref, None)
         if ref not in self._tokens:
             self._tokens[ref] = self._task_started(ref[1])
         try:
@@ -512,7 +519,13 @@ class SummaryPipeline:
             if outcome is not _Outcome.FAILED or future.cancelled() or self._closed.is_set() or given_up:
                 self._rounds.pop(ref, None)
                 self._first_failure.pop(ref, None)
-                self._adopted.discard(ref)
+                if outcome is _Outcome.ELSEWHERE and not self._closed.is_set():
+                    # its claimant may die before storing it (a SIGKILL leaves its S3 lease):
+                    # looked at again, not busy meanwhile, once that claim can have expired
+                    self._rechecks[ref] = time.monotonic() + self.claim_ttl_seconds
+                    self._wake.set()
+                else:
+                    self._adopted.discard(ref)
                 if rerun and outcome is not _Outcome.FAILED and not self._closed.is_set():
                     with telemetry.within(cause):
                         self._schedule_locked(ref)  # that newer entry is summarized too (same busy task)

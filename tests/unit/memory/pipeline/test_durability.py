@@ -108,6 +108,26 @@ def test_a_replayer_leaves_an_entry_another_process_has_claimed(fake_store, make
     outbox.release(held)
 
 
+def test_an_entry_whose_claimant_died_is_stored_by_the_process_that_found_it_claimed(
+    fake_store, make_outbox, pipelines
+) -> None:
+    # Process A claimed the entry to summarize it and was killed (SIGKILL: its S3 lease stays
+    # until it expires, a local flock is dropped by the kernel). Process B started meanwhile and
+    # found it claimed: once the claim can be taken, B stores it (no later start is needed).
+    outbox = make_outbox()
+    e = entry()
+    outbox.put(e)
+    held = outbox.claim(e.entry_id, "acme", ttl_seconds=0.3)
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), claim_ttl_seconds=0.3)
+    pipeline.start_sweeper()
+    assert pipeline.replay_pending() == 1 and pipeline.wait(30)
+    assert fake_store.store_calls == [] and pipeline.metrics["claimed_elsewhere"] == 1
+    if isinstance(outbox, LocalOutbox):
+        outbox.release(held)  # A's process is gone
+    assert wait_until(lambda: [c["key"] for c in fake_store.store_calls] == [e.key])
+    assert wait_until(lambda: outbox.pending() == [])
+
+
 def test_a_recent_open_entry_belongs_to_a_live_process_and_is_not_adopted(fake_store, make_outbox, pipelines) -> None:
     outbox = make_outbox()
     live = entry(open=True)
