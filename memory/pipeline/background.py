@@ -20,9 +20,12 @@ round; an exhausted entry waits for a re-sweep (``RetryPolicy.sweep_delay``), ru
 sweeper thread (``start_sweeper``) or ``sweep()``. After ``max_rounds`` rounds or
 ``max_busy_seconds`` since its first failure, or at once for an error that retrying cannot fix
 (access denied, index missing, misconfiguration, invalid data), the entry moves to the
-outbox's dead-letter area with the error type as reason, and its busy task ends. A task that
-crashes (the outbox itself failing, so nothing can be dead-lettered) counts rounds too: at the
-same bounds its busy task ends and the entry stays pending for a later replay.
+outbox's dead-letter area with the error type as reason, and its busy task ends. A newer
+version of that conversation written later by this process (it went on under the same key:
+a checkpoint or another end) purges the dead letter, which `outbox retry` would otherwise put
+back over it or store over its units. A task that crashes (the outbox itself failing, so
+nothing can be dead-lettered) counts rounds too: at the same bounds its busy task ends and the
+entry stays pending for a later replay.
 
 ``checkpoint`` queues the transcript of a conversation still going on as an *open* entry
 (same id as its final entry). A writer thread writes the queued checkpoints in the background,
@@ -182,6 +185,7 @@ class SummaryPipeline:
         self._first_failure: dict[Ref, float] = {}  # ref -> monotonic time of its first failure
         self._tokens: dict[Ref, Any] = {}  # ref -> busy-task token, until it is done
         self._adopted: set[Ref] = set()  # open entries of dead processes, taken over by replay
+        self._dead: set[Ref] = set()  # dead-lettered here: a newer version written supersedes the letter
         # queued, latest transcript wins; written in the context of the turn that queued it
         self._checkpoints: dict[Ref, tuple[OutboxEntry, Any]] = {}
         self._writing = 0  # checkpoint writes in progress
@@ -212,6 +216,7 @@ class SummaryPipeline:
                 return None
             with telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=False)):
                 entry_id = self.outbox.put(dataclasses.replace(entry, open=False))
+                self._supersede_dead_letter(ref)
                 with self._lock:  # scheduled under the write span: the summary's trace links to it
                     # superseded only now: if the write failed, the queued checkpoint is still written
                     self._checkpoints.pop(ref, None)
@@ -426,6 +431,7 @@ class SummaryPipeline:
                         return True
                     with telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=True)):
                         self.outbox.put(entry)
+                    self._supersede_dead_letter(ref)
             except Exception as exc:
                 with self._lock:
                     self.metrics["checkpoint_failures"] += 1
@@ -638,6 +644,8 @@ class SummaryPipeline:
                 self.outbox.purge(entry.entry_id, entry.tenant_id)
                 self._drop_erased(entry)
                 return _Outcome.GONE
+        with self._lock:
+            self._dead.add(ref)
         self._count("dead_lettered")
         self._count(f"dead_lettered_{reason}")
         telemetry.record_error(telemetry.current_span(), error)  # the memory.summary root: failed
@@ -704,6 +712,21 @@ class SummaryPipeline:
             current = self.outbox.get(entry.entry_id, entry.tenant_id)
             if current is not None and current.created_at == entry.created_at:  # not if gone (forgotten)
                 self.outbox.swap(current, dataclasses.replace(current, attempts=current.attempts + 1))
+
+    def _supersede_dead_letter(self, ref: Ref) -> None:
+        """Purge the dead letter this process made of ``ref`` once a newer version (a longer
+        transcript under the same key) is durable: `outbox retry` would otherwise put the older
+        transcript back over it, or store it over the newer one's units."""
+        with self._lock:
+            if ref not in self._dead:
+                return
+            self._dead.discard(ref)
+        try:
+            self.outbox.purge(ref[1], ref[0])
+        except Exception as exc:  # noqa: BLE001 - the newer version is durable: tried again at its next write
+            with self._lock:
+                self._dead.add(ref)
+            logger.warning("superseded dead letter not purged (%s)", type(exc).__name__)
 
     def _stripe(self, ref: Ref) -> threading.Lock:
         return self._stripes[hash(ref) % _STRIPES]

@@ -531,6 +531,41 @@ def test_an_error_retrying_cannot_fix_is_dead_lettered_at_once(fake_store, make_
     assert pipeline.metrics["dead_lettered_AccessDenied"] == 1
 
 
+@pytest.mark.parametrize("stored_first", [True, False], ids=["newer-stored", "newer-checkpointed-then-killed"])
+def test_retrying_a_dead_letter_never_brings_back_an_older_transcript_than_one_written_since(
+    fake_store, make_outbox, pipelines, stored_first: bool
+) -> None:
+    # A library agent ends its conversation (end_session) before the model access is granted:
+    # dead-lettered. The conversation goes on (same key, longer transcript) and ends again, or
+    # its process is killed after the turn's checkpoint; then the operator runs `outbox retry`
+    # for the dead letters, as the docs say, and a replay runs.
+    fake_store.fail_store = AccessDenied("no model access")
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox())
+    first = entry(text="My locker code is 1234.")
+    pipeline.end_conversation(first)
+    assert pipeline.wait(30) and len(make_outbox().dead_letters()) == 1
+    fake_store.fail_store = None
+    later = dataclasses.replace(
+        first,
+        transcript=[*first.transcript, {"role": "user", "text": "My badge number is 9876."}],
+        created_at=datetime.now(timezone.utc).isoformat(),
+    )
+    if stored_first:
+        pipeline.end_conversation(later)
+        assert pipeline.wait(30) and fake_store.memories != {}
+    else:
+        pipeline.checkpoint(later)
+        assert pipeline.flush(30)
+        pipeline.shutdown(wait=False)  # killed
+    for letter in make_outbox().dead_letters():  # `python -m scripts outbox retry`
+        make_outbox().revive(letter.entry.entry_id, letter.entry.tenant_id)
+    replayer = new_pipeline(pipelines, fake_store, make_outbox())
+    replayer.replay_pending()
+    assert replayer.wait(30) and make_outbox().pending() == []
+    stored = " ".join(m.content for m in [*fake_store.memories.values(), *fake_store.excerpts.values()])
+    assert "1234" in stored and "9876" in stored  # the later turn is kept, not replaced by the older version
+
+
 def test_dead_lettering_is_bounded_by_time_too(fake_store, make_outbox, pipelines) -> None:
     fake_store.fail_store = BackendUnavailable("outage")
     retry = RetryPolicy(max_attempts=1, base_delay=0.001, max_delay=0.001, sweep_base_delay=0.05,
