@@ -34,11 +34,13 @@ after the first queued turn, so at most one write per conversation per interval 
 conversation that ends sooner), never on the turn's response path; a checkpoint whose write
 failed is queued again (unless a newer one was) and written after a pause. ``end_conversation``
 discards a queued checkpoint of its conversation once the closed entry (which supersedes it)
-is written; if that write fails, the checkpoint is still written. Open
-entries are never scheduled in-process; ``replay_pending`` adopts the open entries older than
-``orphan_after_seconds`` (their process is gone) and the closed ones. An adopted entry is removed
-only while it is still the version summarized (``Outbox.swap``: S3 ``If-Match``, a ``flock``
-locally): a newer version (its process lived on after all) is summarized too instead.
+is written; if that write fails, the checkpoint is still written. Open entries are never
+scheduled in-process; ``replay_pending`` adopts the open entries older than
+``orphan_after_seconds`` (their process is gone) and the closed ones; the younger open entries
+it found from before its start are adopted (by the sweeper thread) once that old, if unchanged.
+An adopted entry is removed only while it is still the version summarized (``Outbox.swap``: S3
+``If-Match``, a ``flock`` locally): a newer version (its process lived on after all) is
+summarized too instead.
 
 ``on_task_start(name) -> token`` / ``on_task_end(token)`` bracket every accepted entry from
 the moment it is scheduled until it is stored, dead-lettered or handed to another process
@@ -181,6 +183,7 @@ class SummaryPipeline:
         self._rerun_causes: dict[Ref, Any] = {}  # ref -> telemetry context of the latest re-run request
         self._waiting: dict[Ref, float] = {}  # ref -> monotonic time of its next sweep
         self._rechecks: dict[Ref, float] = {}  # ref claimed elsewhere -> when that claim has expired
+        self._young: dict[Ref, tuple[float, str]] = {}  # open entry seen too young -> (orphan at, its version)
         self._rounds: dict[Ref, int] = {}  # ref -> exhausted rounds so far
         self._first_failure: dict[Ref, float] = {}  # ref -> monotonic time of its first failure
         self._tokens: dict[Ref, Any] = {}  # ref -> busy-task token, until it is done
@@ -277,7 +280,9 @@ class SummaryPipeline:
         Closed entries are all scheduled (claims keep two processes from both storing one);
         open entries only once unchanged for ``orphan_after_seconds`` (their process is gone)
         and written before this pipeline was created (a later one belongs to a live process,
-        perhaps this one). An entry this process is summarizing is left to that task.
+        perhaps this one); the sweeper thread adopts a younger one of those once it is old
+        enough, if unchanged. An entry this process is summarizing, or waiting to re-sweep, is left to
+        that task.
         """
         caller = telemetry.cause()  # summaries are not caused by the replay span: they are the caller's
         with telemetry.span("memory.outbox.replay") as span:
@@ -287,13 +292,16 @@ class SummaryPipeline:
                 # one in flight here (ended by this process while the replay listed) is its
                 # task's: scheduling it would request a re-run of the transcript that task reads
                 entries = [e for e in entries if _ref(e) not in self._inflight]
-                orphans = [
-                    e
-                    for e in entries
-                    if e.open
-                    and parse_time(e.created_at) < self._created_at
-                    and (now - parse_time(e.created_at)).total_seconds() >= self.orphan_after_seconds
-                ]
+                earlier = [e for e in entries if e.open and parse_time(e.created_at) < self._created_at]
+                ages = {_ref(e): (now - parse_time(e.created_at)).total_seconds() for e in earlier}
+                orphans = [e for e in earlier if ages[_ref(e)] >= self.orphan_after_seconds]
+                # too young to tell from a live process's: looked at again once old enough
+                # (by the sweeper), not left to a later process start
+                for e in earlier:
+                    if ages[_ref(e)] < self.orphan_after_seconds:
+                        orphan_at = time.monotonic() + self.orphan_after_seconds - ages[_ref(e)]
+                        self._young[_ref(e)] = (orphan_at, e.created_at)
+                        self._wake.set()
                 chosen = [e for e in entries if not e.open] + orphans
                 for entry in orphans:
                     self._adopted.add(_ref(entry))
@@ -381,6 +389,7 @@ class SummaryPipeline:
             tokens = [self._tokens.pop(ref) for ref in self._waiting if ref in self._tokens]
             self._waiting.clear()
             self._rechecks.clear()
+            self._young.clear()
         for token in tokens:
             self._task_ended(token)
         for thread in (self._sweeper, self._writer):
@@ -484,14 +493,37 @@ class SummaryPipeline:
     def _sweep_forever(self) -> None:
         while not self._closed.is_set():
             with self._lock:
-                next_due = min([*self._waiting.values(), *self._rechecks.values()], default=None)
+                dues = [*self._waiting.values(), *self._rechecks.values(), *(at for at, _ in self._young.values())]
+                next_due = min(dues, default=None)
             timeout = None if next_due is None else max(0.0, next_due - time.monotonic())
             self._wake.wait(timeout)
             self._wake.clear()
             try:
                 self.sweep()
+                self._adopt_grown_orphans()
             except Exception:
                 logger.exception("summary sweeper failed")
+
+    def _adopt_grown_orphans(self) -> None:
+        """Adopt the open entries ``replay_pending`` found too young once they are old enough,
+        if still the version it saw (a newer one belongs to a live process)."""
+        with self._lock:
+            now = time.monotonic()
+            due = {ref: seen for ref, (at, seen) in self._young.items() if at <= now}
+            for ref in due:
+                del self._young[ref]
+        for ref, seen in due.items():
+            entry = self.outbox.get(ref[1], ref[0])
+            if entry is None or not entry.open or entry.created_at != seen:
+                continue
+            with self._lock:
+                if self._closed.is_set() or ref in self._inflight:
+                    continue
+                self._adopted.add(ref)
+                self._schedule_locked(ref)
+                self.metrics["replayed"] += 1
+                self.metrics["closed_at_replay"] += 1
+            logger.info("adopting a conversation left open by a previous process")
 
     def _schedule_locked(self, ref: Ref) -> None:
         if ref in self._inflight:

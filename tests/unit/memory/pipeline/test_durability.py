@@ -128,6 +128,23 @@ def test_an_entry_whose_claimant_died_is_stored_by_the_process_that_found_it_cla
     assert wait_until(lambda: outbox.pending() == [])
 
 
+def test_a_dead_processs_checkpoint_too_young_to_adopt_at_start_up_is_adopted_once_old_enough(
+    fake_store, make_outbox, pipelines
+) -> None:
+    # Process A is killed mid-conversation; the user's next session starts process B at once
+    # (on AgentCore, every session is a process). A's last checkpoint is younger than
+    # orphan_after (it could be a live process's), so B's start-up replay leaves it; B lives on
+    # and stores it once it is old enough, without waiting for some later process start.
+    outbox = make_outbox()
+    e = entry(open=True, text="My kite is called Zephyr.")
+    outbox.put(e)
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), orphan_after_seconds=0.5)
+    pipeline.start_sweeper()
+    assert pipeline.replay_pending() == 0
+    assert wait_until(lambda: [c["key"] for c in fake_store.store_calls] == [e.key])
+    assert wait_until(lambda: outbox.pending() == [])
+
+
 def test_a_recent_open_entry_belongs_to_a_live_process_and_is_not_adopted(fake_store, make_outbox, pipelines) -> None:
     outbox = make_outbox()
     live = entry(open=True)
