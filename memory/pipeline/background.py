@@ -513,7 +513,11 @@ class SummaryPipeline:
             for ref in due:
                 del self._young[ref]
         for ref, seen in due.items():
-            entry = self.outbox.get(ref[1], ref[0])
+            try:
+                entry = self.outbox.get(ref[1], ref[0])
+            except Exception as exc:  # noqa: BLE001 - the entry stays for a later replay
+                logger.warning("open outbox entry not read for adoption (%s)", type(exc).__name__)
+                continue
             if entry is None or not entry.open or entry.created_at != seen:
                 continue
             with self._lock:
