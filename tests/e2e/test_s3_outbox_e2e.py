@@ -175,6 +175,32 @@ def test_a_new_process_on_an_empty_disk_stores_a_killed_processs_conversation_on
         assert moto["puts"]["pia"] == 1
 
 
+def test_the_next_process_started_at_once_stores_a_killed_processs_conversation_once_it_is_an_orphan(
+    moto, tmp_path: Path
+) -> None:
+    """On AgentCore the user's next session starts a process right after the kill, while the
+    dead process's checkpoint is still too young to tell from a live one's: that process
+    stores it once it is old enough (no later process start needed)."""
+    tenant, sid = "tenant-young", f"young-{uuid.uuid4()}"
+    onboard(moto, tenant)
+    a = start(moto, tmp_path / "a")
+    try:
+        auth = token(moto, tenant, "quinn")
+        assert a.invoke(auth, {"prompt": "My canoe is called Ripple."}, sid).status_code == 200
+        assert wait_until(lambda: "Ripple" in pending_text(moto, tenant), timeout=20, interval=0.05)
+        kill_and_wipe(a)
+    finally:
+        a.stop()
+    b = start(moto, tmp_path / "b", AGENT_ORPHAN_AFTER_SECONDS="15")  # its replay finds it too young
+    try:
+        assert wait_until(lambda: outbox_keys(moto, tenant) == [], timeout=60, interval=0.1), b.log()[-2000:]
+        (stored,) = memories(moto, tenant, "quinn")
+        assert stored["conversation_id"] == sid and "Ripple" in stored["content"]
+        assert moto["puts"]["quinn"] == 1
+    finally:
+        b.stop()
+
+
 def test_no_resurrection_path_brings_an_erased_user_back(moto, cli_env, tmp_path: Path) -> None:
     """Live session ended after forget, SIGTERM after forget, replay after forget by another
     process: nothing of alice is stored; bob, same tenant, keeps every conversation, once each."""
