@@ -18,7 +18,7 @@ removed. ``end_conversation`` checks them too.
 Failures retry with exponential backoff (``RetryPolicy.delay``) up to ``max_attempts`` per
 round; an exhausted entry waits for a re-sweep (``RetryPolicy.sweep_delay``), run by the
 sweeper thread (``start_sweeper``) or ``sweep()``. After ``max_rounds`` rounds or
-``max_busy_seconds`` since its first failure, or at once for an error that retrying cannot fix
+``max_busy_seconds`` since its first failed attempt (no further attempt then), or at once for an error that retrying cannot fix
 (access denied, index missing, misconfiguration, invalid data), the entry moves to the
 outbox's dead-letter area with the error type as reason, and its busy task ends. A newer
 version of that conversation written later by this process (it went on under the same key:
@@ -711,7 +711,9 @@ class SummaryPipeline:
                     exc_info=logger.isEnabledFor(logging.DEBUG),
                 )
                 self._record_attempt(entry)
-                if isinstance(exc, PERMANENT_ERRORS):
+                with self._lock:  # the time bound counts from the first failed attempt
+                    first = self._first_failure.setdefault(_ref(entry), time.monotonic())
+                if isinstance(exc, PERMANENT_ERRORS) or time.monotonic() - first >= self.retry.max_busy_seconds:
                     break
                 if attempt == self.retry.max_attempts or self._stopping.wait(self.retry.delay(attempt)):
                     break

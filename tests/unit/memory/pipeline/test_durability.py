@@ -595,6 +595,31 @@ def test_dead_lettering_is_bounded_by_time_too(fake_store, make_outbox, pipeline
 
 
 
+def test_the_time_bound_counts_from_the_first_failed_attempt_not_from_the_end_of_the_first_round(
+    fake_store, make_outbox, pipelines, monkeypatch
+) -> None:
+    # Every attempt fails slowly (a store or model call timing out). max_busy_seconds is
+    # documented as "this long after its first failure": once it has passed, no further round
+    # may start (it did: the first failure was only counted when the first round had ended).
+    fake_store.fail_store = BackendUnavailable("timed out")
+    store_units = fake_store.store_units
+
+    def slow_failure(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.1)
+        return store_units(*args, **kwargs)
+
+    monkeypatch.setattr(fake_store, "store_units", slow_failure)
+    retry = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.001, sweep_base_delay=0.01,
+                        sweep_max_delay=0.01, max_rounds=1000, max_busy_seconds=0.25)
+    busy = BusyTasks()
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), retry=retry,
+                            on_task_start=busy.start, on_task_end=busy.end)
+    pipeline.start_sweeper()
+    pipeline.end_conversation(entry())
+    assert wait_until(lambda: make_outbox().dead_letters() != [] and not busy.open)
+    assert len(fake_store.store_calls) <= retry.max_attempts  # 4 attempts take 0.4 s > 0.25 s: no second round
+
+
 def test_a_forget_during_a_failing_summary_leaves_no_dead_letter(fake_store, make_outbox, pipelines) -> None:
     fake_store.fail_store = AccessDenied("no model access")  # dead-lettered at once
     gated = GatedSummarizer()
