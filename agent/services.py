@@ -10,6 +10,7 @@ import importlib.util
 import logging
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from auth import TokenVerifier
@@ -92,18 +93,26 @@ class Services:
 
     def sweep_retention(self) -> int:
         """Delete the expired memories (``AGENT_MEMORY_TTL_DAYS``) of the tenants this process
-        serves (multi-tenant: those whose store is cached); returns how many. A tenant whose
-        sweep fails is logged and skipped (the next sweep retries it)."""
-        if self.pipeline is None:
+        serves (multi-tenant: those whose store is cached), and their dead letters of
+        conversations as old (transcripts); returns how many memories. A tenant whose sweep
+        fails is logged and skipped (the next sweep retries it)."""
+        if self.pipeline is None or self.settings.memory_ttl_days is None:
             return 0
+        from memory.pipeline.outbox import expired_dead_letters
         from memory.stores.multi_tenant import MultiTenantStore
 
-        store = self.pipeline.store
+        store, outbox = self.pipeline.store, self.pipeline.outbox
         tenants: list[str | None] = list(store.cached_tenants()) if isinstance(store, MultiTenantStore) else [None]
+        cutoff = datetime.now(timezone.utc) - timedelta(days=self.settings.memory_ttl_days)
         deleted = 0
         for tenant in tenants:
             try:
                 deleted += store.sweep_expired(tenant)
+                letters = expired_dead_letters(outbox, tenant, cutoff)
+                for letter in letters:
+                    outbox.purge(letter.entry.entry_id, letter.entry.tenant_id)
+                if letters:
+                    logger.info("retention: purged %d dead letters of expired conversations", len(letters))
             except Exception as exc:  # noqa: BLE001 - one tenant's fault must not stop the others
                 logger.warning("retention sweep failed for a tenant (%s)", type(exc).__name__)
         return deleted

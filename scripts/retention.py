@@ -2,18 +2,21 @@
 
 The app never injects or recalls expired memories; this sweep deletes them (S3 Vectors has no
 TTL of its own: every vector is listed with its metadata and those whose ``stored_at_epoch``
-is older are deleted in batches). Without ``--yes`` it only counts them.
+is older are deleted in batches), and the tenant's dead letters of conversations as old (their
+transcripts). Without ``--yes`` it only counts them.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from datetime import datetime, timezone
 
 from memory.index.filters import compile_filter
+from memory.pipeline.outbox import expired_dead_letters
 from memory.tenants import validate_tenant_id
 from scripts.common import Report, ScriptError, add_common_args
-from scripts.targets import add_target_args, open_target
+from scripts.targets import Target, add_target_args, open_target
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +40,8 @@ def run_sweep(args: argparse.Namespace) -> Report:
     cutoff = int(time.time() - args.ttl_days * 86400)
     for tenant in [validate_tenant_id(t) for t in args.tenant]:
         target = open_target(args, tenant)
+        if target.outbox is not None:
+            _sweep_dead_letters(report, target, tenant, cutoff, args)
         if target.store is None:
             report.add("ABSENT", target.index_resource, "no index")
             continue
@@ -50,3 +55,16 @@ def run_sweep(args: argparse.Namespace) -> Report:
         deleted = target.store.sweep_expired(tenant)
         report.add("DELETED" if deleted else "UNCHANGED", target.index_resource, f"{deleted} expired memories")
     return report
+
+
+def _sweep_dead_letters(report: Report, target: Target, tenant: str, cutoff: int, args: argparse.Namespace) -> None:
+    """Purge (count, without ``--yes``) the tenant's dead letters of expired conversations."""
+    assert target.outbox is not None
+    letters = expired_dead_letters(target.outbox, tenant, datetime.fromtimestamp(cutoff, timezone.utc))
+    if not args.yes:
+        status = "WOULD DELETE" if letters else "UNCHANGED"
+        report.add(status, target.outbox_resource, f"{len(letters)} dead letters older than {args.ttl_days:g} days")
+        return
+    for letter in letters:
+        target.outbox.purge(letter.entry.entry_id, letter.entry.tenant_id)
+    report.add("DELETED" if letters else "UNCHANGED", target.outbox_resource, f"{len(letters)} expired dead letters")

@@ -182,6 +182,15 @@ class DeadLetter:
         return cls(OutboxEntry.from_json(data["entry"]), str(data["reason"]), str(data["dead_at"]))
 
 
+def expired_dead_letters(outbox: "Outbox", tenant_id: str | None, cutoff: datetime) -> list[DeadLetter]:
+    """The dead letters (of ``tenant_id``) whose conversation last changed before ``cutoff``.
+
+    Retention: a dead letter holds the whole transcript, which may not outlive the memories it
+    would have become (they are dated by the same ``created_at``).
+    """
+    return [d for d in outbox.dead_letters(tenant_id) if parse_time(d.entry.created_at) < cutoff]
+
+
 @dataclass(frozen=True)
 class ErasureMarker:
     """A durable record of a ``forget``: a tenant, a user or one conversation, at ``erased_at``.

@@ -318,7 +318,7 @@ class S3Outbox:
     def _conditional_put(self, tenant_id: str | None, key: str, body: bytes, **condition: str) -> str | None:
         """PUT under ``condition``: the new ETag, or None when the condition failed."""
         client = self._client_for(tenant_id)
-        response = self._conditional("write", lambda: client.put_object(
+        response = self._conditional("write", tenant_id, key, lambda: client.put_object(
             Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **self._sse, **condition
         ))
         return None if response is None else str(response["ETag"])
@@ -326,15 +326,21 @@ class S3Outbox:
     def _conditional_delete(self, tenant_id: str | None, key: str, etag: str) -> bool:
         """Delete ``key`` only while its ETag is ``etag``; False when it changed or is gone."""
         client = self._client_for(tenant_id)
-        return self._conditional("delete", lambda: client.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)) is not None
+        response = self._conditional(
+            "delete", tenant_id, key, lambda: client.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)
+        )
+        return response is not None
 
-    def _conditional(self, verb: str, request: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
-        """Send a conditional request: its response, or None when another writer got there first
-        or the object it was conditioned on is gone (``_lost_race``)."""
+    def _conditional(
+        self, verb: str, tenant_id: str | None, key: str, request: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """Send a conditional request on ``key``: its response, or None when another writer got
+        there first or the object it was conditioned on is gone (``_lost_race``, or a 403 for a
+        key that is not there: ``_gone``)."""
         try:
             response = request()
         except ClientError as exc:
-            if _lost_race(exc):
+            if _lost_race(exc) or self._gone(exc, tenant_id, key):
                 return None
             raise translate_error(exc, f"{verb} outbox object in {self.bucket}") from exc
         except BotoCoreError as exc:
@@ -347,7 +353,7 @@ class S3Outbox:
             response = self._client_for(tenant_id).get_object(Bucket=self.bucket, Key=key)
             return json.loads(response["Body"].read()), str(response["ETag"])
         except ClientError as exc:
-            if error_code(exc) in ("NoSuchKey", "404") or http_status(exc) == 404:
+            if error_code(exc) in ("NoSuchKey", "404") or http_status(exc) == 404 or self._gone(exc, tenant_id, key):
                 return None
             raise translate_error(exc, f"read outbox object in {self.bucket}") from exc
         except BotoCoreError as exc:
@@ -355,6 +361,22 @@ class S3Outbox:
         except ValueError:
             logger.error("outbox object %s is unreadable; leaving it in place", key.rsplit("/", 1)[-1])
             return None
+
+    def _gone(self, exc: ClientError, tenant_id: str | None, key: str) -> bool:
+        """Whether a 403 answered a request on a key that is not there.
+
+        S3 answers 403, not 404, for a missing key to a caller without ``s3:ListBucket`` on the
+        bucket, and the tenant role's ListBucket holds only for listings under its own prefix
+        (an ``s3:prefix`` condition, absent from object requests). Listing the key (allowed)
+        tells a missing key from a real refusal, which stays an error.
+        """
+        if http_status(exc) != 403:
+            return False
+        try:
+            listed = self._client_for(tenant_id).list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        except (ClientError, BotoCoreError):
+            return False  # cannot tell: the refusal stands
+        return not any(item.get("Key") == key for item in listed.get("Contents", []))
 
     def _get(self, tenant_id: str | None, key: str) -> Any:
         found = self._get_with_etag(tenant_id, key)

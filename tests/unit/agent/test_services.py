@@ -8,6 +8,7 @@ import os
 import stat
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from bedrock_agentcore.runtime.models import PingStatus
 from agent.services import build_services
 from agent.settings import Settings
 from memory.errors import BackendUnavailable
+from memory.keys import new_conversation_marker
 from memory.types import Scope
 from memory.pipeline.outbox import OutboxEntry
 
@@ -174,6 +176,30 @@ def test_with_a_ttl_the_app_sweeps_expired_memories_of_the_tenants_it_serves(tmp
         assert store.list(Scope("alice", "acme", "orchestrator")) == []  # swept by the app itself
         assert [m.id for m in store.list(Scope("bob", "globex", "orchestrator"))] == [kept.id]
         assert old.id != kept.id and services.sweep_retention() == 0
+    finally:
+        services.close()
+
+
+def test_the_apps_retention_sweep_purges_dead_letters_of_expired_conversations(tmp_path: Path) -> None:
+    settings = Settings(
+        auth_mode="dev", state_dir=tmp_path, model_provider="import:tests.support.scripted_model:build_echo_model",
+        memory_ttl_days=1,
+    )
+    services = build_services(settings)
+    assert services.pipeline is not None
+    outbox = services.pipeline.outbox
+    services.pipeline.store.store(Scope("carol", "acme", "orchestrator"), "My cat is called Tom.")  # served
+    two_days_ago = (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()
+    for user, created_at in (("alice", two_days_ago), ("bob", None)):
+        letter = OutboxEntry(tenant_id="acme", user_id=user, agent_name="orchestrator", conversation_id=f"c-{user}",
+                             transcript=[{"role": "user", "text": "My PIN is 4321."}], opened=new_conversation_marker())
+        if created_at:
+            letter = dataclasses.replace(letter, created_at=created_at)
+        outbox.put(letter)
+        outbox.dead_letter(letter, "AccessDenied")
+    try:
+        services.sweep_retention()
+        assert [d.entry.user_id for d in outbox.dead_letters("acme")] == ["bob"]
     finally:
         services.close()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -116,6 +118,22 @@ def test_retention_preview_counts_what_the_sweep_deletes(state: Path, cli) -> No
     done = cli(*base, "--yes")
     assert "1 memories older than 30 days" in preview.out, preview.out
     assert "1 expired memories" in done.out and keys(state) == ["m1", "m3", "m4"]
+
+
+def test_retention_sweep_purges_dead_letters_of_expired_conversations(state: Path, cli) -> None:
+    """A dead letter holds a whole transcript: under a TTL it may not outlive the memories it
+    would have become (its conversation's last change, ``created_at``, is what counts)."""
+    outbox = LocalOutbox(state / "outbox")
+    old = dataclasses.replace(entry("bob", "c7"), created_at=(datetime.now(timezone.utc) - timedelta(days=40)).isoformat())
+    outbox.put(old)
+    outbox.dead_letter(old, "AccessDenied")
+    base = ("retention", "sweep", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--ttl-days", "30")
+    preview = cli(*base)
+    assert "1 dead letters older than 30 days" in preview.out, preview.out
+    assert len(outbox.dead_letters()) == 2
+    done = cli(*base, "--yes")
+    assert done.code == 0 and "1 expired dead letters" in done.out, done.out
+    assert [d.entry.conversation_id for d in outbox.dead_letters()] == ["c6"]  # the recent one stays
 
 
 def test_a_mistyped_tenant_on_the_local_backend_names_the_tenants_there(state: Path, cli) -> None:

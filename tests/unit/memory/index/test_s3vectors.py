@@ -134,14 +134,19 @@ def test_query_without_filter_omits_it(stubbed):
     assert index.query([0, 1, 0, 0], top_k=5) == []
 
 
-def test_list_follows_next_token(stubbed):
-    index, stubber = stubbed
+def stub_two_list_pages(stubber: Stubber) -> None:
+    """ListVectors answers key "a" on a first page and key "b" on the second."""
     base = {"vectorBucketName": "bkt", "indexName": "memory-acme", "maxResults": 1000,
             "returnMetadata": True, "returnData": False}
     stubber.add_response("list_vectors", {"vectors": [{"key": "a", "metadata": {"n": 1}}],
                                           "nextToken": "page-2"}, base)
     stubber.add_response("list_vectors", {"vectors": [{"key": "b", "metadata": {"n": 2}}]},
                          {**base, "nextToken": "page-2"})
+
+
+def test_list_follows_next_token(stubbed):
+    index, stubber = stubbed
+    stub_two_list_pages(stubber)
     assert [(r.key, r.metadata) for r in index.list()] == [("a", {"n": 1}), ("b", {"n": 2})]
 
 
@@ -149,12 +154,7 @@ def test_list_reads_a_page_only_when_the_previous_one_is_consumed(stubbed):
     """A tenant index can hold millions of vectors, each with up to 40 KB of metadata: ``forget``
     and retention keep what they need of each page (its keys), never every page at once."""
     index, stubber = stubbed
-    base = {"vectorBucketName": "bkt", "indexName": "memory-acme", "maxResults": 1000,
-            "returnMetadata": True, "returnData": False}
-    stubber.add_response("list_vectors", {"vectors": [{"key": "a", "metadata": {"n": 1}}],
-                                          "nextToken": "page-2"}, base)
-    stubber.add_response("list_vectors", {"vectors": [{"key": "b", "metadata": {"n": 2}}]},
-                         {**base, "nextToken": "page-2"})
+    stub_two_list_pages(stubber)
     calls: list[str] = []
     index.client.meta.events.register("before-parameter-build.s3vectors.ListVectors", lambda **_: calls.append("list"))
     records = index.list()

@@ -405,3 +405,66 @@ def test_s3_a_missing_bucket_is_an_error_not_a_lost_race(s3) -> None:
     outbox = S3Outbox(lambda _tenant: s3, "outbox-bucket-that-does-not-exist", lister=s3)
     with pytest.raises(MemoryLibraryError):
         outbox.claim("sum-" + "ab" * 32, "acme")
+
+
+def answer_403_for_missing_keys(client: Any) -> None:
+    """Make ``client`` answer like S3 answers a caller without ``s3:ListBucket`` on the bucket:
+    a GetObject of a missing key, or a write conditioned (``If-Match``) on one, is 403
+    AccessDenied, not 404 (S3 does not tell who may not list whether a key exists). The TVM
+    role's ListBucket holds only under an ``s3:prefix`` condition, which such requests lack."""
+
+    def missing(bucket: str, key: str) -> bool:
+        try:
+            client.head_object(Bucket=bucket, Key=key)
+            return False
+        except ClientError:
+            return True
+
+    def remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["api_params"] = dict(params)  # before-call sees the serialised request only
+
+    def refuse(model: Any, context: dict[str, Any], **_: Any) -> Any:
+        params = context["api_params"]
+        conditioned = model.name == "GetObject" or "IfMatch" in params
+        if conditioned and missing(params["Bucket"], params["Key"]):
+            error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"},
+                     "ResponseMetadata": {"HTTPStatusCode": 403}}
+            return type("Refused", (), {"status_code": 403})(), error
+        return None
+
+    for operation in ("GetObject", "PutObject", "DeleteObject"):
+        client.meta.events.register(f"before-parameter-build.s3.{operation}", remember)
+        client.meta.events.register(f"before-call.s3.{operation}", refuse)
+
+
+def test_s3_a_key_gone_reads_as_gone_when_s3_answers_403_for_it(s3) -> None:
+    """A tenant session reads an entry another process removed, releases a claim another took
+    over and removed, compares-and-sets an entry deleted meanwhile: each is "gone" (None, a lost
+    race), as with a 404, never AccessDenied; a key that exists but is refused still is."""
+    answer_403_for_missing_keys(s3)
+    outbox = S3Outbox(lambda _tenant: s3, BUCKET, lister=s3)
+    e = entry()
+    outbox.put(e)
+    claim = outbox.claim(e.entry_id, "acme")
+    assert claim is not None
+    s3.delete_object(Bucket=BUCKET, Key=outbox._key("acme", "claims", e.entry_id))  # taken over, released
+    outbox.release(claim)  # a lost lease is left alone
+    assert outbox.claim(e.entry_id, "acme") is not None
+    outbox.remove(e.entry_id, "acme")  # stored and removed by another process
+    assert outbox.get(e.entry_id, "acme") is None and outbox.swap(e, None) is False
+    assert outbox.dead_letters("acme") == [] and outbox.pending("acme") == []
+
+
+def test_s3_a_refused_key_that_exists_is_still_access_denied(s3) -> None:
+    outbox = S3Outbox(lambda _tenant: s3, BUCKET, lister=s3)
+    e = entry()
+    outbox.put(e)
+
+    def refuse(**_: Any) -> Any:
+        error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}, "ResponseMetadata": {"HTTPStatusCode": 403}}
+        return type("Refused", (), {"status_code": 403})(), error
+
+    s3.meta.events.register("before-call.s3.GetObject", refuse)
+    with pytest.raises(AccessDenied):
+        outbox.get(e.entry_id, "acme")
+
