@@ -18,9 +18,10 @@ removed. ``end_conversation`` checks them too.
 Failures retry with exponential backoff (``RetryPolicy.delay``) up to ``max_attempts`` per
 round; an exhausted entry waits for a re-sweep (``RetryPolicy.sweep_delay``), run by the
 sweeper thread (``start_sweeper``) or ``sweep()``. After ``max_rounds`` rounds or
-``max_busy_seconds`` since its first failed attempt (no further attempt then), or at once for an error that retrying cannot fix
-(access denied, index missing, misconfiguration, invalid data), the entry moves to the
-outbox's dead-letter area with the error type as reason, and its busy task ends. A newer
+``max_busy_seconds`` since its first failed attempt (no further attempt then), or at once for
+an error that retrying cannot fix (access denied, index missing, misconfiguration, invalid
+data), the entry moves to the outbox's dead-letter area with the error type as reason, and its
+busy task ends. A newer
 version of that conversation written later by this process (it went on under the same key:
 a checkpoint or another end) purges the dead letter, which `outbox retry` would otherwise put
 back over it or store over its units. A task that crashes (the outbox itself failing, so
@@ -37,7 +38,7 @@ discards a queued checkpoint of its conversation once the closed entry (which su
 is written; if that write fails, the checkpoint is still written. Open entries are never
 scheduled in-process; ``replay_pending`` adopts the open entries older than
 ``orphan_after_seconds`` (their process is gone) and the closed ones; the younger open entries
-it found from before its start are adopted (by the sweeper thread) once that old, if unchanged.
+it found from before its start are adopted (by the sweeper thread) once unchanged that long.
 An adopted entry is removed only while it is still the version summarized (``Outbox.swap``: S3
 ``If-Match``, a ``flock`` locally): a newer version (its process lived on after all) is
 summarized too instead.
@@ -183,7 +184,7 @@ class SummaryPipeline:
         self._rerun_causes: dict[Ref, Any] = {}  # ref -> telemetry context of the latest re-run request
         self._waiting: dict[Ref, float] = {}  # ref -> monotonic time of its next sweep
         self._rechecks: dict[Ref, float] = {}  # ref claimed elsewhere -> when that claim has expired
-        self._young: dict[Ref, tuple[float, str]] = {}  # open entry seen too young -> (orphan at, its version)
+        self._young: dict[Ref, float] = {}  # open entry of another process, too young -> when to look again
         self._rounds: dict[Ref, int] = {}  # ref -> exhausted rounds so far
         self._first_failure: dict[Ref, float] = {}  # ref -> monotonic time of its first failure
         self._tokens: dict[Ref, Any] = {}  # ref -> busy-task token, until it is done
@@ -281,8 +282,7 @@ class SummaryPipeline:
         open entries only once unchanged for ``orphan_after_seconds`` (their process is gone)
         and written before this pipeline was created (a later one belongs to a live process,
         perhaps this one); the sweeper thread adopts a younger one of those once it is old
-        enough, if unchanged. An entry this process is summarizing, or waiting to re-sweep, is left to
-        that task.
+        enough. An entry this process is summarizing is left to that task.
         """
         caller = telemetry.cause()  # summaries are not caused by the replay span: they are the caller's
         with telemetry.span("memory.outbox.replay") as span:
@@ -292,16 +292,9 @@ class SummaryPipeline:
                 # one in flight here (ended by this process while the replay listed) is its
                 # task's: scheduling it would request a re-run of the transcript that task reads
                 entries = [e for e in entries if _ref(e) not in self._inflight]
-                earlier = [e for e in entries if e.open and parse_time(e.created_at) < self._created_at]
-                ages = {_ref(e): (now - parse_time(e.created_at)).total_seconds() for e in earlier}
-                orphans = [e for e in earlier if ages[_ref(e)] >= self.orphan_after_seconds]
-                # too young to tell from a live process's: looked at again once old enough
-                # (by the sweeper), not left to a later process start
-                for e in earlier:
-                    if ages[_ref(e)] < self.orphan_after_seconds:
-                        orphan_at = time.monotonic() + self.orphan_after_seconds - ages[_ref(e)]
-                        self._young[_ref(e)] = (orphan_at, e.created_at)
-                        self._wake.set()
+                waits = {_ref(e): self._orphan_wait(e, now) for e in entries}
+                orphans = [e for e in entries if (wait := waits[_ref(e)]) is not None and wait <= 0]
+                self._track_young_locked({ref: wait for ref, wait in waits.items() if wait is not None and wait > 0})
                 chosen = [e for e in entries if not e.open] + orphans
                 for entry in orphans:
                     self._adopted.add(_ref(entry))
@@ -493,8 +486,7 @@ class SummaryPipeline:
     def _sweep_forever(self) -> None:
         while not self._closed.is_set():
             with self._lock:
-                dues = [*self._waiting.values(), *self._rechecks.values(), *(at for at, _ in self._young.values())]
-                next_due = min(dues, default=None)
+                next_due = min([*self._waiting.values(), *self._rechecks.values(), *self._young.values()], default=None)
             timeout = None if next_due is None else max(0.0, next_due - time.monotonic())
             self._wake.wait(timeout)
             self._wake.clear()
@@ -504,24 +496,42 @@ class SummaryPipeline:
             except Exception:
                 logger.exception("summary sweeper failed")
 
+    def _orphan_wait(self, entry: OutboxEntry, now: datetime) -> float | None:
+        """Seconds until ``entry`` is an orphan (<= 0: it is one); None unless it is open and
+        was written before this pipeline was created (a later one belongs to a live process)."""
+        written = parse_time(entry.created_at)
+        if not entry.open or written >= self._created_at:
+            return None
+        return self.orphan_after_seconds - (now - written).total_seconds()
+
+    def _track_young_locked(self, waits: dict[Ref, float]) -> None:
+        """Look again at these open entries once old enough (the sweeper), rather than leaving
+        them to a later process start: their process may be dead."""
+        for ref, wait in waits.items():
+            self._young[ref] = time.monotonic() + wait
+        if waits:
+            self._wake.set()
+
     def _adopt_grown_orphans(self) -> None:
-        """Adopt the open entries ``replay_pending`` found too young once they are old enough,
-        if still the version it saw (a newer one belongs to a live process)."""
+        """Adopt the open entries ``replay_pending`` found too young once they are old enough
+        (unchanged for ``orphan_after_seconds``: a newer version is waited for in turn)."""
         with self._lock:
             now = time.monotonic()
-            due = {ref: seen for ref, (at, seen) in self._young.items() if at <= now}
+            due = [ref for ref, at in self._young.items() if at <= now]
             for ref in due:
                 del self._young[ref]
-        for ref, seen in due.items():
+        for ref in due:
             try:
                 entry = self.outbox.get(ref[1], ref[0])
             except Exception as exc:  # noqa: BLE001 - the entry stays for a later replay
                 logger.warning("open outbox entry not read for adoption (%s)", type(exc).__name__)
                 continue
-            if entry is None or not entry.open or entry.created_at != seen:
-                continue
+            wait = None if entry is None else self._orphan_wait(entry, datetime.now(timezone.utc))
             with self._lock:
-                if self._closed.is_set() or ref in self._inflight:
+                if wait is None or self._closed.is_set() or ref in self._inflight:
+                    continue
+                if wait > 0:
+                    self._track_young_locked({ref: wait})
                     continue
                 self._adopted.add(ref)
                 self._schedule_locked(ref)

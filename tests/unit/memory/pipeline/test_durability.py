@@ -145,6 +145,29 @@ def test_a_dead_processs_checkpoint_too_young_to_adopt_at_start_up_is_adopted_on
     assert wait_until(lambda: outbox.pending() == [])
 
 
+def test_a_young_checkpoint_is_adopted_once_unchanged_that_long_and_never_while_its_process_writes(
+    fake_store, make_outbox, pipelines
+) -> None:
+    outbox = make_outbox()
+    started = datetime.now(timezone.utc)
+    alice = entry("alice", open=True)
+    bob = entry("bob", open=True, created_at=(started - timedelta(seconds=1)).isoformat())
+    for e in (alice, bob):
+        outbox.put(e)
+    bob_last = dataclasses.replace(bob, transcript=[{"role": "user", "text": "My kite is called Zephyr."}],
+                                   created_at=started.isoformat())  # written just before B started...
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), orphan_after_seconds=2)
+    pipeline.start_sweeper()
+    assert pipeline.replay_pending() == 0
+    outbox.put(bob_last)  # ...landing after B listed: B waits until it is as old, then adopts it
+    outbox.put(dataclasses.replace(alice, created_at=datetime.now(timezone.utc).isoformat()))  # alive
+    assert wait_until(lambda: [c["key"] for c in fake_store.store_calls] == [bob.key])
+    assert "Zephyr" in fake_store.memories[bob.key].content
+    time.sleep(1)  # alice's first checkpoint was as old by now, but her process lives on
+    assert [c["key"] for c in fake_store.store_calls] == [bob.key]
+    assert [e.entry_id for e in outbox.pending()] == [alice.entry_id]
+
+
 def test_a_recent_open_entry_belongs_to_a_live_process_and_is_not_adopted(fake_store, make_outbox, pipelines) -> None:
     outbox = make_outbox()
     live = entry(open=True)
