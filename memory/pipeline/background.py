@@ -690,8 +690,8 @@ class SummaryPipeline:
                 self.outbox.purge(entry.entry_id, entry.tenant_id)
                 self._drop_erased(entry)
                 return _Outcome.GONE
-        with self._lock:
-            self._dead.add(ref)
+            with self._lock:  # under the stripe: a newer version written next purges the letter
+                self._dead.add(ref)
         self._count("dead_lettered")
         self._count(f"dead_lettered_{reason}")
         telemetry.record_error(telemetry.current_span(), error)  # the memory.summary root: failed
