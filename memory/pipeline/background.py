@@ -5,7 +5,10 @@ means durable), then submits the work and returns at once. A worker *claims* the
 (``Outbox.claim``: one process at a time, whichever process replays it), summarizes the
 transcript, stores the conversation's units (summary and excerpts, ``memory.pipeline.units``)
 under keys derived from its deterministic summary key (a replay overwrites instead of
-duplicating), and only then removes the entry and releases the claim.
+duplicating), and only then removes the entry and releases the claim. An entry found claimed by
+another process is left to it, and looked at again (not busy meanwhile, by the sweeper thread)
+once that claim can have expired (``claim_ttl_seconds``): a claimant killed before it stored the
+entry leaves its S3 lease behind.
 
 Erasure: before every store, and again right after it (succeeded or failed: a failed store may
 have put units), the worker reads the tenant's erasure markers (``memory.pipeline.erasure``); a
@@ -15,11 +18,15 @@ removed. ``end_conversation`` checks them too.
 Failures retry with exponential backoff (``RetryPolicy.delay``) up to ``max_attempts`` per
 round; an exhausted entry waits for a re-sweep (``RetryPolicy.sweep_delay``), run by the
 sweeper thread (``start_sweeper``) or ``sweep()``. After ``max_rounds`` rounds or
-``max_busy_seconds`` since its first failure, or at once for an error that retrying cannot fix
-(access denied, index missing, misconfiguration, invalid data), the entry moves to the
-outbox's dead-letter area with the error type as reason, and its busy task ends. A task that
-crashes (the outbox itself failing, so nothing can be dead-lettered) counts rounds too: at the
-same bounds its busy task ends and the entry stays pending for a later replay.
+``max_busy_seconds`` since its first failed attempt (no further attempt then), or at once for
+an error that retrying cannot fix (access denied, index missing, misconfiguration, invalid
+data), the entry moves to the outbox's dead-letter area with the error type as reason, and its
+busy task ends. A newer
+version of that conversation written later by this process (it went on under the same key:
+a checkpoint or another end) purges the dead letter, which `outbox retry` would otherwise put
+back over it or store over its units. A task that crashes (the outbox itself failing, so
+nothing can be dead-lettered) counts rounds too: at the same bounds its busy task ends and the
+entry stays pending for a later replay.
 
 ``checkpoint`` queues the transcript of a conversation still going on as an *open* entry
 (same id as its final entry). A writer thread writes the queued checkpoints in the background,
@@ -28,11 +35,13 @@ after the first queued turn, so at most one write per conversation per interval 
 conversation that ends sooner), never on the turn's response path; a checkpoint whose write
 failed is queued again (unless a newer one was) and written after a pause. ``end_conversation``
 discards a queued checkpoint of its conversation once the closed entry (which supersedes it)
-is written; if that write fails, the checkpoint is still written. Open
-entries are never scheduled in-process; ``replay_pending`` adopts the open entries older than
-``orphan_after_seconds`` (their process is gone) and the closed ones. An adopted entry is removed
-only while it is still the version summarized (``Outbox.swap``: S3 ``If-Match``, a ``flock``
-locally): a newer version (its process lived on after all) is summarized too instead.
+is written; if that write fails, the checkpoint is still written. Open entries are never
+scheduled in-process; ``replay_pending`` adopts the open entries older than
+``orphan_after_seconds`` (their process is gone) and the closed ones; the younger open entries
+it found from before its start are adopted (by the sweeper thread) once unchanged that long.
+An adopted entry is removed only while it is still the version summarized (``Outbox.swap``: S3
+``If-Match``, a ``flock`` locally): a newer version (its process lived on after all) is
+summarized too instead.
 
 ``on_task_start(name) -> token`` / ``on_task_end(token)`` bracket every accepted entry from
 the moment it is scheduled until it is stored, dead-lettered or handed to another process
@@ -146,7 +155,8 @@ class SummaryPipeline:
             on_task_start: Called with a name when an entry is scheduled; returns a token.
             on_task_end: Called with that token once the entry is stored, dead-lettered or
                 left to the process that claimed it.
-            claim_ttl_seconds: Lease of a claim on the S3 outbox (taken over once expired).
+            claim_ttl_seconds: Lease of a claim on the S3 outbox (taken over once expired); also
+                when an entry found claimed elsewhere is looked at again.
             orphan_after_seconds: Age after which ``replay_pending`` adopts an open entry.
             checkpoint_interval: Seconds a queued checkpoint waits (coalescing) before its write.
             erasure_refresh_seconds: How long the checkpoint writer trusts its cached markers
@@ -173,10 +183,13 @@ class SummaryPipeline:
         self._inflight: dict[Ref, bool] = {}  # ref -> re-run requested while running
         self._rerun_causes: dict[Ref, Any] = {}  # ref -> telemetry context of the latest re-run request
         self._waiting: dict[Ref, float] = {}  # ref -> monotonic time of its next sweep
+        self._rechecks: dict[Ref, float] = {}  # ref claimed elsewhere -> when that claim has expired
+        self._young: dict[Ref, float] = {}  # open entry of another process, too young -> when to look again
         self._rounds: dict[Ref, int] = {}  # ref -> exhausted rounds so far
         self._first_failure: dict[Ref, float] = {}  # ref -> monotonic time of its first failure
         self._tokens: dict[Ref, Any] = {}  # ref -> busy-task token, until it is done
         self._adopted: set[Ref] = set()  # open entries of dead processes, taken over by replay
+        self._dead: set[Ref] = set()  # dead-lettered here: a newer version written supersedes the letter
         # queued, latest transcript wins; written in the context of the turn that queued it
         self._checkpoints: dict[Ref, tuple[OutboxEntry, Any]] = {}
         self._writing = 0  # checkpoint writes in progress
@@ -207,6 +220,7 @@ class SummaryPipeline:
                 return None
             with telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=False)):
                 entry_id = self.outbox.put(dataclasses.replace(entry, open=False))
+                self._supersede_dead_letter(ref)
                 with self._lock:  # scheduled under the write span: the summary's trace links to it
                     # superseded only now: if the write failed, the queued checkpoint is still written
                     self._checkpoints.pop(ref, None)
@@ -267,7 +281,8 @@ class SummaryPipeline:
         Closed entries are all scheduled (claims keep two processes from both storing one);
         open entries only once unchanged for ``orphan_after_seconds`` (their process is gone)
         and written before this pipeline was created (a later one belongs to a live process,
-        perhaps this one). An entry this process is summarizing is left to that task.
+        perhaps this one); the sweeper thread adopts a younger one of those once it is old
+        enough. An entry this process is summarizing is left to that task.
         """
         caller = telemetry.cause()  # summaries are not caused by the replay span: they are the caller's
         with telemetry.span("memory.outbox.replay") as span:
@@ -277,13 +292,9 @@ class SummaryPipeline:
                 # one in flight here (ended by this process while the replay listed) is its
                 # task's: scheduling it would request a re-run of the transcript that task reads
                 entries = [e for e in entries if _ref(e) not in self._inflight]
-                orphans = [
-                    e
-                    for e in entries
-                    if e.open
-                    and parse_time(e.created_at) < self._created_at
-                    and (now - parse_time(e.created_at)).total_seconds() >= self.orphan_after_seconds
-                ]
+                waits = {_ref(e): self._orphan_wait(e, now) for e in entries}
+                orphans = [e for e in entries if (wait := waits[_ref(e)]) is not None and wait <= 0]
+                self._track_young_locked({ref: wait for ref, wait in waits.items() if wait is not None and wait > 0})
                 chosen = [e for e in entries if not e.open] + orphans
                 for entry in orphans:
                     self._adopted.add(_ref(entry))
@@ -324,7 +335,7 @@ class SummaryPipeline:
             if self._closed.is_set():
                 return 0
             now = time.monotonic()
-            due = [ref for ref, at in self._waiting.items() if at <= now]
+            due = [ref for ref, at in [*self._waiting.items(), *self._rechecks.items()] if at <= now]
             for ref in due:
                 self._schedule_locked(ref)
             self.metrics["swept"] += len(due)
@@ -370,6 +381,8 @@ class SummaryPipeline:
         with self._lock:
             tokens = [self._tokens.pop(ref) for ref in self._waiting if ref in self._tokens]
             self._waiting.clear()
+            self._rechecks.clear()
+            self._young.clear()
         for token in tokens:
             self._task_ended(token)
         for thread in (self._sweeper, self._writer):
@@ -420,6 +433,7 @@ class SummaryPipeline:
                         return True
                     with telemetry.span("memory.outbox.write", _outbox_attributes(entry, open=True)):
                         self.outbox.put(entry)
+                    self._supersede_dead_letter(ref)
             except Exception as exc:
                 with self._lock:
                     self.metrics["checkpoint_failures"] += 1
@@ -472,14 +486,58 @@ class SummaryPipeline:
     def _sweep_forever(self) -> None:
         while not self._closed.is_set():
             with self._lock:
-                next_due = min(self._waiting.values(), default=None)
+                next_due = min([*self._waiting.values(), *self._rechecks.values(), *self._young.values()], default=None)
             timeout = None if next_due is None else max(0.0, next_due - time.monotonic())
             self._wake.wait(timeout)
             self._wake.clear()
             try:
                 self.sweep()
+                self._adopt_grown_orphans()
             except Exception:
                 logger.exception("summary sweeper failed")
+
+    def _orphan_wait(self, entry: OutboxEntry, now: datetime) -> float | None:
+        """Seconds until ``entry`` is an orphan (<= 0: it is one); None unless it is open and
+        was written before this pipeline was created (a later one belongs to a live process)."""
+        written = parse_time(entry.created_at)
+        if not entry.open or written >= self._created_at:
+            return None
+        return self.orphan_after_seconds - (now - written).total_seconds()
+
+    def _track_young_locked(self, waits: dict[Ref, float]) -> None:
+        """Look again at these open entries once old enough (the sweeper), rather than leaving
+        them to a later process start: their process may be dead."""
+        for ref, wait in waits.items():
+            self._young[ref] = time.monotonic() + wait
+        if waits:
+            self._wake.set()
+
+    def _adopt_grown_orphans(self) -> None:
+        """Adopt the open entries ``replay_pending`` found too young once they are old enough
+        (unchanged for ``orphan_after_seconds``: a newer version is waited for in turn)."""
+        with self._lock:
+            now = time.monotonic()
+            due = [ref for ref, at in self._young.items() if at <= now]
+            for ref in due:
+                del self._young[ref]
+        for ref in due:
+            try:
+                entry = self.outbox.get(ref[1], ref[0])
+            except Exception as exc:  # noqa: BLE001 - the entry stays for a later replay
+                logger.warning("open outbox entry not read for adoption (%s)", type(exc).__name__)
+                continue
+            wait = None if entry is None else self._orphan_wait(entry, datetime.now(timezone.utc))
+            with self._lock:
+                if wait is None or self._closed.is_set() or ref in self._inflight:
+                    continue
+                if wait > 0:
+                    self._track_young_locked({ref: wait})
+                    continue
+                self._adopted.add(ref)
+                self._schedule_locked(ref)
+                self.metrics["replayed"] += 1
+                self.metrics["closed_at_replay"] += 1
+            logger.info("adopting a conversation left open by a previous process")
 
     def _schedule_locked(self, ref: Ref) -> None:
         if ref in self._inflight:
@@ -487,6 +545,7 @@ class SummaryPipeline:
             self._rerun_causes[ref] = telemetry.cause()  # if it finishes first, the re-run links here
             return
         self._waiting.pop(ref, None)
+        self._rechecks.pop(ref, None)
         if ref not in self._tokens:
             self._tokens[ref] = self._task_started(ref[1])
         try:
@@ -512,7 +571,13 @@ class SummaryPipeline:
             if outcome is not _Outcome.FAILED or future.cancelled() or self._closed.is_set() or given_up:
                 self._rounds.pop(ref, None)
                 self._first_failure.pop(ref, None)
-                self._adopted.discard(ref)
+                if outcome is _Outcome.ELSEWHERE and not self._closed.is_set():
+                    # its claimant may die before storing it (a SIGKILL leaves its S3 lease):
+                    # looked at again, not busy meanwhile, once that claim can have expired
+                    self._rechecks[ref] = time.monotonic() + self.claim_ttl_seconds
+                    self._wake.set()
+                else:
+                    self._adopted.discard(ref)
                 if rerun and outcome is not _Outcome.FAILED and not self._closed.is_set():
                     with telemetry.within(cause):
                         self._schedule_locked(ref)  # that newer entry is summarized too (same busy task)
@@ -625,6 +690,8 @@ class SummaryPipeline:
                 self.outbox.purge(entry.entry_id, entry.tenant_id)
                 self._drop_erased(entry)
                 return _Outcome.GONE
+            with self._lock:  # under the stripe: a newer version written next purges the letter
+                self._dead.add(ref)
         self._count("dead_lettered")
         self._count(f"dead_lettered_{reason}")
         telemetry.record_error(telemetry.current_span(), error)  # the memory.summary root: failed
@@ -654,7 +721,9 @@ class SummaryPipeline:
                     exc_info=logger.isEnabledFor(logging.DEBUG),
                 )
                 self._record_attempt(entry)
-                if isinstance(exc, PERMANENT_ERRORS):
+                with self._lock:  # the time bound counts from the first failed attempt
+                    first = self._first_failure.setdefault(_ref(entry), time.monotonic())
+                if isinstance(exc, PERMANENT_ERRORS) or time.monotonic() - first >= self.retry.max_busy_seconds:
                     break
                 if attempt == self.retry.max_attempts or self._stopping.wait(self.retry.delay(attempt)):
                     break
@@ -691,6 +760,21 @@ class SummaryPipeline:
             current = self.outbox.get(entry.entry_id, entry.tenant_id)
             if current is not None and current.created_at == entry.created_at:  # not if gone (forgotten)
                 self.outbox.swap(current, dataclasses.replace(current, attempts=current.attempts + 1))
+
+    def _supersede_dead_letter(self, ref: Ref) -> None:
+        """Purge the dead letter this process made of ``ref`` once a newer version (a longer
+        transcript under the same key) is durable: `outbox retry` would otherwise put the older
+        transcript back over it, or store it over the newer one's units."""
+        with self._lock:
+            if ref not in self._dead:
+                return
+            self._dead.discard(ref)
+        try:
+            self.outbox.purge(ref[1], ref[0])
+        except Exception as exc:  # noqa: BLE001 - the newer version is durable: tried again at its next write
+            with self._lock:
+                self._dead.add(ref)
+            logger.warning("superseded dead letter not purged (%s)", type(exc).__name__)
 
     def _stripe(self, ref: Ref) -> threading.Lock:
         return self._stripes[hash(ref) % _STRIPES]

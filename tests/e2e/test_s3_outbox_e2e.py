@@ -148,19 +148,25 @@ def forget(moto: dict[str, Any], tenant: str, user: str) -> str:
     return out.getvalue()
 
 
-def test_a_new_process_on_an_empty_disk_stores_a_killed_processs_conversation_once(moto, tmp_path: Path) -> None:
-    tenant, sid = "tenant-crash", f"crash-{uuid.uuid4()}"
+def answer_then_die(moto: dict[str, Any], state_dir: Path, tenant: str, user: str, sid: str, *prompts: str) -> None:
+    """A process answers ``prompts`` in session ``sid``, its checkpoint of the last one is written
+    (in the background: waited for by its last word), then it is killed and its disk lost."""
     onboard(moto, tenant)
-    a = start(moto, tmp_path / "a")
+    a = start(moto, state_dir)
     try:
-        auth = token(moto, tenant, "pia")
-        assert a.invoke(auth, {"prompt": "My boat is called Wave."}, sid).status_code == 200
-        assert a.invoke(auth, {"prompt": "My kite is called Zephyr."}, sid).status_code == 200
-        # The checkpoints are written in the background: wait for the one holding the second turn.
-        assert wait_until(lambda: "Zephyr" in pending_text(moto, tenant), timeout=20, interval=0.05)
+        auth = token(moto, tenant, user)
+        for prompt in prompts:
+            assert a.invoke(auth, {"prompt": prompt}, sid).status_code == 200
+        last_word = prompts[-1].rstrip(".").split()[-1]
+        assert wait_until(lambda: last_word in pending_text(moto, tenant), timeout=20, interval=0.05)
         kill_and_wipe(a)
     finally:
         a.stop()
+
+
+def test_a_new_process_on_an_empty_disk_stores_a_killed_processs_conversation_once(moto, tmp_path: Path) -> None:
+    tenant, sid = "tenant-crash", f"crash-{uuid.uuid4()}"
+    answer_then_die(moto, tmp_path / "a", tenant, "pia", sid, "My boat is called Wave.", "My kite is called Zephyr.")
     assert memories(moto, tenant, "pia") == [] and moto["puts"]["pia"] == 0
 
     for name in ("b", "c"):  # b replays it; c, another fresh process, finds nothing left
@@ -173,6 +179,24 @@ def test_a_new_process_on_an_empty_disk_stores_a_killed_processs_conversation_on
         (stored,) = memories(moto, tenant, "pia")
         assert stored["conversation_id"] == sid and "Wave" in stored["content"] and "Zephyr" in stored["content"]
         assert moto["puts"]["pia"] == 1
+
+
+def test_the_next_process_started_at_once_stores_a_killed_processs_conversation_once_it_is_an_orphan(
+    moto, tmp_path: Path
+) -> None:
+    """On AgentCore the user's next session starts a process right after the kill, while the
+    dead process's checkpoint is still too young to tell from a live one's: that process
+    stores it once it is old enough (no later process start needed)."""
+    tenant, sid = "tenant-young", f"young-{uuid.uuid4()}"
+    answer_then_die(moto, tmp_path / "a", tenant, "quinn", sid, "My canoe is called Ripple.")
+    b = start(moto, tmp_path / "b", AGENT_ORPHAN_AFTER_SECONDS="15")  # its replay finds it too young
+    try:
+        assert wait_until(lambda: outbox_keys(moto, tenant) == [], timeout=60, interval=0.1), b.log()[-2000:]
+        (stored,) = memories(moto, tenant, "quinn")
+        assert stored["conversation_id"] == sid and "Ripple" in stored["content"]
+        assert moto["puts"]["quinn"] == 1
+    finally:
+        b.stop()
 
 
 def test_no_resurrection_path_brings_an_erased_user_back(moto, cli_env, tmp_path: Path) -> None:

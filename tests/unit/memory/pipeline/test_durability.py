@@ -108,6 +108,66 @@ def test_a_replayer_leaves_an_entry_another_process_has_claimed(fake_store, make
     outbox.release(held)
 
 
+def test_an_entry_whose_claimant_died_is_stored_by_the_process_that_found_it_claimed(
+    fake_store, make_outbox, pipelines
+) -> None:
+    # Process A claimed the entry to summarize it and was killed (SIGKILL: its S3 lease stays
+    # until it expires, a local flock is dropped by the kernel). Process B started meanwhile and
+    # found it claimed: once the claim can be taken, B stores it (no later start is needed).
+    outbox = make_outbox()
+    e = entry()
+    outbox.put(e)
+    held = outbox.claim(e.entry_id, "acme", ttl_seconds=0.3)
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), claim_ttl_seconds=0.3)
+    pipeline.start_sweeper()
+    assert pipeline.replay_pending() == 1 and pipeline.wait(30)
+    assert fake_store.store_calls == [] and pipeline.metrics["claimed_elsewhere"] == 1
+    if isinstance(outbox, LocalOutbox):
+        outbox.release(held)  # A's process is gone
+    assert wait_until(lambda: [c["key"] for c in fake_store.store_calls] == [e.key])
+    assert wait_until(lambda: outbox.pending() == [])
+
+
+def test_a_dead_processs_checkpoint_too_young_to_adopt_at_start_up_is_adopted_once_old_enough(
+    fake_store, make_outbox, pipelines
+) -> None:
+    # Process A is killed mid-conversation; the user's next session starts process B at once
+    # (on AgentCore, every session is a process). A's last checkpoint is younger than
+    # orphan_after (it could be a live process's), so B's start-up replay leaves it; B lives on
+    # and stores it once it is old enough, without waiting for some later process start.
+    outbox = make_outbox()
+    e = entry(open=True, text="My kite is called Zephyr.")
+    outbox.put(e)
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), orphan_after_seconds=0.5)
+    pipeline.start_sweeper()
+    assert pipeline.replay_pending() == 0
+    assert wait_until(lambda: [c["key"] for c in fake_store.store_calls] == [e.key])
+    assert wait_until(lambda: outbox.pending() == [])
+
+
+def test_a_young_checkpoint_is_adopted_once_unchanged_that_long_and_never_while_its_process_writes(
+    fake_store, make_outbox, pipelines
+) -> None:
+    outbox = make_outbox()
+    started = datetime.now(timezone.utc)
+    alice = entry("alice", open=True)
+    bob = entry("bob", open=True, created_at=(started - timedelta(seconds=1)).isoformat())
+    for e in (alice, bob):
+        outbox.put(e)
+    bob_last = dataclasses.replace(bob, transcript=[{"role": "user", "text": "My kite is called Zephyr."}],
+                                   created_at=started.isoformat())  # written just before B started...
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), orphan_after_seconds=2)
+    pipeline.start_sweeper()
+    assert pipeline.replay_pending() == 0
+    outbox.put(bob_last)  # ...landing after B listed: B waits until it is as old, then adopts it
+    outbox.put(dataclasses.replace(alice, created_at=datetime.now(timezone.utc).isoformat()))  # alive
+    assert wait_until(lambda: [c["key"] for c in fake_store.store_calls] == [bob.key])
+    assert "Zephyr" in fake_store.memories[bob.key].content
+    time.sleep(1)  # alice's first checkpoint was as old by now, but her process lives on
+    assert [c["key"] for c in fake_store.store_calls] == [bob.key]
+    assert [e.entry_id for e in outbox.pending()] == [alice.entry_id]
+
+
 def test_a_recent_open_entry_belongs_to_a_live_process_and_is_not_adopted(fake_store, make_outbox, pipelines) -> None:
     outbox = make_outbox()
     live = entry(open=True)
@@ -511,6 +571,41 @@ def test_an_error_retrying_cannot_fix_is_dead_lettered_at_once(fake_store, make_
     assert pipeline.metrics["dead_lettered_AccessDenied"] == 1
 
 
+@pytest.mark.parametrize("stored_first", [True, False], ids=["newer-stored", "newer-checkpointed-then-killed"])
+def test_retrying_a_dead_letter_never_brings_back_an_older_transcript_than_one_written_since(
+    fake_store, make_outbox, pipelines, stored_first: bool
+) -> None:
+    # A library agent ends its conversation (end_session) before the model access is granted:
+    # dead-lettered. The conversation goes on (same key, longer transcript) and ends again, or
+    # its process is killed after the turn's checkpoint; then the operator runs `outbox retry`
+    # for the dead letters, as the docs say, and a replay runs.
+    fake_store.fail_store = AccessDenied("no model access")
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox())
+    first = entry(text="My locker code is 1234.")
+    pipeline.end_conversation(first)
+    assert pipeline.wait(30) and len(make_outbox().dead_letters()) == 1
+    fake_store.fail_store = None
+    later = dataclasses.replace(
+        first,
+        transcript=[*first.transcript, {"role": "user", "text": "My badge number is 9876."}],
+        created_at=datetime.now(timezone.utc).isoformat(),
+    )
+    if stored_first:
+        pipeline.end_conversation(later)
+        assert pipeline.wait(30) and fake_store.memories != {}
+    else:
+        pipeline.checkpoint(later)
+        assert pipeline.flush(30)
+        pipeline.shutdown(wait=False)  # killed
+    for letter in make_outbox().dead_letters():  # `python -m scripts outbox retry`
+        make_outbox().revive(letter.entry.entry_id, letter.entry.tenant_id)
+    replayer = new_pipeline(pipelines, fake_store, make_outbox())
+    replayer.replay_pending()
+    assert replayer.wait(30) and make_outbox().pending() == []
+    stored = " ".join(m.content for m in [*fake_store.memories.values(), *fake_store.excerpts.values()])
+    assert "1234" in stored and "9876" in stored  # the later turn is kept, not replaced by the older version
+
+
 def test_dead_lettering_is_bounded_by_time_too(fake_store, make_outbox, pipelines) -> None:
     fake_store.fail_store = BackendUnavailable("outage")
     retry = RetryPolicy(max_attempts=1, base_delay=0.001, max_delay=0.001, sweep_base_delay=0.05,
@@ -521,6 +616,31 @@ def test_dead_lettering_is_bounded_by_time_too(fake_store, make_outbox, pipeline
     assert wait_until(lambda: make_outbox().dead_letters() != [])
     assert len(make_outbox().dead_letters()) == 1 and 2 <= len(fake_store.store_calls) < 20
 
+
+
+def test_the_time_bound_counts_from_the_first_failed_attempt_not_from_the_end_of_the_first_round(
+    fake_store, make_outbox, pipelines, monkeypatch
+) -> None:
+    # Every attempt fails slowly (a store or model call timing out). max_busy_seconds is
+    # documented as "this long after its first failure": once it has passed, no further round
+    # may start (it did: the first failure was only counted when the first round had ended).
+    fake_store.fail_store = BackendUnavailable("timed out")
+    store_units = fake_store.store_units
+
+    def slow_failure(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.1)
+        return store_units(*args, **kwargs)
+
+    monkeypatch.setattr(fake_store, "store_units", slow_failure)
+    retry = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.001, sweep_base_delay=0.01,
+                        sweep_max_delay=0.01, max_rounds=1000, max_busy_seconds=0.25)
+    busy = BusyTasks()
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), retry=retry,
+                            on_task_start=busy.start, on_task_end=busy.end)
+    pipeline.start_sweeper()
+    pipeline.end_conversation(entry())
+    assert wait_until(lambda: make_outbox().dead_letters() != [] and not busy.open)
+    assert len(fake_store.store_calls) <= retry.max_attempts  # 4 attempts take 0.4 s > 0.25 s: no second round
 
 
 def test_a_forget_during_a_failing_summary_leaves_no_dead_letter(fake_store, make_outbox, pipelines) -> None:
