@@ -134,18 +134,21 @@ def test_entry_is_durable_before_the_work_runs(fake_store, make_pipeline) -> Non
     assert seen == [1] and pipeline.outbox.pending() == []
 
 
-def test_transient_failure_retries_with_backoff_and_stores_once(fake_store, make_pipeline) -> None:
-    failures = iter([BackendUnavailable("throttled")])
+def raise_first(fake_store: Any, *errors: Exception) -> None:
+    """Make ``fake_store.store_units`` raise ``errors`` one call each, then store."""
+    failures, original = iter(errors), fake_store.store_units
 
-    original = fake_store.store_units
-
-    def flaky_store(*args: Any, **kwargs: Any):
+    def store(*args: Any, **kwargs: Any):
         error = next(failures, None)
         if error is not None:
             raise error
         return original(*args, **kwargs)
 
-    fake_store.store_units = flaky_store  # type: ignore[method-assign]
+    fake_store.store_units = store  # type: ignore[method-assign]
+
+
+def test_transient_failure_retries_with_backoff_and_stores_once(fake_store, make_pipeline) -> None:
+    raise_first(fake_store, BackendUnavailable("throttled"))
     pipeline = make_pipeline(fake_store)
     pipeline.end_conversation(entry())
     assert pipeline.wait(30)
@@ -164,16 +167,7 @@ def test_expired_credentials_are_retried_not_dead_lettered(fake_store, make_pipe
 
     expired = ClientError({"Error": {"Code": code, "Message": "The provided token has expired."},
                            "ResponseMetadata": {"HTTPStatusCode": status}}, "PutVectors")
-    failures = iter([translate_error(expired, "s3vectors put_vectors memory-acme")])
-    original = fake_store.store_units
-
-    def expiring_store(*args: Any, **kwargs: Any):
-        error = next(failures, None)
-        if error is not None:
-            raise error
-        return original(*args, **kwargs)
-
-    fake_store.store_units = expiring_store  # type: ignore[method-assign]
+    raise_first(fake_store, translate_error(expired, "s3vectors put_vectors memory-acme"))
     pipeline = make_pipeline(fake_store)
     pipeline.end_conversation(entry())
     assert pipeline.wait(30)
