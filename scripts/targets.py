@@ -17,6 +17,7 @@ from memory.embedders.protocol import EmbeddingPurpose
 from memory.errors import ConfigurationError
 from memory.factory import create_store
 from memory.index.local import stored_dimension
+from memory.index.s3vectors import S3VectorsIndex
 from memory.pipeline.outbox import Outbox
 from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.outbox_s3 import S3Outbox
@@ -35,6 +36,16 @@ class NoEmbedder:
 
     def embed(self, texts: Sequence[str], purpose: EmbeddingPurpose) -> list[list[float]]:
         raise ConfigurationError("operations tools never embed text")
+
+
+class ExistingIndex(S3VectorsIndex):
+    """A tenant's index as it exists (``open_target`` found it): never created, and its
+    configuration not checked. The operations tools only list and delete, so an index the app
+    refuses (another distance metric, filterable memory text: drift until it is offboarded)
+    still has its memories erased and swept."""
+
+    def ensure(self) -> None:
+        """Nothing to create or verify."""
 
 
 @dataclass
@@ -89,8 +100,8 @@ def where_tenants_are(args: argparse.Namespace) -> str:
 def open_target(args: argparse.Namespace, tenant: str) -> Target:
     """The tenant's store and the outbox (the store is None when the tenant has no index).
 
-    The store comes from ``memory.factory.create_store`` with the operator's credentials,
-    never a tenant's; a missing index is checked first (the store would not create one).
+    The store uses the operator's credentials, never a tenant's; a missing index is checked
+    first, and an existing one is used as it is (``ExistingIndex``).
     """
     outbox, outbox_resource = open_outbox(args)
     name = index_name_for(tenant)
@@ -109,12 +120,7 @@ def open_target(args: argparse.Namespace, tenant: str) -> Target:
     description: dict[str, Any] | None = get_index(s3v, args.bucket, name)
     store = None
     if description is not None:
-        store = create_store(
-            backend="s3vectors",
-            tenancy="single",
-            embedder=NoEmbedder(int(description["dimension"])),
-            bucket=args.bucket,
-            tenant_id=tenant,
-            s3vectors_client=s3v,  # the operator's credentials, not a tenant's
-        )
+        dimension = int(description["dimension"])
+        index = ExistingIndex(s3v, args.bucket, name, dimension)  # the operator's credentials
+        store = SingleTenantStore(index, NoEmbedder(dimension), tenant_id=tenant)
     return Target(store, outbox, f"index {name}", outbox_resource)

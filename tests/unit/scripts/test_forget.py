@@ -183,3 +183,33 @@ def test_a_refused_metadata_listing_names_get_vectors(memories, cli, monkeypatch
     monkeypatch.setattr(targets_module, "aws_client", refused)
     result = cli(*ARGS, "--user", "ann")
     assert result.code == 4 and "s3vectors:GetVectors" in result.err, result.err
+
+
+@pytest.mark.parametrize("command", ["forget", "retention"])
+def test_an_index_the_app_refuses_is_still_erased_and_swept(aws, cli, command) -> None:
+    """The app refuses an index whose configuration is not the library's (another distance
+    metric; memory text filterable, as indexes made before that check were): `tenant onboard`
+    calls it drift, to be fixed by offboarding. Until then its memories are still there, and
+    erasure and retention must reach them: the operations tools only list and delete (their
+    preview already counted them), they never query or store, so the configuration is no reason
+    to refuse (on main: 'error: index ... uses the euclidean distance', exit 1, nothing deleted)."""
+    s3v = boto3.client("s3vectors", region_name="us-east-1")
+    assert cli("vector-bucket", "--region", "us-east-1", "--bucket", "mem-bucket").code == 0
+    s3v.create_index(vectorBucketName="mem-bucket", indexName="memory-acme", dataType="float32",
+                     dimension=3, distanceMetric="euclidean")  # fmt: skip
+    s3v.put_vectors(vectorBucketName="mem-bucket", indexName="memory-acme", vectors=[
+        {"key": f"{u}-{i}", "data": {"float32": [0.1, 0.2, 0.3]},
+         "metadata": {"user_id": u, "conversation_id": "c1", "content": "secret text", "stored_at_epoch": 1}}
+        for i, u in enumerate(("ann", "ann", "bob"))
+    ])  # fmt: skip
+    if command == "forget":
+        preview, done = (cli(*ARGS, "--user", "ann", *extra) for extra in ((), ("--yes",)))
+        assert "2 memories of user ann" in preview.out
+        assert done.code == 0 and "2 memories of user ann" in done.out, done.err
+        assert _keys() == {"bob-2"}
+    else:
+        sweep = ("retention", "sweep", "--region", "us-east-1", "--bucket", "mem-bucket", "--tenant", "acme", "--ttl-days", "30")
+        preview, done = cli(*sweep), cli(*sweep, "--yes")
+        assert "3 memories older than 30 days" in preview.out
+        assert done.code == 0 and "3 expired memories" in done.out, done.err
+        assert _keys() == set()
