@@ -97,6 +97,19 @@ def where_tenants_are(args: argparse.Namespace) -> str:
     return "`python -m scripts tenant list` shows the onboarded tenants"
 
 
+def require_tenant(args: argparse.Namespace, target: Target, tenant: str, action: str) -> None:
+    """Refuse a tenant with no index and nothing in the outbox (no entries, dead letters or
+    erasure markers): typically a mistyped tenant id, which must not look like a clean run."""
+    outbox = target.outbox
+    if target.store is None and (
+        outbox is None or not (outbox.pending(tenant) or outbox.dead_letters(tenant) or outbox.erasures(tenant))
+    ):
+        raise ScriptError(
+            f"tenant {tenant!r} has no index and no outbox entries here ({target.index_resource}, "
+            f"{target.outbox_resource}); nothing to {action}. Check the tenant id: {where_tenants_are(args)}"
+        )
+
+
 def open_target(args: argparse.Namespace, tenant: str) -> Target:
     """The tenant's store and the outbox (the store is None when the tenant has no index).
 
