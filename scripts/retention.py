@@ -44,6 +44,8 @@ def run_sweep(args: argparse.Namespace) -> Report:
     for tenant, target in targets.items():
         if target.outbox is not None:
             _sweep_dead_letters(report, target, tenant, cutoff, args)
+        else:
+            report.add("WARNING", target.outbox_resource, "dead letters (whole transcripts) not swept: pass the outbox")
         if target.store is None:
             report.add("ABSENT", target.index_resource, "no index")
             continue

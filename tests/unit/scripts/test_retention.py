@@ -35,3 +35,16 @@ def test_a_mistyped_tenant_is_an_error_not_a_clean_sweep(aws, cli) -> None:
     assert _vectors() == {"old"}
     done = cli(*SWEEP, "--outbox-bucket", "mem-outbox", "--tenant", "acme", "--yes")
     assert done.code == 0 and "1 expired memories" in done.out and _vectors() == set()
+
+
+def test_a_sweep_without_the_outbox_says_that_dead_letters_were_not_swept(aws, cli) -> None:
+    """A dead letter holds the whole transcript and expires with the memories; on S3 the sweep
+    reaches it only through --outbox-bucket. Without it the sweep must say so (as forget warns
+    that it wrote no marker), not report a complete sweep while the transcripts stay."""
+    _setup(cli)
+    done = cli(*SWEEP, "--tenant", "acme", "--yes")
+    assert done.code == 0 and "1 expired memories" in done.out
+    warning = next((line for line in done.out.splitlines() if line.startswith("WARNING")), "")
+    assert "dead letters" in warning and "--outbox-bucket" in warning, done.out
+    with_outbox = cli(*SWEEP, "--tenant", "acme", "--outbox-bucket", "mem-outbox", "--yes")
+    assert "WARNING" not in with_outbox.out and "0 expired dead letters" in with_outbox.out
