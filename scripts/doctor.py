@@ -188,6 +188,8 @@ def run(args: argparse.Namespace) -> Report:
             if found is None:
                 return "MISSING", "no index"
             drift = index_drift(found, create_index_params(args.bucket, name, args.dimension))
+            if found.get("indexMode") == "CLASSIC":  # `tenant onboard` moves it to ENHANCED
+                drift.append("index mode CLASSIC filters during the search: a user may get fewer than topK")
             return ("DRIFT", "; ".join(drift)) if drift else ("OK", f"dimension {args.dimension}")
 
         return check

@@ -275,3 +275,29 @@ def test_a_tvm_role_letting_tenants_write_their_erasure_markers_is_drift(aws, cl
     row = next(line for line in old.out.splitlines() if "differs from the ABAC policy" in line)
     assert old.code == 3 and row.startswith("DRIFT"), old.out
     assert "--outbox-bucket mem-outbox --outbox-prefix ob" in old.out, old.out
+
+
+def test_a_classic_index_is_drift_that_onboard_fixes(aws, cli, bedrock, monkeypatch) -> None:
+    """A CLASSIC index (the default in vector buckets created before 2026-09-30) applies the
+    per-user filter during the vector search, so a user whose memories are a small part of the
+    tenant's index gets fewer than topK of them: `tenant onboard` moves it to ENHANCED. doctor
+    must not call it OK while its own fix command would change it. moto reports no index mode:
+    GetIndex's answer gets the one the service reports."""
+    _full_setup(cli)
+    real = doctor_module.aws_client
+
+    def classic(service: str, region: str):
+        client = real(service, region)
+        if service == "s3vectors":
+            def mode(parsed, **_):
+                if "index" in parsed:
+                    parsed["index"]["indexMode"] = "CLASSIC"
+            client.meta.events.register("after-call.s3vectors.GetIndex", mode)
+        return client
+
+    monkeypatch.setattr(doctor_module, "aws_client", classic)
+    bedrock.append(("ok", MODEL))
+    result = cli(*DOCTOR)
+    row = next(line for line in result.out.splitlines() if "memory-acme" in line)
+    assert result.code == 3 and row.startswith("DRIFT") and "CLASSIC" in row, result.out
+    assert "fix: python -m scripts tenant onboard --bucket mem-bucket --tenant acme" in row
