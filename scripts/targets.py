@@ -25,7 +25,7 @@ from memory.stores.single_tenant import SingleTenantStore
 from memory.tenants import INDEX_PREFIX, index_name_for
 from scripts.common import ScriptError, aws_client, outbox_prefix, require_region
 from scripts.tvm_role import DEFAULT_OUTBOX_PREFIX
-from scripts.vectors import get_index
+from scripts.vectors import get_index, require_bucket
 
 
 class NoEmbedder:
@@ -132,7 +132,9 @@ def open_target(args: argparse.Namespace, tenant: str) -> Target:
     s3v = aws_client("s3vectors", require_region(args))
     description: dict[str, Any] | None = get_index(s3v, args.bucket, name)
     store = None
-    if description is not None:
+    if description is None:
+        require_bucket(s3v, args.bucket)  # no index in a mistyped bucket: not "no memories"
+    else:
         dimension = int(description["dimension"])
         index = ExistingIndex(s3v, args.bucket, name, dimension)  # the operator's credentials
         store = SingleTenantStore(index, NoEmbedder(dimension), tenant_id=tenant)

@@ -213,3 +213,28 @@ def test_an_index_the_app_refuses_is_still_erased_and_swept(aws, cli, command) -
         assert "3 memories older than 30 days" in preview.out
         assert done.code == 0 and "3 expired memories" in done.out, done.err
         assert _keys() == set()
+
+
+def test_a_mistyped_vector_bucket_is_an_error_not_an_erasure_without_memories(memories, cli) -> None:
+    """With the tenant's outbox entries found, a mistyped --bucket (no such vector bucket, so no
+    index in it) erased the outbox side and reported 'no memories of user ann', exit 0, while
+    every memory stayed in the real bucket. A missing bucket is an error, before anything is
+    written; so is offboarding from one (on main: 'ABSENT ... nothing to delete', exit 0)."""
+    from memory.keys import new_conversation_marker
+    from memory.pipeline.outbox import OutboxEntry
+    from memory.pipeline.outbox_s3 import S3Outbox
+
+    assert cli("vector-bucket", "--region", "us-east-1", "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox").code == 0
+    s3 = boto3.client("s3", region_name="us-east-1")
+    S3Outbox(lambda _tenant: s3, "mem-outbox").put(OutboxEntry(
+        tenant_id="acme", user_id="ann", agent_name="orchestrator", conversation_id="c9",
+        transcript=[{"role": "user", "text": "secret"}], opened=new_conversation_marker(),
+    ))  # fmt: skip
+    typo = [a if a != "mem-bucket" else "mem-bucket-typo" for a in ARGS]
+    result = cli(*typo, "--outbox-bucket", "mem-outbox", "--settle-seconds", "0", "--user", "ann", "--yes")
+    assert result.code == 1, result.out
+    assert "vector bucket 'mem-bucket-typo' not found" in result.err
+    assert [o["Key"].split("/")[2] for o in s3.list_objects_v2(Bucket="mem-outbox")["Contents"]] == ["pending"]
+    assert len(_keys()) == 6
+    offboard = cli("tenant", "offboard", "--region", "us-east-1", "--bucket", "mem-bucket-typo", "--tenant", "acme", "--yes")
+    assert offboard.code == 1 and "vector bucket 'mem-bucket-typo' not found" in offboard.err, offboard.out
