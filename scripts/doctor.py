@@ -130,6 +130,9 @@ def run(args: argparse.Namespace) -> Report:
             return "DRIFT", "trust policy does not require the TenantID session tag"
         if not any(_allows(s, "sts:TagSession") for s in statements):
             return "DRIFT", "trust policy does not allow sts:TagSession: STS refuses the TVM's tagged AssumeRole"
+        deleted = [p for s in statements for p in _aws_principals(s) if not p.startswith("arn:")]
+        if deleted:  # IAM shows a deleted principal's unique id; a re-created role does not match it
+            return "DRIFT", f"trust policy names a deleted role or user ({', '.join(deleted)}): STS refuses its successor"
         try:
             current = iam.get_role_policy(RoleName=args.role_name, PolicyName=tvm_role.POLICY_NAME)[
                 "PolicyDocument"
@@ -283,6 +286,13 @@ def _allows(statement: dict, action: str) -> bool:
     actions = statement.get("Action", [])
     actions = [actions] if isinstance(actions, str) else actions
     return statement.get("Effect") == "Allow" and any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions)
+
+
+def _aws_principals(statement: dict) -> list[str]:
+    """The ``AWS`` principals a trust statement names."""
+    principal = statement.get("Principal", {})
+    named = principal.get("AWS", []) if isinstance(principal, dict) else []
+    return [named] if isinstance(named, str) else list(named)
 
 
 def _statements(doc: object) -> list[dict]:

@@ -301,3 +301,24 @@ def test_a_classic_index_is_drift_that_onboard_fixes(aws, cli, bedrock, monkeypa
     row = next(line for line in result.out.splitlines() if "memory-acme" in line)
     assert result.code == 3 and row.startswith("DRIFT") and "CLASSIC" in row, result.out
     assert "fix: python -m scripts tenant onboard --bucket mem-bucket --tenant acme" in row
+
+
+def test_a_trust_policy_naming_a_deleted_execution_role_is_drift(aws, cli, bedrock) -> None:
+    """IAM stores a role named in a trust policy by its unique id; once that role is deleted the
+    policy shows the id (AROA...) and no longer matches anyone, not even a role re-created under
+    the same name (IAM user guide, role trust policy examples). A runtime role re-created with
+    `runtime-role` then has every tenant's AssumeRole refused: doctor must not call the TVM role
+    OK. Re-running `tvm-role` writes the ARN again (it differs from the stored document)."""
+    _full_setup(cli)
+    iam = boto3.client("iam", region_name="us-east-1")
+    trust = iam.get_role(RoleName="agent-memory-tvm")["Role"]["AssumeRolePolicyDocument"]
+    for statement in trust["Statement"]:
+        statement["Principal"]["AWS"] = "AROAEXAMPLEDELETED123"  # how IAM shows the deleted role
+    iam.update_assume_role_policy(RoleName="agent-memory-tvm", PolicyDocument=json.dumps(trust))
+    bedrock.extend([("ok", MODEL), ("ok", MODEL)])
+    result = cli(*DOCTOR)
+    row = next(line for line in result.out.splitlines() if "TVM role" in line)
+    assert result.code == 3 and row.startswith("DRIFT") and "AROAEXAMPLEDELETED123" in row, result.out
+    assert "fix: python -m scripts tvm-role" in row
+    assert cli("tvm-role", *R, "--bucket", "mem-bucket", "--execution-role-arn", EXEC).code == 0
+    assert cli(*DOCTOR).code == 0
