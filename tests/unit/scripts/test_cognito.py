@@ -266,3 +266,36 @@ def test_a_create_whose_response_times_out_is_not_resent(aws, cli, monkeypatch, 
     assert cli(*SETUP).code == 0
     assert _pool_id() == pool_id
     assert len(_idp().list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"]) == 1
+
+
+def test_a_user_creation_whose_response_was_lost_and_resent_by_botocore_succeeds(aws, cli, monkeypatch) -> None:
+    """Cognito creates the user, the response is lost (a read timeout), botocore resends
+    AdminCreateUser and the retry answers UsernameExistsException: the user is the one this run
+    created (its tenant, never signed in), so the run goes on to set and print its password
+    (on main: 'error: AWS call AdminCreateUser failed (UsernameExistsException)', no password)."""
+    from botocore.exceptions import ReadTimeoutError
+
+    import scripts.cognito as cognito_module
+
+    cli(*SETUP)
+    real, timed_out = cognito_module.aws_client, []
+
+    def time_out_once(request, event_name: str, **_) -> None:  # after moto's handler: the service acted
+        if event_name.endswith(".AdminCreateUser") and not timed_out:
+            timed_out.append(request.url)
+            raise ReadTimeoutError(endpoint_url=request.url)
+
+    def losing(service: str, region: str, **kwargs):
+        client = real(service, region, **kwargs)
+        client.meta.events.register("before-send", time_out_once)
+        return client
+
+    monkeypatch.setattr(cognito_module, "aws_client", losing)
+    argv = ("cognito", "create-user", "--region", "us-east-1", "--tenant", "acme", "--email", "ann@acme.test")
+    result = cli(*argv)
+    assert timed_out and result.code == 0, result.err
+    password = result.out.split("store it now): ")[1].split()[0]
+    user = _idp().admin_get_user(UserPoolId=_pool_id(), Username="ann@acme.test")
+    assert user["UserStatus"] == "CONFIRMED"
+    other = cli("cognito", "create-user", "--region", "us-east-1", "--tenant", "globex", "--email", "ann@acme.test")
+    assert other.code == 3 and password not in other.out  # another tenant's user is still refused
