@@ -141,10 +141,14 @@ def run(args: argparse.Namespace) -> Report:
             if is_not_found(err):
                 return "DRIFT", f"inline policy {tvm_role.POLICY_NAME} missing"
             raise
-        # Without outbox arguments, the outbox the role grants (if any) is the one checked.
+        # Without outbox arguments, the outbox the role grants (if any) is the one checked; without
+        # a key, the key the role grants for that bucket (the app's AGENT_OUTBOX_KMS_KEY_ID).
         outbox = (args.outbox_bucket, args.outbox_prefix, args.outbox_kms_key_arn)
+        granted = _granted_outbox(current)
         if not args.outbox_bucket:
-            outbox = _granted_outbox(current) or outbox
+            outbox = granted or outbox
+        elif not args.outbox_kms_key_arn and granted and granted[0] == args.outbox_bucket:
+            outbox = (args.outbox_bucket, args.outbox_prefix, granted[2])
         checked["outbox"] = outbox
         try:
             expected = tvm_role.permission_policy(

@@ -322,3 +322,23 @@ def test_a_trust_policy_naming_a_deleted_execution_role_is_drift(aws, cli, bedro
     assert "fix: python -m scripts tvm-role" in row
     assert cli("tvm-role", *R, "--bucket", "mem-bucket", "--execution-role-arn", EXEC).code == 0
     assert cli(*DOCTOR).code == 0
+
+
+def test_doctor_given_the_outbox_but_not_its_key_checks_the_key_the_role_grants(aws, cli, bedrock) -> None:
+    """The deployment order runs doctor with --outbox-bucket only. For an outbox with a
+    customer-managed key (tvm-role --outbox-kms-key-arn) that setup is fine, yet doctor called it
+    drift and printed a `tvm-role` fix without the key: running it takes the key away from every
+    tenant session, and each outbox write of the app (AGENT_OUTBOX_KMS_KEY_ID) is then refused.
+    The key the role grants for that bucket is checked as tvm-role writes it (and kept in the
+    fix); another prefix is still drift."""
+    _full_setup(cli)
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    tvm = ("tvm-role", *R, "--bucket", "mem-bucket", "--execution-role-arn", EXEC, "--outbox-bucket", "mem-outbox")
+    assert cli("vector-bucket", *R, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox").code == 0
+    assert cli(*tvm, "--outbox-kms-key-arn", key).code == 0
+    bedrock.extend([("ok", MODEL)] * 3)
+    ok = cli(*DOCTOR, "--outbox-bucket", "mem-outbox")
+    assert ok.code == 0, ok.out
+    other = cli(*DOCTOR, "--outbox-bucket", "mem-outbox", "--outbox-prefix", "ob")
+    assert other.code == 3 and "differs from the ABAC policy" in other.out, other.out
+    assert f"--outbox-prefix ob --outbox-kms-key-arn {key}" in other.out  # its fix keeps the key
