@@ -120,6 +120,16 @@ def test_retention_preview_counts_what_the_sweep_deletes(state: Path, cli) -> No
     assert "1 expired memories" in done.out and keys(state) == ["m1", "m3", "m4"]
 
 
+def test_a_state_dir_without_an_outbox_folder_has_no_dead_letters_to_warn_about(state: Path, cli) -> None:
+    """The S3 sweep warns when it was not given the outbox; a local state dir is the outbox, and
+    one without an outbox folder holds no dead letters: nothing to pass, nothing to warn about."""
+    import shutil
+
+    shutil.rmtree(state / "outbox")
+    done = cli("retention", "sweep", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--ttl-days", "30", "--yes")
+    assert done.code == 0 and "1 expired memories" in done.out and "WARNING" not in done.out, done.out
+
+
 def test_retention_sweep_purges_dead_letters_of_expired_conversations(state: Path, cli) -> None:
     """A dead letter holds a whole transcript: under a TTL it may not outlive the memories it
     would have become (its conversation's last change, ``created_at``, is what counts)."""
