@@ -99,6 +99,25 @@ def test_outbox_list_retry_and_purge(state: Path, cli) -> None:
     assert purged.code == 0 and "DELETED" in purged.out and outbox.dead_letters() == []
 
 
+def test_retry_never_puts_an_older_transcript_over_a_newer_pending_one(state: Path, cli) -> None:
+    """A process that writes a newer version of a dead-lettered conversation purges the dead
+    letter only after that version is durable: killed in between (or its purge refused), both
+    are left. Retrying then put the older transcript back over the newer one (the turns since
+    lost), although the README promises `outbox retry` never does. The superseded letter stays
+    for `outbox purge`; the newer entry is stored at the next replay."""
+    outbox = LocalOutbox(state / "outbox")
+    (letter,) = outbox.dead_letters()
+    newer = dataclasses.replace(
+        letter.entry, transcript=[*letter.entry.transcript, {"role": "user", "text": "and later"}],
+        created_at=(datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat(),
+    )  # fmt: skip
+    outbox.put(newer)
+    done = cli("outbox", "retry", *LOCAL, "--state-dir", str(state))
+    assert done.code == 0, done.err
+    assert outbox.get(newer.entry_id) == newer, done.out
+    assert "newer version" in done.out and len(outbox.dead_letters()) == 1
+
+
 def test_retention_sweep_deletes_only_expired_memories(state: Path, cli) -> None:
     base = ("retention", "sweep", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--ttl-days", "30")
     preview = cli(*base)
