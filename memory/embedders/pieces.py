@@ -30,6 +30,7 @@ _NORMALIZERS = [
     {"type": "Replace", "pattern": {"String": " "}, "content": MARK},
 ]
 CACHED_PIECES = 1 << 16
+CACHED_PIECE_CHARS = 64  # longer pieces (a URL, an encoded blob) are tokenized every time
 
 
 class PieceTokenizer:
@@ -40,7 +41,7 @@ class PieceTokenizer:
         config = json.loads(tokenizer.to_str())
         self.by_piece = splits_at_marks(config)
         self.special = tuple(t["content"] for t in config.get("added_tokens", []))
-        self._piece_ids = functools.lru_cache(maxsize=CACHED_PIECES)(self._tokenize_piece)
+        self._cached_ids = functools.lru_cache(maxsize=CACHED_PIECES)(self._tokenize_piece)
 
     def __call__(self, texts: Sequence[str]) -> list[Sequence[int]]:
         if not self.by_piece:
@@ -54,6 +55,11 @@ class PieceTokenizer:
             return self.tokenizer.encode(text, add_special_tokens=False).ids
         pieces = _PIECE.findall(MARK + text.replace(" ", MARK))
         return list(itertools.chain.from_iterable(map(self._piece_ids, pieces)))
+
+    def _piece_ids(self, piece: str) -> tuple[int, ...]:
+        if len(piece) > CACHED_PIECE_CHARS:  # the cache is bounded in entries: keep them short
+            return self._tokenize_piece(piece)
+        return self._cached_ids(piece)
 
     def _tokenize_piece(self, piece: str) -> tuple[int, ...]:
         return tuple(token.id for token in self.tokenizer.model.tokenize(piece))

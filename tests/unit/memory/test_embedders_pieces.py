@@ -17,6 +17,7 @@ EDGE_CASES = [
     "", " ", "   ", "a", " a", "a ", "a  b", "  lead", "trail   ", "x\ny\tz", "tabs\t\tand\n\nnewlines ",
     "Ünïcödé ✓ café", "emoji 🎉🎉 ok", f"{MARK}literal{MARK}mark {MARK}{MARK}", "中文 文本 测试",
     "$1,234.56 (approx.)", "don't won't I'm", "hello <s> world </s>", "<unk> x", "a<s>b",
+    "https://example.com/" + "aZ09+/" * 40 + " and a long word",  # a piece too long to cache
 ]
 
 
@@ -83,3 +84,12 @@ def test_splits_at_marks_needs_wordllamas_normalizer():
     assert splits_at_marks(config)
     assert not splits_at_marks({**config, "normalizer": None})
     assert not splits_at_marks({**config, "model": {**config["model"], "type": "Unigram"}})
+
+
+def test_long_pieces_are_not_kept_in_the_cache():
+    """The cache is bounded in entries: a piece longer than ``CACHED_PIECE_CHARS`` (an encoded
+    blob pasted in a conversation) is tokenized, not kept."""
+    token_ids = PieceTokenizer(_token_ids().tokenizer)
+    blob = "QUJD" * 100
+    assert list(token_ids([f"see {blob} now"])[0]) == _own_ids(token_ids.tokenizer, f"see {blob} now")
+    assert token_ids._cached_ids.cache_info().currsize == 2  # "▁see" and "▁now"
