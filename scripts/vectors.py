@@ -125,9 +125,15 @@ def outbox_bucket_state(s3: BaseClient, bucket: str) -> dict[str, bool] | None:
     return {"encrypted": encrypted, "private": private}
 
 
+#: What GetBucketLocation answers for buckets of these regions (None: us-east-1; "EU": the
+#: legacy constraint of eu-west-1 buckets).
+_LEGACY_LOCATIONS = {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}
+
+
 def bucket_region(s3: BaseClient, bucket: str) -> str:
     """The region an existing S3 bucket lives in."""
-    return str(s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1")
+    location = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
+    return str(_LEGACY_LOCATIONS.get(location, location))
 
 
 def region_drift(bucket_in: str, region: str) -> str:
