@@ -309,6 +309,7 @@ def test_a_rerun_keeps_the_settings_the_operator_added_to_the_file(role, cli, co
     without it: retention silently off at the next launch. It keeps such lines, and the file stays
     one the app accepts; the settings it writes are still its own."""
     from agent.settings import SETTINGS_FILE_ENV, load_settings
+    from scripts.agentcore_cmd import WRITTEN_SETTINGS
 
     assert cli(*_args(config, "--tvm-role-arn", TVM)).code == 0
     config.write_text(config.read_text().replace("AGENT_MODEL_ID=", "AGENT_MODEL_ID=hand-edited-") + "AGENT_MEMORY_TTL_DAYS=30\n")
@@ -324,8 +325,10 @@ def test_a_rerun_keeps_the_settings_the_operator_added_to_the_file(role, cli, co
     assert load_settings().memory_ttl_days == 30
     key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     assert cli(*_args(config, "--tvm-role-arn", TVM, "--outbox-kms-key-arn", key)).code == 0
+    assert set(_settings(config)) - WRITTEN_SETTINGS == {"AGENT_MEMORY_TTL_DAYS"}  # it knows what it writes
     single = cli(*_args(config, "--tenant-mode", "single", "--single-tenant-id", "acme"))
     assert single.code == 0, single.err
     settings = _settings(config)  # what the command wrote before and no longer writes is gone
     assert "AGENT_OUTBOX_KMS_KEY_ID" not in settings and "AGENT_TVM_ROLE_ARN" not in settings
     assert settings["AGENT_MEMORY_TTL_DAYS"] == "30"
+    assert set(settings) - WRITTEN_SETTINGS == {"AGENT_MEMORY_TTL_DAYS"}
