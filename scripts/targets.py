@@ -82,10 +82,23 @@ def open_outbox(args: argparse.Namespace) -> tuple[Outbox | None, str]:
     if not args.outbox_bucket:
         return None, "outbox (none: pass --outbox-bucket)"
     s3 = aws_client("s3", require_region(args))
+    _require_prefix(s3, args.outbox_bucket, args.outbox_prefix)
     outbox = S3Outbox(
         lambda _tenant: s3, args.outbox_bucket, prefix=args.outbox_prefix, lister=s3, kms_key_id=args.outbox_kms_key_arn
     )
     return outbox, f"outbox s3://{args.outbox_bucket}/{args.outbox_prefix}"
+
+
+def _require_prefix(s3: Any, bucket: str, prefix: str) -> None:
+    """A clear error when the outbox bucket holds folders but not ``<prefix>/``: the app's
+    AGENT_OUTBOX_PREFIX is another one, where its entries are and where it reads markers."""
+    listed = s3.list_objects_v2(Bucket=bucket, Delimiter="/")
+    folders = [p["Prefix"] for p in listed.get("CommonPrefixes", [])]
+    if folders and f"{prefix}/" not in folders and not listed.get("IsTruncated"):
+        raise ScriptError(
+            f"outbox bucket {bucket!r} has no '{prefix}/' folder (it has {', '.join(repr(f) for f in folders[:5])}): "
+            "pass the app's AGENT_OUTBOX_PREFIX as --outbox-prefix"
+        )
 
 
 def where_tenants_are(args: argparse.Namespace) -> str:

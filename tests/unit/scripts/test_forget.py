@@ -238,3 +238,28 @@ def test_a_mistyped_vector_bucket_is_an_error_not_an_erasure_without_memories(me
     assert len(_keys()) == 6
     offboard = cli("tenant", "offboard", "--region", "us-east-1", "--bucket", "mem-bucket-typo", "--tenant", "acme", "--yes")
     assert offboard.code == 1 and "vector bucket 'mem-bucket-typo' not found" in offboard.err, offboard.out
+
+
+def test_an_outbox_prefix_other_than_the_apps_is_an_error_not_a_marker_nobody_reads(memories, cli) -> None:
+    """An app with AGENT_OUTBOX_PREFIX=ob keeps entries and reads markers under ob/<tenant>/.
+    forget without --outbox-prefix wrote its marker under outbox/acme/, which no app reads, found
+    no entries and reported a completed erasure (exit 0): the user's pending conversation was
+    stored again at the next replay. A bucket whose outbox folders do not include the prefix is
+    an error, before anything is written."""
+    from memory.keys import new_conversation_marker
+    from memory.pipeline.outbox import OutboxEntry
+    from memory.pipeline.outbox_s3 import S3Outbox
+
+    assert cli("vector-bucket", "--region", "us-east-1", "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox").code == 0
+    s3 = boto3.client("s3", region_name="us-east-1")
+    S3Outbox(lambda _tenant: s3, "mem-outbox", prefix="ob").put(OutboxEntry(
+        tenant_id="acme", user_id="ann", agent_name="orchestrator", conversation_id="c9",
+        transcript=[{"role": "user", "text": "secret"}], opened=new_conversation_marker(),
+    ))  # fmt: skip
+    base = (*ARGS, "--outbox-bucket", "mem-outbox", "--settle-seconds", "0", "--user", "ann", "--yes")
+    wrong = cli(*base)
+    assert wrong.code == 1 and "'outbox/'" in wrong.err and "ob/" in wrong.err, wrong.out
+    assert [o["Key"].split("/")[0] for o in s3.list_objects_v2(Bucket="mem-outbox")["Contents"]] == ["ob"]
+    assert len(_keys()) == 6
+    right = cli(*base, "--outbox-prefix", "ob")
+    assert right.code == 0 and "1 outbox entries of user ann" in right.out, right.err
