@@ -168,6 +168,16 @@ def app_idle_timeout(runtime_idle_timeout: int) -> int:
     return min(APP_IDLE_DEFAULT, fitting)
 
 
+#: Every setting ``runtime_settings`` writes, in any mode.
+WRITTEN_SETTINGS = frozenset({
+    "AGENT_REGION", "AGENT_AUTH_MODE", "AGENT_COGNITO_USER_POOL_ID", "AGENT_COGNITO_CLIENT_IDS",
+    "AGENT_TOKEN_USES", "AGENT_TENANT_CLAIMS", "AGENT_BACKEND", "AGENT_VECTOR_BUCKET", "AGENT_EMBEDDER",
+    "AGENT_MODEL_PROVIDER", "AGENT_MODEL_ID", "AGENT_TENANT_MODE", "AGENT_RUNTIME_IDLE_TIMEOUT_SECONDS",
+    "AGENT_IDLE_TIMEOUT_SECONDS", "AGENT_OUTBOX_BUCKET", "AGENT_OUTBOX_PREFIX", "AGENT_OUTBOX_KMS_KEY_ID",
+    "AGENT_TVM_ROLE_ARN", "AGENT_SINGLE_TENANT_ID",
+})  # fmt: skip
+
+
 def runtime_settings(args: argparse.Namespace, region: str) -> dict[str, str]:
     """The deployed app's non-secret ``AGENT_*`` settings (see ``agent/settings.py``)."""
     values = {
@@ -198,14 +208,37 @@ def runtime_settings(args: argparse.Namespace, region: str) -> dict[str, str]:
     return values
 
 
-def render_settings(values: dict[str, str]) -> str:
-    """The settings file's text (dotenv; values are ids and ARNs, never secrets)."""
+#: Heads the lines an existing settings file had for settings this command does not write.
+KEPT_HEADER = "# Added by hand (kept when this command rewrites the file):"
+
+
+def render_settings(values: dict[str, str], kept: Sequence[str] = ()) -> str:
+    """The settings file's text (dotenv; values are ids and ARNs, never secrets), then the
+    ``kept`` lines of the operator's own settings (``operator_lines``)."""
     lines = [
         "# Written by `python -m scripts agentcore`; uploaded with the source by `agentcore launch`.",
         "# The deployed app reads it at start-up; environment variables override it. No secrets here.",
         *(f"{key}={value}" for key, value in values.items()),
     ]
+    if kept:
+        lines += [KEPT_HEADER, *kept]
     return "\n".join(lines) + "\n"
+
+
+def operator_lines(path: Path) -> list[str]:
+    """The lines of an existing settings file that set what this command never writes (e.g.
+    ``AGENT_MEMORY_TTL_DAYS``, which has no flag): a re-run keeps them instead of dropping them.
+    Its own settings (``WRITTEN_SETTINGS``) are never kept: a key or mode left out is gone."""
+    try:
+        text = path.read_text() if path.is_file() else ""
+    except OSError as err:
+        raise ScriptError(f"cannot read {path}: {err.strerror}") from err
+    kept = []
+    for line in text.splitlines():
+        key = line.split("=", 1)[0].strip().removeprefix("export ").strip()
+        if "=" in line and not line.lstrip().startswith("#") and key not in WRITTEN_SETTINGS:
+            kept.append(line)
+    return kept
 
 
 def write_settings(path: Path, text: str, report: Report) -> None:
@@ -340,7 +373,8 @@ def run(args: argparse.Namespace) -> Report:
         raise ScriptError("need 60 <= --idle-timeout <= --max-lifetime <= 28800")
     check_embedding_model(args.embedding_model_id)
     check_toolkit_config(args.toolkit_config, args.agent)
-    settings = render_settings(runtime_settings(args, region))
+    values = runtime_settings(args, region)
+    settings = render_settings(values, operator_lines(args.settings_file))
     account = account_id(region)
     report = Report("agentcore", dry_run=args.dry_run)
     write_settings(args.settings_file, settings, report)

@@ -23,6 +23,7 @@ from scripts.common import (
     ScriptError,
     add_common_args,
     aws_client,
+    error_code,
     is_not_found,
     require_region,
 )
@@ -251,15 +252,26 @@ def create_user(
     if tier:
         attributes.append({"Name": "custom:tier", "Value": tier})
     password = generate_password()
-    idp.admin_create_user(
-        UserPoolId=pool_id,
-        Username=email,
-        UserAttributes=attributes,
-        MessageAction="SUPPRESS",
-        TemporaryPassword=password,
-    )
+    try:
+        idp.admin_create_user(
+            UserPoolId=pool_id,
+            Username=email,
+            UserAttributes=attributes,
+            MessageAction="SUPPRESS",
+            TemporaryPassword=password,
+        )
+    except ClientError as err:  # botocore resent a create whose response was lost: the user is ours
+        if error_code(err) != "UsernameExistsException" or not _unfinished_of(idp, pool_id, email, tenant):
+            raise
     idp.admin_set_user_password(UserPoolId=pool_id, Username=email, Password=password, Permanent=True)
     return password
+
+
+def _unfinished_of(idp: BaseClient, pool_id: str, email: str, tenant: str) -> bool:
+    """Whether the user exists in ``tenant`` and never signed in (what a lost create leaves)."""
+    user = idp.admin_get_user(UserPoolId=pool_id, Username=email)
+    attributes = {a["Name"]: a["Value"] for a in user.get("UserAttributes", [])}
+    return attributes.get(TENANT_ATTRIBUTE) == tenant and user.get("UserStatus") == FIRST_RUN_UNFINISHED
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -130,6 +130,9 @@ def run(args: argparse.Namespace) -> Report:
             return "DRIFT", "trust policy does not require the TenantID session tag"
         if not any(_allows(s, "sts:TagSession") for s in statements):
             return "DRIFT", "trust policy does not allow sts:TagSession: STS refuses the TVM's tagged AssumeRole"
+        deleted = [p for s in statements for p in _aws_principals(s) if not p.startswith("arn:")]
+        if deleted:  # IAM shows a deleted principal's unique id; a re-created role does not match it
+            return "DRIFT", f"trust policy names a deleted role or user ({', '.join(deleted)}): STS refuses its successor"
         try:
             current = iam.get_role_policy(RoleName=args.role_name, PolicyName=tvm_role.POLICY_NAME)[
                 "PolicyDocument"
@@ -138,10 +141,14 @@ def run(args: argparse.Namespace) -> Report:
             if is_not_found(err):
                 return "DRIFT", f"inline policy {tvm_role.POLICY_NAME} missing"
             raise
-        # Without outbox arguments, the outbox the role grants (if any) is the one checked.
+        # Without outbox arguments, the outbox the role grants (if any) is the one checked; without
+        # a key, the key the role grants for that bucket (the app's AGENT_OUTBOX_KMS_KEY_ID).
         outbox = (args.outbox_bucket, args.outbox_prefix, args.outbox_kms_key_arn)
+        granted = _granted_outbox(current)
         if not args.outbox_bucket:
-            outbox = _granted_outbox(current) or outbox
+            outbox = granted or outbox
+        elif not args.outbox_kms_key_arn and granted and granted[0] == args.outbox_bucket:
+            outbox = (args.outbox_bucket, args.outbox_prefix, granted[2])
         checked["outbox"] = outbox
         try:
             expected = tvm_role.permission_policy(
@@ -188,6 +195,8 @@ def run(args: argparse.Namespace) -> Report:
             if found is None:
                 return "MISSING", "no index"
             drift = index_drift(found, create_index_params(args.bucket, name, args.dimension))
+            if found.get("indexMode") == "CLASSIC":  # `tenant onboard` moves it to ENHANCED
+                drift.append("index mode CLASSIC filters during the search: a user may get fewer than topK")
             return ("DRIFT", "; ".join(drift)) if drift else ("OK", f"dimension {args.dimension}")
 
         return check
@@ -281,6 +290,13 @@ def _allows(statement: dict, action: str) -> bool:
     actions = statement.get("Action", [])
     actions = [actions] if isinstance(actions, str) else actions
     return statement.get("Effect") == "Allow" and any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions)
+
+
+def _aws_principals(statement: dict) -> list[str]:
+    """The ``AWS`` principals a trust statement names."""
+    principal = statement.get("Principal", {})
+    named = principal.get("AWS", []) if isinstance(principal, dict) else []
+    return [named] if isinstance(named, str) else list(named)
 
 
 def _statements(doc: object) -> list[dict]:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 
 from memory.pipeline.erasure import ERASURE_SETTLE_SECONDS, erase
-from memory.pipeline.outbox import ErasureMarker, Outbox
+from memory.pipeline.outbox import ErasureMarker
 from memory.tenants import validate_tenant_id
 from memory.types import Scope
 from scripts.common import Report, ScriptError, add_common_args
-from scripts.targets import Target, add_target_args, open_target, where_tenants_are
+from scripts.targets import Target, add_target_args, open_target, require_tenant
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,11 +53,7 @@ def run(args: argparse.Namespace) -> Report:
     if args.conversation and not args.user:
         raise ScriptError("--conversation needs --user")
     target = open_target(args, tenant)
-    if target.store is None and (target.outbox is None or not _in_outbox(target.outbox, tenant)):
-        raise ScriptError(
-            f"tenant {tenant!r} has no index and no outbox entries here ({target.index_resource}, "
-            f"{target.outbox_resource}); nothing to erase. Check the tenant id: {where_tenants_are(args)}"
-        )
+    require_tenant(args, target, tenant, "erase")
     user = None if args.all_users else args.user
     what = ("every user" if user is None else f"user {user}") + (
         f", conversation {args.conversation}" if args.conversation else ""
@@ -84,11 +80,6 @@ def run(args: argparse.Namespace) -> Report:
     _row(report, target.outbox_resource, result.dead_letters, f"dead letters of {what}")
     _row(report, target.index_resource, result.memories, f"memories of {what}")
     return report
-
-
-def _in_outbox(outbox: Outbox, tenant: str) -> bool:
-    """Whether the outbox holds anything of ``tenant`` (entries, dead letters, erasure markers)."""
-    return bool(outbox.pending(tenant) or outbox.dead_letters(tenant) or outbox.erasures(tenant))
 
 
 def _row(report: Report, resource: str, count: int, what: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from memory.pipeline.outbox import DeadLetter, Outbox
+from memory.pipeline.outbox import DeadLetter, Outbox, parse_time
 from memory.tenants import validate_tenant_id
 from scripts.common import Report, ScriptError, add_common_args
 from scripts.targets import add_target_args, open_outbox
@@ -71,7 +71,12 @@ def run_retry(args: argparse.Namespace) -> Report:
     outbox, resource, tenant = _outbox(args)
     report = Report("outbox retry")
     for letter in _selected(outbox, tenant, args.entry):
-        if outbox.revive(letter.entry.entry_id, letter.entry.tenant_id) is not None:
+        entry = letter.entry
+        pending = outbox.get(entry.entry_id, entry.tenant_id)
+        if pending is not None and parse_time(pending.created_at) > parse_time(entry.created_at):
+            # its process wrote the conversation on and died before purging this letter
+            report.add("UNCHANGED", entry.entry_id, "a newer version is pending: this dead letter is superseded (purge it)")
+        elif outbox.revive(entry.entry_id, entry.tenant_id) is not None:
             report.add("UPDATED", letter.entry.entry_id, "back to pending; stored at the app's next replay")
     if not report.rows:
         report.add("UNCHANGED", resource, "no matching dead letters")

@@ -16,7 +16,7 @@ from memory.index.filters import compile_filter
 from memory.pipeline.outbox import expired_dead_letters
 from memory.tenants import validate_tenant_id
 from scripts.common import Report, ScriptError, add_common_args
-from scripts.targets import Target, add_target_args, open_target
+from scripts.targets import Target, add_target_args, open_target, require_tenant
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,10 +38,14 @@ def run_sweep(args: argparse.Namespace) -> Report:
         raise ScriptError("--ttl-days must be positive")
     report = Report("retention sweep", dry_run=not args.yes)
     cutoff = int(time.time() - args.ttl_days * 86400)
-    for tenant in [validate_tenant_id(t) for t in args.tenant]:
-        target = open_target(args, tenant)
+    targets = {tenant: open_target(args, tenant) for tenant in [validate_tenant_id(t) for t in args.tenant]}
+    for tenant, target in targets.items():  # a mistyped tenant fails the run before anything is swept
+        require_tenant(args, target, tenant, "sweep")
+    for tenant, target in targets.items():
         if target.outbox is not None:
             _sweep_dead_letters(report, target, tenant, cutoff, args)
+        elif args.backend == "s3vectors":  # a local state dir without an outbox folder has no dead letters
+            report.add("WARNING", target.outbox_resource, "dead letters (whole transcripts) not swept: pass the outbox")
         if target.store is None:
             report.add("ABSENT", target.index_resource, "no index")
             continue

@@ -17,6 +17,7 @@ from memory.embedders.protocol import EmbeddingPurpose
 from memory.errors import ConfigurationError
 from memory.factory import create_store
 from memory.index.local import stored_dimension
+from memory.index.s3vectors import S3VectorsIndex
 from memory.pipeline.outbox import Outbox
 from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.outbox_s3 import S3Outbox
@@ -24,7 +25,7 @@ from memory.stores.single_tenant import SingleTenantStore
 from memory.tenants import INDEX_PREFIX, index_name_for
 from scripts.common import ScriptError, aws_client, outbox_prefix, require_region
 from scripts.tvm_role import DEFAULT_OUTBOX_PREFIX
-from scripts.vectors import get_index
+from scripts.vectors import get_index, require_bucket
 
 
 class NoEmbedder:
@@ -35,6 +36,16 @@ class NoEmbedder:
 
     def embed(self, texts: Sequence[str], purpose: EmbeddingPurpose) -> list[list[float]]:
         raise ConfigurationError("operations tools never embed text")
+
+
+class ExistingIndex(S3VectorsIndex):
+    """A tenant's index as it exists (``open_target`` found it): never created, and its
+    configuration not checked. The operations tools only list and delete, so an index the app
+    refuses (another distance metric, filterable memory text: drift until it is offboarded)
+    still has its memories erased and swept."""
+
+    def ensure(self) -> None:
+        """Nothing to create or verify."""
 
 
 @dataclass
@@ -71,10 +82,23 @@ def open_outbox(args: argparse.Namespace) -> tuple[Outbox | None, str]:
     if not args.outbox_bucket:
         return None, "outbox (none: pass --outbox-bucket)"
     s3 = aws_client("s3", require_region(args))
+    _require_prefix(s3, args.outbox_bucket, args.outbox_prefix)
     outbox = S3Outbox(
         lambda _tenant: s3, args.outbox_bucket, prefix=args.outbox_prefix, lister=s3, kms_key_id=args.outbox_kms_key_arn
     )
     return outbox, f"outbox s3://{args.outbox_bucket}/{args.outbox_prefix}"
+
+
+def _require_prefix(s3: Any, bucket: str, prefix: str) -> None:
+    """A clear error when the outbox bucket holds folders but not ``<prefix>/``: the app's
+    AGENT_OUTBOX_PREFIX is another one, where its entries are and where it reads markers."""
+    listed = s3.list_objects_v2(Bucket=bucket, Delimiter="/")
+    folders = [p["Prefix"] for p in listed.get("CommonPrefixes", [])]
+    if folders and f"{prefix}/" not in folders and not listed.get("IsTruncated"):
+        raise ScriptError(
+            f"outbox bucket {bucket!r} has no '{prefix}/' folder (it has {', '.join(repr(f) for f in folders[:5])}): "
+            "pass the app's AGENT_OUTBOX_PREFIX as --outbox-prefix"
+        )
 
 
 def where_tenants_are(args: argparse.Namespace) -> str:
@@ -86,11 +110,24 @@ def where_tenants_are(args: argparse.Namespace) -> str:
     return "`python -m scripts tenant list` shows the onboarded tenants"
 
 
+def require_tenant(args: argparse.Namespace, target: Target, tenant: str, action: str) -> None:
+    """Refuse a tenant with no index and nothing in the outbox (no entries, dead letters or
+    erasure markers): typically a mistyped tenant id, which must not look like a clean run."""
+    outbox = target.outbox
+    if target.store is None and (
+        outbox is None or not (outbox.pending(tenant) or outbox.dead_letters(tenant) or outbox.erasures(tenant))
+    ):
+        raise ScriptError(
+            f"tenant {tenant!r} has no index and no outbox entries here ({target.index_resource}, "
+            f"{target.outbox_resource}); nothing to {action}. Check the tenant id: {where_tenants_are(args)}"
+        )
+
+
 def open_target(args: argparse.Namespace, tenant: str) -> Target:
     """The tenant's store and the outbox (the store is None when the tenant has no index).
 
-    The store comes from ``memory.factory.create_store`` with the operator's credentials,
-    never a tenant's; a missing index is checked first (the store would not create one).
+    The store uses the operator's credentials, never a tenant's; a missing index is checked
+    first, and an existing one is used as it is (``ExistingIndex``).
     """
     outbox, outbox_resource = open_outbox(args)
     name = index_name_for(tenant)
@@ -108,13 +145,10 @@ def open_target(args: argparse.Namespace, tenant: str) -> Target:
     s3v = aws_client("s3vectors", require_region(args))
     description: dict[str, Any] | None = get_index(s3v, args.bucket, name)
     store = None
-    if description is not None:
-        store = create_store(
-            backend="s3vectors",
-            tenancy="single",
-            embedder=NoEmbedder(int(description["dimension"])),
-            bucket=args.bucket,
-            tenant_id=tenant,
-            s3vectors_client=s3v,  # the operator's credentials, not a tenant's
-        )
+    if description is None:
+        require_bucket(s3v, args.bucket)  # no index in a mistyped bucket: not "no memories"
+    else:
+        dimension = int(description["dimension"])
+        index = ExistingIndex(s3v, args.bucket, name, dimension)  # the operator's credentials
+        store = SingleTenantStore(index, NoEmbedder(dimension), tenant_id=tenant)
     return Target(store, outbox, f"index {name}", outbox_resource)

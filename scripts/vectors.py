@@ -125,9 +125,15 @@ def outbox_bucket_state(s3: BaseClient, bucket: str) -> dict[str, bool] | None:
     return {"encrypted": encrypted, "private": private}
 
 
+#: What GetBucketLocation answers for buckets of these regions (None: us-east-1; "EU": the
+#: legacy constraint of eu-west-1 buckets).
+_LEGACY_LOCATIONS = {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}
+
+
 def bucket_region(s3: BaseClient, bucket: str) -> str:
     """The region an existing S3 bucket lives in."""
-    return str(s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1")
+    location = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
+    return str(_LEGACY_LOCATIONS.get(location, location))
 
 
 def region_drift(bucket_in: str, region: str) -> str:
@@ -274,7 +280,7 @@ def run_onboard(args: argparse.Namespace) -> Report:
     tenants = [validate_tenant_id(t) for t in args.tenant]
     s3v = aws_client("s3vectors", require_region(args))
     report = Report("tenant onboard", dry_run=args.dry_run)
-    _require_bucket(s3v, args.bucket)
+    require_bucket(s3v, args.bucket)
     for tenant in tenants:
         onboard(s3v, report, args.bucket, tenant, args.dimension)
     return report
@@ -285,6 +291,7 @@ def run_offboard(args: argparse.Namespace) -> Report:
     tenant = validate_tenant_id(args.tenant)
     s3v = aws_client("s3vectors", require_region(args))
     report = Report("tenant offboard", dry_run=not args.yes)
+    require_bucket(s3v, args.bucket)
     offboard(s3v, report, args.bucket, tenant, args.yes)
     return report
 
@@ -293,12 +300,13 @@ def run_list(args: argparse.Namespace) -> Report:
     """List tenant indexes."""
     s3v = aws_client("s3vectors", require_region(args))
     report = Report("tenant list", read_only=True)
-    _require_bucket(s3v, args.bucket)
+    require_bucket(s3v, args.bucket)
     list_tenants(s3v, report, args.bucket, args.count)
     return report
 
 
-def _require_bucket(s3v: BaseClient, bucket: str) -> None:
+def require_bucket(s3v: BaseClient, bucket: str) -> None:
+    """A clear error when the vector bucket does not exist (a mistyped name: no index in it)."""
     try:
         s3v.get_vector_bucket(vectorBucketName=bucket)
     except ClientError as err:

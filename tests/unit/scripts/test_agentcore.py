@@ -300,3 +300,35 @@ def test_unusable_files_are_clear_errors_not_tracebacks(role, cli, config) -> No
     (config.parent / ".bedrock_agentcore.yaml").write_text("agents: [unclosed\n")
     result = cli(*_args(config, "--tvm-role-arn", TVM))
     assert result.code == 1 and ".bedrock_agentcore.yaml" in result.err
+
+
+def test_a_rerun_keeps_the_settings_the_operator_added_to_the_file(role, cli, config, monkeypatch) -> None:
+    """agentcore.env is how the deployed app gets its settings (launch sends no environment), so
+    a setting the command has no flag for, such as AGENT_MEMORY_TTL_DAYS (retention), is added to
+    it by hand. Re-running the command (a new idle timeout, another client id) rewrote the file
+    without it: retention silently off at the next launch. It keeps such lines, and the file stays
+    one the app accepts; the settings it writes are still its own."""
+    from agent.settings import SETTINGS_FILE_ENV, load_settings
+    from scripts.agentcore_cmd import WRITTEN_SETTINGS
+
+    assert cli(*_args(config, "--tvm-role-arn", TVM)).code == 0
+    config.write_text(config.read_text().replace("AGENT_MODEL_ID=", "AGENT_MODEL_ID=hand-edited-") + "AGENT_MEMORY_TTL_DAYS=30\n")
+    again = cli(*_args(config, "--tvm-role-arn", TVM, "--idle-timeout", "600"))
+    assert again.code == 0, again.err
+    settings = _settings(config)
+    assert settings["AGENT_MEMORY_TTL_DAYS"] == "30" and settings["AGENT_RUNTIME_IDLE_TIMEOUT_SECONDS"] == "600"
+    assert not settings["AGENT_MODEL_ID"].startswith("hand-edited")  # the command's own setting
+    before = config.read_text()
+    assert "Nothing to change" in cli(*_args(config, "--tvm-role-arn", TVM, "--idle-timeout", "600")).out
+    assert config.read_text() == before
+    monkeypatch.setenv(SETTINGS_FILE_ENV, str(config))
+    assert load_settings().memory_ttl_days == 30
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    assert cli(*_args(config, "--tvm-role-arn", TVM, "--outbox-kms-key-arn", key)).code == 0
+    assert set(_settings(config)) - WRITTEN_SETTINGS == {"AGENT_MEMORY_TTL_DAYS"}  # it knows what it writes
+    single = cli(*_args(config, "--tenant-mode", "single", "--single-tenant-id", "acme"))
+    assert single.code == 0, single.err
+    settings = _settings(config)  # what the command wrote before and no longer writes is gone
+    assert "AGENT_OUTBOX_KMS_KEY_ID" not in settings and "AGENT_TVM_ROLE_ARN" not in settings
+    assert settings["AGENT_MEMORY_TTL_DAYS"] == "30"
+    assert set(settings) - WRITTEN_SETTINGS == {"AGENT_MEMORY_TTL_DAYS"}

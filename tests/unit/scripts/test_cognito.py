@@ -237,11 +237,9 @@ def test_create_user_again_with_other_capitals_makes_no_second_user(aws, cli) ->
     assert len(_idp().list_users(UserPoolId=pool_id)["Users"]) == 1
 
 
-@pytest.mark.parametrize("operation", ["CreateUserPool", "CreateUserPoolClient"])
-def test_a_create_whose_response_times_out_is_not_resent(aws, cli, monkeypatch, operation: str) -> None:
-    """Cognito acts on the create, the response never arrives (a read timeout): botocore used to
-    resend it, leaving two pools (or app clients) of the same name, the next run then refusing
-    with '2 user pools are named ...'. Now the run fails in one line and the next adopts the one."""
+def _lose_the_first_response(monkeypatch: pytest.MonkeyPatch, operation: str) -> list[str]:
+    """The CLI's Cognito clients lose the response to the first ``operation`` (a read timeout
+    after the service acted); returns the list that records it."""
     from botocore.exceptions import ReadTimeoutError
 
     import scripts.cognito as cognito_module
@@ -260,9 +258,35 @@ def test_a_create_whose_response_times_out_is_not_resent(aws, cli, monkeypatch, 
         return client
 
     monkeypatch.setattr(cognito_module, "aws_client", losing)
+    return timed_out
+
+
+@pytest.mark.parametrize("operation", ["CreateUserPool", "CreateUserPoolClient"])
+def test_a_create_whose_response_times_out_is_not_resent(aws, cli, monkeypatch, operation: str) -> None:
+    """Cognito acts on the create, the response never arrives (a read timeout): botocore used to
+    resend it, leaving two pools (or app clients) of the same name, the next run then refusing
+    with '2 user pools are named ...'. Now the run fails in one line and the next adopts the one."""
+    timed_out = _lose_the_first_response(monkeypatch, operation)
     first = cli(*SETUP)
     assert timed_out and first.code == 1 and "timeout" in first.err.lower() and len(first.err.splitlines()) == 1
     pool_id = _pool_id()  # exactly one pool
     assert cli(*SETUP).code == 0
     assert _pool_id() == pool_id
     assert len(_idp().list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"]) == 1
+
+
+def test_a_user_creation_whose_response_was_lost_and_resent_by_botocore_succeeds(aws, cli, monkeypatch) -> None:
+    """Cognito creates the user, the response is lost (a read timeout), botocore resends
+    AdminCreateUser and the retry answers UsernameExistsException: the user is the one this run
+    created (its tenant, never signed in), so the run goes on to set and print its password
+    (on main: 'error: AWS call AdminCreateUser failed (UsernameExistsException)', no password)."""
+    cli(*SETUP)
+    timed_out = _lose_the_first_response(monkeypatch, "AdminCreateUser")
+    argv = ("cognito", "create-user", "--region", "us-east-1", "--tenant", "acme", "--email", "ann@acme.test")
+    result = cli(*argv)
+    assert timed_out and result.code == 0, result.err
+    password = result.out.split("store it now): ")[1].split()[0]
+    user = _idp().admin_get_user(UserPoolId=_pool_id(), Username="ann@acme.test")
+    assert user["UserStatus"] == "CONFIRMED"
+    other = cli("cognito", "create-user", "--region", "us-east-1", "--tenant", "globex", "--email", "ann@acme.test")
+    assert other.code == 3 and password not in other.out  # another tenant's user is still refused

@@ -275,3 +275,70 @@ def test_a_tvm_role_letting_tenants_write_their_erasure_markers_is_drift(aws, cl
     row = next(line for line in old.out.splitlines() if "differs from the ABAC policy" in line)
     assert old.code == 3 and row.startswith("DRIFT"), old.out
     assert "--outbox-bucket mem-outbox --outbox-prefix ob" in old.out, old.out
+
+
+def test_a_classic_index_is_drift_that_onboard_fixes(aws, cli, bedrock, monkeypatch) -> None:
+    """A CLASSIC index (the default in vector buckets created before 2026-09-30) applies the
+    per-user filter during the vector search, so a user whose memories are a small part of the
+    tenant's index gets fewer than topK of them: `tenant onboard` moves it to ENHANCED. doctor
+    must not call it OK while its own fix command would change it. moto reports no index mode:
+    GetIndex's answer gets the one the service reports."""
+    _full_setup(cli)
+    real = doctor_module.aws_client
+
+    def classic(service: str, region: str):
+        client = real(service, region)
+        if service == "s3vectors":
+            def mode(parsed, **_):
+                if "index" in parsed:
+                    parsed["index"]["indexMode"] = "CLASSIC"
+            client.meta.events.register("after-call.s3vectors.GetIndex", mode)
+        return client
+
+    monkeypatch.setattr(doctor_module, "aws_client", classic)
+    bedrock.append(("ok", MODEL))
+    result = cli(*DOCTOR)
+    row = next(line for line in result.out.splitlines() if "memory-acme" in line)
+    assert result.code == 3 and row.startswith("DRIFT") and "CLASSIC" in row, result.out
+    assert "fix: python -m scripts tenant onboard --bucket mem-bucket --tenant acme" in row
+
+
+def test_a_trust_policy_naming_a_deleted_execution_role_is_drift(aws, cli, bedrock) -> None:
+    """IAM stores a role named in a trust policy by its unique id; once that role is deleted the
+    policy shows the id (AROA...) and no longer matches anyone, not even a role re-created under
+    the same name (IAM user guide, role trust policy examples). A runtime role re-created with
+    `runtime-role` then has every tenant's AssumeRole refused: doctor must not call the TVM role
+    OK. Re-running `tvm-role` writes the ARN again (it differs from the stored document)."""
+    _full_setup(cli)
+    iam = boto3.client("iam", region_name="us-east-1")
+    trust = iam.get_role(RoleName="agent-memory-tvm")["Role"]["AssumeRolePolicyDocument"]
+    for statement in trust["Statement"]:
+        statement["Principal"]["AWS"] = "AROAEXAMPLEDELETED123"  # how IAM shows the deleted role
+    iam.update_assume_role_policy(RoleName="agent-memory-tvm", PolicyDocument=json.dumps(trust))
+    bedrock.extend([("ok", MODEL), ("ok", MODEL)])
+    result = cli(*DOCTOR)
+    row = next(line for line in result.out.splitlines() if "TVM role" in line)
+    assert result.code == 3 and row.startswith("DRIFT") and "AROAEXAMPLEDELETED123" in row, result.out
+    assert "fix: python -m scripts tvm-role" in row
+    assert cli("tvm-role", *R, "--bucket", "mem-bucket", "--execution-role-arn", EXEC).code == 0
+    assert cli(*DOCTOR).code == 0
+
+
+def test_doctor_given_the_outbox_but_not_its_key_checks_the_key_the_role_grants(aws, cli, bedrock) -> None:
+    """The deployment order runs doctor with --outbox-bucket only. For an outbox with a
+    customer-managed key (tvm-role --outbox-kms-key-arn) that setup is fine, yet doctor called it
+    drift and printed a `tvm-role` fix without the key: running it takes the key away from every
+    tenant session, and each outbox write of the app (AGENT_OUTBOX_KMS_KEY_ID) is then refused.
+    The key the role grants for that bucket is checked as tvm-role writes it (and kept in the
+    fix); another prefix is still drift."""
+    _full_setup(cli)
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    tvm = ("tvm-role", *R, "--bucket", "mem-bucket", "--execution-role-arn", EXEC, "--outbox-bucket", "mem-outbox")
+    assert cli("vector-bucket", *R, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox").code == 0
+    assert cli(*tvm, "--outbox-kms-key-arn", key).code == 0
+    bedrock.extend([("ok", MODEL)] * 3)
+    ok = cli(*DOCTOR, "--outbox-bucket", "mem-outbox")
+    assert ok.code == 0, ok.out
+    other = cli(*DOCTOR, "--outbox-bucket", "mem-outbox", "--outbox-prefix", "ob")
+    assert other.code == 3 and "differs from the ABAC policy" in other.out, other.out
+    assert f"--outbox-prefix ob --outbox-kms-key-arn {key}" in other.out  # its fix keeps the key

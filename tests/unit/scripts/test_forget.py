@@ -183,3 +183,83 @@ def test_a_refused_metadata_listing_names_get_vectors(memories, cli, monkeypatch
     monkeypatch.setattr(targets_module, "aws_client", refused)
     result = cli(*ARGS, "--user", "ann")
     assert result.code == 4 and "s3vectors:GetVectors" in result.err, result.err
+
+
+@pytest.mark.parametrize("command", ["forget", "retention"])
+def test_an_index_the_app_refuses_is_still_erased_and_swept(aws, cli, command) -> None:
+    """The app refuses an index whose configuration is not the library's (another distance
+    metric; memory text filterable, as indexes made before that check were): `tenant onboard`
+    calls it drift, to be fixed by offboarding. Until then its memories are still there, and
+    erasure and retention must reach them: the operations tools only list and delete (their
+    preview already counted them), they never query or store, so the configuration is no reason
+    to refuse (on main: 'error: index ... uses the euclidean distance', exit 1, nothing deleted)."""
+    s3v = boto3.client("s3vectors", region_name="us-east-1")
+    assert cli("vector-bucket", "--region", "us-east-1", "--bucket", "mem-bucket").code == 0
+    s3v.create_index(vectorBucketName="mem-bucket", indexName="memory-acme", dataType="float32",
+                     dimension=3, distanceMetric="euclidean")  # fmt: skip
+    s3v.put_vectors(vectorBucketName="mem-bucket", indexName="memory-acme", vectors=[
+        {"key": f"{u}-{i}", "data": {"float32": [0.1, 0.2, 0.3]},
+         "metadata": {"user_id": u, "conversation_id": "c1", "content": "secret text", "stored_at_epoch": 1}}
+        for i, u in enumerate(("ann", "ann", "bob"))
+    ])  # fmt: skip
+    if command == "forget":
+        preview, done = (cli(*ARGS, "--user", "ann", *extra) for extra in ((), ("--yes",)))
+        assert "2 memories of user ann" in preview.out
+        assert done.code == 0 and "2 memories of user ann" in done.out, done.err
+        assert _keys() == {"bob-2"}
+    else:
+        sweep = ("retention", "sweep", "--region", "us-east-1", "--bucket", "mem-bucket", "--tenant", "acme", "--ttl-days", "30")
+        preview, done = cli(*sweep), cli(*sweep, "--yes")
+        assert "3 memories older than 30 days" in preview.out
+        assert done.code == 0 and "3 expired memories" in done.out, done.err
+        assert _keys() == set()
+
+
+def test_a_mistyped_vector_bucket_is_an_error_not_an_erasure_without_memories(memories, cli) -> None:
+    """With the tenant's outbox entries found, a mistyped --bucket (no such vector bucket, so no
+    index in it) erased the outbox side and reported 'no memories of user ann', exit 0, while
+    every memory stayed in the real bucket. A missing bucket is an error, before anything is
+    written; so is offboarding from one (on main: 'ABSENT ... nothing to delete', exit 0)."""
+    from memory.keys import new_conversation_marker
+    from memory.pipeline.outbox import OutboxEntry
+    from memory.pipeline.outbox_s3 import S3Outbox
+
+    assert cli("vector-bucket", "--region", "us-east-1", "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox").code == 0
+    s3 = boto3.client("s3", region_name="us-east-1")
+    S3Outbox(lambda _tenant: s3, "mem-outbox").put(OutboxEntry(
+        tenant_id="acme", user_id="ann", agent_name="orchestrator", conversation_id="c9",
+        transcript=[{"role": "user", "text": "secret"}], opened=new_conversation_marker(),
+    ))  # fmt: skip
+    typo = [a if a != "mem-bucket" else "mem-bucket-typo" for a in ARGS]
+    result = cli(*typo, "--outbox-bucket", "mem-outbox", "--settle-seconds", "0", "--user", "ann", "--yes")
+    assert result.code == 1, result.out
+    assert "vector bucket 'mem-bucket-typo' not found" in result.err
+    assert [o["Key"].split("/")[2] for o in s3.list_objects_v2(Bucket="mem-outbox")["Contents"]] == ["pending"]
+    assert len(_keys()) == 6
+    offboard = cli("tenant", "offboard", "--region", "us-east-1", "--bucket", "mem-bucket-typo", "--tenant", "acme", "--yes")
+    assert offboard.code == 1 and "vector bucket 'mem-bucket-typo' not found" in offboard.err, offboard.out
+
+
+def test_an_outbox_prefix_other_than_the_apps_is_an_error_not_a_marker_nobody_reads(memories, cli) -> None:
+    """An app with AGENT_OUTBOX_PREFIX=ob keeps entries and reads markers under ob/<tenant>/.
+    forget without --outbox-prefix wrote its marker under outbox/acme/, which no app reads, found
+    no entries and reported a completed erasure (exit 0): the user's pending conversation was
+    stored again at the next replay. A bucket whose outbox folders do not include the prefix is
+    an error, before anything is written."""
+    from memory.keys import new_conversation_marker
+    from memory.pipeline.outbox import OutboxEntry
+    from memory.pipeline.outbox_s3 import S3Outbox
+
+    assert cli("vector-bucket", "--region", "us-east-1", "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox").code == 0
+    s3 = boto3.client("s3", region_name="us-east-1")
+    S3Outbox(lambda _tenant: s3, "mem-outbox", prefix="ob").put(OutboxEntry(
+        tenant_id="acme", user_id="ann", agent_name="orchestrator", conversation_id="c9",
+        transcript=[{"role": "user", "text": "secret"}], opened=new_conversation_marker(),
+    ))  # fmt: skip
+    base = (*ARGS, "--outbox-bucket", "mem-outbox", "--settle-seconds", "0", "--user", "ann", "--yes")
+    wrong = cli(*base)
+    assert wrong.code == 1 and "'outbox/'" in wrong.err and "ob/" in wrong.err, wrong.out
+    assert [o["Key"].split("/")[0] for o in s3.list_objects_v2(Bucket="mem-outbox")["Contents"]] == ["ob"]
+    assert len(_keys()) == 6
+    right = cli(*base, "--outbox-prefix", "ob")
+    assert right.code == 0 and "1 outbox entries of user ann" in right.out, right.err

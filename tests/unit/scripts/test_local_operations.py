@@ -99,6 +99,25 @@ def test_outbox_list_retry_and_purge(state: Path, cli) -> None:
     assert purged.code == 0 and "DELETED" in purged.out and outbox.dead_letters() == []
 
 
+def test_retry_never_puts_an_older_transcript_over_a_newer_pending_one(state: Path, cli) -> None:
+    """A process that writes a newer version of a dead-lettered conversation purges the dead
+    letter only after that version is durable: killed in between (or its purge refused), both
+    are left. Retrying then put the older transcript back over the newer one (the turns since
+    lost), although the README promises `outbox retry` never does. The superseded letter stays
+    for `outbox purge`; the newer entry is stored at the next replay."""
+    outbox = LocalOutbox(state / "outbox")
+    (letter,) = outbox.dead_letters()
+    newer = dataclasses.replace(
+        letter.entry, transcript=[*letter.entry.transcript, {"role": "user", "text": "and later"}],
+        created_at=(datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat(),
+    )  # fmt: skip
+    outbox.put(newer)
+    done = cli("outbox", "retry", *LOCAL, "--state-dir", str(state))
+    assert done.code == 0, done.err
+    assert outbox.get(newer.entry_id) == newer, done.out
+    assert "newer version" in done.out and len(outbox.dead_letters()) == 1
+
+
 def test_retention_sweep_deletes_only_expired_memories(state: Path, cli) -> None:
     base = ("retention", "sweep", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--ttl-days", "30")
     preview = cli(*base)
@@ -120,6 +139,16 @@ def test_retention_preview_counts_what_the_sweep_deletes(state: Path, cli) -> No
     assert "1 expired memories" in done.out and keys(state) == ["m1", "m3", "m4"]
 
 
+def test_a_state_dir_without_an_outbox_folder_has_no_dead_letters_to_warn_about(state: Path, cli) -> None:
+    """The S3 sweep warns when it was not given the outbox; a local state dir is the outbox, and
+    one without an outbox folder holds no dead letters: nothing to pass, nothing to warn about."""
+    import shutil
+
+    shutil.rmtree(state / "outbox")
+    done = cli("retention", "sweep", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--ttl-days", "30", "--yes")
+    assert done.code == 0 and "1 expired memories" in done.out and "WARNING" not in done.out, done.out
+
+
 def test_retention_sweep_purges_dead_letters_of_expired_conversations(state: Path, cli) -> None:
     """A dead letter holds a whole transcript: under a TTL it may not outlive the memories it
     would have become (its conversation's last change, ``created_at``, is what counts)."""
@@ -138,6 +167,7 @@ def test_retention_sweep_purges_dead_letters_of_expired_conversations(state: Pat
 
 def test_a_mistyped_tenant_on_the_local_backend_names_the_tenants_there(state: Path, cli) -> None:
     """The S3 hint (`tenant list`, which needs --bucket) does not help offline: list the local ones."""
-    done = cli("forget", *LOCAL, "--state-dir", str(state), "--tenant", "acmee", "--user", "ann")
-    assert done.code == 1
-    assert "tenants with an index here: acme" in done.err and "tenant list" not in done.err
+    for command in (("forget", "--user", "ann"), ("retention", "sweep", "--ttl-days", "30", "--yes")):
+        done = cli(*command, *LOCAL, "--state-dir", str(state), "--tenant", "acmee")
+        assert done.code == 1, done.out
+        assert "tenants with an index here: acme" in done.err and "tenant list" not in done.err

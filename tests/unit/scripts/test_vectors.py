@@ -254,3 +254,28 @@ def test_an_outbox_bucket_creation_whose_response_was_lost_and_retried_succeeds(
     assert result.code == 0 and "CREATE" in result.out, result.err
     s3 = boto3.client("s3", region_name="eu-west-1")
     assert s3.get_public_access_block(Bucket="mem-outbox")["PublicAccessBlockConfiguration"]["BlockPublicAcls"]
+
+
+def test_a_legacy_eu_bucket_is_in_the_apps_region(aws, cli, monkeypatch) -> None:
+    """GetBucketLocation answers "EU" for buckets of eu-west-1 made with that legacy constraint
+    (S3 API reference: "Buckets with a LocationConstraint of EU reside in eu-west-1"). Such an
+    outbox bucket is in an eu-west-1 app's region: not drift (on main: 'in EU, not eu-west-1',
+    exit 3). moto no longer makes such buckets: its answer is rewritten as S3's would be."""
+    import scripts.vectors as vectors_module
+
+    real = vectors_module.aws_client
+
+    def legacy(service: str, region: str, **kwargs):
+        client = real(service, region, **kwargs)
+        if service == "s3":
+            def eu(parsed, **_):
+                if parsed.get("LocationConstraint") == "eu-west-1":
+                    parsed["LocationConstraint"] = "EU"
+            client.meta.events.register("after-call.s3.GetBucketLocation", eu)
+        return client
+
+    eu_west = ("vector-bucket", "--region", "eu-west-1", *B, "--outbox-bucket", "mem-outbox")
+    assert cli(*eu_west).code == 0
+    monkeypatch.setattr(vectors_module, "aws_client", legacy)
+    again = cli(*eu_west)
+    assert again.code == 0 and "DRIFT" not in again.out, again.out
