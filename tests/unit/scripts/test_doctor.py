@@ -275,3 +275,24 @@ def test_a_tvm_role_letting_tenants_write_their_erasure_markers_is_drift(aws, cl
     row = next(line for line in old.out.splitlines() if "differs from the ABAC policy" in line)
     assert old.code == 3 and row.startswith("DRIFT"), old.out
     assert "--outbox-bucket mem-outbox --outbox-prefix ob" in old.out, old.out
+
+
+def test_a_classic_index_is_drift_fixed_by_onboard(aws, cli, bedrock) -> None:
+    """A CLASSIC index (the default in vector buckets created before 2026-09-30, so every tenant
+    onboarded before `tenant onboard` moved them) applies the per-user filter during the vector
+    search: a user whose memories are a small part of the tenant's index gets fewer than topK of
+    them. `tenant onboard` moves it to ENHANCED; doctor must not call it OK but name that fix.
+    moto reports no index mode: the index is given the mode GetIndex would describe."""
+    from moto.s3vectors.models import s3vectors_backends
+
+    _full_setup(cli)
+    backend = s3vectors_backends["123456789012"]["aws"]
+    backend.get_index(vector_bucket_name="mem-bucket", index_name="memory-acme", index_arn=None).index_mode = "CLASSIC"
+    assert boto3.client("s3vectors", region_name="us-east-1").get_index(
+        vectorBucketName="mem-bucket", indexName="memory-acme")["index"]["indexMode"] == "CLASSIC"
+    bedrock.append(("ok", MODEL))
+    result = cli(*DOCTOR)
+    assert result.code == 3, result.out
+    row = next(line for line in result.out.splitlines() if "memory-acme" in line)
+    assert row.startswith("DRIFT") and "CLASSIC" in row, row
+    assert "fix: python -m scripts tenant onboard --bucket mem-bucket --tenant acme" in result.out
