@@ -24,14 +24,13 @@ from typing import Any
 
 from bedrock_agentcore.runtime import BedrockAgentCoreApp, RequestContext
 from bedrock_agentcore.runtime.models import SESSION_HEADER
-from botocore.exceptions import BotoCoreError, ClientError
 from starlette.middleware import Middleware
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
-from strands.types.exceptions import ModelThrottledException
 
 from agent.auth_gate import IDENTITY_SCOPE_KEY, AuthGateMiddleware
 from agent.body_limit import BodyLimitMiddleware
+from agent.chat_models import model_unavailable
 from agent.json_body import JsonBodyMiddleware
 from agent.errors import AppError, BadRequest, Forbidden, Unauthorized, Unavailable
 from agent.listening import announce, bind_free_port
@@ -46,8 +45,7 @@ from agent.settings import Settings, SettingsError, load_settings
 from agent.user_hash import UserHasher
 from auth import AuthError, Identity, TokenVerifier
 from memory import telemetry
-from memory.aws import translate_error
-from memory.errors import BackendUnavailable, MemoryLibraryError
+from memory.errors import MemoryLibraryError
 from memory.plugin.invocation import Invocation
 
 logger = logging.getLogger(__name__)
@@ -295,19 +293,11 @@ def _error_body(exc: BaseException) -> tuple[int, dict[str, str]]:
     if isinstance(exc, MemoryLibraryError):
         logger.warning("memory backend failed: %s", type(exc).__name__)
         return 503, {"error": "unavailable", "message": "the memory service is unavailable; retry shortly"}
-    if _model_unavailable(exc):
+    if model_unavailable(exc):
         logger.warning("chat model unavailable: %s", type(exc).__name__)
         return 503, {"error": "unavailable", "message": "the model is unavailable; retry shortly"}
     logger.exception("invocation failed")
     return 500, {"error": "internal_error", "message": "the request failed"}
-
-
-def _model_unavailable(exc: BaseException) -> bool:
-    """Whether the chat model failed transiently after its client's retries (throttled, 5xx,
-    timeouts): Strands raises ``ModelThrottledException`` or the botocore error itself."""
-    if isinstance(exc, ModelThrottledException):
-        return True
-    return isinstance(exc, (ClientError, BotoCoreError)) and isinstance(translate_error(exc, "model"), BackendUnavailable)
 
 
 def _error(exc: BaseException) -> JSONResponse:

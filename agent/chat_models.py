@@ -18,12 +18,16 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from botocore.exceptions import BotoCoreError, ClientError
 from strands.models import Model
+from strands.types.exceptions import ModelThrottledException
 
-from memory.aws import client_config
+from memory.aws import client_config, translate_error
+from memory.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +88,24 @@ def build_model(
     if kind.startswith("import:"):
         return _imported(name[len("import:") :])
     raise ValueError(f"unknown model provider {provider!r}; expected one of {', '.join(PROVIDERS)}")
+
+
+def model_unavailable(exc: BaseException) -> bool:
+    """Whether the chat model failed transiently after its client's retries, for a 503.
+
+    Strands raises ``ModelThrottledException`` for throttling; Bedrock's other failures arrive
+    as the botocore error itself (5xx, timeouts); an OpenAI-compatible endpoint's as the
+    ``openai`` package's ``APIStatusError`` (5xx, 408) or ``APIConnectionError`` (also
+    ``APITimeoutError``), which Strands re-raises unchanged.
+    """
+    if isinstance(exc, ModelThrottledException):
+        return True
+    if isinstance(exc, (ClientError, BotoCoreError)):
+        return isinstance(translate_error(exc, "model"), BackendUnavailable)
+    openai = sys.modules.get("openai")  # imported by the provider that can raise its errors
+    if openai is not None and isinstance(exc, openai.APIConnectionError):
+        return True
+    return openai is not None and isinstance(exc, openai.APIStatusError) and (exc.status_code >= 500 or exc.status_code == 408)
 
 
 def _sampling(max_tokens: int | None, temperature: float | None) -> dict[str, Any]:

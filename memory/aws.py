@@ -129,10 +129,11 @@ _TRANSIENT = {
     "RequestTimeoutException",  # S3 Vectors, HTTP 408: "The request timed out. Retry your request."
     "ModelStreamErrorException",  # Bedrock runtime, HTTP 424: "Retry your request."
 }
-#: Credentials that expired (S3: ``ExpiredToken`` 400; STS and JSON services:
-#: ``ExpiredTokenException`` 400 or 403): refreshed meanwhile (botocore's provider, the TVM's
-#: refresh), so transient, never the caller's invalid input nor an IAM denial.
-_EXPIRED_CREDENTIALS = {"ExpiredToken", "ExpiredTokenException"}
+#: Error codes of credentials that expired (S3: ``ExpiredToken`` 400; STS and JSON services:
+#: ``ExpiredTokenException`` 400 or 403): refreshed meanwhile (botocore's provider; the TVM
+#: drops a tenant's cached credentials on them), so transient, never the caller's invalid input
+#: nor an IAM denial.
+EXPIRED_CREDENTIALS = frozenset({"ExpiredToken", "ExpiredTokenException"})
 
 
 def translate_error(exc: BaseException, what: str) -> MemoryLibraryError:
@@ -147,7 +148,7 @@ def translate_error(exc: BaseException, what: str) -> MemoryLibraryError:
         code, status = error_code(exc), http_status(exc)
         message = exc.response.get("Error", {}).get("Message", "")
         detail = f"{what}: {code or status} {message}".strip()
-        if code in _EXPIRED_CREDENTIALS:
+        if code in EXPIRED_CREDENTIALS:
             return BackendUnavailable(detail)
         if code in _ACCESS_DENIED or status == 403:
             return AccessDenied(detail)

@@ -529,9 +529,13 @@ class LocalIndex:
             return []
         with self._lock:
             conn = self._open()
+            assert self._matrix is not None
+            # only keys the cache holds (it reflects every commit): a conversation's store asks
+            # for all ~440 keys its units could have, of which a first store has none
+            present = [k for k in dict.fromkeys(wanted) if k in self._matrix.position]
             found: dict[str, VectorRecord] = {}
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
+            for start in range(0, len(present), 500):
+                chunk = present[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 for key, blob, meta in conn.execute(
                     f"SELECT key, vector, metadata FROM vectors WHERE key IN ({marks})", chunk

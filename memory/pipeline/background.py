@@ -81,6 +81,7 @@ PERMANENT_ERRORS: tuple[type[Exception], ...] = (AccessDenied, NotFound, Configu
 _STRIPES = 64
 _MARKER_CACHE_SIZE = 4096  # (tenant, user) pairs whose erasure markers the checkpoint writer keeps
 _CHECKPOINT_RETRY_SECONDS = 1.0  # pause before writing again checkpoints whose write failed
+_CHECKPOINT_FAILURE_LOG_SECONDS = 60.0  # a checkpoint still failing is logged at most this often
 
 
 class _Outcome(enum.Enum):
@@ -194,6 +195,8 @@ class SummaryPipeline:
         self._writing = 0  # checkpoint writes in progress
         self._writer_wake = threading.Event()
         self._writer: threading.Thread | None = None
+        # ref -> (monotonic time of its last log line, failures since that line, failures in all)
+        self._failing: dict[Ref, tuple[float, int, int]] = {}
         self._erased: set[Ref] = set()  # live conversations found erased
         self._markers: dict[tuple[str | None, str], tuple[float, list[ErasureMarker]]] = {}
         self._created_at = datetime.now(timezone.utc)  # open entries written later are not orphans
@@ -223,6 +226,7 @@ class SummaryPipeline:
                 with self._lock:  # scheduled under the write span: the summary's trace links to it
                     # superseded only now: if the write failed, the queued checkpoint is still written
                     self._checkpoints.pop(ref, None)
+                    self._failing.pop(ref, None)
                     self.metrics["accepted"] += 1
                     self._schedule_locked(ref)
         return entry_id
@@ -422,8 +426,9 @@ class SummaryPipeline:
         with self._stripe(ref):
             with self._lock:
                 queued = self._checkpoints.pop(ref, None)
-            if queued is None:
-                return True  # superseded by the closed entry
+                if queued is None:
+                    self._failing.pop(ref, None)
+                    return True  # superseded by the closed entry
             entry, cause = queued
             try:
                 with telemetry.within(cause):  # this thread's own context is whichever turn started it
@@ -438,13 +443,42 @@ class SummaryPipeline:
                     self.metrics["checkpoint_failures"] += 1
                     if ref not in self._erased:
                         self._checkpoints.setdefault(ref, queued)
-                logger.error("checkpoint write failed (%s); written again shortly", type(exc).__name__)
+                self._log_checkpoint_failure(ref, exc)
                 return False
             with self._lock:
                 if ref in self._inflight:
                     self._inflight[ref] = True  # the running task re-reads the entry instead of removing it
                 self.metrics["checkpoints"] += 1
+                failing = self._failing.pop(ref, None)
+            if failing is not None:
+                logger.warning("checkpoint written again after %d failed writes", failing[2])
         return True
+
+    def _log_checkpoint_failure(self, ref: Ref, exc: Exception) -> None:
+        """Log a conversation's first failed checkpoint write, then at most one line a minute
+        while they keep failing (written again every second), with how many failed meanwhile."""
+        now = time.monotonic()
+        reason = type(exc).__name__
+        with self._lock:
+            previous = self._failing.get(ref)
+            if previous is not None and now - previous[0] < _CHECKPOINT_FAILURE_LOG_SECONDS:
+                self._failing[ref] = (previous[0], previous[1] + 1, previous[2] + 1)
+                return
+            self._failing[ref] = (now, 0, 1 if previous is None else previous[2] + 1)
+        if previous is None:
+            logger.error(
+                "checkpoint write failed (%s); written again every %.0f s, reported at most every %.0f s",
+                reason,
+                _CHECKPOINT_RETRY_SECONDS,
+                _CHECKPOINT_FAILURE_LOG_SECONDS,
+            )
+        else:
+            logger.error(
+                "checkpoint write still failing (%s): %d failed writes since the last report, %d in all",
+                reason,
+                previous[1] + 1,
+                previous[2] + 1,
+            )
 
     # -- erasure ------------------------------------------------------------------------------
 
@@ -477,6 +511,7 @@ class SummaryPipeline:
         with self._lock:
             self._erased.add(_ref(entry))
             self._checkpoints.pop(_ref(entry), None)
+            self._failing.pop(_ref(entry), None)
             self.metrics["erased_dropped"] += 1
         logger.info("conversation covered by an erasure marker: dropped, nothing stored")
 

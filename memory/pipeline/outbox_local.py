@@ -7,7 +7,12 @@ process works on the entry, dropped by the kernel when that process dies), ``cla
 step for every process on the host),
 ``dead/<entry id>.json`` and ``erasures/<folder>/<marker id>.json`` (``erasure_folder``).
 Every file is written atomically (temp file, fsync, rename, directory fsync): once a write
-returns, it survives a crash of the process or the machine.
+returns, it survives a crash of the process or the machine. The writer holds an ``flock`` on its
+temp file (``.<name>.<random>.tmp``) from before its first byte until after the rename, so a temp
+file that is not locked and not empty belongs to a writer that died before its rename (SIGKILL,
+power loss): it may hold a whole transcript, no reader ever reads it, and ``pending`` and
+``dead_letters`` unlink it (``_drop_dead_temps``), which ``forget`` (``erase``) and every replay
+call. A live writer's temp file is never removed.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -38,6 +44,10 @@ from memory.pipeline.outbox import (
 logger = logging.getLogger(__name__)
 
 _SUFFIX = ".json"
+_TEMP_SUFFIX = ".tmp"
+#: An empty temp file may be one its writer created and has not locked yet: it holds no text and
+#: is dropped only once older than this.
+_EMPTY_TEMP_SECONDS = 600.0
 
 
 class LocalOutbox:
@@ -66,7 +76,9 @@ class LocalOutbox:
         return None if data is None else read_entry(data, entry_id)
 
     def pending(self, tenant_id: str | None = None) -> list[OutboxEntry]:
-        """Every readable pending entry (of ``tenant_id`` if given), oldest first."""
+        """Every readable pending entry (of ``tenant_id`` if given), oldest first; temp files of
+        writes killed before their rename are dropped first."""
+        _drop_dead_temps(self.directory)
         entries = [self.get(path.name[: -len(_SUFFIX)]) for path in self.directory.glob(f"*{_SUFFIX}")]
         found = [e for e in entries if e is not None and (tenant_id is None or e.tenant_id == tenant_id)]
         return sorted(found, key=lambda e: e.created_at)
@@ -131,7 +143,9 @@ class LocalOutbox:
         self.remove(entry.entry_id)
 
     def dead_letters(self, tenant_id: str | None = None) -> list[DeadLetter]:
-        """Dead letters (of ``tenant_id`` if given), oldest first."""
+        """Dead letters (of ``tenant_id`` if given), oldest first; temp files of writes killed
+        before their rename are dropped first."""
+        _drop_dead_temps(self.directory / "dead")
         letters = []
         for path in (self.directory / "dead").glob(f"*{_SUFFIX}"):
             data = self._read(path)
@@ -207,14 +221,15 @@ class LocalOutbox:
     ) -> None:
         """Write ``<name>.json`` atomically; the rename (not the write and fsync) under ``replace_lock``."""
         payload = json.dumps(data, ensure_ascii=False).encode("utf-8")
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=_TEMP_SUFFIX, dir=folder)
         try:
             with os.fdopen(fd, "wb") as handle:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # until closed, after the rename: this writer lives
                 handle.write(payload)
                 handle.flush()
                 os.fsync(handle.fileno())
-            with replace_lock():
-                os.replace(tmp, folder / f"{name}{_SUFFIX}")
+                with replace_lock():
+                    os.replace(tmp, folder / f"{name}{_SUFFIX}")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -224,6 +239,32 @@ class LocalOutbox:
     def _unlink(path: Path) -> None:
         path.unlink(missing_ok=True)
         _sync_directory(path.parent)
+
+
+def _drop_dead_temps(folder: Path) -> None:
+    """Unlink the temp files in ``folder`` whose writer died before renaming them: not locked
+    (``LocalOutbox._write`` locks before writing) and not empty (or empty and old)."""
+    dropped = 0
+    for path in folder.glob(f".*{_TEMP_SUFFIX}"):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            stat = os.fstat(fd)
+            if stat.st_size or time.time() - stat.st_mtime > _EMPTY_TEMP_SECONDS:
+                path.unlink()
+                dropped += 1
+        except BlockingIOError:
+            pass  # its writer is alive
+        except FileNotFoundError:
+            pass  # its writer renamed it meanwhile
+        finally:
+            os.close(fd)
+    if dropped:
+        _sync_directory(folder)
+        logger.info("outbox: dropped %d temp files of writes killed before their rename", dropped)
 
 
 def _sync_directory(folder: Path) -> None:

@@ -8,6 +8,10 @@ and likewise one boto3 client per tenant and service. Failures
 are not cached: the next call tries STS again (botocore retries throttling and 5xx with
 adaptive backoff inside each attempt). STS refusing a request as invalid (``ValidationError``,
 e.g. a duration above the role's maximum) is a ``ConfigurationError``, which no retry fixes.
+A vended client answered ``ExpiredToken``/``ExpiredTokenException`` (credentials that expired
+before their refresh, e.g. on a host clock ahead of AWS's) drops its tenant's cached credentials
+and clients, if they are still the ones it was built with, so the next call (the pipeline's
+retry) assumes the role again; other tenants' stay cached.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cachetools import LRUCache
 
 from memory import telemetry
-from memory.aws import StaticCredentials, error_code, make_client, resolve_region, translate_error
+from memory.aws import EXPIRED_CREDENTIALS, StaticCredentials, error_code, make_client, resolve_region, translate_error
 from memory.errors import (
     AccessDenied,
     BackendUnavailable,
@@ -173,6 +177,7 @@ class TokenVendingMachine:
             if cached is not None:
                 return cached
             client = self._client_factory(service, vended.credentials)
+            self._drop_when_expired(client, vended)
             with self._lock:
                 self._clients[key] = (client, access_key)
             return client
@@ -206,9 +211,31 @@ class TokenVendingMachine:
     def forget(self, tenant_id: str) -> None:
         """Drop the tenant's cached credentials and clients."""
         with self._lock:
-            self._credentials.pop(tenant_id, None)
-            for key in [k for k in self._clients if k[0] == tenant_id]:
-                self._clients.pop(key, None)
+            self._forget_locked(tenant_id)
+
+    def _forget_locked(self, tenant_id: str) -> None:
+        self._credentials.pop(tenant_id, None)
+        for key in [k for k in self._clients if k[0] == tenant_id]:
+            self._clients.pop(key, None)
+
+    def _drop_when_expired(self, client: Any, vended: TenantCredentials) -> None:
+        """Make an expired-credentials answer to ``client`` (botocore's ``after-call`` event, every
+        operation) drop ``vended`` from the cache, with the tenant's clients."""
+        events = getattr(getattr(client, "meta", None), "events", None)
+        if events is None:
+            return  # not a botocore client
+
+        def on_answer(parsed: dict[str, Any], **_: Any) -> None:
+            if parsed.get("Error", {}).get("Code") not in EXPIRED_CREDENTIALS:
+                return
+            with self._lock:
+                cached = self._credentials.get(vended.tenant_id)
+                if cached is None or cached.credentials.access_key_id != vended.credentials.access_key_id:
+                    return  # already replaced
+                self._forget_locked(vended.tenant_id)
+            logger.warning("credentials of tenant %s expired before their refresh; assuming the role again", vended.tenant_id)
+
+        events.register("after-call", on_answer)
 
     def _sts_client(self) -> Any:
         with self._lock:

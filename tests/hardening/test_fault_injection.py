@@ -6,6 +6,7 @@ conversations (and every answered turn) are stored after recovery, exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import uuid
@@ -310,14 +311,22 @@ def bedrock_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
     import strands.event_loop._retry as strands_retry
 
     from agent.chat_models import build_model
-    from agent.orchestrator import build_conversation
-    from agent.services import Services
-    from agent.sessions import SessionRegistry
 
     monkeypatch.setattr(strands_retry.ModelRetryStrategy, "_calculate_delay", lambda self, attempt: 0)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     model = build_model("bedrock", model_id="us.anthropic.claude-sonnet-4-5", region="us-east-1")
+    with app_on(model, tmp_path) as (client, issuer):
+        yield client, model, issuer
+
+
+@contextlib.contextmanager
+def app_on(model: Any, tmp_path: Path) -> Iterator[tuple[TestClient, DevIssuer]]:
+    """The app (dev tokens, memory off) whose every session talks to ``model``."""
+    from agent.orchestrator import build_conversation
+    from agent.services import Services
+    from agent.sessions import SessionRegistry
+
     issuer = DevIssuer(tmp_path / "dev-issuer")
     settings = Settings(auth_mode="dev", dev_issuer_dir=issuer.state_dir, state_dir=tmp_path, memory_enabled=False)
 
@@ -326,7 +335,7 @@ def bedrock_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
         return Services(settings, issuer.verifier(), registry)
 
     with TestClient(create_app(settings, services_factory=services_factory)) as client:
-        yield client, model, issuer
+        yield client, issuer
 
 
 @pytest.mark.parametrize(("status", "code"), [(429, "ThrottlingException"), (503, "ServiceUnavailableException"),
@@ -353,3 +362,96 @@ def test_a_failing_chat_model_is_retried_once_by_botocore_then_answers_503(bedro
         status_sent, body = response.status_code, response.json()
     assert status_sent == 503 and body["error"] == "unavailable"
     assert "arn:" not in json.dumps(body) and "injected" not in json.dumps(body)
+
+
+# --- the chat model on an OpenAI-compatible endpoint, failing, through the app ----------------
+
+OPENAI_REQUEST = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+
+
+def openai_status_error(kind: str, status: int) -> Any:
+    import openai
+
+    body = {"error": {"message": "upstream said: secret-provider-detail", "type": "server_error"}}
+    response = httpx.Response(status, request=OPENAI_REQUEST, json=body)
+    return getattr(openai, kind)(f"Error code: {status} - {body}", response=response, body=body["error"])
+
+
+#: What the openai client raises once its own retries are spent (openai 3.x classes).
+OPENAI_FAILURES: dict[str, Callable[[], Any]] = {
+    "500": lambda: openai_status_error("InternalServerError", 500),
+    "503": lambda: openai_status_error("InternalServerError", 503),
+    "timeout": lambda: __import__("openai").APITimeoutError(request=OPENAI_REQUEST),
+    "connection": lambda: __import__("openai").APIConnectionError(
+        message="Connection error: secret-provider-detail", request=OPENAI_REQUEST),
+}
+
+
+class ScriptedOpenAI:
+    """Stands in for ``openai.AsyncOpenAI``: every chat completion raises ``error``."""
+
+    def __init__(self) -> None:
+        self.error: Exception | None = None
+        self.requests: list[dict[str, Any]] = []
+
+    def __call__(self, **client_args: Any) -> "ScriptedOpenAI":
+        return self
+
+    async def __aenter__(self) -> "ScriptedOpenAI":
+        return self
+
+    async def __aexit__(self, *_: Any) -> None:
+        return None
+
+    @property
+    def chat(self) -> "ScriptedOpenAI":
+        return self
+
+    @property
+    def completions(self) -> "ScriptedOpenAI":
+        return self
+
+    async def create(self, **request: Any) -> Any:
+        self.requests.append(request)
+        assert self.error is not None
+        raise self.error
+
+
+@pytest.fixture
+def openai_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, ScriptedOpenAI, DevIssuer]]:
+    """The app on the Strands ``OpenAIModel`` that ``AGENT_MODEL_PROVIDER=openai`` builds."""
+    import openai
+
+    from agent.chat_models import build_model
+
+    scripted = ScriptedOpenAI()
+    monkeypatch.setattr(openai, "AsyncOpenAI", scripted)
+    model = build_model("openai", model_id="gpt-oss-20b", base_url="http://127.0.0.1:9/v1", api_key="sk-test")
+    with app_on(model, tmp_path) as (client, issuer):
+        yield client, scripted, issuer
+
+
+@pytest.mark.parametrize("failure", list(OPENAI_FAILURES))
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_failing_openai_compatible_model_answers_503_without_its_error_text(openai_app, failure: str, stream: bool) -> None:
+    """A 5xx, timeout or lost connection of the endpoint answers 503 like a Bedrock failure (on
+    main: 500 "the request failed"); the provider's message never reaches the caller."""
+    client, scripted, issuer = openai_app
+    scripted.error = OPENAI_FAILURES[failure]()
+    response = client.post("/invocations", json={"prompt": "hello", "stream": stream},
+                           headers=_headers(issuer, f"s-{uuid.uuid4()}"))
+    assert len(scripted.requests) == 1 and scripted.requests[0]["model"] == "gpt-oss-20b"
+    if stream:
+        (event,) = [json.loads(line[len("data: "):]) for line in response.text.splitlines() if line.startswith("data: ")]
+        status_sent, body = event.pop("status"), event
+    else:
+        status_sent, body = response.status_code, response.json()
+    assert (status_sent, body) == (503, {"error": "unavailable", "message": "the model is unavailable; retry shortly"})
+
+
+def test_an_openai_compatible_model_refusing_the_apps_key_stays_an_internal_error(openai_app) -> None:
+    """A 401 from the endpoint is the deployment's misconfiguration, not an outage to retry."""
+    client, scripted, issuer = openai_app
+    scripted.error = openai_status_error("AuthenticationError", 401)
+    response = client.post("/invocations", json={"prompt": "hello"}, headers=_headers(issuer, f"s-{uuid.uuid4()}"))
+    assert response.status_code == 500 and "secret-provider-detail" not in response.text

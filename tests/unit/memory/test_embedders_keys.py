@@ -201,15 +201,15 @@ def test_local_embedder_pools_without_padding_exactly_as_wordllama_does_per_text
     and the model's tokenizer keeps its padding for WordLlama's own calls."""
     import numpy as np
 
-    from memory.embedders.local import _unpadded_tokenizer, _wordllama, mean_token_vectors
+    from memory.embedders.local import _token_ids, _wordllama, mean_token_vectors
 
     model = _wordllama()
     texts = ["hello world", "??", "", "Ünïcödé ✓ café", "USER: " + "the Falcon project budget. " * 40, "x"]
-    ours = mean_token_vectors(model, _unpadded_tokenizer(), texts)
+    ours = mean_token_vectors(model, _token_ids(), texts)
     alone = np.stack([model.embed([t], norm=False)[0] for t in texts])
     assert ours.shape == (len(texts), 256) and ours.dtype == np.float32
     np.testing.assert_allclose(ours, alone, rtol=0, atol=1e-6)
     assert not ours[2].any()  # no token: zeros, as WordLlama gives
-    assert model.tokenizer.padding is not None and _unpadded_tokenizer().padding is None
+    assert model.tokenizer.padding is not None and _token_ids().tokenizer.padding is None
     vectors = LocalEmbedder().embed(texts, "index")
     np.testing.assert_allclose(vectors[4], LocalEmbedder().embed([texts[4]], "index")[0], atol=1e-6)

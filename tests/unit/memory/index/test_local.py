@@ -52,9 +52,12 @@ def test_second_instance_sees_writes_of_the_first(tmp_path):
     writer.ensure()
     writer.put([VectorRecord("a", [1, 0], {})])
     assert [h.key for h in reader.query([1, 0], top_k=3)] == ["a"]
-    writer.put([VectorRecord("b", [0, 1], {})])
+    writer.put([VectorRecord("b", [0, 1], {"n": 1})])
+    # get reads only the keys the reader's cache holds: the cache must show the other's put
+    assert [(r.key, r.metadata) for r in reader.get(["b", "a", "c"])] == [("b", {"n": 1}), ("a", {})]
     writer.delete(["a"])
     assert [h.key for h in reader.query([1, 0], top_k=3)] == ["b"]
+    assert [r.key for r in reader.get(["a", "b"])] == ["b"]
     writer.drop()
     assert not (tmp_path / "memory-x.sqlite3").exists()
 

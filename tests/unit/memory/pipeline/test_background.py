@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from strands import Agent
 
+from memory.pipeline import background
 from memory.pipeline.background import RetryPolicy
 from memory.errors import BackendUnavailable
 from memory.keys import summary_key
@@ -575,6 +577,42 @@ def test_checkpoints_are_open_entries_the_pipeline_never_schedules(fake_store, m
     assert memory.id == pending.entry_id and memory.content == "My budget is 2M. I like tea."
     assert pipeline.outbox.pending() == [] and busy.open == set()
 
+
+
+def test_a_checkpoint_that_keeps_failing_is_reported_once_then_rarely_then_once_written(
+    fake_store, make_pipeline, monkeypatch, caplog
+) -> None:
+    """The writer tries again every second (here at once): the first failure is an ERROR with
+    its reason, then at most one line per interval (here: none for an hour, then the next
+    failure once the interval is set to 0) counting the failures meanwhile, then one WARNING."""
+    monkeypatch.setattr(background, "_CHECKPOINT_RETRY_SECONDS", 0.001)
+    monkeypatch.setattr(background, "_CHECKPOINT_FAILURE_LOG_SECONDS", 3600.0, raising=False)
+    pipeline = make_pipeline(fake_store)
+    write, failures, go_on = pipeline.outbox.put, [], threading.Event()
+
+    def outage_of_31_writes(e: OutboxEntry) -> str:
+        if len(failures) == 30:
+            go_on.wait(10)  # the 31st failure waits for the interval to have passed
+        if len(failures) < 31:
+            failures.append(e)
+            raise BackendUnavailable("outbox outage")
+        return write(e)
+
+    pipeline.outbox.put = outage_of_31_writes
+    with caplog.at_level(logging.INFO, logger="memory.pipeline.background"):
+        pipeline.checkpoint(entry(open=True))
+        assert wait_until(lambda: len(failures) == 30)
+        (first,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert first.levelno == logging.ERROR and "checkpoint write failed (BackendUnavailable)" in first.getMessage()
+        monkeypatch.setattr(background, "_CHECKPOINT_FAILURE_LOG_SECONDS", 0.0)
+        go_on.set()
+        assert pipeline.flush(30)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING][1:] == [
+        (logging.ERROR, "checkpoint write still failing (BackendUnavailable): 30 failed writes since the last report, 31 in all"),
+        (logging.WARNING, "checkpoint written again after 31 failed writes"),
+    ]
+    (written,) = pipeline.outbox.pending()
+    assert written.open and pipeline.metrics["checkpoint_failures"] == 31
 
 
 def test_a_replay_never_adopts_a_checkpoint_written_after_the_pipeline_started(fake_store, make_pipeline) -> None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -20,6 +23,7 @@ from moto import mock_aws
 
 from memory.aws import make_client
 from memory.errors import AccessDenied, MemoryLibraryError
+from memory.pipeline.erasure import erase
 from memory.pipeline.outbox import ErasureMarker, Outbox, OutboxEntry
 from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.outbox_s3 import S3Outbox
@@ -144,6 +148,76 @@ def test_local_a_version_written_during_a_swap_is_kept(tmp_path: Path, monkeypat
     writers[0].join(5)
     monkeypatch.undo()
     assert outbox.get(old.entry_id, "acme") == newer
+
+
+# A second process writes alice's entry (or dead-letters it) and is SIGKILLed at the rename:
+# its temp file holds the whole transcript.
+KILLED_AT_RENAME = """
+import os, signal, sys
+from memory.pipeline.outbox import OutboxEntry
+from memory.pipeline.outbox_local import LocalOutbox
+outbox = LocalOutbox(sys.argv[1])
+alice = OutboxEntry(tenant_id="acme", user_id="alice", agent_name="orchestrator", conversation_id="c1",
+                    transcript=[{"role": "user", "text": "secret of alice"}])
+os.replace = lambda *_: os.kill(os.getpid(), signal.SIGKILL)
+outbox.dead_letter(alice, "AccessDenied") if sys.argv[2] == "dead" else outbox.put(alice)
+"""
+
+
+def files_holding(directory: Path, text: str) -> list[str]:
+    return [p.name for p in directory.rglob("*") if p.is_file() and text.encode() in p.read_bytes()]
+
+
+def kill_a_writer_at_its_rename(directory: Path, where: str) -> None:
+    child = subprocess.run([sys.executable, "-c", KILLED_AT_RENAME, str(directory), where], timeout=60)
+    assert child.returncode == -9
+    (temp,) = files_holding(directory, "secret of alice")
+    assert temp.endswith(".tmp")
+
+
+@pytest.mark.parametrize("where", ["pending", "dead"])
+def test_local_forget_removes_the_temp_file_of_a_write_killed_before_its_rename(tmp_path: Path, where: str) -> None:
+    directory = tmp_path / "outbox"
+    LocalOutbox(directory).put(entry(user="bob"))
+    kill_a_writer_at_its_rename(directory, where)
+    erase(LocalOutbox(directory), None, tenant_id="acme", user_id="alice")
+    assert files_holding(directory, "secret of alice") == []
+    assert [e.user_id for e in LocalOutbox(directory).pending("acme")] == ["bob"]
+
+
+def test_local_replay_drops_the_temp_file_of_a_write_killed_before_its_rename(tmp_path: Path) -> None:
+    directory = tmp_path / "outbox"
+    kill_a_writer_at_its_rename(directory, "pending")
+    assert LocalOutbox(directory).pending() == []
+    assert list(directory.glob(".*.tmp")) == []
+
+
+def test_local_a_live_writers_temp_file_is_never_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer paused between its fsync and its rename (another thread; a process holds the
+    same ``flock``) keeps its temp file while another outbox lists and erases."""
+    directory = tmp_path / "outbox"
+    at_rename, go_on = threading.Event(), threading.Event()
+    replace = os.replace
+
+    alice = entry()
+
+    def slow_replace(source: Any, target: Any) -> None:
+        if Path(target).name == f"{alice.entry_id}.json":
+            at_rename.set()
+            go_on.wait(10)
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", slow_replace)
+    writer = threading.Thread(target=LocalOutbox(directory).put, args=(alice,))
+    writer.start()
+    assert at_rename.wait(10)
+    other = LocalOutbox(directory)
+    assert other.pending() == [] and other.dead_letters() == []
+    erase(other, None, tenant_id="acme", user_id="bob")
+    assert len(list(directory.glob(".*.tmp"))) == 1
+    go_on.set()
+    writer.join(10)
+    assert other.get(alice.entry_id) == alice
 
 
 def test_a_claim_is_exclusive_until_released(outbox: Outbox) -> None:

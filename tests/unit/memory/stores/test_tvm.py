@@ -7,6 +7,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
 
@@ -278,3 +279,76 @@ def test_long_tenant_ids_get_distinct_session_names_within_the_sts_limit():
         )
         _tvm(client).credentials_for(second)
         stubber.assert_no_pending_responses()
+
+
+# What S3 and S3 Vectors send for expired credentials, parsed by botocore's own parsers: S3's
+# XML error document (400), and the REST-JSON error of S3 Vectors (``x-amzn-ErrorType``, 403).
+EXPIRED_ANSWERS = {
+    "s3": (400, {"Content-Type": "application/xml"},
+           b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ExpiredToken</Code><Message>The provided '
+           b'token has expired.</Message><Token-0>FwoGZXIvYXdzEBYaDExample</Token-0><RequestId>4442587FB7D0A2F9'
+           b'</RequestId><HostId>vlR7PnpV2Ce81l0PRw6jlUpck7Jo5ZsQjryTjKlc5aLWGVHPZLj5NeC6qMa0emYBDXOo6QBU0Wo=</HostId></Error>'),
+    "s3vectors": (403, {"Content-Type": "application/json", "x-amzn-ErrorType": "ExpiredTokenException"},
+                  b'{"message":"The security token included in the request is expired"}'),
+}
+
+
+def answer_expired_once(client, service: str) -> list:
+    """The client's next request gets the service's expired-credentials answer off the wire."""
+    import io
+
+    from botocore.awsrequest import AWSResponse
+    from urllib3 import HTTPResponse
+
+    status, headers, body = EXPIRED_ANSWERS[service]
+    sent: list = []
+
+    def answer(request, **_):
+        if sent:
+            return None
+        sent.append(request.url)
+        raw = HTTPResponse(body=io.BytesIO(body), headers=headers, status=status, preload_content=False)
+        return AWSResponse(request.url, status, headers, raw)
+
+    client.meta.events.register_first("before-send", answer)
+    return sent
+
+
+@pytest.mark.parametrize("service", ["s3", "s3vectors"])
+def test_an_expired_token_answer_drops_that_tenants_credentials_and_the_retry_assumes_the_role_again(
+    moto_sts, service
+):
+    """Credentials that expired before their refresh (a host clock ahead of AWS's) answer
+    ``ExpiredToken``: the next call, through the outbox or the index as the app makes it, gets
+    new credentials from STS; the other tenant's cached session stays."""
+    from memory.index.s3vectors import S3VectorsIndex, create_index_params
+    from memory.pipeline.outbox import OutboxEntry
+    from memory.pipeline.outbox_s3 import S3Outbox
+
+    tvm = _tvm(moto_sts)
+    if service == "s3":
+        make_client("s3", region="us-east-1").create_bucket(Bucket="outbox")
+        outbox = S3Outbox(lambda tenant: tvm.client_for(tenant, "s3"), "outbox")
+        alice = OutboxEntry("acme", "alice", "orchestrator", "c1", [{"role": "user", "text": "hi"}])
+        call = lambda: outbox.put(alice)  # noqa: E731
+    else:
+        operator = make_client("s3vectors", region="us-east-1")
+        operator.create_vector_bucket(vectorBucketName="vectors")
+        operator.create_index(**create_index_params("vectors", "memory-acme", 4))
+        index = S3VectorsIndex(lambda: tvm.client_for("acme", "s3vectors"), "vectors", "memory-acme", 4,
+                               create_if_missing=False)
+        call = index.ensure
+    expired, other = tvm.client_for("acme", service), tvm.client_for("globex", service)
+    sent = answer_expired_once(expired, service)
+    with pytest.raises(BackendUnavailable, match="Expired"):
+        call()
+    assert sent and [c["Tags"][0]["Value"] for c in moto_sts.calls] == ["acme", "globex"]
+    call()  # the retry
+    assert [c["Tags"][0]["Value"] for c in moto_sts.calls] == ["acme", "globex", "acme"]
+    renewed = tvm.client_for("acme", service)
+    assert renewed is not expired and tvm.client_for("globex", service) is other
+    answer_expired_once(expired, service)  # a late answer to the old client drops nothing newer
+    with pytest.raises(ClientError):
+        getattr(expired, "list_objects_v2" if service == "s3" else "list_indexes")(
+            **({"Bucket": "outbox"} if service == "s3" else {"vectorBucketName": "vectors"}))
+    assert tvm.client_for("acme", service) is renewed and len(moto_sts.calls) == 3
