@@ -93,7 +93,7 @@ class Services:
 
     def sweep_retention(self) -> int:
         """Delete the expired memories (``AGENT_MEMORY_TTL_DAYS``) of the tenants this process
-        serves (multi-tenant: those whose store is cached), and their dead letters of
+        serves (multi-tenant: those whose store is cached; single tenant: its own), and their dead letters of
         conversations as old (transcripts); returns how many memories. A tenant whose sweep
         fails is logged and skipped (the next sweep retries it)."""
         if self.pipeline is None or self.settings.memory_ttl_days is None:
@@ -102,7 +102,10 @@ class Services:
         from memory.stores.multi_tenant import MultiTenantStore
 
         store, outbox = self.pipeline.store, self.pipeline.outbox
-        tenants: list[str | None] = list(store.cached_tenants()) if isinstance(store, MultiTenantStore) else [None]
+        # a single tenant's role may not read other deployments' prefixes of a shared outbox bucket
+        tenants: list[str | None] = (
+            list(store.cached_tenants()) if isinstance(store, MultiTenantStore) else [store.tenant_id]
+        )
         cutoff = datetime.now(timezone.utc) - timedelta(days=self.settings.memory_ttl_days)
         deleted = 0
         for tenant in tenants:

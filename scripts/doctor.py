@@ -33,6 +33,7 @@ from scripts.common import (
 from scripts.vectors import (
     DEFAULT_DIMENSION,
     bucket_region,
+    filters_during_search,
     get_index,
     index_drift,
     outbox_bucket_state,
@@ -195,8 +196,8 @@ def run(args: argparse.Namespace) -> Report:
             if found is None:
                 return "MISSING", "no index"
             drift = index_drift(found, create_index_params(args.bucket, name, args.dimension))
-            if found.get("indexMode") == "CLASSIC":  # `tenant onboard` moves it to ENHANCED
-                drift.append("index mode CLASSIC filters during the search: a user may get fewer than topK")
+            if filters_during_search(found):
+                drift.append("indexMode is CLASSIC (user filter applied during the search), wanted ENHANCED")
             return ("DRIFT", "; ".join(drift)) if drift else ("OK", f"dimension {args.dimension}")
 
         return check

@@ -182,12 +182,18 @@ def onboard(s3v: BaseClient, report: Report, bucket: str, tenant: str, dimension
         report.add("UNCHANGED", f"index {name}", f"dimension {index.get('dimension')}")
 
 
+def filters_during_search(index: dict[str, Any]) -> bool:
+    """Whether an index description is CLASSIC: the metadata filter is applied during the vector
+    search, so a filter matching a small fraction of the index (one user's memories among a
+    tenant's) can return fewer than topK; ``onboard`` moves it to ENHANCED (filter first)."""
+    return index.get("indexMode") == "CLASSIC"
+
+
 def _filter_first(s3v: BaseClient, report: Report, bucket: str, name: str, index: dict[str, Any]) -> None:
-    """Move a CLASSIC index to ENHANCED: it applies the metadata filter before the vector search,
-    keeping recall when the filter matches a small fraction of the index (one user's memories
-    among a tenant's). Indexes in buckets created before 2026-09-30 are CLASSIC by default; a
-    botocore too old to report the mode leaves the index as it is."""
-    if index.get("indexMode") != "CLASSIC":
+    """Move a CLASSIC index to ENHANCED (``filters_during_search``). Indexes in buckets created
+    before 2026-09-30 are CLASSIC by default; a botocore too old to report the mode leaves the
+    index as it is."""
+    if not filters_during_search(index):
         return
     report.change("UPDATE", f"index {name}", "index mode CLASSIC -> ENHANCED (metadata filter before the search)")
     if not report.dry_run:

@@ -34,10 +34,8 @@ def create_index_params(bucket: str, name: str, dimension: int) -> dict[str, Any
 
 def missing_non_filterable_keys(index: Mapping[str, Any]) -> list[str]:
     """The keys ``create_index_params`` makes non-filterable that a GetIndex description says are
-    filterable (none when it reports no metadata configuration)."""
-    config = index.get("metadataConfiguration")
-    if config is None:
-        return []
+    filterable (all of them when it reports no metadata configuration: every key is filterable)."""
+    config = index.get("metadataConfiguration") or {}
     declared = set(config.get("nonFilterableMetadataKeys") or ())
     return [key for key in NON_FILTERABLE_KEYS if key not in declared]
 

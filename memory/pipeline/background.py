@@ -67,9 +67,8 @@ from memory.errors import AccessDenied, ConfigurationError, NotFound, Validation
 from memory.pipeline.erasure import covering
 from memory.pipeline.outbox import ErasureMarker, Outbox, OutboxEntry, parse_time
 from memory.pipeline.summarizer import Summarizer
-from memory.pipeline.units import store_conversation
+from memory.pipeline.units import store_conversation, unstore_conversation
 from memory.stores.protocol import MemoryBackend
-from memory.types import Scope
 
 logger = logging.getLogger(__name__)
 
@@ -777,9 +776,10 @@ class SummaryPipeline:
         self._count("stored")
 
     def _unstore(self, entry: OutboxEntry) -> None:
-        deleted = self.store.forget(_scope(entry), conversation_id=entry.conversation_id)
+        # its own units only: a later conversation of the same session is not erased
+        unstore_conversation(self.store, entry)
         self._count("erased_after_store")
-        logger.info("an erasure arrived while storing: %d memories deleted again", deleted)
+        logger.info("an erasure arrived while storing: the conversation's memories deleted again")
 
     def _count(self, name: str) -> None:
         telemetry.summary_counted(name)
@@ -842,10 +842,6 @@ class SummaryPipeline:
 
 def _ref(entry: OutboxEntry) -> Ref:
     return (entry.tenant_id, entry.entry_id)
-
-
-def _scope(entry: OutboxEntry) -> Scope:
-    return Scope(user_id=entry.user_id, tenant_id=entry.tenant_id, agent_name=entry.agent_name)
 
 
 def _outbox_attributes(entry: OutboxEntry, *, open: bool) -> dict[str, Any]:

@@ -320,7 +320,7 @@ class S3Outbox:
         client = self._client_for(tenant_id)
         response = self._conditional("write", tenant_id, key, lambda: client.put_object(
             Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **self._sse, **condition
-        ))
+        ), on_existing="IfMatch" in condition)
         return None if response is None else str(response["ETag"])
 
     def _conditional_delete(self, tenant_id: str | None, key: str, etag: str) -> bool:
@@ -332,15 +332,22 @@ class S3Outbox:
         return response is not None
 
     def _conditional(
-        self, verb: str, tenant_id: str | None, key: str, request: Callable[[], dict[str, Any]]
+        self,
+        verb: str,
+        tenant_id: str | None,
+        key: str,
+        request: Callable[[], dict[str, Any]],
+        *,
+        on_existing: bool = True,
     ) -> dict[str, Any] | None:
         """Send a conditional request on ``key``: its response, or None when another writer got
         there first or the object it was conditioned on is gone (``_lost_race``, or a 403 for a
-        key that is not there: ``_gone``)."""
+        key that is not there: ``_gone``). ``on_existing=False`` (a create, ``If-None-Match``):
+        the key is meant to be absent, so a 403 is a refusal."""
         try:
             response = request()
         except ClientError as exc:
-            if _lost_race(exc) or self._gone(exc, tenant_id, key):
+            if _lost_race(exc) or (on_existing and self._gone(exc, tenant_id, key)):
                 return None
             raise translate_error(exc, f"{verb} outbox object in {self.bucket}") from exc
         except BotoCoreError as exc:

@@ -204,13 +204,25 @@ def store_conversation(
     Returns:
         The stored memories.
     """
-    scope = Scope(user_id=entry.user_id, tenant_id=entry.tenant_id, agent_name=entry.agent_name)
     units = conversation_units(entry.key, entry.transcript, summary, facts)
     return store.store_units(
-        scope,
+        _owner(entry),
         units,
         conversation_id=entry.conversation_id,
         opened=entry.opened,
         replaces=unit_keys(entry.key),
         happened_at=parse_time(entry.created_at),
     )
+
+
+def unstore_conversation(store: MemoryBackend, entry: OutboxEntry) -> None:
+    """Delete the units ``entry``'s conversation stored (those of its keys that exist, as a store
+    of no units replacing them), and nothing of another conversation held under the same
+    conversation id (a session that went on after an end)."""
+    store.store_units(
+        _owner(entry), [], conversation_id=entry.conversation_id, opened=entry.opened, replaces=unit_keys(entry.key)
+    )
+
+
+def _owner(entry: OutboxEntry) -> Scope:
+    return Scope(user_id=entry.user_id, tenant_id=entry.tenant_id, agent_name=entry.agent_name)

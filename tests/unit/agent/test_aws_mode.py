@@ -476,3 +476,52 @@ def test_debug_logs_never_carry_credentials_tokens_or_memory_text(
     else:
         assert re.search(r" (DEBUG|INFO) (botocore|boto3|urllib3|s3transfer|strands)\b", log) is None
         assert fact not in log
+
+
+def test_a_single_tenant_apps_retention_sweep_purges_its_dead_letters_in_a_shared_outbox_bucket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A single-tenant deployment's role may touch only its tenant's outbox objects
+    (``<prefix>/<tenant>/``, `agentcore --tenant-mode single`), so one outbox bucket can serve
+    several deployments. Its retention sweep must purge its own expired dead letters (whole
+    transcripts) there: reading every tenant's letters, it was refused on the other tenant's and
+    purged none of its own, every sweep."""
+    import dataclasses
+    from datetime import datetime, timedelta, timezone
+
+    from memory.pipeline.outbox import OutboxEntry
+    from memory.pipeline.outbox_s3 import S3Outbox
+
+    install_s3vectors_double(monkeypatch)
+    with mock_aws():
+        _install_recorders(monkeypatch, AwsCalls(), jwks_endpoint=None)
+        _onboard(["tenant-a"])
+        operator = S3Outbox(lambda _tenant: boto3.client("s3", region_name=REGION), OUTBOX)
+        old = (datetime.now(timezone.utc) - timedelta(days=3)).isoformat()
+        for tenant in ("tenant-a", "tenant-b"):  # tenant-b: another deployment sharing the bucket
+            letter = dataclasses.replace(OutboxEntry(
+                tenant_id=tenant, user_id="ann", agent_name="orchestrator", conversation_id=f"c-{tenant}",
+                transcript=[{"role": "user", "text": "My PIN is 4321."}], opened="2026-01-01T00:00:00.000+00:00~00000000",
+            ), created_at=old)
+            operator.put(letter)
+            operator.dead_letter(letter, "AccessDenied")
+
+        def remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+            context["key"] = params.get("Key", "")
+
+        def own_prefix_only(context: dict[str, Any], **_: Any) -> Any:  # the execution role's object grant
+            if context.get("key") and not context["key"].startswith("outbox/tenant-a/"):
+                return type("Refused", (), {"status_code": 403})(), {
+                    "Error": {"Code": "AccessDenied", "Message": "Access Denied"}, "ResponseMetadata": {"HTTPStatusCode": 403}}
+            return None
+
+        session = memory.aws._default_session
+        for operation in ("GetObject", "PutObject", "DeleteObject"):
+            session.events.register(f"before-parameter-build.s3.{operation}", remember)
+            session.events.register(f"before-call.s3.{operation}", own_prefix_only)
+        services = build_services(_single_tenant_settings(tmp_path).model_copy(update={"memory_ttl_days": 1.0}))
+        try:
+            services.sweep_retention()
+        finally:
+            services.close()
+        assert [d.entry.tenant_id for d in operator.dead_letters()] == ["tenant-b"]

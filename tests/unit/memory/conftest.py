@@ -137,12 +137,13 @@ class FakeStore:
     def store_units(self, scope: Scope, units: Any, *, conversation_id: str, opened: str | None = None,
                     replaces: Any = (), happened_at: datetime | None = None) -> list[Memory]:
         summaries = [u for u in units if u.memory_type == "summary"]
-        first = summaries[0] if summaries else units[0]
+        first = summaries[0] if summaries else units[0] if units else None
         with self._lock:
-            self.store_calls.append(
-                {"scope": scope, "content": first.content, "conversation_id": conversation_id,
-                 "memory_type": first.memory_type, "key": first.key, "opened": opened, "units": list(units)}
-            )
+            if first is not None:  # no units: only the replaced keys are deleted (an undo)
+                self.store_calls.append(
+                    {"scope": scope, "content": first.content, "conversation_id": conversation_id,
+                     "memory_type": first.memory_type, "key": first.key, "opened": opened, "units": list(units)}
+                )
             if self.fail_store is not None:
                 raise self.fail_store
             for key in replaces:

@@ -8,6 +8,7 @@ import pytest
 from moto import mock_aws
 
 import memory.aws
+from tests.support.s3vectors_double import install_s3vectors_double
 from tests.support.scripts_cli import Result, cli_runner
 
 REGION = "us-east-1"
@@ -17,7 +18,10 @@ EXEC_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/agentcore-runtime"
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A fresh moto account; the shared boto3 session is reset so it picks up the env credentials."""
+    """A fresh moto account, S3 Vectors behind the double (GetIndex reports the metadata
+    configuration an index was created with, as the service does; moto keeps none); the shared
+    boto3 session is reset so it picks up the env credentials."""
+    install_s3vectors_double(monkeypatch)
     monkeypatch.setattr(memory.aws, "_default_session", None)
     with mock_aws():
         yield

@@ -46,7 +46,8 @@ def test_ensure_tolerates_a_concurrent_creator(stubbed):
     index, stubber = stubbed
     stubber.add_client_error("get_index", "NotFoundException", http_status_code=404)
     stubber.add_client_error("create_index", "ConflictException", http_status_code=409)
-    stubber.add_response("get_index", {"index": _index_description(4)})
+    stubber.add_response("get_index", {"index": {**_index_description(4), "metadataConfiguration": {
+        "nonFilterableMetadataKeys": ["content", "conversation_id"]}}})  # made with the same parameters
     index.ensure()
 
 

@@ -99,6 +99,24 @@ def test_ensure_refuses_an_existing_index_where_content_is_filterable(s3vectors_
         other.put([VectorRecord("k", [1.0, 0, 0, 0], {"user_id": "u", "content": "x" * 3000})])
 
 
+
+def test_ensure_refuses_an_existing_index_created_without_non_filterable_keys(s3vectors_client: Any) -> None:
+    """The most common index made by hand (console, ``aws s3vectors create-index`` or CDK without
+    a metadata configuration) has every metadata key filterable, and GetIndex then reports no
+    metadata configuration (``nonFilterableMetadataKeys`` has at least one key when there is
+    one). ``content`` counts against the 2 KB of filterable metadata there: an 800-character
+    excerpt in Japanese is refused at PutVectors and its conversation dead-lettered."""
+    s3vectors_client.create_index(vectorBucketName=BUCKET, indexName="memory-plain", dataType="float32",
+                                  dimension=DIM, distanceMetric="cosine")
+    assert "metadataConfiguration" not in s3vectors_client.get_index(
+        vectorBucketName=BUCKET, indexName="memory-plain")["index"]
+    plain = S3VectorsIndex(s3vectors_client, BUCKET, "memory-plain", DIM)
+    with pytest.raises(ConfigurationError, match="content"):
+        plain.ensure()
+    with pytest.raises(ValidationError):  # what storing an excerpt would meet otherwise
+        plain.put([VectorRecord("k", [1.0, 0, 0, 0], {"user_id": "u", "content": "記憶" * 400})])
+
+
 # --- the double enforces what the documentation says the service enforces --------------------
 
 

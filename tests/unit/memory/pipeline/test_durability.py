@@ -328,6 +328,38 @@ def test_a_forget_racing_a_store_that_failed_after_putting_units_deletes_them(
     assert make_outbox().pending() == [] and make_outbox().dead_letters() == []
 
 
+def test_undoing_a_store_that_raced_forget_keeps_a_later_conversation_of_the_same_session(
+    s3vectors_client, tmp_path, pipelines
+) -> None:
+    """A conversation id is the AgentCore session id, and a session goes on after an end: a
+    conversation opened after ``forget --conversation`` is not erased (its marker covers those
+    that started before it). The store that raced the forget is undone, and only it: the later
+    conversation of the same session, stored meanwhile, keeps its memories (S3 Vectors under
+    moto; undoing by conversation id deleted every conversation held under it)."""
+    from memory.embedders.local import LocalEmbedder
+    from memory.pipeline.units import store_conversation
+    from memory.stores.single_tenant import SingleTenantStore
+    from tests.unit.memory.conftest import BUCKET
+
+    store = SingleTenantStore.for_s3vectors(client=s3vectors_client, bucket=BUCKET, index_name="memory-acme",
+                                            embedder=LocalEmbedder(), tenant_id="acme")
+    outbox = LocalOutbox(tmp_path / "outbox")
+    gated = GatedSummarizer()
+    pipeline = new_pipeline(pipelines, store, outbox, summarizer=gated)
+    pipeline.end_conversation(entry("alice", "session-1", text="My PIN is 4321."))
+    assert gated.started.wait(30)  # checked the markers (none yet), now summarizing
+    erase(outbox, store, tenant_id="acme", user_id="alice", conversation_id="session-1")
+    time.sleep(0.01)
+    later = entry("alice", "session-1", text="My train to Porto leaves at nine tomorrow.")  # opened after forget
+    store_conversation(store, later, "The user's train to Porto leaves at nine tomorrow.")
+    gated.gate.set()
+    assert pipeline.wait(30)
+    assert pipeline.metrics["erased_after_store"] == 1
+    kept = store.list(Scope("alice", "acme"))
+    assert kept and {m.opened for m in kept} == {later.opened}
+    assert not any("4321" in m.content for m in kept)
+
+
 def test_a_live_conversation_erased_mid_way_is_dropped_by_the_plugin(fake_store, make_outbox, pipelines) -> None:
     pipeline = new_pipeline(pipelines, fake_store, make_outbox(), erasure_refresh_seconds=0.0)
     plugins = {}

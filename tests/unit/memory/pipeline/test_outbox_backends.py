@@ -529,6 +529,28 @@ def test_s3_a_key_gone_reads_as_gone_when_s3_answers_403_for_it(s3) -> None:
     assert outbox.dead_letters("acme") == [] and outbox.pending("acme") == []
 
 
+def test_s3_a_refused_claim_is_access_denied_not_another_processs_claim(s3) -> None:
+    """A claim's create (``If-None-Match: *``) is conditioned on the key being absent, so a 403 to
+    it is a refusal (e.g. an SSE-KMS outbox whose key the tenant role may not use for
+    GenerateDataKey, while listing and reading older SSE-S3 entries still work), never the "gone"
+    of a key another process removed: read as a lost race, every entry looked claimed by another
+    process, was re-checked every claim lease and never stored, dead-lettered or reported."""
+    answer_403_for_missing_keys(s3)  # a tenant session: reads of missing keys are 403 too
+    outbox = S3Outbox(lambda _tenant: s3, BUCKET, lister=s3)
+    e = entry()
+    outbox.put(e)
+
+    def refuse_claims(params: dict[str, Any], **_: Any) -> None:
+        if "/claims/" in params["Key"]:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not authorized: kms:GenerateDataKey"},
+                               "ResponseMetadata": {"HTTPStatusCode": 403}}, "PutObject")
+
+    s3.meta.events.register("before-parameter-build.s3.PutObject", refuse_claims)
+    with pytest.raises(AccessDenied):
+        outbox.claim(e.entry_id, "acme")
+    assert outbox.get(e.entry_id, "acme") == e  # left pending for a replay once access is fixed
+
+
 def test_s3_a_refused_key_that_exists_is_still_access_denied(s3) -> None:
     outbox = S3Outbox(lambda _tenant: s3, BUCKET, lister=s3)
     e = entry()

@@ -214,7 +214,8 @@ def test_s3_vectors_requests_of_one_conversation_are_valid_for_the_service_model
     with Stubber(client) as stub:
         stub.add_response("get_index", {"index": {
             **target, "indexArn": "arn:aws:s3vectors:x", "creationTime": 0, "dataType": "float32",
-            "dimension": 256, "distanceMetric": "cosine"}}, target)
+            "dimension": 256, "distanceMetric": "cosine",
+            "metadataConfiguration": {"nonFilterableMetadataKeys": ["content", "conversation_id"]}}}, target)
         stub.add_response("put_vectors", {}, {**target, "vectors": ANY})
         stale = [k for k in unit_keys(e.key) if k not in {u.key for u in units}]
         assert len(stale) <= limits.MAX_DELETE_BATCH

@@ -192,7 +192,8 @@ def test_s3vectors_query_request_shape_with_stubber() -> None:
     with Stubber(client) as stub:
         stub.add_response("get_index", {"index": {
             "vectorBucketName": BUCKET, "indexName": "memory-acme", "indexArn": "arn:aws:s3vectors:x",
-            "creationTime": 0, "dataType": "float32", "dimension": 256, "distanceMetric": "cosine"}},
+            "creationTime": 0, "dataType": "float32", "dimension": 256, "distanceMetric": "cosine",
+            "metadataConfiguration": {"nonFilterableMetadataKeys": ["content", "conversation_id"]}}},
             {"vectorBucketName": BUCKET, "indexName": "memory-acme"})
         stub.add_response("query_vectors", {
             "vectors": [{"key": "mem-1", "distance": 0.1, "metadata": {

@@ -316,7 +316,7 @@ def answer_expired_once(client, service: str) -> list:
 
 @pytest.mark.parametrize("service", ["s3", "s3vectors"])
 def test_an_expired_token_answer_drops_that_tenants_credentials_and_the_retry_assumes_the_role_again(
-    moto_sts, service
+    moto_sts, service, monkeypatch
 ):
     """Credentials that expired before their refresh (a host clock ahead of AWS's) answer
     ``ExpiredToken``: the next call, through the outbox or the index as the app makes it, gets
@@ -332,6 +332,9 @@ def test_an_expired_token_answer_drops_that_tenants_credentials_and_the_retry_as
         alice = OutboxEntry("acme", "alice", "orchestrator", "c1", [{"role": "user", "text": "hi"}])
         call = lambda: outbox.put(alice)  # noqa: E731
     else:
+        from tests.support.s3vectors_double import install_s3vectors_double
+
+        install_s3vectors_double(monkeypatch)  # GetIndex reports the index's metadata configuration
         operator = make_client("s3vectors", region="us-east-1")
         operator.create_vector_bucket(vectorBucketName="vectors")
         operator.create_index(**create_index_params("vectors", "memory-acme", 4))
