@@ -15,8 +15,9 @@ class ConfigurationError(MemoryLibraryError):
 
 def error_reason(exc: BaseException) -> str:
     """What logs and dead letters say about ``exc``: its type, plus its message for a
-    :class:`ConfigurationError` (ours name only indexes, dimensions, metrics and settings; other
-    errors' texts may quote request data, so only their type is told).
+    :class:`ConfigurationError` (ours name only indexes, dimensions, metrics and settings, or
+    quote AWS's answer about a KMS key or an STS request; other errors' texts may quote request
+    data, so only their type is told).
 
     Args:
         exc: The error to describe.

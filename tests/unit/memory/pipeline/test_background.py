@@ -716,3 +716,20 @@ def test_other_errors_are_dead_lettered_and_logged_by_type_only(
         assert pipeline.wait(30)
     assert [d.reason for d in pipeline.outbox.dead_letters(None)] == ["ValidationError"]
     assert caplog.records and not any("budget" in r.getMessage() for r in caplog.records)
+
+
+def test_a_kms_key_the_index_cannot_use_is_dead_lettered_as_a_key_fault(fake_store, make_pipeline) -> None:
+    """S3 Vectors answers a disabled key 400 ``KmsDisabledException``: on main the dead letter
+    (and ``outbox list``) said ``ValidationError``, as if the conversation were invalid."""
+    from botocore.exceptions import ClientError
+
+    from memory.aws import translate_error
+
+    disabled = ClientError({"Error": {"Code": "KmsDisabledException", "Message": "The specified key is disabled."},
+                            "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutVectors")
+    raise_first(fake_store, translate_error(disabled, "s3vectors put_vectors memory-acme"))
+    pipeline = make_pipeline(fake_store)
+    pipeline.end_conversation(entry())
+    assert pipeline.wait(30)
+    [letter] = pipeline.outbox.dead_letters(None)
+    assert letter.reason.startswith("ConfigurationError: s3vectors put_vectors memory-acme: KmsDisabledException")
