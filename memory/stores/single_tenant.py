@@ -20,8 +20,10 @@ from memory.keys import random_key
 from memory.stores.hybrid import DENSE_CANDIDATES, TokenCache, hybrid_rank
 from memory.stores.scoping import (
     embedder_min_score,
+    is_expired,
     memory_from_metadata,
     ownership_filter,
+    retention_filter,
     validate_scope,
     visibility_filter,
 )
@@ -233,9 +235,12 @@ class SingleTenantStore:
             return []
         self.ensure()
         flt = visibility_filter(scope)
-        if self.ttl_seconds is not None:
-            flt = {"$and": [flt, {"stored_at_epoch": {"$gte": self._expiry_cutoff()}}]}
+        cutoff = None if self.ttl_seconds is None else self._expiry_cutoff()
+        if cutoff is not None:
+            flt = {"$and": [flt, retention_filter(cutoff, expired=False)]}
         hits: list[QueryHit] = self.index.query(vector, max(top_k, DENSE_CANDIDATES), flt)
+        if cutoff is not None:  # the undated ones the filter let through (scoping.is_expired)
+            hits = [hit for hit in hits if not is_expired(hit.metadata, cutoff)]
         ranked = hybrid_rank(query, hits, top_k=top_k, min_similarity=threshold, cache=self._tokens)
         return [memory_from_metadata(r.hit.key, r.hit.metadata, self.tenant_id, r.similarity) for r in ranked]
 
@@ -244,7 +249,7 @@ class SingleTenantStore:
         self._check(scope)
         records = self._matching(visibility_filter(scope))
         memories = [memory_from_metadata(r.key, r.metadata, self.tenant_id, None) for r in records]
-        return sorted(memories, key=lambda m: (m.stored_at, m.id), reverse=True)
+        return sorted(memories, key=lambda m: (m.stored_at is not None, m.stored_at or 0, m.id), reverse=True)
 
     def forget(self, scope: Scope, *, conversation_id: str | None = None) -> int:
         """Delete the user's memories (only the agent's own if ``scope.agent_name`` is set),
@@ -278,13 +283,15 @@ class SingleTenantStore:
     def sweep_expired(self, tenant_id: str | None = None) -> int:
         """Delete the memories older than ``ttl_seconds`` (none without a TTL); returns how many.
 
-        Pages through the index by metadata (``stored_at_epoch``), like ``forget``.
+        Pages through the index by metadata (``stored_at_epoch``), like ``forget``; an undated
+        memory of strands-s3-vectors-memory counts as expired (``scoping.is_expired``).
         """
         if tenant_id is not None and tenant_id != self.tenant_id:
             raise ValidationError("tenant_id does not match this store's tenant")
         if self.ttl_seconds is None:
             return 0
-        keys = [r.key for r in self._matching({"stored_at_epoch": {"$lt": self._expiry_cutoff()}})]
+        cutoff = self._expiry_cutoff()
+        keys = [r.key for r in self._matching(retention_filter(cutoff, expired=True)) if is_expired(r.metadata, cutoff)]
         if keys:
             self.index.delete(keys)
         logger.info("retention: deleted %d expired memories of index %s", len(keys), self.index.name)
