@@ -53,6 +53,7 @@ class SingleTenantStore:
         default_min_score: float | None = None,
         ttl_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
+        token_cache: TokenCache | None = None,
     ) -> None:
         """Create the store (the index is ensured on first use).
 
@@ -64,6 +65,8 @@ class SingleTenantStore:
                 embedder's calibrated floor).
             ttl_seconds: Retention in seconds (None: memories are kept forever).
             clock: Epoch seconds, for ``stored_at`` and retention.
+            token_cache: Tokenised memory texts for ranking (a ``MultiTenantStore`` passes its
+                shared cache scoped to the tenant); None: a cache of this store's own.
 
         Raises:
             ConfigurationError: Embedder and index dimensions differ.
@@ -76,7 +79,7 @@ class SingleTenantStore:
         self.tenant_id = validate_tenant_id(tenant_id) if tenant_id is not None else None
         self.default_min_score = embedder_min_score(embedder) if default_min_score is None else default_min_score
         self.clock = clock
-        self._tokens = TokenCache()
+        self._tokens = token_cache if token_cache is not None else TokenCache()
         self._ensured = False
         self._ensure_lock = threading.Lock()
 
