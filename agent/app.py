@@ -45,7 +45,7 @@ from agent.settings import Settings, SettingsError, load_settings
 from agent.user_hash import UserHasher
 from auth import AuthError, Identity, TokenVerifier
 from memory import telemetry
-from memory.errors import MemoryLibraryError
+from memory.errors import MemoryLibraryError, error_reason
 from memory.plugin.invocation import Invocation
 
 logger = logging.getLogger(__name__)
@@ -291,7 +291,7 @@ def _error_body(exc: BaseException) -> tuple[int, dict[str, str]]:
         logger.warning("memory request refused: %s", type(exc).__name__)
         return exc.status_code, {"error": type(exc).__name__, "message": "the memory service refused the request"}
     if isinstance(exc, MemoryLibraryError):
-        logger.warning("memory backend failed: %s", type(exc).__name__)
+        logger.warning("memory backend failed: %s", error_reason(exc))
         return 503, {"error": "unavailable", "message": "the memory service is unavailable; retry shortly"}
     if model_unavailable(exc):
         logger.warning("chat model unavailable: %s", type(exc).__name__)

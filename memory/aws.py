@@ -117,6 +117,22 @@ def http_status(exc: BaseException) -> int:
 _ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "403", "UnauthorizedOperation"}
 _NOT_FOUND = {"NotFoundException", "ResourceNotFoundException", "NoSuchEntity", "404"}
 _INVALID = {"ValidationException", "ValidationError", "InvalidParameterValue"}
+#: A KMS key the service cannot use on our behalf, answered 400 but not the caller's invalid
+#: input: S3 Vectors' modelled ``Kms*Exception`` (botocore ``s3vectors/2025-07-15``, all 400) and
+#: the ``KMS.<KMS error>`` codes S3 (SSE-KMS) and SQS answer. A denial (the key policy or the
+#: role's ``kms:`` actions) is :class:`AccessDenied`; a disabled, pending-deletion, missing or
+#: wrong-usage key is a :class:`ConfigurationError` (the operator fixes the key, then
+#: ``outbox retry``).
+_KMS_DENIED = {"KMS.AccessDeniedException"}
+_KMS_UNUSABLE = {
+    "KmsDisabledException",
+    "KmsInvalidStateException",
+    "KmsNotFoundException",
+    "KmsInvalidKeyUsageException",
+    "KMS.DisabledException",
+    "KMS.KMSInvalidStateException",
+    "KMS.NotFoundException",
+}
 _TRANSIENT = {
     "ThrottlingException",
     "Throttling",
@@ -150,7 +166,9 @@ def translate_error(exc: BaseException, what: str) -> MemoryLibraryError:
         detail = f"{what}: {code or status} {message}".strip()
         if code in EXPIRED_CREDENTIALS:
             return BackendUnavailable(detail)
-        if code in _ACCESS_DENIED or status == 403:
+        if code in _KMS_UNUSABLE:
+            return ConfigurationError(f"{detail} (check the KMS key exists, is enabled and is the one configured)")
+        if code in _ACCESS_DENIED or code in _KMS_DENIED or status == 403:
             return AccessDenied(detail)
         if code in _NOT_FOUND or status == 404:
             return NotFound(detail)

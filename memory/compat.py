@@ -13,7 +13,8 @@ stores are :func:`memory.factory.create_store` stores and the plugin is one
 * memories are read with the agent rule of ``memory.stores.scoping`` (an agent sees its own
   memories and the user's agent-less ones; ``agent_name=None`` reads every agent's);
 * ``similarity`` keeps the seed's scale, ``(1 + cosine) / 2`` rounded to 3 places, and
-  ``stored_at`` its ``YYYYMMDD_HHMMSS`` (UTC) format;
+  ``stored_at`` its ``YYYYMMDD_HHMMSS`` (UTC) format (``""`` for the seed's undated summaries, as
+  the seed returns them; ``memory.stores.scoping`` says how those count under a TTL);
 * ``tenant_context`` may be the documented dict (``{"tenantId": ...}``) or a plain tenant id,
   validated before it becomes an index name; a dict without a valid ``tenantId`` is an error
   (``ValueError`` from the stores, ``InvalidInvocationState`` from the plugin), never a silent
@@ -54,6 +55,7 @@ from memory.plugin.invocation import read_invocation
 from memory.plugin.plugin import MemoryPlugin, check_agent_name
 from memory.plugin.recall_tool import build_recall_tool
 from memory.stores.protocol import MemoryBackend
+from memory.stores.scoping import SEED_STORED_AT_FORMAT
 from memory.stores.tvm import TokenVendingMachine
 from memory.tenants import index_name_for, tenant_id_from_context
 from memory.types import Memory, Scope
@@ -80,7 +82,6 @@ BUCKET_ENV = "S3_VECTOR_BUCKET_NAME"
 NOTE_TYPE = "note"
 #: The name of the seed's mid-turn recall tool.
 SEED_TOOL_NAME = "retrieve_memory"
-STORED_AT_FORMAT = "%Y%m%d_%H%M%S"
 
 
 class S3VectorMemory:
@@ -380,7 +381,7 @@ def _as_seed_result(memory: Memory) -> dict[str, Any]:
         "key": memory.id,
         "content": memory.content,
         "similarity": round((1.0 + cosine) / 2.0, 3),
-        "stored_at": memory.stored_at.strftime(STORED_AT_FORMAT),
+        "stored_at": "" if memory.stored_at is None else memory.stored_at.strftime(SEED_STORED_AT_FORMAT),
     }
 
 

@@ -13,6 +13,24 @@ class ConfigurationError(MemoryLibraryError):
     """The library was wired inconsistently (e.g. embedder and index dimensions differ)."""
 
 
+def error_reason(exc: BaseException) -> str:
+    """What logs and dead letters say about ``exc``: its type, plus its message for a
+    :class:`ConfigurationError` (ours name only indexes, dimensions, metrics and settings, or
+    quote AWS's answer about a KMS key or an STS request; other errors' texts may quote request
+    data, so only their type is told).
+
+    Args:
+        exc: The error to describe.
+
+    Returns:
+        ``"ConfigurationError: <message>"`` (one line, at most 300 characters) or the type name.
+    """
+    if not isinstance(exc, ConfigurationError):
+        return type(exc).__name__
+    message = " ".join(str(exc).split())[:300]
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
 class ValidationError(MemoryLibraryError):
     """A caller-supplied value (tenant id, key, metadata, top_k, ...) breaks a documented rule."""
 

@@ -221,7 +221,7 @@ def _metadata(memory: Memory) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "id": memory.id,
         "score": memory.score,
-        "stored_at": memory.stored_at.astimezone(timezone.utc).isoformat(),
+        "stored_at": None if memory.stored_at is None else memory.stored_at.astimezone(timezone.utc).isoformat(),
         "type": memory.memory_type,
     }
     if memory.agent_name is not None:
@@ -257,7 +257,7 @@ def _injected(entry: MemoryEntry) -> str:
             id=str(meta["id"]),
             content=entry.content,
             user_id="",
-            stored_at=datetime.fromisoformat(meta["stored_at"]),
+            stored_at=None if meta["stored_at"] is None else datetime.fromisoformat(meta["stored_at"]),
             memory_type=str(meta["type"]),
         )
     except (KeyError, TypeError, ValueError):  # another store's entry: its text only

@@ -70,7 +70,8 @@ class Memory:
         id: Its key in the index.
         content: The memory text.
         user_id: Whose memory it is.
-        stored_at: When it was stored (UTC).
+        stored_at: When it was stored (UTC); None for an undated memory of
+            strands-s3-vectors-memory (``memory.stores.scoping``).
         memory_type: ``summary``, ``fact``, ``note``...
         agent_name: The agent that stored it; None for a memory shared by the user's agents.
         conversation_id: The conversation it came from, if any.
@@ -81,7 +82,7 @@ class Memory:
     id: str
     content: str
     user_id: str
-    stored_at: datetime
+    stored_at: datetime | None
     memory_type: str = "summary"
     agent_name: str | None = None
     conversation_id: str | None = None

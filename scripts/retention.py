@@ -2,7 +2,7 @@
 
 The app never injects or recalls expired memories; this sweep deletes them (S3 Vectors has no
 TTL of its own: every vector is listed with its metadata and those whose ``stored_at_epoch``
-is older are deleted in batches), and the tenant's dead letters of conversations as old (their
+is older are deleted in batches, with the undated memories of strands-s3-vectors-memory), and the tenant's dead letters of conversations as old (their
 transcripts). Without ``--yes`` it only counts them.
 """
 
@@ -12,8 +12,8 @@ import argparse
 import time
 from datetime import datetime, timezone
 
-from memory.index.filters import compile_filter
 from memory.pipeline.outbox import expired_dead_letters
+from memory.stores.scoping import is_expired
 from memory.tenants import validate_tenant_id
 from scripts.common import Report, ScriptError, add_common_args
 from scripts.targets import Target, add_target_args, open_target, require_tenant
@@ -50,8 +50,7 @@ def run_sweep(args: argparse.Namespace) -> Report:
             report.add("ABSENT", target.index_resource, "no index")
             continue
         if not args.yes:
-            is_expired = compile_filter({"stored_at_epoch": {"$lt": cutoff}})  # the sweep's own filter
-            expired = sum(1 for r in target.store.index.list() if is_expired(r.metadata))
+            expired = sum(1 for r in target.store.index.list() if is_expired(r.metadata, cutoff))  # the sweep's rule
             status = "WOULD DELETE" if expired else "UNCHANGED"
             report.add(status, target.index_resource, f"{expired} memories older than {args.ttl_days:g} days")
             continue

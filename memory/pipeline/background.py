@@ -20,7 +20,8 @@ round; an exhausted entry waits for a re-sweep (``RetryPolicy.sweep_delay``), ru
 sweeper thread (``start_sweeper``) or ``sweep()``. After ``max_rounds`` rounds or
 ``max_busy_seconds`` since its first failed attempt (no further attempt then), or at once for
 an error that retrying cannot fix (access denied, index missing, misconfiguration, invalid
-data), the entry moves to the outbox's dead-letter area with the error type as reason, and its
+data), the entry moves to the outbox's dead-letter area with the error type as reason (and, for a
+``ConfigurationError``, its message: which index, dimension or metric; ``errors.error_reason``), and its
 busy task ends. A newer
 version of that conversation written later by this process (it went on under the same key:
 a checkpoint or another end) purges the dead letter, which `outbox retry` would otherwise put
@@ -63,7 +64,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from memory import telemetry
-from memory.errors import AccessDenied, ConfigurationError, NotFound, ValidationError
+from memory.errors import AccessDenied, ConfigurationError, NotFound, ValidationError, error_reason
 from memory.pipeline.erasure import covering
 from memory.pipeline.outbox import ErasureMarker, Outbox, OutboxEntry, parse_time
 from memory.pipeline.summarizer import Summarizer
@@ -705,7 +706,7 @@ class SummaryPipeline:
             self.outbox.release(claim)
 
     def _failed(self, ref: Ref, entry: OutboxEntry, error: Exception) -> _Outcome:
-        reason = type(error).__name__
+        reason = error_reason(error)
         now = time.monotonic()
         with self._lock:
             rounds = self._rounds[ref] = self._rounds.get(ref, 0) + 1
@@ -727,7 +728,7 @@ class SummaryPipeline:
             with self._lock:  # under the stripe: a newer version written next purges the letter
                 self._dead.add(ref)
         self._count("dead_lettered")
-        self._count(f"dead_lettered_{reason}")
+        self._count(f"dead_lettered_{type(error).__name__}")
         telemetry.record_error(telemetry.current_span(), error)  # the memory.summary root: failed
         logger.error(
             "summary dead-lettered after %d round(s) (%s): entry %s; see `python -m scripts outbox list`",
@@ -751,7 +752,7 @@ class SummaryPipeline:
                     attempt,
                     self.retry.max_attempts,
                     entry.agent_name,
-                    type(exc).__name__,
+                    error_reason(exc),
                     exc_info=logger.isEnabledFor(logging.DEBUG),
                 )
                 self._record_attempt(entry)

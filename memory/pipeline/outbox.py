@@ -164,7 +164,8 @@ class DeadLetter:
 
     Attributes:
         entry: The conversation, as it was pending.
-        reason: The error type of the last failure (e.g. ``AccessDenied``, ``NotFound``).
+        reason: The error type of the last failure (e.g. ``AccessDenied``, ``NotFound``); for a
+            ``ConfigurationError`` followed by its message (``memory.errors.error_reason``).
         dead_at: When it was dead-lettered (ISO 8601).
     """
 

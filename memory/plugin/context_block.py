@@ -27,7 +27,13 @@ HEADER = (
 )
 
 
-def _utc(stamp: datetime) -> str:
+#: What the model reads for a memory without a date (never 1970).
+UNKNOWN_DATE = "unknown"
+
+
+def _utc(stamp: datetime | None) -> str:
+    if stamp is None:
+        return UNKNOWN_DATE
     if stamp.tzinfo is not None:
         stamp = stamp.astimezone(timezone.utc)
     return stamp.strftime("%Y-%m-%d %H:%M UTC")

@@ -84,6 +84,7 @@ from memory.pipeline.background import SummaryPipeline
 from memory.plugin.context_block import PLACEHOLDER, extract_block, fill_prompt, render_block
 from memory.index.limits import validate_top_k
 from memory.keys import new_conversation_marker, summary_key
+from memory.errors import error_reason
 from memory.types import Memory, Scope
 from memory.pipeline.outbox import OutboxEntry
 from memory.stores.multi_tenant import MultiTenantStore
@@ -449,7 +450,7 @@ class MemoryPlugin(Plugin):
             logger.warning(
                 "agent=%s memory retrieval failed (%s); answering without memory",
                 self.agent_name,
-                type(exc).__name__,
+                error_reason(exc),
                 exc_info=logger.isEnabledFor(logging.DEBUG),
             )
             return []

@@ -22,6 +22,7 @@ from strands.types.tools import ToolSpec
 
 from memory import telemetry
 from memory.plugin.context_block import render_block
+from memory.errors import error_reason
 from memory.types import Memory, Scope
 from memory.stores.protocol import MemoryBackend
 
@@ -87,9 +88,10 @@ def build_recall_tool(
             with telemetry.retrieval("recall", scope, **{"memory.top_k": k}) as found:
                 memories = found(store.retrieve(scope, query[:MAX_QUERY_CHARS], top_k=k, min_score=min_score))
         except Exception as exc:
-            # the type only, like the injection path: an error's text may quote the request
+            # the type only (and our ConfigurationError's text), like the injection path: an
+            # error's text may quote the request
             logger.warning(
-                "memory_tool retrieval failed (%s)", type(exc).__name__, exc_info=logger.isEnabledFor(logging.DEBUG)
+                "memory_tool retrieval failed (%s)", error_reason(exc), exc_info=logger.isEnabledFor(logging.DEBUG)
             )
             return FAILURE_MESSAGE
         if on_recalled is not None:

@@ -24,7 +24,8 @@ do, so that is an upper bound).
 
 BM25 is a small scorer of our own: over at most 100 short texts a library would add an index
 build per query (``bm25s`` needs SciPy; ``rank-bm25`` has had no release since 2022).
-Tokenised texts are cached per key and content (``TokenCache``), so a warm query only scores.
+Tokenised texts are cached per key and content (``TokenCache``), so a warm query only scores;
+a ``MultiTenantStore``'s tenants share one bounded cache, each entry keyed by its tenant.
 """
 
 from __future__ import annotations
@@ -94,26 +95,40 @@ def tokenize(text: str) -> list[str]:
 
 
 class TokenCache:
-    """Bounded LRU of tokenised texts keyed by (vector key, content); thread-safe."""
+    """Bounded LRU of tokenised texts keyed by (vector key, content); thread-safe.
+
+    :meth:`scoped` gives views that share this cache's entries and bound but key each entry by
+    their namespace too (a ``MultiTenantStore`` gives each tenant one: the whole store holds at
+    most ``maxsize`` entries, and no tenant ever reads another's).
+    """
 
     def __init__(self, maxsize: int = 20_000) -> None:
+        """Create an empty cache of at most ``maxsize`` entries."""
         self.maxsize = maxsize
-        self._items: OrderedDict[tuple[str, str], tuple[Counter[str], frozenset[str]]] = OrderedDict()
+        self.namespace = ""
+        self._items: OrderedDict[tuple[str, str, str], tuple[Counter[str], frozenset[str]]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def scoped(self, namespace: str) -> "TokenCache":
+        """A view of this cache (same entries, same bound) whose keys carry ``namespace``."""
+        view = TokenCache(self.maxsize)
+        view._items, view._lock, view.namespace = self._items, self._lock, namespace
+        return view
 
     def entries(self, items: Sequence[tuple[str, str]]) -> list[tuple[Counter[str], frozenset[str]]]:
         """Term counts and term set of each (key, text) pair; one lock round for the cached ones."""
+        keys = [(self.namespace, key, text) for key, text in items]
         with self._lock:
-            found = [self._items.get(item) for item in items]
-            for item, entry in zip(items, found):
+            found = [self._items.get(key) for key in keys]
+            for key, entry in zip(keys, found):
                 if entry is not None:
-                    self._items.move_to_end(item)
+                    self._items.move_to_end(key)
         result: list[tuple[Counter[str], frozenset[str]]] = []
-        fresh: dict[tuple[str, str], tuple[Counter[str], frozenset[str]]] = {}
-        for item, entry in zip(items, found):
+        fresh: dict[tuple[str, str, str], tuple[Counter[str], frozenset[str]]] = {}
+        for key, entry in zip(keys, found):
             if entry is None:
-                counts = Counter(tokenize(item[1]))
-                entry = fresh[item] = (counts, frozenset(counts))
+                counts = Counter(tokenize(key[2]))
+                entry = fresh[key] = (counts, frozenset(counts))
             result.append(entry)
         if fresh:
             with self._lock:

@@ -15,6 +15,7 @@ from memory.errors import ConfigurationError, ValidationError
 from memory.index.local import LocalIndex
 from memory.index.protocol import VectorIndex
 from memory.index.s3vectors import S3VectorsIndex
+from memory.stores.hybrid import TokenCache
 from memory.stores.single_tenant import SingleTenantStore
 from memory.stores.tvm import TokenVendingMachine
 from memory.tenants import index_name_for, validate_tenant_id
@@ -27,7 +28,9 @@ class MultiTenantStore:
     """One index per tenant (``memory-<tenantId>``); ``Scope.tenant_id`` is required.
 
     ``index_factory(tenant_id)`` builds a tenant's index; per-tenant stores are cached (LRU,
-    ``max_cached_tenants``) and each index is ensured once. ``ttl_seconds``: retention (see
+    ``max_cached_tenants``) and each index is ensured once. The tenants' stores share one
+    ranking cache of tokenised texts (``token_cache_size`` entries in all, keyed by tenant), so
+    memory does not grow with the number of cached tenants. ``ttl_seconds``: retention (see
     SingleTenantStore). Tenant ids are validated before
     they become index names.
     """
@@ -40,6 +43,7 @@ class MultiTenantStore:
         default_min_score: float | None = None,
         max_cached_tenants: int = 1024,
         ttl_seconds: float | None = None,
+        token_cache_size: int = 20_000,
     ) -> None:
         """Create the store (indexes are opened per tenant on first use).
 
@@ -48,12 +52,15 @@ class MultiTenantStore:
             embedder: Embeds memories and queries.
             default_min_score: Cosine-similarity floor when ``retrieve`` gets none.
             max_cached_tenants: How many tenants' stores stay cached (LRU).
+            ttl_seconds: Retention in seconds (None: memories are kept forever).
+            token_cache_size: Tokenised memory texts kept for ranking, all tenants together.
         """
         self._index_factory = index_factory
         self.embedder = embedder
         self.default_min_score = default_min_score
         self.ttl_seconds = ttl_seconds
         self._stores: LRUCache[str, SingleTenantStore] = LRUCache(maxsize=max_cached_tenants)
+        self._tokens = TokenCache(token_cache_size)
         self._lock = threading.Lock()
 
     @classmethod
@@ -115,6 +122,7 @@ class MultiTenantStore:
                     tenant_id=tenant_id,
                     default_min_score=self.default_min_score,
                     ttl_seconds=self.ttl_seconds,
+                    token_cache=self._tokens.scoped(tenant_id),
                 )
                 self._stores[tenant_id] = cached
         return cached

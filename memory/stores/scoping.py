@@ -11,6 +11,12 @@ Metadata stored per memory: ``user_id``, ``agent_name`` (absent when None), ``ty
 ``stored_at_epoch`` (int seconds), ``opened`` (a conversation's start marker, absent when
 unknown), and the non-filterable ``content`` and ``conversation_id``.
 
+Memories written by strands-s3-vectors-memory (the package ``memory.compat`` replaces) have no
+``stored_at_epoch``: its notes carry ``stored_at`` (``YYYYMMDD_HHMMSS``, UTC), its summaries no
+date at all. Such a memory counts as stored at its ``stored_at`` (:func:`stored_epoch`); one
+without a readable date shows no date (``Memory.stored_at`` None, never 1970) and, under a
+retention TTL, counts as expired (:func:`is_expired`): never retrieved, and swept.
+
 Relevance floor: one concept, the cosine similarity below which a memory is unrelated to a
 query. It depends on the embedding model's score scale, so each embedder declares its
 calibrated ``min_score`` (``embedder_min_score``); a store may be given another one, and a
@@ -24,6 +30,9 @@ from typing import Any
 
 from memory.errors import ValidationError
 from memory.types import Memory, Scope
+
+#: The ``stored_at`` format of strands-s3-vectors-memory (UTC).
+SEED_STORED_AT_FORMAT = "%Y%m%d_%H%M%S"
 
 #: The floor of an embedder that declares none (keeps every candidate).
 UNCALIBRATED_MIN_SCORE = -1.0
@@ -69,15 +78,49 @@ def ownership_filter(scope: Scope) -> dict[str, Any]:
     return {"user_id": {"$eq": scope.user_id}, "agent_name": {"$eq": scope.agent_name}}
 
 
+def stored_epoch(metadata: dict[str, Any]) -> int | None:
+    """When a memory was stored (epoch seconds): its ``stored_at_epoch``, else the ``stored_at``
+    of strands-s3-vectors-memory (``YYYYMMDD_HHMMSS`` UTC, or ISO 8601), else None (undated)."""
+    epoch = metadata.get("stored_at_epoch")
+    if isinstance(epoch, (int, float)) and not isinstance(epoch, bool):
+        return int(epoch)
+    text = metadata.get("stored_at")
+    if not isinstance(text, str):
+        return None
+    try:
+        stamp = datetime.strptime(text, SEED_STORED_AT_FORMAT)
+    except ValueError:
+        try:
+            stamp = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    return int((stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp())
+
+
+def retention_filter(cutoff: int, *, expired: bool) -> dict[str, Any]:
+    """The index filter of the memories that may be retained (``expired=False``) or expired at
+    ``cutoff``: those dated on the right side of it plus the ones without ``stored_at_epoch``,
+    which :func:`is_expired` then decides."""
+    dated = {"stored_at_epoch": {"$lt" if expired else "$gte": cutoff}}
+    return {"$or": [dated, {"stored_at_epoch": {"$exists": False}}]}
+
+
+def is_expired(metadata: dict[str, Any], cutoff: int) -> bool:
+    """True if the memory was stored before ``cutoff`` or has no readable date."""
+    epoch = stored_epoch(metadata)
+    return epoch is None or epoch < cutoff
+
+
 def memory_from_metadata(
     key: str, metadata: dict[str, Any], tenant_id: str | None, score: float | None
 ) -> Memory:
     """The Memory a stored vector's key and metadata describe."""
+    epoch = stored_epoch(metadata)
     return Memory(
         id=key,
         content=str(metadata.get("content", "")),
         user_id=str(metadata.get("user_id", "")),
-        stored_at=datetime.fromtimestamp(int(metadata.get("stored_at_epoch", 0)), tz=timezone.utc),
+        stored_at=None if epoch is None else datetime.fromtimestamp(epoch, tz=timezone.utc),
         memory_type=str(metadata.get("type", "summary")),
         agent_name=metadata.get("agent_name"),
         conversation_id=metadata.get("conversation_id"),

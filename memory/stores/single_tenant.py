@@ -20,8 +20,10 @@ from memory.keys import random_key
 from memory.stores.hybrid import DENSE_CANDIDATES, TokenCache, hybrid_rank
 from memory.stores.scoping import (
     embedder_min_score,
+    is_expired,
     memory_from_metadata,
     ownership_filter,
+    retention_filter,
     validate_scope,
     visibility_filter,
 )
@@ -51,6 +53,7 @@ class SingleTenantStore:
         default_min_score: float | None = None,
         ttl_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
+        token_cache: TokenCache | None = None,
     ) -> None:
         """Create the store (the index is ensured on first use).
 
@@ -62,6 +65,8 @@ class SingleTenantStore:
                 embedder's calibrated floor).
             ttl_seconds: Retention in seconds (None: memories are kept forever).
             clock: Epoch seconds, for ``stored_at`` and retention.
+            token_cache: Tokenised memory texts for ranking (a ``MultiTenantStore`` passes its
+                shared cache scoped to the tenant); None: a cache of this store's own.
 
         Raises:
             ConfigurationError: Embedder and index dimensions differ.
@@ -74,7 +79,7 @@ class SingleTenantStore:
         self.tenant_id = validate_tenant_id(tenant_id) if tenant_id is not None else None
         self.default_min_score = embedder_min_score(embedder) if default_min_score is None else default_min_score
         self.clock = clock
-        self._tokens = TokenCache()
+        self._tokens = token_cache if token_cache is not None else TokenCache()
         self._ensured = False
         self._ensure_lock = threading.Lock()
 
@@ -233,9 +238,12 @@ class SingleTenantStore:
             return []
         self.ensure()
         flt = visibility_filter(scope)
-        if self.ttl_seconds is not None:
-            flt = {"$and": [flt, {"stored_at_epoch": {"$gte": self._expiry_cutoff()}}]}
+        cutoff = None if self.ttl_seconds is None else self._expiry_cutoff()
+        if cutoff is not None:
+            flt = {"$and": [flt, retention_filter(cutoff, expired=False)]}
         hits: list[QueryHit] = self.index.query(vector, max(top_k, DENSE_CANDIDATES), flt)
+        if cutoff is not None:  # the undated ones the filter let through (scoping.is_expired)
+            hits = [hit for hit in hits if not is_expired(hit.metadata, cutoff)]
         ranked = hybrid_rank(query, hits, top_k=top_k, min_similarity=threshold, cache=self._tokens)
         return [memory_from_metadata(r.hit.key, r.hit.metadata, self.tenant_id, r.similarity) for r in ranked]
 
@@ -244,7 +252,7 @@ class SingleTenantStore:
         self._check(scope)
         records = self._matching(visibility_filter(scope))
         memories = [memory_from_metadata(r.key, r.metadata, self.tenant_id, None) for r in records]
-        return sorted(memories, key=lambda m: (m.stored_at, m.id), reverse=True)
+        return sorted(memories, key=lambda m: (m.stored_at is not None, m.stored_at or 0, m.id), reverse=True)
 
     def forget(self, scope: Scope, *, conversation_id: str | None = None) -> int:
         """Delete the user's memories (only the agent's own if ``scope.agent_name`` is set),
@@ -278,13 +286,15 @@ class SingleTenantStore:
     def sweep_expired(self, tenant_id: str | None = None) -> int:
         """Delete the memories older than ``ttl_seconds`` (none without a TTL); returns how many.
 
-        Pages through the index by metadata (``stored_at_epoch``), like ``forget``.
+        Pages through the index by metadata (``stored_at_epoch``), like ``forget``; an undated
+        memory of strands-s3-vectors-memory counts as expired (``scoping.is_expired``).
         """
         if tenant_id is not None and tenant_id != self.tenant_id:
             raise ValidationError("tenant_id does not match this store's tenant")
         if self.ttl_seconds is None:
             return 0
-        keys = [r.key for r in self._matching({"stored_at_epoch": {"$lt": self._expiry_cutoff()}})]
+        cutoff = self._expiry_cutoff()
+        keys = [r.key for r in self._matching(retention_filter(cutoff, expired=True)) if is_expired(r.metadata, cutoff)]
         if keys:
             self.index.delete(keys)
         logger.info("retention: deleted %d expired memories of index %s", len(keys), self.index.name)

@@ -362,3 +362,22 @@ def test_a_configuration_the_services_refuse_stops_start_up_with_one_line(
     done = _run_app(tmp_path, **settings)
     assert done.returncode == 2, done.stderr
     assert f"agent: {said}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_memory_configuration_error_is_logged_with_its_message_others_by_type(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A tenant's index left with another embedder's dimension: the log names the mismatch (our
+    ConfigurationError's text holds no request data); other errors' texts stay out of the log."""
+    from agent.app import _error_body
+    from memory.errors import BackendUnavailable, ConfigurationError
+
+    mismatch = ConfigurationError("index 'memory-acme' exists with dimension 384, but 1024 was requested")
+    with caplog.at_level("WARNING", logger="agent.app"):
+        assert _error_body(mismatch)[0] == 503
+        assert _error_body(BackendUnavailable("put failed for 'My budget is 2M.'"))[0] == 503
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "memory backend failed: ConfigurationError: index 'memory-acme' exists with dimension 384, but 1024 was requested",
+        "memory backend failed: BackendUnavailable",
+    ]

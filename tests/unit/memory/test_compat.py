@@ -310,3 +310,24 @@ def test_an_agent_reused_for_another_conversation_never_shows_it_the_history_of_
     assert not any("diabetes" in (text or "") or text == "Noted." for text in sent), sent
     assert sent[-1] == "What do you know about me?"
     assert seed.wait(timeout=30)
+
+
+def test_memories_the_seed_itself_wrote_keep_its_stored_at(operator: Any) -> None:
+    """After the import-line switch the index still holds the seed's own vectors (no
+    ``stored_at_epoch``): a note keeps its ``stored_at`` (on main: ``19700101_000000``) and an
+    undated session summary answers ``""``, as the seed does."""
+    embedder = LocalEmbedder()
+    store = S3VectorMemory(BUCKET, REGION, embedder)
+    store.store_memory("user-001", "The user prefers dark mode.")  # creates the seed's index "memory"
+    note, summary = embedder.embed(["The user likes green tea.", "Summary: the user likes tea."], "index")
+    operator.put_vectors(vectorBucketName=BUCKET, indexName="memory", vectors=[
+        {"key": "user-001_20260101_120000_ab12cd34", "data": {"float32": note},
+         "metadata": {"user_id": "user-001", "agent_name": "default", "content": "The user likes green tea.",
+                      "stored_at": "20260101_120000"}},
+        {"key": "user-001_default_summary_0123456789abcdef", "data": {"float32": summary},
+         "metadata": {"user_id": "user-001", "agent_name": "default", "content": "Summary: the user likes tea.",
+                      "conversation_id": "conv-1", "type": "summary"}},
+    ])
+    results = {r["key"]: r["stored_at"] for r in store.retrieve_memories("user-001", "tea", top_k=5)}
+    assert results["user-001_20260101_120000_ab12cd34"] == "20260101_120000"
+    assert results["user-001_default_summary_0123456789abcdef"] == ""

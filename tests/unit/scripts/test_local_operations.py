@@ -127,16 +127,17 @@ def test_retention_sweep_deletes_only_expired_memories(state: Path, cli) -> None
 
 
 def test_retention_preview_counts_what_the_sweep_deletes(state: Path, cli) -> None:
-    """A vector without ``stored_at_epoch`` (written by another tool) matches no ``$lt`` filter,
-    so the sweep keeps it: the preview must not count it as expired."""
+    """A vector without any date (written by another tool, e.g. strands-s3-vectors-memory's
+    summaries) is never retrieved under a TTL, so the sweep deletes it too
+    (``scoping.is_expired``), and the preview counts it the same way."""
     index = LocalIndex(state / "vectors", index_name_for("acme"), 3)
     index.put([VectorRecord("m4", [1, 1, 0], {"user_id": "ann", "content": "undated"})])
     index.close()
     base = ("retention", "sweep", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--ttl-days", "30")
     preview = cli(*base)
     done = cli(*base, "--yes")
-    assert "1 memories older than 30 days" in preview.out, preview.out
-    assert "1 expired memories" in done.out and keys(state) == ["m1", "m3", "m4"]
+    assert "2 memories older than 30 days" in preview.out, preview.out
+    assert "2 expired memories" in done.out and keys(state) == ["m1", "m3"]
 
 
 def test_a_state_dir_without_an_outbox_folder_has_no_dead_letters_to_warn_about(state: Path, cli) -> None:

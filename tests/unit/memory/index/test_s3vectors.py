@@ -7,7 +7,14 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from memory.aws import make_client
-from memory.errors import AccessDenied, BackendUnavailable, ConfigurationError, MemoryLibraryError, NotFound
+from memory.errors import (
+    AccessDenied,
+    BackendUnavailable,
+    ConfigurationError,
+    MemoryLibraryError,
+    NotFound,
+    ValidationError,
+)
 from memory.types import VectorRecord
 from memory.index.s3vectors import S3VectorsIndex, create_index_params
 
@@ -188,6 +195,13 @@ def test_put_sends_batches_of_500(stubbed):
         ("ExpiredTokenException", 400, BackendUnavailable),
         ("ExpiredToken", 400, BackendUnavailable),
         ("ConflictException", 409, MemoryLibraryError),
+        # A KMS key the service cannot use (the model's Kms*Exception shapes, all 400): the
+        # operator's key, not the caller's invalid input (on main: ValidationError).
+        ("KmsDisabledException", 400, ConfigurationError),
+        ("KmsInvalidStateException", 400, ConfigurationError),
+        ("KmsNotFoundException", 400, ConfigurationError),
+        ("KmsInvalidKeyUsageException", 400, ConfigurationError),
+        ("ValidationException", 400, ValidationError),
     ],
 )
 def test_errors_are_mapped(stubbed, code, status, error):

@@ -678,3 +678,58 @@ def test_a_checkpoint_during_the_summary_of_its_ended_entry_is_kept(fake_store, 
     assert memory.content == "first part."  # what was ended is stored ...
     (left,) = pipeline.outbox.pending()  # ... and the newer checkpoint survives for the next start
     assert left.open and left.transcript[0]["text"] == "first part. second part."
+
+
+def test_a_configuration_error_is_dead_lettered_and_logged_with_its_message(
+    fake_store, make_pipeline, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A redeploy with another embedder: the tenant's index exists with the old dimension. On main
+    the dead letter and the log said only ``ConfigurationError``, not which mismatch."""
+    from memory.errors import ConfigurationError
+    from memory.index.local import LocalIndex
+
+    LocalIndex(tmp_path, "memory-acme", 384).ensure()
+    with pytest.raises(ConfigurationError) as mismatch:
+        LocalIndex(tmp_path, "memory-acme", 1024).ensure()
+    raise_first(fake_store, mismatch.value)
+    pipeline = make_pipeline(fake_store)
+    with caplog.at_level(logging.WARNING, logger="memory.pipeline.background"):
+        pipeline.end_conversation(entry())
+        assert pipeline.wait(30)
+    expected = "ConfigurationError: index 'memory-acme' exists with dimension 384, but 1024 was requested"
+    assert [d.reason for d in pipeline.outbox.dead_letters(None)] == [expected]
+    assert pipeline.metrics["dead_lettered_ConfigurationError"] == 1
+    dead_lines = [r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()]
+    assert len(dead_lines) == 1 and expected in dead_lines[0]
+
+
+def test_other_errors_are_dead_lettered_and_logged_by_type_only(
+    fake_store, make_pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Other errors' texts may quote request data: only the type is recorded."""
+    from memory.errors import ValidationError
+
+    raise_first(fake_store, ValidationError("metadata 'text' too long: My budget is 2M."))
+    pipeline = make_pipeline(fake_store)
+    with caplog.at_level(logging.DEBUG, logger="memory.pipeline.background"):
+        pipeline.end_conversation(entry())
+        assert pipeline.wait(30)
+    assert [d.reason for d in pipeline.outbox.dead_letters(None)] == ["ValidationError"]
+    assert caplog.records and not any("budget" in r.getMessage() for r in caplog.records)
+
+
+def test_a_kms_key_the_index_cannot_use_is_dead_lettered_as_a_key_fault(fake_store, make_pipeline) -> None:
+    """S3 Vectors answers a disabled key 400 ``KmsDisabledException``: on main the dead letter
+    (and ``outbox list``) said ``ValidationError``, as if the conversation were invalid."""
+    from botocore.exceptions import ClientError
+
+    from memory.aws import translate_error
+
+    disabled = ClientError({"Error": {"Code": "KmsDisabledException", "Message": "The specified key is disabled."},
+                            "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutVectors")
+    raise_first(fake_store, translate_error(disabled, "s3vectors put_vectors memory-acme"))
+    pipeline = make_pipeline(fake_store)
+    pipeline.end_conversation(entry())
+    assert pipeline.wait(30)
+    [letter] = pipeline.outbox.dead_letters(None)
+    assert letter.reason.startswith("ConfigurationError: s3vectors put_vectors memory-acme: KmsDisabledException")

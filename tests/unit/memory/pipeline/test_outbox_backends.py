@@ -564,3 +564,43 @@ def test_s3_a_refused_key_that_exists_is_still_access_denied(s3) -> None:
     with pytest.raises(AccessDenied):
         outbox.get(e.entry_id, "acme")
 
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.data
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("KMS.DisabledException", "ConfigurationError"),
+        ("KMS.KMSInvalidStateException", "ConfigurationError"),
+        ("KMS.NotFoundException", "ConfigurationError"),
+        ("KMS.AccessDeniedException", "AccessDenied"),
+    ],
+)
+def test_s3_a_kms_key_it_cannot_use_is_a_key_fault_not_invalid_input(s3, code: str, error: str) -> None:
+    """S3 answers SSE-KMS faults 400 with the KMS error as ``KMS.<code>`` (parsed here by
+    botocore's own S3 parser from the XML body); on main they were ``ValidationError``."""
+    from botocore.awsrequest import AWSResponse
+
+    outbox = S3Outbox(lambda _t: s3, BUCKET)
+    e = entry()
+    outbox.put(e)
+    body = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>"
+            "arn:aws:kms:us-east-1:123456789012:key/1234abcd is disabled.</Message></Error>").encode()
+
+    def refuse(request: Any, **_: Any) -> AWSResponse:
+        return AWSResponse(request.url, 400, {"Content-Type": "application/xml"}, _Body(body))
+
+    s3.meta.events.register("before-send.s3.GetObject", refuse, unique_id="kms-refusal")
+    try:
+        with pytest.raises(MemoryLibraryError) as info:
+            outbox.get(e.entry_id, "acme")
+    finally:
+        s3.meta.events.unregister("before-send.s3.GetObject", unique_id="kms-refusal")
+    assert type(info.value).__name__ == error and code in str(info.value)

@@ -238,3 +238,30 @@ def test_store_retrieve_weighs_excerpts_on_both_backends(index_factory) -> None:
         store.store_units(SCOPE, [MemoryUnit(f"s{i}-s000", text, "statement")], conversation_id=f"conv-s{i}")
     ranked = [m.conversation_id for m in store.retrieve(SCOPE, "q", top_k=25, min_score=-1.0)]
     assert len(ranked) == 25 and ranked.index("conv-x") == 20
+
+
+def test_a_multi_tenant_store_bounds_one_token_cache_for_all_tenants_never_shared(tmp_path, monkeypatch) -> None:
+    """On main each tenant's store had its own 20,000-entry cache (up to 1024 stores). Now the
+    tenants share one bound (``token_cache_size``) and key their entries apart: the same key and
+    text in another tenant is tokenised anew, and filling the cache from other tenants evicts."""
+    from memory.stores.multi_tenant import MultiTenantStore
+
+    tokenised: list[str] = []
+    real = hybrid.tokenize
+    monkeypatch.setattr(hybrid, "tokenize", lambda text: tokenised.append(text) or real(text))
+    store = MultiTenantStore.for_local(root_dir=tmp_path, embedder=LocalEmbedder(), token_cache_size=4)
+    texts = ["budget is two million", "trip to paris in may", "likes python code"]
+    for tenant in ("acme", "globex", "initech"):
+        for i, text in enumerate(texts):
+            store.store(Scope("ann", tenant_id=tenant), text, key=f"k{i}", conversation_id=f"c{i}")
+
+    def recall(tenant: str) -> list[str]:
+        tokenised.clear()
+        store.retrieve(Scope("ann", tenant_id=tenant), "budget paris python", top_k=3, min_score=-1.0)
+        return sorted(t for t in tokenised if t in texts)  # not the query
+
+    assert recall("acme") == sorted(texts)
+    assert recall("acme") == []  # cached
+    assert recall("globex") == sorted(texts)  # same keys and texts, another tenant: not shared
+    recall("initech")
+    assert recall("acme") == sorted(texts)  # evicted: 4 entries for all tenants together

@@ -290,3 +290,52 @@ def test_retention_hides_expired_memories_and_the_sweep_deletes_them(index_facto
     assert [m.id for m in store.list(Scope(U1))] == [fresh.id] and [m.id for m in store.list(Scope(U2))] == [other.id]
     keep_all = SingleTenantStore(index, embedder)  # no TTL: nothing expires
     assert keep_all.sweep_expired() == 0
+
+
+def _seed_records(embedder, now: float):
+    """Vectors as strands-s3-vectors-memory 0.2.0 writes them (its source, read): ``store_memory``
+    puts ``stored_at`` as ``YYYYMMDD_HHMMSS`` (UTC), its session summaries no date at all, and
+    neither has ``stored_at_epoch``."""
+    from datetime import datetime, timezone
+
+    from memory.types import VectorRecord
+
+    def seed_stamp(epoch: float) -> str:
+        return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y%m%d_%H%M%S")
+
+    texts = {"seed-recent": "budget recent", "seed-old": "budget old", "seed-undated": "budget undated"}
+    vectors = dict(zip(texts, embedder.embed(list(texts.values()), "index")))
+    base = {"user_id": U1, "agent_name": "default"}
+    return [
+        VectorRecord("seed-recent", vectors["seed-recent"],
+                     {**base, "content": texts["seed-recent"], "stored_at": seed_stamp(now - 7200)}),
+        VectorRecord("seed-old", vectors["seed-old"],
+                     {**base, "content": texts["seed-old"], "stored_at": seed_stamp(now - 3 * 86400)}),
+        VectorRecord("seed-undated", vectors["seed-undated"],
+                     {**base, "content": texts["seed-undated"], "conversation_id": "conv-1", "type": "summary"}),
+    ]
+
+
+def test_memories_of_strands_s3_vectors_memory_are_dated_by_their_stored_at(index_factory):
+    """On main they had no ``stored_at_epoch``: shown as 1970, and under a TTL hidden but never
+    swept. Now retrieval, the date shown and the sweep agree: a dated one counts as stored at its
+    ``stored_at``; an undated one shows no date and, under a TTL, is expired (hidden and swept)."""
+    from memory.plugin.context_block import format_memory
+
+    embedder = KeywordEmbedder()
+    now = 1_700_000_000.0
+    index = index_factory("memory-seed-test", embedder.dimension)
+    keep_all = SingleTenantStore(index, embedder, clock=lambda: now)
+    keep_all.ensure()
+    index.put(_seed_records(embedder, now))
+    shown = {m.id: m for m in keep_all.retrieve(Scope(U1), "budget", top_k=5, min_score=0.0)}
+    assert set(shown) == {"seed-recent", "seed-old", "seed-undated"}
+    assert int(shown["seed-recent"].stored_at.timestamp()) == int(now - 7200)
+    assert shown["seed-undated"].stored_at is None
+    assert 'stored_at="unknown"' in format_memory(shown["seed-undated"]) and "1970" not in format_memory(shown["seed-undated"])
+    assert [m.id for m in keep_all.list(Scope(U1))][-1] == "seed-undated"  # undated last, newest first
+
+    ttl = SingleTenantStore(index, embedder, ttl_seconds=86400, clock=lambda: now)
+    assert [m.id for m in ttl.retrieve(Scope(U1), "budget", top_k=5, min_score=0.0)] == ["seed-recent"]
+    assert ttl.sweep_expired() == 2
+    assert [m.id for m in keep_all.list(Scope(U1))] == ["seed-recent"]  # what was hidden is gone, nothing else
