@@ -64,7 +64,9 @@ def add_target_args(p: argparse.ArgumentParser, *, index: bool = True) -> None:
     if index:
         p.add_argument("--bucket", help="vector bucket (s3vectors)")
     p.add_argument("--outbox-bucket", help="S3 outbox bucket, AGENT_OUTBOX_BUCKET (s3vectors)")
-    p.add_argument("--outbox-prefix", type=outbox_prefix, default=DEFAULT_OUTBOX_PREFIX, help="AGENT_OUTBOX_PREFIX")
+    p.add_argument(
+        "--outbox-prefix", type=outbox_prefix, help=f"AGENT_OUTBOX_PREFIX (default {DEFAULT_OUTBOX_PREFIX})"
+    )
     p.add_argument(
         "--outbox-kms-key-arn",
         help="AGENT_OUTBOX_KMS_KEY_ID: write outbox objects (markers, revived entries) with this key, as the app does",
@@ -82,16 +84,19 @@ def open_outbox(args: argparse.Namespace) -> tuple[Outbox | None, str]:
     if not args.outbox_bucket:
         return None, "outbox (none: pass --outbox-bucket)"
     s3 = aws_client("s3", require_region(args))
-    _require_prefix(s3, args.outbox_bucket, args.outbox_prefix)
-    outbox = S3Outbox(
-        lambda _tenant: s3, args.outbox_bucket, prefix=args.outbox_prefix, lister=s3, kms_key_id=args.outbox_kms_key_arn
-    )
-    return outbox, f"outbox s3://{args.outbox_bucket}/{args.outbox_prefix}"
+    prefix = args.outbox_prefix
+    if prefix is None:  # the default: the app may use another one (a prefix given is the operator's word)
+        prefix = DEFAULT_OUTBOX_PREFIX
+        _require_prefix(s3, args.outbox_bucket, prefix)
+    outbox = S3Outbox(lambda _tenant: s3, args.outbox_bucket, prefix=prefix, lister=s3, kms_key_id=args.outbox_kms_key_arn)
+    return outbox, f"outbox s3://{args.outbox_bucket}/{prefix}"
 
 
 def _require_prefix(s3: Any, bucket: str, prefix: str) -> None:
-    """A clear error when the outbox bucket holds folders but not ``<prefix>/``: the app's
-    AGENT_OUTBOX_PREFIX is another one, where its entries are and where it reads markers."""
+    """A clear error when the outbox bucket holds folders but not ``<prefix>/`` (the default
+    prefix, not given): the app's AGENT_OUTBOX_PREFIX is probably another one, where its entries
+    are and where it reads markers. A bucket shared with another deployment whose app has written
+    nothing yet under the default prefix passes it as ``--outbox-prefix``."""
     listed = s3.list_objects_v2(Bucket=bucket, Delimiter="/")
     folders = [p["Prefix"] for p in listed.get("CommonPrefixes", [])]
     if folders and f"{prefix}/" not in folders and not listed.get("IsTruncated"):

@@ -263,3 +263,8 @@ def test_an_outbox_prefix_other_than_the_apps_is_an_error_not_a_marker_nobody_re
     assert len(_keys()) == 6
     right = cli(*base, "--outbox-prefix", "ob")
     assert right.code == 0 and "1 outbox entries of user ann" in right.out, right.err
+    # another deployment's app (AGENT_OUTBOX_PREFIX=outbox) shares the bucket and has written
+    # nothing yet: its operator names the prefix, and its erasure marker lands where it reads
+    named = cli(*base, "--outbox-prefix", "outbox")
+    assert named.code == 0, named.err
+    assert any(o["Key"].startswith("outbox/acme/") for o in s3.list_objects_v2(Bucket="mem-outbox")["Contents"])
