@@ -98,6 +98,7 @@ class Services:
         fails is logged and skipped (the next sweep retries it)."""
         if self.pipeline is None or self.settings.memory_ttl_days is None:
             return 0
+        from memory.errors import error_reason
         from memory.pipeline.outbox import expired_dead_letters
         from memory.stores.multi_tenant import MultiTenantStore
 
@@ -117,7 +118,7 @@ class Services:
                 if letters:
                     logger.info("retention: purged %d dead letters of expired conversations", len(letters))
             except Exception as exc:  # noqa: BLE001 - one tenant's fault must not stop the others
-                logger.warning("retention sweep failed for a tenant (%s)", type(exc).__name__)
+                logger.warning("retention sweep failed for a tenant (%s)", error_reason(exc))
         return deleted
 
     def _sweep_forever(self) -> None:

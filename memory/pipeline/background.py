@@ -327,7 +327,7 @@ class SummaryPipeline:
             try:
                 self.replay_pending()
             except Exception as exc:  # noqa: BLE001 - best effort: the outbox keeps the entries
-                logger.warning("outbox replay failed (%s); pending entries wait for the next start", type(exc).__name__)
+                logger.warning("outbox replay failed (%s); pending entries wait for the next start", error_reason(exc))
             finally:
                 self._idle(token)
 
@@ -459,7 +459,7 @@ class SummaryPipeline:
         """Log a conversation's first failed checkpoint write, then at most one line a minute
         while they keep failing (written again every second), with how many failed meanwhile."""
         now = time.monotonic()
-        reason = type(exc).__name__
+        reason = error_reason(exc)
         with self._lock:
             previous = self._failing.get(ref)
             if previous is not None and now - previous[0] < _CHECKPOINT_FAILURE_LOG_SECONDS:
@@ -559,7 +559,7 @@ class SummaryPipeline:
             try:
                 entry = self.outbox.get(ref[1], ref[0])
             except Exception as exc:  # noqa: BLE001 - the entry stays for a later replay
-                logger.warning("open outbox entry not read for adoption (%s)", type(exc).__name__)
+                logger.warning("open outbox entry not read for adoption (%s)", error_reason(exc))
                 continue
             wait = None if entry is None else self._orphan_wait(entry, datetime.now(timezone.utc))
             with self._lock:
@@ -810,7 +810,7 @@ class SummaryPipeline:
         except Exception as exc:  # noqa: BLE001 - the newer version is durable: tried again at its next write
             with self._lock:
                 self._dead.add(ref)
-            logger.warning("superseded dead letter not purged (%s)", type(exc).__name__)
+            logger.warning("superseded dead letter not purged (%s)", error_reason(exc))
 
     def _stripe(self, ref: Ref) -> threading.Lock:
         return self._stripes[hash(ref) % _STRIPES]

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator
 from botocore.exceptions import BotoCoreError, ClientError
 
 from memory.aws import error_code, http_status, translate_error
-from memory.errors import InvalidTenantId, MemoryLibraryError
+from memory.errors import InvalidTenantId, MemoryLibraryError, error_reason
 from memory.pipeline.outbox import (
     USER_FOLDER_PREFIX,
     Claim,
@@ -138,7 +138,7 @@ class S3Outbox:
                 entries += self._pending_of(tenant)
             except MemoryLibraryError as exc:
                 logger.warning("outbox of tenant %s unreadable (%s); its entries wait for a later replay",
-                               tenant, type(exc).__name__)
+                               tenant, error_reason(exc))
         return sorted(entries, key=lambda e: e.created_at)
 
     def _pending_of(self, tenant_id: str | None) -> list[OutboxEntry]:

@@ -487,7 +487,7 @@ class MemoryPlugin(Plugin):
             self._end_locked(conversation)
         except Exception as exc:
             self.metrics["end_failures"] += 1
-            logger.error("agent=%s could not record the finished conversation: %s", self.agent_name, type(exc).__name__)
+            logger.error("agent=%s could not record the finished conversation: %s", self.agent_name, error_reason(exc))
 
     def _checkpoint_quietly(self, conversation: _Conversation) -> None:
         """Queue a checkpoint from a hook (no I/O): the turn never waits for it."""
@@ -505,7 +505,7 @@ class MemoryPlugin(Plugin):
                     erased = not queued and self.pipeline.is_erased(entry.tenant_id, entry.entry_id)
             except Exception as exc:
                 self.metrics["checkpoint_failures"] += 1
-                logger.error("agent=%s could not checkpoint the conversation: %s", self.agent_name, type(exc).__name__)
+                logger.error("agent=%s could not checkpoint the conversation: %s", self.agent_name, error_reason(exc))
                 return
             if erased:
                 self._drop_erased(conversation)
