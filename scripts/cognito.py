@@ -9,6 +9,7 @@ differences are reported as drift.
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 import string
 from typing import Any
@@ -79,6 +80,37 @@ def find_pool(idp: BaseClient, name: str) -> str | None:
     if len(ids) > 1:
         raise ScriptError(f"{len(ids)} user pools are named {name!r} ({', '.join(ids)}); pass --pool-id")
     return ids[0] if ids else None
+
+
+def described_pool(idp: BaseClient, pool_id: str) -> dict[str, Any] | None:
+    """The user pool ``pool_id`` (``DescribeUserPool``), None if it does not exist or the id is malformed."""
+    if not _well_formed(idp, "UserPoolIdType", pool_id):
+        return None
+    try:
+        return dict(idp.describe_user_pool(UserPoolId=pool_id)["UserPool"])
+    except ClientError as err:
+        if is_not_found(err):
+            return None
+        raise
+
+
+def described_client(idp: BaseClient, pool_id: str, client_id: str) -> dict[str, Any] | None:
+    """The app client ``client_id`` of the pool (``DescribeUserPoolClient``), None if there is none."""
+    if not (_well_formed(idp, "UserPoolIdType", pool_id) and _well_formed(idp, "ClientIdType", client_id)):
+        return None
+    try:
+        return dict(idp.describe_user_pool_client(UserPoolId=pool_id, ClientId=client_id)["UserPoolClient"])
+    except ClientError as err:
+        if is_not_found(err):
+            return None
+        raise
+
+
+def _well_formed(idp: BaseClient, shape: str, value: str) -> bool:
+    """Whether ``value`` fits the API model's pattern for ``shape`` (botocore does not check
+    patterns; the service refuses a malformed id with a validation error, not "not found")."""
+    metadata = idp.meta.service_model.shape_for(shape).metadata
+    return bool(re.fullmatch(metadata["pattern"], value)) and len(value) <= metadata["max"]
 
 
 def ensure_pool(idp: BaseClient, report: Report, name: str, pre_token_trigger_arn: str | None) -> str | None:

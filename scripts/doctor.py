@@ -30,6 +30,7 @@ from scripts.common import (
     is_not_found,
     require_region,
 )
+from scripts.iam_roles import existing_role
 from scripts.vectors import (
     DEFAULT_DIMENSION,
     bucket_region,
@@ -38,6 +39,7 @@ from scripts.vectors import (
     index_drift,
     outbox_bucket_state,
     region_drift,
+    vector_bucket_exists,
 )
 
 #: A check returns (status, detail); status is OK, MISSING or DRIFT.
@@ -117,12 +119,9 @@ def run(args: argparse.Namespace) -> Report:
         return ("DRIFT", "; ".join(drift)) if drift else ("OK", client_id)
 
     def role() -> tuple[str, str]:
-        try:
-            found = iam.get_role(RoleName=args.role_name)["Role"]
-        except ClientError as err:
-            if is_not_found(err):
-                return "MISSING", "no TVM role"
-            raise
+        found = existing_role(iam, args.role_name)
+        if found is None:
+            return "MISSING", "no TVM role"
         statements = _statements(found["AssumeRolePolicyDocument"])
         tagged = statements and all(
             f"aws:RequestTag/{tvm_role.TENANT_TAG}" in canonical(s.get("Condition", {})) for s in statements
@@ -170,13 +169,7 @@ def run(args: argparse.Namespace) -> Report:
         return "OK", str(found["Arn"])
 
     def bucket() -> tuple[str, str]:
-        try:
-            s3v.get_vector_bucket(vectorBucketName=args.bucket)
-        except ClientError as err:
-            if is_not_found(err):
-                return "MISSING", "no vector bucket"
-            raise
-        return "OK", args.bucket
+        return ("OK", args.bucket) if vector_bucket_exists(s3v, args.bucket) else ("MISSING", "no vector bucket")
 
     def outbox() -> tuple[str, str]:
         s3 = aws_client("s3", region)
