@@ -185,14 +185,9 @@ def ensure_client(
     idp: BaseClient, report: Report, pool_id: str, name: str, password_auth: bool
 ) -> str | None:
     """Create the app client if missing, otherwise check it (drift reported, never changed)."""
-    existing = [
-        c["ClientId"]
-        for page in idp.get_paginator("list_user_pool_clients").paginate(UserPoolId=pool_id, MaxResults=60)
-        for c in page["UserPoolClients"]
-        if c["ClientName"] == name
-    ]
+    existing = find_client(idp, pool_id, name)
     flows = auth_flows(password_auth)
-    if not existing:
+    if existing is None:
         report.change("CREATE", f"app client {name}", f"no secret; flows {', '.join(flows)}")
         if report.dry_run:
             return None
@@ -207,7 +202,28 @@ def ensure_client(
             EnableTokenRevocation=True,
         )["UserPoolClient"]
         return str(client["ClientId"])
-    client = idp.describe_user_pool_client(UserPoolId=pool_id, ClientId=existing[0])["UserPoolClient"]
+    client = idp.describe_user_pool_client(UserPoolId=pool_id, ClientId=existing)["UserPoolClient"]
+    drift = client_drift(client, flows)
+    for item in drift:
+        report.add("DRIFT", f"app client {name}", item)
+    if not drift:
+        report.add("UNCHANGED", f"app client {name}", existing)
+    return existing
+
+
+def find_client(idp: BaseClient, pool_id: str, name: str) -> str | None:
+    """The id of the pool's app client called ``name`` (the first), None if there is none."""
+    existing = [
+        c["ClientId"]
+        for page in idp.get_paginator("list_user_pool_clients").paginate(UserPoolId=pool_id, MaxResults=60)
+        for c in page["UserPoolClients"]
+        if c["ClientName"] == name
+    ]
+    return str(existing[0]) if existing else None
+
+
+def client_drift(client: dict[str, Any], flows: list[str]) -> list[str]:
+    """How a described app client differs from the intended one (empty when it matches)."""
     drift = []
     if client.get("ClientSecret"):
         drift.append("has a client secret (public app clients must not)")
@@ -215,11 +231,7 @@ def ensure_client(
         drift.append(f"auth flows are {sorted(client.get('ExplicitAuthFlows', []))}, wanted {flows}")
     if TENANT_ATTRIBUTE in client.get("WriteAttributes", []):
         drift.append(f"users can write {TENANT_ATTRIBUTE}: remove it from the client's write attributes")
-    for item in drift:
-        report.add("DRIFT", f"app client {name}", item)
-    if not drift:
-        report.add("UNCHANGED", f"app client {name}", existing[0])
-    return str(existing[0])
+    return drift
 
 
 def generate_password(length: int = 20) -> str:
