@@ -199,7 +199,7 @@ def offboard(s3v: BaseClient, report: Report, bucket: str, tenant: str, confirme
     if index is None:
         report.add("ABSENT", f"index {name}", "nothing to delete")
         return 0
-    count = sum(1 for _ in S3VectorsIndex(s3v, bucket, name, int(index.get("dimension", 1))).list())
+    count = S3VectorsIndex(s3v, bucket, name, int(index.get("dimension", 1))).count()
     if not confirmed:
         report.add("WOULD DELETE", f"index {name}", f"{count} vector(s); re-run with --yes to delete")
         return count
@@ -219,7 +219,7 @@ def list_tenants(s3v: BaseClient, report: Report, bucket: str, count: bool) -> l
             detail = ""
             if count:
                 index = get_index(s3v, bucket, name) or {}
-                n = sum(1 for _ in S3VectorsIndex(s3v, bucket, name, int(index.get("dimension", 1))).list())
+                n = S3VectorsIndex(s3v, bucket, name, int(index.get("dimension", 1))).count()
                 detail = f"dimension {index.get('dimension')}, {n} vector(s)"
             report.add("TENANT", tenant, detail)
     if not tenants:
