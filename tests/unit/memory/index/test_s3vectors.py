@@ -174,8 +174,10 @@ def test_count_lists_keys_only_across_pages(stubbed):
     """Counting needs neither metadata nor data: ListVectors is asked for keys only (the service
     model's returnMetadata/returnData default to false, sent as false), every page followed."""
     index, stubber = stubbed
-    members = index.client.meta.service_model.operation_model("ListVectors").input_shape.members
+    model = index.client.meta.service_model.operation_model("ListVectors")
+    members = model.input_shape.members
     assert members["returnMetadata"].type_name == members["returnData"].type_name == "boolean"
+    assert "With only <code>s3vectors:ListVectors</code> permission, you can list vector keys" in model.documentation
     base = {"vectorBucketName": "bkt", "indexName": "memory-acme", "maxResults": 1000,
             "returnMetadata": False, "returnData": False}  # fmt: skip
     stubber.add_response("list_vectors", {"vectors": [{"key": "a"}, {"key": "b"}], "nextToken": "p2"}, base)
