@@ -84,33 +84,32 @@ def find_pool(idp: BaseClient, name: str) -> str | None:
 
 def described_pool(idp: BaseClient, pool_id: str) -> dict[str, Any] | None:
     """The user pool ``pool_id`` (``DescribeUserPool``), None if it does not exist or the id is malformed."""
-    if not _well_formed(idp, "UserPoolIdType", pool_id):
-        return None
-    try:
-        return dict(idp.describe_user_pool(UserPoolId=pool_id)["UserPool"])
-    except ClientError as err:
-        if is_not_found(err):
-            return None
-        raise
+    return _describe(idp, "describe_user_pool", "UserPool", UserPoolId=pool_id)
 
 
 def described_client(idp: BaseClient, pool_id: str, client_id: str) -> dict[str, Any] | None:
     """The app client ``client_id`` of the pool (``DescribeUserPoolClient``), None if there is none."""
-    if not (_well_formed(idp, "UserPoolIdType", pool_id) and _well_formed(idp, "ClientIdType", client_id)):
-        return None
+    return _describe(idp, "describe_user_pool_client", "UserPoolClient", UserPoolId=pool_id, ClientId=client_id)
+
+
+#: The API model's shape of each id parameter.
+_ID_SHAPES = {"UserPoolId": "UserPoolIdType", "ClientId": "ClientIdType"}
+
+
+def _describe(idp: BaseClient, operation: str, answer: str, **ids: str) -> dict[str, Any] | None:
+    """``operation``'s ``answer`` for ``ids``, None when one names nothing or is malformed (checked
+    against the API model's pattern: botocore does not check patterns, and the service refuses
+    a malformed id with a validation error, not "not found")."""
+    for name, value in ids.items():
+        metadata = idp.meta.service_model.shape_for(_ID_SHAPES[name]).metadata
+        if len(value) > metadata["max"] or not re.fullmatch(metadata["pattern"], value):
+            return None
     try:
-        return dict(idp.describe_user_pool_client(UserPoolId=pool_id, ClientId=client_id)["UserPoolClient"])
+        return dict(getattr(idp, operation)(**ids)[answer])
     except ClientError as err:
         if is_not_found(err):
             return None
         raise
-
-
-def _well_formed(idp: BaseClient, shape: str, value: str) -> bool:
-    """Whether ``value`` fits the API model's pattern for ``shape`` (botocore does not check
-    patterns; the service refuses a malformed id with a validation error, not "not found")."""
-    metadata = idp.meta.service_model.shape_for(shape).metadata
-    return bool(re.fullmatch(metadata["pattern"], value)) and len(value) <= metadata["max"]
 
 
 def ensure_pool(idp: BaseClient, report: Report, name: str, pre_token_trigger_arn: str | None) -> str | None:
@@ -148,12 +147,16 @@ def ensure_pool(idp: BaseClient, report: Report, name: str, pre_token_trigger_ar
         )["UserPool"]
         return str(pool["Id"])
     pool = idp.describe_user_pool(UserPoolId=pool_id)["UserPool"]
-    drift = pool_drift(pool, pre_token_trigger_arn)
-    for item in drift:
-        report.add("DRIFT", f"user pool {name}", item)
-    if not drift:
-        report.add("UNCHANGED", f"user pool {name}", pool_id)
+    _report_drift(report, f"user pool {name}", pool_drift(pool, pre_token_trigger_arn), pool_id)
     return pool_id
+
+
+def _report_drift(report: Report, resource: str, drift: list[str], unchanged: str) -> None:
+    """One DRIFT row per difference, or UNCHANGED (``unchanged`` as the detail)."""
+    for item in drift:
+        report.add("DRIFT", resource, item)
+    if not drift:
+        report.add("UNCHANGED", resource, unchanged)
 
 
 def pool_drift(pool: dict[str, Any], trigger_arn: str | None) -> list[str]:
@@ -203,11 +206,7 @@ def ensure_client(
         )["UserPoolClient"]
         return str(client["ClientId"])
     client = idp.describe_user_pool_client(UserPoolId=pool_id, ClientId=existing)["UserPoolClient"]
-    drift = client_drift(client, flows)
-    for item in drift:
-        report.add("DRIFT", f"app client {name}", item)
-    if not drift:
-        report.add("UNCHANGED", f"app client {name}", existing)
+    _report_drift(report, f"app client {name}", client_drift(client, flows), existing)
     return existing
 
 
