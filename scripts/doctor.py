@@ -136,7 +136,7 @@ def read_settings(args: argparse.Namespace) -> str:
         if not args.model_id and settings.model_provider == "bedrock" and settings.model_id:
             args.model_id = [settings.model_id, DEFAULT_EMBEDDING_MODEL]
         if settings.tenant_mode == "single" and settings.single_tenant_id not in (None, *args.tenant):
-            args.tenant.append(settings.single_tenant_id)
+            args.tenant = [*args.tenant, settings.single_tenant_id]
     args.pool_name = args.pool_name or cognito.DEFAULT_POOL_NAME
     args.client_name = args.client_name or cognito.DEFAULT_CLIENT_NAME
     args.role_name = args.role_name or tvm_role.DEFAULT_ROLE_NAME
