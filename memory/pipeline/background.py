@@ -27,7 +27,11 @@ version of that conversation written later by this process (it went on under the
 a checkpoint or another end) purges the dead letter, which `outbox retry` would otherwise put
 back over it or store over its units. A task that crashes (the outbox itself failing, so
 nothing can be dead-lettered) counts rounds too: at the same bounds its busy task ends and the
-entry stays pending for a later replay.
+entry stays pending for a later replay. The bounds hold for the app too, not only per entry:
+once summaries have failed for ``max_busy_seconds`` with none stored since (a backlog replayed
+during an outage would otherwise keep the app busy for one entry after the other), every busy
+task ends and no new one starts; the entries go on in the background within their own bounds,
+and the next stored summary makes the pipeline report its work as busy again.
 
 ``checkpoint`` queues the transcript of a conversation still going on as an *open* entry
 (same id as its final entry). A writer thread writes the queued checkpoints in the background,
@@ -46,7 +50,8 @@ summarized too instead.
 
 ``on_task_start(name) -> token`` / ``on_task_end(token)`` bracket every accepted entry from
 the moment it is scheduled until it is stored, dead-lettered or handed to another process
-(in flight *or* waiting for a re-sweep), so an AgentCore app reports ``HealthyBusy`` meanwhile.
+(in flight *or* waiting for a re-sweep), so an AgentCore app reports ``HealthyBusy`` meanwhile,
+unless summaries have been failing for longer than the time bound (above).
 """
 
 from __future__ import annotations
@@ -83,6 +88,7 @@ _STRIPES = 64
 _MARKER_CACHE_SIZE = 4096  # (tenant, user) pairs whose erasure markers the checkpoint writer keeps
 _CHECKPOINT_RETRY_SECONDS = 1.0  # pause before writing again checkpoints whose write failed
 _CHECKPOINT_FAILURE_LOG_SECONDS = 60.0  # a checkpoint still failing is logged at most this often
+_NOT_BUSY = object()  # the token of an entry scheduled while the pipeline does not report busy
 
 
 class _Outcome(enum.Enum):
@@ -106,7 +112,8 @@ class RetryPolicy:
         sweep_base_delay: First wait before re-sweeping an exhausted entry (seconds).
         sweep_max_delay: Largest wait between sweeps (seconds).
         max_rounds: Exhausted rounds after which the entry is dead-lettered.
-        max_busy_seconds: Seconds after its first failure after which the entry is dead-lettered.
+        max_busy_seconds: Seconds after its first failure after which the entry is dead-lettered;
+            also how long the pipeline reports busy while summaries fail and none is stored.
     """
 
     max_attempts: int = 4
@@ -188,7 +195,9 @@ class SummaryPipeline:
         self._young: dict[Ref, float] = {}  # open entry of another process, too young -> when to look again
         self._rounds: dict[Ref, int] = {}  # ref -> exhausted rounds so far
         self._first_failure: dict[Ref, float] = {}  # ref -> monotonic time of its first failure
-        self._tokens: dict[Ref, Any] = {}  # ref -> busy-task token, until it is done
+        self._tokens: dict[Ref, Any] = {}  # ref -> busy-task token (or _NOT_BUSY), until it is done
+        self._failing_since: float | None = None  # monotonic time of the first failure since a store
+        self._busy_released = False  # failing for longer than the time bound: not reporting busy
         self._adopted: set[Ref] = set()  # open entries of dead processes, taken over by replay
         self._dead: set[Ref] = set()  # dead-lettered here: a newer version written supersedes the letter
         # queued, latest transcript wins; written in the context of the turn that queued it
@@ -602,6 +611,9 @@ class SummaryPipeline:
         with self._lock:
             rerun = self._inflight.pop(ref, False)  # ended again after the task's last look at it
             cause = self._rerun_causes.pop(ref, telemetry.NO_CAUSE)  # not this worker thread's context
+            released = self._note_failure_locked() if crashed else []
+            if outcome is _Outcome.STORED:
+                self._resume_busy_locked()
             given_up = crashed and self._crash_round_locked(ref)
             if outcome is not _Outcome.FAILED or future.cancelled() or self._closed.is_set() or given_up:
                 self._rounds.pop(ref, None)
@@ -618,6 +630,8 @@ class SummaryPipeline:
                         self._schedule_locked(ref)  # that newer entry is summarized too (same busy task)
                 elif ref in self._tokens:
                     ended.append(self._tokens.pop(ref))
+                    if not self._tokens:  # nothing left to do: failures count afresh
+                        self._resume_busy_locked()
             elif rerun and not crashed:  # a newer transcript (or another look) was asked for: read it now
                 with telemetry.within(cause):
                     self._schedule_locked(ref)
@@ -627,6 +641,7 @@ class SummaryPipeline:
                 self._waiting[ref] = time.monotonic() + delay
                 self._wake.set()
                 logger.warning("summary kept in the outbox; retry round %d in %.0f s", rounds + 1, delay)
+        self._release(released)
         for token in ended:
             self._task_ended(token)
         with self._lock:  # last: ``wait`` returns once the hooks have run
@@ -758,6 +773,8 @@ class SummaryPipeline:
                 self._record_attempt(entry)
                 with self._lock:  # the time bound counts from the first failed attempt
                     first = self._first_failure.setdefault(_ref(entry), time.monotonic())
+                    released = self._note_failure_locked()
+                self._release(released)
                 if isinstance(exc, PERMANENT_ERRORS) or time.monotonic() - first >= self.retry.max_busy_seconds:
                     break
                 if attempt == self.retry.max_attempts or self._stopping.wait(self.retry.delay(attempt)):
@@ -817,11 +834,49 @@ class SummaryPipeline:
 
     def _task_started(self, entry_id: str) -> Any:
         telemetry.outbox_backlog(+1)
-        return self._busy(f"memory-summary-{entry_id[:12]}")
+        return _NOT_BUSY if self._busy_released else self._busy(_task_name(entry_id))
 
     def _task_ended(self, token: Any) -> None:
         telemetry.outbox_backlog(-1)
-        self._idle(token)
+        if token is not _NOT_BUSY:
+            self._idle(token)
+
+    def _note_failure_locked(self) -> list[Any]:
+        """Count a failure towards the pipeline's time bound; once summaries have failed for
+        ``max_busy_seconds`` with none stored since, the busy tokens to end (the entries keep
+        going, not busy: a backlog replayed in an outage ends each entry's bound in turn)."""
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        if self._busy_released or now - self._failing_since < self.retry.max_busy_seconds:
+            return []
+        self._busy_released = True
+        tokens = [token for token in self._tokens.values() if token is not _NOT_BUSY]
+        self._tokens = dict.fromkeys(self._tokens, _NOT_BUSY)
+        self.metrics["busy_released"] += 1
+        logger.warning(
+            "summaries have failed for %.0f s with none stored: the app stops reporting busy for them "
+            "(%d entries go on in the background, each kept in the outbox until stored or dead-lettered)",
+            now - self._failing_since,
+            len(self._tokens),
+        )
+        return tokens
+
+    def _resume_busy_locked(self) -> None:
+        """A summary was stored (or none is left): failures count afresh, and the entries
+        scheduled are busy again."""
+        self._failing_since = None
+        if not self._busy_released:
+            return
+        self._busy_released = False
+        for ref, token in self._tokens.items():
+            if token is _NOT_BUSY:
+                self._tokens[ref] = self._busy(_task_name(ref[1]))
+        logger.info("a summary was stored again: the app reports its pending summaries as busy")
+
+    def _release(self, tokens: list[Any]) -> None:
+        for token in tokens:
+            self._idle(token)
 
     def _busy(self, name: str) -> Any:
         if self._on_task_start is None:
@@ -843,6 +898,10 @@ class SummaryPipeline:
 
 def _ref(entry: OutboxEntry) -> Ref:
     return (entry.tenant_id, entry.entry_id)
+
+
+def _task_name(entry_id: str) -> str:
+    return f"memory-summary-{entry_id[:12]}"
 
 
 def _outbox_attributes(entry: OutboxEntry, *, open: bool) -> dict[str, Any]:

@@ -675,6 +675,57 @@ def test_the_time_bound_counts_from_the_first_failed_attempt_not_from_the_end_of
     assert len(fake_store.store_calls) <= retry.max_attempts  # 4 attempts take 0.4 s > 0.25 s: no second round
 
 
+def test_a_failing_backlog_keeps_the_app_busy_for_the_time_bound_not_for_each_entry(
+    fake_store, make_outbox, pipelines, monkeypatch
+) -> None:
+    # A fresh process (a new AgentCore session) replays a backlog during a model outage. Each
+    # entry is bounded, but one after the other they kept the app HealthyBusy for the whole
+    # backlog (AgentCore keeps a busy session alive, billed, up to its maximum lifetime).
+    fake_store.fail_store = BackendUnavailable("model outage")
+    store_units = fake_store.store_units
+
+    def slow_failure(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)  # a model call timing out
+        return store_units(*args, **kwargs)
+
+    monkeypatch.setattr(fake_store, "store_units", slow_failure)
+    outbox = make_outbox()
+    backlog = [entry(f"user-{n}", f"c{n}") for n in range(20)]
+    for e in backlog:
+        outbox.put(e)
+    retry = RetryPolicy(max_attempts=1, base_delay=0.001, max_delay=0.001, sweep_base_delay=0.01,
+                        sweep_max_delay=0.01, max_rounds=1000, max_busy_seconds=0.3)
+    busy = BusyTasks()
+    pending_when_idle: list[int] = []
+    end = busy.end
+
+    def end_and_look(token: int) -> None:
+        end(token)
+        if not busy.open and not pending_when_idle:
+            pending_when_idle.append(len(make_outbox().pending()))
+
+    busy.end = end_and_look  # type: ignore[method-assign]
+    pipeline = new_pipeline(pipelines, fake_store, outbox, retry=retry, max_workers=1,
+                            on_task_start=busy.start, on_task_end=busy.end)
+    pipeline.start_sweeper()
+    assert pipeline.replay_pending() == 20
+    assert wait_until(lambda: pending_when_idle)
+    # Healthy once 0.3 s of failures passed; 20 slow entries take longer, so most were left
+    assert pending_when_idle[0] >= 10
+    assert pipeline.metrics["busy_released"] == 1
+    # they go on in the background, not busy, each within its own bounds: nothing is lost
+    assert wait_until(lambda: make_outbox().pending() == [])
+    assert len(make_outbox().dead_letters()) == 20 and busy.open == set()
+    # once a summary is stored again, the app is busy with its work again
+    fake_store.fail_store = None
+    started = busy.started
+    pipeline.end_conversation(entry("zoe", "c-new"))
+    assert pipeline.wait(30) and busy.started == started + 1 and busy.open == set()
+    fake_store.fail_store = BackendUnavailable("model outage")
+    pipeline.end_conversation(entry("yann", "c-next"))
+    assert busy.started == started + 2 and len(busy.open) == 1  # busy again while it fails
+
+
 def test_a_forget_during_a_failing_summary_leaves_no_dead_letter(fake_store, make_outbox, pipelines) -> None:
     fake_store.fail_store = AccessDenied("no model access")  # dead-lettered at once
     gated = GatedSummarizer()
