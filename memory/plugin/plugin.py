@@ -42,7 +42,8 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   last turn was of another conversation (agents sharing one plugin: whichever conversation
   that was) has its ``agent.messages`` cleared before the model runs, so no turn sees another
   conversation's history (it comes back only as memories); a new agent keeps the history it
-  was built with. Agents sharing one plugin (``S3VectorMemoryPlugin``) whose turns overlap in
+  was built with. ``agent.structured_output()`` (deprecated in Strands) is no turn: it reads
+  the conversation as it is. Agents sharing one plugin (``S3VectorMemoryPlugin``) whose turns overlap in
   time: only the turn of the conversation opened last is recorded; the others are not (a
   warning, a metric).
 * After every turn that does not end the conversation (and added to the transcript), the
@@ -264,6 +265,10 @@ class MemoryPlugin(Plugin):
 
     @hook
     async def _before_invocation(self, event: BeforeInvocationEvent) -> None:
+        if event.messages is None:
+            # ``agent.structured_output()`` (no invocation_state, no input): it reads the
+            # conversation so far and adds nothing to it; not a turn of another conversation
+            return
         self._adopt_callers_prompt(event.agent)
         try:
             invocation = read_invocation(event.invocation_state)

@@ -722,3 +722,43 @@ def test_a_turn_without_identity_does_not_see_the_previous_users_conversation(fa
     assert [user_texts(e) for e in pipeline.entries] == [["My bank PIN is 4321."]]
     agent("Hello.", invocation_state=state("conv-b", user="bob"))
     assert [b.get("text") for m in model.calls[-1].messages for b in m["content"]] == ["Hello."]
+
+
+def test_the_deprecated_structured_output_call_reads_the_conversation_and_leaves_it_going_on(fake_store) -> None:
+    """``agent.structured_output(Model)`` (still public in Strands 1.62, deprecated) fires
+    ``BeforeInvocationEvent`` with an empty ``invocation_state`` and no input messages: it reads
+    the conversation so far and adds nothing to it. It is no turn of another (anonymous)
+    conversation: the history stays (Strands raises "No conversation history" without it), the
+    conversation is not ended, and its next turn continues it."""
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        city: str
+
+    class StructuredModel(ScriptedModel):
+        structured_calls: list[tuple[Any, list[Any]]] = []
+
+        async def structured_output(self, output_model: Any, prompt: Any, system_prompt: Any = None, **kwargs: Any):  # type: ignore[override]
+            self.structured_calls.append((system_prompt, [b.get("text") for m in prompt for b in m["content"]]))
+            yield {"output": output_model(city="Lisbon")}
+
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "The user moved from Porto.")
+    pipeline = RecordingPipeline()
+    model = StructuredModel(default_reply="ok")
+    agent, plugin = make_agent(fake_store, model, pipeline=pipeline)
+    agent("I moved to Lisbon from Porto.", invocation_state=state())
+    opened = plugin.opened
+
+    with pytest.warns(DeprecationWarning):
+        assert agent.structured_output(City) == City(city="Lisbon")
+
+    ((system_prompt, sent),) = model.structured_calls
+    assert sent == ["I moved to Lisbon from Porto.", "ok"]
+    assert "moved from Porto" in extract_block(system_prompt)
+    assert pipeline.entries == [] and plugin.opened == opened  # not ended, not reopened
+    agent("Thanks.", invocation_state=state(end_session=True))
+    assert [b.get("text") for m in model.calls[-1].messages for b in m["content"]] == [
+        "I moved to Lisbon from Porto.", "ok", "Thanks."]
+    (entry,) = pipeline.entries
+    assert user_texts(entry) == ["I moved to Lisbon from Porto.", "Thanks."]
+    assert plugin.metrics["conversations"] == 1
