@@ -29,8 +29,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * The plugin keeps the full text transcript (every message added, whatever the conversation
   manager later trims, as it reads at the end of the turn: a user message the model's
   guardrail redacted is recorded redacted), except user-role text Strands adds once the model
-  has answered in the turn (its structured-output prompt, steering guidance): the user's words
-  are the turn's input (all of it, e.g. a message list that carries earlier context with an
+  has answered in the turn (its structured-output prompt, steering guidance, the input of a
+  pass a hook resumes the call with, e.g. GoalLoop's feedback): the user's words are the
+  turn's input (all of it, e.g. a message list that carries earlier context with an
   assistant message).
   ``end_session: True`` in ``invocation_state`` or ``end_conversation()`` (idle timer,
   shutdown) hands it to the ``SummaryPipeline`` in the background (the outbox write runs off
@@ -192,6 +193,7 @@ class MemoryPlugin(Plugin):
         self._conversation: _Conversation | None = None
         self._turn_active = False
         self._turn_agent: Any = None  # the agent of the active turn (agents may share the plugin)
+        self._turn_call: Any = None  # its Strands call (one per agent call, shared by resumed passes)
         # the conversation each agent last served a turn of (its ``messages`` hold that one's history)
         self._served: weakref.WeakKeyDictionary[Any, Invocation | None] = weakref.WeakKeyDictionary()
         self._turn_ends = False  # the active turn carries ``end_session``
@@ -320,10 +322,14 @@ class MemoryPlugin(Plugin):
                     self._turn_active = False
             else:
                 assert conversation is not None
+                # a hook resuming the agent (``AfterInvocationEvent.resume``, e.g. GoalLoop's
+                # feedback) runs another pass of the same call: its input is not the user's
+                call = event.agent.event_loop_metrics.latest_agent_invocation
+                resumed = continuing and event.agent is self._turn_agent and call is self._turn_call
                 self._turn_active, self._turn_ends = True, invocation.end_session
-                self._turn_agent = event.agent
-                self._answered = False
-                self._turn_inputs = tuple(event.messages or ())
+                self._turn_agent, self._turn_call = event.agent, call
+                self._answered = resumed
+                self._turn_inputs = () if resumed else tuple(event.messages or ())
                 self._turn_recorded = []
                 if continuing and self._found_erased(conversation):  # by the checkpoint writer meanwhile
                     self._drop_erased(conversation)

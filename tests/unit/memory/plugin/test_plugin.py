@@ -762,3 +762,30 @@ def test_the_deprecated_structured_output_call_reads_the_conversation_and_leaves
     (entry,) = pipeline.entries
     assert user_texts(entry) == ["I moved to Lisbon from Porto.", "Thanks."]
     assert plugin.metrics["conversations"] == 1
+
+
+def test_the_input_a_hook_resumes_the_agent_with_is_not_recorded_as_the_users_words(fake_store) -> None:
+    """Strands' vended ``GoalLoop`` judges each answer and, when it falls short, resumes the agent
+    (``AfterInvocationEvent.resume``) with its own user-role feedback ("Your previous attempt
+    did not satisfy the goal..."): a second invocation pass in the same call, whose input the
+    user never wrote. The user's words are the call's input only."""
+    from strands.vended_plugins.goal import GoalLoop
+
+    def short(response: Any, agent: Any) -> Any:
+        words = " ".join(b["text"] for b in response["content"] if "text" in b).split()
+        return True if len(words) < 5 else {"passed": False, "feedback": "Too long."}
+
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(["Rainbows form when sunlight is refracted by rain drops.", "Refracted sunlight."],
+                          default_reply="Welcome.")
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=model, name="orchestrator", system_prompt=BASE, callback_handler=None,
+                  plugins=[plugin, GoalLoop(goal=short, max_attempts=2)])
+    agent("How do rainbows form? I live in Oslo.", invocation_state=state(end_session=True))
+
+    assert model.calls[1].last_user_text.startswith("Your previous attempt did not satisfy the goal")  # resumed
+    assert user_texts(pipeline.entries[-1]) == ["How do rainbows form? I live in Oslo."]
+    assert [t["text"] for t in plugin.transcript if t["role"] == "assistant"] == [
+        "Rainbows form when sunlight is refracted by rain drops.", "Refracted sunlight."]
+    agent("Thanks.", invocation_state=state(end_session=True))  # the next call is the user's again
+    assert user_texts(pipeline.entries[-1]) == ["How do rainbows form? I live in Oslo.", "Thanks."]
