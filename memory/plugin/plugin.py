@@ -22,7 +22,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   is appended (warning once); without memories the placeholder is removed. The base prompt is
   the agent's system prompt when the plugin binds to it, or the one the caller sets between
   turns (the conversation's block in it, e.g. an edit of the prompt read back, counts as the
-  placeholder, so it appears once and is not carried into the next conversation).
+  placeholder, so it appears once and is not carried into the next conversation). It is kept
+  as Strands content blocks: only the text block holding the placeholder (else the first) is
+  filled, so a ``cachePoint`` and the blocks other plugins add (``AgentSkills``) stay apart.
 * Retrieval failures degrade to no memory: a warning and ``metrics["retrieval_failures"]``.
 * The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent
   through the public ``Plugin.tools`` property (``recall_tool=False`` leaves it out).
@@ -83,7 +85,7 @@ from strands.tools.decorator import DecoratedFunctionTool
 
 from memory import telemetry
 from memory.pipeline.background import SummaryPipeline
-from memory.plugin.context_block import PLACEHOLDER, extract_block, fill_prompt, render_block
+from memory.plugin.context_block import PLACEHOLDER, fill_blocks, render_block, restore_placeholder
 from memory.index.limits import validate_top_k
 from memory.keys import new_conversation_marker, summary_key
 from memory.errors import error_reason
@@ -140,7 +142,7 @@ class _Conversation:
     written_at_turns: int = -1  # transcript length when last written (checkpoint or end)
     erased: bool = False  # covered by an erasure marker: nothing more is recorded
     key: str = ""  # its summary key (= outbox entry id), computed once when it opens
-    prompt: str | None = None  # the system prompt with its block, rendered on its first turn
+    prompt: list[dict[str, Any]] | None = None  # the system prompt blocks with its block, from its first turn
 
 
 class MemoryPlugin(Plugin):
@@ -186,7 +188,7 @@ class MemoryPlugin(Plugin):
         self.top_k = validate_top_k(top_k)
         self.min_score = min_score
         self.metrics: Counter[str] = Counter()
-        self.base_prompt = ""
+        self._base: list[dict[str, Any]] = [{"text": ""}]  # the caller's system prompt blocks
         self.agent_name: str | None = None
         self.read_agent_name = None if read_agent_name is None else check_agent_name(read_agent_name)
         self._lock = threading.RLock()
@@ -201,7 +203,7 @@ class MemoryPlugin(Plugin):
         self._turn_inputs: tuple[Any, ...] = ()  # the active turn's input messages (the caller's)
         self._turn_recorded: list[tuple[int, Any]] = []  # (transcript index, message) of the active turn
         self._placeholder_warned = False
-        self._written: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()  # agent -> prompt set
+        self._written: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # agent -> prompt set
         super().__init__()  # discovers @hook methods; needs the attributes above
         self._recall_tools: list[DecoratedFunctionTool] = []
         if recall_tool:
@@ -222,6 +224,12 @@ class MemoryPlugin(Plugin):
         return list(self._recall_tools)
 
     # -- public accessors -------------------------------------------------------------------
+
+    @property
+    def base_prompt(self) -> str:
+        """The text of the caller's system prompt, ``{memory_context}`` where the memories go."""
+        with self._lock:
+            return "\n".join(b["text"] for b in self._base if isinstance(b.get("text"), str))
 
     @property
     def injected_memory_ids(self) -> list[str]:
@@ -259,11 +267,8 @@ class MemoryPlugin(Plugin):
         check_agent_name(agent.name)
         if self.agent_name is not None:
             raise ValueError("a MemoryPlugin instance serves exactly one agent; create one per agent")
-        prompt = agent.system_prompt
-        if prompt is not None and not isinstance(prompt, str):
-            raise ValueError("MemoryPlugin needs a plain-text system prompt")
         self.agent_name = agent.name
-        self.base_prompt = prompt or ""
+        self._base = agent.system_prompt_content or [{"text": ""}]
 
     @hook
     async def _before_invocation(self, event: BeforeInvocationEvent) -> None:
@@ -292,7 +297,7 @@ class MemoryPlugin(Plugin):
                 foreign = self._served.get(event.agent) is not None  # it served a conversation
                 self._served[event.agent] = None  # its history is now an anonymous one
             logger.warning("agent=%s turn without a verified identity: running without memory", self.agent_name)
-            self._set_prompt(event.agent, fill_prompt(self.base_prompt, "")[0])
+            self._set_prompt(event.agent, fill_blocks(self._base, "")[0])
             if foreign:  # another (anonymous) conversation: the history is not its own
                 event.agent.messages.clear()
             if left is not None:
@@ -338,7 +343,7 @@ class MemoryPlugin(Plugin):
                 prompt = conversation.prompt
         if overlapping:
             logger.warning("agent=%s turn overlapping another conversation's: running without memory", self.agent_name)
-            prompt = fill_prompt(self.base_prompt, "")[0]
+            prompt = fill_blocks(self._base, "")[0]
         self._set_prompt(event.agent, prompt)
 
     @hook
@@ -420,20 +425,19 @@ class MemoryPlugin(Plugin):
         memory block in it (an edit of a prompt as the plugin left it, maybe in an earlier
         conversation) turns back into the placeholder, so the conversation's own block appears
         once and no block outlives its conversation."""
-        current = agent.system_prompt
+        current = agent.system_prompt_content or [{"text": ""}]
         with self._lock:
-            if (current or "") == self._written.get(agent, self.base_prompt) or not isinstance(current, str):
+            if current == self._written.get(agent, self._base):
                 return
-            block = extract_block(current)
-            self.base_prompt = current.replace(block, PLACEHOLDER, 1) if block else current
+            self._base = restore_placeholder(current)
             if self._conversation is not None:
                 self._conversation.prompt = None  # rendered again from the new base
         logger.debug("agent=%s system prompt changed by the caller: new base prompt", self.agent_name)
 
-    def _set_prompt(self, agent: Any, prompt: str) -> None:
+    def _set_prompt(self, agent: Any, prompt: list[dict[str, Any]]) -> None:
         with self._lock:
-            agent.system_prompt = prompt
-            self._written[agent] = agent.system_prompt or ""
+            agent.system_prompt = [dict(b) for b in prompt]
+            self._written[agent] = agent.system_prompt_content
 
     def _leave(self, conversation: _Conversation) -> None:
         """End ``conversation`` and leave none current (a turn without identity took the agent
@@ -466,8 +470,8 @@ class MemoryPlugin(Plugin):
             )
             return []
 
-    def _render_prompt(self, block: str) -> str:
-        prompt, had_placeholder = fill_prompt(self.base_prompt, block)
+    def _render_prompt(self, block: str) -> list[dict[str, Any]]:
+        prompt, had_placeholder = fill_blocks(self._base, block)
         if block and not had_placeholder and not self._placeholder_warned:
             self._placeholder_warned = True
             logger.warning(

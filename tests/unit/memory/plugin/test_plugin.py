@@ -738,7 +738,9 @@ def test_the_deprecated_structured_output_call_reads_the_conversation_and_leaves
     class StructuredModel(ScriptedModel):
         structured_calls: list[tuple[Any, list[Any]]] = []
 
-        async def structured_output(self, output_model: Any, prompt: Any, system_prompt: Any = None, **kwargs: Any):  # type: ignore[override]
+        async def structured_output(  # type: ignore[override]
+            self, output_model: Any, prompt: Any, system_prompt: Any = None, **kwargs: Any
+        ) -> Any:
             self.structured_calls.append((system_prompt, [b.get("text") for m in prompt for b in m["content"]]))
             yield {"output": output_model(city="Lisbon")}
 
@@ -789,3 +791,38 @@ def test_the_input_a_hook_resumes_the_agent_with_is_not_recorded_as_the_users_wo
         "Rainbows form when sunlight is refracted by rain drops.", "Refracted sunlight."]
     agent("Thanks.", invocation_state=state(end_session=True))  # the next call is the user's again
     assert user_texts(pipeline.entries[-1]) == ["How do rainbows form? I live in Oslo.", "Thanks."]
+
+
+def test_another_plugins_system_prompt_block_is_kept_apart_and_not_repeated(fake_store) -> None:
+    """Strands' vended ``AgentSkills`` appends its skills list as a system prompt block before
+    every invocation and removes the one it added last time by exact match. The memory block
+    must not merge that block into its own text: the list would be re-appended every turn."""
+    from strands.vended_plugins.skills import AgentSkills, Skill
+
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "The user lives in Oslo.")
+    skills = AgentSkills(skills=[Skill(name="pdf", description="Work with PDF files")])
+    for plugins_first in (True, False):
+        model = ScriptedModel(default_reply="ok")
+        plugin = MemoryPlugin(fake_store, pipeline=None)
+        agent = Agent(model=model, name="orchestrator", system_prompt=BASE, callback_handler=None,
+                      plugins=[plugin, skills] if plugins_first else [skills, plugin])
+        for conversation, text in [("c1", "I live in Oslo."), ("c1", "ok"), ("c1", "ok"), ("c2", "hi")]:
+            agent(text, invocation_state=state(conversation))
+        assert [p.count("<available_skills>") for p in model.system_prompts] == [1, 1, 1, 1]
+        assert [p.count(OPEN_TAG) for p in model.system_prompts] == [1, 1, 1, 0]
+        assert all(p.startswith("You are a helpful assistant.") for p in model.system_prompts)
+
+
+def test_a_system_prompt_of_content_blocks_keeps_its_cache_point(fake_store) -> None:
+    """A system prompt given as content blocks (a ``cachePoint`` after the text, for Bedrock
+    prompt caching) keeps its blocks: the memory block goes into the placeholder's text block."""
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "The user lives in Oslo.")
+    model = ScriptedModel(default_reply="ok")
+    plugin = MemoryPlugin(fake_store, pipeline=None)
+    agent = Agent(model=model, name="orchestrator", callback_handler=None, plugins=[plugin],
+                  system_prompt=[{"text": BASE}, {"cachePoint": {"type": "default"}}])
+    agent("I live in Oslo.", invocation_state=state())
+    (text, cache_point) = agent.system_prompt_content
+    assert cache_point == {"cachePoint": {"type": "default"}}
+    assert "lives in Oslo" in extract_block(text["text"]) and text["text"].endswith("Be brief.")
+    assert model.system_prompts[0] == text["text"]
