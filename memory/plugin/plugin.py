@@ -71,6 +71,7 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import threading
 import weakref
@@ -437,7 +438,7 @@ class MemoryPlugin(Plugin):
     def _set_prompt(self, agent: Any, prompt: list[dict[str, Any]]) -> None:
         with self._lock:
             agent.system_prompt = [dict(b) for b in prompt]
-            self._written[agent] = agent.system_prompt_content
+            self._written[agent] = copy.deepcopy(agent.system_prompt_content)  # blocks may be edited in place
 
     def _leave(self, conversation: _Conversation) -> None:
         """End ``conversation`` and leave none current (a turn without identity took the agent

@@ -826,3 +826,17 @@ def test_a_system_prompt_of_content_blocks_keeps_its_cache_point(fake_store) -> 
     assert cache_point == {"cachePoint": {"type": "default"}}
     assert "lives in Oslo" in extract_block(text["text"]) and text["text"].endswith("Be brief.")
     assert model.system_prompts[0] == text["text"]
+
+
+def test_a_system_prompt_block_the_caller_edits_in_place_is_kept(fake_store) -> None:
+    """``agent.system_prompt_content`` hands out the agent's own block dicts: an edit made in
+    place between turns is the caller's new prompt, as an assignment is."""
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "The user lives in Oslo.")
+    model = ScriptedModel(default_reply="ok")
+    agent, _ = make_agent(fake_store, model)
+    agent("I live in Oslo.", invocation_state=state())
+    (block,) = agent.system_prompt_content
+    block["text"] = block["text"].replace("a helpful", "a terse")
+    agent("And?", invocation_state=state())
+    assert model.system_prompts[1].startswith("You are a terse assistant.")
+    assert model.system_prompts[1].count(OPEN_TAG) == 1 and "lives in Oslo" in model.system_prompts[1]
