@@ -840,3 +840,24 @@ def test_a_system_prompt_block_the_caller_edits_in_place_is_kept(fake_store) -> 
     agent("And?", invocation_state=state())
     assert model.system_prompts[1].startswith("You are a terse assistant.")
     assert model.system_prompts[1].count(OPEN_TAG) == 1 and "lives in Oslo" in model.system_prompts[1]
+
+
+def test_identity_is_read_when_a_deprecated_keyword_argument_comes_with_the_invocation_state(fake_store) -> None:
+    """Given any other keyword argument (deprecated in Strands 1.62, e.g. a per-call
+    ``callback_handler``), Strands passes the caller's ``invocation_state`` nested under the
+    key ``"invocation_state"``. It is still the caller's identity: the turn continues the
+    conversation (history kept, recorded) and the recall tool serves the same user."""
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "alice likes jazz music")
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(["ok", ToolCall(RECALL_TOOL_NAME, {"query": "jazz music"}),
+                           lambda call: call.last_tool_result_text])
+    agent, plugin = make_agent(fake_store, model, pipeline=pipeline)
+    agent("I live in Oslo.", invocation_state=state())
+    with pytest.warns(UserWarning, match="kwargs"):
+        answer = str(agent("What music do I like?", invocation_state=state(end_session=True),
+                           callback_handler=lambda **event: None))
+    assert "alice likes jazz" in answer
+    assert [b.get("text") for b in model.calls[1].messages[0]["content"]] == ["I live in Oslo."]  # history kept
+    (entry,) = pipeline.entries
+    assert user_texts(entry) == ["I live in Oslo.", "What music do I like?"]
+    assert plugin.metrics["identity_missing"] == 0
