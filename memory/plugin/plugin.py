@@ -46,9 +46,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   that was) has its ``agent.messages`` cleared before the model runs, so no turn sees another
   conversation's history (it comes back only as memories); a new agent keeps the history it
   was built with. ``agent.structured_output()`` (deprecated in Strands) is no turn: it reads
-  the conversation as it is. Agents sharing one plugin (``S3VectorMemoryPlugin``) whose turns overlap in
-  time: only the turn of the conversation opened last is recorded; the others are not (a
-  warning, a metric).
+  the conversation as it is. Agents sharing one plugin (``S3VectorMemoryPlugin``) whose turns
+  overlap in time: only the turn of the conversation opened last is recorded; the others are
+  not (a warning, a metric).
 * After every turn that does not end the conversation (and added to the transcript), the
   plugin queues a checkpoint: the same outbox entry, marked open, handed to
   ``SummaryPipeline.checkpoint``, which writes it in the background, coalesced per
@@ -269,7 +269,7 @@ class MemoryPlugin(Plugin):
         if self.agent_name is not None:
             raise ValueError("a MemoryPlugin instance serves exactly one agent; create one per agent")
         self.agent_name = agent.name
-        self._base = agent.system_prompt_content or [{"text": ""}]
+        self._base = copy.deepcopy(agent.system_prompt_content) or [{"text": ""}]
 
     @hook
     async def _before_invocation(self, event: BeforeInvocationEvent) -> None:
