@@ -3,7 +3,10 @@
 Per request: verify the bearer token (nothing else runs without a valid one), validate the
 payload, reject identity claims that contradict the token, take the session (= conversation)
 from the registry, run one turn of its orchestrator, and answer JSON
-(``{answer, session_id, memories_used, session_ended}``) or a server-sent event stream.
+(``{answer, session_id, memories_used, session_ended}``) or a server-sent event stream: a
+``{"data": chunk}`` event per text chunk of every model message of the turn (narration before
+a tool call too), then ``{"done": true, ...}`` with the JSON answer's fields, whose ``answer``
+is the same: the final message's text.
 Errors are JSON ``{error, message[, field]}`` with their HTTP status.
 
 Run with ``python -m agent`` (or ``python -m agent.app``, as the AgentCore container does).
@@ -197,12 +200,12 @@ class _Invocation:
         emit: Callable[[dict[str, Any] | None], None],
     ) -> None:
         try:
-            parts: list[str] = []
+            answer = None
             if request.prompt is not None:
-                async for chunk in session.conversation.stream(request.prompt, state):
-                    parts.append(chunk)
+                turn = session.conversation.stream(request.prompt, state)
+                async for chunk in turn:
                     emit({"data": chunk})
-            answer = "".join(parts) if request.prompt is not None else None
+                answer = turn.answer  # the final message's text, as the JSON answer: no narration
             emit({"done": True, **await self._finish(session, request, answer)})
         except Exception as exc:  # noqa: BLE001 - the status is already sent: report in-band
             status, body = _error_body(exc)

@@ -80,6 +80,42 @@ SPECIALISTS: tuple[AgentSpec, ...] = (
 TOOL_NAMES = frozenset({RECALL_TOOL_NAME, *(spec.name for spec in SPECIALISTS)})
 
 
+def answer_text(result: Any) -> str:
+    """A turn's answer: the text of its final assistant message (``AgentResult``'s ``str``)."""
+    return str(result).strip()
+
+
+class StreamedTurn:
+    """One streamed turn: iterating it yields the text chunks of every model message of the
+    turn, narration before a tool call included; ``answer`` is then set to the turn's answer,
+    the final message's text, as the non-streamed turn answers (None until the turn is done).
+
+    The text of each model message after the first one with text (e.g. the answer after a
+    tool call) starts with a blank line, so two messages never read as one sentence.
+    """
+
+    def __init__(self, events: AsyncIterator[Any]) -> None:
+        self._events = events
+        self.answer: str | None = None
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[str]:
+        wrote, apart = False, False
+        async for event in self._events:
+            if not isinstance(event, dict):
+                continue
+            chunk = event.get("data")
+            if isinstance(chunk, str) and chunk:
+                yield "\n\n" + chunk if apart else chunk
+                wrote, apart = True, False
+            elif "message" in event:  # a message of the turn is complete
+                apart = wrote
+            elif "result" in event:  # the turn's last event
+                self.answer = answer_text(event["result"])
+
+
 class Conversation:
     """One session's agents. Not thread-safe: the session registry serialises its requests."""
 
@@ -90,24 +126,12 @@ class Conversation:
     async def ask(self, prompt: str, invocation_state: dict[str, Any]) -> str:
         """Run one turn and return the answer text."""
         result = await self.agent.invoke_async(prompt, invocation_state=dict(invocation_state))
-        return str(result).strip()
+        return answer_text(result)
 
-    async def stream(self, prompt: str, invocation_state: dict[str, Any]) -> AsyncIterator[str]:
-        """Run one turn, yielding the answer's text chunks as the model produces them.
-
-        The text of each model message after the first one with text (e.g. the answer after a
-        tool call) starts with a blank line, so two messages never read as one sentence.
-        """
-        wrote, apart = False, False
-        async for event in self.agent.stream_async(prompt, invocation_state=dict(invocation_state)):
-            if not isinstance(event, dict):
-                continue
-            chunk = event.get("data")
-            if isinstance(chunk, str) and chunk:
-                yield "\n\n" + chunk if apart else chunk
-                wrote, apart = True, False
-            elif "message" in event:  # a message of the turn is complete
-                apart = wrote
+    def stream(self, prompt: str, invocation_state: dict[str, Any]) -> StreamedTurn:
+        """Run one turn as it is iterated: its text chunks as the model produces them, then its
+        ``answer`` (what ``ask`` returns)."""
+        return StreamedTurn(self.agent.stream_async(prompt, invocation_state=dict(invocation_state)))
 
     def memories_used(self) -> list[str]:
         """Ids of the memories injected or recalled in this conversation (every agent, in order)."""

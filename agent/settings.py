@@ -246,13 +246,19 @@ def _check_file(path: Path) -> None:
             raise SettingsError(f"{path.name}: {key} is a secret; pass it in the environment, never in this file")
 
 
-def load_settings() -> Settings:
-    """Parse the environment (over the settings file) once; raise SettingsError if it is unusable."""
-    path = settings_file()
-    if path is not None and not path.is_file():
-        if os.environ.get(SETTINGS_FILE_ENV):
-            raise SettingsError(f"{SETTINGS_FILE_ENV} names a missing file: {path}")
-        path = None
+def load_settings(path: Path | None = None) -> Settings:
+    """Parse the environment (over the settings file) once; raise SettingsError if it is unusable.
+
+    Args:
+        path: an existing settings file to read instead of ``settings_file()`` (``doctor``
+            checks a deployment's file this way, with the app's own parser and checks).
+    """
+    if path is None:
+        path = settings_file()
+        if path is not None and not path.is_file():
+            if os.environ.get(SETTINGS_FILE_ENV):
+                raise SettingsError(f"{SETTINGS_FILE_ENV} names a missing file: {path}")
+            path = None
     if path is not None:
         _check_file(path)
     try:

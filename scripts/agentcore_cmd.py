@@ -15,12 +15,16 @@
    deployment, the pool's discovery URL, the audience/client check matching the token type
    the app accepts, ``Authorization`` allowlisted, idle timeout and max lifetime), then
    ``agentcore launch``. It never runs the toolkit.
+
+Before any of it, the user pool, client ids, buckets and roles the flags name are looked up
+(``unknown_resources``): one that does not exist fails the run and nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,9 +34,9 @@ import yaml
 from agent.settings import IDLE_MARGIN_SECONDS, Settings
 from memory.embedders.bedrock import NOVA_MODEL_ID
 from memory.tenants import index_name_for, validate_tenant_id
-from scripts.cognito import discovery_url
+from scripts import cognito
 from scripts.common import Report, ScriptError, account_id, add_common_args, aws_client, require_region
-from scripts.iam_roles import ensure_inline_policy
+from scripts.iam_roles import ensure_inline_policy, existing_role
 from scripts.tvm_role import (
     DEFAULT_OUTBOX_PREFIX,
     INDEX_USER_ACTIONS,
@@ -40,6 +44,7 @@ from scripts.tvm_role import (
     outbox_kms_statement,
     outbox_object_statements,
 )
+from scripts.vectors import bucket_exists, vector_bucket_exists
 
 DEFAULT_AGENT = "agent_memory"
 TOOLKIT_CONFIG = Path(".bedrock_agentcore.yaml")
@@ -154,7 +159,7 @@ def authorizer_config(region: str, pool_id: str, client_ids: Sequence[str], toke
     type carries is set, and the app is told to accept that token type only.
     """
     check = "allowedAudience" if token_use == "id" else "allowedClients"
-    return {"customJWTAuthorizer": {"discoveryUrl": discovery_url(region, pool_id), check: sorted(client_ids)}}
+    return {"customJWTAuthorizer": {"discoveryUrl": cognito.discovery_url(region, pool_id), check: sorted(client_ids)}}
 
 
 def app_idle_timeout(runtime_idle_timeout: int) -> int:
@@ -268,6 +273,45 @@ def check_embedding_model(model_id: str) -> None:
         )
 
 
+#: An IAM role ARN: account, path, role name.
+ROLE_ARN = re.compile(r"arn:aws[\w-]*:iam::\d{12}:role/(?:[\w+=,.@/-]*/)?(?P<name>[\w+=,.@-]+)")
+
+
+def unknown_resources(args: argparse.Namespace, region: str) -> list[str]:
+    """What the flags name that does not exist in this account and region, one line per flag.
+
+    The settings file and the role's policy carry these names: a typo deploys an app that fails
+    on every request. Checked with the calls ``doctor`` and the setup commands use (Cognito
+    DescribeUserPool / DescribeUserPoolClient, GetVectorBucket, HeadBucket, GetRole).
+    """
+    idp = aws_client("cognito-idp", region)
+    problems = []
+    if cognito.described_pool(idp, args.pool_id) is None:
+        problems.append(f"--pool-id {args.pool_id}: no Cognito user pool with that id in {region}")
+    else:
+        problems += [
+            f"--client-id {client}: no app client with that id in user pool {args.pool_id}"
+            for client in args.client_id
+            if cognito.described_client(idp, args.pool_id, client) is None
+        ]
+    if not vector_bucket_exists(aws_client("s3vectors", region), args.bucket):
+        problems.append(f"--bucket {args.bucket}: no S3 vector bucket with that name in {region}")
+    if not bucket_exists(aws_client("s3", region), args.outbox_bucket):
+        problems.append(f"--outbox-bucket {args.outbox_bucket}: no S3 bucket with that name")
+    iam = aws_client("iam", region)
+    roles = [("--execution-role-arn", args.execution_role_arn)]
+    if args.tenant_mode == "multi":
+        roles.append(("--tvm-role-arn", args.tvm_role_arn))
+    for flag, arn in roles:
+        named = ROLE_ARN.fullmatch(arn)
+        found = existing_role(iam, named["name"]) if named else None
+        if found is None:
+            problems.append(f"{flag} {arn}: no IAM role with that name in this account")
+        elif found["Arn"] != arn:
+            problems.append(f"{flag} {arn}: the role of that name in this account is {found['Arn']}")
+    return problems
+
+
 def check_toolkit_config(path: Path, agent: str) -> None:
     """Refuse an existing toolkit config whose agent is not a container deployment."""
     if not path.exists():
@@ -373,6 +417,9 @@ def run(args: argparse.Namespace) -> Report:
         raise ScriptError("need 60 <= --idle-timeout <= --max-lifetime <= 28800")
     check_embedding_model(args.embedding_model_id)
     check_toolkit_config(args.toolkit_config, args.agent)
+    unknown = unknown_resources(args, region)
+    if unknown:
+        raise ScriptError("nothing written; these do not exist:\n  " + "\n  ".join(unknown))
     values = runtime_settings(args, region)
     settings = render_settings(values, operator_lines(args.settings_file))
     account = account_id(region)

@@ -9,6 +9,7 @@ differences are reported as drift.
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 import string
 from typing import Any
@@ -81,6 +82,36 @@ def find_pool(idp: BaseClient, name: str) -> str | None:
     return ids[0] if ids else None
 
 
+def described_pool(idp: BaseClient, pool_id: str) -> dict[str, Any] | None:
+    """The user pool ``pool_id`` (``DescribeUserPool``), None if it does not exist or the id is malformed."""
+    return _describe(idp, "describe_user_pool", "UserPool", UserPoolId=pool_id)
+
+
+def described_client(idp: BaseClient, pool_id: str, client_id: str) -> dict[str, Any] | None:
+    """The app client ``client_id`` of the pool (``DescribeUserPoolClient``), None if there is none."""
+    return _describe(idp, "describe_user_pool_client", "UserPoolClient", UserPoolId=pool_id, ClientId=client_id)
+
+
+#: The API model's shape of each id parameter.
+_ID_SHAPES = {"UserPoolId": "UserPoolIdType", "ClientId": "ClientIdType"}
+
+
+def _describe(idp: BaseClient, operation: str, answer: str, **ids: str) -> dict[str, Any] | None:
+    """``operation``'s ``answer`` for ``ids``, None when one names nothing or is malformed (checked
+    against the API model's pattern: botocore does not check patterns, and the service refuses
+    a malformed id with a validation error, not "not found")."""
+    for name, value in ids.items():
+        metadata = idp.meta.service_model.shape_for(_ID_SHAPES[name]).metadata
+        if len(value) > metadata["max"] or not re.fullmatch(metadata["pattern"], value):
+            return None
+    try:
+        return dict(getattr(idp, operation)(**ids)[answer])
+    except ClientError as err:
+        if is_not_found(err):
+            return None
+        raise
+
+
 def ensure_pool(idp: BaseClient, report: Report, name: str, pre_token_trigger_arn: str | None) -> str | None:
     """Create the pool if missing, otherwise check it (drift reported, never changed)."""
     pool_id = find_pool(idp, name)
@@ -116,12 +147,16 @@ def ensure_pool(idp: BaseClient, report: Report, name: str, pre_token_trigger_ar
         )["UserPool"]
         return str(pool["Id"])
     pool = idp.describe_user_pool(UserPoolId=pool_id)["UserPool"]
-    drift = pool_drift(pool, pre_token_trigger_arn)
-    for item in drift:
-        report.add("DRIFT", f"user pool {name}", item)
-    if not drift:
-        report.add("UNCHANGED", f"user pool {name}", pool_id)
+    _report_drift(report, f"user pool {name}", pool_drift(pool, pre_token_trigger_arn), pool_id)
     return pool_id
+
+
+def _report_drift(report: Report, resource: str, drift: list[str], unchanged: str) -> None:
+    """One DRIFT row per difference, or UNCHANGED (``unchanged`` as the detail)."""
+    for item in drift:
+        report.add("DRIFT", resource, item)
+    if not drift:
+        report.add("UNCHANGED", resource, unchanged)
 
 
 def pool_drift(pool: dict[str, Any], trigger_arn: str | None) -> list[str]:
@@ -153,14 +188,9 @@ def ensure_client(
     idp: BaseClient, report: Report, pool_id: str, name: str, password_auth: bool
 ) -> str | None:
     """Create the app client if missing, otherwise check it (drift reported, never changed)."""
-    existing = [
-        c["ClientId"]
-        for page in idp.get_paginator("list_user_pool_clients").paginate(UserPoolId=pool_id, MaxResults=60)
-        for c in page["UserPoolClients"]
-        if c["ClientName"] == name
-    ]
+    existing = find_client(idp, pool_id, name)
     flows = auth_flows(password_auth)
-    if not existing:
+    if existing is None:
         report.change("CREATE", f"app client {name}", f"no secret; flows {', '.join(flows)}")
         if report.dry_run:
             return None
@@ -175,7 +205,24 @@ def ensure_client(
             EnableTokenRevocation=True,
         )["UserPoolClient"]
         return str(client["ClientId"])
-    client = idp.describe_user_pool_client(UserPoolId=pool_id, ClientId=existing[0])["UserPoolClient"]
+    client = idp.describe_user_pool_client(UserPoolId=pool_id, ClientId=existing)["UserPoolClient"]
+    _report_drift(report, f"app client {name}", client_drift(client, flows), existing)
+    return existing
+
+
+def find_client(idp: BaseClient, pool_id: str, name: str) -> str | None:
+    """The id of the pool's app client called ``name`` (the first), None if there is none."""
+    existing = [
+        c["ClientId"]
+        for page in idp.get_paginator("list_user_pool_clients").paginate(UserPoolId=pool_id, MaxResults=60)
+        for c in page["UserPoolClients"]
+        if c["ClientName"] == name
+    ]
+    return str(existing[0]) if existing else None
+
+
+def client_drift(client: dict[str, Any], flows: list[str]) -> list[str]:
+    """How a described app client differs from the intended one (empty when it matches)."""
     drift = []
     if client.get("ClientSecret"):
         drift.append("has a client secret (public app clients must not)")
@@ -183,11 +230,7 @@ def ensure_client(
         drift.append(f"auth flows are {sorted(client.get('ExplicitAuthFlows', []))}, wanted {flows}")
     if TENANT_ATTRIBUTE in client.get("WriteAttributes", []):
         drift.append(f"users can write {TENANT_ATTRIBUTE}: remove it from the client's write attributes")
-    for item in drift:
-        report.add("DRIFT", f"app client {name}", item)
-    if not drift:
-        report.add("UNCHANGED", f"app client {name}", existing[0])
-    return str(existing[0])
+    return drift
 
 
 def generate_password(length: int = 20) -> str:

@@ -2,6 +2,11 @@
 
 Read-only. Checks the user pool and app client, the TVM role and its trust policy, the vector
 bucket, the outbox bucket (with ``--outbox-bucket``: exists, encrypted, not public), the indexes of the listed tenants, and access to the Bedrock models.
+
+What it checks is the deployed app's configuration: the settings file the runtime reads
+(``agentcore.env``, which ``agentcore`` writes, or ``--settings-file``), parsed by the app's own
+loader (``AGENT_*`` environment variables override it, as in the runtime), fills every flag not
+given; a flag given wins. The report names the file read.
 """
 
 from __future__ import annotations
@@ -9,16 +14,20 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import os
 import re
 import shlex
+from pathlib import Path
 from typing import Callable
 
 from botocore.exceptions import ClientError
+from dotenv import dotenv_values
 
+from agent.settings import SETTINGS_FILE_ENV, SettingsError, load_settings
 from memory.index.s3vectors import create_index_params
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts import cognito, tvm_role
-from scripts.agentcore_cmd import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, PROFILE_PREFIXES
+from scripts.agentcore_cmd import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, PROFILE_PREFIXES, ROLE_ARN, SETTINGS_FILE
 from scripts.common import (
     Report,
     ScriptError,
@@ -26,10 +35,12 @@ from scripts.common import (
     add_common_args,
     aws_client,
     canonical,
+    default_region,
     is_denied,
     is_not_found,
     require_region,
 )
+from scripts.iam_roles import existing_role
 from scripts.vectors import (
     DEFAULT_DIMENSION,
     bucket_region,
@@ -38,6 +49,7 @@ from scripts.vectors import (
     index_drift,
     outbox_bucket_state,
     region_drift,
+    vector_bucket_exists,
 )
 
 #: A check returns (status, detail); status is OK, MISSING or DRIFT.
@@ -62,16 +74,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``doctor`` command."""
     p = sub.add_parser("doctor", help="check a live setup (read-only)", description=__doc__)
     add_common_args(p, mutating=False)
-    p.add_argument("--pool-name", default=cognito.DEFAULT_POOL_NAME)
-    p.add_argument("--client-name", default=cognito.DEFAULT_CLIENT_NAME)
-    p.add_argument("--role-name", default=tvm_role.DEFAULT_ROLE_NAME)
+    p.add_argument(
+        "--settings-file",
+        type=Path,
+        help=f"the deployed app's settings (default: ${SETTINGS_FILE_ENV}, else {SETTINGS_FILE} if it exists)",
+    )
+    p.add_argument("--pool-name", help=f"default: the settings' pool id, else {cognito.DEFAULT_POOL_NAME}")
+    p.add_argument("--client-name", help=f"default: the settings' client ids, else {cognito.DEFAULT_CLIENT_NAME}")
+    p.add_argument("--role-name", help=f"default: the settings' TVM role, else {tvm_role.DEFAULT_ROLE_NAME}")
     p.add_argument(
         "--tenant-mode",
         choices=("multi", "single"),
-        default="multi",
         help="single: the app uses its own role (agentcore --tenant-mode single), no TVM role to check",
     )
-    p.add_argument("--bucket", required=True)
+    p.add_argument("--bucket", help="vector bucket (default: the settings' AGENT_VECTOR_BUCKET)")
     p.add_argument("--tenant", action="append", default=[], help="tenant whose index must exist (repeatable)")
     p.add_argument("--dimension", type=int, default=DEFAULT_DIMENSION)
     tvm_role.add_outbox_args(p)
@@ -79,16 +95,68 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model-id",
         action="append",
         default=[],
-        help=f"model to check (default {DEFAULT_CHAT_MODEL} and {DEFAULT_EMBEDDING_MODEL})",
+        help=f"model to check (default: the settings' model, else {DEFAULT_CHAT_MODEL}; and {DEFAULT_EMBEDDING_MODEL})",
     )
-    p.set_defaults(func=run)
+    # None: not given, so the settings file (or the usual default) decides (``read_settings``).
+    p.set_defaults(func=run, region=None, outbox_prefix=None)
+
+
+def read_settings(args: argparse.Namespace) -> str:
+    """Fill the flags not given from the deployed app's settings; return which file was read.
+
+    The file is the one the runtime reads (``$AGENT_SETTINGS_FILE``, else ``agentcore.env``,
+    which ``agentcore`` writes and the toolkit uploads), parsed by the app's own loader, so
+    ``AGENT_*`` environment variables override it as they do in the runtime. The region is
+    ``--region``, else ``AGENT_REGION``, else ``$AWS_REGION``: the shell's ``AWS_REGION`` is not
+    the runtime's (there it is the runtime's own region, the one ``agentcore`` wrote).
+    """
+    path = args.settings_file or Path(os.environ.get(SETTINGS_FILE_ENV) or SETTINGS_FILE)
+    settings = None
+    if path.is_file():
+        try:
+            settings = load_settings(path)
+        except SettingsError as err:
+            raise ScriptError(f"{path} is not a settings file the app accepts: {err}") from err
+    elif args.settings_file or os.environ.get(SETTINGS_FILE_ENV):
+        raise ScriptError(f"settings file {path} not found")
+    file_values = dotenv_values(path) if settings else {}
+    args.region = args.region or os.environ.get("AGENT_REGION") or file_values.get("AGENT_REGION") or default_region()
+    args.pool_id, args.client_ids = None, []
+    if settings is not None:
+        args.bucket = args.bucket or settings.vector_bucket
+        args.tenant_mode = args.tenant_mode or settings.tenant_mode
+        args.outbox_bucket = args.outbox_bucket or settings.outbox_bucket
+        args.outbox_prefix = args.outbox_prefix or settings.outbox_prefix
+        args.outbox_kms_key_arn = args.outbox_kms_key_arn or settings.outbox_kms_key_id
+        named = ROLE_ARN.fullmatch(settings.tvm_role_arn or "")
+        args.role_name = args.role_name or (named["name"] if named else None)
+        if args.pool_name is None and settings.cognito_user_pool_id:
+            args.pool_id = settings.cognito_user_pool_id
+            args.client_ids = [] if args.client_name else list(settings.cognito_client_ids)
+        if not args.model_id and settings.model_provider == "bedrock" and settings.model_id:
+            args.model_id = [settings.model_id, DEFAULT_EMBEDDING_MODEL]
+        if settings.tenant_mode == "single" and settings.single_tenant_id not in (None, *args.tenant):
+            args.tenant = [*args.tenant, settings.single_tenant_id]
+    args.pool_name = args.pool_name or cognito.DEFAULT_POOL_NAME
+    args.client_name = args.client_name or cognito.DEFAULT_CLIENT_NAME
+    args.role_name = args.role_name or tvm_role.DEFAULT_ROLE_NAME
+    args.tenant_mode = args.tenant_mode or "multi"
+    args.outbox_prefix = args.outbox_prefix or tvm_role.DEFAULT_OUTBOX_PREFIX
+    overridden = sorted(k for k in file_values if os.environ.get(k))
+    read = f"{path}" + (f" (overridden by the environment: {', '.join(overridden)})" if overridden else "")
+    if settings is None:
+        read = f"none, {path} not found; flags and defaults only"
+    if not args.bucket:
+        raise ScriptError(f"doctor needs --bucket, or a settings file with AGENT_VECTOR_BUCKET (settings file: {read})")
+    return read
 
 
 def run(args: argparse.Namespace) -> Report:
     """Run every check and return the table."""
+    read = read_settings(args)
     region = require_region(args)
     tenants = [validate_tenant_id(t) for t in args.tenant]
-    report = Report("doctor", read_only=True)
+    report = Report(f"doctor (settings file: {read})", read_only=True)
     idp = aws_client("cognito-idp", region)
     iam = aws_client("iam", region)
     s3v = aws_client("s3vectors", region)
@@ -97,32 +165,32 @@ def run(args: argparse.Namespace) -> Report:
     checked: dict[str, tuple[str | None, str, str | None]] = {}  # the outbox the TVM role is checked against
 
     def pool() -> tuple[str, str]:
-        pool_id = cognito.find_pool(idp, args.pool_name)
-        if pool_id is None:
-            return "MISSING", "no user pool with that name"
-        state["pool"] = pool_id
-        drift = cognito.pool_drift(idp.describe_user_pool(UserPoolId=pool_id)["UserPool"], None)
-        return ("DRIFT", "; ".join(drift)) if drift else ("OK", pool_id)
+        pool_id = args.pool_id or cognito.find_pool(idp, args.pool_name)
+        found = cognito.described_pool(idp, pool_id) if pool_id else None
+        if found is None:
+            return "MISSING", f"no user pool with that {'id' if args.pool_id else 'name'}"
+        state["pool"] = str(pool_id)
+        drift = cognito.pool_drift(found, None)
+        return ("DRIFT", "; ".join(drift)) if drift else ("OK", str(pool_id))
 
-    def client() -> tuple[str, str]:
-        if "pool" not in state:
-            return "MISSING", "no user pool"
-        probe = Report("probe", dry_run=True)
-        client_id = cognito.ensure_client(idp, probe, state["pool"], args.client_name, True)
-        if client_id is None:
-            return "MISSING", "no app client with that name"
-        drift = probe.drift
-        # A production client may omit USER_PASSWORD_AUTH; only security drift counts here.
-        drift = [d for d in drift if "auth flows" not in d]
-        return ("DRIFT", "; ".join(drift)) if drift else ("OK", client_id)
+    def client(client_id: str | None) -> Check:
+        def check() -> tuple[str, str]:
+            if "pool" not in state:
+                return "MISSING", "no user pool"
+            found_id = client_id or cognito.find_client(idp, state["pool"], args.client_name)
+            found = cognito.described_client(idp, state["pool"], found_id) if found_id else None
+            if found is None:
+                return "MISSING", f"no app client with that {'id' if client_id else 'name'} in the pool"
+            # A production client may omit USER_PASSWORD_AUTH; only security drift counts here.
+            drift = [d for d in cognito.client_drift(found, cognito.auth_flows(True)) if "auth flows" not in d]
+            return ("DRIFT", "; ".join(drift)) if drift else ("OK", str(found_id))
+
+        return check
 
     def role() -> tuple[str, str]:
-        try:
-            found = iam.get_role(RoleName=args.role_name)["Role"]
-        except ClientError as err:
-            if is_not_found(err):
-                return "MISSING", "no TVM role"
-            raise
+        found = existing_role(iam, args.role_name)
+        if found is None:
+            return "MISSING", "no TVM role"
         statements = _statements(found["AssumeRolePolicyDocument"])
         tagged = statements and all(
             f"aws:RequestTag/{tvm_role.TENANT_TAG}" in canonical(s.get("Condition", {})) for s in statements
@@ -170,13 +238,7 @@ def run(args: argparse.Namespace) -> Report:
         return "OK", str(found["Arn"])
 
     def bucket() -> tuple[str, str]:
-        try:
-            s3v.get_vector_bucket(vectorBucketName=args.bucket)
-        except ClientError as err:
-            if is_not_found(err):
-                return "MISSING", "no vector bucket"
-            raise
-        return "OK", args.bucket
+        return ("OK", args.bucket) if vector_bucket_exists(s3v, args.bucket) else ("MISSING", "no vector bucket")
 
     def outbox() -> tuple[str, str]:
         s3 = aws_client("s3", region)
@@ -218,8 +280,11 @@ def run(args: argparse.Namespace) -> Report:
         return check
 
     setup = "python -m scripts cognito setup"
-    run_check(report, f"user pool {args.pool_name}", pool, setup)
-    run_check(report, f"app client {args.client_name}", client, setup)
+    if args.pool_id:  # the deployed settings name the pool and clients by id
+        setup += ", then `python -m scripts agentcore` with the ids it prints"
+    run_check(report, f"user pool {args.pool_id or args.pool_name}", pool, setup)
+    for client_id in args.client_ids or [None]:
+        run_check(report, f"app client {client_id or args.client_name}", client(client_id), setup)
     if args.tenant_mode == "multi":
         run_check(report, f"TVM role {args.role_name}", role, lambda: _tvm_role_fix(args, checked.get("outbox")))
     run_check(

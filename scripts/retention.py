@@ -16,7 +16,7 @@ from memory.pipeline.outbox import expired_dead_letters
 from memory.stores.scoping import is_expired
 from memory.tenants import validate_tenant_id
 from scripts.common import Report, ScriptError, add_common_args
-from scripts.targets import Target, add_target_args, open_target, require_tenant
+from scripts.targets import Target, add_target_args, open_outbox, open_target, require_tenant
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +38,9 @@ def run_sweep(args: argparse.Namespace) -> Report:
         raise ScriptError("--ttl-days must be positive")
     report = Report("retention sweep", dry_run=not args.yes)
     cutoff = int(time.time() - args.ttl_days * 86400)
-    targets = {tenant: open_target(args, tenant) for tenant in [validate_tenant_id(t) for t in args.tenant]}
+    tenants = [validate_tenant_id(t) for t in args.tenant]
+    outbox = open_outbox(args)  # once: its default-prefix check lists the bucket's root
+    targets = {tenant: open_target(args, tenant, outbox) for tenant in tenants}
     for tenant, target in targets.items():  # a mistyped tenant fails the run before anything is swept
         require_tenant(args, target, tenant, "sweep")
     for tenant, target in targets.items():

@@ -128,13 +128,16 @@ def require_tenant(args: argparse.Namespace, target: Target, tenant: str, action
         )
 
 
-def open_target(args: argparse.Namespace, tenant: str) -> Target:
+def open_target(
+    args: argparse.Namespace, tenant: str, opened: tuple[Outbox | None, str] | None = None
+) -> Target:
     """The tenant's store and the outbox (the store is None when the tenant has no index).
 
     The store uses the operator's credentials, never a tenant's; a missing index is checked
-    first, and an existing one is used as it is (``ExistingIndex``).
+    first, and an existing one is used as it is (``ExistingIndex``). ``opened``: the outbox
+    ``open_outbox`` already returned (a run over several tenants opens, and checks, it once).
     """
-    outbox, outbox_resource = open_outbox(args)
+    outbox, outbox_resource = opened or open_outbox(args)
     name = index_name_for(tenant)
     if args.backend == "local":
         root = args.state_dir / "vectors"

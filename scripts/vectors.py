@@ -37,13 +37,9 @@ DEFAULT_DIMENSION = 1024
 
 def ensure_bucket(s3v: BaseClient, report: Report, bucket: str) -> None:
     """Create the vector bucket if it does not exist (SSE-S3 encryption)."""
-    try:
-        s3v.get_vector_bucket(vectorBucketName=bucket)
+    if vector_bucket_exists(s3v, bucket):
         report.add("UNCHANGED", f"vector bucket {bucket}")
         return
-    except ClientError as err:
-        if not is_not_found(err):
-            raise
     report.change("CREATE", f"vector bucket {bucket}", "SSE-S3 encryption")
     if not report.dry_run:
         try:
@@ -102,12 +98,8 @@ _ALL_BLOCKED = {
 
 def outbox_bucket_state(s3: BaseClient, bucket: str) -> dict[str, bool] | None:
     """``{"encrypted": ..., "private": ...}`` of an existing bucket, None if it does not exist."""
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except ClientError as err:
-        if is_not_found(err) or err.response.get("Error", {}).get("Code") == "NoSuchBucket":
-            return None
-        raise
+    if not bucket_exists(s3, bucket):
+        return None
     try:
         rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
         encrypted = any(r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules)
@@ -207,7 +199,7 @@ def offboard(s3v: BaseClient, report: Report, bucket: str, tenant: str, confirme
     if index is None:
         report.add("ABSENT", f"index {name}", "nothing to delete")
         return 0
-    count = sum(1 for _ in S3VectorsIndex(s3v, bucket, name, int(index.get("dimension", 1))).list())
+    count = S3VectorsIndex(s3v, bucket, name, int(index.get("dimension", 1))).count()
     if not confirmed:
         report.add("WOULD DELETE", f"index {name}", f"{count} vector(s); re-run with --yes to delete")
         return count
@@ -227,7 +219,7 @@ def list_tenants(s3v: BaseClient, report: Report, bucket: str, count: bool) -> l
             detail = ""
             if count:
                 index = get_index(s3v, bucket, name) or {}
-                n = sum(1 for _ in S3VectorsIndex(s3v, bucket, name, int(index.get("dimension", 1))).list())
+                n = S3VectorsIndex(s3v, bucket, name, int(index.get("dimension", 1))).count()
                 detail = f"dimension {index.get('dimension')}, {n} vector(s)"
             report.add("TENANT", tenant, detail)
     if not tenants:
@@ -313,12 +305,29 @@ def run_list(args: argparse.Namespace) -> Report:
 
 def require_bucket(s3v: BaseClient, bucket: str) -> None:
     """A clear error when the vector bucket does not exist (a mistyped name: no index in it)."""
+    if not vector_bucket_exists(s3v, bucket):
+        raise ScriptError(
+            f"vector bucket {bucket!r} not found; create it with `python -m scripts vector-bucket --bucket {bucket}`"
+        )
+
+
+def vector_bucket_exists(s3v: BaseClient, bucket: str) -> bool:
+    """Whether the vector bucket exists (``GetVectorBucket``)."""
     try:
         s3v.get_vector_bucket(vectorBucketName=bucket)
     except ClientError as err:
         if is_not_found(err):
-            raise ScriptError(
-                f"vector bucket {bucket!r} not found; create it with "
-                f"`python -m scripts vector-bucket --bucket {bucket}`"
-            ) from err
+            return False
         raise
+    return True
+
+
+def bucket_exists(s3: BaseClient, bucket: str) -> bool:
+    """Whether the S3 bucket exists (``HeadBucket``; another account's bucket answers 403, a denial)."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as err:
+        if is_not_found(err) or error_code(err) == "NoSuchBucket":
+            return False
+        raise
+    return True

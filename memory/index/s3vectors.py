@@ -218,20 +218,25 @@ class S3VectorsIndex:
     def list(self, *, return_data: bool = False) -> Iterator[VectorRecord]:
         """Every record with metadata, following ``nextToken`` across pages of 1,000, read one
         page at a time as the records are consumed (a tenant index can hold millions)."""
+        for page in self._list_pages(returnMetadata=True, returnData=return_data):
+            for v in page:
+                data = (v.get("data") or {}).get("float32", []) if return_data else []
+                yield VectorRecord(v["key"], list(data), dict(v.get("metadata") or {}))
+
+    def count(self) -> int:
+        """How many vectors the index holds, listing keys only: no metadata or data is read (a
+        page stops at 1 MB, so metadata means more pages; and listing it needs GetVectors too)."""
+        return sum(len(page) for page in self._list_pages(returnMetadata=False, returnData=False))
+
+    def _list_pages(self, **returned: bool) -> Iterator[list[dict[str, Any]]]:
+        """The vectors of each ListVectors page, following ``nextToken``, one request per page consumed."""
         token: str | None = None
         while True:
-            request: dict[str, Any] = {
-                **self._target(),
-                "maxResults": limits.MAX_LIST_PAGE,
-                "returnMetadata": True,
-                "returnData": return_data,
-            }
+            request: dict[str, Any] = {**self._target(), "maxResults": limits.MAX_LIST_PAGE, **returned}
             if token:
                 request["nextToken"] = token
             response = self._call("list_vectors", **request)
-            for v in response.get("vectors", []):
-                data = (v.get("data") or {}).get("float32", []) if return_data else []
-                yield VectorRecord(v["key"], list(data), dict(v.get("metadata") or {}))
+            yield list(response.get("vectors", []))
             token = response.get("nextToken")
             if not token:
                 return

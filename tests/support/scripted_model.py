@@ -3,8 +3,9 @@
 ``ScriptedModel(steps, *, default_reply=None, summary_reply=None)``
     Replays ``steps`` in order, one per model call. A step is
       * ``str`` -- a plain text answer (stop reason ``end_turn``);
-      * ``ToolCall(name, input, tool_use_id=None)`` -- a toolUse block (stop reason ``tool_use``);
-        the agent runs the tool and calls the model again, which consumes the next step;
+      * ``ToolCall(name, input, tool_use_id=None, text=None)`` -- a toolUse block (stop reason
+        ``tool_use``), after a text block ``text`` if given (narration, as Claude streams before
+        a tool call); the agent runs the tool and calls the model again, which consumes the next step;
       * an ``Exception`` instance -- raised from ``stream`` (simulates a provider failure);
       * a callable ``(ModelCall) -> str | ToolCall`` -- decides from what the model received.
     When the steps run out it answers ``default_reply``, or fails the test (AssertionError) if
@@ -70,6 +71,7 @@ class ToolCall:
     name: str
     input: dict[str, Any] = field(default_factory=dict)
     tool_use_id: str | None = None
+    text: str | None = None  # streamed in the same message, before the toolUse block
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,10 @@ def _text_events(text: str) -> list[dict[str, Any]]:
 
 def _tool_events(call: ToolCall) -> list[dict[str, Any]]:
     tool_use_id = call.tool_use_id or f"tooluse_{uuid.uuid4().hex[:12]}"
+    narration = _text_events(call.text)[1:4] if call.text else []
     return [
         {"messageStart": {"role": "assistant"}},
+        *narration,
         {"contentBlockStart": {"start": {"toolUse": {"name": call.name, "toolUseId": tool_use_id}}}},
         {"contentBlockDelta": {"delta": {"toolUse": {"input": json.dumps(call.input)}}}},
         {"contentBlockStop": {}},

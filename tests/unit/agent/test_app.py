@@ -7,7 +7,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from starlette.testclient import TestClient
@@ -19,7 +19,10 @@ from agent.sessions import SessionRegistry
 from agent.settings import Settings
 from auth.dev_issuer import DevIssuer
 from memory.plugin.invocation import Invocation
-from tests.support.scripted_model import EchoModel
+from strands.models import Model
+
+from agent.orchestrator import SPECIALIST_NAME
+from tests.support.scripted_model import EchoModel, ScriptedModel, ToolCall
 
 SESSION = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 SID = "session-0123456789abcdef0123456789abcdef"
@@ -63,6 +66,11 @@ def issuer(tmp_path: Path) -> DevIssuer:
 
 @pytest.fixture()
 def harness(issuer: DevIssuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    yield from _harness(issuer, tmp_path, monkeypatch, EchoModel)
+
+
+def _harness(issuer: DevIssuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: Callable[[], Model]):
+    """The app in-process, each conversation's orchestrator on a fresh ``model()``."""
     monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
     settings = Settings(
         auth_mode="dev", dev_issuer_dir=issuer.state_dir, state_dir=tmp_path, max_body_bytes=2048,
@@ -72,7 +80,7 @@ def harness(issuer: DevIssuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     holder: dict[str, Services] = {}
 
     def factory(conversation_id: str, owner: tuple[str, str]) -> Recorder:
-        made[conversation_id] = Recorder(build_conversation(EchoModel(), None))
+        made[conversation_id] = Recorder(build_conversation(model(), None))
         return made[conversation_id]
 
     def services_factory(settings: Settings, **hooks: Any) -> Services:
@@ -245,6 +253,32 @@ def test_streaming_with_end_session_ends_the_conversation_once(harness, issuer: 
     assert first.ended == 1
     assert client.post("/invocations", json={"prompt": "next"}, headers=bearer(issuer)).status_code == 200
     assert made[SID] is not first and first.ended == 1  # a new conversation, the old one ended once
+
+
+def narrating_model() -> ScriptedModel:
+    """Text, then a tool call in the same message (Claude narrates so), then the answer; the
+    specialist shares the model, so the script is in call order."""
+    narrated = ToolCall(SPECIALIST_NAME, {"input": "When does Bluebird launch?"}, text="Let me ask the specialist.")
+    return ScriptedModel([narrated, "The launch is on March 3rd.", "Bluebird launches on March 3rd."])
+
+
+@pytest.fixture()
+def narrating(issuer: DevIssuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    yield from _harness(issuer, tmp_path, monkeypatch, narrating_model)
+
+
+def test_the_streamed_done_answer_is_the_json_answer_without_the_narration(narrating, issuer) -> None:
+    """The stream shows the narration before a tool call; the ``done`` event's answer held every
+    streamed text, so a client reading it got another answer than the JSON response for the
+    same turn. Both now answer the final message's text."""
+    client, _, _ = narrating
+    prompt = {"prompt": "When does Bluebird launch?"}
+    plain = client.post("/invocations", json=prompt, headers=bearer(issuer)).json()["answer"]
+    other = {**bearer(issuer), SESSION: SID.replace("0123", "4567")}
+    events = _events(client.post("/invocations", json={**prompt, "stream": True}, headers=other))
+    streamed = "".join(e.get("data", "") for e in events[:-1])
+    assert streamed == "Let me ask the specialist.\n\nBluebird launches on March 3rd."  # the stream shows both
+    assert events[-1]["done"] is True and events[-1]["answer"] == plain == "Bluebird launches on March 3rd."
 
 
 def test_dev_mode_reads_the_agentcore_cli_custom_header(harness, issuer: DevIssuer) -> None:

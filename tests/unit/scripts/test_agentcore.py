@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -22,8 +23,17 @@ def config(tmp_path: Path) -> Path:
     return tmp_path / "agentcore.env"
 
 
+@dataclass
+class Deployed:
+    """What the command's flags name, created under moto (the command checks that each exists)."""
+
+    pool_id: str
+    client_id: str
+
+
 @pytest.fixture
-def role(aws) -> None:
+def role(aws) -> Deployed:
+    """The execution and TVM roles, the user pool and its client, the vector and outbox buckets."""
     trust = {
         "Version": "2012-10-17",
         "Statement": [
@@ -34,12 +44,18 @@ def role(aws) -> None:
             }
         ],
     }
-    boto3.client("iam", region_name="us-east-1").create_role(
-        RoleName="agentcore-runtime", AssumeRolePolicyDocument=json.dumps(trust)
-    )
+    iam = boto3.client("iam", region_name="us-east-1")
+    for name in ("agentcore-runtime", "agent-memory-tvm"):
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+    idp = boto3.client("cognito-idp", region_name="us-east-1")
+    pool_id = idp.create_user_pool(PoolName="agent-memory-users")["UserPool"]["Id"]
+    client_id = idp.create_user_pool_client(UserPoolId=pool_id, ClientName="app")["UserPoolClient"]["ClientId"]
+    boto3.client("s3vectors", region_name="us-east-1").create_vector_bucket(vectorBucketName="mem-bucket")
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="mem-outbox")
+    return Deployed(pool_id, client_id)
 
 
-def _args(config: Path, *extra: str, outbox: str | None = "mem-outbox") -> tuple[str, ...]:
+def _args(role: Deployed, config: Path, *extra: str, outbox: str | None = "mem-outbox") -> tuple[str, ...]:
     return (
         "agentcore",
         "--region",
@@ -49,9 +65,9 @@ def _args(config: Path, *extra: str, outbox: str | None = "mem-outbox") -> tuple
         "--toolkit-config",
         str(config.parent / ".bedrock_agentcore.yaml"),
         "--pool-id",
-        "us-east-1_Pool",
+        role.pool_id,
         "--client-id",
-        "client-1",
+        role.client_id,
         "--execution-role-arn",
         EXEC,
         "--bucket",
@@ -129,11 +145,11 @@ def _settings(path: Path) -> dict[str, str]:
 
 
 def test_writes_settings_grants_role_prints_commands_then_is_idempotent(role, cli, config) -> None:
-    first = cli(*_args(config, "--tvm-role-arn", TVM))
+    first = cli(*_args(role, config, "--tvm-role-arn", TVM))
     assert first.code == 0, first.err
     settings = _settings(config)
     assert settings["AGENT_AUTH_MODE"] == "cognito" and settings["AGENT_TVM_ROLE_ARN"] == TVM
-    assert settings["AGENT_COGNITO_CLIENT_IDS"] == "client-1" and settings["AGENT_TOKEN_USES"] == "id"
+    assert settings["AGENT_COGNITO_CLIENT_IDS"] == role.client_id and settings["AGENT_TOKEN_USES"] == "id"
     assert settings["AGENT_EMBEDDER"] == "bedrock" and "AGENT_STATE_DIR" not in settings  # container default
 
     iam = boto3.client("iam", region_name="us-east-1")
@@ -149,42 +165,42 @@ def test_writes_settings_grants_role_prints_commands_then_is_idempotent(role, cl
     assert flags["--entrypoint"] == "agent/app.py" and flags["--request-header-allowlist"] == "Authorization"
     assert json.loads(flags["--authorizer-config"]) == {
         "customJWTAuthorizer": {
-            "discoveryUrl": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Pool/.well-known/openid-configuration",
-            "allowedAudience": ["client-1"],
+            "discoveryUrl": f"https://cognito-idp.us-east-1.amazonaws.com/{role.pool_id}/.well-known/openid-configuration",
+            "allowedAudience": [role.client_id],
         }
     }
     assert flags["--idle-timeout"] == "900" and flags["--max-lifetime"] == "28800"
     assert launch == "agentcore launch --agent agent_memory"  # no --env: settings travel in the file
 
     before = config.read_text()
-    second = cli(*_args(config, "--tvm-role-arn", TVM))
+    second = cli(*_args(role, config, "--tvm-role-arn", TVM))
     assert second.code == 0 and "Nothing to change" in second.out
     assert config.read_text() == before
 
 
 def test_access_tokens_switch_both_checks_to_client_id(role, cli, config) -> None:
-    result = cli(*_args(config, "--tvm-role-arn", TVM, "--token-use", "access"))
+    result = cli(*_args(role, config, "--tvm-role-arn", TVM, "--token-use", "access"))
     assert result.code == 0, result.err
     authorizer = json.loads(shlex.split(result.out.split("--authorizer-config", 1)[1])[0])
-    assert authorizer["customJWTAuthorizer"]["allowedClients"] == ["client-1"]
+    assert authorizer["customJWTAuthorizer"]["allowedClients"] == [role.client_id]
     assert "allowedAudience" not in authorizer["customJWTAuthorizer"]
     settings = _settings(config)
     assert settings["AGENT_TOKEN_USES"] == "access" and settings["AGENT_TENANT_CLAIMS"] == "tenantId"
 
 
 def test_short_runtime_idle_timeout_shortens_the_app_timer_or_is_refused(role, cli, config) -> None:
-    result = cli(*_args(config, "--tvm-role-arn", TVM, "--idle-timeout", "300"))
+    result = cli(*_args(role, config, "--tvm-role-arn", TVM, "--idle-timeout", "300"))
     assert result.code == 0, result.err
     settings = _settings(config)
     assert settings["AGENT_RUNTIME_IDLE_TIMEOUT_SECONDS"] == "300"
     assert settings["AGENT_IDLE_TIMEOUT_SECONDS"] == "225"  # 300 - 15 s reaper tick - 60 s margin
     assert "--idle-timeout 300" in result.out
-    refused = cli(*_args(config, "--tvm-role-arn", TVM, "--idle-timeout", "90"))
+    refused = cli(*_args(role, config, "--tvm-role-arn", TVM, "--idle-timeout", "90"))
     assert refused.code == 1 and "at least 105" in refused.err
 
 
 def test_dry_run_changes_neither_file_nor_role(role, cli, config) -> None:
-    result = cli(*_args(config, "--tvm-role-arn", TVM, "--dry-run"))
+    result = cli(*_args(role, config, "--tvm-role-arn", TVM, "--dry-run"))
     assert result.code == 0 and "WOULD CREATE" in result.out
     assert not config.exists()
     assert (
@@ -196,21 +212,21 @@ def test_dry_run_changes_neither_file_nor_role(role, cli, config) -> None:
 
 
 def test_multi_tenant_without_tvm_role_is_refused(role, cli, config) -> None:
-    result = cli(*_args(config))
+    result = cli(*_args(role, config))
     assert result.code == 1 and "--tvm-role-arn" in result.err
 
 
 def test_single_tenant_mode_validates_the_tenant(role, cli, config) -> None:
-    bad = cli(*_args(config, "--tenant-mode", "single", "--single-tenant-id", "Bad_Tenant"))
+    bad = cli(*_args(role, config, "--tenant-mode", "single", "--single-tenant-id", "Bad_Tenant"))
     assert bad.code == 2
-    good = cli(*_args(config, "--tenant-mode", "single", "--single-tenant-id", "acme"))
+    good = cli(*_args(role, config, "--tenant-mode", "single", "--single-tenant-id", "acme"))
     assert good.code == 0 and _settings(config)["AGENT_SINGLE_TENANT_ID"] == "acme"
 
 
 def test_a_direct_code_deploy_config_is_refused_with_the_fix(role, cli, config) -> None:
     existing = {"agents": {"agent_memory": {"deployment_type": "direct_code_deploy"}}}
     (config.parent / ".bedrock_agentcore.yaml").write_text(yaml.safe_dump(existing))
-    result = cli(*_args(config, "--tvm-role-arn", TVM))
+    result = cli(*_args(role, config, "--tvm-role-arn", TVM))
     assert result.code == 1 and "agentcore destroy --agent agent_memory" in result.err
     assert not config.exists()
 
@@ -222,14 +238,14 @@ def test_an_outbox_kms_key_reaches_the_settings_and_the_role_that_writes_the_out
     """Single-tenant: the app's own role writes the outbox, so it gets the key (through S3 only);
     multi-tenant: tenant sessions write it, so the key goes to the TVM role (``tvm-role``), not here."""
     outbox = ("--outbox-bucket", "mem-outbox", "--outbox-kms-key-arn", KEY)
-    single = cli(*_args(config, "--tenant-mode", "single", "--single-tenant-id", "acme", *outbox))
+    single = cli(*_args(role, config, "--tenant-mode", "single", "--single-tenant-id", "acme", *outbox))
     assert single.code == 0, single.err
     assert _settings(config)["AGENT_OUTBOX_KMS_KEY_ID"] == KEY
     iam = boto3.client("iam", region_name="us-east-1")
     doc = iam.get_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")["PolicyDocument"]
     (kms,) = [s for s in doc["Statement"] if s["Sid"] == "OutboxKmsKeyThroughS3Only"]
     assert kms["Resource"] == KEY and kms["Condition"] == {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
-    multi = cli(*_args(config, "--tvm-role-arn", TVM, *outbox))
+    multi = cli(*_args(role, config, "--tvm-role-arn", TVM, *outbox))
     assert multi.code == 0, multi.err
     doc = iam.get_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")["PolicyDocument"]
     assert not any(s["Sid"].startswith("OutboxKms") for s in doc["Statement"])
@@ -243,7 +259,7 @@ def test_an_outbox_prefix_the_app_refuses_is_refused_before_anything_is_written(
     start with ``outbox/``. The command must refuse it too (a usage error, exit 2), not write it
     to agentcore.env and grant a role for keys the app never writes."""
     with pytest.raises(SystemExit) as stopped:
-        cli(*_args(config, "--tvm-role-arn", TVM, "--outbox-bucket", "mem-outbox", f"--outbox-prefix={prefix}"))
+        cli(*_args(role, config, "--tvm-role-arn", TVM, "--outbox-bucket", "mem-outbox", f"--outbox-prefix={prefix}"))
     assert stopped.value.code == 2 and "--outbox-prefix" in capsys.readouterr().err
     assert not config.exists()
     iam = boto3.client("iam", region_name="us-east-1")
@@ -254,7 +270,7 @@ def test_the_settings_file_is_one_the_app_accepts(role, cli, config, monkeypatch
     """What the command writes, the deployed app parses (with the outbox prefix it was given)."""
     from agent.settings import SETTINGS_FILE_ENV, load_settings
 
-    result = cli(*_args(config, "--tvm-role-arn", TVM, "--outbox-bucket", "mem-outbox", "--outbox-prefix", "ob-1"))
+    result = cli(*_args(role, config, "--tvm-role-arn", TVM, "--outbox-bucket", "mem-outbox", "--outbox-prefix", "ob-1"))
     assert result.code == 0, result.err
     monkeypatch.setenv(SETTINGS_FILE_ENV, str(config))
     settings = load_settings()
@@ -266,10 +282,10 @@ def test_an_embedding_model_the_app_does_not_use_is_refused(role, cli, config) -
     selects another model): granting another model instead leaves every embedding call denied."""
     from memory.embedders.bedrock import NOVA_MODEL_ID
 
-    other = cli(*_args(config, "--tvm-role-arn", TVM, "--embedding-model-id", "amazon.titan-embed-text-v2:0"))
+    other = cli(*_args(role, config, "--tvm-role-arn", TVM, "--embedding-model-id", "amazon.titan-embed-text-v2:0"))
     assert other.code == 1 and NOVA_MODEL_ID in other.err, other.out
     assert not config.exists()
-    profile = cli(*_args(config, "--tvm-role-arn", TVM, "--embedding-model-id", f"us.{NOVA_MODEL_ID}"))
+    profile = cli(*_args(role, config, "--tvm-role-arn", TVM, "--embedding-model-id", f"us.{NOVA_MODEL_ID}"))
     assert profile.code == 0, profile.err
     doc = boto3.client("iam", region_name="us-east-1").get_role_policy(
         RoleName="agentcore-runtime", PolicyName="agent-memory-app"
@@ -283,7 +299,7 @@ def test_without_an_outbox_bucket_nothing_is_written_that_the_app_would_refuse(r
     deployment were ready."""
     from agent.settings import SETTINGS_FILE_ENV, load_settings
 
-    result = cli(*_args(config, "--tvm-role-arn", TVM, outbox=None))
+    result = cli(*_args(role, config, "--tvm-role-arn", TVM, outbox=None))
     if result.code == 0:
         monkeypatch.setenv(SETTINGS_FILE_ENV, str(config))
         load_settings()  # what was written, the app must accept
@@ -295,10 +311,10 @@ def test_unusable_files_are_clear_errors_not_tracebacks(role, cli, config) -> No
     """A settings file in a folder that does not exist, or a hand-edited toolkit config that is
     not YAML: one line naming the file, exit 1."""
     missing = config.parent / "no" / "such" / "agentcore.env"
-    result = cli(*_args(missing, "--tvm-role-arn", TVM))
+    result = cli(*_args(role, missing, "--tvm-role-arn", TVM))
     assert result.code == 1 and str(missing) in result.err
     (config.parent / ".bedrock_agentcore.yaml").write_text("agents: [unclosed\n")
-    result = cli(*_args(config, "--tvm-role-arn", TVM))
+    result = cli(*_args(role, config, "--tvm-role-arn", TVM))
     assert result.code == 1 and ".bedrock_agentcore.yaml" in result.err
 
 
@@ -311,24 +327,70 @@ def test_a_rerun_keeps_the_settings_the_operator_added_to_the_file(role, cli, co
     from agent.settings import SETTINGS_FILE_ENV, load_settings
     from scripts.agentcore_cmd import WRITTEN_SETTINGS
 
-    assert cli(*_args(config, "--tvm-role-arn", TVM)).code == 0
+    assert cli(*_args(role, config, "--tvm-role-arn", TVM)).code == 0
     config.write_text(config.read_text().replace("AGENT_MODEL_ID=", "AGENT_MODEL_ID=hand-edited-") + "AGENT_MEMORY_TTL_DAYS=30\n")
-    again = cli(*_args(config, "--tvm-role-arn", TVM, "--idle-timeout", "600"))
+    again = cli(*_args(role, config, "--tvm-role-arn", TVM, "--idle-timeout", "600"))
     assert again.code == 0, again.err
     settings = _settings(config)
     assert settings["AGENT_MEMORY_TTL_DAYS"] == "30" and settings["AGENT_RUNTIME_IDLE_TIMEOUT_SECONDS"] == "600"
     assert not settings["AGENT_MODEL_ID"].startswith("hand-edited")  # the command's own setting
     before = config.read_text()
-    assert "Nothing to change" in cli(*_args(config, "--tvm-role-arn", TVM, "--idle-timeout", "600")).out
+    assert "Nothing to change" in cli(*_args(role, config, "--tvm-role-arn", TVM, "--idle-timeout", "600")).out
     assert config.read_text() == before
     monkeypatch.setenv(SETTINGS_FILE_ENV, str(config))
     assert load_settings().memory_ttl_days == 30
     key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-    assert cli(*_args(config, "--tvm-role-arn", TVM, "--outbox-kms-key-arn", key)).code == 0
+    assert cli(*_args(role, config, "--tvm-role-arn", TVM, "--outbox-kms-key-arn", key)).code == 0
     assert set(_settings(config)) - WRITTEN_SETTINGS == {"AGENT_MEMORY_TTL_DAYS"}  # it knows what it writes
-    single = cli(*_args(config, "--tenant-mode", "single", "--single-tenant-id", "acme"))
+    single = cli(*_args(role, config, "--tenant-mode", "single", "--single-tenant-id", "acme"))
     assert single.code == 0, single.err
     settings = _settings(config)  # what the command wrote before and no longer writes is gone
     assert "AGENT_OUTBOX_KMS_KEY_ID" not in settings and "AGENT_TVM_ROLE_ARN" not in settings
     assert settings["AGENT_MEMORY_TTL_DAYS"] == "30"
     assert set(settings) - WRITTEN_SETTINGS == {"AGENT_MEMORY_TTL_DAYS"}
+
+
+TYPOS = {
+    "--pool-id": "us-east-1_Typo0",
+    "--client-id": "typo0client",
+    "--bucket": "mem-bucket-typo",
+    "--outbox-bucket": "mem-outbox-typo",
+    "--tvm-role-arn": f"arn:aws:iam::{ACCOUNT}:role/agent-memory-tvn",
+    "--execution-role-arn": f"arn:aws:iam::{ACCOUNT}:role/agentcore-runtim",
+}
+
+
+@pytest.mark.parametrize("flag", sorted(TYPOS))
+def test_a_name_that_does_not_exist_is_refused_naming_the_flag_and_nothing_is_written(
+    role, cli, config, flag
+) -> None:
+    """The settings file and the role's policy carry these names; a typo deployed an app that
+    failed on every request. Each is looked up first (Cognito, S3 Vectors, S3, IAM): one that
+    does not exist fails the run, naming the flag and the value, before anything is written."""
+    argv = list(_args(role, config, "--tvm-role-arn", TVM))
+    argv[argv.index(flag) + 1] = TYPOS[flag]
+    result = cli(*argv)
+    assert result.code == 1 and f"{flag} {TYPOS[flag]}" in result.err, result.err
+    assert result.err.count("\n  ") == 1  # only that flag is named
+    assert not config.exists()
+    iam = boto3.client("iam", region_name="us-east-1")
+    assert iam.list_role_policies(RoleName="agentcore-runtime")["PolicyNames"] == []
+
+
+def test_a_client_of_another_pool_a_malformed_pool_id_and_a_role_of_another_account_are_refused(
+    role, cli, config
+) -> None:
+    """A second --client-id that belongs to another pool, a pool id the API would refuse as
+    malformed (checked against the API model's pattern), a role ARN whose name exists but in
+    another account: each named, all in one run."""
+    idp = boto3.client("cognito-idp", region_name="us-east-1")
+    other_pool = idp.create_user_pool(PoolName="other")["UserPool"]["Id"]
+    other = idp.create_user_pool_client(UserPoolId=other_pool, ClientName="x")["UserPoolClient"]["ClientId"]
+    foreign = TVM.replace(ACCOUNT, "210987654321")
+    result = cli(*_args(role, config, "--client-id", other, "--tvm-role-arn", foreign))
+    assert result.code == 1 and f"--client-id {other}:" in result.err and f"--tvm-role-arn {foreign}:" in result.err
+    assert f"--client-id {role.client_id}" not in result.err and TVM in result.err  # the one that exists is named
+    assert not config.exists()
+    malformed = cli(*_args(role, config, "--tvm-role-arn", TVM, "--pool-id", "no pool"))
+    assert malformed.code == 1 and "--pool-id no pool:" in malformed.err and not config.exists()
+

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import boto3
 import pytest
 from botocore.stub import Stubber
+
+from tests.support.scripts_cli import outputs
 
 import scripts.doctor as doctor_module
 
@@ -14,6 +17,14 @@ R = ("--region", "us-east-1")
 EXEC = "arn:aws:iam::123456789012:role/agentcore-runtime"
 MODEL = "amazon.nova-2-multimodal-embeddings-v1:0"
 DOCTOR = ("doctor", *R, "--bucket", "mem-bucket", "--tenant", "acme", "--model-id", MODEL)
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_file_here(tmp_path, monkeypatch) -> None:
+    """doctor reads ./agentcore.env (or $AGENT_SETTINGS_FILE) when there is one: run each test
+    in an empty folder, whatever the developer's checkout holds."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AGENT_SETTINGS_FILE", raising=False)
 
 
 @pytest.fixture
@@ -342,3 +353,89 @@ def test_doctor_given_the_outbox_but_not_its_key_checks_the_key_the_role_grants(
     other = cli(*DOCTOR, "--outbox-bucket", "mem-outbox", "--outbox-prefix", "ob")
     assert other.code == 3 and "differs from the ABAC policy" in other.out, other.out
     assert f"--outbox-prefix ob --outbox-kms-key-arn {key}" in other.out  # its fix keeps the key
+
+
+CHAT = "amazon.nova-pro-v1:0"
+
+
+def _deploy_under_other_names(cli) -> dict[str, str]:
+    """A setup whose names are not doctor's defaults, then `agentcore` writing ./agentcore.env
+    (what the deployed app reads); returns the pool and client ids."""
+    setup = outputs(cli("cognito", "setup", *R, "--pool-name", "prod-users").out)
+    pool_id, client_id = setup["user pool id"], setup["app client id"]
+    boto3.client("iam", region_name="us-east-1").create_role(RoleName="agentcore-runtime", AssumeRolePolicyDocument="{}")
+    for argv in (
+        ("vector-bucket", *R, "--bucket", "prod-vectors", "--outbox-bucket", "prod-outbox"),
+        ("tvm-role", *R, "--role-name", "prod-tvm", "--bucket", "prod-vectors", "--execution-role-arn", EXEC,
+         "--outbox-bucket", "prod-outbox", "--outbox-prefix", "ob"),
+        ("tenant", "onboard", *R, "--bucket", "prod-vectors", "--tenant", "acme"),
+        ("agentcore", *R, "--pool-id", pool_id, "--client-id", client_id, "--execution-role-arn", EXEC,
+         "--bucket", "prod-vectors", "--outbox-bucket", "prod-outbox", "--outbox-prefix", "ob",
+         "--tvm-role-arn", "arn:aws:iam::123456789012:role/prod-tvm", "--model-id", CHAT),
+    ):  # fmt: skip
+        result = cli(*argv)
+        assert result.code == 0, result.out + result.err
+    return {"pool": pool_id, "client": client_id}
+
+
+def test_doctor_checks_what_agentcore_env_deploys_not_its_own_defaults(aws, cli, bedrock, monkeypatch) -> None:
+    """The deployed app reads agentcore.env; doctor checked its own defaults and flags instead
+    (pool agent-memory-users, role agent-memory-tvm, a --bucket it required): a deployment under
+    other names was reported MISSING, and a typo in the file went unseen. It now reads the file
+    the runtime reads, with the app's own loader, and says which. The shell's AWS region is not
+    the runtime's: the file's AGENT_REGION is used."""
+    ids = _deploy_under_other_names(cli)
+    bedrock.extend([("ok", CHAT), ("ok", MODEL)])
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    result = cli("doctor", "--tenant", "acme")
+    assert result.code == 0, result.out + result.err
+    assert result.out.splitlines()[0] == "== doctor (settings file: agentcore.env) =="
+    for resource in (f"user pool {ids['pool']}", f"app client {ids['client']}", "TVM role prod-tvm",
+                     "vector bucket prod-vectors", "outbox bucket prod-outbox", "index memory-acme", f"model {CHAT}"):  # fmt: skip
+        assert f"OK      {resource}" in result.out, result.out
+
+    env = Path("agentcore.env")
+    env.write_text(env.read_text().replace("AGENT_VECTOR_BUCKET=prod-vectors", "AGENT_VECTOR_BUCKET=prod-vectorz"))
+    typo = cli("doctor")
+    assert typo.code != 0 and "MISSING  vector bucket prod-vectorz" in typo.out, typo.out  # and the TVM role drifts
+    assert cli("doctor", "--bucket", "prod-vectors").code == 0  # a flag given wins over the file
+    monkeypatch.setenv("AGENT_VECTOR_BUCKET", "prod-vectors")  # the environment over the file, as in the runtime
+    overridden = cli("doctor")
+    assert overridden.code == 0 and "overridden by the environment: AGENT_VECTOR_BUCKET" in overridden.out.splitlines()[0]
+
+
+def test_doctor_reads_the_settings_file_it_is_given_and_refuses_one_the_app_would(
+    aws, cli, bedrock, tmp_path, monkeypatch
+) -> None:
+    ids = _deploy_under_other_names(cli)
+    bedrock.extend([("ok", CHAT), ("ok", MODEL)])
+    elsewhere = tmp_path / "deploy" / "prod.env"
+    elsewhere.parent.mkdir()
+    Path("agentcore.env").rename(elsewhere)
+    none = cli("doctor")
+    assert none.code == 1 and "needs --bucket" in none.err
+    given = cli("doctor", "--settings-file", str(elsewhere))
+    assert given.code == 0 and f"settings file: {elsewhere}" in given.out.splitlines()[0], given.out
+    assert f"user pool {ids['pool']}" in given.out
+    monkeypatch.setenv("AGENT_SETTINGS_FILE", str(elsewhere))  # the runtime's own pointer
+    assert f"settings file: {elsewhere}" in cli("doctor").out.splitlines()[0]
+    monkeypatch.delenv("AGENT_SETTINGS_FILE")
+    missing = cli("doctor", "--settings-file", str(tmp_path / "nope.env"))
+    assert missing.code == 1 and "nope.env not found" in missing.err
+    elsewhere.write_text(elsewhere.read_text() + "AGENT_MODEL_API_KEY=sk-123\n")  # the app refuses secrets there
+    refused = cli("doctor", "--settings-file", str(elsewhere))
+    assert refused.code == 1 and "AGENT_MODEL_API_KEY is a secret" in refused.err and "sk-123" not in refused.err
+
+
+def test_a_pool_or_client_id_of_the_settings_that_names_nothing_is_missing(aws, cli, bedrock) -> None:
+    ids = _deploy_under_other_names(cli)
+    bedrock.extend([("ok", CHAT), ("ok", MODEL)])
+    env = Path("agentcore.env")
+    text = env.read_text()
+    env.write_text(text.replace(f"AGENT_COGNITO_CLIENT_IDS={ids['client']}", f"AGENT_COGNITO_CLIENT_IDS={ids['client']},typo1"))
+    result = cli("doctor")
+    assert result.code == 1 and "MISSING  app client typo1" in result.out and f"OK       app client {ids['client']}" in result.out, result.out
+    env.write_text(text.replace(ids["pool"], "us-east-1_Typo1"))
+    result = cli("doctor")
+    assert "MISSING  user pool us-east-1_Typo1" in result.out and "agentcore` with the ids it prints" in result.out, result.out

@@ -92,3 +92,36 @@ def test_the_documented_operator_permissions_cover_what_the_sweep_sends_to_the_o
     assert "`retention sweep`" in commands, commands
     documented = {"s3:ListBucket"} | {"s3:" + a.strip().removeprefix("s3:") for a in objects.split(",")}
     assert sent <= documented, sent - documented
+
+
+def test_a_sweep_of_several_tenants_lists_the_outbox_root_once(aws, cli, monkeypatch) -> None:
+    """Without --outbox-prefix the outbox is checked for the default prefix's folder by listing
+    the bucket's root; a scheduled sweep of every tenant listed it once per tenant. It is
+    opened (and checked) once per sweep; the tenants' own listings are under their prefixes."""
+    _setup(cli)
+    assert cli("tenant", "onboard", *R, "--bucket", "mem-bucket", "--tenant", "globex", "--tenant", "initech",
+               "--dimension", "3").code == 0  # fmt: skip
+    boto3.client("s3", region_name="us-east-1").put_object(Bucket="mem-outbox", Key="outbox/acme/pending/x", Body=b"{}")
+    listed: list[dict] = []
+    import scripts.targets as targets_module
+
+    def hook(params: dict, **_: object) -> None:
+        listed.append(dict(params))
+
+    real = targets_module.aws_client
+
+    def recording(service: str, region: str):
+        client = real(service, region)
+        if service == "s3":
+            client.meta.events.register("provide-client-params.s3.ListObjectsV2", hook)
+        return client
+
+    monkeypatch.setattr(targets_module, "aws_client", recording)
+    tenants = ("--tenant", "acme", "--tenant", "globex", "--tenant", "initech")
+    for extra in ((), ("--yes",)):
+        listed.clear()
+        done = cli(*SWEEP, "--outbox-bucket", "mem-outbox", *tenants, *extra)
+        assert done.code == 0, done.out + done.err
+        root = [p for p in listed if not p.get("Prefix")]
+        assert len(root) == 1 and root[0]["Delimiter"] == "/", listed
+        assert {p["Prefix"].split("/")[1] for p in listed if p.get("Prefix")} >= {"acme", "globex", "initech"}

@@ -119,6 +119,33 @@ def test_list_shows_tenants_and_counts(bucket, cli) -> None:
     assert "0 vector(s)" in lines["acme"] and "2 vector(s)" in lines["globex"]
 
 
+def test_offboard_and_list_count_ask_for_keys_only(bucket, cli, monkeypatch) -> None:
+    """Counting a tenant's vectors fetched every vector's metadata (up to 40 KB each; a page stops
+    at 1 MB, so more pages; and listing metadata needs s3vectors:GetVectors too). The requests
+    the commands send ask for keys only."""
+    import scripts.vectors as vectors_module
+
+    cli("tenant", "onboard", *R, *B, "--tenant", "acme", "--dimension", "4")
+    _put("memory-acme", 3)
+    sent: list[dict] = []
+    real = vectors_module.aws_client
+
+    def recording(service: str, region: str):
+        client = real(service, region)
+        client.meta.events.register("provide-client-params.s3vectors.ListVectors", lambda params, **_: sent.append(dict(params)))
+        return client
+
+    monkeypatch.setattr(vectors_module, "aws_client", recording)
+    listed = cli("tenant", "list", *R, *B, "--count")
+    assert listed.code == 0 and "3 vector(s)" in listed.out
+    planned = cli("tenant", "offboard", *R, *B, "--tenant", "acme")
+    assert planned.code == 0 and "3 vector(s)" in planned.out
+    done = cli("tenant", "offboard", *R, *B, "--tenant", "acme", "--yes")
+    assert done.code == 0 and "3 vector(s)" in done.out
+    assert len(sent) == 3
+    assert all(not p.get("returnMetadata") and not p.get("returnData") for p in sent), sent
+
+
 def test_access_denied_on_create_index(bucket, cli, monkeypatch) -> None:
     from botocore.stub import Stubber
 

@@ -170,6 +170,22 @@ def test_list_reads_a_page_only_when_the_previous_one_is_consumed(stubbed):
     assert [r.key for r in records] == ["b"] and calls == ["list", "list"]
 
 
+def test_count_lists_keys_only_across_pages(stubbed):
+    """Counting needs neither metadata nor data: ListVectors is asked for keys only (the service
+    model's returnMetadata/returnData default to false, sent as false), every page followed."""
+    index, stubber = stubbed
+    model = index.client.meta.service_model.operation_model("ListVectors")
+    members = model.input_shape.members
+    assert members["returnMetadata"].type_name == members["returnData"].type_name == "boolean"
+    assert "With only <code>s3vectors:ListVectors</code> permission, you can list vector keys" in model.documentation
+    base = {"vectorBucketName": "bkt", "indexName": "memory-acme", "maxResults": 1000,
+            "returnMetadata": False, "returnData": False}  # fmt: skip
+    stubber.add_response("list_vectors", {"vectors": [{"key": "a"}, {"key": "b"}], "nextToken": "p2"}, base)
+    stubber.add_response("list_vectors", {"vectors": [{"key": "c"}]}, {**base, "nextToken": "p2"})
+    assert index.count() == 3
+    stubber.assert_no_pending_responses()
+
+
 def test_put_sends_batches_of_500(stubbed):
     index, stubber = stubbed
     records = [VectorRecord(f"k{i}", [1, 0, 0, 0], {"i": i}) for i in range(1001)]
