@@ -338,7 +338,9 @@ def test_concurrent_model_calls_do_not_hold_up_other_sessions(issuer: DevIssuer,
                         memory_enabled=False, max_sessions=8)
 
     def services_factory(settings: Settings, **hooks: Any) -> Services:
-        registry = SessionRegistry(lambda c, o: build_conversation(model, None), max_sessions=8, idle_timeout_seconds=60)
+        registry = SessionRegistry(
+            lambda c, o: build_conversation(model, None), max_sessions=8, idle_timeout_seconds=60
+        )
         return Services(settings, issuer.verifier(), registry)
 
     slow_turns = min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's default size
