@@ -21,7 +21,9 @@ import re
 import sys
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -103,14 +105,31 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
         ],
     )
 
+    sized: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
     @app.entrypoint
     async def invoke(payload: Any, context: RequestContext) -> Any:
+        loop = asyncio.get_running_loop()  # the SDK's worker loop, which runs every session's turns
+        if loop not in sized:
+            sized.add(loop)
+            loop.set_default_executor(ThreadPoolExecutor(_turn_threads(settings), thread_name_prefix="agent-turn"))
         services = holder.get("services")
         if services is None:
             return _error(Unavailable("the service is starting; retry shortly"))
         return await _Invocation(services, settings, turns, user_hash).run(payload, context)
 
     return app
+
+
+def _turn_threads(settings: Settings) -> int:
+    """Threads of the executor the turns' blocking calls run in (created as needed).
+
+    Strands' ``BedrockModel`` streams each model call in the event loop's default executor, for
+    the whole call; with that executor's default size (``min(32, CPUs + 4)``) as many concurrent
+    turns held every thread, and other sessions' memory retrieval and ``end_session`` waited.
+    One thread per live session, plus the default's for the short calls.
+    """
+    return settings.max_sessions + min(32, (os.cpu_count() or 1) + 4)
 
 
 class _Invocation:

@@ -175,7 +175,8 @@ class SessionRegistry(Generic[C]):
                 future.result(timeout=remaining)
             except Exception:  # noqa: BLE001 - already logged by _end_now; keep ending the others
                 logger.warning("a session did not end before the shutdown deadline")
-        self._enders.shutdown(wait=False, cancel_futures=False)
+        # The end pool stays open: a reap or an eviction that took its sessions out of the
+        # cache just before closing schedules their ends after it (its workers finish before exit).
 
     # --- internals
 

@@ -18,7 +18,8 @@ removed. ``end_conversation`` checks them too.
 Failures retry with exponential backoff (``RetryPolicy.delay``) up to ``max_attempts`` per
 round; an exhausted entry waits for a re-sweep (``RetryPolicy.sweep_delay``), run by the
 sweeper thread (``start_sweeper``) or ``sweep()``. After ``max_rounds`` rounds or
-``max_busy_seconds`` since its first failed attempt (no further attempt then), or at once for
+``max_busy_seconds`` since its first failed attempt (no further attempt then; a re-sweep due
+later runs at that bound, as the last attempt), or at once for
 an error that retrying cannot fix (access denied, index missing, misconfiguration, invalid
 data), the entry moves to the outbox's dead-letter area with the error type as reason (and, for a
 ``ConfigurationError``, its message: which index, dimension or metric; ``errors.error_reason``), and its
@@ -638,6 +639,9 @@ class SummaryPipeline:
             else:  # exhausted or crashed: keep it pending (and the app busy) until a re-sweep
                 rounds = self._rounds.setdefault(ref, 1)
                 delay = self.retry.sweep_delay(rounds)
+                first = self._first_failure.get(ref)
+                if first is not None:  # not after the time bound: its last attempt, then a dead letter
+                    delay = max(0.0, min(delay, first + self.retry.max_busy_seconds - time.monotonic()))
                 self._waiting[ref] = time.monotonic() + delay
                 self._wake.set()
                 logger.warning("summary kept in the outbox; retry round %d in %.0f s", rounds + 1, delay)

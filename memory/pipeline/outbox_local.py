@@ -2,7 +2,9 @@
 
 Layout under ``directory`` (directories 0700, files 0600, ``memory.private_files``): pending
 entries as ``<entry id>.json`` at the top, ``claims/<entry id>.lock`` (``flock``: held while a
-process works on the entry, dropped by the kernel when that process dies), ``claims/.pending.lock``
+process works on the entry, dropped by the kernel when that process dies; unlinked by its holder
+on release, so a claimer whose lock lands on a file unlinked meanwhile opens the path again),
+``claims/.pending.lock``
 (``flock``: held around every change of a pending entry, so ``swap`` compares and writes as one
 step for every process on the host),
 ``dead/<entry id>.json`` and ``erasures/<folder>/<marker id>.json`` (``erasure_folder``).
@@ -120,20 +122,30 @@ class LocalOutbox:
 
     def claim(self, entry_id: str, tenant_id: str | None = None, *, ttl_seconds: float = 600.0) -> Claim | None:
         """An exclusive ``flock`` on the entry's lock file, or None while another holder has it."""
-        fd = os.open(self.directory / "claims" / f"{entry_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        return Claim(tenant_id, entry_id, fd)
+        path = self.directory / "claims" / f"{entry_id}.lock"
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            if _is_file_at(fd, path):
+                return Claim(tenant_id, entry_id, _HeldLock(fd, path))
+            os.close(fd)  # its holder released (and unlinked) it after we opened it: open afresh
 
     def release(self, claim: Claim) -> None:
-        """Unlock and close the claim's lock file (the file stays: unlinking would race)."""
+        """Unlink the claim's lock file while still holding it, then unlock and close it (once)."""
+        held: _HeldLock = claim.token
+        fd, held.fd = held.fd, None
+        if fd is None:
+            return
         try:
-            os.close(claim.token)
+            os.unlink(held.path)  # ours until closed: whoever opens the path next creates a new file
         except OSError:
             pass
+        finally:
+            os.close(fd)
 
     # -- dead letters -------------------------------------------------------------------------
 
@@ -239,6 +251,24 @@ class LocalOutbox:
     def _unlink(path: Path) -> None:
         path.unlink(missing_ok=True)
         _sync_directory(path.parent)
+
+
+@dataclasses.dataclass
+class _HeldLock:
+    """A local claim's token: the locked file (``fd`` None once released) and its path."""
+
+    fd: int | None
+    path: Path
+
+
+def _is_file_at(fd: int, path: Path) -> bool:
+    """True when ``path`` still names the file open as ``fd`` (not unlinked, not replaced)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def _drop_dead_temps(folder: Path) -> None:

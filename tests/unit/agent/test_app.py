@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -304,6 +307,67 @@ def test_summaries_are_tracked_as_agentcore_async_tasks(issuer: DevIssuer, tmp_p
         assert client.get("/ping").json()["status"] == "HealthyBusy"
         hooks["on_task_end"](token)
         assert client.get("/ping").json()["status"] == "Healthy"
+
+
+class ExecutorStreamingModel(EchoModel):
+    """Streams like Strands' ``BedrockModel``: the model call runs in the event loop's default
+    executor (``asyncio.to_thread``), here until ``gate`` is set for prompts saying "slow"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate, self.waiting = threading.Event(), threading.Semaphore(0)
+
+    async def stream(self, messages, tool_specs=None, system_prompt=None, **kwargs):  # type: ignore[override]
+        if "slow" in json.dumps(messages[-1]):
+            await asyncio.to_thread(self._call)
+        async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
+            yield event
+
+    def _call(self) -> None:
+        self.waiting.release()
+        self.gate.wait(60)
+
+
+def test_concurrent_model_calls_do_not_hold_up_other_sessions(issuer: DevIssuer, tmp_path: Path) -> None:
+    # Several sessions per process (locally). The SDK runs every turn on one worker event loop;
+    # as many turns as its default executor has threads (min(32, CPUs + 4)) waiting on Bedrock
+    # held them all, so every other session's memory retrieval and end_session (run in that
+    # executor) waited for one of those model calls to finish.
+    model = ExecutorStreamingModel()
+    settings = Settings(auth_mode="dev", dev_issuer_dir=issuer.state_dir, state_dir=tmp_path,
+                        memory_enabled=False, max_sessions=8)
+
+    def services_factory(settings: Settings, **hooks: Any) -> Services:
+        registry = SessionRegistry(
+            lambda c, o: build_conversation(model, None), max_sessions=8, idle_timeout_seconds=60
+        )
+        return Services(settings, issuer.verifier(), registry)
+
+    slow_turns = min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's default size
+    token = issuer.mint("tenant-a", "alice")
+    answers: list[int] = []
+
+    def turn(prompt: str, n: int, end: bool = False) -> None:
+        headers = {"Authorization": f"Bearer {token}", SESSION: f"session-{n:04d}-0123456789abcdef0123456789"}
+        payload = {"prompt": prompt, "end_session": end}
+        answers.append(client.post("/invocations", json=payload, headers=headers).status_code)
+
+    with TestClient(create_app(settings, services_factory=services_factory)) as client:
+        slow = [threading.Thread(target=turn, args=("slow question", n)) for n in range(slow_turns)]
+        try:
+            for thread in slow:
+                thread.start()
+            for _ in range(slow_turns):
+                assert model.waiting.acquire(timeout=30)  # every slow turn is in its model call
+            quick = threading.Thread(target=turn, args=("quick question", slow_turns), kwargs={"end": True})
+            quick.start()
+            quick.join(timeout=20)
+            assert answers == [200]  # answered while the others still wait for the model
+        finally:
+            model.gate.set()
+            for thread in slow:
+                thread.join(timeout=30)
+    assert answers == [200] * (slow_turns + 1)
 
 
 def test_single_tenant_deployment_refuses_other_tenants(issuer: DevIssuer, tmp_path: Path) -> None:

@@ -206,3 +206,24 @@ def test_reopened_session_gets_a_fresh_conversation_under_the_session_id() -> No
     # object, whose start marker keeps its summary key apart from the first one's
     assert first.conversation_id == second.conversation_id == "s1"
     assert second.conversation is not conversation and conversation.ended == 1 and made["s1"].ended == 0
+
+
+def test_sessions_a_reap_took_just_before_shutdown_are_still_ended() -> None:
+    # The reaper thread expires idle sessions under the lock and schedules their ends after
+    # releasing it; a SIGTERM's close() that ran in between had shut the end pool down, so
+    # scheduling failed and those conversations were never ended (only their checkpoints left).
+    registry, clock, made = make(idle=10.0)
+    with registry.open("s1", ALICE):
+        pass
+    clock.now = 10.5
+    schedule, closed = registry._end_later, []
+
+    def close_in_between(sessions: list) -> None:
+        if not closed:  # the reap's call (close() calls it too)
+            closed.append(True)
+            registry.close(timeout=5)
+        schedule(sessions)
+
+    registry._end_later = close_in_between  # type: ignore[method-assign]
+    registry.reap()
+    assert made["s1"].done.wait(5) and made["s1"].ended == 1

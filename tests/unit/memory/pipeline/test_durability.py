@@ -62,6 +62,16 @@ def new_pipeline(made: list[SummaryPipeline], store: Any, outbox: Outbox, **kwar
     return pipeline
 
 
+def swept_pipeline(
+    made: list[SummaryPipeline], store: Any, outbox: Outbox, retry: RetryPolicy
+) -> tuple[SummaryPipeline, BusyTasks]:
+    """A pipeline whose sweeper runs and whose busy tasks a ``BusyTasks`` counts."""
+    busy = BusyTasks()
+    pipeline = new_pipeline(made, store, outbox, retry=retry, on_task_start=busy.start, on_task_end=busy.end)
+    pipeline.start_sweeper()
+    return pipeline, busy
+
+
 def entry(user: str = "alice", conversation: str = "c1", text: str | None = None, **kwargs: Any) -> OutboxEntry:
     return OutboxEntry(
         tenant_id="acme", user_id=user, agent_name="orchestrator", conversation_id=conversation,
@@ -650,6 +660,23 @@ def test_dead_lettering_is_bounded_by_time_too(fake_store, make_outbox, pipeline
 
 
 
+def test_a_re_sweep_due_after_the_time_bound_does_not_keep_the_app_busy_until_then(
+    fake_store, make_outbox, pipelines
+) -> None:
+    # AGENT_SUMMARY_MAX_ROUNDS above the default: the re-sweeps double (30 s, 60 s, ... 600 s),
+    # so the round that straddles max_busy_seconds was due long after it, and the entry kept
+    # the app HealthyBusy (and made its next attempt) until then. Here the first re-sweep is
+    # due 60 s after a failure, the time bound is 0.3 s.
+    fake_store.fail_store = BackendUnavailable("outage")
+    retry = RetryPolicy(max_attempts=1, base_delay=0.001, max_delay=0.001, sweep_base_delay=60.0,
+                        sweep_max_delay=60.0, max_rounds=20, max_busy_seconds=0.3)
+    pipeline, busy = swept_pipeline(pipelines, fake_store, make_outbox(), retry)
+    pipeline.end_conversation(entry())
+    assert wait_until(lambda: make_outbox().dead_letters() != [] and not busy.open, timeout=20)
+    # one attempt at the start, a last one once the bound is reached; none after it
+    assert len(fake_store.store_calls) == 2 and pipeline.waiting == 0
+
+
 def test_the_time_bound_counts_from_the_first_failed_attempt_not_from_the_end_of_the_first_round(
     fake_store, make_outbox, pipelines, monkeypatch
 ) -> None:
@@ -666,10 +693,7 @@ def test_the_time_bound_counts_from_the_first_failed_attempt_not_from_the_end_of
     monkeypatch.setattr(fake_store, "store_units", slow_failure)
     retry = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.001, sweep_base_delay=0.01,
                         sweep_max_delay=0.01, max_rounds=1000, max_busy_seconds=0.25)
-    busy = BusyTasks()
-    pipeline = new_pipeline(pipelines, fake_store, make_outbox(), retry=retry,
-                            on_task_start=busy.start, on_task_end=busy.end)
-    pipeline.start_sweeper()
+    pipeline, busy = swept_pipeline(pipelines, fake_store, make_outbox(), retry)
     pipeline.end_conversation(entry())
     assert wait_until(lambda: make_outbox().dead_letters() != [] and not busy.open)
     assert len(fake_store.store_calls) <= retry.max_attempts  # 4 attempts take 0.4 s > 0.25 s: no second round

@@ -252,6 +252,57 @@ def test_racing_claimers_get_one_claim(outbox: Outbox) -> None:
     assert len(won) == 1
 
 
+def test_local_a_released_claim_leaves_no_lock_file(tmp_path: Path) -> None:
+    # A long-lived local server claims every conversation it summarizes: one empty lock file
+    # per conversation was left in claims/ forever.
+    outbox = LocalOutbox(tmp_path / "outbox")
+    for n in range(3):
+        e = entry(f"c{n}")
+        outbox.put(e)
+        claim = outbox.claim(e.entry_id, "acme")
+        assert claim is not None
+        outbox.release(claim)
+        outbox.release(claim)  # idempotent
+    assert sorted(p.name for p in (tmp_path / "outbox" / "claims").iterdir()) == [".pending.lock"]
+
+
+def test_local_a_claimer_that_locks_a_released_lock_file_does_not_share_the_claim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # B opens the lock file, A releases the claim (unlinking that file), C claims (a new file):
+    # B's flock then succeeds on the unlinked file, which must not count as the claim.
+    directory = tmp_path / "outbox"
+    e = entry()
+    LocalOutbox(directory).put(e)
+    a, c = LocalOutbox(directory), LocalOutbox(directory)
+    first = a.claim(e.entry_id, "acme")
+    assert first is not None
+    opened, go_on = threading.Event(), threading.Event()
+    real_open = os.open
+
+    def open_then_pause(path: Any, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(path, *args, **kwargs)
+        if Path(path).name == f"{e.entry_id}.lock" and threading.current_thread().name == "claimer-b" \
+                and not opened.is_set():
+            opened.set()
+            go_on.wait(10)
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_pause)
+    b_result: list[Any] = []
+    b = threading.Thread(target=lambda: b_result.append(LocalOutbox(directory).claim(e.entry_id, "acme")),
+                         name="claimer-b")
+    b.start()
+    assert opened.wait(10)
+    a.release(first)
+    third = c.claim(e.entry_id, "acme")
+    assert third is not None
+    go_on.set()
+    b.join(10)
+    assert b_result == [None]  # C holds the claim
+    c.release(third)
+
+
 def test_s3_claim_expires_and_a_stale_holder_cannot_release_its_successors(s3) -> None:
     now = [1000.0]
     dead = S3Outbox(lambda _t: s3, BUCKET, clock=lambda: now[0])
