@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import re
 from datetime import datetime, timezone
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from memory.types import Memory
 
@@ -100,6 +100,34 @@ def fill_prompt(base_prompt: str, block: str) -> tuple[str, bool]:
     if not block:
         return base_prompt, False
     return (f"{base_prompt.rstrip()}\n\n{block}" if base_prompt.strip() else block), False
+
+
+def fill_blocks(blocks: Sequence[dict[str, Any]], block: str) -> tuple[list[dict[str, Any]], bool]:
+    """:func:`fill_prompt` for a system prompt of Strands content blocks: the text block holding
+    ``{memory_context}`` (else the first text block) is filled; the other blocks (cache points,
+    blocks other plugins add) are kept as they are, so they can still be found by exact match.
+
+    Returns new blocks and whether the placeholder was present.
+    """
+    filled = [dict(b) for b in blocks]
+    texts = [i for i, b in enumerate(filled) if isinstance(b.get("text"), str)]
+    if not texts:
+        filled.insert(0, {"text": ""})
+        texts = [0]
+    target = next((i for i in texts if PLACEHOLDER in filled[i]["text"]), texts[0])
+    filled[target]["text"], had_placeholder = fill_prompt(filled[target]["text"], block)
+    return filled, had_placeholder
+
+
+def restore_placeholder(blocks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``blocks`` with the fenced memory block of a text block turned back into ``{memory_context}``."""
+    restored = [dict(b) for b in blocks]
+    for b in restored:
+        found = extract_block(b.get("text")) if isinstance(b.get("text"), str) else None
+        if found:
+            b["text"] = b["text"].replace(found, PLACEHOLDER, 1)
+            break
+    return restored
 
 
 def _collapse_blank_lines(text: str) -> str:

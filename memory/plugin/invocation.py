@@ -10,6 +10,9 @@ with a hand-written dict using the keys below (the seed package's documented usa
   are validated by ``memory.tenants.validate_tenant_id``; absent for a single-tenant store;
 * ``end_session`` (bool, default False): end the conversation after this turn.
 
+Given deprecated ``**kwargs`` as well, Strands nests the caller's dict under ``"invocation_state"``;
+it is read there when the top level names no user or conversation.
+
 A state without ``user_id`` or ``conversation_id`` carries no identity (:func:`read_invocation`
 returns None; the plugin then runs the turn without memory). A state whose keys are present but
 malformed -- a tenant dict without a valid ``tenantId``, an invalid tenant id, an empty user id,
@@ -29,6 +32,9 @@ USER_ID: Final = "user_id"
 CONVERSATION_ID: Final = "conversation_id"
 TENANT_CONTEXT: Final = "tenant_context"
 END_SESSION: Final = "end_session"
+#: Where Strands 1.62 puts the caller's ``invocation_state`` when deprecated ``**kwargs`` come
+#: with it (``Agent.stream_async``: ``{**kwargs, "invocation_state": invocation_state}``).
+NESTED_STATE: Final = "invocation_state"
 #: The keys that identify a turn; forwarded unchanged to specialist agents.
 IDENTITY_KEYS: Final = (TENANT_CONTEXT, USER_ID, CONVERSATION_ID)
 
@@ -104,7 +110,8 @@ def read_invocation(state: Mapping[str, Any]) -> Invocation | None:
     """Parse ``invocation_state``.
 
     Args:
-        state: The invocation state a Strands agent was called with.
+        state: The invocation state a Strands agent was called with (the caller's own, also
+            when Strands nests it under ``"invocation_state"`` beside deprecated ``**kwargs``).
 
     Returns:
         The invocation, or None when ``user_id`` or ``conversation_id`` is absent (or None):
@@ -113,6 +120,9 @@ def read_invocation(state: Mapping[str, Any]) -> Invocation | None:
     Raises:
         InvalidInvocationState: A key is present but malformed (see the module docstring).
     """
+    nested = state.get(NESTED_STATE)
+    if USER_ID not in state and CONVERSATION_ID not in state and isinstance(nested, Mapping):
+        state = nested
     user_id, conversation_id = state.get(USER_ID), state.get(CONVERSATION_ID)
     if user_id is None or conversation_id is None:
         return None

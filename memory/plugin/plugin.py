@@ -22,15 +22,18 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   is appended (warning once); without memories the placeholder is removed. The base prompt is
   the agent's system prompt when the plugin binds to it, or the one the caller sets between
   turns (the conversation's block in it, e.g. an edit of the prompt read back, counts as the
-  placeholder, so it appears once and is not carried into the next conversation).
+  placeholder, so it appears once and is not carried into the next conversation). It is kept
+  as Strands content blocks: only the text block holding the placeholder (else the first) is
+  filled, so a ``cachePoint`` and the blocks other plugins add (``AgentSkills``) stay apart.
 * Retrieval failures degrade to no memory: a warning and ``metrics["retrieval_failures"]``.
 * The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent
   through the public ``Plugin.tools`` property (``recall_tool=False`` leaves it out).
 * The plugin keeps the full text transcript (every message added, whatever the conversation
   manager later trims, as it reads at the end of the turn: a user message the model's
   guardrail redacted is recorded redacted), except user-role text Strands adds once the model
-  has answered in the turn (its structured-output prompt, steering guidance): the user's words
-  are the turn's input (all of it, e.g. a message list that carries earlier context with an
+  has answered in the turn (its structured-output prompt, steering guidance, the input of a
+  pass a hook resumes the call with, e.g. GoalLoop's feedback): the user's words are the
+  turn's input (all of it, e.g. a message list that carries earlier context with an
   assistant message).
   ``end_session: True`` in ``invocation_state`` or ``end_conversation()`` (idle timer,
   shutdown) hands it to the ``SummaryPipeline`` in the background (the outbox write runs off
@@ -42,9 +45,10 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   last turn was of another conversation (agents sharing one plugin: whichever conversation
   that was) has its ``agent.messages`` cleared before the model runs, so no turn sees another
   conversation's history (it comes back only as memories); a new agent keeps the history it
-  was built with. Agents sharing one plugin (``S3VectorMemoryPlugin``) whose turns overlap in
-  time: only the turn of the conversation opened last is recorded; the others are not (a
-  warning, a metric).
+  was built with. ``agent.structured_output()`` (deprecated in Strands) is no turn: it reads
+  the conversation as it is. Agents sharing one plugin (``S3VectorMemoryPlugin``) whose turns
+  overlap in time: only the turn of the conversation opened last is recorded; the others are
+  not (a warning, a metric).
 * After every turn that does not end the conversation (and added to the transcript), the
   plugin queues a checkpoint: the same outbox entry, marked open, handed to
   ``SummaryPipeline.checkpoint``, which writes it in the background, coalesced per
@@ -67,6 +71,7 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import threading
 import weakref
@@ -81,7 +86,7 @@ from strands.tools.decorator import DecoratedFunctionTool
 
 from memory import telemetry
 from memory.pipeline.background import SummaryPipeline
-from memory.plugin.context_block import PLACEHOLDER, extract_block, fill_prompt, render_block
+from memory.plugin.context_block import PLACEHOLDER, fill_blocks, render_block, restore_placeholder
 from memory.index.limits import validate_top_k
 from memory.keys import new_conversation_marker, summary_key
 from memory.errors import error_reason
@@ -138,7 +143,7 @@ class _Conversation:
     written_at_turns: int = -1  # transcript length when last written (checkpoint or end)
     erased: bool = False  # covered by an erasure marker: nothing more is recorded
     key: str = ""  # its summary key (= outbox entry id), computed once when it opens
-    prompt: str | None = None  # the system prompt with its block, rendered on its first turn
+    prompt: list[dict[str, Any]] | None = None  # the system prompt blocks with its block, from its first turn
 
 
 class MemoryPlugin(Plugin):
@@ -184,13 +189,14 @@ class MemoryPlugin(Plugin):
         self.top_k = validate_top_k(top_k)
         self.min_score = min_score
         self.metrics: Counter[str] = Counter()
-        self.base_prompt = ""
+        self._base: list[dict[str, Any]] = [{"text": ""}]  # the caller's system prompt blocks
         self.agent_name: str | None = None
         self.read_agent_name = None if read_agent_name is None else check_agent_name(read_agent_name)
         self._lock = threading.RLock()
         self._conversation: _Conversation | None = None
         self._turn_active = False
         self._turn_agent: Any = None  # the agent of the active turn (agents may share the plugin)
+        self._turn_call: Any = None  # its Strands call (one per agent call, shared by resumed passes)
         # the conversation each agent last served a turn of (its ``messages`` hold that one's history)
         self._served: weakref.WeakKeyDictionary[Any, Invocation | None] = weakref.WeakKeyDictionary()
         self._turn_ends = False  # the active turn carries ``end_session``
@@ -198,7 +204,7 @@ class MemoryPlugin(Plugin):
         self._turn_inputs: tuple[Any, ...] = ()  # the active turn's input messages (the caller's)
         self._turn_recorded: list[tuple[int, Any]] = []  # (transcript index, message) of the active turn
         self._placeholder_warned = False
-        self._written: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()  # agent -> prompt set
+        self._written: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # agent -> prompt set
         super().__init__()  # discovers @hook methods; needs the attributes above
         self._recall_tools: list[DecoratedFunctionTool] = []
         if recall_tool:
@@ -219,6 +225,12 @@ class MemoryPlugin(Plugin):
         return list(self._recall_tools)
 
     # -- public accessors -------------------------------------------------------------------
+
+    @property
+    def base_prompt(self) -> str:
+        """The text of the caller's system prompt, ``{memory_context}`` where the memories go."""
+        with self._lock:
+            return "\n".join(b["text"] for b in self._base if isinstance(b.get("text"), str))
 
     @property
     def injected_memory_ids(self) -> list[str]:
@@ -256,14 +268,15 @@ class MemoryPlugin(Plugin):
         check_agent_name(agent.name)
         if self.agent_name is not None:
             raise ValueError("a MemoryPlugin instance serves exactly one agent; create one per agent")
-        prompt = agent.system_prompt
-        if prompt is not None and not isinstance(prompt, str):
-            raise ValueError("MemoryPlugin needs a plain-text system prompt")
         self.agent_name = agent.name
-        self.base_prompt = prompt or ""
+        self._base = copy.deepcopy(agent.system_prompt_content) or [{"text": ""}]
 
     @hook
     async def _before_invocation(self, event: BeforeInvocationEvent) -> None:
+        if event.messages is None:
+            # ``agent.structured_output()`` (no invocation_state, no input): it reads the
+            # conversation so far and adds nothing to it; not a turn of another conversation
+            return
         self._adopt_callers_prompt(event.agent)
         try:
             invocation = read_invocation(event.invocation_state)
@@ -285,7 +298,7 @@ class MemoryPlugin(Plugin):
                 foreign = self._served.get(event.agent) is not None  # it served a conversation
                 self._served[event.agent] = None  # its history is now an anonymous one
             logger.warning("agent=%s turn without a verified identity: running without memory", self.agent_name)
-            self._set_prompt(event.agent, fill_prompt(self.base_prompt, "")[0])
+            self._set_prompt(event.agent, fill_blocks(self._base, "")[0])
             if foreign:  # another (anonymous) conversation: the history is not its own
                 event.agent.messages.clear()
             if left is not None:
@@ -315,10 +328,14 @@ class MemoryPlugin(Plugin):
                     self._turn_active = False
             else:
                 assert conversation is not None
+                # a hook resuming the agent (``AfterInvocationEvent.resume``, e.g. GoalLoop's
+                # feedback) runs another pass of the same call: its input is not the user's
+                call = event.agent.event_loop_metrics.latest_agent_invocation
+                resumed = continuing and event.agent is self._turn_agent and call is self._turn_call
                 self._turn_active, self._turn_ends = True, invocation.end_session
-                self._turn_agent = event.agent
-                self._answered = False
-                self._turn_inputs = tuple(event.messages or ())
+                self._turn_agent, self._turn_call = event.agent, call
+                self._answered = resumed
+                self._turn_inputs = () if resumed else tuple(event.messages or ())
                 self._turn_recorded = []
                 if continuing and self._found_erased(conversation):  # by the checkpoint writer meanwhile
                     self._drop_erased(conversation)
@@ -327,7 +344,7 @@ class MemoryPlugin(Plugin):
                 prompt = conversation.prompt
         if overlapping:
             logger.warning("agent=%s turn overlapping another conversation's: running without memory", self.agent_name)
-            prompt = fill_prompt(self.base_prompt, "")[0]
+            prompt = fill_blocks(self._base, "")[0]
         self._set_prompt(event.agent, prompt)
 
     @hook
@@ -409,20 +426,19 @@ class MemoryPlugin(Plugin):
         memory block in it (an edit of a prompt as the plugin left it, maybe in an earlier
         conversation) turns back into the placeholder, so the conversation's own block appears
         once and no block outlives its conversation."""
-        current = agent.system_prompt
+        current = agent.system_prompt_content or [{"text": ""}]
         with self._lock:
-            if (current or "") == self._written.get(agent, self.base_prompt) or not isinstance(current, str):
+            if current == self._written.get(agent, self._base):
                 return
-            block = extract_block(current)
-            self.base_prompt = current.replace(block, PLACEHOLDER, 1) if block else current
+            self._base = restore_placeholder(current)
             if self._conversation is not None:
                 self._conversation.prompt = None  # rendered again from the new base
         logger.debug("agent=%s system prompt changed by the caller: new base prompt", self.agent_name)
 
-    def _set_prompt(self, agent: Any, prompt: str) -> None:
+    def _set_prompt(self, agent: Any, prompt: list[dict[str, Any]]) -> None:
         with self._lock:
-            agent.system_prompt = prompt
-            self._written[agent] = agent.system_prompt or ""
+            agent.system_prompt = [dict(b) for b in prompt]
+            self._written[agent] = copy.deepcopy(agent.system_prompt_content)  # blocks may be edited in place
 
     def _leave(self, conversation: _Conversation) -> None:
         """End ``conversation`` and leave none current (a turn without identity took the agent
@@ -455,8 +471,8 @@ class MemoryPlugin(Plugin):
             )
             return []
 
-    def _render_prompt(self, block: str) -> str:
-        prompt, had_placeholder = fill_prompt(self.base_prompt, block)
+    def _render_prompt(self, block: str) -> list[dict[str, Any]]:
+        prompt, had_placeholder = fill_blocks(self._base, block)
         if block and not had_placeholder and not self._placeholder_warned:
             self._placeholder_warned = True
             logger.warning(

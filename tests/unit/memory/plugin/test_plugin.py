@@ -722,3 +722,142 @@ def test_a_turn_without_identity_does_not_see_the_previous_users_conversation(fa
     assert [user_texts(e) for e in pipeline.entries] == [["My bank PIN is 4321."]]
     agent("Hello.", invocation_state=state("conv-b", user="bob"))
     assert [b.get("text") for m in model.calls[-1].messages for b in m["content"]] == ["Hello."]
+
+
+def test_the_deprecated_structured_output_call_reads_the_conversation_and_leaves_it_going_on(fake_store) -> None:
+    """``agent.structured_output(Model)`` (still public in Strands 1.62, deprecated) fires
+    ``BeforeInvocationEvent`` with an empty ``invocation_state`` and no input messages: it reads
+    the conversation so far and adds nothing to it. It is no turn of another (anonymous)
+    conversation: the history stays (Strands raises "No conversation history" without it), the
+    conversation is not ended, and its next turn continues it."""
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        city: str
+
+    class StructuredModel(ScriptedModel):
+        structured_calls: list[tuple[Any, list[Any]]] = []
+
+        async def structured_output(  # type: ignore[override]
+            self, output_model: Any, prompt: Any, system_prompt: Any = None, **kwargs: Any
+        ) -> Any:
+            self.structured_calls.append((system_prompt, [b.get("text") for m in prompt for b in m["content"]]))
+            yield {"output": output_model(city="Lisbon")}
+
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "The user moved from Porto.")
+    pipeline = RecordingPipeline()
+    model = StructuredModel(default_reply="ok")
+    agent, plugin = make_agent(fake_store, model, pipeline=pipeline)
+    agent("I moved to Lisbon from Porto.", invocation_state=state())
+    opened = plugin.opened
+
+    with pytest.warns(DeprecationWarning):
+        assert agent.structured_output(City) == City(city="Lisbon")
+
+    ((system_prompt, sent),) = model.structured_calls
+    assert sent == ["I moved to Lisbon from Porto.", "ok"]
+    assert "moved from Porto" in extract_block(system_prompt)
+    assert pipeline.entries == [] and plugin.opened == opened  # not ended, not reopened
+    agent("Thanks.", invocation_state=state(end_session=True))
+    assert [b.get("text") for m in model.calls[-1].messages for b in m["content"]] == [
+        "I moved to Lisbon from Porto.", "ok", "Thanks."]
+    (entry,) = pipeline.entries
+    assert user_texts(entry) == ["I moved to Lisbon from Porto.", "Thanks."]
+    assert plugin.metrics["conversations"] == 1
+
+
+def test_the_input_a_hook_resumes_the_agent_with_is_not_recorded_as_the_users_words(fake_store) -> None:
+    """Strands' vended ``GoalLoop`` judges each answer and, when it falls short, resumes the agent
+    (``AfterInvocationEvent.resume``) with its own user-role feedback ("Your previous attempt
+    did not satisfy the goal..."): a second invocation pass in the same call, whose input the
+    user never wrote. The user's words are the call's input only."""
+    from strands.vended_plugins.goal import GoalLoop
+
+    def short(response: Any, agent: Any) -> Any:
+        words = " ".join(b["text"] for b in response["content"] if "text" in b).split()
+        return True if len(words) < 5 else {"passed": False, "feedback": "Too long."}
+
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(["Rainbows form when sunlight is refracted by rain drops.", "Refracted sunlight."],
+                          default_reply="Welcome.")
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=model, name="orchestrator", system_prompt=BASE, callback_handler=None,
+                  plugins=[plugin, GoalLoop(goal=short, max_attempts=2)])
+    agent("How do rainbows form? I live in Oslo.", invocation_state=state(end_session=True))
+
+    assert model.calls[1].last_user_text.startswith("Your previous attempt did not satisfy the goal")  # resumed
+    assert user_texts(pipeline.entries[-1]) == ["How do rainbows form? I live in Oslo."]
+    assert [t["text"] for t in plugin.transcript if t["role"] == "assistant"] == [
+        "Rainbows form when sunlight is refracted by rain drops.", "Refracted sunlight."]
+    agent("Thanks.", invocation_state=state(end_session=True))  # the next call is the user's again
+    assert user_texts(pipeline.entries[-1]) == ["How do rainbows form? I live in Oslo.", "Thanks."]
+
+
+def test_another_plugins_system_prompt_block_is_kept_apart_and_not_repeated(fake_store) -> None:
+    """Strands' vended ``AgentSkills`` appends its skills list as a system prompt block before
+    every invocation and removes the one it added last time by exact match. The memory block
+    must not merge that block into its own text: the list would be re-appended every turn."""
+    from strands.vended_plugins.skills import AgentSkills, Skill
+
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "The user lives in Oslo.")
+    skills = AgentSkills(skills=[Skill(name="pdf", description="Work with PDF files")])
+    for plugins_first in (True, False):
+        model = ScriptedModel(default_reply="ok")
+        plugin = MemoryPlugin(fake_store, pipeline=None)
+        agent = Agent(model=model, name="orchestrator", system_prompt=BASE, callback_handler=None,
+                      plugins=[plugin, skills] if plugins_first else [skills, plugin])
+        for conversation, text in [("c1", "I live in Oslo."), ("c1", "ok"), ("c1", "ok"), ("c2", "hi")]:
+            agent(text, invocation_state=state(conversation))
+        assert [p.count("<available_skills>") for p in model.system_prompts] == [1, 1, 1, 1]
+        assert [p.count(OPEN_TAG) for p in model.system_prompts] == [1, 1, 1, 0]
+        assert all(p.startswith("You are a helpful assistant.") for p in model.system_prompts)
+
+
+def test_a_system_prompt_of_content_blocks_keeps_its_cache_point(fake_store) -> None:
+    """A system prompt given as content blocks (a ``cachePoint`` after the text, for Bedrock
+    prompt caching) keeps its blocks: the memory block goes into the placeholder's text block."""
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "The user lives in Oslo.")
+    model = ScriptedModel(default_reply="ok")
+    plugin = MemoryPlugin(fake_store, pipeline=None)
+    agent = Agent(model=model, name="orchestrator", callback_handler=None, plugins=[plugin],
+                  system_prompt=[{"text": BASE}, {"cachePoint": {"type": "default"}}])
+    agent("I live in Oslo.", invocation_state=state())
+    (text, cache_point) = agent.system_prompt_content
+    assert cache_point == {"cachePoint": {"type": "default"}}
+    assert "lives in Oslo" in extract_block(text["text"]) and text["text"].endswith("Be brief.")
+    assert model.system_prompts[0] == text["text"]
+
+
+def test_a_system_prompt_block_the_caller_edits_in_place_is_kept(fake_store) -> None:
+    """``agent.system_prompt_content`` hands out the agent's own block dicts: an edit made in
+    place between turns is the caller's new prompt, as an assignment is."""
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "The user lives in Oslo.")
+    model = ScriptedModel(default_reply="ok")
+    agent, _ = make_agent(fake_store, model)
+    agent("I live in Oslo.", invocation_state=state())
+    (block,) = agent.system_prompt_content
+    block["text"] = block["text"].replace("a helpful", "a terse")
+    agent("And?", invocation_state=state())
+    assert model.system_prompts[1].startswith("You are a terse assistant.")
+    assert model.system_prompts[1].count(OPEN_TAG) == 1 and "lives in Oslo" in model.system_prompts[1]
+
+
+def test_identity_is_read_when_a_deprecated_keyword_argument_comes_with_the_invocation_state(fake_store) -> None:
+    """Given any other keyword argument (deprecated in Strands 1.62, e.g. a per-call
+    ``callback_handler``), Strands passes the caller's ``invocation_state`` nested under the
+    key ``"invocation_state"``. It is still the caller's identity: the turn continues the
+    conversation (history kept, recorded) and the recall tool serves the same user."""
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "alice likes jazz music")
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(["ok", ToolCall(RECALL_TOOL_NAME, {"query": "jazz music"}),
+                           lambda call: call.last_tool_result_text])
+    agent, plugin = make_agent(fake_store, model, pipeline=pipeline)
+    agent("I live in Oslo.", invocation_state=state())
+    with pytest.warns(UserWarning, match="kwargs"):
+        answer = str(agent("What music do I like?", invocation_state=state(end_session=True),
+                           callback_handler=lambda **event: None))
+    assert "alice likes jazz" in answer
+    assert [b.get("text") for b in model.calls[1].messages[0]["content"]] == ["I live in Oslo."]  # history kept
+    (entry,) = pipeline.entries
+    assert user_texts(entry) == ["I live in Oslo.", "What music do I like?"]
+    assert plugin.metrics["identity_missing"] == 0

@@ -27,3 +27,13 @@ def test_recall_tool_can_be_left_out(fake_store) -> None:
     plugin = MemoryPlugin(fake_store, pipeline=None, recall_tool=False)
     agent = Agent(model=ScriptedModel(), name="a", plugins=[plugin], callback_handler=None)
     assert plugin.tools == [] and RECALL_TOOL_NAME not in agent.tool_names
+
+
+def test_every_agent_call_starts_a_new_agent_invocation_record() -> None:
+    # The plugin tells a hook's resumed pass (same call, input not the user's) from the next
+    # call by ``agent.event_loop_metrics.latest_agent_invocation``: one per call.
+    agent = Agent(model=ScriptedModel(default_reply="ok"), callback_handler=None)
+    agent("one")
+    first = agent.event_loop_metrics.latest_agent_invocation
+    agent("two")
+    assert first is not None and agent.event_loop_metrics.latest_agent_invocation is not first
