@@ -72,6 +72,19 @@ def swept_pipeline(
     return pipeline, busy
 
 
+def fail_slowly(store: Any, monkeypatch: pytest.MonkeyPatch, reason: str, seconds: float) -> None:
+    """Every store attempt fails (``BackendUnavailable(reason)``) after ``seconds``: a store or
+    model call timing out."""
+    store.fail_store = BackendUnavailable(reason)
+    store_units = store.store_units
+
+    def slow_failure(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(seconds)
+        return store_units(*args, **kwargs)
+
+    monkeypatch.setattr(store, "store_units", slow_failure)
+
+
 def entry(user: str = "alice", conversation: str = "c1", text: str | None = None, **kwargs: Any) -> OutboxEntry:
     return OutboxEntry(
         tenant_id="acme", user_id=user, agent_name="orchestrator", conversation_id=conversation,
@@ -684,14 +697,7 @@ def test_the_time_bound_counts_from_the_first_failed_attempt_not_from_the_end_of
     # Every attempt fails slowly (a store or model call timing out). max_busy_seconds is
     # documented as "this long after its first failure": once it has passed, no further round
     # may start (it did: the first failure was only counted when the first round had ended).
-    fake_store.fail_store = BackendUnavailable("timed out")
-    store_units = fake_store.store_units
-
-    def slow_failure(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.1)
-        return store_units(*args, **kwargs)
-
-    monkeypatch.setattr(fake_store, "store_units", slow_failure)
+    fail_slowly(fake_store, monkeypatch, "timed out", 0.1)
     retry = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.001, sweep_base_delay=0.01,
                         sweep_max_delay=0.01, max_rounds=1000, max_busy_seconds=0.25)
     pipeline, busy = swept_pipeline(pipelines, fake_store, make_outbox(), retry)
@@ -706,14 +712,7 @@ def test_a_failing_backlog_keeps_the_app_busy_for_the_time_bound_not_for_each_en
     # A fresh process (a new AgentCore session) replays a backlog during a model outage. Each
     # entry is bounded, but one after the other they kept the app HealthyBusy for the whole
     # backlog (AgentCore keeps a busy session alive, billed, up to its maximum lifetime).
-    fake_store.fail_store = BackendUnavailable("model outage")
-    store_units = fake_store.store_units
-
-    def slow_failure(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.05)  # a model call timing out
-        return store_units(*args, **kwargs)
-
-    monkeypatch.setattr(fake_store, "store_units", slow_failure)
+    fail_slowly(fake_store, monkeypatch, "model outage", 0.05)
     outbox = make_outbox()
     backlog = [entry(f"user-{n}", f"c{n}") for n in range(12)]
     for e in backlog:
