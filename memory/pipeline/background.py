@@ -876,7 +876,8 @@ class SummaryPipeline:
         for ref, token in self._tokens.items():
             if token is _NOT_BUSY:
                 self._tokens[ref] = self._busy(_task_name(ref[1]))
-        logger.info("a summary was stored again: the app reports its pending summaries as busy")
+        if self._tokens:  # (none left: the backlog ended, nothing was stored)
+            logger.info("a summary was stored: the app reports its %d pending summaries as busy again", len(self._tokens))
 
     def _release(self, tokens: list[Any]) -> None:
         for token in tokens:
