@@ -42,16 +42,18 @@ from agent.listening import announce, bind_free_port
 from agent.log_setup import configure_logging
 from agent.observability import configure as configure_telemetry
 from agent.observability import flush as flush_telemetry
-from agent.orchestrator import TOOL_NAMES, Conversation
+from agent.orchestrator import ORCHESTRATOR_NAME, TOOL_NAMES, Conversation
 from agent.payload import InvocationPayload, parse_payload
 from agent.services import Services, build_services, check_dependencies, check_state_dir
 from agent.sessions import Session
 from agent.settings import Settings, SettingsError, load_settings
 from agent.user_hash import UserHasher
 from auth import AuthError, Identity, TokenVerifier
+from auth.metrics import token_rejected
 from memory import telemetry
-from memory.errors import MemoryLibraryError, error_reason
+from memory.errors import IdentityTooLong, MemoryLibraryError, error_reason
 from memory.plugin.invocation import Invocation
+from memory.stores.scoping import check_storable_identity
 
 logger = logging.getLogger(__name__)
 
@@ -274,7 +276,15 @@ async def _authenticate(verifier: TokenVerifier, headers: Headers, settings: Set
         header = headers.get(LOCAL_AUTH_HEADER) or headers.get("workloadaccesstoken")
     if not header:
         raise Unauthorized("a bearer token is required")
-    return await asyncio.to_thread(verifier.verify, header)
+    identity = await asyncio.to_thread(verifier.verify, header)
+    try:  # a user id no memory could be stored under: refused before any turn is accepted
+        check_storable_identity(identity.user_id, ORCHESTRATOR_NAME)
+    except IdentityTooLong:
+        logger.info("bearer token rejected: %s (user id too long to store)", "malformed",
+                    extra={"auth_reason": "malformed"})
+        token_rejected("malformed")
+        raise AuthError("malformed") from None
+    return identity
 
 
 def _verified_identity(context: RequestContext) -> Identity:

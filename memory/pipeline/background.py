@@ -76,6 +76,7 @@ from memory.pipeline.outbox import ErasureMarker, Outbox, OutboxEntry, parse_tim
 from memory.pipeline.summarizer import Summarizer
 from memory.pipeline.units import store_conversation, unstore_conversation
 from memory.stores.protocol import MemoryBackend
+from memory.stores.scoping import check_storable_identity
 
 logger = logging.getLogger(__name__)
 
@@ -224,8 +225,10 @@ class SummaryPipeline:
     def end_conversation(self, entry: OutboxEntry) -> str | None:
         """Record ``entry`` durably (closed) and schedule its summary; returns the entry id.
 
-        Returns None, writing nothing, when an erasure marker covers the conversation.
+        Returns None, writing nothing, when an erasure marker covers the conversation. Raises
+        ``IdentityTooLong``, writing nothing, for an entry whose units could never be stored.
         """
+        _check_storable(entry)
         ref = _ref(entry)
         with self._stripe(ref):  # the checkpoint writer waits: no checkpoint lands after the entry
             if self._erased_now(entry):
@@ -246,8 +249,10 @@ class SummaryPipeline:
         """Queue a live conversation's transcript so far as an open entry; returns its id.
 
         Written in the background (``flush`` waits for it). Nothing is scheduled. Returns None
-        when the conversation was found erased (``is_erased``).
+        when the conversation was found erased (``is_erased``); ``IdentityTooLong`` as
+        ``end_conversation``.
         """
+        _check_storable(entry)
         ref = _ref(entry)
         with self._lock:
             if ref in self._erased or self._closed.is_set():
@@ -899,6 +904,10 @@ class SummaryPipeline:
             self._on_task_end(token)
         except Exception:
             logger.warning("on_task_end hook failed", exc_info=True)
+
+
+def _check_storable(entry: OutboxEntry) -> None:
+    check_storable_identity(entry.user_id, entry.agent_name, user_arg="entry.user_id", agent_arg="entry.agent_name")
 
 
 def _ref(entry: OutboxEntry) -> Ref:

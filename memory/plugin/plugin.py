@@ -11,7 +11,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   without ``user_id`` or ``conversation_id`` runs without memory, with a warning; there is no
   default user. Malformed identity (e.g. a tenant dict without a valid ``tenantId``, no tenant
   for a ``MultiTenantStore``, another tenant than a tenant-pinned ``SingleTenantStore``'s) fails
-  the turn with ``InvalidInvocationState`` before the model runs: never a silent memory-off.
+  the turn with ``InvalidInvocationState`` before the model runs: never a silent memory-off. A
+  user id too long to be stored under this agent's name (``scoping.check_storable_identity``:
+  S3 Vectors' 2 KB of filterable metadata) fails it the same way, with ``IdentityTooLong``.
 * The first turn of a conversation retrieves the top-k memories (this user, this agent; one per
   past conversation, hybrid-ranked by the store; ``min_score`` None uses the embedder's
   calibrated floor) and fills ``{memory_context}`` in the agent's base system prompt with a
@@ -94,8 +96,9 @@ from memory.types import Memory, Scope
 from memory.pipeline.outbox import OutboxEntry
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.stores.protocol import MemoryBackend
+from memory.stores.scoping import check_storable_identity
 from memory.stores.single_tenant import SingleTenantStore
-from memory.plugin.invocation import TENANT_CONTEXT, InvalidInvocationState, Invocation, read_invocation
+from memory.plugin.invocation import TENANT_CONTEXT, USER_ID, InvalidInvocationState, Invocation, read_invocation
 from memory.plugin.recall_tool import MAX_QUERY_CHARS, build_recall_tool
 from memory.pipeline.summarizer import Turn, transcript_from_messages
 
@@ -121,13 +124,15 @@ def check_agent_name(name: str | None) -> str:
         ``name`` unchanged.
 
     Raises:
-        ValueError: No name, a blank one, or the SDK's default (shared by every unnamed agent).
+        ValueError: No name, a blank one, or the SDK's default (shared by every unnamed agent);
+            ``IdentityTooLong`` (a ValueError) for a name too long to store memories under.
     """
     if not name or not name.strip() or name == SDK_DEFAULT_AGENT_NAME:
         raise ValueError(
             "MemoryPlugin needs an agent with an explicit, stable and unique name "
             f"(got {name!r}); memories are stored per agent name"
         )
+    check_storable_identity("", name, agent_arg="agent name")
     return name
 
 
@@ -282,6 +287,7 @@ class MemoryPlugin(Plugin):
             invocation = read_invocation(event.invocation_state)
             if invocation is not None:
                 self._check_tenant(invocation.tenant_id)
+                self._check_user(invocation.user_id)
         except Exception:
             with self._lock:
                 self.metrics["identity_invalid"] += 1
@@ -456,6 +462,12 @@ class MemoryPlugin(Plugin):
         if None not in (tenant_id, pinned) and tenant_id != pinned:
             raise InvalidInvocationState(f"invocation_state[{TENANT_CONTEXT!r}] names another tenant than the store's")
 
+    def _check_user(self, user_id: str) -> None:
+        """IdentityTooLong when no memory of ``user_id`` could be stored (before the model runs:
+        the conversation is never accepted, then dead-lettered)."""
+        agent_name = self.agent_name if self.summarize else self._scope_agent_name()
+        check_storable_identity(user_id, agent_name, user_arg=f"invocation_state[{USER_ID!r}]")
+
     def _retrieve(self, scope: Scope, prompt: str) -> list[Memory]:
         try:
             with telemetry.retrieval("inject", scope, **{"memory.top_k": self.top_k}) as found:
@@ -590,9 +602,11 @@ class MemoryPlugin(Plugin):
             "memory.transcript.turns": len(conversation.transcript),
         }
 
+    def _scope_agent_name(self) -> str | None:
+        return self.read_agent_name or self.agent_name
+
     def _scope(self, invocation: Invocation) -> Scope:
-        agent_name = self.read_agent_name or self.agent_name
-        return Scope(user_id=invocation.user_id, tenant_id=invocation.tenant_id, agent_name=agent_name)
+        return Scope(user_id=invocation.user_id, tenant_id=invocation.tenant_id, agent_name=self._scope_agent_name())
 
     def _recall_scope(self, tool_context: ToolContext) -> Scope | None:
         invocation = read_invocation(tool_context.invocation_state)
