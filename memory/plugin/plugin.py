@@ -45,9 +45,10 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * One agent may serve many users: a turn of another conversation (another identity or
   conversation id, or none: a turn without identity) ends the current one, and an agent whose
   last turn was of another conversation (agents sharing one plugin: whichever conversation
-  that was) has its ``agent.messages`` cleared before the model runs, so no turn sees another
-  conversation's history (it comes back only as memories); a new agent keeps the history it
-  was built with. ``agent.structured_output()`` (deprecated in Strands) is no turn: it reads
+  that was) has its ``agent.messages`` reset before the model runs to the messages it had when
+  the plugin first saw it (e.g. few-shot ``Agent(messages=[...])`` examples: every conversation
+  starts from them; they are no one's words, never in a transcript or summary), so no turn sees
+  another conversation's history (it comes back only as memories). ``agent.structured_output()`` (deprecated in Strands) is no turn: it reads
   the conversation as it is. Agents sharing one plugin (``S3VectorMemoryPlugin``) whose turns
   overlap in time: only the turn of the conversation opened last is recorded; the others are
   not (a warning, a metric).
@@ -210,6 +211,8 @@ class MemoryPlugin(Plugin):
         self._turn_recorded: list[tuple[int, Any]] = []  # (transcript index, message) of the active turn
         self._placeholder_warned = False
         self._written: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # agent -> prompt set
+        # agent -> the messages it had when first seen (few-shot examples): every conversation's start
+        self._examples: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
         super().__init__()  # discovers @hook methods; needs the attributes above
         self._recall_tools: list[DecoratedFunctionTool] = []
         if recall_tool:
@@ -283,6 +286,9 @@ class MemoryPlugin(Plugin):
             # conversation so far and adds nothing to it; not a turn of another conversation
             return
         self._adopt_callers_prompt(event.agent)
+        with self._lock:
+            if event.agent not in self._examples:  # first seen: the history it was built with
+                self._examples[event.agent] = copy.deepcopy(list(event.agent.messages))
         try:
             invocation = read_invocation(event.invocation_state)
             if invocation is not None:
@@ -306,7 +312,7 @@ class MemoryPlugin(Plugin):
             logger.warning("agent=%s turn without a verified identity: running without memory", self.agent_name)
             self._set_prompt(event.agent, fill_blocks(self._base, "")[0])
             if foreign:  # another (anonymous) conversation: the history is not its own
-                event.agent.messages.clear()
+                self._reset_history(event.agent)
             if left is not None:
                 await asyncio.to_thread(self._leave, left)
             return
@@ -318,9 +324,9 @@ class MemoryPlugin(Plugin):
             served = self._served.get(event.agent, _NEVER_SERVED)
             self._served[event.agent] = invocation
         if served is not _NEVER_SERVED and (served is None or not served.same_conversation(invocation)):
-            # cleared before the await: if this turn is cancelled while the thread below opens the
+            # reset before the await: if this turn is cancelled while the thread below opens the
             # new conversation, the retried turn continues that one and must not see the old history
-            event.agent.messages.clear()
+            self._reset_history(event.agent)
         if not continuing:
             # retrieval (embedding, network) and ending a previous conversation (outbox fsync)
             # run off the event loop
@@ -440,6 +446,12 @@ class MemoryPlugin(Plugin):
             if self._conversation is not None:
                 self._conversation.prompt = None  # rendered again from the new base
         logger.debug("agent=%s system prompt changed by the caller: new base prompt", self.agent_name)
+
+    def _reset_history(self, agent: Any) -> None:
+        """Give ``agent`` the history it was built with (e.g. few-shot examples) and nothing of the
+        conversation it served before."""
+        with self._lock:
+            agent.messages[:] = copy.deepcopy(self._examples.get(agent, []))
 
     def _set_prompt(self, agent: Any, prompt: list[dict[str, Any]]) -> None:
         with self._lock:

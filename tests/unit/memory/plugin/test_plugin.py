@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
@@ -588,6 +589,36 @@ def test_an_agent_reused_for_another_user_does_not_show_them_the_previous_conver
     agent("And now?", invocation_state=state("conv-b", user="bob", tenant="globex"))  # same conversation
     assert [b.get("text") for m in model.calls[-1].messages for b in m["content"]] == [
         "What do you know about me?", "ok", "And now?"]
+
+
+def test_few_shot_examples_start_every_users_conversation_and_are_never_summarized(fake_store, make_pipeline) -> None:
+    """``Agent(messages=[...])`` examples are what the developer wants every conversation to
+    start from: the next user gets them (not the previous user's turns), and they are no one's
+    words, so no summary or unit holds them."""
+    examples = [
+        {"role": "user", "content": [{"text": "Example question: what is the capital of Peru?"}]},
+        {"role": "assistant", "content": [{"text": "Example answer: Lima."}]},
+    ]
+    pipeline = make_pipeline(fake_store)
+    model = ScriptedModel(default_reply="ok")
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=model, name="orchestrator", system_prompt=BASE, messages=copy.deepcopy(examples),
+                  plugins=[plugin], callback_handler=None)
+    agent("My bank PIN is 4321.", invocation_state=state("conv-a", user="alice", end_session=True))
+    agent("Where do I live? I live in Oslo.", invocation_state=state("conv-b", user="bob", end_session=True))
+    agent("And my favourite colour is teal.", invocation_state=state("conv-c", user="carol"))
+
+    def texts(call: Any) -> list[str]:
+        return [b.get("text") for m in call.messages for b in m["content"]]
+
+    shown = [e["content"][0]["text"] for e in examples]
+    assert texts(model.calls[0]) == [*shown, "My bank PIN is 4321."]
+    assert texts(model.calls[1]) == [*shown, "Where do I live? I live in Oslo."]  # nothing of alice's
+    assert texts(model.calls[2]) == [*shown, "And my favourite colour is teal."]
+    assert pipeline.wait(30)
+    stored = [u.content for call in fake_store.store_calls for u in call["units"]]
+    assert any("4321" in text for text in stored) and any("Oslo" in text for text in stored)
+    assert not any("Peru" in text or "Lima" in text for text in stored)
 
 
 def test_a_message_list_input_records_the_users_last_message(fake_store) -> None:
