@@ -26,7 +26,10 @@ data), the entry moves to the outbox's dead-letter area with the error type as r
 busy task ends. A newer
 version of that conversation written later by this process (it went on under the same key:
 a checkpoint or another end) purges the dead letter, which `outbox retry` would otherwise put
-back over it or store over its units. A task that crashes (the outbox itself failing, so
+back over it or store over its units (this process remembers its latest
+``DEAD_LETTERS_REMEMBERED`` dead letters: a conversation going on after that many later ones
+keeps its letter, which an operator's `outbox retry` would put back, older, over the newer
+version). A task that crashes (the outbox itself failing, so
 nothing can be dead-lettered) counts rounds too: at the same bounds its busy task ends and the
 entry stays pending for a later replay. The bounds hold for the app too, not only per entry:
 once summaries have failed for ``max_busy_seconds`` with none stored since (a backlog replayed
@@ -63,7 +66,7 @@ import logging
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from datetime import datetime, timezone
@@ -88,9 +91,13 @@ Ref = tuple[str | None, str]  # (tenant id, entry id)
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (AccessDenied, NotFound, ConfigurationError, ValidationError)
 _STRIPES = 64
 _MARKER_CACHE_SIZE = 4096  # (tenant, user) pairs whose erasure markers the checkpoint writer keeps
+#: The latest dead letters this process made that it remembers, to purge one once a newer
+#: version of its conversation is written (older ones are forgotten: module docstring).
+DEAD_LETTERS_REMEMBERED = 4096
 _CHECKPOINT_RETRY_SECONDS = 1.0  # pause before writing again checkpoints whose write failed
 _CHECKPOINT_FAILURE_LOG_SECONDS = 60.0  # a checkpoint still failing is logged at most this often
 _NOT_BUSY = object()  # the token of an entry scheduled while the pipeline does not report busy
+_NOT_DEAD = object()
 
 
 class _Outcome(enum.Enum):
@@ -201,7 +208,8 @@ class SummaryPipeline:
         self._failing_since: float | None = None  # monotonic time of the first failure since a store
         self._busy_released = False  # failing for longer than the time bound: not reporting busy
         self._adopted: set[Ref] = set()  # open entries of dead processes, taken over by replay
-        self._dead: set[Ref] = set()  # dead-lettered here: a newer version written supersedes the letter
+        # dead-lettered here, oldest first: a newer version written supersedes the letter
+        self._dead: OrderedDict[Ref, None] = OrderedDict()
         # queued, latest transcript wins; written in the context of the turn that queued it
         self._checkpoints: dict[Ref, tuple[OutboxEntry, Any]] = {}
         self._writing = 0  # checkpoint writes in progress
@@ -750,7 +758,7 @@ class SummaryPipeline:
                 self._drop_erased(entry)
                 return _Outcome.GONE
             with self._lock:  # under the stripe: a newer version written next purges the letter
-                self._dead.add(ref)
+                self._remember_dead_locked(ref)
         self._count("dead_lettered")
         self._count(f"dead_lettered_{type(error).__name__}")
         telemetry.record_error(telemetry.current_span(), error)  # the memory.summary root: failed
@@ -828,15 +836,21 @@ class SummaryPipeline:
         transcript under the same key) is durable: `outbox retry` would otherwise put the older
         transcript back over it, or store it over the newer one's units."""
         with self._lock:
-            if ref not in self._dead:
+            if self._dead.pop(ref, _NOT_DEAD) is _NOT_DEAD:
                 return
-            self._dead.discard(ref)
         try:
             self.outbox.purge(ref[1], ref[0])
         except Exception as exc:  # noqa: BLE001 - the newer version is durable: tried again at its next write
             with self._lock:
-                self._dead.add(ref)
+                self._remember_dead_locked(ref)
             logger.warning("superseded dead letter not purged (%s)", error_reason(exc))
+
+    def _remember_dead_locked(self, ref: Ref) -> None:
+        """Remember a dead letter made here, forgetting the oldest beyond ``DEAD_LETTERS_REMEMBERED``."""
+        self._dead[ref] = None
+        self._dead.move_to_end(ref)
+        while len(self._dead) > DEAD_LETTERS_REMEMBERED:
+            self._dead.popitem(last=False)
 
     def _stripe(self, ref: Ref) -> threading.Lock:
         return self._stripes[hash(ref) % _STRIPES]

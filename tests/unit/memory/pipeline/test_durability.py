@@ -662,6 +662,35 @@ def test_retrying_a_dead_letter_never_brings_back_an_older_transcript_than_one_w
     assert "1234" in stored and "9876" in stored  # the later turn is kept, not replaced by the older version
 
 
+def test_the_dead_letters_remembered_for_superseding_are_bounded(
+    fake_store, make_outbox, pipelines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each dead letter was remembered for the life of the process (one reference per letter, an
+    unbounded set); only the latest ``DEAD_LETTERS_REMEMBERED`` are, and those are still purged
+    when their conversation goes on."""
+    from memory.pipeline import background
+
+    monkeypatch.setattr(background, "DEAD_LETTERS_REMEMBERED", 3)
+    fake_store.fail_store = AccessDenied("no model access")
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox())
+    dead = [entry(conversation=f"c{n}", text=f"My locker code is {n}000.") for n in range(8)]
+    for letter in dead:
+        pipeline.end_conversation(letter)
+        assert pipeline.wait(30)
+    assert len(make_outbox().dead_letters()) == 8
+    assert len(pipeline._dead) == 3
+    fake_store.fail_store = None
+
+    def goes_on(e: OutboxEntry) -> OutboxEntry:
+        return dataclasses.replace(e, transcript=[*e.transcript, {"role": "user", "text": "My badge is 9876."}],
+                                   created_at=datetime.now(timezone.utc).isoformat())
+
+    pipeline.end_conversation(goes_on(dead[-1]))  # remembered: its older letter is purged
+    pipeline.end_conversation(goes_on(dead[0]))  # forgotten: its letter stays (documented)
+    assert pipeline.wait(30)
+    assert sorted(d.entry.conversation_id for d in make_outbox().dead_letters()) == [f"c{n}" for n in range(7)]
+
+
 def test_dead_lettering_is_bounded_by_time_too(fake_store, make_outbox, pipelines) -> None:
     fake_store.fail_store = BackendUnavailable("outage")
     retry = RetryPolicy(max_attempts=1, base_delay=0.001, max_delay=0.001, sweep_base_delay=0.05,
