@@ -787,7 +787,7 @@ class SummaryPipeline:
                     error_reason(exc),
                     exc_info=logger.isEnabledFor(logging.DEBUG),
                 )
-                self._record_attempt(entry)
+                entry = self._record_attempt(entry)
                 with self._lock:  # the time bound counts from the first failed attempt
                     first = self._first_failure.setdefault(_ref(entry), time.monotonic())
                     released = self._note_failure_locked()
@@ -821,15 +821,19 @@ class SummaryPipeline:
         with self._lock:
             self.metrics[name] += 1
 
-    def _record_attempt(self, entry: OutboxEntry) -> None:
+    def _record_attempt(self, entry: OutboxEntry) -> OutboxEntry:
+        """Count a failed attempt in the pending entry; returns the entry as now written.
+
+        One read: the swap's compare-and-set, which writes nothing if the entry is gone
+        (forgotten) or was replaced by a newer version meanwhile (``entry`` is returned then).
+        """
         ref = _ref(entry)
         with self._stripe(ref):
             with self._lock:
                 if self._inflight.get(ref):
-                    return  # a newer entry replaced this one; keep it as written
-            current = self.outbox.get(entry.entry_id, entry.tenant_id)
-            if current is not None and current.created_at == entry.created_at:  # not if gone (forgotten)
-                self.outbox.swap(current, dataclasses.replace(current, attempts=current.attempts + 1))
+                    return entry  # a newer entry replaced this one; keep it as written
+            counted = dataclasses.replace(entry, attempts=entry.attempts + 1)
+            return counted if self.outbox.swap(entry, counted) else entry
 
     def _supersede_dead_letter(self, ref: Ref) -> None:
         """Purge the dead letter this process made of ``ref`` once a newer version (a longer
