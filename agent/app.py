@@ -7,7 +7,8 @@ from the registry, run one turn of its orchestrator, and answer JSON
 ``{"data": chunk}`` event per text chunk of every model message of the turn (narration before
 a tool call too), then ``{"done": true, ...}`` with the JSON answer's fields, whose ``answer``
 is the same: the final message's text.
-Errors are JSON ``{error, message[, field]}`` with their HTTP status.
+Errors are JSON ``{error, message[, field]}`` with their HTTP status, also Starlette's own 405
+for another method on a route (``method_not_allowed``, with its ``Allow`` header).
 
 Run with ``python -m agent`` (or ``python -m agent.app``, as the AgentCore container does).
 """
@@ -31,13 +32,14 @@ from bedrock_agentcore.runtime import BedrockAgentCoreApp, RequestContext
 from bedrock_agentcore.runtime.models import SESSION_HEADER
 from starlette.middleware import Middleware
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from agent.auth_gate import IDENTITY_SCOPE_KEY, AuthGateMiddleware
 from agent.body_limit import BodyLimitMiddleware
 from agent.chat_models import model_unavailable
 from agent.json_body import JsonBodyMiddleware
-from agent.errors import AppError, BadRequest, Forbidden, Unauthorized, Unavailable
+from agent.errors import AppError, BadRequest, Forbidden, MethodNotAllowed, Unauthorized, Unavailable
 from agent.listening import announce, bind_free_port
 from agent.log_setup import configure_logging
 from agent.observability import configure as configure_telemetry
@@ -107,6 +109,8 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
         ],
     )
 
+    # Starlette answers a known path with another method in plain text: the app's JSON instead
+    app.add_exception_handler(405, _method_not_allowed)
     sized: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
     @app.entrypoint
@@ -330,6 +334,13 @@ def _error_body(exc: BaseException) -> tuple[int, dict[str, str]]:
         return 503, {"error": "unavailable", "message": "the model is unavailable; retry shortly"}
     logger.exception("invocation failed")
     return 500, {"error": "internal_error", "message": "the request failed"}
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    """The JSON error for a route's other methods, with Starlette's ``Allow`` header."""
+    response = _error(MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"))
+    response.headers.update(getattr(exc, "headers", None) or {})
+    return response
 
 
 def _error(exc: BaseException) -> JSONResponse:

@@ -141,6 +141,17 @@ def test_a_token_whose_user_id_cannot_be_stored_is_401_without_details(harness, 
     assert response.status_code == 200 and made[SID].states[0]["user_id"] == "u" * room
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_another_method_on_invocations_is_a_json_405_with_allow(harness, issuer: DevIssuer, method: str) -> None:
+    client, made, _ = harness
+    response = client.request(method, "/invocations", headers=bearer(issuer))
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"error": "method_not_allowed", "message": f"{method} is not allowed on /invocations"}
+    assert made == {}
+    assert client.request(method, "/invocations").status_code == 401  # no token: refused first, as any request
+
+
 def test_auth_runs_before_payload_validation(harness) -> None:
     client, _, _ = harness
     assert client.post("/invocations", json={"bogus": 1}).status_code == 401
