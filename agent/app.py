@@ -26,7 +26,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from bedrock_agentcore.runtime import BedrockAgentCoreApp, RequestContext
 from bedrock_agentcore.runtime.models import SESSION_HEADER
@@ -375,6 +375,25 @@ def main() -> int:
     return 0
 
 
+def run() -> NoReturn:
+    """``python -m agent``: :func:`main`, then end the process without joining its threads.
+
+    By then the shutdown has recorded what it could (``Services.close``: ended conversations,
+    checkpoints of abandoned ones) and flushed telemetry. A turn that never returned still holds
+    a thread of the turn executor, which the interpreter would wait for forever at exit (after
+    SIGINT, which uvicorn re-raises as ``KeyboardInterrupt``; its re-raised SIGTERM kills the
+    process without that wait, unless another handler was installed).
+    """
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130  # 128 + SIGINT, as a shell reports it
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _serve(app: BedrockAgentCoreApp, settings: Settings) -> None:
     """Run uvicorn through the SDK's ``run``.
 
@@ -394,4 +413,4 @@ def _serve(app: BedrockAgentCoreApp, settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

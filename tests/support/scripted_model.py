@@ -38,6 +38,7 @@ launch date (:data:`INVENTED_ANSWER`), as a small model without memory does.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import threading
@@ -52,12 +53,15 @@ from memory.plugin.recall_tool import RECALL_TOOL_NAME
 from memory.pipeline.summarizer import SUMMARY_MARKER, USER_PREFIX
 
 __all__ = [
+    "HANG_PREFIX",
     "EchoModel",
+    "HangingEchoModel",
     "ModelCall",
     "PlainEchoModel",
     "ScriptedModel",
     "ToolCall",
     "build_echo_model",
+    "build_hanging_echo_model",
     "build_plain_echo_model",
     "build_inventing_model",
     "deterministic_summary",
@@ -285,3 +289,30 @@ INVENTED_ANSWER = "Your project launches on March 27th."
 def build_inventing_model() -> Model:
     """A model that invents a date on every turn (``import:tests.support.scripted_model:build_inventing_model``)."""
     return ScriptedModel(default_reply=INVENTED_ANSWER)
+
+
+#: A user text starting with this makes ``HangingEchoModel`` never answer.
+HANG_PREFIX = "hang:"
+
+
+class HangingEchoModel(EchoModel):
+    """``EchoModel``, except that a last user text starting with :data:`HANG_PREFIX` never gets an
+    answer: the call waits forever in a worker thread of the event loop's default executor, as a
+    hung provider call does (Strands' ``BedrockModel`` streams there)."""
+
+    async def stream(  # type: ignore[override]
+        self,
+        messages: Sequence[dict[str, Any]],
+        tool_specs: list[dict[str, Any]] | None = None,
+        system_prompt: str | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[dict[str, Any]]:
+        if ModelCall(system_prompt, list(messages), tool_specs).last_user_text.startswith(HANG_PREFIX):
+            await asyncio.get_running_loop().run_in_executor(None, threading.Event().wait)
+        async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
+            yield event
+
+
+def build_hanging_echo_model() -> Model:
+    """A fresh ``HangingEchoModel`` (``import:tests.support.scripted_model:build_hanging_echo_model``)."""
+    return HangingEchoModel()
