@@ -201,6 +201,7 @@ class _RecordingModel(Model):
         else:
             call = ModelCall(system_prompt, list(messages), tool_specs)
         is_summary = bool(system_prompt) and SUMMARY_MARKER in system_prompt
+        await self._before_reply(call)
         with self._lock:
             if self.record:
                 (self.summary_calls if is_summary else self.calls).append(call)
@@ -209,6 +210,9 @@ class _RecordingModel(Model):
             raise reply
         for event in _tool_events(reply) if isinstance(reply, ToolCall) else _text_events(reply):
             yield event
+
+    async def _before_reply(self, call: ModelCall) -> None:
+        """Runs before the reply is chosen (``HangingEchoModel`` never returns from it)."""
 
     def _summary(self, call: ModelCall) -> Reply:
         return deterministic_summary(call)
@@ -300,17 +304,9 @@ class HangingEchoModel(EchoModel):
     answer: the call waits forever in a worker thread of the event loop's default executor, as a
     hung provider call does (Strands' ``BedrockModel`` streams there)."""
 
-    async def stream(  # type: ignore[override]
-        self,
-        messages: Sequence[dict[str, Any]],
-        tool_specs: list[dict[str, Any]] | None = None,
-        system_prompt: str | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[dict[str, Any]]:
-        if ModelCall(system_prompt, list(messages), tool_specs).last_user_text.startswith(HANG_PREFIX):
+    async def _before_reply(self, call: ModelCall) -> None:
+        if call.last_user_text.startswith(HANG_PREFIX):
             await asyncio.get_running_loop().run_in_executor(None, threading.Event().wait)
-        async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
-            yield event
 
 
 def build_hanging_echo_model() -> Model:
