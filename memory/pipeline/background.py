@@ -674,12 +674,14 @@ class SummaryPipeline:
 
     def _traced_run(self, ref: Ref) -> Callable[[], _Outcome]:
         """``_run(ref)`` under the ``memory.summary`` background span, caused by the current span
-        (outcome ``dead_lettered``, ``kept`` while the entry waits for a re-sweep, else ``done``)."""
+        (outcome ``dead_lettered``, ``kept`` while the entry waits for a re-sweep, ``elsewhere``
+        when another process holds its claim, else ``done``)."""
         outcomes: list[_Outcome] = []
+        named = {_Outcome.DEAD: "dead_lettered", _Outcome.ELSEWHERE: "elsewhere"}
 
         def work(entry_id: str) -> bool | str:
             outcomes.append(self._run(ref))
-            return "dead_lettered" if outcomes[-1] is _Outcome.DEAD else outcomes[-1] is not _Outcome.FAILED
+            return named.get(outcomes[-1], outcomes[-1] is not _Outcome.FAILED)
 
         traced = telemetry.in_background("memory.summary", work)  # captures the current span now
 

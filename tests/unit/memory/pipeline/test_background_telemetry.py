@@ -247,3 +247,26 @@ def test_a_re_swept_summary_links_to_the_end_that_caused_it_not_to_the_sweepers_
     rounds = otel.named("memory.summary")
     assert [r.attributes["memory.outcome"] for r in rounds] == ["kept", "done"]
     assert [[link.context.span_id for link in r.links] for r in rounds] == [[write.context.span_id]] * 2
+
+
+def test_a_summary_another_process_holds_the_claim_of_is_not_reported_done(
+    otel: Captured, fake_store: Any, make_pipeline: Any, outbox_dir: Any
+) -> None:
+    """On AgentCore every session's process replays the shared outbox at start: most entries it
+    finds are being stored by the process that claimed them. Its ``memory.summary`` root said
+    ``done`` for each, so counting done summaries in Transaction Search counted work nobody
+    finished here (and the claimant may still die)."""
+    from memory.pipeline.outbox_local import LocalOutbox
+
+    other = LocalOutbox(outbox_dir)  # the claimant: another process on the same outbox
+    entry = dataclasses.replace(_entry(), open=False)
+    claim = other.claim(other.put(entry), entry.tenant_id)
+    assert claim is not None
+    pipeline = make_pipeline(fake_store)
+    try:
+        assert pipeline.replay_pending() == 1 and pipeline.wait(30)
+    finally:
+        other.release(claim)
+    root = otel.one("memory.summary")
+    assert root.attributes["memory.outcome"] == "elsewhere"
+    assert otel.total("memory.summaries", **{"memory.outcome": "stored"}) == 0
