@@ -8,7 +8,8 @@ nor the size bound ends a conversation during a long turn (its next turn would o
 start a fresh conversation); its idle clock starts when the request ends. Ending runs on a
 small worker pool (at shutdown, after the session's in-flight request has finished, or, once
 ``close``'s ``turn_timeout`` has passed, not at all: that session is abandoned and logged, its
-answered turns being in its last checkpoint, which a later process adopts). The
+answered turns being in its last checkpoint, which a later process adopts), each end the root
+of its own trace, never part of the request that happened to evict it. The
 conversation id is the session id; a session id reused after its session ended gets a fresh
 conversation object, whose own start marker keeps its summary apart from the earlier one's.
 """
@@ -27,6 +28,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from cachetools import TTLCache
 
 from agent.errors import Forbidden, SessionBusy, Unavailable
+from memory import telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +214,10 @@ class SessionRegistry(Generic[C]):
 
     def _end_later(self, sessions: list[Session[C]]) -> None:
         for session in sessions:
-            future = self._enders.submit(self._end_when_free, session)
+            # not in the context of the request that evicted it (the threading instrumentation
+            # runs pool work in the submitter's): that is another session's, maybe another tenant's
+            with telemetry.within(telemetry.NO_CAUSE):
+                future = self._enders.submit(self._end_when_free, session)
             with self._lock:
                 self._pending.add(future)
             future.add_done_callback(self._forget_future)
