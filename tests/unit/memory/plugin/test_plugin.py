@@ -713,6 +713,21 @@ def test_an_agent_built_with_a_prompt_read_back_from_another_never_carries_its_m
     assert model.system_prompts[1] == "You are a helpful assistant.\n\nBe brief."
 
 
+def test_a_prompt_read_back_with_the_block_in_two_places_carries_none_of_it_on(fake_store) -> None:
+    """A base prompt naming ``{memory_context}`` twice shows the conversation's block twice; read
+    back and set again, both copies are the placeholder: the next conversation (another user's)
+    sees neither."""
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "Alice's bank PIN is 4321.")
+    model = ScriptedModel(default_reply="ok")
+    agent, _ = make_agent(fake_store, model, prompt="{memory_context}\nBe brief.\n{memory_context}")
+    agent("what is my bank PIN?", invocation_state=state("conv-a", user="alice"))
+    assert model.system_prompts[0].count("4321") == 2
+
+    agent.system_prompt = agent.system_prompt + "\nBe formal."  # an edit of the prompt read back
+    agent("hello", invocation_state=state("conv-b", user="bob"))
+    assert model.system_prompts[1] == "Be brief.\n\nBe formal."
+
+
 @pytest.mark.parametrize("kwargs", [{"top_k": 0}, {"top_k": 101}, {"top_k": "5"}, {"recall_top_k_max": 0},
                                     {"recall_top_k_max": 1000}])
 def test_a_top_k_no_store_accepts_is_refused_when_the_plugin_is_made(fake_store, kwargs) -> None:
