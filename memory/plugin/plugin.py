@@ -23,8 +23,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   block is re-applied on every turn of that conversation. Without the placeholder the block
   is appended (warning once); without memories the placeholder is removed. The base prompt is
   the agent's system prompt when the plugin binds to it, or the one the caller sets between
-  turns (the conversation's block in it, e.g. an edit of the prompt read back, counts as the
-  placeholder, so it appears once and is not carried into the next conversation). It is kept
+  turns (a conversation's block in either, e.g. an edit of the prompt read back or an agent
+  built with another's prompt, counts as the placeholder, so it appears once and is not carried
+  into the next conversation). It is kept
   as Strands content blocks: only the text block holding the placeholder (else the first) is
   filled, so a ``cachePoint`` and the blocks other plugins add (``AgentSkills``) stay apart.
 * Retrieval failures degrade to no memory: a warning and ``metrics["retrieval_failures"]``.
@@ -277,7 +278,8 @@ class MemoryPlugin(Plugin):
         if self.agent_name is not None:
             raise ValueError("a MemoryPlugin instance serves exactly one agent; create one per agent")
         self.agent_name = agent.name
-        self._base = copy.deepcopy(agent.system_prompt_content) or [{"text": ""}]
+        # a prompt read back from another agent holds its conversation's block: the placeholder
+        self._base = restore_placeholder(copy.deepcopy(agent.system_prompt_content) or [{"text": ""}])
 
     @hook
     async def _before_invocation(self, event: BeforeInvocationEvent) -> None:
