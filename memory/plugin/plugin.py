@@ -292,7 +292,7 @@ class MemoryPlugin(Plugin):
             if event.agent not in self._examples:  # first seen: the history it was built with
                 self._examples[event.agent] = copy.deepcopy(list(event.agent.messages))
         try:
-            invocation = read_invocation(event.invocation_state)
+            invocation = self._read_invocation(event.invocation_state)
             if invocation is not None:
                 self._check_tenant(invocation.tenant_id)
                 self._check_user(invocation.user_id)
@@ -468,13 +468,19 @@ class MemoryPlugin(Plugin):
             if self._conversation is conversation:
                 self._conversation = None
 
+    def _read_invocation(self, state: Any) -> Invocation | None:
+        """The verified identity of a turn or tool call (``read_invocation``)."""
+        return read_invocation(state)
+
     def _check_tenant(self, tenant_id: str | None) -> None:
-        """InvalidInvocationState when the store cannot serve ``tenant_id`` (before the model runs)."""
+        """InvalidInvocationState when the store cannot serve ``tenant_id`` (before the model runs):
+        a single-tenant store refuses every scope naming another tenant than its own, including
+        any tenant when it serves none, which would otherwise fail every retrieval and summary."""
         if tenant_id is None and isinstance(self.store, MultiTenantStore):
             raise InvalidInvocationState(f"invocation_state[{TENANT_CONTEXT!r}] is required: one index per tenant")
-        pinned = self.store.tenant_id if isinstance(self.store, SingleTenantStore) else None
-        if None not in (tenant_id, pinned) and tenant_id != pinned:
-            raise InvalidInvocationState(f"invocation_state[{TENANT_CONTEXT!r}] names another tenant than the store's")
+        if isinstance(self.store, SingleTenantStore) and tenant_id not in (None, self.store.tenant_id):
+            served = "serves no tenant" if self.store.tenant_id is None else "serves another tenant"
+            raise InvalidInvocationState(f"invocation_state[{TENANT_CONTEXT!r}] names a tenant; the store {served}")
 
     def _check_user(self, user_id: str) -> None:
         """IdentityTooLong when no memory of ``user_id`` could be stored (before the model runs:
@@ -623,7 +629,7 @@ class MemoryPlugin(Plugin):
         return Scope(user_id=invocation.user_id, tenant_id=invocation.tenant_id, agent_name=self._scope_agent_name())
 
     def _recall_scope(self, tool_context: ToolContext) -> Scope | None:
-        invocation = read_invocation(tool_context.invocation_state)
+        invocation = self._read_invocation(tool_context.invocation_state)
         return None if invocation is None else self._scope(invocation)
 
     def _on_recalled(self, memories: Sequence[Memory]) -> None:

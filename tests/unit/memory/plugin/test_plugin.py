@@ -387,20 +387,22 @@ def test_a_turn_without_tenant_on_a_multi_tenant_store_fails_before_the_model_ru
     assert [user_texts(e) for e in pipeline.entries] == [["I moved to Lisbon."]]
 
 
-def test_a_turn_of_another_tenant_on_a_tenant_pinned_store_fails_before_the_model_runs(tmp_path) -> None:
-    """A single-tenant store built for one tenant refuses every other tenant's scope: a turn naming
-    another tenant must fail clearly, not run without memory and dead-letter its conversation."""
+@pytest.mark.parametrize("pinned", ["acme", None])
+def test_a_turn_of_another_tenant_on_a_tenant_pinned_store_fails_before_the_model_runs(tmp_path, pinned) -> None:
+    """A single-tenant store built for one tenant (or for none) refuses every other tenant's scope:
+    a turn naming another tenant must fail clearly, not run without memory and dead-letter its
+    conversation (with no tenant pinned, every retrieval and summary failed)."""
     from memory import LocalEmbedder, create_store
 
     store = create_store(backend="local", tenancy="single", embedder=LocalEmbedder(), local_dir=tmp_path,
-                         tenant_id="acme")
+                         tenant_id=pinned, index_name="memory")
     pipeline = RecordingPipeline()
     model = ScriptedModel(default_reply="ok")
     agent, plugin = make_agent(store, model, pipeline=pipeline)
     with pytest.raises(InvalidInvocationState, match="tenant_context"):
         agent("I moved to Lisbon.", invocation_state=state(tenant="globex", end_session=True))
     assert model.calls == [] and pipeline.entries == [] and plugin.metrics["identity_invalid"] == 1
-    agent("I moved to Lisbon.", invocation_state=state(tenant="acme", end_session=True))
+    agent("I moved to Lisbon.", invocation_state=state(tenant=pinned, end_session=True))
     assert [user_texts(e) for e in pipeline.entries] == [["I moved to Lisbon."]]
 
 
