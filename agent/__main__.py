@@ -1,7 +1,5 @@
 """``python -m agent``: start the AgentCore app server."""
 
-import sys
+from agent.app import run
 
-from agent.app import main
-
-sys.exit(main())
+run()

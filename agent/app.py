@@ -7,7 +7,8 @@ from the registry, run one turn of its orchestrator, and answer JSON
 ``{"data": chunk}`` event per text chunk of every model message of the turn (narration before
 a tool call too), then ``{"done": true, ...}`` with the JSON answer's fields, whose ``answer``
 is the same: the final message's text.
-Errors are JSON ``{error, message[, field]}`` with their HTTP status.
+Errors are JSON ``{error, message[, field]}`` with their HTTP status, also Starlette's own 405
+for another method on a route (``method_not_allowed``, with its ``Allow`` header).
 
 Run with ``python -m agent`` (or ``python -m agent.app``, as the AgentCore container does).
 """
@@ -25,33 +26,36 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from bedrock_agentcore.runtime import BedrockAgentCoreApp, RequestContext
 from bedrock_agentcore.runtime.models import SESSION_HEADER
 from starlette.middleware import Middleware
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from agent.auth_gate import IDENTITY_SCOPE_KEY, AuthGateMiddleware
 from agent.body_limit import BodyLimitMiddleware
 from agent.chat_models import model_unavailable
 from agent.json_body import JsonBodyMiddleware
-from agent.errors import AppError, BadRequest, Forbidden, Unauthorized, Unavailable
+from agent.errors import AppError, BadRequest, Forbidden, MethodNotAllowed, Unauthorized, Unavailable
 from agent.listening import announce, bind_free_port
 from agent.log_setup import configure_logging
 from agent.observability import configure as configure_telemetry
 from agent.observability import flush as flush_telemetry
-from agent.orchestrator import TOOL_NAMES, Conversation
+from agent.orchestrator import ORCHESTRATOR_NAME, TOOL_NAMES, Conversation
 from agent.payload import InvocationPayload, parse_payload
 from agent.services import Services, build_services, check_dependencies, check_state_dir
 from agent.sessions import Session
 from agent.settings import Settings, SettingsError, load_settings
 from agent.user_hash import UserHasher
 from auth import AuthError, Identity, TokenVerifier
+from auth.metrics import token_rejected
 from memory import telemetry
-from memory.errors import MemoryLibraryError, error_reason
+from memory.errors import IdentityTooLong, MemoryLibraryError, error_reason
 from memory.plugin.invocation import Invocation
+from memory.stores.scoping import check_storable_identity
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +109,8 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
         ],
     )
 
+    # Starlette answers a known path with another method in plain text: the app's JSON instead
+    app.add_exception_handler(405, _method_not_allowed)
     sized: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
     @app.entrypoint
@@ -274,7 +280,15 @@ async def _authenticate(verifier: TokenVerifier, headers: Headers, settings: Set
         header = headers.get(LOCAL_AUTH_HEADER) or headers.get("workloadaccesstoken")
     if not header:
         raise Unauthorized("a bearer token is required")
-    return await asyncio.to_thread(verifier.verify, header)
+    identity = await asyncio.to_thread(verifier.verify, header)
+    try:  # a user id no memory could be stored under: refused before any turn is accepted
+        check_storable_identity(identity.user_id, ORCHESTRATOR_NAME)
+    except IdentityTooLong:
+        logger.info("bearer token rejected: %s (user id too long to store)", "malformed",
+                    extra={"auth_reason": "malformed"})
+        token_rejected("malformed")
+        raise AuthError("malformed") from None
+    return identity
 
 
 def _verified_identity(context: RequestContext) -> Identity:
@@ -322,6 +336,13 @@ def _error_body(exc: BaseException) -> tuple[int, dict[str, str]]:
     return 500, {"error": "internal_error", "message": "the request failed"}
 
 
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    """The JSON error for a route's other methods, with Starlette's ``Allow`` header."""
+    response = _error(MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"))
+    response.headers.update(getattr(exc, "headers", None) or {})
+    return response
+
+
 def _error(exc: BaseException) -> JSONResponse:
     status, body = _error_body(exc)
     return JSONResponse(body, status_code=status)
@@ -354,6 +375,25 @@ def main() -> int:
     return 0
 
 
+def run() -> NoReturn:
+    """``python -m agent``: :func:`main`, then end the process without joining its threads.
+
+    By then the shutdown has recorded what it could (``Services.close``: ended conversations,
+    checkpoints of abandoned ones) and flushed telemetry. A turn that never returned still holds
+    a thread of the turn executor, which the interpreter would wait for forever at exit (after
+    SIGINT, which uvicorn re-raises as ``KeyboardInterrupt``; its re-raised SIGTERM kills the
+    process without that wait, unless another handler was installed).
+    """
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130  # 128 + SIGINT, as a shell reports it
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _serve(app: BedrockAgentCoreApp, settings: Settings) -> None:
     """Run uvicorn through the SDK's ``run``.
 
@@ -373,4 +413,4 @@ def _serve(app: BedrockAgentCoreApp, settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

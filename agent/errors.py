@@ -43,6 +43,13 @@ class Forbidden(AppError):
     code = "forbidden"
 
 
+class MethodNotAllowed(AppError):
+    """The path exists but not for this HTTP method (the response carries ``Allow``)."""
+
+    status_code = 405
+    code = "method_not_allowed"
+
+
 class SessionBusy(AppError):
     """Another request of the same session is still running."""
 

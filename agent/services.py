@@ -80,12 +80,14 @@ class Services:
         """End every open conversation and wait (bounded) for their summaries to be stored.
 
         Whatever is not stored within ``shutdown_grace_seconds`` stays in the durable outbox
-        and is replayed by the next start. Stops the pipeline's sweeper.
+        and is replayed by the next start. A session whose turn is still running after that
+        grace (one that never returns) is abandoned and logged: its answered turns are in its
+        last checkpoint (written below), which a later start adopts. Stops the pipeline's sweeper.
         """
         self._stop.set()
         grace = self.settings.shutdown_grace_seconds
         # Ending a conversation only writes its outbox entry: always let that finish.
-        self.registry.close(timeout=grace + END_TIMEOUT_SECONDS)
+        self.registry.close(timeout=grace + END_TIMEOUT_SECONDS, turn_timeout=grace)
         if self.pipeline is not None:
             if not self.pipeline.wait(timeout=grace):
                 logger.warning("shutdown grace expired; pending summaries stay in the outbox")

@@ -6,8 +6,10 @@ pipeline), so eviction never loses a conversation. A session with a request in f
 idle: it is kept apart from the idle ones until the request ends, so neither the idle timer
 nor the size bound ends a conversation during a long turn (its next turn would otherwise
 start a fresh conversation); its idle clock starts when the request ends. Ending runs on a
-small worker pool (at shutdown, after the session's in-flight request has finished), each end
-the root of its own trace, never part of the request that happened to evict it. The
+small worker pool (at shutdown, after the session's in-flight request has finished, or, once
+``close``'s ``turn_timeout`` has passed, not at all: that session is abandoned and logged, its
+answered turns being in its last checkpoint, which a later process adopts), each end the root
+of its own trace, never part of the request that happened to evict it. The
 conversation id is the session id; a session id reused after its session ended gets a fresh
 conversation object, whose own start marker keeps its summary apart from the earlier one's.
 """
@@ -91,6 +93,8 @@ class SessionRegistry(Generic[C]):
         self._closing = False
         self._enders = ThreadPoolExecutor(max_workers=end_workers, thread_name_prefix="session-end")
         self._pending: set[Future[None]] = set()
+        self._turn_deadline: float | None = None  # closing: no wait for a request past it
+        self._abandoned: list[str] = []  # sessions whose request outlived the deadline
 
     def __len__(self) -> int:
         with self._lock:
@@ -156,10 +160,17 @@ class SessionRegistry(Generic[C]):
         self._end_later(dropped)
         return len(dropped)
 
-    def close(self, timeout: float | None = None) -> None:
-        """Refuse new requests, end every open session and wait (up to ``timeout``) for the ends."""
+    def close(self, timeout: float | None = None, *, turn_timeout: float | None = None) -> list[str]:
+        """Refuse new requests, end every open session and wait (up to ``timeout``) for the ends.
+
+        A session whose request is still running ``turn_timeout`` seconds from now (a turn that
+        never returns) is not waited for: it is abandoned, unended, and logged. Returns the ids
+        of the abandoned sessions.
+        """
         with self._lock:
             self._closing = True
+            if turn_timeout is not None:
+                self._turn_deadline = time.monotonic() + turn_timeout
             self._cache.expire()
             sessions = [*self._cache.values(), *self._busy.values()]
             self._cache.clear()
@@ -179,6 +190,16 @@ class SessionRegistry(Generic[C]):
                 logger.warning("a session did not end before the shutdown deadline")
         # The end pool stays open: a reap or an eviction that took its sessions out of the
         # cache just before closing schedules their ends after it (its workers finish before exit).
+        with self._lock:
+            abandoned = list(self._abandoned)
+        if abandoned:
+            logger.warning(
+                "shutdown: %d session(s) abandoned, their request still running: %s",
+                len(abandoned),
+                ", ".join(abandoned),
+                extra={"operation": "shutdown", "abandoned": len(abandoned)},
+            )
+        return abandoned
 
     # --- internals
 
@@ -206,8 +227,17 @@ class SessionRegistry(Generic[C]):
             self._pending.discard(future)
 
     def _end_when_free(self, session: Session[C]) -> None:
-        with session.lock:  # wait for the session's in-flight request, if any
+        with self._lock:
+            deadline = self._turn_deadline
+        # wait for the session's in-flight request, if any (closing: until the deadline)
+        if not session.lock.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
+            with self._lock:
+                self._abandoned.append(session.session_id)
+            return
+        try:
             self._end_now(session)
+        finally:
+            session.lock.release()
 
     @staticmethod
     def _end_now(session: Session[C]) -> None:

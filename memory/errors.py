@@ -37,6 +37,11 @@ class ValidationError(MemoryLibraryError):
     status_code = 400
 
 
+class IdentityTooLong(ValidationError, ValueError):
+    """A user id or agent name too long for the filterable metadata every stored memory carries
+    (``memory.stores.scoping.check_storable_identity``); raised before anything is accepted."""
+
+
 class InvalidTenantId(ValidationError):
     """A tenant id that cannot safely become an index name or an STS session tag."""
 

@@ -43,9 +43,10 @@ def _digest(parts: tuple[str | None, ...]) -> str:
     return digest.hexdigest()
 
 
-def new_conversation_marker() -> str:
-    """A unique conversation start marker: UTC ISO timestamp + ``~`` + 8 random hex digits."""
-    opened_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+def new_conversation_marker(at: datetime | None = None) -> str:
+    """A unique conversation start marker: UTC ISO timestamp (``at``, default now) + ``~`` + 8
+    random hex digits; every marker of a four-digit year has the same length."""
+    opened_at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="milliseconds")
     return f"{opened_at}~{secrets.token_hex(4)}"
 
 

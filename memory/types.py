@@ -11,6 +11,14 @@ FILTERABLE_KEYS = ("user_id", "agent_name", "type", "stored_at_epoch", "opened")
 #: Metadata keys stored with a vector but not filterable (declared at index creation).
 NON_FILTERABLE_KEYS = ("content", "conversation_id")
 
+#: The ``type`` of each unit a conversation is stored as (``memory.pipeline.units``).
+SUMMARY_TYPE = "summary"
+EXCERPT_TYPE = "excerpt"
+STATEMENT_TYPE = "statement"
+FACT_TYPE = "fact"
+#: Every unit type a conversation is stored as.
+UNIT_TYPES = (SUMMARY_TYPE, EXCERPT_TYPE, STATEMENT_TYPE, FACT_TYPE)
+
 
 @dataclass(frozen=True)
 class VectorRecord:

@@ -85,6 +85,12 @@ def _size(items: Mapping[str, Any]) -> int:
     return len(json.dumps(dict(items), separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 
+def filterable_metadata_bytes(metadata: Mapping[str, Any]) -> int:
+    """Size of the filterable part of ``metadata`` as S3 Vectors counts it against
+    ``MAX_FILTERABLE_METADATA_BYTES`` (every key but ``NON_FILTERABLE_KEYS``, compact UTF-8 JSON)."""
+    return _size({k: v for k, v in metadata.items() if k not in NON_FILTERABLE_KEYS})
+
+
 def validate_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """Return a copy of ``metadata`` if it respects the key count and size limits.
 
@@ -104,7 +110,6 @@ def validate_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
             )
     if _size(metadata) > MAX_METADATA_BYTES:
         raise ValidationError(f"metadata exceeds {MAX_METADATA_BYTES} bytes")
-    filterable = {k: v for k, v in metadata.items() if k not in NON_FILTERABLE_KEYS}
-    if _size(filterable) > MAX_FILTERABLE_METADATA_BYTES:
+    if filterable_metadata_bytes(metadata) > MAX_FILTERABLE_METADATA_BYTES:
         raise ValidationError(f"filterable metadata exceeds {MAX_FILTERABLE_METADATA_BYTES} bytes")
     return dict(metadata)

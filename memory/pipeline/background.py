@@ -26,7 +26,10 @@ data), the entry moves to the outbox's dead-letter area with the error type as r
 busy task ends. A newer
 version of that conversation written later by this process (it went on under the same key:
 a checkpoint or another end) purges the dead letter, which `outbox retry` would otherwise put
-back over it or store over its units. A task that crashes (the outbox itself failing, so
+back over it or store over its units (this process remembers its latest
+``DEAD_LETTERS_REMEMBERED`` dead letters: a conversation going on after that many later ones
+keeps its letter, which an operator's `outbox retry` would put back, older, over the newer
+version). A task that crashes (the outbox itself failing, so
 nothing can be dead-lettered) counts rounds too: at the same bounds its busy task ends and the
 entry stays pending for a later replay. The bounds hold for the app too, not only per entry:
 once summaries have failed for ``max_busy_seconds`` with none stored since (a backlog replayed
@@ -63,7 +66,7 @@ import logging
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from datetime import datetime, timezone
@@ -76,6 +79,7 @@ from memory.pipeline.outbox import ErasureMarker, Outbox, OutboxEntry, parse_tim
 from memory.pipeline.summarizer import Summarizer
 from memory.pipeline.units import store_conversation, unstore_conversation
 from memory.stores.protocol import MemoryBackend
+from memory.stores.scoping import check_storable_identity
 from memory.stores.single_tenant import SingleTenantStore
 
 logger = logging.getLogger(__name__)
@@ -88,9 +92,13 @@ Ref = tuple[str | None, str]  # (tenant id, entry id)
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (AccessDenied, NotFound, ConfigurationError, ValidationError)
 _STRIPES = 64
 _MARKER_CACHE_SIZE = 4096  # (tenant, user) pairs whose erasure markers the checkpoint writer keeps
+#: The latest dead letters this process made that it remembers, to purge one once a newer
+#: version of its conversation is written (older ones are forgotten: module docstring).
+DEAD_LETTERS_REMEMBERED = 4096
 _CHECKPOINT_RETRY_SECONDS = 1.0  # pause before writing again checkpoints whose write failed
 _CHECKPOINT_FAILURE_LOG_SECONDS = 60.0  # a checkpoint still failing is logged at most this often
 _NOT_BUSY = object()  # the token of an entry scheduled while the pipeline does not report busy
+_NOT_DEAD = object()
 
 
 class _Outcome(enum.Enum):
@@ -205,7 +213,8 @@ class SummaryPipeline:
         self._failing_since: float | None = None  # monotonic time of the first failure since a store
         self._busy_released = False  # failing for longer than the time bound: not reporting busy
         self._adopted: set[Ref] = set()  # open entries of dead processes, taken over by replay
-        self._dead: set[Ref] = set()  # dead-lettered here: a newer version written supersedes the letter
+        # dead-lettered here, oldest first: a newer version written supersedes the letter
+        self._dead: OrderedDict[Ref, None] = OrderedDict()
         # queued, latest transcript wins; written in the context of the turn that queued it
         self._checkpoints: dict[Ref, tuple[OutboxEntry, Any]] = {}
         self._writing = 0  # checkpoint writes in progress
@@ -229,8 +238,10 @@ class SummaryPipeline:
     def end_conversation(self, entry: OutboxEntry) -> str | None:
         """Record ``entry`` durably (closed) and schedule its summary; returns the entry id.
 
-        Returns None, writing nothing, when an erasure marker covers the conversation.
+        Returns None, writing nothing, when an erasure marker covers the conversation. Raises
+        ``IdentityTooLong``, writing nothing, for an entry whose units could never be stored.
         """
+        _check_storable(entry)
         ref = _ref(entry)
         with self._stripe(ref):  # the checkpoint writer waits: no checkpoint lands after the entry
             if self._erased_now(entry):
@@ -251,8 +262,10 @@ class SummaryPipeline:
         """Queue a live conversation's transcript so far as an open entry; returns its id.
 
         Written in the background (``flush`` waits for it). Nothing is scheduled. Returns None
-        when the conversation was found erased (``is_erased``).
+        when the conversation was found erased (``is_erased``); ``IdentityTooLong`` as
+        ``end_conversation``.
         """
+        _check_storable(entry)
         ref = _ref(entry)
         with self._lock:
             if ref in self._erased or self._closed.is_set():
@@ -758,7 +771,7 @@ class SummaryPipeline:
                 self._drop_erased(entry)
                 return _Outcome.GONE
             with self._lock:  # under the stripe: a newer version written next purges the letter
-                self._dead.add(ref)
+                self._remember_dead_locked(ref)
         self._count("dead_lettered")
         self._count(f"dead_lettered_{type(error).__name__}")
         telemetry.record_error(telemetry.current_span(), error)  # the memory.summary root: failed
@@ -787,7 +800,7 @@ class SummaryPipeline:
                     error_reason(exc),
                     exc_info=logger.isEnabledFor(logging.DEBUG),
                 )
-                self._record_attempt(entry)
+                entry = self._record_attempt(entry)
                 with self._lock:  # the time bound counts from the first failed attempt
                     first = self._first_failure.setdefault(_ref(entry), time.monotonic())
                     released = self._note_failure_locked()
@@ -821,30 +834,40 @@ class SummaryPipeline:
         with self._lock:
             self.metrics[name] += 1
 
-    def _record_attempt(self, entry: OutboxEntry) -> None:
+    def _record_attempt(self, entry: OutboxEntry) -> OutboxEntry:
+        """Count a failed attempt in the pending entry; returns the entry as now written.
+
+        One read: the swap's compare-and-set, which writes nothing if the entry is gone
+        (forgotten) or was replaced by a newer version meanwhile (``entry`` is returned then).
+        """
         ref = _ref(entry)
         with self._stripe(ref):
             with self._lock:
                 if self._inflight.get(ref):
-                    return  # a newer entry replaced this one; keep it as written
-            current = self.outbox.get(entry.entry_id, entry.tenant_id)
-            if current is not None and current.created_at == entry.created_at:  # not if gone (forgotten)
-                self.outbox.swap(current, dataclasses.replace(current, attempts=current.attempts + 1))
+                    return entry  # a newer entry replaced this one; keep it as written
+            counted = dataclasses.replace(entry, attempts=entry.attempts + 1)
+            return counted if self.outbox.swap(entry, counted) else entry
 
     def _supersede_dead_letter(self, ref: Ref) -> None:
         """Purge the dead letter this process made of ``ref`` once a newer version (a longer
         transcript under the same key) is durable: `outbox retry` would otherwise put the older
         transcript back over it, or store it over the newer one's units."""
         with self._lock:
-            if ref not in self._dead:
+            if self._dead.pop(ref, _NOT_DEAD) is _NOT_DEAD:
                 return
-            self._dead.discard(ref)
         try:
             self.outbox.purge(ref[1], ref[0])
         except Exception as exc:  # noqa: BLE001 - the newer version is durable: tried again at its next write
             with self._lock:
-                self._dead.add(ref)
+                self._remember_dead_locked(ref)
             logger.warning("superseded dead letter not purged (%s)", error_reason(exc))
+
+    def _remember_dead_locked(self, ref: Ref) -> None:
+        """Remember a dead letter made here, forgetting the oldest beyond ``DEAD_LETTERS_REMEMBERED``."""
+        self._dead[ref] = None
+        self._dead.move_to_end(ref)
+        while len(self._dead) > DEAD_LETTERS_REMEMBERED:
+            self._dead.popitem(last=False)
 
     def _stripe(self, ref: Ref) -> threading.Lock:
         return self._stripes[hash(ref) % _STRIPES]
@@ -912,6 +935,10 @@ class SummaryPipeline:
             self._on_task_end(token)
         except Exception:
             logger.warning("on_task_end hook failed", exc_info=True)
+
+
+def _check_storable(entry: OutboxEntry) -> None:
+    check_storable_identity(entry.user_id, entry.agent_name, user_arg="entry.user_id", agent_arg="entry.agent_name")
 
 
 def _ref(entry: OutboxEntry) -> Ref:

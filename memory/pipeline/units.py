@@ -55,16 +55,19 @@ from memory.pipeline.summarizer import (
 )
 from memory.stores.hybrid import tokenize
 from memory.stores.protocol import MemoryBackend
-from memory.types import Memory, MemoryUnit, Scope
+from memory.types import (  # the unit types are defined with the metadata keys they are stored under
+    EXCERPT_TYPE,
+    FACT_TYPE,
+    STATEMENT_TYPE,
+    SUMMARY_TYPE,
+    UNIT_TYPES as UNIT_TYPES,  # re-exported
+    Memory,
+    MemoryUnit,
+    Scope,
+)
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_TYPE = "summary"
-EXCERPT_TYPE = "excerpt"
-STATEMENT_TYPE = "statement"
-FACT_TYPE = "fact"
-#: Every unit type a conversation is stored as.
-UNIT_TYPES = (SUMMARY_TYPE, EXCERPT_TYPE, STATEMENT_TYPE, FACT_TYPE)
 EXCERPT_MAX_CHARS = 800
 EXCERPT_MAX_TURNS = 2
 MIN_UNIT_TERMS = 2

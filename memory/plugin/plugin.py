@@ -11,7 +11,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   without ``user_id`` or ``conversation_id`` runs without memory, with a warning; there is no
   default user. Malformed identity (e.g. a tenant dict without a valid ``tenantId``, no tenant
   for a ``MultiTenantStore``, another tenant than a tenant-pinned ``SingleTenantStore``'s) fails
-  the turn with ``InvalidInvocationState`` before the model runs: never a silent memory-off.
+  the turn with ``InvalidInvocationState`` before the model runs: never a silent memory-off. A
+  user id too long to be stored under this agent's name (``scoping.check_storable_identity``:
+  S3 Vectors' 2 KB of filterable metadata) fails it the same way, with ``IdentityTooLong``.
 * The first turn of a conversation retrieves the top-k memories (this user, this agent; one per
   past conversation, hybrid-ranked by the store; ``min_score`` None uses the embedder's
   calibrated floor) and fills ``{memory_context}`` in the agent's base system prompt with a
@@ -44,9 +46,10 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * One agent may serve many users: a turn of another conversation (another identity or
   conversation id, or none: a turn without identity) ends the current one, and an agent whose
   last turn was of another conversation (agents sharing one plugin: whichever conversation
-  that was) has its ``agent.messages`` cleared before the model runs, so no turn sees another
-  conversation's history (it comes back only as memories); a new agent keeps the history it
-  was built with. ``agent.structured_output()`` (deprecated in Strands) is no turn: it reads
+  that was) has its ``agent.messages`` reset before the model runs to the messages it had when
+  the plugin first saw it (e.g. few-shot ``Agent(messages=[...])`` examples: every conversation
+  starts from them; they are no one's words, never in a transcript or summary), so no turn sees
+  another conversation's history (it comes back only as memories). ``agent.structured_output()`` (deprecated in Strands) is no turn: it reads
   the conversation as it is. Agents sharing one plugin (``S3VectorMemoryPlugin``) whose turns
   overlap in time: only the turn of the conversation opened last is recorded; the others are
   not (a warning, a metric).
@@ -95,8 +98,9 @@ from memory.types import Memory, Scope
 from memory.pipeline.outbox import OutboxEntry
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.stores.protocol import MemoryBackend
+from memory.stores.scoping import check_storable_identity
 from memory.stores.single_tenant import SingleTenantStore
-from memory.plugin.invocation import TENANT_CONTEXT, InvalidInvocationState, Invocation, read_invocation
+from memory.plugin.invocation import TENANT_CONTEXT, USER_ID, InvalidInvocationState, Invocation, read_invocation
 from memory.plugin.recall_tool import MAX_QUERY_CHARS, build_recall_tool
 from memory.pipeline.summarizer import Turn, transcript_from_messages
 
@@ -122,13 +126,15 @@ def check_agent_name(name: str | None) -> str:
         ``name`` unchanged.
 
     Raises:
-        ValueError: No name, a blank one, or the SDK's default (shared by every unnamed agent).
+        ValueError: No name, a blank one, or the SDK's default (shared by every unnamed agent);
+            ``IdentityTooLong`` (a ValueError) for a name too long to store memories under.
     """
     if not name or not name.strip() or name == SDK_DEFAULT_AGENT_NAME:
         raise ValueError(
             "MemoryPlugin needs an agent with an explicit, stable and unique name "
             f"(got {name!r}); memories are stored per agent name"
         )
+    check_storable_identity("", name, agent_arg="agent name")
     return name
 
 
@@ -206,6 +212,8 @@ class MemoryPlugin(Plugin):
         self._turn_recorded: list[tuple[int, Any]] = []  # (transcript index, message) of the active turn
         self._placeholder_warned = False
         self._written: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # agent -> prompt set
+        # agent -> the messages it had when first seen (few-shot examples): every conversation's start
+        self._examples: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
         super().__init__()  # discovers @hook methods; needs the attributes above
         self._recall_tools: list[DecoratedFunctionTool] = []
         if recall_tool:
@@ -280,10 +288,14 @@ class MemoryPlugin(Plugin):
             # conversation so far and adds nothing to it; not a turn of another conversation
             return
         self._adopt_callers_prompt(event.agent)
+        with self._lock:
+            if event.agent not in self._examples:  # first seen: the history it was built with
+                self._examples[event.agent] = copy.deepcopy(list(event.agent.messages))
         try:
             invocation = self._read_invocation(event.invocation_state)
             if invocation is not None:
                 self._check_tenant(invocation.tenant_id)
+                self._check_user(invocation.user_id)
         except Exception:
             with self._lock:
                 self.metrics["identity_invalid"] += 1
@@ -302,7 +314,7 @@ class MemoryPlugin(Plugin):
             logger.warning("agent=%s turn without a verified identity: running without memory", self.agent_name)
             self._set_prompt(event.agent, fill_blocks(self._base, "")[0])
             if foreign:  # another (anonymous) conversation: the history is not its own
-                event.agent.messages.clear()
+                self._reset_history(event.agent)
             if left is not None:
                 await asyncio.to_thread(self._leave, left)
             return
@@ -314,9 +326,9 @@ class MemoryPlugin(Plugin):
             served = self._served.get(event.agent, _NEVER_SERVED)
             self._served[event.agent] = invocation
         if served is not _NEVER_SERVED and (served is None or not served.same_conversation(invocation)):
-            # cleared before the await: if this turn is cancelled while the thread below opens the
+            # reset before the await: if this turn is cancelled while the thread below opens the
             # new conversation, the retried turn continues that one and must not see the old history
-            event.agent.messages.clear()
+            self._reset_history(event.agent)
         if not continuing:
             # retrieval (embedding, network) and ending a previous conversation (outbox fsync)
             # run off the event loop
@@ -437,6 +449,12 @@ class MemoryPlugin(Plugin):
                 self._conversation.prompt = None  # rendered again from the new base
         logger.debug("agent=%s system prompt changed by the caller: new base prompt", self.agent_name)
 
+    def _reset_history(self, agent: Any) -> None:
+        """Give ``agent`` the history it was built with (e.g. few-shot examples) and nothing of the
+        conversation it served before."""
+        with self._lock:
+            agent.messages[:] = copy.deepcopy(self._examples.get(agent, []))
+
     def _set_prompt(self, agent: Any, prompt: list[dict[str, Any]]) -> None:
         with self._lock:
             agent.system_prompt = [dict(b) for b in prompt]
@@ -463,6 +481,12 @@ class MemoryPlugin(Plugin):
         if isinstance(self.store, SingleTenantStore) and tenant_id not in (None, self.store.tenant_id):
             served = "serves no tenant" if self.store.tenant_id is None else "serves another tenant"
             raise InvalidInvocationState(f"invocation_state[{TENANT_CONTEXT!r}] names a tenant; the store {served}")
+
+    def _check_user(self, user_id: str) -> None:
+        """IdentityTooLong when no memory of ``user_id`` could be stored (before the model runs:
+        the conversation is never accepted, then dead-lettered)."""
+        agent_name = self.agent_name if self.summarize else self._scope_agent_name()
+        check_storable_identity(user_id, agent_name, user_arg=f"invocation_state[{USER_ID!r}]")
 
     def _retrieve(self, scope: Scope, prompt: str) -> list[Memory]:
         try:
@@ -598,9 +622,11 @@ class MemoryPlugin(Plugin):
             "memory.transcript.turns": len(conversation.transcript),
         }
 
+    def _scope_agent_name(self) -> str | None:
+        return self.read_agent_name or self.agent_name
+
     def _scope(self, invocation: Invocation) -> Scope:
-        agent_name = self.read_agent_name or self.agent_name
-        return Scope(user_id=invocation.user_id, tenant_id=invocation.tenant_id, agent_name=agent_name)
+        return Scope(user_id=invocation.user_id, tenant_id=invocation.tenant_id, agent_name=self._scope_agent_name())
 
     def _recall_scope(self, tool_context: ToolContext) -> Scope | None:
         invocation = self._read_invocation(tool_context.invocation_state)

@@ -28,14 +28,19 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from memory.errors import ValidationError
-from memory.types import Memory, Scope
+from memory.errors import IdentityTooLong, ValidationError
+from memory.index.limits import MAX_FILTERABLE_METADATA_BYTES, filterable_metadata_bytes
+from memory.keys import new_conversation_marker
+from memory.types import UNIT_TYPES, Memory, Scope
 
 #: The ``stored_at`` format of strands-s3-vectors-memory (UTC).
 SEED_STORED_AT_FORMAT = "%Y%m%d_%H%M%S"
 
 #: The floor of an embedder that declares none (keeps every candidate).
 UNCALIBRATED_MIN_SCORE = -1.0
+
+#: The latest date a memory can carry (four-digit years: ``stored_at_epoch``, start markers).
+_LATEST = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc)
 
 
 def embedder_min_score(embedder: object) -> float:
@@ -45,13 +50,58 @@ def embedder_min_score(embedder: object) -> float:
 
 
 def validate_scope(scope: Scope) -> None:
-    """ValidationError unless ``scope`` names a user (and, if any, a non-empty agent name)."""
+    """ValidationError unless ``scope`` names a user (and, if any, a non-empty agent name) that
+    can be stored (``IdentityTooLong``: :func:`check_storable_identity`)."""
     if not isinstance(scope, Scope):
         raise ValidationError("scope must be a memory.types.Scope")
     if not isinstance(scope.user_id, str) or not scope.user_id:
         raise ValidationError("scope.user_id must be a non-empty string")
     if scope.agent_name is not None and (not isinstance(scope.agent_name, str) or not scope.agent_name):
         raise ValidationError("scope.agent_name must be None or a non-empty string")
+    check_storable_identity(scope.user_id, scope.agent_name, user_arg="scope.user_id", agent_arg="scope.agent_name")
+
+
+def _largest_filterable(user_id: str, agent_name: str | None) -> dict[str, Any]:
+    """The filterable metadata of the largest unit ``user_id`` and ``agent_name`` can be stored
+    with: the longest unit type, the latest ``stored_at_epoch`` and start marker ``opened``."""
+    metadata: dict[str, Any] = {
+        "user_id": user_id,
+        "type": max(UNIT_TYPES, key=len),
+        "stored_at_epoch": int(_LATEST.timestamp()),
+        "opened": new_conversation_marker(_LATEST),
+    }
+    if agent_name is not None:
+        metadata["agent_name"] = agent_name
+    return metadata
+
+
+def check_storable_identity(
+    user_id: str, agent_name: str | None, *, user_arg: str = "user_id", agent_arg: str = "agent_name"
+) -> None:
+    """Refuse a user id or agent name too long to be stored.
+
+    Every memory carries both as filterable metadata, which S3 Vectors (and ``LocalIndex``)
+    limits to ``MAX_FILTERABLE_METADATA_BYTES`` together with the unit's ``type``,
+    ``stored_at_epoch`` and start marker: an identity that leaves no room for the largest of
+    those could be answered and accepted, then never stored (its summary dead-lettered).
+
+    Args:
+        user_id: The user id (its JSON-encoded UTF-8 size counts).
+        agent_name: The agent name memories are stored under, or None.
+        user_arg: How the error names the user id (the caller's argument).
+        agent_arg: How the error names the agent name.
+
+    Raises:
+        IdentityTooLong: The largest unit's filterable metadata would exceed the limit; it names
+            ``agent_arg`` when the agent name alone leaves no room for a user id.
+    """
+    if filterable_metadata_bytes(_largest_filterable(user_id, agent_name)) <= MAX_FILTERABLE_METADATA_BYTES:
+        return
+    room = MAX_FILTERABLE_METADATA_BYTES - filterable_metadata_bytes(_largest_filterable("", agent_name))
+    if room <= 0:
+        raise IdentityTooLong(f"{agent_arg} is too long: memories are stored with at most "
+                              f"{MAX_FILTERABLE_METADATA_BYTES} bytes of filterable metadata")
+    raise IdentityTooLong(f"{user_arg} is too long: at most {room} bytes (UTF-8, JSON-escaped) with this agent name")
 
 
 def visibility_filter(scope: Scope) -> dict[str, Any]:

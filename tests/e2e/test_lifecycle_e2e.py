@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from pathlib import Path
+
+import httpx
+import pytest
 
 from auth.dev_issuer import DevIssuer
 from memory.pipeline.outbox_local import LocalOutbox
 from tests.e2e.conftest import new_session, stored
-from tests.e2e.server import AgentServer
+from tests.e2e.server import SESSION_HEADER, AgentServer
+from tests.support.scripted_model import HANG_PREFIX
+
+HANGING_MODEL = "import:tests.support.scripted_model:build_hanging_echo_model"
 
 
 def wait_for(predicate, timeout: float = 15.0) -> bool:
@@ -78,3 +87,48 @@ def test_a_session_id_reused_after_a_restart_keeps_both_memories(tmp_path: Path)
     assert len({m.id for m in memories}) == 2, [m.content for m in memories]  # the second did not overwrite
     assert {m.conversation_id for m in memories} == {sid}  # forget --conversation <sid> finds both
     assert sorted(("Aurora" in m.content, "Zephyr" in m.content) for m in memories) == [(False, True), (True, False)]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_turn_that_never_returns_does_not_keep_the_process_from_exiting(tmp_path: Path, sig: int) -> None:
+    """A streamed turn whose model call hangs in a worker thread: the process exits soon after the
+    grace period (it waited grace + 30 s for the session after SIGTERM, and forever after SIGINT:
+    the interpreter joined the hung thread at exit), names the session it abandoned, and loses
+    nothing answered: the other session is ended, the hung one's answered turn is in its checkpoint,
+    which the next start adopts."""
+    server = AgentServer(tmp_path, AGENT_SHUTDOWN_GRACE_SECONDS="1", AGENT_MODEL_PROVIDER=HANGING_MODEL).start()
+    token = DevIssuer(tmp_path / "dev-issuer").mint("tenant-hang", "lee")
+    ended, hung = new_session(), new_session()
+    try:
+        assert server.invoke(token, {"prompt": "My locker is number 17."}, ended).status_code == 200
+        assert server.invoke(token, {"prompt": "My bike is red."}, hung).status_code == 200
+        hanging = threading.Thread(target=_quietly, args=(server, token, hung), daemon=True)
+        hanging.start()
+        assert wait_for(lambda: server.log().count(f"session_id={hung} stream=True") == 1), server.log()
+        started = time.monotonic()
+        assert server.proc is not None
+        server.proc.send_signal(sig)
+        code = server.proc.wait(timeout=25)  # grace 1 s: uvicorn's, the turn's, the summaries'
+    finally:
+        server.stop()
+    assert code in (0, 130, -sig) and time.monotonic() - started < 25, server.log()
+    assert f"abandoned, their request still running: {hung}" in server.log()
+    outbox = LocalOutbox(tmp_path / "outbox")
+    (checkpoint,) = [e for e in outbox.pending() if e.conversation_id == hung]
+    assert checkpoint.open and [t["text"] for t in checkpoint.transcript][:1] == ["My bike is red."]
+
+    restarted = AgentServer(tmp_path, AGENT_ORPHAN_AFTER_SECONDS="0").start()  # adopts the checkpoint
+    try:
+        restarted.wait_idle()
+        assert wait_for(lambda: len(stored(tmp_path, "tenant-hang", "lee")) == 2), restarted.log()
+    finally:
+        restarted.stop()
+    memories = {m.conversation_id: m.content for m in stored(tmp_path, "tenant-hang", "lee")}
+    assert "17" in memories[ended] and "red" in memories[hung]
+
+
+def _quietly(server: AgentServer, token: str, session_id: str) -> None:
+    """A streamed turn the model never answers (the connection drops at the server's exit)."""
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(f"{server.url}/invocations", json={"prompt": f"{HANG_PREFIX} My car is blue.", "stream": True},
+                   headers={"Authorization": f"Bearer {token}", SESSION_HEADER: session_id}, timeout=60)

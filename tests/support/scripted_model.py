@@ -38,6 +38,7 @@ launch date (:data:`INVENTED_ANSWER`), as a small model without memory does.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import threading
@@ -52,12 +53,15 @@ from memory.plugin.recall_tool import RECALL_TOOL_NAME
 from memory.pipeline.summarizer import SUMMARY_MARKER, USER_PREFIX
 
 __all__ = [
+    "HANG_PREFIX",
     "EchoModel",
+    "HangingEchoModel",
     "ModelCall",
     "PlainEchoModel",
     "ScriptedModel",
     "ToolCall",
     "build_echo_model",
+    "build_hanging_echo_model",
     "build_plain_echo_model",
     "build_inventing_model",
     "deterministic_summary",
@@ -197,6 +201,7 @@ class _RecordingModel(Model):
         else:
             call = ModelCall(system_prompt, list(messages), tool_specs)
         is_summary = bool(system_prompt) and SUMMARY_MARKER in system_prompt
+        await self._before_reply(call)
         with self._lock:
             if self.record:
                 (self.summary_calls if is_summary else self.calls).append(call)
@@ -205,6 +210,9 @@ class _RecordingModel(Model):
             raise reply
         for event in _tool_events(reply) if isinstance(reply, ToolCall) else _text_events(reply):
             yield event
+
+    async def _before_reply(self, call: ModelCall) -> None:
+        """Runs before the reply is chosen (``HangingEchoModel`` never returns from it)."""
 
     def _summary(self, call: ModelCall) -> Reply:
         return deterministic_summary(call)
@@ -285,3 +293,22 @@ INVENTED_ANSWER = "Your project launches on March 27th."
 def build_inventing_model() -> Model:
     """A model that invents a date on every turn (``import:tests.support.scripted_model:build_inventing_model``)."""
     return ScriptedModel(default_reply=INVENTED_ANSWER)
+
+
+#: A user text starting with this makes ``HangingEchoModel`` never answer.
+HANG_PREFIX = "hang:"
+
+
+class HangingEchoModel(EchoModel):
+    """``EchoModel``, except that a last user text starting with :data:`HANG_PREFIX` never gets an
+    answer: the call waits forever in a worker thread of the event loop's default executor, as a
+    hung provider call does (Strands' ``BedrockModel`` streams there)."""
+
+    async def _before_reply(self, call: ModelCall) -> None:
+        if call.last_user_text.startswith(HANG_PREFIX):
+            await asyncio.get_running_loop().run_in_executor(None, threading.Event().wait)
+
+
+def build_hanging_echo_model() -> Model:
+    """A fresh ``HangingEchoModel`` (``import:tests.support.scripted_model:build_hanging_echo_model``)."""
+    return HangingEchoModel()

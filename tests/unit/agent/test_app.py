@@ -125,6 +125,33 @@ def test_valid_token_answers_with_identity_from_token(harness, issuer: DevIssuer
     assert made[SID].states == [Invocation("alice", SID, "tenant-a").to_state()]
 
 
+def test_a_token_whose_user_id_cannot_be_stored_is_401_without_details(harness, issuer: DevIssuer) -> None:
+    """Memories carry the user id in at most 2 KB of filterable metadata (S3 Vectors): a longer
+    one would get answers whose conversation is then dead-lettered. The bound is exact: the
+    largest unit's filterable metadata with the orchestrator's name, worked out from its layout."""
+    largest = {"user_id": "", "type": "statement", "stored_at_epoch": 253402300799,
+               "opened": "9999-12-31T23:59:59.999+00:00~ffffffff", "agent_name": "orchestrator"}
+    room = 2048 - len(json.dumps(largest, separators=(",", ":")).encode())
+    client, made, _ = harness
+    response = client.post("/invocations", json={"prompt": "hi"}, headers=bearer(issuer, user="u" * (room + 1)))
+    assert response.status_code == 401
+    assert response.json() == {"error": "unauthorized", "message": "invalid or missing bearer token"}
+    assert made == {}
+    response = client.post("/invocations", json={"prompt": "hi"}, headers=bearer(issuer, user="u" * room))
+    assert response.status_code == 200 and made[SID].states[0]["user_id"] == "u" * room
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_another_method_on_invocations_is_a_json_405_with_allow(harness, issuer: DevIssuer, method: str) -> None:
+    client, made, _ = harness
+    response = client.request(method, "/invocations", headers=bearer(issuer))
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"error": "method_not_allowed", "message": f"{method} is not allowed on /invocations"}
+    assert made == {}
+    assert client.request(method, "/invocations").status_code == 401  # no token: refused first, as any request
+
+
 def test_auth_runs_before_payload_validation(harness) -> None:
     client, _, _ = harness
     assert client.post("/invocations", json={"bogus": 1}).status_code == 401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -193,6 +194,21 @@ def test_close_ends_every_open_session_once_and_refuses_new_requests() -> None:
     with pytest.raises(Unavailable):
         with registry.open("s4", ALICE):
             pass
+
+
+def test_close_abandons_sessions_whose_request_outlives_the_turn_timeout_and_ends_the_others() -> None:
+    """Two requests that never return hold both end workers' first jobs: the idle sessions behind
+    them are still ended, and close returns (naming the abandoned ones) instead of waiting."""
+    registry, _, made = make()
+    hung = [registry.acquire(sid, ALICE) for sid in ("h1", "h2")]  # never released
+    for sid in ("s1", "s2", "s3"):
+        with registry.open(sid, ALICE):
+            pass
+    started = time.monotonic()
+    abandoned = registry.close(timeout=30, turn_timeout=0.2)
+    assert time.monotonic() - started < 10
+    assert sorted(abandoned) == ["h1", "h2"] and all(h.lock.locked() for h in hung)
+    assert {sid: c.ended for sid, c in made.items()} == {"h1": 0, "h2": 0, "s1": 1, "s2": 1, "s3": 1}
 
 
 def test_reopened_session_gets_a_fresh_conversation_under_the_session_id() -> None:

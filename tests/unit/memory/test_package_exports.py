@@ -18,6 +18,7 @@ EXPECTED = [
     "BedrockEmbedder",
     "ConfigurationError",
     "Embedder",
+    "IdentityTooLong",
     "InvalidInvocationState",
     "InvalidTenantId",
     "Invocation",

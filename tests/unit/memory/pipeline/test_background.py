@@ -119,6 +119,20 @@ def test_end_conversation_stores_exactly_one_summary_then_clears_the_outbox(fake
     assert pipeline.outbox.pending() == []
 
 
+def test_an_entry_whose_user_id_cannot_be_stored_is_refused_not_accepted(fake_store, make_pipeline) -> None:
+    """Accepted, it would have been dead-lettered: S3 Vectors refuses its units' metadata."""
+    from memory.errors import IdentityTooLong
+
+    pipeline = make_pipeline(fake_store)
+    too_long = entry(user_id="u" * 2_000)
+    with pytest.raises(IdentityTooLong, match=r"entry\.user_id is too long"):
+        pipeline.end_conversation(too_long)
+    with pytest.raises(IdentityTooLong, match=r"entry\.user_id is too long"):
+        pipeline.checkpoint(dataclasses.replace(too_long, open=True))
+    assert pipeline.flush(10) and pipeline.wait(10)
+    assert pipeline.outbox.pending() == [] and pipeline.outbox.dead_letters() == [] and fake_store.store_calls == []
+
+
 def test_entry_is_durable_before_the_work_runs(fake_store, make_pipeline) -> None:
     gate = threading.Event()
     seen: list[int] = []

@@ -282,6 +282,47 @@ def test_counting_a_failed_attempt_does_not_write_back_an_entry_deleted_meanwhil
         assert outbox.get(e.entry_id, "acme") is None and outbox.pending() == []
 
 
+@pytest.mark.parametrize("backend", ["s3", "local"])
+def test_counting_a_failed_attempt_reads_the_entry_once(fake_store, pipelines, tmp_path, monkeypatch, backend) -> None:
+    """The counter's compare-and-set reads the entry itself (S3: GetObject for its ETag): it read
+    it a second time first. Reads of the entry while one conversation is stored after one failed
+    attempt, minus those while one is stored at once, are the counter's."""
+    reads: list[str] = []
+    with mock_aws():
+        if backend == "s3":
+            client = make_client("s3", region="us-east-1")
+            client.create_bucket(Bucket="durability-outbox")
+            for operation in ("GetObject", "HeadObject"):
+                client.meta.events.register(f"before-parameter-build.s3.{operation}",
+                                            lambda params, **_: reads.append(params["Key"]))
+            outbox: Outbox = S3Outbox(lambda _tenant: client, "durability-outbox", lister=client)
+        else:
+            outbox = LocalOutbox(tmp_path / "outbox")
+            read = LocalOutbox._read
+            monkeypatch.setattr(LocalOutbox, "_read", staticmethod(lambda path: reads.append(str(path)) or read(path)))
+        store_units = fake_store.store_units
+        failures = [BackendUnavailable("outage")]
+
+        def fails_once(*args: Any, **kwargs: Any) -> Any:
+            if failures:
+                raise failures.pop()
+            return store_units(*args, **kwargs)
+
+        pipeline = new_pipeline(pipelines, fake_store, outbox)
+        counts = []
+        for conversation in ("at-once", "after-one-failure"):
+            failures[:] = [] if conversation == "at-once" else [BackendUnavailable("outage")]
+            e = entry(conversation=conversation)
+            monkeypatch.setattr(fake_store, "store_units", fails_once)
+            pipeline.end_conversation(e)
+            assert pipeline.wait(30) and outbox.pending() == []
+            counts.append(sum(key.endswith(f"{e.entry_id}.json") and "/dead/" not in key and "/claims/" not in key
+                              for key in reads))
+            reads.clear()
+    assert pipeline.metrics["failed_attempts"] == 1 and len(fake_store.memories) == 2
+    assert counts[1] - counts[0] == 1
+
+
 # -- erasure: nothing comes back ---------------------------------------------------------------
 
 
@@ -660,6 +701,35 @@ def test_retrying_a_dead_letter_never_brings_back_an_older_transcript_than_one_w
     assert replayer.wait(30) and make_outbox().pending() == []
     stored = " ".join(m.content for m in [*fake_store.memories.values(), *fake_store.excerpts.values()])
     assert "1234" in stored and "9876" in stored  # the later turn is kept, not replaced by the older version
+
+
+def test_the_dead_letters_remembered_for_superseding_are_bounded(
+    fake_store, make_outbox, pipelines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each dead letter was remembered for the life of the process (one reference per letter, an
+    unbounded set); only the latest ``DEAD_LETTERS_REMEMBERED`` are, and those are still purged
+    when their conversation goes on."""
+    from memory.pipeline import background
+
+    monkeypatch.setattr(background, "DEAD_LETTERS_REMEMBERED", 3)
+    fake_store.fail_store = AccessDenied("no model access")
+    pipeline = new_pipeline(pipelines, fake_store, make_outbox())
+    dead = [entry(conversation=f"c{n}", text=f"My locker code is {n}000.") for n in range(8)]
+    for letter in dead:
+        pipeline.end_conversation(letter)
+        assert pipeline.wait(30)
+    assert len(make_outbox().dead_letters()) == 8
+    assert len(pipeline._dead) == 3
+    fake_store.fail_store = None
+
+    def goes_on(e: OutboxEntry) -> OutboxEntry:
+        return dataclasses.replace(e, transcript=[*e.transcript, {"role": "user", "text": "My badge is 9876."}],
+                                   created_at=datetime.now(timezone.utc).isoformat())
+
+    pipeline.end_conversation(goes_on(dead[-1]))  # remembered: its older letter is purged
+    pipeline.end_conversation(goes_on(dead[0]))  # forgotten: its letter stays (documented)
+    assert pipeline.wait(30)
+    assert sorted(d.entry.conversation_id for d in make_outbox().dead_letters()) == [f"c{n}" for n in range(7)]
 
 
 def test_dead_lettering_is_bounded_by_time_too(fake_store, make_outbox, pipelines) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import threading
 from typing import Any
@@ -591,6 +593,36 @@ def test_an_agent_reused_for_another_user_does_not_show_them_the_previous_conver
         "What do you know about me?", "ok", "And now?"]
 
 
+def test_few_shot_examples_start_every_users_conversation_and_are_never_summarized(fake_store, make_pipeline) -> None:
+    """``Agent(messages=[...])`` examples are what the developer wants every conversation to
+    start from: the next user gets them (not the previous user's turns), and they are no one's
+    words, so no summary or unit holds them."""
+    examples = [
+        {"role": "user", "content": [{"text": "Example question: what is the capital of Peru?"}]},
+        {"role": "assistant", "content": [{"text": "Example answer: Lima."}]},
+    ]
+    pipeline = make_pipeline(fake_store)
+    model = ScriptedModel(default_reply="ok")
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=model, name="orchestrator", system_prompt=BASE, messages=copy.deepcopy(examples),
+                  plugins=[plugin], callback_handler=None)
+    agent("My bank PIN is 4321.", invocation_state=state("conv-a", user="alice", end_session=True))
+    agent("Where do I live? I live in Oslo.", invocation_state=state("conv-b", user="bob", end_session=True))
+    agent("And my favourite colour is teal.", invocation_state=state("conv-c", user="carol"))
+
+    def texts(call: Any) -> list[str]:
+        return [b.get("text") for m in call.messages for b in m["content"]]
+
+    shown = [e["content"][0]["text"] for e in examples]
+    assert texts(model.calls[0]) == [*shown, "My bank PIN is 4321."]
+    assert texts(model.calls[1]) == [*shown, "Where do I live? I live in Oslo."]  # nothing of alice's
+    assert texts(model.calls[2]) == [*shown, "And my favourite colour is teal."]
+    assert pipeline.wait(30)
+    stored = [u.content for call in fake_store.store_calls for u in call["units"]]
+    assert any("4321" in text for text in stored) and any("Oslo" in text for text in stored)
+    assert not any("Peru" in text or "Lima" in text for text in stored)
+
+
 def test_a_message_list_input_records_the_users_last_message(fake_store) -> None:
     """A client may send earlier context along as a message list (user, assistant, user): Strands
     adds all of it before the model runs, so its assistant message is input, not the model's
@@ -894,3 +926,51 @@ def test_identity_is_read_when_a_deprecated_keyword_argument_comes_with_the_invo
     (entry,) = pipeline.entries
     assert user_texts(entry) == ["I live in Oslo.", "What music do I like?"]
     assert plugin.metrics["identity_missing"] == 0
+
+
+def _largest_filterable_bytes(user_id: str, agent_name: str) -> int:
+    """The filterable metadata (compact UTF-8 JSON, S3 Vectors' 2 KB rule) of the largest unit a
+    conversation stores, worked out here from the documented metadata layout: the longest unit
+    type, a ``stored_at_epoch`` and start marker of the latest four-digit-year date."""
+    metadata = {"user_id": user_id, "type": "statement", "stored_at_epoch": 253402300799,
+                "opened": "9999-12-31T23:59:59.999+00:00~ffffffff", "agent_name": agent_name}
+    return len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def test_a_user_id_too_long_to_store_is_refused_at_the_turn_one_at_the_bound_is_stored(
+    s3vectors_client, make_pipeline
+) -> None:
+    """S3 Vectors refuses more than 2 KB of filterable metadata: a user id that leaves no room for
+    the rest was answered, accepted, then dead-lettered. It is refused before the model runs."""
+    from memory.embedders.local import LocalEmbedder
+    from memory.errors import IdentityTooLong
+    from memory.stores.single_tenant import SingleTenantStore
+    from tests.unit.memory.conftest import BUCKET
+
+    store = SingleTenantStore.for_s3vectors(client=s3vectors_client, bucket=BUCKET, index_name="memory-bound",
+                                            embedder=LocalEmbedder())
+    pipeline = make_pipeline(store)
+    room = 2048 - _largest_filterable_bytes("", "orchestrator")
+    at_bound, over = "u" * room, "u" * (room + 1)
+    refused_model = ScriptedModel(default_reply="never")
+    agent, plugin = make_agent(store, refused_model, pipeline=pipeline)
+    with pytest.raises(IdentityTooLong, match=r"invocation_state\['user_id'\] is too long") as raised:
+        agent("My budget is two million dollars.", invocation_state=state(user=over, tenant=None, end_session=True))
+    assert isinstance(raised.value, ValueError)
+    assert refused_model.calls == [] and plugin.transcript == []
+    assert pipeline.wait(10) and pipeline.outbox.pending() == [] and pipeline.outbox.dead_letters() == []
+
+    model = ScriptedModel(["Noted: two million dollars."])
+    agent, _ = make_agent(store, model, pipeline=pipeline)
+    agent("My budget is two million dollars. I moved to Porto in March.",
+          invocation_state=state(user=at_bound, tenant=None, end_session=True))
+    assert pipeline.wait(30) and pipeline.outbox.dead_letters() == []
+    stored = store.list(Scope(at_bound, agent_name="orchestrator"))
+    assert {m.memory_type for m in stored} >= {"summary", "statement"}
+    assert _largest_filterable_bytes(at_bound, "orchestrator") == 2048
+
+
+def test_an_agent_name_that_leaves_no_room_for_a_user_id_is_refused_when_attached(fake_store) -> None:
+    name = "a" * (2048 - _largest_filterable_bytes("", "") + 1)
+    with pytest.raises(ValueError, match="agent name is too long"):
+        Agent(model=ScriptedModel(), name=name, plugins=[MemoryPlugin(fake_store, pipeline=None)])

@@ -339,3 +339,14 @@ def test_memories_of_strands_s3_vectors_memory_are_dated_by_their_stored_at(inde
     assert [m.id for m in ttl.retrieve(Scope(U1), "budget", top_k=5, min_score=0.0)] == ["seed-recent"]
     assert ttl.sweep_expired() == 2
     assert [m.id for m in keep_all.list(Scope(U1))] == ["seed-recent"]  # what was hidden is gone, nothing else
+
+
+def test_a_user_id_too_long_to_store_is_refused_naming_the_argument(store):
+    from memory.errors import IdentityTooLong
+
+    with pytest.raises(IdentityTooLong, match=r"scope\.user_id is too long") as raised:
+        store.store(Scope("u" * 1_950, agent_name="planner"), "budget plan")
+    assert isinstance(raised.value, ValueError)
+    with pytest.raises(IdentityTooLong, match=r"scope\.agent_name is too long"):
+        store.store(Scope(U1, agent_name="a" * 2_000), "budget plan")
+    assert store.list(Scope(U1)) == []
