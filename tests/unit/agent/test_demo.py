@@ -68,6 +68,20 @@ def test_state_dir_is_recreated(tmp_path: Path) -> None:
     assert not (state / "vectors" / "stale.sqlite").exists()
 
 
+def test_a_state_dir_that_cannot_be_created_is_a_fail_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A home the user cannot write (or a --state-dir under a file): the demo says which folder
+    and how to choose another, as the app does for AGENT_STATE_DIR, instead of a traceback."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    state = blocker / "demo"  # fails for root too, unlike a read-only mode
+    assert demo.main(["--state-dir", str(state), "--model-provider", INVENTING]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL demo ran: cannot create the state directory {state}" in out
+    assert "--state-dir" in out and "XDG_STATE_HOME" in out
+
+
 def test_a_port_another_server_holds_is_refused_not_driven(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--port 8080`` while the README's own ``python -m agent`` still runs there: the demo's app
     cannot bind, and the demo must say so instead of sending its tokens to the other server."""
