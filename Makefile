@@ -77,8 +77,9 @@ stress: install iam-simulator
 clean:
 	rm -rf $(VENV) .state .pytest_cache build $(IAM_SIM_DIR)/node_modules
 
-# Every benchmark with its defaults (about 1.5 minutes on 2 cores), or a chosen few:
-#   make bench BENCH="local_index app" BENCH_ARGS="--sizes 1000,10000"   (args go to each one run)
+# Every benchmark with its defaults (bench_recall alone takes a few minutes on 2 cores), or a chosen few:
+#   make bench BENCH="local_index app"
+#   make bench BENCH="auth plugin" BENCH_ARGS="--repeat 200"   (args go to each one run: all must accept them)
 #   make bench BENCH_JSON=1    writes $(BENCH_RESULTS)/<name>.jsonl (one JSON document per table)
 # Results go under build/, which the AgentCore starter toolkit never uploads.
 BENCH ?= $(patsubst bench/bench_%.py,%,$(wildcard bench/bench_*.py))
