@@ -246,6 +246,19 @@ def _check_file(path: Path) -> None:
             raise SettingsError(f"{path.name}: {key} is a secret; pass it in the environment, never in this file")
 
 
+def _file_region(path: Path | None) -> dict[str, str]:
+    """The file's AGENT_REGION, unless the environment sets AGENT_REGION itself.
+
+    AWS_REGION / AWS_DEFAULT_REGION are only fallbacks of AGENT_REGION, but pydantic-settings
+    lets any alias found in the environment beat the file: passed explicitly, the file's value
+    wins over them (the environment's AGENT_REGION still wins over both).
+    """
+    if path is None or os.environ.get("AGENT_REGION"):
+        return {}
+    region = dotenv_values(path).get("AGENT_REGION")
+    return {"AGENT_REGION": region} if region else {}
+
+
 def load_settings(path: Path | None = None) -> Settings:
     """Parse the environment (over the settings file) once; raise SettingsError if it is unusable.
 
@@ -262,7 +275,7 @@ def load_settings(path: Path | None = None) -> Settings:
     if path is not None:
         _check_file(path)
     try:
-        return Settings(_env_file=path)
+        return Settings(_env_file=path, **_file_region(path))
     except ValidationError as exc:  # the message never echoes input values (they may be secrets)
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {str(e['msg']).removeprefix('Value error, ')}"
