@@ -142,3 +142,20 @@ def test_a_port_another_server_holds_is_refused_not_driven(tmp_path: Path, capsy
         other.server_close()
     assert code == 1 and posts == []
     assert f"FAIL demo ran: port {port} on 127.0.0.1 is in use" in capsys.readouterr().out
+
+
+def test_the_set_up_names_the_compiler_the_demos_install_needs() -> None:
+    """PyPI has no wheel of llama-cpp-python: ``make demo`` builds it from source, and its CMake
+    project enables C and C++, so even the bindings-only build fails on a machine without a C and
+    C++ compiler (CMake: "Could not find compiler set in environment variable CC"). The Set up
+    section, which lists what ``make demo`` needs, must say so."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    root = Path(__file__).resolve().parents[3]
+    local = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["local"]
+    assert any(dependency.startswith("llama-cpp-python") for dependency in local)
+    setup = (root / "README.md").read_text().split("\n## Set up\n", 1)[1].split("\n## ", 1)[0]
+    assert "C and C++ compiler" in " ".join(setup.split())
