@@ -6,7 +6,8 @@ pipeline), so eviction never loses a conversation. A session with a request in f
 idle: it is kept apart from the idle ones until the request ends, so neither the idle timer
 nor the size bound ends a conversation during a long turn (its next turn would otherwise
 start a fresh conversation); its idle clock starts when the request ends. Ending runs on a
-small worker pool (at shutdown, after the session's in-flight request has finished). The
+small worker pool (at shutdown, after the session's in-flight request has finished), each end
+the root of its own trace, never part of the request that happened to evict it. The
 conversation id is the session id; a session id reused after its session ended gets a fresh
 conversation object, whose own start marker keeps its summary apart from the earlier one's.
 """
@@ -25,6 +26,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from cachetools import TTLCache
 
 from agent.errors import Forbidden, SessionBusy, Unavailable
+from memory import telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +193,10 @@ class SessionRegistry(Generic[C]):
 
     def _end_later(self, sessions: list[Session[C]]) -> None:
         for session in sessions:
-            future = self._enders.submit(self._end_when_free, session)
+            # not in the context of the request that evicted it (the threading instrumentation
+            # runs pool work in the submitter's): that is another session's, maybe another tenant's
+            with telemetry.within(telemetry.NO_CAUSE):
+                future = self._enders.submit(self._end_when_free, session)
             with self._lock:
                 self._pending.add(future)
             future.add_done_callback(self._forget_future)

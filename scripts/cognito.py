@@ -221,8 +221,13 @@ def find_client(idp: BaseClient, pool_id: str, name: str) -> str | None:
     return str(existing[0]) if existing else None
 
 
-def client_drift(client: dict[str, Any], flows: list[str]) -> list[str]:
-    """How a described app client differs from the intended one (empty when it matches)."""
+def client_drift(client: dict[str, Any], flows: list[str], *, id_tokens: bool = True) -> list[str]:
+    """How a described app client differs from the intended one (empty when it matches).
+
+    ``id_tokens``: the app accepts the client's id tokens, which carry only the attributes the
+    client may read; without ``ReadAttributes`` a client reads the standard attributes, never a
+    custom one (Cognito's UserPoolClientType), so its id tokens name no tenant and are all refused.
+    """
     drift = []
     if client.get("ClientSecret"):
         drift.append("has a client secret (public app clients must not)")
@@ -230,6 +235,11 @@ def client_drift(client: dict[str, Any], flows: list[str]) -> list[str]:
         drift.append(f"auth flows are {sorted(client.get('ExplicitAuthFlows', []))}, wanted {flows}")
     if TENANT_ATTRIBUTE in client.get("WriteAttributes", []):
         drift.append(f"users can write {TENANT_ATTRIBUTE}: remove it from the client's write attributes")
+    if id_tokens and TENANT_ATTRIBUTE not in client.get("ReadAttributes", []):
+        drift.append(
+            f"cannot read {TENANT_ATTRIBUTE}: its id tokens carry no tenant and the app refuses them "
+            "(add it to the client's read attributes)"
+        )
     return drift
 
 

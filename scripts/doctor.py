@@ -122,6 +122,7 @@ def read_settings(args: argparse.Namespace) -> str:
     file_values = dotenv_values(path) if settings else {}
     args.region = args.region or os.environ.get("AGENT_REGION") or file_values.get("AGENT_REGION") or default_region()
     args.pool_id, args.client_ids = None, []
+    args.id_tokens = settings is None or "id" in settings.token_uses
     if settings is not None:
         args.bucket = args.bucket or settings.vector_bucket
         args.tenant_mode = args.tenant_mode or settings.tenant_mode
@@ -182,7 +183,8 @@ def run(args: argparse.Namespace) -> Report:
             if found is None:
                 return "MISSING", f"no app client with that {'id' if client_id else 'name'} in the pool"
             # A production client may omit USER_PASSWORD_AUTH; only security drift counts here.
-            drift = [d for d in cognito.client_drift(found, cognito.auth_flows(True)) if "auth flows" not in d]
+            drift = cognito.client_drift(found, cognito.auth_flows(True), id_tokens=args.id_tokens)
+            drift = [d for d in drift if "auth flows" not in d]
             return ("DRIFT", "; ".join(drift)) if drift else ("OK", str(found_id))
 
         return check

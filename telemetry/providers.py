@@ -7,6 +7,7 @@ rebuilt when the global provider changes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -58,20 +59,24 @@ class Instruments(Generic[T]):
 
     def __init__(self, create: Callable[[metrics.Meter], T]) -> None:
         self._create = create
-        self._key: object = None
-        self._built: T | None = None
+        self._built: tuple[object, T] | None = None  # (the provider, its instruments)
+        self._lock = threading.Lock()
 
     def get(self) -> T:
         """The instruments of the current global meter provider (made again when it changed).
 
         While none is set, no-op instruments: never the API's proxies, which register themselves
         (observable callbacks included) in the first provider set, beside the ones made for it.
+        Made once per provider: the SDK ignores the callbacks of an observable instrument made
+        again under a registered name, so what was counted into a second build went unobserved.
         """
         provider = metrics.get_meter_provider()
         built = self._built
-        if built is None or provider is not self._key:
-            unset = isinstance(provider, _UNSET_PROVIDER)
-            meter = (metrics.NoOpMeterProvider() if unset else provider).get_meter(SCOPE)
-            built = self._built = self._create(meter)
-            self._key = provider
-        return built
+        if built is None or built[0] is not provider:
+            with self._lock:
+                built = self._built
+                if built is None or built[0] is not provider:
+                    unset = isinstance(provider, _UNSET_PROVIDER)
+                    meter = (metrics.NoOpMeterProvider() if unset else provider).get_meter(SCOPE)
+                    built = self._built = (provider, self._create(meter))
+        return built[1]

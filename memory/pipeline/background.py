@@ -191,6 +191,7 @@ class SummaryPipeline:
         self._futures: set[Future[_Outcome]] = set()
         self._inflight: dict[Ref, bool] = {}  # ref -> re-run requested while running
         self._rerun_causes: dict[Ref, Any] = {}  # ref -> telemetry context of the latest re-run request
+        self._causes: dict[Ref, Any] = {}  # ref -> telemetry context it was scheduled in (its re-sweeps too)
         self._waiting: dict[Ref, float] = {}  # ref -> monotonic time of its next sweep
         self._rechecks: dict[Ref, float] = {}  # ref claimed elsewhere -> when that claim has expired
         self._young: dict[Ref, float] = {}  # open entry of another process, too young -> when to look again
@@ -351,7 +352,8 @@ class SummaryPipeline:
             now = time.monotonic()
             due = [ref for ref, at in [*self._waiting.items(), *self._rechecks.items()] if at <= now]
             for ref in due:
-                self._schedule_locked(ref)
+                with telemetry.within(self._causes.get(ref, telemetry.NO_CAUSE)):  # not the sweeper's
+                    self._schedule_locked(ref)
             self.metrics["swept"] += len(due)
         if due:
             logger.info("re-sweeping %d pending conversation summaries", len(due))
@@ -397,6 +399,7 @@ class SummaryPipeline:
             self._waiting.clear()
             self._rechecks.clear()
             self._young.clear()
+            self._causes.clear()
         for token in tokens:
             self._task_ended(token)
         for thread in (self._sweeper, self._writer):
@@ -579,7 +582,8 @@ class SummaryPipeline:
                     self._track_young_locked({ref: wait})
                     continue
                 self._adopted.add(ref)
-                self._schedule_locked(ref)
+                with telemetry.within(telemetry.NO_CAUSE):  # another process's: no request of ours caused it
+                    self._schedule_locked(ref)
                 self.metrics["replayed"] += 1
                 self.metrics["closed_at_replay"] += 1
             logger.info("adopting a conversation left open by a previous process")
@@ -591,6 +595,7 @@ class SummaryPipeline:
             return
         self._waiting.pop(ref, None)
         self._rechecks.pop(ref, None)
+        self._causes[ref] = telemetry.cause()
         if ref not in self._tokens:
             self._tokens[ref] = self._task_started(ref[1])
         try:
@@ -626,6 +631,7 @@ class SummaryPipeline:
                     self._wake.set()
                 else:
                     self._adopted.discard(ref)
+                    self._causes.pop(ref, None)
                 if rerun and outcome is not _Outcome.FAILED and not self._closed.is_set():
                     with telemetry.within(cause):
                         self._schedule_locked(ref)  # that newer entry is summarized too (same busy task)
@@ -668,12 +674,14 @@ class SummaryPipeline:
 
     def _traced_run(self, ref: Ref) -> Callable[[], _Outcome]:
         """``_run(ref)`` under the ``memory.summary`` background span, caused by the current span
-        (outcome ``dead_lettered``, ``kept`` while the entry waits for a re-sweep, else ``done``)."""
+        (outcome ``dead_lettered``, ``kept`` while the entry waits for a re-sweep, ``elsewhere``
+        when another process holds its claim, else ``done``)."""
         outcomes: list[_Outcome] = []
+        named = {_Outcome.DEAD: "dead_lettered", _Outcome.ELSEWHERE: "elsewhere"}
 
         def work(entry_id: str) -> bool | str:
             outcomes.append(self._run(ref))
-            return "dead_lettered" if outcomes[-1] is _Outcome.DEAD else outcomes[-1] is not _Outcome.FAILED
+            return named.get(outcomes[-1], outcomes[-1] is not _Outcome.FAILED)
 
         traced = telemetry.in_background("memory.summary", work)  # captures the current span now
 

@@ -227,3 +227,41 @@ def test_sessions_a_reap_took_just_before_shutdown_are_still_ended() -> None:
     registry._end_later = close_in_between  # type: ignore[method-assign]
     registry.reap()
     assert made["s1"].done.wait(5) and made["s1"].ended == 1
+
+
+def test_a_session_evicted_by_another_request_ends_outside_that_requests_trace() -> None:
+    """The size bound evicts a session when *another* session's request releases it: its end
+    (``memory.conversation.end`` and the summary linked to it) runs on the end pool. Strands and
+    ``opentelemetry-instrument`` turn on the threading instrumentation, which runs pool work in
+    the context of whoever submitted it: the end became a child of the evicting request's trace
+    (another user's, maybe another tenant's), and its summary linked into that trace."""
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.threading import ThreadingInstrumentor
+
+    from memory import telemetry
+    from tests.support.otel import capture_telemetry
+
+    ended_in: list[trace.SpanContext] = []
+
+    class TracedConvo(Convo):
+        def end_conversation(self) -> None:
+            ended_in.append(trace.get_current_span().get_span_context())
+            super().end_conversation()
+
+    ThreadingInstrumentor().instrument()  # what Strands' tracer does (a no-op if already done)
+    with capture_telemetry():
+        made: dict[str, Convo] = {}
+
+        def factory(session_id: str, owner: tuple[str, str]) -> Convo:
+            made[session_id] = TracedConvo(session_id)
+            return made[session_id]
+
+        registry = SessionRegistry(factory, max_sessions=1, idle_timeout_seconds=60)
+        with registry.open("s1", ALICE):
+            pass
+        with telemetry.span("bob's request") as request:
+            with registry.open("s2", BOB):
+                pass  # released here: s1 is evicted
+        assert made["s1"].done.wait(30)
+    assert request.get_span_context().is_valid
+    assert len(ended_in) == 1 and not ended_in[0].is_valid  # a root of its own, not in bob's trace

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 from opentelemetry import trace
@@ -138,3 +138,43 @@ def test_a_backlog_counted_before_any_provider_does_not_hide_the_one_of_a_later_
         telemetry.outbox_backlog(+1)
         in_second = second.total("memory.outbox.backlog")
     assert (in_first, in_second) == (1, 2)
+
+
+def test_two_first_backlog_counts_racing_on_a_new_provider_are_both_observed() -> None:
+    """The instruments are built on first use under a provider; two threads doing that at once
+    (at an AgentCore session's start: the outbox replay thread and the first request) each built
+    them. The SDK keeps the first observable gauge registered under a name and ignores the
+    callback of the second: the backlog one thread counted into was never observed."""
+    from opentelemetry import metrics as otel_metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from tests.support.otel import reset_globals
+
+    both_in = threading.Barrier(2, timeout=1)
+
+    class SlowMeterProvider(MeterProvider):
+        def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                both_in.wait()  # the two first uses overlap (as they may on a busy host)
+            except threading.BrokenBarrierError:
+                pass  # only one thread builds: the other waits for it
+            return super().get_meter(*args, **kwargs)
+
+    reader = InMemoryMetricReader()
+    provider = SlowMeterProvider(metric_readers=[reader])
+    reset_globals()
+    otel_metrics.set_meter_provider(provider)
+    try:
+        threads = [threading.Thread(target=telemetry.outbox_backlog, args=(1,)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        data = reader.get_metrics_data()
+    finally:
+        reset_globals()
+        provider.shutdown()
+    values = [p.value for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics
+              if m.name == "memory.outbox.backlog" for p in m.data.data_points]
+    assert values == [2]

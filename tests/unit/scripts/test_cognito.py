@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from scripts.cognito import auth_flows, generate_password
+from scripts.cognito import DEFAULT_CLIENT_NAME, auth_flows, generate_password
 
 SETUP = ("cognito", "setup", "--region", "us-east-1")
 
@@ -88,6 +88,28 @@ def test_client_that_can_write_the_tenant_is_drift(aws, cli) -> None:
     assert result.code == 3 and "users can write custom:tenantId" in result.out
     client = _idp().describe_user_pool_client(UserPoolId=pool_id, ClientId=client_id)["UserPoolClient"]
     assert "custom:tenantId" in client["WriteAttributes"]  # reported, not silently rewritten
+
+
+@pytest.mark.parametrize("read", [["email"], None])
+def test_client_that_cannot_read_the_tenant_is_drift(aws, cli, read) -> None:
+    """Id tokens carry only what the client may read; a client with no ReadAttributes reads the
+    standard attributes only, never a custom one: every id token it issues names no tenant."""
+    cli(*SETUP)
+    pool_id = _pool_id()
+    client_id = _idp().list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"][0][
+        "ClientId"
+    ]
+    _idp().delete_user_pool_client(UserPoolId=pool_id, ClientId=client_id)
+    _idp().create_user_pool_client(
+        UserPoolId=pool_id,
+        ClientName=DEFAULT_CLIENT_NAME,
+        ExplicitAuthFlows=auth_flows(True),
+        WriteAttributes=["email"],
+        **({"ReadAttributes": read} if read else {}),
+    )
+    result = cli(*SETUP)
+    assert result.code == 3 and "cannot read custom:tenantId" in result.out, result.out
+    assert cli(*SETUP).code == 3  # reported again, never rewritten
 
 
 def test_create_user_prints_password_once_and_user_can_log_in(aws, cli) -> None:

@@ -439,3 +439,20 @@ def test_a_pool_or_client_id_of_the_settings_that_names_nothing_is_missing(aws, 
     env.write_text(text.replace(ids["pool"], "us-east-1_Typo1"))
     result = cli("doctor")
     assert "MISSING  user pool us-east-1_Typo1" in result.out and "agentcore` with the ids it prints" in result.out, result.out
+
+
+def test_doctor_reports_a_client_whose_id_tokens_name_no_tenant(aws, cli, bedrock) -> None:
+    """A client without custom:tenantId among its read attributes issues id tokens without it
+    (every request refused); that matters only where the app accepts id tokens."""
+    ids = _deploy_under_other_names(cli)
+    idp = boto3.client("cognito-idp", region_name="us-east-1")
+    client = idp.describe_user_pool_client(UserPoolId=ids["pool"], ClientId=ids["client"])["UserPoolClient"]
+    idp.update_user_pool_client(UserPoolId=ids["pool"], ClientId=ids["client"], ReadAttributes=["email"],
+                                ExplicitAuthFlows=client["ExplicitAuthFlows"])  # fmt: skip
+    bedrock.extend([("ok", CHAT), ("ok", MODEL)] * 2)
+    drift = cli("doctor", "--tenant", "acme")
+    assert drift.code != 0 and f"DRIFT   app client {ids['client']}" in drift.out, drift.out
+    assert "cannot read custom:tenantId" in drift.out
+    env = Path("agentcore.env")
+    env.write_text(env.read_text().replace("AGENT_TOKEN_USES=id\n", "AGENT_TOKEN_USES=access\n"))
+    assert cli("doctor", "--tenant", "acme").code == 0  # access tokens carry the trigger's claim

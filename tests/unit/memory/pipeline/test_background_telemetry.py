@@ -218,3 +218,55 @@ def test_a_dead_lettered_summary_is_a_failed_root_span_not_a_done_one(
     root = otel.one("memory.summary")
     assert root.attributes["memory.outcome"] == "dead_lettered"
     assert root.status.status_code is StatusCode.ERROR and root.attributes["error.type"] == "AccessDenied"
+
+
+def test_a_re_swept_summary_links_to_the_end_that_caused_it_not_to_the_sweepers_context(
+    otel: Captured, fake_store: Any, make_pipeline: Any
+) -> None:
+    """An entry whose attempts were exhausted is tried again a round later, scheduled by a sweep
+    (the sweeper thread, started at start-up or, by ``memory.compat``, inside whichever request
+    built the first plugin). That round's ``memory.summary`` root must link to the conversation's
+    end as the first round's does: not to nothing, nor to an unrelated request."""
+    from opentelemetry.instrumentation.threading import ThreadingInstrumentor
+
+    from memory import telemetry
+    from memory.pipeline.background import RetryPolicy
+
+    ThreadingInstrumentor().instrument()  # what Strands' tracer does (a no-op if already done)
+    fake_store.fail_store = BackendUnavailable("down")
+    pipeline = make_pipeline(fake_store, retry=RetryPolicy(max_attempts=1, base_delay=0.001, sweep_base_delay=0))
+    with telemetry.span("turn"):
+        pipeline.end_conversation(_entry())
+    assert pipeline.wait(30) and pipeline.waiting == 1
+    fake_store.fail_store = None
+    with telemetry.span("unrelated request"):
+        assert pipeline.sweep() == 1
+    assert pipeline.wait(30)
+
+    write = otel.one("memory.outbox.write")
+    rounds = otel.named("memory.summary")
+    assert [r.attributes["memory.outcome"] for r in rounds] == ["kept", "done"]
+    assert [[link.context.span_id for link in r.links] for r in rounds] == [[write.context.span_id]] * 2
+
+
+def test_a_summary_another_process_holds_the_claim_of_is_not_reported_done(
+    otel: Captured, fake_store: Any, make_pipeline: Any, outbox_dir: Any
+) -> None:
+    """On AgentCore every session's process replays the shared outbox at start: most entries it
+    finds are being stored by the process that claimed them. Its ``memory.summary`` root said
+    ``done`` for each, so counting done summaries in Transaction Search counted work nobody
+    finished here (and the claimant may still die)."""
+    from memory.pipeline.outbox_local import LocalOutbox
+
+    other = LocalOutbox(outbox_dir)  # the claimant: another process on the same outbox
+    entry = dataclasses.replace(_entry(), open=False)
+    claim = other.claim(other.put(entry), entry.tenant_id)
+    assert claim is not None
+    pipeline = make_pipeline(fake_store)
+    try:
+        assert pipeline.replay_pending() == 1 and pipeline.wait(30)
+    finally:
+        other.release(claim)
+    root = otel.one("memory.summary")
+    assert root.attributes["memory.outcome"] == "elsewhere"
+    assert otel.total("memory.summaries", **{"memory.outcome": "stored"}) == 0
