@@ -31,6 +31,8 @@ stores are :func:`memory.factory.create_store` stores and the plugin is one
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import os
 import tempfile
@@ -51,11 +53,12 @@ from memory.pipeline.background import SummaryPipeline
 from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.summarizer import Summarizer
 from memory.plugin.context_block import PLACEHOLDER
-from memory.plugin.invocation import read_invocation
+from memory.plugin.invocation import Invocation, read_invocation
 from memory.plugin.plugin import MemoryPlugin, check_agent_name
 from memory.plugin.recall_tool import build_recall_tool
 from memory.stores.protocol import MemoryBackend
 from memory.stores.scoping import SEED_STORED_AT_FORMAT
+from memory.stores.single_tenant import SingleTenantStore
 from memory.stores.tvm import TokenVendingMachine
 from memory.tenants import index_name_for, tenant_id_from_context
 from memory.types import Memory, Scope
@@ -307,9 +310,11 @@ class S3VectorMemoryPlugin(Plugin):
         self._pipeline: SummaryPipeline | None = None
         self._plugins: dict[str, MemoryPlugin] = {}
         self._lock = threading.Lock()
+        # over one index (the seed's S3VectorMemory, a single-tenant store) the tenant is dropped
+        self._tenanted = not isinstance(self.backend, SingleTenantStore) or self.backend.tenant_id is not None
         self._tool = build_recall_tool(
             self.backend,
-            _tool_scope,
+            functools.partial(_tool_scope, tenanted=self._tenanted),
             default_top_k=3,
             max_top_k=10,
             min_score=min_score,
@@ -339,8 +344,9 @@ class S3VectorMemoryPlugin(Plugin):
         with self._lock:
             inner = self._plugins.get(name)
             if inner is None:
-                inner = MemoryPlugin(
+                inner = _SeedMemoryPlugin(
                     self.backend,
+                    tenanted=self._tenanted,
                     pipeline=self._pipeline_for(agent),
                     top_k=self.top_k,
                     min_score=self.min_score,
@@ -367,9 +373,27 @@ class S3VectorMemoryPlugin(Plugin):
         return self._pipeline
 
 
-def _tool_scope(tool_context: ToolContext) -> Scope | None:
+def _seed_invocation(state: Any, tenanted: bool) -> Invocation | None:
+    """The identity in the seed's ``invocation_state``; over one index (``tenanted`` False) its
+    ``tenant_context`` is checked, then dropped, as the seed's ``S3VectorMemory`` does."""
+    invocation = read_invocation(state)
+    return invocation if invocation is None or tenanted else dataclasses.replace(invocation, tenant_id=None)
+
+
+class _SeedMemoryPlugin(MemoryPlugin):
+    """A MemoryPlugin reading the seed's identity (``_seed_invocation``)."""
+
+    def __init__(self, backend: MemoryBackend, *, tenanted: bool, **kwargs: Any) -> None:
+        super().__init__(backend, **kwargs)
+        self._tenanted = tenanted
+
+    def _read_invocation(self, state: Any) -> Invocation | None:
+        return _seed_invocation(state, self._tenanted)
+
+
+def _tool_scope(tool_context: ToolContext, tenanted: bool) -> Scope | None:
     """The calling agent's view of the invoking user's memories (None without identity)."""
-    invocation = read_invocation(tool_context.invocation_state)
+    invocation = _seed_invocation(tool_context.invocation_state, tenanted)
     if invocation is None:
         return None
     return Scope(user_id=invocation.user_id, tenant_id=invocation.tenant_id, agent_name=tool_context.agent.name)

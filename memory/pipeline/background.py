@@ -76,6 +76,7 @@ from memory.pipeline.outbox import ErasureMarker, Outbox, OutboxEntry, parse_tim
 from memory.pipeline.summarizer import Summarizer
 from memory.pipeline.units import store_conversation, unstore_conversation
 from memory.stores.protocol import MemoryBackend
+from memory.stores.single_tenant import SingleTenantStore
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +174,9 @@ class SummaryPipeline:
         """
         self.store = store
         self.outbox = outbox
+        # a store pinned to one tenant refuses every other's: replay reads only that tenant's
+        # entries (a shared outbox bucket holds other deployments' too, which would be dead-lettered)
+        self._tenant = store.tenant_id if isinstance(store, SingleTenantStore) else None
         self.summarizer = summarizer
         self.retry = retry or RetryPolicy()
         self.claim_ttl_seconds = claim_ttl_seconds
@@ -297,11 +301,12 @@ class SummaryPipeline:
         open entries only once unchanged for ``orphan_after_seconds`` (their process is gone)
         and written before this pipeline was created (a later one belongs to a live process,
         perhaps this one); the sweeper thread adopts a younger one of those once it is old
-        enough. An entry this process is summarizing is left to that task.
+        enough. An entry this process is summarizing is left to that task. With a store pinned to
+        one tenant (``SingleTenantStore.tenant_id``) only that tenant's entries are read.
         """
         caller = telemetry.cause()  # summaries are not caused by the replay span: they are the caller's
         with telemetry.span("memory.outbox.replay") as span:
-            entries = self.outbox.pending()
+            entries = self.outbox.pending(self._tenant)
             now = datetime.now(timezone.utc)
             with self._lock:
                 # one in flight here (ended by this process while the replay listed) is its

@@ -120,13 +120,12 @@ def fill_blocks(blocks: Sequence[dict[str, Any]], block: str) -> tuple[list[dict
 
 
 def restore_placeholder(blocks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``blocks`` with the fenced memory block of a text block turned back into ``{memory_context}``."""
+    """``blocks`` with every fenced memory block of their text turned back into ``{memory_context}``
+    (a base prompt naming the placeholder twice shows the block twice)."""
     restored = [dict(b) for b in blocks]
     for b in restored:
-        found = extract_block(b.get("text")) if isinstance(b.get("text"), str) else None
-        if found:
-            b["text"] = b["text"].replace(found, PLACEHOLDER, 1)
-            break
+        while isinstance(b.get("text"), str) and (found := extract_block(b["text"])):
+            b["text"] = b["text"].replace(found, PLACEHOLDER)
     return restored
 
 

@@ -21,8 +21,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   block is re-applied on every turn of that conversation. Without the placeholder the block
   is appended (warning once); without memories the placeholder is removed. The base prompt is
   the agent's system prompt when the plugin binds to it, or the one the caller sets between
-  turns (the conversation's block in it, e.g. an edit of the prompt read back, counts as the
-  placeholder, so it appears once and is not carried into the next conversation). It is kept
+  turns (a conversation's block in either, e.g. an edit of the prompt read back or an agent
+  built with another's prompt, counts as the placeholder, so it appears once and is not carried
+  into the next conversation). It is kept
   as Strands content blocks: only the text block holding the placeholder (else the first) is
   filled, so a ``cachePoint`` and the blocks other plugins add (``AgentSkills``) stay apart.
 * Retrieval failures degrade to no memory: a warning and ``metrics["retrieval_failures"]``.
@@ -269,7 +270,8 @@ class MemoryPlugin(Plugin):
         if self.agent_name is not None:
             raise ValueError("a MemoryPlugin instance serves exactly one agent; create one per agent")
         self.agent_name = agent.name
-        self._base = copy.deepcopy(agent.system_prompt_content) or [{"text": ""}]
+        # a prompt read back from another agent holds its conversation's block: the placeholder
+        self._base = restore_placeholder(copy.deepcopy(agent.system_prompt_content) or [{"text": ""}])
 
     @hook
     async def _before_invocation(self, event: BeforeInvocationEvent) -> None:
@@ -279,7 +281,7 @@ class MemoryPlugin(Plugin):
             return
         self._adopt_callers_prompt(event.agent)
         try:
-            invocation = read_invocation(event.invocation_state)
+            invocation = self._read_invocation(event.invocation_state)
             if invocation is not None:
                 self._check_tenant(invocation.tenant_id)
         except Exception:
@@ -448,13 +450,19 @@ class MemoryPlugin(Plugin):
             if self._conversation is conversation:
                 self._conversation = None
 
+    def _read_invocation(self, state: Any) -> Invocation | None:
+        """The verified identity of a turn or tool call (``read_invocation``)."""
+        return read_invocation(state)
+
     def _check_tenant(self, tenant_id: str | None) -> None:
-        """InvalidInvocationState when the store cannot serve ``tenant_id`` (before the model runs)."""
+        """InvalidInvocationState when the store cannot serve ``tenant_id`` (before the model runs):
+        a single-tenant store refuses every scope naming another tenant than its own, including
+        any tenant when it serves none, which would otherwise fail every retrieval and summary."""
         if tenant_id is None and isinstance(self.store, MultiTenantStore):
             raise InvalidInvocationState(f"invocation_state[{TENANT_CONTEXT!r}] is required: one index per tenant")
-        pinned = self.store.tenant_id if isinstance(self.store, SingleTenantStore) else None
-        if None not in (tenant_id, pinned) and tenant_id != pinned:
-            raise InvalidInvocationState(f"invocation_state[{TENANT_CONTEXT!r}] names another tenant than the store's")
+        if isinstance(self.store, SingleTenantStore) and tenant_id not in (None, self.store.tenant_id):
+            served = "serves no tenant" if self.store.tenant_id is None else "serves another tenant"
+            raise InvalidInvocationState(f"invocation_state[{TENANT_CONTEXT!r}] names a tenant; the store {served}")
 
     def _retrieve(self, scope: Scope, prompt: str) -> list[Memory]:
         try:
@@ -595,7 +603,7 @@ class MemoryPlugin(Plugin):
         return Scope(user_id=invocation.user_id, tenant_id=invocation.tenant_id, agent_name=agent_name)
 
     def _recall_scope(self, tool_context: ToolContext) -> Scope | None:
-        invocation = read_invocation(tool_context.invocation_state)
+        invocation = self._read_invocation(tool_context.invocation_state)
         return None if invocation is None else self._scope(invocation)
 
     def _on_recalled(self, memories: Sequence[Memory]) -> None:

@@ -525,3 +525,42 @@ def test_a_single_tenant_apps_retention_sweep_purges_its_dead_letters_in_a_share
         finally:
             services.close()
         assert [d.entry.tenant_id for d in operator.dead_letters()] == ["tenant-b"]
+
+
+def test_a_single_tenant_apps_replay_never_touches_another_deployments_prefix_in_a_shared_outbox_bucket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start-up replay of a single-tenant deployment reads only its own tenant's entries.
+
+    Listing every tenant of a shared outbox bucket, it listed another deployment's entries (its
+    role may list the bucket) and read them: refused, with a warning, at every process start (one
+    per AgentCore session); with a role that could read them, it would have dead-lettered their
+    conversations, which its store (pinned to its tenant) refuses."""
+    from memory.pipeline.outbox import OutboxEntry
+    from memory.pipeline.outbox_s3 import S3Outbox
+
+    install_s3vectors_double(monkeypatch)
+    with mock_aws():
+        _install_recorders(monkeypatch, AwsCalls(), jwks_endpoint=None)
+        _onboard(["tenant-a"])
+        operator = S3Outbox(lambda _tenant: boto3.client("s3", region_name=REGION), OUTBOX)
+        for tenant in ("tenant-a", "tenant-b"):  # tenant-b: another deployment sharing the bucket
+            operator.put(OutboxEntry(
+                tenant_id=tenant, user_id="ann", agent_name="orchestrator", conversation_id=f"c-{tenant}",
+                transcript=[{"role": "user", "text": "My PIN is 4321."}], opened="2026-01-01T00:00:00.000+00:00~00000000",
+            ))
+        touched: list[str] = []
+
+        def record(params: dict[str, Any], **_: Any) -> None:
+            touched.append(params.get("Key") or params.get("Prefix") or "")
+
+        memory.aws._default_session.events.register("provide-client-params.s3.*", record)
+        services = build_services(_single_tenant_settings(tmp_path))
+        try:
+            assert services.pipeline is not None
+            assert services.pipeline.replay_pending() == 1
+            assert services.pipeline.wait(timeout=30)
+        finally:
+            services.close()
+        assert [t for t in touched if t.startswith("outbox/tenant-b/")] == []
+        assert [e.tenant_id for e in operator.pending()] == ["tenant-b"]  # its own deployment's to store

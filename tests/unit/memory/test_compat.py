@@ -108,6 +108,30 @@ def test_single_tenant_example(operator: Any) -> None:
     assert "retrieve_memory" in model.calls[-1].tool_names and "memory_tool" not in model.calls[-1].tool_names
 
 
+def test_single_tenant_plugin_with_the_seeds_tenant_context_keeps_its_memory(operator: Any) -> None:
+    """The seed's single-tenant store takes ``tenant_context`` and keeps one index; the plugin
+    passed it on as a tenant the store refused: every turn ran without memory, every summary was
+    dead-lettered. It is checked, then dropped, for injection and for the recall tool alike."""
+    store = S3VectorMemory(bucket_name=BUCKET, region_name=REGION, embedding_model=LocalEmbedder())
+    plugin = S3VectorMemoryPlugin(store=store, base_prompt=BASE_PROMPT)
+    model = ScriptedModel(default_reply="Noted.")
+    agent = Agent(model=model, name="assistant", tools=[plugin.memory_tool], plugins=[plugin],
+                  system_prompt=BASE_PROMPT, callback_handler=None)
+    agent("My favourite framework is Strands Agents.", invocation_state=state("user-001", "conv-001", ACME))
+    agent("Thanks, bye.", invocation_state=state("user-001", "conv-001", ACME, end=True))
+    assert plugin.wait(30) and plugin.agents["assistant"].pipeline.metrics["dead_lettered"] == 0
+    (stored,) = summaries(operator, "memory")
+    assert "Strands Agents" in stored["metadata"]["content"]
+
+    agent("Which framework is my favourite?", invocation_state=state("user-001", "conv-002", GLOBEX))
+    assert "Strands Agents" in (extract_block(model.system_prompts[-1]) or "")  # one index, as the seed
+    model.add_steps(ToolCall("retrieve_memory", {"query": "favourite framework"}),
+                    lambda call: call.last_tool_result_text or "")
+    assert "Strands Agents" in str(agent("Remind me", invocation_state=state("user-001", "conv-002", GLOBEX)))
+    with pytest.raises(InvalidInvocationState):  # still checked: a malformed context fails the turn
+        agent("Hi", invocation_state=state("user-001", "conv-003", {"tenantId": "../x"}))
+
+
 def test_store_and_retrieve_shapes(operator: Any) -> None:
     store = S3VectorMemory(BUCKET, REGION, LocalEmbedder())
     stored = store.store_memory("user-001", "The user prefers dark mode in every editor.")

@@ -385,20 +385,22 @@ def test_a_turn_without_tenant_on_a_multi_tenant_store_fails_before_the_model_ru
     assert [user_texts(e) for e in pipeline.entries] == [["I moved to Lisbon."]]
 
 
-def test_a_turn_of_another_tenant_on_a_tenant_pinned_store_fails_before_the_model_runs(tmp_path) -> None:
-    """A single-tenant store built for one tenant refuses every other tenant's scope: a turn naming
-    another tenant must fail clearly, not run without memory and dead-letter its conversation."""
+@pytest.mark.parametrize("pinned", ["acme", None])
+def test_a_turn_of_another_tenant_on_a_tenant_pinned_store_fails_before_the_model_runs(tmp_path, pinned) -> None:
+    """A single-tenant store built for one tenant (or for none) refuses every other tenant's scope:
+    a turn naming another tenant must fail clearly, not run without memory and dead-letter its
+    conversation (with no tenant pinned, every retrieval and summary failed)."""
     from memory import LocalEmbedder, create_store
 
     store = create_store(backend="local", tenancy="single", embedder=LocalEmbedder(), local_dir=tmp_path,
-                         tenant_id="acme")
+                         tenant_id=pinned, index_name="memory")
     pipeline = RecordingPipeline()
     model = ScriptedModel(default_reply="ok")
     agent, plugin = make_agent(store, model, pipeline=pipeline)
     with pytest.raises(InvalidInvocationState, match="tenant_context"):
         agent("I moved to Lisbon.", invocation_state=state(tenant="globex", end_session=True))
     assert model.calls == [] and pipeline.entries == [] and plugin.metrics["identity_invalid"] == 1
-    agent("I moved to Lisbon.", invocation_state=state(tenant="acme", end_session=True))
+    agent("I moved to Lisbon.", invocation_state=state(tenant=pinned, end_session=True))
     assert [user_texts(e) for e in pipeline.entries] == [["I moved to Lisbon."]]
 
 
@@ -695,6 +697,37 @@ def test_a_system_prompt_the_caller_sets_between_turns_is_kept_with_the_memories
     agent.system_prompt = model.system_prompts[2]  # a prompt read back during alice's conversation
     agent("and you?", invocation_state=state("conv-2", user="bob"))
     assert model.system_prompts[4] == "Answer in French.\n\nBe formal."  # none of alice's memories
+
+
+def test_an_agent_built_with_a_prompt_read_back_from_another_never_carries_its_memories(fake_store) -> None:
+    """An agent built with a system prompt read back from another agent (a clone, a template
+    kept from a running agent) holds that agent's memory block: the plugin binding to it must
+    treat the block as the placeholder, as it does for a prompt the caller sets between turns,
+    never as base text every later conversation (another user's) is shown."""
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "Alice's bank PIN is 4321.")
+    model = ScriptedModel(default_reply="ok")
+    agent, _ = make_agent(fake_store, model)
+    agent("what is my bank PIN?", invocation_state=state("conv-a", user="alice"))
+    assert "4321" in model.system_prompts[0]
+
+    clone, _ = make_agent(fake_store, model, prompt=agent.system_prompt)
+    clone("hello", invocation_state=state("conv-b", user="bob"))
+    assert model.system_prompts[1] == "You are a helpful assistant.\n\nBe brief."
+
+
+def test_a_prompt_read_back_with_the_block_in_two_places_carries_none_of_it_on(fake_store) -> None:
+    """A base prompt naming ``{memory_context}`` twice shows the conversation's block twice; read
+    back and set again, both copies are the placeholder: the next conversation (another user's)
+    sees neither."""
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "Alice's bank PIN is 4321.")
+    model = ScriptedModel(default_reply="ok")
+    agent, _ = make_agent(fake_store, model, prompt="{memory_context}\nBe brief.\n{memory_context}")
+    agent("what is my bank PIN?", invocation_state=state("conv-a", user="alice"))
+    assert model.system_prompts[0].count("4321") == 2
+
+    agent.system_prompt = agent.system_prompt + "\nBe formal."  # an edit of the prompt read back
+    agent("hello", invocation_state=state("conv-b", user="bob"))
+    assert model.system_prompts[1] == "Be brief.\n\nBe formal."
 
 
 @pytest.mark.parametrize("kwargs", [{"top_k": 0}, {"top_k": 101}, {"top_k": "5"}, {"recall_top_k_max": 0},
