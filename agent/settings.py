@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 
 from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from auth.local_state import in_runtime_container, state_root
 
@@ -246,12 +246,42 @@ def _check_file(path: Path) -> None:
             raise SettingsError(f"{path.name}: {key} is a secret; pass it in the environment, never in this file")
 
 
-def load_settings(path: Path | None = None) -> Settings:
+class _FileOnlySettings(Settings):
+    """Settings from the file alone: what the runtime, which sets no ``AGENT_*`` variable, reads."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, dotenv_settings
+
+
+def _file_region(path: Path | None) -> dict[str, str]:
+    """The file's AGENT_REGION, unless the environment sets AGENT_REGION itself.
+
+    AWS_REGION / AWS_DEFAULT_REGION are only fallbacks of AGENT_REGION, but pydantic-settings
+    lets any alias found in the environment beat the file: passed explicitly, the file's value
+    wins over them (the environment's AGENT_REGION still wins over both).
+    """
+    if path is None or os.environ.get("AGENT_REGION"):
+        return {}
+    region = dotenv_values(path).get("AGENT_REGION")
+    return {"AGENT_REGION": region} if region else {}
+
+
+def load_settings(path: Path | None = None, *, file_only: bool = False) -> Settings:
     """Parse the environment (over the settings file) once; raise SettingsError if it is unusable.
 
     Args:
         path: an existing settings file to read instead of ``settings_file()`` (``doctor``
             checks a deployment's file this way, with the app's own parser and checks).
+        file_only: ignore the environment: read ``path`` as the runtime container would
+            (``agentcore`` checks the file it writes this way).
     """
     if path is None:
         path = settings_file()
@@ -262,7 +292,9 @@ def load_settings(path: Path | None = None) -> Settings:
     if path is not None:
         _check_file(path)
     try:
-        return Settings(_env_file=path)
+        if file_only:
+            return _FileOnlySettings(_env_file=path)
+        return Settings(_env_file=path, **_file_region(path))
     except ValidationError as exc:  # the message never echoes input values (they may be secrets)
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {str(e['msg']).removeprefix('Value error, ')}"

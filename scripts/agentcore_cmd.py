@@ -26,12 +26,13 @@ import argparse
 import json
 import re
 import shlex
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
 
-from agent.settings import IDLE_MARGIN_SECONDS, Settings
+from agent.settings import IDLE_MARGIN_SECONDS, Settings, SettingsError, load_settings
 from memory.embedders.bedrock import NOVA_MODEL_ID
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts import cognito
@@ -246,6 +247,18 @@ def operator_lines(path: Path) -> list[str]:
     return kept
 
 
+def check_deployable(text: str) -> None:
+    """Refuse settings the deployed app would refuse (a hand-added line with a typo, a secret,
+    a value out of range): read as the runtime reads them, from the file alone."""
+    with tempfile.TemporaryDirectory(prefix="agentcore-env-") as folder:
+        path = Path(folder) / SETTINGS_FILE.name
+        path.write_text(text)
+        try:
+            load_settings(path, file_only=True)
+        except SettingsError as err:
+            raise ScriptError(f"nothing written: the deployed app would refuse this settings file: {err}") from None
+
+
 def write_settings(path: Path, text: str, report: Report) -> None:
     """Write the settings file when it is missing or different."""
     current = path.read_text() if path.exists() else None
@@ -422,6 +435,7 @@ def run(args: argparse.Namespace) -> Report:
         raise ScriptError("nothing written; these do not exist:\n  " + "\n  ".join(unknown))
     values = runtime_settings(args, region)
     settings = render_settings(values, operator_lines(args.settings_file))
+    check_deployable(settings)
     account = account_id(region)
     report = Report("agentcore", dry_run=args.dry_run)
     write_settings(args.settings_file, settings, report)

