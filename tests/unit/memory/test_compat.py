@@ -78,12 +78,17 @@ def summaries(client: Any, index: str) -> list[dict[str, Any]]:
     return [v for v in vectors(client, index) if v["metadata"]["type"] == "summary"]
 
 
+def assistant(plugin: S3VectorMemoryPlugin, model: ScriptedModel) -> Agent:
+    """The seed's example agent: the plugin's prompt, plugin and recall tool."""
+    return Agent(model=model, name="assistant", tools=[plugin.memory_tool], plugins=[plugin],
+                 system_prompt=BASE_PROMPT, callback_handler=None)
+
+
 def test_single_tenant_example(operator: Any) -> None:
     store = S3VectorMemory(bucket_name=BUCKET, region_name=REGION, embedding_model=LocalEmbedder())
     plugin = S3VectorMemoryPlugin(store=store, base_prompt=BASE_PROMPT)
     model = ScriptedModel(default_reply="Noted.")
-    agent = Agent(model=model, name="assistant", tools=[plugin.memory_tool], plugins=[plugin],
-                  system_prompt=BASE_PROMPT, callback_handler=None)
+    agent = assistant(plugin, model)
 
     agent("My favourite framework is Strands Agents.", invocation_state=state("user-001", "conv-001"))
     agent("Thanks, bye.", invocation_state=state("user-001", "conv-001", end=True))
@@ -93,8 +98,7 @@ def test_single_tenant_example(operator: Any) -> None:
     assert "Strands Agents" in stored["metadata"]["content"]
 
     # a new Agent with the same name (e.g. one per request) continues with the same memory
-    agent = Agent(model=model, name="assistant", tools=[plugin.memory_tool], plugins=[plugin],
-                  system_prompt=BASE_PROMPT, callback_handler=None)
+    agent = assistant(plugin, model)
     agent("Which framework is my favourite?", invocation_state=state("user-001", "conv-002"))
     assert "Strands Agents" in (extract_block(model.system_prompts[-1]) or "")
 
@@ -115,8 +119,7 @@ def test_single_tenant_plugin_with_the_seeds_tenant_context_keeps_its_memory(ope
     store = S3VectorMemory(bucket_name=BUCKET, region_name=REGION, embedding_model=LocalEmbedder())
     plugin = S3VectorMemoryPlugin(store=store, base_prompt=BASE_PROMPT)
     model = ScriptedModel(default_reply="Noted.")
-    agent = Agent(model=model, name="assistant", tools=[plugin.memory_tool], plugins=[plugin],
-                  system_prompt=BASE_PROMPT, callback_handler=None)
+    agent = assistant(plugin, model)
     agent("My favourite framework is Strands Agents.", invocation_state=state("user-001", "conv-001", ACME))
     agent("Thanks, bye.", invocation_state=state("user-001", "conv-001", ACME, end=True))
     assert plugin.wait(30) and plugin.agents["assistant"].pipeline.metrics["dead_lettered"] == 0
@@ -183,8 +186,7 @@ def test_multi_tenant_example_isolates_tenants(operator: Any) -> None:
                                       embedding_model=LocalEmbedder(), tvm_role_arn=ROLE)
     plugin = S3VectorMemoryPlugin(store=store, base_prompt=BASE_PROMPT)
     model = ScriptedModel(default_reply="ok")
-    agent = Agent(model=model, name="assistant", tools=[plugin.memory_tool], plugins=[plugin],
-                  system_prompt=BASE_PROMPT, callback_handler=None)
+    agent = assistant(plugin, model)
 
     agent("Our Q4 budget is $2M and it is confidential.", invocation_state=state("user-456", "conv-001", ACME))
     agent("Got it, thanks.", invocation_state=state("user-456", "conv-001", ACME, end=True))
