@@ -25,6 +25,8 @@ caller may override it per query.
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -75,6 +77,13 @@ def _largest_filterable(user_id: str, agent_name: str | None) -> dict[str, Any]:
     return metadata
 
 
+@functools.lru_cache(maxsize=256)
+def _filterable_bytes_without_user(agent_name: str | None) -> int:
+    """The size of the largest unit's filterable metadata with an empty user id (checked on every
+    turn and store call, for a few agent names)."""
+    return filterable_metadata_bytes(_largest_filterable("", agent_name))
+
+
 def check_storable_identity(
     user_id: str, agent_name: str | None, *, user_arg: str = "user_id", agent_arg: str = "agent_name"
 ) -> None:
@@ -95,9 +104,10 @@ def check_storable_identity(
         IdentityTooLong: The largest unit's filterable metadata would exceed the limit; it names
             ``agent_arg`` when the agent name alone leaves no room for a user id.
     """
-    if filterable_metadata_bytes(_largest_filterable(user_id, agent_name)) <= MAX_FILTERABLE_METADATA_BYTES:
+    room = MAX_FILTERABLE_METADATA_BYTES - _filterable_bytes_without_user(agent_name)
+    # what the user id adds to that metadata: its JSON string without the quotes already counted
+    if len(json.dumps(user_id, ensure_ascii=False).encode("utf-8")) - 2 <= room:
         return
-    room = MAX_FILTERABLE_METADATA_BYTES - filterable_metadata_bytes(_largest_filterable("", agent_name))
     if room <= 0:
         raise IdentityTooLong(f"{agent_arg} is too long: memories are stored with at most "
                               f"{MAX_FILTERABLE_METADATA_BYTES} bytes of filterable metadata")
