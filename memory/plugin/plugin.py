@@ -46,10 +46,12 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * One agent may serve many users: a turn of another conversation (another identity or
   conversation id, or none: a turn without identity) ends the current one, and an agent whose
   last turn was of another conversation (agents sharing one plugin: whichever conversation
-  that was) has its ``agent.messages`` reset before the model runs to the messages it had when
-  the plugin first saw it (e.g. few-shot ``Agent(messages=[...])`` examples: every conversation
-  starts from them; they are no one's words, never in a transcript or summary), so no turn sees
-  another conversation's history (it comes back only as memories). ``agent.structured_output()`` (deprecated in Strands) is no turn: it reads
+  that was) has its ``agent.messages`` cleared before the model runs, so no turn sees another
+  conversation's history (it comes back only as memories); with ``keep_initial_messages`` they
+  are reset to the messages it had when the plugin first saw it instead (few-shot
+  ``Agent(messages=[...])`` examples: every conversation starts from them; they are no one's
+  words, never in a transcript or summary). An agent built with a conversation's history keeps
+  it for that conversation. ``agent.structured_output()`` (deprecated in Strands) is no turn: it reads
   the conversation as it is. Agents sharing one plugin (``S3VectorMemoryPlugin``) whose turns
   overlap in time: only the turn of the conversation opened last is recorded; the others are
   not (a warning, a metric).
@@ -169,6 +171,7 @@ class MemoryPlugin(Plugin):
         recall_top_k_max: int = 10,
         recall_tool: bool = True,
         read_agent_name: str | None = None,
+        keep_initial_messages: bool = False,
     ) -> None:
         """Create the plugin of one agent.
 
@@ -184,6 +187,11 @@ class MemoryPlugin(Plugin):
             read_agent_name: Whose memories are injected and recalled: the agent name they are
                 stored under (default: this agent's own name). A read-only specialist serving
                 another agent's conversation reads that agent's memories.
+            keep_initial_messages: True: the messages an agent has when the plugin first sees it
+                (few-shot ``Agent(messages=[...])`` examples) start every later conversation of
+                that agent instead of being cleared with the rest of its history; never for an
+                agent built with a user's history (a session manager's, a stored conversation's),
+                which the next user would then see.
 
         Raises:
             ValidationError: ``top_k`` or ``recall_top_k_max`` outside 1-100 (no store accepts it).
@@ -212,6 +220,7 @@ class MemoryPlugin(Plugin):
         self._turn_recorded: list[tuple[int, Any]] = []  # (transcript index, message) of the active turn
         self._placeholder_warned = False
         self._written: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # agent -> prompt set
+        self.keep_initial_messages = keep_initial_messages
         # agent -> the messages it had when first seen (few-shot examples): every conversation's start
         self._examples: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
         super().__init__()  # discovers @hook methods; needs the attributes above
@@ -289,7 +298,7 @@ class MemoryPlugin(Plugin):
             return
         self._adopt_callers_prompt(event.agent)
         with self._lock:
-            if event.agent not in self._examples:  # first seen: the history it was built with
+            if self.keep_initial_messages and event.agent not in self._examples:  # first seen
                 self._examples[event.agent] = copy.deepcopy(list(event.agent.messages))
         try:
             invocation = self._read_invocation(event.invocation_state)

@@ -603,7 +603,7 @@ def test_few_shot_examples_start_every_users_conversation_and_are_never_summariz
     ]
     pipeline = make_pipeline(fake_store)
     model = ScriptedModel(default_reply="ok")
-    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline, keep_initial_messages=True)
     agent = Agent(model=model, name="orchestrator", system_prompt=BASE, messages=copy.deepcopy(examples),
                   plugins=[plugin], callback_handler=None)
     agent("My bank PIN is 4321.", invocation_state=state("conv-a", user="alice", end_session=True))
@@ -621,6 +621,26 @@ def test_few_shot_examples_start_every_users_conversation_and_are_never_summariz
     stored = [u.content for call in fake_store.store_calls for u in call["units"]]
     assert any("4321" in text for text in stored) and any("Oslo" in text for text in stored)
     assert not any("Peru" in text or "Lima" in text for text in stored)
+
+
+def test_an_agent_built_with_a_users_history_never_shows_it_to_the_next_user(fake_store) -> None:
+    """An agent built with alice's stored history (a session manager's, or ``Agent(messages=...)``
+    per request) keeps it for her conversation; reused for bob, it starts empty: its first
+    messages are alice's words, not examples, unless the developer says so."""
+    history = [{"role": "user", "content": [{"text": "My bank PIN is 4321."}]},
+               {"role": "assistant", "content": [{"text": "Noted."}]}]
+    model = ScriptedModel(default_reply="ok")
+    plugin = MemoryPlugin(fake_store, pipeline=RecordingPipeline())
+    agent = Agent(model=model, name="orchestrator", system_prompt=BASE, messages=copy.deepcopy(history),
+                  plugins=[plugin], callback_handler=None)
+    agent("And my card?", invocation_state=state("conv-a", user="alice"))
+    agent("Hello", invocation_state=state("conv-b", user="bob"))
+
+    def texts(call: Any) -> list[str]:
+        return [b.get("text") for m in call.messages for b in m["content"]]
+
+    assert texts(model.calls[0]) == ["My bank PIN is 4321.", "Noted.", "And my card?"]
+    assert texts(model.calls[1]) == ["Hello"]
 
 
 def test_a_message_list_input_records_the_users_last_message(fake_store) -> None:
