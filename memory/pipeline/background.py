@@ -66,11 +66,13 @@ import logging
 import random
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from datetime import datetime, timezone
 from typing import Any, Callable
+
+from cachetools import LRUCache
 
 from memory import telemetry
 from memory.errors import AccessDenied, ConfigurationError, NotFound, ValidationError, error_reason
@@ -98,7 +100,6 @@ DEAD_LETTERS_REMEMBERED = 4096
 _CHECKPOINT_RETRY_SECONDS = 1.0  # pause before writing again checkpoints whose write failed
 _CHECKPOINT_FAILURE_LOG_SECONDS = 60.0  # a checkpoint still failing is logged at most this often
 _NOT_BUSY = object()  # the token of an entry scheduled while the pipeline does not report busy
-_NOT_DEAD = object()
 
 
 class _Outcome(enum.Enum):
@@ -213,8 +214,8 @@ class SummaryPipeline:
         self._failing_since: float | None = None  # monotonic time of the first failure since a store
         self._busy_released = False  # failing for longer than the time bound: not reporting busy
         self._adopted: set[Ref] = set()  # open entries of dead processes, taken over by replay
-        # dead-lettered here, oldest first: a newer version written supersedes the letter
-        self._dead: OrderedDict[Ref, None] = OrderedDict()
+        # the latest dead-lettered here: a newer version written supersedes the letter
+        self._dead: LRUCache[Ref, bool] = LRUCache(maxsize=DEAD_LETTERS_REMEMBERED)
         # queued, latest transcript wins; written in the context of the turn that queued it
         self._checkpoints: dict[Ref, tuple[OutboxEntry, Any]] = {}
         self._writing = 0  # checkpoint writes in progress
@@ -771,7 +772,7 @@ class SummaryPipeline:
                 self._drop_erased(entry)
                 return _Outcome.GONE
             with self._lock:  # under the stripe: a newer version written next purges the letter
-                self._remember_dead_locked(ref)
+                self._dead[ref] = True
         self._count("dead_lettered")
         self._count(f"dead_lettered_{type(error).__name__}")
         telemetry.record_error(telemetry.current_span(), error)  # the memory.summary root: failed
@@ -853,21 +854,14 @@ class SummaryPipeline:
         transcript under the same key) is durable: `outbox retry` would otherwise put the older
         transcript back over it, or store it over the newer one's units."""
         with self._lock:
-            if self._dead.pop(ref, _NOT_DEAD) is _NOT_DEAD:
+            if not self._dead.pop(ref, False):
                 return
         try:
             self.outbox.purge(ref[1], ref[0])
         except Exception as exc:  # noqa: BLE001 - the newer version is durable: tried again at its next write
             with self._lock:
-                self._remember_dead_locked(ref)
+                self._dead[ref] = True
             logger.warning("superseded dead letter not purged (%s)", error_reason(exc))
-
-    def _remember_dead_locked(self, ref: Ref) -> None:
-        """Remember a dead letter made here, forgetting the oldest beyond ``DEAD_LETTERS_REMEMBERED``."""
-        self._dead[ref] = None
-        self._dead.move_to_end(ref)
-        while len(self._dead) > DEAD_LETTERS_REMEMBERED:
-            self._dead.popitem(last=False)
 
     def _stripe(self, ref: Ref) -> threading.Lock:
         return self._stripes[hash(ref) % _STRIPES]
