@@ -231,19 +231,22 @@ def settings_file() -> Path | None:
     return PROJECT_ROOT / SETTINGS_FILE_NAME if in_runtime_container() else None
 
 
-def _check_file(path: Path) -> None:
-    """Refuse a settings file that names a secret or an unknown setting (typos would be ignored)."""
+def _check_file(path: Path) -> dict[str, str | None]:
+    """Refuse a settings file that names a secret or an unknown setting (typos would be ignored);
+    returns its values."""
     fields = {}
     for name, info in Settings.model_fields.items():
         aliases = info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else []
         for key in (f"AGENT_{name.upper()}", *(a for a in aliases if isinstance(a, str))):
             fields[key] = info
-    for key, value in dotenv_values(path).items():
+    values = dotenv_values(path)
+    for key, value in values.items():
         info = fields.get(key)
         if info is None:
             raise SettingsError(f"{path.name}: unknown setting {key}")
         if value and info.annotation == SecretStr | None:  # empty is unset (.env.example lists them)
             raise SettingsError(f"{path.name}: {key} is a secret; pass it in the environment, never in this file")
+    return values
 
 
 class _FileOnlySettings(Settings):
@@ -261,16 +264,16 @@ class _FileOnlySettings(Settings):
         return init_settings, dotenv_settings
 
 
-def _file_region(path: Path | None) -> dict[str, str]:
-    """The file's AGENT_REGION, unless the environment sets AGENT_REGION itself.
+def _file_region(values: dict[str, str | None]) -> dict[str, str]:
+    """The settings file's AGENT_REGION (``values``), unless the environment sets AGENT_REGION itself.
 
     AWS_REGION / AWS_DEFAULT_REGION are only fallbacks of AGENT_REGION, but pydantic-settings
     lets any alias found in the environment beat the file: passed explicitly, the file's value
     wins over them (the environment's AGENT_REGION still wins over both).
     """
-    if path is None or os.environ.get("AGENT_REGION"):
+    if os.environ.get("AGENT_REGION"):
         return {}
-    region = dotenv_values(path).get("AGENT_REGION")
+    region = values.get("AGENT_REGION")
     return {"AGENT_REGION": region} if region else {}
 
 
@@ -289,12 +292,11 @@ def load_settings(path: Path | None = None, *, file_only: bool = False) -> Setti
             if os.environ.get(SETTINGS_FILE_ENV):
                 raise SettingsError(f"{SETTINGS_FILE_ENV} names a missing file: {path}")
             path = None
-    if path is not None:
-        _check_file(path)
+    values = _check_file(path) if path is not None else {}
     try:
         if file_only:
             return _FileOnlySettings(_env_file=path)
-        return Settings(_env_file=path, **_file_region(path))
+        return Settings(_env_file=path, **_file_region(values))
     except ValidationError as exc:  # the message never echoes input values (they may be secrets)
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {str(e['msg']).removeprefix('Value error, ')}"
