@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import uuid
 from pathlib import Path
@@ -164,6 +165,43 @@ def test_bedrock_embedding_timeout_still_answers(tmp_path: Path) -> None:
     answer, plugin, _ = turn(store, None, "what is my budget?", "c1")
     assert answer == "ok" and plugin.metrics["retrieval_failures"] == 1 and plugin.used_memory_ids == []
     assert len(calls) == 1 + DEFAULT_MAX_ATTEMPTS  # the timeout was retried before giving up
+
+
+def test_bedrock_service_quota_exceeded_is_retried_not_dead_lettered(tmp_path: Path) -> None:
+    """Bedrock Runtime's ServiceQuotaExceededException (HTTP 400) says "You can resubmit your
+    request later" (botocore's service model): a summary whose embedding meets it stays in the
+    outbox and is stored once the quota allows (on main: a ValidationError, dead-lettered at once)."""
+    import botocore.session
+
+    documented = botocore.session.get_session().get_service_model("bedrock-runtime").shape_for(
+        "ServiceQuotaExceededException")
+    assert documented.metadata["error"]["httpStatusCode"] == 400
+    assert "resubmit your request later" in documented.documentation
+
+    client = make_client("bedrock-runtime", region="us-east-1")
+    faults = Faults(400, "ServiceQuotaExceededException")
+
+    def nova(request: Any, **kwargs: Any) -> AWSResponse:
+        answered = faults(request, **kwargs)
+        if answered is not None:
+            return answered
+        body = json.dumps({"embeddings": [{"embeddingType": "TEXT", "embedding": [1.0] + [0.0] * 255}]}).encode()
+        return AWSResponse(request.url, 200, {"Content-Type": "application/json"}, io.BytesIO(body))
+
+    client.meta.events.register("before-send.bedrock-runtime", nova)
+    store = MultiTenantStore.for_local(root_dir=tmp_path / "vectors", embedder=BedrockEmbedder(client, dimension=256))
+    pipeline = SummaryPipeline(store, LocalOutbox(tmp_path / "outbox"), Summarizer(ScriptedModel()), retry=FAST_RETRY)
+    try:
+        answer, _, _ = turn(store, pipeline, "My project deadline is in March.", "c1", end_session=True)
+        assert answer == "ok" and pipeline.wait(30)
+        assert pipeline.metrics["dead_lettered"] == 0 and pipeline.outbox.dead_letters() == []
+        assert len(pipeline.outbox.pending()) == 1 and pipeline.metrics["exhausted"] == 1  # kept for a retry
+
+        faults.on = False  # the quota allows requests again
+        assert pipeline.replay_pending() == 1 and pipeline.wait(30)
+        assert [m.conversation_id for m in store.list(SCOPE) if m.memory_type == "summary"] == ["c1"]
+    finally:
+        pipeline.shutdown()
 
 
 # --- disk full / read-only state directory, through the app ------------------------------
@@ -339,7 +377,8 @@ def app_on(model: Any, tmp_path: Path) -> Iterator[tuple[TestClient, DevIssuer]]
 
 
 @pytest.mark.parametrize(("status", "code"), [(429, "ThrottlingException"), (503, "ServiceUnavailableException"),
-                                              (408, "ModelTimeoutException"), (424, "ModelStreamErrorException")])
+                                              (408, "ModelTimeoutException"), (424, "ModelStreamErrorException"),
+                                              (400, "ServiceQuotaExceededException")])
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_a_failing_chat_model_is_retried_once_by_botocore_then_answers_503(bedrock_app, status: int, code: str, stream: bool) -> None:
     """One retry layer (botocore's, with backoff), not botocore's inside Strands' own (6 x 7
