@@ -10,6 +10,7 @@ import contextlib
 import errno
 import io
 import json
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -35,6 +36,7 @@ from memory.errors import BackendUnavailable
 from memory.index.local import LocalIndex
 from memory.types import Scope
 from memory.pipeline.outbox_local import LocalOutbox
+from memory.pipeline.outbox_s3 import S3Outbox
 from tests.support.busy import wait_until
 from memory.plugin.plugin import MemoryPlugin
 from memory.plugin.invocation import Invocation
@@ -202,6 +204,52 @@ def test_bedrock_service_quota_exceeded_is_retried_not_dead_lettered(tmp_path: P
         assert [m.conversation_id for m in store.list(SCOPE) if m.memory_type == "summary"] == ["c1"]
     finally:
         pipeline.shutdown()
+
+
+def test_a_start_up_replay_stalled_on_sts_is_busy_no_longer_than_the_bound(tmp_path: Path) -> None:
+    """The start-up replay assumes each tenant's role to list its prefix; with STS timing out
+    (each call ~45 s after botocore's retries, tenant after tenant) it kept /ping HealthyBusy
+    until the last tenant was tried, past ``max_busy_seconds`` (on main: busy until it ends)."""
+    from moto import mock_aws
+
+    with mock_aws():
+        own = make_client("s3", region="us-east-1")
+        own.create_bucket(Bucket="outbox-bucket")
+        for tenant in ("acme", "globex"):
+            own.put_object(Bucket="outbox-bucket", Key=f"outbox/{tenant}/pending/x.json", Body=b"{}")
+        sts = make_client("sts", region="us-east-1")
+        stalled, calls = threading.Event(), []
+
+        def read_timeout(request: Any, **_: Any) -> None:
+            calls.append(request.url)
+            stalled.wait(30)  # what a read timeout waits, until the test lets it go
+            raise ReadTimeoutError(endpoint_url=request.url)
+
+        sts.meta.events.register("before-send.sts", read_timeout)
+        tvm = TokenVendingMachine("arn:aws:iam::123456789012:role/tvm", region_name="us-east-1",
+                                  sts_client_factory=lambda: sts)
+        outbox = S3Outbox(lambda tenant: own if tenant is None else tvm.client_for(tenant, "s3"), "outbox-bucket",
+                          lister=own)
+        ended: list[str] = []
+        pipeline = SummaryPipeline(
+            MultiTenantStore.for_local(root_dir=tmp_path / "vectors", embedder=LocalEmbedder()), outbox,
+            Summarizer(ScriptedModel()), retry=RetryPolicy(max_busy_seconds=0.2),
+            on_task_start=lambda name: name, on_task_end=ended.append,
+        )
+        try:
+            pipeline.start_replay()
+            assert wait_until(lambda: calls, timeout=10)  # the replay waits on the first tenant's STS call
+            assert wait_until(lambda: ended == ["memory-outbox-replay"], timeout=10)  # busy ended at the bound
+            assert not stalled.is_set() and len(calls) == 1  # while the replay is still stalled
+            stalled.set()
+            replays = [t for t in threading.enumerate() if t.name == "memory-outbox-replay"]
+            for thread in replays:
+                thread.join(30)
+            assert len(calls) == 2 * (1 + DEFAULT_MAX_ATTEMPTS)  # both tenants tried, retried by botocore
+            assert ended == ["memory-outbox-replay"]  # ended once
+        finally:
+            stalled.set()
+            pipeline.shutdown()
 
 
 # --- disk full / read-only state directory, through the app ------------------------------
