@@ -252,6 +252,34 @@ def test_a_start_up_replay_stalled_on_sts_is_busy_no_longer_than_the_bound(tmp_p
             pipeline.shutdown()
 
 
+@pytest.mark.parametrize(("status", "code", "reason"), [(403, "AccessDeniedException", "AccessDenied"),
+                                                        (404, "ResourceNotFoundException", "NotFound")])
+def test_a_summary_model_refused_or_missing_is_dead_lettered_at_once_saying_so(
+    monkeypatch, tmp_path: Path, status: int, code: str, reason: str
+) -> None:
+    """The summarizer's Bedrock model refusing the app (model access not granted: 403) or not
+    found (wrong model id or region: 404) fails every attempt alike, as the embedder's does: the
+    entry is dead-lettered at once, its reason naming the refusal (on main: retried for
+    ``max_rounds`` rounds, then dead-lettered as "SummarizationError", whatever the cause)."""
+    from agent.chat_models import build_model
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    model = build_model("bedrock", model_id="us.anthropic.claude-sonnet-4-5", region="us-east-1")
+    faults = Faults(status, code)
+    model.client.meta.events.register("before-send.bedrock-runtime", faults)
+    store = MultiTenantStore.for_local(root_dir=tmp_path / "vectors", embedder=LocalEmbedder())
+    pipeline = SummaryPipeline(store, LocalOutbox(tmp_path / "outbox"), Summarizer(model), retry=FAST_RETRY)
+    try:
+        answer, _, _ = turn(store, pipeline, "My project deadline is in March.", "c1", end_session=True)
+        assert answer == "ok" and pipeline.wait(30)
+        (letter,) = pipeline.outbox.dead_letters()
+        assert letter.reason == reason and faults.injected == {"ConverseStream": 1}  # one attempt, no retry
+        assert pipeline.outbox.pending() == []
+    finally:
+        pipeline.shutdown()
+
+
 # --- disk full / read-only state directory, through the app ------------------------------
 
 
