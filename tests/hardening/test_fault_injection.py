@@ -134,6 +134,35 @@ def test_s3vectors_faults_degrade_then_replay_exactly_once(monkeypatch, tmp_path
             pipeline.shutdown()
 
 
+def test_s3vectors_service_quota_exceeded_is_dead_lettered_at_once_naming_it(monkeypatch, tmp_path: Path) -> None:
+    """S3 Vectors' ServiceQuotaExceededException (HTTP 402 in botocore's model: e.g. an index at its
+    vector quota) is fixed by the operator (a quota increase, another index), not by a retry: the
+    entry is dead-lettered at once, its reason naming the quota (on main: a generic
+    MemoryLibraryError, retried for ``max_busy_seconds`` with /ping busy, then dead-lettered as
+    "MemoryLibraryError")."""
+    import botocore.session
+    from moto import mock_aws
+
+    shape = botocore.session.get_session().get_service_model("s3vectors").shape_for("ServiceQuotaExceededException")
+    assert shape.metadata["error"]["httpStatusCode"] == 402
+
+    install_s3vectors_double(monkeypatch)
+    with mock_aws():
+        client, store = multi_tenant_store(BUCKET, LocalEmbedder())
+        store.store(SCOPE, "An older fact: my budget is 2M dollars.", conversation_id="c0")  # the index exists
+        faults = Faults(402, "ServiceQuotaExceededException")
+        client.meta.events.register("before-send.s3vectors.PutVectors", faults)
+        pipeline = SummaryPipeline(store, LocalOutbox(tmp_path / "outbox"), Summarizer(ScriptedModel()), retry=FAST_RETRY)
+        try:
+            answer, _, _ = turn(store, pipeline, "My project deadline is in March.", "c1", end_session=True)
+            assert answer == "ok" and pipeline.wait(30)
+            (letter,) = pipeline.outbox.dead_letters()
+            assert "ServiceQuotaExceededException" in letter.reason and faults.injected == {"PutVectors": 1}
+            assert pipeline.outbox.pending() == []
+        finally:
+            pipeline.shutdown()
+
+
 def test_sts_failure_is_retried_later_not_cached(monkeypatch) -> None:
     from moto import mock_aws
 
