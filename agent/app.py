@@ -281,7 +281,9 @@ async def _authenticate(verifier: TokenVerifier, headers: Headers, settings: Set
         # auth.local_identity, which returns the bearer token unchanged) in the SDK's
         # ACCESS_TOKEN_HEADER ("WorkloadAccessToken"); it is verified like any other token.
         header = headers.get(LOCAL_AUTH_HEADER) or headers.get("workloadaccesstoken")
-    if not header:
+    if not header:  # refused before the verifier, and counted as it counts an empty header
+        logger.info("bearer token rejected: %s", "no_token", extra={"auth_reason": "no_token"})
+        token_rejected("no_token")
         raise Unauthorized("a bearer token is required")
     identity = await asyncio.to_thread(verifier.verify, header)
     try:  # a user id no memory could be stored under: refused before any turn is accepted
