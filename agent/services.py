@@ -34,7 +34,7 @@ OPTIONAL_PACKAGES: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("AGENT_MODEL_PROVIDER", "local"): (
         "llama_cpp",
-        "install the 'local' extra (make install-local), or choose another AGENT_MODEL_PROVIDER",
+        "install the 'local' extra (make reinstall-local), or choose another AGENT_MODEL_PROVIDER",
     ),
     ("AGENT_MODEL_PROVIDER", "openai"): (
         "openai",
