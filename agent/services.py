@@ -301,7 +301,7 @@ def _build_memory(
         checkpoint_interval=settings.checkpoint_interval_seconds,
     )
 
-    options: dict[str, Any] = {"top_k": settings.top_k}
+    options: dict[str, Any] = {"top_k": settings.top_k, "retrieval_timeout": settings.retrieval_timeout_seconds}
     if settings.min_score is not None:  # unset: the plugin's default threshold
         options["min_score"] = settings.min_score
 

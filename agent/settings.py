@@ -24,6 +24,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from auth.local_state import in_runtime_container, state_root
+from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS
 
 #: AgentCore Runtime's default idle session timeout (``--idle-timeout``, 60-28,800 s).
 AGENTCORE_IDLE_TIMEOUT_SECONDS = 15 * 60
@@ -78,6 +79,7 @@ class Settings(BaseSettings):
     memory_enabled: bool = True
     top_k: int = Field(5, ge=1, le=100)
     min_score: float | None = Field(None, ge=-1.0, le=1.0)
+    retrieval_timeout_seconds: float = Field(DEFAULT_RETRIEVAL_TIMEOUT_SECONDS, gt=0)
     summary_mode: Literal["auto", "abstractive", "extractive"] = "auto"
     summary_max_facts: int = Field(10, ge=0, le=50)  # memory.pipeline.summarizer.MAX_FACTS
     summary_workers: int = Field(2, ge=1, le=32)

@@ -28,7 +28,8 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   into the next conversation). It is kept
   as Strands content blocks: only the text block holding the placeholder (else the first) is
   filled, so a ``cachePoint`` and the blocks other plugins add (``AgentSkills``) stay apart.
-* Retrieval failures degrade to no memory: a warning and ``metrics["retrieval_failures"]``.
+* Retrieval failures degrade to no memory: a warning and ``metrics["retrieval_failures"]``; so
+  does a retrieval still running after ``retrieval_timeout`` (``memory.plugin.deadline``).
 * The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent
   through the public ``Plugin.tools`` property (``recall_tool=False`` leaves it out).
 * The plugin keeps the full text transcript (every message added, whatever the conversation
@@ -92,6 +93,7 @@ from strands.tools.decorator import DecoratedFunctionTool
 
 from memory import telemetry
 from memory.pipeline.background import SummaryPipeline
+from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS, within
 from memory.plugin.context_block import PLACEHOLDER, fill_blocks, render_block, restore_placeholder
 from memory.index.limits import validate_top_k
 from memory.keys import new_conversation_marker, summary_key
@@ -172,6 +174,7 @@ class MemoryPlugin(Plugin):
         recall_tool: bool = True,
         read_agent_name: str | None = None,
         keep_initial_messages: bool = False,
+        retrieval_timeout: float | None = DEFAULT_RETRIEVAL_TIMEOUT_SECONDS,
     ) -> None:
         """Create the plugin of one agent.
 
@@ -192,6 +195,9 @@ class MemoryPlugin(Plugin):
                 that agent instead of being cleared with the rest of its history; never for an
                 agent built with a user's history (a session manager's, a stored conversation's),
                 which the next user would then see.
+            retrieval_timeout: Seconds a first turn's retrieval or a recall may take before the
+                turn goes on without memory (``memory.plugin.deadline``; None: no deadline, the
+                clients' retries decide: about a minute when a backend hangs).
 
         Raises:
             ValidationError: ``top_k`` or ``recall_top_k_max`` outside 1-100 (no store accepts it).
@@ -203,6 +209,7 @@ class MemoryPlugin(Plugin):
         self.summarize = summarize
         self.top_k = validate_top_k(top_k)
         self.min_score = min_score
+        self.retrieval_timeout = retrieval_timeout
         self.metrics: Counter[str] = Counter()
         self._base: list[dict[str, Any]] = [{"text": ""}]  # the caller's system prompt blocks
         self.agent_name: str | None = None
@@ -234,6 +241,7 @@ class MemoryPlugin(Plugin):
                     max_top_k=recall_top_k_max,
                     min_score=min_score,
                     on_recalled=self._on_recalled,
+                    timeout=retrieval_timeout,
                 )
             )
 
@@ -498,9 +506,12 @@ class MemoryPlugin(Plugin):
         check_storable_identity(user_id, agent_name, user_arg=f"invocation_state[{USER_ID!r}]")
 
     def _retrieve(self, scope: Scope, prompt: str) -> list[Memory]:
+        def read() -> list[Memory]:
+            return list(self.store.retrieve(scope, prompt, top_k=self.top_k, min_score=self.min_score))
+
         try:
             with telemetry.retrieval("inject", scope, **{"memory.top_k": self.top_k}) as found:
-                return found(list(self.store.retrieve(scope, prompt, top_k=self.top_k, min_score=self.min_score)))
+                return found(within(self.retrieval_timeout, read))
         except Exception as exc:
             with self._lock:
                 self.metrics["retrieval_failures"] += 1

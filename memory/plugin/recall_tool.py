@@ -22,6 +22,7 @@ from strands.types.tools import ToolSpec
 
 from memory import telemetry
 from memory.plugin.context_block import render_block
+from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS, within
 from memory.errors import error_reason
 from memory.types import Memory, Scope
 from memory.stores.protocol import MemoryBackend
@@ -56,6 +57,7 @@ def build_recall_tool(
     min_score: float | None = None,
     on_recalled: RecallListener | None = None,
     name: str = RECALL_TOOL_NAME,
+    timeout: float | None = DEFAULT_RETRIEVAL_TIMEOUT_SECONDS,
 ) -> DecoratedFunctionTool:
     """A Strands tool (named ``memory_tool`` unless ``name`` says otherwise) that searches the
     invoking user's memories.
@@ -69,6 +71,8 @@ def build_recall_tool(
         min_score: Cosine-similarity floor of returned memories.
         on_recalled: Told which memories each call returned.
         name: The tool's name as the model sees it.
+        timeout: Seconds a search may take before the model is told memory is unavailable
+            (``memory.plugin.deadline``; None: no deadline).
 
     Returns:
         The tool, ready for ``Agent(tools=[...])`` or a plugin's ``tools``.
@@ -86,7 +90,8 @@ def build_recall_tool(
         k = clamp_top_k(top_k, default_top_k, max_top_k)
         try:
             with telemetry.retrieval("recall", scope, **{"memory.top_k": k}) as found:
-                memories = found(store.retrieve(scope, query[:MAX_QUERY_CHARS], top_k=k, min_score=min_score))
+                search = query[:MAX_QUERY_CHARS]
+                memories = found(within(timeout, lambda: store.retrieve(scope, search, top_k=k, min_score=min_score)))
         except Exception as exc:
             # the type only (and our ConfigurationError's text), like the injection path: an
             # error's text may quote the request

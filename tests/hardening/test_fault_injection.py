@@ -163,6 +163,42 @@ def test_s3vectors_service_quota_exceeded_is_dead_lettered_at_once_naming_it(mon
             pipeline.shutdown()
 
 
+def test_a_query_stalled_in_botocore_costs_the_turn_its_memories_not_the_clients_retries(monkeypatch) -> None:
+    """A stalled S3 Vectors endpoint: every QueryVectors attempt waits for its read timeout (10 s)
+    and botocore tries 5 times, about a minute; the first turn goes on without memory at the
+    plugin's retrieval deadline while the query still hangs, and the abandoned read ends when
+    botocore gives up (on main the turn waited for all of it)."""
+    from moto import mock_aws
+
+    install_s3vectors_double(monkeypatch)
+    with mock_aws():
+        client, store = multi_tenant_store(BUCKET, LocalEmbedder())
+        store.store(SCOPE, "An older fact: my budget is 2M dollars.", conversation_id="c0")
+        stalled, attempts = threading.Event(), []
+
+        def stall(request: Any, **_: Any) -> None:
+            attempts.append(request.url)
+            stalled.wait(60)  # the read timeout, shortened by the test's release
+            raise ReadTimeoutError(endpoint_url=request.url)
+
+        client.meta.events.register("before-send.s3vectors.QueryVectors", stall)
+        model = ScriptedModel(default_reply="ok")
+        plugin = MemoryPlugin(store, pipeline=None, retrieval_timeout=0.5)
+        agent = Agent(model=model, name="orchestrator", system_prompt=BASE, plugins=[plugin], callback_handler=None)
+        answers: list[str] = []
+        state = Invocation("alice", "c1", "acme").to_state()
+        worker = threading.Thread(target=lambda: answers.append(str(agent("my budget?", invocation_state=state))), daemon=True)
+        try:
+            worker.start()
+            worker.join(20)
+            assert [a.strip() for a in answers] == ["ok"], "the turn waited for the stalled query"
+            assert len(attempts) == 1 and not stalled.is_set()  # answered during the first attempt's stall
+            assert plugin.metrics["retrieval_failures"] == 1 and plugin.used_memory_ids == []
+        finally:
+            stalled.set()
+        assert wait_until(lambda: len(attempts) == 1 + DEFAULT_MAX_ATTEMPTS, timeout=10)  # the abandoned read ended
+
+
 def test_sts_failure_is_retried_later_not_cached(monkeypatch) -> None:
     from moto import mock_aws
 

@@ -320,3 +320,16 @@ def test_the_app_serves_while_the_start_up_replay_lists_the_outbox(tmp_path: Pat
         gated.go.set()
         starter.join(60)
         services.close()
+
+
+def test_the_retrieval_deadline_setting_reaches_every_plugin_of_a_session(tmp_path: Path) -> None:
+    settings = Settings(
+        auth_mode="dev", state_dir=tmp_path, model_provider="import:tests.support.scripted_model:build_echo_model",
+        retrieval_timeout_seconds=0.75,
+    )
+    services = build_services(settings)
+    try:
+        conversation = services.registry._factory("session-1", None)  # what the registry builds per session
+        assert conversation.plugins and {p.retrieval_timeout for p in conversation.plugins} == {0.75}
+    finally:
+        services.close()

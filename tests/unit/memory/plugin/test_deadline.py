@@ -1,0 +1,67 @@
+"""memory.plugin.deadline: a read that hangs is abandoned at its deadline, never waited for."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+
+import pytest
+
+from memory.plugin import deadline
+from memory.plugin.deadline import RetrievalTimeout, within
+
+CALLER = contextvars.ContextVar("caller", default="none")
+
+
+def test_a_read_in_time_returns_its_value_in_the_callers_context() -> None:
+    CALLER.set("request-7")
+    assert within(5.0, lambda: (CALLER.get(), threading.current_thread().daemon)) == ("request-7", True)
+
+
+def test_a_reads_error_reaches_the_caller() -> None:
+    def fail() -> None:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        within(5.0, fail)
+
+
+def test_a_hung_read_is_abandoned_at_its_deadline_and_its_late_result_dropped() -> None:
+    release, finished = threading.Event(), threading.Event()
+
+    def hang() -> str:
+        release.wait(30)
+        finished.set()
+        return "late"
+
+    with pytest.raises(RetrievalTimeout, match="longer than 0.2 s"):
+        within(0.2, hang)
+    assert not finished.is_set()  # the caller went on while the read still hangs
+    release.set()
+    assert finished.wait(5)
+
+
+def test_no_deadline_runs_the_read_in_the_callers_thread() -> None:
+    assert within(None, threading.current_thread) is threading.current_thread()
+
+
+def test_reads_still_running_bound_the_threads_and_a_read_finding_none_free_is_refused(monkeypatch) -> None:
+    monkeypatch.setattr(deadline, "_slots", threading.BoundedSemaphore(1))
+    release = threading.Event()
+    with pytest.raises(RetrievalTimeout):
+        within(0.1, lambda: release.wait(30))
+    ran = threading.Event()
+    with pytest.raises(RetrievalTimeout, match="still running"):
+        within(0.1, ran.set)
+    assert not ran.is_set()  # refused, not started
+    release.set()
+    assert wait_for_free_slot()
+    assert within(5.0, lambda: "after") == "after"  # the slot came back when the hung read ended
+
+
+def wait_for_free_slot() -> bool:
+    for _ in range(500):
+        if deadline._slots.acquire(timeout=0.01):
+            deadline._slots.release()
+            return True
+    return False
