@@ -142,10 +142,11 @@ def _collapse_blank_lines(text: str) -> str:
 
 
 def extract_block(system_prompt: str | None) -> str | None:
-    """The fenced block found in ``system_prompt`` (tags included), or None."""
+    """The fenced block :func:`render_block` made found in ``system_prompt`` (tags included), or
+    None; the tags alone (a prompt telling the model where memories come) are no block."""
     if not system_prompt:
         return None
-    start = system_prompt.find(OPEN_TAG)
+    start = system_prompt.find(f"{OPEN_TAG}\n{HEADER}\n")
     end = system_prompt.find(CLOSE_TAG, start + 1)
     if start < 0 or end < 0:
         return None
