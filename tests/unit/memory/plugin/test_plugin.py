@@ -684,6 +684,33 @@ def test_a_user_message_a_guardrail_redacted_is_recorded_redacted(fake_store) ->
     assert user_texts(entry) == ["[User input redacted.]"]
 
 
+class CitingModel(ScriptedModel):
+    """Answers like ``BedrockModel`` citing a document the user sent (``citations`` enabled): a
+    citation delta after the text delta, which Strands turns into a ``citationsContent`` block."""
+
+    async def stream(self, messages: Any, tool_specs: Any = None, system_prompt: Any = None, **kwargs: Any):
+        async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
+            yield event
+            if "delta" in event.get("contentBlockDelta", {}):
+                yield {"contentBlockDelta": {"delta": {"citation": {
+                    "title": "lease.pdf", "sourceContent": [{"text": "Rent: 900 EUR"}],
+                    "location": {"documentPage": {"documentIndex": 0, "start": 1, "end": 1}}}}}}
+
+
+def test_an_answer_citing_a_document_is_recorded_as_the_models_words(fake_store) -> None:
+    """With citations Strands keeps the model's answer as a ``citationsContent`` block, whose text
+    is the answer (``str(AgentResult)``, what the app returns): the conversation stored in memory
+    must hold it too, not only the user's question."""
+    pipeline = RecordingPipeline()
+    agent, plugin = make_agent(fake_store, CitingModel(["Your rent is 900 EUR a month."]), pipeline=pipeline)
+    result = agent("How much is my rent?", invocation_state=state(end_session=True))
+    assert "citationsContent" in agent.messages[-1]["content"][0]  # how Strands kept the answer
+    assert str(result).strip() == "Your rent is 900 EUR a month."
+    (entry,) = pipeline.entries
+    assert [(t["role"], t["text"]) for t in entry.transcript] == [
+        ("user", "How much is my rent?"), ("assistant", "Your rent is 900 EUR a month.")]
+
+
 async def test_a_new_users_first_turn_cancelled_during_retrieval_does_not_leave_them_the_previous_history(
     fake_store,
 ) -> None:
