@@ -110,8 +110,8 @@ class SummarizationError(MemoryLibraryError):
 
 
 def transcript_from_messages(messages: Sequence[dict[str, Any]]) -> list[Turn]:
-    """Text turns of a Strands message list (tool calls, tool results and media are dropped; an
-    answer citing documents is the text of its ``citationsContent``, as in ``str(AgentResult)``)."""
+    """Text turns of a Strands message list (tool calls, tool results and media are dropped; the
+    text of ``citationsContent`` and ``guardContent`` blocks is text, as Strands reads it)."""
     turns: list[Turn] = []
     for message in messages:
         role = message.get("role")
@@ -124,13 +124,19 @@ def transcript_from_messages(messages: Sequence[dict[str, Any]]) -> list[Turn]:
 
 
 def _texts(blocks: Sequence[dict[str, Any]]) -> list[str]:
-    """The text of content blocks: text blocks and the generated text of citation blocks."""
+    """The text of content blocks: text blocks, the generated text of an answer citing documents
+    (``citationsContent``, as ``str(AgentResult)`` reads it) and the user's text given for the
+    guardrail to assess (``guardContent``, as Strands' context summarizer reads it)."""
     texts: list[str] = []
     for block in blocks:
+        if not isinstance(block, dict):
+            continue
         if isinstance(block.get("text"), str):
             texts.append(block["text"])
         elif isinstance(block.get("citationsContent"), dict):
             texts.extend(_texts(block["citationsContent"].get("content", [])))
+        elif isinstance(block.get("guardContent"), dict):
+            texts.extend(_texts([block["guardContent"].get("text") or {}]))
     return texts
 
 

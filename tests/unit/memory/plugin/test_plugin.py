@@ -711,6 +711,22 @@ def test_an_answer_citing_a_document_is_recorded_as_the_models_words(fake_store)
         ("user", "How much is my rent?"), ("assistant", "Your rent is 900 EUR a month.")]
 
 
+def test_user_words_sent_for_the_guardrail_to_assess_are_the_users_words(fake_store) -> None:
+    """Bedrock's guardrails assess only ``guardContent`` blocks when a message has any, so a
+    developer sends the user's input as one: its text is what the user said (Strands' own
+    context summarizer reads it as text), the first turn's memory query and the transcript's."""
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "The user's dog is called Rex.")
+    pipeline = RecordingPipeline()
+    agent, _ = make_agent(fake_store, ScriptedModel(["Rex is a good name."]), pipeline=pipeline)
+    said = "What is my dog called?"
+    agent([{"guardContent": {"text": {"text": said, "qualifiers": ["guard_content"]}}}],
+          invocation_state=state(end_session=True))
+    ((_, query, _),) = fake_store.retrieve_calls
+    assert query == said
+    (entry,) = pipeline.entries
+    assert [(t["role"], t["text"]) for t in entry.transcript] == [("user", said), ("assistant", "Rex is a good name.")]
+
+
 async def test_a_new_users_first_turn_cancelled_during_retrieval_does_not_leave_them_the_previous_history(
     fake_store,
 ) -> None:
