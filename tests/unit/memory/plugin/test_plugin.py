@@ -643,6 +643,39 @@ def test_an_agent_built_with_a_users_history_never_shows_it_to_the_next_user(fak
     assert texts(model.calls[1]) == ["Hello"]
 
 
+def test_a_strands_session_keeps_every_message_added_under_its_id_so_give_each_conversation_one(
+    fake_store, tmp_path
+) -> None:
+    """A Strands session manager appends every message added to the agent to its session and
+    restores them all when an agent is built with that session id again: the plugin's clearing
+    of ``agent.messages`` at a switch of user holds in this process only. One session shared by
+    users hands the last ones' turns to whoever comes first after a restart; one session per
+    conversation restores each conversation's own history only."""
+    from strands.session.file_session_manager import FileSessionManager
+
+    model = ScriptedModel(default_reply="ok")
+
+    def build(session_id: str) -> Agent:
+        return Agent(model=model, name="orchestrator", system_prompt=BASE, callback_handler=None,
+                     plugins=[MemoryPlugin(fake_store, pipeline=None)],
+                     session_manager=FileSessionManager(session_id=session_id, storage_dir=str(tmp_path)))
+
+    def texts(messages: Any) -> list[str]:
+        return [b.get("text") for m in messages for b in m["content"]]
+
+    shared = build("shared")
+    shared("My bank PIN is 4321.", invocation_state=state("conv-a", user="alice"))
+    shared("Hello", invocation_state=state("conv-b", user="bob"))
+    assert texts(model.calls[-1].messages) == ["Hello"]  # cleared in this process
+    assert texts(build("shared").messages) == ["My bank PIN is 4321.", "ok", "Hello", "ok"]  # after a restart
+
+    build("conv-c")("My card ends in 1234.", invocation_state=state("conv-c", user="carol"))
+    build("conv-d")("Hi", invocation_state=state("conv-d", user="dave"))
+    dave = build("conv-d")  # after a restart
+    dave("Again", invocation_state=state("conv-d", user="dave"))
+    assert texts(model.calls[-1].messages) == ["Hi", "ok", "Again"]
+
+
 def test_a_message_list_input_records_the_users_last_message(fake_store) -> None:
     """A client may send earlier context along as a message list (user, assistant, user): Strands
     adds all of it before the model runs, so its assistant message is input, not the model's
