@@ -106,8 +106,10 @@ def fill_blocks(blocks: Sequence[dict[str, Any]], block: str) -> tuple[list[dict
     """:func:`fill_prompt` for a system prompt of Strands content blocks: the text block holding
     ``{memory_context}`` (else the first text block) is filled; the other blocks (cache points,
     blocks other plugins add) are kept as they are, so they can still be found by exact match.
+    A filled block left without text (no memories) is dropped: Bedrock refuses an empty
+    system text block.
 
-    Returns new blocks and whether the placeholder was present.
+    Returns new blocks (maybe none) and whether the placeholder was present.
     """
     filled = [dict(b) for b in blocks]
     texts = [i for i, b in enumerate(filled) if isinstance(b.get("text"), str)]
@@ -116,6 +118,8 @@ def fill_blocks(blocks: Sequence[dict[str, Any]], block: str) -> tuple[list[dict
         texts = [0]
     target = next((i for i in texts if PLACEHOLDER in filled[i]["text"]), texts[0])
     filled[target]["text"], had_placeholder = fill_prompt(filled[target]["text"], block)
+    if not filled[target]["text"].strip():
+        del filled[target]
     return filled, had_placeholder
 
 

@@ -466,8 +466,9 @@ class MemoryPlugin(Plugin):
 
     def _set_prompt(self, agent: Any, prompt: list[dict[str, Any]]) -> None:
         with self._lock:
-            agent.system_prompt = [dict(b) for b in prompt]
-            self._written[agent] = copy.deepcopy(agent.system_prompt_content)  # blocks may be edited in place
+            agent.system_prompt = [dict(b) for b in prompt] or None  # no blocks: no system prompt, as Strands sends
+            # blocks may be edited in place; read back as ``_adopt_callers_prompt`` reads them
+            self._written[agent] = copy.deepcopy(agent.system_prompt_content or [{"text": ""}])
 
     def _leave(self, conversation: _Conversation) -> None:
         """End ``conversation`` and leave none current (a turn without identity took the agent

@@ -80,6 +80,35 @@ def test_no_memories_removes_the_placeholder_cleanly(fake_store) -> None:
     assert model.system_prompts[0] == "You are a helpful assistant.\n\nBe brief."
 
 
+@pytest.mark.parametrize(
+    ("prompt", "sent"),
+    [
+        (None, None),  # an agent without a system prompt
+        ("{memory_context}", None),
+        ([{"text": "Be brief."}, {"cachePoint": {"type": "default"}}, {"text": "{memory_context}"}],
+         [{"text": "Be brief."}, {"cachePoint": {"type": "default"}}]),  # the memories after the cached part
+    ],
+)
+def test_a_turn_without_memories_sends_bedrock_no_empty_system_text(fake_store, monkeypatch, prompt, sent) -> None:
+    """Bedrock's ``SystemContentBlock.text`` has a minimum length of 1 (botocore's service model
+    checks it before sending): a prompt the plugin emptied (no memories for this user) must
+    leave out the empty text block, as Strands sends no ``system`` for an agent without a prompt.
+    The real ``BedrockModel`` and botocore client, against the loopback ConverseStream stand-in."""
+    from strands.models.bedrock import BedrockModel
+
+    from tests.support.bedrock_standin import BedrockStandIn
+
+    with BedrockStandIn() as bedrock:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", bedrock.url)
+        model = BedrockModel(model_id="us.anthropic.claude-sonnet-4-20250514-v1:0", region_name="us-east-1")
+        agent = Agent(model=model, name="orchestrator", system_prompt=prompt, callback_handler=None,
+                      plugins=[MemoryPlugin(fake_store, pipeline=None)])
+        assert str(agent("hello", invocation_state=state())).strip() == "ECHO: hello"
+        assert str(agent("again", invocation_state=state())).strip() == "ECHO: again"
+        assert agent.system_prompt_content == sent
+        assert bedrock.errors == []
+
+
 def test_prompt_without_placeholder_gets_block_appended_and_one_warning(fake_store, caplog) -> None:
     fake_store.add(Scope("alice", "acme", "orchestrator"), "likes green tea")
     model = ScriptedModel(default_reply="ok")
