@@ -21,13 +21,14 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   The query is all user text of that first invocation, not only its last message (a client
   may send earlier context along), bounded to ``MAX_QUERY_CHARS`` of the latest text. The
   block is re-applied on every turn of that conversation. Without the placeholder the block
-  is appended (warning once); without memories the placeholder is removed. The base prompt is
+  is appended as a text block of its own (warning once); without memories the placeholder is
+  removed, and a text block left empty with it (Bedrock refuses one). The base prompt is
   the agent's system prompt when the plugin binds to it, or the one the caller sets between
   turns (a conversation's block in either, e.g. an edit of the prompt read back or an agent
   built with another's prompt, counts as the placeholder, so it appears once and is not carried
   into the next conversation). It is kept
-  as Strands content blocks: only the text block holding the placeholder (else the first) is
-  filled, so a ``cachePoint`` and the blocks other plugins add (``AgentSkills``) stay apart.
+  as Strands content blocks: only the text block holding the placeholder is filled, so a
+  ``cachePoint`` and the blocks other plugins add (``AgentSkills``) stay apart.
 * Retrieval failures degrade to no memory: a warning and ``metrics["retrieval_failures"]``.
 * The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent
   through the public ``Plugin.tools`` property (``recall_tool=False`` leaves it out).

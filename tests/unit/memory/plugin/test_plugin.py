@@ -116,7 +116,8 @@ def test_prompt_without_placeholder_gets_block_appended_and_one_warning(fake_sto
     with caplog.at_level(logging.WARNING, logger="memory.plugin.plugin"):
         agent("green tea", invocation_state=state())
         agent("more tea", invocation_state=state())
-    assert model.system_prompts[0].startswith("Plain prompt.\n\n" + OPEN_TAG)
+    assert model.system_prompts[0].startswith("Plain prompt.\n" + OPEN_TAG)
+    assert agent.system_prompt_content[0] == {"text": "Plain prompt."}  # the caller's block, as it was
     assert model.system_prompts[1] == model.system_prompts[0]
     assert sum("placeholder" in r.getMessage() for r in caplog.records) == 1
 
@@ -1019,6 +1020,30 @@ def test_another_plugins_system_prompt_block_is_kept_apart_and_not_repeated(fake
         assert [p.count("<available_skills>") for p in model.system_prompts] == [1, 1, 1, 1]
         assert [p.count(OPEN_TAG) for p in model.system_prompts] == [1, 1, 1, 0]
         assert all(p.startswith("You are a helpful assistant.") for p in model.system_prompts)
+
+
+@pytest.mark.parametrize("prompt", [None, [{"text": "Be brief."}, {"cachePoint": {"type": "default"}}]])
+def test_another_plugins_block_is_kept_apart_from_memories_in_a_prompt_without_placeholder(fake_store, prompt) -> None:
+    """Without ``{memory_context}`` the memories go after the caller's blocks, never into a block
+    another plugin added (``AgentSkills``, whichever plugin runs first), which would then be
+    re-added every turn, nor before a cache point, whose cached prefix would change per user."""
+    from strands.vended_plugins.skills import AgentSkills, Skill
+
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "The user lives in Oslo.")
+    for plugins_first in (True, False):
+        skills = AgentSkills(skills=[Skill(name="pdf", description="Work with PDF files")])
+        model = ScriptedModel(default_reply="ok")
+        plugin = MemoryPlugin(fake_store, pipeline=None)
+        agent = Agent(model=model, name="orchestrator", system_prompt=copy.deepcopy(prompt), callback_handler=None,
+                      plugins=[plugin, skills] if plugins_first else [skills, plugin])
+        for conversation, user, text in [("c0", "bob", "hi"), ("c0", "bob", "hi"), ("c1", "alice", "I live in Oslo."),
+                                         ("c1", "alice", "ok"), ("c2", "bob", "hi"), ("c3", "alice", "Oslo?")]:
+            agent(text, invocation_state=state(conversation, user=user))
+        assert [p.count("<available_skills>") for p in model.system_prompts] == [1] * 6
+        assert [p.count(OPEN_TAG) for p in model.system_prompts] == [0, 0, 1, 1, 0, 1]
+        if prompt is not None:
+            assert all(p.startswith("Be brief.\n") for p in model.system_prompts)
+            assert agent.system_prompt_content[:2] == prompt  # the memories after the cache point
 
 
 def test_a_system_prompt_of_content_blocks_keeps_its_cache_point(fake_store) -> None:
