@@ -35,7 +35,8 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * The plugin keeps the full text transcript (every message added, whatever the conversation
   manager later trims, as it reads at the end of the turn: a user message the model's
   guardrail redacted is recorded redacted), except user-role text Strands adds once the model
-  has answered in the turn (its structured-output prompt, steering guidance, the input of a
+  has been called in the turn (its structured-output prompt, steering guidance, also on an
+  answer a steering handler discarded, the input of a
   pass a hook resumes the call with, e.g. GoalLoop's feedback): the user's words are the
   turn's input (all of it, e.g. a message list that carries earlier context with an
   assistant message).
@@ -87,7 +88,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 from strands import ToolContext
-from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, MessageAddedEvent
+from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, BeforeModelCallEvent, MessageAddedEvent
 from strands.plugins import Plugin, hook
 from strands.tools.decorator import DecoratedFunctionTool
 
@@ -216,7 +217,7 @@ class MemoryPlugin(Plugin):
         # the conversation each agent last served a turn of (its ``messages`` hold that one's history)
         self._served: weakref.WeakKeyDictionary[Any, Invocation | None] = weakref.WeakKeyDictionary()
         self._turn_ends = False  # the active turn carries ``end_session``
-        self._answered = False  # the model answered in the active turn: later user text is Strands'
+        self._answered = False  # the model was called in the active turn: later user text is Strands'
         self._turn_inputs: tuple[Any, ...] = ()  # the active turn's input messages (the caller's)
         self._turn_recorded: list[tuple[int, Any]] = []  # (transcript index, message) of the active turn
         self._placeholder_warned = False
@@ -385,12 +386,20 @@ class MemoryPlugin(Plugin):
             if not any(event.message is m for m in self._turn_inputs):  # an input's roles are the caller's
                 if self._answered and role == "user":
                     return  # added by Strands mid-turn (structured-output prompt, steering guidance)
-                self._answered = self._answered or role == "assistant"  # (no extra hook: each costs every turn)
             if self._turn_active and self._conversation is not None and not self._conversation.erased:
                 turns = transcript_from_messages([event.message])  # one turn at most
                 if turns:
                     self._turn_recorded.append((len(self._conversation.transcript), event.message))
                     self._conversation.transcript.extend(turns)
+
+    @hook
+    def _before_model_call(self, event: BeforeModelCallEvent) -> None:
+        # the turn's input is all in before the first model call; user text added after it is
+        # Strands', also when a hook discards the answer (steering's Guide retries the call)
+        if self.summarize:
+            with self._lock:
+                if event.agent is self._turn_agent:
+                    self._answered = True
 
     @hook
     async def _after_invocation(self, event: AfterInvocationEvent) -> None:

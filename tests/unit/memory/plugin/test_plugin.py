@@ -585,6 +585,31 @@ def test_a_turn_after_the_pipeline_shut_down_keeps_its_transcript(fake_store, tm
     assert plugin.metrics["conversations_ended"] == 1
 
 
+def test_steering_guidance_on_a_discarded_first_answer_is_not_recorded_as_the_users_words(fake_store) -> None:
+    """A Strands steering handler that rejects the model's first answer (``Guide``) discards it
+    (``AfterModelCallEvent.retry``) and adds its guidance as a user-role message: the model never
+    answered in the kept history, but the guidance is still Strands' text, not the user's."""
+    from strands.vended_plugins.steering import Guide, Proceed, SteeringHandler
+
+    guidance = "Answer in one short sentence and never quote prices."
+
+    class Brief(SteeringHandler):
+        async def steer_after_model(self, *, agent: Any, message: Any, stop_reason: Any, **kwargs: Any) -> Any:
+            words = " ".join(b.get("text", "") for b in message["content"]).split()
+            return Guide(reason=guidance) if len(words) > 5 else Proceed(reason="brief")
+
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(["The premium plan costs 40 EUR a month and the basic one 10 EUR.", "Two plans exist."])
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=model, name="orchestrator", system_prompt=BASE, callback_handler=None,
+                  plugins=[plugin, Brief()])
+    agent("Which plans do you offer? I run a bakery.", invocation_state=state(end_session=True))
+    assert model.calls[1].last_user_text == guidance  # what Strands added for the retry
+    (entry,) = pipeline.entries
+    assert [(t["role"], t["text"]) for t in entry.transcript] == [
+        ("user", "Which plans do you offer? I run a bakery."), ("assistant", "Two plans exist.")]
+
+
 def test_structured_output_prompt_is_not_recorded_as_the_users_words(fake_store) -> None:
     """Strands forces structured output by adding its own user-role message ("You must format the
     previous response as structured output.") mid-turn; the user never said it, so it must not be
