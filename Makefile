@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install install-local install-bench-static iam-simulator test stress demo bench clean
+.PHONY: install install-local reinstall-local install-bench-static iam-simulator test stress demo bench clean
 
 UV := $(VENV)/bin/uv
 
@@ -36,11 +36,17 @@ $(UV): | $(PY)
 LOCAL_STAMP := $(VENV)/.local-extra-installed
 LLAMA_CMAKE_ARGS := $(if $(filter Linux,$(shell uname -s)),-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF,$(CMAKE_ARGS))
 
+INSTALL_LOCAL = CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(UV) pip install --quiet --python $(PY) -e '.[local]' && touch $(LOCAL_STAMP)
+
 $(LOCAL_STAMP): pyproject.toml | $(UV)
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(UV) pip install --quiet --python $(PY) -e '.[local]'
-	touch $@
+	$(INSTALL_LOCAL)
 
 install-local: $(LOCAL_STAMP)
+
+# The same install whatever the stamp says (a package of the extra removed since): what the app
+# advises when one is missing.
+reinstall-local: | $(UV)
+	$(INSTALL_LOCAL)
 
 # The offline main job: install with the local extra, then run the app and drive the scenario.
 demo: install-local

@@ -28,12 +28,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
+import uvicorn
 from bedrock_agentcore.runtime import BedrockAgentCoreApp, RequestContext
 from bedrock_agentcore.runtime.models import SESSION_HEADER
 from starlette.middleware import Middleware
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from uvicorn.config import STARTUP_FAILURE
 
 from agent.auth_gate import IDENTITY_SCOPE_KEY, AuthGateMiddleware
 from agent.body_limit import BodyLimitMiddleware
@@ -49,6 +51,7 @@ from agent.payload import InvocationPayload, parse_payload
 from agent.services import Services, build_services, check_dependencies, check_state_dir
 from agent.sessions import Session
 from agent.settings import Settings, SettingsError, load_settings
+from agent.shutdown import StoppingServer
 from agent.user_hash import UserHasher
 from auth import AuthError, Identity, TokenVerifier
 from auth.metrics import token_rejected
@@ -90,7 +93,7 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
         finally:
             logger.info("shutting down: ending open conversations")
             await asyncio.to_thread(services.close)
-            await asyncio.to_thread(flush_telemetry)
+            await asyncio.to_thread(flush_telemetry, int(services.deadline.remaining() * 1000))
 
     async def authenticate(headers: Headers) -> Identity:
         services = holder.get("services")
@@ -278,7 +281,9 @@ async def _authenticate(verifier: TokenVerifier, headers: Headers, settings: Set
         # auth.local_identity, which returns the bearer token unchanged) in the SDK's
         # ACCESS_TOKEN_HEADER ("WorkloadAccessToken"); it is verified like any other token.
         header = headers.get(LOCAL_AUTH_HEADER) or headers.get("workloadaccesstoken")
-    if not header:
+    if not header:  # refused before the verifier, and counted as it counts an empty header
+        logger.info("bearer token rejected: %s", "no_token", extra={"auth_reason": "no_token"})
+        token_rejected("no_token")
         raise Unauthorized("a bearer token is required")
     identity = await asyncio.to_thread(verifier.verify, header)
     try:  # a user id no memory could be stored under: refused before any turn is accepted
@@ -371,7 +376,7 @@ def main() -> int:
     except (ValueError, MemoryLibraryError, MissingDependencyError) as exc:
         print(f"agent: {exc}", file=sys.stderr)  # noqa: T201 - CLI
         return 2
-    _serve(app, settings)
+    _serve(app, settings, built["services"])
     return 0
 
 
@@ -394,22 +399,36 @@ def run() -> NoReturn:
     os._exit(code)
 
 
-def _serve(app: BedrockAgentCoreApp, settings: Settings) -> None:
-    """Run uvicorn through the SDK's ``run``.
+def _serve(app: BedrockAgentCoreApp, settings: Settings, services: Services) -> None:
+    """Run uvicorn as the SDK's ``run`` does (its host choice and log defaults), with the
+    server that starts the shutdown's one deadline (``agent.shutdown``) as the signal comes.
 
     With ``AGENT_PORT=0`` the socket is bound here first (the SDK and uvicorn cannot report
     the port the OS chose) and handed to uvicorn as a file descriptor; the address is printed
     on stderr so that whoever started the process (tests, several local servers) can use it.
     """
-    grace = settings.shutdown_grace_seconds
+
+    def serve(**where: Any) -> None:
+        # bedrock-agentcore 1.25 ``BedrockAgentCoreApp.run``'s uvicorn options
+        config = uvicorn.Config(app, access_log=app.debug, log_level="info" if app.debug else "warning", **where)
+        server = StoppingServer(config, deadline=services.deadline, on_stop=services.begin_close)
+        server.run()
+        if not server.started:  # as ``uvicorn.run``: a server that could not start is an error
+            sys.exit(STARTUP_FAILURE)
+
     if settings.port:
-        app.run(port=settings.port, host=settings.host, timeout_graceful_shutdown=grace)
+        serve(host=settings.host or _sdk_default_host(), port=settings.port)
         return
     host = settings.host or "127.0.0.1"
     with bind_free_port(host) as (listener, url):
         announce(url)
-        port = listener.getsockname()[1]
-        app.run(port=port, host=host, fd=listener.fileno(), timeout_graceful_shutdown=grace)
+        serve(host=host, fd=listener.fileno())
+
+
+def _sdk_default_host() -> str:
+    """The SDK's choice (``BedrockAgentCoreApp.run``): every interface inside a container."""
+    in_container = os.path.exists("/.dockerenv") or bool(os.environ.get("DOCKER_CONTAINER"))
+    return "0.0.0.0" if in_container else "127.0.0.1"  # noqa: S104 - the container's port must be reachable
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ class MissingDependencyError(ImportError):
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(
             f"the {package!r} package is required for this model provider; "
-            f"install it with: pip install -e '.[{extra}]' (for 'local', `make install-local` installs it without compiling)"
+            f"install it with: pip install -e '.[{extra}]' (for 'local', `make reinstall-local` installs it without compiling)"
         )
         self.package = package
         self.extra = extra

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterable
 from typing import IO, Any
 
@@ -62,17 +63,18 @@ def configure(
 
 
 def flush(timeout_millis: int = 5000) -> None:
-    """Export what the SDK providers (ours or the distro's: spans, metrics, log records) still hold;
-    nothing without an SDK.
+    """Export what the SDK providers (ours or the distro's: spans, metrics, log records) still hold,
+    within ``timeout_millis`` in all; nothing without an SDK.
 
     Called at shutdown: uvicorn re-raises SIGTERM once the app has stopped, so ``atexit``
     handlers (where the SDK would flush) never run in the AgentCore runtime or the local server.
     """
+    deadline = time.monotonic() + timeout_millis / 1000
     for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider()):
         force_flush = getattr(provider, "force_flush", None)
         if force_flush is not None:
             try:
-                force_flush(timeout_millis)
+                force_flush(max(0, int((deadline - time.monotonic()) * 1000)))
             except Exception:  # noqa: BLE001 - shutting down: telemetry must not block it
                 logger.warning("telemetry flush failed", exc_info=True)
 

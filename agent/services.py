@@ -17,6 +17,7 @@ from auth import TokenVerifier
 from agent.orchestrator import Conversation, PluginFactory, build_conversation
 from agent.sessions import Owner, SessionRegistry
 from agent.settings import Settings, SettingsError
+from agent.shutdown import STORE_SHARE, TURN_SHARE, ShutdownDeadline
 
 if TYPE_CHECKING:
     from memory.factory import Store
@@ -24,9 +25,6 @@ if TYPE_CHECKING:
     from memory.stores.tvm import TokenVendingMachine
 
 logger = logging.getLogger(__name__)
-
-#: Extra time, beyond the grace period, to let open conversations reach the durable outbox.
-END_TIMEOUT_SECONDS = 30.0
 
 #: Optional packages behind a setting's value: (setting, value) -> (module, what to do instead).
 OPTIONAL_PACKAGES: dict[tuple[str, str], tuple[str, str]] = {
@@ -36,7 +34,7 @@ OPTIONAL_PACKAGES: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("AGENT_MODEL_PROVIDER", "local"): (
         "llama_cpp",
-        "install the 'local' extra (make install-local), or choose another AGENT_MODEL_PROVIDER",
+        "install the 'local' extra (make reinstall-local), or choose another AGENT_MODEL_PROVIDER",
     ),
     ("AGENT_MODEL_PROVIDER", "openai"): (
         "openai",
@@ -59,6 +57,10 @@ class Services:
     _stop: threading.Event = field(default_factory=threading.Event)
     _reaper: threading.Thread | None = None
     _retention: threading.Thread | None = None
+    deadline: ShutdownDeadline = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.deadline = ShutdownDeadline(self.settings.shutdown_grace_seconds)
 
     def start(self) -> None:
         """Replay summaries a previous process left in the outbox, start the pipeline's sweeper
@@ -76,22 +78,34 @@ class Services:
             self._retention = threading.Thread(target=self._sweep_forever, name="memory-retention", daemon=True)
             self._retention.start()
 
-    def close(self) -> None:
-        """End every open conversation and wait (bounded) for their summaries to be stored.
-
-        Whatever is not stored within ``shutdown_grace_seconds`` stays in the durable outbox
-        and is replayed by the next start. A session whose turn is still running after that
-        grace (one that never returns) is abandoned and logged: its answered turns are in its
-        last checkpoint (written below), which a later start adopts. Stops the pipeline's sweeper.
-        """
+    def begin_close(self) -> None:
+        """Start the shutdown (``agent.shutdown``): its deadline, and ending every open conversation
+        (refusing new requests) while the requests in flight finish. Returns at once."""
+        self.deadline.start()
         self._stop.set()
-        grace = self.settings.shutdown_grace_seconds
-        # Ending a conversation only writes its outbox entry: always let that finish.
-        self.registry.close(timeout=grace + END_TIMEOUT_SECONDS, turn_timeout=grace)
+        self.registry.begin_close(turn_timeout=self.deadline.remaining(TURN_SHARE))
+
+    def close(self) -> None:
+        """End every open conversation and wait for their summaries, all within the shutdown's
+        one deadline (``shutdown_grace_seconds``, see ``agent.shutdown`` for its shares).
+
+        First the ends (closed transcripts to the outbox), then queued checkpoints (those of the
+        sessions abandoned because their turn outlived its share of the budget: named in the log),
+        then the summaries in flight. What is cut is in the outbox and replayed by the next start.
+        Stops the pipeline's sweeper.
+        """
+        self.begin_close()
+        self.registry.close(timeout=self.deadline.remaining(STORE_SHARE))
         if self.pipeline is not None:
-            if not self.pipeline.wait(timeout=grace):
-                logger.warning("shutdown grace expired; pending summaries stay in the outbox")
-            self.pipeline.shutdown(wait=False)
+            if not self.pipeline.flush(timeout=self.deadline.remaining(STORE_SHARE)):
+                logger.warning("shutdown deadline: queued checkpoints not written (earlier ones are in the outbox)")
+            if not self.pipeline.wait(timeout=self.deadline.remaining(STORE_SHARE)):
+                logger.warning(
+                    "shutdown deadline: %d summary task(s) abandoned; their entries stay in the outbox for the next start",
+                    self.pipeline.in_flight,
+                    extra={"operation": "shutdown"},
+                )
+            self.pipeline.shutdown(wait=False, timeout=self.deadline.remaining(STORE_SHARE))
 
     def sweep_retention(self) -> int:
         """Delete the expired memories (``AGENT_MEMORY_TTL_DAYS``) of the tenants this process

@@ -160,14 +160,16 @@ class SessionRegistry(Generic[C]):
         self._end_later(dropped)
         return len(dropped)
 
-    def close(self, timeout: float | None = None, *, turn_timeout: float | None = None) -> list[str]:
-        """Refuse new requests, end every open session and wait (up to ``timeout``) for the ends.
+    def begin_close(self, turn_timeout: float | None = None) -> None:
+        """Refuse new requests and schedule the end of every open session; returns at once.
 
         A session whose request is still running ``turn_timeout`` seconds from now (a turn that
-        never returns) is not waited for: it is abandoned, unended, and logged. Returns the ids
-        of the abandoned sessions.
+        never returns) is not waited for: it is abandoned, unended (and logged by ``close``).
+        Only the first call (of this or ``close``) does anything.
         """
         with self._lock:
+            if self._closing:
+                return
             self._closing = True
             if turn_timeout is not None:
                 self._turn_deadline = time.monotonic() + turn_timeout
@@ -179,6 +181,14 @@ class SessionRegistry(Generic[C]):
                 session.closed = True
             sessions += self._take_dropped()
         self._end_later(sessions)
+
+    def close(self, timeout: float | None = None, *, turn_timeout: float | None = None) -> list[str]:
+        """``begin_close`` (unless it ran), then wait (up to ``timeout``) for the sessions' ends.
+
+        Returns the ids of the sessions abandoned (their request outlived ``turn_timeout``), and
+        logs them.
+        """
+        self.begin_close(turn_timeout)
         with self._lock:
             pending = list(self._pending)
         deadline = None if timeout is None else time.monotonic() + timeout

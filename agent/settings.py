@@ -30,6 +30,8 @@ AGENTCORE_IDLE_TIMEOUT_SECONDS = 15 * 60
 #: Time the app keeps between its idle timer (plus one reaper tick) and the runtime's idle
 #: timeout: ending a session writes the outbox and registers the summary task (HealthyBusy).
 IDLE_MARGIN_SECONDS = 60.0
+#: AGENT_SHUTDOWN_GRACE_SECONDS' default, under AgentCore's 15 s termination window.
+SHUTDOWN_BUDGET_SECONDS = 10.0
 #: The deployment's settings file, at the project root (uploaded with the source).
 SETTINGS_FILE_NAME = "agentcore.env"
 #: AGENT_OUTBOX_PREFIX: one key segment (the setup CLIs check ``--outbox-prefix`` against it too).
@@ -121,7 +123,10 @@ class Settings(BaseSettings):
     reap_interval_seconds: float = Field(15.0, gt=0)
     idle_timeout_seconds: float = Field(600.0, gt=0)
     runtime_idle_timeout_seconds: int = Field(AGENTCORE_IDLE_TIMEOUT_SECONDS, ge=60, le=28_800)
-    shutdown_grace_seconds: float = Field(20.0, ge=0)
+    #: The whole shutdown's budget from SIGTERM (``agent.shutdown``): AgentCore kills a stopping
+    #: session's process after up to 15 s, so the default leaves 5 s for the signal's delivery,
+    #: uvicorn's exit and the interpreter's; what the budget cuts is in the outbox.
+    shutdown_grace_seconds: float = Field(SHUTDOWN_BUDGET_SECONDS, ge=0)
     max_prompt_chars: int = Field(16_000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=256)
 

@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "BedrockEmbedder": "memory.embedders.bedrock",
     "ConfigurationError": "memory.errors",
     "Embedder": "memory.embedders.protocol",
+    "FencedMemoryManager": "memory.strands_store",
     "IdentityTooLong": "memory.errors",
     "InvalidInvocationState": "memory.plugin.invocation",
     "InvalidTenantId": "memory.errors",
@@ -99,7 +100,7 @@ if TYPE_CHECKING:
     from memory.stores.protocol import MemoryBackend
     from memory.stores.single_tenant import SingleTenantStore
     from memory.stores.tvm import TokenVendingMachine
-    from memory.strands_store import StrandsMemoryStore, format_injection
+    from memory.strands_store import FencedMemoryManager, StrandsMemoryStore, format_injection
     from memory.telemetry import set_user_hasher
     from memory.tenants import index_name_for, validate_tenant_id
     from memory.types import Memory, QueryHit, Scope, VectorRecord

@@ -44,6 +44,7 @@ from strands import ToolContext
 from strands.plugins import Plugin
 from strands.tools.decorator import DecoratedFunctionTool
 
+from memory import telemetry
 from memory.aws import resolve_region
 from memory.embedders.bedrock import NOVA_MODEL_ID
 from memory.embedders.protocol import Embedder
@@ -367,9 +368,12 @@ class S3VectorMemoryPlugin(Plugin):
             directory = self._outbox_dir or Path(tempfile.mkdtemp(prefix="memory-outbox-"))
             summarizer = Summarizer(self._summary_model or agent.model)
             self._pipeline = SummaryPipeline(self.backend, LocalOutbox(directory), summarizer)
-            if self._outbox_dir is not None and self._pipeline.replay_pending():
-                logger.info("replaying conversations a previous process left in %s", directory)
-            self._pipeline.start_sweeper()
+            # not part of the request whose agent happens to come first (nor is the sweeper thread,
+            # which the threading instrumentation would run in that request's context)
+            with telemetry.within(telemetry.NO_CAUSE):
+                if self._outbox_dir is not None and self._pipeline.replay_pending():
+                    logger.info("replaying conversations a previous process left in %s", directory)
+                self._pipeline.start_sweeper()
         return self._pipeline
 
 

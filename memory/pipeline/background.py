@@ -199,6 +199,7 @@ class SummaryPipeline:
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]  # per-entry writes; taken before _lock
         self._stopping = threading.Event()  # abandon running work (shutdown without waiting)
         self._closed = threading.Event()  # no more re-sweeps or checkpoints
+        self._hurry = threading.Event()  # the checkpoint writer skips its coalescing wait (flush)
         self._wake = threading.Event()  # the sweeper re-reads the earliest due time
         self._sweeper: threading.Thread | None = None
         self._futures: set[Future[_Outcome]] = set()
@@ -233,6 +234,12 @@ class SummaryPipeline:
         """How many entries exhausted their attempts and wait for a re-sweep."""
         with self._lock:
             return len(self._waiting)
+
+    @property
+    def in_flight(self) -> int:
+        """How many scheduled tasks (summaries) have not finished."""
+        with self._lock:
+            return len(self._futures)
 
     # -- conversations ------------------------------------------------------------------------
 
@@ -295,16 +302,21 @@ class SummaryPipeline:
         return cached is not None and covering(cached[1], entry) is not None
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every queued checkpoint is written; False if ``timeout`` expired first."""
+        """Write every queued checkpoint now (no coalescing wait) and wait for it; False if
+        ``timeout`` expired first."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self._lock:
-                if not self._checkpoints and not self._writing:
-                    return True
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            self._writer_wake.set()
-            time.sleep(0.002)
+        self._hurry.set()
+        try:
+            while True:
+                with self._lock:
+                    if not self._checkpoints and not self._writing:
+                        return True
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                self._writer_wake.set()
+                time.sleep(0.002)
+        finally:
+            self._hurry.clear()
 
     # -- replay and sweeps --------------------------------------------------------------------
 
@@ -403,11 +415,17 @@ class SummaryPipeline:
             if not_done and deadline is not None and time.monotonic() >= deadline:
                 return False
 
-    def shutdown(self, wait: bool = True) -> None:
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
         """Write queued checkpoints, stop the sweeper and the workers (``wait=False`` drops
-        queued work). Whatever is not stored stays in the outbox for a later ``replay_pending``."""
-        self.flush(timeout=10)
+        queued work). Whatever is not stored stays in the outbox for a later ``replay_pending``.
+
+        ``timeout`` bounds the checkpoint writes and the joins of the pipeline's threads (by
+        default up to 10 s and 5 s each); ``wait=True`` waits for the workers regardless.
+        """
+        deadline = time.monotonic() + (10.0 if timeout is None else timeout)
+        self.flush(timeout=deadline - time.monotonic())
         self._closed.set()
+        self._hurry.set()
         self._wake.set()
         self._writer_wake.set()
         if not wait:
@@ -423,7 +441,7 @@ class SummaryPipeline:
             self._task_ended(token)
         for thread in (self._sweeper, self._writer):
             if thread is not None:
-                thread.join(timeout=5)
+                thread.join(timeout=5.0 if timeout is None else max(0.0, deadline - time.monotonic()))
 
     # -- checkpoint writer --------------------------------------------------------------------
 
@@ -433,7 +451,7 @@ class SummaryPipeline:
             if self.checkpoint_interval > 0:
                 # coalesce: turns answered meanwhile replace the queued transcript, and a
                 # conversation that ends within the interval needs no checkpoint at all
-                self._closed.wait(self.checkpoint_interval)
+                self._hurry.wait(self.checkpoint_interval)
             self._writer_wake.clear()
             with self._lock:
                 refs = list(self._checkpoints)

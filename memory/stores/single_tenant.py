@@ -32,6 +32,13 @@ from memory.types import Memory, MemoryUnit, QueryHit, Scope, VectorRecord
 
 logger = logging.getLogger(__name__)
 
+#: ``for_local``'s index without an ``index_name``. A tenant's index is ``memory-<tenant>`` with
+#: a tenant id of at least one character (``memory.tenants.index_name_for``), so no tenant's index
+#: is called ``memory``: a multi-tenant store sharing the directory never opens this file.
+DEFAULT_LOCAL_INDEX = "memory"
+#: The earlier default, which is also tenant ``default``'s index name; read while it is the only one.
+LEGACY_LOCAL_INDEX = "memory-default"
+
 
 class SingleTenantStore:
     """Memories of one tenant in one vector index, filtered by user and agent (module docstring).
@@ -85,9 +92,17 @@ class SingleTenantStore:
 
     @classmethod
     def for_local(
-        cls, *, root_dir: str | Path, embedder: Embedder, index_name: str = "memory-default", **kwargs: Any
+        cls, *, root_dir: str | Path, embedder: Embedder, index_name: str | None = None, **kwargs: Any
     ) -> "SingleTenantStore":
-        """A store on a LocalIndex ``<root_dir>/<index_name>.sqlite3``."""
+        """A store on a LocalIndex ``<root_dir>/<index_name>.sqlite3``.
+
+        Without ``index_name``: :data:`DEFAULT_LOCAL_INDEX`, or, in a directory holding only the
+        earlier default's file (:data:`LEGACY_LOCAL_INDEX`), that one, so that an upgrade loses
+        nothing. Its records do not say whether a single-tenant store or tenant ``default`` of a
+        multi-tenant store wrote them, so it is not renamed here: a warning says how to.
+        """
+        if index_name is None:
+            index_name = _default_local_index(Path(root_dir))
         return cls(LocalIndex(root_dir, index_name, embedder.dimension), embedder, **kwargs)
 
     @classmethod
@@ -303,3 +318,16 @@ class SingleTenantStore:
     def _expiry_cutoff(self) -> int:
         assert self.ttl_seconds is not None
         return int(self.clock() - self.ttl_seconds)
+
+
+def _default_local_index(root_dir: Path) -> str:
+    legacy = root_dir / f"{LEGACY_LOCAL_INDEX}.sqlite3"
+    if (root_dir / f"{DEFAULT_LOCAL_INDEX}.sqlite3").exists() or not legacy.exists():
+        return DEFAULT_LOCAL_INDEX
+    logger.warning(
+        "reading the earlier default index %s, which is also tenant 'default''s index name: a "
+        "multi-tenant store in this directory would share it; unless tenant 'default' wrote it, "
+        "rename it to %s.sqlite3 (or pass index_name=%r)",
+        legacy, DEFAULT_LOCAL_INDEX, LEGACY_LOCAL_INDEX,
+    )
+    return LEGACY_LOCAL_INDEX

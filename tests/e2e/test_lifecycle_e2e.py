@@ -15,7 +15,7 @@ from auth.dev_issuer import DevIssuer
 from memory.pipeline.outbox_local import LocalOutbox
 from tests.e2e.conftest import new_session, stored
 from tests.e2e.server import SESSION_HEADER, AgentServer
-from tests.support.scripted_model import HANG_PREFIX
+from tests.support.scripted_model import HANG_PREFIX, HANG_SUMMARY_PREFIX
 
 HANGING_MODEL = "import:tests.support.scripted_model:build_hanging_echo_model"
 
@@ -44,8 +44,8 @@ def test_idle_timeout_ends_the_conversation(tmp_path: Path) -> None:
 
 
 def test_sigterm_with_an_open_conversation_loses_nothing(tmp_path: Path) -> None:
-    # Zero grace: the summaries may not be stored before exit, only recorded in the outbox.
-    server = AgentServer(tmp_path, AGENT_SHUTDOWN_GRACE_SECONDS="0").start()
+    # A short budget: the summaries may not be stored before exit, only recorded in the outbox.
+    server = AgentServer(tmp_path, AGENT_SHUTDOWN_GRACE_SECONDS="1").start()
     token = DevIssuer(tmp_path / "dev-issuer").mint("tenant-term", "ken")
     sids = [new_session(), new_session()]
     try:
@@ -125,6 +125,51 @@ def test_a_turn_that_never_returns_does_not_keep_the_process_from_exiting(tmp_pa
         restarted.stop()
     memories = {m.conversation_id: m.content for m in stored(tmp_path, "tenant-hang", "lee")}
     assert "17" in memories[ended] and "red" in memories[hung]
+
+
+def test_the_whole_shutdown_fits_its_budget_when_a_turn_and_a_summary_never_return(tmp_path: Path) -> None:
+    """AgentCore kills a stopping session's process after up to 15 s. The shutdown waited for
+    requests, then turns, then summaries, each for the whole grace period (about 3 x 20 s by
+    default); now every step shares one budget. With a streamed turn and a summary that never
+    return, the process exits on its own within the budget, names what it abandoned, and both
+    conversations are in the outbox (the ended one closed, the hung one as its checkpoint),
+    which the next start stores."""
+    budget = 4.0
+    server = AgentServer(
+        tmp_path, AGENT_SHUTDOWN_GRACE_SECONDS=str(budget), AGENT_MODEL_PROVIDER=HANGING_MODEL
+    ).start()
+    token = DevIssuer(tmp_path / "dev-issuer").mint("tenant-budget", "max")
+    ended, hung = new_session(), new_session()
+    try:
+        prompt = f"{HANG_SUMMARY_PREFIX} My kite is green."
+        assert server.invoke(token, {"prompt": prompt, "end_session": True}, ended).status_code == 200
+        assert server.invoke(token, {"prompt": "My bike is red."}, hung).status_code == 200
+        threading.Thread(target=_quietly, args=(server, token, hung), daemon=True).start()
+        assert wait_for(lambda: server.log().count(f"session_id={hung} stream=True") == 1), server.log()
+        assert httpx.get(f"{server.url}/ping", timeout=2).json()["status"] == "HealthyBusy"  # the summary
+        started = time.monotonic()
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        code = server.proc.wait(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        server.stop()
+    # generous: the budget, plus half of it and 2 s for signal delivery and the interpreter's exit
+    assert code in (0, -signal.SIGTERM) and took < 1.5 * budget + 2, (took, server.log())
+    log = server.log()
+    assert f"abandoned, their request still running: {hung}" in log
+    assert "1 summary task(s) abandoned" in log
+    pending = {entry.conversation_id: entry for entry in LocalOutbox(tmp_path / "outbox").pending()}
+    assert not pending[ended].open and pending[hung].open, pending
+    assert [t["text"] for t in pending[hung].transcript][:1] == ["My bike is red."]
+
+    restarted = AgentServer(tmp_path, AGENT_ORPHAN_AFTER_SECONDS="0").start()  # replays both
+    try:
+        assert wait_for(lambda: len(stored(tmp_path, "tenant-budget", "max")) == 2), restarted.log()
+    finally:
+        restarted.stop()
+    memories = {m.conversation_id: m.content for m in stored(tmp_path, "tenant-budget", "max")}
+    assert "green" in memories[ended] and "red" in memories[hung]
 
 
 def _quietly(server: AgentServer, token: str, session_id: str) -> None:

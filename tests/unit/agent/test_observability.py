@@ -166,10 +166,8 @@ def test_the_app_bounds_strands_tool_metrics_to_the_tools_its_agents_have(
     class FakeApp:
         add_async_task = complete_async_task = None
 
-        def run(self, **kwargs: object) -> None:
-            return None
-
     monkeypatch.setattr(agent.app, "create_app", lambda settings, **factory: FakeApp())
+    monkeypatch.setattr(agent.app, "_serve", lambda app, settings, services: None)
     monkeypatch.setattr(agent.app, "build_services", lambda settings, **hooks: None)
     monkeypatch.setenv("AGENT_STATE_DIR", str(tmp_path))
     monkeypatch.setattr(agent.app, "configure_telemetry", lambda **kwargs: seen.update(kwargs))

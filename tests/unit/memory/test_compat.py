@@ -357,3 +357,30 @@ def test_memories_the_seed_itself_wrote_keep_its_stored_at(operator: Any) -> Non
     results = {r["key"]: r["stored_at"] for r in store.retrieve_memories("user-001", "tea", top_k=5)}
     assert results["user-001_20260101_120000_ab12cd34"] == "20260101_120000"
     assert results["user-001_default_summary_0123456789abcdef"] == ""
+
+
+def test_the_start_up_replay_is_not_part_of_the_request_that_built_the_plugin(tmp_path: Any) -> None:
+    """A plugin built inside a request (one per request, as a web app does) replays what a
+    previous process left in its outbox when its first agent attaches: that replay, and the
+    summaries it schedules, ran in the request's trace context, so they became children of the
+    request's span. They are roots now, as in the app (which replays on a thread of its own)."""
+    from memory import LocalOutbox, Scope, create_store, telemetry
+    from memory.pipeline.outbox import OutboxEntry
+    from tests.support.otel import capture_telemetry
+
+    store = create_store(backend="local", tenancy="multi", embedder=LocalEmbedder(), local_dir=tmp_path / "v")
+    outbox = tmp_path / "outbox"
+    LocalOutbox(outbox).put(OutboxEntry("tenant-001", "alice", "researcher", "conv-left",
+                                        [{"role": "user", "text": "My budget is 2M dollars."}], opened="m1"))
+    with capture_telemetry() as captured:
+        with telemetry.span("request"):
+            seed = S3VectorMemoryPlugin(store=store, base_prompt=BASE_PROMPT, outbox_dir=outbox,
+                                        summary_model=ScriptedModel())
+            Agent(model=ScriptedModel(), name="researcher", plugins=[seed], callback_handler=None)
+        assert seed.wait(timeout=30)
+        replay = captured.one("memory.outbox.replay")
+        summaries = captured.named("memory.summary")
+    request = captured.one("request")
+    assert replay.parent is None and replay.context.trace_id != request.context.trace_id
+    assert summaries and all(s.context.trace_id != request.context.trace_id for s in summaries)
+    assert {m.conversation_id for m in store.list(Scope("alice", "tenant-001", "researcher"))} == {"conv-left"}

@@ -18,6 +18,7 @@ EXPECTED = [
     "BedrockEmbedder",
     "ConfigurationError",
     "Embedder",
+    "FencedMemoryManager",
     "IdentityTooLong",
     "InvalidInvocationState",
     "InvalidTenantId",

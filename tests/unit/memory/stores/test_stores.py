@@ -184,6 +184,42 @@ def test_wordllama_round_trip(tmp_path):
     assert best[0].content.startswith("The quarterly marketing budget")
 
 
+def test_the_default_local_index_is_no_tenants_index(tmp_path):
+    """``for_local``'s default index was ``memory-default``: tenant ``default``'s index name, so a
+    multi-tenant store in the same directory read and wrote the single-tenant store's memories.
+    Every tenant's index is ``memory-`` + at least one character, so ``memory`` is none of them."""
+    single = SingleTenantStore.for_local(root_dir=tmp_path, embedder=KeywordEmbedder())
+    multi = MultiTenantStore.for_local(root_dir=tmp_path, embedder=KeywordEmbedder())
+    single.store(Scope(U1), "budget of the single-tenant deployment")
+    multi.store(Scope(U1, tenant_id="default"), "budget of tenant default")
+    assert [m.content for m in single.retrieve(Scope(U1), "budget", min_score=-1)] == [
+        "budget of the single-tenant deployment"
+    ]
+    assert [m.content for m in multi.retrieve(Scope(U1, tenant_id="default"), "budget", min_score=-1)] == [
+        "budget of tenant default"
+    ]
+    from memory.stores.single_tenant import DEFAULT_LOCAL_INDEX
+    from memory.tenants import INDEX_PREFIX
+
+    assert single.index.name == DEFAULT_LOCAL_INDEX and not DEFAULT_LOCAL_INDEX.startswith(INDEX_PREFIX)
+
+
+def test_an_upgrade_keeps_reading_the_memories_of_the_old_default_index(tmp_path, caplog):
+    """The old default's file (``memory-default.sqlite3``) may hold a single-tenant store's memories
+    or tenant ``default``'s (the records do not say which), so it is neither renamed nor ignored:
+    the default store keeps using it while the new file does not exist, and warns."""
+    from memory.stores.single_tenant import DEFAULT_LOCAL_INDEX, LEGACY_LOCAL_INDEX
+
+    old = SingleTenantStore.for_local(root_dir=tmp_path, embedder=KeywordEmbedder(), index_name=LEGACY_LOCAL_INDEX)
+    old.store(Scope(U1), "budget written before the upgrade")
+    with caplog.at_level("WARNING", logger="memory.stores.single_tenant"):
+        upgraded = SingleTenantStore.for_local(root_dir=tmp_path, embedder=KeywordEmbedder())
+    assert [m.content for m in upgraded.list(Scope(U1))] == ["budget written before the upgrade"]
+    assert "memory-default" in caplog.text and "tenant 'default'" in caplog.text
+    fresh = SingleTenantStore.for_local(root_dir=tmp_path / "fresh", embedder=KeywordEmbedder())
+    assert fresh.index.name == DEFAULT_LOCAL_INDEX
+
+
 # -- multi-tenant --------------------------------------------------------------------------
 
 
