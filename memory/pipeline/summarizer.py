@@ -112,18 +112,34 @@ class SummarizationError(MemoryLibraryError):
 
 
 def transcript_from_messages(messages: Sequence[dict[str, Any]]) -> list[Turn]:
-    """Text turns of a Strands message list (tool calls, tool results and media are dropped)."""
+    """Text turns of a Strands message list (tool calls, tool results and media are dropped; the
+    text of ``citationsContent`` and ``guardContent`` blocks is text, as Strands reads it)."""
     turns: list[Turn] = []
     for message in messages:
         role = message.get("role")
         if role not in ("user", "assistant"):
             continue
-        text = " ".join(
-            block["text"] for block in message.get("content", []) if isinstance(block.get("text"), str)
-        ).strip()
+        text = " ".join(_texts(message.get("content", []))).strip()
         if text:
             turns.append(Turn(role=role, text=text))
     return turns
+
+
+def _texts(blocks: Sequence[dict[str, Any]]) -> list[str]:
+    """The text of content blocks: text blocks, the generated text of an answer citing documents
+    (``citationsContent``, as ``str(AgentResult)`` reads it) and the user's text given for the
+    guardrail to assess (``guardContent``, as Strands' context summarizer reads it)."""
+    texts: list[str] = []
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        if isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif isinstance(block.get("citationsContent"), dict):
+            texts.extend(_texts(block["citationsContent"].get("content", [])))
+        elif isinstance(block.get("guardContent"), dict):
+            texts.extend(_texts([block["guardContent"].get("text") or {}]))
+    return texts
 
 
 def render_transcript(turns: Sequence[Turn], max_chars: int = DEFAULT_MAX_INPUT_CHARS) -> str:

@@ -104,19 +104,25 @@ def fill_prompt(base_prompt: str, block: str) -> tuple[str, bool]:
 
 def fill_blocks(blocks: Sequence[dict[str, Any]], block: str) -> tuple[list[dict[str, Any]], bool]:
     """:func:`fill_prompt` for a system prompt of Strands content blocks: the text block holding
-    ``{memory_context}`` (else the first text block) is filled; the other blocks (cache points,
-    blocks other plugins add) are kept as they are, so they can still be found by exact match.
+    ``{memory_context}`` is filled; without one, ``block`` is appended as a text block of its
+    own. The other blocks (cache points, blocks other plugins add, e.g. ``AgentSkills``' list)
+    are kept as they are, so they can still be found by exact match. Text blocks left without
+    text are dropped: Bedrock refuses an empty system text block.
 
-    Returns new blocks and whether the placeholder was present.
+    Returns new blocks (maybe none) and whether the placeholder was present.
     """
     filled = [dict(b) for b in blocks]
-    texts = [i for i, b in enumerate(filled) if isinstance(b.get("text"), str)]
-    if not texts:
-        filled.insert(0, {"text": ""})
-        texts = [0]
-    target = next((i for i in texts if PLACEHOLDER in filled[i]["text"]), texts[0])
-    filled[target]["text"], had_placeholder = fill_prompt(filled[target]["text"], block)
-    return filled, had_placeholder
+    target = next((i for i, b in enumerate(filled) if PLACEHOLDER in _text(b)), None)
+    if target is not None:
+        filled[target]["text"] = fill_prompt(filled[target]["text"], block)[0]
+    elif block:
+        filled.append({"text": block})
+    return [b for b in filled if not isinstance(b.get("text"), str) or b["text"].strip()], target is not None
+
+
+def _text(block: dict[str, Any]) -> str:
+    text = block.get("text")
+    return text if isinstance(text, str) else ""
 
 
 def restore_placeholder(blocks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -142,10 +148,11 @@ def _collapse_blank_lines(text: str) -> str:
 
 
 def extract_block(system_prompt: str | None) -> str | None:
-    """The fenced block found in ``system_prompt`` (tags included), or None."""
+    """The fenced block :func:`render_block` made found in ``system_prompt`` (tags included), or
+    None; the tags alone (a prompt telling the model where memories come) are no block."""
     if not system_prompt:
         return None
-    start = system_prompt.find(OPEN_TAG)
+    start = system_prompt.find(f"{OPEN_TAG}\n{HEADER}\n")
     end = system_prompt.find(CLOSE_TAG, start + 1)
     if start < 0 or end < 0:
         return None

@@ -21,13 +21,14 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   The query is all user text of that first invocation, not only its last message (a client
   may send earlier context along), bounded to ``MAX_QUERY_CHARS`` of the latest text. The
   block is re-applied on every turn of that conversation. Without the placeholder the block
-  is appended (warning once); without memories the placeholder is removed. The base prompt is
+  is appended as a text block of its own (warning once); without memories the placeholder is
+  removed, and a text block left empty with it (Bedrock refuses one). The base prompt is
   the agent's system prompt when the plugin binds to it, or the one the caller sets between
   turns (a conversation's block in either, e.g. an edit of the prompt read back or an agent
   built with another's prompt, counts as the placeholder, so it appears once and is not carried
   into the next conversation). It is kept
-  as Strands content blocks: only the text block holding the placeholder (else the first) is
-  filled, so a ``cachePoint`` and the blocks other plugins add (``AgentSkills``) stay apart.
+  as Strands content blocks: only the text block holding the placeholder is filled, so a
+  ``cachePoint`` and the blocks other plugins add (``AgentSkills``) stay apart.
 * Retrieval failures degrade to no memory: a warning and ``metrics["retrieval_failures"]``; so
   does a retrieval still running after ``retrieval_timeout`` (``memory.plugin.deadline``).
 * The recall tool (``memory.plugin.recall_tool.RECALL_TOOL_NAME``) is registered with the agent
@@ -35,7 +36,8 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * The plugin keeps the full text transcript (every message added, whatever the conversation
   manager later trims, as it reads at the end of the turn: a user message the model's
   guardrail redacted is recorded redacted), except user-role text Strands adds once the model
-  has answered in the turn (its structured-output prompt, steering guidance, the input of a
+  has been called in the turn (its structured-output prompt, steering guidance, also on an
+  answer a steering handler discarded, the input of a
   pass a hook resumes the call with, e.g. GoalLoop's feedback): the user's words are the
   turn's input (all of it, e.g. a message list that carries earlier context with an
   assistant message).
@@ -87,7 +89,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 from strands import ToolContext
-from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, MessageAddedEvent
+from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, BeforeModelCallEvent, MessageAddedEvent
 from strands.plugins import Plugin, hook
 from strands.tools.decorator import DecoratedFunctionTool
 
@@ -222,7 +224,7 @@ class MemoryPlugin(Plugin):
         # the conversation each agent last served a turn of (its ``messages`` hold that one's history)
         self._served: weakref.WeakKeyDictionary[Any, Invocation | None] = weakref.WeakKeyDictionary()
         self._turn_ends = False  # the active turn carries ``end_session``
-        self._answered = False  # the model answered in the active turn: later user text is Strands'
+        self._answered = False  # the model was called in the active turn: later user text is Strands'
         self._turn_inputs: tuple[Any, ...] = ()  # the active turn's input messages (the caller's)
         self._turn_recorded: list[tuple[int, Any]] = []  # (transcript index, message) of the active turn
         self._placeholder_warned = False
@@ -392,12 +394,20 @@ class MemoryPlugin(Plugin):
             if not any(event.message is m for m in self._turn_inputs):  # an input's roles are the caller's
                 if self._answered and role == "user":
                     return  # added by Strands mid-turn (structured-output prompt, steering guidance)
-                self._answered = self._answered or role == "assistant"  # (no extra hook: each costs every turn)
             if self._turn_active and self._conversation is not None and not self._conversation.erased:
                 turns = transcript_from_messages([event.message])  # one turn at most
                 if turns:
                     self._turn_recorded.append((len(self._conversation.transcript), event.message))
                     self._conversation.transcript.extend(turns)
+
+    @hook
+    def _before_model_call(self, event: BeforeModelCallEvent) -> None:
+        # the turn's input is all in before the first model call; user text added after it is
+        # Strands', also when a hook discards the answer (steering's Guide retries the call)
+        if self.summarize:
+            with self._lock:
+                if event.agent is self._turn_agent:
+                    self._answered = True
 
     @hook
     async def _after_invocation(self, event: AfterInvocationEvent) -> None:
@@ -474,8 +484,9 @@ class MemoryPlugin(Plugin):
 
     def _set_prompt(self, agent: Any, prompt: list[dict[str, Any]]) -> None:
         with self._lock:
-            agent.system_prompt = [dict(b) for b in prompt]
-            self._written[agent] = copy.deepcopy(agent.system_prompt_content)  # blocks may be edited in place
+            agent.system_prompt = [dict(b) for b in prompt] or None  # no blocks: no system prompt, as Strands sends
+            # blocks may be edited in place; read back as ``_adopt_callers_prompt`` reads them
+            self._written[agent] = copy.deepcopy(agent.system_prompt_content or [{"text": ""}])
 
     def _leave(self, conversation: _Conversation) -> None:
         """End ``conversation`` and leave none current (a turn without identity took the agent

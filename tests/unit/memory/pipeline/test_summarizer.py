@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from strands import Agent
 
-from memory.plugin.context_block import OPEN_TAG, fill_prompt, render_block
+from memory.plugin.context_block import HEADER, OPEN_TAG, fill_prompt, render_block
 from memory.plugin.recall_tool import RECALL_TOOL_NAME, clamp_top_k
 from memory.pipeline.summarizer import (
     SUMMARY_MARKER,
@@ -157,7 +157,7 @@ def test_echo_model_echoes_with_the_memory_block_or_none() -> None:
     assert isinstance(model, EchoModel)
     agent = Agent(model=model, name="a", system_prompt="p", callback_handler=None)
     assert str(agent("hello")).strip() == "ECHO: hello | MEMORY: none"
-    block = f"{OPEN_TAG}\nfact\n</memory_context>"
+    block = f"{OPEN_TAG}\n{HEADER}\nfact\n</memory_context>"
     agent.system_prompt = f"p\n{block}\nq"
     assert str(agent("again")).strip() == f"ECHO: again | MEMORY: {block}"
 

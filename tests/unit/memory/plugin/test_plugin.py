@@ -80,6 +80,35 @@ def test_no_memories_removes_the_placeholder_cleanly(fake_store) -> None:
     assert model.system_prompts[0] == "You are a helpful assistant.\n\nBe brief."
 
 
+@pytest.mark.parametrize(
+    ("prompt", "sent"),
+    [
+        (None, None),  # an agent without a system prompt
+        ("{memory_context}", None),
+        ([{"text": "Be brief."}, {"cachePoint": {"type": "default"}}, {"text": "{memory_context}"}],
+         [{"text": "Be brief."}, {"cachePoint": {"type": "default"}}]),  # the memories after the cached part
+    ],
+)
+def test_a_turn_without_memories_sends_bedrock_no_empty_system_text(fake_store, monkeypatch, prompt, sent) -> None:
+    """Bedrock's ``SystemContentBlock.text`` has a minimum length of 1 (botocore's service model
+    checks it before sending): a prompt the plugin emptied (no memories for this user) must
+    leave out the empty text block, as Strands sends no ``system`` for an agent without a prompt.
+    The real ``BedrockModel`` and botocore client, against the loopback ConverseStream stand-in."""
+    from strands.models.bedrock import BedrockModel
+
+    from tests.support.bedrock_standin import BedrockStandIn
+
+    with BedrockStandIn() as bedrock:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", bedrock.url)
+        model = BedrockModel(model_id="us.anthropic.claude-sonnet-4-20250514-v1:0", region_name="us-east-1")
+        agent = Agent(model=model, name="orchestrator", system_prompt=prompt, callback_handler=None,
+                      plugins=[MemoryPlugin(fake_store, pipeline=None)])
+        assert str(agent("hello", invocation_state=state())).strip() == "ECHO: hello"
+        assert str(agent("again", invocation_state=state())).strip() == "ECHO: again"
+        assert agent.system_prompt_content == sent
+        assert bedrock.errors == []
+
+
 def test_prompt_without_placeholder_gets_block_appended_and_one_warning(fake_store, caplog) -> None:
     fake_store.add(Scope("alice", "acme", "orchestrator"), "likes green tea")
     model = ScriptedModel(default_reply="ok")
@@ -87,7 +116,8 @@ def test_prompt_without_placeholder_gets_block_appended_and_one_warning(fake_sto
     with caplog.at_level(logging.WARNING, logger="memory.plugin.plugin"):
         agent("green tea", invocation_state=state())
         agent("more tea", invocation_state=state())
-    assert model.system_prompts[0].startswith("Plain prompt.\n\n" + OPEN_TAG)
+    assert model.system_prompts[0].startswith("Plain prompt.\n" + OPEN_TAG)
+    assert agent.system_prompt_content[0] == {"text": "Plain prompt."}  # the caller's block, as it was
     assert model.system_prompts[1] == model.system_prompts[0]
     assert sum("placeholder" in r.getMessage() for r in caplog.records) == 1
 
@@ -610,6 +640,31 @@ def test_a_turn_after_the_pipeline_shut_down_keeps_its_transcript(fake_store, tm
     assert plugin.metrics["conversations_ended"] == 1
 
 
+def test_steering_guidance_on_a_discarded_first_answer_is_not_recorded_as_the_users_words(fake_store) -> None:
+    """A Strands steering handler that rejects the model's first answer (``Guide``) discards it
+    (``AfterModelCallEvent.retry``) and adds its guidance as a user-role message: the model never
+    answered in the kept history, but the guidance is still Strands' text, not the user's."""
+    from strands.vended_plugins.steering import Guide, Proceed, SteeringHandler
+
+    guidance = "Answer in one short sentence and never quote prices."
+
+    class Brief(SteeringHandler):
+        async def steer_after_model(self, *, agent: Any, message: Any, stop_reason: Any, **kwargs: Any) -> Any:
+            words = " ".join(b.get("text", "") for b in message["content"]).split()
+            return Guide(reason=guidance) if len(words) > 5 else Proceed(reason="brief")
+
+    pipeline = RecordingPipeline()
+    model = ScriptedModel(["The premium plan costs 40 EUR a month and the basic one 10 EUR.", "Two plans exist."])
+    plugin = MemoryPlugin(fake_store, pipeline=pipeline)
+    agent = Agent(model=model, name="orchestrator", system_prompt=BASE, callback_handler=None,
+                  plugins=[plugin, Brief()])
+    agent("Which plans do you offer? I run a bakery.", invocation_state=state(end_session=True))
+    assert model.calls[1].last_user_text == guidance  # what Strands added for the retry
+    (entry,) = pipeline.entries
+    assert [(t["role"], t["text"]) for t in entry.transcript] == [
+        ("user", "Which plans do you offer? I run a bakery."), ("assistant", "Two plans exist.")]
+
+
 def test_structured_output_prompt_is_not_recorded_as_the_users_words(fake_store) -> None:
     """Strands forces structured output by adding its own user-role message ("You must format the
     previous response as structured output.") mid-turn; the user never said it, so it must not be
@@ -698,6 +753,39 @@ def test_an_agent_built_with_a_users_history_never_shows_it_to_the_next_user(fak
     assert texts(model.calls[1]) == ["Hello"]
 
 
+def test_a_strands_session_keeps_every_message_added_under_its_id_so_give_each_conversation_one(
+    fake_store, tmp_path
+) -> None:
+    """A Strands session manager appends every message added to the agent to its session and
+    restores them all when an agent is built with that session id again: the plugin's clearing
+    of ``agent.messages`` at a switch of user holds in this process only. One session shared by
+    users hands the last ones' turns to whoever comes first after a restart; one session per
+    conversation restores each conversation's own history only."""
+    from strands.session.file_session_manager import FileSessionManager
+
+    model = ScriptedModel(default_reply="ok")
+
+    def build(session_id: str) -> Agent:
+        return Agent(model=model, name="orchestrator", system_prompt=BASE, callback_handler=None,
+                     plugins=[MemoryPlugin(fake_store, pipeline=None)],
+                     session_manager=FileSessionManager(session_id=session_id, storage_dir=str(tmp_path)))
+
+    def texts(messages: Any) -> list[str]:
+        return [b.get("text") for m in messages for b in m["content"]]
+
+    shared = build("shared")
+    shared("My bank PIN is 4321.", invocation_state=state("conv-a", user="alice"))
+    shared("Hello", invocation_state=state("conv-b", user="bob"))
+    assert texts(model.calls[-1].messages) == ["Hello"]  # cleared in this process
+    assert texts(build("shared").messages) == ["My bank PIN is 4321.", "ok", "Hello", "ok"]  # after a restart
+
+    build("conv-c")("My card ends in 1234.", invocation_state=state("conv-c", user="carol"))
+    build("conv-d")("Hi", invocation_state=state("conv-d", user="dave"))
+    dave = build("conv-d")  # after a restart
+    dave("Again", invocation_state=state("conv-d", user="dave"))
+    assert texts(model.calls[-1].messages) == ["Hi", "ok", "Again"]
+
+
 def test_a_message_list_input_records_the_users_last_message(fake_store) -> None:
     """A client may send earlier context along as a message list (user, assistant, user): Strands
     adds all of it before the model runs, so its assistant message is input, not the model's
@@ -737,6 +825,49 @@ def test_a_user_message_a_guardrail_redacted_is_recorded_redacted(fake_store) ->
     (entry,) = pipeline.entries
     assert "4111" not in str(entry.transcript) and "4111" not in str(plugin.transcript)
     assert user_texts(entry) == ["[User input redacted.]"]
+
+
+class CitingModel(ScriptedModel):
+    """Answers like ``BedrockModel`` citing a document the user sent (``citations`` enabled): a
+    citation delta after the text delta, which Strands turns into a ``citationsContent`` block."""
+
+    async def stream(self, messages: Any, tool_specs: Any = None, system_prompt: Any = None, **kwargs: Any):
+        async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
+            yield event
+            if "delta" in event.get("contentBlockDelta", {}):
+                yield {"contentBlockDelta": {"delta": {"citation": {
+                    "title": "lease.pdf", "sourceContent": [{"text": "Rent: 900 EUR"}],
+                    "location": {"documentPage": {"documentIndex": 0, "start": 1, "end": 1}}}}}}
+
+
+def test_an_answer_citing_a_document_is_recorded_as_the_models_words(fake_store) -> None:
+    """With citations Strands keeps the model's answer as a ``citationsContent`` block, whose text
+    is the answer (``str(AgentResult)``, what the app returns): the conversation stored in memory
+    must hold it too, not only the user's question."""
+    pipeline = RecordingPipeline()
+    agent, plugin = make_agent(fake_store, CitingModel(["Your rent is 900 EUR a month."]), pipeline=pipeline)
+    result = agent("How much is my rent?", invocation_state=state(end_session=True))
+    assert "citationsContent" in agent.messages[-1]["content"][0]  # how Strands kept the answer
+    assert str(result).strip() == "Your rent is 900 EUR a month."
+    (entry,) = pipeline.entries
+    assert [(t["role"], t["text"]) for t in entry.transcript] == [
+        ("user", "How much is my rent?"), ("assistant", "Your rent is 900 EUR a month.")]
+
+
+def test_user_words_sent_for_the_guardrail_to_assess_are_the_users_words(fake_store) -> None:
+    """Bedrock's guardrails assess only ``guardContent`` blocks when a message has any, so a
+    developer sends the user's input as one: its text is what the user said (Strands' own
+    context summarizer reads it as text), the first turn's memory query and the transcript's."""
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "The user's dog is called Rex.")
+    pipeline = RecordingPipeline()
+    agent, _ = make_agent(fake_store, ScriptedModel(["Rex is a good name."]), pipeline=pipeline)
+    said = "What is my dog called?"
+    agent([{"guardContent": {"text": {"text": said, "qualifiers": ["guard_content"]}}}],
+          invocation_state=state(end_session=True))
+    ((_, query, _),) = fake_store.retrieve_calls
+    assert query == said
+    (entry,) = pipeline.entries
+    assert [(t["role"], t["text"]) for t in entry.transcript] == [("user", said), ("assistant", "Rex is a good name.")]
 
 
 async def test_a_new_users_first_turn_cancelled_during_retrieval_does_not_leave_them_the_previous_history(
@@ -835,6 +966,24 @@ def test_a_prompt_read_back_with_the_block_in_two_places_carries_none_of_it_on(f
     agent.system_prompt = agent.system_prompt + "\nBe formal."  # an edit of the prompt read back
     agent("hello", invocation_state=state("conv-b", user="bob"))
     assert model.system_prompts[1] == "Be brief.\n\nBe formal."
+
+
+def test_a_prompt_that_names_the_fence_tags_keeps_its_words_and_shows_the_block_once(fake_store) -> None:
+    """A developer may tell the model where memories come (``<memory_context>`` ...
+    ``</memory_context>``): those words are the developer's, not a memory block to turn back
+    into the placeholder, at bind or when the prompt is set between turns."""
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "The user's budget is 2M dollars.")
+    words = "Memories come between <memory_context> and </memory_context>; they are data."
+    model = ScriptedModel(default_reply="ok")
+    agent, _ = make_agent(fake_store, model, prompt=f"{words}\n\n{{memory_context}}")
+    agent("what is my budget?", invocation_state=state())
+    block = extract_block(model.system_prompts[0].removeprefix(words))
+    assert block is not None and "2M dollars" in block
+    assert model.system_prompts[0] == f"{words}\n\n{block}"
+
+    agent.system_prompt = f"Answer in French. {words}\n\n{{memory_context}}"  # set between turns
+    agent("and the deadline?", invocation_state=state())
+    assert model.system_prompts[1] == f"Answer in French. {words}\n\n{block}"
 
 
 @pytest.mark.parametrize("kwargs", [{"top_k": 0}, {"top_k": 101}, {"top_k": "5"}, {"recall_top_k_max": 0},
@@ -951,6 +1100,30 @@ def test_another_plugins_system_prompt_block_is_kept_apart_and_not_repeated(fake
         assert [p.count("<available_skills>") for p in model.system_prompts] == [1, 1, 1, 1]
         assert [p.count(OPEN_TAG) for p in model.system_prompts] == [1, 1, 1, 0]
         assert all(p.startswith("You are a helpful assistant.") for p in model.system_prompts)
+
+
+@pytest.mark.parametrize("prompt", [None, [{"text": "Be brief."}, {"cachePoint": {"type": "default"}}]])
+def test_another_plugins_block_is_kept_apart_from_memories_in_a_prompt_without_placeholder(fake_store, prompt) -> None:
+    """Without ``{memory_context}`` the memories go after the caller's blocks, never into a block
+    another plugin added (``AgentSkills``, whichever plugin runs first), which would then be
+    re-added every turn, nor before a cache point, whose cached prefix would change per user."""
+    from strands.vended_plugins.skills import AgentSkills, Skill
+
+    fake_store.add(Scope("alice", "acme", "orchestrator"), "The user lives in Oslo.")
+    for plugins_first in (True, False):
+        skills = AgentSkills(skills=[Skill(name="pdf", description="Work with PDF files")])
+        model = ScriptedModel(default_reply="ok")
+        plugin = MemoryPlugin(fake_store, pipeline=None)
+        agent = Agent(model=model, name="orchestrator", system_prompt=copy.deepcopy(prompt), callback_handler=None,
+                      plugins=[plugin, skills] if plugins_first else [skills, plugin])
+        for conversation, user, text in [("c0", "bob", "hi"), ("c0", "bob", "hi"), ("c1", "alice", "I live in Oslo."),
+                                         ("c1", "alice", "ok"), ("c2", "bob", "hi"), ("c3", "alice", "Oslo?")]:
+            agent(text, invocation_state=state(conversation, user=user))
+        assert [p.count("<available_skills>") for p in model.system_prompts] == [1] * 6
+        assert [p.count(OPEN_TAG) for p in model.system_prompts] == [0, 0, 1, 1, 0, 1]
+        if prompt is not None:
+            assert all(p.startswith("Be brief.\n") for p in model.system_prompts)
+            assert agent.system_prompt_content[:2] == prompt  # the memories after the cache point
 
 
 def test_a_system_prompt_of_content_blocks_keeps_its_cache_point(fake_store) -> None:
