@@ -70,3 +70,33 @@ def test_defaults_stated_in_the_docs_are_the_codes() -> None:
         if not same:
             wrong.append(f"{doc}: {name}={value}, the code's default is {code}")
     assert wrong == []
+
+
+def readme_settings_table() -> dict[str, str]:
+    """The README's Configuration table: ``AGENT_*`` name -> its default column, as written."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(AGENT_[A-Z0-9_]+)` \| ([^|]*) \|", section, flags=re.M)
+    return {name: default.strip() for name, default in rows}
+
+
+def test_the_readme_settings_table_lists_every_setting_with_its_default() -> None:
+    """One row per setting (none for a setting that is gone), each with the code's default."""
+    from agent.settings import Settings
+
+    table = readme_settings_table()
+    assert set(table) == {f"AGENT_{name.upper()}" for name in Settings.model_fields}
+    wrong = []
+    for name, info in Settings.model_fields.items():
+        written = table[f"AGENT_{name.upper()}"]
+        if info.default_factory is not None or info.default in (None, ()):  # computed or unset
+            expected = "(unset)"
+        elif isinstance(info.default, bool):
+            expected = f"`{str(info.default).lower()}`"
+        elif isinstance(info.default, tuple):
+            expected = f"`{','.join(info.default)}`"
+        else:
+            expected = f"`{info.default}`"
+        if written != expected:
+            wrong.append(f"AGENT_{name.upper()}: README {written}, code {expected}")
+    assert wrong == []
