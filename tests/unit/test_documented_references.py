@@ -14,7 +14,9 @@ PACKAGES = ("agent", "auth", "memory", "scripts", "telemetry", "tenant_ids")
 SOURCES = tuple(path for package in PACKAGES for path in sorted((ROOT / package).rglob("*.py")))
 #: ``test_x`` as a word: a test function or a test module (``test_durability.py``).
 CITED_TEST = re.compile(r"\b(test_[a-z0-9_]+)\b")
-CITED_PATH = re.compile(r"`((?:tests|bench|docs|scripts|memory|agent)/[A-Za-z0-9_./-]+?\.(?:py|json|mjs|md))(?:::([A-Za-z0-9_]+))?`")
+CITED_PATH = re.compile(
+    r"`((?:tests|bench|docs|scripts|memory|agent)/[A-Za-z0-9_./-]+?\.(?:py|json|mjs|md))(?:::([A-Za-z0-9_]+))?`"
+)
 #: Files of a toolkit's source that docs/service-facts.md cites (strands-agents' ``agent/``).
 FOREIGN_PATHS = {"agent/agent.py", "agent/_agent_as_tool.py"}
 #: ``memory.pipeline.erasure.covering``, `scripts.vectors.bucket_region`, ``agent.shutdown``...

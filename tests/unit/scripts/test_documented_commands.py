@@ -4,6 +4,7 @@ copies one does not get a usage error."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 from pathlib import Path
@@ -67,21 +68,24 @@ def test_a_documented_deleting_command_passes_yes() -> None:
             assert "--yes" in command.split(), command
 
 
-def _leaf_commands() -> dict[str, set[str]]:
-    """Every runnable command (``tenant onboard``, ``doctor``...) and its option strings."""
-    import argparse
-
-    found: dict[str, set[str]] = {}
+def _leaf_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every runnable command (``tenant onboard``, ``doctor``...) and its parser."""
+    found: dict[str, argparse.ArgumentParser] = {}
 
     def walk(parser: argparse.ArgumentParser, words: tuple[str, ...]) -> None:
         subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         if not subs:
-            found[" ".join(words)] = {o for a in parser._actions for o in a.option_strings}
+            found[" ".join(words)] = parser
         for name, sub in (subs[0].choices.items() if subs else ()):
             walk(sub, (*words, name))
 
     walk(build_parser(), ())
     return found
+
+
+def _leaf_commands() -> dict[str, set[str]]:
+    """Every runnable command and its option strings."""
+    return {name: {o for a in parser._actions for o in a.option_strings} for name, parser in _leaf_parsers().items()}
 
 
 def _listed_after(text: str, lead: str) -> set[str]:
@@ -138,18 +142,8 @@ def _as_written(default: object) -> str:
 def test_the_defaults_the_operations_guide_states_are_the_clis() -> None:
     """An option table's default (``| `--pool-name` | `agent-memory-users` |``) and a synopsis's
     ``[--flag value]`` are the parser's defaults (a synopsis may name what a None default resolves to)."""
-    import argparse
-
-    defaults: dict[str, dict[str, object]] = {}
-
-    def walk(parser: argparse.ArgumentParser, words: tuple[str, ...]) -> None:
-        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        if not subs:
-            defaults[" ".join(words)] = {o: a.default for a in parser._actions for o in a.option_strings}
-        for name, sub in (subs[0].choices.items() if subs else ()):
-            walk(sub, (*words, name))
-
-    walk(build_parser(), ())
+    defaults = {name: {o: a.default for a in parser._actions for o in a.option_strings}
+                for name, parser in _leaf_parsers().items()}
     stated, wrong = 0, []
     for commands, text in _operations_sections():
         options = {flag: value for command in commands for flag, value in defaults[command].items()}
