@@ -100,3 +100,17 @@ def test_the_readme_settings_table_lists_every_setting_with_its_default() -> Non
         if written != expected:
             wrong.append(f"AGENT_{name.upper()}: README {written}, code {expected}")
     assert wrong == []
+
+
+def test_the_secrets_the_settings_file_refuses_are_the_ones_the_readme_names() -> None:
+    """The README says which settings may not be in ``agentcore.env``: every ``SecretStr`` one."""
+    from pydantic import SecretStr
+
+    from agent.settings import Settings
+
+    readme = re.sub(r"\s+", " ", (ROOT / "README.md").read_text())
+    named = re.search(r"it may not contain secrets \(([^)]*)\)", readme)
+    assert named, "the README no longer says which secrets the settings file refuses"
+    secrets = {f"AGENT_{name.upper()}" for name, info in Settings.model_fields.items()
+               if info.annotation == SecretStr | None}
+    assert set(re.findall(r"`(AGENT_[A-Z_]+)`", named.group(1))) == secrets
