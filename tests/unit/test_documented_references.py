@@ -1,6 +1,7 @@
 """What the docs and docstrings cite exists: the tests they name as evidence (a renamed test
 leaves a dangling citation), the files they point to, and the dotted names of our code they
-put in backticks (a renamed or removed function, class or module leaves a stale reference)."""
+put in backticks (a renamed or removed function, class or module leaves a stale reference),
+and the ``make`` targets they tell users to run."""
 
 from __future__ import annotations
 
@@ -93,3 +94,13 @@ def test_every_dotted_name_in_backticks_is_real() -> None:
         and not _resolves(name)
     }
     assert stale == {}
+
+
+def test_every_make_target_the_docs_and_messages_name_exists() -> None:
+    """``make <target>`` in the docs, docstrings and the app's messages is a target of the Makefile."""
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, flags=re.M))
+    named = {(path.relative_to(ROOT).as_posix(), target) for path in (*DOCS, *SOURCES)
+             for target in re.findall(r"[`'\"(]make ([a-z][a-z-]*)", path.read_text())}
+    assert {"demo", "test", "reinstall-local"} <= {target for _, target in named}  # the scan finds them
+    assert sorted((where, target) for where, target in named if target not in targets) == []
