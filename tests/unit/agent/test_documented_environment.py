@@ -114,3 +114,16 @@ def test_the_secrets_the_settings_file_refuses_are_the_ones_the_readme_names() -
     secrets = {f"AGENT_{name.upper()}" for name, info in Settings.model_fields.items()
                if info.annotation == SecretStr | None}
     assert set(re.findall(r"`(AGENT_[A-Z_]+)`", named.group(1))) == secrets
+
+
+def test_the_shutdown_shares_the_readme_states_are_the_codes() -> None:
+    """The README's AGENT_SHUTDOWN_GRACE_SECONDS row states each step's share of the budget and the
+    margin the default leaves under AgentCore's 15 s (``agent.shutdown``, ``agent.settings``)."""
+    from agent.settings import SHUTDOWN_BUDGET_SECONDS
+    from agent.shutdown import STORE_SHARE, TURN_SHARE
+
+    readme = (ROOT / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `AGENT_SHUTDOWN_GRACE_SECONDS`"))
+    assert ("may use half of it" in row) == (TURN_SHARE == 0.5)  # a new share needs new words here
+    assert f"up to {STORE_SHARE * 100:g} %" in row
+    assert f"the default leaves {15 - SHUTDOWN_BUDGET_SECONDS:g} s" in row
