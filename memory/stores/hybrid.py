@@ -7,7 +7,7 @@ candidates), fuses the dense and lexical rankings by reciprocal rank, weighs the
 unit type (``UNIT_TYPE_WEIGHTS``: excerpts count less than statements and summaries), divides the
 fused score of a unit that several conversations said (nearly) word for word by
 ``1 + ln(conversations)`` (the redundancy penalty below), and keeps the best unit of each conversation (a
-conversation's summary and excerpts compete; see ``memory.pipeline.units``). Both backends run
+conversation's units compete; see ``memory.pipeline.units``). Both backends run
 this same code on the hits of ``VectorIndex.query``.
 
 Redundancy: what a user says in many conversations ("my knees hurt after running", a recurring
