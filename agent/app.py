@@ -236,6 +236,8 @@ class _Invocation:
                     "ending the session failed",
                     extra={"operation": "end_session", "session_id": session.session_id, "error": type(exc).__name__},
                 )
+                if isinstance(exc, MemoryLibraryError) and exc.status_code < 500:
+                    raise  # refused (e.g. a KMS key policy): no retry helps until the operator acts
                 raise Unavailable("the conversation could not be recorded; retry end_session shortly") from exc
         logger.info(
             "invocation done",

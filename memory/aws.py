@@ -145,6 +145,11 @@ _TRANSIENT = {
     "RequestTimeoutException",  # S3 Vectors, HTTP 408: "The request timed out. Retry your request."
     "ModelStreamErrorException",  # Bedrock runtime, HTTP 424: "Retry your request."
 }
+#: Bedrock runtime's quota refusal, HTTP 400: "You can resubmit your request later" (botocore
+#: ``bedrock-runtime``); S3 Vectors' code of the same name (402, e.g. an index at its vector quota)
+#: is not transient: the operator raises the quota or makes room (a ``ConfigurationError``).
+_RESUBMIT_LATER = {("ServiceQuotaExceededException", 400)}
+_QUOTA_REACHED = {("ServiceQuotaExceededException", 402)}
 #: Error codes of credentials that expired (S3: ``ExpiredToken`` 400; STS and JSON services:
 #: ``ExpiredTokenException`` 400 or 403): refreshed meanwhile (botocore's provider; the TVM
 #: drops a tenant's cached credentials on them), so transient, never the caller's invalid input
@@ -168,11 +173,13 @@ def translate_error(exc: BaseException, what: str) -> MemoryLibraryError:
             return BackendUnavailable(detail)
         if code in _KMS_UNUSABLE:
             return ConfigurationError(f"{detail} (check the KMS key exists, is enabled and is the one configured)")
+        if (code, status) in _QUOTA_REACHED:
+            return ConfigurationError(f"{detail} (raise the service quota or make room)")
         if code in _ACCESS_DENIED or code in _KMS_DENIED or status == 403:
             return AccessDenied(detail)
         if code in _NOT_FOUND or status == 404:
             return NotFound(detail)
-        if code in _TRANSIENT or status in (408, 429) or status >= 500:
+        if code in _TRANSIENT or (code, status) in _RESUBMIT_LATER or status in (408, 429) or status >= 500:
             return BackendUnavailable(detail)
         if code in _INVALID or status == 400:
             return ValidationError(detail)

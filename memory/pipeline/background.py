@@ -362,8 +362,22 @@ class SummaryPipeline:
         """Run ``replay_pending`` on a thread, so that the app serves at once however long the
         outbox takes to list (on AgentCore every session starts a process, and the outbox holds
         the checkpoints of every live session). Busy (``on_task_start``) until the replay has
-        scheduled what it found; a failure is logged and the entries stay for the next start."""
+        scheduled what it found, for at most ``retry.max_busy_seconds`` (an outage can stall the
+        listing for every tenant in turn: each one's STS call and listing timing out after
+        botocore's retries); a failure is logged and the entries stay for the next start."""
         token = self._busy("memory-outbox-replay")
+        idle = threading.Lock()  # held once the busy task has ended
+
+        def end_busy(*, overdue: bool) -> None:
+            if not idle.acquire(blocking=False):
+                return
+            if overdue:
+                logger.warning("outbox replay still running after %.0f s; no longer reported busy",
+                               self.retry.max_busy_seconds)
+            self._idle(token)
+
+        bound = threading.Timer(self.retry.max_busy_seconds, end_busy, kwargs={"overdue": True})
+        bound.daemon = True
 
         def replay() -> None:
             try:
@@ -371,8 +385,10 @@ class SummaryPipeline:
             except Exception as exc:  # noqa: BLE001 - best effort: the outbox keeps the entries
                 logger.warning("outbox replay failed (%s); pending entries wait for the next start", error_reason(exc))
             finally:
-                self._idle(token)
+                bound.cancel()
+                end_busy(overdue=False)
 
+        bound.start()
         threading.Thread(target=replay, name="memory-outbox-replay", daemon=True).start()
 
     def sweep(self) -> int:

@@ -38,10 +38,12 @@ import logging
 import re
 from typing import Any, Literal, NamedTuple, Sequence, TypedDict
 
+from botocore.exceptions import ClientError
 from strands.models import Model
 
 from memory import telemetry
-from memory.errors import MemoryLibraryError
+from memory.aws import translate_error
+from memory.errors import AccessDenied, MemoryLibraryError, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -271,6 +273,8 @@ class Summarizer:
 
         Raises:
             SummarizationError: The model failed (retryable).
+            AccessDenied: A Bedrock model refused the caller (e.g. model access not granted).
+            NotFound: No such Bedrock model (its id or region).
         """
         if self.mode == "extractive":
             return Digest(self.summarize(turns))
@@ -312,6 +316,9 @@ class Summarizer:
                     delta = event.get("contentBlockDelta", {}).get("delta", {})  # type: ignore[union-attr]
                     if isinstance(delta.get("text"), str):
                         parts.append(delta["text"])
-        except Exception as exc:  # any provider failure becomes a retryable library error
+        except Exception as exc:  # any provider failure becomes a retryable library error,
+            refused = translate_error(exc, "summarization model") if isinstance(exc, ClientError) else None
+            if isinstance(refused, (AccessDenied, NotFound)):  # but one no retry fixes (Bedrock's)
+                raise refused from exc
             raise SummarizationError(f"summarization model failed: {type(exc).__name__}") from exc
         return "".join(parts)

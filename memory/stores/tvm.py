@@ -7,7 +7,8 @@ callers for one tenant share a single STS call (single flight via a per-tenant l
 and likewise one boto3 client per tenant and service. Failures
 are not cached: the next call tries STS again (botocore retries throttling and 5xx with
 adaptive backoff inside each attempt). STS refusing a request as invalid (``ValidationError``,
-e.g. a duration above the role's maximum) is a ``ConfigurationError``, which no retry fixes.
+e.g. a duration above the role's maximum) is a ``ConfigurationError``, which no retry fixes; so is
+STS not activated in the region (``RegionDisabledException``, a 403 no IAM policy fixes).
 A vended client answered ``ExpiredToken``/``ExpiredTokenException`` (credentials that expired
 before their refresh, e.g. on a host clock ahead of AWS's) drops its tenant's cached credentials
 and clients, if they are still the ones it was built with, so the next call (the pipeline's
@@ -260,8 +261,10 @@ class TokenVendingMachine:
             )
         except (ClientError, BotoCoreError) as exc:
             error = translate_error(exc, f"sts assume_role for tenant {tenant_id}")
+            if error_code(exc) == "RegionDisabledException":  # a 403 no IAM policy fixes
+                error = ConfigurationError(f"{error} (activate STS for {self.region_name} in the account's IAM settings)")
             logger.warning("assume_role failed for tenant %s: %s", tenant_id, type(error).__name__)
-            if isinstance(error, AccessDenied):
+            if isinstance(error, (AccessDenied, ConfigurationError)):
                 raise error from exc
             if isinstance(error, ValidationError) and error_code(exc) in _STS_INVALID_REQUEST:
                 raise ConfigurationError(str(error)) from exc  # STS refused the request itself

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -34,6 +36,7 @@ from memory.errors import BackendUnavailable
 from memory.index.local import LocalIndex
 from memory.types import Scope
 from memory.pipeline.outbox_local import LocalOutbox
+from memory.pipeline.outbox_s3 import S3Outbox
 from tests.support.busy import wait_until
 from memory.plugin.plugin import MemoryPlugin
 from memory.plugin.invocation import Invocation
@@ -131,6 +134,35 @@ def test_s3vectors_faults_degrade_then_replay_exactly_once(monkeypatch, tmp_path
             pipeline.shutdown()
 
 
+def test_s3vectors_service_quota_exceeded_is_dead_lettered_at_once_naming_it(monkeypatch, tmp_path: Path) -> None:
+    """S3 Vectors' ServiceQuotaExceededException (HTTP 402 in botocore's model: e.g. an index at its
+    vector quota) is fixed by the operator (a quota increase, another index), not by a retry: the
+    entry is dead-lettered at once, its reason naming the quota (on main: a generic
+    MemoryLibraryError, retried for ``max_busy_seconds`` with /ping busy, then dead-lettered as
+    "MemoryLibraryError")."""
+    import botocore.session
+    from moto import mock_aws
+
+    shape = botocore.session.get_session().get_service_model("s3vectors").shape_for("ServiceQuotaExceededException")
+    assert shape.metadata["error"]["httpStatusCode"] == 402
+
+    install_s3vectors_double(monkeypatch)
+    with mock_aws():
+        client, store = multi_tenant_store(BUCKET, LocalEmbedder())
+        store.store(SCOPE, "An older fact: my budget is 2M dollars.", conversation_id="c0")  # the index exists
+        faults = Faults(402, "ServiceQuotaExceededException")
+        client.meta.events.register("before-send.s3vectors.PutVectors", faults)
+        pipeline = SummaryPipeline(store, LocalOutbox(tmp_path / "outbox"), Summarizer(ScriptedModel()), retry=FAST_RETRY)
+        try:
+            answer, _, _ = turn(store, pipeline, "My project deadline is in March.", "c1", end_session=True)
+            assert answer == "ok" and pipeline.wait(30)
+            (letter,) = pipeline.outbox.dead_letters()
+            assert "ServiceQuotaExceededException" in letter.reason and faults.injected == {"PutVectors": 1}
+            assert pipeline.outbox.pending() == []
+        finally:
+            pipeline.shutdown()
+
+
 def test_sts_failure_is_retried_later_not_cached(monkeypatch) -> None:
     from moto import mock_aws
 
@@ -164,6 +196,117 @@ def test_bedrock_embedding_timeout_still_answers(tmp_path: Path) -> None:
     answer, plugin, _ = turn(store, None, "what is my budget?", "c1")
     assert answer == "ok" and plugin.metrics["retrieval_failures"] == 1 and plugin.used_memory_ids == []
     assert len(calls) == 1 + DEFAULT_MAX_ATTEMPTS  # the timeout was retried before giving up
+
+
+def test_bedrock_service_quota_exceeded_is_retried_not_dead_lettered(tmp_path: Path) -> None:
+    """Bedrock Runtime's ServiceQuotaExceededException (HTTP 400) says "You can resubmit your
+    request later" (botocore's service model): a summary whose embedding meets it stays in the
+    outbox and is stored once the quota allows (on main: a ValidationError, dead-lettered at once)."""
+    import botocore.session
+
+    documented = botocore.session.get_session().get_service_model("bedrock-runtime").shape_for(
+        "ServiceQuotaExceededException")
+    assert documented.metadata["error"]["httpStatusCode"] == 400
+    assert "resubmit your request later" in documented.documentation
+
+    client = make_client("bedrock-runtime", region="us-east-1")
+    faults = Faults(400, "ServiceQuotaExceededException")
+
+    def nova(request: Any, **kwargs: Any) -> AWSResponse:
+        answered = faults(request, **kwargs)
+        if answered is not None:
+            return answered
+        body = json.dumps({"embeddings": [{"embeddingType": "TEXT", "embedding": [1.0] + [0.0] * 255}]}).encode()
+        return AWSResponse(request.url, 200, {"Content-Type": "application/json"}, io.BytesIO(body))
+
+    client.meta.events.register("before-send.bedrock-runtime", nova)
+    store = MultiTenantStore.for_local(root_dir=tmp_path / "vectors", embedder=BedrockEmbedder(client, dimension=256))
+    pipeline = SummaryPipeline(store, LocalOutbox(tmp_path / "outbox"), Summarizer(ScriptedModel()), retry=FAST_RETRY)
+    try:
+        answer, _, _ = turn(store, pipeline, "My project deadline is in March.", "c1", end_session=True)
+        assert answer == "ok" and pipeline.wait(30)
+        assert pipeline.metrics["dead_lettered"] == 0 and pipeline.outbox.dead_letters() == []
+        assert len(pipeline.outbox.pending()) == 1 and pipeline.metrics["exhausted"] == 1  # kept for a retry
+
+        faults.on = False  # the quota allows requests again
+        assert pipeline.replay_pending() == 1 and pipeline.wait(30)
+        assert [m.conversation_id for m in store.list(SCOPE) if m.memory_type == "summary"] == ["c1"]
+    finally:
+        pipeline.shutdown()
+
+
+def test_a_start_up_replay_stalled_on_sts_is_busy_no_longer_than_the_bound(tmp_path: Path) -> None:
+    """The start-up replay assumes each tenant's role to list its prefix; with STS timing out
+    (each call ~45 s after botocore's retries, tenant after tenant) it kept /ping HealthyBusy
+    until the last tenant was tried, past ``max_busy_seconds`` (on main: busy until it ends)."""
+    from moto import mock_aws
+
+    with mock_aws():
+        own = make_client("s3", region="us-east-1")
+        own.create_bucket(Bucket="outbox-bucket")
+        for tenant in ("acme", "globex"):
+            own.put_object(Bucket="outbox-bucket", Key=f"outbox/{tenant}/pending/x.json", Body=b"{}")
+        sts = make_client("sts", region="us-east-1")
+        stalled, calls = threading.Event(), []
+
+        def read_timeout(request: Any, **_: Any) -> None:
+            calls.append(request.url)
+            stalled.wait(30)  # what a read timeout waits, until the test lets it go
+            raise ReadTimeoutError(endpoint_url=request.url)
+
+        sts.meta.events.register("before-send.sts", read_timeout)
+        tvm = TokenVendingMachine("arn:aws:iam::123456789012:role/tvm", region_name="us-east-1",
+                                  sts_client_factory=lambda: sts)
+        outbox = S3Outbox(lambda tenant: own if tenant is None else tvm.client_for(tenant, "s3"), "outbox-bucket",
+                          lister=own)
+        ended: list[str] = []
+        pipeline = SummaryPipeline(
+            MultiTenantStore.for_local(root_dir=tmp_path / "vectors", embedder=LocalEmbedder()), outbox,
+            Summarizer(ScriptedModel()), retry=RetryPolicy(max_busy_seconds=0.2),
+            on_task_start=lambda name: name, on_task_end=ended.append,
+        )
+        try:
+            pipeline.start_replay()
+            assert wait_until(lambda: calls, timeout=10)  # the replay waits on the first tenant's STS call
+            assert wait_until(lambda: ended == ["memory-outbox-replay"], timeout=10)  # busy ended at the bound
+            assert not stalled.is_set() and len(calls) == 1  # while the replay is still stalled
+            stalled.set()
+            replays = [t for t in threading.enumerate() if t.name == "memory-outbox-replay"]
+            for thread in replays:
+                thread.join(30)
+            assert len(calls) == 2 * (1 + DEFAULT_MAX_ATTEMPTS)  # both tenants tried, retried by botocore
+            assert ended == ["memory-outbox-replay"]  # ended once
+        finally:
+            stalled.set()
+            pipeline.shutdown()
+
+
+@pytest.mark.parametrize(("status", "code", "reason"), [(403, "AccessDeniedException", "AccessDenied"),
+                                                        (404, "ResourceNotFoundException", "NotFound")])
+def test_a_summary_model_refused_or_missing_is_dead_lettered_at_once_saying_so(
+    monkeypatch, tmp_path: Path, status: int, code: str, reason: str
+) -> None:
+    """The summarizer's Bedrock model refusing the app (model access not granted: 403) or not
+    found (wrong model id or region: 404) fails every attempt alike, as the embedder's does: the
+    entry is dead-lettered at once, its reason naming the refusal (on main: retried for
+    ``max_rounds`` rounds, then dead-lettered as "SummarizationError", whatever the cause)."""
+    from agent.chat_models import build_model
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    model = build_model("bedrock", model_id="us.anthropic.claude-sonnet-4-5", region="us-east-1")
+    faults = Faults(status, code)
+    model.client.meta.events.register("before-send.bedrock-runtime", faults)
+    store = MultiTenantStore.for_local(root_dir=tmp_path / "vectors", embedder=LocalEmbedder())
+    pipeline = SummaryPipeline(store, LocalOutbox(tmp_path / "outbox"), Summarizer(model), retry=FAST_RETRY)
+    try:
+        answer, _, _ = turn(store, pipeline, "My project deadline is in March.", "c1", end_session=True)
+        assert answer == "ok" and pipeline.wait(30)
+        (letter,) = pipeline.outbox.dead_letters()
+        assert letter.reason == reason and faults.injected == {"ConverseStream": 1}  # one attempt, no retry
+        assert pipeline.outbox.pending() == []
+    finally:
+        pipeline.shutdown()
 
 
 # --- disk full / read-only state directory, through the app ------------------------------
@@ -339,7 +482,8 @@ def app_on(model: Any, tmp_path: Path) -> Iterator[tuple[TestClient, DevIssuer]]
 
 
 @pytest.mark.parametrize(("status", "code"), [(429, "ThrottlingException"), (503, "ServiceUnavailableException"),
-                                              (408, "ModelTimeoutException"), (424, "ModelStreamErrorException")])
+                                              (408, "ModelTimeoutException"), (424, "ModelStreamErrorException"),
+                                              (400, "ServiceQuotaExceededException")])
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_a_failing_chat_model_is_retried_once_by_botocore_then_answers_503(bedrock_app, status: int, code: str, stream: bool) -> None:
     """One retry layer (botocore's, with backoff), not botocore's inside Strands' own (6 x 7

@@ -564,3 +564,44 @@ def test_a_single_tenant_apps_replay_never_touches_another_deployments_prefix_in
             services.close()
         assert [t for t in touched if t.startswith("outbox/tenant-b/")] == []
         assert [e.tenant_id for e in operator.pending()] == ["tenant-b"]  # its own deployment's to store
+
+
+def test_an_end_session_the_outbox_refuses_is_answered_as_a_refusal_not_retry_shortly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outbox bucket refusing the app's write (S3 403 ``AccessDenied``, e.g. a KMS key policy
+    without ``kms:GenerateDataKey`` for the role) fails every retry alike: ``end_session`` answers
+    the memory service's refusal (403, as a refused memory call elsewhere), not 503 "retry
+    end_session shortly" (on main), and the session stays open for when the operator fixed it."""
+    install_s3vectors_double(monkeypatch)
+    with mock_aws():
+        _install_recorders(monkeypatch, AwsCalls(), jwks_endpoint=None)
+        _onboard(["tenant-a"])
+        refusing = {"on": False}
+
+        def kms_denied(**_: Any) -> Any:
+            if not refusing["on"]:
+                return None
+            message = ("User: arn:aws:sts::123456789012:assumed-role/runtime/app is not authorized to perform: "
+                       "kms:GenerateDataKey on resource: arn:aws:kms:us-east-1:123456789012:key/k because no "
+                       "resource-based policy allows the kms:GenerateDataKey action")
+            return type("Refused", (), {"status_code": 403})(), {
+                "Error": {"Code": "AccessDenied", "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 403}}
+
+        memory.aws._default_session.events.register("before-call.s3.PutObject", kms_denied)
+        settings = _single_tenant_settings(tmp_path)
+        token = DevIssuer(settings.resolved_dev_issuer_dir).mint("tenant-a", "alice")
+        app, holder = _app(settings)
+        with TestClient(app) as client:
+            headers = {"Authorization": f"Bearer {token}", SESSION: _sid(1)}
+            assert client.post("/invocations", json={"prompt": "My favourite colour is teal."},
+                               headers=headers).status_code == 200
+            refusing["on"] = True
+            refused = client.post("/invocations", json={"end_session": True}, headers=headers)
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["error"] == "AccessDenied" and "retry" not in refused.json()["message"]
+            assert "kms" not in refused.text and "arn:" not in refused.text  # AWS's text stays in the logs
+            refusing["on"] = False  # the operator fixed the key policy: the same session ends
+            assert _invoke(client, token, _sid(1), end_session=True)["session_ended"] is True
+            assert holder["services"].pipeline.wait(timeout=30)
+            assert [v["metadata"]["conversation_id"] for v in _summaries("tenant-a")] == [_sid(1)]

@@ -248,6 +248,26 @@ def test_sts_refusing_the_request_as_invalid_is_a_configuration_error_not_an_out
     assert not isinstance(info.value, BackendUnavailable) and "MaxSessionDuration" in str(info.value)
 
 
+def test_sts_not_activated_in_the_region_is_a_configuration_error_that_names_it():
+    """``RegionDisabledException`` is a 403 (botocore's STS model) that no IAM policy fixes: the
+    administrator activates STS in the region. As an ``AccessDenied`` (on main) the dead letter
+    and the logs said only "AccessDenied", sending the operator to the role's policies; a
+    ``ConfigurationError`` keeps STS's answer in the reason (``error_reason``)."""
+    from memory.errors import error_reason
+
+    client = make_client("sts", region="us-east-1", max_attempts=1)
+    tvm = TokenVendingMachine(ROLE, region_name="us-east-1", sts_client_factory=lambda: client)
+    message = ("STS is not activated in this region for account:123456789012. Your account administrator "
+               "can activate STS in this region using the IAM Console.")
+    with Stubber(client) as stubber:
+        stubber.add_client_error("assume_role", "RegionDisabledException", message, http_status_code=403)
+        with pytest.raises(ConfigurationError) as info:
+            tvm.credentials_for("acme")
+    reason = error_reason(info.value)
+    assert not isinstance(info.value, AccessDenied)
+    assert "RegionDisabledException" in reason and "us-east-1" in reason
+
+
 def test_sts_refusing_expired_credentials_of_the_apps_own_role_is_retried_later():
     """``ExpiredTokenException`` is also a 400, but the app's own credentials are refreshed
     meanwhile: it stays an outage (retried with backoff), never a dead letter at once."""
