@@ -124,7 +124,8 @@ class RetryPolicy:
         sweep_max_delay: Largest wait between sweeps (seconds).
         max_rounds: Exhausted rounds after which the entry is dead-lettered.
         max_busy_seconds: Seconds after its first failure after which the entry is dead-lettered;
-            also how long the pipeline reports busy while summaries fail and none is stored.
+            also how long the pipeline reports busy while summaries fail and none is stored, and
+            while the start-up replay lists the outbox (``start_replay``).
     """
 
     max_attempts: int = 4
