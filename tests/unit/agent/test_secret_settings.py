@@ -181,3 +181,38 @@ def test_the_app_exits_2_with_the_message(sm, tmp_path, monkeypatch, capsys) -> 
     assert main() == 2
     err = capsys.readouterr().err
     assert "AGENT_SECRETS_ID agent/bad" in err and HASH_KEY not in err and API_KEY not in err
+
+
+def test_botocore_debug_dumps_of_the_secret_are_redacted_by_the_log_formatter(sm) -> None:
+    """The app reads the secret before it configures logging; with botocore at DEBUG anyway
+    (AGENT_UNSAFE_LOG_THIRD_PARTY), its response-body dump holds the value: the formatter and
+    the filter of the OpenTelemetry handler drop it."""
+    import io
+    import logging
+
+    from agent.log_format import KeyValueFormatter, RedactingFilter
+
+    sm.create_secret(Name="agent/prod", SecretString=json.dumps({"AGENT_LOG_HASH_KEY": HASH_KEY}))
+    records: list[logging.LogRecord] = []
+    collect = logging.Handler()
+    collect.emit = records.append  # type: ignore[method-assign]
+    formatted = io.StringIO()
+    to_text = logging.StreamHandler(formatted)
+    to_text.setFormatter(KeyValueFormatter("%(name)s %(message)s"))
+    botocore_log = logging.getLogger("botocore")
+    level = botocore_log.level
+    botocore_log.setLevel(logging.DEBUG)
+    botocore_log.addHandler(collect)
+    botocore_log.addHandler(to_text)
+    try:
+        agent.secret_settings.read_secret_settings("agent/prod", region="us-east-1", allowed={"AGENT_LOG_HASH_KEY"})
+    finally:
+        botocore_log.removeHandler(collect)
+        botocore_log.removeHandler(to_text)
+        botocore_log.setLevel(level)
+    raw = [r for r in records if HASH_KEY in r.getMessage()]
+    assert raw, "botocore no longer dumps the response body at DEBUG: nothing to redact"
+    assert HASH_KEY not in formatted.getvalue() and "SecretString: <redacted-credential>" in formatted.getvalue()
+    for record in raw:
+        RedactingFilter().filter(record)
+        assert HASH_KEY not in record.getMessage()
