@@ -63,7 +63,7 @@ def read_secret_settings(secret_id: str, *, region: str, allowed: Collection[str
         raise SecretSettingsError(_refusal(where, exc)) from None
     except BotoCoreError as exc:
         raise SecretSettingsError(f"{where}: cannot reach AWS Secrets Manager ({type(exc).__name__})") from None
-    return _parse(where, response.get("SecretString"), allowed)
+    return parse_secret_settings(where, response.get("SecretString"), allowed)
 
 
 def _refusal(where: str, exc: ClientError) -> str:
@@ -80,7 +80,18 @@ def _refusal(where: str, exc: ClientError) -> str:
     return f"{where}: GetSecretValue failed ({code or type(exc).__name__})"
 
 
-def _parse(where: str, text: Any, allowed: Collection[str]) -> dict[str, str]:
+def parse_secret_settings(where: str, text: Any, allowed: Collection[str]) -> dict[str, str]:
+    """The settings of a secret's ``SecretString`` ``text`` (``doctor`` checks a secret with it).
+
+    Args:
+        where: what the messages name (the setting and the secret id).
+        text: the ``SecretString`` (None for a binary secret).
+        allowed: the env names the secret may set.
+
+    Raises:
+        SecretSettingsError: ``text`` is not a JSON object of ``allowed`` names with non-empty
+            string values (the message names no value).
+    """
     if not isinstance(text, str):
         raise SecretSettingsError(f"{where}: the secret has no SecretString (a binary secret?); store a JSON object")
     try:
