@@ -452,12 +452,7 @@ def test_the_app_secret_adds_exactly_get_secret_value_and_with_a_customer_key_it
         "Effect": "Allow",
         "Action": "kms:Decrypt",
         "Resource": key,
-        "Condition": {
-            "StringEquals": {
-                "kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com",
-                "kms:EncryptionContext:SecretARN": SECRET_ARN,
-            }
-        },
+        "Condition": {"StringEquals": {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}},
     }
 
 
@@ -492,7 +487,7 @@ def test_a_secret_with_a_customer_key_gets_decrypt_on_that_key_by_its_arn(role, 
     doc = iam.get_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")["PolicyDocument"]
     (decrypt,) = [s for s in doc["Statement"] if s["Sid"] == "DecryptAppSecretThroughSecretsManagerOnly"]
     assert decrypt["Resource"] == key["Arn"]  # the alias resolved: IAM matches key ARNs only
-    assert decrypt["Condition"]["StringEquals"]["kms:EncryptionContext:SecretARN"] == arn
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}}
 
 
 def test_a_secrets_id_that_names_no_secret_is_refused_and_nothing_is_written(role, cli, config) -> None:
