@@ -271,6 +271,48 @@ def test_bedrock_service_quota_exceeded_is_retried_not_dead_lettered(tmp_path: P
         pipeline.shutdown()
 
 
+def test_bedrock_runtimes_only_403_is_access_denied_dead_lettered_at_once_then_revived(tmp_path: Path) -> None:
+    """botocore's ``bedrock-runtime`` model has one 403, ``AccessDeniedException`` ("you do not
+    have sufficient permissions"): the Marketplace agreement still being created, which AWS's
+    troubleshooting page lists as ``MPAgreementBeingCreated`` ("try again after 15 minutes"), has
+    no code of its own, so no 403 is mapped as transient (docs/service-facts.md). A summary that
+    meets it is dead-lettered at once; ``outbox retry`` (``revive``) stores it once allowed."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("bedrock-runtime")
+    forbidden = [name for name in model.error_shapes if name.metadata["error"]["httpStatusCode"] == 403]
+    assert [shape.name for shape in forbidden] == ["AccessDeniedException"]
+    assert "sufficient permissions" in forbidden[0].documentation
+    assert not [s.name for s in model.error_shapes if "Agreement" in s.name or "Marketplace" in s.name]
+
+    client = make_client("bedrock-runtime", region="us-east-1")
+    faults = Faults(403, "AccessDeniedException")
+
+    def nova(request: Any, **kwargs: Any) -> AWSResponse:
+        answered = faults(request, **kwargs)
+        if answered is not None:
+            return answered
+        body = json.dumps({"embeddings": [{"embeddingType": "TEXT", "embedding": [1.0] + [0.0] * 255}]}).encode()
+        return AWSResponse(request.url, 200, {"Content-Type": "application/json"}, io.BytesIO(body))
+
+    client.meta.events.register("before-send.bedrock-runtime", nova)
+    store = MultiTenantStore.for_local(root_dir=tmp_path / "vectors", embedder=BedrockEmbedder(client, dimension=256))
+    pipeline = SummaryPipeline(store, LocalOutbox(tmp_path / "outbox"), Summarizer(ScriptedModel()), retry=FAST_RETRY)
+    try:
+        answer, _, _ = turn(store, pipeline, "My project deadline is in March.", "c1", end_session=True)
+        assert answer == "ok" and pipeline.wait(30)
+        (letter,) = pipeline.outbox.dead_letters()
+        assert letter.reason.startswith("AccessDenied") and pipeline.metrics["failed_attempts"] == 1
+        assert faults.injected["InvokeModel"] == 2  # the turn's retrieval, then the summary: not retried
+
+        faults.on = False  # the subscription (or the policy) is in place
+        assert pipeline.outbox.revive(letter.entry.entry_id, letter.entry.tenant_id) is not None
+        assert pipeline.replay_pending() == 1 and pipeline.wait(30)
+        assert [m.conversation_id for m in store.list(SCOPE) if m.memory_type == "summary"] == ["c1"]
+    finally:
+        pipeline.shutdown()
+
+
 def test_a_start_up_replay_stalled_on_sts_is_busy_no_longer_than_the_bound(tmp_path: Path) -> None:
     """The start-up replay assumes each tenant's role to list its prefix; with STS timing out
     (each call ~45 s after botocore's retries, tenant after tenant) it kept /ping HealthyBusy
