@@ -66,9 +66,10 @@ class Services:
         """Replay summaries a previous process left in the outbox, start the pipeline's sweeper
         (re-tries summaries whose attempts were exhausted) and the idle reaper.
 
-        The replay runs in the background (``/ping`` is HealthyBusy meanwhile) and is best
-        effort: an outbox that cannot be listed (an outage) is logged, the entries stay pending
-        for the next start (on AgentCore every session starts a process)."""
+        The replay runs in the background (``/ping`` is HealthyBusy meanwhile, for at most
+        ``AGENT_SUMMARY_MAX_BUSY_SECONDS``) and is best effort: an outbox that cannot be listed
+        (an outage) is logged, the entries stay pending for the next start (on AgentCore every
+        session starts a process)."""
         if self.pipeline is not None:
             self.pipeline.start_replay()
             self.pipeline.start_sweeper()

@@ -4,8 +4,8 @@ Sources, highest priority first: environment variables, then the deployment's se
 (``agentcore.env`` at the project root, dotenv format, written by ``python -m scripts
 agentcore`` and uploaded with the source, so a redeploy without ``--env`` flags keeps every
 setting), then the defaults below. The file is read inside the runtime container (or wherever
-``AGENT_SETTINGS_FILE`` points); it may not hold secrets (``AGENT_MODEL_API_KEY``) nor unknown
-``AGENT_*`` names.
+``AGENT_SETTINGS_FILE`` points); it may not hold secrets (``AGENT_MODEL_API_KEY``,
+``AGENT_LOG_HASH_KEY``) nor unknown ``AGENT_*`` names.
 
 Inside the runtime container (``auth.local_state.in_runtime_container``) the app refuses what
 cannot work there: dev auth (unless ``AGENT_UNSAFE_ALLOW_DEV_AUTH_IN_CONTAINER=true``) and the

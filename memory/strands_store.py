@@ -10,8 +10,7 @@ identity parameter, so this one is scoped when it is built: one tenant, one user
     store = StrandsMemoryStore(backend, tenant_id="tenant-001", user_id="alice", agent_name="assistant",
                                extraction=ExtractionConfig(trigger=InvocationTrigger(),
                                                            extractor=ModelExtractor()))
-    agent = Agent(model=model, name="assistant", memory_manager=MemoryManager(
-        stores=[store], injection=MemoryInjectionConfig(format=format_injection)))
+    agent = Agent(model=model, name="assistant", memory_manager=FencedMemoryManager(stores=[store]))
 
 * ``search``: our retrieval (the agent rule of ``memory.stores.scoping``), each entry with
   ``id``, ``score`` (cosine similarity), ``stored_at`` (ISO 8601, UTC), ``type`` and, when set,
@@ -28,10 +27,10 @@ identity parameter, so this one is scoped when it is built: one tenant, one user
 
 * :func:`format_injection`: the manager's ``MemoryInjectionConfig(format=...)`` rendering the
   injected entries as the plugin's fenced, labelled, dated block (Strands' default has no label).
-* :class:`FencedMemoryManager`: Strands' ``MemoryManager`` with that injection by default and the
-  ``search_memory`` tool's results (Strands returns the entries' text raw, as JSON, and its
-  format cannot be configured) rewritten into the same block after each call, so memory
-  reaches the model only fenced and labelled.
+* :class:`FencedMemoryManager` (use it, as above): Strands' ``MemoryManager`` with that injection
+  by default and the ``search_memory`` tool's results (Strands returns the entries' text raw, as
+  JSON, and its format cannot be configured) rewritten into the same block after each call, so
+  memory reaches the model only fenced and labelled.
 
 Backend calls are synchronous; they run in worker threads (``asyncio.to_thread``).
 """

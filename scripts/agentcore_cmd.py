@@ -95,7 +95,8 @@ def execution_role_policy(
     outbox_prefix: str = DEFAULT_OUTBOX_PREFIX,
     outbox_kms_key_arn: str | None = None,
 ) -> dict[str, Any]:
-    """The app's permissions on top of what the toolkit grants (logs, ECR, X-Ray).
+    """The app's permissions on top of the runtime's own (``runtime-role``: logs, ECR, X-Ray; the
+    toolkit adds nothing to a supplied role).
 
     With an outbox bucket: listing it (which tenants have pending entries; key names only, and
     the start-up HeadBucket check) and, in single-tenant mode, the objects under the tenant's

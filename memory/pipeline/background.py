@@ -3,9 +3,9 @@
 ``end_conversation`` writes the closed entry to the durable outbox synchronously (accepted
 means durable), then submits the work and returns at once. A worker *claims* the entry
 (``Outbox.claim``: one process at a time, whichever process replays it), summarizes the
-transcript, stores the conversation's units (summary and excerpts, ``memory.pipeline.units``)
-under keys derived from its deterministic summary key (a replay overwrites instead of
-duplicating), and only then removes the entry and releases the claim. An entry found claimed by
+transcript, stores the conversation's units (summary, excerpts, statements, facts:
+``memory.pipeline.units``) under keys derived from its deterministic summary key (a replay
+overwrites instead of duplicating), and only then removes the entry and releases the claim. An entry found claimed by
 another process is left to it, and looked at again (not busy meanwhile, by the sweeper thread)
 once that claim can have expired (``claim_ttl_seconds``): a claimant killed before it stored the
 entry leaves its S3 lease behind.
@@ -124,7 +124,8 @@ class RetryPolicy:
         sweep_max_delay: Largest wait between sweeps (seconds).
         max_rounds: Exhausted rounds after which the entry is dead-lettered.
         max_busy_seconds: Seconds after its first failure after which the entry is dead-lettered;
-            also how long the pipeline reports busy while summaries fail and none is stored.
+            also how long the pipeline reports busy while summaries fail and none is stored, and
+            while the start-up replay lists the outbox (``start_replay``).
     """
 
     max_attempts: int = 4

@@ -1,13 +1,13 @@
 """Hybrid ranking of dense candidates: BM25 over their text, reciprocal-rank fusion, one per conversation.
 
 A store over-fetches dense candidates (``DENSE_CANDIDATES``, S3 Vectors' ``topK`` limit, with
-metadata), then :func:`hybrid_rank` scores the candidates' ``content`` lexically (Okapi BM25,
-statistics over the candidate set), fuses the dense and lexical rankings by reciprocal rank,
-drops candidates whose cosine similarity is below the embedder's floor, weighs the fused score by
+metadata), then :func:`hybrid_rank` drops candidates whose cosine similarity is below the
+embedder's floor, scores the rest's ``content`` lexically (Okapi BM25, statistics over those
+candidates), fuses the dense and lexical rankings by reciprocal rank, weighs the fused score by
 unit type (``UNIT_TYPE_WEIGHTS``: excerpts count less than statements and summaries), divides the
 fused score of a unit that several conversations said (nearly) word for word by
 ``1 + ln(conversations)`` (the redundancy penalty below), and keeps the best unit of each conversation (a
-conversation's summary and excerpts compete; see ``memory.pipeline.units``). Both backends run
+conversation's units compete; see ``memory.pipeline.units``). Both backends run
 this same code on the hits of ``VectorIndex.query``.
 
 Redundancy: what a user says in many conversations ("my knees hurt after running", a recurring

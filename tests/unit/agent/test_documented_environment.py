@@ -70,3 +70,60 @@ def test_defaults_stated_in_the_docs_are_the_codes() -> None:
         if not same:
             wrong.append(f"{doc}: {name}={value}, the code's default is {code}")
     assert wrong == []
+
+
+def readme_settings_table() -> dict[str, str]:
+    """The README's Configuration table: ``AGENT_*`` name -> its default column, as written."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(AGENT_[A-Z0-9_]+)` \| ([^|]*) \|", section, flags=re.M)
+    return {name: default.strip() for name, default in rows}
+
+
+def test_the_readme_settings_table_lists_every_setting_with_its_default() -> None:
+    """One row per setting (none for a setting that is gone), each with the code's default."""
+    from agent.settings import Settings
+
+    table = readme_settings_table()
+    assert set(table) == {f"AGENT_{name.upper()}" for name in Settings.model_fields}
+    wrong = []
+    for name, info in Settings.model_fields.items():
+        written = table[f"AGENT_{name.upper()}"]
+        if info.default_factory is not None or info.default in (None, ()):  # computed or unset
+            expected = "(unset)"
+        elif isinstance(info.default, bool):
+            expected = f"`{str(info.default).lower()}`"
+        elif isinstance(info.default, tuple):
+            expected = f"`{','.join(info.default)}`"
+        else:
+            expected = f"`{info.default}`"
+        if written != expected:
+            wrong.append(f"AGENT_{name.upper()}: README {written}, code {expected}")
+    assert wrong == []
+
+
+def test_the_secrets_the_settings_file_refuses_are_the_ones_the_readme_names() -> None:
+    """The README says which settings may not be in ``agentcore.env``: every ``SecretStr`` one."""
+    from pydantic import SecretStr
+
+    from agent.settings import Settings
+
+    readme = re.sub(r"\s+", " ", (ROOT / "README.md").read_text())
+    named = re.search(r"it may not contain secrets \(([^)]*)\)", readme)
+    assert named, "the README no longer says which secrets the settings file refuses"
+    secrets = {f"AGENT_{name.upper()}" for name, info in Settings.model_fields.items()
+               if info.annotation == SecretStr | None}
+    assert set(re.findall(r"`(AGENT_[A-Z_]+)`", named.group(1))) == secrets
+
+
+def test_the_shutdown_shares_the_readme_states_are_the_codes() -> None:
+    """The README's AGENT_SHUTDOWN_GRACE_SECONDS row states each step's share of the budget and the
+    margin the default leaves under AgentCore's 15 s (``agent.shutdown``, ``agent.settings``)."""
+    from agent.settings import SHUTDOWN_BUDGET_SECONDS
+    from agent.shutdown import STORE_SHARE, TURN_SHARE
+
+    readme = (ROOT / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `AGENT_SHUTDOWN_GRACE_SECONDS`"))
+    assert ("may use half of it" in row) == (TURN_SHARE == 0.5)  # a new share needs new words here
+    assert f"up to {STORE_SHARE * 100:g} %" in row
+    assert f"the default leaves {15 - SHUTDOWN_BUDGET_SECONDS:g} s" in row

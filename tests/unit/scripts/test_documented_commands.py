@@ -4,6 +4,7 @@ copies one does not get a usage error."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 from pathlib import Path
@@ -67,21 +68,24 @@ def test_a_documented_deleting_command_passes_yes() -> None:
             assert "--yes" in command.split(), command
 
 
-def _leaf_commands() -> dict[str, set[str]]:
-    """Every runnable command (``tenant onboard``, ``doctor``...) and its option strings."""
-    import argparse
-
-    found: dict[str, set[str]] = {}
+def _leaf_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every runnable command (``tenant onboard``, ``doctor``...) and its parser."""
+    found: dict[str, argparse.ArgumentParser] = {}
 
     def walk(parser: argparse.ArgumentParser, words: tuple[str, ...]) -> None:
         subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         if not subs:
-            found[" ".join(words)] = {o for a in parser._actions for o in a.option_strings}
+            found[" ".join(words)] = parser
         for name, sub in (subs[0].choices.items() if subs else ()):
             walk(sub, (*words, name))
 
     walk(build_parser(), ())
     return found
+
+
+def _leaf_commands() -> dict[str, set[str]]:
+    """Every runnable command and its option strings."""
+    return {name: {o for a in parser._actions for o in a.option_strings} for name, parser in _leaf_parsers().items()}
 
 
 def _listed_after(text: str, lead: str) -> set[str]:
@@ -111,3 +115,45 @@ def test_the_deploy_steps_say_which_python_runs_them() -> None:
     section = readme.split("\n## Deploy on AWS\n", 1)[1].split("\n## ", 1)[0]
     assert re.search(r"^\d+\. `python -m scripts ", section, flags=re.M)  # bare python in the steps
     assert f"{venv.group(1)}/bin/activate" in section.split("\n1. ", 1)[0]  # said before step 1
+
+
+def _operations_sections() -> list[tuple[set[str], str]]:
+    """docs/operations.md's command sections: the commands a heading names and its text."""
+    text = (ROOT / "docs/operations.md").read_text()
+    sections = []
+    for section in re.split(r"^### ", text, flags=re.M)[1:]:
+        heading = re.match(r"`([a-z |-]+)`", section)
+        if heading:
+            first, *others = (name.strip() for name in heading.group(1).split("|"))
+            group = first.rsplit(" ", 1)[0] if " " in first else ""
+            sections.append(({first, *(f"{group} {name}".strip() for name in others)}, section))
+    return sections
+
+
+def _as_written(default: object) -> str:
+    """A default as the guide writes it: ``—`` for none, ``off``/``on`` for a switch, ``7`` for 7.0."""
+    if default is None:
+        return "—"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+def test_the_defaults_the_operations_guide_states_are_the_clis() -> None:
+    """An option table's default (``| `--pool-name` | `agent-memory-users` |``) and a synopsis's
+    ``[--flag value]`` are the parser's defaults (a synopsis may name what a None default resolves to)."""
+    defaults = {name: {o: a.default for a in parser._actions for o in a.option_strings}
+                for name, parser in _leaf_parsers().items()}
+    stated, wrong = 0, []
+    for commands, text in _operations_sections():
+        options = {flag: value for command in commands for flag, value in defaults[command].items()}
+        for flag, value in re.findall(r"^\| `(--[a-z-]+)` \| ([^|]+) \|", text, flags=re.M):
+            stated += 1
+            if value.strip().strip("`") != _as_written(options[flag]):
+                wrong.append(f"{sorted(commands)} {flag}: docs {value.strip()}, CLI {options[flag]!r}")
+        for flag, value in re.findall(r"\[(--[a-z-]+) ([a-z0-9][a-z0-9.-]*)\]", text):
+            stated += 1
+            if options[flag] is not None and value != _as_written(options[flag]):
+                wrong.append(f"{sorted(commands)} {flag}: docs {value}, CLI {options[flag]!r}")
+    assert stated >= 10  # the patterns find the stated defaults
+    assert wrong == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from pathlib import Path
 
 import boto3
 import pytest
@@ -267,3 +269,19 @@ def test_with_an_outbox_kms_key_the_policy_lets_tenants_use_it_only_through_s3()
 def test_an_outbox_kms_key_must_be_a_key_arn_of_the_region_and_account(key: str) -> None:
     with pytest.raises(ScriptError, match="must be a key ARN"):
         permission_policy("eu-west-1", ACCOUNT, "mem-bucket", outbox_bucket="mem-outbox", outbox_kms_key_arn=key)
+
+
+def test_the_operations_guide_shows_exactly_the_permission_documents() -> None:
+    """docs/operations.md shows the tvm-role statements "exactly": they are what the command attaches
+    (placeholders ``<region>``, ``<account>``, ``<bucket>``, ``<OB>``, ``<prefix>``, ``<KEY>`` filled in)."""
+    key = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    text = (Path(__file__).resolve().parents[3] / "docs" / "operations.md").read_text()
+    section = text.split("### `tvm-role`", 1)[1].split("\n### ", 1)[0]
+    for placeholder, value in (("<region>", "us-east-1"), ("<account>", ACCOUNT), ("<bucket>", "mem-bucket"),
+                               ("<OB>", "outbox-bucket"), ("<prefix>", "outbox"), ("<KEY>", key)):
+        section = section.replace(placeholder, value)
+    index, outbox, kms = re.findall(r"```json\n(.*?)\n```", section, re.S)
+    statements = json.loads(index)["Statement"] + json.loads(f"[{outbox}]") + [json.loads(kms)]
+    assert {"Version": "2012-10-17", "Statement": statements} == permission_policy(
+        "us-east-1", ACCOUNT, "mem-bucket", outbox_bucket="outbox-bucket", outbox_kms_key_arn=key
+    )
