@@ -388,13 +388,16 @@ def run() -> NoReturn:
     By then the shutdown has recorded what it could (``Services.close``: ended conversations,
     checkpoints of abandoned ones) and flushed telemetry. A turn that never returned still holds
     a thread of the turn executor, which the interpreter would wait for forever at exit (after
-    SIGINT, which uvicorn re-raises as ``KeyboardInterrupt``; its re-raised SIGTERM kills the
-    process without that wait, unless another handler was installed).
+    SIGINT, which uvicorn re-raises as ``KeyboardInterrupt``, or its ``sys.exit`` when the server
+    cannot start; its re-raised SIGTERM kills the process without that wait, unless another
+    handler was installed).
     """
     try:
         code = main()
     except KeyboardInterrupt:
         code = 130  # 128 + SIGINT, as a shell reports it
+    except SystemExit as exc:  # uvicorn's start-up failure (e.g. a port in use), after the lifespan's shutdown
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

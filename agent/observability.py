@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from typing import IO, Any
@@ -68,7 +69,18 @@ def flush(timeout_millis: int = 5000) -> None:
 
     Called at shutdown: uvicorn re-raises SIGTERM once the app has stopped, so ``atexit``
     handlers (where the SDK would flush) never run in the AgentCore runtime or the local server.
+    The SDK's batching processors ignore the timeout (opentelemetry-sdk 1.45 exports everything
+    in the caller's thread): the flush runs in a daemon thread, left to the process's end if an
+    export outlives ``timeout_millis``.
     """
+    flushing = threading.Thread(target=_flush_providers, args=(timeout_millis,), name="telemetry-flush", daemon=True)
+    flushing.start()
+    flushing.join(timeout_millis / 1000)
+    if flushing.is_alive():
+        logger.warning("telemetry flush still exporting at its deadline; what it holds may be lost")
+
+
+def _flush_providers(timeout_millis: int) -> None:
     deadline = time.monotonic() + timeout_millis / 1000
     for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider()):
         force_flush = getattr(provider, "force_flush", None)

@@ -133,8 +133,10 @@ class Settings(BaseSettings):
     runtime_idle_timeout_seconds: int = Field(AGENTCORE_IDLE_TIMEOUT_SECONDS, ge=60, le=28_800)
     #: The whole shutdown's budget from SIGTERM (``agent.shutdown``): AgentCore kills a stopping
     #: session's process after up to 15 s, so the default leaves 5 s for the signal's delivery,
-    #: uvicorn's exit and the interpreter's; what the budget cuts is in the outbox.
-    shutdown_grace_seconds: float = Field(SHUTDOWN_BUDGET_SECONDS, ge=0)
+    #: uvicorn's exit and the interpreter's; what the budget cuts is in the outbox. At most an
+    #: hour: every wait of the shutdown takes a share of it (a lock past ``threading.TIMEOUT_MAX``
+    #: raises OverflowError, and ``inf`` would wait for a hung turn forever).
+    shutdown_grace_seconds: float = Field(SHUTDOWN_BUDGET_SECONDS, ge=0, le=3600)
     max_prompt_chars: int = Field(16_000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=256)
 

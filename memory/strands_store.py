@@ -14,7 +14,11 @@ identity parameter, so this one is scoped when it is built: one tenant, one user
 
 * ``search``: our retrieval (the agent rule of ``memory.stores.scoping``), each entry with
   ``id``, ``score`` (cosine similarity), ``stored_at`` (ISO 8601, UTC), ``type`` and, when set,
-  ``agent_name`` and ``conversation_id`` in its metadata.
+  ``agent_name`` and ``conversation_id`` in its metadata; within ``retrieval_timeout`` (the
+  plugin's deadline, ``memory.plugin.deadline``), past which it raises ``RetrievalTimeout`` as it
+  raises any backend failure: Strands' ``MemoryManager.search`` logs a store's failure ("store
+  search failed") and goes on without its entries, so a hung backend costs the injection and
+  ``search_memory`` their memories, not the clients' minute of retries.
 * ``add``: one fact, type ``fact``, key ``memory.keys.fact_key`` (owner + normalised text), so a
   fact extracted twice (extraction is at-least-once) is overwritten, not duplicated. Strands'
   free-form metadata is not stored: an index keeps only the library's metadata schema.
@@ -66,6 +70,7 @@ from memory.keys import fact_key, summary_key
 from memory.pipeline.summarizer import Summarizer, transcript_from_messages
 from memory.pipeline.units import FACT_TYPE, SUMMARY_TYPE
 from memory.plugin.context_block import CLOSE_TAG, HEADER, OPEN_TAG, format_memory
+from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS, within
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.stores.protocol import MemoryBackend
 from memory.stores.scoping import validate_scope
@@ -95,6 +100,7 @@ class StrandsMemoryStore(MemoryStore):
         max_search_results: Default number of search results.
         writable: Whether the manager may write (``add``, ``add_messages``, extraction).
         extraction: The store's extraction setting, passed to the manager.
+        retrieval_timeout: Seconds a ``search`` may take (None: no deadline).
     """
 
     def __init__(
@@ -111,6 +117,7 @@ class StrandsMemoryStore(MemoryStore):
         extraction: ExtractionConfig | bool | None = None,
         min_score: float | None = None,
         summarizer: Summarizer | None = None,
+        retrieval_timeout: float | None = DEFAULT_RETRIEVAL_TIMEOUT_SECONDS,
     ) -> None:
         """Create the store.
 
@@ -128,6 +135,8 @@ class StrandsMemoryStore(MemoryStore):
             extraction: Strands' extraction setting (``True``, an ``ExtractionConfig`` or None).
             min_score: Cosine-similarity floor of search results (default: the backend's).
             summarizer: Summarizes ``add_messages`` batches (default: extractive, no model call).
+            retrieval_timeout: Seconds a ``search`` may take before it is abandoned (None: no
+                deadline).
 
         Raises:
             ValidationError: An empty user id or agent name, an invalid tenant id, or no tenant id
@@ -149,6 +158,7 @@ class StrandsMemoryStore(MemoryStore):
         self.extraction = extraction
         self.min_score = min_score
         self.summarizer = summarizer or Summarizer()
+        self.retrieval_timeout = retrieval_timeout
         self._run_id = uuid.uuid4().hex  # makes add_messages keys unique to this store's life
 
     async def search(self, query: str, options: SearchOptions | None = None) -> list[MemoryEntry]:
@@ -160,13 +170,16 @@ class StrandsMemoryStore(MemoryStore):
 
         Returns:
             One entry per memory, its score and dates in ``metadata``.
+
+        Raises:
+            RetrievalTimeout: The backend did not answer within ``retrieval_timeout``.
         """
         requested = options.get("max_search_results") if options else None
         top_k = requested or self.max_search_results or DEFAULT_MAX_SEARCH_RESULTS
         top_k = max(1, min(int(top_k), MAX_TOP_K))  # the model sets it through ``search_memory``
-        memories = await asyncio.to_thread(
-            self.backend.retrieve, self.scope, query, top_k=top_k, min_score=self.min_score
-        )
+        memories = await asyncio.to_thread(within, self.retrieval_timeout, lambda: self.backend.retrieve(
+            self.scope, query, top_k=top_k, min_score=self.min_score
+        ))
         return [MemoryEntry(content=m.content, metadata=_metadata(m)) for m in memories]
 
     async def add(self, content: str, metadata: dict[str, Any] | None = None) -> str:

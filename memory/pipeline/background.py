@@ -42,7 +42,10 @@ and the next stored summary makes the pipeline report its work as busy again.
 coalesced per conversation (latest transcript wins; written ``checkpoint_interval`` seconds
 after the first queued turn, so at most one write per conversation per interval and none for a
 conversation that ends sooner), never on the turn's response path; a checkpoint whose write
-failed is queued again (unless a newer one was) and written after a pause. ``end_conversation``
+failed is queued again (unless a newer one was) and written after a pause: a second after a
+transient failure; after a refusal that retrying cannot fix (``PERMANENT_ERRORS``), a pause
+doubling with each refusal in a row up to ``RetryPolicy.sweep_max_delay`` (a new turn's
+transcript replaces the queued one but waits too; ``flush`` writes at once). ``end_conversation``
 discards a queued checkpoint of its conversation once the closed entry (which supersedes it)
 is written; if that write fails, the checkpoint is still written. Open entries are never
 scheduled in-process; ``replay_pending`` adopts the open entries older than
@@ -97,7 +100,7 @@ _MARKER_CACHE_SIZE = 4096  # (tenant, user) pairs whose erasure markers the chec
 #: The latest dead letters this process made that it remembers, to purge one once a newer
 #: version of its conversation is written (older ones are forgotten: module docstring).
 DEAD_LETTERS_REMEMBERED = 4096
-_CHECKPOINT_RETRY_SECONDS = 1.0  # pause before writing again checkpoints whose write failed
+_CHECKPOINT_RETRY_SECONDS = 1.0  # pause before writing again a checkpoint whose write failed
 _CHECKPOINT_FAILURE_LOG_SECONDS = 60.0  # a checkpoint still failing is logged at most this often
 _NOT_BUSY = object()  # the token of an entry scheduled while the pipeline does not report busy
 
@@ -225,6 +228,8 @@ class SummaryPipeline:
         self._writer: threading.Thread | None = None
         # ref -> (monotonic time of its last log line, failures since that line, failures in all)
         self._failing: dict[Ref, tuple[float, int, int]] = {}
+        # ref whose checkpoint write failed -> (refusals in a row, monotonic time of its next write)
+        self._retry_at: dict[Ref, tuple[int, float]] = {}
         self._erased: set[Ref] = set()  # live conversations found erased
         self._markers: dict[tuple[str | None, str], tuple[float, list[ErasureMarker]]] = {}
         self._created_at = datetime.now(timezone.utc)  # open entries written later are not orphans
@@ -263,6 +268,7 @@ class SummaryPipeline:
                     # superseded only now: if the write failed, the queued checkpoint is still written
                     self._checkpoints.pop(ref, None)
                     self._failing.pop(ref, None)
+                    self._retry_at.pop(ref, None)
                     self.metrics["accepted"] += 1
                     self._schedule_locked(ref)
         return entry_id
@@ -464,14 +470,15 @@ class SummaryPipeline:
 
     def _write_forever(self) -> None:
         while not self._closed.is_set():
-            self._writer_wake.wait()
+            self._writer_wake.wait(self._until_next_write())
             if self.checkpoint_interval > 0:
                 # coalesce: turns answered meanwhile replace the queued transcript, and a
                 # conversation that ends within the interval needs no checkpoint at all
                 self._hurry.wait(self.checkpoint_interval)
             self._writer_wake.clear()
-            with self._lock:
-                refs = list(self._checkpoints)
+            now, hurry = time.monotonic(), self._hurry.is_set()
+            with self._lock:  # a failed one waits for its pause (``flush`` writes it now)
+                refs = [ref for ref in self._checkpoints if hurry or self._retry_at.get(ref, (0, now))[1] <= now]
                 self._writing += len(refs)
             failed = False
             for ref in refs:
@@ -482,11 +489,30 @@ class SummaryPipeline:
                 finally:
                     with self._lock:
                         self._writing -= 1
-            if failed:  # the outbox is failing: retry after a pause instead of spinning
+            if failed and hurry:  # flushing a failing outbox: a pause instead of spinning
                 self._closed.wait(_CHECKPOINT_RETRY_SECONDS)
-            with self._lock:
-                if self._checkpoints:
-                    self._writer_wake.set()
+
+    def _until_next_write(self) -> float | None:
+        """Seconds until a queued checkpoint is due (0: one is now), None when none is queued."""
+        with self._lock:
+            dues = [self._retry_at.get(ref, (0, 0.0))[1] for ref in self._checkpoints]
+        return None if not dues else max(0.0, min(dues) - time.monotonic())
+
+    def _pause_after_failure(self, ref: Ref, exc: Exception) -> float:
+        """Schedule the next write of ``ref``'s checkpoint; returns the pause (seconds).
+
+        A transient failure is written again after ``_CHECKPOINT_RETRY_SECONDS``; a refusal that
+        retrying cannot fix (``PERMANENT_ERRORS``: access denied, a KMS key policy, a missing
+        bucket) after a pause doubling with each refusal in a row, up to ``retry.sweep_max_delay``,
+        so a refused outbox (and the STS AssumeRole before each write) is not called every second.
+        """
+        with self._lock:
+            refusals = self._retry_at.get(ref, (0, 0.0))[0] + 1 if isinstance(exc, PERMANENT_ERRORS) else 0
+            pause = _CHECKPOINT_RETRY_SECONDS
+            if refusals:
+                pause = min(self.retry.sweep_max_delay, _CHECKPOINT_RETRY_SECONDS * 2 ** (refusals - 1))
+            self._retry_at[ref] = (refusals, time.monotonic() + pause)
+        return pause
 
     def _write_checkpoint(self, ref: Ref) -> bool:
         """Write the queued checkpoint of ``ref``; False if that failed (it is then queued again,
@@ -496,6 +522,7 @@ class SummaryPipeline:
                 queued = self._checkpoints.pop(ref, None)
                 if queued is None:
                     self._failing.pop(ref, None)
+                    self._retry_at.pop(ref, None)
                     return True  # superseded by the closed entry
             entry, cause = queued
             try:
@@ -511,20 +538,21 @@ class SummaryPipeline:
                     self.metrics["checkpoint_failures"] += 1
                     if ref not in self._erased:
                         self._checkpoints.setdefault(ref, queued)
-                self._log_checkpoint_failure(ref, exc)
+                self._log_checkpoint_failure(ref, exc, self._pause_after_failure(ref, exc))
                 return False
             with self._lock:
                 if ref in self._inflight:
                     self._inflight[ref] = True  # the running task re-reads the entry instead of removing it
                 self.metrics["checkpoints"] += 1
                 failing = self._failing.pop(ref, None)
+                self._retry_at.pop(ref, None)
             if failing is not None:
                 logger.warning("checkpoint written again after %d failed writes", failing[2])
         return True
 
-    def _log_checkpoint_failure(self, ref: Ref, exc: Exception) -> None:
+    def _log_checkpoint_failure(self, ref: Ref, exc: Exception, pause: float) -> None:
         """Log a conversation's first failed checkpoint write, then at most one line a minute
-        while they keep failing (written again every second), with how many failed meanwhile."""
+        while they keep failing (written again after ``pause``), with how many failed meanwhile."""
         now = time.monotonic()
         reason = error_reason(exc)
         with self._lock:
@@ -535,9 +563,9 @@ class SummaryPipeline:
             self._failing[ref] = (now, 0, 1 if previous is None else previous[2] + 1)
         if previous is None:
             logger.error(
-                "checkpoint write failed (%s); written again every %.0f s, reported at most every %.0f s",
+                "checkpoint write failed (%s); written again in %.0f s (longer while refused), reported at most every %.0f s",
                 reason,
-                _CHECKPOINT_RETRY_SECONDS,
+                pause,
                 _CHECKPOINT_FAILURE_LOG_SECONDS,
             )
         else:
@@ -580,6 +608,7 @@ class SummaryPipeline:
             self._erased.add(_ref(entry))
             self._checkpoints.pop(_ref(entry), None)
             self._failing.pop(_ref(entry), None)
+            self._retry_at.pop(_ref(entry), None)
             self.metrics["erased_dropped"] += 1
         logger.info("conversation covered by an erasure marker: dropped, nothing stored")
 

@@ -8,7 +8,9 @@ multi-tenant app, the tenant's token-vending-machine credentials, whose role pol
 ``<prefix>/${aws:PrincipalTag/TenantID}/*``, and there reading, not writing, the erasure markers
 (``add_erasure`` is ``forget``'s, with the operator's credentials; ``scripts.tvm_role``). Which tenants have
 pending entries is listed with ``lister`` (the app's own credentials: key names only, never
-content).
+content; the runtime role's ``s3:ListBucket`` on the bucket has no prefix condition,
+``scripts.agentcore_cmd``): a tenant whose ``pending/`` folder is empty (only dead letters,
+claims or erasure markers) is not read, so the replay assumes no role for it.
 
 Claims are lease objects under ``claims/``: created with ``If-None-Match: *`` (S3 answers 412
 PreconditionFailed, or 409 ConditionalRequestConflict during a concurrent write, to the loser),
@@ -126,20 +128,32 @@ class S3Outbox:
     def pending(self, tenant_id: str | None = None) -> list[OutboxEntry]:
         """Pending entries of every tenant (or of ``tenant_id``), oldest first.
 
-        Listing every tenant, one whose prefix cannot be read with its credentials (refused,
-        STS unavailable) is skipped with a warning: its entries stay for a later replay and the
-        other tenants' are not held back. Asked for one tenant, the error is raised.
+        Listing every tenant, only those whose ``pending/`` folder ``lister`` finds an object in
+        are read (with their credentials: one STS AssumeRole each in the multi-tenant app); one
+        whose prefix cannot be read (refused, STS unavailable) is skipped with a warning: its
+        entries stay for a later replay and the other tenants' are not held back. Asked for one
+        tenant, the error is raised.
         """
         if tenant_id is not None:
             return sorted(self._pending_of(tenant_id), key=lambda e: e.created_at)
         entries = []
         for tenant in self.tenants():
             try:
-                entries += self._pending_of(tenant)
+                if self._has_pending(tenant):
+                    entries += self._pending_of(tenant)
             except MemoryLibraryError as exc:
                 logger.warning("outbox of tenant %s unreadable (%s); its entries wait for a later replay",
                                tenant, error_reason(exc))
         return sorted(entries, key=lambda e: e.created_at)
+
+    def _has_pending(self, tenant_id: str | None) -> bool:
+        """Whether the tenant's ``pending/`` folder holds an object (one LIST with ``lister``)."""
+        client = self._lister or self._client_for(None)
+        try:
+            listed = client.list_objects_v2(Bucket=self.bucket, Prefix=f"{self.tenant_prefix(tenant_id)}pending/", MaxKeys=1)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_error(exc, f"list outbox objects in {self.bucket}") from exc
+        return bool(listed.get("Contents"))
 
     def _pending_of(self, tenant_id: str | None) -> list[OutboxEntry]:
         found = (self.get(_name(key), tenant_id) for key in self._keys(tenant_id, "pending"))

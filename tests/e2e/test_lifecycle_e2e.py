@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +17,7 @@ import pytest
 from auth.dev_issuer import DevIssuer
 from memory.pipeline.outbox_local import LocalOutbox
 from tests.e2e.conftest import new_session, stored
-from tests.e2e.server import SESSION_HEADER, AgentServer
+from tests.e2e.server import REPO, SESSION_HEADER, AgentServer
 from tests.support.scripted_model import HANG_PREFIX, HANG_SUMMARY_PREFIX
 
 HANGING_MODEL = "import:tests.support.scripted_model:build_hanging_echo_model"
@@ -170,6 +173,36 @@ def test_the_whole_shutdown_fits_its_budget_when_a_turn_and_a_summary_never_retu
         restarted.stop()
     memories = {m.conversation_id: m.content for m in stored(tmp_path, "tenant-budget", "max")}
     assert "green" in memories[ended] and "red" in memories[hung]
+
+
+def test_a_port_in_use_ends_the_process_even_with_a_summary_that_never_returns(tmp_path: Path) -> None:
+    """uvicorn answers a port it cannot bind with ``sys.exit(3)`` after the lifespan's shutdown;
+    that SystemExit went past ``agent.app.run``'s ``os._exit``, so the interpreter joined the
+    replay's hung summary thread at exit and the process (which had printed the bind error) never
+    ended. The summary stays in the outbox for the next start."""
+    server = AgentServer(tmp_path, AGENT_MODEL_PROVIDER=HANGING_MODEL).start()
+    token = DevIssuer(tmp_path / "dev-issuer").mint("tenant-port", "pia")
+    sid = new_session()
+    try:
+        prompt = f"{HANG_SUMMARY_PREFIX} My kite is green."
+        assert server.invoke(token, {"prompt": prompt, "end_session": True}, sid).status_code == 200
+    finally:
+        server.stop()  # killed: the closed entry stays in the outbox, replayed by the next start
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        blocked = AgentServer(
+            tmp_path, AGENT_MODEL_PROVIDER=HANGING_MODEL, AGENT_PORT=str(taken.getsockname()[1]),
+            AGENT_SHUTDOWN_GRACE_SECONDS="1",
+        )
+        try:
+            proc = subprocess.run([sys.executable, "-m", "agent"], cwd=REPO, env=blocked.env,
+                                  capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(f"the process did not end: {exc.output!r}") from None
+    assert proc.returncode == 3, proc.stderr
+    assert "address already in use" in proc.stderr and "1 summary task(s) abandoned" in proc.stderr
+    assert [e.open for e in LocalOutbox(tmp_path / "outbox").pending() if e.conversation_id == sid] == [False]
 
 
 def _quietly(server: AgentServer, token: str, session_id: str) -> None:

@@ -234,6 +234,23 @@ def test_bedrock_embedding_timeout_still_answers(tmp_path: Path) -> None:
     assert len(calls) == 1 + DEFAULT_MAX_ATTEMPTS  # the timeout was retried before giving up
 
 
+def summaries_embedded_by_nova(tmp_path: Path, faults: Faults) -> tuple[MultiTenantStore, SummaryPipeline]:
+    """A local store embedding with Bedrock (Nova's answer, 256 dimensions, unless ``faults``
+    answers first) and a summary pipeline over it with fast retries."""
+    client = make_client("bedrock-runtime", region="us-east-1")
+
+    def nova(request: Any, **kwargs: Any) -> AWSResponse:
+        answered = faults(request, **kwargs)
+        if answered is not None:
+            return answered
+        body = json.dumps({"embeddings": [{"embeddingType": "TEXT", "embedding": [1.0] + [0.0] * 255}]}).encode()
+        return AWSResponse(request.url, 200, {"Content-Type": "application/json"}, io.BytesIO(body))
+
+    client.meta.events.register("before-send.bedrock-runtime", nova)
+    store = MultiTenantStore.for_local(root_dir=tmp_path / "vectors", embedder=BedrockEmbedder(client, dimension=256))
+    return store, SummaryPipeline(store, LocalOutbox(tmp_path / "outbox"), Summarizer(ScriptedModel()), retry=FAST_RETRY)
+
+
 def test_bedrock_service_quota_exceeded_is_retried_not_dead_lettered(tmp_path: Path) -> None:
     """Bedrock Runtime's ServiceQuotaExceededException (HTTP 400) says "You can resubmit your
     request later" (botocore's service model): a summary whose embedding meets it stays in the
@@ -245,19 +262,8 @@ def test_bedrock_service_quota_exceeded_is_retried_not_dead_lettered(tmp_path: P
     assert documented.metadata["error"]["httpStatusCode"] == 400
     assert "resubmit your request later" in documented.documentation
 
-    client = make_client("bedrock-runtime", region="us-east-1")
     faults = Faults(400, "ServiceQuotaExceededException")
-
-    def nova(request: Any, **kwargs: Any) -> AWSResponse:
-        answered = faults(request, **kwargs)
-        if answered is not None:
-            return answered
-        body = json.dumps({"embeddings": [{"embeddingType": "TEXT", "embedding": [1.0] + [0.0] * 255}]}).encode()
-        return AWSResponse(request.url, 200, {"Content-Type": "application/json"}, io.BytesIO(body))
-
-    client.meta.events.register("before-send.bedrock-runtime", nova)
-    store = MultiTenantStore.for_local(root_dir=tmp_path / "vectors", embedder=BedrockEmbedder(client, dimension=256))
-    pipeline = SummaryPipeline(store, LocalOutbox(tmp_path / "outbox"), Summarizer(ScriptedModel()), retry=FAST_RETRY)
+    store, pipeline = summaries_embedded_by_nova(tmp_path, faults)
     try:
         answer, _, _ = turn(store, pipeline, "My project deadline is in March.", "c1", end_session=True)
         assert answer == "ok" and pipeline.wait(30)
@@ -265,6 +271,37 @@ def test_bedrock_service_quota_exceeded_is_retried_not_dead_lettered(tmp_path: P
         assert len(pipeline.outbox.pending()) == 1 and pipeline.metrics["exhausted"] == 1  # kept for a retry
 
         faults.on = False  # the quota allows requests again
+        assert pipeline.replay_pending() == 1 and pipeline.wait(30)
+        assert [m.conversation_id for m in store.list(SCOPE) if m.memory_type == "summary"] == ["c1"]
+    finally:
+        pipeline.shutdown()
+
+
+def test_bedrock_runtimes_only_403_is_access_denied_dead_lettered_at_once_then_revived(tmp_path: Path) -> None:
+    """botocore's ``bedrock-runtime`` model has one 403, ``AccessDeniedException`` ("you do not
+    have sufficient permissions"): the Marketplace agreement still being created, which AWS's
+    troubleshooting page lists as ``MPAgreementBeingCreated`` ("try again after 15 minutes"), has
+    no code of its own, so no 403 is mapped as transient (docs/service-facts.md). A summary that
+    meets it is dead-lettered at once; ``outbox retry`` (``revive``) stores it once allowed."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("bedrock-runtime")
+    forbidden = [name for name in model.error_shapes if name.metadata["error"]["httpStatusCode"] == 403]
+    assert [shape.name for shape in forbidden] == ["AccessDeniedException"]
+    assert "sufficient permissions" in forbidden[0].documentation
+    assert not [s.name for s in model.error_shapes if "Agreement" in s.name or "Marketplace" in s.name]
+
+    faults = Faults(403, "AccessDeniedException")
+    store, pipeline = summaries_embedded_by_nova(tmp_path, faults)
+    try:
+        answer, _, _ = turn(store, pipeline, "My project deadline is in March.", "c1", end_session=True)
+        assert answer == "ok" and pipeline.wait(30)
+        (letter,) = pipeline.outbox.dead_letters()
+        assert letter.reason.startswith("AccessDenied") and pipeline.metrics["failed_attempts"] == 1
+        assert faults.injected["InvokeModel"] == 2  # the turn's retrieval, then the summary: not retried
+
+        faults.on = False  # the subscription (or the policy) is in place
+        assert pipeline.outbox.revive(letter.entry.entry_id, letter.entry.tenant_id) is not None
         assert pipeline.replay_pending() == 1 and pipeline.wait(30)
         assert [m.conversation_id for m in store.list(SCOPE) if m.memory_type == "summary"] == ["c1"]
     finally:

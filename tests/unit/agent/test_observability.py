@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 from opentelemetry import metrics, trace
@@ -131,23 +133,32 @@ def test_flush_exports_the_log_records_the_sdk_still_holds() -> None:
     """Under the distro the logs' OTLP copy goes through a batching processor of the global
     logger provider, flushed at exit, and ``atexit`` never runs (uvicorn re-raises SIGTERM):
     the shutdown's own lines would be lost."""
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+    exporter = InMemoryLogRecordExporter()
+    with _batching_logger_provider(exporter) as provider:
+        provider.get_logger("agent.app").emit(body="shutting down: ending open conversations")
+        flush()
+        assert [str(log.log_record.body) for log in exporter.get_finished_logs()] == [
+            "shutting down: ending open conversations"]
+
+
+@contextmanager
+def _batching_logger_provider(exporter: Any) -> Iterator[Any]:
+    """A global SDK logger provider batching to ``exporter`` (as the distro's), reset afterwards."""
     from opentelemetry import _logs
     from opentelemetry._logs import _internal as logs_internal
     from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.util._once import Once
 
-    exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider()
     provider.add_log_record_processor(BatchLogRecordProcessor(exporter, schedule_delay_millis=600_000))
     logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
     logs_internal._LOGGER_PROVIDER = None  # type: ignore[attr-defined]
     _logs.set_logger_provider(provider)
     try:
-        provider.get_logger("agent.app").emit(body="shutting down: ending open conversations")
-        flush()
-        assert [str(log.log_record.body) for log in exporter.get_finished_logs()] == [
-            "shutting down: ending open conversations"]
+        yield provider
     finally:
         logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
         logs_internal._LOGGER_PROVIDER = None  # type: ignore[attr-defined]
@@ -182,3 +193,33 @@ def test_the_app_bounds_strands_tool_metrics_to_the_tools_its_agents_have(
     conversation = build_conversation(ScriptedModel(), lambda name, **_: MemoryPlugin(FakeStore(), pipeline=None))
     registered = set(conversation.agent.tool_registry.registry)  # the specialists and the recall tool
     assert registered == {"research_specialist", "memory_tool"} and seen["tool_names"] == registered
+
+
+def test_flush_returns_at_its_timeout_while_an_export_hangs() -> None:
+    """The shutdown gives the telemetry flush what is left of its budget, but the SDK's batching
+    processors (opentelemetry-sdk 1.45, ``_shared_internal.BatchProcessor.force_flush``) ignore
+    ``timeout_millis`` and export everything in the calling thread: an exporter stalled on the
+    network (the OTLP exporter's own timeout is 10 s a batch) held the process past AgentCore's
+    15 s. The export goes on in the background; the flush returns at its timeout."""
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+    released = threading.Event()
+
+    class StalledExporter(InMemoryLogRecordExporter):
+        def export(self, batch: Any) -> Any:
+            released.wait()
+            return super().export(batch)
+
+    exporter = StalledExporter()
+    flushing = threading.Thread(target=flush, args=(50,), daemon=True)
+    with _batching_logger_provider(exporter) as provider:
+        try:
+            provider.get_logger("agent.app").emit(body="shutting down: ending open conversations")
+            flushing.start()
+            flushing.join(timeout=20)  # a bound far above the flush's own (no timing is measured)
+            assert not flushing.is_alive(), "the flush waited for the stalled export"
+        finally:
+            released.set()
+            flushing.join(timeout=20)
+    assert [str(log.log_record.body) for log in exporter.get_finished_logs()] == [
+        "shutting down: ending open conversations"]  # exported once the exporter answered

@@ -135,3 +135,16 @@ def test_busy_time_must_stay_below_agentcore_idle_timeout(monkeypatch: pytest.Mo
     monkeypatch.setenv("AGENT_SUMMARY_MAX_BUSY_SECONDS", "900")
     with pytest.raises(SettingsError, match="AGENT_SUMMARY_MAX_BUSY_SECONDS"):
         load_settings()
+
+
+@pytest.mark.parametrize("budget", ["inf", "1e12"])
+def test_a_shutdown_budget_no_wait_can_take_is_refused(monkeypatch: pytest.MonkeyPatch, budget: str) -> None:
+    """Every wait of the shutdown is a share of the budget: past ``threading.TIMEOUT_MAX`` (about
+    292 years) a lock or join raised OverflowError, so SIGTERM left open conversations unended
+    (only their checkpoints, adopted after the orphan delay) and skipped the telemetry flush."""
+    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    monkeypatch.setenv("AGENT_SHUTDOWN_GRACE_SECONDS", budget)
+    with pytest.raises(SettingsError, match="shutdown_grace_seconds"):
+        load_settings()
+    monkeypatch.setenv("AGENT_SHUTDOWN_GRACE_SECONDS", "3600")
+    assert load_settings().shutdown_grace_seconds == 3600

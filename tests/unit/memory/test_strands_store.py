@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from memory import (
 )
 from memory.keys import fact_key
 from memory.plugin.context_block import CLOSE_TAG, HEADER, OPEN_TAG
+from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS, RetrievalTimeout
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.strands_store import fence_search_result
 from tests.support.scripted_model import ModelCall, ScriptedModel, ToolCall
@@ -91,6 +94,42 @@ def test_injection_and_search_tool_read_our_retrieval_with_scores(backend: Multi
     (entry,) = asyncio.run(store.search("cat name"))
     assert 0.0 < entry.metadata["score"] <= 1.0 and entry.metadata["type"] == "fact"
     assert entry.metadata["stored_at"].endswith("+00:00") and entry.metadata["agent_name"] == "assistant"
+
+
+def test_a_hung_backend_costs_a_search_its_memories_at_the_deadline_not_the_turn(
+    backend: MultiTenantStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Like the plugin's reads (``memory.plugin.deadline``), a search that has not answered by
+    ``retrieval_timeout`` raises ``RetrievalTimeout``, a backend failure to Strands' manager: it
+    logs the store's failure and the model is called without memories (the read, abandoned,
+    ends when the backend answers)."""
+    backend.store(Scope("alice", "tenant-001", "assistant"), "The user's cat is called Tom.", memory_type="fact")
+    retrieve, release, started = backend.retrieve, threading.Event(), []
+
+    def hung(*args: Any, **kwargs: Any) -> Any:
+        started.append(True)
+        release.wait(30)
+        return retrieve(*args, **kwargs)
+
+    monkeypatch.setattr(backend, "retrieve", hung)
+    store = StrandsMemoryStore(backend, tenant_id="tenant-001", user_id="alice", agent_name="assistant",
+                               retrieval_timeout=0.2)
+    try:
+        with pytest.raises(RetrievalTimeout):
+            asyncio.run(store.search("cat name"))
+        model = ScriptedModel(["I do not know."])
+        agent = Agent(model=model, name="assistant", callback_handler=None,
+                      memory_manager=FencedMemoryManager(stores=[store]))
+        with caplog.at_level(logging.WARNING, logger="strands.memory"):
+            assert str(agent("What is my cat called?")).strip() == "I do not know."
+        assert len(started) == 2 and "Tom" not in json.dumps(model.calls[0].messages)
+        assert "reason=<memory read took longer than 0.2 s; abandoned> | store search failed" in caplog.text
+    finally:
+        release.set()
+    (entry,) = asyncio.run(store.search("cat name"))  # answering again: within the deadline
+    assert "Tom" in entry.content
+    default = StrandsMemoryStore(backend, tenant_id="tenant-001", user_id="alice")
+    assert default.retrieval_timeout == DEFAULT_RETRIEVAL_TIMEOUT_SECONDS
 
 
 def test_injected_memories_are_labelled_as_data_and_dated(backend: MultiTenantStore) -> None:

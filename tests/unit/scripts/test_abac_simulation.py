@@ -226,6 +226,22 @@ SINGLE_TENANT_CASES: list[Case] = [
                            "outbox/globex/pending/sum-0a1b.json"),
 ]
 
+#: A multi-tenant app's execution role lists which tenants have pending entries with its own
+#: credentials (``S3Outbox.pending``: no tenant role is assumed for a tenant without any), and
+#: reads no tenant's objects itself.
+MULTI_TENANT_APP = execution_role_policy(region=REGION, account=ACCOUNT, model_ids=[], tvm_role_arn=TVM_ROLE_ARN,
+                                         bucket=BUCKET, single_tenant_id=None, outbox_bucket=OUTBOX)
+MULTI_TENANT_CASES: list[Case] = [
+    *(Case(name=f"multi-tenant app ListBucket {prefix or 'without a prefix'}", expect="allow",
+           principal=EXEC_ROLE_ARN, action="s3:ListBucket", resource=f"arn:aws:s3:::{OUTBOX}",
+           resource_account=ACCOUNT, identity_policies=[MULTI_TENANT_APP],
+           context={"s3:prefix": prefix} if prefix else {})
+      for prefix in ("outbox/", "outbox/tenant-a/pending/", "")),
+    Case(name="multi-tenant app GetObject of a tenant's entry", expect="deny", principal=EXEC_ROLE_ARN,
+         action="s3:GetObject", resource=object_arn(_OWN_ENTRY), resource_account=ACCOUNT,
+         identity_policies=[MULTI_TENANT_APP]),
+]
+
 #: The app's secret (``agentcore --secrets-id``) under a customer managed key: read through the
 #: execution role's ``ReadAppSecret`` / ``DecryptAppSecretThroughSecretsManagerOnly`` statements.
 SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:agent-memory/app-AbCdEf"
@@ -317,7 +333,7 @@ REFUSED_PRINCIPALS: dict[str, Case] = {
         "if the account root were trusted: any role of the account", "allow",
         principal=f"arn:aws:iam::{ACCOUNT}:role/ops", trust=_exec_trust_naming(f"arn:aws:iam::{ACCOUNT}:root")),
 }
-ALL_CASES = [*TENANT_CASES, *OUTBOX_CASES, *SINGLE_TENANT_CASES, *SECRET_CASES, *TRUST_CASES,
+ALL_CASES = [*TENANT_CASES, *OUTBOX_CASES, *SINGLE_TENANT_CASES, *MULTI_TENANT_CASES, *SECRET_CASES, *TRUST_CASES,
              *REFUSED_PRINCIPALS.values()]
 
 

@@ -524,6 +524,36 @@ def test_s3_a_tenant_whose_outbox_cannot_be_read_does_not_hide_the_others(s3, ca
         outbox.pending("globex")
 
 
+def test_s3_replay_assumes_the_role_only_of_tenants_with_pending_entries(s3, fake_store) -> None:
+    """Which tenants have pending entries is listed with the app's own credentials (the runtime
+    role may list the whole bucket): tenants with only dead letters, erasure markers or a stale
+    claim cost no STS AssumeRole at each process start, whose TVM credentials could be refused."""
+    from memory.pipeline.background import SummaryPipeline
+    from memory.pipeline.summarizer import Summarizer
+    from memory.stores.tvm import TokenVendingMachine
+
+    admin = S3Outbox(lambda _t: s3, BUCKET, lister=s3)
+    admin.put(entry("c1"))
+    admin.dead_letter(entry("c2", tenant="globex"), "AccessDenied")
+    admin.add_erasure(ErasureMarker(tenant_id="initech", user_id="bob"))
+    assert admin.claim(entry("c3", tenant="umbrella").entry_id, "umbrella") is not None
+    sts = make_client("sts", region="us-east-1")
+    assumed: list[str] = []
+    sts.meta.events.register("provide-client-params.sts.AssumeRole",
+                             lambda params, **_: assumed.append(params["Tags"][0]["Value"]))
+    tvm = TokenVendingMachine("arn:aws:iam::123456789012:role/memory-tenant", "us-east-1", sts_client_factory=lambda: sts)
+    outbox = S3Outbox(lambda t: s3 if t is None else tvm.client_for(t, "s3"), BUCKET, lister=s3)
+    assert outbox.tenants() == ["acme", "globex", "initech", "umbrella"]
+
+    pipeline = SummaryPipeline(fake_store, outbox, Summarizer())
+    try:
+        assert pipeline.replay_pending() == 1 and pipeline.wait(30)
+    finally:
+        pipeline.shutdown(wait=True)
+    assert assumed == ["acme"] and len(fake_store.memories) == 1  # the summary reused its credentials
+    assert [d.entry.conversation_id for d in admin.dead_letters("globex")] == ["c2"]  # left alone
+
+
 def test_s3_a_missing_bucket_is_an_error_not_a_lost_race(s3) -> None:
     """A conditional write answered 404 because the bucket is gone must not read as "another
     process holds the claim": the entry would wait silently instead of the error being seen."""
