@@ -26,8 +26,8 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from auth.local_state import in_runtime_container, state_root
 from agent.secret_settings import SECRETS_ID_ENV, SecretSettingsError, read_secret_settings
+from auth.local_state import in_runtime_container, state_root
 from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS
 
 #: AgentCore Runtime's default idle session timeout (``--idle-timeout``, 60-28,800 s).
@@ -269,7 +269,10 @@ def _check_file(path: Path) -> dict[str, str | None]:
         if info is None:
             raise SettingsError(f"{path.name}: unknown setting {key}")
         if value and _is_secret(info):  # empty is unset (.env.example lists them)
-            raise SettingsError(f"{path.name}: {key} is a secret; pass it in the environment, never in this file")
+            raise SettingsError(
+                f"{path.name}: {key} is a secret; put it in the Secrets Manager secret {SECRETS_ID_ENV} "
+                "names (or the environment), never in this file"
+            )
     return values
 
 
