@@ -25,6 +25,9 @@ _CREDENTIALS = re.compile(
 )
 # The value after a secret-key / session-token name, as botocore prints XML, JSON, dicts, headers.
 _SECRET_VALUES = re.compile(r"(?i)(secret_?access_?key|session_?token|security-token)(\W{1,6}b?['\"]?)[\w/+=]{16,}")
+# A Secrets Manager secret's value, as botocore's DEBUG dump of a response body holds it (JSON
+# inside JSON inside a bytes repr, escaped at every level): the rest of the line goes.
+_SECRET_STRINGS = re.compile(r"(?i)\b(secret_?string|secret_?binary)\b[\"']?.*")
 # A %-placeholder of a message template, with the name of a ``name=<%s>`` field (Strands' style).
 _PLACEHOLDER = re.compile(r"(?:(\w+)=<)?%(?:\([^)]*\))?[-#0 +\d.*]*[a-zA-Z%]")
 # Characters that would break a line or drive a terminal: C0/C1 controls, Unicode line separators.
@@ -75,11 +78,13 @@ class RedactingFilter(logging.Filter):
 
 
 def redact_credentials(text: str) -> str:
-    """``text`` with JWTs, AWS access key ids, secret keys and session tokens replaced.
+    """``text`` with JWTs, AWS access key ids, secret keys, session tokens and Secrets Manager
+    secret values (the rest of a line from ``SecretString``/``SecretBinary``) replaced.
 
     A safety net for lines the app does not write itself; memory text cannot be recognised
     and is kept out by log levels instead (``agent.log_setup``).
     """
+    text = _SECRET_STRINGS.sub(r"\1: <redacted-credential>", text)
     return _SECRET_VALUES.sub(r"\1\2<redacted-credential>", _CREDENTIALS.sub("<redacted-credential>", text))
 
 

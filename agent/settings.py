@@ -5,7 +5,9 @@ Sources, highest priority first: environment variables, then the deployment's se
 agentcore`` and uploaded with the source, so a redeploy without ``--env`` flags keeps every
 setting), then the defaults below. The file is read inside the runtime container (or wherever
 ``AGENT_SETTINGS_FILE`` points); it may not hold secrets (``AGENT_MODEL_API_KEY``,
-``AGENT_LOG_HASH_KEY``) nor unknown ``AGENT_*`` names.
+``AGENT_LOG_HASH_KEY``) nor unknown ``AGENT_*`` names. A deployment's secrets come from the
+AWS Secrets Manager secret that ``AGENT_SECRETS_ID`` names (``agent.secret_settings``), read
+once before the settings are validated; a secret set in the environment wins over the secret's.
 
 Inside the runtime container (``auth.local_state.in_runtime_container``) the app refuses what
 cannot work there: dev auth (unless ``AGENT_UNSAFE_ALLOW_DEV_AUTH_IN_CONTAINER=true``) and the
@@ -21,8 +23,10 @@ from typing import Annotated, Literal
 
 from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from agent.secret_settings import SECRETS_ID_ENV, SecretSettingsError, read_secret_settings
 from auth.local_state import in_runtime_container, state_root
 from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS
 
@@ -62,6 +66,8 @@ class Settings(BaseSettings):
     unsafe_log_third_party: bool = False
     # Key of the HMAC that pseudonymises user ids in logs; unset: a random key per process.
     log_hash_key: SecretStr | None = None
+    # ARN or name of a Secrets Manager secret holding the secret settings (agent.secret_settings).
+    secrets_id: str | None = None
     otel_console: bool = False  # print spans and metrics on stdout (agent.observability)
     otel_capture_content: bool = False  # let Strands' spans carry prompts, messages, tool results
 
@@ -240,6 +246,15 @@ def settings_file() -> Path | None:
     return PROJECT_ROOT / SETTINGS_FILE_NAME if in_runtime_container() else None
 
 
+def secret_settings() -> dict[str, str]:
+    """The env names of the secret (``SecretStr``) settings, with their field names."""
+    return {f"AGENT_{name.upper()}": name for name, info in Settings.model_fields.items() if _is_secret(info)}
+
+
+def _is_secret(info: FieldInfo) -> bool:
+    return info.annotation == SecretStr | None
+
+
 def _check_file(path: Path) -> dict[str, str | None]:
     """Refuse a settings file that names a secret or an unknown setting (typos would be ignored);
     returns its values."""
@@ -253,8 +268,11 @@ def _check_file(path: Path) -> dict[str, str | None]:
         info = fields.get(key)
         if info is None:
             raise SettingsError(f"{path.name}: unknown setting {key}")
-        if value and info.annotation == SecretStr | None:  # empty is unset (.env.example lists them)
-            raise SettingsError(f"{path.name}: {key} is a secret; pass it in the environment, never in this file")
+        if value and _is_secret(info):  # empty is unset (.env.example lists them)
+            raise SettingsError(
+                f"{path.name}: {key} is a secret; put it in the Secrets Manager secret {SECRETS_ID_ENV} "
+                "names (or the environment), never in this file"
+            )
     return values
 
 
@@ -286,14 +304,37 @@ def _file_region(values: dict[str, str | None]) -> dict[str, str]:
     return {"AGENT_REGION": region} if region else {}
 
 
-def load_settings(path: Path | None = None, *, file_only: bool = False) -> Settings:
+def _from_secret(values: dict[str, str | None]) -> dict[str, str]:
+    """The secret settings of the secret that AGENT_SECRETS_ID names (environment, else the
+    file's ``values``), by field name, less those the environment sets (the environment wins)."""
+    secret_id = os.environ.get(SECRETS_ID_ENV) or values.get(SECRETS_ID_ENV)
+    if not secret_id:
+        return {}
+    region = (
+        os.environ.get("AGENT_REGION")
+        or values.get("AGENT_REGION")
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or Settings.model_fields["region"].default
+    )
+    fields = secret_settings()
+    try:
+        found = read_secret_settings(secret_id, region=region, allowed=fields)
+    except SecretSettingsError as exc:
+        raise SettingsError(str(exc)) from None
+    return {fields[key]: value for key, value in found.items() if not os.environ.get(key)}
+
+
+def load_settings(path: Path | None = None, *, file_only: bool = False, read_secret: bool = True) -> Settings:
     """Parse the environment (over the settings file) once; raise SettingsError if it is unusable.
 
     Args:
         path: an existing settings file to read instead of ``settings_file()`` (``doctor``
             checks a deployment's file this way, with the app's own parser and checks).
-        file_only: ignore the environment: read ``path`` as the runtime container would
-            (``agentcore`` checks the file it writes this way).
+        file_only: ignore the environment and the secret: read ``path`` as the runtime
+            container would (``agentcore`` checks the file it writes this way).
+        read_secret: read the secret that ``AGENT_SECRETS_ID`` names (``doctor`` checks it
+            on its own instead).
     """
     if path is None:
         path = settings_file()
@@ -305,7 +346,8 @@ def load_settings(path: Path | None = None, *, file_only: bool = False) -> Setti
     try:
         if file_only:
             return _FileOnlySettings(_env_file=path)
-        return Settings(_env_file=path, **_file_region(values))
+        secrets = _from_secret(values) if read_secret else {}
+        return Settings(_env_file=path, **_file_region(values), **secrets)
     except ValidationError as exc:  # the message never echoes input values (they may be secrets)
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {str(e['msg']).removeprefix('Value error, ')}"

@@ -6,8 +6,9 @@
    environment, which used to wipe every setting on redeploy. Environment variables still
    override the file.
 2. Puts the app's inline policy on the execution role (Bedrock invoke for the chosen models;
-   assume/tag the TVM role in multi-tenant mode; the tenant index in single-tenant mode). The
-   runtime's own needs (ECR, logs, X-Ray, metrics) come from ``runtime-role``.
+   assume/tag the TVM role in multi-tenant mode; the tenant index in single-tenant mode; with
+   ``--secrets-id``, reading that secret: ``scripts.app_secret``). The runtime's own needs (ECR,
+   logs, X-Ray, metrics) come from ``runtime-role``.
 3. Refuses a toolkit config whose agent is not a container deployment (the toolkit cannot
    change the type in place; direct code deploy runs ``python agent/app.py``, where ``agent``
    is not importable).
@@ -36,6 +37,7 @@ from agent.settings import IDLE_MARGIN_SECONDS, Settings, SettingsError, load_se
 from memory.embedders.bedrock import NOVA_MODEL_ID
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts import cognito
+from scripts.app_secret import AppSecret, described_secret, secret_statements
 from scripts.common import Report, ScriptError, account_id, add_common_args, aws_client, require_region
 from scripts.iam_roles import ensure_inline_policy, existing_role
 from scripts.tvm_role import (
@@ -94,6 +96,7 @@ def execution_role_policy(
     outbox_bucket: str | None = None,
     outbox_prefix: str = DEFAULT_OUTBOX_PREFIX,
     outbox_kms_key_arn: str | None = None,
+    secret: AppSecret | None = None,
 ) -> dict[str, Any]:
     """The app's permissions on top of the runtime's own (``runtime-role``: logs, ECR, X-Ray; the
     toolkit adds nothing to a supplied role).
@@ -103,6 +106,9 @@ def execution_role_policy(
     prefix (``outbox_object_statements``: erasure markers read-only) and, with a
     customer-managed key, that key through S3. Multi-tenant object access
     goes through the TVM role (``scripts.tvm_role``), which gets the key instead.
+
+    With the app's ``secret`` (``AGENT_SECRETS_ID``): ``GetSecretValue`` on exactly its ARN, and
+    ``kms:Decrypt`` of its customer managed key for that secret through Secrets Manager only.
     """
     resources = sorted({arn for m in model_ids for arn in model_resources(region, account, m)})
     statements: list[dict[str, Any]] = [
@@ -149,6 +155,8 @@ def execution_role_policy(
             )
             if outbox_kms_key_arn:
                 statements.append(outbox_kms_statement(region, account, outbox_kms_key_arn))
+    if secret is not None:
+        statements += secret_statements(secret)
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -181,12 +189,13 @@ WRITTEN_SETTINGS = frozenset({
     "AGENT_TOKEN_USES", "AGENT_TENANT_CLAIMS", "AGENT_BACKEND", "AGENT_VECTOR_BUCKET", "AGENT_EMBEDDER",
     "AGENT_MODEL_PROVIDER", "AGENT_MODEL_ID", "AGENT_TENANT_MODE", "AGENT_RUNTIME_IDLE_TIMEOUT_SECONDS",
     "AGENT_IDLE_TIMEOUT_SECONDS", "AGENT_OUTBOX_BUCKET", "AGENT_OUTBOX_PREFIX", "AGENT_OUTBOX_KMS_KEY_ID",
-    "AGENT_TVM_ROLE_ARN", "AGENT_SINGLE_TENANT_ID",
+    "AGENT_TVM_ROLE_ARN", "AGENT_SINGLE_TENANT_ID", "AGENT_SECRETS_ID",
 })  # fmt: skip
 
 
-def runtime_settings(args: argparse.Namespace, region: str) -> dict[str, str]:
-    """The deployed app's non-secret ``AGENT_*`` settings (see ``agent/settings.py``)."""
+def runtime_settings(args: argparse.Namespace, region: str, secret: AppSecret | None = None) -> dict[str, str]:
+    """The deployed app's non-secret ``AGENT_*`` settings (see ``agent/settings.py``); ``secret``
+    is named by its ARN (``AGENT_SECRETS_ID``), the one the execution role may read."""
     values = {
         "AGENT_REGION": region,
         "AGENT_AUTH_MODE": "cognito",
@@ -212,6 +221,8 @@ def runtime_settings(args: argparse.Namespace, region: str) -> dict[str, str]:
         values["AGENT_TVM_ROLE_ARN"] = args.tvm_role_arn
     else:
         values["AGENT_SINGLE_TENANT_ID"] = args.single_tenant_id
+    if secret is not None:
+        values["AGENT_SECRETS_ID"] = secret.arn
     return values
 
 
@@ -408,6 +419,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--idle-timeout", type=int, default=DEFAULT_IDLE_TIMEOUT, help="runtime idle session timeout (s)")
     p.add_argument("--max-lifetime", type=int, default=DEFAULT_MAX_LIFETIME, help="runtime max lifetime (s)")
     add_outbox_args(p)
+    p.add_argument(
+        "--secrets-id",
+        help="ARN or name of the Secrets Manager secret holding the app's secret settings "
+        "(AGENT_SECRETS_ID; written as its ARN): the execution role may read it",
+    )
     p.set_defaults(func=run)
 
 
@@ -432,9 +448,12 @@ def run(args: argparse.Namespace) -> Report:
     check_embedding_model(args.embedding_model_id)
     check_toolkit_config(args.toolkit_config, args.agent)
     unknown = unknown_resources(args, region)
+    secret = described_secret(args.secrets_id, region) if args.secrets_id else None
+    if args.secrets_id and secret is None:
+        unknown.append(f"--secrets-id {args.secrets_id}: no Secrets Manager secret with that name or ARN")
     if unknown:
         raise ScriptError("nothing written; these do not exist:\n  " + "\n  ".join(unknown))
-    values = runtime_settings(args, region)
+    values = runtime_settings(args, region, secret)
     settings = render_settings(values, operator_lines(args.settings_file))
     check_deployable(settings)
     account = account_id(region)
@@ -450,6 +469,7 @@ def run(args: argparse.Namespace) -> Report:
         outbox_bucket=args.outbox_bucket,
         outbox_prefix=args.outbox_prefix,
         outbox_kms_key_arn=args.outbox_kms_key_arn,
+        secret=secret,
     )
     role_name = args.execution_role_arn.rsplit("/", 1)[-1]
     ensure_inline_policy(aws_client("iam", region), report, role_name, POLICY_NAME, policy)

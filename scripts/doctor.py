@@ -1,7 +1,9 @@
 """``doctor``: check a live account's setup and print what is missing with the command that fixes it.
 
 Read-only. Checks the user pool and app client, the TVM role and its trust policy, the vector
-bucket, the outbox bucket (with ``--outbox-bucket``: exists, encrypted, not public), the indexes of the listed tenants, and access to the Bedrock models.
+bucket, the outbox bucket (with ``--outbox-bucket``: exists, encrypted, not public), the app's
+secret (with ``AGENT_SECRETS_ID`` or ``--secrets-id``: exists, a JSON object of secret settings,
+readable by the execution role), the indexes of the listed tenants, and access to the Bedrock models.
 
 What it checks is the deployed app's configuration: the settings file the runtime reads
 (``agentcore.env``, which ``agentcore`` writes, or ``--settings-file``), parsed by the app's own
@@ -23,11 +25,13 @@ from typing import Callable
 from botocore.exceptions import ClientError
 from dotenv import dotenv_values
 
-from agent.settings import SETTINGS_FILE_ENV, SettingsError, load_settings
+from agent.secret_settings import SecretSettingsError, parse_secret_settings
+from agent.settings import SETTINGS_FILE_ENV, SettingsError, load_settings, secret_settings
 from memory.index.s3vectors import create_index_params
 from memory.tenants import index_name_for, validate_tenant_id
-from scripts import cognito, tvm_role
+from scripts import agentcore_cmd, cognito, runtime_role, tvm_role
 from scripts.agentcore_cmd import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, PROFILE_PREFIXES, ROLE_ARN, SETTINGS_FILE
+from scripts.app_secret import described_secret, secret_statements
 from scripts.common import (
     Report,
     ScriptError,
@@ -91,6 +95,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tenant", action="append", default=[], help="tenant whose index must exist (repeatable)")
     p.add_argument("--dimension", type=int, default=DEFAULT_DIMENSION)
     tvm_role.add_outbox_args(p)
+    p.add_argument("--secrets-id", help="the app's secret (default: the settings' AGENT_SECRETS_ID)")
+    p.add_argument(
+        "--execution-role-arn",
+        help=f"the runtime's execution role, which must be able to read the secret (default: role "
+        f"{runtime_role.DEFAULT_ROLE_NAME})",
+    )
     p.add_argument(
         "--model-id",
         action="append",
@@ -114,7 +124,7 @@ def read_settings(args: argparse.Namespace) -> str:
     settings = None
     if path.is_file():
         try:
-            settings = load_settings(path)
+            settings = load_settings(path, read_secret=False)  # the secret has a check of its own
         except SettingsError as err:
             raise ScriptError(f"{path} is not a settings file the app accepts: {err}") from err
     elif args.settings_file or os.environ.get(SETTINGS_FILE_ENV):
@@ -129,6 +139,7 @@ def read_settings(args: argparse.Namespace) -> str:
         args.outbox_bucket = args.outbox_bucket or settings.outbox_bucket
         args.outbox_prefix = args.outbox_prefix or settings.outbox_prefix
         args.outbox_kms_key_arn = args.outbox_kms_key_arn or settings.outbox_kms_key_id
+        args.secrets_id = args.secrets_id or settings.secrets_id
         named = ROLE_ARN.fullmatch(settings.tvm_role_arn or "")
         args.role_name = args.role_name or (named["name"] if named else None)
         if args.pool_name is None and settings.cognito_user_pool_id:
@@ -253,6 +264,36 @@ def run(args: argparse.Namespace) -> Report:
         missing = [name for name, ok in state_of.items() if not ok]
         return ("DRIFT", f"not {' and not '.join(missing)}") if missing else ("OK", "encrypted, private")
 
+    def secret() -> tuple[str, str]:
+        found = described_secret(args.secrets_id, region)
+        if found is None:
+            return "MISSING", "no such secret"
+        where = f"secret {args.secrets_id}"
+        sm = aws_client("secretsmanager", found.region)
+        try:
+            parse_secret_settings(where, sm.get_secret_value(SecretId=found.arn).get("SecretString"), secret_settings())
+        except SecretSettingsError as err:
+            return "DRIFT", str(err).removeprefix(f"{where}: ")
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "DecryptionFailure":
+                raise
+            return "DRIFT", "AWS KMS cannot decrypt it (its key disabled or refusing Secrets Manager)"
+        named = ROLE_ARN.fullmatch(args.execution_role_arn or "")
+        role_name = named["name"] if named else runtime_role.DEFAULT_ROLE_NAME
+        try:
+            granted = _statements(
+                iam.get_role_policy(RoleName=role_name, PolicyName=agentcore_cmd.POLICY_NAME)["PolicyDocument"]
+            )
+        except ClientError as err:
+            if is_not_found(err):
+                return "DRIFT", f"execution role {role_name} has no inline policy {agentcore_cmd.POLICY_NAME}"
+            raise
+        have = {canonical(s) for s in granted}
+        missing = [s["Sid"] for s in secret_statements(found) if canonical(s) not in have]
+        if missing:
+            return "DRIFT", f"execution role {role_name} may not read it (no {', '.join(missing)} statement)"
+        return "OK", found.arn
+
     def index(tenant: str) -> Check:
         def check() -> tuple[str, str]:
             name = index_name_for(tenant)
@@ -301,6 +342,15 @@ def run(args: argparse.Namespace) -> Report:
             f"outbox bucket {args.outbox_bucket}",
             outbox,
             f"python -m scripts vector-bucket --bucket {args.bucket} --outbox-bucket {args.outbox_bucket}",
+        )
+    if args.secrets_id:
+        run_check(
+            report,
+            f"secret {args.secrets_id}",
+            secret,
+            "store a JSON object of AGENT_LOG_HASH_KEY / AGENT_MODEL_API_KEY in it (aws secretsmanager "
+            "create-secret or put-secret-value), then `python -m scripts agentcore ... --secrets-id "
+            f"{args.secrets_id}` to grant the execution role",
         )
     for tenant in tenants:
         run_check(

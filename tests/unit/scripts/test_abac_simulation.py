@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import pytest
 
 from scripts.agentcore_cmd import execution_role_policy
+from scripts.app_secret import AppSecret
 from scripts.common import ScriptError
 from scripts.tvm_role import INDEX_USER_ACTIONS, OUTBOX_OBJECT_ACTIONS, permission_policy, trust_policy
 from tests.support.iam_simulator import Case, Expect, Outcome, SimulatorMissing, node, simulate, table
@@ -241,6 +242,39 @@ MULTI_TENANT_CASES: list[Case] = [
          identity_policies=[MULTI_TENANT_APP]),
 ]
 
+#: The app's secret (``agentcore --secrets-id``) under a customer managed key: read through the
+#: execution role's ``ReadAppSecret`` / ``DecryptAppSecretThroughSecretsManagerOnly`` statements.
+SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:agent-memory/app-AbCdEf"
+SECRET_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/5678abcd-12ab-34cd-56ef-1234567890ab"
+SECRET_APP = execution_role_policy(region=REGION, account=ACCOUNT, model_ids=[], tvm_role_arn=TVM_ROLE_ARN,
+                                   bucket=BUCKET, single_tenant_id=None, secret=AppSecret(SECRET_ARN, SECRET_KEY))
+_VIA_SECRETS_MANAGER = {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}
+
+
+def secret_app_call(name: str, expect: Expect, action: str, resource: str, context: Mapping[str, str] | None = None) -> Case:
+    """The execution role calls ``action``; a KMS key has KMS's default key policy (IAM policies decide)."""
+    key_policy = _DEFAULT_KEY_POLICY if action.startswith("kms:") else None
+    return Case(name=name, expect=expect, principal=EXEC_ROLE_ARN, action=action, resource=resource,
+                resource_account=ACCOUNT, identity_policies=[SECRET_APP], resource_policy=key_policy,
+                context=dict(context or {}))
+
+
+SECRET_CASES: list[Case] = [
+    secret_app_call("app GetSecretValue on its secret", "allow", "secretsmanager:GetSecretValue", SECRET_ARN),
+    secret_app_call("app GetSecretValue on another secret", "deny", "secretsmanager:GetSecretValue",
+                    SECRET_ARN.replace("agent-memory/app", "payroll/db")),
+    secret_app_call("app PutSecretValue on its secret", "deny", "secretsmanager:PutSecretValue", SECRET_ARN),
+    secret_app_call("app kms:Decrypt of its secret through Secrets Manager", "allow", "kms:Decrypt", SECRET_KEY,
+                    _VIA_SECRETS_MANAGER),
+    secret_app_call("app kms:Decrypt of another key through Secrets Manager", "deny", "kms:Decrypt",
+                    SECRET_KEY[:-4] + "ffff", _VIA_SECRETS_MANAGER),
+    secret_app_call("app kms:Decrypt on the secret's key directly", "deny", "kms:Decrypt", SECRET_KEY),
+    secret_app_call("app kms:Decrypt on the secret's key through S3", "deny", "kms:Decrypt", SECRET_KEY,
+                    {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}),
+    secret_app_call("app kms:Encrypt on the secret's key through Secrets Manager", "deny", "kms:Encrypt", SECRET_KEY,
+                    _VIA_SECRETS_MANAGER),
+]
+
 _RUNTIME = {"aws:SourceArn": RUNTIME_ARN, "aws:SourceAccount": ACCOUNT}
 TRUST_CASES: list[Case] = [
     assume("execution role AssumeRole with TenantID", "allow"),
@@ -299,7 +333,8 @@ REFUSED_PRINCIPALS: dict[str, Case] = {
         "if the account root were trusted: any role of the account", "allow",
         principal=f"arn:aws:iam::{ACCOUNT}:role/ops", trust=_exec_trust_naming(f"arn:aws:iam::{ACCOUNT}:root")),
 }
-ALL_CASES = [*TENANT_CASES, *OUTBOX_CASES, *SINGLE_TENANT_CASES, *MULTI_TENANT_CASES, *TRUST_CASES, *REFUSED_PRINCIPALS.values()]
+ALL_CASES = [*TENANT_CASES, *OUTBOX_CASES, *SINGLE_TENANT_CASES, *MULTI_TENANT_CASES, *SECRET_CASES, *TRUST_CASES,
+             *REFUSED_PRINCIPALS.values()]
 
 
 @pytest.fixture(scope="module")

@@ -421,3 +421,76 @@ def test_a_client_of_another_pool_a_malformed_pool_id_and_a_role_of_another_acco
     malformed = cli(*_args(role, config, "--tvm-role-arn", TVM, "--pool-id", "no pool"))
     assert malformed.code == 1 and "--pool-id no pool:" in malformed.err and not config.exists()
 
+
+
+SECRET_ARN = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:agent-memory/app-AbCdEf"
+
+
+def test_the_app_secret_adds_exactly_get_secret_value_and_with_a_customer_key_its_decrypt() -> None:
+    from scripts.app_secret import AppSecret
+
+    def policy(secret: AppSecret | None) -> dict:
+        return execution_role_policy(
+            region="us-east-1", account=ACCOUNT, model_ids=["m"], tvm_role_arn=TVM, bucket="b",
+            single_tenant_id=None, secret=secret,
+        )  # fmt: skip
+
+    without = policy(None)
+    managed = policy(AppSecret(SECRET_ARN))
+    assert managed["Statement"][:-1] == without["Statement"]
+    assert managed["Statement"][-1] == {
+        "Sid": "ReadAppSecret",
+        "Effect": "Allow",
+        "Action": "secretsmanager:GetSecretValue",
+        "Resource": SECRET_ARN,
+    }
+    key = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    customer = policy(AppSecret(SECRET_ARN, key))
+    assert customer["Statement"][:-1] == managed["Statement"]
+    assert customer["Statement"][-1] == {
+        "Sid": "DecryptAppSecretThroughSecretsManagerOnly",
+        "Effect": "Allow",
+        "Action": "kms:Decrypt",
+        "Resource": key,
+        "Condition": {"StringEquals": {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}},
+    }
+
+
+def test_a_secrets_id_is_written_as_its_arn_and_the_role_may_read_exactly_that_secret(role, cli, config) -> None:
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    arn = sm.create_secret(Name="agent-memory/app", SecretString='{"AGENT_LOG_HASH_KEY": "k"}')["ARN"]
+    result = cli(*_args(role, config, "--tvm-role-arn", TVM, "--secrets-id", "agent-memory/app"))
+    assert result.code == 0, result.err
+    assert _settings(config)["AGENT_SECRETS_ID"] == arn
+    iam = boto3.client("iam", region_name="us-east-1")
+    doc = iam.get_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")["PolicyDocument"]
+    (read,) = [s for s in doc["Statement"] if s["Sid"] == "ReadAppSecret"]
+    assert read["Resource"] == arn and read["Action"] == "secretsmanager:GetSecretValue"
+    assert not any(s["Sid"].startswith("DecryptAppSecret") for s in doc["Statement"])  # aws/secretsmanager
+
+    again = cli(*_args(role, config, "--tvm-role-arn", TVM))  # without the flag the secret is gone
+    assert again.code == 0, again.err
+    assert "AGENT_SECRETS_ID" not in _settings(config)
+    doc = iam.get_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")["PolicyDocument"]
+    assert not any(s["Sid"] == "ReadAppSecret" for s in doc["Statement"])
+
+
+def test_a_secret_with_a_customer_key_gets_decrypt_on_that_key_by_its_arn(role, cli, config) -> None:
+    kms = boto3.client("kms", region_name="us-east-1")
+    key = kms.create_key()["KeyMetadata"]
+    kms.create_alias(AliasName="alias/agent-secrets", TargetKeyId=key["KeyId"])
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    arn = sm.create_secret(Name="agent-memory/app", SecretString="{}", KmsKeyId="alias/agent-secrets")["ARN"]
+    result = cli(*_args(role, config, "--tvm-role-arn", TVM, "--secrets-id", arn))
+    assert result.code == 0, result.err
+    iam = boto3.client("iam", region_name="us-east-1")
+    doc = iam.get_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")["PolicyDocument"]
+    (decrypt,) = [s for s in doc["Statement"] if s["Sid"] == "DecryptAppSecretThroughSecretsManagerOnly"]
+    assert decrypt["Resource"] == key["Arn"]  # the alias resolved: IAM matches key ARNs only
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}}
+
+
+def test_a_secrets_id_that_names_no_secret_is_refused_and_nothing_is_written(role, cli, config) -> None:
+    result = cli(*_args(role, config, "--tvm-role-arn", TVM, "--secrets-id", "agent-memory/typo"))
+    assert result.code == 1 and "--secrets-id agent-memory/typo: no Secrets Manager secret" in result.err
+    assert not config.exists()

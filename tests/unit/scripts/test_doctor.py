@@ -358,7 +358,7 @@ def test_doctor_given_the_outbox_but_not_its_key_checks_the_key_the_role_grants(
 CHAT = "amazon.nova-pro-v1:0"
 
 
-def _deploy_under_other_names(cli) -> dict[str, str]:
+def _deploy_under_other_names(cli, *agentcore_flags: str) -> dict[str, str]:
     """A setup whose names are not doctor's defaults, then `agentcore` writing ./agentcore.env
     (what the deployed app reads); returns the pool and client ids."""
     setup = outputs(cli("cognito", "setup", *R, "--pool-name", "prod-users").out)
@@ -371,7 +371,7 @@ def _deploy_under_other_names(cli) -> dict[str, str]:
         ("tenant", "onboard", *R, "--bucket", "prod-vectors", "--tenant", "acme"),
         ("agentcore", *R, "--pool-id", pool_id, "--client-id", client_id, "--execution-role-arn", EXEC,
          "--bucket", "prod-vectors", "--outbox-bucket", "prod-outbox", "--outbox-prefix", "ob",
-         "--tvm-role-arn", "arn:aws:iam::123456789012:role/prod-tvm", "--model-id", CHAT),
+         "--tvm-role-arn", "arn:aws:iam::123456789012:role/prod-tvm", "--model-id", CHAT, *agentcore_flags),
     ):  # fmt: skip
         result = cli(*argv)
         assert result.code == 0, result.out + result.err
@@ -456,3 +456,49 @@ def test_doctor_reports_a_client_whose_id_tokens_name_no_tenant(aws, cli, bedroc
     env = Path("agentcore.env")
     env.write_text(env.read_text().replace("AGENT_TOKEN_USES=id\n", "AGENT_TOKEN_USES=access\n"))
     assert cli("doctor", "--tenant", "acme").code == 0  # access tokens carry the trigger's claim
+
+
+def test_doctor_checks_the_app_secret_the_settings_name_and_that_the_execution_role_may_read_it(
+    aws, cli, bedrock
+) -> None:
+    """AGENT_SECRETS_ID (written by ``agentcore --secrets-id``): the secret exists, is a JSON object
+    of secret settings, and the execution role's policy has the statements ``agentcore`` grants."""
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    arn = sm.create_secret(Name="prod/app", SecretString=json.dumps({"AGENT_LOG_HASH_KEY": "k" * 32}))["ARN"]
+    _deploy_under_other_names(cli, "--secrets-id", "prod/app")
+    bedrock.extend([("ok", CHAT), ("ok", MODEL)])
+    doctor = ("doctor", "--tenant", "acme", "--execution-role-arn", EXEC)
+    ok = cli(*doctor)
+    assert ok.code == 0, ok.out + ok.err
+    assert _row(ok.out, f"secret {arn}") == ["OK", arn], ok.out
+
+    sm.put_secret_value(SecretId=arn, SecretString=json.dumps({"AGENT_TOP_K": "5", "AGENT_LOG_HASH_KEY": "v" * 32}))
+    drift = cli(*doctor)
+    assert drift.code == 3 and _row(drift.out, f"secret {arn}")[0] == "DRIFT"
+    assert "AGENT_TOP_K is not a secret setting" in drift.out
+    assert "v" * 32 not in drift.out + drift.err
+
+    sm.put_secret_value(SecretId=arn, SecretString=json.dumps({"AGENT_LOG_HASH_KEY": "k" * 32}))
+    other_role = cli(*doctor[:-1], "arn:aws:iam::123456789012:role/agent-memory-tvm")
+    assert other_role.code == 3 and "has no inline policy agent-memory-app" in other_role.out
+    boto3.client("iam", region_name="us-east-1").delete_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")
+    boto3.client("iam", region_name="us-east-1").put_role_policy(
+        RoleName="agentcore-runtime",
+        PolicyName="agent-memory-app",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Sid": "ReadAppSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "arn:aws:secretsmanager:us-east-1:123456789012:secret:other-AbCdEf"}]}),
+    )  # fmt: skip
+    unreadable = cli(*doctor)
+    assert unreadable.code == 3 and "may not read it (no ReadAppSecret statement)" in unreadable.out
+    assert "--secrets-id" in unreadable.out  # the fix grants it
+
+    sm.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+    missing = cli(*doctor)
+    assert missing.code == 1 and _row(missing.out, f"secret {arn}")[:3] == ["MISSING", "no", "such"], missing.out
+
+
+def _row(out: str, resource: str) -> list[str]:
+    """The status and the detail's words of the report's row for ``resource``."""
+    (line,) = [line for line in out.splitlines() if f" {resource} " in f"{line} "]
+    status, rest = line.split(maxsplit=1)
+    return [status, *rest.removeprefix(resource).split()]
