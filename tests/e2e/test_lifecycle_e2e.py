@@ -120,13 +120,7 @@ def test_a_turn_that_never_returns_does_not_keep_the_process_from_exiting(tmp_pa
     (checkpoint,) = [e for e in outbox.pending() if e.conversation_id == hung]
     assert checkpoint.open and [t["text"] for t in checkpoint.transcript][:1] == ["My bike is red."]
 
-    restarted = AgentServer(tmp_path, AGENT_ORPHAN_AFTER_SECONDS="0").start()  # adopts the checkpoint
-    try:
-        restarted.wait_idle()
-        assert wait_for(lambda: len(stored(tmp_path, "tenant-hang", "lee")) == 2), restarted.log()
-    finally:
-        restarted.stop()
-    memories = {m.conversation_id: m.content for m in stored(tmp_path, "tenant-hang", "lee")}
+    memories = stored_after_restart(tmp_path, "tenant-hang", "lee", 2)  # adopts the checkpoint
     assert "17" in memories[ended] and "red" in memories[hung]
 
 
@@ -166,12 +160,7 @@ def test_the_whole_shutdown_fits_its_budget_when_a_turn_and_a_summary_never_retu
     assert not pending[ended].open and pending[hung].open, pending
     assert [t["text"] for t in pending[hung].transcript][:1] == ["My bike is red."]
 
-    restarted = AgentServer(tmp_path, AGENT_ORPHAN_AFTER_SECONDS="0").start()  # replays both
-    try:
-        assert wait_for(lambda: len(stored(tmp_path, "tenant-budget", "max")) == 2), restarted.log()
-    finally:
-        restarted.stop()
-    memories = {m.conversation_id: m.content for m in stored(tmp_path, "tenant-budget", "max")}
+    memories = stored_after_restart(tmp_path, "tenant-budget", "max", 2)  # replays both
     assert "green" in memories[ended] and "red" in memories[hung]
 
 
@@ -210,3 +199,15 @@ def _quietly(server: AgentServer, token: str, session_id: str) -> None:
     with contextlib.suppress(httpx.HTTPError):
         httpx.post(f"{server.url}/invocations", json={"prompt": f"{HANG_PREFIX} My car is blue.", "stream": True},
                    headers={"Authorization": f"Bearer {token}", SESSION_HEADER: session_id}, timeout=60)
+
+
+def stored_after_restart(tmp_path: Path, tenant: str, user: str, count: int) -> dict[str, str]:
+    """Start the app again on the same state (open checkpoints adopted at once) until ``count``
+    memories of ``user`` are stored; their text by conversation id."""
+    restarted = AgentServer(tmp_path, AGENT_ORPHAN_AFTER_SECONDS="0").start()
+    try:
+        restarted.wait_idle()
+        assert wait_for(lambda: len(stored(tmp_path, tenant, user)) == count), restarted.log()
+    finally:
+        restarted.stop()
+    return {m.conversation_id: m.content for m in stored(tmp_path, tenant, user)}
