@@ -65,3 +65,17 @@ def wait_for_free_slot() -> bool:
             deadline._slots.release()
             return True
     return False
+
+
+@pytest.mark.parametrize("seconds", [float("inf"), 1e12])
+def test_a_deadline_past_the_longest_wait_of_a_lock_waits_for_the_read(seconds: float) -> None:
+    """A lock's wait refuses more than threading.TIMEOUT_MAX (OverflowError): a deadline of
+    AGENT_RETRIEVAL_TIMEOUT_SECONDS=inf (or 1e12) failed every read, even a fast one."""
+    started = threading.Event()
+
+    def read() -> str:
+        started.wait(5)  # still running when the caller starts to wait
+        return "value"
+
+    threading.Timer(0.1, started.set).start()
+    assert within(seconds, read) == "value"
