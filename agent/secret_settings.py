@@ -56,7 +56,10 @@ def read_secret_settings(secret_id: str, *, region: str, allowed: Collection[str
             names with non-empty string values. The message never contains a value.
     """
     where = f"{SECRETS_ID_ENV} {secret_id}"
-    client = make_client("secretsmanager", region=secret_region(secret_id, region))
+    try:
+        client = make_client("secretsmanager", region=secret_region(secret_id, region))
+    except BotoCoreError as exc:  # e.g. InvalidRegionError: a malformed AGENT_REGION
+        raise SecretSettingsError(f"{where}: {exc}") from None
     try:
         response = client.get_secret_value(SecretId=secret_id)
     except ClientError as exc:

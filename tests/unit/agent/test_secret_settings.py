@@ -217,3 +217,15 @@ def test_botocore_debug_dumps_of_the_secret_are_redacted_by_the_log_formatter(sm
     for record in raw:
         RedactingFilter().filter(record)
         assert HASH_KEY not in record.getMessage()
+
+
+def test_a_region_botocore_refuses_stops_start_up_naming_the_secret(sm, tmp_path, monkeypatch, capsys) -> None:
+    """botocore refuses a malformed region when it builds the client (InvalidRegionError), before
+    any call: the app exits 2 with the message, as it does for that region without a secret."""
+    from agent.app import main
+
+    _deployed(tmp_path, monkeypatch, "agent/prod")
+    monkeypatch.setenv("AGENT_REGION", "us_east_1")
+    assert main() == 2
+    err = capsys.readouterr().err
+    assert "AGENT_SECRETS_ID agent/prod" in err and "us_east_1" in err
