@@ -63,7 +63,11 @@ def within(seconds: float | None, read: Callable[[], T]) -> T:
         finally:
             _slots.release()
 
-    threading.Thread(target=run, name="memory-read", daemon=True).start()
+    try:
+        threading.Thread(target=run, name="memory-read", daemon=True).start()
+    except BaseException:  # e.g. RuntimeError "can't start new thread": run never releases the slot
+        _slots.release()
+        raise
     try:
         return outcome.result(timeout=min(max(0.0, deadline - time.monotonic()), threading.TIMEOUT_MAX))
     except FutureTimeout:

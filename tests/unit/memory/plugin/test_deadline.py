@@ -79,3 +79,19 @@ def test_a_deadline_past_the_longest_wait_of_a_lock_waits_for_the_read(seconds: 
 
     threading.Timer(0.1, started.set).start()
     assert within(seconds, read) == "value"
+
+
+def test_a_read_whose_thread_cannot_start_gives_its_slot_back(monkeypatch) -> None:
+    """CPython raises RuntimeError("can't start new thread") when the OS refuses one (threads or
+    memory exhausted): the read fails, and its slot is free again for the next read."""
+    monkeypatch.setattr(deadline, "_slots", threading.BoundedSemaphore(1))
+
+    class Refused(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as refusing:
+        refusing.setattr(deadline.threading, "Thread", Refused)
+        with pytest.raises(RuntimeError, match="can't start"):
+            within(5.0, lambda: "never")
+    assert within(0.5, lambda: "next") == "next"
