@@ -70,7 +70,7 @@ from memory.keys import fact_key, summary_key
 from memory.pipeline.summarizer import Summarizer, transcript_from_messages
 from memory.pipeline.units import FACT_TYPE, SUMMARY_TYPE
 from memory.plugin.context_block import CLOSE_TAG, HEADER, OPEN_TAG, format_memory
-from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS, within
+from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS, check_timeout, within
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.stores.protocol import MemoryBackend
 from memory.stores.scoping import validate_scope
@@ -141,6 +141,7 @@ class StrandsMemoryStore(MemoryStore):
         Raises:
             ValidationError: An empty user id or agent name, an invalid tenant id, or no tenant id
                 for a multi-tenant backend.
+            ValueError: ``retrieval_timeout`` is 0 or less.
         """
         self.scope = Scope(
             user_id=user_id,
@@ -158,7 +159,7 @@ class StrandsMemoryStore(MemoryStore):
         self.extraction = extraction
         self.min_score = min_score
         self.summarizer = summarizer or Summarizer()
-        self.retrieval_timeout = retrieval_timeout
+        self.retrieval_timeout = check_timeout(retrieval_timeout, "retrieval_timeout")
         self._run_id = uuid.uuid4().hex  # makes add_messages keys unique to this store's life
 
     async def search(self, query: str, options: SearchOptions | None = None) -> list[MemoryEntry]:

@@ -37,6 +37,17 @@ class RetrievalTimeout(TimeoutError):
     """A memory read did not answer within its deadline (it was abandoned, not cancelled)."""
 
 
+def check_timeout(seconds: float | None, name: str) -> float | None:
+    """``seconds`` if it is a usable deadline (None or more than 0).
+
+    Raises:
+        ValueError: ``seconds`` is 0 or less (naming ``name``): every read would be abandoned.
+    """
+    if seconds is not None and not seconds > 0:
+        raise ValueError(f"{name} must be more than 0 seconds, or None for no deadline")
+    return seconds
+
+
 def within(seconds: float | None, read: Callable[[], T]) -> T:
     """``read()``, or :class:`RetrievalTimeout` once ``seconds`` have passed (None: no deadline).
 

@@ -95,7 +95,7 @@ from strands.tools.decorator import DecoratedFunctionTool
 
 from memory import telemetry
 from memory.pipeline.background import SummaryPipeline
-from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS, within
+from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS, check_timeout, within
 from memory.plugin.context_block import PLACEHOLDER, fill_blocks, render_block, restore_placeholder
 from memory.index.limits import validate_top_k
 from memory.keys import new_conversation_marker, summary_key
@@ -203,7 +203,8 @@ class MemoryPlugin(Plugin):
 
         Raises:
             ValidationError: ``top_k`` or ``recall_top_k_max`` outside 1-100 (no store accepts it).
-            ValueError: ``read_agent_name`` is blank or the SDK's default agent name.
+            ValueError: ``read_agent_name`` is blank or the SDK's default agent name, or
+                ``retrieval_timeout`` is 0 or less.
         """
         validate_top_k(recall_top_k_max)
         self.store = store
@@ -211,7 +212,7 @@ class MemoryPlugin(Plugin):
         self.summarize = summarize
         self.top_k = validate_top_k(top_k)
         self.min_score = min_score
-        self.retrieval_timeout = retrieval_timeout
+        self.retrieval_timeout = check_timeout(retrieval_timeout, "retrieval_timeout")
         self.metrics: Counter[str] = Counter()
         self._base: list[dict[str, Any]] = [{"text": ""}]  # the caller's system prompt blocks
         self.agent_name: str | None = None

@@ -22,7 +22,7 @@ from strands.types.tools import ToolSpec
 
 from memory import telemetry
 from memory.plugin.context_block import render_block
-from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS, within
+from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS, check_timeout, within
 from memory.errors import error_reason
 from memory.types import Memory, Scope
 from memory.stores.protocol import MemoryBackend
@@ -76,7 +76,12 @@ def build_recall_tool(
 
     Returns:
         The tool, ready for ``Agent(tools=[...])`` or a plugin's ``tools``.
+
+    Raises:
+        ValueError: ``timeout`` is 0 or less.
     """
+
+    check_timeout(timeout, "timeout")
 
     def recall(query: str, tool_context: ToolContext, top_k: Any) -> str:
         try:

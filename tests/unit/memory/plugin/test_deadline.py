@@ -95,3 +95,18 @@ def test_a_read_whose_thread_cannot_start_gives_its_slot_back(monkeypatch) -> No
         with pytest.raises(RuntimeError, match="can't start"):
             within(5.0, lambda: "never")
     assert within(0.5, lambda: "next") == "next"
+
+
+@pytest.mark.parametrize("seconds", [0, -1, -0.5])
+def test_a_deadline_every_read_would_miss_is_refused_where_it_is_given(fake_store, seconds) -> None:
+    """Every read would be abandoned at once: memory silently off, a warning per turn."""
+    from memory.plugin.plugin import MemoryPlugin
+    from memory.plugin.recall_tool import build_recall_tool
+    from memory.strands_store import StrandsMemoryStore
+
+    with pytest.raises(ValueError, match="retrieval_timeout must be more than 0"):
+        MemoryPlugin(fake_store, pipeline=None, retrieval_timeout=seconds)
+    with pytest.raises(ValueError, match="timeout must be more than 0"):
+        build_recall_tool(fake_store, lambda context: None, timeout=seconds)
+    with pytest.raises(ValueError, match="retrieval_timeout must be more than 0"):
+        StrandsMemoryStore(fake_store, user_id="alice", agent_name="orchestrator", tenant_id="acme", retrieval_timeout=seconds)
