@@ -19,7 +19,7 @@ import json
 import re
 from typing import Any, Collection
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from memory.aws import error_code, make_client
 
@@ -56,11 +56,19 @@ def read_secret_settings(secret_id: str, *, region: str, allowed: Collection[str
             names with non-empty string values. The message never contains a value.
     """
     where = f"{SECRETS_ID_ENV} {secret_id}"
-    client = make_client("secretsmanager", region=secret_region(secret_id, region))
+    try:
+        client = make_client("secretsmanager", region=secret_region(secret_id, region))
+    except BotoCoreError as exc:  # e.g. InvalidRegionError: a malformed AGENT_REGION
+        raise SecretSettingsError(f"{where}: {exc}") from None
     try:
         response = client.get_secret_value(SecretId=secret_id)
     except ClientError as exc:
         raise SecretSettingsError(_refusal(where, exc)) from None
+    except NoCredentialsError:
+        raise SecretSettingsError(
+            f"{where}: no AWS credentials to read it (run with credentials that may read the secret, or "
+            f"unset {SECRETS_ID_ENV} and set the secret settings in the environment)"
+        ) from None
     except BotoCoreError as exc:
         raise SecretSettingsError(f"{where}: cannot reach AWS Secrets Manager ({type(exc).__name__})") from None
     return parse_secret_settings(where, response.get("SecretString"), allowed)

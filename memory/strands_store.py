@@ -314,7 +314,9 @@ class FencedMemoryManager(MemoryManager):
             injection = MemoryInjectionConfig(**injection, format=format_injection)
         super().__init__(stores, search_tool_config, add_tool_config, injection)
         custom = search_tool_config.get("name") if isinstance(search_tool_config, dict) else None
-        self.search_tool_name = custom or "search_memory"
+        searches = isinstance(search_tool_config, dict) or bool(search_tool_config)  # as MemoryManager
+        #: The tool whose results are fenced (None: the manager registers none).
+        self.search_tool_name: str | None = (custom or "search_memory") if searches else None
 
     async def init_agent(self, agent: "Agent") -> None:
         """``MemoryManager.init_agent``, plus the hook fencing the search tool's results."""

@@ -59,6 +59,7 @@ def within(seconds: float | None, read: Callable[[], T]) -> T:
     """
     if seconds is None:
         return read()
+    seconds = min(seconds, threading.TIMEOUT_MAX)  # a lock waits no longer (OverflowError): inf included
     deadline = time.monotonic() + seconds
     if not _slots.acquire(timeout=seconds):
         raise RetrievalTimeout(f"memory read refused: {MAX_ABANDONED_READS} reads still running")
@@ -73,8 +74,12 @@ def within(seconds: float | None, read: Callable[[], T]) -> T:
         finally:
             _slots.release()
 
-    threading.Thread(target=run, name="memory-read", daemon=True).start()
     try:
-        return outcome.result(timeout=max(0.0, deadline - time.monotonic()))
+        threading.Thread(target=run, name="memory-read", daemon=True).start()
+    except BaseException:  # e.g. RuntimeError "can't start new thread": run never releases the slot
+        _slots.release()
+        raise
+    try:
+        return outcome.result(timeout=min(max(0.0, deadline - time.monotonic()), threading.TIMEOUT_MAX))
     except FutureTimeout:
         raise RetrievalTimeout(f"memory read took longer than {seconds:g} s; abandoned") from None

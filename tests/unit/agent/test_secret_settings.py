@@ -217,3 +217,34 @@ def test_botocore_debug_dumps_of_the_secret_are_redacted_by_the_log_formatter(sm
     for record in raw:
         RedactingFilter().filter(record)
         assert HASH_KEY not in record.getMessage()
+
+
+def test_a_region_botocore_refuses_stops_start_up_naming_the_secret(sm, tmp_path, monkeypatch, capsys) -> None:
+    """botocore refuses a malformed region when it builds the client (InvalidRegionError), before
+    any call: the app exits 2 with the message, as it does for that region without a secret."""
+    from agent.app import main
+
+    _deployed(tmp_path, monkeypatch, "agent/prod")
+    monkeypatch.setenv("AGENT_REGION", "us_east_1")
+    assert main() == 2
+    err = capsys.readouterr().err
+    assert "AGENT_SECRETS_ID agent/prod" in err and "us_east_1" in err
+
+
+def test_without_aws_credentials_start_up_says_so(tmp_path, monkeypatch, capsys) -> None:
+    """AGENT_SECRETS_ID in a settings file run locally (``python -m agent``) without credentials:
+    botocore's NoCredentialsError is no network fault, and the message says what to do."""
+    from agent.app import main
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setattr(memory.aws, "_default_session", None)
+    _deployed(tmp_path, monkeypatch, "agent/prod")
+    assert main() == 2
+    err = capsys.readouterr().err
+    assert "AGENT_SECRETS_ID agent/prod: no AWS credentials" in err and "cannot reach" not in err

@@ -283,3 +283,21 @@ def test_initialize_refuses_a_tenant_without_an_index(s3vectors_double: Any) -> 
 def test_scope_is_validated_at_construction(backend: MultiTenantStore, kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         StrandsMemoryStore(backend, **kwargs)
+
+
+def test_without_its_search_tool_the_manager_leaves_another_tools_results_alone(backend: MultiTenantStore) -> None:
+    """``search_tool_config=False`` registers no ``search_memory``: a tool of the agent's own
+    of that name is not memory, and its result reaches the model as the tool wrote it."""
+    from strands import tool
+
+    @tool(name="search_memory")
+    def notes(query: str) -> str:
+        """Search the user's notes."""
+        return f"note about {query}"
+
+    store = StrandsMemoryStore(backend, tenant_id="tenant-001", user_id="alice", agent_name="assistant")
+    model = ScriptedModel([ToolCall("search_memory", {"query": "cats"}), "ok"])
+    agent = Agent(model=model, name="assistant", callback_handler=None, tools=[notes],
+                  memory_manager=FencedMemoryManager(stores=[store], search_tool_config=False, injection=False))
+    agent("What do my notes say about cats?")
+    assert model.calls[1].last_tool_result_text == "note about cats"

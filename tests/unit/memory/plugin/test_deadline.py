@@ -67,6 +67,36 @@ def wait_for_free_slot() -> bool:
     return False
 
 
+@pytest.mark.parametrize("seconds", [float("inf"), 1e12])
+def test_a_deadline_past_the_longest_wait_of_a_lock_waits_for_the_read(seconds: float) -> None:
+    """A lock's wait refuses more than threading.TIMEOUT_MAX (OverflowError): a deadline of
+    AGENT_RETRIEVAL_TIMEOUT_SECONDS=inf (or 1e12) failed every read, even a fast one."""
+    started = threading.Event()
+
+    def read() -> str:
+        started.wait(5)  # still running when the caller starts to wait
+        return "value"
+
+    threading.Timer(0.1, started.set).start()
+    assert within(seconds, read) == "value"
+
+
+def test_a_read_whose_thread_cannot_start_gives_its_slot_back(monkeypatch) -> None:
+    """CPython raises RuntimeError("can't start new thread") when the OS refuses one (threads or
+    memory exhausted): the read fails, and its slot is free again for the next read."""
+    monkeypatch.setattr(deadline, "_slots", threading.BoundedSemaphore(1))
+
+    class Refused(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as refusing:
+        refusing.setattr(deadline.threading, "Thread", Refused)
+        with pytest.raises(RuntimeError, match="can't start"):
+            within(5.0, lambda: "never")
+    assert within(0.5, lambda: "next") == "next"
+
+
 @pytest.mark.parametrize("seconds", [0, -1, -0.5])
 def test_a_deadline_every_read_would_miss_is_refused_where_it_is_given(fake_store, seconds) -> None:
     """Every read would be abandoned at once: memory silently off, a warning per turn."""
