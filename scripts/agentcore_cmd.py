@@ -259,6 +259,17 @@ def operator_lines(path: Path) -> list[str]:
     return kept
 
 
+def dropped_settings(path: Path, values: dict[str, str]) -> list[str]:
+    """The settings this command wrote into ``path`` before and leaves out now (a flag not given
+    again, e.g. ``--secrets-id``): reported, since the next launch's app starts without them."""
+    try:
+        text = path.read_text() if path.is_file() else ""
+    except OSError as err:
+        raise ScriptError(f"cannot read {path}: {err.strerror}") from err
+    before = {line.split("=", 1)[0].strip() for line in text.splitlines() if "=" in line and not line.lstrip().startswith("#")}
+    return sorted((before & WRITTEN_SETTINGS) - set(values))
+
+
 def check_deployable(text: str) -> None:
     """Refuse settings the deployed app would refuse (a hand-added line with a typo, a secret,
     a value out of range): read as the runtime reads them, from the file alone."""
@@ -458,6 +469,8 @@ def run(args: argparse.Namespace) -> Report:
     check_deployable(settings)
     account = account_id(region)
     report = Report("agentcore", dry_run=args.dry_run)
+    for key in dropped_settings(args.settings_file, values):
+        report.change("DELETE", f"{key} in {args.settings_file.name}", "its flag was not given again: pass it to keep it")
     write_settings(args.settings_file, settings, report)
     policy = execution_role_policy(
         region=region,

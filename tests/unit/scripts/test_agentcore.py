@@ -468,9 +468,13 @@ def test_a_secrets_id_is_written_as_its_arn_and_the_role_may_read_exactly_that_s
     assert read["Resource"] == arn and read["Action"] == "secretsmanager:GetSecretValue"
     assert not any(s["Sid"].startswith("DecryptAppSecret") for s in doc["Statement"])  # aws/secretsmanager
 
-    again = cli(*_args(role, config, "--tvm-role-arn", TVM))  # without the flag the secret is gone
+    again = cli(*_args(role, config, "--tvm-role-arn", TVM))  # without the flag the secret is gone,
     assert again.code == 0, again.err
     assert "AGENT_SECRETS_ID" not in _settings(config)
+    # and the report says so (the next launch's app starts without its secrets): not silently
+    (removed,) = [line for line in again.out.splitlines() if "AGENT_SECRETS_ID" in line]
+    assert "DELETED" in removed and "pass it to keep it" in removed
+    assert "AGENT_SECRETS_ID" not in cli(*_args(role, config, "--tvm-role-arn", TVM)).out  # once
     doc = iam.get_role_policy(RoleName="agentcore-runtime", PolicyName="agent-memory-app")["PolicyDocument"]
     assert not any(s["Sid"] == "ReadAppSecret" for s in doc["Statement"])
 
