@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from agent.listening import wait_until_listening
+from agent.secret_settings import SECRETS_ID_ENV
 from auth.dev_issuer import DevIssuer
 from auth.local_state import state_root
 from memory.factory import create_embedder, create_store
@@ -93,7 +94,9 @@ class Server:
 
     def start(self, timeout: float) -> None:
         env = {
-            **os.environ,
+            # the shell's settings apply (e.g. AGENT_MEMORY_ENABLED), but never a deployment's
+            # secret: the offline demo reads nothing from AWS
+            **{name: value for name, value in os.environ.items() if name != SECRETS_ID_ENV},
             "AGENT_HOST": "127.0.0.1",
             "AGENT_PORT": str(self.port),
             "AGENT_STATE_DIR": str(self.state_dir),

@@ -159,3 +159,15 @@ def test_the_set_up_names_the_compiler_the_demos_install_needs() -> None:
     assert any(dependency.startswith("llama-cpp-python") for dependency in local)
     setup = (root / "README.md").read_text().split("\n## Set up\n", 1)[1].split("\n## ", 1)[0]
     assert "C and C++ compiler" in " ".join(setup.split())
+
+
+def test_a_deployments_secret_exported_in_the_shell_is_not_read_by_the_offline_demo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the README's deploy steps the shell may export AGENT_SECRETS_ID; the demo's app then
+    tried to read that secret from AWS (no credentials: it never started; with them, it read the
+    deployment's secret). The demo runs offline whatever the shell holds."""
+    monkeypatch.setenv("AGENT_SECRETS_ID", "agent-memory/app")
+    demo.main(["--state-dir", str(tmp_path / "demo"), "--model-provider", INVENTING])
+    out = capsys.readouterr().out
+    assert "FAIL demo ran" not in out and "PASS recall:" in out, out
