@@ -243,31 +243,30 @@ def render_settings(values: dict[str, str], kept: Sequence[str] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
-def operator_lines(path: Path) -> list[str]:
+def existing_settings(path: Path) -> list[tuple[str, str]]:
+    """The ``(key, line)`` settings of an existing settings file (none if it is missing)."""
+    try:
+        text = path.read_text() if path.is_file() else ""
+    except OSError as err:
+        raise ScriptError(f"cannot read {path}: {err.strerror}") from err
+    return [
+        (line.split("=", 1)[0].strip().removeprefix("export ").strip(), line)
+        for line in text.splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    ]
+
+
+def operator_lines(existing: Sequence[tuple[str, str]]) -> list[str]:
     """The lines of an existing settings file that set what this command never writes (e.g.
     ``AGENT_MEMORY_TTL_DAYS``, which has no flag): a re-run keeps them instead of dropping them.
     Its own settings (``WRITTEN_SETTINGS``) are never kept: a key or mode left out is gone."""
-    try:
-        text = path.read_text() if path.is_file() else ""
-    except OSError as err:
-        raise ScriptError(f"cannot read {path}: {err.strerror}") from err
-    kept = []
-    for line in text.splitlines():
-        key = line.split("=", 1)[0].strip().removeprefix("export ").strip()
-        if "=" in line and not line.lstrip().startswith("#") and key not in WRITTEN_SETTINGS:
-            kept.append(line)
-    return kept
+    return [line for key, line in existing if key not in WRITTEN_SETTINGS]
 
 
-def dropped_settings(path: Path, values: dict[str, str]) -> list[str]:
-    """The settings this command wrote into ``path`` before and leaves out now (a flag not given
-    again, e.g. ``--secrets-id``): reported, since the next launch's app starts without them."""
-    try:
-        text = path.read_text() if path.is_file() else ""
-    except OSError as err:
-        raise ScriptError(f"cannot read {path}: {err.strerror}") from err
-    before = {line.split("=", 1)[0].strip() for line in text.splitlines() if "=" in line and not line.lstrip().startswith("#")}
-    return sorted((before & WRITTEN_SETTINGS) - set(values))
+def dropped_settings(existing: Sequence[tuple[str, str]], values: dict[str, str]) -> list[str]:
+    """The settings this command wrote before and leaves out now (a flag not given again, e.g.
+    ``--secrets-id``): reported, since the next launch's app starts without them."""
+    return sorted(({key for key, _ in existing} & WRITTEN_SETTINGS) - set(values))
 
 
 def check_deployable(text: str) -> None:
@@ -465,11 +464,12 @@ def run(args: argparse.Namespace) -> Report:
     if unknown:
         raise ScriptError("nothing written; these do not exist:\n  " + "\n  ".join(unknown))
     values = runtime_settings(args, region, secret)
-    settings = render_settings(values, operator_lines(args.settings_file))
+    existing = existing_settings(args.settings_file)
+    settings = render_settings(values, operator_lines(existing))
     check_deployable(settings)
     account = account_id(region)
     report = Report("agentcore", dry_run=args.dry_run)
-    for key in dropped_settings(args.settings_file, values):
+    for key in dropped_settings(existing, values):
         report.change("DELETE", f"{key} in {args.settings_file.name}", "its flag was not given again: pass it to keep it")
     write_settings(args.settings_file, settings, report)
     policy = execution_role_policy(
