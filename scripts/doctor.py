@@ -40,6 +40,7 @@ from scripts.common import (
     aws_client,
     canonical,
     default_region,
+    error_code,
     is_denied,
     is_not_found,
     require_region,
@@ -275,7 +276,7 @@ def run(args: argparse.Namespace) -> Report:
         except SecretSettingsError as err:
             return "DRIFT", str(err).removeprefix(f"{where}: ")
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") != "DecryptionFailure":
+            if error_code(err) != "DecryptionFailure":
                 raise
             return "DRIFT", "AWS KMS cannot decrypt it (its key disabled or refusing Secrets Manager)"
         named = ROLE_ARN.fullmatch(args.execution_role_arn or "")
