@@ -58,3 +58,44 @@ def test_the_examples_run_as_written(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert "injected: ['sum-" in plugin  # the Lisbon summary came back in the next conversation
     assert "Q4 budget is 2M dollars" in seed
     assert "I prefer window seats on long flights." in strands_store
+
+
+def multi_agent_plugin_expression() -> str:
+    """The read-only plugin the "Multi-agent patterns" paragraph gives node agents."""
+    text = README.read_text()
+    paragraph = text[text.index("Multi-agent patterns:"):]
+    paragraph = paragraph[: paragraph.index("\n\n")]
+    return re.search(r"`(MemoryPlugin\(store,[^`]*\))`", paragraph, flags=re.S).group(1)
+
+
+def test_the_multi_agent_advice_gives_swarm_and_graph_nodes_the_recorded_memories(tmp_path: Path) -> None:
+    """The conversation is recorded by the agent in front (named ``front``); node agents built
+    with the README's read-only plugin get its memories in a Swarm and in a Graph."""
+    from strands import Agent
+    from strands.multiagent import GraphBuilder, Swarm
+
+    from memory import Invocation, LocalEmbedder, LocalOutbox, MemoryPlugin, Summarizer, SummaryPipeline, create_store
+
+    store = create_store(backend="local", tenancy="multi", embedder=LocalEmbedder(), local_dir=tmp_path / "index")
+    model = ScriptedModel([], default_reply="OK")
+    pipeline = SummaryPipeline(store, LocalOutbox(tmp_path / "outbox"), Summarizer(model))
+    front = Agent(model=model, name="front", callback_handler=None, plugins=[MemoryPlugin(store, pipeline=pipeline)])
+    front("I moved to Lisbon last month.", invocation_state=Invocation("alice", "conv-1", "tenant-001", True).to_state())
+    assert pipeline.wait(timeout=30)
+    expression = multi_agent_plugin_expression()
+
+    def node(name: str) -> Agent:
+        plugin = eval(expression, {"MemoryPlugin": MemoryPlugin, "store": store})  # noqa: S307 - our own README
+        return Agent(model=model, name=name, callback_handler=None, plugins=[plugin],
+                     system_prompt=f"You are the {name}.\n\n{{memory_context}}")
+
+    builder = GraphBuilder()
+    builder.add_node(node("drafter"), "drafter")
+    builder.add_node(node("reviewer"), "reviewer")
+    builder.add_edge("drafter", "reviewer")
+    builder.set_max_node_executions(2)
+    state = Invocation("alice", "conv-2", "tenant-001").to_state()
+    for team in (Swarm([node("planner"), node("writer")]), builder.build()):
+        model.calls.clear()
+        assert str(team("Where did I move to last month?", invocation_state=state).status) == "Status.COMPLETED"
+        assert model.calls and all("I moved to Lisbon" in (c.system_prompt or "") for c in model.calls)
