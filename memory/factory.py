@@ -140,6 +140,11 @@ def create_store(
     if not region and not (tenancy == "single" and s3vectors_client is not None):
         raise ConfigurationError("the s3vectors backend needs an AWS region")
     if tenancy == "multi":
+        if not tvm_role_arn and tvm is None:
+            raise ConfigurationError(
+                "the s3vectors backend with tenancy='multi' needs tvm_role_arn (or tvm): every call "
+                "for a tenant uses that tenant's TVM credentials, never the ambient ones"
+            )
         return MultiTenantStore.for_s3vectors(
             bucket=bucket,
             role_arn=tvm.role_arn if tvm is not None else tvm_role_arn,
