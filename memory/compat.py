@@ -22,8 +22,9 @@ stores are :func:`memory.factory.create_store` stores and the plugin is one
 * the plugin writes ended conversations to a durable outbox first (``outbox_dir``; a fresh
   temporary directory by default, as the seed keeps them only in memory) and summarizes them in
   the background; ``wait()`` waits for those summaries;
-* the region defaults to ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` (never guessed) and the bucket
-  to ``S3_VECTOR_BUCKET_NAME``, as in the seed's environment variables.
+* the region defaults to ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` (never guessed), the bucket
+  to ``S3_VECTOR_BUCKET_NAME`` and the embedding model to ``EMBEDDING_MODEL`` (else Nova 2), as
+  in the seed's environment variables (read when a store is built, not at import).
 
 ``embedding_model`` is a Bedrock model id (the seed's) or any :class:`~memory.embedders.protocol.Embedder`
 (e.g. ``LocalEmbedder()``); the index dimension must match it.
@@ -82,6 +83,8 @@ __all__ = [
 SEED_INDEX_NAME = "memory"
 #: The seed's environment variable naming the vector bucket.
 BUCKET_ENV = "S3_VECTOR_BUCKET_NAME"
+#: The seed's environment variable naming the Bedrock embedding model.
+EMBEDDING_MODEL_ENV = "EMBEDDING_MODEL"
 #: The memory type of memories written with ``store_memory``.
 NOTE_TYPE = "note"
 #: The name of the seed's mid-turn recall tool.
@@ -101,7 +104,7 @@ class S3VectorMemory:
         self,
         bucket_name: str | None = None,
         region_name: str | None = None,
-        embedding_model: str | Embedder = NOVA_MODEL_ID,
+        embedding_model: str | Embedder | None = None,
         *,
         s3vectors_client: Any = None,
     ) -> None:
@@ -110,7 +113,8 @@ class S3VectorMemory:
         Args:
             bucket_name: The vector bucket (default: ``S3_VECTOR_BUCKET_NAME``).
             region_name: AWS region (default: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``).
-            embedding_model: A Bedrock embedding model id, or an Embedder instance.
+            embedding_model: A Bedrock embedding model id, or an Embedder instance (default:
+                ``EMBEDDING_MODEL``, else Nova 2 multimodal embeddings).
             s3vectors_client: The S3 Vectors client to use (default: a new one, ambient credentials).
 
         Raises:
@@ -209,7 +213,7 @@ class MultiTenantS3VectorMemory(S3VectorMemory):
         self,
         bucket_name: str | None = None,
         region_name: str | None = None,
-        embedding_model: str | Embedder = NOVA_MODEL_ID,
+        embedding_model: str | Embedder | None = None,
         tvm_role_arn: str | None = None,
         *,
         tvm: TokenVendingMachine | None = None,
@@ -219,7 +223,8 @@ class MultiTenantS3VectorMemory(S3VectorMemory):
         Args:
             bucket_name: The vector bucket (default: ``S3_VECTOR_BUCKET_NAME``).
             region_name: AWS region (default: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``).
-            embedding_model: A Bedrock embedding model id, or an Embedder instance.
+            embedding_model: A Bedrock embedding model id, or an Embedder instance (default:
+                ``EMBEDDING_MODEL``, else Nova 2 multimodal embeddings).
             tvm_role_arn: The role assumed per tenant (required: no ambient-credential path).
             tvm: A ready token vending machine (instead of ``tvm_role_arn``).
 
@@ -427,7 +432,9 @@ def _bucket(bucket_name: str | None) -> str:
     return bucket
 
 
-def _embedder(embedding_model: str | Embedder, region: str) -> Embedder:
+def _embedder(embedding_model: str | Embedder | None, region: str) -> Embedder:
+    if embedding_model is None:
+        embedding_model = os.environ.get(EMBEDDING_MODEL_ENV) or NOVA_MODEL_ID
     if isinstance(embedding_model, str):
         return create_embedder("bedrock", region=region, model_id=embedding_model)
     return embedding_model

@@ -241,6 +241,18 @@ def test_seed_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert store.embedder.dimension == 1024
 
 
+def test_the_seeds_embedding_model_variable_names_the_bedrock_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seed reads ``EMBEDDING_MODEL`` (e.g. a cross-region inference profile of Nova); ignoring
+    it would call another model id than the deployment's, or embed with one it is not allowed."""
+    profile = "us.amazon.nova-2-multimodal-embeddings-v1:0"
+    monkeypatch.setenv("EMBEDDING_MODEL", profile)
+    assert S3VectorMemory(BUCKET, REGION).embedder.model_id == profile  # type: ignore[attr-defined]
+    multi = MultiTenantS3VectorMemory(BUCKET, REGION, tvm_role_arn=ROLE)
+    assert multi.embedder.model_id == profile  # type: ignore[attr-defined]
+    chosen = S3VectorMemory(BUCKET, REGION, embedding_model="amazon.nova-2-multimodal-embeddings-v1:0")
+    assert chosen.embedder.model_id == "amazon.nova-2-multimodal-embeddings-v1:0"  # type: ignore[attr-defined]
+
+
 def test_token_vending_machine_and_isolation_error_are_the_seeds_names() -> None:
     with mock_aws():
         tvm = TokenVendingMachine(role_arn=ROLE, region_name=REGION)
