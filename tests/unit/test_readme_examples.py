@@ -3,6 +3,7 @@ backend, no AWS), in order and in one namespace, with a scripted model standing 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -99,3 +100,38 @@ def test_the_multi_agent_advice_gives_swarm_and_graph_nodes_the_recorded_memorie
         model.calls.clear()
         assert str(team("Where did I move to last month?", invocation_state=state).status) == "Status.COMPLETED"
         assert model.calls and all("I moved to Lisbon" in (c.system_prompt or "") for c in model.calls)
+
+
+FLUSH_ADVICE = "`await planner.memory_manager.flush()`"
+
+
+@pytest.mark.parametrize("flush", [False, True])
+async def test_facts_extracted_after_an_async_call_are_written_once_the_manager_is_flushed(
+    tmp_path: Path, flush: bool
+) -> None:
+    """A synchronous call waits for Strands' extraction; after ``invoke_async`` it runs on the
+    caller's loop, and a loop that ends first cancels it: the README tells async callers to flush."""
+    from strands import Agent
+    from strands.memory import ExtractionConfig, InvocationTrigger, ModelExtractor
+
+    from memory import FencedMemoryManager, LocalEmbedder, Scope, StrandsMemoryStore, create_store
+
+    assert FLUSH_ADVICE in README.read_text()
+    store = create_store(backend="local", tenancy="multi", embedder=LocalEmbedder(), local_dir=tmp_path)
+    long_term = StrandsMemoryStore(store, tenant_id="tenant-001", user_id="alice", agent_name="planner",
+                                   extraction=ExtractionConfig(trigger=InvocationTrigger(), extractor=ModelExtractor()))
+    planner = Agent(model=ReadmeModel(), name="planner", callback_handler=None,
+                    memory_manager=FencedMemoryManager(stores=[long_term]))
+
+    def in_a_loop_of_its_own() -> None:  # as asyncio.run(main()) in a script
+        async def main() -> None:
+            await planner.invoke_async("I prefer window seats on long flights.")
+            if flush:
+                assert planner.memory_manager is not None
+                await planner.memory_manager.flush()
+
+        asyncio.run(main())
+
+    await asyncio.to_thread(in_a_loop_of_its_own)
+    facts = [m.content for m in store.list(Scope("alice", "tenant-001", "planner"))]
+    assert facts == (["I prefer window seats on long flights."] if flush else [])
