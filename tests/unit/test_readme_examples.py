@@ -9,6 +9,7 @@ import io
 import json
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +136,42 @@ async def test_facts_extracted_after_an_async_call_are_written_once_the_manager_
     await asyncio.to_thread(in_a_loop_of_its_own)
     facts = [m.content for m in store.list(Scope("alice", "tenant-001", "planner"))]
     assert facts == (["I prefer window seats on long flights."] if flush else [])
+
+
+class FlakyDigests:
+    """A summarizer whose first ``failures`` digests fail (a throttled model), then ``inner``'s."""
+
+    def __init__(self, inner: Any, failures: int) -> None:
+        self.inner, self.failures = inner, failures
+
+    def digest(self, turns: Any) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("throttled")
+        return self.inner.digest(turns)
+
+
+def test_the_readme_pipeline_retries_a_summary_whose_attempts_ran_out(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The README's MemoryPlugin wiring starts the pipeline's sweeper: a summary that failed
+    every attempt of a round (a model outage) is retried, not left in the outbox."""
+    from memory import RetryPolicy, Scope
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    namespace: dict[str, Any] = {"model": ReadmeModel(), "__name__": "readme"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        for block in readme_examples()[:2]:
+            exec(compile(block, str(README), "exec"), namespace)  # noqa: S102 - our own README
+    pipeline, plugin, agent, Invocation = (namespace[n] for n in ("pipeline", "plugin", "agent", "Invocation"))
+    plugin.end_conversation()  # the README's last conversation: summarized before the outage
+    assert pipeline.wait(timeout=30)
+    pipeline.retry = RetryPolicy(base_delay=0.0, max_delay=0.0, sweep_base_delay=0.05)
+    pipeline.summarizer = FlakyDigests(pipeline.summarizer, failures=pipeline.retry.max_attempts)
+    agent("My sister lives in Oslo.", invocation_state=Invocation("alice", "conv-9", "tenant-001", True).to_state())
+    stored = [m for m in namespace["store"].list(Scope("alice", "tenant-001", "assistant")) if "Oslo" in m.content]
+    deadline = time.monotonic() + 10
+    while not stored and time.monotonic() < deadline:
+        time.sleep(0.05)
+        stored = [m for m in namespace["store"].list(Scope("alice", "tenant-001", "assistant")) if "Oslo" in m.content]
+    assert stored and pipeline.summarizer.failures == 0
