@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any
 
 from strands import ToolContext
 from strands.plugins import Plugin
-from strands.tools.decorator import DecoratedFunctionTool
 
 from memory import telemetry
 from memory.aws import resolve_region
@@ -57,7 +56,7 @@ from memory.pipeline.summarizer import Summarizer
 from memory.plugin.context_block import PLACEHOLDER
 from memory.plugin.invocation import Invocation, read_invocation
 from memory.plugin.plugin import MemoryPlugin, check_agent_name
-from memory.plugin.recall_tool import build_recall_tool
+from memory.plugin.recall_tool import RecallTool, build_recall_tool
 from memory.stores.protocol import MemoryBackend
 from memory.stores.scoping import SEED_STORED_AT_FORMAT
 from memory.stores.single_tenant import SingleTenantStore
@@ -328,7 +327,7 @@ class S3VectorMemoryPlugin(Plugin):
         )
 
     @property
-    def memory_tool(self) -> DecoratedFunctionTool:
+    def memory_tool(self) -> RecallTool:
         """The ``retrieve_memory(query, top_k=3)`` tool for ``Agent(tools=[...])``: mid-turn recall
         of the calling agent's memories, identity from ``invocation_state`` (never the model)."""
         return self._tool

@@ -145,3 +145,14 @@ def test_type_checkers_see_every_public_name_as_exported() -> None:
     checking = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
     imported = {(node.module, a.name) for node in checking.body if isinstance(node, ast.ImportFrom) for a in node.names}
     assert imported == {(module, name) for name, module in memory._EXPORTS.items()}
+
+
+def test_the_recall_tools_are_typed_to_the_end() -> None:
+    """``build_recall_tool`` and the seed's ``plugin.memory_tool`` say the tool returns text: a bare
+    ``DecoratedFunctionTool`` is "partially unknown" to pyright's strict mode in a caller's
+    ``Agent(tools=[plugin.memory_tool])``."""
+    import typing
+
+    hints = [typing.get_type_hints(memory.build_recall_tool)["return"],
+             typing.get_type_hints(memory.S3VectorMemoryPlugin.memory_tool.fget)["return"]]
+    assert [typing.get_args(hint)[-1:] for hint in hints] == [(str,), (str,)]
