@@ -175,3 +175,27 @@ def test_the_readme_pipeline_retries_a_summary_whose_attempts_ran_out(
         time.sleep(0.05)
         stored = [m for m in namespace["store"].list(Scope("alice", "tenant-001", "assistant")) if "Oslo" in m.content]
     assert stored and pipeline.summarizer.failures == 0
+
+
+def test_an_agent_passed_as_a_tool_runs_without_memory_and_the_orchestrators_tool_passes_identity(
+    tmp_path: Path,
+) -> None:
+    """As the README says: Strands calls an agent given as a tool without ``invocation_state``;
+    ``agent.orchestrator.specialist_tool`` forwards the caller's identity."""
+    from strands import Agent
+
+    from agent.orchestrator import specialist_tool
+    from memory import Invocation, LocalEmbedder, MemoryPlugin, create_store
+    from tests.support.scripted_model import ToolCall
+
+    store = create_store(backend="local", tenancy="multi", embedder=LocalEmbedder(), local_dir=tmp_path)
+    state = Invocation("alice", "conv-1", "tenant-001").to_state()
+    for forwarded in (False, True):
+        plugin = MemoryPlugin(store, pipeline=None, summarize=False, read_agent_name="front")
+        specialist = Agent(model=ScriptedModel([], default_reply="found"), name="researcher", plugins=[plugin],
+                           callback_handler=None)
+        tool = specialist_tool(specialist, "Researches.") if forwarded else specialist
+        front = Agent(model=ScriptedModel([ToolCall("researcher", {"input": "Lisbon?"}), "done"]), name="front",
+                      tools=[tool], callback_handler=None)
+        front("Ask the researcher.", invocation_state=state)
+        assert (plugin.metrics["identity_missing"], plugin.metrics["conversations"]) == ((0, 1) if forwarded else (1, 0))
