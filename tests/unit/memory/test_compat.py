@@ -261,6 +261,22 @@ def test_token_vending_machine_and_isolation_error_are_the_seeds_names() -> None
             tvm.get_client("s3vectors", {"tenantName": "no id"})
 
 
+def test_the_seeds_get_session_gives_a_boto3_session_with_the_tenants_credentials() -> None:
+    """The seed's reference documents ``TokenVendingMachine.get_session(tenant_context) ->
+    boto3.Session`` beside ``get_client``."""
+    import boto3
+
+    with mock_aws():
+        tvm = TokenVendingMachine(role_arn=ROLE, region_name=REGION)
+        session = tvm.get_session(ACME)
+        assert isinstance(session, boto3.Session) and session.region_name == REGION
+        vended = tvm.credentials_for("tenant-001").credentials
+        assert session.get_credentials().access_key == vended.access_key_id
+        assert session.get_credentials().token == vended.session_token
+        with pytest.raises(IsolationError):
+            tvm.get_session({"tenantName": "no id"})
+
+
 def test_agents_sharing_the_plugin_never_record_one_users_turn_in_anothers_conversation(tmp_path: Any) -> None:
     """One Agent per request, one plugin: a turn of bob's that opens while alice's is in flight on
     another agent must not take alice's words into bob's memory (``MemoryPlugin`` follows one
