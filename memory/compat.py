@@ -55,7 +55,7 @@ from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.summarizer import Summarizer
 from memory.plugin.context_block import PLACEHOLDER
 from memory.plugin.invocation import Invocation, read_invocation
-from memory.plugin.plugin import MemoryPlugin, check_agent_name
+from memory.plugin.plugin import MemoryPlugin, check_agent_name, check_serial_turns
 from memory.plugin.recall_tool import RecallTool, build_recall_tool
 from memory.stores.protocol import MemoryBackend
 from memory.stores.scoping import SEED_STORED_AT_FORMAT
@@ -342,9 +342,11 @@ class S3VectorMemoryPlugin(Plugin):
         """Attach the MemoryPlugin of ``agent.name`` through the agent's public hook API.
 
         Raises:
-            ValueError: The agent has no explicit name (memories are stored per agent name).
+            ValueError: The agent has no explicit name (memories are stored per agent name), or
+                its turns may overlap (``concurrent_invocation_mode`` other than ``"throw"``).
         """
         name = check_agent_name(agent.name)
+        check_serial_turns(agent)
         agent.system_prompt = self.base_prompt
         with self._lock:
             inner = self._plugins.get(name)

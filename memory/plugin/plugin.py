@@ -46,8 +46,10 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   the event loop). Each conversation gets a unique start marker when its first
   turn is seen; it is part of the summary key, so a conversation id reused later (a session id
   after a restart) stores a second memory instead of overwriting the first.
-* One agent may serve many users: a turn of another conversation (another identity or
-  conversation id, or none: a turn without identity) ends the current one, and an agent whose
+* One agent may serve many users, one turn at a time (an agent Strands lets run turns at
+  once, ``concurrent_invocation_mode="unsafe_reentrant"``, is refused): a turn of another
+  conversation (another identity or conversation id, or none: a turn without identity) ends
+  the current one, and an agent whose
   last turn was of another conversation (agents sharing one plugin: whichever conversation
   that was) has its ``agent.messages`` cleared before the model runs, so no turn sees another
   conversation's history (it comes back only as memories); with ``keep_initial_messages`` they
@@ -92,6 +94,7 @@ from strands import ToolContext
 from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, BeforeModelCallEvent, MessageAddedEvent
 from strands.plugins import Plugin, hook
 from strands.tools.decorator import DecoratedFunctionTool
+from strands.types.agent import ConcurrentInvocationMode
 
 from memory import telemetry
 from memory.pipeline.background import SummaryPipeline
@@ -142,6 +145,24 @@ def check_agent_name(name: str | None) -> str:
         )
     check_storable_identity("", name, agent_arg="agent name")
     return name
+
+
+def check_serial_turns(agent: "Agent") -> None:
+    """Refuse an agent whose invocations Strands lets overlap.
+
+    Args:
+        agent: The agent the plugin is attached to.
+
+    Raises:
+        ValueError: ``concurrent_invocation_mode`` is not ``"throw"`` (e.g. ``"unsafe_reentrant"``):
+            overlapping turns share ``agent.messages``, so one conversation's messages would be
+            recorded in another's (and stored in another user's, or tenant's, memory).
+    """
+    if agent.concurrent_invocation_mode != ConcurrentInvocationMode.THROW:
+        raise ValueError(
+            f"MemoryPlugin needs agent {agent.name!r} with concurrent_invocation_mode='throw' (the default): "
+            "overlapping turns share agent.messages, so one conversation would be recorded in another's memory"
+        )
 
 
 @dataclass
@@ -293,8 +314,9 @@ class MemoryPlugin(Plugin):
     # -- Strands plugin API -----------------------------------------------------------------
 
     def init_agent(self, agent: "Agent") -> None:
-        """Bind to ``agent``; refuse agents without a stable unique name."""
+        """Bind to ``agent``; refuse agents without a stable unique name, or whose turns may overlap."""
         check_agent_name(agent.name)
+        check_serial_turns(agent)
         if self.agent_name is not None:
             raise ValueError("a MemoryPlugin instance serves exactly one agent; create one per agent")
         self.agent_name = agent.name

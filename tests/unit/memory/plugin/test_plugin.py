@@ -144,6 +144,20 @@ def test_agent_without_a_stable_name_is_refused(fake_store, kwargs) -> None:
         Agent(model=ScriptedModel(), plugins=[MemoryPlugin(fake_store, pipeline=None)], **kwargs)
 
 
+def test_an_agent_strands_lets_run_concurrently_is_refused(fake_store) -> None:
+    """``concurrent_invocation_mode="unsafe_reentrant"`` lets turns of two conversations run at once on
+    one agent, sharing ``agent.messages``: one user's words and answers would be recorded in the
+    other's conversation (stored in the other's tenant index). Refused when attached, both by
+    MemoryPlugin and by the seed's plugin, naming the setting."""
+    from memory.compat import S3VectorMemoryPlugin
+
+    for plugin in (MemoryPlugin(fake_store, pipeline=None), S3VectorMemoryPlugin(fake_store, BASE)):
+        with pytest.raises(ValueError, match="concurrent_invocation_mode"):
+            Agent(model=ScriptedModel(), name="a", plugins=[plugin], concurrent_invocation_mode="unsafe_reentrant")
+    Agent(model=ScriptedModel(), name="a", plugins=[MemoryPlugin(fake_store, pipeline=None)],
+          concurrent_invocation_mode="throw")
+
+
 def test_one_plugin_instance_cannot_serve_two_agents(fake_store) -> None:
     plugin = MemoryPlugin(fake_store, pipeline=None)
     Agent(model=ScriptedModel(), name="a", plugins=[plugin], callback_handler=None)
