@@ -13,6 +13,7 @@ from moto import mock_aws
 from strands import Agent
 
 from memory import (
+    ConfigurationError,
     IsolationError,
     MultiTenantS3VectorMemory,
     S3VectorMemory,
@@ -239,6 +240,14 @@ def test_seed_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert (store.bucket_name, store.region_name) == ("from-env", "eu-west-1")
     assert store.embedder.model_id == "amazon.nova-2-multimodal-embeddings-v1:0"  # type: ignore[attr-defined]
     assert store.embedder.dimension == 1024
+
+
+def test_without_a_region_the_store_says_to_set_one_instead_of_guessing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seed fell back to us-east-1; the README says ours names the setting instead."""
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    with pytest.raises(ConfigurationError, match="set AWS_REGION"):
+        S3VectorMemory(bucket_name=BUCKET)
 
 
 def test_the_seeds_embedding_model_variable_names_the_bedrock_model(monkeypatch: pytest.MonkeyPatch) -> None:
