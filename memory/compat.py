@@ -49,6 +49,7 @@ from memory.aws import resolve_region
 from memory.embedders.bedrock import NOVA_MODEL_ID
 from memory.embedders.protocol import Embedder
 from memory.errors import ConfigurationError, InvalidTenantId, IsolationError
+from memory.index.limits import validate_min_score, validate_top_k
 from memory.factory import create_embedder, create_store
 from memory.pipeline.background import SummaryPipeline
 from memory.pipeline.outbox_local import LocalOutbox
@@ -301,6 +302,9 @@ class S3VectorMemoryPlugin(Plugin):
             top_k: How many memories are injected on a conversation's first turn.
             min_score: Cosine-similarity floor of injected and recalled memories (None: the
                 store's, i.e. the embedder's calibrated floor).
+
+        Raises:
+            ValidationError: ``top_k`` outside 1-100 or ``min_score`` outside -1..1.
         """
         super().__init__()
         self.store = store
@@ -308,8 +312,8 @@ class S3VectorMemoryPlugin(Plugin):
         self.base_prompt = base_prompt
         if PLACEHOLDER not in base_prompt:
             logger.warning("base_prompt has no %s placeholder; memories are appended at its end", PLACEHOLDER)
-        self.top_k = top_k
-        self.min_score = min_score
+        self.top_k = validate_top_k(top_k)
+        self.min_score = validate_min_score(min_score)
         self._outbox_dir = Path(outbox_dir) if outbox_dir is not None else None
         self._summary_model = summary_model
         self._pipeline: SummaryPipeline | None = None

@@ -100,7 +100,7 @@ from memory import telemetry
 from memory.pipeline.background import SummaryPipeline
 from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS, check_timeout, within
 from memory.plugin.context_block import PLACEHOLDER, fill_blocks, render_block, restore_placeholder
-from memory.index.limits import validate_top_k
+from memory.index.limits import validate_min_score, validate_top_k
 from memory.keys import new_conversation_marker, summary_key
 from memory.errors import error_reason
 from memory.types import Memory, Scope
@@ -145,6 +145,14 @@ def check_agent_name(name: str | None) -> str:
         )
     check_storable_identity("", name, agent_arg="agent name")
     return name
+
+
+def _check_read_agent_name(name: str) -> str:
+    """``name`` if memories can be stored under it (it names another agent, not this one)."""
+    try:
+        return check_agent_name(name)
+    except ValueError as exc:
+        raise ValueError(f"read_agent_name must name the agent whose memories are read: {exc}") from exc
 
 
 def check_serial_turns(agent: "Agent") -> None:
@@ -223,21 +231,22 @@ class MemoryPlugin(Plugin):
                 clients' retries decide: about a minute when a backend hangs).
 
         Raises:
-            ValidationError: ``top_k`` or ``recall_top_k_max`` outside 1-100 (no store accepts it).
+            ValidationError: ``top_k`` or ``recall_top_k_max`` outside 1-100 (no store accepts it),
+                or ``min_score`` outside -1..1 (no memory would ever pass it).
             ValueError: ``read_agent_name`` is blank or the SDK's default agent name, or
                 ``retrieval_timeout`` is 0 or less.
         """
-        validate_top_k(recall_top_k_max)
+        validate_top_k(recall_top_k_max, "recall_top_k_max")
         self.store = store
         self.pipeline = pipeline
         self.summarize = summarize
         self.top_k = validate_top_k(top_k)
-        self.min_score = min_score
+        self.min_score = validate_min_score(min_score)
         self.retrieval_timeout = check_timeout(retrieval_timeout, "retrieval_timeout")
         self.metrics: Counter[str] = Counter()
         self._base: list[dict[str, Any]] = [{"text": ""}]  # the caller's system prompt blocks
         self.agent_name: str | None = None
-        self.read_agent_name = None if read_agent_name is None else check_agent_name(read_agent_name)
+        self.read_agent_name = None if read_agent_name is None else _check_read_agent_name(read_agent_name)
         self._lock = threading.RLock()
         self._conversation: _Conversation | None = None
         self._turn_active = False
