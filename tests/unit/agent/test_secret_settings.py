@@ -103,6 +103,27 @@ def test_a_missing_secret_stops_start_up(sm, tmp_path, monkeypatch) -> None:
     assert "no such secret" in _refusal("agent/missing")
 
 
+def test_a_secret_scheduled_for_deletion_stops_start_up_saying_so(sm, tmp_path, monkeypatch) -> None:
+    """GetSecretValue answers InvalidRequestException for a secret scheduled for deletion (the
+    service model's first cause; moto answers it too), while DescribeSecret still finds it."""
+    arn = sm.create_secret(Name="agent/old", SecretString=json.dumps({"AGENT_LOG_HASH_KEY": HASH_KEY}))["ARN"]
+    sm.delete_secret(SecretId=arn, RecoveryWindowInDays=7)
+    _deployed(tmp_path, monkeypatch, arn)
+    message = _refusal(arn, HASH_KEY)
+    assert "scheduled for deletion" in message and "restore-secret" in message
+
+
+def test_a_secret_without_a_value_stops_start_up_saying_so_not_that_it_is_missing(sm, tmp_path, monkeypatch) -> None:
+    """A secret created without a value has no AWSCURRENT version: GetSecretValue answers
+    ResourceNotFoundException "...can't find the specified secret value for staging label:
+    AWSCURRENT" (the service's words, which moto repeats), though the secret exists."""
+    sm.create_secret(Name="agent/empty")
+    _deployed(tmp_path, monkeypatch, "agent/empty")
+    message = _refusal("agent/empty")
+    assert "no such secret" not in message
+    assert "has no value" in message and "put-secret-value" in message
+
+
 @pytest.mark.parametrize(
     ("secret_string", "expected"),
     [
