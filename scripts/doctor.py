@@ -2,8 +2,8 @@
 
 Read-only. Checks the user pool and app client, the TVM role and its trust policy, the vector
 bucket, the outbox bucket (with ``--outbox-bucket``: exists, encrypted, not public), the app's
-secret (with ``AGENT_SECRETS_ID`` or ``--secrets-id``: exists, a JSON object of secret settings,
-readable by the execution role), the indexes of the listed tenants, and access to the Bedrock models.
+secret (with ``AGENT_SECRETS_ID`` or ``--secrets-id``: exists, neither scheduled for deletion nor
+without a value, a JSON object of secret settings, readable by the execution role), the indexes of the listed tenants, and access to the Bedrock models.
 
 What it checks is the deployed app's configuration: the settings file the runtime reads
 (``agentcore.env``, which ``agentcore`` writes, or ``--settings-file``), parsed by the app's own
@@ -269,6 +269,9 @@ def run(args: argparse.Namespace) -> Report:
         found = described_secret(args.secrets_id, region)
         if found is None:
             return "MISSING", "no such secret"
+        if found.unreadable:
+            problem, state["secret_fix"] = found.unreadable
+            return "MISSING", problem
         where = f"secret {args.secrets_id}"
         sm = aws_client("secretsmanager", found.region)
         try:
@@ -349,7 +352,8 @@ def run(args: argparse.Namespace) -> Report:
             report,
             f"secret {args.secrets_id}",
             secret,
-            "store a JSON object of AGENT_LOG_HASH_KEY / AGENT_MODEL_API_KEY in it (aws secretsmanager "
+            lambda: state.get("secret_fix")
+            or "store a JSON object of AGENT_LOG_HASH_KEY / AGENT_MODEL_API_KEY in it (aws secretsmanager "
             "create-secret or put-secret-value), then `python -m scripts agentcore ... --secrets-id "
             f"{args.secrets_id}` to grant the execution role",
         )

@@ -497,6 +497,28 @@ def test_doctor_checks_the_app_secret_the_settings_name_and_that_the_execution_r
     assert missing.code == 1 and _row(missing.out, f"secret {arn}")[:3] == ["MISSING", "no", "such"], missing.out
 
 
+def test_a_secret_scheduled_for_deletion_or_without_a_value_is_a_row_not_the_end_of_the_report(
+    aws, cli, bedrock
+) -> None:
+    """GetSecretValue refuses both (InvalidRequestException; ResourceNotFoundException for the
+    AWSCURRENT version) though DescribeSecret finds them: doctor ended with that error and no
+    report at all. Each is now its row, MISSING with the command that mends it."""
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    arn = sm.create_secret(Name="prod/app", SecretString=json.dumps({"AGENT_LOG_HASH_KEY": "k" * 32}))["ARN"]
+    _deploy_under_other_names(cli, "--secrets-id", "prod/app")
+    bedrock.extend([("ok", CHAT), ("ok", MODEL)] * 2)
+    sm.delete_secret(SecretId=arn, RecoveryWindowInDays=7)
+    deleted = cli("doctor", "--tenant", "acme", "--execution-role-arn", EXEC)
+    assert deleted.code == 1 and _row(deleted.out, f"secret {arn}")[:4] == ["MISSING", "scheduled", "for", "deletion"]
+    assert f"fix: aws secretsmanager restore-secret --secret-id {arn}" in deleted.out
+    assert _row(deleted.out, f"model {MODEL}")[0] == "OK"  # the rows after it are there
+    empty = sm.create_secret(Name="prod/empty")["ARN"]
+    valueless = cli("doctor", "--tenant", "acme", "--execution-role-arn", EXEC, "--secrets-id", "prod/empty")
+    assert valueless.code == 1 and _row(valueless.out, "secret prod/empty")[:4] == ["MISSING", "it", "has", "no"]
+    assert f"fix: aws secretsmanager put-secret-value --secret-id {empty}" in valueless.out
+    assert _row(valueless.out, f"model {MODEL}")[0] == "OK"
+
+
 def _row(out: str, resource: str) -> list[str]:
     """The status and the detail's words of the report's row for ``resource``."""
     (line,) = [line for line in out.splitlines() if f" {resource} " in f"{line} "]
