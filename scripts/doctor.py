@@ -99,6 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--secrets-id", help="the app's secret (default: the settings' AGENT_SECRETS_ID)")
     p.add_argument(
         "--execution-role-arn",
+        type=_role_arn,
         help=f"the runtime's execution role, which must be able to read the secret (default: role "
         f"{runtime_role.DEFAULT_ROLE_NAME})",
     )
@@ -110,6 +111,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     # None: not given, so the settings file (or the usual default) decides (``read_settings``).
     p.set_defaults(func=run, region=None, outbox_prefix=None)
+
+
+def _role_arn(value: str) -> str:
+    """An ``--execution-role-arn`` naming a role (a name alone would leave the default role checked)."""
+    if not ROLE_ARN.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+    return value
 
 
 def read_settings(args: argparse.Namespace) -> str:
@@ -282,7 +290,7 @@ def run(args: argparse.Namespace) -> Report:
             if error_code(err) != "DecryptionFailure":
                 raise
             return "DRIFT", "AWS KMS cannot decrypt it (its key disabled or refusing Secrets Manager)"
-        named = ROLE_ARN.fullmatch(args.execution_role_arn or "")
+        named = ROLE_ARN.fullmatch(args.execution_role_arn or "")  # checked by _role_arn when given
         role_name = named["name"] if named else runtime_role.DEFAULT_ROLE_NAME
         try:
             granted = _statements(

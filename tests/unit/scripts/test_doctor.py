@@ -524,3 +524,15 @@ def _row(out: str, resource: str) -> list[str]:
     (line,) = [line for line in out.splitlines() if f" {resource} " in f"{line} "]
     status, rest = line.split(maxsplit=1)
     return [status, *rest.removeprefix(resource).split()]
+
+
+@pytest.mark.parametrize("given", ["prod-runtime", "arn:aws:iam::123456789012:user/prod-runtime"])
+def test_an_execution_role_arn_that_is_not_a_role_arn_is_refused_not_replaced_by_the_default_role(
+    given: str, cli, capsys
+) -> None:
+    """A role's name (or a user's ARN) given to --execution-role-arn: doctor checked the default
+    role instead, and reported that role's policy as the secret's drift (a usage error, exit 2)."""
+    with pytest.raises(SystemExit) as exited:
+        cli(*DOCTOR, "--execution-role-arn", given)
+    assert exited.value.code == 2
+    assert f"--execution-role-arn: {given!r} is not an IAM role ARN" in capsys.readouterr().err
