@@ -536,3 +536,33 @@ def test_an_execution_role_arn_that_is_not_a_role_arn_is_refused_not_replaced_by
         cli(*DOCTOR, "--execution-role-arn", given)
     assert exited.value.code == 2
     assert f"--execution-role-arn: {given!r} is not an IAM role ARN" in capsys.readouterr().err
+
+
+def test_a_secret_whose_key_the_operator_may_not_use_is_denied_naming_kms_decrypt(aws, cli, bedrock, monkeypatch) -> None:
+    """Secrets Manager answers a caller without kms:Decrypt on the secret's customer managed key
+    AccessDeniedException "Access to KMS is not allowed" (moto has no key policies: answered
+    here as the service does): the DENIED row named secretsmanager:GetSecretValue, which the
+    operator had."""
+    from botocore.awsrequest import AWSResponse
+
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    sm.create_secret(Name="prod/app", SecretString=json.dumps({"AGENT_LOG_HASH_KEY": "k" * 32}))
+    _deploy_under_other_names(cli, "--secrets-id", "prod/app")
+    bedrock.extend([("ok", CHAT), ("ok", MODEL)])
+    real = doctor_module.aws_client
+
+    def refusing_kms(service: str, region: str):
+        client = real(service, region)
+        if service == "secretsmanager":
+            error = {"Error": {"Code": "AccessDeniedException", "Message": "Access to KMS is not allowed"},
+                     "ResponseMetadata": {"HTTPStatusCode": 400}}  # fmt: skip
+            response = AWSResponse("https://secretsmanager", 400, {}, None)
+            client.meta.events.register_first(
+                "before-call.secretsmanager.GetSecretValue", lambda **_: (response, error)
+            )
+        return client
+
+    monkeypatch.setattr(doctor_module, "aws_client", refusing_kms)
+    result = cli("doctor", "--tenant", "acme", "--execution-role-arn", EXEC)
+    (row,) = [line for line in result.out.splitlines() if " secret arn:" in line]
+    assert row.startswith("DENIED") and "missing IAM permission kms:Decrypt" in row, result.out
