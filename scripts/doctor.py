@@ -3,7 +3,8 @@
 Read-only. Checks the user pool and app client, the TVM role and its trust policy, the vector
 bucket, the outbox bucket (with ``--outbox-bucket``: exists, encrypted, not public), the app's
 secret (with ``AGENT_SECRETS_ID`` or ``--secrets-id``: exists, neither scheduled for deletion nor
-without a value, a JSON object of secret settings, readable by the execution role), the indexes of the listed tenants, and access to the Bedrock models.
+without a value, a JSON object of secret settings, readable by the execution role), the indexes
+of the listed tenants, and access to the Bedrock models.
 
 What it checks is the deployed app's configuration: the settings file the runtime reads
 (``agentcore.env``, which ``agentcore`` writes, or ``--settings-file``), parsed by the app's own
