@@ -21,6 +21,7 @@ from memory.errors import BackendUnavailable
 from memory.keys import new_conversation_marker
 from memory.types import Scope
 from memory.pipeline.outbox import OutboxEntry
+from tests.support.busy import wait_until
 
 
 class FailingThenOk:
@@ -309,8 +310,9 @@ def test_the_app_serves_while_the_start_up_replay_lists_the_outbox(tmp_path: Pat
         assert not starter.is_alive()  # on main: start() waits for the listing, so the app never serves
         assert gated.listing.wait(20) and app.get_current_ping_status() == PingStatus.HEALTHY_BUSY
         pipeline.end_conversation(dataclasses.replace(left, conversation_id="sid-1", opened=left.opened[:-1] + "1"))
-        assert pipeline.wait(30) and pipeline.metrics["stored"] == 1  # served meanwhile
+        assert wait_until(lambda: pipeline.metrics["stored"] == 1)  # served meanwhile
         assert app.get_current_ping_status() == PingStatus.HEALTHY_BUSY  # the replay is not done
+        assert not pipeline.wait(0.05)  # which ``wait`` waits for too
         gated.go.set()
         deadline = time.monotonic() + 30
         while app.get_current_ping_status() != PingStatus.HEALTHY and time.monotonic() < deadline:
