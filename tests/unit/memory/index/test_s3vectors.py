@@ -254,3 +254,19 @@ def test_moto_access_denial_maps_to_access_denied(monkeypatch):
 
         with pytest.raises(AccessDenied):
             denied()
+
+
+def test_a_request_botocore_refuses_is_invalid_input_not_an_unavailable_backend():
+    """botocore's own request validation (ParamValidationError, a BotoCoreError) is never
+    transient: it was BackendUnavailable, so a request no retry can fix was retried as a
+    summary for max_busy_seconds and answered 503 (an outbox bucket name with capitals: S3's
+    client refuses it before sending). It is a ValidationError, without botocore's report (which
+    can quote the value)."""
+    from botocore.exceptions import ParamValidationError
+
+    from memory.aws import translate_error
+
+    report = "Invalid type for parameter vectors[0].metadata.content, value: secret, type: <class 'bytes'>"
+    error = translate_error(ParamValidationError(report=report), "op x")
+    assert isinstance(error, ValidationError)
+    assert "vectors[0].metadata.content" in str(error) and "secret" not in str(error)
