@@ -96,11 +96,11 @@ class S3VectorsIndex:
             create_if_missing: Whether :meth:`ensure` creates a missing index (else: NotFound).
 
         Raises:
-            ValidationError: An invalid dimension.
+            ValidationError: An invalid dimension, or a bucket or index name S3 Vectors refuses.
         """
         self._client_source = client
-        self.bucket = bucket
-        self.name = name
+        self.bucket = limits.validate_bucket_name(bucket)
+        self.name = limits.validate_index_name(name)
         self.dimension = limits.validate_dimension(dimension)
         self.create_if_missing = create_if_missing
 

@@ -256,6 +256,15 @@ def test_moto_access_denial_maps_to_access_denied(monkeypatch):
             denied()
 
 
+@pytest.mark.parametrize("bucket", ["ab", "b" * 64, "My-Bucket", "mem.bucket", "mem_bucket", "-mem", "mem-"])
+def test_a_vector_bucket_name_s3_vectors_refuses_is_refused_before_any_request(bucket):
+    """Vector bucket names are 3-63 of ``a-z 0-9 -``, alphanumeric at both ends: a mistyped
+    AGENT_VECTOR_BUCKET is invalid input, found when the index is built, not a backend fault."""
+    client = make_client("s3vectors", region="us-east-1", max_attempts=1)
+    with Stubber(client), pytest.raises(ValidationError, match="bucket name"):
+        S3VectorsIndex(client, bucket, "memory-acme", 4)
+
+
 def test_a_request_botocore_refuses_is_invalid_input_not_an_unavailable_backend():
     """botocore's own request validation (ParamValidationError, a BotoCoreError) is never
     transient: it was BackendUnavailable, so a request no retry can fix was retried as a
