@@ -196,6 +196,35 @@ def test_put_sends_batches_of_500(stubbed):
     # the Stubber validates each request against the model (max 500 vectors per call)
 
 
+def test_put_halves_a_batch_the_index_cannot_take_at_once(stubbed):
+    """PutVectors (service model): "The number of vectors in a single request must not exceed the
+    resource capacity, otherwise the request will be rejected with the error
+    ServiceUnavailableException". A conversation's units went as one batch of up to ~450 on
+    every retry, so on such an index it never stored and was dead-lettered; a refused batch is
+    now sent again as two halves (down to one vector, which still fails as BackendUnavailable)."""
+    index, stubber = stubbed
+    records = [VectorRecord(f"k{i}", [1, 0, 0, 0], {"i": i}) for i in range(4)]
+
+    def put(keys):
+        vectors = [{"key": k, "data": {"float32": [1.0, 0.0, 0.0, 0.0]}, "metadata": {"i": int(k[1:])}} for k in keys]
+        return {"vectorBucketName": "bkt", "indexName": "memory-acme", "vectors": vectors}
+
+    busy = {"service_error_code": "ServiceUnavailableException", "http_status_code": 503,
+            "service_message": "Currently unable to handle the request"}
+    stubber.add_client_error("put_vectors", expected_params=put(["k0", "k1", "k2", "k3"]), **busy)
+    stubber.add_client_error("put_vectors", expected_params=put(["k0", "k1"]), **busy)
+    stubber.add_response("put_vectors", {}, put(["k0"]))
+    stubber.add_response("put_vectors", {}, put(["k1"]))
+    stubber.add_response("put_vectors", {}, put(["k2", "k3"]))
+    index.put(records)
+    stubber.add_client_error("put_vectors", expected_params=put(["k0"]), **busy)
+    with pytest.raises(BackendUnavailable, match="ServiceUnavailableException"):
+        index.put(records[:1])
+    stubber.add_client_error("put_vectors", "ThrottlingException", http_status_code=429, expected_params=put(["k0", "k1"]))
+    with pytest.raises(BackendUnavailable, match="ThrottlingException"):  # throttled: not halved
+        index.put(records[:2])
+
+
 @pytest.mark.parametrize(
     ("code", "status", "error"),
     [
