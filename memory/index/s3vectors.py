@@ -12,7 +12,7 @@ from memory import telemetry
 from memory.index import limits
 from memory.aws import error_code, translate_error
 from memory.errors import BackendUnavailable, ConfigurationError, NotFound
-from memory.index.filters import validate_filter
+from memory.index.filters import explicit_and, validate_filter
 from memory.types import NON_FILTERABLE_KEYS, QueryHit, VectorRecord
 
 logger = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class S3VectorsIndex:
         }
         checked = validate_filter(filter)
         if checked is not None:
-            request["filter"] = checked
+            request["filter"] = explicit_and(checked)
         hits: list[QueryHit] = []
         while True:  # results beyond the page size come in further pages (same parameters)
             response = self._call("query_vectors", **request)

@@ -128,6 +128,23 @@ def test_query_follows_next_token_with_the_same_parameters(stubbed):
     assert [h.key for h in hits] == ["a", "b", "c"]
 
 
+def test_query_sends_several_conditions_of_one_mapping_as_an_explicit_and(stubbed):
+    """The filter language ANDs the entries of one mapping (``memory.index.filters``), but the
+    S3 Vectors documentation shows several conditions only under ``$and`` (the seed package:
+    "S3 Vectors requires $and for compound filters"): the request carries that documented form,
+    at every level, instead of a multi-key object the service may refuse with a 400."""
+    index, stubber = stubbed
+    flt = {"user_id": "u1", "stored_at_epoch": {"$gte": 5}, "$or": [{"agent_name": "a", "type": "fact"}]}
+    documented = {"$and": [
+        {"user_id": "u1"},
+        {"stored_at_epoch": {"$gte": 5}},
+        {"$or": [{"$and": [{"agent_name": "a"}, {"type": "fact"}]}]},
+    ]}
+    stubber.add_response("query_vectors", {"vectors": [], "distanceMetric": "cosine"},
+                         {**_query_request(5, [0.0, 1.0, 0.0, 0.0]), "filter": documented})
+    assert index.query([0, 1, 0, 0], top_k=5, filter=flt) == []
+
+
 def test_query_without_filter_omits_it(stubbed):
     index, stubber = stubbed
     expected = {
