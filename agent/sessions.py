@@ -89,7 +89,8 @@ class SessionRegistry(Generic[C]):
         self._factory = factory
         self._cache: _DroppingTTLCache = _DroppingTTLCache(max_sessions, idle_timeout_seconds, timer)
         self._busy: dict[str, Session[C]] = {}  # sessions with a request in flight, out of the cache
-        self._lock = threading.Lock()
+        # reentrant: ends are scheduled under it (``_end_later``), whose bookkeeping takes it too
+        self._lock = threading.RLock()
         self._closing = False
         self._enders = ThreadPoolExecutor(max_workers=end_workers, thread_name_prefix="session-end")
         self._pending: set[Future[None]] = set()
@@ -138,8 +139,7 @@ class SessionRegistry(Generic[C]):
             if not session.closed:
                 self._cache[session.session_id] = session  # its idle clock starts now
             session.lock.release()
-            dropped = self._take_dropped()
-        self._end_later(dropped)
+            self._end_later(self._take_dropped())
 
     def end(self, session: Session[C]) -> None:
         """End a session now, from inside ``open`` (the caller holds its lock).
@@ -157,7 +157,7 @@ class SessionRegistry(Generic[C]):
         with self._lock:
             self._cache.expire()
             dropped = self._take_dropped()
-        self._end_later(dropped)
+            self._end_later(dropped)
         return len(dropped)
 
     def begin_close(self, turn_timeout: float | None = None) -> None:
@@ -180,7 +180,7 @@ class SessionRegistry(Generic[C]):
             for session in sessions:
                 session.closed = True
             sessions += self._take_dropped()
-        self._end_later(sessions)
+            self._end_later(sessions)
 
     def close(self, timeout: float | None = None, *, turn_timeout: float | None = None) -> list[str]:
         """``begin_close`` (unless it ran), then wait (up to ``timeout``) for the sessions' ends.
@@ -198,8 +198,8 @@ class SessionRegistry(Generic[C]):
                 future.result(timeout=remaining)
             except Exception:  # noqa: BLE001 - already logged by _end_now; keep ending the others
                 logger.warning("a session did not end before the shutdown deadline")
-        # The end pool stays open: a reap or an eviction that took its sessions out of the
-        # cache just before closing schedules their ends after it (its workers finish before exit).
+        # Nothing is scheduled after this (reaps and evictions schedule their ends under the lock
+        # that took the sessions out): the pool is left as it is, idle.
         with self._lock:
             abandoned = list(self._abandoned)
         if abandoned:
@@ -223,6 +223,8 @@ class SessionRegistry(Generic[C]):
         return dropped
 
     def _end_later(self, sessions: list[Session[C]]) -> None:
+        """Schedule the ends of ``sessions``, called under the lock that took them out of the
+        registry: ``close`` cannot run in between and miss them (the process exits after it)."""
         for session in sessions:
             # not in the context of the request that evicted it (the threading instrumentation
             # runs pool work in the submitter's): that is another session's, maybe another tenant's
