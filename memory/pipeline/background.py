@@ -47,7 +47,8 @@ transient failure; after a refusal that retrying cannot fix (``PERMANENT_ERRORS`
 doubling with each refusal in a row up to ``RetryPolicy.sweep_max_delay`` (a new turn's
 transcript replaces the queued one but waits too; ``flush`` writes at once). ``end_conversation``
 discards a queued checkpoint of its conversation once the closed entry (which supersedes it)
-is written; if that write fails, the checkpoint is still written. Open entries are never
+is written; if that write fails, the checkpoint is still written, and so is one longer than the
+closed entry (a turn answered while the entry was written: the conversation went on). Open entries are never
 scheduled in-process; ``replay_pending`` adopts the open entries older than
 ``orphan_after_seconds`` (their process is gone) and the closed ones; the younger open entries
 it found from before its start are adopted (by the sweeper thread) once unchanged that long.
@@ -265,10 +266,13 @@ class SummaryPipeline:
                 entry_id = self.outbox.put(dataclasses.replace(entry, open=False))
                 self._supersede_dead_letter(ref)
                 with self._lock:  # scheduled under the write span: the summary's trace links to it
-                    # superseded only now: if the write failed, the queued checkpoint is still written
-                    self._checkpoints.pop(ref, None)
-                    self._failing.pop(ref, None)
-                    self._retry_at.pop(ref, None)
+                    # superseded only now: if the write failed, the queued checkpoint is still written;
+                    # one longer than this entry (a turn answered while it was written) is written after it
+                    queued = self._checkpoints.get(ref)
+                    if queued is None or len(queued[0].transcript) <= len(entry.transcript):
+                        self._checkpoints.pop(ref, None)
+                        self._failing.pop(ref, None)
+                        self._retry_at.pop(ref, None)
                     self.metrics["accepted"] += 1
                     self._schedule_locked(ref)
         return entry_id
