@@ -1,8 +1,9 @@
 """A bounded registry of live conversations: one orchestrator per session, one request at a time.
 
-Sessions idle for longer than the idle timeout, and the least recently used ones beyond
-``max_sessions``, are removed and *ended* (their conversation is handed to the summary
-pipeline), so eviction never loses a conversation. A session with a request in flight is not
+Sessions idle for longer than the idle timeout (found by the reaper's ``reap`` or the next
+request, whichever comes first), and the least recently used ones beyond ``max_sessions``, are
+removed and *ended* (their conversation is handed to the summary pipeline), so eviction never
+loses a conversation; ``end`` of a session whose id had idled out waits for that earlier end. A session with a request in flight is not
 idle: it is kept apart from the idle ones until the request ends, so neither the idle timer
 nor the size bound ends a conversation during a long turn (its next turn would otherwise
 start a fresh conversation); its idle clock starts when the request ends. Ending runs on a
@@ -94,6 +95,7 @@ class SessionRegistry(Generic[C]):
         self._closing = False
         self._enders = ThreadPoolExecutor(max_workers=end_workers, thread_name_prefix="session-end")
         self._pending: set[Future[None]] = set()
+        self._ending: dict[str, list[tuple[Session[C], Future[None]]]] = {}  # session id -> ends not done
         self._turn_deadline: float | None = None  # closing: no wait for a request past it
         self._abandoned: list[str] = []  # sessions whose request outlived the deadline
 
@@ -120,6 +122,8 @@ class SessionRegistry(Generic[C]):
         with self._lock, self._cache.timer:  # one instant: the session cannot expire in between
             if self._closing:
                 raise Unavailable("the service is shutting down; retry shortly")
+            self._cache.expire()  # idle ones, this one maybe, end now rather than at the next reap
+            self._end_later(self._take_dropped())
             session = self._busy.get(session_id) or self._cache.get(session_id)
             if session is None:
                 session = self._new_session(session_id, owner)
@@ -142,11 +146,16 @@ class SessionRegistry(Generic[C]):
             self._end_later(self._take_dropped())
 
     def end(self, session: Session[C]) -> None:
-        """End a session now, from inside ``open`` (the caller holds its lock).
+        """End a session now, from inside ``open`` (the caller holds its lock), once the ends of
+        earlier sessions under its id (one that idled out just before this request) are done.
 
         Raises what ``end_conversation`` raised (e.g. the outbox could not be written); the
         session then stays open, so the caller can report the failure and retry later.
         """
+        with self._lock:
+            earlier = [future for ended, future in self._ending.get(session.session_id, ()) if ended is not session]
+        for future in earlier:
+            future.result()  # never raises: ``_end_now`` logs a failure
         session.conversation.end_conversation()
         with self._lock:
             session.closed = True  # in flight, so not in the cache: ``release`` leaves it out
@@ -232,11 +241,17 @@ class SessionRegistry(Generic[C]):
                 future = self._enders.submit(self._end_when_free, session)
             with self._lock:
                 self._pending.add(future)
-            future.add_done_callback(self._forget_future)
+                self._ending.setdefault(session.session_id, []).append((session, future))
+            future.add_done_callback(lambda done, session_id=session.session_id: self._forget_future(done, session_id))
 
-    def _forget_future(self, future: Future[None]) -> None:
+    def _forget_future(self, future: Future[None], session_id: str) -> None:
         with self._lock:
             self._pending.discard(future)
+            left = [(s, f) for s, f in self._ending.get(session_id, ()) if f is not future]
+            if left:
+                self._ending[session_id] = left
+            else:
+                self._ending.pop(session_id, None)
 
     def _end_when_free(self, session: Session[C]) -> None:
         with self._lock:

@@ -211,6 +211,24 @@ def test_close_abandons_sessions_whose_request_outlives_the_turn_timeout_and_end
     assert {sid: c.ended for sid, c in made.items()} == {"h1": 0, "h2": 0, "s1": 1, "s2": 1, "s3": 1}
 
 
+def test_end_session_after_the_idle_timeout_but_before_the_reap_waits_for_the_idle_conversations_end() -> None:
+    """A session idle past its timeout stays in the registry until the reaper's next round (every
+    ``AGENT_REAP_INTERVAL_SECONDS``). An ``end_session`` arriving in between got a fresh, empty
+    conversation, ended at once: ``session_ended: true`` was answered while the conversation
+    holding the session's turns was not ended at all (until that reap). Its end now starts when
+    the request comes, and ``end`` returns once it is done."""
+    registry, clock, made = make(idle=10.0)
+    with registry.open("s1", ALICE) as idle:
+        pass
+    old = idle.conversation
+    clock.now = 10.5  # expired; the reaper has not run yet
+    with registry.open("s1", ALICE) as session:
+        assert session is not idle  # the idle conversation is over: a new one
+        registry.end(session)
+        ended_when_answered = old.ended
+    assert ended_when_answered == 1 and session.conversation.ended == 1 and len(registry) == 0
+
+
 def test_reopened_session_gets_a_fresh_conversation_under_the_session_id() -> None:
     registry, _, made = make()
     with registry.open("s1", ALICE) as first:
