@@ -41,7 +41,8 @@ and the next stored summary makes the pipeline report its work as busy again.
 (same id as its final entry). A writer thread writes the queued checkpoints in the background,
 coalesced per conversation (latest transcript wins; written ``checkpoint_interval`` seconds
 after the first queued turn, so at most one write per conversation per interval and none for a
-conversation that ends sooner), never on the turn's response path; a checkpoint whose write
+conversation that ends sooner), never on the turn's response path (the interpreter's exit
+writes what is still queued, for up to ``EXIT_FLUSH_SECONDS``); a checkpoint whose write
 failed is queued again (unless a newer one was) and written after a pause: a second after a
 transient failure; after a refusal that retrying cannot fix (``PERMANENT_ERRORS``), a pause
 doubling with each refusal in a row up to ``RetryPolicy.sweep_max_delay`` (a new turn's
@@ -70,6 +71,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -103,6 +105,8 @@ _MARKER_CACHE_SIZE = 4096  # (tenant, user) pairs whose erasure markers the chec
 DEAD_LETTERS_REMEMBERED = 4096
 _CHECKPOINT_RETRY_SECONDS = 1.0  # pause before writing again a checkpoint whose write failed
 _CHECKPOINT_FAILURE_LOG_SECONDS = 60.0  # a checkpoint still failing is logged at most this often
+#: How long the interpreter's exit waits for the checkpoints still queued (``shutdown`` not called).
+EXIT_FLUSH_SECONDS = 10.0
 _NOT_BUSY = object()  # the token of an entry scheduled while the pipeline does not report busy
 
 
@@ -235,6 +239,9 @@ class SummaryPipeline:
         self._markers: dict[tuple[str | None, str], tuple[float, list[ErasureMarker]]] = {}
         self._created_at = datetime.now(timezone.utc)  # open entries written later are not orphans
         self.metrics: Counter[str] = Counter()
+        # the writer is a daemon thread, stopped without a word at exit: queued checkpoints are
+        # written first (a script that never shuts the pipeline down; the app flushes at SIGTERM)
+        weakref.finalize(self, _flush_at_exit, weakref.ref(self))
 
     @property
     def waiting(self) -> int:
@@ -997,6 +1004,16 @@ class SummaryPipeline:
             self._on_task_end(token)
         except Exception:
             logger.warning("on_task_end hook failed", exc_info=True)
+
+
+def _flush_at_exit(pipeline: "weakref.ref[SummaryPipeline]") -> None:
+    """Write what a live, not shut down pipeline still has queued (``weakref.finalize`` at exit;
+    nothing once the pipeline is gone)."""
+    alive = pipeline()
+    if alive is None or alive._closed.is_set():
+        return
+    if not alive.flush(timeout=EXIT_FLUSH_SECONDS):
+        logger.warning("exit: queued checkpoints not written within %.0f s", EXIT_FLUSH_SECONDS)
 
 
 def _check_storable(entry: OutboxEntry) -> None:

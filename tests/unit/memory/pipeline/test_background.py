@@ -776,3 +776,30 @@ def test_a_kms_key_the_index_cannot_use_is_dead_lettered_as_a_key_fault(fake_sto
     assert pipeline.wait(30)
     [letter] = pipeline.outbox.dead_letters(None)
     assert letter.reason.startswith("ConfigurationError: s3vectors put_vectors memory-acme: KmsDisabledException")
+
+
+QUEUED_AT_EXIT = """
+import sys
+from memory.pipeline.background import SummaryPipeline
+from memory.pipeline.outbox import OutboxEntry
+from memory.pipeline.outbox_local import LocalOutbox
+from memory.pipeline.summarizer import Summarizer
+
+pipeline = SummaryPipeline(object(), LocalOutbox(sys.argv[1]), Summarizer(), checkpoint_interval=60.0)
+pipeline.checkpoint(OutboxEntry("acme", "alice", "assistant", "conv-2",
+                                [{"role": "user", "text": "Where did I move to?"}, {"role": "assistant", "text": "Lisbon."}]))
+"""
+
+
+def test_checkpoints_queued_when_the_interpreter_exits_are_written(tmp_path: Path) -> None:
+    """A script (the README's library example) that answers a turn and ends without ending the
+    conversation or shutting the pipeline down: its checkpoint was queued for the writer, a daemon
+    thread stopped without a word at exit, so the turn was in no outbox entry for a later replay
+    to adopt. The queued checkpoints are written when the interpreter exits."""
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", QUEUED_AT_EXIT, str(tmp_path / "outbox")], timeout=120)
+    assert child.returncode == 0
+    (left,) = LocalOutbox(tmp_path / "outbox").pending()
+    assert left.open and left.conversation_id == "conv-2"
