@@ -23,7 +23,8 @@ later runs at that bound, as the last attempt), or at once for
 an error that retrying cannot fix (access denied, index missing, misconfiguration, invalid
 data), the entry moves to the outbox's dead-letter area with the error type as reason (and, for a
 ``ConfigurationError``, its message: which index, dimension or metric; ``errors.error_reason``), and its
-busy task ends. A newer
+busy task ends (a newer version another process wrote meanwhile, e.g. the live owner of an adopted
+checkpoint, stays pending instead, with no letter of the older one: ``Outbox.dead_letter``). A newer
 version of that conversation written later by this process (it went on under the same key:
 a checkpoint or another end) purges the dead letter, which `outbox retry` would otherwise put
 back over it or store over its units (this process remembers its latest
@@ -839,7 +840,9 @@ class SummaryPipeline:
             with self._lock:
                 if self._inflight.get(ref):
                     return _Outcome.FAILED  # a newer transcript replaced this one: try it first
-            self.outbox.dead_letter(entry, reason)
+            if not self.outbox.dead_letter(entry, reason):
+                self._count("superseded_dead_letter")
+                return _Outcome.GONE  # a newer version (its process lived on) is pending: its own
             # checked after the write: a forget that ran meanwhile may have listed the dead
             # letters before this one existed, so its marker is honoured here
             if self._erased_now(entry):
