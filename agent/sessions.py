@@ -3,16 +3,17 @@
 Sessions idle for longer than the idle timeout (found by the reaper's ``reap`` or the next
 request, whichever comes first), and the least recently used ones beyond ``max_sessions``, are
 removed and *ended* (their conversation is handed to the summary pipeline), so eviction never
-loses a conversation; ``end`` of a session whose id had idled out waits for that earlier end. A session with a request in flight is not
-idle: it is kept apart from the idle ones until the request ends, so neither the idle timer
-nor the size bound ends a conversation during a long turn (its next turn would otherwise
-start a fresh conversation); its idle clock starts when the request ends. Ending runs on a
-small worker pool (at shutdown, after the session's in-flight request has finished, or, once
-``close``'s ``turn_timeout`` has passed, not at all: that session is abandoned and logged, its
-answered turns being in its last checkpoint, which a later process adopts), each end the root
-of its own trace, never part of the request that happened to evict it. The
-conversation id is the session id; a session id reused after its session ended gets a fresh
-conversation object, whose own start marker keeps its summary apart from the earlier one's.
+loses a conversation; ``end`` of a session whose id had idled out waits for that earlier end. A
+session with a request in flight is not idle: it is kept apart from the idle ones until the
+request ends, so neither the idle timer nor the size bound ends a conversation during a long
+turn (its next turn would otherwise start a fresh conversation); its idle clock starts when the
+request ends. Ending runs on a small worker pool (at shutdown, after the session's in-flight
+request has finished, or, once ``close``'s ``turn_timeout`` has passed, not at all: that
+session is abandoned and logged, its answered turns being in its last checkpoint, which a later
+process adopts), each end the root of its own trace, never part of the request that happened to
+evict it. The conversation id is the session id; a session id reused after its session ended
+gets a fresh conversation object, whose own start marker keeps its summary apart from the
+earlier one's.
 """
 
 from __future__ import annotations

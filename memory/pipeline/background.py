@@ -50,8 +50,8 @@ doubling with each refusal in a row up to ``RetryPolicy.sweep_max_delay`` (a new
 transcript replaces the queued one but waits too; ``flush`` writes at once). ``end_conversation``
 discards a queued checkpoint of its conversation once the closed entry (which supersedes it)
 is written; if that write fails, the checkpoint is still written, and so is one longer than the
-closed entry (a turn answered while the entry was written: the conversation went on). Open entries are never
-scheduled in-process; ``replay_pending`` adopts the open entries older than
+closed entry (a turn answered while the entry was written: the conversation went on). Open
+entries are never scheduled in-process; ``replay_pending`` adopts the open entries older than
 ``orphan_after_seconds`` (their process is gone) and the closed ones; the younger open entries
 it found from before its start are adopted (by the sweeper thread) once unchanged that long.
 An adopted entry is removed only while it is still the version summarized (``Outbox.swap``: S3
