@@ -78,7 +78,12 @@ def run_check(report: Report, resource: str, check: Check, fix: str | Callable[[
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``doctor`` command."""
     p = sub.add_parser("doctor", help="check a live setup (read-only)", description=__doc__)
-    add_common_args(p, mutating=False)
+    add_common_args(
+        p,
+        mutating=False,
+        region_help="AWS region (default: AGENT_REGION of the environment or the settings, else $AWS_REGION, "
+        "else $AWS_DEFAULT_REGION)",
+    )
     p.add_argument(
         "--settings-file",
         type=Path,
@@ -95,7 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bucket", help="vector bucket (default: the settings' AGENT_VECTOR_BUCKET)")
     p.add_argument("--tenant", action="append", default=[], help="tenant whose index must exist (repeatable)")
     p.add_argument("--dimension", type=int, default=DEFAULT_DIMENSION)
-    tvm_role.add_outbox_args(p)
+    tvm_role.add_outbox_args(p, checked=True)
     p.add_argument("--secrets-id", help="the app's secret (default: the settings' AGENT_SECRETS_ID)")
     p.add_argument(
         "--execution-role-arn",
@@ -109,7 +114,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"model to check (default: the settings' model, else {DEFAULT_CHAT_MODEL}; and {DEFAULT_EMBEDDING_MODEL})",
     )
     # None: not given, so the settings file (or the usual default) decides (``read_settings``).
-    p.set_defaults(func=run, region=None, outbox_prefix=None)
+    p.set_defaults(func=run, region=None)
 
 
 def read_settings(args: argparse.Namespace) -> str:

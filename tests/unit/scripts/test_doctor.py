@@ -502,3 +502,16 @@ def _row(out: str, resource: str) -> list[str]:
     (line,) = [line for line in out.splitlines() if f" {resource} " in f"{line} "]
     status, rest = line.split(maxsplit=1)
     return [status, *rest.removeprefix(resource).split()]
+
+
+def test_the_help_states_where_doctor_takes_each_default_from() -> None:
+    """doctor reads its region and outbox from the deployed settings, not only from the shell: its
+    --help says so rather than the other commands' "default: $AWS_REGION" or tvm-role's "grant each tenant"."""
+    from scripts.__main__ import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    helps = {o: a.help for a in sub.choices["doctor"]._actions for o in a.option_strings}
+    assert "AGENT_REGION" in helps["--region"]
+    for flag, setting in (("--outbox-bucket", "AGENT_OUTBOX_BUCKET"), ("--outbox-prefix", "AGENT_OUTBOX_PREFIX"),
+                          ("--outbox-kms-key-arn", "AGENT_OUTBOX_KMS_KEY_ID")):
+        assert f"the settings' {setting}" in helps[flag] and "tenant" not in helps[flag], flag
