@@ -138,12 +138,12 @@ def outbox_kms_statement(region: str, account: str, key_arn: str) -> dict[str, A
         "Sid": "OutboxKmsKeyThroughS3Only",
         "Effect": "Allow",
         "Action": list(OUTBOX_KMS_ACTIONS),
-        "Resource": _check_kms_key_arn(key_arn, region, account),
+        "Resource": check_kms_key_arn(key_arn, region, account),
         "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
     }
 
 
-def _check_kms_key_arn(key_arn: str, region: str, account: str) -> str:
+def check_kms_key_arn(key_arn: str, region: str, account: str) -> str:
     """A key ARN of this region and account (IAM cannot match a key id or an alias here)."""
     if not _KMS_KEY_ARN.fullmatch(key_arn) or key_arn.split(":")[3:5] != [region, account]:
         raise ScriptError(
