@@ -252,7 +252,8 @@ def run(args: argparse.Namespace) -> Report:
         if canonical(current) != canonical(expected):
             return "DRIFT", f"inline policy {tvm_role.POLICY_NAME} differs from the ABAC policy"
         extra = tvm_role.extra_policies(iam, args.role_name)
-        if extra:
+        if extra:  # tvm-role leaves them in place: its re-run is no fix
+            state["tvm_fix"] = "; ".join(_removal(args.role_name, policy) for policy in extra)
             return "DRIFT", f"other policies apply to every tenant session: {', '.join(extra)} (remove them)"
         return "OK", str(found["Arn"])
 
@@ -335,7 +336,12 @@ def run(args: argparse.Namespace) -> Report:
     for client_id in args.client_ids or [None]:
         run_check(report, f"app client {client_id or args.client_name}", client(client_id), setup)
     if args.tenant_mode == "multi":
-        run_check(report, f"TVM role {args.role_name}", role, lambda: _tvm_role_fix(args, checked.get("outbox")))
+        run_check(
+            report,
+            f"TVM role {args.role_name}",
+            role,
+            lambda: state.get("tvm_fix") or _tvm_role_fix(args, checked.get("outbox")),
+        )
     run_check(
         report,
         f"vector bucket {args.bucket}",
@@ -407,6 +413,13 @@ def _tvm_role_fix(args: argparse.Namespace, outbox: tuple[str | None, str, str |
     if key:
         argv += ["--outbox-kms-key-arn", key]
     return f"{shlex.join(argv)} --execution-role-arn <runtime role ARN>"
+
+
+def _removal(role_name: str, policy: str) -> str:
+    """The IAM call that takes ``policy`` (an inline policy's name or an attached policy's ARN) off the role."""
+    if policy.startswith("arn:"):
+        return shlex.join(["aws", "iam", "detach-role-policy", "--role-name", role_name, "--policy-arn", policy])
+    return shlex.join(["aws", "iam", "delete-role-policy", "--role-name", role_name, "--policy-name", policy])
 
 
 def _allows(statement: dict, action: str) -> bool:

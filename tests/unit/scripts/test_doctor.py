@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import boto3
@@ -211,6 +212,33 @@ def test_a_tvm_role_with_another_policy_is_drift(aws, cli, bedrock, kind) -> Non
     result = cli(*DOCTOR)
     row = next(line for line in result.out.splitlines() if "TVM role" in line)
     assert result.code == 3 and row.startswith("DRIFT") and "vectors-wide" in row, result.out
+
+
+@pytest.mark.parametrize("kind", ["attached", "inline"])
+def test_the_fix_printed_for_another_policy_on_the_tvm_role_removes_it(aws, cli, bedrock, kind) -> None:
+    """`tvm-role` leaves another policy in place (it reports it as drift), so re-running it is no
+    fix for that drift: doctor prints the IAM call that removes it, and once run, the role is OK."""
+    _full_setup(cli)
+    iam = boto3.client("iam", region_name="us-east-1")
+    wide = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})
+    if kind == "attached":
+        arn = iam.create_policy(PolicyName="wide", PolicyDocument=wide)["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName="agent-memory-tvm", PolicyArn=arn)
+    else:
+        iam.put_role_policy(RoleName="agent-memory-tvm", PolicyName="wide", PolicyDocument=wide)
+    bedrock.extend([("ok", MODEL), ("ok", MODEL)])
+    row = next(line for line in cli(*DOCTOR).out.splitlines() if "TVM role" in line)
+    fix = shlex.split(row.split("-> fix: ", 1)[1])
+    assert fix[:2] == ["aws", "iam"], row
+    options = dict(zip(fix[3::2], fix[4::2]))
+    assert options["--role-name"] == "agent-memory-tvm"
+    if fix[2] == "detach-role-policy":
+        iam.detach_role_policy(RoleName=options["--role-name"], PolicyArn=options["--policy-arn"])
+    else:
+        assert fix[2] == "delete-role-policy"
+        iam.delete_role_policy(RoleName=options["--role-name"], PolicyName=options["--policy-name"])
+    row = next(line for line in cli(*DOCTOR).out.splitlines() if "TVM role" in line)
+    assert row.startswith("OK"), row
 
 
 def test_a_single_tenant_setup_has_no_tvm_role_to_miss(aws, cli, bedrock) -> None:
