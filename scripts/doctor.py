@@ -187,8 +187,14 @@ def run(args: argparse.Namespace) -> Report:
         found = cognito.described_pool(idp, pool_id) if pool_id else None
         if found is None:
             return "MISSING", f"no user pool with that {'id' if args.pool_id else 'name'}"
-        state["pool"] = str(pool_id)
+        state["pool"], state["pool_name"] = str(pool_id), str(found.get("Name", args.pool_name))
         drift = cognito.pool_drift(found, None)
+        if drift:  # cognito setup only reports an existing pool's drift
+            state["cognito_fix"] = (
+                "as the detail says (`python -m scripts cognito setup` never changes an existing pool), or a new "
+                "pool: `python -m scripts cognito setup --pool-name <new name>`, its users, then `python -m scripts "
+                "agentcore` with its ids"
+            )
         return ("DRIFT", "; ".join(drift)) if drift else ("OK", str(pool_id))
 
     def client(client_id: str | None) -> Check:
@@ -202,6 +208,12 @@ def run(args: argparse.Namespace) -> Report:
             # A production client may omit USER_PASSWORD_AUTH; only security drift counts here.
             drift = cognito.client_drift(found, cognito.auth_flows(True), id_tokens=args.id_tokens)
             drift = [d for d in drift if "auth flows" not in d]
+            if drift:  # cognito setup only reports an existing client's drift
+                state["cognito_fix"] = (
+                    "a new app client (`python -m scripts cognito setup` never changes an existing one): "
+                    f"`python -m scripts cognito setup --pool-name {state['pool_name']} --client-name <new name>`, "
+                    "then `python -m scripts agentcore` with its id as --client-id"
+                )
             return ("DRIFT", "; ".join(drift)) if drift else ("OK", str(found_id))
 
         return check
@@ -332,9 +344,13 @@ def run(args: argparse.Namespace) -> Report:
     setup = "python -m scripts cognito setup"
     if args.pool_id:  # the deployed settings name the pool and clients by id
         setup += ", then `python -m scripts agentcore` with the ids it prints"
-    run_check(report, f"user pool {args.pool_id or args.pool_name}", pool, setup)
+
+    def cognito_fix() -> str:  # a drift's own fix (set by its check), else the setup command
+        return state.pop("cognito_fix", setup)
+
+    run_check(report, f"user pool {args.pool_id or args.pool_name}", pool, cognito_fix)
     for client_id in args.client_ids or [None]:
-        run_check(report, f"app client {client_id or args.client_name}", client(client_id), setup)
+        run_check(report, f"app client {client_id or args.client_name}", client(client_id), cognito_fix)
     if args.tenant_mode == "multi":
         run_check(
             report,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -484,6 +485,31 @@ def test_doctor_reports_a_client_whose_id_tokens_name_no_tenant(aws, cli, bedroc
     env = Path("agentcore.env")
     env.write_text(env.read_text().replace("AGENT_TOKEN_USES=id\n", "AGENT_TOKEN_USES=access\n"))
     assert cli("doctor", "--tenant", "acme").code == 0  # access tokens carry the trigger's claim
+
+
+def test_the_fix_printed_for_a_drifted_app_client_run_as_written_clears_it(aws, cli, bedrock) -> None:
+    """`cognito setup` reports an existing client's drift and never changes it, so it is no fix for
+    that drift (doctor printed it): doctor names a new client made by `cognito setup --client-name`,
+    which, deployed with `agentcore --client-id`, is OK."""
+    ids = _deploy_under_other_names(cli)
+    idp = boto3.client("cognito-idp", region_name="us-east-1")
+    client = idp.describe_user_pool_client(UserPoolId=ids["pool"], ClientId=ids["client"])["UserPoolClient"]
+    idp.update_user_pool_client(UserPoolId=ids["pool"], ClientId=ids["client"], ReadAttributes=["email"],
+                                ExplicitAuthFlows=client["ExplicitAuthFlows"])  # fmt: skip
+    bedrock.extend([("ok", CHAT), ("ok", MODEL)] * 2)
+    row = next(line for line in cli("doctor", "--tenant", "acme").out.splitlines() if "app client" in line)
+    assert row.startswith("DRIFT"), row
+    command = re.search(r"`(python -m scripts cognito setup [^`]*)`", row.split("-> fix: ", 1)[1])
+    assert command, row
+    made = cli(*shlex.split(command.group(1).replace("<new name>", "app-v2"))[3:], *R)
+    assert made.code == 0, made.out
+    new_client = outputs(made.out)["app client id"]
+    deployed = ("agentcore", *R, "--pool-id", ids["pool"], "--client-id", new_client, "--execution-role-arn", EXEC,
+                "--bucket", "prod-vectors", "--outbox-bucket", "prod-outbox", "--outbox-prefix", "ob",
+                "--tvm-role-arn", "arn:aws:iam::123456789012:role/prod-tvm", "--model-id", CHAT)  # fmt: skip
+    assert cli(*deployed).code == 0
+    ok = cli("doctor", "--tenant", "acme")
+    assert ok.code == 0 and f"OK      app client {new_client}" in ok.out, ok.out
 
 
 def test_doctor_checks_the_app_secret_the_settings_name_and_that_the_execution_role_may_read_it(
