@@ -313,6 +313,9 @@ def run(args: argparse.Namespace) -> Report:
             return "DRIFT", f"execution role {role_name} may not read it (no {', '.join(missing)} statement)"
         return "OK", found.arn
 
+    def onboard(tenant: str) -> str:
+        return f"python -m scripts tenant onboard --bucket {args.bucket} --tenant {tenant} --dimension {args.dimension}"
+
     def index(tenant: str) -> Check:
         def check() -> tuple[str, str]:
             name = index_name_for(tenant)
@@ -320,6 +323,11 @@ def run(args: argparse.Namespace) -> Report:
             if found is None:
                 return "MISSING", "no index"
             drift = index_drift(found, create_index_params(args.bucket, name, args.dimension))
+            if drift:  # tenant onboard only reports these: the index must be made again
+                state["index_fix"] = (
+                    f"not in place (`tenant onboard` only reports it): `python -m scripts tenant offboard --bucket "
+                    f"{args.bucket} --tenant {tenant} --yes` (deletes the tenant's memories), then `{onboard(tenant)}`"
+                )
             if filters_during_search(found):
                 drift.append("indexMode is CLASSIC (user filter applied during the search), wanted ENHANCED")
             return ("DRIFT", "; ".join(drift)) if drift else ("OK", f"dimension {args.dimension}")
@@ -385,8 +393,7 @@ def run(args: argparse.Namespace) -> Report:
             report,
             f"index {index_name_for(tenant)}",
             index(tenant),
-            f"python -m scripts tenant onboard --bucket {args.bucket} --tenant {tenant} "
-            f"--dimension {args.dimension}",
+            lambda: state.pop("index_fix", None) or onboard(tenant),
         )
     for model_id in args.model_id or [DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL]:
         run_check(

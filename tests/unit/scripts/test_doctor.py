@@ -160,6 +160,26 @@ def test_an_index_with_another_distance_metric_is_drift(aws, cli, bedrock) -> No
     assert row.startswith("DRIFT") and "distanceMetric is euclidean, wanted cosine" in row
 
 
+def test_the_fix_printed_for_an_index_tenant_onboard_cannot_change_run_as_written_clears_it(aws, cli, bedrock) -> None:
+    """`tenant onboard` only reports another metric, dimension or type (it never recreates an
+    index), so it is no fix for that drift (doctor printed it): doctor prints the offboard and
+    onboard that make the index again, saying that it deletes the memories."""
+    _full_setup(cli)
+    s3v = boto3.client("s3vectors", region_name="us-east-1")
+    s3v.delete_index(vectorBucketName="mem-bucket", indexName="memory-acme")
+    s3v.create_index(vectorBucketName="mem-bucket", indexName="memory-acme", dataType="float32", dimension=1024,
+                     distanceMetric="euclidean")  # fmt: skip
+    bedrock.extend([("ok", MODEL), ("ok", MODEL)])
+    row = next(line for line in cli(*DOCTOR).out.splitlines() if "memory-acme" in line)
+    assert row.startswith("DRIFT") and "deletes the tenant's memories" in row, row
+    commands = re.findall(r"`(python -m scripts [^`]+)`", row.split("-> fix: ", 1)[1])
+    assert [c.split()[3:5] for c in commands] == [["tenant", "offboard"], ["tenant", "onboard"]], row
+    for command in commands:
+        assert cli(*shlex.split(command)[3:], *R).code == 0, command
+    row = next(line for line in cli(*DOCTOR).out.splitlines() if "memory-acme" in line)
+    assert row.startswith("OK"), row
+
+
 def test_a_trust_policy_without_tag_session_is_drift(aws, cli, bedrock) -> None:
     """STS authorises AssumeRole with session tags only if the trust policy also allows
     sts:TagSession (the IAM simulator agrees: see test_abac_simulation); the TVM always passes
