@@ -278,7 +278,11 @@ def run(args: argparse.Namespace) -> Report:
         if state_of is None:
             return "MISSING", "no outbox bucket"
         bucket_in = bucket_region(s3, args.outbox_bucket)
-        if bucket_in != region:
+        if bucket_in != region:  # vector-bucket only reports it: a bucket cannot move
+            state["outbox_fix"] = (
+                f"`python -m scripts vector-bucket --bucket {args.bucket} --outbox-bucket <new name>` (in {region}), "
+                "then `python -m scripts tvm-role` and `python -m scripts agentcore` with that --outbox-bucket"
+            )
             return "DRIFT", region_drift(bucket_in, region)
         missing = [name for name, ok in state_of.items() if not ok]
         return ("DRIFT", f"not {' and not '.join(missing)}") if missing else ("OK", "encrypted, private")
@@ -377,7 +381,8 @@ def run(args: argparse.Namespace) -> Report:
             report,
             f"outbox bucket {args.outbox_bucket}",
             outbox,
-            f"python -m scripts vector-bucket --bucket {args.bucket} --outbox-bucket {args.outbox_bucket}",
+            lambda: state.pop("outbox_fix", None)
+            or f"python -m scripts vector-bucket --bucket {args.bucket} --outbox-bucket {args.outbox_bucket}",
         )
     if args.secrets_id:
         run_check(

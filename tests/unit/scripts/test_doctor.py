@@ -292,6 +292,11 @@ def test_an_outbox_bucket_in_another_region_is_drift(aws, cli, bedrock) -> None:
     assert result.code == 3 and row.startswith("DRIFT") and "us-west-2" in row, result.out
     again = cli("vector-bucket", *R, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox")
     assert again.code == 3 and "us-west-2" in again.out, again.out
+    # so the fix doctor prints is a new bucket in the app's region, not vector-bucket on this one
+    command = re.search(r"`(python -m scripts vector-bucket [^`]+)`", row.split("-> fix: ", 1)[1])
+    assert command and "mem-outbox" not in row.split("-> fix: ", 1)[1], row
+    made = cli(*shlex.split(command.group(1).replace("<new name>", "mem-outbox-2"))[3:], *R)
+    assert made.code == 0 and "outbox bucket mem-outbox-2" in made.out, made.out
 
 
 def test_without_outbox_arguments_a_tvm_role_granting_the_outbox_is_ok(aws, cli, bedrock) -> None:
