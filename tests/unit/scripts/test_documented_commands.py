@@ -174,3 +174,16 @@ def test_every_option_of_a_command_is_in_its_operations_section() -> None:
         unnamed += [f"{command} {o}" for a in parser._actions for o in a.option_strings
                     if o.startswith("--") and o not in named]
     assert unnamed == []
+
+
+def test_a_synopsis_shows_a_value_for_each_option_that_takes_one() -> None:
+    """``[--pool-name]`` reads as a switch: an option that takes a value is shown with one
+    (``[--pool-name NAME]``), or the parser refuses the command as copied."""
+    bare = []
+    for commands, text in _operations_sections():
+        for command in commands:
+            for action in _leaf_parsers()[command]._actions:
+                bare += [f"{command} {o}" for o in action.option_strings
+                         if action.nargs != 0 and f"[{o}]" in text]
+    assert bare == []
+
