@@ -287,6 +287,8 @@ def run(args: argparse.Namespace) -> Report:
         missing = [name for name, ok in state_of.items() if not ok]
         return ("DRIFT", f"not {' and not '.join(missing)}") if missing else ("OK", "encrypted, private")
 
+    grant = f"`python -m scripts agentcore ... --secrets-id {args.secrets_id}` to grant the execution role"
+
     def secret() -> tuple[str, str]:
         found = described_secret(args.secrets_id, region)
         if found is None:
@@ -300,6 +302,10 @@ def run(args: argparse.Namespace) -> Report:
         except ClientError as err:
             if error_code(err) != "DecryptionFailure":
                 raise
+            state["secret_fix"] = (
+                f"enable its KMS key {found.kms_key_arn or 'aws/secretsmanager'} and let Secrets Manager use it "
+                "(the key's policy), then run doctor again"
+            )
             return "DRIFT", "AWS KMS cannot decrypt it (its key disabled or refusing Secrets Manager)"
         named = ROLE_ARN.fullmatch(args.execution_role_arn or "")
         role_name = named["name"] if named else runtime_role.DEFAULT_ROLE_NAME
@@ -309,11 +315,13 @@ def run(args: argparse.Namespace) -> Report:
             )
         except ClientError as err:
             if is_not_found(err):
+                state["secret_fix"] = grant
                 return "DRIFT", f"execution role {role_name} has no inline policy {agentcore_cmd.POLICY_NAME}"
             raise
         have = {canonical(s) for s in granted}
         missing = [s["Sid"] for s in secret_statements(found) if canonical(s) not in have]
         if missing:
+            state["secret_fix"] = grant
             return "DRIFT", f"execution role {role_name} may not read it (no {', '.join(missing)} statement)"
         return "OK", found.arn
 
@@ -389,9 +397,9 @@ def run(args: argparse.Namespace) -> Report:
             report,
             f"secret {args.secrets_id}",
             secret,
-            "store a JSON object of AGENT_LOG_HASH_KEY / AGENT_MODEL_API_KEY in it (aws secretsmanager "
-            "create-secret or put-secret-value), then `python -m scripts agentcore ... --secrets-id "
-            f"{args.secrets_id}` to grant the execution role",
+            lambda: state.pop("secret_fix", None)
+            or "store a JSON object of AGENT_LOG_HASH_KEY / AGENT_MODEL_API_KEY in it (aws secretsmanager "
+            f"create-secret or put-secret-value), then {grant}",
         )
     for tenant in tenants:
         run_check(

@@ -576,6 +576,36 @@ def test_doctor_checks_the_app_secret_the_settings_name_and_that_the_execution_r
     assert missing.code == 1 and _row(missing.out, f"secret {arn}")[:3] == ["MISSING", "no", "such"], missing.out
 
 
+def test_a_secret_kms_cannot_decrypt_gets_the_key_as_its_fix_not_a_new_value(aws, cli, bedrock, monkeypatch) -> None:
+    """Secrets Manager answers DecryptionFailure when its KMS key is disabled or refuses it: a new
+    value (put-secret-value, the fix doctor printed) is encrypted with that same key and fails too.
+    The fix is the key."""
+    from botocore.exceptions import ClientError
+
+    boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name="prod/app", SecretString=json.dumps({"AGENT_LOG_HASH_KEY": "k" * 32})
+    )
+    _deploy_under_other_names(cli, "--secrets-id", "prod/app")
+    wrapped = doctor_module.aws_client
+
+    def client(service: str, region: str, **kwargs):
+        c = wrapped(service, region, **kwargs)
+        if service == "secretsmanager":
+            def refuse(**_):
+                raise ClientError({"Error": {"Code": "DecryptionFailure", "Message": "KMS key disabled"}}, "GetSecretValue")
+
+            c.get_secret_value = refuse
+        return c
+
+    monkeypatch.setattr(doctor_module, "aws_client", client)
+    bedrock.extend([("ok", CHAT), ("ok", MODEL)])
+    out = cli("doctor", "--tenant", "acme", "--execution-role-arn", EXEC).out
+    (row,) = [line for line in out.splitlines() if line.split()[1:2] == ["secret"]]
+    assert row.startswith("DRIFT") and "AWS KMS cannot decrypt it" in row, row
+    fix = row.split("-> fix: ", 1)[1]
+    assert "KMS key" in fix and "put-secret-value" not in fix, row
+
+
 def _row(out: str, resource: str) -> list[str]:
     """The status and the detail's words of the report's row for ``resource``."""
     (line,) = [line for line in out.splitlines() if f" {resource} " in f"{line} "]
