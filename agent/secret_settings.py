@@ -9,8 +9,9 @@ own credentials (``GetSecretValue``; ``kms:Decrypt`` too when the secret has a c
 key) before the settings are validated; a value set in the process environment wins over it.
 
 Anything unexpected stops start-up with a message naming the secret id and what to fix, never a
-value: a missing secret, a denial (of the secret or of its KMS key), a binary, non-JSON or
-non-object secret, a key that is not a secret setting, a value that is not a non-empty string.
+value: a missing secret, one scheduled for deletion or without a value, a denial (of the secret
+or of its KMS key), a binary, non-JSON or non-object secret, a key that is not a secret setting,
+a value that is not a non-empty string or has a control character or whitespace at an end.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ SECRETS_ID_ENV = "AGENT_SECRETS_ID"
 SECRET_ARN = re.compile(r"arn:aws[\w-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:.+")
 #: What a key that names a setting looks like (any other key is not echoed: it may be a value).
 _SETTING_NAME = re.compile(r"AGENT_[A-Z0-9_]{1,60}")
+#: A character no key or token holds: C0/C1 controls (a newline, a tab), Unicode line separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _DENIED = {"AccessDeniedException", "AccessDenied", "403"}
+#: The version GetSecretValue reads without a VersionStage or VersionId.
+CURRENT_STAGE = "AWSCURRENT"
+#: The service's ResourceNotFoundException message when the secret has no such version ("Secrets
+#: Manager can't find the specified secret value for staging label: AWSCURRENT").
+_NO_VALUE = "secret value for staging label"
 #: Secrets Manager's code when KMS refuses to decrypt the secret (the key disabled, or denied).
 _KMS_REFUSED = {"DecryptionFailure", "KMSAccessDeniedException"}
 
@@ -77,7 +85,17 @@ def read_secret_settings(secret_id: str, *, region: str, allowed: Collection[str
 def _refusal(where: str, exc: ClientError) -> str:
     code = error_code(exc)
     if code == "ResourceNotFoundException":
+        if _NO_VALUE in str(exc):  # the secret exists, created without a value
+            return (
+                f"{where}: the secret has no value (no {CURRENT_STAGE} version): store the JSON object "
+                "with aws secretsmanager put-secret-value"
+            )
         return f"{where}: no such secret in this account and region (create it, or fix the id)"
+    if code == "InvalidRequestException":  # GetSecretValue's one state refusal: scheduled for deletion
+        return (
+            f"{where}: the secret is scheduled for deletion: cancel that with aws secretsmanager "
+            "restore-secret, or name another secret"
+        )
     if code in _KMS_REFUSED or (code in _DENIED and "KMS" in str(exc)):  # "Access to KMS is not allowed"
         return (
             f"{where}: AWS KMS refused to decrypt the secret: the runtime role needs kms:Decrypt on the "
@@ -98,13 +116,15 @@ def parse_secret_settings(where: str, text: Any, allowed: Collection[str]) -> di
 
     Raises:
         SecretSettingsError: ``text`` is not a JSON object of ``allowed`` names with non-empty
-            string values (the message names no value).
+            string values free of surrounding whitespace and control characters (an API key
+            goes into an HTTP header, whose client quotes a bad one in its error); the message
+            names no value.
     """
     if not isinstance(text, str):
         raise SecretSettingsError(f"{where}: the secret has no SecretString (a binary secret?); store a JSON object")
     try:
         values = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the interpreter's limit
         raise SecretSettingsError(f"{where}: the secret is not JSON; store a JSON object of settings") from None
     if not isinstance(values, dict):
         raise SecretSettingsError(f"{where}: the secret must be a JSON object of settings, not a {type(values).__name__}")
@@ -115,4 +135,9 @@ def parse_secret_settings(where: str, text: Any, allowed: Collection[str]) -> di
             raise SecretSettingsError(f"{where}: {shown} is not a secret setting (allowed keys: {names})")
         if not isinstance(value, str) or not value:
             raise SecretSettingsError(f"{where}: the value of {key} must be a non-empty string")
+        if value != value.strip() or _CONTROL.search(value):
+            raise SecretSettingsError(
+                f"{where}: the value of {key} has a control character or whitespace at an end (a pasted "
+                "newline?); store it without"
+            )
     return values

@@ -464,6 +464,11 @@ def run(args: argparse.Namespace) -> Report:
         unknown.append(f"--secrets-id {args.secrets_id}: no Secrets Manager secret with that name or ARN")
     if unknown:
         raise ScriptError("nothing written; these do not exist:\n  " + "\n  ".join(unknown))
+    if secret is not None and secret.unreadable:
+        problem, fix = secret.unreadable
+        raise ScriptError(
+            f"nothing written; the app could not read --secrets-id {args.secrets_id}: {problem} (fix: {fix})"
+        )
     values = runtime_settings(args, region, secret)
     existing = existing_settings(args.settings_file)
     settings = render_settings(values, operator_lines(existing))

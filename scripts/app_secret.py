@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from agent.secret_settings import secret_region
+from agent.secret_settings import CURRENT_STAGE, secret_region
 from scripts.common import aws_client, is_not_found
 
 READ_SID = "ReadAppSecret"
@@ -33,6 +33,8 @@ class AppSecret:
     arn: str
     #: The customer managed KMS key's ARN; None with the AWS managed key ``aws/secretsmanager``.
     kms_key_arn: str | None = None
+    #: Why ``GetSecretValue`` refuses it for now, and the command that mends it (None: it does not).
+    unreadable: tuple[str, str] | None = None
 
     @property
     def region(self) -> str:
@@ -45,6 +47,9 @@ def described_secret(secret_id: str, region: str) -> AppSecret | None:
 
     Its KMS key (``KmsKeyId``: absent for ``aws/secretsmanager``; else a key id, ARN or alias)
     is resolved with KMS ``DescribeKey``, and kept only when it is a customer managed key.
+    ``DescribeSecret`` also finds a secret that ``GetSecretValue`` refuses, so the app could not
+    start with it: one scheduled for deletion (``DeletedDate``; ``InvalidRequestException``) and
+    one without a value (no version labelled ``AWSCURRENT``; ``ResourceNotFoundException``).
     """
     where = secret_region(secret_id, region)
     try:
@@ -53,11 +58,27 @@ def described_secret(secret_id: str, region: str) -> AppSecret | None:
         if is_not_found(err):
             return None
         raise
+    arn = str(found["ARN"])
     key = found.get("KmsKeyId")
-    if not key:
-        return AppSecret(str(found["ARN"]))
-    metadata = aws_client("kms", where).describe_key(KeyId=key)["KeyMetadata"]
-    return AppSecret(str(found["ARN"]), str(metadata["Arn"]) if metadata.get("KeyManager") == "CUSTOMER" else None)
+    key_arn = None
+    if key:
+        metadata = aws_client("kms", where).describe_key(KeyId=key)["KeyMetadata"]
+        key_arn = str(metadata["Arn"]) if metadata.get("KeyManager") == "CUSTOMER" else None
+    return AppSecret(arn, key_arn, _unreadable(found, arn))
+
+
+def _unreadable(described: dict[str, Any], arn: str) -> tuple[str, str] | None:
+    if described.get("DeletedDate"):
+        return (
+            f"scheduled for deletion on {described['DeletedDate']:%Y-%m-%d}",
+            f"aws secretsmanager restore-secret --secret-id {arn}",
+        )
+    if not any(CURRENT_STAGE in stages for stages in (described.get("VersionIdsToStages") or {}).values()):
+        return (
+            f"it has no value (no {CURRENT_STAGE} version)",
+            f"aws secretsmanager put-secret-value --secret-id {arn} --secret-string <a JSON object of secret settings>",
+        )
+    return None
 
 
 def secret_statements(secret: AppSecret) -> list[dict[str, Any]]:

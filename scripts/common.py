@@ -74,12 +74,20 @@ DENIAL_HINTS = {
 }
 
 
+#: Operations whose refusal naming KMS ("Access to KMS is not allowed") is of the resource's key,
+#: the operation itself being allowed: the IAM action the caller lacks.
+KMS_REFUSALS = {"GetSecretValue": "kms:Decrypt"}
+
+
 def _tag_permission(prefix: str) -> Callable[..., None]:
     renamed = IAM_ACTIONS.get(prefix, {})
 
     def handler(http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
         if http_response is not None and http_response.status_code >= 300 and "Error" in parsed:
-            parsed["Error"].setdefault("Permission", f"{prefix}:{renamed.get(model.name, model.name)}")
+            action = f"{prefix}:{renamed.get(model.name, model.name)}"
+            if model.name in KMS_REFUSALS and "KMS" in str(parsed["Error"].get("Message", "")):
+                action = KMS_REFUSALS[model.name]
+            parsed["Error"].setdefault("Permission", action)
 
     return handler
 

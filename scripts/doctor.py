@@ -2,8 +2,9 @@
 
 Read-only. Checks the user pool and app client, the TVM role and its trust policy, the vector
 bucket, the outbox bucket (with ``--outbox-bucket``: exists, encrypted, not public), the app's
-secret (with ``AGENT_SECRETS_ID`` or ``--secrets-id``: exists, a JSON object of secret settings,
-readable by the execution role), the indexes of the listed tenants, and access to the Bedrock models.
+secret (with ``AGENT_SECRETS_ID`` or ``--secrets-id``: exists, neither scheduled for deletion nor
+without a value, a JSON object of secret settings, readable by the execution role), the indexes
+of the listed tenants, and access to the Bedrock models.
 
 What it checks is the deployed app's configuration: the settings file the runtime reads
 (``agentcore.env``, which ``agentcore`` writes, or ``--settings-file``), parsed by the app's own
@@ -104,6 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--secrets-id", help="the app's secret (default: the settings' AGENT_SECRETS_ID)")
     p.add_argument(
         "--execution-role-arn",
+        type=_role_arn,
         help=f"the runtime's execution role, which must be able to read the secret (default: role "
         f"{runtime_role.DEFAULT_ROLE_NAME})",
     )
@@ -115,6 +117,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     # None: not given, so the settings file (or the usual default) decides (``read_settings``).
     p.set_defaults(func=run, region=None)
+
+
+def _role_arn(value: str) -> str:
+    """An ``--execution-role-arn`` naming a role (a name alone would leave the default role checked)."""
+    if not ROLE_ARN.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+    return value
 
 
 def read_settings(args: argparse.Namespace) -> str:
@@ -293,6 +302,9 @@ def run(args: argparse.Namespace) -> Report:
         found = described_secret(args.secrets_id, region)
         if found is None:
             return "MISSING", "no such secret"
+        if found.unreadable:
+            problem, state["secret_fix"] = found.unreadable
+            return "MISSING", problem
         where = f"secret {args.secrets_id}"
         sm = aws_client("secretsmanager", found.region)
         try:
@@ -307,7 +319,7 @@ def run(args: argparse.Namespace) -> Report:
                 "(the key's policy), then run doctor again"
             )
             return "DRIFT", "AWS KMS cannot decrypt it (its key disabled or refusing Secrets Manager)"
-        named = ROLE_ARN.fullmatch(args.execution_role_arn or "")
+        named = ROLE_ARN.fullmatch(args.execution_role_arn or "")  # checked by _role_arn when given
         role_name = named["name"] if named else runtime_role.DEFAULT_ROLE_NAME
         try:
             granted = _statements(

@@ -103,6 +103,27 @@ def test_a_missing_secret_stops_start_up(sm, tmp_path, monkeypatch) -> None:
     assert "no such secret" in _refusal("agent/missing")
 
 
+def test_a_secret_scheduled_for_deletion_stops_start_up_saying_so(sm, tmp_path, monkeypatch) -> None:
+    """GetSecretValue answers InvalidRequestException for a secret scheduled for deletion (the
+    service model's first cause; moto answers it too), while DescribeSecret still finds it."""
+    arn = sm.create_secret(Name="agent/old", SecretString=json.dumps({"AGENT_LOG_HASH_KEY": HASH_KEY}))["ARN"]
+    sm.delete_secret(SecretId=arn, RecoveryWindowInDays=7)
+    _deployed(tmp_path, monkeypatch, arn)
+    message = _refusal(arn, HASH_KEY)
+    assert "scheduled for deletion" in message and "restore-secret" in message
+
+
+def test_a_secret_without_a_value_stops_start_up_saying_so_not_that_it_is_missing(sm, tmp_path, monkeypatch) -> None:
+    """A secret created without a value has no AWSCURRENT version: GetSecretValue answers
+    ResourceNotFoundException "...can't find the specified secret value for staging label:
+    AWSCURRENT" (the service's words, which moto repeats), though the secret exists."""
+    sm.create_secret(Name="agent/empty")
+    _deployed(tmp_path, monkeypatch, "agent/empty")
+    message = _refusal("agent/empty")
+    assert "no such secret" not in message
+    assert "has no value" in message and "put-secret-value" in message
+
+
 @pytest.mark.parametrize(
     ("secret_string", "expected"),
     [
@@ -112,6 +133,9 @@ def test_a_missing_secret_stops_start_up(sm, tmp_path, monkeypatch) -> None:
         (json.dumps({HASH_KEY: API_KEY}), "a key that is not a setting name is not a secret setting"),
         (json.dumps({"AGENT_LOG_HASH_KEY": 12345678901234567890}), "AGENT_LOG_HASH_KEY must be a non-empty string"),
         (json.dumps({"AGENT_LOG_HASH_KEY": ""}), "AGENT_LOG_HASH_KEY must be a non-empty string"),
+        # Nesting deeper than Python's recursion limit (well within the 64 KB a secret may hold):
+        # json raises RecursionError, not ValueError, which ended start-up with a traceback.
+        ("[" * 20000 + "]" * 20000, "is not JSON"),
     ],
 )
 def test_a_secret_that_is_not_a_json_object_of_secret_settings_stops_start_up(
@@ -123,6 +147,19 @@ def test_a_secret_that_is_not_a_json_object_of_secret_settings_stops_start_up(
     assert expected in message
     if "is not a secret setting" in expected:  # the message says which keys a secret may have
         assert message.endswith("(allowed keys: AGENT_LOG_HASH_KEY, AGENT_MODEL_API_KEY)")
+
+
+@pytest.mark.parametrize("value", [API_KEY + "\n", " " + API_KEY, API_KEY[:5] + "\t" + API_KEY[5:]])
+def test_a_value_with_a_control_character_or_surrounding_space_stops_start_up(
+    sm, tmp_path, monkeypatch, value: str
+) -> None:
+    """A key pasted with its newline: an OpenAI-compatible model's client puts it in the
+    ``Authorization`` header, which h11 refuses with the header, key included, in its message
+    (then every turn is a 503 and Strands' span records that exception chain)."""
+    sm.create_secret(Name="agent/pasted", SecretString=json.dumps({"AGENT_MODEL_API_KEY": value}))
+    _deployed(tmp_path, monkeypatch, "agent/pasted")
+    message = _refusal("agent/pasted", API_KEY[5:], API_KEY[:5] + "\t")
+    assert "AGENT_MODEL_API_KEY" in message and "a control character or whitespace at an end" in message
 
 
 def test_a_binary_secret_stops_start_up(sm, tmp_path, monkeypatch) -> None:

@@ -514,3 +514,21 @@ def test_a_secrets_id_that_names_no_secret_is_refused_and_nothing_is_written(rol
     result = cli(*_args(role, config, "--tvm-role-arn", TVM, "--secrets-id", "agent-memory/typo"))
     assert result.code == 1 and "--secrets-id agent-memory/typo: no Secrets Manager secret" in result.err
     assert not config.exists()
+
+
+def test_a_secret_the_app_could_not_read_is_refused_naming_the_command_that_mends_it(role, cli, config) -> None:
+    """DescribeSecret finds a secret scheduled for deletion (with its DeletedDate) and one created
+    without a value (no AWSCURRENT version), but GetSecretValue refuses both: the app deployed
+    with either would not start. Nothing is written, and the command that mends it is named."""
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    arn = sm.create_secret(Name="agent-memory/old", SecretString='{"AGENT_LOG_HASH_KEY": "k"}')["ARN"]
+    sm.delete_secret(SecretId=arn, RecoveryWindowInDays=7)
+    deleted = cli(*_args(role, config, "--tvm-role-arn", TVM, "--secrets-id", "agent-memory/old"))
+    assert deleted.code == 1 and "--secrets-id agent-memory/old: scheduled for deletion on" in deleted.err
+    assert f"aws secretsmanager restore-secret --secret-id {arn}" in deleted.err and not config.exists()
+    empty = sm.create_secret(Name="agent-memory/empty")["ARN"]
+    valueless = cli(*_args(role, config, "--tvm-role-arn", TVM, "--secrets-id", "agent-memory/empty"))
+    assert valueless.code == 1 and "--secrets-id agent-memory/empty: it has no value" in valueless.err
+    assert f"aws secretsmanager put-secret-value --secret-id {empty}" in valueless.err and not config.exists()
+    iam = boto3.client("iam", region_name="us-east-1")
+    assert iam.list_role_policies(RoleName="agentcore-runtime")["PolicyNames"] == []

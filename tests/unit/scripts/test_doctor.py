@@ -606,6 +606,28 @@ def test_a_secret_kms_cannot_decrypt_gets_the_key_as_its_fix_not_a_new_value(aws
     assert "KMS key" in fix and "put-secret-value" not in fix, row
 
 
+def test_a_secret_scheduled_for_deletion_or_without_a_value_is_a_row_not_the_end_of_the_report(
+    aws, cli, bedrock
+) -> None:
+    """GetSecretValue refuses both (InvalidRequestException; ResourceNotFoundException for the
+    AWSCURRENT version) though DescribeSecret finds them: doctor ended with that error and no
+    report at all. Each is now its row, MISSING with the command that mends it."""
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    arn = sm.create_secret(Name="prod/app", SecretString=json.dumps({"AGENT_LOG_HASH_KEY": "k" * 32}))["ARN"]
+    _deploy_under_other_names(cli, "--secrets-id", "prod/app")
+    bedrock.extend([("ok", CHAT), ("ok", MODEL)] * 2)
+    sm.delete_secret(SecretId=arn, RecoveryWindowInDays=7)
+    deleted = cli("doctor", "--tenant", "acme", "--execution-role-arn", EXEC)
+    assert deleted.code == 1 and _row(deleted.out, f"secret {arn}")[:4] == ["MISSING", "scheduled", "for", "deletion"]
+    assert f"fix: aws secretsmanager restore-secret --secret-id {arn}" in deleted.out
+    assert _row(deleted.out, f"model {MODEL}")[0] == "OK"  # the rows after it are there
+    empty = sm.create_secret(Name="prod/empty")["ARN"]
+    valueless = cli("doctor", "--tenant", "acme", "--execution-role-arn", EXEC, "--secrets-id", "prod/empty")
+    assert valueless.code == 1 and _row(valueless.out, "secret prod/empty")[:4] == ["MISSING", "it", "has", "no"]
+    assert f"fix: aws secretsmanager put-secret-value --secret-id {empty}" in valueless.out
+    assert _row(valueless.out, f"model {MODEL}")[0] == "OK"
+
+
 def _row(out: str, resource: str) -> list[str]:
     """The status and the detail's words of the report's row for ``resource``."""
     (line,) = [line for line in out.splitlines() if f" {resource} " in f"{line} "]
@@ -624,3 +646,45 @@ def test_the_help_states_where_doctor_takes_each_default_from() -> None:
     for flag, setting in (("--outbox-bucket", "AGENT_OUTBOX_BUCKET"), ("--outbox-prefix", "AGENT_OUTBOX_PREFIX"),
                           ("--outbox-kms-key-arn", "AGENT_OUTBOX_KMS_KEY_ID")):
         assert f"the settings' {setting}" in helps[flag] and "tenant" not in helps[flag], flag
+
+
+@pytest.mark.parametrize("given", ["prod-runtime", "arn:aws:iam::123456789012:user/prod-runtime"])
+def test_an_execution_role_arn_that_is_not_a_role_arn_is_refused_not_replaced_by_the_default_role(
+    given: str, cli, capsys
+) -> None:
+    """A role's name (or a user's ARN) given to --execution-role-arn: doctor checked the default
+    role instead, and reported that role's policy as the secret's drift (a usage error, exit 2)."""
+    with pytest.raises(SystemExit) as exited:
+        cli(*DOCTOR, "--execution-role-arn", given)
+    assert exited.value.code == 2
+    assert f"--execution-role-arn: {given!r} is not an IAM role ARN" in capsys.readouterr().err
+
+
+def test_a_secret_whose_key_the_operator_may_not_use_is_denied_naming_kms_decrypt(aws, cli, bedrock, monkeypatch) -> None:
+    """Secrets Manager answers a caller without kms:Decrypt on the secret's customer managed key
+    AccessDeniedException "Access to KMS is not allowed" (moto has no key policies: answered
+    here as the service does): the DENIED row named secretsmanager:GetSecretValue, which the
+    operator had."""
+    from botocore.awsrequest import AWSResponse
+
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    sm.create_secret(Name="prod/app", SecretString=json.dumps({"AGENT_LOG_HASH_KEY": "k" * 32}))
+    _deploy_under_other_names(cli, "--secrets-id", "prod/app")
+    bedrock.extend([("ok", CHAT), ("ok", MODEL)])
+    real = doctor_module.aws_client
+
+    def refusing_kms(service: str, region: str):
+        client = real(service, region)
+        if service == "secretsmanager":
+            error = {"Error": {"Code": "AccessDeniedException", "Message": "Access to KMS is not allowed"},
+                     "ResponseMetadata": {"HTTPStatusCode": 400}}  # fmt: skip
+            response = AWSResponse("https://secretsmanager", 400, {}, None)
+            client.meta.events.register_first(
+                "before-call.secretsmanager.GetSecretValue", lambda **_: (response, error)
+            )
+        return client
+
+    monkeypatch.setattr(doctor_module, "aws_client", refusing_kms)
+    result = cli("doctor", "--tenant", "acme", "--execution-role-arn", EXEC)
+    (row,) = [line for line in result.out.splitlines() if " secret arn:" in line]
+    assert row.startswith("DENIED") and "missing IAM permission kms:Decrypt" in row, result.out
