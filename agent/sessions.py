@@ -1,17 +1,19 @@
 """A bounded registry of live conversations: one orchestrator per session, one request at a time.
 
-Sessions idle for longer than the idle timeout, and the least recently used ones beyond
-``max_sessions``, are removed and *ended* (their conversation is handed to the summary
-pipeline), so eviction never loses a conversation. A session with a request in flight is not
-idle: it is kept apart from the idle ones until the request ends, so neither the idle timer
-nor the size bound ends a conversation during a long turn (its next turn would otherwise
-start a fresh conversation); its idle clock starts when the request ends. Ending runs on a
-small worker pool (at shutdown, after the session's in-flight request has finished, or, once
-``close``'s ``turn_timeout`` has passed, not at all: that session is abandoned and logged, its
-answered turns being in its last checkpoint, which a later process adopts), each end the root
-of its own trace, never part of the request that happened to evict it. The
-conversation id is the session id; a session id reused after its session ended gets a fresh
-conversation object, whose own start marker keeps its summary apart from the earlier one's.
+Sessions idle for longer than the idle timeout (found by the reaper's ``reap`` or the next
+request, whichever comes first), and the least recently used ones beyond ``max_sessions``, are
+removed and *ended* (their conversation is handed to the summary pipeline), so eviction never
+loses a conversation; ``end`` of a session whose id had idled out waits for that earlier end. A
+session with a request in flight is not idle: it is kept apart from the idle ones until the
+request ends, so neither the idle timer nor the size bound ends a conversation during a long
+turn (its next turn would otherwise start a fresh conversation); its idle clock starts when the
+request ends. Ending runs on a small worker pool (at shutdown, after the session's in-flight
+request has finished, or, once ``close``'s ``turn_timeout`` has passed, not at all: that
+session is abandoned and logged, its answered turns being in its last checkpoint, which a later
+process adopts), each end the root of its own trace, never part of the request that happened to
+evict it. The conversation id is the session id; a session id reused after its session ended
+gets a fresh conversation object, whose own start marker keeps its summary apart from the
+earlier one's.
 """
 
 from __future__ import annotations
@@ -89,10 +91,12 @@ class SessionRegistry(Generic[C]):
         self._factory = factory
         self._cache: _DroppingTTLCache = _DroppingTTLCache(max_sessions, idle_timeout_seconds, timer)
         self._busy: dict[str, Session[C]] = {}  # sessions with a request in flight, out of the cache
-        self._lock = threading.Lock()
+        # reentrant: ends are scheduled under it (``_end_later``), whose bookkeeping takes it too
+        self._lock = threading.RLock()
         self._closing = False
         self._enders = ThreadPoolExecutor(max_workers=end_workers, thread_name_prefix="session-end")
         self._pending: set[Future[None]] = set()
+        self._ending: dict[str, list[tuple[Session[C], Future[None]]]] = {}  # session id -> ends not done
         self._turn_deadline: float | None = None  # closing: no wait for a request past it
         self._abandoned: list[str] = []  # sessions whose request outlived the deadline
 
@@ -119,6 +123,8 @@ class SessionRegistry(Generic[C]):
         with self._lock, self._cache.timer:  # one instant: the session cannot expire in between
             if self._closing:
                 raise Unavailable("the service is shutting down; retry shortly")
+            self._cache.expire()  # idle ones, this one maybe, end now rather than at the next reap
+            self._end_later(self._take_dropped())
             session = self._busy.get(session_id) or self._cache.get(session_id)
             if session is None:
                 session = self._new_session(session_id, owner)
@@ -138,15 +144,19 @@ class SessionRegistry(Generic[C]):
             if not session.closed:
                 self._cache[session.session_id] = session  # its idle clock starts now
             session.lock.release()
-            dropped = self._take_dropped()
-        self._end_later(dropped)
+            self._end_later(self._take_dropped())
 
     def end(self, session: Session[C]) -> None:
-        """End a session now, from inside ``open`` (the caller holds its lock).
+        """End a session now, from inside ``open`` (the caller holds its lock), once the ends of
+        earlier sessions under its id (one that idled out just before this request) are done.
 
         Raises what ``end_conversation`` raised (e.g. the outbox could not be written); the
         session then stays open, so the caller can report the failure and retry later.
         """
+        with self._lock:
+            earlier = [future for ended, future in self._ending.get(session.session_id, ()) if ended is not session]
+        for future in earlier:
+            future.result()  # never raises: ``_end_now`` logs a failure
         session.conversation.end_conversation()
         with self._lock:
             session.closed = True  # in flight, so not in the cache: ``release`` leaves it out
@@ -157,7 +167,7 @@ class SessionRegistry(Generic[C]):
         with self._lock:
             self._cache.expire()
             dropped = self._take_dropped()
-        self._end_later(dropped)
+            self._end_later(dropped)
         return len(dropped)
 
     def begin_close(self, turn_timeout: float | None = None) -> None:
@@ -180,7 +190,7 @@ class SessionRegistry(Generic[C]):
             for session in sessions:
                 session.closed = True
             sessions += self._take_dropped()
-        self._end_later(sessions)
+            self._end_later(sessions)
 
     def close(self, timeout: float | None = None, *, turn_timeout: float | None = None) -> list[str]:
         """``begin_close`` (unless it ran), then wait (up to ``timeout``) for the sessions' ends.
@@ -198,8 +208,8 @@ class SessionRegistry(Generic[C]):
                 future.result(timeout=remaining)
             except Exception:  # noqa: BLE001 - already logged by _end_now; keep ending the others
                 logger.warning("a session did not end before the shutdown deadline")
-        # The end pool stays open: a reap or an eviction that took its sessions out of the
-        # cache just before closing schedules their ends after it (its workers finish before exit).
+        # Nothing is scheduled after this (reaps and evictions schedule their ends under the lock
+        # that took the sessions out): the pool is left as it is, idle.
         with self._lock:
             abandoned = list(self._abandoned)
         if abandoned:
@@ -223,6 +233,8 @@ class SessionRegistry(Generic[C]):
         return dropped
 
     def _end_later(self, sessions: list[Session[C]]) -> None:
+        """Schedule the ends of ``sessions``, called under the lock that took them out of the
+        registry: ``close`` cannot run in between and miss them (the process exits after it)."""
         for session in sessions:
             # not in the context of the request that evicted it (the threading instrumentation
             # runs pool work in the submitter's): that is another session's, maybe another tenant's
@@ -230,11 +242,17 @@ class SessionRegistry(Generic[C]):
                 future = self._enders.submit(self._end_when_free, session)
             with self._lock:
                 self._pending.add(future)
-            future.add_done_callback(self._forget_future)
+                self._ending.setdefault(session.session_id, []).append((session, future))
+            future.add_done_callback(lambda done, session_id=session.session_id: self._forget_future(done, session_id))
 
-    def _forget_future(self, future: Future[None]) -> None:
+    def _forget_future(self, future: Future[None], session_id: str) -> None:
         with self._lock:
             self._pending.discard(future)
+            left = [(s, f) for s, f in self._ending.get(session_id, ()) if f is not future]
+            if left:
+                self._ending[session_id] = left
+            else:
+                self._ending.pop(session_id, None)
 
     def _end_when_free(self, session: Session[C]) -> None:
         with self._lock:

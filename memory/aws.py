@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from memory.errors import (
     AccessDenied,
@@ -157,6 +158,16 @@ _QUOTA_REACHED = {("ServiceQuotaExceededException", 402)}
 EXPIRED_CREDENTIALS = frozenset({"ExpiredToken", "ExpiredTokenException"})
 
 
+#: What botocore's validation report names, without the values it quotes (they may be memory text).
+_REFUSED_PARAMETER = re.compile(r"for parameter ([\w.\[\]]+)|Invalid (bucket name)")
+
+
+def _refused_parameters(exc: ParamValidationError) -> str:
+    """The parameters a ParamValidationError's report names (never their values)."""
+    found = dict.fromkeys(a or b for a, b in _REFUSED_PARAMETER.findall(str(exc.kwargs.get("report", ""))))
+    return ", ".join(found) or "a parameter"
+
+
 def translate_error(exc: BaseException, what: str) -> MemoryLibraryError:
     """Map a botocore error (after botocore's own retries) onto ``memory.errors``.
 
@@ -184,6 +195,8 @@ def translate_error(exc: BaseException, what: str) -> MemoryLibraryError:
         if code in _INVALID or status == 400:
             return ValidationError(detail)
         return MemoryLibraryError(detail)
+    if isinstance(exc, ParamValidationError):  # botocore refused to send it: no retry can help
+        return ValidationError(f"{what}: {type(exc).__name__} ({_refused_parameters(exc)} refused by the service model)")
     if isinstance(exc, BotoCoreError):
         return BackendUnavailable(f"{what}: {type(exc).__name__}")
     return MemoryLibraryError(f"{what}: {type(exc).__name__}")

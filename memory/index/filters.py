@@ -1,6 +1,7 @@
 """S3 Vectors' metadata filter language: validated once, evaluated in Python by LocalIndex.
 
-A filter is a mapping. Top-level (and ``$and``/``$or`` member) mappings AND their entries.
+A filter is a mapping. Top-level (and ``$and``/``$or`` member) mappings AND their entries
+(``S3VectorsIndex`` sends them as the ``$and`` the service documents: :func:`explicit_and`).
 An entry is either ``{"$and": [f, ...]}``/``{"$or": [f, ...]}`` or ``{field: condition}``,
 where ``condition`` is a plain value (shorthand for ``$eq``) or a one-operator mapping:
 ``$eq $ne`` (string, number, boolean), ``$in $nin`` (non-empty list), ``$exists`` (boolean),
@@ -42,6 +43,16 @@ def validate_filter(filter: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return None
     compile_filter(filter)
     return dict(filter)
+
+
+def explicit_and(filter: Mapping[str, Any]) -> dict[str, Any]:
+    """A valid ``filter`` with every mapping of several entries written as ``{"$and": [...]}``, one
+    entry per member (the form S3 Vectors documents for combined conditions; same meaning)."""
+    parts = [
+        {name: [explicit_and(member) for member in value] if name in ("$and", "$or") else value}
+        for name, value in filter.items()
+    ]
+    return parts[0] if len(parts) == 1 else {"$and": parts}
 
 
 def compile_filter(filter: Mapping[str, Any] | None) -> Predicate:

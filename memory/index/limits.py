@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -29,6 +30,30 @@ MAX_METADATA_BYTES = 40 * 1024
 MAX_FILTERABLE_METADATA_BYTES = 2 * 1024
 MAX_METADATA_KEYS = 50
 MAX_NON_FILTERABLE_KEYS = 10
+
+
+#: Index names: 3-63 lowercase letters, digits, hyphens and dots, a letter or digit at both ends.
+_INDEX_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+#: Vector bucket names: the same without dots.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+
+
+def validate_index_name(name: object) -> str:
+    """Return ``name`` if S3 Vectors accepts it as an index name (3-63 of ``a-z 0-9 - .``,
+    alphanumeric at both ends)."""
+    if not isinstance(name, str) or not _INDEX_NAME.fullmatch(name):
+        raise ValidationError(f"invalid index name {name!r}: 3-63 lowercase letters, digits, hyphens or dots, "
+                              "a letter or digit at both ends")
+    return name
+
+
+def validate_bucket_name(name: object) -> str:
+    """Return ``name`` if S3 Vectors accepts it as a vector bucket name (3-63 of ``a-z 0-9 -``,
+    alphanumeric at both ends)."""
+    if not isinstance(name, str) or not _BUCKET_NAME.fullmatch(name):
+        raise ValidationError(f"invalid vector bucket name {name!r}: 3-63 lowercase letters, digits or hyphens, "
+                              "a letter or digit at both ends")
+    return name
 
 
 def validate_dimension(dimension: int) -> int:

@@ -62,21 +62,6 @@ def _exact_float(value: Any) -> bool:
     return is_number(value) and (isinstance(value, float) or abs(value) <= 2**53)
 
 
-# S3 Vectors index-name alphabet: 3-63 of [a-z0-9.-], alphanumeric at both ends.
-_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789.-")
-
-
-def _validate_index_name(name: str) -> str:
-    if (
-        not isinstance(name, str)
-        or not 3 <= len(name) <= 63
-        or not set(name) <= _NAME_CHARS
-        or not (name[0].isalnum() and name[-1].isalnum())
-    ):
-        raise ValidationError(f"invalid index name {name!r}")
-    return name
-
-
 def _filterable(metadata: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
     """The record's fields a filter may name (``content`` and ``conversation_id`` never can)."""
     return ((name, value) for name, value in metadata.items() if name not in NON_FILTERABLE_KEYS)
@@ -325,7 +310,7 @@ def _unit(values: Sequence[float]) -> np.ndarray:
 
 def stored_dimension(root_dir: str | Path, name: str) -> int | None:
     """The dimension of the index file ``<root_dir>/<name>.sqlite3``, None if there is none."""
-    path = Path(root_dir) / f"{_validate_index_name(name)}.sqlite3"
+    path = Path(root_dir) / f"{limits.validate_index_name(name)}.sqlite3"
     if not path.exists():
         return None
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -357,7 +342,7 @@ class LocalIndex:
         Raises:
             ValidationError: An invalid name or dimension.
         """
-        self.name = _validate_index_name(name)
+        self.name = limits.validate_index_name(name)
         self.dimension = limits.validate_dimension(dimension)
         self.path = Path(root_dir) / f"{name}.sqlite3"
         self._lock = threading.RLock()

@@ -11,8 +11,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from memory import telemetry
 from memory.index import limits
 from memory.aws import error_code, translate_error
-from memory.errors import ConfigurationError, NotFound
-from memory.index.filters import validate_filter
+from memory.errors import BackendUnavailable, ConfigurationError, NotFound
+from memory.index.filters import explicit_and, validate_filter
 from memory.types import NON_FILTERABLE_KEYS, QueryHit, VectorRecord
 
 logger = logging.getLogger(__name__)
@@ -96,11 +96,11 @@ class S3VectorsIndex:
             create_if_missing: Whether :meth:`ensure` creates a missing index (else: NotFound).
 
         Raises:
-            ValidationError: An invalid dimension.
+            ValidationError: An invalid dimension, or a bucket or index name S3 Vectors refuses.
         """
         self._client_source = client
-        self.bucket = bucket
-        self.name = name
+        self.bucket = limits.validate_bucket_name(bucket)
+        self.name = limits.validate_index_name(name)
         self.dimension = limits.validate_dimension(dimension)
         self.create_if_missing = create_if_missing
 
@@ -156,7 +156,8 @@ class S3VectorsIndex:
     @telemetry.vector_operation("PutVectors", "aws.s3vectors", batch=True)
     def put(self, records: Sequence[VectorRecord]) -> None:
         """Insert or overwrite records, validated first, sent in batches of at most 500 vectors and
-        20 MiB (wide vectors: fewer per batch)."""
+        20 MiB (wide vectors: fewer per batch); a batch refused as more than the index takes at once
+        is halved."""
         vectors = [
             {
                 "key": limits.validate_key(r.key),
@@ -166,7 +167,20 @@ class S3VectorsIndex:
             for r in records
         ]
         for batch in _put_batches(vectors):
-            self._call("put_vectors", **self._target(), vectors=batch)
+            self._put_batch(batch)
+
+    def _put_batch(self, batch: Sequence[dict[str, Any]]) -> None:
+        """One PutVectors; a batch the index cannot take at once (``ServiceUnavailableException``,
+        "must not exceed the resource capacity" in the service model) is sent again as two halves."""
+        try:
+            self._call("put_vectors", **self._target(), vectors=list(batch))
+        except BackendUnavailable as exc:
+            if len(batch) == 1 or error_code(exc.__cause__ or exc) != "ServiceUnavailableException":
+                raise
+            half = len(batch) // 2
+            logger.info("s3vectors PutVectors of %d vectors refused as too many at once; sending halves", len(batch))
+            self._put_batch(batch[:half])
+            self._put_batch(batch[half:])
 
     @telemetry.vector_operation("QueryVectors", "aws.s3vectors")
     def query(
@@ -182,7 +196,7 @@ class S3VectorsIndex:
         }
         checked = validate_filter(filter)
         if checked is not None:
-            request["filter"] = checked
+            request["filter"] = explicit_and(checked)
         hits: list[QueryHit] = []
         while True:  # results beyond the page size come in further pages (same parameters)
             response = self._call("query_vectors", **request)

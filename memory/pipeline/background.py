@@ -23,7 +23,8 @@ later runs at that bound, as the last attempt), or at once for
 an error that retrying cannot fix (access denied, index missing, misconfiguration, invalid
 data), the entry moves to the outbox's dead-letter area with the error type as reason (and, for a
 ``ConfigurationError``, its message: which index, dimension or metric; ``errors.error_reason``), and its
-busy task ends. A newer
+busy task ends (a newer version another process wrote meanwhile, e.g. the live owner of an adopted
+checkpoint, stays pending instead, with no letter of the older one: ``Outbox.dead_letter``). A newer
 version of that conversation written later by this process (it went on under the same key:
 a checkpoint or another end) purges the dead letter, which `outbox retry` would otherwise put
 back over it or store over its units (this process remembers its latest
@@ -41,14 +42,16 @@ and the next stored summary makes the pipeline report its work as busy again.
 (same id as its final entry). A writer thread writes the queued checkpoints in the background,
 coalesced per conversation (latest transcript wins; written ``checkpoint_interval`` seconds
 after the first queued turn, so at most one write per conversation per interval and none for a
-conversation that ends sooner), never on the turn's response path; a checkpoint whose write
+conversation that ends sooner), never on the turn's response path (the interpreter's exit
+writes what is still queued, for up to ``EXIT_FLUSH_SECONDS``); a checkpoint whose write
 failed is queued again (unless a newer one was) and written after a pause: a second after a
 transient failure; after a refusal that retrying cannot fix (``PERMANENT_ERRORS``), a pause
 doubling with each refusal in a row up to ``RetryPolicy.sweep_max_delay`` (a new turn's
 transcript replaces the queued one but waits too; ``flush`` writes at once). ``end_conversation``
 discards a queued checkpoint of its conversation once the closed entry (which supersedes it)
-is written; if that write fails, the checkpoint is still written. Open entries are never
-scheduled in-process; ``replay_pending`` adopts the open entries older than
+is written; if that write fails, the checkpoint is still written, and so is one longer than the
+closed entry (a turn answered while the entry was written: the conversation went on). Open
+entries are never scheduled in-process; ``replay_pending`` adopts the open entries older than
 ``orphan_after_seconds`` (their process is gone) and the closed ones; the younger open entries
 it found from before its start are adopted (by the sweeper thread) once unchanged that long.
 An adopted entry is removed only while it is still the version summarized (``Outbox.swap``: S3
@@ -69,6 +72,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -102,6 +106,8 @@ _MARKER_CACHE_SIZE = 4096  # (tenant, user) pairs whose erasure markers the chec
 DEAD_LETTERS_REMEMBERED = 4096
 _CHECKPOINT_RETRY_SECONDS = 1.0  # pause before writing again a checkpoint whose write failed
 _CHECKPOINT_FAILURE_LOG_SECONDS = 60.0  # a checkpoint still failing is logged at most this often
+#: How long the interpreter's exit waits for the checkpoints still queued (``shutdown`` not called).
+EXIT_FLUSH_SECONDS = 10.0
 _NOT_BUSY = object()  # the token of an entry scheduled while the pipeline does not report busy
 
 
@@ -235,6 +241,9 @@ class SummaryPipeline:
         self._markers: dict[tuple[str | None, str], tuple[float, list[ErasureMarker]]] = {}
         self._created_at = datetime.now(timezone.utc)  # open entries written later are not orphans
         self.metrics: Counter[str] = Counter()
+        # the writer is a daemon thread, stopped without a word at exit: queued checkpoints are
+        # written first (a script that never shuts the pipeline down; the app flushes at SIGTERM)
+        weakref.finalize(self, _flush_at_exit, weakref.ref(self))
 
     @property
     def waiting(self) -> int:
@@ -272,10 +281,13 @@ class SummaryPipeline:
                 entry_id = self.outbox.put(dataclasses.replace(entry, open=False))
                 self._supersede_dead_letter(ref)
                 with self._lock:  # scheduled under the write span: the summary's trace links to it
-                    # superseded only now: if the write failed, the queued checkpoint is still written
-                    self._checkpoints.pop(ref, None)
-                    self._failing.pop(ref, None)
-                    self._retry_at.pop(ref, None)
+                    # superseded only now: if the write failed, the queued checkpoint is still written;
+                    # one longer than this entry (a turn answered while it was written) is written after it
+                    queued = self._checkpoints.get(ref)
+                    if queued is None or len(queued[0].transcript) <= len(entry.transcript):
+                        self._checkpoints.pop(ref, None)
+                        self._failing.pop(ref, None)
+                        self._retry_at.pop(ref, None)
                     self.metrics["accepted"] += 1
                     self._schedule_locked(ref)
         return entry_id
@@ -845,7 +857,9 @@ class SummaryPipeline:
             with self._lock:
                 if self._inflight.get(ref):
                     return _Outcome.FAILED  # a newer transcript replaced this one: try it first
-            self.outbox.dead_letter(entry, reason)
+            if not self.outbox.dead_letter(entry, reason):
+                self._count("superseded_dead_letter")
+                return _Outcome.GONE  # a newer version (its process lived on) is pending: its own
             # checked after the write: a forget that ran meanwhile may have listed the dead
             # letters before this one existed, so its marker is honoured here
             if self._erased_now(entry):
@@ -1010,6 +1024,16 @@ class SummaryPipeline:
             self._on_task_end(token)
         except Exception:
             logger.warning("on_task_end hook failed", exc_info=True)
+
+
+def _flush_at_exit(pipeline: "weakref.ref[SummaryPipeline]") -> None:
+    """Write what a live, not shut down pipeline still has queued (``weakref.finalize`` at exit;
+    nothing once the pipeline is gone)."""
+    alive = pipeline()
+    if alive is None or alive._closed.is_set():
+        return
+    if not alive.flush(timeout=EXIT_FLUSH_SECONDS):
+        logger.warning("exit: queued checkpoints not written within %.0f s", EXIT_FLUSH_SECONDS)
 
 
 def _check_storable(entry: OutboxEntry) -> None:

@@ -299,8 +299,11 @@ class Outbox(Protocol):
     def release(self, claim: Claim) -> None:
         """Give a claim up (idempotent)."""
 
-    def dead_letter(self, entry: OutboxEntry, reason: str) -> None:
-        """Move ``entry`` from pending to the dead-letter area with ``reason``."""
+    def dead_letter(self, entry: OutboxEntry, reason: str) -> bool:
+        """Move ``entry`` from pending to the dead-letter area with ``reason``: the letter first,
+        then the pending entry, only while it is this version (``swap``). A newer version pending
+        (its conversation went on: a live process's, whose checkpoint another one adopted) stays,
+        and the letter of the older one is purged: False. True otherwise (none pending too)."""
 
     def dead_letters(self, tenant_id: str | None = None) -> list[DeadLetter]:
         """Dead letters, oldest first (every tenant's, or one tenant's)."""

@@ -149,10 +149,14 @@ class LocalOutbox:
 
     # -- dead letters -------------------------------------------------------------------------
 
-    def dead_letter(self, entry: OutboxEntry, reason: str) -> None:
-        """Write the dead letter first, then drop the pending entry (never neither)."""
+    def dead_letter(self, entry: OutboxEntry, reason: str) -> bool:
+        """Write the dead letter first, then drop the pending entry (never neither) if it is still
+        this version; a newer one stays and the letter goes (``Outbox.dead_letter``)."""
         self._write(self.directory / "dead", entry.entry_id, DeadLetter(entry, reason).to_json())
-        self.remove(entry.entry_id)
+        if self.swap(entry, None) or self.get(entry.entry_id) is None:
+            return True
+        self.purge(entry.entry_id)
+        return False
 
     def dead_letters(self, tenant_id: str | None = None) -> list[DeadLetter]:
         """Dead letters (of ``tenant_id`` if given), oldest first; temp files of writes killed

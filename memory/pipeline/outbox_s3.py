@@ -241,11 +241,15 @@ class S3Outbox:
 
     # -- dead letters -------------------------------------------------------------------------
 
-    def dead_letter(self, entry: OutboxEntry, reason: str) -> None:
-        """Write the dead letter first, then drop the pending entry (never neither)."""
+    def dead_letter(self, entry: OutboxEntry, reason: str) -> bool:
+        """Write the dead letter first, then drop the pending entry (never neither) if it is still
+        this version (``If-Match``); a newer one stays and the letter goes (``Outbox.dead_letter``)."""
         key = self._key(entry.tenant_id, "dead", entry.entry_id)
         self._put(entry.tenant_id, key, DeadLetter(entry, reason).to_json())
-        self.remove(entry.entry_id, entry.tenant_id)
+        if self.swap(entry, None) or self.get(entry.entry_id, entry.tenant_id) is None:
+            return True
+        self.purge(entry.entry_id, entry.tenant_id)
+        return False
 
     def dead_letters(self, tenant_id: str | None = None) -> list[DeadLetter]:
         """Dead letters of every tenant (or of ``tenant_id``), oldest first."""

@@ -247,7 +247,8 @@ class MemoryPlugin(Plugin):
         self._base: list[dict[str, Any]] = [{"text": ""}]  # the caller's system prompt blocks
         self.agent_name: str | None = None
         self.read_agent_name = None if read_agent_name is None else _check_read_agent_name(read_agent_name)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the hooks take it on the event loop: never held for I/O
+        self._end_lock = threading.Lock()  # one end at a time; its outbox write runs under it only
         self._conversation: _Conversation | None = None
         self._turn_active = False
         self._turn_agent: Any = None  # the agent of the active turn (agents may share the plugin)
@@ -466,9 +467,8 @@ class MemoryPlugin(Plugin):
         same key. Never blocks on the summary itself; raises if the outbox cannot be written.
         """
         with self._lock:
-            if self._conversation is None:
-                return None
-            return self._end_locked(self._conversation)
+            conversation = self._conversation
+        return None if conversation is None else self._end(conversation)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -479,19 +479,19 @@ class MemoryPlugin(Plugin):
         # already deleted what it erased.
         opened = new_conversation_marker()
         memories = self._retrieve(self._scope(invocation), prompt) if prompt else []
+        conversation = _Conversation(
+            invocation, opened=opened, block=render_block(memories), injected=[m.id for m in memories]
+        )
+        assert self.agent_name is not None
+        conversation.key = summary_key(
+            invocation.tenant_id, invocation.user_id, self.agent_name, invocation.conversation_id, conversation.opened
+        )
         with self._lock:
-            if self._conversation is not None:
-                self._end_quietly_locked(self._conversation)
-            conversation = _Conversation(
-                invocation, opened=opened, block=render_block(memories), injected=[m.id for m in memories]
-            )
-            assert self.agent_name is not None
-            conversation.key = summary_key(
-                invocation.tenant_id, invocation.user_id, self.agent_name, invocation.conversation_id, conversation.opened
-            )
-            self._conversation = conversation
+            previous, self._conversation = self._conversation, conversation
             self.metrics["conversations"] += 1
             self.metrics["injected"] += len(memories)
+        if previous is not None:
+            self._end_quietly(previous)
         logger.debug("agent=%s conversation started with %d memories", self.agent_name, len(memories))
 
     def _adopt_callers_prompt(self, agent: Any) -> None:
@@ -524,9 +524,9 @@ class MemoryPlugin(Plugin):
         """End ``conversation`` and leave none current (a turn without identity took the agent
         over): called from a worker thread."""
         with self._lock:
-            self._end_quietly_locked(conversation)
             if self._conversation is conversation:
                 self._conversation = None
+        self._end_quietly(conversation)
 
     def _read_invocation(self, state: Any) -> Invocation | None:
         """The verified identity of a turn or tool call (``read_invocation``)."""
@@ -589,15 +589,12 @@ class MemoryPlugin(Plugin):
                 conversation.transcript[index : index + 1] = transcript_from_messages([message])
 
     def _end_quietly(self, conversation: _Conversation) -> None:
-        with self._lock:
-            self._end_quietly_locked(conversation)
-
-    def _end_quietly_locked(self, conversation: _Conversation) -> None:
         """End from a hook: an outbox failure is logged and counted, the user's turn goes on."""
         try:
-            self._end_locked(conversation)
+            self._end(conversation)
         except Exception as exc:
-            self.metrics["end_failures"] += 1
+            with self._lock:
+                self.metrics["end_failures"] += 1
             logger.error("agent=%s could not record the finished conversation: %s", self.agent_name, error_reason(exc))
 
     def _checkpoint_quietly(self, conversation: _Conversation) -> None:
@@ -646,22 +643,33 @@ class MemoryPlugin(Plugin):
         self.metrics["erased"] += 1
         logger.info("agent=%s conversation erased: its transcript is dropped", self.agent_name)
 
-    def _end_locked(self, conversation: _Conversation) -> str | None:
-        if not self.summarize or len(conversation.transcript) == conversation.ended_at_turns:
-            return None  # already handed over, nothing new since
-        if not any(t["role"] == "user" for t in conversation.transcript):
-            return None
-        if self.pipeline is None:
-            logger.warning("agent=%s has no summary pipeline; conversation not summarized", self.agent_name)
-            return None
-        with telemetry.span("memory.conversation.end", self._attributes(conversation)):
-            entry_id = self.pipeline.end_conversation(self._entry(conversation))
-        if entry_id is None:  # covered by an erasure marker
-            self._drop_erased(conversation)
-            return None
-        conversation.ended_at_turns = conversation.written_at_turns = len(conversation.transcript)
-        self.metrics["conversations_ended"] += 1
-        return entry_id
+    def _end(self, conversation: _Conversation) -> str | None:
+        """Hand ``conversation`` to the pipeline if it has anything new; raises what the outbox write
+        raised. The write (durable I/O) runs under ``_end_lock`` only, never the lock the turns'
+        hooks take on the event loop; a turn answered meanwhile is checkpointed, and the
+        conversation's next end hands it over."""
+        with self._end_lock:
+            with self._lock:
+                if not self.summarize or len(conversation.transcript) == conversation.ended_at_turns:
+                    return None  # already handed over, nothing new since
+                if not any(t["role"] == "user" for t in conversation.transcript):
+                    return None
+                if self.pipeline is None:
+                    logger.warning("agent=%s has no summary pipeline; conversation not summarized", self.agent_name)
+                    return None
+                pipeline, entry, attributes = self.pipeline, self._entry(conversation), self._attributes(conversation)
+            with telemetry.span("memory.conversation.end", attributes):
+                entry_id = pipeline.end_conversation(entry)
+            with self._lock:
+                if entry_id is None:  # covered by an erasure marker
+                    self._drop_erased(conversation)
+                    return None
+                if not conversation.erased:
+                    turns = len(entry.transcript)
+                    conversation.ended_at_turns = turns
+                    conversation.written_at_turns = max(conversation.written_at_turns, turns)
+                self.metrics["conversations_ended"] += 1
+            return entry_id
 
     def _entry(self, conversation: _Conversation, *, open: bool = False) -> OutboxEntry:
         """The conversation's outbox entry with its transcript so far (closed unless ``open``)."""

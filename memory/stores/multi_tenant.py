@@ -12,6 +12,7 @@ from cachetools import LRUCache
 
 from memory.embedders.protocol import Embedder
 from memory.errors import ConfigurationError, ValidationError
+from memory.index.limits import validate_bucket_name
 from memory.index.local import LocalIndex
 from memory.index.protocol import VectorIndex
 from memory.index.s3vectors import S3VectorsIndex
@@ -83,6 +84,7 @@ class MultiTenantStore:
             )
         if not bucket:
             raise ConfigurationError("MultiTenantStore on S3 Vectors needs a vector bucket")
+        validate_bucket_name(bucket)  # tenant indexes are opened later, at each tenant's first use
         vending = tvm or TokenVendingMachine(
             role_arn, region_name=region, session_name_prefix=session_name_prefix
         )

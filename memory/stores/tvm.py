@@ -4,7 +4,10 @@ Credentials are cached per tenant (bounded LRU) and refreshed ``refresh_margin_s
 before they expire (by STS's ``Expiration`` or the requested duration counted on the host's
 clock from before the call, whichever is earlier: host clocks may lag AWS's); concurrent
 callers for one tenant share a single STS call (single flight via a per-tenant lock stripe),
-and likewise one boto3 client per tenant and service. Failures
+and likewise one boto3 client per tenant and service. While one caller refreshes a tenant's
+credentials, the others keep using the cached ones as long as they have more than
+``MANDATORY_REFRESH_SECONDS`` left (botocore's advisory refresh does the same), instead of
+waiting for STS (a minute of retries when it hangs); closer to their end they wait. Failures
 are not cached: the next call tries STS again (botocore retries throttling and 5xx with
 adaptive backoff inside each attempt). STS refusing a request as invalid (``ValidationError``,
 e.g. a duration above the role's maximum) is a ``ConfigurationError``, which no retry fixes; so is
@@ -52,6 +55,9 @@ _STS_INVALID_REQUEST = frozenset({"ValidationError", "MalformedPolicyDocument", 
 
 TENANT_TAG_KEY = "TenantID"
 _STRIPES = 64
+#: Credentials with less validity left than this are not used while their refresh is under way
+#: (the caller waits for it): a call they sign, retries included, could outlive them.
+MANDATORY_REFRESH_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -130,20 +136,24 @@ class TokenVendingMachine:
         self._clock = clock
         self._sts: Any = None
         self._lock = threading.Lock()  # guards the caches and the STS client
-        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+        self._stripes = [threading.Lock() for _ in range(_STRIPES)]  # STS calls
+        self._client_stripes = [threading.Lock() for _ in range(_STRIPES)]  # clients: never behind STS
         self._credentials: LRUCache[str, TenantCredentials] = LRUCache(maxsize=max_tenants)
         self._clients: LRUCache[tuple[str, str], tuple[Any, str]] = LRUCache(
             maxsize=max_tenants * 2
         )
 
-    def _stripe(self, tenant_id: str) -> threading.Lock:
+    def _stripe(self, tenant_id: str, stripes: list[threading.Lock] | None = None) -> threading.Lock:
         digest = hashlib.blake2b(tenant_id.encode(), digest_size=2).digest()
-        return self._stripes[int.from_bytes(digest, "big") % _STRIPES]
+        return (stripes or self._stripes)[int.from_bytes(digest, "big") % _STRIPES]
 
-    def _fresh(self, tenant_id: str) -> TenantCredentials | None:
+    def _fresh(self, tenant_id: str, margin: float | None = None) -> TenantCredentials | None:
+        """The cached credentials if they have more than ``margin`` seconds left (default: the
+        refresh margin)."""
         with self._lock:
             cached = self._credentials.get(tenant_id)
-        if cached and cached.expires_at - self.refresh_margin_seconds > self._clock():
+        margin = self.refresh_margin_seconds if margin is None else margin
+        if cached and cached.expires_at - margin > self._clock():
             return cached
         return None
 
@@ -155,7 +165,14 @@ class TokenVendingMachine:
         if cached:
             telemetry.tvm_credentials("cache", tenant_id)
             return cached
-        with self._stripe(tenant_id):  # single flight per tenant
+        stripe = self._stripe(tenant_id)
+        if not stripe.acquire(blocking=False):  # a refresh is under way (maybe another tenant's)
+            usable = self._fresh(tenant_id, min(MANDATORY_REFRESH_SECONDS, self.refresh_margin_seconds))
+            if usable:
+                telemetry.tvm_credentials("cache", tenant_id)
+                return usable
+            stripe.acquire()
+        try:  # single flight per tenant
             cached = self._fresh(tenant_id)
             if cached:
                 telemetry.tvm_credentials("cache", tenant_id)
@@ -165,6 +182,8 @@ class TokenVendingMachine:
             with self._lock:
                 self._credentials[tenant_id] = vended
             return vended
+        finally:
+            stripe.release()
 
     def client_for(self, tenant_id: str, service: str) -> Any:
         """A boto3 client for ``service`` with the tenant's credentials, reused until they rotate."""
@@ -174,7 +193,8 @@ class TokenVendingMachine:
         cached = self._cached_client(key, access_key)
         if cached is not None:
             return cached
-        with self._stripe(vended.tenant_id):  # single flight: one client per tenant and service
+        # single flight: one client per tenant and service
+        with self._stripe(vended.tenant_id, self._client_stripes):
             cached = self._cached_client(key, access_key)
             if cached is not None:
                 return cached

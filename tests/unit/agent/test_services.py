@@ -21,6 +21,7 @@ from memory.errors import BackendUnavailable
 from memory.keys import new_conversation_marker
 from memory.types import Scope
 from memory.pipeline.outbox import OutboxEntry
+from tests.support.busy import wait_until
 
 
 class FailingThenOk:
@@ -139,10 +140,26 @@ def test_start_up_refuses_a_missing_s3_outbox_bucket(tmp_path: Path) -> None:
     from memory.errors import ConfigurationError
 
     settings = Settings(
-        auth_mode="dev", state_dir=tmp_path, model_provider=ECHO, backend="s3vectors", vector_bucket="v",
+        auth_mode="dev", state_dir=tmp_path, model_provider=ECHO, backend="s3vectors", vector_bucket="mem-vectors",
         tvm_role_arn="arn:aws:iam::123456789012:role/tvm", outbox_bucket="no-such-outbox",
     )
     with mock_aws(), pytest.raises(ConfigurationError, match="no-such-outbox"):
+        build_services(settings)
+
+
+def test_start_up_refuses_an_outbox_bucket_name_the_s3_client_cannot_send(tmp_path: Path) -> None:
+    """``s3://mem-outbox`` (a URL for a name) is refused by botocore before any request: that was
+    taken for an unavailable S3, the app started and every conversation end answered 503."""
+    import pytest
+    from moto import mock_aws
+
+    from memory.errors import ValidationError
+
+    settings = Settings(
+        auth_mode="dev", state_dir=tmp_path, model_provider=ECHO, backend="s3vectors", vector_bucket="mem-vectors",
+        tvm_role_arn="arn:aws:iam::123456789012:role/tvm", outbox_bucket="s3://mem-outbox",
+    )
+    with mock_aws(), pytest.raises(ValidationError, match="outbox bucket s3://mem-outbox.*bucket name"):
         build_services(settings)
 
 
@@ -309,8 +326,9 @@ def test_the_app_serves_while_the_start_up_replay_lists_the_outbox(tmp_path: Pat
         assert not starter.is_alive()  # on main: start() waits for the listing, so the app never serves
         assert gated.listing.wait(20) and app.get_current_ping_status() == PingStatus.HEALTHY_BUSY
         pipeline.end_conversation(dataclasses.replace(left, conversation_id="sid-1", opened=left.opened[:-1] + "1"))
-        assert pipeline.wait(30) and pipeline.metrics["stored"] == 1  # served meanwhile
+        assert wait_until(lambda: pipeline.metrics["stored"] == 1)  # served meanwhile
         assert app.get_current_ping_status() == PingStatus.HEALTHY_BUSY  # the replay is not done
+        assert not pipeline.wait(0.05)  # which ``wait`` waits for too
         gated.go.set()
         deadline = time.monotonic() + 30
         while app.get_current_ping_status() != PingStatus.HEALTHY and time.monotonic() < deadline:

@@ -211,6 +211,24 @@ def test_close_abandons_sessions_whose_request_outlives_the_turn_timeout_and_end
     assert {sid: c.ended for sid, c in made.items()} == {"h1": 0, "h2": 0, "s1": 1, "s2": 1, "s3": 1}
 
 
+def test_end_session_after_the_idle_timeout_but_before_the_reap_waits_for_the_idle_conversations_end() -> None:
+    """A session idle past its timeout stays in the registry until the reaper's next round (every
+    ``AGENT_REAP_INTERVAL_SECONDS``). An ``end_session`` arriving in between got a fresh, empty
+    conversation, ended at once: ``session_ended: true`` was answered while the conversation
+    holding the session's turns was not ended at all (until that reap). Its end now starts when
+    the request comes, and ``end`` returns once it is done."""
+    registry, clock, made = make(idle=10.0)
+    with registry.open("s1", ALICE) as idle:
+        pass
+    old = idle.conversation
+    clock.now = 10.5  # expired; the reaper has not run yet
+    with registry.open("s1", ALICE) as session:
+        assert session is not idle  # the idle conversation is over: a new one
+        registry.end(session)
+        ended_when_answered = old.ended
+    assert ended_when_answered == 1 and session.conversation.ended == 1 and len(registry) == 0
+
+
 def test_reopened_session_gets_a_fresh_conversation_under_the_session_id() -> None:
     registry, _, made = make()
     with registry.open("s1", ALICE) as first:
@@ -224,25 +242,60 @@ def test_reopened_session_gets_a_fresh_conversation_under_the_session_id() -> No
     assert second.conversation is not conversation and conversation.ended == 1 and made["s1"].ended == 0
 
 
-def test_sessions_a_reap_took_just_before_shutdown_are_still_ended() -> None:
-    # The reaper thread expires idle sessions under the lock and schedules their ends after
-    # releasing it; a SIGTERM's close() that ran in between had shut the end pool down, so
-    # scheduling failed and those conversations were never ended (only their checkpoints left).
+class SpyLock:
+    """Wraps the registry's lock; sets ``contended`` whenever a caller has to wait for it."""
+
+    def __init__(self, inner, contended: threading.Event) -> None:
+        self._inner, self._contended = inner, contended
+
+    def __enter__(self) -> "SpyLock":
+        if not self._inner.acquire(blocking=False):
+            self._contended.set()
+            self._inner.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._inner.release()
+
+
+def test_close_waits_for_the_ends_of_sessions_a_reap_took_just_before_it() -> None:
+    """The reaper thread expired idle sessions under the lock and scheduled their ends after
+    releasing it. A SIGTERM's close() that ran in between found nothing to wait for and returned:
+    the app then exits (``os._exit``) while those ends, its conversations' closed entries, may
+    not have been written (only their checkpoints left, summarized once another process adopts
+    them). close() now waits for them like for every other end."""
     registry, clock, made = make(idle=10.0)
     with registry.open("s1", ALICE):
         pass
     clock.now = 10.5
-    schedule, closed = registry._end_later, []
+    taken, go, settled = threading.Event(), threading.Event(), threading.Event()
+    registry._lock = SpyLock(registry._lock, settled)  # type: ignore[assignment]
+    submit = registry._enders.submit
 
-    def close_in_between(sessions: list) -> None:
-        if not closed:  # the reap's call (close() calls it too)
-            closed.append(True)
-            registry.close(timeout=5)
-        schedule(sessions)
+    def submit_when_told(*args, **kwargs):
+        if not taken.is_set():  # the reap's end: it took s1 out of the registry
+            taken.set()
+            assert go.wait(30)
+        return submit(*args, **kwargs)
 
-    registry._end_later = close_in_between  # type: ignore[method-assign]
-    registry.reap()
-    assert made["s1"].done.wait(5) and made["s1"].ended == 1
+    registry._enders.submit = submit_when_told  # type: ignore[method-assign]
+    reaper = threading.Thread(target=registry.reap)
+    reaper.start()
+    assert taken.wait(30)
+    ended_when_closed: list[int] = []
+
+    def shut_down() -> None:
+        registry.close(timeout=30)
+        ended_when_closed.append(made["s1"].ended)
+        settled.set()
+
+    closer = threading.Thread(target=shut_down)
+    closer.start()
+    assert settled.wait(30)  # close() returned, or waits for the registry's lock
+    go.set()
+    reaper.join(30)
+    closer.join(30)
+    assert ended_when_closed == [1]
 
 
 def test_a_session_evicted_by_another_request_ends_outside_that_requests_trace() -> None:

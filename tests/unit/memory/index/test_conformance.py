@@ -40,6 +40,16 @@ def test_ensure_is_idempotent_and_rejects_other_dimension(index_factory, loaded)
         index_factory("memory-conformance", 8).ensure()
 
 
+@pytest.mark.parametrize("name", ["ab", "x" * 64, "My-Index", "memory_acme", "-memory", "memory.", "mémoire"])
+def test_an_index_name_s3_vectors_refuses_is_refused_by_every_backend(index_factory, name):
+    """Index names are 3-63 of ``a-z 0-9 - .``, alphanumeric at both ends (S3 Vectors' naming
+    rules): refused before any request (on S3 Vectors botocore checked only the length, and its
+    ParamValidationError was taken for an unavailable backend)."""
+    with pytest.raises(ValidationError, match="index name"):
+        index_factory(name)
+    assert index_factory("a.b-" + "c" * 59).name == "a.b-" + "c" * 59  # 63 characters
+
+
 def test_put_get_round_trip_skips_missing_keys(loaded):
     records = loaded.get(["c", "missing", "a"])
     assert [r.key for r in records] == ["c", "a"]

@@ -128,6 +128,23 @@ def test_query_follows_next_token_with_the_same_parameters(stubbed):
     assert [h.key for h in hits] == ["a", "b", "c"]
 
 
+def test_query_sends_several_conditions_of_one_mapping_as_an_explicit_and(stubbed):
+    """The filter language ANDs the entries of one mapping (``memory.index.filters``), but the
+    S3 Vectors documentation shows several conditions only under ``$and`` (the seed package:
+    "S3 Vectors requires $and for compound filters"): the request carries that documented form,
+    at every level, instead of a multi-key object the service may refuse with a 400."""
+    index, stubber = stubbed
+    flt = {"user_id": "u1", "stored_at_epoch": {"$gte": 5}, "$or": [{"agent_name": "a", "type": "fact"}]}
+    documented = {"$and": [
+        {"user_id": "u1"},
+        {"stored_at_epoch": {"$gte": 5}},
+        {"$or": [{"$and": [{"agent_name": "a"}, {"type": "fact"}]}]},
+    ]}
+    stubber.add_response("query_vectors", {"vectors": [], "distanceMetric": "cosine"},
+                         {**_query_request(5, [0.0, 1.0, 0.0, 0.0]), "filter": documented})
+    assert index.query([0, 1, 0, 0], top_k=5, filter=flt) == []
+
+
 def test_query_without_filter_omits_it(stubbed):
     index, stubber = stubbed
     expected = {
@@ -196,6 +213,35 @@ def test_put_sends_batches_of_500(stubbed):
     # the Stubber validates each request against the model (max 500 vectors per call)
 
 
+def test_put_halves_a_batch_the_index_cannot_take_at_once(stubbed):
+    """PutVectors (service model): "The number of vectors in a single request must not exceed the
+    resource capacity, otherwise the request will be rejected with the error
+    ServiceUnavailableException". A conversation's units went as one batch of up to ~450 on
+    every retry, so on such an index it never stored and was dead-lettered; a refused batch is
+    now sent again as two halves (down to one vector, which still fails as BackendUnavailable)."""
+    index, stubber = stubbed
+    records = [VectorRecord(f"k{i}", [1, 0, 0, 0], {"i": i}) for i in range(4)]
+
+    def put(keys):
+        vectors = [{"key": k, "data": {"float32": [1.0, 0.0, 0.0, 0.0]}, "metadata": {"i": int(k[1:])}} for k in keys]
+        return {"vectorBucketName": "bkt", "indexName": "memory-acme", "vectors": vectors}
+
+    busy = {"service_error_code": "ServiceUnavailableException", "http_status_code": 503,
+            "service_message": "Currently unable to handle the request"}
+    stubber.add_client_error("put_vectors", expected_params=put(["k0", "k1", "k2", "k3"]), **busy)
+    stubber.add_client_error("put_vectors", expected_params=put(["k0", "k1"]), **busy)
+    stubber.add_response("put_vectors", {}, put(["k0"]))
+    stubber.add_response("put_vectors", {}, put(["k1"]))
+    stubber.add_response("put_vectors", {}, put(["k2", "k3"]))
+    index.put(records)
+    stubber.add_client_error("put_vectors", expected_params=put(["k0"]), **busy)
+    with pytest.raises(BackendUnavailable, match="ServiceUnavailableException"):
+        index.put(records[:1])
+    stubber.add_client_error("put_vectors", "ThrottlingException", http_status_code=429, expected_params=put(["k0", "k1"]))
+    with pytest.raises(BackendUnavailable, match="ThrottlingException"):  # throttled: not halved
+        index.put(records[:2])
+
+
 @pytest.mark.parametrize(
     ("code", "status", "error"),
     [
@@ -254,3 +300,28 @@ def test_moto_access_denial_maps_to_access_denied(monkeypatch):
 
         with pytest.raises(AccessDenied):
             denied()
+
+
+@pytest.mark.parametrize("bucket", ["ab", "b" * 64, "My-Bucket", "mem.bucket", "mem_bucket", "-mem", "mem-"])
+def test_a_vector_bucket_name_s3_vectors_refuses_is_refused_before_any_request(bucket):
+    """Vector bucket names are 3-63 of ``a-z 0-9 -``, alphanumeric at both ends: a mistyped
+    AGENT_VECTOR_BUCKET is invalid input, found when the index is built, not a backend fault."""
+    client = make_client("s3vectors", region="us-east-1", max_attempts=1)
+    with Stubber(client), pytest.raises(ValidationError, match="bucket name"):
+        S3VectorsIndex(client, bucket, "memory-acme", 4)
+
+
+def test_a_request_botocore_refuses_is_invalid_input_not_an_unavailable_backend():
+    """botocore's own request validation (ParamValidationError, a BotoCoreError) is never
+    transient: it was BackendUnavailable, so a request no retry can fix was retried as a
+    summary for max_busy_seconds and answered 503 (an outbox bucket name with capitals: S3's
+    client refuses it before sending). It is a ValidationError, without botocore's report (which
+    can quote the value)."""
+    from botocore.exceptions import ParamValidationError
+
+    from memory.aws import translate_error
+
+    report = "Invalid type for parameter vectors[0].metadata.content, value: secret, type: <class 'bytes'>"
+    error = translate_error(ParamValidationError(report=report), "op x")
+    assert isinstance(error, ValidationError)
+    assert "vectors[0].metadata.content" in str(error) and "secret" not in str(error)

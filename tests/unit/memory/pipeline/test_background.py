@@ -718,6 +718,35 @@ def test_a_checkpoint_during_the_summary_of_its_ended_entry_is_kept(fake_store, 
     assert left.open and left.transcript[0]["text"] == "first part. second part."
 
 
+def test_an_end_never_discards_a_newer_checkpoint_queued_before_it(fake_store, make_pipeline) -> None:
+    """A turn answered while its conversation's end was being written (the plugin writes an end
+    off its lock) queues a checkpoint longer than the closed entry. The closed entry discarded
+    every queued checkpoint of its conversation: that turn was in no outbox entry. Only a
+    checkpoint the closed entry supersedes (no longer than it) is discarded now."""
+    slow = GatedSummarizer()
+    pipeline = make_pipeline(fake_store, slow, checkpoint_interval=3600.0)  # queued, not yet written
+    ended = entry(text="first part.")
+    went_on = dataclasses.replace(ended, transcript=[*ended.transcript, *entry(text="second part.").transcript])
+    pipeline.checkpoint(went_on)
+    pipeline.end_conversation(ended)
+    assert slow.started.wait(30)
+    assert pipeline.flush(30)
+    slow.gate.set()
+    assert pipeline.wait(30)
+    (memory,) = fake_store.memories.values()
+    assert memory.content == "first part."  # what was ended is stored ...
+    (left,) = pipeline.outbox.pending()  # ... and the turn answered meanwhile is in the outbox
+    assert left.open and [t["text"] for t in left.transcript if t["role"] == "user"] == ["first part.", "second part."]
+
+
+def test_an_end_discards_the_checkpoints_it_supersedes(fake_store, make_pipeline) -> None:
+    pipeline = make_pipeline(fake_store, checkpoint_interval=3600.0)
+    pipeline.checkpoint(entry(text="first part."))
+    pipeline.end_conversation(entry(text="first part."))  # the same transcript, closed
+    assert pipeline.flush(30) and pipeline.wait(30)
+    assert pipeline.outbox.pending() == [] and pipeline.metrics["checkpoints"] == 0
+
+
 def test_a_configuration_error_is_dead_lettered_and_logged_with_its_message(
     fake_store, make_pipeline, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -771,3 +800,30 @@ def test_a_kms_key_the_index_cannot_use_is_dead_lettered_as_a_key_fault(fake_sto
     assert pipeline.wait(30)
     [letter] = pipeline.outbox.dead_letters(None)
     assert letter.reason.startswith("ConfigurationError: s3vectors put_vectors memory-acme: KmsDisabledException")
+
+
+QUEUED_AT_EXIT = """
+import sys
+from memory.pipeline.background import SummaryPipeline
+from memory.pipeline.outbox import OutboxEntry
+from memory.pipeline.outbox_local import LocalOutbox
+from memory.pipeline.summarizer import Summarizer
+
+pipeline = SummaryPipeline(object(), LocalOutbox(sys.argv[1]), Summarizer(), checkpoint_interval=60.0)
+pipeline.checkpoint(OutboxEntry("acme", "alice", "assistant", "conv-2",
+                                [{"role": "user", "text": "Where did I move to?"}, {"role": "assistant", "text": "Lisbon."}]))
+"""
+
+
+def test_checkpoints_queued_when_the_interpreter_exits_are_written(tmp_path: Path) -> None:
+    """A script (the README's library example) that answers a turn and ends without ending the
+    conversation or shutting the pipeline down: its checkpoint was queued for the writer, a daemon
+    thread stopped without a word at exit, so the turn was in no outbox entry for a later replay
+    to adopt. The queued checkpoints are written when the interpreter exits."""
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", QUEUED_AT_EXIT, str(tmp_path / "outbox")], timeout=120)
+    assert child.returncode == 0
+    (left,) = LocalOutbox(tmp_path / "outbox").pending()
+    assert left.open and left.conversation_id == "conv-2"

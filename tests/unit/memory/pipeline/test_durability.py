@@ -668,6 +668,33 @@ def test_an_error_retrying_cannot_fix_is_dead_lettered_at_once(fake_store, make_
     assert pipeline.metrics["dead_lettered_AccessDenied"] == 1
 
 
+def test_dead_lettering_an_adopted_checkpoint_never_deletes_its_live_process_newer_version(
+    fake_store, make_outbox, pipelines, monkeypatch
+) -> None:
+    """A process adopted a checkpoint whose process lives on (a turn longer than orphan_after),
+    and its summary met an error retrying cannot fix. Dead-lettering moved the letter in, then
+    deleted the pending entry whatever its version: the live process's newer version, written
+    meanwhile (here its closed entry, as its end_session writes it), went with it, and that
+    process's own summary of it found nothing (the dead letter holds only the older turns). Only
+    the version dead-lettered is deleted now; a newer one stays, with no letter of the older."""
+    live_outbox = make_outbox()
+    first = entry(open=True, created_at=(datetime.now(timezone.utc) - timedelta(minutes=20)).isoformat())
+    live_outbox.put(first)
+    ended = dataclasses.replace(first, open=False, created_at=datetime.now(timezone.utc).isoformat(),
+                                transcript=[*first.transcript, {"role": "user", "text": "My boat is Wave."}])
+
+    def refused_after_the_live_end(*args: Any, **kwargs: Any) -> Any:
+        live_outbox.put(ended)  # the live process ends its conversation while the adopter works
+        raise AccessDenied("no model access")
+
+    monkeypatch.setattr(fake_store, "store_units", refused_after_the_live_end)
+    replayer = new_pipeline(pipelines, fake_store, make_outbox(), orphan_after_seconds=60)
+    assert replayer.replay_pending() == 1 and replayer.wait(30)
+    (pending,) = make_outbox().pending()
+    assert not pending.open and "Wave" in pending.transcript[-1]["text"]
+    assert make_outbox().dead_letters() == []
+
+
 @pytest.mark.parametrize("stored_first", [True, False], ids=["newer-stored", "newer-checkpointed-then-killed"])
 def test_retrying_a_dead_letter_never_brings_back_an_older_transcript_than_one_written_since(
     fake_store, make_outbox, pipelines, stored_first: bool

@@ -662,6 +662,62 @@ def test_a_failed_checkpoint_does_not_fail_the_turn_and_the_next_turn_retries(fa
 
 
 
+class SlowEndPipeline(RecordingPipeline):
+    """A pipeline whose ``end_conversation`` (the durable outbox write: fsync, an S3 put, the
+    erasure markers read first) takes until ``release`` is set, or 10 s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing, self.release, self.written = threading.Event(), threading.Event(), threading.Event()
+
+    def end_conversation(self, entry: Any) -> str:
+        self.writing.set()
+        self.release.wait(10)
+        self.written.set()
+        return super().end_conversation(entry)
+
+
+def test_an_end_being_written_never_holds_up_a_turn(fake_store) -> None:
+    """``end_conversation`` (a library's idle timer, or a new conversation on an agent sharing the
+    plugin) held the plugin's lock for the whole outbox write, and every hook of a turn takes that
+    lock on the event loop: the loop, with every other agent on it, stood still for the write.
+    The write now runs outside that lock (ends stay one at a time); the turn answered meanwhile
+    is checkpointed and a later end hands over the rest."""
+    pipeline = SlowEndPipeline()
+    agent, plugin = make_agent(fake_store, ScriptedModel(default_reply="ok"), pipeline=pipeline)
+    agent("My dog is Rex.", invocation_state=state())
+    ender = threading.Thread(target=plugin.end_conversation)
+    ender.start()
+    try:
+        assert pipeline.writing.wait(30)
+        agent("My cat is Tom.", invocation_state=state())
+        answered_during_the_write = not pipeline.written.is_set()
+    finally:
+        pipeline.release.set()
+        ender.join(30)
+    assert answered_during_the_write
+    (ended,) = pipeline.entries
+    assert user_texts(ended) == ["My dog is Rex."]
+    assert user_texts(pipeline.checkpoints[-1]) == ["My dog is Rex.", "My cat is Tom."]
+    pipeline.release.set()
+    plugin.end_conversation()  # the rest of the conversation
+    assert [user_texts(e) for e in pipeline.entries] == [["My dog is Rex."], ["My dog is Rex.", "My cat is Tom."]]
+
+
+def test_concurrent_ends_of_one_conversation_hand_it_over_once(fake_store) -> None:
+    pipeline = SlowEndPipeline()
+    agent, plugin = make_agent(fake_store, ScriptedModel(default_reply="ok"), pipeline=pipeline)
+    agent("My dog is Rex.", invocation_state=state())
+    enders = [threading.Thread(target=plugin.end_conversation) for _ in range(2)]
+    for ender in enders:
+        ender.start()
+    assert pipeline.writing.wait(30)
+    pipeline.release.set()
+    for ender in enders:
+        ender.join(30)
+    assert len(pipeline.entries) == 1 and plugin.metrics["conversations_ended"] == 1
+
+
 def test_a_turn_after_the_pipeline_shut_down_keeps_its_transcript(fake_store, tmp_path) -> None:
     """``checkpoint`` answers None for an erased conversation and for a pipeline that is shutting
     down; only an erasure may drop the live transcript. After a shutdown the closed entry still

@@ -268,6 +268,16 @@ def test_s3vectors_multi_tenant_requires_role_arn():
             )
 
 
+def test_s3vectors_multi_tenant_refuses_a_bucket_name_s3_vectors_refuses_when_built():
+    """Tenant indexes are opened at each tenant's first use: a mistyped AGENT_VECTOR_BUCKET is
+    refused when the store is built (the app does not start), not at every tenant's first turn."""
+    with pytest.raises(ValidationError, match="bucket name"):
+        MultiTenantStore.for_s3vectors(
+            bucket="Memory_Bucket", role_arn="arn:aws:iam::123456789012:role/t", region="us-east-1",
+            embedder=KeywordEmbedder(),
+        )
+
+
 def test_s3vectors_multi_tenant_round_trip_under_moto(s3vectors_double):
     with mock_aws():
         operator = make_client("s3vectors", region="us-east-1")

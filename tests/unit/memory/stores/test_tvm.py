@@ -375,3 +375,75 @@ def test_an_expired_token_answer_drops_that_tenants_credentials_and_the_retry_as
         getattr(expired, "list_objects_v2" if service == "s3" else "list_indexes")(
             **({"Bucket": "outbox"} if service == "s3" else {"vectorBucketName": "vectors"}))
     assert tvm.client_for("acme", service) is renewed and len(moto_sts.calls) == 3
+
+
+class GatedSts:
+    """An STS double whose AssumeRole calls after the first wait for ``release`` (a refresh that
+    hangs: STS slow or unreachable, botocore retrying for about a minute)."""
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+        self.calls = 0
+        self.in_call = threading.Event()
+        self.release = threading.Event()
+
+    def assume_role(self, **kwargs):
+        self.calls += 1
+        if self.calls > 1:
+            self.in_call.set()
+            assert self.release.wait(30)
+        expires = datetime.fromtimestamp(self.clock() + 900, tz=timezone.utc)
+        key = f"ASIACALL{self.calls:08d}"
+        return {"Credentials": {"AccessKeyId": key, "SecretAccessKey": "s" * 40, "SessionToken": "t",
+                                "Expiration": expires}}
+
+
+def test_callers_keep_using_valid_credentials_while_another_thread_refreshes_them():
+    """Inside the refresh margin one caller assumes the role again; the others, whose cached
+    credentials are still valid for minutes, went on waiting for that STS call (a minute of
+    botocore retries when STS hangs: every first-turn retrieval of the tenant past its deadline,
+    answered without memories). They use the cached credentials meanwhile (botocore's own
+    advisory refresh does the same), and the client built from them."""
+    now = [1_800_000_000.0]
+    sts = GatedSts(lambda: now[0])
+    tvm = _tvm(sts, refresh_margin_seconds=120, clock=lambda: now[0], client_factory=lambda s, c: (s, c))
+    first = tvm.credentials_for("acme")
+    client = tvm.client_for("acme", "s3vectors")
+    now[0] = first.expires_at - 100  # inside the margin, 100 s of validity left
+    refresher = threading.Thread(target=tvm.credentials_for, args=("acme",))
+    refresher.start()
+    try:
+        assert sts.in_call.wait(30)
+        served: list = []
+        reader = threading.Thread(
+            target=lambda: served.append((tvm.credentials_for("acme"), tvm.client_for("acme", "s3vectors")))
+        )
+        reader.start()
+        reader.join(5)
+        assert served == [(first, client)]  # at once, while the refresh is still in STS
+    finally:
+        sts.release.set()
+        refresher.join(30)
+    assert tvm.credentials_for("acme") is not first and sts.calls == 2
+
+
+def test_credentials_about_to_expire_wait_for_the_refresh():
+    """Past the advisory part of the margin the credentials may expire during the call they would
+    sign: a caller waits for the refresh under way instead."""
+    now = [1_800_000_000.0]
+    sts = GatedSts(lambda: now[0])
+    tvm = _tvm(sts, refresh_margin_seconds=120, clock=lambda: now[0])
+    first = tvm.credentials_for("acme")
+    now[0] = first.expires_at - 10
+    refresher = threading.Thread(target=tvm.credentials_for, args=("acme",))
+    refresher.start()
+    assert sts.in_call.wait(30)
+    served: list = []
+    reader = threading.Thread(target=lambda: served.append(tvm.credentials_for("acme")))
+    reader.start()
+    reader.join(1)
+    waited = reader.is_alive()
+    sts.release.set()
+    refresher.join(30)
+    reader.join(30)
+    assert waited and served and served[0] is not first and sts.calls == 2
