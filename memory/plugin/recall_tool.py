@@ -37,6 +37,8 @@ MAX_QUERY_CHARS = 1000
 
 ScopeResolver = Callable[[ToolContext], "Scope | None"]
 RecallListener = Callable[[Sequence[Memory]], None]
+#: The recall tool's type: a Strands tool whose function returns the text the model reads.
+RecallTool = DecoratedFunctionTool[..., str]
 
 
 def clamp_top_k(top_k: Any, default: int, maximum: int) -> int:
@@ -58,7 +60,7 @@ def build_recall_tool(
     on_recalled: RecallListener | None = None,
     name: str = RECALL_TOOL_NAME,
     timeout: float | None = DEFAULT_RETRIEVAL_TIMEOUT_SECONDS,
-) -> DecoratedFunctionTool:
+) -> RecallTool:
     """A Strands tool (named ``memory_tool`` unless ``name`` says otherwise) that searches the
     invoking user's memories.
 
