@@ -179,6 +179,16 @@ def test_a_setting_the_plugin_refuses_is_named_in_the_error(fake_store, kwargs: 
             StrandsMemoryStore(fake_store, user_id="alice", **kwargs)
 
 
+@pytest.mark.parametrize("kwargs", [{"min_score": 1.5}, {"max_top_k": 0}, {"max_top_k": 101}])
+def test_a_recall_tool_built_directly_refuses_what_the_plugin_refuses(fake_store, kwargs: dict[str, Any]) -> None:
+    """``build_recall_tool`` (public, for an agent without the plugin) took a floor above 1, which
+    kept every memory out of each recall, silently; the plugin's own checks never saw it."""
+    from memory.plugin.recall_tool import build_recall_tool
+
+    with pytest.raises(ValidationError, match=next(iter(kwargs))):
+        build_recall_tool(fake_store, lambda _: None, **kwargs)
+
+
 def test_the_seeds_plugin_checks_its_settings_when_built_not_when_an_agent_comes(fake_store) -> None:
     from memory.compat import S3VectorMemoryPlugin
 
