@@ -10,8 +10,11 @@ UV := $(VENV)/bin/uv
 $(PY):
 	python3 -m venv --without-pip $(VENV)
 
+# ensurepip's pip is as old as the interpreter: Python 3.10's (23.0) backtracks for over 15
+# minutes over this dependency tree, where a current pip resolves it in seconds.
 $(PIP): | $(PY)
 	$(PY) -m ensurepip --default-pip > /dev/null
+	$(PY) -m pip install --quiet --upgrade 'pip>=25'
 
 install: $(PIP)
 	$(PIP) install --quiet -e '.[dev]'
