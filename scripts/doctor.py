@@ -49,6 +49,7 @@ from scripts.common import (
 from scripts.iam_roles import existing_role
 from scripts.vectors import (
     DEFAULT_DIMENSION,
+    VERSIONING_DRIFT,
     bucket_region,
     filters_during_search,
     get_index,
@@ -56,6 +57,7 @@ from scripts.vectors import (
     outbox_bucket_state,
     region_drift,
     vector_bucket_exists,
+    versioning_enabled,
 )
 
 #: A check returns (status, detail); status is OK, MISSING or DRIFT.
@@ -271,6 +273,8 @@ def run(args: argparse.Namespace) -> Report:
         bucket_in = bucket_region(s3, args.outbox_bucket)
         if bucket_in != region:
             return "DRIFT", region_drift(bucket_in, region)
+        if versioning_enabled(s3, args.outbox_bucket):
+            return "DRIFT", VERSIONING_DRIFT
         missing = [name for name, ok in state_of.items() if not ok]
         return ("DRIFT", f"not {' and not '.join(missing)}") if missing else ("OK", "encrypted, private")
 

@@ -124,6 +124,13 @@ def test_outbox_bucket_is_checked(aws, cli, bedrock) -> None:
     ok = cli(*DOCTOR, "--outbox-bucket", "mem-outbox")
     assert ok.code == 0, ok.out
     assert "outbox bucket mem-outbox" in ok.out and "encrypted, private" in ok.out
+    # forget would leave erased transcripts in older versions
+    bedrock.append(("ok", MODEL))
+    boto3.client("s3", region_name="us-east-1").put_bucket_versioning(
+        Bucket="mem-outbox", VersioningConfiguration={"Status": "Enabled"}
+    )
+    versioned = cli(*DOCTOR, "--outbox-bucket", "mem-outbox")
+    assert versioned.code == 3 and "DRIFT" in versioned.out and "versioning is enabled" in versioned.out
 
 
 def test_a_tvm_role_without_the_outbox_kms_key_is_drift(aws, cli, bedrock) -> None:
