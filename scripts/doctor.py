@@ -295,7 +295,12 @@ def run(args: argparse.Namespace) -> Report:
                 "then `python -m scripts tvm-role` and `python -m scripts agentcore` with that --outbox-bucket"
             )
             return "DRIFT", region_drift(bucket_in, region)
-        if versioning_enabled(s3, args.outbox_bucket):
+        if versioning_enabled(s3, args.outbox_bucket):  # vector-bucket only reports it
+            state["outbox_fix"] = (
+                shlex.join(["aws", "s3api", "put-bucket-versioning", "--bucket", args.outbox_bucket,
+                            "--versioning-configuration", "Status=Suspended"])
+                + "; then a lifecycle rule expiring noncurrent versions (aws s3api put-bucket-lifecycle-configuration)"
+            )
             return "DRIFT", VERSIONING_DRIFT
         missing = [name for name, ok in state_of.items() if not ok]
         return ("DRIFT", f"not {' and not '.join(missing)}") if missing else ("OK", "encrypted, private")
