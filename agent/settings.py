@@ -205,6 +205,12 @@ class Settings(BaseSettings):
                 "the session's microVM): use AGENT_BACKEND=s3vectors, or set "
                 "AGENT_UNSAFE_ALLOW_LOCAL_BACKEND_IN_CONTAINER=true for a local container test"
             )
+        if self.resolved_outbox_backend == "local" and not self.unsafe_allow_local_backend_in_container:
+            raise SettingsError(
+                "AGENT_OUTBOX_BACKEND=local is refused inside the runtime container (an accepted end "
+                "would be lost with the session's microVM): use AGENT_OUTBOX_BACKEND=s3, or set "
+                "AGENT_UNSAFE_ALLOW_LOCAL_BACKEND_IN_CONTAINER=true for a local container test"
+            )
 
     @property
     def resolved_dev_issuer_dir(self) -> Path:

@@ -49,6 +49,7 @@ from scripts.common import (
 from scripts.iam_roles import existing_role
 from scripts.vectors import (
     DEFAULT_DIMENSION,
+    VERSIONING_DRIFT,
     bucket_region,
     filters_during_search,
     get_index,
@@ -56,6 +57,7 @@ from scripts.vectors import (
     outbox_bucket_state,
     region_drift,
     vector_bucket_exists,
+    versioning_enabled,
 )
 
 #: A check returns (status, detail); status is OK, MISSING or DRIFT.
@@ -293,6 +295,13 @@ def run(args: argparse.Namespace) -> Report:
                 "then `python -m scripts tvm-role` and `python -m scripts agentcore` with that --outbox-bucket"
             )
             return "DRIFT", region_drift(bucket_in, region)
+        if versioning_enabled(s3, args.outbox_bucket):  # vector-bucket only reports it
+            state["outbox_fix"] = (
+                shlex.join(["aws", "s3api", "put-bucket-versioning", "--bucket", args.outbox_bucket,
+                            "--versioning-configuration", "Status=Suspended"])
+                + "; then a lifecycle rule expiring noncurrent versions (aws s3api put-bucket-lifecycle-configuration)"
+            )
+            return "DRIFT", VERSIONING_DRIFT
         missing = [name for name, ok in state_of.items() if not ok]
         return ("DRIFT", f"not {' and not '.join(missing)}") if missing else ("OK", "encrypted, private")
 

@@ -2,7 +2,8 @@
 
 ``vector-bucket --outbox-bucket NAME`` also creates (or checks) the regular S3 bucket of the
 outbox: default encryption SSE-S3, every public access blocked; existing settings that differ
-are brought back.
+are brought back. An existing one with versioning enabled is reported as drift (an erased
+transcript would stay in an older version).
 
 Each tenant has one index ``memory-<tenant>`` (cosine, float32, ``content`` and
 ``conversation_id`` not filterable), created with the memory library's own parameters. An
@@ -70,6 +71,8 @@ def ensure_outbox_bucket(s3: BaseClient, report: Report, bucket: str, region: st
         elsewhere = bucket_region(s3, bucket)
         if elsewhere != region:
             report.add("DRIFT", f"outbox bucket {bucket}", region_drift(elsewhere, region))
+        if versioning_enabled(s3, bucket):
+            report.add("DRIFT", f"outbox bucket {bucket}", VERSIONING_DRIFT)
         missing = [name for name, ok in exists.items() if not ok]
         if not missing:
             report.add("UNCHANGED", f"outbox bucket {bucket}", "encrypted, public access blocked")
@@ -94,6 +97,19 @@ _ALL_BLOCKED = {
     "BlockPublicPolicy": True,
     "RestrictPublicBuckets": True,
 }
+
+
+#: Why an outbox bucket with versioning enabled is drift.
+VERSIONING_DRIFT = (
+    "versioning is enabled: forget and the retention sweep delete an entry's current object and S3 "
+    "keeps its older versions (whole transcripts); suspend versioning and expire noncurrent versions "
+    "with a lifecycle rule"
+)
+
+
+def versioning_enabled(s3: BaseClient, bucket: str) -> bool:
+    """Whether the bucket keeps older versions of what is deleted (``VERSIONING_DRIFT``)."""
+    return s3.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled"
 
 
 def outbox_bucket_state(s3: BaseClient, bucket: str) -> dict[str, bool] | None:

@@ -121,6 +121,8 @@ def test_in_the_container_state_goes_to_tmp(container: Path, monkeypatch: pytest
     [
         ({"AGENT_AUTH_MODE": "dev"}, "AGENT_UNSAFE_ALLOW_DEV_AUTH_IN_CONTAINER"),
         ({"AGENT_BACKEND": "local"}, "AGENT_UNSAFE_ALLOW_LOCAL_BACKEND_IN_CONTAINER"),
+        # S3 Vectors with the outbox on the microVM's disk: accepted ends lost with the session
+        ({"AGENT_OUTBOX_BACKEND": "local"}, "AGENT_UNSAFE_ALLOW_LOCAL_BACKEND_IN_CONTAINER"),
     ],
 )
 def test_container_refuses_dev_auth_and_the_local_backend_unless_explicitly_unsafe(

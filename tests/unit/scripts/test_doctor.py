@@ -126,6 +126,24 @@ def test_outbox_bucket_is_checked(aws, cli, bedrock) -> None:
     ok = cli(*DOCTOR, "--outbox-bucket", "mem-outbox")
     assert ok.code == 0, ok.out
     assert "outbox bucket mem-outbox" in ok.out and "encrypted, private" in ok.out
+    # forget would leave erased transcripts in older versions
+    bedrock.append(("ok", MODEL))
+    boto3.client("s3", region_name="us-east-1").put_bucket_versioning(
+        Bucket="mem-outbox", VersioningConfiguration={"Status": "Enabled"}
+    )
+    versioned = cli(*DOCTOR, "--outbox-bucket", "mem-outbox")
+    assert versioned.code == 3 and "DRIFT" in versioned.out and "versioning is enabled" in versioned.out
+    # vector-bucket only reports it: the fix printed is the S3 call, and run as written it clears it
+    row = next(line for line in versioned.out.splitlines() if "outbox bucket" in line)
+    fix = shlex.split(row.split("-> fix: ", 1)[1].split(";")[0])
+    assert fix[:3] == ["aws", "s3api", "put-bucket-versioning"], row
+    options = dict(zip(fix[3::2], fix[4::2]))
+    status = options["--versioning-configuration"].removeprefix("Status=")
+    boto3.client("s3", region_name="us-east-1").put_bucket_versioning(
+        Bucket=options["--bucket"], VersioningConfiguration={"Status": status}
+    )
+    bedrock.append(("ok", MODEL))
+    assert cli(*DOCTOR, "--outbox-bucket", "mem-outbox").code == 0
 
 
 def test_a_tvm_role_without_the_outbox_kms_key_is_drift(aws, cli, bedrock) -> None:

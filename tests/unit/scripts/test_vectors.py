@@ -197,6 +197,20 @@ def test_outbox_bucket_is_created_encrypted_and_private_once(aws, cli) -> None:
     assert s3.get_bucket_encryption(Bucket="mem-outbox")["ServerSideEncryptionConfiguration"]["Rules"]
 
 
+def test_a_versioned_outbox_bucket_is_drift_as_erasure_would_leave_older_versions(aws, cli) -> None:
+    """``forget`` and the retention sweep delete an entry's current object; in a bucket with
+    versioning enabled S3 keeps every older version (and a delete marker), so an erased
+    transcript stayed readable. Such a bucket was accepted as UNCHANGED; it is DRIFT now."""
+    args = ("vector-bucket", "--region", "us-east-1", "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox")
+    assert cli(*args).code == 0
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.put_bucket_versioning(Bucket="mem-outbox", VersioningConfiguration={"Status": "Enabled"})
+    result = cli(*args)
+    assert result.code == 3 and "DRIFT" in result.out and "versioning" in result.out
+    s3.put_bucket_versioning(Bucket="mem-outbox", VersioningConfiguration={"Status": "Suspended"})
+    assert cli(*args).code == 0  # deletes remove what is written from now on
+
+
 @pytest.mark.parametrize("exists", [True, False], ids=["existing", "created"])
 def test_onboard_moves_a_classic_index_to_enhanced(exists) -> None:
     """A CLASSIC index (the default in vector buckets created before 2026-09-30, also for indexes
