@@ -41,18 +41,18 @@ _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 def validate_index_name(name: object) -> str:
     """Return ``name`` if S3 Vectors accepts it as an index name (3-63 of ``a-z 0-9 - .``,
     alphanumeric at both ends)."""
-    if not isinstance(name, str) or not _INDEX_NAME.fullmatch(name):
-        raise ValidationError(f"invalid index name {name!r}: 3-63 lowercase letters, digits, hyphens or dots, "
-                              "a letter or digit at both ends")
-    return name
+    return _checked_name(name, _INDEX_NAME, "index name", "lowercase letters, digits, hyphens or dots")
 
 
 def validate_bucket_name(name: object) -> str:
     """Return ``name`` if S3 Vectors accepts it as a vector bucket name (3-63 of ``a-z 0-9 -``,
     alphanumeric at both ends)."""
-    if not isinstance(name, str) or not _BUCKET_NAME.fullmatch(name):
-        raise ValidationError(f"invalid vector bucket name {name!r}: 3-63 lowercase letters, digits or hyphens, "
-                              "a letter or digit at both ends")
+    return _checked_name(name, _BUCKET_NAME, "vector bucket name", "lowercase letters, digits or hyphens")
+
+
+def _checked_name(name: object, pattern: re.Pattern[str], what: str, characters: str) -> str:
+    if not isinstance(name, str) or not pattern.fullmatch(name):
+        raise ValidationError(f"invalid {what} {name!r}: 3-63 {characters}, a letter or digit at both ends")
     return name
 
 

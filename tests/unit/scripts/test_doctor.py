@@ -513,14 +513,20 @@ def test_a_pool_or_client_id_of_the_settings_that_names_nothing_is_missing(aws, 
     assert "MISSING  user pool us-east-1_Typo1" in result.out and "agentcore` with the ids it prints" in result.out, result.out
 
 
-def test_doctor_reports_a_client_whose_id_tokens_name_no_tenant(aws, cli, bedrock) -> None:
-    """A client without custom:tenantId among its read attributes issues id tokens without it
-    (every request refused); that matters only where the app accepts id tokens."""
+def _deploy_with_a_client_hiding_the_tenant(cli) -> dict[str, str]:
+    """A deployment whose app client cannot read custom:tenantId (its id tokens name no tenant)."""
     ids = _deploy_under_other_names(cli)
     idp = boto3.client("cognito-idp", region_name="us-east-1")
     client = idp.describe_user_pool_client(UserPoolId=ids["pool"], ClientId=ids["client"])["UserPoolClient"]
     idp.update_user_pool_client(UserPoolId=ids["pool"], ClientId=ids["client"], ReadAttributes=["email"],
                                 ExplicitAuthFlows=client["ExplicitAuthFlows"])  # fmt: skip
+    return ids
+
+
+def test_doctor_reports_a_client_whose_id_tokens_name_no_tenant(aws, cli, bedrock) -> None:
+    """A client without custom:tenantId among its read attributes issues id tokens without it
+    (every request refused); that matters only where the app accepts id tokens."""
+    ids = _deploy_with_a_client_hiding_the_tenant(cli)
     bedrock.extend([("ok", CHAT), ("ok", MODEL)] * 2)
     drift = cli("doctor", "--tenant", "acme")
     assert drift.code != 0 and f"DRIFT   app client {ids['client']}" in drift.out, drift.out
@@ -534,11 +540,7 @@ def test_the_fix_printed_for_a_drifted_app_client_run_as_written_clears_it(aws, 
     """`cognito setup` reports an existing client's drift and never changes it, so it is no fix for
     that drift (doctor printed it): doctor names a new client made by `cognito setup --client-name`,
     which, deployed with `agentcore --client-id`, is OK."""
-    ids = _deploy_under_other_names(cli)
-    idp = boto3.client("cognito-idp", region_name="us-east-1")
-    client = idp.describe_user_pool_client(UserPoolId=ids["pool"], ClientId=ids["client"])["UserPoolClient"]
-    idp.update_user_pool_client(UserPoolId=ids["pool"], ClientId=ids["client"], ReadAttributes=["email"],
-                                ExplicitAuthFlows=client["ExplicitAuthFlows"])  # fmt: skip
+    ids = _deploy_with_a_client_hiding_the_tenant(cli)
     bedrock.extend([("ok", CHAT), ("ok", MODEL)] * 2)
     row = next(line for line in cli("doctor", "--tenant", "acme").out.splitlines() if "app client" in line)
     assert row.startswith("DRIFT"), row
