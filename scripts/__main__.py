@@ -11,7 +11,7 @@ import logging
 import sys
 from typing import Sequence
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from memory.errors import InvalidTenantId, MemoryLibraryError
 from scripts import agentcore_cmd, cognito, doctor, forget, outbox_cmd, retention, runtime_role, tvm_role, vectors
@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScriptError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+    except ParamValidationError as err:  # a name or value from the arguments the API refuses
+        print(f"error: invalid argument for the AWS API: {err}", file=sys.stderr)
+        return 2
     except BotoCoreError as err:
         print(f"error: AWS client failure: {err}", file=sys.stderr)
         return 1

@@ -19,7 +19,7 @@ from memory.pipeline.erasure import ERASURE_SETTLE_SECONDS, erase
 from memory.pipeline.outbox import ErasureMarker
 from memory.tenants import validate_tenant_id
 from memory.types import Scope
-from scripts.common import Report, ScriptError, add_common_args
+from scripts.common import Report, UsageError, add_common_args, non_negative_float
 from scripts.targets import Target, add_target_args, open_target, require_tenant
 
 
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--yes", action="store_true", help="really erase (otherwise only report)")
     p.add_argument(
         "--settle-seconds",
-        type=float,
+        type=non_negative_float,
         default=ERASURE_SETTLE_SECONDS,
         help="wait this long, then sweep the outbox once more: a running app may write a live "
         "conversation's checkpoint again until it has read the new marker",
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> Report:
     """Erase (with --yes) or report what matches."""
     tenant = validate_tenant_id(args.tenant)
     if args.conversation and not args.user:
-        raise ScriptError("--conversation needs --user")
+        raise UsageError("--conversation needs --user")
     target = open_target(args, tenant)
     require_tenant(args, target, tenant, "erase")
     user = None if args.all_users else args.user

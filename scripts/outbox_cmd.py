@@ -14,7 +14,7 @@ import argparse
 
 from memory.pipeline.outbox import DeadLetter, Outbox, parse_time
 from memory.tenants import validate_tenant_id
-from scripts.common import Report, ScriptError, add_common_args
+from scripts.common import Report, ScriptError, UsageError, add_common_args
 from scripts.targets import add_target_args, open_outbox
 
 
@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _outbox(args: argparse.Namespace) -> tuple[Outbox, str, str | None]:
     outbox, resource = open_outbox(args)
     if outbox is None:
+        if args.backend == "s3vectors":
+            raise UsageError("--backend s3vectors needs --outbox-bucket (the app's AGENT_OUTBOX_BUCKET)")
         raise ScriptError(f"no outbox: {resource}")
     tenant = None if args.tenant is None else validate_tenant_id(args.tenant)
     return outbox, resource, tenant

@@ -76,7 +76,7 @@ def test_forget_one_conversation_or_the_whole_tenant(state: Path, cli) -> None:
     assert cli(*base, "--user", "ann", "--conversation", "c2").code == 0
     assert keys(state) == ["m1", "m3"]
     refused = cli(*base, "--all-users", "--conversation", "c1")
-    assert refused.code == 1 and "--conversation needs --user" in refused.err and keys(state) == ["m1", "m3"]
+    assert refused.code == 2 and "--conversation needs --user" in refused.err and keys(state) == ["m1", "m3"]
     tenant = cli(*base, "--all-users")
     assert tenant.code == 0 and "2 memories of every user" in tenant.out
     assert keys(state) == [] and LocalOutbox(state / "outbox").pending() == []
