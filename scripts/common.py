@@ -134,6 +134,14 @@ def outbox_prefix(value: str) -> str:
     return value
 
 
+def nonempty(value: str) -> str:
+    """A non-empty argument (argparse type): an empty id matches nothing, which must not look
+    like a clean run."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
 def positive_float(value: str) -> float:
     """A finite number above zero (argparse type: anything else is a usage error, exit 2)."""
     number = _finite(value)

@@ -19,7 +19,7 @@ from memory.pipeline.erasure import ERASURE_SETTLE_SECONDS, erase
 from memory.pipeline.outbox import ErasureMarker
 from memory.tenants import validate_tenant_id
 from memory.types import Scope
-from scripts.common import Report, UsageError, add_common_args, non_negative_float
+from scripts.common import Report, UsageError, add_common_args, non_negative_float, nonempty
 from scripts.targets import Target, add_target_args, open_target, require_tenant
 
 
@@ -30,10 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_target_args(p)
     p.add_argument("--tenant", required=True)
     who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", help="user id (the token's sub)")
+    who.add_argument("--user", type=nonempty, help="user id (the token's sub)")
     who.add_argument("--all-users", action="store_true", help="erase the whole tenant")
     p.add_argument(
         "--conversation",
+        type=nonempty,
         help="only this conversation id (the AgentCore session id; every conversation held under it)",
     )
     p.add_argument("--yes", action="store_true", help="really erase (otherwise only report)")

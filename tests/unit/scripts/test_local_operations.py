@@ -172,3 +172,16 @@ def test_a_mistyped_tenant_on_the_local_backend_names_the_tenants_there(state: P
         done = cli(*command, *LOCAL, "--state-dir", str(state), "--tenant", "acmee")
         assert done.code == 1, done.out
         assert "tenants with an index here: acme" in done.err and "tenant list" not in done.err
+
+
+@pytest.mark.parametrize("who", [("--user", ""), ("--user", "ann", "--conversation", "")])
+def test_an_empty_user_or_conversation_is_refused_not_reported_as_nothing_to_erase(state: Path, cli, who) -> None:
+    """``--conversation ""`` covered conversation "" only, while the report named the whole user:
+    'no memories of user ann', exit 0, with ann's memories all kept."""
+    base = ("forget", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--settle-seconds", "0", *who)
+    with pytest.raises(SystemExit) as preview:
+        cli(*base)
+    with pytest.raises(SystemExit) as erase:
+        cli(*base, "--yes")
+    assert preview.value.code == erase.value.code == 2
+    assert keys(state) == ["m1", "m2", "m3"] and LocalOutbox(state / "outbox").erasures("acme") == []
