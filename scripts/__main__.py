@@ -1,13 +1,14 @@
 """``python -m scripts <command>``: setup and operations CLIs for the AWS deployment.
 
 Exit codes: 0 done (or nothing to do), 1 error, 2 bad arguments or tenant id, 3 drift found
-(nothing overwritten), 4 missing IAM permission.
+(nothing overwritten), 4 missing IAM permission, 130 interrupted (Ctrl-C: re-run the command).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -19,6 +20,8 @@ from scripts.common import Report, ScriptError, error_code, is_denied, permissio
 
 #: Loggers kept at INFO under ``-v``: at DEBUG they print credentials and request bodies.
 SDK_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
+#: Exit code after Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
 COMMANDS = (cognito, runtime_role, tvm_role, vectors, forget, outbox_cmd, retention, agentcore_cmd, doctor)
 
 
@@ -45,6 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger(sdk).setLevel(logging.INFO)
     try:
         report: Report = args.func(args)
+    except KeyboardInterrupt:
+        print(
+            "interrupted: part of the work may be done; re-run the same command to finish it "
+            "(the commands are idempotent)",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
     except InvalidTenantId as err:
         print(f"error: invalid tenant id: {err}", file=sys.stderr)
         return 2
@@ -72,8 +82,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BotoCoreError as err:
         print(f"error: AWS client failure: {err}", file=sys.stderr)
         return 1
-    print(report.render())
+    _print(report.render())
     return report.exit_code
+
+
+def _print(text: str) -> None:
+    """Print to stdout; a reader that closed the pipe early (``| head``) ends the output quietly."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # and the interpreter's flush at exit must not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":
