@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from memory.pipeline.outbox import DeadLetter, Outbox, parse_time
+from memory.pipeline.outbox import DeadLetter, Outbox, OutboxEntry, parse_time
+from memory.pipeline.outbox_s3 import S3Outbox
 from memory.tenants import validate_tenant_id
 from scripts.common import Report, ScriptError, UsageError, add_common_args
 from scripts.targets import add_target_args, open_outbox
@@ -53,11 +54,24 @@ def _selected(outbox: Outbox, tenant: str | None, entries: list[str]) -> list[De
     return [d for d in letters if not entries or d.entry.entry_id in entries]
 
 
+def _pending(outbox: Outbox, tenant: str | None) -> list[OutboxEntry]:
+    """Pending entries of ``tenant`` or of every tenant. The S3 outbox's listing of every tenant
+    skips one whose prefix it cannot read (the app's replay must not wait for it): here each
+    tenant is read on its own, so a refusal is the command's error, not "nothing pending"."""
+    if tenant is not None or not isinstance(outbox, S3Outbox):
+        return outbox.pending(tenant)
+    tenants = outbox.tenants()
+    entries = [e for t in tenants if t is not None for e in outbox.pending(t)]
+    if None in tenants:  # a tenant-less app's folder: only the every-tenant listing reads it
+        entries += [e for e in outbox.pending(None) if e.tenant_id is None]
+    return sorted(entries, key=lambda e: e.created_at)
+
+
 def run_list(args: argparse.Namespace) -> Report:
     """Pending entries and dead letters."""
     outbox, resource, tenant = _outbox(args)
     report = Report("outbox list", read_only=True)
-    for entry in outbox.pending(tenant):
+    for entry in _pending(outbox, tenant):
         state = "open" if entry.open else "closed"
         report.add("PENDING", entry.entry_id, f"tenant {entry.tenant_id}, conversation {entry.conversation_id}, {state}, attempts {entry.attempts}")
     for letter in outbox.dead_letters(tenant):
