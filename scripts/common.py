@@ -269,7 +269,8 @@ class Report:
         for name, value in self.outputs.items():
             lines.append(f"{name}: {value}")
         if not self.changed and not self.read_only:
-            lines.append("Nothing changed." if self.drift else "Nothing to change: everything is already as intended.")
+            settled = not self.exit_code  # no drift, nothing missing or denied
+            lines.append("Nothing to change: everything is already as intended." if settled else "Nothing changed.")
         if self.drift:
             lines.append(
                 "DRIFT: existing resources differ and were NOT overwritten; fix them by hand or "

@@ -49,8 +49,12 @@ def _outbox(args: argparse.Namespace) -> tuple[Outbox, str, str | None]:
     return outbox, resource, tenant
 
 
-def _selected(outbox: Outbox, tenant: str | None, entries: list[str]) -> list[DeadLetter]:
+def _selected(outbox: Outbox, tenant: str | None, entries: list[str], report: Report) -> list[DeadLetter]:
+    """The dead letters ``--entry`` names (all without it); an id that names none is MISSING."""
     letters = outbox.dead_letters(tenant)
+    found = {d.entry.entry_id for d in letters}
+    for entry_id in dict.fromkeys(e for e in entries if e not in found):
+        report.add("MISSING", entry_id, "no dead letter with this id" + (f" of tenant {tenant}" if tenant else "") + " (see `outbox list`)")
     return [d for d in letters if not entries or d.entry.entry_id in entries]
 
 
@@ -86,7 +90,7 @@ def run_retry(args: argparse.Namespace) -> Report:
     """Move dead letters back to pending."""
     outbox, resource, tenant = _outbox(args)
     report = Report("outbox retry")
-    for letter in _selected(outbox, tenant, args.entry):
+    for letter in _selected(outbox, tenant, args.entry, report):
         entry = letter.entry
         pending = outbox.get(entry.entry_id, entry.tenant_id)
         if pending is not None and parse_time(pending.created_at) > parse_time(entry.created_at):
@@ -103,7 +107,7 @@ def run_purge(args: argparse.Namespace) -> Report:
     """Delete dead letters (with --yes)."""
     outbox, resource, tenant = _outbox(args)
     report = Report("outbox purge", dry_run=not args.yes)
-    for letter in _selected(outbox, tenant, args.entry):
+    for letter in _selected(outbox, tenant, args.entry, report):
         if not args.yes:
             report.add("WOULD DELETE", letter.entry.entry_id, f"reason {letter.reason}; re-run with --yes")
         elif outbox.purge(letter.entry.entry_id, letter.entry.tenant_id):

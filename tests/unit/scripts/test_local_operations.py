@@ -185,3 +185,15 @@ def test_an_empty_user_or_conversation_is_refused_not_reported_as_nothing_to_era
         cli(*base, "--yes")
     assert preview.value.code == erase.value.code == 2
     assert keys(state) == ["m1", "m2", "m3"] and LocalOutbox(state / "outbox").erasures("acme") == []
+
+
+@pytest.mark.parametrize("command", [("retry",), ("purge",), ("purge", "--yes")])
+def test_an_entry_id_that_names_no_dead_letter_is_reported_missing(state: Path, cli, command) -> None:
+    """``outbox purge --entry A --entry <typo> --yes`` deleted A and said nothing of the typo
+    (exit 0): the dead letter meant stayed, and the operator read the purge as done."""
+    base = (*LOCAL, "--state-dir", str(state))
+    (letter,) = LocalOutbox(state / "outbox").dead_letters()
+    result = cli("outbox", *command, *base, "--entry", letter.entry.entry_id, "--entry", "sum-typo")
+    assert result.code == 1, result.out
+    assert "MISSING" in result.out and "sum-typo" in result.out and letter.entry.entry_id in result.out
+    assert "everything is already as intended" not in result.out
