@@ -82,16 +82,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BotoCoreError as err:
         print(f"error: AWS client failure: {err}", file=sys.stderr)
         return 1
-    _print(report.render())
+    if not _print(report.render()) and report.outputs:
+        print(
+            f"error: stdout was closed before the values printed last were read ({', '.join(report.outputs)}); "
+            "a re-run prints them again, except a password, which is shown once only",
+            file=sys.stderr,
+        )
+        return 1
     return report.exit_code
 
 
-def _print(text: str) -> None:
-    """Print to stdout; a reader that closed the pipe early (``| head``) ends the output quietly."""
+def _print(text: str) -> bool:
+    """Print to stdout; False when the reader closed the pipe early (``| head``): the output
+    then ends quietly, with no traceback."""
     try:
         print(text, flush=True)
     except BrokenPipeError:  # and the interpreter's flush at exit must not fail again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return False
+    return True
 
 
 if __name__ == "__main__":

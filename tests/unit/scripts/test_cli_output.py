@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -61,3 +62,24 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path: Path, capsys, monkeypatch: py
     monkeypatch.undo()
     assert main([*argv, "--settle-seconds", "0"]) == 0
     assert LocalOutbox(tmp_path / "outbox").pending() == []
+
+
+class _ClosedPipe(io.StringIO):
+    """A stdout whose reader is gone (``| head`` that has exited)."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def fileno(self) -> int:
+        return os.open(os.devnull, os.O_WRONLY)
+
+
+def test_values_the_operator_needs_next_lost_to_a_closed_pipe_fail_the_command(aws, monkeypatch, capsys) -> None:
+    """A report ending in values needed next (an ARN, ids, cognito create-user's password shown
+    once) that nobody read is not a success: exit 1, said on stderr, the values not repeated."""
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    code = main(["runtime-role", "--region", "us-east-1"])
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "role ARN" in err and "arn:aws:iam::" not in err
