@@ -22,8 +22,9 @@ stores are :func:`memory.factory.create_store` stores and the plugin is one
 * the plugin writes ended conversations to a durable outbox first (``outbox_dir``; a fresh
   temporary directory by default, as the seed keeps them only in memory) and summarizes them in
   the background; ``wait()`` waits for those summaries;
-* the region defaults to ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` (never guessed) and the bucket
-  to ``S3_VECTOR_BUCKET_NAME``, as in the seed's environment variables.
+* the region defaults to ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` (never guessed), the bucket
+  to ``S3_VECTOR_BUCKET_NAME`` and the embedding model to ``EMBEDDING_MODEL`` (else Nova 2), as
+  in the seed's environment variables (read when a store is built, not at import).
 
 ``embedding_model`` is a Bedrock model id (the seed's) or any :class:`~memory.embedders.protocol.Embedder`
 (e.g. ``LocalEmbedder()``); the index dimension must match it.
@@ -42,21 +43,21 @@ from typing import TYPE_CHECKING, Any
 
 from strands import ToolContext
 from strands.plugins import Plugin
-from strands.tools.decorator import DecoratedFunctionTool
 
 from memory import telemetry
 from memory.aws import resolve_region
 from memory.embedders.bedrock import NOVA_MODEL_ID
 from memory.embedders.protocol import Embedder
 from memory.errors import ConfigurationError, InvalidTenantId, IsolationError
+from memory.index.limits import validate_min_score, validate_top_k
 from memory.factory import create_embedder, create_store
 from memory.pipeline.background import SummaryPipeline
 from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.summarizer import Summarizer
 from memory.plugin.context_block import PLACEHOLDER
 from memory.plugin.invocation import Invocation, read_invocation
-from memory.plugin.plugin import MemoryPlugin, check_agent_name
-from memory.plugin.recall_tool import build_recall_tool
+from memory.plugin.plugin import MemoryPlugin, check_agent_name, check_serial_turns
+from memory.plugin.recall_tool import RecallTool, build_recall_tool
 from memory.stores.protocol import MemoryBackend
 from memory.stores.scoping import SEED_STORED_AT_FORMAT
 from memory.stores.single_tenant import SingleTenantStore
@@ -82,6 +83,8 @@ __all__ = [
 SEED_INDEX_NAME = "memory"
 #: The seed's environment variable naming the vector bucket.
 BUCKET_ENV = "S3_VECTOR_BUCKET_NAME"
+#: The seed's environment variable naming the Bedrock embedding model.
+EMBEDDING_MODEL_ENV = "EMBEDDING_MODEL"
 #: The memory type of memories written with ``store_memory``.
 NOTE_TYPE = "note"
 #: The name of the seed's mid-turn recall tool.
@@ -101,7 +104,7 @@ class S3VectorMemory:
         self,
         bucket_name: str | None = None,
         region_name: str | None = None,
-        embedding_model: str | Embedder = NOVA_MODEL_ID,
+        embedding_model: str | Embedder | None = None,
         *,
         s3vectors_client: Any = None,
     ) -> None:
@@ -110,7 +113,8 @@ class S3VectorMemory:
         Args:
             bucket_name: The vector bucket (default: ``S3_VECTOR_BUCKET_NAME``).
             region_name: AWS region (default: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``).
-            embedding_model: A Bedrock embedding model id, or an Embedder instance.
+            embedding_model: A Bedrock embedding model id, or an Embedder instance (default:
+                ``EMBEDDING_MODEL``, else Nova 2 multimodal embeddings).
             s3vectors_client: The S3 Vectors client to use (default: a new one, ambient credentials).
 
         Raises:
@@ -209,7 +213,7 @@ class MultiTenantS3VectorMemory(S3VectorMemory):
         self,
         bucket_name: str | None = None,
         region_name: str | None = None,
-        embedding_model: str | Embedder = NOVA_MODEL_ID,
+        embedding_model: str | Embedder | None = None,
         tvm_role_arn: str | None = None,
         *,
         tvm: TokenVendingMachine | None = None,
@@ -219,7 +223,8 @@ class MultiTenantS3VectorMemory(S3VectorMemory):
         Args:
             bucket_name: The vector bucket (default: ``S3_VECTOR_BUCKET_NAME``).
             region_name: AWS region (default: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``).
-            embedding_model: A Bedrock embedding model id, or an Embedder instance.
+            embedding_model: A Bedrock embedding model id, or an Embedder instance (default:
+                ``EMBEDDING_MODEL``, else Nova 2 multimodal embeddings).
             tvm_role_arn: The role assumed per tenant (required: no ambient-credential path).
             tvm: A ready token vending machine (instead of ``tvm_role_arn``).
 
@@ -297,6 +302,9 @@ class S3VectorMemoryPlugin(Plugin):
             top_k: How many memories are injected on a conversation's first turn.
             min_score: Cosine-similarity floor of injected and recalled memories (None: the
                 store's, i.e. the embedder's calibrated floor).
+
+        Raises:
+            ValidationError: ``top_k`` outside 1-100 or ``min_score`` outside -1..1.
         """
         super().__init__()
         self.store = store
@@ -304,8 +312,8 @@ class S3VectorMemoryPlugin(Plugin):
         self.base_prompt = base_prompt
         if PLACEHOLDER not in base_prompt:
             logger.warning("base_prompt has no %s placeholder; memories are appended at its end", PLACEHOLDER)
-        self.top_k = top_k
-        self.min_score = min_score
+        self.top_k = validate_top_k(top_k)
+        self.min_score = validate_min_score(min_score)
         self._outbox_dir = Path(outbox_dir) if outbox_dir is not None else None
         self._summary_model = summary_model
         self._pipeline: SummaryPipeline | None = None
@@ -323,7 +331,7 @@ class S3VectorMemoryPlugin(Plugin):
         )
 
     @property
-    def memory_tool(self) -> DecoratedFunctionTool:
+    def memory_tool(self) -> RecallTool:
         """The ``retrieve_memory(query, top_k=3)`` tool for ``Agent(tools=[...])``: mid-turn recall
         of the calling agent's memories, identity from ``invocation_state`` (never the model)."""
         return self._tool
@@ -338,9 +346,11 @@ class S3VectorMemoryPlugin(Plugin):
         """Attach the MemoryPlugin of ``agent.name`` through the agent's public hook API.
 
         Raises:
-            ValueError: The agent has no explicit name (memories are stored per agent name).
+            ValueError: The agent has no explicit name (memories are stored per agent name), or
+                its turns may overlap (``concurrent_invocation_mode`` other than ``"throw"``).
         """
         name = check_agent_name(agent.name)
+        check_serial_turns(agent)
         agent.system_prompt = self.base_prompt
         with self._lock:
             inner = self._plugins.get(name)
@@ -427,7 +437,9 @@ def _bucket(bucket_name: str | None) -> str:
     return bucket
 
 
-def _embedder(embedding_model: str | Embedder, region: str) -> Embedder:
+def _embedder(embedding_model: str | Embedder | None, region: str) -> Embedder:
+    if embedding_model is None:
+        embedding_model = os.environ.get(EMBEDDING_MODEL_ENV) or NOVA_MODEL_ID
     if isinstance(embedding_model, str):
         return create_embedder("bedrock", region=region, model_id=embedding_model)
     return embedding_model

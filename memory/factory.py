@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Literal, Union, overload
 
 from memory.embedders.protocol import Embedder
-from memory.errors import ConfigurationError
+from memory.errors import ConfigurationError, ValidationError
+from memory.index.limits import validate_min_score
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.stores.single_tenant import SingleTenantStore
 from memory.stores.tvm import TokenVendingMachine
@@ -112,10 +113,15 @@ def create_store(
         A SingleTenantStore or a MultiTenantStore.
 
     Raises:
-        ConfigurationError: A setting the combination needs is missing or unknown.
+        ConfigurationError: A setting the combination needs is missing or unknown, or
+            ``default_min_score`` is outside -1..1.
     """
     if tenancy not in ("single", "multi"):
         raise ConfigurationError(f"unknown tenancy {tenancy!r}; expected 'single' or 'multi'")
+    try:
+        validate_min_score(default_min_score, "default_min_score")
+    except ValidationError as exc:
+        raise ConfigurationError(str(exc)) from exc
     if backend == "local":
         if local_dir is None:
             raise ConfigurationError("the local backend needs local_dir")
@@ -140,6 +146,11 @@ def create_store(
     if not region and not (tenancy == "single" and s3vectors_client is not None):
         raise ConfigurationError("the s3vectors backend needs an AWS region")
     if tenancy == "multi":
+        if not tvm_role_arn and tvm is None:
+            raise ConfigurationError(
+                "the s3vectors backend with tenancy='multi' needs tvm_role_arn (or tvm): every call "
+                "for a tenant uses that tenant's TVM credentials, never the ambient ones"
+            )
         return MultiTenantStore.for_s3vectors(
             bucket=bucket,
             role_arn=tvm.role_arn if tvm is not None else tvm_role_arn,

@@ -65,7 +65,7 @@ from strands.types.content import Message
 from strands.types.tools import AgentTool
 
 from memory.errors import ValidationError
-from memory.index.limits import MAX_TOP_K
+from memory.index.limits import MAX_TOP_K, validate_min_score
 from memory.keys import fact_key, summary_key
 from memory.pipeline.summarizer import Summarizer, transcript_from_messages
 from memory.pipeline.units import FACT_TYPE, SUMMARY_TYPE
@@ -139,8 +139,8 @@ class StrandsMemoryStore(MemoryStore):
                 deadline).
 
         Raises:
-            ValidationError: An empty user id or agent name, an invalid tenant id, or no tenant id
-                for a multi-tenant backend.
+            ValidationError: An empty user id or agent name, an invalid tenant id, no tenant id
+                for a multi-tenant backend, or ``min_score`` outside -1..1.
             ValueError: ``retrieval_timeout`` is 0 or less.
         """
         self.scope = Scope(
@@ -157,7 +157,7 @@ class StrandsMemoryStore(MemoryStore):
         self.max_search_results = max_search_results
         self.writable = writable
         self.extraction = extraction
-        self.min_score = min_score
+        self.min_score = validate_min_score(min_score)
         self.summarizer = summarizer or Summarizer()
         self.retrieval_timeout = check_timeout(retrieval_timeout, "retrieval_timeout")
         self._run_id = uuid.uuid4().hex  # makes add_messages keys unique to this store's life

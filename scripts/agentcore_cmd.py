@@ -44,6 +44,7 @@ from scripts.tvm_role import (
     DEFAULT_OUTBOX_PREFIX,
     INDEX_USER_ACTIONS,
     add_outbox_args,
+    check_kms_key_arn,
     outbox_kms_statement,
     outbox_object_statements,
 )
@@ -474,10 +475,8 @@ def run(args: argparse.Namespace) -> Report:
     settings = render_settings(values, operator_lines(existing))
     check_deployable(settings)
     account = account_id(region)
-    report = Report("agentcore", dry_run=args.dry_run)
-    for key in dropped_settings(existing, values):
-        report.change("DELETE", f"{key} in {args.settings_file.name}", "its flag was not given again: pass it to keep it")
-    write_settings(args.settings_file, settings, report)
+    if args.outbox_kms_key_arn:  # a key ARN here, as tvm-role (which grants it to tenants) requires
+        check_kms_key_arn(args.outbox_kms_key_arn, region, account)
     policy = execution_role_policy(
         region=region,
         account=account,
@@ -490,6 +489,10 @@ def run(args: argparse.Namespace) -> Report:
         outbox_kms_key_arn=args.outbox_kms_key_arn,
         secret=secret,
     )
+    report = Report("agentcore", dry_run=args.dry_run)
+    for key in dropped_settings(existing, values):
+        report.change("DELETE", f"{key} in {args.settings_file.name}", "its flag was not given again: pass it to keep it")
+    write_settings(args.settings_file, settings, report)
     role_name = args.execution_role_arn.rsplit("/", 1)[-1]
     ensure_inline_policy(aws_client("iam", region), report, role_name, POLICY_NAME, policy)
     commands = toolkit_commands(

@@ -244,8 +244,13 @@ def client_drift(client: dict[str, Any], flows: list[str], *, id_tokens: bool = 
 
 
 def generate_password(length: int = 20) -> str:
-    """A random password meeting the pool policy (upper, lower, digit, symbol)."""
-    classes = [string.ascii_uppercase, string.ascii_lowercase, string.digits, "!#%+-=_"]
+    """A random password meeting the pool policy (upper, lower, digit, symbol).
+
+    Its symbols are ones an interactive shell and the AWS CLI's shorthand syntax take literally, so
+    it can be typed unquoted into ``--auth-parameters USERNAME=...,PASSWORD=...`` (no ``!``: bash's
+    history expansion; no ``=``: a shorthand value cannot start with it).
+    """
+    classes = [string.ascii_uppercase, string.ascii_lowercase, string.digits, "#%+-_"]
     chars = [secrets.choice(c) for c in classes]
     alphabet = "".join(classes)
     chars += [secrets.choice(alphabet) for _ in range(length - len(chars))]

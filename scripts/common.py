@@ -173,9 +173,14 @@ def default_region() -> str | None:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
 
 
-def add_common_args(p: argparse.ArgumentParser, *, mutating: bool = True) -> None:
+def add_common_args(
+    p: argparse.ArgumentParser,
+    *,
+    mutating: bool = True,
+    region_help: str = "AWS region (default: $AWS_REGION, else $AWS_DEFAULT_REGION)",
+) -> None:
     """``--region`` for every command, ``--dry-run`` for those that change things."""
-    p.add_argument("--region", default=default_region(), help="AWS region (default: $AWS_REGION)")
+    p.add_argument("--region", default=default_region(), help=region_help)
     if mutating:
         p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
 

@@ -80,7 +80,12 @@ def run_check(report: Report, resource: str, check: Check, fix: str | Callable[[
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``doctor`` command."""
     p = sub.add_parser("doctor", help="check a live setup (read-only)", description=__doc__)
-    add_common_args(p, mutating=False)
+    add_common_args(
+        p,
+        mutating=False,
+        region_help="AWS region (default: AGENT_REGION of the environment or the settings, else $AWS_REGION, "
+        "else $AWS_DEFAULT_REGION)",
+    )
     p.add_argument(
         "--settings-file",
         type=Path,
@@ -97,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bucket", help="vector bucket (default: the settings' AGENT_VECTOR_BUCKET)")
     p.add_argument("--tenant", action="append", default=[], help="tenant whose index must exist (repeatable)")
     p.add_argument("--dimension", type=int, default=DEFAULT_DIMENSION)
-    tvm_role.add_outbox_args(p)
+    tvm_role.add_outbox_args(p, checked=True)
     p.add_argument("--secrets-id", help="the app's secret (default: the settings' AGENT_SECRETS_ID)")
     p.add_argument(
         "--execution-role-arn",
@@ -112,7 +117,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"model to check (default: the settings' model, else {DEFAULT_CHAT_MODEL}; and {DEFAULT_EMBEDDING_MODEL})",
     )
     # None: not given, so the settings file (or the usual default) decides (``read_settings``).
-    p.set_defaults(func=run, region=None, outbox_prefix=None)
+    p.set_defaults(func=run, region=None)
 
 
 def _role_arn(value: str) -> str:
@@ -192,8 +197,14 @@ def run(args: argparse.Namespace) -> Report:
         found = cognito.described_pool(idp, pool_id) if pool_id else None
         if found is None:
             return "MISSING", f"no user pool with that {'id' if args.pool_id else 'name'}"
-        state["pool"] = str(pool_id)
+        state["pool"], state["pool_name"] = str(pool_id), str(found.get("Name", args.pool_name))
         drift = cognito.pool_drift(found, None)
+        if drift:  # cognito setup only reports an existing pool's drift
+            state["cognito_fix"] = (
+                "as the detail says (`python -m scripts cognito setup` never changes an existing pool), or a new "
+                "pool: `python -m scripts cognito setup --pool-name <new name>`, its users, then `python -m scripts "
+                "agentcore` with its ids"
+            )
         return ("DRIFT", "; ".join(drift)) if drift else ("OK", str(pool_id))
 
     def client(client_id: str | None) -> Check:
@@ -207,6 +218,12 @@ def run(args: argparse.Namespace) -> Report:
             # A production client may omit USER_PASSWORD_AUTH; only security drift counts here.
             drift = cognito.client_drift(found, cognito.auth_flows(True), id_tokens=args.id_tokens)
             drift = [d for d in drift if "auth flows" not in d]
+            if drift:  # cognito setup only reports an existing client's drift
+                state["cognito_fix"] = (
+                    "a new app client (`python -m scripts cognito setup` never changes an existing one): "
+                    f"`python -m scripts cognito setup --pool-name {state['pool_name']} --client-name <new name>`, "
+                    "then `python -m scripts agentcore` with its id as --client-id"
+                )
             return ("DRIFT", "; ".join(drift)) if drift else ("OK", str(found_id))
 
         return check
@@ -257,7 +274,8 @@ def run(args: argparse.Namespace) -> Report:
         if canonical(current) != canonical(expected):
             return "DRIFT", f"inline policy {tvm_role.POLICY_NAME} differs from the ABAC policy"
         extra = tvm_role.extra_policies(iam, args.role_name)
-        if extra:
+        if extra:  # tvm-role leaves them in place: its re-run is no fix
+            state["tvm_fix"] = "; ".join(_removal(args.role_name, policy) for policy in extra)
             return "DRIFT", f"other policies apply to every tenant session: {', '.join(extra)} (remove them)"
         return "OK", str(found["Arn"])
 
@@ -270,10 +288,16 @@ def run(args: argparse.Namespace) -> Report:
         if state_of is None:
             return "MISSING", "no outbox bucket"
         bucket_in = bucket_region(s3, args.outbox_bucket)
-        if bucket_in != region:
+        if bucket_in != region:  # vector-bucket only reports it: a bucket cannot move
+            state["outbox_fix"] = (
+                f"`python -m scripts vector-bucket --bucket {args.bucket} --outbox-bucket <new name>` (in {region}), "
+                "then `python -m scripts tvm-role` and `python -m scripts agentcore` with that --outbox-bucket"
+            )
             return "DRIFT", region_drift(bucket_in, region)
         missing = [name for name, ok in state_of.items() if not ok]
         return ("DRIFT", f"not {' and not '.join(missing)}") if missing else ("OK", "encrypted, private")
+
+    grant = f"`python -m scripts agentcore ... --secrets-id {args.secrets_id}` to grant the execution role"
 
     def secret() -> tuple[str, str]:
         found = described_secret(args.secrets_id, region)
@@ -291,6 +315,10 @@ def run(args: argparse.Namespace) -> Report:
         except ClientError as err:
             if error_code(err) != "DecryptionFailure":
                 raise
+            state["secret_fix"] = (
+                f"enable its KMS key {found.kms_key_arn or 'aws/secretsmanager'} and let Secrets Manager use it "
+                "(the key's policy), then run doctor again"
+            )
             return "DRIFT", "AWS KMS cannot decrypt it (its key disabled or refusing Secrets Manager)"
         named = ROLE_ARN.fullmatch(args.execution_role_arn or "")  # checked by _role_arn when given
         role_name = named["name"] if named else runtime_role.DEFAULT_ROLE_NAME
@@ -300,13 +328,18 @@ def run(args: argparse.Namespace) -> Report:
             )
         except ClientError as err:
             if is_not_found(err):
+                state["secret_fix"] = grant
                 return "DRIFT", f"execution role {role_name} has no inline policy {agentcore_cmd.POLICY_NAME}"
             raise
         have = {canonical(s) for s in granted}
         missing = [s["Sid"] for s in secret_statements(found) if canonical(s) not in have]
         if missing:
+            state["secret_fix"] = grant
             return "DRIFT", f"execution role {role_name} may not read it (no {', '.join(missing)} statement)"
         return "OK", found.arn
+
+    def onboard(tenant: str) -> str:
+        return f"python -m scripts tenant onboard --bucket {args.bucket} --tenant {tenant} --dimension {args.dimension}"
 
     def index(tenant: str) -> Check:
         def check() -> tuple[str, str]:
@@ -315,6 +348,11 @@ def run(args: argparse.Namespace) -> Report:
             if found is None:
                 return "MISSING", "no index"
             drift = index_drift(found, create_index_params(args.bucket, name, args.dimension))
+            if drift:  # tenant onboard only reports these: the index must be made again
+                state["index_fix"] = (
+                    f"not in place (`tenant onboard` only reports it): `python -m scripts tenant offboard --bucket "
+                    f"{args.bucket} --tenant {tenant} --yes` (deletes the tenant's memories), then `{onboard(tenant)}`"
+                )
             if filters_during_search(found):
                 drift.append("indexMode is CLASSIC (user filter applied during the search), wanted ENHANCED")
             return ("DRIFT", "; ".join(drift)) if drift else ("OK", f"dimension {args.dimension}")
@@ -339,11 +377,20 @@ def run(args: argparse.Namespace) -> Report:
     setup = "python -m scripts cognito setup"
     if args.pool_id:  # the deployed settings name the pool and clients by id
         setup += ", then `python -m scripts agentcore` with the ids it prints"
-    run_check(report, f"user pool {args.pool_id or args.pool_name}", pool, setup)
+
+    def cognito_fix() -> str:  # a drift's own fix (set by its check), else the setup command
+        return state.pop("cognito_fix", setup)
+
+    run_check(report, f"user pool {args.pool_id or args.pool_name}", pool, cognito_fix)
     for client_id in args.client_ids or [None]:
-        run_check(report, f"app client {client_id or args.client_name}", client(client_id), setup)
+        run_check(report, f"app client {client_id or args.client_name}", client(client_id), cognito_fix)
     if args.tenant_mode == "multi":
-        run_check(report, f"TVM role {args.role_name}", role, lambda: _tvm_role_fix(args, checked.get("outbox")))
+        run_check(
+            report,
+            f"TVM role {args.role_name}",
+            role,
+            lambda: state.get("tvm_fix") or _tvm_role_fix(args, checked.get("outbox")),
+        )
     run_check(
         report,
         f"vector bucket {args.bucket}",
@@ -355,25 +402,24 @@ def run(args: argparse.Namespace) -> Report:
             report,
             f"outbox bucket {args.outbox_bucket}",
             outbox,
-            f"python -m scripts vector-bucket --bucket {args.bucket} --outbox-bucket {args.outbox_bucket}",
+            lambda: state.pop("outbox_fix", None)
+            or f"python -m scripts vector-bucket --bucket {args.bucket} --outbox-bucket {args.outbox_bucket}",
         )
     if args.secrets_id:
         run_check(
             report,
             f"secret {args.secrets_id}",
             secret,
-            lambda: state.get("secret_fix")
+            lambda: state.pop("secret_fix", None)
             or "store a JSON object of AGENT_LOG_HASH_KEY / AGENT_MODEL_API_KEY in it (aws secretsmanager "
-            "create-secret or put-secret-value), then `python -m scripts agentcore ... --secrets-id "
-            f"{args.secrets_id}` to grant the execution role",
+            f"create-secret or put-secret-value), then {grant}",
         )
     for tenant in tenants:
         run_check(
             report,
             f"index {index_name_for(tenant)}",
             index(tenant),
-            f"python -m scripts tenant onboard --bucket {args.bucket} --tenant {tenant} "
-            f"--dimension {args.dimension}",
+            lambda: state.pop("index_fix", None) or onboard(tenant),
         )
     for model_id in args.model_id or [DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL]:
         run_check(
@@ -416,6 +462,13 @@ def _tvm_role_fix(args: argparse.Namespace, outbox: tuple[str | None, str, str |
     if key:
         argv += ["--outbox-kms-key-arn", key]
     return f"{shlex.join(argv)} --execution-role-arn <runtime role ARN>"
+
+
+def _removal(role_name: str, policy: str) -> str:
+    """The IAM call that takes ``policy`` (an inline policy's name or an attached policy's ARN) off the role."""
+    if policy.startswith("arn:"):
+        return shlex.join(["aws", "iam", "detach-role-policy", "--role-name", role_name, "--policy-arn", policy])
+    return shlex.join(["aws", "iam", "delete-role-policy", "--role-name", role_name, "--policy-name", policy])
 
 
 def _allows(statement: dict, action: str) -> bool:

@@ -138,12 +138,12 @@ def outbox_kms_statement(region: str, account: str, key_arn: str) -> dict[str, A
         "Sid": "OutboxKmsKeyThroughS3Only",
         "Effect": "Allow",
         "Action": list(OUTBOX_KMS_ACTIONS),
-        "Resource": _check_kms_key_arn(key_arn, region, account),
+        "Resource": check_kms_key_arn(key_arn, region, account),
         "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
     }
 
 
-def _check_kms_key_arn(key_arn: str, region: str, account: str) -> str:
+def check_kms_key_arn(key_arn: str, region: str, account: str) -> str:
     """A key ARN of this region and account (IAM cannot match a key id or an alias here)."""
     if not _KMS_KEY_ARN.fullmatch(key_arn) or key_arn.split(":")[3:5] != [region, account]:
         raise UsageError(
@@ -325,8 +325,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def add_outbox_args(p: argparse.ArgumentParser) -> None:
-    """``--outbox-bucket``, ``--outbox-prefix`` and ``--outbox-kms-key-arn`` (shared with ``doctor``)."""
+def add_outbox_args(p: argparse.ArgumentParser, *, checked: bool = False) -> None:
+    """``--outbox-bucket``, ``--outbox-prefix`` and ``--outbox-kms-key-arn`` (shared with ``agentcore``
+    and ``doctor``; ``checked``: doctor's, which check the outbox and default to the deployed settings)."""
+    if checked:
+        p.add_argument("--outbox-bucket", help="S3 outbox bucket to check (default: the settings' AGENT_OUTBOX_BUCKET)")
+        p.add_argument(
+            "--outbox-prefix",
+            type=outbox_prefix,
+            help=f"default: the settings' AGENT_OUTBOX_PREFIX, else {DEFAULT_OUTBOX_PREFIX}",
+        )
+        p.add_argument(
+            "--outbox-kms-key-arn",
+            help="the outbox's customer-managed KMS key (ARN; default: the settings' AGENT_OUTBOX_KMS_KEY_ID, "
+            "else the key the TVM role grants)",
+        )
+        return
     p.add_argument("--outbox-bucket", help="S3 outbox bucket (AGENT_OUTBOX_BUCKET): grant each tenant its prefix")
     p.add_argument("--outbox-prefix", type=outbox_prefix, default=DEFAULT_OUTBOX_PREFIX, help="AGENT_OUTBOX_PREFIX")
     p.add_argument(

@@ -72,11 +72,21 @@ def validate_key(key: object) -> str:
     return key
 
 
-def validate_top_k(top_k: object) -> int:
-    """Return ``top_k`` if it is an integer in 1-100."""
+def validate_top_k(top_k: object, name: str = "top_k") -> int:
+    """Return ``top_k`` if it is an integer in 1-100 (the error names the argument ``name``)."""
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-        raise ValidationError(f"top_k must be an integer in 1-{MAX_TOP_K}")
+        raise ValidationError(f"{name} must be an integer in 1-{MAX_TOP_K}")
     return top_k
+
+
+def validate_min_score(min_score: object, name: str = "min_score") -> float | None:
+    """Return ``min_score`` if it is None or a cosine similarity (-1 to 1): a floor above 1 keeps
+    every memory out, silently (the error names the argument ``name``)."""
+    if min_score is None:
+        return None
+    if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not -1.0 <= min_score <= 1.0:
+        raise ValidationError(f"{name} must be a cosine similarity in -1..1, or None for the store's floor")
+    return float(min_score)
 
 
 def validate_vector(vector: Sequence[float], dimension: int) -> np.ndarray:

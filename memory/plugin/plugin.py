@@ -46,8 +46,10 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   the event loop). Each conversation gets a unique start marker when its first
   turn is seen; it is part of the summary key, so a conversation id reused later (a session id
   after a restart) stores a second memory instead of overwriting the first.
-* One agent may serve many users: a turn of another conversation (another identity or
-  conversation id, or none: a turn without identity) ends the current one, and an agent whose
+* One agent may serve many users, one turn at a time (an agent Strands lets run turns at
+  once, ``concurrent_invocation_mode="unsafe_reentrant"``, is refused): a turn of another
+  conversation (another identity or conversation id, or none: a turn without identity) ends
+  the current one, and an agent whose
   last turn was of another conversation (agents sharing one plugin: whichever conversation
   that was) has its ``agent.messages`` cleared before the model runs, so no turn sees another
   conversation's history (it comes back only as memories); with ``keep_initial_messages`` they
@@ -92,12 +94,13 @@ from strands import ToolContext
 from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, BeforeModelCallEvent, MessageAddedEvent
 from strands.plugins import Plugin, hook
 from strands.tools.decorator import DecoratedFunctionTool
+from strands.types.agent import ConcurrentInvocationMode
 
 from memory import telemetry
 from memory.pipeline.background import SummaryPipeline
 from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS, check_timeout, within
 from memory.plugin.context_block import PLACEHOLDER, fill_blocks, render_block, restore_placeholder
-from memory.index.limits import validate_top_k
+from memory.index.limits import validate_min_score, validate_top_k
 from memory.keys import new_conversation_marker, summary_key
 from memory.errors import error_reason
 from memory.types import Memory, Scope
@@ -142,6 +145,32 @@ def check_agent_name(name: str | None) -> str:
         )
     check_storable_identity("", name, agent_arg="agent name")
     return name
+
+
+def _check_read_agent_name(name: str) -> str:
+    """``name`` if memories can be stored under it (it names another agent, not this one)."""
+    try:
+        return check_agent_name(name)
+    except ValueError as exc:
+        raise ValueError(f"read_agent_name must name the agent whose memories are read: {exc}") from exc
+
+
+def check_serial_turns(agent: "Agent") -> None:
+    """Refuse an agent whose invocations Strands lets overlap.
+
+    Args:
+        agent: The agent the plugin is attached to.
+
+    Raises:
+        ValueError: ``concurrent_invocation_mode`` is not ``"throw"`` (e.g. ``"unsafe_reentrant"``):
+            overlapping turns share ``agent.messages``, so one conversation's messages would be
+            recorded in another's (and stored in another user's, or tenant's, memory).
+    """
+    if agent.concurrent_invocation_mode != ConcurrentInvocationMode.THROW:
+        raise ValueError(
+            f"MemoryPlugin needs agent {agent.name!r} with concurrent_invocation_mode='throw' (the default): "
+            "overlapping turns share agent.messages, so one conversation would be recorded in another's memory"
+        )
 
 
 @dataclass
@@ -202,21 +231,22 @@ class MemoryPlugin(Plugin):
                 clients' retries decide: about a minute when a backend hangs).
 
         Raises:
-            ValidationError: ``top_k`` or ``recall_top_k_max`` outside 1-100 (no store accepts it).
+            ValidationError: ``top_k`` or ``recall_top_k_max`` outside 1-100 (no store accepts it),
+                or ``min_score`` outside -1..1 (no memory would ever pass it).
             ValueError: ``read_agent_name`` is blank or the SDK's default agent name, or
                 ``retrieval_timeout`` is 0 or less.
         """
-        validate_top_k(recall_top_k_max)
+        validate_top_k(recall_top_k_max, "recall_top_k_max")
         self.store = store
         self.pipeline = pipeline
         self.summarize = summarize
         self.top_k = validate_top_k(top_k)
-        self.min_score = min_score
+        self.min_score = validate_min_score(min_score)
         self.retrieval_timeout = check_timeout(retrieval_timeout, "retrieval_timeout")
         self.metrics: Counter[str] = Counter()
         self._base: list[dict[str, Any]] = [{"text": ""}]  # the caller's system prompt blocks
         self.agent_name: str | None = None
-        self.read_agent_name = None if read_agent_name is None else check_agent_name(read_agent_name)
+        self.read_agent_name = None if read_agent_name is None else _check_read_agent_name(read_agent_name)
         self._lock = threading.RLock()  # the hooks take it on the event loop: never held for I/O
         self._end_lock = threading.Lock()  # one end at a time; its outbox write runs under it only
         self._conversation: _Conversation | None = None
@@ -294,8 +324,9 @@ class MemoryPlugin(Plugin):
     # -- Strands plugin API -----------------------------------------------------------------
 
     def init_agent(self, agent: "Agent") -> None:
-        """Bind to ``agent``; refuse agents without a stable unique name."""
+        """Bind to ``agent``; refuse agents without a stable unique name, or whose turns may overlap."""
         check_agent_name(agent.name)
+        check_serial_turns(agent)
         if self.agent_name is not None:
             raise ValueError("a MemoryPlugin instance serves exactly one agent; create one per agent")
         self.agent_name = agent.name

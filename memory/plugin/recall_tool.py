@@ -24,6 +24,7 @@ from memory import telemetry
 from memory.plugin.context_block import render_block
 from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS, check_timeout, within
 from memory.errors import error_reason
+from memory.index.limits import validate_min_score, validate_top_k
 from memory.types import Memory, Scope
 from memory.stores.protocol import MemoryBackend
 
@@ -37,6 +38,8 @@ MAX_QUERY_CHARS = 1000
 
 ScopeResolver = Callable[[ToolContext], "Scope | None"]
 RecallListener = Callable[[Sequence[Memory]], None]
+#: The recall tool's type: a Strands tool whose function returns the text the model reads.
+RecallTool = DecoratedFunctionTool[..., str]
 
 
 def clamp_top_k(top_k: Any, default: int, maximum: int) -> int:
@@ -58,7 +61,7 @@ def build_recall_tool(
     on_recalled: RecallListener | None = None,
     name: str = RECALL_TOOL_NAME,
     timeout: float | None = DEFAULT_RETRIEVAL_TIMEOUT_SECONDS,
-) -> DecoratedFunctionTool:
+) -> RecallTool:
     """A Strands tool (named ``memory_tool`` unless ``name`` says otherwise) that searches the
     invoking user's memories.
 
@@ -79,9 +82,13 @@ def build_recall_tool(
 
     Raises:
         ValueError: ``timeout`` is 0 or less.
+        ValidationError: ``max_top_k`` outside 1-100 or ``min_score`` outside -1..1 (no memory
+            would ever pass it).
     """
 
     check_timeout(timeout, "timeout")
+    validate_top_k(max_top_k, "max_top_k")
+    validate_min_score(min_score)
 
     def recall(query: str, tool_context: ToolContext, top_k: Any) -> str:
         try:

@@ -83,7 +83,8 @@ class TokenVendingMachine:
     """Vends tenant-scoped AWS credentials and boto3 clients built from them.
 
     Also the drop-in for ``strands_s3_vectors_memory.TokenVendingMachine``:
-    ``TokenVendingMachine(role_arn, region_name).get_client(service, tenant_context)``.
+    ``TokenVendingMachine(role_arn, region_name).get_client(service, tenant_context)`` and
+    ``.get_session(tenant_context)``.
     """
 
     def __init__(
@@ -220,9 +221,37 @@ class TokenVendingMachine:
         try:
             return self.client_for(tenant_id_from_context(tenant_context), service_name)
         except MemoryLibraryError as exc:
-            raise IsolationError(
-                f"no tenant-scoped credentials: {exc}", status_code=exc.status_code
-            ) from exc
+            raise _isolation_error(exc) from exc
+
+    def get_session(self, tenant_context: object) -> Any:
+        """A ``boto3.Session`` with the tenant's credentials (the seed package's API).
+
+        The session keeps the credentials it was made with (they expire after
+        ``duration_seconds``): call again for fresh ones, or use ``get_client``, whose clients
+        are replaced when the credentials are refreshed.
+
+        Args:
+            tenant_context: ``{"tenantId": ...}`` or a tenant id string.
+
+        Returns:
+            A ``boto3.Session`` in ``region_name``.
+
+        Raises:
+            IsolationError: The tenant is missing or invalid, or STS refused or failed; there is
+                no fallback to ambient credentials.
+        """
+        import boto3
+
+        try:
+            vended = self.credentials_for(tenant_id_from_context(tenant_context)).credentials
+        except MemoryLibraryError as exc:
+            raise _isolation_error(exc) from exc
+        return boto3.Session(
+            aws_access_key_id=vended.access_key_id,
+            aws_secret_access_key=vended.secret_access_key,
+            aws_session_token=vended.session_token,
+            region_name=self.region_name,
+        )
 
     def _cached_client(self, key: tuple[str, str], access_key: str) -> Any:
         with self._lock:
@@ -306,3 +335,8 @@ class TokenVendingMachine:
             StaticCredentials(raw["AccessKeyId"], raw["SecretAccessKey"], raw.get("SessionToken")),
             expires_at,
         )
+
+
+def _isolation_error(exc: MemoryLibraryError) -> IsolationError:
+    """The seed's error for a tenant that gets no scoped credentials (``exc``'s status kept)."""
+    return IsolationError(f"no tenant-scoped credentials: {exc}", status_code=exc.status_code)

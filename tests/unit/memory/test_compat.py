@@ -13,6 +13,7 @@ from moto import mock_aws
 from strands import Agent
 
 from memory import (
+    ConfigurationError,
     IsolationError,
     MultiTenantS3VectorMemory,
     S3VectorMemory,
@@ -241,12 +242,48 @@ def test_seed_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert store.embedder.dimension == 1024
 
 
+def test_without_a_region_the_store_says_to_set_one_instead_of_guessing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seed fell back to us-east-1; the README says ours names the setting instead."""
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    with pytest.raises(ConfigurationError, match="set AWS_REGION"):
+        S3VectorMemory(bucket_name=BUCKET)
+
+
+def test_the_seeds_embedding_model_variable_names_the_bedrock_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seed reads ``EMBEDDING_MODEL`` (e.g. a cross-region inference profile of Nova); ignoring
+    it would call another model id than the deployment's, or embed with one it is not allowed."""
+    profile = "us.amazon.nova-2-multimodal-embeddings-v1:0"
+    monkeypatch.setenv("EMBEDDING_MODEL", profile)
+    assert S3VectorMemory(BUCKET, REGION).embedder.model_id == profile  # type: ignore[attr-defined]
+    multi = MultiTenantS3VectorMemory(BUCKET, REGION, tvm_role_arn=ROLE)
+    assert multi.embedder.model_id == profile  # type: ignore[attr-defined]
+    chosen = S3VectorMemory(BUCKET, REGION, embedding_model="amazon.nova-2-multimodal-embeddings-v1:0")
+    assert chosen.embedder.model_id == "amazon.nova-2-multimodal-embeddings-v1:0"  # type: ignore[attr-defined]
+
+
 def test_token_vending_machine_and_isolation_error_are_the_seeds_names() -> None:
     with mock_aws():
         tvm = TokenVendingMachine(role_arn=ROLE, region_name=REGION)
         assert tvm.get_client("s3vectors", ACME) is tvm.get_client("s3vectors", "tenant-001")
         with pytest.raises(IsolationError):
             tvm.get_client("s3vectors", {"tenantName": "no id"})
+
+
+def test_the_seeds_get_session_gives_a_boto3_session_with_the_tenants_credentials() -> None:
+    """The seed's reference documents ``TokenVendingMachine.get_session(tenant_context) ->
+    boto3.Session`` beside ``get_client``."""
+    import boto3
+
+    with mock_aws():
+        tvm = TokenVendingMachine(role_arn=ROLE, region_name=REGION)
+        session = tvm.get_session(ACME)
+        assert isinstance(session, boto3.Session) and session.region_name == REGION
+        vended = tvm.credentials_for("tenant-001").credentials
+        assert session.get_credentials().access_key == vended.access_key_id
+        assert session.get_credentials().token == vended.session_token
+        with pytest.raises(IsolationError):
+            tvm.get_session({"tenantName": "no id"})
 
 
 def test_agents_sharing_the_plugin_never_record_one_users_turn_in_anothers_conversation(tmp_path: Any) -> None:

@@ -70,13 +70,17 @@ def test_s3vectors_single_tenant_uses_the_given_client_and_index(s3vectors_clien
     [
         ({"backend": "local", "tenancy": "multi"}, "local_dir"),
         ({"backend": "s3vectors", "tenancy": "multi", "region": "us-east-1"}, "bucket"),
-        ({"backend": "s3vectors", "tenancy": "multi", "bucket": "b", "region": "us-east-1"}, "TVM role"),
+        ({"backend": "s3vectors", "tenancy": "multi", "bucket": "b", "region": "us-east-1"}, "needs tvm_role_arn"),
         ({"backend": "s3vectors", "tenancy": "single", "bucket": "b", "tenant_id": "t"}, "region"),
         ({"backend": "s3vectors", "tenancy": "single", "bucket": "b", "region": "us-east-1"}, "index_name or tenant_id"),
         ({"backend": "pinecone", "tenancy": "single"}, "unknown backend"),
         ({"backend": "local", "tenancy": "some", "local_dir": "."}, "unknown tenancy"),
+        ({"backend": "local", "tenancy": "multi", "local_dir": ".", "default_min_score": 5.0}, "default_min_score"),
+        ({"backend": "local", "tenancy": "single", "local_dir": ".", "tenant_id": "t", "default_min_score": -2.0},
+         "default_min_score"),
     ],
 )
 def test_missing_settings_are_configuration_errors(options: dict[str, Any], match: str) -> None:
+    """Each error names the create_store argument to give (or the value to change)."""
     with pytest.raises(ConfigurationError, match=match):
         create_store(embedder=Fixed(), **options)

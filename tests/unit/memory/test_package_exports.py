@@ -3,10 +3,12 @@ lazily (``import memory`` pulls in neither strands nor boto3)."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +127,32 @@ def test_the_acceptance_import_line() -> None:
 
     assert {MemoryPlugin.__module__, S3VectorMemoryPlugin.__module__} == {"memory.plugin.plugin", "memory.compat"}
     assert issubclass(MultiTenantS3VectorMemory, S3VectorMemory) and TokenVendingMachine.__module__ == "memory.stores.tvm"
+
+
+def test_the_package_ships_its_types() -> None:
+    """PEP 561: without ``py.typed`` a type checker skips an installed ``memory`` ("module is
+    installed, but missing library stubs or py.typed marker") and every name is ``Any``."""
+    assert (Path(memory.__file__).parent / "py.typed").is_file()
+
+
+def test_type_checkers_see_every_public_name_as_exported() -> None:
+    """``__all__`` is a literal list (a type checker does not run ``list(...)``) and every name is
+    imported for type checkers, so ``from memory import MemoryPlugin`` type-checks under
+    ``mypy --strict`` (no implicit re-export)."""
+    tree = ast.parse(Path(memory.__file__).read_text())
+    assigned = next(n.value for n in tree.body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "__all__")
+    assert ast.literal_eval(assigned) == EXPECTED == list(memory._EXPORTS)
+    checking = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    imported = {(node.module, a.name) for node in checking.body if isinstance(node, ast.ImportFrom) for a in node.names}
+    assert imported == {(module, name) for name, module in memory._EXPORTS.items()}
+
+
+def test_the_recall_tools_are_typed_to_the_end() -> None:
+    """``build_recall_tool`` and the seed's ``plugin.memory_tool`` say the tool returns text: a bare
+    ``DecoratedFunctionTool`` is "partially unknown" to pyright's strict mode in a caller's
+    ``Agent(tools=[plugin.memory_tool])``."""
+    import typing
+
+    hints = [typing.get_type_hints(memory.build_recall_tool)["return"],
+             typing.get_type_hints(memory.S3VectorMemoryPlugin.memory_tool.fget)["return"]]
+    assert [typing.get_args(hint)[-1:] for hint in hints] == [(str,), (str,)]

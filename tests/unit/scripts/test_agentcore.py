@@ -251,6 +251,22 @@ def test_an_outbox_kms_key_reaches_the_settings_and_the_role_that_writes_the_out
     assert not any(s["Sid"].startswith("OutboxKms") for s in doc["Statement"])
 
 
+@pytest.mark.parametrize("mode", [("--tenant-mode", "single", "--single-tenant-id", "acme"), ("--tvm-role-arn", TVM)])
+@pytest.mark.parametrize("key", ["alias/outbox", "1234abcd-12ab-34cd-56ef-1234567890ab", KEY.replace("us-east-1", "eu-west-1")])
+def test_an_outbox_key_that_is_not_a_key_arn_here_is_refused_before_anything_is_written(
+    role, cli, config, mode, key
+) -> None:
+    """IAM matches a KMS key by its ARN only: ``tvm-role`` refuses an alias, a key id or a key of
+    another region, and so must this command, in either mode (single: the role's statement;
+    multi: the settings doctor checks the TVM role against), before agentcore.env is written, not
+    after it (an app deployed with a key its role may not use)."""
+    result = cli(*_args(role, config, *mode, "--outbox-kms-key-arn", key))
+    assert result.code == 1 and "--outbox-kms-key-arn must be a key ARN" in result.err, result.err
+    assert not config.exists()
+    iam = boto3.client("iam", region_name="us-east-1")
+    assert iam.list_role_policies(RoleName="agentcore-runtime")["PolicyNames"] == []
+
+
 @pytest.mark.parametrize("prefix", ["outbox/", "/outbox", "tenants/outbox", "-outbox"])
 def test_an_outbox_prefix_the_app_refuses_is_refused_before_anything_is_written(
     role, cli, config, capsys, prefix

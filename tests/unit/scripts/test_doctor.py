@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 import boto3
@@ -158,6 +160,26 @@ def test_an_index_with_another_distance_metric_is_drift(aws, cli, bedrock) -> No
     assert row.startswith("DRIFT") and "distanceMetric is euclidean, wanted cosine" in row
 
 
+def test_the_fix_printed_for_an_index_tenant_onboard_cannot_change_run_as_written_clears_it(aws, cli, bedrock) -> None:
+    """`tenant onboard` only reports another metric, dimension or type (it never recreates an
+    index), so it is no fix for that drift (doctor printed it): doctor prints the offboard and
+    onboard that make the index again, saying that it deletes the memories."""
+    _full_setup(cli)
+    s3v = boto3.client("s3vectors", region_name="us-east-1")
+    s3v.delete_index(vectorBucketName="mem-bucket", indexName="memory-acme")
+    s3v.create_index(vectorBucketName="mem-bucket", indexName="memory-acme", dataType="float32", dimension=1024,
+                     distanceMetric="euclidean")  # fmt: skip
+    bedrock.extend([("ok", MODEL), ("ok", MODEL)])
+    row = next(line for line in cli(*DOCTOR).out.splitlines() if "memory-acme" in line)
+    assert row.startswith("DRIFT") and "deletes the tenant's memories" in row, row
+    commands = re.findall(r"`(python -m scripts [^`]+)`", row.split("-> fix: ", 1)[1])
+    assert [c.split()[3:5] for c in commands] == [["tenant", "offboard"], ["tenant", "onboard"]], row
+    for command in commands:
+        assert cli(*shlex.split(command)[3:], *R).code == 0, command
+    row = next(line for line in cli(*DOCTOR).out.splitlines() if "memory-acme" in line)
+    assert row.startswith("OK"), row
+
+
 def test_a_trust_policy_without_tag_session_is_drift(aws, cli, bedrock) -> None:
     """STS authorises AssumeRole with session tags only if the trust policy also allows
     sts:TagSession (the IAM simulator agrees: see test_abac_simulation); the TVM always passes
@@ -213,6 +235,33 @@ def test_a_tvm_role_with_another_policy_is_drift(aws, cli, bedrock, kind) -> Non
     assert result.code == 3 and row.startswith("DRIFT") and "vectors-wide" in row, result.out
 
 
+@pytest.mark.parametrize("kind", ["attached", "inline"])
+def test_the_fix_printed_for_another_policy_on_the_tvm_role_removes_it(aws, cli, bedrock, kind) -> None:
+    """`tvm-role` leaves another policy in place (it reports it as drift), so re-running it is no
+    fix for that drift: doctor prints the IAM call that removes it, and once run, the role is OK."""
+    _full_setup(cli)
+    iam = boto3.client("iam", region_name="us-east-1")
+    wide = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})
+    if kind == "attached":
+        arn = iam.create_policy(PolicyName="wide", PolicyDocument=wide)["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName="agent-memory-tvm", PolicyArn=arn)
+    else:
+        iam.put_role_policy(RoleName="agent-memory-tvm", PolicyName="wide", PolicyDocument=wide)
+    bedrock.extend([("ok", MODEL), ("ok", MODEL)])
+    row = next(line for line in cli(*DOCTOR).out.splitlines() if "TVM role" in line)
+    fix = shlex.split(row.split("-> fix: ", 1)[1])
+    assert fix[:2] == ["aws", "iam"], row
+    options = dict(zip(fix[3::2], fix[4::2]))
+    assert options["--role-name"] == "agent-memory-tvm"
+    if fix[2] == "detach-role-policy":
+        iam.detach_role_policy(RoleName=options["--role-name"], PolicyArn=options["--policy-arn"])
+    else:
+        assert fix[2] == "delete-role-policy"
+        iam.delete_role_policy(RoleName=options["--role-name"], PolicyName=options["--policy-name"])
+    row = next(line for line in cli(*DOCTOR).out.splitlines() if "TVM role" in line)
+    assert row.startswith("OK"), row
+
+
 def test_a_single_tenant_setup_has_no_tvm_role_to_miss(aws, cli, bedrock) -> None:
     """A single-tenant deployment (`agentcore --tenant-mode single`) never assumes the TVM role,
     so none is created; doctor must be able to call that setup OK."""
@@ -243,6 +292,11 @@ def test_an_outbox_bucket_in_another_region_is_drift(aws, cli, bedrock) -> None:
     assert result.code == 3 and row.startswith("DRIFT") and "us-west-2" in row, result.out
     again = cli("vector-bucket", *R, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox")
     assert again.code == 3 and "us-west-2" in again.out, again.out
+    # so the fix doctor prints is a new bucket in the app's region, not vector-bucket on this one
+    command = re.search(r"`(python -m scripts vector-bucket [^`]+)`", row.split("-> fix: ", 1)[1])
+    assert command and "mem-outbox" not in row.split("-> fix: ", 1)[1], row
+    made = cli(*shlex.split(command.group(1).replace("<new name>", "mem-outbox-2"))[3:], *R)
+    assert made.code == 0 and "outbox bucket mem-outbox-2" in made.out, made.out
 
 
 def test_without_outbox_arguments_a_tvm_role_granting_the_outbox_is_ok(aws, cli, bedrock) -> None:
@@ -458,6 +512,31 @@ def test_doctor_reports_a_client_whose_id_tokens_name_no_tenant(aws, cli, bedroc
     assert cli("doctor", "--tenant", "acme").code == 0  # access tokens carry the trigger's claim
 
 
+def test_the_fix_printed_for_a_drifted_app_client_run_as_written_clears_it(aws, cli, bedrock) -> None:
+    """`cognito setup` reports an existing client's drift and never changes it, so it is no fix for
+    that drift (doctor printed it): doctor names a new client made by `cognito setup --client-name`,
+    which, deployed with `agentcore --client-id`, is OK."""
+    ids = _deploy_under_other_names(cli)
+    idp = boto3.client("cognito-idp", region_name="us-east-1")
+    client = idp.describe_user_pool_client(UserPoolId=ids["pool"], ClientId=ids["client"])["UserPoolClient"]
+    idp.update_user_pool_client(UserPoolId=ids["pool"], ClientId=ids["client"], ReadAttributes=["email"],
+                                ExplicitAuthFlows=client["ExplicitAuthFlows"])  # fmt: skip
+    bedrock.extend([("ok", CHAT), ("ok", MODEL)] * 2)
+    row = next(line for line in cli("doctor", "--tenant", "acme").out.splitlines() if "app client" in line)
+    assert row.startswith("DRIFT"), row
+    command = re.search(r"`(python -m scripts cognito setup [^`]*)`", row.split("-> fix: ", 1)[1])
+    assert command, row
+    made = cli(*shlex.split(command.group(1).replace("<new name>", "app-v2"))[3:], *R)
+    assert made.code == 0, made.out
+    new_client = outputs(made.out)["app client id"]
+    deployed = ("agentcore", *R, "--pool-id", ids["pool"], "--client-id", new_client, "--execution-role-arn", EXEC,
+                "--bucket", "prod-vectors", "--outbox-bucket", "prod-outbox", "--outbox-prefix", "ob",
+                "--tvm-role-arn", "arn:aws:iam::123456789012:role/prod-tvm", "--model-id", CHAT)  # fmt: skip
+    assert cli(*deployed).code == 0
+    ok = cli("doctor", "--tenant", "acme")
+    assert ok.code == 0 and f"OK      app client {new_client}" in ok.out, ok.out
+
+
 def test_doctor_checks_the_app_secret_the_settings_name_and_that_the_execution_role_may_read_it(
     aws, cli, bedrock
 ) -> None:
@@ -497,6 +576,36 @@ def test_doctor_checks_the_app_secret_the_settings_name_and_that_the_execution_r
     assert missing.code == 1 and _row(missing.out, f"secret {arn}")[:3] == ["MISSING", "no", "such"], missing.out
 
 
+def test_a_secret_kms_cannot_decrypt_gets_the_key_as_its_fix_not_a_new_value(aws, cli, bedrock, monkeypatch) -> None:
+    """Secrets Manager answers DecryptionFailure when its KMS key is disabled or refuses it: a new
+    value (put-secret-value, the fix doctor printed) is encrypted with that same key and fails too.
+    The fix is the key."""
+    from botocore.exceptions import ClientError
+
+    boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name="prod/app", SecretString=json.dumps({"AGENT_LOG_HASH_KEY": "k" * 32})
+    )
+    _deploy_under_other_names(cli, "--secrets-id", "prod/app")
+    wrapped = doctor_module.aws_client
+
+    def client(service: str, region: str, **kwargs):
+        c = wrapped(service, region, **kwargs)
+        if service == "secretsmanager":
+            def refuse(**_):
+                raise ClientError({"Error": {"Code": "DecryptionFailure", "Message": "KMS key disabled"}}, "GetSecretValue")
+
+            c.get_secret_value = refuse
+        return c
+
+    monkeypatch.setattr(doctor_module, "aws_client", client)
+    bedrock.extend([("ok", CHAT), ("ok", MODEL)])
+    out = cli("doctor", "--tenant", "acme", "--execution-role-arn", EXEC).out
+    (row,) = [line for line in out.splitlines() if line.split()[1:2] == ["secret"]]
+    assert row.startswith("DRIFT") and "AWS KMS cannot decrypt it" in row, row
+    fix = row.split("-> fix: ", 1)[1]
+    assert "KMS key" in fix and "put-secret-value" not in fix, row
+
+
 def test_a_secret_scheduled_for_deletion_or_without_a_value_is_a_row_not_the_end_of_the_report(
     aws, cli, bedrock
 ) -> None:
@@ -524,6 +633,19 @@ def _row(out: str, resource: str) -> list[str]:
     (line,) = [line for line in out.splitlines() if f" {resource} " in f"{line} "]
     status, rest = line.split(maxsplit=1)
     return [status, *rest.removeprefix(resource).split()]
+
+
+def test_the_help_states_where_doctor_takes_each_default_from() -> None:
+    """doctor reads its region and outbox from the deployed settings, not only from the shell: its
+    --help says so rather than the other commands' "default: $AWS_REGION" or tvm-role's "grant each tenant"."""
+    from scripts.__main__ import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    helps = {o: a.help for a in sub.choices["doctor"]._actions for o in a.option_strings}
+    assert "AGENT_REGION" in helps["--region"]
+    for flag, setting in (("--outbox-bucket", "AGENT_OUTBOX_BUCKET"), ("--outbox-prefix", "AGENT_OUTBOX_PREFIX"),
+                          ("--outbox-kms-key-arn", "AGENT_OUTBOX_KMS_KEY_ID")):
+        assert f"the settings' {setting}" in helps[flag] and "tenant" not in helps[flag], flag
 
 
 @pytest.mark.parametrize("given", ["prod-runtime", "arn:aws:iam::123456789012:user/prod-runtime"])

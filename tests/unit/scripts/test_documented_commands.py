@@ -157,3 +157,33 @@ def test_the_defaults_the_operations_guide_states_are_the_clis() -> None:
                 wrong.append(f"{sorted(commands)} {flag}: docs {value}, CLI {options[flag]!r}")
     assert stated >= 10  # the patterns find the stated defaults
     assert wrong == []
+
+
+def test_every_option_of_a_command_is_in_its_operations_section() -> None:
+    """An operator reads a command's section in docs/operations.md for its flags: each one the
+    parser has is named there (sections whose commands take "the same backend arguments as
+    `forget`" name them through forget's section)."""
+    sections = _operations_sections()
+    by_command = {command: text for commands, text in sections for command in commands}
+    unnamed = []
+    for command, parser in _leaf_parsers().items():
+        text = by_command[command]
+        if "backend arguments as `forget`" in text:
+            text += by_command["forget"]
+        named = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", text)) | {"--help", "--region", "--dry-run"}
+        unnamed += [f"{command} {o}" for a in parser._actions for o in a.option_strings
+                    if o.startswith("--") and o not in named]
+    assert unnamed == []
+
+
+def test_a_synopsis_shows_a_value_for_each_option_that_takes_one() -> None:
+    """``[--pool-name]`` reads as a switch: an option that takes a value is shown with one
+    (``[--pool-name NAME]``), or the parser refuses the command as copied."""
+    bare = []
+    for commands, text in _operations_sections():
+        for command in commands:
+            for action in _leaf_parsers()[command]._actions:
+                bare += [f"{command} {o}" for o in action.option_strings
+                         if action.nargs != 0 and f"[{o}]" in text]
+    assert bare == []
+

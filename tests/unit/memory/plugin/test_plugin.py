@@ -12,7 +12,7 @@ import pytest
 from strands import Agent
 
 from memory.plugin.context_block import CLOSE_TAG, OPEN_TAG, extract_block
-from memory.errors import BackendUnavailable
+from memory.errors import BackendUnavailable, ValidationError
 from memory.keys import summary_key
 from memory.types import Scope
 from memory.plugin.invocation import (
@@ -142,6 +142,58 @@ def test_agents_with_different_names_do_not_see_each_others_memories(fake_store)
 def test_agent_without_a_stable_name_is_refused(fake_store, kwargs) -> None:
     with pytest.raises(ValueError, match="name"):
         Agent(model=ScriptedModel(), plugins=[MemoryPlugin(fake_store, pipeline=None)], **kwargs)
+
+
+def test_an_agent_strands_lets_run_concurrently_is_refused(fake_store) -> None:
+    """``concurrent_invocation_mode="unsafe_reentrant"`` lets turns of two conversations run at once on
+    one agent, sharing ``agent.messages``: one user's words and answers would be recorded in the
+    other's conversation (stored in the other's tenant index). Refused when attached, both by
+    MemoryPlugin and by the seed's plugin, naming the setting."""
+    from memory.compat import S3VectorMemoryPlugin
+
+    for plugin in (MemoryPlugin(fake_store, pipeline=None), S3VectorMemoryPlugin(fake_store, BASE)):
+        with pytest.raises(ValueError, match="concurrent_invocation_mode"):
+            Agent(model=ScriptedModel(), name="a", plugins=[plugin], concurrent_invocation_mode="unsafe_reentrant")
+    Agent(model=ScriptedModel(), name="a", plugins=[MemoryPlugin(fake_store, pipeline=None)],
+          concurrent_invocation_mode="throw")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [({"recall_top_k_max": 0}, ValidationError), ({"read_agent_name": ""}, ValueError),
+     ({"read_agent_name": "Strands Agents"}, ValueError), ({"min_score": 2.0}, ValidationError),
+     ({"min_score": float("nan")}, ValidationError)],
+)
+def test_a_setting_the_plugin_refuses_is_named_in_the_error(fake_store, kwargs: dict[str, Any], error: type) -> None:
+    """A cosine floor above 1 would silently keep every memory out; each error names its argument."""
+    from memory.compat import S3VectorMemoryPlugin
+    from memory.strands_store import StrandsMemoryStore
+
+    named = next(iter(kwargs))
+    with pytest.raises(error, match=named):
+        MemoryPlugin(fake_store, pipeline=None, **kwargs)
+    if named == "min_score":
+        with pytest.raises(error, match=named):
+            S3VectorMemoryPlugin(fake_store, BASE, **kwargs)
+        with pytest.raises(error, match=named):
+            StrandsMemoryStore(fake_store, user_id="alice", **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"min_score": 1.5}, {"max_top_k": 0}, {"max_top_k": 101}])
+def test_a_recall_tool_built_directly_refuses_what_the_plugin_refuses(fake_store, kwargs: dict[str, Any]) -> None:
+    """``build_recall_tool`` (public, for an agent without the plugin) took a floor above 1, which
+    kept every memory out of each recall, silently; the plugin's own checks never saw it."""
+    from memory.plugin.recall_tool import build_recall_tool
+
+    with pytest.raises(ValidationError, match=next(iter(kwargs))):
+        build_recall_tool(fake_store, lambda _: None, **kwargs)
+
+
+def test_the_seeds_plugin_checks_its_settings_when_built_not_when_an_agent_comes(fake_store) -> None:
+    from memory.compat import S3VectorMemoryPlugin
+
+    with pytest.raises(ValidationError, match="top_k"):
+        S3VectorMemoryPlugin(fake_store, BASE, top_k=0)
 
 
 def test_one_plugin_instance_cannot_serve_two_agents(fake_store) -> None:
