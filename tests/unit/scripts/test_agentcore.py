@@ -261,7 +261,7 @@ def test_an_outbox_key_that_is_not_a_key_arn_here_is_refused_before_anything_is_
     multi: the settings doctor checks the TVM role against), before agentcore.env is written, not
     after it (an app deployed with a key its role may not use)."""
     result = cli(*_args(role, config, *mode, "--outbox-kms-key-arn", key))
-    assert result.code == 1 and "--outbox-kms-key-arn must be a key ARN" in result.err, result.err
+    assert result.code == 2 and "--outbox-kms-key-arn must be a key ARN" in result.err, result.err
     assert not config.exists()
     iam = boto3.client("iam", region_name="us-east-1")
     assert iam.list_role_policies(RoleName="agentcore-runtime")["PolicyNames"] == []
