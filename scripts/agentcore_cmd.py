@@ -38,7 +38,7 @@ from memory.embedders.bedrock import NOVA_MODEL_ID
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts import cognito
 from scripts.app_secret import AppSecret, described_secret, secret_statements
-from scripts.common import Report, ScriptError, account_id, add_common_args, aws_client, require_region
+from scripts.common import Report, ScriptError, UsageError, account_id, add_common_args, aws_client, require_region
 from scripts.iam_roles import ensure_inline_policy, existing_role
 from scripts.tvm_role import (
     DEFAULT_OUTBOX_PREFIX,
@@ -131,7 +131,7 @@ def execution_role_policy(
         )
     if single_tenant_id:
         if not bucket:
-            raise ScriptError("single-tenant mode needs --bucket")
+            raise UsageError("single-tenant mode needs --bucket")
         index = index_name_for(single_tenant_id)
         statements.append(
             {
@@ -177,7 +177,7 @@ def app_idle_timeout(runtime_idle_timeout: int) -> int:
     """The app's idle timer for a runtime idle timeout: the default, or shorter when it must be."""
     fitting = runtime_idle_timeout - REAP_INTERVAL - int(IDLE_MARGIN_SECONDS)
     if fitting < MIN_APP_IDLE:
-        raise ScriptError(
+        raise UsageError(
             f"--idle-timeout {runtime_idle_timeout} leaves the app no time to end sessions before the "
             f"runtime does; use at least {MIN_APP_IDLE + REAP_INTERVAL + int(IDLE_MARGIN_SECONDS)}"
         )
@@ -303,7 +303,7 @@ def check_embedding_model(model_id: str) -> None:
     if base.startswith(PROFILE_PREFIXES):
         base = base.split(".", 1)[1]
     if base != DEFAULT_EMBEDDING_MODEL:
-        raise ScriptError(
+        raise UsageError(
             f"--embedding-model-id {model_id}: the app embeds with {DEFAULT_EMBEDDING_MODEL} only "
             "(memory.embedders.bedrock); pass that model or an inference profile of it"
         )
@@ -442,20 +442,21 @@ def run(args: argparse.Namespace) -> Report:
     """Write the settings file, grant the role, print the toolkit commands."""
     region = require_region(args)
     if args.tenant_mode == "multi" and not args.tvm_role_arn:
-        raise ScriptError(
+        raise UsageError(
             "multi-tenant mode needs --tvm-role-arn (create it with `python -m scripts tvm-role`)"
         )
     if not args.outbox_bucket:
-        raise ScriptError(
+        raise UsageError(
             "agentcore needs --outbox-bucket: the deployed app keeps its outbox in S3 and refuses to start "
             "without AGENT_OUTBOX_BUCKET (create it with `python -m scripts vector-bucket --outbox-bucket ...`)"
         )
     if args.tenant_mode == "single":
         if not args.single_tenant_id:
-            raise ScriptError("single-tenant mode needs --single-tenant-id")
+            raise UsageError("single-tenant mode needs --single-tenant-id")
         validate_tenant_id(args.single_tenant_id)
     if not 60 <= args.idle_timeout <= args.max_lifetime <= DEFAULT_MAX_LIFETIME:
-        raise ScriptError("need 60 <= --idle-timeout <= --max-lifetime <= 28800")
+        raise UsageError("need 60 <= --idle-timeout <= --max-lifetime <= 28800")
+    app_idle_timeout(args.idle_timeout)  # refuses one too short for the app's timer, before any AWS call
     check_embedding_model(args.embedding_model_id)
     check_toolkit_config(args.toolkit_config, args.agent)
     unknown = unknown_resources(args, region)

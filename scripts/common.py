@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -27,6 +28,12 @@ class ScriptError(Exception):
     """A failure the CLI reports as one clear line and a non-zero exit code."""
 
     exit_code = 1
+
+
+class UsageError(ScriptError):
+    """Missing, contradictory or invalid arguments (as argparse's own usage errors); nothing was done."""
+
+    exit_code = 2
 
 
 class DriftError(ScriptError):
@@ -127,6 +134,40 @@ def outbox_prefix(value: str) -> str:
     return value
 
 
+def nonempty(value: str) -> str:
+    """A non-empty argument (argparse type): an empty id matches nothing, which must not look
+    like a clean run."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+def positive_float(value: str) -> float:
+    """A finite number above zero (argparse type: anything else is a usage error, exit 2)."""
+    number = _finite(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number above zero")
+    return number
+
+
+def non_negative_float(value: str) -> float:
+    """A finite number, zero or above (argparse type: anything else is a usage error, exit 2)."""
+    number = _finite(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is negative")
+    return number
+
+
+def _finite(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a finite number")
+    return number
+
+
 def default_region() -> str | None:
     """The region from AWS_REGION or AWS_DEFAULT_REGION, if set."""
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
@@ -147,7 +188,7 @@ def add_common_args(
 def require_region(args: argparse.Namespace) -> str:
     """The region the command runs in; a clear error when none is configured."""
     if not args.region:
-        raise ScriptError("no region: pass --region or set AWS_REGION")
+        raise UsageError("no region: pass --region or set AWS_REGION")
     return str(args.region)
 
 
@@ -233,7 +274,8 @@ class Report:
         for name, value in self.outputs.items():
             lines.append(f"{name}: {value}")
         if not self.changed and not self.read_only:
-            lines.append("Nothing changed." if self.drift else "Nothing to change: everything is already as intended.")
+            settled = not self.exit_code  # no drift, nothing missing or denied
+            lines.append("Nothing to change: everything is already as intended." if settled else "Nothing changed.")
         if self.drift:
             lines.append(
                 "DRIFT: existing resources differ and were NOT overwritten; fix them by hand or "

@@ -36,6 +36,7 @@ from scripts.app_secret import described_secret, secret_statements
 from scripts.common import (
     Report,
     ScriptError,
+    UsageError,
     account_id,
     add_common_args,
     aws_client,
@@ -176,7 +177,7 @@ def read_settings(args: argparse.Namespace) -> str:
     if settings is None:
         read = f"none, {path} not found; flags and defaults only"
     if not args.bucket:
-        raise ScriptError(f"doctor needs --bucket, or a settings file with AGENT_VECTOR_BUCKET (settings file: {read})")
+        raise UsageError(f"doctor needs --bucket, or a settings file with AGENT_VECTOR_BUCKET (settings file: {read})")
     return read
 
 

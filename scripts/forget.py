@@ -19,7 +19,7 @@ from memory.pipeline.erasure import ERASURE_SETTLE_SECONDS, erase
 from memory.pipeline.outbox import ErasureMarker
 from memory.tenants import validate_tenant_id
 from memory.types import Scope
-from scripts.common import Report, ScriptError, add_common_args
+from scripts.common import Report, UsageError, add_common_args, non_negative_float, nonempty
 from scripts.targets import Target, add_target_args, open_target, require_tenant
 
 
@@ -30,16 +30,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_target_args(p)
     p.add_argument("--tenant", required=True)
     who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", help="user id (the token's sub)")
+    who.add_argument("--user", type=nonempty, help="user id (the token's sub)")
     who.add_argument("--all-users", action="store_true", help="erase the whole tenant")
     p.add_argument(
         "--conversation",
+        type=nonempty,
         help="only this conversation id (the AgentCore session id; every conversation held under it)",
     )
     p.add_argument("--yes", action="store_true", help="really erase (otherwise only report)")
     p.add_argument(
         "--settle-seconds",
-        type=float,
+        type=non_negative_float,
         default=ERASURE_SETTLE_SECONDS,
         help="wait this long, then sweep the outbox once more: a running app may write a live "
         "conversation's checkpoint again until it has read the new marker",
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> Report:
     """Erase (with --yes) or report what matches."""
     tenant = validate_tenant_id(args.tenant)
     if args.conversation and not args.user:
-        raise ScriptError("--conversation needs --user")
+        raise UsageError("--conversation needs --user")
     target = open_target(args, tenant)
     require_tenant(args, target, tenant, "erase")
     user = None if args.all_users else args.user

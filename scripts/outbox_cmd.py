@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-from memory.pipeline.outbox import DeadLetter, Outbox, parse_time
+from memory.pipeline.outbox import DeadLetter, Outbox, OutboxEntry, parse_time
+from memory.pipeline.outbox_s3 import S3Outbox
 from memory.tenants import validate_tenant_id
-from scripts.common import Report, ScriptError, add_common_args
+from scripts.common import Report, ScriptError, UsageError, add_common_args
 from scripts.targets import add_target_args, open_outbox
 
 
@@ -41,21 +42,40 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _outbox(args: argparse.Namespace) -> tuple[Outbox, str, str | None]:
     outbox, resource = open_outbox(args)
     if outbox is None:
+        if args.backend == "s3vectors":
+            raise UsageError("--backend s3vectors needs --outbox-bucket (the app's AGENT_OUTBOX_BUCKET)")
         raise ScriptError(f"no outbox: {resource}")
     tenant = None if args.tenant is None else validate_tenant_id(args.tenant)
     return outbox, resource, tenant
 
 
-def _selected(outbox: Outbox, tenant: str | None, entries: list[str]) -> list[DeadLetter]:
+def _selected(outbox: Outbox, tenant: str | None, entries: list[str], report: Report) -> list[DeadLetter]:
+    """The dead letters ``--entry`` names (all without it); an id that names none is MISSING."""
     letters = outbox.dead_letters(tenant)
+    found = {d.entry.entry_id for d in letters}
+    for entry_id in dict.fromkeys(e for e in entries if e not in found):
+        report.add("MISSING", entry_id, "no dead letter with this id" + (f" of tenant {tenant}" if tenant else "") + " (see `outbox list`)")
     return [d for d in letters if not entries or d.entry.entry_id in entries]
+
+
+def _pending(outbox: Outbox, tenant: str | None) -> list[OutboxEntry]:
+    """Pending entries of ``tenant`` or of every tenant. The S3 outbox's listing of every tenant
+    skips one whose prefix it cannot read (the app's replay must not wait for it): here each
+    tenant is read on its own, so a refusal is the command's error, not "nothing pending"."""
+    if tenant is not None or not isinstance(outbox, S3Outbox):
+        return outbox.pending(tenant)
+    tenants = outbox.tenants()
+    entries = [e for t in tenants if t is not None for e in outbox.pending(t)]
+    if None in tenants:  # a tenant-less app's folder: only the every-tenant listing reads it
+        entries += [e for e in outbox.pending(None) if e.tenant_id is None]
+    return sorted(entries, key=lambda e: e.created_at)
 
 
 def run_list(args: argparse.Namespace) -> Report:
     """Pending entries and dead letters."""
     outbox, resource, tenant = _outbox(args)
     report = Report("outbox list", read_only=True)
-    for entry in outbox.pending(tenant):
+    for entry in _pending(outbox, tenant):
         state = "open" if entry.open else "closed"
         report.add("PENDING", entry.entry_id, f"tenant {entry.tenant_id}, conversation {entry.conversation_id}, {state}, attempts {entry.attempts}")
     for letter in outbox.dead_letters(tenant):
@@ -70,7 +90,7 @@ def run_retry(args: argparse.Namespace) -> Report:
     """Move dead letters back to pending."""
     outbox, resource, tenant = _outbox(args)
     report = Report("outbox retry")
-    for letter in _selected(outbox, tenant, args.entry):
+    for letter in _selected(outbox, tenant, args.entry, report):
         entry = letter.entry
         pending = outbox.get(entry.entry_id, entry.tenant_id)
         if pending is not None and parse_time(pending.created_at) > parse_time(entry.created_at):
@@ -87,7 +107,7 @@ def run_purge(args: argparse.Namespace) -> Report:
     """Delete dead letters (with --yes)."""
     outbox, resource, tenant = _outbox(args)
     report = Report("outbox purge", dry_run=not args.yes)
-    for letter in _selected(outbox, tenant, args.entry):
+    for letter in _selected(outbox, tenant, args.entry, report):
         if not args.yes:
             report.add("WOULD DELETE", letter.entry.entry_id, f"reason {letter.reason}; re-run with --yes")
         elif outbox.purge(letter.entry.entry_id, letter.entry.tenant_id):

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from memory.pipeline.outbox import expired_dead_letters
 from memory.stores.scoping import is_expired
 from memory.tenants import validate_tenant_id
-from scripts.common import Report, ScriptError, add_common_args
+from scripts.common import Report, add_common_args, positive_float
 from scripts.targets import Target, add_target_args, open_outbox, open_target, require_tenant
 
 
@@ -27,15 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common_args(s, mutating=False)
     add_target_args(s)
     s.add_argument("--tenant", action="append", required=True, help="tenant id (repeatable)")
-    s.add_argument("--ttl-days", type=float, required=True)
+    s.add_argument("--ttl-days", type=positive_float, required=True)
     s.add_argument("--yes", action="store_true", help="really delete (otherwise only count)")
     s.set_defaults(func=run_sweep)
 
 
 def run_sweep(args: argparse.Namespace) -> Report:
     """Sweep each tenant's index."""
-    if args.ttl_days <= 0:
-        raise ScriptError("--ttl-days must be positive")
     report = Report("retention sweep", dry_run=not args.yes)
     cutoff = int(time.time() - args.ttl_days * 86400)
     tenants = [validate_tenant_id(t) for t in args.tenant]

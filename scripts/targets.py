@@ -23,7 +23,7 @@ from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.outbox_s3 import S3Outbox
 from memory.stores.single_tenant import SingleTenantStore
 from memory.tenants import INDEX_PREFIX, index_name_for
-from scripts.common import ScriptError, aws_client, outbox_prefix, require_region
+from scripts.common import ScriptError, UsageError, aws_client, outbox_prefix, require_region
 from scripts.tvm_role import DEFAULT_OUTBOX_PREFIX
 from scripts.vectors import get_index, require_bucket
 
@@ -78,7 +78,7 @@ def open_outbox(args: argparse.Namespace) -> tuple[Outbox | None, str]:
     """The outbox the arguments name and how to call it in a report."""
     if args.backend == "local":
         if args.state_dir is None:
-            raise ScriptError("--backend local needs --state-dir (the app's AGENT_STATE_DIR)")
+            raise UsageError("--backend local needs --state-dir (the app's AGENT_STATE_DIR)")
         folder = args.state_dir / "outbox"
         return (LocalOutbox(folder) if folder.exists() else None), f"outbox {folder}"
     if not args.outbox_bucket:
@@ -149,7 +149,7 @@ def open_target(
             )
         return Target(store, outbox, f"index {root / name}", outbox_resource)
     if not args.bucket:
-        raise ScriptError("--backend s3vectors needs --bucket")
+        raise UsageError("--backend s3vectors needs --bucket")
     s3v = aws_client("s3vectors", require_region(args))
     description: dict[str, Any] | None = get_index(s3v, args.bucket, name)
     store = None

@@ -20,7 +20,7 @@ from memory.pipeline.outbox_s3 import APP_WRITTEN_FOLDERS, ERASURES_FOLDER
 from memory.tenants import INDEX_PREFIX
 from scripts.common import (
     Report,
-    ScriptError,
+    UsageError,
     account_id,
     add_common_args,
     aws_client,
@@ -126,7 +126,7 @@ def permission_policy(
         ]
     if outbox_kms_key_arn:
         if not outbox_bucket:
-            raise ScriptError("--outbox-kms-key-arn needs --outbox-bucket")
+            raise UsageError("--outbox-kms-key-arn needs --outbox-bucket")
         statements.append(outbox_kms_statement(region, account, outbox_kms_key_arn))
     return {"Version": "2012-10-17", "Statement": statements}
 
@@ -146,7 +146,7 @@ def outbox_kms_statement(region: str, account: str, key_arn: str) -> dict[str, A
 def check_kms_key_arn(key_arn: str, region: str, account: str) -> str:
     """A key ARN of this region and account (IAM cannot match a key id or an alias here)."""
     if not _KMS_KEY_ARN.fullmatch(key_arn) or key_arn.split(":")[3:5] != [region, account]:
-        raise ScriptError(
+        raise UsageError(
             f"--outbox-kms-key-arn must be a key ARN of {region} and account {account} "
             f"(arn:aws:kms:{region}:{account}:key/<key id>), not {key_arn!r}"
         )
@@ -163,7 +163,7 @@ _SOURCE_ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12}):[^*?\s]
 
 def _check_principal(principal: str) -> str:
     if not _PRINCIPAL_ARN.fullmatch(principal):
-        raise ScriptError(
+        raise UsageError(
             f"refusing trust principal {principal!r}: name one IAM role or user ARN "
             "(not '*', not an account root or id, no wildcards)"
         )
@@ -173,7 +173,7 @@ def _check_principal(principal: str) -> str:
 def _check_source_arn(source_arn: str | None, account: str) -> str:
     match = _SOURCE_ARN.fullmatch(source_arn or "")
     if match is None or match.group(1) != account:
-        raise ScriptError(
+        raise UsageError(
             "a --service-principal needs --source-arn: the exact ARN (no wildcards) of the "
             f"resource in account {account} the service assumes the role for"
         )
@@ -203,10 +203,10 @@ def trust_policy(
         source_arn: The exact ARN (``aws:SourceArn``) a service acts for; required with a service.
 
     Raises:
-        ScriptError: No principal, a refused principal, or a service without a usable source ARN.
+        UsageError: No principal, a refused principal, or a service without a usable source ARN.
     """
     if not principals and not service_principals:
-        raise ScriptError("the trust policy needs at least one principal (the execution role ARN)")
+        raise UsageError("the trust policy needs at least one principal (the execution role ARN)")
     for principal in principals:
         _check_principal(principal)
     statements: list[dict[str, Any]] = []

@@ -196,7 +196,7 @@ def test_short_runtime_idle_timeout_shortens_the_app_timer_or_is_refused(role, c
     assert settings["AGENT_IDLE_TIMEOUT_SECONDS"] == "225"  # 300 - 15 s reaper tick - 60 s margin
     assert "--idle-timeout 300" in result.out
     refused = cli(*_args(role, config, "--tvm-role-arn", TVM, "--idle-timeout", "90"))
-    assert refused.code == 1 and "at least 105" in refused.err
+    assert refused.code == 2 and "at least 105" in refused.err
 
 
 def test_dry_run_changes_neither_file_nor_role(role, cli, config) -> None:
@@ -213,7 +213,7 @@ def test_dry_run_changes_neither_file_nor_role(role, cli, config) -> None:
 
 def test_multi_tenant_without_tvm_role_is_refused(role, cli, config) -> None:
     result = cli(*_args(role, config))
-    assert result.code == 1 and "--tvm-role-arn" in result.err
+    assert result.code == 2 and "--tvm-role-arn" in result.err
 
 
 def test_single_tenant_mode_validates_the_tenant(role, cli, config) -> None:
@@ -261,7 +261,7 @@ def test_an_outbox_key_that_is_not_a_key_arn_here_is_refused_before_anything_is_
     multi: the settings doctor checks the TVM role against), before agentcore.env is written, not
     after it (an app deployed with a key its role may not use)."""
     result = cli(*_args(role, config, *mode, "--outbox-kms-key-arn", key))
-    assert result.code == 1 and "--outbox-kms-key-arn must be a key ARN" in result.err, result.err
+    assert result.code == 2 and "--outbox-kms-key-arn must be a key ARN" in result.err, result.err
     assert not config.exists()
     iam = boto3.client("iam", region_name="us-east-1")
     assert iam.list_role_policies(RoleName="agentcore-runtime")["PolicyNames"] == []
@@ -299,7 +299,7 @@ def test_an_embedding_model_the_app_does_not_use_is_refused(role, cli, config) -
     from memory.embedders.bedrock import NOVA_MODEL_ID
 
     other = cli(*_args(role, config, "--tvm-role-arn", TVM, "--embedding-model-id", "amazon.titan-embed-text-v2:0"))
-    assert other.code == 1 and NOVA_MODEL_ID in other.err, other.out
+    assert other.code == 2 and NOVA_MODEL_ID in other.err, other.out
     assert not config.exists()
     profile = cli(*_args(role, config, "--tvm-role-arn", TVM, "--embedding-model-id", f"us.{NOVA_MODEL_ID}"))
     assert profile.code == 0, profile.err
@@ -320,7 +320,7 @@ def test_without_an_outbox_bucket_nothing_is_written_that_the_app_would_refuse(r
         monkeypatch.setenv(SETTINGS_FILE_ENV, str(config))
         load_settings()  # what was written, the app must accept
     else:
-        assert result.code == 1 and "--outbox-bucket" in result.err and not config.exists()
+        assert result.code == 2 and "--outbox-bucket" in result.err and not config.exists()
 
 
 def test_unusable_files_are_clear_errors_not_tracebacks(role, cli, config) -> None:

@@ -486,7 +486,7 @@ def test_doctor_reads_the_settings_file_it_is_given_and_refuses_one_the_app_woul
     elsewhere.parent.mkdir()
     Path("agentcore.env").rename(elsewhere)
     none = cli("doctor")
-    assert none.code == 1 and "needs --bucket" in none.err
+    assert none.code == 2 and "needs --bucket" in none.err
     given = cli("doctor", "--settings-file", str(elsewhere))
     assert given.code == 0 and f"settings file: {elsewhere}" in given.out.splitlines()[0], given.out
     assert f"user pool {ids['pool']}" in given.out

@@ -76,7 +76,7 @@ def test_forget_one_conversation_or_the_whole_tenant(state: Path, cli) -> None:
     assert cli(*base, "--user", "ann", "--conversation", "c2").code == 0
     assert keys(state) == ["m1", "m3"]
     refused = cli(*base, "--all-users", "--conversation", "c1")
-    assert refused.code == 1 and "--conversation needs --user" in refused.err and keys(state) == ["m1", "m3"]
+    assert refused.code == 2 and "--conversation needs --user" in refused.err and keys(state) == ["m1", "m3"]
     tenant = cli(*base, "--all-users")
     assert tenant.code == 0 and "2 memories of every user" in tenant.out
     assert keys(state) == [] and LocalOutbox(state / "outbox").pending() == []
@@ -172,3 +172,28 @@ def test_a_mistyped_tenant_on_the_local_backend_names_the_tenants_there(state: P
         done = cli(*command, *LOCAL, "--state-dir", str(state), "--tenant", "acmee")
         assert done.code == 1, done.out
         assert "tenants with an index here: acme" in done.err and "tenant list" not in done.err
+
+
+@pytest.mark.parametrize("who", [("--user", ""), ("--user", "ann", "--conversation", "")])
+def test_an_empty_user_or_conversation_is_refused_not_reported_as_nothing_to_erase(state: Path, cli, who) -> None:
+    """``--conversation ""`` covered conversation "" only, while the report named the whole user:
+    'no memories of user ann', exit 0, with ann's memories all kept."""
+    base = ("forget", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--settle-seconds", "0", *who)
+    with pytest.raises(SystemExit) as preview:
+        cli(*base)
+    with pytest.raises(SystemExit) as erase:
+        cli(*base, "--yes")
+    assert preview.value.code == erase.value.code == 2
+    assert keys(state) == ["m1", "m2", "m3"] and LocalOutbox(state / "outbox").erasures("acme") == []
+
+
+@pytest.mark.parametrize("command", [("retry",), ("purge",), ("purge", "--yes")])
+def test_an_entry_id_that_names_no_dead_letter_is_reported_missing(state: Path, cli, command) -> None:
+    """``outbox purge --entry A --entry <typo> --yes`` deleted A and said nothing of the typo
+    (exit 0): the dead letter meant stayed, and the operator read the purge as done."""
+    base = (*LOCAL, "--state-dir", str(state))
+    (letter,) = LocalOutbox(state / "outbox").dead_letters()
+    result = cli("outbox", *command, *base, "--entry", letter.entry.entry_id, "--entry", "sum-typo")
+    assert result.code == 1, result.out
+    assert "MISSING" in result.out and "sum-typo" in result.out and letter.entry.entry_id in result.out
+    assert "everything is already as intended" not in result.out

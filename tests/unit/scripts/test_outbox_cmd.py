@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import boto3
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
 from memory.keys import new_conversation_marker
 from memory.pipeline.outbox import OutboxEntry
@@ -36,3 +38,27 @@ def test_objects_the_operator_writes_use_the_outbox_kms_key(aws, cli) -> None:
     for name in written:
         head = s3.head_object(Bucket="mem-outbox", Key=name)
         assert (head.get("ServerSideEncryption"), head.get("SSEKMSKeyId")) == ("aws:kms", key), name
+
+
+def test_outbox_list_of_every_tenant_reports_a_refused_tenant_prefix(aws, cli, monkeypatch) -> None:
+    """The app's replay skips a tenant whose prefix it cannot read (a warning; the others are
+    not held back). ``outbox list`` did the same: an operator lacking s3:GetObject on the
+    outbox read 'nothing pending' (exit 0) while a conversation was waiting."""
+    assert cli("vector-bucket", *R, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox").code == 0
+    s3 = boto3.client("s3", region_name="us-east-1")
+    S3Outbox(lambda _tenant: s3, "mem-outbox").put(OutboxEntry(
+        tenant_id="acme", user_id="ann", agent_name="orchestrator", conversation_id="c1",
+        transcript=[{"role": "user", "text": "secret"}], opened=new_conversation_marker(),
+    ))  # fmt: skip
+    real = BaseClient._make_api_call
+
+    def refuse_pending_reads(self, operation, params):
+        if operation == "GetObject" and "/pending/" in params["Key"]:
+            error = {"Code": "AccessDenied", "Message": "denied", "Permission": "s3:GetObject"}
+            raise ClientError({"Error": error}, operation)
+        return real(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", refuse_pending_reads)
+    result = cli("outbox", "list", *R, "--outbox-bucket", "mem-outbox")
+    assert result.code == 4, result.out
+    assert "s3:GetObject" in result.err and "EMPTY" not in result.out

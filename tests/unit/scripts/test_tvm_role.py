@@ -101,7 +101,7 @@ def test_trust_policy_without_principals_is_refused() -> None:
 )
 def test_wildcard_root_and_account_principals_are_refused_and_nothing_is_created(aws, cli, principal) -> None:
     result = cli(*ARGS, "--principal", principal)
-    assert result.code == 1
+    assert result.code == 2
     assert "refusing trust principal" in result.err
     assert boto3.client("iam", region_name="us-east-1").list_roles()["Roles"] == []
 
@@ -118,7 +118,7 @@ def test_wildcard_root_and_account_principals_are_refused_and_nothing_is_created
 def test_service_principal_needs_an_exact_source_arn_of_this_account(aws, cli, source) -> None:
     argv = [*ARGS, "--service-principal", "bedrock-agentcore.amazonaws.com"]
     result = cli(*argv, *(("--source-arn", source) if source else ()))
-    assert result.code == 1
+    assert result.code == 2
     assert "needs --source-arn" in result.err
     assert boto3.client("iam", region_name="us-east-1").list_roles()["Roles"] == []
 

@@ -1,0 +1,64 @@
+"""Argument errors of the operations CLI: each one is a usage error, exit 2 (docs/operations.md
+"Exit codes"), as argparse's own are, named in one line, nothing done."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scripts.__main__ import main
+
+EXEC = "arn:aws:iam::123456789012:role/agentcore-runtime"
+TVM = "arn:aws:iam::123456789012:role/agent-memory-tvm"
+REGION = ("--region", "us-east-1")
+AGENTCORE = ("agentcore", *REGION, "--pool-id", "us-east-1_abc", "--client-id", "c", "--execution-role-arn", EXEC)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """Exit code and stderr of ``python -m scripts <argv>``, argparse's exits included."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("forget", "--backend", "local", "--state-dir", "{dir}", "--tenant", "acme", "--all-users", "--conversation", "c1"), "--conversation needs --user"),
+        (("forget", "--backend", "local", "--tenant", "acme", "--user", "ann"), "needs --state-dir"),
+        (("forget", *REGION, "--tenant", "acme", "--user", "ann"), "needs --bucket"),
+        (("tenant", "list", "--bucket", "b"), "no region"),
+        (("tenant", "list", *REGION, "--bucket", "b"), "vectorBucketName"),  # the API's own check
+        (("outbox", "list", *REGION), "needs --outbox-bucket"),
+        (("outbox", "purge", *REGION, "--yes"), "needs --outbox-bucket"),
+        (("doctor", *REGION), "needs --bucket"),
+        (("tvm-role", *REGION, "--bucket", "b", "--execution-role-arn", EXEC, "--outbox-kms-key-arn", "arn:aws:kms:us-east-1:123456789012:key/k"), "needs --outbox-bucket"),
+        (("tvm-role", *REGION, "--bucket", "b", "--execution-role-arn", EXEC, "--principal", "*"), "refusing trust principal"),
+        (("tvm-role", *REGION, "--bucket", "b", "--execution-role-arn", EXEC, "--service-principal", "lambda.amazonaws.com"), "needs --source-arn"),
+        ((*AGENTCORE, "--tvm-role-arn", TVM, "--bucket", "mem-bucket"), "needs --outbox-bucket"),
+        ((*AGENTCORE, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox"), "needs --tvm-role-arn"),
+        ((*AGENTCORE, "--tenant-mode", "single", "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox"), "needs --single-tenant-id"),
+        ((*AGENTCORE, "--tvm-role-arn", TVM, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox", "--idle-timeout", "30"), "--idle-timeout"),
+        ((*AGENTCORE, "--tvm-role-arn", TVM, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox", "--idle-timeout", "90"), "at least 105"),
+        ((*AGENTCORE, "--tvm-role-arn", TVM, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox", "--embedding-model-id", "amazon.titan-embed-text-v2:0"), "--embedding-model-id"),
+        (("retention", "sweep", "--backend", "local", "--state-dir", "{dir}", "--tenant", "acme", "--ttl-days", "0"), "--ttl-days"),
+        (("retention", "sweep", "--backend", "local", "--state-dir", "{dir}", "--tenant", "acme", "--ttl-days", "nan"), "--ttl-days"),
+        (("retention", "sweep", "--backend", "local", "--state-dir", "{dir}", "--tenant", "acme", "--ttl-days", "inf"), "--ttl-days"),
+        (("forget", "--backend", "local", "--state-dir", "{dir}", "--tenant", "acme", "--user", "ann", "--settle-seconds", "-1"), "--settle-seconds"),
+        (("forget", "--backend", "local", "--state-dir", "{dir}", "--tenant", "acme", "--user", "ann", "--settle-seconds", "inf"), "--settle-seconds"),
+    ],
+)
+def test_an_argument_error_is_a_usage_error_exit_2(
+    aws, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no agentcore.env or toolkit config of the checkout
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AGENT_SETTINGS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    code, err = run(capsys, *(a.replace("{dir}", str(tmp_path)) for a in argv))
+    assert code == 2, err
+    assert message in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
