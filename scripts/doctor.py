@@ -41,6 +41,7 @@ from scripts.common import (
     add_common_args,
     aws_client,
     canonical,
+    dimension,
     default_region,
     error_code,
     is_denied,
@@ -103,7 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--bucket", help="vector bucket (default: the settings' AGENT_VECTOR_BUCKET)")
     p.add_argument("--tenant", action="append", default=[], help="tenant whose index must exist (repeatable)")
-    p.add_argument("--dimension", type=int, default=DEFAULT_DIMENSION)
+    p.add_argument("--dimension", type=dimension, default=DEFAULT_DIMENSION)
     tvm_role.add_outbox_args(p, checked=True)
     p.add_argument("--secrets-id", help="the app's secret (default: the settings' AGENT_SECRETS_ID)")
     p.add_argument(
