@@ -9,7 +9,8 @@ own credentials (``GetSecretValue``; ``kms:Decrypt`` too when the secret has a c
 key) before the settings are validated; a value set in the process environment wins over it.
 
 Anything unexpected stops start-up with a message naming the secret id and what to fix, never a
-value: a missing secret, one scheduled for deletion or without a value, a denial (of the secret
+value: an id GetSecretValue cannot take (longer than 2,048 characters: named by its length only,
+as it may be a pasted value), a missing secret, one scheduled for deletion or without a value, a denial (of the secret
 or of its KMS key), a binary, non-JSON or non-object secret, a key that is not a secret setting,
 a value that is not a non-empty string or has a control character or whitespace at an end.
 """
@@ -20,11 +21,13 @@ import json
 import re
 from typing import Any, Collection
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError
 
 from memory.aws import error_code, make_client
 
 SECRETS_ID_ENV = "AGENT_SECRETS_ID"
+#: GetSecretValue's longest SecretId (an ARN or name); botocore does not check it.
+MAX_SECRET_ID_LENGTH = 2048
 #: A secret's ARN: ``arn:<partition>:secretsmanager:<region>:<account>:secret:<name>-<6 chars>``.
 SECRET_ARN = re.compile(r"arn:aws[\w-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:.+")
 #: What a key that names a setting looks like (any other key is not echoed: it may be a value).
@@ -63,6 +66,8 @@ def read_secret_settings(secret_id: str, *, region: str, allowed: Collection[str
         SecretSettingsError: the secret cannot be read, or is not a JSON object of ``allowed``
             names with non-empty string values. The message never contains a value.
     """
+    if len(secret_id) > MAX_SECRET_ID_LENGTH:
+        raise SecretSettingsError(_invalid_id(secret_id))
     where = f"{SECRETS_ID_ENV} {secret_id}"
     try:
         client = make_client("secretsmanager", region=secret_region(secret_id, region))
@@ -72,6 +77,8 @@ def read_secret_settings(secret_id: str, *, region: str, allowed: Collection[str
         response = client.get_secret_value(SecretId=secret_id)
     except ClientError as exc:
         raise SecretSettingsError(_refusal(where, exc)) from None
+    except ParamValidationError:
+        raise SecretSettingsError(_invalid_id(secret_id)) from None
     except NoCredentialsError:
         raise SecretSettingsError(
             f"{where}: no AWS credentials to read it (run with credentials that may read the secret, or "
@@ -80,6 +87,15 @@ def read_secret_settings(secret_id: str, *, region: str, allowed: Collection[str
     except BotoCoreError as exc:
         raise SecretSettingsError(f"{where}: cannot reach AWS Secrets Manager ({type(exc).__name__})") from None
     return parse_secret_settings(where, response.get("SecretString"), allowed)
+
+
+def _invalid_id(secret_id: str) -> str:
+    """The message for an id GetSecretValue cannot take; it names no part of the id (it may be a
+    pasted value)."""
+    return (
+        f"{SECRETS_ID_ENV} is not a secret id ({len(secret_id)} characters): set it to the ARN or name "
+        f"of the secret, 1-{MAX_SECRET_ID_LENGTH} characters, not its value"
+    )
 
 
 def _refusal(where: str, exc: ClientError) -> str:

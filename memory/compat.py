@@ -295,7 +295,8 @@ class S3VectorMemoryPlugin(Plugin):
             store: An ``S3VectorMemory`` / ``MultiTenantS3VectorMemory``, or any MemoryBackend
                 (e.g. a local store from :func:`memory.factory.create_store`).
             base_prompt: The system prompt with a ``{memory_context}`` placeholder; it becomes
-                the system prompt of every agent the plugin is attached to.
+                the system prompt of every agent the plugin is attached to. Without the
+                placeholder the memories are appended at its end (the seed injected none).
             outbox_dir: Where ended conversations wait durably for their summary (default: a
                 new temporary directory); entries a previous process left there are replayed.
             summary_model: Model that writes summaries (default: the first agent's model).

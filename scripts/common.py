@@ -15,6 +15,8 @@ from botocore.exceptions import ClientError
 
 from agent.settings import OUTBOX_PREFIX_PATTERN
 from memory.aws import make_client
+from memory.errors import ValidationError
+from memory.index.limits import validate_dimension
 
 #: Error codes meaning "IAM refused this call" (moto reports a plain ``403``).
 DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "403", "UnauthorizedOperation"})
@@ -148,6 +150,16 @@ def positive_float(value: str) -> float:
     if number <= 0:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number above zero")
     return number
+
+
+def dimension(value: str) -> int:
+    """An embedding dimension S3 Vectors accepts (argparse type: anything else is a usage error, exit 2)."""
+    try:
+        return validate_dimension(int(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def non_negative_float(value: str) -> float:

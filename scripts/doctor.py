@@ -41,6 +41,7 @@ from scripts.common import (
     add_common_args,
     aws_client,
     canonical,
+    dimension,
     default_region,
     error_code,
     is_denied,
@@ -103,7 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--bucket", help="vector bucket (default: the settings' AGENT_VECTOR_BUCKET)")
     p.add_argument("--tenant", action="append", default=[], help="tenant whose index must exist (repeatable)")
-    p.add_argument("--dimension", type=int, default=DEFAULT_DIMENSION)
+    p.add_argument("--dimension", type=dimension, default=DEFAULT_DIMENSION)
     tvm_role.add_outbox_args(p, checked=True)
     p.add_argument("--secrets-id", help="the app's secret (default: the settings' AGENT_SECRETS_ID)")
     p.add_argument(
@@ -116,7 +117,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model-id",
         action="append",
         default=[],
-        help=f"model to check (default: the settings' model, else {DEFAULT_CHAT_MODEL}; and {DEFAULT_EMBEDDING_MODEL})",
+        help=(
+            "model to check (default: the Bedrock model the settings' app uses, its AGENT_MODEL_ID or else "
+            f"Strands' default; without a settings file {DEFAULT_CHAT_MODEL}; and {DEFAULT_EMBEDDING_MODEL})"
+        ),
     )
     # None: not given, so the settings file (or the usual default) decides (``read_settings``).
     p.set_defaults(func=run, region=None)
@@ -163,8 +167,8 @@ def read_settings(args: argparse.Namespace) -> str:
         if args.pool_name is None and settings.cognito_user_pool_id:
             args.pool_id = settings.cognito_user_pool_id
             args.client_ids = [] if args.client_name else list(settings.cognito_client_ids)
-        if not args.model_id and settings.model_provider == "bedrock" and settings.model_id:
-            args.model_id = [settings.model_id, DEFAULT_EMBEDDING_MODEL]
+        if not args.model_id and settings.model_provider == "bedrock" and (settings.model_id or args.region):
+            args.model_id = [settings.model_id or _app_default_model(args.region), DEFAULT_EMBEDDING_MODEL]
         if settings.tenant_mode == "single" and settings.single_tenant_id not in (None, *args.tenant):
             args.tenant = [*args.tenant, settings.single_tenant_id]
     args.pool_name = args.pool_name or cognito.DEFAULT_POOL_NAME
@@ -179,6 +183,14 @@ def read_settings(args: argparse.Namespace) -> str:
     if not args.bucket:
         raise UsageError(f"doctor needs --bucket, or a settings file with AGENT_VECTOR_BUCKET (settings file: {read})")
     return read
+
+
+def _app_default_model(region: str) -> str:
+    """The chat model the app uses with ``AGENT_MODEL_PROVIDER=bedrock`` and no ``AGENT_MODEL_ID``:
+    Strands' default for ``region``, from the app's own builder (no request is made)."""
+    from agent.chat_models import build_model
+
+    return str(build_model("bedrock", region=region).get_config()["model_id"])
 
 
 def run(args: argparse.Namespace) -> Report:

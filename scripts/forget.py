@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> Report:
         conversation_id=args.conversation,
         settle_seconds=args.settle_seconds,
     )
-    report.add("CREATED", target.outbox_resource, f"erasure marker {result.marker.marker_id} for {what}")
+    for marker in result.markers:
+        report.add("CREATED", target.outbox_resource, f"erasure marker {marker.marker_id} for {what}")
     _row(report, target.outbox_resource, result.outbox_entries, f"outbox entries of {what}")
     _row(report, target.outbox_resource, result.dead_letters, f"dead letters of {what}")
     _row(report, target.index_resource, result.memories, f"memories of {what}")

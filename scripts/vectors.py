@@ -27,6 +27,7 @@ from scripts.common import (
     ScriptError,
     add_common_args,
     aws_client,
+    dimension,
     error_code,
     is_not_found,
     require_region,
@@ -261,7 +262,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     on.add_argument("--tenant", action="append", required=True, help="tenant id (repeatable)")
     on.add_argument(
         "--dimension",
-        type=int,
+        type=dimension,
         default=DEFAULT_DIMENSION,
         help=f"embedding dimension (default {DEFAULT_DIMENSION}, Nova 2; 256 for WordLlama)",
     )

@@ -104,6 +104,9 @@ _MARKER_CACHE_SIZE = 4096  # (tenant, user) pairs whose erasure markers the chec
 #: The latest dead letters this process made that it remembers, to purge one once a newer
 #: version of its conversation is written (older ones are forgotten: module docstring).
 DEAD_LETTERS_REMEMBERED = 4096
+#: The latest live conversations this process found erased that it remembers (no I/O to refuse
+#: their checkpoints); an older one's next checkpoint or end is checked against the markers again.
+ERASED_REMEMBERED = 4096
 _CHECKPOINT_RETRY_SECONDS = 1.0  # pause before writing again a checkpoint whose write failed
 _CHECKPOINT_FAILURE_LOG_SECONDS = 60.0  # a checkpoint still failing is logged at most this often
 #: How long the interpreter's exit waits for the checkpoints still queued (``shutdown`` not called).
@@ -237,7 +240,8 @@ class SummaryPipeline:
         self._failing: dict[Ref, tuple[float, int, int]] = {}
         # ref whose checkpoint write failed -> (refusals in a row, monotonic time of its next write)
         self._retry_at: dict[Ref, tuple[int, float]] = {}
-        self._erased: set[Ref] = set()  # live conversations found erased
+        # the latest live conversations found erased
+        self._erased: LRUCache[Ref, bool] = LRUCache(maxsize=ERASED_REMEMBERED)
         self._markers: dict[tuple[str | None, str], tuple[float, list[ErasureMarker]]] = {}
         self._created_at = datetime.now(timezone.utc)  # open entries written later are not orphans
         self.metrics: Counter[str] = Counter()
@@ -634,7 +638,7 @@ class SummaryPipeline:
         """Forget an erased conversation here: its outbox entry and any later checkpoint."""
         self.outbox.remove(entry.entry_id, entry.tenant_id)
         with self._lock:
-            self._erased.add(_ref(entry))
+            self._erased[_ref(entry)] = True
             self._checkpoints.pop(_ref(entry), None)
             self._failing.pop(_ref(entry), None)
             self._retry_at.pop(_ref(entry), None)

@@ -32,9 +32,9 @@ ERASURE_SETTLE_SECONDS = 7.0
 
 @dataclass(frozen=True)
 class ErasureResult:
-    """What one ``erase`` removed."""
+    """What one ``erase`` wrote and removed: ``markers`` are the erasure markers it wrote, in order."""
 
-    marker: ErasureMarker
+    markers: tuple[ErasureMarker, ...]
     outbox_entries: int
     dead_letters: int
     memories: int
@@ -91,14 +91,15 @@ def erase(
     if settle_seconds > 0:
         sleep(settle_seconds)
         entries += _remove_covered(outbox, latest, tenant_id)
+    markers = (marker,) if latest is marker else (marker, latest)
     logger.info(
-        "erased: %d outbox entries, %d dead letters, %d memories (marker %s)",
+        "erased: %d outbox entries, %d dead letters, %d memories (markers %s)",
         len(entries),
         len(letters),
         memories,
-        marker.marker_id,
+        ", ".join(m.marker_id for m in markers),
     )
-    return ErasureResult(marker, len(entries), len(letters), memories)
+    return ErasureResult(markers, len(entries), len(letters), memories)
 
 
 def _remove_covered(outbox: Outbox, marker: ErasureMarker, tenant_id: str | None) -> list[OutboxEntry]:

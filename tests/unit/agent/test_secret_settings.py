@@ -221,6 +221,35 @@ def test_the_app_exits_2_with_the_message(sm, tmp_path, monkeypatch, capsys) -> 
     assert "AGENT_SECRETS_ID agent/bad" in err and HASH_KEY not in err and API_KEY not in err
 
 
+def test_a_secret_id_longer_than_the_api_takes_is_an_invalid_id_naming_the_limit_not_the_value(
+    sm, tmp_path, monkeypatch, capsys
+) -> None:
+    from agent.app import main
+
+    pasted = json.dumps({"AGENT_LOG_HASH_KEY": HASH_KEY}) * 60  # a value pasted where the id goes
+    assert len(pasted) > 2048
+    _deployed(tmp_path, monkeypatch, pasted)
+    assert main() == 2
+    err = capsys.readouterr().err
+    assert "AGENT_SECRETS_ID is not a secret id" in err and "1-2048 characters" in err
+    assert HASH_KEY not in err and "cannot reach" not in err and "no such secret" not in err
+
+
+def test_a_secret_id_botocore_refuses_is_an_invalid_id_not_an_unreachable_service(sm, tmp_path, monkeypatch) -> None:
+    from botocore.exceptions import ParamValidationError
+
+    def refuse(**_: Any) -> None:
+        raise ParamValidationError(report="Invalid length for parameter SecretId")
+
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    monkeypatch.setattr(client, "get_secret_value", refuse)
+    monkeypatch.setattr(agent.secret_settings, "make_client", lambda *a, **kw: client)
+    _deployed(tmp_path, monkeypatch, "agent/prod")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "AGENT_SECRETS_ID is not a secret id" in str(info.value) and "cannot reach" not in str(info.value)
+
+
 def test_botocore_debug_dumps_of_the_secret_are_redacted_by_the_log_formatter(sm) -> None:
     """The app reads the secret before it configures logging; with botocore at DEBUG anyway
     (AGENT_UNSAFE_LOG_THIRD_PARTY), its response-body dump holds the value: the formatter and

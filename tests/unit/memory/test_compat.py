@@ -333,6 +333,24 @@ def test_agents_sharing_the_plugin_never_record_one_users_turn_in_anothers_conve
     assert "football" not in alice_memories
 
 
+def test_a_base_prompt_without_the_placeholder_gets_the_memories_appended_unlike_the_seed(tmp_path: Any) -> None:
+    """The seed injected nothing into a prompt without ``{memory_context}``; the drop-in appends
+    the block at its end (README, "Coming from strands-s3-vectors-memory")."""
+    from memory import create_store
+
+    plain = "You are a helpful assistant."
+    store = create_store(backend="local", tenancy="multi", embedder=LocalEmbedder(), local_dir=tmp_path / "v")
+    seed = S3VectorMemoryPlugin(store=store, base_prompt=plain, summary_model=ScriptedModel())
+    model = ScriptedModel(default_reply="Noted.")
+    agent = Agent(model=model, name="assistant", plugins=[seed], system_prompt=plain, callback_handler=None)
+    agent("My favourite framework is Strands Agents.", invocation_state=state("alice", "c1", ACME, end=True))
+    assert seed.wait(timeout=30)
+    agent("Which framework is my favourite?", invocation_state=state("alice", "c2", ACME))
+    prompt = model.system_prompts[-1]
+    block = extract_block(prompt) or ""
+    assert prompt.startswith(plain) and prompt.rstrip().endswith(block.rstrip()) and "Strands Agents" in block
+
+
 def test_a_new_agent_per_request_keeps_the_history_it_was_built_with(tmp_path: Any) -> None:
     """A new Agent per request, built with the conversation's stored history, after another user's
     request: that history is the incoming conversation's own and reaches the model untouched."""

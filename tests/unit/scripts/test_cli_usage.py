@@ -49,6 +49,10 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
         (("retention", "sweep", "--backend", "local", "--state-dir", "{dir}", "--tenant", "acme", "--ttl-days", "inf"), "--ttl-days"),
         (("forget", "--backend", "local", "--state-dir", "{dir}", "--tenant", "acme", "--user", "ann", "--settle-seconds", "-1"), "--settle-seconds"),
         (("forget", "--backend", "local", "--state-dir", "{dir}", "--tenant", "acme", "--user", "ann", "--settle-seconds", "inf"), "--settle-seconds"),
+        (("tenant", "onboard", *REGION, "--bucket", "b", "--tenant", "acme", "--dimension", "0", "--dry-run"), "must be 1-4096"),
+        (("tenant", "onboard", *REGION, "--bucket", "b", "--tenant", "acme", "--dimension", "4097"), "must be 1-4096"),
+        (("tenant", "onboard", *REGION, "--bucket", "b", "--tenant", "acme", "--dimension", "1.5"), "not a whole number"),
+        (("doctor", *REGION, "--bucket", "b", "--dimension", "0"), "must be 1-4096"),
     ],
 )
 def test_an_argument_error_is_a_usage_error_exit_2(

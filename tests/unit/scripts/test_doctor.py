@@ -11,6 +11,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from scripts.agentcore_cmd import DEFAULT_CHAT_MODEL
 from tests.support.scripts_cli import outputs
 
 import scripts.doctor as doctor_module
@@ -31,7 +32,8 @@ def _no_settings_file_here(tmp_path, monkeypatch) -> None:
 
 @pytest.fixture
 def bedrock(monkeypatch):
-    """moto has no Bedrock control plane: stub get_foundation_model (``responses`` set per test)."""
+    """moto has no Bedrock control plane: stub get_foundation_model, or get_inference_profile
+    for a ``profile`` response (``responses`` set per test)."""
     responses: list[tuple[str, object]] = []
     real = doctor_module.aws_client
 
@@ -50,6 +52,19 @@ def bedrock(monkeypatch):
                             }
                         },
                         {"modelIdentifier": value},
+                    )
+                elif kind == "profile":
+                    stub.add_response(
+                        "get_inference_profile",
+                        {
+                            "inferenceProfileName": value,
+                            "inferenceProfileArn": f"arn:aws:bedrock:us-east-1:123456789012:inference-profile/{value}",
+                            "models": [{"modelArn": "arn:aws:bedrock:us-east-1::foundation-model/m"}],
+                            "inferenceProfileId": value,
+                            "status": "ACTIVE",
+                            "type": "SYSTEM_DEFINED",
+                        },
+                        {"inferenceProfileIdentifier": value},
                     )
                 else:
                     stub.add_client_error(
@@ -475,6 +490,23 @@ def test_doctor_checks_what_agentcore_env_deploys_not_its_own_defaults(aws, cli,
     monkeypatch.setenv("AGENT_VECTOR_BUCKET", "prod-vectors")  # the environment over the file, as in the runtime
     overridden = cli("doctor")
     assert overridden.code == 0 and "overridden by the environment: AGENT_VECTOR_BUCKET" in overridden.out.splitlines()[0]
+
+
+def test_without_a_model_id_in_the_settings_doctor_checks_the_model_the_app_would_use(aws, cli, bedrock) -> None:
+    """AGENT_MODEL_PROVIDER=bedrock without AGENT_MODEL_ID: the app runs Strands' default model
+    (region-prefixed), not ``agentcore``'s default, and that is the one doctor checks."""
+    from agent.chat_models import build_model
+
+    _deploy_under_other_names(cli)
+    env = Path("agentcore.env")
+    env.write_text("".join(line for line in env.read_text().splitlines(True) if not line.startswith("AGENT_MODEL_ID=")))
+    assert "AGENT_MODEL_PROVIDER=bedrock" in env.read_text()
+    strands_default = build_model("bedrock", region="us-east-1").get_config()["model_id"]
+    assert strands_default != DEFAULT_CHAT_MODEL
+    bedrock.extend([("profile", strands_default), ("ok", MODEL)])
+    result = cli("doctor", "--tenant", "acme")
+    assert result.code == 0, result.out + result.err
+    assert f"OK      model {strands_default}" in result.out and DEFAULT_CHAT_MODEL not in result.out, result.out
 
 
 def test_doctor_reads_the_settings_file_it_is_given_and_refuses_one_the_app_would(

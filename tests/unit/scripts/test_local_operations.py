@@ -71,6 +71,16 @@ def test_forget_a_user_on_the_local_backend_reports_everything_it_removed(state:
     assert outbox.dead_letters() == [] and {m.user_id for m in outbox.erasures("acme")} == {"ann"}
 
 
+def test_forget_reports_both_erasure_markers_it_wrote(state: Path, cli) -> None:
+    base = ("forget", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--user", "ann", "--settle-seconds", "0")
+    done = cli(*base, "--yes")
+    assert done.code == 0, done.err
+    written = LocalOutbox(state / "outbox").erasures("acme")
+    assert len(written) == 2
+    for marker in written:
+        assert f"erasure marker {marker.marker_id} for user ann" in done.out
+
+
 def test_forget_one_conversation_or_the_whole_tenant(state: Path, cli) -> None:
     base = ("forget", *LOCAL, "--state-dir", str(state), "--tenant", "acme", "--yes", "--settle-seconds", "0")
     assert cli(*base, "--user", "ann", "--conversation", "c2").code == 0

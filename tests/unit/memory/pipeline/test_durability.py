@@ -21,6 +21,7 @@ from strands import Agent
 from memory.aws import make_client
 from memory.errors import AccessDenied, BackendUnavailable
 from memory.keys import new_conversation_marker
+from memory.pipeline import background
 from memory.pipeline.background import RetryPolicy, SummaryPipeline
 from memory.pipeline.erasure import erase
 from memory.pipeline.outbox import ErasureMarker, Outbox, OutboxEntry
@@ -324,6 +325,22 @@ def test_counting_a_failed_attempt_reads_the_entry_once(fake_store, pipelines, t
 
 
 # -- erasure: nothing comes back ---------------------------------------------------------------
+
+
+def test_the_erased_conversations_remembered_are_bounded_and_an_evicted_one_is_still_refused(
+    fake_store, make_outbox, pipelines, monkeypatch
+) -> None:
+    monkeypatch.setattr(background, "ERASED_REMEMBERED", 2, raising=False)
+    outbox = make_outbox()
+    pipeline = new_pipeline(pipelines, fake_store, outbox)
+    conversations = [entry("alice", f"c{i}") for i in range(3)]  # opened before the erasure
+    erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
+    for conversation in conversations:
+        assert pipeline.end_conversation(conversation) is None
+    assert [pipeline.is_erased("acme", c.entry_id) for c in conversations] == [False, True, True]
+    assert pipeline.end_conversation(conversations[0]) is None  # the marker still covers it
+    assert pipeline.is_erased("acme", conversations[0].entry_id)
+    assert outbox.pending() == [] and fake_store.store_calls == []
 
 
 def test_replay_after_forget_stores_nothing_of_the_erased_user(fake_store, make_outbox, pipelines) -> None:
