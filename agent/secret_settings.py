@@ -9,8 +9,9 @@ own credentials (``GetSecretValue``; ``kms:Decrypt`` too when the secret has a c
 key) before the settings are validated; a value set in the process environment wins over it.
 
 Anything unexpected stops start-up with a message naming the secret id and what to fix, never a
-value: an id GetSecretValue cannot take (longer than 2,048 characters: named by its length only,
-as it may be a pasted value), a missing secret, one scheduled for deletion or without a value, a denial (of the secret
+value: an id GetSecretValue cannot take (longer than 2,048 characters, or with a character no
+secret name or ARN has, such as a pasted JSON value's: named by its length only, as it may be a
+pasted value), a missing secret, one scheduled for deletion or without a value, a denial (of the secret
 or of its KMS key), a binary, non-JSON or non-object secret, a key that is not a secret setting,
 a value that is not a non-empty string or has a control character or whitespace at an end.
 """
@@ -28,6 +29,8 @@ from memory.aws import error_code, make_client
 SECRETS_ID_ENV = "AGENT_SECRETS_ID"
 #: GetSecretValue's longest SecretId (an ARN or name); botocore does not check it.
 MAX_SECRET_ID_LENGTH = 2048
+#: A secret's name or ARN (a name: ASCII letters, digits and ``/_+=.@-``; an ARN adds ``:``).
+_SECRET_ID = re.compile(rf"[A-Za-z0-9/_+=.@:-]{{1,{MAX_SECRET_ID_LENGTH}}}")
 #: A secret's ARN: ``arn:<partition>:secretsmanager:<region>:<account>:secret:<name>-<6 chars>``.
 SECRET_ARN = re.compile(r"arn:aws[\w-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:.+")
 #: What a key that names a setting looks like (any other key is not echoed: it may be a value).
@@ -66,8 +69,7 @@ def read_secret_settings(secret_id: str, *, region: str, allowed: Collection[str
         SecretSettingsError: the secret cannot be read, or is not a JSON object of ``allowed``
             names with non-empty string values. The message never contains a value.
     """
-    if len(secret_id) > MAX_SECRET_ID_LENGTH:
-        raise SecretSettingsError(_invalid_id(secret_id))
+    check_secret_id(secret_id)
     where = f"{SECRETS_ID_ENV} {secret_id}"
     try:
         client = make_client("secretsmanager", region=secret_region(secret_id, region))
@@ -89,12 +91,29 @@ def read_secret_settings(secret_id: str, *, region: str, allowed: Collection[str
     return parse_secret_settings(where, response.get("SecretString"), allowed)
 
 
-def _invalid_id(secret_id: str) -> str:
+def check_secret_id(secret_id: str, name: str = SECRETS_ID_ENV) -> str:
+    """``secret_id`` if it can be a secret's name or ARN.
+
+    Args:
+        secret_id: the id to check.
+        name: where it was given (``AGENT_SECRETS_ID``, ``--secrets-id``), for the message.
+
+    Raises:
+        SecretSettingsError: it is empty, longer than GetSecretValue takes, or has a character no
+            name or ARN has (a pasted value's ``{``, ``"`` or space). The message names its length
+            only, never a part of it: it may be the secret's value.
+    """
+    if not _SECRET_ID.fullmatch(secret_id):
+        raise SecretSettingsError(_invalid_id(secret_id, name))
+    return secret_id
+
+
+def _invalid_id(secret_id: str, name: str = SECRETS_ID_ENV) -> str:
     """The message for an id GetSecretValue cannot take; it names no part of the id (it may be a
     pasted value)."""
     return (
-        f"{SECRETS_ID_ENV} is not a secret id ({len(secret_id)} characters): set it to the ARN or name "
-        f"of the secret, 1-{MAX_SECRET_ID_LENGTH} characters, not its value"
+        f"{name} is not a secret id ({len(secret_id)} characters): set it to the ARN or name of the "
+        f"secret, 1-{MAX_SECRET_ID_LENGTH} characters (letters, digits, /_+=.@- and an ARN's :), not its value"
     )
 
 

@@ -38,7 +38,16 @@ from memory.embedders.bedrock import NOVA_MODEL_ID
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts import cognito
 from scripts.app_secret import AppSecret, described_secret, secret_statements
-from scripts.common import Report, ScriptError, UsageError, account_id, add_common_args, aws_client, require_region
+from scripts.common import (
+    Report,
+    ScriptError,
+    UsageError,
+    account_id,
+    add_common_args,
+    aws_client,
+    require_region,
+    secret_id,
+)
 from scripts.iam_roles import ensure_inline_policy, existing_role
 from scripts.tvm_role import (
     DEFAULT_OUTBOX_PREFIX,
@@ -432,6 +441,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_outbox_args(p)
     p.add_argument(
         "--secrets-id",
+        type=secret_id,
         help="ARN or name of the Secrets Manager secret holding the app's secret settings "
         "(AGENT_SECRETS_ID; written as its ARN): the execution role may read it",
     )

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
+from agent.secret_settings import SecretSettingsError, check_secret_id
 from agent.settings import OUTBOX_PREFIX_PATTERN
 from memory.aws import make_client
 from memory.errors import ValidationError
@@ -142,6 +143,15 @@ def nonempty(value: str) -> str:
     if not value.strip():
         raise argparse.ArgumentTypeError("must not be empty")
     return value
+
+
+def secret_id(value: str) -> str:
+    """A secret's name or ARN (argparse type of ``--secrets-id``): anything else is a usage error,
+    exit 2, whose message names its length only (it may be the secret's value, pasted)."""
+    try:
+        return check_secret_id(value, "--secrets-id")
+    except SecretSettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def positive_float(value: str) -> float:

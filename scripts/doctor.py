@@ -26,7 +26,7 @@ from typing import Callable
 from botocore.exceptions import ClientError
 from dotenv import dotenv_values
 
-from agent.secret_settings import SecretSettingsError, parse_secret_settings
+from agent.secret_settings import SecretSettingsError, check_secret_id, parse_secret_settings
 from agent.settings import SETTINGS_FILE_ENV, SettingsError, load_settings, secret_settings
 from memory.index.s3vectors import create_index_params
 from memory.tenants import index_name_for, validate_tenant_id
@@ -47,6 +47,7 @@ from scripts.common import (
     is_denied,
     is_not_found,
     require_region,
+    secret_id,
 )
 from scripts.iam_roles import existing_role
 from scripts.vectors import (
@@ -106,7 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tenant", action="append", default=[], help="tenant whose index must exist (repeatable)")
     p.add_argument("--dimension", type=dimension, default=DEFAULT_DIMENSION)
     tvm_role.add_outbox_args(p, checked=True)
-    p.add_argument("--secrets-id", help="the app's secret (default: the settings' AGENT_SECRETS_ID)")
+    p.add_argument("--secrets-id", type=secret_id, help="the app's secret (default: the settings' AGENT_SECRETS_ID)")
     p.add_argument(
         "--execution-role-arn",
         type=_role_arn,
@@ -124,6 +125,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     # None: not given, so the settings file (or the usual default) decides (``read_settings``).
     p.set_defaults(func=run, region=None)
+
+
+def _deployed_secret_id(path: Path, value: str | None) -> str | None:
+    """The settings' ``AGENT_SECRETS_ID`` if it can be a secret's name or ARN; the error names its
+    length only (it may be the secret's value, pasted)."""
+    try:
+        return None if value is None else check_secret_id(value)
+    except SecretSettingsError as err:
+        raise ScriptError(f"{path} is not a settings file the app accepts: {err}") from None
 
 
 def _role_arn(value: str) -> str:
@@ -161,7 +171,7 @@ def read_settings(args: argparse.Namespace) -> str:
         args.outbox_bucket = args.outbox_bucket or settings.outbox_bucket
         args.outbox_prefix = args.outbox_prefix or settings.outbox_prefix
         args.outbox_kms_key_arn = args.outbox_kms_key_arn or settings.outbox_kms_key_id
-        args.secrets_id = args.secrets_id or settings.secrets_id
+        args.secrets_id = args.secrets_id or _deployed_secret_id(path, settings.secrets_id)
         named = ROLE_ARN.fullmatch(settings.tvm_role_arn or "")
         args.role_name = args.role_name or (named["name"] if named else None)
         if args.pool_name is None and settings.cognito_user_pool_id:

@@ -420,9 +420,9 @@ class SummaryPipeline:
 
         bound.start()
         thread = threading.Thread(target=replay, name="memory-outbox-replay", daemon=True)
-        with self._lock:
+        with self._lock:  # started as published: a ``wait`` meanwhile joins a started thread
             self._replaying = thread
-        thread.start()
+            thread.start()
 
     def sweep(self) -> int:
         """Re-schedule the waiting entries whose backoff has elapsed; returns how many."""

@@ -314,3 +314,16 @@ def test_without_aws_credentials_start_up_says_so(tmp_path, monkeypatch, capsys)
     assert main() == 2
     err = capsys.readouterr().err
     assert "AGENT_SECRETS_ID agent/prod: no AWS credentials" in err and "cannot reach" not in err
+
+
+def test_a_secret_value_pasted_as_the_id_is_an_invalid_id_never_echoed(sm, tmp_path, monkeypatch, capsys) -> None:
+    """The usual paste is short (one key, well under 2,048 characters): it was sent to Secrets
+    Manager as an id and the start-up error quoted it ('AGENT_SECRETS_ID {...}: no such secret')."""
+    from agent.app import main
+
+    pasted = json.dumps({"AGENT_LOG_HASH_KEY": HASH_KEY})
+    _deployed(tmp_path, monkeypatch, pasted)
+    assert main() == 2
+    err = capsys.readouterr().err
+    assert "AGENT_SECRETS_ID is not a secret id" in err and "no such secret" not in err
+    assert HASH_KEY not in err

@@ -66,3 +66,28 @@ def test_an_argument_error_is_a_usage_error_exit_2(
     assert message in err
     assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
+
+
+
+PASTED = '{"AGENT_MODEL_API_KEY": "sk-pasted-0123456789-very-secret"}'
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        (*AGENTCORE, "--tvm-role-arn", TVM, "--bucket", "mem-bucket", "--outbox-bucket", "mem-outbox", "--secrets-id", PASTED),
+        ("doctor", *REGION, "--bucket", "mem-bucket", "--secrets-id", PASTED),
+    ],
+)
+def test_a_secret_value_given_as_secrets_id_is_a_usage_error_that_never_echoes_it(
+    aws, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...]
+) -> None:
+    """A value pasted where the id goes was sent to Secrets Manager and quoted back (agentcore:
+    '--secrets-id {...}: no Secrets Manager secret with that name or ARN'; doctor: its row 'secret {...}')."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AGENT_SETTINGS_FILE", raising=False)
+    code, err = run(capsys, *argv)
+    assert code == 2, err
+    assert "--secrets-id is not a secret id" in err
+    assert "very-secret" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written

@@ -740,3 +740,20 @@ def test_a_secret_whose_key_the_operator_may_not_use_is_denied_naming_kms_decryp
     result = cli("doctor", "--tenant", "acme", "--execution-role-arn", EXEC)
     (row,) = [line for line in result.out.splitlines() if " secret arn:" in line]
     assert row.startswith("DENIED") and "missing IAM permission kms:Decrypt" in row, result.out
+
+
+PASTED = '{"AGENT_MODEL_API_KEY": "sk-pasted-0123456789-very-secret"}'
+
+
+def test_a_secret_value_in_the_settings_agent_secrets_id_is_refused_never_echoed(
+    aws, cli, bedrock, tmp_path: Path, monkeypatch
+) -> None:
+    """A value pasted where the secret's id goes in the deployed settings (AGENT_SECRETS_ID) was
+    the name of doctor's secret row, printed whole with the report (--secrets-id: test_cli_usage)."""
+    bedrock.extend([("ok", MODEL)])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AGENT_SETTINGS_FILE", raising=False)
+    (tmp_path / "agentcore.env").write_text(f"AGENT_AUTH_MODE=dev\nAGENT_SECRETS_ID={PASTED}\n")
+    deployed = cli(*DOCTOR)
+    assert deployed.code == 1 and "AGENT_SECRETS_ID is not a secret id" in deployed.err, deployed.out + deployed.err
+    assert "very-secret" not in deployed.out + deployed.err

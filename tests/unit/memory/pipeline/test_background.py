@@ -679,6 +679,38 @@ def test_wait_includes_the_start_up_replay_still_listing(fake_store, make_pipeli
     assert [m.conversation_id for m in fake_store.memories.values()] == ["conv-1"]
 
 
+def test_wait_called_as_the_replay_thread_is_being_started_waits_for_it(
+    fake_store, make_pipeline, outbox_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``start_replay`` published its thread (for ``wait``) before starting it: a ``wait`` in
+    between (a SIGTERM's shutdown at start-up) joined a thread not yet started, RuntimeError
+    'cannot join thread before it is started'. It now waits for the replay."""
+    LocalOutbox(outbox_dir).put(entry())
+    pipeline = make_pipeline(fake_store)
+    real_start = threading.Thread.start
+    outcomes: list[object] = []
+
+    def waits(timeout: float) -> None:
+        try:
+            outcomes.append(pipeline.wait(timeout=timeout))
+        except Exception as exc:  # noqa: BLE001 - what the test looks for
+            outcomes.append(exc)
+
+    waiter = threading.Thread(target=waits, args=(30,))
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name == "memory-outbox-replay":  # a wait from another thread, just before it starts
+            real_start(waiter)
+            waiter.join(0.2)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    pipeline.start_replay()
+    waiter.join(30)
+    assert outcomes == [True]
+    assert [m.conversation_id for m in fake_store.memories.values()] == ["conv-1"]
+
+
 def test_replay_of_an_open_entry_already_stored_does_not_duplicate(fake_store, make_pipeline, outbox_dir) -> None:
     e = entry(open=True)
     LocalOutbox(outbox_dir).put(e)
