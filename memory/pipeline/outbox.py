@@ -192,6 +192,16 @@ def expired_dead_letters(outbox: "Outbox", tenant_id: str | None, cutoff: dateti
     return [d for d in outbox.dead_letters(tenant_id) if parse_time(d.entry.created_at) < cutoff]
 
 
+def drop_dead_lettered(outbox: "Outbox", entry: OutboxEntry) -> bool:
+    """Second step of ``Outbox.dead_letter``, once the letter of ``entry`` is written: drop the
+    pending entry only while it is this version (``swap``); True then, or when none is pending.
+    A newer version (its conversation went on) stays and the letter is purged: False."""
+    if outbox.swap(entry, None) or outbox.get(entry.entry_id, entry.tenant_id) is None:
+        return True
+    outbox.purge(entry.entry_id, entry.tenant_id)
+    return False
+
+
 @dataclass(frozen=True)
 class ErasureMarker:
     """A durable record of a ``forget``: a tenant, a user or one conversation, at ``erased_at``.

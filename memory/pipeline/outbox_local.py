@@ -37,6 +37,7 @@ from memory.pipeline.outbox import (
     DeadLetter,
     ErasureMarker,
     OutboxEntry,
+    drop_dead_lettered,
     erasure_folder,
     may_cover_user,
     parse_or_none,
@@ -153,10 +154,7 @@ class LocalOutbox:
         """Write the dead letter first, then drop the pending entry (never neither) if it is still
         this version; a newer one stays and the letter goes (``Outbox.dead_letter``)."""
         self._write(self.directory / "dead", entry.entry_id, DeadLetter(entry, reason).to_json())
-        if self.swap(entry, None) or self.get(entry.entry_id) is None:
-            return True
-        self.purge(entry.entry_id)
-        return False
+        return drop_dead_lettered(self, entry)
 
     def dead_letters(self, tenant_id: str | None = None) -> list[DeadLetter]:
         """Dead letters (of ``tenant_id`` if given), oldest first; temp files of writes killed

@@ -39,6 +39,7 @@ from memory.pipeline.outbox import (
     DeadLetter,
     ErasureMarker,
     OutboxEntry,
+    drop_dead_lettered,
     erasure_folder,
     may_cover_user,
     parse_or_none,
@@ -246,10 +247,7 @@ class S3Outbox:
         this version (``If-Match``); a newer one stays and the letter goes (``Outbox.dead_letter``)."""
         key = self._key(entry.tenant_id, "dead", entry.entry_id)
         self._put(entry.tenant_id, key, DeadLetter(entry, reason).to_json())
-        if self.swap(entry, None) or self.get(entry.entry_id, entry.tenant_id) is None:
-            return True
-        self.purge(entry.entry_id, entry.tenant_id)
-        return False
+        return drop_dead_lettered(self, entry)
 
     def dead_letters(self, tenant_id: str | None = None) -> list[DeadLetter]:
         """Dead letters of every tenant (or of ``tenant_id``), oldest first."""
