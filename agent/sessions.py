@@ -234,7 +234,8 @@ class SessionRegistry(Generic[C]):
             abandoned = list(self._abandoned)
         if abandoned:
             logger.warning(
-                "shutdown: %d session(s) abandoned, their request still running: %s",
+                "shutdown: %d session(s) not ended, their request still running at the turn deadline: %s "
+                "(each one's answered turns reach the outbox as its checkpoint, which a later start adopts)",
                 len(abandoned),
                 ", ".join(abandoned),
                 extra={"operation": "shutdown", "abandoned": len(abandoned)},

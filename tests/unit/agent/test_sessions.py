@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -210,6 +211,24 @@ def test_close_abandons_sessions_whose_request_outlives_the_turn_timeout_and_end
     assert time.monotonic() - started < 10
     assert sorted(abandoned) == ["h1", "h2"] and all(h.lock.locked() for h in hung)
     assert {sid: c.ended for sid, c in made.items()} == {"h1": 0, "h2": 0, "s1": 1, "s2": 1, "s3": 1}
+
+
+def test_a_session_whose_request_outlives_the_turn_deadline_is_logged_as_not_ended_with_where_its_turns_are(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The log said "abandoned, their request still running": for a plain (not streamed) request,
+    uvicorn cancels it at that same deadline, before ``close`` logs, so it was no longer running,
+    and "abandoned" read as a conversation lost. Nothing answered is lost: the session is not
+    ended, its answered turns reach the outbox as its checkpoint (the app flushes them next) and
+    a later start adopts it. The log now says that."""
+    registry, _, _ = make()
+    hung = registry.acquire("h1", ALICE)
+    with caplog.at_level(logging.WARNING, logger="agent.sessions"):
+        assert registry.close(timeout=30, turn_timeout=0.1) == ["h1"]
+    registry.release(hung)  # uvicorn cancels the request at the same deadline
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "agent.sessions"]
+    assert line.startswith("shutdown: 1 session(s) not ended, their request still running at the turn deadline: h1")
+    assert "answered turns reach the outbox as its checkpoint, which a later start adopts" in line
 
 
 def test_end_session_after_the_idle_timeout_but_before_the_reap_waits_for_the_idle_conversations_end() -> None:
