@@ -176,7 +176,9 @@ class SessionRegistry(Generic[C]):
                     EARLIER_END_WAIT_SECONDS,
                     extra={"session_id": session.session_id},
                 )
-                raise Unavailable("an earlier conversation of this session is still being recorded; retry shortly") from None
+                raise Unavailable(
+                    "an earlier conversation of this session is still being recorded; retry shortly"
+                ) from None
         session.conversation.end_conversation()
         with self._lock:
             session.closed = True  # in flight, so not in the cache: ``release`` leaves it out

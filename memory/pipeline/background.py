@@ -44,9 +44,10 @@ coalesced per conversation (latest transcript wins; written ``checkpoint_interva
 after the first queued turn, so at most one write per conversation per interval and none for a
 conversation that ends sooner), never on the turn's response path (the interpreter's exit
 writes what every pipeline not shut down still has queued, all at once, within one
-``EXIT_FLUSH_SECONDS``); a checkpoint whose write failed is queued again (unless a newer one was) and written after a pause: a second after a
-transient failure; after a refusal that retrying cannot fix (``PERMANENT_ERRORS``), a pause
-doubling with each refusal in a row up to ``RetryPolicy.sweep_max_delay`` (a new turn's
+``EXIT_FLUSH_SECONDS``); a checkpoint whose write failed is queued again (unless a newer one
+was) and written after a pause: a second after a transient failure; after a refusal that
+retrying cannot fix (``PERMANENT_ERRORS``), a pause doubling with each refusal in a row up to
+``RetryPolicy.sweep_max_delay`` (a new turn's
 transcript replaces the queued one but waits too; ``flush`` writes at once). ``end_conversation``
 discards a queued checkpoint of its conversation once the closed entry (which supersedes it)
 is written; if that write fails, the checkpoint is still written, and so is one longer than the
@@ -1060,7 +1061,9 @@ def _flush_at_exit() -> None:
         pipeline._writer_wake.set()
     unwritten = sum(not pipeline.flush(timeout=max(0.0, deadline - time.monotonic())) for pipeline in pipelines)
     if unwritten:
-        logger.warning("exit: queued checkpoints of %d pipeline(s) not written within %.0f s", unwritten, EXIT_FLUSH_SECONDS)
+        logger.warning(
+            "exit: queued checkpoints of %d pipeline(s) not written within %.0f s", unwritten, EXIT_FLUSH_SECONDS
+        )
 
 
 def _check_storable(entry: OutboxEntry) -> None:
