@@ -239,10 +239,17 @@ class S3VectorsIndex:
                 data = (v.get("data") or {}).get("float32", []) if return_data else []
                 yield VectorRecord(v["key"], list(data), dict(v.get("metadata") or {}))
 
+    def keys(self) -> Iterator[str]:
+        """Every key, listing keys only, one page at a time as they are consumed: no metadata or
+        data is read (a page stops at 1,000 vectors or 1 MB read, so metadata means more pages;
+        and listing it needs GetVectors too)."""
+        for page in self._list_pages(returnMetadata=False, returnData=False):
+            for vector in page:
+                yield vector["key"]
+
     def count(self) -> int:
-        """How many vectors the index holds, listing keys only: no metadata or data is read (a
-        page stops at 1 MB, so metadata means more pages; and listing it needs GetVectors too)."""
-        return sum(len(page) for page in self._list_pages(returnMetadata=False, returnData=False))
+        """How many vectors the index holds (its :meth:`keys`, counted)."""
+        return sum(1 for _ in self.keys())
 
     def _list_pages(self, **returned: bool) -> Iterator[list[dict[str, Any]]]:
         """The vectors of each ListVectors page, following ``nextToken``, one request per page consumed.
