@@ -19,7 +19,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   calibrated floor) and fills ``{memory_context}`` in the agent's base system prompt with a
   fenced block (``memory.plugin.context_block``), each memory with its conversation's date.
   The query is all user text of that first invocation, not only its last message (a client
-  may send earlier context along), bounded to ``MAX_QUERY_CHARS`` of the latest text. The
+  may send earlier context along), bounded to ``MAX_QUERY_CHARS`` of the latest text; in a
+  Swarm or Graph node, the user's request inside the framework's frame
+  (``memory.plugin.query``). The
   block is re-applied on every turn of that conversation. Without the placeholder the block
   is appended as a text block of its own (warning once); without memories the placeholder is
   removed, and a text block left empty with it (Bedrock refuses one). The base prompt is
@@ -110,7 +112,8 @@ from memory.stores.protocol import MemoryBackend
 from memory.stores.scoping import check_storable_identity
 from memory.stores.single_tenant import SingleTenantStore
 from memory.plugin.invocation import TENANT_CONTEXT, USER_ID, InvalidInvocationState, Invocation, read_invocation
-from memory.plugin.recall_tool import MAX_QUERY_CHARS, build_recall_tool
+from memory.plugin.query import retrieval_query
+from memory.plugin.recall_tool import build_recall_tool
 from memory.pipeline.summarizer import Turn, transcript_from_messages
 
 if TYPE_CHECKING:
@@ -384,7 +387,7 @@ class MemoryPlugin(Plugin):
         if not continuing:
             # retrieval (embedding, network) and ending a previous conversation (outbox fsync)
             # run off the event loop
-            await asyncio.to_thread(self._open, invocation, _prompt_text(event.messages))
+            await asyncio.to_thread(self._open, invocation, retrieval_query(event.messages))
         with self._lock:
             conversation = self._conversation
             overlapping = conversation is None or not conversation.invocation.same_conversation(invocation)
@@ -708,9 +711,3 @@ class MemoryPlugin(Plugin):
             self.metrics["recalled"] += len(memories)
             if self._conversation is not None and self._turn_active:
                 self._conversation.recalled.extend(m.id for m in memories)
-
-
-def _prompt_text(messages: Sequence[Any] | None) -> str:
-    """Text of the user input of this invocation."""
-    turns = transcript_from_messages(list(messages or []))
-    return " ".join(t["text"] for t in turns if t["role"] == "user")[-MAX_QUERY_CHARS:]
