@@ -17,7 +17,7 @@ from agent.secret_settings import SecretSettingsError, check_secret_id
 from agent.settings import OUTBOX_PREFIX_PATTERN
 from memory.aws import make_client
 from memory.errors import ValidationError
-from memory.index.limits import validate_dimension
+from memory.index.limits import validate_bucket_name, validate_dimension
 
 #: Error codes meaning "IAM refused this call" (moto reports a plain ``403``).
 DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "403", "UnauthorizedOperation"})
@@ -151,6 +151,15 @@ def secret_id(value: str) -> str:
     try:
         return check_secret_id(value, "--secrets-id")
     except SecretSettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def vector_bucket(value: str) -> str:
+    """A vector bucket name S3 Vectors accepts (argparse type of ``--bucket``: anything else is a
+    usage error, exit 2, before any AWS call)."""
+    try:
+        return validate_bucket_name(value)
+    except ValidationError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
