@@ -158,13 +158,18 @@ _QUOTA_REACHED = {("ServiceQuotaExceededException", 402)}
 EXPIRED_CREDENTIALS = frozenset({"ExpiredToken", "ExpiredTokenException"})
 
 
-#: What botocore's validation report names, without the values it quotes (they may be memory text).
-_REFUSED_PARAMETER = re.compile(r"for parameter ([\w.\[\]]+)|Invalid (bucket name)")
+#: What botocore's validation report names, without the values it quotes (they may be memory
+#: text): a parameter with a wrong value, a missing or unknown one, or S3's ``Bucket`` (its
+#: client's own name check says "Invalid bucket name").
+_REFUSED_PARAMETER = re.compile(
+    r'for (?:document )?parameter ([\w.\[\]]+)|parameter in [\w.\[\]]+: "([^"]+)"|Invalid bucket (name)'
+)
 
 
-def _refused_parameters(exc: ParamValidationError) -> str:
-    """The parameters a ParamValidationError's report names (never their values)."""
-    found = dict.fromkeys(a or b for a, b in _REFUSED_PARAMETER.findall(str(exc.kwargs.get("report", ""))))
+def refused_parameters(exc: ParamValidationError) -> str:
+    """The parameters a ParamValidationError's report names, comma-separated (never their values)."""
+    report = str(exc.kwargs.get("report", ""))
+    found = dict.fromkeys(named or missing or "Bucket" for named, missing, _ in _REFUSED_PARAMETER.findall(report))
     return ", ".join(found) or "a parameter"
 
 
@@ -196,7 +201,7 @@ def translate_error(exc: BaseException, what: str) -> MemoryLibraryError:
             return ValidationError(detail)
         return MemoryLibraryError(detail)
     if isinstance(exc, ParamValidationError):  # botocore refused to send it: no retry can help
-        return ValidationError(f"{what}: {type(exc).__name__} ({_refused_parameters(exc)} refused by the service model)")
+        return ValidationError(f"{what}: {type(exc).__name__} ({refused_parameters(exc)} refused by the service model)")
     if isinstance(exc, BotoCoreError):
         return BackendUnavailable(f"{what}: {type(exc).__name__}")
     return MemoryLibraryError(f"{what}: {type(exc).__name__}")

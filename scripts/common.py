@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 
 from agent.secret_settings import SecretSettingsError, check_secret_id
 from agent.settings import OUTBOX_PREFIX_PATTERN
-from memory.aws import make_client
+from memory.aws import make_client, refused_parameters
 from memory.errors import ValidationError
 from memory.index.limits import validate_bucket_name, validate_dimension
 
@@ -124,6 +124,28 @@ def permission_denied(err: ClientError) -> PermissionDenied:
         f"access denied: the credentials in use lack the IAM permission '{action}' "
         f"(error {error_code(err)} on {err.operation_name}). Grant it to the caller and re-run."
         f"{DENIAL_HINTS.get(err.operation_name, '')}"
+    )
+
+
+#: What one line of botocore's validation report says is wrong, and the limit it names.
+_REFUSAL = re.compile(
+    r"^(?P<kind>Invalid (?:length|value|type|bucket name)|Missing required|Unknown|Invalid number|Must set one)"
+    r"(?:.*, (?P<limit>valid (?:min (?:length|value)|types): .*))?",
+    re.MULTILINE,
+)
+
+
+def refused_request(err: ParamValidationError) -> str:
+    """One line for a request botocore's parameter check refused (nothing was sent): the
+    parameters and limits its report names, never a value (the report quotes them)."""
+    problems = [
+        m["kind"].lower() + (f", {m['limit']}" if m["limit"] else "")
+        for m in _REFUSAL.finditer(str(err.kwargs.get("report", "")))
+    ]
+    details = f" ({'; '.join(dict.fromkeys(problems))})" if problems else ""
+    return (
+        f"the AWS API refuses the value of parameter {refused_parameters(err)}{details}; nothing was sent: "
+        "check the argument that sets it"
     )
 
 

@@ -133,3 +133,39 @@ def test_a_secret_value_given_as_secrets_id_is_a_usage_error_that_never_echoes_i
     assert "--secrets-id is not a secret id" in err
     assert "very-secret" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
+
+
+def test_a_request_botocore_refuses_is_one_line_naming_the_parameter(
+    aws, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore's own report was printed as it is: 'Parameter validation failed:' and, on the
+    next line, its check (for an S3 bucket name, two regular expressions)."""
+    monkeypatch.chdir(tmp_path)
+    code, err = run(capsys, "outbox", "list", *REGION, "--outbox-bucket", "a b")
+    assert code == 2, err
+    assert err == "error: the AWS API refuses the value of parameter Bucket (invalid bucket name); nothing was sent: check the argument that sets it\n"
+
+
+def test_each_parameter_and_limit_of_botocore_s_report_is_named_on_one_line(
+    aws, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ParamValidationError
+
+    import scripts.vectors
+
+    def refuse(*_: object) -> None:
+        raise ParamValidationError(
+            report='Invalid length for parameter vectorBucketName, value: 1, valid min length: 3\n'
+            'Missing required parameter in input: "indexName"\n'
+            "Invalid type for parameter maxResults, value: hunter2, type: <class 'str'>, valid types: <class 'int'>"
+        )
+
+    monkeypatch.setattr(scripts.vectors, "require_bucket", refuse)
+    code, err = run(capsys, "tenant", "list", *REGION, "--bucket", "mem-bucket")
+    assert code == 2, err
+    assert err == (
+        "error: the AWS API refuses the value of parameter vectorBucketName, indexName, maxResults (invalid length, "
+        "valid min length: 3; missing required; invalid type, valid types: <class 'int'>); nothing was sent: "
+        "check the argument that sets it\n"
+    )
+    assert "hunter2" not in err  # the report quotes values
