@@ -6,10 +6,12 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.loaders import create_loader
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
@@ -64,6 +66,20 @@ def resolve_region(region_name: str | None) -> str:
     if not region:
         raise ConfigurationError("an AWS region is required: pass region_name or set AWS_REGION")
     return region
+
+
+@lru_cache(maxsize=1)
+def _region_patterns() -> tuple[re.Pattern[str], ...]:
+    """Each AWS partition's region pattern (``^(us|eu|ap|...)-\\w+-\\d+$``), from botocore's data."""
+    return tuple(re.compile(p["regionRegex"]) for p in create_loader().load_data("partitions")["partitions"])
+
+
+def is_region(name: str) -> bool:
+    """Whether ``name`` is of an AWS region's shape: matched by the region pattern of one of
+    botocore's partitions (offline; a region opened after this botocore was released still
+    passes, a made-up ``xx-fake-9`` does not). Its endpoint lists cannot say: new services
+    such as S3 Vectors list no region there."""
+    return any(pattern.fullmatch(name) for pattern in _region_patterns())
 
 
 def make_client(

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError, ParamValidationError
 
 from agent.secret_settings import SecretSettingsError, check_secret_id
 from agent.settings import OUTBOX_PREFIX_PATTERN
-from memory.aws import make_client, refused_parameters
+from memory.aws import is_region, make_client, refused_parameters
 from memory.errors import ValidationError
 from memory.index.limits import validate_bucket_name, validate_dimension
 
@@ -221,6 +221,18 @@ def _finite(value: str) -> float:
     return number
 
 
+def aws_region(value: str) -> str:
+    """A region of AWS's shape (argparse type of ``--region``, and of its default from the
+    environment: anything else is a usage error, exit 2, before any AWS call)."""
+    if not is_region(value):
+        raise argparse.ArgumentTypeError(f"{_not_a_region(value)} (--region, else $AWS_REGION, else $AWS_DEFAULT_REGION)")
+    return value
+
+
+def _not_a_region(value: str) -> str:
+    return f"{value!r} is not an AWS region (such as us-east-1 or eu-west-3)"
+
+
 def default_region() -> str | None:
     """The region from AWS_REGION or AWS_DEFAULT_REGION, if set."""
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
@@ -233,7 +245,7 @@ def add_common_args(
     region_help: str = "AWS region (default: $AWS_REGION, else $AWS_DEFAULT_REGION)",
 ) -> None:
     """``--region`` for every command, ``--dry-run`` for those that change things."""
-    p.add_argument("--region", default=default_region(), help=region_help)
+    p.add_argument("--region", type=aws_region, default=default_region(), help=region_help)
     if mutating:
         p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
 
@@ -242,6 +254,8 @@ def require_region(args: argparse.Namespace) -> str:
     """The region the command runs in; a clear error when none is configured."""
     if not args.region:
         raise UsageError("no region: pass --region or set AWS_REGION")
+    if not is_region(args.region):  # doctor's, from the settings (``--region`` is checked when parsed)
+        raise UsageError(f"{_not_a_region(args.region)}: check --region, AGENT_REGION, $AWS_REGION and $AWS_DEFAULT_REGION")
     return str(args.region)
 
 

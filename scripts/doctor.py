@@ -173,6 +173,8 @@ def read_settings(args: argparse.Namespace) -> str:
         raise ScriptError(f"settings file {path} not found")
     file_values = dotenv_values(path) if settings else {}
     args.region = args.region or os.environ.get("AGENT_REGION") or file_values.get("AGENT_REGION") or default_region()
+    if args.region:
+        require_region(args)  # checked before the model the app would use is worked out from it
     args.pool_id, args.client_ids = None, []
     args.id_tokens = settings is None or "id" in settings.token_uses
     if settings is not None:

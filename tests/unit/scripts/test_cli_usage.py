@@ -169,3 +169,29 @@ def test_each_parameter_and_limit_of_botocore_s_report_is_named_on_one_line(
         "check the argument that sets it\n"
     )
     assert "hunter2" not in err  # the report quotes values
+
+
+@pytest.mark.parametrize(
+    ("env", "argv"),
+    [
+        ({}, ("tenant", "list", "--region", "xx-fake-9", "--bucket", "mem-bucket")),
+        ({"AWS_REGION": "xx-fake-9"}, ("tenant", "list", "--bucket", "mem-bucket")),
+        ({"AWS_DEFAULT_REGION": "xx-fake-9"}, ("vector-bucket", "--bucket", "mem-bucket", "--dry-run")),
+        ({"AWS_REGION": "xx-fake-9"}, ("forget", "--bucket", "mem-bucket", "--tenant", "acme", "--user", "ann")),
+        ({}, ("doctor", "--region", "xx-fake-9", "--bucket", "mem-bucket")),
+        ({"AGENT_REGION": "xx-fake-9"}, ("doctor", "--bucket", "mem-bucket")),
+    ],
+)
+def test_a_region_not_of_aws_s_shape_is_a_usage_error(
+    aws, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], argv: tuple[str, ...]
+) -> None:
+    """A made-up region was sent to AWS (s3vectors.xx-fake-9.api.aws: cannot connect, exit 1)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AGENT_REGION", "AGENT_SETTINGS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, err = run(capsys, *argv)
+    assert code == 2, err
+    assert "'xx-fake-9' is not an AWS region" in err
+    assert "Traceback" not in err
