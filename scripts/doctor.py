@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 from dotenv import dotenv_values
 
 from agent.secret_settings import SecretSettingsError, check_secret_id, parse_secret_settings
-from agent.settings import SETTINGS_FILE_ENV, SettingsError, load_settings, secret_settings
+from agent.settings import SETTINGS_FILE_ENV, Settings, SettingsError, load_settings, secret_settings
 from memory.index.s3vectors import create_index_params
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts import agentcore_cmd, cognito, runtime_role, tvm_role
@@ -120,8 +120,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         help=(
-            "model to check (default: the Bedrock model the settings' app uses, its AGENT_MODEL_ID or else "
-            f"Strands' default; without a settings file {DEFAULT_CHAT_MODEL}; and {DEFAULT_EMBEDDING_MODEL})"
+            "model to check (default: the Bedrock models the settings' app calls: with AGENT_MODEL_PROVIDER=bedrock "
+            f"its AGENT_MODEL_ID or else Strands' default, with AGENT_EMBEDDER=bedrock {DEFAULT_EMBEDDING_MODEL}; "
+            f"without a settings file {DEFAULT_CHAT_MODEL} and {DEFAULT_EMBEDDING_MODEL})"
         ),
     )
     # None: not given, so the settings file (or the usual default) decides (``read_settings``).
@@ -189,10 +190,11 @@ def read_settings(args: argparse.Namespace) -> str:
         if args.pool_name is None and settings.cognito_user_pool_id:
             args.pool_id = settings.cognito_user_pool_id
             args.client_ids = [] if args.client_name else list(settings.cognito_client_ids)
-        if not args.model_id and settings.model_provider == "bedrock" and (settings.model_id or args.region):
-            args.model_id = [settings.model_id or _app_default_model(args.region), DEFAULT_EMBEDDING_MODEL]
+        args.model_id = args.model_id or _app_models(settings, args.region)
         if settings.tenant_mode == "single" and settings.single_tenant_id not in (None, *args.tenant):
             args.tenant = [*args.tenant, settings.single_tenant_id]
+    else:
+        args.model_id = args.model_id or [DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL]  # what agentcore deploys
     args.pool_name = args.pool_name or cognito.DEFAULT_POOL_NAME
     args.client_name = args.client_name or cognito.DEFAULT_CLIENT_NAME
     args.role_name = args.role_name or tvm_role.DEFAULT_ROLE_NAME
@@ -205,6 +207,18 @@ def read_settings(args: argparse.Namespace) -> str:
     if not args.bucket:
         raise UsageError(f"doctor needs --bucket, or a settings file with AGENT_VECTOR_BUCKET (settings file: {read})")
     return read
+
+
+def _app_models(settings: Settings, region: str | None) -> list[str]:
+    """The Bedrock models the settings' app calls, as it picks them: the chat model with
+    ``AGENT_MODEL_PROVIDER=bedrock`` (in any case), its ``AGENT_MODEL_ID`` or else Strands'
+    default for ``region``; the embedding model with ``AGENT_EMBEDDER=bedrock``."""
+    models = []
+    if settings.model_provider.strip().lower() == "bedrock" and (settings.model_id or region):
+        models.append(settings.model_id or _app_default_model(str(region)))
+    if settings.embedder == "bedrock":
+        models.append(DEFAULT_EMBEDDING_MODEL)
+    return models
 
 
 def _app_default_model(region: str) -> str:
@@ -464,7 +478,7 @@ def run(args: argparse.Namespace) -> Report:
             index(tenant),
             lambda: state.pop("index_fix", None) or onboard(tenant),
         )
-    for model_id in args.model_id or [DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL]:
+    for model_id in args.model_id:
         run_check(
             report,
             f"model {model_id}",
