@@ -28,6 +28,7 @@ from dotenv import dotenv_values
 
 from agent.secret_settings import SecretSettingsError, check_secret_id, parse_secret_settings
 from agent.settings import SETTINGS_FILE_ENV, Settings, SettingsError, load_settings, secret_settings
+from memory.factory import create_embedder
 from memory.index.s3vectors import create_index_params
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts import agentcore_cmd, cognito, runtime_role, tvm_role
@@ -106,7 +107,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--bucket", type=vector_bucket, help="vector bucket (default: the settings' AGENT_VECTOR_BUCKET)")
     p.add_argument("--tenant", action="append", default=[], help="tenant whose index must exist (repeatable)")
-    p.add_argument("--dimension", type=dimension, default=DEFAULT_DIMENSION)
+    p.add_argument(
+        "--dimension",
+        type=dimension,
+        help=f"of the tenants' indexes (default: the settings' embedder's, AGENT_EMBEDDER; else {DEFAULT_DIMENSION})",
+    )
     tvm_role.add_outbox_args(p, checked=True)
     p.add_argument("--secrets-id", type=secret_id, help="the app's secret (default: the settings' AGENT_SECRETS_ID)")
     p.add_argument(
@@ -191,10 +196,12 @@ def read_settings(args: argparse.Namespace) -> str:
             args.pool_id = settings.cognito_user_pool_id
             args.client_ids = [] if args.client_name else list(settings.cognito_client_ids)
         args.model_id = args.model_id or _app_models(settings, args.region)
+        args.dimension = args.dimension or create_embedder(settings.embedder, region=settings.region).dimension
         if settings.tenant_mode == "single" and settings.single_tenant_id not in (None, *args.tenant):
             args.tenant = [*args.tenant, settings.single_tenant_id]
     else:
         args.model_id = args.model_id or [DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL]  # what agentcore deploys
+        args.dimension = args.dimension or DEFAULT_DIMENSION
     args.pool_name = args.pool_name or cognito.DEFAULT_POOL_NAME
     args.client_name = args.client_name or cognito.DEFAULT_CLIENT_NAME
     args.role_name = args.role_name or tvm_role.DEFAULT_ROLE_NAME
