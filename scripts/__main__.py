@@ -60,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except MemoryLibraryError as err:  # raised by memory.* with the ClientError as cause
         cause = err.__cause__
+        if isinstance(cause, ParamValidationError):  # an argument botocore's parameter check refused
+            print(f"error: {refused_request(cause)}", file=sys.stderr)
+            return 2
         if isinstance(cause, ClientError) and is_denied(cause):
             denied = permission_denied(cause)
             print(f"error: {denied}", file=sys.stderr)

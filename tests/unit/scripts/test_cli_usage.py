@@ -195,3 +195,14 @@ def test_a_region_not_of_aws_s_shape_is_a_usage_error(
     assert code == 2, err
     assert "'xx-fake-9' is not an AWS region" in err
     assert "Traceback" not in err
+
+
+def test_a_request_botocore_refuses_inside_the_memory_library_is_a_usage_error_too(
+    aws, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library turns botocore's refusal into its ValidationError (the cause kept): the CLI
+    reported it as a run-time error, exit 1 ('list outbox tenants in a b: ParamValidationError')."""
+    monkeypatch.chdir(tmp_path)
+    code, err = run(capsys, "outbox", "list", *REGION, "--outbox-bucket", "a b", "--outbox-prefix", "ob")
+    assert code == 2, err
+    assert err == "error: the AWS API refuses the value of parameter Bucket (invalid bucket name); nothing was sent: check the argument that sets it\n"
