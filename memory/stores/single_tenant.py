@@ -292,7 +292,7 @@ class SingleTenantStore:
         if tenant_id is not None and tenant_id != self.tenant_id:
             raise ValidationError("tenant_id does not match this store's tenant")
         self.ensure()
-        keys = [record.key for record in self.index.list()]
+        keys = list(self.index.keys())  # keys only: no metadata is needed to delete them all
         if keys:
             self.index.delete(keys)
         logger.info("forgot all %d memories of index %s", len(keys), self.index.name)
