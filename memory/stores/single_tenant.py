@@ -241,7 +241,7 @@ class SingleTenantStore:
         """The ``top_k`` best visible memories, one per conversation (``memory.stores.hybrid``).
 
         Dense over-fetch of ``DENSE_CANDIDATES`` units, candidates below the floor (``min_score``,
-        else the store's default) dropped, BM25 fused by reciprocal rank. ``Memory.score`` is
+        else the store's default) dropped, BM25 and cosine fused as scores. ``Memory.score`` is
         the chosen unit's cosine similarity.
         """
         self._check(scope)
