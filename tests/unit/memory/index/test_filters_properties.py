@@ -1,0 +1,131 @@
+"""Property-based tests of the filter language (memory.index.filters) as LocalIndex evaluates it."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from typing import Any, Mapping
+from unittest import mock
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from memory.index import local
+from memory.index.filters import matches
+from memory.index.local import LocalIndex
+from memory.types import VectorRecord
+
+PROPERTY = settings(derandomize=True, max_examples=200, deadline=None)
+
+FIELDS = ("user_id", "agent_name", "type", "stored_at_epoch", "tags")
+SCALAR = st.one_of(
+    st.sampled_from(["a", "b", ""]),
+    st.integers(-2, 3),
+    st.sampled_from([0.5, 2.0, -1.5, 2**53 + 1]),
+    st.booleans(),
+)
+VALUE = st.one_of(SCALAR, st.lists(SCALAR, min_size=1, max_size=3))
+METADATA = st.dictionaries(st.sampled_from(FIELDS), VALUE, max_size=4).map(lambda m: {**m, "content": "text"})
+NUMBER = st.one_of(st.integers(-2, 3), st.sampled_from([0.5, 2.0, -1.5, 2**53]))
+CONDITION = st.one_of(
+    SCALAR,
+    st.builds(lambda op, v: {op: v}, st.sampled_from(["$eq", "$ne"]), SCALAR),
+    st.builds(lambda op, v: {op: v}, st.sampled_from(["$in", "$nin"]), st.lists(SCALAR, min_size=1, max_size=3)),
+    st.builds(lambda v: {"$exists": v}, st.booleans()),
+    st.builds(lambda op, v: {op: v}, st.sampled_from(["$gt", "$gte", "$lt", "$lte"]), NUMBER),
+)
+FILTER = st.recursive(
+    st.dictionaries(st.sampled_from(FIELDS), CONDITION, min_size=1, max_size=2),
+    lambda inner: st.one_of(
+        st.builds(lambda op, members: {op: members}, st.sampled_from(["$and", "$or"]), st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda a, b: {**a, **b}, inner, st.dictionaries(st.sampled_from(FIELDS), CONDITION, max_size=1)),
+    ),
+    max_leaves=6,
+)
+#: A write sequence over a few keys: metadata to put, or None to delete the key.
+WRITES = st.lists(st.tuples(st.integers(0, 7), st.one_of(st.none(), METADATA, METADATA)), min_size=1, max_size=14)
+
+
+def reference(filter: Mapping[str, Any], metadata: Mapping[str, Any]) -> bool:
+    """S3 Vectors' documented filter semantics, written independently of memory.index.filters:
+    entries of a mapping are ANDed; ``$eq``/``$in`` match a list if any element matches,
+    ``$ne``/``$nin`` if none does; a missing field fails every operator but ``$ne``, ``$nin``
+    and ``$exists: false``; numeric operators match only numbers; booleans equal only booleans."""
+    return all(_entry(name, value, metadata) for name, value in filter.items())
+
+
+def _entry(name: str, value: Any, metadata: Mapping[str, Any]) -> bool:
+    if name == "$and":
+        return all(reference(member, metadata) for member in value)
+    if name == "$or":
+        return any(reference(member, metadata) for member in value)
+    op, operand = next(iter(value.items())) if isinstance(value, dict) else ("$eq", value)
+    if op == "$exists":
+        return (name in metadata) == operand
+    if name not in metadata:
+        return op in ("$ne", "$nin")
+    stored = metadata[name]
+    items = stored if isinstance(stored, list) else [stored]
+    wanted = operand if isinstance(operand, list) else [operand]
+    found = any(_equal(item, w) for item in items for w in wanted)
+    if op in ("$eq", "$in"):
+        return found
+    if op in ("$ne", "$nin"):
+        return not found
+    if not _number(stored):
+        return False
+    return {"$gt": stored > operand, "$gte": stored >= operand, "$lt": stored < operand, "$lte": stored <= operand}[op]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, str) or isinstance(b, str):
+        return isinstance(a, str) and isinstance(b, str) and a == b
+    return a == b
+
+
+@PROPERTY
+@given(METADATA, FILTER)
+def test_matches_agrees_with_the_reference(metadata: dict[str, Any], filter: dict[str, Any]) -> None:
+    """``memory.index.filters.matches`` is the reference semantics on any metadata and filter."""
+    assert matches(filter, metadata) == reference(filter, metadata)
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(WRITES, st.lists(FILTER, min_size=1, max_size=4))
+@example(  # a row added after the matrix grew, without the number column a filter compares
+    [(0, {"stored_at_epoch": 1}), (1, {"stored_at_epoch": 1}), (2, {"stored_at_epoch": "a"})],
+    [{"stored_at_epoch": {"$gte": 0}, "user_id": {"$exists": False}}],
+)
+@example([(0, {"stored_at_epoch": 1}), (1, {"tags": "a"}), (2, {"stored_at_epoch": "a"}), (2, None)],
+         [{"tags": {"$exists": False}}])
+def test_local_index_queries_agree_with_the_reference(writes: list[tuple[int, Any]], filters: list[dict[str, Any]]) -> None:
+    """After any sequence of puts and deletes (queries in between, so its caches are used and
+    invalidated, and its matrix grows from two rows), LocalIndex returns exactly the records
+    the reference evaluator matches, and so does a second instance that loads the file."""
+    with tempfile.TemporaryDirectory() as root, mock.patch.object(local, "_INITIAL_CAPACITY", 2):
+        index = LocalIndex(root, "memory-props", 2)
+        index.ensure()
+        stored: dict[str, dict[str, Any]] = {}
+        for step, (slot, metadata) in enumerate(writes):
+            key = f"k{slot}"
+            if metadata is None:
+                index.delete([key])
+                stored.pop(key, None)
+            else:
+                index.put([VectorRecord(key, [1.0, 0.5], metadata)])
+                stored[key] = metadata
+            for filter in filters[: 1 + step % len(filters)]:
+                expected = sorted(k for k, m in stored.items() if reference(filter, m))
+                assert sorted(h.key for h in index.query([1.0, 0.0], top_k=100, filter=filter)) == expected
+        reloaded = LocalIndex(root, "memory-props", 2)
+        for filter in filters:
+            expected = sorted(k for k, m in stored.items() if reference(filter, m))
+            assert sorted(h.key for h in reloaded.query([1.0, 0.0], top_k=100, filter=filter)) == expected
+        reloaded.close()
+        index.close()
