@@ -1,0 +1,44 @@
+"""Property-based tests of the filters stores build from a Scope (memory.stores.scoping)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memory.index.filters import matches
+from memory.stores.scoping import ownership_filter, visibility_filter
+from memory.types import Scope
+from tests.support.filter_reference import reference
+
+PROPERTY = settings(derandomize=True, max_examples=300, deadline=None)
+
+#: Names that collide in every way but equality: case, prefixes, operators, empty and odd text.
+NAME = st.one_of(st.sampled_from(["u", "U", "u ", "$eq", "$exists", "", "a.b", "*"]), st.text(max_size=6))
+AGENT = st.one_of(st.none(), NAME.filter(bool))
+STORED = st.fixed_dictionaries(
+    {"user_id": NAME, "type": st.just("summary"), "stored_at_epoch": st.integers(0, 10)},
+    optional={"agent_name": NAME.filter(bool)},
+)
+
+
+def _visible(scope: Scope, metadata: dict[str, Any]) -> bool:
+    return matches(visibility_filter(scope), metadata) and reference(visibility_filter(scope), metadata)
+
+
+def _owned(scope: Scope, metadata: dict[str, Any]) -> bool:
+    return matches(ownership_filter(scope), metadata) and reference(ownership_filter(scope), metadata)
+
+
+@PROPERTY
+@given(NAME.filter(bool), AGENT, STORED)
+def test_scope_filters_never_reach_another_users_memory(user: str, agent: str | None, stored: dict[str, Any]) -> None:
+    """A scope's visibility and ownership filters match a memory only if it is the scope user's;
+    visibility is exactly the agent rule (own agent's or shared, every agent's for a supervisor)
+    and ownership deletes only the agent's own memories (all the user's without an agent)."""
+    scope = Scope(user_id=user, tenant_id="t", agent_name=agent)
+    mine = stored["user_id"] == user
+    stored_by = stored.get("agent_name")
+    assert _visible(scope, stored) == (mine and (agent is None or stored_by in (None, agent)))
+    assert _owned(scope, stored) == (mine and (agent is None or stored_by == agent))
