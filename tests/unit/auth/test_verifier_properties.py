@@ -1,0 +1,82 @@
+"""Property-based tests of bearer-token verification (auth.verifier)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from auth.dev_issuer import DevIssuer
+from auth.errors import REASONS, AuthError
+from auth.identity import Identity
+from auth.verifier import TokenVerifier
+
+PROPERTY = settings(derandomize=True, max_examples=300, deadline=None)
+_URLSAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@pytest.fixture(scope="module")
+def dev() -> Iterator[tuple[TokenVerifier, str, Identity]]:
+    """A dev issuer's verifier, one valid token of tenant-a/alice and its identity."""
+    with tempfile.TemporaryDirectory() as root:
+        issuer = DevIssuer(Path(root) / "issuer")
+        verifier = issuer.verifier()
+        token = issuer.mint("tenant-a", "alice")
+        yield verifier, token, verifier.verify(token)
+
+
+def _refused(verifier: TokenVerifier, value: str) -> AuthError:
+    """The error ``verify`` raises for ``value``; it must be the generic 401 (nothing else leaks)."""
+    with pytest.raises(AuthError) as info:
+        verifier.verify(value)
+    error = info.value
+    assert type(error) is AuthError and error.status_code == 401 and error.reason in REASONS
+    assert str(error) == AuthError.public_message and error.args == (AuthError.public_message,)
+    return error
+
+
+@PROPERTY
+@given(st.one_of(st.text(st.characters(exclude_categories=())), st.text(alphabet=_URLSAFE + ". ", max_size=80), st.from_regex(r"Bearer [\w.-]{0,60}", fullmatch=True)))
+@example("Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.")
+@example("e30.e30.e30")
+@example("\x00")
+@example("Bearer \ud800.e30.e30")
+def test_any_string_is_refused_with_the_generic_401(dev: tuple[TokenVerifier, str, Identity], value: str) -> None:
+    """Any string that is not a token the issuer signed raises only AuthError, 401, whose message
+    and args are the one generic text whatever failed (signature, claims or syntax): the reason
+    code is for logs only."""
+    _refused(dev[0], value)
+
+
+@PROPERTY
+@given(st.data())
+def test_a_one_character_mutation_of_a_valid_token_is_refused_or_changes_nothing(
+    dev: tuple[TokenVerifier, str, Identity], data: st.DataObject
+) -> None:
+    """Substituting, inserting or deleting one character anywhere in a valid dev token gives the
+    generic 401, unless the change touched no signed byte (surrounding whitespace, or the unused
+    low bits of a segment's last base64url character): then the very same identity."""
+    verifier, token, identity = dev
+    position = data.draw(st.integers(0, len(token)))
+    char = data.draw(st.one_of(st.sampled_from(_URLSAFE + ". =+/"), st.characters()))
+    kind = data.draw(st.sampled_from(["substitute", "insert", "delete"]))
+    if kind == "insert":
+        mutated = token[:position] + char + token[position:]
+    elif position == len(token):
+        return
+    elif kind == "substitute":
+        mutated = token[:position] + char + token[position + 1 :]
+    else:
+        mutated = token[:position] + token[position + 1 :]
+    if mutated == token:
+        return
+    try:
+        accepted = verifier.verify(mutated)
+    except AuthError:
+        _refused(verifier, mutated)
+        return
+    assert accepted == identity
