@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from memory.index import local
-from memory.index.filters import matches
+from memory.index.filters import explicit_and, matches
 from memory.index.local import LocalIndex
 from memory.types import VectorRecord
 from tests.support.filter_reference import reference
@@ -51,6 +51,22 @@ WRITES = st.lists(st.tuples(st.integers(0, 7), st.one_of(st.none(), METADATA, ME
 def test_matches_agrees_with_the_reference(metadata: dict[str, Any], filter: dict[str, Any]) -> None:
     """``memory.index.filters.matches`` is the reference semantics on any metadata and filter."""
     assert matches(filter, metadata) == reference(filter, metadata)
+
+
+def _single_entries(filter: dict[str, Any]) -> bool:
+    return len(filter) == 1 and all(
+        all(_single_entries(member) for member in value) for name, value in filter.items() if name in ("$and", "$or")
+    )
+
+
+@PROPERTY
+@given(METADATA, FILTER)
+def test_the_explicit_and_sent_to_s3_vectors_means_the_same(metadata: dict[str, Any], filter: dict[str, Any]) -> None:
+    """``explicit_and`` (the form S3VectorsIndex sends) has one entry per mapping and matches
+    exactly what the filter matches."""
+    sent = explicit_and(filter)
+    assert _single_entries(sent)
+    assert reference(sent, metadata) == reference(filter, metadata)
 
 
 @settings(derandomize=True, max_examples=60, deadline=None)
