@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from memory.errors import IdentityTooLong, ValidationError
 from memory.index.filters import matches
-from memory.stores.scoping import ownership_filter, visibility_filter
+from memory.index.limits import validate_metadata
+from memory.stores.scoping import check_storable_identity, ownership_filter, visibility_filter
 from memory.types import Scope
 from tests.support.filter_reference import reference
 
@@ -42,3 +45,29 @@ def test_scope_filters_never_reach_another_users_memory(user: str, agent: str | 
     stored_by = stored.get("agent_name")
     assert _visible(scope, stored) == (mine and (agent is None or stored_by in (None, agent)))
     assert _owned(scope, stored) == (mine and (agent is None or stored_by == agent))
+
+
+#: User ids around the size limit, with characters JSON escapes or UTF-8 widens.
+LONG_USER = st.builds(lambda n, tail: "u" * n + tail, st.integers(1700, 2100), st.text(alphabet='a\x00"\\é\u2028𐀀', max_size=40))
+
+
+@PROPERTY
+@given(LONG_USER, st.one_of(st.none(), st.sampled_from(["orchestrator", "a" * 300])))
+def test_an_identity_is_accepted_exactly_when_its_largest_unit_can_be_stored(user: str, agent: str | None) -> None:
+    """``check_storable_identity`` accepts a user id and agent name exactly when the largest unit
+    they could be stored with (longest type, latest date and start marker) fits the index's
+    filterable-metadata limit: nothing is answered that could not then be stored."""
+    largest = {"user_id": user, "type": "statement", "stored_at_epoch": 253402300799,
+               "opened": "9999-12-31T23:59:59.999+00:00~ffffffff", "content": "text"}
+    if agent is not None:
+        largest["agent_name"] = agent
+    try:
+        validate_metadata(largest)
+        storable = True
+    except ValidationError:
+        storable = False
+    if storable:
+        check_storable_identity(user, agent)
+    else:
+        with pytest.raises(IdentityTooLong):
+            check_storable_identity(user, agent)
