@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from memory.index.limits import validate_key
 from memory.keys import fact_key, summary_key
 
-PROPERTY = settings(derandomize=True, max_examples=300, deadline=None)
+PROPERTY = settings(derandomize=True, max_examples=200, deadline=None)
 
 OPTIONAL = st.one_of(st.none(), st.text(max_size=12))
 #: Short texts over a few characters, so that distinct tuples often share parts, separators and prefixes.

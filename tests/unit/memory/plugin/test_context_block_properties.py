@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from memory.plugin.context_block import CLOSE_TAG, OPEN_TAG, extract_block, parse_memories, render_block
 from memory.types import Memory
 
-PROPERTY = settings(derandomize=True, max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(derandomize=True, max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 #: Text a memory's author would use to break out of the fence: the fence's and an element's own
 #: tags, quotes, angle brackets, entities, NUL, RTL/BOM marks, line breaks, and any other character.
