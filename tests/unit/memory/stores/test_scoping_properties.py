@@ -13,7 +13,7 @@ from memory.index.filters import matches
 from memory.index.limits import validate_metadata
 from memory.stores.scoping import check_storable_identity, ownership_filter, visibility_filter
 from memory.types import Scope
-from tests.support.filter_reference import reference
+from tests.support.s3vectors_double import MISSING_POLICIES, evaluate
 
 PROPERTY = settings(derandomize=True, max_examples=300, deadline=None)
 
@@ -27,11 +27,17 @@ STORED = st.fixed_dictionaries(
 
 
 def _visible(scope: Scope, metadata: dict[str, Any]) -> bool:
-    return matches(visibility_filter(scope), metadata) and reference(visibility_filter(scope), metadata)
+    """Whether the visibility filter matches, in our evaluator and in the S3 Vectors double's."""
+    found = matches(visibility_filter(scope), metadata)
+    assert all(evaluate(visibility_filter(scope), metadata, missing=m) == found for m in MISSING_POLICIES)
+    return found
 
 
 def _owned(scope: Scope, metadata: dict[str, Any]) -> bool:
-    return matches(ownership_filter(scope), metadata) and reference(ownership_filter(scope), metadata)
+    """Whether the ownership filter matches, in our evaluator and in the S3 Vectors double's."""
+    found = matches(ownership_filter(scope), metadata)
+    assert all(evaluate(ownership_filter(scope), metadata, missing=m) == found for m in MISSING_POLICIES)
+    return found
 
 
 @PROPERTY
