@@ -14,19 +14,25 @@ from auth.dev_issuer import DevIssuer
 from auth.errors import REASONS, AuthError
 from auth.identity import Identity
 from auth.verifier import TokenVerifier
+from tenant_ids import tenant_id_problem
 
 PROPERTY = settings(derandomize=True, max_examples=300, deadline=None)
 _URLSAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 @pytest.fixture(scope="module")
-def dev() -> Iterator[tuple[TokenVerifier, str, Identity]]:
-    """A dev issuer's verifier, one valid token of tenant-a/alice and its identity."""
+def issuer() -> Iterator[DevIssuer]:
+    """A dev issuer (its key and JWKS in a temporary directory)."""
     with tempfile.TemporaryDirectory() as root:
-        issuer = DevIssuer(Path(root) / "issuer")
-        verifier = issuer.verifier()
-        token = issuer.mint("tenant-a", "alice")
-        yield verifier, token, verifier.verify(token)
+        yield DevIssuer(Path(root) / "issuer")
+
+
+@pytest.fixture(scope="module")
+def dev(issuer: DevIssuer) -> tuple[TokenVerifier, str, Identity]:
+    """The issuer's verifier, one valid token of tenant-a/alice and its identity."""
+    verifier = issuer.verifier()
+    token = issuer.mint("tenant-a", "alice")
+    return verifier, token, verifier.verify(token)
 
 
 def _refused(verifier: TokenVerifier, value: str) -> AuthError:
@@ -79,3 +85,25 @@ def test_a_one_character_mutation_of_a_valid_token_is_refused_or_changes_nothing
         _refused(verifier, mutated)
         return
     assert accepted == identity and mutated.strip() == token
+
+
+CLAIM = st.one_of(
+    st.text(max_size=60), st.from_regex(r"[a-z0-9-]{1,58}", fullmatch=True), st.integers(), st.none(),
+    st.lists(st.just("tenant-a"), max_size=2), st.sampled_from(["tenant-a", "Tenant-A", "tenant-a\n", "../b", "a--b", "a" * 57]),
+)
+
+
+@PROPERTY
+@given(CLAIM, CLAIM)
+def test_a_signed_tenant_claim_becomes_the_identity_only_if_it_is_a_valid_tenant_id(
+    issuer: DevIssuer, tenant: object, other: object
+) -> None:
+    """A correctly signed token whose tenant claim (``custom:tenantId``, else ``tenantId``) is not
+    a valid tenant id is refused with the generic 401; a valid one is the identity's tenant,
+    unchanged."""
+    verifier = issuer.verifier()
+    token = issuer.mint("tenant-a", "alice", claims={"custom:tenantId": tenant, "tenantId": other})
+    if tenant_id_problem(tenant) is None:
+        assert verifier.verify(token).tenant_id == tenant
+    else:
+        _refused(verifier, token)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,7 +14,7 @@ from hypothesis import strategies as st
 from memory.errors import InvalidTenantId
 from memory.index.limits import validate_index_name
 from memory.pipeline.outbox_s3 import S3Outbox
-from memory.stores.tvm import role_session_name
+from memory.stores.tvm import TENANT_TAG_KEY, TokenVendingMachine, role_session_name
 from memory.tenants import index_name_for, validate_tenant_id
 from tenant_ids import tenant_id_problem
 
@@ -63,3 +67,33 @@ def test_distinct_accepted_tenant_ids_never_share_an_index_prefix_or_session_nam
     assert len({index_name_for(t) for t in accepted}) == len(accepted)
     assert len({role_session_name("agent-memory", t) for t in accepted}) == len(accepted)
     assert not any(a != b and b.startswith(a) for a in prefixes for b in prefixes)
+
+
+class _Sts:
+    """An STS client that records AssumeRole requests and grants an hour."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+    def assume_role(self, **request: Any) -> dict[str, Any]:
+        self.requests.append(request)
+        expires = datetime.now(timezone.utc) + timedelta(hours=1)
+        return {"Credentials": {"AccessKeyId": "AKIA0", "SecretAccessKey": "s", "SessionToken": "t", "Expiration": expires}}
+
+
+@PROPERTY
+@given(CANDIDATE)
+def test_the_token_vending_machine_tags_only_accepted_tenant_ids(candidate: str) -> None:
+    """The TVM asks STS for credentials only for an accepted tenant id, tagged with exactly that
+    id (a valid tag value) and a valid session name; anything else is refused before any call."""
+    sts = _Sts()
+    tvm = TokenVendingMachine("arn:aws:iam::123456789012:role/tvm", "us-east-1", sts_client_factory=lambda: sts)
+    if not _accepted(candidate):
+        with pytest.raises(InvalidTenantId):
+            tvm.credentials_for(candidate)
+        assert sts.requests == []
+        return
+    assert tvm.credentials_for(candidate).tenant_id == candidate
+    (request,) = sts.requests
+    assert request["Tags"] == [{"Key": TENANT_TAG_KEY, "Value": candidate}] and _TAG_VALUE.fullmatch(candidate)
+    assert request["TransitiveTagKeys"] == [TENANT_TAG_KEY] and _SESSION_NAME.fullmatch(request["RoleSessionName"])
