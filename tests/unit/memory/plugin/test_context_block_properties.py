@@ -7,7 +7,16 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from memory.plugin.context_block import CLOSE_TAG, OPEN_TAG, extract_block, parse_memories, render_block
+from memory.plugin.context_block import (
+    CLOSE_TAG,
+    OPEN_TAG,
+    PLACEHOLDER,
+    extract_block,
+    fill_blocks,
+    parse_memories,
+    render_block,
+    restore_placeholder,
+)
 from memory.types import Memory
 
 PROPERTY = settings(derandomize=True, max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -50,3 +59,19 @@ def test_no_memory_text_escapes_the_fence_or_forges_an_element(memories: list[Me
     parsed = parse_memories(block)
     assert [(p.id, p.content) for p in parsed] == [(m.id, m.content) for m in memories]
     assert extract_block(f"You are helpful.\n\n{block}\n\nBe brief.") == block
+
+
+@settings(derandomize=True, max_examples=100, deadline=None)
+@given(st.text(alphabet="ab {}\n", max_size=8), st.text(alphabet="ab {}\n", max_size=8),
+       st.lists(MEMORY, min_size=1, max_size=3), st.lists(MEMORY, min_size=1, max_size=3))
+def test_a_filled_prompt_turns_back_into_its_base_and_refills_with_one_block(
+    before: str, after: str, first: list[Memory], second: list[Memory]
+) -> None:
+    """A base prompt filled with any memories (their text may hold ``{memory_context}`` itself)
+    turns back into exactly that base, and filling it again shows one block, the new one."""
+    base = [{"text": f"{before}{PLACEHOLDER}{after}"}]
+    restored = restore_placeholder(fill_blocks(base, render_block(first))[0])
+    assert restored == base
+    refilled = fill_blocks(restored, render_block(second))[0]
+    assert "".join(b["text"] for b in refilled).count(OPEN_TAG) == 1
+    assert parse_memories(refilled[0]["text"]) == parse_memories(render_block(second))
