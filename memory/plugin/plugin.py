@@ -187,6 +187,7 @@ class _Conversation:
     ended_at_turns: int = -1  # transcript length when last handed to the pipeline
     written_at_turns: int = -1  # transcript length when last written (checkpoint or end)
     erased: bool = False  # covered by an erasure marker: nothing more is recorded
+    ending: bool = False  # its end's outbox write is under way: checkpoints wait for it (``_end``)
     key: str = ""  # its summary key (= outbox entry id), computed once when it opens
     prompt: list[dict[str, Any]] | None = None  # the system prompt blocks with its block, from its first turn
 
@@ -606,6 +607,8 @@ class MemoryPlugin(Plugin):
             turns = len(conversation.transcript)
             if not self.summarize or self.pipeline is None or turns == conversation.written_at_turns:
                 return  # nothing new since the last write
+            if conversation.ending:
+                return  # queued by the end once its closed entry is written, never before it
             if not any(t["role"] == "user" for t in conversation.transcript):
                 return
             entry = self._entry(conversation, open=True)
@@ -649,8 +652,17 @@ class MemoryPlugin(Plugin):
     def _end(self, conversation: _Conversation) -> str | None:
         """Hand ``conversation`` to the pipeline if it has anything new; raises what the outbox write
         raised. The write (durable I/O) runs under ``_end_lock`` only, never the lock the turns'
-        hooks take on the event loop; a turn answered meanwhile is checkpointed, and the
-        conversation's next end hands it over."""
+        hooks take on the event loop; the conversation's next end hands over a turn answered
+        meanwhile.
+
+        That turn's checkpoint is queued only once the closed entry is written (or failed): the
+        closed entry holds the transcript as it was before the write, under the same outbox key.
+        Queued at once, the checkpoint writer could write it first and the shorter closed entry
+        would then replace it: a turn the outbox held would be in no entry until the next
+        checkpoint or end (a crash then loses it). Deferred, the outbox never goes from holding a
+        turn to not holding it; the turn waits one outbox write longer for its checkpoint, within
+        the loss window every turn has until the writer writes its checkpoint.
+        """
         with self._end_lock:
             with self._lock:
                 if not self.summarize or len(conversation.transcript) == conversation.ended_at_turns:
@@ -661,18 +673,32 @@ class MemoryPlugin(Plugin):
                     logger.warning("agent=%s has no summary pipeline; conversation not summarized", self.agent_name)
                     return None
                 pipeline, entry, attributes = self.pipeline, self._entry(conversation), self._attributes(conversation)
-            with telemetry.span("memory.conversation.end", attributes):
-                entry_id = pipeline.end_conversation(entry)
-            with self._lock:
-                if entry_id is None:  # covered by an erasure marker
-                    self._drop_erased(conversation)
-                    return None
-                if not conversation.erased:
-                    turns = len(entry.transcript)
-                    conversation.ended_at_turns = turns
-                    conversation.written_at_turns = max(conversation.written_at_turns, turns)
-                self.metrics["conversations_ended"] += 1
-            return entry_id
+                conversation.ending = True
+            try:
+                return self._hand_over(conversation, pipeline, entry, attributes)
+            finally:
+                with self._lock:
+                    conversation.ending = False
+                    went_on = len(conversation.transcript) > len(entry.transcript)
+                if went_on:
+                    self._checkpoint_quietly(conversation)
+
+    def _hand_over(
+        self, conversation: _Conversation, pipeline: SummaryPipeline, entry: OutboxEntry, attributes: dict[str, Any]
+    ) -> str | None:
+        """``_end``'s outbox write of ``entry`` (the closed entry) and its bookkeeping."""
+        with telemetry.span("memory.conversation.end", attributes):
+            entry_id = pipeline.end_conversation(entry)
+        with self._lock:
+            if entry_id is None:  # covered by an erasure marker
+                self._drop_erased(conversation)
+                return None
+            if not conversation.erased:
+                turns = len(entry.transcript)
+                conversation.ended_at_turns = turns
+                conversation.written_at_turns = max(conversation.written_at_turns, turns)
+            self.metrics["conversations_ended"] += 1
+        return entry_id
 
     def _entry(self, conversation: _Conversation, *, open: bool = False) -> OutboxEntry:
         """The conversation's outbox entry with its transcript so far (closed unless ``open``)."""
