@@ -55,9 +55,10 @@ closed entry (a turn answered while the entry was written: the conversation went
 entries are never scheduled in-process; ``replay_pending`` adopts the open entries older than
 ``orphan_after_seconds`` (their process is gone) and the closed ones; the younger open entries
 it found from before its start are adopted (by the sweeper thread) once unchanged that long.
-An adopted entry is removed only while it is still the version summarized (``Outbox.swap``: S3
-``If-Match``, a ``flock`` locally): a newer version (its process lived on after all) is
-summarized too instead.
+A stored entry is removed only while it is still the version summarized (``Outbox.swap``: S3
+``If-Match``, a ``flock`` locally): a newer version another process wrote meanwhile (an adopted
+entry's process lived on after all, or the conversation went on in another process) is
+summarized too instead, or left to its process while it is open and not adopted.
 
 ``on_task_start(name) -> token`` / ``on_task_end(token)`` bracket every accepted entry from
 the moment it is scheduled until it is stored, dead-lettered or handed to another process
@@ -840,10 +841,8 @@ class SummaryPipeline:
                     with self._lock:
                         rerun = self._inflight.get(ref, False)
                         self._inflight[ref] = False
-                    if not rerun and not adopted:
-                        self.outbox.remove(entry_id, tenant_id)
-                        return _Outcome.STORED
-                    # an adopted entry's process may live on: remove only the version summarized
+                    # remove only the version summarized: another process may have written a newer
+                    # one (an adopted entry's process living on; the conversation going on elsewhere)
                     if not rerun and (self.outbox.swap(entry, None) or self.outbox.get(entry_id, tenant_id) is None):
                         return _Outcome.STORED
                 # a newer transcript arrived while we worked: summarize it too
