@@ -160,10 +160,15 @@ def outbox_prefix(value: str) -> str:
 
 
 def nonempty(value: str) -> str:
-    """A non-empty argument (argparse type): an empty id matches nothing, which must not look
-    like a clean run."""
+    """A non-empty argument of UTF-8 text (argparse type): an empty id matches nothing, which must
+    not look like a clean run; bytes that are not UTF-8 (Python decodes them to lone surrogates)
+    are no id a token carries, and the erasure folder's hash of one would fail."""
     if not value.strip():
         raise argparse.ArgumentTypeError("must not be empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("must be UTF-8 text (it holds bytes that are not)") from None
     return value
 
 

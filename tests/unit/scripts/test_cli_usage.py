@@ -47,6 +47,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
         (("retention", "sweep", "--backend", "local", "--state-dir", "{dir}", "--tenant", "acme", "--ttl-days", "0"), "--ttl-days"),
         (("retention", "sweep", "--backend", "local", "--state-dir", "{dir}", "--tenant", "acme", "--ttl-days", "nan"), "--ttl-days"),
         (("retention", "sweep", "--backend", "local", "--state-dir", "{dir}", "--tenant", "acme", "--ttl-days", "inf"), "--ttl-days"),
+        # bytes that are not UTF-8 on the command line (Python decodes them to lone surrogates): no
+        # token's sub is such a string; hashing it for the erasure folder raised UnicodeEncodeError
+        (("forget", "--backend", "local", "--state-dir", "{dir}", "--tenant", "acme", "--user", "al\udcffice"), "argument --user: must be UTF-8 text"),
         (("forget", "--backend", "local", "--state-dir", "{dir}", "--tenant", "acme", "--user", "ann", "--settle-seconds", "-1"), "--settle-seconds"),
         (("forget", "--backend", "local", "--state-dir", "{dir}", "--tenant", "acme", "--user", "ann", "--settle-seconds", "inf"), "--settle-seconds"),
         (("tenant", "onboard", *REGION, "--bucket", "mem-bucket", "--tenant", "acme", "--dimension", "0", "--dry-run"), "must be 1-4096"),
