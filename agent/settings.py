@@ -22,12 +22,21 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from dotenv import dotenv_values
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent.secret_settings import SECRETS_ID_ENV, SecretSettingsError, read_secret_settings
 from auth.local_state import in_runtime_container, state_root
+from memory.aws import is_region
 from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS
 
 #: AgentCore Runtime's default idle session timeout (``--idle-timeout``, 60-28,800 s).
@@ -149,6 +158,17 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("region", "cognito_region")
+    @classmethod
+    def _check_region(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A region of AWS's shape, as the CLIs' ``--region`` (a made-up one left every memory call
+        unable to reach its endpoint, logged only as "backend unavailable")."""
+        if value is not None and not is_region(value):
+            source = "; read from AGENT_REGION, else AWS_REGION, else AWS_DEFAULT_REGION"
+            source = source if info.field_name == "region" else ""
+            raise ValueError(f"not an AWS region (such as us-east-1 or eu-west-3){source}")
         return value
 
     @model_validator(mode="after")

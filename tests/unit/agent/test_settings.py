@@ -184,3 +184,28 @@ def test_the_file_only_reading_ignores_the_environment_s_names(tmp_path: Path, m
     path.write_text("AGENT_AUTH_MODE=dev\nAGENT_REGION=eu-west-1\n")
     monkeypatch.setenv("agent_region", "us-west-2")
     assert load_settings(path, file_only=True).region == "eu-west-1"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "field"),
+    [
+        ("AGENT_REGION", "mars-x", "AGENT_REGION"),
+        ("AWS_REGION", "us_east_1", "AGENT_REGION"),
+        ("AGENT_COGNITO_REGION", "eu-west", "cognito_region"),
+    ],
+)
+def test_a_region_not_of_aws_s_shape_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, field: str
+) -> None:
+    """A made-up AGENT_REGION was accepted: the app started, and every S3 Vectors, outbox or
+    Bedrock call failed to reach its endpoint, logged only as "backend unavailable"."""
+    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=f"{field}: not an AWS region"):
+        load_settings()
+
+
+def test_a_region_newer_than_botocore_of_aws_s_shape_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    monkeypatch.setenv("AGENT_REGION", "eu-north-9")
+    assert load_settings().region == "eu-north-9"
