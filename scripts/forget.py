@@ -110,11 +110,13 @@ def _preview(
             if count:
                 report.add("WOULD DELETE", target.outbox_resource, f"{count} {kind} of {what}; re-run with --yes")
     memories = 0
-    if target.store is not None:
+    if target.store is not None and user is None:
+        memories = sum(1 for _ in target.store.index.keys())  # the whole tenant: keys only, like forget_tenant
+    elif target.store is not None:
         memories = sum(
             1
             for r in target.store.index.list()
-            if (user is None or r.metadata.get("user_id") == user)
+            if r.metadata.get("user_id") == user
             and (conversation is None or r.metadata.get("conversation_id") == conversation)
         )
     if memories:

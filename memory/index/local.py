@@ -575,6 +575,13 @@ class LocalIndex:
             ]
         )
 
+    def keys(self) -> Iterator[str]:
+        """Every key, ordered (no metadata or vector read)."""
+        with self._lock:
+            conn = self._open()
+            rows = conn.execute("SELECT key FROM vectors ORDER BY key").fetchall()
+        return iter([key for (key,) in rows])
+
     def count(self) -> int:
         """How many vectors the index holds."""
         with self._lock:

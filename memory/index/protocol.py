@@ -34,5 +34,8 @@ class VectorIndex(Protocol):
     def list(self) -> Iterator[VectorRecord]:
         """Every record (all pages), with metadata."""
 
+    def keys(self) -> Iterator[str]:
+        """Every key (all pages), without metadata: cheaper than :meth:`list` where keys suffice."""
+
     def drop(self) -> None:
         """Delete the whole index (missing index is ignored)."""

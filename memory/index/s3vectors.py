@@ -186,7 +186,8 @@ class S3VectorsIndex:
     def query(
         self, vector: Sequence[float], top_k: int, filter: Mapping[str, Any] | None = None
     ) -> list[QueryHit]:
-        """Nearest records by cosine distance (ascending) matching ``filter``, every result page."""
+        """Nearest records by cosine distance (ascending) matching ``filter``, every result page; a
+        key on several pages (a vector rewritten between them) counts once, at its best distance."""
         request: dict[str, Any] = {
             **self._target(),
             "topK": limits.validate_top_k(top_k),
@@ -197,16 +198,17 @@ class S3VectorsIndex:
         checked = validate_filter(filter)
         if checked is not None:
             request["filter"] = explicit_and(checked)
-        hits: list[QueryHit] = []
+        best: dict[str, QueryHit] = {}
         while True:  # results beyond the page size come in further pages (same parameters)
             response = self._call("query_vectors", **request)
-            hits.extend(
-                QueryHit(v["key"], float(v.get("distance", 0.0)), dict(v.get("metadata") or {}))
-                for v in response.get("vectors", [])
-            )
+            for v in response.get("vectors", []):
+                hit = QueryHit(v["key"], float(v.get("distance", 0.0)), dict(v.get("metadata") or {}))
+                seen = best.get(hit.key)
+                if seen is None or hit.distance < seen.distance:  # a key on two pages: rewritten between them
+                    best[hit.key] = hit
             token = response.get("nextToken")
-            if not token or len(hits) >= request["topK"]:
-                return sorted(hits, key=lambda h: h.distance)[: request["topK"]]
+            if not token or len(best) >= request["topK"]:
+                return sorted(best.values(), key=lambda h: h.distance)[: request["topK"]]
             request["nextToken"] = token
 
     def get(self, keys: Sequence[str]) -> list[VectorRecord]:
@@ -237,20 +239,38 @@ class S3VectorsIndex:
                 data = (v.get("data") or {}).get("float32", []) if return_data else []
                 yield VectorRecord(v["key"], list(data), dict(v.get("metadata") or {}))
 
+    def keys(self) -> Iterator[str]:
+        """Every key, listing keys only, one page at a time as they are consumed: no metadata or
+        data is read (a page stops at 1,000 vectors or 1 MB read, so metadata means more pages;
+        and listing it needs GetVectors too)."""
+        for page in self._list_pages(returnMetadata=False, returnData=False):
+            for vector in page:
+                yield vector["key"]
+
     def count(self) -> int:
-        """How many vectors the index holds, listing keys only: no metadata or data is read (a
-        page stops at 1 MB, so metadata means more pages; and listing it needs GetVectors too)."""
-        return sum(len(page) for page in self._list_pages(returnMetadata=False, returnData=False))
+        """How many vectors the index holds (its :meth:`keys`, counted)."""
+        return sum(1 for _ in self.keys())
 
     def _list_pages(self, **returned: bool) -> Iterator[list[dict[str, Any]]]:
-        """The vectors of each ListVectors page, following ``nextToken``, one request per page consumed."""
+        """The vectors of each ListVectors page, following ``nextToken``, one request per page consumed.
+
+        A key already listed on an earlier page (a vector rewritten while the pages are read) is
+        left out: each key comes once, as first listed (the keys seen are kept for that: some 100
+        bytes each, ~100 MB while a million-vector index is listed).
+        """
         token: str | None = None
+        seen: set[str] = set()
         while True:
             request: dict[str, Any] = {**self._target(), "maxResults": limits.MAX_LIST_PAGE, **returned}
             if token:
                 request["nextToken"] = token
             response = self._call("list_vectors", **request)
-            yield list(response.get("vectors", []))
+            page = []
+            for vector in response.get("vectors", []):
+                if vector["key"] not in seen:
+                    seen.add(vector["key"])
+                    page.append(vector)
+            yield page
             token = response.get("nextToken")
             if not token:
                 return

@@ -43,10 +43,11 @@ and the next stored summary makes the pipeline report its work as busy again.
 coalesced per conversation (latest transcript wins; written ``checkpoint_interval`` seconds
 after the first queued turn, so at most one write per conversation per interval and none for a
 conversation that ends sooner), never on the turn's response path (the interpreter's exit
-writes what is still queued, for up to ``EXIT_FLUSH_SECONDS``); a checkpoint whose write
-failed is queued again (unless a newer one was) and written after a pause: a second after a
-transient failure; after a refusal that retrying cannot fix (``PERMANENT_ERRORS``), a pause
-doubling with each refusal in a row up to ``RetryPolicy.sweep_max_delay`` (a new turn's
+writes what every pipeline not shut down still has queued, all at once, within one
+``EXIT_FLUSH_SECONDS``); a checkpoint whose write failed is queued again (unless a newer one
+was) and written after a pause: a second after a transient failure; after a refusal that
+retrying cannot fix (``PERMANENT_ERRORS``), a pause doubling with each refusal in a row up to
+``RetryPolicy.sweep_max_delay`` (a new turn's
 transcript replaces the queued one but waits too; ``flush`` writes at once). ``end_conversation``
 discards a queued checkpoint of its conversation once the closed entry (which supersedes it)
 is written; if that write fails, the checkpoint is still written, and so is one longer than the
@@ -54,9 +55,10 @@ closed entry (a turn answered while the entry was written: the conversation went
 entries are never scheduled in-process; ``replay_pending`` adopts the open entries older than
 ``orphan_after_seconds`` (their process is gone) and the closed ones; the younger open entries
 it found from before its start are adopted (by the sweeper thread) once unchanged that long.
-An adopted entry is removed only while it is still the version summarized (``Outbox.swap``: S3
-``If-Match``, a ``flock`` locally): a newer version (its process lived on after all) is
-summarized too instead.
+A stored entry is removed only while it is still the version summarized (``Outbox.swap``: S3
+``If-Match``, a ``flock`` locally): a newer version another process wrote meanwhile (an adopted
+entry's process lived on after all, or the conversation went on in another process) is
+summarized too instead, or left to its process while it is open and not adopted.
 
 ``on_task_start(name) -> token`` / ``on_task_end(token)`` bracket every accepted entry from
 the moment it is scheduled until it is stored, dead-lettered or handed to another process
@@ -66,6 +68,7 @@ unless summaries have been failing for longer than the time bound (above).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import enum
 import logging
@@ -109,7 +112,8 @@ DEAD_LETTERS_REMEMBERED = 4096
 ERASED_REMEMBERED = 4096
 _CHECKPOINT_RETRY_SECONDS = 1.0  # pause before writing again a checkpoint whose write failed
 _CHECKPOINT_FAILURE_LOG_SECONDS = 60.0  # a checkpoint still failing is logged at most this often
-#: How long the interpreter's exit waits for the checkpoints still queued (``shutdown`` not called).
+#: How long the interpreter's exit waits for the checkpoints still queued (``shutdown`` not called),
+#: in all: every such pipeline writes at once.
 EXIT_FLUSH_SECONDS = 10.0
 _NOT_BUSY = object()  # the token of an entry scheduled while the pipeline does not report busy
 
@@ -247,7 +251,7 @@ class SummaryPipeline:
         self.metrics: Counter[str] = Counter()
         # the writer is a daemon thread, stopped without a word at exit: queued checkpoints are
         # written first (a script that never shuts the pipeline down; the app flushes at SIGTERM)
-        weakref.finalize(self, _flush_at_exit, weakref.ref(self))
+        _flushed_at_exit(self)
 
     @property
     def waiting(self) -> int:
@@ -837,10 +841,8 @@ class SummaryPipeline:
                     with self._lock:
                         rerun = self._inflight.get(ref, False)
                         self._inflight[ref] = False
-                    if not rerun and not adopted:
-                        self.outbox.remove(entry_id, tenant_id)
-                        return _Outcome.STORED
-                    # an adopted entry's process may live on: remove only the version summarized
+                    # remove only the version summarized: another process may have written a newer
+                    # one (an adopted entry's process living on; the conversation going on elsewhere)
                     if not rerun and (self.outbox.swap(entry, None) or self.outbox.get(entry_id, tenant_id) is None):
                         return _Outcome.STORED
                 # a newer transcript arrived while we worked: summarize it too
@@ -1030,14 +1032,37 @@ class SummaryPipeline:
             logger.warning("on_task_end hook failed", exc_info=True)
 
 
-def _flush_at_exit(pipeline: "weakref.ref[SummaryPipeline]") -> None:
-    """Write what a live, not shut down pipeline still has queued (``weakref.finalize`` at exit;
-    nothing once the pipeline is gone)."""
-    alive = pipeline()
-    if alive is None or alive._closed.is_set():
-        return
-    if not alive.flush(timeout=EXIT_FLUSH_SECONDS):
-        logger.warning("exit: queued checkpoints not written within %.0f s", EXIT_FLUSH_SECONDS)
+_at_exit: "weakref.WeakSet[SummaryPipeline]" = weakref.WeakSet()  # live pipelines, flushed at exit
+_at_exit_lock = threading.Lock()
+_at_exit_registered = False
+
+
+def _flushed_at_exit(pipeline: SummaryPipeline) -> None:
+    """Have ``pipeline``'s queued checkpoints written at the interpreter's exit while it lives
+    (one exit handler for every pipeline, registered with the first)."""
+    global _at_exit_registered
+    with _at_exit_lock:
+        if not _at_exit_registered:
+            atexit.register(_flush_at_exit)
+            _at_exit_registered = True
+        _at_exit.add(pipeline)
+
+
+def _flush_at_exit() -> None:
+    """Write what every live, not shut down pipeline still has queued (at the interpreter's exit):
+    all their writers start at once, then each is waited for within one ``EXIT_FLUSH_SECONDS``,
+    so pipelines whose outbox refuses writes do not add up their waits."""
+    with _at_exit_lock:
+        pipelines = [pipeline for pipeline in _at_exit if not pipeline._closed.is_set()]
+    deadline = time.monotonic() + EXIT_FLUSH_SECONDS
+    for pipeline in pipelines:
+        pipeline._hurry.set()  # its writer skips its coalescing wait; ``flush`` clears it again
+        pipeline._writer_wake.set()
+    unwritten = sum(not pipeline.flush(timeout=max(0.0, deadline - time.monotonic())) for pipeline in pipelines)
+    if unwritten:
+        logger.warning(
+            "exit: queued checkpoints of %d pipeline(s) not written within %.0f s", unwritten, EXIT_FLUSH_SECONDS
+        )
 
 
 def _check_storable(entry: OutboxEntry) -> None:

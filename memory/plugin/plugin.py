@@ -19,7 +19,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
   calibrated floor) and fills ``{memory_context}`` in the agent's base system prompt with a
   fenced block (``memory.plugin.context_block``), each memory with its conversation's date.
   The query is all user text of that first invocation, not only its last message (a client
-  may send earlier context along), bounded to ``MAX_QUERY_CHARS`` of the latest text. The
+  may send earlier context along), bounded to ``MAX_QUERY_CHARS`` of the latest text; in a
+  Swarm or Graph node, the user's request inside the framework's frame
+  (``memory.plugin.query``). The
   block is re-applied on every turn of that conversation. Without the placeholder the block
   is appended as a text block of its own (warning once); without memories the placeholder is
   removed, and a text block left empty with it (Bedrock refuses one). The base prompt is
@@ -110,7 +112,8 @@ from memory.stores.protocol import MemoryBackend
 from memory.stores.scoping import check_storable_identity
 from memory.stores.single_tenant import SingleTenantStore
 from memory.plugin.invocation import TENANT_CONTEXT, USER_ID, InvalidInvocationState, Invocation, read_invocation
-from memory.plugin.recall_tool import MAX_QUERY_CHARS, build_recall_tool
+from memory.plugin.query import retrieval_query
+from memory.plugin.recall_tool import build_recall_tool
 from memory.pipeline.summarizer import Turn, transcript_from_messages
 
 if TYPE_CHECKING:
@@ -184,6 +187,7 @@ class _Conversation:
     ended_at_turns: int = -1  # transcript length when last handed to the pipeline
     written_at_turns: int = -1  # transcript length when last written (checkpoint or end)
     erased: bool = False  # covered by an erasure marker: nothing more is recorded
+    ending: bool = False  # its end's outbox write is under way: checkpoints wait for it (``_end``)
     key: str = ""  # its summary key (= outbox entry id), computed once when it opens
     prompt: list[dict[str, Any]] | None = None  # the system prompt blocks with its block, from its first turn
 
@@ -384,7 +388,7 @@ class MemoryPlugin(Plugin):
         if not continuing:
             # retrieval (embedding, network) and ending a previous conversation (outbox fsync)
             # run off the event loop
-            await asyncio.to_thread(self._open, invocation, _prompt_text(event.messages))
+            await asyncio.to_thread(self._open, invocation, retrieval_query(event.messages))
         with self._lock:
             conversation = self._conversation
             overlapping = conversation is None or not conversation.invocation.same_conversation(invocation)
@@ -603,6 +607,8 @@ class MemoryPlugin(Plugin):
             turns = len(conversation.transcript)
             if not self.summarize or self.pipeline is None or turns == conversation.written_at_turns:
                 return  # nothing new since the last write
+            if conversation.ending:
+                return  # queued by the end once its closed entry is written, never before it
             if not any(t["role"] == "user" for t in conversation.transcript):
                 return
             entry = self._entry(conversation, open=True)
@@ -646,8 +652,17 @@ class MemoryPlugin(Plugin):
     def _end(self, conversation: _Conversation) -> str | None:
         """Hand ``conversation`` to the pipeline if it has anything new; raises what the outbox write
         raised. The write (durable I/O) runs under ``_end_lock`` only, never the lock the turns'
-        hooks take on the event loop; a turn answered meanwhile is checkpointed, and the
-        conversation's next end hands it over."""
+        hooks take on the event loop; the conversation's next end hands over a turn answered
+        meanwhile.
+
+        That turn's checkpoint is queued only once the closed entry is written (or failed): the
+        closed entry holds the transcript as it was before the write, under the same outbox key.
+        Queued at once, the checkpoint writer could write it first and the shorter closed entry
+        would then replace it: a turn the outbox held would be in no entry until the next
+        checkpoint or end (a crash then loses it). Deferred, the outbox never goes from holding a
+        turn to not holding it; the turn waits one outbox write longer for its checkpoint, within
+        the loss window every turn has until the writer writes its checkpoint.
+        """
         with self._end_lock:
             with self._lock:
                 if not self.summarize or len(conversation.transcript) == conversation.ended_at_turns:
@@ -658,18 +673,32 @@ class MemoryPlugin(Plugin):
                     logger.warning("agent=%s has no summary pipeline; conversation not summarized", self.agent_name)
                     return None
                 pipeline, entry, attributes = self.pipeline, self._entry(conversation), self._attributes(conversation)
-            with telemetry.span("memory.conversation.end", attributes):
-                entry_id = pipeline.end_conversation(entry)
-            with self._lock:
-                if entry_id is None:  # covered by an erasure marker
-                    self._drop_erased(conversation)
-                    return None
-                if not conversation.erased:
-                    turns = len(entry.transcript)
-                    conversation.ended_at_turns = turns
-                    conversation.written_at_turns = max(conversation.written_at_turns, turns)
-                self.metrics["conversations_ended"] += 1
-            return entry_id
+                conversation.ending = True
+            try:
+                return self._hand_over(conversation, pipeline, entry, attributes)
+            finally:
+                with self._lock:
+                    conversation.ending = False
+                    went_on = len(conversation.transcript) > len(entry.transcript)
+                if went_on:
+                    self._checkpoint_quietly(conversation)
+
+    def _hand_over(
+        self, conversation: _Conversation, pipeline: SummaryPipeline, entry: OutboxEntry, attributes: dict[str, Any]
+    ) -> str | None:
+        """``_end``'s outbox write of ``entry`` (the closed entry) and its bookkeeping."""
+        with telemetry.span("memory.conversation.end", attributes):
+            entry_id = pipeline.end_conversation(entry)
+        with self._lock:
+            if entry_id is None:  # covered by an erasure marker
+                self._drop_erased(conversation)
+                return None
+            if not conversation.erased:
+                turns = len(entry.transcript)
+                conversation.ended_at_turns = turns
+                conversation.written_at_turns = max(conversation.written_at_turns, turns)
+            self.metrics["conversations_ended"] += 1
+        return entry_id
 
     def _entry(self, conversation: _Conversation, *, open: bool = False) -> OutboxEntry:
         """The conversation's outbox entry with its transcript so far (closed unless ``open``)."""
@@ -708,9 +737,3 @@ class MemoryPlugin(Plugin):
             self.metrics["recalled"] += len(memories)
             if self._conversation is not None and self._turn_active:
                 self._conversation.recalled.extend(m.id for m in memories)
-
-
-def _prompt_text(messages: Sequence[Any] | None) -> str:
-    """Text of the user input of this invocation."""
-    turns = transcript_from_messages(list(messages or []))
-    return " ".join(t["text"] for t in turns if t["role"] == "user")[-MAX_QUERY_CHARS:]

@@ -1,14 +1,23 @@
-"""Hybrid ranking of dense candidates: BM25 over their text, reciprocal-rank fusion, one per conversation.
+"""Hybrid ranking of dense candidates: BM25 over their text, score fusion, one per conversation.
 
 A store over-fetches dense candidates (``DENSE_CANDIDATES``, S3 Vectors' ``topK`` limit, with
 metadata), then :func:`hybrid_rank` drops candidates whose cosine similarity is below the
 embedder's floor, scores the rest's ``content`` lexically (Okapi BM25, statistics over those
-candidates), fuses the dense and lexical rankings by reciprocal rank, weighs the fused score by
-unit type (``UNIT_TYPE_WEIGHTS``: excerpts count less than statements and summaries), divides the
-fused score of a unit that several conversations said (nearly) word for word by
-``1 + ln(conversations)`` (the redundancy penalty below), and keeps the best unit of each conversation (a
-conversation's units compete; see ``memory.pipeline.units``). Both backends run
-this same code on the hits of ``VectorIndex.query``.
+candidates), fuses the two scores (below), weighs the fused score by unit type
+(``UNIT_TYPE_WEIGHTS``: excerpts count less than statements and summaries), divides the fused
+score of a unit that several conversations said (nearly) word for word by ``1 + ln(conversations)``
+(the redundancy penalty below), and keeps the best unit of each conversation (a conversation's
+units compete; see ``memory.pipeline.units``). Both backends run this same code on the hits of
+``VectorIndex.query``.
+
+Fusion: each candidate's cosine similarity over the best candidate's, plus ``LEXICAL_WEIGHT``
+times its BM25 score over the best BM25 score (both relative to the candidates, so an embedder's
+overall cosine scale does not change the balance). Scores, not ranks: a fact that is the nearest
+by a wide cosine margin keeps that margin, where reciprocal-rank fusion (the previous fusion,
+``by_rank``) gave the 1st and the 2nd nearest nearly the same weight and let a filler unit that
+shares the question's noun overtake it. bench/bench_recall.py measures it (row I against G: R@1
++2.2 / +1.2 / +1.8 and injected +0.8 / +1.4 / +1.7 points on seeds 12 / 7 / 3, the weight
+chosen on seed 12 alone).
 
 Redundancy: what a user says in many conversations ("my knees hurt after running", a recurring
 complaint) is background, not what tells one conversation from the others; left alone, its
@@ -45,12 +54,16 @@ from memory.types import QueryHit
 
 #: Dense candidates fetched per query (S3 Vectors' topK maximum).
 DENSE_CANDIDATES = MAX_TOP_K
-#: Reciprocal-rank fusion constant (the usual 60: rank 1 vs 10 differ by ~13%).
+#: Weight of the BM25 score (over the best candidate's) in the fusion, where the cosine similarity
+#: (over the best candidate's) counts 1. bench/bench_recall.py, whose distractors share the
+#: questions' nouns, ranks alike from 0.1 to 0.15 on its seed 12 (R@1 about a point lower at 0.2
+#: and at 0, dense alone); lexical evidence still breaks ties on exact names and numbers that a
+#: small dense model blurs.
+LEXICAL_WEIGHT = 0.15
+#: Reciprocal-rank fusion (``by_rank``, the previous fusion): its constant (the usual 60: rank 1
+#: vs 10 differ by ~13%) and the lexical ranking's weight (dense counts 1).
 RRF_K = 60
-#: Weight of the lexical ranking in the fusion (dense counts 1). bench/bench_recall.py, whose
-#: distractors share the questions' nouns, finds lexical evidence neutral at 0.3 and harmful at
-#: 1.0; it still breaks ties on exact names and numbers that a small dense model blurs.
-LEXICAL_WEIGHT = 0.3
+RANK_LEXICAL_WEIGHT = 0.3
 BM25_K1 = 1.2
 BM25_B = 0.75
 #: Units of this many content words or fewer also group with a copy lacking one of them.
@@ -59,10 +72,11 @@ NEAR_COPY_MAX_TERMS = 16
 #: turns, both speakers) blends several topics and the assistant's generic advice, so it sits near
 #: many questions; the user's facts are also in that conversation's statement and summary units,
 #: and the excerpt is kept for what they lose (what the assistant said, a fact spread over two
-#: turns). 0.75 ranks an excerpt as if it were about 20 places lower (1/61 -> ~1/81), whatever
-#: its similarity lead: the price is paid by facts only an excerpt holds, which bench_recall
-#: (all facts stated by the user) does not measure. Chosen on its seed 12 (0.6-0.75 rank alike;
-#: the mildest kept; a cosine offset instead of a weight did worse), seed 7 held out.
+#: turns). 0.75 ranks an excerpt as if its similarity were a quarter lower (under reciprocal-rank
+#: fusion: as if about 20 places lower): the price is paid by facts only an excerpt holds, which
+#: bench_recall (all facts stated by the user) does not measure. Chosen on its seed 12 under
+#: reciprocal-rank fusion (0.6-0.75 rank alike; the mildest kept; a cosine offset instead of a
+#: weight did worse), seed 7 held out; under score fusion 0.65-0.8 rank alike.
 UNIT_TYPE_WEIGHTS: Mapping[str, float] = MappingProxyType({"excerpt": 0.75})
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -212,6 +226,37 @@ def redundancy_divisors(term_sets: Sequence[frozenset[str]], conversations: Sequ
     return [divisor[group] for group in groups]
 
 
+def score_fusion(similarities: Sequence[float], lexical_scores: Sequence[float]) -> list[float]:
+    """Each cosine similarity over the best one, plus ``LEXICAL_WEIGHT`` x BM25 over the best BM25.
+
+    ``lexical_scores`` empty (lexical off) or all zero adds nothing. A best similarity of 0 or
+    less (only when the caller keeps such candidates) leaves the similarities as they are.
+    """
+    best = max(similarities, default=0.0)
+    scale = best if best > 0.0 else 1.0
+    fused = [similarity / scale for similarity in similarities]
+    top = max(lexical_scores, default=0.0)
+    if top > 0.0:
+        fused = [score + LEXICAL_WEIGHT * lexical / top for score, lexical in zip(fused, lexical_scores)]
+    return fused
+
+
+def rank_fusion(lexical_scores: Sequence[float], count: int) -> list[float]:
+    """Reciprocal-rank fusion of the dense order (candidates nearest first) and the BM25 order."""
+    fused = [1.0 / (RRF_K + rank) for rank in range(1, count + 1)]
+    order = sorted(range(len(lexical_scores)), key=lambda i: -lexical_scores[i])
+    for rank, i in enumerate(order, start=1):
+        if lexical_scores[i] > 0.0:
+            fused[i] += RANK_LEXICAL_WEIGHT / (RRF_K + rank)
+    return fused
+
+
+def demoted(score: float, factor: float) -> float:
+    """``score`` weighed by ``factor`` > 0: multiplied if not negative, else divided, so that a
+    factor below 1 ranks it lower whatever its sign (negative only below a floor of 0)."""
+    return score * factor if score >= 0.0 else score / factor
+
+
 @dataclass(frozen=True)
 class RankedHit:
     """A candidate kept by :func:`hybrid_rank`: the hit, its cosine similarity and fused score."""
@@ -242,8 +287,9 @@ def hybrid_rank(
     lexical: bool = True,
     redundancy: bool = True,
     type_weights: Mapping[str, float] = UNIT_TYPE_WEIGHTS,
+    by_rank: bool = False,
 ) -> list[RankedHit]:
-    """The best ``top_k`` hits, one per conversation, by dense + BM25 reciprocal-rank fusion.
+    """The best ``top_k`` hits, one per conversation, by dense + BM25 score fusion.
 
     Args:
         query: The query text (tokenised for BM25).
@@ -254,6 +300,7 @@ def hybrid_rank(
         lexical: False ranks by cosine similarity alone (still one result per conversation).
         redundancy: False skips the redundancy penalty (units said in several conversations).
         type_weights: Fused-score weight per metadata ``type`` (``{}``: none).
+        by_rank: True fuses by reciprocal rank instead (the previous fusion, for bench_recall).
 
     Returns:
         At most ``top_k`` hits, best first, no two of the same conversation.
@@ -261,22 +308,19 @@ def hybrid_rank(
     kept = [(h, 1.0 - h.distance) for h in hits if 1.0 - h.distance >= min_similarity]
     if not kept:
         return []
-    fused = [1.0 / (RRF_K + rank) for rank in range(1, len(kept) + 1)]
     cache = cache or TokenCache()
     entries = cache.entries([(h.key, str(h.metadata.get("content", ""))) for h, _ in kept])
-    if lexical:
-        documents = [counts for counts, _ in entries]
-        lexical_scores = bm25_scores(tokenize(query), documents)
-        order = sorted(range(len(kept)), key=lambda i: -lexical_scores[i])
-        for rank, i in enumerate(order, start=1):
-            if lexical_scores[i] > 0.0:
-                fused[i] += LEXICAL_WEIGHT / (RRF_K + rank)
+    lexical_scores = bm25_scores(tokenize(query), [counts for counts, _ in entries]) if lexical else []
+    if by_rank:
+        fused = rank_fusion(lexical_scores, len(kept))
+    else:
+        fused = score_fusion([similarity for _, similarity in kept], lexical_scores)
     if type_weights:
-        fused = [score * type_weights.get(str(h.metadata.get("type")), 1.0) for score, (h, _) in zip(fused, kept)]
+        fused = [demoted(score, type_weights.get(str(h.metadata.get("type")), 1.0)) for score, (h, _) in zip(fused, kept)]
     conversations = [conversation_of(h) for h, _ in kept]
     if redundancy:
         divisors = redundancy_divisors([terms for _, terms in entries], conversations)
-        fused = [score / divisor for score, divisor in zip(fused, divisors)]
+        fused = [demoted(score, 1.0 / divisor) for score, divisor in zip(fused, divisors)]
     results: list[RankedHit] = []
     seen: set[tuple[Any, ...]] = set()
     for i in sorted(range(len(kept)), key=lambda i: -fused[i]):

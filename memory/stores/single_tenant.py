@@ -241,7 +241,7 @@ class SingleTenantStore:
         """The ``top_k`` best visible memories, one per conversation (``memory.stores.hybrid``).
 
         Dense over-fetch of ``DENSE_CANDIDATES`` units, candidates below the floor (``min_score``,
-        else the store's default) dropped, BM25 fused by reciprocal rank. ``Memory.score`` is
+        else the store's default) dropped, BM25 and cosine fused as scores. ``Memory.score`` is
         the chosen unit's cosine similarity.
         """
         self._check(scope)
@@ -292,7 +292,7 @@ class SingleTenantStore:
         if tenant_id is not None and tenant_id != self.tenant_id:
             raise ValidationError("tenant_id does not match this store's tenant")
         self.ensure()
-        keys = [record.key for record in self.index.list()]
+        keys = list(self.index.keys())  # keys only: no metadata is needed to delete them all
         if keys:
             self.index.delete(keys)
         logger.info("forgot all %d memories of index %s", len(keys), self.index.name)

@@ -3,8 +3,10 @@
 Credentials are cached per tenant (bounded LRU) and refreshed ``refresh_margin_seconds``
 before they expire (by STS's ``Expiration`` or the requested duration counted on the host's
 clock from before the call, whichever is earlier: host clocks may lag AWS's); concurrent
-callers for one tenant share a single STS call (single flight via a per-tenant lock stripe),
-and likewise one boto3 client per tenant and service. While one caller refreshes a tenant's
+callers for one tenant share a single STS call and its outcome (single flight: one future per
+tenant with a call in flight, so a caller waits for at most one STS call, its own tenant's,
+never another tenant's hanging one), and likewise one boto3 client per tenant and service
+(a lock stripe: building a client makes no request). While one caller refreshes a tenant's
 credentials, the others keep using the cached ones as long as they have more than
 ``MANDATORY_REFRESH_SECONDS`` left (botocore's advisory refresh does the same), instead of
 waiting for STS (a minute of retries when it hangs); closer to their end they wait. Failures
@@ -24,6 +26,7 @@ import hashlib
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
@@ -135,17 +138,17 @@ class TokenVendingMachine:
         )
         self._clock = clock
         self._sts: Any = None
-        self._lock = threading.Lock()  # guards the caches and the STS client
-        self._stripes = [threading.Lock() for _ in range(_STRIPES)]  # STS calls
+        self._lock = threading.Lock()  # guards the caches, the calls in flight and the STS client
+        self._flights: dict[str, Future[TenantCredentials]] = {}  # tenant -> its STS call under way
         self._client_stripes = [threading.Lock() for _ in range(_STRIPES)]  # clients: never behind STS
         self._credentials: LRUCache[str, TenantCredentials] = LRUCache(maxsize=max_tenants)
         self._clients: LRUCache[tuple[str, str], tuple[Any, str]] = LRUCache(
             maxsize=max_tenants * 2
         )
 
-    def _stripe(self, tenant_id: str, stripes: list[threading.Lock] | None = None) -> threading.Lock:
+    def _client_stripe(self, tenant_id: str) -> threading.Lock:
         digest = hashlib.blake2b(tenant_id.encode(), digest_size=2).digest()
-        return (stripes or self._stripes)[int.from_bytes(digest, "big") % _STRIPES]
+        return self._client_stripes[int.from_bytes(digest, "big") % _STRIPES]
 
     def _fresh(self, tenant_id: str, margin: float | None = None) -> TenantCredentials | None:
         """The cached credentials if they have more than ``margin`` seconds left (default: the
@@ -165,25 +168,38 @@ class TokenVendingMachine:
         if cached:
             telemetry.tvm_credentials("cache", tenant_id)
             return cached
-        stripe = self._stripe(tenant_id)
-        if not stripe.acquire(blocking=False):  # a refresh is under way (maybe another tenant's)
+        with self._lock:  # single flight per tenant
+            flight = self._flights.get(tenant_id)
+            leads = flight is None
+            if flight is None:
+                flight = self._flights[tenant_id] = Future()
+        if not leads:  # this tenant's refresh is under way
             usable = self._fresh(tenant_id, min(MANDATORY_REFRESH_SECONDS, self.refresh_margin_seconds))
-            if usable:
-                telemetry.tvm_credentials("cache", tenant_id)
-                return usable
-            stripe.acquire()
-        try:  # single flight per tenant
-            cached = self._fresh(tenant_id)
-            if cached:
-                telemetry.tvm_credentials("cache", tenant_id)
-                return cached
-            vended = self._assume_role(tenant_id)
-            telemetry.tvm_credentials("sts", tenant_id)
-            with self._lock:
-                self._credentials[tenant_id] = vended
+            vended = usable or flight.result()  # its outcome: credentials, or its error raised here
+            telemetry.tvm_credentials("cache", tenant_id)
             return vended
+        try:
+            vended = self._vend(tenant_id)
+        except BaseException as exc:
+            flight.set_exception(exc)
+            raise
         finally:
-            stripe.release()
+            with self._lock:
+                self._flights.pop(tenant_id, None)
+        flight.set_result(vended)
+        return vended
+
+    def _vend(self, tenant_id: str) -> TenantCredentials:
+        """Cached credentials if a call that just ended cached them, else one STS call's (cached)."""
+        cached = self._fresh(tenant_id)
+        if cached:
+            telemetry.tvm_credentials("cache", tenant_id)
+            return cached
+        vended = self._assume_role(tenant_id)
+        telemetry.tvm_credentials("sts", tenant_id)
+        with self._lock:
+            self._credentials[tenant_id] = vended
+        return vended
 
     def client_for(self, tenant_id: str, service: str) -> Any:
         """A boto3 client for ``service`` with the tenant's credentials, reused until they rotate."""
@@ -194,7 +210,7 @@ class TokenVendingMachine:
         if cached is not None:
             return cached
         # single flight: one client per tenant and service
-        with self._stripe(vended.tenant_id, self._client_stripes):
+        with self._client_stripe(vended.tenant_id):
             cached = self._cached_client(key, access_key)
             if cached is not None:
                 return cached

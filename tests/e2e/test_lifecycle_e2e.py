@@ -115,7 +115,7 @@ def test_a_turn_that_never_returns_does_not_keep_the_process_from_exiting(tmp_pa
     finally:
         server.stop()
     assert code in (0, 130, -sig) and time.monotonic() - started < 25, server.log()
-    assert f"abandoned, their request still running: {hung}" in server.log()
+    assert f"not ended, their request still running at the turn deadline: {hung} " in server.log()
     outbox = LocalOutbox(tmp_path / "outbox")
     (checkpoint,) = [e for e in outbox.pending() if e.conversation_id == hung]
     assert checkpoint.open and [t["text"] for t in checkpoint.transcript][:1] == ["My bike is red."]
@@ -154,7 +154,7 @@ def test_the_whole_shutdown_fits_its_budget_when_a_turn_and_a_summary_never_retu
     # generous: the budget, plus half of it and 2 s for signal delivery and the interpreter's exit
     assert code in (0, -signal.SIGTERM) and took < 1.5 * budget + 2, (took, server.log())
     log = server.log()
-    assert f"abandoned, their request still running: {hung}" in log
+    assert f"not ended, their request still running at the turn deadline: {hung} " in log
     assert "1 summary task(s) abandoned" in log
     pending = {entry.conversation_id: entry for entry in LocalOutbox(tmp_path / "outbox").pending()}
     assert not pending[ended].open and pending[hung].open, pending

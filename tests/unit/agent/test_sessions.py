@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 import pytest
 
 from agent.errors import Forbidden, SessionBusy, Unavailable
+from agent import sessions
 from agent.sessions import SessionRegistry
 
 ALICE = ("tenant-a", "alice")
@@ -211,6 +213,24 @@ def test_close_abandons_sessions_whose_request_outlives_the_turn_timeout_and_end
     assert {sid: c.ended for sid, c in made.items()} == {"h1": 0, "h2": 0, "s1": 1, "s2": 1, "s3": 1}
 
 
+def test_a_session_whose_request_outlives_the_turn_deadline_is_logged_as_not_ended_with_where_its_turns_are(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The log said "abandoned, their request still running": for a plain (not streamed) request,
+    uvicorn cancels it at that same deadline, before ``close`` logs, so it was no longer running,
+    and "abandoned" read as a conversation lost. Nothing answered is lost: the session is not
+    ended, its answered turns reach the outbox as its checkpoint (the app flushes them next) and
+    a later start adopts it. The log now says that."""
+    registry, _, _ = make()
+    hung = registry.acquire("h1", ALICE)
+    with caplog.at_level(logging.WARNING, logger="agent.sessions"):
+        assert registry.close(timeout=30, turn_timeout=0.1) == ["h1"]
+    registry.release(hung)  # uvicorn cancels the request at the same deadline
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "agent.sessions"]
+    assert line.startswith("shutdown: 1 session(s) not ended, their request still running at the turn deadline: h1")
+    assert "answered turns reach the outbox as its checkpoint, which a later start adopts" in line
+
+
 def test_end_session_after_the_idle_timeout_but_before_the_reap_waits_for_the_idle_conversations_end() -> None:
     """A session idle past its timeout stays in the registry until the reaper's next round (every
     ``AGENT_REAP_INTERVAL_SECONDS``). An ``end_session`` arriving in between got a fresh, empty
@@ -227,6 +247,42 @@ def test_end_session_after_the_idle_timeout_but_before_the_reap_waits_for_the_id
         registry.end(session)
         ended_when_answered = old.ended
     assert ended_when_answered == 1 and session.conversation.ended == 1 and len(registry) == 0
+
+
+def test_end_session_waits_for_the_idle_conversations_end_only_so_long_then_fails_and_keeps_the_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``end`` waited for the end of the conversation that idled out under its session id with no
+    deadline of its own (an outbox write stuck, or queued behind a reap's many ends): the request
+    hung. Past its bound it now fails (503: retry end_session) before ending anything, the session
+    stays open, and the retry answers once that earlier end is done: nothing is lost."""
+    monkeypatch.setattr(sessions, "EARLIER_END_WAIT_SECONDS", 0.2, raising=False)
+    registry, clock, made = make(idle=10.0)
+    with registry.open("s1", ALICE) as idle:
+        pass
+    stuck = threading.Event()
+    idle.conversation.end_conversation = lambda: stuck.wait(30)  # type: ignore[method-assign]
+    clock.now = 10.5  # expired; the reaper has not run yet
+    outcome: list[BaseException | None] = []
+
+    def end_session(session) -> None:
+        try:
+            registry.end(session)
+            outcome.append(None)
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+            outcome.append(exc)
+
+    with registry.open("s1", ALICE) as session:
+        ender = threading.Thread(target=end_session, args=(session,))
+        ender.start()
+        ender.join(5)
+        answered = not ender.is_alive()
+        stuck.set()
+        ender.join(30)
+        assert answered and isinstance(outcome[0], Unavailable), outcome
+        assert session.conversation.ended == 0 and not session.closed  # open for the retry
+        registry.end(session)  # the retry: that earlier end is done now
+    assert session.conversation.ended == 1 and len(registry) == 0
 
 
 def test_reopened_session_gets_a_fresh_conversation_under_the_session_id() -> None:

@@ -152,12 +152,52 @@ def test_a_key_removed_from_the_jwks_stops_verifying_after_the_lifespan(
     token = make_token()
     assert short.verify(token).user_id == "user-123"
     jwks_server.publish(("key-b", key_b))  # the issuer drops key A
-    clock.now += 299
+    clock.now += 269
     assert short.verify(token).user_id == "user-123"  # within the lifespan: the cached set
     assert jwks_server.fetches == 1
-    clock.now += 2
+    clock.now += 32
     assert _reject_reason(short, token) == "unknown_key"
     assert jwks_server.fetches == 2
+
+
+def test_a_key_removed_from_the_jwks_stops_verifying_at_the_refresh_ahead_of_expiry(
+    verifier: TokenVerifier, jwks_server: Any, make_token: Callable[..., str], key_b: Any, clock: Clock
+) -> None:
+    """In the last tenth of the lifespan a request whose key the set holds refreshes it first:
+    the refreshed set replaces the cached one at once, so a removed key is refused then."""
+    keys = JwksUrlKeys(jwks_server.url, lifespan_seconds=300, refresh_interval_seconds=30, clock=clock)
+    short = TokenVerifier(verifier.issuer, client_ids=verifier.client_ids, key_source=keys)
+    token = make_token()
+    assert short.verify(token).user_id == "user-123"
+    jwks_server.publish(("key-b", key_b))  # the issuer drops key A
+    clock.now += 280
+    assert _reject_reason(short, token) == "unknown_key"
+    assert jwks_server.fetches == 2
+
+
+def test_a_refresh_ahead_of_expiry_rides_out_a_failing_endpoint(
+    verifier: TokenVerifier, jwks_server: Any, make_token: Callable[..., str], clock: Clock
+) -> None:
+    """The set is refreshed before it expires, a failure there costing nothing (the set is still
+    valid): an endpoint failing at the moment of expiry, which answered every request 503 for
+    a refresh interval, is then no outage as long as one refresh in the window succeeded."""
+    keys = JwksUrlKeys(jwks_server.url, lifespan_seconds=600, refresh_interval_seconds=30, clock=clock)
+    strict = TokenVerifier(verifier.issuer, client_ids=verifier.client_ids, key_source=keys)
+    token = make_token()
+    strict.verify(token)
+    jwks_server.fail = True
+    clock.now += 545  # the last tenth of the lifespan: a refresh is tried, fails, the set serves
+    assert strict.verify(token).user_id == "user-123" and jwks_server.fetches == 2
+    clock.now += 10  # within the refresh interval: no new attempt
+    assert strict.verify(token).user_id == "user-123" and jwks_server.fetches == 2
+    jwks_server.fail = False
+    clock.now += 25  # due again: this refresh succeeds (a new set, a new lifespan)
+    assert strict.verify(token).user_id == "user-123" and jwks_server.fetches == 3
+    jwks_server.fail = True
+    clock.now += 21  # the first set's lifespan is over, its successor serves
+    for _ in range(5):
+        assert strict.verify(token).user_id == "user-123"
+    assert jwks_server.fetches == 3
 
 
 def test_the_verifier_gives_its_lifespan_and_interval_to_the_url_key_source(
@@ -188,6 +228,34 @@ def test_an_expired_key_set_is_503_while_the_endpoint_fails(
     clock.now += 31
     assert strict.verify(token).user_id == "user-123"
     assert jwks_server.fetches == 3
+
+
+def test_requests_do_not_wait_for_a_refresh_ahead_of_expiry(
+    verifier: TokenVerifier, jwks_server: Any, make_token: Callable[..., str], clock: Clock
+) -> None:
+    """One request refreshes the still valid set; the others verify with it meanwhile."""
+    keys = JwksUrlKeys(jwks_server.url, lifespan_seconds=600, refresh_interval_seconds=30, clock=clock)
+    strict = TokenVerifier(verifier.issuer, client_ids=verifier.client_ids, key_source=keys)
+    token = make_token()
+    strict.verify(token)
+    fetch, started, release = keys._client.fetch_data, threading.Event(), threading.Event()
+
+    def slow_fetch() -> Any:
+        started.set()
+        assert release.wait(30)
+        return fetch()
+
+    keys._client.fetch_data = slow_fetch
+    clock.now += 545
+    refresher = threading.Thread(target=strict.verify, args=(token,))
+    refresher.start()
+    try:
+        assert started.wait(30)
+        assert strict.verify(token).user_id == "user-123"  # at once, while the refresh hangs
+    finally:
+        release.set()
+        refresher.join(30)
+    assert jwks_server.fetches == 2
 
 
 class _ResettingEndpoint:

@@ -144,6 +144,25 @@ def test_the_documented_operator_permissions_cover_what_forget_sends(memories, c
     assert "s3vectors:ListVectors" in needed and needed <= _documented_vector_permissions()
 
 
+@pytest.mark.parametrize("extra", [(), ("--yes",)])
+def test_a_whole_tenant_is_counted_and_erased_listing_keys_only(memories, cli, monkeypatch, extra) -> None:
+    """Erasing (or previewing the erasure of) a whole tenant needs its keys, not their metadata:
+    every ListVectors asks for keys only (more vectors a page: a page stops at 1 MB read)."""
+    listings: list[dict] = []
+    original = BaseClient._make_api_call
+
+    def record(client: BaseClient, operation: str, params: dict) -> dict:
+        if operation == "ListVectors":
+            listings.append(params)
+        return original(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", record)
+    result = cli(*ARGS, "--all-users", *extra)
+    assert result.code == 0 and "6 memories" in result.out, result.out
+    assert listings and not any(p.get("returnMetadata") or p.get("returnData") for p in listings)
+    assert len(_keys()) == (0 if extra else 6)
+
+
 def test_a_mistyped_tenant_is_an_error_that_writes_nothing(memories, cli) -> None:
     """With an outbox, a tenant id that names nothing (no index, nothing in the outbox) must not
     look like a completed erasure ("no memories of user ann", exit 0) while the real tenant's

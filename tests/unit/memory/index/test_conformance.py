@@ -65,6 +65,11 @@ def test_put_overwrites_existing_key(loaded):
     assert len(list(loaded.list())) == len(DATA)
 
 
+def test_keys_lists_every_key_once(loaded):
+    loaded.put([VectorRecord("a", [0, 0, 0, 1], {"user_id": "u9"})])
+    assert sorted(loaded.keys()) == ["a", "b", "c", "d", "e"]
+
+
 def test_delete_removes_keys_and_ignores_missing(loaded):
     loaded.delete(["a", "nope"])
     assert loaded.get(["a", "b"])[0].key == "b"

@@ -128,6 +128,22 @@ def test_query_follows_next_token_with_the_same_parameters(stubbed):
     assert [h.key for h in hits] == ["a", "b", "c"]
 
 
+def test_a_key_on_two_query_pages_counts_once_at_its_best_distance(stubbed):
+    """A vector rewritten between two pages of one query can be answered on both: it is one
+    candidate (its nearer distance), not two, and the other candidates keep their places."""
+    index, stubber = stubbed
+    request = _query_request(3, [1.0, 0.0, 0.0, 0.0])
+    page = lambda keys, **more: {  # noqa: E731
+        "vectors": [{"key": k, "distance": d, "metadata": {"user_id": "u1", "v": d}} for k, d in keys],
+        "distanceMetric": "cosine",
+        **more,
+    }
+    stubber.add_response("query_vectors", page([("a", 0.3), ("b", 0.4)], nextToken="page-2"), request)
+    stubber.add_response("query_vectors", page([("a", 0.1), ("c", 0.5)]), {**request, "nextToken": "page-2"})
+    hits = index.query([1, 0, 0, 0], top_k=3, filter={"user_id": {"$eq": "u1"}})
+    assert [(h.key, h.distance, h.metadata["v"]) for h in hits] == [("a", 0.1, 0.1), ("b", 0.4, 0.4), ("c", 0.5, 0.5)]
+
+
 def test_query_sends_several_conditions_of_one_mapping_as_an_explicit_and(stubbed):
     """The filter language ANDs the entries of one mapping (``memory.index.filters``), but the
     S3 Vectors documentation shows several conditions only under ``$and`` (the seed package:
@@ -185,6 +201,21 @@ def test_list_reads_a_page_only_when_the_previous_one_is_consumed(stubbed):
     records = index.list()
     assert next(records).key == "a" and calls == ["list"]
     assert [r.key for r in records] == ["b"] and calls == ["list", "list"]
+
+
+def test_a_key_on_two_list_pages_is_listed_once_as_first_listed(stubbed):
+    """A vector rewritten while an index is listed can come again on a later page: ``list``
+    yields each key once (its first listing), and ``count`` counts it once."""
+    index, stubber = stubbed
+    for returned in (True, False):
+        base = {"vectorBucketName": "bkt", "indexName": "memory-acme", "maxResults": 1000,
+                "returnMetadata": returned, "returnData": False}  # fmt: skip
+        stubber.add_response("list_vectors", {"vectors": [{"key": "a", "metadata": {"n": 1}}, {"key": "b"}],
+                                              "nextToken": "p2"}, base)  # fmt: skip
+        stubber.add_response("list_vectors", {"vectors": [{"key": "c"}, {"key": "a", "metadata": {"n": 2}}]},
+                             {**base, "nextToken": "p2"})  # fmt: skip
+    assert [(r.key, r.metadata) for r in index.list()] == [("a", {"n": 1}), ("b", {}), ("c", {})]
+    assert index.count() == 3
 
 
 def test_count_lists_keys_only_across_pages(stubbed):

@@ -859,3 +859,48 @@ def test_checkpoints_queued_when_the_interpreter_exits_are_written(tmp_path: Pat
     assert child.returncode == 0
     (left,) = LocalOutbox(tmp_path / "outbox").pending()
     assert left.open and left.conversation_id == "conv-2"
+
+
+REFUSED_AT_EXIT = """
+import atexit, sys, time
+
+started = []
+atexit.register(lambda: print(f"exit flush took {time.monotonic() - started[0]:.2f} s", flush=True))  # runs last
+
+from memory.errors import AccessDenied
+from memory.pipeline import background
+from memory.pipeline.background import SummaryPipeline
+from memory.pipeline.outbox import OutboxEntry
+from memory.pipeline.outbox_local import LocalOutbox
+from memory.pipeline.summarizer import Summarizer
+
+
+class RefusingOutbox(LocalOutbox):
+    def put(self, entry):
+        raise AccessDenied("refused")
+
+
+background.EXIT_FLUSH_SECONDS = 1.0
+turns = [{"role": "user", "text": "Where did I move to?"}, {"role": "assistant", "text": "Lisbon."}]
+outboxes = [LocalOutbox(sys.argv[1])] + [RefusingOutbox(sys.argv[1]) for _ in range(4)]
+pipelines = [SummaryPipeline(object(), outbox, Summarizer(), checkpoint_interval=60.0) for outbox in outboxes]
+for n, pipeline in enumerate(pipelines):
+    pipeline.checkpoint(OutboxEntry("acme", "alice", "assistant", f"conv-{n}", turns))
+started.append(time.monotonic())
+"""
+
+
+def test_the_exit_flush_of_many_pipelines_shares_one_deadline(tmp_path: Path) -> None:
+    """A script holding several pipelines it never shut down, with an outbox refusing writes: each
+    pipeline's exit flush waited its own ``EXIT_FLUSH_SECONDS`` in turn (N x 10 s at exit). They
+    now all write at once within one deadline, and a pipeline whose outbox works still has its
+    queued checkpoint written."""
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", REFUSED_AT_EXIT, str(tmp_path / "outbox")],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr
+    took = float(child.stdout.split("exit flush took ")[1].split(" s")[0])
+    assert took < 3.0, child.stdout  # one deadline (1 s), not 4 in turn
+    assert [e.conversation_id for e in LocalOutbox(tmp_path / "outbox").pending()] == ["conv-0"]

@@ -256,6 +256,37 @@ def test_a_checkpoint_written_just_before_the_adopters_delete_is_summarized_not_
         assert outbox.pending() == []  # the newer version was stored, then removed
 
 
+@pytest.mark.parametrize("newer_open", [False, True])
+def test_a_newer_version_written_just_before_a_stored_entrys_delete_is_kept(fake_store, pipelines, newer_open) -> None:
+    """A closed entry (not adopted) is removed once stored only while it is the version read:
+    another process's newer version of the conversation (it went on there: another end, or a
+    checkpoint) landing before the DeleteObject is summarized (an end), or left pending to
+    its process (a checkpoint), never deleted unread."""
+    with mock_aws():
+        client = make_client("s3", region="us-east-1")
+        client.create_bucket(Bucket="durability-outbox")
+        outbox = S3Outbox(lambda _tenant: client, "durability-outbox", lister=client)
+        first = entry()
+        outbox.put(first)
+        newer = dataclasses.replace(first, open=newer_open, created_at=datetime.now(timezone.utc).isoformat(),
+                                    transcript=[*first.transcript, {"role": "user", "text": "My boat is Wave."}])
+        landed: list[str] = []
+
+        def other_process_writes_first(params: dict[str, Any], **_: Any) -> None:
+            if "/pending/" in params["Key"] and not landed:
+                landed.append(params["Key"])
+                S3Outbox(lambda _tenant: client, "durability-outbox").put(newer)
+
+        client.meta.events.register("before-parameter-build.s3.DeleteObject", other_process_writes_first)
+        replayer = new_pipeline(pipelines, fake_store, outbox)
+        assert replayer.replay_pending() == 1 and replayer.wait(30)
+        assert landed
+        if newer_open:
+            assert "Wave" not in _stored_text(fake_store) and outbox.pending() == [newer]
+        else:
+            assert "Wave" in _stored_text(fake_store) and outbox.pending() == []
+
+
 def test_counting_a_failed_attempt_does_not_write_back_an_entry_deleted_meanwhile(fake_store, pipelines) -> None:
     """The attempt counter is a conditional write: an entry deleted (by ``forget``) between the
     counter's read and its write stays deleted (S3 under moto; the delete made just before the

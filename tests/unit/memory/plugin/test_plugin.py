@@ -728,6 +728,56 @@ def test_an_end_being_written_never_holds_up_a_turn(fake_store) -> None:
     assert [user_texts(e) for e in pipeline.entries] == [["My dog is Rex."], ["My dog is Rex.", "My cat is Tom."]]
 
 
+class PutLog:
+    """An outbox recording the transcript length of every entry it writes, in order."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.lengths = inner, []
+
+    def put(self, entry: Any) -> str:
+        entry_id = self.inner.put(entry)
+        self.lengths.append(len(entry.transcript))
+        return entry_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_turn_answered_while_an_end_is_written_never_leaves_the_outbox(fake_store, make_pipeline) -> None:
+    """An end snapshots the transcript, then writes it outside the hook lock. A turn answered in
+    between was checkpointed and the writer wrote that longer checkpoint first; the shorter
+    closed entry then replaced it: that turn was in no outbox entry (until the next checkpoint or
+    end) although it had been. The checkpoint of a turn answered during an end is now queued only
+    once the end is written, so the outbox never goes from holding a turn to not holding it."""
+    pipeline = make_pipeline(fake_store, checkpoint_interval=0)
+    pipeline.outbox = log = PutLog(pipeline.outbox)
+    agent, plugin = make_agent(fake_store, ScriptedModel(default_reply="ok"), pipeline=pipeline)
+    agent("My dog is Rex.", invocation_state=state())
+    assert pipeline.flush(30)
+    snapshot_taken, go = threading.Event(), threading.Event()
+    end = pipeline.end_conversation
+
+    def end_once_told(entry: Any) -> Any:  # the end's snapshot is taken, its write not yet begun
+        snapshot_taken.set()
+        assert go.wait(30)
+        return end(entry)
+
+    pipeline.end_conversation = end_once_told  # type: ignore[method-assign]
+    ender = threading.Thread(target=plugin.end_conversation)
+    ender.start()
+    try:
+        assert snapshot_taken.wait(30)
+        agent("My cat is Tom.", invocation_state=state())
+        assert pipeline.flush(30)  # the writer writes whatever it has queued
+    finally:
+        go.set()
+        ender.join(30)
+    assert pipeline.flush(30) and pipeline.wait(30)
+    assert log.lengths == sorted(log.lengths), log.lengths  # no write held fewer turns than the one before
+    (left,) = log.inner.pending()
+    assert user_texts(left) == ["My dog is Rex.", "My cat is Tom."]
+
+
 def test_concurrent_ends_of_one_conversation_hand_it_over_once(fake_store) -> None:
     pipeline = SlowEndPipeline()
     agent, plugin = make_agent(fake_store, ScriptedModel(default_reply="ok"), pipeline=pipeline)

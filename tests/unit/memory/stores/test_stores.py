@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from memory.aws import make_client
@@ -151,6 +152,26 @@ def test_forget_tenant_empties_the_index_and_store_recovers(store):
     assert store.list(Scope(U2)) == []
     store.store(Scope(U1), "budget again")
     assert len(store.retrieve(Scope(U1), "budget")) == 1
+
+
+def test_forget_tenant_on_s3_vectors_lists_keys_only():
+    """Emptying an index needs its keys, not their metadata: ListVectors is asked for keys only
+    (up to 1,000 a page, where metadata of up to 40 KB a vector ends a page at 1 MB read)."""
+    client = make_client("s3vectors", region="us-east-1", max_attempts=1)
+    embedder = KeywordEmbedder()
+    target = {"vectorBucketName": "mem-bucket", "indexName": "memory-acme"}
+    with Stubber(client) as stubber:
+        store = SingleTenantStore.for_s3vectors(client=client, bucket="mem-bucket", index_name="memory-acme", embedder=embedder)
+        description = {**target, "indexArn": "arn:aws:s3vectors:us-east-1:123456789012:bucket/mem-bucket/index/memory-acme",
+                       "creationTime": "2025-01-01T00:00:00Z", "dataType": "float32", "dimension": embedder.dimension,
+                       "distanceMetric": "cosine", "metadataConfiguration": {"nonFilterableMetadataKeys": ["content", "conversation_id"]}}  # fmt: skip
+        stubber.add_response("get_index", {"index": description}, target)
+        listing = {**target, "maxResults": 1000, "returnMetadata": False, "returnData": False}
+        stubber.add_response("list_vectors", {"vectors": [{"key": "a"}, {"key": "b"}], "nextToken": "p2"}, listing)
+        stubber.add_response("list_vectors", {"vectors": [{"key": "c"}]}, {**listing, "nextToken": "p2"})
+        stubber.add_response("delete_vectors", {}, {**target, "keys": ["a", "b", "c"]})
+        assert store.forget_tenant() == 3
+        stubber.assert_no_pending_responses()
 
 
 def test_validation(store, tmp_path):

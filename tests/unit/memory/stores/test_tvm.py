@@ -14,6 +14,7 @@ from moto import mock_aws
 from memory.aws import make_client
 from memory.errors import AccessDenied, BackendUnavailable, ConfigurationError, InvalidTenantId, IsolationError
 from memory.stores.tvm import TokenVendingMachine, role_session_name
+from tests.support.busy import wait_until
 
 ROLE = "arn:aws:iam::123456789012:role/memory-tenant"
 
@@ -447,3 +448,86 @@ def test_credentials_about_to_expire_wait_for_the_refresh():
     refresher.join(30)
     reader.join(30)
     assert waited and served and served[0] is not first and sts.calls == 2
+
+
+class OneTenantHangs:
+    """An STS double whose AssumeRole for ``hanging`` waits for ``release`` (STS slow for that
+    call: botocore retrying for about a minute), then answers it or fails with ``error``."""
+
+    def __init__(self, hanging: str, error: Exception | None = None) -> None:
+        self.hanging, self.error = hanging, error
+        self.calls: list[str] = []
+        self.in_call = threading.Event()
+        self.release = threading.Event()
+
+    def assume_role(self, **kwargs):
+        tenant = kwargs["Tags"][0]["Value"]
+        self.calls.append(tenant)
+        if tenant == self.hanging:
+            self.in_call.set()
+            assert self.release.wait(30)
+            if self.error is not None:
+                raise self.error
+        expires = datetime.now(timezone.utc) + timedelta(minutes=15)
+        return {"Credentials": {"AccessKeyId": f"ASIA{tenant.upper()}", "SecretAccessKey": "s" * 40,
+                                "SessionToken": "t", "Expiration": expires}}
+
+
+def test_a_tenant_never_waits_for_another_tenants_hanging_sts_call():
+    """Single flight is per tenant: with a lock stripe per hash of the tenant id (64 of them), a
+    tenant without cached credentials whose stripe was that of a tenant whose AssumeRole hung
+    waited for that call (here several of the 300 other tenants shared acme's stripe)."""
+    sts = OneTenantHangs("acme")
+    tvm = _tvm(sts)
+    hung = threading.Thread(target=tvm.credentials_for, args=("acme",))
+    hung.start()
+    try:
+        assert sts.in_call.wait(30)
+        served: list[str] = []
+        others = threading.Thread(
+            target=lambda: served.extend(tvm.credentials_for(f"tenant-{n}").tenant_id for n in range(300))
+        )
+        others.start()
+        others.join(5)
+        assert len(served) == 300  # at once, while acme's call still hangs
+    finally:
+        sts.release.set()
+        hung.join(30)
+
+
+def test_callers_waiting_for_their_tenants_failing_sts_call_share_its_outcome():
+    """Callers of one tenant wait for its call under way and get its failure: one STS call, not
+    one more per waiter, each as long (the failure is not cached: the next call tries again)."""
+    sts = OneTenantHangs("acme", error=BackendUnavailable("sts unreachable"))
+    tvm = _tvm(sts)
+    outcomes: list[object] = []
+
+    def call() -> None:
+        try:
+            outcomes.append(tvm.credentials_for("acme"))
+        except BackendUnavailable as exc:
+            outcomes.append(exc)
+
+    checked: list[float] = []  # the waiters' last look at the cache before they wait
+    fresh = tvm._fresh
+
+    def counted(tenant_id: str, margin: float | None = None) -> object:
+        if margin is not None:
+            checked.append(margin)
+        return fresh(tenant_id, margin)
+
+    tvm._fresh = counted
+    leader = threading.Thread(target=call)
+    leader.start()
+    assert sts.in_call.wait(30)
+    waiters = [threading.Thread(target=call) for _ in range(5)]
+    for thread in waiters:
+        thread.start()
+    assert wait_until(lambda: len(checked) == 5)  # each found the call under way
+    sts.release.set()
+    for thread in (leader, *waiters):
+        thread.join(30)
+    assert len(outcomes) == 6 and all(isinstance(o, BackendUnavailable) for o in outcomes)
+    assert sts.calls == ["acme"]
+    sts.error = None
+    assert tvm.credentials_for("acme").tenant_id == "acme" and sts.calls == ["acme", "acme"]
