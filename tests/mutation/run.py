@@ -10,7 +10,7 @@ edge (auth gate before the body, body size limit, JSON body check), the streamin
 and the JWKS file. For each, the script copies the working tree to a scratch directory (once),
 applies the mutant there, runs the tests that guard that code and reports the mutant *killed*
 (some test failed) or *survived*. The working tree is never modified. Not part of ``make test``
-(about 10 minutes on 2 shared cores)::
+(about 7 minutes on 2 shared cores, more under load)::
 
     .venv/bin/python -m tests.mutation.run            # every mutant
     .venv/bin/python -m tests.mutation.run delete-batching stream-error-line
