@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -165,20 +165,16 @@ class SessionRegistry(Generic[C]):
         """
         with self._lock:
             earlier = [future for ended, future in self._ending.get(session.session_id, ()) if ended is not session]
-        deadline = time.monotonic() + EARLIER_END_WAIT_SECONDS
-        for future in earlier:
-            try:
-                future.result(timeout=max(0.0, deadline - time.monotonic()))  # ``_end_now`` logs a failure
-            except TimeoutError:
-                logger.warning(
-                    "end_session: the end of the session's earlier conversation is still running after %.0f s; "
-                    "session not ended (the client may retry)",
-                    EARLIER_END_WAIT_SECONDS,
-                    extra={"session_id": session.session_id},
-                )
-                raise Unavailable(
-                    "an earlier conversation of this session is still being recorded; retry shortly"
-                ) from None
+        # ``wait``, not ``Future.result``: whose timeout is not the builtin TimeoutError before 3.11
+        _, running = wait(earlier, timeout=EARLIER_END_WAIT_SECONDS)  # they never raise: ``_end_now`` logs
+        if running:
+            logger.warning(
+                "end_session: the end of the session's earlier conversation is still running after %.0f s; "
+                "session not ended (the client may retry)",
+                EARLIER_END_WAIT_SECONDS,
+                extra={"session_id": session.session_id},
+            )
+            raise Unavailable("an earlier conversation of this session is still being recorded; retry shortly")
         session.conversation.end_conversation()
         with self._lock:
             session.closed = True  # in flight, so not in the cache: ``release`` leaves it out

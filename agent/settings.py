@@ -261,14 +261,36 @@ def _is_secret(info: FieldInfo) -> bool:
     return info.annotation == SecretStr | None
 
 
-def _check_file(path: Path) -> dict[str, str | None]:
-    """Refuse a settings file that names a secret or an unknown setting (typos would be ignored);
-    returns its values."""
+def _setting_names() -> dict[str, FieldInfo]:
+    """The environment names of the settings (``AGENT_<FIELD>`` and the aliases), with their fields."""
     fields = {}
     for name, info in Settings.model_fields.items():
         aliases = info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else []
         for key in (f"AGENT_{name.upper()}", *(a for a in aliases if isinstance(a, str))):
             fields[key] = info
+    return fields
+
+
+def _check_environment() -> None:
+    """Refuse a setting named in the environment in another case than upper (``agent_region``).
+
+    pydantic-settings matches names in any case, but which source wins (the environment over
+    the settings file's AGENT_REGION and over the secret's values) is decided by the upper-case
+    name, as ``AGENT_SETTINGS_FILE`` is read: such a name lost to both, silently. The message
+    names the variable, never its value.
+    """
+    names = {*_setting_names(), SETTINGS_FILE_ENV}
+    for key in os.environ:
+        if key != key.upper() and key.upper() in names:
+            raise SettingsError(
+                f"environment variable {key} is not upper case: setting names are, rename it {key.upper()}"
+            )
+
+
+def _check_file(path: Path) -> dict[str, str | None]:
+    """Refuse a settings file that names a secret or an unknown setting (typos would be ignored);
+    returns its values."""
+    fields = _setting_names()
     values = dotenv_values(path)
     for key, value in values.items():
         info = fields.get(key)
@@ -341,7 +363,13 @@ def load_settings(path: Path | None = None, *, file_only: bool = False, read_sec
             container would (``agentcore`` checks the file it writes this way).
         read_secret: read the secret that ``AGENT_SECRETS_ID`` names (``doctor`` checks it
             on its own instead).
+
+    Raises:
+        SettingsError: the settings are unusable, or the environment names a setting in
+            another case than upper (``_check_environment``).
     """
+    if not file_only:
+        _check_environment()
     if path is None:
         path = settings_file()
         if path is not None and not path.is_file():

@@ -216,12 +216,16 @@ def _extract_token(value: str | None) -> str:
         raise AuthError("malformed")
     parts = value.split()
     if len(parts) == 2 and parts[0].lower() == "bearer":
-        return parts[1]
-    if len(parts) == 1:
-        if parts[0].lower() == "bearer":
-            raise AuthError("no_token")
-        return parts[0]
-    raise AuthError("malformed")
+        token = parts[1]
+    elif len(parts) == 1 and parts[0].lower() == "bearer":
+        raise AuthError("no_token")
+    elif len(parts) == 1:
+        token = parts[0]
+    else:
+        raise AuthError("malformed")
+    if not token.isascii():  # a JWT is base64url and dots; pyjwt cannot even encode a lone surrogate
+        raise AuthError("malformed")
+    return token
 
 
 def _first_claim(claims: Mapping[str, Any], names: Iterable[str]) -> Any:

@@ -6,10 +6,12 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.loaders import create_loader
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
@@ -64,6 +66,20 @@ def resolve_region(region_name: str | None) -> str:
     if not region:
         raise ConfigurationError("an AWS region is required: pass region_name or set AWS_REGION")
     return region
+
+
+@lru_cache(maxsize=1)
+def _region_patterns() -> tuple[re.Pattern[str], ...]:
+    """Each AWS partition's region pattern (``^(us|eu|ap|...)-\\w+-\\d+$``), from botocore's data."""
+    return tuple(re.compile(p["regionRegex"]) for p in create_loader().load_data("partitions")["partitions"])
+
+
+def is_region(name: str) -> bool:
+    """Whether ``name`` is of an AWS region's shape: matched by the region pattern of one of
+    botocore's partitions (offline; a region opened after this botocore was released still
+    passes, a made-up ``xx-fake-9`` does not). Its endpoint lists cannot say: new services
+    such as S3 Vectors list no region there."""
+    return any(pattern.fullmatch(name) for pattern in _region_patterns())
 
 
 def make_client(
@@ -158,13 +174,18 @@ _QUOTA_REACHED = {("ServiceQuotaExceededException", 402)}
 EXPIRED_CREDENTIALS = frozenset({"ExpiredToken", "ExpiredTokenException"})
 
 
-#: What botocore's validation report names, without the values it quotes (they may be memory text).
-_REFUSED_PARAMETER = re.compile(r"for parameter ([\w.\[\]]+)|Invalid (bucket name)")
+#: What botocore's validation report names, without the values it quotes (they may be memory
+#: text): a parameter with a wrong value, a missing or unknown one, or S3's ``Bucket`` (its
+#: client's own name check says "Invalid bucket name").
+_REFUSED_PARAMETER = re.compile(
+    r'for (?:document )?parameter ([\w.\[\]]+)|parameter in [\w.\[\]]+: "([^"]+)"|Invalid bucket (name)'
+)
 
 
-def _refused_parameters(exc: ParamValidationError) -> str:
-    """The parameters a ParamValidationError's report names (never their values)."""
-    found = dict.fromkeys(a or b for a, b in _REFUSED_PARAMETER.findall(str(exc.kwargs.get("report", ""))))
+def refused_parameters(exc: ParamValidationError) -> str:
+    """The parameters a ParamValidationError's report names, comma-separated (never their values)."""
+    report = str(exc.kwargs.get("report", ""))
+    found = dict.fromkeys(named or missing or "Bucket" for named, missing, _ in _REFUSED_PARAMETER.findall(report))
     return ", ".join(found) or "a parameter"
 
 
@@ -196,7 +217,7 @@ def translate_error(exc: BaseException, what: str) -> MemoryLibraryError:
             return ValidationError(detail)
         return MemoryLibraryError(detail)
     if isinstance(exc, ParamValidationError):  # botocore refused to send it: no retry can help
-        return ValidationError(f"{what}: {type(exc).__name__} ({_refused_parameters(exc)} refused by the service model)")
+        return ValidationError(f"{what}: {type(exc).__name__} ({refused_parameters(exc)} refused by the service model)")
     if isinstance(exc, BotoCoreError):
         return BackendUnavailable(f"{what}: {type(exc).__name__}")
     return MemoryLibraryError(f"{what}: {type(exc).__name__}")

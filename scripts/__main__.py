@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from memory.errors import InvalidTenantId, MemoryLibraryError
 from scripts import agentcore_cmd, cognito, doctor, forget, outbox_cmd, retention, runtime_role, tvm_role, vectors
-from scripts.common import Report, ScriptError, error_code, is_denied, permission_denied
+from scripts.common import Report, ScriptError, error_code, is_denied, permission_denied, refused_request
 
 #: Loggers kept at INFO under ``-v``: at DEBUG they print credentials and request bodies.
 SDK_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
@@ -60,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except MemoryLibraryError as err:  # raised by memory.* with the ClientError as cause
         cause = err.__cause__
+        if isinstance(cause, ParamValidationError):  # an argument botocore's parameter check refused
+            print(f"error: {refused_request(cause)}", file=sys.stderr)
+            return 2
         if isinstance(cause, ClientError) and is_denied(cause):
             denied = permission_denied(cause)
             print(f"error: {denied}", file=sys.stderr)
@@ -77,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
     except ParamValidationError as err:  # a name or value from the arguments the API refuses
-        print(f"error: invalid argument for the AWS API: {err}", file=sys.stderr)
+        print(f"error: {refused_request(err)}", file=sys.stderr)
         return 2
     except BotoCoreError as err:
         print(f"error: AWS client failure: {err}", file=sys.stderr)

@@ -47,6 +47,7 @@ from scripts.common import (
     aws_client,
     require_region,
     secret_id,
+    vector_bucket,
 )
 from scripts.iam_roles import ensure_inline_policy, existing_role
 from scripts.tvm_role import (
@@ -425,7 +426,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the pre-token-generation trigger for the tenant claim)",
     )
     p.add_argument("--execution-role-arn", required=True, help="from `python -m scripts runtime-role`")
-    p.add_argument("--bucket", required=True, help="vector bucket name")
+    p.add_argument("--bucket", type=vector_bucket, required=True, help="vector bucket name")
     p.add_argument("--tenant-mode", choices=("multi", "single"), default="multi")
     p.add_argument("--tvm-role-arn", help="TVM role ARN (multi-tenant mode)")
     p.add_argument("--single-tenant-id", help="the tenant of single-tenant mode")

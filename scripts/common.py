@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 
 from agent.secret_settings import SecretSettingsError, check_secret_id
 from agent.settings import OUTBOX_PREFIX_PATTERN
-from memory.aws import make_client
+from memory.aws import is_region, make_client, refused_parameters
 from memory.errors import ValidationError
-from memory.index.limits import validate_dimension
+from memory.index.limits import validate_bucket_name, validate_dimension
 
 #: Error codes meaning "IAM refused this call" (moto reports a plain ``403``).
 DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "403", "UnauthorizedOperation"})
@@ -127,6 +127,28 @@ def permission_denied(err: ClientError) -> PermissionDenied:
     )
 
 
+#: What one line of botocore's validation report says is wrong, and the limit it names.
+_REFUSAL = re.compile(
+    r"^(?P<kind>Invalid (?:length|value|type|bucket name)|Missing required|Unknown|Invalid number|Must set one)"
+    r"(?:.*, (?P<limit>valid (?:min (?:length|value)|types): .*))?",
+    re.MULTILINE,
+)
+
+
+def refused_request(err: ParamValidationError) -> str:
+    """One line for a request botocore's parameter check refused (nothing was sent): the
+    parameters and limits its report names, never a value (the report quotes them)."""
+    problems = [
+        m["kind"].lower() + (f", {m['limit']}" if m["limit"] else "")
+        for m in _REFUSAL.finditer(str(err.kwargs.get("report", "")))
+    ]
+    details = f" ({'; '.join(dict.fromkeys(problems))})" if problems else ""
+    return (
+        f"the AWS API refuses the value of parameter {refused_parameters(err)}{details}; nothing was sent: "
+        "check the argument that sets it"
+    )
+
+
 def outbox_prefix(value: str) -> str:
     """An ``--outbox-prefix`` the app accepts as AGENT_OUTBOX_PREFIX (one key segment, no slash)."""
     if not re.fullmatch(OUTBOX_PREFIX_PATTERN, value):
@@ -138,10 +160,15 @@ def outbox_prefix(value: str) -> str:
 
 
 def nonempty(value: str) -> str:
-    """A non-empty argument (argparse type): an empty id matches nothing, which must not look
-    like a clean run."""
+    """A non-empty argument of UTF-8 text (argparse type): an empty id matches nothing, which must
+    not look like a clean run; bytes that are not UTF-8 (Python decodes them to lone surrogates)
+    are no id a token carries, and the erasure folder's hash of one would fail."""
     if not value.strip():
         raise argparse.ArgumentTypeError("must not be empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("must be UTF-8 text (it holds bytes that are not)") from None
     return value
 
 
@@ -151,6 +178,15 @@ def secret_id(value: str) -> str:
     try:
         return check_secret_id(value, "--secrets-id")
     except SecretSettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def vector_bucket(value: str) -> str:
+    """A vector bucket name S3 Vectors accepts (argparse type of ``--bucket``: anything else is a
+    usage error, exit 2, before any AWS call)."""
+    try:
+        return validate_bucket_name(value)
+    except ValidationError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -190,6 +226,18 @@ def _finite(value: str) -> float:
     return number
 
 
+def aws_region(value: str) -> str:
+    """A region of AWS's shape (argparse type of ``--region``, and of its default from the
+    environment: anything else is a usage error, exit 2, before any AWS call)."""
+    if not is_region(value):
+        raise argparse.ArgumentTypeError(f"{_not_a_region(value)} (--region, else $AWS_REGION, else $AWS_DEFAULT_REGION)")
+    return value
+
+
+def _not_a_region(value: str) -> str:
+    return f"{value!r} is not an AWS region (such as us-east-1 or eu-west-3)"
+
+
 def default_region() -> str | None:
     """The region from AWS_REGION or AWS_DEFAULT_REGION, if set."""
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
@@ -202,7 +250,7 @@ def add_common_args(
     region_help: str = "AWS region (default: $AWS_REGION, else $AWS_DEFAULT_REGION)",
 ) -> None:
     """``--region`` for every command, ``--dry-run`` for those that change things."""
-    p.add_argument("--region", default=default_region(), help=region_help)
+    p.add_argument("--region", type=aws_region, default=default_region(), help=region_help)
     if mutating:
         p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
 
@@ -211,6 +259,8 @@ def require_region(args: argparse.Namespace) -> str:
     """The region the command runs in; a clear error when none is configured."""
     if not args.region:
         raise UsageError("no region: pass --region or set AWS_REGION")
+    if not is_region(args.region):  # doctor's, from the settings (``--region`` is checked when parsed)
+        raise UsageError(f"{_not_a_region(args.region)}: check --region, AGENT_REGION, $AWS_REGION and $AWS_DEFAULT_REGION")
     return str(args.region)
 
 

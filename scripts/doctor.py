@@ -27,7 +27,8 @@ from botocore.exceptions import ClientError
 from dotenv import dotenv_values
 
 from agent.secret_settings import SecretSettingsError, check_secret_id, parse_secret_settings
-from agent.settings import SETTINGS_FILE_ENV, SettingsError, load_settings, secret_settings
+from agent.settings import SETTINGS_FILE_ENV, Settings, SettingsError, load_settings, secret_settings
+from memory.factory import create_embedder
 from memory.index.s3vectors import create_index_params
 from memory.tenants import index_name_for, validate_tenant_id
 from scripts import agentcore_cmd, cognito, runtime_role, tvm_role
@@ -48,6 +49,7 @@ from scripts.common import (
     is_not_found,
     require_region,
     secret_id,
+    vector_bucket,
 )
 from scripts.iam_roles import existing_role
 from scripts.vectors import (
@@ -103,9 +105,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("multi", "single"),
         help="single: the app uses its own role (agentcore --tenant-mode single), no TVM role to check",
     )
-    p.add_argument("--bucket", help="vector bucket (default: the settings' AGENT_VECTOR_BUCKET)")
+    p.add_argument("--bucket", type=vector_bucket, help="vector bucket (default: the settings' AGENT_VECTOR_BUCKET)")
     p.add_argument("--tenant", action="append", default=[], help="tenant whose index must exist (repeatable)")
-    p.add_argument("--dimension", type=dimension, default=DEFAULT_DIMENSION)
+    p.add_argument(
+        "--dimension",
+        type=dimension,
+        help=f"of the tenants' indexes (default: the settings' embedder's, AGENT_EMBEDDER; else {DEFAULT_DIMENSION})",
+    )
     tvm_role.add_outbox_args(p, checked=True)
     p.add_argument("--secrets-id", type=secret_id, help="the app's secret (default: the settings' AGENT_SECRETS_ID)")
     p.add_argument(
@@ -119,8 +125,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         help=(
-            "model to check (default: the Bedrock model the settings' app uses, its AGENT_MODEL_ID or else "
-            f"Strands' default; without a settings file {DEFAULT_CHAT_MODEL}; and {DEFAULT_EMBEDDING_MODEL})"
+            "model to check (default: the Bedrock models the settings' app calls: with AGENT_MODEL_PROVIDER=bedrock "
+            f"its AGENT_MODEL_ID or else Strands' default, with AGENT_EMBEDDER=bedrock {DEFAULT_EMBEDDING_MODEL}; "
+            f"without a settings file {DEFAULT_CHAT_MODEL} and {DEFAULT_EMBEDDING_MODEL})"
         ),
     )
     # None: not given, so the settings file (or the usual default) decides (``read_settings``).
@@ -134,6 +141,15 @@ def _deployed_secret_id(path: Path, value: str | None) -> str | None:
         return None if value is None else check_secret_id(value)
     except SecretSettingsError as err:
         raise ScriptError(f"{path} is not a settings file the app accepts: {err}") from None
+
+
+def _deployed_bucket(path: Path, value: str | None) -> str | None:
+    """The settings' ``AGENT_VECTOR_BUCKET`` if S3 Vectors accepts it as a bucket name (the
+    app's store refuses any other when it is built), checked before any AWS call."""
+    try:
+        return None if value is None else vector_bucket(value)
+    except argparse.ArgumentTypeError as err:
+        raise ScriptError(f"{path}: AGENT_VECTOR_BUCKET: {err}") from None
 
 
 def _role_arn(value: str) -> str:
@@ -163,10 +179,12 @@ def read_settings(args: argparse.Namespace) -> str:
         raise ScriptError(f"settings file {path} not found")
     file_values = dotenv_values(path) if settings else {}
     args.region = args.region or os.environ.get("AGENT_REGION") or file_values.get("AGENT_REGION") or default_region()
+    if args.region:
+        require_region(args)  # checked before the model the app would use is worked out from it
     args.pool_id, args.client_ids = None, []
     args.id_tokens = settings is None or "id" in settings.token_uses
     if settings is not None:
-        args.bucket = args.bucket or settings.vector_bucket
+        args.bucket = args.bucket or _deployed_bucket(path, settings.vector_bucket)
         args.tenant_mode = args.tenant_mode or settings.tenant_mode
         args.outbox_bucket = args.outbox_bucket or settings.outbox_bucket
         args.outbox_prefix = args.outbox_prefix or settings.outbox_prefix
@@ -177,10 +195,13 @@ def read_settings(args: argparse.Namespace) -> str:
         if args.pool_name is None and settings.cognito_user_pool_id:
             args.pool_id = settings.cognito_user_pool_id
             args.client_ids = [] if args.client_name else list(settings.cognito_client_ids)
-        if not args.model_id and settings.model_provider == "bedrock" and (settings.model_id or args.region):
-            args.model_id = [settings.model_id or _app_default_model(args.region), DEFAULT_EMBEDDING_MODEL]
+        args.model_id = args.model_id or _app_models(settings, args.region)
+        args.dimension = args.dimension or create_embedder(settings.embedder, region=settings.region).dimension
         if settings.tenant_mode == "single" and settings.single_tenant_id not in (None, *args.tenant):
             args.tenant = [*args.tenant, settings.single_tenant_id]
+    else:
+        args.model_id = args.model_id or [DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL]  # what agentcore deploys
+        args.dimension = args.dimension or DEFAULT_DIMENSION
     args.pool_name = args.pool_name or cognito.DEFAULT_POOL_NAME
     args.client_name = args.client_name or cognito.DEFAULT_CLIENT_NAME
     args.role_name = args.role_name or tvm_role.DEFAULT_ROLE_NAME
@@ -193,6 +214,18 @@ def read_settings(args: argparse.Namespace) -> str:
     if not args.bucket:
         raise UsageError(f"doctor needs --bucket, or a settings file with AGENT_VECTOR_BUCKET (settings file: {read})")
     return read
+
+
+def _app_models(settings: Settings, region: str | None) -> list[str]:
+    """The Bedrock models the settings' app calls, as it picks them: the chat model with
+    ``AGENT_MODEL_PROVIDER=bedrock`` (in any case), its ``AGENT_MODEL_ID`` or else Strands'
+    default for ``region``; the embedding model with ``AGENT_EMBEDDER=bedrock``."""
+    models = []
+    if settings.model_provider.strip().lower() == "bedrock" and (settings.model_id or region):
+        models.append(settings.model_id or _app_default_model(str(region)))
+    if settings.embedder == "bedrock":
+        models.append(DEFAULT_EMBEDDING_MODEL)
+    return models
 
 
 def _app_default_model(region: str) -> str:
@@ -452,7 +485,7 @@ def run(args: argparse.Namespace) -> Report:
             index(tenant),
             lambda: state.pop("index_fix", None) or onboard(tenant),
         )
-    for model_id in args.model_id or [DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL]:
+    for model_id in args.model_id:
         run_check(
             report,
             f"model {model_id}",

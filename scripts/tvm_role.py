@@ -27,6 +27,7 @@ from scripts.common import (
     outbox_prefix,
     policy_json,
     require_region,
+    vector_bucket,
 )
 from scripts.iam_roles import create_role, ensure_inline_policy, ensure_trust, existing_role
 
@@ -306,7 +307,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_common_args(p)
     p.add_argument("--role-name", default=DEFAULT_ROLE_NAME)
-    p.add_argument("--bucket", required=True, help="vector bucket name")
+    p.add_argument("--bucket", type=vector_bucket, required=True, help="vector bucket name")
     p.add_argument("--execution-role-arn", required=True, help="the AgentCore runtime's execution role ARN")
     p.add_argument(
         "--principal",

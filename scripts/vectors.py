@@ -31,6 +31,7 @@ from scripts.common import (
     error_code,
     is_not_found,
     require_region,
+    vector_bucket,
 )
 
 #: Amazon Nova 2 multimodal embeddings (the AWS embedder) produce 1024-d vectors.
@@ -248,7 +249,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``vector-bucket`` and ``tenant`` commands."""
     p = sub.add_parser("vector-bucket", help="create the S3 vector bucket (and the outbox bucket)", description=__doc__)
     add_common_args(p)
-    p.add_argument("--bucket", required=True)
+    p.add_argument("--bucket", type=vector_bucket, required=True)
     p.add_argument("--outbox-bucket", help="also create/check this S3 bucket for the outbox (AGENT_OUTBOX_BUCKET)")
     p.set_defaults(func=run_bucket)
 
@@ -258,7 +259,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = t.add_subparsers(dest="tenant_command", required=True, metavar="SUBCOMMAND")
     on = cmds.add_parser("onboard", help="create the tenant's index (idempotent)")
     add_common_args(on)
-    on.add_argument("--bucket", required=True)
+    on.add_argument("--bucket", type=vector_bucket, required=True)
     on.add_argument("--tenant", action="append", required=True, help="tenant id (repeatable)")
     on.add_argument(
         "--dimension",
@@ -269,13 +270,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     on.set_defaults(func=run_onboard)
     off = cmds.add_parser("offboard", help="delete the tenant's index and all its memories (needs --yes)")
     add_common_args(off, mutating=False)
-    off.add_argument("--bucket", required=True)
+    off.add_argument("--bucket", type=vector_bucket, required=True)
     off.add_argument("--tenant", required=True)
     off.add_argument("--yes", action="store_true", help="really delete (otherwise only report)")
     off.set_defaults(func=run_offboard)
     ls = cmds.add_parser("list", help="list tenants with an index")
     add_common_args(ls, mutating=False)
-    ls.add_argument("--bucket", required=True)
+    ls.add_argument("--bucket", type=vector_bucket, required=True)
     ls.add_argument("--count", action="store_true", help="also count vectors (lists every vector)")
     ls.set_defaults(func=run_list)
 

@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS vectors (
 """
 #: Distinct filters whose matching rows a cache keeps between writes (cleared when full).
 _FILTER_CACHE_SIZE = 1024
+#: Rows the in-memory matrix holds before it first grows (it doubles when full).
+_INITIAL_CAPACITY = 1024
 # One BLAS thread for the query product: a 5,000 x 256 matrix-vector product takes well under
 # 1 ms on one core, but multi-threaded OpenBLAS on a loaded host spins its threads for 15-35 ms.
 # The limit is process-wide while it lasts, so limited products are serialised (threadpoolctl
@@ -80,7 +82,7 @@ def _postings(metadata: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
 class _Matrix:
     """Rows of unit vectors with keys, metadata and an inverted index of string values."""
 
-    def __init__(self, dimension: int, capacity: int = 1024) -> None:
+    def __init__(self, dimension: int, capacity: int) -> None:
         self.data = np.empty((capacity, dimension), dtype=np.float32)
         self.keys: list[str] = []
         self.metadata: list[dict[str, Any]] = []
@@ -89,7 +91,7 @@ class _Matrix:
         self.fields: dict[str, set[int]] = {}  # metadata key -> rows that have it
         self._filtered: dict[str, np.ndarray] = {}  # filter (canonical JSON) -> its sorted rows
         self._arrays: dict[tuple[str, ...], np.ndarray] = {}  # posting / field -> its rows
-        # field -> its numbers per row (NaN: none), for $gt/$gte/$lt/$lte (e.g. retention)
+        # field -> its numbers per row (NaN: none), one per row of ``data``, for $gt/$gte/$lt/$lte
         self.numbers: dict[str, np.ndarray] = {}
         self.inexact: set[str] = set()  # fields with a number float64 cannot hold exactly
 
@@ -102,11 +104,8 @@ class _Matrix:
             self.inexact.add(name)
             return
         column = self.numbers.get(name)
-        if column is None or column.shape[0] <= row:
-            grown = np.full(self.data.shape[0], np.nan)
-            if column is not None:
-                grown[: column.shape[0]] = column
-            column = self.numbers[name] = grown
+        if column is None:
+            column = self.numbers[name] = np.full(self.data.shape[0], np.nan)
         column[row] = value
 
     def _index(self, row: int, metadata: Mapping[str, Any]) -> None:
@@ -146,6 +145,9 @@ class _Matrix:
                 grown = np.empty((row * 2, self.data.shape[1]), dtype=np.float32)
                 grown[:row] = self.data[:row]
                 self.data = grown
+                # every number column stays as long as the matrix (NaN: no number in that row)
+                for name, column in self.numbers.items():
+                    self.numbers[name] = np.concatenate([column, np.full(row, np.nan)])
             self.keys.append(key)
             self.metadata.append(metadata)
             self.position[key] = row
@@ -396,7 +398,7 @@ class LocalIndex:
                 f"index {self.name!r} has dimension {stored}, expected {self.dimension}"
             )
         rows = conn.execute("SELECT key, vector, metadata FROM vectors").fetchall()
-        matrix = _Matrix(self.dimension, capacity=max(1024, len(rows)))
+        matrix = _Matrix(self.dimension, capacity=max(_INITIAL_CAPACITY, len(rows)))
         if rows:
             stacked = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
             stacked = stacked.reshape(len(rows), self.dimension)

@@ -35,7 +35,10 @@ def _utc(stamp: datetime | None) -> str:
     if stamp is None:
         return UNKNOWN_DATE
     if stamp.tzinfo is not None:
-        stamp = stamp.astimezone(timezone.utc)
+        try:
+            stamp = stamp.astimezone(timezone.utc)
+        except OverflowError:  # within hours of datetime's limits: UTC cannot hold it
+            return UNKNOWN_DATE
     return stamp.strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -44,9 +47,10 @@ def conversation_started(memory: Memory) -> str | None:
     if not memory.opened:
         return None
     try:
-        return _utc(datetime.fromisoformat(memory.opened.split("~", 1)[0]))
+        started = _utc(datetime.fromisoformat(memory.opened.split("~", 1)[0]))
     except ValueError:
         return None
+    return None if started == UNKNOWN_DATE else started
 
 
 def format_memory(memory: Memory) -> str:

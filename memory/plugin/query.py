@@ -7,7 +7,8 @@ that frame (the other agents' names and descriptions, shared context, coordinati
 instructions) outweighs the request in an embedding: with WordLlama, "I moved to Lisbon last
 month." scores 0.45 against "Where did I move to last month?" and 0.07 against a three-node
 Swarm's whole input holding that request (under the calibrated floor: nothing injected). For
-those inputs the query is the request:
+those inputs the query is the request (none when it has no text, e.g. images only: no
+retrieval, as for an agent called directly with images only, never the frame instead):
 
 * ``Swarm`` (``strands.multiagent.swarm.Swarm._build_node_input``): one text block
   ``Context:\\n`` ... ``User Request: <task>\\n\\n`` followed by the frame's sections; a task
@@ -71,17 +72,15 @@ def _user_text_blocks(messages: Sequence[Any] | None) -> list[str]:
 
 
 def _framed_request(blocks: list[str]) -> str | None:
-    """The user's request inside a Swarm or Graph node input, or None for any other input."""
+    """The user's request inside a Swarm or Graph node input ("" when the task has no text, e.g.
+    images only: nothing to search by, never the frame instead), or None for any other input."""
     if not blocks:
         return None
     swarm = _SWARM_REQUEST.match(blocks[0])
     if swarm is not None:
         task = swarm.group("task").strip()
-        if task == _SWARM_MULTI_MODAL and len(blocks) > 1:
-            return " ".join(blocks[1:]).strip() or None
-        return task or None
+        return " ".join(blocks[1:]).strip() if task == _SWARM_MULTI_MODAL else task
     if blocks[0].startswith(_GRAPH_TASK) and _GRAPH_INPUTS in blocks[1:]:
         end = blocks.index(_GRAPH_INPUTS)
-        task = " ".join([blocks[0][len(_GRAPH_TASK):], *blocks[1:end]]).strip()
-        return task or None
+        return " ".join([blocks[0][len(_GRAPH_TASK):], *blocks[1:end]]).strip()
     return None

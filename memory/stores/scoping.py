@@ -171,16 +171,26 @@ def is_expired(metadata: dict[str, Any], cutoff: int) -> bool:
     return epoch is None or epoch < cutoff
 
 
+def _stored_datetime(epoch: int | None) -> datetime | None:
+    """``epoch`` as a UTC datetime; None (undated) for one no datetime holds (another tool's or a
+    corrupted value), which would otherwise fail every read of its user's memories."""
+    if epoch is None:
+        return None
+    try:
+        return datetime.fromtimestamp(epoch, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def memory_from_metadata(
     key: str, metadata: dict[str, Any], tenant_id: str | None, score: float | None
 ) -> Memory:
     """The Memory a stored vector's key and metadata describe."""
-    epoch = stored_epoch(metadata)
     return Memory(
         id=key,
         content=str(metadata.get("content", "")),
         user_id=str(metadata.get("user_id", "")),
-        stored_at=None if epoch is None else datetime.fromtimestamp(epoch, tz=timezone.utc),
+        stored_at=_stored_datetime(stored_epoch(metadata)),
         memory_type=str(metadata.get("type", "summary")),
         agent_name=metadata.get("agent_name"),
         conversation_id=metadata.get("conversation_id"),

@@ -183,7 +183,9 @@ def test_a_query_stalled_in_botocore_costs_the_turn_its_memories_not_the_clients
 
         client.meta.events.register("before-send.s3vectors.QueryVectors", stall)
         model = ScriptedModel(default_reply="ok")
-        plugin = MemoryPlugin(store, pipeline=None, retrieval_timeout=0.5)
+        # 2 s: the embedding and the query must reach botocore first, also on a loaded machine
+        # (at 0.5 s a busy 2-core CI once had no attempt yet when the deadline passed)
+        plugin = MemoryPlugin(store, pipeline=None, retrieval_timeout=2.0)
         agent = Agent(model=model, name="orchestrator", system_prompt=BASE, plugins=[plugin], callback_handler=None)
         answers: list[str] = []
         state = Invocation("alice", "c1", "acme").to_state()

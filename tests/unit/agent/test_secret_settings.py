@@ -70,6 +70,21 @@ def test_the_environment_wins_over_the_secret(sm, tmp_path, monkeypatch) -> None
     assert settings.model_api_key is not None and settings.model_api_key.get_secret_value() == API_KEY
 
 
+@pytest.mark.parametrize("name", ["agent_log_hash_key", "Agent_Log_Hash_Key"])
+def test_a_secret_setting_named_in_the_environment_not_in_upper_case_is_refused_not_lost_to_the_secret(
+    sm, tmp_path, monkeypatch, name: str
+) -> None:
+    """pydantic-settings reads environment names in any case, but the secret's values were kept
+    unless the upper-case name was set: ``agent_log_hash_key`` lost to the secret, silently."""
+    sm.create_secret(Name="agent/prod", SecretString=json.dumps({"AGENT_LOG_HASH_KEY": HASH_KEY}))
+    _deployed(tmp_path, monkeypatch, "agent/prod")
+    monkeypatch.setenv(name, "from-the-environment-very-secret")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert f"{name} is not upper case" in str(info.value) and "AGENT_LOG_HASH_KEY" in str(info.value)
+    assert "very-secret" not in str(info.value)
+
+
 def test_a_secret_arn_is_read_in_its_own_region(sm, tmp_path, monkeypatch) -> None:
     other = boto3.client("secretsmanager", region_name="eu-west-1")
     arn = other.create_secret(Name="agent/eu", SecretString=json.dumps({"AGENT_LOG_HASH_KEY": HASH_KEY}))["ARN"]

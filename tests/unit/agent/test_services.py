@@ -159,7 +159,7 @@ def test_start_up_refuses_an_outbox_bucket_name_the_s3_client_cannot_send(tmp_pa
         auth_mode="dev", state_dir=tmp_path, model_provider=ECHO, backend="s3vectors", vector_bucket="mem-vectors",
         tvm_role_arn="arn:aws:iam::123456789012:role/tvm", outbox_bucket="s3://mem-outbox",
     )
-    with mock_aws(), pytest.raises(ValidationError, match="outbox bucket s3://mem-outbox.*bucket name"):
+    with mock_aws(), pytest.raises(ValidationError, match="outbox bucket s3://mem-outbox.*Bucket refused"):
         build_services(settings)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -283,6 +284,40 @@ def test_end_session_waits_for_the_idle_conversations_end_only_so_long_then_fail
         assert session.conversation.ended == 0 and not session.closed  # open for the retry
         registry.end(session)  # the retry: that earlier end is done now
     assert session.conversation.ended == 1 and len(registry) == 0
+
+
+class Py310FutureTimeout(Exception):
+    """What ``Future.result(timeout=...)`` raises on Python 3.10 (``requires-python >= 3.10``):
+    ``concurrent.futures.TimeoutError``, not yet the builtin ``TimeoutError`` (3.11 made it one)."""
+
+
+def test_the_bounded_wait_for_an_earlier_end_holds_on_python_3_10_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``end`` caught the builtin ``TimeoutError`` around ``Future.result``: on 3.10 the timeout
+    passed it by, so instead of ``Unavailable`` (logged as such: retry shortly) the request failed
+    with a bare ``concurrent.futures.TimeoutError`` out of the registry."""
+    result = concurrent.futures.Future.result
+
+    def result_as_on_3_10(self, timeout=None):  # type: ignore[no-untyped-def]
+        try:
+            return result(self, timeout)
+        except TimeoutError:
+            raise Py310FutureTimeout() from None
+
+    monkeypatch.setattr(concurrent.futures.Future, "result", result_as_on_3_10)
+    monkeypatch.setattr(sessions, "EARLIER_END_WAIT_SECONDS", 0.2)
+    registry, clock, _ = make(idle=10.0)
+    with registry.open("s1", ALICE) as idle:
+        pass
+    stuck = threading.Event()
+    idle.conversation.end_conversation = lambda: stuck.wait(30)  # type: ignore[method-assign]
+    clock.now = 10.5  # expired; the reaper has not run yet
+    try:
+        with registry.open("s1", ALICE) as session:
+            with pytest.raises(Unavailable):
+                registry.end(session)
+            assert session.conversation.ended == 0 and not session.closed
+    finally:
+        stuck.set()
 
 
 def test_reopened_session_gets_a_fresh_conversation_under_the_session_id() -> None:

@@ -148,3 +148,25 @@ def test_a_shutdown_budget_no_wait_can_take_is_refused(monkeypatch: pytest.Monke
         load_settings()
     monkeypatch.setenv("AGENT_SHUTDOWN_GRACE_SECONDS", "3600")
     assert load_settings().shutdown_grace_seconds == 3600
+
+
+@pytest.mark.parametrize("name", ["agent_region", "aws_region", "agent_model_id", "agent_settings_file"])
+def test_a_setting_named_in_the_environment_not_in_upper_case_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """pydantic-settings matched such a name (any case), where the app's own precedence checks the
+    upper-case one: ``agent_region`` lost to the settings file's AGENT_REGION, which the
+    environment overrides; ``agent_settings_file`` was ignored."""
+    path = tmp_path / "agentcore.env"
+    path.write_text("AGENT_AUTH_MODE=dev\nAGENT_REGION=eu-west-1\n")
+    monkeypatch.setenv("AGENT_SETTINGS_FILE", str(path))
+    monkeypatch.setenv(name, "us-west-2")
+    with pytest.raises(SettingsError, match=f"{name} is not upper case.*{name.upper()}"):
+        load_settings()
+
+
+def test_the_file_only_reading_ignores_the_environment_s_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "agentcore.env"
+    path.write_text("AGENT_AUTH_MODE=dev\nAGENT_REGION=eu-west-1\n")
+    monkeypatch.setenv("agent_region", "us-west-2")
+    assert load_settings(path, file_only=True).region == "eu-west-1"

@@ -509,6 +509,47 @@ def test_without_a_model_id_in_the_settings_doctor_checks_the_model_the_app_woul
     assert f"OK      model {strands_default}" in result.out and DEFAULT_CHAT_MODEL not in result.out, result.out
 
 
+@pytest.mark.parametrize(
+    ("edits", "checked"),
+    [
+        ({"AGENT_MODEL_PROVIDER": "Bedrock"}, [CHAT, MODEL]),  # the app reads the provider in any case
+        ({"AGENT_MODEL_PROVIDER": "openai", "AGENT_MODEL_BASE_URL": "https://llm.example.com/v1"}, [MODEL]),
+        ({"AGENT_EMBEDDER": "local"}, [CHAT]),
+        ({"AGENT_MODEL_PROVIDER": "openai", "AGENT_MODEL_BASE_URL": "https://llm.example.com/v1", "AGENT_EMBEDDER": "local"}, []),
+    ],
+)
+def test_doctor_checks_the_bedrock_models_the_settings_app_calls_and_no_other(
+    aws, cli, bedrock, edits: dict[str, str], checked: list[str]
+) -> None:
+    """A hand-written file whose app calls no Bedrock chat model (another provider), or no
+    Bedrock embedding model (the local embedder), had agentcore's default models checked (and a
+    'Bedrock' provider, which the app reads as bedrock, too)."""
+    _deploy_under_other_names(cli)
+    env = Path("agentcore.env")
+    lines = [line for line in env.read_text().splitlines() if line.partition("=")[0] not in edits]
+    env.write_text("\n".join([*lines, *(f"{k}={v}" for k, v in edits.items())]) + "\n")
+    bedrock.extend(("ok", model) for model in checked)
+    result = cli("doctor")  # no index: acme's is 1024-d, the local embedder's 256-d
+    assert result.code == 0, result.out + result.err
+    assert [line.split()[2] for line in result.out.splitlines() if line.startswith("OK      model ")] == checked
+    assert DEFAULT_CHAT_MODEL not in result.out
+
+
+def test_doctor_checks_indexes_against_the_settings_embedder_s_dimension(aws, cli, bedrock) -> None:
+    """With AGENT_EMBEDDER=local the app's indexes are 256-d (WordLlama); doctor compared them with
+    its own default, 1024 (Nova 2), and reported a correct index as drift."""
+    _deploy_under_other_names(cli)
+    assert cli("tenant", "onboard", *R, "--bucket", "prod-vectors", "--tenant", "beta", "--dimension", "256").code == 0
+    env = Path("agentcore.env")
+    env.write_text(env.read_text().replace("AGENT_EMBEDDER=bedrock", "AGENT_EMBEDDER=local"))
+    bedrock.append(("ok", CHAT))
+    result = cli("doctor", "--tenant", "beta")
+    assert result.code == 0, result.out + result.err
+    assert any(line.split() == ["OK", "index", "memory-beta", "dimension", "256"] for line in result.out.splitlines())
+    bedrock.append(("ok", CHAT))
+    assert cli("doctor", "--tenant", "beta", "--dimension", "1024").code == 3  # a flag given wins
+
+
 def test_doctor_reads_the_settings_file_it_is_given_and_refuses_one_the_app_would(
     aws, cli, bedrock, tmp_path, monkeypatch
 ) -> None:

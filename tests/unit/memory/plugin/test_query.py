@@ -72,3 +72,32 @@ def test_other_inputs_are_queried_whole_even_when_they_look_like_a_frame() -> No
     assert retrieval_query([{"role": "user", "content": graph_like}]) == "Original Task: plan the trip and the budget"
     assert retrieval_query([{"role": "assistant", "content": [{"text": "Context:\nUser Request: x\n\n"
                                                                         "Other agents available for collaboration:"}]}]) == ""
+
+
+IMAGE = {"image": {"format": "png", "source": {"bytes": b"\x89PNG\r\n\x1a\n"}}}
+
+
+def test_a_graph_task_without_text_queries_nothing_not_the_other_nodes_outputs(fake_store) -> None:
+    """A task of images only has no words to search by: the node after another found no request
+    in the frame and queried its whole input instead, i.e. the other node's output and the
+    frame's headings."""
+    model = ScriptedModel(["You moved somewhere warm, I think.", "Lisbon."])
+    builder = GraphBuilder()
+    builder.add_node(node("drafter", fake_store, model), "drafter")
+    builder.add_node(node("reviewer", fake_store, model), "reviewer")
+    builder.add_edge("drafter", "reviewer")
+    builder.set_max_node_executions(2)
+    result = builder.build()([IMAGE], invocation_state=Invocation("alice", "conv-1", "acme").to_state())
+    assert str(result.status) == "Status.COMPLETED"
+    assert "somewhere warm" in " ".join(b.get("text", "") for b in model.calls[1].messages[0]["content"])
+    assert queries(fake_store) == []  # neither node had words of the user's to search by
+
+
+def test_a_swarm_task_without_text_queries_nothing_not_the_frames_placeholder(fake_store) -> None:
+    """Swarm writes ``User Request: Multi-modal task`` for a task of content blocks: with no text
+    among them, that placeholder of the framework's was the query."""
+    model = ScriptedModel(default_reply="Lisbon.")
+    swarm = Swarm([node("planner", fake_store, model), node("writer", fake_store, model)])
+    swarm([IMAGE], invocation_state=Invocation("alice", "conv-1", "acme").to_state())
+    assert "User Request: Multi-modal task" in model.calls[0].messages[0]["content"][0]["text"]
+    assert queries(fake_store) == []

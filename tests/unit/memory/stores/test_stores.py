@@ -432,3 +432,23 @@ def test_a_user_id_too_long_to_store_is_refused_naming_the_argument(store):
     with pytest.raises(IdentityTooLong, match=r"scope\.agent_name is too long"):
         store.store(Scope(U1, agent_name="a" * 2_000), "budget plan")
     assert store.list(Scope(U1)) == []
+
+
+def test_a_memory_dated_outside_pythons_calendar_is_undated_not_a_failure_of_every_read(index_factory):
+    """A ``stored_at_epoch`` no ``datetime`` can hold (written by another tool, or corrupted) made
+    ``fromtimestamp`` raise in every list and retrieval of that user, so one record took all his
+    memories away. It reads as undated (no date shown) and the others are unaffected."""
+    from memory.types import VectorRecord
+
+    embedder = KeywordEmbedder()
+    index = index_factory("memory-dates-test", embedder.dimension)
+    store = SingleTenantStore(index, embedder)
+    store.ensure()
+    kept = store.store(Scope(U1), "budget kept")
+    (vector,) = embedder.embed(["budget far"], "index")
+    index.put([VectorRecord(f"far-{epoch}", vector, {"user_id": U1, "content": "budget far", "stored_at_epoch": epoch})
+               for epoch in (10**15, -(10**15), 2**62)])
+    listed = {m.id: m.stored_at for m in store.list(Scope(U1))}
+    assert listed.pop(kept.id) is not None and set(listed.values()) == {None} and len(listed) == 3
+    found = store.retrieve(Scope(U1), "budget", top_k=5, min_score=0.0)
+    assert {m.id for m in found} >= {kept.id}
