@@ -63,7 +63,8 @@ OUTBOX_S3 = ("tests/unit/memory/pipeline/test_outbox_backends.py", "tests/unit/m
              "tests/unit/memory/pipeline/test_durability.py")
 RETENTION = ("tests/unit/memory/stores", "tests/unit/memory/index", "tests/unit/scripts/test_retention.py")
 HYBRID = ("tests/unit/memory/stores/test_hybrid.py", "tests/unit/memory/stores/test_stores.py")
-CONTEXT = ("tests/unit/memory/plugin", "tests/hardening/test_hostile_input.py")
+CONTEXT = ("tests/unit/memory/plugin/test_plugin.py", "tests/unit/memory/plugin/test_backends.py",
+           "tests/hardening/test_hostile_input.py")
 BODY = ("tests/unit/agent/test_body_limit.py", *APP)
 TVM_POLICY = ("tests/unit/scripts/test_tvm_role.py", "tests/unit/scripts/test_abac_simulation.py")
 
@@ -156,7 +157,8 @@ MUTANTS = [
            "return self._conditional_put(tenant_id, key, body) is not None", OUTBOX_S3),
     Mutant("dead-letter-drops-newer-version", "memory/pipeline/outbox.py",
            "if outbox.swap(entry, None) or outbox.get(entry.entry_id, entry.tenant_id) is None:",
-           "if outbox.remove(entry.entry_id, entry.tenant_id) or True:", OUTBOX_S3),
+           "if outbox.remove(entry.entry_id, entry.tenant_id) or True:",
+           ("tests/unit/memory/pipeline/test_durability.py", "tests/unit/memory/pipeline/test_outbox_backends.py")),
     # -- retention: expired memories are never injected or recalled -----------------------------------
     Mutant("retention-filter-inverted", "memory/stores/scoping.py",
            '{"$lt" if expired else "$gte": cutoff}', '{"$gte" if expired else "$lt": cutoff}', RETENTION),
