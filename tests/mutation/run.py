@@ -1,11 +1,16 @@
 """A rerunnable mutation check of the security-relevant code: does the suite notice when it breaks?
 
 Each mutant is one named, hand-written source change (an exact snippet replaced once) in store
-filters and scoping, the token verifier and claim checks, the TVM, tenant ids, summary keys, the
-outbox and its ordering, batching, the streaming error path and the JWKS file. For each, the
-script copies the working tree to a scratch directory (once), applies the mutant there, runs the
-tests that guard that code and reports the mutant *killed* (some test failed) or *survived*.
-The working tree is never modified. Not part of ``make test`` (about 5-10 minutes on 2 cores)::
+filters and scoping, the token verifier and claim checks, the TVM and its role's policy (the
+tenant prefix, read-only erasure markers), tenant ids, summary keys, the outbox and its
+ordering, the S3 outbox (tenant prefixes and credentials, conditional writes, claim leases, dead
+letters), erasure markers and their coverage, retention (expired memories never retrieved),
+hybrid ranking's one result per conversation, the context block's escaping, batching, the HTTP
+edge (auth gate before the body, body size limit, JSON body check), the streaming error path
+and the JWKS file. For each, the script copies the working tree to a scratch directory (once),
+applies the mutant there, runs the tests that guard that code and reports the mutant *killed*
+(some test failed) or *survived*. The working tree is never modified. Not part of ``make test``
+(about 7 minutes on 2 shared cores, more under load)::
 
     .venv/bin/python -m tests.mutation.run            # every mutant
     .venv/bin/python -m tests.mutation.run delete-batching stream-error-line
@@ -44,11 +49,24 @@ class Mutant:
     tests: tuple[str, ...]
 
 
-MEMORY = ("tests/unit/memory",)
-INDEX = ("tests/unit/memory/index/test_s3vectors_limits.py", "tests/unit/memory/index")
+# Each mutant's tests run with -x, so the file most likely to fail comes first. pytest collects
+# overlapping arguments (a file and its folder) together in path order: keep the paths disjoint.
+SCOPING = ("tests/unit/memory/stores", "tests/unit/memory/plugin/test_backends.py", "tests/unit/memory/index")
+INDEX = ("tests/unit/memory/index/test_s3vectors_limits.py", "tests/unit/memory/index/test_s3vectors.py",
+         "tests/unit/memory/index/test_conformance.py", "tests/unit/memory/index/test_local.py")
 AUTH = ("tests/unit/auth",)
 APP = ("tests/unit/agent/test_app.py", "tests/unit/agent/test_app_stream.py", "tests/unit/agent/test_app_auth_gate.py")
 PIPELINE = ("tests/unit/memory/pipeline", "tests/unit/memory/test_formats.py", "tests/unit/memory/plugin")
+ERASURE = ("tests/unit/memory/pipeline/test_outbox_backends.py", "tests/unit/memory/pipeline/test_durability.py",
+           "tests/unit/scripts/test_local_operations.py", "tests/unit/scripts/test_forget.py")
+OUTBOX_S3 = ("tests/unit/memory/pipeline/test_outbox_backends.py", "tests/unit/memory/pipeline/test_s3_conditional_writes.py",
+             "tests/unit/memory/pipeline/test_durability.py")
+RETENTION = ("tests/unit/memory/stores", "tests/unit/memory/index", "tests/unit/scripts/test_retention.py")
+HYBRID = ("tests/unit/memory/stores/test_hybrid.py", "tests/unit/memory/stores/test_stores.py")
+CONTEXT = ("tests/unit/memory/plugin/test_plugin.py", "tests/unit/memory/plugin/test_backends.py",
+           "tests/hardening/test_hostile_input.py")
+BODY = ("tests/unit/agent/test_body_limit.py", *APP)
+TVM_POLICY = ("tests/unit/scripts/test_tvm_role.py", "tests/unit/scripts/test_abac_simulation.py")
 
 MUTANTS = [
     # -- summary keys (persisted format) ----------------------------------------------------
@@ -60,7 +78,8 @@ MUTANTS = [
            ("tests/unit/memory/test_formats.py", "tests/unit/memory/test_embedders_keys.py")),
     # -- outbox and its ordering --------------------------------------------------------------
     Mutant("replay-recomputes-key", "memory/pipeline/outbox.py",
-           "return dataclasses.replace(entry, stored_key=entry_id)", "return entry", PIPELINE),
+           "return dataclasses.replace(entry, stored_key=entry_id)", "return entry",
+           ("tests/unit/memory/test_formats.py", "tests/unit/memory/pipeline", "tests/unit/memory/plugin")),
     Mutant("outbox-removed-after-failed-store", "memory/pipeline/background.py",
            "if error is not None:\n                    return self._failed(ref, entry, error)",
            "if False:\n                    return self._failed(ref, entry, error)", PIPELINE),
@@ -74,15 +93,15 @@ MUTANTS = [
     # -- store filters and scoping ----------------------------------------------------------------
     Mutant("visibility-any-user", "memory/stores/scoping.py",
            '"$and": [\n            {"user_id": {"$eq": scope.user_id}},',
-           '"$and": [\n            {"user_id": {"$exists": True}},', MEMORY),
+           '"$and": [\n            {"user_id": {"$exists": True}},', SCOPING),
     Mutant("visibility-other-agents", "memory/stores/scoping.py",
-           '{"agent_name": {"$exists": False}},', '{"agent_name": {"$ne": scope.agent_name}},', MEMORY),
+           '{"agent_name": {"$exists": False}},', '{"agent_name": {"$ne": scope.agent_name}},', SCOPING),
     Mutant("ownership-ignores-agent", "memory/stores/scoping.py",
            'return {"user_id": {"$eq": scope.user_id}, "agent_name": {"$eq": scope.agent_name}}',
-           'return {"user_id": {"$eq": scope.user_id}}', MEMORY),
+           'return {"user_id": {"$eq": scope.user_id}}', SCOPING),
     Mutant("tenant-id-unvalidated", "tenant_ids/__init__.py",
            'if not _TENANT_ID.fullmatch(tenant_id) or "--" in tenant_id:', "if False:",
-           ("tests/unit/memory", "tests/unit/agent/test_payload.py", "tests/unit/tenant_ids", *AUTH)),
+           ("tests/unit/tenant_ids", "tests/unit/memory", "tests/unit/agent/test_payload.py", *AUTH)),
     # -- TVM --------------------------------------------------------------------------------------
     Mutant("tvm-no-session-tag", "memory/stores/tvm.py",
            'Tags=[{"Key": TENANT_TAG_KEY, "Value": tenant_id}],', "Tags=[],", ("tests/unit/memory/stores",)),
@@ -106,6 +125,79 @@ MUTANTS = [
            'if k.key_id and k.public_key_use in ("sig", None)', "if k.key_id", AUTH),
     # -- streaming error path -------------------------------------------------------------------------
     Mutant("stream-error-line", "agent/app.py", 'emit({**body, "status": status})', "pass", APP),
+    # -- erasure markers and their coverage ----------------------------------------------------------
+    Mutant("marker-covers-other-tenant", "memory/pipeline/outbox.py",
+           "if entry.tenant_id != self.tenant_id:\n            return False", "if False:\n            return False",
+           ERASURE),
+    Mutant("marker-covers-later-conversations", "memory/pipeline/outbox.py",
+           "return entry.started_at <= parse_time(self.erased_at)", "return True", ERASURE),
+    Mutant("erasure-keeps-dead-letters", "memory/pipeline/erasure.py",
+           "for letter in letters:\n        outbox.purge(", "for letter in ():\n        outbox.purge(",
+           ("tests/unit/scripts/test_local_operations.py", *ERASURE[:2], "tests/unit/scripts/test_forget.py")),
+    Mutant("erasure-listing-misses-user-folder", "memory/pipeline/outbox_s3.py",
+           "if mine in folders or (listed_up_to is not None and mine > listed_up_to):", "if mine in folders:",
+           OUTBOX_S3),
+    Mutant("erasure-not-rechecked-after-store", "memory/pipeline/background.py",
+           "if self._erased_now(entry):\n                    self._unstore(entry)",
+           "if False:\n                    self._unstore(entry)", ERASURE),
+    # -- S3 outbox: tenant prefixes, credentials, conditional writes, leases, dead letters ------------
+    Mutant("s3-outbox-tenant-unvalidated", "memory/pipeline/outbox_s3.py",
+           "segment = _NO_TENANT if tenant_id is None else validate_tenant_id(tenant_id)",
+           "segment = _NO_TENANT if tenant_id is None else tenant_id", OUTBOX_S3),
+    Mutant("s3-outbox-writes-with-app-credentials", "memory/pipeline/outbox_s3.py",
+           "self._client_for(tenant_id).put_object(", "self._client_for(None).put_object(", OUTBOX_S3),
+    Mutant("s3-claim-unconditional", "memory/pipeline/outbox_s3.py",
+           'etag, current = self._put_lease(tenant_id, key, lease, IfNoneMatch="*")',
+           "etag, current = self._put_lease(tenant_id, key, lease)", OUTBOX_S3),
+    Mutant("s3-release-unconditional", "memory/pipeline/outbox_s3.py",
+           'self._conditional_delete(claim.tenant_id, self._key(claim.tenant_id, "claims", claim.entry_id), claim.token)',
+           'self._delete(claim.tenant_id, self._key(claim.tenant_id, "claims", claim.entry_id))', OUTBOX_S3),
+    Mutant("s3-swap-unconditional", "memory/pipeline/outbox_s3.py",
+           "return self._conditional_put(tenant_id, key, body, IfMatch=found[1]) is not None",
+           "return self._conditional_put(tenant_id, key, body) is not None", OUTBOX_S3),
+    Mutant("dead-letter-drops-newer-version", "memory/pipeline/outbox.py",
+           "if outbox.swap(entry, None) or outbox.get(entry.entry_id, entry.tenant_id) is None:",
+           "if outbox.remove(entry.entry_id, entry.tenant_id) or True:",
+           ("tests/unit/memory/pipeline/test_durability.py", "tests/unit/memory/pipeline/test_outbox_backends.py")),
+    # -- retention: expired memories are never injected or recalled -----------------------------------
+    Mutant("retention-filter-inverted", "memory/stores/scoping.py",
+           '{"$lt" if expired else "$gte": cutoff}', '{"$gte" if expired else "$lt": cutoff}', RETENTION),
+    Mutant("retention-undated-recalled", "memory/stores/single_tenant.py",
+           "hits = [hit for hit in hits if not is_expired(hit.metadata, cutoff)]", "hits = list(hits)", RETENTION),
+    Mutant("retention-off-in-multi-tenant", "memory/stores/multi_tenant.py",
+           "ttl_seconds=self.ttl_seconds,", "ttl_seconds=None,", RETENTION),
+    # -- hybrid ranking: one result per conversation --------------------------------------------------
+    Mutant("hybrid-two-per-conversation", "memory/stores/hybrid.py",
+           "if group in seen:\n            continue", "if False:\n            continue", HYBRID),
+    # -- the context block's fencing and escaping -----------------------------------------------------
+    Mutant("memory-content-unescaped", "memory/plugin/context_block.py",
+           'f">{html.escape(memory.content, quote=True)}</memory>"', 'f">{memory.content}</memory>"', CONTEXT),
+    Mutant("memory-id-unescaped", "memory/plugin/context_block.py",
+           '<memory id="{html.escape(memory.id, quote=True)}"', '<memory id="{memory.id}"', CONTEXT),
+    # -- the HTTP edge: auth gate first, body size limit, JSON body check -----------------------------
+    Mutant("auth-gate-after-body-limit", "agent/app.py",
+           "Middleware(AuthGateMiddleware, authenticate=authenticate, on_error=_error),\n"
+           "            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),",
+           "Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),\n"
+           "            Middleware(AuthGateMiddleware, authenticate=authenticate, on_error=_error),", APP),
+    Mutant("body-limit-off-by-one", "agent/body_limit.py",
+           "declared is not None and declared > self.max_bytes", "declared is not None and declared >= self.max_bytes",
+           BODY),
+    Mutant("body-limit-chunked-unchecked", "agent/body_limit.py",
+           "if received > self.max_bytes:\n                    raise _TooLarge",
+           "if False:\n                    raise _TooLarge", BODY),
+    Mutant("json-body-recursion-unchecked", "agent/json_body.py",
+           "except (ValueError, RecursionError) as exc:", "except ValueError as exc:", APP),
+    # -- the TVM role's policy: the tenant prefix condition ------------------------------------------
+    Mutant("tvm-policy-outbox-any-tenant", "scripts/tvm_role.py",
+           "root = f\"arn:aws:s3:::{bucket}/{prefix.strip('/')}/{tenant}\"",
+           "root = f\"arn:aws:s3:::{bucket}/{prefix.strip('/')}/*\"", TVM_POLICY),
+    Mutant("tvm-policy-erasure-markers-writable", "scripts/tvm_role.py",
+           '"Action": "s3:GetObject", "Resource": f"{root}/{ERASURES_FOLDER}/*"',
+           '"Action": list(OUTBOX_OBJECT_ACTIONS), "Resource": f"{root}/{ERASURES_FOLDER}/*"', TVM_POLICY),
+    Mutant("tvm-policy-outbox-list-any-prefix", "scripts/tvm_role.py",
+           '"Condition": {"StringLike": {"s3:prefix": tenant_outbox_prefix_pattern(outbox_prefix)}},', "",
+           TVM_POLICY),
 ]
 
 

@@ -107,7 +107,8 @@ def test_a_refused_checkpoint_backs_off_then_the_newest_transcript_is_written(
     assert refusing.calls[refusing.operation] == len(refusing.refused_at)  # one request per write
     if refusing.operation == "PutObject":
         assert refusing.calls["AssumeRole"] == 1
-    assert pipeline.metrics["checkpoint_failures"] == len(refusing.refused_at)
+    # counted once the refusal is back from botocore (and the TVM): after the hook saw the request
+    assert wait_until(lambda: pipeline.metrics["checkpoint_failures"] == len(refusing.refused_at))
 
     refusing.on.clear()  # the refusal is lifted: written at the next due write, no flush needed
     assert wait_until(lambda: pipeline.metrics["checkpoints"] == 1, timeout=10)

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from memory.aws import make_client
-from memory.errors import AccessDenied, MemoryLibraryError
+from memory.errors import AccessDenied, InvalidTenantId, MemoryLibraryError
 from memory.pipeline.erasure import erase
 from memory.pipeline.outbox import ErasureMarker, Outbox, OutboxEntry
 from memory.pipeline.outbox_local import LocalOutbox
@@ -383,6 +383,60 @@ def test_s3_objects_are_encrypted_and_under_the_tenant_prefix(s3) -> None:
     s3.meta.events.register("provide-client-params.s3.PutObject", lambda params, **_: sent.append(dict(params)))
     kms.put(e)
     assert sent[-1]["ServerSideEncryption"] == "aws:kms" and sent[-1]["SSEKMSKeyId"] == "alias/outbox"
+
+
+@pytest.mark.parametrize("tenant", ["", "acme/claims", "../globex", "Acme", "a" * 57])
+def test_s3_a_tenant_string_that_is_not_a_tenant_id_never_becomes_a_key(s3, tenant: str) -> None:
+    """The tenant segment is all that keeps tenants' keys apart when one client serves them all
+    (single-credential deployments, the operator's CLI): a string that is not a tenant id
+    ("acme/claims" would land in acme's claims folder) is refused before any request is sent."""
+    outbox = S3Outbox(lambda _t: s3, BUCKET, prefix="obx")
+    sent: list[str] = []
+    s3.meta.events.register("before-call.s3.*", lambda model, **_: sent.append(model.name))
+    calls: list[Callable[[], object]] = [
+        lambda: outbox.put(entry(tenant=tenant)),
+        lambda: outbox.pending(tenant),
+        lambda: outbox.claim("k", tenant),
+        lambda: outbox.add_erasure(ErasureMarker(tenant_id=tenant, user_id="bob")),
+        lambda: outbox.erasures(tenant, "bob"),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidTenantId):
+            call()
+    assert sent == []
+
+
+def test_s3_every_request_for_a_tenants_objects_is_made_with_that_tenants_client(s3) -> None:
+    """In the multi-tenant app ``client_for(tenant)`` holds the tenant's TVM credentials, which IAM
+    confines to the tenant's prefix; a request made with the app's own client (``lister``) would
+    not be confined. Only the tenant's client touches its objects."""
+    clients = {tenant: make_client("s3", region="us-east-1") for tenant in ("acme", None)}
+    sent: dict[str | None, list[str]] = {tenant: [] for tenant in clients}
+    for tenant, client in clients.items():
+        client.meta.events.register(
+            "provide-client-params.s3.*",
+            lambda params, model, _tenant=tenant, **_: sent[_tenant].append(
+                f"{model.name} {params.get('Key') or params.get('Prefix')}"
+            ),
+        )
+    outbox = S3Outbox(lambda tenant: clients[tenant], BUCKET, prefix="obx", lister=clients[None])
+    a, b = entry("c1"), entry("c2")
+    outbox.put(a)
+    outbox.put(b)
+    claim = outbox.claim(a.entry_id, "acme")
+    assert claim is not None
+    outbox.release(claim)
+    assert outbox.swap(a, dataclasses.replace(a, attempts=1))
+    assert outbox.dead_letter(b, "AccessDenied")
+    assert outbox.revive(b.entry_id, "acme") is not None
+    outbox.dead_letter(b, "AccessDenied")
+    assert outbox.purge(b.entry_id, "acme")
+    assert outbox.erasures("acme", "alice") == [] and len(outbox.pending("acme")) == 1
+    outbox.remove(a.entry_id, "acme")
+    operations = {call.split()[0] for call in sent["acme"]}
+    assert {"PutObject", "GetObject", "DeleteObject", "ListObjectsV2"} <= operations, sent["acme"]
+    assert all(call.split()[1].startswith("obx/acme/") for call in sent["acme"]), sent["acme"]
+    assert sent[None] == []
 
 
 def test_dead_letters_keep_the_reason_and_can_be_revived_or_purged(outbox: Outbox) -> None:

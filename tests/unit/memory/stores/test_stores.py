@@ -359,6 +359,21 @@ def test_retention_hides_expired_memories_and_the_sweep_deletes_them(index_facto
     assert keep_all.sweep_expired() == 0
 
 
+def test_retention_holds_for_every_tenant_of_a_multi_tenant_store(tmp_path):
+    """AGENT_MEMORY_TTL_DAYS in multi-tenant mode: each tenant's store keeps the TTL, so an expired
+    memory is never retrieved (injected or recalled) and the tenant's sweep deletes it."""
+    embedder = KeywordEmbedder()
+    store = MultiTenantStore.for_local(root_dir=tmp_path / "idx", embedder=embedder, ttl_seconds=86400)
+    scope = Scope(U1, tenant_id="acme")
+    fresh = store.store(scope, "budget spend new", conversation_id="c-new")
+    index = LocalIndex(tmp_path / "idx", index_name_for("acme"), embedder.dimension)
+    two_days_ago = SingleTenantStore(index, embedder, tenant_id="acme", clock=lambda: time.time() - 2 * 86400)
+    two_days_ago.store(scope, "budget spend old", conversation_id="c-old")
+    assert [m.id for m in store.retrieve(scope, "budget spend", min_score=0.0)] == [fresh.id]
+    assert store.sweep_expired("acme") == 1
+    assert [m.id for m in store.list(scope)] == [fresh.id]
+
+
 def _seed_records(embedder, now: float):
     """Vectors as strands-s3-vectors-memory 0.2.0 writes them (its source, read): ``store_memory``
     puts ``stored_at`` as ``YYYYMMDD_HHMMSS`` (UTC), its session summaries no date at all, and
