@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from agent.secret_settings import SECRETS_ID_ENV, SecretSettingsError, read_secret_settings
 from auth.local_state import in_runtime_container, state_root
-from memory.aws import is_region
+from memory.aws import is_region, s3_bucket_name_problem
 from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS
 
 #: AgentCore Runtime's default idle session timeout (``--idle-timeout``, 60-28,800 s).
@@ -181,6 +181,9 @@ class Settings(BaseSettings):
             raise SettingsError("AGENT_BACKEND=s3vectors needs AGENT_VECTOR_BUCKET")
         if self.backend == "s3vectors" and self.tenant_mode == "multi" and not self.tvm_role_arn:
             raise SettingsError("multi-tenant s3vectors needs AGENT_TVM_ROLE_ARN")
+        bucket_problem = s3_bucket_name_problem(self.outbox_bucket) if self.outbox_bucket else None
+        if bucket_problem:
+            raise SettingsError(f"AGENT_OUTBOX_BUCKET is not an S3 bucket name: {bucket_problem}")
         if self.resolved_outbox_backend == "s3" and not self.outbox_bucket:
             raise SettingsError(
                 "the S3 outbox (chosen with AGENT_BACKEND=s3vectors) needs AGENT_OUTBOX_BUCKET; "

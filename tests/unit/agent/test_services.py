@@ -149,7 +149,8 @@ def test_start_up_refuses_a_missing_s3_outbox_bucket(tmp_path: Path) -> None:
 
 def test_start_up_refuses_an_outbox_bucket_name_the_s3_client_cannot_send(tmp_path: Path) -> None:
     """``s3://mem-outbox`` (a URL for a name) is refused by botocore before any request: that was
-    taken for an unavailable S3, the app started and every conversation end answered 503."""
+    taken for an unavailable S3, the app started and every conversation end answered 503. The
+    settings refuse such a name now (``test_settings``); copied past them, the services still do."""
     import pytest
     from moto import mock_aws
 
@@ -157,8 +158,8 @@ def test_start_up_refuses_an_outbox_bucket_name_the_s3_client_cannot_send(tmp_pa
 
     settings = Settings(
         auth_mode="dev", state_dir=tmp_path, model_provider=ECHO, backend="s3vectors", vector_bucket="mem-vectors",
-        tvm_role_arn="arn:aws:iam::123456789012:role/tvm", outbox_bucket="s3://mem-outbox",
-    )
+        tvm_role_arn="arn:aws:iam::123456789012:role/tvm", outbox_bucket="mem-outbox",
+    ).model_copy(update={"outbox_bucket": "s3://mem-outbox"})
     with mock_aws(), pytest.raises(ValidationError, match="outbox bucket s3://mem-outbox.*Bucket refused"):
         build_services(settings)
 

@@ -189,3 +189,15 @@ def test_a_region_not_of_aws_shape_is_refused_naming_its_variable(
     assert shown in str(info.value) and "xx-fake-9" not in str(info.value)
     monkeypatch.setenv(name, "eu-west-3")
     load_settings()
+
+
+@pytest.mark.parametrize("bucket", ["Mem_Bucket", "xn--outbox", "outbox-s3alias", "192.168.5.4"])
+def test_an_outbox_bucket_name_s3_refuses_is_refused_at_start_up(monkeypatch: pytest.MonkeyPatch, bucket: str) -> None:
+    """``Mem_Bucket`` passed validation and the app failed on it at AWS (exit 1, or a missing
+    bucket): refused here, as the setup CLIs refuse it as ``--outbox-bucket``, naming the variable."""
+    for name, value in (("AGENT_AUTH_MODE", "dev"), ("AGENT_BACKEND", "s3vectors"), ("AGENT_VECTOR_BUCKET", "b"),
+                        ("AGENT_TVM_ROLE_ARN", "arn:aws:iam::1:role/t"), ("AGENT_OUTBOX_BUCKET", bucket)):
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match="AGENT_OUTBOX_BUCKET is not an S3 bucket name") as info:
+        load_settings()
+    assert bucket not in str(info.value)
