@@ -352,3 +352,31 @@ def test_the_retrieval_deadline_setting_reaches_every_plugin_of_a_session(tmp_pa
         assert conversation.plugins and {p.retrieval_timeout for p in conversation.plugins} == {0.75}
     finally:
         services.close()
+
+
+def test_a_session_released_just_after_the_turn_deadline_is_ended_not_abandoned(tmp_path: Path, caplog) -> None:
+    """uvicorn cancels a plain request still running at the turn share of the shutdown budget,
+    which releases its session moments later. The registry had given up on it at that same
+    instant: the session was left unended, its checkpoint waiting the orphan delay at the next
+    start. It is now waited for until the release share, and ended."""
+    import logging
+
+    from agent.shutdown import TURN_SHARE
+
+    services = build_services(Settings(auth_mode="dev", state_dir=tmp_path, model_provider=ECHO,
+                                       shutdown_grace_seconds=4.0))
+    session = services.registry.acquire("plain-1", ("acme", "ann"))  # a request in flight
+    services.begin_close()
+
+    def cancelled_by_uvicorn() -> None:
+        while services.deadline.remaining(TURN_SHARE) > 0:
+            time.sleep(0.01)
+        services.registry.release(session)
+
+    releaser = threading.Thread(target=cancelled_by_uvicorn)
+    releaser.start()
+    with caplog.at_level(logging.INFO, logger="agent.sessions"):
+        services.close()
+    releaser.join()
+    assert "not ended" not in caplog.text
+    assert [r for r in caplog.records if r.getMessage() == "session ended" and r.__dict__.get("session_id") == "plain-1"]
