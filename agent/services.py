@@ -17,7 +17,7 @@ from auth import TokenVerifier
 from agent.orchestrator import Conversation, PluginFactory, build_conversation
 from agent.sessions import Owner, SessionRegistry
 from agent.settings import Settings, SettingsError
-from agent.shutdown import STORE_SHARE, TURN_SHARE, ShutdownDeadline
+from agent.shutdown import RELEASE_SHARE, STORE_SHARE, ShutdownDeadline
 
 if TYPE_CHECKING:
     from memory.factory import Store
@@ -81,10 +81,11 @@ class Services:
 
     def begin_close(self) -> None:
         """Start the shutdown (``agent.shutdown``): its deadline, and ending every open conversation
-        (refusing new requests) while the requests in flight finish. Returns at once."""
+        (refusing new requests) while the requests in flight finish, or are cancelled by uvicorn
+        at its turn share and release their session before the release share. Returns at once."""
         self.deadline.start()
         self._stop.set()
-        self.registry.begin_close(turn_timeout=self.deadline.remaining(TURN_SHARE))
+        self.registry.begin_close(turn_timeout=self.deadline.remaining(RELEASE_SHARE))
 
     def close(self) -> None:
         """End every open conversation and wait for their summaries, all within the shutdown's

@@ -22,21 +22,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from dotenv import dotenv_values
-from pydantic import (
-    AliasChoices,
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent.secret_settings import SECRETS_ID_ENV, SecretSettingsError, read_secret_settings
 from auth.local_state import in_runtime_container, state_root
-from memory.aws import is_region
+from memory.aws import is_region, s3_bucket_name_problem
 from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS
 
 #: AgentCore Runtime's default idle session timeout (``--idle-timeout``, 60-28,800 s).
@@ -58,6 +50,16 @@ CommaList = Annotated[tuple[str, ...], NoDecode]
 
 class SettingsError(ValueError):
     """The environment does not describe a runnable app (e.g. no authentication configured)."""
+
+
+#: Where the app's region comes from, first set wins (the settings file's AGENT_REGION second).
+REGION_SOURCES = "AGENT_REGION (else AWS_REGION, else AWS_DEFAULT_REGION)"
+
+
+def not_a_region(variable: str) -> str:
+    """The start-up error for a region not of AWS's shape (``memory.aws.is_region``), naming
+    ``variable`` but not the value: refused before any AWS call, which would fail on it."""
+    return f"{variable} is not an AWS region (such as us-east-1 or eu-west-3)"
 
 
 class Settings(BaseSettings):
@@ -160,19 +162,12 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("region", "cognito_region")
-    @classmethod
-    def _check_region(cls, value: str | None, info: ValidationInfo) -> str | None:
-        """A region of AWS's shape, as the CLIs' ``--region`` (a made-up one left every memory call
-        unable to reach its endpoint, logged only as "backend unavailable")."""
-        if value is not None and not is_region(value):
-            source = "; read from AGENT_REGION, else AWS_REGION, else AWS_DEFAULT_REGION"
-            source = source if info.field_name == "region" else ""
-            raise ValueError(f"not an AWS region (such as us-east-1 or eu-west-3){source}")
-        return value
-
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
+        if not is_region(self.region):
+            raise SettingsError(not_a_region(REGION_SOURCES))
+        if self.cognito_region is not None and not is_region(self.cognito_region):
+            raise SettingsError(not_a_region("AGENT_COGNITO_REGION"))
         if self.auth_mode is None:
             raise SettingsError(
                 "no authentication configured: set AGENT_AUTH_MODE=cognito (with "
@@ -186,6 +181,9 @@ class Settings(BaseSettings):
             raise SettingsError("AGENT_BACKEND=s3vectors needs AGENT_VECTOR_BUCKET")
         if self.backend == "s3vectors" and self.tenant_mode == "multi" and not self.tvm_role_arn:
             raise SettingsError("multi-tenant s3vectors needs AGENT_TVM_ROLE_ARN")
+        bucket_problem = s3_bucket_name_problem(self.outbox_bucket) if self.outbox_bucket else None
+        if bucket_problem:
+            raise SettingsError(f"AGENT_OUTBOX_BUCKET is not an S3 bucket name: {bucket_problem}")
         if self.resolved_outbox_backend == "s3" and not self.outbox_bucket:
             raise SettingsError(
                 "the S3 outbox (chosen with AGENT_BACKEND=s3vectors) needs AGENT_OUTBOX_BUCKET; "
@@ -363,16 +361,21 @@ def _from_secret(values: dict[str, str | None]) -> dict[str, str]:
     secret_id = os.environ.get(SECRETS_ID_ENV) or values.get(SECRETS_ID_ENV)
     if not secret_id:
         return {}
-    region = (
-        os.environ.get("AGENT_REGION")
-        or values.get("AGENT_REGION")
-        or os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-        or Settings.model_fields["region"].default
+    sources = (
+        ("AGENT_REGION", os.environ.get("AGENT_REGION")),
+        ("the settings file's AGENT_REGION", values.get("AGENT_REGION")),
+        ("AWS_REGION", os.environ.get("AWS_REGION")),
+        ("AWS_DEFAULT_REGION", os.environ.get("AWS_DEFAULT_REGION")),
     )
+    source, region = next(
+        ((name, value) for name, value in sources if value),
+        ("the default region", Settings.model_fields["region"].default),
+    )
+    if not is_region(str(region)):  # refused before a client is built in it: the message names its source
+        raise SettingsError(f"{not_a_region(source)}; the secret {SECRETS_ID_ENV} names was not read")
     fields = secret_settings()
     try:
-        found = read_secret_settings(secret_id, region=region, allowed=fields)
+        found = read_secret_settings(secret_id, region=str(region), allowed=fields)
     except SecretSettingsError as exc:
         raise SettingsError(str(exc)) from None
     return {fields[key]: value for key, value in found.items() if not os.environ.get(key)}

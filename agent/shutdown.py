@@ -10,8 +10,11 @@ order durability needs:
    while requests still run (a busy session's end waits for its request).
 2. Requests and turns in flight (uvicorn's graceful wait, the registry's wait for a busy
    session) may use the budget up to :data:`TURN_SHARE`: a turn that never returns cannot take
-   the time the rest needs. Its session is abandoned and logged; its answered turns are in its
-   checkpoint.
+   the time the rest needs. uvicorn then cancels the plain requests still running, which
+   releases their sessions: the registry waits for that until :data:`RELEASE_SHARE` and ends
+   them (closed entries, stored at the next start at once rather than after the orphan delay).
+   A session still held then (a streamed turn that never returns) is abandoned and logged; its
+   answered turns are in its checkpoint.
 3. Ends, queued checkpoints and summaries in flight may use it up to :data:`STORE_SHARE`.
 4. The telemetry flush takes what is left.
 
@@ -32,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 #: Share of the budget requests and turns in flight may use.
 TURN_SHARE = 0.5
+#: Share of the budget by which a busy session must be released to be ended at shutdown: past
+#: :data:`TURN_SHARE`, a plain request uvicorn cancelled releases its session within moments.
+RELEASE_SHARE = 0.6
 #: Share of the budget by which conversations are ended and summaries given up (the rest: telemetry).
 STORE_SHARE = 0.8
 

@@ -1,4 +1,5 @@
-"""boto3 client factory: explicit region, adaptive retries and timeouts, optional credentials."""
+"""boto3 client factory (explicit region, adaptive retries and timeouts, optional credentials), and
+the offline checks of AWS names it is given (regions, S3 bucket names)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,31 @@ def is_region(name: str) -> bool:
     passes, a made-up ``xx-fake-9`` does not). Its endpoint lists cannot say: new services
     such as S3 Vectors list no region there."""
     return any(pattern.fullmatch(name) for pattern in _region_patterns())
+
+
+#: S3's general purpose bucket names: 3-63 of ``a-z 0-9 . -``, a letter or digit at both ends.
+_S3_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+#: Reserved by S3 (its bucket naming rules, 2026): prefixes, then suffixes.
+_S3_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_S3_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+_IP_ADDRESS = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+
+
+def s3_bucket_name_problem(name: str) -> str | None:
+    """What S3's naming rules for a general purpose bucket refuse in ``name``, or None (offline:
+    such a name would otherwise reach AWS, or be taken for a missing bucket). The answer never
+    quotes ``name``."""
+    if not _S3_BUCKET_NAME.fullmatch(name):
+        return "not 3-63 lower-case letters, digits, dots or hyphens with a letter or digit at both ends"
+    if ".." in name:
+        return "two adjacent dots"
+    if _IP_ADDRESS.fullmatch(name):
+        return "formatted as an IP address"
+    if name.startswith(_S3_RESERVED_PREFIXES):
+        return f"a prefix S3 reserves ({', '.join(_S3_RESERVED_PREFIXES)})"
+    if name.endswith(_S3_RESERVED_SUFFIXES):
+        return f"a suffix S3 reserves ({', '.join(_S3_RESERVED_SUFFIXES)})"
+    return None
 
 
 def make_client(

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError, ParamValidationError
 
 from agent.secret_settings import SecretSettingsError, check_secret_id
 from agent.settings import OUTBOX_PREFIX_PATTERN
-from memory.aws import is_region, make_client, refused_parameters
+from memory.aws import is_region, make_client, refused_parameters, s3_bucket_name_problem
 from memory.errors import ValidationError
 from memory.index.limits import validate_bucket_name, validate_dimension
 
@@ -188,6 +188,15 @@ def vector_bucket(value: str) -> str:
         return validate_bucket_name(value)
     except ValidationError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def s3_bucket(value: str) -> str:
+    """A general purpose bucket name S3 accepts (argparse type of ``--outbox-bucket``, checked as
+    the app checks AGENT_OUTBOX_BUCKET: anything else is a usage error, exit 2, before any AWS call)."""
+    problem = s3_bucket_name_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(f"not an S3 bucket name: {problem}")
+    return value
 
 
 def positive_float(value: str) -> float:

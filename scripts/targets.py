@@ -23,7 +23,7 @@ from memory.pipeline.outbox_local import LocalOutbox
 from memory.pipeline.outbox_s3 import S3Outbox
 from memory.stores.single_tenant import SingleTenantStore
 from memory.tenants import INDEX_PREFIX, index_name_for
-from scripts.common import ScriptError, UsageError, aws_client, outbox_prefix, require_region, vector_bucket
+from scripts.common import ScriptError, UsageError, aws_client, outbox_prefix, require_region, s3_bucket, vector_bucket
 from scripts.tvm_role import DEFAULT_OUTBOX_PREFIX
 from scripts.vectors import get_index, require_bucket
 
@@ -63,7 +63,7 @@ def add_target_args(p: argparse.ArgumentParser, *, index: bool = True) -> None:
     p.add_argument("--backend", choices=("s3vectors", "local"), default="s3vectors")
     if index:
         p.add_argument("--bucket", type=vector_bucket, help="vector bucket (s3vectors)")
-    p.add_argument("--outbox-bucket", help="S3 outbox bucket, AGENT_OUTBOX_BUCKET (s3vectors)")
+    p.add_argument("--outbox-bucket", type=s3_bucket, help="S3 outbox bucket, AGENT_OUTBOX_BUCKET (s3vectors)")
     p.add_argument(
         "--outbox-prefix", type=outbox_prefix, help=f"AGENT_OUTBOX_PREFIX (default {DEFAULT_OUTBOX_PREFIX})"
     )

@@ -27,6 +27,7 @@ from scripts.common import (
     outbox_prefix,
     policy_json,
     require_region,
+    s3_bucket,
     vector_bucket,
 )
 from scripts.iam_roles import create_role, ensure_inline_policy, ensure_trust, existing_role
@@ -330,7 +331,7 @@ def add_outbox_args(p: argparse.ArgumentParser, *, checked: bool = False) -> Non
     """``--outbox-bucket``, ``--outbox-prefix`` and ``--outbox-kms-key-arn`` (shared with ``agentcore``
     and ``doctor``; ``checked``: doctor's, which check the outbox and default to the deployed settings)."""
     if checked:
-        p.add_argument("--outbox-bucket", help="S3 outbox bucket to check (default: the settings' AGENT_OUTBOX_BUCKET)")
+        p.add_argument("--outbox-bucket", type=s3_bucket, help="S3 outbox bucket to check (default: the settings' AGENT_OUTBOX_BUCKET)")
         p.add_argument(
             "--outbox-prefix",
             type=outbox_prefix,
@@ -342,7 +343,7 @@ def add_outbox_args(p: argparse.ArgumentParser, *, checked: bool = False) -> Non
             "else the key the TVM role grants)",
         )
         return
-    p.add_argument("--outbox-bucket", help="S3 outbox bucket (AGENT_OUTBOX_BUCKET): grant each tenant its prefix")
+    p.add_argument("--outbox-bucket", type=s3_bucket, help="S3 outbox bucket (AGENT_OUTBOX_BUCKET): grant each tenant its prefix")
     p.add_argument("--outbox-prefix", type=outbox_prefix, default=DEFAULT_OUTBOX_PREFIX, help="AGENT_OUTBOX_PREFIX")
     p.add_argument(
         "--outbox-kms-key-arn",

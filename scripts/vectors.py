@@ -31,6 +31,7 @@ from scripts.common import (
     error_code,
     is_not_found,
     require_region,
+    s3_bucket,
     vector_bucket,
 )
 
@@ -250,7 +251,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("vector-bucket", help="create the S3 vector bucket (and the outbox bucket)", description=__doc__)
     add_common_args(p)
     p.add_argument("--bucket", type=vector_bucket, required=True)
-    p.add_argument("--outbox-bucket", help="also create/check this S3 bucket for the outbox (AGENT_OUTBOX_BUCKET)")
+    p.add_argument("--outbox-bucket", type=s3_bucket, help="also create/check this S3 bucket for the outbox (AGENT_OUTBOX_BUCKET)")
     p.set_defaults(func=run_bucket)
 
     t = sub.add_parser(

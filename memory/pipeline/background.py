@@ -818,13 +818,14 @@ class SummaryPipeline:
         if claim is None:
             self._count("claimed_elsewhere")
             return _Outcome.ELSEWHERE
+        left = _Outcome.GONE  # the entry vanished or is live: STORED once this task stored a version
         try:
             while not self._stopping.is_set():
                 entry = self.outbox.get(entry_id, tenant_id)
                 with self._lock:
                     adopted = ref in self._adopted
                 if entry is None or (entry.open and not adopted):
-                    return _Outcome.GONE  # stored by someone else, or a live conversation's checkpoint
+                    return left  # stored by someone else, or a live conversation's checkpoint
                 if self._erased_now(entry):
                     self._drop_erased(entry)
                     return _Outcome.GONE
@@ -845,6 +846,7 @@ class SummaryPipeline:
                     # one (an adopted entry's process living on; the conversation going on elsewhere)
                     if not rerun and (self.outbox.swap(entry, None) or self.outbox.get(entry_id, tenant_id) is None):
                         return _Outcome.STORED
+                    left = _Outcome.STORED  # this version's summary is in the index whatever follows
                 # a newer transcript arrived while we worked: summarize it too
             return _Outcome.FAILED
         finally:

@@ -229,11 +229,15 @@ def redundancy_divisors(term_sets: Sequence[frozenset[str]], conversations: Sequ
 def score_fusion(similarities: Sequence[float], lexical_scores: Sequence[float]) -> list[float]:
     """Each cosine similarity over the best one, plus ``LEXICAL_WEIGHT`` x BM25 over the best BM25.
 
-    ``lexical_scores`` empty (lexical off) or all zero adds nothing. A best similarity of 0 or
-    less (only when the caller keeps such candidates) leaves the similarities as they are.
+    ``lexical_scores`` empty (lexical off) or all zero adds nothing. The similarities are divided
+    by the larger of the best one and their range (best - worst): by the best one while none is
+    negative (their range is smaller), by the range when the best one is near or below 0 (only
+    when the caller keeps such candidates), so the scores do not jump as the best crosses 0
+    (divided by a tiny best, the others dwarfed the lexical term). All equal and not positive:
+    left as they are.
     """
     best = max(similarities, default=0.0)
-    scale = best if best > 0.0 else 1.0
+    scale = max(best, best - min(similarities, default=0.0)) or 1.0
     fused = [similarity / scale for similarity in similarities]
     top = max(lexical_scores, default=0.0)
     if top > 0.0:

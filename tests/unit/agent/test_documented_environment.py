@@ -120,10 +120,11 @@ def test_the_shutdown_shares_the_readme_states_are_the_codes() -> None:
     """The README's AGENT_SHUTDOWN_GRACE_SECONDS row states each step's share of the budget and the
     margin the default leaves under AgentCore's 15 s (``agent.shutdown``, ``agent.settings``)."""
     from agent.settings import SHUTDOWN_BUDGET_SECONDS
-    from agent.shutdown import STORE_SHARE, TURN_SHARE
+    from agent.shutdown import RELEASE_SHARE, STORE_SHARE, TURN_SHARE
 
     readme = (ROOT / "README.md").read_text()
     row = next(line for line in readme.splitlines() if line.startswith("| `AGENT_SHUTDOWN_GRACE_SECONDS`"))
     assert ("may use half of it" in row) == (TURN_SHARE == 0.5)  # a new share needs new words here
+    assert f"released by {RELEASE_SHARE * 100:g} % is ended" in row
     assert f"up to {STORE_SHARE * 100:g} %" in row
     assert f"the default leaves {15 - SHUTDOWN_BUDGET_SECONDS:g} s" in row

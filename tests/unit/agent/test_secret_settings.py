@@ -300,16 +300,23 @@ def test_botocore_debug_dumps_of_the_secret_are_redacted_by_the_log_formatter(sm
         assert HASH_KEY not in record.getMessage()
 
 
-def test_a_region_botocore_refuses_stops_start_up_naming_the_secret(sm, tmp_path, monkeypatch, capsys) -> None:
-    """botocore refuses a malformed region when it builds the client (InvalidRegionError), before
-    any call: the app exits 2 with the message, as it does for that region without a secret."""
+def test_a_malformed_region_stops_start_up_before_the_secret_is_read(sm, tmp_path, monkeypatch, capsys) -> None:
+    """The secret is read in the app's region before the settings are validated: a region not of
+    AWS's shape (``us_east_1``, which botocore refuses; ``xx-fake-9``, which it accepts and only
+    the call fails on) is refused first, naming its variable, with the same exit 2 as without a
+    secret; no client is built in it."""
     from agent.app import main
 
+    def no_read(*args: object, **kwargs: object) -> dict[str, str]:
+        raise AssertionError("the secret was read in a malformed region")
+
+    monkeypatch.setattr("agent.settings.read_secret_settings", no_read)
     _deployed(tmp_path, monkeypatch, "agent/prod")
-    monkeypatch.setenv("AGENT_REGION", "us_east_1")
-    assert main() == 2
-    err = capsys.readouterr().err
-    assert "AGENT_SECRETS_ID agent/prod" in err and "us_east_1" in err
+    for region in ("us_east_1", "xx-fake-9"):
+        monkeypatch.setenv("AGENT_REGION", region)
+        assert main() == 2
+        err = capsys.readouterr().err
+        assert "AGENT_REGION is not an AWS region" in err and "AGENT_SECRETS_ID" in err and region not in err
 
 
 def test_without_aws_credentials_start_up_says_so(tmp_path, monkeypatch, capsys) -> None:

@@ -149,7 +149,8 @@ def test_start_up_refuses_a_missing_s3_outbox_bucket(tmp_path: Path) -> None:
 
 def test_start_up_refuses_an_outbox_bucket_name_the_s3_client_cannot_send(tmp_path: Path) -> None:
     """``s3://mem-outbox`` (a URL for a name) is refused by botocore before any request: that was
-    taken for an unavailable S3, the app started and every conversation end answered 503."""
+    taken for an unavailable S3, the app started and every conversation end answered 503. The
+    settings refuse such a name now (``test_settings``); copied past them, the services still do."""
     import pytest
     from moto import mock_aws
 
@@ -157,8 +158,8 @@ def test_start_up_refuses_an_outbox_bucket_name_the_s3_client_cannot_send(tmp_pa
 
     settings = Settings(
         auth_mode="dev", state_dir=tmp_path, model_provider=ECHO, backend="s3vectors", vector_bucket="mem-vectors",
-        tvm_role_arn="arn:aws:iam::123456789012:role/tvm", outbox_bucket="s3://mem-outbox",
-    )
+        tvm_role_arn="arn:aws:iam::123456789012:role/tvm", outbox_bucket="mem-outbox",
+    ).model_copy(update={"outbox_bucket": "s3://mem-outbox"})
     with mock_aws(), pytest.raises(ValidationError, match="outbox bucket s3://mem-outbox.*Bucket refused"):
         build_services(settings)
 
@@ -351,3 +352,31 @@ def test_the_retrieval_deadline_setting_reaches_every_plugin_of_a_session(tmp_pa
         assert conversation.plugins and {p.retrieval_timeout for p in conversation.plugins} == {0.75}
     finally:
         services.close()
+
+
+def test_a_session_released_just_after_the_turn_deadline_is_ended_not_abandoned(tmp_path: Path, caplog) -> None:
+    """uvicorn cancels a plain request still running at the turn share of the shutdown budget,
+    which releases its session moments later. The registry had given up on it at that same
+    instant: the session was left unended, its checkpoint waiting the orphan delay at the next
+    start. It is now waited for until the release share, and ended."""
+    import logging
+
+    from agent.shutdown import TURN_SHARE
+
+    services = build_services(Settings(auth_mode="dev", state_dir=tmp_path, model_provider=ECHO,
+                                       shutdown_grace_seconds=4.0))
+    session = services.registry.acquire("plain-1", ("acme", "ann"))  # a request in flight
+    services.begin_close()
+
+    def cancelled_by_uvicorn() -> None:
+        while services.deadline.remaining(TURN_SHARE) > 0:
+            time.sleep(0.01)
+        services.registry.release(session)
+
+    releaser = threading.Thread(target=cancelled_by_uvicorn)
+    releaser.start()
+    with caplog.at_level(logging.INFO, logger="agent.sessions"):
+        services.close()
+    releaser.join()
+    assert "not ended" not in caplog.text
+    assert [r for r in caplog.records if r.getMessage() == "session ended" and r.__dict__.get("session_id") == "plain-1"]

@@ -187,25 +187,31 @@ def test_the_file_only_reading_ignores_the_environment_s_names(tmp_path: Path, m
 
 
 @pytest.mark.parametrize(
-    ("name", "value", "field"),
-    [
-        ("AGENT_REGION", "mars-x", "AGENT_REGION"),
-        ("AWS_REGION", "us_east_1", "AGENT_REGION"),
-        ("AGENT_COGNITO_REGION", "eu-west", "cognito_region"),
-    ],
+    ("name", "shown"),
+    [("AGENT_REGION", "AGENT_REGION"), ("AWS_REGION", "AGENT_REGION (else AWS_REGION"),
+     ("AGENT_COGNITO_REGION", "AGENT_COGNITO_REGION")],
 )
-def test_a_region_not_of_aws_s_shape_stops_start_up(
-    monkeypatch: pytest.MonkeyPatch, name: str, value: str, field: str
+def test_a_region_not_of_aws_shape_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, shown: str
 ) -> None:
-    """A made-up AGENT_REGION was accepted: the app started, and every S3 Vectors, outbox or
-    Bedrock call failed to reach its endpoint, logged only as "backend unavailable"."""
+    """``xx-fake-9`` passed validation and failed at the first AWS call (the user pool's keys,
+    S3 Vectors): refused at start-up, naming the variable, not the value."""
     monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
-    monkeypatch.setenv(name, value)
-    with pytest.raises(SettingsError, match=f"{field}: not an AWS region"):
+    monkeypatch.setenv(name, "xx-fake-9")
+    with pytest.raises(SettingsError, match=r"is not an AWS region") as info:
         load_settings()
+    assert shown in str(info.value) and "xx-fake-9" not in str(info.value)
+    monkeypatch.setenv(name, "eu-west-3")
+    load_settings()
 
 
-def test_a_region_newer_than_botocore_of_aws_s_shape_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
-    monkeypatch.setenv("AGENT_REGION", "eu-north-9")
-    assert load_settings().region == "eu-north-9"
+@pytest.mark.parametrize("bucket", ["Mem_Bucket", "xn--outbox", "outbox-s3alias", "192.168.5.4"])
+def test_an_outbox_bucket_name_s3_refuses_is_refused_at_start_up(monkeypatch: pytest.MonkeyPatch, bucket: str) -> None:
+    """``Mem_Bucket`` passed validation and the app failed on it at AWS (exit 1, or a missing
+    bucket): refused here, as the setup CLIs refuse it as ``--outbox-bucket``, naming the variable."""
+    for name, value in (("AGENT_AUTH_MODE", "dev"), ("AGENT_BACKEND", "s3vectors"), ("AGENT_VECTOR_BUCKET", "b"),
+                        ("AGENT_TVM_ROLE_ARN", "arn:aws:iam::1:role/t"), ("AGENT_OUTBOX_BUCKET", bucket)):
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match="AGENT_OUTBOX_BUCKET is not an S3 bucket name") as info:
+        load_settings()
+    assert bucket not in str(info.value)

@@ -101,6 +101,34 @@ def test_a_vector_bucket_name_s3_vectors_refuses_is_a_usage_error_of_every_comma
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
 
 
+BAD_OUTBOX = ("--outbox-bucket", "Mem_Bucket")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("outbox", "list", *REGION, *BAD_OUTBOX),
+        ("forget", *REGION, "--bucket", "mem-bucket", *BAD_OUTBOX, "--tenant", "acme", "--user", "ann"),
+        ("retention", "sweep", *REGION, "--bucket", "mem-bucket", *BAD_OUTBOX, "--tenant", "acme", "--ttl-days", "1"),
+        ("vector-bucket", *REGION, "--bucket", "mem-bucket", *BAD_OUTBOX, "--dry-run"),
+        ("tvm-role", *REGION, "--bucket", "mem-bucket", "--execution-role-arn", EXEC, *BAD_OUTBOX, "--dry-run"),
+        (*AGENTCORE, "--tvm-role-arn", TVM, "--bucket", "mem-bucket", *BAD_OUTBOX),
+        ("doctor", *REGION, "--bucket", "mem-bucket", *BAD_OUTBOX),
+    ],
+)
+def test_an_outbox_bucket_name_s3_refuses_is_a_usage_error_of_every_command(
+    aws, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...]
+) -> None:
+    """``--outbox-bucket Mem_Bucket`` went to AWS and exited 1 (or, where the app reads it as
+    AGENT_OUTBOX_BUCKET, was taken for a missing bucket): refused at parsing as the app refuses it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AGENT_SETTINGS_FILE", raising=False)
+    code, err = run(capsys, *argv)
+    assert code == 2, err
+    assert "argument --outbox-bucket: not an S3 bucket name: not 3-63 lower-case letters" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
+
+
 def test_doctor_refuses_a_settings_file_s_vector_bucket_name_before_any_aws_call(
     aws, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -142,8 +170,10 @@ def test_a_request_botocore_refuses_is_one_line_naming_the_parameter(
     aws, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """botocore's own report was printed as it is: 'Parameter validation failed:' and, on the
-    next line, its check (for an S3 bucket name, two regular expressions)."""
+    next line, its check (for an S3 bucket name, two regular expressions). ``--outbox-bucket`` is
+    checked at parsing now: that check is lifted to reach botocore's."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("scripts.targets.s3_bucket", str)
     code, err = run(capsys, "outbox", "list", *REGION, "--outbox-bucket", "a b")
     assert code == 2, err
     assert err == "error: the AWS API refuses the value of parameter Bucket (invalid bucket name); nothing was sent: check the argument that sets it\n"
@@ -204,8 +234,10 @@ def test_a_request_botocore_refuses_inside_the_memory_library_is_a_usage_error_t
     aws, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The library turns botocore's refusal into its ValidationError (the cause kept): the CLI
-    reported it as a run-time error, exit 1 ('list outbox tenants in a b: ParamValidationError')."""
+    reported it as a run-time error, exit 1 ('list outbox tenants in a b: ParamValidationError').
+    ``--outbox-bucket``'s own check is lifted to reach botocore's."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("scripts.targets.s3_bucket", str)
     code, err = run(capsys, "outbox", "list", *REGION, "--outbox-bucket", "a b", "--outbox-prefix", "ob")
     assert code == 2, err
     assert err == "error: the AWS API refuses the value of parameter Bucket (invalid bucket name); nothing was sent: check the argument that sets it\n"

@@ -303,3 +303,20 @@ def test_a_multi_tenant_store_bounds_one_token_cache_for_all_tenants_never_share
     assert recall("globex") == sorted(texts)  # same keys and texts, another tenant: not shared
     recall("initech")
     assert recall("acme") == sorted(texts)  # evicted: 4 entries for all tenants together
+
+
+@pytest.mark.parametrize("lexical", [[0.0, 2.0], []])
+def test_score_fusion_does_not_jump_as_the_best_similarity_crosses_zero(lexical: list[float]) -> None:
+    """Below 0 the similarities were kept raw; just above, divided by a tiny best, the others
+    dwarfed the lexical term: the fused scores (and the order: the lexical match first below 0,
+    last above) jumped."""
+    near = {eps: hybrid.score_fusion([eps, -0.1], lexical) for eps in (-1e-6, 0.0, 1e-6)}
+    for scores in near.values():
+        assert scores == pytest.approx(near[0.0], abs=1e-4)
+    assert len({tuple(sorted(range(2), key=lambda i: -s[i])) for s in near.values()}) == 1
+
+
+def test_score_fusion_divides_positive_similarities_by_the_best_whatever_the_worst() -> None:
+    assert hybrid.score_fusion([0.6, 0.3, 0.05], [0.0, 1.0, 0.0]) == pytest.approx(
+        [1.0, 0.5 + hybrid.LEXICAL_WEIGHT, 0.05 / 0.6]
+    )
