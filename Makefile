@@ -87,7 +87,7 @@ stress: install iam-simulator
 	done
 
 clean:
-	rm -rf $(VENV) .state .pytest_cache .hypothesis build $(IAM_SIM_DIR)/node_modules
+	rm -rf $(VENV) *.egg-info .state .pytest_cache .hypothesis build $(IAM_SIM_DIR)/node_modules
 
 # Every benchmark with its defaults (bench_recall alone takes a few minutes on 2 cores), or a chosen few:
 #   make bench BENCH="local_index app"

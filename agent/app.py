@@ -15,6 +15,7 @@ Run with ``python -m agent`` (or ``python -m agent.app``, as the AgentCore conta
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -23,7 +24,7 @@ import sys
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn
@@ -392,6 +393,7 @@ def run() -> NoReturn:
     cannot start; its re-raised SIGTERM kills the process without that wait, unless another
     handler was installed).
     """
+    parse_args(sys.argv[1:])
     try:
         code = main()
     except KeyboardInterrupt:
@@ -402,6 +404,19 @@ def run() -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def parse_args(argv: Sequence[str]) -> None:
+    """``python -m agent``'s command line: ``--help`` only (exit 0); any argument is a usage error,
+    exit 2. Every setting is an ``AGENT_*`` environment variable: ``--port 9000`` was ignored, and
+    ``--help`` started the server (or printed a configuration error)."""
+    argparse.ArgumentParser(
+        prog="python -m agent",
+        description="Start the AgentCore app: POST /invocations and GET /ping on AGENT_HOST:AGENT_PORT "
+        "(127.0.0.1:8080 outside a container). It takes no arguments: every setting is an AGENT_* "
+        "environment variable (README, Configuration; each one with its default in .env.example). "
+        "Offline, for example: AGENT_AUTH_MODE=dev AGENT_MODEL_PROVIDER=local python -m agent",
+    ).parse_args(argv)
 
 
 def _serve(app: BedrockAgentCoreApp, settings: Settings, services: Services) -> None:

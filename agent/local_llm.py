@@ -32,6 +32,7 @@ failing the whole turn would help nobody) unless ``fail_on_max_tokens`` is set.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.metadata
 import json
 import logging
@@ -149,7 +150,19 @@ def _shared_llama(model_path: str, n_ctx: int, n_threads: int | None, seed: int)
             logger.info("model=<%s> load_ms=<%.0f> | local model loaded", Path(model_path).name,
                         (time.perf_counter() - started) * 1e3)
             _shared[key] = (llama, threading.Lock())
+            atexit.register(_close_at_exit, *_shared[key])
         return _shared[key]
+
+
+def _close_at_exit(llama: Any, lock: threading.Lock) -> None:
+    """Free a shared model while llama_cpp still works: left to the interpreter's last garbage
+    collection, ``Llama.__del__`` ran after llama_cpp's functions were torn down and printed a
+    TypeError traceback at the end of a test run. A model still generating is left as it is."""
+    if lock.acquire(timeout=1.0):
+        try:
+            llama.close()
+        finally:
+            lock.release()
 
 
 # ---------------------------------------------------------------- pure helpers

@@ -300,9 +300,12 @@ def _check_environment() -> None:
     names = {*_setting_names(), SETTINGS_FILE_ENV}
     for key in os.environ:
         if key != key.upper() and key.upper() in names:
-            raise SettingsError(
-                f"environment variable {key} is not upper case: setting names are, rename it {key.upper()}"
-            )
+            raise SettingsError(_case_message(f"environment variable {key}", key))
+
+
+def _case_message(where: str, key: str) -> str:
+    """The refusal of a setting name ``key`` (found at ``where``) written in another case than upper."""
+    return f"{where} is not upper case: setting names are upper case only; rename it {key.upper()}"
 
 
 def _check_file(path: Path) -> dict[str, str | None]:
@@ -312,6 +315,8 @@ def _check_file(path: Path) -> dict[str, str | None]:
     values = dotenv_values(path)
     for key, value in values.items():
         info = fields.get(key)
+        if info is None and key.upper() in fields:
+            raise SettingsError(_case_message(f"{path.name}: {key}", key))
         if info is None:
             raise SettingsError(f"{path.name}: unknown setting {key}")
         if value and _is_secret(info):  # empty is unset (.env.example lists them)

@@ -22,6 +22,9 @@ from memory.types import Scope
 from scripts.common import Report, UsageError, add_common_args, non_negative_float, nonempty
 from scripts.targets import Target, add_target_args, open_target, require_tenant
 
+#: What each erasure marker ``erase`` writes is for, in its order (two identical lines puzzled readers).
+MARKER_ROLES = ("written before deleting", "written after deleting: covers conversations begun meanwhile")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``forget`` command."""
@@ -76,8 +79,8 @@ def run(args: argparse.Namespace) -> Report:
         conversation_id=args.conversation,
         settle_seconds=args.settle_seconds,
     )
-    for marker in result.markers:
-        report.add("CREATED", target.outbox_resource, f"erasure marker {marker.marker_id} for {what}")
+    for marker, when in zip(result.markers, MARKER_ROLES):
+        report.add("CREATED", target.outbox_resource, f"erasure marker {marker.marker_id} for {what} ({when})")
     _row(report, target.outbox_resource, result.outbox_entries, f"outbox entries of {what}")
     _row(report, target.outbox_resource, result.dead_letters, f"dead letters of {what}")
     _row(report, target.index_resource, result.memories, f"memories of {what}")

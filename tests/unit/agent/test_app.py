@@ -480,6 +480,22 @@ def _run_app(tmp_path: Path, **settings: str) -> Any:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.parametrize(("argv", "code", "said"), [(["--help"], 0, "AGENT_*"), (["--port", "9000"], 2, "--port 9000")])
+def test_python_m_agent_answers_help_and_refuses_arguments_instead_of_serving(
+    argv: list[str], code: int, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m agent --help`` started the server (with settings, or printed a configuration
+    error without), and ``--port 9000`` was ignored: it serves on AGENT_PORT. Both now stop at the
+    command line, before any setting is read (``parse_args``)."""
+    from agent.app import parse_args
+
+    with pytest.raises(SystemExit) as exited:
+        parse_args(argv)
+    assert exited.value.code == code
+    assert said in capsys.readouterr()[code == 2]  # help on stdout, the refusal on stderr
+    parse_args([])  # what the runtime's `python -m agent.app` passes
+
+
 @pytest.mark.parametrize("unusable", ["under-a-file", "a-file"])
 def test_an_unusable_state_dir_stops_start_up_naming_the_setting(tmp_path: Path, unusable: str) -> None:
     """``python -m agent`` with an AGENT_STATE_DIR it cannot create or write exits 2 with one line

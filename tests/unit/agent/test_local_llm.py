@@ -57,6 +57,9 @@ class FakeLlama:
         self.max_active = 0
         self._guard = threading.Lock()
 
+    def close(self) -> None:
+        """``Llama.close``: what ``local_llm`` calls on a shared model at exit."""
+
     def _enter(self) -> None:
         with self._guard:
             self.active += 1

@@ -161,7 +161,21 @@ def test_a_setting_named_in_the_environment_not_in_upper_case_is_refused(
     path.write_text("AGENT_AUTH_MODE=dev\nAGENT_REGION=eu-west-1\n")
     monkeypatch.setenv("AGENT_SETTINGS_FILE", str(path))
     monkeypatch.setenv(name, "us-west-2")
-    with pytest.raises(SettingsError, match=f"{name} is not upper case.*{name.upper()}"):
+    with pytest.raises(SettingsError, match=f"{name} is not upper case.*{name.upper()}") as info:
+        load_settings()
+    assert "setting names are upper case only; rename it" in str(info.value)  # it once read "are, rename"
+
+
+@pytest.mark.parametrize("name", ["agent_region", "Agent_Memory_Ttl_Days", "aws_region"])
+def test_a_setting_named_in_the_settings_file_not_in_upper_case_is_refused_naming_the_upper_case_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """The file's names are matched in upper case only: ``agent_region`` was refused as an
+    "unknown setting", which sent the reader looking for a typo rather than the case."""
+    path = tmp_path / "agentcore.env"
+    path.write_text(f"AGENT_AUTH_MODE=dev\n{name}=eu-west-1\n")
+    monkeypatch.setenv("AGENT_SETTINGS_FILE", str(path))
+    with pytest.raises(SettingsError, match=f"agentcore.env: {name} is not upper case.*rename it {name.upper()}"):
         load_settings()
 
 

@@ -79,6 +79,9 @@ def test_forget_reports_both_erasure_markers_it_wrote(state: Path, cli) -> None:
     assert len(written) == 2
     for marker in written:
         assert f"erasure marker {marker.marker_id} for user ann" in done.out
+    first, second = [line for line in done.out.splitlines() if "erasure marker" in line]
+    assert first.endswith("(written before deleting)")  # the two lines once read the same
+    assert second.endswith("(written after deleting: covers conversations begun meanwhile)")
 
 
 def test_forget_one_conversation_or_the_whole_tenant(state: Path, cli) -> None:
