@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from starlette.responses import JSONResponse
 
 from agent.body_limit import BodyLimitMiddleware
-from agent.errors import AppError
-from agent.json_body import JsonBodyMiddleware
+from tests.support.asgi_body import post_chunks
 
 LIMIT = 64
 CHUNKS = st.lists(st.one_of(st.binary(max_size=40), st.sampled_from([b"{}", b'{"prompt": "hi"}', b"[1,", b"2]", b" "])), min_size=1, max_size=6)
@@ -22,29 +19,9 @@ DECLARED = st.one_of(st.none(), st.just("true"), st.integers(-5, 200).map(str), 
 
 def _serve(chunks: list[bytes], declared: str | None) -> tuple[list[bytes], list[dict[str, Any]]]:
     """One request through BodyLimitMiddleware(JsonBodyMiddleware(app)); what the app read, what was sent."""
-    seen: list[bytes] = []
-    sent: list[dict[str, Any]] = []
-    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen.append((await receive())["body"])
-        await JSONResponse({"ok": True})(scope, receive, send)
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    def on_error(exc: Exception) -> JSONResponse:
-        assert isinstance(exc, AppError)
-        return JSONResponse(exc.body(), status_code=exc.status_code)
-
     total = sum(map(len, chunks))
     length = [] if declared is None else [(b"content-length", (str(total) if declared == "true" else declared).encode())]
-    scope = {"type": "http", "method": "POST", "path": "/invocations", "headers": length}
-    asyncio.run(BodyLimitMiddleware(JsonBodyMiddleware(app, on_error), max_bytes=LIMIT)(scope, receive, send))
-    return seen, sent
+    return post_chunks(chunks, length, wrap=lambda app: BodyLimitMiddleware(app, max_bytes=LIMIT))
 
 
 @settings(derandomize=True, max_examples=200, deadline=None)

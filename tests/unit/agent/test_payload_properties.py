@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import tempfile
@@ -14,11 +13,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from starlette.responses import JSONResponse
 
-from agent.errors import AppError, BadRequest
-from agent.json_body import JsonBodyMiddleware
+from agent.errors import BadRequest
 from agent.payload import parse_payload
 from auth.dev_issuer import DevIssuer
 from memory.plugin.invocation import Invocation
+from tests.support.asgi_body import post_chunks
 from tests.unit.agent.test_app import SID, _harness, bearer
 from tests.support.scripted_model import EchoModel
 
@@ -65,31 +64,6 @@ def test_any_json_value_parses_or_is_a_400_naming_only_the_field(raw: Any) -> No
     assert payload.prompt is None or 0 < len(payload.prompt.strip()) and len(payload.prompt) <= 100
 
 
-def _run_middleware(chunks: list[bytes]) -> tuple[list[bytes], list[dict[str, Any]]]:
-    """Send ``chunks`` through JsonBodyMiddleware; return what the inner app read and what was sent."""
-    seen: list[bytes] = []
-    sent: list[dict[str, Any]] = []
-    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
-
-    async def inner(scope: Any, receive: Any, send: Any) -> None:
-        seen.append((await receive())["body"])
-        await JSONResponse({"ok": True})(scope, receive, send)
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    def on_error(exc: Exception) -> JSONResponse:
-        assert isinstance(exc, AppError)
-        return JSONResponse(exc.body(), status_code=exc.status_code)
-
-    scope = {"type": "http", "method": "POST", "path": "/invocations", "headers": []}
-    asyncio.run(JsonBodyMiddleware(inner, on_error)(scope, receive, send))
-    return seen, sent
-
-
 @settings(derandomize=True, max_examples=150, deadline=None)
 @given(st.lists(st.one_of(st.binary(max_size=12), st.sampled_from([b"{", b"}", b'"\\ud800"', b"[" * 50, b"1" * 5000, b"\xff", b"NaN"])), min_size=1, max_size=5))
 @example([b"[" * 100_000])
@@ -98,7 +72,7 @@ def test_any_body_reaches_the_app_unchanged_or_is_a_400_for_the_whole_document(c
     """Any bytes, in any chunks: a body that is a JSON document reaches the app whole and unchanged;
     any other gets the app's 400 with field ``$`` and a fixed message, and nothing raises."""
     body = b"".join(chunks)
-    seen, sent = _run_middleware(chunks)
+    seen, sent = post_chunks(chunks)
     try:
         json.loads(body)
     except (ValueError, RecursionError):

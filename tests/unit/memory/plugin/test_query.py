@@ -27,6 +27,16 @@ def queries(store: Any) -> list[str]:
     return [query for _, query, _ in store.retrieve_calls]
 
 
+def drafter_then_reviewer(store: Any, model: ScriptedModel) -> Any:
+    """A Graph of two nodes, the reviewer getting the drafter's output."""
+    builder = GraphBuilder()
+    builder.add_node(node("drafter", store, model), "drafter")
+    builder.add_node(node("reviewer", store, model), "reviewer")
+    builder.add_edge("drafter", "reviewer")
+    builder.set_max_node_executions(2)
+    return builder.build()
+
+
 def test_swarm_nodes_query_the_users_request_not_the_swarms_frame(fake_store) -> None:
     """The second node's input also carries a handoff message, the first node's name and the
     coordination instructions: neither node's query holds any of it."""
@@ -51,12 +61,7 @@ def test_a_swarm_task_given_as_content_blocks_is_queried_by_its_text(fake_store)
 
 def test_a_graph_node_after_another_queries_the_original_task_not_its_inputs(fake_store) -> None:
     model = ScriptedModel(["You moved somewhere warm, I think.", "Lisbon."])
-    builder = GraphBuilder()
-    builder.add_node(node("drafter", fake_store, model), "drafter")
-    builder.add_node(node("reviewer", fake_store, model), "reviewer")
-    builder.add_edge("drafter", "reviewer")
-    builder.set_max_node_executions(2)
-    result = builder.build()(TASK, invocation_state=Invocation("alice", "conv-1", "acme").to_state())
+    result = drafter_then_reviewer(fake_store, model)(TASK, invocation_state=Invocation("alice", "conv-1", "acme").to_state())
     assert str(result.status) == "Status.COMPLETED"
     reviewer_input = " ".join(b["text"] for b in model.calls[1].messages[0]["content"])
     assert "Inputs from previous nodes" in reviewer_input and "somewhere warm" in reviewer_input
@@ -82,12 +87,7 @@ def test_a_graph_task_without_text_queries_nothing_not_the_other_nodes_outputs(f
     in the frame and queried its whole input instead, i.e. the other node's output and the
     frame's headings."""
     model = ScriptedModel(["You moved somewhere warm, I think.", "Lisbon."])
-    builder = GraphBuilder()
-    builder.add_node(node("drafter", fake_store, model), "drafter")
-    builder.add_node(node("reviewer", fake_store, model), "reviewer")
-    builder.add_edge("drafter", "reviewer")
-    builder.set_max_node_executions(2)
-    result = builder.build()([IMAGE], invocation_state=Invocation("alice", "conv-1", "acme").to_state())
+    result = drafter_then_reviewer(fake_store, model)([IMAGE], invocation_state=Invocation("alice", "conv-1", "acme").to_state())
     assert str(result.status) == "Status.COMPLETED"
     assert "somewhere warm" in " ".join(b.get("text", "") for b in model.calls[1].messages[0]["content"])
     assert queries(fake_store) == []  # neither node had words of the user's to search by
