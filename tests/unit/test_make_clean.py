@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,6 +28,9 @@ def test_make_clean_removes_the_artefacts_of_install_and_test_and_keeps_the_user
         (tmp_path / name / "left-behind").write_text("x")
     for name in USER_FILES:
         (tmp_path / name).write_text("AGENT_AUTH_MODE=dev\n")
-    subprocess.run(["make", "--no-print-directory", "clean"], cwd=tmp_path, check=True, capture_output=True)
+    # the Makefile's defaults, not those of a make that runs this test (.ci/run exports
+    # VENV=.venv/ci and passes it on the command line, which reaches sub-makes in MAKEFLAGS)
+    env = {k: v for k, v in os.environ.items() if k not in ("VENV", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    subprocess.run(["make", "--no-print-directory", "clean"], cwd=tmp_path, env=env, check=True, capture_output=True)
     assert [name for name in ARTEFACTS if (tmp_path / name).exists()] == []
     assert [name for name in USER_FILES if not (tmp_path / name).is_file()] == []
