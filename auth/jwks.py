@@ -85,16 +85,7 @@ class JwksUrlKeys:
             key = self._fresh_key(kid)
             if key is not None:
                 return key
-            now = self._clock()
-            if self._fetch_due(now):
-                self._attempted_at = now
-                self._fetch(now)
-            key = self._fresh_key(kid)
-            if key is not None:
-                return key
-            if self._is_fresh():
-                raise AuthError("unknown_key")
-            raise AuthUnavailable()
+            return self._key_after_fetch(kid, self._fetch_due)
 
     def _ahead_due(self, now: float) -> bool:
         """Whether a fresh set is in its refresh-ahead window with no attempt for an interval."""
@@ -108,18 +99,23 @@ class JwksUrlKeys:
         if not self._lock.acquire(blocking=False):
             return key  # another request is refreshing: the set it replaces is still valid
         try:
-            now = self._clock()
-            if self._ahead_due(now):
-                self._attempted_at = now
-                self._fetch(now)
-            fresh = self._fresh_key(kid)
-            if fresh is not None:
-                return fresh
-            if self._is_fresh():
-                raise AuthError("unknown_key")  # the refreshed set no longer lists it
-            raise AuthUnavailable()
+            return self._key_after_fetch(kid, self._ahead_due)  # unknown_key: the refreshed set dropped it
         finally:
             self._lock.release()
+
+    def _key_after_fetch(self, kid: str, due: Callable[[float], bool]) -> PyJWK:
+        """Under the lock: fetch the set if ``due(now)``, then ``kid``'s key from a fresh set;
+        ``unknown_key`` if a fresh set lacks it, ``jwks_unavailable`` if no set is fresh."""
+        now = self._clock()
+        if due(now):
+            self._attempted_at = now
+            self._fetch(now)
+        key = self._fresh_key(kid)
+        if key is not None:
+            return key
+        if self._is_fresh():
+            raise AuthError("unknown_key")
+        raise AuthUnavailable()
 
     def _fetch_due(self, now: float) -> bool:
         if self._attempted_at is None or now - self._attempted_at >= self.refresh_interval_seconds:
