@@ -171,9 +171,9 @@ MUTANTS = [
            "if group in seen:\n            continue", "if False:\n            continue", HYBRID),
     # -- the context block's fencing and escaping -----------------------------------------------------
     Mutant("memory-content-unescaped", "memory/plugin/context_block.py",
-           'f">{html.escape(memory.content, quote=True)}</memory>"', 'f">{memory.content}</memory>"', CONTEXT),
+           'f">{escape_text(memory.content)}</memory>"', 'f">{memory.content}</memory>"', CONTEXT),
     Mutant("memory-id-unescaped", "memory/plugin/context_block.py",
-           '<memory id="{html.escape(memory.id, quote=True)}"', '<memory id="{memory.id}"', CONTEXT),
+           '<memory id="{escape_text(memory.id)}"', '<memory id="{memory.id}"', CONTEXT),
     # -- the HTTP edge: auth gate first, body size limit, JSON body check -----------------------------
     Mutant("auth-gate-after-body-limit", "agent/app.py",
            "Middleware(AuthGateMiddleware, authenticate=authenticate, on_error=_error),\n"
