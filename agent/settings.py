@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from agent.secret_settings import SECRETS_ID_ENV, SecretSettingsError, read_secret_settings
 from auth.local_state import in_runtime_container, state_root
+from auth.verifier import USER_CLAIMS
 from memory.aws import is_region, s3_bucket_name_problem
 from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS
 
@@ -206,6 +207,11 @@ class Settings(BaseSettings):
             )
         if not set(self.token_uses) <= {"id", "access"} or not self.token_uses:
             raise SettingsError("AGENT_TOKEN_USES must be a comma list of 'id' and/or 'access'")
+        if self.user_claim not in USER_CLAIMS:
+            raise SettingsError(
+                f"AGENT_USER_CLAIM must be one of {', '.join(USER_CLAIMS)}: memories are keyed by it, "
+                "and a user can change other claims (email) to another user's value"
+            )
         if in_runtime_container():
             self._check_container()
         return self

@@ -13,7 +13,9 @@ class Identity:
     """Who is calling, as asserted by a verified token.
 
     ``tenant_id`` is checked with :func:`tenant_ids.tenant_id_problem` and never
-    normalised: an id that is not already safe raises ``AuthError("invalid_tenant")``.
+    normalised: an id that is not already safe raises ``AuthError("invalid_tenant")``. A
+    ``user_id`` that is blank (whitespace only, which no turn runs under: ``memory.plugin.invocation``)
+    or not valid Unicode raises ``AuthError("malformed")``.
     """
 
     tenant_id: str
@@ -28,7 +30,7 @@ class Identity:
     def __post_init__(self) -> None:
         if tenant_id_problem(self.tenant_id) is not None:
             raise AuthError("invalid_tenant")
-        if not isinstance(self.user_id, str) or not self.user_id or not _is_unicode(self.user_id):
+        if not isinstance(self.user_id, str) or not self.user_id.strip() or not _is_unicode(self.user_id):
             raise AuthError("malformed")
         if not isinstance(self.groups, tuple) or not all(isinstance(g, str) for g in self.groups):
             raise AuthError("malformed")

@@ -66,6 +66,19 @@ def test_idle_timeout_must_beat_agentcore(monkeypatch: pytest.MonkeyPatch) -> No
         load_settings()
 
 
+@pytest.mark.parametrize("claim", ["email", "phone_number", "custom:tenantName", "cognito:groups"])
+def test_a_user_claim_a_user_can_change_is_refused(monkeypatch: pytest.MonkeyPatch, claim: str) -> None:
+    """Memories are keyed by the user claim: with ``email`` (which the app client lets a user
+    write) a user who sets another's address reads that user's memories."""
+    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    monkeypatch.setenv("AGENT_USER_CLAIM", claim)
+    with pytest.raises(SettingsError, match="AGENT_USER_CLAIM"):
+        load_settings()
+    for kept in ("sub", "cognito:username", "username"):
+        monkeypatch.setenv("AGENT_USER_CLAIM", kept)
+        assert load_settings().user_claim == kept
+
+
 def test_s3vectors_needs_bucket_and_role(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
     monkeypatch.setenv("AGENT_BACKEND", "s3vectors")

@@ -18,7 +18,7 @@ def test_invalid_tenant_rejected_not_normalised(tenant: object) -> None:
     assert info.value.reason == "invalid_tenant" and info.value.status_code == 401
 
 
-@pytest.mark.parametrize("user", ["", None, 3, "\ud800", "a\udfffb"])
+@pytest.mark.parametrize("user", ["", None, 3, "\ud800", "a\udfffb", "   ", "\t\n"])
 def test_user_required(user: object) -> None:
     with pytest.raises(AuthError) as info:
         Identity(tenant_id="tenant-001", user_id=user)  # type: ignore[arg-type]
