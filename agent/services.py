@@ -297,7 +297,7 @@ def _build_memory(
         build_outbox(settings, tvm=tvm),
         summarizer,
         max_workers=settings.summary_workers,
-        retry=RetryPolicy(max_rounds=settings.summary_max_rounds, max_busy_seconds=settings.summary_max_busy_seconds),
+        retry=RetryPolicy(max_rounds=settings.summary_max_rounds, max_busy_seconds=settings.resolved_summary_max_busy_seconds),
         on_task_start=on_task_start,
         on_task_end=on_task_end,
         orphan_after_seconds=settings.resolved_orphan_after_seconds,
