@@ -19,8 +19,10 @@ earlier one's.
 An idle or evicted session whose end fails (the outbox cannot be written) is kept and its end
 tried again with backoff (``EndRetry``), driven by ``reap``, until it succeeds or
 ``EndRetry.give_up_after_seconds`` have passed since its first failure (then it is dropped and
-logged; its last checkpoint waits for a later process's replay). It is logged once when its
-end first fails, not for every retry. ``end`` of the same session id tries such an earlier end
+logged; its last checkpoint waits for a later process's replay). Meanwhile, for at most
+``EndRetry.busy_seconds``, it is a busy task (``on_task_start``/``on_task_end``: AgentCore keeps
+a HealthyBusy session's microVM, which the runtime's idle timeout would otherwise end). It is
+logged once when its end first fails, not for every retry. ``end`` of the same session id tries such an earlier end
 again at once and fails (nothing ended) if it still fails; the shutdown tries each once more,
 within its budget.
 """
@@ -58,11 +60,13 @@ class EndRetry:
         base_seconds: Wait after the first failure (retries run at the next ``reap`` past it).
         max_delay_seconds: Longest wait between two attempts (doubling up to it).
         give_up_after_seconds: Time since the first failure after which the session is dropped.
+        busy_seconds: Time since the first failure during which its retries are a busy task.
     """
 
     base_seconds: float = 5.0
     max_delay_seconds: float = 60.0
     give_up_after_seconds: float = 3600.0
+    busy_seconds: float = 300.0
 
     def delay(self, failures: int) -> float:
         """Seconds to wait after failed attempt number ``failures`` (1-based)."""
@@ -122,10 +126,14 @@ class SessionRegistry(Generic[C]):
         timer: Callable[[], float] = time.monotonic,
         end_workers: int = 2,
         end_retry: EndRetry | None = None,
+        on_task_start: Callable[[str], Any] | None = None,
+        on_task_end: Callable[[Any], None] | None = None,
     ) -> None:
         self._factory = factory
         self._timer = timer
         self.end_retry = end_retry or EndRetry()
+        self._on_task_start = on_task_start
+        self._on_task_end = on_task_end
         self._cache: _DroppingTTLCache = _DroppingTTLCache(max_sessions, idle_timeout_seconds, timer)
         self._busy: dict[str, Session[C]] = {}  # sessions with a request in flight, out of the cache
         # reentrant: ends are scheduled under it (``_end_later``), whose bookkeeping takes it too
@@ -136,7 +144,8 @@ class SessionRegistry(Generic[C]):
         self._ending: dict[str, list[tuple[Session[C], Future[None]]]] = {}  # session id -> ends not done
         self._turn_deadline: float | None = None  # closing: no wait for a request past it
         self._abandoned: list[str] = []  # sessions whose request outlived the deadline
-        self._failed: dict[Session[C], tuple[int, float]] = {}  # end failed -> (failures, first failure)
+        # end failed -> (failures, first failure, busy-task token or None once no longer busy)
+        self._failed: dict[Session[C], tuple[int, float, Any]] = {}
         self._retry_at: dict[Session[C], float] = {}  # of those, waiting for a retry -> when it is due
 
     def __len__(self) -> int:
@@ -228,6 +237,10 @@ class SessionRegistry(Generic[C]):
             dropped = self._take_dropped()
             now = self._timer()
             self._end_later(dropped + self._take_retries(lambda s: self._retry_at[s] <= now))
+            for session, (failures, first, token) in list(self._failed.items()):
+                if token is not None and now - first >= self.end_retry.busy_seconds:
+                    self._failed[session] = (failures, first, None)
+                    self._task_ended(token)  # retried on, no longer keeping the app busy
         return len(dropped)
 
     def begin_close(self, turn_timeout: float | None = None) -> None:
@@ -287,6 +300,10 @@ class SessionRegistry(Generic[C]):
     def _new_session(self, session_id: str, owner: Owner) -> Session[C]:
         return Session(session_id, owner, self._factory(session_id, owner), session_id)
 
+    def _task_ended(self, token: Any) -> None:
+        if token is not None and self._on_task_end is not None:
+            self._on_task_end(token)
+
     def _take_retries(self, chosen: Callable[[Session[C]], bool]) -> list[Session[C]]:
         """Under the lock: the sessions waiting for a retry of their end that are ``chosen``."""
         taken = [session for session in self._retry_at if chosen(session)]
@@ -342,7 +359,8 @@ class SessionRegistry(Generic[C]):
             self._end_failed(session, exc)
             return
         with self._lock:
-            failures, _ = self._failed.pop(session, (0, 0.0))
+            failures, _, token = self._failed.pop(session, (0, 0.0, None))
+            self._task_ended(token)
         logger.info("session ended%s", f" after {failures} failed attempt(s)" if failures else "",
                     extra={"session_id": session.session_id})
 
@@ -351,18 +369,21 @@ class SessionRegistry(Generic[C]):
         logged at its first failure and when given up, not at every retry."""
         now = self._timer()
         with self._lock:
-            failures, first = self._failed.get(session, (0, now))
+            failures, first, token = self._failed.get(session, (0, now, None))
             failures += 1
             give_up = self._closing or now - first >= self.end_retry.give_up_after_seconds
             if give_up:
                 self._failed.pop(session, None)
+                self._task_ended(token)
             else:
-                self._failed[session] = (failures, first)
+                if failures == 1 and self._on_task_start is not None and self.end_retry.busy_seconds > 0:
+                    token = self._on_task_start("session-end-retry")
+                self._failed[session] = (failures, first, token)
                 self._retry_at[session] = now + self.end_retry.delay(failures)
         extra = {"session_id": session.session_id}
         if failures == 1:
             logger.warning("ending session failed (%s); %s", error_reason(exc),
-                           "not retried (shutting down): its last checkpoint waits for a later start" if give_up
+                           "not retried: its last checkpoint waits for a later start" if give_up
                            else f"retrying with backoff for up to {self.end_retry.give_up_after_seconds:.0f} s",
                            extra=extra, exc_info=exc)
         elif give_up:

@@ -397,7 +397,8 @@ def test_an_idle_end_refused_by_the_outbox_is_stored_once_the_outbox_is_back_wit
         auth_mode="dev", state_dir=tmp_path, model_provider="import:tests.support.scripted_model:build_echo_model",
         idle_timeout_seconds=0.2, reap_interval_seconds=0.05, checkpoint_interval_seconds=0,
     )  # fmt: skip
-    services = build_services(settings)
+    app = BedrockAgentCoreApp()
+    services = build_services(settings, on_task_start=app.add_async_task, on_task_end=app.complete_async_task)
     pipeline = services.pipeline
     assert pipeline is not None
     services.registry.end_retry = EndRetry(base_seconds=0.1, max_delay_seconds=0.2, give_up_after_seconds=30)
@@ -406,7 +407,7 @@ def test_an_idle_end_refused_by_the_outbox_is_stored_once_the_outbox_is_back_wit
 
     def refusing_put(entry: OutboxEntry) -> Any:
         if not entry.open and len(refused) < 3:  # the closed entry: the outbox is down for a while
-            refused.append(entry.entry_id)
+            refused.append(app.get_current_ping_status())
             raise BackendUnavailable("outbox down")
         return put(entry)
 
@@ -416,8 +417,11 @@ def test_an_idle_end_refused_by_the_outbox_is_stored_once_the_outbox_is_back_wit
     services.start()
     try:
         assert wait_until(lambda: pipeline.metrics["stored"] == 1, timeout=15), (refused, pipeline.metrics)
-        assert len(refused) == 3 and len(services.registry) == 0
+        assert len(services.registry) == 0
+        # busy while retried (AgentCore keeps the microVM), and Healthy once stored
+        assert refused == [PingStatus.HEALTHY, PingStatus.HEALTHY_BUSY, PingStatus.HEALTHY_BUSY]
         assert pipeline.wait(30) and pipeline.outbox.pending() == []
+        assert wait_until(lambda: app.get_current_ping_status() == PingStatus.HEALTHY, timeout=10)
         (memory,) = [m for m in pipeline.store.list(Scope("alice", "acme", "orchestrator")) if m.memory_type == "summary"]
         assert memory.conversation_id == "sid-1" and "Rex" in memory.content
     finally:

@@ -445,7 +445,24 @@ class FlakyConvo(Convo):
             self.attempts.release()
 
 
-def make_flaky(failures: int, idle: float = 10.0):
+class Busy:
+    """Records the busy tasks a registry starts and ends (AgentCore's async tasks)."""
+
+    def __init__(self) -> None:
+        self.running: set[int] = set()
+        self.started = 0
+
+    def start(self, name: str) -> int:
+        assert name == "session-end-retry"
+        self.started += 1
+        self.running.add(self.started)
+        return self.started
+
+    def end(self, token: int) -> None:
+        self.running.remove(token)
+
+
+def make_flaky(failures: int, idle: float = 10.0, busy: Busy | None = None):
     clock = FakeClock()
     made: dict[str, list[FlakyConvo]] = {}
 
@@ -454,8 +471,11 @@ def make_flaky(failures: int, idle: float = 10.0):
         made.setdefault(session_id, []).append(convo)
         return convo
 
-    retry = sessions.EndRetry(base_seconds=5.0, max_delay_seconds=20.0, give_up_after_seconds=100.0)
-    registry = SessionRegistry(factory, max_sessions=4, idle_timeout_seconds=idle, timer=clock, end_retry=retry)
+    retry = sessions.EndRetry(base_seconds=5.0, max_delay_seconds=20.0, give_up_after_seconds=100.0, busy_seconds=30.0)
+    registry = SessionRegistry(
+        factory, max_sessions=4, idle_timeout_seconds=idle, timer=clock, end_retry=retry,
+        on_task_start=busy.start if busy else None, on_task_end=busy.end if busy else None,
+    )  # fmt: skip
     return registry, clock, made
 
 
@@ -559,3 +579,45 @@ def test_close_ends_a_session_whose_idle_end_failed_once_the_outbox_is_back() ->
     _attempted(convo)
     registry.close(timeout=5)
     assert convo.ended == 1
+
+
+def test_a_failed_idle_end_keeps_the_app_busy_while_retried_within_the_busy_bound() -> None:
+    """On AgentCore a session reporting Healthy is ended by the runtime's idle timeout, its
+    microVM with it: a failed end's retries are one busy task, from its first failure until it is
+    ended (the summary's own task follows), or for ``busy_seconds`` at most (retried on, not busy)."""
+    busy = Busy()
+    registry, clock, made = make_flaky(failures=2, busy=busy)
+    with registry.open("s1", ALICE):
+        pass
+    clock.now = 11.0
+    registry.reap()
+    (convo,) = made["s1"]
+    _attempted(convo)
+    assert busy.running == {1}
+    clock.now = 16.0
+    registry.reap()
+    _attempted(convo)  # failed again: the same task
+    assert busy.running == {1} and busy.started == 1
+    clock.now = 26.0
+    registry.reap()
+    _attempted(convo)  # ended
+    assert convo.ended == 1 and busy.running == set()
+
+    busy = Busy()
+    registry, clock, made = make_flaky(failures=1000, busy=busy)
+    with registry.open("s1", ALICE):
+        pass
+    clock.now = 11.0
+    registry.reap()
+    (convo,) = made["s1"]
+    _attempted(convo)
+    for now in (16.0, 26.0, 46.0):  # 35 s after the first failure: past the 30 s bound
+        assert busy.running == {1}
+        clock.now = now
+        registry.reap()
+        _attempted(convo)
+    assert busy.running == set()  # no longer busy ...
+    clock.now = 66.0
+    registry.reap()
+    _attempted(convo)  # ... yet retried
+    assert busy.started == 1
