@@ -107,7 +107,7 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
         lifespan=lifespan,
         middleware=[
             Middleware(AuthGateMiddleware, authenticate=authenticate, on_error=_error),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=_error),
             # The SDK answers unparsable bodies in its own shape (or a 500): refuse them first.
             Middleware(JsonBodyMiddleware, on_error=_error),
         ],
