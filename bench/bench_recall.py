@@ -423,7 +423,7 @@ def dense_model_rows(root: Path, sessions: Sequence[Session], questions: Sequenc
 
 def main() -> None:
     """Generate the corpus, store it like the app, and print the recall table."""
-    p = parser(__doc__.splitlines()[0])
+    p = parser("bench.bench_recall", __doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=12)
     p.add_argument("--users", type=int, default=10)
     p.add_argument("--latency-memories", type=int, default=5000)
