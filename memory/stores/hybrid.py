@@ -321,7 +321,8 @@ def conversation_of(hit: QueryHit) -> tuple[Any, ...]:
 
 @telemetry.traced("memory.fusion", lambda query, hits, **options: {
     "memory.candidate.count": len(hits), "memory.top_k": options.get("top_k"),
-    "memory.lexical": options.get("lexical", True), "memory.redundancy": options.get("redundancy", True)})
+    "memory.lexical": options.get("lexical", True), "memory.redundancy": options.get("redundancy", True),
+    "memory.specificity": options.get("specificity", True)})
 def hybrid_rank(
     query: str,
     hits: Sequence[QueryHit],
