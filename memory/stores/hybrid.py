@@ -6,7 +6,8 @@ embedder's floor, scores the rest's ``content`` lexically (Okapi BM25, statistic
 candidates), fuses the two scores (below), weighs the fused score by unit type
 (``UNIT_TYPE_WEIGHTS``: excerpts count less than statements and summaries), divides the fused
 score of a unit that several conversations said (nearly) word for word by ``1 + ln(conversations)``
-(the redundancy penalty below), and keeps the best unit of each conversation (a conversation's
+(the redundancy penalty below), adds a bonus for words few candidate conversations said
+(specificity, below), and keeps the best unit of each conversation (a conversation's
 units compete; see ``memory.pipeline.units``). Both backends run this same code on the hits of
 ``VectorIndex.query``.
 
@@ -31,6 +32,21 @@ still competes with its other units (summary, excerpts). bench/bench_recall.py m
 (injected +4.2 / +7.5 points on seeds 12 / 7; its generated filler repeats more than real users
 do, so that is an upper bound).
 
+Specificity: a unit that says something only one or two conversations said ("Sold the Ford Focus
+and bought a Hyundai Ioniq 5") is more likely the fact a question asks for than one made of what
+many conversations say (chatter, recurring complaints), whose words alone tell no conversation
+apart. Each unit's fused score gains ``SPECIFICITY_WEIGHT`` times the share of its content words
+(the query's left out: those BM25 already weighs) that at most ``RARE_CONVERSATIONS`` candidate
+conversations hold (document frequency over the candidates' conversations, no corpus statistics,
+so S3 Vectors runs it too). Two, not one: an updated fact shares its slot's old value with the
+conversation that first stated it. Where the redundancy penalty demotes whole sentences said in
+several conversations, this weighs single words. bench/bench_recall.py measures it (row J
+against I: R@1 +1.9 / +3.5 / +2.2 and injected +3.2 / +1.5 / +6.7 points on seeds 12 / 7 / 3,
+updated facts injected 0.43 -> 0.63 on seed 12; chosen on seed 12 alone, seeds 1, 2, 4 and 5
+gain too); its generated chatter comes from small pools, so it repeats more than real users do
+and the gain is an upper bound, and dated events told in common words ("this morning I ran my
+first half marathon") lose a few points.
+
 BM25 is a small scorer of our own: over at most 100 short texts a library would add an index
 build per query (``bm25s`` needs SciPy; ``rank-bm25`` has had no release since 2022).
 Tokenised texts are cached per key and content (``TokenCache``), so a warm query only scores;
@@ -45,6 +61,7 @@ import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -78,6 +95,12 @@ NEAR_COPY_MAX_TERMS = 16
 #: reciprocal-rank fusion (0.6-0.75 rank alike; the mildest kept; a cosine offset instead of a
 #: weight did worse), seed 7 held out; under score fusion 0.65-0.8 rank alike.
 UNIT_TYPE_WEIGHTS: Mapping[str, float] = MappingProxyType({"excerpt": 0.75})
+#: Specificity (module docstring): the fused score gains this weight times the share of a unit's
+#: content words (not the query's) that at most ``RARE_CONVERSATIONS`` candidate conversations
+#: hold. bench/bench_recall.py's seed 12: 0.2-0.4 alike (R@1 +1.3 to +1.9 points), 0.3 best for
+#: injected; one or three conversations instead of two gain less.
+SPECIFICITY_WEIGHT = 0.3
+RARE_CONVERSATIONS = 2
 
 _WORD = re.compile(r"[a-z0-9]+")
 #: Words the lexical scorer ignores (lower case).
@@ -226,6 +249,24 @@ def redundancy_divisors(term_sets: Sequence[frozenset[str]], conversations: Sequ
     return [divisor[group] for group in groups]
 
 
+def specificity_scores(
+    term_sets: Sequence[frozenset[str]], conversations: Sequence[Any], query_terms: frozenset[str]
+) -> list[float]:
+    """Per unit, the share of its terms outside ``query_terms`` that at most ``RARE_CONVERSATIONS``
+    of the ``conversations`` hold (each conversation's terms: the union of its units'); 0 for a
+    unit with no such term."""
+    said: dict[Any, set[str]] = {}
+    for terms, conversation in zip(term_sets, conversations):
+        said.setdefault(conversation, set()).update(terms)
+    held_by = Counter(chain.from_iterable(said.values()))
+    rare = {term for term, count in held_by.items() if count <= RARE_CONVERSATIONS}
+    scores = []
+    for terms in term_sets:
+        own = terms - query_terms
+        scores.append(len(own & rare) / len(own) if own else 0.0)
+    return scores
+
+
 def score_fusion(similarities: Sequence[float], lexical_scores: Sequence[float]) -> list[float]:
     """Each cosine similarity over the best one, plus ``LEXICAL_WEIGHT`` x BM25 over the best BM25.
 
@@ -290,6 +331,7 @@ def hybrid_rank(
     cache: TokenCache | None = None,
     lexical: bool = True,
     redundancy: bool = True,
+    specificity: bool = True,
     type_weights: Mapping[str, float] = UNIT_TYPE_WEIGHTS,
     by_rank: bool = False,
 ) -> list[RankedHit]:
@@ -303,6 +345,8 @@ def hybrid_rank(
         cache: Tokenised candidate texts reused across queries.
         lexical: False ranks by cosine similarity alone (still one result per conversation).
         redundancy: False skips the redundancy penalty (units said in several conversations).
+        specificity: False skips the bonus for words few candidate conversations said (its weight
+            is on score fusion's scale: pass False with ``by_rank``).
         type_weights: Fused-score weight per metadata ``type`` (``{}``: none).
         by_rank: True fuses by reciprocal rank instead (the previous fusion, for bench_recall).
 
@@ -314,7 +358,8 @@ def hybrid_rank(
         return []
     cache = cache or TokenCache()
     entries = cache.entries([(h.key, str(h.metadata.get("content", ""))) for h, _ in kept])
-    lexical_scores = bm25_scores(tokenize(query), [counts for counts, _ in entries]) if lexical else []
+    query_terms = tokenize(query)
+    lexical_scores = bm25_scores(query_terms, [counts for counts, _ in entries]) if lexical else []
     if by_rank:
         fused = rank_fusion(lexical_scores, len(kept))
     else:
@@ -325,6 +370,9 @@ def hybrid_rank(
     if redundancy:
         divisors = redundancy_divisors([terms for _, terms in entries], conversations)
         fused = [demoted(score, 1.0 / divisor) for score, divisor in zip(fused, divisors)]
+    if specificity:
+        shares = specificity_scores([terms for _, terms in entries], conversations, frozenset(query_terms))
+        fused = [score + SPECIFICITY_WEIGHT * share for score, share in zip(fused, shares)]
     results: list[RankedHit] = []
     seen: set[tuple[Any, ...]] = set()
     for i in sorted(range(len(kept)), key=lambda i: -fused[i]):

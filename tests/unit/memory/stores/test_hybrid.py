@@ -114,9 +114,9 @@ def test_a_sentence_said_in_many_conversations_yields_to_one_said_once() -> None
     hits = [hit(f"f{i}", 0.30 - i * 0.001, ("Honestly, " if i % 2 else "") + filler, f"c{i}") for i in range(4)]
     hits.append(hit("fact", 0.25, "Big day: I finished my first half marathon in 1:52.", "c9"))
     query = "What was my best race time?"
-    plain = hybrid_rank(query, hits, top_k=3, min_similarity=-1.0, redundancy=False)
+    plain = hybrid_rank(query, hits, top_k=3, min_similarity=-1.0, redundancy=False, specificity=False)
     assert [r.hit.key for r in plain] == ["f0", "f1", "f2"]
-    ranked = hybrid_rank(query, hits, top_k=3, min_similarity=-1.0)
+    ranked = hybrid_rank(query, hits, top_k=3, min_similarity=-1.0, specificity=False)
     assert ranked[0].hit.key == "fact" and ranked[0].fused == pytest.approx(0.25 / 0.30)  # 5th by dense, said once
     assert ranked[1].fused == pytest.approx(1 / (1 + math.log(4)))
 
@@ -202,15 +202,16 @@ def test_an_excerpt_counts_three_quarters_of_its_similarity() -> None:
     near = [hit(f"s{i}", 0.41 - i * 0.01, f"Statement number {i} about my boss.", f"conv-s{i}") for i in range(30)]
     for h in near:
         h.metadata["type"] = "statement"
-    ranked = hybrid_rank("Who is my manager?", [excerpt, *near], top_k=30, min_similarity=-1.0, lexical=False)
+    ranked = hybrid_rank("Who is my manager?", [excerpt, *near], top_k=30, min_similarity=-1.0, lexical=False,
+                         specificity=False)
     # 0.75 x 0.42 = 0.315: below the statements of 0.41 to 0.32, above the one of 0.31
     assert [r.hit.key for r in ranked].index("a-x000") == 10
     by_rank = hybrid_rank("Who is my manager?", [excerpt, *near], top_k=30, min_similarity=-1.0, lexical=False,
-                          by_rank=True)
+                          specificity=False, by_rank=True)
     # the previous fusion: 0.75/61 = 1/81.3, as if ranked about twenty places lower
     assert [r.hit.key for r in by_rank].index("a-x000") == 20
     unweighted = hybrid_rank("Who is my manager?", [excerpt, *near], top_k=3, min_similarity=-1.0, lexical=False,
-                             type_weights={})
+                             specificity=False, type_weights={})
     assert unweighted[0].hit.key == "a-x000"
 
 
@@ -233,7 +234,7 @@ def test_score_fusion_is_relative_to_the_best_candidate_so_an_embedders_scale_do
     query = "When is my Oaxaca flight?"
     for scale in (1.0, 0.5, 0.1):
         hits = [hit(f"k{i}", scale * (0.5 - 0.03 * i), text, f"c{i}") for i, text in enumerate(contents)]
-        ranked = hybrid_rank(query, hits, top_k=4, min_similarity=-1.0)
+        ranked = hybrid_rank(query, hits, top_k=4, min_similarity=-1.0, specificity=False)
         assert [r.hit.key for r in ranked] == ["k0", "k2", "k1", "k3"]
         assert ranked[0].fused == pytest.approx(1.0 + hybrid.LEXICAL_WEIGHT)
 
@@ -264,9 +265,10 @@ class SimilarityEmbedder:
         return [[s, math.sqrt(max(0.0, 1.0 - s * s))] for s in sims]
 
 
-def test_store_retrieve_weighs_excerpts_on_both_backends(index_factory) -> None:
+def test_store_retrieve_weighs_excerpts_on_both_backends(index_factory, monkeypatch) -> None:
     """The dense favourite, an excerpt, ranks 13th among 25 conversations, as in ``hybrid_rank``:
-    0.75 x 0.99 is below the 12 statements of 0.98 to 0.76."""
+    0.75 x 0.99 is below the 12 statements of 0.98 to 0.76 (the excerpt weight alone)."""
+    monkeypatch.setattr(hybrid, "SPECIFICITY_WEIGHT", 0.0)
     statements = {f"Statement {i} about item{i}.": 0.98 - i * 0.02 for i in range(24)}
     excerpt = "USER: the excerpt text\nASSISTANT: right"
     embedder = SimilarityEmbedder({excerpt: 0.99, **statements})
@@ -320,3 +322,55 @@ def test_score_fusion_divides_positive_similarities_by_the_best_whatever_the_wor
     assert hybrid.score_fusion([0.6, 0.3, 0.05], [0.0, 1.0, 0.0]) == pytest.approx(
         [1.0, 0.5 + hybrid.LEXICAL_WEIGHT, 0.05 / 0.6]
     )
+
+
+def test_specificity_is_the_share_of_a_units_own_words_at_most_two_conversations_hold() -> None:
+    sets = [
+        terms("lunch with friends ran long on Monday"),  # conv-a
+        terms("lunch with friends ran long on Tuesday"),  # conv-b
+        terms("lunch with friends ran long, then the Ford Focus stalled"),  # conv-c
+        terms("sold the Ford Focus and bought a Hyundai"),  # conv-d: ford/focus in two conversations
+        terms("bought a Hyundai"),  # conv-d again: a conversation counts once
+        terms("lunch"),  # conv-e: only the query's word
+    ]
+    shares = hybrid.specificity_scores(sets, ["a", "b", "c", "d", "d", "e"], frozenset(tokenize("vehicle lunch")))
+    # own words (not the query's "lunch"): friend/ran/long held by three conversations, not rare
+    assert shares[0] == pytest.approx(1 / 4)  # monday
+    assert shares[2] == pytest.approx(3 / 6)  # ford, focus (two conversations), stall; not friend, ran, long
+    assert shares[3] == pytest.approx(1.0) and shares[4] == pytest.approx(1.0)
+    assert shares[5] == 0.0  # no word of its own
+
+
+def test_a_fact_few_conversations_said_outranks_chatter_nearer_the_question() -> None:
+    """The update of a fact ("Sold the Ford Focus ... bought a Hyundai Ioniq 5") shares no word with
+    "What vehicle do I own these days?" and is farther than a chatter sentence four conversations
+    nearly repeat (not word for word: the redundancy penalty leaves it); before, the chatter filled
+    the top 3."""
+    days = ["Monday", "Tuesday", "Wednesday", "Thursday"]
+    chatter = [hit(f"c{i}", 0.30 - i * 0.001, f"Lunch with friends ran long on {day} and we talked about the weather.",
+                   f"conv-{day}") for i, day in enumerate(days)]
+    fact = hit("fact", 0.25, "Sold the Ford Focus last week and bought a Hyundai Ioniq 5.", "conv-car")
+    query = "What vehicle do I own these days?"
+    before = hybrid_rank(query, [*chatter, fact], top_k=3, min_similarity=-1.0, specificity=False)
+    assert [r.hit.key for r in before] == ["c0", "c1", "c2"]
+    ranked = hybrid_rank(query, [*chatter, fact], top_k=3, min_similarity=-1.0)
+    assert ranked[0].hit.key == "fact"
+    assert ranked[0].fused == pytest.approx(0.25 / 0.30 + hybrid.SPECIFICITY_WEIGHT)  # all its words are its own
+    # chatter: of lunch/friend/ran/long/talk/weather/<day>, only the day is its own
+    assert ranked[1].fused == pytest.approx(1.0 + hybrid.SPECIFICITY_WEIGHT / 7)
+
+
+def test_store_retrieve_weighs_specificity_on_both_backends(index_factory) -> None:
+    """Both backends rank from the candidates' text alone: the fact farther than four chatter
+    sentences comes first."""
+    days = ["Monday", "Tuesday", "Wednesday", "Thursday"]
+    chatter = {f"Lunch with friends ran long on {day} and we talked about the weather.": 0.60 - i * 0.01
+               for i, day in enumerate(days)}
+    fact = "Sold the Ford Focus last week and bought a Hyundai Ioniq 5."
+    embedder = SimilarityEmbedder({fact: 0.50, **chatter})
+    store = SingleTenantStore(index_factory("memory-specificity", embedder.dimension), embedder)
+    for i, text in enumerate(chatter):
+        store.store_units(SCOPE, [MemoryUnit(f"c{i}-s000", text, "statement")], conversation_id=f"conv-c{i}")
+    store.store_units(SCOPE, [MemoryUnit("car-s000", fact, "statement")], conversation_id="conv-car")
+    ranked = [m.conversation_id for m in store.retrieve(SCOPE, "q", top_k=3, min_score=-1.0)]
+    assert ranked == ["conv-car", "conv-c0", "conv-c1"]
