@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from auth import TokenVerifier
 from agent.orchestrator import Conversation, PluginFactory, build_conversation
-from agent.sessions import Owner, SessionRegistry
+from agent.sessions import EndRetry, Owner, SessionRegistry
 from agent.settings import Settings, SettingsError
 from agent.shutdown import RELEASE_SHARE, STORE_SHARE, ShutdownDeadline
 
@@ -230,7 +230,12 @@ def build_services(
         return build_conversation(model, plugin_factory)
 
     registry: SessionRegistry[Conversation] = SessionRegistry(
-        factory, max_sessions=settings.max_sessions, idle_timeout_seconds=settings.idle_timeout_seconds
+        factory,
+        max_sessions=settings.max_sessions,
+        idle_timeout_seconds=settings.idle_timeout_seconds,
+        end_retry=EndRetry(busy_seconds=settings.resolved_summary_max_busy_seconds),
+        on_task_start=on_task_start,
+        on_task_end=on_task_end,
     )
     return Services(settings, verifier, registry, pipeline)
 
@@ -297,7 +302,7 @@ def _build_memory(
         build_outbox(settings, tvm=tvm),
         summarizer,
         max_workers=settings.summary_workers,
-        retry=RetryPolicy(max_rounds=settings.summary_max_rounds, max_busy_seconds=settings.summary_max_busy_seconds),
+        retry=RetryPolicy(max_rounds=settings.summary_max_rounds, max_busy_seconds=settings.resolved_summary_max_busy_seconds),
         on_task_start=on_task_start,
         on_task_end=on_task_end,
         orphan_after_seconds=settings.resolved_orphan_after_seconds,

@@ -15,6 +15,16 @@ process adopts), each end the root of its own trace, never part of the request t
 evict it. The conversation id is the session id; a session id reused after its session ended
 gets a fresh conversation object, whose own start marker keeps its summary apart from the
 earlier one's.
+
+An idle or evicted session whose end fails (the outbox cannot be written) is kept and its end
+tried again with backoff (``EndRetry``), driven by ``reap``, until it succeeds or
+``EndRetry.give_up_after_seconds`` have passed since its first failure (then it is dropped and
+logged; its last checkpoint waits for a later process's replay). Meanwhile, for at most
+``EndRetry.busy_seconds``, it is a busy task (``on_task_start``/``on_task_end``: AgentCore keeps
+a HealthyBusy session's microVM, which the runtime's idle timeout would otherwise end). It is
+logged once when its end first fails, not for every retry. ``end`` of the same session id tries such an earlier end
+again at once and fails (nothing ended) if it still fails; the shutdown tries each once more,
+within its budget.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from cachetools import TTLCache
 
 from agent.errors import Forbidden, SessionBusy, Unavailable
 from memory import telemetry
+from memory.errors import error_reason
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +50,27 @@ logger = logging.getLogger(__name__)
 #: idled out just before the request): about one outbox write with every retry of its clients,
 #: or a wait behind a reap's other ends. Past it the request fails and nothing is ended.
 EARLIER_END_WAIT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class EndRetry:
+    """Backoff for ending again an idle or evicted session whose end failed.
+
+    Attributes:
+        base_seconds: Wait after the first failure (retries run at the next ``reap`` past it).
+        max_delay_seconds: Longest wait between two attempts (doubling up to it).
+        give_up_after_seconds: Time since the first failure after which the session is dropped.
+        busy_seconds: Time since the first failure during which its retries are a busy task.
+    """
+
+    base_seconds: float = 5.0
+    max_delay_seconds: float = 60.0
+    give_up_after_seconds: float = 3600.0
+    busy_seconds: float = 300.0
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after failed attempt number ``failures`` (1-based)."""
+        return min(self.max_delay_seconds, self.base_seconds * 2 ** (failures - 1))
 
 
 class Conversation(Protocol):
@@ -93,8 +125,15 @@ class SessionRegistry(Generic[C]):
         idle_timeout_seconds: float,
         timer: Callable[[], float] = time.monotonic,
         end_workers: int = 2,
+        end_retry: EndRetry | None = None,
+        on_task_start: Callable[[str], Any] | None = None,
+        on_task_end: Callable[[Any], None] | None = None,
     ) -> None:
         self._factory = factory
+        self._timer = timer
+        self.end_retry = end_retry or EndRetry()
+        self._on_task_start = on_task_start
+        self._on_task_end = on_task_end
         self._cache: _DroppingTTLCache = _DroppingTTLCache(max_sessions, idle_timeout_seconds, timer)
         self._busy: dict[str, Session[C]] = {}  # sessions with a request in flight, out of the cache
         # reentrant: ends are scheduled under it (``_end_later``), whose bookkeeping takes it too
@@ -105,6 +144,9 @@ class SessionRegistry(Generic[C]):
         self._ending: dict[str, list[tuple[Session[C], Future[None]]]] = {}  # session id -> ends not done
         self._turn_deadline: float | None = None  # closing: no wait for a request past it
         self._abandoned: list[str] = []  # sessions whose request outlived the deadline
+        # end failed -> (failures, first failure, busy-task token or None once no longer busy)
+        self._failed: dict[Session[C], tuple[int, float, Any]] = {}
+        self._retry_at: dict[Session[C], float] = {}  # of those, waiting for a retry -> when it is due
 
     def __len__(self) -> int:
         with self._lock:
@@ -157,13 +199,16 @@ class SessionRegistry(Generic[C]):
         earlier sessions under its id (one that idled out just before this request) are done.
 
         Raises:
-            Unavailable: Those earlier ends are not done within ``EARLIER_END_WAIT_SECONDS``:
-                nothing is ended, the session stays open (a retry waits for them again); answered
-                once they are done, ``end_session`` means every turn of the session is durable.
+            Unavailable: Those earlier ends are not done within ``EARLIER_END_WAIT_SECONDS``,
+                or one failed (one waiting for its retry is tried again first): nothing is ended,
+                the session stays open (a retry waits for them again); answered once they are
+                done, ``end_session`` means every turn of the session is durable.
             Exception: What ``end_conversation`` raised (e.g. the outbox could not be written);
                 the session then stays open, so the caller can report the failure and retry later.
         """
         with self._lock:
+            # an earlier end waiting for its retry: tried again now, the client asks for the end
+            self._end_later(self._take_retries(lambda s: s.session_id == session.session_id))
             earlier = [future for ended, future in self._ending.get(session.session_id, ()) if ended is not session]
         # ``wait``, not ``Future.result``: whose timeout is not the builtin TimeoutError before 3.11
         _, running = wait(earlier, timeout=EARLIER_END_WAIT_SECONDS)  # they never raise: ``_end_now`` logs
@@ -175,17 +220,27 @@ class SessionRegistry(Generic[C]):
                 extra={"session_id": session.session_id},
             )
             raise Unavailable("an earlier conversation of this session is still being recorded; retry shortly")
+        with self._lock:  # one failed (again): it waits for its retry, and this end with it
+            unrecorded = any(s.session_id == session.session_id and s is not session for s in self._failed)
+        if unrecorded:
+            raise Unavailable("an earlier conversation of this session could not be recorded yet; retry shortly")
         session.conversation.end_conversation()
         with self._lock:
             session.closed = True  # in flight, so not in the cache: ``release`` leaves it out
         logger.info("session ended", extra={"session_id": session.session_id})
 
     def reap(self) -> int:
-        """End every session idle for longer than the timeout; returns how many were scheduled."""
+        """End every session idle for longer than the timeout, and try again the failed ends
+        whose backoff has elapsed; returns how many idle sessions were scheduled."""
         with self._lock:
             self._cache.expire()
             dropped = self._take_dropped()
-            self._end_later(dropped)
+            now = self._timer()
+            self._end_later(dropped + self._take_retries(lambda s: self._retry_at[s] <= now))
+            for session, (failures, first, token) in list(self._failed.items()):
+                if token is not None and now - first >= self.end_retry.busy_seconds:
+                    self._failed[session] = (failures, first, None)
+                    self._task_ended(token)  # retried on, no longer keeping the app busy
         return len(dropped)
 
     def begin_close(self, turn_timeout: float | None = None) -> None:
@@ -207,7 +262,7 @@ class SessionRegistry(Generic[C]):
             self._busy.clear()
             for session in sessions:
                 session.closed = True
-            sessions += self._take_dropped()
+            sessions += self._take_dropped() + self._take_retries(lambda s: True)  # the last try of those
             self._end_later(sessions)
 
     def close(self, timeout: float | None = None, *, turn_timeout: float | None = None) -> list[str]:
@@ -244,6 +299,17 @@ class SessionRegistry(Generic[C]):
 
     def _new_session(self, session_id: str, owner: Owner) -> Session[C]:
         return Session(session_id, owner, self._factory(session_id, owner), session_id)
+
+    def _task_ended(self, token: Any) -> None:
+        if token is not None and self._on_task_end is not None:
+            self._on_task_end(token)
+
+    def _take_retries(self, chosen: Callable[[Session[C]], bool]) -> list[Session[C]]:
+        """Under the lock: the sessions waiting for a retry of their end that are ``chosen``."""
+        taken = [session for session in self._retry_at if chosen(session)]
+        for session in taken:
+            del self._retry_at[session]
+        return taken
 
     def _take_dropped(self) -> list[Session[C]]:
         dropped, self._cache.dropped = self._cache.dropped, []
@@ -286,10 +352,40 @@ class SessionRegistry(Generic[C]):
         finally:
             session.lock.release()
 
-    @staticmethod
-    def _end_now(session: Session[C]) -> None:
+    def _end_now(self, session: Session[C]) -> None:
         try:
             session.conversation.end_conversation()
-            logger.info("session ended", extra={"session_id": session.session_id})
-        except Exception:
-            logger.exception("ending session failed", extra={"session_id": session.session_id})
+        except Exception as exc:  # noqa: BLE001 - kept for a retry (or logged and dropped)
+            self._end_failed(session, exc)
+            return
+        with self._lock:
+            failures, _, token = self._failed.pop(session, (0, 0.0, None))
+            self._task_ended(token)
+        logger.info("session ended%s", f" after {failures} failed attempt(s)" if failures else "",
+                    extra={"session_id": session.session_id})
+
+    def _end_failed(self, session: Session[C], exc: Exception) -> None:
+        """Keep ``session`` for a retry of its end, unless closing or past the retry bound;
+        logged at its first failure and when given up, not at every retry."""
+        now = self._timer()
+        with self._lock:
+            failures, first, token = self._failed.get(session, (0, now, None))
+            failures += 1
+            give_up = self._closing or now - first >= self.end_retry.give_up_after_seconds
+            if give_up:
+                self._failed.pop(session, None)
+                self._task_ended(token)
+            else:
+                if failures == 1 and self._on_task_start is not None and self.end_retry.busy_seconds > 0:
+                    token = self._on_task_start("session-end-retry")
+                self._failed[session] = (failures, first, token)
+                self._retry_at[session] = now + self.end_retry.delay(failures)
+        extra = {"session_id": session.session_id}
+        if failures == 1:
+            logger.warning("ending session failed (%s); %s", error_reason(exc),
+                           "not retried: its last checkpoint waits for a later start" if give_up
+                           else f"retrying with backoff for up to {self.end_retry.give_up_after_seconds:.0f} s",
+                           extra=extra, exc_info=exc)
+        elif give_up:
+            logger.warning("ending session failed %d times (%s); given up: its last checkpoint waits for a later start",
+                           failures, error_reason(exc), extra=extra)

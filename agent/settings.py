@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from agent.secret_settings import SECRETS_ID_ENV, SecretSettingsError, read_secret_settings
 from auth.local_state import in_runtime_container, state_root
+from auth.verifier import USER_CLAIMS
 from memory.aws import is_region, s3_bucket_name_problem
 from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS
 
@@ -36,6 +37,8 @@ AGENTCORE_IDLE_TIMEOUT_SECONDS = 15 * 60
 #: Time the app keeps between its idle timer (plus one reaper tick) and the runtime's idle
 #: timeout: ending a session writes the outbox and registers the summary task (HealthyBusy).
 IDLE_MARGIN_SECONDS = 60.0
+#: AGENT_SUMMARY_MAX_BUSY_SECONDS' default under the runtime's default idle timeout.
+SUMMARY_MAX_BUSY_SECONDS = 300.0
 #: AGENT_SHUTDOWN_GRACE_SECONDS' default, under AgentCore's 15 s termination window.
 SHUTDOWN_BUDGET_SECONDS = 10.0
 #: The deployment's settings file, at the project root (uploaded with the source).
@@ -110,7 +113,7 @@ class Settings(BaseSettings):
     outbox_kms_key_id: str | None = None
     checkpoint_interval_seconds: float = Field(1.0, ge=0, le=60)
     summary_max_rounds: int = Field(3, ge=1, le=20)
-    summary_max_busy_seconds: float = Field(300.0, gt=0)
+    summary_max_busy_seconds: float | None = Field(None, gt=0)
     orphan_after_seconds: float | None = Field(None, ge=0)
 
     # --- authentication (required: "cognito" or "dev"; there is no way to switch it off)
@@ -189,10 +192,11 @@ class Settings(BaseSettings):
                 "the S3 outbox (chosen with AGENT_BACKEND=s3vectors) needs AGENT_OUTBOX_BUCKET; "
                 "create it with `python -m scripts vector-bucket --outbox-bucket ...`"
             )
-        if self.summary_max_busy_seconds >= AGENTCORE_IDLE_TIMEOUT_SECONDS:
+        if self.resolved_summary_max_busy_seconds >= self.runtime_idle_timeout_seconds:
             raise SettingsError(
-                "AGENT_SUMMARY_MAX_BUSY_SECONDS must stay below AgentCore's "
-                f"{AGENTCORE_IDLE_TIMEOUT_SECONDS} s idle session timeout"
+                f"AGENT_SUMMARY_MAX_BUSY_SECONDS ({self.resolved_summary_max_busy_seconds:g}) must stay below "
+                f"AGENT_RUNTIME_IDLE_TIMEOUT_SECONDS ({self.runtime_idle_timeout_seconds}, the runtime's "
+                "idle session timeout)"
             )
         if self.tenant_mode == "single" and not self.single_tenant_id:
             raise SettingsError("AGENT_TENANT_MODE=single needs AGENT_SINGLE_TENANT_ID")
@@ -206,6 +210,11 @@ class Settings(BaseSettings):
             )
         if not set(self.token_uses) <= {"id", "access"} or not self.token_uses:
             raise SettingsError("AGENT_TOKEN_USES must be a comma list of 'id' and/or 'access'")
+        if self.user_claim not in USER_CLAIMS:
+            raise SettingsError(
+                f"AGENT_USER_CLAIM must be one of {', '.join(USER_CLAIMS)}: memories are keyed by it, "
+                "and a user can change other claims (email) to another user's value"
+            )
         if in_runtime_container():
             self._check_container()
         return self
@@ -241,6 +250,15 @@ class Settings(BaseSettings):
         if self.outbox_backend == "auto":
             return "s3" if self.backend == "s3vectors" else "local"
         return self.outbox_backend
+
+    @property
+    def resolved_summary_max_busy_seconds(self) -> float:
+        """How long a failing summary (and the app, while summaries fail) may stay busy: the
+        setting, else ``SUMMARY_MAX_BUSY_SECONDS`` or, under a shorter runtime idle timeout,
+        that timeout less ``IDLE_MARGIN_SECONDS`` (the bound must stay below the timeout)."""
+        if self.summary_max_busy_seconds is not None:
+            return self.summary_max_busy_seconds
+        return min(SUMMARY_MAX_BUSY_SECONDS, self.runtime_idle_timeout_seconds - IDLE_MARGIN_SECONDS)
 
     @property
     def resolved_orphan_after_seconds(self) -> float:

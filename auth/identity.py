@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 from auth.errors import AuthError
@@ -13,7 +14,11 @@ class Identity:
     """Who is calling, as asserted by a verified token.
 
     ``tenant_id`` is checked with :func:`tenant_ids.tenant_id_problem` and never
-    normalised: an id that is not already safe raises ``AuthError("invalid_tenant")``.
+    normalised: an id that is not already safe raises ``AuthError("invalid_tenant")``. A
+    ``user_id`` that is blank (whitespace only, which no turn runs under: ``memory.plugin.invocation``),
+    not valid Unicode, or holding a control, format or line/paragraph separator character (which
+    no identity provider's user id holds and which would reach index metadata, erasure folders
+    and logs as invisible differences) raises ``AuthError("malformed")``.
     """
 
     tenant_id: str
@@ -28,16 +33,18 @@ class Identity:
     def __post_init__(self) -> None:
         if tenant_id_problem(self.tenant_id) is not None:
             raise AuthError("invalid_tenant")
-        if not isinstance(self.user_id, str) or not self.user_id or not _is_unicode(self.user_id):
+        if not isinstance(self.user_id, str) or not self.user_id.strip() or not _is_plain_text(self.user_id):
             raise AuthError("malformed")
         if not isinstance(self.groups, tuple) or not all(isinstance(g, str) for g in self.groups):
             raise AuthError("malformed")
 
 
-def _is_unicode(text: str) -> bool:
-    """False for text with lone surrogates (a JSON "\\ud800" escape), which no UTF-8 writer accepts."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+#: Unicode categories refused in a user id: controls (NUL, newline, DEL), format characters
+#: (zero-width, bidi overrides, BOM), line and paragraph separators, lone surrogates.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def _is_plain_text(text: str) -> bool:
+    """False for text holding a character of the :data:`_INVISIBLE` categories (a lone surrogate
+    comes from a JSON "\\ud800" escape, which no UTF-8 writer accepts)."""
+    return not any(unicodedata.category(c) in _INVISIBLE for c in text)

@@ -18,8 +18,9 @@ from auth.errors import AuthError, AuthUnavailable
 logger = logging.getLogger(__name__)
 
 #: The part of a key set's lifespan, at its end, in which a request that finds its key still
-#: starts a refresh (one at a time, at most one per refresh interval): a failing endpoint then
-#: costs nothing while the set is valid, instead of 503s for a refresh interval once it expired.
+#: starts a refresh in the background (one at a time, at most one per refresh interval): a
+#: failing endpoint then costs nothing while the set is valid, instead of 503s for a refresh
+#: interval once it expired.
 REFRESH_AHEAD_FRACTION = 0.1
 
 
@@ -44,9 +45,11 @@ class JwksUrlKeys:
     except the one refresh of a set that has just expired.
 
     Refresh ahead: in the last ``REFRESH_AHEAD_FRACTION`` of the set's lifespan, a request whose
-    key the set holds starts a refresh if none is under way and one is due (else it goes on
-    with the key at once); a successful refresh replaces the set (a key the JWKS no longer lists
-    stops verifying then), a failed one leaves it valid until its lifespan ends. So an endpoint
+    key the set holds starts a refresh on a daemon thread if none is under way and one is due,
+    and is answered with that key at once (the set is still valid); a successful refresh
+    replaces the set (a key the JWKS no longer lists stops verifying then), a failed one leaves
+    it valid until its lifespan ends. A request finding the set expired meanwhile waits for
+    that refresh's outcome like any concurrent caller. So an endpoint
     failing briefly answers no request with 503 unless it fails for the whole window. Serving an
     expired set while the endpoint fails would keep a removed key verifying past the lifespan,
     exactly while the issuer cannot be reached: never done.
@@ -80,12 +83,14 @@ class JwksUrlKeys:
         """The key for ``kid`` from a fresh key set, fetching one when due (see the class doc)."""
         key = self._fresh_key(kid)
         if key is not None:
-            return key if not self._ahead_due(self._clock()) else self._refreshed_ahead(kid, key)
+            if self._ahead_due(self._clock()):
+                self._refresh_in_background()
+            return key
         with self._lock:  # one fetch at a time; a waiter sees the outcome of the one before it
             key = self._fresh_key(kid)
             if key is not None:
                 return key
-            return self._key_after_fetch(kid, self._fetch_due)
+            return self._key_after_fetch(kid)
 
     def _ahead_due(self, now: float) -> bool:
         """Whether a fresh set is in its refresh-ahead window with no attempt for an interval."""
@@ -94,20 +99,33 @@ class JwksUrlKeys:
         window_starts = self._loaded_at + self.lifespan_seconds * (1.0 - REFRESH_AHEAD_FRACTION)
         return now >= window_starts and now - self._attempted_at >= self.refresh_interval_seconds
 
-    def _refreshed_ahead(self, kid: str, key: PyJWK) -> PyJWK:
-        """``key`` once a refresh ahead of expiry ran (this caller's, unless one is under way)."""
+    def _refresh_in_background(self) -> None:
+        """Start a refresh ahead of expiry on a daemon thread, which holds the lock until its
+        fetch ends; nothing if a fetch is under way or one ran since the caller's check."""
         if not self._lock.acquire(blocking=False):
-            return key  # another request is refreshing: the set it replaces is still valid
+            return  # another fetch is under way: the set it replaces is still valid
+        now = self._clock()
+        if not self._ahead_due(now):
+            self._lock.release()
+            return
+        self._attempted_at = now
         try:
-            return self._key_after_fetch(kid, self._ahead_due)  # unknown_key: the refreshed set dropped it
+            threading.Thread(target=self._fetch_then_release, args=(now,), name="jwks-refresh", daemon=True).start()
+        except BaseException:  # no thread: nobody else would release the lock
+            self._lock.release()
+            raise
+
+    def _fetch_then_release(self, now: float) -> None:
+        try:
+            self._fetch(now)
         finally:
             self._lock.release()
 
-    def _key_after_fetch(self, kid: str, due: Callable[[float], bool]) -> PyJWK:
-        """Under the lock: fetch the set if ``due(now)``, then ``kid``'s key from a fresh set;
+    def _key_after_fetch(self, kid: str) -> PyJWK:
+        """Under the lock: fetch the set if due, then ``kid``'s key from a fresh set;
         ``unknown_key`` if a fresh set lacks it, ``jwks_unavailable`` if no set is fresh."""
         now = self._clock()
-        if due(now):
+        if self._fetch_due(now):
             self._attempted_at = now
             self._fetch(now)
         key = self._fresh_key(kid)

@@ -23,6 +23,10 @@ MAX_TOKEN_LENGTH = 16_384
 #: Longest accepted ``exp - iat``: Cognito's id and access tokens live at most 1 day.
 MAX_TOKEN_LIFETIME_SECONDS = 2 * 24 * 3600
 _REQUIRED_CLAIMS = ("exp", "iat", "iss", "token_use")
+#: Claims that may name the user, whose memories are keyed by it: identifiers Cognito assigns
+#: and a user cannot change. ``email`` (which the app client lets a user write), ``phone_number``
+#: or a custom attribute would let a user take another's value, and with it those memories.
+USER_CLAIMS = ("sub", "cognito:username", "username")
 
 # pyjwt exception -> reason code; subclasses first (ExpiredSignatureError is a DecodeError...).
 _DECODE_ERRORS: tuple[tuple[type[Exception], Reason], ...] = (
@@ -48,8 +52,8 @@ class TokenVerifier:
     ``leeway_seconds``, ``iss``, ``token_use`` in ``token_uses``, and ``aud`` (id tokens) or
     ``client_id`` (access tokens) in ``client_ids``, and a lifetime (``exp - iat``) of at most
     ``max_lifetime_seconds`` (a leaked long-lived token is refused even if correctly signed). The
-    tenant is the first of ``tenant_claims`` present; a token without one is rejected, never
-    given a default. Exactly one of ``jwks_url`` / ``jwks_file`` / ``key_source`` must be given;
+    user is ``user_claim`` (one of :data:`USER_CLAIMS`); the tenant is the first of
+    ``tenant_claims`` present; a token without one is rejected, never given a default. Exactly one of ``jwks_url`` / ``jwks_file`` / ``key_source`` must be given;
     a JWKS URL's key set is cached for ``jwks_lifespan_seconds``, refreshed in the last tenth of
     it, and refetched at most once per ``jwks_refresh_interval_seconds`` (:class:`auth.jwks.JwksUrlKeys`).
     """
@@ -83,6 +87,8 @@ class TokenVerifier:
             raise ValueError("client_ids and token_uses must not be empty")
         if not self.token_uses <= {"id", "access"}:
             raise ValueError("token_uses may only contain 'id' and 'access'")
+        if user_claim not in USER_CLAIMS:
+            raise ValueError(f"user_claim must be one of {', '.join(USER_CLAIMS)} (a claim the user cannot change)")
         self.tenant_claims = tuple(tenant_claims)
         self.user_claim = user_claim
         self.tenant_name_claims = tuple(tenant_name_claims)

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import html
 import json
 import uuid
 from datetime import datetime, timezone
@@ -69,7 +68,7 @@ from memory.index.limits import MAX_TOP_K, validate_min_score
 from memory.keys import fact_key, summary_key
 from memory.pipeline.summarizer import Summarizer, transcript_from_messages
 from memory.pipeline.units import FACT_TYPE, SUMMARY_TYPE
-from memory.plugin.context_block import CLOSE_TAG, HEADER, OPEN_TAG, format_memory
+from memory.plugin.context_block import CLOSE_TAG, HEADER, OPEN_TAG, escape_text, format_memory
 from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS, check_timeout, within
 from memory.stores.multi_tenant import MultiTenantStore
 from memory.stores.protocol import MemoryBackend
@@ -355,7 +354,7 @@ def _block(entries: list[MemoryEntry]) -> str:
 
 def _injected(entry: MemoryEntry) -> str:
     meta = entry.metadata or {}
-    source = f' source="{html.escape(entry.store_name, quote=True)}"' if entry.store_name else ""
+    source = f' source="{escape_text(entry.store_name)}"' if entry.store_name else ""
     try:
         memory = Memory(
             id=str(meta["id"]),
@@ -365,5 +364,5 @@ def _injected(entry: MemoryEntry) -> str:
             memory_type=str(meta["type"]),
         )
     except (KeyError, TypeError, ValueError):  # another store's entry: its text only
-        return f"<memory{source}>{html.escape(entry.content, quote=True)}</memory>"
+        return f"<memory{source}>{escape_text(entry.content)}</memory>"
     return format_memory(memory).replace(">", f"{source}>", 1)  # attribute values hold no '>'

@@ -172,6 +172,11 @@ def pool_drift(pool: dict[str, Any], trigger_arn: str | None) -> list[str]:
                 f"custom:{name} is {'mutable' if attr.get('Mutable', True) else 'immutable'}; "
                 "a new pool is needed to change that"
             )
+    if not pool.get("AdminCreateUserConfig", {}).get("AllowAdminCreateUserOnly", False):
+        drift.append(
+            "self sign-up is allowed: anyone can create a user and, through any app client of the pool "
+            "that may write custom:tenantId, choose its tenant (set AllowAdminCreateUserOnly with update-user-pool)"
+        )
     if trigger_arn:
         current = pool.get("LambdaConfig", {}).get("PreTokenGenerationConfig", {}).get(
             "LambdaArn"

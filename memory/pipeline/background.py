@@ -161,6 +161,26 @@ class RetryPolicy:
         return min(self.sweep_max_delay, self.sweep_base_delay * 2 ** (rounds - 1))
 
 
+class ErasureWatch:
+    """A live conversation's erasure flag (``SummaryPipeline.watch_erasure``): ``found`` once the
+    pipeline has read an erasure marker covering ``entry``'s conversation."""
+
+    __slots__ = ("entry", "_found", "__weakref__")
+
+    def __init__(self, entry: OutboxEntry) -> None:
+        self.entry = entry
+        self._found = threading.Event()
+
+    @property
+    def found(self) -> bool:
+        """Whether a marker read so far covers the conversation (no I/O)."""
+        return self._found.is_set()
+
+    def _check(self, markers: list[ErasureMarker]) -> None:
+        if markers and covering(markers, self.entry) is not None:
+            self._found.set()
+
+
 class SummaryPipeline:
     """Summarizes finished conversations in the background without losing or resurrecting any."""
 
@@ -247,6 +267,9 @@ class SummaryPipeline:
         # the latest live conversations found erased
         self._erased: LRUCache[Ref, bool] = LRUCache(maxsize=ERASED_REMEMBERED)
         self._markers: dict[tuple[str | None, str], tuple[float, list[ErasureMarker]]] = {}
+        # (tenant, user) -> the live conversations' watches, held by their plugins (weakly here)
+        self._watches: dict[tuple[str | None, str], weakref.WeakSet[ErasureWatch]] = {}
+        self._watches_pruned_at = _MARKER_CACHE_SIZE  # prune users with no watch left beyond this
         self._created_at = datetime.now(timezone.utc)  # open entries written later are not orphans
         self.metrics: Counter[str] = Counter()
         # the writer is a daemon thread, stopped without a word at exit: queued checkpoints are
@@ -327,13 +350,24 @@ class SummaryPipeline:
         with self._lock:
             return (tenant_id, entry_id) in self._erased
 
-    def known_erased(self, entry: OutboxEntry) -> bool:
-        """Whether an erasure marker this process has already read covers ``entry``'s
-        conversation (no I/O: the markers the checkpoint writer keeps for its user). Read-only
-        plugins, which write no checkpoint of their own, ask before every turn."""
+    def watch_erasure(self, entry: OutboxEntry) -> ErasureWatch:
+        """A flag set as soon as this pipeline reads an erasure marker covering ``entry``'s live
+        conversation (any checkpoint, end or summary of its user reads them), or already set if
+        the markers it keeps for the user do. No I/O, and exact whatever was erased or read for
+        other users meanwhile: a plugin asks it before every turn. Held weakly here: it lasts as
+        long as the caller keeps it."""
+        watch = ErasureWatch(entry)
+        owner = (entry.tenant_id, entry.user_id)
         with self._lock:
-            cached = self._markers.get((entry.tenant_id, entry.user_id))
-        return cached is not None and covering(cached[1], entry) is not None
+            cached = self._markers.get(owner)
+            if cached is not None:
+                watch._check(cached[1])
+            self._watches.setdefault(owner, weakref.WeakSet()).add(watch)
+            if len(self._watches) > self._watches_pruned_at:
+                for gone in [key for key, watches in self._watches.items() if not watches]:
+                    del self._watches[gone]
+                self._watches_pruned_at = max(_MARKER_CACHE_SIZE, 2 * len(self._watches))
+        return watch
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write every queued checkpoint now (no coalescing wait) and wait for it; False if
@@ -625,6 +659,8 @@ class SummaryPipeline:
         read_at = time.monotonic()  # the listing may miss a marker written after this instant
         markers = self.outbox.erasures(entry.tenant_id, entry.user_id)
         with self._lock:
+            for watch in list(self._watches.get(owner, ())):
+                watch._check(markers)  # markers are never removed: an older listing sets no less
             current = self._markers.get(owner)
             if current is None or current[0] <= read_at:  # a listing begun earlier never replaces a newer one
                 if current is None and len(self._markers) >= _MARKER_CACHE_SIZE:

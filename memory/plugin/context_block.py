@@ -3,7 +3,9 @@
 Memory text is untrusted data (it was written by users in earlier conversations), so it is
 HTML-escaped before it goes between the fence tags: no memory can close the fence or open a
 tag of its own, and the header tells the model to treat the contents as records, never as
-instructions.
+instructions. Characters that Unicode compatibility normalization (NFKC, which some tokenizers
+apply to their input) turns into ``<``, ``>``, ``&`` or a quote, such as a fullwidth ``\uff1c``, are
+written as character references too: a model reading the normalized text sees no fence either.
 """
 
 from __future__ import annotations
@@ -58,11 +60,23 @@ def format_memory(memory: Memory) -> str:
     date its conversation started (so the model can reason about time)."""
     started = conversation_started(memory)
     return (
-        f'<memory id="{html.escape(memory.id, quote=True)}" type="{html.escape(memory.memory_type, quote=True)}" '
+        f'<memory id="{escape_text(memory.id)}" type="{escape_text(memory.memory_type)}" '
         f'stored_at="{_utc(memory.stored_at)}"'
         + (f' conversation_started="{started}"' if started else "")
-        + f">{html.escape(memory.content, quote=True)}</memory>"
+        + f">{escape_text(memory.content)}</memory>"
     )
+
+
+#: The characters Unicode compatibility normalization (NFKC) turns into ``<``, ``>``, ``&`` or a
+#: quote: fullwidth and small forms (every one in Python's Unicode database; a test checks).
+NFKC_MARKUP = "\ufe60\ufe64\ufe65\uff02\uff06\uff07\uff1c\uff1e"
+_LOOK_ALIKE = re.compile(f"[{NFKC_MARKUP}]")
+
+
+def escape_text(text: str) -> str:
+    """Untrusted ``text`` as the block writes it: HTML-escaped, and each of :data:`NFKC_MARKUP`
+    written as a character reference (``html.unescape`` gives it back)."""
+    return _LOOK_ALIKE.sub(lambda m: f"&#x{ord(m.group()):x};", html.escape(text, quote=True))
 
 
 class RenderedMemory(NamedTuple):

@@ -71,8 +71,10 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * Erasure: when the pipeline finds the conversation covered by an erasure marker
   (``memory.pipeline.erasure``), the plugin drops its transcript and its injected memories
   (the next turns' prompt has none) and records nothing more of that conversation
-  (``metrics["erased"]``). A read-only plugin drops its injected memories once the pipeline
-  has read a marker covering its conversation (the orchestrator's checkpoints refresh them).
+  (``metrics["erased"]``), at its next turn however many other conversations were erased or
+  users' markers read meanwhile (``SummaryPipeline.watch_erasure``). A read-only plugin drops
+  its injected memories likewise once the pipeline has read a marker covering its
+  conversation (the orchestrator's checkpoints read them).
 * ``summarize=False`` makes a read-only plugin (injection and recall, no transcript, no
   summary): for specialists called as tools, whose "user" is the orchestrator's model. Such a
   specialist stores nothing under its own name, so give it ``read_agent_name`` (the agent
@@ -99,7 +101,7 @@ from strands.tools.decorator import DecoratedFunctionTool
 from strands.types.agent import ConcurrentInvocationMode
 
 from memory import telemetry
-from memory.pipeline.background import SummaryPipeline
+from memory.pipeline.background import ErasureWatch, SummaryPipeline
 from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS, check_timeout, within
 from memory.plugin.context_block import PLACEHOLDER, fill_blocks, render_block, restore_placeholder
 from memory.index.limits import validate_min_score, validate_top_k
@@ -190,6 +192,7 @@ class _Conversation:
     ending: bool = False  # its end's outbox write is under way: checkpoints wait for it (``_end``)
     key: str = ""  # its summary key (= outbox entry id), computed once when it opens
     prompt: list[dict[str, Any]] | None = None  # the system prompt blocks with its block, from its first turn
+    watch: ErasureWatch | None = None  # set once the pipeline reads a marker covering it
 
 
 class MemoryPlugin(Plugin):
@@ -484,11 +487,17 @@ class MemoryPlugin(Plugin):
         # later covers it, whatever it was given; one whose second marker is earlier had
         # already deleted what it erased.
         opened = new_conversation_marker()
+        assert self.agent_name is not None
+        watch = None  # watched from its start: a marker read while its memories are read counts too
+        if self.pipeline is not None:
+            watch = self.pipeline.watch_erasure(OutboxEntry(
+                tenant_id=invocation.tenant_id, user_id=invocation.user_id, agent_name=self.agent_name,
+                conversation_id=invocation.conversation_id, transcript=[], opened=opened, open=True,
+            ))  # fmt: skip
         memories = self._retrieve(self._scope(invocation), prompt) if prompt else []
         conversation = _Conversation(
-            invocation, opened=opened, block=render_block(memories), injected=[m.id for m in memories]
+            invocation, opened=opened, block=render_block(memories), injected=[m.id for m in memories], watch=watch
         )
-        assert self.agent_name is not None
         conversation.key = summary_key(
             invocation.tenant_id, invocation.user_id, self.agent_name, invocation.conversation_id, conversation.opened
         )
@@ -651,14 +660,10 @@ class MemoryPlugin(Plugin):
             self.metrics["checkpoints"] += 1
 
     def _found_erased(self, conversation: _Conversation) -> bool:
-        """Whether the pipeline found this live conversation erased (no I/O): its record of the
-        conversation's checkpoints or, for a read-only plugin (a specialist in the same session,
-        no checkpoints of its own), the erasure markers it already read for the user."""
-        if conversation.erased or self.pipeline is None:
-            return False
-        if self.summarize:
-            return self.pipeline.is_erased(conversation.invocation.tenant_id, conversation.key)
-        return self.pipeline.known_erased(self._entry(conversation, open=True))
+        """Whether the pipeline has read a marker covering this live conversation (no I/O; for a
+        read-only plugin too, whose conversation has no checkpoints: its user's other ones, e.g.
+        the orchestrator's in the same session, read the markers)."""
+        return not conversation.erased and conversation.watch is not None and conversation.watch.found
 
     def _drop_erased(self, conversation: _Conversation) -> None:
         conversation.transcript.clear()

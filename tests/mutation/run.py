@@ -119,6 +119,9 @@ MUTANTS = [
            "if not isinstance(token_use, str) or token_use not in self.token_uses:", "if not isinstance(token_use, str):", AUTH),
     Mutant("verifier-expiry-ignored", "auth/verifier.py",
            "leeway=self.leeway_seconds,", "leeway=10**9,", AUTH),
+    Mutant("verifier-any-user-claim", "auth/verifier.py",
+           "if user_claim not in USER_CLAIMS:", "if False:", AUTH),
+    Mutant("identity-blank-user", "auth/identity.py", "not self.user_id.strip()", "not self.user_id", AUTH),
     Mutant("claims-other-user-accepted", "agent/app.py",
            "if request.user_id is not None and request.user_id != identity.user_id:", "if False:", APP),
     Mutant("jwks-file-keeps-every-key", "auth/jwks.py",
@@ -171,9 +174,13 @@ MUTANTS = [
            "if group in seen:\n            continue", "if False:\n            continue", HYBRID),
     # -- the context block's fencing and escaping -----------------------------------------------------
     Mutant("memory-content-unescaped", "memory/plugin/context_block.py",
-           'f">{html.escape(memory.content, quote=True)}</memory>"', 'f">{memory.content}</memory>"', CONTEXT),
+           'f">{escape_text(memory.content)}</memory>"', 'f">{memory.content}</memory>"', CONTEXT),
     Mutant("memory-id-unescaped", "memory/plugin/context_block.py",
-           '<memory id="{html.escape(memory.id, quote=True)}"', '<memory id="{memory.id}"', CONTEXT),
+           '<memory id="{escape_text(memory.id)}"', '<memory id="{memory.id}"', CONTEXT),
+    Mutant("memory-look-alikes-unescaped", "memory/plugin/context_block.py",
+           'return _LOOK_ALIKE.sub(lambda m: f"&#x{ord(m.group()):x};", html.escape(text, quote=True))',
+           "return html.escape(text, quote=True)",
+           ("tests/unit/memory/plugin/test_context_block_properties.py", "tests/unit/memory/test_strands_store.py")),
     # -- the HTTP edge: auth gate first, body size limit, JSON body check -----------------------------
     Mutant("auth-gate-after-body-limit", "agent/app.py",
            "Middleware(AuthGateMiddleware, authenticate=authenticate, on_error=_error),\n"

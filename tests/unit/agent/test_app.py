@@ -158,6 +158,17 @@ def test_a_token_whose_user_id_cannot_be_stored_is_401_without_details(harness, 
     assert response.status_code == 200 and made[SID].states[0]["user_id"] == "u" * room
 
 
+@pytest.mark.parametrize("user", ["   ", "\t"])
+def test_a_token_whose_user_id_is_blank_is_401_before_any_session(harness, issuer: DevIssuer, user: str) -> None:
+    """A blank ``sub`` no turn can run under (``Invocation`` refuses it) is refused at the gate,
+    not answered 400 ``InvalidInvocationState`` after a session was made for it."""
+    client, made, holder = harness
+    response = client.post("/invocations", json={"prompt": "hi"}, headers=bearer(issuer, user=user))
+    assert response.status_code == 401
+    assert response.json() == {"error": "unauthorized", "message": "invalid or missing bearer token"}
+    assert made == {} and len(holder["services"].registry) == 0
+
+
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
 def test_another_method_on_invocations_is_a_json_405_with_allow(harness, issuer: DevIssuer, method: str) -> None:
     client, made, _ = harness

@@ -16,11 +16,13 @@ from bedrock_agentcore import BedrockAgentCoreApp
 from bedrock_agentcore.runtime.models import PingStatus
 
 from agent.services import build_services
+from agent.sessions import EndRetry
 from agent.settings import Settings
 from memory.errors import BackendUnavailable
 from memory.keys import new_conversation_marker
 from memory.types import Scope
 from memory.pipeline.outbox import OutboxEntry
+from memory.plugin.invocation import Invocation
 from tests.support.busy import wait_until
 
 
@@ -380,3 +382,47 @@ def test_a_session_released_just_after_the_turn_deadline_is_ended_not_abandoned(
     releaser.join()
     assert "not ended" not in caplog.text
     assert [r for r in caplog.records if r.getMessage() == "session ended" and r.__dict__.get("session_id") == "plain-1"]
+
+
+def test_an_idle_end_refused_by_the_outbox_is_stored_once_the_outbox_is_back_without_a_new_start(
+    tmp_path: Path,
+) -> None:
+    """The idle end of a session whose closed entry the outbox refused was logged and the session
+    dropped: its conversation was summarized only by a later process's replay of its checkpoint
+    (hours later on AgentCore, or never once the microVM is gone with a local outbox). The end is
+    now tried again with backoff by the reaper: the entry is written and summarized in process."""
+    import asyncio
+
+    settings = Settings(
+        auth_mode="dev", state_dir=tmp_path, model_provider="import:tests.support.scripted_model:build_echo_model",
+        idle_timeout_seconds=0.2, reap_interval_seconds=0.05, checkpoint_interval_seconds=0,
+    )  # fmt: skip
+    app = BedrockAgentCoreApp()
+    services = build_services(settings, on_task_start=app.add_async_task, on_task_end=app.complete_async_task)
+    pipeline = services.pipeline
+    assert pipeline is not None
+    services.registry.end_retry = EndRetry(base_seconds=0.1, max_delay_seconds=0.2, give_up_after_seconds=30)
+    outbox, refused = pipeline.outbox, []
+    put = outbox.put
+
+    def refusing_put(entry: OutboxEntry) -> Any:
+        if not entry.open and len(refused) < 3:  # the closed entry: the outbox is down for a while
+            refused.append(app.get_current_ping_status())
+            raise BackendUnavailable("outbox down")
+        return put(entry)
+
+    outbox.put = refusing_put  # type: ignore[method-assign]
+    with services.registry.open("sid-1", ("acme", "alice")) as session:
+        asyncio.run(session.conversation.ask("My dog is called Rex.", Invocation("alice", "sid-1", "acme").to_state()))
+    services.start()
+    try:
+        assert wait_until(lambda: pipeline.metrics["stored"] == 1, timeout=15), (refused, pipeline.metrics)
+        assert len(services.registry) == 0
+        # busy while retried (AgentCore keeps the microVM), and Healthy once stored
+        assert refused == [PingStatus.HEALTHY, PingStatus.HEALTHY_BUSY, PingStatus.HEALTHY_BUSY]
+        assert pipeline.wait(30) and pipeline.outbox.pending() == []
+        assert wait_until(lambda: app.get_current_ping_status() == PingStatus.HEALTHY, timeout=10)
+        (memory,) = [m for m in pipeline.store.list(Scope("alice", "acme", "orchestrator")) if m.memory_type == "summary"]
+        assert memory.conversation_id == "sid-1" and "Rex" in memory.content
+    finally:
+        services.close()

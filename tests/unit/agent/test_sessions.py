@@ -425,3 +425,199 @@ def test_a_session_evicted_by_another_request_ends_outside_that_requests_trace()
         assert made["s1"].done.wait(30)
     assert request.get_span_context().is_valid
     assert len(ended_in) == 1 and not ended_in[0].is_valid  # a root of its own, not in bob's trace
+
+
+class FlakyConvo(Convo):
+    """A conversation whose end fails (an outbox refusing writes) ``failures`` times, then works."""
+
+    def __init__(self, session_id: str, failures: int) -> None:
+        super().__init__(session_id)
+        self.failures = failures
+        self.attempts = threading.Semaphore(0)  # one release per attempt, failed or not
+
+    def end_conversation(self) -> None:
+        try:
+            if self.failures > 0:
+                self.failures -= 1
+                raise OSError(5, "outbox unavailable")
+            super().end_conversation()
+        finally:
+            self.attempts.release()
+
+
+class Busy:
+    """Records the busy tasks a registry starts and ends (AgentCore's async tasks)."""
+
+    def __init__(self) -> None:
+        self.running: set[int] = set()
+        self.started = 0
+
+    def start(self, name: str) -> int:
+        assert name == "session-end-retry"
+        self.started += 1
+        self.running.add(self.started)
+        return self.started
+
+    def end(self, token: int) -> None:
+        self.running.remove(token)
+
+
+def make_flaky(failures: int, idle: float = 10.0, busy: Busy | None = None):
+    clock = FakeClock()
+    made: dict[str, list[FlakyConvo]] = {}
+
+    def factory(session_id: str, owner: tuple[str, str]) -> FlakyConvo:
+        convo = FlakyConvo(session_id, failures if not made.get(session_id) else 0)
+        made.setdefault(session_id, []).append(convo)
+        return convo
+
+    retry = sessions.EndRetry(base_seconds=5.0, max_delay_seconds=20.0, give_up_after_seconds=100.0, busy_seconds=30.0)
+    registry = SessionRegistry(
+        factory, max_sessions=4, idle_timeout_seconds=idle, timer=clock, end_retry=retry,
+        on_task_start=busy.start if busy else None, on_task_end=busy.end if busy else None,
+    )  # fmt: skip
+    return registry, clock, made
+
+
+def _attempted(convo: FlakyConvo, times: int = 1) -> None:
+    for _ in range(times):
+        assert convo.attempts.acquire(timeout=30)
+    time.sleep(0.05)  # the failure's bookkeeping after the attempt
+
+
+def test_an_idle_end_that_fails_is_retried_with_backoff_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """The idle end of a session whose outbox write failed was logged and the session dropped:
+    its conversation waited for a later process start. It is now kept and its end tried again
+    at the reaps after a doubling backoff (5 s, 10 s, 20 s here), until it succeeds."""
+    registry, clock, made = make_flaky(failures=3)
+    with registry.open("s1", ALICE):
+        pass
+    (convo,) = made["s1"]
+    with caplog.at_level(logging.INFO, logger="agent.sessions"):
+        clock.now = 11.0
+        assert registry.reap() == 1
+        _attempted(convo)  # failed once: next try due at 16
+        clock.now = 15.0
+        registry.reap()
+        assert convo.attempts.acquire(timeout=0.2) is False  # not due yet
+        for now in (16.0, 26.0, 46.0):  # failures 1..3 -> waits 5, 10, 20 s
+            clock.now = now
+            registry.reap()
+            _attempted(convo)
+    assert convo.ended == 1 and convo.failures == 0
+    clock.now = 1000.0
+    registry.reap()
+    assert convo.attempts.acquire(timeout=0.2) is False and convo.ended == 1  # ended: never again
+    lines = [r.getMessage() for r in caplog.records if r.name == "agent.sessions"]
+    assert [line.split(";")[0] for line in lines] == ["ending session failed (OSError)", "session ended after 3 failed attempt(s)"]
+
+
+def test_an_idle_end_that_keeps_failing_is_given_up_after_its_bound(caplog: pytest.LogCaptureFixture) -> None:
+    registry, clock, made = make_flaky(failures=1000)
+    with registry.open("s1", ALICE):
+        pass
+    (convo,) = made["s1"]
+    with caplog.at_level(logging.WARNING, logger="agent.sessions"):
+        clock.now = 11.0
+        registry.reap()
+        _attempted(convo)
+        for now in (16.0, 26.0, 46.0, 66.0, 86.0, 106.0, 126.0):  # the last one past 100 s since the first
+            clock.now = now
+            registry.reap()
+            _attempted(convo)
+        clock.now = 10_000.0
+        registry.reap()
+        assert convo.attempts.acquire(timeout=0.2) is False  # dropped
+    lines = [r.getMessage() for r in caplog.records if r.name == "agent.sessions"]
+    assert len(lines) == 2 and "given up" in lines[1] and "8 times" in lines[1]
+
+
+def test_end_session_tries_a_failed_earlier_end_of_its_session_id_at_once() -> None:
+    """The session idled out and its end failed; the client comes back and ends the session:
+    the earlier conversation's end is tried again then (not at its backoff); while it still
+    fails, nothing is ended (503, as for an earlier end still running), then both are."""
+    registry, clock, made = make_flaky(failures=2)
+    with registry.open("s1", ALICE):
+        pass
+    clock.now = 11.0
+    registry.reap()
+    (old,) = made["s1"]
+    _attempted(old)  # failed once, retry due at 16
+    with registry.open("s1", ALICE) as session:
+        with pytest.raises(Unavailable, match="could not be recorded"):
+            registry.end(session)  # tried at once, failed again
+        assert session.conversation.ended == 0 and not session.closed
+    _attempted(old)
+    with registry.open("s1", ALICE) as again:
+        assert again is session
+        registry.end(again)  # the earlier end is tried at once again (not due before t=21) and works
+    assert old.ended == 1 and session.conversation.ended == 1 and len(registry) == 0
+
+
+def test_close_tries_a_failed_idle_end_once_more_and_not_after() -> None:
+    registry, clock, made = make_flaky(failures=2)
+    with registry.open("s1", ALICE):
+        pass
+    clock.now = 11.0
+    registry.reap()
+    (convo,) = made["s1"]
+    _attempted(convo)  # retry due at 16: close does not wait for it
+    registry.close(timeout=5)
+    _attempted(convo)  # the shutdown's try, failed
+    clock.now = 1000.0
+    registry.reap()
+    assert convo.attempts.acquire(timeout=0.2) is False and convo.ended == 0
+
+
+def test_close_ends_a_session_whose_idle_end_failed_once_the_outbox_is_back() -> None:
+    registry, clock, made = make_flaky(failures=1)
+    with registry.open("s1", ALICE):
+        pass
+    clock.now = 11.0
+    registry.reap()
+    (convo,) = made["s1"]
+    _attempted(convo)
+    registry.close(timeout=5)
+    assert convo.ended == 1
+
+
+def test_a_failed_idle_end_keeps_the_app_busy_while_retried_within_the_busy_bound() -> None:
+    """On AgentCore a session reporting Healthy is ended by the runtime's idle timeout, its
+    microVM with it: a failed end's retries are one busy task, from its first failure until it is
+    ended (the summary's own task follows), or for ``busy_seconds`` at most (retried on, not busy)."""
+    busy = Busy()
+    registry, clock, made = make_flaky(failures=2, busy=busy)
+    with registry.open("s1", ALICE):
+        pass
+    clock.now = 11.0
+    registry.reap()
+    (convo,) = made["s1"]
+    _attempted(convo)
+    assert busy.running == {1}
+    clock.now = 16.0
+    registry.reap()
+    _attempted(convo)  # failed again: the same task
+    assert busy.running == {1} and busy.started == 1
+    clock.now = 26.0
+    registry.reap()
+    _attempted(convo)  # ended
+    assert convo.ended == 1 and busy.running == set()
+
+    busy = Busy()
+    registry, clock, made = make_flaky(failures=1000, busy=busy)
+    with registry.open("s1", ALICE):
+        pass
+    clock.now = 11.0
+    registry.reap()
+    (convo,) = made["s1"]
+    _attempted(convo)
+    for now in (16.0, 26.0, 46.0):  # 35 s after the first failure: past the 30 s bound
+        assert busy.running == {1}
+        clock.now = now
+        registry.reap()
+        _attempted(convo)
+    assert busy.running == set()  # no longer busy ...
+    clock.now = 66.0
+    registry.reap()
+    _attempted(convo)  # ... yet retried
+    assert busy.started == 1

@@ -66,6 +66,19 @@ def test_idle_timeout_must_beat_agentcore(monkeypatch: pytest.MonkeyPatch) -> No
         load_settings()
 
 
+@pytest.mark.parametrize("claim", ["email", "phone_number", "custom:tenantName", "cognito:groups"])
+def test_a_user_claim_a_user_can_change_is_refused(monkeypatch: pytest.MonkeyPatch, claim: str) -> None:
+    """Memories are keyed by the user claim: with ``email`` (which the app client lets a user
+    write) a user who sets another's address reads that user's memories."""
+    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    monkeypatch.setenv("AGENT_USER_CLAIM", claim)
+    with pytest.raises(SettingsError, match="AGENT_USER_CLAIM"):
+        load_settings()
+    for kept in ("sub", "cognito:username", "username"):
+        monkeypatch.setenv("AGENT_USER_CLAIM", kept)
+        assert load_settings().user_claim == kept
+
+
 def test_s3vectors_needs_bucket_and_role(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
     monkeypatch.setenv("AGENT_BACKEND", "s3vectors")
@@ -135,6 +148,27 @@ def test_busy_time_must_stay_below_agentcore_idle_timeout(monkeypatch: pytest.Mo
     monkeypatch.setenv("AGENT_SUMMARY_MAX_BUSY_SECONDS", "900")
     with pytest.raises(SettingsError, match="AGENT_SUMMARY_MAX_BUSY_SECONDS"):
         load_settings()
+
+
+def test_busy_time_must_stay_below_the_configured_runtime_idle_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checked against AGENT_RUNTIME_IDLE_TIMEOUT_SECONDS, not AgentCore's default 900 s (a
+    runtime configured with --idle-timeout 600 accepted 700 s of busy time); unset, the bound
+    fits the configured timeout."""
+    monkeypatch.setenv("AGENT_AUTH_MODE", "dev")
+    assert load_settings().resolved_summary_max_busy_seconds == 300  # under the default 900 s
+    monkeypatch.setenv("AGENT_RUNTIME_IDLE_TIMEOUT_SECONDS", "300")
+    monkeypatch.setenv("AGENT_IDLE_TIMEOUT_SECONDS", "225")
+    assert load_settings().resolved_summary_max_busy_seconds == 240  # 300 s less the 60 s margin
+    monkeypatch.setenv("AGENT_RUNTIME_IDLE_TIMEOUT_SECONDS", "600")
+    monkeypatch.setenv("AGENT_IDLE_TIMEOUT_SECONDS", "500")
+    monkeypatch.setenv("AGENT_SUMMARY_MAX_BUSY_SECONDS", "599")
+    assert load_settings().resolved_summary_max_busy_seconds == 599
+    monkeypatch.setenv("AGENT_SUMMARY_MAX_BUSY_SECONDS", "700")
+    with pytest.raises(SettingsError, match=r"AGENT_SUMMARY_MAX_BUSY_SECONDS \(700\).*AGENT_RUNTIME_IDLE_TIMEOUT_SECONDS \(600"):
+        load_settings()
+    monkeypatch.setenv("AGENT_RUNTIME_IDLE_TIMEOUT_SECONDS", "3600")
+    monkeypatch.setenv("AGENT_SUMMARY_MAX_BUSY_SECONDS", "1200")  # a longer runtime timeout allows more
+    assert load_settings().resolved_summary_max_busy_seconds == 1200
 
 
 @pytest.mark.parametrize("budget", ["inf", "1e12"])

@@ -20,17 +20,23 @@ CLIENT_ID = "client-abc"
 
 
 class JwksServer:
-    """Serves ``self.jwks`` at ``/jwks.json`` on loopback and counts the fetches."""
+    """Serves ``self.jwks`` at ``/jwks.json`` on loopback and counts the fetches; while ``open``
+    is clear, a request is held (up to 4 s, under the key source's 5 s timeout) after
+    ``requested`` is set: an endpoint that hangs."""
 
     def __init__(self) -> None:
         self.jwks: dict[str, Any] = {"keys": []}
         self.fetches = 0
         self.fail = False
+        self.open, self.requested = threading.Event(), threading.Event()
+        self.open.set()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 server.fetches += 1
+                server.requested.set()
+                server.open.wait(4)
                 if server.fail:
                     self.send_error(503)
                     return

@@ -18,11 +18,25 @@ def test_invalid_tenant_rejected_not_normalised(tenant: object) -> None:
     assert info.value.reason == "invalid_tenant" and info.value.status_code == 401
 
 
-@pytest.mark.parametrize("user", ["", None, 3, "\ud800", "a\udfffb"])
+@pytest.mark.parametrize("user", ["", None, 3, "\ud800", "a\udfffb", "   ", "\t\n"])
 def test_user_required(user: object) -> None:
     with pytest.raises(AuthError) as info:
         Identity(tenant_id="tenant-001", user_id=user)  # type: ignore[arg-type]
     assert info.value.reason == "malformed"
+
+
+@pytest.mark.parametrize("user", ["a\x00b", "alice\n", "a\x7fb", "ali\u200bce", "\u202eecila", "a\u2028b", "a\ufeff"])
+def test_user_id_with_control_or_format_characters_is_refused(user: str) -> None:
+    """No identity provider's user id holds them (Cognito's usernames exclude them, its sub is a
+    UUID); they would reach index metadata, erasure folders and logs as invisible differences."""
+    with pytest.raises(AuthError) as info:
+        Identity(tenant_id="tenant-001", user_id=user)
+    assert info.value.reason == "malformed"
+
+
+@pytest.mark.parametrize("user", ["alice", "Jos\u00e9 Garc\u00eda", "\u5f20\u4f1f", "a3f1c2d4-0b5e-4c6a-9d7f-1e2b3c4d5e6f", "user+tag@example.com"])
+def test_ordinary_user_ids_are_accepted(user: str) -> None:
+    assert Identity(tenant_id="tenant-001", user_id=user).user_id == user
 
 
 def test_groups_must_be_strings() -> None:

@@ -160,17 +160,27 @@ def test_a_key_removed_from_the_jwks_stops_verifying_after_the_lifespan(
     assert jwks_server.fetches == 2
 
 
+def _refresh_done(keys: JwksUrlKeys) -> None:
+    """Wait for a background refresh under way, if any (it holds the fetch lock until done)."""
+    with keys._lock:
+        pass
+
+
 def test_a_key_removed_from_the_jwks_stops_verifying_at_the_refresh_ahead_of_expiry(
     verifier: TokenVerifier, jwks_server: Any, make_token: Callable[..., str], key_b: Any, clock: Clock
 ) -> None:
-    """In the last tenth of the lifespan a request whose key the set holds refreshes it first:
-    the refreshed set replaces the cached one at once, so a removed key is refused then."""
+    """In the last tenth of the lifespan a request whose key the set holds starts a refresh
+    (answered with the still valid set): the refreshed set then replaces the cached one, so a
+    removed key is refused from then on, before the lifespan ends."""
     keys = JwksUrlKeys(jwks_server.url, lifespan_seconds=300, refresh_interval_seconds=30, clock=clock)
     short = TokenVerifier(verifier.issuer, client_ids=verifier.client_ids, key_source=keys)
     token = make_token()
     assert short.verify(token).user_id == "user-123"
     jwks_server.publish(("key-b", key_b))  # the issuer drops key A
     clock.now += 280
+    assert short.verify(token).user_id == "user-123"  # the set is valid still
+    _refresh_done(keys)
+    assert jwks_server.fetches == 2
     assert _reject_reason(short, token) == "unknown_key"
     assert jwks_server.fetches == 2
 
@@ -187,12 +197,18 @@ def test_a_refresh_ahead_of_expiry_rides_out_a_failing_endpoint(
     strict.verify(token)
     jwks_server.fail = True
     clock.now += 545  # the last tenth of the lifespan: a refresh is tried, fails, the set serves
-    assert strict.verify(token).user_id == "user-123" and jwks_server.fetches == 2
+    assert strict.verify(token).user_id == "user-123"
+    _refresh_done(keys)
+    assert jwks_server.fetches == 2
     clock.now += 10  # within the refresh interval: no new attempt
-    assert strict.verify(token).user_id == "user-123" and jwks_server.fetches == 2
+    assert strict.verify(token).user_id == "user-123"
+    _refresh_done(keys)
+    assert jwks_server.fetches == 2
     jwks_server.fail = False
     clock.now += 25  # due again: this refresh succeeds (a new set, a new lifespan)
-    assert strict.verify(token).user_id == "user-123" and jwks_server.fetches == 3
+    assert strict.verify(token).user_id == "user-123"
+    _refresh_done(keys)
+    assert jwks_server.fetches == 3
     jwks_server.fail = True
     clock.now += 21  # the first set's lifespan is over, its successor serves
     for _ in range(5):
@@ -230,31 +246,76 @@ def test_an_expired_key_set_is_503_while_the_endpoint_fails(
     assert jwks_server.fetches == 3
 
 
-def test_requests_do_not_wait_for_a_refresh_ahead_of_expiry(
-    verifier: TokenVerifier, jwks_server: Any, make_token: Callable[..., str], clock: Clock
+def _verify_in_thread(verifier: TokenVerifier, token: str) -> tuple[threading.Thread, list[Any]]:
+    """Verify ``token`` on a thread; the list gets its identity or its error."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(verifier.verify(token))
+        except AuthError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_no_request_waits_for_a_refresh_ahead_of_expiry(
+    verifier: TokenVerifier,
+    jwks_server: Any,
+    make_token: Callable[..., str],
+    key_a: Any,
+    key_b: Any,
+    clock: Clock,
 ) -> None:
-    """One request refreshes the still valid set; the others verify with it meanwhile."""
+    """The request that starts the refresh is answered with the still valid set while the
+    endpoint hangs (before, it waited for the fetch: up to its 5 s timeout), and so are the
+    others; once the refresh is done, the new set serves (a key it added, with no fetch)."""
     keys = JwksUrlKeys(jwks_server.url, lifespan_seconds=600, refresh_interval_seconds=30, clock=clock)
     strict = TokenVerifier(verifier.issuer, client_ids=verifier.client_ids, key_source=keys)
     token = make_token()
     strict.verify(token)
-    fetch, started, release = keys._client.fetch_data, threading.Event(), threading.Event()
-
-    def slow_fetch() -> Any:
-        started.set()
-        assert release.wait(30)
-        return fetch()
-
-    keys._client.fetch_data = slow_fetch
+    jwks_server.publish(("key-a", key_a), ("key-b", key_b))
+    jwks_server.open.clear()
+    jwks_server.requested.clear()
     clock.now += 545
-    refresher = threading.Thread(target=strict.verify, args=(token,))
-    refresher.start()
     try:
-        assert started.wait(30)
-        assert strict.verify(token).user_id == "user-123"  # at once, while the refresh hangs
+        refresher, outcome = _verify_in_thread(strict, token)
+        refresher.join(2)
+        assert jwks_server.requested.wait(2)  # the refresh is under way, held by the endpoint
+        assert [o.user_id for o in outcome] == ["user-123"]  # answered without waiting for it
+        assert strict.verify(token).user_id == "user-123"  # and so is the next request
     finally:
-        release.set()
-        refresher.join(30)
+        jwks_server.open.set()
+    _refresh_done(keys)
+    assert strict.verify(make_token(key=key_b, kid="key-b")).user_id == "user-123"
+    assert jwks_server.fetches == 2
+
+
+def test_an_expired_set_is_not_served_while_a_refresh_ahead_hangs(
+    verifier: TokenVerifier, jwks_server: Any, make_token: Callable[..., str], clock: Clock
+) -> None:
+    """A request finding the set expired while the background refresh hangs waits for its
+    outcome (the expired set never answers), then is answered from the refreshed set."""
+    keys = JwksUrlKeys(jwks_server.url, lifespan_seconds=600, refresh_interval_seconds=30, clock=clock)
+    strict = TokenVerifier(verifier.issuer, client_ids=verifier.client_ids, key_source=keys)
+    token = make_token()
+    strict.verify(token)
+    jwks_server.open.clear()
+    jwks_server.requested.clear()
+    clock.now += 545
+    try:
+        assert strict.verify(token).user_id == "user-123"  # starts the refresh
+        assert jwks_server.requested.wait(2)
+        clock.now += 60  # the set's lifespan is over while the fetch hangs
+        waiter, outcome = _verify_in_thread(strict, token)
+        waiter.join(0.3)
+        assert outcome == []  # waiting for the refresh's outcome, not served the expired set
+    finally:
+        jwks_server.open.set()
+    waiter.join(5)
+    assert [o.user_id for o in outcome] == ["user-123"]  # from the set the refresh fetched
     assert jwks_server.fetches == 2
 
 

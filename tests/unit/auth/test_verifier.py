@@ -91,6 +91,20 @@ def test_first_configured_tenant_claim_wins(
     assert swapped.verify(token).tenant_id == "tenant-two"
 
 
+@pytest.mark.parametrize("claim", ["email", "phone_number", "custom:tier"])
+def test_a_user_claim_a_user_can_change_is_refused(verifier: TokenVerifier, jwks_server: Any, claim: str) -> None:
+    """The user id keys the memories: only identifiers Cognito assigns and never changes."""
+    with pytest.raises(ValueError, match="user_claim"):
+        TokenVerifier(verifier.issuer, client_ids=["client-abc"], jwks_url=jwks_server.url, user_claim=claim)
+
+
+def test_the_username_claims_name_the_user(
+    verifier: TokenVerifier, jwks_server: Any, make_token: Callable[..., str]) -> None:
+    by_username = TokenVerifier(verifier.issuer, client_ids=["client-abc"], jwks_url=jwks_server.url,
+                                user_claim="cognito:username")
+    assert by_username.verify(make_token(**{"cognito:username": "ann"})).user_id == "ann"
+
+
 def test_lifetimes_up_to_the_maximum_are_accepted(verifier: TokenVerifier, make_token: Callable[..., str]) -> None:
     now = int(time.time())
     assert verifier.verify(make_token(iat=now, exp=now + 24 * 3600)).user_id == "user-123"  # Cognito's maximum

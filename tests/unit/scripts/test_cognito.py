@@ -77,6 +77,22 @@ def test_existing_pool_with_mutable_tenant_is_drift_and_kept(aws, cli) -> None:
     assert _pool_id() == pool_id  # never deleted or replaced
 
 
+def test_existing_pool_open_to_self_sign_up_is_drift_and_kept(aws, cli) -> None:
+    """With self sign-up on, anyone can create a user, and through any app client of the pool
+    allowed to write custom:tenantId (a client made without WriteAttributes may write every
+    attribute) give it the tenant they choose: an ID token from our client then names that
+    tenant. Only the setting is reported (a pool with the rest as intended)."""
+    cli(*SETUP)
+    pool_id = _pool_id()
+    _idp().update_user_pool(UserPoolId=pool_id, AdminCreateUserConfig={"AllowAdminCreateUserOnly": False})
+    result = cli(*SETUP)
+    assert result.code == 3
+    drift = [line for line in result.out.splitlines() if line.startswith("DRIFT ")]
+    assert len(drift) == 1 and "self sign-up is allowed" in drift[0], result.out
+    config = _idp().describe_user_pool(UserPoolId=pool_id)["UserPool"]["AdminCreateUserConfig"]
+    assert config["AllowAdminCreateUserOnly"] is False  # reported, not silently changed
+
+
 def test_client_that_can_write_the_tenant_is_drift(aws, cli) -> None:
     cli(*SETUP)
     pool_id = _pool_id()

@@ -581,6 +581,51 @@ def test_a_live_conversation_found_erased_no_longer_injects_the_erased_memories(
     assert "4321" not in _alice_turn(agent, "Anything else?")  # the session goes on without them
 
 
+def test_a_live_conversation_learns_of_its_erasure_at_its_next_turn_whatever_was_erased_meanwhile(
+    fake_store, make_outbox, pipelines, monkeypatch
+) -> None:
+    """The pipeline remembered only the latest ``ERASED_REMEMBERED`` (4,096) live conversations
+    it had found erased: past that many other erasures between two turns, the plugin learned of
+    its own one turn late, and that turn still showed the erased memories. (2 here.)"""
+    monkeypatch.setattr(background, "ERASED_REMEMBERED", 2, raising=False)
+    pipeline, agent = _alice_with_a_pin(pipelines, fake_store, make_outbox(), erasure_refresh_seconds=0.0)
+    assert "4321" in _alice_turn(agent, "My PIN is needed now.")
+    assert pipeline.flush(30)  # its checkpoint is written before the erasure
+    erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
+    _alice_turn(agent, "I am still here.")  # its checkpoint finds the marker
+    assert pipeline.flush(30)
+    others = [entry(f"user-{n}", open=True) for n in range(2)]
+    for other in others:  # two other live conversations found erased before alice's next turn
+        erase(make_outbox(), None, tenant_id="acme", user_id=other.user_id)
+        pipeline.checkpoint(other)
+        assert pipeline.flush(30)
+    assert pipeline.metrics["erased_dropped"] == 3
+    assert "4321" not in _alice_turn(agent, "Anything else?")  # on main: shown once more
+
+
+def test_a_specialist_learns_of_its_conversations_erasure_at_its_next_turn_whatever_was_read_meanwhile(
+    fake_store, make_outbox, pipelines, monkeypatch
+) -> None:
+    """A read-only plugin (a specialist: no checkpoints of its own) asked whether the markers the
+    pipeline keeps, for at most 4,096 users (cleared when full), cover its conversation: once
+    the writer had read as many other users' markers between two turns, it learned of the
+    erasure one turn late (or later), still showing the erased memories. (1 user here.)"""
+    monkeypatch.setattr(background, "_MARKER_CACHE_SIZE", 1, raising=False)
+    pipeline, agent = _alice_with_a_pin(pipelines, fake_store, make_outbox(), erasure_refresh_seconds=0.0)
+    reader = MemoryPlugin(fake_store, pipeline=pipeline, summarize=False, read_agent_name="orchestrator")
+    specialist = Agent(model=EchoModel(), name="researcher", system_prompt="Known: {memory_context}",
+                       plugins=[reader], callback_handler=None)
+    assert "4321" in _alice_turn(agent, "My PIN is needed now.")
+    assert "4321" in _alice_turn(specialist, "Look into my PIN.")
+    assert pipeline.flush(30)  # the orchestrator's checkpoint is written before the erasure
+    erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")
+    _alice_turn(agent, "I am still here.")  # the orchestrator's checkpoint reads alice's marker
+    assert pipeline.flush(30)
+    pipeline.checkpoint(entry("bob", open=True))  # then bob's markers are read (the cache is full)
+    assert pipeline.flush(30)
+    assert "4321" not in _alice_turn(specialist, "Anything else?")  # on main: shown once more
+
+
 def test_forget_sweeps_the_outbox_again_after_writers_have_read_its_marker(fake_store, make_outbox, pipelines) -> None:
     """A running app trusts the markers it read for ``erasure_refresh_seconds``: a turn answered
     right after ``forget`` deleted alice's open checkpoint gets it written again. ``forget``
@@ -637,8 +682,9 @@ class FakeMonotonic:
 def test_a_slow_erasure_listing_never_replaces_a_newer_one(fake_store, make_outbox, pipelines) -> None:
     """The checkpoint writer lists alice's markers before ``forget``; while that listing is under
     way, ending another conversation of hers reads the marker. The older listing, finishing last,
-    must not make the pipeline forget the marker it already read (a specialist's read-only
-    plugin asks ``known_erased`` before every turn and would show the erased memories again)."""
+    must not make the pipeline forget the marker it already read (a conversation starting next,
+    whose watch is set from the markers kept, would not be flagged; the writer would trust the
+    older listing and write the erased conversation's checkpoints again)."""
     slow = SlowErasureListing(make_outbox())
     pipeline = new_pipeline(pipelines, fake_store, slow, erasure_refresh_seconds=60.0)
     live, other = entry("alice", "c1", open=True), entry("alice", "c2")
@@ -646,10 +692,10 @@ def test_a_slow_erasure_listing_never_replaces_a_newer_one(fake_store, make_outb
     assert slow.listing.wait(30)
     make_outbox().add_erasure(ErasureMarker(tenant_id="acme", user_id="alice"))
     assert pipeline.end_conversation(other) is None  # read the marker: dropped
-    assert pipeline.known_erased(live)
+    assert pipeline.watch_erasure(live).found
     slow.go.set()
     assert pipeline.flush(30)
-    assert pipeline.known_erased(live)  # on main: False, the older listing (no marker) replaced it
+    assert pipeline.watch_erasure(live).found  # False once, when the older listing (no marker) replaced it
 
 
 def test_the_checkpoint_writer_trusts_a_listing_for_the_refresh_time_from_when_it_started(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from strands import Agent
 
+from memory.pipeline.background import ErasureWatch
 from memory.plugin.context_block import CLOSE_TAG, OPEN_TAG, extract_block
 from memory.errors import BackendUnavailable, ValidationError
 from memory.keys import summary_key
@@ -592,8 +593,8 @@ class RecordingPipeline:
     def is_erased(self, tenant_id: str | None, entry_id: str) -> bool:
         return False
 
-    def known_erased(self, entry: Any) -> bool:
-        return False
+    def watch_erasure(self, entry: Any) -> ErasureWatch:
+        return ErasureWatch(entry)
 
     def checkpoint(self, entry: Any) -> str:
         self.checkpoint_threads.append(threading.current_thread())
