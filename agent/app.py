@@ -43,7 +43,7 @@ from agent.body_limit import BodyLimitMiddleware
 from agent.chat_models import MissingDependencyError, model_unavailable
 from agent.json_body import JsonBodyMiddleware
 from agent.errors import AppError, BadRequest, Forbidden, MethodNotAllowed, Unauthorized, Unavailable
-from agent.listening import announce, bind_free_port
+from agent.listening import announce, bind_free_port, http_url
 from agent.log_setup import configure_logging
 from agent.observability import configure as configure_telemetry
 from agent.observability import flush as flush_telemetry
@@ -107,7 +107,7 @@ def create_app(settings: Settings, *, services_factory: ServicesFactory = build_
         lifespan=lifespan,
         middleware=[
             Middleware(AuthGateMiddleware, authenticate=authenticate, on_error=_error),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=_error),
             # The SDK answers unparsable bodies in its own shape (or a 500): refuse them first.
             Middleware(JsonBodyMiddleware, on_error=_error),
         ],
@@ -423,26 +423,29 @@ def _serve(app: BedrockAgentCoreApp, settings: Settings, services: Services) -> 
     """Run uvicorn as the SDK's ``run`` does (its host choice and log defaults), with the
     server that starts the shutdown's one deadline (``agent.shutdown``) as the signal comes.
 
-    With ``AGENT_PORT=0`` the socket is bound here first (the SDK and uvicorn cannot report
-    the port the OS chose) and handed to uvicorn as a file descriptor; the address is printed
-    on stderr so that whoever started the process (tests, several local servers) can use it.
+    Once it listens, the address is printed on stderr (``agent.listening.announce``). With
+    ``AGENT_PORT=0`` the socket is bound here first (the SDK and uvicorn cannot report the port
+    the OS chose) and handed to uvicorn as a file descriptor; the printed address is then how
+    whoever started the process (tests, several local servers) learns the port.
     """
 
-    def serve(**where: Any) -> None:
+    def serve(url: str, **where: Any) -> None:
         # bedrock-agentcore 1.25 ``BedrockAgentCoreApp.run``'s uvicorn options
         config = uvicorn.Config(app, access_log=app.debug, log_level="info" if app.debug else "warning", **where)
-        server = StoppingServer(config, deadline=services.deadline, on_stop=services.begin_close)
+        server = StoppingServer(
+            config, deadline=services.deadline, on_stop=services.begin_close, on_start=lambda: announce(url)
+        )
         server.run()
         if not server.started:  # as ``uvicorn.run``: a server that could not start is an error
             sys.exit(STARTUP_FAILURE)
 
     if settings.port:
-        serve(host=settings.host or _sdk_default_host(), port=settings.port)
+        host = settings.host or _sdk_default_host()
+        serve(http_url(host, settings.port), host=host, port=settings.port)
         return
     host = settings.host or "127.0.0.1"
     with bind_free_port(host) as (listener, url):
-        announce(url)
-        serve(host=host, fd=listener.fileno())
+        serve(url, host=host, fd=listener.fileno())
 
 
 def _sdk_default_host() -> str:

@@ -1,13 +1,11 @@
-"""ASGI middleware that refuses request bodies over a byte limit with a 413 JSON error."""
+"""ASGI middleware that refuses request bodies over a byte limit with the app's 413 JSON error."""
 
 from __future__ import annotations
-
-import json
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.errors import PayloadTooLarge
+from agent.json_body import ErrorResponse
 
 
 class _TooLarge(Exception):
@@ -15,11 +13,15 @@ class _TooLarge(Exception):
 
 
 class BodyLimitMiddleware:
-    """Rejects ``/invocations`` bodies larger than ``max_bytes`` before anything parses them."""
+    """Rejects ``/invocations`` bodies larger than ``max_bytes`` before anything parses them,
+    answering ``on_error(PayloadTooLarge(...))`` (the app's one error response)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, paths: tuple[str, ...] = ("/invocations",)) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, on_error: ErrorResponse, paths: tuple[str, ...] = ("/invocations",)
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.on_error = on_error
         self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -28,7 +30,7 @@ class BodyLimitMiddleware:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await _reject(send, self.max_bytes)
+            await self._reject(scope, receive, send)
             return
         received = 0
         started = False
@@ -51,7 +53,11 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await _reject(send, self.max_bytes)
+                await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = PayloadTooLarge(f"the request body exceeds {self.max_bytes} bytes")
+        await self.on_error(error)(scope, receive, send)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -62,16 +68,3 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-async def _reject(send: Send, max_bytes: int) -> None:
-    error = PayloadTooLarge(f"the request body exceeds {max_bytes} bytes")
-    body: Any = json.dumps(error.body()).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status_code,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

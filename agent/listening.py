@@ -1,10 +1,12 @@
-"""The line a server started with ``AGENT_PORT=0`` prints, and how its starter waits for it.
+"""The line the app prints once it serves, and how a server started with ``AGENT_PORT=0`` is waited for.
 
-Uvicorn (run through the AgentCore SDK) cannot report the port the OS chose, so the app binds
-the socket itself and prints ``agent: listening on http://host:port`` on stderr. Tests, the
-demo and benchmarks start servers this way: no port is chosen before the bind, so no other
-process can take it in between. Both sides of that line live here: :func:`announce` in the
-server, :func:`wait_until_listening` in whoever started it (the line, then ``/ping``).
+The app prints ``agent: listening on http://host:port`` on stderr once uvicorn listens, on the
+default port as on any other. Uvicorn (run through the AgentCore SDK) cannot report the port
+the OS chose, so with ``AGENT_PORT=0`` the app binds the socket itself and that line is the
+only way to learn its port. Tests, the demo and benchmarks start servers this way: no port is
+chosen before the bind, so no other process can take it in between. Both sides of that line
+live here: :func:`announce` in the server, :func:`wait_until_listening` in whoever started it
+(the line, then ``/ping``).
 """
 
 from __future__ import annotations
@@ -35,8 +37,12 @@ def bind_free_port(host: str) -> Iterator[tuple[socket.socket, str]]:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.create_server((host, 0), family=family) as listener:
         listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        shown = f"[{host}]" if family == socket.AF_INET6 else host
-        yield listener, f"http://{shown}:{listener.getsockname()[1]}"
+        yield listener, http_url(host, listener.getsockname()[1])
+
+
+def http_url(host: str, port: int) -> str:
+    """The ``http://`` address of ``host`` (an IPv6 address in brackets) and ``port``."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def announce(url: str) -> None:

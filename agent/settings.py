@@ -30,6 +30,7 @@ from agent.secret_settings import SECRETS_ID_ENV, SecretSettingsError, read_secr
 from auth.local_state import in_runtime_container, state_root
 from auth.verifier import USER_CLAIMS
 from memory.aws import is_region, s3_bucket_name_problem
+from memory.index.limits import bucket_name_problem
 from memory.plugin.deadline import DEFAULT_RETRIEVAL_TIMEOUT_SECONDS
 
 #: AgentCore Runtime's default idle session timeout (``--idle-timeout``, 60-28,800 s).
@@ -182,6 +183,9 @@ class Settings(BaseSettings):
             )
         if self.backend == "s3vectors" and not self.vector_bucket:
             raise SettingsError("AGENT_BACKEND=s3vectors needs AGENT_VECTOR_BUCKET")
+        vector_bucket_problem = bucket_name_problem(self.vector_bucket) if self.vector_bucket else None
+        if vector_bucket_problem:
+            raise SettingsError(f"AGENT_VECTOR_BUCKET is not a vector bucket name: {vector_bucket_problem}")
         if self.backend == "s3vectors" and self.tenant_mode == "multi" and not self.tvm_role_arn:
             raise SettingsError("multi-tenant s3vectors needs AGENT_TVM_ROLE_ARN")
         bucket_problem = s3_bucket_name_problem(self.outbox_bucket) if self.outbox_bucket else None

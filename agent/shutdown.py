@@ -65,15 +65,29 @@ class ShutdownDeadline:
 
 
 class StoppingServer(uvicorn.Server):
-    """uvicorn's server, calling ``on_stop`` (which must not block) as its shutdown begins.
+    """uvicorn's server, calling ``on_start`` once it listens and ``on_stop`` (which must not
+    block) as its shutdown begins.
 
     Its graceful wait for requests is bounded by ``deadline``'s :data:`TURN_SHARE`.
     """
 
-    def __init__(self, config: uvicorn.Config, *, deadline: ShutdownDeadline, on_stop: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        deadline: ShutdownDeadline,
+        on_stop: Callable[[], None],
+        on_start: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__(config)
         self._deadline = deadline
         self._on_stop = on_stop
+        self._on_start = on_start
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)  # a port it cannot bind or a failed lifespan: SystemExit
+        if self.started:
+            self._on_start()
 
     async def shutdown(self, sockets: Any = None) -> None:
         self._deadline.start()

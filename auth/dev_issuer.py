@@ -209,9 +209,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"key/JWKS directory (default: ${STATE_DIR_ENV} or {state_root() / 'dev-issuer'})",
     )
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("init", help="create the key and JWKS if missing (idempotent)")
-    sub.add_parser("jwks-path", help="print the JWKS file path")
-    mint = sub.add_parser("mint", help="print a signed token for a tenant and user")
+    summaries = {
+        "init": "create the key and JWKS if missing (idempotent)",
+        "jwks-path": "print the JWKS file path",
+        "mint": "print a signed token for a tenant and user",
+    }  # each one's --help opens with the line the list shows
+    commands = {name: sub.add_parser(name, help=text, description=text) for name, text in summaries.items()}
+    mint = commands["mint"]
     mint.add_argument("--tenant", required=True)
     mint.add_argument("--user", required=True)
     mint.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS, help="seconds (default 3600)")

@@ -22,9 +22,10 @@ def sha256_checked(path: Path, sha256: str) -> Path:
     return path
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    """An argument parser with the ``--json`` flag every benchmark accepts."""
-    p = argparse.ArgumentParser(description=description)
+def parser(module: str, description: str) -> argparse.ArgumentParser:
+    """An argument parser with the ``--json`` flag every benchmark accepts, its usage line the
+    command a user types (``python -m <module>``, not the file name argparse takes from argv)."""
+    p = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
     p.add_argument("--json", action="store_true", help="print results as JSON instead of a table")
     return p
 

@@ -170,7 +170,7 @@ class _Cell:
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
+    p = parser("bench.bench_app", __doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per mode and cell")
     p.add_argument("--turns", type=int, nargs="+", default=[4, 8], help="turns per conversation (last one ends it)")
     args = p.parse_args()

@@ -49,7 +49,7 @@ def _rejected(verify: Callable[[str], Any], token: str) -> None:
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
+    p = parser("bench.bench_auth", __doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=5000)
     args = p.parse_args()
 

@@ -30,7 +30,7 @@ def _rate(fn, items: int, repeat: int = 3) -> float:
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
+    p = parser("bench.bench_embedder", __doc__.splitlines()[0])
     p.add_argument("--sentences", type=int, default=5000)
     args = p.parse_args()
     from memory.embedders.local import LocalEmbedder

@@ -117,7 +117,7 @@ def run_size(size: int, root: Path, rng: np.random.Generator) -> dict[str, objec
 
 
 def main() -> None:
-    args_parser = parser(__doc__.splitlines()[0])
+    args_parser = parser("bench.bench_local_index", __doc__.splitlines()[0])
     args_parser.add_argument("--sizes", default="1000,10000,100000,1000000")
     args = args_parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]

@@ -112,7 +112,7 @@ def _fresh_process(root: Path, erased: int, turns: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
+    p = parser("bench.bench_outbox", __doc__.splitlines()[0])
     p.add_argument("--conversations", type=int, default=20)
     p.add_argument("--turns", type=int, default=6)
     p.add_argument("--pace", type=float, default=0.1, help="seconds between a user's turns")

@@ -173,7 +173,7 @@ def seeded_harness(memories: int) -> Iterator[_Harness]:
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
+    p = parser("bench.bench_plugin", __doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=400, help="timed samples per side and scenario")
     p.add_argument("--warmup", type=int, default=20, help="untimed pairs first (imports, caches, JIT-free warm paths)")
     p.add_argument("--memories", type=int, default=5000)

@@ -25,8 +25,11 @@ Rows (each measured in this run):
   over the best candidate's, BM25 at ``hybrid.LEXICAL_WEIGHT``) instead of as ranks; the default
   until issue 12j;
 * ``J +specificity`` -- I plus ``hybrid.SPECIFICITY_WEIGHT`` times the share of a unit's words
-  (not the query's) that at most two candidate conversations hold:
-  ``SingleTenantStore.retrieve``, the default path of the plugin and the recall tool;
+  (not the query's) that at most two candidate conversations hold; the default until issue 12k;
+* ``K +swapped copies`` -- J with the redundancy penalty's near copies including units equal but
+  for one word swapped that more than two candidate conversations hold ("my plan for Monday is
+  mostly emails" / "... Friday ..."): ``SingleTenantStore.retrieve``, the default path of the
+  plugin and the recall tool;
 * ``H facts (oracle)`` -- an upper bound for the production path, not the offline default: the
   default path's units plus, as ``fact`` units, the generator's own facts of each session
   (``Session.facts``: what the session states, in the user's words), i.e. what perfect fact
@@ -41,7 +44,7 @@ was said; ``paraphrase``: none): recall@k = share of a question's evidence sessi
 conversations (for one evidence session: hit or miss), ranked without a floor; ``injected`` =
 share of evidence among what the plugin injects (top 5 after the floor). ``p50 ms`` is the
 first-turn retrieval (embed + query + ranking) at ``--latency-memories`` memories of one user
-on a LocalIndex, for the old path (row A) and the default one (row J); ``ratio`` = J / A.
+on a LocalIndex, for the old path (row A) and the default one (row K); ``ratio`` = K / A.
 
 A second table measures directions on row E (reciprocal-rank fusion), each alone
 (``variant_ranker``), then combined: the lexical weight at 0 and 1 (0.3 in E), a conversation's
@@ -68,7 +71,9 @@ the copies of repeated filler stop crowding the ranking. Then score fusion (row 
 / +1.8 and injected +0.8 / +1.4 / +1.7 points on seeds 12 / 7 / 3 (its lexical weight chosen on
 seed 12 alone; seeds 1, 2, 4 and 5 gain too, R@1 +2.2 to +3.4). Then specificity (row J): R@1
 +1.9 / +3.5 / +2.2 and injected +3.2 / +1.5 / +6.7 points on seeds 12 / 7 / 3 (weight and
-threshold chosen on seed 12 alone; seeds 1, 2, 4 and 5 gain too). Not adopted: query framing (R@1 -3
+threshold chosen on seed 12 alone; seeds 1, 2, 4 and 5 gain too). Then swapped copies (row K):
+R@1 0 / +0.6 / +0.6 and injected +1.2 / +0.4 / 0 points on seeds 12 / 7 / 3 (seeds 1, 2, 4 and 5
+lose nothing). Not adopted: query framing (R@1 -3
 / -2, injected 0 / +1 on seeds 12 / 7; worse on top of G too), question units down-weighted (R@1 -4
 / -2), the other ranking directions (within two points of E or worse), late interaction over
 WordLlama's token vectors (MaxSim) and pseudo-relevance feedback (no gain on all three seeds,
@@ -128,7 +133,7 @@ from memory.stores.single_tenant import SingleTenantStore
 from memory.types import MemoryUnit, Scope
 
 AGENT = "orchestrator"
-DEFAULT_ROW = "J +specificity"
+DEFAULT_ROW = "K +swapped copies"
 TODAY_MIN_SCORE = 0.2  # the plugin's former DEFAULT_MIN_SCORE
 INJECTED = 5
 KS = (1, 5, 10)
@@ -237,11 +242,11 @@ def dense_summary_ranker(store: SingleTenantStore, embedder: LocalEmbedder) -> R
 
 def units_ranker(store: SingleTenantStore, embedder: Embedder, *, floor: float,
                  options: dict[str, Any] | None = None) -> Ranker:
-    """Rows C-H: dense over-fetch of units, one per conversation.
+    """Rows C-K: dense over-fetch of units, one per conversation.
 
     Without ``options`` the store's own ``retrieve`` (the default path of the plugin and the recall
     tool); with them ``hybrid_rank`` on the index's hits with those keyword arguments (``lexical``,
-    ``redundancy``, ``type_weights``), for the rows before a step was adopted.
+    ``redundancy``, ``swaps``, ``specificity``, ``type_weights``), for the rows before a step was adopted.
     """
 
     def rank(question: Question) -> tuple[list[str], list[str]]:
@@ -382,13 +387,13 @@ def latency(root: Path, sessions: Sequence[Session], questions: Sequence[Questio
 def dense_model_rows(root: Path, sessions: Sequence[Session], questions: Sequence[Question],
                      units: SingleTenantStore, wordllama: LocalEmbedder, users: int,
                      models: Sequence[tuple[str, Embedder]], latency_memories: int = 0) -> list[dict[str, object]]:
-    """The default path (row J) on WordLlama and on each of ``models``, on the sessions of ``users`` users.
+    """The default path (row K) on WordLlama and on each of ``models``, on the sessions of ``users`` users.
 
     Every unit is embedded again by each model, hence a subset of users (MiniLM takes minutes per
     user on 2 shared cores). A model's floor is its ``min_score`` (0.2 when it declares none).
     ``embed p50 ms`` is one question's embedding alone, the part of first-turn retrieval that
     changes with the model; with ``latency_memories`` also the whole first-turn retrieval
-    (``latency``, row J's column) at that many memories of one user. ``load`` is the 1-minute
+    (``latency``, row K's column) at that many memories of one user. ``load`` is the 1-minute
     load average when a model's timings end (the 2 cores are shared).
     """
     chosen = sorted({s.user_id for s in sessions})[:users]
@@ -423,7 +428,7 @@ def dense_model_rows(root: Path, sessions: Sequence[Session], questions: Sequenc
 
 def main() -> None:
     """Generate the corpus, store it like the app, and print the recall table."""
-    p = parser(__doc__.splitlines()[0])
+    p = parser("bench.bench_recall", __doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=12)
     p.add_argument("--users", type=int, default=10)
     p.add_argument("--latency-memories", type=int, default=5000)
@@ -443,7 +448,8 @@ def main() -> None:
         legacy = store_summaries(root, "memory-legacy", sessions, embedder, legacy_extractive_summary)
         summaries = store_summaries(root, "memory-summaries", sessions, embedder, extractive_summary)
         oracle = store_with_oracle_facts(root, sessions, embedder)
-        before = {"lexical": False, "redundancy": False, "specificity": False, "type_weights": {}, "by_rank": True}
+        before = {"lexical": False, "redundancy": False, "swaps": False, "specificity": False, "type_weights": {},
+                  "by_rank": True}
         configs: list[tuple[str, Ranker]] = [
             ("A today", dense_summary_ranker(legacy, embedder)),
             ("B +summary", dense_summary_ranker(summaries, embedder)),
@@ -453,7 +459,8 @@ def main() -> None:
             ("F +redundancy", units_ranker(units, embedder, floor=floor, options={**before, "lexical": True, "redundancy": True})),
             ("G +excerpt weight", units_ranker(units, embedder, floor=floor, options={
                 **before, "lexical": True, "redundancy": True, "type_weights": UNIT_TYPE_WEIGHTS})),
-            ("I score fusion", units_ranker(units, embedder, floor=floor, options={"specificity": False})),
+            ("I score fusion", units_ranker(units, embedder, floor=floor, options={"specificity": False, "swaps": False})),
+            ("J +specificity", units_ranker(units, embedder, floor=floor, options={"swaps": False})),
             (DEFAULT_ROW, units_ranker(units, embedder, floor=floor)),
             ("H facts (oracle)", units_ranker(oracle, embedder, floor=floor)),
         ]
@@ -512,7 +519,7 @@ def main() -> None:
     header["units"] = stored_units
     title = (f"recall of past conversations (seed {args.seed}: {header}); latency at "
              f"{args.latency_memories} memories of one user, LocalIndex + WordLlama; floor {floor}. "
-             f"Row J is the default path; H is an upper bound for the production path (model-extracted facts), not the offline default")
+             f"Row K is the default path; H is an upper bound for the production path (model-extracted facts), not the offline default")
     emit(title, rows, args.json)
     emit("directions measured on row E (adopted: +redundancy and excerpts x0.75, rows F and G; the others are within noise or worse)",
          direction_rows, args.json)

@@ -181,7 +181,7 @@ def _turn_samples(harness: _Harness, turn: str, modes: Sequence[str], repeat: in
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
+    p = parser("bench.bench_telemetry", __doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=300, help="samples per mode and turn")
     p.add_argument("--memories", type=int, default=5000)
     p.add_argument("--calls", type=int, default=20000)

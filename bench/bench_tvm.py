@@ -43,7 +43,7 @@ def _load(fn: Any, requests: int, tenants: int, threads: int) -> float:
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
+    p = parser("bench.bench_tvm", __doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--tenants", type=int, default=50)
     p.add_argument("--threads", type=int, default=64)

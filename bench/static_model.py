@@ -149,7 +149,7 @@ class FusedEmbedder:
 
 def main() -> None:
     """``python -m bench.static_model install [--dir DIR]``: fetch and extract the model."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.static_model", description=__doc__.splitlines()[0])
     p.add_argument("command", choices=["install"])
     p.add_argument("--dir", type=Path, default=None, help=f"target folder (default {model_dir()})")
     args = p.parse_args()

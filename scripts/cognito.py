@@ -23,6 +23,7 @@ from scripts.common import (
     Report,
     ScriptError,
     add_common_args,
+    add_subcommand,
     aws_client,
     error_code,
     is_not_found,
@@ -341,7 +342,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``cognito`` command and its ``setup`` / ``create-user`` subcommands."""
     p = sub.add_parser("cognito", help="user pool, app client and users", description=__doc__)
     cmds = p.add_subparsers(dest="cognito_command", required=True, metavar="SUBCOMMAND")
-    setup = cmds.add_parser("setup", help="create or check the user pool and app client")
+    setup = add_subcommand(cmds, "setup", "create or check the user pool and app client")
     add_common_args(setup)
     setup.add_argument("--pool-name", default=DEFAULT_POOL_NAME)
     setup.add_argument("--client-name", default=DEFAULT_CLIENT_NAME)
@@ -352,7 +353,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="omit USER_PASSWORD_AUTH (production: SRP and refresh only)",
     )
     setup.set_defaults(func=run_setup)
-    user = cmds.add_parser("create-user", help="create a user of a tenant with a generated password")
+    user = add_subcommand(cmds, "create-user", "create a user of a tenant with a generated password")
     add_common_args(user)
     target = user.add_mutually_exclusive_group()
     target.add_argument("--pool-id")

@@ -252,6 +252,12 @@ def default_region() -> str | None:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
 
 
+def add_subcommand(commands: argparse._SubParsersAction, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` opens with ``summary``, the line its parent's list shows."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=summary, description=summary)
+    return parser
+
+
 def add_common_args(
     p: argparse.ArgumentParser,
     *,

@@ -143,15 +143,6 @@ def _deployed_secret_id(path: Path, value: str | None) -> str | None:
         raise ScriptError(f"{path} is not a settings file the app accepts: {err}") from None
 
 
-def _deployed_bucket(path: Path, value: str | None) -> str | None:
-    """The settings' ``AGENT_VECTOR_BUCKET`` if S3 Vectors accepts it as a bucket name (the
-    app's store refuses any other when it is built), checked before any AWS call."""
-    try:
-        return None if value is None else vector_bucket(value)
-    except argparse.ArgumentTypeError as err:
-        raise ScriptError(f"{path}: AGENT_VECTOR_BUCKET: {err}") from None
-
-
 def _role_arn(value: str) -> str:
     """An ``--execution-role-arn`` naming a role (a name alone would leave the default role checked)."""
     if not ROLE_ARN.fullmatch(value):
@@ -184,7 +175,7 @@ def read_settings(args: argparse.Namespace) -> str:
     args.pool_id, args.client_ids = None, []
     args.id_tokens = settings is None or "id" in settings.token_uses
     if settings is not None:
-        args.bucket = args.bucket or _deployed_bucket(path, settings.vector_bucket)
+        args.bucket = args.bucket or settings.vector_bucket  # a name S3 Vectors refuses: a SettingsError
         args.tenant_mode = args.tenant_mode or settings.tenant_mode
         args.outbox_bucket = args.outbox_bucket or settings.outbox_bucket
         args.outbox_prefix = args.outbox_prefix or settings.outbox_prefix

@@ -15,7 +15,7 @@ import argparse
 from memory.pipeline.outbox import DeadLetter, Outbox, OutboxEntry, parse_time
 from memory.pipeline.outbox_s3 import S3Outbox
 from memory.tenants import validate_tenant_id
-from scripts.common import Report, ScriptError, UsageError, add_common_args
+from scripts.common import Report, ScriptError, UsageError, add_common_args, add_subcommand
 from scripts.targets import add_target_args, open_outbox
 
 
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("retry", run_retry, "move dead letters back to pending"),
         ("purge", run_purge, "delete dead letters for good (needs --yes)"),
     ):
-        c = cmds.add_parser(name, help=text)
+        c = add_subcommand(cmds, name, text)
         add_common_args(c, mutating=False)
         add_target_args(c, index=False)
         c.add_argument("--tenant", help="only this tenant")

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from memory.pipeline.outbox import expired_dead_letters
 from memory.stores.scoping import is_expired
 from memory.tenants import validate_tenant_id
-from scripts.common import Report, add_common_args, positive_float
+from scripts.common import Report, add_common_args, add_subcommand, positive_float
 from scripts.targets import Target, add_target_args, open_outbox, open_target, require_tenant
 
 
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``retention`` command."""
     p = sub.add_parser("retention", help="delete expired memories", description=__doc__)
     cmds = p.add_subparsers(dest="retention_command", required=True, metavar="SUBCOMMAND")
-    s = cmds.add_parser("sweep", help="delete a tenant's memories older than --ttl-days")
+    s = add_subcommand(cmds, "sweep", "delete a tenant's memories older than --ttl-days")
     add_common_args(s, mutating=False)
     add_target_args(s)
     s.add_argument("--tenant", action="append", required=True, help="tenant id (repeatable)")

@@ -26,6 +26,7 @@ from scripts.common import (
     Report,
     ScriptError,
     add_common_args,
+    add_subcommand,
     aws_client,
     dimension,
     error_code,
@@ -258,7 +259,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "tenant", help="onboard, offboard or list tenants (one index each)", description=__doc__
     )
     cmds = t.add_subparsers(dest="tenant_command", required=True, metavar="SUBCOMMAND")
-    on = cmds.add_parser("onboard", help="create the tenant's index (idempotent)")
+    on = add_subcommand(cmds, "onboard", "create the tenant's index (idempotent)")
     add_common_args(on)
     on.add_argument("--bucket", type=vector_bucket, required=True)
     on.add_argument("--tenant", action="append", required=True, help="tenant id (repeatable)")
@@ -269,13 +270,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"embedding dimension (default {DEFAULT_DIMENSION}, Nova 2; 256 for WordLlama)",
     )
     on.set_defaults(func=run_onboard)
-    off = cmds.add_parser("offboard", help="delete the tenant's index and all its memories (needs --yes)")
+    off = add_subcommand(cmds, "offboard", "delete the tenant's index and all its memories (needs --yes)")
     add_common_args(off, mutating=False)
     off.add_argument("--bucket", type=vector_bucket, required=True)
     off.add_argument("--tenant", required=True)
     off.add_argument("--yes", action="store_true", help="really delete (otherwise only report)")
     off.set_defaults(func=run_offboard)
-    ls = cmds.add_parser("list", help="list tenants with an index")
+    ls = add_subcommand(cmds, "list", "list tenants with an index")
     add_common_args(ls, mutating=False)
     ls.add_argument("--bucket", type=vector_bucket, required=True)
     ls.add_argument("--count", action="store_true", help="also count vectors (lists every vector)")

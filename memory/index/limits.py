@@ -34,26 +34,32 @@ MAX_NON_FILTERABLE_KEYS = 10
 
 #: Index names: 3-63 lowercase letters, digits, hyphens and dots, a letter or digit at both ends.
 _INDEX_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-#: Vector bucket names: the same without dots.
+_INDEX_RULE = "3-63 lowercase letters, digits, hyphens or dots, a letter or digit at both ends"
+#: Vector bucket names: the same without dots (S3 Vectors' vector bucket naming rules).
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+_BUCKET_RULE = "3-63 lowercase letters, digits or hyphens, a letter or digit at both ends"
 
 
 def validate_index_name(name: object) -> str:
     """Return ``name`` if S3 Vectors accepts it as an index name (3-63 of ``a-z 0-9 - .``,
     alphanumeric at both ends)."""
-    return _checked_name(name, _INDEX_NAME, "index name", "lowercase letters, digits, hyphens or dots")
+    if not isinstance(name, str) or not _INDEX_NAME.fullmatch(name):
+        raise ValidationError(f"invalid index name {name!r}: {_INDEX_RULE}")
+    return name
 
 
 def validate_bucket_name(name: object) -> str:
     """Return ``name`` if S3 Vectors accepts it as a vector bucket name (3-63 of ``a-z 0-9 -``,
     alphanumeric at both ends)."""
-    return _checked_name(name, _BUCKET_NAME, "vector bucket name", "lowercase letters, digits or hyphens")
-
-
-def _checked_name(name: object, pattern: re.Pattern[str], what: str, characters: str) -> str:
-    if not isinstance(name, str) or not pattern.fullmatch(name):
-        raise ValidationError(f"invalid {what} {name!r}: 3-63 {characters}, a letter or digit at both ends")
+    if not isinstance(name, str) or bucket_name_problem(name):
+        raise ValidationError(f"invalid vector bucket name {name!r}: {_BUCKET_RULE}")
     return name
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """The vector bucket naming rule ``name`` breaks, or None; the answer never quotes ``name``
+    (the app's settings errors name the variable, never its value)."""
+    return None if _BUCKET_NAME.fullmatch(name) else _BUCKET_RULE
 
 
 def validate_dimension(dimension: int) -> int:

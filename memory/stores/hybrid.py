@@ -30,7 +30,11 @@ and each member's fused score is divided by ``1 + ln n`` for the ``n`` conversat
 group. A unit said once keeps its score; a conversation whose repeated sentence is demoted
 still competes with its other units (summary, excerpts). bench/bench_recall.py measures it
 (injected +4.2 / +7.5 points on seeds 12 / 7; its generated filler repeats more than real users
-do, so that is an upper bound).
+do, so that is an upper bound). Units equal but for one word swapped group too when more than
+``RARE_CONVERSATIONS`` candidate conversations hold both words: "my plan for Monday is mostly
+emails" and "... for Friday ..." are one remark, while a fact and its new value ("We rent a
+place in Denver" / "... in Austin"), whose words one or two conversations hold, stay apart
+(row K against J: R@1 0 / +0.6 / +0.6 and injected +1.2 / +0.4 / 0 points on seeds 12 / 7 / 3).
 
 Specificity: a unit that says something only one or two conversations said ("Sold the Ford Focus
 and bought a Hyundai Ioniq 5") is more likely the fact a question asks for than one made of what
@@ -85,6 +89,10 @@ BM25_K1 = 1.2
 BM25_B = 0.75
 #: Units of this many content words or fewer also group with a copy lacking one of them.
 NEAR_COPY_MAX_TERMS = 16
+#: Units of at least this many (and at most ``NEAR_COPY_MAX_TERMS``) content words also group with
+#: a copy that swaps one of them, when more than ``RARE_CONVERSATIONS`` candidate conversations
+#: hold both words (templated chatter: "my plan for Monday is mostly emails" / "... for Friday ...").
+SWAP_MIN_TERMS = 4
 #: Fused-score weight per unit ``type`` (others 1). An excerpt (``memory.pipeline.units``: two
 #: turns, both speakers) blends several topics and the assistant's generic advice, so it sits near
 #: many questions; the user's facts are also in that conversation's statement and summary units,
@@ -216,11 +224,33 @@ def _one_shorter(terms: frozenset[str]) -> tuple[frozenset[str], ...]:
     return tuple(terms - {term} for term in terms)
 
 
-def near_copy_groups(term_sets: Sequence[frozenset[str]]) -> list[int]:
+@lru_cache(maxsize=65536)
+def _without_each(terms: frozenset[str]) -> tuple[tuple[str, frozenset[str]], ...]:
+    """Each term of ``terms`` with the set minus it (sets of ``SWAP_MIN_TERMS`` to
+    ``NEAR_COPY_MAX_TERMS`` terms)."""
+    if not SWAP_MIN_TERMS <= len(terms) <= NEAR_COPY_MAX_TERMS:
+        return ()
+    return tuple((term, terms - {term}) for term in terms)
+
+
+def conversation_counts(term_sets: Sequence[frozenset[str]], conversations: Sequence[Any]) -> Counter[str]:
+    """How many of the ``conversations`` hold each term (a conversation's terms: its units')."""
+    said: dict[Any, set[str]] = {}
+    for terms, conversation in zip(term_sets, conversations):
+        said.setdefault(conversation, set()).update(terms)
+    return Counter(chain.from_iterable(said.values()))
+
+
+def near_copy_groups(term_sets: Sequence[frozenset[str]], held_by: Mapping[str, int] | None = None) -> list[int]:
     """A group number per set: equal sets, and sets equal but for one extra term, share a group.
 
     Grouping is transitive ("my knees hurt", "oh my knees hurt" and "anyway my knees hurt" are one
-    group). Sets longer than ``NEAR_COPY_MAX_TERMS`` group only with equal sets.
+    group). Sets longer than ``NEAR_COPY_MAX_TERMS`` group only with equal sets. With ``held_by``
+    (``conversation_counts``), sets of ``SWAP_MIN_TERMS`` terms or more that are equal but for one
+    term swapped group too, when more than ``RARE_CONVERSATIONS`` conversations hold both swapped
+    terms: "my plan for Monday is mostly emails" and "... for Friday ..." are one remark, while
+    "We rent a place in Denver ..." and "... in Austin ..." (a fact and its new value, held by one
+    or two conversations) stay apart.
     """
     first: dict[frozenset[str], int] = {}
     parent = [first.setdefault(terms, i) for i, terms in enumerate(term_sets)]
@@ -231,17 +261,28 @@ def near_copy_groups(term_sets: Sequence[frozenset[str]]) -> list[int]:
             i = parent[i]
         return i
 
+    def join(i: int, j: int) -> None:
+        a, b = root(i), root(j)
+        if a != b:
+            parent[a] = b
+
+    swapped: dict[frozenset[str], int] = {}
     for i, terms in enumerate(term_sets):
         for shorter in first.keys() & _one_shorter(terms):
-            a, b = root(i), root(first[shorter])
-            if a != b:
-                parent[a] = b
+            join(i, first[shorter])
+        if held_by is not None:
+            for term, rest in _without_each(terms):
+                if held_by.get(term, 0) > RARE_CONVERSATIONS:
+                    join(i, swapped.setdefault(rest, i))
     return [root(i) for i in range(len(term_sets))]
 
 
-def redundancy_divisors(term_sets: Sequence[frozenset[str]], conversations: Sequence[Any]) -> list[float]:
-    """``1 + ln n`` per unit, ``n`` = how many conversations said the unit's near-copy group."""
-    groups = near_copy_groups(term_sets)
+def redundancy_divisors(
+    term_sets: Sequence[frozenset[str]], conversations: Sequence[Any], held_by: Mapping[str, int] | None = None
+) -> list[float]:
+    """``1 + ln n`` per unit, ``n`` = how many conversations said the unit's near-copy group
+    (``near_copy_groups``; with ``held_by``, copies with a common word swapped are near copies)."""
+    groups = near_copy_groups(term_sets, held_by)
     said_in: dict[int, set[Any]] = {}
     for group, conversation in zip(groups, conversations):
         said_in.setdefault(group, set()).add(conversation)
@@ -250,20 +291,16 @@ def redundancy_divisors(term_sets: Sequence[frozenset[str]], conversations: Sequ
 
 
 def specificity_scores(
-    term_sets: Sequence[frozenset[str]], conversations: Sequence[Any], query_terms: frozenset[str]
+    term_sets: Sequence[frozenset[str]], query_terms: frozenset[str], held_by: Mapping[str, int]
 ) -> list[float]:
     """Per unit, the share of its terms outside ``query_terms`` that at most ``RARE_CONVERSATIONS``
-    of the ``conversations`` hold (each conversation's terms: the union of its units'); 0 for a
-    unit with no such term."""
-    said: dict[Any, set[str]] = {}
-    for terms, conversation in zip(term_sets, conversations):
-        said.setdefault(conversation, set()).update(terms)
-    held_by = Counter(chain.from_iterable(said.values()))
-    rare = {term for term, count in held_by.items() if count <= RARE_CONVERSATIONS}
+    conversations hold (``held_by``: ``conversation_counts`` of the candidates); 0 for a unit with
+    no such term."""
     scores = []
     for terms in term_sets:
         own = terms - query_terms
-        scores.append(len(own & rare) / len(own) if own else 0.0)
+        rare = sum(1 for term in own if held_by.get(term, 0) <= RARE_CONVERSATIONS)
+        scores.append(rare / len(own) if own else 0.0)
     return scores
 
 
@@ -321,7 +358,8 @@ def conversation_of(hit: QueryHit) -> tuple[Any, ...]:
 
 @telemetry.traced("memory.fusion", lambda query, hits, **options: {
     "memory.candidate.count": len(hits), "memory.top_k": options.get("top_k"),
-    "memory.lexical": options.get("lexical", True), "memory.redundancy": options.get("redundancy", True)})
+    "memory.lexical": options.get("lexical", True), "memory.redundancy": options.get("redundancy", True),
+    "memory.specificity": options.get("specificity", True)})
 def hybrid_rank(
     query: str,
     hits: Sequence[QueryHit],
@@ -331,6 +369,7 @@ def hybrid_rank(
     cache: TokenCache | None = None,
     lexical: bool = True,
     redundancy: bool = True,
+    swaps: bool = True,
     specificity: bool = True,
     type_weights: Mapping[str, float] = UNIT_TYPE_WEIGHTS,
     by_rank: bool = False,
@@ -345,6 +384,8 @@ def hybrid_rank(
         cache: Tokenised candidate texts reused across queries.
         lexical: False ranks by cosine similarity alone (still one result per conversation).
         redundancy: False skips the redundancy penalty (units said in several conversations).
+        swaps: False leaves copies with a common word swapped out of the redundancy penalty's groups
+            (the penalty before row K, for bench_recall).
         specificity: False skips the bonus for words few candidate conversations said (its weight
             is on score fusion's scale: pass False with ``by_rank``).
         type_weights: Fused-score weight per metadata ``type`` (``{}``: none).
@@ -367,11 +408,13 @@ def hybrid_rank(
     if type_weights:
         fused = [demoted(score, type_weights.get(str(h.metadata.get("type")), 1.0)) for score, (h, _) in zip(fused, kept)]
     conversations = [conversation_of(h) for h, _ in kept]
+    term_sets = [terms for _, terms in entries]
+    held_by = conversation_counts(term_sets, conversations) if specificity or (redundancy and swaps) else None
     if redundancy:
-        divisors = redundancy_divisors([terms for _, terms in entries], conversations)
+        divisors = redundancy_divisors(term_sets, conversations, held_by if swaps else None)
         fused = [demoted(score, 1.0 / divisor) for score, divisor in zip(fused, divisors)]
-    if specificity:
-        shares = specificity_scores([terms for _, terms in entries], conversations, frozenset(query_terms))
+    if specificity and held_by is not None:
+        shares = specificity_scores(term_sets, frozenset(query_terms), held_by)
         fused = [score + SPECIFICITY_WEIGHT * share for score, share in zip(fused, shares)]
     results: list[RankedHit] = []
     seen: set[tuple[Any, ...]] = set()

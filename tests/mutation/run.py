@@ -184,8 +184,8 @@ MUTANTS = [
     # -- the HTTP edge: auth gate first, body size limit, JSON body check -----------------------------
     Mutant("auth-gate-after-body-limit", "agent/app.py",
            "Middleware(AuthGateMiddleware, authenticate=authenticate, on_error=_error),\n"
-           "            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),",
-           "Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),\n"
+           "            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=_error),",
+           "Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=_error),\n"
            "            Middleware(AuthGateMiddleware, authenticate=authenticate, on_error=_error),", APP),
     Mutant("body-limit-off-by-one", "agent/body_limit.py",
            "declared is not None and declared > self.max_bytes", "declared is not None and declared >= self.max_bytes",

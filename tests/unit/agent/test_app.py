@@ -214,6 +214,24 @@ def test_oversized_body_is_413(harness, issuer: DevIssuer) -> None:
     assert too_long.status_code == 400 and too_long.json()["field"] == "prompt"
 
 
+def test_every_error_body_is_serialised_one_way(harness, issuer: DevIssuer) -> None:
+    """The 413 body was ``json.dumps``' spaced JSON, every other error body Starlette's compact
+    one: each is now the app's one error response, byte for byte."""
+    from starlette.responses import JSONResponse
+
+    client, _, _ = harness
+    answers = {
+        401: client.post("/invocations", json={"prompt": "hi"}, headers={SESSION: SID}),
+        400: client.post("/invocations", content=b"{not json", headers=bearer(issuer)),
+        405: client.get("/invocations", headers=bearer(issuer)),
+        413: client.post("/invocations", json={"prompt": "x" * 5000}, headers=bearer(issuer)),
+    }
+    for status, response in answers.items():
+        assert response.status_code == status
+        assert response.headers["content-type"] == "application/json", status
+        assert response.content == JSONResponse(response.json()).body, (status, response.content)
+
+
 def test_another_users_token_on_an_open_session_is_403(harness, issuer: DevIssuer) -> None:
     client, _, _ = harness
     assert client.post("/invocations", json={"prompt": "hi"}, headers=bearer(issuer)).status_code == 200

@@ -9,6 +9,7 @@ import json
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
+from agent.app import _error
 from agent.body_limit import BodyLimitMiddleware
 
 LIMIT = 1000
@@ -42,7 +43,7 @@ async def _post(chunks: list[bytes], *, declared: bool) -> tuple[list[Message], 
 
     headers = [(b"content-length", str(sum(map(len, chunks))).encode())] if declared else []
     scope = {"type": "http", "method": "POST", "path": "/invocations", "headers": headers, "query_string": b""}
-    await BodyLimitMiddleware(app, LIMIT)(scope, receive, send)
+    await BodyLimitMiddleware(app, LIMIT, on_error=_error)(scope, receive, send)
     return sent, read[0] if read else None
 
 

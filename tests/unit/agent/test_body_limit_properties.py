@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.app import _error
 from agent.body_limit import BodyLimitMiddleware
 from tests.support.asgi_body import post_chunks
 
@@ -21,7 +22,7 @@ def _serve(chunks: list[bytes], declared: str | None) -> tuple[list[bytes], list
     """One request through BodyLimitMiddleware(JsonBodyMiddleware(app)); what the app read, what was sent."""
     total = sum(map(len, chunks))
     length = [] if declared is None else [(b"content-length", (str(total) if declared == "true" else declared).encode())]
-    return post_chunks(chunks, length, wrap=lambda app: BodyLimitMiddleware(app, max_bytes=LIMIT))
+    return post_chunks(chunks, length, wrap=lambda app: BodyLimitMiddleware(app, max_bytes=LIMIT, on_error=_error))
 
 
 @settings(derandomize=True, max_examples=200, deadline=None)

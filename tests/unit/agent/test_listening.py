@@ -1,4 +1,4 @@
-"""AGENT_PORT=0: the socket the app binds, the line it prints, and how its starter waits for it."""
+"""The line the app prints once it serves (any port), the socket AGENT_PORT=0 binds, and how its starter waits."""
 
 from __future__ import annotations
 
@@ -141,3 +141,39 @@ def test_a_known_address_is_probed_without_reading_the_log(start: Any) -> None:
 
     url = wait_until_listening(proc, log_path, timeout=30, url="http://127.0.0.1:8080", ready=ready)
     assert url == "http://127.0.0.1:8080" and probed == [url]
+
+
+# -- the app's own line: printed once it serves, on a fixed port as on AGENT_PORT=0 ----------
+
+
+@pytest.mark.parametrize("fixed_port", [True, False], ids=["AGENT_PORT=<n>", "AGENT_PORT=0"])
+def test_the_app_prints_where_it_listens_once_it_serves_whatever_the_port(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fixed_port: bool
+) -> None:
+    """On the default port (8080) the app printed nothing at all (uvicorn logs at WARNING): only
+    ``AGENT_PORT=0`` said where it listened. Both now print the one line, once uvicorn serves."""
+    from types import SimpleNamespace
+
+    from starlette.applications import Starlette
+
+    from agent import app as app_module
+    from agent.shutdown import ShutdownDeadline, StoppingServer
+
+    class ServeOnce(StoppingServer):
+        async def main_loop(self) -> None:  # started and listening: shut down at once
+            return None
+
+    monkeypatch.setattr(app_module, "StoppingServer", ServeOnce)
+    services = SimpleNamespace(deadline=ShutdownDeadline(1.0), begin_close=lambda: None)
+    # The port stays reserved (bound, not listening) until uvicorn binds it too: both reuse the address.
+    with socket.socket() as reserved:
+        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        reserved.bind(("127.0.0.1", 0))
+        port = reserved.getsockname()[1] if fixed_port else 0
+        app_module._serve(Starlette(), SimpleNamespace(host="127.0.0.1", port=port), services)  # type: ignore[arg-type]
+    lines = [line for line in capsys.readouterr().err.splitlines() if "listening on" in line]
+    assert len(lines) == 1, lines
+    url = listening_url(lines[0])
+    assert url is not None and url.startswith("http://127.0.0.1:") and not url.endswith(":0")
+    if fixed_port:
+        assert url == f"http://127.0.0.1:{port}"

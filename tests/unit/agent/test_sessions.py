@@ -479,10 +479,26 @@ def make_flaky(failures: int, idle: float = 10.0, busy: Busy | None = None):
     return registry, clock, made
 
 
-def _attempted(convo: FlakyConvo, times: int = 1) -> None:
+def _attempted(registry: SessionRegistry, convo: FlakyConvo, times: int = 1) -> None:
+    """Wait for ``times`` attempts to end ``convo``, and for the registry's bookkeeping of them
+    (an end is pending until its outcome is recorded)."""
     for _ in range(times):
         assert convo.attempts.acquire(timeout=30)
-    time.sleep(0.05)  # the failure's bookkeeping after the attempt
+    deadline = time.monotonic() + 30
+    while registry._pending:  # noqa: SLF001 - no public view of the ends still being recorded
+        assert time.monotonic() < deadline, "an end's outcome was never recorded"
+        time.sleep(0.005)
+
+
+def _idled_out(registry: SessionRegistry, clock: FakeClock, made: dict[str, list[FlakyConvo]]) -> FlakyConvo:
+    """Session ``s1`` opened and left idle past the 10 s timeout, its end attempted once."""
+    with registry.open("s1", ALICE):
+        pass
+    clock.now = 11.0
+    registry.reap()
+    (convo,) = made["s1"]
+    _attempted(registry, convo)
+    return convo
 
 
 def test_an_idle_end_that_fails_is_retried_with_backoff_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -496,14 +512,14 @@ def test_an_idle_end_that_fails_is_retried_with_backoff_and_logged_once(caplog: 
     with caplog.at_level(logging.INFO, logger="agent.sessions"):
         clock.now = 11.0
         assert registry.reap() == 1
-        _attempted(convo)  # failed once: next try due at 16
+        _attempted(registry, convo)  # failed once: next try due at 16
         clock.now = 15.0
         registry.reap()
         assert convo.attempts.acquire(timeout=0.2) is False  # not due yet
         for now in (16.0, 26.0, 46.0):  # failures 1..3 -> waits 5, 10, 20 s
             clock.now = now
             registry.reap()
-            _attempted(convo)
+            _attempted(registry, convo)
     assert convo.ended == 1 and convo.failures == 0
     clock.now = 1000.0
     registry.reap()
@@ -520,11 +536,11 @@ def test_an_idle_end_that_keeps_failing_is_given_up_after_its_bound(caplog: pyte
     with caplog.at_level(logging.WARNING, logger="agent.sessions"):
         clock.now = 11.0
         registry.reap()
-        _attempted(convo)
+        _attempted(registry, convo)
         for now in (16.0, 26.0, 46.0, 66.0, 86.0, 106.0, 126.0):  # the last one past 100 s since the first
             clock.now = now
             registry.reap()
-            _attempted(convo)
+            _attempted(registry, convo)
         clock.now = 10_000.0
         registry.reap()
         assert convo.attempts.acquire(timeout=0.2) is False  # dropped
@@ -537,17 +553,12 @@ def test_end_session_tries_a_failed_earlier_end_of_its_session_id_at_once() -> N
     the earlier conversation's end is tried again then (not at its backoff); while it still
     fails, nothing is ended (503, as for an earlier end still running), then both are."""
     registry, clock, made = make_flaky(failures=2)
-    with registry.open("s1", ALICE):
-        pass
-    clock.now = 11.0
-    registry.reap()
-    (old,) = made["s1"]
-    _attempted(old)  # failed once, retry due at 16
+    old = _idled_out(registry, clock, made)  # failed once, retry due at 16
     with registry.open("s1", ALICE) as session:
         with pytest.raises(Unavailable, match="could not be recorded"):
             registry.end(session)  # tried at once, failed again
         assert session.conversation.ended == 0 and not session.closed
-    _attempted(old)
+    _attempted(registry, old)
     with registry.open("s1", ALICE) as again:
         assert again is session
         registry.end(again)  # the earlier end is tried at once again (not due before t=21) and works
@@ -561,9 +572,9 @@ def test_close_tries_a_failed_idle_end_once_more_and_not_after() -> None:
     clock.now = 11.0
     registry.reap()
     (convo,) = made["s1"]
-    _attempted(convo)  # retry due at 16: close does not wait for it
+    _attempted(registry, convo)  # retry due at 16: close does not wait for it
     registry.close(timeout=5)
-    _attempted(convo)  # the shutdown's try, failed
+    _attempted(registry, convo)  # the shutdown's try, failed
     clock.now = 1000.0
     registry.reap()
     assert convo.attempts.acquire(timeout=0.2) is False and convo.ended == 0
@@ -571,12 +582,7 @@ def test_close_tries_a_failed_idle_end_once_more_and_not_after() -> None:
 
 def test_close_ends_a_session_whose_idle_end_failed_once_the_outbox_is_back() -> None:
     registry, clock, made = make_flaky(failures=1)
-    with registry.open("s1", ALICE):
-        pass
-    clock.now = 11.0
-    registry.reap()
-    (convo,) = made["s1"]
-    _attempted(convo)
+    convo = _idled_out(registry, clock, made)
     registry.close(timeout=5)
     assert convo.ended == 1
 
@@ -587,37 +593,27 @@ def test_a_failed_idle_end_keeps_the_app_busy_while_retried_within_the_busy_boun
     ended (the summary's own task follows), or for ``busy_seconds`` at most (retried on, not busy)."""
     busy = Busy()
     registry, clock, made = make_flaky(failures=2, busy=busy)
-    with registry.open("s1", ALICE):
-        pass
-    clock.now = 11.0
-    registry.reap()
-    (convo,) = made["s1"]
-    _attempted(convo)
+    convo = _idled_out(registry, clock, made)
     assert busy.running == {1}
     clock.now = 16.0
     registry.reap()
-    _attempted(convo)  # failed again: the same task
+    _attempted(registry, convo)  # failed again: the same task
     assert busy.running == {1} and busy.started == 1
     clock.now = 26.0
     registry.reap()
-    _attempted(convo)  # ended
+    _attempted(registry, convo)  # ended
     assert convo.ended == 1 and busy.running == set()
 
     busy = Busy()
     registry, clock, made = make_flaky(failures=1000, busy=busy)
-    with registry.open("s1", ALICE):
-        pass
-    clock.now = 11.0
-    registry.reap()
-    (convo,) = made["s1"]
-    _attempted(convo)
+    convo = _idled_out(registry, clock, made)
     for now in (16.0, 26.0, 46.0):  # 35 s after the first failure: past the 30 s bound
         assert busy.running == {1}
         clock.now = now
         registry.reap()
-        _attempted(convo)
+        _attempted(registry, convo)
     assert busy.running == set()  # no longer busy ...
     clock.now = 66.0
     registry.reap()
-    _attempted(convo)  # ... yet retried
+    _attempted(registry, convo)  # ... yet retried
     assert busy.started == 1

@@ -84,7 +84,7 @@ def test_s3vectors_needs_bucket_and_role(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("AGENT_BACKEND", "s3vectors")
     with pytest.raises(SettingsError, match="AGENT_VECTOR_BUCKET"):
         load_settings()
-    monkeypatch.setenv("AGENT_VECTOR_BUCKET", "b")
+    monkeypatch.setenv("AGENT_VECTOR_BUCKET", "mem-vectors")
     with pytest.raises(SettingsError, match="AGENT_TVM_ROLE_ARN"):
         load_settings()
 
@@ -130,7 +130,7 @@ def test_tenant_claim_singular_alias(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_s3_outbox_comes_with_s3vectors_and_needs_its_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in (("AGENT_AUTH_MODE", "dev"), ("AGENT_BACKEND", "s3vectors"),
-                        ("AGENT_VECTOR_BUCKET", "b"), ("AGENT_TVM_ROLE_ARN", "arn:aws:iam::1:role/t")):
+                        ("AGENT_VECTOR_BUCKET", "mem-vectors"), ("AGENT_TVM_ROLE_ARN", "arn:aws:iam::1:role/t")):
         monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match="AGENT_OUTBOX_BUCKET"):
         load_settings()
@@ -243,9 +243,24 @@ def test_a_region_not_of_aws_shape_is_refused_naming_its_variable(
 def test_an_outbox_bucket_name_s3_refuses_is_refused_at_start_up(monkeypatch: pytest.MonkeyPatch, bucket: str) -> None:
     """``Mem_Bucket`` passed validation and the app failed on it at AWS (exit 1, or a missing
     bucket): refused here, as the setup CLIs refuse it as ``--outbox-bucket``, naming the variable."""
-    for name, value in (("AGENT_AUTH_MODE", "dev"), ("AGENT_BACKEND", "s3vectors"), ("AGENT_VECTOR_BUCKET", "b"),
+    for name, value in (("AGENT_AUTH_MODE", "dev"), ("AGENT_BACKEND", "s3vectors"), ("AGENT_VECTOR_BUCKET", "mem-vectors"),
                         ("AGENT_TVM_ROLE_ARN", "arn:aws:iam::1:role/t"), ("AGENT_OUTBOX_BUCKET", bucket)):
         monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match="AGENT_OUTBOX_BUCKET is not an S3 bucket name") as info:
+        load_settings()
+    assert bucket not in str(info.value)
+
+
+@pytest.mark.parametrize("backend", ["s3vectors", "local"])
+@pytest.mark.parametrize("bucket", ["ab", "b" * 64, "Mem_Bucket", "mem.vectors", "-mem", "mem-"])
+def test_a_vector_bucket_name_s3_vectors_refuses_is_refused_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, backend: str, bucket: str
+) -> None:
+    """``Mem_Bucket`` passed validation and was refused only when the index was built: refused
+    here, by the check ``--bucket`` gets at parsing, naming the variable, not the value."""
+    for name, value in (("AGENT_AUTH_MODE", "dev"), ("AGENT_BACKEND", backend), ("AGENT_VECTOR_BUCKET", bucket),
+                        ("AGENT_TVM_ROLE_ARN", "arn:aws:iam::1:role/t"), ("AGENT_OUTBOX_BUCKET", "outbox-bucket")):
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match="AGENT_VECTOR_BUCKET is not a vector bucket name: 3-63 lowercase") as info:
         load_settings()
     assert bucket not in str(info.value)

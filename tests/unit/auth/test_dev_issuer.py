@@ -169,3 +169,18 @@ def test_a_process_starting_while_the_key_is_generated_shares_that_key(
     identity = first.verifier().verify(f"Bearer {others[0].mint('tenant-001', 'alice')}")
     assert identity.user_id == "alice"
     assert sorted(p.name for p in state.iterdir()) == ["jwks.json", "private_key.pem"]  # no temp file left
+
+
+@pytest.mark.parametrize("command", ["init", "jwks-path", "mint"])
+def test_every_subcommand_s_help_says_what_it_does(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m auth.dev_issuer mint --help`` (the README's first-run path mints with it)
+    showed usage and options only: each subcommand's help opens with the line ``--help`` lists."""
+    with pytest.raises(SystemExit) as listed:
+        main(["--help"])
+    assert listed.value.code == 0
+    summary = next(line.split(None, 1)[1] for line in capsys.readouterr().out.splitlines()
+                   if line.split(None, 1)[:1] == [command])
+    with pytest.raises(SystemExit) as helped:
+        main([command, "--help"])
+    assert helped.value.code == 0
+    assert f"\n\n{summary}\n\n" in capsys.readouterr().out

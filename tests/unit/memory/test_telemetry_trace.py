@@ -112,6 +112,7 @@ def test_first_turn_retrieval_nests_under_the_agent_invocation(run: dict[str, An
     fusion = [s for s in captured.named("memory.fusion") if captured.parent(s) == inject][0]
     assert fusion.attributes["memory.candidate.count"] == run["units_s1"]
     assert fusion.attributes["memory.top_k"] >= 1 and fusion.attributes["memory.lexical"] is True
+    assert fusion.attributes["memory.redundancy"] is True and fusion.attributes["memory.specificity"] is True
     assert inject.attributes["memory.result.count"] == 1
     assert inject.attributes["memory.score.max"] > 0.2
     assert inject.attributes["memory.tenant.id"] == "acme"

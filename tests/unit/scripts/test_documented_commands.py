@@ -187,3 +187,16 @@ def test_a_synopsis_shows_a_value_for_each_option_that_takes_one() -> None:
                          if action.nargs != 0 and f"[{o}]" in text]
     assert bare == []
 
+
+
+def test_every_command_s_help_says_what_it_does() -> None:
+    """``retention sweep --help`` and ``outbox list|retry|purge --help`` (and the subcommands of
+    ``cognito`` and ``tenant``) showed usage and options only: every runnable command's help
+    now opens with what it does, the line its parent's command list shows (a new command
+    without one fails here)."""
+    without = []
+    for name, parser in _leaf_parsers().items():
+        first = (parser.description or "").strip().splitlines()[:1]
+        if not first or " ".join(first[0].split()) not in " ".join(parser.format_help().split()):  # as reflowed
+            without.append(name)
+    assert without == []

@@ -100,6 +100,41 @@ def test_near_copies_need_three_terms_and_long_units_must_be_equal() -> None:
     assert len(set(near_copy_groups([frozenset(long + ["extra"]), frozenset(long + ["extra"])]))) == 1
 
 
+def test_near_copies_include_one_word_swapped_when_many_conversations_hold_both_words() -> None:
+    days = ["Monday", "Tuesday", "Wednesday"]
+    chatter = [terms(f"My plan for {day} is mostly emails and an early night.") for day in days]
+    cities = [terms(f"We rent a small place in {city} close to the river.") for city in ("Denver", "Austin")]
+    conversations = ["c0", "c1", "c2", "c3", "c4"]
+    sets = [*chatter, *cities, terms("Lunch on Monday, Tuesday and Wednesday ran long.")]
+    held_by = hybrid.conversation_counts(sets, [*conversations, "c5"])  # each day: 2 conversations...
+    assert len(set(near_copy_groups(sets, held_by)[:3])) == 3  # ...not more than RARE_CONVERSATIONS
+    held_by = hybrid.conversation_counts([*sets, sets[-1]], [*conversations, "c5", "c6"])  # each day: 3
+    groups = near_copy_groups(sets, held_by)
+    assert groups[0] == groups[1] == groups[2]  # one templated remark, the day swapped
+    assert groups[3] != groups[4]  # a fact and its new value: each city held by one conversation
+    assert len(set(near_copy_groups(sets)[:3])) == 3  # without conversation counts: no swaps
+    short = [terms("plan Monday emails"), terms("plan Tuesday emails")]  # fewer than SWAP_MIN_TERMS
+    assert len(set(near_copy_groups(short, Counter({"monday": 9, "tuesday": 9})))) == 2
+
+
+def test_templated_chatter_with_a_common_word_swapped_yields_to_a_fact() -> None:
+    """Three conversations say one remark with another day (each day also in two more conversations'
+    units): it is one remark said three times, so the fact farther from the question ranks first."""
+    days = ["Monday", "Tuesday", "Wednesday"]
+    hits = [hit(f"c{i}", 0.30 - i * 0.001, f"My plan for {day} is mostly emails and an early night.", f"conv-{i}")
+            for i, day in enumerate(days)]
+    hits += [hit(f"l{i}", 0.10, "Lunch on Monday, Tuesday and Wednesday ran long.", f"conv-{i}") for i in range(3)]
+    hits.append(hit("fact", 0.22, "Sold the Ford Focus last week and bought a Hyundai Ioniq 5.", "conv-car"))
+    query = "What vehicle do I own these days?"
+    before = hybrid_rank(query, hits, top_k=2, min_similarity=-1.0, redundancy=False, specificity=False)
+    assert [r.hit.key for r in before] == ["c0", "c1"]
+    ranked = hybrid_rank(query, hits, top_k=2, min_similarity=-1.0, specificity=False)
+    assert [r.hit.key for r in ranked] == ["fact", "c0"]
+    assert ranked[1].fused == pytest.approx(1 / (1 + math.log(3)))
+    unswapped = hybrid_rank(query, hits, top_k=2, min_similarity=-1.0, specificity=False, swaps=False)
+    assert [r.hit.key for r in unswapped] == ["c0", "c1"]
+
+
 def test_redundancy_divisor_counts_conversations_not_units() -> None:
     said = terms("My knees hurt after running on concrete.")
     once = terms("I repotted the pothos yesterday.")
@@ -333,7 +368,8 @@ def test_specificity_is_the_share_of_a_units_own_words_at_most_two_conversations
         terms("bought a Hyundai"),  # conv-d again: a conversation counts once
         terms("lunch"),  # conv-e: only the query's word
     ]
-    shares = hybrid.specificity_scores(sets, ["a", "b", "c", "d", "d", "e"], frozenset(tokenize("vehicle lunch")))
+    held_by = hybrid.conversation_counts(sets, ["a", "b", "c", "d", "d", "e"])
+    shares = hybrid.specificity_scores(sets, frozenset(tokenize("vehicle lunch")), held_by)
     # own words (not the query's "lunch"): friend/ran/long held by three conversations, not rare
     assert shares[0] == pytest.approx(1 / 4)  # monday
     assert shares[2] == pytest.approx(3 / 6)  # ford, focus (two conversations), stall; not friend, ran, long
