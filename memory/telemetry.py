@@ -66,6 +66,7 @@ from telemetry import (
     record_error,
     span,
     traced,
+    tracer,
 )
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ __all__ = [
     "model_attributes",
     "outbox_backlog",
     "record_error",
+    "recording",
     "result_attributes",
     "retrieval",
     "scope_attributes",
@@ -223,6 +225,12 @@ def in_background(name: str, work: Callable[[str], bool | str]) -> Callable[[str
                 return outcome != "kept"
 
     return run
+
+
+def recording() -> bool:
+    """Whether spans record (a tracer provider is set): attributes that cost something to name
+    (a user's keyed pseudonym) are worth computing only then."""
+    return tracer() is not None
 
 
 #: The empty context: work run :func:`within` it has no cause (a new trace without link).

@@ -22,6 +22,7 @@ clear error instead of silently running without memory.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Final, Mapping
 
@@ -37,6 +38,9 @@ END_SESSION: Final = "end_session"
 NESTED_STATE: Final = "invocation_state"
 #: The keys that identify a turn; forwarded unchanged to specialist agents.
 IDENTITY_KEYS: Final = (TENANT_CONTEXT, USER_ID, CONVERSATION_ID)
+#: Invocations parsed from plain states (strings, a boolean) kept for the next turn that names
+#: the same ones: a conversation's every turn carries the same state.
+PARSED_CACHE_SIZE: Final = 1024
 
 
 class InvalidInvocationState(ValidationError):
@@ -126,12 +130,25 @@ def read_invocation(state: Mapping[str, Any]) -> Invocation | None:
     user_id, conversation_id = state.get(USER_ID), state.get(CONVERSATION_ID)
     if user_id is None or conversation_id is None:
         return None
+    tenant_context, end_session = state.get(TENANT_CONTEXT), state.get(END_SESSION, False)
+    plain = type(user_id) is str and type(conversation_id) is str and type(end_session) is bool
+    if plain and (tenant_context is None or type(tenant_context) is str):
+        return _parsed(user_id, conversation_id, tenant_context, end_session)
+    return _parse(user_id, conversation_id, tenant_context, end_session)
+
+
+def _parse(user_id: Any, conversation_id: Any, tenant_context: Any, end_session: Any) -> Invocation:
     return Invocation(
         user_id=user_id,
         conversation_id=conversation_id,
-        tenant_id=parse_tenant_context(state.get(TENANT_CONTEXT)),
-        end_session=state.get(END_SESSION, False),
+        tenant_id=parse_tenant_context(tenant_context),
+        end_session=end_session,
     )
+
+
+#: ``_parse`` of hashable plain values, each validated once while cached (an invalid state raises
+#: every time: exceptions are not cached).
+_parsed = functools.lru_cache(maxsize=PARSED_CACHE_SIZE)(_parse)
 
 
 def identity_state(state: Mapping[str, Any]) -> dict[str, Any]:

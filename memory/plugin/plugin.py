@@ -269,6 +269,9 @@ class MemoryPlugin(Plugin):
         self._turn_recorded: list[tuple[int, Any]] = []  # (transcript index, message) of the active turn
         self._placeholder_warned = False
         self._written: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # agent -> prompt set
+        # agent -> the blocks that prompt was set from (a conversation's, kept for its every turn)
+        self._written_from: weakref.WeakKeyDictionary[Any, list[dict[str, Any]]] = weakref.WeakKeyDictionary()
+        self._checked_identity: tuple[str | None, str] | None = None  # (tenant, user) that passed the checks
         self.keep_initial_messages = keep_initial_messages
         # agent -> the messages it had when first seen (few-shot examples): every conversation's start
         self._examples: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
@@ -354,8 +357,7 @@ class MemoryPlugin(Plugin):
         try:
             invocation = self._read_invocation(event.invocation_state)
             if invocation is not None:
-                self._check_tenant(invocation.tenant_id)
-                self._check_user(invocation.user_id)
+                self._check_identity(invocation)
         except Exception:
             with self._lock:
                 self.metrics["identity_invalid"] += 1
@@ -531,9 +533,16 @@ class MemoryPlugin(Plugin):
 
     def _set_prompt(self, agent: Any, prompt: list[dict[str, Any]]) -> None:
         with self._lock:
+            if self._written_from.get(agent) is prompt and self._holds_written(agent):
+                return  # set from these blocks and unchanged since: a later turn of the conversation
             agent.system_prompt = [dict(b) for b in prompt] or None  # no blocks: no system prompt, as Strands sends
             # blocks may be edited in place; read back as ``_adopt_callers_prompt`` reads them
             self._written[agent] = copy.deepcopy(agent.system_prompt_content or [{"text": ""}])
+            self._written_from[agent] = prompt
+
+    def _holds_written(self, agent: Any) -> bool:
+        """Whether ``agent``'s system prompt is still the one the plugin last set (``_written``)."""
+        return (agent.system_prompt_content or [{"text": ""}]) == self._written.get(agent)
 
     def _leave(self, conversation: _Conversation) -> None:
         """End ``conversation`` and leave none current (a turn without identity took the agent
@@ -546,6 +555,17 @@ class MemoryPlugin(Plugin):
     def _read_invocation(self, state: Any) -> Invocation | None:
         """The verified identity of a turn or tool call (``read_invocation``)."""
         return read_invocation(state)
+
+    def _check_identity(self, invocation: Invocation) -> None:
+        """``_check_tenant`` and ``_check_user``, except for the identity that passed them last:
+        they depend on nothing else (the store and agent name are fixed), and every turn of a
+        conversation names the same one."""
+        identity = (invocation.tenant_id, invocation.user_id)
+        if identity == self._checked_identity:
+            return
+        self._check_tenant(invocation.tenant_id)
+        self._check_user(invocation.user_id)
+        self._checked_identity = identity
 
     def _check_tenant(self, tenant_id: str | None) -> None:
         """InvalidInvocationState when the store cannot serve ``tenant_id`` (before the model runs):
@@ -623,8 +643,10 @@ class MemoryPlugin(Plugin):
             if not any(t["role"] == "user" for t in conversation.transcript):
                 return
             entry = self._entry(conversation, open=True)
+            # named only for a span that records: a user's pseudonym is an HMAC, on every turn
+            attributes = self._attributes(conversation) if telemetry.recording() else None
             try:
-                with telemetry.span("memory.checkpoint", self._attributes(conversation)):
+                with telemetry.span("memory.checkpoint", attributes):
                     queued = self.pipeline.checkpoint(entry) is not None
                     # None: erased, or the pipeline shut down (the closed entry still gets written)
                     erased = not queued and self.pipeline.is_erased(entry.tenant_id, entry.entry_id)

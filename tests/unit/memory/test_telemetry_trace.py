@@ -140,6 +140,9 @@ def test_checkpoint_and_end_write_the_outbox_inside_the_turn(run: dict[str, Any]
     captured: Captured = run["captured"]
     checkpoint = captured.one("memory.checkpoint")  # session 2, first turn
     assert captured.parent(checkpoint).name == "invoke_agent orchestrator"
+    assert checkpoint.attributes["user.hash"] == _hash(USER)  # named while spans record
+    assert checkpoint.attributes["memory.tenant.id"] == "acme"
+    assert checkpoint.attributes["memory.transcript.turns"] == 2
     assert [s.name for s in captured.spans() if s.parent and s.parent.span_id == checkpoint.context.span_id] == [
         "memory.outbox.write"]
     ends = captured.named("memory.conversation.end")

@@ -85,6 +85,7 @@ def test_a_read_whose_thread_cannot_start_gives_its_slot_back(monkeypatch) -> No
     """CPython raises RuntimeError("can't start new thread") when the OS refuses one (threads or
     memory exhausted): the read fails, and its slot is free again for the next read."""
     monkeypatch.setattr(deadline, "_slots", threading.BoundedSemaphore(1))
+    monkeypatch.setattr(deadline, "_readers", deadline._Readers())  # no idle thread: one must start
 
     class Refused(threading.Thread):
         def start(self) -> None:
@@ -95,6 +96,35 @@ def test_a_read_whose_thread_cannot_start_gives_its_slot_back(monkeypatch) -> No
         with pytest.raises(RuntimeError, match="can't start"):
             within(5.0, lambda: "never")
     assert within(0.5, lambda: "next") == "next"
+
+
+def test_reads_one_after_the_other_run_on_one_thread(monkeypatch) -> None:
+    """A thread started per read cost every first turn a thread's start and end."""
+    monkeypatch.setattr(deadline, "_readers", deadline._Readers())
+    threads = [within(5.0, threading.current_thread) for _ in range(5)]
+    assert len(set(threads)) == 1 and threads[0] is not threading.current_thread() and threads[0].daemon
+
+
+def test_threads_never_outnumber_the_reads_running_and_an_abandoned_ones_serves_again(monkeypatch) -> None:
+    monkeypatch.setattr(deadline, "_slots", threading.BoundedSemaphore(2))
+    monkeypatch.setattr(deadline, "_readers", deadline._Readers())
+    release = threading.Event()
+    hung: list[threading.Thread] = []
+
+    def hang() -> None:
+        hung.append(threading.current_thread())
+        release.wait(30)
+
+    for _ in range(2):
+        with pytest.raises(RetrievalTimeout):
+            within(0.1, hang)
+    assert len(set(hung)) == 2  # two reads running at once: two threads
+    with pytest.raises(RetrievalTimeout, match="still running"):
+        within(0.1, threading.current_thread)
+    release.set()
+    assert wait_for_free_slot() and wait_for_free_slot()
+    later = {within(5.0, threading.current_thread) for _ in range(6)}
+    assert later <= set(hung)  # the abandoned reads' threads, no third one
 
 
 @pytest.mark.parametrize("seconds", [0, -1, -0.5])

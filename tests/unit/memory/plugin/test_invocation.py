@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from memory.plugin import invocation as invocation_module
 from memory.plugin.invocation import (
     CONVERSATION_ID,
     END_SESSION,
@@ -69,3 +70,33 @@ def test_invalid_tenant_is_also_refused_by_the_typed_constructor() -> None:
 def test_identity_state_forwards_identity_only() -> None:
     state = {**Invocation("u", "c", "t-1", end_session=True).to_state(), "other": 1}
     assert identity_state(state) == {TENANT_CONTEXT: "t-1", USER_ID: "u", CONVERSATION_ID: "c"}
+
+
+def test_a_conversations_repeated_state_is_validated_once(monkeypatch) -> None:
+    """Every turn of a conversation carries the same state: its tenant is validated on the first."""
+    seen: list[object] = []
+    validate = invocation_module.tenant_id_from_context
+    monkeypatch.setattr(invocation_module, "tenant_id_from_context", lambda value: seen.append(value) or validate(value))
+    state = Invocation("alice", "conv-validated-once", "tenant-001").to_state()
+    first = read_invocation(state)
+    validations = len(seen)
+    assert [read_invocation(dict(state)) for _ in range(3)] == [first] * 3
+    assert len(seen) == validations
+
+
+@pytest.mark.parametrize(
+    ("valid", "malformed"),
+    [
+        ({END_SESSION: True}, {END_SESSION: 1}),  # equal and hashed alike, yet not a boolean
+        ({TENANT_CONTEXT: "tenant-001"}, {TENANT_CONTEXT: {"tenantName": "Acme"}}),
+        ({TENANT_CONTEXT: "tenant-001"}, {TENANT_CONTEXT: ["tenant-001"]}),
+    ],
+)
+def test_a_malformed_state_is_refused_after_a_valid_one(valid, malformed) -> None:
+    base = {USER_ID: "u", CONVERSATION_ID: "conv-refused-after-valid"}
+    assert read_invocation({**base, **valid}) is not None
+    with pytest.raises(InvalidInvocationState):
+        read_invocation({**base, **malformed})
+    with pytest.raises(InvalidInvocationState):  # a refusal is not remembered as a parse either
+        read_invocation({**base, **malformed})
+
