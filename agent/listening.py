@@ -46,8 +46,11 @@ def http_url(host: str, port: int) -> str:
 
 
 def announce(url: str) -> None:
-    """Print where the server listens (stderr, flushed: the starter is waiting for it)."""
-    print(f"{_PREFIX}{url}", file=sys.stderr, flush=True)  # noqa: T201 - the CLI's output
+    """Print where the server listens (stderr, flushed: the starter is waiting for it), in one
+    write: other threads log meanwhile (the start-up replay), and ``print`` writes the newline
+    apart, so their line could land between the address and its end."""
+    sys.stderr.write(f"{_PREFIX}{url}\n")
+    sys.stderr.flush()
 
 
 def listening_url(log: str) -> str | None:

@@ -19,7 +19,8 @@ earlier one's.
 An idle or evicted session whose end fails (the outbox cannot be written) is kept and its end
 tried again with backoff (``EndRetry``), driven by ``reap``, until it succeeds or
 ``EndRetry.give_up_after_seconds`` have passed since its first failure (then it is dropped and
-logged; its last checkpoint waits for a later process's replay). Meanwhile, for at most
+logged; its last checkpoint waits for a later process's replay). At most ``max_sessions`` such
+ends are kept (each holds its conversation): one more failing then is dropped so at once. Meanwhile, for at most
 ``EndRetry.busy_seconds``, it is a busy task (``on_task_start``/``on_task_end``: AgentCore keeps
 a HealthyBusy session's microVM, which the runtime's idle timeout would otherwise end). It is
 logged once when its end first fails, not for every retry. ``end`` of the same session id tries such an earlier end
@@ -131,6 +132,7 @@ class SessionRegistry(Generic[C]):
     ) -> None:
         self._factory = factory
         self._timer = timer
+        self._max_failed = max_sessions  # failed ends kept for a retry, each with its conversation
         self.end_retry = end_retry or EndRetry()
         self._on_task_start = on_task_start
         self._on_task_end = on_task_end
@@ -365,13 +367,15 @@ class SessionRegistry(Generic[C]):
                     extra={"session_id": session.session_id})
 
     def _end_failed(self, session: Session[C], exc: Exception) -> None:
-        """Keep ``session`` for a retry of its end, unless closing or past the retry bound;
-        logged at its first failure and when given up, not at every retry."""
+        """Keep ``session`` for a retry of its end, unless closing, past the retry bound or with
+        ``max_sessions`` failed ends kept already; logged at its first failure and when given
+        up, not at every retry."""
         now = self._timer()
         with self._lock:
             failures, first, token = self._failed.get(session, (0, now, None))
             failures += 1
-            give_up = self._closing or now - first >= self.end_retry.give_up_after_seconds
+            full = session not in self._failed and len(self._failed) >= self._max_failed
+            give_up = self._closing or full or now - first >= self.end_retry.give_up_after_seconds
             if give_up:
                 self._failed.pop(session, None)
                 self._task_ended(token)

@@ -101,7 +101,8 @@ class JwksUrlKeys:
 
     def _refresh_in_background(self) -> None:
         """Start a refresh ahead of expiry on a daemon thread, which holds the lock until its
-        fetch ends; nothing if a fetch is under way or one ran since the caller's check."""
+        fetch ends; nothing if a fetch is under way or one ran since the caller's check. A thread
+        that cannot start is a failed attempt (logged; tried again after the refresh interval)."""
         if not self._lock.acquire(blocking=False):
             return  # another fetch is under way: the set it replaces is still valid
         now = self._clock()
@@ -111,6 +112,9 @@ class JwksUrlKeys:
         self._attempted_at = now
         try:
             threading.Thread(target=self._fetch_then_release, args=(now,), name="jwks-refresh", daemon=True).start()
+        except RuntimeError as exc:  # "can't start new thread": the set is valid, so is the request
+            self._lock.release()
+            logger.warning("JWKS refresh ahead not started: %s", type(exc).__name__, extra={"jwks_url": self.url})
         except BaseException:  # no thread: nobody else would release the lock
             self._lock.release()
             raise

@@ -71,8 +71,9 @@ Wiring (one plugin instance per agent; the agent needs a stable unique ``name``)
 * Erasure: when the pipeline finds the conversation covered by an erasure marker
   (``memory.pipeline.erasure``), the plugin drops its transcript and its injected memories
   (the next turns' prompt has none) and records nothing more of that conversation
-  (``metrics["erased"]``), at its next turn however many other conversations were erased or
-  users' markers read meanwhile (``SummaryPipeline.watch_erasure``). A read-only plugin drops
+  (``metrics["erased"]``), at its next turn (its first, for a marker read while that turn's
+  memories were read) however many other conversations were erased or users' markers read
+  meanwhile (``SummaryPipeline.watch_erasure``). A read-only plugin drops
   its injected memories likewise once the pipeline has read a marker covering its
   conversation (the orchestrator's checkpoints read them).
 * ``summarize=False`` makes a read-only plugin (injection and recall, no transcript, no
@@ -412,7 +413,8 @@ class MemoryPlugin(Plugin):
                 self._answered = resumed
                 self._turn_inputs = () if resumed else tuple(event.messages or ())
                 self._turn_recorded = []
-                if continuing and self._found_erased(conversation):  # by the checkpoint writer meanwhile
+                # by the checkpoint writer meanwhile, or while a new one's memories were read
+                if self._found_erased(conversation):
                     self._drop_erased(conversation)
                 if conversation.prompt is None:  # the block is kept for the whole conversation
                     conversation.prompt = self._render_prompt(conversation.block)

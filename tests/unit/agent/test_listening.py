@@ -15,6 +15,7 @@ import pytest
 from agent.listening import (
     TAIL_LINES,
     NotListening,
+    announce,
     answers_ping,
     bind_free_port,
     listening_url,
@@ -31,6 +32,30 @@ def test_a_free_port_is_bound_with_nodelay_that_accepted_connections_inherit() -
             accepted, _ = listener.accept()
             with accepted:  # what uvicorn's connections get (asyncio does not set it on an AF_UNIX-wrapped fd)
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+class _Writes:
+    """A stream that records each write call."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_the_line_is_written_whole_so_no_other_thread_s_line_splits_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``print`` wrote the address and its newline in two writes: printed once the server serves,
+    a log line of the start-up replay's thread landed in between ("...:45383{"timestamp"..."),
+    the address line never matched and the starter waited for it in vain (NotListening)."""
+    stream = _Writes()
+    monkeypatch.setattr(sys, "stderr", stream)
+    announce("http://127.0.0.1:45383")
+    assert stream.writes == ["agent: listening on http://127.0.0.1:45383\n"]
 
 
 def test_the_printed_line_is_read_back_and_nothing_else_is() -> None:

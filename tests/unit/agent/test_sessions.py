@@ -617,3 +617,29 @@ def test_a_failed_idle_end_keeps_the_app_busy_while_retried_within_the_busy_boun
     registry.reap()
     _attempted(registry, convo)  # ... yet retried
     assert busy.started == 1
+
+
+def test_failed_ends_kept_for_a_retry_are_bounded_like_the_live_sessions() -> None:
+    """Each kept failed end holds its whole conversation (transcript, agents) for up to an hour:
+    while the outbox was down, every session that idled out or was evicted was kept, however
+    many, so the memory ``max_sessions`` bounds grew with the traffic. At most ``max_sessions``
+    failed ends are kept; one more is given up at once (its checkpoint waits for a later start)."""
+    registry, clock, made = make_flaky(failures=1000)
+    for n in range(5):  # 4 = max_sessions: opening the fifth evicts the first
+        with registry.open(f"s{n}", ALICE):
+            pass
+    (evicted,) = made["s0"]
+    _attempted(registry, evicted)  # kept: one of four
+    clock.now = 11.0
+    registry.reap()  # s1..s4 idle out: their ends fail too (and s0's first retry, due at 5)
+    kept = [made[f"s{n}"][0] for n in range(1, 5)]
+    for convo in [evicted, *kept]:
+        _attempted(registry, convo)
+    clock.now = 30.0  # every retry is due
+    registry.reap()
+    deadline = time.monotonic() + 30
+    while registry._pending:  # noqa: SLF001 - the retries this reap scheduled, until recorded
+        assert time.monotonic() < deadline, "a retry's outcome was never recorded"
+        time.sleep(0.005)
+    attempted_again = [convo.attempts.acquire(blocking=False) for convo in [evicted, *kept]]
+    assert sum(attempted_again) == 4  # the four kept first, not the fifth

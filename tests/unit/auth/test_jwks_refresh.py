@@ -366,3 +366,31 @@ def test_a_jwks_endpoint_resetting_the_connection_is_503_not_a_crash(
         assert endpoint.connections == 1  # the refresh interval holds after this failure too
     finally:
         endpoint.close()
+
+
+def test_a_refresh_ahead_that_cannot_start_its_thread_answers_with_the_valid_set(
+    verifier: TokenVerifier, jwks_server: Any, make_token: Callable[..., str], clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A thread that cannot start (RuntimeError "can't start new thread": a thread limit) made the
+    request that found its key in a valid set fail with a 500; it is a failed attempt of the
+    refresh ahead (the fetch lock free, tried again after the refresh interval)."""
+    keys = JwksUrlKeys(jwks_server.url, lifespan_seconds=600, refresh_interval_seconds=30, clock=clock)
+    strict = TokenVerifier(verifier.issuer, client_ids=verifier.client_ids, key_source=keys)
+    token = make_token()
+    strict.verify(token)
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    clock.now += 545
+    with monkeypatch.context() as patched:
+        patched.setattr(threading.Thread, "start", refuse)
+        assert strict.verify(token).user_id == "user-123"
+    assert not keys._lock.locked()
+    assert strict.verify(token).user_id == "user-123"  # within the interval: not tried again
+    assert jwks_server.fetches == 1
+    clock.now += 30
+    assert strict.verify(token).user_id == "user-123"  # due again: this one starts the refresh
+    _refresh_done(keys)
+    assert jwks_server.fetches == 2

@@ -628,6 +628,27 @@ def test_a_specialist_learns_of_its_conversations_erasure_at_its_next_turn_whate
     assert "4321" not in _alice_turn(specialist, "Anything else?")  # on main: shown once more
 
 
+def test_a_marker_read_while_the_first_turns_memories_are_read_keeps_them_out_of_that_turn(
+    fake_store, make_outbox, pipelines
+) -> None:
+    """The conversation is watched from its start, so a marker the pipeline reads while its first
+    turn's memories are read (here: another conversation of alice's ending meanwhile) flags it;
+    the flag was asked only at later turns, so that first turn still showed the erased memories."""
+    pipeline, agent = _alice_with_a_pin(pipelines, fake_store, make_outbox())
+    retrieve, other = fake_store.retrieve, entry("alice", "c-other")
+
+    def retrieve_then_forget(*args: Any, **kwargs: Any) -> Any:
+        found = retrieve(*args, **kwargs)
+        erase(make_outbox(), fake_store, tenant_id="acme", user_id="alice")  # lands just after the read
+        assert pipeline.end_conversation(other) is None  # the pipeline reads its marker
+        return found
+
+    fake_store.retrieve = retrieve_then_forget
+    assert "4321" not in _alice_turn(agent, "My PIN is needed now.", end=True)  # on main: shown
+    assert pipeline.wait(30)
+    assert "4321" not in _stored_text(fake_store) and make_outbox().pending() == []
+
+
 def test_forget_sweeps_the_outbox_again_after_writers_have_read_its_marker(fake_store, make_outbox, pipelines) -> None:
     """A running app trusts the markers it read for ``erasure_refresh_seconds``: a turn answered
     right after ``forget`` deleted alice's open checkpoint gets it written again. ``forget``
