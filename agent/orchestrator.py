@@ -239,8 +239,8 @@ async def _unbound(prompt: str, *, invocation_state: dict[str, Any]) -> Any:
 def _tool_description(name: str, description: str) -> tuple[ToolSpec, FunctionToolMetadata]:
     """The tool spec and input model, built once per name and description (what ``@tool`` builds).
 
-    ``@tool`` builds a ``FunctionToolMetadata`` (a pydantic input model and a JSON schema, about
-    half of a session's build time) from the function's signature and docstring only; every
+    ``@tool`` builds a ``FunctionToolMetadata`` (a pydantic input model and a JSON schema, most of
+    a session's build time) from the function's signature and docstring only; every
     session's tool has the same ones, so they are built once and each session gets its own
     function (around its own specialist) with them.
     """
