@@ -17,15 +17,18 @@ pauses before the caller heard anything.
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from strands import Agent, ToolContext, tool
 from strands.models import Model
-from strands.tools.decorator import DecoratedFunctionTool
+from strands.tools.decorator import DecoratedFunctionTool, FunctionToolMetadata
 from strands.tools.executors import SequentialToolExecutor
+from strands.types.tools import ToolSpec
 
 from memory.plugin.invocation import identity_state
 from memory.plugin.plugin import MemoryPlugin
@@ -78,6 +81,8 @@ SPECIALISTS: tuple[AgentSpec, ...] = (
 )
 #: Every tool the app's agents have: the specialists, and the recall tool of their memory plugins.
 TOOL_NAMES = frozenset({RECALL_TOOL_NAME, *(spec.name for spec in SPECIALISTS)})
+#: A specialist's tool: a Strands tool whose function returns the specialist's answer.
+SpecialistTool = DecoratedFunctionTool[..., str]
 
 
 def answer_text(result: Any) -> str:
@@ -203,12 +208,19 @@ def build_conversation(
     return Conversation(agent, plugins)
 
 
-def specialist_tool(specialist: Agent, description: str) -> DecoratedFunctionTool:
+def specialist_tool(specialist: Agent, description: str) -> SpecialistTool:
     """Expose ``specialist`` as a tool named after it, forwarding the caller's identity keys."""
+    spec, metadata = _tool_description(specialist.name, description)
+    run = _tool_function(description, specialist.invoke_async)
+    return DecoratedFunctionTool(specialist.name, copy.deepcopy(spec), run, metadata)
+
+
+def _tool_function(description: str, invoke: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[str]]:
+    """The tool's function: its signature and docstring are what the model sees."""
 
     async def run(input: str, tool_context: ToolContext) -> str:  # noqa: A002 - tool schema name
         state = identity_state(tool_context.invocation_state)  # identity and conversation only
-        result = await specialist.invoke_async(input, invocation_state=state)
+        result = await invoke(input, invocation_state=state)
         return str(result).strip()
 
     run.__doc__ = f"""{description}
@@ -216,5 +228,24 @@ def specialist_tool(specialist: Agent, description: str) -> DecoratedFunctionToo
     Args:
         input: The complete request for the specialist.
     """
-    return tool(name=specialist.name, description=description, context=True)(run)
+    return run
 
+
+async def _unbound(prompt: str, *, invocation_state: dict[str, Any]) -> Any:
+    raise RuntimeError("the description template of a specialist tool is never called")
+
+
+@functools.lru_cache(maxsize=16)
+def _tool_description(name: str, description: str) -> tuple[ToolSpec, FunctionToolMetadata]:
+    """The tool spec and input model, built once per name and description (what ``@tool`` builds).
+
+    ``@tool`` builds a ``FunctionToolMetadata`` (a pydantic input model and a JSON schema, most of
+    a session's build time) from the function's signature and docstring only; every
+    session's tool has the same ones, so they are built once and each session gets its own
+    function (around its own specialist) with them.
+    """
+    metadata = FunctionToolMetadata(_tool_function(description, _unbound), "tool_context")
+    spec = metadata.extract_metadata()
+    spec["name"] = name
+    spec["description"] = description
+    return spec, metadata
