@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from strands import Agent, ToolContext, tool
+from strands import Agent, ToolContext
 from strands.models import Model
 from strands.tools.decorator import DecoratedFunctionTool, FunctionToolMetadata
 from strands.tools.executors import SequentialToolExecutor
