@@ -250,6 +250,18 @@ def test_end_session_after_the_idle_timeout_but_before_the_reap_waits_for_the_id
     assert ended_when_answered == 1 and session.conversation.ended == 1 and len(registry) == 0
 
 
+def _expired_with_a_stuck_end() -> tuple[SessionRegistry, threading.Event]:
+    """A registry whose session ``s1`` has idled out (expired; the reaper has not run yet) and
+    whose conversation's end blocks until the returned event is set (an outbox write stuck)."""
+    registry, clock, _ = make(idle=10.0)
+    with registry.open("s1", ALICE) as idle:
+        pass
+    stuck = threading.Event()
+    idle.conversation.end_conversation = lambda: stuck.wait(30)  # type: ignore[method-assign]
+    clock.now = 10.5
+    return registry, stuck
+
+
 def test_end_session_waits_for_the_idle_conversations_end_only_so_long_then_fails_and_keeps_the_session(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -258,12 +270,7 @@ def test_end_session_waits_for_the_idle_conversations_end_only_so_long_then_fail
     hung. Past its bound it now fails (503: retry end_session) before ending anything, the session
     stays open, and the retry answers once that earlier end is done: nothing is lost."""
     monkeypatch.setattr(sessions, "EARLIER_END_WAIT_SECONDS", 0.2, raising=False)
-    registry, clock, made = make(idle=10.0)
-    with registry.open("s1", ALICE) as idle:
-        pass
-    stuck = threading.Event()
-    idle.conversation.end_conversation = lambda: stuck.wait(30)  # type: ignore[method-assign]
-    clock.now = 10.5  # expired; the reaper has not run yet
+    registry, stuck = _expired_with_a_stuck_end()
     outcome: list[BaseException | None] = []
 
     def end_session(session) -> None:
@@ -305,12 +312,7 @@ def test_the_bounded_wait_for_an_earlier_end_holds_on_python_3_10_too(monkeypatc
 
     monkeypatch.setattr(concurrent.futures.Future, "result", result_as_on_3_10)
     monkeypatch.setattr(sessions, "EARLIER_END_WAIT_SECONDS", 0.2)
-    registry, clock, _ = make(idle=10.0)
-    with registry.open("s1", ALICE) as idle:
-        pass
-    stuck = threading.Event()
-    idle.conversation.end_conversation = lambda: stuck.wait(30)  # type: ignore[method-assign]
-    clock.now = 10.5  # expired; the reaper has not run yet
+    registry, stuck = _expired_with_a_stuck_end()
     try:
         with registry.open("s1", ALICE) as session:
             with pytest.raises(Unavailable):

@@ -24,6 +24,16 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+def usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *argv: str) -> str:
+    """Stderr of ``python -m scripts <argv>`` run in ``tmp_path`` with no settings file, which
+    must exit 2 (a usage error)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AGENT_SETTINGS_FILE", raising=False)
+    code, err = run(capsys, *argv)
+    assert code == 2, err
+    return err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -93,10 +103,7 @@ def test_a_vector_bucket_name_s3_vectors_refuses_is_a_usage_error_of_every_comma
 ) -> None:
     """Names were checked only when an index was built, after the first AWS calls: ``retention
     sweep --bucket Mem_Bucket`` asked AWS for its index and exited 1."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("AGENT_SETTINGS_FILE", raising=False)
-    code, err = run(capsys, *argv)
-    assert code == 2, err
+    err = usage_error(capsys, tmp_path, monkeypatch, *argv)
     assert "argument --bucket: invalid vector bucket name 'Mem_Bucket'" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
 
@@ -121,10 +128,7 @@ def test_an_outbox_bucket_name_s3_refuses_is_a_usage_error_of_every_command(
 ) -> None:
     """``--outbox-bucket Mem_Bucket`` went to AWS and exited 1 (or, where the app reads it as
     AGENT_OUTBOX_BUCKET, was taken for a missing bucket): refused at parsing as the app refuses it."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("AGENT_SETTINGS_FILE", raising=False)
-    code, err = run(capsys, *argv)
-    assert code == 2, err
+    err = usage_error(capsys, tmp_path, monkeypatch, *argv)
     assert "argument --outbox-bucket: not an S3 bucket name: not 3-63 lower-case letters" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
 
@@ -156,10 +160,7 @@ def test_a_secret_value_given_as_secrets_id_is_a_usage_error_that_never_echoes_i
 ) -> None:
     """A value pasted where the id goes was sent to Secrets Manager and quoted back (agentcore:
     '--secrets-id {...}: no Secrets Manager secret with that name or ARN'; doctor: its row 'secret {...}')."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("AGENT_SETTINGS_FILE", raising=False)
-    code, err = run(capsys, *argv)
-    assert code == 2, err
+    err = usage_error(capsys, tmp_path, monkeypatch, *argv)
     assert "--secrets-id is not a secret id" in err
     assert "very-secret" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
